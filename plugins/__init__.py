@@ -1,0 +1,1 @@
+"""Built-in Labelyard plugins, written as third-party plugins would be."""

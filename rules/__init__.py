@@ -1,0 +1,1 @@
+"""The workflow language: YAML loading, schema, safe expressions, compiled workflows. Pure."""

@@ -1,0 +1,1 @@
+"""The Labelyard Textual TUI."""
