@@ -1,0 +1,383 @@
+"""The ``labelyard`` command: a thin click group over the engine.
+
+Exit codes: 0 ok, 1 user error (message on stderr, no traceback), 2 usage,
+3 nothing to do (claim). Heavy modules (YAML, jsonschema, rich, Textual) are
+imported only by the commands that use them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+
+from .errors import LabelyardError
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=None, default=str))
+
+
+class LabelyardGroup(click.Group):
+    """Turns user errors into a message and an exit code instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from rules.diagnostics import WorkflowInvalid
+
+        try:
+            return super().invoke(ctx)
+        except LabelyardError as exc:
+            if str(exc):
+                click.echo(f"labelyard: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except WorkflowInvalid as exc:
+            for diagnostic in exc.diagnostics:
+                click.echo(str(diagnostic), err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("labelyard: interrupted", err=True)
+            ctx.exit(130)
+
+
+def db_option(func: Callable) -> Callable:
+    """``--db PATH`` on every command (also accepted before the command name)."""
+
+    @click.option("--db", "db", envvar="LABELYARD_DB", default=None, metavar="PATH",
+                  help="Database file (default: $LABELYARD_DB or ./labelyard.db).")
+    @click.pass_context
+    @wraps(func)
+    def wrapper(ctx: click.Context, *args: Any, db: str | None = None, **kwargs: Any) -> Any:
+        root = ctx.find_root()
+        chosen = db or (root.params.get("db") if root.params else None)
+        return ctx.invoke(func, *args, db=chosen, **kwargs)
+
+    return wrapper
+
+
+def as_option(func: Callable) -> Callable:
+    return click.option("--as", "worker", default=None, metavar="W",
+                        help="Who acts (default: $LABELYARD_WORKER, else your user name).")(func)
+
+
+def _worker(name: str | None) -> str:
+    from .engine import current_user
+
+    return name or current_user()
+
+
+def _engine(db: str | None):
+    from .engine import Engine
+
+    return Engine.open(db)
+
+
+@click.group(cls=LabelyardGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--db", "db", envvar="LABELYARD_DB", default=None, metavar="PATH",
+              help="Database file (default: $LABELYARD_DB or ./labelyard.db).")
+@click.version_option(package_name="labelyard")
+def main(db: str | None) -> None:
+    """Labelyard: a rule-driven workflow router for human labeling work."""
+
+
+@main.command()
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def init(db: str | None, as_json: bool) -> None:
+    """Create the database (or migrate it); running it again is harmless."""
+    from .engine import Engine, current_user
+    from .store import Store
+
+    store, applied = Store.init(db)
+    engine = Engine(store)
+    user = current_user()
+    if store.worker(user) is None:
+        engine.add_worker(user, ["lead"], [], None, actor=user)
+    result = {"db": store.path, "migrations_applied": applied, "lead": user}
+    if as_json:
+        _emit_json(result)
+    else:
+        state = f"applied {', '.join(applied)}" if applied else "already up to date"
+        click.echo(f"{store.path}: {state}; {user} is a lead")
+
+
+@main.command()
+def schema() -> None:
+    """Print the workflow JSON Schema (for editors: yaml-language-server)."""
+    from rules.schema import schema_text
+
+    click.echo(schema_text(), nl=False)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print diagnostics as a JSON list.")
+@click.option("--strict", is_flag=True, help="Warnings fail too.")
+def validate(files: tuple[str, ...], as_json: bool, strict: bool) -> None:
+    """Check workflow files; every mistake as file:line:col: message."""
+    from rules.workflow import compile_workflow
+
+    all_diagnostics = []
+    failed = False
+    for path in files:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+        except OSError as exc:
+            raise LabelyardError(f"{path}: {exc.strerror}") from None
+        workflow, diagnostics = compile_workflow(text, path)
+        all_diagnostics += diagnostics
+        if workflow is None or (strict and diagnostics):
+            failed = True
+        if not as_json:
+            for d in diagnostics:
+                click.echo(str(d), err=True)
+            if workflow is not None and not (strict and diagnostics):
+                click.echo(f"{path}: ok ({workflow.name})")
+    if as_json:
+        _emit_json([d.as_dict() for d in all_diagnostics])
+    if failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@db_option
+@click.option("--replace", is_flag=True, help="Replace a workflow of another name.")
+@click.option("--json", "as_json", is_flag=True)
+@as_option
+def apply(file: str, db: str | None, replace: bool, as_json: bool, worker: str | None) -> None:
+    """Check a workflow and make it the active version."""
+    try:
+        with open(file, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise LabelyardError(f"{file}: {exc.strerror}") from None
+    result = _engine(db).apply(text, file, replace=replace, actor=_worker(worker))
+    if as_json:
+        _emit_json(result)
+        return
+    for warning in result["warnings"]:
+        click.echo(warning, err=True)
+    if result["changed"]:
+        click.echo(f"applied {result['workflow']} version {result['version']}")
+    else:
+        click.echo(f"{result['workflow']} version {result['version']} is already active (unchanged)")
+
+
+@main.command()
+@click.argument("source")
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print counts as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+def ingest(source: str, db: str | None, as_json: bool, quiet: bool) -> None:
+    """Ingest tasks from a .jsonl or .csv file; bad rows are quarantined, known ids skipped."""
+    import os
+
+    from .ingest import read_file
+
+    engine = _engine(db)
+    rows = read_file(source, engine.workflow.labels.choices)
+    source_name = os.path.abspath(source)
+    show_progress = not (as_json or quiet) and sys.stderr.isatty()
+    if show_progress:
+        from .progress import line_progress
+
+        with line_progress(source, "ingest") as advance:
+            report = engine.ingest(rows, source_name, progress=advance)
+    else:
+        report = engine.ingest(rows, source_name)
+    result = report.as_dict()
+    if as_json:
+        _emit_json(result)
+    else:
+        click.echo(f"ingested {report.ingested}, duplicates {report.duplicates}, rejected {report.rejected}")
+        for rule, n in sorted(report.routed.items(), key=lambda kv: -kv[1]):
+            click.echo(f"  {n:>8}  {rule}")
+        if report.rejected:
+            click.echo(f"rejected rows are kept with their reasons: labelyard rejects --db {engine.store.path}", err=True)
+
+
+@main.command()
+@db_option
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def rejects(db: str | None, limit: int, as_json: bool) -> None:
+    """List quarantined input rows with their reasons."""
+    rows = [dict(r) for r in _engine(db).store.rejects(limit)]
+    if as_json:
+        _emit_json(rows)
+        return
+    for r in rows:
+        click.echo(f"{r['source']}:{r['line']}: {r['reason']}")
+
+
+@main.group()
+def workers() -> None:
+    """Register and list workers."""
+
+
+@workers.command("add")
+@click.argument("name")
+@db_option
+@click.option("--role", "roles", multiple=True, required=True, help="A role (repeatable): annotator, senior, expert, lead…")
+@click.option("--skill", "skills", multiple=True, help="A skill (repeatable).")
+@click.option("--capacity", type=int, default=None, help="Most active assignments at once.")
+def workers_add(name: str, db: str | None, roles: tuple[str, ...], skills: tuple[str, ...], capacity: int | None) -> None:
+    """Add (or update) a worker."""
+    new = _engine(db).add_worker(name, list(roles), list(skills), capacity)
+    click.echo(f"{'added' if new else 'updated'} {name}")
+
+
+@workers.command("list")
+@db_option
+@click.option("--json", "as_json", is_flag=True)
+def workers_list(db: str | None, as_json: bool) -> None:
+    """List workers with roles, skills, capacity and load."""
+    rows = _engine(db).workers()
+    if as_json:
+        _emit_json(rows)
+        return
+    for w in rows:
+        state = " paused" if w["paused"] else ""
+        cap = "-" if w["capacity"] is None else w["capacity"]
+        click.echo(f"{w['id']:<16} roles={','.join(w['roles'])} skills={','.join(w['skills']) or '-'} "
+                   f"capacity={cap} active={w['active']}{state}")
+
+
+@workers.command("pause")
+@click.argument("name")
+@db_option
+@click.option("--reason", default=None)
+def workers_pause(name: str, db: str | None, reason: str | None) -> None:
+    """Pause a worker: no new work."""
+    _engine(db).set_worker_paused(name, True, reason)
+    click.echo(f"paused {name}")
+
+
+@workers.command("resume")
+@click.argument("name")
+@db_option
+def workers_resume(name: str, db: str | None) -> None:
+    """Resume a paused worker."""
+    _engine(db).set_worker_paused(name, False)
+    click.echo(f"resumed {name}")
+
+
+@main.command()
+@db_option
+@as_option
+@click.option("--queue", default=None, help="Only this queue.")
+@click.option("--json", "as_json", is_flag=True)
+def claim(db: str | None, worker: str | None, queue: str | None, as_json: bool) -> None:
+    """Take the next slot of work (exit 3 when there is none)."""
+    view = _engine(db).claim(_worker(worker), queue)
+    if as_json:
+        _emit_json(view)
+        return
+    click.echo(f"assignment {view['assignment']}: {view['kind']} task {view['external_id']} (queue {view['queue']})")
+    click.echo(json.dumps(view["data"], ensure_ascii=False, indent=2))
+    if view.get("votes"):
+        click.echo("votes: " + ", ".join(f"{v['worker']}={json.dumps(v['label'])}" for v in view["votes"]))
+    if view.get("comment"):
+        click.echo(f"reviewer's comment: {view['comment']}")
+    if view["choices"]:
+        click.echo("choices: " + ", ".join(view["choices"]))
+
+
+@main.command()
+@click.argument("assignment", type=int)
+@db_option
+@as_option
+@click.option("--label", default=None, help="The label (a choice).")
+@click.option("--value", default=None, help="A structured label as JSON (several choices, spans, boxes, numbers).")
+@click.option("--approve", "verdict", flag_value="approve", help="Approve (review slots).")
+@click.option("--reject", "verdict", flag_value="reject", help="Reject (review slots).")
+@click.option("--comment", default=None)
+@click.option("--json", "as_json", is_flag=True)
+def submit(assignment: int, db: str | None, worker: str | None, label: str | None, value: str | None,
+           verdict: str | None, comment: str | None, as_json: bool) -> None:
+    """Submit a label or a verdict for an assignment."""
+    if label is not None and value is not None:
+        raise click.UsageError("give either --label or --value")
+    parsed: Any = label
+    if value is not None:
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise LabelyardError(f"--value is not JSON: {exc.msg} at column {exc.colno}") from None
+    result = _engine(db).submit(assignment, _worker(worker), label=parsed, verdict=verdict, comment=comment)
+    if as_json:
+        _emit_json(result)
+        return
+    line = f"submitted assignment {assignment}"
+    decision = result.get("decision")
+    if decision:
+        line += f"; rule `{decision['rule']}` → {decision['action']}"
+        if decision.get("target"):
+            line += f" {decision['target']}"
+    click.echo(line)
+
+
+@main.command()
+@db_option
+@click.option("--json", "as_json", is_flag=True)
+def status(db: str | None, as_json: bool) -> None:
+    """Task counts and queues at a glance."""
+    data = _engine(db).status()
+    if as_json:
+        _emit_json(data)
+        return
+    from .render import print_status
+
+    print_status(data)
+
+
+@main.command()
+@click.argument("task")
+@db_option
+@click.option("--json", "as_json", is_flag=True)
+def show(task: str, db: str | None, as_json: bool) -> None:
+    """Everything about one task (by id or external id)."""
+    data = _engine(db).show(task)
+    if as_json:
+        _emit_json(data)
+        return
+    from .render import print_task
+
+    print_task(data)
+
+
+@main.command()
+@db_option
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@click.option("-o", "--output", default="-", help="Output file (default: standard output).")
+def export(db: str | None, fmt: str, output: str) -> None:
+    """Export final labels (gold tasks left out)."""
+    from .export import write_export
+
+    count = write_export(_engine(db).export_rows(), fmt, output)
+    if output != "-":
+        click.echo(f"exported {count} tasks to {output}", err=True)
+
+
+@main.command()
+@click.option("--dir", "folder", default="labelyard-demo", show_default=True, help="Folder for the demo project.")
+@click.option("--tasks", default=300, show_default=True, help="How many tasks to generate.")
+@click.option("--steps", default=350, show_default=True, help="How many claims the simulated annotators make.")
+@click.option("--seed", default=7, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def demo(folder: str, tasks: int, steps: int, seed: int, as_json: bool) -> None:
+    """Build a demo project, route generated tasks, simulate annotators, show the status."""
+    from .demo import run_demo
+
+    result = run_demo(folder, tasks=tasks, steps=steps, seed=seed, echo=None if as_json else click.echo)
+    if as_json:
+        _emit_json(result)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

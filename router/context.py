@@ -1,0 +1,134 @@
+"""The facts a rule sees: ``task.*``, ``prediction.*``, ``votes.*``, ``review.*``, ``queue.*``, ``now``.
+
+Plain dictionaries built from store rows; ``queue.*`` is computed only when
+a rule reads it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from .store import loads
+
+
+class Lazy(Mapping):
+    """A mapping computed on first access (for facts that cost a query)."""
+
+    def __init__(self, compute: Callable[[], Mapping[str, Any]]):
+        self._compute = compute
+        self._value: Mapping[str, Any] | None = None
+
+    def _data(self) -> Mapping[str, Any]:
+        if self._value is None:
+            self._value = self._compute()
+        return self._value
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data())
+
+    def __len__(self) -> int:
+        return len(self._data())
+
+
+def task_facts(row: Mapping[str, Any], now: float) -> dict[str, Any]:
+    """``task.*`` from a task row (a store row or a row about to be inserted)."""
+    data = row["data"]
+    tags = row["tags"]
+    return {
+        "id": row["id"],
+        "external_id": row["external_id"],
+        "source": row["source"],
+        "category": row["category"],
+        "tags": loads(tags) if isinstance(tags, str) else tags,
+        "data": loads(data) if isinstance(data, str) else data,
+        "age": now - row["created_at"],
+        "stage": row["stage"],
+        "queue": row["queue"],
+        "attempts": row["attempts"],
+        "priority": row["priority"],
+        "status": row["status"],
+        "gold": bool(row["is_gold"]),
+    }
+
+
+def prediction_facts(label: Any, confidence: float | None, model: str | None, scores: Any) -> dict[str, Any]:
+    """``prediction.*``: label, confidence, model, scores, and the margin and entropy of the scores."""
+    margin = entropy = None
+    if isinstance(scores, dict) and scores:
+        values = sorted((float(v) for v in scores.values() if isinstance(v, (int, float))), reverse=True)
+        if values:
+            margin = values[0] - (values[1] if len(values) > 1 else 0.0)
+            total = sum(values)
+            if total > 0:
+                entropy = -sum((v / total) * math.log2(v / total) for v in values if v > 0) + 0.0
+    return {"label": label, "confidence": confidence, "model": model, "scores": scores,
+            "margin": margin, "entropy": entropy}
+
+
+def stored_prediction(row: Mapping[str, Any]) -> dict[str, Any]:
+    """``prediction.*`` from a stored task row."""
+    return prediction_facts(loads(row["pred_label"]), row["pred_confidence"], row["pred_model"], loads(row["pred_scores"]))
+
+
+def _key(label: Any) -> Any:
+    """A hashable form of a label, so structured labels can be counted."""
+    if isinstance(label, (list, dict)):
+        import json
+
+        return json.dumps(label, sort_keys=True)
+    return label
+
+
+def votes_facts(votes: Sequence[Mapping[str, Any]], accuracy: Mapping[str, tuple[int, int]]) -> dict[str, Any]:
+    """``votes.*`` from each annotator's latest vote: count, labels, top, agreement, tie, entropy…"""
+    labels = [loads(v["label"]) for v in votes]
+    keys = [_key(label) for label in labels]
+    counts = Counter(keys).most_common()
+    count = len(labels)
+    top = top_count = None
+    tie = False
+    if counts:
+        top_key, top_count = counts[0]
+        tie = len(counts) > 1 and counts[1][1] == top_count
+        top = None if tie else labels[keys.index(top_key)]
+    entropy = None
+    if count:
+        entropy = -sum((n / count) * math.log2(n / count) for _, n in counts) + 0.0
+    accuracies = []
+    for v in votes:
+        answered, correct = accuracy.get(v["worker"], (0, 0))
+        if answered:
+            accuracies.append(correct / answered)
+    return {
+        "count": count,
+        "labels": labels,
+        "workers": [v["worker"] for v in votes],
+        "queue": votes[-1]["queue"] if votes else None,
+        "top": top,
+        "top_count": top_count or 0,
+        "agreement": (top_count / count) if count else None,
+        "unanimous": count > 0 and len(counts) == 1,
+        "tie": tie,
+        "entropy": entropy,
+        "min_accuracy": min(accuracies) if accuracies else None,
+        "any_flagged": any(bool(v["flagged"]) for v in votes),
+    }
+
+
+def review_facts(annotation: Mapping[str, Any] | None, worker: str, automatic: bool = False) -> dict[str, Any]:
+    """``review.*`` from a reviewer's or expert's submission."""
+    if annotation is None:
+        return {}
+    return {
+        "verdict": annotation["verdict"],
+        "label": annotation["label"],
+        "reviewer": worker,
+        "comment": annotation["comment"],
+        "automatic": automatic,
+    }

@@ -1,0 +1,144 @@
+"""``labelyard demo``: a small project that shows routing end to end.
+
+It writes a folder with the sample workflow, a JSONL file of generated
+support tickets with model predictions, and a database; routes the tickets;
+then simulated annotators, reviewers and an expert work for a while so that
+tasks stand in every state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Callable
+from importlib import resources
+from typing import Any
+
+from .engine import Engine
+from .errors import LabelyardError, NothingToDo
+from .ingest import read_file
+from .store import Store
+
+WORKFLOW_FILE = "ticket-triage.workflow.yaml"
+CATEGORIES = ["billing", "bug", "feature", "spam"]
+SUBJECTS = {
+    "billing": ["Charged twice this month", "Refund for annual plan", "Invoice shows wrong VAT"],
+    "bug": ["App crashes on login", "Export button does nothing", "Search returns stale results"],
+    "feature": ["Please add dark mode", "Bulk edit for tags", "API for audit logs"],
+    "spam": ["You won a prize!!!", "Cheap followers here", "Crypto opportunity"],
+}
+WORKERS = [
+    ("alice", ["annotator"], [], 0.92),
+    ("bob", ["annotator"], [], 0.85),
+    ("carol", ["annotator"], ["legal"], 0.88),
+    ("dave", ["annotator"], ["legal"], 0.7),
+    ("erin", ["senior"], [], 0.95),
+    ("frank", ["expert"], [], 0.98),
+]
+
+
+def sample_workflow_text() -> str:
+    """The bundled sample workflow's YAML text."""
+    return resources.files("workflows").joinpath(WORKFLOW_FILE).read_text(encoding="utf-8")
+
+
+def generate_tasks(path: str, count: int, rng: random.Random) -> dict[str, str]:
+    """Write ``count`` tickets as JSONL; returns each ticket's true label."""
+    truth: dict[str, str] = {}
+    with open(path, "w", encoding="utf-8") as handle:
+        for i in range(count):
+            label = rng.choice(CATEGORIES)
+            category = "legal" if rng.random() < 0.08 else "support"
+            correct = rng.random() < 0.8
+            predicted = label if correct else rng.choice([c for c in CATEGORIES if c != label])
+            confidence = round(rng.uniform(0.7, 0.999) if correct else rng.uniform(0.3, 0.9), 3)
+            ext = f"T-{i + 1:05d}"
+            truth[ext] = label
+            data: dict[str, Any] = {"subject": rng.choice(SUBJECTS[label]), "customer": f"cust-{rng.randint(1, 60)}"}
+            odd = rng.random()
+            if odd < 0.02:
+                data["subject"] = ""
+            elif odd < 0.04:
+                del data["customer"]
+            row = {
+                "id": ext,
+                "category": category,
+                "data": data,
+                "prediction": {"label": predicted, "confidence": confidence, "model": "triage-bert-v3"},
+            }
+            handle.write(json.dumps(row) + "\n")
+    return truth
+
+
+def run_demo(folder: str, *, tasks: int = 300, steps: int = 350, seed: int = 7,
+             echo: Callable[[str], Any] | None = print) -> dict[str, Any]:
+    """Build and run the demo in ``folder``; returns the final status."""
+    say = echo or (lambda _msg: None)
+    rng = random.Random(seed)
+    os.makedirs(folder, exist_ok=True)
+    db = os.path.join(folder, "labelyard.db")
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(db + suffix):
+            os.unlink(db + suffix)
+    workflow_path = os.path.join(folder, WORKFLOW_FILE)
+    with open(workflow_path, "w", encoding="utf-8") as handle:
+        handle.write(sample_workflow_text().replace("../rules/workflow.schema.json", "workflow.schema.json"))
+    from rules.schema import schema_text
+
+    with open(os.path.join(folder, "workflow.schema.json"), "w", encoding="utf-8") as handle:
+        handle.write(schema_text())
+    inbox = os.path.join(folder, "tickets.jsonl")
+    truth = generate_tasks(inbox, tasks, rng)
+
+    store, _ = Store.init(db)
+    engine = Engine(store)
+    engine.apply(sample_workflow_text(), workflow_path, actor="demo")
+    accuracy: dict[str, float] = {}
+    for name, roles, skills, acc in WORKERS:
+        engine.add_worker(name, roles, skills, capacity=3, actor="demo")
+        accuracy[name] = acc
+    report = engine.ingest(read_file(inbox, engine.workflow.labels.choices), os.path.abspath(inbox))
+    say(f"demo project in {os.path.abspath(folder)}")
+    say(f"ingested {report.ingested} tickets: " + ", ".join(f"{rule} {n}" for rule, n in report.routed.most_common()))
+
+    submitted = 0
+    for step in range(steps):
+        name, _roles, _skills, _acc = rng.choice(WORKERS)
+        try:
+            view = engine.claim(name)
+        except NothingToDo:
+            continue
+        if step > steps * 0.9 and rng.random() < 0.3:
+            continue  # left active: someone is still working on it
+        submitted += 1
+        _simulate_submit(engine, view, name, truth, accuracy[name], rng)
+
+    status = engine.status()
+    say(f"simulated {submitted} submissions by {len(WORKERS)} workers")
+    say("tasks: " + ", ".join(f"{k} {v}" for k, v in status["tasks"].items()))
+    for queue, q in status["queues"].items():
+        say(f"  queue {queue:<8} waiting {q['waiting']:>4}  active {q['active']:>3}")
+    say(f"next: labelyard status --db {db}   |   labelyard claim --db {db} --as alice")
+    engine.close()
+    return {"folder": os.path.abspath(folder), "db": db, "ingested": report.ingested, "submitted": submitted,
+            "status": status}
+
+
+def _simulate_submit(engine: Engine, view: dict[str, Any], worker: str, truth: dict[str, str], accuracy: float,
+                     rng: random.Random) -> None:
+    correct = truth.get(view["external_id"])
+    right = rng.random() < accuracy
+    label = correct if right else rng.choice([c for c in CATEGORIES if c != correct])
+    try:
+        if view["kind"] == "review":
+            if rng.random() < 0.2:
+                engine.submit(view["assignment"], worker, verdict="reject", comment="re-read the ticket body")
+            elif right:
+                engine.submit(view["assignment"], worker, label=correct)
+            else:
+                engine.submit(view["assignment"], worker, verdict="approve")
+        else:
+            engine.submit(view["assignment"], worker, label=label)
+    except LabelyardError:
+        pass  # the simulation does not care about a slot that moved on

@@ -1,0 +1,504 @@
+"""The engine: turns rule decisions into transitions of the store.
+
+Every public method that changes state runs one transaction that also
+writes the audit event(s) of the change. The CLI and the TUI are two faces
+over this API.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import clock
+from .context import Lazy, prediction_facts, review_facts, stored_prediction, task_facts, votes_facts
+from .errors import AssignmentError, LabelyardError, NothingToDo, NoWorkflow, UnknownTask, UnknownWorker
+from .ingest import RowProblem, TaskInput
+from .store import Store, dumps, loads
+
+STAGES = ("annotate", "review", "correct", "escalated")
+STAGE_OF_ACTION = {"annotate": "annotate", "review": "review", "escalate": "escalated"}
+FINAL_BY_STAGE = {"review": "reviewer", "escalated": "expert"}
+INGEST_BATCH_ROWS = 500
+INGEST_BATCH_SECONDS = 0.05
+
+
+def current_user() -> str:
+    """``LABELYARD_WORKER``, else the operating-system user name."""
+    name = os.environ.get("LABELYARD_WORKER")
+    if name:
+        return name
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+@dataclass
+class IngestReport:
+    """What an ingest did."""
+
+    ingested: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    routed: Counter = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ingested": self.ingested, "duplicates": self.duplicates, "rejected": self.rejected,
+                "routed": dict(self.routed)}
+
+
+class Engine:
+    """Labelyard's core operations over one database."""
+
+    def __init__(self, store: Store, functions: dict[str, Callable] | None = None):
+        self.store = store
+        self.functions = functions
+        self._workflow: Any = None
+        self._workflow_id: int | None = None
+
+    @classmethod
+    def open(cls, db: str | None = None) -> "Engine":
+        """An engine over an initialised database."""
+        return cls(Store.open(db))
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- workflow --------------------------------------------------------------------------
+    @property
+    def workflow(self):  # -> rules.workflow.Workflow
+        """The active workflow (compiled once per engine)."""
+        if self._workflow is None:
+            row = self.store.active_workflow()
+            if row is None:
+                raise NoWorkflow("no workflow applied yet; run `labelyard apply FILE.workflow.yaml`")
+            from rules.workflow import Workflow
+
+            self._workflow = Workflow.from_spec(loads(row["spec"]), self.functions)
+            self._workflow_id = row["id"]
+        return self._workflow
+
+    @property
+    def workflow_id(self) -> int:
+        self.workflow  # noqa: B018 - loads it
+        assert self._workflow_id is not None
+        return self._workflow_id
+
+    def apply(self, text: str, filename: str, *, replace: bool = False, actor: str | None = None) -> dict[str, Any]:
+        """Check and store a new version of the workflow and make it active.
+
+        Tasks keep the version that routed them. Applying a workflow of
+        another name needs ``replace``.
+        """
+        from rules.diagnostics import WorkflowInvalid
+        from rules.workflow import compile_workflow
+
+        workflow, diagnostics = compile_workflow(text, filename, self.functions)
+        if workflow is None:
+            raise WorkflowInvalid(diagnostics)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        actor = actor or current_user()
+        with self.store.transaction():
+            active = self.store.active_workflow()
+            if active is not None and active["name"] != workflow.name and not replace:
+                raise LabelyardError(
+                    f"this database runs workflow `{active['name']}`; applying `{workflow.name}` "
+                    "replaces it: pass --replace (or use another database for another project)"
+                )
+            if active is not None and active["hash"] == digest:
+                return {"workflow": workflow.name, "version": active["version"], "changed": False,
+                        "warnings": [str(d) for d in diagnostics]}
+            now = clock.now()
+            version_id = self.store.insert_workflow(workflow.name, text, workflow.spec, digest, filename, now, actor)
+            version = self.store.workflow_version(version_id)["version"]
+            self.store.add_event("workflow_applied", now, actor=actor,
+                                 detail={"workflow": workflow.name, "version": version, "hash": digest, "file": filename})
+        self._workflow, self._workflow_id = workflow, version_id
+        return {"workflow": workflow.name, "version": version, "changed": True,
+                "warnings": [str(d) for d in diagnostics]}
+
+    # -- workers ---------------------------------------------------------------------------
+    def add_worker(self, name: str, roles: list[str], skills: list[str], capacity: int | None = None,
+                   actor: str | None = None) -> bool:
+        """Register (or update) a worker; returns True when new."""
+        if not name or not name.strip():
+            raise LabelyardError("a worker needs a name")
+        if capacity is not None and capacity < 1:
+            raise LabelyardError("--capacity must be at least 1")
+        now = clock.now()
+        with self.store.transaction():
+            new = self.store.upsert_worker(name, sorted(set(roles)), sorted(set(skills)), capacity, now)
+            self.store.add_event("worker_added" if new else "worker_updated", now, actor=actor or current_user(),
+                                 detail={"worker": name, "roles": roles, "skills": skills, "capacity": capacity})
+        return new
+
+    def set_worker_paused(self, name: str, paused: bool, reason: str | None = None, actor: str | None = None) -> None:
+        """Pause or resume a worker."""
+        with self.store.transaction():
+            self._require_worker(name)
+            self.store.set_worker_paused(name, paused, reason)
+            self.store.add_event("worker_paused" if paused else "worker_resumed", clock.now(),
+                                 actor=actor or current_user(), detail={"worker": name, "reason": reason})
+
+    def workers(self) -> list[dict[str, Any]]:
+        """Every worker with roles, skills, capacity, state and current load."""
+        loads_ = self.store.worker_loads()
+        return [
+            {"id": w["id"], "roles": loads(w["roles"]), "skills": loads(w["skills"]), "capacity": w["capacity"],
+             "paused": bool(w["paused"]), "pause_reason": w["pause_reason"], "flagged": bool(w["flagged"]),
+             "active": loads_.get(w["id"], 0)}
+            for w in self.store.workers()
+        ]
+
+    def _require_worker(self, name: str):
+        row = self.store.worker(name)
+        if row is None:
+            raise UnknownWorker(f"no worker `{name}`; add one with `labelyard workers add {name} --role annotator`")
+        return row
+
+    # -- ingest ----------------------------------------------------------------------------
+    def ingest(self, rows: Iterable[TaskInput | RowProblem], source: str,
+               progress: Callable[[int], None] | None = None) -> IngestReport:
+        """Route and store new tasks in short transactions; quarantine bad rows; skip known ids.
+
+        ``progress`` is called after each batch with the input line reached.
+
+        Each batch commits on its own (a few hundred rows or 50 ms), so
+        annotators claiming meanwhile are not starved, and a crash loses at
+        most the batch in flight: running the same ingest again completes it.
+        """
+        workflow = self.workflow
+        report = IngestReport()
+        batch: list[TaskInput | RowProblem] = []
+        started = time.monotonic()
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= INGEST_BATCH_ROWS or time.monotonic() - started > INGEST_BATCH_SECONDS:
+                self._ingest_batch(workflow, batch, source, report)
+                if progress:
+                    progress(batch[-1].line)
+                batch = []
+                started = time.monotonic()
+        if batch:
+            self._ingest_batch(workflow, batch, source, report)
+            if progress:
+                progress(batch[-1].line)
+        return report
+
+    def _ingest_batch(self, workflow, batch: list[TaskInput | RowProblem], source: str, report: IngestReport) -> None:
+        now = clock.now()
+        problems = [r for r in batch if isinstance(r, RowProblem)]
+        inputs = [r for r in batch if isinstance(r, TaskInput)]
+        version = self.workflow_id
+        with self.store.transaction():
+            known = self.store.existing_external_ids([t.external_id for t in inputs])
+            next_id = self.store.next_task_id()
+            tasks: list[dict[str, Any]] = []
+            events: list[tuple] = []
+            for item in inputs:
+                if item.external_id in known:
+                    report.duplicates += 1
+                    continue
+                known.add(item.external_id)
+                row = self._new_task_row(item, next_id, source, version, now)
+                decision = workflow.decide("on_create", self._create_context(row, item, now))
+                row.update(self._create_fields(decision, item, now))
+                tasks.append(row)
+                events.append((next_id, "created", decision.rule, decision.action, "labelyard",
+                               dumps({"source": source, "line": item.line, **decision.as_detail()}), now))
+                report.routed[decision.rule or "(no rule)"] += 1
+                next_id += 1
+            self.store.insert_tasks(tasks)
+            self.store.add_events(events)
+            if problems:
+                self.store.add_rejects((source, p.line, p.reason, p.raw, now) for p in problems)
+        report.ingested += len(tasks)
+        report.rejected += len(problems)
+
+    @staticmethod
+    def _new_task_row(item: TaskInput, task_id: int, source: str, version: int, now: float) -> dict[str, Any]:
+        return {
+            "id": task_id, "external_id": item.external_id, "source": source, "category": item.category,
+            "tags": dumps(item.tags), "data": dumps(item.data), "status": "open", "stage": None, "queue": None,
+            "needed": 0, "free_slots": 0, "priority": 0.0, "attempts": 0, "round": 0, "workflow_version": version,
+            "pred_label": None if item.label is None else dumps(item.label), "pred_confidence": item.confidence,
+            "pred_model": item.model, "pred_scores": None if item.scores is None else dumps(item.scores),
+            "final_label": None, "final_by": None, "final_rule": None, "final_at": None, "reason": None,
+            "is_gold": 0, "created_at": now, "updated_at": now, "stage_at": now,
+        }
+
+    def _create_context(self, row: dict[str, Any], item: TaskInput, now: float) -> dict[str, Any]:
+        facts = task_facts({**row, "data": item.data, "tags": item.tags}, now)
+        return {"task": facts, "prediction": prediction_facts(item.label, item.confidence, item.model, item.scores),
+                "queue": self._queue_facts(None, now), "now": now}
+
+    def _create_fields(self, decision, item: TaskInput, now: float) -> dict[str, Any]:
+        """Column values for a new task from its on_create decision."""
+        if decision.action == "accept":
+            label = decision.values.get("label", item.label)
+            problem = self._label_problem(label)
+            if problem is None:
+                return {"status": "done", "final_label": dumps(label), "final_by": "model",
+                        "final_rule": decision.rule, "final_at": now}
+            decision.action, decision.reason = "hold", f"accept: {problem}"
+        fields = self._stage_fields(decision, current_priority=0.0, votes_count=0)
+        if fields.get("stage") is None and decision.action not in ("hold", "reject"):
+            decision.action, decision.reason = "hold", f"`{decision.action}` does not apply to a new task"
+            fields = self._stage_fields(decision, 0.0, 0)
+        return fields
+
+    def _label_problem(self, label: Any) -> str | None:
+        if label is None:
+            return "there is no label to accept"
+        return self.workflow.labels.problem(label)
+
+    def _stage_fields(self, decision, current_priority: float, votes_count: int) -> dict[str, Any]:
+        """Task columns for a decision that opens a stage, holds or rejects (not accept / return)."""
+        action, values = decision.action, decision.values
+        if action in STAGE_OF_ACTION:
+            priority = values.get("priority")
+            if isinstance(priority, bool) or not isinstance(priority, (int, float)):
+                priority = current_priority
+            needed = 1
+            if action == "annotate":
+                overlap = values.get("overlap", 1)
+                if isinstance(overlap, bool) or not isinstance(overlap, (int, float)):
+                    overlap = 1
+                needed = max(1, int(overlap) - votes_count)
+            return {"status": "open", "stage": STAGE_OF_ACTION[action], "queue": decision.target,
+                    "needed": needed, "free_slots": needed, "priority": float(priority),
+                    "reason": values.get("reason") if action == "escalate" else None}
+        if action == "reject":
+            return {"status": "invalid", "stage": None, "queue": None, "needed": 0, "free_slots": 0,
+                    "reason": decision.reason or "rejected by a rule"}
+        # hold, or an action that does not fit here
+        return {"status": "held", "needed": 0, "free_slots": 0,
+                "reason": decision.reason or f"held by rule `{decision.rule}`"}
+
+    def _queue_facts(self, queue: str | None, now: float) -> Lazy:
+        def compute() -> dict[str, Any]:
+            if queue is None:
+                return {}
+            return self.store.queue_stats(queue, now)
+
+        return Lazy(compute)
+
+    # -- claiming --------------------------------------------------------------------------
+    def claim(self, worker: str, queue: str | None = None) -> dict[str, Any]:
+        """Give ``worker`` one slot: work returned to them first, else the best slot they may take.
+
+        Raises :class:`NothingToDo` (exit 3) when there is none.
+        """
+        workflow = self.workflow
+        now = clock.now()
+        with self.store.transaction():
+            w = self._require_worker(worker)
+            if w["paused"]:
+                raise NothingToDo(f"{worker} is paused" + (f": {w['pause_reason']}" if w["pause_reason"] else ""))
+            offered = self.store.claim_offered(worker, now)
+            if offered is not None:
+                task = self.store.task(offered["task_id"])
+                self.store.add_event("claimed", now, task_id=task["id"], actor=worker,
+                                     detail={"assignment": offered["id"], "stage": offered["stage"]})
+                return self._claim_view(offered["id"], task, offered["stage"], offered["note"], worker)
+            if w["capacity"] is not None and self.store.active_count(worker) >= w["capacity"]:
+                raise NothingToDo(f"{worker} already holds {w['capacity']} active assignment(s), their capacity")
+            queues = workflow.queues_for(loads(w["roles"]), loads(w["skills"]))
+            if queue is not None:
+                if queue not in workflow.queues:
+                    raise LabelyardError(f"no queue `{queue}` in workflow `{workflow.name}`")
+                if queue not in queues:
+                    raise NothingToDo(f"{worker} may not take work from `{queue}` (roles or skills do not match)")
+                queues = [queue]
+            slot = self.store.claim_slot(worker, queues, now)
+            if slot is None:
+                raise NothingToDo(f"no work for {worker}")
+            assignment_id = self.store.insert_assignment(slot["id"], worker, slot["stage"], slot["queue"],
+                                                         slot["round"], "active", now)
+            self.store.add_event("claimed", now, task_id=slot["id"], actor=worker,
+                                 detail={"assignment": assignment_id, "stage": slot["stage"], "queue": slot["queue"]})
+            return self._claim_view(assignment_id, slot, slot["stage"], None, worker)
+
+    def _claim_view(self, assignment_id: int, task, stage: str, note: str | None, worker: str) -> dict[str, Any]:
+        """What a worker sees of a claimed slot. Annotation is blind: votes only for review stages."""
+        view: dict[str, Any] = {
+            "assignment": assignment_id, "task": task["id"], "external_id": task["external_id"], "kind": stage,
+            "queue": task["queue"], "data": loads(task["data"]), "category": task["category"],
+            "choices": list(self.workflow.labels.choices), "label_type": self.workflow.labels.type,
+        }
+        if stage in ("review", "escalated"):
+            view["prediction"] = {"label": loads(task["pred_label"]), "confidence": task["pred_confidence"]}
+            view["votes"] = [{"worker": v["worker"], "label": loads(v["label"])} for v in self.store.votes(task["id"])]
+        if stage == "correct":
+            mine = [a for a in self.store.annotations(task["id"]) if a["stage"] in ("annotate", "correct")]
+            view["comment"] = note
+            view["your_label"] = next((loads(a["label"]) for a in reversed(mine) if a["worker"] == worker), None)
+        return view
+
+    # -- submitting ------------------------------------------------------------------------
+    def submit(self, assignment_id: int, worker: str, *, label: Any = None, verdict: str | None = None,
+               comment: str | None = None) -> dict[str, Any]:
+        """Record a submission and, when the stage has its quorum or verdict, route the task."""
+        now = clock.now()
+        with self.store.transaction():
+            a = self.store.assignment(assignment_id)
+            if a is None:
+                raise AssignmentError(f"no assignment {assignment_id}")
+            if a["worker"] != worker:
+                raise AssignmentError(f"assignment {assignment_id} belongs to {a['worker']}, not {worker}")
+            if a["status"] != "active":
+                raise AssignmentError(f"assignment {assignment_id} is {a['status']}, not active; claim new work")
+            task = self.store.task(a["task_id"])
+            stage = a["stage"]
+            if stage in ("annotate", "correct"):
+                if verdict is not None:
+                    raise AssignmentError(f"assignment {assignment_id} is an {stage} slot: submit a --label, not a verdict")
+                if label is None:
+                    raise AssignmentError("give the label with --label (or --value JSON)")
+            else:
+                if verdict is None:
+                    verdict = "approve" if label is not None or stage == "escalated" else None
+                if verdict is None:
+                    raise AssignmentError(f"assignment {assignment_id} is a {stage} slot: --approve, --reject or --label")
+                if stage == "escalated" and label is None and verdict == "approve":
+                    raise AssignmentError("an expert settles the task: give the final label with --label")
+            if label is not None:
+                problem = self.workflow.labels.problem(label)
+                if problem:
+                    raise AssignmentError(problem)
+            self.store.insert_annotation(a, label, verdict, comment, now)
+            self.store.set_assignment_status(assignment_id, "submitted", now)
+            self.store.add_event("submitted", now, task_id=task["id"], actor=worker,
+                                 detail={"assignment": assignment_id, "stage": stage, "label": label,
+                                         "verdict": verdict, "comment": comment})
+            needed = max(0, task["needed"] - 1)
+            self.store.update_task(task["id"], needed=needed, updated_at=now)
+            result: dict[str, Any] = {"assignment": assignment_id, "task": task["id"], "status": "submitted"}
+            if task["status"] != "open" or task["stage"] != stage or a["round"] != task["round"]:
+                return result  # the task moved on meanwhile (a lead acted); the vote is kept
+            if stage in ("annotate", "correct"):
+                if needed == 0:
+                    result["decision"] = self._decide_quorum(task, now, worker)
+            else:
+                review = review_facts({"verdict": verdict, "label": label, "comment": comment}, worker)
+                result["decision"] = self._decide_review(task, review, stage, now, worker)
+            return result
+
+    def _votes(self, task_id: int) -> dict[str, Any]:
+        votes = self.store.votes(task_id)
+        accuracy = self.store.gold_accuracy([v["worker"] for v in votes])
+        return votes_facts(votes, accuracy)
+
+    def _task_context(self, task, now: float, **extra: Any) -> dict[str, Any]:
+        return {"task": task_facts(task, now), "prediction": stored_prediction(task),
+                "queue": self._queue_facts(task["queue"], now), "now": now, **extra}
+
+    def _decide_quorum(self, task, now: float, actor: str) -> dict[str, Any]:
+        votes = self._votes(task["id"])
+        decision = self.workflow.decide("on_quorum", self._task_context(task, now, votes=votes))
+        return self._apply(task, decision, now, actor, votes=votes, final_by="consensus")
+
+    def _decide_review(self, task, review: dict[str, Any], stage: str, now: float, actor: str) -> dict[str, Any]:
+        votes = self._votes(task["id"])
+        decision = self.workflow.decide("on_review", self._task_context(task, now, votes=votes, review=review))
+        default_label = review.get("label") if review.get("label") is not None else votes["top"]
+        return self._apply(task, decision, now, actor, votes=votes, final_by=FINAL_BY_STAGE.get(stage, "reviewer"),
+                           default_label=default_label, comment=review.get("comment"))
+
+    def _apply(self, task, decision, now: float, actor: str, *, votes: dict[str, Any], final_by: str,
+               default_label: Any = None, comment: str | None = None) -> dict[str, Any]:
+        """Move a task as a decision says, with its event, inside the caller's transaction."""
+        fields: dict[str, Any]
+        if decision.action == "accept":
+            label = decision.values.get("label", default_label if default_label is not None else votes.get("top"))
+            problem = self._label_problem(label)
+            if problem is None:
+                fields = {"status": "done", "stage": None, "queue": None, "needed": 0, "free_slots": 0,
+                          "final_label": dumps(label), "final_by": final_by, "final_rule": decision.rule,
+                          "final_at": now, "reason": None}
+            else:
+                decision.action, decision.reason = "hold", f"accept: {problem}"
+                fields = self._stage_fields(decision, task["priority"], votes["count"])
+        elif decision.action == "return":
+            workers = votes["workers"]
+            if not workers:
+                decision.action, decision.reason = "hold", "return: no annotators to return the task to"
+                fields = self._stage_fields(decision, task["priority"], 0)
+            else:
+                fields = {"status": "open", "stage": "correct", "queue": votes["queue"], "needed": len(workers),
+                          "free_slots": 0, "reason": comment}
+        else:
+            fields = self._stage_fields(decision, task["priority"], votes["count"])
+        new_round = task["round"] + 1
+        if fields.get("status") == "open":
+            fields.update(round=new_round, attempts=task["attempts"] + 1, stage_at=now)
+        self.store.close_open_assignments(task["id"], "expired", now)
+        self.store.update_task(task["id"], updated_at=now, **fields)
+        if decision.action == "return":
+            for worker in votes["workers"]:
+                self.store.insert_assignment(task["id"], worker, "correct", votes["queue"], new_round, "offered",
+                                             now, note=comment)
+        kind = {"accept": "final", "hold": "held", "reject": "invalid"}.get(decision.action, "routed")
+        self.store.add_event(kind, now, task_id=task["id"], rule=decision.rule, action=decision.action, actor=actor,
+                             detail={**decision.as_detail(), "votes": {"count": votes["count"], "top": votes["top"],
+                                                                       "agreement": votes["agreement"]}})
+        return {"rule": decision.rule, "action": decision.action, "target": decision.target,
+                "reason": decision.reason, "status": fields.get("status")}
+
+    # -- reading ---------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """Task counts by status and, per queue, waiting and active work."""
+        counts = self.store.status_counts()
+        tasks = {s: counts.get(s, 0) for s in ("open", "done", "held", "invalid")}
+        queues = {}
+        names = list(self.workflow.queues) if self.store.active_workflow() is not None else []
+        per_queue = self.store.queue_counts()
+        for name in names + [q for q in per_queue if q not in names]:
+            q = per_queue.get(name, {})
+            queues[name] = {"waiting": q.get("waiting", 0), "active": q.get("active", 0), "open": q.get("open", 0)}
+        wf = self.store.active_workflow()
+        rejects = self.store.one("SELECT count(*) FROM rejects")[0]
+        return {"workflow": None if wf is None else {"name": wf["name"], "version": wf["version"]},
+                "tasks": tasks, "total": sum(counts.values()), "queues": queues, "rejects": rejects,
+                "workers": len(self.store.workers())}
+
+    def show(self, ref: str) -> dict[str, Any]:
+        """Everything about one task: fields, prediction, assignments, annotations, events."""
+        task = self.store.task(ref)
+        if task is None:
+            raise UnknownTask(f"no task `{ref}` (by id or external id)")
+        return {
+            "task": task_view(task),
+            "prediction": stored_prediction(task),
+            "assignments": [dict(a) for a in self.store.assignments(task["id"])],
+            "annotations": [{**dict(a), "label": loads(a["label"])} for a in self.store.annotations(task["id"])],
+            "events": [{**dict(e), "detail": loads(e["detail"])} for e in self.store.events(task["id"])],
+        }
+
+    def export_rows(self) -> Iterator[dict[str, Any]]:
+        """Final labels of every done task (gold tasks left out)."""
+        for task in self.store.final_tasks():
+            yield {"id": task["external_id"], "label": loads(task["final_label"]), "final_by": task["final_by"],
+                   "rule": task["final_rule"], "final_at": clock.iso(task["final_at"]),
+                   "category": task["category"], "data": loads(task["data"])}
+
+
+def task_view(task) -> dict[str, Any]:
+    """A task row as plain data (JSON columns decoded)."""
+    view = dict(task)
+    for key in ("tags", "data", "pred_label", "pred_scores", "final_label"):
+        view[key] = loads(view[key])
+    view["is_gold"] = bool(view["is_gold"])
+    return view
+
+
+def open_engine(db: str | None = None) -> Engine:
+    """An :class:`Engine` over the database at ``db`` (or ``LABELYARD_DB`` / ``./labelyard.db``)."""
+    return Engine.open(db)

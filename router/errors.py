@@ -1,0 +1,35 @@
+"""Errors raised by the core, with messages meant for people."""
+
+from __future__ import annotations
+
+
+class LabelyardError(Exception):
+    """A user error: the CLI prints the message and exits 1, no traceback."""
+
+    exit_code = 1
+
+
+class NoWorkflow(LabelyardError):
+    """No workflow has been applied to this database yet."""
+
+
+class NotInitialised(LabelyardError):
+    """The database file does not exist or has no Labelyard schema."""
+
+
+class UnknownWorker(LabelyardError):
+    """A worker name that is not registered."""
+
+
+class UnknownTask(LabelyardError):
+    """A task id or external id that is not in the database."""
+
+
+class AssignmentError(LabelyardError):
+    """An assignment that cannot be submitted (not yours, not active, wrong verdict)."""
+
+
+class NothingToDo(LabelyardError):
+    """No work is available (claim): exit code 3."""
+
+    exit_code = 3

@@ -1,0 +1,188 @@
+"""Reading task rows from JSONL and CSV files, one at a time, and checking each.
+
+A row is ``{"id": ..., "data": {...}, "category": ..., "tags": [...],
+"prediction": {"label": ..., "confidence": ..., "model": ..., "scores": {...}}}``.
+CSV files carry ``id``, optional ``category``, ``tags`` (separated by ``;``),
+``prediction_label`` (or ``label``), ``prediction_confidence`` (or
+``confidence``) and ``prediction_model``; every other column goes into
+``data``. Bad rows become :class:`RowProblem` values with their line number
+and reason; reading never stops at one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import LabelyardError
+
+
+@dataclass
+class TaskInput:
+    """A checked row, ready to be routed."""
+
+    line: int
+    external_id: str
+    data: dict[str, Any]
+    category: str | None = None
+    tags: list[str] = field(default_factory=list)
+    label: Any = None
+    confidence: float | None = None
+    model: str | None = None
+    scores: dict[str, float] | None = None
+
+
+@dataclass
+class RowProblem:
+    """A row that cannot be ingested: where it is and why."""
+
+    line: int
+    reason: str
+    raw: str | None
+
+
+class RowError(ValueError):
+    """Raised while checking one row; the message names the field."""
+
+
+CSV_RESERVED = {"id", "category", "tags", "prediction_label", "label", "prediction_confidence", "confidence",
+                "prediction_model", "model"}
+JSON_RESERVED = {"id", "data", "category", "tags", "prediction"}
+
+
+def read_file(path: str, choices: tuple[str, ...] = ()) -> Iterator[TaskInput | RowProblem]:
+    """Yield checked rows (or problems) from a ``.jsonl`` or ``.csv`` file, streaming."""
+    if not os.path.isfile(path):
+        raise LabelyardError(f"{path}: no such file")
+    lower = path.lower()
+    if lower.endswith((".jsonl", ".ndjson", ".json")):
+        yield from _read_jsonl(path, choices)
+    elif lower.endswith(".csv"):
+        yield from _read_csv(path, choices)
+    else:
+        raise LabelyardError(f"{path}: unknown file type; expected .jsonl or .csv")
+
+
+def _read_jsonl(path: str, choices: tuple[str, ...]) -> Iterator[TaskInput | RowProblem]:
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield RowProblem(number, f"invalid JSON at column {exc.colno}: {exc.msg}", text.rstrip("\n"))
+                continue
+            try:
+                yield check_row(row, number, choices, JSON_RESERVED)
+            except RowError as exc:
+                yield RowProblem(number, str(exc), text.rstrip("\n"))
+
+
+def _read_csv(path: str, choices: tuple[str, ...]) -> Iterator[TaskInput | RowProblem]:
+    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None:
+            return
+        if "id" not in reader.fieldnames:
+            yield RowProblem(1, "CSV header has no `id` column", ",".join(reader.fieldnames))
+            return
+        for record in reader:
+            number = reader.line_num
+            raw = ",".join("" if v is None else str(v) for v in record.values())
+            try:
+                yield check_row(_csv_row(record), number, choices, JSON_RESERVED)
+            except RowError as exc:
+                yield RowProblem(number, str(exc), raw)
+
+
+def _csv_row(record: dict[str, Any]) -> dict[str, Any]:
+    if None in record:
+        raise RowError("row has more cells than the header")
+    get = lambda *names: next((record[n] for n in names if record.get(n) not in (None, "")), None)  # noqa: E731
+    prediction: dict[str, Any] = {}
+    label = get("prediction_label", "label")
+    if label is not None:
+        prediction["label"] = label
+    confidence = get("prediction_confidence", "confidence")
+    if confidence is not None:
+        try:
+            prediction["confidence"] = float(confidence)
+        except ValueError:
+            raise RowError(f"confidence {confidence!r} is not a number") from None
+    model = get("prediction_model", "model")
+    if model is not None:
+        prediction["model"] = model
+    tags = get("tags")
+    row: dict[str, Any] = {
+        "id": record.get("id"),
+        "data": {k: v for k, v in record.items() if k not in CSV_RESERVED},
+        "category": get("category"),
+        "tags": [t.strip() for t in tags.split(";") if t.strip()] if tags else [],
+    }
+    if prediction:
+        row["prediction"] = prediction
+    return row
+
+
+def check_row(row: Any, line: int, choices: tuple[str, ...], reserved: set[str]) -> TaskInput:
+    """Check one row; raise :class:`RowError` naming the field that is wrong."""
+    if not isinstance(row, dict):
+        raise RowError("a row must be a JSON object")
+    ext = row.get("id")
+    if ext is None or ext == "" or isinstance(ext, (bool, dict, list, float)):
+        raise RowError("missing `id`" if ext in (None, "") else "`id` must be text or an integer")
+    ext = str(ext)
+    if len(ext) > 512:
+        raise RowError("`id` is longer than 512 characters")
+    if "data" in row:
+        data = row["data"]
+        if not isinstance(data, dict):
+            raise RowError("`data` must be an object")
+    else:
+        data = {k: v for k, v in row.items() if k not in reserved}
+    category = row.get("category")
+    if category is not None and not isinstance(category, str):
+        raise RowError("`category` must be text")
+    tags = row.get("tags") or []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise RowError("`tags` must be a list of text")
+    task = TaskInput(line, ext, data, category, tags)
+    prediction = row.get("prediction")
+    if prediction is not None:
+        if not isinstance(prediction, dict):
+            raise RowError("`prediction` must be an object")
+        _check_prediction(task, prediction, choices)
+    return task
+
+
+def _check_prediction(task: TaskInput, prediction: dict[str, Any], choices: tuple[str, ...]) -> None:
+    label = prediction.get("label")
+    if label is not None and choices:
+        wanted = label if isinstance(label, list) else [label]
+        for value in wanted:
+            if not isinstance(value, str) or value not in choices:
+                raise RowError(f"`prediction.label` {json.dumps(value)} is not one of {', '.join(choices)}")
+    confidence = prediction.get("confidence")
+    if confidence is not None:
+        if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or math.isnan(confidence):
+            raise RowError("`prediction.confidence` must be a number")
+        if not 0 <= confidence <= 1:
+            raise RowError(f"`prediction.confidence` {confidence} is outside 0..1")
+    model = prediction.get("model")
+    if model is not None and not isinstance(model, str):
+        raise RowError("`prediction.model` must be text")
+    scores = prediction.get("scores")
+    if scores is not None and (
+        not isinstance(scores, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in scores.values())
+    ):
+        raise RowError("`prediction.scores` must map labels to numbers")
+    task.label = label
+    task.confidence = None if confidence is None else float(confidence)
+    task.model = model
+    task.scores = scores

@@ -1,0 +1,175 @@
+"""Numbered migrations, applied in order, each with its record in one transaction.
+
+Never edit a released migration: add a new one. The set is run with
+sqlite-utils' ``Migrations``; ``schema_version`` mirrors the number of the
+newest applied migration so that a cheap query tells a connection whether the
+file is up to date without importing sqlite-utils (which is slow to import).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("labelyard")
+
+SCHEMA_VERSION = 1
+
+
+def _run_ddl(db: Database, script: str) -> None:
+    # executescript() would COMMIT first and break the migration's transaction,
+    # so statements run one by one (comments dropped: they may hold semicolons).
+    lines = [line.split("--", 1)[0] for line in script.splitlines()]
+    for statement in "\n".join(lines).split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _set_version(db: Database, version: int) -> None:
+    db.execute("DELETE FROM schema_version")
+    db.execute("INSERT INTO schema_version (version) VALUES (?)", [version])
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    """The core tables: workflows, tasks, assignments, annotations, workers, events, gold, cursors, rejects."""
+    _run_ddl(
+        db,
+        """
+        CREATE TABLE schema_version (version INTEGER NOT NULL);
+
+        CREATE TABLE workflows (
+            id          INTEGER PRIMARY KEY,
+            name        TEXT NOT NULL,
+            version     INTEGER NOT NULL,
+            hash        TEXT NOT NULL,
+            yaml        TEXT NOT NULL,
+            spec        TEXT NOT NULL,      -- the validated document as JSON, fast to reload
+            filename    TEXT,
+            applied_at  REAL NOT NULL,
+            applied_by  TEXT,
+            active      INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (name, version)
+        );
+
+        CREATE TABLE workers (
+            id          TEXT PRIMARY KEY,
+            roles       TEXT NOT NULL DEFAULT '[]',
+            skills      TEXT NOT NULL DEFAULT '[]',
+            capacity    INTEGER,            -- max active assignments; NULL = unlimited
+            paused      INTEGER NOT NULL DEFAULT 0,
+            pause_reason TEXT,
+            flagged     INTEGER NOT NULL DEFAULT 0,
+            created_at  REAL NOT NULL
+        );
+
+        CREATE TABLE tasks (
+            id              INTEGER PRIMARY KEY,
+            external_id     TEXT NOT NULL UNIQUE,
+            source          TEXT,
+            category        TEXT,
+            tags            TEXT NOT NULL DEFAULT '[]',
+            data            TEXT NOT NULL DEFAULT '{}',
+            status          TEXT NOT NULL,          -- open | held | done | invalid
+            stage           TEXT,                   -- annotate | review | correct | escalated
+            queue           TEXT,
+            needed          INTEGER NOT NULL DEFAULT 0,   -- submissions the stage still asks for
+            free_slots      INTEGER NOT NULL DEFAULT 0,   -- needed minus active assignments
+            priority        REAL NOT NULL DEFAULT 0,
+            attempts        INTEGER NOT NULL DEFAULT 0,   -- stages entered so far
+            round           INTEGER NOT NULL DEFAULT 0,   -- increments with every new stage
+            workflow_version INTEGER,
+            pred_label      TEXT,                   -- JSON
+            pred_confidence REAL,
+            pred_model      TEXT,
+            pred_scores     TEXT,                   -- JSON object label -> score
+            final_label     TEXT,                   -- JSON
+            final_by        TEXT,                   -- model | consensus | reviewer | expert | lead
+            final_rule      TEXT,
+            final_at        REAL,
+            reason          TEXT,                   -- why held / invalid / escalated
+            is_gold         INTEGER NOT NULL DEFAULT 0,
+            created_at      REAL NOT NULL,
+            updated_at      REAL NOT NULL,
+            stage_at        REAL NOT NULL           -- when the current stage began
+        );
+        -- The claim index: only tasks with a free slot are in it.
+        CREATE INDEX tasks_claimable ON tasks (queue, priority DESC, id)
+            WHERE status = 'open' AND free_slots > 0;
+        CREATE INDEX tasks_status_queue ON tasks (status, queue);
+        CREATE INDEX tasks_final ON tasks (final_at) WHERE final_at IS NOT NULL;
+
+        CREATE TABLE assignments (
+            id          INTEGER PRIMARY KEY,
+            task_id     INTEGER NOT NULL REFERENCES tasks (id),
+            worker      TEXT NOT NULL REFERENCES workers (id),
+            stage       TEXT NOT NULL,
+            queue       TEXT,
+            round       INTEGER NOT NULL,
+            status      TEXT NOT NULL,          -- active | submitted | released | expired
+            note        TEXT,                   -- e.g. the reviewer's comment for a correct slot
+            created_at  REAL NOT NULL,
+            updated_at  REAL NOT NULL
+        );
+        CREATE INDEX assignments_task_worker ON assignments (task_id, worker);
+        CREATE INDEX assignments_worker_active ON assignments (worker) WHERE status = 'active';
+
+        CREATE TABLE annotations (
+            id              INTEGER PRIMARY KEY,
+            assignment_id   INTEGER NOT NULL UNIQUE REFERENCES assignments (id),
+            task_id         INTEGER NOT NULL REFERENCES tasks (id),
+            worker          TEXT NOT NULL,
+            stage           TEXT NOT NULL,
+            round           INTEGER NOT NULL,
+            label           TEXT,                   -- JSON; NULL for a plain approve/reject
+            verdict         TEXT,                   -- approve | reject for review slots
+            comment         TEXT,
+            created_at      REAL NOT NULL
+        );
+        CREATE INDEX annotations_task ON annotations (task_id);
+
+        CREATE TABLE events (
+            id          INTEGER PRIMARY KEY,
+            task_id     INTEGER,
+            kind        TEXT NOT NULL,
+            rule        TEXT,
+            action      TEXT,
+            actor       TEXT,
+            detail      TEXT,                   -- JSON
+            at          REAL NOT NULL
+        );
+        CREATE INDEX events_task ON events (task_id) WHERE task_id IS NOT NULL;
+
+        CREATE TABLE gold (
+            task_id     INTEGER PRIMARY KEY REFERENCES tasks (id),
+            label       TEXT NOT NULL            -- JSON
+        );
+
+        CREATE TABLE cursors (
+            name        TEXT PRIMARY KEY,
+            value       TEXT,
+            updated_at  REAL NOT NULL
+        );
+
+        CREATE TABLE rejects (
+            id          INTEGER PRIMARY KEY,
+            source      TEXT NOT NULL,
+            line        INTEGER,
+            reason      TEXT NOT NULL,
+            raw         TEXT,
+            at          REAL NOT NULL,
+            UNIQUE (source, line)
+        );
+        """
+    )
+    _set_version(db, 1)
+
+
+def migrate(conn: sqlite3.Connection) -> list[str]:
+    """Apply pending migrations to ``conn``; returns the names applied."""
+    db = Database(conn)
+    pending = [m.name for m in migrations.pending(db)]
+    migrations.apply(db)
+    return pending

@@ -1,0 +1,27 @@
+"""Progress bars for long work on a terminal (rich); the caller decides when to show one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+
+def count_lines(path: str) -> int:
+    """Lines in a file, counted in binary chunks (about 1 s per GB)."""
+    lines = 0
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            lines += chunk.count(b"\n")
+    return lines
+
+
+@contextmanager
+def line_progress(path: str, label: str) -> Iterator[Callable[[int], None]]:
+    """A bar over a file's lines; yields ``update(line_reached)``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    total = count_lines(path)
+    with Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  transient=True) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda line: progress.update(task, completed=min(line, total))

@@ -1,0 +1,53 @@
+"""Human-readable output of status and tasks for the CLI (rich tables)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from . import clock
+
+
+def print_status(data: dict[str, Any]) -> None:
+    """Print task counts and the queues as tables."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    wf = data.get("workflow")
+    console.print(f"workflow: {wf['name']} v{wf['version']}" if wf else "workflow: (none applied)")
+    tasks = data["tasks"]
+    console.print("tasks: " + ", ".join(f"{k} {v}" for k, v in tasks.items()) + f"  (total {data['total']})")
+    table = Table("queue", "waiting", "active", "open", title=None)
+    for name, q in data["queues"].items():
+        table.add_row(name, str(q["waiting"]), str(q["active"]), str(q["open"]))
+    console.print(table)
+    if data.get("rejects"):
+        console.print(f"rejected input rows: {data['rejects']} (labelyard rejects)")
+
+
+def print_task(data: dict[str, Any]) -> None:
+    """Print one task, its votes and its history."""
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    t = data["task"]
+    console.print(f"[bold]task {t['id']}[/] ({t['external_id']}) status={t['status']} stage={t['stage']} "
+                  f"queue={t['queue']} priority={t['priority']:.3g}")
+    if t["final_label"] is not None:
+        console.print(f"final label: {json.dumps(t['final_label'])} by {t['final_by']} (rule `{t['final_rule']}`)")
+    if t["reason"]:
+        console.print(f"reason: {t['reason']}")
+    p = data["prediction"]
+    if p["label"] is not None:
+        console.print(f"prediction: {json.dumps(p['label'])} confidence={p['confidence']} model={p['model']}")
+    console.print(f"data: {json.dumps(t['data'], ensure_ascii=False)}")
+    for a in data["annotations"]:
+        extra = f" verdict={a['verdict']}" if a["verdict"] else ""
+        extra += f" comment={a['comment']!r}" if a["comment"] else ""
+        console.print(f"  {a['stage']:<9} {a['worker']:<12} {json.dumps(a['label'])}{extra}")
+    console.print("history:")
+    for e in data["events"]:
+        rule = f" rule `{e['rule']}`" if e["rule"] else ""
+        action = f" → {e['action']}" if e["action"] else ""
+        console.print(f"  {clock.iso(e['at'])} {e['kind']}{rule}{action} by {e['actor']}")

@@ -1,0 +1,100 @@
+"""The names rule expressions can read, and which workflow section sees which.
+
+``CONTEXT_SCHEMA`` maps each root (``task``, ``prediction``, ...) to its fields.
+A field is ``LEAF`` (one value) or ``OPEN`` (data of any shape: any key,
+dotted or subscripted, may be read below it). ``now`` is a root that is
+itself a leaf (epoch seconds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class _Marker:
+    """A named sentinel."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+LEAF = _Marker("LEAF")
+"""A single value: it has no fields and cannot be subscripted."""
+OPEN = _Marker("OPEN")
+"""Data of any shape: any sub-key (``.key`` or ``["key"]``) or list index is allowed below it."""
+GROUP = _Marker("GROUP")
+"""What :func:`field_kind` says of a root that has fields (``task``, ``votes``, ...)."""
+
+
+def _fields(*names: str, open: Sequence[str] = ()) -> dict[str, object]:
+    return {name: OPEN if name in open else LEAF for name in names}
+
+
+CONTEXT_SCHEMA: dict[str, dict[str, object] | object] = {
+    "task": _fields(
+        "id", "external_id", "source", "category", "tags", "data", "age", "stage",
+        "queue", "attempts", "priority", "status", "gold", open=("data",),
+    ),
+    "prediction": _fields("label", "confidence", "model", "scores", "margin", "entropy", open=("scores",)),
+    "votes": _fields(
+        "count", "labels", "top", "top_count", "agreement", "unanimous", "tie",
+        "entropy", "min_accuracy", "any_flagged", open=("labels",),
+    ),
+    "review": _fields("verdict", "label", "reviewer", "comment", "automatic"),
+    "assignment": _fields("age", "worker", "kind"),
+    "worker": _fields(
+        "id", "roles", "skills", "submitted", "gold_count", "gold_accuracy",
+        "agreement", "fast_submits", "skips_in_row", "flagged",
+    ),
+    "queue": _fields("name", "waiting", "active", "oldest_age", "kappa", "alpha"),
+    "now": LEAF,
+}
+
+SECTION_ROOTS: dict[str, frozenset[str]] = {
+    "on_create": frozenset({"task", "prediction", "queue", "now"}),
+    "on_quorum": frozenset({"task", "prediction", "votes", "queue", "now"}),
+    "on_review": frozenset({"task", "prediction", "votes", "review", "queue", "now"}),
+    "on_worker": frozenset({"worker", "task", "prediction", "votes", "now"}),
+    "on_timer": frozenset({"task", "assignment", "prediction", "queue", "now"}),
+}
+
+
+def all_names() -> list[str]:
+    """Every dotted name, in schema order: ``task.id``, ..., ``now``."""
+    names: list[str] = []
+    for root, fields in CONTEXT_SCHEMA.items():
+        if isinstance(fields, dict):
+            names.extend(f"{root}.{field}" for field in fields)
+        else:
+            names.append(root)
+    return names
+
+
+def open_names() -> list[str]:
+    """The dotted names of ``OPEN`` fields (the ones that may be subscripted)."""
+    return [
+        f"{root}.{field}"
+        for root, fields in CONTEXT_SCHEMA.items()
+        if isinstance(fields, dict)
+        for field, kind in fields.items()
+        if kind is OPEN
+    ]
+
+
+def field_kind(path: Sequence[str]) -> object | None:
+    """``GROUP``, ``LEAF`` or ``OPEN`` for a path like ``("task", "data", "x")``; ``None`` if unknown."""
+    if not path or path[0] not in CONTEXT_SCHEMA:
+        return None
+    kind: object = CONTEXT_SCHEMA[path[0]]
+    for part in path[1:]:
+        if kind is OPEN:
+            return OPEN
+        if not isinstance(kind, dict) or part not in kind:
+            return None
+        kind = kind[part]
+    return GROUP if isinstance(kind, dict) else kind

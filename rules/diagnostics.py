@@ -1,0 +1,32 @@
+"""Diagnostics: a mistake (or warning) in a workflow file, pointed at by file:line:col."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass(frozen=True, order=True)
+class Diagnostic:
+    """One problem found in a file. ``line`` and ``col`` are 1-based."""
+
+    file: str
+    line: int
+    col: int
+    message: str
+    severity: str = field(default="error", compare=False)  # error | warning
+
+    def __str__(self) -> str:
+        prefix = "" if self.severity == "error" else "warning: "
+        return f"{self.file}:{self.line}:{self.col}: {prefix}{self.message}"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class WorkflowInvalid(Exception):
+    """A workflow file has errors; ``diagnostics`` lists every one of them."""
+
+    def __init__(self, diagnostics: list[Diagnostic]):
+        self.diagnostics = sorted(diagnostics)
+        errors = [d for d in self.diagnostics if d.severity == "error"]
+        super().__init__("\n".join(str(d) for d in errors or self.diagnostics))

@@ -1,0 +1,1139 @@
+"""The rule expression language: a small, safe, Python-looking language.
+
+An expression is read by a hand-written tokenizer and a Pratt parser, checked
+against the context schema (``rules.context``), and built once into a tree of
+Python closures. The user's text is never handed to Python's own evaluator or
+compiler; the only things an expression can reach are context values (read
+with ``Mapping.get``), list indexes, and the registered functions.
+
+Language
+    Literals: ``12``, ``0.95``, ``.5``, ``1e3``; ``'text'`` or ``"text"`` (escapes
+    ``\\\\ \\" \\' \\n \\t``; any other backslash is kept as written, so a pattern
+    like ``"\\d+"`` means what it says); ``true false null``; lists ``[a, b,]``.
+    Durations ``30s 15m 2h 7d 1.5h`` are numbers of seconds.
+    Names: ``task.category``, ``task.data.customer.tier``. Subscripts
+    (``task.data["a b"]``, ``votes.labels[0]``, ``prediction.scores["bug"]``)
+    only at or below data fields, which have no fixed shape.
+    Operators, loosest first: ``or``; ``and``; ``not``; ``== != < <= > >= in
+    not in`` (no chains: ``a < b < c`` is refused); ``+ -``; ``* /``; unary
+    ``-``. Functions: ``len min max abs matches sample`` and plugin functions.
+
+Semantics
+    - Missing data is null: a missing root, field, key or list index is null.
+    - ``==``/``!=`` compare values; ``1 == 1.0`` but ``true != 1`` (a boolean is
+      not a number); lists and objects compare item by item.
+    - ``< <= > >=`` compare two numbers or two texts; with null on either side
+      they are false; other mixes are an :class:`EvaluationError`.
+    - ``in``: an item of a list, a substring of a text, a key of an object;
+      anything ``in null`` is false (so ``not in null`` is true).
+    - ``+ - * /`` take numbers (not booleans); ``+`` also joins two texts or two
+      lists. A null operand gives null, and so does division by zero.
+    - ``and or not`` go by truthiness (null, false, 0, "", [] and {} are false),
+      short-circuit, and give true or false.
+    - ``len(x)``; ``min``/``max`` of arguments or of one list (nulls ignored,
+      nothing left gives null); ``abs(x)``; null in, null out.
+      ``matches(text, "pattern")``: a regular-expression search with a literal
+      pattern, compiled when the rule loads; null text gives false.
+      ``sample(rate)``: true for a stable share ``rate`` of tasks, from a
+      SHA-256 of the task's external id (else its id); the tasks of
+      ``sample(0.1)`` are among those of ``sample(0.2)``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import inspect
+import json
+import keyword
+import operator
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .context import CONTEXT_SCHEMA, GROUP, LEAF, OPEN, SECTION_ROOTS, all_names, field_kind, open_names
+from .errors import RulesError
+
+__all__ = [
+    "BUILTIN_FUNCTIONS",
+    "Builtin",
+    "EvaluationError",
+    "Expression",
+    "ExpressionError",
+    "MAX_DEPTH",
+    "MAX_LENGTH",
+    "MAX_PATTERN",
+    "compile_expression",
+]
+
+MAX_LENGTH = 10_000
+MAX_DEPTH = 64
+MAX_PATTERN = 500
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class ExpressionError(RulesError):
+    """An expression cannot be compiled; ``offset`` is where in its source (0-based)."""
+
+    def __init__(self, message: str, offset: int = 0, suggestion: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.offset = offset
+        self.suggestion = suggestion
+
+
+class EvaluationError(RulesError):
+    """An expression failed on some data (``cannot add text and number in `a + 1```)."""
+
+    def __init__(self, message: str, offset: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.offset = offset
+
+
+class _Clash(Exception):
+    """A value of the wrong kind; the node that caught it names the place."""
+
+
+# ---------------------------------------------------------------- values
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_list(value: object) -> bool:
+    return isinstance(value, (list, tuple))
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if _is_number(value):
+        return "number"
+    if isinstance(value, str):
+        return "text"
+    if _is_list(value):
+        return "list"
+    if isinstance(value, Mapping):
+        return "object"
+    return type(value).__name__
+
+
+def _truthy(value: object) -> bool:
+    if value is None or isinstance(value, (bool, int, float, str, list, tuple, Mapping)):
+        return bool(value)
+    return True
+
+
+def _equal(a: object, b: object) -> bool:
+    """Equality where booleans are not numbers, and lists and objects compare deeply."""
+    if a is b:
+        return True
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if _is_list(a) and _is_list(b):
+        return len(a) == len(b) and all(map(_equal, a, b))
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    if _is_list(a) or _is_list(b) or isinstance(a, Mapping) or isinstance(b, Mapping):
+        return False
+    try:
+        return bool(a == b)
+    except Exception:  # an odd plugin value
+        return False
+
+
+def _render(value: object) -> str:
+    """A value the way people read it in a trace: JSON, shortened."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=_json_fallback)
+    except (TypeError, ValueError, RecursionError):
+        text = f"<{_type_name(value)}>"
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+def _json_fallback(value: object) -> object:
+    return dict(value) if isinstance(value, Mapping) else repr(value)
+
+
+# ---------------------------------------------------------------- operators
+
+def _ordered(symbol: str, test: Callable[[Any, Any], bool]) -> Callable[[object, object], bool]:
+    def compare(a: object, b: object) -> bool:
+        if a is None or b is None:
+            return False
+        if (_is_number(a) and _is_number(b)) or (isinstance(a, str) and isinstance(b, str)):
+            return test(a, b)
+        raise _Clash(f"cannot compare {_type_name(a)} and {_type_name(b)} with {symbol}")
+
+    return compare
+
+
+def _contains(item: object, container: object) -> bool:
+    if container is None:
+        return False
+    if isinstance(container, str):
+        if item is None:
+            return False
+        if not isinstance(item, str):
+            raise _Clash(f"cannot look for {_type_name(item)} in text")
+        return item in container
+    if _is_list(container):
+        return any(_equal(item, x) for x in container)
+    if isinstance(container, Mapping):
+        try:
+            return item in container
+        except TypeError:  # unhashable
+            return False
+    raise _Clash(f"cannot look inside {_type_name(container)} with `in`")
+
+
+_COMPARISONS: dict[str, Callable[[object, object], bool]] = {
+    "==": _equal,
+    "!=": lambda a, b: not _equal(a, b),
+    "<": _ordered("<", operator.lt),
+    "<=": _ordered("<=", operator.le),
+    ">": _ordered(">", operator.gt),
+    ">=": _ordered(">=", operator.ge),
+    "in": _contains,
+    "not in": lambda a, b: not _contains(a, b),
+}
+
+
+def _arithmetic(verb: str, apply: Callable[[Any, Any], Any]) -> Callable[[object, object], object]:
+    def arith(a: object, b: object) -> object:
+        if a is None or b is None:
+            return None
+        if _is_number(a) and _is_number(b):
+            try:
+                return apply(a, b)
+            except ZeroDivisionError:
+                return None
+            except OverflowError:
+                raise _Clash(f"the result of {verb} is too large") from None
+        raise _Clash(f"cannot {verb} {_type_name(a)} and {_type_name(b)}")
+
+    return arith
+
+
+def _add(a: object, b: object) -> object:
+    if (isinstance(a, str) and isinstance(b, str)) or (_is_list(a) and _is_list(b)):
+        return [*a, *b] if _is_list(a) else a + b
+    return _plus(a, b)
+
+
+_plus = _arithmetic("add", operator.add)
+_ARITHMETIC: dict[str, Callable[[object, object], object]] = {
+    "+": _add,
+    "-": _arithmetic("subtract", operator.sub),
+    "*": _arithmetic("multiply", operator.mul),
+    "/": _arithmetic("divide", operator.truediv),
+}
+
+
+def _negate(value: object) -> object:
+    if value is None:
+        return None
+    if _is_number(value):
+        return -value
+    raise _Clash(f"cannot negate {_type_name(value)}")
+
+
+def _lookup(container: object, key: object) -> object:
+    """``container[key]`` for objects and lists; null whenever that does not fit."""
+    if isinstance(container, Mapping):
+        try:
+            return container.get(key)
+        except TypeError:  # unhashable key
+            return None
+    if _is_list(container) and isinstance(key, int) and not isinstance(key, bool):
+        try:
+            return container[key]
+        except IndexError:
+            return None
+    return None
+
+
+# ---------------------------------------------------------------- functions
+
+@dataclass(frozen=True)
+class Builtin:
+    """A built-in function: its arity (``max_args`` ``None`` = any) and a line for docs."""
+
+    name: str
+    min_args: int
+    max_args: int | None
+    summary: str
+
+
+BUILTIN_FUNCTIONS: dict[str, Builtin] = {
+    b.name: b
+    for b in (
+        Builtin("len", 1, 1, "len(x): the length of a text, list or object; null for null"),
+        Builtin("min", 1, None, "min(a, b, ...) or min(list): the smallest, nulls ignored"),
+        Builtin("max", 1, None, "max(a, b, ...) or max(list): the largest, nulls ignored"),
+        Builtin("abs", 1, 1, "abs(x): the absolute value of a number"),
+        Builtin("matches", 2, 2, 'matches(text, "pattern"): a regular-expression search; null text is false'),
+        Builtin("sample", 1, 1, "sample(rate): true for a stable, task-seeded share of tasks (0.1 = 10%)"),
+    )
+}
+
+
+def _len(value: object) -> object:
+    if value is None:
+        return None
+    if isinstance(value, (str, list, tuple, Mapping)):
+        return len(value)
+    raise _Clash(f"len() needs text, a list or an object, not {_type_name(value)}")
+
+
+def _extreme(name: str, pick: Callable[[list], Any]) -> Callable[..., object]:
+    def extreme(*args: object) -> object:
+        values = args[0] if len(args) == 1 and _is_list(args[0]) else args
+        present = [v for v in values if v is not None]
+        if not present:
+            return None
+        if all(map(_is_number, present)) or all(isinstance(v, str) for v in present):
+            return pick(present)
+        kinds = sorted({_type_name(v) for v in present})
+        raise _Clash(f"{name}() needs all numbers or all texts, not {' and '.join(kinds)}")
+
+    return extreme
+
+
+def _abs(value: object) -> object:
+    if value is None:
+        return None
+    if _is_number(value):
+        return abs(value)
+    raise _Clash(f"abs() needs a number, not {_type_name(value)}")
+
+
+_PURE_BUILTINS: dict[str, Callable[..., object]] = {
+    "len": _len,
+    "min": _extreme("min", min),
+    "max": _extreme("max", max),
+    "abs": _abs,
+}
+
+
+def _matcher(pattern: re.Pattern[str]) -> Callable[[object], bool]:
+    def matches(text: object) -> bool:
+        if text is None:
+            return False
+        if not isinstance(text, str):
+            raise _Clash(f"matches() needs text, not {_type_name(text)}")
+        return pattern.search(text) is not None
+
+    return matches
+
+
+def _task_fraction(ctx: Mapping[str, object]) -> float:
+    """A stable number in [0, 1) for the context's task."""
+    task = ctx.get("task")
+    key = None
+    if isinstance(task, Mapping):
+        key = task.get("external_id")
+        if key is None or key == "":
+            key = task.get("id")
+    if key is None or key == "":
+        raise EvaluationError("sample() needs the task's external_id or id")
+    digest = hashlib.sha256(str(key).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+# ---------------------------------------------------------------- tokens
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    kind: str  # num, str, name, op, bad, end
+    text: str  # the source text; for ``bad`` the message
+    offset: int
+    end: int
+    value: object = None
+
+
+_NUMBER = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_WORD = re.compile(r"[A-Za-z0-9_]*")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ESCAPES = {"\\": "\\", '"': '"', "'": "'", "n": "\n", "t": "\t"}
+_OPERATORS = ("==", "!=", "<=", ">=", "<", ">", "+", "-", "*", "/", "(", ")", "[", "]", ",", ".")
+_REFUSED_SYMBOLS = {
+    "**": "`**` (power) is not part of the language",
+    "//": "`//` (floor division) is not part of the language; use /",
+    "&&": "use `and` instead of `&&`",
+    "||": "use `or` instead of `||`",
+    "%": "`%` (remainder) is not part of the language",
+    "=": "use == to compare (`=` would assign, which is not part of the language)",
+    "!": "use `not` instead of `!`",
+    "&": "use `and` instead of `&`",
+    "|": "use `or` instead of `|`",
+    ":": "`:` is not part of the language (no slices, dictionaries or lambdas)",
+    "{": "`{` is not part of the language (no dictionaries or sets)",
+    "}": "`}` is not part of the language (no dictionaries or sets)",
+}
+_SYMBOLS = sorted([*_OPERATORS, *_REFUSED_SYMBOLS], key=len, reverse=True)  # longest match wins
+
+
+def _tokenize(src: str) -> list[_Token]:
+    """All tokens, ending with ``end``; a ``bad`` token (raised when the parser reaches it) stops the scan."""
+    tokens: list[_Token] = []
+    i, n = 0, len(src)
+    while i < n:
+        c = src[i]
+        if c.isspace():
+            i += 1
+            continue
+        if "0" <= c <= "9" or (c == "." and i + 1 < n and "0" <= src[i + 1] <= "9"):
+            tok = _scan_number(src, i)
+        elif c in "'\"":
+            tok = _scan_string(src, i)
+        elif c == "_" or ("a" <= c <= "z") or ("A" <= c <= "Z"):
+            m = _NAME.match(src, i)
+            assert m is not None
+            tok = _Token("name", m.group(), i, m.end())
+        else:
+            tok = _scan_symbol(src, i)
+        tokens.append(tok)
+        if tok.kind == "bad":
+            break
+        i = tok.end
+    tokens.append(_Token("end", "", n, n))
+    return tokens
+
+
+def _scan_number(src: str, i: int) -> _Token:
+    m = _NUMBER.match(src, i)
+    assert m is not None
+    digits = m.group()
+    word = _WORD.match(src, m.end())
+    suffix = word.group() if word else ""
+    end = m.end() + len(suffix)
+    if suffix and suffix not in DURATION_UNITS:
+        return _Token("bad", f"invalid number `{src[i:end]}` (durations are a number and one of s, m, h, d)", i, end)
+    try:
+        value: int | float = float(digits) if any(ch in digits for ch in ".eE") else int(digits)
+        if suffix:
+            value = value * DURATION_UNITS[suffix]
+    except (ValueError, OverflowError):
+        return _Token("bad", "number is too long", i, end)
+    if value in (float("inf"), float("-inf")):
+        return _Token("bad", "number is too large", i, end)
+    return _Token("num", src[i:end], i, end, value)
+
+
+def _scan_string(src: str, i: int) -> _Token:
+    quote, j, n = src[i], i + 1, len(src)
+    parts: list[str] = []
+    while j < n:
+        c = src[j]
+        if c == quote:
+            return _Token("str", src[i : j + 1], i, j + 1, "".join(parts))
+        if c == "\\" and j + 1 < n:
+            parts.append(_ESCAPES.get(src[j + 1], src[j : j + 2]))
+            j += 2
+            continue
+        parts.append(c)
+        j += 1
+    return _Token("bad", f"text is never closed: add a closing {quote}", i, n)
+
+
+def _scan_symbol(src: str, i: int) -> _Token:
+    for sym in _SYMBOLS:
+        if src.startswith(sym, i):
+            if sym in _REFUSED_SYMBOLS:
+                return _Token("bad", _REFUSED_SYMBOLS[sym], i, i + len(sym))
+            return _Token("op", sym, i, i + len(sym))
+    c = src[i]
+    shown = f"`{c}`" if c.isprintable() else f"U+{ord(c):04X}"
+    return _Token("bad", f"unexpected character {shown}", i, i + 1)
+
+
+# ---------------------------------------------------------------- parsing
+
+_Fn = Callable[[Mapping[str, object], "list[str] | None"], object]
+
+
+@dataclass(frozen=True, slots=True)
+class _Node:
+    fn: _Fn
+    start: int
+    end: int
+    literal: bool = False  # does not depend on the context; its source says what it is
+    value: object = None  # the value, when literal
+
+
+OR_BP, AND_BP, NOT_BP, CMP_BP, ADD_BP, MUL_BP, UNARY_BP = 1, 2, 3, 4, 5, 6, 7
+_INFIX_OPS = {"==": CMP_BP, "!=": CMP_BP, "<": CMP_BP, "<=": CMP_BP, ">": CMP_BP, ">=": CMP_BP,
+              "+": ADD_BP, "-": ADD_BP, "*": MUL_BP, "/": MUL_BP}
+_INFIX_WORDS = {"or": OR_BP, "and": AND_BP, "in": CMP_BP}
+_LITERAL_WORDS = {"true": True, "false": False, "null": None}
+_PYTHON_WORDS = {
+    "True": "write `true` (lowercase)",
+    "False": "write `false` (lowercase)",
+    "None": "write `null` for a missing value",
+    "is": "use == or != instead of `is`",
+    "lambda": "`lambda` is not part of the language",
+    "for": "comprehensions (`for … in …`) are not part of the language",
+    "if": "conditional expressions (`… if … else …`) are not part of the language; write separate rules",
+    "else": "conditional expressions (`… if … else …`) are not part of the language; write separate rules",
+}
+_EMPTY: Mapping[str, object] = {}
+
+
+_Impl = Callable[[Mapping[str, object], list[object]], object]
+
+
+def _binding(op: str) -> int:
+    return CMP_BP if op == "not in" else _INFIX_OPS.get(op) or _INFIX_WORDS.get(op, 0)
+
+
+def _const_fn(value: object) -> _Fn:
+    return lambda ctx, tr: value
+
+
+class _Parser:
+    """Pratt parser that builds closures as it goes; depth-limited, never deeply recursive."""
+
+    def __init__(self, src: str, roots: frozenset[str], section: str | None,
+                 functions: Mapping[str, Callable[..., object]]) -> None:
+        self.src = src
+        self.tokens = _tokenize(src)
+        self.pos = 0
+        self.depth = 0
+        self.allowed = roots
+        self.section = section
+        self.functions = functions
+        self.names: set[str] = set()
+        self.roots: set[str] = set()
+        self.problem: ExpressionError | None = None
+
+    # ---- tokens
+    def peek(self, ahead: int = 0) -> _Token:
+        tok = self.tokens[min(self.pos + ahead, len(self.tokens) - 1)]
+        if tok.kind == "bad":
+            raise ExpressionError(tok.text, tok.offset)
+        return tok
+
+    def advance(self) -> _Token:
+        tok = self.peek()
+        self.pos += 1
+        return tok
+
+    def at(self, text: str, kind: str = "op") -> bool:
+        tok = self.peek()
+        return tok.kind == kind and tok.text == text
+
+    def nest(self, tok: _Token) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ExpressionError(f"expression nested too deeply (more than {MAX_DEPTH} levels)", tok.offset)
+
+    def unnest(self) -> None:
+        self.depth -= 1
+
+    def snippet(self, start: int, end: int) -> str:
+        text = self.src[start:end]
+        if "\n" in text or "\r" in text:
+            text = " ".join(text.split())
+        return text if len(text) <= 80 else text[:79] + "…"
+
+    def unexpected(self, tok: _Token, expected: str) -> ExpressionError:
+        if tok.kind == "name" and tok.text in _PYTHON_WORDS:
+            return ExpressionError(_PYTHON_WORDS[tok.text], tok.offset)
+        if tok.kind == "name" and tok.text in DURATION_UNITS and self.pos and self.tokens[self.pos - 1].kind == "num":
+            return ExpressionError(f"write durations without a space, like `2{tok.text}`", tok.offset)
+        if tok.kind == "end":
+            return ExpressionError(f"expected {expected}, but the expression ends here", tok.offset)
+        return ExpressionError(f"expected {expected}, found {_describe(tok)}", tok.offset)
+
+    # ---- expressions
+    def parse(self) -> _Node:
+        if self.peek().kind == "end":
+            raise ExpressionError("empty expression", 0)
+        node = self.expr(0)
+        tok = self.peek()
+        if tok.kind != "end":
+            raise self.unexpected(tok, "an operator or the end of the expression")
+        if self.problem is not None:
+            raise self.problem
+        return node
+
+    def infix(self) -> tuple[str | None, int]:
+        tok = self.peek()
+        if tok.kind == "op" and tok.text in _INFIX_OPS:
+            return tok.text, _INFIX_OPS[tok.text]
+        if tok.kind == "name":
+            if tok.text in _INFIX_WORDS:
+                return tok.text, _INFIX_WORDS[tok.text]
+            if tok.text == "not":
+                after = self.peek(1)
+                if after.kind == "name" and after.text == "in":
+                    return "not in", CMP_BP
+        return None, 0
+
+    def expr(self, bp: int) -> _Node:
+        left = self.prefix(bp)
+        while True:
+            op, lbp = self.infix()
+            if op is None or lbp <= bp:
+                return left
+            if lbp == CMP_BP:
+                self.skip_operator(op)
+                left = self.comparison(op, left, self.expr(CMP_BP))
+                if self.infix()[1] == CMP_BP:
+                    raise ExpressionError("chained comparisons are not supported; use and", self.peek().offset)
+                continue
+            operands, ops = [left], []
+            while op is not None and _binding(op) == lbp:
+                self.skip_operator(op)
+                ops.append(op)
+                operands.append(self.expr(lbp))
+                op = self.infix()[0]
+            left = self.logic(ops[0], operands) if lbp <= AND_BP else self.arithmetic(ops, operands)
+
+    def skip_operator(self, op: str) -> None:
+        self.advance()
+        if op == "not in":
+            self.advance()
+
+    def prefix(self, bp: int) -> _Node:
+        tok = self.peek()
+        if tok.kind in ("num", "str"):
+            self.advance()
+            return self.no_postfix(self.constant(tok.value, tok.offset, tok.end))
+        if tok.kind == "name":
+            return self.word(tok, bp)
+        if tok.kind == "op" and tok.text == "(":
+            return self.no_postfix(self.parenthesized(tok))
+        if tok.kind == "op" and tok.text == "[":
+            return self.no_postfix(self.list_literal(tok))
+        if tok.kind == "op" and tok.text == "-":
+            self.advance()
+            self.nest(tok)
+            operand = self.expr(UNARY_BP)
+            self.unnest()
+            return self.negation(tok, operand)
+        raise self.unexpected(tok, "an expression")
+
+    def word(self, tok: _Token, bp: int) -> _Node:
+        text = tok.text
+        _check_word(tok)
+        if text in _LITERAL_WORDS:
+            self.advance()
+            return self.no_postfix(self.constant(_LITERAL_WORDS[text], tok.offset, tok.end))
+        if text == "not":
+            if bp > NOT_BP:
+                raise ExpressionError("put `not …` in parentheses here, like `a == (not b)`", tok.offset)
+            self.advance()
+            self.nest(tok)
+            operand = self.expr(NOT_BP)
+            self.unnest()
+            fn = operand.fn
+            return self.settle(_Node(lambda ctx, tr: not _truthy(fn(ctx, tr)), tok.offset, operand.end), [operand])
+        if text in _PYTHON_WORDS:
+            raise ExpressionError(_PYTHON_WORDS[text], tok.offset)
+        if text in _INFIX_WORDS or keyword.iskeyword(text):
+            if text in _INFIX_WORDS:
+                raise self.unexpected(tok, "an expression")
+            raise ExpressionError(f"`{text}` is a Python keyword, not part of the language", tok.offset)
+        self.advance()
+        if self.at("("):
+            return self.no_postfix(self.call(tok))
+        return self.name(tok)
+
+    def parenthesized(self, open_tok: _Token) -> _Node:
+        self.advance()
+        self.nest(open_tok)
+        if self.peek().kind == "end":
+            raise ExpressionError("`(` is never closed", open_tok.offset)
+        if self.at(")"):
+            raise ExpressionError("empty parentheses: expected an expression inside `( )`", open_tok.offset)
+        inner = self.expr(0)
+        if self.at(","):
+            raise ExpressionError("tuples are not part of the language; use a list like `[a, b]`", self.peek().offset)
+        self.close(open_tok, ")")
+        self.unnest()
+        return replace(inner, start=open_tok.offset, end=self.tokens[self.pos - 1].end)
+
+    def list_literal(self, open_tok: _Token) -> _Node:
+        found = self.items(open_tok, "]")
+        fns = tuple(item.fn for item in found)
+        node = _Node(lambda ctx, tr: [f(ctx, tr) for f in fns], open_tok.offset, self.tokens[self.pos - 1].end)
+        return self.settle(node, found)
+
+    def close(self, open_tok: _Token, closer: str) -> None:
+        tok = self.peek()
+        if tok.kind == "op" and tok.text == closer:
+            self.advance()
+            return
+        if tok.kind == "end":
+            raise ExpressionError(f"`{open_tok.text}` is never closed", open_tok.offset)
+        raise self.unexpected(tok, f"`{closer}`")
+
+    def items(self, open_tok: _Token, closer: str) -> list[_Node]:
+        """Comma-separated expressions up to ``closer`` (a trailing comma is fine)."""
+        self.advance()
+        self.nest(open_tok)
+        found: list[_Node] = []
+        while True:
+            tok = self.peek()
+            if tok.kind == "end":
+                raise ExpressionError(f"`{open_tok.text}` is never closed", open_tok.offset)
+            if tok.kind == "op" and tok.text == closer:
+                break
+            found.append(self.expr(0))
+            if self.at(","):
+                self.advance()
+            elif not self.at(closer):
+                if self.peek().kind == "end":
+                    raise ExpressionError(f"`{open_tok.text}` is never closed", open_tok.offset)
+                raise self.unexpected(self.peek(), f"`,` or `{closer}`")
+        self.advance()
+        self.unnest()
+        return found
+
+    def no_postfix(self, node: _Node) -> _Node:
+        tok = self.peek()
+        if tok.kind != "op":
+            return node
+        if tok.text == ".":
+            raise ExpressionError("fields can only be read from context names, like `task.category`", tok.offset)
+        if tok.text == "[":
+            raise self.subscript_error(tok)
+        if tok.text == "(":
+            raise ExpressionError("only registered functions can be called", tok.offset)
+        return node
+
+    @staticmethod
+    def subscript_error(tok: _Token) -> ExpressionError:
+        where = ", ".join(open_names())
+        return ExpressionError(f"subscript is only allowed on data fields ({where})", tok.offset)
+
+    # ---- nodes
+    def constant(self, value: object, start: int, end: int) -> _Node:
+        return _Node(_const_fn(value), start, end, literal=True, value=value)
+
+    def settle(self, node: _Node, children: list[_Node]) -> _Node:
+        """Check a node whose operands are all literal now, and fold it to a constant when it is a scalar."""
+        if not all(c.literal for c in children):
+            return node
+        try:
+            value = node.fn(_EMPTY, None)
+        except EvaluationError as exc:
+            raise ExpressionError(exc.message, node.start) from None
+        if isinstance(value, (list, tuple, Mapping)):
+            return replace(node, literal=True, value=value)
+        return self.constant(value, node.start, node.end)
+
+    def negation(self, tok: _Token, operand: _Node) -> _Node:
+        fn, where = operand.fn, self.snippet(tok.offset, operand.end)
+
+        def negate(ctx: Mapping[str, object], tr: list[str] | None) -> object:
+            try:
+                return _negate(fn(ctx, tr))
+            except _Clash as exc:
+                raise EvaluationError(f"{exc} in `{where}`", tok.offset) from None
+
+        return self.settle(_Node(negate, tok.offset, operand.end), [operand])
+
+    def logic(self, op: str, operands: list[_Node]) -> _Node:
+        fns = tuple(o.fn for o in operands)
+        if op == "and":
+            def fn(ctx: Mapping[str, object], tr: list[str] | None) -> bool:
+                for f in fns:
+                    if not _truthy(f(ctx, tr)):
+                        return False
+                return True
+        else:
+            def fn(ctx: Mapping[str, object], tr: list[str] | None) -> bool:
+                for f in fns:
+                    if _truthy(f(ctx, tr)):
+                        return True
+                return False
+        return self.settle(_Node(fn, operands[0].start, operands[-1].end), operands)
+
+    def arithmetic(self, ops: list[str], operands: list[_Node]) -> _Node:
+        start = operands[0].start
+        first = operands[0].fn
+        steps = tuple((_ARITHMETIC[op], o.fn, self.snippet(start, o.end)) for op, o in zip(ops, operands[1:]))
+
+        def fn(ctx: Mapping[str, object], tr: list[str] | None) -> object:
+            acc = first(ctx, tr)
+            for apply, get, where in steps:
+                right = get(ctx, tr)
+                try:
+                    acc = apply(acc, right)
+                except _Clash as exc:
+                    raise EvaluationError(f"{exc} in `{where}`", start) from None
+            return acc
+
+        return self.settle(_Node(fn, start, operands[-1].end), operands)
+
+    def comparison(self, op: str, left: _Node, right: _Node) -> _Node:
+        test, lf, rf = _COMPARISONS[op], left.fn, right.fn
+        where = self.snippet(left.start, right.end)
+        show_left, show_right = self.shower(left), self.shower(right, wrap=True)
+
+        def fn(ctx: Mapping[str, object], tr: list[str] | None) -> bool:
+            a, b = lf(ctx, tr), rf(ctx, tr)
+            try:
+                result = test(a, b)
+            except _Clash as exc:
+                raise EvaluationError(f"{exc} in `{where}`", left.start) from None
+            if tr is not None:
+                tr.append(f"{show_left(a)} {op} {show_right(b)} → {_render(result)}")
+            return result
+
+        return self.settle(_Node(fn, left.start, right.end), [left, right])
+
+    def shower(self, node: _Node, wrap: bool = False) -> Callable[[object], str]:
+        """How a trace shows an operand: its source, and its value unless it is a literal."""
+        text = self.snippet(node.start, node.end)
+        if node.literal:
+            return lambda value: text
+        if wrap:
+            return lambda value: f"({text} = {_render(value)})"
+        return lambda value: f"{text} = {_render(value)}"
+
+    # ---- names
+    def name(self, tok: _Token) -> _Node:
+        """A context name with its fields and subscripts; a wrong name is reported after the syntax checks."""
+        root = tok.text
+        problem = self.root_problem(tok)
+        path, steps = [root], []
+        kind = OPEN if problem else field_kind(path)  # after a problem, only the syntax is checked
+        while self.peek().kind == "op" and self.peek().text in ".[(":
+            nxt = self.peek()
+            if nxt.text == "(":
+                raise ExpressionError("only registered functions can be called", nxt.offset)
+            if nxt.text == "[":
+                if kind is not OPEN:
+                    raise self.subscript_error(nxt)
+                key = self.items(nxt, "]")
+                if len(key) != 1:
+                    raise ExpressionError('a subscript takes exactly one key, like `task.data["key"]`', nxt.offset)
+                steps.append((None, key[0].fn))
+                continue
+            self.advance()
+            field_tok = self.peek()
+            if field_tok.kind != "name":
+                raise self.unexpected(field_tok, "a field name after `.`")
+            _check_word(field_tok)
+            self.advance()
+            steps.append((field_tok.text, None))
+            if kind is not OPEN:
+                path.append(field_tok.text)
+                kind = field_kind(path)
+                if kind is None:
+                    problem, kind = self.unknown_name(tok, ".".join(path)), OPEN
+        if kind is GROUP:
+            hint = self.group_hint(root)
+            problem = ExpressionError(f"`{root}` is a group of fields, not a value; did you mean `{hint}`?",
+                                      tok.offset, hint)
+        end = self.tokens[self.pos - 1].end
+        if problem:
+            return self.defer(problem, tok.offset, end)
+        self.names.add(".".join(path))
+        self.roots.add(root)
+        return _Node(_getter(root, steps), tok.offset, end)
+
+    def root_problem(self, tok: _Token) -> ExpressionError | None:
+        if tok.text not in CONTEXT_SCHEMA:
+            return self.unknown_name(tok, tok.text)
+        if tok.text not in self.allowed:
+            return ExpressionError(f"`{tok.text}` is not available here ({self.availability()})", tok.offset)
+        return None
+
+    def defer(self, problem: ExpressionError, start: int, end: int) -> _Node:
+        """Keep the first name problem for after parsing (syntax errors come first); stand in a null."""
+        if self.problem is None:
+            self.problem = problem
+        return _Node(_const_fn(None), start, end)
+
+    def unknown_name(self, tok: _Token, dotted: str) -> ExpressionError:
+        parent = dotted.rpartition(".")[0]
+        if parent and field_kind(parent.split(".")) is LEAF:
+            return ExpressionError(f"unknown name `{dotted}`: `{parent}` is a single value with no fields", tok.offset)
+        if dotted in self.functions or dotted in BUILTIN_FUNCTIONS:
+            return ExpressionError(f"`{dotted}` is a function; call it like `{dotted}(…)`", tok.offset)
+        available = [n for n in all_names() if n.split(".")[0] in self.allowed]
+        hint = _suggest(dotted, available) or _suggest(dotted, all_names())
+        message = f"unknown name `{dotted}`" + (f"; did you mean `{hint}`?" if hint else "")
+        return ExpressionError(message, tok.offset, hint)
+
+    def group_hint(self, root: str) -> str:
+        same = [n for n in all_names() if n.endswith("." + root) and n.split(".")[0] in self.allowed]
+        if same:
+            return same[0]
+        fields = CONTEXT_SCHEMA[root]
+        assert isinstance(fields, dict)
+        return f"{root}.{next(iter(fields))}"
+
+    def availability(self) -> str:
+        ordered = [r for r in CONTEXT_SCHEMA if r in self.allowed]
+        if self.section:
+            return f"{self.section} sees {', '.join(ordered)}"
+        if not ordered:
+            return "no context names are available"
+        return f"only {', '.join(ordered)} {'is' if len(ordered) == 1 else 'are'}"
+
+    # ---- calls
+    def call(self, tok: _Token) -> _Node:
+        name = tok.text
+        if name in CONTEXT_SCHEMA:
+            raise ExpressionError("only registered functions can be called", tok.offset)
+        if name not in BUILTIN_FUNCTIONS and name not in self.functions:
+            known = sorted([*BUILTIN_FUNCTIONS, *self.functions])
+            hint = _suggest(name, known)
+            message = f"unknown function `{name}`" + (
+                f"; did you mean `{hint}`?" if hint else f" (functions: {', '.join(known)})")
+            self.items(self.peek(), ")")
+            return self.defer(ExpressionError(message, tok.offset, hint), tok.offset, self.tokens[self.pos - 1].end)
+        args = self.items(self.peek(), ")")
+        end = self.tokens[self.pos - 1].end
+        if name in BUILTIN_FUNCTIONS:
+            return self.builtin_call(tok, args, end)
+        return self.plugin_call(tok, args, end)
+
+    def builtin_call(self, tok: _Token, args: list[_Node], end: int) -> _Node:
+        spec = BUILTIN_FUNCTIONS[tok.text]
+        if len(args) < spec.min_args or (spec.max_args is not None and len(args) > spec.max_args):
+            raise ExpressionError(f"{spec.name}() takes {_arity(spec)}, got {len(args)}", tok.offset)
+        if spec.name == "sample":
+            return self.sample_call(tok, args[0], end)
+        if spec.name == "matches":
+            search = self.pattern_matcher(args[1])
+            impl: _Impl = lambda ctx, values: search(values[0])
+        else:
+            pure = _PURE_BUILTINS[spec.name]
+            impl = lambda ctx, values: pure(*values)
+        return self.settle(self.function_node(tok, args, end, impl), args)
+
+    def pattern_matcher(self, arg: _Node) -> Callable[[object], bool]:
+        if not (arg.literal and isinstance(arg.value, str)):
+            raise ExpressionError('the pattern of matches() must be written as text, like "^refund"', arg.start)
+        if len(arg.value) > MAX_PATTERN:
+            raise ExpressionError(f"the pattern is longer than {MAX_PATTERN} characters", arg.start)
+        try:
+            pattern = re.compile(arg.value)
+        except (re.error, OverflowError, RecursionError, ValueError) as exc:
+            raise ExpressionError(f"invalid pattern: {exc}", arg.start) from None
+        return _matcher(pattern)
+
+    def sample_call(self, tok: _Token, rate: _Node, end: int) -> _Node:
+        if "task" not in self.allowed:
+            raise ExpressionError(f"sample() needs `task`, which is not available here ({self.availability()})",
+                                  tok.offset)
+        if rate.literal and not (_is_number(rate.value) and 0 <= rate.value <= 1):
+            raise ExpressionError("sample() takes a share between 0 and 1, like 0.1 for 10% of tasks", rate.start)
+        self.names.update(("task.external_id", "task.id"))
+        self.roots.add("task")
+
+        def sample(ctx: Mapping[str, object], values: list[object]) -> bool:
+            share = values[0]
+            if share is None:
+                return False
+            if not _is_number(share):
+                raise _Clash(f"sample() needs a number, not {_type_name(share)}")
+            return _task_fraction(ctx) < share
+
+        return self.function_node(tok, [rate], end, sample)
+
+    def plugin_call(self, tok: _Token, args: list[_Node], end: int) -> _Node:
+        name, fn = tok.text, self.functions[tok.text]
+        try:
+            signature = inspect.signature(fn)
+        except (TypeError, ValueError):
+            signature = None
+        if signature is not None:
+            try:
+                signature.bind(*args)
+            except TypeError:
+                raise ExpressionError(f"{name}() cannot take {len(args)} argument(s)", tok.offset) from None
+
+        def guarded(ctx: Mapping[str, object], values: list[object]) -> object:
+            try:
+                return fn(*values)
+            except Exception as exc:  # a plugin's failure, reported with its name
+                raise EvaluationError(f"function `{name}` failed: {type(exc).__name__}: {exc}", tok.offset) from exc
+
+        return self.function_node(tok, args, end, guarded)
+
+    def function_node(self, tok: _Token, args: list[_Node], end: int, impl: _Impl) -> _Node:
+        """A call of ``impl(ctx, values)``; a true/false result adds a trace line showing the arguments."""
+        fns = tuple(a.fn for a in args)
+        where = self.snippet(tok.offset, end)
+        showers = tuple(self.shower(a) for a in args)
+        name = tok.text
+
+        def call(ctx: Mapping[str, object], tr: list[str] | None) -> object:
+            values = [f(ctx, tr) for f in fns]
+            try:
+                result = impl(ctx, values)
+            except _Clash as exc:
+                raise EvaluationError(f"{exc} in `{where}`", tok.offset) from None
+            if tr is not None and isinstance(result, bool):
+                shown = ", ".join(show(v) for show, v in zip(showers, values))
+                tr.append(f"{name}({shown}) → {_render(result)}")
+            return result
+
+        return _Node(call, tok.offset, end)
+
+
+def _check_word(tok: _Token) -> None:
+    if tok.text.startswith("_"):
+        raise ExpressionError("names starting with an underscore are not part of the language", tok.offset)
+    if "__" in tok.text:
+        raise ExpressionError("names containing a double underscore are not part of the language", tok.offset)
+
+
+def _describe(tok: _Token) -> str:
+    text = tok.text if len(tok.text) <= 30 else tok.text[:29] + "…"
+    if tok.kind == "num":
+        return f"number `{text}`"
+    if tok.kind == "str":
+        return f"text {text}"
+    return f"`{text}`"
+
+
+def _arity(spec: Builtin) -> str:
+    if spec.max_args is None:
+        return f"at least {spec.min_args} argument{'s' if spec.min_args != 1 else ''}"
+    return f"{spec.min_args} argument{'s' if spec.min_args != 1 else ''}"
+
+
+def _suggest(word: str, candidates: list[str]) -> str | None:
+    """The closest candidate: a case-insensitive match, a matching last part, else difflib's best."""
+    lowered = word.lower()
+    for candidate in candidates:
+        if candidate.lower() == lowered:
+            return candidate
+    if "." not in word:
+        for candidate in candidates:
+            if candidate.rpartition(".")[2] == word:
+                return candidate
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _getter(root: str, steps: list[tuple[str | None, _Fn | None]]) -> _Fn:
+    """A closure reading ``root`` then each step (a fixed key, or a computed subscript) from a context."""
+    if all(key_fn is None for _, key_fn in steps):
+        keys = tuple(key for key, _ in steps)
+
+        def read(ctx: Mapping[str, object], tr: list[str] | None) -> object:
+            value = ctx.get(root)
+            for key in keys:
+                if not isinstance(value, Mapping):
+                    return None
+                value = value.get(key)
+            return value
+
+        return read
+    fixed = tuple(steps)
+
+    def read_subscripted(ctx: Mapping[str, object], tr: list[str] | None) -> object:
+        value = ctx.get(root)
+        for key, key_fn in fixed:
+            if value is None:
+                return None
+            value = _lookup(value, key if key_fn is None else key_fn(ctx, tr))
+        return value
+
+    return read_subscripted
+
+
+# ---------------------------------------------------------------- public API
+
+class Expression:
+    """A compiled expression: evaluate it against a context mapping as often as needed."""
+
+    __slots__ = ("source", "names", "roots", "_fn")
+
+    def __init__(self, source: str, fn: _Fn, names: frozenset[str], roots: frozenset[str]) -> None:
+        self.source = source
+        self.names = names
+        self.roots = roots
+        self._fn = fn
+
+    def evaluate(self, ctx: Mapping[str, object]) -> object:
+        """The value of the expression for ``ctx`` (roots like ``task`` mapped to their data)."""
+        return self._run(ctx, None)
+
+    def trace(self, ctx: Mapping[str, object]) -> tuple[object, list[str]]:
+        """The value and one line per comparison evaluated, like ``task.age = 7300 > 2h → true``."""
+        lines: list[str] = []
+        return self._run(ctx, lines), lines
+
+    def _run(self, ctx: Mapping[str, object], lines: list[str] | None) -> object:
+        try:
+            return self._fn(ctx, lines)
+        except RecursionError:
+            raise EvaluationError(f"data nested too deeply to evaluate `{self.source}`") from None
+
+    def __repr__(self) -> str:
+        return f"Expression({self.source!r})"
+
+
+def compile_expression(
+    source: str | int | float | bool | None,
+    *,
+    roots: Iterable[str] | None = None,
+    functions: Mapping[str, Callable[..., object]] | None = None,
+    section: str | None = None,
+) -> Expression:
+    """Compile ``source`` once; raises :class:`ExpressionError` (with an offset) for any mistake in it.
+
+    ``roots`` limits the context roots the expression may use (default: all);
+    ``section`` (a workflow section name) may stand in for them, and names the
+    section in messages. ``functions`` adds plugin functions (plain callables).
+    """
+    allowed, section = _allowed_roots(roots, section)
+    extra = _check_functions(functions)
+    if source is None or isinstance(source, (bool, int, float)):
+        return Expression(_render(source), _const_fn(source), frozenset(), frozenset())
+    if not isinstance(source, str):
+        raise ExpressionError(
+            f"expected an expression (text, a number, true/false or null), not {_type_name(source)}", 0)
+    if len(source) > MAX_LENGTH:
+        raise ExpressionError(f"expression is longer than {MAX_LENGTH} characters", MAX_LENGTH)
+    parser = _Parser(source, allowed, section, extra)
+    try:
+        node = parser.parse()
+    except RecursionError:
+        raise ExpressionError(f"expression nested too deeply (more than {MAX_DEPTH} levels)", 0) from None
+    return Expression(source, node.fn, frozenset(parser.names), frozenset(parser.roots))
+
+
+def _allowed_roots(roots: Iterable[str] | None, section: str | None) -> tuple[frozenset[str], str | None]:
+    if section is not None and section not in SECTION_ROOTS:
+        raise ValueError(f"unknown section {section!r}")
+    if roots is None:
+        allowed = SECTION_ROOTS[section] if section else frozenset(CONTEXT_SCHEMA)
+    else:
+        allowed = frozenset(roots)
+        unknown = allowed - CONTEXT_SCHEMA.keys()
+        if unknown:
+            raise ValueError(f"unknown context roots: {', '.join(sorted(unknown))}")
+    if section is None:
+        matching = [name for name, names in SECTION_ROOTS.items() if names == allowed]
+        section = matching[0] if len(matching) == 1 else None
+    return allowed, section
+
+
+def _check_functions(functions: Mapping[str, Callable[..., object]] | None) -> Mapping[str, Callable[..., object]]:
+    """Plugin functions must be callables with plain names that clash with nothing built in."""
+    if not functions:
+        return {}
+    for name, fn in functions.items():
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name) or "__" in name:
+            raise ValueError(f"invalid function name {name!r}")
+        if name in BUILTIN_FUNCTIONS or name in CONTEXT_SCHEMA or name in _LITERAL_WORDS or keyword.iskeyword(name):
+            raise ValueError(f"function name {name!r} clashes with a built-in name")
+        if not callable(fn):
+            raise ValueError(f"function {name!r} is not callable")
+    return dict(functions)

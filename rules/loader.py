@@ -1,0 +1,166 @@
+"""Safe YAML loading that remembers where every key and value came from.
+
+Only ``yaml.SafeLoader``'s composer and scalar constructor are used: tags that
+build Python objects are refused by it. Aliases are expanded with a node budget
+so that a "billion laughs" document is refused quickly instead of eating memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .diagnostics import Diagnostic, WorkflowInvalid
+
+MAX_BYTES = 1_000_000
+MAX_NODES = 50_000
+
+Path = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a node starts (1-based), and its scalar style (``None`` plain, ``'"'``, ``"'"``, ``"|"``, ``">"``)."""
+
+    line: int
+    col: int
+    style: str | None = None
+
+
+@dataclass
+class Document:
+    """A loaded YAML document with the position of each value and each mapping key, by path."""
+
+    filename: str
+    data: Any
+    values: dict[Path, Position] = field(default_factory=dict)
+    keys: dict[Path, Position] = field(default_factory=dict)
+
+    def where(self, path: Path, *, key: bool = False) -> Position:
+        """The position of the value at ``path`` (or of its key), else of its nearest ancestor."""
+        table = self.keys if key else self.values
+        probe = tuple(path)
+        while probe:
+            if probe in table:
+                return table[probe]
+            if probe in self.values:
+                return self.values[probe]
+            probe = probe[:-1]
+        return self.values.get((), Position(1, 1))
+
+
+def load_document(text: str, filename: str) -> Document:
+    """Parse ``text``; raise :class:`WorkflowInvalid` with ``file:line:col`` diagnostics on bad YAML."""
+    import yaml
+
+    if len(text.encode("utf-8", "replace")) > MAX_BYTES:
+        raise WorkflowInvalid([Diagnostic(filename, 1, 1, f"file is larger than {MAX_BYTES:,} bytes")])
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise WorkflowInvalid([Diagnostic(filename, line, col, f"YAML syntax: {problem}")]) from None
+    except yaml.YAMLError as exc:
+        raise WorkflowInvalid([Diagnostic(filename, 1, 1, f"YAML: {exc}")]) from None
+    finally:
+        loader.dispose()
+    doc = Document(filename, None)
+    if root is None:
+        doc.data = None
+        return doc
+    builder = _Builder(loader, doc)
+    doc.data = builder.build(root, ())
+    if builder.errors:
+        raise WorkflowInvalid(builder.errors)
+    return doc
+
+
+class _Budget(Exception):
+    pass
+
+
+class _Builder:
+    def __init__(self, loader: Any, doc: Document):
+        self.loader = loader
+        self.doc = doc
+        self.nodes = 0
+        self.errors: list[Diagnostic] = []
+
+    def build(self, node: Any, path: Path) -> Any:
+        try:
+            return self._build(node, path, 0)
+        except _Budget:
+            mark = node.start_mark
+            self.errors = [
+                Diagnostic(
+                    self.doc.filename,
+                    mark.line + 1,
+                    mark.column + 1,
+                    f"document expands to more than {MAX_NODES:,} nodes "
+                    "(nested aliases? refused as a possible YAML bomb)",
+                )
+            ]
+            return None
+
+    def _build(self, node: Any, path: Path, depth: int) -> Any:
+        import yaml
+
+        self.nodes += 1
+        if self.nodes > MAX_NODES or depth > 100:
+            raise _Budget
+        mark = node.start_mark
+        style = getattr(node, "style", None) if isinstance(node, yaml.ScalarNode) else None
+        self.doc.values[path] = Position(mark.line + 1, mark.column + 1, style)
+        if isinstance(node, yaml.MappingNode):
+            result: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self._build_key(key_node, path)
+                if key is _SKIP:
+                    continue
+                key_mark = key_node.start_mark
+                if key in result:
+                    self.errors.append(
+                        Diagnostic(
+                            self.doc.filename,
+                            key_mark.line + 1,
+                            key_mark.column + 1,
+                            f"duplicate key `{key}`",
+                        )
+                    )
+                    continue
+                self.doc.keys[path + (key,)] = Position(key_mark.line + 1, key_mark.column + 1)
+                result[key] = self._build(value_node, path + (key,), depth + 1)
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            return [self._build(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            self.errors.append(
+                Diagnostic(self.doc.filename, mark.line + 1, mark.column + 1, f"YAML: {problem}")
+            )
+            return None
+
+    def _build_key(self, node: Any, path: Path) -> Any:
+        import yaml
+
+        mark = node.start_mark
+        if node.tag == "tag:yaml.org,2002:merge":
+            self.errors.append(
+                Diagnostic(self.doc.filename, mark.line + 1, mark.column + 1, "merge keys (`<<`) are not supported")
+            )
+            return _SKIP
+        if not isinstance(node, yaml.ScalarNode):
+            self.errors.append(
+                Diagnostic(self.doc.filename, mark.line + 1, mark.column + 1, "mapping keys must be plain text")
+            )
+            return _SKIP
+        value = self.loader.construct_object(node, deep=True)
+        return value if isinstance(value, str) else str(value)
+
+
+_SKIP = object()

@@ -1,0 +1,506 @@
+"""The compiled workflow: checks a document, compiles its rules once, decides.
+
+``compile_workflow(text, filename)`` checks everything and reports every
+mistake as a :class:`Diagnostic`; ``Workflow.from_spec(spec)`` rebuilds a
+workflow that was already checked (as stored by ``apply``) without YAML or
+jsonschema, which keeps the CLI's start-up fast.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .actions import ACTIONS, SECTIONS
+from .context import SECTION_ROOTS
+from .diagnostics import Diagnostic, WorkflowInvalid
+from .errors import RulesError
+from .expr import EvaluationError, Expression, ExpressionError, compile_expression
+
+TASK_DECISION_SECTIONS = ("on_create", "on_quorum", "on_review", "on_timer")
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``30s``, ``15m``, ``2h``, ``7d``."""
+    return float(text[:-1]) * DURATION_UNITS[text[-1]]
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """What a submission must look like."""
+
+    type: str = "choice"
+    choices: tuple[str, ...] = ()
+    min: float | None = None
+    max: float | None = None
+    iou: float = 0.5
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is not a valid label, or ``None`` when it is."""
+        if self.type == "choice":
+            if not isinstance(value, str) or (self.choices and value not in self.choices):
+                return f"label {_show(value)} is not one of {', '.join(self.choices)}"
+        elif self.type == "multi_choice":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                return "a multi_choice label is a list of choices"
+            bad = [v for v in value if self.choices and v not in self.choices]
+            if bad:
+                return f"{', '.join(map(_show, bad))} not among {', '.join(self.choices)}"
+        elif self.type == "number":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return f"label {_show(value)} is not a number"
+            if self.min is not None and value < self.min or self.max is not None and value > self.max:
+                return f"label {value} is outside {self.min}..{self.max}"
+        elif self.type == "text":
+            if not isinstance(value, str):
+                return "a text label is a string"
+        elif self.type in ("spans", "boxes"):
+            keys = ("start", "end") if self.type == "spans" else ("x", "y", "width", "height")
+            if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+                return f"a {self.type} label is a list of objects with {', '.join(keys)}"
+            for item in value:
+                missing = [k for k in keys if not isinstance(item.get(k), (int, float)) or isinstance(item.get(k), bool)]
+                if missing:
+                    return f"each of the {self.type} needs numeric {', '.join(missing)}"
+                if self.choices and item.get("label") is not None and item["label"] not in self.choices:
+                    return f"{_show(item['label'])} is not one of {', '.join(self.choices)}"
+        return None
+
+
+def _show(value: Any) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """A queue and who may work in it."""
+
+    name: str
+    roles: tuple[str, ...]
+    skills: tuple[str, ...] = ()
+    sla: float | None = None  # seconds
+
+    def admits(self, roles: Any, skills: Any) -> bool:
+        """Whether a worker with these roles and skills may take work here."""
+        return bool(set(self.roles) & set(roles)) and set(self.skills) <= set(skills)
+
+
+@dataclass(frozen=True)
+class Action:
+    """A rule's action: its kind, its main value, and its parameters (constants or expressions)."""
+
+    kind: str
+    target: Any = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One compiled rule."""
+
+    name: str
+    section: str
+    index: int
+    when: Expression | None
+    action: Action
+    line: int = 0
+    builtin: bool = False
+
+
+@dataclass
+class Decision:
+    """What a section decided: the rule (``None`` when none matched), the action and its values."""
+
+    section: str
+    rule: str | None
+    action: str
+    target: Any = None
+    values: dict[str, Any] = field(default_factory=dict)
+    condition: str | None = None
+    trace: list[str] = field(default_factory=list)
+    reason: str | None = None
+
+    def as_detail(self) -> dict[str, Any]:
+        """The decision as stored in an event's detail."""
+        detail: dict[str, Any] = {"section": self.section}
+        if self.target is not None:
+            detail["target"] = self.target
+        if self.values:
+            detail["values"] = self.values
+        if self.condition is not None:
+            detail["condition"] = self.condition
+        if self.trace:
+            detail["trace"] = self.trace
+        if self.reason:
+            detail["reason"] = self.reason
+        return detail
+
+
+DEFAULT_RULES: dict[str, list[dict[str, Any]]] = {
+    "on_quorum": [
+        {"name": "default: strict majority", "when": "votes.top_count * 2 > votes.count", "do": "accept"},
+        {"name": "default: no majority", "do": {"hold": "no strict majority among the votes"}},
+    ],
+    "on_review": [
+        {"name": "default: rejected", "when": 'review.verdict == "reject"', "do": {"return": "annotators"}},
+        {"name": "default: approved", "do": "accept"},
+    ],
+}
+
+
+class Workflow:
+    """A checked, compiled workflow."""
+
+    def __init__(self, spec: dict[str, Any], rules: dict[str, list[Rule]]):
+        self.spec = spec
+        self.name: str = spec["workflow"]
+        self.description: str = spec.get("description", "")
+        labels = spec.get("labels") or {}
+        self.labels = LabelSpec(
+            type=labels.get("type", "choice"),
+            choices=tuple(labels.get("choices") or ()),
+            min=labels.get("min"),
+            max=labels.get("max"),
+            iou=labels.get("iou", 0.5),
+        )
+        self.queues: dict[str, QueueSpec] = {
+            name: QueueSpec(
+                name,
+                tuple(q.get("roles") or ()),
+                tuple(q.get("skills") or ()),
+                parse_duration(q["sla"]) if q.get("sla") else None,
+            )
+            for name, q in (spec.get("queues") or {}).items()
+        }
+        self.rules = rules
+        self.quality: dict[str, Any] = spec.get("quality") or {}
+        self.sources: list[dict] = spec.get("sources") or []
+        self.sinks: list[dict] = spec.get("sinks") or []
+        self.notify: list[dict] = spec.get("notify") or []
+        self.plugins: list[str] = spec.get("plugins") or []
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], functions: Mapping[str, Callable] | None = None) -> "Workflow":
+        """Rebuild a workflow from an already checked document (as ``apply`` stored it)."""
+        compiler = _Compiler(spec, None, functions)
+        rules = compiler.compile_rules()
+        if compiler.errors:
+            raise WorkflowInvalid(compiler.errors)
+        return cls(spec, rules)
+
+    def queues_for(self, roles: Any, skills: Any) -> list[str]:
+        """The queues a worker with these roles and skills may take work from."""
+        return [name for name, q in self.queues.items() if q.admits(roles, skills)]
+
+    def decide(self, section: str, ctx: Mapping[str, Any]) -> Decision:
+        """Run ``section``'s rules on ``ctx``: the first rule whose condition holds decides.
+
+        No rule matching, or a rule failing at run time, yields a ``hold``
+        decision with the reason, so the task waits for a lead.
+        """
+        for rule in self.rules.get(section, ()):
+            trace: list[str] = []
+            try:
+                if rule.when is not None:
+                    matched, trace = rule.when.trace(ctx)
+                    if not _truthy(matched):
+                        continue
+                values = {
+                    key: (value.evaluate(ctx) if isinstance(value, Expression) else value)
+                    for key, value in rule.action.params.items()
+                }
+            except EvaluationError as exc:
+                return Decision(
+                    section, rule.name, "hold", condition=_source(rule.when), trace=trace,
+                    reason=f"rule `{rule.name}` failed: {exc}",
+                )
+            return Decision(
+                section,
+                rule.name,
+                rule.action.kind,
+                target=rule.action.target,
+                values=values,
+                condition=_source(rule.when),
+                trace=trace,
+                reason=values.get("reason") if isinstance(values.get("reason"), str) else None,
+            )
+        return Decision(section, None, "hold" if section in TASK_DECISION_SECTIONS else "none",
+                        reason=f"no rule in {section} matched")
+
+
+def _source(expr: Expression | None) -> str | None:
+    return expr.source if expr is not None else None
+
+
+def _truthy(value: Any) -> bool:
+    return value not in (None, False, 0, "", []) and value == value
+
+
+def compile_workflow(
+    text: str, filename: str, functions: Mapping[str, Callable] | None = None
+) -> tuple[Workflow | None, list[Diagnostic]]:
+    """Check and compile a workflow file. Returns the workflow (``None`` on errors) and all diagnostics."""
+    from .loader import load_document
+
+    try:
+        doc = load_document(text, filename)
+    except WorkflowInvalid as exc:
+        return None, exc.diagnostics
+    if not isinstance(doc.data, dict):
+        return None, [Diagnostic(filename, 1, 1, "a workflow is a YAML mapping with `workflow:`, `labels:` and `queues:`")]
+    diagnostics = _schema_diagnostics(doc)
+    compiler = _Compiler(doc.data, doc, functions)
+    rules = compiler.compile_rules()
+    diagnostics += compiler.errors
+    diagnostics += compiler.semantic_checks()
+    diagnostics = sorted(set(diagnostics))
+    if any(d.severity == "error" for d in diagnostics):
+        return None, diagnostics
+    return Workflow(doc.data, rules), diagnostics
+
+
+def load_workflow(text: str, filename: str, functions: Mapping[str, Callable] | None = None) -> Workflow:
+    """Compile a workflow or raise :class:`WorkflowInvalid` with every error."""
+    workflow, diagnostics = compile_workflow(text, filename, functions)
+    if workflow is None:
+        raise WorkflowInvalid(diagnostics)
+    return workflow
+
+
+def _schema_diagnostics(doc: Any) -> list[Diagnostic]:
+    import jsonschema
+
+    from .schema import build_schema
+
+    validator = jsonschema.Draft202012Validator(build_schema())
+    out: list[Diagnostic] = []
+    for error in validator.iter_errors(doc.data):
+        path = tuple(error.absolute_path)
+        if _under_do(path) or (error.validator == "anyOf" and path and path[-1] == "do"):
+            continue  # actions get precise messages from the compiler
+        if error.validator == "additionalProperties":
+            allowed = list((error.schema.get("properties") or {}).keys())
+            for key in _extra_keys(error):
+                pos = doc.where(path + (key,), key=True)
+                hint = difflib.get_close_matches(key, allowed, n=1)
+                where = f" in `{path[-1]}`" if path and isinstance(path[-1], str) else ""
+                msg = f"unknown key `{key}`{where}"
+                msg += f"; did you mean `{hint[0]}`?" if hint else f" (allowed: {', '.join(allowed)})"
+                out.append(Diagnostic(doc.filename, pos.line, pos.col, msg))
+            continue
+        pos = doc.where(path)
+        out.append(Diagnostic(doc.filename, pos.line, pos.col, _schema_message(error, path)))
+    return out
+
+
+def _under_do(path: tuple) -> bool:
+    return len(path) >= 3 and path[0] in SECTIONS and path[2] == "do"
+
+
+def _extra_keys(error: Any) -> list[str]:
+    props = error.schema.get("properties") or {}
+    return [k for k in error.instance if k not in props] if isinstance(error.instance, dict) else []
+
+
+def _schema_message(error: Any, path: tuple) -> str:
+    where = ".".join(str(p) for p in path) or "the document"
+    if error.validator == "required":
+        return f"{where}: {error.message.replace('is a required property', 'is required')}"
+    if error.validator == "type":
+        wanted = error.validator_value
+        wanted = " or ".join(wanted) if isinstance(wanted, list) else wanted
+        return f"`{where}` should be {wanted}, not {_show(error.instance)}"
+    if error.validator == "enum":
+        return f"`{where}` is {_show(error.instance)}; expected one of {', '.join(map(str, error.validator_value))}"
+    return f"`{where}`: {error.message}"
+
+
+class _Compiler:
+    """Compiles rules from a document; collects diagnostics when given a located document."""
+
+    def __init__(self, spec: dict[str, Any], doc: Any, functions: Mapping[str, Callable] | None):
+        self.spec = spec
+        self.doc = doc
+        self.functions = functions
+        self.errors: list[Diagnostic] = []
+        self.filename = doc.filename if doc is not None else "<stored workflow>"
+
+    def error(self, path: tuple, message: str, *, key: bool = False, offset: int = 0, severity: str = "error") -> None:
+        if self.doc is None:
+            pos_line, pos_col = 1, 1
+        else:
+            pos = self.doc.where(path, key=key)
+            pos_line, pos_col = pos.line, pos.col
+            if offset:
+                pos_col += offset + (1 if pos.style in ('"', "'") else 0)
+        self.errors.append(Diagnostic(self.filename, pos_line, pos_col, message, severity))
+
+    def compile_rules(self) -> dict[str, list[Rule]]:
+        rules: dict[str, list[Rule]] = {}
+        for section in SECTIONS:
+            entries = self.spec.get(section)
+            builtin = entries is None and section in DEFAULT_RULES
+            if builtin:
+                entries = DEFAULT_RULES[section]
+            if not isinstance(entries, list):
+                continue
+            compiled = []
+            seen: dict[str, int] = {}
+            for index, entry in enumerate(entries):
+                if not isinstance(entry, dict) or "do" not in entry:
+                    continue  # reported by the schema
+                name = entry.get("name") if isinstance(entry.get("name"), str) else f"{section}[{index + 1}]"
+                if name in seen:
+                    self.error((section, index, "name"), f"duplicate rule name `{name}` in {section} (first at rule {seen[name] + 1})")
+                seen[name] = index
+                rule = self.compile_rule(section, index, name, entry, builtin)
+                if rule is not None:
+                    compiled.append(rule)
+            rules[section] = compiled
+        return rules
+
+    def compile_expr(self, section: str, path: tuple, value: Any) -> Expression | None:
+        try:
+            return compile_expression(value, roots=SECTION_ROOTS[section], functions=self.functions)
+        except ExpressionError as exc:
+            message = exc.message if hasattr(exc, "message") else str(exc)
+            suggestion = getattr(exc, "suggestion", None)
+            if suggestion and suggestion not in message:
+                message += f"; {suggestion}"
+            self.error(path, message, offset=getattr(exc, "offset", 0) or 0)
+            return None
+
+    def compile_rule(self, section: str, index: int, name: str, entry: dict, builtin: bool) -> Rule | None:
+        base = (section, index)
+        when = None
+        if "when" in entry:
+            when = self.compile_expr(section, base + ("when",), entry["when"])
+            if when is None:
+                return None
+        action = self.compile_action(section, base + ("do",), entry["do"])
+        if action is None:
+            return None
+        line = self.doc.where(base).line if self.doc is not None else 0
+        return Rule(name, section, index, when, action, line, builtin)
+
+    def compile_action(self, section: str, path: tuple, do: Any) -> Action | None:
+        allowed = sorted(n for n, spec in ACTIONS.items() if section in spec.sections)
+        if isinstance(do, str):
+            kind, target, extra = do, None, {}
+        elif isinstance(do, dict) and do:
+            kinds = [k for k in do if k in ACTIONS]
+            if len(kinds) != 1:
+                unknown = [k for k in do if k not in ACTIONS]
+                if kinds:
+                    self.error(path, f"one action per rule, found {', '.join(kinds)}")
+                else:
+                    self._unknown_action(path + (unknown[0],), unknown[0], allowed, key=True)
+                return None
+            kind = kinds[0]
+            target = do[kind]
+            extra = {k: v for k, v in do.items() if k != kind}
+        else:
+            self.error(path, f"`do` must be an action name or a mapping; one of {', '.join(allowed)}")
+            return None
+        if kind not in ACTIONS:
+            self._unknown_action(path, kind, allowed)
+            return None
+        spec = ACTIONS[kind]
+        if section not in spec.sections:
+            self.error(path, f"`{kind}` cannot be used in {section}; it is for {', '.join(sorted(spec.sections))}")
+            return None
+        ok = True
+        for key in extra:
+            if key not in spec.params:
+                hint = difflib.get_close_matches(key, spec.params, n=1)
+                suffix = f"; did you mean `{hint[0]}`?" if hint else (
+                    f" (it takes {', '.join(spec.params)})" if spec.params else " (it takes no parameters)")
+                self.error(path + (key,), f"unknown parameter `{key}` for `{kind}`{suffix}", key=True)
+                ok = False
+        params: dict[str, Any] = {}
+        if spec.target == "queue":
+            queues = self.spec.get("queues") or {}
+            if not isinstance(target, str):
+                self.error(path + (kind,), f"`{kind}` needs a queue name")
+                ok = False
+            elif isinstance(queues, dict) and target not in queues:
+                hint = difflib.get_close_matches(target, list(queues), n=1)
+                suffix = f"; did you mean `{hint[0]}`?" if hint else f" (queues: {', '.join(queues)})"
+                self.error(path + (kind,), f"undefined queue `{target}`{suffix}")
+                ok = False
+        elif spec.target == "accept" and target is not None:
+            if isinstance(target, dict) and "label" in target:
+                params["label"] = target["label"]
+            target = None
+        elif spec.target == "reason":
+            params.setdefault("reason", target if isinstance(target, str) else None)
+            target = None
+        for key, value in extra.items():
+            if key in spec.params:
+                params[key] = value
+        for key in list(params):
+            if key in spec.expression_params or key == "label":
+                value = params[key]
+                if isinstance(value, str) or key in ("overlap", "priority"):
+                    where = path + ((kind, "label") if key == "label" else (key,))
+                    expr = self.compile_expr(section, where, value)
+                    if expr is None:
+                        ok = False
+                        continue
+                    params[key] = _constant_or(expr)
+        overlap = params.get("overlap")
+        if isinstance(overlap, (int, float)) and not isinstance(overlap, bool) and overlap < 1:
+            self.error(path + ("overlap",), f"overlap must be at least 1, not {overlap}")
+            ok = False
+        if kind == "annotate":
+            params.setdefault("overlap", 1)
+        return Action(kind, target, params) if ok else None
+
+    def _unknown_action(self, path: tuple, kind: Any, allowed: list[str], key: bool = False) -> None:
+        hint = difflib.get_close_matches(str(kind), allowed, n=1)
+        suffix = f"; did you mean `{hint[0]}`?" if hint else f" (expected one of {', '.join(allowed)})"
+        self.error(path, f"unknown action `{kind}`{suffix}", key=key)
+
+    def semantic_checks(self) -> list[Diagnostic]:
+        out: list[Diagnostic] = []
+        labels = self.spec.get("labels")
+        if isinstance(labels, dict) and labels.get("type", "choice") in ("choice", "multi_choice") and not labels.get("choices"):
+            pos = self.doc.where(("labels",))
+            out.append(Diagnostic(self.filename, pos.line, pos.col, f"labels of type {labels.get('type', 'choice')} need `choices`"))
+        for section in SECTIONS:
+            entries = self.spec.get(section)
+            if not isinstance(entries, list) or not entries:
+                continue
+            unconditional = None
+            for index, entry in enumerate(entries):
+                if not isinstance(entry, dict):
+                    continue
+                pos = self.doc.where((section, index))
+                if unconditional is not None:
+                    out.append(Diagnostic(self.filename, pos.line, pos.col,
+                                          f"this rule can never match: rule {unconditional + 1} of {section} has no `when`",
+                                          "warning"))
+                    break
+                if "when" not in entry:
+                    unconditional = index
+            if unconditional is None and section in ("on_create", "on_quorum", "on_review"):
+                pos = self.doc.where((section,), key=True)
+                out.append(Diagnostic(self.filename, pos.line, pos.col,
+                                      f"{section} has no rule without `when`: a task no rule matches is held",
+                                      "warning"))
+        return out
+
+
+def _constant_or(expr: Expression) -> Any:
+    """A constant expression's value, else the expression (evaluated per decision)."""
+    if not expr.names and not expr.source.strip().startswith(tuple("abcdefghijklmnopqrstuvwxyz")):
+        try:
+            return expr.evaluate({})
+        except RulesError:
+            return expr
+    return expr
