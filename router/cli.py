@@ -379,5 +379,16 @@ def demo(folder: str, tasks: int, steps: int, seed: int, as_json: bool) -> None:
         _emit_json(result)
 
 
+def _register_extra_commands() -> None:
+    """Commands kept in their own modules (each exposes ``register(main)``)."""
+    from . import cli_lead, cli_rules
+
+    for module in (cli_rules, cli_lead):
+        module.register(main)
+
+
+_register_extra_commands()
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
