@@ -52,7 +52,9 @@ def db_option(func: Callable) -> Callable:
     @wraps(func)
     def wrapper(ctx: click.Context, *args: Any, db: str | None = None, **kwargs: Any) -> Any:
         root = ctx.find_root()
-        chosen = db or (root.params.get("db") if root.params else None)
+        given_here = db is not None and ctx.get_parameter_source("db") == click.core.ParameterSource.COMMANDLINE
+        # `labelyard --db X cmd` wins over LABELYARD_DB (which also fills this command's --db)
+        chosen = db if given_here else ((root.params.get("db") if root.params else None) or db)
         return ctx.invoke(func, *args, db=chosen, **kwargs)
 
     return wrapper
@@ -381,9 +383,9 @@ def demo(folder: str, tasks: int, steps: int, seed: int, as_json: bool) -> None:
 
 def _register_extra_commands() -> None:
     """Commands kept in their own modules (each exposes ``register(main)``)."""
-    from . import cli_lead, cli_rules
+    from . import cli_lead, cli_plugins, cli_rules
 
-    for module in (cli_rules, cli_lead):
+    for module in (cli_rules, cli_lead, cli_plugins):
         module.register(main)
 
 

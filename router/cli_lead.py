@@ -1,9 +1,200 @@
-"""CLI commands for leads and timers: tick, reassign, escalate, hold, release, priority, gold, agreement."""
+"""CLI commands for leads and timers: tick, reassign, escalate, hold, unhold, release, priority, gold, agreement.
+
+Thin: each command parses its arguments and calls ``router.lead``,
+``router.timers``, ``router.gold`` or ``router.agreement`` (imported inside
+the command, so ``labelyard claim`` does not pay for them).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import click
 
 
+def _lead(db: str | None, worker: str | None):
+    from .cli import _engine, _worker
+    from .lead import Lead
+
+    return Lead(_engine(db), _worker(worker))
+
+
+def _bulk_options(func: Callable) -> Callable:
+    from .cli import as_option, db_option
+
+    func = click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")(func)
+    func = click.option("--dry-run", is_flag=True, help="List the matching tasks; change nothing.")(func)
+    func = click.option("--where", default=None, metavar="FILTER",
+                        help='Every task for which this rule expression holds, e.g. '
+                             '\'task.queue == "triage" and task.age > 2h\' (task.*, prediction.*, now).')(func)
+    return db_option(as_option(func))
+
+
+def _report(report, as_json: bool, say: Callable[[dict[str, Any]], str]) -> None:
+    from .cli import _emit_json
+
+    if as_json:
+        _emit_json(report.as_dict())
+        return
+    for item in report.done:
+        click.echo(say(item) if "external_id" in item and len(item) > 2 else f"would act on {item['external_id']}")
+    for item in report.skipped:
+        click.echo(f"skipped {item['external_id']}: {item['reason']}", err=True)
+    if len(report.done) != 1 or report.skipped:
+        click.echo(f"{report.action}: {len(report.done)} done, {len(report.skipped)} skipped "
+                   f"of {report.matched} matching", err=True)
+
+
 def register(main: click.Group) -> None:
     """Add this module's commands to the ``labelyard`` group."""
+    from .cli import _emit_json, _engine, _worker, db_option
+
+    @main.command()
+    @db_option
+    @click.option("--json", "as_json", is_flag=True)
+    def tick(db: str | None, as_json: bool) -> None:
+        """Run the workflow's on_timer rules once (from cron); LABELYARD_NOW sets the time."""
+        from .timers import tick as run_tick
+
+        report = run_tick(_engine(db))
+        if as_json:
+            _emit_json(report.as_dict())
+            return
+        actions = ", ".join(f"{n} {a}" for a, n in sorted(report.actions.items())) or "no task actions"
+        click.echo(f"checked {report.assignments} assignments and {report.tasks} tasks: "
+                   f"released {report.released}, {actions}")
+
+    @main.command()
+    @click.argument("tasks", nargs=-1)
+    @click.option("--to", "to", required=True, metavar="W", help="The worker who gets the slot.")
+    @click.option("--from", "from_worker", default=None, metavar="W", help="Take only this worker's slot.")
+    @click.option("--force", is_flag=True, help="Even if the queue does not admit W, or W annotated the task.")
+    @_bulk_options
+    def reassign(tasks, to, from_worker, force, db, worker, where, dry_run, as_json) -> None:
+        """Give TASK(s) to worker W (ends the current holders' slots)."""
+        report = _lead(db, worker).run("reassign", tasks, where, dry_run=dry_run, to=to, force=force,
+                                       from_worker=from_worker)
+        _report(report, as_json, lambda i: f"reassigned {i['external_id']} to {i['to']} (assignment {i['assignment']})")
+
+    @main.command()
+    @click.argument("tasks", nargs=-1)
+    @click.option("--to", "queue", required=True, metavar="Q", help="The queue of experts.")
+    @click.option("--reason", default=None)
+    @_bulk_options
+    def escalate(tasks, queue, reason, db, worker, where, dry_run, as_json) -> None:
+        """Send TASK(s) to an expert queue for adjudication."""
+        report = _lead(db, worker).run("escalate", tasks, where, dry_run=dry_run, queue=queue, reason=reason)
+        _report(report, as_json, lambda i: f"escalated {i['external_id']} to {i['target']}")
+
+    @main.command()
+    @click.argument("tasks", nargs=-1)
+    @click.option("--reason", default=None)
+    @_bulk_options
+    def hold(tasks, reason, db, worker, where, dry_run, as_json) -> None:
+        """Hold TASK(s): no one gets them until `unhold`."""
+        report = _lead(db, worker).run("hold", tasks, where, dry_run=dry_run, reason=reason)
+        _report(report, as_json, lambda i: f"held {i['external_id']}")
+
+    @main.command()
+    @click.argument("tasks", nargs=-1)
+    @_bulk_options
+    def unhold(tasks, db, worker, where, dry_run, as_json) -> None:
+        """Reopen held TASK(s) in their stage with their slots."""
+        report = _lead(db, worker).run("unhold", tasks, where, dry_run=dry_run)
+        _report(report, as_json, lambda i: f"reopened {i['external_id']} ({i['stage']} in {i['queue']})")
+
+    @main.command()
+    @click.argument("tasks", nargs=-1)
+    @click.option("--assignment", "assignment_id", type=int, default=None, help="Release this one assignment.")
+    @_bulk_options
+    def release(tasks, assignment_id, db, worker, where, dry_run, as_json) -> None:
+        """Release the active assignment(s) of TASK(s) (or --assignment ID): the slot goes back to the queue."""
+        lead = _lead(db, worker)
+        if assignment_id is not None:
+            if tasks or where:
+                raise click.UsageError("give --assignment, or task ids / --where, not both")
+            result = lead.release_assignment(assignment_id)
+            if as_json:
+                _emit_json(result)
+            else:
+                click.echo(f"released assignment {assignment_id} of {result['worker']} ({result['status']})")
+            return
+        report = lead.run("release", tasks, where, dry_run=dry_run)
+        _report(report, as_json, lambda i: f"released {i['external_id']}: assignment(s) "
+                                           f"{', '.join(map(str, i['released']))}")
+
+    @main.command(context_settings={"ignore_unknown_options": True})
+    @click.argument("args", nargs=-1, required=True)
+    @_bulk_options
+    def priority(args, db, worker, where, dry_run, as_json) -> None:
+        """Set the priority of TASK(s): `priority TASK… N` or `priority --where FILTER N` (higher first)."""
+        *tasks, value = args
+        try:
+            number = float(value)
+        except ValueError:
+            raise click.UsageError(f"the priority is a number, not {value!r} (priority TASK… N)") from None
+        report = _lead(db, worker).run("priority", tasks, where, dry_run=dry_run, value=number)
+        _report(report, as_json, lambda i: f"priority of {i['external_id']}: {i['was']:g} → {i['priority']:g}")
+
+    @main.group()
+    def gold() -> None:
+        """Gold questions: tasks with a known answer that measure annotators."""
+
+    @gold.command("add")
+    @click.argument("file", type=click.Path(dir_okay=False))
+    @db_option
+    @click.option("--as", "worker", default=None, metavar="W", help="Who adds them (for the events).")
+    @click.option("--json", "as_json", is_flag=True)
+    def gold_add(file: str, db: str | None, worker: str | None, as_json: bool) -> None:
+        """Add gold tasks from JSONL rows like `ingest` plus "answer": LABEL (and optionally "queue")."""
+        from .gold import add_gold
+
+        report = add_gold(_engine(db), file, _worker(worker))
+        if as_json:
+            _emit_json(report.as_dict())
+            return
+        click.echo(f"gold: added {report.added}, updated {report.updated}, rejected {report.rejected}")
+        if report.rejected:
+            click.echo("rejected rows are kept with their reasons: labelyard rejects", err=True)
+
+    @main.command()
+    @db_option
+    @click.option("--queue", default=None, help="Only votes given in this queue.")
+    @click.option("--json", "as_json", is_flag=True)
+    def agreement(db: str | None, queue: str | None, as_json: bool) -> None:
+        """Inter-annotator agreement per queue and overall, per annotator, and label confusion."""
+        from .agreement import agreement_report
+
+        data = agreement_report(_engine(db), queue)
+        if as_json:
+            _emit_json(data)
+            return
+        _print_agreement(data)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _print_agreement(data: dict[str, Any]) -> None:
+    click.echo(f"headline metric: {data['metric']} (excellent ≥ {data['bands']['excellent']}, "
+               f"alert < {data['bands']['alert']})")
+    click.echo(f"{'queue':<16}{'tasks':>7}{'items':>7}{'kappa':>9}{'alpha':>9}  band")
+    groups = [*data["queues"].items(), ("(overall)", data["overall"])]
+    for name, g in groups:
+        click.echo(f"{name:<16}{g['tasks']:>7}{g['items']:>7}{_fmt(g['fleiss_kappa']):>9}"
+                   f"{_fmt(g['krippendorff_alpha']):>9}  {g['band'] or '-'}")
+    for reason in sorted(set(data["overall"]["reasons"].values())):
+        click.echo(f"  note: {reason}")
+    if data["annotators"]:
+        click.echo(f"\n{'annotator':<16}{'votes':>7}{'agree':>9}{'gold':>7}{'gold acc':>10}")
+        for a in data["annotators"]:
+            click.echo(f"{a['worker']:<16}{a['votes']:>7}{_fmt(a['agreement']):>9}{a['gold_answered']:>7}"
+                       f"{_fmt(a['gold_accuracy']):>10}")
+    if data["confusion"]:
+        finals = sorted({f for row in data["confusion"].values() for f in row})
+        click.echo("\nconfusion (annotator label → final label)")
+        click.echo(" " * 16 + "".join(f"{f[:9]:>10}" for f in finals))
+        for label, row in data["confusion"].items():
+            click.echo(f"{label[:15]:<16}" + "".join(f"{row.get(f, 0):>10}" for f in finals))

@@ -1,9 +1,153 @@
-"""CLI commands about rules: explain, test, replay (registered by ``router.cli``)."""
+"""CLI commands about rules: explain, test, replay (registered by ``router.cli``).
+
+Each command parses its arguments and calls the core (``rules.testing``,
+``router.explain``, ``router.replay``); heavy modules load inside the commands.
+"""
 
 from __future__ import annotations
+
+import json
+import sys
+from typing import Any
 
 import click
 
 
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, default=str))
+
+
+def _db_option(func):
+    from .cli import db_option
+
+    return db_option(func)
+
+
 def register(main: click.Group) -> None:
     """Add this module's commands to the ``labelyard`` group."""
+
+    @main.command("test")
+    @click.argument("paths", nargs=-1, type=click.Path())
+    @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON document.")
+    @click.option("--strict", is_flag=True, help="Rules that no case exercises fail the run too.")
+    @click.option("--verbose", "-v", is_flag=True, help="Show the trace of every case, not only failures.")
+    def test_command(paths: tuple[str, ...], as_json: bool, strict: bool, verbose: bool) -> None:
+        """Run rule tests: NAME.test.yaml cases beside NAME.workflow.yaml (default folder: workflows/).
+
+        Prints PASS/FAIL/ERROR per case with what differed, and the rules no
+        case exercised. Exit 1 when any case does not pass.
+        """
+        from rules.testing import run_paths
+
+        from .plugins import workflow_functions_for_text
+
+        report = run_paths(paths or ("workflows",), functions_for=workflow_functions_for_text)
+        uncovered = report.counts()["uncovered_rules"]
+        failed = not report.ok or (strict and uncovered > 0)
+        if as_json:
+            _emit_json({**report.as_dict(), "ok": not failed})
+        else:
+            _print_test_report(report, verbose, strict)
+        if failed:
+            sys.exit(1)
+
+    @main.command("explain")
+    @click.argument("task")
+    @_db_option
+    @click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
+    def explain_command(task: str, db: str | None, as_json: bool) -> None:
+        """Why a task is where it is: every decision of its life, with the values its rules saw."""
+        from .explain import explain_task, render_explanation
+        from .store import Store
+
+        store = Store.open(db)
+        try:
+            store.read_only()
+            data = explain_task(store, task)
+        finally:
+            store.close()
+        if as_json:
+            _emit_json(data)
+        else:
+            for line in render_explanation(data):
+                click.echo(line)
+
+    @main.command("replay")
+    @click.argument("file", type=click.Path(dir_okay=False))
+    @_db_option
+    @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+    @click.option("--sample", "sample_size", default=5, show_default=True, help="Task ids shown per change.")
+    def replay_command(file: str, db: str | None, as_json: bool, sample_size: int) -> None:
+        """What a candidate workflow would have decided differently over the recorded history.
+
+        The database is opened read-only: nothing is changed.
+        """
+        from rules.diagnostics import WorkflowInvalid
+        from rules.workflow import compile_workflow
+
+        from .errors import LabelyardError
+        from .replay import render_replay, replay
+        from .store import Store
+
+        try:
+            with open(file, encoding="utf-8") as handle:
+                text = handle.read()
+        except OSError as exc:
+            raise LabelyardError(f"{file}: {exc.strerror}") from None
+        from .plugins import workflow_functions_for_text
+
+        workflow, diagnostics = compile_workflow(text, file, workflow_functions_for_text(text))
+        if workflow is None:
+            raise WorkflowInvalid(diagnostics)
+        store = Store.open(db)
+        try:
+            store.read_only()
+            result = replay(store, workflow, sample_size=sample_size)
+        finally:
+            store.close()
+        result["candidate"]["file"] = file
+        if as_json:
+            _emit_json(result)
+        else:
+            for line in render_replay(result):
+                click.echo(line)
+
+
+def _print_test_report(report, verbose: bool, strict: bool) -> None:
+    from rules.testing import Report
+
+    assert isinstance(report, Report)
+    for problem in report.errors:
+        click.echo(f"labelyard: {problem}", err=True)
+    for suite in report.suites:
+        title = suite.test_file or f"{suite.workflow_file} (no test file)"
+        click.echo(f"{title}" + (f"  [{suite.workflow}]" if suite.workflow else ""))
+        for diagnostic in suite.errors:
+            click.echo(f"ERROR {diagnostic}")
+        for case in suite.cases:
+            click.echo(f"{case.status:<5} {case.file}:{case.line}: {case.name}")
+            if case.status == "ERROR" and case.message:
+                click.echo(f"      {case.message}")
+            if case.status == "FAIL":
+                for line in case.diff:
+                    click.echo(f"      {line}")
+                if case.message:
+                    click.echo(f"      ({case.message})")
+            if case.status == "FAIL" or (verbose and case.trace):
+                got = case.got or {}
+                if case.trace:
+                    click.echo(f"      trace of `{got.get('rule')}`:")
+                    for line in case.trace:
+                        click.echo(f"        {line}")
+                for i, line in enumerate(case.expected_trace):
+                    click.echo(f"      {'  ' if i else ''}{line}")
+        if suite.uncovered:
+            word = "FAIL" if strict else "note"
+            click.echo(f"{word}: {len(suite.uncovered)} of {suite.rules} rules not exercised by any case:")
+            for rule in suite.uncovered:
+                click.echo(f"      {suite.workflow_file}:{rule['line']}: {rule['section']} `{rule['rule']}`")
+        elif suite.rules:
+            click.echo(f"coverage: all {suite.rules} rules exercised")
+    counts = report.counts()
+    click.echo(f"{counts['pass']} passed, {counts['fail']} failed, {counts['error']} errors"
+               f" ({counts['cases']} cases, {counts['uncovered_rules']} rules not exercised)")

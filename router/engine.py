@@ -79,9 +79,19 @@ class Engine:
             row = self.store.active_workflow()
             if row is None:
                 raise NoWorkflow("no workflow applied yet; run `labelyard apply FILE.workflow.yaml`")
+            from rules.diagnostics import WorkflowInvalid
             from rules.workflow import Workflow
 
-            self._workflow = Workflow.from_spec(loads(row["spec"]), self.functions)
+            spec = loads(row["spec"])
+            try:
+                self._workflow = Workflow.from_spec(spec, self.functions)
+            except WorkflowInvalid:
+                if self.functions is not None:
+                    raise
+                from .plugins import workflow_functions  # only a workflow calling plugin functions loads plugins
+
+                self.functions = workflow_functions(spec.get("plugins") or ())
+                self._workflow = Workflow.from_spec(spec, self.functions)
             self._workflow_id = row["id"]
         return self._workflow
 
@@ -101,6 +111,13 @@ class Engine:
         from rules.workflow import compile_workflow
 
         workflow, diagnostics = compile_workflow(text, filename, self.functions)
+        if workflow is None and self.functions is None:
+            from .plugins import workflow_functions_for_text  # it may call functions that plugins register
+
+            functions = workflow_functions_for_text(text)
+            if functions:
+                self.functions = functions
+                workflow, diagnostics = compile_workflow(text, filename, functions)
         if workflow is None:
             raise WorkflowInvalid(diagnostics)
         digest = hashlib.sha256(text.encode()).hexdigest()
@@ -286,7 +303,8 @@ class Engine:
         def compute() -> dict[str, Any]:
             if queue is None:
                 return {}
-            return self.store.queue_stats(queue, now)
+            spec = self.workflow.queues.get(queue)
+            return {**self.store.queue_stats(queue, now), "sla": spec.sla if spec else None}
 
         return Lazy(compute)
 
@@ -317,7 +335,14 @@ class Engine:
                 if queue not in queues:
                     raise NothingToDo(f"{worker} may not take work from `{queue}` (roles or skills do not match)")
                 queues = [queue]
-            slot = self.store.claim_slot(worker, queues, now)
+            slot = None
+            gold_rate = (workflow.quality.get("gold") or {}).get("rate") or 0
+            if gold_rate > 0:  # gold questions mixed into claims (router.gold)
+                from .gold import pick_gold
+
+                slot = pick_gold(self.store, worker, queues, gold_rate)
+            if slot is None:
+                slot = self.store.claim_slot(worker, queues, now)
             if slot is None:
                 raise NothingToDo(f"no work for {worker}")
             assignment_id = self.store.insert_assignment(slot["id"], worker, slot["stage"], slot["queue"],
@@ -336,6 +361,9 @@ class Engine:
         if stage in ("review", "escalated"):
             view["prediction"] = {"label": loads(task["pred_label"]), "confidence": task["pred_confidence"]}
             view["votes"] = [{"worker": v["worker"], "label": loads(v["label"])} for v in self.store.votes(task["id"])]
+            view["reviews"] = [{"worker": r["worker"], "stage": r["stage"], "verdict": r["verdict"],
+                                "label": loads(r["label"]), "comment": r["comment"]}
+                               for r in self.store.annotations(task["id"]) if r["stage"] in ("review", "escalated")]
         if stage == "correct":
             mine = [a for a in self.store.annotations(task["id"]) if a["stage"] in ("annotate", "correct")]
             view["comment"] = note
@@ -381,14 +409,20 @@ class Engine:
             needed = max(0, task["needed"] - 1)
             self.store.update_task(task["id"], needed=needed, updated_at=now)
             result: dict[str, Any] = {"assignment": assignment_id, "task": task["id"], "status": "submitted"}
-            if task["status"] != "open" or task["stage"] != stage or a["round"] != task["round"]:
-                return result  # the task moved on meanwhile (a lead acted); the vote is kept
-            if stage in ("annotate", "correct"):
+            if task["is_gold"]:
+                pass  # a gold answer only measures the worker; gold never reaches consensus
+            elif task["status"] != "open" or task["stage"] != stage or a["round"] != task["round"]:
+                pass  # the task moved on meanwhile (a lead acted); the vote is kept
+            elif stage in ("annotate", "correct"):
                 if needed == 0:
                     result["decision"] = self._decide_quorum(task, now, worker)
             else:
                 review = review_facts({"verdict": verdict, "label": label, "comment": comment}, worker)
                 result["decision"] = self._decide_review(task, review, stage, now, worker)
+            if self.workflow.rules.get("on_worker"):
+                from .worker_rules import run_on_worker
+
+                run_on_worker(self, worker, task, now)
             return result
 
     def _votes(self, task_id: int) -> dict[str, Any]:
@@ -402,19 +436,27 @@ class Engine:
 
     def _decide_quorum(self, task, now: float, actor: str) -> dict[str, Any]:
         votes = self._votes(task["id"])
-        decision = self.workflow.decide("on_quorum", self._task_context(task, now, votes=votes))
-        return self._apply(task, decision, now, actor, votes=votes, final_by="consensus")
+        ctx = self._task_context(task, now, votes=votes)
+        decision = self.workflow.decide("on_quorum", ctx)
+        return self._apply(task, decision, now, actor, votes=votes, final_by="consensus", facts=decision_facts(ctx))
 
     def _decide_review(self, task, review: dict[str, Any], stage: str, now: float, actor: str) -> dict[str, Any]:
         votes = self._votes(task["id"])
-        decision = self.workflow.decide("on_review", self._task_context(task, now, votes=votes, review=review))
+        ctx = self._task_context(task, now, votes=votes, review=review)
+        decision = self.workflow.decide("on_review", ctx)
         default_label = review.get("label") if review.get("label") is not None else votes["top"]
         return self._apply(task, decision, now, actor, votes=votes, final_by=FINAL_BY_STAGE.get(stage, "reviewer"),
-                           default_label=default_label, comment=review.get("comment"))
+                           default_label=default_label, comment=review.get("comment"), facts=decision_facts(ctx))
 
     def _apply(self, task, decision, now: float, actor: str, *, votes: dict[str, Any], final_by: str,
-               default_label: Any = None, comment: str | None = None) -> dict[str, Any]:
-        """Move a task as a decision says, with its event, inside the caller's transaction."""
+               default_label: Any = None, comment: str | None = None,
+               facts: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Move a task as a decision says, with its event, inside the caller's transaction.
+
+        ``facts`` (from :func:`decision_facts`) is kept in the event so ``labelyard replay``
+        can run a candidate workflow on what this decision saw; ``extra`` adds keys to the
+        event's detail (the timer records the round it acted in).
+        """
         fields: dict[str, Any]
         if decision.action == "accept":
             label = decision.values.get("label", default_label if default_label is not None else votes.get("top"))
@@ -448,7 +490,8 @@ class Engine:
         kind = {"accept": "final", "hold": "held", "reject": "invalid"}.get(decision.action, "routed")
         self.store.add_event(kind, now, task_id=task["id"], rule=decision.rule, action=decision.action, actor=actor,
                              detail={**decision.as_detail(), "votes": {"count": votes["count"], "top": votes["top"],
-                                                                       "agreement": votes["agreement"]}})
+                                                                       "agreement": votes["agreement"]},
+                                     **({"facts": facts} if facts else {}), **(extra or {})})
         return {"rule": decision.rule, "action": decision.action, "target": decision.target,
                 "reason": decision.reason, "status": fields.get("status")}
 
@@ -467,7 +510,16 @@ class Engine:
         rejects = self.store.one("SELECT count(*) FROM rejects")[0]
         return {"workflow": None if wf is None else {"name": wf["name"], "version": wf["version"]},
                 "tasks": tasks, "total": sum(counts.values()), "queues": queues, "rejects": rejects,
-                "workers": len(self.store.workers())}
+                "workers": len(self.store.workers()), "last_run": self._last_run(),
+                "outbox_pending": sum(self.store.outbox_pending().values())}
+
+    def _last_run(self) -> dict[str, Any] | None:
+        """The latest ``labelyard run``: when, whether it finished, and what failed."""
+        run = self.store.last_plugin_run()
+        if run is None:
+            return None
+        return {"id": run["id"], "started_at": clock.iso(run["started_at"]), "finished": run["finished_at"] is not None,
+                "ok": bool(run["ok"]), "failures": loads(run["errors"]) or []}
 
     def show(self, ref: str) -> dict[str, Any]:
         """Everything about one task: fields, prediction, assignments, annotations, events."""
@@ -488,6 +540,35 @@ class Engine:
             yield {"id": task["external_id"], "label": loads(task["final_label"]), "final_by": task["final_by"],
                    "rule": task["final_rule"], "final_at": clock.iso(task["final_at"]),
                    "category": task["category"], "data": loads(task["data"])}
+
+
+REPLAY_FACTS = {
+    "task": ("stage", "queue", "attempts", "priority", "status", "age"),
+    "votes": ("count", "labels", "top", "top_count", "agreement", "unanimous", "tie", "entropy",
+              "min_accuracy", "any_flagged"),
+    "review": ("verdict", "label", "reviewer", "comment", "automatic"),
+    "assignment": ("age", "worker", "kind"),
+    "worker": ("id", "roles", "skills", "submitted", "gold_count", "gold_accuracy", "agreement",
+               "fast_submits", "skips_in_row", "flagged"),
+}
+
+
+def decision_facts(ctx: dict[str, Any]) -> dict[str, Any]:
+    """The facts of a decision that the task row does not keep, compact, for ``labelyard replay``.
+
+    Task fields that change (stage, queue, attempts…), votes, review, assignment and
+    worker facts; ``queue.*`` only when a rule read it (it costs a query). The task's
+    data and prediction stay in the task row.
+    """
+    out: dict[str, Any] = {}
+    for root, keys in REPLAY_FACTS.items():
+        facts = ctx.get(root)
+        if isinstance(facts, dict) and facts:
+            out[root] = {k: facts[k] for k in keys if facts.get(k) is not None}
+    queue = ctx.get("queue")
+    if isinstance(queue, Lazy) and queue._value:
+        out["queue"] = dict(queue._value)
+    return out
 
 
 def task_view(task) -> dict[str, Any]:

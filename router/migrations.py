@@ -15,7 +15,7 @@ from sqlite_utils.migrations import Migrations
 
 migrations = Migrations("labelyard")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
 
 
 def _run_ddl(db: Database, script: str) -> None:
@@ -165,6 +165,80 @@ def m001_initial(db: Database) -> None:
         """
     )
     _set_version(db, 1)
+
+
+@migrations()
+def m002_worker_indexes(db: Database) -> None:
+    """Per-worker indexes: worker facts (``worker.submitted``, ``fast_submits``, ``skips_in_row``,
+    ``agreement``) and gold mixing read a worker's own annotations and assignments."""
+    _run_ddl(
+        db,
+        """
+        CREATE INDEX annotations_worker ON annotations (worker, id);
+        CREATE INDEX assignments_worker ON assignments (worker, id);
+        """
+    )
+    _set_version(db, 2)
+
+
+@migrations()
+def m003_plugins(db: Database) -> None:
+    """Plugin bookkeeping: what each sink has received, automatic reviews, the notification outbox, runs."""
+    _run_ddl(
+        db,
+        """
+        -- One row per (sink, task): the task's final label as the sink received it.
+        -- A task finalised again (final_at changed) is sent again.
+        CREATE TABLE sink_deliveries (
+            sink        TEXT NOT NULL,
+            task_id     INTEGER NOT NULL REFERENCES tasks (id),
+            final_at    REAL,
+            delivered_at REAL NOT NULL,
+            PRIMARY KEY (sink, task_id)
+        ) WITHOUT ROWID;
+
+        -- Each automatic reviewer judges a task once per round (abstentions included).
+        CREATE TABLE auto_reviews (
+            task_id     INTEGER NOT NULL REFERENCES tasks (id),
+            round       INTEGER NOT NULL,
+            reviewer    TEXT NOT NULL,
+            verdict     TEXT NOT NULL,          -- approve | reject | abstain | error
+            reason      TEXT,
+            at          REAL NOT NULL,
+            PRIMARY KEY (task_id, round, reviewer)
+        ) WITHOUT ROWID;
+        CREATE INDEX tasks_in_review ON tasks (id) WHERE status = 'open' AND stage = 'review';
+
+        -- Notifications waiting for (or done with) delivery; the body is kept byte for byte.
+        CREATE TABLE outbox (
+            id          INTEGER PRIMARY KEY,
+            target      TEXT NOT NULL,          -- the notify entry
+            event_id    INTEGER NOT NULL,
+            event       TEXT NOT NULL,          -- done, escalated, ...
+            body        TEXT NOT NULL,
+            status      TEXT NOT NULL DEFAULT 'pending',   -- pending | delivered
+            attempts    INTEGER NOT NULL DEFAULT 0,
+            next_at     REAL NOT NULL,
+            last_error  TEXT,
+            created_at  REAL NOT NULL,
+            delivered_at REAL,
+            UNIQUE (target, event_id, event)
+        );
+        CREATE INDEX outbox_due ON outbox (target, next_at) WHERE status = 'pending';
+
+        -- One row per `labelyard run`; a row never finished is a run that was killed.
+        CREATE TABLE plugin_runs (
+            id          INTEGER PRIMARY KEY,
+            pid         INTEGER,
+            started_at  REAL NOT NULL,
+            finished_at REAL,
+            ok          INTEGER,
+            summary     TEXT,                   -- JSON
+            errors      TEXT                    -- JSON list of {plugin, step, error}
+        );
+        """
+    )
+    _set_version(db, 3)
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:

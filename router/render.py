@@ -24,6 +24,15 @@ def print_status(data: dict[str, Any]) -> None:
     console.print(table)
     if data.get("rejects"):
         console.print(f"rejected input rows: {data['rejects']} (labelyard rejects)")
+    run = data.get("last_run")
+    if run:
+        state = "ok" if run["ok"] else ("running, or killed before it finished" if not run["finished"] else "failed")
+        console.print(f"last run: {run['id']} at {run['started_at']}: {state}", markup=False)
+        for f in run["failures"]:
+            where = f["plugin"] + (f" ({f['entry']})" if f.get("entry") and f["entry"] != f["plugin"] else "")
+            console.print(f"  {where}: {f['step']} failed: {f['error']}", markup=False)
+    if data.get("outbox_pending"):
+        console.print(f"notifications waiting in the outbox: {data['outbox_pending']}")
 
 
 def print_task(data: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ from .errors import LabelyardError, NotInitialised
 
 BUSY_TIMEOUT_MS = 5000
 BUSY_GIVE_UP_S = 120.0
-SCHEMA_VERSION = 1  # keep equal to migrations.SCHEMA_VERSION (a test checks)
+SCHEMA_VERSION = 3  # keep equal to migrations.SCHEMA_VERSION (a test checks)
 
 TASK_COLUMNS = (
     "id, external_id, source, category, tags, data, status, stage, queue, needed, free_slots, priority, "
@@ -115,6 +115,10 @@ class Store:
     def close(self) -> None:
         self.conn.close()
 
+    def read_only(self) -> None:
+        """Refuse every write on this connection from now on (explain, replay)."""
+        self.conn.execute("PRAGMA query_only = ON")
+
     # -- transactions ----------------------------------------------------------------------
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -205,6 +209,17 @@ class Store:
 
     def events(self, task_id: int) -> list[sqlite3.Row]:
         return self.query("SELECT * FROM events WHERE task_id = ? ORDER BY id", (task_id,))
+
+    def decision_events(self, kinds: Sequence[str]) -> Iterator[sqlite3.Row]:
+        """Every event of these kinds that belongs to a task, oldest first, with the task's row
+        (its columns prefixed ``t_``), streamed: for ``labelyard replay``."""
+        marks = ",".join("?" * len(kinds))
+        columns = ", ".join(f"t.{c.strip()} AS t_{c.strip()}" for c in TASK_COLUMNS.split(","))
+        yield from self.conn.execute(
+            f"SELECT e.*, {columns} FROM events AS e JOIN tasks AS t ON t.id = e.task_id "
+            f"WHERE e.kind IN ({marks}) ORDER BY e.id",
+            list(kinds),
+        )
 
     # -- workflows -------------------------------------------------------------------------
     def active_workflow(self) -> sqlite3.Row | None:
@@ -403,6 +418,150 @@ class Store:
         )
         return {r["worker"]: (r["n"], r["ok"] or 0) for r in rows}
 
+    # -- lead actions and timers ----------------------------------------------------------
+    def tasks_after(self, status: str, queue: str, after_id: int, limit: int) -> list[sqlite3.Row]:
+        """Non-gold tasks with ``status`` after ``(queue, id)``, in ``(queue, id)`` order (keyset paging).
+
+        Walks the ``(status, queue)`` index, whose entries are ordered by
+        ``(queue, rowid)``, so each page is a short range scan however many
+        tasks are done. Start from ``("", 0)``.
+        """
+        return self.query(
+            f"SELECT {TASK_COLUMNS} FROM tasks WHERE status = ? AND (queue, id) > (?, ?) AND is_gold = 0 "
+            "ORDER BY queue, id LIMIT ?",
+            (status, queue, after_id, limit),
+        )
+
+    def queueless_tasks(self, status: str, after_id: int, limit: int) -> list[sqlite3.Row]:
+        """Non-gold tasks with ``status`` and no queue (held at creation), by id after ``after_id``."""
+        return self.query(
+            f"SELECT {TASK_COLUMNS} FROM tasks WHERE status = ? AND queue IS NULL AND id > ? AND is_gold = 0 "
+            "ORDER BY id LIMIT ?",
+            (status, after_id, limit),
+        )
+
+    def active_assignments_after(self, after_id: int, limit: int) -> list[sqlite3.Row]:
+        """Active assignments with id above ``after_id``, oldest first (only active ones are read)."""
+        return self.query(
+            "SELECT * FROM assignments INDEXED BY assignments_worker_active "
+            "WHERE status = 'active' AND id > ? ORDER BY id LIMIT ?",
+            (after_id, limit),
+        )
+
+    def task_slots(self, task_id: int, statuses: Sequence[str] = ("active",)) -> list[sqlite3.Row]:
+        """A task's assignments in these statuses, oldest first."""
+        marks = ",".join("?" * len(statuses))
+        return self.query(f"SELECT * FROM assignments WHERE task_id = ? AND status IN ({marks}) ORDER BY id",
+                          (task_id, *statuses))
+
+    def timer_fired(self, task_id: int, rule: str, round_: int) -> bool:
+        """Whether the on_timer rule ``rule`` already acted on this task in this round."""
+        row = self.one(
+            "SELECT 1 FROM events WHERE task_id = ? AND rule = ? AND json_extract(detail, '$.section') = 'on_timer' "
+            "AND json_extract(detail, '$.round') = ? LIMIT 1",
+            (task_id, rule, round_),
+        )
+        return row is not None
+
+    def annotated(self, task_id: int, worker: str) -> bool:
+        """Whether ``worker`` annotated or corrected this task (so may not review or adjudicate it)."""
+        row = self.one(
+            "SELECT 1 FROM assignments WHERE task_id = ? AND worker = ? AND stage IN ('annotate', 'correct') LIMIT 1",
+            (task_id, worker),
+        )
+        return row is not None
+
+    def holds_slot(self, task_id: int, worker: str, round_: int) -> bool:
+        """Whether ``worker`` has (or had) a slot of this task in this round."""
+        row = self.one("SELECT 1 FROM assignments WHERE task_id = ? AND worker = ? AND round = ? LIMIT 1",
+                       (task_id, worker, round_))
+        return row is not None
+
+    def set_worker_flagged(self, name: str, flagged: bool) -> None:
+        self.conn.execute("UPDATE workers SET flagged = ? WHERE id = ?", (int(flagged), name))
+
+    def set_worker_skills(self, name: str, skills: list[str]) -> None:
+        self.conn.execute("UPDATE workers SET skills = ? WHERE id = ?", (dumps(sorted(set(skills))), name))
+
+    # -- worker facts (indexed by worker) --------------------------------------------------
+    def worker_submitted(self, worker: str) -> int:
+        return int(self.one("SELECT count(*) FROM annotations WHERE worker = ?", (worker,))[0])
+
+    def worker_recent_durations(self, worker: str, limit: int) -> list[float]:
+        """Seconds from claim to submission of the worker's latest ``limit`` submissions."""
+        rows = self.query(
+            "SELECT a.created_at - s.created_at FROM annotations AS a JOIN assignments AS s ON s.id = a.assignment_id "
+            "WHERE a.worker = ? ORDER BY a.id DESC LIMIT ?",
+            (worker, limit),
+        )
+        return [float(r[0]) for r in rows]
+
+    def worker_recent_statuses(self, worker: str, limit: int) -> list[str]:
+        """Statuses of the worker's latest ``limit`` assignments, newest first."""
+        rows = self.query("SELECT status FROM assignments WHERE worker = ? ORDER BY id DESC LIMIT ?", (worker, limit))
+        return [r[0] for r in rows]
+
+    def worker_final_agreement(self, worker: str) -> tuple[int, int]:
+        """``(votes on finished tasks, votes equal to the final label)`` for a worker (gold left out)."""
+        row = self.one(
+            "SELECT count(*), sum(a.label = t.final_label) FROM annotations AS a JOIN tasks AS t ON t.id = a.task_id "
+            "WHERE a.worker = ? AND a.stage IN ('annotate', 'correct') AND t.status = 'done' AND t.is_gold = 0",
+            (worker,),
+        )
+        return int(row[0]), int(row[1] or 0)
+
+    # -- gold ------------------------------------------------------------------------------
+    def task_by_external_id(self, external_id: str) -> sqlite3.Row | None:
+        return self.one(f"SELECT {TASK_COLUMNS} FROM tasks WHERE external_id = ?", (external_id,))
+
+    def worker_assignment_count(self, worker: str) -> int:
+        """How many slots the worker has ever had (their claim count)."""
+        return int(self.one("SELECT count(*) FROM assignments WHERE worker = ?", (worker,))[0])
+
+    def has_gold(self) -> bool:
+        return self.one("SELECT 1 FROM gold LIMIT 1") is not None
+
+    def next_assignment_seq(self) -> int:
+        """The id the next assignment will get (a cheap, ever-growing claim counter)."""
+        return int(self.one("SELECT max(id) FROM assignments")[0] or 0) + 1
+
+    def gold_for(self, worker: str, queues: Sequence[str]) -> sqlite3.Row | None:
+        """The oldest open gold task in ``queues`` that ``worker`` never had a slot of.
+
+        Driven from the (small) gold table: ``CROSS JOIN`` fixes the join order.
+        """
+        if not queues:
+            return None
+        marks = ",".join("?" * len(queues))
+        return self.one(
+            f"SELECT t.id, t.external_id, t.stage, t.queue, t.round, t.data, t.category, t.pred_label, "
+            f"t.pred_confidence FROM gold AS g CROSS JOIN tasks AS t ON t.id = g.task_id "
+            f"WHERE t.status = 'open' AND t.is_gold = 1 AND t.queue IN ({marks}) AND NOT EXISTS ("
+            f"SELECT 1 FROM assignments AS a WHERE a.task_id = t.id AND a.worker = ?) ORDER BY g.task_id LIMIT 1",
+            (*queues, worker),
+        )
+
+    # -- agreement -------------------------------------------------------------------------
+    def vote_rows(self, queue: str | None = None) -> Iterator[sqlite3.Row]:
+        """Every annotate/correct submission on non-gold tasks, by task then time: task, worker, label,
+        queue of the slot, the task's status and final label."""
+        sql = ("SELECT a.task_id, a.worker, a.label, s.queue, t.status, t.final_label FROM annotations AS a "
+               "JOIN assignments AS s ON s.id = a.assignment_id JOIN tasks AS t ON t.id = a.task_id "
+               "WHERE a.stage IN ('annotate', 'correct') AND t.is_gold = 0")
+        params: tuple = ()
+        if queue is not None:
+            sql += " AND s.queue = ?"
+            params = (queue,)
+        yield from self.conn.execute(sql + " ORDER BY a.task_id, a.id", params)
+
+    def gold_answers(self) -> dict[str, tuple[int, int]]:
+        """``{worker: (gold answered, gold correct)}`` for every worker who answered gold."""
+        rows = self.query(
+            "SELECT a.worker, count(*) AS n, sum(a.label = g.label) AS ok FROM gold AS g "
+            "CROSS JOIN annotations AS a ON a.task_id = g.task_id GROUP BY a.worker"
+        )
+        return {r["worker"]: (r["n"], r["ok"] or 0) for r in rows}
+
     # -- rejects and cursors ---------------------------------------------------------------
     def add_rejects(self, rows: Iterable[tuple[str, int | None, str, str | None, float]]) -> None:
         """Quarantine bad input rows: ``(source, line, reason, raw, at)``; the same line twice is kept once."""
@@ -424,7 +583,7 @@ class Store:
         out: dict[str, dict[str, int]] = {}
         for r in self.query(
             "SELECT queue, count(*) AS n, sum(free_slots > 0) AS claimable FROM tasks "
-            "WHERE status = 'open' AND queue IS NOT NULL GROUP BY queue"
+            "WHERE status = 'open' AND queue IS NOT NULL AND is_gold = 0 GROUP BY queue"
         ):
             out.setdefault(r["queue"], {})["waiting"] = r["claimable"] or 0
             out[r["queue"]]["open"] = r["n"]
@@ -452,3 +611,127 @@ class Store:
 
     def integrity_ok(self) -> bool:
         return self.one("PRAGMA integrity_check")[0] == "ok"
+
+    # -- plugins: cursors, sink deliveries, automatic reviews, outbox, runs ----------------
+    def cursor(self, name: str) -> Any:
+        """A plugin's stored progress (any JSON value), or ``None`` the first time."""
+        row = self.one("SELECT value FROM cursors WHERE name = ?", (name,))
+        return None if row is None else loads(row[0])
+
+    def has_cursor(self, name: str) -> bool:
+        return self.one("SELECT 1 FROM cursors WHERE name = ?", (name,)) is not None
+
+    def set_cursor(self, name: str, value: Any, at: float) -> None:
+        self.conn.execute(
+            "INSERT INTO cursors (name, value, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            (name, dumps(value), at),
+        )
+
+    def undelivered_final_tasks(self, sink: str, after_id: int, limit: int) -> list[sqlite3.Row]:
+        """Done, non-gold tasks with id above ``after_id`` that ``sink`` has not received as they are now."""
+        return self.query(
+            f"SELECT {TASK_COLUMNS} FROM tasks AS t WHERE status = 'done' AND is_gold = 0 AND id > ? "
+            "AND NOT EXISTS (SELECT 1 FROM sink_deliveries AS d WHERE d.sink = ? AND d.task_id = t.id "
+            "AND d.final_at IS t.final_at) ORDER BY id LIMIT ?",
+            (after_id, sink, limit),
+        )
+
+    def record_deliveries(self, sink: str, rows: Iterable[tuple[int, float | None]], at: float) -> None:
+        """Remember that ``sink`` received these ``(task_id, final_at)``."""
+        self.conn.executemany(
+            "INSERT INTO sink_deliveries (sink, task_id, final_at, delivered_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (sink, task_id) DO UPDATE SET final_at = excluded.final_at, delivered_at = excluded.delivered_at",
+            [(sink, task_id, final_at, at) for task_id, final_at in rows],
+        )
+
+    def review_candidates(self, reviewer: str, queues: Sequence[str] | None, after_id: int,
+                          limit: int) -> list[sqlite3.Row]:
+        """Open tasks in a review stage that nobody holds a slot of and ``reviewer`` has not judged this round."""
+        sql = (f"SELECT {TASK_COLUMNS} FROM tasks AS t INDEXED BY tasks_in_review "
+               "WHERE status = 'open' AND stage = 'review' AND id > ? "
+               "AND NOT EXISTS (SELECT 1 FROM assignments AS a WHERE a.task_id = t.id AND a.status = 'active') "
+               "AND NOT EXISTS (SELECT 1 FROM auto_reviews AS r WHERE r.task_id = t.id AND r.round = t.round "
+               "AND r.reviewer = ?)")
+        params: list[Any] = [after_id, reviewer]
+        if queues:
+            sql += f" AND queue IN ({','.join('?' * len(queues))})"
+            params += list(queues)
+        return self.query(sql + " ORDER BY id LIMIT ?", [*params, limit])
+
+    def add_auto_review(self, task_id: int, round_: int, reviewer: str, verdict: str, reason: str | None,
+                        at: float) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO auto_reviews (task_id, round, reviewer, verdict, reason, at) VALUES (?, ?, ?, ?, ?, ?)",
+            (task_id, round_, reviewer, verdict, reason, at),
+        )
+
+    def ensure_worker(self, name: str, roles: list[str], at: float) -> None:
+        """Add a worker if it is missing (automatic reviewers), leaving an existing one as it is."""
+        self.conn.execute(
+            "INSERT INTO workers (id, roles, skills, created_at) VALUES (?, ?, '[]', ?) ON CONFLICT (id) DO NOTHING",
+            (name, dumps(roles), at),
+        )
+
+    def events_after(self, after_id: int, limit: int) -> list[sqlite3.Row]:
+        """Events with id above ``after_id``, oldest first, with their task's current state (``t_*``)."""
+        return self.query(
+            "SELECT e.*, t.external_id AS t_external_id, t.status AS t_status, t.stage AS t_stage, "
+            "t.queue AS t_queue, t.category AS t_category, t.final_label AS t_final_label, "
+            "t.final_by AS t_final_by FROM events AS e LEFT JOIN tasks AS t ON t.id = e.task_id "
+            "WHERE e.id > ? ORDER BY e.id LIMIT ?",
+            (after_id, limit),
+        )
+
+    def last_event_id(self, kind: str | None = None) -> int:
+        """The newest event's id (of ``kind`` if given), 0 when there is none."""
+        if kind is None:
+            row = self.one("SELECT max(id) FROM events")
+        else:
+            row = self.one("SELECT max(id) FROM events WHERE kind = ?", (kind,))
+        return int(row[0] or 0)
+
+    def enqueue_outbox(self, rows: Iterable[tuple[str, int, str, str, float]]) -> None:
+        """Add ``(target, event_id, event, body, at)`` notifications; one already queued is left alone."""
+        self.conn.executemany(
+            "INSERT INTO outbox (target, event_id, event, body, next_at, created_at) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (target, event_id, event) DO NOTHING",
+            [(target, event_id, event, body, at, at) for target, event_id, event, body, at in rows],
+        )
+
+    def outbox_due(self, target: str, now: float, limit: int) -> list[sqlite3.Row]:
+        return self.query(
+            "SELECT * FROM outbox WHERE target = ? AND status = 'pending' AND next_at <= ? ORDER BY id LIMIT ?",
+            (target, now, limit),
+        )
+
+    def outbox_delivered(self, outbox_id: int, at: float) -> None:
+        self.conn.execute(
+            "UPDATE outbox SET status = 'delivered', attempts = attempts + 1, delivered_at = ?, last_error = NULL "
+            "WHERE id = ?",
+            (at, outbox_id),
+        )
+
+    def outbox_failed(self, outbox_id: int, error: str, next_at: float) -> None:
+        self.conn.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_at = ? WHERE id = ?",
+            (error, next_at, outbox_id),
+        )
+
+    def outbox_pending(self) -> dict[str, int]:
+        """Undelivered notifications per notify entry."""
+        rows = self.query("SELECT target, count(*) AS n FROM outbox WHERE status = 'pending' GROUP BY target")
+        return {r["target"]: r["n"] for r in rows}
+
+    def start_plugin_run(self, pid: int, at: float) -> int:
+        cur = self.conn.execute("INSERT INTO plugin_runs (pid, started_at) VALUES (?, ?)", (pid, at))
+        return int(cur.lastrowid)
+
+    def finish_plugin_run(self, run_id: int, at: float, ok: bool, summary: dict, errors: list) -> None:
+        self.conn.execute(
+            "UPDATE plugin_runs SET finished_at = ?, ok = ?, summary = ?, errors = ? WHERE id = ?",
+            (at, int(ok), dumps(summary), dumps(errors), run_id),
+        )
+
+    def last_plugin_run(self) -> sqlite3.Row | None:
+        return self.one("SELECT * FROM plugin_runs ORDER BY id DESC LIMIT 1")

@@ -51,7 +51,7 @@ CONTEXT_SCHEMA: dict[str, dict[str, object] | object] = {
         "id", "roles", "skills", "submitted", "gold_count", "gold_accuracy",
         "agreement", "fast_submits", "skips_in_row", "flagged",
     ),
-    "queue": _fields("name", "waiting", "active", "oldest_age", "kappa", "alpha"),
+    "queue": _fields("name", "waiting", "active", "oldest_age", "sla", "kappa", "alpha"),
     "now": LEAF,
 }
 

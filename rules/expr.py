@@ -387,7 +387,7 @@ def _tokenize(src: str) -> list[_Token]:
         if c.isspace():
             i += 1
             continue
-        if "0" <= c <= "9" or (c == "." and i + 1 < n and "0" <= src[i + 1] <= "9"):
+        if "0" <= c <= "9" or (c == "." and i + 1 < n and "0" <= src[i + 1] <= "9" and not _ends_operand(tokens)):
             tok = _scan_number(src, i)
         elif c in "'\"":
             tok = _scan_string(src, i)
@@ -403,6 +403,11 @@ def _tokenize(src: str) -> list[_Token]:
         i = tok.end
     tokens.append(_Token("end", "", n, n))
     return tokens
+
+
+def _ends_operand(tokens: list[_Token]) -> bool:
+    """Whether the last token ends an operand (so a following ``.`` reads a field, not ``.5``)."""
+    return bool(tokens) and (tokens[-1].kind == "name" or tokens[-1].text in (")", "]"))
 
 
 def _scan_number(src: str, i: int) -> _Token:
@@ -634,11 +639,9 @@ class _Parser:
             self.unnest()
             fn = operand.fn
             return self.settle(_Node(lambda ctx, tr: not _truthy(fn(ctx, tr)), tok.offset, operand.end), [operand])
-        if text in _PYTHON_WORDS:
-            raise ExpressionError(_PYTHON_WORDS[text], tok.offset)
-        if text in _INFIX_WORDS or keyword.iskeyword(text):
-            if text in _INFIX_WORDS:
-                raise self.unexpected(tok, "an expression")
+        if text in _PYTHON_WORDS or text in _INFIX_WORDS:
+            raise self.unexpected(tok, "an expression")
+        if keyword.iskeyword(text):
             raise ExpressionError(f"`{text}` is a Python keyword, not part of the language", tok.offset)
         self.advance()
         if self.at("("):
@@ -803,9 +806,9 @@ class _Parser:
     def name(self, tok: _Token) -> _Node:
         """A context name with its fields and subscripts; a wrong name is reported after the syntax checks."""
         root = tok.text
-        problem = self.root_problem(tok)
-        path, steps = [root], []
-        kind = OPEN if problem else field_kind(path)  # after a problem, only the syntax is checked
+        problem: ExpressionError | None = None
+        path, written, steps = [root], [root], []
+        kind = field_kind(path) if root in CONTEXT_SCHEMA else OPEN  # after a problem, only the syntax is checked
         while self.peek().kind == "op" and self.peek().text in ".[(":
             nxt = self.peek()
             if nxt.text == "(":
@@ -817,6 +820,7 @@ class _Parser:
                 if len(key) != 1:
                     raise ExpressionError('a subscript takes exactly one key, like `task.data["key"]`', nxt.offset)
                 steps.append((None, key[0].fn))
+                written.append("")  # what follows a subscript is no name to suggest from
                 continue
             self.advance()
             field_tok = self.peek()
@@ -825,12 +829,17 @@ class _Parser:
             _check_word(field_tok)
             self.advance()
             steps.append((field_tok.text, None))
+            written.append(field_tok.text)
             if kind is not OPEN:
                 path.append(field_tok.text)
                 kind = field_kind(path)
                 if kind is None:
                     problem, kind = self.unknown_name(tok, ".".join(path)), OPEN
-        if kind is GROUP:
+        if root not in CONTEXT_SCHEMA:
+            problem = self.unknown_name(tok, ".".join(written[: written.index("")] if "" in written else written))
+        elif root not in self.allowed:
+            problem = ExpressionError(f"`{root}` is not available here ({self.availability()})", tok.offset)
+        elif kind is GROUP:
             hint = self.group_hint(root)
             problem = ExpressionError(f"`{root}` is a group of fields, not a value; did you mean `{hint}`?",
                                       tok.offset, hint)
@@ -840,13 +849,6 @@ class _Parser:
         self.names.add(".".join(path))
         self.roots.add(root)
         return _Node(_getter(root, steps), tok.offset, end)
-
-    def root_problem(self, tok: _Token) -> ExpressionError | None:
-        if tok.text not in CONTEXT_SCHEMA:
-            return self.unknown_name(tok, tok.text)
-        if tok.text not in self.allowed:
-            return ExpressionError(f"`{tok.text}` is not available here ({self.availability()})", tok.offset)
-        return None
 
     def defer(self, problem: ExpressionError, start: int, end: int) -> _Node:
         """Keep the first name problem for after parsing (syntax errors come first); stand in a null."""
@@ -861,7 +863,8 @@ class _Parser:
         if dotted in self.functions or dotted in BUILTIN_FUNCTIONS:
             return ExpressionError(f"`{dotted}` is a function; call it like `{dotted}(…)`", tok.offset)
         available = [n for n in all_names() if n.split(".")[0] in self.allowed]
-        hint = _suggest(dotted, available) or _suggest(dotted, all_names())
+        head = ".".join(dotted.split(".")[:2])
+        hint = _suggest(head, available) or _suggest(head, all_names())
         message = f"unknown name `{dotted}`" + (f"; did you mean `{hint}`?" if hint else "")
         return ExpressionError(message, tok.offset, hint)
 
@@ -891,8 +894,9 @@ class _Parser:
             hint = _suggest(name, known)
             message = f"unknown function `{name}`" + (
                 f"; did you mean `{hint}`?" if hint else f" (functions: {', '.join(known)})")
+            node = self.defer(ExpressionError(message, tok.offset, hint), tok.offset, tok.end)
             self.items(self.peek(), ")")
-            return self.defer(ExpressionError(message, tok.offset, hint), tok.offset, self.tokens[self.pos - 1].end)
+            return replace(node, end=self.tokens[self.pos - 1].end)
         args = self.items(self.peek(), ")")
         end = self.tokens[self.pos - 1].end
         if name in BUILTIN_FUNCTIONS:

@@ -183,6 +183,8 @@ def build_schema() -> dict:
             "sources": _plugin_entries("Where tasks come from"),
             "sinks": _plugin_entries("Where final labels go"),
             "notify": _plugin_entries("Who hears about events"),
+            "reviewers": _plugin_entries(
+                "Automatic reviewers, asked in order about tasks in review stages (`queues:` limits them)"),
             "plugins": _described(
                 "Python modules to load as plugins.",
                 type="array",

@@ -20,6 +20,7 @@ from .errors import RulesError
 from .expr import EvaluationError, Expression, ExpressionError, compile_expression
 
 TASK_DECISION_SECTIONS = ("on_create", "on_quorum", "on_review", "on_timer")
+HOLD_WHEN_NO_RULE = ("on_create", "on_quorum", "on_review")
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -210,6 +211,8 @@ class Workflow:
                     matched, trace = rule.when.trace(ctx)
                     if not _truthy(matched):
                         continue
+                    if not trace:  # a bare name or call: say what it read
+                        trace = [_plain_trace(rule.when, ctx, matched)]
                 values = {
                     key: (value.evaluate(ctx) if isinstance(value, Expression) else value)
                     for key, value in rule.action.params.items()
@@ -229,8 +232,31 @@ class Workflow:
                 trace=trace,
                 reason=values.get("reason") if isinstance(values.get("reason"), str) else None,
             )
-        return Decision(section, None, "hold" if section in TASK_DECISION_SECTIONS else "none",
+        # on_timer sees every open task at each tick: no rule matching there means nothing is due
+        return Decision(section, None, "hold" if section in HOLD_WHEN_NO_RULE else "none",
                         reason=f"no rule in {section} matched")
+
+
+def _plain_trace(expr: Expression, ctx: Mapping[str, Any], value: Any) -> str:
+    """A trace line for a condition without comparisons, like ``votes.unanimous = true → true``."""
+    import json
+
+    def show(v: Any) -> str:
+        try:
+            return json.dumps(v, ensure_ascii=False, default=str)[:80]
+        except (TypeError, ValueError):
+            return repr(v)[:80]
+
+    names = sorted(n for n in expr.names if "." in n or n == "now")
+    seen = []
+    for name in names:
+        current: Any = ctx
+        for part in name.split("."):
+            current = current.get(part) if isinstance(current, Mapping) else None
+        seen.append(f"{name} = {show(current)}")
+    if len(seen) == 1 and expr.source.strip() == names[0]:
+        return f"{seen[0]} → {show(value)}"
+    return f"{expr.source} → {show(value)}" + (f" ({', '.join(seen)})" if seen else "")
 
 
 def _source(expr: Expression | None) -> str | None:
@@ -380,10 +406,9 @@ class _Compiler:
         when = None
         if "when" in entry:
             when = self.compile_expr(section, base + ("when",), entry["when"])
-            if when is None:
-                return None
+        # the action is checked even when the condition failed, so one run reports every mistake
         action = self.compile_action(section, base + ("do",), entry["do"])
-        if action is None:
+        if action is None or ("when" in entry and when is None):
             return None
         line = self.doc.where(base).line if self.doc is not None else 0
         return Rule(name, section, index, when, action, line, builtin)

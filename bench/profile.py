@@ -1,0 +1,213 @@
+"""``python -m bench profile {ingest,claim}``: where Labelyard's time goes.
+
+Two views, because cProfile's per-call overhead inflates Python-heavy code
+against time spent inside SQLite:
+
+1. **split** (no profiler): the same work in-process with a timer around
+   each SQL call (grouped by statement), the rule evaluation
+   (``Workflow.decide``) and, for ingest, reading/checking the input rows.
+   The rest is Python in the engine (row building, JSON encoding, ...).
+2. **cProfile**: the top functions by own time and by cumulative time.
+
+Nothing here changes Labelyard: the timers wrap the store's connection and
+the workflow object of one engine instance.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import collections
+import io
+import multiprocessing as mp
+import os
+import pstats
+import re
+import sys
+import time
+
+from . import claim, common, fixtures, ingest
+
+
+class TimedConnection:
+    """Forwards to a sqlite3 connection, timing execute/executemany per statement kind."""
+
+    def __init__(self, conn):
+        self._conn = conn
+        self.seconds: collections.Counter = collections.Counter()
+        self.calls: collections.Counter = collections.Counter()
+
+    @staticmethod
+    def kind(sql: str) -> str:
+        text = re.sub(r"\s+", " ", sql.strip())
+        m = re.match(r"(INSERT INTO \w+|UPDATE \w+ SET \w+|SELECT .{0,40}?FROM \w+|DELETE FROM \w+|\w+(?: \w+)?)", text)
+        return m.group(1) if m else text[:40]
+
+    def _timed(self, method: str, sql: str, *args):
+        t0 = time.perf_counter()
+        try:
+            return getattr(self._conn, method)(sql, *args)
+        finally:
+            key = f"{method}: {self.kind(sql)}"
+            self.seconds[key] += time.perf_counter() - t0
+            self.calls[key] += 1
+
+    def execute(self, sql, *args):
+        return self._timed("execute", sql, *args)
+
+    def executemany(self, sql, *args):
+        return self._timed("executemany", sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+
+def instrument(engine) -> tuple[TimedConnection, dict]:
+    timed = TimedConnection(engine.store.conn)
+    engine.store.conn = timed
+    workflow = engine.workflow
+    spent = {"decide_s": 0.0, "decide_calls": 0}
+    decide = workflow.decide
+
+    def timed_decide(section, ctx):
+        t0 = time.perf_counter()
+        try:
+            return decide(section, ctx)
+        finally:
+            spent["decide_s"] += time.perf_counter() - t0
+            spent["decide_calls"] += 1
+
+    workflow.decide = timed_decide
+    return timed, spent
+
+
+def timed_rows(rows, spent: dict):
+    it = iter(rows)
+    while True:
+        t0 = time.perf_counter()
+        try:
+            row = next(it)
+        except StopIteration:
+            spent["read_s"] += time.perf_counter() - t0
+            return
+        spent["read_s"] += time.perf_counter() - t0
+        yield row
+
+
+def print_split(title: str, total: float, timed: TimedConnection, spent: dict, extra: dict[str, float]) -> None:
+    lines = [f"\n== {title}: split of {total:.2f}s wall (no profiler) =="]
+    sql_total = sum(timed.seconds.values())
+    parts = [(k, v) for k, v in extra.items()]
+    parts.append(("rules: Workflow.decide (%d calls)" % spent["decide_calls"], spent["decide_s"]))
+    parts.append(("SQL, all statements", sql_total))
+    accounted = sum(v for _, v in parts)
+    parts.append(("other Python (engine: row/view building, JSON, transaction logic)", total - accounted))
+    for name, v in parts:
+        lines.append(f"  {v:8.2f}s  {100 * v / total:5.1f}%  {name}")
+    lines.append("  SQL by statement:")
+    for key, v in timed.seconds.most_common(12):
+        lines.append(f"    {v:8.2f}s  {100 * v / total:5.1f}%  {timed.calls[key]:>8,} x  {key}")
+    print("\n".join(lines), file=sys.stderr)
+
+
+def print_pstats(path: str, top: int) -> None:
+    for order in ("tottime", "cumulative"):
+        buf = io.StringIO()
+        stats = pstats.Stats(path, stream=buf)
+        stats.strip_dirs().sort_stats(order).print_stats(top)
+        text = buf.getvalue()
+        start = text.find("   ncalls")
+        print(f"\n== cProfile, top {top} by {order} ==\n" + text[start:], file=sys.stderr)
+
+
+def profile_ingest(args, folder: str) -> None:
+    from router.engine import Engine
+    from router.ingest import read_file
+
+    src, template = ingest.prepare(folder, args.n)
+    # 1. split, in-process, no profiler
+    db = common.copy_db(template, os.path.join(folder, "split.db"))
+    engine = Engine.open(db)
+    timed, spent = instrument(engine)
+    spent["read_s"] = 0.0
+    t0 = time.perf_counter()
+    report = engine.ingest(timed_rows(read_file(src, engine.workflow.labels.choices), spent), os.path.abspath(src))
+    total = time.perf_counter() - t0
+    engine.close()
+    assert report.ingested == args.n
+    print_split(f"labelyard ingest of {args.n:,} rows, in-process ({args.n / total:,.0f} rows/s)", total, timed,
+                spent, {"reading + checking rows (json.loads, check_row)": spent.pop("read_s")})
+    # 2. cProfile of the real CLI
+    db = common.copy_db(template, os.path.join(folder, "prof.db"))
+    prof = args.out or os.path.join(folder, "ingest.prof")
+    cmd = [sys.executable, "-m", "cProfile", "-o", prof, "-m", "router.cli", "ingest", src, "--db", db, "--json"]
+    r = common.run_measured(cmd, env=common.child_env())
+    assert r["rc"] == 0, r["stderr"][-2000:]
+    print(f"\ncProfile run of the CLI: {r['wall_s']:.1f}s wall under the profiler", file=sys.stderr)
+    print_pstats(prof, args.top)
+
+
+def _profiled_worker(path: str, seconds: float, barrier, out_q, prof: str) -> None:
+    from router.engine import Engine
+
+    engine = Engine.open(path)
+    timed, spent = instrument(engine)
+    choices = engine.workflow.labels.choices
+    name = fixtures.worker_name(0)
+    barrier.wait()
+
+    def loop(deadline: float) -> tuple[int, float, float]:
+        n = 0
+        claim_s = submit_s = 0.0
+        while time.monotonic() < deadline:
+            t0 = time.perf_counter()
+            view = engine.claim(name)
+            t1 = time.perf_counter()
+            engine.submit(view["assignment"], name, label=choices[n % len(choices)])
+            claim_s += t1 - t0
+            submit_s += time.perf_counter() - t1
+            n += 1
+        return n, claim_s, submit_s
+
+    half = seconds / 2
+    t0 = time.perf_counter()
+    n, claim_s, submit_s = loop(time.monotonic() + half)
+    total = time.perf_counter() - t0
+    print_split(f"claim worker 0 ({n:,} claim+submit pairs, {2 * n / total:,.0f} ops/s in this worker)", total, timed,
+                spent, {})
+    print(f"  Engine.claim: {claim_s:.2f}s ({1e3 * claim_s / max(n, 1):.3f} ms each), "
+          f"Engine.submit: {submit_s:.2f}s ({1e3 * submit_s / max(n, 1):.3f} ms each)", file=sys.stderr)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    loop(time.monotonic() + half)
+    profiler.disable()
+    profiler.dump_stats(prof)
+    engine.close()
+    out_q.put({"idx": 0, "done": True})
+
+
+def profile_claim(args, folder: str) -> None:
+    fixture = fixtures.build_claim_db(folder, args.n, max(args.k, 1))
+    path = claim.fresh_copy(fixture, folder, "prof.db")
+    ctx = mp.get_context("fork")
+    barrier = ctx.Barrier(args.k + 1)
+    out_q = ctx.Queue()
+    prof = args.out or os.path.join(folder, "claim.prof")
+    procs = [ctx.Process(target=_profiled_worker, args=(path, args.seconds, barrier, out_q, prof))]
+    procs += [ctx.Process(target=claim.labelyard_worker, args=(i, path, args.seconds, barrier, out_q))
+              for i in range(1, args.k)]
+    for p in procs:
+        p.start()
+    barrier.wait()
+    for _ in procs:
+        out_q.get(timeout=args.seconds + 300)
+    for p in procs:
+        p.join()
+    print_pstats(prof, args.top)
+
+
+def main(args) -> None:
+    with common.scratch_dir("profile-") as folder:
+        if args.what == "ingest":
+            profile_ingest(args, folder)
+        else:
+            profile_claim(args, folder)

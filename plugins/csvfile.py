@@ -1,0 +1,68 @@
+"""CSV: a source (``path:`` a file or a glob) and a sink (``path:`` one file).
+
+The source reads files as ``labelyard ingest file.csv`` does (``id``,
+``category``, ``tags``, ``prediction_label``, ``prediction_confidence``,
+``prediction_model``; other columns go into ``data``). Its cursor keeps each
+file's signature and the rows already ingested: an unchanged file is skipped,
+an interrupted one resumes, a changed one is read again (known ids skipped).
+
+The sink writes ``id,label,final_by,rule,final_at,category,agreement`` with
+a header, and after a crash cuts the file back to its last recorded size.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from itertools import islice
+from typing import Any
+
+from router import hookimpl
+from router.plugin_api import FinalTask, PluginRun, SourcePart, read_file
+
+from ._files import chunks, finish, matching_files, open_append, signature
+
+COLUMNS = ("id", "label", "final_by", "rule", "final_at", "category", "agreement")
+
+
+@hookimpl
+def register_sources(register):
+    register("csv", read)
+
+
+@hookimpl
+def register_sinks(register):
+    register("csv", write)
+
+
+def read(run: PluginRun) -> Iterator[SourcePart]:
+    state: dict[str, Any] = dict(run.state or {})
+    for path in matching_files(run):
+        sig = signature(path)
+        done = state.get(path) or {}
+        skip = done.get("rows", 0) if {k: done.get(k) for k in sig} == sig else 0
+        if skip and done.get("complete"):
+            continue
+        rows_done = skip
+        for rows in chunks(islice(read_file(path, run.choices), skip, None)):
+            rows_done += len(rows)
+            state[path] = {**sig, "rows": rows_done, "complete": False}
+            yield SourcePart(path, rows, dict(state))
+        state[path] = {**sig, "rows": rows_done, "complete": True}
+        yield SourcePart(path, [], dict(state))
+
+
+def write(run: PluginRun, tasks: list[FinalTask]) -> dict[str, int]:
+    handle = open_append(run.path(str(run.require("path"))), run.state)
+    text = io.StringIO()
+    writer = csv.writer(text)
+    if handle.tell() == 0:
+        writer.writerow(COLUMNS)
+    for t in tasks:
+        label = t.label if isinstance(t.label, str) else json.dumps(t.label, ensure_ascii=False)
+        writer.writerow([t.id, label, t.final_by, t.rule or "", t.final_at, t.category or "",
+                         "" if t.agreement is None else round(t.agreement, 6)])
+    handle.write(text.getvalue().encode("utf-8"))
+    return finish(handle)

@@ -1,0 +1,70 @@
+"""A folder of files, one task per file (images, text, audio…): ``labelyard ingest folder:inbox/``.
+
+Settings: ``path`` (the folder), ``pattern`` (a glob inside it, default
+``*``; ``**/*`` to descend), ``id_prefix`` (put before each task id).
+A task's id is the file's path relative to the folder; its ``data`` holds
+``path`` (absolute), ``file`` (the relative name) and ``size``, and, for text
+files (``.txt``, ``.md``, ``.text``, or ``text_extensions``) up to
+``max_text_bytes`` (default 1 MB), ``text``: the file's content.
+
+Files already ingested are recognised by id (``run.known``) and not read
+again, so the folder is safe to scan every run; there is no other cursor.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterator
+
+from router import hookimpl
+from router.plugin_api import PluginError, PluginRun, RowProblem, SourcePart, TaskInput
+
+from ._files import chunks
+
+TEXT_EXTENSIONS = (".txt", ".md", ".text")
+
+
+@hookimpl
+def register_sources(register):
+    register("folder", read)
+
+
+def read(run: PluginRun) -> Iterator[SourcePart]:
+    folder = run.path(str(run.require("path")))
+    if not os.path.isdir(folder):
+        raise PluginError(f"{folder}: no such folder")
+    pattern = str(run.config.get("pattern") or "*")
+    prefix = str(run.config.get("id_prefix") or "")
+    text_ext = tuple(run.config.get("text_extensions") or TEXT_EXTENSIONS)
+    limit = int(run.config.get("max_text_bytes") or 1 << 20)
+    names = sorted(
+        os.path.relpath(p, folder).replace(os.sep, "/")
+        for p in glob.glob(os.path.join(folder, pattern), recursive=True)
+        if os.path.isfile(p) and not os.path.basename(p).startswith(".")
+    )
+    count = 0
+    for batch in chunks(names, 1000):
+        known = run.known(prefix + n for n in batch)
+        rows: list[TaskInput | RowProblem] = []
+        for name in batch:
+            count += 1
+            if prefix + name in known:
+                continue
+            rows.append(_task(folder, name, prefix, count, text_ext, limit))
+        yield SourcePart(folder, rows, {"files": count})
+
+
+def _task(folder: str, name: str, prefix: str, line: int, text_ext: tuple, limit: int) -> TaskInput | RowProblem:
+    path = os.path.join(folder, name)
+    try:
+        size = os.path.getsize(path)
+        data: dict = {"path": os.path.abspath(path), "file": name, "size": size}
+        if name.lower().endswith(text_ext):
+            if size > limit:
+                return RowProblem(line, f"{name}: text file larger than {limit} bytes", None)
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                data["text"] = handle.read()
+    except OSError as exc:
+        return RowProblem(line, f"{name}: {exc.strerror}", None)
+    return TaskInput(line, prefix + name, data)

@@ -1,0 +1,235 @@
+"""Label Studio JSON: a source reading its JSON export and a sink writing tasks it can import.
+
+Source (``labelyard ingest labelstudio:export.json``, or ``sources:
+[{plugin: labelstudio, path: exports/*.json}]``): each exported task becomes
+a task with Label Studio's ``data``; its id is the Label Studio task id
+(``id_prefix`` goes before it). The best-scored entry of ``predictions``
+gives the prediction: ``result[].value`` read as the workflow's label type
+(``choices``, ``labels`` spans, ``rectanglelabels`` boxes, ``number``,
+``textarea``), ``score`` as the confidence and ``model_version`` as the model.
+Completed ``annotations`` (not cancelled) are kept, read the same way, in
+``data["labelstudio_annotations"]`` as ``[{"worker", "label"}]`` so a rule or
+a reviewer can use them (``len(task.data.labelstudio_annotations) > 0``).
+The cursor skips export files that did not change.
+
+Sink (``sinks: [{plugin: labelstudio, path: out/labelstudio.json}]``): a
+JSON list of tasks for Label Studio's import: ``data``, the final label as
+an annotation (``from_name``/``to_name`` settings, default ``label`` and
+``text``), and ``meta.labelyard`` with the task id, who made the label final
+and by which rule, the votes and the agreement. The file is rewritten (beside
+it, then renamed) with tasks replaced by id, so a task appears once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from router import hookimpl
+from router.plugin_api import FinalTask, PluginError, PluginRun, RowProblem, SourcePart, TaskInput
+
+from ._files import PART_ROWS, matching_files, signature
+
+RESULT_TYPES = {
+    "choice": "choices", "multi_choice": "choices", "spans": "labels", "boxes": "rectanglelabels",
+    "number": "number", "text": "textarea",
+}
+
+
+@hookimpl
+def register_sources(register):
+    register("labelstudio", read)
+
+
+@hookimpl
+def register_sinks(register):
+    register("labelstudio", write)
+
+
+# -- source ------------------------------------------------------------------------------
+def read(run: PluginRun) -> Iterator[SourcePart]:
+    state: dict[str, Any] = dict(run.state or {})
+    prefix = str(run.config.get("id_prefix") or "")
+    for path in matching_files(run):
+        sig = signature(path)
+        if state.get(path) == sig:
+            continue
+        try:
+            with open(path, encoding="utf-8") as handle:
+                tasks = json.load(handle)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PluginError(f"{path}: cannot read: {exc}") from None
+        except json.JSONDecodeError as exc:
+            raise PluginError(f"{path}:{exc.lineno}:{exc.colno}: not JSON: {exc.msg}") from None
+        if isinstance(tasks, dict):
+            tasks = [tasks]
+        if not isinstance(tasks, list):
+            raise PluginError(f"{path}: a Label Studio export is a JSON list of tasks")
+        rows = [task_row(item, number, run.label_type, run.choices, prefix) for number, item in enumerate(tasks, 1)]
+        for start in range(0, len(rows), PART_ROWS):
+            last = start + PART_ROWS >= len(rows)
+            yield SourcePart(path, rows[start:start + PART_ROWS], {**state, path: sig} if last else dict(state))
+        if not rows:
+            yield SourcePart(path, [], {**state, path: sig})
+        state[path] = sig
+
+
+def task_row(item: Any, number: int, label_type: str, choices: tuple[str, ...], prefix: str) -> TaskInput | RowProblem:
+    raw = json.dumps(item, ensure_ascii=False)[:2000]
+    if not isinstance(item, dict):
+        return RowProblem(number, "a task must be a JSON object", raw)
+    ident = item.get("id")
+    if ident is None or isinstance(ident, (bool, dict, list)) or ident == "":
+        return RowProblem(number, "task has no `id`", raw)
+    data = item.get("data")
+    if not isinstance(data, dict):
+        return RowProblem(number, "task has no `data` object", raw)
+    task = TaskInput(number, f"{prefix}{ident}", dict(data))
+    predictions = [p for p in item.get("predictions") or [] if isinstance(p, dict)]
+    if predictions:
+        best = max(predictions, key=lambda p: p.get("score") if isinstance(p.get("score"), (int, float)) else -1)
+        label = read_result(best.get("result"), label_type)
+        problem = _label_problem(label, label_type, choices)
+        if problem:
+            return RowProblem(number, f"prediction: {problem}", raw)
+        task.label = label
+        score = best.get("score")
+        if isinstance(score, (int, float)) and not isinstance(score, bool):
+            if not 0 <= score <= 1:
+                return RowProblem(number, f"prediction score {score} is outside 0..1", raw)
+            task.confidence = float(score)
+        if isinstance(best.get("model_version"), str):
+            task.model = best["model_version"]
+    prior = []
+    for annotation in item.get("annotations") or []:
+        if not isinstance(annotation, dict) or annotation.get("was_cancelled"):
+            continue
+        label = read_result(annotation.get("result"), label_type)
+        if label is not None:
+            prior.append({"worker": _who(annotation.get("completed_by")), "label": label})
+    if prior:
+        task.data["labelstudio_annotations"] = prior
+    return task
+
+
+def read_result(result: Any, label_type: str) -> Any:
+    """A Label Studio ``result`` list as a Labelyard label of ``label_type`` (``None`` if it holds none)."""
+    if not isinstance(result, list):
+        return None
+    values = [r.get("value") for r in result if isinstance(r, dict) and isinstance(r.get("value"), dict)]
+    if not values:
+        return None
+    if label_type in ("choice", "multi_choice"):
+        picked = [c for v in values for c in v.get("choices") or []]
+        if label_type == "choice":
+            return picked[0] if picked else None
+        return picked or None
+    if label_type == "spans":
+        spans = []
+        for v in values:
+            if "start" in v and "end" in v:
+                span = {"start": v["start"], "end": v["end"]}
+                if v.get("labels"):
+                    span["label"] = v["labels"][0]
+                spans.append(span)
+        return spans or None
+    if label_type == "boxes":
+        boxes = []
+        for v in values:
+            if all(k in v for k in ("x", "y", "width", "height")):
+                box = {k: v[k] for k in ("x", "y", "width", "height")}
+                if v.get("rectanglelabels"):
+                    box["label"] = v["rectanglelabels"][0]
+                boxes.append(box)
+        return boxes or None
+    if label_type == "number":
+        return next((v["number"] for v in values if "number" in v), None)
+    if label_type == "text":
+        texts = [t for v in values for t in (v.get("text") or [])]
+        return texts[0] if texts else None
+    return None
+
+
+def _label_problem(label: Any, label_type: str, choices: tuple[str, ...]) -> str | None:
+    if label is None or not choices:
+        return None
+    if label_type == "choice" and label not in choices:
+        return f"label {json.dumps(label)} is not one of {', '.join(choices)}"
+    if label_type == "multi_choice":
+        bad = [c for c in label if c not in choices]
+        if bad:
+            return f"{', '.join(map(json.dumps, bad))} not among {', '.join(choices)}"
+    return None
+
+
+def _who(completed_by: Any) -> str:
+    if isinstance(completed_by, dict):
+        return str(completed_by.get("email") or completed_by.get("id") or "labelstudio")
+    return f"labelstudio:{completed_by}" if completed_by is not None else "labelstudio"
+
+
+# -- sink --------------------------------------------------------------------------------
+def write(run: PluginRun, tasks: list[FinalTask]) -> dict[str, int]:
+    path = run.path(str(run.require("path")))
+    existing: list[dict] = []
+    if os.path.exists(path):
+        try:
+            with open(path, encoding="utf-8") as handle:
+                existing = json.load(handle)
+        except (OSError, json.JSONDecodeError) as exc:
+            raise PluginError(f"{path}: cannot read the earlier output: {exc}") from None
+    index = {_task_key(t): n for n, t in enumerate(existing)}
+    for task in tasks:
+        item = ls_task(task, run)
+        key = _task_key(item)
+        if key in index:
+            existing[index[key]] = item
+        else:
+            index[key] = len(existing)
+            existing.append(item)
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(existing, handle, ensure_ascii=False, indent=1)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    return {"tasks": len(existing)}
+
+
+def _task_key(item: dict) -> Any:
+    return ((item.get("meta") or {}).get("labelyard") or {}).get("id")
+
+
+def ls_task(task: FinalTask, run: PluginRun) -> dict[str, Any]:
+    """A Label Studio task to import: data, the final label as an annotation, Labelyard's facts in meta."""
+    from_name = str(run.config.get("from_name") or "label")
+    to_name = str(run.config.get("to_name") or "text")
+    result = [{"from_name": from_name, "to_name": to_name, "type": RESULT_TYPES.get(run.label_type, "choices"),
+               "value": value} for value in ls_values(task.label, run.label_type)]
+    return {
+        "data": task.data,
+        "annotations": [{"result": result, "ground_truth": False, "was_cancelled": False}],
+        "meta": {"labelyard": {"id": task.id, "final_by": task.final_by, "rule": task.rule,
+                               "final_at": task.final_at, "votes": task.votes, "agreement": task.agreement}},
+    }
+
+
+def ls_values(label: Any, label_type: str) -> list[dict[str, Any]]:
+    if label_type == "choice":
+        return [{"choices": [label]}]
+    if label_type == "multi_choice":
+        return [{"choices": list(label)}]
+    if label_type == "spans":
+        return [{"start": s["start"], "end": s["end"], **({"labels": [s["label"]]} if s.get("label") else {})}
+                for s in label]
+    if label_type == "boxes":
+        return [{"x": b["x"], "y": b["y"], "width": b["width"], "height": b["height"],
+                 **({"rectanglelabels": [b["label"]]} if b.get("label") else {})} for b in label]
+    if label_type == "number":
+        return [{"number": label}]
+    return [{"text": [label if isinstance(label, str) else json.dumps(label)]}]

@@ -1,0 +1,35 @@
+"""Automatic reviewer ``prediction_agreement``: compares the label under review with the model's prediction.
+
+Agreeing with a prediction whose confidence is at least ``min_confidence``
+(default 0): approve. Disagreeing: abstain, so a human looks (or reject, with
+``on_disagree: reject``). No prediction or no consensus: abstain.
+"""
+
+from __future__ import annotations
+
+import json
+
+from router import hookimpl
+from router.plugin_api import PluginError, PluginRun, ReviewItem, Verdict, approve, reject
+
+
+@hookimpl
+def register_reviewers(register):
+    register("prediction_agreement", review)
+
+
+def review(run: PluginRun, item: ReviewItem) -> Verdict | None:
+    on_disagree = run.config.get("on_disagree", "abstain")
+    if on_disagree not in ("abstain", "reject"):
+        raise PluginError(f"on_disagree is `abstain` or `reject`, not {on_disagree!r}")
+    predicted = item.prediction.get("label")
+    confidence = item.prediction.get("confidence")
+    if predicted is None or item.consensus is None:
+        return None
+    if confidence is not None and confidence < float(run.config.get("min_confidence") or 0):
+        return None
+    if item.consensus == predicted:
+        return approve(f"agrees with the model ({confidence if confidence is not None else 'no confidence'})")
+    if on_disagree == "reject":
+        return reject(f"label {json.dumps(item.consensus)} disagrees with the model's {json.dumps(predicted)}")
+    return None

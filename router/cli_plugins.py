@@ -1,0 +1,212 @@
+"""CLI commands about plugins: ``plugins``, ``run``, and ``ingest PLUGIN:ARG`` (registered by ``router.cli``).
+
+Importing this module is cheap (click only): the plugin manager is built by
+the commands that need it, never for ``claim`` or ``submit``. Commands that
+plugins add (``register_commands``) are loaded only when the command name is
+not a built-in one, or for ``labelyard --help``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import sys
+from typing import Any
+
+import click
+
+EXIT_PLUGIN_FAILED = 4
+SOURCE_SPEC = re.compile(r"([A-Za-z][A-Za-z0-9_.-]+):(.*)\Z", re.S)
+
+plugins_dir_option = click.option(
+    "--plugins-dir", "plugins_dir", default=None, metavar="DIR", type=click.Path(file_okay=False),
+    help="Also load every .py file in DIR as a plugin (default: $LABELYARD_PLUGINS_DIR).")
+
+
+def split_source(source: str) -> tuple[str | None, str]:
+    """``labelstudio:export.json`` -> ``("labelstudio", "export.json")``; a plain path -> ``(None, path)``.
+
+    An existing file wins over the ``name:`` reading, and a one-letter prefix
+    (``C:\\data.jsonl``) is a drive, not a plugin.
+    """
+    match = SOURCE_SPEC.match(source)
+    if match is None or os.path.exists(source):
+        return None, source
+    return match.group(1), match.group(2)
+
+
+def register(main: click.Group) -> None:
+    """Add this module's commands to the ``labelyard`` group."""
+    from .cli import _emit_json, db_option
+
+    @main.command("plugins")
+    @db_option
+    @plugins_dir_option
+    @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+    def plugins_command(db: str | None, plugins_dir: str | None, as_json: bool) -> None:
+        """List loaded plugins: where each came from, its hooks, what it registered, its error.
+
+        With a database, the workflow's `plugins:` modules are loaded too.
+        Exits 1 when a plugin failed to load.
+        """
+        from .plugins import load_plugins
+
+        loaded = load_plugins(_workflow_modules(db), plugins_dir)
+        if as_json:
+            _emit_json(loaded.as_list())
+        else:
+            width = max((len(i.name) for i in loaded.infos), default=8)
+            for info in loaded.infos:
+                what = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.registered.items())
+                hooks = ", ".join(info.hooks) or "-"
+                click.echo(f"{info.name:<{width}}  {info.origin:<12} {info.location}")
+                click.echo(f"{'':<{width}}  hooks: {hooks}" + (f"  ({what})" if what else ""))
+                if info.error:
+                    click.echo(f"{'':<{width}}  ERROR: {info.error}")
+            if not loaded.infos:
+                click.echo("no plugins loaded", err=True)
+        for info in loaded.errors:
+            click.echo(f"labelyard: plugin {info.name}: {info.error}", err=True)
+        if loaded.errors:
+            sys.exit(1)
+
+    @main.command("run")
+    @db_option
+    @plugins_dir_option
+    @click.option("--quiet", "-q", is_flag=True, help="Print nothing but failures.")
+    @click.option("--json", "as_json", is_flag=True, help="Print what the run did as JSON.")
+    def run_command(db: str | None, plugins_dir: str | None, quiet: bool, as_json: bool) -> None:
+        """The cron job: sources, automatic reviewers, timers, sinks, notifications, in that order.
+
+        A run that finds another one in progress exits 0 and does nothing.
+        Exit 4 when a plugin failed (one line per failure on stderr); what
+        the others did is kept. See docs/cron.md.
+        """
+        from .runner import Runner, base_dir_of, open_for_run, run_lock
+        from .store import Store, default_db_path
+
+        path = db or default_db_path()
+        Store.open(path).close()  # a missing or old database is reported before anything else
+        with run_lock(path) as holder:
+            if holder is not None:
+                message = f"another labelyard run is in progress ({holder}); nothing done"
+                if as_json:
+                    _emit_json({"ok": True, "skipped": message})
+                elif not quiet:
+                    click.echo(message)
+                return
+            engine, plugins = open_for_run(path, plugins_dir)
+            echo = None if (quiet or as_json) else click.echo
+            report = Runner(engine, plugins, base_dir_of(engine.store), echo=echo).run()
+            engine.close()
+        if as_json:
+            _emit_json(report.as_dict())
+        elif not quiet:
+            state = "ok" if report.ok else f"{len(report.failures)} failure(s)"
+            click.echo(f"run {report.run_id}: {state}")
+        for failure in report.failures:
+            click.echo(f"labelyard run: {failure.line()}", err=True)
+        if not report.ok:
+            sys.exit(EXIT_PLUGIN_FAILED)
+
+    _wrap_ingest(main, db_option, _emit_json)
+    _lazy_plugin_commands(main)
+
+
+def _workflow_modules(db: str | None) -> list[str]:
+    """The active workflow's ``plugins:`` list, when there is a database with one."""
+    from .errors import LabelyardError
+    from .store import Store, default_db_path, loads
+
+    path = db or default_db_path()
+    if not os.path.exists(path):
+        return []
+    try:
+        store = Store.open(path)
+    except LabelyardError:
+        return []
+    try:
+        row = store.active_workflow()
+        return list(loads(row["spec"]).get("plugins") or []) if row else []
+    finally:
+        store.close()
+
+
+def _wrap_ingest(main: click.Group, db_option: Any, emit_json: Any) -> None:
+    """Let ``ingest`` take ``PLUGIN:ARG``; a plain file still goes the direct, fast way."""
+    plain = main.commands.get("ingest")
+    if plain is None or plain.callback is None:
+        return
+    plain_ingest = inspect.unwrap(plain.callback)
+
+    @click.command("ingest")
+    @click.argument("source")
+    @db_option
+    @click.option("--json", "as_json", is_flag=True, help="Print counts as JSON.")
+    @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+    @plugins_dir_option
+    def ingest(source: str, db: str | None, as_json: bool, quiet: bool, plugins_dir: str | None) -> None:
+        """Ingest tasks from a .jsonl or .csv file, or through a source plugin: `labelstudio:export.json`,
+        `folder:inbox/`, `csv:data/*.csv`. Bad rows are quarantined, known ids skipped."""
+        plugin, arg = split_source(source)
+        if plugin is None:
+            return plain_ingest(source=source, db=db, as_json=as_json, quiet=quiet)
+        from .errors import LabelyardError
+        from .plugins import describe_error
+        from .runner import ingest_parts, make_run, open_for_run
+
+        engine, plugins = open_for_run(db, plugins_dir)
+        found = plugins.get("sources", plugin)
+        if found is None:
+            known = ", ".join(sorted(plugins.registry["sources"])) or "none"
+            raise LabelyardError(f"no source plugin `{plugin}` (sources: {known}; see `labelyard plugins`)")
+        entry = {"plugin": plugin, "path": arg}
+        run = make_run(engine, entry, f"{plugin}:{arg}", None, os.getcwd())
+        try:
+            result = ingest_parts(engine, iter(found.func(run)))
+        except Exception as exc:  # noqa: BLE001 - the plugin's failure, told as a user error
+            raise LabelyardError(f"source `{plugin}` failed: {describe_error(exc)}") from None
+        if as_json:
+            emit_json(result)
+            return
+        click.echo(f"ingested {result['ingested']}, duplicates {result['duplicates']}, rejected {result['rejected']}")
+        for rule, n in sorted(result["routed"].items(), key=lambda kv: -kv[1]):
+            click.echo(f"  {n:>8}  {rule}")
+        if result["rejected"]:
+            click.echo(f"rejected rows are kept with their reasons: labelyard rejects --db {engine.store.path}", err=True)
+
+    main.add_command(ingest)
+
+
+def _lazy_plugin_commands(main: click.Group) -> None:
+    """Plugin commands, loaded on first need: an unknown command name, or the full list for --help."""
+    builtin_get, builtin_list = main.get_command, main.list_commands
+    state = {"loaded": False}
+
+    def load() -> None:
+        if state["loaded"]:
+            return
+        state["loaded"] = True
+        from .plugins import load_plugins
+
+        before = dict(main.commands)
+        load_plugins().add_commands(main)
+        for name, command in before.items():  # a plugin may add commands, never replace one
+            if main.commands.get(name) is not command:
+                main.commands[name] = command
+                click.echo(f"labelyard: a plugin tried to replace the `{name}` command; kept the built-in", err=True)
+
+    def get_command(ctx: click.Context, name: str) -> click.Command | None:
+        command = builtin_get(ctx, name)
+        if command is None and not state["loaded"]:
+            load()
+            command = builtin_get(ctx, name)
+        return command
+
+    def list_commands(ctx: click.Context) -> list[str]:
+        load()
+        return builtin_list(ctx)
+
+    main.get_command = get_command  # type: ignore[method-assign]
+    main.list_commands = list_commands  # type: ignore[method-assign]

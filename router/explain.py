@@ -1,0 +1,172 @@
+"""``labelyard explain TASK``: why a task is where it is, from its events.
+
+Every decision event carries what the rule engine recorded (``Decision.as_detail()``):
+the section, the rule, its condition and the trace of the values it saw
+(``prediction.confidence = 0.62 < 0.7 → true``), the action and its values.
+The other events (claims, submissions, lead actions) say who acted and when.
+Reads only, through :class:`router.store.Store`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from . import clock
+from .errors import UnknownTask
+from .store import Store, loads
+
+DECISION_KINDS = ("created", "routed", "final", "held", "invalid")
+
+
+def explain_task(store: Store, ref: str) -> dict[str, Any]:
+    """The task's state and every event of its life, decisions spelled out."""
+    task = store.task(ref)
+    if task is None:
+        raise UnknownTask(f"no task `{ref}` (by id or external id)")
+    version = store.workflow_version(task["workflow_version"]) if task["workflow_version"] is not None else None
+    steps = [_step(row) for row in store.events(task["id"])]
+    decisions = [s for s in steps if s.get("decision")]
+    return {
+        "task": {
+            "id": task["id"], "external_id": task["external_id"], "status": task["status"],
+            "stage": task["stage"], "queue": task["queue"], "needed": task["needed"],
+            "priority": task["priority"], "reason": task["reason"],
+            "final_label": loads(task["final_label"]), "final_by": task["final_by"],
+            "final_rule": task["final_rule"], "final_at": clock.iso(task["final_at"]),
+        },
+        "workflow": None if version is None else {"name": version["name"], "version": version["version"]},
+        "summary": _summary(task, decisions[-1] if decisions else None),
+        "decisions": len(decisions),
+        "events": steps,
+    }
+
+
+def _step(row: Any) -> dict[str, Any]:
+    detail = loads(row["detail"]) or {}
+    step: dict[str, Any] = {
+        "event": row["id"], "kind": row["kind"], "at": clock.iso(row["at"]), "actor": row["actor"],
+    }
+    if isinstance(detail, dict) and "section" in detail:
+        step["decision"] = {
+            "section": detail["section"],
+            "rule": row["rule"],
+            "action": row["action"],
+            "target": detail.get("target"),
+            "values": detail.get("values") or {},
+            "condition": detail.get("condition"),
+            "trace": detail.get("trace") or [],
+            "reason": detail.get("reason"),
+        }
+        if "votes" in detail:
+            step["decision"]["votes"] = detail["votes"]
+        for key in ("source", "line"):
+            if key in detail:
+                step[key] = detail[key]
+    else:
+        step["detail"] = detail
+        if row["rule"] is not None or row["action"] is not None:
+            step["rule"], step["action"] = row["rule"], row["action"]
+    return step
+
+
+def _summary(task: Any, last: dict[str, Any] | None) -> str:
+    status = task["status"]
+    if status == "done":
+        text = f"done: final label {_show(loads(task['final_label']))} by {task['final_by']}"
+        if task["final_rule"]:
+            text += f" (rule `{task['final_rule']}`)"
+        return text
+    if status == "open":
+        text = f"open: waiting in `{task['queue']}` for {task['stage']}" + (
+            f" ({task['needed']} more submission{'s' if task['needed'] != 1 else ''})" if task["needed"] else "")
+    elif status == "held":
+        text = f"held: {task['reason'] or 'by a lead'}"
+    elif status == "invalid":
+        text = f"invalid: {task['reason'] or 'rejected'}"
+    else:
+        text = status
+    if last is not None:
+        d = last["decision"]
+        by = f"rule `{d['rule']}`" if d["rule"] else "no rule matching"
+        text += f", since {by} in {d['section']} ({last['at']})"
+    return text
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _outcome(d: dict[str, Any]) -> str:
+    text = d["action"] or "?"
+    if d.get("target") is not None:
+        text += f" {d['target']}"
+    values = {k: v for k, v in (d.get("values") or {}).items() if k != "reason"}
+    if values:
+        text += " (" + ", ".join(f"{k} {_num(v)}" for k, v in values.items()) + ")"
+    return text
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return _show(value)
+
+
+def _other(step: dict[str, Any]) -> str:
+    detail = step.get("detail") or {}
+    kind = step["kind"]
+    if not isinstance(detail, dict):
+        return ""
+    if kind == "claimed":
+        where = f" in {detail['queue']}" if detail.get("queue") else ""
+        return f"{detail.get('stage', '')} slot{where} (assignment {detail.get('assignment')})"
+    if kind == "submitted":
+        parts = []
+        if detail.get("label") is not None:
+            parts.append(f"label {_show(detail['label'])}")
+        if detail.get("verdict"):
+            parts.append(detail["verdict"])
+        if detail.get("comment"):
+            parts.append(f"comment {_show(detail['comment'])}")
+        return ", ".join(parts)
+    shown = {k: v for k, v in detail.items() if v not in (None, "", [], {})}
+    return ", ".join(f"{k} {_show(v)}" for k, v in shown.items())
+
+
+def render_explanation(data: dict[str, Any]) -> list[str]:
+    """The explanation as lines of text for a terminal."""
+    t = data["task"]
+    lines = [f"task {t['id']} ({t['external_id']}): {data['summary']}"]
+    if data["workflow"]:
+        lines.append(f"routed by workflow {data['workflow']['name']} v{data['workflow']['version']}")
+    lines.append("")
+    for step in data["events"]:
+        head = f"{step['at']}  {step['kind']}"
+        if step.get("actor"):
+            head += f" by {step['actor']}"
+        d = step.get("decision")
+        if d is None:
+            extra = _other(step)
+            if step.get("rule"):
+                extra = f"rule `{step['rule']}` → {step.get('action')}" + (f"; {extra}" if extra else "")
+            elif step.get("action"):
+                extra = f"{step['action']}" + (f"; {extra}" if extra else "")
+            lines.append(head + (f": {extra}" if extra else ""))
+            continue
+        lines.append(head)
+        who = f"rule `{d['rule']}`" if d["rule"] else "no rule matched"
+        lines.append(f"    {d['section']}: {who} → {_outcome(d)}")
+        if d.get("condition"):
+            lines.append(f"      when {d['condition']}")
+            for trace in d.get("trace") or []:
+                lines.append(f"        {trace}")
+        elif d["rule"]:
+            lines.append("      (no condition: always matches)")
+        if d.get("reason"):
+            lines.append(f"      reason: {d['reason']}")
+        votes = d.get("votes")
+        if votes:
+            lines.append(f"      votes: {votes.get('count')}, top {_show(votes.get('top'))}, "
+                         f"agreement {_num(votes.get('agreement'))}")
+    return lines

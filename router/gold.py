@@ -1,0 +1,125 @@
+"""Gold questions: tasks with a known answer, mixed into annotators' claims to measure them.
+
+``labelyard gold add FILE`` reads JSONL rows like ``ingest`` plus ``"answer":
+LABEL`` (and optionally ``"queue": NAME``; default: the first queue open to
+the ``annotator`` role, else the first queue). A gold task is stored with
+``is_gold = 1``, its answer in the ``gold`` table, and stays ``open`` in an
+``annotate`` stage with no free slots: ``on_create`` never sees it, the claim
+index never offers it, consensus never runs on it and export leaves it out.
+
+When a worker claims, :func:`pick_gold` decides whether this claim is a gold
+one: a SHA-256 of the worker's name and how many assignments they have had so
+far, read as a fraction in [0, 1), below ``quality.gold.rate``. The choice is
+deterministic (a replay gives the same claims) and, over many claims, close
+to the rate. The worker then gets the oldest gold task of a queue they may
+work that they never had a slot of; when none is left, a normal slot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from . import clock
+from .errors import LabelyardError
+
+
+def gold_fraction(worker: str, claims: int) -> float:
+    """A stable number in [0, 1) for a worker's ``claims``-th claim."""
+    digest = hashlib.sha256(f"gold:{worker}:{claims}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def pick_gold(store, worker: str, queues, rate: float):
+    """A gold task for this claim (as a claimed slot row), or ``None``."""
+    if not queues or not store.has_gold():
+        return None
+    if gold_fraction(worker, store.worker_assignment_count(worker)) >= rate:
+        return None
+    return store.gold_for(worker, list(queues))
+
+
+@dataclass
+class GoldReport:
+    added: int = 0
+    updated: int = 0
+    rejected: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"added": self.added, "updated": self.updated, "rejected": self.rejected}
+
+
+def default_queue(workflow) -> str:
+    for name, spec in workflow.queues.items():
+        if "annotator" in spec.roles:
+            return name
+    return next(iter(workflow.queues))
+
+
+def add_gold(engine, path: str, actor: str) -> GoldReport:
+    """Add (or update the answers of) gold tasks from a JSONL file; bad rows are quarantined."""
+    from .ingest import JSON_RESERVED, RowError, check_row
+
+    if not os.path.isfile(path):
+        raise LabelyardError(f"{path}: no such file")
+    workflow = engine.workflow
+    source = os.path.abspath(path)
+    fallback = default_queue(workflow)
+    rows: list[tuple[Any, Any, str]] = []
+    problems: list[tuple[str, int, str, str, float]] = []
+    now = clock.now()
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for number, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            try:
+                raw = json.loads(text)
+                if not isinstance(raw, dict):
+                    raise RowError("a row must be a JSON object")
+                if "answer" not in raw:
+                    raise RowError("a gold row needs `answer`")
+                answer = raw["answer"]
+                problem = workflow.labels.problem(answer)
+                if problem:
+                    raise RowError(f"`answer`: {problem}")
+                queue = raw.get("queue") or fallback
+                if queue not in workflow.queues:
+                    raise RowError(f"`queue` {json.dumps(queue)} is not a queue of workflow {workflow.name}")
+                item = check_row(raw, number, workflow.labels.choices, JSON_RESERVED | {"answer", "queue"})
+            except json.JSONDecodeError as exc:
+                problems.append((source, number, f"invalid JSON at column {exc.colno}: {exc.msg}", text.rstrip("\n"), now))
+                continue
+            except RowError as exc:
+                problems.append((source, number, str(exc), text.rstrip("\n"), now))
+                continue
+            rows.append((item, answer, queue))
+    report = GoldReport(rejected=len(problems))
+    store = engine.store
+    version = engine.workflow_id
+    with store.transaction():
+        next_id = store.next_task_id()
+        for item, answer, queue in rows:
+            existing = store.task_by_external_id(item.external_id)
+            if existing is not None:
+                if not existing["is_gold"]:
+                    problems.append((source, item.line, f"id {item.external_id} is already an ordinary task", None, now))
+                    report.rejected += 1
+                    continue
+                store.set_gold(existing["id"], answer)
+                store.add_event("gold_updated", now, task_id=existing["id"], actor=actor, detail={"answer": answer})
+                report.updated += 1
+                continue
+            row = engine._new_task_row(item, next_id, source, version, now)
+            row.update(is_gold=1, status="open", stage="annotate", queue=queue, needed=0, free_slots=0)
+            store.insert_tasks([row])
+            store.set_gold(next_id, answer)
+            store.add_event("gold_added", now, task_id=next_id, actor=actor,
+                            detail={"source": source, "line": item.line, "queue": queue, "answer": answer})
+            next_id += 1
+            report.added += 1
+        if problems:
+            store.add_rejects(problems)
+    return report

@@ -1,0 +1,387 @@
+"""Lead actions: reassign, escalate, hold, unhold, release, priority — one task or many.
+
+Each action on one task is one transaction that also writes its event, with
+the acting lead as the event's actor. The ``*_task`` functions do the work
+inside the caller's transaction and check nothing about who acts, so the
+timer (``router.timers``) uses them too; :class:`Lead` checks the ``lead``
+role and runs them for task ids or for a ``--where`` filter.
+
+A ``--where`` filter is a rule expression over ``task.*``, ``prediction.*``
+and ``now`` (``task.queue == "triage" and task.age > 2h``), compiled by
+``rules.expr`` and evaluated in Python on candidate rows read page by page;
+the user's text never becomes SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import clock
+from .context import stored_prediction, task_facts
+from .errors import AssignmentError, LabelyardError, UnknownTask, UnknownWorker
+
+LEAD_ROLE = "lead"
+PAGE = 200  # tasks read, and acted on in one transaction, per page of a --where filter
+WHERE_ROOTS = frozenset({"task", "prediction", "now"})
+CLAIMABLE_STAGES = ("annotate", "review", "escalated")
+
+# Which task statuses each action can apply to (the candidates of a --where filter).
+STATUSES: dict[str, tuple[str, ...]] = {
+    "reassign": ("open",),
+    "escalate": ("open", "held"),
+    "hold": ("open",),
+    "unhold": ("held",),
+    "release": ("open",),
+    "priority": ("open", "held"),
+}
+
+
+# -- the actions, inside the caller's transaction ------------------------------------------
+
+def release_assignment(engine, a, now: float, actor: str, *, detail: dict[str, Any] | None = None) -> dict[str, Any]:
+    """End one active slot. Its place goes back to the queue (``free_slots + 1``); a ``correct``
+    slot goes back to the annotator it was offered to."""
+    if a["status"] != "active":
+        raise AssignmentError(f"assignment {a['id']} is {a['status']}, not active")
+    store = engine.store
+    task = store.task(a["task_id"])
+    if a["stage"] == "correct":
+        status = "offered"
+    else:
+        status = "released"
+        if task["status"] == "open" and task["round"] == a["round"] and not task["is_gold"]:
+            store.update_task(task["id"], free_slots=task["free_slots"] + 1, updated_at=now)
+    store.set_assignment_status(a["id"], status, now)
+    store.add_event("released", now, task_id=task["id"], action="release", actor=actor,
+                    rule=(detail or {}).get("rule"),
+                    detail={"assignment": a["id"], "worker": a["worker"], "stage": a["stage"], "now": status,
+                            **{k: v for k, v in (detail or {}).items() if k != "rule"}})
+    return {"task": task["id"], "assignment": a["id"], "worker": a["worker"], "status": status}
+
+
+def release_task(engine, task, now: float, actor: str) -> dict[str, Any]:
+    """End every active slot of a task."""
+    slots = engine.store.task_slots(task["id"], ("active",))
+    if not slots:
+        raise LabelyardError(f"task {task['external_id']} has no active assignment to release")
+    released = [release_assignment(engine, a, now, actor)["assignment"] for a in slots]
+    return {"task": task["id"], "released": released}
+
+
+def reassign_task(engine, task, to: str, now: float, actor: str, *, force: bool = False,
+                  from_worker: str | None = None) -> dict[str, Any]:
+    """End the task's active slot(s) (only ``from_worker``'s if given) and give ``to`` an active slot.
+
+    Refuses a worker the task's queue does not admit, or who annotated the task
+    when it waits for review or adjudication, unless ``force``. Never gives a
+    worker a second slot of the same round.
+    """
+    store = engine.store
+    ext = task["external_id"]
+    if task["status"] != "open" or task["stage"] is None:
+        raise LabelyardError(f"task {ext} is {task['status']}: only open tasks can be reassigned")
+    if task["stage"] not in CLAIMABLE_STAGES:
+        raise LabelyardError(f"task {ext} waits for its annotators' corrections; release or escalate it instead")
+    w = store.worker(to)
+    if w is None:
+        raise UnknownWorker(f"no worker `{to}`")
+    problem = ineligible(engine, task, w)
+    if problem and not force:
+        raise LabelyardError(f"cannot reassign task {ext} to {to}: {problem} (--force to do it anyway)")
+    active = store.task_slots(task["id"], ("active",))
+    if any(a["worker"] == to for a in active):
+        raise LabelyardError(f"{to} already holds a slot of task {ext}")
+    if store.holds_slot(task["id"], to, task["round"]) and _submitted_this_round(store, task, to):
+        raise LabelyardError(f"{to} already submitted for task {ext} in this stage")
+    if from_worker is not None:
+        active = [a for a in active if a["worker"] == from_worker]
+        if not active:
+            raise LabelyardError(f"{from_worker} holds no active slot of task {ext}")
+    free = task["free_slots"] + len(active)
+    if free < 1:
+        raise LabelyardError(f"task {ext} has no slot to give: every slot is submitted")
+    for a in active:
+        store.set_assignment_status(a["id"], "released", now)
+    new_id = store.insert_assignment(task["id"], to, task["stage"], task["queue"], task["round"], "active", now)
+    store.update_task(task["id"], free_slots=free - 1, updated_at=now)
+    detail = {"to": to, "assignment": new_id, "from": [a["worker"] for a in active],
+              "released": [a["id"] for a in active], "stage": task["stage"], "queue": task["queue"]}
+    if problem:
+        detail["forced"] = problem
+    store.add_event("reassigned", now, task_id=task["id"], action="reassign", actor=actor, detail=detail)
+    return {"task": task["id"], **detail}
+
+
+def ineligible(engine, task, worker_row) -> str | None:
+    """Why a worker may not take this task's slot (``None`` when they may)."""
+    from .store import loads
+
+    spec = engine.workflow.queues.get(task["queue"])
+    name = worker_row["id"]
+    if spec is not None and not spec.admits(loads(worker_row["roles"]), loads(worker_row["skills"])):
+        need = "one of the roles " + ", ".join(spec.roles)
+        if spec.skills:
+            need += " and the skills " + ", ".join(spec.skills)
+        return f"queue `{spec.name}` needs {need}"
+    if task["stage"] in ("review", "escalated") and engine.store.annotated(task["id"], name):
+        return f"{name} annotated this task; an annotator's own work never comes back to them for review"
+    if worker_row["paused"]:
+        return f"{name} is paused"
+    return None
+
+
+def _submitted_this_round(store, task, worker: str) -> bool:
+    return any(a["worker"] == worker and a["round"] == task["round"] for a in store.task_slots(task["id"], ("submitted",)))
+
+
+def escalate_task(engine, task, queue: str, now: float, actor: str, reason: str | None = None) -> dict[str, Any]:
+    """Open an ``escalated`` stage in ``queue`` for an open or held task."""
+    from rules.workflow import Decision
+
+    ext = task["external_id"]
+    if queue not in engine.workflow.queues:
+        raise LabelyardError(f"no queue `{queue}`; queues: {', '.join(engine.workflow.queues)}")
+    if task["status"] not in ("open", "held"):
+        raise LabelyardError(f"task {ext} is {task['status']}: only open or held tasks can be escalated")
+    if task["status"] == "open" and task["stage"] == "escalated" and task["queue"] == queue:
+        raise LabelyardError(f"task {ext} is already escalated to {queue}")
+    decision = Decision("lead", None, "escalate", target=queue, values={"reason": reason or f"escalated by {actor}"},
+                        reason=reason)
+    result = engine._apply(task, decision, now, actor, votes=engine._votes(task["id"]), final_by="lead")
+    return {"task": task["id"], **result}
+
+
+def hold_task(engine, task, now: float, actor: str, reason: str | None = None, *,
+              rule: str | None = None, detail: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Hold an open task, keeping its stage, queue and remaining submissions so ``unhold`` can reopen it.
+
+    Active and offered slots are released (their holders' late submissions
+    are kept but decide nothing).
+    """
+    store = engine.store
+    if task["status"] != "open":
+        raise LabelyardError(f"task {task['external_id']} is {task['status']}: only open tasks can be held")
+    slots = store.task_slots(task["id"], ("active", "offered"))
+    for a in slots:
+        store.set_assignment_status(a["id"], "released", now)
+    reason = reason or f"held by {actor}"
+    store.update_task(task["id"], status="held", free_slots=0, reason=reason, updated_at=now)
+    store.add_event("held", now, task_id=task["id"], rule=rule, action="hold", actor=actor,
+                    detail={"reason": reason, "released": [a["id"] for a in slots], "stage": task["stage"],
+                            "queue": task["queue"], **(detail or {})})
+    return {"task": task["id"], "status": "held", "reason": reason, "released": [a["id"] for a in slots]}
+
+
+def unhold_task(engine, task, now: float, actor: str) -> dict[str, Any]:
+    """Reopen a held task in its stage with its remaining slots (``correct`` slots offered again)."""
+    store = engine.store
+    ext = task["external_id"]
+    if task["status"] != "held":
+        raise LabelyardError(f"task {ext} is {task['status']}, not held")
+    if task["stage"] is None or task["needed"] < 1:
+        why = f" ({task['reason']})" if task["reason"] else ""
+        raise LabelyardError(f"task {ext} was held with no work left in its stage{why}; "
+                             f"route it with `labelyard escalate {ext} --to QUEUE`")
+    offered: list[str] = []
+    if task["stage"] == "correct":
+        done = {a["worker"] for a in store.task_slots(task["id"], ("submitted",)) if a["round"] == task["round"]}
+        offered = [w for w in engine._votes(task["id"])["workers"] if w not in done][: task["needed"]]
+        for worker in offered:
+            store.insert_assignment(task["id"], worker, "correct", task["queue"], task["round"], "offered", now,
+                                    note=_return_comment(store, task))
+        free = 0
+    else:
+        free = task["needed"]
+    store.update_task(task["id"], status="open", free_slots=free, reason=None, updated_at=now)
+    store.add_event("unheld", now, task_id=task["id"], action="unhold", actor=actor,
+                    detail={"stage": task["stage"], "queue": task["queue"], "free_slots": free, "offered": offered})
+    return {"task": task["id"], "status": "open", "stage": task["stage"], "queue": task["queue"], "free_slots": free}
+
+
+def _return_comment(store, task) -> str | None:
+    notes = [a["note"] for a in store.task_slots(task["id"], ("released",)) if a["stage"] == "correct"]
+    return notes[-1] if notes else None
+
+
+def priority_task(engine, task, value: float, now: float, actor: str) -> dict[str, Any]:
+    """Set a task's priority (higher is claimed first)."""
+    if task["status"] not in ("open", "held"):
+        raise LabelyardError(f"task {task['external_id']} is {task['status']}: its priority no longer matters")
+    engine.store.update_task(task["id"], priority=float(value), updated_at=now)
+    engine.store.add_event("priority", now, task_id=task["id"], action="priority", actor=actor,
+                           detail={"from": task["priority"], "to": float(value)})
+    return {"task": task["id"], "priority": float(value), "was": task["priority"]}
+
+
+# -- who may act, and on which tasks ---------------------------------------------------------
+
+def require_lead(engine, actor: str) -> None:
+    """Raise unless ``actor`` is a registered worker with the ``lead`` role."""
+    from .store import loads
+
+    row = engine.store.worker(actor)
+    if row is None or LEAD_ROLE not in loads(row["roles"]):
+        raise LabelyardError(f"{actor} needs the lead role for this "
+                             f"(`labelyard workers add {actor} --role lead` by a lead)")
+
+
+def compile_where(text: str):
+    """Compile a ``--where`` filter (a rule expression over ``task``, ``prediction`` and ``now``)."""
+    from rules.expr import ExpressionError, compile_expression
+
+    try:
+        return compile_expression(text, roots=WHERE_ROOTS)
+    except ExpressionError as exc:
+        hint = f"; {exc.suggestion}" if exc.suggestion and exc.suggestion not in exc.message else ""
+        raise LabelyardError(f"--where: {exc.message}{hint}\n  {text}\n  {' ' * exc.offset}^") from None
+
+
+@dataclass
+class BulkReport:
+    """What a bulk action did."""
+
+    action: str
+    done: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    matched: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"action": self.action, "matched": self.matched, "done": self.done, "skipped": self.skipped}
+
+
+class Lead:
+    """A lead acting on tasks through an :class:`~router.engine.Engine`."""
+
+    def __init__(self, engine, actor: str):
+        require_lead(engine, actor)
+        self.engine = engine
+        self.store = engine.store
+        self.actor = actor
+
+    def _task(self, ref: str):
+        task = self.store.task(ref)
+        if task is None:
+            raise UnknownTask(f"no task `{ref}` (by id or external id)")
+        if task["is_gold"]:
+            raise LabelyardError(f"task {task['external_id']} is a gold question; lead actions do not apply to it")
+        return task
+
+    def run(self, action: str, refs: Sequence[str], where: str | None = None, *,
+            dry_run: bool = False, **options: Any) -> BulkReport:
+        """Apply ``action`` to the tasks ``refs`` (all or nothing, one transaction) or to every task
+        matching ``where`` (page by page, one transaction per page; tasks it cannot apply to are skipped)."""
+        op = self._operation(action, options)
+        report = BulkReport(action)
+        if refs and where:
+            raise LabelyardError("give task ids or --where, not both")
+        if not refs and not where:
+            raise LabelyardError("give one or more task ids, or --where FILTER")
+        if refs:
+            now = clock.now()
+            with self.store.transaction():
+                tasks = [self._task(ref) for ref in refs]
+                report.matched = len(tasks)
+                if dry_run:
+                    report.done = [{"task": t["id"], "external_id": t["external_id"]} for t in tasks]
+                    return report
+                seen: set[int] = set()
+                for task in tasks:
+                    if task["id"] in seen:
+                        continue
+                    seen.add(task["id"])
+                    task = self.store.task(task["id"])  # an earlier action in this list may have changed it
+                    report.done.append({"external_id": task["external_id"], **op(task, now)})
+            return report
+        predicate = compile_where(where)
+        # Find every match first, then act: an action may move a task further along the walk.
+        matches = [(t["id"], t["external_id"], t["status"], t["round"])
+                   for page in self._matching_pages(predicate, STATUSES[action]) for t in page]
+        report.matched = len(matches)
+        if dry_run:
+            report.done = [{"task": m[0], "external_id": m[1]} for m in matches]
+            return report
+        for start in range(0, len(matches), PAGE):
+            now = clock.now()
+            with self.store.transaction():
+                for task_id, _ext, status, round_ in matches[start : start + PAGE]:
+                    task = self.store.task(task_id)
+                    if task["status"] != status or task["round"] != round_:
+                        report.skipped.append({"task": task["id"], "external_id": task["external_id"],
+                                               "reason": "changed meanwhile"})
+                        continue
+                    try:
+                        report.done.append({"external_id": task["external_id"], **op(task, now)})
+                    except LabelyardError as exc:
+                        report.skipped.append({"task": task["id"], "external_id": task["external_id"],
+                                               "reason": str(exc)})
+        return report
+
+    def _operation(self, action: str, options: dict[str, Any]) -> Callable[[Any, float], dict[str, Any]]:
+        engine, actor = self.engine, self.actor
+        if action == "reassign":
+            to = options["to"]
+            if self.store.worker(to) is None:
+                raise UnknownWorker(f"no worker `{to}`; add one with `labelyard workers add {to} --role annotator`")
+            return lambda t, now: reassign_task(engine, t, to, now, actor, force=options.get("force", False),
+                                                from_worker=options.get("from_worker"))
+        if action == "escalate":
+            queue = options["queue"]
+            if queue not in engine.workflow.queues:
+                raise LabelyardError(f"no queue `{queue}`; queues: {', '.join(engine.workflow.queues)}")
+            return lambda t, now: escalate_task(engine, t, queue, now, actor, options.get("reason"))
+        if action == "hold":
+            return lambda t, now: hold_task(engine, t, now, actor, options.get("reason"))
+        if action == "unhold":
+            return lambda t, now: unhold_task(engine, t, now, actor)
+        if action == "release":
+            return lambda t, now: release_task(engine, t, now, actor)
+        if action == "priority":
+            value = options["value"]
+            return lambda t, now: priority_task(engine, t, value, now, actor)
+        raise ValueError(f"unknown lead action {action!r}")
+
+    def release_assignment(self, assignment_id: int) -> dict[str, Any]:
+        """Release one active assignment by its id."""
+        now = clock.now()
+        with self.store.transaction():
+            a = self.store.assignment(assignment_id)
+            if a is None:
+                raise AssignmentError(f"no assignment {assignment_id}")
+            return release_assignment(self.engine, a, now, self.actor)
+
+    def _matching_pages(self, predicate, statuses: Sequence[str]) -> Iterator[list[Any]]:
+        """Pages of candidate tasks (by status, walked by index) for which ``predicate`` holds."""
+        from rules.expr import EvaluationError
+
+        now = clock.now()
+        for status in statuses:
+            for rows in self._pages(status):
+                page = []
+                for row in rows:
+                    ctx = {"task": task_facts(row, now), "prediction": stored_prediction(row), "now": now}
+                    try:
+                        ok = predicate.evaluate(ctx)
+                    except EvaluationError as exc:
+                        raise LabelyardError(f"--where failed on task {row['external_id']}: {exc}") from None
+                    if ok not in (None, False, 0, "", []):
+                        page.append(row)
+                if page:
+                    yield page
+
+    def _pages(self, status: str) -> Iterator[list[Any]]:
+        queue, after = "", 0
+        while True:
+            rows = self.store.tasks_after(status, queue, after, PAGE)
+            if not rows:
+                break
+            yield rows
+            queue, after = rows[-1]["queue"], rows[-1]["id"]
+        after = 0
+        while True:
+            rows = self.store.queueless_tasks(status, after, PAGE)
+            if not rows:
+                break
+            yield rows
+            after = rows[-1]["id"]

@@ -1,0 +1,167 @@
+"""What plugins see: the values Labelyard hands to sources, sinks, reviewers and notifiers.
+
+This module and ``router.hookimpl`` are the public surface for plugin authors
+(built-in plugins use nothing else). Everything here is plain data; no
+database access leaks through it.
+
+    from router import hookimpl
+    from router.plugin_api import PluginRun, SourcePart, TaskInput, check_row
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .ingest import JSON_RESERVED, RowError, RowProblem, TaskInput, check_row, read_file
+
+__all__ = [
+    "PluginRun", "SourcePart", "FinalTask", "ReviewItem", "Verdict", "Notification", "PluginError",
+    "TaskInput", "RowProblem", "RowError", "check_row", "read_file", "JSON_RESERVED", "approve", "reject",
+]
+
+
+class PluginError(Exception):
+    """Raise it for a failure you can describe (bad settings, missing file): the message is shown as is."""
+
+
+@dataclass
+class PluginRun:
+    """One use of a plugin: its settings from the workflow entry and its stored progress.
+
+    ``config`` is the workflow entry without ``plugin`` (``{"path": "inbox/*.jsonl"}``);
+    ``state`` is what the plugin returned last time (a source's cursor, a sink's
+    state), ``None`` the first time; ``base_dir`` is where relative paths start
+    (the database's folder under ``labelyard run``, the current folder for
+    ``labelyard ingest``). ``label_type`` and ``choices`` describe the
+    workflow's labels.
+    """
+
+    plugin: str
+    key: str
+    config: dict[str, Any] = field(default_factory=dict)
+    state: Any = None
+    base_dir: str = "."
+    label_type: str = "choice"
+    choices: tuple[str, ...] = ()
+    known_ids: Callable[[list[str]], set[str]] | None = None
+
+    def path(self, name: str) -> str:
+        """``name`` resolved against :attr:`base_dir` (``~`` expanded)."""
+        return os.path.normpath(os.path.join(self.base_dir, os.path.expanduser(name)))
+
+    def require(self, name: str) -> Any:
+        """A setting that must be present; a missing one raises :class:`PluginError`."""
+        if self.config.get(name) in (None, ""):
+            raise PluginError(f"`{self.plugin}` needs `{name}:` in its workflow entry")
+        return self.config[name]
+
+    def known(self, external_ids: Iterable[str]) -> set[str]:
+        """Which of these external ids are already tasks (so a source can skip reading them again)."""
+        ids = list(external_ids)
+        return self.known_ids(ids) if self.known_ids is not None and ids else set()
+
+
+@dataclass
+class SourcePart:
+    """A piece of a source's input, ingested as one unit.
+
+    ``rows`` are ingested (bad ones quarantined with ``origin`` and their line),
+    then ``cursor`` is stored; the next run gets it back as ``run.state``. A
+    source that raises while its part is being read leaves nothing of that
+    part behind. ``origin`` is where the rows come from, e.g. a file's path.
+    """
+
+    origin: str
+    rows: Iterable[TaskInput | RowProblem]
+    cursor: Any = None
+
+
+@dataclass
+class FinalTask:
+    """A task with its final label, as sinks receive it."""
+
+    task_id: int
+    id: str
+    label: Any
+    final_by: str | None
+    rule: str | None
+    final_at: str | None
+    category: str | None
+    tags: list[str]
+    data: dict[str, Any]
+    prediction: dict[str, Any]
+    votes: list[dict[str, Any]]
+    agreement: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The row ``labelyard export`` writes, plus votes and agreement."""
+        return {"id": self.id, "label": self.label, "final_by": self.final_by, "rule": self.rule,
+                "final_at": self.final_at, "category": self.category, "data": self.data,
+                "votes": self.votes, "agreement": self.agreement}
+
+
+@dataclass
+class ReviewItem:
+    """A task waiting in a review stage, as automatic reviewers see it.
+
+    ``consensus`` is the label under review (the votes' top label, ``None`` on a
+    tie); ``gold`` the known answer when the task has one (the gold table, or the
+    data field the reviewer's settings name).
+    """
+
+    task_id: int
+    id: str
+    queue: str | None
+    data: dict[str, Any]
+    category: str | None
+    tags: list[str]
+    prediction: dict[str, Any]
+    votes: list[dict[str, Any]]
+    consensus: Any
+    agreement: float | None
+    gold: Any = None
+
+
+@dataclass
+class Verdict:
+    """An automatic reviewer's answer: ``approve`` (optionally with a corrected label) or ``reject`` with a reason.
+
+    Return ``None`` to abstain (a human reviewer decides).
+    """
+
+    verdict: str
+    reason: str | None = None
+    label: Any = None
+
+    def __post_init__(self) -> None:
+        if self.verdict not in ("approve", "reject"):
+            raise ValueError(f"a verdict is `approve` or `reject`, not {self.verdict!r}")
+
+
+def approve(reason: str | None = None, label: Any = None) -> Verdict:
+    """Approve the label under review (or ``label``, a correction)."""
+    return Verdict("approve", reason, label)
+
+
+def reject(reason: str) -> Verdict:
+    """Reject the label under review; ``on_review`` decides what happens (by default: back to the annotators)."""
+    return Verdict("reject", reason)
+
+
+@dataclass
+class Notification:
+    """One event for one notify entry.
+
+    ``body`` is the exact bytes to send (JSON of ``payload``); it stays the same
+    across retries, so a signature over it does too. ``delivery`` is unique per
+    notification and entry: receivers can use it to drop a duplicate.
+    """
+
+    delivery: int
+    event: str
+    payload: dict[str, Any]
+    body: bytes
+    attempt: int = 1

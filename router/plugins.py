@@ -1,0 +1,303 @@
+"""Building the plugin manager: built-ins, entry points, the workflow's modules, a plugins folder.
+
+Nothing is loaded at import time. :func:`get_plugin_manager` builds a fresh
+manager each time it is called (tests build as many as they like);
+:func:`load_plugins` also collects what the plugins registered.
+
+Where plugins come from, in this order:
+
+1. entry points in the ``labelyard`` group: the built-ins (declared in
+   Labelyard's own ``pyproject.toml``, exactly as a third-party package
+   declares its plugins) and every installed plugin package. When
+   ``LABELYARD_LOAD_PLUGINS`` is set, only the entry points it names
+   (comma-separated; empty means none) are loaded;
+2. the workflow's ``plugins:`` list of importable modules;
+3. every ``*.py`` file of ``--plugins-dir DIR`` (or ``LABELYARD_PLUGINS_DIR``).
+
+A plugin that fails to import, has a misspelt hook (``pm.check_pending()``)
+or raises while registering is recorded with its error and left out; the
+others go on. ``LABELYARD_TRACE_PLUGINS=1`` prints each hook call on stderr.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import re
+import sys
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+
+ENTRY_POINT_GROUP = "labelyard"
+KINDS = {  # hook -> what it registers (as `labelyard plugins` shows it)
+    "register_sources": "sources",
+    "register_sinks": "sinks",
+    "register_reviewers": "reviewers",
+    "register_notifiers": "notifiers",
+    "register_functions": "functions",
+}
+NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*\Z")
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line about an exception: its message, and where in plugin code it was raised."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if type(exc).__name__ not in ("PluginError", "LabelyardError") and not text.startswith(type(exc).__name__):
+        text = f"{type(exc).__name__}: {text}"
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames and type(exc).__name__ not in ("PluginError", "LabelyardError"):  # those name their cause
+        last = frames[-1]
+        text += f" ({os.path.basename(last.filename)}:{last.lineno})"
+    return text
+
+
+def trace(message: str) -> None:
+    """Print ``message`` on stderr when ``LABELYARD_TRACE_PLUGINS`` is set."""
+    if os.environ.get("LABELYARD_TRACE_PLUGINS"):
+        print(f"labelyard trace: {message}", file=sys.stderr)
+
+
+@dataclass
+class PluginInfo:
+    """One plugin: where it came from, the hooks it implements, what it registered, its error."""
+
+    name: str
+    origin: str  # built-in | entry point | workflow | plugins-dir
+    location: str  # module or file
+    version: str | None = None
+    hooks: list[str] = field(default_factory=list)
+    registered: dict[str, list[str]] = field(default_factory=dict)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "origin": self.origin, "location": self.location, "version": self.version,
+                "hooks": self.hooks, "registered": self.registered, "error": self.error}
+
+
+class LabelyardPluginManager(pluggy.PluginManager):
+    """A pluggy manager that also remembers where each plugin came from and what failed."""
+
+    def __init__(self) -> None:
+        super().__init__("labelyard")
+        self.add_hookspecs(hookspecs)
+        self.infos: dict[str, PluginInfo] = {}
+
+    def add(self, plugin: object, info: PluginInfo) -> bool:
+        """Register ``plugin`` under ``info.name``; on failure record the error instead."""
+        if info.name in self.infos and self.infos[info.name].error is None:
+            if self.get_plugin(info.name) is plugin:
+                return True  # the same module named twice (an entry point and the workflow)
+            info.error = f"a plugin named `{info.name}` is already loaded (from {self.infos[info.name].location})"
+            self.infos[f"{info.name} ({info.location})"] = info
+            return False
+        self.infos[info.name] = info
+        try:
+            self.register(plugin, name=info.name)
+        except (ValueError, pluggy.PluginValidationError) as exc:
+            info.error = describe_error(exc)
+            return False
+        try:
+            self.check_pending()
+        except pluggy.PluginValidationError as exc:
+            self.unregister(name=info.name)
+            info.error = f"{exc} (a misspelt hook name? see docs/plugins.md)"
+            return False
+        info.hooks = sorted(h.name for h in self.get_hookcallers(plugin) or ())
+        return True
+
+    def failed(self, info: PluginInfo, exc: BaseException) -> None:
+        info.error = describe_error(exc)
+        self.infos[info.name if info.name not in self.infos else f"{info.name} ({info.location})"] = info
+
+
+def get_plugin_manager(workflow_plugins: Iterable[str] = (), plugins_dir: str | None = None) -> LabelyardPluginManager:
+    """A new plugin manager with every plugin loaded (see the module's docstring for where from)."""
+    pm = LabelyardPluginManager()
+    _load_entry_points(pm)
+    for module_name in workflow_plugins:
+        info = PluginInfo(module_name, "workflow", module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:  # noqa: BLE001 - a broken plugin is recorded, never fatal
+            pm.failed(info, exc)
+            continue
+        pm.add(module, info)
+    folder = plugins_dir if plugins_dir is not None else os.environ.get("LABELYARD_PLUGINS_DIR") or None
+    if folder:
+        _load_folder(pm, folder)
+    return pm
+
+
+def _allowed() -> set[str] | None:
+    value = os.environ.get("LABELYARD_LOAD_PLUGINS")
+    if value is None:
+        return None
+    return {name.strip() for name in value.split(",") if name.strip()}
+
+
+def _load_entry_points(pm: LabelyardPluginManager) -> None:
+    from importlib.metadata import entry_points
+
+    allowed = _allowed()
+    seen: set[tuple[str, str]] = set()
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=_builtin_first):
+        if (ep.name, ep.value) in seen:  # an editable install can list a distribution twice
+            continue
+        seen.add((ep.name, ep.value))
+        if allowed is not None and ep.name not in allowed:
+            continue
+        dist = getattr(ep, "dist", None)
+        dist_name = dist.metadata["Name"] if dist is not None else None
+        builtin = dist_name == "labelyard"
+        info = PluginInfo(ep.name, "built-in" if builtin else "entry point", ep.value,
+                          version=None if dist is None else dist.version)
+        if not builtin and dist_name:
+            info.origin = f"entry point ({dist_name})"
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # noqa: BLE001
+            pm.failed(info, exc)
+            continue
+        pm.add(plugin, info)
+
+
+def _builtin_first(ep: Any) -> tuple[int, str]:
+    dist = getattr(ep, "dist", None)
+    return (0 if dist is not None and dist.metadata["Name"] == "labelyard" else 1, ep.name)
+
+
+def _load_folder(pm: LabelyardPluginManager, folder: str) -> None:
+    if not os.path.isdir(folder):
+        info = PluginInfo(os.path.basename(os.path.normpath(folder)) or folder, "plugins-dir", folder)
+        pm.failed(info, FileNotFoundError(f"--plugins-dir {folder}: no such folder"))
+        return
+    for filename in sorted(os.listdir(folder)):
+        if not filename.endswith(".py") or filename.startswith((".", "_")):
+            continue
+        path = os.path.abspath(os.path.join(folder, filename))
+        stem = filename[:-3]
+        info = PluginInfo(stem, "plugins-dir", path)
+        module_name = f"labelyard_plugins_dir.{stem}"
+        try:
+            spec = importlib.util.spec_from_file_location(module_name, path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            spec.loader.exec_module(module)
+        except Exception as exc:  # noqa: BLE001
+            sys.modules.pop(module_name, None)
+            pm.failed(info, exc)
+            continue
+        pm.add(module, info)
+
+
+@dataclass
+class Registered:
+    """Something a plugin registered: its callable and the plugin that gave it."""
+
+    name: str
+    plugin: str
+    func: Callable[..., Any]
+
+
+class Plugins:
+    """Every loaded plugin and what each registered, by kind and name."""
+
+    def __init__(self, pm: LabelyardPluginManager):
+        self.pm = pm
+        self.registry: dict[str, dict[str, Registered]] = {kind: {} for kind in KINDS.values()}
+        for hook, kind in KINDS.items():
+            self._collect(hook, kind)
+
+    @property
+    def infos(self) -> list[PluginInfo]:
+        return list(self.pm.infos.values())
+
+    @property
+    def errors(self) -> list[PluginInfo]:
+        return [info for info in self.pm.infos.values() if info.error]
+
+    def _collect(self, hook: str, kind: str) -> None:
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+            info = self.pm.infos.get(impl.plugin_name)
+            table = self.registry[kind]
+
+            def register(name: str, func: Callable[..., Any], _plugin: str = impl.plugin_name,
+                         _info: PluginInfo | None = info) -> None:
+                if not isinstance(name, str) or not NAME.match(name):
+                    raise ValueError(f"cannot register {kind[:-1]} {name!r}: a name is letters, digits, _ . -")
+                if not callable(func):
+                    raise ValueError(f"cannot register {kind[:-1]} `{name}`: {func!r} is not callable")
+                if kind == "functions":
+                    _check_function(name, func)
+                if name in table:
+                    raise ValueError(f"{kind[:-1]} `{name}` is already registered by plugin `{table[name].plugin}`")
+                table[name] = Registered(name, _plugin, func)
+                if _info is not None:
+                    _info.registered.setdefault(kind, []).append(name)
+
+            trace(f"{impl.plugin_name}.{hook}()")
+            try:
+                impl.function(*[{"register": register}[a] for a in impl.argnames])
+            except Exception as exc:  # noqa: BLE001
+                if info is not None and info.error is None:
+                    info.error = f"{hook}: {describe_error(exc)}"
+
+    def get(self, kind: str, name: str) -> Registered | None:
+        return self.registry[kind].get(name)
+
+    @property
+    def functions(self) -> dict[str, Callable[..., Any]]:
+        """Expression functions, ready for :class:`~router.engine.Engine`."""
+        return {name: r.func for name, r in self.registry["functions"].items()}
+
+    def add_commands(self, cli: Any) -> None:
+        """Let every plugin add its CLI commands (errors recorded, never raised)."""
+        for impl in self.pm.hook.register_commands.get_hookimpls():
+            trace(f"{impl.plugin_name}.register_commands()")
+            try:
+                impl.function(*[{"cli": cli}[a] for a in impl.argnames])
+            except Exception as exc:  # noqa: BLE001
+                info = self.pm.infos.get(impl.plugin_name)
+                if info is not None and info.error is None:
+                    info.error = f"register_commands: {describe_error(exc)}"
+
+    def as_list(self) -> list[dict[str, Any]]:
+        return [info.as_dict() for info in self.infos]
+
+
+def _check_function(name: str, func: Callable[..., Any]) -> None:
+    from rules.expr import compile_expression
+
+    compile_expression("1", functions={name: func})  # raises ValueError for a bad or clashing name
+
+
+def load_plugins(workflow_plugins: Iterable[str] = (), plugins_dir: str | None = None) -> Plugins:
+    """Load every plugin and collect what they registered."""
+    return Plugins(get_plugin_manager(workflow_plugins, plugins_dir))
+
+
+def workflow_functions(workflow_plugins: Iterable[str] = ()) -> dict[str, Callable[..., Any]]:
+    """The expression functions plugins register (for compiling a workflow that calls them)."""
+    return load_plugins(workflow_plugins).functions
+
+
+def workflow_functions_for_text(text: str) -> dict[str, Callable[..., Any]]:
+    """Like :func:`workflow_functions`, reading the ``plugins:`` list from a workflow's YAML text."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return {}
+    modules = doc.get("plugins") if isinstance(doc, dict) else None
+    if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
+        modules = []
+    return workflow_functions(modules)

@@ -1,0 +1,288 @@
+"""``labelyard replay FILE``: what a candidate workflow would have decided over the recorded history.
+
+Each recorded decision event (``created``, ``routed``, ``final``, ``held``,
+``invalid``; its detail names the section) is re-run through the candidate's
+``decide`` on the facts that decision saw:
+
+- ``on_create``: rebuilt from the task row (data and prediction never change;
+  a new task has no stage, queue or attempts, and age 0);
+- the other sections: the task row plus the ``facts`` snapshot the engine keeps
+  in the event (stage, queue, attempts, votes, review…; ``queue.*`` only when
+  the recorded rules read it). Events written before snapshots existed are
+  skipped and counted.
+
+The outcome of each decision is compared with the recorded one; an ``accept``
+the engine turned into a hold (no valid label) counts as the accept the rule
+decided. Each decision is judged alone: what the candidate changes is not
+carried forward (a task the candidate would have accepted at once still has its
+later recorded decisions replayed, and they are marked ``after_change``).
+
+Reads only: the caller opens the store read-only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from .context import prediction_facts
+from .store import Store, loads
+
+DECISION_KINDS = ("created", "routed", "final", "held", "invalid")
+SECTIONS = ("on_create", "on_quorum", "on_review", "on_worker", "on_timer")
+NEW_TASK = {"stage": None, "queue": None, "attempts": 0, "priority": 0.0, "status": "open"}
+
+
+def replay(store: Store, candidate: Any, *, sample_size: int = 5,
+           progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Replay every recorded decision against ``candidate`` (a compiled ``rules.workflow.Workflow``)."""
+    active = store.active_workflow()
+    recorded_rules = _RecordedRules(store)
+    totals: Counter = Counter()
+    per_section: dict[str, Counter] = defaultdict(Counter)
+    skipped: Counter = Counter()
+    groups: dict[tuple, dict[str, Any]] = {}
+    fewer: Counter = Counter()
+    fired: Counter = Counter()
+    changed_tasks: set[int] = set()
+    seen = 0
+    for row in store.decision_events(DECISION_KINDS):
+        seen += 1
+        if progress is not None and seen % 1000 == 0:
+            progress(seen)
+        detail = loads(row["detail"]) or {}
+        section = detail.get("section") if isinstance(detail, dict) else None
+        if section not in SECTIONS:
+            continue  # a lead's action, not a rule's decision
+        ctx = rebuild_context(row, section, detail)
+        if ctx is None:
+            skipped[f"{section}: no facts recorded"] += 1
+            continue
+        old = {
+            "rule": row["rule"],
+            "action": recorded_rules.kind(row["t_workflow_version"], section, row["rule"], row["action"]),
+            "target": detail.get("target"),
+            "values": detail.get("values") or {},
+        }
+        decision = candidate.decide(section, ctx)
+        new = {"rule": decision.rule, "action": decision.action, "target": decision.target,
+               "values": _plain(decision.values)}
+        totals["decisions"] += 1
+        per_section[section]["decisions"] += 1
+        fired[(section, decision.rule)] += 1
+        outcome_same = _outcome(old) == _outcome(new) and _same_values(old["values"], new["values"])
+        if outcome_same:
+            totals["unchanged" if old["rule"] == new["rule"] else "same_outcome_other_rule"] += 1
+            continue
+        task_id = row["task_id"]
+        after = task_id in changed_tasks
+        changed_tasks.add(task_id)
+        totals["changed"] += 1
+        per_section[section]["changed"] += 1
+        if after:
+            totals["after_change"] += 1
+        key = (section, new["rule"], _outcome(new))
+        group = groups.setdefault(key, {
+            "section": section, "rule": new["rule"], "action": new["action"], "target": new["target"],
+            "changed": 0, "after_change": 0, "instead_of": Counter(), "values": Counter(), "tasks": [],
+        })
+        group["changed"] += 1
+        group["after_change"] += int(after)
+        group["instead_of"][(old["rule"], *_outcome(old))] += 1
+        if _outcome(old) == _outcome(new):
+            group["values"][_values_change(old["values"], new["values"])] += 1
+        if len(group["tasks"]) < sample_size:
+            group["tasks"].append(row["t_external_id"] or str(task_id))
+        fewer[(section, old["rule"])] += 1
+    rules = sorted(groups.values(), key=lambda g: (-g["changed"], SECTIONS.index(g["section"]), str(g["rule"])))
+    return {
+        "candidate": {"name": candidate.name},
+        "database": store.path,
+        "recorded": None if active is None else {"name": active["name"], "version": active["version"]},
+        "decisions": totals["decisions"],
+        "unchanged": totals["unchanged"],
+        "same_outcome_other_rule": totals["same_outcome_other_rule"],
+        "changed": totals["changed"],
+        "after_change": totals["after_change"],
+        "skipped": dict(skipped),
+        "sections": {s: {"decisions": c["decisions"], "changed": c["changed"]}
+                     for s, c in sorted(per_section.items(), key=lambda kv: SECTIONS.index(kv[0]))},
+        "rules": [_group_view(g) for g in rules],
+        "fewer": [{"section": s, "rule": r, "count": n} for (s, r), n in fewer.most_common()],
+        "candidate_rules": [
+            {"section": s, "rule": r.name, "decisions": fired[(s, r.name)]}
+            for s in SECTIONS for r in candidate.rules.get(s, ()) if not r.builtin or fired[(s, r.name)]
+        ],
+    }
+
+
+def rebuild_context(row: Mapping[str, Any], section: str, detail: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The facts a recorded decision saw, from the task row (``t_`` columns) and the event's snapshot."""
+    facts = detail.get("facts")
+    if not isinstance(facts, dict):
+        if section != "on_create":
+            return None
+        facts = {"task": {**NEW_TASK, "age": row["at"] - row["t_created_at"]}}
+    task = {
+        "id": row["t_id"], "external_id": row["t_external_id"], "source": row["t_source"],
+        "category": row["t_category"], "tags": loads(row["t_tags"]), "data": loads(row["t_data"]),
+        "gold": bool(row["t_is_gold"]), **(facts.get("task") or {}),
+    }
+    ctx: dict[str, Any] = {
+        "task": task,
+        "prediction": prediction_facts(loads(row["t_pred_label"]), row["t_pred_confidence"], row["t_pred_model"],
+                                       loads(row["t_pred_scores"])),
+        "queue": facts.get("queue") or {},
+        "now": row["at"],
+    }
+    for root in ("votes", "review", "assignment", "worker"):
+        if root in facts:
+            ctx[root] = facts[root]
+    return ctx
+
+
+class _RecordedRules:
+    """The action each rule of each recorded workflow version takes (to see through engine adjustments)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self.versions: dict[int | None, dict[tuple[str, str], str] | None] = {}
+
+    def kind(self, version: int | None, section: str, rule: str | None, recorded: str | None) -> str | None:
+        if rule is None:
+            return recorded
+        if version not in self.versions:
+            self.versions[version] = self._load(version)
+        table = self.versions[version]
+        if table is None:
+            return recorded
+        return table.get((section, rule), recorded)
+
+    def _load(self, version: int | None) -> dict[tuple[str, str], str] | None:
+        if version is None:
+            return None
+        row = self.store.workflow_version(version)
+        if row is None:
+            return None
+        from rules.errors import RulesError
+        from rules.workflow import Workflow
+
+        try:
+            workflow = Workflow.from_spec(loads(row["spec"]))
+        except (RulesError, KeyError, TypeError, ValueError):
+            return None  # e.g. it used plugin functions that are not loaded here
+        return {(s, r.name): r.action.kind for s, rules in workflow.rules.items() for r in rules}
+
+
+def _outcome(decision: Mapping[str, Any]) -> tuple[str | None, Any]:
+    return decision["action"], decision["target"]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+    return _key(a) == _key(b)
+
+
+def _same_values(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    keys = set(old) | set(new)
+    return all(_same(old.get(k), new.get(k)) for k in keys)
+
+
+def _key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _values_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """``overlap 1 → 3``; a value that varies from task to task (a computed priority) as ``priority changed``."""
+    parts = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if _same(a, b):
+            continue
+        discrete = all(v is None or isinstance(v, (int, str, bool)) for v in (a, b))
+        parts.append(f"{k} {_short(a)} → {_short(b)}" if discrete else f"{k} changed")
+    return ", ".join(parts)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return _key(value)
+
+
+def _group_view(g: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "section": g["section"], "rule": g["rule"], "action": g["action"], "target": g["target"],
+        "changed": g["changed"], "after_change": g["after_change"],
+        "sentence": sentence(g["rule"], g["action"], g["target"], g["changed"], bool(g["values"])),
+        "instead_of": [{"rule": r, "action": a, "target": t, "count": n}
+                       for (r, a, t), n in g["instead_of"].most_common()],
+        "value_changes": [{"change": c, "count": n} for c, n in g["values"].most_common()],
+        "tasks": g["tasks"],
+    }
+
+
+def sentence(rule: str | None, action: str | None, target: Any, n: int, values_only: bool = False) -> str:
+    """``rule `uncertain` would have sent 412 more tasks to triage``."""
+    who = f"rule `{rule}`" if rule else "no rule matching"
+    tasks = f"{n} {'task' if n == 1 else 'tasks'}"
+    if values_only:
+        return f"{who} would have decided {tasks} the same way ({action}{f' {target}' if target else ''}) " \
+               "but with other values"
+    verbs = {
+        "annotate": f"sent {n} more {'task' if n == 1 else 'tasks'} to {target}",
+        "review": f"sent {n} more {'task' if n == 1 else 'tasks'} to review in {target}",
+        "escalate": f"escalated {n} more {'task' if n == 1 else 'tasks'} to {target}",
+        "accept": f"accepted {n} more {'task' if n == 1 else 'tasks'}",
+        "return": f"returned {n} more {'task' if n == 1 else 'tasks'} to their annotators",
+        "hold": f"held {n} more {'task' if n == 1 else 'tasks'}",
+        "reject": f"rejected {n} more {'task' if n == 1 else 'tasks'}",
+        "release": f"released {n} more {'assignment' if n == 1 else 'assignments'}",
+        "none": f"done nothing for {tasks}",
+    }
+    return f"{who} would have {verbs.get(action or '', f'decided {action} for {tasks}')}"
+
+
+def render_replay(result: dict[str, Any]) -> Iterator[str]:
+    """The report as lines of text for a terminal."""
+    recorded = result["recorded"]
+    where = f"{recorded['name']} v{recorded['version']}" if recorded else "no workflow"
+    yield (f"replayed {result['decisions']} recorded decisions of {where} against "
+           f"{result['candidate']['name']} ({result['candidate'].get('file', '')})")
+    sections = ", ".join(f"{s} {c['decisions']}" for s, c in result["sections"].items())
+    if sections:
+        yield f"  by section: {sections}"
+    yield (f"  {result['unchanged']} unchanged, {result['same_outcome_other_rule']} same outcome by another rule, "
+           f"{result['changed']} would differ")
+    for reason, n in result["skipped"].items():
+        yield f"  skipped {n} ({reason})"
+    if not result["rules"]:
+        yield "no decision would differ"
+        return
+    yield ""
+    for g in result["rules"]:
+        yield f"{g['section']}: {g['sentence']}"
+        for vc in g["value_changes"][:3]:
+            yield f"    {vc['count']} × {vc['change']}"
+        instead = "; ".join(
+            f"{n['count']} by {('`' + n['rule'] + '`') if n['rule'] else 'no rule'} → {n['action']}"
+            + (f" {n['target']}" if n["target"] else "")
+            for n in g["instead_of"][:4])
+        yield f"    instead of: {instead}"
+        if g["after_change"]:
+            yield f"    ({g['after_change']} of them follow an earlier change on the same task)"
+        yield f"    e.g. {', '.join(g['tasks'])}"

@@ -1,0 +1,595 @@
+"""Rule tests: ``NAME.test.yaml`` cases run against ``NAME.workflow.yaml``, like ``opa test``.
+
+A test file is a mapping with ``cases``: each case names a section (``event``),
+the facts the rules see, and the decision it expects::
+
+    workflow: ticket-triage.workflow.yaml     # optional; default: NAME.workflow.yaml beside
+    cases:
+      - name: an unsure model sends the ticket to three annotators
+        event: on_create
+        facts:
+          task: {category: support, data: {subject: "Refund", customer: c-1}}
+          prediction: {label: billing, confidence: 0.62}
+        expect: {rule: uncertain, action: annotate, target: triage, values: {overlap: 3}}
+
+Each case is PASS (the decision is the expected one), FAIL (it is not: the
+result carries a diff and the traces of the rule that fired and of the rule
+that was expected) or ERROR (the case itself is wrong: an unknown rule, a
+fact the section cannot see...). Rules no case fired are reported as not
+covered. Everything here is pure: files are read, nothing else.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import Any
+
+from .actions import ACTIONS
+from .context import SECTION_ROOTS
+from .diagnostics import Diagnostic, WorkflowInvalid
+from .errors import RulesError
+from .expr import DURATION_UNITS, EvaluationError
+from .workflow import Workflow, compile_workflow
+
+__all__ = [
+    "EVENTS",
+    "FACT_ROOTS",
+    "TEST_SCHEMA",
+    "CaseResult",
+    "Report",
+    "SuiteResult",
+    "build_context",
+    "discover",
+    "run_paths",
+    "run_suite",
+    "votes_from_labels",
+]
+
+EVENTS = ("on_create", "on_quorum", "on_review", "on_worker", "on_timer")
+FACT_ROOTS = ("task", "prediction", "votes", "review", "worker", "assignment", "queue", "now")
+AGE_KEYS = {("task", "age"), ("assignment", "age"), ("queue", "oldest_age")}
+TEST_SUFFIX = ".test.yaml"
+WORKFLOW_SUFFIX = ".workflow.yaml"
+
+_FACTS_DOC = "The facts the rules see, by root; anything left out is null."
+_OBJECT = {"type": "object"}
+
+TEST_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "Labelyard rule tests",
+    "description": "Cases for `labelyard test`: an event, the facts, and the decision expected.",
+    "type": "object",
+    "properties": {
+        "workflow": {"description": "The workflow file, relative to this file (default: NAME.workflow.yaml "
+                                    "beside NAME.test.yaml).", "type": "string"},
+        "description": {"description": "What these cases are about.", "type": "string"},
+        "cases": {
+            "description": "The cases, run in order; each one is independent.",
+            "type": "array",
+            "items": {
+                "description": "One case.",
+                "type": "object",
+                "properties": {
+                    "name": {"description": "A unique name, shown in the report.", "type": "string", "minLength": 1},
+                    "description": {"description": "Why this case matters.", "type": "string"},
+                    "event": {"description": "The section whose rules decide.", "enum": list(EVENTS)},
+                    "facts": {
+                        "description": _FACTS_DOC,
+                        "type": "object",
+                        "properties": {
+                            **{root: {**_OBJECT, "description": f"`{root}.*` facts."}
+                               for root in FACT_ROOTS if root != "now"},
+                            "now": {"description": "The time: epoch seconds or ISO 8601 (UTC if no zone).",
+                                    "type": ["number", "string"]},
+                        },
+                        "additionalProperties": False,
+                    },
+                    "expect": {
+                        "description": "The decision expected; only the keys given are compared.",
+                        "type": "object",
+                        "properties": {
+                            "rule": {"description": "The rule's name; null when no rule should match.",
+                                     "type": ["string", "null"]},
+                            "action": {"description": "The action (`none` when an on_worker or on_timer "
+                                                      "section does nothing).",
+                                       "enum": [*ACTIONS, "none"]},
+                            "target": {"description": "The queue, skill or other main value of the action.",
+                                       "type": ["string", "null"]},
+                            "values": {"description": "Action parameters (overlap, priority, reason, label); "
+                                                      "numbers match to 1e-9.", "type": "object"},
+                            "reason": {"description": "The reason a hold, reject or pause records.",
+                                       "type": ["string", "null"]},
+                        },
+                        "minProperties": 1,
+                        "additionalProperties": False,
+                    },
+                },
+                "required": ["name", "event", "expect"],
+                "additionalProperties": False,
+            },
+        },
+    },
+    "required": ["cases"],
+    "additionalProperties": False,
+}
+
+
+# ---------------------------------------------------------------- results
+
+@dataclass
+class CaseResult:
+    """One case's outcome: ``PASS``, ``FAIL`` or ``ERROR``."""
+
+    name: str
+    file: str
+    line: int
+    event: str | None
+    status: str
+    expected: dict[str, Any] = field(default_factory=dict)
+    got: dict[str, Any] | None = None
+    diff: list[str] = field(default_factory=list)
+    message: str | None = None
+    trace: list[str] = field(default_factory=list)
+    expected_trace: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "file": self.file, "line": self.line, "event": self.event, "status": self.status,
+            "expected": self.expected, "got": self.got, "diff": self.diff, "message": self.message,
+            "trace": self.trace, "expected_trace": self.expected_trace,
+        }
+
+
+@dataclass
+class SuiteResult:
+    """The cases of one test file against one workflow, and the rules they left unexercised."""
+
+    workflow_file: str
+    test_file: str | None
+    workflow: str | None = None
+    cases: list[CaseResult] = field(default_factory=list)
+    errors: list[Diagnostic] = field(default_factory=list)
+    rules: int = 0
+    uncovered: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and all(c.status == "PASS" for c in self.cases)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "workflow_file": self.workflow_file, "test_file": self.test_file, "workflow": self.workflow,
+            "ok": self.ok, "errors": [d.as_dict() for d in self.errors],
+            "cases": [c.as_dict() for c in self.cases],
+            "coverage": {"rules": self.rules, "covered": self.rules - len(self.uncovered),
+                         "uncovered": self.uncovered},
+        }
+
+
+@dataclass
+class Report:
+    """Every suite of a run."""
+
+    suites: list[SuiteResult] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        counted = Counter(c.status for s in self.suites for c in s.cases)
+        return {"cases": sum(counted.values()), "pass": counted["PASS"], "fail": counted["FAIL"],
+                "error": counted["ERROR"] + sum(len(s.errors) for s in self.suites) + len(self.errors),
+                "uncovered_rules": sum(len(s.uncovered) for s in self.suites)}
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and bool(self.suites) and all(s.ok for s in self.suites)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "summary": self.counts(), "errors": self.errors,
+                "suites": [s.as_dict() for s in self.suites]}
+
+
+# ---------------------------------------------------------------- finding files
+
+def discover(paths: Iterable[str]) -> tuple[list[tuple[str, str | None]], list[str]]:
+    """``(workflow file, test file or None)`` pairs for files and folders, and problems (missing paths)."""
+    pairs: list[tuple[str, str | None]] = []
+    problems: list[str] = []
+    seen: set[tuple[str, str | None]] = set()
+
+    def add(pair: tuple[str, str | None]) -> None:
+        if pair not in seen:
+            seen.add(pair)
+            pairs.append(pair)
+
+    for path in paths:
+        if os.path.isdir(path):
+            found = False
+            for folder, dirs, files in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(files):
+                    full = os.path.normpath(os.path.join(folder, name))
+                    if name.endswith(TEST_SUFFIX):
+                        add((_workflow_for(full), full))
+                        found = True
+                    elif name.endswith(WORKFLOW_SUFFIX) and not os.path.exists(_test_for(full)):
+                        add((full, None))
+                        found = True
+            if not found:
+                problems.append(f"{path}: no *{TEST_SUFFIX} or *{WORKFLOW_SUFFIX} files here")
+        elif os.path.isfile(path):
+            if path.endswith(TEST_SUFFIX):
+                add((_workflow_for(path), path))
+            elif path.endswith(WORKFLOW_SUFFIX):
+                test = _test_for(path)
+                add((path, test if os.path.exists(test) else None))
+            else:
+                problems.append(f"{path}: expected a NAME{TEST_SUFFIX} or NAME{WORKFLOW_SUFFIX} file")
+        else:
+            problems.append(f"{path}: no such file or folder")
+    return pairs, problems
+
+
+def _workflow_for(test_path: str) -> str:
+    """The workflow a test file names with ``workflow:``, else ``NAME.workflow.yaml`` beside it."""
+    default = test_path[: -len(TEST_SUFFIX)] + WORKFLOW_SUFFIX
+    try:
+        with open(test_path, encoding="utf-8") as handle:
+            head = handle.read(4096)
+    except OSError:
+        return default
+    for line in head.splitlines():
+        if line.startswith("workflow:"):
+            value = line.partition(":")[2].split("#")[0].strip().strip("'\"")
+            if value:
+                return os.path.normpath(os.path.join(os.path.dirname(test_path), value))
+    return default
+
+
+def _test_for(workflow_path: str) -> str:
+    return workflow_path[: -len(WORKFLOW_SUFFIX)] + TEST_SUFFIX
+
+
+FunctionsFor = Callable[[str], Mapping[str, Callable]]
+
+
+def run_paths(paths: Iterable[str], functions: Mapping[str, Callable] | None = None,
+              functions_for: FunctionsFor | None = None) -> Report:
+    """Run every suite found under ``paths`` (files or folders).
+
+    ``functions`` are expression functions for every workflow; ``functions_for(text)``
+    instead gives each workflow its own (the plugins its ``plugins:`` list loads).
+    """
+    pairs, problems = discover(paths)
+    report = Report(errors=problems)
+    for workflow_file, test_file in pairs:
+        report.suites.append(run_suite(workflow_file, test_file, functions, functions_for))
+    return report
+
+
+# ---------------------------------------------------------------- running
+
+def run_suite(workflow_file: str, test_file: str | None, functions: Mapping[str, Callable] | None = None,
+              functions_for: FunctionsFor | None = None) -> SuiteResult:
+    """Compile the workflow, load the cases, run each one, and work out the coverage."""
+    suite = SuiteResult(workflow_file, test_file)
+    text = _read(workflow_file, suite)
+    if text is None:
+        return suite
+    if functions is None and functions_for is not None:
+        functions = functions_for(text)
+    workflow, diagnostics = compile_workflow(text, workflow_file, functions)
+    if workflow is None:
+        suite.errors += [d for d in diagnostics if d.severity == "error"]
+        return suite
+    suite.workflow = workflow.name
+    written = [r for section in EVENTS for r in workflow.rules.get(section, ()) if not r.builtin]
+    suite.rules = len(written)
+    fired: set[tuple[str, str]] = set()
+    if test_file is not None:
+        test_text = _read(test_file, suite)
+        if test_text is None:
+            return suite
+        cases = _load_cases(test_text, test_file, suite)
+        for case in cases:
+            result = _run_case(workflow, case, test_file)
+            suite.cases.append(result)
+            if result.got is not None and result.got.get("rule") is not None:
+                fired.add((case["event"], result.got["rule"]))
+    suite.uncovered = [
+        {"section": r.section, "rule": r.name, "line": r.line}
+        for r in written if (r.section, r.name) not in fired
+    ]
+    return suite
+
+
+def _read(path: str, suite: SuiteResult) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except OSError as exc:
+        suite.errors.append(Diagnostic(path, 1, 1, f"cannot read: {exc.strerror}"))
+    except UnicodeDecodeError:
+        suite.errors.append(Diagnostic(path, 1, 1, "not UTF-8 text"))
+    return None
+
+
+def _load_cases(text: str, filename: str, suite: SuiteResult) -> list[dict[str, Any]]:
+    """The checked cases, each with ``_line``; structural mistakes become the suite's errors."""
+    import jsonschema
+
+    from .loader import load_document
+
+    try:
+        doc = load_document(text, filename)
+    except WorkflowInvalid as exc:
+        suite.errors += exc.diagnostics
+        return []
+    if not isinstance(doc.data, dict):
+        suite.errors.append(Diagnostic(filename, 1, 1, "a test file is a YAML mapping with `cases:`"))
+        return []
+    validator = _validator(jsonschema)
+    problems: list[Diagnostic] = []
+    for error in validator.iter_errors(doc.data):
+        path = tuple(error.absolute_path)
+        if error.validator == "additionalProperties":
+            allowed = list((error.schema.get("properties") or {}).keys())
+            extra = [k for k in error.instance if k not in allowed] if isinstance(error.instance, dict) else []
+            for key in extra:
+                pos = doc.where(path + (key,), key=True)
+                hint = difflib.get_close_matches(str(key), allowed, n=1)
+                suffix = f"; did you mean `{hint[0]}`?" if hint else f" (allowed: {', '.join(allowed)})"
+                problems.append(Diagnostic(filename, pos.line, pos.col, f"unknown key `{key}`{suffix}"))
+            continue
+        pos = doc.where(path)
+        where = ".".join(str(p) for p in path) or "the file"
+        if error.validator == "enum":
+            hint = difflib.get_close_matches(str(error.instance), [str(v) for v in error.validator_value], n=1)
+            message = f"`{where}` is {json.dumps(error.instance)}; expected one of {', '.join(map(str, error.validator_value))}"
+            if hint:
+                message += f" (did you mean `{hint[0]}`?)"
+        elif error.validator == "required":
+            message = f"{where}: {error.message.replace('is a required property', 'is required')}"
+        else:
+            message = f"`{where}`: {error.message}"
+        problems.append(Diagnostic(filename, pos.line, pos.col, message))
+    if problems:
+        suite.errors += sorted(set(problems))
+        return []
+    cases = []
+    seen: dict[str, int] = {}
+    for index, case in enumerate(doc.data.get("cases") or []):
+        pos = doc.where(("cases", index))
+        name = case["name"]
+        if name in seen:
+            suite.errors.append(Diagnostic(filename, pos.line, pos.col,
+                                           f"duplicate case name `{name}` (first at line {seen[name]})"))
+            continue
+        seen[name] = pos.line
+        positions = {key: doc.where(("cases", index) + key) for key in _POSITION_KEYS}
+        for root in case.get("facts") or {}:
+            positions[("facts", root)] = doc.where(("cases", index, "facts", root), key=True)
+        cases.append({**case, "_line": pos.line, "_positions": positions})
+    if not cases and not suite.errors:
+        suite.errors.append(Diagnostic(filename, 1, 1, "no cases: add some under `cases:`"))
+    return cases
+
+
+def _validator(jsonschema: Any) -> Any:
+    """A validator for which YAML's unquoted timestamps (``now: 2025-01-01T09:00:00``) count as text."""
+    base = jsonschema.Draft202012Validator
+    checker = base.TYPE_CHECKER.redefine(
+        "string", lambda _checker, value: isinstance(value, (str, date)))
+    return jsonschema.validators.extend(base, type_checker=checker)(TEST_SCHEMA)
+
+
+_POSITION_KEYS = (("expect", "rule"), ("expect", "action"), ("facts",))
+
+
+def _run_case(workflow: Workflow, case: dict[str, Any], filename: str) -> CaseResult:
+    event, expect, line = case["event"], case["expect"], case["_line"]
+    result = CaseResult(case["name"], filename, line, event, "ERROR", expected=dict(expect))
+    problem = _case_problem(workflow, case)
+    if problem is not None:
+        key, message = problem
+        pos = case["_positions"].get(key)
+        result.message = f"{filename}:{pos.line if pos else line}:{pos.col if pos else 1}: {message}"
+        return result
+    try:
+        ctx = build_context(case.get("facts") or {})
+    except ValueError as exc:
+        pos = case["_positions"][("facts",)]
+        result.message = f"{filename}:{pos.line}:{pos.col}: {exc}"
+        return result
+    try:
+        decision = workflow.decide(event, ctx)
+    except RulesError as exc:  # decide turns rule failures into a hold; anything else is the case's fault
+        result.message = str(exc)
+        return result
+    got = {"rule": decision.rule, "action": decision.action, "target": decision.target,
+           "values": _plain(decision.values), "reason": decision.reason}
+    result.got = got
+    result.trace = list(decision.trace)
+    result.diff = _diff(expect, got)
+    result.status = "FAIL" if result.diff else "PASS"
+    if result.status == "FAIL":
+        if decision.reason and decision.action == "hold" and decision.rule is not None:
+            result.message = decision.reason
+        wanted = expect.get("rule")
+        if isinstance(wanted, str) and wanted != decision.rule:
+            result.expected_trace = _explain_rule(workflow, event, wanted, ctx)
+    return result
+
+
+def _case_problem(workflow: Workflow, case: dict[str, Any]) -> tuple[tuple, str] | None:
+    """Why a case cannot be run against this workflow, with the key to point at."""
+    event, expect = case["event"], case["expect"]
+    names = [r.name for r in workflow.rules.get(event, ())]
+    rule = expect.get("rule")
+    if isinstance(rule, str) and rule not in names:
+        hint = difflib.get_close_matches(rule, names, n=1)
+        if hint:
+            suffix = f"; did you mean `{hint[0]}`?"
+        elif names:
+            suffix = f" (its rules: {', '.join(names)})"
+        else:
+            suffix = " (it has no rules)"
+        return ("expect", "rule"), f"no rule `{rule}` in {event} of {workflow.name}{suffix}"
+    action = expect.get("action")
+    if action is not None and action != "none" and event not in ACTIONS[action].sections:
+        return ("expect", "action"), f"`{action}` cannot happen in {event}"
+    seen = SECTION_ROOTS[event]
+    for root in case.get("facts") or {}:
+        if root not in seen:
+            order = [r for r in FACT_ROOTS if r in seen]
+            return ("facts", root), f"{event} does not see `{root}` (it sees {', '.join(order)})"
+    return None
+
+
+def _explain_rule(workflow: Workflow, event: str, name: str, ctx: Mapping[str, Any]) -> list[str]:
+    """Why the expected rule did not decide: an earlier rule won, or its own condition's trace."""
+    for rule in workflow.rules.get(event, ()):
+        if rule.name != name:
+            continue
+        if rule.when is None:
+            return [f"why not `{name}`: it has no condition, but an earlier rule matched first"]
+        try:
+            value, lines = rule.when.trace(ctx)
+        except EvaluationError as exc:
+            return [f"`{name}`: {exc}"]
+        head = f"why not `{name}`: {rule.when.source} → {json.dumps(_plain(value))}"
+        if value not in (None, False, 0, "", []):
+            head += " (it matches, but an earlier rule matched first)"
+        return [head, *lines]
+    return []
+
+
+# ---------------------------------------------------------------- facts
+
+def build_context(facts: Mapping[str, Any]) -> dict[str, Any]:
+    """The context a case describes: durations read, ``now`` parsed, ``votes.*`` derived from ``votes.labels``."""
+    ctx: dict[str, Any] = {}
+    for root, value in facts.items():
+        if root == "now":
+            ctx["now"] = _instant(value)
+            continue
+        if not isinstance(value, Mapping):
+            raise ValueError(f"`{root}` facts must be a mapping")
+        data = dict(value)
+        for key in list(data):
+            if (root, key) in AGE_KEYS and isinstance(data[key], str):
+                data[key] = _duration(data[key], f"{root}.{key}")
+        ctx[root] = data
+    votes = ctx.get("votes")
+    if isinstance(votes, dict) and isinstance(votes.get("labels"), list):
+        ctx["votes"] = {**votes_from_labels(votes["labels"]), **votes}
+    prediction = ctx.get("prediction")
+    if isinstance(prediction, dict) and isinstance(prediction.get("scores"), Mapping):
+        ctx["prediction"] = {**_score_facts(prediction["scores"]), **prediction}
+    return ctx
+
+
+def _instant(value: Any) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"`now` is {value!r}: use epoch seconds or ISO 8601") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        return moment.timestamp()
+    if isinstance(value, date):  # YAML reads unquoted timestamps and dates itself
+        moment = value if isinstance(value, datetime) else datetime(value.year, value.month, value.day)
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        return moment.timestamp()
+    raise ValueError(f"`now` is {value!r}: use epoch seconds or ISO 8601")
+
+
+def _duration(text: str, where: str) -> float:
+    unit = text[-1:]
+    try:
+        if unit not in DURATION_UNITS:
+            raise ValueError
+        return float(text[:-1]) * DURATION_UNITS[unit]
+    except ValueError:
+        raise ValueError(f"`{where}` is {text!r}: a number of seconds or a duration like 30s, 15m, 2h, 7d") from None
+
+
+def _label_key(label: Any) -> Any:
+    return json.dumps(label, sort_keys=True) if isinstance(label, (list, dict)) else label
+
+
+def votes_from_labels(labels: list[Any]) -> dict[str, Any]:
+    """``votes.*`` derived from a list of labels, as the engine computes them (no gold, nobody flagged)."""
+    keys = [_label_key(label) for label in labels]
+    counts = Counter(keys).most_common()
+    count = len(labels)
+    top, top_count, tie = None, 0, False
+    if counts:
+        top_key, top_count = counts[0]
+        tie = len(counts) > 1 and counts[1][1] == top_count
+        top = None if tie else labels[keys.index(top_key)]
+    entropy = -sum((n / count) * math.log2(n / count) for _, n in counts) + 0.0 if count else None
+    return {"count": count, "labels": labels, "top": top, "top_count": top_count,
+            "agreement": top_count / count if count else None, "unanimous": count > 0 and len(counts) == 1,
+            "tie": tie, "entropy": entropy, "min_accuracy": None, "any_flagged": False}
+
+
+def _score_facts(scores: Mapping[str, Any]) -> dict[str, Any]:
+    values = sorted((float(v) for v in scores.values()
+                     if isinstance(v, (int, float)) and not isinstance(v, bool)), reverse=True)
+    margin = entropy = None
+    if values:
+        margin = values[0] - (values[1] if len(values) > 1 else 0.0)
+        total = sum(values)
+        if total > 0:
+            entropy = -sum((v / total) * math.log2(v / total) for v in values if v > 0) + 0.0
+    return {"margin": margin, "entropy": entropy}
+
+
+# ---------------------------------------------------------------- comparing
+
+def _plain(value: Any) -> Any:
+    """Values as JSON would carry them (tuples to lists)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _same(expected: Any, got: Any) -> bool:
+    if isinstance(expected, bool) or isinstance(got, bool):
+        return expected is got
+    if isinstance(expected, (int, float)) and isinstance(got, (int, float)):
+        return math.isclose(expected, got, rel_tol=1e-9, abs_tol=1e-9)
+    if isinstance(expected, list) and isinstance(got, list):
+        return len(expected) == len(got) and all(map(_same, expected, got))
+    if isinstance(expected, dict) and isinstance(got, dict):
+        return expected.keys() == got.keys() and all(_same(expected[k], got[k]) for k in expected)
+    return expected == got
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _diff(expect: Mapping[str, Any], got: Mapping[str, Any]) -> list[str]:
+    """``- expected`` / ``+ got`` lines for each compared field that differs; empty when all match."""
+    lines: list[str] = []
+    for key in ("rule", "action", "target", "reason"):
+        if key in expect and not _same(expect[key], got.get(key)):
+            lines += [f"- {key}: {_show(expect[key])}", f"+ {key}: {_show(got.get(key))}"]
+    for key, wanted in (expect.get("values") or {}).items():
+        have = (got.get("values") or {}).get(key)
+        if not _same(wanted, have):
+            lines += [f"- values.{key}: {_show(wanted)}", f"+ values.{key}: {_show(have)}"]
+    return lines

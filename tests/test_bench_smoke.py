@@ -1,0 +1,57 @@
+"""Smoke test of the benchmarks: ``python -m bench all --quick`` runs and reports well-formed results.
+
+No timing thresholds: this checks the plumbing (every bench runs, prints one
+JSON line with positive ratios, finds no shared slot and no error), not the
+figures. The figures come from a full run, see bench/README.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHES = ["ingest", "claim", "ingest-during-claims", "startup"]
+
+
+def _positive_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def test_bench_all_quick(tmp_path):
+    env = {**os.environ, "BENCH_TMPDIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    env.pop("LABELYARD_NOW", None)
+    env.pop("LABELYARD_DB", None)
+    proc = subprocess.run([sys.executable, "-m", "bench", "all", "--quick"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    assert [line["bench"] for line in lines] == BENCHES
+    for line in lines:
+        for key in ("variant", "metrics", "ratios", "targets", "detail", "params", "env", "ts"):
+            assert key in line, (line["bench"], key)
+        assert line["params"]["quick"] is True
+        assert line["ratios"], line["bench"]
+        for name, value in line["ratios"].items():
+            assert _positive_number(value), (line["bench"], name, value)
+        for name, value in line["metrics"].items():
+            assert isinstance(value, (int, float)) and not isinstance(value, bool), (line["bench"], name, value)
+        for t in line["targets"]:
+            assert {"name", "value", "op", "bound", "met", "what"} <= set(t)
+            assert isinstance(t["met"], bool)
+    by_name = {line["bench"]: line for line in lines}
+    # correctness, not speed: no slot handed out twice, nothing raised in a worker
+    claim = by_name["claim"]["metrics"]
+    for k in (1, 4):
+        assert claim[f"k{k}_labelyard_double_claims"] == 0
+        assert claim[f"k{k}_labelyard_errors"] == 0
+    during = by_name["ingest-during-claims"]["metrics"]
+    assert during["double_claims"] == 0 and during["errors"] == 0
+    assert by_name["ingest"]["metrics"]["n2000_labelyard_rows_per_s"] > 0
+    # tables go to stderr, one per bench
+    assert proc.stderr.count("\n== ") >= len(BENCHES)
+    assert not list(tmp_path.glob("run-*")), "scratch directories were left behind"
