@@ -224,7 +224,7 @@ def m003_plugins(db: Database) -> None:
             delivered_at REAL,
             UNIQUE (target, event_id, event)
         );
-        CREATE INDEX outbox_due ON outbox (target, next_at) WHERE status = 'pending';
+        CREATE INDEX outbox_pending ON outbox (target, id) WHERE status = 'pending';
 
         -- One row per `labelyard run`; a row never finished is a run that was killed.
         CREATE TABLE plugin_runs (

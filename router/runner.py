@@ -455,8 +455,10 @@ class Runner:
 
     def _deliver(self, entry: dict[str, Any], key: str, run: PluginRun, notifier) -> tuple[int, int]:
         delivered = 0
-        while rows := self.store.outbox_due(key, clock.now(), 100):
+        while rows := self.store.outbox_next(key, 100):
             for row in rows:
+                if row["next_at"] > clock.now():  # backing off: it, and everything after it, waits
+                    return delivered, self.store.outbox_pending().get(key, 0)
                 note = Notification(delivery=row["id"], event=row["event"], payload=json.loads(row["body"]),
                                     body=row["body"].encode("utf-8"), attempt=row["attempts"] + 1)
                 trace(f"notify {key}: delivery {row['id']} ({row['event']})")

@@ -699,10 +699,10 @@ class Store:
             [(target, event_id, event, body, at, at) for target, event_id, event, body, at in rows],
         )
 
-    def outbox_due(self, target: str, now: float, limit: int) -> list[sqlite3.Row]:
+    def outbox_next(self, target: str, limit: int) -> list[sqlite3.Row]:
+        """The oldest undelivered notifications of a notify entry (due or not: they go out in order)."""
         return self.query(
-            "SELECT * FROM outbox WHERE target = ? AND status = 'pending' AND next_at <= ? ORDER BY id LIMIT ?",
-            (target, now, limit),
+            "SELECT * FROM outbox WHERE target = ? AND status = 'pending' ORDER BY id LIMIT ?", (target, limit)
         )
 
     def outbox_delivered(self, outbox_id: int, at: float) -> None:

@@ -98,6 +98,10 @@ class _Clash(Exception):
 
 # ---------------------------------------------------------------- values
 
+_PLAIN = (int, float, str)  # exact types: a bool is not an int here
+_NUMBER_TYPES = (int, float)
+
+
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -132,6 +136,8 @@ def _equal(a: object, b: object) -> bool:
     """Equality where booleans are not numbers, and lists and objects compare deeply."""
     if a is b:
         return True
+    if type(a) in _PLAIN and type(b) in _PLAIN:  # the common case, fast
+        return a == b
     if isinstance(a, bool) or isinstance(b, bool):
         return isinstance(a, bool) and isinstance(b, bool) and a == b
     if _is_list(a) and _is_list(b):
@@ -163,6 +169,8 @@ def _json_fallback(value: object) -> object:
 
 def _ordered(symbol: str, test: Callable[[Any, Any], bool]) -> Callable[[object, object], bool]:
     def compare(a: object, b: object) -> bool:
+        if type(a) in _NUMBER_TYPES and type(b) in _NUMBER_TYPES:  # the common case, fast
+            return test(a, b)
         if a is None or b is None:
             return False
         if (_is_number(a) and _is_number(b)) or (isinstance(a, str) and isinstance(b, str)):
@@ -1026,6 +1034,14 @@ def _suggest(word: str, candidates: list[str]) -> str | None:
 
 def _getter(root: str, steps: list[tuple[str | None, _Fn | None]]) -> _Fn:
     """A closure reading ``root`` then each step (a fixed key, or a computed subscript) from a context."""
+    if len(steps) == 1 and steps[0][1] is None:
+        only = steps[0][0]
+
+        def read_field(ctx: Mapping[str, object], tr: list[str] | None) -> object:
+            value = ctx.get(root)
+            return value.get(only) if type(value) is dict or isinstance(value, Mapping) else None
+
+        return read_field
     if all(key_fn is None for _, key_fn in steps):
         keys = tuple(key for key, _ in steps)
 
