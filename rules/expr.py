@@ -19,7 +19,8 @@ Language
     ``-``. Functions: ``len min max abs matches sample`` and plugin functions.
 
 Semantics
-    - Missing data is null: a missing root, field, key or list index is null.
+    - Missing data is null: a missing root, field, key or list index is null,
+      and so is a subscript that does not fit the value (``[-1]`` is the last item).
     - ``==``/``!=`` compare values; ``1 == 1.0`` but ``true != 1`` (a boolean is
       not a number); lists and objects compare item by item.
     - ``< <= > >=`` compare two numbers or two texts; with null on either side
@@ -37,6 +38,8 @@ Semantics
       ``sample(rate)``: true for a stable share ``rate`` of tasks, from a
       SHA-256 of the task's external id (else its id); the tasks of
       ``sample(0.1)`` are among those of ``sample(0.2)``.
+    - Parts made only of literals are computed when the expression compiles,
+      so ``1 + "a"`` or ``len(5)`` is a load-time :class:`ExpressionError`.
 """
 
 from __future__ import annotations

@@ -447,7 +447,8 @@ def test_sample_needs_task():
 # ------------------------------------------------------------------ names and roots
 
 @pytest.mark.parametrize(("source", "names", "roots"), [
-    ("prediction.confidence < 0.7 and votes.count > 2", {"prediction.confidence", "votes.count"}, {"prediction", "votes"}),
+    ("prediction.confidence < 0.7 and votes.count > 2",
+     {"prediction.confidence", "votes.count"}, {"prediction", "votes"}),
     ("task.data.customer.tier == 'gold'", {"task.data"}, {"task"}),
     ("task.data[prediction.label]", {"task.data", "prediction.label"}, {"task", "prediction"}),
     ("votes.labels[0]", {"votes.labels"}, {"votes"}),
@@ -589,17 +590,16 @@ def test_python_escapes_are_refused(source):
     compile_error(source)
 
 
-@pytest.mark.parametrize(("prefix", "suffix"), [
-    ("(", ")"), ("[", "]"), ("-", ""), ("not ", ""), ("len([", "])"), ("abs(", ")"), ("task.data[", "]"),
+@pytest.mark.parametrize(("prefix", "inner", "suffix", "levels_per_unit"), [
+    ("(", "1", ")", 1), ("[", "1", "]", 1), ("-", "1", "", 1), ("not ", "true", "", 1), ("abs(", "1", ")", 1),
+    ("task.data[", "1", "]", 1), ("len([", "1", "])", 2),
 ])
-def test_nesting_limit(prefix, suffix):
-    def nested(levels: int) -> str:
-        inner = "1" if prefix != "not " else "true"
-        count = levels // 2 if prefix in ("len([",) else levels
-        return prefix * count + inner + suffix * count
+def test_nesting_limit(prefix, inner, suffix, levels_per_unit):
+    def nested(units: int) -> str:
+        return prefix * units + inner + suffix * units
 
-    compile_expression(nested(64))
-    err = compile_error(nested(66))
+    compile_expression(nested(64 // levels_per_unit))
+    err = compile_error(nested(64 // levels_per_unit + 1))
     assert err.message == "expression nested too deeply (more than 64 levels)"
 
 
