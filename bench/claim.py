@@ -66,6 +66,7 @@ def _labelyard_worker(idx: int, path: str, duration: float, barrier, stop_at) ->
     perf = time.perf_counter
     barrier.wait()
     t_start = time.monotonic()
+    cpu0 = time.process_time()
     end = t_start + duration
     i = 0
 
@@ -103,15 +104,18 @@ def _labelyard_worker(idx: int, path: str, duration: float, barrier, stop_at) ->
             continue
         submit_lat.append(perf() - t1)
     elapsed = time.monotonic() - t_start
+    cpu = time.process_time() - cpu0
     engine.close()
     return {"idx": idx, "ids": task_ids.tobytes(), "claim_lat": claim_lat.tobytes(),
             "submit_lat": submit_lat.tobytes(), "errors": dict(errors), "error_samples": error_samples,
-            "empty": empty, "elapsed": elapsed}
+            "empty": empty, "elapsed": elapsed, "cpu_s": cpu}
 
 
 def peer_worker(idx: int, path: str, duration: float, barrier, out_q) -> None:
     try:
+        cpu0 = time.process_time()  # includes opening the connection (~1 ms); the loop is verbatim
         r = peers_raw.claim_worker_loop(idx, path, duration, BUSY_MS, barrier, PEER_QUEUES)
+        r["cpu_s"] = time.process_time() - cpu0
         r["errors"] = {"claim:busy": r["claim_busy"]} if r["claim_busy"] else {}
         if r["submit_busy"]:
             r["errors"]["submit:busy"] = r["submit_busy"]
@@ -195,6 +199,7 @@ def run_workers(side: str, path: str, k: int, duration: float, *, during=None) -
         "side": side, "k": k, "claims": claims, "submits": submits,
         "elapsed_s": elapsed, "wall_s": wall,
         "ops_per_s": (claims + submits) / elapsed,
+        "cpu_us_per_op": 1e6 * sum(r["cpu_s"] for r in results) / max(claims + submits, 1),
         "claims_per_s": claims / elapsed,
         "claim_p50_ms": common.percentile(claim_lat, 50) * ms if claims else float("nan"),
         "claim_p99_ms": common.percentile(claim_lat, 99) * ms if claims else float("nan"),
@@ -302,11 +307,15 @@ def main(args) -> dict:
             f"k{k}_peer_busy_errors": sum(x["errors"] for x in peer),
             f"k{k}_labelyard_double_claims": doubles,
             f"k{k}_labelyard_per_worker_claims_min": min(x["per_worker_claims_min"] for x in ly),
+            f"k{k}_peer_per_worker_claims_min": min(x["per_worker_claims_min"] for x in peer),
+            f"k{k}_labelyard_cpu_us_per_op": summarise(ly, "cpu_us_per_op"),
+            f"k{k}_peer_cpu_us_per_op": summarise(peer, "cpu_us_per_op"),
         }
         metrics.update(m)
         ratios[f"k{k}_ops_per_s"] = ops_ratio
         ratios[f"k{k}_claim_p99"] = p99_ratio
         ratios[f"k{k}_claim_p50"] = p50_ratio
+        ratios[f"k{k}_cpu_per_op"] = common.median([a["cpu_us_per_op"] / b["cpu_us_per_op"] for a, b in zip(ly, peer)])
         targets += [
             common.target(f"K={k} ops/s ratio", ops_ratio, ">=", TARGET_OPS_RATIO, "labelyard / raw loop"),
             common.target(f"K={k} claim p99 ratio", p99_ratio, "<=", TARGET_P99_RATIO, "labelyard / raw loop"),

@@ -215,13 +215,43 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def loadavg() -> list[float]:
+    try:
+        with open("/proc/loadavg") as handle:
+            return [float(x) for x in handle.read().split()[:3]]
+    except OSError:  # pragma: no cover - non-Linux
+        return []
+
+
+def code_version() -> dict[str, Any]:
+    """The commit measured, and whether router/ or rules/ differ from it."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "router", "rules"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"commit": head or None, "router_rules_dirty": bool(dirty)}
+
+
+_LOAD_AT_START: list[float] = []
+
+
+def mark_start() -> None:
+    """Remember the load average when a bench starts (reported in ``env``)."""
+    _LOAD_AT_START[:] = loadavg()
+
+
 def env_info() -> dict[str, Any]:
     try:
         nproc = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - non-Linux
         nproc = os.cpu_count()
     return {"nproc": nproc, "cpu_count": os.cpu_count(), "python": platform.python_version(),
-            "sqlite_version": sqlite3.sqlite_version, "platform": platform.platform()}
+            "sqlite_version": sqlite3.sqlite_version, "platform": platform.platform(),
+            "loadavg_start": list(_LOAD_AT_START), "loadavg_end": loadavg(), **code_version()}
 
 
 def _round(v: Any) -> Any:

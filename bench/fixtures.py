@@ -107,22 +107,38 @@ def worker_name(i: int) -> str:
     return f"a{i:04d}"
 
 
+# Annotators registered in every claim fixture (the largest default K), so the
+# claim bench and the ingest-during-claims bench can share one fixture.
+CLAIM_FIXTURE_WORKERS = 64
+
+# Set by `python -m bench all`: a folder where fixtures outlive one bench.
+SHARED_DIR: str | None = None
+
+
 def build_claim_db(folder: str, n: int, workers: int, seed: int = 42) -> str:
     """A Labelyard database with ``n`` open tasks in one queue (overlap 1), checkpointed for copying.
 
     Tasks go in through ``Engine.ingest`` (the product's own path), from the
-    same rows as the peer's claim fixture.
+    same rows as the peer's claim fixture. ``max(workers, 64)`` annotators are
+    registered. Under ``bench all`` the file is built once and shared.
     """
     from router.ingest import read_file
 
-    path = os.path.join(folder, f"claim-fixture-{n}.db")
+    workers = max(workers, CLAIM_FIXTURE_WORKERS)
+    if SHARED_DIR is not None:
+        folder = SHARED_DIR
+    path = os.path.join(folder, f"claim-fixture-{n}-{workers}.db")
+    if os.path.exists(path):
+        return path
     wf = write_workflow(folder, "bench-claim", CLAIM_WORKFLOW)
     src = os.path.join(folder, f"claim-fixture-{n}.jsonl")
     write_jsonl(src, peers_raw.make_rows(n, seed=seed))
-    engine = init_db(path, CLAIM_WORKFLOW, wf, annotators=workers)
+    building = path + ".building"
+    engine = init_db(building, CLAIM_WORKFLOW, wf, annotators=workers)
     report = engine.ingest(read_file(src, engine.workflow.labels.choices), os.path.abspath(src))
     assert report.ingested == n, report.as_dict()
     engine.close()
     os.remove(src)
-    checkpoint(path)
+    checkpoint(building)
+    os.replace(building, path)
     return path

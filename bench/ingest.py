@@ -24,6 +24,7 @@ import json
 import multiprocessing as mp
 import os
 import sqlite3
+import time
 
 from . import common, fixtures, peers_raw
 
@@ -35,8 +36,9 @@ TARGET_RSS_MIB = 300.0
 def _peer_child(path: str, n: int, conn) -> None:
     try:
         rows = peers_raw.make_rows(n, seed=42)  # before the clock, as in bench_ingest.py
+        cpu0 = time.process_time()
         dt = peers_raw.ingest_raw(path, rows, PEER_BATCH)
-        conn.send({"seconds": dt})
+        conn.send({"seconds": dt, "cpu_s": time.process_time() - cpu0})
     except BaseException as exc:  # report instead of hanging the parent
         conn.send({"error": repr(exc)})
 
@@ -55,7 +57,8 @@ def run_peer(folder: str, n: int, tag: str) -> dict:
     for suffix in ("", "-wal", "-shm"):
         if os.path.exists(path + suffix):
             os.remove(path + suffix)
-    return {"seconds": result["seconds"], "rows_per_s": n / result["seconds"], "db_mib": size / 2**20}
+    return {"seconds": result["seconds"], "rows_per_s": n / result["seconds"], "cpu_s": result["cpu_s"],
+            "rows_per_cpu_s": n / result["cpu_s"], "db_mib": size / 2**20}
 
 
 def _write_jsonl_child(path: str, n: int) -> None:
@@ -97,6 +100,7 @@ def run_labelyard(folder: str, src: str, template: str, n: int, tag: str, extra_
             os.remove(db + suffix)
     return {"seconds": r["wall_s"], "rows_per_s": n / r["wall_s"], "peak_rss_mib": r["peak_rss_mib"],
             "ru_maxrss_mib": r["ru_maxrss_mib"], "user_s": r["user_s"], "sys_s": r["sys_s"],
+            "cpu_s": r["user_s"] + r["sys_s"], "rows_per_cpu_s": n / (r["user_s"] + r["sys_s"]),
             "db_mib": size / 2**20, "routed": report["routed"]}
 
 
@@ -118,7 +122,11 @@ def run_stage(folder: str, n: int, runs: int) -> dict:
                            f"({res['seconds']:.1f}s), peak RSS {res['peak_rss_mib']:.0f} MiB")
     os.remove(src)
     ratios = [a["rows_per_s"] / b["rows_per_s"] for a, b in zip(ly, peer)]
+    cpu_ratios = [a["rows_per_cpu_s"] / b["rows_per_cpu_s"] for a, b in zip(ly, peer)]
     return {
+        "cpu_ratio": common.median(cpu_ratios),
+        "labelyard_rows_per_cpu_s": common.median([x["rows_per_cpu_s"] for x in ly]),
+        "peer_rows_per_cpu_s": common.median([x["rows_per_cpu_s"] for x in peer]),
         "n": n, "runs": runs,
         "labelyard_rows_per_s": common.median([x["rows_per_s"] for x in ly]),
         "peer_rows_per_s": common.median([x["rows_per_s"] for x in peer]),
@@ -155,15 +163,19 @@ def main(args) -> dict:
         metrics[f"{key}_peer_raw_rows_per_s"] = st["peer_rows_per_s"]
         metrics[f"{key}_labelyard_peak_rss_mib"] = st["labelyard_peak_rss_mib"]
         metrics[f"{key}_runs"] = st["runs"]
+        metrics[f"{key}_labelyard_rows_per_cpu_s"] = st["labelyard_rows_per_cpu_s"]
+        metrics[f"{key}_peer_raw_rows_per_cpu_s"] = st["peer_rows_per_cpu_s"]
         ratios[f"{key}_rows_per_s"] = st["ratio"]
+        ratios[f"{key}_rows_per_cpu_s"] = st["cpu_ratio"]
         targets.append(common.target(f"{key} rows/s ratio", st["ratio"], ">=", TARGET_RATIO,
                                      f"labelyard / raw executemany, median of {st['runs']}"))
         targets.append(common.target(f"{key} peak RSS MiB", st["labelyard_peak_rss_mib"], "<", TARGET_RSS_MIB,
                                      "labelyard ingest process, VmHWM"))
         rows.append([f"{st['n']:,}", st["runs"], st["labelyard_rows_per_s"], st["peer_rows_per_s"], st["ratio"],
-                     st["labelyard_peak_rss_mib"]])
+                     st["cpu_ratio"], st["labelyard_peak_rss_mib"]])
     common.table("ingest: labelyard CLI vs raw executemany (10k rows/txn)",
-                 ["rows", "runs", "labelyard rows/s", "raw rows/s", "ratio", "ly peak RSS MiB"], rows, targets)
+                 ["rows", "runs", "labelyard rows/s", "raw rows/s", "ratio", "CPU-time ratio", "ly peak RSS MiB"],
+                 rows, targets)
     detail = {"stages": [{k: v for k, v in st.items()} for st in results],
               "labelyard_command": common.labelyard_command(), "peer_batch": PEER_BATCH,
               "workflow": fixtures.INGEST_WORKFLOW}

@@ -35,6 +35,8 @@ class TimedConnection:
         self._conn = conn
         self.seconds: collections.Counter = collections.Counter()
         self.calls: collections.Counter = collections.Counter()
+        self.holds: list[float] = []  # write lock held: BEGIN IMMEDIATE returned -> COMMIT returned
+        self._locked_at: float | None = None
 
     @staticmethod
     def kind(sql: str) -> str:
@@ -47,9 +49,15 @@ class TimedConnection:
         try:
             return getattr(self._conn, method)(sql, *args)
         finally:
+            t1 = time.perf_counter()
             key = f"{method}: {self.kind(sql)}"
-            self.seconds[key] += time.perf_counter() - t0
+            self.seconds[key] += t1 - t0
             self.calls[key] += 1
+            if sql == "BEGIN IMMEDIATE":
+                self._locked_at = t1
+            elif sql in ("COMMIT", "ROLLBACK") and self._locked_at is not None:
+                self.holds.append(t1 - self._locked_at)
+                self._locked_at = None
 
     def execute(self, sql, *args):
         return self._timed("execute", sql, *args)
@@ -103,6 +111,11 @@ def print_split(title: str, total: float, timed: TimedConnection, spent: dict, e
     parts.append(("other Python (engine: row/view building, JSON, transaction logic)", total - accounted))
     for name, v in parts:
         lines.append(f"  {v:8.2f}s  {100 * v / total:5.1f}%  {name}")
+    if timed.holds:
+        lines.append(f"  write lock held per transaction: {len(timed.holds):,} transactions, "
+                     f"p50 {1e3 * common.percentile(timed.holds, 50):.2f} ms, "
+                     f"p99 {1e3 * common.percentile(timed.holds, 99):.2f} ms, max {1e3 * max(timed.holds):.1f} ms, "
+                     f"total {sum(timed.holds):.2f}s ({100 * sum(timed.holds) / total:.0f}% of wall)")
     lines.append("  SQL by statement:")
     for key, v in timed.seconds.most_common(12):
         lines.append(f"    {v:8.2f}s  {100 * v / total:5.1f}%  {timed.calls[key]:>8,} x  {key}")

@@ -7,10 +7,11 @@ a task with Label Studio's ``data``; its id is the Label Studio task id
 gives the prediction: ``result[].value`` read as the workflow's label type
 (``choices``, ``labels`` spans, ``rectanglelabels`` boxes, ``number``,
 ``textarea``), ``score`` as the confidence and ``model_version`` as the model.
-Completed ``annotations`` (not cancelled) are kept, read the same way, in
-``data["labelstudio_annotations"]`` as ``[{"worker", "label"}]`` so a rule or
-a reviewer can use them (``len(task.data.labelstudio_annotations) > 0``).
-The cursor skips export files that did not change.
+Completed ``annotations`` (not cancelled), read the same way, become prior
+votes of the workers ``labelstudio:<email or id>``: they count toward the
+overlap that ``on_create`` asks for (and may complete it, so ``on_quorum``
+runs), and reviewers see them like any vote. The cursor skips export files
+that did not change.
 
 Sink (``sinks: [{plugin: labelstudio, path: out/labelstudio.json}]``): a
 JSON list of tasks for Label Studio's import: ``data``, the final label as
@@ -28,7 +29,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from router import hookimpl
-from router.plugin_api import FinalTask, PluginError, PluginRun, RowProblem, SourcePart, TaskInput
+from router.plugin_api import (JSON_RESERVED, FinalTask, PluginError, PluginRun, RowError, RowProblem, SourcePart,
+                               TaskInput, check_row)
 
 from ._files import PART_ROWS, matching_files, signature
 
@@ -67,16 +69,22 @@ def read(run: PluginRun) -> Iterator[SourcePart]:
             tasks = [tasks]
         if not isinstance(tasks, list):
             raise PluginError(f"{path}: a Label Studio export is a JSON list of tasks")
-        rows = [task_row(item, number, run.label_type, run.choices, prefix) for number, item in enumerate(tasks, 1)]
+        votes: dict[str, list[dict[str, Any]]] = {}
+        choices = run.choices if run.label_type in ("choice", "multi_choice") else ()
+        rows = [task_row(item, number, run.label_type, choices, prefix, votes) for number, item in enumerate(tasks, 1)]
         for start in range(0, len(rows), PART_ROWS):
             last = start + PART_ROWS >= len(rows)
-            yield SourcePart(path, rows[start:start + PART_ROWS], {**state, path: sig} if last else dict(state))
+            chunk = rows[start:start + PART_ROWS]
+            prior = {t.external_id: votes[t.external_id] for t in chunk
+                     if isinstance(t, TaskInput) and t.external_id in votes}
+            yield SourcePart(path, chunk, {**state, path: sig} if last else dict(state), votes=prior)
         if not rows:
             yield SourcePart(path, [], {**state, path: sig})
         state[path] = sig
 
 
-def task_row(item: Any, number: int, label_type: str, choices: tuple[str, ...], prefix: str) -> TaskInput | RowProblem:
+def task_row(item: Any, number: int, label_type: str, choices: tuple[str, ...], prefix: str,
+             votes: dict[str, list[dict[str, Any]]]) -> TaskInput | RowProblem:
     raw = json.dumps(item, ensure_ascii=False)[:2000]
     if not isinstance(item, dict):
         return RowProblem(number, "a task must be a JSON object", raw)
@@ -90,11 +98,7 @@ def task_row(item: Any, number: int, label_type: str, choices: tuple[str, ...], 
     predictions = [p for p in item.get("predictions") or [] if isinstance(p, dict)]
     if predictions:
         best = max(predictions, key=lambda p: p.get("score") if isinstance(p.get("score"), (int, float)) else -1)
-        label = read_result(best.get("result"), label_type)
-        problem = _label_problem(label, label_type, choices)
-        if problem:
-            return RowProblem(number, f"prediction: {problem}", raw)
-        task.label = label
+        task.label = read_result(best.get("result"), label_type)
         score = best.get("score")
         if isinstance(score, (int, float)) and not isinstance(score, bool):
             if not 0 <= score <= 1:
@@ -110,8 +114,20 @@ def task_row(item: Any, number: int, label_type: str, choices: tuple[str, ...], 
         if label is not None:
             prior.append({"worker": _who(annotation.get("completed_by")), "label": label})
     if prior:
-        task.data["labelstudio_annotations"] = prior
-    return task
+        votes[task.external_id] = prior
+    return check_task(task, number, raw, choices)
+
+
+def check_task(task: TaskInput, number: int, raw: str, choices: tuple[str, ...]) -> TaskInput | RowProblem:
+    """The same checks as any ingested row (the prediction's label among the choices, and so on)."""
+    row: dict[str, Any] = {"id": task.external_id, "data": task.data}
+    if task.label is not None or task.confidence is not None:
+        row["prediction"] = {k: v for k, v in (("label", task.label), ("confidence", task.confidence),
+                                                ("model", task.model)) if v is not None}
+    try:
+        return check_row(row, number, choices, JSON_RESERVED)
+    except RowError as exc:
+        return RowProblem(number, str(exc), raw)
 
 
 def read_result(result: Any, label_type: str) -> Any:
@@ -152,22 +168,10 @@ def read_result(result: Any, label_type: str) -> Any:
     return None
 
 
-def _label_problem(label: Any, label_type: str, choices: tuple[str, ...]) -> str | None:
-    if label is None or not choices:
-        return None
-    if label_type == "choice" and label not in choices:
-        return f"label {json.dumps(label)} is not one of {', '.join(choices)}"
-    if label_type == "multi_choice":
-        bad = [c for c in label if c not in choices]
-        if bad:
-            return f"{', '.join(map(json.dumps, bad))} not among {', '.join(choices)}"
-    return None
-
-
 def _who(completed_by: Any) -> str:
     if isinstance(completed_by, dict):
-        return str(completed_by.get("email") or completed_by.get("id") or "labelstudio")
-    return f"labelstudio:{completed_by}" if completed_by is not None else "labelstudio"
+        return f"labelstudio:{completed_by.get('email') or completed_by.get('id') or 'unknown'}"
+    return f"labelstudio:{completed_by}" if completed_by is not None else "labelstudio:unknown"
 
 
 # -- sink --------------------------------------------------------------------------------

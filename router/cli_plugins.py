@@ -8,7 +8,6 @@ not a built-in one, or for ``labelyard --help``.
 
 from __future__ import annotations
 
-import inspect
 import os
 import re
 import sys
@@ -19,9 +18,9 @@ import click
 EXIT_PLUGIN_FAILED = 4
 SOURCE_SPEC = re.compile(r"([A-Za-z][A-Za-z0-9_.-]+):(.*)\Z", re.S)
 
-plugins_dir_option = click.option(
-    "--plugins-dir", "plugins_dir", default=None, metavar="DIR", type=click.Path(file_okay=False),
-    help="Also load every .py file in DIR as a plugin (default: $LABELYARD_PLUGINS_DIR).")
+PLUGINS_DIR = {"default": None, "metavar": "DIR", "type": click.Path(file_okay=False),
+               "help": "Also load every .py file in DIR as a plugin (default: $LABELYARD_PLUGINS_DIR)."}
+plugins_dir_option = click.option("--plugins-dir", "plugins_dir", **PLUGINS_DIR)
 
 
 def split_source(source: str) -> tuple[str | None, str]:
@@ -134,24 +133,18 @@ def _workflow_modules(db: str | None) -> list[str]:
 
 
 def _wrap_ingest(main: click.Group, db_option: Any, emit_json: Any) -> None:
-    """Let ``ingest`` take ``PLUGIN:ARG``; a plain file still goes the direct, fast way."""
+    """Let ``ingest`` take ``PLUGIN:ARG``; a plain file still goes the direct, fast way.
+
+    The command keeps every option of the plain ``ingest`` (it reuses its
+    parameters and calls its own callback for a file) and adds ``--plugins-dir``.
+    """
     plain = main.commands.get("ingest")
     if plain is None or plain.callback is None:
         return
-    plain_ingest = inspect.unwrap(plain.callback)
 
-    @click.command("ingest")
-    @click.argument("source")
     @db_option
-    @click.option("--json", "as_json", is_flag=True, help="Print counts as JSON.")
-    @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-    @plugins_dir_option
-    def ingest(source: str, db: str | None, as_json: bool, quiet: bool, plugins_dir: str | None) -> None:
-        """Ingest tasks from a .jsonl or .csv file, or through a source plugin: `labelstudio:export.json`,
-        `folder:inbox/`, `csv:data/*.csv`. Bad rows are quarantined, known ids skipped."""
+    def through_plugin(source: str, db: str | None, as_json: bool, quiet: bool, plugins_dir: str | None) -> None:
         plugin, arg = split_source(source)
-        if plugin is None:
-            return plain_ingest(source=source, db=db, as_json=as_json, quiet=quiet)
         from .errors import LabelyardError
         from .plugins import describe_error
         from .runner import ingest_parts, make_run, open_for_run
@@ -161,8 +154,7 @@ def _wrap_ingest(main: click.Group, db_option: Any, emit_json: Any) -> None:
         if found is None:
             known = ", ".join(sorted(plugins.registry["sources"])) or "none"
             raise LabelyardError(f"no source plugin `{plugin}` (sources: {known}; see `labelyard plugins`)")
-        entry = {"plugin": plugin, "path": arg}
-        run = make_run(engine, entry, f"{plugin}:{arg}", None, os.getcwd())
+        run = make_run(engine, {"plugin": plugin, "path": arg}, f"{plugin}:{arg}", None, os.getcwd())
         try:
             result = ingest_parts(engine, iter(found.func(run)))
         except Exception as exc:  # noqa: BLE001 - the plugin's failure, told as a user error
@@ -170,13 +162,26 @@ def _wrap_ingest(main: click.Group, db_option: Any, emit_json: Any) -> None:
         if as_json:
             emit_json(result)
             return
-        click.echo(f"ingested {result['ingested']}, duplicates {result['duplicates']}, rejected {result['rejected']}")
+        click.echo(f"ingested {result['ingested']}, duplicates {result['duplicates']}, rejected {result['rejected']}"
+                   + (f", prior votes {result['prior_votes']}" if result.get("prior_votes") else ""))
         for rule, n in sorted(result["routed"].items(), key=lambda kv: -kv[1]):
             click.echo(f"  {n:>8}  {rule}")
         if result["rejected"]:
             click.echo(f"rejected rows are kept with their reasons: labelyard rejects --db {engine.store.path}", err=True)
 
-    main.add_command(ingest)
+    def callback(**kwargs: Any) -> Any:
+        plugins_dir = kwargs.pop("plugins_dir", None)
+        if split_source(kwargs["source"])[0] is None:
+            return plain.callback(**kwargs)
+        return through_plugin(source=kwargs["source"], db=kwargs.get("db"), as_json=bool(kwargs.get("as_json")),
+                              quiet=bool(kwargs.get("quiet")), plugins_dir=plugins_dir)
+
+    plugins_dir_param = click.Option(["--plugins-dir", "plugins_dir"], **PLUGINS_DIR)
+    main.add_command(click.Command(
+        "ingest", callback=callback, params=[*plain.params, plugins_dir_param], short_help=None,
+        help="Ingest tasks from a .jsonl or .csv file, or through a source plugin: `labelstudio:export.json`, "
+             "`folder:inbox/`, `csv:data/*.csv`. Bad rows are quarantined, known ids skipped.",
+    ))
 
 
 def _lazy_plugin_commands(main: click.Group) -> None:

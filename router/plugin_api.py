@@ -72,11 +72,18 @@ class SourcePart:
     then ``cursor`` is stored; the next run gets it back as ``run.state``. A
     source that raises while its part is being read leaves nothing of that
     part behind. ``origin`` is where the rows come from, e.g. a file's path.
+
+    ``votes`` are prior votes, by external id: ``{"t1": [{"worker": "ls:ann",
+    "label": "bug"}]}`` (labels another tool collected). Each is recorded as
+    that worker's annotate submission on the open task, counts toward the
+    stage's overlap and may complete it (``on_quorum`` then runs); a worker's
+    vote on a task is recorded once, however often the part is read.
     """
 
     origin: str
     rows: Iterable[TaskInput | RowProblem]
     cursor: Any = None
+    votes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass

@@ -61,7 +61,10 @@ def describe_error(exc: BaseException) -> str:
 def trace(message: str) -> None:
     """Print ``message`` on stderr when ``LABELYARD_TRACE_PLUGINS`` is set."""
     if os.environ.get("LABELYARD_TRACE_PLUGINS"):
-        print(f"labelyard trace: {message}", file=sys.stderr)
+        try:
+            print(f"labelyard trace: {message}", file=sys.stderr, flush=True)
+        except OSError:
+            pass
 
 
 @dataclass

@@ -150,10 +150,55 @@ def ingest_parts(engine, parts: Iterator[SourcePart], on_cursor: Callable[[Any],
             report = engine.ingest(rows, part.origin, progress=progress)
             total.update(ingested=report.ingested, duplicates=report.duplicates, rejected=report.rejected)
             routed.update(report.routed)
+        if part.votes:
+            total["prior_votes"] += add_prior_votes(engine, part.votes, part.origin)
         if on_cursor is not None:
             on_cursor(part.cursor)
-    return {"ingested": total["ingested"], "duplicates": total["duplicates"], "rejected": total["rejected"],
-            "routed": dict(routed)}
+    result = {"ingested": total["ingested"], "duplicates": total["duplicates"], "rejected": total["rejected"],
+              "routed": dict(routed)}
+    if total["prior_votes"]:
+        result["prior_votes"] = total["prior_votes"]
+    return result
+
+
+def add_prior_votes(engine, votes: dict[str, list[dict[str, Any]]], origin: str) -> int:
+    """Record votes another tool collected as annotate submissions (see :class:`SourcePart`); returns how many.
+
+    One transaction per task. Only open, non-gold tasks take them; a vote whose
+    label the workflow refuses, or by a worker who already voted on the task,
+    is left out. When the votes complete an annotate stage, ``on_quorum`` decides.
+    """
+    store = engine.store
+    labels = engine.workflow.labels
+    added = 0
+    for external_id, items in votes.items():
+        with store.transaction():
+            task = store.task(str(external_id))
+            if task is None or task["status"] != "open" or task["is_gold"]:
+                continue
+            now = clock.now()
+            for vote in items:
+                worker, label = str(vote.get("worker") or "imported"), vote.get("label")
+                if label is None or labels.problem(label) or store.annotated(task["id"], worker):
+                    continue
+                store.ensure_worker(worker, ["imported"], now)
+                assignment_id = store.insert_assignment(task["id"], worker, "annotate", task["queue"], task["round"],
+                                                        "submitted", now)
+                store.insert_annotation({"id": assignment_id, "task_id": task["id"], "worker": worker,
+                                         "stage": "annotate", "round": task["round"]}, label, None, None, now)
+                store.add_event("submitted", now, task_id=task["id"], actor=worker,
+                                detail={"assignment": assignment_id, "stage": "annotate", "label": label,
+                                        "prior": True, "source": origin})
+                added += 1
+                if task["stage"] == "annotate":
+                    needed = max(0, task["needed"] - 1)
+                    store.update_task(task["id"], needed=needed, free_slots=max(0, task["free_slots"] - 1),
+                                      updated_at=now)
+                    task = store.task(task["id"])
+                    if needed == 0:
+                        engine._decide_quorum(task, now, worker)
+                        break
+    return added
 
 
 def final_task(store, row) -> FinalTask:
@@ -259,8 +304,21 @@ class Runner:
         self.store = engine.store
         self.plugins = plugins
         self.base_dir = base_dir
-        self.echo = echo or (lambda message: None)
+        self.echo = self._quiet_on_closed_output(echo)
         self.report = RunReport()
+
+    @staticmethod
+    def _quiet_on_closed_output(echo: Callable[[str], None] | None) -> Callable[[str], None]:
+        """Progress lines must never fail a step (``labelyard run | head`` closes the pipe)."""
+        def safe(message: str) -> None:
+            if echo is None:
+                return
+            try:
+                echo(message)
+            except OSError:
+                pass
+
+        return safe
 
     def fail(self, step: str, entry: dict[str, Any] | None, error: str) -> None:
         plugin = str(entry.get("plugin")) if entry else step

@@ -24,6 +24,7 @@ from typing import Any
 
 from . import clock
 from .context import stored_prediction, task_facts
+from .engine import decision_facts
 from .lead import hold_task, release_assignment
 
 PAGE = 500
@@ -82,9 +83,10 @@ def tick(engine, *, page: int = PAGE, actor: str = ACTOR) -> TickReport:
             task = store.task(a["task_id"])
             if task is None:
                 continue
-            decision = engine.workflow.decide("on_timer", context(task, a))
+            ctx = context(task, a)
+            decision = engine.workflow.decide("on_timer", ctx)
             if decision.rule is not None and (decision.action == "release" or not task["is_gold"]):
-                todo.append((a, task, decision))
+                todo.append((a, task, decision, decision_facts(ctx)))
         _act(engine, todo, now, actor, report)
 
     if all(rule.when is not None and rule.when.roots <= {"assignment", "now"} for rule in rules):
@@ -98,9 +100,10 @@ def tick(engine, *, page: int = PAGE, actor: str = ACTOR) -> TickReport:
         report.tasks += len(tasks)
         todo = []
         for task in tasks:
-            decision = engine.workflow.decide("on_timer", context(task, None))
+            ctx = context(task, None)
+            decision = engine.workflow.decide("on_timer", ctx)
             if decision.rule is not None and decision.action != "release":
-                todo.append((None, task, decision))
+                todo.append((None, task, decision, decision_facts(ctx)))
         _act(engine, todo, now, actor, report)
     return report
 
@@ -111,7 +114,7 @@ def _act(engine, todo: list, now: float, actor: str, report: TickReport) -> None
         return
     store = engine.store
     with store.transaction():
-        for a, old, decision in todo:
+        for a, old, decision, facts in todo:
             task = store.task(old["id"])
             if task["status"] != "open" or task["round"] != old["round"]:
                 continue  # moved on since it was read (or by an earlier decision of this page)
@@ -121,7 +124,8 @@ def _act(engine, todo: list, now: float, actor: str, report: TickReport) -> None
                     continue
             if decision.action == "release":
                 release_assignment(engine, a, now, actor,
-                                   detail={"rule": decision.rule, "section": "on_timer", "round": task["round"]})
+                                   detail={"rule": decision.rule, "section": "on_timer", "round": task["round"],
+                                           "facts": facts})
                 report.released += 1
                 continue
             if store.timer_fired(task["id"], decision.rule, task["round"]):
@@ -136,7 +140,8 @@ def _act(engine, todo: list, now: float, actor: str, report: TickReport) -> None
                 mark["assignment"] = a["id"]
             if decision.action == "hold":
                 hold_task(engine, task, now, actor, decision.reason or f"held by rule `{decision.rule}`",
-                          rule=decision.rule, detail={**decision.as_detail(), **mark})
+                          rule=decision.rule, detail={**decision.as_detail(), **mark, "facts": facts})
             else:
-                engine._apply(task, decision, now, actor, votes=engine._votes(task["id"]), final_by="lead", extra=mark)
+                engine._apply(task, decision, now, actor, votes=engine._votes(task["id"]), final_by="lead",
+                              facts=facts, extra=mark)
             report.actions[decision.action] += 1

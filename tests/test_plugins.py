@@ -367,8 +367,11 @@ def test_hook_register_commands(run, tmp_path):
                 click.echo("hijacked")
     """)
     env = {"LABELYARD_PLUGINS_DIR": str(tmp_path / "pl")}
-    assert run.ok("greet", "ann", env=env).stdout == "hello ann\n"
+    greeted = run.ok("greet", "ann", env=env)
+    assert greeted.stdout == "hello ann\n"
+    assert "a plugin tried to replace the `claim` command; kept the built-in" in greeted.stderr
     assert "greet" in run.ok("--help", env=env).stdout
+    assert "greet" not in run.ok("--help").stdout
     hijack = run("claim", "--as", "x", env=env)
     assert "hijacked" not in hijack.stdout  # the built-in `claim` ran (and found no database)
 
@@ -377,23 +380,29 @@ def test_hook_register_commands(run, tmp_path):
 def test_ingest_labelstudio_export(project, tmp_path):
     export = [
         {"id": 7, "data": {"text": "my card was charged twice"},
-         "predictions": [{"model_version": "v2", "score": 0.95, "result": [{"value": {"choices": ["dog"]}}]},
+         "predictions": [{"model_version": "v2", "score": 0.6, "result": [{"value": {"choices": ["dog"]}}]},
                          {"model_version": "v1", "score": 0.4, "result": [{"value": {"choices": ["cat"]}}]}],
          "annotations": [{"completed_by": {"email": "ann@example.com"}, "result": [{"value": {"choices": ["dog"]}}]},
                          {"completed_by": 3, "was_cancelled": True, "result": [{"value": {"choices": ["cat"]}}]}]},
-        {"id": 8, "data": {"text": "app crashes"}, "predictions": [{"score": 0.5, "result": [{"value": {"choices": ["cat"]}}]}]},
+        {"id": 8, "data": {"text": "app crashes"}, "predictions": [{"score": 0.95, "result": [{"value": {"choices": ["cat"]}}]}]},
         {"id": 9, "data": {"text": "odd"}, "predictions": [{"score": 0.5, "result": [{"value": {"choices": ["cow"]}}]}]},
         {"data": {"text": "no id"}},
+        {"id": 10, "data": {"text": "plain"}},
     ]
     (tmp_path / "export.json").write_text(json.dumps(export), encoding="utf-8")
     result = project.json("ingest", "labelstudio:export.json", "--json")
-    assert (result["ingested"], result["rejected"]) == (2, 2)
-    assert result["routed"] == {"confident": 1, "default": 1}
+    assert (result["ingested"], result["rejected"], result["prior_votes"]) == (3, 2, 1)
+    assert result["routed"] == {"confident": 1, "default": 2}
     task = project.json("show", "7", "--json")
-    assert task["prediction"] == {**task["prediction"], "label": "dog", "confidence": 0.95, "model": "v2"}
-    assert task["task"]["data"]["labelstudio_annotations"] == [{"worker": "ann@example.com", "label": "dog"}]
+    assert task["prediction"] == {**task["prediction"], "label": "dog", "confidence": 0.6, "model": "v2"}
+    # the Label Studio annotation was a vote, which met the overlap of 1: on_quorum accepted it
+    assert [(a["worker"], a["label"]) for a in task["annotations"]] == [("labelstudio:ann@example.com", "dog")]
+    assert (task["task"]["status"], task["task"]["final_by"], task["task"]["final_label"]) == ("done", "consensus", "dog")
+    assert project.json("show", "10", "--json")["task"]["stage"] == "annotate"
     reasons = [r["reason"] for r in project.json("rejects", "--json")]
     assert any("cow" in r for r in reasons) and any("no `id`" in r for r in reasons)
+    again = project.json("ingest", "labelstudio:export.json", "--json")
+    assert (again["ingested"], again["duplicates"], again.get("prior_votes")) == (0, 3, None)  # votes once
 
 
 def test_ingest_folder_one_task_per_file(project, tmp_path):

@@ -33,6 +33,7 @@ def test_a_stale_assignment_is_released_for_someone_else(project):
     assert [x["status"] for x in t["assignments"]] == ["released"]
     (event,) = [e for e in t["events"] if e["kind"] == "released"]
     assert event["rule"] == "stale assignment" and event["actor"] == "labelyard tick"
+    assert event["detail"]["facts"]["assignment"]["age"] == pytest.approx(2.5 * 3600)
 
     again = project.json("tick", hours=2.5)
     assert again["released"] == 0 and again["assignments_checked"] == 0
@@ -48,6 +49,8 @@ def test_sla_breach_escalates_once(project):
     assert report["actions"] == {"escalate": 3}
     t = project.show("T2")["task"]
     assert (t["stage"], t["queue"], t["reason"]) == ("escalated", "experts", "SLA breach")
+    routed = [e for e in project.show("T2")["events"] if e["kind"] == "routed"]
+    assert routed[-1]["detail"]["round"] == 0 and routed[-1]["detail"]["facts"]["task"]["age"] == 49 * 3600
     view = project.claim("eve", hours=49)
     before = len(project.show(view["external_id"])["events"])
 
