@@ -85,18 +85,29 @@ def _key(label: Any) -> Any:
     return label
 
 
-def votes_facts(votes: Sequence[Mapping[str, Any]], accuracy: Mapping[str, tuple[int, int]]) -> dict[str, Any]:
-    """``votes.*`` from each annotator's latest vote: count, labels, top, agreement, tie, entropy…"""
+def votes_facts(votes: Sequence[Mapping[str, Any]], accuracy: Mapping[str, tuple[int, int]], *,
+                spec: Any = None, method: str = "majority",
+                history: Callable[[str | None], Any] | None = None, task_id: int | None = None) -> dict[str, Any]:
+    """``votes.*`` from each annotator's latest vote: count, labels, top, agreement, tie, entropy…
+
+    ``top``, ``top_count``, ``agreement``, ``unanimous`` and ``tie`` come from the
+    type-aware aggregator of :mod:`router.consensus` for the label ``spec``
+    (``rules.workflow.LabelSpec``; without one, an exact vote) and ``method``
+    (``quality.consensus``); ``history(queue)`` gives Dawid-Skene the queue's
+    recent votes, and is called only for that method.
+    """
+    from .consensus import aggregate, for_spec
+
     labels = [loads(v["label"]) for v in votes]
     keys = [_key(label) for label in labels]
     counts = Counter(keys).most_common()
     count = len(labels)
-    top = top_count = None
-    tie = False
-    if counts:
-        top_key, top_count = counts[0]
-        tie = len(counts) > 1 and counts[1][1] == top_count
-        top = None if tie else labels[keys.index(top_key)]
+    workers = [v["worker"] for v in votes]
+    queue = votes[-1]["queue"] if votes else None
+    options: dict[str, Any] = {"workers": workers, "method": method, "accuracy": accuracy, "task": task_id}
+    if history is not None:
+        options["history"] = lambda: history(queue)
+    consensus = for_spec(labels, spec, **options) if spec is not None else aggregate(labels, **options)
     entropy = None
     if count:
         entropy = -sum((n / count) * math.log2(n / count) for _, n in counts) + 0.0
@@ -108,13 +119,9 @@ def votes_facts(votes: Sequence[Mapping[str, Any]], accuracy: Mapping[str, tuple
     return {
         "count": count,
         "labels": labels,
-        "workers": [v["worker"] for v in votes],
-        "queue": votes[-1]["queue"] if votes else None,
-        "top": top,
-        "top_count": top_count or 0,
-        "agreement": (top_count / count) if count else None,
-        "unanimous": count > 0 and len(counts) == 1,
-        "tie": tie,
+        "workers": workers,
+        "queue": queue,
+        **consensus.facts(),
         "entropy": entropy,
         "min_accuracy": min(accuracies) if accuracies else None,
         "any_flagged": any(bool(v["flagged"]) for v in votes),

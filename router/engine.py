@@ -18,6 +18,7 @@ from typing import Any
 
 from . import clock
 from .context import Lazy, prediction_facts, review_facts, stored_prediction, task_facts, votes_facts
+from .consensus import DS_HISTORY
 from .errors import AssignmentError, LabelyardError, NothingToDo, NoWorkflow, UnknownTask, UnknownWorker
 from .ingest import RowProblem, TaskInput
 from .store import Store, dumps, loads
@@ -428,7 +429,9 @@ class Engine:
     def _votes(self, task_id: int) -> dict[str, Any]:
         votes = self.store.votes(task_id)
         accuracy = self.store.gold_accuracy([v["worker"] for v in votes])
-        return votes_facts(votes, accuracy)
+        method = self.workflow.quality.get("consensus") or "majority"
+        return votes_facts(votes, accuracy, spec=self.workflow.labels, method=method, task_id=task_id,
+                           history=lambda queue: self.store.recent_votes(queue, DS_HISTORY))
 
     def _task_context(self, task, now: float, **extra: Any) -> dict[str, Any]:
         return {"task": task_facts(task, now), "prediction": stored_prediction(task),

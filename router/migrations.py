@@ -15,7 +15,7 @@ from sqlite_utils.migrations import Migrations
 
 migrations = Migrations("labelyard")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def _run_ddl(db: Database, script: str) -> None:
@@ -25,6 +25,20 @@ def _run_ddl(db: Database, script: str) -> None:
     for statement in "\n".join(lines).split(";"):
         if statement.strip():
             db.execute(statement)
+
+
+def _run_ddl_with_triggers(db: Database, script: str) -> None:
+    """Like :func:`_run_ddl`, for scripts whose triggers hold semicolons inside ``BEGIN … END``:
+    pieces are joined until :func:`sqlite3.complete_statement` says a statement is whole."""
+    lines = [line.split("--", 1)[0] for line in script.splitlines()]
+    buffer = ""
+    for piece in "\n".join(lines).split(";"):
+        buffer += piece + ";"
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip(" \n;"):
+                db.execute(buffer)
+            buffer = ""
+    assert not buffer.strip(" \n;"), f"incomplete statement: {buffer}"
 
 
 def _set_version(db: Database, version: int) -> None:
@@ -239,6 +253,110 @@ def m003_plugins(db: Database) -> None:
         """
     )
     _set_version(db, 3)
+
+
+@migrations()
+def m004_counters(db: Database) -> None:
+    """Counters kept by triggers, so the TUI's dashboard never counts a million rows.
+
+    ``task_counts``: tasks per (status, queue, stage, claimable, is_gold), where
+    ``claimable`` is ``status = 'open' AND free_slots > 0`` (queue and stage ``''``
+    for none). ``rule_counts``: how often each rule decided (events with a rule,
+    by the section in their detail). ``activity``: events per hour of kind
+    ``created``, ``submitted`` and ``final`` (``actor`` kept for submissions, so
+    per-worker throughput is a small range read). Existing rows are counted once here.
+    The index ``tasks_open_age`` gives each queue's oldest open task and its SLA breaches.
+    """
+    _run_ddl_with_triggers(
+        db,
+        """
+        CREATE TABLE task_counts (
+            status      TEXT NOT NULL,
+            queue       TEXT NOT NULL,          -- '' when the task has none
+            stage       TEXT NOT NULL,          -- '' when the task has none
+            claimable   INTEGER NOT NULL,       -- status = 'open' AND free_slots > 0
+            is_gold     INTEGER NOT NULL,
+            n           INTEGER NOT NULL,
+            PRIMARY KEY (status, queue, stage, claimable, is_gold)
+        ) WITHOUT ROWID;
+
+        CREATE TRIGGER task_counts_insert AFTER INSERT ON tasks BEGIN
+            INSERT INTO task_counts (status, queue, stage, claimable, is_gold, n)
+            VALUES (NEW.status, coalesce(NEW.queue, ''), coalesce(NEW.stage, ''),
+                    NEW.status = 'open' AND NEW.free_slots > 0, NEW.is_gold, 1)
+            ON CONFLICT (status, queue, stage, claimable, is_gold) DO UPDATE SET n = n + 1;
+        END;
+
+        CREATE TRIGGER task_counts_delete AFTER DELETE ON tasks BEGIN
+            UPDATE task_counts SET n = n - 1
+            WHERE status = OLD.status AND queue = coalesce(OLD.queue, '') AND stage = coalesce(OLD.stage, '')
+              AND claimable = (OLD.status = 'open' AND OLD.free_slots > 0) AND is_gold = OLD.is_gold;
+        END;
+
+        CREATE TRIGGER task_counts_update AFTER UPDATE OF status, queue, stage, free_slots, is_gold ON tasks
+        WHEN OLD.status IS NOT NEW.status OR OLD.queue IS NOT NEW.queue OR OLD.stage IS NOT NEW.stage
+          OR (OLD.status = 'open' AND OLD.free_slots > 0) IS NOT (NEW.status = 'open' AND NEW.free_slots > 0)
+          OR OLD.is_gold IS NOT NEW.is_gold
+        BEGIN
+            UPDATE task_counts SET n = n - 1
+            WHERE status = OLD.status AND queue = coalesce(OLD.queue, '') AND stage = coalesce(OLD.stage, '')
+              AND claimable = (OLD.status = 'open' AND OLD.free_slots > 0) AND is_gold = OLD.is_gold;
+            INSERT INTO task_counts (status, queue, stage, claimable, is_gold, n)
+            VALUES (NEW.status, coalesce(NEW.queue, ''), coalesce(NEW.stage, ''),
+                    NEW.status = 'open' AND NEW.free_slots > 0, NEW.is_gold, 1)
+            ON CONFLICT (status, queue, stage, claimable, is_gold) DO UPDATE SET n = n + 1;
+        END;
+
+        INSERT INTO task_counts (status, queue, stage, claimable, is_gold, n)
+        SELECT status, coalesce(queue, ''), coalesce(stage, ''), status = 'open' AND free_slots > 0, is_gold, count(*)
+        FROM tasks GROUP BY 1, 2, 3, 4, 5;
+
+        -- Oldest waiting work and SLA breaches per queue: a range read, not a scan of the queue.
+        CREATE INDEX tasks_open_age ON tasks (queue, stage_at) WHERE status = 'open' AND is_gold = 0;
+
+        CREATE TABLE rule_counts (
+            section     TEXT NOT NULL,          -- on_create, on_quorum, ... ('' when unknown)
+            rule        TEXT NOT NULL,
+            n           INTEGER NOT NULL,
+            last_at     REAL,
+            PRIMARY KEY (section, rule)
+        ) WITHOUT ROWID;
+
+        CREATE TRIGGER rule_counts_insert AFTER INSERT ON events WHEN NEW.rule IS NOT NULL BEGIN
+            INSERT INTO rule_counts (section, rule, n, last_at)
+            VALUES (coalesce(CASE WHEN json_valid(NEW.detail) THEN json_extract(NEW.detail, '$.section') END, ''),
+                    NEW.rule, 1, NEW.at)
+            ON CONFLICT (section, rule) DO UPDATE SET n = n + 1, last_at = max(last_at, excluded.last_at);
+        END;
+
+        INSERT INTO rule_counts (section, rule, n, last_at)
+        SELECT coalesce(CASE WHEN json_valid(detail) THEN json_extract(detail, '$.section') END, ''), rule,
+               count(*), max(at)
+        FROM events WHERE rule IS NOT NULL GROUP BY 1, 2;
+
+        CREATE TABLE activity (
+            hour        INTEGER NOT NULL,       -- epoch seconds // 3600
+            kind        TEXT NOT NULL,          -- created | submitted | final
+            actor       TEXT NOT NULL,          -- the worker for submitted, else ''
+            n           INTEGER NOT NULL,
+            PRIMARY KEY (hour, kind, actor)
+        ) WITHOUT ROWID;
+
+        CREATE TRIGGER activity_insert AFTER INSERT ON events
+        WHEN NEW.kind IN ('created', 'submitted', 'final') BEGIN
+            INSERT INTO activity (hour, kind, actor, n)
+            VALUES (CAST(NEW.at / 3600 AS INTEGER), NEW.kind,
+                    CASE WHEN NEW.kind = 'submitted' THEN coalesce(NEW.actor, '') ELSE '' END, 1)
+            ON CONFLICT (hour, kind, actor) DO UPDATE SET n = n + 1;
+        END;
+
+        INSERT INTO activity (hour, kind, actor, n)
+        SELECT CAST(at / 3600 AS INTEGER), kind, CASE WHEN kind = 'submitted' THEN coalesce(actor, '') ELSE '' END,
+               count(*)
+        FROM events WHERE kind IN ('created', 'submitted', 'final') GROUP BY 1, 2, 3;
+        """
+    )
+    _set_version(db, 4)
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:

@@ -22,7 +22,7 @@ from .errors import LabelyardError, NotInitialised
 
 BUSY_TIMEOUT_MS = 5000
 BUSY_GIVE_UP_S = 120.0
-SCHEMA_VERSION = 3  # keep equal to migrations.SCHEMA_VERSION (a test checks)
+SCHEMA_VERSION = 4  # keep equal to migrations.SCHEMA_VERSION (a test checks)
 
 TASK_COLUMNS = (
     "id, external_id, source, category, tags, data, status, stage, queue, needed, free_slots, priority, "
@@ -418,6 +418,25 @@ class Store:
         )
         return {r["worker"]: (r["n"], r["ok"] or 0) for r in rows}
 
+    def recent_votes(self, queue: str | None, limit: int) -> list[tuple[int, str, Any]]:
+        """``(task_id, worker, label)`` of the latest ``limit`` annotate/correct submissions made in ``queue``.
+
+        Each worker's latest vote per task only (what Dawid-Skene fits over), newest first.
+        """
+        rows = self.query(
+            "SELECT a.task_id, a.worker, a.label FROM annotations AS a JOIN assignments AS s "
+            "ON s.id = a.assignment_id WHERE s.queue IS ? AND a.stage IN ('annotate', 'correct') "
+            "ORDER BY a.id DESC LIMIT ?",
+            (queue, limit),
+        )
+        seen: set[tuple[int, str]] = set()
+        out = []
+        for r in rows:
+            if (r["task_id"], r["worker"]) not in seen:
+                seen.add((r["task_id"], r["worker"]))
+                out.append((r["task_id"], r["worker"], loads(r["label"])))
+        return out
+
     # -- lead actions and timers ----------------------------------------------------------
     def tasks_after(self, status: str, queue: str, after_id: int, limit: int) -> list[sqlite3.Row]:
         """Non-gold tasks with ``status`` after ``(queue, id)``, in ``(queue, id)`` order (keyset paging).
@@ -735,3 +754,101 @@ class Store:
 
     def last_plugin_run(self) -> sqlite3.Row | None:
         return self.one("SELECT * FROM plugin_runs ORDER BY id DESC LIMIT 1")
+
+    # -- read-only views for the TUI (router.queries) ---------------------------------------
+    TASK_LIST_COLUMNS = (
+        "t.id, t.external_id, t.status, t.stage, t.queue, t.needed, t.free_slots, t.priority, t.category, "
+        "t.pred_label, t.pred_confidence, t.final_label, t.final_by, t.reason, t.stage_at, t.updated_at, "
+        "t.created_at, t.round, (SELECT group_concat(a.worker, ',') FROM assignments AS a "
+        "WHERE a.task_id = t.id AND a.status = 'active') AS holders"
+    )
+    TASK_ORDERS = {"id": None, "priority": "t.priority", "age": "t.stage_at", "updated": "t.updated_at"}
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits (``PRAGMA data_version``): the TUI's cheap poll."""
+        return int(self.one("PRAGMA data_version")[0])
+
+    def task_count_rows(self) -> list[sqlite3.Row]:
+        """The trigger-kept counters of ``m004``: tasks per (status, queue, stage, claimable, is_gold)."""
+        return self.query("SELECT status, queue, stage, claimable, is_gold, n FROM task_counts WHERE n != 0")
+
+    def rule_count_rows(self) -> list[sqlite3.Row]:
+        """How often each rule decided, per section (trigger-kept)."""
+        return self.query("SELECT section, rule, n, last_at FROM rule_counts ORDER BY section, n DESC")
+
+    def activity_rows(self, since_hour: int) -> list[sqlite3.Row]:
+        """Events per hour (created, submitted per worker, final) from ``since_hour`` on (trigger-kept)."""
+        return self.query("SELECT hour, kind, actor, n FROM activity WHERE hour >= ? ORDER BY hour", (since_hour,))
+
+    def oldest_open(self, queue: str) -> float | None:
+        """``stage_at`` of the queue's oldest open (non-gold) task, by the ``tasks_open_age`` index."""
+        row = self.one("SELECT min(stage_at) FROM tasks INDEXED BY tasks_open_age "
+                       "WHERE queue = ? AND status = 'open' AND is_gold = 0", (queue,))
+        return None if row[0] is None else float(row[0])
+
+    def open_older_than(self, queue: str, before: float, cap: int) -> int:
+        """How many open tasks of ``queue`` entered their stage before ``before`` (at most ``cap``)."""
+        row = self.one("SELECT count(*) FROM (SELECT 1 FROM tasks INDEXED BY tasks_open_age "
+                       "WHERE queue = ? AND status = 'open' AND is_gold = 0 AND stage_at < ? LIMIT ?)",
+                       (queue, before, cap))
+        return int(row[0])
+
+    def reject_count(self) -> int:
+        return int(self.one("SELECT count(*) FROM rejects")[0])
+
+    def task_page(self, *, status: str | None = None, queue: str | None = None, stage: str | None = None,
+                  worker: str | None = None, text: str | None = None, order: str = "id", descending: bool = True,
+                  after: tuple[Any, int] | None = None, limit: int = 50) -> list[sqlite3.Row]:
+        """One page of non-gold tasks, filtered and sorted, after the keyset ``after`` = ``(sort value, id)``
+        of the previous page's last row (``None``: the first page). Never ``OFFSET``.
+
+        ``queue=""`` means tasks without a queue. ``text`` matches the id, the external id (substring) or
+        the task's data (substring); it is bound as a parameter, never spliced into SQL. Ordered by id with
+        no queue filter, the walk goes down the rowid and stops after ``limit`` matches; with a status and
+        a queue it reads the ``(status, queue)`` index, whose entries are in rowid order.
+        """
+        if order not in self.TASK_ORDERS:
+            raise ValueError(f"unknown order {order!r}")
+        column = self.TASK_ORDERS[order]
+        where = ["t.is_gold = 0"]
+        params: list[Any] = []
+        for name, value in (("status", status), ("stage", stage)):
+            if value is not None:
+                where.append(f"t.{name} = ?")
+                params.append(value)
+        if queue is not None:
+            if queue == "":
+                where.append("t.queue IS NULL")
+            else:
+                where.append("t.queue = ?")
+                params.append(queue)
+        if worker is not None:
+            where.append("t.id IN (SELECT task_id FROM assignments WHERE worker = ?)")
+            params.append(worker)
+        if text:
+            like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            where.append("(t.id = ? OR t.external_id LIKE ? ESCAPE '\\' OR t.data LIKE ? ESCAPE '\\')")
+            params += [int(text) if text.isdigit() else -1, like, like]
+        cmp = "<" if descending else ">"
+        direction = "DESC" if descending else "ASC"
+        if after is not None:
+            if column is None:
+                where.append(f"t.id {cmp} ?")
+                params.append(after[1])
+            else:
+                where.append(f"({column}, t.id) {cmp} (?, ?)")
+                params += [after[0], after[1]]
+        source = "tasks AS t"
+        if column is None and queue is None and worker is None:
+            source = "tasks AS t NOT INDEXED"  # walk the rowid; stop at `limit` matches
+        elif column == "t.stage_at" and status == "open" and queue:
+            source = "tasks AS t INDEXED BY tasks_open_age"
+        sort = f"t.id {direction}" if column is None else f"{column} {direction}, t.id {direction}"
+        return self.query(f"SELECT {self.TASK_LIST_COLUMNS} FROM {source} WHERE {' AND '.join(where)} "
+                          f"ORDER BY {sort} LIMIT ?", [*params, limit])
+
+    def active_by_queue(self) -> dict[str, int]:
+        """Active assignments per queue, read through the partial index of active slots."""
+        rows = self.query("SELECT queue, count(*) AS n FROM assignments INDEXED BY assignments_worker_active "
+                          "WHERE status = 'active' AND queue IS NOT NULL GROUP BY queue")
+        return {r["queue"]: r["n"] for r in rows}

@@ -56,6 +56,10 @@ EXPECTED: dict[str, dict[str, type]] = {
     "plugin_runs": {
         "id": int, "pid": int, "started_at": float, "finished_at": float, "ok": int, "summary": str, "errors": str,
     },
+    # m004_counters (kept by triggers)
+    "task_counts": {"status": str, "queue": str, "stage": str, "claimable": int, "is_gold": int, "n": int},
+    "rule_counts": {"section": str, "rule": str, "n": int, "last_at": float},
+    "activity": {"hour": int, "kind": str, "actor": str, "n": int},
 }
 
 

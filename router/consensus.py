@@ -1,0 +1,427 @@
+"""Consensus per label type: what ``votes.top``, ``votes.agreement``, ``votes.tie``… say.
+
+Pure functions over plain values (no database); the engine gives them each
+annotator's latest vote, the workers' gold records and, for Dawid-Skene, the
+queue's recent votes. One entry point, :func:`aggregate`, returns a
+:class:`Consensus` for one task:
+
+- ``choice``: a vote. ``method`` picks the aggregator — ``majority`` (plain
+  vote), ``weighted`` (each vote weighs ``log_odds_weight`` of its worker's
+  gold accuracy) or ``dawid_skene`` (EM over the queue's recent votes and
+  this task's).
+- ``text``: an exact vote (like ``choice`` with ``majority``).
+- ``multi_choice``: a vote per choice; a choice is in the consensus when a
+  strict majority of the annotators chose it.
+- ``boxes`` / ``spans``: objects are matched across annotators (IoU ≥
+  ``labels.iou`` for boxes, overlap ≥ 0.5 of the union for spans); an object
+  is kept when a strict majority drew it; its geometry is the median of the
+  matched ones and its class their majority.
+- ``number``: the median; ``agreement`` is the share of the votes within a
+  tolerance of it.
+
+A tie anywhere (two choices with the top count, a choice or an object exactly
+half the annotators gave, an object whose class is split evenly) is never
+broken: ``label`` is ``None`` and ``tie`` is true. Votes that do not fit the
+label type (a workflow that changed its labels) are counted by exact equality.
+``docs/design.md`` ("Consensus per label type") is the reference.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .quality import (
+    QualityError,
+    box_iou,
+    dawid_skene_fit,
+    log_odds_weight,
+    majority_vote,
+    weighted_vote,
+)
+
+METHODS = ("majority", "weighted", "dawid_skene")
+DEFAULT_IOU = 0.5
+"""Boxes match when their IoU reaches this (``labels.iou`` overrides it)."""
+SPAN_OVERLAP = 0.5
+"""Spans match when their overlap is at least this share of their union."""
+NUMBER_TOLERANCE = 0.05
+"""A number vote agrees with the median when within 5% of the scale (see :func:`number_tolerance`)."""
+DEFAULT_ACCURACY = 0.7
+"""The accuracy assumed for a worker with no gold answers (weighted voting)."""
+PRIOR_ANSWERS = 2
+"""How many gold answers the default accuracy is worth (a Beta prior), so one lucky answer does not dominate."""
+DS_HISTORY = 2000
+"""Dawid-Skene reads at most this many of the queue's latest annotations."""
+DS_ITERATIONS = 50
+
+
+@dataclass(frozen=True)
+class Consensus:
+    """One task's consensus.
+
+    Attributes:
+        label: the consensus label (``None`` on a tie or without votes).
+        count: number of votes.
+        top_count: votes that agree with the consensus (for a choice tie: the
+            largest number of votes any label got).
+        agreement: ``choice``/``text``: ``top_count / count``; ``multi_choice``:
+            mean Jaccard similarity of each vote with the consensus; ``boxes``/
+            ``spans``: mean IoU of the annotator pairs per object, a pair where
+            one of them did not draw the object counting 0; ``number``: share of
+            the votes within the tolerance of the median. ``None`` without votes.
+        unanimous: every vote is the same label (exactly).
+        tie: a tie was found and not broken.
+        method: the aggregator used.
+        detail: per-type extras (weights, posterior, objects, mean IoU…).
+    """
+
+    label: Any
+    count: int
+    top_count: int
+    agreement: float | None
+    unanimous: bool
+    tie: bool
+    method: str = "majority"
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def facts(self) -> dict[str, Any]:
+        """The ``votes.*`` facts this consensus decides."""
+        return {"top": self.label, "top_count": self.top_count, "agreement": self.agreement,
+                "unanimous": self.unanimous, "tie": self.tie, "consensus": self.method}
+
+
+def key(label: Any) -> Hashable:
+    """A hashable form of a label (canonical JSON for lists and objects)."""
+    if isinstance(label, (list, dict)):
+        return json.dumps(label, sort_keys=True, ensure_ascii=False)
+    return label
+
+
+def gold_weight(answered: int, correct: int, n_classes: int) -> float:
+    """A vote's weight from its worker's gold record: ``log_odds_weight`` of the smoothed accuracy.
+
+    The accuracy is ``(correct + PRIOR_ANSWERS * DEFAULT_ACCURACY) / (answered +
+    PRIOR_ANSWERS)``: a worker without gold gets ``DEFAULT_ACCURACY`` (0.7),
+    and a record of 1/1 gives 0.9, not certainty.
+    """
+    p = (correct + PRIOR_ANSWERS * DEFAULT_ACCURACY) / (answered + PRIOR_ANSWERS)
+    return log_odds_weight(p, max(2, n_classes))
+
+
+def aggregate(
+    labels: Sequence[Any],
+    label_type: str = "choice",
+    *,
+    workers: Sequence[str] | None = None,
+    choices: Sequence[str] = (),
+    iou: float | None = None,
+    method: str = "majority",
+    accuracy: Mapping[str, tuple[int, int]] | None = None,
+    history: Iterable[tuple[Hashable, str, Any]] | Callable[[], Iterable[tuple[Hashable, str, Any]]] = (),
+    task: Hashable | None = None,
+    low: float | None = None,
+    high: float | None = None,
+) -> Consensus:
+    """The consensus of one task's votes (``labels[i]`` by ``workers[i]``).
+
+    ``method`` applies to ``choice`` labels (other types have one aggregator
+    each): ``weighted`` needs ``workers`` and reads ``accuracy`` (worker ->
+    (gold answered, gold correct)); ``dawid_skene`` needs ``workers`` and fits
+    over ``history`` ((task, worker, label) rows of other tasks, or a function
+    returning them, called only then) plus this task's votes; rows of
+    ``task`` in the history are replaced by ``labels``. ``low`` and ``high``
+    (``labels.min`` / ``labels.max``) set the tolerance of ``number`` votes.
+
+    Raises:
+        QualityError: an unknown method or label type, or ``workers`` missing
+            or of another length where the method needs them.
+    """
+    labels = list(labels)
+    if method not in METHODS:
+        raise QualityError(f"consensus: unknown method {method!r}; use one of {', '.join(METHODS)}")
+    if workers is not None and len(workers) != len(labels):
+        raise QualityError(f"consensus: {len(labels)} labels but {len(workers)} workers")
+    if label_type not in _BY_TYPE:
+        raise QualityError(f"consensus: unknown label type {label_type!r}")
+    if not labels:
+        return Consensus(None, 0, 0, None, False, False, method if label_type == "choice" else "majority")
+    if label_type == "choice" and method != "majority":
+        if workers is None:
+            raise QualityError(f"consensus: the {method} method needs the worker of each vote")
+        if all(isinstance(label, str) for label in labels):
+            if method == "weighted":
+                return _weighted(labels, list(workers), choices, accuracy or {})
+            rows = history() if callable(history) else history
+            return _dawid_skene(labels, list(workers), rows, task)
+    try:
+        return _BY_TYPE[label_type](labels, choices=choices, iou=DEFAULT_IOU if iou is None else iou,
+                                    low=low, high=high)
+    except (TypeError, KeyError, ValueError, QualityError):
+        return exact_vote(labels)
+
+
+# -- choice and text ---------------------------------------------------------------------------
+def exact_vote(labels: Sequence[Any], **_: Any) -> Consensus:
+    """Plain vote by exact equality (``choice``, ``text``, and votes that fit no type)."""
+    keys = [key(label) for label in labels]
+    counts = Counter(keys)
+    top_key, tie = majority_vote(keys)
+    top_count = counts[top_key] if not tie else max(counts.values())
+    label = None if tie else labels[keys.index(top_key)]
+    return Consensus(label, len(labels), top_count, top_count / len(labels), len(counts) == 1, tie)
+
+
+def _counted(labels: list[str], label: str | None, tie: bool, method: str, detail: dict[str, Any]) -> Consensus:
+    counts = Counter(labels)
+    top_count = counts[label] if label is not None else (max(counts.values()) if tie else 0)
+    return Consensus(label, len(labels), top_count, top_count / len(labels), len(counts) == 1, tie,
+                     method, detail)
+
+
+def _weighted(labels: list[str], workers: list[str], choices: Sequence[str],
+              accuracy: Mapping[str, tuple[int, int]]) -> Consensus:
+    n_classes = len(choices) or len(set(labels))
+    weights = [gold_weight(*accuracy.get(w, (0, 0)), n_classes) for w in workers]
+    label, tie = weighted_vote(labels, weights)
+    return _counted(labels, label, tie, "weighted", {"weights": dict(zip(workers, weights))})
+
+
+_THIS_TASK = ("labelyard:this-task",)
+
+
+def _dawid_skene(labels: list[str], workers: list[str], history: Iterable[tuple[Hashable, str, Any]],
+                 task: Hashable | None) -> Consensus:
+    this = _THIS_TASK if task is None else task
+    rows = [(t, w, label) for t, w, label in history if t != this and isinstance(label, str)]
+    rows.extend((this, w, label) for w, label in zip(workers, labels))
+    fit = dawid_skene_fit(rows, iterations=DS_ITERATIONS)
+    label = fit.labels[this]
+    posterior = fit.posteriors[this]
+    return _counted(labels, label, this in fit.ties, "dawid_skene",
+                    {"posterior": posterior, "history_rows": len(rows) - len(labels)})
+
+
+def dawid_skene_consensus(votes: Mapping[Hashable, Sequence[tuple[str, str]]]) -> dict[Hashable, Consensus]:
+    """Dawid-Skene consensus of many tasks at once (one fit): ``{task: [(worker, label), …]}``."""
+    rows = [(t, w, label) for t, cast in votes.items() for w, label in cast]
+    fit = dawid_skene_fit(rows, iterations=DS_ITERATIONS)
+    return {t: _counted([label for _, label in cast], fit.labels[t], t in fit.ties, "dawid_skene",
+                        {"posterior": fit.posteriors[t]})
+            for t, cast in votes.items() if cast}
+
+
+# -- multi_choice ----------------------------------------------------------------------------
+def multi_choice_vote(labels: Sequence[Any], choices: Sequence[str] = (), **_: Any) -> Consensus:
+    """A vote per choice: in the consensus when more than half of the annotators chose it."""
+    sets = []
+    for label in labels:
+        if not isinstance(label, list) or not all(isinstance(c, str) for c in label):
+            raise TypeError("not a multi_choice label")
+        sets.append(frozenset(label))
+    n = len(sets)
+    support = Counter(c for s in sets for c in s)
+    chosen = frozenset(c for c, k in support.items() if 2 * k > n)
+    split = sorted(c for c, k in support.items() if 2 * k == n)
+    order = {c: i for i, c in enumerate(choices)}
+    candidate = sorted(chosen, key=lambda c: (order.get(c, len(order)), c))
+    jaccard = [1.0 if not (s | chosen) else len(s & chosen) / len(s | chosen) for s in sets]
+    top_count = sum(s == chosen for s in sets)
+    return Consensus(None if split else candidate, n, top_count, math.fsum(jaccard) / n,
+                     len(set(sets)) == 1, bool(split), "majority",
+                     {"support": dict(sorted(support.items())), "split": split})
+
+
+# -- boxes and spans -------------------------------------------------------------------------
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise TypeError("not a number")
+    return value
+
+
+def span_overlap(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Overlap of two spans ``(start, end)`` as a share of their union (1-D IoU); two equal empty spans give 1."""
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    union = (a[1] - a[0]) + (b[1] - b[0]) - inter
+    if union <= 0:
+        return 1.0 if a == b else 0.0
+    return inter / union
+
+
+def _objects(labels: Sequence[Any], fields: tuple[str, ...]) -> list[tuple[int, tuple[float, ...], dict]]:
+    items = []
+    for voter, label in enumerate(labels):
+        if not isinstance(label, list):
+            raise TypeError("not a list of objects")
+        for obj in label:
+            if not isinstance(obj, dict):
+                raise TypeError("not an object")
+            items.append((voter, tuple(_number(obj[f]) for f in fields), obj))
+    return items
+
+
+def match_objects(voters: Sequence[int], similarity: list[list[float]], threshold: float) -> list[list[int]]:
+    """Group objects of different annotators that show the same thing.
+
+    ``voters[i]`` is the annotator of object ``i``; ``similarity`` their
+    pairwise IoU (or span overlap). Greedy, best pair first: two groups join
+    when they have no annotator in common and the mean similarity of the
+    pairs between them reaches ``threshold`` (average linkage). Ties between
+    pairs go to the earlier objects, so the result does not depend on
+    anything but the input order. Returns groups of object indexes.
+    """
+    n = len(voters)
+    pairs = sorted(((similarity[i][j], i, j) for i in range(n) for j in range(i + 1, n)
+                    if voters[i] != voters[j] and similarity[i][j] >= threshold),
+                   key=lambda p: (-p[0], p[1], p[2]))
+    group_of = list(range(n))
+    groups: dict[int, list[int]] = {i: [i] for i in range(n)}
+    for _, i, j in pairs:
+        gi, gj = group_of[i], group_of[j]
+        if gi == gj:
+            continue
+        a, b = groups[gi], groups[gj]
+        if {voters[k] for k in a} & {voters[k] for k in b}:
+            continue
+        if math.fsum(similarity[x][y] for x in a for y in b) / (len(a) * len(b)) < threshold:
+            continue
+        for k in b:
+            group_of[k] = gi
+        a.extend(b)
+        del groups[gj]
+    return [sorted(g) for _, g in sorted(groups.items())]
+
+
+def _geometric_vote(labels: Sequence[Any], fields: tuple[str, ...], similarity: Callable, threshold: float,
+                    combine: Callable[[list[tuple[float, ...]]], tuple[float, ...]]) -> Consensus:
+    n = len(labels)
+    items = _objects(labels, fields)
+    voters = [v for v, _, _ in items]
+    sim = [[similarity(a[1], b[1]) if i != j else 1.0 for j, b in enumerate(items)] for i, a in enumerate(items)]
+    groups = match_objects(voters, sim, threshold)
+    tie = False
+    kept: list[tuple[list[int], Any]] = []  # (group, class or None)
+    pair_total = 0.0
+    matched: list[float] = []
+    described = []
+    for group in groups:
+        support = len(group)
+        pairs = [sim[x][y] for a, x in enumerate(group) for y in group[a + 1:]]
+        matched.extend(pairs)
+        pair_total += math.fsum(pairs)
+        classes = [items[k][2].get("label") for k in group]
+        class_keys = [_NO_CLASS if c is None else key(c) for c in classes]
+        top_class, cls_tie = majority_vote(class_keys)
+        cls = None if cls_tie or top_class == _NO_CLASS else classes[class_keys.index(top_class)]
+        described.append({"support": support, "members": [[voters[k], items[k][1]] for k in group]})
+        if 2 * support == n:
+            tie = True
+        elif 2 * support > n:
+            if cls_tie:
+                tie = True
+            kept.append((group, cls))
+    objects = []
+    for group, cls in kept:
+        geometry = combine([items[k][1] for k in group])
+        obj: dict[str, Any] = dict(zip(fields, geometry))
+        if cls is not None:
+            obj["label"] = cls
+        extras = set.intersection(*(set(items[k][2]) for k in group)) - set(fields) - {"label"}
+        for name in sorted(extras):
+            values = [items[k][2][name] for k in group]
+            if all(key(v) == key(values[0]) for v in values):
+                obj[name] = values[0]
+        objects.append(obj)
+    objects.sort(key=lambda o: tuple(o[f] for f in fields))
+    # how many annotators drew exactly the kept objects, with their classes
+    kept_groups = {i: cls for i, (group, cls) in enumerate(kept)}
+    where = {k: i for i, (group, _) in enumerate(kept) for k in group}
+    top_count = 0
+    for voter in range(n):
+        mine = [k for k, v in enumerate(voters) if v == voter]
+        hits = {where[k] for k in mine if k in where and items[k][2].get("label") == kept_groups[where[k]]}
+        top_count += len(mine) == len(kept) == len(hits)
+    if n == 1 or not groups:
+        agreement = 1.0
+    else:
+        agreement = pair_total / (len(groups) * n * (n - 1) / 2)
+    unanimous = len({key(label) for label in labels}) == 1
+    detail = {"objects": described, "mean_iou": (math.fsum(matched) / len(matched)) if matched else None}
+    return Consensus(None if tie else objects, n, top_count, agreement, unanimous, tie, "majority", detail)
+
+
+_NO_CLASS = ("labelyard:no-class",)
+BOX_FIELDS = ("x", "y", "width", "height")
+SPAN_FIELDS = ("start", "end")
+
+
+def _box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    return box_iou(a, b)
+
+
+def _median_box(boxes: list[tuple[float, ...]]) -> tuple[float, ...]:
+    return tuple(statistics.median(b[i] for b in boxes) for i in range(4))
+
+
+def _median_span(spans: list[tuple[float, ...]]) -> tuple[float, ...]:
+    return (statistics.median_low(s[0] for s in spans), statistics.median_high(s[1] for s in spans))
+
+
+def boxes_vote(labels: Sequence[Any], iou: float = DEFAULT_IOU, **_: Any) -> Consensus:
+    """Boxes ``{x, y, width, height, label?}``: match by IoU ≥ ``iou``, keep what most drew, median geometry."""
+    return _geometric_vote(labels, BOX_FIELDS, _box_iou, iou, _median_box)
+
+
+def spans_vote(labels: Sequence[Any], **_: Any) -> Consensus:
+    """Spans ``{start, end, label?}``: match by overlap ≥ 0.5 of the union, keep what most marked."""
+    for label in labels:
+        for obj in label if isinstance(label, list) else ():
+            if isinstance(obj, dict) and _number(obj["end"]) < _number(obj["start"]):
+                raise ValueError("a span ends before it starts")
+    return _geometric_vote(labels, SPAN_FIELDS, span_overlap, SPAN_OVERLAP, _median_span)
+
+
+# -- number ----------------------------------------------------------------------------------
+def number_tolerance(median: float, low: float | None = None, high: float | None = None) -> float:
+    """How far a vote may be from the median and still agree.
+
+    ``NUMBER_TOLERANCE`` (5%) of the label's range when ``labels.min`` and
+    ``labels.max`` are both set, else of the median's magnitude (so a median
+    of 0 asks for exact votes).
+    """
+    if low is not None and high is not None and high > low:
+        return NUMBER_TOLERANCE * (high - low)
+    return NUMBER_TOLERANCE * abs(median)
+
+
+def number_vote(labels: Sequence[Any], low: float | None = None, high: float | None = None, **_: Any) -> Consensus:
+    """The median; ``agreement`` is the share of the votes within :func:`number_tolerance` of it."""
+    values = [_number(v) for v in labels]
+    median = statistics.median(values)
+    if isinstance(median, float) and median.is_integer() and all(isinstance(v, int) for v in values):
+        median = int(median)
+    tolerance = number_tolerance(median, low, high)
+    close = sum(abs(v - median) <= tolerance for v in values)
+    spread = math.fsum(abs(v - median) for v in values) / len(values)
+    return Consensus(median, len(values), close, close / len(values), len(set(values)) == 1, False, "majority",
+                     {"tolerance": tolerance, "mean_abs_deviation": spread})
+
+
+_BY_TYPE: dict[str, Callable[..., Consensus]] = {
+    "choice": exact_vote,
+    "text": exact_vote,
+    "multi_choice": multi_choice_vote,
+    "boxes": boxes_vote,
+    "spans": spans_vote,
+    "number": number_vote,
+}
+
+
+def for_spec(labels: Sequence[Any], spec: Any, **kwargs: Any) -> Consensus:
+    """:func:`aggregate` with the type, choices, IoU and range of a ``rules.workflow.LabelSpec``."""
+    return aggregate(labels, spec.type, choices=spec.choices, iou=spec.iou, low=spec.min, high=spec.max, **kwargs)

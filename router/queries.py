@@ -1,0 +1,329 @@
+"""Read-only views for the TUI (and anything else that watches a project): dashboard, task
+pages, task detail, worker roster, workflow rules.
+
+Everything here reads through :class:`router.store.Store` and changes nothing.
+The numbers a dashboard refreshes every second come from counters kept by
+triggers (migration ``m004``) and from short index range reads, never from a
+``count(*)`` over all tasks; the costly statistics (agreement, which reads every
+vote) are a separate call (:meth:`Queries.slow_stats`) that a screen runs
+rarely. Task lists page by keyset (:class:`TaskFilter`, ``after``), never by
+``OFFSET``, so page 20,000 costs what page 1 costs.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from typing import Any
+
+from . import clock
+from .store import Store, loads
+
+HOUR = 3600
+BREACH_CAP = 10_000  # SLA breaches are counted up to this many per queue ("10000+")
+PAGE_SIZE = 50
+TASK_STATUSES = ("open", "held", "done", "invalid")
+STAGES = ("annotate", "review", "correct", "escalated")
+ORDERS = ("id", "priority", "age", "updated")
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    """What the task list shows: filters (``None`` = any) and the sort."""
+
+    status: str | None = None
+    queue: str | None = None  # "" = tasks without a queue
+    stage: str | None = None
+    worker: str | None = None
+    text: str | None = None
+    order: str = "id"
+    descending: bool = True
+
+    def with_(self, **changes: Any) -> "TaskFilter":
+        return replace(self, **changes)
+
+    def describe(self) -> str:
+        parts = [f"{k}={v}" for k, v in (("status", self.status), ("queue", self.queue), ("stage", self.stage),
+                                         ("worker", self.worker), ("text", self.text)) if v not in (None, "")]
+        if self.queue == "":
+            parts.append("queue=(none)")
+        arrow = "↓" if self.descending else "↑"
+        return (" ".join(parts) or "all tasks") + f"  sort {self.order}{arrow}"
+
+
+@dataclass
+class TaskPage:
+    """One page of tasks and the keys to the next one."""
+
+    rows: list[dict[str, Any]]
+    next_after: tuple[Any, int] | None  # None: this is the last page
+    total: int | None  # from the counters when the filter allows it, else None
+
+
+def _task_row(r: Any) -> dict[str, Any]:
+    row = dict(r)
+    for key in ("pred_label", "final_label"):
+        row[key] = loads(row[key])
+    row["holders"] = row["holders"].split(",") if row.get("holders") else []
+    return row
+
+
+class Queries:
+    """Read-only questions about one project, over a :class:`Store` (one per thread)."""
+
+    def __init__(self, store: Store, engine: Any = None):
+        self.store = store
+        self._engine = engine
+
+    @classmethod
+    def open(cls, db: str | None = None) -> "Queries":
+        return cls(Store.open(db))
+
+    def close(self) -> None:
+        self.store.close()
+
+    @property
+    def engine(self):
+        if self._engine is None:
+            from .engine import Engine
+
+            self._engine = Engine(self.store)
+        return self._engine
+
+    def data_version(self) -> int:
+        """A number that changes when another connection commits: poll it, reload when it moved."""
+        return self.store.data_version()
+
+    # -- the workflow -----------------------------------------------------------------------
+    def workflow_info(self) -> dict[str, Any] | None:
+        row = self.store.active_workflow()
+        if row is None:
+            return None
+        wf = self.engine.workflow
+        return {"name": wf.name, "version": row["version"], "description": wf.description,
+                "label_type": wf.labels.type, "choices": list(wf.labels.choices),
+                "queues": {name: {"roles": list(q.roles), "skills": list(q.skills), "sla": q.sla}
+                           for name, q in wf.queues.items()},
+                "agreement": wf.quality.get("agreement") or {}}
+
+    def workflow_rules(self) -> dict[str, Any]:
+        """Every rule of the active workflow, section by section, with how often it fired."""
+        fired: dict[tuple[str, str], dict[str, Any]] = {}
+        for r in self.store.rule_count_rows():
+            fired[(r["section"], r["rule"])] = {"n": r["n"], "last_at": r["last_at"]}
+        wf = self.engine.workflow
+        sections = []
+        known = set()
+        for section, rules in wf.rules.items():
+            items = []
+            for rule in rules:
+                hit = fired.get((section, rule.name), {})
+                known.add((section, rule.name))
+                items.append({"name": rule.name, "when": None if rule.when is None else getattr(rule.when, "source", None),
+                              "action": rule.action.kind, "target": rule.action.target, "line": rule.line,
+                              "builtin": rule.builtin, "fired": hit.get("n", 0),
+                              "last_at": clock.iso(hit.get("last_at"))})
+            sections.append({"section": section, "rules": items})
+        # Rules that fired under an earlier version and are gone now.
+        retired = [{"section": s, "rule": name, "fired": v["n"], "last_at": clock.iso(v["last_at"])}
+                   for (s, name), v in sorted(fired.items()) if (s, name) not in known]
+        return {"workflow": self.workflow_info(), "sections": sections, "retired": retired,
+                "yaml": self.store.active_workflow()["yaml"]}
+
+    # -- counts ---------------------------------------------------------------------------
+    def counts(self) -> dict[str, Any]:
+        """Task counts by status, and per queue (open, waiting = claimable, by stage), from the counters."""
+        by_status = {s: 0 for s in TASK_STATUSES}
+        queues: dict[str, dict[str, Any]] = defaultdict(lambda: {"open": 0, "waiting": 0, "held": 0, "stages": {}})
+        gold = 0
+        for r in self.store.task_count_rows():
+            if r["is_gold"]:
+                gold += r["n"]
+                continue
+            by_status[r["status"]] = by_status.get(r["status"], 0) + r["n"]
+            if r["queue"] and r["status"] == "open":
+                q = queues[r["queue"]]
+                q["open"] += r["n"]
+                q["waiting"] += r["n"] if r["claimable"] else 0
+                q["stages"][r["stage"]] = q["stages"].get(r["stage"], 0) + r["n"]
+            elif r["queue"] and r["status"] == "held":
+                queues[r["queue"]]["held"] += r["n"]
+        return {"tasks": by_status, "total": sum(by_status.values()), "gold": gold, "queues": dict(queues)}
+
+    def count_for(self, f: TaskFilter) -> int | None:
+        """How many tasks a filter matches, when the counters can say (no worker or text filter)."""
+        if f.worker or f.text:
+            return None
+        total = 0
+        for r in self.store.task_count_rows():
+            if r["is_gold"]:
+                continue
+            if f.status is not None and r["status"] != f.status:
+                continue
+            if f.queue is not None and r["queue"] != f.queue:
+                continue
+            if f.stage is not None and r["stage"] != f.stage:
+                continue
+            total += r["n"]
+        return total
+
+    # -- the dashboard --------------------------------------------------------------------
+    def dashboard(self, now: float | None = None, hours: int = 24) -> dict[str, Any]:
+        """What the dashboard shows, cheap enough to reload every second at a million tasks."""
+        now = clock.now() if now is None else now
+        info = self.workflow_info()
+        counts = self.counts()
+        loads_ = self.store.worker_loads()
+        active_by_queue = self._active_by_queue()
+        queue_specs = (info or {}).get("queues", {})
+        queues = []
+        for name in list(queue_specs) + sorted(q for q in counts["queues"] if q not in queue_specs):
+            c = counts["queues"].get(name, {"open": 0, "waiting": 0, "held": 0, "stages": {}})
+            sla = (queue_specs.get(name) or {}).get("sla")
+            oldest = self.store.oldest_open(name)
+            breaches = self.store.open_older_than(name, now - sla, BREACH_CAP) if sla else 0
+            queues.append({"name": name, "open": c["open"], "waiting": c["waiting"], "held": c["held"],
+                           "active": active_by_queue.get(name, 0), "stages": c["stages"],
+                           "oldest_age": None if oldest is None else max(0.0, now - oldest), "sla": sla,
+                           "breaches": breaches, "breaches_capped": breaches >= BREACH_CAP})
+        throughput = self.throughput(now, hours)
+        workers = self.worker_rows(now, loads_=loads_, with_agreement=False)
+        last_run = self.store.last_plugin_run()
+        alerts = []
+        for q in queues:
+            if q["breaches"]:
+                more = "+" if q["breaches_capped"] else ""
+                alerts.append({"level": "error", "text": f"{q['name']}: {q['breaches']}{more} task(s) past the "
+                                                          f"{_duration(q['sla'])} SLA"})
+        if counts["tasks"].get("held"):
+            alerts.append({"level": "warning", "text": f"{counts['tasks']['held']} task(s) held"})
+        for w in workers:
+            if w["paused"]:
+                alerts.append({"level": "warning", "text": f"{w['id']} is paused" +
+                               (f": {w['pause_reason']}" if w["pause_reason"] else "")})
+            if w["flagged"]:
+                alerts.append({"level": "warning", "text": f"{w['id']} is flagged"})
+        if last_run is not None and last_run["finished_at"] is not None and not last_run["ok"]:
+            alerts.append({"level": "error", "text": f"last `labelyard run` ({clock.iso(last_run['started_at'])}) "
+                                                     "had plugin failures"})
+        rejects = self.store.reject_count()
+        if rejects:
+            alerts.append({"level": "warning", "text": f"{rejects} input row(s) rejected (labelyard rejects)"})
+        return {"now": now, "workflow": info, "counts": counts, "queues": queues, "workers": workers,
+                "throughput": throughput, "alerts": alerts, "rejects": rejects}
+
+    def _active_by_queue(self) -> dict[str, int]:
+        return self.store.active_by_queue()
+
+    def throughput(self, now: float, hours: int = 24) -> dict[str, Any]:
+        """Per hour over the last ``hours``: tasks created, submissions, final labels."""
+        first = int(now // HOUR) - hours + 1
+        series = {k: [0] * hours for k in ("created", "submitted", "final")}
+        for r in self.store.activity_rows(first):
+            i = r["hour"] - first
+            if 0 <= i < hours and r["kind"] in series:
+                series[r["kind"]][i] += r["n"]
+        return {"first_hour": first * HOUR, "hours": hours, **series}
+
+    # -- workers --------------------------------------------------------------------------
+    def worker_rows(self, now: float | None = None, *, loads_: dict[str, int] | None = None,
+                    with_agreement: bool = True, hours: int = 24) -> list[dict[str, Any]]:
+        """The roster: roles, skills, state, load, submissions in the last ``hours``, gold accuracy and
+        (``with_agreement``: one query per worker, over their votes) agreement with final labels."""
+        now = clock.now() if now is None else now
+        loads_ = self.store.worker_loads() if loads_ is None else loads_
+        since = int(now // HOUR) - hours + 1
+        recent: dict[str, int] = defaultdict(int)
+        for r in self.store.activity_rows(since):
+            if r["kind"] == "submitted":
+                recent[r["actor"]] += r["n"]
+        gold = self.store.gold_answers()
+        rows = []
+        for w in self.store.workers():
+            answered, correct = gold.get(w["id"], (0, 0))
+            row = {"id": w["id"], "roles": loads(w["roles"]), "skills": loads(w["skills"]),
+                   "capacity": w["capacity"], "paused": bool(w["paused"]), "pause_reason": w["pause_reason"],
+                   "flagged": bool(w["flagged"]), "active": loads_.get(w["id"], 0),
+                   "submitted_recent": recent.get(w["id"], 0), "gold_answered": answered,
+                   "gold_accuracy": (correct / answered) if answered else None, "agreement": None, "decided": None}
+            if with_agreement:
+                decided, matched = self.store.worker_final_agreement(w["id"])
+                row["decided"] = decided
+                row["agreement"] = (matched / decided) if decided else None
+            rows.append(row)
+        return rows
+
+    def slow_stats(self) -> dict[str, Any]:
+        """Agreement per queue (coloured by the workflow's bands) and per annotator: reads every vote,
+        so screens call it rarely (on open, then every 30 s), never on each refresh."""
+        from .agreement import agreement_report
+
+        report = agreement_report(self.engine)
+        return {"metric": report["metric"], "bands": report["bands"], "overall": report["overall"],
+                "queues": report["queues"],
+                "annotators": {a["worker"]: a for a in report["annotators"]}}
+
+    def reassign_candidates(self, task_refs: list[str]) -> list[dict[str, Any]]:
+        """Every worker with their load and, for these tasks, whether they may take them (and why not)."""
+        from .lead import ineligible
+
+        tasks = [t for t in (self.store.task(ref) for ref in task_refs) if t is not None]
+        loads_ = self.store.worker_loads()
+        out = []
+        for w in self.store.workers():
+            if "automatic" in loads(w["roles"]) or "imported" in loads(w["roles"]):
+                continue
+            problems = []
+            for t in tasks:
+                if t["status"] != "open" or t["stage"] is None:
+                    continue
+                problem = ineligible(self.engine, t, w)
+                if problem:
+                    problems.append(problem)
+            out.append({"id": w["id"], "roles": loads(w["roles"]), "active": loads_.get(w["id"], 0),
+                        "capacity": w["capacity"], "paused": bool(w["paused"]),
+                        "eligible": not problems, "reason": problems[0] if problems else None})
+        out.sort(key=lambda r: (not r["eligible"], r["active"], r["id"]))
+        return out
+
+    # -- tasks ----------------------------------------------------------------------------
+    def task_page(self, f: TaskFilter, after: tuple[Any, int] | None = None, limit: int = PAGE_SIZE,
+                  with_total: bool = True) -> TaskPage:
+        """One page of tasks by keyset: pass the previous page's ``next_after`` to get the next."""
+        rows = self.store.task_page(status=f.status, queue=f.queue, stage=f.stage, worker=f.worker,
+                                    text=f.text or None, order=f.order, descending=f.descending,
+                                    after=after, limit=limit + 1)
+        more = len(rows) > limit
+        rows = [_task_row(r) for r in rows[:limit]]
+        next_after = None
+        if more and rows:
+            last = rows[-1]
+            key = {"id": None, "priority": "priority", "age": "stage_at", "updated": "updated_at"}[f.order]
+            next_after = (None if key is None else last[key], last["id"])
+        return TaskPage(rows, next_after, self.count_for(f) if with_total else None)
+
+    def task_detail(self, ref: str) -> dict[str, Any]:
+        """Everything about one task: fields, prediction, votes, annotations and review comments,
+        assignments, and the decision history with its rules (``explain``)."""
+        from .explain import explain_task
+
+        shown = self.engine.show(ref)
+        task_id = shown["task"]["id"]
+        votes = [{"worker": v["worker"], "label": loads(v["label"]), "flagged": bool(v["flagged"]),
+                  "queue": v["queue"]} for v in self.store.votes(task_id)]
+        reviews = [a for a in shown["annotations"] if a["stage"] in ("review", "escalated")]
+        return {**shown, "votes": votes, "reviews": reviews, "explain": explain_task(self.store, str(task_id))}
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = float(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            value = seconds / size
+            return f"{value:.0f}{unit}" if value >= 10 or value == int(value) else f"{value:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+duration = _duration

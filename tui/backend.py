@@ -1,0 +1,67 @@
+"""The TUI's only door to the data: every call opens its own connection (one per thread, as SQLite
+wants) and goes through ``router``: :class:`router.queries.Queries` to read, :class:`router.lead.Lead`,
+:class:`router.engine.Engine` and :func:`router.work.skip` to act. No SQL here. Called from thread
+workers only, never on the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from router.engine import Engine
+from router.queries import Queries
+from router.store import Store
+
+
+class Backend:
+    """A project database and who acts in it."""
+
+    def __init__(self, db: str, actor: str):
+        self.db = db
+        self.actor = actor
+
+    @contextmanager
+    def queries(self) -> Iterator[Queries]:
+        store = Store.open(self.db)
+        try:
+            yield Queries(store)
+        finally:
+            store.close()
+
+    @contextmanager
+    def engine(self) -> Iterator[Engine]:
+        engine = Engine.open(self.db)
+        try:
+            yield engine
+        finally:
+            engine.close()
+
+    def lead(self, action: str, refs: list[str], **options: Any) -> dict[str, Any]:
+        """Run a lead action on tasks (all or nothing) as ``actor``; returns the report as data."""
+        from router.lead import Lead
+
+        with self.engine() as engine:
+            return Lead(engine, self.actor).run(action, refs, **options).as_dict()
+
+    def set_paused(self, worker: str, paused: bool, reason: str | None = None) -> None:
+        from router.lead import require_lead
+
+        with self.engine() as engine:
+            require_lead(engine, self.actor)
+            engine.set_worker_paused(worker, paused, reason, actor=self.actor)
+
+    def claim(self, worker: str, queue: str | None = None) -> dict[str, Any]:
+        with self.engine() as engine:
+            return engine.claim(worker, queue)
+
+    def submit(self, assignment: int, worker: str, **kwargs: Any) -> dict[str, Any]:
+        with self.engine() as engine:
+            return engine.submit(assignment, worker, **kwargs)
+
+    def skip(self, assignment: int, worker: str) -> dict[str, Any]:
+        from router.work import skip
+
+        with self.engine() as engine:
+            return skip(engine, assignment, worker)

@@ -1,0 +1,55 @@
+"""Messages the TUI's thread workers post back to the screens (the only way data crosses threads)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.message import Message
+
+
+class DataChanged(Message):
+    """Another process (or this app) committed to the database: visible data should be reloaded."""
+
+
+class Loaded(Message):
+    """A screen's data was read: ``what`` names the part, ``data`` is plain data from ``router.queries``."""
+
+    def __init__(self, what: str, data: Any) -> None:
+        super().__init__()
+        self.what = what
+        self.data = data
+
+
+class ActionDone(Message):
+    """A lead action went through ``router.lead``: ``report`` is its ``BulkReport.as_dict()``."""
+
+    def __init__(self, action: str, report: dict[str, Any]) -> None:
+        super().__init__()
+        self.action = action
+        self.report = report
+
+
+class ActionFailed(Message):
+    """An action or a read was refused or failed; ``error`` is the user-facing message."""
+
+    def __init__(self, action: str, error: str) -> None:
+        super().__init__()
+        self.action = action
+        self.error = error
+
+
+class Claimed(Message):
+    """The work screen got a slot (``view`` is ``Engine.claim``'s view) or none (``view`` is None)."""
+
+    def __init__(self, view: dict[str, Any] | None, note: str | None = None) -> None:
+        super().__init__()
+        self.view = view
+        self.note = note
+
+
+class Submitted(Message):
+    """The work screen's submission (or skip) went through."""
+
+    def __init__(self, result: dict[str, Any]) -> None:
+        super().__init__()
+        self.result = result

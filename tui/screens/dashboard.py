@@ -1,0 +1,146 @@
+"""The dashboard: queues (waiting, active, oldest, SLA breaches, agreement), workers (load, throughput,
+gold accuracy, agreement), throughput per hour as a chart, and alerts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import DataTable, Footer, Header, Sparkline, Static
+
+from ..messages import Loaded
+from ..widgets import format as fmt
+from .base import BaseScreen
+
+SLOW_EVERY = 30.0  # seconds between agreement recomputations
+
+
+class DashboardScreen(BaseScreen):
+    """Where work stands and what is going wrong, at a glance."""
+
+    BINDINGS = [
+        Binding("enter", "open_queue", "Queue's tasks", id="dashboard.open_queue"),
+        Binding("a", "agreement", "Agreement now", id="dashboard.agreement"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data: dict[str, Any] | None = None
+        self.slow: dict[str, Any] | None = None
+        self._slow_at = -1e9
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll():
+            yield Static("loading…", id="summary")
+            yield DataTable(id="queues", cursor_type="row", zebra_stripes=True)
+            with Horizontal(id="charts"):
+                yield Static("submissions / hour (24 h)", id="chart-label")
+                yield Sparkline([], id="throughput")
+            yield DataTable(id="workers", cursor_type="row", zebra_stripes=True)
+            yield Static("", id="alerts")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#queues", DataTable).add_columns("queue", "waiting", "active", "open", "held", "oldest",
+                                                         "SLA late", "agreement")
+        self.query_one("#workers", DataTable).add_columns("worker", "load", "24h", "gold", "agree", "state")
+        self.reload()
+
+    def reload(self) -> None:
+        self.load()
+
+    @work(thread=True, exclusive=True, group="dashboard")
+    def load(self) -> None:
+        import time
+
+        with self.backend.queries() as q:
+            self.post_message(Loaded("dashboard", q.dashboard()))
+            if time.monotonic() - self._slow_at > SLOW_EVERY:
+                self._slow_at = time.monotonic()
+                self.post_message(Loaded("agreement", q.slow_stats()))
+
+    def action_agreement(self) -> None:
+        self._slow_at = -1e9
+        self.reload()
+
+    @on(Loaded)
+    def loaded(self, message: Loaded) -> None:
+        if message.what == "dashboard":
+            self.data = message.data
+        elif message.what == "agreement":
+            self.slow = message.data
+        self.render_data()
+
+    def render_data(self) -> None:
+        d = self.data
+        if d is None:
+            return
+        wf = d["workflow"]
+        t = d["counts"]["tasks"]
+        head = f"[b]{wf['name']}[/b] v{wf['version']}   " if wf else "[b]no workflow applied[/b]   "
+        head += (f"tasks {d['counts']['total']:,}: open {t['open']:,} · held {t['held']:,} · done {t['done']:,}"
+                 f" · invalid {t['invalid']:,}")
+        if self.slow and self.slow["overall"].get(self.slow["metric"]) is not None:
+            o = self.slow["overall"]
+            head += f"   {self.slow['metric']} {fmt.num(o[self.slow['metric']])} ({o['band']})"
+        self.query_one("#summary", Static).update(head)
+
+        queues = self.query_one("#queues", DataTable)
+        cursor = queues.cursor_row
+        queues.clear()
+        slow_q = (self.slow or {}).get("queues", {})
+        metric = (self.slow or {}).get("metric", "fleiss_kappa")
+        for q in d["queues"]:
+            agree = slow_q.get(q["name"])
+            late = Text("-" if not q["sla"] else f"{q['breaches']:,}{'+' if q['breaches_capped'] else ''}",
+                        style="bold red" if q["breaches"] else "")
+            queues.add_row(q["name"], fmt.count(q["waiting"]), fmt.count(q["active"]), fmt.count(q["open"]),
+                           fmt.count(q["held"], "yellow"), fmt.age(q["oldest_age"]), late,
+                           fmt.banded(agree.get(metric), agree.get("band")) if agree else Text("-", style="dim"),
+                           key=q["name"])
+        if queues.row_count:
+            queues.move_cursor(row=min(max(cursor, 0), queues.row_count - 1))
+
+        self.query_one("#throughput", Sparkline).data = d["throughput"]["submitted"]
+        total = sum(d["throughput"]["submitted"])
+        finals = sum(d["throughput"]["final"])
+        self.query_one("#chart-label", Static).update(f"24 h: {total:,} submissions, {finals:,} final ")
+
+        workers = self.query_one("#workers", DataTable)
+        workers.clear()
+        annot = (self.slow or {}).get("annotators", {})
+        for w in d["workers"]:
+            cap = "∞" if w["capacity"] is None else w["capacity"]
+            state = "paused" if w["paused"] else ("flagged" if w["flagged"] else "")
+            a = annot.get(w["id"], {})
+            workers.add_row(w["id"], f"{w['active']}/{cap}", f"{w['submitted_recent']:,}", fmt.pct(w["gold_accuracy"]),
+                            fmt.pct(a.get("agreement")), Text(state, style="yellow" if state else ""), key=w["id"])
+
+        alerts = d["alerts"]
+        lines = [f"[{'red' if a['level'] == 'error' else 'yellow'}]▲ {a['text']}[/]" for a in alerts]
+        self.query_one("#alerts", Static).update("\n".join(lines) or "[green]no alerts[/]")
+
+    @on(DataTable.RowSelected)
+    def row_selected(self, event: DataTable.RowSelected) -> None:
+        key = event.row_key.value
+        if event.data_table.id == "workers":
+            self.app.open_tasks(worker=key)
+        else:
+            self.app.open_tasks(queue=key, status="open")
+
+    def action_open_queue(self) -> None:
+        queues = self.query_one("#queues", DataTable)
+        if not queues.row_count:
+            return
+        if self.focused is self.query_one("#workers", DataTable):
+            table = self.query_one("#workers", DataTable)
+            worker = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+            self.app.open_tasks(worker=worker)
+            return
+        queue = queues.coordinate_to_cell_key(queues.cursor_coordinate).row_key.value
+        self.app.open_tasks(queue=queue, status="open")

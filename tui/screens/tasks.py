@@ -1,0 +1,209 @@
+"""The task list: filter (queue, status, stage, worker, text), sort, page by keyset through any number
+of rows, select several, and act on them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Header, Static
+
+from router.queries import ORDERS, STAGES, TASK_STATUSES, TaskFilter
+
+from ..messages import Loaded
+from ..widgets import format as fmt
+from ..widgets.modals import InputModal, PickModal
+from .base import BaseScreen
+
+STATUS_STYLE = {"open": "", "held": "yellow", "done": "green", "invalid": "red"}
+
+
+class TasksScreen(BaseScreen):
+    """Tasks, one page at a time."""
+
+    BINDINGS = [
+        Binding("space", "toggle_select", "Select", id="tasks.select"),
+        Binding("n,pagedown", "next_page", "Next page", id="tasks.next_page"),
+        Binding("p,pageup", "prev_page", "Prev page", id="tasks.prev_page"),
+        Binding("slash", "filter_text", "Search", id="tasks.search"),
+        Binding("s", "filter_status", "Status", id="tasks.status"),
+        Binding("u", "filter_queue", "Queue", id="tasks.queue"),
+        Binding("g", "filter_stage", "Stage", id="tasks.stage"),
+        Binding("k", "filter_worker", "Worker", id="tasks.worker", show=False),
+        Binding("o", "sort", "Sort", id="tasks.sort"),
+        Binding("O", "reverse", "Reverse", id="tasks.reverse", show=False),
+        Binding("c", "clear_filters", "Clear", id="tasks.clear", show=False),
+        Binding("r", "lead('reassign')", "Reassign", id="tasks.reassign"),
+        Binding("e", "lead('escalate')", "Escalate", id="tasks.escalate"),
+        Binding("h", "lead('hold')", "Hold", id="tasks.hold"),
+        Binding("H", "lead('unhold')", "Unhold", id="tasks.unhold", show=False),
+        Binding("l", "lead('release')", "Release", id="tasks.release", show=False),
+        Binding("P", "lead('priority')", "Priority", id="tasks.priority", show=False),
+    ]
+
+    def __init__(self, task_filter: TaskFilter | None = None) -> None:
+        super().__init__()
+        self.filter = task_filter or TaskFilter()
+        self.keys: list[tuple[Any, int] | None] = [None]  # keyset of each page seen: keys[-1] is this page's
+        self.next_after: tuple[Any, int] | None = None
+        self.rows: list[dict[str, Any]] = []
+        self.total: int | None = None
+        self.selected: set[str] = set()
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="task-filter")
+        yield DataTable(id="tasks", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="task-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(DataTable).add_columns("", "id", "external", "status", "stage", "queue", "need", "prio",
+                                              "pred", "conf", "final", "holders", "age")
+        self.reload()
+
+    # -- loading ----------------------------------------------------------------------------
+    def set_filter(self, task_filter: TaskFilter) -> None:
+        self.filter = task_filter
+        self.keys = [None]
+        self.selected.clear()
+        self.reload()
+
+    def reload(self) -> None:
+        self.load(self.filter, self.keys[-1])
+
+    @work(thread=True, exclusive=True, group="tasks")
+    def load(self, task_filter: TaskFilter, after: tuple[Any, int] | None) -> None:
+        with self.backend.queries() as q:
+            page = q.task_page(task_filter, after)
+        self.post_message(Loaded("tasks", (task_filter, after, page)))
+
+    @on(Loaded)
+    def loaded(self, message: Loaded) -> None:
+        task_filter, after, page = message.data
+        if task_filter != self.filter or after != self.keys[-1]:
+            return  # an answer to an older question
+        self.rows, self.next_after, self.total = page.rows, page.next_after, page.total
+        self.render_rows()
+
+    def render_rows(self) -> None:
+        table = self.query_one(DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        import time
+
+        now = self.app.now() if hasattr(self.app, "now") else time.time()
+        for r in self.rows:
+            mark = Text("●", style="bold cyan") if r["external_id"] in self.selected else ""
+            table.add_row(mark, str(r["id"]), r["external_id"], Text(r["status"], style=STATUS_STYLE.get(r["status"], "")),
+                          r["stage"] or "", r["queue"] or "", str(r["needed"]) if r["status"] == "open" else "",
+                          f"{r['priority']:.2f}", fmt.label(r["pred_label"]), fmt.num(r["pred_confidence"]),
+                          fmt.label(r["final_label"]), ",".join(r["holders"]),
+                          fmt.age(now - r["stage_at"]) if r["status"] == "open" else "", key=r["external_id"])
+        if table.row_count:
+            table.move_cursor(row=min(max(cursor, 0), table.row_count - 1))
+        self.query_one("#task-filter", Static).update(f"[b]Tasks[/b]  {self.filter.describe()}")
+        page = len(self.keys)
+        total = "?" if self.total is None else f"{self.total:,}"
+        more = "" if self.next_after is not None else " (last page)"
+        sel = f"   selected {len(self.selected)}" if self.selected else ""
+        self.query_one("#task-status", Static).update(f"page {page:,} · {len(self.rows)} rows of {total}{more}{sel}")
+
+    # -- paging -----------------------------------------------------------------------------
+    def action_next_page(self) -> None:
+        if self.next_after is None:
+            self.notify("last page")
+            return
+        self.keys.append(self.next_after)
+        self.reload()
+
+    def action_prev_page(self) -> None:
+        if len(self.keys) > 1:
+            self.keys.pop()
+            self.reload()
+
+    # -- selection ---------------------------------------------------------------------------
+    def current_ref(self) -> str | None:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return None
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
+    def action_toggle_select(self) -> None:
+        ref = self.current_ref()
+        if ref is None:
+            return
+        self.selected.symmetric_difference_update({ref})
+        table = self.query_one(DataTable)
+        table.update_cell(ref, table.ordered_columns[0].key,
+                          Text("●", style="bold cyan") if ref in self.selected else "")
+        table.action_cursor_down()
+        self.render_status_only()
+
+    def render_status_only(self) -> None:
+        page = len(self.keys)
+        total = "?" if self.total is None else f"{self.total:,}"
+        sel = f"   selected {len(self.selected)}" if self.selected else ""
+        self.query_one("#task-status", Static).update(f"page {page:,} · {len(self.rows)} rows of {total}{sel}")
+
+    def selected_refs(self) -> list[str]:
+        if self.selected:
+            return sorted(self.selected)
+        ref = self.current_ref()
+        return [ref] if ref else []
+
+    def action_lead(self, action: str) -> None:
+        self.lead_action(action)
+
+    def action_done(self, message) -> None:  # noqa: D401 - keep the selection only if the action failed
+        self.selected.clear()
+        super().action_done(message)
+
+    @on(DataTable.RowSelected)
+    def open_detail(self, event: DataTable.RowSelected) -> None:
+        from .detail import TaskDetailScreen
+
+        self.app.push_screen(TaskDetailScreen(event.row_key.value))
+
+    # -- filters ------------------------------------------------------------------------------
+    def action_filter_text(self) -> None:
+        self.app.push_screen(InputModal("Search id, external id or data (empty: no search)",
+                                        value=self.filter.text or ""),
+                             lambda t: t is not None and self.set_filter(self.filter.with_(text=t.strip() or None)))
+
+    def _pick(self, title: str, field: str, values: list[str]) -> None:
+        items = [("*", "(any)")] + [(v if v else "-", v or "(none)") for v in values]
+
+        def picked(value: str | None) -> None:
+            if value is None:
+                return
+            chosen = None if value == "*" else ("" if value == "-" else value)
+            self.set_filter(self.filter.with_(**{field: chosen}))
+
+        self.app.push_screen(PickModal(title, items), picked)
+
+    def action_filter_status(self) -> None:
+        self._pick("Status", "status", list(TASK_STATUSES))
+
+    def action_filter_stage(self) -> None:
+        self._pick("Stage", "stage", list(STAGES))
+
+    def action_filter_queue(self) -> None:
+        queues = list(((self.app.workflow or {}).get("queues") or {}))
+        self._pick("Queue", "queue", queues + [""])
+
+    def action_filter_worker(self) -> None:
+        self._pick("Worker (tasks they had a slot of)", "worker", list(self.app.worker_names))
+
+    def action_sort(self) -> None:
+        i = ORDERS.index(self.filter.order)
+        self.set_filter(self.filter.with_(order=ORDERS[(i + 1) % len(ORDERS)]))
+
+    def action_reverse(self) -> None:
+        self.set_filter(self.filter.with_(descending=not self.filter.descending))
+
+    def action_clear_filters(self) -> None:
+        self.set_filter(TaskFilter())
