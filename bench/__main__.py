@@ -42,6 +42,9 @@ def _add_startup(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--snapshot", metavar="REF", default=None,
+                    help="measure the router/rules code of git REF (e.g. HEAD, via git archive into the temp dir) "
+                         "instead of the working tree; for runs while the tree is being edited")
     sub = ap.add_subparsers(dest="bench", required=True)
     for name, adder, help_ in (
         ("ingest", _add_ingest, "labelyard ingest (CLI) vs raw executemany"),
@@ -52,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
         adder(p)
         p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test, not a measurement")
+    p = sub.add_parser("tui", help="TUI first paint, task pages and refresh under 8 claimers at 1M tasks")
+    p.add_argument("--n", type=int, default=1_000_000, help="tasks in the generated database (default 1,000,000)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test, not a measurement")
     p = sub.add_parser("all", help="every bench in turn (budget: < 10 min on 2 cores)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test (< 30 s)")
     p.add_argument("--ingest-n", type=int, default=0,
@@ -77,7 +83,11 @@ def _defaults(adder, **overrides) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from . import claim, common, ingest, ingest_during_claims, startup
+    from . import common
+
+    if args.snapshot:
+        common.log(f"measuring git {args.snapshot}: {common.use_snapshot(args.snapshot)}")
+    from . import claim, ingest, ingest_during_claims, startup
 
     t0 = time.monotonic()
     common.mark_start()
@@ -89,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         ingest_during_claims.main(args)
     elif args.bench == "startup":
         startup.main(args)
+    elif args.bench == "tui":
+        from . import tui
+
+        tui.main(args)
     elif args.bench == "profile":
         from . import profile
 

@@ -95,7 +95,7 @@ def run_measured(cmd: Sequence[str], *, env: dict[str, str] | None = None, stdin
     ``on_start(proc)`` runs right after the process starts.
     """
     t0 = time.perf_counter()
-    proc = subprocess.Popen(list(cmd), env=env, stdin=stdin, stdout=stdout, stderr=stderr)
+    proc = subprocess.Popen(list(cmd), env=env, stdin=stdin, stdout=stdout, stderr=stderr, cwd=bench_root())
     if on_start is not None:
         on_start(proc)
     hwm = _HwmPoller(proc.pid)
@@ -223,17 +223,69 @@ def loadavg() -> list[float]:
         return []
 
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CODE_PACKAGES = ("router", "rules", "plugins", "workflows", "tui")
+_CODE: dict[str, Any] = {"source": "worktree", "root": str(REPO_ROOT)}
+
+
+def use_snapshot(ref: str) -> str:
+    """Measure the code of git ``ref`` instead of the working tree.
+
+    ``git archive REF`` (read-only on the repository) extracts the packages
+    into a temp dir that goes first on ``sys.path`` here and on
+    ``PYTHONPATH`` for every child (the ``labelyard`` console script
+    included: the path finder runs before the editable install's finder).
+    Call it before anything imports ``router``.
+    """
+    import atexit
+    import io
+    import tarfile
+
+    assert "router" not in sys.modules and "rules" not in sys.modules, "router was imported before the snapshot"
+    commit = subprocess.run(["git", "rev-parse", ref], cwd=REPO_ROOT, capture_output=True, text=True,
+                            check=True).stdout.strip()
+    names = set(subprocess.run(["git", "ls-tree", "--name-only", commit], cwd=REPO_ROOT, capture_output=True,
+                               text=True, check=True).stdout.split())
+    wanted = [p for p in CODE_PACKAGES if p in names]
+    blob = subprocess.run(["git", "archive", "--format=tar", commit, *wanted], cwd=REPO_ROOT, capture_output=True,
+                          check=True).stdout
+    folder = tempfile.mkdtemp(prefix="code-", dir=bench_root())
+    atexit.register(shutil.rmtree, folder, True)
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+        tar.extractall(folder)
+    sys.path.insert(0, folder)
+    os.environ["PYTHONPATH"] = folder + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else "")
+    _CODE.update(source=f"git:{ref}", root=folder, commit=commit[:12])
+    seen = subprocess.run([sys.executable, "-c", "import router, rules; print(router.__file__, rules.__file__)"],
+                          cwd=bench_root(), env=dict(os.environ), capture_output=True, text=True).stdout.split()
+    assert seen and all(p.startswith(folder) for p in seen), f"children would not import the snapshot: {seen}"
+    return folder
+
+
 def code_version() -> dict[str, Any]:
-    """The commit measured, and whether router/ or rules/ differ from it."""
-    root = Path(__file__).resolve().parent.parent
+    """Which code was measured: the commit, whether router/ or rules/ differ from it, a content digest."""
+    import hashlib
+
+    info: dict[str, Any] = {"code_source": _CODE["source"]}
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                              timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "router", "rules"], cwd=root,
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "router", "rules"], cwd=REPO_ROOT,
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return {}
-    return {"commit": head or None, "router_rules_dirty": bool(dirty)}
+        head, dirty = "", ""
+    if _CODE["source"] == "worktree":
+        info.update(commit=head or None, router_rules_dirty=bool(dirty))
+    else:
+        info.update(commit=_CODE["commit"], worktree_head=head or None)
+    digest = hashlib.sha256()
+    root = Path(_CODE["root"])
+    for pkg in ("router", "rules"):
+        for f in sorted((root / pkg).rglob("*.py")):
+            digest.update(str(f.relative_to(root)).encode())
+            digest.update(f.read_bytes())
+    info["router_rules_sha256"] = digest.hexdigest()[:16]
+    return info
 
 
 _LOAD_AT_START: list[float] = []

@@ -379,13 +379,23 @@ def demo(folder: str, tasks: int, steps: int, seed: int, as_json: bool) -> None:
     result = run_demo(folder, tasks=tasks, steps=steps, seed=seed, echo=None if as_json else click.echo)
     if as_json:
         _emit_json(result)
+    elif sys.stdout.isatty() and sys.stdin.isatty():  # on a terminal, the demo opens the TUI
+        from .cli_tui import open_tui
+        from .engine import Engine, current_user
+
+        engine = Engine.open(result["db"])
+        user = current_user()
+        if engine.store.worker(user) is None:
+            engine.add_worker(user, ["lead"], [], None, actor="demo")  # so the demo's lead actions work
+        engine.close()
+        open_tui(result["db"], user)
 
 
 def _register_extra_commands() -> None:
     """Commands kept in their own modules (each exposes ``register(main)``)."""
-    from . import cli_lead, cli_plugins, cli_rules
+    from . import cli_lead, cli_plugins, cli_rules, cli_tui
 
-    for module in (cli_rules, cli_lead, cli_plugins):
+    for module in (cli_rules, cli_lead, cli_plugins, cli_tui):
         module.register(main)
 
 

@@ -192,7 +192,8 @@ def _weighted(labels: list[str], workers: list[str], choices: Sequence[str],
     return _counted(labels, label, tie, "weighted", {"weights": dict(zip(workers, weights))})
 
 
-_THIS_TASK = ("labelyard:this-task",)
+_THIS_TASK = ("labelyard:this-task",)  # this task's key in a Dawid-Skene fit when the caller gives none
+_NO_CLASS = ("labelyard:no-class",)  # an object drawn without a class, for the class vote
 
 
 def _dawid_skene(labels: list[str], workers: list[str], history: Iterable[tuple[Hashable, str, Any]],
@@ -355,7 +356,6 @@ def _geometric_vote(labels: Sequence[Any], fields: tuple[str, ...], similarity: 
     return Consensus(None if tie else objects, n, top_count, agreement, unanimous, tie, "majority", detail)
 
 
-_NO_CLASS = ("labelyard:no-class",)
 BOX_FIELDS = ("x", "y", "width", "height")
 SPAN_FIELDS = ("start", "end")
 

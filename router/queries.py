@@ -60,12 +60,27 @@ class TaskPage:
     total: int | None  # from the counters when the filter allows it, else None
 
 
-def _task_row(r: Any) -> dict[str, Any]:
-    row = dict(r)
-    for key in ("pred_label", "final_label"):
-        row[key] = loads(row[key])
-    row["holders"] = row["holders"].split(",") if row.get("holders") else []
-    return row
+def _label(text: str | None) -> Any:
+    """A stored label; a plain JSON string (the common case) without the JSON parser."""
+    if text is None:
+        return None
+    if len(text) > 1 and text[0] == '"' and text[-1] == '"' and "\\" not in text and '"' not in text[1:-1]:
+        return text[1:-1]
+    return loads(text)
+
+
+def _task_rows(rows: list[Any]) -> list[dict[str, Any]]:
+    if not rows:
+        return []
+    keys = rows[0].keys()
+    out = []
+    for r in rows:
+        row = dict(zip(keys, r))
+        row["pred_label"] = _label(row["pred_label"])
+        row["final_label"] = _label(row["final_label"])
+        row["holders"] = row["holders"].split(",") if row["holders"] else []
+        out.append(row)
+    return out
 
 
 class Queries:
@@ -294,7 +309,7 @@ class Queries:
                                     text=f.text or None, order=f.order, descending=f.descending,
                                     after=after, limit=limit + 1)
         more = len(rows) > limit
-        rows = [_task_row(r) for r in rows[:limit]]
+        rows = _task_rows(rows[:limit])
         next_after = None
         if more and rows:
             last = rows[-1]

@@ -201,9 +201,9 @@ def add_prior_votes(engine, votes: dict[str, list[dict[str, Any]]], origin: str)
     return added
 
 
-def final_task(store, row) -> FinalTask:
+def final_task(store, row, spec=None) -> FinalTask:
     votes = store.votes(row["id"])
-    facts = votes_facts(votes, {})
+    facts = votes_facts(votes, {}, spec=spec)  # the label type's consensus (router.consensus), plain majority
     return FinalTask(
         task_id=row["id"], id=row["external_id"], label=loads(row["final_label"]), final_by=row["final_by"],
         rule=row["final_rule"], final_at=clock.iso(row["final_at"]), category=row["category"],
@@ -213,9 +213,10 @@ def final_task(store, row) -> FinalTask:
     )
 
 
-def review_item(store, row) -> ReviewItem:
+def review_item(store, row, engine=None) -> ReviewItem:
     votes = store.votes(row["id"])
-    facts = votes_facts(votes, {})
+    # with the engine: the same consensus `accept` would take (label type and quality.consensus)
+    facts = engine._votes(row["id"]) if engine is not None else votes_facts(votes, {})
     return ReviewItem(
         task_id=row["id"], id=row["external_id"], queue=row["queue"], data=loads(row["data"]) or {},
         category=row["category"], tags=loads(row["tags"]) or [],
@@ -393,7 +394,7 @@ class Runner:
                     for row in rows:
                         after = row["id"]
                         trace(f"reviewer {key}: task {row['external_id']}")
-                        verdict = reviewer.func(run, review_item(self.store, row))
+                        verdict = reviewer.func(run, review_item(self.store, row, self.engine))
                         if verdict is not None and not isinstance(verdict, Verdict):
                             raise PluginError(f"returned {verdict!r}; expected approve(...), reject(...) or None")
                         if verdict is not None and verdict.label is not None:
@@ -450,7 +451,7 @@ class Runner:
                     run.state = state
                 after = 0
                 while rows := self.store.undelivered_final_tasks(key, after, batch):
-                    tasks = [final_task(self.store, row) for row in rows]
+                    tasks = [final_task(self.store, row, self.engine.workflow.labels) for row in rows]
                     trace(f"sink {key}: {len(tasks)} task(s)")
                     state = sink.func(run, tasks)
                     with self.store.transaction():

@@ -208,9 +208,10 @@ class Workflow:
             trace: list[str] = []
             try:
                 if rule.when is not None:
-                    matched, trace = rule.when.trace(ctx)
-                    if not _truthy(matched):
+                    if not _truthy(rule.when.evaluate(ctx)):
                         continue
+                    # Only the rule that fires is traced: tracing formats every value it reads.
+                    matched, trace = rule.when.trace(ctx)
                     if not trace:  # a bare name or call: say what it read
                         trace = [_plain_trace(rule.when, ctx, matched)]
                 values = {

@@ -25,7 +25,7 @@ class BaseScreen(Screen):
         self.reload()
 
     @on(DataChanged)
-    def data_changed(self) -> None:
+    def _data_changed(self) -> None:
         self.reload()
 
     @property
@@ -33,8 +33,12 @@ class BaseScreen(Screen):
         return self.app.backend
 
     # -- results of actions --------------------------------------------------------------
+    def after_action(self) -> None:
+        """Called when an action went through (before the reload)."""
+
     @on(ActionDone)
-    def action_done(self, message: ActionDone) -> None:
+    def _action_done(self, message: ActionDone) -> None:
+        self.after_action()
         report = message.report
         done, skipped = len(report.get("done", [])), len(report.get("skipped", []))
         text = f"{message.action}: {done} done" + (f", {skipped} skipped" if skipped else "")
@@ -42,7 +46,7 @@ class BaseScreen(Screen):
         self.app.changed_here()
 
     @on(ActionFailed)
-    def action_failed(self, message: ActionFailed) -> None:
+    def _action_failed(self, message: ActionFailed) -> None:
         self.notify(message.error, title=f"{message.action} failed", severity="error", timeout=8)
 
     @work(thread=True, group="action")

@@ -52,6 +52,7 @@ class TasksScreen(BaseScreen):
         self.rows: list[dict[str, Any]] = []
         self.total: int | None = None
         self.selected: set[str] = set()
+        self._top = False  # put the cursor on the first row at the next render (new filter or page)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -70,6 +71,7 @@ class TasksScreen(BaseScreen):
         self.filter = task_filter
         self.keys = [None]
         self.selected.clear()
+        self._top = True
         self.reload()
 
     def reload(self) -> None:
@@ -91,7 +93,8 @@ class TasksScreen(BaseScreen):
 
     def render_rows(self) -> None:
         table = self.query_one(DataTable)
-        cursor = table.cursor_row
+        cursor = 0 if self._top else table.cursor_row
+        self._top = False
         table.clear()
         import time
 
@@ -118,11 +121,13 @@ class TasksScreen(BaseScreen):
             self.notify("last page")
             return
         self.keys.append(self.next_after)
+        self._top = True
         self.reload()
 
     def action_prev_page(self) -> None:
         if len(self.keys) > 1:
             self.keys.pop()
+            self._top = True
             self.reload()
 
     # -- selection ---------------------------------------------------------------------------
@@ -158,9 +163,8 @@ class TasksScreen(BaseScreen):
     def action_lead(self, action: str) -> None:
         self.lead_action(action)
 
-    def action_done(self, message) -> None:  # noqa: D401 - keep the selection only if the action failed
-        self.selected.clear()
-        super().action_done(message)
+    def after_action(self) -> None:
+        self.selected.clear()  # a failed action keeps the selection, to try again
 
     @on(DataTable.RowSelected)
     def open_detail(self, event: DataTable.RowSelected) -> None:

@@ -1,0 +1,111 @@
+"""One task in full: data, prediction, votes, annotations and review comments, assignments, and the
+decision history with the rules that decided (as ``labelyard explain`` tells it)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.markup import escape
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import Footer, Header, Static
+
+from router.errors import LabelyardError
+
+from ..messages import ActionFailed, Loaded
+from ..widgets import format as fmt
+from .base import BaseScreen
+
+
+class TaskDetailScreen(BaseScreen):
+    """Everything about one task; the lead actions apply to it."""
+
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back", id="detail.back"),
+        Binding("r", "lead('reassign')", "Reassign", id="detail.reassign"),
+        Binding("e", "lead('escalate')", "Escalate", id="detail.escalate"),
+        Binding("h", "lead('hold')", "Hold", id="detail.hold"),
+        Binding("H", "lead('unhold')", "Unhold", id="detail.unhold"),
+        Binding("l", "lead('release')", "Release", id="detail.release"),
+        Binding("P", "lead('priority')", "Priority", id="detail.priority"),
+    ]
+
+    def __init__(self, ref: str) -> None:
+        super().__init__()
+        self.ref = ref
+        self.detail: dict[str, Any] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll(id="detail-scroll"):
+            yield Static(f"task {self.ref}: loading…", id="detail-head")
+            yield Static("", id="detail-body")
+            yield Static("", id="detail-history")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.reload()
+
+    def reload(self) -> None:
+        self.load(self.ref)
+
+    @work(thread=True, exclusive=True, group="detail")
+    def load(self, ref: str) -> None:
+        try:
+            with self.backend.queries() as q:
+                data = q.task_detail(ref)
+        except LabelyardError as exc:
+            self.post_message(ActionFailed("show", str(exc)))
+            return
+        self.post_message(Loaded("detail", data))
+
+    def selected_refs(self) -> list[str]:
+        return [self.ref]
+
+    def action_lead(self, action: str) -> None:
+        self.lead_action(action)
+
+    @on(Loaded)
+    def loaded(self, message: Loaded) -> None:
+        self.detail = d = message.data
+        t = d["task"]
+        head = (f"[b]task {t['id']}[/b] ({escape(t['external_id'])})  [b]{t['status']}[/b]"
+                + (f"  {t['stage']} in {t['queue']}, {t['needed']} more needed" if t["status"] == "open" else "")
+                + f"  priority {t['priority']:.2f}")
+        head += f"\n{escape(d['explain']['summary'])}"
+        if t.get("reason"):
+            head += f"\nreason: {escape(str(t['reason']))}"
+        self.query_one("#detail-head", Static).update(head)
+
+        lines = ["[b]data[/b]", escape(json.dumps(t["data"], ensure_ascii=False, indent=2))]
+        p = d["prediction"] or {}
+        if p.get("label") is not None:
+            lines.append(f"[b]prediction[/b] {escape(fmt.label(p.get('label')))} "
+                         f"confidence {fmt.num(p.get('confidence'))} model {escape(str(p.get('model')))}")
+        if t["final_label"] is not None:
+            lines.append(f"[b]final[/b] {escape(fmt.label(t['final_label']))} by {t['final_by']} "
+                         f"(rule {escape(str(t['final_rule']))})")
+        lines.append(f"[b]votes[/b] ({len(d['votes'])})")
+        for v in d["votes"]:
+            flag = " [yellow](flagged)[/]" if v["flagged"] else ""
+            lines.append(f"  {escape(v['worker'])}: {escape(fmt.label(v['label']))}{flag}")
+        if d["reviews"]:
+            lines.append("[b]reviews[/b]")
+            for r in d["reviews"]:
+                text = f"  {escape(r['worker'])} ({r['stage']}): {r['verdict'] or ''} {escape(fmt.label(r['label']))}"
+                if r.get("comment"):
+                    text += f" — “{escape(r['comment'])}”"
+                lines.append(text)
+        lines.append("[b]assignments[/b]")
+        for a in d["assignments"]:
+            lines.append(f"  #{a['id']} {escape(a['worker'])} {a['stage']} round {a['round']}: {a['status']}")
+        self.query_one("#detail-body", Static).update("\n".join(lines))
+
+        from router.explain import render_explanation
+
+        history = render_explanation(d["explain"])
+        self.query_one("#detail-history", Static).update(
+            "[b]history[/b]\n" + escape("\n".join(history[2:] if len(history) > 2 else history)))

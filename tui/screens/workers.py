@@ -1,0 +1,93 @@
+"""The roster: roles, skills, state, load, throughput, gold accuracy and agreement; pause and resume."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Header, Static
+
+from ..messages import Loaded
+from ..widgets import format as fmt
+from ..widgets.modals import ConfirmModal, InputModal
+from .base import BaseScreen
+
+
+class WorkersScreen(BaseScreen):
+    """Every worker and how they are doing."""
+
+    BINDINGS = [
+        Binding("x", "toggle_pause", "Pause/resume", id="workers.pause"),
+        Binding("enter", "tasks", "Their tasks", id="workers.tasks", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[dict[str, Any]] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("[b]Workers[/b]  load = active slots / capacity · 24h = submissions · "
+                     "agree = votes equal to the final label", id="workers-head")
+        yield DataTable(id="roster", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(DataTable).add_columns("worker", "roles", "skills", "load", "24h", "gold", "gold n",
+                                              "agree", "decided", "state")
+        self.reload()
+
+    def reload(self) -> None:
+        self.load()
+
+    @work(thread=True, exclusive=True, group="workers")
+    def load(self) -> None:
+        with self.backend.queries() as q:
+            self.post_message(Loaded("workers", q.worker_rows()))
+
+    @on(Loaded)
+    def loaded(self, message: Loaded) -> None:
+        self.rows = message.data
+        table = self.query_one(DataTable)
+        cursor = table.cursor_row
+        table.clear()
+        for w in self.rows:
+            cap = "∞" if w["capacity"] is None else w["capacity"]
+            state = ("paused" + (f": {w['pause_reason']}" if w["pause_reason"] else "")) if w["paused"] else (
+                "flagged" if w["flagged"] else "")
+            table.add_row(w["id"], ",".join(w["roles"]), ",".join(w["skills"]) or "-", f"{w['active']}/{cap}",
+                          f"{w['submitted_recent']:,}", fmt.pct(w["gold_accuracy"]), str(w["gold_answered"]),
+                          fmt.pct(w["agreement"]), str(w["decided"] or 0),
+                          Text(state, style="yellow" if state else ""), key=w["id"])
+        if table.row_count:
+            table.move_cursor(row=min(max(cursor, 0), table.row_count - 1))
+
+    def current(self) -> dict[str, Any] | None:
+        table = self.query_one(DataTable)
+        if not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return next((w for w in self.rows if w["id"] == key), None)
+
+    def action_toggle_pause(self) -> None:
+        w = self.current()
+        if w is None:
+            return
+        if w["paused"]:
+            self.app.push_screen(ConfirmModal(f"Resume {w['id']}?"),
+                                 lambda yes: yes and self.run_pause(w["id"], False, None))
+        else:
+            self.app.push_screen(InputModal(f"Pause {w['id']}: reason (optional; Escape cancels)"),
+                                 lambda r: r is not None and self.run_pause(w["id"], True, r or None))
+
+    @on(DataTable.RowSelected)
+    def selected(self, event: DataTable.RowSelected) -> None:
+        self.app.open_tasks(worker=event.row_key.value)
+
+    def action_tasks(self) -> None:
+        w = self.current()
+        if w:
+            self.app.open_tasks(worker=w["id"])
