@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=1, help="claim: worker processes (only worker 0 is profiled)")
     p.add_argument("--top", type=int, default=30)
     p.add_argument("--out", default=None, help="keep the .prof file here")
+    p.add_argument("--ablate", action="store_true",
+                   help="ingest: rerun with one cost removed at a time (triggers, trace rendering, batch size)")
     return ap
 
 

@@ -159,6 +159,70 @@ def profile_ingest(args, folder: str) -> None:
     print_pstats(prof, args.top)
 
 
+ABLATIONS = {
+    "as shipped": (),
+    "no triggers (counter tables) and no tasks_open_age index": ("triggers",),
+    "no trace rendering (rules.expr._render returns '')": ("render",),
+    "10,000-row transactions (INGEST_BATCH_ROWS=10000)": ("batch",),
+    "all three": ("triggers", "render", "batch"),
+}
+
+
+def _ablation_child(src: str, db: str, changes: tuple[str, ...], conn) -> None:
+    import sqlite3 as sq
+
+    import rules.expr
+    from router import engine as engine_mod
+    from router.engine import Engine
+    from router.ingest import read_file
+
+    if "triggers" in changes:
+        c = sq.connect(db, isolation_level=None)
+        for (name,) in c.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+            c.execute(f'DROP TRIGGER "{name}"')
+        c.execute("DROP INDEX IF EXISTS tasks_open_age")
+        c.close()
+    if "render" in changes:
+        rules.expr._render = lambda value: ""
+    if "batch" in changes:
+        engine_mod.INGEST_BATCH_ROWS, engine_mod.INGEST_BATCH_SECONDS = 10_000, 1e9
+    engine = Engine.open(db)
+    timed, spent = instrument(engine)
+    t0 = time.perf_counter()
+    report = engine.ingest(read_file(src, engine.workflow.labels.choices), os.path.abspath(src))
+    total = time.perf_counter() - t0
+    engine.close()
+    conn.send({"total": total, "ingested": report.ingested, "decide_s": spent["decide_s"],
+               "sql_s": sum(timed.seconds.values()), "commit_s": timed.seconds.get("execute: COMMIT", 0.0),
+               "holds": list(timed.holds)})
+
+
+def ablate_ingest(args, folder: str) -> None:
+    """The in-process ingest with one cost removed at a time (on a scratch copy; router/ is untouched)."""
+    src, template = ingest.prepare(folder, args.n)
+    ctx = mp.get_context("fork")
+    lines = [f"\n== ablation: in-process Engine.ingest of {args.n:,} rows, one cost removed at a time =="]
+    lines.append(f"  {'variant':<58} {'rows/s':>8} {'x':>5} {'rules s':>8} {'SQL s':>7} {'COMMIT s':>8} {'lock p50 ms':>11}")
+    base = None
+    for name, changes in ABLATIONS.items():
+        db = common.copy_db(template, os.path.join(folder, "ablate.db"))
+        parent, child = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_ablation_child, args=(src, db, changes, child))
+        proc.start()
+        r = parent.recv()
+        proc.join()
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(db + suffix):
+                os.remove(db + suffix)
+        assert r["ingested"] == args.n
+        rate = args.n / r["total"]
+        base = base or rate
+        lines.append(f"  {name:<58} {rate:>8,.0f} {rate / base:>5.2f} {r['decide_s']:>8.2f} {r['sql_s']:>7.2f} "
+                     f"{r['commit_s']:>8.2f} {1e3 * common.percentile(r['holds'], 50):>11.1f}")
+        print(lines[-1], file=sys.stderr, flush=True)
+    print("\n".join(lines), file=sys.stderr)
+
+
 def _profiled_worker(path: str, seconds: float, barrier, out_q, prof: str) -> None:
     from router.engine import Engine
 
@@ -220,7 +284,9 @@ def profile_claim(args, folder: str) -> None:
 
 def main(args) -> None:
     with common.scratch_dir("profile-") as folder:
-        if args.what == "ingest":
+        if args.what == "ingest" and args.ablate:
+            ablate_ingest(args, folder)
+        elif args.what == "ingest":
             profile_ingest(args, folder)
         else:
             profile_claim(args, folder)

@@ -313,44 +313,49 @@ class Engine:
     def claim(self, worker: str, queue: str | None = None) -> dict[str, Any]:
         """Give ``worker`` one slot: work returned to them first, else the best slot they may take.
 
-        Raises :class:`NothingToDo` (exit 3) when there is none.
+        Raises :class:`NothingToDo` (exit 3) when there is none. Only the
+        claim itself runs under the write lock; who the worker is and which
+        queues they may take are read before it, and the view is built after.
         """
         workflow = self.workflow
+        w = self._require_worker(worker)
+        if w["paused"]:
+            raise NothingToDo(f"{worker} is paused" + (f": {w['pause_reason']}" if w["pause_reason"] else ""))
+        queues = workflow.queues_for(loads(w["roles"]), loads(w["skills"]))
+        if queue is not None:
+            if queue not in workflow.queues:
+                raise LabelyardError(f"no queue `{queue}` in workflow `{workflow.name}`")
+            if queue not in queues:
+                raise NothingToDo(f"{worker} may not take work from `{queue}` (roles or skills do not match)")
+            queues = [queue]
+        gold_rate = (workflow.quality.get("gold") or {}).get("rate") or 0
         now = clock.now()
         with self.store.transaction():
-            w = self._require_worker(worker)
-            if w["paused"]:
-                raise NothingToDo(f"{worker} is paused" + (f": {w['pause_reason']}" if w["pause_reason"] else ""))
             offered = self.store.claim_offered(worker, now)
             if offered is not None:
                 task = self.store.task(offered["task_id"])
                 self.store.add_event("claimed", now, task_id=task["id"], actor=worker,
                                      detail={"assignment": offered["id"], "stage": offered["stage"]})
-                return self._claim_view(offered["id"], task, offered["stage"], offered["note"], worker)
-            if w["capacity"] is not None and self.store.active_count(worker) >= w["capacity"]:
-                raise NothingToDo(f"{worker} already holds {w['capacity']} active assignment(s), their capacity")
-            queues = workflow.queues_for(loads(w["roles"]), loads(w["skills"]))
-            if queue is not None:
-                if queue not in workflow.queues:
-                    raise LabelyardError(f"no queue `{queue}` in workflow `{workflow.name}`")
-                if queue not in queues:
-                    raise NothingToDo(f"{worker} may not take work from `{queue}` (roles or skills do not match)")
-                queues = [queue]
-            slot = None
-            gold_rate = (workflow.quality.get("gold") or {}).get("rate") or 0
-            if gold_rate > 0:  # gold questions mixed into claims (router.gold)
-                from .gold import pick_gold
+                claimed = (offered["id"], task, offered["stage"], offered["note"])
+            else:
+                if w["capacity"] is not None and self.store.active_count(worker) >= w["capacity"]:
+                    raise NothingToDo(f"{worker} already holds {w['capacity']} active assignment(s), their capacity")
+                slot = None
+                if gold_rate > 0:  # gold questions mixed into claims (router.gold)
+                    from .gold import pick_gold
 
-                slot = pick_gold(self.store, worker, queues, gold_rate)
-            if slot is None:
-                slot = self.store.claim_slot(worker, queues, now)
-            if slot is None:
-                raise NothingToDo(f"no work for {worker}")
-            assignment_id = self.store.insert_assignment(slot["id"], worker, slot["stage"], slot["queue"],
-                                                         slot["round"], "active", now)
-            self.store.add_event("claimed", now, task_id=slot["id"], actor=worker,
-                                 detail={"assignment": assignment_id, "stage": slot["stage"], "queue": slot["queue"]})
-            return self._claim_view(assignment_id, slot, slot["stage"], None, worker)
+                    slot = pick_gold(self.store, worker, queues, gold_rate)
+                if slot is None:
+                    slot = self.store.claim_slot(worker, queues, now)
+                if slot is None:
+                    raise NothingToDo(f"no work for {worker}")
+                assignment_id = self.store.insert_assignment(slot["id"], worker, slot["stage"], slot["queue"],
+                                                             slot["round"], "active", now)
+                self.store.add_event("claimed", now, task_id=slot["id"], actor=worker,
+                                     detail={"assignment": assignment_id, "stage": slot["stage"],
+                                             "queue": slot["queue"]})
+                claimed = (assignment_id, slot, slot["stage"], None)
+        return self._claim_view(*claimed, worker)
 
     def _claim_view(self, assignment_id: int, task, stage: str, note: str | None, worker: str) -> dict[str, Any]:
         """What a worker sees of a claimed slot. Annotation is blind: votes only for review stages."""
@@ -403,6 +408,10 @@ class Engine:
                 if problem:
                     raise AssignmentError(problem)
             self.store.insert_annotation(a, label, verdict, comment, now)
+            gold_correct = None
+            if task["is_gold"] and label is not None:
+                gold_correct = dumps(label) == dumps(self.store.gold_label(task["id"]))
+            self.store.count_submission(worker, gold_correct)
             self.store.set_assignment_status(assignment_id, "submitted", now)
             self.store.add_event("submitted", now, task_id=task["id"], actor=worker,
                                  detail={"assignment": assignment_id, "stage": stage, "label": label,

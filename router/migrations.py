@@ -15,7 +15,7 @@ from sqlite_utils.migrations import Migrations
 
 migrations = Migrations("labelyard")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def _run_ddl(db: Database, script: str) -> None:
@@ -357,6 +357,28 @@ def m004_counters(db: Database) -> None:
         """
     )
     _set_version(db, 4)
+
+
+@migrations()
+def m005_worker_counters(db: Database) -> None:
+    """Per-worker counters kept by submit (so quorum and on_worker read O(1) facts), and
+    an index of slots offered back to a worker (so every claim checks them cheaply)."""
+    _run_ddl(
+        db,
+        """
+        ALTER TABLE workers ADD COLUMN submitted INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE workers ADD COLUMN gold_answered INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE workers ADD COLUMN gold_correct INTEGER NOT NULL DEFAULT 0;
+        UPDATE workers SET
+            submitted = (SELECT count(*) FROM annotations AS a WHERE a.worker = workers.id),
+            gold_answered = (SELECT count(*) FROM annotations AS a JOIN gold AS g ON g.task_id = a.task_id
+                             WHERE a.worker = workers.id),
+            gold_correct = (SELECT count(*) FROM annotations AS a JOIN gold AS g ON g.task_id = a.task_id
+                            WHERE a.worker = workers.id AND a.label = g.label);
+        CREATE INDEX assignments_offered ON assignments (worker) WHERE status = 'offered';
+        """
+    )
+    _set_version(db, 5)
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:

@@ -22,7 +22,7 @@ from .errors import LabelyardError, NotInitialised
 
 BUSY_TIMEOUT_MS = 5000
 BUSY_GIVE_UP_S = 120.0
-SCHEMA_VERSION = 4  # keep equal to migrations.SCHEMA_VERSION (a test checks)
+SCHEMA_VERSION = 5  # keep equal to migrations.SCHEMA_VERSION (a test checks)
 
 TASK_COLUMNS = (
     "id, external_id, source, category, tags, data, status, stage, queue, needed, free_slots, priority, "
@@ -407,16 +407,23 @@ class Store:
         )
 
     def gold_accuracy(self, workers: Sequence[str]) -> dict[str, tuple[int, int]]:
-        """``{worker: (gold answered, gold correct)}`` for these workers."""
+        """``{worker: (gold answered, gold correct)}`` for these workers (kept counters, O(1) each)."""
         if not workers:
             return {}
         marks = ",".join("?" * len(workers))
-        rows = self.query(
-            f"SELECT a.worker, count(*) AS n, sum(a.label = g.label) AS ok FROM annotations AS a "
-            f"JOIN gold AS g ON g.task_id = a.task_id WHERE a.worker IN ({marks}) GROUP BY a.worker",
-            list(workers),
-        )
-        return {r["worker"]: (r["n"], r["ok"] or 0) for r in rows}
+        rows = self.query(f"SELECT id, gold_answered, gold_correct FROM workers WHERE id IN ({marks})", list(workers))
+        return {r["id"]: (r["gold_answered"], r["gold_correct"]) for r in rows if r["gold_answered"]}
+
+    def count_submission(self, worker: str, gold_correct: bool | None) -> None:
+        """Bump a worker's counters for one submission (``gold_correct`` ``None`` when not a gold task)."""
+        if gold_correct is None:
+            self.conn.execute("UPDATE workers SET submitted = submitted + 1 WHERE id = ?", (worker,))
+        else:
+            self.conn.execute(
+                "UPDATE workers SET submitted = submitted + 1, gold_answered = gold_answered + 1, "
+                "gold_correct = gold_correct + ? WHERE id = ?",
+                (int(gold_correct), worker),
+            )
 
     def recent_votes(self, queue: str | None, limit: int) -> list[tuple[int, str, Any]]:
         """``(task_id, worker, label)`` of the latest ``limit`` annotate/correct submissions made in ``queue``.
@@ -504,7 +511,9 @@ class Store:
 
     # -- worker facts (indexed by worker) --------------------------------------------------
     def worker_submitted(self, worker: str) -> int:
-        return int(self.one("SELECT count(*) FROM annotations WHERE worker = ?", (worker,))[0])
+        """How many submissions the worker made (a kept counter)."""
+        row = self.one("SELECT submitted FROM workers WHERE id = ?", (worker,))
+        return int(row[0]) if row else 0
 
     def worker_recent_durations(self, worker: str, limit: int) -> list[float]:
         """Seconds from claim to submission of the worker's latest ``limit`` submissions."""

@@ -22,7 +22,7 @@ EXPECTED: dict[str, dict[str, type]] = {
     },
     "workers": {
         "id": str, "roles": str, "skills": str, "capacity": int, "paused": int, "pause_reason": str,
-        "flagged": int, "created_at": float,
+        "flagged": int, "created_at": float, "submitted": int, "gold_answered": int, "gold_correct": int,
     },
     "tasks": {
         "id": int, "external_id": str, "source": str, "category": str, "tags": str, "data": str, "status": str,
