@@ -325,8 +325,7 @@ def main(args) -> dict:
         rows.append([k, m[f"k{k}_labelyard_ops_per_s"], m[f"k{k}_peer_ops_per_s"], ops_ratio,
                      m[f"k{k}_labelyard_claim_p50_ms"], m[f"k{k}_peer_claim_p50_ms"],
                      m[f"k{k}_labelyard_claim_p99_ms"], m[f"k{k}_peer_claim_p99_ms"], p99_ratio, errors, doubles])
-        strip = lambda xs: [{k_: v for k_, v in x.items()} for x in xs]  # noqa: E731
-        detail["per_k"][str(k)] = {"labelyard": strip(ly), "peer": strip(peer)}
+        detail["per_k"][str(k)] = {"labelyard": ly, "peer": peer}
     common.table(f"claim+submit: Engine API vs raw SQL loop ({n_tasks:,} tasks, {duration:g}s per run, median of {runs})",
                  ["K", "ly ops/s", "raw ops/s", "ratio", "ly p50 ms", "raw p50 ms", "ly p99 ms", "raw p99 ms",
                   "p99 ratio", "ly errors", "shared"], rows, targets)

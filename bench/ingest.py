@@ -176,7 +176,7 @@ def main(args) -> dict:
     common.table("ingest: labelyard CLI vs raw executemany (10k rows/txn)",
                  ["rows", "runs", "labelyard rows/s", "raw rows/s", "ratio", "CPU-time ratio", "ly peak RSS MiB"],
                  rows, targets)
-    detail = {"stages": [{k: v for k, v in st.items()} for st in results],
+    detail = {"stages": results,
               "labelyard_command": common.labelyard_command(), "peer_batch": PEER_BATCH,
               "workflow": fixtures.INGEST_WORKFLOW}
     variant = ",".join(f"n={n}x{runs}" for n, runs in stages)

@@ -188,60 +188,58 @@ class Engine:
 
         ``progress`` is called after each batch with the input line reached.
 
-        Each batch commits on its own (a few hundred rows or 50 ms), so
-        annotators claiming meanwhile are not starved, and a crash loses at
-        most the batch in flight: running the same ingest again completes it.
+        This thread reads and routes rows while a writer thread, on its own
+        connection, commits the previous batch, so Python's routing and
+        SQLite's writing overlap. Each batch commits on its own (a few hundred
+        rows or 50 ms), so annotators claiming meanwhile are not starved, and
+        a crash loses at most the batches in flight: running the same ingest
+        again completes it.
         """
         workflow = self.workflow
-        report = IngestReport()
+        version = self.workflow_id
+        writer = _BatchWriter(self.store.path, source)
         batch: list[TaskInput | RowProblem] = []
         started = time.monotonic()
-        for row in rows:
-            batch.append(row)
-            if len(batch) >= INGEST_BATCH_ROWS or time.monotonic() - started > INGEST_BATCH_SECONDS:
-                self._ingest_batch(workflow, batch, source, report)
+        try:
+            for row in rows:
+                batch.append(row)
+                if len(batch) >= INGEST_BATCH_ROWS or time.monotonic() - started > INGEST_BATCH_SECONDS:
+                    writer.put(self._route_batch(workflow, version, batch, source))
+                    if progress:
+                        progress(batch[-1].line)
+                    batch = []
+                    started = time.monotonic()
+            if batch:
+                writer.put(self._route_batch(workflow, version, batch, source))
                 if progress:
                     progress(batch[-1].line)
-                batch = []
-                started = time.monotonic()
-        if batch:
-            self._ingest_batch(workflow, batch, source, report)
-            if progress:
-                progress(batch[-1].line)
-        return report
+        finally:
+            writer.close()
+        return writer.report
 
-    def _ingest_batch(self, workflow, batch: list[TaskInput | RowProblem], source: str, report: IngestReport) -> None:
+    def _route_batch(self, workflow, version: int, batch: list[TaskInput | RowProblem],
+                     source: str) -> "_RoutedBatch":
+        """Decide where each new row goes (``on_create``); ids are given by the writer, under the lock."""
         now = clock.now()
-        problems = [r for r in batch if isinstance(r, RowProblem)]
         inputs = [r for r in batch if isinstance(r, TaskInput)]
-        version = self.workflow_id
-        with self.store.transaction():
-            known = self.store.existing_external_ids([t.external_id for t in inputs])
-            next_id = self.store.next_task_id()
-            tasks: list[dict[str, Any]] = []
-            events: list[tuple] = []
-            for item in inputs:
-                if item.external_id in known:
-                    report.duplicates += 1
-                    continue
-                known.add(item.external_id)
-                row = self._new_task_row(item, next_id, source, version, now)
-                decision = workflow.decide("on_create", self._create_context(row, item, now))
-                row.update(self._create_fields(decision, item, now))
-                tasks.append(row)
-                events.append((next_id, "created", decision.rule, decision.action, "labelyard",
-                               dumps({"source": source, "line": item.line, **decision.as_detail()}), now))
-                report.routed[decision.rule or "(no rule)"] += 1
-                next_id += 1
-            self.store.insert_tasks(tasks)
-            self.store.add_events(events)
-            if problems:
-                self.store.add_rejects((source, p.line, p.reason, p.raw, now) for p in problems)
-        report.ingested += len(tasks)
-        report.rejected += len(problems)
+        known = self.store.existing_external_ids([t.external_id for t in inputs])  # a read: no lock
+        routed = _RoutedBatch(now=now, problems=[r for r in batch if isinstance(r, RowProblem)])
+        for item in inputs:
+            if item.external_id in known:
+                routed.duplicates += 1
+                continue
+            known.add(item.external_id)
+            row = self._new_task_row(item, None, source, version, now)
+            decision = workflow.decide("on_create", self._create_context(row, item, now))
+            row.update(self._create_fields(decision, item, now))
+            routed.tasks.append(row)
+            routed.events.append(("created", decision.rule, decision.action, "labelyard",
+                                  dumps({"line": item.line, **decision.as_detail()}), now))
+            routed.rules.append(decision.rule or "(no rule)")
+        return routed
 
     @staticmethod
-    def _new_task_row(item: TaskInput, task_id: int, source: str, version: int, now: float) -> dict[str, Any]:
+    def _new_task_row(item: TaskInput, task_id: int | None, source: str, version: int, now: float) -> dict[str, Any]:
         return {
             "id": task_id, "external_id": item.external_id, "source": source, "category": item.category,
             "tags": dumps(item.tags), "data": dumps(item.data), "status": "open", "stage": None, "queue": None,
@@ -581,6 +579,90 @@ def decision_facts(ctx: dict[str, Any]) -> dict[str, Any]:
     if isinstance(queue, Lazy) and queue._value:
         out["queue"] = dict(queue._value)
     return out
+
+
+@dataclass
+class _RoutedBatch:
+    """Rows routed and ready to write, in input order."""
+
+    now: float
+    problems: list[RowProblem]
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+    events: list[tuple] = field(default_factory=list)
+    rules: list[str] = field(default_factory=list)
+    duplicates: int = 0
+
+
+class _BatchWriter:
+    """Commits routed batches on its own connection in a thread, one transaction per batch."""
+
+    _DONE = None
+
+    def __init__(self, path: str, source: str):
+        import queue
+        import threading
+
+        self.path = path
+        self.source = source
+        self.report = IngestReport()
+        self.error: BaseException | None = None
+        self._queue: "queue.Queue[_RoutedBatch | None]" = queue.Queue(maxsize=2)
+        self._thread = threading.Thread(target=self._run, name="labelyard-ingest-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, batch: _RoutedBatch) -> None:
+        if self.error is not None:
+            raise self.error
+        self._queue.put(batch)
+
+    def close(self) -> None:
+        """Wait until every batch is written; re-raise the writer's error if it had one."""
+        self._queue.put(self._DONE)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        store = None
+        try:
+            store = Store.open(self.path)
+            while True:
+                batch = self._queue.get()
+                if batch is self._DONE:
+                    return
+                if self.error is None:
+                    self._write(store, batch)
+        except BaseException as exc:  # handed to the reading thread, which re-raises it
+            self.error = exc
+            while self._queue.get() is not self._DONE:
+                pass
+        finally:
+            if store is not None:
+                store.close()
+
+    def _write(self, store: Store, batch: _RoutedBatch) -> None:
+        report = self.report
+        with store.transaction():
+            # Checked again under the lock: another ingest may have added some meanwhile.
+            known = store.existing_external_ids([t["external_id"] for t in batch.tasks]) if batch.tasks else set()
+            next_id = store.next_task_id()
+            tasks, events = [], []
+            for row, event, rule in zip(batch.tasks, batch.events, batch.rules):
+                if row["external_id"] in known:
+                    report.duplicates += 1
+                    continue
+                row["id"] = next_id
+                tasks.append(row)
+                events.append((next_id, *event))
+                report.routed[rule] += 1
+                next_id += 1
+            store.insert_tasks(tasks)
+            store.add_events(events)
+            if batch.problems:
+                store.add_rejects((self.source, p.line, p.reason, p.raw, batch.now) for p in batch.problems)
+        report.ingested += len(tasks)
+        report.duplicates += batch.duplicates
+        report.rejected += len(batch.problems)
 
 
 def task_view(task) -> dict[str, Any]:
