@@ -88,8 +88,13 @@ class Recorder:
 
 
 async def settle(app, pilot):
+    from textual.worker import WorkerCancelled
+
     for _ in range(3):
-        await app.workers.wait_for_complete()
+        try:
+            await app.workers.wait_for_complete()
+        except WorkerCancelled:
+            pass  # an exclusive loader replaced by a newer one: wait for that one next round
         await pilot.pause()
 
 

@@ -75,7 +75,9 @@ class WorkScreen(BaseScreen):
         self.busy = True
         self.claim()
 
-    @work(thread=True, exclusive=True, group="work")
+    # Not exclusive: `busy` already serialises claim and send, and an exclusive
+    # claim started from the Submitted handler would cancel the send that posted it.
+    @work(thread=True, group="work")
     def claim(self) -> None:
         try:
             view = self.backend.claim(self.worker, self.queue)
@@ -87,7 +89,7 @@ class WorkScreen(BaseScreen):
             return
         self.post_message(Claimed(view))
 
-    @work(thread=True, exclusive=True, group="work")
+    @work(thread=True, group="work")
     def send(self, assignment: int, kwargs: dict[str, Any], skip: bool = False) -> None:
         try:
             if skip:
