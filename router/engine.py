@@ -28,6 +28,9 @@ STAGE_OF_ACTION = {"annotate": "annotate", "review": "review", "escalate": "esca
 FINAL_BY_STAGE = {"review": "reviewer", "escalated": "expert"}
 INGEST_BATCH_ROWS = 500
 INGEST_BATCH_SECONDS = 0.05
+INGEST_CACHE_KIB = 64 * 1024
+INGEST_YIELD_FACTOR = 2.0  # while others write, ingest holds the lock at most a third of the time
+INGEST_YIELD_MAX_S = 0.25
 
 
 def current_user() -> str:
@@ -626,12 +629,24 @@ class _BatchWriter:
         store = None
         try:
             store = Store.open(self.path)
+            # Random external ids touch index pages all over the file: a larger page
+            # cache keeps them in memory (the peers' probe: +27% at 1M rows).
+            store.conn.execute(f"PRAGMA cache_size={-INGEST_CACHE_KIB}")
+            seen_version = None
             while True:
                 batch = self._queue.get()
                 if batch is self._DONE:
                     return
                 if self.error is None:
+                    started = time.monotonic()
                     self._write(store, batch)
+                    held = time.monotonic() - started
+                    # data_version moves only when another connection commits: annotators
+                    # are working, so leave them the lock for a while after each batch.
+                    version = store.conn.execute("PRAGMA data_version").fetchone()[0]
+                    if seen_version is not None and version != seen_version:
+                        time.sleep(min(INGEST_YIELD_MAX_S, held * INGEST_YIELD_FACTOR))
+                    seen_version = version
         except BaseException as exc:  # handed to the reading thread, which re-raises it
             self.error = exc
             while self._queue.get() is not self._DONE:
