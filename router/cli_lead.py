@@ -41,7 +41,9 @@ def _report(report, as_json: bool, say: Callable[[dict[str, Any]], str]) -> None
         click.echo(say(item) if "external_id" in item and len(item) > 2 else f"would act on {item['external_id']}")
     for item in report.skipped:
         click.echo(f"skipped {item['external_id']}: {item['reason']}", err=True)
-    if len(report.done) != 1 or report.skipped:
+    if report.dry_run:
+        click.echo(f"{report.action}: dry run, {report.matched} matching, nothing changed", err=True)
+    elif len(report.done) != 1 or report.skipped:
         click.echo(f"{report.action}: {len(report.done)} done, {len(report.skipped)} skipped "
                    f"of {report.matched} matching", err=True)
 

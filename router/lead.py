@@ -246,9 +246,11 @@ class BulkReport:
     done: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     matched: int = 0
+    dry_run: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {"action": self.action, "matched": self.matched, "done": self.done, "skipped": self.skipped}
+        return {"action": self.action, "matched": self.matched, "done": self.done, "skipped": self.skipped,
+                "dry_run": self.dry_run}
 
 
 class Lead:
@@ -273,7 +275,7 @@ class Lead:
         """Apply ``action`` to the tasks ``refs`` (all or nothing, one transaction) or to every task
         matching ``where`` (page by page, one transaction per page; tasks it cannot apply to are skipped)."""
         op = self._operation(action, options)
-        report = BulkReport(action)
+        report = BulkReport(action, dry_run=dry_run)
         if refs and where:
             raise LabelyardError("give task ids or --where, not both")
         if not refs and not where:
