@@ -129,8 +129,15 @@ def _type_name(value: object) -> str:
     return type(value).__name__
 
 
+_TRUTHY_EXACT = frozenset((bool, int, float, str, list, tuple, dict))
+
+
 def _truthy(value: object) -> bool:
-    if value is None or isinstance(value, (bool, int, float, str, list, tuple, Mapping)):
+    if value is True:
+        return True
+    if value is False or value is None:
+        return False
+    if type(value) in _TRUTHY_EXACT or isinstance(value, (int, float, str, list, tuple, Mapping)):
         return bool(value)
     return True
 
@@ -473,13 +480,30 @@ def _scan_symbol(src: str, i: int) -> _Token:
 _Fn = Callable[[Mapping[str, object], "list[str] | None"], object]
 
 
+_Fast = Callable[[Mapping[str, object]], object]
+
+
 @dataclass(frozen=True, slots=True)
 class _Node:
-    fn: _Fn
+    fn: _Fn  # ``fn(ctx, trace_lines_or_None)``: evaluates, and traces when given a list
     start: int
     end: int
     literal: bool = False  # does not depend on the context; its source says what it is
     value: object = None  # the value, when literal
+    fast: _Fast | None = None  # ``fast(ctx)``: the same value, never traced (None: derived from ``fn``)
+    boolean: bool = False  # always gives exactly True or False
+    field: tuple[str, str] | None = None  # (root, key) when the node reads just ``root.key``
+
+
+def _fast(node: _Node) -> _Fast:
+    """The untraced evaluator of a node: ``fast(ctx)`` gives what ``fn(ctx, None)`` gives."""
+    if node.fast is not None:
+        return node.fast
+    if node.literal and not isinstance(node.value, (list, tuple, Mapping)):
+        value = node.value
+        return lambda ctx: value
+    fn = node.fn
+    return lambda ctx: fn(ctx, None)
 
 
 OR_BP, AND_BP, NOT_BP, CMP_BP, ADD_BP, MUL_BP, UNARY_BP = 1, 2, 3, 4, 5, 6, 7
@@ -648,8 +672,13 @@ class _Parser:
             self.nest(tok)
             operand = self.expr(NOT_BP)
             self.unnest()
-            fn = operand.fn
-            return self.settle(_Node(lambda ctx, tr: not _truthy(fn(ctx, tr)), tok.offset, operand.end), [operand])
+            fn, ffn = operand.fn, _fast(operand)
+            if operand.boolean:
+                fast: _Fast = lambda ctx: not ffn(ctx)
+            else:
+                fast = lambda ctx: not _truthy(ffn(ctx))
+            node = _Node(lambda ctx, tr: not _truthy(fn(ctx, tr)), tok.offset, operand.end, fast=fast, boolean=True)
+            return self.settle(node, [operand])
         if text in _PYTHON_WORDS or text in _INFIX_WORDS:
             raise self.unexpected(tok, "an expression")
         if keyword.iskeyword(text):
@@ -676,7 +705,9 @@ class _Parser:
     def list_literal(self, open_tok: _Token) -> _Node:
         found = self.items(open_tok, "]")
         fns = tuple(item.fn for item in found)
-        node = _Node(lambda ctx, tr: [f(ctx, tr) for f in fns], open_tok.offset, self.tokens[self.pos - 1].end)
+        ffns = tuple(_fast(item) for item in found)
+        node = _Node(lambda ctx, tr: [f(ctx, tr) for f in fns], open_tok.offset, self.tokens[self.pos - 1].end,
+                     fast=lambda ctx: [f(ctx) for f in ffns])
         return self.settle(node, found)
 
     def close(self, open_tok: _Token, closer: str) -> None:
@@ -729,7 +760,7 @@ class _Parser:
 
     # ---- nodes
     def constant(self, value: object, start: int, end: int) -> _Node:
-        return _Node(_const_fn(value), start, end, literal=True, value=value)
+        return _Node(_const_fn(value), start, end, literal=True, value=value, boolean=isinstance(value, bool))
 
     def settle(self, node: _Node, children: list[_Node]) -> _Node:
         """Check a node whose operands are all literal now, and fold it to a constant when it is a scalar."""
@@ -744,7 +775,7 @@ class _Parser:
         return self.constant(value, node.start, node.end)
 
     def negation(self, tok: _Token, operand: _Node) -> _Node:
-        fn, where = operand.fn, self.snippet(tok.offset, operand.end)
+        fn, ffn, where = operand.fn, _fast(operand), self.snippet(tok.offset, operand.end)
 
         def negate(ctx: Mapping[str, object], tr: list[str] | None) -> object:
             try:
@@ -752,7 +783,16 @@ class _Parser:
             except _Clash as exc:
                 raise EvaluationError(f"{exc} in `{where}`", tok.offset) from None
 
-        return self.settle(_Node(negate, tok.offset, operand.end), [operand])
+        def fast(ctx: Mapping[str, object]) -> object:
+            value = ffn(ctx)
+            if type(value) in _NUMBER_TYPES:
+                return -value
+            try:
+                return _negate(value)
+            except _Clash as exc:
+                raise EvaluationError(f"{exc} in `{where}`", tok.offset) from None
+
+        return self.settle(_Node(negate, tok.offset, operand.end, fast=fast), [operand])
 
     def logic(self, op: str, operands: list[_Node]) -> _Node:
         fns = tuple(o.fn for o in operands)
@@ -768,7 +808,8 @@ class _Parser:
                     if _truthy(f(ctx, tr)):
                         return True
                 return False
-        return self.settle(_Node(fn, operands[0].start, operands[-1].end), operands)
+        fast = _fast_logic(op == "and", [(_fast(o), o.boolean) for o in operands])
+        return self.settle(_Node(fn, operands[0].start, operands[-1].end, fast=fast, boolean=True), operands)
 
     def arithmetic(self, ops: list[str], operands: list[_Node]) -> _Node:
         start = operands[0].start
@@ -785,7 +826,13 @@ class _Parser:
                     raise EvaluationError(f"{exc} in `{where}`", start) from None
             return acc
 
-        return self.settle(_Node(fn, start, operands[-1].end), operands)
+        fast = _fast_arithmetic(start, _fast(operands[0]),
+                                tuple((op, _fast(o), where) for (op, (_a, _g, where), o) in zip(ops, steps, operands[1:])))
+        last = operands[-1]
+        if (len(ops) == 1 and ops[0] in _RAW_ARITHMETIC and _scalar_literal(last)
+                and type(last.value) in _NUMBER_TYPES and not operands[0].literal):
+            fast = _fast_arithmetic_const(start, _fast(operands[0]), ops[0], last.value, steps[0][2])
+        return self.settle(_Node(fn, start, operands[-1].end, fast=fast), operands)
 
     def comparison(self, op: str, left: _Node, right: _Node) -> _Node:
         test, lf, rf = _COMPARISONS[op], left.fn, right.fn
@@ -802,7 +849,8 @@ class _Parser:
                 tr.append(f"{show_left(a)} {op} {show_right(b)} → {_render(result)}")
             return result
 
-        return self.settle(_Node(fn, left.start, right.end), [left, right])
+        fast = _fast_comparison(op, left, right, where)
+        return self.settle(_Node(fn, left.start, right.end, fast=fast, boolean=True), [left, right])
 
     def shower(self, node: _Node, wrap: bool = False) -> Callable[[object], str]:
         """How a trace shows an operand: its source, and its value unless it is a literal."""
@@ -819,6 +867,7 @@ class _Parser:
         root = tok.text
         problem: ExpressionError | None = None
         path, written, steps = [root], [root], []
+        fast_steps: list[tuple[str | None, _Fast | None]] = []
         kind = field_kind(path) if root in CONTEXT_SCHEMA else OPEN  # after a problem, only the syntax is checked
         while self.peek().kind == "op" and self.peek().text in ".[(":
             nxt = self.peek()
@@ -831,6 +880,7 @@ class _Parser:
                 if len(key) != 1:
                     raise ExpressionError('a subscript takes exactly one key, like `task.data["key"]`', nxt.offset)
                 steps.append((None, key[0].fn))
+                fast_steps.append((None, _fast(key[0])))
                 written.append("")  # what follows a subscript is no name to suggest from
                 continue
             self.advance()
@@ -840,6 +890,7 @@ class _Parser:
             _check_word(field_tok)
             self.advance()
             steps.append((field_tok.text, None))
+            fast_steps.append((field_tok.text, None))
             written.append(field_tok.text)
             if kind is not OPEN:
                 path.append(field_tok.text)
@@ -859,7 +910,8 @@ class _Parser:
             return self.defer(problem, tok.offset, end)
         self.names.add(".".join(path))
         self.roots.add(root)
-        return _Node(_getter(root, steps), tok.offset, end)
+        field = (root, fast_steps[0][0]) if len(fast_steps) == 1 and fast_steps[0][1] is None else None
+        return _Node(_getter(root, steps), tok.offset, end, fast=_fast_getter(root, fast_steps), field=field)
 
     def defer(self, problem: ExpressionError, start: int, end: int) -> _Node:
         """Keep the first name problem for after parsing (syntax errors come first); stand in a null."""
@@ -923,10 +975,12 @@ class _Parser:
         if spec.name == "matches":
             search = self.pattern_matcher(args[1])
             impl: _Impl = lambda ctx, values: search(values[0])
+            node = self.function_node(tok, args, end, impl, unary=search, boolean=True)
         else:
             pure = _PURE_BUILTINS[spec.name]
             impl = lambda ctx, values: pure(*values)
-        return self.settle(self.function_node(tok, args, end, impl), args)
+            node = self.function_node(tok, args, end, impl, unary=pure if len(args) == 1 else None)
+        return self.settle(node, args)
 
     def pattern_matcher(self, arg: _Node) -> Callable[[object], bool]:
         if not (arg.literal and isinstance(arg.value, str)):
@@ -956,7 +1010,7 @@ class _Parser:
                 raise _Clash(f"sample() needs a number, not {_type_name(share)}")
             return _task_fraction(ctx) < share
 
-        return self.function_node(tok, [rate], end, sample)
+        return self.function_node(tok, [rate], end, sample, boolean=True)
 
     def plugin_call(self, tok: _Token, args: list[_Node], end: int) -> _Node:
         name, fn = tok.text, self.functions[tok.text]
@@ -978,9 +1032,14 @@ class _Parser:
 
         return self.function_node(tok, args, end, guarded)
 
-    def function_node(self, tok: _Token, args: list[_Node], end: int, impl: _Impl) -> _Node:
-        """A call of ``impl(ctx, values)``; a true/false result adds a trace line showing the arguments."""
+    def function_node(self, tok: _Token, args: list[_Node], end: int, impl: _Impl,
+                      unary: Callable[[object], object] | None = None, boolean: bool = False) -> _Node:
+        """A call of ``impl(ctx, values)``; a true/false result adds a trace line showing the arguments.
+
+        ``unary``, when given, is ``impl`` for the first argument alone (``impl(ctx, [v]) == unary(v)``).
+        """
         fns = tuple(a.fn for a in args)
+        ffns = tuple(_fast(a) for a in args)
         where = self.snippet(tok.offset, end)
         showers = tuple(self.shower(a) for a in args)
         name = tok.text
@@ -996,7 +1055,24 @@ class _Parser:
                 tr.append(f"{name}({shown}) → {_render(result)}")
             return result
 
-        return _Node(call, tok.offset, end)
+        if unary is not None:
+            arg = ffns[0]
+
+            def fast(ctx: Mapping[str, object]) -> object:
+                value = arg(ctx)
+                try:
+                    return unary(value)
+                except _Clash as exc:
+                    raise EvaluationError(f"{exc} in `{where}`", tok.offset) from None
+        else:
+            def fast(ctx: Mapping[str, object]) -> object:
+                values = [f(ctx) for f in ffns]
+                try:
+                    return impl(ctx, values)
+                except _Clash as exc:
+                    raise EvaluationError(f"{exc} in `{where}`", tok.offset) from None
+
+        return _Node(call, tok.offset, end, fast=fast, boolean=boolean)
 
 
 def _check_word(tok: _Token) -> None:
@@ -1070,22 +1146,404 @@ def _getter(root: str, steps: list[tuple[str | None, _Fn | None]]) -> _Fn:
     return read_subscripted
 
 
+# ---------------------------------------------------------------- untraced evaluators
+#
+# Each node also gets ``fast(ctx)``: the same value as ``fn(ctx, None)`` with no
+# trace argument, specialised at compile time (a fixed key path read in one
+# closure, a literal operand captured rather than called, the common exact
+# types tested first and everything else handed to the general operator).
+
+def _fast_getter(root: str, steps: list[tuple[str | None, _Fast | None]]) -> _Fast:
+    """``fast(ctx)`` reading ``root`` then each step (a fixed key, or a computed subscript)."""
+    if not steps:
+        return lambda ctx: ctx.get(root)
+    if any(key_fn is not None for _, key_fn in steps):
+        fixed = tuple(steps)
+
+        def read_subscripted(ctx: Mapping[str, object]) -> object:
+            value = ctx.get(root)
+            for key, key_fn in fixed:
+                if value is None:
+                    return None
+                value = _lookup(value, key if key_fn is None else key_fn(ctx))
+            return value
+
+        return read_subscripted
+    keys = tuple(key for key, _ in steps)
+    if len(keys) == 1:
+        (k1,) = keys
+
+        def read1(ctx: Mapping[str, object]) -> object:
+            value = ctx.get(root)
+            if type(value) is dict:
+                return value.get(k1)
+            return value.get(k1) if isinstance(value, Mapping) else None
+
+        return read1
+    if len(keys) == 2:
+        k1, k2 = keys
+
+        def read2(ctx: Mapping[str, object]) -> object:
+            value = ctx.get(root)
+            if type(value) is not dict and not isinstance(value, Mapping):
+                return None
+            value = value.get(k1)
+            if type(value) is dict:
+                return value.get(k2)
+            return value.get(k2) if isinstance(value, Mapping) else None
+
+        return read2
+
+    def read(ctx: Mapping[str, object]) -> object:
+        value = ctx.get(root)
+        for key in keys:
+            if not isinstance(value, Mapping):
+                return None
+            value = value.get(key)
+        return value
+
+    return read
+
+
+def _fast_logic(is_and: bool, parts: list[tuple[_Fast, bool]]) -> _Fast:
+    """``and``/``or`` over the operands' evaluators; boolean operands skip the truthiness test."""
+    if len(parts) == 2:
+        (a, ba), (b, bb) = parts
+        if is_and:
+            if ba and bb:
+                return lambda ctx: a(ctx) and b(ctx)
+            if ba:
+                return lambda ctx: a(ctx) and _truthy(b(ctx))
+            if bb:
+                return lambda ctx: _truthy(a(ctx)) and b(ctx)
+            return lambda ctx: _truthy(a(ctx)) and _truthy(b(ctx))
+        if ba and bb:
+            return lambda ctx: a(ctx) or b(ctx)
+        if ba:
+            return lambda ctx: a(ctx) or _truthy(b(ctx))
+        if bb:
+            return lambda ctx: _truthy(a(ctx)) or b(ctx)
+        return lambda ctx: _truthy(a(ctx)) or _truthy(b(ctx))
+    fns = tuple(f for f, _ in parts)
+    if all(boolean for _, boolean in parts):
+        if is_and:
+            def all_of(ctx: Mapping[str, object]) -> bool:
+                for f in fns:
+                    if not f(ctx):
+                        return False
+                return True
+
+            return all_of
+
+        def any_of(ctx: Mapping[str, object]) -> bool:
+            for f in fns:
+                if f(ctx):
+                    return True
+            return False
+
+        return any_of
+    if is_and:
+        def all_truthy(ctx: Mapping[str, object]) -> bool:
+            for f in fns:
+                if not _truthy(f(ctx)):
+                    return False
+            return True
+
+        return all_truthy
+
+    def any_truthy(ctx: Mapping[str, object]) -> bool:
+        for f in fns:
+            if _truthy(f(ctx)):
+                return True
+        return False
+
+    return any_truthy
+
+
+_RAW_ARITHMETIC: dict[str, Callable[[Any, Any], Any]] = {"+": operator.add, "-": operator.sub, "*": operator.mul}
+
+
+def _fast_arithmetic(start: int, first: _Fast, steps: tuple[tuple[str, _Fast, str], ...]) -> _Fast:
+    """``+ - * /`` left to right; two exact numbers go straight to the operator (``/`` and odd cases do not)."""
+    if len(steps) == 1:
+        ((op, get, where),) = steps
+        apply = _ARITHMETIC[op]
+        raw = _RAW_ARITHMETIC.get(op)
+
+        if raw is not None:
+            def arith1(ctx: Mapping[str, object]) -> object:
+                a, b = first(ctx), get(ctx)
+                if type(a) in _NUMBER_TYPES and type(b) in _NUMBER_TYPES:
+                    try:
+                        return raw(a, b)
+                    except OverflowError:
+                        pass  # the general operator reports it
+                try:
+                    return apply(a, b)
+                except _Clash as exc:
+                    raise EvaluationError(f"{exc} in `{where}`", start) from None
+
+            return arith1
+
+        def divide1(ctx: Mapping[str, object]) -> object:
+            a, b = first(ctx), get(ctx)
+            try:
+                return apply(a, b)
+            except _Clash as exc:
+                raise EvaluationError(f"{exc} in `{where}`", start) from None
+
+        return divide1
+    applied = tuple((_ARITHMETIC[op], get, where) for op, get, where in steps)
+
+    def arith(ctx: Mapping[str, object]) -> object:
+        acc = first(ctx)
+        for apply, get, where in applied:
+            right = get(ctx)
+            try:
+                acc = apply(acc, right)
+            except _Clash as exc:
+                raise EvaluationError(f"{exc} in `{where}`", start) from None
+        return acc
+
+    return arith
+
+
+def _fast_arithmetic_const(start: int, first: _Fast, op: str, c: object, where: str) -> _Fast:
+    """``x + c`` (``-``, ``*``) with ``c`` a literal number: an exact number goes straight to the operator."""
+    apply, raw = _ARITHMETIC[op], _RAW_ARITHMETIC[op]
+
+    def arith_const(ctx: Mapping[str, object]) -> object:
+        a = first(ctx)
+        if type(a) in _NUMBER_TYPES:
+            try:
+                return raw(a, c)
+            except OverflowError:
+                pass  # the general operator reports it
+        try:
+            return apply(a, c)
+        except _Clash as exc:
+            raise EvaluationError(f"{exc} in `{where}`", start) from None
+
+    return arith_const
+
+
+def _scalar_literal(node: _Node) -> bool:
+    return node.literal and not isinstance(node.value, (list, tuple, Mapping))
+
+
+def _fast_comparison(op: str, left: _Node, right: _Node, where: str) -> _Fast:
+    """A comparison's evaluator; a literal side is captured, the common exact types are tested first."""
+    test = _COMPARISONS[op]
+    offset = left.start
+    lf, rf = _fast(left), _fast(right)
+
+    def general(a: object, b: object) -> bool:
+        try:
+            return test(a, b)
+        except _Clash as exc:
+            raise EvaluationError(f"{exc} in `{where}`", offset) from None
+
+    if _scalar_literal(right) and not _scalar_literal(left):
+        c = right.value
+        if op in ("==", "!="):
+            if type(c) is bool:  # only the same boolean equals a boolean
+                return (lambda ctx: lf(ctx) is c) if op == "==" else (lambda ctx: lf(ctx) is not c)
+            if type(c) in _PLAIN:
+                if left.field is not None:
+                    return _field_equals_const(op == "==", left.field, c)
+                if op == "==":
+                    def eq_const(ctx: Mapping[str, object]) -> bool:
+                        a = lf(ctx)
+                        return a == c if type(a) in _PLAIN else _equal(a, c)
+
+                    return eq_const
+
+                def ne_const(ctx: Mapping[str, object]) -> bool:
+                    a = lf(ctx)
+                    return a != c if type(a) in _PLAIN else not _equal(a, c)
+
+                return ne_const
+        elif op in _ORDERED and (type(c) in _NUMBER_TYPES or type(c) is str):
+            kinds = _NUMBER_TYPES if type(c) is not str else (str,)
+            if left.field is not None:
+                return _field_ordered_const(op, left.field, c, kinds, general)
+            return _ordered_const(op, lf, c, kinds, general)
+    elif _scalar_literal(left) and not _scalar_literal(right):
+        c = left.value
+        if op in ("in", "not in") and type(c) is str:
+            return _text_in(op == "in", c, rf, general)
+    if op in ("==", "!="):
+        if op == "==":
+            def eq(ctx: Mapping[str, object]) -> bool:
+                a, b = lf(ctx), rf(ctx)
+                if type(a) in _PLAIN and type(b) in _PLAIN:
+                    return a is b or a == b  # `is`: a NaN read twice is the same value
+                return _equal(a, b)
+
+            return eq
+
+        def ne(ctx: Mapping[str, object]) -> bool:
+            a, b = lf(ctx), rf(ctx)
+            if type(a) in _PLAIN and type(b) in _PLAIN:
+                return a is not b and a != b
+            return not _equal(a, b)
+
+        return ne
+    if op in _ORDERED:
+        raw = _ORDERED[op]
+
+        def ordered(ctx: Mapping[str, object]) -> bool:
+            a, b = lf(ctx), rf(ctx)
+            if type(a) in _NUMBER_TYPES and type(b) in _NUMBER_TYPES:
+                return raw(a, b)
+            return general(a, b)
+
+        return ordered
+    return lambda ctx: general(lf(ctx), rf(ctx))
+
+
+_ORDERED: dict[str, Callable[[Any, Any], bool]] = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
+def _ordered_const(op: str, lf: _Fast, c: object, kinds: tuple, general: Callable[[object, object], bool]) -> _Fast:
+    """``x < c`` (and the rest) with ``c`` a literal number or text: the matching exact type compares inline."""
+    if op == "<":
+        def lt(ctx: Mapping[str, object]) -> bool:
+            a = lf(ctx)
+            if type(a) in kinds:
+                return a < c
+            return a is not None and general(a, c)
+
+        return lt
+    if op == "<=":
+        def le(ctx: Mapping[str, object]) -> bool:
+            a = lf(ctx)
+            if type(a) in kinds:
+                return a <= c
+            return a is not None and general(a, c)
+
+        return le
+    if op == ">":
+        def gt(ctx: Mapping[str, object]) -> bool:
+            a = lf(ctx)
+            if type(a) in kinds:
+                return a > c
+            return a is not None and general(a, c)
+
+        return gt
+
+    def ge(ctx: Mapping[str, object]) -> bool:
+        a = lf(ctx)
+        if type(a) in kinds:
+            return a >= c
+        return a is not None and general(a, c)
+
+    return ge
+
+
+def _field_equals_const(positive: bool, field: tuple[str, str], c: object) -> _Fast:
+    """``root.key == c`` / ``!=`` with ``c`` a literal number or text, the field read inline."""
+    root, key = field
+    if positive:
+        def eq(ctx: Mapping[str, object]) -> bool:
+            v = ctx.get(root)
+            a = v.get(key) if type(v) is dict else (v.get(key) if isinstance(v, Mapping) else None)
+            return a == c if type(a) in _PLAIN else _equal(a, c)
+
+        return eq
+
+    def ne(ctx: Mapping[str, object]) -> bool:
+        v = ctx.get(root)
+        a = v.get(key) if type(v) is dict else (v.get(key) if isinstance(v, Mapping) else None)
+        return a != c if type(a) in _PLAIN else not _equal(a, c)
+
+    return ne
+
+
+def _field_ordered_const(op: str, field: tuple[str, str], c: object, kinds: tuple,
+                         general: Callable[[object, object], bool]) -> _Fast:
+    """``root.key < c`` (and the rest), the field read inline."""
+    root, key = field
+    if op == "<":
+        def lt(ctx: Mapping[str, object]) -> bool:
+            v = ctx.get(root)
+            a = v.get(key) if type(v) is dict else (v.get(key) if isinstance(v, Mapping) else None)
+            if type(a) in kinds:
+                return a < c
+            return a is not None and general(a, c)
+
+        return lt
+    if op == "<=":
+        def le(ctx: Mapping[str, object]) -> bool:
+            v = ctx.get(root)
+            a = v.get(key) if type(v) is dict else (v.get(key) if isinstance(v, Mapping) else None)
+            if type(a) in kinds:
+                return a <= c
+            return a is not None and general(a, c)
+
+        return le
+    if op == ">":
+        def gt(ctx: Mapping[str, object]) -> bool:
+            v = ctx.get(root)
+            a = v.get(key) if type(v) is dict else (v.get(key) if isinstance(v, Mapping) else None)
+            if type(a) in kinds:
+                return a > c
+            return a is not None and general(a, c)
+
+        return gt
+
+    def ge(ctx: Mapping[str, object]) -> bool:
+        v = ctx.get(root)
+        a = v.get(key) if type(v) is dict else (v.get(key) if isinstance(v, Mapping) else None)
+        if type(a) in kinds:
+            return a >= c
+        return a is not None and general(a, c)
+
+    return ge
+
+
+def _text_in(positive: bool, item: str, rf: _Fast, general: Callable[[object, object], bool]) -> _Fast:
+    """``"text" in x`` / ``not in``: an exact list of texts (or an empty one) is scanned inline."""
+    def contains(ctx: Mapping[str, object]) -> bool:
+        container = rf(ctx)
+        if type(container) is list:
+            for x in container:
+                if type(x) is str:
+                    if x == item:
+                        return positive
+                elif _equal(item, x):
+                    return positive
+            return not positive
+        return general(item, container)
+
+    return contains
+
+
 # ---------------------------------------------------------------- public API
 
 class Expression:
     """A compiled expression: evaluate it against a context mapping as often as needed."""
 
-    __slots__ = ("source", "names", "roots", "_fn")
+    __slots__ = ("source", "names", "roots", "_fn", "fast", "boolean")
 
-    def __init__(self, source: str, fn: _Fn, names: frozenset[str], roots: frozenset[str]) -> None:
+    def __init__(self, source: str, fn: _Fn, names: frozenset[str], roots: frozenset[str],
+                 fast: _Fast | None = None, boolean: bool = False) -> None:
         self.source = source
         self.names = names
         self.roots = roots
         self._fn = fn
+        #: ``fast(ctx)``: the value, untraced, for hot loops; unlike :meth:`evaluate` it lets a
+        #: RecursionError (data nested too deeply) through.
+        self.fast: Callable[[Mapping[str, object]], object] = fast if fast is not None else (lambda ctx: fn(ctx, None))
+        #: whether the value is always exactly true or false
+        self.boolean = boolean
 
     def evaluate(self, ctx: Mapping[str, object]) -> object:
         """The value of the expression for ``ctx`` (roots like ``task`` mapped to their data)."""
-        return self._run(ctx, None)
+        try:
+            return self.fast(ctx)
+        except RecursionError:
+            raise EvaluationError(f"data nested too deeply to evaluate `{self.source}`") from None
 
     def trace(self, ctx: Mapping[str, object]) -> tuple[object, list[str]]:
         """The value and one line per comparison evaluated, like ``task.age = 7300 > 2h → true``."""
@@ -1118,7 +1576,8 @@ def compile_expression(
     allowed, section = _allowed_roots(roots, section)
     extra = _check_functions(functions)
     if source is None or isinstance(source, (bool, int, float)):
-        return Expression(_render(source), _const_fn(source), frozenset(), frozenset())
+        return Expression(_render(source), _const_fn(source), frozenset(), frozenset(),
+                          fast=lambda ctx: source, boolean=isinstance(source, bool))
     if not isinstance(source, str):
         raise ExpressionError(
             f"expected an expression (text, a number, true/false or null), not {_type_name(source)}", 0)
@@ -1129,7 +1588,8 @@ def compile_expression(
         node = parser.parse()
     except RecursionError:
         raise ExpressionError(f"expression nested too deeply (more than {MAX_DEPTH} levels)", 0) from None
-    return Expression(source, node.fn, frozenset(parser.names), frozenset(parser.roots))
+    return Expression(source, node.fn, frozenset(parser.names), frozenset(parser.roots),
+                      fast=_fast(node), boolean=node.boolean)
 
 
 def _allowed_roots(roots: Iterable[str] | None, section: str | None) -> tuple[frozenset[str], str | None]:

@@ -113,18 +113,54 @@ class Rule:
     builtin: bool = False
 
 
-@dataclass
-class Decision:
-    """What a section decided: the rule (``None`` when none matched), the action and its values."""
+_FIELDS = ("section", "rule", "action", "target", "values", "condition", "trace", "reason")
 
-    section: str
-    rule: str | None
-    action: str
-    target: Any = None
-    values: dict[str, Any] = field(default_factory=dict)
-    condition: str | None = None
-    trace: list[str] = field(default_factory=list)
-    reason: str | None = None
+
+class Decision:
+    """What a section decided: the rule (``None`` when none matched), the action and its values.
+
+    ``trace`` (the lines explain shows) is a list; for a decision from
+    :meth:`Workflow.decide` it is worked out on first access, from the firing
+    rule's condition and the context it decided on, then kept.
+    """
+
+    __slots__ = ("section", "rule", "action", "target", "values", "condition", "reason", "_trace", "_when", "_ctx")
+
+    def __init__(self, section: str, rule: str | None, action: str, target: Any = None,
+                 values: dict[str, Any] | None = None, condition: str | None = None,
+                 trace: list[str] | None = None, reason: str | None = None) -> None:
+        self.section = section
+        self.rule = rule
+        self.action = action
+        self.target = target
+        self.values = {} if values is None else values
+        self.condition = condition
+        self.reason = reason
+        self._trace = [] if trace is None else trace
+        self._when: Expression | None = None  # with _ctx, while the trace is still to be worked out
+        self._ctx: Mapping[str, Any] | None = None
+
+    @property
+    def trace(self) -> list[str]:
+        trace = self._trace
+        if trace is None:
+            trace = self._trace = _condition_trace(self._when, self._ctx)  # type: ignore[arg-type]
+            self._when = self._ctx = None
+        return trace
+
+    @trace.setter
+    def trace(self, value: list[str]) -> None:
+        self._trace, self._when, self._ctx = value, None, None
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in _FIELDS)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it was
+
+    def __repr__(self) -> str:
+        return f"Decision({', '.join(f'{name}={getattr(self, name)!r}' for name in _FIELDS)})"
 
     def as_detail(self) -> dict[str, Any]:
         """The decision as stored in an event's detail."""
@@ -184,6 +220,7 @@ class Workflow:
         self.sinks: list[dict] = spec.get("sinks") or []
         self.notify: list[dict] = spec.get("notify") or []
         self.plugins: list[str] = spec.get("plugins") or []
+        self._plans: dict[str, tuple] = {}
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any], functions: Mapping[str, Callable] | None = None) -> "Workflow":
@@ -204,6 +241,19 @@ class Workflow:
         No rule matching, or a rule failing at run time, yields a ``hold``
         decision with the reason, so the task waits for a lead.
         """
+        plan = self._plans.get(section)
+        if plan is None:
+            plan = self._plans[section] = _plan(section, self.rules.get(section, ()))
+        try:
+            for test, fire in plan:
+                if test(ctx):
+                    return fire(ctx)
+        except (EvaluationError, RecursionError):
+            pass  # the general path below reports it
+        return self._decide_slowly(section, ctx)
+
+    def _decide_slowly(self, section: str, ctx: Mapping[str, Any]) -> Decision:
+        """:meth:`decide` step by step, tracing eagerly: how failures become hold decisions."""
         for rule in self.rules.get(section, ()):
             trace: list[str] = []
             try:
@@ -236,6 +286,116 @@ class Workflow:
         # on_timer sees every open task at each tick: no rule matching there means nothing is due
         return Decision(section, None, "hold" if section in HOLD_WHEN_NO_RULE else "none",
                         reason=f"no rule in {section} matched")
+
+
+def _always(ctx: Mapping[str, Any]) -> bool:
+    return True
+
+
+def _plan(section: str, rules: Any) -> tuple:
+    """Per rule, in order: ``(test(ctx), fire(ctx))``; ``fire`` makes the rule's :class:`Decision`.
+
+    ``test`` is the condition's untraced evaluator (``decide``'s truthiness
+    applied when the condition is not known to give true or false); ``fire``
+    evaluates the action's values and leaves the trace to be worked out on
+    first access. Any failure is left to :meth:`Workflow._decide_slowly`.
+    """
+    plan = []
+    for rule in rules:
+        when = rule.when
+        if when is None:
+            test = _always
+        elif when.boolean:
+            test = when.fast
+        else:
+            test = (lambda fast: lambda ctx: _truthy(fast(ctx)))(when.fast)
+        plan.append((test, _firing(section, rule)))
+    return tuple(plan)
+
+
+def _firing(section: str, rule: Rule) -> Callable[[Mapping[str, Any]], Decision]:
+    name, when = rule.name, rule.when
+    kind, target, params = rule.action.kind, rule.action.target, dict(rule.action.params)
+    condition = when.source if when is not None else None
+    computed = tuple((k, v.fast) for k, v in params.items() if isinstance(v, Expression))
+    new = object.__new__
+
+    if not computed:
+        reason = params.get("reason")
+        reason = reason if isinstance(reason, str) else None
+        if when is None:
+            def fire_always(ctx: Mapping[str, Any]) -> Decision:
+                d = new(Decision)
+                d.section, d.rule, d.action, d.target = section, name, kind, target
+                d.values, d.condition, d.reason = dict(params), condition, reason
+                d._trace, d._when, d._ctx = [], None, None
+                return d
+
+            return fire_always
+        if not params:
+            def fire_bare(ctx: Mapping[str, Any]) -> Decision:
+                d = new(Decision)
+                d.section, d.rule, d.action, d.target = section, name, kind, target
+                d.values, d.condition, d.reason = {}, condition, reason
+                d._trace, d._when, d._ctx = None, when, ctx
+                return d
+
+            return fire_bare
+
+        def fire(ctx: Mapping[str, Any]) -> Decision:
+            d = new(Decision)
+            d.section, d.rule, d.action, d.target = section, name, kind, target
+            d.values, d.condition, d.reason = params.copy(), condition, reason
+            d._trace, d._when, d._ctx = None, when, ctx
+            return d
+
+        return fire
+
+    if len(computed) == 1 and computed[0][0] != "reason":
+        (key1, fast1), = computed
+        fixed_reason = params.get("reason")
+        fixed_reason = fixed_reason if isinstance(fixed_reason, str) else None
+
+        def fire_one(ctx: Mapping[str, Any]) -> Decision:
+            values = params.copy()
+            values[key1] = fast1(ctx)
+            d = new(Decision)
+            d.section, d.rule, d.action, d.target = section, name, kind, target
+            d.values, d.condition, d.reason = values, condition, fixed_reason
+            if when is None:
+                d._trace, d._when, d._ctx = [], None, None
+            else:
+                d._trace, d._when, d._ctx = None, when, ctx
+            return d
+
+        return fire_one
+
+    def fire_computed(ctx: Mapping[str, Any]) -> Decision:
+        values = params.copy()
+        for key, fast in computed:
+            values[key] = fast(ctx)
+        d = new(Decision)
+        d.section, d.rule, d.action, d.target = section, name, kind, target
+        reason = values.get("reason")
+        d.values, d.condition, d.reason = values, condition, reason if isinstance(reason, str) else None
+        if when is None:
+            d._trace, d._when, d._ctx = [], None, None
+        else:
+            d._trace, d._when, d._ctx = None, when, ctx
+        return d
+
+    return fire_computed
+
+
+def _condition_trace(when: Expression, ctx: Mapping[str, Any]) -> list[str]:
+    """The trace lines of a condition that held on ``ctx``."""
+    try:
+        matched, trace = when.trace(ctx)
+    except RulesError as exc:
+        return [f"{when.source}: {exc}"]
+    if not trace:  # a bare name or call: say what it read
+        trace = [_plain_trace(when, ctx, matched)]
+    return trace
 
 
 def _plain_trace(expr: Expression, ctx: Mapping[str, Any], value: Any) -> str:
