@@ -1,4 +1,4 @@
-"""``python -m bench {ingest,claim,ingest-during-claims,startup,profile,all} [--quick]``.
+"""``python -m bench {ingest,claim,ingest-during-claims,startup,rules,tui,profile,all} [--quick]``.
 
 Each bench prints one JSON line on stdout and a table on stderr; see
 ``bench/README.md``.
@@ -39,6 +39,11 @@ def _add_startup(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", type=int, default=15, help="runs per command (default 15)")
 
 
+def _add_rules(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--n", type=int, default=20_000, help="decisions per run (default 20,000)")
+    p.add_argument("--runs", type=int, default=5, help="interleaved runs (default 5)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -51,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("claim", _add_claim, "K processes claim+submit via Engine vs raw SQL loop"),
         ("ingest-during-claims", _add_during, "K=8 claimers with and without a concurrent labelyard ingest"),
         ("startup", _add_startup, "labelyard claim --json process vs python -c 'import sqlite3, json'"),
+        ("rules", _add_rules, "12-rule workflow decisions vs plain lambdas and simpleeval"),
     ):
         p = sub.add_parser(name, help=help_)
         adder(p)
@@ -101,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         ingest_during_claims.main(args)
     elif args.bench == "startup":
         startup.main(args)
+    elif args.bench == "rules":
+        from . import rules
+
+        rules.main(args)
     elif args.bench == "tui":
         from . import tui
 
@@ -127,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
             ingest_during_claims.main(_defaults(_add_during, quick=quick))
             common.mark_start()
             startup.main(_defaults(_add_startup, quick=quick))
+            common.mark_start()
+            from . import rules
+
+            rules.main(_defaults(_add_rules, quick=quick))
             fixtures.SHARED_DIR = None
     common.log(f"bench {args.bench}{' --quick' if getattr(args, 'quick', False) else ''} took "
                f"{time.monotonic() - t0:.1f}s")

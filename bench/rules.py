@@ -159,5 +159,5 @@ def main(args) -> dict:
         {"labelyard_per_s": med["labelyard"], "lambda_per_s": med["lambda"], "simpleeval_per_s": med["simpleeval"]},
         {"vs_lambda": vs_lambda, "vs_simpleeval": vs_simpleeval},
         targets,
-        params={"n": n, "runs": runs},
+        params={"n": n, "runs": runs, "quick": bool(args.quick)},
     )

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHES = ["ingest", "claim", "ingest-during-claims", "startup"]
+BENCHES = ["ingest", "claim", "ingest-during-claims", "startup", "rules"]
 
 
 def _positive_number(value) -> bool:
