@@ -53,6 +53,44 @@ def loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+class _WriterLock:
+    """An exclusive ``flock`` on ``DB.lock`` held around each write transaction.
+
+    SQLite's busy handler sleeps and retries, so a freed lock sits idle until
+    some waiter wakes, and long waiters retry least often. A process blocked
+    in ``flock`` is woken by the kernel the moment the lock is free: no idle
+    gaps, no polling. The kernel drops the lock when a process dies, even by
+    ``kill -9``. Where the file cannot be opened (a read-only folder), writers
+    fall back to SQLite's own locking alone.
+    """
+
+    def __init__(self, db_path: str):
+        self._fd: int | None = None
+        if os.environ.get("LABELYARD_NO_WRITER_LOCK"):
+            return
+        try:
+            self._fd = os.open(db_path + ".lock", os.O_RDWR | os.O_CREAT, 0o660)
+        except OSError:
+            self._fd = None
+
+    def __enter__(self) -> None:
+        if self._fd is not None:
+            import fcntl
+
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            import fcntl
+
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 class Store:
     """A Labelyard database file."""
 
@@ -60,6 +98,7 @@ class Store:
         self.path = path
         self.conn = conn
         self._depth = 0
+        self._writer_lock = _WriterLock(path)
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -116,6 +155,7 @@ class Store:
 
     def close(self) -> None:
         self.conn.close()
+        self._writer_lock.close()
 
     def read_only(self) -> None:
         """Refuse every write on this connection from now on (explain, replay)."""
@@ -126,8 +166,10 @@ class Store:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction: ``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any error.
 
-        Nested use joins the outer transaction. Busy waits beyond the
-        connection's timeout are retried with jittered back-off.
+        Nested use joins the outer transaction. Labelyard's writers first queue
+        on a lock file beside the database (see :class:`_WriterLock`), so the
+        SQLite lock is rarely contended; other writers are waited for with
+        jittered back-off.
         """
         if self._depth:
             self._depth += 1
@@ -136,17 +178,18 @@ class Store:
             finally:
                 self._depth -= 1
             return
-        self._begin()
-        self._depth = 1
-        try:
-            yield self.conn
-        except BaseException:
+        with self._writer_lock:
+            self._begin()
+            self._depth = 1
+            try:
+                yield self.conn
+            except BaseException:
+                self._depth = 0
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
             self._depth = 0
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
-            raise
-        self._depth = 0
-        self._commit()
+            self._commit()
 
     def _begin(self) -> None:
         """Take the write lock, waiting in short steps of our own.
