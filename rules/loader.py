@@ -58,6 +58,8 @@ def load_document(text: str, filename: str) -> Document:
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
+    except RecursionError:
+        raise WorkflowInvalid([Diagnostic(filename, 1, 1, "YAML nested too deeply (refused as a possible YAML bomb)")]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -114,6 +116,11 @@ class _Builder:
         mark = node.start_mark
         style = getattr(node, "style", None) if isinstance(node, yaml.ScalarNode) else None
         self.doc.values[path] = Position(mark.line + 1, mark.column + 1, style)
+        if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_COLLECTION_TAGS:
+            self.errors.append(
+                Diagnostic(self.doc.filename, mark.line + 1, mark.column + 1, f"YAML: tag `{node.tag}` is not allowed")
+            )
+            return None
         if isinstance(node, yaml.MappingNode):
             result: dict[Any, Any] = {}
             for key_node, value_node in node.value:
@@ -164,3 +171,4 @@ class _Builder:
 
 
 _SKIP = object()
+_PLAIN_COLLECTION_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:omap"}

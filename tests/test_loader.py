@@ -1,0 +1,63 @@
+"""rules.loader: safe YAML with positions; hostile documents are refused with a position."""
+
+from __future__ import annotations
+
+import pytest
+
+from rules.diagnostics import WorkflowInvalid
+from rules.loader import MAX_NODES, load_document
+from rules.workflow import compile_workflow
+
+
+def billion_laughs(levels: int = 9) -> str:
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, levels):
+        prev, cur = chr(ord("a") + i - 1), chr(ord("a") + i)
+        lines.append(f"{cur}: &{cur} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def diagnostics_of(text: str) -> list[str]:
+    with pytest.raises(WorkflowInvalid) as info:
+        load_document(text, "w.workflow.yaml")
+    return [str(d) for d in info.value.diagnostics]
+
+
+def test_positions_of_keys_and_values_are_one_based():
+    doc = load_document('workflow: x\nqueues:\n  triage: {roles: [annotator]}\n', "w.yaml")
+    assert doc.data == {"workflow": "x", "queues": {"triage": {"roles": ["annotator"]}}}
+    assert (doc.keys[("queues", "triage")].line, doc.keys[("queues", "triage")].col) == (3, 3)
+    assert (doc.values[("queues", "triage", "roles", 0)].line, doc.values[("queues", "triage", "roles", 0)].col) == (3, 20)
+    assert doc.where(("queues", "nope", "deeper")).line == 3  # nearest ancestor
+
+
+def test_a_yaml_bomb_is_refused_with_a_clear_message():
+    [message] = diagnostics_of(billion_laughs())
+    assert message.startswith("w.workflow.yaml:")
+    assert f"more than {MAX_NODES:,} nodes" in message and "YAML bomb" in message
+
+
+def test_a_python_tag_never_builds_an_object():
+    [message] = diagnostics_of("workflow: !!python/object/apply:os.system ['echo pwned']\n")
+    assert message == "w.workflow.yaml:1:11: YAML: tag `tag:yaml.org,2002:python/object/apply:os.system` is not allowed"
+    [message] = diagnostics_of("workflow: !!python/name:os.system ''\n")
+    assert message.startswith("w.workflow.yaml:1:11: YAML:") and "constructor" in message
+
+
+def test_duplicate_keys_and_merge_keys_are_reported_where_they_are():
+    messages = diagnostics_of("workflow: a\nworkflow: b\nbase: &b {x: 1}\nother:\n  <<: *b\n")
+    assert "w.workflow.yaml:2:1: duplicate key `workflow`" in messages
+    assert "w.workflow.yaml:5:3: merge keys (`<<`) are not supported" in messages
+
+
+def test_deep_nesting_is_refused_not_a_recursion_error():
+    text = "a: " + "[" * 500 + "]" * 500 + "\n"
+    messages = diagnostics_of(text)
+    assert any("YAML bomb" in m or "nested" in m for m in messages)
+
+
+def test_compile_workflow_turns_a_bomb_into_a_diagnostic_not_an_exception():
+    workflow, diagnostics = compile_workflow(billion_laughs(), "bomb.workflow.yaml")
+    assert workflow is None
+    assert [d.line for d in diagnostics] == [1]
+    assert all(d.file == "bomb.workflow.yaml" and d.severity == "error" for d in diagnostics)
