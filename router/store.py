@@ -196,29 +196,21 @@ class Store:
             self._commit()
 
     def _begin(self) -> None:
-        """Take the write lock, waiting in short steps of our own.
-
-        SQLite's busy handler backs off to 100 ms sleeps, so a writer that has
-        waited long retries rarely while newcomers retry every millisecond:
-        under 64 claimers some wait seconds. Here every waiter retries at most
-        ``BEGIN_MAX_SLEEP_S`` apart, which keeps the wait of the unluckiest
-        close to everyone else's.
-        """
-        self.conn.execute("PRAGMA busy_timeout=0")
-        try:
-            deadline = time.monotonic() + BUSY_GIVE_UP_S
-            delay = BEGIN_FIRST_SLEEP_S
-            while True:
-                try:
-                    self.conn.execute("BEGIN IMMEDIATE")
-                    return
-                except sqlite3.OperationalError as exc:
-                    if not _is_busy(exc) or time.monotonic() > deadline:
-                        raise LabelyardError(f"{self.path}: database stayed locked: {exc}") from None
-                    time.sleep(delay * (0.5 + random.random()))
-                    delay = min(delay * 1.5, BEGIN_MAX_SLEEP_S)
-        finally:
-            self.conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        """Take SQLite's write lock. Labelyard writers already hold the writer lock
+        file, so a wait here is for some other program writing the file: SQLite's
+        busy handler waits up to ``BUSY_TIMEOUT_MS``, then we retry with a capped,
+        jittered back-off for up to ``BUSY_GIVE_UP_S`` before telling the user."""
+        deadline = time.monotonic() + BUSY_GIVE_UP_S
+        delay = BEGIN_FIRST_SLEEP_S
+        while True:
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() > deadline:
+                    raise LabelyardError(f"{self.path}: database stayed locked: {exc}") from None
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 1.5, BEGIN_MAX_SLEEP_S)
 
     def _commit(self) -> None:
         deadline = time.monotonic() + BUSY_GIVE_UP_S
