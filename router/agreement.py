@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from .quality import QualityError, fleiss_kappa, krippendorff_alpha
@@ -63,6 +64,19 @@ def _statistics(tasks: list[dict[str, Any]], level: str, metric: str, excellent:
             out["reasons"]["krippendorff_alpha"] = str(exc)
     out["band"] = band(out[metric], excellent, alert)
     return out
+
+
+def agreement_of(rows: Iterable[tuple[Any, str, Any]], level: str = "nominal") -> tuple[float | None, float | None]:
+    """Fleiss' kappa and Krippendorff's alpha over ``(task, worker, label)`` votes.
+
+    ``None`` where a value cannot be computed (fewer than two tasks with two
+    votes, a single category everywhere): rules then see ``null``.
+    """
+    tasks: dict[Any, dict[str, Any]] = {}
+    for task_id, worker, label in rows:
+        tasks.setdefault(task_id, {})[worker] = label
+    stats = _statistics([{"votes": votes} for votes in tasks.values()], level, "fleiss_kappa", 1.0, 0.0)
+    return stats["fleiss_kappa"], stats["krippendorff_alpha"]
 
 
 def agreement_report(engine, queue: str | None = None) -> dict[str, Any]:

@@ -35,6 +35,34 @@ class Lazy(Mapping):
     def __len__(self) -> int:
         return len(self._data())
 
+    @staticmethod
+    def keys(values: Mapping[str, Any], **computed: Callable[[], Any]) -> "LazyKeys":
+        """``values`` plus keys whose value is computed when first read."""
+        return LazyKeys(values, computed)
+
+
+class LazyKeys(Mapping):
+    """A mapping of known values and of values computed one by one, on first read."""
+
+    def __init__(self, values: Mapping[str, Any], computed: Mapping[str, Callable[[], Any]]):
+        self._values = dict(values)
+        self._computed = dict(computed)
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._values and key in self._computed:
+            self._values[key] = self._computed[key]()
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**self._computed, **self._values})
+
+    def __len__(self) -> int:
+        return len({**self._computed, **self._values})
+
+    def known(self) -> dict[str, Any]:
+        """The values at hand, computing nothing more."""
+        return dict(self._values)
+
 
 def task_facts(row: Mapping[str, Any], now: float) -> dict[str, Any]:
     """``task.*`` from a task row (a store row or a row about to be inserted)."""

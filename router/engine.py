@@ -29,6 +29,7 @@ FINAL_BY_STAGE = {"review": "reviewer", "escalated": "expert"}
 INGEST_BATCH_ROWS = 500
 INGEST_BATCH_SECONDS = 0.05
 INGEST_CACHE_KIB = 64 * 1024
+QUEUE_AGREEMENT_VOTES = 2000  # queue.kappa / queue.alpha read this many latest votes
 INGEST_YIELD_FACTOR = 2.0  # while others write, ingest holds the lock at most a third of the time
 INGEST_YIELD_MAX_S = 0.25
 
@@ -66,6 +67,7 @@ class Engine:
         self.functions = functions
         self._workflow: Any = None
         self._workflow_id: int | None = None
+        self._agreement_cache: dict[str, tuple[int, tuple[float | None, float | None]]] = {}
 
     @classmethod
     def open(cls, db: str | None = None) -> "Engine":
@@ -306,9 +308,28 @@ class Engine:
             if queue is None:
                 return {}
             spec = self.workflow.queues.get(queue)
-            return {**self.store.queue_stats(queue, now), "sla": spec.sla if spec else None}
+            stats = {**self.store.queue_stats(queue, now), "sla": spec.sla if spec else None}
+            return Lazy.keys(stats, kappa=lambda: self._queue_agreement(queue)[0],
+                             alpha=lambda: self._queue_agreement(queue)[1])
 
         return Lazy(compute)
+
+    def _queue_agreement(self, queue: str) -> tuple[float | None, float | None]:
+        """``queue.kappa`` and ``queue.alpha`` over the queue's latest votes.
+
+        Kept until a new annotation arrives, so routing many tasks (an ingest)
+        computes them once.
+        """
+        newest = self.store.newest_annotation_id()
+        cached = self._agreement_cache.get(queue)
+        if cached is not None and cached[0] == newest:
+            return cached[1]
+        from .agreement import agreement_of
+
+        level = "interval" if self.workflow.labels.type == "number" else "nominal"
+        values = agreement_of(self.store.recent_votes(queue, QUEUE_AGREEMENT_VOTES), level)
+        self._agreement_cache[queue] = (newest, values)
+        return values
 
     # -- claiming --------------------------------------------------------------------------
     def claim(self, worker: str, queue: str | None = None) -> dict[str, Any]:
@@ -580,7 +601,8 @@ def decision_facts(ctx: dict[str, Any]) -> dict[str, Any]:
             out[root] = {k: facts[k] for k in keys if facts.get(k) is not None}
     queue = ctx.get("queue")
     if isinstance(queue, Lazy) and queue._value:
-        out["queue"] = dict(queue._value)
+        value = queue._value
+        out["queue"] = value.known() if hasattr(value, "known") else dict(value)
     return out
 
 

@@ -478,6 +478,10 @@ class Store:
                 (int(gold_correct), worker),
             )
 
+    def newest_annotation_id(self) -> int:
+        """The id of the latest annotation (0 when none): a cheap "anything new?" check."""
+        return int(self.one("SELECT max(id) FROM annotations")[0] or 0)
+
     def recent_votes(self, queue: str | None, limit: int) -> list[tuple[int, str, Any]]:
         """``(task_id, worker, label)`` of the latest ``limit`` annotate/correct submissions made in ``queue``.
 

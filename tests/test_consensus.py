@@ -425,3 +425,54 @@ def test_structured_votes_facts_without_a_spec_stay_exact(tmp_path):
             for w, label in (("a", [box(0, 0, 1, 1)]), ("b", [box(0, 0, 1, 1)]))]
     facts = votes_facts(rows, {})
     assert (facts["top"], facts["unanimous"], facts["consensus"]) == ([box(0, 0, 1, 1)], True, "majority")
+
+
+def test_queue_kappa_and_alpha_route_on_agreement(tmp_path):
+    """`queue.kappa` / `queue.alpha` are the queue's agreement over its latest votes (router.quality)."""
+    from router.agreement import agreement_of
+    from router.engine import Engine
+    from router.ingest import read_file
+    from router.quality import fleiss_kappa
+    from router.store import Store
+
+    wf = tmp_path / "k.workflow.yaml"
+    wf.write_text(
+        "workflow: k\nlabels: {type: choice, choices: [a, b]}\n"
+        "queues: {q: {roles: [annotator]}, senior: {roles: [senior]}}\n"
+        "on_create:\n  - do: {annotate: q, overlap: 2}\n"
+        "on_quorum:\n"
+        "  - name: guidelines unclear\n    when: queue.kappa < 0.6\n    do: {review: senior}\n"
+        "  - name: agreed\n    when: votes.unanimous\n    do: accept\n"
+        "  - do: {hold: split}\n",
+        encoding="utf-8",
+    )
+    store, _ = Store.init(str(tmp_path / "k.db"))
+    engine = Engine(store)
+    engine.apply(wf.read_text(encoding="utf-8"), str(wf))
+    for w in ("w1", "w2"):
+        engine.add_worker(w, ["annotator"], [])
+    rows = tmp_path / "t.jsonl"
+    rows.write_text("".join(json.dumps({"id": f"T{i}"}) + "\n" for i in range(6)), encoding="utf-8")
+    engine.ingest(read_file(str(rows), ("a", "b")), str(rows))
+    # w1 and w2 agree on the first three tasks and split on the next three
+    plan = {"T0": ("a", "a"), "T1": ("b", "b"), "T2": ("a", "a"), "T3": ("a", "b"), "T4": ("b", "a"), "T5": ("a", "b")}
+    decisions = {}
+    for _ in range(6):
+        first = engine.claim("w1")
+        engine.submit(first["assignment"], "w1", label=plan[first["external_id"]][0])
+        second = engine.claim("w2")
+        assert second["external_id"] == first["external_id"]
+        result = engine.submit(second["assignment"], "w2", label=plan[second["external_id"]][1])
+        decisions[first["external_id"]] = result["decision"]["rule"]
+    # the first quorums see agreeing tasks only (kappa null, then 1): the agreement rules decide
+    assert decisions["T0"] == decisions["T1"] == decisions["T2"] == "agreed"
+    # once splits drag the queue's kappa under 0.6, work goes to review until guidelines are clarified
+    assert "guidelines unclear" in {decisions["T4"], decisions["T5"]}
+    votes = [(t, w, plan[t][i]) for t in plan for i, w in enumerate(("w1", "w2"))]
+    kappa, alpha = agreement_of(votes)
+    assert kappa == fleiss_kappa([list(v) for v in plan.values()]) and kappa < 0.6 and alpha is not None
+    fresh = Engine.open(str(tmp_path / "k.db"))  # a new engine: no cached agreement
+    facts = fresh._queue_facts("q", 0.0)
+    assert facts["kappa"] == kappa and facts["alpha"] == alpha
+    fresh.close()
+    engine.close()
