@@ -23,10 +23,12 @@ Reads only: the caller opens the store read-only.
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
+
+from rules.testing import plain_value as _plain
+from rules.testing import same_value as _same
 
 from .context import prediction_facts
 from .store import Store, loads
@@ -179,22 +181,6 @@ class _RecordedRules:
 
 def _outcome(decision: Mapping[str, Any]) -> tuple[str | None, Any]:
     return decision["action"], decision["target"]
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, bool) or isinstance(b, bool):
-        return a is b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
-    return _key(a) == _key(b)
 
 
 def _same_values(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:

@@ -557,25 +557,30 @@ def _score_facts(scores: Mapping[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- comparing
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """Values as JSON would carry them (tuples to lists)."""
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain_value(v) for v in value]
     return value
 
 
-def _same(expected: Any, got: Any) -> bool:
+def same_value(expected: Any, got: Any) -> bool:
+    """Equal as decisions go: booleans are not numbers, numbers within 1e-9, containers item by item."""
     if isinstance(expected, bool) or isinstance(got, bool):
         return expected is got
     if isinstance(expected, (int, float)) and isinstance(got, (int, float)):
         return math.isclose(expected, got, rel_tol=1e-9, abs_tol=1e-9)
     if isinstance(expected, list) and isinstance(got, list):
-        return len(expected) == len(got) and all(map(_same, expected, got))
+        return len(expected) == len(got) and all(map(same_value, expected, got))
     if isinstance(expected, dict) and isinstance(got, dict):
-        return expected.keys() == got.keys() and all(_same(expected[k], got[k]) for k in expected)
+        return expected.keys() == got.keys() and all(same_value(expected[k], got[k]) for k in expected)
     return expected == got
+
+
+_plain = plain_value
+_same = same_value
 
 
 def _show(value: Any) -> str:
