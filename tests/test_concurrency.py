@@ -30,8 +30,9 @@ from router.engine import Engine
 from router.ingest import read_file
 from router.store import Store
 
+from process_support import HANG_GUARD_S, WorkerProcess, child_env
+
 WORKER_SCRIPT = Path(__file__).parent / "workers" / "claim_loop.py"
-HANG_GUARD_S = 300  # only so that a deadlock fails the test instead of hanging it; not a timing assertion
 POLL_S = 0.01
 
 WORKFLOW = """\
@@ -52,12 +53,6 @@ on_create:
 def labelyard() -> list[str]:
     beside = Path(sys.executable).parent / "labelyard"
     return [str(beside)] if beside.exists() else ["labelyard"]
-
-
-def child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("LABELYARD_DB", "LABELYARD_NOW", "LABELYARD_WORKER")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 def write_tasks(path: Path, n: int, prefix: str = "t") -> None:
@@ -82,48 +77,11 @@ def make_project(tmp_path: Path, *, tasks: int, overlap: int, workers: list[str]
     return db
 
 
-class Worker:
+class Worker(WorkerProcess):
     """One claim_loop.py process."""
 
     def __init__(self, tmp_path: Path, db: Path, name: str, mode: str):
-        self.name = name
-        self.out = tmp_path / f"{name}.json"
-        self.log = tmp_path / f"{name}.log.jsonl"
-        self.err_path = tmp_path / f"{name}.stderr"
-        self._err = open(self.err_path, "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, str(WORKER_SCRIPT), "--db", str(db), "--worker", name, "--out", str(self.out),
-             "--mode", mode, "--log", str(self.log)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err, text=True,
-            env=child_env(), cwd=str(tmp_path),
-        )
-
-    def wait_ready(self) -> None:
-        line = self.proc.stdout.readline()
-        assert line.strip() == "ready", f"{self.name} did not start: {self.stderr()}"
-
-    def go(self) -> None:
-        self.proc.stdin.write("go\n")
-        self.proc.stdin.close()
-
-    def wait(self) -> int:
-        code = self.proc.wait(timeout=HANG_GUARD_S)
-        self._err.close()
-        self.proc.stdout.close()
-        return code
-
-    def stderr(self) -> str:
-        if not self._err.closed:
-            self._err.flush()
-        return self.err_path.read_text()
-
-    def record(self) -> dict:
-        return json.loads(self.out.read_text())
-
-    def logged(self) -> list[dict]:
-        if not self.log.exists():
-            return []
-        return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
+        super().__init__(WORKER_SCRIPT, tmp_path, db, name, ["--mode", mode])
 
 
 def start_together(tmp_path: Path, db: Path, names: list[str], mode: str) -> list[Worker]:

@@ -30,8 +30,6 @@ import os
 import selectors
 import signal
 import sqlite3
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -39,8 +37,9 @@ from router.engine import Engine
 from router.ingest import read_file
 from router.store import Store
 
+from process_support import HANG_GUARD_S, WorkerProcess
+
 WORKER_SCRIPT = Path(__file__).parent / "workers" / "review_loop.py"
-HANG_GUARD_S = 120  # only so that a deadlock fails the test instead of hanging it; not a timing assertion
 
 WORKFLOW = """\
 workflow: review-concurrency
@@ -82,12 +81,6 @@ EXPERT = "expert"
 N_NORMAL, N_URGENT, N_LOCKED = 150, 30, 4
 
 
-def child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LABELYARD_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
 def make_project(tmp_path: Path) -> Path:
     db = tmp_path / "labelyard.db"
     store, _ = Store.init(str(db))
@@ -112,48 +105,13 @@ def make_project(tmp_path: Path) -> Path:
     return db
 
 
-class Proc:
+class Proc(WorkerProcess):
     """One review_loop.py process."""
 
     def __init__(self, tmp_path: Path, db: Path, name: str, role: str, announce: bool = False, mode: str = "cli"):
-        self.name, self.role = name, role
-        self.out = tmp_path / f"{name}.json"
-        self.log = tmp_path / f"{name}.log.jsonl"
-        self.err_path = tmp_path / f"{name}.stderr"
-        self._err = open(self.err_path, "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, str(WORKER_SCRIPT), "--db", str(db), "--worker", name, "--role", role,
-             "--out", str(self.out), "--log", str(self.log), "--mode", mode, *(["--announce"] if announce else [])],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err, text=True,
-            env=child_env(), cwd=str(tmp_path),
-        )
-
-    def wait_ready(self) -> None:
-        line = self.proc.stdout.readline()
-        assert line.strip() == "ready", f"{self.name} did not start: {self.stderr()}"
-
-    def go(self) -> None:
-        self.proc.stdin.write("go\n")
-        self.proc.stdin.close()
-
-    def wait(self) -> int:
-        code = self.proc.wait(timeout=HANG_GUARD_S)
-        self._err.close()
-        self.proc.stdout.close()
-        return code
-
-    def stderr(self) -> str:
-        if not self._err.closed:
-            self._err.flush()
-        return self.err_path.read_text()
-
-    def record(self) -> dict:
-        return json.loads(self.out.read_text())
-
-    def logged(self) -> list[dict]:
-        if not self.log.exists():
-            return []
-        return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
+        self.role = role
+        super().__init__(WORKER_SCRIPT, tmp_path, db, name,
+                         ["--role", role, "--mode", mode, *(["--announce"] if announce else [])])
 
 
 def start_all(tmp_path: Path, db: Path, announce: tuple[str, ...] | list[str] = ()) -> list[Proc]:
