@@ -110,3 +110,41 @@ def test_labelyard_init_builds_the_same_schema_in_wal_mode(run):
         assert db.table(table).columns_dict == columns, table
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("SELECT version FROM schema_version").fetchone()[0] == store.SCHEMA_VERSION
+    assert db.execute("PRAGMA page_size").fetchone()[0] == store.PAGE_SIZE
+
+
+def test_the_wal_backlog_read_from_the_wal_index_matches_sqlite(tmp_path):
+    s, _ = store.Store.init(str(tmp_path / "w.db"))
+    s.conn.execute("PRAGMA wal_autocheckpoint=0")
+    s.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    backlog = store._WalBacklog(s.path)
+    with s.transaction():
+        s.add_rejects([("f.jsonl", n, "bad", "x" * 500, 0.0) for n in range(50)])
+    _, frames, copied = s.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert frames > 0 and copied == frames
+    assert backlog.frames() == 0
+    with s.transaction():
+        s.add_rejects([("g.jsonl", 1, "bad", None, 0.0)])
+    assert 0 < backlog.frames() < frames
+    backlog.close()
+    s.close()
+
+
+def test_writers_checkpoint_after_their_commit_once_the_wal_has_grown(tmp_path, monkeypatch):
+    monkeypatch.setattr(store, "CHECKPOINT_FRAMES", 20)
+    s, _ = store.Store.init(str(tmp_path / "c.db"))
+    s.conn.execute("PRAGMA wal_autocheckpoint=0")  # only Store's own checkpoint runs
+    backlog = store._WalBacklog(s.path)
+    highest = 0
+    for n in range(200):
+        with s.transaction():
+            s.add_rejects([(f"f{n}.jsonl", 1, "bad", "x" * 1500, 0.0)])
+        highest = max(highest, backlog.frames())
+    assert highest < 20  # each commit adds a few frames; the checkpoint follows at once
+    monkeypatch.setattr(store, "CHECKPOINT_FRAMES", 10**9)
+    for n in range(30):
+        with s.transaction():
+            s.add_rejects([(f"g{n}.jsonl", 1, "bad", "x" * 1500, 0.0)])
+    assert backlog.frames() >= 30  # and without it, nothing copies the WAL back
+    backlog.close()
+    s.close()
