@@ -401,61 +401,79 @@ class Engine:
     # -- submitting ------------------------------------------------------------------------
     def submit(self, assignment_id: int, worker: str, *, label: Any = None, verdict: str | None = None,
                comment: str | None = None) -> dict[str, Any]:
-        """Record a submission and, when the stage has its quorum or verdict, route the task."""
+        """Record a submission and, when the stage has its quorum or verdict, route the task.
+
+        The submission is checked against a read of the assignment before the
+        write lock, so a mistake never queues for it; under the lock one
+        ``UPDATE … RETURNING`` takes the slot only if it is still active.
+        """
         now = clock.now()
+        verdict = self._check_submission(self.store.assignment(assignment_id), assignment_id, worker,
+                                         label, verdict)
         with self.store.transaction():
-            a = self.store.assignment(assignment_id)
-            if a is None:
-                raise AssignmentError(f"no assignment {assignment_id}")
-            if a["worker"] != worker:
-                raise AssignmentError(f"assignment {assignment_id} belongs to {a['worker']}, not {worker}")
-            if a["status"] != "active":
-                raise AssignmentError(f"assignment {assignment_id} is {a['status']}, not active; claim new work")
+            a = self.store.finish_assignment(assignment_id, worker, now)
+            if a is None:  # released, expired or submitted since the read: say which
+                self._check_submission(self.store.assignment(assignment_id), assignment_id, worker, label, verdict)
+                raise AssignmentError(f"assignment {assignment_id} is no longer active; claim new work")
             task = self.store.task(a["task_id"])
             stage = a["stage"]
-            if stage in ("annotate", "correct"):
-                if verdict is not None:
-                    raise AssignmentError(f"assignment {assignment_id} is an {stage} slot: submit a --label, not a verdict")
-                if label is None:
-                    raise AssignmentError("give the label with --label (or --value JSON)")
-            else:
-                if verdict is None:
-                    verdict = "approve" if label is not None or stage == "escalated" else None
-                if verdict is None:
-                    raise AssignmentError(f"assignment {assignment_id} is a {stage} slot: --approve, --reject or --label")
-                if stage == "escalated" and label is None and verdict == "approve":
-                    raise AssignmentError("an expert settles the task: give the final label with --label")
-            if label is not None:
-                problem = self.workflow.labels.problem(label)
-                if problem:
-                    raise AssignmentError(problem)
             self.store.insert_annotation(a, label, verdict, comment, now)
             gold_correct = None
             if task["is_gold"] and label is not None:
                 gold_correct = dumps(label) == dumps(self.store.gold_label(task["id"]))
             self.store.count_submission(worker, gold_correct)
-            self.store.set_assignment_status(assignment_id, "submitted", now)
             self.store.add_event("submitted", now, task_id=task["id"], actor=worker,
                                  detail={"assignment": assignment_id, "stage": stage, "label": label,
                                          "verdict": verdict, "comment": comment})
             needed = max(0, task["needed"] - 1)
-            self.store.update_task(task["id"], needed=needed, updated_at=now)
             result: dict[str, Any] = {"assignment": assignment_id, "task": task["id"], "status": "submitted"}
+            decide = None
             if task["is_gold"]:
                 pass  # a gold answer only measures the worker; gold never reaches consensus
             elif task["status"] != "open" or task["stage"] != stage or a["round"] != task["round"]:
                 pass  # the task moved on meanwhile (a lead acted); the vote is kept
             elif stage in ("annotate", "correct"):
                 if needed == 0:
-                    result["decision"] = self._decide_quorum(task, now, worker)
+                    decide = lambda: self._decide_quorum(task, now, worker)  # noqa: E731
             else:
                 review = review_facts({"verdict": verdict, "label": label, "comment": comment}, worker)
-                result["decision"] = self._decide_review(task, review, stage, now, worker)
+                decide = lambda: self._decide_review(task, review, stage, now, worker)  # noqa: E731
+            if decide is None:
+                self.store.update_task(task["id"], needed=needed, updated_at=now)
+            else:  # the decision writes the task row once, its `needed` included
+                result["decision"] = decide()
             if self.workflow.rules.get("on_worker"):
                 from .worker_rules import run_on_worker
 
                 run_on_worker(self, worker, task, now)
             return result
+
+    def _check_submission(self, a, assignment_id: int, worker: str, label: Any, verdict: str | None) -> str | None:
+        """Refuse a submission that cannot be taken; returns the verdict it stands for."""
+        if a is None:
+            raise AssignmentError(f"no assignment {assignment_id}")
+        if a["worker"] != worker:
+            raise AssignmentError(f"assignment {assignment_id} belongs to {a['worker']}, not {worker}")
+        if a["status"] != "active":
+            raise AssignmentError(f"assignment {assignment_id} is {a['status']}, not active; claim new work")
+        stage = a["stage"]
+        if stage in ("annotate", "correct"):
+            if verdict is not None:
+                raise AssignmentError(f"assignment {assignment_id} is an {stage} slot: submit a --label, not a verdict")
+            if label is None:
+                raise AssignmentError("give the label with --label (or --value JSON)")
+        else:
+            if verdict is None:
+                verdict = "approve" if label is not None or stage == "escalated" else None
+            if verdict is None:
+                raise AssignmentError(f"assignment {assignment_id} is a {stage} slot: --approve, --reject or --label")
+            if stage == "escalated" and label is None and verdict == "approve":
+                raise AssignmentError("an expert settles the task: give the final label with --label")
+        if label is not None:
+            problem = self.workflow.labels.problem(label)
+            if problem:
+                raise AssignmentError(problem)
+        return verdict
 
     def _votes(self, task_id: int) -> dict[str, Any]:
         votes = self.store.votes(task_id)
