@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from .errors import LabelyardError, NotInitialised
+from .writer_lock import WriterLock
 
 BUSY_TIMEOUT_MS = 5000
 BUSY_GIVE_UP_S = 120.0
@@ -66,44 +67,6 @@ def loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-class _WriterLock:
-    """An exclusive ``flock`` on ``DB.lock`` held around each write transaction.
-
-    SQLite's busy handler sleeps and retries, so a freed lock sits idle until
-    some waiter wakes, and long waiters retry least often. A process blocked
-    in ``flock`` is woken by the kernel the moment the lock is free: no idle
-    gaps, no polling. The kernel drops the lock when a process dies, even by
-    ``kill -9``. Where the file cannot be opened (a read-only folder), writers
-    fall back to SQLite's own locking alone.
-    """
-
-    def __init__(self, db_path: str):
-        self._fd: int | None = None
-        if os.environ.get("LABELYARD_NO_WRITER_LOCK"):
-            return
-        try:
-            self._fd = os.open(db_path + ".lock", os.O_RDWR | os.O_CREAT, 0o660)
-        except OSError:
-            self._fd = None
-
-    def __enter__(self) -> None:
-        if self._fd is not None:
-            import fcntl
-
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._fd is not None:
-            import fcntl
-
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-
 class _WalBacklog:
     """How many WAL frames are not yet copied into the database file.
 
@@ -144,7 +107,7 @@ class Store:
         self.path = path
         self.conn = conn
         self._depth = 0
-        self._writer_lock = _WriterLock(path)
+        self._writer_lock = WriterLock(path)
         self._wal_backlog = _WalBacklog(path)
 
     # -- opening ---------------------------------------------------------------------------
@@ -219,7 +182,7 @@ class Store:
         """One write transaction: ``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any error.
 
         Nested use joins the outer transaction. Labelyard's writers first queue
-        on a lock file beside the database (see :class:`_WriterLock`), so the
+        on a lock file beside the database (see :mod:`router.writer_lock`), so the
         SQLite lock is rarely contended; other writers are waited for with
         jittered back-off.
         """

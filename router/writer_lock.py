@@ -1,0 +1,157 @@
+"""The lock Labelyard's writers queue on before SQLite's own write lock.
+
+SQLite lets one writer in at a time and makes the others sleep and retry,
+so a freed lock sits idle until some waiter wakes, and the longest waiters
+retry least often. Labelyard's writers therefore queue on a lock file beside
+the database (``DB.lock``) first, so the SQLite lock is rarely contended.
+
+On Linux the queue is first come, first served (:class:`_QueueLock`): each
+writer waits on its predecessor alone, and a release wakes exactly one
+process. An ``flock`` (the fallback elsewhere) wakes every waiter at each
+release; they race, one wins, the rest sleep again, and the woken crowd
+preempts the new holder. With 8 and 64 writers on 2 cores that herd made the
+99th-percentile wait 8-10x the FIFO queue's (``bench/README.md``).
+
+The kernel drops a process's locks when it dies, even by ``kill -9``, so a
+dead writer never blocks the queue. The lock only orders Labelyard's writers;
+SQLite's lock still guarantees that one writes at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+
+# struct flock {short l_type; short l_whence; off_t l_start; off_t l_len; pid_t l_pid;}
+# with native alignment, padded to its 32-byte size on 64-bit Linux.
+_FLOCK = "@hhqqi4x"
+_TAIL = 0  # bytes 0-7: the number of the latest writer to join the queue
+_NODES = 4096  # writer n holds one byte at _NODES + n while it waits and writes
+
+
+class _QueueLock:
+    """A FIFO lock from open-file-description byte-range locks (Linux ``F_OFD_SETLKW``).
+
+    Joining: lock the tail bytes, read the latest number ``p``, write
+    ``p + 1`` and lock its node byte, unlock the tail; then wait for a shared
+    lock on node ``p`` (free once ``p`` releases, or dies). Releasing unlocks
+    one's own node, which wakes only the successor. Every number is used
+    once, so a slow successor can never find a node locked again by a later
+    turn of the same writer.
+    """
+
+    def __init__(self, fd: int):
+        import fcntl
+
+        self._fd = fd
+        self._fcntl = fcntl.fcntl
+        self._wait, self._try = fcntl.F_OFD_SETLKW, fcntl.F_OFD_SETLK
+        self._wr, self._rd, self._un = fcntl.F_WRLCK, fcntl.F_RDLCK, fcntl.F_UNLCK
+        self._mine: int | None = None
+
+    def _lock(self, cmd: int, kind: int, start: int, length: int) -> None:
+        self._fcntl(self._fd, cmd, struct.pack(_FLOCK, kind, os.SEEK_SET, start, length, 0))
+
+    def acquire(self) -> None:
+        self._lock(self._wait, self._wr, _TAIL, 8)
+        try:
+            raw = os.pread(self._fd, 8, _TAIL)
+            previous = int.from_bytes(raw, "little") if len(raw) == 8 else 0
+            mine = previous + 1
+            os.pwrite(self._fd, mine.to_bytes(8, "little"), _TAIL)
+            self._lock(self._try, self._wr, _NODES + mine, 1)  # nobody waits on it yet
+        finally:
+            self._lock(self._try, self._un, _TAIL, 8)
+        self._mine = mine
+        if previous:
+            self._lock(self._wait, self._rd, _NODES + previous, 1)
+            self._lock(self._try, self._un, _NODES + previous, 1)
+
+    def release(self) -> None:
+        if self._mine is not None:
+            self._lock(self._try, self._un, _NODES + self._mine, 1)
+            self._mine = None
+
+
+KINDS = ("queue", "flock", "none")
+
+
+def chosen_kind() -> str:
+    """``LABELYARD_WRITER_LOCK``: ``queue`` (the default), ``flock`` or ``none``.
+
+    ``flock`` trades the queue's bounded waits for more throughput with many
+    writers (any running writer may take a freed lock); ``none`` leaves
+    writers to SQLite's busy handler. ``LABELYARD_NO_WRITER_LOCK=1`` means
+    ``none``. An unknown value is an error, not a silent default.
+    """
+    if os.environ.get("LABELYARD_NO_WRITER_LOCK"):
+        return "none"
+    kind = os.environ.get("LABELYARD_WRITER_LOCK", "queue").strip().lower() or "queue"
+    if kind not in KINDS:
+        from .errors import LabelyardError
+
+        raise LabelyardError(f"LABELYARD_WRITER_LOCK={kind!r}: use one of {', '.join(KINDS)}")
+    return kind
+
+
+class WriterLock:
+    """Held around each write transaction; see the module docstring and :func:`chosen_kind`.
+
+    Where ``DB.lock`` cannot be opened (a read-only folder) it is off, and
+    where open-file-description locks are missing (not Linux) a ``queue``
+    is an ``flock``.
+    """
+
+    def __init__(self, db_path: str):
+        self._fd: int | None = None
+        self._queue: _QueueLock | None = None
+        kind = chosen_kind()
+        if kind == "none":
+            return
+        try:
+            self._fd = os.open(db_path + ".lock", os.O_RDWR | os.O_CREAT, 0o660)
+        except OSError:
+            return
+        if kind == "queue" and supports_queue(self._fd):
+            self._queue = _QueueLock(self._fd)
+
+    def __enter__(self) -> None:
+        if self._queue is not None:
+            self._queue.acquire()
+        elif self._fd is not None:
+            import fcntl
+
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._queue is not None:
+            self._queue.release()
+        elif self._fd is not None:
+            import fcntl
+
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    @property
+    def fifo(self) -> bool:
+        """Whether writers are served in arrival order (the Linux queue)."""
+        return self._queue is not None
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            self._queue = None
+
+
+def supports_queue(fd: int) -> bool:
+    """Whether this system has open-file-description locks (Linux 3.15+) that work on ``fd``."""
+    import fcntl
+
+    if not hasattr(fcntl, "F_OFD_SETLK") or struct.calcsize(_FLOCK) != 32:
+        return False
+    try:
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack(_FLOCK, fcntl.F_RDLCK, os.SEEK_SET, 1, 1, 0))
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack(_FLOCK, fcntl.F_UNLCK, os.SEEK_SET, 1, 1, 0))
+    except OSError:
+        return False
+    return True

@@ -1,0 +1,150 @@
+"""The writer lock with real processes: first come, first served, and a dead holder or waiter never blocks it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from process_support import HANG_GUARD_S, child_env
+from router.writer_lock import WriterLock
+
+HOLDER = Path(__file__).parent / "workers" / "lock_holder.py"
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the FIFO queue needs Linux OFD locks")
+
+
+class Holder:
+    """One ``lock_holder.py`` process."""
+
+    def __init__(self, db: Path, name: str):
+        env = child_env()
+        env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent.parent), env.get("PYTHONPATH", "")])
+        self.name = name
+        self.proc = subprocess.Popen([sys.executable, str(HOLDER), str(db), name], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, env=env)
+        assert self.line() == "joined"
+
+    def line(self) -> str:
+        return self.proc.stdout.readline().strip()
+
+    def release(self) -> None:
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
+
+    def finish(self) -> None:
+        self.proc.communicate(timeout=HANG_GUARD_S)
+
+
+def queued(db: Path) -> int:
+    """How many turns the queue has handed out (its tail counter)."""
+    raw = Path(str(db) + ".lock").read_bytes()[:8]
+    return int.from_bytes(raw, "little") if len(raw) == 8 else 0
+
+
+def wait_until_queued(db: Path, turns: int) -> None:
+    """Poll the tail counter (not a sleep of a guessed length): the holder has joined the queue."""
+    import time
+
+    deadline = time.monotonic() + HANG_GUARD_S
+    while queued(db) < turns:
+        assert time.monotonic() < deadline, "a holder never joined the queue"
+        time.sleep(0.001)
+
+
+def test_the_linux_queue_is_in_use(tmp_path):
+    lock = WriterLock(str(tmp_path / "x.db"))
+    assert lock.fifo
+    lock.close()
+
+
+def test_writers_are_served_in_the_order_they_came(tmp_path):
+    db = tmp_path / "x.db"
+    first = Holder(db, "first")
+    assert first.line() == "first locked"
+    later = []
+    for n, name in enumerate(["b", "c", "d", "e"], start=2):
+        later.append(Holder(db, name))
+        wait_until_queued(db, n)
+    order = []
+    first.release()
+    assert first.line() == "first released"
+    for holder in later:
+        line = holder.line()
+        order.append(line)
+        holder.release()
+        assert holder.line() == f"{holder.name} released"
+    assert order == ["b locked", "c locked", "d locked", "e locked"]
+    for h in [first, *later]:
+        h.finish()
+
+
+def test_a_holder_killed_with_sigkill_lets_the_next_writer_in(tmp_path):
+    db = tmp_path / "x.db"
+    holder = Holder(db, "holder")
+    assert holder.line() == "holder locked"
+    waiter = Holder(db, "waiter")
+    wait_until_queued(db, 2)
+    os.kill(holder.proc.pid, signal.SIGKILL)
+    holder.proc.wait(timeout=HANG_GUARD_S)
+    assert waiter.line() == "waiter locked"
+    waiter.release()
+    assert waiter.line() == "waiter released"
+    waiter.finish()
+
+
+def test_a_waiter_killed_in_the_queue_does_not_strand_the_one_behind_it(tmp_path):
+    db = tmp_path / "x.db"
+    holder = Holder(db, "holder")
+    assert holder.line() == "holder locked"
+    doomed = Holder(db, "doomed")
+    wait_until_queued(db, 2)
+    behind = Holder(db, "behind")
+    wait_until_queued(db, 3)
+    os.kill(doomed.proc.pid, signal.SIGKILL)
+    doomed.proc.wait(timeout=HANG_GUARD_S)
+    holder.release()
+    assert holder.line() == "holder released"
+    assert behind.line() == "behind locked"
+    behind.release()
+    assert behind.line() == "behind released"
+    for h in (holder, behind):
+        h.finish()
+
+
+def test_two_locks_in_one_process_exclude_each_other(tmp_path):
+    """Open-file-description locks belong to each open file, not the process: two stores in one process queue too."""
+    import threading
+
+    db = str(tmp_path / "x.db")
+    one, two = WriterLock(db), WriterLock(db)
+    got = threading.Event()
+    with one:
+        thread = threading.Thread(target=lambda: (two.__enter__(), got.set(), two.__exit__()))
+        thread.start()
+        assert not got.wait(0.2)  # still waiting behind `one` (a bound on the check, not a timing claim)
+    thread.join(HANG_GUARD_S)
+    assert got.is_set()
+    one.close()
+    two.close()
+
+
+def test_the_lock_kind_is_chosen_by_environment_and_a_wrong_name_is_a_clear_error(run, monkeypatch, tmp_path):
+    from router import writer_lock
+
+    monkeypatch.setenv("LABELYARD_WRITER_LOCK", "flock")
+    assert not WriterLock(str(tmp_path / "x.db")).fifo
+    monkeypatch.setenv("LABELYARD_WRITER_LOCK", "none")
+    assert writer_lock.chosen_kind() == "none"
+    monkeypatch.delenv("LABELYARD_WRITER_LOCK")
+    monkeypatch.setenv("LABELYARD_NO_WRITER_LOCK", "1")
+    assert writer_lock.chosen_kind() == "none"
+    run.ok("init")
+    result = run("status", env={"LABELYARD_WRITER_LOCK": "fifo-please"})
+    assert result.returncode == 1
+    assert "LABELYARD_WRITER_LOCK='fifo-please': use one of queue, flock, none" in result.stderr
+    assert "Traceback" not in result.stderr
