@@ -189,9 +189,9 @@ def ingest(source: str, db: str | None, as_json: bool, quiet: bool) -> None:
         from .progress import line_progress
 
         with line_progress(source, "ingest") as advance:
-            report = engine.ingest(rows, source_name, progress=advance)
+            report = engine.ingest(rows, source_name, progress=advance, fork=True)
     else:
-        report = engine.ingest(rows, source_name)
+        report = engine.ingest(rows, source_name, fork=True)
     result = report.as_dict()
     if as_json:
         _emit_json(result)

@@ -11,9 +11,7 @@ import getpass
 import hashlib
 import os
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from . import clock
@@ -21,6 +19,8 @@ from .context import Lazy, prediction_facts, review_facts, stored_prediction, ta
 from .consensus import DS_HISTORY
 from .errors import AssignmentError, LabelyardError, NothingToDo, NoWorkflow, UnknownTask, UnknownWorker
 from .ingest import RowProblem, TaskInput
+from .ingest_pipeline import (TASK_INSERT_COLUMNS, BatchWriter, IngestReport, RoutedBatch, ThreadedWriter, can_fork,
+                              routed_in_child)
 from .store import Store, dumps, loads
 
 STAGES = ("annotate", "review", "correct", "escalated")
@@ -28,10 +28,7 @@ STAGE_OF_ACTION = {"annotate": "annotate", "review": "review", "escalate": "esca
 FINAL_BY_STAGE = {"review": "reviewer", "escalated": "expert"}
 INGEST_BATCH_ROWS = 500
 INGEST_BATCH_SECONDS = 0.05
-INGEST_CACHE_KIB = 64 * 1024
 QUEUE_AGREEMENT_VOTES = 2000  # queue.kappa / queue.alpha read this many latest votes
-INGEST_YIELD_FACTOR = 2.0  # while others write, ingest holds the lock at most a third of the time
-INGEST_YIELD_MAX_S = 0.25
 
 
 def current_user() -> str:
@@ -43,20 +40,6 @@ def current_user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
-
-
-@dataclass
-class IngestReport:
-    """What an ingest did."""
-
-    ingested: int = 0
-    duplicates: int = 0
-    rejected: int = 0
-    routed: Counter = field(default_factory=Counter)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"ingested": self.ingested, "duplicates": self.duplicates, "rejected": self.rejected,
-                "routed": dict(self.routed)}
 
 
 class Engine:
@@ -188,47 +171,70 @@ class Engine:
 
     # -- ingest ----------------------------------------------------------------------------
     def ingest(self, rows: Iterable[TaskInput | RowProblem], source: str,
-               progress: Callable[[int], None] | None = None) -> IngestReport:
+               progress: Callable[[int], None] | None = None, *, fork: bool = False) -> IngestReport:
         """Route and store new tasks in short transactions; quarantine bad rows; skip known ids.
 
         ``progress`` is called after each batch with the input line reached.
+        Each batch commits on its own (a few hundred rows or 50 ms), so
+        annotators claiming meanwhile are not starved, and a crash loses at
+        most the batches in flight: running the same ingest again completes it.
 
-        This thread reads and routes rows while a writer thread, on its own
-        connection, commits the previous batch, so Python's routing and
-        SQLite's writing overlap. Each batch commits on its own (a few hundred
-        rows or 50 ms), so annotators claiming meanwhile are not starved, and
-        a crash loses at most the batches in flight: running the same ingest
-        again completes it.
+        Routing and writing overlap (:mod:`router.ingest_pipeline`): with
+        ``fork`` a child process reads and routes ``rows`` while this one
+        writes (``rows`` must then be safe to read in a forked child, as a
+        file is); otherwise a writer thread commits while this thread routes.
         """
         workflow = self.workflow
         version = self.workflow_id
-        writer = _BatchWriter(self.store.path, source)
+        path = self.store.path
+        if fork and can_fork():
+            def produce() -> Iterator[RoutedBatch]:
+                # In the child: its own connection. The inherited one is kept referenced,
+                # so it is never closed (or checkpointed) from the wrong process.
+                self._inherited_store, self.store = self.store, Store.open(path)
+                return self._routed_batches(workflow, version, rows, source)
+
+            writer = BatchWriter(path, source)
+            try:
+                for batch in routed_in_child(produce):
+                    writer.write(batch)
+                    if progress:
+                        progress(batch.last_line)
+            finally:
+                writer.close()
+            return writer.report
+        threaded = ThreadedWriter(path, source)
+        try:
+            for batch in self._routed_batches(workflow, version, rows, source):
+                threaded.put(batch)
+                if progress:
+                    progress(batch.last_line)
+        finally:
+            threaded.close()
+        return threaded.report
+
+    def _routed_batches(self, workflow, version: int, rows: Iterable[TaskInput | RowProblem],
+                        source: str) -> Iterator[RoutedBatch]:
+        """Rows in batches of ``INGEST_BATCH_ROWS`` (or ``INGEST_BATCH_SECONDS`` of reading), routed."""
         batch: list[TaskInput | RowProblem] = []
         started = time.monotonic()
-        try:
-            for row in rows:
-                batch.append(row)
-                if len(batch) >= INGEST_BATCH_ROWS or time.monotonic() - started > INGEST_BATCH_SECONDS:
-                    writer.put(self._route_batch(workflow, version, batch, source))
-                    if progress:
-                        progress(batch[-1].line)
-                    batch = []
-                    started = time.monotonic()
-            if batch:
-                writer.put(self._route_batch(workflow, version, batch, source))
-                if progress:
-                    progress(batch[-1].line)
-        finally:
-            writer.close()
-        return writer.report
+        for row in rows:
+            batch.append(row)
+            if len(batch) >= INGEST_BATCH_ROWS or time.monotonic() - started > INGEST_BATCH_SECONDS:
+                yield self._route_batch(workflow, version, batch, source)
+                batch = []
+                started = time.monotonic()
+        if batch:
+            yield self._route_batch(workflow, version, batch, source)
 
     def _route_batch(self, workflow, version: int, batch: list[TaskInput | RowProblem],
-                     source: str) -> "_RoutedBatch":
+                     source: str) -> RoutedBatch:
         """Decide where each new row goes (``on_create``); ids are given by the writer, under the lock."""
         now = clock.now()
         inputs = [r for r in batch if isinstance(r, TaskInput)]
         known = self.store.existing_external_ids([t.external_id for t in inputs])  # a read: no lock
-        routed = _RoutedBatch(now=now, problems=[r for r in batch if isinstance(r, RowProblem)])
+        routed = RoutedBatch(now=now, problems=[r for r in batch if isinstance(r, RowProblem)],
+                             last_line=batch[-1].line)
         for item in inputs:
             if item.external_id in known:
                 routed.duplicates += 1
@@ -237,7 +243,7 @@ class Engine:
             row = self._new_task_row(item, None, source, version, now)
             decision = workflow.decide("on_create", self._create_context(row, item, now))
             row.update(self._create_fields(decision, item, now))
-            routed.tasks.append(row)
+            routed.tasks.append(tuple(row[c] for c in TASK_INSERT_COLUMNS))
             routed.events.append(("created", decision.rule, decision.action, "labelyard",
                                   dumps({"line": item.line, **decision.as_detail()}), now))
             routed.rules.append(decision.rule or "(no rule)")
@@ -622,102 +628,6 @@ def decision_facts(ctx: dict[str, Any]) -> dict[str, Any]:
         value = queue._value
         out["queue"] = value.known() if hasattr(value, "known") else dict(value)
     return out
-
-
-@dataclass
-class _RoutedBatch:
-    """Rows routed and ready to write, in input order."""
-
-    now: float
-    problems: list[RowProblem]
-    tasks: list[dict[str, Any]] = field(default_factory=list)
-    events: list[tuple] = field(default_factory=list)
-    rules: list[str] = field(default_factory=list)
-    duplicates: int = 0
-
-
-class _BatchWriter:
-    """Commits routed batches on its own connection in a thread, one transaction per batch."""
-
-    _DONE = None
-
-    def __init__(self, path: str, source: str):
-        import queue
-        import threading
-
-        self.path = path
-        self.source = source
-        self.report = IngestReport()
-        self.error: BaseException | None = None
-        self._queue: "queue.Queue[_RoutedBatch | None]" = queue.Queue(maxsize=2)
-        self._thread = threading.Thread(target=self._run, name="labelyard-ingest-writer", daemon=True)
-        self._thread.start()
-
-    def put(self, batch: _RoutedBatch) -> None:
-        if self.error is not None:
-            raise self.error
-        self._queue.put(batch)
-
-    def close(self) -> None:
-        """Wait until every batch is written; re-raise the writer's error if it had one."""
-        self._queue.put(self._DONE)
-        self._thread.join()
-        if self.error is not None:
-            raise self.error
-
-    def _run(self) -> None:
-        store = None
-        try:
-            store = Store.open(self.path)
-            # Random external ids touch index pages all over the file: a larger page
-            # cache keeps them in memory (the peers' probe: +27% at 1M rows).
-            store.conn.execute(f"PRAGMA cache_size={-INGEST_CACHE_KIB}")
-            seen_version = None
-            while True:
-                batch = self._queue.get()
-                if batch is self._DONE:
-                    return
-                if self.error is None:
-                    started = time.monotonic()
-                    self._write(store, batch)
-                    held = time.monotonic() - started
-                    # data_version moves only when another connection commits: annotators
-                    # are working, so leave them the lock for a while after each batch.
-                    version = store.conn.execute("PRAGMA data_version").fetchone()[0]
-                    if seen_version is not None and version != seen_version:
-                        time.sleep(min(INGEST_YIELD_MAX_S, held * INGEST_YIELD_FACTOR))
-                    seen_version = version
-        except BaseException as exc:  # handed to the reading thread, which re-raises it
-            self.error = exc
-            while self._queue.get() is not self._DONE:
-                pass
-        finally:
-            if store is not None:
-                store.close()
-
-    def _write(self, store: Store, batch: _RoutedBatch) -> None:
-        report = self.report
-        with store.transaction():
-            # Checked again under the lock: another ingest may have added some meanwhile.
-            known = store.existing_external_ids([t["external_id"] for t in batch.tasks]) if batch.tasks else set()
-            next_id = store.next_task_id()
-            tasks, events = [], []
-            for row, event, rule in zip(batch.tasks, batch.events, batch.rules):
-                if row["external_id"] in known:
-                    report.duplicates += 1
-                    continue
-                row["id"] = next_id
-                tasks.append(row)
-                events.append((next_id, *event))
-                report.routed[rule] += 1
-                next_id += 1
-            store.insert_tasks(tasks)
-            store.add_events(events)
-            if batch.problems:
-                store.add_rejects((self.source, p.line, p.reason, p.raw, batch.now) for p in batch.problems)
-        report.ingested += len(tasks)
-        report.duplicates += batch.duplicates
-        report.rejected += len(batch.problems)
 
 
 def task_view(task) -> dict[str, Any]:

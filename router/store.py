@@ -100,6 +100,25 @@ class _WalBacklog:
             self._fd = None
 
 
+def _checkpoint_on(conn: sqlite3.Connection) -> None:
+    try:
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    except sqlite3.OperationalError:
+        pass  # busy: another process is checkpointing
+
+
+def _checkpoint(path: str) -> None:
+    """A ``PASSIVE`` checkpoint on a connection of its own (for a checkpoint thread)."""
+    try:
+        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    except sqlite3.Error:
+        return
+    try:
+        _checkpoint_on(conn)
+    finally:
+        conn.close()
+
+
 class Store:
     """A Labelyard database file."""
 
@@ -109,6 +128,10 @@ class Store:
         self._depth = 0
         self._writer_lock = WriterLock(path)
         self._wal_backlog = _WalBacklog(path)
+        # A bulk writer (ingest) checkpoints in a thread on its own connection: SQLite
+        # releases the GIL while it copies, so the writing goes on meanwhile.
+        self.checkpoint_in_thread = False
+        self._checkpointer: Any = None
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -168,6 +191,8 @@ class Store:
         return cls(path, conn), applied
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.join()
         self.conn.close()
         self._writer_lock.close()
         self._wal_backlog.close()
@@ -217,11 +242,17 @@ class Store:
         return at once.
         """
         frames = self._wal_backlog.frames()
-        if frames is not None and frames >= CHECKPOINT_FRAMES:
-            try:
-                self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            except sqlite3.OperationalError:
-                pass  # busy: another process is checkpointing
+        if frames is None or frames < CHECKPOINT_FRAMES:
+            return
+        if self.checkpoint_in_thread:
+            if self._checkpointer is None or not self._checkpointer.is_alive():
+                import threading
+
+                self._checkpointer = threading.Thread(target=_checkpoint, args=(self.path,),
+                                                      name="labelyard-checkpoint", daemon=True)
+                self._checkpointer.start()
+            return
+        _checkpoint_on(self.conn)
 
     def _begin(self) -> None:
         """Take SQLite's write lock. Labelyard writers already hold the writer lock
@@ -383,6 +414,11 @@ class Store:
             ":final_label, :final_by, :final_rule, :final_at, :reason, :is_gold, :created_at, :updated_at, :stage_at)",
             rows,
         )
+
+    def insert_task_tuples(self, columns: Sequence[str], rows: Sequence[tuple]) -> None:
+        """Insert new tasks given as tuples in ``columns`` order (our own column names, never input)."""
+        self.conn.executemany(
+            f"INSERT INTO tasks ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", rows)
 
     def update_task(self, task_id: int, **fields: Any) -> None:
         """Set columns of one task (names are from our own code, never from input)."""

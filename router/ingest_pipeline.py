@@ -1,0 +1,240 @@
+"""How an ingest moves routed batches to the database: a writer beside the router.
+
+:class:`Engine.ingest <router.engine.Engine.ingest>` reads and routes rows in
+batches; this module commits them, one short transaction per batch, in one
+of two arrangements:
+
+- **in a thread** (:class:`ThreadedWriter`): the caller routes, a thread on
+  its own connection writes. Used for sources that live in this process
+  (plugins, the demo).
+- **in two processes** (:func:`routed_in_child`): a forked child reads and
+  routes, the parent writes. Python's routing and SQLite's writing then run
+  on two cores; in one process they share the GIL, and the measured pipeline
+  of two threads was no faster than routing and writing in turn. Used by
+  ``labelyard ingest FILE``. The parent is the process a user or a test
+  sees and kills: the child only reads, and dies at its next send once the
+  parent is gone.
+
+Each batch's transaction checks the external ids again under the lock, so
+two ingests at once, or an ingest run again after a crash, never store a row
+twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import LabelyardError
+from .ingest import RowProblem
+from .store import Store
+
+INGEST_CACHE_KIB = 64 * 1024
+INGEST_YIELD_FACTOR = 2.0  # while others write, ingest holds the lock at most a third of the time
+INGEST_YIELD_MAX_S = 0.25
+
+# The columns of a routed task tuple, in order (``id`` is filled in under the lock).
+TASK_INSERT_COLUMNS = (
+    "id", "external_id", "source", "category", "tags", "data", "status", "stage", "queue", "needed", "free_slots",
+    "priority", "attempts", "round", "workflow_version", "pred_label", "pred_confidence", "pred_model",
+    "pred_scores", "final_label", "final_by", "final_rule", "final_at", "reason", "is_gold", "created_at",
+    "updated_at", "stage_at",
+)
+
+
+@dataclass
+class IngestReport:
+    """What an ingest did."""
+
+    ingested: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    routed: Counter = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ingested": self.ingested, "duplicates": self.duplicates, "rejected": self.rejected,
+                "routed": dict(self.routed)}
+
+
+@dataclass
+class RoutedBatch:
+    """Rows routed and ready to write, in input order; ``tasks`` are tuples in :data:`TASK_INSERT_COLUMNS` order."""
+
+    now: float
+    problems: list[RowProblem]
+    last_line: int = 0
+    tasks: list[tuple] = field(default_factory=list)
+    events: list[tuple] = field(default_factory=list)
+    rules: list[str] = field(default_factory=list)
+    duplicates: int = 0
+
+
+class BatchWriter:
+    """Commits routed batches on its own connection, one transaction per batch."""
+
+    def __init__(self, path: str, source: str):
+        self.source = source
+        self.report = IngestReport()
+        self.store = Store.open(path)
+        # Random external ids touch index pages all over the file: a larger page
+        # cache keeps them in memory (the peers' probe: +27% at 1M rows).
+        self.store.conn.execute(f"PRAGMA cache_size={-INGEST_CACHE_KIB}")
+        self.store.checkpoint_in_thread = True
+        self._seen_version: int | None = None
+
+    def write(self, batch: RoutedBatch) -> None:
+        """Commit one batch, then give annotators the lock for a while if they are working."""
+        started = time.monotonic()
+        self._write(batch)
+        held = time.monotonic() - started
+        # data_version moves only when another connection commits: annotators
+        # are working, so leave them the lock for a while after each batch.
+        version = self.store.conn.execute("PRAGMA data_version").fetchone()[0]
+        if self._seen_version is not None and version != self._seen_version:
+            time.sleep(min(INGEST_YIELD_MAX_S, held * INGEST_YIELD_FACTOR))
+        self._seen_version = version
+
+    def _write(self, batch: RoutedBatch) -> None:
+        store, report = self.store, self.report
+        tasks, events = [], []
+        with store.transaction():
+            # Checked again under the lock: another ingest may have added some meanwhile.
+            known = store.existing_external_ids([t[1] for t in batch.tasks]) if batch.tasks else set()
+            next_id = store.next_task_id()
+            for row, event, rule in zip(batch.tasks, batch.events, batch.rules):
+                if row[1] in known:
+                    report.duplicates += 1
+                    continue
+                tasks.append((next_id, *row[1:]))
+                events.append((next_id, *event))
+                report.routed[rule] += 1
+                next_id += 1
+            store.insert_task_tuples(TASK_INSERT_COLUMNS, tasks)
+            store.add_events(events)
+            if batch.problems:
+                store.add_rejects((self.source, p.line, p.reason, p.raw, batch.now) for p in batch.problems)
+        report.ingested += len(tasks)
+        report.duplicates += batch.duplicates
+        report.rejected += len(batch.problems)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class ThreadedWriter:
+    """A :class:`BatchWriter` in a thread: :meth:`put` hands it a batch, :meth:`close` waits for the rest."""
+
+    _DONE = None
+
+    def __init__(self, path: str, source: str):
+        import queue
+        import threading
+
+        self.path, self.source = path, source
+        self.report = IngestReport()
+        self.error: BaseException | None = None
+        self._queue: "queue.Queue[RoutedBatch | None]" = queue.Queue(maxsize=2)
+        self._thread = threading.Thread(target=self._run, name="labelyard-ingest-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, batch: RoutedBatch) -> None:
+        if self.error is not None:
+            raise self.error
+        self._queue.put(batch)
+
+    def close(self) -> None:
+        """Wait until every batch is written; re-raise the writer's error if it had one."""
+        self._queue.put(self._DONE)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        writer = None
+        try:
+            writer = BatchWriter(self.path, self.source)
+            self.report = writer.report
+            while True:
+                batch = self._queue.get()
+                if batch is self._DONE:
+                    return
+                if self.error is None:
+                    writer.write(batch)
+        except BaseException as exc:  # handed to the routing thread, which re-raises it
+            self.error = exc
+            while self._queue.get() is not self._DONE:
+                pass
+        finally:
+            if writer is not None:
+                writer.close()
+
+
+def can_fork() -> bool:
+    """Whether this platform can fork a routing child (POSIX)."""
+    import os
+
+    return hasattr(os, "fork")
+
+
+def routed_in_child(produce: Callable[[], Iterator[RoutedBatch]]) -> Iterator[RoutedBatch]:
+    """Run ``produce`` in a forked child and yield the batches it routes, in order.
+
+    ``produce`` runs in the child only, so it must open its own database
+    connection there (the parent's must never be used across a fork). An
+    error in the child is raised here: a :class:`LabelyardError` with its own
+    message, anything else named as an error of the reading process.
+    """
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    receiving, sending = context.Pipe(duplex=False)
+    child = context.Process(target=_child_main, args=(produce, sending), name="labelyard-ingest-router",
+                            daemon=True)
+    child.start()
+    sending.close()  # the parent keeps only its reading end, so EOF means the child is gone
+    try:
+        while True:
+            try:
+                kind, payload = receiving.recv()
+            except EOFError:
+                raise LabelyardError("ingest: the reading process stopped without finishing "
+                                     f"(exit code {child.exitcode if child.exitcode is not None else 'unknown'})") from None
+            if kind == "batch":
+                yield payload
+            elif kind == "done":
+                return
+            elif kind == "user-error":
+                raise LabelyardError(payload)
+            else:
+                raise LabelyardError(f"ingest: the reading process failed: {payload}")
+    finally:
+        receiving.close()
+        child.join(timeout=5)
+        if child.is_alive():
+            child.kill()
+            child.join()
+
+
+def _child_main(produce: Callable[[], Iterator[RoutedBatch]], sending: Any) -> None:
+    try:
+        for batch in produce():
+            sending.send(("batch", batch))
+        sending.send(("done", None))
+    except (BrokenPipeError, ConnectionResetError):
+        return  # the parent is gone (finished with an error, or killed): nothing left to tell
+    except LabelyardError as exc:
+        _send_quietly(sending, ("user-error", str(exc)))
+    except BaseException as exc:  # noqa: BLE001 - told to the parent, which raises it for the user
+        _send_quietly(sending, ("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        sending.close()
+
+
+def _send_quietly(sending: Any, message: tuple) -> None:
+    try:
+        sending.send(message)
+    except (BrokenPipeError, ConnectionResetError, OSError):
+        pass
