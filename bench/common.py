@@ -88,7 +88,8 @@ def run_measured(cmd: Sequence[str], *, env: dict[str, str] | None = None, stdin
     """Run ``cmd``; returns wall seconds, exit code, peak RSS of that child, and its output.
 
     Peak RSS is the child's ``VmHWM`` (its own high-water mark, reset by
-    ``exec``) polled from ``/proc/PID/status`` every 10 ms until it exits.
+    ``exec``) polled from ``/proc/PID/status`` every 10 ms until it exits,
+    plus the peaks of the processes it forks (see :class:`_HwmPoller`).
     ``ru_maxrss`` from ``wait4()`` is kept too, but on Linux it also counts
     the parent's RSS at ``fork`` (``exec`` carries the old high-water mark
     over), so it is only an upper bound.
@@ -117,14 +118,24 @@ def run_measured(cmd: Sequence[str], *, env: dict[str, str] | None = None, stdin
 
 
 class _HwmPoller:
-    """Polls ``VmHWM`` of one process from /proc in a thread."""
+    """Polls ``VmHWM`` of one process and of its child processes from /proc in a thread.
+
+    ``peak_kib`` is the process's own peak plus the peak of each child it
+    started (``labelyard ingest FILE`` forks a routing child). Pages the two
+    share after the fork are counted twice, so the sum is an upper bound.
+    """
 
     def __init__(self, pid: int, interval: float = 0.01):
         import threading
 
-        self.pid, self.interval, self.peak_kib = pid, interval, 0
+        self.pid, self.interval = pid, interval
+        self.peaks: dict[int, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def peak_kib(self) -> int:
+        return sum(self.peaks.values())
 
     def start(self) -> None:
         self._thread.start()
@@ -134,17 +145,38 @@ class _HwmPoller:
         self._thread.join()
 
     def _run(self) -> None:
-        path = f"/proc/{self.pid}/status"
         while not self._stop.is_set():
-            try:
-                with open(path, "rb") as handle:
-                    for line in handle:
-                        if line.startswith(b"VmHWM:"):
-                            self.peak_kib = max(self.peak_kib, int(line.split()[1]))
-                            break
-            except (OSError, ValueError):
-                pass  # not started yet, or a zombie (no VmHWM line)
+            for pid in [self.pid, *self._children()]:
+                hwm = _vm_hwm_kib(pid)
+                if hwm is not None:
+                    self.peaks[pid] = max(self.peaks.get(pid, 0), hwm)
             self._stop.wait(self.interval)
+
+    def _children(self) -> list[int]:
+        """Processes whose parent is ours (a scan of /proc/*/stat: not every kernel has ``children``)."""
+        found: list[int] = []
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/stat", "rb") as handle:
+                    fields = handle.read().rsplit(b")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if len(fields) > 1 and fields[1] == str(self.pid).encode():
+                found.append(int(name))
+        return found
+
+
+def _vm_hwm_kib(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass  # not started yet, or a zombie (no VmHWM line)
+    return None
 
 
 def _drain(proc: subprocess.Popen, timeout: float | None) -> tuple[bytes | None, bytes | None]:

@@ -64,6 +64,20 @@ class LazyKeys(Mapping):
         return dict(self._values)
 
 
+# A new task's columns before on_create routes it (what on_create rules see of it).
+NEW_TASK_STATE: dict[str, Any] = {
+    "id": None, "status": "open", "stage": None, "queue": None, "needed": 0, "free_slots": 0, "priority": 0.0,
+    "attempts": 0, "round": 0, "final_label": None, "final_by": None, "final_rule": None, "final_at": None,
+    "reason": None, "is_gold": 0,
+}
+
+
+def creation_context(row: Mapping[str, Any], prediction: dict[str, Any], now: float) -> dict[str, Any]:
+    """The facts ``on_create`` rules see: the new task (``row``, routing columns at their
+    :data:`NEW_TASK_STATE`), its prediction, an empty ``queue`` and ``now``."""
+    return {"task": task_facts(row, now), "prediction": prediction, "queue": Lazy(dict), "now": now}
+
+
 def task_facts(row: Mapping[str, Any], now: float) -> dict[str, Any]:
     """``task.*`` from a task row (a store row or a row about to be inserted)."""
     data = row["data"]

@@ -3,6 +3,9 @@
 Every decision event carries what the rule engine recorded (``Decision.as_detail()``):
 the section, the rule, its condition and the trace of the values it saw
 (``prediction.confidence = 0.62 < 0.7 → true``), the action and its values.
+``created`` events leave the condition and trace out (ingest would pay for
+rendering them on every row): they are traced again here, with the workflow
+version that routed the task, from the task's input, which never changes.
 The other events (claims, submissions, lead actions) say who acted and when.
 Reads only, through :class:`router.store.Store`.
 """
@@ -26,6 +29,10 @@ def explain_task(store: Store, ref: str) -> dict[str, Any]:
         raise UnknownTask(f"no task `{ref}` (by id or external id)")
     version = store.workflow_version(task["workflow_version"]) if task["workflow_version"] is not None else None
     steps = [_step(row) for row in store.events(task["id"])]
+    for step in steps:
+        d = step.get("decision")
+        if step["kind"] == "created" and d and d["rule"] and not d["condition"] and not d["trace"]:
+            _trace_creation(task, version, d)
     decisions = [s for s in steps if s.get("decision")]
     return {
         "task": {
@@ -40,6 +47,40 @@ def explain_task(store: Store, ref: str) -> dict[str, Any]:
         "decisions": len(decisions),
         "events": steps,
     }
+
+
+def _trace_creation(task: Any, version: Any, decision: dict[str, Any]) -> None:
+    """Fill in an on_create decision's condition and trace by deciding again on the task's input."""
+    from .context import NEW_TASK_STATE, creation_context, stored_prediction
+
+    if version is None:
+        return
+    try:
+        workflow = _compiled(version)
+        created = task["created_at"]
+        row = {**dict(task), **NEW_TASK_STATE, "updated_at": created, "stage_at": created}
+        again = workflow.decide("on_create", creation_context(row, stored_prediction(task), created))
+    except Exception as exc:  # noqa: BLE001 - explain still shows what was recorded
+        decision["traced_again"] = f"could not trace again: {exc}"
+        return
+    if again.rule != decision["rule"]:
+        decision["traced_again"] = f"could not trace again: rule `{again.rule}` matches the input now"
+        return
+    decision["condition"], decision["trace"], decision["traced_again"] = again.condition, again.trace, True
+
+
+def _compiled(version: Any) -> Any:
+    """The workflow of a stored version (with its plugins' functions if it calls any)."""
+    from rules.diagnostics import WorkflowInvalid
+    from rules.workflow import Workflow
+
+    spec = loads(version["spec"])
+    try:
+        return Workflow.from_spec(spec, None)
+    except WorkflowInvalid:
+        from .plugins import workflow_functions
+
+        return Workflow.from_spec(spec, workflow_functions(spec.get("plugins") or ()))
 
 
 def _step(row: Any) -> dict[str, Any]:
@@ -158,9 +199,12 @@ def render_explanation(data: dict[str, Any]) -> list[str]:
         who = f"rule `{d['rule']}`" if d["rule"] else "no rule matched"
         lines.append(f"    {d['section']}: {who} → {_outcome(d)}")
         if d.get("condition"):
-            lines.append(f"      when {d['condition']}")
+            again = " (traced again from the task's input)" if d.get("traced_again") is True else ""
+            lines.append(f"      when {d['condition']}{again}")
             for trace in d.get("trace") or []:
                 lines.append(f"        {trace}")
+        elif isinstance(d.get("traced_again"), str):
+            lines.append(f"      ({d['traced_again']})")
         elif d["rule"]:
             lines.append("      (no condition: always matches)")
         if d.get("reason"):

@@ -99,20 +99,27 @@ class BatchWriter:
 
     def _write(self, batch: RoutedBatch) -> None:
         store, report = self.store, self.report
-        tasks, events = [], []
+        events: list[tuple] = []
         with store.transaction():
-            # Checked again under the lock: another ingest may have added some meanwhile.
-            known = store.existing_external_ids([t[1] for t in batch.tasks]) if batch.tasks else set()
             next_id = store.next_task_id()
-            for row, event, rule in zip(batch.tasks, batch.events, batch.rules):
-                if row[1] in known:
-                    report.duplicates += 1
-                    continue
-                tasks.append((next_id, *row[1:]))
-                events.append((next_id, *event))
+            tasks = [(next_id + i, *row[1:]) for i, row in enumerate(batch.tasks)]
+            # The router skipped the ids it saw stored; another ingest may have stored some
+            # since. Usually none: insert all at once, and only if one clashes, check each.
+            if tasks and not store.insert_new_tasks(TASK_INSERT_COLUMNS, tasks):
+                known = store.existing_external_ids([t[1] for t in batch.tasks])
+                tasks, kept = [], []
+                for row, event, rule in zip(batch.tasks, batch.events, batch.rules):
+                    if row[1] in known:
+                        report.duplicates += 1
+                        continue
+                    tasks.append((next_id + len(tasks), *row[1:]))
+                    kept.append((event, rule))
+                store.insert_task_tuples(TASK_INSERT_COLUMNS, tasks)
+            else:
+                kept = list(zip(batch.events, batch.rules))
+            for task, (event, rule) in zip(tasks, kept):
+                events.append((task[0], *event))
                 report.routed[rule] += 1
-                next_id += 1
-            store.insert_task_tuples(TASK_INSERT_COLUMNS, tasks)
             store.add_events(events)
             if batch.problems:
                 store.add_rejects((self.source, p.line, p.reason, p.raw, batch.now) for p in batch.problems)
@@ -191,8 +198,8 @@ def routed_in_child(produce: Callable[[], Iterator[RoutedBatch]]) -> Iterator[Ro
 
     context = multiprocessing.get_context("fork")
     receiving, sending = context.Pipe(duplex=False)
-    child = context.Process(target=_child_main, args=(produce, sending), name="labelyard-ingest-router",
-                            daemon=True)
+    child = context.Process(target=_child_main, args=(produce, sending, receiving),
+                            name="labelyard-ingest-router", daemon=True)
     child.start()
     sending.close()  # the parent keeps only its reading end, so EOF means the child is gone
     try:
@@ -218,7 +225,10 @@ def routed_in_child(produce: Callable[[], Iterator[RoutedBatch]]) -> Iterator[Ro
             child.join()
 
 
-def _child_main(produce: Callable[[], Iterator[RoutedBatch]], sending: Any) -> None:
+def _child_main(produce: Callable[[], Iterator[RoutedBatch]], sending: Any, receiving: Any) -> None:
+    # Only the parent may hold the reading end: once it is gone, a send here fails
+    # (EPIPE) instead of blocking forever on a pipe nobody reads.
+    receiving.close()
     try:
         for batch in produce():
             sending.send(("batch", batch))

@@ -420,6 +420,24 @@ class Store:
         self.conn.executemany(
             f"INSERT INTO tasks ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", rows)
 
+    def insert_new_tasks(self, columns: Sequence[str], rows: Sequence[tuple]) -> bool:
+        """Insert tasks (tuples in ``columns`` order, ids first and consecutive) if none of
+        their external ids is stored yet; ``False``, with nothing left inserted, if one is.
+
+        Inside the caller's transaction. A clash undoes the rows this call had inserted
+        (they are ours alone: the write lock is held); no savepoint, whose statement
+        journal made every ingest batch ~40% slower.
+        """
+        try:
+            self.conn.executemany(
+                f"INSERT INTO tasks ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", rows)
+        except sqlite3.IntegrityError as exc:
+            if "external_id" not in str(exc):
+                raise
+            self.conn.execute("DELETE FROM tasks WHERE id >= ?", (rows[0][0],))
+            return False
+        return True
+
     def update_task(self, task_id: int, **fields: Any) -> None:
         """Set columns of one task (names are from our own code, never from input)."""
         assignments = ", ".join(f"{name} = :{name}" for name in fields)

@@ -162,16 +162,21 @@ class Decision:
     def __repr__(self) -> str:
         return f"Decision({', '.join(f'{name}={getattr(self, name)!r}' for name in _FIELDS)})"
 
-    def as_detail(self) -> dict[str, Any]:
-        """The decision as stored in an event's detail."""
+    def as_detail(self, *, explained: bool = True) -> dict[str, Any]:
+        """The decision as stored in an event's detail.
+
+        ``explained=False`` leaves out the condition and the trace of the values
+        it saw (rendering the trace is the costly part), for decisions that can
+        be traced again later from inputs that never change (``on_create``).
+        """
         detail: dict[str, Any] = {"section": self.section}
         if self.target is not None:
             detail["target"] = self.target
         if self.values:
             detail["values"] = self.values
-        if self.condition is not None:
+        if explained and self.condition is not None:
             detail["condition"] = self.condition
-        if self.trace:
+        if explained and self.trace:
             detail["trace"] = self.trace
         if self.reason:
             detail["reason"] = self.reason

@@ -263,6 +263,29 @@ def _count(conn: sqlite3.Connection) -> int:
     return conn.execute("SELECT count(*) FROM tasks").fetchone()[0]
 
 
+def _children_of(pid: int) -> list[int]:
+    """Live processes whose parent is ``pid`` (a scan of /proc)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                fields = Path(f"/proc/{name}/stat").read_bytes().rsplit(b")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if fields[1] == str(pid).encode() and fields[0] != b"Z":
+                found.append(int(name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is still running (a zombie, or a pid gone, is not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != b"Z"
+
+
 @pytest.mark.parametrize("fraction", [0.05, 0.5])
 def test_ingest_killed_midway_then_rerun_keeps_every_row_once(tmp_path, big_jsonl, fraction):
     db = tmp_path / "labelyard.db"
@@ -285,8 +308,14 @@ def test_ingest_killed_midway_then_rerun_keeps_every_row_once(tmp_path, big_json
             seen = _count(reader)
             if seen < target:
                 time.sleep(POLL_S)
+        children = _children_of(proc.pid)
+        assert children, "labelyard ingest FILE should route in a child process"
         os.kill(proc.pid, signal.SIGKILL)
         assert proc.wait(timeout=HANG_GUARD_S) == -signal.SIGKILL
+        # the routing child notices its parent is gone at its next send and exits
+        while any(_alive(pid) for pid in children):
+            assert time.monotonic() < deadline + HANG_GUARD_S, "the routing child outlived the killed ingest"
+            time.sleep(POLL_S)
     finally:
         if proc.poll() is None:
             proc.kill()

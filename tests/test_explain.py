@@ -168,3 +168,24 @@ def test_explain_unknown_task_is_a_user_error_and_changes_nothing(history):
     assert "Traceback" not in proc.stderr
     assert labelyard("explain", "T-1", db=history).returncode == 0
     assert history.read_bytes() == before
+
+
+def test_on_create_is_traced_again_with_the_version_that_routed_the_task(history, tmp_path):
+    store = Store.open(str(history))
+    stored = json.loads(store.one("SELECT detail FROM events WHERE task_id = 1 AND kind = 'created'")[0])
+    assert "trace" not in stored and "condition" not in stored  # ingest does not render it
+    store.close()
+    # a new version changes the rule the ticket went by; the ticket keeps the version that routed it
+    changed = WORKFLOW.read_text(encoding="utf-8").replace("prediction.confidence < 0.7", "prediction.confidence < 0.65")
+    assert changed != WORKFLOW.read_text(encoding="utf-8")
+    v2 = tmp_path / "v2.workflow.yaml"
+    v2.write_text(changed, encoding="utf-8")
+    assert labelyard("apply", str(v2), db=history).returncode == 0
+    proc = labelyard("explain", "T-1", "--json", db=history)
+    assert proc.returncode == 0, proc.stderr
+    created = json.loads(proc.stdout)["events"][0]["decision"]
+    assert created["condition"] == "prediction.confidence < 0.7"
+    assert created["trace"] == ["prediction.confidence = 0.62 < 0.7 → true"]
+    assert created["traced_again"] is True
+    text = labelyard("explain", "T-1", db=history).stdout
+    assert "when prediction.confidence < 0.7 (traced again from the task's input)" in text

@@ -89,3 +89,33 @@ def _one_row(tmp_path):
     path = tmp_path / "one.jsonl"
     path.write_text(json.dumps({"id": "only", "data": {}}) + "\n", encoding="utf-8")
     return path
+
+
+def test_a_batch_whose_ids_another_ingest_stored_meanwhile_keeps_only_the_new_rows(tmp_path):
+    """The router skipped the ids stored when it read; the writer finds the ones stored since."""
+    from router.ingest_pipeline import BatchWriter
+
+    source = tmp_path / "rows.jsonl"
+    source.write_text("".join(json.dumps({"id": f"R{i}", "data": {"n": i}}) + "\n" for i in range(6)),
+                      encoding="utf-8")
+    engine = _engine(tmp_path / "c.db")
+    batch = engine._route_batch(engine.workflow, engine.workflow_id,
+                                list(read_file(str(source), ("a", "b"))), "rows.jsonl")
+    assert len(batch.tasks) == 6
+    # meanwhile another ingest stores R2 and R4
+    other = tmp_path / "other.jsonl"
+    other.write_text("".join(json.dumps({"id": f"R{i}", "data": {"n": -i}}) + "\n" for i in (2, 4)), encoding="utf-8")
+    assert engine.ingest(read_file(str(other), ("a", "b")), "other.jsonl").ingested == 2
+    writer = BatchWriter(engine.store.path, "rows.jsonl")
+    writer.write(batch)
+    writer.close()
+    assert (writer.report.ingested, writer.report.duplicates) == (4, 2)
+    rows = engine.store.query("SELECT id, external_id, data FROM tasks ORDER BY id")
+    assert [r["external_id"] for r in rows] == ["R2", "R4", "R0", "R1", "R3", "R5"]
+    assert [r["id"] for r in rows] == [1, 2, 3, 4, 5, 6]  # consecutive: the undone rows left no gap
+    assert json.loads(rows[0]["data"]) == {"n": -2}  # the first one stored wins
+    created = engine.store.query("SELECT task_id FROM events WHERE kind = 'created' ORDER BY task_id")
+    assert [r["task_id"] for r in created] == [1, 2, 3, 4, 5, 6]
+    counted = engine.store.one("SELECT sum(n) FROM task_counts")[0]
+    assert counted == 6  # the trigger-kept counters saw the undone rows leave
+    engine.close()
