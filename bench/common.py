@@ -117,6 +117,9 @@ def run_measured(cmd: Sequence[str], *, env: dict[str, str] | None = None, stdin
             "stdout": out.decode("utf-8", "replace"), "stderr": err.decode("utf-8", "replace")}
 
 
+CHILD_SCAN_S = 0.5
+
+
 class _HwmPoller:
     """Polls ``VmHWM`` of one process and of its child processes from /proc in a thread.
 
@@ -145,8 +148,15 @@ class _HwmPoller:
         self._thread.join()
 
     def _run(self) -> None:
+        children: list[int] = []
+        next_scan = 0.0
         while not self._stop.is_set():
-            for pid in [self.pid, *self._children()]:
+            # Scanning /proc for children costs CPU the measured processes need: a few
+            # times a second is enough (a child lives for the whole run).
+            if time.monotonic() >= next_scan:
+                children = self._children()
+                next_scan = time.monotonic() + CHILD_SCAN_S
+            for pid in [self.pid, *children]:
                 hwm = _vm_hwm_kib(pid)
                 if hwm is not None:
                     self.peaks[pid] = max(self.peaks.get(pid, 0), hwm)

@@ -15,7 +15,7 @@ from sqlite_utils.migrations import Migrations
 
 migrations = Migrations("labelyard")
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 def _run_ddl(db: Database, script: str) -> None:
@@ -379,6 +379,27 @@ def m005_worker_counters(db: Database) -> None:
         """
     )
     _set_version(db, 5)
+
+
+@migrations()
+def m006_rule_counts_without_json(db: Database) -> None:
+    """``created`` events are always ``on_create`` decisions: count them by kind instead of
+    parsing each one's detail JSON (the trigger runs once per ingested row)."""
+    _run_ddl_with_triggers(
+        db,
+        """
+        DROP TRIGGER rule_counts_insert;
+        CREATE TRIGGER rule_counts_insert AFTER INSERT ON events WHEN NEW.rule IS NOT NULL BEGIN
+            INSERT INTO rule_counts (section, rule, n, last_at)
+            VALUES (CASE WHEN NEW.kind = 'created' THEN 'on_create'
+                         ELSE coalesce(CASE WHEN json_valid(NEW.detail) THEN json_extract(NEW.detail, '$.section') END, '')
+                    END,
+                    NEW.rule, 1, NEW.at)
+            ON CONFLICT (section, rule) DO UPDATE SET n = n + 1, last_at = max(last_at, excluded.last_at);
+        END;
+        """
+    )
+    _set_version(db, 6)
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:

@@ -38,7 +38,7 @@ WAL_AUTOCHECKPOINT_PAGES = 64000
 # than the 4 KiB default here (bench/README.md), with the same page count per operation.
 PAGE_SIZE = 2048
 BEGIN_MAX_SLEEP_S = 0.004
-SCHEMA_VERSION = 5  # keep equal to migrations.SCHEMA_VERSION (a test checks)
+SCHEMA_VERSION = 6  # keep equal to migrations.SCHEMA_VERSION (a test checks)
 
 TASK_COLUMNS = (
     "id, external_id, source, category, tags, data, status, stage, queue, needed, free_slots, priority, "

@@ -58,6 +58,8 @@ def test_forked_and_threaded_ingests_store_the_same_tasks_events_and_rejects(tmp
         lines = []
         report = engine.ingest(read_file(str(source), ("a", "b")), "rows.jsonl", progress=lines.append, fork=fork)
         results[fork] = (report.as_dict(), _contents(engine))
+        counted = {r["rule"]: r["n"] for r in engine.store.query("SELECT rule, n FROM rule_counts WHERE section = 'on_create'")}
+        assert counted == report.as_dict()["routed"]  # the dashboard's counters, kept by a trigger
         assert lines == sorted(lines) and lines[-1] == 2400
         engine.close()
     assert results[True] == results[False]
