@@ -52,6 +52,7 @@ class Engine:
         self._workflow: Any = None
         self._workflow_id: int | None = None
         self._agreement_cache: dict[str, tuple[int, tuple[float | None, float | None]]] = {}
+        self._queue_cache: dict[tuple[str, str], list[str]] = {}
 
     @classmethod
     def open(cls, db: str | None = None) -> "Engine":
@@ -128,6 +129,7 @@ class Engine:
             self.store.add_event("workflow_applied", now, actor=actor,
                                  detail={"workflow": workflow.name, "version": version, "hash": digest, "file": filename})
         self._workflow, self._workflow_id = workflow, version_id
+        self._queue_cache = {}
         return {"workflow": workflow.name, "version": version, "changed": True,
                 "warnings": [str(d) for d in diagnostics]}
 
@@ -347,10 +349,12 @@ class Engine:
         queues they may take are read before it, and the view is built after.
         """
         workflow = self.workflow
-        w = self._require_worker(worker)
+        w = self.store.claimer(worker)
+        if w is None:
+            self._require_worker(worker)  # raises the unknown-worker error
         if w["paused"]:
             raise NothingToDo(f"{worker} is paused" + (f": {w['pause_reason']}" if w["pause_reason"] else ""))
-        queues = workflow.queues_for(loads(w["roles"]), loads(w["skills"]))
+        queues = self._queues_for(w["roles"], w["skills"])
         if queue is not None:
             if queue not in workflow.queues:
                 raise LabelyardError(f"no queue `{queue}` in workflow `{workflow.name}`")
@@ -360,7 +364,8 @@ class Engine:
         gold_rate = (workflow.quality.get("gold") or {}).get("rate") or 0
         now = clock.now()
         with self.store.transaction():
-            offered = self.store.claim_offered(worker, now)
+            # Read before the lock: a slot offered back in between is taken at the next claim.
+            offered = self.store.claim_offered(worker, now) if w["has_offered"] else None
             if offered is not None:
                 task = self.store.task(offered["task_id"])
                 self.store.add_event("claimed", now, task_id=task["id"], actor=worker,
@@ -385,6 +390,14 @@ class Engine:
                                              "queue": slot["queue"]})
                 claimed = (assignment_id, slot, slot["stage"], None)
         return self._claim_view(*claimed, worker)
+
+    def _queues_for(self, roles_json: str, skills_json: str) -> list[str]:
+        """The queues a worker may take work from, by their stored roles and skills (cached per engine)."""
+        key = (roles_json, skills_json)
+        queues = self._queue_cache.get(key)
+        if queues is None:
+            queues = self._queue_cache[key] = self.workflow.queues_for(loads(roles_json), loads(skills_json))
+        return queues
 
     def _claim_view(self, assignment_id: int, task, stage: str, note: str | None, worker: str) -> dict[str, Any]:
         """What a worker sees of a claimed slot. Annotation is blind: votes only for review stages."""

@@ -358,6 +358,12 @@ class Store:
     def worker(self, name: str) -> sqlite3.Row | None:
         return self.one("SELECT * FROM workers WHERE id = ?", (name,))
 
+    def claimer(self, name: str) -> sqlite3.Row | None:
+        """A worker's row plus ``has_offered``: whether a slot was offered back to them alone."""
+        return self.one(
+            "SELECT w.*, EXISTS (SELECT 1 FROM assignments WHERE worker = w.id AND status = 'offered') "
+            "AS has_offered FROM workers AS w WHERE w.id = ?", (name,))
+
     def workers(self) -> list[sqlite3.Row]:
         return self.query("SELECT * FROM workers ORDER BY id")
 
