@@ -25,6 +25,8 @@ def _add_claim(p: argparse.ArgumentParser) -> None:
     p.add_argument("--duration", type=float, default=5.0, help="seconds per K per run per side (default 5)")
     p.add_argument("--runs", type=int, default=3, help="runs per K per side (default 3)")
     p.add_argument("--tasks", type=int, default=200_000, help="open tasks in the prepared database (default 200,000)")
+    p.add_argument("--floor-ks", default="1",
+                   help="K values at which the audited floor (bench/floor.py) runs too (default 1; '' for none)")
 
 
 def _add_during(p: argparse.ArgumentParser) -> None:

@@ -31,7 +31,7 @@ import threading
 import time
 from array import array
 
-from . import common, fixtures, peers_raw
+from . import common, fixtures, floor, peers_raw
 
 TARGET_OPS_RATIO = 0.8
 TARGET_P99_RATIO = 2.0
@@ -111,6 +111,14 @@ def _labelyard_worker(idx: int, path: str, duration: float, barrier, stop_at) ->
             "empty": empty, "elapsed": elapsed, "cpu_s": cpu}
 
 
+def floor_worker(idx: int, path: str, duration: float, barrier, out_q, stop_at=None) -> None:
+    try:
+        out_q.put(floor.floor_worker_loop(idx, path, duration, BUSY_MS, barrier, stop_at))
+    except BaseException as exc:
+        barrier.abort()
+        out_q.put({"idx": idx, "error": repr(exc)})
+
+
 def peer_worker(idx: int, path: str, duration: float, barrier, out_q) -> None:
     try:
         cpu0 = time.process_time()  # includes opening the connection (~1 ms); the loop is verbatim
@@ -139,9 +147,9 @@ def run_workers(side: str, path: str, k: int, duration: float, *, during=None) -
     barrier = ctx.Barrier(k + 1)
     out_q = ctx.Queue()
     stop_at = ctx.RawValue("d", float("inf"))
-    if side == "labelyard":
-        procs = [ctx.Process(target=labelyard_worker, args=(i, path, duration, barrier, out_q, stop_at))
-                 for i in range(k)]
+    if side in ("labelyard", "floor"):
+        target = labelyard_worker if side == "labelyard" else floor_worker
+        procs = [ctx.Process(target=target, args=(i, path, duration, barrier, out_q, stop_at)) for i in range(k)]
     else:
         procs = [ctx.Process(target=peer_worker, args=(i, path, duration, barrier, out_q)) for i in range(k)]
     for p in procs:
@@ -190,7 +198,7 @@ def run_workers(side: str, path: str, k: int, duration: float, *, during=None) -
         samples += r.get("error_samples", [])
     claims, submits = len(ids), len(submit_lat)
     elapsed = max(r["elapsed"] for r in results)
-    if side == "labelyard":
+    if side in ("labelyard", "floor"):
         check = verify_labelyard(path, ids, submits)
     else:
         check = peers_raw.verify_claims(path, ids, submits)
@@ -273,14 +281,17 @@ def main(args) -> dict:
     else:
         ks = [int(x) for x in args.ks.split(",") if x]
         duration, runs, n_tasks = args.duration, args.runs, args.tasks
+    floor_ks = [int(x) for x in (getattr(args, "floor_ks", "1") or "").split(",") if x.strip()]
     with common.scratch_dir() as folder:
         ly_fix, peer_fix = prepare_fixtures(folder, n_tasks, max(ks))
-        per_k: dict[int, dict[str, list]] = {k: {"labelyard": [], "peer": []} for k in ks}
+        per_k: dict[int, dict[str, list]] = {k: {"labelyard": [], "peer": [], "floor": []} for k in ks}
         for r in range(runs):
             for k in ks:
                 order = ("peer", "labelyard") if (r + ks.index(k)) % 2 == 0 else ("labelyard", "peer")
+                if k in floor_ks:
+                    order = (*order, "floor")
                 for side in order:
-                    path = fresh_copy(ly_fix if side == "labelyard" else peer_fix, folder, f"{side}.db")
+                    path = fresh_copy(peer_fix if side == "peer" else ly_fix, folder, f"{side}.db")
                     res = run_workers(side, path, k, duration)
                     per_k[k][side].append(res)
                     common.log(f"claim run {r + 1}/{runs} K={k:>2} {side:<9}: {res['ops_per_s']:>8,.0f} ops/s  "
@@ -326,6 +337,21 @@ def main(args) -> dict:
                      m[f"k{k}_labelyard_claim_p50_ms"], m[f"k{k}_peer_claim_p50_ms"],
                      m[f"k{k}_labelyard_claim_p99_ms"], m[f"k{k}_peer_claim_p99_ms"], p99_ratio, errors, doubles])
         detail["per_k"][str(k)] = {"labelyard": ly, "peer": peer}
+        fl = per_k[k]["floor"]
+        if fl:
+            metrics[f"k{k}_floor_ops_per_s"] = summarise(fl, "ops_per_s")
+            metrics[f"k{k}_floor_claim_p99_ms"] = summarise(fl, "claim_p99_ms")
+            ratios[f"k{k}_floor_ops_per_s"] = common.median(
+                [a["ops_per_s"] / b["ops_per_s"] for a, b in zip(fl, peer)])
+            ratios[f"k{k}_labelyard_vs_floor_ops_per_s"] = common.median(
+                [a["ops_per_s"] / b["ops_per_s"] for a, b in zip(ly, fl)])
+            ratios[f"k{k}_floor_claim_p99"] = common.median(
+                [a["claim_p99_ms"] / b["claim_p99_ms"] for a, b in zip(fl, peer)])
+            detail["per_k"][str(k)]["floor"] = fl
+            common.log(f"K={k} audited floor (bench/floor.py): {metrics[f'k{k}_floor_ops_per_s']:,.0f} ops/s = "
+                       f"{ratios[f'k{k}_floor_ops_per_s']:.3f}x the raw loop; Labelyard = "
+                       f"{ratios[f'k{k}_labelyard_vs_floor_ops_per_s']:.3f}x the floor; floor claim p99 "
+                       f"{ratios[f'k{k}_floor_claim_p99']:.2f}x raw")
     common.table(f"claim+submit: Engine API vs raw SQL loop ({n_tasks:,} tasks, {duration:g}s per run, median of {runs})",
                  ["K", "ly ops/s", "raw ops/s", "ratio", "ly p50 ms", "raw p50 ms", "ly p99 ms", "raw p99 ms",
                   "p99 ratio", "ly errors", "shared"], rows, targets)

@@ -33,7 +33,7 @@ from .ingest import RowProblem
 from .store import Store
 
 INGEST_CACHE_KIB = 64 * 1024
-INGEST_YIELD_FACTOR = 2.0  # while others write, ingest holds the lock at most a third of the time
+INGEST_YIELD_FACTOR = 4.0  # while others write, ingest holds the lock at most a fifth of the time
 INGEST_YIELD_MAX_S = 0.25
 
 # The columns of a routed task tuple, in order (``id`` is filled in under the lock).
