@@ -45,6 +45,37 @@ FINAL_SQL = ("UPDATE tasks SET status = 'done', stage = NULL, queue = NULL, need
              "WHERE id = ?")
 
 
+def _claim(conn: sqlite3.Connection, name: str) -> tuple[int, int] | None:
+    """One audited claim: ``(task id, assignment id)``, or ``None`` when no slot is left."""
+    now = time.time()
+    conn.execute("BEGIN IMMEDIATE")
+    row = conn.execute(CLAIM_SQL, (now, name)).fetchone()
+    if row is None:
+        conn.execute("ROLLBACK")
+        return None
+    task_id, stage, queue, round_ = row
+    assignment = conn.execute(ASSIGN_SQL, (task_id, name, stage, queue, round_, now, now)).lastrowid
+    conn.execute(EVENT_SQL, (task_id, "claimed", None, None, name,
+                             json.dumps({"assignment": assignment, "stage": stage, "queue": queue}), now))
+    conn.execute("COMMIT")
+    return task_id, assignment
+
+
+def _submit(conn: sqlite3.Connection, name: str, assignment: int, label: str) -> None:
+    """One audited submit that settles its task (a single vote is accepted)."""
+    now = time.time()
+    conn.execute("BEGIN IMMEDIATE")
+    task_id, stage, round_ = conn.execute(TAKE_SQL, (now, assignment, name)).fetchone()
+    conn.execute(ANNOTATION_SQL, (assignment, task_id, name, stage, round_, label, now))
+    conn.execute(COUNTER_SQL, (name,))
+    conn.execute(EVENT_SQL, (task_id, "submitted", None, None, name,
+                             json.dumps({"assignment": assignment, "stage": stage, "label": label}), now))
+    conn.execute(FINAL_SQL, (label, now, now, task_id))
+    conn.execute(EVENT_SQL, (task_id, "final", "single vote", "accept", name,
+                             json.dumps({"section": "on_quorum", "label": label}), now))
+    conn.execute("COMMIT")
+
+
 def floor_worker_loop(idx: int, path: str, duration: float, busy_ms: int, barrier, stop_at=None) -> dict:
     """One worker of the floor loop; returns the same record as the Labelyard worker."""
     conn = sqlite3.connect(path, isolation_level=None, timeout=busy_ms / 1000.0)
@@ -55,6 +86,17 @@ def floor_worker_loop(idx: int, path: str, duration: float, busy_ms: int, barrie
     errors: dict[str, int] = {}
     labels = fixtures.CHOICES
     perf = time.perf_counter
+
+    def attempt(where: str, step, *args):
+        """Run one transaction; a busy or locked database is counted, not raised."""
+        try:
+            return True, step(conn, name, *args)
+        except sqlite3.OperationalError as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            errors[f"{where}:{exc}"] = errors.get(f"{where}:{exc}", 0) + 1
+            return False, None
+
     barrier.wait()
     t_start = time.monotonic()
     cpu0 = time.process_time()
@@ -62,46 +104,18 @@ def floor_worker_loop(idx: int, path: str, duration: float, busy_ms: int, barrie
     i = 0
     while time.monotonic() < end and (stop_at is None or time.monotonic() < stop_at.value):
         t0 = perf()
-        now = time.time()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            row = conn.execute(CLAIM_SQL, (now, name)).fetchone()
-            if row is None:
-                conn.execute("ROLLBACK")
-                break
-            task_id, stage, queue, round_ = row
-            assignment = conn.execute(ASSIGN_SQL, (task_id, name, stage, queue, round_, now, now)).lastrowid
-            conn.execute(EVENT_SQL, (task_id, "claimed", None, None, name,
-                                     json.dumps({"assignment": assignment, "stage": stage, "queue": queue}), now))
-            conn.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            errors[f"claim:{exc}"] = errors.get(f"claim:{exc}", 0) + 1
+        ok, claimed = attempt("claim", _claim)
+        if not ok:
             continue
+        if claimed is None:
+            break
         claim_lat.append(perf() - t0)
-        ids.append(task_id)
+        ids.append(claimed[0])
         i += 1
-        label = json.dumps(labels[i % len(labels)])
         t1 = perf()
-        now = time.time()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            task_id, stage, round_ = conn.execute(TAKE_SQL, (now, assignment, name)).fetchone()
-            conn.execute(ANNOTATION_SQL, (assignment, task_id, name, stage, round_, label, now))
-            conn.execute(COUNTER_SQL, (name,))
-            conn.execute(EVENT_SQL, (task_id, "submitted", None, None, name,
-                                     json.dumps({"assignment": assignment, "stage": stage, "label": label}), now))
-            conn.execute(FINAL_SQL, (label, now, now, task_id))
-            conn.execute(EVENT_SQL, (task_id, "final", "single vote", "accept", name,
-                                     json.dumps({"section": "on_quorum", "label": label}), now))
-            conn.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            errors[f"submit:{exc}"] = errors.get(f"submit:{exc}", 0) + 1
-            continue
-        submit_lat.append(perf() - t1)
+        ok, _ = attempt("submit", _submit, claimed[1], json.dumps(labels[i % len(labels)]))
+        if ok:
+            submit_lat.append(perf() - t1)
     elapsed = time.monotonic() - t_start
     cpu = time.process_time() - cpu0
     conn.close()
