@@ -109,6 +109,10 @@ class WriterLock:
         if kind == "none":
             return
         try:
+            import fcntl  # noqa: F401 - both kinds need it
+        except ImportError:  # not POSIX: SQLite's locking alone
+            return
+        try:
             self._fd = os.open(db_path + ".lock", os.O_RDWR | os.O_CREAT, 0o660)
         except OSError:
             return
@@ -145,8 +149,10 @@ class WriterLock:
 
 def supports_queue(fd: int) -> bool:
     """Whether this system has open-file-description locks (Linux 3.15+) that work on ``fd``."""
-    import fcntl
-
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        return False
     if not hasattr(fcntl, "F_OFD_SETLK") or struct.calcsize(_FLOCK) != 32:
         return False
     try:
