@@ -43,6 +43,26 @@ def current_user() -> str:
         return "unknown"
 
 
+def compile_stored(spec: dict[str, Any], functions: dict[str, Callable] | None = None) -> tuple[Any, Any]:
+    """A stored workflow version compiled: ``(workflow, functions)``.
+
+    Without ``functions``, plugins are loaded only if the workflow calls a
+    function the built-ins lack; the functions used are returned with it.
+    """
+    from rules.diagnostics import WorkflowInvalid
+    from rules.workflow import Workflow
+
+    try:
+        return Workflow.from_spec(spec, functions), functions
+    except WorkflowInvalid:
+        if functions is not None:
+            raise
+        from .plugins import workflow_functions  # only a workflow calling plugin functions loads plugins
+
+        functions = workflow_functions(spec.get("plugins") or ())
+        return Workflow.from_spec(spec, functions), functions
+
+
 class Engine:
     """Labelyard's core operations over one database."""
 
@@ -70,19 +90,7 @@ class Engine:
             row = self.store.active_workflow()
             if row is None:
                 raise NoWorkflow("no workflow applied yet; run `labelyard apply FILE.workflow.yaml`")
-            from rules.diagnostics import WorkflowInvalid
-            from rules.workflow import Workflow
-
-            spec = loads(row["spec"])
-            try:
-                self._workflow = Workflow.from_spec(spec, self.functions)
-            except WorkflowInvalid:
-                if self.functions is not None:
-                    raise
-                from .plugins import workflow_functions  # only a workflow calling plugin functions loads plugins
-
-                self.functions = workflow_functions(spec.get("plugins") or ())
-                self._workflow = Workflow.from_spec(spec, self.functions)
+            self._workflow, self.functions = compile_stored(loads(row["spec"]), self.functions)
             self._workflow_id = row["id"]
         return self._workflow
 

@@ -56,7 +56,9 @@ def _trace_creation(task: Any, version: Any, decision: dict[str, Any]) -> None:
     if version is None:
         return
     try:
-        workflow = _compiled(version)
+        from .engine import compile_stored
+
+        workflow, _ = compile_stored(loads(version["spec"]))
         created = task["created_at"]
         row = {**dict(task), **NEW_TASK_STATE, "updated_at": created, "stage_at": created}
         again = workflow.decide("on_create", creation_context(row, stored_prediction(task), created))
@@ -67,20 +69,6 @@ def _trace_creation(task: Any, version: Any, decision: dict[str, Any]) -> None:
         decision["traced_again"] = f"could not trace again: rule `{again.rule}` matches the input now"
         return
     decision["condition"], decision["trace"], decision["traced_again"] = again.condition, again.trace, True
-
-
-def _compiled(version: Any) -> Any:
-    """The workflow of a stored version (with its plugins' functions if it calls any)."""
-    from rules.diagnostics import WorkflowInvalid
-    from rules.workflow import Workflow
-
-    spec = loads(version["spec"])
-    try:
-        return Workflow.from_spec(spec, None)
-    except WorkflowInvalid:
-        from .plugins import workflow_functions
-
-        return Workflow.from_spec(spec, workflow_functions(spec.get("plugins") or ()))
 
 
 def _step(row: Any) -> dict[str, Any]:

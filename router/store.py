@@ -435,8 +435,7 @@ class Store:
         journal made every ingest batch ~40% slower.
         """
         try:
-            self.conn.executemany(
-                f"INSERT INTO tasks ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", rows)
+            self.insert_task_tuples(columns, rows)
         except sqlite3.IntegrityError as exc:
             if "external_id" not in str(exc):
                 raise

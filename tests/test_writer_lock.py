@@ -15,6 +15,9 @@ from router.writer_lock import WriterLock
 
 HOLDER = Path(__file__).parent / "workers" / "lock_holder.py"
 
+# The queue is built on Linux's open-file-description locks, and these tests watch its tail
+# counter to know who has joined; CI runs on Linux, so nothing here is skipped there.
+# (Elsewhere writers fall back to flock, whose behaviour the rest of the suite exercises.)
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the FIFO queue needs Linux OFD locks")
 
 
