@@ -129,6 +129,9 @@ def build_tui_db(path: str, n: int = 1_000_000, *, seed: int = 1, events: bool =
     conn.execute("COMMIT")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.close()
+    store = Store.open(path)
+    store.recount_counters()  # the rows above went in around the store, which counts its own inserts
+    store.close()
     return path
 
 

@@ -15,7 +15,7 @@ from sqlite_utils.migrations import Migrations
 
 migrations = Migrations("labelyard")
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 def _run_ddl(db: Database, script: str) -> None:
@@ -400,6 +400,38 @@ def m006_rule_counts_without_json(db: Database) -> None:
         """
     )
     _set_version(db, 6)
+
+
+@migrations()
+def m007_new_tasks_counted_per_batch(db: Database) -> None:
+    """New tasks and their ``created`` events are counted once per inserted batch by the
+    store (:meth:`Store.insert_task_tuples`, :meth:`Store.add_created_events`): one
+    grouped upsert per batch instead of three trigger upserts per ingested row, which
+    were a fifth of the ingest writer's time. Updates, deletes and every other event
+    are still counted by their triggers."""
+    _run_ddl_with_triggers(
+        db,
+        """
+        DROP TRIGGER task_counts_insert;
+        DROP TRIGGER rule_counts_insert;
+        CREATE TRIGGER rule_counts_insert AFTER INSERT ON events
+        WHEN NEW.rule IS NOT NULL AND NEW.kind != 'created' BEGIN
+            INSERT INTO rule_counts (section, rule, n, last_at)
+            VALUES (coalesce(CASE WHEN json_valid(NEW.detail) THEN json_extract(NEW.detail, '$.section') END, ''),
+                    NEW.rule, 1, NEW.at)
+            ON CONFLICT (section, rule) DO UPDATE SET n = n + 1, last_at = max(last_at, excluded.last_at);
+        END;
+        DROP TRIGGER activity_insert;
+        CREATE TRIGGER activity_insert AFTER INSERT ON events
+        WHEN NEW.kind IN ('submitted', 'final') BEGIN
+            INSERT INTO activity (hour, kind, actor, n)
+            VALUES (CAST(NEW.at / 3600 AS INTEGER), NEW.kind,
+                    CASE WHEN NEW.kind = 'submitted' THEN coalesce(NEW.actor, '') ELSE '' END, 1)
+            ON CONFLICT (hour, kind, actor) DO UPDATE SET n = n + 1;
+        END;
+        """
+    )
+    _set_version(db, 7)
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:

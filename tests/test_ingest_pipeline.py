@@ -59,7 +59,7 @@ def test_forked_and_threaded_ingests_store_the_same_tasks_events_and_rejects(tmp
         report = engine.ingest(read_file(str(source), ("a", "b")), "rows.jsonl", progress=lines.append, fork=fork)
         results[fork] = (report.as_dict(), _contents(engine))
         counted = {r["rule"]: r["n"] for r in engine.store.query("SELECT rule, n FROM rule_counts WHERE section = 'on_create'")}
-        assert counted == report.as_dict()["routed"]  # the dashboard's counters, kept by a trigger
+        assert counted == report.as_dict()["routed"]  # the dashboard's counters, counted per batch
         assert lines == sorted(lines) and lines[-1] == 2400
         engine.close()
     assert results[True] == results[False]
@@ -119,5 +119,66 @@ def test_a_batch_whose_ids_another_ingest_stored_meanwhile_keeps_only_the_new_ro
     created = engine.store.query("SELECT task_id FROM events WHERE kind = 'created' ORDER BY task_id")
     assert [r["task_id"] for r in created] == [1, 2, 3, 4, 5, 6]
     counted = engine.store.one("SELECT sum(n) FROM task_counts")[0]
-    assert counted == 6  # the trigger-kept counters saw the undone rows leave
+    assert counted == 6  # the counters saw the undone rows leave
+    engine.close()
+
+
+RECOUNT = {
+    "task_counts": (
+        "SELECT status, coalesce(queue, ''), coalesce(stage, ''), status = 'open' AND free_slots > 0, is_gold, "
+        "count(*) FROM tasks GROUP BY 1, 2, 3, 4, 5",
+        "SELECT status, queue, stage, claimable, is_gold, n FROM task_counts WHERE n != 0"),
+    "rule_counts": (
+        "SELECT CASE WHEN kind = 'created' THEN 'on_create' ELSE coalesce(json_extract(detail, '$.section'), '') END, "
+        "rule, count(*), max(at) FROM events WHERE rule IS NOT NULL GROUP BY 1, 2",
+        "SELECT section, rule, n, last_at FROM rule_counts"),
+    "activity": (
+        "SELECT CAST(at / 3600 AS INTEGER), kind, CASE WHEN kind = 'submitted' THEN coalesce(actor, '') ELSE '' END, "
+        "count(*) FROM events WHERE kind IN ('created', 'submitted', 'final') GROUP BY 1, 2, 3",
+        "SELECT hour, kind, actor, n FROM activity"),
+}
+
+
+def test_dashboard_counters_equal_a_recount_after_ingests_a_clash_gold_and_work(tmp_path, monkeypatch):
+    """New tasks and ``created`` events are counted per batch by the store, everything else by
+    triggers: after all kinds of writes the counters equal counting the tables from scratch."""
+    from router.errors import NothingToDo
+    from router.gold import add_gold
+    from router.ingest_pipeline import BatchWriter
+
+    engine = _engine(tmp_path / "n.db")
+    source = tmp_path / "rows.jsonl"
+    _rows(source, 600)
+    monkeypatch.setenv("LABELYARD_NOW", "1800000000")
+    engine.ingest(read_file(str(source), ("a", "b")), "rows.jsonl", fork=True)
+    # a batch that clashes with rows stored meanwhile (its undone rows must leave no count)
+    clash = tmp_path / "clash.jsonl"
+    clash.write_text("".join(json.dumps({"id": f"C{i}", "data": {}}) + "\n" for i in range(5)), encoding="utf-8")
+    batch = engine._route_batch(engine.workflow, engine.workflow_id, list(read_file(str(clash), ("a", "b"))), "c")
+    first = tmp_path / "first.jsonl"
+    first.write_text(json.dumps({"id": "C3", "data": {}}) + "\n", encoding="utf-8")
+    engine.ingest(read_file(str(first), ("a", "b")), "first.jsonl")
+    writer = BatchWriter(engine.store.path, "c")
+    writer.write(batch)
+    writer.close()
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text(json.dumps({"id": "G1", "data": {}, "answer": "a"}) + "\n", encoding="utf-8")
+    assert add_gold(engine, str(gold), "lead").added == 1
+    monkeypatch.setenv("LABELYARD_NOW", str(1800000000 + 7200))  # work lands in a later hour
+    engine.add_worker("w1", ["annotator"], ["legal"])
+    engine.add_worker("w2", ["annotator"], ["legal"])
+    for _ in range(40):
+        for worker in ("w1", "w2"):
+            try:
+                slot = engine.claim(worker)
+            except NothingToDo:
+                continue
+            engine.submit(slot["assignment"], worker, label="a")
+    for table, (recount, stored) in RECOUNT.items():
+        expected = sorted(tuple(r) for r in engine.store.query(recount))
+        assert sorted(tuple(r) for r in engine.store.query(stored)) == expected, table
+    kept = {table: sorted(tuple(r) for r in engine.store.query(stored)) for table, (_, stored) in RECOUNT.items()}
+    engine.store.recount_counters()  # the rebuild for databases loaded around the store agrees
+    assert kept == {table: sorted(tuple(r) for r in engine.store.query(stored)) for table, (_, stored) in RECOUNT.items()}
+    assert {r[1] for r in engine.store.query(RECOUNT["activity"][1])} == {"created", "submitted", "final"}
     engine.close()
