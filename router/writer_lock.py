@@ -49,11 +49,15 @@ class _QueueLock:
         self._wr, self._rd, self._un = fcntl.F_WRLCK, fcntl.F_RDLCK, fcntl.F_UNLCK
         self._mine: int | None = None
 
+        # The tail's lock and unlock requests never change: packed once.
+        self._tail_lock = struct.pack(_FLOCK, self._wr, os.SEEK_SET, _TAIL, 8, 0)
+        self._tail_unlock = struct.pack(_FLOCK, self._un, os.SEEK_SET, _TAIL, 8, 0)
+
     def _lock(self, cmd: int, kind: int, start: int, length: int) -> None:
         self._fcntl(self._fd, cmd, struct.pack(_FLOCK, kind, os.SEEK_SET, start, length, 0))
 
     def acquire(self) -> None:
-        self._lock(self._wait, self._wr, _TAIL, 8)
+        self._fcntl(self._fd, self._wait, self._tail_lock)
         try:
             raw = os.pread(self._fd, 8, _TAIL)
             previous = int.from_bytes(raw, "little") if len(raw) == 8 else 0
@@ -61,15 +65,16 @@ class _QueueLock:
             os.pwrite(self._fd, mine.to_bytes(8, "little"), _TAIL)
             self._lock(self._try, self._wr, _NODES + mine, 1)  # nobody waits on it yet
         finally:
-            self._lock(self._try, self._un, _TAIL, 8)
+            self._fcntl(self._fd, self._try, self._tail_unlock)
         self._mine = mine
         if previous:
+            # Kept until release: nobody else ever locks a predecessor's node (numbers are
+            # used once), and then one unlock frees both adjacent bytes.
             self._lock(self._wait, self._rd, _NODES + previous, 1)
-            self._lock(self._try, self._un, _NODES + previous, 1)
 
     def release(self) -> None:
         if self._mine is not None:
-            self._lock(self._try, self._un, _NODES + self._mine, 1)
+            self._lock(self._try, self._un, _NODES + self._mine - 1, 2)
             self._mine = None
 
 
