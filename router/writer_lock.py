@@ -35,7 +35,8 @@ class _QueueLock:
     Joining: lock the tail bytes, read the latest number ``p``, write
     ``p + 1`` and lock its node byte, unlock the tail; then wait for a shared
     lock on node ``p`` (free once ``p`` releases, or dies). Releasing unlocks
-    one's own node, which wakes only the successor. Every number is used
+    one's own node (and the predecessor's, held shared since), which wakes
+    only the successor. Every number is used
     once, so a slow successor can never find a node locked again by a later
     turn of the same writer.
     """
