@@ -187,9 +187,10 @@ class Engine:
         """Route and store new tasks in short transactions; quarantine bad rows; skip known ids.
 
         ``progress`` is called after each batch with the input line reached.
-        Each batch commits on its own (a few hundred rows or 50 ms), so
-        annotators claiming meanwhile are not starved, and a crash loses at
-        most the batches in flight: running the same ingest again completes it.
+        Each batch (2,000 rows or 50 ms of reading) commits on its own, in
+        500-row transactions while others write, so annotators claiming
+        meanwhile are not starved, and a crash loses at most the batch in
+        flight: running the same ingest again completes it.
 
         Routing and writing overlap (:mod:`router.ingest_pipeline`): with
         ``fork`` a child process reads and routes ``rows`` while this one
