@@ -99,7 +99,7 @@ class BatchWriter:
         # cache keeps them in memory (the peers' probe: +27% at 1M rows).
         self.store.conn.execute(f"PRAGMA cache_size={-INGEST_CACHE_KIB}")
         self.store.checkpoint_in_thread = True
-        self._seen_version: int | None = None
+        self._seen_version = self._data_version()
         self._shared = True  # until a commit shows whether others write, use short transactions
 
     def write(self, batch: RoutedBatch) -> None:
@@ -113,11 +113,14 @@ class BatchWriter:
             self._write(part)
             held = time.monotonic() - started
             # data_version moves only when another connection commits: annotators are working.
-            version = self.store.conn.execute("PRAGMA data_version").fetchone()[0]
-            self._shared = self._seen_version is None or version != self._seen_version
-            if self._seen_version is not None and version != self._seen_version:
+            version = self._data_version()
+            self._shared = version != self._seen_version
+            if self._shared:
                 time.sleep(min(INGEST_YIELD_MAX_S, held * INGEST_YIELD_FACTOR))
             self._seen_version = version
+
+    def _data_version(self) -> int:
+        return int(self.store.conn.execute("PRAGMA data_version").fetchone()[0])
 
     def _write(self, batch: RoutedBatch) -> None:
         store, report = self.store, self.report

@@ -182,3 +182,44 @@ def test_dashboard_counters_equal_a_recount_after_ingests_a_clash_gold_and_work(
     assert kept == {table: sorted(tuple(r) for r in engine.store.query(stored)) for table, (_, stored) in RECOUNT.items()}
     assert {r[1] for r in engine.store.query(RECOUNT["activity"][1])} == {"created", "submitted", "final"}
     engine.close()
+
+
+def _big_batch(engine: Engine, tmp_path, n: int):
+    source = tmp_path / "big.jsonl"
+    source.write_text("".join(json.dumps({"id": f"B{i}", "data": {"n": i}}) + "\n" for i in range(n)),
+                      encoding="utf-8")
+    return engine._route_batch(engine.workflow, engine.workflow_id, list(read_file(str(source), ("a", "b"))), "big")
+
+
+@pytest.mark.parametrize("others_write", [False, True])
+def test_the_writer_commits_a_batch_whole_alone_and_in_short_transactions_while_others_write(tmp_path, others_write):
+    """Until its first commit shows whether anyone else writes, and whenever someone does,
+    the writer commits ``INGEST_SHARED_ROWS`` at a time; alone, the rest of a batch at once."""
+    import sqlite3
+
+    from router import ingest_pipeline
+    from router.ingest_pipeline import BatchWriter
+
+    engine = _engine(tmp_path / "s.db")
+    batch = _big_batch(engine, tmp_path, 1200)
+    writer = BatchWriter(engine.store.path, "big")
+    other = sqlite3.connect(engine.store.path, isolation_level=None)
+    sizes = []
+    write_part = writer._write
+
+    def recording(part):
+        write_part(part)
+        sizes.append(len(part.tasks))
+        if others_write:  # an annotator's commit lands between two of ours
+            other.execute("INSERT INTO cursors (name, value, updated_at) VALUES (?, '0', 0)", (f"x{len(sizes)}",))
+
+    writer._write = recording
+    writer.write(batch)
+    writer.close()
+    other.close()
+    assert ingest_pipeline.INGEST_SHARED_ROWS == 500
+    assert sizes == ([500, 500, 200] if others_write else [500, 700])
+    assert writer.report.ingested == 1200
+    stored = engine.store.query("SELECT id, external_id FROM tasks ORDER BY id")
+    assert [r["external_id"] for r in stored] == [f"B{i}" for i in range(1200)]
+    engine.close()
