@@ -28,11 +28,12 @@ BEGIN_FIRST_SLEEP_S = 0.0002
 # Labelyard writers checkpoint after their commit, outside the writer lock, once the WAL
 # holds CHECKPOINT_FRAMES frames not yet copied back (see _WalBacklog); SQLite's own
 # autocheckpoint, which runs while the committing writer still holds the lock, is the
-# backstop for other programs writing the file. 16000 frames (~32 MB at 2 KiB pages)
-# between checkpoints: the hot pages are copied back once per checkpoint, and a bigger
-# interval cost a K=1 claim+submit ~25% less in checkpoints than 4000 frames did.
-CHECKPOINT_FRAMES = 16000
-WAL_AUTOCHECKPOINT_PAGES = 64000
+# backstop for other programs writing the file. 64000 frames (~130 MB at 2 KiB pages)
+# between checkpoints: the hot pages are copied back once per checkpoint, and each
+# checkpoint stalls the machine for a while, which was the claim tail with 8 writers
+# (p99 5.4 ms at 16000 frames, 3.3-4.1 at 64000; docs/design.md).
+CHECKPOINT_FRAMES = 64000
+WAL_AUTOCHECKPOINT_PAGES = 128000
 # New databases use 2 KiB pages: a claim or submit rewrites ~10-15 pages, and every
 # rewritten page is appended whole to the WAL; 2 KiB pages made claim+submit ~15% faster
 # than the 4 KiB default here (bench/README.md), with the same page count per operation.
