@@ -223,3 +223,41 @@ def test_the_writer_commits_a_batch_whole_alone_and_in_short_transactions_while_
     stored = engine.store.query("SELECT id, external_id FROM tasks ORDER BY id")
     assert [r["external_id"] for r in stored] == [f"B{i}" for i in range(1200)]
     engine.close()
+
+
+
+def test_a_database_counted_by_m006_triggers_keeps_right_counts_after_m007(tmp_path):
+    """Rows counted by the old per-row triggers, then new ones counted per batch: one total."""
+    import sqlite3
+
+    from sqlite_utils import Database
+
+    from router import migrations
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrations.migrations.apply(Database(conn), stop_before="m007_new_tasks_counted_per_batch")
+    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == 6
+    # As an older Labelyard wrote them: its triggers count each task and created event.
+    conn.executemany(
+        "INSERT INTO tasks (external_id, status, stage, queue, needed, free_slots, created_at, updated_at, stage_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, 1800000000, 1800000000, 1800000000)",
+        [(f"O{i}", "open", "annotate", "q", 1, 1) if i % 3 else (f"O{i}", "done", None, None, 0, 0) for i in range(30)])
+    conn.executemany("INSERT INTO events (task_id, kind, rule, action, actor, at) "
+                     "VALUES (?, 'created', 'old rule', 'annotate', 'labelyard', 1800000000)",
+                     [(i,) for i in range(1, 31)])
+    assert conn.execute("SELECT sum(n) FROM task_counts").fetchone()[0] == 30
+    conn.close()
+    store, _ = Store.init(str(path))  # migrates to m007
+    assert store.one("SELECT version FROM schema_version")[0] == 7
+    engine = Engine(store)
+    engine.apply(WORKFLOW, "p.workflow.yaml")
+    source = tmp_path / "rows.jsonl"
+    _rows(source, 300)
+    assert engine.ingest(read_file(str(source), ("a", "b")), "rows.jsonl", fork=True).ingested > 0
+    for table, (recount, stored) in RECOUNT.items():
+        expected = sorted(tuple(r) for r in engine.store.query(recount))
+        assert sorted(tuple(r) for r in engine.store.query(stored)) == expected, table
+    assert engine.store.one("SELECT sum(n) FROM task_counts")[0] == engine.store.one("SELECT count(*) FROM tasks")[0]
+    assert engine.store.one("SELECT n FROM rule_counts WHERE rule = 'old rule'")[0] == 30
+    engine.close()
