@@ -269,7 +269,8 @@ class Engine:
     def _new_task_row(item: TaskInput, task_id: int | None, source: str, version: int, now: float) -> dict[str, Any]:
         return {
             **NEW_TASK_STATE, "id": task_id, "external_id": item.external_id, "source": source,
-            "category": item.category, "tags": dumps(item.tags) if item.tags else "[]", "data": dumps(item.data), "workflow_version": version,
+            "category": item.category, "tags": dumps(item.tags) if item.tags else "[]", "data": dumps(item.data),
+            "workflow_version": version,
             "pred_label": None if item.label is None else dumps(item.label), "pred_confidence": item.confidence,
             "pred_model": item.model, "pred_scores": None if item.scores is None else dumps(item.scores),
             "created_at": now, "updated_at": now, "stage_at": now,
