@@ -21,9 +21,8 @@ from .context import (NEW_TASK_STATE, Lazy, creation_context, prediction_facts, 
 from .consensus import DS_HISTORY
 from .errors import AssignmentError, LabelyardError, NothingToDo, NoWorkflow, UnknownTask, UnknownWorker
 from .ingest import RowProblem, TaskInput
-from .ingest_pipeline import (TASK_INSERT_COLUMNS, BatchWriter, IngestReport, RoutedBatch, ThreadedWriter, can_fork,
-                              routed_in_child)
-from .store import Store, dumps, loads
+from .ingest_pipeline import BatchWriter, IngestReport, RoutedBatch, ThreadedWriter, can_fork, routed_in_child
+from .store import TASK_INSERT_COLUMNS, Store, dumps, loads
 
 STAGES = ("annotate", "review", "correct", "escalated")
 STAGE_OF_ACTION = {"annotate": "annotate", "review": "review", "escalate": "escalated"}

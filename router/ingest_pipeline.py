@@ -30,7 +30,7 @@ from typing import Any
 
 from .errors import LabelyardError
 from .ingest import RowProblem
-from .store import Store
+from .store import TASK_INSERT_COLUMNS, Store
 
 INGEST_CACHE_KIB = 64 * 1024
 # Rows per transaction while other connections write. Alone, the writer commits
@@ -41,13 +41,6 @@ INGEST_SHARED_ROWS = 500
 INGEST_YIELD_FACTOR = 4.0  # while others write, ingest holds the lock at most a fifth of the time
 INGEST_YIELD_MAX_S = 0.25
 
-# The columns of a routed task tuple, in order (``id`` is filled in under the lock).
-TASK_INSERT_COLUMNS = (
-    "id", "external_id", "source", "category", "tags", "data", "status", "stage", "queue", "needed", "free_slots",
-    "priority", "attempts", "round", "workflow_version", "pred_label", "pred_confidence", "pred_model",
-    "pred_scores", "final_label", "final_by", "final_rule", "final_at", "reason", "is_gold", "created_at",
-    "updated_at", "stage_at",
-)
 
 
 @dataclass

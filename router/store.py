@@ -41,11 +41,15 @@ PAGE_SIZE = 2048
 BEGIN_MAX_SLEEP_S = 0.004
 SCHEMA_VERSION = 7  # keep equal to migrations.SCHEMA_VERSION (a test checks)
 
-TASK_COLUMNS = (
-    "id, external_id, source, category, tags, data, status, stage, queue, needed, free_slots, priority, "
-    "attempts, round, workflow_version, pred_label, pred_confidence, pred_model, pred_scores, final_label, "
-    "final_by, final_rule, final_at, reason, is_gold, created_at, updated_at, stage_at"
+# Every column a new task is inserted with, in the order of the tuples given to insert_task_tuples.
+TASK_INSERT_COLUMNS = (
+    "id", "external_id", "source", "category", "tags", "data", "status", "stage", "queue", "needed", "free_slots",
+    "priority", "attempts", "round", "workflow_version", "pred_label", "pred_confidence", "pred_model",
+    "pred_scores", "final_label", "final_by", "final_rule", "final_at", "reason", "is_gold", "created_at",
+    "updated_at", "stage_at",
 )
+
+TASK_COLUMNS = ", ".join(TASK_INSERT_COLUMNS)  # for SELECTs of whole task rows
 
 
 def default_db_path() -> str:
@@ -432,20 +436,9 @@ class Store:
         return int(row[0] or 0) + 1
 
     def insert_tasks(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert fully routed new tasks in one statement batch; their ``id`` values are
-        consecutive and above every stored one (see :meth:`_count_new_tasks`)."""
-        if not rows:
-            return
-        self.conn.executemany(
-            "INSERT INTO tasks (id, external_id, source, category, tags, data, status, stage, queue, needed, free_slots, "
-            "priority, attempts, round, workflow_version, pred_label, pred_confidence, pred_model, pred_scores, "
-            "final_label, final_by, final_rule, final_at, reason, is_gold, created_at, updated_at, stage_at) VALUES "
-            "(:id, :external_id, :source, :category, :tags, :data, :status, :stage, :queue, :needed, :free_slots, "
-            ":priority, :attempts, :round, :workflow_version, :pred_label, :pred_confidence, :pred_model, :pred_scores, "
-            ":final_label, :final_by, :final_rule, :final_at, :reason, :is_gold, :created_at, :updated_at, :stage_at)",
-            rows,
-        )
-        self._count_new_tasks(rows[0]["id"], rows[-1]["id"])
+        """Insert fully routed new tasks given as dicts of :data:`TASK_INSERT_COLUMNS`;
+        see :meth:`insert_task_tuples`."""
+        self.insert_task_tuples(TASK_INSERT_COLUMNS, [tuple(row[c] for c in TASK_INSERT_COLUMNS) for row in rows])
 
     def insert_task_tuples(self, columns: Sequence[str], rows: Sequence[tuple]) -> None:
         """Insert new tasks given as tuples in ``columns`` order (our own column names, never
