@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterator
 
 from router import hookimpl
-from router.plugin_api import PluginError, PluginRun, RowProblem, SourcePart, TaskInput
+from router.plugin_api import PluginError, PluginRun, RowError, RowProblem, SourcePart, TaskInput, decode_document
 
 from ._files import chunks
 
@@ -63,8 +63,10 @@ def _task(folder: str, name: str, prefix: str, line: int, text_ext: tuple, limit
         if name.lower().endswith(text_ext):
             if size > limit:
                 return RowProblem(line, f"{name}: text file larger than {limit} bytes", None)
-            with open(path, encoding="utf-8", errors="replace") as handle:
-                data["text"] = handle.read()
+            with open(path, "rb") as handle:
+                data["text"] = decode_document(handle.read())
     except OSError as exc:
         return RowProblem(line, f"{name}: {exc.strerror}", None)
+    except RowError as exc:
+        return RowProblem(line, f"{name}: {exc}", None)
     return TaskInput(line, prefix + name, data)

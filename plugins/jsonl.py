@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from router import hookimpl
-from router.plugin_api import JSON_RESERVED, FinalTask, PluginRun, RowError, RowProblem, SourcePart, TaskInput, check_row
+from router.plugin_api import FinalTask, PluginRun, RowProblem, SourcePart, TaskInput, parse_jsonl_line
 
 from ._files import PART_ROWS, finish, matching_files, open_append
 
@@ -54,33 +54,20 @@ def _parts(path: str, offset: int, line: int, choices: tuple[str, ...], state: d
         rows: list[TaskInput | RowProblem] = []
         for raw in handle:
             if not raw.endswith(b"\n"):
-                text = raw.decode("utf-8", errors="replace")
                 try:
-                    json.loads(text)
+                    json.loads(raw.decode("utf-8", errors="replace"))
                 except json.JSONDecodeError:
                     break  # still being written: leave it for the next run
             line += 1
             offset += len(raw)
-            text = raw.decode("utf-8", errors="replace")
-            if text.strip():
-                rows.append(parse_line(text, line, choices))
+            if raw.strip():
+                rows.append(parse_jsonl_line(raw, line, choices))
             if len(rows) >= PART_ROWS:
                 state[path] = {"ino": ino, "offset": offset, "line": line}
                 yield SourcePart(path, rows, dict(state))
                 rows = []
         state[path] = {"ino": ino, "offset": offset, "line": line}
         yield SourcePart(path, rows, dict(state))
-
-
-def parse_line(text: str, line: int, choices: tuple[str, ...]) -> TaskInput | RowProblem:
-    try:
-        row = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return RowProblem(line, f"invalid JSON at column {exc.colno}: {exc.msg}", text.rstrip("\n"))
-    try:
-        return check_row(row, line, choices, JSON_RESERVED)
-    except RowError as exc:
-        return RowProblem(line, str(exc), text.rstrip("\n"))
 
 
 def write(run: PluginRun, tasks: list[FinalTask]) -> dict[str, int]:

@@ -30,7 +30,7 @@ from typing import Any
 
 from router import hookimpl
 from router.plugin_api import (JSON_RESERVED, FinalTask, PluginError, PluginRun, RowError, RowProblem, SourcePart,
-                               TaskInput, check_row)
+                               TaskInput, check_row, decode_document)
 
 from ._files import PART_ROWS, matching_files, signature
 
@@ -59,10 +59,12 @@ def read(run: PluginRun) -> Iterator[SourcePart]:
         if state.get(path) == sig:
             continue
         try:
-            with open(path, encoding="utf-8") as handle:
-                tasks = json.load(handle)
-        except (OSError, UnicodeDecodeError) as exc:
-            raise PluginError(f"{path}: cannot read: {exc}") from None
+            with open(path, "rb") as handle:
+                tasks = json.loads(decode_document(handle.read()))
+        except OSError as exc:
+            raise PluginError(f"{path}: cannot read: {exc.strerror}") from None
+        except RowError as exc:
+            raise PluginError(f"{path}: {exc}") from None
         except json.JSONDecodeError as exc:
             raise PluginError(f"{path}:{exc.lineno}:{exc.colno}: not JSON: {exc.msg}") from None
         if isinstance(tasks, dict):
@@ -180,9 +182,9 @@ def write(run: PluginRun, tasks: list[FinalTask]) -> dict[str, int]:
     existing: list[dict] = []
     if os.path.exists(path):
         try:
-            with open(path, encoding="utf-8") as handle:
+            with open(path, encoding="utf-8-sig") as handle:
                 existing = json.load(handle)
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise PluginError(f"{path}: cannot read the earlier output: {exc}") from None
     index = {_task_key(t): n for n, t in enumerate(existing)}
     for task in tasks:

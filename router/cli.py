@@ -120,17 +120,21 @@ def schema() -> None:
 @click.option("--strict", is_flag=True, help="Warnings fail too.")
 def validate(files: tuple[str, ...], as_json: bool, strict: bool) -> None:
     """Check workflow files; every mistake as file:line:col: message."""
+    from rules.diagnostics import WorkflowInvalid
+    from rules.source import read_source
     from rules.workflow import compile_workflow
 
     all_diagnostics = []
     failed = False
     for path in files:
         try:
-            with open(path, encoding="utf-8") as handle:
-                text = handle.read()
+            text = read_source(path)
         except OSError as exc:
             raise LabelyardError(f"{path}: {exc.strerror}") from None
-        workflow, diagnostics = compile_workflow(text, path)
+        except WorkflowInvalid as exc:  # not UTF-8: reported like any other mistake
+            workflow, diagnostics = None, exc.diagnostics
+        else:
+            workflow, diagnostics = compile_workflow(text, path)
         all_diagnostics += diagnostics
         if workflow is None or (strict and diagnostics):
             failed = True
@@ -153,9 +157,10 @@ def validate(files: tuple[str, ...], as_json: bool, strict: bool) -> None:
 @as_option
 def apply(file: str, db: str | None, replace: bool, as_json: bool, worker: str | None) -> None:
     """Check a workflow and make it the active version."""
+    from rules.source import read_source
+
     try:
-        with open(file, encoding="utf-8") as handle:
-            text = handle.read()
+        text = read_source(file)
     except OSError as exc:
         raise LabelyardError(f"{file}: {exc.strerror}") from None
     result = _engine(db).apply(text, file, replace=replace, actor=_worker(worker))

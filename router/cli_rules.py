@@ -83,6 +83,7 @@ def register(main: click.Group) -> None:
         The database is opened read-only: nothing is changed.
         """
         from rules.diagnostics import WorkflowInvalid
+        from rules.source import read_source
         from rules.workflow import compile_workflow
 
         from .errors import LabelyardError
@@ -90,8 +91,7 @@ def register(main: click.Group) -> None:
         from .store import Store
 
         try:
-            with open(file, encoding="utf-8") as handle:
-                text = handle.read()
+            text = read_source(file)
         except OSError as exc:
             raise LabelyardError(f"{file}: {exc.strerror}") from None
         from .plugins import workflow_functions_for_text

@@ -61,7 +61,7 @@ def default_queue(workflow) -> str:
 
 def add_gold(engine, path: str, actor: str) -> GoldReport:
     """Add (or update the answers of) gold tasks from a JSONL file; bad rows are quarantined."""
-    from .ingest import JSON_RESERVED, RowError, check_row
+    from .ingest import JSON_RESERVED, RowError, check_row, decode_line
 
     if not os.path.isfile(path):
         raise LabelyardError(f"{path}: no such file")
@@ -71,12 +71,13 @@ def add_gold(engine, path: str, actor: str) -> GoldReport:
     rows: list[tuple[Any, Any, str]] = []
     problems: list[tuple[str, int, str, str, float]] = []
     now = clock.now()
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
                 continue
+            text = line.decode("utf-8", errors="replace")  # as the rejects table keeps it
             try:
-                raw = json.loads(text)
+                raw = json.loads(decode_line(line))
                 if not isinstance(raw, dict):
                     raise RowError("a row must be a JSON object")
                 if "answer" not in raw:
@@ -90,10 +91,11 @@ def add_gold(engine, path: str, actor: str) -> GoldReport:
                     raise RowError(f"`queue` {json.dumps(queue)} is not a queue of workflow {workflow.name}")
                 item = check_row(raw, number, workflow.labels.choices, JSON_RESERVED | {"answer", "queue"})
             except json.JSONDecodeError as exc:
-                problems.append((source, number, f"invalid JSON at column {exc.colno}: {exc.msg}", text.rstrip("\n"), now))
+                reason = f"invalid JSON at column {exc.colno}: {exc.msg}"
+                problems.append((source, number, reason, text.rstrip("\r\n"), now))
                 continue
             except RowError as exc:
-                problems.append((source, number, str(exc), text.rstrip("\n"), now))
+                problems.append((source, number, str(exc), text.rstrip("\r\n"), now))
                 continue
             rows.append((item, answer, queue))
     report = GoldReport(rejected=len(problems))

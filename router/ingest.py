@@ -12,12 +12,16 @@ and reason; reading never stops at one.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from rules.source import NotUtf8, decode_text
 
 from .errors import LabelyardError
 
@@ -53,6 +57,8 @@ class RowError(ValueError):
 CSV_RESERVED = {"id", "category", "tags", "prediction_label", "label", "prediction_confidence", "confidence",
                 "prediction_model", "model"}
 JSON_RESERVED = {"id", "data", "category", "tags", "prediction"}
+CSV_DELIMITERS = (",", ";", "\t")
+BOM_TEXT = "\ufeff"
 
 
 def read_file(path: str, choices: tuple[str, ...] = ()) -> Iterator[TaskInput | RowProblem]:
@@ -69,36 +75,104 @@ def read_file(path: str, choices: tuple[str, ...] = ()) -> Iterator[TaskInput | 
 
 
 def _read_jsonl(path: str, choices: tuple[str, ...]) -> Iterator[TaskInput | RowProblem]:
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield RowProblem(number, f"invalid JSON at column {exc.colno}: {exc.msg}", text.rstrip("\n"))
-                continue
-            try:
-                yield check_row(row, number, choices, JSON_RESERVED)
-            except RowError as exc:
-                yield RowProblem(number, str(exc), text.rstrip("\n"))
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if raw.strip():
+                yield parse_jsonl_line(raw, number, choices)
+
+
+def decode_line(raw: bytes) -> str:
+    """One input line as text (UTF-8, a leading byte-order mark dropped); a :class:`RowError`
+    naming the column of the first byte that is not UTF-8, never a silent U+FFFD."""
+    try:
+        return decode_text(raw)
+    except NotUtf8 as exc:
+        raise RowError(f"not valid UTF-8 at column {exc.col} (byte 0x{exc.byte:02x})") from None
+
+
+def decode_document(data: bytes) -> str:
+    """A whole text file as text (UTF-8, a leading byte-order mark dropped); a :class:`RowError`
+    with the line and column of the first byte that is not UTF-8."""
+    try:
+        return decode_text(data)
+    except NotUtf8 as exc:
+        raise RowError(f"not valid UTF-8 at line {exc.line}, column {exc.col} (byte 0x{exc.byte:02x})") from None
+
+
+def parse_jsonl_line(raw: bytes, number: int, choices: tuple[str, ...]) -> TaskInput | RowProblem:
+    """One JSON Lines row (``raw`` bytes, line ``number``) checked, or the problem with it."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:  # decode_line says where
+        try:
+            text = decode_line(raw)
+        except RowError as exc:
+            return RowProblem(number, str(exc), raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+    if text.startswith(BOM_TEXT):  # a byte-order mark (first line, or files joined with cat)
+        text = text[1:]
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return RowProblem(number, f"invalid JSON at column {exc.colno}: {exc.msg}", text.rstrip("\r\n"))
+    try:
+        return check_row(row, number, choices, JSON_RESERVED)
+    except RowError as exc:
+        return RowProblem(number, str(exc), text.rstrip("\r\n"))
 
 
 def _read_csv(path: str, choices: tuple[str, ...]) -> Iterator[TaskInput | RowProblem]:
-    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
-        reader = csv.DictReader(handle)
+    # Bytes that are not UTF-8 become lone surrogates (``surrogateescape``), found per record
+    # below, so that one bad cell quarantines its row and not the file.
+    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
+        first = handle.readline()
+        reader = csv.DictReader(itertools.chain([first], handle), delimiter=csv_delimiter(first))
         if reader.fieldnames is None:
             return
-        if "id" not in reader.fieldnames:
-            yield RowProblem(1, "CSV header has no `id` column", ",".join(reader.fieldnames))
+        header = ",".join(reader.fieldnames)
+        problem = _undecodable(zip(reader.fieldnames, reader.fieldnames))
+        if problem or "id" not in reader.fieldnames:
+            reason = f"CSV header: {problem}" if problem else "CSV header has no `id` column"
+            yield RowProblem(1, reason, _printable(header))
             return
         for record in reader:
             number = reader.line_num
             raw = ",".join("" if v is None else str(v) for v in record.values())
+            problem = _undecodable(record.items())
+            if problem:
+                yield RowProblem(number, problem, _printable(raw))
+                continue
             try:
                 yield check_row(_csv_row(record), number, choices, JSON_RESERVED)
             except RowError as exc:
                 yield RowProblem(number, str(exc), raw)
+
+
+def csv_delimiter(header: str) -> str:
+    """The cell separator of a CSV file: whichever of ``,``, ``;`` (Excel's "CSV" where the
+    decimal mark is a comma) and tab comes first in its header line; ``,`` if none does."""
+    found = [(header.find(d), d) for d in CSV_DELIMITERS if d in header]
+    return min(found)[1] if found else ","
+
+
+_DECIMAL_COMMA = re.compile(r"^\s*(\d*),(\d+)\s*$")  # 0,85 as a spreadsheet with a decimal comma writes it
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+
+
+def _undecodable(cells: Iterable[tuple[Any, Any]]) -> str | None:
+    """Which cell of a record read with ``surrogateescape`` held bytes that are not UTF-8."""
+    for name, value in cells:
+        for text in value if isinstance(value, list) else (value,):  # extra cells come as a list
+            if isinstance(text, str) and not text.isascii():
+                found = _ESCAPED_BYTE.search(text)
+                if found:
+                    where = "a cell past the header" if name is None else f"`{_printable(name)}`"
+                    return f"{where}: not valid UTF-8 (byte 0x{ord(found.group()) - 0xDC00:02x})"
+    return None
+
+
+def _printable(text: str) -> str:
+    """Text read with ``surrogateescape`` as storable text: bad bytes become U+FFFD."""
+    return text.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
 
 
 def _csv_row(record: dict[str, Any]) -> dict[str, Any]:
@@ -112,7 +186,7 @@ def _csv_row(record: dict[str, Any]) -> dict[str, Any]:
     confidence = get("prediction_confidence", "confidence")
     if confidence is not None:
         try:
-            prediction["confidence"] = float(confidence)
+            prediction["confidence"] = float(_DECIMAL_COMMA.sub(r"\1.\2", confidence))
         except ValueError:
             raise RowError(f"confidence {confidence!r} is not a number") from None
     model = get("prediction_model", "model")

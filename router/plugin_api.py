@@ -15,11 +15,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .ingest import JSON_RESERVED, RowError, RowProblem, TaskInput, check_row, read_file
+from .ingest import (JSON_RESERVED, RowError, RowProblem, TaskInput, check_row, decode_document, decode_line,
+                     parse_jsonl_line, read_file)
 
 __all__ = [
     "PluginRun", "SourcePart", "FinalTask", "ReviewItem", "Verdict", "Notification", "PluginError",
-    "TaskInput", "RowProblem", "RowError", "check_row", "read_file", "JSON_RESERVED", "approve", "reject",
+    "TaskInput", "RowProblem", "RowError", "check_row", "read_file", "parse_jsonl_line", "decode_line",
+    "decode_document", "JSON_RESERVED", "approve", "reject",
 ]
 
 

@@ -36,6 +36,7 @@ from .context import SECTION_ROOTS
 from .diagnostics import Diagnostic, WorkflowInvalid
 from .errors import RulesError
 from .expr import DURATION_UNITS, EvaluationError
+from .source import read_source
 from .workflow import Workflow, compile_workflow
 
 __all__ = [
@@ -240,8 +241,8 @@ def _workflow_for(test_path: str) -> str:
     """The workflow a test file names with ``workflow:``, else ``NAME.workflow.yaml`` beside it."""
     default = test_path[: -len(TEST_SUFFIX)] + WORKFLOW_SUFFIX
     try:
-        with open(test_path, encoding="utf-8") as handle:
-            head = handle.read(4096)
+        with open(test_path, "rb") as handle:  # only a `workflow:` line is looked for; _read reports bad bytes
+            head = handle.read(4096).decode("utf-8", errors="replace")
     except OSError:
         return default
     for line in head.splitlines():
@@ -293,10 +294,8 @@ def run_suite(workflow_file: str, test_file: str | None, functions: Mapping[str,
     suite.rules = len(written)
     fired: set[tuple[str, str]] = set()
     if test_file is not None:
-        test_text = _read(test_file, suite)
-        if test_text is None:
-            return suite
-        cases = _load_cases(test_text, test_file, suite)
+        test_text = _read(test_file, suite)  # unreadable: no case ran, so no rule was exercised
+        cases = _load_cases(test_text, test_file, suite) if test_text is not None else []
         for case in cases:
             result = _run_case(workflow, case, test_file)
             suite.cases.append(result)
@@ -311,12 +310,11 @@ def run_suite(workflow_file: str, test_file: str | None, functions: Mapping[str,
 
 def _read(path: str, suite: SuiteResult) -> str | None:
     try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
+        return read_source(path)
     except OSError as exc:
         suite.errors.append(Diagnostic(path, 1, 1, f"cannot read: {exc.strerror}"))
-    except UnicodeDecodeError:
-        suite.errors.append(Diagnostic(path, 1, 1, "not UTF-8 text"))
+    except WorkflowInvalid as exc:
+        suite.errors.extend(exc.diagnostics)
     return None
 
 

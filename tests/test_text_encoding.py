@@ -1,0 +1,154 @@
+"""Input text as people's tools write it: a UTF-8 byte-order mark (Excel's "CSV UTF-8",
+Windows editors) is accepted; bytes that are not UTF-8 quarantine their row with its
+line and where in it, or stop a workflow file at file:line:col, never a traceback and
+never a silent U+FFFD in stored data. CSV files separated by `;` with decimal commas
+(Excel where the decimal mark is a comma) read as their author meant."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import SMALL_WORKFLOW
+from rules.source import NotUtf8, decode_text
+
+BOM = b"\xef\xbb\xbf"
+
+
+def test_decode_text_drops_a_bom_and_points_at_the_first_bad_byte():
+    assert decode_text(BOM + "caf\u00e9\n".encode()) == "caf\u00e9\n"
+    with pytest.raises(NotUtf8) as err:
+        decode_text(b"line one\n\xc3\xa9t\xe9 x\n")
+    assert (err.value.line, err.value.col, err.value.byte) == (2, 3, 0xE9)  # columns count characters
+
+
+@pytest.fixture
+def pets(run, write_workflow):
+    run.ok("init")
+    run.ok("apply", write_workflow())
+    return run
+
+
+def rejects_by_line(run) -> dict[int, dict]:
+    return {r["line"]: r for r in run.json("rejects", "--json")}
+
+
+def test_jsonl_with_a_bom_crlf_and_a_bad_byte_keeps_the_good_rows(pets):
+    lines = [
+        BOM + b'{"id": "A", "data": {"note": "caf\xc3\xa9"}}\r\n',  # BOM on the first line, CRLF endings
+        b'{"id": "B", "data": {"note": "caf\xe9"}}\r\n',  # Latin-1, not UTF-8
+        b'{"id": "C", "data": {}}\r\n',
+        BOM + b'{"id": "D", "data": {}}\n',  # a second file appended with cat
+    ]
+    (pets.folder / "t.jsonl").write_bytes(b"".join(lines))
+    report = pets.json("ingest", "t.jsonl", "--json")
+    assert (report["ingested"], report["rejected"]) == (3, 1)
+    assert pets.json("show", "A", "--json")["task"]["data"] == {"note": "caf\u00e9"}
+    bad = rejects_by_line(pets)[2]
+    assert bad["reason"] == "not valid UTF-8 at column 34 (byte 0xe9)"
+    assert bad["raw"] == '{"id": "B", "data": {"note": "caf\ufffd"}}'  # kept for the lead to see
+
+
+def test_excel_csv_with_a_bom_and_a_bad_cell(pets):
+    (pets.folder / "t.csv").write_bytes(
+        BOM + b"id,caption,prediction_label,prediction_confidence\r\n"
+        b"c1,caf\xc3\xa9 cat,cat,0.5\r\n"
+        b"c2,caf\xe9 dog,dog,0.5\r\n"
+        b'c3,"two\r\nlines",dog,0.5\r\n'
+        b"c4,extra,dog,0.5,\xff\r\n")
+    report = pets.json("ingest", "t.csv", "--json")
+    assert (report["ingested"], report["rejected"]) == (2, 2)
+    assert pets.json("show", "c1", "--json")["task"]["data"] == {"caption": "caf\u00e9 cat"}
+    assert pets.json("show", "c3", "--json")["task"]["data"] == {"caption": "two\r\nlines"}
+    reasons = {line: r["reason"] for line, r in rejects_by_line(pets).items()}
+    assert reasons == {3: "`caption`: not valid UTF-8 (byte 0xe9)",
+                       6: "a cell past the header: not valid UTF-8 (byte 0xff)"}
+
+
+def test_a_csv_header_that_is_not_utf8_is_one_reject(pets):
+    (pets.folder / "t.csv").write_bytes(b"id,l\xe9gende\nc1,x\n")
+    report = pets.json("ingest", "t.csv", "--json")
+    assert (report["ingested"], report["rejected"]) == (0, 1)
+    assert rejects_by_line(pets)[1]["reason"] == "CSV header: `l\ufffdgende`: not valid UTF-8 (byte 0xe9)"
+
+
+def test_gold_rows_with_a_bom_and_a_bad_byte(pets):
+    (pets.folder / "gold.jsonl").write_bytes(
+        BOM + b'{"id": "G1", "answer": "cat"}\n{"id": "G2", "answer": "dog", "data": {"n": "\xff"}}\n')
+    assert pets.json("gold", "add", "gold.jsonl", "--json") == {"added": 1, "updated": 0, "rejected": 1}
+    assert rejects_by_line(pets)[2]["reason"] == "not valid UTF-8 at column 46 (byte 0xff)"
+
+
+def test_workflow_files_not_in_utf8_are_reported_at_file_line_col(run, tmp_path):
+    good = SMALL_WORKFLOW.encode("utf-8")
+    (tmp_path / "bom.workflow.yaml").write_bytes(BOM + good)
+    (tmp_path / "latin.workflow.yaml").write_bytes(good + b"# r\xe9sum\xe9\n")
+    line = good.count(b"\n") + 1
+
+    proc = run("validate", "bom.workflow.yaml", "latin.workflow.yaml")
+    assert proc.returncode == 1
+    assert "bom.workflow.yaml: ok (pets)" in proc.stdout
+    expected = f"latin.workflow.yaml:{line}:4: not valid UTF-8 (byte 0xe9); save the file as UTF-8"
+    assert proc.stderr.strip() == expected
+    as_json = run("validate", "latin.workflow.yaml", "--json")
+    assert json.loads(as_json.stdout)[0]["line"] == line and as_json.returncode == 1
+
+    run.ok("init")
+    applied = run("apply", "latin.workflow.yaml")
+    assert (applied.returncode, applied.stderr.strip()) == (1, expected)
+    assert run.json("apply", "bom.workflow.yaml", "--json")["version"] == 1
+    replayed = run("replay", "latin.workflow.yaml")
+    assert (replayed.returncode, replayed.stderr.strip()) == (1, expected)
+
+
+def test_rule_tests_not_in_utf8_are_an_error_not_a_traceback(run, tmp_path):
+    (tmp_path / "pets.workflow.yaml").write_text(SMALL_WORKFLOW, encoding="utf-8")
+    (tmp_path / "pets.test.yaml").write_bytes(b"cases:\n  - name: caf\xe9\n")
+    proc = run("test", "pets.test.yaml")
+    assert proc.returncode == 1
+    assert "pets.test.yaml:2:14: not valid UTF-8 (byte 0xe9)" in proc.stdout
+    assert "6 of 6 rules not exercised" in proc.stdout  # not "all rules exercised" by no case
+
+
+def test_folder_text_files_not_in_utf8_are_quarantined(pets):
+    inbox = pets.folder / "inbox"
+    inbox.mkdir()
+    (inbox / "a.txt").write_bytes(BOM + "d\u00e9j\u00e0 vu".encode("utf-8"))
+    (inbox / "b.txt").write_bytes(b"first line\nd\xe9j\xe0 vu\n")
+    report = pets.json("ingest", "folder:inbox/", "--json")
+    assert (report["ingested"], report["rejected"]) == (1, 1)
+    assert pets.json("show", "a.txt", "--json")["task"]["data"]["text"] == "d\u00e9j\u00e0 vu"
+    reasons = [r["reason"] for r in pets.json("rejects", "--json")]
+    assert reasons == ["b.txt: not valid UTF-8 at line 2, column 2 (byte 0xe9)"]
+
+
+def test_label_studio_export_with_a_bom(pets):
+    export = [{"id": 1, "data": {"text": "caf\u00e9"}}]
+    (pets.folder / "export.json").write_bytes(BOM + json.dumps(export).encode("utf-8"))
+    assert pets.json("ingest", "labelstudio:export.json", "--json")["ingested"] == 1
+    (pets.folder / "latin.json").write_bytes(b'[{"id": 2, "data": {"text": "caf\xe9"}}]')
+    proc = pets("ingest", "labelstudio:latin.json")
+    assert proc.returncode != 0
+    assert proc.stderr.strip().endswith("latin.json: not valid UTF-8 at line 1, column 33 (byte 0xe9)")
+
+
+def test_semicolon_csv_with_decimal_commas_as_european_excel_saves_it(pets):
+    (pets.folder / "t.csv").write_bytes(
+        BOM + "id;caption;prediction_label;prediction_confidence\r\n"
+              's1;"cat; asleep";cat;0,97\r\n'
+              "s2;a dog;dog;0,5\r\n"
+              "s3;odd;dog;1,2,3\r\n".encode("utf-8"))
+    report = pets.json("ingest", "t.csv", "--json")
+    assert (report["ingested"], report["rejected"]) == (2, 1)
+    s1 = pets.json("show", "s1", "--json")
+    assert (s1["task"]["data"], s1["prediction"]["confidence"], s1["task"]["status"]) == (
+        {"caption": "cat; asleep"}, 0.97, "done")
+    assert pets.json("show", "s2", "--json")["prediction"]["confidence"] == 0.5
+    assert rejects_by_line(pets)[4]["reason"] == "confidence '1,2,3' is not a number"
+
+
+def test_the_csv_separator_is_the_first_one_in_the_header():
+    from router.ingest import csv_delimiter
+
+    assert [csv_delimiter(h) for h in ("id,a;b\n", "id;a,b\n", "id\ta;b\n", "id\n")] == [",", ";", "\t", ","]
