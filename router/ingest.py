@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from rules.source import NotUtf8, decode_text
+from rules.source import BOM, NotUtf8, decode_text
 
 from .errors import LabelyardError
 
@@ -66,7 +66,9 @@ def read_file(path: str, choices: tuple[str, ...] = ()) -> Iterator[TaskInput | 
     if not os.path.isfile(path):
         raise LabelyardError(f"{path}: no such file")
     lower = path.lower()
-    if lower.endswith((".jsonl", ".ndjson", ".json")):
+    if lower.endswith(".json") and _starts_array(path):
+        yield from _read_json_array(path, choices)
+    elif lower.endswith((".jsonl", ".ndjson", ".json")):
         yield from _read_jsonl(path, choices)
     elif lower.endswith(".csv"):
         yield from _read_csv(path, choices)
@@ -79,6 +81,33 @@ def _read_jsonl(path: str, choices: tuple[str, ...]) -> Iterator[TaskInput | Row
         for number, raw in enumerate(handle, start=1):
             if raw.strip():
                 yield parse_jsonl_line(raw, number, choices)
+
+
+def _starts_array(path: str) -> bool:
+    """Whether a ``.json`` file holds one JSON array (else it is read as JSON Lines)."""
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    return head.removeprefix(BOM).lstrip(b" \t\r\n").startswith(b"[")
+
+
+def _read_json_array(path: str, choices: tuple[str, ...]) -> Iterator[TaskInput | RowProblem]:
+    """A ``.json`` file holding an array of rows, one element at a time; each row's line is
+    where its element starts. Where the array stops being JSON, the rest is one reject."""
+    from .json_array import ArraySyntaxError, iter_json_array
+
+    with open(path, encoding="utf-8-sig", errors="surrogateescape") as handle:
+        try:
+            for number, text, row in iter_json_array(handle):
+                problem = _undecodable([(None, text)])
+                if problem:
+                    yield RowProblem(number, problem.removeprefix("a cell past the header: "), _printable(text))
+                    continue
+                try:
+                    yield check_row(row, number, choices, JSON_RESERVED)
+                except RowError as exc:
+                    yield RowProblem(number, str(exc), text)
+        except ArraySyntaxError as exc:
+            yield RowProblem(exc.line, f"{exc}; the rest of the file was not read", None)
 
 
 def decode_line(raw: bytes) -> str:

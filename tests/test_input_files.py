@@ -1,8 +1,13 @@
-"""Input text as people's tools write it: a UTF-8 byte-order mark (Excel's "CSV UTF-8",
-Windows editors) is accepted; bytes that are not UTF-8 quarantine their row with its
-line and where in it, or stop a workflow file at file:line:col, never a traceback and
-never a silent U+FFFD in stored data. CSV files separated by `;` with decimal commas
-(Excel where the decimal mark is a comma) read as their author meant."""
+"""Input files as people's tools write them.
+
+- A UTF-8 byte-order mark (Excel's "CSV UTF-8", Windows editors) is accepted; bytes
+  that are not UTF-8 quarantine their row with its line and where in it, or stop a
+  workflow file at file:line:col: never a traceback, never a silent U+FFFD in stored data.
+- CSV separated by `;` with decimal commas (Excel where the decimal mark is a comma)
+  reads as its author meant.
+- A `.json` file holding one array of rows (pretty-printed or not) is read element by
+  element, each row at the line where its element starts.
+"""
 
 from __future__ import annotations
 
@@ -152,3 +157,60 @@ def test_the_csv_separator_is_the_first_one_in_the_header():
     from router.ingest import csv_delimiter
 
     assert [csv_delimiter(h) for h in ("id,a;b\n", "id;a,b\n", "id\ta;b\n", "id\n")] == [",", ";", "\t", ","]
+
+
+def test_json_array_elements_stream_across_chunk_boundaries_with_their_lines(monkeypatch):
+    import io
+
+    from router import json_array
+
+    rows = [{"id": f"r{i}", "data": {"n": 10 ** i, "text": "two\nlines", "nested": [1, {"a": None}]}}
+            for i in range(12)] + [12345678901234567890, "x", [1, 2]]
+    text = json.dumps(rows, indent=2)
+    starts = [n for n, line in enumerate(text.split("\n"), 1)
+              if line.startswith("  ") and line[2] not in " }]"]  # indent 2: where an element opens
+    monkeypatch.setattr(json_array, "CHUNK_CHARS", 7)  # elements, numbers and strings all cut by chunk ends
+    got = list(json_array.iter_json_array(io.StringIO(text)))
+    assert [value for _, _, value in got] == rows
+    assert [line for line, _, _ in got] == starts
+    assert [json.loads(raw) for _, raw, _ in got] == rows
+    assert list(json_array.iter_json_array(io.StringIO(" [ ] "))) == []
+
+
+@pytest.mark.parametrize("text, where, message", [
+    ('[{"id": 1},\n {"id": 2}\n {"id": 3}]', (3, 2), "expected `,` or `]` after an element"),
+    ('[{"id": 1},\n', (2, 1), "Expecting value"),
+    ('[{"id": 1}', (1, 11), "the array is not closed with `]`"),
+    ('[{"id": 1},]', (1, 12), "Expecting value"),
+    ('[{"id": 1}] x', (1, 13), "text after the end of the array"),
+    ('{"id": 1}', (1, 1), "expected `[` to open the array"),
+])
+def test_json_array_syntax_errors_say_where(monkeypatch, text, where, message):
+    import io
+
+    from router import json_array
+
+    monkeypatch.setattr(json_array, "CHUNK_CHARS", 4)
+    with pytest.raises(json_array.ArraySyntaxError) as err:
+        list(json_array.iter_json_array(io.StringIO(text)))
+    assert (err.value.line, err.value.col) == where
+    assert message in str(err.value)
+
+
+def test_ingest_a_pretty_printed_json_array(pets):
+    rows = [{"id": "j1", "data": {"caption": "caf\u00e9"}, "prediction": {"label": "cat", "confidence": 0.97}},
+            {"id": "j2", "data": {}}, {"data": {}}, 5, {"id": "j3", "data": {}}]
+    text = json.dumps(rows, indent=2, ensure_ascii=False).encode("utf-8")
+    (pets.folder / "tasks.json").write_bytes(BOM + text[:-1] + b"\n  {\"id\": \"j4\"}\n  {\"id\": \"j5\"}\n]")
+    report = pets.json("ingest", "tasks.json", "--json")
+    assert (report["ingested"], report["rejected"]) == (3, 3)
+    assert pets.json("show", "j1", "--json")["task"]["status"] == "done"
+    reasons = {line: r["reason"] for line, r in rejects_by_line(pets).items()}
+    last = text.count(b"\n") + 2
+    assert reasons == {
+        16: "missing `id`", 19: "a row must be a JSON object",
+        last: f"invalid JSON at line {last}, column 3: expected `,` or `]` after an element; "
+              "the rest of the file was not read"}
+    assert pets.json("ingest", "tasks.json", "--json")["duplicates"] == 3
+    (pets.folder / "lines.json").write_text('{"id": "l1", "data": {}}\n', encoding="utf-8")
+    assert pets.json("ingest", "lines.json", "--json")["ingested"] == 1  # no `[`: JSON Lines
