@@ -181,7 +181,7 @@ def apply(file: str, db: str | None, replace: bool, as_json: bool, worker: str |
 @click.option("--json", "as_json", is_flag=True, help="Print counts as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def ingest(source: str, db: str | None, as_json: bool, quiet: bool) -> None:
-    """Ingest tasks from a .jsonl or .csv file; bad rows are quarantined, known ids skipped."""
+    """Ingest tasks from a .jsonl, .json (an array) or .csv file; bad rows are quarantined, known ids skipped."""
     import os
 
     from .ingest import read_file

@@ -73,7 +73,7 @@ def read_file(path: str, choices: tuple[str, ...] = ()) -> Iterator[TaskInput | 
     elif lower.endswith(".csv"):
         yield from _read_csv(path, choices)
     else:
-        raise LabelyardError(f"{path}: unknown file type; expected .jsonl or .csv")
+        raise LabelyardError(f"{path}: unknown file type; expected .jsonl, .json or .csv")
 
 
 def _read_jsonl(path: str, choices: tuple[str, ...]) -> Iterator[TaskInput | RowProblem]:
