@@ -66,14 +66,17 @@ def read_file(path: str, choices: tuple[str, ...] = ()) -> Iterator[TaskInput | 
     if not os.path.isfile(path):
         raise LabelyardError(f"{path}: no such file")
     lower = path.lower()
-    if lower.endswith(".json") and _starts_array(path):
-        yield from _read_json_array(path, choices)
-    elif lower.endswith((".jsonl", ".ndjson", ".json")):
-        yield from _read_jsonl(path, choices)
-    elif lower.endswith(".csv"):
-        yield from _read_csv(path, choices)
-    else:
-        raise LabelyardError(f"{path}: unknown file type; expected .jsonl, .json or .csv")
+    try:
+        if lower.endswith(".json") and _starts_array(path):
+            yield from _read_json_array(path, choices)
+        elif lower.endswith((".jsonl", ".ndjson", ".json")):
+            yield from _read_jsonl(path, choices)
+        elif lower.endswith(".csv"):
+            yield from _read_csv(path, choices)
+        else:
+            raise LabelyardError(f"{path}: unknown file type; expected .jsonl, .json or .csv")
+    except OSError as exc:  # unreadable (permissions, a disk error): said as the system says it
+        raise LabelyardError(f"{path}: {exc.strerror or exc}") from None
 
 
 def _read_jsonl(path: str, choices: tuple[str, ...]) -> Iterator[TaskInput | RowProblem]:

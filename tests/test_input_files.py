@@ -214,3 +214,19 @@ def test_ingest_a_pretty_printed_json_array(pets):
     assert pets.json("ingest", "tasks.json", "--json")["duplicates"] == 3
     (pets.folder / "lines.json").write_text('{"id": "l1", "data": {}}\n', encoding="utf-8")
     assert pets.json("ingest", "lines.json", "--json")["ingested"] == 1  # no `[`: JSON Lines
+
+
+def test_a_file_that_cannot_be_read_is_named_with_the_reason(pets, monkeypatch):
+    from router import ingest
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    (pets.folder / "t.jsonl").write_text('{"id": "a"}\n', encoding="utf-8")
+    monkeypatch.setattr(ingest, "open", refuse, raising=False)  # root reads any file: refuse here instead
+    with pytest.raises(ingest.LabelyardError) as err:
+        list(ingest.read_file(str(pets.folder / "t.jsonl")))
+    assert str(err.value) == f"{pets.folder / 't.jsonl'}: Permission denied"
+    assert pets("ingest", "nowhere.csv").stderr.strip() == "labelyard: nowhere.csv: no such file"
+    (pets.folder / "t.txt").write_text("id\n", encoding="utf-8")
+    assert pets("ingest", "t.txt").stderr.strip().endswith("unknown file type; expected .jsonl, .json or .csv")
