@@ -41,6 +41,15 @@ class LabelyardGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("labelyard: interrupted", err=True)
             ctx.exit(130)
+        except BrokenPipeError:  # `labelyard export | head`: the reader had enough
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            ctx.exit(0)
+        except OSError as exc:  # the machine said no (a full disk, a missing folder): no traceback
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"labelyard: {where}{exc.strerror or exc}", err=True)
+            ctx.exit(1)
 
 
 def db_option(func: Callable) -> Callable:

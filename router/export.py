@@ -9,6 +9,8 @@ import sys
 from collections.abc import Iterable
 from typing import Any
 
+from .errors import LabelyardError
+
 CSV_FIELDS = ("id", "label", "final_by", "rule", "final_at", "category")
 
 
@@ -25,6 +27,8 @@ def write_export(rows: Iterable[dict[str, Any]], fmt: str, output: str) -> int:
         with open(tmp, "w", encoding="utf-8", newline="") as handle:
             count = _write(rows, fmt, handle)
         os.replace(tmp, output)
+    except OSError as exc:
+        raise LabelyardError(f"{output}: cannot write: {exc.strerror}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

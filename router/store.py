@@ -160,12 +160,16 @@ class Store:
         path = path or default_db_path()
         if not os.path.exists(path):
             raise NotInitialised(f"{path}: no Labelyard database here; run `labelyard init` first (or pass --db)")
-        conn = cls.connect(path)
+        conn = None
         try:
+            conn = cls.connect(path)  # a file that is not SQLite fails here already
             row = conn.execute("SELECT version FROM schema_version").fetchone()
         except sqlite3.DatabaseError as exc:
-            conn.close()
-            raise NotInitialised(f"{path}: not a Labelyard database ({exc}); run `labelyard init`") from None
+            if conn is not None:
+                conn.close()
+            if "no such table" in str(exc):  # SQLite, but not (yet) Labelyard's
+                raise NotInitialised(f"{path}: not a Labelyard database ({exc}); run `labelyard init`") from None
+            raise LabelyardError(f"{path}: cannot open it as a database ({exc}); check --db or LABELYARD_DB") from None
         if row is None or row[0] < SCHEMA_VERSION:
             conn.close()
             raise NotInitialised(f"{path}: database schema is older than this Labelyard; run `labelyard init` to migrate")
@@ -188,14 +192,16 @@ class Store:
             fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o660)
             os.close(fd)
             os.chmod(path, 0o660)  # owner and group only; a team shares a group
-        conn = cls.connect(path)
+        conn = None
         try:
+            conn = cls.connect(path)
             if not existed:  # only an empty file takes a page size
                 conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
             conn.execute("PRAGMA journal_mode=WAL")
             applied = migrate(conn)
         except sqlite3.DatabaseError as exc:
-            conn.close()
+            if conn is not None:
+                conn.close()
             raise LabelyardError(f"{path}: cannot initialise: {exc}") from None
         return cls(path, conn), applied
 

@@ -10,7 +10,9 @@ import csv
 import getpass
 import io
 import json
+import sqlite3
 import stat
+import subprocess
 from pathlib import Path
 
 from conftest import LEAD, NOW, SMALL_WORKFLOW
@@ -124,6 +126,41 @@ def test_commands_on_a_missing_database_say_run_init_and_create_nothing(run, wri
         assert "labelyard init" in proc.stderr
         assert proc.stdout == ""
     assert not run.db.exists()
+
+
+def test_a_file_that_is_not_a_database_and_an_unwritable_export_are_errors_not_tracebacks(run, write_workflow):
+    junk = run.folder / "notes.db"
+    junk.write_text("shopping list\n" * 200, encoding="utf-8")
+    for args in (("status",), ("init",), ("claim", "--as", "x")):
+        proc = run("--db", junk, *args)
+        assert proc.returncode == 1, args
+        assert proc.stderr.startswith(f"labelyard: {junk}: "), proc.stderr
+        assert "file is not a database" in proc.stderr
+    assert junk.read_text(encoding="utf-8") == "shopping list\n" * 200  # left as it was
+    sqlite_only = run.folder / "other.db"
+    sqlite3.connect(sqlite_only).execute("CREATE TABLE t (x)").connection.close()
+    assert "run `labelyard init`" in run("--db", sqlite_only, "status").stderr
+
+    run.ok("init")
+    run.ok("apply", write_workflow())
+    proc = run("export", "--format", "csv", "-o", run.folder / "missing" / "out.csv")
+    assert (proc.returncode, proc.stderr) == (1, f"labelyard: {run.folder / 'missing' / 'out.csv'}: cannot write: "
+                                                 "No such file or directory\n")
+    assert not (run.folder / "missing").exists()
+
+
+def test_export_into_a_pipe_that_closes_early_is_quiet(run, write_workflow):
+    run.ok("init")
+    run.ok("apply", write_workflow())
+    write_jsonl(run.folder / "t.jsonl", [{"id": f"t{i}", "data": {"text": "x" * 200},
+                                          "prediction": {"label": "cat", "confidence": 0.99}} for i in range(5000)])
+    run.ok("ingest", "t.jsonl")
+    export = subprocess.Popen([*run.command, "export", "--format", "jsonl"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=run.env, cwd=run.folder)
+    assert json.loads(export.stdout.readline())["label"] == "cat"
+    export.stdout.close()  # as `| head -1` does
+    _, err = export.communicate(timeout=60)
+    assert (export.returncode, err) == (0, b"")
 
 
 # -- ingest --------------------------------------------------------------------------------
