@@ -179,7 +179,7 @@ def _wrap_ingest(main: click.Group, db_option: Any, emit_json: Any) -> None:
     plugins_dir_param = click.Option(["--plugins-dir", "plugins_dir"], **PLUGINS_DIR)
     main.add_command(click.Command(
         "ingest", callback=callback, params=[*plain.params, plugins_dir_param], short_help=None,
-        help="Ingest tasks from a .jsonl or .csv file, or through a source plugin: `labelstudio:export.json`, "
+        help="Ingest tasks from a .jsonl, .json (an array) or .csv file, or through a source plugin: `labelstudio:export.json`, "
              "`folder:inbox/`, `csv:data/*.csv`. Bad rows are quarantined, known ids skipped.",
     ))
 
