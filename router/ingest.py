@@ -160,11 +160,19 @@ def _read_csv(path: str, choices: tuple[str, ...]) -> Iterator[TaskInput | RowPr
         reader = csv.DictReader(itertools.chain([first], handle), delimiter=csv_delimiter(first))
         if reader.fieldnames is None:
             return
-        header = ",".join(reader.fieldnames)
-        problem = _undecodable(zip(reader.fieldnames, reader.fieldnames))
-        if problem or "id" not in reader.fieldnames:
-            reason = f"CSV header: {problem}" if problem else "CSV header has no `id` column"
-            yield RowProblem(1, reason, _printable(header))
+        header = first.rstrip("\r\n")
+        names = reader.fieldnames = [name.strip() for name in reader.fieldnames]  # "id, text" as typed by hand
+        problem = _undecodable(zip(names, names))
+        if problem:
+            problem = f"CSV header: {problem}"
+        elif "id" not in names:
+            problem = "CSV header has no `id` column"
+        else:
+            repeated = sorted({name for name in names if names.count(name) > 1})
+            if repeated:  # a dict keeps one of them: the other column would be lost without a word
+                problem = "CSV header repeats " + ", ".join(f"`{name}`" for name in repeated)
+        if problem:
+            yield RowProblem(1, problem, _printable(header))
             return
         for record in reader:
             number = reader.line_num

@@ -230,3 +230,16 @@ def test_a_file_that_cannot_be_read_is_named_with_the_reason(pets, monkeypatch):
     assert pets("ingest", "nowhere.csv").stderr.strip() == "labelyard: nowhere.csv: no such file"
     (pets.folder / "t.txt").write_text("id\n", encoding="utf-8")
     assert pets("ingest", "t.txt").stderr.strip().endswith("unknown file type; expected .jsonl, .json or .csv")
+
+
+def test_csv_header_names_are_trimmed_and_a_repeated_one_is_refused(pets):
+    (pets.folder / "typed.csv").write_text("id, caption , prediction_label, prediction_confidence\n"
+                                           "h1,a cat,cat, 0.97\n", encoding="utf-8")
+    assert pets.json("ingest", "typed.csv", "--json")["ingested"] == 1
+    h1 = pets.json("show", "h1", "--json")
+    assert (h1["task"]["data"], h1["prediction"]["label"], h1["task"]["status"]) == ({"caption": "a cat"}, "cat", "done")
+    (pets.folder / "twice.csv").write_text("id,note,score,note\nr1,a,1,b\n", encoding="utf-8")
+    report = pets.json("ingest", "twice.csv", "--json")
+    assert (report["ingested"], report["rejected"]) == (0, 1)
+    rejects = [r for r in pets.json("rejects", "--json") if r["source"].endswith("twice.csv")]
+    assert [(r["line"], r["reason"], r["raw"]) for r in rejects] == [(1, "CSV header repeats `note`", "id,note,score,note")]
