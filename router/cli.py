@@ -189,16 +189,27 @@ def apply(file: str, db: str | None, replace: bool, as_json: bool, worker: str |
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Print counts as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def ingest(source: str, db: str | None, as_json: bool, quiet: bool) -> None:
-    """Ingest tasks from a .jsonl, .json (an array) or .csv file; bad rows are quarantined, known ids skipped."""
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "json", "csv"]), default=None,
+              help="Read SOURCE in this format whatever its name; needed for `-` (standard input).")
+def ingest(source: str, db: str | None, as_json: bool, quiet: bool, fmt: str | None) -> None:
+    """Ingest tasks from a .jsonl, .json (an array) or .csv file, or `-` for standard input;
+    bad rows are quarantined, known ids skipped."""
     import os
 
-    from .ingest import read_file
+    from .ingest import read_file, read_stream
 
+    if source == "-" and fmt is None:
+        raise LabelyardError("reading standard input (`-`) needs --format jsonl, json or csv")
     engine = _engine(db)
-    rows = read_file(source, engine.workflow.labels.choices)
-    source_name = os.path.abspath(source)
-    show_progress = not (as_json or quiet) and sys.stderr.isatty()
+    choices = engine.workflow.labels.choices
+    if source == "-":
+        # A copy of the descriptor: the forked reader's multiprocessing start-up closes fd 0.
+        rows = read_stream(os.fdopen(os.dup(sys.stdin.fileno()), "rb"), fmt, choices)
+        source_name = "<stdin>"
+    else:
+        rows = read_file(source, choices, fmt)
+        source_name = os.path.abspath(source)
+    show_progress = not (as_json or quiet) and sys.stderr.isatty() and source != "-"
     if show_progress:
         from .progress import line_progress
 

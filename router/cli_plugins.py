@@ -173,13 +173,18 @@ def _wrap_ingest(main: click.Group, db_option: Any, emit_json: Any) -> None:
         plugins_dir = kwargs.pop("plugins_dir", None)
         if split_source(kwargs["source"])[0] is None:
             return plain.callback(**kwargs)
+        if kwargs.get("fmt"):
+            from .errors import LabelyardError
+
+            raise LabelyardError("--format is for files and standard input; a source plugin reads its own format")
         return through_plugin(source=kwargs["source"], db=kwargs.get("db"), as_json=bool(kwargs.get("as_json")),
                               quiet=bool(kwargs.get("quiet")), plugins_dir=plugins_dir)
 
     plugins_dir_param = click.Option(["--plugins-dir", "plugins_dir"], **PLUGINS_DIR)
     main.add_command(click.Command(
         "ingest", callback=callback, params=[*plain.params, plugins_dir_param], short_help=None,
-        help="Ingest tasks from a .jsonl, .json (an array) or .csv file, or through a source plugin: `labelstudio:export.json`, "
+        help="Ingest tasks from a .jsonl, .json (an array) or .csv file, `-` (standard input, with --format), "
+             "or through a source plugin: `labelstudio:export.json`, "
              "`folder:inbox/`, `csv:data/*.csv`. Bad rows are quarantined, known ids skipped.",
     ))
 

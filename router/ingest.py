@@ -12,6 +12,7 @@ and reason; reading never stops at one.
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 import json
 import math
@@ -19,7 +20,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from rules.source import BOM, NotUtf8, decode_text
 
@@ -61,56 +62,85 @@ CSV_DELIMITERS = (",", ";", "\t")
 BOM_TEXT = "\ufeff"
 
 
-def read_file(path: str, choices: tuple[str, ...] = ()) -> Iterator[TaskInput | RowProblem]:
-    """Yield checked rows (or problems) from a ``.jsonl`` or ``.csv`` file, streaming."""
+FORMATS = ("jsonl", "json", "csv")
+
+
+def read_file(path: str, choices: tuple[str, ...] = (), fmt: str | None = None) -> Iterator[TaskInput | RowProblem]:
+    """Yield checked rows (or problems) from a ``.jsonl``, ``.json`` or ``.csv`` file, streaming;
+    ``fmt`` overrides the file's extension."""
     if not os.path.isfile(path):
         raise LabelyardError(f"{path}: no such file")
-    lower = path.lower()
+    fmt = fmt or format_of(path)
     try:
-        if lower.endswith(".json") and _starts_array(path):
-            yield from _read_json_array(path, choices)
-        elif lower.endswith((".jsonl", ".ndjson", ".json")):
-            yield from _read_jsonl(path, choices)
-        elif lower.endswith(".csv"):
-            yield from _read_csv(path, choices)
-        else:
-            raise LabelyardError(f"{path}: unknown file type; expected .jsonl, .json or .csv")
+        with open(path, "rb") as handle:
+            yield from read_stream(handle, fmt, choices)
     except OSError as exc:  # unreadable (permissions, a disk error): said as the system says it
         raise LabelyardError(f"{path}: {exc.strerror or exc}") from None
 
 
-def _read_jsonl(path: str, choices: tuple[str, ...]) -> Iterator[TaskInput | RowProblem]:
-    with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            if raw.strip():
-                yield parse_jsonl_line(raw, number, choices)
+def format_of(path: str) -> str:
+    """``jsonl``, ``json`` or ``csv`` by a file's extension."""
+    lower = path.lower()
+    if lower.endswith((".jsonl", ".ndjson")):
+        return "jsonl"
+    for fmt in ("json", "csv"):
+        if lower.endswith("." + fmt):
+            return fmt
+    raise LabelyardError(f"{path}: unknown file type; expected .jsonl, .json or .csv (or give --format)")
 
 
-def _starts_array(path: str) -> bool:
-    """Whether a ``.json`` file holds one JSON array (else it is read as JSON Lines)."""
-    with open(path, "rb") as handle:
-        head = handle.read(4096)
+def read_stream(handle: BinaryIO, fmt: str, choices: tuple[str, ...] = ()) -> Iterator[TaskInput | RowProblem]:
+    """Rows from an open binary stream (a file, standard input) in ``fmt``: ``jsonl``; ``json``,
+    one array of rows, or JSON Lines when it does not open with ``[``; or ``csv``."""
+    if fmt == "json" and _starts_array(handle):
+        yield from _read_json_array(handle, choices)
+    elif fmt in ("jsonl", "json"):
+        yield from _read_jsonl(handle, choices)
+    elif fmt == "csv":
+        yield from _read_csv(handle, choices)
+    else:
+        raise LabelyardError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+def _read_jsonl(handle: BinaryIO, choices: tuple[str, ...]) -> Iterator[TaskInput | RowProblem]:
+    for number, raw in enumerate(handle, start=1):
+        if raw.strip():
+            yield parse_jsonl_line(raw, number, choices)
+
+
+def _starts_array(handle: BinaryIO) -> bool:
+    """Whether a stream opens with ``[`` (after a byte-order mark and whitespace), looked at
+    without consuming it."""
+    head = handle.peek(4096)[:4096] if hasattr(handle, "peek") else b""
     return head.removeprefix(BOM).lstrip(b" \t\r\n").startswith(b"[")
 
 
-def _read_json_array(path: str, choices: tuple[str, ...]) -> Iterator[TaskInput | RowProblem]:
-    """A ``.json`` file holding an array of rows, one element at a time; each row's line is
-    where its element starts. Where the array stops being JSON, the rest is one reject."""
+def _text(handle: BinaryIO) -> io.TextIOWrapper:
+    # Bytes that are not UTF-8 become lone surrogates (``surrogateescape``), found per row,
+    # so that one bad row is quarantined and not the file.
+    return io.TextIOWrapper(handle, encoding="utf-8-sig", errors="surrogateescape", newline="")
+
+
+def _read_json_array(handle: BinaryIO, choices: tuple[str, ...]) -> Iterator[TaskInput | RowProblem]:
+    """A JSON array of rows, one element at a time; each row's line is where its element
+    starts. Where the array stops being JSON, the rest is one reject."""
     from .json_array import ArraySyntaxError, iter_json_array
 
-    with open(path, encoding="utf-8-sig", errors="surrogateescape") as handle:
-        try:
-            for number, text, row in iter_json_array(handle):
-                problem = _undecodable([(None, text)])
-                if problem:
-                    yield RowProblem(number, problem.removeprefix("a cell past the header: "), _printable(text))
-                    continue
-                try:
-                    yield check_row(row, number, choices, JSON_RESERVED)
-                except RowError as exc:
-                    yield RowProblem(number, str(exc), text)
-        except ArraySyntaxError as exc:
-            yield RowProblem(exc.line, f"{exc}; the rest of the file was not read", None)
+    text_handle = _text(handle)
+    try:
+        for number, text, row in iter_json_array(text_handle):
+            problem = _undecodable([(None, text)])
+            if problem:
+                yield RowProblem(number, problem.removeprefix("a cell past the header: "), _printable(text))
+                continue
+            try:
+                yield check_row(row, number, choices, JSON_RESERVED)
+            except RowError as exc:
+                yield RowProblem(number, str(exc), text)
+    except ArraySyntaxError as exc:
+        yield RowProblem(exc.line, f"{exc}; the rest of the file was not read", None)
+    finally:
+        text_handle.detach()  # the caller closes the stream
 
 
 def decode_line(raw: bytes) -> str:
@@ -152,10 +182,9 @@ def parse_jsonl_line(raw: bytes, number: int, choices: tuple[str, ...]) -> TaskI
         return RowProblem(number, str(exc), text.rstrip("\r\n"))
 
 
-def _read_csv(path: str, choices: tuple[str, ...]) -> Iterator[TaskInput | RowProblem]:
-    # Bytes that are not UTF-8 become lone surrogates (``surrogateescape``), found per record
-    # below, so that one bad cell quarantines its row and not the file.
-    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
+def _read_csv(stream: BinaryIO, choices: tuple[str, ...]) -> Iterator[TaskInput | RowProblem]:
+    handle = _text(stream)
+    try:
         first = handle.readline()
         reader = csv.DictReader(itertools.chain([first], handle), delimiter=csv_delimiter(first))
         if reader.fieldnames is None:
@@ -185,6 +214,8 @@ def _read_csv(path: str, choices: tuple[str, ...]) -> Iterator[TaskInput | RowPr
                 yield check_row(_csv_row(record), number, choices, JSON_RESERVED)
             except RowError as exc:
                 yield RowProblem(number, str(exc), raw)
+    finally:
+        handle.detach()  # the caller closes the stream
 
 
 def csv_delimiter(header: str) -> str:

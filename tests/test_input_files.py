@@ -229,7 +229,7 @@ def test_a_file_that_cannot_be_read_is_named_with_the_reason(pets, monkeypatch):
     assert str(err.value) == f"{pets.folder / 't.jsonl'}: Permission denied"
     assert pets("ingest", "nowhere.csv").stderr.strip() == "labelyard: nowhere.csv: no such file"
     (pets.folder / "t.txt").write_text("id\n", encoding="utf-8")
-    assert pets("ingest", "t.txt").stderr.strip().endswith("unknown file type; expected .jsonl, .json or .csv")
+    assert pets("ingest", "t.txt").stderr.strip().endswith("unknown file type; expected .jsonl, .json or .csv (or give --format)")
 
 
 def test_csv_header_names_are_trimmed_and_a_repeated_one_is_refused(pets):
@@ -243,3 +243,22 @@ def test_csv_header_names_are_trimmed_and_a_repeated_one_is_refused(pets):
     assert (report["ingested"], report["rejected"]) == (0, 1)
     rejects = [r for r in pets.json("rejects", "--json") if r["source"].endswith("twice.csv")]
     assert [(r["line"], r["reason"], r["raw"]) for r in rejects] == [(1, "CSV header repeats `note`", "id,note,score,note")]
+
+
+def test_ingest_from_standard_input_and_with_an_explicit_format(pets):
+    lines = '{"id": "p1", "data": {}, "prediction": {"label": "cat", "confidence": 0.97}}\n{"id": "p2", "data": {}}\n{oops\n'
+    report = pets.json("ingest", "-", "--format", "jsonl", "--json", input=lines)
+    assert (report["ingested"], report["rejected"], report["routed"]) == (2, 1, {"confident": 1, "default": 1})
+    assert pets.json("ingest", "-", "--format", "jsonl", "--json", input=lines)["duplicates"] == 2
+    stdin_rejects = [(r["source"], r["line"]) for r in pets.json("rejects", "--json")]
+    assert stdin_rejects == [("<stdin>", 3)]
+    assert pets.json("ingest", "-", "--format", "csv", "--json", input="id;caption\nc1;x\n")["ingested"] == 1
+    assert pets.json("ingest", "-", "--format", "json", "--json", input='\n [{"id": "a1"}, {"id": "a2"}]')["ingested"] == 2
+    (pets.folder / "export.txt").write_text('{"id": "t1"}\n', encoding="utf-8")
+    assert pets.json("ingest", "export.txt", "--format", "jsonl", "--json")["ingested"] == 1
+
+    missing = pets("ingest", "-", input=lines)
+    assert (missing.returncode, missing.stderr) == (
+        1, "labelyard: reading standard input (`-`) needs --format jsonl, json or csv\n")
+    plugin = pets("ingest", "folder:inbox", "--format", "csv")
+    assert plugin.returncode == 1 and "a source plugin reads its own format" in plugin.stderr
