@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from datetime import datetime, timezone
@@ -13,9 +14,13 @@ def parse_instant(text: str) -> float:
     """Epoch seconds from ``1764264000``, ``1764264000.5`` or an ISO 8601 time (UTC if no zone)."""
     text = text.strip()
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(value):  # "nan", "inf", 1e400: no instant, and NaN never compares
+            raise LabelyardError(f"LABELYARD_NOW={text!r} is not a time; give epoch seconds or an ISO 8601 time")
+        return value
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
