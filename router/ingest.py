@@ -1,4 +1,5 @@
-"""Reading task rows from JSONL and CSV files, one at a time, and checking each.
+"""Reading task rows from JSON Lines, JSON array and CSV files (or standard input), one at
+a time, and checking each.
 
 A row is ``{"id": ..., "data": {...}, "category": ..., "tags": [...],
 "prediction": {"label": ..., "confidence": ..., "model": ..., "scores": {...}}}``.
@@ -6,7 +7,9 @@ CSV files carry ``id``, optional ``category``, ``tags`` (separated by ``;``),
 ``prediction_label`` (or ``label``), ``prediction_confidence`` (or
 ``confidence``) and ``prediction_model``; every other column goes into
 ``data``. Bad rows become :class:`RowProblem` values with their line number
-and reason; reading never stops at one.
+and reason; reading never stops at one (only a JSON array that stops being
+JSON ends there). Text is UTF-8 with an optional byte-order mark; see
+``docs/design.md``, "Input text".
 """
 
 from __future__ import annotations
