@@ -304,6 +304,11 @@ def use_snapshot(ref: str) -> str:
     return folder
 
 
+def code_root() -> str:
+    """The folder whose ``router``, ``rules``… packages are measured (a snapshot or the work tree)."""
+    return str(_CODE["root"])
+
+
 def code_version() -> dict[str, Any]:
     """Which code was measured: the commit, whether router/ or rules/ differ from it, a content digest."""
     import hashlib

@@ -7,22 +7,21 @@ over this API.
 
 from __future__ import annotations
 
-import getpass
-import hashlib
 import operator
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import clock
 from .context import (NEW_TASK_STATE, Lazy, creation_context, prediction_facts, review_facts, stored_prediction,
                       task_facts, votes_facts)
-from .consensus import DS_HISTORY
 from .errors import AssignmentError, LabelyardError, NothingToDo, NoWorkflow, UnknownTask, UnknownWorker
-from .ingest import RowProblem, TaskInput
-from .ingest_pipeline import BatchWriter, IngestReport, RoutedBatch, ThreadedWriter, can_fork, routed_in_child
 from .store import TASK_INSERT_COLUMNS, Store, dumps, loads
+
+if TYPE_CHECKING:  # imported where used: `labelyard claim` starts without them (~8 ms)
+    from .ingest import RowProblem, TaskInput
+    from .ingest_pipeline import IngestReport, RoutedBatch
 
 STAGES = ("annotate", "review", "correct", "escalated")
 STAGE_OF_ACTION = {"annotate": "annotate", "review": "review", "escalate": "escalated"}
@@ -37,6 +36,8 @@ def current_user() -> str:
     name = os.environ.get("LABELYARD_WORKER")
     if name:
         return name
+    import getpass
+
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -119,6 +120,8 @@ class Engine:
                 workflow, diagnostics = compile_workflow(text, filename, functions)
         if workflow is None:
             raise WorkflowInvalid(diagnostics)
+        import hashlib
+
         digest = hashlib.sha256(text.encode()).hexdigest()
         actor = actor or current_user()
         with self.store.transaction():
@@ -196,6 +199,8 @@ class Engine:
         writes (``rows`` must then be safe to read in a forked child, as a
         file is); otherwise a writer thread commits while this thread routes.
         """
+        from .ingest_pipeline import BatchWriter, ThreadedWriter, can_fork, routed_in_child
+
         workflow = self.workflow
         version = self.workflow_id
         path = self.store.path
@@ -242,6 +247,9 @@ class Engine:
     def _route_batch(self, workflow, version: int, batch: list[TaskInput | RowProblem],
                      source: str) -> RoutedBatch:
         """Decide where each new row goes (``on_create``); ids are given by the writer, under the lock."""
+        from .ingest import RowProblem, TaskInput
+        from .ingest_pipeline import RoutedBatch
+
         now = clock.now()
         inputs = [r for r in batch if isinstance(r, TaskInput)]
         known = self.store.existing_external_ids([t.external_id for t in inputs])  # a read: no lock
@@ -509,6 +517,8 @@ class Engine:
     def _votes(self, task_id: int) -> dict[str, Any]:
         votes = self.store.votes(task_id)
         accuracy = self.store.gold_accuracy([v["worker"] for v in votes])
+        from .consensus import DS_HISTORY
+
         method = self.workflow.quality.get("consensus") or "majority"
         return votes_facts(votes, accuracy, spec=self.workflow.labels, method=method, task_id=task_id,
                            history=lambda queue: self.store.recent_votes(queue, DS_HISTORY))
