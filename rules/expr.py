@@ -45,6 +45,7 @@ Semantics
 from __future__ import annotations
 
 import difflib
+import hashlib
 import inspect
 import json
 import keyword
@@ -358,8 +359,6 @@ def _task_fraction(ctx: Mapping[str, object]) -> float:
             key = task.get("id")
     if key is None or key == "":
         raise EvaluationError("sample() needs the task's external_id or id")
-    import hashlib  # here: OpenSSL's start-up is 2 ms of every `labelyard claim`
-
     digest = hashlib.sha256(str(key).encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
