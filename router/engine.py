@@ -262,7 +262,7 @@ class Engine:
         known = self.store.existing_external_ids([t.external_id for t in inputs])  # a read: no lock
         task_tuple = operator.itemgetter(*TASK_INSERT_COLUMNS)
         routed = RoutedBatch(now=now, problems=[r for r in batch if isinstance(r, RowProblem)],
-                             last_line=batch[-1].line)
+                             last_line=batch[-1].line, first_line=batch[0].line)
         for item in inputs:
             if item.external_id in known:
                 routed.duplicates += 1

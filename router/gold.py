@@ -71,6 +71,7 @@ def add_gold(engine, path: str, actor: str) -> GoldReport:
     rows: list[tuple[Any, Any, str]] = []
     problems: list[tuple[str, int, str, str, float]] = []
     now = clock.now()
+    number = 0
     with open(path, "rb") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -122,6 +123,7 @@ def add_gold(engine, path: str, actor: str) -> GoldReport:
                             detail={"source": source, "line": item.line, "queue": queue, "answer": answer})
             next_id += 1
             report.added += 1
+        store.clear_rejects(source, 1, number)  # the whole file was read again: what is fixed is no reject
         if problems:
             store.add_rejects(problems)
     return report

@@ -61,7 +61,10 @@ class IngestReport:
 class RoutedBatch:
     """Rows routed and ready to write, in input order: ``tasks`` are tuples in
     :data:`TASK_INSERT_COLUMNS` order, ``events`` their ``created`` events as
-    ``(rule, action, actor, detail_json, at)`` (the task id is prepended under the lock)."""
+    ``(rule, action, actor, detail_json, at)`` (the task id is prepended under the lock).
+    ``first_line``..``last_line`` are the input lines the batch read: the source's older
+    rejects in that range are replaced by the batch's own (a row fixed since is no
+    longer listed)."""
 
     now: float
     problems: list[RowProblem]
@@ -70,13 +73,14 @@ class RoutedBatch:
     events: list[tuple] = field(default_factory=list)
     rules: list[str] = field(default_factory=list)
     duplicates: int = 0
+    first_line: int = 0  # 0: replaces no earlier rejects
 
     def head(self, rows: int) -> tuple["RoutedBatch", "RoutedBatch | None"]:
         """The first ``rows`` tasks (with the batch's rejects and duplicates) and the rest, if any."""
         if len(self.tasks) <= rows:
             return self, None
         first = RoutedBatch(self.now, self.problems, self.last_line, self.tasks[:rows], self.events[:rows],
-                            self.rules[:rows], self.duplicates)
+                            self.rules[:rows], self.duplicates, self.first_line)
         rest = RoutedBatch(self.now, [], self.last_line, self.tasks[rows:], self.events[rows:], self.rules[rows:])
         return first, rest
 
@@ -139,6 +143,8 @@ class BatchWriter:
                 events.append((task[0], *event))
                 report.routed[rule] += 1
             store.add_created_events(events)
+            if batch.first_line:
+                store.clear_rejects(self.source, batch.first_line, batch.last_line)
             if batch.problems:
                 store.add_rejects((self.source, p.line, p.reason, p.raw, batch.now) for p in batch.problems)
         report.ingested += len(tasks)

@@ -817,6 +817,12 @@ class Store:
             rows,
         )
 
+    def clear_rejects(self, source: str, first_line: int, last_line: int) -> None:
+        """Forget the rejects of ``source`` on lines ``first_line..last_line``: they were read
+        again, and what is still wrong is quarantined anew."""
+        self.conn.execute("DELETE FROM rejects WHERE source = ? AND line BETWEEN ? AND ?",
+                          (source, first_line, last_line))
+
     def rejects(self, limit: int = 100) -> list[sqlite3.Row]:
         return self.query("SELECT * FROM rejects ORDER BY id DESC LIMIT ?", (limit,))
 

@@ -262,3 +262,45 @@ def test_ingest_from_standard_input_and_with_an_explicit_format(pets):
         1, "labelyard: reading standard input (`-`) needs --format jsonl, json or csv\n")
     plugin = pets("ingest", "folder:inbox", "--format", "csv")
     assert plugin.returncode == 1 and "a source plugin reads its own format" in plugin.stderr
+
+
+def test_rejects_list_what_is_still_wrong_after_the_same_input_is_read_again(pets, write_workflow):
+    rows = ['{"id": "r1", "data": {}, "prediction": {"label": "cow", "confidence": 0.5}}',
+            '{"id": "r2", "data": {}}', "{broken", '{"id": "r4", "data": {}}']
+    (pets.folder / "t.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    assert pets.json("ingest", "t.jsonl", "--json")["rejected"] == 2
+    assert sorted(rejects_by_line(pets)) == [1, 3]
+    # the lead adds the missing choice and reads the file again: r1 goes in, line 3 is still bad
+    pets.ok("apply", write_workflow(SMALL_WORKFLOW.replace("[cat, dog, bird]", "[cat, dog, bird, cow]")))
+    again = pets.json("ingest", "t.jsonl", "--json")
+    assert (again["ingested"], again["duplicates"], again["rejected"]) == (1, 2, 1)
+    assert sorted(rejects_by_line(pets)) == [3]
+    assert pets.json("status", "--json")["rejects"] == 1
+    assert pets.json("show", "r1", "--json")["task"]["status"] in ("open", "done")
+
+
+def test_a_source_read_from_its_cursor_keeps_the_rejects_of_lines_it_did_not_read_again(run, tmp_path):
+    workflow = SMALL_WORKFLOW + 'sources: [{plugin: jsonl, path: "inbox/*.jsonl"}]\n'
+    (tmp_path / "pets.workflow.yaml").write_text(workflow, encoding="utf-8")
+    run.ok("init")
+    run.ok("apply", "pets.workflow.yaml")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    feed = inbox / "feed.jsonl"
+    feed.write_text('{"id": "a1", "data": {}}\n{broken\n', encoding="utf-8")
+    run.ok("run")
+    with open(feed, "a", encoding="utf-8") as handle:  # the feed grows; the run reads only the new lines
+        handle.write('{"id": "a3", "data": {}}\n{"id": "a4", "data": {}, "prediction": {"label": "cow"}}\n')
+    run.ok("run")
+    assert {r["line"]: r["reason"] for r in run.json("rejects", "--json")} == {
+        2: "invalid JSON at column 2: Expecting property name enclosed in double quotes",
+        4: '`prediction.label` "cow" is not one of cat, dog, bird'}
+
+
+def test_gold_rows_fixed_and_added_again_are_no_longer_rejects(pets):
+    gold = pets.folder / "gold.jsonl"
+    gold.write_text('{"id": "G1", "answer": "cow"}\n{"id": "G2", "answer": "dog"}\n', encoding="utf-8")
+    assert pets.json("gold", "add", "gold.jsonl", "--json")["rejected"] == 1
+    gold.write_text('{"id": "G1", "answer": "cat"}\n{"id": "G2", "answer": "dog"}\n', encoding="utf-8")
+    assert pets.json("gold", "add", "gold.jsonl", "--json") == {"added": 1, "updated": 1, "rejected": 0}
+    assert pets.json("rejects", "--json") == []
