@@ -231,10 +231,30 @@ def ingest(source: str, db: str | None, as_json: bool, quiet: bool, fmt: str | N
 @main.command()
 @db_option
 @click.option("--limit", default=50, show_default=True)
+@click.option("--source", default=None, metavar="FILE",
+              help="Only the rows of this input file (or `<stdin>`, or a plugin source's origin).")
+@click.option("--clear", is_flag=True, help="Forget the listed rejects (a lead's action, audited).")
 @click.option("--json", "as_json", is_flag=True)
-def rejects(db: str | None, limit: int, as_json: bool) -> None:
-    """List quarantined input rows with their reasons."""
-    rows = [dict(r) for r in _engine(db).store.rejects(limit)]
+@as_option
+def rejects(db: str | None, limit: int, source: str | None, clear: bool, as_json: bool, worker: str | None) -> None:
+    """List quarantined input rows with their reasons; --clear forgets them.
+
+    Ingesting a fixed file again removes the rows that now go in by itself."""
+    import os
+
+    engine = _engine(db)
+    if source is not None and os.path.exists(source):
+        source = os.path.abspath(source)  # stored as the absolute path the ingest was given
+    if clear:
+        from .lead import Lead
+
+        cleared = Lead(engine, _worker(worker)).clear_rejects(source)
+        if as_json:
+            _emit_json({"cleared": cleared})
+        else:
+            click.echo(f"cleared {cleared} reject(s)" + (f" of {source}" if source else ""))
+        return
+    rows = [dict(r) for r in engine.store.rejects(limit, source)]
     if as_json:
         _emit_json(rows)
         return

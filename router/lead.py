@@ -262,6 +262,17 @@ class Lead:
         self.store = engine.store
         self.actor = actor
 
+    def clear_rejects(self, source: str | None = None) -> int:
+        """Forget quarantined input rows (of one ``source``, or all) that the lead has
+        dealt with; one transaction with its ``rejects_cleared`` event. Returns how many."""
+        now = clock.now()
+        with self.store.transaction():
+            cleared = self.store.forget_rejects(source)
+            if cleared:
+                self.store.add_event("rejects_cleared", now, action="clear", actor=self.actor,
+                                     detail={"source": source, "rows": cleared})
+        return cleared
+
     def _task(self, ref: str):
         task = self.store.task(ref)
         if task is None:

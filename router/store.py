@@ -823,8 +823,16 @@ class Store:
         self.conn.execute("DELETE FROM rejects WHERE source = ? AND line BETWEEN ? AND ?",
                           (source, first_line, last_line))
 
-    def rejects(self, limit: int = 100) -> list[sqlite3.Row]:
-        return self.query("SELECT * FROM rejects ORDER BY id DESC LIMIT ?", (limit,))
+    def forget_rejects(self, source: str | None = None) -> int:
+        """Delete the rejects of ``source`` (every reject when ``None``); returns how many."""
+        if source is None:
+            return self.conn.execute("DELETE FROM rejects").rowcount
+        return self.conn.execute("DELETE FROM rejects WHERE source = ?", (source,)).rowcount
+
+    def rejects(self, limit: int = 100, source: str | None = None) -> list[sqlite3.Row]:
+        if source is None:
+            return self.query("SELECT * FROM rejects ORDER BY id DESC LIMIT ?", (limit,))
+        return self.query("SELECT * FROM rejects WHERE source = ? ORDER BY id DESC LIMIT ?", (source, limit))
 
     # -- reading for status and export -----------------------------------------------------
     def status_counts(self) -> dict[str, int]:

@@ -12,10 +12,11 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import pytest
 
-from conftest import SMALL_WORKFLOW
+from conftest import LEAD, SMALL_WORKFLOW
 from rules.source import NotUtf8, decode_text
 
 BOM = b"\xef\xbb\xbf"
@@ -304,3 +305,24 @@ def test_gold_rows_fixed_and_added_again_are_no_longer_rejects(pets):
     gold.write_text('{"id": "G1", "answer": "cat"}\n{"id": "G2", "answer": "dog"}\n', encoding="utf-8")
     assert pets.json("gold", "add", "gold.jsonl", "--json") == {"added": 1, "updated": 1, "rejected": 0}
     assert pets.json("rejects", "--json") == []
+
+
+def test_a_lead_clears_rejects_of_one_source_with_an_audit_event(pets):
+    (pets.folder / "a.jsonl").write_text('{broken\n{"id": "a2"}\n', encoding="utf-8")
+    (pets.folder / "b.jsonl").write_text('{"data": {}}\n', encoding="utf-8")
+    pets.ok("ingest", "a.jsonl")
+    pets.ok("ingest", "b.jsonl")
+    assert len(pets.json("rejects", "--json")) == 2
+    assert [r["line"] for r in pets.json("rejects", "--source", "a.jsonl", "--json")] == [1]
+
+    refused = pets("rejects", "--source", "a.jsonl", "--clear", "--as", "ann")
+    assert refused.returncode == 1 and "needs the lead role" in refused.stderr
+    assert pets.json("rejects", "--source", "a.jsonl", "--clear", "--json") == {"cleared": 1}
+    assert [r["source"] for r in pets.json("rejects", "--json")] == [str((pets.folder / "b.jsonl").resolve())]
+    db = sqlite3.connect(pets.db)
+    events = db.execute("SELECT kind, actor, detail FROM events WHERE kind = 'rejects_cleared'").fetchall()
+    db.close()
+    assert [(kind, actor, json.loads(detail)) for kind, actor, detail in events] == [
+        ("rejects_cleared", LEAD, {"source": str((pets.folder / "a.jsonl").resolve()), "rows": 1})]
+    assert pets.json("rejects", "--clear", "--json") == {"cleared": 1}
+    assert pets.json("status", "--json")["rejects"] == 0
