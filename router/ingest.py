@@ -132,9 +132,9 @@ def _read_json_array(handle: BinaryIO, choices: tuple[str, ...]) -> Iterator[Tas
     text_handle = _text(handle)
     try:
         for number, text, row in iter_json_array(text_handle):
-            problem = _undecodable([(None, text)])
-            if problem:
-                yield RowProblem(number, problem.removeprefix("a cell past the header: "), _printable(text))
+            byte = _escaped_byte(text)
+            if byte is not None:
+                yield RowProblem(number, f"not valid UTF-8 (byte 0x{byte:02x})", _printable(text))
                 continue
             try:
                 yield check_row(row, number, choices, JSON_RESERVED)
@@ -232,15 +232,22 @@ _DECIMAL_COMMA = re.compile(r"^\s*(\d*),(\d+)\s*$")  # 0,85 as a spreadsheet wit
 _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
 
 
+def _escaped_byte(text: str) -> int | None:
+    """The first byte that was not UTF-8 in text read with ``surrogateescape``, if any."""
+    if text.isascii():
+        return None
+    found = _ESCAPED_BYTE.search(text)
+    return None if found is None else ord(found.group()) - 0xDC00
+
+
 def _undecodable(cells: Iterable[tuple[Any, Any]]) -> str | None:
-    """Which cell of a record read with ``surrogateescape`` held bytes that are not UTF-8."""
+    """Which cell of a CSV record read with ``surrogateescape`` held bytes that are not UTF-8."""
     for name, value in cells:
         for text in value if isinstance(value, list) else (value,):  # extra cells come as a list
-            if isinstance(text, str) and not text.isascii():
-                found = _ESCAPED_BYTE.search(text)
-                if found:
-                    where = "a cell past the header" if name is None else f"`{_printable(name)}`"
-                    return f"{where}: not valid UTF-8 (byte 0x{ord(found.group()) - 0xDC00:02x})"
+            byte = _escaped_byte(text) if isinstance(text, str) else None
+            if byte is not None:
+                where = "a cell past the header" if name is None else f"`{_printable(name)}`"
+                return f"{where}: not valid UTF-8 (byte 0x{byte:02x})"
     return None
 
 
