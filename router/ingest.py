@@ -62,6 +62,7 @@ CSV_RESERVED = {"id", "category", "tags", "prediction_label", "label", "predicti
                 "prediction_model", "model"}
 JSON_RESERVED = {"id", "data", "category", "tags", "prediction"}
 CSV_DELIMITERS = (",", ";", "\t")
+CSV_CELL_LIMIT = 64 << 20  # characters in one CSV cell
 BOM_TEXT = "\ufeff"
 
 
@@ -187,11 +188,16 @@ def parse_jsonl_line(raw: bytes, number: int, choices: tuple[str, ...]) -> TaskI
 
 def _read_csv(stream: BinaryIO, choices: tuple[str, ...]) -> Iterator[TaskInput | RowProblem]:
     handle = _text(stream)
+    if csv.field_size_limit() < CSV_CELL_LIMIT:
+        csv.field_size_limit(CSV_CELL_LIMIT)  # the default 128 KiB is less than a long document
     try:
         first = handle.readline()
-        reader = csv.DictReader(itertools.chain([first], handle), delimiter=csv_delimiter(first))
+        lines = _RecordLines(itertools.chain([first], handle))
+        # strict: a quote left open or text after a closing quote is a bad row, not a guess
+        reader = csv.DictReader(lines, delimiter=csv_delimiter(first), strict=True)
         if reader.fieldnames is None:
             return
+        lines.take_start()  # the header
         header = first.rstrip("\r\n")
         names = reader.fieldnames = [name.strip() for name in reader.fieldnames]  # "id, text" as typed by hand
         problem = _undecodable(zip(names, names))
@@ -206,8 +212,17 @@ def _read_csv(stream: BinaryIO, choices: tuple[str, ...]) -> Iterator[TaskInput 
         if problem:
             yield RowProblem(1, problem, _printable(header))
             return
-        for record in reader:
-            number = reader.line_num
+        while True:
+            try:
+                record = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:  # the reader goes on at the next line
+                start = lines.take_start()
+                through = f" (the record runs to line {lines.number})" if lines.number > start else ""
+                yield RowProblem(start, f"bad CSV: {exc}{through}", None)
+                continue
+            number = lines.take_start()
             raw = ",".join("" if v is None else str(v) for v in record.values())
             problem = _undecodable(record.items())
             if problem:
@@ -219,6 +234,31 @@ def _read_csv(stream: BinaryIO, choices: tuple[str, ...]) -> Iterator[TaskInput 
                 yield RowProblem(number, str(exc), raw)
     finally:
         handle.detach()  # the caller closes the stream
+
+
+class _RecordLines:
+    """The lines a CSV reader pulls, numbered, remembering where the current record began
+    (its first line that is not empty: the reader skips empty lines between records)."""
+
+    def __init__(self, lines: Iterator[str]):
+        self._lines = lines
+        self.number = 0
+        self._start = 0
+
+    def __iter__(self) -> "_RecordLines":
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self.number += 1
+        if not self._start and line.strip("\r\n"):
+            self._start = self.number
+        return line
+
+    def take_start(self) -> int:
+        """The first line of the record just read; the next record starts afresh."""
+        start, self._start = self._start or self.number, 0
+        return start
 
 
 def csv_delimiter(header: str) -> str:

@@ -326,3 +326,24 @@ def test_a_lead_clears_rejects_of_one_source_with_an_audit_event(pets):
         ("rejects_cleared", LEAD, {"source": str((pets.folder / "a.jsonl").resolve()), "rows": 1})]
     assert pets.json("rejects", "--clear", "--json") == {"cleared": 1}
     assert pets.json("status", "--json")["rejects"] == 0
+
+
+def test_csv_long_cells_go_in_and_broken_quoting_quarantines_only_its_record(pets):
+    long_text = "word " * 60_000  # 300 kB: past the csv module's default 128 KiB cell limit
+    (pets.folder / "t.csv").write_text(
+        "id,caption\n"
+        f"long,{long_text}\n"
+        "\n"
+        'two,"first line\nsecond line"\n'
+        'bad,"quoted"tail\n'
+        "after,still read\n"
+        'open,"never closed\n'
+        "swallowed,by the open quote\n", encoding="utf-8")
+    report = pets.json("ingest", "t.csv", "--json")
+    assert (report["ingested"], report["rejected"]) == (3, 2)
+    assert pets.json("show", "long", "--json")["task"]["data"]["caption"] == long_text
+    assert pets.json("show", "two", "--json")["task"]["data"]["caption"] == "first line\nsecond line"
+    assert pets.json("show", "after", "--json")["task"]["status"] == "open"
+    reasons = {line: r["reason"] for line, r in rejects_by_line(pets).items()}
+    assert reasons == {6: "bad CSV: ',' expected after '\"'",
+                       8: "bad CSV: unexpected end of data (the record runs to line 9)"}
