@@ -182,9 +182,9 @@ def write(run: PluginRun, tasks: list[FinalTask]) -> dict[str, int]:
     existing: list[dict] = []
     if os.path.exists(path):
         try:
-            with open(path, encoding="utf-8-sig") as handle:
-                existing = json.load(handle)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            with open(path, "rb") as handle:
+                existing = json.loads(decode_document(handle.read()))
+        except (OSError, RowError, json.JSONDecodeError) as exc:
             raise PluginError(f"{path}: cannot read the earlier output: {exc}") from None
     index = {_task_key(t): n for n, t in enumerate(existing)}
     for task in tasks:

@@ -7,6 +7,8 @@ over this API.
 
 from __future__ import annotations
 
+import getpass
+import hashlib
 import operator
 import os
 import time
@@ -43,8 +45,6 @@ def current_user() -> str:
     name = os.environ.get("LABELYARD_WORKER")
     if name:
         return name
-    import getpass
-
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -127,8 +127,6 @@ class Engine:
                 workflow, diagnostics = compile_workflow(text, filename, functions)
         if workflow is None:
             raise WorkflowInvalid(diagnostics)
-        import hashlib
-
         digest = hashlib.sha256(text.encode()).hexdigest()
         actor = actor or current_user()
         with self.store.transaction():

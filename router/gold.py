@@ -61,7 +61,7 @@ def default_queue(workflow) -> str:
 
 def add_gold(engine, path: str, actor: str) -> GoldReport:
     """Add (or update the answers of) gold tasks from a JSONL file; bad rows are quarantined."""
-    from .ingest import JSON_RESERVED, RowError, check_row, decode_line
+    from .ingest import JSON_RESERVED, RowError, check_row, load_json_line, raw_line
 
     if not os.path.isfile(path):
         raise LabelyardError(f"{path}: no such file")
@@ -76,9 +76,8 @@ def add_gold(engine, path: str, actor: str) -> GoldReport:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
-            text = line.decode("utf-8", errors="replace")  # as the rejects table keeps it
             try:
-                raw = json.loads(decode_line(line))
+                raw = load_json_line(line)
                 if not isinstance(raw, dict):
                     raise RowError("a row must be a JSON object")
                 if "answer" not in raw:
@@ -91,12 +90,8 @@ def add_gold(engine, path: str, actor: str) -> GoldReport:
                 if queue not in workflow.queues:
                     raise RowError(f"`queue` {json.dumps(queue)} is not a queue of workflow {workflow.name}")
                 item = check_row(raw, number, workflow.labels.choices, JSON_RESERVED | {"answer", "queue"})
-            except json.JSONDecodeError as exc:
-                reason = f"invalid JSON at column {exc.colno}: {exc.msg}"
-                problems.append((source, number, reason, text.rstrip("\r\n"), now))
-                continue
             except RowError as exc:
-                problems.append((source, number, str(exc), text.rstrip("\r\n"), now))
+                problems.append((source, number, str(exc), raw_line(line), now))
                 continue
             rows.append((item, answer, queue))
     report = GoldReport(rejected=len(problems))
@@ -123,7 +118,7 @@ def add_gold(engine, path: str, actor: str) -> GoldReport:
                             detail={"source": source, "line": item.line, "queue": queue, "answer": answer})
             next_id += 1
             report.added += 1
-        store.clear_rejects(source, 1, number)  # the whole file was read again: what is fixed is no reject
+        store.delete_rejects(source, (1, number))  # the whole file was read again: what is fixed is no reject
         if problems:
             store.add_rejects(problems)
     return report

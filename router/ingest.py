@@ -150,40 +150,48 @@ def _read_json_array(handle: BinaryIO, choices: tuple[str, ...]) -> Iterator[Tas
 def decode_line(raw: bytes) -> str:
     """One input line as text (UTF-8, a leading byte-order mark dropped); a :class:`RowError`
     naming the column of the first byte that is not UTF-8, never a silent U+FFFD."""
-    try:
-        return decode_text(raw)
-    except NotUtf8 as exc:
-        raise RowError(f"not valid UTF-8 at column {exc.col} (byte 0x{exc.byte:02x})") from None
+    return _decode(raw, whole=False)
 
 
 def decode_document(data: bytes) -> str:
-    """A whole text file as text (UTF-8, a leading byte-order mark dropped); a :class:`RowError`
-    with the line and column of the first byte that is not UTF-8."""
+    """A whole text file as :func:`decode_line` does a line; the error names line and column."""
+    return _decode(data, whole=True)
+
+
+def _decode(data: bytes, *, whole: bool) -> str:
     try:
         return decode_text(data)
     except NotUtf8 as exc:
-        raise RowError(f"not valid UTF-8 at line {exc.line}, column {exc.col} (byte 0x{exc.byte:02x})") from None
+        where = f"line {exc.line}, column {exc.col}" if whole else f"column {exc.col}"
+        raise RowError(f"not valid UTF-8 at {where} (byte 0x{exc.byte:02x})") from None
+
+
+def load_json_line(raw: bytes) -> Any:
+    """The JSON value on one input line; a :class:`RowError` saying where it is not UTF-8
+    or not JSON."""
+    try:
+        text = raw.decode("utf-8")  # the common case, without decode_line's bookkeeping
+    except UnicodeDecodeError:
+        text = decode_line(raw)  # raises, saying where
+    if text.startswith(BOM_TEXT):  # a byte-order mark (first line, or files joined with cat)
+        text = text[1:]
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RowError(f"invalid JSON at column {exc.colno}: {exc.msg}") from None
+
+
+def raw_line(raw: bytes) -> str:
+    """An input line as the rejects table keeps it: bytes that are not UTF-8 as U+FFFD."""
+    return raw.decode("utf-8", errors="replace").lstrip(BOM_TEXT).rstrip("\r\n")
 
 
 def parse_jsonl_line(raw: bytes, number: int, choices: tuple[str, ...]) -> TaskInput | RowProblem:
     """One JSON Lines row (``raw`` bytes, line ``number``) checked, or the problem with it."""
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:  # decode_line says where
-        try:
-            text = decode_line(raw)
-        except RowError as exc:
-            return RowProblem(number, str(exc), raw.decode("utf-8", errors="replace").rstrip("\r\n"))
-    if text.startswith(BOM_TEXT):  # a byte-order mark (first line, or files joined with cat)
-        text = text[1:]
-    try:
-        row = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return RowProblem(number, f"invalid JSON at column {exc.colno}: {exc.msg}", text.rstrip("\r\n"))
-    try:
-        return check_row(row, number, choices, JSON_RESERVED)
+        return check_row(load_json_line(raw), number, choices, JSON_RESERVED)
     except RowError as exc:
-        return RowProblem(number, str(exc), text.rstrip("\r\n"))
+        return RowProblem(number, str(exc), raw_line(raw))
 
 
 def _read_csv(stream: BinaryIO, choices: tuple[str, ...]) -> Iterator[TaskInput | RowProblem]:

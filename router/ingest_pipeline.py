@@ -144,7 +144,7 @@ class BatchWriter:
                 report.routed[rule] += 1
             store.add_created_events(events)
             if batch.first_line:
-                store.clear_rejects(self.source, batch.first_line, batch.last_line)
+                store.delete_rejects(self.source, (batch.first_line, batch.last_line))
             if batch.problems:
                 store.add_rejects((self.source, p.line, p.reason, p.raw, batch.now) for p in batch.problems)
         report.ingested += len(tasks)

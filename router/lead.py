@@ -267,7 +267,7 @@ class Lead:
         dealt with; one transaction with its ``rejects_cleared`` event. Returns how many."""
         now = clock.now()
         with self.store.transaction():
-            cleared = self.store.forget_rejects(source)
+            cleared = self.store.delete_rejects(source)
             if cleared:
                 self.store.add_event("rejects_cleared", now, action="clear", actor=self.actor,
                                      detail={"source": source, "rows": cleared})

@@ -817,22 +817,22 @@ class Store:
             rows,
         )
 
-    def clear_rejects(self, source: str, first_line: int, last_line: int) -> None:
-        """Forget the rejects of ``source`` on lines ``first_line..last_line``: they were read
-        again, and what is still wrong is quarantined anew."""
-        self.conn.execute("DELETE FROM rejects WHERE source = ? AND line BETWEEN ? AND ?",
-                          (source, first_line, last_line))
-
-    def forget_rejects(self, source: str | None = None) -> int:
-        """Delete the rejects of ``source`` (every reject when ``None``); returns how many."""
-        if source is None:
-            return self.conn.execute("DELETE FROM rejects").rowcount
-        return self.conn.execute("DELETE FROM rejects WHERE source = ?", (source,)).rowcount
+    def delete_rejects(self, source: str | None = None, lines: tuple[int, int] | None = None) -> int:
+        """Delete the rejects of ``source`` (of every source when ``None``), only on lines
+        ``lines[0]..lines[1]`` when given; returns how many."""
+        # Conditions written out only when given, so the (source, line) index serves them.
+        where, params = ["1"], []
+        if source is not None:
+            where.append("source = ?")
+            params.append(source)
+        if lines is not None:
+            where.append("line BETWEEN ? AND ?")
+            params += lines
+        return self.conn.execute(f"DELETE FROM rejects WHERE {' AND '.join(where)}", params).rowcount
 
     def rejects(self, limit: int = 100, source: str | None = None) -> list[sqlite3.Row]:
-        if source is None:
-            return self.query("SELECT * FROM rejects ORDER BY id DESC LIMIT ?", (limit,))
-        return self.query("SELECT * FROM rejects WHERE source = ? ORDER BY id DESC LIMIT ?", (source, limit))
+        return self.query("SELECT * FROM rejects WHERE (?1 IS NULL OR source = ?1) ORDER BY id DESC LIMIT ?2",
+                          (source, limit))
 
     # -- reading for status and export -----------------------------------------------------
     def status_counts(self) -> dict[str, int]:
