@@ -25,7 +25,7 @@ from .context import (NEW_TASK_STATE, Lazy, creation_context, prediction_facts, 
                       task_facts, votes_facts)
 from .errors import AssignmentError, LabelyardError, NothingToDo, NoWorkflow, UnknownTask, UnknownWorker
 from .gold import pick_gold
-from .store import TASK_INSERT_COLUMNS, Store, dumps, loads
+from .store import TASK_INSERT_COLUMNS, Store, dumps, dumps_finite, loads
 from .worker_rules import run_on_worker
 
 if TYPE_CHECKING:  # ingest only, imported where used: `labelyard claim` starts without them
@@ -261,12 +261,21 @@ class Engine:
         task_tuple = operator.itemgetter(*TASK_INSERT_COLUMNS)
         routed = RoutedBatch(now=now, problems=[r for r in batch if isinstance(r, RowProblem)],
                              last_line=batch[-1].line, first_line=batch[0].line)
+        labels = workflow.labels
         for item in inputs:
             if item.external_id in known:
                 routed.duplicates += 1
                 continue
+            try:
+                row = self._new_task_row(item, None, source, version, now)
+            except ValueError:
+                routed.problems.append(RowProblem(item.line, "a number is NaN or infinite, which JSON cannot carry", None))
+                continue
+            problem = None if item.label is None else labels.problem(item.label)
+            if problem is not None:
+                routed.problems.append(RowProblem(item.line, f"`prediction.label`: {problem}", None))
+                continue
             known.add(item.external_id)
-            row = self._new_task_row(item, None, source, version, now)
             decision = workflow.decide("on_create", self._create_context(row, item, now))
             row.update(self._create_fields(decision, item, now))
             routed.tasks.append(task_tuple(row))
@@ -275,16 +284,18 @@ class Engine:
             routed.events.append((decision.rule, decision.action, "labelyard",
                                   dumps({"line": item.line, **decision.as_detail(explained=False)}), now))
             routed.rules.append(decision.rule or "(no rule)")
+        if len(routed.problems) > len(batch) - len(inputs):  # rows refused here join those refused when read
+            routed.problems.sort(key=operator.attrgetter("line"))
         return routed
 
     @staticmethod
     def _new_task_row(item: TaskInput, task_id: int | None, source: str, version: int, now: float) -> dict[str, Any]:
         return {
             **NEW_TASK_STATE, "id": task_id, "external_id": item.external_id, "source": source,
-            "category": item.category, "tags": dumps(item.tags) if item.tags else "[]", "data": dumps(item.data),
+            "category": item.category, "tags": dumps(item.tags) if item.tags else "[]", "data": dumps_finite(item.data),
             "workflow_version": version,
-            "pred_label": None if item.label is None else dumps(item.label), "pred_confidence": item.confidence,
-            "pred_model": item.model, "pred_scores": None if item.scores is None else dumps(item.scores),
+            "pred_label": None if item.label is None else dumps_finite(item.label), "pred_confidence": item.confidence,
+            "pred_model": item.model, "pred_scores": None if item.scores is None else dumps_finite(item.scores),
             "created_at": now, "updated_at": now, "stage_at": now,
         }
 

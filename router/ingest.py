@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from rules.source import BOM, NotUtf8, decode_text
+from rules.workflow import finite_number
 
 from .errors import LabelyardError
 
@@ -179,6 +180,8 @@ def load_json_line(raw: bytes) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise RowError(f"invalid JSON at column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise RowError("JSON nested too deeply") from None
 
 
 def raw_line(raw: bytes) -> str:
@@ -366,11 +369,10 @@ def check_row(row: Any, line: int, choices: tuple[str, ...], reserved: set[str])
 
 def _check_prediction(task: TaskInput, prediction: dict[str, Any], choices: tuple[str, ...]) -> None:
     label = prediction.get("label")
-    if label is not None and choices:
-        wanted = label if isinstance(label, list) else [label]
-        for value in wanted:
-            if not isinstance(value, str) or value not in choices:
-                raise RowError(f"`prediction.label` {json.dumps(value)} is not one of {', '.join(choices)}")
+    # A label of text is checked here; any label is checked against the workflow's label type
+    # (lists of choices, spans, boxes, numbers) when the task is routed.
+    if isinstance(label, str) and choices and label not in choices:
+        raise RowError(f"`prediction.label` {json.dumps(label)} is not one of {', '.join(choices)}")
     confidence = prediction.get("confidence")
     if confidence is not None:
         if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or math.isnan(confidence):
@@ -381,10 +383,8 @@ def _check_prediction(task: TaskInput, prediction: dict[str, Any], choices: tupl
     if model is not None and not isinstance(model, str):
         raise RowError("`prediction.model` must be text")
     scores = prediction.get("scores")
-    if scores is not None and (
-        not isinstance(scores, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in scores.values())
-    ):
-        raise RowError("`prediction.scores` must map labels to numbers")
+    if scores is not None and (not isinstance(scores, dict) or not all(map(finite_number, scores.values()))):
+        raise RowError("`prediction.scores` must map labels to finite numbers")
     task.label = label
     task.confidence = None if confidence is None else float(confidence)
     task.model = model

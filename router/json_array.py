@@ -92,6 +92,8 @@ def iter_json_array(handle: IO[str]) -> Iterator[tuple[int, str, Any]]:
                     if window.more():
                         continue  # the element may go on in the next chunk
                     raise window.fail(exc.msg, exc.pos) from None
+                except RecursionError:
+                    raise window.fail("an element is nested too deeply to read") from None
                 if end == len(window.text) and window.more():
                     continue  # a number may go on in the next chunk
                 break

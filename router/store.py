@@ -71,6 +71,14 @@ def dumps(value: Any) -> str:
     return _encode(value)
 
 
+_encode_finite = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+def dumps_finite(value: Any) -> str:
+    """:func:`dumps` for input data: NaN or an infinity (which JSON cannot carry) raise ``ValueError``."""
+    return _encode_finite(value)
+
+
 def loads(text: str | None) -> Any:
     """JSON from storage; ``None`` stays ``None``."""
     return None if text is None else json.loads(text)

@@ -227,11 +227,15 @@ def _arithmetic(verb: str, apply: Callable[[Any, Any], Any]) -> Callable[[object
             return None
         if _is_number(a) and _is_number(b):
             try:
-                return apply(a, b)
+                result = apply(a, b)
             except ZeroDivisionError:
                 return None
             except OverflowError:
                 raise _Clash(f"the result of {verb} is too large") from None
+            if result.__class__ is float and result - result != 0.0 and a - a == 0.0 and b - b == 0.0:
+                # finite inputs gave inf or NaN: floats overflow quietly, unlike Python ints
+                raise _Clash(f"the result of {verb} is too large")
+            return result
         raise _Clash(f"cannot {verb} {_type_name(a)} and {_type_name(b)}")
 
     return arith
@@ -1275,9 +1279,12 @@ def _fast_arithmetic(start: int, first: _Fast, steps: tuple[tuple[str, _Fast, st
                 a, b = first(ctx), get(ctx)
                 if type(a) in _NUMBER_TYPES and type(b) in _NUMBER_TYPES:
                     try:
-                        return raw(a, b)
+                        result = raw(a, b)
                     except OverflowError:
                         pass  # the general operator reports it
+                    else:
+                        if result.__class__ is not float or result - result == 0.0:
+                            return result  # else inf or NaN: the general operator reports it
                 try:
                     return apply(a, b)
                 except _Clash as exc:
@@ -1316,9 +1323,12 @@ def _fast_arithmetic_const(start: int, first: _Fast, op: str, c: object, where: 
         a = first(ctx)
         if type(a) in _NUMBER_TYPES:
             try:
-                return raw(a, c)
+                result = raw(a, c)
             except OverflowError:
                 pass  # the general operator reports it
+            else:
+                if result.__class__ is not float or result - result == 0.0:
+                    return result  # else inf or NaN: the general operator reports it
         try:
             return apply(a, c)
         except _Clash as exc:

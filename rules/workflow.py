@@ -9,6 +9,7 @@ jsonschema, which keeps the CLI's start-up fast.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,36 @@ from .expr import EvaluationError, Expression, ExpressionError, compile_expressi
 TASK_DECISION_SECTIONS = ("on_create", "on_quorum", "on_review", "on_timer")
 HOLD_WHEN_NO_RULE = ("on_create", "on_quorum", "on_review")
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_OVERLAP = 1000
+NUMERIC_PARAMS = ("overlap", "priority")
+PRIORITY_LIMIT = 1e15  # priorities are stored as REAL; beyond this they stop being exact
+
+
+def param_problem(key: str, value: Any) -> str | None:
+    """Why an action's ``overlap`` or ``priority`` value cannot be used; ``None`` when it can.
+
+    ``null`` is allowed and means the default (overlap 1, priority unchanged).
+    """
+    if value is None or key not in ("overlap", "priority"):
+        return None
+    number = not isinstance(value, bool) and isinstance(value, (int, float))
+    if key == "overlap":
+        if not number or not 1 <= value <= MAX_OVERLAP or value % 1:
+            return f"overlap must be a whole number from 1 to {MAX_OVERLAP}, not {_show_short(value)}"
+    elif not number or not -PRIORITY_LIMIT <= value <= PRIORITY_LIMIT:
+        return f"priority must be a number from -1e15 to 1e15, not {_show_short(value)}"
+    return None
+
+
+def _show_short(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**18:
+        # str() of a huge int is slow and refused past 4,300 digits
+        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+    try:
+        text = repr(value) if isinstance(value, float) else _show(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def parse_duration(text: str) -> float:
@@ -39,6 +70,13 @@ class LabelSpec:
     max: float | None = None
     iou: float = 0.5
 
+    @classmethod
+    def from_spec(cls, labels: Any) -> "LabelSpec":
+        """The spec of a workflow's ``labels`` section (defaults where it is missing)."""
+        labels = labels if isinstance(labels, dict) else {}
+        return cls(type=labels.get("type", "choice"), choices=tuple(labels.get("choices") or ()),
+                   min=labels.get("min"), max=labels.get("max"), iou=labels.get("iou", 0.5))
+
     def problem(self, value: Any) -> str | None:
         """Why ``value`` is not a valid label, or ``None`` when it is."""
         if self.type == "choice":
@@ -51,8 +89,8 @@ class LabelSpec:
             if bad:
                 return f"{', '.join(map(_show, bad))} not among {', '.join(self.choices)}"
         elif self.type == "number":
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                return f"label {_show(value)} is not a number"
+            if not finite_number(value):
+                return f"label {_show_short(value)} is not a finite number"
             if self.min is not None and value < self.min or self.max is not None and value > self.max:
                 return f"label {value} is outside {self.min}..{self.max}"
         elif self.type == "text":
@@ -63,9 +101,13 @@ class LabelSpec:
             if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
                 return f"a {self.type} label is a list of objects with {', '.join(keys)}"
             for item in value:
-                missing = [k for k in keys if not isinstance(item.get(k), (int, float)) or isinstance(item.get(k), bool)]
+                missing = [k for k in keys if not finite_number(item.get(k))]
                 if missing:
-                    return f"each of the {self.type} needs numeric {', '.join(missing)}"
+                    return f"each of the {self.type} needs finite numeric {', '.join(missing)}"
+                if self.type == "boxes" and (item["width"] < 0 or item["height"] < 0):
+                    return f"a box has a negative size ({item['width']} × {item['height']})"
+                if self.type == "spans" and not 0 <= item["start"] <= item["end"]:
+                    return f"a span must have 0 <= start <= end, not {item['start']}..{item['end']}"
                 if self.choices and item.get("label") is not None and item["label"] not in self.choices:
                     return f"{_show(item['label'])} is not one of {', '.join(self.choices)}"
         return None
@@ -202,14 +244,7 @@ class Workflow:
         self.spec = spec
         self.name: str = spec["workflow"]
         self.description: str = spec.get("description", "")
-        labels = spec.get("labels") or {}
-        self.labels = LabelSpec(
-            type=labels.get("type", "choice"),
-            choices=tuple(labels.get("choices") or ()),
-            min=labels.get("min"),
-            max=labels.get("max"),
-            iou=labels.get("iou", 0.5),
-        )
+        self.labels = LabelSpec.from_spec(spec.get("labels"))
         self.queues: dict[str, QueueSpec] = {
             name: QueueSpec(
                 name,
@@ -273,6 +308,7 @@ class Workflow:
                     key: (value.evaluate(ctx) if isinstance(value, Expression) else value)
                     for key, value in rule.action.params.items()
                 }
+                _check_params(values)
             except EvaluationError as exc:
                 return Decision(
                     section, rule.name, "hold", condition=_source(rule.when), trace=trace,
@@ -323,6 +359,7 @@ def _firing(section: str, rule: Rule) -> Callable[[Mapping[str, Any]], Decision]
     kind, target, params = rule.action.kind, rule.action.target, dict(rule.action.params)
     condition = when.source if when is not None else None
     computed = tuple((k, v.fast) for k, v in params.items() if isinstance(v, Expression))
+    numeric = any(k in NUMERIC_PARAMS for k, _ in computed)
     new = object.__new__
 
     if not computed:
@@ -364,6 +401,8 @@ def _firing(section: str, rule: Rule) -> Callable[[Mapping[str, Any]], Decision]
         def fire_one(ctx: Mapping[str, Any]) -> Decision:
             values = params.copy()
             values[key1] = fast1(ctx)
+            if numeric:
+                _check_params(values)
             d = new(Decision)
             d.section, d.rule, d.action, d.target = section, name, kind, target
             d.values, d.condition, d.reason = values, condition, fixed_reason
@@ -379,6 +418,8 @@ def _firing(section: str, rule: Rule) -> Callable[[Mapping[str, Any]], Decision]
         values = params.copy()
         for key, fast in computed:
             values[key] = fast(ctx)
+        if numeric:
+            _check_params(values)
         d = new(Decision)
         d.section, d.rule, d.action, d.target = section, name, kind, target
         reason = values.get("reason")
@@ -390,6 +431,14 @@ def _firing(section: str, rule: Rule) -> Callable[[Mapping[str, Any]], Decision]
         return d
 
     return fire_computed
+
+
+def _check_params(values: Mapping[str, Any]) -> None:
+    """Raise :class:`EvaluationError` (the rule failed: the task is held) for an unusable number."""
+    for key in NUMERIC_PARAMS:
+        problem = param_problem(key, values.get(key))
+        if problem is not None:
+            raise EvaluationError(problem)
 
 
 def _condition_trace(when: Expression, ctx: Mapping[str, Any]) -> list[str]:
@@ -430,7 +479,7 @@ def _source(expr: Expression | None) -> str | None:
 
 
 def _truthy(value: Any) -> bool:
-    return value not in (None, False, 0, "", []) and value == value
+    return value not in (None, False, 0, "", [], {}) and value == value
 
 
 def compile_workflow(
@@ -614,6 +663,10 @@ class _Compiler:
                 self.error(path + (key,), f"unknown parameter `{key}` for `{kind}`{suffix}", key=True)
                 ok = False
         params: dict[str, Any] = {}
+        problem = _target_problem(kind, spec.target, target)
+        if problem is not None:
+            self.error(path + (kind,) if isinstance(do, dict) else path, problem)
+            return None
         if spec.target == "queue":
             queues = self.spec.get("queues") or {}
             if not isinstance(target, str):
@@ -642,11 +695,23 @@ class _Compiler:
                     expr = self.compile_expr(section, where, value)
                     if expr is None:
                         ok = False
+                        del params[key]  # reported; not checked again below
                         continue
                     params[key] = _constant_or(expr)
-        overlap = params.get("overlap")
-        if isinstance(overlap, (int, float)) and not isinstance(overlap, bool) and overlap < 1:
-            self.error(path + ("overlap",), f"overlap must be at least 1, not {overlap}")
+        for key in NUMERIC_PARAMS:
+            value = params.get(key)
+            problem = None if isinstance(value, Expression) else param_problem(key, value)
+            if problem is not None:
+                self.error(path + (key,), problem)
+                ok = False
+        label = params.get("label")
+        if label is not None and not isinstance(label, Expression):
+            problem = LabelSpec.from_spec(self.spec.get("labels")).problem(label)
+            if problem is not None:
+                self.error(path + (kind, "label"), f"`accept` can never use this label: {problem}")
+                ok = False
+        if "reason" in extra and not isinstance(extra["reason"], str):
+            self.error(path + ("reason",), f"`reason` is text, not {_show_short(extra['reason'])}")
             ok = False
         if kind == "annotate":
             params.setdefault("overlap", 1)
@@ -663,6 +728,16 @@ class _Compiler:
         if isinstance(labels, dict) and labels.get("type", "choice") in ("choice", "multi_choice") and not labels.get("choices"):
             pos = self.doc.where(("labels",))
             out.append(Diagnostic(self.filename, pos.line, pos.col, f"labels of type {labels.get('type', 'choice')} need `choices`"))
+        for path, text, is_key in _one_line_values(self.spec):
+            if isinstance(text, str) and text.endswith("\n"):
+                pos = self.doc.where(path, key=is_key)
+                out.append(Diagnostic(self.filename, pos.line, pos.col,
+                                      f"{_show_short(text)} ends with a line break (a `|` block?); write it on one line"))
+        if isinstance(labels, dict) and _number(labels.get("min")) and _number(labels.get("max")) \
+                and labels["min"] > labels["max"]:
+            pos = self.doc.where(("labels", "min"))
+            out.append(Diagnostic(self.filename, pos.line, pos.col,
+                                  f"labels: min ({labels['min']}) is above max ({labels['max']}); no label could be valid"))
         for section in SECTIONS:
             entries = self.spec.get(section)
             if not isinstance(entries, list) or not entries:
@@ -685,6 +760,63 @@ class _Compiler:
                                       f"{section} has no rule without `when`: a task no rule matches is held",
                                       "warning"))
         return out
+
+
+def _one_line_values(spec: dict[str, Any]) -> list[tuple[tuple, Any, bool]]:
+    """``(path, value, is_key)`` of the workflow's name, queue names and SLAs.
+
+    The schema's patterns check them, but its ``$`` (Python's) also matches
+    before a final line break, which a `|` block scalar leaves.
+    """
+    found: list[tuple[tuple, Any, bool]] = [(("workflow",), spec.get("workflow"), False)]
+    queues = spec.get("queues")
+    if isinstance(queues, dict):
+        for name, queue in queues.items():
+            found.append((("queues", name), name, True))
+            if isinstance(queue, dict) and "sla" in queue:
+                found.append((("queues", name, "sla"), queue["sla"], False))
+    return found
+
+
+def finite_number(value: Any) -> bool:
+    """A number (not a bool) that is neither NaN nor infinite."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return math.isfinite(value) if isinstance(value, float) else abs(value) < 10**300
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _target_problem(kind: str, target_kind: str | None, target: Any) -> str | None:
+    """Why ``target`` cannot be the main value of action ``kind``; ``None`` when it can."""
+    if target_kind == "queue":
+        return None  # checked against the workflow's queues by the compiler
+    if target_kind == "skill":
+        if isinstance(target, str) and target.strip():
+            return None
+        return f"`{kind}` needs a skill name, e.g. {{{kind}: contracts}}" + (
+            "" if target is None else f", not {_show_short(target)}")
+    if target is None:
+        return None
+    if target_kind == "accept":
+        if isinstance(target, dict) and set(target) <= {"label"}:
+            return None
+        return ("`accept` takes no value, or {label: EXPR} to set the label "
+                f"(e.g. {{accept: {{label: '\"bug\"'}}}}), not {_show_short(target)}")
+    if target_kind == "reason":
+        return None if isinstance(target, str) else (
+            f"`{kind}` takes the reason as text, e.g. {{{kind}: \"why\"}}, not {_show_short(target)}")
+    if target_kind == "return_to":
+        return None if target == "annotators" else (
+            f"`return` gives the task back to `annotators` (the only value), not {_show_short(target)}")
+    if target_kind == "worker":
+        return None if target == "worker" else (
+            f"`pause` pauses the worker who submitted: `pause: worker` (the only value), not {_show_short(target)}")
+    if target is True:
+        return None
+    return f"`{kind}` takes no value (write `{kind}` or {{{kind}: true}}), not {_show_short(target)}"
 
 
 def _constant_or(expr: Expression) -> Any:

@@ -204,7 +204,8 @@ EVAL_ERRORS = [
     ("abs(task.category)", "abs() needs a number, not text"),
     ("matches(task.age, 'x')", "matches() needs text, not number"),
     ("sample(task.category)", "sample() needs a number, not text"),
-    ("task.data.customer.since * 1e308 * 10 / task.id", None),  # floats overflow to inf silently: no error
+    ("task.data.customer.since * 1e308 * 10 / task.id", "the result of multiply is too large"),  # not a silent inf
+    ("task.data.customer.since * 1e304 + 1.7e308", "the result of add is too large"),
 ]
 
 
@@ -230,6 +231,7 @@ def test_evaluation_error_names_the_place():
 # ------------------------------------------------------------------ compile-time errors
 
 ERRORS = [
+    ("1e308 * 10 - 1e308 * 10", "the result of multiply is too large"),  # folded at compile time
     # unknown names, with suggestions
     ("prediction.confidnce > 1", "did you mean `prediction.confidence`?"),
     ("task.categry == 'x'", "did you mean `task.category`?"),

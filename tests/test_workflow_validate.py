@@ -45,7 +45,7 @@ EXPECTED_ERRORS = [
     (13, 11, "duplicate rule name `sure` in on_create (first at rule 1)"),
     (14, 35, "expected an expression, but the expression ends here"),
     (15, 20, "undefined queue `triag`; did you mean `triage`?"),
-    (15, 36, "overlap must be at least 1, not 0"),
+    (15, 36, "overlap must be a whole number from 1 to 1000, not 0"),
     (17, 28, "unknown parameter `overlpa` for `annotate`; did you mean `overlap`?"),
     (19, 30, "expected an expression, but the expression ends here"),
     (20, 9, "unknown action `acept`; did you mean `accept`?"),
