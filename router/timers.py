@@ -13,7 +13,10 @@ Ticks are idempotent: a released assignment is no longer active; a rule acts
 at most once on a task per round (the round is recorded in the event and
 checked); an action that would leave the task where it is (``escalate:
 experts`` on a task already escalated to ``experts``) is not taken. Each row is
-read again inside the transaction and skipped when it changed meanwhile.
+read again inside the transaction and skipped when it changed meanwhile. A
+task moves at most once per tick: one escalated to a queue that sorts later is
+met again further on, and waits for the next tick (as it would if the queue
+sorted earlier).
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ def tick(engine, *, page: int = PAGE, actor: str = ACTOR) -> TickReport:
                 "queue": queue_facts(task["queue"]), "now": now}
 
     store = engine.store
+    moved: set[int] = set()  # tasks an action moved this tick: decided once, even if met again further on
     after = 0
     while True:
         slots = store.active_assignments_after(after, page)
@@ -87,7 +91,7 @@ def tick(engine, *, page: int = PAGE, actor: str = ACTOR) -> TickReport:
             decision = engine.workflow.decide("on_timer", ctx)
             if decision.rule is not None and (decision.action == "release" or not task["is_gold"]):
                 todo.append((a, task, decision, decision_facts(ctx)))
-        _act(engine, todo, now, actor, report)
+        _act(engine, todo, now, actor, report, moved)
 
     if all(rule.when is not None and rule.when.roots <= {"assignment", "now"} for rule in rules):
         return report  # every rule is about assignments: nothing to decide per task
@@ -97,6 +101,8 @@ def tick(engine, *, page: int = PAGE, actor: str = ACTOR) -> TickReport:
         if not tasks:
             break
         queue, after = tasks[-1]["queue"], tasks[-1]["id"]
+        # A task moved to a queue that sorts later is met again on a later page: not again.
+        tasks = [t for t in tasks if t["id"] not in moved]
         report.tasks += len(tasks)
         todo = []
         for task in tasks:
@@ -104,19 +110,20 @@ def tick(engine, *, page: int = PAGE, actor: str = ACTOR) -> TickReport:
             decision = engine.workflow.decide("on_timer", ctx)
             if decision.rule is not None and decision.action != "release":
                 todo.append((None, task, decision, decision_facts(ctx)))
-        _act(engine, todo, now, actor, report)
+        _act(engine, todo, now, actor, report, moved)
     return report
 
 
-def _act(engine, todo: list, now: float, actor: str, report: TickReport) -> None:
-    """Apply one page of decisions in one transaction, each on fresh rows."""
+def _act(engine, todo: list, now: float, actor: str, report: TickReport, moved: set[int]) -> None:
+    """Apply one page of decisions in one transaction, each on fresh rows; ``moved`` gathers the
+    tasks moved this tick, which no later decision of the tick touches."""
     if not todo:
         return
     store = engine.store
     with store.transaction():
         for a, old, decision, facts in todo:
             task = store.task(old["id"])
-            if task["status"] != "open" or task["round"] != old["round"]:
+            if task["id"] in moved or task["status"] != "open" or task["round"] != old["round"]:
                 continue  # moved on since it was read (or by an earlier decision of this page)
             if a is not None:
                 a = store.assignment(a["id"])
@@ -145,3 +152,4 @@ def _act(engine, todo: list, now: float, actor: str, report: TickReport) -> None
                 engine._apply(task, decision, now, actor, votes=engine._votes(task["id"]), final_by="lead",
                               facts=facts, extra=mark)
             report.actions[decision.action] += 1
+            moved.add(task["id"])

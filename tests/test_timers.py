@@ -122,3 +122,31 @@ def test_text_output_summarises(project):
     out = project.run_ok("tick", hours=49).stdout
     assert "3 escalate" in out and "released 0" in out
     assert json.loads(project.run_ok("tick", "--json", hours=49).stdout)["unchanged"] == 3
+
+
+CHAIN = """\
+workflow: chain
+labels: {{type: choice, choices: [a, b]}}
+queues:
+  {first}: {{roles: [annotator]}}
+  {second}: {{roles: [annotator]}}
+  {third}: {{roles: [annotator]}}
+on_create: [{{name: start, do: {{annotate: {first}}}}}]
+on_timer:
+  - {{name: late 1, when: 'task.queue == "{first}" and task.age > 1h', do: {{escalate: {second}}}}}
+  - {{name: late 2, when: 'task.queue == "{second}" and task.age > 1h', do: {{escalate: {third}}}}}
+  - {{name: late 3, when: 'task.queue == "{third}" and task.age > 1h', do: {{hold: "too late"}}}}
+"""
+
+
+@pytest.mark.parametrize("names", [("a1", "b2", "c3"), ("z1", "y2", "x3")], ids=["sorting-later", "sorting-earlier"])
+def test_a_task_moves_at_most_once_per_tick_whatever_its_queues_are_called(tmp_path, names):
+    first, second, third = names
+    p = Project(tmp_path, workflow=CHAIN.format(first=first, second=second, third=third))
+    p.ingest([{"id": "T1"}, {"id": "T2"}])
+    report = p.json("tick", hours=2)
+    assert (report["tasks_checked"], report["actions"]) == (2, {"escalate": 2})
+    assert p.show("T1")["task"]["queue"] == second
+    assert p.json("tick", hours=2.1)["actions"] == {"escalate": 2}
+    assert p.json("tick", hours=2.2)["actions"] == {"hold": 2}
+    assert p.show("T2")["task"]["status"] == "held"
