@@ -18,10 +18,12 @@ def count_lines(path: str) -> int:
 @contextmanager
 def line_progress(path: str, label: str) -> Iterator[Callable[[int], None]]:
     """A bar over a file's lines; yields ``update(line_reached)``."""
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     total = count_lines(path)
-    with Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+    # the label names the user's file: escaped, so a name like `[/]x.jsonl` is not read as markup
+    with Progress(TextColumn(f"[bold]{escape(label)}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   transient=True) as progress:
         task = progress.add_task(label, total=total)
         yield lambda line: progress.update(task, completed=min(line, total))

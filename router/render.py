@@ -13,7 +13,7 @@ def print_status(data: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(markup=False)  # names and errors are the user's text
     wf = data.get("workflow")
     console.print(f"workflow: {wf['name']} v{wf['version']}" if wf else "workflow: (none applied)")
     tasks = data["tasks"]
@@ -27,10 +27,10 @@ def print_status(data: dict[str, Any]) -> None:
     run = data.get("last_run")
     if run:
         state = "ok" if run["ok"] else ("running, or killed before it finished" if not run["finished"] else "failed")
-        console.print(f"last run: {run['id']} at {run['started_at']}: {state}", markup=False)
+        console.print(f"last run: {run['id']} at {run['started_at']}: {state}")
         for f in run["failures"]:
             where = f["plugin"] + (f" ({f['entry']})" if f.get("entry") and f["entry"] != f["plugin"] else "")
-            console.print(f"  {where}: {f['step']} failed: {f['error']}", markup=False)
+            console.print(f"  {where}: {f['step']} failed: {f['error']}")
     if data.get("outbox_pending"):
         console.print(f"notifications waiting in the outbox: {data['outbox_pending']}")
 
@@ -38,11 +38,14 @@ def print_status(data: dict[str, Any]) -> None:
 def print_task(data: dict[str, Any]) -> None:
     """Print one task, its votes and its history."""
     from rich.console import Console
+    from rich.text import Text
 
-    console = Console(highlight=False)
+    # Task data, reasons, comments and rule names are the user's text: never read as markup.
+    console = Console(highlight=False, markup=False)
     t = data["task"]
-    console.print(f"[bold]task {t['id']}[/] ({t['external_id']}) status={t['status']} stage={t['stage']} "
-                  f"queue={t['queue']} priority={t['priority']:.3g}")
+    console.print(Text.assemble((f"task {t['id']}", "bold"),
+                                f" ({t['external_id']}) status={t['status']} stage={t['stage']} "
+                                f"queue={t['queue']} priority={t['priority']:.3g}"))
     if t["final_label"] is not None:
         console.print(f"final label: {json.dumps(t['final_label'])} by {t['final_by']} (rule `{t['final_rule']}`)")
     if t["reason"]:

@@ -1,0 +1,37 @@
+"""Text from task data, rules and file names is printed as it is, never read as rich markup."""
+
+from __future__ import annotations
+
+import json
+
+from router.progress import line_progress
+
+WORKFLOW = """\
+workflow: f
+labels: {type: choice, choices: [a, b]}
+queues:
+  q: {roles: [annotator]}
+on_create:
+  - {name: "[/]", when: 'task.data.kind == "odd"', do: {hold: "needs [legal] review"}}
+  - {name: plain, do: {annotate: q}}
+"""
+
+
+def test_show_prints_brackets_in_data_reasons_and_rule_names(run, write_workflow, tmp_path):
+    run.ok("init")
+    run.ok("apply", write_workflow(WORKFLOW))
+    rows = [{"id": "t", "data": {"kind": "odd", "note": "[bold]important[/bold] [legal] see [/] below"}}]
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run.ok("ingest", "t.jsonl")
+    out = run.ok("show", "t").stdout
+    assert "reason: needs [legal] review" in out
+    assert '"note": "[bold]important[/bold] [legal] see [/] below"' in out
+    assert "rule `[/]` → hold" in out
+
+
+def test_a_progress_label_with_brackets_is_shown_as_written(tmp_path):
+    (tmp_path / "a[" / "]b[").mkdir(parents=True)
+    path = tmp_path / "a[" / "]b[" / "]c.jsonl"  # `a[/]b[/]c.jsonl`: the second closing tag has nothing to close
+    path.write_text("{}\n{}\n")
+    with line_progress(str(path), f"ingest {path}") as update:
+        update(2)
