@@ -90,6 +90,7 @@ def task_facts(row: Mapping[str, Any], now: float) -> dict[str, Any]:
         "tags": loads(tags) if isinstance(tags, str) else tags,
         "data": loads(data) if isinstance(data, str) else data,
         "age": now - row["created_at"],
+        "stage_age": now - row["stage_at"],  # since the task entered its current stage (queue SLAs)
         "stage": row["stage"],
         "queue": row["queue"],
         "attempts": row["attempts"],

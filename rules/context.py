@@ -37,7 +37,7 @@ def _fields(*names: str, open: Sequence[str] = ()) -> dict[str, object]:
 
 CONTEXT_SCHEMA: dict[str, dict[str, object] | object] = {
     "task": _fields(
-        "id", "external_id", "source", "category", "tags", "data", "age", "stage",
+        "id", "external_id", "source", "category", "tags", "data", "age", "stage_age", "stage",
         "queue", "attempts", "priority", "status", "gold", open=("data",),
     ),
     "prediction": _fields("label", "confidence", "model", "scores", "margin", "entropy", open=("scores",)),

@@ -14,6 +14,7 @@ from .diagnostics import Diagnostic, WorkflowInvalid
 
 MAX_BYTES = 1_000_000
 MAX_NODES = 50_000
+MAX_DEPTH = 100
 
 Path = tuple[Any, ...]
 
@@ -55,7 +56,7 @@ def load_document(text: str, filename: str) -> Document:
 
     if len(text.encode("utf-8", "replace")) > MAX_BYTES:
         raise WorkflowInvalid([Diagnostic(filename, 1, 1, f"file is larger than {MAX_BYTES:,} bytes")])
-    loader = yaml.SafeLoader(text)
+    loader = _core_loader()(text)
     try:
         root = loader.get_single_node()
     except RecursionError:
@@ -94,25 +95,20 @@ class _Builder:
     def build(self, node: Any, path: Path) -> Any:
         try:
             return self._build(node, path, 0)
-        except _Budget:
-            mark = node.start_mark
-            self.errors = [
-                Diagnostic(
-                    self.doc.filename,
-                    mark.line + 1,
-                    mark.column + 1,
-                    f"document expands to more than {MAX_NODES:,} nodes "
-                    "(nested aliases? refused as a possible YAML bomb)",
-                )
-            ]
+        except _Budget as exc:
+            mark = exc.args[0].start_mark if exc.args else node.start_mark
+            message = (f"document expands to more than {MAX_NODES:,} nodes "
+                       "(nested aliases? refused as a possible YAML bomb)") if self.nodes > MAX_NODES else (
+                       f"YAML nested more than {MAX_DEPTH} levels deep")
+            self.errors = [Diagnostic(self.doc.filename, mark.line + 1, mark.column + 1, message)]
             return None
 
     def _build(self, node: Any, path: Path, depth: int) -> Any:
         import yaml
 
         self.nodes += 1
-        if self.nodes > MAX_NODES or depth > 100:
-            raise _Budget
+        if self.nodes > MAX_NODES or depth > MAX_DEPTH:
+            raise _Budget(node)
         mark = node.start_mark
         style = getattr(node, "style", None) if isinstance(node, yaml.ScalarNode) else None
         self.doc.values[path] = Position(mark.line + 1, mark.column + 1, style)
@@ -168,6 +164,39 @@ class _Builder:
             return _SKIP
         value = self.loader.construct_object(node, deep=True)
         return value if isinstance(value, str) else str(value)
+
+
+_CORE_LOADER: Any = None
+_BOOL, _INT, _TIMESTAMP = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:timestamp")
+
+
+def _core_loader() -> Any:
+    """``yaml.SafeLoader`` reading plain scalars as YAML 1.2's core schema does.
+
+    YAML 1.1 (PyYAML's default) reads ``on``, ``off``, ``yes`` and ``no`` as
+    booleans, so a queue named ``on`` or ``choices: [yes, no]`` silently
+    changed; ``2024-01-01`` as a date, which JSON cannot store; and ``010`` as
+    octal, ``1:30`` as 90. Here only ``true``/``false`` are booleans, integers
+    are decimal, and dates stay text.
+    """
+    global _CORE_LOADER
+    if _CORE_LOADER is None:
+        import re
+
+        import yaml
+
+        class CoreLoader(yaml.SafeLoader):
+            pass
+
+        CoreLoader.yaml_implicit_resolvers = {
+            first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _INT, _TIMESTAMP)]
+            for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+        }
+        CoreLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+        CoreLoader.add_implicit_resolver(_INT, re.compile(r"^[-+]?[0-9]+$"), list("-+0123456789"))
+        CoreLoader.add_constructor(_INT, lambda loader, node: int(loader.construct_scalar(node)))
+        _CORE_LOADER = CoreLoader
+    return _CORE_LOADER
 
 
 _SKIP = object()

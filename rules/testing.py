@@ -28,7 +28,7 @@ import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from .actions import ACTIONS
@@ -37,7 +37,7 @@ from .diagnostics import Diagnostic, WorkflowInvalid
 from .errors import RulesError
 from .expr import DURATION_UNITS, EvaluationError
 from .source import read_source
-from .workflow import Workflow, compile_workflow
+from .workflow import Workflow, compile_workflow, finite_number
 
 __all__ = [
     "EVENTS",
@@ -55,7 +55,7 @@ __all__ = [
 
 EVENTS = ("on_create", "on_quorum", "on_review", "on_worker", "on_timer")
 FACT_ROOTS = ("task", "prediction", "votes", "review", "worker", "assignment", "queue", "now")
-AGE_KEYS = {("task", "age"), ("assignment", "age"), ("queue", "oldest_age")}
+AGE_KEYS = {("task", "age"), ("task", "stage_age"), ("assignment", "age"), ("queue", "oldest_age")}
 TEST_SUFFIX = ".test.yaml"
 WORKFLOW_SUFFIX = ".workflow.yaml"
 
@@ -238,18 +238,22 @@ def discover(paths: Iterable[str]) -> tuple[list[tuple[str, str | None]], list[s
 
 
 def _workflow_for(test_path: str) -> str:
-    """The workflow a test file names with ``workflow:``, else ``NAME.workflow.yaml`` beside it."""
+    """The workflow a test file names with ``workflow:``, else ``NAME.workflow.yaml`` beside it.
+
+    The file is read as YAML (a BOM, a quoted key and flow style all count);
+    one that cannot be read names no workflow here, and its errors are
+    reported when its cases are loaded.
+    """
+    from .loader import load_document
+
     default = test_path[: -len(TEST_SUFFIX)] + WORKFLOW_SUFFIX
     try:
-        with open(test_path, "rb") as handle:  # only a `workflow:` line is looked for; _read reports bad bytes
-            head = handle.read(4096).decode("utf-8", errors="replace")
-    except OSError:
+        data = load_document(read_source(test_path), test_path).data
+    except (OSError, WorkflowInvalid):
         return default
-    for line in head.splitlines():
-        if line.startswith("workflow:"):
-            value = line.partition(":")[2].split("#")[0].strip().strip("'\"")
-            if value:
-                return os.path.normpath(os.path.join(os.path.dirname(test_path), value))
+    value = data.get("workflow") if isinstance(data, dict) else None
+    if isinstance(value, str) and value.strip():
+        return os.path.normpath(os.path.join(os.path.dirname(test_path), value.strip()))
     return default
 
 
@@ -380,11 +384,8 @@ def _load_cases(text: str, filename: str, suite: SuiteResult) -> list[dict[str, 
 
 
 def _validator(jsonschema: Any) -> Any:
-    """A validator for which YAML's unquoted timestamps (``now: 2025-01-01T09:00:00``) count as text."""
-    base = jsonschema.Draft202012Validator
-    checker = base.TYPE_CHECKER.redefine(
-        "string", lambda _checker, value: isinstance(value, (str, date)))
-    return jsonschema.validators.extend(base, type_checker=checker)(TEST_SCHEMA)
+    """The validator of test files (timestamps stay text: rules.loader reads no dates)."""
+    return jsonschema.Draft202012Validator(TEST_SCHEMA)
 
 
 _POSITION_KEYS = (("expect", "rule"), ("expect", "action"), ("facts",))
@@ -504,10 +505,6 @@ def _instant(value: Any) -> float:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=timezone.utc)
         return moment.timestamp()
-    if isinstance(value, date):  # YAML reads unquoted timestamps and dates itself
-        moment = value if isinstance(value, datetime) else datetime(value.year, value.month, value.day)
-        moment = moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-        return moment.timestamp()
     raise ValueError(f"`now` is {value!r}: use epoch seconds or ISO 8601")
 
 
@@ -542,8 +539,7 @@ def votes_from_labels(labels: list[Any]) -> dict[str, Any]:
 
 
 def _score_facts(scores: Mapping[str, Any]) -> dict[str, Any]:
-    values = sorted((float(v) for v in scores.values()
-                     if isinstance(v, (int, float)) and not isinstance(v, bool)), reverse=True)
+    values = sorted((float(v) for v in scores.values() if finite_number(v)), reverse=True)
     margin = entropy = None
     if values:
         margin = values[0] - (values[1] if len(values) > 1 else 0.0)

@@ -61,3 +61,30 @@ def test_compile_workflow_turns_a_bomb_into_a_diagnostic_not_an_exception():
     assert workflow is None
     assert [d.line for d in diagnostics] == [1]
     assert all(d.file == "bomb.workflow.yaml" and d.severity == "error" for d in diagnostics)
+
+
+def test_plain_scalars_follow_the_yaml_1_2_core_schema():
+    """YAML 1.1 would turn `on` and `yes` into booleans, a date into a date, 010 into 8 and 1:30 into 90."""
+    doc = load_document("on: {roles: [a]}\nchoices: [yes, no, off, true, False]\nsince: 2024-01-01\n"
+                        "at: 2024-01-01T09:00:00Z\nn: 010\nt: 1:30\nm: -7\n", "w.yaml")
+    assert doc.data == {"on": {"roles": ["a"]}, "choices": ["yes", "no", "off", True, False],
+                        "since": "2024-01-01", "at": "2024-01-01T09:00:00Z", "n": 10, "t": "1:30", "m": -7}
+
+
+def test_nesting_past_the_depth_limit_says_so_where_it_happens():
+    text = "workflow: p\nx: " + "[" * 150 + "]" * 150 + "\n"
+    assert diagnostics_of(text) == ["w.workflow.yaml:2:104: YAML nested more than 100 levels deep"]
+
+
+def test_a_queue_named_on_and_dates_in_plugin_settings_apply(run, write_workflow):
+    run.ok("init")
+    path = write_workflow("""\
+workflow: f
+labels: {type: choice, choices: [yes, no]}
+queues:
+  on: {roles: [annotator]}
+on_create: [{name: all, do: {annotate: on}}]
+sinks: [{plugin: jsonl, path: out.jsonl, since: 2024-01-01}]
+""")
+    run.ok("apply", path)
+    assert run.json("status", "--json")["workflow"]["name"] == "f"

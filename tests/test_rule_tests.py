@@ -295,3 +295,37 @@ def test_the_documented_test_file_schema_is_the_one_in_use():
     assert json.loads(block.group(1)) == TEST_SCHEMA, (
         "the schema in docs/workflow-language.md drifted: paste "
         "`python -c 'import json, rules.testing as t; print(json.dumps(t.TEST_SCHEMA, indent=2))'`")
+
+
+@pytest.mark.parametrize("key_line", ["\ufeffworkflow: real.workflow.yaml", '"workflow": real.workflow.yaml'])
+def test_the_workflow_a_test_file_names_is_found_with_a_bom_or_a_quoted_key(project, key_line):
+    real = WORKFLOW.replace("workflow: pets", "workflow: real")
+    (project / "workflows" / "real.workflow.yaml").write_text(real, encoding="utf-8")
+    path = write_tests(project, "", name="other")
+    path.write_text(key_line + "\n" + textwrap.dedent(PASSING), encoding="utf-8")
+    proc = labelyard("test", str(path.relative_to(project)), cwd=project)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines()[0] == "workflows/other.test.yaml  [real]"
+
+
+def test_odd_facts_are_case_errors_or_ignored_never_a_traceback(project):
+    write_tests(project, """\
+    cases:
+      - name: huge score
+        event: on_create
+        facts: {prediction: {confidence: 0.95, scores: {dog: 1""" + "0" * 400 + """, cat: 1}}}
+        expect: {rule: confident, action: accept}
+      - name: dates in labels
+        event: on_quorum
+        facts: {votes: {labels: [{d: 2024-01-01}, {d: 2024-01-01}]}}
+        expect: {rule: unanimous, action: accept}
+    """)
+    proc = labelyard("test", cwd=project)
+    assert "Traceback" not in proc.stderr
+    assert "PASS  workflows/pets.test.yaml:2: huge score" in proc.stdout
+    assert "PASS  workflows/pets.test.yaml:6: dates in labels" in proc.stdout
+
+
+def test_stage_age_counts_from_the_current_stage():
+    ctx = build_context({"task": {"age": "3d", "stage_age": "5m"}})
+    assert (ctx["task"]["age"], ctx["task"]["stage_age"]) == (3 * 86400, 300)

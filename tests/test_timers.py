@@ -150,3 +150,13 @@ def test_a_task_moves_at_most_once_per_tick_whatever_its_queues_are_called(tmp_p
     assert p.json("tick", hours=2.1)["actions"] == {"escalate": 2}
     assert p.json("tick", hours=2.2)["actions"] == {"hold": 2}
     assert p.show("T2")["task"]["status"] == "held"
+
+
+def test_stage_age_restarts_when_a_task_changes_queue(tmp_path):
+    workflow = CHAIN.format(first="a1", second="b2", third="c3").replace("task.age", "task.stage_age")
+    p = Project(tmp_path, workflow=workflow)
+    p.ingest([{"id": "T1"}])
+    assert p.json("tick", hours=2)["actions"] == {"escalate": 1}
+    assert p.json("tick", hours=2.5)["actions"] == {}  # half an hour in b2
+    assert p.json("tick", hours=3.1)["actions"] == {"escalate": 1}
+    assert p.show("T1")["task"]["queue"] == "c3"
