@@ -346,6 +346,7 @@ def check_row(row: Any, line: int, choices: tuple[str, ...], reserved: set[str])
     ext = str(ext)
     if len(ext) > 512:
         raise RowError("`id` is longer than 512 characters")
+    _no_controls("id", ext)
     if "data" in row:
         data = row["data"]
         if not isinstance(data, dict):
@@ -355,9 +356,13 @@ def check_row(row: Any, line: int, choices: tuple[str, ...], reserved: set[str])
     category = row.get("category")
     if category is not None and not isinstance(category, str):
         raise RowError("`category` must be text")
+    if category:
+        _no_controls("category", category)
     tags = row.get("tags") or []
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise RowError("`tags` must be a list of text")
+    for tag in tags:
+        _no_controls("tags", tag)
     task = TaskInput(line, ext, data, category, tags)
     prediction = row.get("prediction")
     if prediction is not None:
@@ -365,6 +370,17 @@ def check_row(row: Any, line: int, choices: tuple[str, ...], reserved: set[str])
             raise RowError("`prediction` must be an object")
         _check_prediction(task, prediction, choices)
     return task
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _no_controls(field_name: str, text: str) -> None:
+    """Names people read in listings (ids, categories, tags) carry no control characters:
+    an ESC would reach a lead's terminal as an escape sequence."""
+    found = _CONTROL.search(text)
+    if found:
+        raise RowError(f"`{field_name}` contains a control character (U+{ord(found.group()):04X})")
 
 
 def _check_prediction(task: TaskInput, prediction: dict[str, Any], choices: tuple[str, ...]) -> None:

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from . import clock
+
+# C0 controls but tab and newline, DEL and C1: an ESC in a task's id or label would reach the
+# terminal as an escape sequence (clear the screen, retitle the window) if printed as it is.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """``text`` with control characters written as ``\\xNN``, safe to print to a terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def print_status(data: dict[str, Any]) -> None:
@@ -42,24 +52,25 @@ def print_task(data: dict[str, Any]) -> None:
 
     # Task data, reasons, comments and rule names are the user's text: never read as markup.
     console = Console(highlight=False, markup=False)
+    line = lambda text: console.print(visible(text))  # noqa: E731
     t = data["task"]
     console.print(Text.assemble((f"task {t['id']}", "bold"),
-                                f" ({t['external_id']}) status={t['status']} stage={t['stage']} "
-                                f"queue={t['queue']} priority={t['priority']:.3g}"))
+                                visible(f" ({t['external_id']}) status={t['status']} stage={t['stage']} "
+                                        f"queue={t['queue']} priority={t['priority']:.3g}")))
     if t["final_label"] is not None:
-        console.print(f"final label: {json.dumps(t['final_label'])} by {t['final_by']} (rule `{t['final_rule']}`)")
+        line(f"final label: {json.dumps(t['final_label'])} by {t['final_by']} (rule `{t['final_rule']}`)")
     if t["reason"]:
-        console.print(f"reason: {t['reason']}")
+        line(f"reason: {t['reason']}")
     p = data["prediction"]
     if p["label"] is not None:
-        console.print(f"prediction: {json.dumps(p['label'])} confidence={p['confidence']} model={p['model']}")
-    console.print(f"data: {json.dumps(t['data'], ensure_ascii=False)}")
+        line(f"prediction: {json.dumps(p['label'])} confidence={p['confidence']} model={p['model']}")
+    line(f"data: {json.dumps(t['data'], ensure_ascii=False)}")
     for a in data["annotations"]:
         extra = f" verdict={a['verdict']}" if a["verdict"] else ""
         extra += f" comment={a['comment']!r}" if a["comment"] else ""
-        console.print(f"  {a['stage']:<9} {a['worker']:<12} {json.dumps(a['label'])}{extra}")
-    console.print("history:")
+        line(f"  {a['stage']:<9} {a['worker']:<12} {json.dumps(a['label'])}{extra}")
+    line("history:")
     for e in data["events"]:
         rule = f" rule `{e['rule']}`" if e["rule"] else ""
         action = f" → {e['action']}" if e["action"] else ""
-        console.print(f"  {clock.iso(e['at'])} {e['kind']}{rule}{action} by {e['actor']}")
+        line(f"  {clock.iso(e['at'])} {e['kind']}{rule}{action} by {e['actor']}")

@@ -35,3 +35,22 @@ def test_a_progress_label_with_brackets_is_shown_as_written(tmp_path):
     path.write_text("{}\n{}\n")
     with line_progress(str(path), f"ingest {path}") as update:
         update(2)
+
+
+def test_control_characters_never_reach_the_terminal(run, write_workflow, tmp_path):
+    run.ok("init")
+    run.ok("apply", write_workflow(WORKFLOW))
+    rows = [{"id": "E2-\u001b]0;PWNED\u0007", "data": {}},  # retitles the window if printed raw
+            {"id": "t", "data": {"kind": "plain"}, "tags": ["a\u001b[2Jb"]},
+            {"id": "u", "data": {"kind": "plain", "note": "\u001b[31mred"}}]
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = run.json("ingest", "t.jsonl", "--json")
+    assert (report["ingested"], report["rejected"]) == (1, 2)
+    reasons = {r["line"]: r["reason"] for r in run.json("rejects", "--json")}
+    assert reasons == {1: "`id` contains a control character (U+001B)",
+                       2: "`tags` contains a control character (U+001B)"}
+    run.ok("hold", "u", "--reason", "wait\u001b[2Jhere")
+    out = run.ok("show", "u").stdout
+    assert "\u001b" not in out
+    assert "reason: wait\\x1b[2Jhere" in out
+    assert '"note": "\\u001b[31mred"' in out  # data is JSON: escaped already
