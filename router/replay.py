@@ -214,7 +214,7 @@ def _group_view(g: dict[str, Any]) -> dict[str, Any]:
     return {
         "section": g["section"], "rule": g["rule"], "action": g["action"], "target": g["target"],
         "changed": g["changed"], "after_change": g["after_change"],
-        "sentence": sentence(g["rule"], g["action"], g["target"], g["changed"], bool(g["values"])),
+        "sentence": sentence(g["rule"], g["action"], g["target"], g["changed"], sum(g["values"].values())),
         "instead_of": [{"rule": r, "action": a, "target": t, "count": n}
                        for (r, a, t), n in g["instead_of"].most_common()],
         "value_changes": [{"change": c, "count": n} for c, n in g["values"].most_common()],
@@ -222,13 +222,16 @@ def _group_view(g: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def sentence(rule: str | None, action: str | None, target: Any, n: int, values_only: bool = False) -> str:
-    """``rule `uncertain` would have sent 412 more tasks to triage``."""
+def sentence(rule: str | None, action: str | None, target: Any, n: int, values_only: int = 0) -> str:
+    """``rule `uncertain` would have sent 412 more tasks to triage``; of the ``n`` tasks,
+    ``values_only`` had the same outcome with other values (``overlap 3`` for ``overlap 2``)."""
     who = f"rule `{rule}`" if rule else "no rule matching"
+    same_way = (f"decided {values_only} {'task' if values_only == 1 else 'tasks'} the same way "
+                f"({action}{f' {target}' if target else ''}) but with other values")
+    if values_only >= n:
+        return f"{who} would have {same_way}"
+    n -= values_only
     tasks = f"{n} {'task' if n == 1 else 'tasks'}"
-    if values_only:
-        return f"{who} would have decided {tasks} the same way ({action}{f' {target}' if target else ''}) " \
-               "but with other values"
     verbs = {
         "annotate": f"sent {n} more {'task' if n == 1 else 'tasks'} to {target}",
         "review": f"sent {n} more {'task' if n == 1 else 'tasks'} to review in {target}",
@@ -240,7 +243,8 @@ def sentence(rule: str | None, action: str | None, target: Any, n: int, values_o
         "release": f"released {n} more {'assignment' if n == 1 else 'assignments'}",
         "none": f"done nothing for {tasks}",
     }
-    return f"{who} would have {verbs.get(action or '', f'decided {action} for {tasks}')}"
+    moved = verbs.get(action or '', f'decided {action} for {tasks}')
+    return f"{who} would have {moved}" + (f", and {same_way}" if values_only else "")
 
 
 def render_replay(result: dict[str, Any]) -> Iterator[str]:

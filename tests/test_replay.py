@@ -174,3 +174,12 @@ def test_replay_needs_an_initialised_database(tmp_path):
     assert proc.returncode == 1
     assert "run `labelyard init` first" in proc.stderr
     assert not (tmp_path / "none.db").exists()
+
+
+def test_a_group_of_moved_tasks_and_changed_values_says_both(history, tmp_path):
+    path = candidate(tmp_path, ("prediction.confidence >= 0.95", "prediction.confidence >= 0.98"),
+                     ("do: {annotate: triage, overlap: 1}", "do: {annotate: triage, overlap: 2}"))
+    (group,) = replay_json(path, history)["rules"]
+    assert group["changed"] == 3  # T-2 and T-6 no longer accepted; T-4 still in triage, with overlap 2
+    assert group["sentence"] == ("rule `default` would have sent 2 more tasks to triage, and decided 1 task "
+                                 "the same way (annotate triage) but with other values")
