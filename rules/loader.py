@@ -36,6 +36,32 @@ class Document:
     data: Any
     values: dict[Path, Position] = field(default_factory=dict)
     keys: dict[Path, Position] = field(default_factory=dict)
+    text: str = ""
+
+    def locate(self, path: Path, offset: int) -> tuple[int, int]:
+        """``(line, col)`` in the file of character ``offset`` of the text value at ``path``.
+
+        The value as parsed differs from its source where YAML folds lines
+        (plain and block scalars), strips indentation, or unescapes (``\\"``,
+        ``''``, ``\\u00e9``): the source is walked beside the value to find it.
+        """
+        pos = self.where(path)
+        value = _get(self.data, path)
+        if not isinstance(value, str) or not self.text or offset <= 0:
+            return pos.line, pos.col
+        starts = [0]
+        for line in self.text.splitlines(keepends=True):
+            starts.append(starts[-1] + len(line))
+        if pos.line - 1 >= len(starts):
+            return pos.line, pos.col
+        i = starts[pos.line - 1] + pos.col - 1
+        if pos.style in ('"', "'"):
+            i += 1
+        elif pos.style in ("|", ">"):
+            i = starts[pos.line] if pos.line < len(starts) else i  # content starts on the next line
+        i = _walk(self.text, i, value, offset, pos.style)
+        line = max(n for n, start in enumerate(starts) if start <= i)
+        return line + 1, i - starts[line] + 1
 
     def where(self, path: Path, *, key: bool = False) -> Position:
         """The position of the value at ``path`` (or of its key), else of its nearest ancestor."""
@@ -48,6 +74,43 @@ class Document:
                 return self.values[probe]
             probe = probe[:-1]
         return self.values.get((), Position(1, 1))
+
+
+def _get(data: Any, path: Path) -> Any:
+    for part in path:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+_ESCAPE_LENGTH = {"x": 4, "u": 6, "U": 10}
+
+
+def _walk(src: str, i: int, value: str, offset: int, style: str | None) -> int:
+    """The index in ``src`` of ``value[offset]``, walking from ``i`` where the scalar's text starts."""
+    j = 0
+    while j < offset and i < len(src):
+        c = src[i]
+        if style == '"' and c == "\\" and i + 1 < len(src):
+            i += _ESCAPE_LENGTH.get(src[i + 1], 2)
+            j += 1
+        elif style == "'" and c == "'" and src[i + 1:i + 2] == "'":
+            i += 2
+            j += 1
+        elif c == value[j]:
+            i += 1
+            j += 1
+        elif c in " \t\r\n":
+            i += 1  # indentation, or the line break of a fold
+        elif value[j] in " \n":
+            j += 1  # a fold the source wrote as a line break, already skipped
+        else:
+            break
+    while i < len(src) and src[i] in " \t\r\n" and j < len(value) and value[j] not in " \t\n":
+        i += 1  # the character itself is on the next line
+    return i
 
 
 def load_document(text: str, filename: str) -> Document:
@@ -70,7 +133,7 @@ def load_document(text: str, filename: str) -> Document:
         raise WorkflowInvalid([Diagnostic(filename, 1, 1, f"YAML: {exc}")]) from None
     finally:
         loader.dispose()
-    doc = Document(filename, None)
+    doc = Document(filename, None, text=text)
     if root is None:
         doc.data = None
         return doc

@@ -575,10 +575,11 @@ class _Compiler:
         if self.doc is None:
             pos_line, pos_col = 1, 1
         else:
-            pos = self.doc.where(path, key=key)
-            pos_line, pos_col = pos.line, pos.col
-            if offset:
-                pos_col += offset + (1 if pos.style in ('"', "'") else 0)
+            if offset and not key:
+                pos_line, pos_col = self.doc.locate(path, offset)
+            else:
+                pos = self.doc.where(path, key=key)
+                pos_line, pos_col = pos.line, pos.col
         self.errors.append(Diagnostic(self.filename, pos_line, pos_col, message, severity))
 
     def compile_rules(self) -> dict[str, list[Rule]]:

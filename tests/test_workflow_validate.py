@@ -193,3 +193,39 @@ def test_example_workflows_validate_and_carry_the_schema_modeline(run):
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     assert proc.stdout.count(": ok (") == len(files)
+
+
+POSITIONS = r'''workflow: f
+labels: {type: choice, choices: [a, b]}
+queues:
+  q: {roles: [annotator]}
+on_create:
+  - name: block
+    when: |
+      prediction.confidence > 0.5
+      and task.catgory == "x"
+    do: accept
+  - name: folded
+    when: >-
+      prediction.confidence > 0.5 and
+      task.catgory == "x"
+    do: accept
+  - name: plain
+    when: prediction.confidence > 0.5 and
+      task.catgory == "x"
+    do: accept
+  - name: quoted
+    when: "\"x\" in task.tags and task.catgory == 'y'"
+    do: accept
+  - name: unicode escape
+    when: "task.source == '\u00e9' and task.catgory == 'y'"
+    do: accept
+  - {name: last, do: hold}
+'''
+
+
+def test_mistakes_inside_multi_line_and_escaped_conditions_are_placed_exactly(run, write_workflow):
+    path = write_workflow(POSITIONS, "pos.workflow.yaml")
+    proc = run("validate", path.name)
+    assert proc.returncode == 1
+    assert [(line, col) for _, line, col, _ in _errors(proc.stderr)] == [(9, 11), (14, 7), (18, 7), (21, 35), (24, 40)]
