@@ -15,7 +15,7 @@ PART_ROWS = 5000  # rows per part: an interrupted run resumes within this many r
 
 def matching_files(run: PluginRun) -> list[str]:
     """The files that ``path:`` names (a glob pattern, or one file), sorted; none is an error for a plain path."""
-    pattern = run.path(str(run.require("path")))
+    pattern = run.path(run.require("path", str))
     if glob.has_magic(pattern):
         return sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
     if not os.path.isfile(pattern):

@@ -55,7 +55,7 @@ def read(run: PluginRun) -> Iterator[SourcePart]:
 
 
 def write(run: PluginRun, tasks: list[FinalTask]) -> dict[str, int]:
-    handle = open_append(run.path(str(run.require("path"))), run.state)
+    handle = open_append(run.path(run.require("path", str)), run.state)
     text = io.StringIO()
     writer = csv.writer(text)
     if handle.tell() == 0:

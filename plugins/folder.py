@@ -31,13 +31,13 @@ def register_sources(register):
 
 
 def read(run: PluginRun) -> Iterator[SourcePart]:
-    folder = run.path(str(run.require("path")))
+    folder = run.path(run.require("path", str))
     if not os.path.isdir(folder):
         raise PluginError(f"{folder}: no such folder")
-    pattern = str(run.config.get("pattern") or "*")
-    prefix = str(run.config.get("id_prefix") or "")
-    text_ext = tuple(run.config.get("text_extensions") or TEXT_EXTENSIONS)
-    limit = int(run.config.get("max_text_bytes") or 1 << 20)
+    pattern = run.setting("pattern") or "*"
+    prefix = run.setting("id_prefix", "")
+    text_ext = tuple(run.setting("text_extensions", kind=list) or TEXT_EXTENSIONS)
+    limit = run.setting("max_text_bytes", 1 << 20, kind=int)
     names = sorted(
         os.path.relpath(p, folder).replace(os.sep, "/")
         for p in glob.glob(os.path.join(folder, pattern), recursive=True)

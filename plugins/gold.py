@@ -23,7 +23,7 @@ def register_reviewers(register):
 def review(run: PluginRun, item: ReviewItem) -> Verdict | None:
     known: Any = item.gold
     if known is None:
-        known = item.data.get(str(run.config.get("field") or "gold"))
+        known = item.data.get(run.setting("field") or "gold")
     if known is None or item.consensus is None:
         return None
     if _same(item.consensus, known):

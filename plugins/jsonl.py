@@ -3,9 +3,15 @@
 Source rows are ``{"id", "data", "category", "tags", "prediction"}`` objects,
 as ``labelyard ingest`` reads them. The cursor keeps, per file, the byte
 offset and line reached, so files that grow (an append-only inbox) are read
-from where the last run stopped; a file that was replaced or shrank is read
-again from the start (known ids are skipped). A last line without its newline
-that is not valid JSON yet is left for the next run (it may still be written).
+from where the last run stopped. A file read again from the start (known ids
+are skipped): one replaced (another inode), shrunk below the offset, or
+rewritten in place (``>`` keeps the inode) — told by a fingerprint of the
+first and the last 4 KiB before the offset, checked whenever the file's
+size or modification time changed.
+
+A last line without its newline is read when it is a complete JSON object;
+anything else there is taken as still being written and waits for its
+newline. Line numbers (of rejects) stay right when that newline comes later.
 
 The sink appends one JSON object per final task (the ``labelyard export``
 row plus ``votes`` and ``agreement``); after a crash it cuts the file back to
@@ -14,6 +20,7 @@ the last recorded size before appending, so each task appears once.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -23,6 +30,8 @@ from router import hookimpl
 from router.plugin_api import FinalTask, PluginRun, RowProblem, SourcePart, TaskInput, parse_jsonl_line
 
 from ._files import PART_ROWS, finish, matching_files, open_append
+
+FINGERPRINT_BYTES = 4096
 
 
 @hookimpl
@@ -40,38 +49,69 @@ def read(run: PluginRun) -> Iterator[SourcePart]:
     for path in matching_files(run):
         st = os.stat(path)
         done = state.get(path) or {}
-        offset, line = 0, 0
-        if done.get("ino") == st.st_ino and 0 <= done.get("offset", -1) <= st.st_size:
-            offset, line = done["offset"], done["line"]
+        offset, line, open_line = 0, 0, False
+        if _continues(path, st, done):
+            offset, line, open_line = done["offset"], done["line"], bool(done.get("open"))
         if offset == st.st_size:
             continue
-        yield from _parts(path, offset, line, run.choices, state, st.st_ino)
+        yield from _parts(path, offset, line, open_line, run.choices, state, st)
 
 
-def _parts(path: str, offset: int, line: int, choices: tuple[str, ...], state: dict, ino: int) -> Iterator[SourcePart]:
+def _continues(path: str, st: os.stat_result, done: dict[str, Any]) -> bool:
+    """Whether ``path`` is the file the cursor ``done`` read, grown at most (not replaced or rewritten)."""
+    offset = done.get("offset", -1)
+    if done.get("ino") != st.st_ino or not isinstance(offset, int) or not 0 <= offset <= st.st_size:
+        return False
+    if "fp" not in done or (done.get("size"), done.get("mtime_ns")) == (st.st_size, st.st_mtime_ns):
+        return True  # untouched since (or a cursor from before fingerprints)
+    with open(path, "rb") as handle:
+        return _fingerprint(handle.fileno(), offset) == done["fp"]
+
+
+def _fingerprint(fd: int, offset: int) -> str:
+    """A hash of the first and the last ``FINGERPRINT_BYTES`` before ``offset``."""
+    head = os.pread(fd, min(offset, FINGERPRINT_BYTES), 0)
+    tail_start = max(0, offset - FINGERPRINT_BYTES)
+    tail = os.pread(fd, offset - tail_start, tail_start)
+    return hashlib.sha1(head + b"|" + tail).hexdigest()[:16]
+
+
+def _complete_object(raw: bytes) -> bool:
+    try:
+        return isinstance(json.loads(raw.decode("utf-8")), dict)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
+
+
+def _parts(path: str, offset: int, line: int, open_line: bool, choices: tuple[str, ...], state: dict,
+           st: os.stat_result) -> Iterator[SourcePart]:
     with open(path, "rb") as handle:
         handle.seek(offset)
         rows: list[TaskInput | RowProblem] = []
+
+        def mark() -> dict[str, Any]:
+            state[path] = {"ino": st.st_ino, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "offset": offset,
+                           "line": line, "open": open_line, "fp": _fingerprint(handle.fileno(), offset)}
+            return dict(state)
+
         for raw in handle:
-            if not raw.endswith(b"\n"):
-                try:
-                    json.loads(raw.decode("utf-8", errors="replace"))
-                except json.JSONDecodeError:
-                    break  # still being written: leave it for the next run
-            line += 1
+            ended = raw.endswith(b"\n")
+            if not ended and not _complete_object(raw):
+                break  # still being written: left for the next run
+            if not open_line:  # else the rest of a line read without its newline last time
+                line += 1
+            open_line = not ended
             offset += len(raw)
             if raw.strip():
                 rows.append(parse_jsonl_line(raw, line, choices))
             if len(rows) >= PART_ROWS:
-                state[path] = {"ino": ino, "offset": offset, "line": line}
-                yield SourcePart(path, rows, dict(state))
+                yield SourcePart(path, rows, mark())
                 rows = []
-        state[path] = {"ino": ino, "offset": offset, "line": line}
-        yield SourcePart(path, rows, dict(state))
+        yield SourcePart(path, rows, mark())
 
 
 def write(run: PluginRun, tasks: list[FinalTask]) -> dict[str, int]:
-    handle = open_append(run.path(str(run.require("path"))), run.state)
+    handle = open_append(run.path(run.require("path", str)), run.state)
     for task in tasks:
         handle.write((json.dumps(task.as_dict(), ensure_ascii=False) + "\n").encode("utf-8"))
     return finish(handle)

@@ -23,6 +23,8 @@ it, then renamed) with tasks replaced by id, so a task appears once.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import json
 import os
 from collections.abc import Iterator
@@ -53,24 +55,17 @@ def register_sinks(register):
 # -- source ------------------------------------------------------------------------------
 def read(run: PluginRun) -> Iterator[SourcePart]:
     state: dict[str, Any] = dict(run.state or {})
-    prefix = str(run.config.get("id_prefix") or "")
+    prefix = run.setting("id_prefix", "")
     for path in matching_files(run):
         sig = signature(path)
         if state.get(path) == sig:
             continue
         try:
-            with open(path, "rb") as handle:
-                tasks = json.loads(decode_document(handle.read()))
-        except OSError as exc:
-            raise PluginError(f"{path}: cannot read: {exc.strerror}") from None
-        except RowError as exc:
-            raise PluginError(f"{path}: {exc}") from None
-        except json.JSONDecodeError as exc:
-            raise PluginError(f"{path}:{exc.lineno}:{exc.colno}: not JSON: {exc.msg}") from None
-        if isinstance(tasks, dict):
-            tasks = [tasks]
-        if not isinstance(tasks, list):
-            raise PluginError(f"{path}: a Label Studio export is a JSON list of tasks")
+            tasks = _load_export(path)
+        except _BadFile as exc:  # the whole file is one bad row: kept in rejects until the file changes
+            state[path] = sig
+            yield SourcePart(path, [RowProblem(exc.line, exc.reason, None)], dict(state))
+            continue
         votes: dict[str, list[dict[str, Any]]] = {}
         choices = run.choices if run.label_type in ("choice", "multi_choice") else ()
         rows = [task_row(item, number, run.label_type, choices, prefix, votes) for number, item in enumerate(tasks, 1)]
@@ -85,11 +80,48 @@ def read(run: PluginRun) -> Iterator[SourcePart]:
         state[path] = sig
 
 
+class _BadFile(Exception):
+    def __init__(self, line: int, reason: str):
+        super().__init__(reason)
+        self.line, self.reason = line, reason
+
+
+def _load_export(path: str) -> list[Any]:
+    """The export's tasks; a file that is not a Label Studio export raises :class:`_BadFile` (a reject)."""
+    try:
+        with open(path, "rb") as handle:
+            tasks = json.loads(decode_document(handle.read()))
+    except OSError as exc:
+        raise PluginError(f"{path}: cannot read: {exc.strerror}") from None
+    except RowError as exc:
+        raise _BadFile(1, f"not a Label Studio export: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise _BadFile(exc.lineno, f"not JSON (column {exc.colno}): {exc.msg}") from None
+    if isinstance(tasks, dict):
+        tasks = [tasks]
+    if not isinstance(tasks, list):
+        raise _BadFile(1, "a Label Studio export is a JSON list of tasks")
+    return tasks
+
+
 def task_row(item: Any, number: int, label_type: str, choices: tuple[str, ...], prefix: str,
              votes: dict[str, list[dict[str, Any]]]) -> TaskInput | RowProblem:
+    """One exported task as a row to ingest (its prior votes go into ``votes``), or the problem with it."""
     raw = json.dumps(item, ensure_ascii=False)[:2000]
     if not isinstance(item, dict):
         return RowProblem(number, "a task must be a JSON object", raw)
+    for key in ("predictions", "annotations"):
+        if item.get(key) is not None and not isinstance(item[key], list):
+            return RowProblem(number, f"`{key}` must be a list, not {json.dumps(item[key])[:40]}", raw)
+    try:
+        return _task_row(item, number, label_type, choices, prefix, votes, raw)
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+        # a result of an unexpected shape deep inside (a `choices` that is a number…): this task only
+        return RowProblem(number, f"malformed Label Studio task: {type(exc).__name__}: {exc}", raw)
+
+
+def _task_row(item: dict, number: int, label_type: str, choices: tuple[str, ...], prefix: str,
+              votes: dict[str, list[dict[str, Any]]], raw: str) -> TaskInput | RowProblem:
     ident = item.get("id")
     if ident is None or isinstance(ident, (bool, dict, list)) or ident == "":
         return RowProblem(number, "task has no `id`", raw)
@@ -115,9 +147,10 @@ def task_row(item: Any, number: int, label_type: str, choices: tuple[str, ...], 
         label = read_result(annotation.get("result"), label_type)
         if label is not None:
             prior.append({"worker": _who(annotation.get("completed_by")), "label": label})
-    if prior:
-        votes[task.external_id] = prior
-    return check_task(task, number, raw, choices)
+    checked = check_task(task, number, raw, choices)
+    if prior and isinstance(checked, TaskInput):
+        votes[checked.external_id] = prior
+    return checked
 
 
 def check_task(task: TaskInput, number: int, raw: str, choices: tuple[str, ...]) -> TaskInput | RowProblem:
@@ -178,7 +211,7 @@ def _who(completed_by: Any) -> str:
 
 # -- sink --------------------------------------------------------------------------------
 def write(run: PluginRun, tasks: list[FinalTask]) -> dict[str, int]:
-    path = run.path(str(run.require("path")))
+    path = run.path(run.require("path", str))
     existing: list[dict] = []
     if os.path.exists(path):
         try:
@@ -198,7 +231,8 @@ def write(run: PluginRun, tasks: list[FinalTask]) -> dict[str, int]:
     folder = os.path.dirname(path)
     if folder:
         os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
+    _remove_stale_temporaries(path)
+    tmp = f"{path}.labelyard-tmp"  # one name: a run killed while writing leaves it to the next, which overwrites it
     with open(tmp, "w", encoding="utf-8") as handle:
         json.dump(existing, handle, ensure_ascii=False, indent=1)
         handle.flush()
@@ -207,14 +241,33 @@ def write(run: PluginRun, tasks: list[FinalTask]) -> dict[str, int]:
     return {"tasks": len(existing)}
 
 
+def _remove_stale_temporaries(path: str) -> None:
+    """Remove ``PATH.tmp-PID`` files that earlier versions left behind when killed (their process is gone)."""
+    for stale in glob.glob(glob.escape(path) + ".tmp-*"):
+        pid = stale.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                os.remove(stale)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's process
+    return True
+
+
 def _task_key(item: dict) -> Any:
     return ((item.get("meta") or {}).get("labelyard") or {}).get("id")
 
 
 def ls_task(task: FinalTask, run: PluginRun) -> dict[str, Any]:
     """A Label Studio task to import: data, the final label as an annotation, Labelyard's facts in meta."""
-    from_name = str(run.config.get("from_name") or "label")
-    to_name = str(run.config.get("to_name") or "text")
+    from_name = run.setting("from_name", "label")
+    to_name = run.setting("to_name", "text")
     result = [{"from_name": from_name, "to_name": to_name, "type": RESULT_TYPES.get(run.label_type, "choices"),
                "value": value} for value in ls_values(task.label, run.label_type)]
     return {

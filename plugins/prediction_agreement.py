@@ -19,14 +19,14 @@ def register_reviewers(register):
 
 
 def review(run: PluginRun, item: ReviewItem) -> Verdict | None:
-    on_disagree = run.config.get("on_disagree", "abstain")
+    on_disagree = run.setting("on_disagree", "abstain")
     if on_disagree not in ("abstain", "reject"):
         raise PluginError(f"on_disagree is `abstain` or `reject`, not {on_disagree!r}")
     predicted = item.prediction.get("label")
     confidence = item.prediction.get("confidence")
     if predicted is None or item.consensus is None:
         return None
-    if confidence is not None and confidence < float(run.config.get("min_confidence") or 0):
+    if confidence is not None and confidence < run.setting("min_confidence", 0.0, kind=float):
         return None
     if item.consensus == predicted:
         return approve(f"agrees with the model ({confidence if confidence is not None else 'no confidence'})")

@@ -31,7 +31,7 @@ def review(run: PluginRun, item: ReviewItem) -> Verdict | None:
         problem = label_problem(label, run, item.data)
         if problem:
             return reject(f"{who}: {problem}")
-    return approve("label is valid") if run.config.get("approve_valid") else None
+    return approve("label is valid") if run.setting("approve_valid", False, kind=bool) else None
 
 
 def label_problem(label: Any, run: PluginRun, data: dict[str, Any]) -> str | None:
@@ -55,8 +55,8 @@ def _number(value: Any) -> float | None:
 
 
 def _boxes_problem(boxes: Any, run: PluginRun, data: dict[str, Any]) -> str | None:
-    width = _number(data.get(str(run.config.get("width_field") or "width")))
-    height = _number(data.get(str(run.config.get("height_field") or "height")))
+    width = _number(data.get(run.setting("width_field") or "width"))
+    height = _number(data.get(run.setting("height_field") or "height"))
     for n, box in enumerate(boxes if isinstance(boxes, list) else [boxes], 1):
         if not isinstance(box, dict):
             return f"box {n} is not an object"
@@ -73,7 +73,7 @@ def _boxes_problem(boxes: Any, run: PluginRun, data: dict[str, Any]) -> str | No
 
 
 def _spans_problem(spans: Any, run: PluginRun, data: dict[str, Any]) -> str | None:
-    text = data.get(str(run.config.get("text_field") or "text"))
+    text = data.get(run.setting("text_field") or "text")
     length = len(text) if isinstance(text, str) else None
     for n, span in enumerate(spans if isinstance(spans, list) else [spans], 1):
         if not isinstance(span, dict):

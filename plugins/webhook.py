@@ -43,24 +43,24 @@ def sign(secret: str, body: bytes) -> str:
 
 
 def send(run: PluginRun, notification: Notification) -> None:
-    url = str(run.require("url"))
+    url = run.require("url", str)
     if not url.startswith(("http://", "https://")):
         raise PluginError(f"url {url!r} is not an http(s) address")
     headers = {"Content-Type": "application/json", "User-Agent": "labelyard-webhook",
                "X-Labelyard-Event": notification.event, "X-Labelyard-Delivery": str(notification.delivery)}
-    headers.update({str(k): str(v) for k, v in (run.config.get("headers") or {}).items()})
-    secret_env = run.config.get("secret_env")
+    headers.update({str(k): str(v) for k, v in run.setting("headers", {}, kind=dict).items()})
+    secret_env = run.setting("secret_env")
     if secret_env:
-        secret = os.environ.get(str(secret_env))
+        secret = os.environ.get(secret_env)
         if not secret:
             raise PluginError(f"environment variable {secret_env} (secret_env) is not set; nothing sent")
         headers[SIGNATURE_HEADER] = sign(secret, notification.body)
     import urllib.error  # here, not at import: it costs ~30 ms that `labelyard plugins` need not pay
     import urllib.request
 
-    retries = int(run.config.get("retries", 2))
-    delay = float(run.config.get("backoff", 1.0))
-    timeout = float(run.config.get("timeout", 10))
+    retries = run.setting("retries", 2, kind=int)
+    delay = run.setting("backoff", 1.0, kind=float)
+    timeout = run.setting("timeout", 10.0, kind=float)
     problem = ""
     for attempt in range(retries + 1):
         request = urllib.request.Request(url, data=notification.body, headers=headers, method="POST")

@@ -131,7 +131,6 @@ def validate(files: tuple[str, ...], as_json: bool, strict: bool) -> None:
     """Check workflow files; every mistake as file:line:col: message."""
     from rules.diagnostics import WorkflowInvalid
     from rules.source import read_source
-    from rules.workflow import compile_workflow
 
     all_diagnostics = []
     failed = False
@@ -143,7 +142,9 @@ def validate(files: tuple[str, ...], as_json: bool, strict: bool) -> None:
         except WorkflowInvalid as exc:  # not UTF-8: reported like any other mistake
             workflow, diagnostics = None, exc.diagnostics
         else:
-            workflow, diagnostics = compile_workflow(text, path)
+            from .plugins import check_workflow_text  # loads plugins, as apply and run would
+
+            workflow, diagnostics = check_workflow_text(text, path)
         all_diagnostics += diagnostics
         if workflow is None or (strict and diagnostics):
             failed = True

@@ -127,6 +127,10 @@ class Engine:
                 workflow, diagnostics = compile_workflow(text, filename, functions)
         if workflow is None:
             raise WorkflowInvalid(diagnostics)
+        from .plugins import entry_diagnostics_for  # plugin entries: setting types, one identity each
+
+        if problems := entry_diagnostics_for(workflow.spec, text, filename):
+            raise WorkflowInvalid(diagnostics + problems)
         digest = hashlib.sha256(text.encode()).hexdigest()
         actor = actor or current_user()
         with self.store.transaction():

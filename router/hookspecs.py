@@ -59,8 +59,10 @@ def register_sources(register: Callable[[str, SourceReader], None]) -> None:
     ``cursor`` to store once they are ingested. Yield a part per file or per
     few thousand rows so an interrupted run resumes near where it stopped.
 
-    Ingest is idempotent (a known external id is skipped), so a source may
-    yield a row twice; ``run.known(ids)`` tells which ids exist already.
+    Every row gets the checks of ``labelyard ingest`` (a bad one is
+    quarantined, the others go in). Ingest is idempotent (a known external id
+    is skipped), so a source may yield a row twice; ``run.known(ids)`` tells
+    which ids exist already.
     Raise :class:`~router.plugin_api.PluginError` for a failure the user can
     fix; nothing of the part being read is kept.
     """
@@ -106,7 +108,8 @@ def register_reviewers(register: Callable[[str, Reviewer], None]) -> None:
     ``None`` to abstain and leave the task to human reviewers. A verdict
     enters ``on_review`` exactly as a human's does, with ``review.automatic``
     true and ``review.reviewer`` ``auto:NAME``; the entries are asked in the
-    workflow's order and the first verdict decides.
+    workflow's order and the first verdict decides. Raising fails that task
+    only (the run names it); it is asked about again at the next run.
     """
 
 

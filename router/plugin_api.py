@@ -54,16 +54,49 @@ class PluginRun:
         """``name`` resolved against :attr:`base_dir` (``~`` expanded)."""
         return os.path.normpath(os.path.join(self.base_dir, os.path.expanduser(name)))
 
-    def require(self, name: str) -> Any:
-        """A setting that must be present; a missing one raises :class:`PluginError`."""
+    def require(self, name: str, kind: type | None = None) -> Any:
+        """A setting that must be present (and of ``kind`` if given, see :meth:`setting`); else :class:`PluginError`."""
         if self.config.get(name) in (None, ""):
             raise PluginError(f"`{self.plugin}` needs `{name}:` in its workflow entry")
-        return self.config[name]
+        return self.config[name] if kind is None else self.setting(name, kind=kind)
+
+    def setting(self, name: str, default: Any = None, *, kind: type = str) -> Any:
+        """A setting checked to be of ``kind``: ``str``, ``int``, ``float`` (any number), ``bool``,
+        ``dict``, or ``list`` (a list of texts; one text is taken as a list of it).
+
+        Absent (or null) gives ``default``; a value of another kind raises
+        :class:`PluginError` naming the setting, so the user sees which one to fix.
+        """
+        value = self.config.get(name)
+        return default if value is None else checked_setting(name, value, kind)
 
     def known(self, external_ids: Iterable[str]) -> set[str]:
         """Which of these external ids are already tasks (so a source can skip reading them again)."""
         ids = list(external_ids)
         return self.known_ids(ids) if self.known_ids is not None and ids else set()
+
+
+KIND_NAMES = {str: "text", int: "a whole number", float: "a number", bool: "true or false",
+              dict: "a mapping", list: "a text or a list of texts"}
+
+
+def checked_setting(name: str, value: Any, kind: type) -> Any:
+    """``value`` as a setting of ``kind`` (see :meth:`PluginRun.setting`); else a :class:`PluginError` naming it."""
+    if kind is list:
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return list(value)
+    elif isinstance(value, bool):
+        if kind is bool:
+            return value
+    elif kind is float:
+        if isinstance(value, (int, float)) and value == value:
+            return float(value)
+    elif isinstance(value, kind):
+        return value
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    raise PluginError(f"setting `{name}:` must be {KIND_NAMES[kind]}, not {shown}")
 
 
 @dataclass

@@ -15,8 +15,14 @@ Where plugins come from, in this order:
 3. every ``*.py`` file of ``--plugins-dir DIR`` (or ``LABELYARD_PLUGINS_DIR``).
 
 A plugin that fails to import, has a misspelt hook (``pm.check_pending()``)
-or raises while registering is recorded with its error and left out; the
-others go on. ``LABELYARD_TRACE_PLUGINS=1`` prints each hook call on stderr.
+or raises while registering is recorded with its error and left out, with
+everything it registered; the others go on. ``LABELYARD_TRACE_PLUGINS=1``
+prints each hook call on stderr.
+
+Workflow entries (``sources:``, ``reviewers:``, ``sinks:``, ``notify:``) are
+checked here too: :func:`entry_key` is an entry's identity, and
+:func:`entry_diagnostics` finds settings of the wrong type and two entries
+with one identity, for ``validate`` and ``apply``.
 """
 
 from __future__ import annotations
@@ -51,11 +57,24 @@ def describe_error(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if type(exc).__name__ not in ("PluginError", "LabelyardError") and not text.startswith(type(exc).__name__):
         text = f"{type(exc).__name__}: {text}"
-    frames = traceback.extract_tb(exc.__traceback__)
-    if frames and type(exc).__name__ not in ("PluginError", "LabelyardError"):  # those name their cause
-        last = frames[-1]
+    last = _raised_at(exc)
+    if last is not None and type(exc).__name__ not in ("PluginError", "LabelyardError"):  # those name their cause
         text += f" ({os.path.basename(last.filename)}:{last.lineno})"
     return text
+
+
+def _raised_at(exc: BaseException) -> traceback.FrameSummary | None:
+    """The frame that raised ``exc``, past Python's import machinery; none for a module that is not there."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not f.filename.startswith("<frozen") and f"{os.sep}importlib{os.sep}" not in f.filename]
+    if not frames:
+        return None
+    if isinstance(exc, ImportError) and os.path.dirname(os.path.abspath(frames[-1].filename)) == _HERE:
+        return None  # the module Labelyard was asked to import is missing: the message names it
+    return frames[-1]
+
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def trace(message: str) -> None:
@@ -216,8 +235,7 @@ class Plugins:
     def __init__(self, pm: LabelyardPluginManager):
         self.pm = pm
         self.registry: dict[str, dict[str, Registered]] = {kind: {} for kind in KINDS.values()}
-        for hook, kind in KINDS.items():
-            self._collect(hook, kind)
+        self._collect()
 
     @property
     def infos(self) -> list[PluginInfo]:
@@ -227,31 +245,50 @@ class Plugins:
     def errors(self) -> list[PluginInfo]:
         return [info for info in self.pm.infos.values() if info.error]
 
-    def _collect(self, hook: str, kind: str) -> None:
-        for impl in getattr(self.pm.hook, hook).get_hookimpls():
-            info = self.pm.infos.get(impl.plugin_name)
-            table = self.registry[kind]
+    def _collect(self) -> None:
+        """Call each plugin's ``register_*`` hooks, one plugin at a time, in load order.
 
-            def register(name: str, func: Callable[..., Any], _plugin: str = impl.plugin_name,
-                         _info: PluginInfo | None = info) -> None:
+        A plugin's registrations are kept only when all its hooks succeed: one
+        that raises (or registers a bad or taken name) is left out entirely.
+        """
+        impls: dict[str, list[tuple[str, str, Any]]] = {}
+        for hook, kind in KINDS.items():
+            for impl in getattr(self.pm.hook, hook).get_hookimpls():
+                impls.setdefault(impl.plugin_name, []).append((hook, kind, impl))
+        for plugin_name in [*self.pm.infos, *(n for n in impls if n not in self.pm.infos)]:
+            if plugin_name in impls:
+                self._collect_plugin(plugin_name, impls[plugin_name])
+
+    def _collect_plugin(self, plugin_name: str, impls: list[tuple[str, str, Any]]) -> None:
+        info = self.pm.infos.get(plugin_name)
+        staged: dict[str, dict[str, Registered]] = {kind: {} for kind in KINDS.values()}
+        for hook, kind, impl in impls:
+            table = staged[kind]
+
+            def register(name: str, func: Callable[..., Any], _kind: str = kind,
+                         _table: dict[str, Registered] = table) -> None:
                 if not isinstance(name, str) or not NAME.match(name):
-                    raise ValueError(f"cannot register {kind[:-1]} {name!r}: a name is letters, digits, _ . -")
+                    raise ValueError(f"cannot register {_kind[:-1]} {name!r}: a name is letters, digits, _ . -")
                 if not callable(func):
-                    raise ValueError(f"cannot register {kind[:-1]} `{name}`: {func!r} is not callable")
-                if kind == "functions":
+                    raise ValueError(f"cannot register {_kind[:-1]} `{name}`: {func!r} is not callable")
+                if _kind == "functions":
                     _check_function(name, func)
-                if name in table:
-                    raise ValueError(f"{kind[:-1]} `{name}` is already registered by plugin `{table[name].plugin}`")
-                table[name] = Registered(name, _plugin, func)
-                if _info is not None:
-                    _info.registered.setdefault(kind, []).append(name)
+                taken = self.registry[_kind].get(name) or _table.get(name)
+                if taken is not None:
+                    raise ValueError(f"{_kind[:-1]} `{name}` is already registered by plugin `{taken.plugin}`")
+                _table[name] = Registered(name, plugin_name, func)
 
-            trace(f"{impl.plugin_name}.{hook}()")
+            trace(f"{plugin_name}.{hook}()")
             try:
                 impl.function(*[{"register": register}[a] for a in impl.argnames])
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - the plugin is left out, the others go on
                 if info is not None and info.error is None:
                     info.error = f"{hook}: {describe_error(exc)}"
+                return
+        for kind, table in staged.items():
+            self.registry[kind].update(table)
+            if info is not None and table:
+                info.registered.setdefault(kind, []).extend(table)
 
     def get(self, kind: str, name: str) -> Registered | None:
         return self.registry[kind].get(name)
@@ -264,11 +301,13 @@ class Plugins:
     def add_commands(self, cli: Any) -> None:
         """Let every plugin add its CLI commands (errors recorded, never raised)."""
         for impl in self.pm.hook.register_commands.get_hookimpls():
+            info = self.pm.infos.get(impl.plugin_name)
+            if info is not None and info.error is not None:
+                continue  # left out: it failed while registering
             trace(f"{impl.plugin_name}.register_commands()")
             try:
                 impl.function(*[{"cli": cli}[a] for a in impl.argnames])
             except Exception as exc:  # noqa: BLE001
-                info = self.pm.infos.get(impl.plugin_name)
                 if info is not None and info.error is None:
                     info.error = f"register_commands: {describe_error(exc)}"
 
@@ -293,14 +332,158 @@ def workflow_functions(workflow_plugins: Iterable[str] = ()) -> dict[str, Callab
 
 
 def workflow_functions_for_text(text: str) -> dict[str, Callable[..., Any]]:
-    """Like :func:`workflow_functions`, reading the ``plugins:`` list from a workflow's YAML text."""
-    import yaml
+    """Like :func:`workflow_functions`, reading the ``plugins:`` list from a workflow's YAML text.
+
+    The text is read with the workflow language's own loader, so a document too
+    deep or too large gives no functions (its compiler reports why) rather than
+    an exception.
+    """
+    doc = _document(text, "<workflow>")
+    return workflow_functions(_modules(doc))
+
+
+def _document(text: str, filename: str) -> Any:
+    from rules.diagnostics import WorkflowInvalid
+    from rules.loader import load_document
 
     try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return {}
-    modules = doc.get("plugins") if isinstance(doc, dict) else None
+        return load_document(text, filename)
+    except WorkflowInvalid:
+        return None
+
+
+def _modules(doc: Any) -> list[str]:
+    modules = doc.data.get("plugins") if doc is not None and isinstance(doc.data, dict) else None
     if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
-        modules = []
-    return workflow_functions(modules)
+        return []
+    return modules
+
+
+def check_workflow_text(text: str, filename: str) -> tuple[Any, list[Any]]:
+    """Compile a workflow as ``apply`` and ``run`` would: ``(workflow or None, diagnostics)``.
+
+    Plugins are loaded when the workflow lists ``plugins:`` or does not compile
+    without them (it may call plugin functions); a ``plugins:`` module that
+    fails to load is an error at its entry. Plugin entries are checked too
+    (:func:`entry_diagnostics`).
+    """
+    from rules.diagnostics import Diagnostic
+    from rules.workflow import compile_workflow
+
+    workflow, diagnostics = compile_workflow(text, filename)
+    doc = _document(text, filename)
+    modules = _modules(doc)
+    if doc is not None and (workflow is None or modules):
+        loaded = load_plugins(modules)
+        if workflow is None and loaded.functions:
+            workflow, diagnostics = compile_workflow(text, filename, loaded.functions)
+        failed = {info.location: info.error for info in loaded.errors if info.origin == "workflow"}
+        for index, module in enumerate(modules):
+            if module in failed:
+                pos = doc.where(("plugins", index))
+                diagnostics.append(Diagnostic(filename, pos.line, pos.col,
+                                              f"plugin module `{module}` does not load: {failed[module]}"))
+    if doc is not None and workflow is not None:
+        diagnostics += entry_diagnostics(doc)
+    diagnostics = sorted(set(diagnostics))
+    if any(d.severity == "error" for d in diagnostics):
+        return None, diagnostics
+    return workflow, diagnostics
+
+
+# -- workflow entries (`sources:`, `reviewers:`, `sinks:`, `notify:`) ---------------------
+ENTRY_SECTIONS = ("sources", "reviewers", "sinks", "notify")
+_ENTRY_SETTINGS: dict[str, dict[str, type]] = {  # settings Labelyard itself reads, by section
+    "sources": {"name": str, "path": str, "url": str},
+    "reviewers": {"name": str, "path": str, "url": str, "queues": list},
+    "sinks": {"name": str, "path": str, "url": str, "batch": int},
+    "notify": {"name": str, "path": str, "url": str, "events": list},
+}
+
+
+def entry_key(entry: dict[str, Any]) -> str:
+    """An entry's identity, under which its progress is kept: its ``name``, else its
+    plugin and ``path`` (or ``url``), else its plugin. Other settings are not part
+    of it, so editing them keeps the entry's cursor, deliveries and outbox."""
+    name = entry.get("name")
+    if isinstance(name, str) and name:
+        return name
+    plugin = str(entry.get("plugin"))
+    for setting in ("path", "url"):
+        value = entry.get(setting)
+        if isinstance(value, str) and value:
+            return f"{plugin}:{value}"
+    return plugin
+
+
+def entry_problems(section: str, entry: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(setting, message)`` for each setting Labelyard reads that has the wrong type."""
+    from .plugin_api import PluginError, checked_setting
+
+    problems = []
+    for setting, kind in _ENTRY_SETTINGS.get(section, {}).items():
+        value = entry.get(setting)
+        if value is None:
+            continue
+        try:
+            checked_setting(setting, value, kind)
+        except PluginError as exc:
+            problems.append((setting, str(exc)))
+            continue
+        if kind is str and not value.strip():
+            problems.append((setting, f"setting `{setting}:` must not be empty"))
+        elif kind is int and value < 1:
+            problems.append((setting, f"setting `{setting}:` must be at least 1, not {value}"))
+    return problems
+
+
+def duplicate_entries(entries: list[Any]) -> dict[int, int]:
+    """``{index: index of the earlier entry with the same identity}`` within one section."""
+    seen: dict[str, int] = {}
+    duplicates = {}
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not entry.get("plugin"):
+            continue
+        key = entry_key(entry)
+        if key in seen:
+            duplicates[index] = seen[key]
+        else:
+            seen[key] = index
+    return duplicates
+
+
+def duplicate_message(section: str, entries: list[Any], index: int, earlier: int) -> str:
+    return (f"{section} entry {index + 1} has the same identity `{entry_key(entries[index])}` as entry "
+            f"{earlier + 1}, so they would share their progress: give one of them its own `name:`")
+
+
+def entry_diagnostics(doc: Any) -> list[Any]:
+    """A diagnostic for each plugin entry of ``doc`` (a :class:`rules.loader.Document`) with a
+    setting of the wrong type, or with the identity of an earlier entry of its section."""
+    from rules.diagnostics import Diagnostic
+
+    spec = doc.data if isinstance(doc.data, dict) else {}
+    out = []
+    for section in ENTRY_SECTIONS:
+        entries = spec.get(section)
+        if not isinstance(entries, list):
+            continue
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                continue
+            for setting, message in entry_problems(section, entry):
+                pos = doc.where((section, index, setting))
+                out.append(Diagnostic(doc.filename, pos.line, pos.col,
+                                      f"{section} entry {index + 1} (`{entry.get('plugin')}`): {message}"))
+        for index, earlier in duplicate_entries(entries).items():
+            pos = doc.where((section, index))
+            out.append(Diagnostic(doc.filename, pos.line, pos.col, duplicate_message(section, entries, index, earlier)))
+    return out
+
+
+def entry_diagnostics_for(spec: dict[str, Any], text: str, filename: str) -> list[Any]:
+    """:func:`entry_diagnostics` of a compiled workflow (``spec``) from its text; YAML read only when it has entries."""
+    if not any(spec.get(section) for section in ENTRY_SECTIONS):
+        return []
+    doc = _document(text, filename)
+    return entry_diagnostics(doc) if doc is not None else []

@@ -16,12 +16,13 @@ One run, in order: the workflow's ``sources`` are read and ingested; its
 A plugin that raises is recorded (with the entry it served) and the run goes
 on with the next entry and step; what the failed call was doing is not kept
 (its part is not ingested, its batch not recorded, its notification stays
-queued). A file lock beside the database keeps two runs from overlapping.
+queued). An entry whose settings are wrong fails alone; a reviewer that
+raises on one task fails that task alone. A file lock beside the database
+keeps two runs from overlapping.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections import Counter
@@ -32,9 +33,12 @@ from typing import Any
 
 from . import clock
 from .context import review_facts, votes_facts
-from .plugin_api import FinalTask, Notification, PluginError, PluginRun, ReviewItem, SourcePart, Verdict
-from .plugins import Plugins, describe_error, trace
-from .store import dumps, loads
+from .ingest import JSON_RESERVED, RowError, RowProblem, TaskInput, check_row
+from .plugin_api import (FinalTask, Notification, PluginError, PluginRun, ReviewItem, SourcePart, Verdict,
+                         checked_setting)
+from .plugins import (Plugins, describe_error, duplicate_entries, duplicate_message, entry_key, entry_problems,
+                      trace)
+from .store import loads
 
 SINK_BATCH = 500
 REVIEW_PAGE = 200
@@ -75,20 +79,6 @@ class RunReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"run": self.run_id, "ok": self.ok, **self.steps, "failures": [f.as_dict() for f in self.failures]}
-
-
-def entry_key(entry: dict[str, Any]) -> str:
-    """A workflow entry's stable identity: its ``name``, else its plugin and path (or url), else a hash."""
-    if entry.get("name"):
-        return str(entry["name"])
-    plugin = str(entry.get("plugin"))
-    for setting in ("path", "url"):
-        if entry.get(setting):
-            return f"{plugin}:{entry[setting]}"
-    rest = {k: v for k, v in entry.items() if k != "plugin"}
-    if not rest:
-        return plugin
-    return f"{plugin}:{hashlib.sha1(dumps(rest).encode()).hexdigest()[:10]}"
 
 
 # -- the lock ----------------------------------------------------------------------------
@@ -145,7 +135,7 @@ def ingest_parts(engine, parts: Iterator[SourcePart], on_cursor: Callable[[Any],
     total: Counter = Counter()
     routed: Counter = Counter()
     for part in parts:
-        rows = list(part.rows)
+        rows = [checked_row(row, part.origin) for row in part.rows]
         if rows:
             report = engine.ingest(rows, part.origin, progress=progress)
             total.update(ingested=report.ingested, duplicates=report.duplicates, rejected=report.rejected)
@@ -159,6 +149,27 @@ def ingest_parts(engine, parts: Iterator[SourcePart], on_cursor: Callable[[Any],
     if total["prior_votes"]:
         result["prior_votes"] = total["prior_votes"]
     return result
+
+
+def checked_row(row: Any, origin: str) -> TaskInput | RowProblem:
+    """A source's row given the checks of ``labelyard ingest`` (a ``TaskInput`` built by hand skipped them).
+
+    The label itself is checked against the workflow's labels at routing.
+    """
+    if isinstance(row, RowProblem):
+        return row
+    if not isinstance(row, TaskInput):
+        raise PluginError(f"a part of {origin} holds {type(row).__name__} {row!r:.60}; "
+                          "rows are TaskInput or RowProblem values")
+    item: dict[str, Any] = {"id": row.external_id, "data": row.data, "category": row.category, "tags": row.tags}
+    prediction = {k: v for k, v in (("label", row.label), ("confidence", row.confidence), ("model", row.model),
+                                    ("scores", row.scores)) if v is not None}
+    if prediction:
+        item["prediction"] = prediction
+    try:
+        return check_row(item, row.line, (), JSON_RESERVED)
+    except RowError as exc:
+        return RowProblem(row.line, str(exc), json.dumps(item, ensure_ascii=False, default=repr)[:2000])
 
 
 def add_prior_votes(engine, votes: dict[str, list[dict[str, Any]]], origin: str) -> int:
@@ -325,14 +336,30 @@ class Runner:
         plugin = str(entry.get("plugin")) if entry else step
         self.report.failures.append(Failure(step, plugin, entry_key(entry) if entry else "", error))
 
-    def _registered(self, kind: str, step: str, entry: Any):
-        if not isinstance(entry, dict) or not entry.get("plugin"):
-            self.fail(step, None, f"an entry without `plugin:`: {entry!r}")
-            return None
-        found = self.plugins.get(kind, str(entry["plugin"]))
-        if found is None:
-            self.fail(step, entry, f"no {kind[:-1]} plugin `{entry['plugin']}` is loaded (see `labelyard plugins`)")
-        return found
+    def _entries(self, section: str, kind: str) -> Iterator[tuple[dict[str, Any], Any, str]]:
+        """The section's usable entries as ``(entry, registered, key)``; any other is a failure of its own.
+
+        The section's name is the step's name in failures.
+        """
+        step = section
+        entries = self.engine.workflow.spec.get(section) or []
+        duplicates = duplicate_entries(entries)
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, dict) or not entry.get("plugin"):
+                self.fail(step, None, f"an entry without `plugin:`: {entry!r}")
+                continue
+            problems = entry_problems(section, entry)
+            if problems:
+                self.fail(step, entry, "; ".join(message for _, message in problems))
+                continue
+            if index in duplicates:
+                self.fail(step, entry, duplicate_message(section, entries, index, duplicates[index]))
+                continue
+            found = self.plugins.get(kind, str(entry["plugin"]))
+            if found is None:
+                self.fail(step, entry, f"no {kind[:-1]} plugin `{entry['plugin']}` is loaded (see `labelyard plugins`)")
+                continue
+            yield entry, found, entry_key(entry)
 
     def run(self) -> RunReport:
         for info in self.plugins.errors:
@@ -353,11 +380,7 @@ class Runner:
     # -- sources -------------------------------------------------------------------------
     def sources(self) -> None:
         done: dict[str, Any] = {}
-        for entry in self.engine.workflow.sources:
-            source = self._registered("sources", "sources", entry)
-            if source is None:
-                continue
-            key = entry_key(entry)
+        for entry, source, key in self._entries("sources", "sources"):
             cursor_name = f"source:{key}"
             run = make_run(self.engine, entry, key, self.store.cursor(cursor_name), self.base_dir)
 
@@ -372,45 +395,55 @@ class Runner:
             except Exception as exc:  # noqa: BLE001
                 self.fail("sources", entry, describe_error(exc))
                 continue
-            self.echo(f"source {key}: ingested {done[key]['ingested']}, duplicates {done[key]['duplicates']}, "
-                      f"rejected {done[key]['rejected']}")
+            counts = done[key]
+            if counts["ingested"] or counts["duplicates"] or counts["rejected"] or counts.get("prior_votes"):
+                self.echo(f"source {key}: ingested {counts['ingested']}, duplicates {counts['duplicates']}, "
+                          f"rejected {counts['rejected']}"
+                          + (f", prior votes {counts['prior_votes']}" if counts.get("prior_votes") else ""))
         self.report.steps["sources"] = done
 
     # -- automatic reviewers -------------------------------------------------------------
     def reviewers(self) -> None:
         done: dict[str, Any] = {}
-        entries = self.engine.workflow.spec.get("reviewers") or []
-        for entry in entries:
-            reviewer = self._registered("reviewers", "reviewers", entry)
-            if reviewer is None:
-                continue
-            key = entry_key(entry)
+        for entry, reviewer, key in self._entries("reviewers", "reviewers"):
             run = make_run(self.engine, entry, key, None, self.base_dir)
-            queues = entry.get("queues") or None
+            queues = checked_setting("queues", entry["queues"], list) if entry.get("queues") else None
             counts: Counter = Counter()
+            failed: list[tuple[str, str]] = []
             after = 0
             try:
                 while rows := self.store.review_candidates(key, queues, after, REVIEW_PAGE):
                     for row in rows:
                         after = row["id"]
-                        trace(f"reviewer {key}: task {row['external_id']}")
-                        verdict = reviewer.func(run, review_item(self.store, row, self.engine))
-                        if verdict is not None and not isinstance(verdict, Verdict):
-                            raise PluginError(f"returned {verdict!r}; expected approve(...), reject(...) or None")
-                        if verdict is not None and verdict.label is not None:
-                            problem = self.engine.workflow.labels.problem(verdict.label)
-                            if problem:
-                                raise PluginError(f"corrected label is invalid: {problem}")
-                        decision = apply_verdict(self.engine, row["id"], row["round"], key, verdict, clock.now())
+                        try:
+                            decision, verdict = self._review(reviewer, run, key, row)
+                        except Exception as exc:  # noqa: BLE001 - this task fails; the others are still judged
+                            failed.append((row["external_id"], describe_error(exc)))
+                            counts["failed"] += 1
+                            continue
                         counts[verdict.verdict if verdict else "abstain"] += 1
                         if decision:
                             counts[f"→ {decision['action']}"] += 1
             except Exception as exc:  # noqa: BLE001
                 self.fail("reviewers", entry, describe_error(exc))
+            if failed:
+                self.fail("reviewers", entry, failed_tasks_message(failed))
             done[key] = dict(counts)
             if counts:
                 self.echo(f"reviewer {key}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
         self.report.steps["reviewers"] = done
+
+    def _review(self, reviewer, run: PluginRun, key: str, row) -> tuple[dict[str, Any] | None, Verdict | None]:
+        """Ask one reviewer about one task and record its answer; raises when the plugin fails on it."""
+        trace(f"reviewer {key}: task {row['external_id']}")
+        verdict = reviewer.func(run, review_item(self.store, row, self.engine))
+        if verdict is not None and not isinstance(verdict, Verdict):
+            raise PluginError(f"returned {verdict!r}; expected approve(...), reject(...) or None")
+        if verdict is not None and verdict.label is not None:
+            problem = self.engine.workflow.labels.problem(verdict.label)
+            if problem:
+                raise PluginError(f"corrected label is invalid: {problem}")
+        return apply_verdict(self.engine, row["id"], row["round"], key, verdict, clock.now()), verdict
 
     # -- timers --------------------------------------------------------------------------
     def timers(self) -> None:
@@ -433,11 +466,7 @@ class Runner:
     # -- sinks ---------------------------------------------------------------------------
     def sinks(self) -> None:
         done: dict[str, Any] = {}
-        for entry in self.engine.workflow.sinks:
-            sink = self._registered("sinks", "sinks", entry)
-            if sink is None:
-                continue
-            key = entry_key(entry)
+        for entry, sink, key in self._entries("sinks", "sinks"):
             cursor_name = f"sink:{key}"
             batch = int(entry.get("batch") or SINK_BATCH)
             run = make_run(self.engine, entry, key, self.store.cursor(cursor_name), self.base_dir)
@@ -471,33 +500,39 @@ class Runner:
     def notify(self) -> None:
         done: dict[str, Any] = {}
         workflow = self.engine.workflow.name
-        for entry in self.engine.workflow.notify:
-            notifier = self._registered("notifiers", "notify", entry)
-            if notifier is None:
-                continue
-            key = entry_key(entry)
-            wanted = entry.get("events") or list(DEFAULT_EVENTS)
-            wanted = [wanted] if isinstance(wanted, str) else [str(w) for w in wanted]
-            queued = self._enqueue(key, wanted, workflow)
+        history = EntryHistory(self.store, "notify")
+        for entry, notifier, key in self._entries("notify", "notifiers"):
+            wanted = checked_setting("events", entry["events"], list) if entry.get("events") else list(DEFAULT_EVENTS)
+            queued = self._enqueue(key, wanted, workflow, history)
             run = make_run(self.engine, entry, key, None, self.base_dir)
             delivered, pending = self._deliver(entry, key, run, notifier)
             done[key] = {"queued": queued, "delivered": delivered, "pending": pending}
             if queued or delivered or pending:
                 self.echo(f"notify {key}: queued {queued}, delivered {delivered}, waiting {pending}")
+        self._drop_orphans(done)
         self.report.steps["notify"] = done
 
-    def _enqueue(self, key: str, wanted: list[str], workflow: str) -> int:
-        """Queue the entry's new events; the cursor moves in the same transaction."""
+    def _enqueue(self, key: str, wanted: list[str], workflow: str, history: "EntryHistory") -> int:
+        """Queue the entry's new events; the cursor moves in the same transaction.
+
+        An entry hears the events of the times it was in the active workflow:
+        a new one starts at the version that added it, and while a later
+        version leaves it out, it hears nothing.
+        """
         cursor_name = f"notify:{key}"
         after = self.store.cursor(cursor_name)
+        present = True  # a stored cursor was moved while the entry was in the workflow
         if after is None:
-            # a new entry hears what happened since the workflow that added it was applied
-            after = max(0, self.store.last_event_id("workflow_applied") - 1)
+            after = history.added(key)
         queued = 0
         while rows := self.store.events_after(int(after), EVENT_PAGE):
             now = clock.now()
             batch = []
             for row in rows:
+                if row["kind"] == "workflow_applied":
+                    present = history.present_in(row, key, present)
+                if not present:
+                    continue
                 names = event_names(row)
                 name = next((n for n in names if n in wanted), "*" if "*" in wanted else None)
                 if name is None:
@@ -511,6 +546,22 @@ class Runner:
                 self.store.set_cursor(cursor_name, after, now)
             queued += len(batch)
         return queued
+
+    def _drop_orphans(self, done: dict[str, Any]) -> None:
+        """Notifications still waiting for an entry no longer in the workflow are dropped, with an event."""
+        active = {entry_key(e) for e in self.engine.workflow.spec.get("notify") or [] if isinstance(e, dict)}
+        for target in sorted(self.store.outbox_pending()):
+            if target in active:
+                continue
+            now = clock.now()
+            with self.store.transaction():
+                dropped = self.store.drop_outbox(target)
+                self.store.add_event("outbox_dropped", now, actor="labelyard",
+                                     detail={"target": target, "dropped": dropped,
+                                             "reason": "the notify entry is no longer in the workflow"})
+            done[target] = {"dropped": dropped}
+            self.echo(f"notify {target}: dropped {dropped} waiting notification(s): the entry is no longer "
+                      "in the workflow")
 
     def _deliver(self, entry: dict[str, Any], key: str, run: PluginRun, notifier) -> tuple[int, int]:
         delivered = 0
@@ -535,6 +586,55 @@ class Runner:
                     self.store.outbox_delivered(row["id"], clock.now())
                 delivered += 1
         return delivered, self.store.outbox_pending().get(key, 0)
+
+
+def failed_tasks_message(failed: list[tuple[str, str]], shown: int = 5) -> str:
+    """One line for the tasks a reviewer failed on: the first error, and which other tasks failed."""
+    (first, error), rest = failed[0], failed[1:]
+    text = f"task {first}: {error}"
+    if rest:
+        names = ", ".join(task for task, _ in rest[:shown]) + (", …" if len(rest) > shown else "")
+        text += f"; also failed on {len(rest)} more task(s): {names}"
+    return text + " (asked again next run)"
+
+
+class EntryHistory:
+    """Which applied workflow versions held an entry of one section (read once per run, when needed)."""
+
+    def __init__(self, store, section: str):
+        self.store = store
+        self.section = section
+        self._keys: dict[tuple[str, int], set[str]] | None = None
+
+    def keys(self) -> dict[tuple[str, int], set[str]]:
+        """``{(workflow, version): identities of the section's entries}`` for every applied version."""
+        if self._keys is None:
+            self._keys = {}
+            for row in self.store.workflow_versions():
+                entries = (loads(row["spec"]) or {}).get(self.section) or []
+                self._keys[(row["name"], row["version"])] = {entry_key(e) for e in entries if isinstance(e, dict)}
+        return self._keys
+
+    def present_in(self, applied_event, key: str, default: bool) -> bool:
+        """Whether the version a ``workflow_applied`` event made active holds the entry ``key``."""
+        detail = loads(applied_event["detail"]) or {}
+        found = self.keys().get((detail.get("workflow"), detail.get("version")))
+        return default if found is None else key in found
+
+    def added(self, key: str) -> int:
+        """The event id to start after for a new entry: just before the version that added it was applied
+        (the oldest of the unbroken run of versions, up to the active one, that hold it)."""
+        start = None
+        for (name, version), keys in reversed(list(self.keys().items())):
+            if key not in keys:
+                break
+            start = (name, version)
+        events = self.store.applied_events()
+        for row in events:
+            detail = loads(row["detail"]) or {}
+            if (detail.get("workflow"), detail.get("version")) == start:
+                return row["id"] - 1
+        return max(0, events[-1]["id"] - 1) if events else 0
 
 
 def open_for_run(db: str | None, plugins_dir: str | None):

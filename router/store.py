@@ -959,6 +959,20 @@ class Store:
             row = self.one("SELECT max(id) FROM events WHERE kind = ?", (kind,))
         return int(row[0] or 0)
 
+    def workflow_versions(self) -> list[sqlite3.Row]:
+        """Every applied workflow version, oldest first: ``id, name, version, spec``."""
+        return self.query("SELECT id, name, version, spec FROM workflows ORDER BY id")
+
+    def applied_events(self) -> list[sqlite3.Row]:
+        """The ``workflow_applied`` events (``id, detail``), oldest first."""
+        return self.query("SELECT id, detail FROM events WHERE kind = 'workflow_applied' ORDER BY id")
+
+    def drop_outbox(self, target: str) -> int:
+        """Give up a notify entry's undelivered notifications (it left the workflow); returns how many."""
+        return self.conn.execute(
+            "UPDATE outbox SET status = 'dropped' WHERE target = ? AND status = 'pending'", (target,)
+        ).rowcount
+
     def enqueue_outbox(self, rows: Iterable[tuple[str, int, str, str, float]]) -> None:
         """Add ``(target, event_id, event, body, at)`` notifications; one already queued is left alone."""
         self.conn.executemany(

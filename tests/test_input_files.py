@@ -134,9 +134,10 @@ def test_label_studio_export_with_a_bom(pets):
     (pets.folder / "export.json").write_bytes(BOM + json.dumps(export).encode("utf-8"))
     assert pets.json("ingest", "labelstudio:export.json", "--json")["ingested"] == 1
     (pets.folder / "latin.json").write_bytes(b'[{"id": 2, "data": {"text": "caf\xe9"}}]')
-    proc = pets("ingest", "labelstudio:latin.json")
-    assert proc.returncode != 0
-    assert proc.stderr.strip().endswith("latin.json: not valid UTF-8 at line 1, column 33 (byte 0xe9)")
+    report = pets.json("ingest", "labelstudio:latin.json", "--json")  # one reject, like any bad input
+    assert (report["ingested"], report["rejected"]) == (0, 1)
+    [reject] = [r for r in pets.json("rejects", "--json") if r["source"].endswith("latin.json")]
+    assert reject["reason"].endswith("not valid UTF-8 at line 1, column 33 (byte 0xe9)")
 
 
 def test_semicolon_csv_with_decimal_commas_as_european_excel_saves_it(pets):
