@@ -265,7 +265,21 @@ def rejects(db: str | None, limit: int, source: str | None, clear: bool, as_json
 
 @main.group()
 def workers() -> None:
-    """Register and list workers."""
+    """Register, change and list workers (a lead's action once the project has a lead)."""
+
+
+def _workers_engine(db: str | None, worker: str | None):
+    """The engine, after checking that ``--as`` may add or change workers."""
+    from .lead import require_lead_for_workers
+
+    engine = _engine(db)
+    require_lead_for_workers(engine, _worker(worker))
+    return engine
+
+
+def _describe_worker(w: dict[str, Any]) -> str:
+    cap = "-" if w["capacity"] is None else w["capacity"]
+    return f"roles={','.join(w['roles'])} skills={','.join(w['skills']) or '-'} capacity={cap}"
 
 
 @workers.command("add")
@@ -274,10 +288,38 @@ def workers() -> None:
 @click.option("--role", "roles", multiple=True, required=True, help="A role (repeatable): annotator, senior, expert, lead…")
 @click.option("--skill", "skills", multiple=True, help="A skill (repeatable).")
 @click.option("--capacity", type=int, default=None, help="Most active assignments at once.")
-def workers_add(name: str, db: str | None, roles: tuple[str, ...], skills: tuple[str, ...], capacity: int | None) -> None:
-    """Add (or update) a worker."""
-    new = _engine(db).add_worker(name, list(roles), list(skills), capacity)
+@as_option
+def workers_add(name: str, db: str | None, roles: tuple[str, ...], skills: tuple[str, ...], capacity: int | None,
+                worker: str | None) -> None:
+    """Add a worker. Adding one again replaces the roles; skills and capacity not given keep their values."""
+    new = _workers_engine(db, worker).add_worker(name, list(roles), list(skills) or None, capacity,
+                                                 actor=_worker(worker))
     click.echo(f"{'added' if new else 'updated'} {name}")
+
+
+@workers.command("set")
+@click.argument("name")
+@db_option
+@click.option("--role", "roles", multiple=True, help="Replace the roles (repeatable).")
+@click.option("--skill", "skills", multiple=True, help="Replace the skills (repeatable).")
+@click.option("--no-skills", is_flag=True, help="Remove every skill.")
+@click.option("--capacity", type=int, default=None, help="Most active assignments at once.")
+@click.option("--no-capacity", is_flag=True, help="No limit on active assignments.")
+@as_option
+def workers_set(name: str, db: str | None, roles: tuple[str, ...], skills: tuple[str, ...], no_skills: bool,
+                capacity: int | None, no_capacity: bool, worker: str | None) -> None:
+    """Change a worker's roles, skills or capacity; what is not given keeps its value."""
+    if skills and no_skills:
+        raise click.UsageError("give --skill or --no-skills, not both")
+    if capacity is not None and no_capacity:
+        raise click.UsageError("give --capacity or --no-capacity, not both")
+    if not (roles or skills or no_skills or capacity is not None or no_capacity):
+        raise click.UsageError("nothing to change: give --role, --skill, --no-skills, --capacity or --no-capacity")
+    engine = _workers_engine(db, worker)
+    engine.update_worker(name, roles=list(roles) or None, skills=[] if no_skills else (list(skills) or None),
+                         capacity=capacity, no_capacity=no_capacity, actor=_worker(worker))
+    changed = next(w for w in engine.workers() if w["id"] == name)
+    click.echo(f"{name}: {_describe_worker(changed)}")
 
 
 @workers.command("list")
@@ -291,27 +333,27 @@ def workers_list(db: str | None, as_json: bool) -> None:
         return
     for w in rows:
         state = " paused" if w["paused"] else ""
-        cap = "-" if w["capacity"] is None else w["capacity"]
-        click.echo(f"{w['id']:<16} roles={','.join(w['roles'])} skills={','.join(w['skills']) or '-'} "
-                   f"capacity={cap} active={w['active']}{state}")
+        click.echo(f"{w['id']:<16} {_describe_worker(w)} active={w['active']}{state}")
 
 
 @workers.command("pause")
 @click.argument("name")
 @db_option
 @click.option("--reason", default=None)
-def workers_pause(name: str, db: str | None, reason: str | None) -> None:
+@as_option
+def workers_pause(name: str, db: str | None, reason: str | None, worker: str | None) -> None:
     """Pause a worker: no new work."""
-    _engine(db).set_worker_paused(name, True, reason)
+    _workers_engine(db, worker).set_worker_paused(name, True, reason, actor=_worker(worker))
     click.echo(f"paused {name}")
 
 
 @workers.command("resume")
 @click.argument("name")
 @db_option
-def workers_resume(name: str, db: str | None) -> None:
+@as_option
+def workers_resume(name: str, db: str | None, worker: str | None) -> None:
     """Resume a paused worker."""
-    _engine(db).set_worker_paused(name, False)
+    _workers_engine(db, worker).set_worker_paused(name, False, actor=_worker(worker))
     click.echo(f"resumed {name}")
 
 
@@ -365,7 +407,9 @@ def submit(assignment: int, db: str | None, worker: str | None, label: str | Non
     decision = result.get("decision")
     if decision:
         line += f"; rule `{decision['rule']}` → {decision['action']}"
-        if decision.get("target"):
+        if decision["action"] in ("hold", "reject"):  # the rule's target was not reached: say why
+            line += f" ({decision['reason']})" if decision.get("reason") else ""
+        elif decision.get("target"):
             line += f" {decision['target']}"
     click.echo(line)
 
@@ -382,6 +426,8 @@ def status(db: str | None, as_json: bool) -> None:
     from .render import print_status
 
     print_status(data)
+    if data.get("gold"):
+        click.echo(f"gold questions: {data['gold']} (not counted in tasks or queues)")
 
 
 @main.command()

@@ -31,6 +31,11 @@ def _bulk_options(func: Callable) -> Callable:
     return db_option(as_option(func))
 
 
+def _name(item: dict[str, Any]) -> str:
+    """A task as the user may write it back: external id, then its id (they can differ: `7 (id:5)`)."""
+    return f"{item['external_id']} (id:{item['task']})"
+
+
 def _report(report, as_json: bool, say: Callable[[dict[str, Any]], str]) -> None:
     from .cli import _emit_json
 
@@ -38,9 +43,9 @@ def _report(report, as_json: bool, say: Callable[[dict[str, Any]], str]) -> None
         _emit_json(report.as_dict())
         return
     for item in report.done:
-        click.echo(say(item) if "external_id" in item and len(item) > 2 else f"would act on {item['external_id']}")
+        click.echo(say(item) if "external_id" in item and len(item) > 2 else f"would act on {_name(item)}")
     for item in report.skipped:
-        click.echo(f"skipped {item['external_id']}: {item['reason']}", err=True)
+        click.echo(f"skipped {_name(item)}: {item['reason']}", err=True)
     if report.dry_run:
         click.echo(f"{report.action}: dry run, {report.matched} matching, nothing changed", err=True)
     elif len(report.done) != 1 or report.skipped:
@@ -71,13 +76,14 @@ def register(main: click.Group) -> None:
     @click.argument("tasks", nargs=-1)
     @click.option("--to", "to", required=True, metavar="W", help="The worker who gets the slot.")
     @click.option("--from", "from_worker", default=None, metavar="W", help="Take only this worker's slot.")
-    @click.option("--force", is_flag=True, help="Even if the queue does not admit W, or W annotated the task.")
+    @click.option("--force", is_flag=True,
+                  help="Even if the queue does not admit W, W is paused or at capacity, or W annotated the task.")
     @_bulk_options
     def reassign(tasks, to, from_worker, force, db, worker, where, dry_run, as_json) -> None:
         """Give TASK(s) to worker W (ends the current holders' slots)."""
         report = _lead(db, worker).run("reassign", tasks, where, dry_run=dry_run, to=to, force=force,
                                        from_worker=from_worker)
-        _report(report, as_json, lambda i: f"reassigned {i['external_id']} to {i['to']} (assignment {i['assignment']})")
+        _report(report, as_json, lambda i: f"reassigned {_name(i)} to {i['to']} (assignment {i['assignment']})")
 
     @main.command()
     @click.argument("tasks", nargs=-1)
@@ -87,7 +93,7 @@ def register(main: click.Group) -> None:
     def escalate(tasks, queue, reason, db, worker, where, dry_run, as_json) -> None:
         """Send TASK(s) to an expert queue for adjudication."""
         report = _lead(db, worker).run("escalate", tasks, where, dry_run=dry_run, queue=queue, reason=reason)
-        _report(report, as_json, lambda i: f"escalated {i['external_id']} to {i['target']}")
+        _report(report, as_json, lambda i: f"escalated {_name(i)} to {i['target']}")
 
     @main.command()
     @click.argument("tasks", nargs=-1)
@@ -96,7 +102,7 @@ def register(main: click.Group) -> None:
     def hold(tasks, reason, db, worker, where, dry_run, as_json) -> None:
         """Hold TASK(s): no one gets them until `unhold`."""
         report = _lead(db, worker).run("hold", tasks, where, dry_run=dry_run, reason=reason)
-        _report(report, as_json, lambda i: f"held {i['external_id']}")
+        _report(report, as_json, lambda i: f"held {_name(i)}")
 
     @main.command()
     @click.argument("tasks", nargs=-1)
@@ -104,7 +110,7 @@ def register(main: click.Group) -> None:
     def unhold(tasks, db, worker, where, dry_run, as_json) -> None:
         """Reopen held TASK(s) in their stage with their slots."""
         report = _lead(db, worker).run("unhold", tasks, where, dry_run=dry_run)
-        _report(report, as_json, lambda i: f"reopened {i['external_id']} ({i['stage']} in {i['queue']})")
+        _report(report, as_json, lambda i: f"reopened {_name(i)}: {i['stage']} in {i['queue']}")
 
     @main.command()
     @click.argument("tasks", nargs=-1)
@@ -123,7 +129,7 @@ def register(main: click.Group) -> None:
                 click.echo(f"released assignment {assignment_id} of {result['worker']} ({result['status']})")
             return
         report = lead.run("release", tasks, where, dry_run=dry_run)
-        _report(report, as_json, lambda i: f"released {i['external_id']}: assignment(s) "
+        _report(report, as_json, lambda i: f"released {_name(i)}: assignment(s) "
                                            f"{', '.join(map(str, i['released']))}")
 
     @main.command(context_settings={"ignore_unknown_options": True})
@@ -131,13 +137,18 @@ def register(main: click.Group) -> None:
     @_bulk_options
     def priority(args, db, worker, where, dry_run, as_json) -> None:
         """Set the priority of TASK(s): `priority TASK… N` or `priority --where FILTER N` (higher first)."""
+        from .lead import priority_problem
+
         *tasks, value = args
         try:
             number = float(value)
         except ValueError:
             raise click.UsageError(f"the priority is a number, not {value!r} (priority TASK… N)") from None
+        problem = priority_problem(number)  # NaN, infinities and numbers past the rules' bounds
+        if problem:
+            raise click.UsageError(problem)
         report = _lead(db, worker).run("priority", tasks, where, dry_run=dry_run, value=number)
-        _report(report, as_json, lambda i: f"priority of {i['external_id']}: {i['was']:g} → {i['priority']:g}")
+        _report(report, as_json, lambda i: f"priority of {_name(i)}: {i['was']:g} → {i['priority']:g}")
 
     @main.group()
     def gold() -> None:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # ingest only, imported where used: `labelyard claim` starts 
 STAGES = ("annotate", "review", "correct", "escalated")
 STAGE_OF_ACTION = {"annotate": "annotate", "review": "review", "escalate": "escalated"}
 FINAL_BY_STAGE = {"review": "reviewer", "escalated": "expert"}
+LATE_STATUSES = ("released", "expired")  # slots taken back from their holder: a submission is kept, decides nothing
 INGEST_BATCH_ROWS = 2000  # routed at once; the writer commits them whole only while nobody else writes
 INGEST_BATCH_SECONDS = 0.05
 QUEUE_AGREEMENT_VOTES = 2000  # queue.kappa / queue.alpha read this many latest votes
@@ -154,19 +155,45 @@ class Engine:
                 "warnings": [str(d) for d in diagnostics]}
 
     # -- workers ---------------------------------------------------------------------------
-    def add_worker(self, name: str, roles: list[str], skills: list[str], capacity: int | None = None,
+    def add_worker(self, name: str, roles: list[str], skills: list[str] | None = None, capacity: int | None = None,
                    actor: str | None = None) -> bool:
-        """Register (or update) a worker; returns True when new."""
+        """Register a worker; returns True when new, False when it updated a registered one.
+
+        An update replaces the roles; skills and capacity left ``None`` keep their stored
+        values, so adding a worker again never drops what the command did not name.
+        """
+        return self._save_worker(name, roles, skills, capacity, False, actor, create=True)
+
+    def update_worker(self, name: str, *, roles: list[str] | None = None, skills: list[str] | None = None,
+                      capacity: int | None = None, no_capacity: bool = False, actor: str | None = None) -> None:
+        """Change a registered worker: what is ``None`` keeps its value; ``no_capacity`` lifts the limit."""
+        self._save_worker(name, roles, skills, capacity, no_capacity, actor, create=False)
+
+    def _save_worker(self, name: str, roles: list[str] | None, skills: list[str] | None, capacity: int | None,
+                     no_capacity: bool, actor: str | None, *, create: bool) -> bool:
         if not name or not name.strip():
             raise LabelyardError("a worker needs a name")
         if capacity is not None and capacity < 1:
             raise LabelyardError("--capacity must be at least 1")
         now = clock.now()
         with self.store.transaction():
-            new = self.store.upsert_worker(name, sorted(set(roles)), sorted(set(skills)), capacity, now)
-            self.store.add_event("worker_added" if new else "worker_updated", now, actor=actor or current_user(),
-                                 detail={"worker": name, "roles": roles, "skills": skills, "capacity": capacity})
-        return new
+            row = self.store.worker(name)
+            if row is None and not create:
+                self._require_worker(name)  # raises the unknown-worker error
+            old = None if row is None else {"roles": loads(row["roles"]), "skills": loads(row["skills"]),
+                                            "capacity": row["capacity"]}
+            kept = old or {"roles": [], "skills": [], "capacity": None}
+            new = {"roles": kept["roles"] if roles is None else sorted(set(roles)),
+                   "skills": kept["skills"] if skills is None else sorted(set(skills)),
+                   "capacity": None if no_capacity else kept["capacity"] if capacity is None else capacity}
+            if old and "lead" in old["roles"] and "lead" not in new["roles"] and self.store.leads() == [name]:
+                raise LabelyardError(f"{name} is the only lead; make another worker a lead first")
+            if new != old:  # the same again writes nothing
+                self.store.upsert_worker(name, new["roles"], new["skills"], new["capacity"], now)
+                self.store.add_event("worker_added" if old is None else "worker_updated", now,
+                                     actor=actor or current_user(),
+                                     detail={"worker": name, **new, **({"was": old} if old else {})})
+        return old is None
 
     def set_worker_paused(self, name: str, paused: bool, reason: str | None = None, actor: str | None = None) -> None:
         """Pause or resume a worker."""
@@ -402,23 +429,27 @@ class Engine:
         gold_rate = (workflow.quality.get("gold") or {}).get("rate") or 0
         now = clock.now()
         with self.store.transaction():
+            # Returned work counts against capacity too: a correction is a slot the worker holds.
+            if w["capacity"] is not None and self.store.active_count(worker) >= w["capacity"]:
+                waiting = "; work returned to them waits for their next claim" if w["has_offered"] else ""
+                raise NothingToDo(f"{worker} already holds {w['capacity']} active assignment(s), "
+                                  f"their capacity{waiting}")
             # Read before the lock: a slot offered back in between is taken at the next claim.
-            offered = self.store.claim_offered(worker, now) if w["has_offered"] else None
+            offered = self.store.claim_offered(worker, now, queue) if w["has_offered"] else None
             if offered is not None:
                 task = self.store.task(offered["task_id"])
                 self.store.add_event("claimed", now, task_id=task["id"], actor=worker,
                                      detail={"assignment": offered["id"], "stage": offered["stage"]})
                 claimed = (offered["id"], task, offered["stage"], offered["note"])
             else:
-                if w["capacity"] is not None and self.store.active_count(worker) >= w["capacity"]:
-                    raise NothingToDo(f"{worker} already holds {w['capacity']} active assignment(s), their capacity")
                 slot = None
                 if gold_rate > 0:  # gold questions mixed into claims (router.gold)
                     slot = pick_gold(self.store, worker, queues, gold_rate)
                 if slot is None:
                     slot = self.store.claim_slot(worker, queues, now)
                 if slot is None:
-                    raise NothingToDo(f"no work for {worker}")
+                    elsewhere = " (work returned to them waits in another queue)" if w["has_offered"] and queue else ""
+                    raise NothingToDo(f"no work for {worker}" + (f" in `{queue}`{elsewhere}" if queue else ""))
                 assignment_id = self.store.insert_assignment(slot["id"], worker, slot["stage"], slot["queue"],
                                                              slot["round"], "active", now)
                 self.store.add_event("claimed", now, task_id=slot["id"], actor=worker,
@@ -458,6 +489,41 @@ class Engine:
     def submit(self, assignment_id: int, worker: str, *, label: Any = None, verdict: str | None = None,
                comment: str | None = None) -> dict[str, Any]:
         """Record a submission and, when the stage has its quorum or verdict, route the task.
+
+        A slot taken back before the submission (released by a lead or a timer, expired when the
+        task moved on) is not taken: the work is kept as a ``late_submission`` event, decides
+        nothing, and :class:`AssignmentError` says so.
+        """
+        try:
+            return self._submit(assignment_id, worker, label=label, verdict=verdict, comment=comment)
+        except AssignmentError:
+            a = self.store.assignment(assignment_id)
+            if a is None or a["worker"] != worker or a["status"] not in LATE_STATUSES:
+                raise
+            self._keep_late(a, label, verdict, comment)
+            raise
+
+    def _keep_late(self, a, label: Any, verdict: str | None, comment: str | None) -> None:
+        """Keep a submission for a slot that was taken back; raises :class:`AssignmentError` saying so."""
+        ref = f"assignment {a['id']} is {a['status']}, not active"
+        # a mistake (a label outside the choices) is refused as for an active slot
+        verdict = self._check_submission({**dict(a), "status": "active"}, a["id"], a["worker"], label, verdict)
+        now = clock.now()
+        with self.store.transaction():
+            task = self.store.task(a["task_id"])
+            if any(e["kind"] == "late_submission" and (loads(e["detail"]) or {}).get("assignment") == a["id"]
+                   for e in self.store.events(task["id"])):
+                raise AssignmentError(f"{ref}; your late submission for it is already kept")
+            self.store.add_event("late_submission", now, task_id=task["id"], actor=a["worker"],
+                                 detail={"assignment": a["id"], "stage": a["stage"], "round": a["round"],
+                                         "slot": a["status"], "label": label, "verdict": verdict, "comment": comment})
+        raise AssignmentError(f"{ref}: it was taken back before you submitted; your submission is kept in the "
+                              f"history of task {task['external_id']} (`labelyard explain id:{task['id']}`) "
+                              "but decides nothing; claim new work")
+
+    def _submit(self, assignment_id: int, worker: str, *, label: Any, verdict: str | None,
+                comment: str | None) -> dict[str, Any]:
+        """Take an active slot's submission (see :meth:`submit`).
 
         The submission is checked against a read of the assignment before the
         write lock, so a mistake never queues for it; under the lock one
@@ -603,7 +669,8 @@ class Engine:
 
     # -- reading ---------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        """Task counts by status and, per queue, waiting and active work."""
+        """Task counts by status and, per queue, waiting and active work; gold questions are
+        counted apart (``gold``), never in the tasks or queues."""
         counts = self.store.status_counts()
         tasks = {s: counts.get(s, 0) for s in ("open", "done", "held", "invalid")}
         queues = {}
@@ -615,7 +682,8 @@ class Engine:
         wf = self.store.active_workflow()
         rejects = self.store.one("SELECT count(*) FROM rejects")[0]
         return {"workflow": None if wf is None else {"name": wf["name"], "version": wf["version"]},
-                "tasks": tasks, "total": sum(counts.values()), "queues": queues, "rejects": rejects,
+                "tasks": tasks, "total": sum(counts.values()), "gold": self.store.gold_count(),
+                "queues": queues, "rejects": rejects,
                 "workers": len(self.store.workers()), "last_run": self._last_run(),
                 "outbox_pending": sum(self.store.outbox_pending().values())}
 

@@ -74,9 +74,9 @@ def reassign_task(engine, task, to: str, now: float, actor: str, *, force: bool 
                   from_worker: str | None = None) -> dict[str, Any]:
     """End the task's active slot(s) (only ``from_worker``'s if given) and give ``to`` an active slot.
 
-    Refuses a worker the task's queue does not admit, or who annotated the task
-    when it waits for review or adjudication, unless ``force``. Never gives a
-    worker a second slot of the same round.
+    Refuses a worker the task's queue does not admit, who is paused or at their
+    capacity, or who annotated the task when it waits for review or adjudication,
+    unless ``force``. Never gives a worker a second slot of the same round.
     """
     store = engine.store
     ext = task["external_id"]
@@ -129,6 +129,9 @@ def ineligible(engine, task, worker_row) -> str | None:
         return f"{name} annotated this task; an annotator's own work never comes back to them for review"
     if worker_row["paused"]:
         return f"{name} is paused"
+    capacity = worker_row["capacity"]
+    if capacity is not None and engine.store.active_count(name) >= capacity:
+        return f"{name} already holds {capacity} active assignment(s), their capacity"
     return None
 
 
@@ -158,7 +161,7 @@ def hold_task(engine, task, now: float, actor: str, reason: str | None = None, *
     """Hold an open task, keeping its stage, queue and remaining submissions so ``unhold`` can reopen it.
 
     Active and offered slots are released (their holders' late submissions
-    are kept but decide nothing).
+    are kept as ``late_submission`` events but decide nothing: ``Engine.submit``).
     """
     store = engine.store
     if task["status"] != "open":
@@ -205,6 +208,15 @@ def _return_comment(store, task) -> str | None:
     return notes[-1] if notes else None
 
 
+def priority_problem(value: float) -> str | None:
+    """Why ``value`` cannot be a priority (the rule language's bounds), or ``None``."""
+    from rules.workflow import PRIORITY_LIMIT
+
+    if not -PRIORITY_LIMIT <= value <= PRIORITY_LIMIT:  # also false for NaN
+        return f"the priority must be a number from -1e15 to 1e15, not {value:g}"
+    return None
+
+
 def priority_task(engine, task, value: float, now: float, actor: str) -> dict[str, Any]:
     """Set a task's priority (higher is claimed first)."""
     if task["status"] not in ("open", "held"):
@@ -225,6 +237,16 @@ def require_lead(engine, actor: str) -> None:
     if row is None or LEAD_ROLE not in loads(row["roles"]):
         raise LabelyardError(f"{actor} needs the lead role for this "
                              f"(`labelyard workers add {actor} --role lead` by a lead)")
+
+
+def require_lead_for_workers(engine, actor: str) -> None:
+    """Adding or changing workers (roles, skills, capacity, pause) is a lead's action once the
+    project has a lead; before that anyone may, which is how the first lead is registered."""
+    leads = engine.store.leads()
+    if leads and actor not in leads:
+        shown = ", ".join(leads[:5]) + (", …" if len(leads) > 5 else "")
+        raise LabelyardError(f"{actor} needs the lead role to add or change workers; "
+                             f"run it --as a lead ({shown})")
 
 
 def compile_where(text: str):
@@ -352,6 +374,9 @@ class Lead:
             return lambda t, now: release_task(engine, t, now, actor)
         if action == "priority":
             value = options["value"]
+            problem = priority_problem(value)
+            if problem:
+                raise LabelyardError(problem)
             return lambda t, now: priority_task(engine, t, value, now, actor)
         raise ValueError(f"unknown lead action {action!r}")
 

@@ -327,7 +327,7 @@ class Queries:
         votes = [{"worker": v["worker"], "label": loads(v["label"]), "flagged": bool(v["flagged"]),
                   "queue": v["queue"]} for v in self.store.votes(task_id)]
         reviews = [a for a in shown["annotations"] if a["stage"] in ("review", "escalated")]
-        return {**shown, "votes": votes, "reviews": reviews, "explain": explain_task(self.store, str(task_id))}
+        return {**shown, "votes": votes, "reviews": reviews, "explain": explain_task(self.store, f"id:{task_id}")}
 
 
 def _duration(seconds: float | None) -> str:

@@ -79,6 +79,11 @@ def dumps_finite(value: Any) -> str:
     return _encode_finite(value)
 
 
+def _task_number(text: str) -> int | None:
+    """``text`` as a task id when it is one (ASCII digits, small enough for SQLite)."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+
+
 def loads(text: str | None) -> Any:
     """JSON from storage; ``None`` stays ``None``."""
     return None if text is None else json.loads(text)
@@ -417,6 +422,11 @@ class Store:
         )
         return not existed
 
+    def leads(self) -> list[str]:
+        """The workers with the ``lead`` role."""
+        return [r[0] for r in self.query(
+            "SELECT id FROM workers WHERE EXISTS (SELECT 1 FROM json_each(roles) WHERE value = 'lead') ORDER BY id")]
+
     def set_worker_paused(self, name: str, paused: bool, reason: str | None) -> None:
         self.conn.execute("UPDATE workers SET paused = ?, pause_reason = ? WHERE id = ?", (int(paused), reason, name))
 
@@ -430,12 +440,27 @@ class Store:
 
     # -- tasks -----------------------------------------------------------------------------
     def task(self, ref: int | str) -> sqlite3.Row | None:
-        """A task by numeric id or external id."""
-        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-            row = self.one(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?", (int(ref),))
-            if row is not None:
-                return row
-        return self.one(f"SELECT {TASK_COLUMNS} FROM tasks WHERE external_id = ?", (str(ref),))
+        """A task by id (an int, or ``id:N``), by external id (``ext:X``), or by a bare reference
+        that is either. A bare number that is one task's id and another task's external id is
+        refused as ambiguous (:class:`LabelyardError`) rather than guessed."""
+        if isinstance(ref, int):
+            return self._task_by_id(ref)
+        number = _task_number(ref[3:]) if ref.startswith("id:") else None
+        if number is not None:
+            return self._task_by_id(number)
+        if ref.startswith("ext:"):
+            return self.task_by_external_id(ref[4:])
+        by_external = self.task_by_external_id(ref)
+        number = _task_number(ref)
+        by_id = None if number is None else self._task_by_id(number)
+        if by_id is not None and by_external is not None and by_id["id"] != by_external["id"]:
+            raise LabelyardError(
+                f"task `{ref}` is ambiguous: id:{number} is the task with external id `{by_id['external_id']}`, "
+                f"ext:{ref} is the task with id {by_external['id']}; write id:{number} or ext:{ref}")
+        return by_id or by_external
+
+    def _task_by_id(self, task_id: int) -> sqlite3.Row | None:
+        return self.one(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
 
     def existing_external_ids(self, external_ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
@@ -533,13 +558,14 @@ class Store:
         return loads(row[0]) if row else None
 
     # -- claiming --------------------------------------------------------------------------
-    def claim_offered(self, worker: str, now: float) -> sqlite3.Row | None:
-        """Activate the oldest slot offered to ``worker`` alone (work returned for correction)."""
+    def claim_offered(self, worker: str, now: float, queue: str | None = None) -> sqlite3.Row | None:
+        """Activate the oldest slot offered to ``worker`` alone (work returned for correction),
+        only in ``queue`` when given."""
         return self.returning(
-            "UPDATE assignments SET status = 'active', updated_at = ? WHERE id = ("
-            "SELECT id FROM assignments WHERE worker = ? AND status = 'offered' ORDER BY id LIMIT 1) "
-            "RETURNING id, task_id, stage, queue, note",
-            (now, worker),
+            "UPDATE assignments SET status = 'active', updated_at = ?1 WHERE id = ("
+            "SELECT id FROM assignments WHERE worker = ?2 AND status = 'offered' AND (?3 IS NULL OR queue = ?3) "
+            "ORDER BY id LIMIT 1) RETURNING id, task_id, stage, queue, note",
+            (now, worker, queue),
         )
 
     def claim_slot(self, worker: str, queues: Sequence[str], now: float) -> sqlite3.Row | None:
@@ -700,6 +726,11 @@ class Store:
             (after_id, limit),
         )
 
+    def worker_active_assignments(self, worker: str) -> list[sqlite3.Row]:
+        """``worker``'s active assignments, oldest first (through the partial index of active slots)."""
+        return self.query("SELECT * FROM assignments INDEXED BY assignments_worker_active "
+                          "WHERE worker = ? AND status = 'active' ORDER BY id", (worker,))
+
     def task_slots(self, task_id: int, statuses: Sequence[str] = ("active",)) -> list[sqlite3.Row]:
         """A task's assignments in these statuses, oldest first."""
         marks = ",".join("?" * len(statuses))
@@ -844,8 +875,13 @@ class Store:
 
     # -- reading for status and export -----------------------------------------------------
     def status_counts(self) -> dict[str, int]:
-        rows = self.query("SELECT status, count(*) AS n FROM tasks GROUP BY status")
+        """Tasks per status, gold questions left out (:meth:`gold_count` counts them)."""
+        rows = self.query("SELECT status, count(*) AS n FROM tasks WHERE is_gold = 0 GROUP BY status")
         return {r["status"]: r["n"] for r in rows}
+
+    def gold_count(self) -> int:
+        """How many gold questions there are (each has one ``gold`` row)."""
+        return int(self.one("SELECT count(*) FROM gold")[0])
 
     def queue_counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
@@ -855,10 +891,8 @@ class Store:
         ):
             out.setdefault(r["queue"], {})["waiting"] = r["claimable"] or 0
             out[r["queue"]]["open"] = r["n"]
-        for r in self.query(
-            "SELECT queue, count(*) AS n FROM assignments WHERE status = 'active' AND queue IS NOT NULL GROUP BY queue"
-        ):
-            out.setdefault(r["queue"], {})["active"] = r["n"]
+        for queue, n in self.active_by_queue().items():
+            out.setdefault(queue, {})["active"] = n
         return out
 
     def queue_stats(self, queue: str, now: float) -> dict[str, Any]:
@@ -1111,7 +1145,9 @@ class Store:
                           f"ORDER BY {sort} LIMIT ?", [*params, limit])
 
     def active_by_queue(self) -> dict[str, int]:
-        """Active assignments per queue, read through the partial index of active slots."""
-        rows = self.query("SELECT queue, count(*) AS n FROM assignments INDEXED BY assignments_worker_active "
-                          "WHERE status = 'active' AND queue IS NOT NULL GROUP BY queue")
+        """Active assignments per queue, gold questions left out, read through the partial index of
+        active slots."""
+        rows = self.query("SELECT a.queue, count(*) AS n FROM assignments AS a INDEXED BY assignments_worker_active "
+                          "JOIN tasks AS t ON t.id = a.task_id "
+                          "WHERE a.status = 'active' AND a.queue IS NOT NULL AND t.is_gold = 0 GROUP BY a.queue")
         return {r["queue"]: r["n"] for r in rows}

@@ -289,7 +289,7 @@ def test_workers_add_and_list(run, write_workflow):
 
     assert run.ok("workers", "add", "vera", "--role", "annotator", "--capacity", "5").stdout.strip() == "updated vera"
     vera = next(w for w in run.json("workers", "list", "--json") if w["id"] == "vera")
-    assert (vera["skills"], vera["capacity"]) == ([], 5)
+    assert (vera["skills"], vera["capacity"]) == (["birds", "vet"], 5)  # skills not given are kept
 
     bad = run("workers", "add", "zed", "--role", "annotator", "--capacity", "0")
     assert bad.returncode == 1 and "capacity" in bad.stderr

@@ -520,7 +520,7 @@ async def test_review_reject_with_comment_returns_the_task(db):
     from router.lead import Lead
 
     lead = Lead(engine, LEAD)
-    lead.run("reassign", [target], to="carol")
+    lead.run("reassign", [target], to="carol", force=True)  # carol is at her capacity of 3
     a = [x for x in engine.store.assignments(engine.store.task(target)["id"]) if x["worker"] == "carol"][-1]
     engine.submit(a["id"], "carol", label="bug")
     lead.run("escalate", [target], queue="senior")
