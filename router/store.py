@@ -1140,6 +1140,7 @@ class Store:
             source = "tasks AS t NOT INDEXED"  # walk the rowid; stop at `limit` matches
         elif column == "t.stage_at" and status == "open" and queue:
             source = "tasks AS t INDEXED BY tasks_open_age"
+            where.append("t.status = 'open'")  # a literal: SQLite uses a partial index only if it can prove its WHERE
         sort = f"t.id {direction}" if column is None else f"{column} {direction}, t.id {direction}"
         return self.query(f"SELECT {self.TASK_LIST_COLUMNS} FROM {source} WHERE {' AND '.join(where)} "
                           f"ORDER BY {sort} LIMIT ?", [*params, limit])

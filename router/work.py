@@ -1,4 +1,5 @@
-"""What an annotator does besides claim and submit: skip (give a slot back).
+"""What an annotator does besides claim and submit: skip (give a slot back), resume (see again a
+slot they still hold).
 
 A worker may release their own active slot; it goes back to the queue
 (``free_slots + 1``), or, for a ``correct`` slot, back to being offered to them.
@@ -26,3 +27,13 @@ def skip(engine, assignment_id: int, worker: str) -> dict[str, Any]:
         if a["worker"] != worker:
             raise AssignmentError(f"assignment {assignment_id} belongs to {a['worker']}, not {worker}")
         return release_assignment(engine, a, now, worker, detail={"skipped": True})
+
+
+def resume(engine, worker: str, queue: str | None = None) -> dict[str, Any] | None:
+    """``worker``'s oldest active slot (in ``queue`` when given) as :meth:`Engine.claim` shows it, or
+    ``None``. Reads only: a work screen quit mid-task shows the slot again instead of leaving it held."""
+    for a in engine.store.worker_active_assignments(worker):
+        if queue is None or a["queue"] == queue:
+            task = engine.store.task(int(a["task_id"]))
+            return engine._claim_view(a["id"], task, a["stage"], a["note"], worker)
+    return None

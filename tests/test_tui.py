@@ -106,6 +106,11 @@ def open_task_refs(db: str, n: int, **filters) -> list[str]:
         q.close()
 
 
+def id_ref(db: str, ref: str) -> str:
+    """The `id:N` reference the TUI keys a task's row by."""
+    return f"id:{task(db, ref)['task']['id']}"
+
+
 def task(db: str, ref: str) -> dict:
     q = queries(db)
     try:
@@ -204,7 +209,7 @@ async def test_select_several_and_hold_then_unhold(db):
     async with app.run_test(size=(120, 40), message_hook=rec) as pilot:
         screen = await open_tasks_on(app, pilot, status="open", queue="triage")
         await pilot.press("space", "space")
-        assert screen.selected == set(refs[:2])
+        assert screen.selected == {id_ref(db, r) for r in refs[:2]}  # rows act by `id:N`
         await pilot.press("h")
         await pilot.pause()
         assert isinstance(app.screen, InputModal)
@@ -280,7 +285,7 @@ async def test_escalate_priority_and_release_from_task_detail(db):
         await pilot.press("enter")
         await settle(app, pilot)
         detail = app.screen
-        assert isinstance(detail, TaskDetailScreen) and detail.ref == ref
+        assert isinstance(detail, TaskDetailScreen) and detail.ref == id_ref(db, ref)
         body = str(detail.query_one("#detail-body", Static).render())
         assert "data" in body and "prediction" in body and "votes" in body
         assert "on_create" in str(detail.query_one("#detail-history", Static).render())

@@ -30,6 +30,7 @@ from .screens.tasks import TasksScreen
 from .screens.work import WorkScreen
 from .screens.workers import WorkersScreen
 from .screens.workflow import WorkflowScreen
+from .widgets import format as fmt
 
 LEAD_MODES = ("dashboard", "tasks", "workers", "workflow")
 
@@ -73,10 +74,18 @@ class LabelyardApp(App):
         self._stop = threading.Event()
         import os
 
-        self.sub_title = f"{os.path.basename(db)} · {'working as' if start == 'work' else 'lead'} {self.worker if start == 'work' else actor}"
+        who = f"working as {self.worker}" if start == "work" else f"lead {actor}"
+        self.sub_title = fmt.clean(f"{os.path.basename(db)} · {who}")
 
     def now(self) -> float:
         return clock.now()
+
+    def notify(self, message: str, *, title: str = "", severity: Any = "information", timeout: float | None = None,
+               markup: bool = False) -> None:
+        """Every notification as plain text: messages quote ids, names and reasons from the database,
+        which must neither be read as markup nor reach the terminal with their control characters."""
+        super().notify(fmt.clean(message, lines=True), title=fmt.clean(title), severity=severity, timeout=timeout,
+                       markup=False)
 
     # -- start and stop -----------------------------------------------------------------
     def on_mount(self) -> None:

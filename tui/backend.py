@@ -1,6 +1,6 @@
 """The TUI's only door to the data: every call opens its own connection (one per thread, as SQLite
 wants) and goes through ``router``: :class:`router.queries.Queries` to read, :class:`router.lead.Lead`,
-:class:`router.engine.Engine` and :func:`router.work.skip` to act. No SQL here. Called from thread
+:class:`router.engine.Engine` and :mod:`router.work` (skip, resume) to act. No SQL here. Called from thread
 workers only, never on the event loop.
 """
 
@@ -59,6 +59,25 @@ class Backend:
     def submit(self, assignment: int, worker: str, **kwargs: Any) -> dict[str, Any]:
         with self.engine() as engine:
             return engine.submit(assignment, worker, **kwargs)
+
+    def resume(self, worker: str, queue: str | None = None) -> dict[str, Any] | None:
+        """The slot ``worker`` still holds (oldest first), as a claim shows it; ``None`` if none."""
+        from router.work import resume
+
+        with self.engine() as engine:
+            return resume(engine, worker, queue)
+
+    def slot_gone(self, assignment: int, worker: str) -> str | None:
+        """Why ``assignment`` is no longer ``worker``'s active slot (``None``: it still is)."""
+        with self.queries() as q:
+            a = q.store.assignment(assignment)
+        if a is None:
+            return f"assignment #{assignment} no longer exists"
+        if a["worker"] != worker:
+            return f"assignment #{assignment} now belongs to {a['worker']}"
+        if a["status"] != "active":
+            return f"assignment #{assignment} is {a['status']}"
+        return None
 
     def skip(self, assignment: int, worker: str) -> dict[str, Any]:
         from router.work import skip

@@ -41,10 +41,21 @@ class ActionFailed(Message):
 class Claimed(Message):
     """The work screen got a slot (``view`` is ``Engine.claim``'s view) or none (``view`` is None)."""
 
-    def __init__(self, view: dict[str, Any] | None, note: str | None = None) -> None:
+    def __init__(self, view: dict[str, Any] | None, note: str | None = None, resumed: bool = False) -> None:
         super().__init__()
         self.view = view
         self.note = note
+        self.resumed = resumed  # a slot the worker already held (the screen was quit mid-task)
+
+
+class SlotGone(Message):
+    """The work screen's slot was taken away (a lead released, reassigned or held it; a timer expired it)."""
+
+    def __init__(self, assignment: int, why: str, *, sending: bool = False) -> None:
+        super().__init__()
+        self.assignment = assignment
+        self.why = why
+        self.sending = sending  # found when its submission or skip failed (else by a check on reload)
 
 
 class Submitted(Message):

@@ -123,8 +123,14 @@ class BaseScreen(Screen):
 
     @work(thread=True, group="candidates")
     def _load_candidates(self, refs: list[str]) -> None:
-        with self.backend.queries() as q:
-            candidates = q.reassign_candidates(refs)
+        from router.errors import LabelyardError
+
+        try:
+            with self.backend.queries() as q:
+                candidates = q.reassign_candidates(refs)
+        except LabelyardError as exc:
+            self.post_message(ActionFailed("reassign", str(exc)))
+            return
         self.app.call_from_thread(self._show_candidates, refs, candidates)
 
     def _show_candidates(self, refs: list[str], candidates: list[dict[str, Any]]) -> None:

@@ -12,6 +12,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Sparkline, Static
 
+from router.errors import NoWorkflow
+
 from ..messages import Loaded
 from ..widgets import format as fmt
 from .base import BaseScreen
@@ -62,7 +64,11 @@ class DashboardScreen(BaseScreen):
             self.post_message(Loaded("dashboard", q.dashboard()))
             if time.monotonic() - self._slow_at > SLOW_EVERY:
                 self._slow_at = time.monotonic()
-                self.post_message(Loaded("agreement", q.slow_stats()))
+                try:
+                    slow = q.slow_stats()
+                except NoWorkflow:
+                    slow = None  # nothing to measure yet; the summary says "no workflow applied"
+                self.post_message(Loaded("agreement", slow))
 
     def action_agreement(self) -> None:
         self._slow_at = -1e9
@@ -82,12 +88,15 @@ class DashboardScreen(BaseScreen):
             return
         wf = d["workflow"]
         t = d["counts"]["tasks"]
-        head = f"[b]{wf['name']}[/b] v{wf['version']}   " if wf else "[b]no workflow applied[/b]   "
-        head += (f"tasks {d['counts']['total']:,}: open {t['open']:,} · held {t['held']:,} · done {t['done']:,}"
-                 f" · invalid {t['invalid']:,}")
+        if wf:
+            head = fmt.line((wf["name"], "bold"), f" v{wf['version']}   ")
+        else:
+            head = fmt.line(("no workflow applied", "bold"), "   ")
+        head.append(f"tasks {d['counts']['total']:,}: open {t['open']:,} · held {t['held']:,} · done {t['done']:,}"
+                    f" · invalid {t['invalid']:,}")
         if self.slow and self.slow["overall"].get(self.slow["metric"]) is not None:
             o = self.slow["overall"]
-            head += f"   {self.slow['metric']} {fmt.num(o[self.slow['metric']])} ({o['band']})"
+            head.append_text(fmt.line(f"   {self.slow['metric']} {fmt.num(o[self.slow['metric']])} ({o['band']})"))
         self.query_one("#summary", Static).update(head)
 
         queues = self.query_one("#queues", DataTable)
@@ -99,7 +108,8 @@ class DashboardScreen(BaseScreen):
             agree = slow_q.get(q["name"])
             late = Text("-" if not q["sla"] else f"{q['breaches']:,}{'+' if q['breaches_capped'] else ''}",
                         style="bold red" if q["breaches"] else "")
-            queues.add_row(q["name"], fmt.count(q["waiting"]), fmt.count(q["active"]), fmt.count(q["open"]),
+            queues.add_row(fmt.plain(q["name"]), fmt.count(q["waiting"]), fmt.count(q["active"]),
+                           fmt.count(q["open"]),
                            fmt.count(q["held"], "yellow"), fmt.age(q["oldest_age"]), late,
                            fmt.banded(agree.get(metric), agree.get("band")) if agree else Text("-", style="dim"),
                            key=q["name"])
@@ -118,12 +128,13 @@ class DashboardScreen(BaseScreen):
             cap = "∞" if w["capacity"] is None else w["capacity"]
             state = "paused" if w["paused"] else ("flagged" if w["flagged"] else "")
             a = annot.get(w["id"], {})
-            workers.add_row(w["id"], f"{w['active']}/{cap}", f"{w['submitted_recent']:,}", fmt.pct(w["gold_accuracy"]),
+            workers.add_row(fmt.plain(w["id"]), f"{w['active']}/{cap}", f"{w['submitted_recent']:,}",
+                            fmt.pct(w["gold_accuracy"]),
                             fmt.pct(a.get("agreement")), Text(state, style="yellow" if state else ""), key=w["id"])
 
         alerts = d["alerts"]
-        lines = [f"[{'red' if a['level'] == 'error' else 'yellow'}]▲ {a['text']}[/]" for a in alerts]
-        self.query_one("#alerts", Static).update("\n".join(lines) or "[green]no alerts[/]")
+        lines = [fmt.plain(f"▲ {a['text']}", "red" if a["level"] == "error" else "yellow") for a in alerts]
+        self.query_one("#alerts", Static).update(fmt.join(lines) if lines else Text("no alerts", style="green"))
 
     @on(DataTable.RowSelected)
     def row_selected(self, event: DataTable.RowSelected) -> None:

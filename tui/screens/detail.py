@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -41,7 +40,7 @@ class TaskDetailScreen(BaseScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         with VerticalScroll(id="detail-scroll"):
-            yield Static(f"task {self.ref}: loading…", id="detail-head")
+            yield Static(fmt.plain(f"task {self.ref}: loading…"), id="detail-head")
             yield Static("", id="detail-body")
             yield Static("", id="detail-history")
         yield Footer()
@@ -72,40 +71,42 @@ class TaskDetailScreen(BaseScreen):
     def loaded(self, message: Loaded) -> None:
         self.detail = d = message.data
         t = d["task"]
-        head = (f"[b]task {t['id']}[/b] ({escape(t['external_id'])})  [b]{t['status']}[/b]"
-                + (f"  {t['stage']} in {t['queue']}, {t['needed']} more needed" if t["status"] == "open" else "")
-                + f"  priority {t['priority']:.2f}")
-        head += f"\n{escape(d['explain']['summary'])}"
+        head = fmt.line((f"task {t['id']}", "bold"), " (", t["external_id"], ")  ", (t["status"], "bold"))
+        if t["status"] == "open":
+            head.append_text(fmt.line(f"  {t['stage']} in {t['queue']}, {t['needed']} more needed"))
+        head.append(f"  priority {t['priority']:.2f}")
+        head.append_text(fmt.line("\n", d["explain"]["summary"], lines=True))
         if t.get("reason"):
-            head += f"\nreason: {escape(str(t['reason']))}"
+            head.append_text(fmt.line("\nreason: ", str(t["reason"]), lines=True))
         self.query_one("#detail-head", Static).update(head)
 
-        lines = ["[b]data[/b]", escape(json.dumps(t["data"], ensure_ascii=False, indent=2))]
+        lines = [fmt.line(("data", "bold")),
+                 fmt.plain(json.dumps(t["data"], ensure_ascii=False, indent=2), lines=True)]
         p = d["prediction"] or {}
         if p.get("label") is not None:
-            lines.append(f"[b]prediction[/b] {escape(fmt.label(p.get('label')))} "
-                         f"confidence {fmt.num(p.get('confidence'))} model {escape(str(p.get('model')))}")
+            lines.append(fmt.line(("prediction", "bold"), f" {fmt.label(p.get('label'))} "
+                                  f"confidence {fmt.num(p.get('confidence'))} model {p.get('model')}"))
         if t["final_label"] is not None:
-            lines.append(f"[b]final[/b] {escape(fmt.label(t['final_label']))} by {t['final_by']} "
-                         f"(rule {escape(str(t['final_rule']))})")
-        lines.append(f"[b]votes[/b] ({len(d['votes'])})")
+            lines.append(fmt.line(("final", "bold"), f" {fmt.label(t['final_label'])} by {t['final_by']} "
+                                  f"(rule {t['final_rule']})"))
+        lines.append(fmt.line(("votes", "bold"), f" ({len(d['votes'])})"))
         for v in d["votes"]:
-            flag = " [yellow](flagged)[/]" if v["flagged"] else ""
-            lines.append(f"  {escape(v['worker'])}: {escape(fmt.label(v['label']))}{flag}")
+            lines.append(fmt.line(f"  {v['worker']}: {fmt.label(v['label'])}",
+                                  (" (flagged)", "yellow") if v["flagged"] else ""))
         if d["reviews"]:
-            lines.append("[b]reviews[/b]")
+            lines.append(fmt.line(("reviews", "bold")))
             for r in d["reviews"]:
-                text = f"  {escape(r['worker'])} ({r['stage']}): {r['verdict'] or ''} {escape(fmt.label(r['label']))}"
+                text = f"  {r['worker']} ({r['stage']}): {r['verdict'] or ''} {fmt.label(r['label'])}"
                 if r.get("comment"):
-                    text += f" — “{escape(r['comment'])}”"
-                lines.append(text)
-        lines.append("[b]assignments[/b]")
+                    text += f" — “{r['comment']}”"
+                lines.append(fmt.line(text))
+        lines.append(fmt.line(("assignments", "bold")))
         for a in d["assignments"]:
-            lines.append(f"  #{a['id']} {escape(a['worker'])} {a['stage']} round {a['round']}: {a['status']}")
-        self.query_one("#detail-body", Static).update("\n".join(lines))
+            lines.append(fmt.line(f"  #{a['id']} {a['worker']} {a['stage']} round {a['round']}: {a['status']}"))
+        self.query_one("#detail-body", Static).update(fmt.join(lines))
 
         from router.explain import render_explanation
 
         history = render_explanation(d["explain"])
         self.query_one("#detail-history", Static).update(
-            "[b]history[/b]\n" + escape("\n".join(history[2:] if len(history) > 2 else history)))
+            fmt.line(("history", "bold"), "\n", "\n".join(history[2:] if len(history) > 2 else history), lines=True))

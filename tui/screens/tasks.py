@@ -21,13 +21,22 @@ from .base import BaseScreen
 STATUS_STYLE = {"open": "", "held": "yellow", "done": "green", "invalid": "red"}
 
 
+def task_ref(row: dict[str, Any]) -> str:
+    """The reference the table keys a row by and acts with: ``id:N`` (an external id may be a number
+    that is another task's id)."""
+    return f"id:{row['id']}"
+
+
 class TasksScreen(BaseScreen):
     """Tasks, one page at a time."""
 
     BINDINGS = [
         Binding("space", "toggle_select", "Select", id="tasks.select"),
-        Binding("n,pagedown", "next_page", "Next page", id="tasks.next_page"),
-        Binding("p,pageup", "prev_page", "Prev page", id="tasks.prev_page"),
+        Binding("n", "next_page", "Next page", id="tasks.next_page"),
+        Binding("p", "prev_page", "Prev page", id="tasks.prev_page"),
+        # priority: the focused table would otherwise take them to scroll one screen
+        Binding("pagedown", "next_page", "Next page", id="tasks.next_page_key", show=False, priority=True),
+        Binding("pageup", "prev_page", "Prev page", id="tasks.prev_page_key", show=False, priority=True),
         Binding("slash", "filter_text", "Search", id="tasks.search"),
         Binding("s", "filter_status", "Status", id="tasks.status"),
         Binding("u", "filter_queue", "Queue", id="tasks.queue"),
@@ -100,15 +109,18 @@ class TasksScreen(BaseScreen):
 
         now = self.app.now() if hasattr(self.app, "now") else time.time()
         for r in self.rows:
-            mark = Text("●", style="bold cyan") if r["external_id"] in self.selected else ""
-            table.add_row(mark, str(r["id"]), r["external_id"], Text(r["status"], style=STATUS_STYLE.get(r["status"], "")),
-                          r["stage"] or "", r["queue"] or "", str(r["needed"]) if r["status"] == "open" else "",
-                          f"{r['priority']:.2f}", fmt.label(r["pred_label"]), fmt.num(r["pred_confidence"]),
-                          fmt.label(r["final_label"]), ",".join(r["holders"]),
-                          fmt.age(now - r["stage_at"]) if r["status"] == "open" else "", key=r["external_id"])
+            ref = task_ref(r)
+            mark = Text("●", style="bold cyan") if ref in self.selected else ""
+            table.add_row(mark, str(r["id"]), fmt.plain(r["external_id"]),
+                          Text(r["status"], style=STATUS_STYLE.get(r["status"], "")),
+                          fmt.plain(r["stage"]), fmt.plain(r["queue"]),
+                          str(r["needed"]) if r["status"] == "open" else "",
+                          f"{r['priority']:.2f}", fmt.plain(fmt.label(r["pred_label"])), fmt.num(r["pred_confidence"]),
+                          fmt.plain(fmt.label(r["final_label"])), fmt.plain(",".join(r["holders"])),
+                          fmt.age(now - r["stage_at"]) if r["status"] == "open" else "", key=ref)
         if table.row_count:
             table.move_cursor(row=min(max(cursor, 0), table.row_count - 1))
-        self.query_one("#task-filter", Static).update(f"[b]Tasks[/b]  {self.filter.describe()}")
+        self.query_one("#task-filter", Static).update(fmt.line(("Tasks", "bold"), "  ", self.filter.describe()))
         page = len(self.keys)
         total = "?" if self.total is None else f"{self.total:,}"
         more = "" if self.next_after is not None else " (last page)"
@@ -156,7 +168,7 @@ class TasksScreen(BaseScreen):
 
     def selected_refs(self) -> list[str]:
         if self.selected:
-            return sorted(self.selected)
+            return sorted(self.selected, key=lambda ref: int(ref[3:]))
         ref = self.current_ref()
         return [ref] if ref else []
 

@@ -1,10 +1,15 @@
 """The annotator's screen: claim → show → label → submit → next, keyboard first.
 
-Annotate and correct slots: number keys pick a choice (``choice``: submits at once; ``multi_choice``:
-toggles, Enter submits). Review and escalated slots show the prediction, the votes and earlier
-reviews: ``a`` approves, ``x`` rejects with a comment, a number key picks a corrected label and
-Enter submits it with a comment. ``s`` skips (the slot goes back). Other label types show the data
-and say where they are labeled.
+Annotate and correct slots: number keys pick a choice (``1``–``9``, ``0`` the tenth; ``c`` lists every
+choice to pick with the arrows and Enter) (``choice``: submits at once; ``multi_choice``: toggles,
+Enter submits). Review and escalated slots show the prediction, the votes and earlier reviews: ``a``
+approves, ``x`` rejects with a comment, a choice picks a corrected label and Enter submits it with a
+comment. ``s`` skips (the slot goes back). Other label types show the data and say where they are
+labeled.
+
+A slot the worker still holds (the screen was quit mid-task) is shown again before new work is
+claimed. A slot taken away meanwhile (released, reassigned, held, expired) is noticed when the
+database changes or a submission fails, and the screen moves on to new work.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rich.markup import escape
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -21,12 +26,17 @@ from textual.widgets import Footer, Header, Static
 
 from router.errors import LabelyardError, NothingToDo
 
-from ..messages import ActionFailed, Claimed, Submitted
+from ..messages import ActionFailed, Claimed, SlotGone, Submitted
 from ..widgets import format as fmt
-from ..widgets.modals import InputModal
+from ..widgets.modals import InputModal, PickModal
 from .base import BaseScreen
 
 CHOICE_TYPES = ("choice", "multi_choice")
+
+
+def choice_key(index: int) -> str | None:
+    """The key that picks choice ``index`` (0-based): ``1``–``9``, ``0`` for the tenth, else none."""
+    return str(index + 1) if index < 9 else ("0" if index == 9 else None)
 
 
 class WorkScreen(BaseScreen):
@@ -34,6 +44,8 @@ class WorkScreen(BaseScreen):
 
     BINDINGS = [
         *[Binding(str(i), f"choose({i})", str(i), id=f"work.choose{i}", show=False) for i in range(1, 10)],
+        Binding("0", "choose(10)", "10", id="work.choose10", show=False),
+        Binding("c", "pick_choice", "Choices", id="work.choices", show=False),
         Binding("enter", "submit", "Submit", id="work.submit"),
         Binding("a", "approve", "Approve", id="work.approve"),
         Binding("x", "reject", "Reject", id="work.reject"),
@@ -54,7 +66,7 @@ class WorkScreen(BaseScreen):
         self.worker = self.worker or self.app.worker
         self.queue = self.queue or getattr(self.app, "queue", None)
         yield Header()
-        yield Static(f"[b]{escape(self.worker)}[/b] — claiming…", id="work-head")
+        yield Static(fmt.line((self.worker, "bold"), " — claiming…"), id="work-head")
         with VerticalScroll(id="work-scroll"):
             yield Static("", id="work-data")
             yield Static("", id="work-context")
@@ -65,21 +77,40 @@ class WorkScreen(BaseScreen):
         self.action_next()
 
     def reload(self) -> None:
-        if self.view is None and not self.busy:
+        if self.busy:
+            return
+        if self.view is None:
             self.action_next()  # idle: new work may have arrived
+        else:
+            self.check_slot(self.view["assignment"])  # a lead or a timer may have taken it
 
     # -- claiming and submitting ------------------------------------------------------------
     def action_next(self) -> None:
-        if self.view is not None or self.busy:
+        if self.busy:
+            return
+        if self.view is not None:
+            self.check_slot(self.view["assignment"], say_held=True)
             return
         self.busy = True
         self.claim()
+
+    @work(thread=True, group="work-check")
+    def check_slot(self, assignment: int, say_held: bool = False) -> None:
+        why = self.backend.slot_gone(assignment, self.worker)
+        if why is not None:
+            self.post_message(SlotGone(assignment, why))
+        elif say_held:
+            self.app.call_from_thread(self.notify, "finish this slot first, or give it back with s")
 
     # Not exclusive: `busy` already serialises claim and send, and an exclusive
     # claim started from the Submitted handler would cancel the send that posted it.
     @work(thread=True, group="work")
     def claim(self) -> None:
         try:
+            view = self.backend.resume(self.worker, self.queue)
+            if view is not None:
+                self.post_message(Claimed(view, resumed=True))
+                return
             view = self.backend.claim(self.worker, self.queue)
         except NothingToDo as exc:
             self.post_message(Claimed(None, str(exc)))
@@ -97,7 +128,11 @@ class WorkScreen(BaseScreen):
             else:
                 result = self.backend.submit(assignment, self.worker, **kwargs)
         except LabelyardError as exc:
-            self.post_message(ActionFailed("skip" if skip else "submit", str(exc)))
+            why = self.backend.slot_gone(assignment, self.worker)
+            if why is not None:
+                self.post_message(SlotGone(assignment, f"{why} ({exc})", sending=True))
+            else:
+                self.post_message(ActionFailed("skip" if skip else "submit", str(exc)))
             return
         self.post_message(Submitted(result))
 
@@ -108,6 +143,20 @@ class WorkScreen(BaseScreen):
         self.picked = []
         self.note = message.note or ""
         self.render_view()
+        if message.resumed and message.view is not None:
+            self.notify(f"back to assignment #{message.view['assignment']}, which you still hold")
+
+    @on(SlotGone)
+    def slot_gone(self, message: SlotGone) -> None:
+        if self.view is None or self.view["assignment"] != message.assignment:
+            return  # an answer about a slot already left
+        if self.busy and not message.sending:
+            return  # a submission is on its way: its own outcome decides
+        self.busy = False
+        self.view = None
+        self.notify(f"{message.why}; moving on to new work", title="Slot taken back",
+                    severity="warning", timeout=8)
+        self.action_next()
 
     @on(Submitted)
     def submitted(self, message: Submitted) -> None:
@@ -137,53 +186,66 @@ class WorkScreen(BaseScreen):
         choices = self.query_one("#work-choices", Static)
         v = self.view
         if v is None:
-            head.update(f"[b]{escape(self.worker)}[/b] — no work right now"
-                        + (f": {escape(self.note)}" if self.note else "")
-                        + "\nNew work shows up here by itself; [b]n[/b] tries again.")
+            head.update(fmt.join([fmt.line((self.worker, "bold"), " — no work right now",
+                                           f": {self.note}" if self.note else ""),
+                                  fmt.line("New work shows up here by itself; ", ("n", "bold"), " tries again.")]))
             data.update("")
             context.update("")
             choices.update("")
             return
-        head.update(f"[b]{escape(self.worker)}[/b] — {v['kind']} task {escape(v['external_id'])} "
-                    f"in {v['queue']} (assignment #{v['assignment']})")
-        data.update("[b]data[/b]\n" + escape(json.dumps(v["data"], ensure_ascii=False, indent=2)))
+        head.update(fmt.line((self.worker, "bold"), f" — {v['kind']} task ", v["external_id"],
+                             f" in {v['queue']} (assignment #{v['assignment']})"))
+        data.update(fmt.line(("data", "bold"), "\n", json.dumps(v["data"], ensure_ascii=False, indent=2),
+                             lines=True))
         lines = []
         if v["kind"] in ("review", "escalated"):
             p = v.get("prediction") or {}
-            lines.append(f"[b]prediction[/b] {escape(fmt.label(p.get('label')))} ({fmt.num(p.get('confidence'))})")
-            lines.append("[b]votes[/b] " + ", ".join(f"{escape(x['worker'])}={escape(fmt.label(x['label']))}"
-                                                    for x in v.get("votes", [])))
+            lines.append(fmt.line(("prediction", "bold"),
+                                  f" {fmt.label(p.get('label'))} ({fmt.num(p.get('confidence'))})"))
+            lines.append(fmt.line(("votes", "bold"), " ", ", ".join(f"{x['worker']}={fmt.label(x['label'])}"
+                                                                    for x in v.get("votes", []))))
             for r in v.get("reviews", []):
-                lines.append(f"[b]earlier {r['stage']}[/b] {escape(r['worker'])}: {r['verdict'] or ''} "
-                             f"{escape(fmt.label(r['label']))} {escape(r.get('comment') or '')}")
+                said = f" {r['worker']}: {r['verdict'] or ''} {fmt.label(r['label'])} {r.get('comment') or ''}"
+                lines.append(fmt.line((f"earlier {r['stage']}", "bold"), said))
         if v["kind"] == "correct":
-            lines.append(f"[b]returned for correction[/b]: {escape(v.get('comment') or '(no comment)')}")
-            lines.append(f"your label was {escape(fmt.label(v.get('your_label')))}")
-        context.update("\n".join(lines))
+            lines.append(fmt.line(("returned for correction", "bold"), f": {v.get('comment') or '(no comment)'}"))
+            lines.append(fmt.line(f"your label was {fmt.label(v.get('your_label'))}"))
+        context.update(fmt.join(lines))
         choices.update(self.choices_text())
 
-    def choices_text(self) -> str:
+    def choices_text(self) -> Text:
+        """Every choice with the key that picks it (``c`` lists them all to pick from), and what keys do."""
         v = self.view
         if v is None:
-            return ""
+            return Text("")
         if v["label_type"] not in CHOICE_TYPES:
-            return (f"[yellow]`{v['label_type']}` labels are made in the tool this workflow's sources come "
-                    "from; this screen shows the data only.[/] [b]s[/b] skips.")
+            return fmt.line((f"`{v['label_type']}` labels are made in the tool this workflow's sources come "
+                             "from; this screen shows the data only.", "yellow"), " ", ("s", "bold"), " skips.")
         parts = []
-        for i, c in enumerate(v["choices"][:9], start=1):
-            on_ = c in self.picked
-            parts.append(f"[reverse]{i} {escape(c)}[/reverse]" if on_ else f"[b]{i}[/b] {escape(c)}")
-        keys = "   ".join(parts)
+        for i, c in enumerate(v["choices"]):
+            key = choice_key(i) or "·"
+            parts.append(fmt.plain(f"{key} {c}", "reverse") if c in self.picked
+                         else fmt.line((key, "bold"), " ", c))
+        keys = fmt.join(parts, "   ")
         if v["kind"] in ("review", "escalated"):
-            hint = ("a approve · x reject · number = corrected label, Enter submits it · s skip"
-                    if v["kind"] == "review" else "number = the final label, Enter submits · s skip")
+            hint = ("a approve · x reject · a choice = corrected label, Enter submits it · c list · s skip"
+                    if v["kind"] == "review" else "a choice = the final label, Enter submits · c list · s skip")
         elif v["label_type"] == "multi_choice":
-            hint = "numbers toggle · Enter submits · s skip"
+            hint = "a choice's key toggles it · Enter submits · c list · s skip"
         else:
-            hint = "a number submits that label · s skip"
-        return keys + "\n" + hint
+            hint = "a choice's key submits that label · c list · s skip"
+        return fmt.join([keys, fmt.plain(hint)])
 
     # -- keys -------------------------------------------------------------------------------
+    def action_pick_choice(self) -> None:
+        """Every choice in a list (arrows and Enter pick one, as its number key would)."""
+        v = self.view
+        if v is None or self.busy or v["label_type"] not in CHOICE_TYPES:
+            return
+        items = [(str(i), f"{'●' if c in self.picked else ' '} {choice_key(i - 1) or ' '}  {c}")
+                 for i, c in enumerate(v["choices"], start=1)]
+        self.app.push_screen(PickModal("Pick a label", items), lambda i: i is not None and self.action_choose(int(i)))
+
     def action_choose(self, number: int) -> None:
         v = self.view
         if v is None or self.busy or v["label_type"] not in CHOICE_TYPES or number > len(v["choices"]):
@@ -216,7 +278,7 @@ class WorkScreen(BaseScreen):
                 self._send({"label": label})
             return
         if label is None:
-            self.notify("pick the label with a number key first", severity="warning")
+            self.notify("pick the label first (its key, or c for the list)", severity="warning")
             return
         self.app.push_screen(InputModal("Comment (optional)"),
                              lambda c: c is not None and self._send({"label": label, "comment": c or None}))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -58,10 +57,10 @@ class WorkersScreen(BaseScreen):
             cap = "∞" if w["capacity"] is None else w["capacity"]
             state = ("paused" + (f": {w['pause_reason']}" if w["pause_reason"] else "")) if w["paused"] else (
                 "flagged" if w["flagged"] else "")
-            table.add_row(w["id"], ",".join(w["roles"]), ",".join(w["skills"]) or "-", f"{w['active']}/{cap}",
-                          f"{w['submitted_recent']:,}", fmt.pct(w["gold_accuracy"]), str(w["gold_answered"]),
-                          fmt.pct(w["agreement"]), str(w["decided"] or 0),
-                          Text(state, style="yellow" if state else ""), key=w["id"])
+            table.add_row(fmt.plain(w["id"]), fmt.plain(",".join(w["roles"])), fmt.plain(",".join(w["skills"]) or "-"),
+                          f"{w['active']}/{cap}", f"{w['submitted_recent']:,}", fmt.pct(w["gold_accuracy"]),
+                          str(w["gold_answered"]), fmt.pct(w["agreement"]), str(w["decided"] or 0),
+                          fmt.plain(state, "yellow" if state else ""), key=w["id"])
         if table.row_count:
             table.move_cursor(row=min(max(cursor, 0), table.row_count - 1))
 

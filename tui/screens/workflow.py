@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -10,7 +9,10 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Static
 
+from router.errors import NoWorkflow
+
 from ..messages import Loaded
+from ..widgets import format as fmt
 from .base import BaseScreen
 
 
@@ -37,28 +39,39 @@ class WorkflowScreen(BaseScreen):
     @work(thread=True, exclusive=True, group="workflow")
     def load(self) -> None:
         with self.backend.queries() as q:
-            self.post_message(Loaded("workflow", q.workflow_rules()))
+            try:
+                rules = q.workflow_rules()
+            except NoWorkflow:
+                rules = None
+        self.post_message(Loaded("workflow", rules))
 
     @on(Loaded)
     def loaded(self, message: Loaded) -> None:
         d = message.data
+        table = self.query_one(DataTable)
+        table.clear()
+        if d is None:
+            self.query_one("#workflow-head", Static).update(fmt.line(
+                ("no workflow applied", "bold"), " — `labelyard apply FILE.workflow.yaml` gives this project one"))
+            self.query_one("#yaml", Static).update("")
+            return
         wf = d["workflow"]
         queues = " · ".join(f"{n} ({','.join(q['roles'])}{' +' + ','.join(q['skills']) if q['skills'] else ''})"
                             for n, q in wf["queues"].items())
-        self.query_one("#workflow-head", Static).update(
-            f"[b]{escape(wf['name'])}[/b] v{wf['version']} — {escape(wf['description'] or '')}\n"
-            f"labels: {wf['label_type']} {escape(', '.join(wf['choices']))}\nqueues: {escape(queues)}")
-        table = self.query_one(DataTable)
-        table.clear()
+        self.query_one("#workflow-head", Static).update(fmt.line(
+            (wf["name"], "bold"), f" v{wf['version']} — {wf['description'] or ''}\n",
+            f"labels: {wf['label_type']} {', '.join(wf['choices'])}\nqueues: {queues}", lines=True))
         for s in d["sections"]:
             for r in s["rules"]:
                 do = r["action"] + (f" {r['target']}" if r["target"] is not None else "")
-                table.add_row(s["section"], r["name"], r["when"] or "(always)", do,
-                              Text(f"{r['fired']:,}", style="" if r["fired"] else "dim"), r["last_at"] or "")
+                table.add_row(fmt.plain(s["section"]), fmt.plain(r["name"]), fmt.plain(r["when"] or "(always)"),
+                              fmt.plain(do), Text(f"{r['fired']:,}", style="" if r["fired"] else "dim"),
+                              fmt.plain(r["last_at"] or ""))
         for r in d["retired"]:
-            table.add_row(r["section"], Text(r["rule"], style="dim"), Text("(not in this version)", style="dim"),
-                          "", f"{r['fired']:,}", r["last_at"] or "")
-        self.query_one("#yaml", Static).update(escape(d["yaml"]))
+            table.add_row(fmt.plain(r["section"]), fmt.plain(r["rule"], "dim"),
+                          Text("(not in this version)", style="dim"), "", f"{r['fired']:,}",
+                          fmt.plain(r["last_at"] or ""))
+        self.query_one("#yaml", Static).update(fmt.plain(d["yaml"], lines=True))
 
     def action_toggle_yaml(self) -> None:
         self.query_one("#yaml-box").toggle_class("hidden")

@@ -1,15 +1,62 @@
-"""Small text helpers for tables: ages, labels, numbers, bands."""
+"""Small text helpers for screens: ages, labels, numbers, bands, and safe text.
+
+Every string that comes from the database or the workflow (ids, labels, names, reasons, rules) is
+shown through :func:`plain` or :func:`line`: a rich ``Text`` built without reading markup (a stray
+``[/]`` in a reason is text, not a closing tag), whose control characters are made visible by
+:func:`clean` (an escape sequence in an external id must not reach the terminal).
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import re
+from typing import Any, Union
 
 from rich.text import Text
 
 from router.queries import duration
 
 BAND_STYLE = {"excellent": "green", "ok": "yellow", "alert": "bold red"}
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL, C1
+_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # the same, newline and tab kept
+
+Part = Union[str, Text, tuple[Any, str]]
+
+
+def _visible(match: re.Match[str]) -> str:
+    return f"\\x{ord(match.group()):02x}"
+
+
+def clean(value: Any, *, lines: bool = False) -> str:
+    """``value`` as text with every control character written as a visible ``\\xNN`` escape
+    (``lines``: newlines and tabs kept, for multi-line blocks)."""
+    text = value if isinstance(value, str) else str(value)
+    return (_CONTROL_BUT_LINES if lines else _CONTROL).sub(_visible, text)
+
+
+def plain(value: Any, style: str = "", *, lines: bool = False) -> Text:
+    """``value`` as one piece of text: no markup read, control characters made visible."""
+    return Text(clean("" if value is None else value, lines=lines), style=style, end="")
+
+
+def line(*parts: Part, lines: bool = False) -> Text:
+    """Text from parts, each a string (plain), a ``(value, style)`` pair or a ready ``Text``
+    (kept as built): how screens mix their own bold words with data."""
+    out = Text(end="")
+    for part in parts:
+        if isinstance(part, Text):
+            out.append_text(part)
+        elif isinstance(part, tuple):
+            out.append_text(plain(part[0], part[1], lines=lines))
+        else:
+            out.append_text(plain(part, lines=lines))
+    return out
+
+
+def join(texts: list[Text], separator: str = "\n") -> Text:
+    """``texts`` one after another with ``separator`` between them."""
+    return Text(separator, end="").join(texts)
 
 
 def age(seconds: float | None) -> str:

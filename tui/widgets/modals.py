@@ -1,4 +1,5 @@
-"""Modal dialogs: confirm, ask for a line of text, pick one item from a list."""
+"""Modal dialogs: confirm, ask for a line of text, pick one item from a list. Their texts often hold
+names and ids from the database, so they are shown as plain text (:func:`tui.widgets.format.plain`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList
 from textual.widgets.option_list import Option
+
+from .format import plain
 
 
 class ConfirmModal(ModalScreen[bool]):
@@ -26,9 +29,9 @@ class ConfirmModal(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.question, classes="dialog-title")
+            yield Label(plain(self.question), classes="dialog-title")
             if self.detail:
-                yield Label(self.detail, classes="dialog-detail")
+                yield Label(plain(self.detail), classes="dialog-detail")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Yes (y)", variant="primary", id="yes")
                 yield Button("No (n)", id="no")
@@ -54,7 +57,7 @@ class InputModal(ModalScreen["str | None"]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.prompt, classes="dialog-title")
+            yield Label(plain(self.prompt), classes="dialog-title")
             yield Input(value=self.value, placeholder=self.placeholder, id="modal-input")
 
     def on_mount(self) -> None:
@@ -80,8 +83,8 @@ class PickModal(ModalScreen["str | None"]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.title_text, classes="dialog-title")
-            yield OptionList(*[Option(text, id=key) for key, text in self.items], id="pick-list")
+            yield Label(plain(self.title_text), classes="dialog-title")
+            yield OptionList(*[Option(plain(text), id=key) for key, text in self.items], id="pick-list")
 
     def on_mount(self) -> None:
         self.query_one(OptionList).focus()
