@@ -184,7 +184,7 @@ def add_prior_votes(engine, votes: dict[str, list[dict[str, Any]]], origin: str)
     added = 0
     for external_id, items in votes.items():
         with store.transaction():
-            task = store.task(str(external_id))
+            task = store.task_by_external_id(str(external_id))
             if task is None or task["status"] != "open" or task["is_gold"]:
                 continue
             now = clock.now()

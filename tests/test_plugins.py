@@ -489,3 +489,14 @@ def test_an_installed_plugin_package_is_discovered_and_used(tmp_path):
     assert "shout" not in {p["name"] for p in json.loads(subprocess.run(
         [sys.executable, "-c", "from router.cli import main; main()", "plugins", "--json"], env=env,
         capture_output=True, text=True, cwd=tmp_path, timeout=120).stdout)}
+
+
+def test_labelstudio_votes_go_to_their_task_when_ids_and_external_ids_cross(project, tmp_path):
+    vote = lambda label: [{"completed_by": {"email": "ann@example.com"}, "result": [{"value": {"choices": [label]}}]}]  # noqa: E731
+    export = [{"id": 2, "data": {"text": "first in"}, "annotations": vote("dog")},  # internal id 1, external "2"
+              {"id": 1, "data": {"text": "second in"}, "annotations": vote("cat")}]  # internal id 2, external "1"
+    (tmp_path / "export.json").write_text(json.dumps(export), encoding="utf-8")
+    result = project.json("ingest", "labelstudio:export.json", "--json")
+    assert (result["ingested"], result["prior_votes"]) == (2, 2)
+    assert project.json("show", "ext:2", "--json")["task"]["final_label"] == "dog"
+    assert project.json("show", "ext:1", "--json")["task"]["final_label"] == "cat"
