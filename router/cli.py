@@ -163,9 +163,11 @@ def validate(files: tuple[str, ...], as_json: bool, strict: bool) -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 @db_option
 @click.option("--replace", is_flag=True, help="Replace a workflow of another name.")
+@click.option("--hold-orphans", is_flag=True,
+              help="Hold the open tasks of queues this version drops, for a lead to route on.")
 @click.option("--json", "as_json", is_flag=True)
 @as_option
-def apply(file: str, db: str | None, replace: bool, as_json: bool, worker: str | None) -> None:
+def apply(file: str, db: str | None, replace: bool, hold_orphans: bool, as_json: bool, worker: str | None) -> None:
     """Check a workflow and make it the active version."""
     from rules.source import read_source
 
@@ -173,7 +175,7 @@ def apply(file: str, db: str | None, replace: bool, as_json: bool, worker: str |
         text = read_source(file)
     except OSError as exc:
         raise LabelyardError(f"{file}: {exc.strerror}") from None
-    result = _engine(db).apply(text, file, replace=replace, actor=_worker(worker))
+    result = _engine(db).apply(text, file, replace=replace, actor=_worker(worker), hold_orphans=hold_orphans)
     if as_json:
         _emit_json(result)
         return
@@ -181,6 +183,9 @@ def apply(file: str, db: str | None, replace: bool, as_json: bool, worker: str |
         click.echo(warning, err=True)
     if result["changed"]:
         click.echo(f"applied {result['workflow']} version {result['version']}")
+        if result["held_orphans"]:
+            click.echo(f"held {result['held_orphans']} open task(s) of dropped queues: labelyard status, then "
+                       "labelyard escalate TASK… --to QUEUE")
     else:
         click.echo(f"{result['workflow']} version {result['version']} is already active (unchanged)")
 

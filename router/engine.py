@@ -109,11 +109,15 @@ class Engine:
         assert self._workflow_id is not None
         return self._workflow_id
 
-    def apply(self, text: str, filename: str, *, replace: bool = False, actor: str | None = None) -> dict[str, Any]:
+    def apply(self, text: str, filename: str, *, replace: bool = False, actor: str | None = None,
+              hold_orphans: bool = False) -> dict[str, Any]:
         """Check and store a new version of the workflow and make it active.
 
         Tasks keep the version that routed them. Applying a workflow of
-        another name needs ``replace``.
+        another name needs ``replace``. A version that drops a queue still
+        holding open tasks is refused, since nobody could claim them again,
+        unless ``hold_orphans``: then those tasks are held for a lead, in the
+        same transaction.
         """
         from rules.diagnostics import WorkflowInvalid
         from rules.workflow import compile_workflow
@@ -134,6 +138,9 @@ class Engine:
             raise WorkflowInvalid(diagnostics + problems)
         digest = hashlib.sha256(text.encode()).hexdigest()
         actor = actor or current_user()
+        from .lead import hold_task  # before the lock: nothing is imported under it
+
+        held = 0
         with self.store.transaction():
             active = self.store.active_workflow()
             if active is not None and active["name"] != workflow.name and not replace:
@@ -144,14 +151,26 @@ class Engine:
             if active is not None and active["hash"] == digest:
                 return {"workflow": workflow.name, "version": active["version"], "changed": False,
                         "warnings": [str(d) for d in diagnostics]}
+            dropped = {q: n for q, n in self.store.open_count_by_queue().items() if q not in workflow.queues}
+            if dropped and not hold_orphans:
+                listed = ", ".join(f"`{q}` ({n} open task{'s' if n != 1 else ''})" for q, n in sorted(dropped.items()))
+                first = sorted(dropped)[0]
+                raise LabelyardError(
+                    f"this version drops {listed}: nobody could claim those tasks again. Move them first "
+                    f"(labelyard escalate --where 'task.queue == \"{first}\"' --to QUEUE), or apply with "
+                    "--hold-orphans to hold them for a lead")
             now = clock.now()
             version_id = self.store.insert_workflow(workflow.name, text, workflow.spec, digest, filename, now, actor)
             version = self.store.workflow_version(version_id)["version"]
             self.store.add_event("workflow_applied", now, actor=actor,
                                  detail={"workflow": workflow.name, "version": version, "hash": digest, "file": filename})
+            for task in self.store.open_tasks_in_queues(sorted(dropped)):
+                hold_task(self, task, now, actor,
+                          f"queue `{task['queue']}` is not in version {version} of workflow `{workflow.name}`")
+                held += 1
         self._workflow, self._workflow_id = workflow, version_id
         self._queue_cache = {}
-        return {"workflow": workflow.name, "version": version, "changed": True,
+        return {"workflow": workflow.name, "version": version, "changed": True, "held_orphans": held,
                 "warnings": [str(d) for d in diagnostics]}
 
     # -- workers ---------------------------------------------------------------------------

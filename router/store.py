@@ -883,6 +883,20 @@ class Store:
         """How many gold questions there are (each has one ``gold`` row)."""
         return int(self.one("SELECT count(*) FROM gold")[0])
 
+    def open_count_by_queue(self) -> dict[str, int]:
+        """Open tasks per queue, gold questions included."""
+        rows = self.query("SELECT queue, count(*) AS n FROM tasks WHERE status = 'open' AND queue IS NOT NULL "
+                          "GROUP BY queue")
+        return {r["queue"]: r["n"] for r in rows}
+
+    def open_tasks_in_queues(self, queues: list[str]) -> list[sqlite3.Row]:
+        """The open tasks of ``queues``, gold questions included, by id."""
+        if not queues:
+            return []
+        marks = ", ".join("?" * len(queues))
+        return self.query(f"SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'open' AND queue IN ({marks}) ORDER BY id",
+                          tuple(queues))
+
     def queue_counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
         for r in self.query(
