@@ -663,6 +663,7 @@ class Engine:
             workers = votes["workers"]
             if not workers:
                 decision.action, decision.reason = "hold", "return: no annotators to return the task to"
+                decision.target = None  # held, not returned: `annotators` would read as where it went
                 fields = self._stage_fields(decision, task["priority"], 0)
             else:
                 fields = {"status": "open", "stage": "correct", "queue": votes["queue"], "needed": len(workers),

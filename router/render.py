@@ -73,4 +73,9 @@ def print_task(data: dict[str, Any]) -> None:
     for e in data["events"]:
         rule = f" rule `{e['rule']}`" if e["rule"] else ""
         action = f" → {e['action']}" if e["action"] else ""
-        line(f"  {clock.iso(e['at'])} {e['kind']}{rule}{action} by {e['actor']}")
+        kept = ""
+        if e["kind"] == "late_submission":  # work kept that decided nothing: show what it was
+            detail = e.get("detail") or {}
+            kept = f" {json.dumps(detail.get('label'), ensure_ascii=False)}" if detail.get("label") is not None else ""
+            kept += f" verdict={detail['verdict']}" if detail.get("verdict") else ""
+        line(f"  {clock.iso(e['at'])} {e['kind']}{rule}{action} by {e['actor']}{kept}")

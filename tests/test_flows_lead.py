@@ -56,6 +56,7 @@ def test_late_submissions_after_hold_or_escalate_are_kept_and_decide_nothing(run
         assert [(e["actor"], e["detail"]["label"], e["detail"]["stage"]) for e in events] == [("ann", kept, "annotate")]
         assert shown["annotations"] == [] and shown["task"]["status"] == status  # no vote, no decision
     assert run.json("show", "B", "--json")["task"]["stage"] == "escalated"
+    assert 'late_submission by ann "b"' in run.ok("show", "A").stdout  # the text view shows the kept label
 
 
 # -- 9. numeric external ids never pass for internal ids ------------------------------------
@@ -100,5 +101,8 @@ def test_submit_prints_why_a_return_held_the_task(run):
     out = run.ok("submit", review["assignment"], "--as", "sen", "--reject", "--comment", "unclear").stdout
     assert out.strip() == (f"submitted assignment {review['assignment']}; rule `rejected` → hold "
                            "(return: no annotators to return the task to)")
-    shown = run.json("show", "A", "--json")["task"]
+    full = run.json("show", "A", "--json")
+    shown = full["task"]
     assert (shown["status"], shown["reason"]) == ("held", "return: no annotators to return the task to")
+    held = [e for e in full["events"] if e["kind"] == "held"][-1]
+    assert (held["action"], "target" in held["detail"]) == ("hold", False)  # held, not sent to `annotators`
