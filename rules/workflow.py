@@ -398,11 +398,13 @@ def _firing(section: str, rule: Rule) -> Callable[[Mapping[str, Any]], Decision]
         fixed_reason = params.get("reason")
         fixed_reason = fixed_reason if isinstance(fixed_reason, str) else None
 
+        quick_ok = _QUICK_OK.get(key1)
+
         def fire_one(ctx: Mapping[str, Any]) -> Decision:
             values = params.copy()
-            values[key1] = fast1(ctx)
-            if numeric:
-                _check_params(values)
+            value = values[key1] = fast1(ctx)
+            if quick_ok is not None and not quick_ok(value):
+                _check_params(values)  # raises unless the value is usable after all (null, 2.0)
             d = new(Decision)
             d.section, d.rule, d.action, d.target = section, name, kind, target
             d.values, d.condition, d.reason = values, condition, fixed_reason
@@ -431,6 +433,13 @@ def _firing(section: str, rule: Rule) -> Callable[[Mapping[str, Any]], Decision]
         return d
 
     return fire_computed
+
+
+# The common good values, tested without param_problem's general checks (decisions are hot).
+_QUICK_OK: dict[str, Callable[[Any], bool]] = {
+    "overlap": lambda v: v.__class__ is int and 0 < v <= MAX_OVERLAP,
+    "priority": lambda v: (v.__class__ is float or v.__class__ is int) and -PRIORITY_LIMIT <= v <= PRIORITY_LIMIT,
+}
 
 
 def _check_params(values: Mapping[str, Any]) -> None:
