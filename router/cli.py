@@ -105,14 +105,20 @@ def init(db: str | None, as_json: bool) -> None:
     store, applied = Store.init(db)
     engine = Engine(store)
     user = current_user()
-    if store.worker(user) is None:
-        engine.add_worker(user, ["lead"], [], None, actor=user)
-    result = {"db": store.path, "migrations_applied": applied, "lead": user}
+    # The first lead of a project is whoever creates it; once it has one, only a lead adds workers.
+    leads = store.leads()
+    if not leads:
+        known = store.worker(user)
+        roles = sorted({*json.loads(known["roles"]), "lead"}) if known is not None else ["lead"]
+        engine.add_worker(user, roles, None, None, actor=user)
+        leads = [user]
+    result = {"db": store.path, "migrations_applied": applied, "leads": leads, "lead": user if user in leads else None}
     if as_json:
         _emit_json(result)
     else:
         state = f"applied {', '.join(applied)}" if applied else "already up to date"
-        click.echo(f"{store.path}: {state}; {user} is a lead")
+        who = f"{user} is a lead" if user in leads else f"leads: {', '.join(leads)}"
+        click.echo(f"{store.path}: {state}; {who}")
 
 
 @main.command()

@@ -198,16 +198,25 @@ def _print_agreement(data: dict[str, Any]) -> None:
     for name, g in groups:
         click.echo(f"{name:<16}{g['tasks']:>7}{g['items']:>7}{_fmt(g['fleiss_kappa']):>9}"
                    f"{_fmt(g['krippendorff_alpha']):>9}  {g['band'] or '-'}")
-    for reason in sorted(set(data["overall"]["reasons"].values())):
-        click.echo(f"  note: {reason}")
+    where: dict[str, list[str]] = {}  # why a value is `-`, and for which queues (reasons differ per queue)
+    for name, g in groups:
+        for reason in sorted(set(g["reasons"].values())):
+            where.setdefault(reason, []).append(name)
+    for reason, names in where.items():
+        click.echo(f"  note ({', '.join(names)}): {reason}")
     if data["annotators"]:
         click.echo(f"\n{'annotator':<16}{'votes':>7}{'agree':>9}{'gold':>7}{'gold acc':>10}")
         for a in data["annotators"]:
             click.echo(f"{a['worker']:<16}{a['votes']:>7}{_fmt(a['agreement']):>9}{a['gold_answered']:>7}"
                        f"{_fmt(a['gold_accuracy']):>10}")
     if data["confusion"]:
+        from .render import visible
+
+        def cell(label: str) -> str:  # one line, no escape sequence reaches the terminal
+            return visible(label).replace("\n", "\\x0a").replace("\t", "\\x09")
+
         finals = sorted({f for row in data["confusion"].values() for f in row})
         click.echo("\nconfusion (annotator label → final label)")
-        click.echo(" " * 16 + "".join(f"{f[:9]:>10}" for f in finals))
+        click.echo(" " * 16 + "".join(f"{cell(f)[:9]:>10}" for f in finals))
         for label, row in data["confusion"].items():
-            click.echo(f"{label[:15]:<16}" + "".join(f"{row.get(f, 0):>10}" for f in finals))
+            click.echo(f"{cell(label)[:15]:<16}" + "".join(f"{row.get(f, 0):>10}" for f in finals))

@@ -96,11 +96,40 @@ class Consensus:
                 "unanimous": self.unanimous, "tie": self.tie, "consensus": self.method}
 
 
-def key(label: Any) -> Hashable:
-    """A hashable form of a label (canonical JSON for lists and objects)."""
-    if isinstance(label, (list, dict)):
-        return json.dumps(label, sort_keys=True, ensure_ascii=False)
-    return label
+def _by_value(value: Any) -> Any:
+    """``value`` with whole floats as ints (``4.0`` is ``4``), all the way down."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) < 2**53 else value
+    if isinstance(value, list):
+        return [_by_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _by_value(v) for k, v in value.items()}
+    return value
+
+
+def _text(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def canonical(label: Any) -> Hashable:
+    """The one form in which labels that mean the same are equal (votes, consensus, agreement, gold).
+
+    Numbers by value (``4.0`` is ``4``); objects whatever their key order; a
+    label's list in any order, since no label type orders it: a list of
+    strings (``multi_choice``) as a set, a list of objects (boxes, spans) as a
+    multiset. Lists and objects become canonical JSON text (hashable and
+    printable); strings, whole numbers and booleans stay as they are.
+    """
+    if isinstance(label, str) or label is None or isinstance(label, (bool, int)):
+        return label
+    if isinstance(label, float):
+        return _by_value(label)
+    if isinstance(label, list):
+        if all(isinstance(item, str) for item in label):
+            return _text(sorted(set(label)))
+        return "[" + ", ".join(sorted(_text(_by_value(item)) for item in label)) + "]"
+    return _text(_by_value(label))
+
 
 
 def gold_weight(answered: int, correct: int, n_classes: int) -> float:
@@ -169,7 +198,7 @@ def aggregate(
 # -- choice and text ---------------------------------------------------------------------------
 def exact_vote(labels: Sequence[Any], **_: Any) -> Consensus:
     """Plain vote by exact equality (``choice``, ``text``, and votes that fit no type)."""
-    keys = [key(label) for label in labels]
+    keys = [canonical(label) for label in labels]
     counts = Counter(keys)
     top_key, tie = majority_vote(keys)
     top_count = counts[top_key] if not tie else max(counts.values())
@@ -316,7 +345,7 @@ def _geometric_vote(labels: Sequence[Any], fields: tuple[str, ...], similarity: 
         matched.extend(pairs)
         pair_total += math.fsum(pairs)
         classes = [items[k][2].get("label") for k in group]
-        class_keys = [_NO_CLASS if c is None else key(c) for c in classes]
+        class_keys = [_NO_CLASS if c is None else canonical(c) for c in classes]
         top_class, cls_tie = majority_vote(class_keys)
         cls = None if cls_tie or top_class == _NO_CLASS else classes[class_keys.index(top_class)]
         described.append({"support": support, "members": [[voters[k], items[k][1]] for k in group]})
@@ -335,7 +364,7 @@ def _geometric_vote(labels: Sequence[Any], fields: tuple[str, ...], similarity: 
         extras = set.intersection(*(set(items[k][2]) for k in group)) - set(fields) - {"label"}
         for name in sorted(extras):
             values = [items[k][2][name] for k in group]
-            if all(key(v) == key(values[0]) for v in values):
+            if all(canonical(v) == canonical(values[0]) for v in values):
                 obj[name] = values[0]
         objects.append(obj)
     objects.sort(key=lambda o: tuple(o[f] for f in fields))
@@ -351,7 +380,7 @@ def _geometric_vote(labels: Sequence[Any], fields: tuple[str, ...], similarity: 
         agreement = 1.0
     else:
         agreement = pair_total / (len(groups) * n * (n - 1) / 2)
-    unanimous = len({key(label) for label in labels}) == 1
+    unanimous = len({canonical(label) for label in labels}) == 1
     detail = {"objects": described, "mean_iou": (math.fsum(matched) / len(matched)) if matched else None}
     return Consensus(None if tie else objects, n, top_count, agreement, unanimous, tie, "majority", detail)
 
@@ -365,7 +394,7 @@ def _box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
 
 
 def _median_box(boxes: list[tuple[float, ...]]) -> tuple[float, ...]:
-    return tuple(statistics.median(b[i] for b in boxes) for i in range(4))
+    return tuple(_median([b[i] for b in boxes]) for i in range(4))
 
 
 def _median_span(spans: list[tuple[float, ...]]) -> tuple[float, ...]:
@@ -395,19 +424,31 @@ def number_tolerance(median: float, low: float | None = None, high: float | None
     of 0 asks for exact votes).
     """
     if low is not None and high is not None and high > low:
-        return NUMBER_TOLERANCE * (high - low)
+        return NUMBER_TOLERANCE * high - NUMBER_TOLERANCE * low  # no overflow for a range near the float limit
     return NUMBER_TOLERANCE * abs(median)
+
+
+def _median(values: list[float]) -> float:
+    """``statistics.median``, without overflowing to infinity between two huge middle values."""
+    ordered = sorted(values)
+    n = len(ordered)
+    if n % 2:
+        return ordered[n // 2]
+    a, b = ordered[n // 2 - 1], ordered[n // 2]
+    middle = (a + b) / 2
+    return middle if math.isfinite(middle) else a / 2 + b / 2
 
 
 def number_vote(labels: Sequence[Any], low: float | None = None, high: float | None = None, **_: Any) -> Consensus:
     """The median; ``agreement`` is the share of the votes within :func:`number_tolerance` of it."""
     values = [_number(v) for v in labels]
-    median = statistics.median(values)
+    median = _median(values)
     if isinstance(median, float) and median.is_integer() and all(isinstance(v, int) for v in values):
         median = int(median)
     tolerance = number_tolerance(median, low, high)
     close = sum(abs(v - median) <= tolerance for v in values)
-    spread = math.fsum(abs(v - median) for v in values) / len(values)
+    # halved, so that votes near the float limit (1e308 and -1e308) give no infinity or overflow
+    spread = 2 * math.fsum(abs(v / 2 - median / 2) / len(values) for v in values)
     return Consensus(median, len(values), close, close / len(values), len(set(values)) == 1, False, "majority",
                      {"tolerance": tolerance, "mean_abs_deviation": spread})
 
@@ -420,6 +461,37 @@ _BY_TYPE: dict[str, Callable[..., Consensus]] = {
     "spans": spans_vote,
     "number": number_vote,
 }
+
+
+def same_label(label: Any, reference: Any, spec: Any = None) -> bool:
+    """Whether ``label`` gives ``reference`` (a gold answer, a final label), judged as consensus judges votes.
+
+    ``choice``/``text`` exactly, ``number`` by value, ``multi_choice`` as a set
+    (:func:`canonical`); ``boxes``/``spans`` (with ``spec``, a
+    ``rules.workflow.LabelSpec``) when the objects match one to one — boxes at
+    IoU ≥ ``labels.iou``, spans at an overlap ≥ ``SPAN_OVERLAP`` of their
+    union, paired by :func:`match_objects` — with the same classes. Labels
+    that do not fit the type compare by :func:`canonical` form.
+    """
+    kind = getattr(spec, "type", None)
+    if kind in ("boxes", "spans"):
+        try:
+            return _same_objects(label, reference, kind, getattr(spec, "iou", None))
+        except (TypeError, KeyError, ValueError, QualityError):
+            pass
+    return canonical(label) == canonical(reference)
+
+
+def _same_objects(label: Any, reference: Any, kind: str, iou: float | None) -> bool:
+    fields, similarity, threshold = ((BOX_FIELDS, _box_iou, DEFAULT_IOU if iou is None else iou) if kind == "boxes"
+                                     else (SPAN_FIELDS, span_overlap, SPAN_OVERLAP))
+    items = _objects([reference, label], fields)
+    if len(label) != len(reference):
+        return False
+    sim = [[similarity(a[1], b[1]) if i != j else 1.0 for j, b in enumerate(items)] for i, a in enumerate(items)]
+    groups = match_objects([v for v, _, _ in items], sim, threshold)
+    return all(len(g) == 2 and canonical(items[g[0]][2].get("label")) == canonical(items[g[1]][2].get("label"))
+               for g in groups)
 
 
 def for_spec(labels: Sequence[Any], spec: Any, **kwargs: Any) -> Consensus:

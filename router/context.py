@@ -119,15 +119,6 @@ def stored_prediction(row: Mapping[str, Any]) -> dict[str, Any]:
     return prediction_facts(loads(row["pred_label"]), row["pred_confidence"], row["pred_model"], loads(row["pred_scores"]))
 
 
-def _key(label: Any) -> Any:
-    """A hashable form of a label, so structured labels can be counted."""
-    if isinstance(label, (list, dict)):
-        import json
-
-        return json.dumps(label, sort_keys=True)
-    return label
-
-
 def votes_facts(votes: Sequence[Mapping[str, Any]], accuracy: Mapping[str, tuple[int, int]], *,
                 spec: Any = None, method: str = "majority",
                 history: Callable[[str | None], Any] | None = None, task_id: int | None = None) -> dict[str, Any]:
@@ -139,10 +130,10 @@ def votes_facts(votes: Sequence[Mapping[str, Any]], accuracy: Mapping[str, tuple
     (``quality.consensus``); ``history(queue)`` gives Dawid-Skene the queue's
     recent votes, and is called only for that method.
     """
-    from .consensus import aggregate, for_spec
+    from .consensus import aggregate, canonical, for_spec
 
     labels = [loads(v["label"]) for v in votes]
-    keys = [_key(label) for label in labels]
+    keys = [canonical(label) for label in labels]  # `entropy` counts labels that mean the same as one
     counts = Counter(keys).most_common()
     count = len(labels)
     workers = [v["worker"] for v in votes]

@@ -20,12 +20,12 @@ from . import clock
 # inside a transaction holds the write lock while a module loads (or compiles) and stalls
 # every other writer (claim p99 at K=64 went from 59 to 218 ms when these loaded at first use).
 from .agreement import agreement_of
-from .consensus import DS_HISTORY
+from .consensus import DS_HISTORY, same_label
 from .context import (NEW_TASK_STATE, Lazy, creation_context, prediction_facts, review_facts, stored_prediction,
                       task_facts, votes_facts)
 from .errors import AssignmentError, LabelyardError, NothingToDo, NoWorkflow, UnknownTask, UnknownWorker
 from .gold import pick_gold
-from .store import TASK_INSERT_COLUMNS, Store, dumps, dumps_finite, loads
+from .store import TASK_INSERT_COLUMNS, Store, dumps, dumps_finite, loads, text_problem
 from .worker_rules import run_on_worker
 
 if TYPE_CHECKING:  # ingest only, imported where used: `labelyard claim` starts without them
@@ -192,6 +192,13 @@ class Engine:
                      no_capacity: bool, actor: str | None, *, create: bool) -> bool:
         if not name or not name.strip():
             raise LabelyardError("a worker needs a name")
+        for what, text in (("worker name", name), *(("role", r) for r in roles or ()),
+                           *(("skill", s) for s in skills or ())):
+            problem = text_problem(text)
+            if problem is None and any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text):
+                problem = "it holds a control character"  # listed on leads' terminals: no escape sequences
+            if problem is not None:
+                raise LabelyardError(f"{what} {text!r}: {problem}")
         if capacity is not None and capacity < 1:
             raise LabelyardError("--capacity must be at least 1")
         now = clock.now()
@@ -312,14 +319,25 @@ class Engine:
         routed = RoutedBatch(now=now, problems=[r for r in batch if isinstance(r, RowProblem)],
                              last_line=batch[-1].line, first_line=batch[0].line)
         labels = workflow.labels
+        # a known id may be a gold question's: refused, not a silent duplicate (a query only then)
+        gold = self.store.gold_external_ids(known) if known and self.store.has_gold() else ()
         for item in inputs:
             if item.external_id in known:
+                if item.external_id in gold:
+                    routed.problems.append(RowProblem(item.line, f"id {item.external_id} is a gold question", None))
+                    continue
                 routed.duplicates += 1
                 continue
             try:
                 row = self._new_task_row(item, None, source, version, now)
             except ValueError:
                 routed.problems.append(RowProblem(item.line, "a number is NaN or infinite, which JSON cannot carry", None))
+                continue
+            problem = next(filter(None, map(text_problem, (row["external_id"], row["data"], row["category"], row["tags"],
+                                                           row["pred_label"], row["pred_model"], row["pred_scores"]))),
+                           None)
+            if problem is not None:
+                routed.problems.append(RowProblem(item.line, problem, None))
                 continue
             problem = None if item.label is None else labels.problem(item.label)
             if problem is not None:
@@ -513,6 +531,10 @@ class Engine:
         task moved on) is not taken: the work is kept as a ``late_submission`` event, decides
         nothing, and :class:`AssignmentError` says so.
         """
+        for what, value in (("the label", label), ("the comment", comment)):
+            problem = text_problem(value)
+            if problem is not None:
+                raise AssignmentError(f"{what}: {problem}")
         try:
             return self._submit(assignment_id, worker, label=label, verdict=verdict, comment=comment)
         except AssignmentError:
@@ -561,7 +583,7 @@ class Engine:
             self.store.insert_annotation(a, label, verdict, comment, now)
             gold_correct = None
             if task["is_gold"] and label is not None:
-                gold_correct = dumps(label) == dumps(self.store.gold_label(task["id"]))
+                gold_correct = same_label(label, self.store.gold_label(task["id"]), self.workflow.labels)
             self.store.count_submission(worker, gold_correct)
             self.store.add_event("submitted", now, task_id=task["id"], actor=worker,
                                  detail={"assignment": assignment_id, "stage": stage, "label": label,
@@ -737,7 +759,7 @@ class Engine:
 
 
 REPLAY_FACTS = {
-    "task": ("stage", "queue", "attempts", "priority", "status", "age"),
+    "task": ("stage", "queue", "attempts", "priority", "status", "age", "stage_age"),
     "votes": ("count", "labels", "top", "top_count", "agreement", "unanimous", "tie", "entropy",
               "min_accuracy", "any_flagged"),
     "review": ("verdict", "label", "reviewer", "comment", "automatic"),

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import clock
+from .consensus import same_label
 from .errors import LabelyardError
+from .store import loads
 
 
 def gold_fraction(worker: str, claims: int) -> float:
@@ -57,6 +59,31 @@ def default_queue(workflow) -> str:
         if "annotator" in spec.roles:
             return name
     return next(iter(workflow.queues))
+
+
+def rescore(engine, task_ids: list[int], now: float, actor: str) -> dict[str, tuple[int, int]]:
+    """Score again every gold answer of the workers who answered these gold tasks, inside the
+    caller's transaction; counters that change get a ``gold_rescored`` event. Returns the changes.
+
+    From scratch, not by difference, so re-adding a gold file also mends counters that an
+    older comparison (raw JSON text) got wrong.
+    """
+    store = engine.store
+    spec = engine.workflow.labels
+    counts: dict[str, list[int]] = {}
+    for row in store.gold_answer_rows(task_ids):
+        tally = counts.setdefault(row["worker"], [0, 0])
+        tally[0] += 1
+        tally[1] += same_label(loads(row["label"]), loads(row["answer"]), spec)
+    before = store.gold_accuracy(list(counts))
+    changed = {w: (n, ok) for w, (n, ok) in counts.items() if before.get(w, (0, 0)) != (n, ok)}
+    store.set_gold_counters(changed)
+    for worker, (answered, correct) in sorted(changed.items()):
+        was = before.get(worker, (0, 0))
+        store.add_event("gold_rescored", now, actor=actor,
+                        detail={"worker": worker, "gold_answered": answered, "gold_correct": correct,
+                                "was": {"gold_answered": was[0], "gold_correct": was[1]}})
+    return changed
 
 
 def add_gold(engine, path: str, actor: str) -> GoldReport:
@@ -97,6 +124,7 @@ def add_gold(engine, path: str, actor: str) -> GoldReport:
     report = GoldReport(rejected=len(problems))
     store = engine.store
     version = engine.workflow_id
+    updated: list[int] = []
     with store.transaction():
         next_id = store.next_task_id()
         for item, answer, queue in rows:
@@ -106,8 +134,11 @@ def add_gold(engine, path: str, actor: str) -> GoldReport:
                     problems.append((source, item.line, f"id {item.external_id} is already an ordinary task", None, now))
                     report.rejected += 1
                     continue
+                was = store.gold_label(existing["id"])
                 store.set_gold(existing["id"], answer)
-                store.add_event("gold_updated", now, task_id=existing["id"], actor=actor, detail={"answer": answer})
+                store.add_event("gold_updated", now, task_id=existing["id"], actor=actor,
+                                detail={"answer": answer, "was": was})
+                updated.append(existing["id"])
                 report.updated += 1
                 continue
             row = engine._new_task_row(item, next_id, source, version, now)
@@ -118,6 +149,7 @@ def add_gold(engine, path: str, actor: str) -> GoldReport:
                             detail={"source": source, "line": item.line, "queue": queue, "answer": answer})
             next_id += 1
             report.added += 1
+        rescore(engine, updated, now, actor)
         store.delete_rejects(source, (1, number))  # the whole file was read again: what is fixed is no reject
         if problems:
             store.add_rejects(problems)

@@ -29,6 +29,7 @@ from rules.source import BOM, NotUtf8, decode_text
 from rules.workflow import finite_number
 
 from .errors import LabelyardError
+from .store import text_problem
 
 
 @dataclass
@@ -381,6 +382,9 @@ def _no_controls(field_name: str, text: str) -> None:
     found = _CONTROL.search(text)
     if found:
         raise RowError(f"`{field_name}` contains a control character (U+{ord(found.group()):04X})")
+    problem = text_problem(text)
+    if problem is not None:
+        raise RowError(f"`{field_name}`: {problem}")
 
 
 def _check_prediction(task: TaskInput, prediction: dict[str, Any], choices: tuple[str, ...]) -> None:

@@ -186,10 +186,10 @@ def unhold_task(engine, task, now: float, actor: str) -> dict[str, Any]:
     if task["stage"] is None or task["needed"] < 1:
         why = f" ({task['reason']})" if task["reason"] else ""
         raise LabelyardError(f"task {ext} was held with no work left in its stage{why}; "
-                             f"route it with `labelyard escalate {ext} --to QUEUE`")
+                             f"route it with `labelyard escalate id:{task['id']} --to QUEUE`")
     if task["queue"] is not None and task["queue"] not in engine.workflow.queues:
         raise LabelyardError(f"task {ext} waits in queue `{task['queue']}`, which the workflow no longer has; "
-                             f"route it with `labelyard escalate {ext} --to QUEUE`")
+                             f"route it with `labelyard escalate id:{task['id']} --to QUEUE`")
     offered: list[str] = []
     if task["stage"] == "correct":
         done = {a["worker"] for a in store.task_slots(task["id"], ("submitted",)) if a["round"] == task["round"]}

@@ -48,6 +48,9 @@ TIE_TOLERANCE = 1e-12
 #: crowd-kit's floor for probabilities before taking logs (``_EPS``).
 _DS_EPS = 1e-10
 
+#: Interval/ratio alpha rescales values larger than this (by a power of two) so squares stay finite.
+_RESCALE_ABOVE = 2.0**256
+
 
 class QualityError(LabelyardError, ValueError):
     """A quality statistic that cannot be computed for these inputs.
@@ -87,7 +90,10 @@ def _is_tie(a: float, b: float) -> bool:
 def _finite_number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise QualityError(f"{where}: expected a number, got {value!r}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond the float range
+        number = math.inf
     if not math.isfinite(number):
         raise QualityError(f"{where}: expected a finite number, got {value!r}")
     return number
@@ -312,6 +318,13 @@ def krippendorff_alpha(
                 _finite_number(v, f"Krippendorff's alpha ({level})") for v in values
             ]
         units.append(values)
+    if level in ("interval", "ratio"):
+        largest = max((abs(v) for unit in units for v in unit), default=0.0)
+        if largest > _RESCALE_ABOVE:
+            # alpha does not depend on the scale; a power of two keeps the values exact
+            # and their squared differences finite (1e200 and -1e200 would overflow)
+            factor = 2.0 ** -math.frexp(largest)[1]
+            units = [[v * factor for v in unit] for unit in units]
 
     distinct = list(dict.fromkeys(v for unit in units for v in unit))
     if level == "nominal":

@@ -9,7 +9,13 @@ Each recorded decision event (``created``, ``routed``, ``final``, ``held``,
 - the other sections: the task row plus the ``facts`` snapshot the engine keeps
   in the event (stage, queue, attempts, votes, review…; ``queue.*`` only when
   the recorded rules read it). Events written before snapshots existed are
-  skipped and counted.
+  skipped and counted. A candidate that reads ``queue.*`` facts the recorded
+  decision did not keep sees ``null``; the report counts those decisions
+  (``unrecorded``).
+
+``votes.*`` are replayed as recorded: they were computed with the recorded
+workflow's ``quality.consensus`` (and ``labels.iou``), so a candidate that
+changes those is not re-aggregated; the report notes it (``notes``).
 
 The outcome of each decision is compared with the recorded one; an ``accept``
 the engine turned into a hold (no valid label) counts as the accept the rule
@@ -36,6 +42,28 @@ from .store import Store, loads
 DECISION_KINDS = ("created", "routed", "final", "held", "invalid")
 SECTIONS = ("on_create", "on_quorum", "on_review", "on_worker", "on_timer")
 NEW_TASK = {"stage": None, "queue": None, "attempts": 0, "priority": 0.0, "status": "open"}
+ROW_FACTS = ("id", "external_id", "source", "category", "tags", "data", "gold")
+"""``task.*`` rebuilt from the task row; the others come from the event's snapshot
+(``router.engine.REPLAY_FACTS``)."""
+
+
+class _Watched(Mapping):
+    """Recorded ``queue.*`` facts that remember which missing ones a candidate read."""
+
+    def __init__(self, recorded: Mapping[str, Any]):
+        self.recorded = recorded
+        self.missed: set[str] = set()
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.recorded:
+            self.missed.add(key)
+        return self.recorded[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.recorded)
+
+    def __len__(self) -> int:
+        return len(self.recorded)
 
 
 def replay(store: Store, candidate: Any, *, sample_size: int = 5,
@@ -50,6 +78,7 @@ def replay(store: Store, candidate: Any, *, sample_size: int = 5,
     fewer: Counter = Counter()
     fired: Counter = Counter()
     changed_tasks: set[int] = set()
+    unrecorded: Counter = Counter()
     seen = 0
     for row in store.decision_events(DECISION_KINDS):
         seen += 1
@@ -69,7 +98,11 @@ def replay(store: Store, candidate: Any, *, sample_size: int = 5,
             "target": detail.get("target"),
             "values": detail.get("values") or {},
         }
+        queue = ctx["queue"] = _Watched(ctx["queue"])
         decision = candidate.decide(section, ctx)
+        if queue.missed and section != "on_create" and ctx["task"].get("queue") is not None:
+            unrecorded["decisions"] += 1  # on_create, or a task in no queue, has no queue facts live either
+            unrecorded.update(f"queue.{name}" for name in queue.missed)
         new = {"rule": decision.rule, "action": decision.action, "target": decision.target,
                "values": _plain(decision.values)}
         totals["decisions"] += 1
@@ -110,6 +143,8 @@ def replay(store: Store, candidate: Any, *, sample_size: int = 5,
         "changed": totals["changed"],
         "after_change": totals["after_change"],
         "skipped": dict(skipped),
+        "unrecorded": {"decisions": unrecorded.pop("decisions", 0), "facts": sorted(unrecorded)},
+        "notes": _notes(active, candidate),
         "sections": {s: {"decisions": c["decisions"], "changed": c["changed"]}
                      for s, c in sorted(per_section.items(), key=lambda kv: SECTIONS.index(kv[0]))},
         "rules": [_group_view(g) for g in rules],
@@ -121,13 +156,28 @@ def replay(store: Store, candidate: Any, *, sample_size: int = 5,
     }
 
 
+def _notes(active: Mapping[str, Any] | None, candidate: Any) -> list[str]:
+    """What the replay cannot show of this candidate (a consensus it does not recompute)."""
+    if active is None:
+        return []
+    recorded = loads(active["spec"]) or {}
+    was = ((recorded.get("quality") or {}).get("consensus") or "majority",
+           (recorded.get("labels") or {}).get("iou", 0.5))
+    now = (candidate.quality.get("consensus") or "majority", candidate.labels.iou)
+    if was == now:
+        return []
+    return [f"votes.* are replayed as recorded (consensus {was[0]}, labels.iou {was[1]}); the candidate's "
+            f"consensus {now[0]}, labels.iou {now[1]} is not applied to them"]
+
+
 def rebuild_context(row: Mapping[str, Any], section: str, detail: Mapping[str, Any]) -> dict[str, Any] | None:
     """The facts a recorded decision saw, from the task row (``t_`` columns) and the event's snapshot."""
     facts = detail.get("facts")
     if not isinstance(facts, dict):
         if section != "on_create":
             return None
-        facts = {"task": {**NEW_TASK, "age": row["at"] - row["t_created_at"]}}
+        age = row["at"] - row["t_created_at"]
+        facts = {"task": {**NEW_TASK, "age": age, "stage_age": age}}  # its stage starts when it is created
     task = {
         "id": row["t_id"], "external_id": row["t_external_id"], "source": row["t_source"],
         "category": row["t_category"], "tags": loads(row["t_tags"]), "data": loads(row["t_data"]),
@@ -260,6 +310,13 @@ def render_replay(result: dict[str, Any]) -> Iterator[str]:
            f"{result['changed']} would differ")
     for reason, n in result["skipped"].items():
         yield f"  skipped {n} ({reason})"
+    missing = result["unrecorded"]
+    if missing["decisions"]:
+        n = missing["decisions"]
+        yield (f"  note: {n} {'decision' if n == 1 else 'decisions'} read {', '.join(missing['facts'])}, which the "
+               "recorded decisions did not keep (their rules never read them): the candidate saw null there")
+    for note in result["notes"]:
+        yield f"  note: {note}"
     if not result["rules"]:
         yield "no decision would differ"
         return

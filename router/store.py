@@ -79,6 +79,28 @@ def dumps_finite(value: Any) -> str:
     return _encode_finite(value)
 
 
+def text_problem(value: Any) -> str | None:
+    """Why ``value`` (text, or JSON data holding text) cannot be stored as UTF-8; ``None`` when it can.
+
+    JSON's ``"\\ud83d"`` escape gives a lone UTF-16 surrogate, and an argument
+    with bytes that are not UTF-8 reaches Python as surrogates too: neither is
+    text, and SQLite would refuse the whole transaction that tried to store it.
+    """
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else dumps(value)
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(text[exc.start])
+        if 0xDC80 <= code <= 0xDCFF:  # a byte smuggled in by surrogateescape
+            return f"byte 0x{code - 0xDC00:02x} is not UTF-8"
+        return f"a lone UTF-16 surrogate (\\u{code:04x}) is not text"
+    return None
+
+
 def _task_number(text: str) -> int | None:
     """``text`` as a task id when it is one (ASCII digits, small enough for SQLite)."""
     return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
@@ -470,6 +492,17 @@ class Store:
             found.update(r[0] for r in self.conn.execute(f"SELECT external_id FROM tasks WHERE external_id IN ({marks})", chunk))
         return found
 
+    def gold_external_ids(self, external_ids: Iterable[str]) -> set[str]:
+        """Which of these (stored) external ids are gold questions."""
+        ids = list(external_ids)
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(r[0] for r in self.conn.execute(
+                f"SELECT external_id FROM tasks WHERE external_id IN ({marks}) AND is_gold = 1", chunk))
+        return found
+
     def next_task_id(self) -> int:
         row = self.one("SELECT max(id) FROM tasks")
         return int(row[0] or 0) + 1
@@ -680,11 +713,13 @@ class Store:
     def recent_votes(self, queue: str | None, limit: int) -> list[tuple[int, str, Any]]:
         """``(task_id, worker, label)`` of the latest ``limit`` annotate/correct submissions made in ``queue``.
 
-        Each worker's latest vote per task only (what Dawid-Skene fits over), newest first.
+        Each worker's latest vote per task only (what Dawid-Skene fits over), newest first;
+        gold answers left out, as from ``labelyard agreement`` (:meth:`vote_rows`).
         """
         rows = self.query(
             "SELECT a.task_id, a.worker, a.label FROM annotations AS a JOIN assignments AS s "
-            "ON s.id = a.assignment_id WHERE s.queue IS ? AND a.stage IN ('annotate', 'correct') "
+            "ON s.id = a.assignment_id JOIN tasks AS t ON t.id = a.task_id "
+            "WHERE s.queue IS ? AND a.stage IN ('annotate', 'correct') AND t.is_gold = 0 "
             "ORDER BY a.id DESC LIMIT ?",
             (queue, limit),
         )
@@ -840,12 +875,27 @@ class Store:
         yield from self.conn.execute(sql + " ORDER BY a.task_id, a.id", params)
 
     def gold_answers(self) -> dict[str, tuple[int, int]]:
-        """``{worker: (gold answered, gold correct)}`` for every worker who answered gold."""
-        rows = self.query(
-            "SELECT a.worker, count(*) AS n, sum(a.label = g.label) AS ok FROM gold AS g "
-            "CROSS JOIN annotations AS a ON a.task_id = g.task_id GROUP BY a.worker"
-        )
-        return {r["worker"]: (r["n"], r["ok"] or 0) for r in rows}
+        """``{worker: (gold answered, gold correct)}`` for every worker who answered gold: the kept
+        counters that ``worker.gold_*`` and weighted consensus read (scored by the label type's
+        comparison at each submission, re-scored when a gold answer changes)."""
+        rows = self.query("SELECT id, gold_answered, gold_correct FROM workers WHERE gold_answered > 0")
+        return {r["id"]: (r["gold_answered"], r["gold_correct"]) for r in rows}
+
+    def gold_answer_rows(self, task_ids: Sequence[int]) -> list[sqlite3.Row]:
+        """Every gold answer of the workers who answered one of these gold tasks: ``worker, label,
+        answer`` (the gold label), to score them again."""
+        marks = ",".join("?" * len(task_ids))
+        return self.query(
+            "SELECT a.worker, a.label, g.label AS answer FROM gold AS g CROSS JOIN annotations AS a "
+            "ON a.task_id = g.task_id WHERE a.label IS NOT NULL AND a.worker IN ("
+            f"SELECT worker FROM annotations WHERE task_id IN ({marks})) ORDER BY a.worker, a.id",
+            list(task_ids),
+        ) if task_ids else []
+
+    def set_gold_counters(self, counts: dict[str, tuple[int, int]]) -> None:
+        """Set workers' ``(gold answered, gold correct)`` counters."""
+        self.conn.executemany("UPDATE workers SET gold_answered = ?, gold_correct = ? WHERE id = ?",
+                              [(answered, correct, worker) for worker, (answered, correct) in counts.items()])
 
     # -- rejects and cursors ---------------------------------------------------------------
     def add_rejects(self, rows: Iterable[tuple[str, int | None, str, str | None, float]]) -> None:

@@ -47,7 +47,7 @@ class Document:
         """
         pos = self.where(path)
         value = _get(self.data, path)
-        if not isinstance(value, str) or not self.text or offset <= 0:
+        if not isinstance(value, str) or not self.text or offset < 0:
             return pos.line, pos.col
         starts = [0]
         for line in self.text.splitlines(keepends=True):
@@ -93,7 +93,11 @@ def _walk(src: str, i: int, value: str, offset: int, style: str | None) -> int:
     j = 0
     while j < offset and i < len(src):
         c = src[i]
-        if style == '"' and c == "\\" and i + 1 < len(src):
+        if style == '"' and c == "\\" and src[i + 1:i + 2] in ("\n", "\r"):
+            i += 2  # an escaped line break: no character, and the next line's indentation goes too
+            while i < len(src) and src[i] in " \t\r\n":
+                i += 1
+        elif style == '"' and c == "\\" and i + 1 < len(src):
             i += _ESCAPE_LENGTH.get(src[i + 1], 2)
             j += 1
         elif style == "'" and c == "'" and src[i + 1:i + 2] == "'":
@@ -108,8 +112,13 @@ def _walk(src: str, i: int, value: str, offset: int, style: str | None) -> int:
             j += 1  # a fold the source wrote as a line break, already skipped
         else:
             break
-    while i < len(src) and src[i] in " \t\r\n" and j < len(value) and value[j] not in " \t\n":
-        i += 1  # the character itself is on the next line
+    while i < len(src) and j < len(value) and value[j] not in " \t\n":  # the character is further on:
+        if src[i] in " \t\r\n":
+            i += 1  # past a line break and indentation
+        elif style == '"' and src[i] == "\\" and src[i + 1:i + 2] in ("\n", "\r"):
+            i += 2  # past an escaped line break
+        else:
+            break
     return i
 
 

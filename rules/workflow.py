@@ -580,11 +580,14 @@ class _Compiler:
         self.errors: list[Diagnostic] = []
         self.filename = doc.filename if doc is not None else "<stored workflow>"
 
-    def error(self, path: tuple, message: str, *, key: bool = False, offset: int = 0, severity: str = "error") -> None:
+    def error(self, path: tuple, message: str, *, key: bool = False, offset: int | None = None,
+              severity: str = "error") -> None:
+        """Record a diagnostic at ``path`` (its key with ``key``); ``offset`` is a character of the
+        value's text (an expression's mistake), placed in the file through quotes and folds."""
         if self.doc is None:
             pos_line, pos_col = 1, 1
         else:
-            if offset and not key:
+            if offset is not None and not key:
                 pos_line, pos_col = self.doc.locate(path, offset)
             else:
                 pos = self.doc.where(path, key=key)
@@ -748,6 +751,7 @@ class _Compiler:
             pos = self.doc.where(("labels", "min"))
             out.append(Diagnostic(self.filename, pos.line, pos.col,
                                   f"labels: min ({labels['min']}) is above max ({labels['max']}); no label could be valid"))
+        out.extend(self._band_checks())
         for section in SECTIONS:
             entries = self.spec.get(section)
             if not isinstance(entries, list) or not entries:
@@ -770,6 +774,22 @@ class _Compiler:
                                       f"{section} has no rule without `when`: a task no rule matches is held",
                                       "warning"))
         return out
+
+
+    def _band_checks(self) -> list[Diagnostic]:
+        """``quality.agreement``: ``alert`` above ``excellent`` (defaults 0.6 and 0.8) inverts the bands."""
+        quality = self.spec.get("quality")
+        bands = quality.get("agreement") if isinstance(quality, dict) else None
+        if not isinstance(bands, dict):
+            return []
+        excellent, alert = bands.get("excellent", 0.8), bands.get("alert", 0.6)
+        if not (_number(excellent) and _number(alert)) or alert <= excellent:
+            return []
+        pos = self.doc.where(("quality", "agreement", "alert" if "alert" in bands else "excellent"))
+        return [Diagnostic(self.filename, pos.line, pos.col,
+                           f"quality.agreement: alert ({alert}{'' if 'alert' in bands else ', the default'}) is "
+                           f"above excellent ({excellent}{'' if 'excellent' in bands else ', the default'}); "
+                           "a value could be excellent and alert at once")]
 
 
 def _one_line_values(spec: dict[str, Any]) -> list[tuple[tuple, Any, bool]]:
@@ -831,7 +851,10 @@ def _target_problem(kind: str, target_kind: str | None, target: Any) -> str | No
 
 def _constant_or(expr: Expression) -> Any:
     """A constant expression's value, else the expression (evaluated per decision)."""
-    if not expr.names and not expr.source.strip().startswith(tuple("abcdefghijklmnopqrstuvwxyz")):
+    source = expr.source.strip()
+    # no names, and no call (`sample(0.1)` has no names yet differs per task)
+    if not expr.names and (source in ("true", "false", "null")
+                           or not source.startswith(tuple("abcdefghijklmnopqrstuvwxyz"))):
         try:
             return expr.evaluate({})
         except RulesError:

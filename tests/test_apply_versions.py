@@ -49,6 +49,7 @@ def test_dropping_a_queue_with_open_tasks_is_refused_or_holds_them(run, write_wo
     unhold = run("unhold", "L2")
     assert unhold.returncode == 1
     assert "waits in queue `legal`, which the workflow no longer has" in unhold.stderr
+    assert "route it with `labelyard escalate id:" in unhold.stderr  # never a bare id another task may have
     run.ok("escalate", "L2", "--to", "q")
     moved = run.json("show", "L2", "--json")["task"]
     assert (moved["status"], moved["queue"]) == ("open", "q")

@@ -85,10 +85,15 @@ def test_init_creates_the_database_once_owner_and_group_only_with_a_lead(run):
     assert stat.S_IMODE(run.db.stat().st_mode) == 0o660
 
     again = run.json("init", "--json")
-    assert again == {"db": str(run.db), "migrations_applied": [], "lead": LEAD}
+    assert again == {"db": str(run.db), "migrations_applied": [], "leads": [LEAD], "lead": LEAD}
     assert "already up to date" in run.ok("init").stdout
     leads = run.json("workers", "list", "--json")
     assert [(w["id"], w["roles"]) for w in leads] == [(LEAD, ["lead"])]
+    # once the project has a lead, init makes nobody else one (only a lead adds workers)
+    other = run.json("init", "--json", env={"LABELYARD_WORKER": "mallory"})
+    assert (other["leads"], other["lead"]) == ([LEAD], None)
+    assert run.ok("init", env={"LABELYARD_WORKER": "mallory"}).stdout.strip().endswith(f"; leads: {LEAD}")
+    assert [w["id"] for w in run.json("workers", "list", "--json")] == [LEAD]
 
 
 def test_init_registers_the_operating_system_user_without_labelyard_worker(run):

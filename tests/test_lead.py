@@ -144,7 +144,7 @@ def test_unhold_of_a_task_with_no_work_left_points_to_escalate(project, tmp_path
     p.submit(b["assignment"], "ann2", "--label", "dog")
     assert p.show("X")["task"]["status"] == "held"
     proc = p.run("unhold", "X")
-    assert proc.returncode == 1 and "escalate X --to" in proc.stderr
+    assert proc.returncode == 1 and "no work left" in proc.stderr and "`labelyard escalate id:1 --to QUEUE`" in proc.stderr
 
 
 def project_workflow_without_review() -> str:

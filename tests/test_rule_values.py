@@ -68,7 +68,7 @@ on_quorum:
         (12, 31, '`hold` takes the reason as text, e.g. {hold: "why"}, not {"reason": "x"}'),
         (13, 33, '`return` gives the task back to `annotators` (the only value), not "experts"'),
         (14, 47, "overlap must be a whole number from 1 to 1000, not 2.5"),
-        (14, 62, "the result of multiply is too large in `1e308 * 10`"),
+        (14, 63, "the result of multiply is too large in `1e308 * 10`"),
         (15, 41, '`accept` can never use this label: label "c" is not one of a, b'),
         (16, 30, "`reason` is text, not 5"),
     ]

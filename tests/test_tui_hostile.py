@@ -84,8 +84,9 @@ def hostile_db(tmp_path, monkeypatch) -> str:
     engine = Engine(store)
     engine.apply(WORKFLOW, "hostile.workflow.yaml", actor="test")
     engine.add_worker(LEAD, ["lead"], [], None, actor="test")
-    engine.add_worker(PAUSED, ["annotator"], ["[b]", "\x1b[31mred"], None, actor="test")
-    engine.add_worker(ANNOTATOR, ["annotator"], [], None, actor="test")
+    with store.transaction():  # add_worker refuses control characters now; older databases may hold them
+        store.upsert_worker(PAUSED, ["annotator"], sorted(["[b]", "\x1b[31mred"]), None, 0.0)
+        store.upsert_worker(ANNOTATOR, ["annotator"], [], None, 0.0)
     engine.set_worker_paused(PAUSED, True, REASON, actor=LEAD)
     inbox = tmp_path / "in.jsonl"
     # ingest refuses control characters in ids now; older databases and plugins' tasks may have them

@@ -54,3 +54,25 @@ def test_control_characters_never_reach_the_terminal(run, write_workflow, tmp_pa
     assert "\u001b" not in out
     assert "reason: wait\\x1b[2Jhere" in out
     assert '"note": "\\u001b[31mred"' in out  # data is JSON: escaped already
+
+
+def test_text_that_is_not_unicode_is_refused_where_it_comes_in(run, write_workflow, tmp_path):
+    run.ok("init")
+    run.ok("apply", write_workflow(WORKFLOW.replace("type: choice, choices: [a, b]", "type: text")))
+    lines = ['{"id": "ok", "data": {"kind": "plain"}}',
+             '{"id": "half", "data": {"kind": "plain", "s": "\\ud83d"}}',  # valid JSON, not text
+             '{"id": "\\udc00", "data": {}}']
+    (tmp_path / "t.jsonl").write_text("\n".join(lines) + "\n")
+    report = run.json("ingest", "t.jsonl", "--json")
+    assert (report["ingested"], report["rejected"]) == (1, 2)
+    reasons = {r["line"]: r["reason"] for r in run.json("rejects", "--json")}
+    assert reasons == {2: "a lone UTF-16 surrogate (\\ud83d) is not text",
+                       3: "`id`: a lone UTF-16 surrogate (\\udc00) is not text"}
+
+    bad_name = run("workers", "add", "w\u001bz", "--role", "annotator")
+    assert bad_name.returncode == 1 and "it holds a control character" in bad_name.stderr
+    run.ok("workers", "add", "ann", "--role", "annotator")
+    claim = run.json("claim", "--as", "ann", "--json")
+    refused = run("submit", claim["assignment"], "--as", "ann", "--value", '"x\\ud83d"')
+    assert refused.returncode == 1 and "the label: a lone UTF-16 surrogate (\\ud83d) is not text" in refused.stderr
+    run.ok("submit", claim["assignment"], "--as", "ann", "--label", "fine")

@@ -229,3 +229,24 @@ def test_mistakes_inside_multi_line_and_escaped_conditions_are_placed_exactly(ru
     proc = run("validate", path.name)
     assert proc.returncode == 1
     assert [(line, col) for _, line, col, _ in _errors(proc.stderr)] == [(9, 11), (14, 7), (18, 7), (21, 35), (24, 40)]
+
+
+def test_mistakes_at_the_start_of_a_text_and_after_an_escaped_line_break(run, write_workflow):
+    path = write_workflow(r'''workflow: f
+labels: {type: choice, choices: [a, b]}
+queues: {q: {roles: [annotator]}}
+on_create:
+  - when: |
+      tesk.d == 1
+    do: accept
+  - when: 'tesk.s == 1'
+    do: accept
+  - when: "task.data.x == 1 and \
+      tesk.e"
+    do: accept
+  - do: {annotate: q, overlap: "tesk.o", priority: false}
+''', "start.workflow.yaml")
+    proc = run("validate", path.name)
+    assert [(line, col, message.split(";")[0]) for _, line, col, message in _errors(proc.stderr)] == [
+        (6, 7, "unknown name `tesk.d`"), (8, 12, "unknown name `tesk.s`"), (11, 7, "unknown name `tesk.e`"),
+        (13, 33, "unknown name `tesk.o`"), (13, 52, "priority must be a number from -1e15 to 1e15, not false")]
