@@ -192,6 +192,9 @@ def apply(file: str, db: str | None, replace: bool, hold_orphans: bool, as_json:
         if result["held_orphans"]:
             click.echo(f"held {result['held_orphans']} open task(s) of dropped queues: labelyard status, then "
                        "labelyard escalate TASK… --to QUEUE")
+        for queue, n in sorted(result["gold_in_dropped_queues"].items()):
+            click.echo(f"{n} gold question(s) wait unused in dropped queue `{queue}`: `labelyard gold add` "
+                       "their file again with a `queue` of this version", err=True)
     else:
         click.echo(f"{result['workflow']} version {result['version']} is already active (unchanged)")
 
@@ -234,8 +237,10 @@ def ingest(source: str, db: str | None, as_json: bool, quiet: bool, fmt: str | N
         _emit_json(result)
     else:
         click.echo(f"ingested {report.ingested}, duplicates {report.duplicates}, rejected {report.rejected}")
+        from .render import visible
+
         for rule, n in sorted(report.routed.items(), key=lambda kv: -kv[1]):
-            click.echo(f"  {n:>8}  {rule}")
+            click.echo(f"  {n:>8}  {visible(rule)}")
         if report.rejected:
             click.echo(f"rejected rows are kept with their reasons: labelyard rejects --db {engine.store.path}", err=True)
 

@@ -104,8 +104,10 @@ def register(main: click.Group) -> None:
         elif not quiet:
             state = "ok" if report.ok else f"{len(report.failures)} failure(s)"
             click.echo(f"run {report.run_id}: {state}")
+        from .render import visible
+
         for failure in report.failures:
-            click.echo(f"labelyard run: {failure.line()}", err=True)
+            click.echo(f"labelyard run: {visible(failure.line())}", err=True)  # a plugin's own words
         if not report.ok:
             sys.exit(EXIT_PLUGIN_FAILED)
 

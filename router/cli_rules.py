@@ -69,8 +69,10 @@ def register(main: click.Group) -> None:
         if as_json:
             _emit_json(data)
         else:
+            from .render import visible
+
             for line in render_explanation(data):
-                click.echo(line)
+                click.echo(visible(line))  # rule names, reasons and worker names are the user's text
 
     @main.command("replay")
     @click.argument("file", type=click.Path(dir_okay=False))

@@ -168,10 +168,13 @@ class Engine:
                 hold_task(self, task, now, actor,
                           f"queue `{task['queue']}` is not in version {version} of workflow `{workflow.name}`")
                 held += 1
+            # Gold questions are nobody's work: they wait, unused, until `gold add` moves them.
+            idle_gold = {q: n for q, n in self.store.open_count_by_queue(gold=True).items()
+                         if q not in workflow.queues}
         self._workflow, self._workflow_id = workflow, version_id
         self._queue_cache = {}
         return {"workflow": workflow.name, "version": version, "changed": True, "held_orphans": held,
-                "warnings": [str(d) for d in diagnostics]}
+                "gold_in_dropped_queues": idle_gold, "warnings": [str(d) for d in diagnostics]}
 
     # -- workers ---------------------------------------------------------------------------
     def add_worker(self, name: str, roles: list[str], skills: list[str] | None = None, capacity: int | None = None,
@@ -615,6 +618,9 @@ class Engine:
             raise AssignmentError(f"no assignment {assignment_id}")
         if a["worker"] != worker:
             raise AssignmentError(f"assignment {assignment_id} belongs to {a['worker']}, not {worker}")
+        if a["status"] == "offered":  # a correction given back (skipped, or released by a lead): theirs again
+            raise AssignmentError(f"assignment {assignment_id} is waiting for you to claim it again "
+                                  f"(labelyard claim --as {worker}), then submit")
         if a["status"] != "active":
             raise AssignmentError(f"assignment {assignment_id} is {a['status']}, not active; claim new work")
         stage = a["stage"]
@@ -671,6 +677,14 @@ class Engine:
         event's detail (the timer records the round it acted in).
         """
         fields: dict[str, Any]
+        if decision.target is not None and decision.action in STAGE_OF_ACTION and decision.action != "return":
+            # Another process may have applied a version without this queue since this one loaded
+            # its workflow: nobody could claim the task there. One read, under the lock.
+            active = self.store.active_workflow_id()
+            if active != self._workflow_id and decision.target not in self.store.workflow_queue_names(active):
+                decision.reason = (f"queue `{decision.target}` is not in the workflow version applied "
+                                   "while this decision was made")
+                decision.action, decision.target = "hold", None
         if decision.action == "accept":
             label = decision.values.get("label", default_label if default_label is not None else votes.get("top"))
             problem = self._label_problem(label)

@@ -26,7 +26,7 @@ from typing import Any
 from . import clock
 from .consensus import same_label
 from .errors import LabelyardError
-from .store import loads
+from .store import dumps_finite, loads, text_problem
 
 
 def gold_fraction(worker: str, claims: int) -> float:
@@ -52,6 +52,22 @@ class GoldReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"added": self.added, "updated": self.updated, "rejected": self.rejected}
+
+
+def _check_storable(item, answer: Any, workflow) -> None:
+    """Refuse a gold row that could not be stored or shown, as ingest refuses such a row."""
+    from .ingest import RowError  # imported with the rest of gold add's reading (not by claims)
+
+    try:
+        dumps_finite([item.data, item.label, item.scores, answer])
+    except ValueError:
+        raise RowError("a number is NaN or infinite, which JSON cannot carry") from None
+    problem = text_problem([item.data, item.label, item.scores, answer])
+    if problem is None and item.label is not None:
+        problem = workflow.labels.problem(item.label)
+        problem = problem and f"`prediction.label`: {problem}"
+    if problem:
+        raise RowError(problem)
 
 
 def default_queue(workflow) -> str:
@@ -117,6 +133,7 @@ def add_gold(engine, path: str, actor: str) -> GoldReport:
                 if queue not in workflow.queues:
                     raise RowError(f"`queue` {json.dumps(queue)} is not a queue of workflow {workflow.name}")
                 item = check_row(raw, number, workflow.labels.choices, JSON_RESERVED | {"answer", "queue"})
+                _check_storable(item, answer, workflow)
             except RowError as exc:
                 problems.append((source, number, str(exc), raw_line(line), now))
                 continue
@@ -136,8 +153,13 @@ def add_gold(engine, path: str, actor: str) -> GoldReport:
                     continue
                 was = store.gold_label(existing["id"])
                 store.set_gold(existing["id"], answer)
+                moved = {}
+                if existing["queue"] != queue or existing["status"] != "open":
+                    # a gold question moves with its row (out of a queue a version dropped, too)
+                    store.update_task(existing["id"], queue=queue, status="open", reason=None, updated_at=now)
+                    moved = {"queue": queue, "was_queue": existing["queue"], "was_status": existing["status"]}
                 store.add_event("gold_updated", now, task_id=existing["id"], actor=actor,
-                                detail={"answer": answer, "was": was})
+                                detail={"answer": answer, "was": was, **moved})
                 updated.append(existing["id"])
                 report.updated += 1
                 continue

@@ -123,14 +123,15 @@ class BatchWriter:
         store, report = self.store, self.report
         events: list[tuple] = []
         with store.transaction():
+            rows, orphans = _hold_orphans(store, batch.tasks, batch.now)
             next_id = store.next_task_id()
-            tasks = [(next_id + i, *row[1:]) for i, row in enumerate(batch.tasks)]
+            tasks = [(next_id + i, *row[1:]) for i, row in enumerate(rows)]
             # The router skipped the ids it saw stored; another ingest may have stored some
             # since. Usually none: insert all at once, and only if one clashes, check each.
             if tasks and not store.insert_new_tasks(TASK_INSERT_COLUMNS, tasks):
-                known = store.existing_external_ids([t[1] for t in batch.tasks])
+                known = store.existing_external_ids([t[1] for t in rows])
                 tasks, kept = [], []
-                for row, event, rule in zip(batch.tasks, batch.events, batch.rules):
+                for row, event, rule in zip(rows, batch.events, batch.rules):
                     if row[1] in known:
                         report.duplicates += 1
                         continue
@@ -143,6 +144,10 @@ class BatchWriter:
                 events.append((task[0], *event))
                 report.routed[rule] += 1
             store.add_created_events(events)
+            for task in tasks:
+                if task[1] in orphans:
+                    store.add_event("held", batch.now, task_id=task[0], action="hold", actor="labelyard",
+                                    detail={"reason": orphans[task[1]], "stage": task[_STAGE], "queue": task[_QUEUE]})
             if batch.first_line:
                 store.delete_rejects(self.source, (batch.first_line, batch.last_line))
             if batch.problems:
@@ -153,6 +158,31 @@ class BatchWriter:
 
     def close(self) -> None:
         self.store.close()
+
+
+_STATUS, _STAGE, _QUEUE, _FREE, _VERSION, _REASON = (
+    TASK_INSERT_COLUMNS.index(c) for c in ("status", "stage", "queue", "free_slots", "workflow_version", "reason"))
+
+
+def _hold_orphans(store, rows: list[tuple], now: float) -> tuple[list[tuple], dict[str, str]]:
+    """``rows`` with the open tasks of queues the active version lacks held (a lead applied a
+    version dropping their queue while this ingest routed them by the one before), and the
+    reason per external id of each held one. Usually nothing changed: one read per batch."""
+    active = store.active_workflow_id()
+    if active is None or not rows or all(row[_VERSION] == active for row in rows):
+        return rows, {}
+    queues = store.workflow_queue_names(active)
+    orphans: dict[str, str] = {}
+    out = []
+    for row in rows:
+        if row[_STATUS] == "open" and row[_QUEUE] not in queues:
+            reason = f"queue `{row[_QUEUE]}` was dropped by a workflow version applied during this ingest"
+            orphans[row[1]] = reason
+            row = list(row)
+            row[_STATUS], row[_FREE], row[_REASON] = "held", 0, reason
+            row = tuple(row)
+        out.append(row)
+    return out, orphans
 
 
 class ThreadedWriter:

@@ -37,10 +37,10 @@ def print_status(data: dict[str, Any]) -> None:
     run = data.get("last_run")
     if run:
         state = "ok" if run["ok"] else ("running, or killed before it finished" if not run["finished"] else "failed")
-        console.print(f"last run: {run['id']} at {run['started_at']}: {state}")
+        console.print(visible(f"last run: {run['id']} at {run['started_at']}: {state}"))
         for f in run["failures"]:
             where = f["plugin"] + (f" ({f['entry']})" if f.get("entry") and f["entry"] != f["plugin"] else "")
-            console.print(f"  {where}: {f['step']} failed: {f['error']}")
+            console.print(visible(f"  {where}: {f['step']} failed: {f['error']}"))  # a plugin's own words
     if data.get("outbox_pending"):
         console.print(f"notifications waiting in the outbox: {data['outbox_pending']}")
 

@@ -38,7 +38,8 @@ from .plugin_api import (FinalTask, Notification, PluginError, PluginRun, Review
                          checked_setting)
 from .plugins import (Plugins, describe_error, duplicate_entries, duplicate_message, entry_key, entry_problems,
                       trace)
-from .store import loads
+from .render import visible
+from .store import loads, text_problem
 
 SINK_BATCH = 500
 REVIEW_PAGE = 200
@@ -189,8 +190,10 @@ def add_prior_votes(engine, votes: dict[str, list[dict[str, Any]]], origin: str)
                 continue
             now = clock.now()
             for vote in items:
-                worker, label = str(vote.get("worker") or "imported"), vote.get("label")
-                if label is None or labels.problem(label) or store.annotated(task["id"], worker):
+                # an imported name is printed in listings: control characters written out, as `show` does
+                worker, label = visible(str(vote.get("worker") or "imported")), vote.get("label")
+                if label is None or labels.problem(label) or text_problem(worker) or text_problem(label) \
+                        or store.annotated(task["id"], worker):
                     continue
                 store.ensure_worker(worker, ["imported"], now)
                 assignment_id = store.insert_assignment(task["id"], worker, "annotate", task["queue"], task["round"],

@@ -228,16 +228,22 @@ class Store:
             os.close(fd)
             os.chmod(path, 0o660)  # owner and group only; a team shares a group
         conn = None
+        # Queued like any writer: two `init`s of a new file at once would otherwise race to switch
+        # it to WAL, and SQLite answers the loser "database is locked" without waiting.
+        lock = WriterLock(path)
         try:
-            conn = cls.connect(path)
-            if not existed:  # only an empty file takes a page size
-                conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
-            conn.execute("PRAGMA journal_mode=WAL")
-            applied = migrate(conn)
+            with lock:
+                conn = cls.connect(path)
+                if not existed:  # only an empty file takes a page size
+                    conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
+                conn.execute("PRAGMA journal_mode=WAL")
+                applied = migrate(conn)
         except sqlite3.DatabaseError as exc:
             if conn is not None:
                 conn.close()
             raise LabelyardError(f"{path}: cannot initialise: {exc}") from None
+        finally:
+            lock.close()
         return cls(path, conn), applied
 
     def close(self) -> None:
@@ -403,6 +409,16 @@ class Store:
     # -- workflows -------------------------------------------------------------------------
     def active_workflow(self) -> sqlite3.Row | None:
         return self.one("SELECT * FROM workflows WHERE active = 1")
+
+    def active_workflow_id(self) -> int | None:
+        """The id of the active workflow version (a cheap check that a cached one is current)."""
+        row = self.one("SELECT id FROM workflows WHERE active = 1")
+        return None if row is None else int(row[0])
+
+    def workflow_queue_names(self, version_id: int) -> set[str]:
+        """The queues of a stored workflow version."""
+        row = self.one("SELECT spec FROM workflows WHERE id = ?", (version_id,))
+        return set((loads(row[0]) or {}).get("queues") or {}) if row is not None else set()
 
     def workflow_version(self, version_id: int) -> sqlite3.Row | None:
         return self.one("SELECT * FROM workflows WHERE id = ?", (version_id,))
@@ -933,19 +949,19 @@ class Store:
         """How many gold questions there are (each has one ``gold`` row)."""
         return int(self.one("SELECT count(*) FROM gold")[0])
 
-    def open_count_by_queue(self) -> dict[str, int]:
-        """Open tasks per queue, gold questions included."""
+    def open_count_by_queue(self, *, gold: bool = False) -> dict[str, int]:
+        """Open tasks per queue; with ``gold``, the gold questions instead."""
         rows = self.query("SELECT queue, count(*) AS n FROM tasks WHERE status = 'open' AND queue IS NOT NULL "
-                          "GROUP BY queue")
+                          "AND is_gold = ? GROUP BY queue", (int(gold),))
         return {r["queue"]: r["n"] for r in rows}
 
     def open_tasks_in_queues(self, queues: list[str]) -> list[sqlite3.Row]:
-        """The open tasks of ``queues``, gold questions included, by id."""
+        """The open tasks (not gold questions) of ``queues``, by id."""
         if not queues:
             return []
         marks = ", ".join("?" * len(queues))
-        return self.query(f"SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'open' AND queue IN ({marks}) ORDER BY id",
-                          tuple(queues))
+        return self.query(f"SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'open' AND is_gold = 0 "
+                          f"AND queue IN ({marks}) ORDER BY id", tuple(queues))
 
     def queue_counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import struct
+import weakref
 
 # struct flock {short l_type; short l_whence; off_t l_start; off_t l_len; pid_t l_pid;}
 # with native alignment, padded to its 32-byte size on 64-bit Linux.
@@ -124,6 +125,14 @@ class WriterLock:
             return
         if kind == "queue" and supports_queue(self._fd):
             self._queue = _QueueLock(self._fd)
+        _OPEN.add(self)
+
+    def _forget(self) -> None:
+        """In a forked child: close the inherited descriptor without unlocking (the locks
+        belong to the parent's open file description, which stays open there)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd, self._queue = None, None
 
     def __enter__(self) -> None:
         if self._queue is not None:
@@ -151,6 +160,21 @@ class WriterLock:
             os.close(self._fd)
             self._fd = None
             self._queue = None
+
+
+# Every open lock, so a forked child (ingest's routing process) closes its inherited copies:
+# locks of an open file description last while any process holds a descriptor of it, so a
+# child outliving its killed parent (blocked reading a quiet pipe) would hold the queue.
+_OPEN: "weakref.WeakSet[WriterLock]" = weakref.WeakSet()
+
+
+def _forget_inherited() -> None:
+    for lock in list(_OPEN):
+        lock._forget()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_inherited)
 
 
 def supports_queue(fd: int) -> bool:

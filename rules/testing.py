@@ -55,7 +55,8 @@ __all__ = [
 
 EVENTS = ("on_create", "on_quorum", "on_review", "on_worker", "on_timer")
 FACT_ROOTS = ("task", "prediction", "votes", "review", "worker", "assignment", "queue", "now")
-AGE_KEYS = {("task", "age"), ("task", "stage_age"), ("assignment", "age"), ("queue", "oldest_age")}
+AGE_KEYS = {("task", "age"), ("task", "stage_age"), ("assignment", "age"), ("queue", "oldest_age"),
+            ("queue", "sla")}
 TEST_SUFFIX = ".test.yaml"
 WORKFLOW_SUFFIX = ".workflow.yaml"
 

@@ -53,3 +53,62 @@ def test_dropping_a_queue_with_open_tasks_is_refused_or_holds_them(run, write_wo
     run.ok("escalate", "L2", "--to", "q")
     moved = run.json("show", "L2", "--json")["task"]
     assert (moved["status"], moved["queue"]) == ("open", "q")
+
+
+def test_tasks_routed_by_a_version_replaced_meanwhile_are_held_not_stranded(tmp_path, monkeypatch):
+    """An ingest routes a batch by the version it loaded; a lead applies one without `legal`
+    before the batch is written: its `legal` tasks are held (with an event), not left open in
+    a queue nobody can claim from. The same for a decision of a process holding the old version."""
+    from router.engine import Engine
+    from router.ingest import TaskInput
+    from router.ingest_pipeline import BatchWriter
+    from router.store import Store
+
+    monkeypatch.setenv("LABELYARD_NOW", "2025-03-01T09:00:00Z")
+    path = str(tmp_path / "v.db")
+    store, _ = Store.init(path)
+    old = Engine(store)
+    old.apply(V1.replace("on_create:", "on_quorum:\n  - {name: check, do: {annotate: legal}}\non_create:"),
+              "v1.workflow.yaml", actor="lead")
+    rows = [TaskInput(1, "L1", {}, "legal", []), TaskInput(2, "Q1", {}, None, [])]
+    batch = old._route_batch(old.workflow, old.workflow_id, rows, "in.jsonl")
+    old.add_worker("ann", ["annotator"], [], None, actor="lead")
+    old.ingest([TaskInput(1, "Q0", {}, None, [])], "earlier.jsonl")
+    claim = old.claim("ann")
+
+    other = Engine(Store.open(path))
+    other.apply(V2, "v2.workflow.yaml", actor="lead")  # drops `legal`; nothing open there yet
+    other.close()
+
+    writer = BatchWriter(path, "in.jsonl")
+    writer.write(batch)
+    writer.close()
+    l1, q1 = store.task("ext:L1"), store.task("ext:Q1")
+    assert (l1["status"], l1["queue"]) == ("held", "legal")
+    assert l1["reason"] == "queue `legal` was dropped by a workflow version applied during this ingest"
+    assert [e["kind"] for e in store.events(l1["id"])] == ["created", "held"]
+    assert q1["status"] == "open"
+
+    old.submit(claim["assignment"], "ann", label="a")  # decided by v1's on_quorum: `annotate: legal`
+    q0 = store.task("ext:Q0")
+    assert (q0["status"], q0["reason"]) == (
+        "held", "queue `legal` is not in the workflow version applied while this decision was made")
+    old.close()
+
+
+def test_gold_questions_of_a_dropped_queue_neither_block_apply_nor_stay_stuck(run, write_workflow, tmp_path):
+    run.ok("init")
+    run.ok("apply", write_workflow(V1, "f.workflow.yaml"))
+    (tmp_path / "g.jsonl").write_text('{"id": "G1", "data": {}, "answer": "a", "queue": "legal"}\n'
+                                      '{"id": "G2", "data": {"v": NaN}, "answer": "a"}\n')
+    added = run.ok("gold", "add", "g.jsonl")
+    assert "Traceback" not in added.stderr
+    assert [r["reason"] for r in run.json("rejects", "--json")] == [
+        "a number is NaN or infinite, which JSON cannot carry"]
+    applied = run.ok("apply", write_workflow(V2, "f2.workflow.yaml"))  # no open work in `legal`: applies
+    assert "1 gold question(s) wait unused in dropped queue `legal`" in applied.stderr
+    (tmp_path / "g.jsonl").write_text('{"id": "G1", "data": {}, "answer": "a", "queue": "q"}\n')
+    run.ok("gold", "add", "g.jsonl")
+    gold = run.json("show", "G1", "--json")
+    assert (gold["task"]["queue"], gold["task"]["status"]) == ("q", "open")
+    assert [e["detail"].get("was_queue") for e in gold["events"] if e["kind"] == "gold_updated"] == ["legal"]

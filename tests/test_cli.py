@@ -555,3 +555,14 @@ def test_full_scenario_from_empty_folder_to_export(run, write_workflow, tmp_path
         assert sorted(a["worker"] for a in shown["assignments"]) == annotators  # one slot each
         assert shown["task"]["final_at"] is not None
     assert {row["final_at"] for row in exported} == {NOW.replace("Z", "+00:00")}  # every time from LABELYARD_NOW
+
+
+def test_inits_of_a_new_file_at_once_all_succeed(run):
+    """They queue on the writer lock: unqueued, one in ten lost the race to switch the file to WAL
+    and said "database is locked" (three rounds of twelve, each on a new file)."""
+    for round_ in range(3):
+        db = run.folder / f"new-{round_}.db"
+        procs = [subprocess.Popen([*run.command, "init", "--db", str(db)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, env=run.env) for _ in range(12)]
+        results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+        assert [r for r in results if r[0] != 0] == []

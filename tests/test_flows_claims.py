@@ -122,3 +122,18 @@ def test_reassign_to_a_worker_at_capacity_needs_force(run):
     assert active(run, "a1") == 2
     event = [e for e in run.json("show", "B", "--json")["events"] if e["kind"] == "reassigned"]
     assert event and "capacity" in event[0]["detail"]["forced"]
+
+
+def test_a_correction_released_by_a_lead_says_how_to_get_it_back(run):
+    mini(run, workers={"ann": ["--role", "annotator"], "sen": ["--role", "senior"]})
+    correction = returned_to(run, "ann")
+    again = claim(run, "ann")
+    assert (again["kind"], again["task"]) == ("correct", correction["task"])
+    run.ok("release", "--assignment", again["assignment"])
+    refused = run("submit", again["assignment"], "--as", "ann", "--label", "b")
+    assert refused.returncode == 1
+    assert f"assignment {again['assignment']} is waiting for you to claim it again (labelyard claim --as ann)" \
+        in refused.stderr
+    back = claim(run, "ann")
+    assert (back["assignment"], back["kind"]) == (again["assignment"], "correct")
+    submit(run, back["assignment"], "ann", "--label", "b")

@@ -500,3 +500,12 @@ def test_labelstudio_votes_go_to_their_task_when_ids_and_external_ids_cross(proj
     assert (result["ingested"], result["prior_votes"]) == (2, 2)
     assert project.json("show", "ext:2", "--json")["task"]["final_label"] == "dog"
     assert project.json("show", "ext:1", "--json")["task"]["final_label"] == "cat"
+
+
+
+def test_an_imported_worker_name_never_carries_an_escape_sequence(project, tmp_path):
+    vote = [{"completed_by": {"email": "ev\u001b[31mil@x"}, "result": [{"value": {"choices": ["dog"]}}]}]
+    (tmp_path / "ls.json").write_text(json.dumps([{"id": "ls1", "data": {}, "annotations": vote}]), encoding="utf-8")
+    assert project.json("ingest", "labelstudio:ls.json", "--json")["prior_votes"] == 1
+    names = [w["id"] for w in project.json("workers", "list", "--json")]
+    assert "labelstudio:ev\\x1b[31mil@x" in names and not any("\u001b" in n for n in names)

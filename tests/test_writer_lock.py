@@ -151,3 +151,27 @@ def test_the_lock_kind_is_chosen_by_environment_and_a_wrong_name_is_a_clear_erro
     assert result.returncode == 1
     assert "LABELYARD_WRITER_LOCK='fifo-please': use one of queue, flock, none" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_forked_child_of_a_killed_holder_does_not_keep_the_lock(tmp_path):
+    """Locks of an open file description last while any process keeps a descriptor of it: a
+    routing child that outlived its killed ingest kept every writer waiting until it ended."""
+    db = tmp_path / "x.db"
+    env = child_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent.parent), env.get("PYTHONPATH", "")])
+    forker = subprocess.Popen([sys.executable, str(Path(__file__).parent / "workers" / "lock_forker.py"), str(db)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    child = int(forker.stdout.readline().split()[1])
+    try:
+        forker.kill()
+        forker.wait(timeout=HANG_GUARD_S)
+        waiter = Holder(db, "next")
+        assert waiter.line() == "next locked"  # while the orphaned child still lives
+        os.kill(child, 0)
+        waiter.release()
+        assert waiter.line() == "next released"
+    finally:
+        try:
+            os.kill(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
