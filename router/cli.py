@@ -8,6 +8,7 @@ imported only by the commands that use them.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -472,6 +473,36 @@ def export(db: str | None, fmt: str, output: str) -> None:
     count = write_export(_engine(db).export_rows(), fmt, output)
     if output != "-":
         click.echo(f"exported {count} tasks to {output}", err=True)
+
+
+@main.command()
+@click.argument("dest", type=click.Path())
+@db_option
+@click.option("--force", is_flag=True, help="Replace DEST if it exists.")
+@click.option("--json", "as_json", is_flag=True)
+def backup(dest: str, db: str | None, force: bool, as_json: bool) -> None:
+    """Copy the database to DEST (a file, or a folder for a dated file) while others keep working."""
+    import time
+
+    from . import clock
+    from .store import Store
+
+    if os.path.isdir(dest):
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(clock.now()))
+        dest = os.path.join(dest, f"labelyard-{stamp}.db")
+    if os.path.exists(dest) and not force:
+        raise LabelyardError(f"{dest} exists: pass --force to replace it")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(dest))):
+        raise LabelyardError(f"{dest}: folder {os.path.dirname(os.path.abspath(dest))} does not exist")
+    store = Store.open(db)
+    try:
+        size = store.backup_to(dest)
+    finally:
+        store.close()
+    if as_json:
+        _emit_json({"backup": dest, "bytes": size})
+    else:
+        click.echo(f"backed up {store.path} to {dest} ({size:,} bytes)")
 
 
 @main.command()

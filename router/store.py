@@ -253,6 +253,28 @@ class Store:
         self._writer_lock.close()
         self._wal_backlog.close()
 
+    def backup_to(self, dest: str) -> int:
+        """Copy the whole database to ``dest`` as of one moment, while others go on writing.
+
+        SQLite's online backup reads inside one read transaction (WAL lets writers
+        go on); the copy is written beside ``dest``, checked with ``quick_check``
+        and only then renamed over it, so ``dest`` is never a half-written file.
+        Returns the copy's size in bytes.
+        """
+        tmp = f"{dest}.labelyard-tmp"
+        copy = sqlite3.connect(tmp)
+        try:
+            self.conn.backup(copy)
+            verdict = copy.execute("PRAGMA quick_check").fetchone()[0]
+        finally:
+            copy.close()
+        if verdict != "ok":
+            os.remove(tmp)
+            raise LabelyardError(f"{dest}: the copy failed its check ({verdict}); nothing was written")
+        os.chmod(tmp, 0o660)  # owner and group only, as `init` makes the database
+        os.replace(tmp, dest)
+        return os.path.getsize(dest)
+
     def read_only(self) -> None:
         """Refuse every write on this connection from now on (explain, replay)."""
         self.conn.execute("PRAGMA query_only = ON")
