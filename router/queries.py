@@ -253,6 +253,11 @@ class Queries:
             if r["kind"] == "submitted":
                 recent[r["actor"]] += r["n"]
         gold = self.store.gold_answers()
+        judge = None
+        if with_agreement and self.engine is not None and self.store.active_workflow() is not None:
+            from .worker_rules import agreement_judge
+
+            judge = agreement_judge(self.engine.workflow.labels)
         rows = []
         for w in self.store.workers():
             answered, correct = gold.get(w["id"], (0, 0))
@@ -262,7 +267,7 @@ class Queries:
                    "submitted_recent": recent.get(w["id"], 0), "gold_answered": answered,
                    "gold_accuracy": (correct / answered) if answered else None, "agreement": None, "decided": None}
             if with_agreement:
-                decided, matched = self.store.worker_final_agreement(w["id"])
+                decided, matched = self.store.worker_final_agreement(w["id"], judge)
                 row["decided"] = decided
                 row["agreement"] = (matched / decided) if decided else None
             rows.append(row)

@@ -15,7 +15,7 @@ import random
 import sqlite3
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -859,14 +859,19 @@ class Store:
         rows = self.query("SELECT status FROM assignments WHERE worker = ? ORDER BY id DESC LIMIT ?", (worker, limit))
         return [r[0] for r in rows]
 
-    def worker_final_agreement(self, worker: str) -> tuple[int, int]:
-        """``(votes on finished tasks, votes equal to the final label)`` for a worker (gold left out)."""
-        row = self.one(
-            "SELECT count(*), sum(a.label = t.final_label) FROM annotations AS a JOIN tasks AS t ON t.id = a.task_id "
-            "WHERE a.worker = ? AND a.stage IN ('annotate', 'correct') AND t.status = 'done' AND t.is_gold = 0",
-            (worker,),
-        )
-        return int(row[0]), int(row[1] or 0)
+    def worker_final_agreement(self, worker: str, same: Callable[[Any, Any], bool] | None = None) -> tuple[int, int]:
+        """``(votes on finished tasks, votes that give the final label)`` for a worker (gold left out).
+
+        Without ``same`` the stored JSON texts are compared (exact for choices and
+        text); ``same(vote, final)`` judges other label types (sets, numbers, boxes).
+        """
+        where = ("FROM annotations AS a JOIN tasks AS t ON t.id = a.task_id WHERE a.worker = ? "
+                 "AND a.stage IN ('annotate', 'correct') AND t.status = 'done' AND t.is_gold = 0")
+        if same is None:
+            row = self.one(f"SELECT count(*), sum(a.label = t.final_label) {where}", (worker,))
+            return int(row[0]), int(row[1] or 0)
+        pairs = self.query(f"SELECT a.label, t.final_label {where}", (worker,))
+        return len(pairs), sum(1 for vote, final in pairs if same(loads(vote), loads(final)))
 
     # -- gold ------------------------------------------------------------------------------
     def task_by_external_id(self, external_id: str) -> sqlite3.Row | None:

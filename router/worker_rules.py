@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from .consensus import same_label
 from .context import Lazy, stored_prediction, task_facts
 from .store import loads
 
@@ -44,15 +45,23 @@ class LazyFacts(Mapping):
         return dict(self._values)
 
 
-def worker_facts(store, row) -> LazyFacts:
-    """``worker.*`` for a worker row."""
+def agreement_judge(spec: Any) -> Callable[[Any, Any], bool] | None:
+    """How a vote is compared with a final label for ``worker.agreement``: ``None`` (the stored
+    texts, exact) for choices and text; the label type's own judgement otherwise."""
+    if getattr(spec, "type", "choice") in ("choice", "text"):
+        return None
+    return lambda vote, final: same_label(vote, final, spec)
+
+
+def worker_facts(store, row, spec: Any = None) -> LazyFacts:
+    """``worker.*`` for a worker row (``spec``, the workflow's labels, judges agreement)."""
     name = row["id"]
 
     def gold() -> tuple[int, int]:
         return store.gold_accuracy([name]).get(name, (0, 0))
 
     def agreement() -> float | None:
-        decided, matched = store.worker_final_agreement(name)
+        decided, matched = store.worker_final_agreement(name, agreement_judge(spec))
         return matched / decided if decided else None
 
     def fast() -> int:
@@ -87,7 +96,7 @@ def run_on_worker(engine, worker: str, task, now: float) -> dict[str, Any] | Non
     row = store.worker(worker)
     if row is None:
         return None
-    facts = worker_facts(store, row)
+    facts = worker_facts(store, row, engine.workflow.labels)
     fresh = store.task(task["id"])
     ctx = {"worker": facts, "task": task_facts(fresh, now), "prediction": stored_prediction(fresh),
            "votes": Lazy(lambda: engine._votes(task["id"])), "now": now}
