@@ -385,6 +385,7 @@ def check_workflow_text(text: str, filename: str) -> tuple[Any, list[Any]]:
                                               f"plugin module `{module}` does not load: {failed[module]}"))
     if doc is not None and workflow is not None:
         diagnostics += entry_diagnostics(doc)
+        diagnostics += unknown_plugin_warnings(doc, load_plugins(modules) if _has_entries(doc) else None)
     diagnostics = sorted(set(diagnostics))
     if any(d.severity == "error" for d in diagnostics):
         return None, diagnostics
@@ -478,6 +479,37 @@ def entry_diagnostics(doc: Any) -> list[Any]:
         for index, earlier in duplicate_entries(entries).items():
             pos = doc.where((section, index))
             out.append(Diagnostic(doc.filename, pos.line, pos.col, duplicate_message(section, entries, index, earlier)))
+    return out
+
+
+_SECTION_KIND = {"sources": "sources", "reviewers": "reviewers", "sinks": "sinks", "notify": "notifiers"}
+
+
+def _has_entries(doc: Any) -> bool:
+    return isinstance(doc.data, dict) and any(doc.data.get(section) for section in ENTRY_SECTIONS)
+
+
+def unknown_plugin_warnings(doc: Any, plugins: Plugins | None) -> list[Any]:
+    """A warning for each entry naming a plugin that is not loaded here. Only a warning: `run`
+    may load more (``--plugins-dir``), but a typo shows before the first run fails on it."""
+    from rules.diagnostics import Diagnostic
+
+    if plugins is None:
+        return []
+    out = []
+    for section in ENTRY_SECTIONS:
+        entries = doc.data.get(section)
+        if not isinstance(entries, list):
+            continue
+        known = plugins.registry[_SECTION_KIND[section]]
+        for index, entry in enumerate(entries):
+            name = entry.get("plugin") if isinstance(entry, dict) else None
+            if isinstance(name, str) and name not in known:
+                pos = doc.where((section, index, "plugin"))
+                listed = ", ".join(sorted(known)) or "none"
+                out.append(Diagnostic(doc.filename, pos.line, pos.col,
+                                      f"no {section} plugin `{name}` is loaded here ({section}: {listed}); "
+                                      "`run` fails on this entry unless it loads one (--plugins-dir)", "warning"))
     return out
 
 

@@ -113,3 +113,19 @@ def test_a_plugin_that_raises_while_registering_keeps_nothing_it_registered(clea
     import click
 
     loaded.add_commands(click.Group())  # the left-out plugin's register_commands is not called
+
+
+def test_validate_warns_of_an_entry_whose_plugin_is_not_loaded(run, tmp_path):
+    (tmp_path / "pl.workflow.yaml").write_text(
+        "workflow: f\nlabels: {type: choice, choices: [a, b]}\nqueues: {q: {roles: [annotator]}}\n"
+        "on_create: [{name: r, do: {annotate: q}}]\n"
+        "sinks: [{plugin: nope, path: x}, {plugin: jsonl, path: out.jsonl}]\n"
+        'notify: [{plugin: webhok, url: "http://127.0.0.1:9/x"}]\n', encoding="utf-8")
+    proc = run("validate", "pl.workflow.yaml")
+    assert proc.returncode == 0  # a warning: `run --plugins-dir` may load it
+    assert proc.stderr.splitlines() == [
+        "pl.workflow.yaml:5:18: warning: no sinks plugin `nope` is loaded here (sinks: csv, jsonl, labelstudio); "
+        "`run` fails on this entry unless it loads one (--plugins-dir)",
+        "pl.workflow.yaml:6:19: warning: no notify plugin `webhok` is loaded here (notify: webhook); "
+        "`run` fails on this entry unless it loads one (--plugins-dir)"]
+    assert run("validate", "--strict", "pl.workflow.yaml").returncode == 1
