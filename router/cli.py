@@ -487,14 +487,29 @@ def backup(dest: str, db: str | None, force: bool, as_json: bool) -> None:
     from . import clock
     from .store import Store
 
+    if not dest.strip():
+        raise LabelyardError("backup needs a file or a folder to write to")
+    if dest.endswith(os.sep) and not os.path.isdir(dest):
+        raise LabelyardError(f"{dest}: no such folder")
     if os.path.isdir(dest):
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(clock.now()))
-        dest = os.path.join(dest, f"labelyard-{stamp}.db")
+        named = os.path.join(dest, f"labelyard-{stamp}.db")
+        n = 1
+        while os.path.exists(named):  # two backups within a second keep both
+            n += 1
+            named = os.path.join(dest, f"labelyard-{stamp}-{n}.db")
+        dest = named
     if os.path.exists(dest) and not force:
         raise LabelyardError(f"{dest} exists: pass --force to replace it")
-    if not os.path.isdir(os.path.dirname(os.path.abspath(dest))):
-        raise LabelyardError(f"{dest}: folder {os.path.dirname(os.path.abspath(dest))} does not exist")
+    folder = os.path.dirname(os.path.abspath(dest))
+    if not os.path.isdir(folder):
+        raise LabelyardError(f"{dest}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise LabelyardError(f"{dest}: folder {folder} is not writable")
     store = Store.open(db)
+    if os.path.exists(dest) and os.path.samefile(dest, store.path):
+        store.close()
+        raise LabelyardError(f"{dest} is the database itself: back it up somewhere else")
     try:
         size = store.backup_to(dest)
     finally:

@@ -262,17 +262,23 @@ class Store:
         Returns the copy's size in bytes.
         """
         tmp = f"{dest}.labelyard-tmp"
-        copy = sqlite3.connect(tmp)
         try:
-            self.conn.backup(copy)
-            verdict = copy.execute("PRAGMA quick_check").fetchone()[0]
-        finally:
-            copy.close()
-        if verdict != "ok":
-            os.remove(tmp)
-            raise LabelyardError(f"{dest}: the copy failed its check ({verdict}); nothing was written")
-        os.chmod(tmp, 0o660)  # owner and group only, as `init` makes the database
-        os.replace(tmp, dest)
+            copy = sqlite3.connect(tmp)
+            try:
+                self.conn.backup(copy)
+                verdict = copy.execute("PRAGMA quick_check").fetchone()[0]
+            finally:
+                copy.close()
+            if verdict != "ok":
+                raise LabelyardError(f"{dest}: the copy failed its check ({verdict}); nothing was written")
+            os.chmod(tmp, 0o660)  # owner and group only, as `init` makes the database
+            os.replace(tmp, dest)
+        except BaseException as exc:
+            if os.path.exists(tmp):
+                os.remove(tmp)  # never a stray full copy of the project's data
+            if isinstance(exc, (sqlite3.Error, OSError)):
+                raise LabelyardError(f"{dest}: cannot write the backup: {exc}") from None
+            raise
         return os.path.getsize(dest)
 
     def read_only(self) -> None:

@@ -51,3 +51,16 @@ def test_backup_refuses_to_overwrite_and_names_a_file_in_a_folder(run, tmp_path)
     assert sqlite3.connect(tmp_path / made).execute("PRAGMA quick_check").fetchone()[0] == "ok"
     missing = run("backup", "nowhere/x.db")
     assert missing.returncode == 1 and "does not exist" in missing.stderr
+
+
+def test_backup_destinations_that_cannot_be_used_are_clear_errors_and_leave_nothing(run, tmp_path):
+    run.ok("init")
+    cases = {"": "backup needs a file or a folder to write to", "newdir/": "newdir/: no such folder",
+             "labelyard.db": "is the database itself", "/proc/x.db": "cannot write the backup"}
+    for dest, message in cases.items():
+        proc = run("backup", dest, "--force")
+        assert proc.returncode == 1 and message in proc.stderr, (dest, proc.stderr)
+    assert not list(tmp_path.glob("*labelyard-tmp*"))  # no stray copy of the project's data
+    (tmp_path / "b").mkdir()
+    first, second = (run.json("backup", "b", "--json")["backup"] for _ in range(2))  # the same second
+    assert (first, second) == ("b/labelyard-20250301T090000Z.db", "b/labelyard-20250301T090000Z-2.db")

@@ -507,6 +507,10 @@ async def test_review_slots_show_votes_and_take_approve_reject_and_correct(db):
         screen = app.screen
         assert screen.view["kind"] == "escalated" and screen.view["external_id"] == ref
         assert "votes" in str(screen.query_one("#work-context", Static).render())
+        await pilot.press("a")  # an expert settles with a label: approving alone is refused, and said
+        await pilot.pause()
+        assert any("needs its final label" in n.message for n in app._notifications)
+        assert screen.view["kind"] == "escalated" and task(db, ref)["task"]["stage"] == "escalated"
         await pilot.press("3", "enter")  # corrected label: feature, with a comment
         await pilot.pause()
         assert isinstance(app.screen, InputModal)

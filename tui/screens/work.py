@@ -284,7 +284,9 @@ class WorkScreen(BaseScreen):
                              lambda c: c is not None and self._send({"label": label, "comment": c or None}))
 
     def action_approve(self) -> None:
-        if self.kind == "review" and not self.busy:
+        if self.kind == "escalated":  # an expert settles the task: a label, not a verdict
+            self.notify("an escalated task needs its final label: pick it with the number keys", severity="warning")
+        elif self.kind == "review" and not self.busy:
             self._send({"verdict": "approve"})
 
     def action_reject(self) -> None:
