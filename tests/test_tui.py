@@ -681,3 +681,29 @@ def test_snapshot_work_screen(db, snap_compare):
         assert app.screen.view is not None
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+async def test_a_comment_over_several_lines_shows_as_lines_on_the_correction_slot(db):
+    [target] = [r for r in open_task_refs(db, 300, status="open", queue="legal")
+                if task(db, r)["task"]["free_slots"] == 2][:1]
+    engine = Engine.open(db)
+    from router.lead import Lead
+
+    lead = Lead(engine, LEAD)
+    lead.run("reassign", [target], to="carol", force=True)
+    a = [x for x in engine.store.assignments(engine.store.task(target)["id"]) if x["worker"] == "carol"][-1]
+    engine.submit(a["id"], "carol", label="bug")
+    lead.run("escalate", [target], queue="senior")
+    review = engine.claim("sam", "senior")
+    engine.submit(review["assignment"], "sam", verdict="reject", comment="re-read the contract\nthen clause 4")
+    from router.work import skip
+
+    for held in engine.store.worker_active_assignments("carol"):  # the screen would resume these first
+        skip(engine, held["id"], "carol")
+    engine.close()
+    app = LabelyardApp(db, "carol", start="work", worker="carol", poll_interval=None)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        assert app.screen.view["kind"] == "correct" and app.screen.view["external_id"] == target
+        shown = str(app.screen.query_one("#work-context", Static).render())
+        assert "re-read the contract\nthen clause 4" in shown and "\\x0a" not in shown

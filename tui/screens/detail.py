@@ -99,7 +99,7 @@ class TaskDetailScreen(BaseScreen):
                 text = f"  {r['worker']} ({r['stage']}): {r['verdict'] or ''} {fmt.label(r['label'])}"
                 if r.get("comment"):
                     text += f" — “{r['comment']}”"
-                lines.append(fmt.line(text))
+                lines.append(fmt.line(text, lines=True))  # a comment may run over several lines
         lines.append(fmt.line(("assignments", "bold")))
         for a in d["assignments"]:
             lines.append(fmt.line(f"  #{a['id']} {a['worker']} {a['stage']} round {a['round']}: {a['status']}"))

@@ -206,9 +206,10 @@ class WorkScreen(BaseScreen):
                                                                     for x in v.get("votes", []))))
             for r in v.get("reviews", []):
                 said = f" {r['worker']}: {r['verdict'] or ''} {fmt.label(r['label'])} {r.get('comment') or ''}"
-                lines.append(fmt.line((f"earlier {r['stage']}", "bold"), said))
+                lines.append(fmt.line((f"earlier {r['stage']}", "bold"), said, lines=True))  # multi-line comments
         if v["kind"] == "correct":
-            lines.append(fmt.line(("returned for correction", "bold"), f": {v.get('comment') or '(no comment)'}"))
+            lines.append(fmt.line(("returned for correction", "bold"), f": {v.get('comment') or '(no comment)'}",
+                                  lines=True))
             lines.append(fmt.line(f"your label was {fmt.label(v.get('your_label'))}"))
         context.update(fmt.join(lines))
         choices.update(self.choices_text())
