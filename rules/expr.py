@@ -1004,7 +1004,9 @@ class _Parser:
         except re2.error as exc:
             reason = exc.args[0] if exc.args else exc
             reason = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
-            hint = " (RE2 syntax: no backreferences or lookaround)" if "perl operator" in reason or "escape" in reason else ""
+            backref = "perl operator" in reason or any(f"escape sequence: \\{d}" in reason for d in "123456789")
+            hint = (" (RE2 syntax: no backreferences or lookaround)" if backref
+                    else " (patterns are RE2 syntax: github.com/google/re2/wiki/Syntax)")
             raise ExpressionError(f"invalid pattern: {reason}{hint}", arg.start) from None
         return _matcher(pattern)
 

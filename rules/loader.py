@@ -239,7 +239,8 @@ class _Builder:
 
 
 _CORE_LOADER: Any = None
-_BOOL, _INT, _TIMESTAMP = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:timestamp")
+_BOOL, _INT, _FLOAT, _TIMESTAMP = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
+                                   "tag:yaml.org,2002:timestamp")
 
 
 def _core_loader() -> Any:
@@ -247,9 +248,10 @@ def _core_loader() -> Any:
 
     YAML 1.1 (PyYAML's default) reads ``on``, ``off``, ``yes`` and ``no`` as
     booleans, so a queue named ``on`` or ``choices: [yes, no]`` silently
-    changed; ``2024-01-01`` as a date, which JSON cannot store; and ``010`` as
-    octal, ``1:30`` as 90. Here only ``true``/``false`` are booleans, integers
-    are decimal, and dates stay text.
+    changed; ``2024-01-01`` as a date, which JSON cannot store; ``010`` as
+    octal, ``1:30`` as 90; and ``1e3`` as text. Here, as in YAML 1.2, only
+    ``true``/``false`` are booleans, integers are decimal (or ``0x``/``0o``),
+    floats include ``1e3``, ``.inf`` and ``.nan``, and dates stay text.
     """
     global _CORE_LOADER
     if _CORE_LOADER is None:
@@ -261,14 +263,22 @@ def _core_loader() -> Any:
             pass
 
         CoreLoader.yaml_implicit_resolvers = {
-            first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _INT, _TIMESTAMP)]
+            first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _INT, _FLOAT, _TIMESTAMP)]
             for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
         }
         CoreLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
-        CoreLoader.add_implicit_resolver(_INT, re.compile(r"^[-+]?[0-9]+$"), list("-+0123456789"))
-        CoreLoader.add_constructor(_INT, lambda loader, node: int(loader.construct_scalar(node)))
+        CoreLoader.add_implicit_resolver(_INT, re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+                                         list("-+0123456789"))
+        CoreLoader.add_implicit_resolver(
+            _FLOAT, re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                               r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+.0123456789"))
+        CoreLoader.add_constructor(_INT, lambda loader, node: _core_int(loader.construct_scalar(node)))
         _CORE_LOADER = CoreLoader
     return _CORE_LOADER
+
+
+def _core_int(text: str) -> int:
+    return int(text, 0) if text[:2] in ("0x", "0o") else int(text, 10)
 
 
 _SKIP = object()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -741,6 +741,10 @@ class _Compiler:
         if isinstance(labels, dict) and labels.get("type", "choice") in ("choice", "multi_choice") and not labels.get("choices"):
             pos = self.doc.where(("labels",))
             out.append(Diagnostic(self.filename, pos.line, pos.col, f"labels of type {labels.get('type', 'choice')} need `choices`"))
+        for path, value in _non_finite(self.spec, ()):
+            pos = self.doc.where(path)
+            out.append(Diagnostic(self.filename, pos.line, pos.col,
+                                  f"`{'.'.join(map(str, path))}` must be a finite number, not {value!r}"))
         for path, text, is_key in _one_line_values(self.spec):
             if isinstance(text, str) and text.endswith("\n"):
                 pos = self.doc.where(path, key=is_key)
@@ -790,6 +794,18 @@ class _Compiler:
                            f"quality.agreement: alert ({alert}{'' if 'alert' in bands else ', the default'}) is "
                            f"above excellent ({excellent}{'' if 'excellent' in bands else ', the default'}); "
                            "a value could be excellent and alert at once")]
+
+
+def _non_finite(data: Any, path: tuple) -> Iterator[tuple[tuple, float]]:
+    """``(path, value)`` of ``.nan`` and ``.inf`` values: YAML has them, no setting of a workflow means them."""
+    if isinstance(data, float) and not math.isfinite(data):
+        yield path, data
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            yield from _non_finite(value, path + (key,))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            yield from _non_finite(value, path + (index,))
 
 
 def _one_line_values(spec: dict[str, Any]) -> list[tuple[tuple, Any, bool]]:

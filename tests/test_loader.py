@@ -88,3 +88,10 @@ sinks: [{plugin: jsonl, path: out.jsonl, since: 2024-01-01}]
 """)
     run.ok("apply", path)
     assert run.json("status", "--json")["workflow"]["name"] == "f"
+
+
+def test_numbers_follow_the_yaml_1_2_core_schema_too():
+    doc = load_document("a: [0x10, 0o20, 1e3, +1.5e3, 5e-2, 1.0e+2, .5, 2., 7, -3]\n"
+                        "text: [1:30.5, 1_000.5, 0b11, 08x]\n", "w.yaml")
+    assert doc.data == {"a": [16, 16, 1000.0, 1500.0, 0.05, 100.0, 0.5, 2.0, 7, -3],
+                        "text": ["1:30.5", "1_000.5", "0b11", "08x"]}

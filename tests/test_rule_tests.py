@@ -329,3 +329,15 @@ def test_odd_facts_are_case_errors_or_ignored_never_a_traceback(project):
 def test_stage_age_counts_from_the_current_stage():
     ctx = build_context({"task": {"age": "3d", "stage_age": "5m"}})
     assert (ctx["task"]["age"], ctx["task"]["stage_age"]) == (3 * 86400, 300)
+
+
+def test_expected_values_may_be_written_with_an_exponent(project):
+    write_tests(project, """\
+    cases:
+      - name: uncertain with an exponent
+        event: on_create
+        facts: {prediction: {confidence: 0.4}}
+        expect: {rule: uncertain, action: annotate, values: {priority: 6e-1}}
+    """)
+    proc = labelyard("test", cwd=project)
+    assert "PASS  workflows/pets.test.yaml:2: uncertain with an exponent" in proc.stdout, proc.stdout

@@ -218,3 +218,19 @@ on_quorum: [{{name: take, do: accept}}]
     assert proc.returncode == 1
     assert message in proc.stderr
     assert run.json("show", "t", "--json")["annotations"] == []
+
+
+def test_infinite_or_nan_settings_are_validate_errors(run, write_workflow):
+    path = write_workflow("""\
+workflow: f
+labels: {type: number, min: .nan, max: 0x10}
+queues:
+  q: {roles: [annotator]}
+on_create: [{do: {annotate: q, priority: -1e15}}]
+quality: {gold: {rate: .inf}}
+""")
+    proc = run("validate", path.name)
+    assert proc.returncode == 1
+    assert errors(proc.stderr) == [(2, 29, "`labels.min` must be a finite number, not nan"),
+                                   (6, 24, "`quality.gold.rate` must be a finite number, not inf"),
+                                   (6, 24, "`quality.gold.rate`: inf is greater than the maximum of 1")]
