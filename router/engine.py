@@ -25,7 +25,7 @@ from .context import (NEW_TASK_STATE, Lazy, creation_context, prediction_facts, 
                       task_facts, votes_facts)
 from .errors import AssignmentError, LabelyardError, NothingToDo, NoWorkflow, UnknownTask, UnknownWorker
 from .gold import pick_gold
-from .store import TASK_INSERT_COLUMNS, Store, dumps, dumps_finite, loads, text_problem
+from .store import TASK_INSERT_COLUMNS, Store, control_character, dumps, dumps_finite, loads, text_problem
 from .worker_rules import run_on_worker
 
 if TYPE_CHECKING:  # ingest only, imported where used: `labelyard claim` starts without them
@@ -197,9 +197,7 @@ class Engine:
             raise LabelyardError("a worker needs a name")
         for what, text in (("worker name", name), *(("role", r) for r in roles or ()),
                            *(("skill", s) for s in skills or ())):
-            problem = text_problem(text)
-            if problem is None and any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text):
-                problem = "it holds a control character"  # listed on leads' terminals: no escape sequences
+            problem = text_problem(text) or (control_character(text) and "it holds a control character")
             if problem is not None:
                 raise LabelyardError(f"{what} {text!r}: {problem}")
         if capacity is not None and capacity < 1:

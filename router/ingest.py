@@ -29,7 +29,7 @@ from rules.source import BOM, NotUtf8, decode_text
 from rules.workflow import finite_number
 
 from .errors import LabelyardError
-from .store import text_problem
+from .store import control_character, text_problem
 
 
 @dataclass
@@ -373,15 +373,11 @@ def check_row(row: Any, line: int, choices: tuple[str, ...], reserved: set[str])
     return task
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
 def _no_controls(field_name: str, text: str) -> None:
-    """Names people read in listings (ids, categories, tags) carry no control characters:
-    an ESC would reach a lead's terminal as an escape sequence."""
-    found = _CONTROL.search(text)
+    """Names people read in listings (ids, categories, tags) are text without control characters."""
+    found = control_character(text)
     if found:
-        raise RowError(f"`{field_name}` contains a control character (U+{ord(found.group()):04X})")
+        raise RowError(f"`{field_name}` contains a control character (U+{ord(found):04X})")
     problem = text_problem(text)
     if problem is not None:
         raise RowError(f"`{field_name}`: {problem}")

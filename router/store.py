@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import sqlite3
 import sys
 import time
@@ -77,6 +78,16 @@ _encode_finite = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), all
 def dumps_finite(value: Any) -> str:
     """:func:`dumps` for input data: NaN or an infinity (which JSON cannot carry) raise ``ValueError``."""
     return _encode_finite(value)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def control_character(text: str) -> str | None:
+    """The first control character (C0, DEL, C1) in ``text``, or ``None``: names shown in
+    listings carry none, since an ESC would reach a lead's terminal as an escape sequence."""
+    found = _CONTROL.search(text)
+    return None if found is None else found.group()
 
 
 def text_problem(value: Any) -> str | None:

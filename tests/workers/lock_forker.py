@@ -7,8 +7,8 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
-import time
 
 from router.writer_lock import WriterLock
 
@@ -17,8 +17,8 @@ def main() -> None:
     lock = WriterLock(sys.argv[1])
     with lock:
         child = os.fork()
-        if child == 0:  # the routing child: blocked on something else for a long while
-            time.sleep(600)
+        if child == 0:  # the routing child: blocked on something else until the test kills it
+            signal.pause()
             os._exit(0)
         print(f"forked {child}", flush=True)
         sys.stdin.readline()  # killed here, holding the lock
