@@ -378,10 +378,15 @@ def workers_resume(name: str, db: str | None, worker: str | None) -> None:
 @db_option
 @as_option
 @click.option("--queue", default=None, help="Only this queue.")
+@click.option("--resume", is_flag=True,
+              help="Show again the oldest slot you still hold (a claim whose output was lost) instead of taking one.")
 @click.option("--json", "as_json", is_flag=True)
-def claim(db: str | None, worker: str | None, queue: str | None, as_json: bool) -> None:
+def claim(db: str | None, worker: str | None, queue: str | None, resume: bool, as_json: bool) -> None:
     """Take the next slot of work (exit 3 when there is none)."""
-    view = _engine(db).claim(_worker(worker), queue)
+    if resume:
+        view = _resumed(_engine(db), _worker(worker), queue)
+    else:
+        view = _engine(db).claim(_worker(worker), queue)
     if as_json:
         _emit_json(view)
         return
@@ -393,6 +398,20 @@ def claim(db: str | None, worker: str | None, queue: str | None, as_json: bool) 
         click.echo(f"reviewer's comment: {view['comment']}")
     if view["choices"]:
         click.echo("choices: " + ", ".join(view["choices"]))
+
+
+def _resumed(engine: Any, worker: str, queue: str | None) -> dict:
+    """The worker's oldest active slot as ``claim`` shows it; exit 3 when they hold none."""
+    from .errors import NothingToDo
+    from .work import resume
+
+    engine._require_worker(worker)
+    if queue is not None and queue not in engine.workflow.queues:
+        raise LabelyardError(f"no queue `{queue}` in workflow `{engine.workflow.name}`")
+    view = resume(engine, worker, queue)
+    if view is None:
+        raise NothingToDo(f"{worker} holds no active slot" + (f" in `{queue}`" if queue else ""))
+    return view
 
 
 @main.command()

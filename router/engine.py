@@ -471,7 +471,8 @@ class Engine:
             if w["capacity"] is not None and self.store.active_count(worker) >= w["capacity"]:
                 waiting = "; work returned to them waits for their next claim" if w["has_offered"] else ""
                 raise NothingToDo(f"{worker} already holds {w['capacity']} active assignment(s), "
-                                  f"their capacity{waiting}")
+                                  f"their capacity{waiting}; `labelyard claim --as {worker} --resume` "
+                                  "shows the oldest again")
             # Read before the lock: a slot offered back in between is taken at the next claim.
             offered = self.store.claim_offered(worker, now, queue) if w["has_offered"] else None
             if offered is not None:

@@ -137,3 +137,26 @@ def test_a_correction_released_by_a_lead_says_how_to_get_it_back(run):
     back = claim(run, "ann")
     assert (back["assignment"], back["kind"]) == (again["assignment"], "correct")
     submit(run, back["assignment"], "ann", "--label", "b")
+
+
+# -- claim --resume: a claim whose output was lost ---------------------------------------------
+
+
+def test_claim_resume_shows_again_the_slot_a_worker_holds(run):
+    mini(run, workers={"a1": ["--role", "annotator", "--capacity", "1"]})
+    none = run("claim", "--as", "a1", "--resume", "--json")
+    assert none.returncode == 3 and none.stdout == "" and "a1 holds no active slot" in none.stderr
+
+    held = claim(run, "a1")  # say the annotator's terminal died before they read this
+    full = run("claim", "--as", "a1", "--json")
+    assert full.returncode == 3 and "--resume" in full.stderr
+
+    again = claim(run, "a1", "--resume")
+    assert again == held
+    assert active(run, "a1") == 1  # resuming takes nothing new
+    assert run("claim", "--as", "a1", "--resume", "--queue", "q2").returncode == 3
+    unknown = run("claim", "--as", "a1", "--resume", "--queue", "nope")
+    assert unknown.returncode == 1 and "no queue `nope`" in unknown.stderr
+
+    submit(run, again["assignment"], "a1", "--label", "a")
+    assert run("claim", "--as", "a1", "--resume").returncode == 3
