@@ -404,16 +404,20 @@ _ENTRY_SETTINGS: dict[str, dict[str, type]] = {  # settings Labelyard itself rea
 
 def entry_key(entry: dict[str, Any]) -> str:
     """An entry's identity, under which its progress is kept: its ``name``, else its
-    plugin and ``path`` (or ``url``), else its plugin. Other settings are not part
-    of it, so editing them keeps the entry's cursor, deliveries and outbox."""
+    plugin and ``path`` (normalised: ``./out`` is ``out``) or ``url``, else its plugin.
+    Other settings are not part of it, so editing them keeps the entry's cursor,
+    deliveries and outbox."""
     name = entry.get("name")
     if isinstance(name, str) and name:
         return name
     plugin = str(entry.get("plugin"))
-    for setting in ("path", "url"):
-        value = entry.get(setting)
-        if isinstance(value, str) and value:
-            return f"{plugin}:{value}"
+    path = entry.get("path")
+    if isinstance(path, str) and path.strip():
+        # One file, one identity: `./out.jsonl`, `out.jsonl` and `sub/../out.jsonl` are the same file.
+        return f"{plugin}:{os.path.normpath(path)}"
+    url = entry.get("url")
+    if isinstance(url, str) and url:
+        return f"{plugin}:{url}"
     return plugin
 
 

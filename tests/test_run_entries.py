@@ -245,6 +245,19 @@ def test_editing_a_setting_of_an_entry_without_path_keeps_its_progress(project, 
     assert (tmp_path / "sent.txt").read_text().split() == ["t1", "t2"]
 
 
+def test_a_path_spelled_another_way_is_the_same_entry(project, tmp_path):
+    project.apply(BASE + "sinks: [{plugin: jsonl, path: ./out/final.jsonl}]\n")
+    (tmp_path / "r" / "in.jsonl").write_text(confident("t1") + confident("t2"), encoding="utf-8")
+    project.ok("ingest", tmp_path / "r" / "in.jsonl")
+    assert project.json("run", "--json")["sinks"] == {"jsonl:out/final.jsonl": {"delivered": 2}}
+    project.apply(BASE + "sinks: [{plugin: jsonl, path: out//x/../final.jsonl}]\n")
+    assert project.json("run", "--json")["sinks"] == {"jsonl:out/final.jsonl": {"delivered": 0}}
+    assert [row["id"] for row in lines(tmp_path / "out" / "final.jsonl")] == ["t1", "t2"]
+    both = project.apply(BASE + "sinks: [{plugin: jsonl, path: out/final.jsonl}, "
+                                "{plugin: jsonl, path: ./out/final.jsonl}]\n", expect_ok=False)
+    assert both.returncode == 1 and "same identity `jsonl:out/final.jsonl`" in both.stderr
+
+
 # -- 8: two entries with one identity ---------------------------------------------------------
 def test_two_notify_entries_with_one_url_are_refused(project, tmp_path):
     text = BASE + textwrap.dedent("""\
