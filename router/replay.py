@@ -18,8 +18,8 @@ workflow's ``quality.consensus`` (and ``labels.iou``), so a candidate that
 changes those is not re-aggregated; the report notes it (``notes``).
 
 The outcome of each decision is compared with the recorded one; an ``accept``
-the engine turned into a hold (no valid label) counts as the accept the rule
-decided. Each decision is judged alone: what the candidate changes is not
+the engine turned into a hold (no valid label), or a ``return`` it held (nobody
+to return the task to), counts as the action the rule decided. Each decision is judged alone: what the candidate changes is not
 carried forward (a task the candidate would have accepted at once still has its
 later recorded decisions replayed, and they are marked ``after_change``).
 
@@ -92,12 +92,9 @@ def replay(store: Store, candidate: Any, *, sample_size: int = 5,
         if ctx is None:
             skipped[f"{section}: no facts recorded"] += 1
             continue
-        old = {
-            "rule": row["rule"],
-            "action": recorded_rules.kind(row["t_workflow_version"], section, row["rule"], row["action"]),
-            "target": detail.get("target"),
-            "values": detail.get("values") or {},
-        }
+        kind, target = recorded_rules.outcome(row["t_workflow_version"], section, row["rule"], row["action"],
+                                              detail.get("target"))
+        old = {"rule": row["rule"], "action": kind, "target": target, "values": detail.get("values") or {}}
         queue = ctx["queue"] = _Watched(ctx["queue"])
         decision = candidate.decide(section, ctx)
         if queue.missed and section != "on_create" and ctx["task"].get("queue") is not None:
@@ -203,17 +200,23 @@ class _RecordedRules:
         self.store = store
         self.versions: dict[int | None, dict[tuple[str, str], str] | None] = {}
 
-    def kind(self, version: int | None, section: str, rule: str | None, recorded: str | None) -> str | None:
+    def outcome(self, version: int | None, section: str, rule: str | None, action: str | None,
+                target: Any) -> tuple[str | None, Any]:
+        """The recorded ``(action, target)`` as the rule decided them, before the engine adjusted them
+        (an ``accept`` without a valid label, or a ``return`` with nobody to return to, was held)."""
         if rule is None:
-            return recorded
+            return action, target
         if version not in self.versions:
             self.versions[version] = self._load(version)
         table = self.versions[version]
-        if table is None:
-            return recorded
-        return table.get((section, rule), recorded)
+        if table is None or (section, rule) not in table:
+            return action, target
+        kind, rule_target = table[(section, rule)]
+        if kind != action and (rule_target is None or isinstance(rule_target, str)):
+            return kind, rule_target  # the held decision carries no target; the rule's is a constant
+        return kind, target
 
-    def _load(self, version: int | None) -> dict[tuple[str, str], str] | None:
+    def _load(self, version: int | None) -> dict[tuple[str, str], tuple[str, Any]] | None:
         if version is None:
             return None
         row = self.store.workflow_version(version)
@@ -226,7 +229,7 @@ class _RecordedRules:
             workflow = Workflow.from_spec(loads(row["spec"]))
         except (RulesError, KeyError, TypeError, ValueError):
             return None  # e.g. it used plugin functions that are not loaded here
-        return {(s, r.name): r.action.kind for s, rules in workflow.rules.items() for r in rules}
+        return {(s, r.name): (r.action.kind, r.action.target) for s, rules in workflow.rules.items() for r in rules}
 
 
 def _outcome(decision: Mapping[str, Any]) -> tuple[str | None, Any]:

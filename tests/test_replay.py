@@ -183,3 +183,45 @@ def test_a_group_of_moved_tasks_and_changed_values_says_both(history, tmp_path):
     assert group["changed"] == 3  # T-2 and T-6 no longer accepted; T-4 still in triage, with overlap 2
     assert group["sentence"] == ("rule `default` would have sent 2 more tasks to triage, and decided 1 task "
                                  "the same way (annotate triage) but with other values")
+
+
+REVIEW_FIRST = """\
+workflow: review-first
+labels: {type: choice, choices: [a, b]}
+queues:
+  rev: {roles: [senior]}
+on_create: [{name: straight to review, do: {review: rev}}]
+on_review:
+  - {name: rejected, when: 'review.verdict == "reject"', do: {return: annotators}}
+  - {name: approved, do: accept}
+"""
+
+
+def test_a_return_the_engine_held_replays_as_the_return_the_rule_decided(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABELYARD_NOW", NOW)
+    db, wf = tmp_path / "rf.db", tmp_path / "review-first.workflow.yaml"
+    wf.write_text(REVIEW_FIRST, encoding="utf-8")
+    store, _ = Store.init(str(db))
+    engine = Engine(store)
+    engine.apply(REVIEW_FIRST, str(wf), actor="lucy")
+    engine.add_worker("sen", ["senior"], [], actor="lucy")
+    inbox = tmp_path / "in.jsonl"
+    inbox.write_text(json.dumps({"id": "R-1", "data": {}, "prediction": {"label": "a", "confidence": 0.5}}) + "\n",
+                     encoding="utf-8")
+    engine.ingest(read_file(str(inbox), engine.workflow.labels.choices), str(inbox))
+    review = engine.claim("sen")
+    engine.submit(review["assignment"], "sen", verdict="reject", comment="wrong")
+    task = engine.store.task(review["task"])
+    assert (task["status"], task["reason"]) == ("held", "return: no annotators to return the task to")
+    engine.close()
+
+    result = replay_json(wf, db)
+    assert (result["decisions"], result["unchanged"], result["changed"]) == (2, 2, 0)
+    changed = replay_json(candidate_text(tmp_path, REVIEW_FIRST.replace("{return: annotators}", "{hold: rejected}")), db)
+    assert changed["changed"] == 1 and changed["rules"][0]["action"] == "hold"
+
+
+def candidate_text(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "other.workflow.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
