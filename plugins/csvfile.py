@@ -29,12 +29,12 @@ COLUMNS = ("id", "label", "final_by", "rule", "final_at", "category", "agreement
 
 @hookimpl
 def register_sources(register):
-    register("csv", read)
+    register("csv", read, settings={"path": str}, required=["path"])
 
 
 @hookimpl
 def register_sinks(register):
-    register("csv", write)
+    register("csv", write, settings={"path": str}, required=["path"])
 
 
 def read(run: PluginRun) -> Iterator[SourcePart]:

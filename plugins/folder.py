@@ -27,7 +27,8 @@ TEXT_EXTENSIONS = (".txt", ".md", ".text")
 
 @hookimpl
 def register_sources(register):
-    register("folder", read)
+    register("folder", read, required=["path"], settings={
+        "path": str, "pattern": str, "id_prefix": str, "text_extensions": list, "max_text_bytes": int})
 
 
 def read(run: PluginRun) -> Iterator[SourcePart]:

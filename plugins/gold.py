@@ -17,7 +17,7 @@ from router.plugin_api import PluginRun, ReviewItem, Verdict, approve, reject
 
 @hookimpl
 def register_reviewers(register):
-    register("gold", review)
+    register("gold", review, settings={"field": str})
 
 
 def review(run: PluginRun, item: ReviewItem) -> Verdict | None:

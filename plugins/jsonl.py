@@ -36,12 +36,12 @@ FINGERPRINT_BYTES = 4096
 
 @hookimpl
 def register_sources(register):
-    register("jsonl", read)
+    register("jsonl", read, settings={"path": str}, required=["path"])
 
 
 @hookimpl
 def register_sinks(register):
-    register("jsonl", write)
+    register("jsonl", write, settings={"path": str}, required=["path"])
 
 
 def read(run: PluginRun) -> Iterator[SourcePart]:

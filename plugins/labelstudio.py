@@ -44,12 +44,13 @@ RESULT_TYPES = {
 
 @hookimpl
 def register_sources(register):
-    register("labelstudio", read)
+    register("labelstudio", read, settings={"path": str, "id_prefix": str}, required=["path"])
 
 
 @hookimpl
 def register_sinks(register):
-    register("labelstudio", write)
+    register("labelstudio", write, settings={"path": str, "from_name": str, "to_name": str},
+             required=["path"])
 
 
 # -- source ------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from router.plugin_api import PluginError, PluginRun, ReviewItem, Verdict, appro
 
 @hookimpl
 def register_reviewers(register):
-    register("prediction_agreement", review)
+    register("prediction_agreement", review, settings={"on_disagree": str, "min_confidence": float})
 
 
 def review(run: PluginRun, item: ReviewItem) -> Verdict | None:

@@ -20,7 +20,8 @@ from router.plugin_api import PluginRun, ReviewItem, Verdict, approve, reject
 
 @hookimpl
 def register_reviewers(register):
-    register("validity", review)
+    register("validity", review, settings={
+        "approve_valid": bool, "width_field": str, "height_field": str, "text_field": str})
 
 
 def review(run: PluginRun, item: ReviewItem) -> Verdict | None:

@@ -34,7 +34,8 @@ SIGNATURE_HEADER = "X-Labelyard-Signature"
 
 @hookimpl
 def register_notifiers(register):
-    register("webhook", send)
+    register("webhook", send, required=["url"], settings={
+        "url": str, "headers": dict, "secret_env": str, "retries": int, "backoff": float, "timeout": float})
 
 
 def sign(secret: str, body: bytes) -> str:

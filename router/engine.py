@@ -132,10 +132,12 @@ class Engine:
                 workflow, diagnostics = compile_workflow(text, filename, functions)
         if workflow is None:
             raise WorkflowInvalid(diagnostics)
-        from .plugins import entry_diagnostics_for  # plugin entries: setting types, one identity each
+        from .plugins import entry_diagnostics_for  # plugin entries: settings, one identity each
 
-        if problems := entry_diagnostics_for(workflow.spec, text, filename):
-            raise WorkflowInvalid(diagnostics + problems)
+        entries = entry_diagnostics_for(workflow.spec, text, filename)
+        if any(d.severity == "error" for d in entries):
+            raise WorkflowInvalid(diagnostics + entries)
+        diagnostics = diagnostics + entries
         digest = hashlib.sha256(text.encode()).hexdigest()
         actor = actor or current_user()
         from .lead import hold_task  # before the lock: nothing is imported under it

@@ -227,6 +227,32 @@ class Registered:
     name: str
     plugin: str
     func: Callable[..., Any]
+    # Declared with `register(name, func, settings={...}, required=[...])`: what `validate` checks.
+    settings: dict[str, type] | None = None
+    required: tuple[str, ...] = ()
+
+
+def _declared(kind: str, name: str, settings: Any, required: Any) -> tuple[dict[str, type] | None, tuple[str, ...]]:
+    """Check what a plugin declares of its settings at ``register``; a mistake is the plugin's error."""
+    from .plugin_api import KIND_NAMES
+
+    what = f"cannot register {kind[:-1]} `{name}`"
+    if settings is None:
+        if required:
+            raise ValueError(f"{what}: `required` needs `settings` too")
+        return None, ()
+    if not isinstance(settings, dict) or not all(isinstance(k, str) for k in settings):
+        raise ValueError(f"{what}: `settings` is a mapping of setting names to kinds, not {settings!r}")
+    for setting, setting_kind in settings.items():
+        if setting_kind not in KIND_NAMES:
+            raise ValueError(f"{what}: setting `{setting}` has kind {setting_kind!r}; kinds are "
+                             "str, int, float, bool, dict, list")
+    if isinstance(required, str) or not all(isinstance(r, str) for r in required):
+        raise ValueError(f"{what}: `required` is a list of setting names, not {required!r}")
+    missing = [r for r in required if r not in settings]
+    if missing:
+        raise ValueError(f"{what}: required setting(s) {', '.join(missing)} are not in `settings`")
+    return dict(settings), tuple(required)
 
 
 class Plugins:
@@ -266,17 +292,21 @@ class Plugins:
             table = staged[kind]
 
             def register(name: str, func: Callable[..., Any], _kind: str = kind,
-                         _table: dict[str, Registered] = table) -> None:
+                         _table: dict[str, Registered] = table, *, settings: dict[str, type] | None = None,
+                         required: Iterable[str] = ()) -> None:
                 if not isinstance(name, str) or not NAME.match(name):
                     raise ValueError(f"cannot register {_kind[:-1]} {name!r}: a name is letters, digits, _ . -")
                 if not callable(func):
                     raise ValueError(f"cannot register {_kind[:-1]} `{name}`: {func!r} is not callable")
                 if _kind == "functions":
                     _check_function(name, func)
+                    if settings is not None or required:
+                        raise ValueError(f"cannot register function `{name}`: functions have no settings")
+                declared, needed = _declared(_kind, name, settings, tuple(required))
                 taken = self.registry[_kind].get(name) or _table.get(name)
                 if taken is not None:
                     raise ValueError(f"{_kind[:-1]} `{name}` is already registered by plugin `{taken.plugin}`")
-                _table[name] = Registered(name, plugin_name, func)
+                _table[name] = Registered(name, plugin_name, func, declared, needed)
 
             trace(f"{plugin_name}.{hook}()")
             try:
@@ -442,6 +472,40 @@ def entry_problems(section: str, entry: dict[str, Any]) -> list[tuple[str, str]]
     return problems
 
 
+def declared_problems(section: str, entry: dict[str, Any],
+                      found: Registered | None) -> list[tuple[str | None, str, str]]:
+    """``(setting or None, message, severity)`` for an entry against the settings its plugin declared:
+    a required one missing or a wrong type is an error; one the plugin does not know a warning
+    (a typo such as `pth:` would be ignored). Nothing when the plugin declared no settings."""
+    import difflib
+
+    from .plugin_api import PluginError, checked_setting
+
+    if found is None or found.settings is None:
+        return []
+    plugin = found.name
+    out: list[tuple[str | None, str, str]] = []
+    for setting in found.required:
+        if entry.get(setting) in (None, ""):
+            out.append((None, f"`{plugin}` needs `{setting}:`", "error"))
+    own = _ENTRY_SETTINGS.get(section, {})
+    for setting, value in entry.items():
+        if setting == "plugin" or setting in own or value is None:
+            continue
+        kind = found.settings.get(setting) if isinstance(setting, str) else None
+        if kind is None:
+            known = sorted({*found.settings, *own})
+            close = difflib.get_close_matches(str(setting), known, n=1)
+            hint = f"did you mean `{close[0]}:`?" if close else f"it knows {', '.join(known)}"
+            out.append((setting, f"`{plugin}` has no setting `{setting}:` ({hint}); it is ignored", "warning"))
+            continue
+        try:
+            checked_setting(setting, value, kind)
+        except PluginError as exc:
+            out.append((setting, str(exc), "error"))
+    return out
+
+
 def duplicate_entries(entries: list[Any]) -> dict[int, int]:
     """``{index: index of the earlier entry with the same identity}`` within one section."""
     seen: dict[str, int] = {}
@@ -494,8 +558,9 @@ def _has_entries(doc: Any) -> bool:
 
 
 def unknown_plugin_warnings(doc: Any, plugins: Plugins | None) -> list[Any]:
-    """A warning for each entry naming a plugin that is not loaded here. Only a warning: `run`
-    may load more (``--plugins-dir``), but a typo shows before the first run fails on it."""
+    """A warning for each entry naming a plugin that is not loaded here (only a warning: `run`
+    may load more with ``--plugins-dir``, but a typo shows before the first run fails on it), and
+    the problems of each entry whose plugin declared its settings (:func:`declared_problems`)."""
     from rules.diagnostics import Diagnostic
 
     if plugins is None:
@@ -508,7 +573,15 @@ def unknown_plugin_warnings(doc: Any, plugins: Plugins | None) -> list[Any]:
         known = plugins.registry[_SECTION_KIND[section]]
         for index, entry in enumerate(entries):
             name = entry.get("plugin") if isinstance(entry, dict) else None
-            if isinstance(name, str) and name not in known:
+            if isinstance(name, str) and name in known:
+                for setting, message, severity in declared_problems(section, entry, known[name]):
+                    if setting is None:
+                        pos = doc.where((section, index))
+                    else:  # an unknown setting at its name, a wrong one at its value
+                        pos = doc.where((section, index, setting), key=severity == "warning")
+                    out.append(Diagnostic(doc.filename, pos.line, pos.col,
+                                          f"{section} entry {index + 1} (`{name}`): {message}", severity))
+            elif isinstance(name, str):
                 pos = doc.where((section, index, "plugin"))
                 listed = ", ".join(sorted(known)) or "none"
                 out.append(Diagnostic(doc.filename, pos.line, pos.col,
@@ -518,8 +591,12 @@ def unknown_plugin_warnings(doc: Any, plugins: Plugins | None) -> list[Any]:
 
 
 def entry_diagnostics_for(spec: dict[str, Any], text: str, filename: str) -> list[Any]:
-    """:func:`entry_diagnostics` of a compiled workflow (``spec``) from its text; YAML read only when it has entries."""
+    """What ``validate`` says of a compiled workflow's (``spec``) plugin entries, errors and warnings:
+    :func:`entry_diagnostics` and, with the plugins loaded, :func:`unknown_plugin_warnings`.
+    The YAML is read, and plugins loaded, only when it has entries."""
     if not any(spec.get(section) for section in ENTRY_SECTIONS):
         return []
     doc = _document(text, filename)
-    return entry_diagnostics(doc) if doc is not None else []
+    if doc is None:
+        return []
+    return sorted(set(entry_diagnostics(doc) + unknown_plugin_warnings(doc, load_plugins(_modules(doc)))))

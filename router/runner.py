@@ -36,8 +36,8 @@ from .context import review_facts, votes_facts
 from .ingest import JSON_RESERVED, RowError, RowProblem, TaskInput, check_row
 from .plugin_api import (FinalTask, Notification, PluginError, PluginRun, ReviewItem, SourcePart, Verdict,
                          checked_setting)
-from .plugins import (Plugins, describe_error, duplicate_entries, duplicate_message, entry_key, entry_problems,
-                      trace)
+from .plugins import (Plugins, declared_problems, describe_error, duplicate_entries, duplicate_message, entry_key,
+                      entry_problems, trace)
 from .render import visible
 from .store import loads, text_problem
 
@@ -361,6 +361,10 @@ class Runner:
             found = self.plugins.get(kind, str(entry["plugin"]))
             if found is None:
                 self.fail(step, entry, f"no {kind[:-1]} plugin `{entry['plugin']}` is loaded (see `labelyard plugins`)")
+                continue
+            errors = [message for _, message, severity in declared_problems(section, entry, found) if severity == "error"]
+            if errors:
+                self.fail(step, entry, "; ".join(errors))
                 continue
             yield entry, found, entry_key(entry)
 

@@ -129,3 +129,36 @@ def test_validate_warns_of_an_entry_whose_plugin_is_not_loaded(run, tmp_path):
         "pl.workflow.yaml:6:19: warning: no notify plugin `webhok` is loaded here (notify: webhook); "
         "`run` fails on this entry unless it loads one (--plugins-dir)"]
     assert run("validate", "--strict", "pl.workflow.yaml").returncode == 1
+
+
+def test_a_plugin_declares_its_settings_and_a_bad_declaration_leaves_it_out(clean_env, tmp_path):
+    write(tmp_path, "declared.py", """
+        from router import hookimpl
+
+        @hookimpl
+        def register_sinks(register):
+            register("tally", lambda run, tasks: None, settings={"path": str, "every": int}, required=["path"])
+    """)
+    write(tmp_path, "sloppy.py", """
+        from router import hookimpl
+
+        @hookimpl
+        def register_sinks(register):
+            register("sloppy", lambda run, tasks: None, settings={"path": "text"})
+    """)
+    write(tmp_path, "needy.py", """
+        from router import hookimpl
+
+        @hookimpl
+        def register_sinks(register):
+            register("needy", lambda run, tasks: None, settings={"path": str}, required=["url"])
+    """)
+    loaded = load_plugins(plugins_dir=str(tmp_path))
+    tally = loaded.get("sinks", "tally")
+    assert (tally.settings, tally.required) == ({"path": str, "every": int}, ("path",))
+    errors = {info.name: info.error for info in loaded.infos if info.error}
+    assert errors["sloppy"].startswith("register_sinks: ValueError: cannot register sink `sloppy`: setting `path` "
+                                       "has kind 'text'; kinds are str, int, float, bool, dict, list")
+    assert errors["needy"].startswith("register_sinks: ValueError: cannot register sink `needy`: required "
+                                      "setting(s) url are not in `settings`")
+    assert loaded.get("sinks", "sloppy") is None and loaded.get("sinks", "needy") is None

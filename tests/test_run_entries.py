@@ -192,12 +192,41 @@ def test_reviewer_queues_may_be_one_text(project, tmp_path):
 
 
 def test_a_plugin_setting_of_the_wrong_type_names_the_setting(project, tmp_path, monkeypatch):
-    project.apply(BASE + 'notify: [{plugin: webhook, url: "http://127.0.0.1:9/x", timeout: soon}]\n')
+    refused = project.apply(BASE + 'notify: [{plugin: webhook, url: "http://127.0.0.1:9/x", timeout: soon}]\n',
+                            expect_ok=False)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == ("r.workflow.yaml:8:66: notify entry 1 (`webhook`): "
+                                      "setting `timeout:` must be a number, not 'soon'")
+    project.apply(BASE)  # as an older Labelyard, which did not check plugin settings, would have stored it:
+    _store_spec(project, {"notify": [{"plugin": "webhook", "url": "http://127.0.0.1:9/x", "timeout": "soon"}]})
     (tmp_path / "r" / "in.jsonl").write_text(confident("t1"), encoding="utf-8")
     project.ok("ingest", tmp_path / "r" / "in.jsonl")
     proc = project("run")
     assert proc.returncode == 4
     assert "notify failed: setting `timeout:` must be a number, not 'soon'" in proc.stderr
+
+
+def test_settings_a_plugin_declares_are_checked_before_it_runs(project, tmp_path):
+    text = BASE + textwrap.dedent("""\
+        sources: [{plugin: jsonl, pth: in.jsonl}]
+        notify: [{plugin: webhook, url: "http://127.0.0.1:9/x", retrys: 3}]
+        """)
+    (tmp_path / "r.workflow.yaml").write_text(text, encoding="utf-8")
+    checked = project("validate", tmp_path / "r.workflow.yaml")
+    assert checked.returncode == 1 and "Traceback" not in checked.stderr
+    assert checked.stderr.splitlines() == [
+        f"{tmp_path / 'r.workflow.yaml'}:8:11: sources entry 1 (`jsonl`): `jsonl` needs `path:`",
+        f"{tmp_path / 'r.workflow.yaml'}:8:27: warning: sources entry 1 (`jsonl`): `jsonl` has no setting "
+        "`pth:` (did you mean `path:`?); it is ignored",
+        f"{tmp_path / 'r.workflow.yaml'}:9:57: warning: notify entry 1 (`webhook`): `webhook` has no setting "
+        "`retrys:` (did you mean `retries:`?); it is ignored"]
+    assert project.apply(text, expect_ok=False).returncode == 1
+    fixed = project.apply(text.replace("pth:", "path:"))
+    assert "has no setting `retrys:` (did you mean `retries:`?)" in fixed.stderr  # a warning only
+    project.apply(BASE)
+    _store_spec(project, {"sources": [{"plugin": "jsonl", "pth": "in.jsonl"}]})
+    proc = project("run")
+    assert proc.returncode == 4 and "`jsonl` needs `path:`" in proc.stderr
 
 
 # -- 3: a reviewer failing on one task ------------------------------------------------------
