@@ -78,7 +78,8 @@ def register(main: click.Group) -> None:
     @click.argument("file", type=click.Path(dir_okay=False))
     @_db_option
     @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-    @click.option("--sample", "sample_size", default=5, show_default=True, help="Task ids shown per change.")
+    @click.option("--sample", "sample_size", default=5, show_default=True, type=click.IntRange(min=0),
+                  help="Distinct task ids shown per change (0: none).")
     def replay_command(file: str, db: str | None, as_json: bool, sample_size: int) -> None:
         """What a candidate workflow would have decided differently over the recorded history.
 

@@ -120,14 +120,17 @@ def replay(store: Store, candidate: Any, *, sample_size: int = 5,
         group = groups.setdefault(key, {
             "section": section, "rule": new["rule"], "action": new["action"], "target": new["target"],
             "changed": 0, "after_change": 0, "instead_of": Counter(), "values": Counter(), "tasks": [],
+            "moved_tasks": set(), "values_tasks": set(), "sampled": set(),
         })
         group["changed"] += 1
         group["after_change"] += int(after)
         group["instead_of"][(old["rule"], *_outcome(old))] += 1
         if _outcome(old) == _outcome(new):
             group["values"][_values_change(old["values"], new["values"])] += 1
-        if len(group["tasks"]) < sample_size:
-            group["tasks"].append(row["t_external_id"] or str(task_id))
+            group["values_tasks"].add(task_id)
+        else:
+            group["moved_tasks"].add(task_id)
+        _add_sample(group, row["t_external_id"] or str(task_id), sample_size)
         fewer[(section, old["rule"])] += 1
     rules = sorted(groups.values(), key=lambda g: (-g["changed"], SECTIONS.index(g["section"]), str(g["rule"])))
     return {
@@ -151,6 +154,13 @@ def replay(store: Store, candidate: Any, *, sample_size: int = 5,
             for s in SECTIONS for r in candidate.rules.get(s, ()) if not r.builtin or fired[(s, r.name)]
         ],
     }
+
+
+def _add_sample(group: dict[str, Any], task: str, size: int) -> None:
+    """Add ``task`` to the group's sample (``tasks``) of at most ``size`` distinct task ids."""
+    if len(group["tasks"]) < size and task not in group["sampled"]:
+        group["sampled"].add(task)
+        group["tasks"].append(task)
 
 
 def _notes(active: Mapping[str, Any] | None, candidate: Any) -> list[str]:
@@ -267,7 +277,9 @@ def _group_view(g: dict[str, Any]) -> dict[str, Any]:
     return {
         "section": g["section"], "rule": g["rule"], "action": g["action"], "target": g["target"],
         "changed": g["changed"], "after_change": g["after_change"],
-        "sentence": sentence(g["rule"], g["action"], g["target"], g["changed"], sum(g["values"].values())),
+        "task_count": len(g["moved_tasks"] | g["values_tasks"]),
+        "sentence": sentence(g["rule"], g["action"], g["target"], len(g["moved_tasks"]), len(g["values_tasks"]),
+                             decisions=g["changed"]),
         "instead_of": [{"rule": r, "action": a, "target": t, "count": n}
                        for (r, a, t), n in g["instead_of"].most_common()],
         "value_changes": [{"change": c, "count": n} for c, n in g["values"].most_common()],
@@ -275,15 +287,19 @@ def _group_view(g: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def sentence(rule: str | None, action: str | None, target: Any, n: int, values_only: int = 0) -> str:
-    """``rule `uncertain` would have sent 412 more tasks to triage``; of the ``n`` tasks,
-    ``values_only`` had the same outcome with other values (``overlap 3`` for ``overlap 2``)."""
+def sentence(rule: str | None, action: str | None, target: Any, n: int, values_only: int = 0,
+             decisions: int | None = None) -> str:
+    """``rule `uncertain` would have sent 412 more tasks to triage``: ``n`` tasks it would have
+    decided otherwise, ``values_only`` tasks with the same outcome but other values (``overlap 3``
+    for ``overlap 2``); ``decisions``, when more than the tasks, is said too (a task decided twice)."""
     who = f"rule `{rule}`" if rule else "no rule matching"
     same_way = (f"decided {values_only} {'task' if values_only == 1 else 'tasks'} the same way "
                 f"({action}{f' {target}' if target else ''}) but with other values")
-    if values_only >= n:
-        return f"{who} would have {same_way}"
-    n -= values_only
+    count = f" ({decisions} decisions)" if decisions is not None and decisions > n + values_only else ""
+    if action == "release" and decisions is not None and decisions > n:  # a timer decides per assignment
+        return f"{who} would have released {decisions} more assignments (of {n} {'task' if n == 1 else 'tasks'})"
+    if not n:
+        return f"{who} would have {same_way}{count}"
     tasks = f"{n} {'task' if n == 1 else 'tasks'}"
     verbs = {
         "annotate": f"sent {n} more {'task' if n == 1 else 'tasks'} to {target}",
@@ -297,7 +313,7 @@ def sentence(rule: str | None, action: str | None, target: Any, n: int, values_o
         "none": f"done nothing for {tasks}",
     }
     moved = verbs.get(action or '', f'decided {action} for {tasks}')
-    return f"{who} would have {moved}" + (f", and {same_way}" if values_only else "")
+    return f"{who} would have {moved}" + (f", and {same_way}" if values_only else "") + count
 
 
 def render_replay(result: dict[str, Any]) -> Iterator[str]:
@@ -328,11 +344,30 @@ def render_replay(result: dict[str, Any]) -> Iterator[str]:
         yield f"{g['section']}: {g['sentence']}"
         for vc in g["value_changes"][:3]:
             yield f"    {vc['count']} × {vc['change']}"
-        instead = "; ".join(
-            f"{n['count']} by {('`' + n['rule'] + '`') if n['rule'] else 'no rule'} → {n['action']}"
-            + (f" {n['target']}" if n["target"] else "")
-            for n in g["instead_of"][:4])
-        yield f"    instead of: {instead}"
+        yield f"    instead of: {_instead_of(g['instead_of'])}"
         if g["after_change"]:
-            yield f"    ({g['after_change']} of them follow an earlier change on the same task)"
-        yield f"    e.g. {', '.join(g['tasks'])}"
+            yield f"    ({_after_change(g['after_change'], g['changed'])} an earlier change on the same task)"
+        if g["tasks"]:
+            yield f"    e.g. {', '.join(g['tasks'])}"
+
+
+def _after_change(n: int, decisions: int) -> str:
+    """``3 of these 10 decisions follow`` (or ``it follows``, ``all 4 decisions follow``)."""
+    if decisions == 1:
+        return "it follows"
+    if n == decisions:
+        return f"all {n} decisions follow"
+    return f"{n} of these {decisions} decisions {'follows' if n == 1 else 'follow'}"
+
+
+def _instead_of(entries: list[dict[str, Any]], shown: int = 4) -> str:
+    """``23 by `confident model` → accept; …``: the first ``shown`` entries, then how many more."""
+    text = "; ".join(
+        f"{n['count']} by {('`' + n['rule'] + '`') if n['rule'] else 'no rule'} → {n['action']}"
+        + (f" {n['target']}" if n["target"] else "")
+        for n in entries[:shown])
+    rest = entries[shown:]
+    if rest:
+        left = sum(n["count"] for n in rest)
+        text += f"; and {len(rest)} more ({left} {'decision' if left == 1 else 'decisions'})"
+    return text

@@ -31,8 +31,9 @@ Semantics
       lists. A null operand gives null, and so does division by zero.
     - ``and or not`` go by truthiness (null, false, 0, "", [] and {} are false),
       short-circuit, and give true or false.
-    - ``len(x)``; ``min``/``max`` of arguments or of one list (nulls ignored,
-      nothing left gives null); ``abs(x)``; null in, null out.
+    - ``len(x)``; ``min``/``max`` of arguments, of one list, or of one object's
+      values (``max(prediction.scores)``: the top score; nulls ignored, nothing
+      left gives null); ``abs(x)``; null in, null out.
       ``matches(text, "pattern")``: a regular-expression search with a literal
       pattern in RE2 syntax (linear-time matching: no backreferences or
       lookaround), compiled when the rule loads; null text gives false.
@@ -296,8 +297,10 @@ BUILTIN_FUNCTIONS: dict[str, Builtin] = {
     b.name: b
     for b in (
         Builtin("len", 1, 1, "len(x): the length of a text, list or object; null for null"),
-        Builtin("min", 1, None, "min(a, b, ...) or min(list): the smallest, nulls ignored"),
-        Builtin("max", 1, None, "max(a, b, ...) or max(list): the largest, nulls ignored"),
+        Builtin("min", 1, None, "min(a, b, ...), min(list) or min(object): the smallest (of an object, "
+                "of its values), nulls ignored"),
+        Builtin("max", 1, None, "max(a, b, ...), max(list) or max(object): the largest (of an object, "
+                "of its values), nulls ignored"),
         Builtin("abs", 1, 1, "abs(x): the absolute value of a number"),
         Builtin("matches", 2, 2, 'matches(text, "pattern"): a regular-expression search; null text is false'),
         Builtin("sample", 1, 1, "sample(rate): true for a stable, task-seeded share of tasks (0.1 = 10%)"),
@@ -314,8 +317,9 @@ def _len(value: object) -> object:
 
 
 def _extreme(name: str, pick: Callable[[list], Any]) -> Callable[..., object]:
+    """``min``/``max`` of the arguments, of one list, or of one object's values (``max(prediction.scores)``)."""
     def extreme(*args: object) -> object:
-        values = args[0] if len(args) == 1 and _is_list(args[0]) else args
+        values = _candidates(args)
         present = [v for v in values if v is not None]
         if not present:
             return None
@@ -325,6 +329,17 @@ def _extreme(name: str, pick: Callable[[list], Any]) -> Callable[..., object]:
         raise _Clash(f"{name}() needs all numbers or all texts, not {' and '.join(kinds)}")
 
     return extreme
+
+
+def _candidates(args: tuple[object, ...]) -> Iterable[object]:
+    """The values ``min``/``max`` choose from: one list's items, one object's values, else the arguments."""
+    if len(args) == 1:
+        (only,) = args
+        if _is_list(only):
+            return only
+        if isinstance(only, Mapping):
+            return only.values()
+    return args
 
 
 def _abs(value: object) -> object:

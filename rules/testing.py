@@ -339,6 +339,7 @@ def _load_cases(text: str, filename: str, suite: SuiteResult) -> list[dict[str, 
         return []
     validator = _validator(jsonschema)
     problems: list[Diagnostic] = []
+    bad_events: dict[int, tuple[Diagnostic, Diagnostic]] = {}  # (for the file, for the case): not the file's fault
     for error in validator.iter_errors(doc.data):
         path = tuple(error.absolute_path)
         if error.validator == "additionalProperties":
@@ -357,13 +358,17 @@ def _load_cases(text: str, filename: str, suite: SuiteResult) -> list[dict[str, 
             message = f"`{where}` is {json.dumps(error.instance)}; expected one of {', '.join(map(str, error.validator_value))}"
             if hint:
                 message += f" (did you mean `{hint[0]}`?)"
+            if _is_case_event(path):
+                bad_events[path[1]] = (Diagnostic(filename, pos.line, pos.col, message),
+                                       Diagnostic(filename, pos.line, pos.col, _unknown_event(error.instance)))
+                continue
         elif error.validator == "required":
             message = f"{where}: {error.message.replace('is a required property', 'is required')}"
         else:
             message = f"`{where}`: {error.message}"
         problems.append(Diagnostic(filename, pos.line, pos.col, message))
-    if problems:
-        suite.errors += sorted(set(problems))
+    if problems:  # the file's shape is wrong: no case runs, every problem is listed
+        suite.errors += sorted(set(problems) | {whole for whole, _ in bad_events.values()})
         return []
     cases = []
     seen: dict[str, int] = {}
@@ -378,10 +383,24 @@ def _load_cases(text: str, filename: str, suite: SuiteResult) -> list[dict[str, 
         positions = {key: doc.where(("cases", index) + key) for key in _POSITION_KEYS}
         for root in case.get("facts") or {}:
             positions[("facts", root)] = doc.where(("cases", index, "facts", root), key=True)
-        cases.append({**case, "_line": pos.line, "_positions": positions})
+        problem = bad_events.get(index)
+        cases.append({**case, "_line": pos.line, "_positions": positions,
+                      "_problem": str(problem[1]) if problem else None})
     if not cases and not suite.errors:
         suite.errors.append(Diagnostic(filename, 1, 1, "no cases: add some under `cases:`"))
     return cases
+
+
+def _is_case_event(path: tuple) -> bool:
+    """Whether a schema path is one case's ``event`` (``cases.N.event``)."""
+    return len(path) == 3 and path[0] == "cases" and isinstance(path[1], int) and path[2] == "event"
+
+
+def _unknown_event(event: Any) -> str:
+    """``unknown event `on_creat`; did you mean `on_create`?``"""
+    hint = difflib.get_close_matches(event, EVENTS, n=1) if isinstance(event, str) else []
+    shown = event if isinstance(event, str) else json.dumps(event)
+    return f"unknown event `{shown}`" + (f"; did you mean `{hint[0]}`?" if hint else f" (events: {', '.join(EVENTS)})")
 
 
 def _validator(jsonschema: Any) -> Any:
@@ -395,6 +414,9 @@ _POSITION_KEYS = (("expect", "rule"), ("expect", "action"), ("facts",))
 def _run_case(workflow: Workflow, case: dict[str, Any], filename: str) -> CaseResult:
     event, expect, line = case["event"], case["expect"], case["_line"]
     result = CaseResult(case["name"], filename, line, event, "ERROR", expected=dict(expect))
+    if case.get("_problem"):  # an unknown event, found when the file was read
+        result.message = case["_problem"]
+        return result
     problem = _case_problem(workflow, case)
     if problem is not None:
         key, message = problem
@@ -417,14 +439,28 @@ def _run_case(workflow: Workflow, case: dict[str, Any], filename: str) -> CaseRe
     result.got = got
     result.trace = list(decision.trace)
     result.diff = _diff(expect, got)
+    if not result.diff and _rule_failed(decision) and not _expects_hold(expect):
+        result.diff = [f"- rule: {_show(decision.rule)}", f"+ rule: {_show(decision.rule)} failed: the task is held"]
     result.status = "FAIL" if result.diff else "PASS"
     if result.status == "FAIL":
         if decision.reason and decision.action == "hold" and decision.rule is not None:
             result.message = decision.reason
         wanted = expect.get("rule")
         if isinstance(wanted, str) and wanted != decision.rule:
-            result.expected_trace = _explain_rule(workflow, event, wanted, ctx)
+            failed = decision.rule if _rule_failed(decision) else None
+            result.expected_trace = _explain_rule(workflow, event, wanted, ctx, failed)
     return result
+
+
+def _rule_failed(decision: Any) -> bool:
+    """Whether the rule that decided failed at run time (``decide`` made that a hold, with the error)."""
+    return (decision.action == "hold" and decision.rule is not None and isinstance(decision.reason, str)
+            and decision.reason.startswith(f"rule `{decision.rule}` failed: "))
+
+
+def _expects_hold(expect: Mapping[str, Any]) -> bool:
+    """Whether a case asks for the hold itself (``action: hold`` or a ``reason``), not only for the rule."""
+    return expect.get("action") == "hold" or "reason" in expect
 
 
 def _case_problem(workflow: Workflow, case: dict[str, Any]) -> tuple[tuple, str] | None:
@@ -452,9 +488,12 @@ def _case_problem(workflow: Workflow, case: dict[str, Any]) -> tuple[tuple, str]
     return None
 
 
-def _explain_rule(workflow: Workflow, event: str, name: str, ctx: Mapping[str, Any]) -> list[str]:
-    """Why the expected rule did not decide: an earlier rule won, or its own condition's trace."""
+def _explain_rule(workflow: Workflow, event: str, name: str, ctx: Mapping[str, Any],
+                  failed: str | None = None) -> list[str]:
+    """Why the expected rule did not decide: an earlier rule won (or ``failed``), or its own condition's trace."""
     for rule in workflow.rules.get(event, ()):
+        if rule.name == failed:
+            return [f"why not `{name}`: the earlier rule `{failed}` failed, which holds the task"]
         if rule.name != name:
             continue
         if rule.when is None:
