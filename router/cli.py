@@ -51,6 +51,31 @@ class LabelyardGroup(click.Group):
             where = f"{exc.filename}: " if exc.filename else ""
             click.echo(f"labelyard: {where}{exc.strerror or exc}", err=True)
             ctx.exit(1)
+        except Exception as exc:
+            message = damaged_database_message(exc, ctx.meta.get(DB_META))
+            if message is None:
+                raise
+            click.echo(f"labelyard: {message}", err=True)
+            ctx.exit(1)
+
+
+DB_META = "labelyard.db"  # ctx.meta key: the database a command was given (shared by nested contexts)
+
+
+def damaged_database_message(exc: BaseException, db: str | None) -> str | None:
+    """What to tell a user whose database file is damaged (SQLite found it malformed), else ``None``."""
+    sqlite3 = sys.modules.get("sqlite3")  # not loaded: the error cannot be SQLite's
+    if sqlite3 is None or not isinstance(exc, sqlite3.DatabaseError):
+        return None
+    text = str(exc)
+    if "malformed" not in text and "not a database" not in text:
+        return None
+    import shlex
+
+    path = db or os.environ.get("LABELYARD_DB") or "labelyard.db"
+    return (f"{path}: the database file is damaged ({text}); stop writing to it and restore the latest "
+            f"copy `labelyard backup` made (keep the damaged file: `sqlite3 {shlex.quote(path)} .recover` "
+            "may salvage it)")
 
 
 def db_option(func: Callable) -> Callable:
@@ -65,6 +90,7 @@ def db_option(func: Callable) -> Callable:
         given_here = db is not None and ctx.get_parameter_source("db") == click.core.ParameterSource.COMMANDLINE
         # `labelyard --db X cmd` wins over LABELYARD_DB (which also fills this command's --db)
         chosen = db if given_here else ((root.params.get("db") if root.params else None) or db)
+        ctx.meta[DB_META] = chosen  # named if the file turns out to be damaged (LabelyardGroup.invoke)
         return ctx.invoke(func, *args, db=chosen, **kwargs)
 
     return wrapper
@@ -182,7 +208,9 @@ def apply(file: str, db: str | None, replace: bool, hold_orphans: bool, as_json:
         text = read_source(file)
     except OSError as exc:
         raise LabelyardError(f"{file}: {exc.strerror}") from None
-    result = _engine(db).apply(text, file, replace=replace, actor=_worker(worker), hold_orphans=hold_orphans)
+    engine = _engine(db)
+    _refuse_sinks_into_database(text, file, engine.store.path)
+    result = engine.apply(text, file, replace=replace, actor=_worker(worker), hold_orphans=hold_orphans)
     if as_json:
         _emit_json(result)
         return
@@ -198,6 +226,17 @@ def apply(file: str, db: str | None, replace: bool, hold_orphans: bool, as_json:
                        "their file again with a `queue` of this version", err=True)
     else:
         click.echo(f"{result['workflow']} version {result['version']} is already active (unchanged)")
+
+
+def _refuse_sinks_into_database(text: str, file: str, db_path: str) -> None:
+    """A sink whose path is one of the database's files is a mistake of the workflow, at its ``path:``."""
+    from rules.diagnostics import WorkflowInvalid
+
+    from .plugins import database_entry_diagnostics
+
+    clashes = database_entry_diagnostics(text, file, db_path)
+    if clashes:
+        raise WorkflowInvalid(clashes)
 
 
 @main.command()
@@ -420,15 +459,14 @@ def _resumed(engine: Any, worker: str, queue: str | None) -> dict:
 @as_option
 @click.option("--label", default=None, help="The label (a choice).")
 @click.option("--value", default=None, help="A structured label as JSON (several choices, spans, boxes, numbers).")
-@click.option("--approve", "verdict", flag_value="approve", help="Approve (review slots).")
-@click.option("--reject", "verdict", flag_value="reject", help="Reject (review slots).")
+@click.option("--approve", is_flag=True, help="Approve (review slots); with --label or --value, a correction.")
+@click.option("--reject", is_flag=True, help="Reject (review slots); say why with --comment.")
 @click.option("--comment", default=None)
 @click.option("--json", "as_json", is_flag=True)
 def submit(assignment: int, db: str | None, worker: str | None, label: str | None, value: str | None,
-           verdict: str | None, comment: str | None, as_json: bool) -> None:
+           approve: bool, reject: bool, comment: str | None, as_json: bool) -> None:
     """Submit a label or a verdict for an assignment."""
-    if label is not None and value is not None:
-        raise click.UsageError("give either --label or --value")
+    verdict = _verdict(label, value, approve, reject)
     parsed: Any = label
     if value is not None:
         try:
@@ -481,6 +519,18 @@ def show(task: str, db: str | None, as_json: bool) -> None:
     print_task(data)
 
 
+def _verdict(label: str | None, value: str | None, approve: bool, reject: bool) -> str | None:
+    """The verdict ``submit`` was given; options that contradict each other are a usage error (exit 2)."""
+    if label is not None and value is not None:
+        raise click.UsageError("give either --label or --value")
+    if approve and reject:
+        raise click.UsageError("give either --approve or --reject")
+    if reject and (label is not None or value is not None):
+        raise click.UsageError("--reject takes no --label or --value (a rejection has no label; say why with "
+                               "--comment); to approve with a corrected label, give --approve or the label alone")
+    return "approve" if approve else "reject" if reject else None
+
+
 @main.command()
 @db_option
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
@@ -489,7 +539,8 @@ def export(db: str | None, fmt: str, output: str) -> None:
     """Export final labels (gold tasks left out)."""
     from .export import write_export
 
-    count = write_export(_engine(db).export_rows(), fmt, output)
+    engine = _engine(db)
+    count = write_export(engine.export_rows(), fmt, output, db_path=engine.store.path)
     if output != "-":
         click.echo(f"exported {count} tasks to {output}", err=True)
 

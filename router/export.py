@@ -1,10 +1,11 @@
-"""Writing final labels as JSONL or CSV."""
+"""Writing final labels as JSONL or CSV, and telling the database's own files from an output."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
+import stat
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -13,20 +14,78 @@ from .errors import LabelyardError
 
 CSV_FIELDS = ("id", "label", "final_by", "rule", "final_at", "category")
 
+# The files beside a database that Labelyard or SQLite writes, by suffix: none of them is an output.
+DATABASE_FILES = (("", "the database itself"), ("-wal", "the database's write-ahead log"),
+                  ("-shm", "the database's shared-memory index"), ("-journal", "the database's rollback journal"),
+                  (".lock", "the database's writer lock"), (".run-lock", "the database's run lock"))
 
-def write_export(rows: Iterable[dict[str, Any]], fmt: str, output: str) -> int:
+
+def database_file(target: str, db_path: str) -> str | None:
+    """What ``target`` is of the database at ``db_path`` ("the database itself", its write-ahead
+    log…), or ``None`` when it is none of its files. Symlinks, ``..`` and hard links are seen through."""
+    names: dict[str, str] = {}
+    for base in (os.path.abspath(db_path), os.path.realpath(db_path)):  # SQLite names its files after the real one
+        for suffix, what in DATABASE_FILES:
+            names.setdefault(os.path.realpath(base + suffix), what)
+    found = names.get(os.path.realpath(target))
+    if found is not None or not os.path.exists(target):
+        return found
+    return next((what for path, what in names.items() if os.path.exists(path) and os.path.samefile(target, path)),
+                None)
+
+
+def refuse_database_file(target: str, db_path: str, doing: str) -> None:
+    """Raise a :class:`LabelyardError` when ``target`` is one of the database's files."""
+    what = database_file(target, db_path)
+    if what is not None:
+        raise LabelyardError(f"{target} is {what} ({os.path.realpath(db_path)}): {doing} somewhere else")
+
+
+def write_export(rows: Iterable[dict[str, Any]], fmt: str, output: str, db_path: str | None = None) -> int:
     """Write ``rows`` to ``output`` (``-`` for standard output); returns how many were written.
 
     A file is written beside its target and renamed into place, so a crash
-    never leaves half an export behind.
+    never leaves half an export behind; an existing file keeps its mode, and a
+    symlink keeps pointing where it did (its target is replaced). A target
+    that is not a regular file (a FIFO, ``/dev/null``) is written in place.
+    ``db_path``'s own files are refused.
     """
     if output == "-":
         return _write(rows, fmt, sys.stdout)
-    tmp = f"{output}.tmp-{os.getpid()}"
+    if db_path is not None:
+        refuse_database_file(output, db_path, "export")
+    target = os.path.realpath(output) if os.path.islink(output) else output
     try:
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise LabelyardError(f"{output}: cannot write: {exc.strerror}") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        return _write_in_place(rows, fmt, output, target)
+    return _write_beside(rows, fmt, output, target, None if mode is None else stat.S_IMODE(mode))
+
+
+def _write_in_place(rows: Iterable[dict[str, Any]], fmt: str, output: str, target: str) -> int:
+    """Write to a target that is not a regular file (nothing to rename over)."""
+    try:
+        with open(target, "w", encoding="utf-8", newline="") as handle:
+            return _write(rows, fmt, handle)
+    except OSError as exc:
+        raise LabelyardError(f"{output}: cannot write: {exc.strerror}") from None
+
+
+def _write_beside(rows: Iterable[dict[str, Any]], fmt: str, output: str, target: str, mode: int | None) -> int:
+    """Write ``target``'s new content to a file beside it, give it ``mode``, and rename it over ``target``."""
+    tmp = f"{target}.tmp-{os.getpid()}"
+    try:
+        # Private from the start when the target is: the rows are written only once the mode is set.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666 if mode is None else mode & 0o777)
+        with open(fd, "w", encoding="utf-8", newline="") as handle:
+            if mode is not None:
+                os.fchmod(fd, mode)  # exactly the old file's mode, whatever the umask: it was chosen on purpose
             count = _write(rows, fmt, handle)
-        os.replace(tmp, output)
+        os.replace(tmp, target)
     except OSError as exc:
         raise LabelyardError(f"{output}: cannot write: {exc.strerror}") from None
     finally:

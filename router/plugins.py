@@ -451,6 +451,40 @@ def entry_key(entry: dict[str, Any]) -> str:
     return plugin
 
 
+def sink_database_problem(entry: dict[str, Any], db_path: str) -> str | None:
+    """Why a sink entry must not run against the database at ``db_path``: its ``path:`` is the
+    database or one of its files (relative paths start at the database's folder, as under ``run``).
+    A sink appends to its file and cuts it back to its last recorded size, which destroys a database."""
+    from .export import database_file
+
+    path = entry.get("path")
+    if not isinstance(path, str) or not path.strip():
+        return None
+    folder = os.path.dirname(os.path.abspath(db_path))
+    what = database_file(os.path.normpath(os.path.join(folder, os.path.expanduser(path))), db_path)
+    if what is None:
+        return None
+    return (f"`path: {path}` is {what} ({os.path.realpath(db_path)}): the sink would overwrite it; "
+            "give the sink a file of its own")
+
+
+def database_entry_diagnostics(text: str, filename: str, db_path: str) -> list[Any]:
+    """An error at the ``path:`` of each ``sinks:`` entry of a workflow that would write into the
+    database at ``db_path`` (:func:`sink_database_problem`); ``apply`` checks them, as it knows the database."""
+    from rules.diagnostics import Diagnostic
+
+    doc = _document(text, filename)
+    entries = doc.data.get("sinks") if doc is not None and isinstance(doc.data, dict) else None
+    out = []
+    for index, entry in enumerate(entries if isinstance(entries, list) else []):
+        problem = sink_database_problem(entry, db_path) if isinstance(entry, dict) else None
+        if problem is not None:
+            pos = doc.where(("sinks", index, "path"))
+            out.append(Diagnostic(filename, pos.line, pos.col, f"sinks entry {index + 1} (`{entry.get('plugin')}`): "
+                                                               f"{problem}"))
+    return out
+
+
 def entry_problems(section: str, entry: dict[str, Any]) -> list[tuple[str, str]]:
     """``(setting, message)`` for each setting Labelyard reads that has the wrong type."""
     from .plugin_api import PluginError, checked_setting

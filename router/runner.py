@@ -16,9 +16,10 @@ One run, in order: the workflow's ``sources`` are read and ingested; its
 A plugin that raises is recorded (with the entry it served) and the run goes
 on with the next entry and step; what the failed call was doing is not kept
 (its part is not ingested, its batch not recorded, its notification stays
-queued). An entry whose settings are wrong fails alone; a reviewer that
-raises on one task fails that task alone. A file lock beside the database
-keeps two runs from overlapping.
+queued). An entry whose settings are wrong, or a sink whose path is one of
+the database's own files, fails alone; a reviewer that raises on one task
+fails that task alone. A file lock beside the database keeps two runs from
+overlapping.
 """
 
 from __future__ import annotations
@@ -33,13 +34,15 @@ from typing import Any
 
 from . import clock
 from .context import review_facts, votes_facts
+from .errors import LabelyardError
 from .ingest import JSON_RESERVED, RowError, RowProblem, TaskInput, check_row
 from .plugin_api import (FinalTask, Notification, PluginError, PluginRun, ReviewItem, SourcePart, Verdict,
                          checked_setting)
 from .plugins import (Plugins, declared_problems, describe_error, duplicate_entries, duplicate_message, entry_key,
-                      entry_problems, trace)
+                      entry_problems, sink_database_problem, trace)
 from .render import visible
 from .store import loads, text_problem
+from .writer_lock import lock_file_hint, open_lock_file
 
 SINK_BATCH = 500
 REVIEW_PAGE = 200
@@ -88,9 +91,14 @@ def run_lock(db_path: str) -> Iterator[str | None]:
     """Hold ``DB.run-lock`` for the run; yields ``None`` when held, else who holds it.
 
     An OS file lock: it goes away with its process, even one killed with -9.
+    A new lock file is made 0660, as the database is.
     """
     path = os.path.abspath(db_path) + ".run-lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o660)
+    try:
+        fd = open_lock_file(path)
+    except OSError as exc:
+        raise LabelyardError(f"{path}: cannot open the run lock ({exc.strerror}); nothing done"
+                             + lock_file_hint(exc, path)) from None
     try:
         if not _try_lock(fd):
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
@@ -357,6 +365,10 @@ class Runner:
                 continue
             if index in duplicates:
                 self.fail(step, entry, duplicate_message(section, entries, index, duplicates[index]))
+                continue
+            clash = sink_database_problem(entry, self.store.path) if section == "sinks" else None
+            if clash is not None:  # before the plugin is called: it would write into the database
+                self.fail(step, entry, clash)
                 continue
             found = self.plugins.get(kind, str(entry["plugin"]))
             if found is None:

@@ -19,8 +19,10 @@ SQLite's lock still guarantees that one writes at a time.
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
+import sys
 import weakref
 
 # struct flock {short l_type; short l_whence; off_t l_start; off_t l_len; pid_t l_pid;}
@@ -81,6 +83,56 @@ class _QueueLock:
 
 
 KINDS = ("queue", "flock", "none")
+LOCK_MODE = 0o660  # owner and group, as `init` makes the database: a team shares a group
+
+
+def open_lock_file(path: str) -> int:
+    """Open the lock file ``path`` beside a database for reading and writing.
+
+    A new one is made ``LOCK_MODE`` whatever the umask, as ``init`` makes the
+    database, so that everyone who may write the database may also open its
+    locks (a 0640 lock made a teammate's ``labelyard run`` fail, and their
+    claims go unqueued).
+    """
+    for _ in range(3):  # removed by someone between our two opens: try again
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, LOCK_MODE)
+        except FileExistsError:
+            try:
+                return os.open(path, os.O_RDWR)
+            except FileNotFoundError:
+                continue
+        try:
+            os.fchmod(fd, LOCK_MODE)  # the umask narrowed it
+        except OSError:  # a file system without modes: the lock works for us anyway
+            pass
+        return fd
+    return os.open(path, os.O_RDWR | os.O_CREAT, LOCK_MODE)
+
+
+def lock_file_hint(exc: OSError, path: str) -> str:
+    """How to mend a lock file that could not be opened for lack of permission (else nothing)."""
+    if exc.errno not in (errno.EACCES, errno.EPERM):
+        return ""
+    if not os.path.exists(path):
+        return (". This user cannot create it beside the database: make the database's folder writable by "
+                "its group (chmod g+w), as SQLite's -wal and -shm files need too")
+    return (f". Everyone who writes the database must be able to open it: chmod 660 {path} (and chgrp it "
+            "to the database's group)")
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """Say ``message`` on stderr, once per process."""
+    if message in _WARNED:
+        return
+    _WARNED.add(message)
+    try:
+        print(f"labelyard: warning: {message}", file=sys.stderr, flush=True)
+    except OSError:
+        pass
 
 
 def chosen_kind() -> str:
@@ -104,14 +156,17 @@ def chosen_kind() -> str:
 class WriterLock:
     """Held around each write transaction; see the module docstring and :func:`chosen_kind`.
 
-    Where ``DB.lock`` cannot be opened (a read-only folder) it is off, and
-    where open-file-description locks are missing (not Linux) a ``queue``
-    is an ``flock``.
+    Where ``DB.lock`` cannot be opened it is off: silently on a read-only
+    file system (nobody writes there), else with a warning on stderr at the
+    first write (once per process), since writers then go unqueued. Where
+    open-file-description locks are missing (not Linux) a ``queue`` is an
+    ``flock``.
     """
 
     def __init__(self, db_path: str):
         self._fd: int | None = None
         self._queue: _QueueLock | None = None
+        self._problem: str | None = None
         kind = chosen_kind()
         if kind == "none":
             return
@@ -119,9 +174,14 @@ class WriterLock:
             import fcntl  # noqa: F401 - both kinds need it
         except ImportError:  # not POSIX: SQLite's locking alone
             return
+        path = db_path + ".lock"
         try:
-            self._fd = os.open(db_path + ".lock", os.O_RDWR | os.O_CREAT, 0o660)
-        except OSError:
+            self._fd = open_lock_file(path)
+        except OSError as exc:
+            if exc.errno != errno.EROFS:
+                self._problem = (f"{path}: cannot open the writer lock ({exc.strerror}); writing without it, so "
+                                 "writers are not queued (SQLite still keeps each write whole)"
+                                 + lock_file_hint(exc, path))
             return
         if kind == "queue" and supports_queue(self._fd):
             self._queue = _QueueLock(self._fd)
@@ -135,6 +195,8 @@ class WriterLock:
             self._fd, self._queue = None, None
 
     def __enter__(self) -> None:
+        if self._problem is not None:
+            _warn_once(self._problem)
         if self._queue is not None:
             self._queue.acquire()
         elif self._fd is not None:
