@@ -9,7 +9,9 @@ boxes and spans in any order). Fleiss' kappa and Krippendorff's alpha
 statistic that cannot be computed (fewer than two such tasks, every vote the
 same label…) is ``null`` with the reason; ``queue.kappa`` / ``queue.alpha``
 are the same statistics (:func:`agreement_of`). An annotator agrees with a
-final label as ``router.consensus.same_label`` judges it. The workflow's
+final label as ``router.consensus.same_label`` judges it; the confusion
+counts whole labels, or for boxes and spans each object's class against the
+class of the final object it matches (:func:`confusion_table` prints it). The workflow's
 ``quality.agreement`` names the headline metric and its bands: ``excellent``
 at or above ``excellent``, ``alert`` below ``alert``, ``ok`` between
 (defaults 0.8 and 0.6).
@@ -22,20 +24,46 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from .consensus import canonical, same_label
+from .consensus import JsonBool, canonical, object_pairs, same_label
 from .quality import QualityError, fleiss_kappa, krippendorff_alpha
+from .render import visible
 from .store import loads
 
 DEFAULT_EXCELLENT = 0.8
 DEFAULT_ALERT = 0.6
 MIN_ITEMS = 2
 """Fewer tasks with two votes than this give no statistic: one task is no evidence of agreement."""
+NAME_WIDTH = 24
+"""The confusion table names its rows and columns by labels up to this long, else by keys and a legend."""
+NO_OBJECT = "(none)"
+"""The confusion of boxes and spans: the class of an object without a match on the other side."""
+NO_CLASS = "(no class)"
+"""The confusion of boxes and spans: an object drawn without a class."""
 
 
 def _shown(label: Any) -> str:
     """A label as the confusion table names it: its canonical form, text as it is, other values as JSON."""
     value = canonical(label)
+    if isinstance(value, JsonBool):
+        return str(value)
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def _class_shown(obj: dict[str, Any] | None) -> str:
+    """A box's or span's class as the per-object confusion names it."""
+    if obj is None:
+        return NO_OBJECT
+    return NO_CLASS if obj.get("label") is None else _shown(obj["label"])
+
+
+def _confuse(confusion: dict[Any, Counter], label: Any, final: Any, spec: Any) -> None:
+    """Count one vote against its task's final label: per object for boxes and spans, else whole labels."""
+    pairs = object_pairs(label, final, spec)
+    if pairs is None:
+        confusion[_shown(label)][_shown(final)] += 1
+        return
+    for mine, theirs in pairs:
+        confusion[_class_shown(mine)][_class_shown(theirs)] += 1
 
 
 def band(value: float | None, excellent: float, alert: float) -> str | None:
@@ -128,7 +156,7 @@ def agreement_report(engine, queue: str | None = None) -> dict[str, Any]:
             if task["done"]:
                 a["decided"] += 1
                 a["matched"] += same_label(label, task["final"], workflow.labels)
-                confusion[_shown(label)][_shown(task["final"])] += 1
+                _confuse(confusion, label, task["final"], workflow.labels)
     gold = engine.store.gold_answers()
     for worker in gold:
         annotators.setdefault(worker, {"worker": worker, "votes": 0, "decided": 0, "matched": 0})
@@ -146,5 +174,48 @@ def agreement_report(engine, queue: str | None = None) -> dict[str, Any]:
         "overall": _statistics(everything, level, metric, excellent, alert),
         "queues": {name: _statistics(group, level, metric, excellent, alert) for name, group in sorted(by_queue.items())},
         "annotators": rows,
+        "confusion_of": "objects" if workflow.labels.type in ("boxes", "spans") else "labels",
         "confusion": {label: dict(finals) for label, finals in sorted(confusion.items())},
     }
+
+
+def _cell(name: str) -> str:
+    """A name on one line, no escape sequence reaching the terminal."""
+    return visible(name).replace("\n", "\\x0a").replace("\t", "\\x09")
+
+
+def _order(name: str) -> tuple[bool, str]:
+    """Names in order, "no object" last (the background class of a detection confusion)."""
+    return name == NO_OBJECT, name
+
+
+def confusion_table(data: dict[str, Any]) -> list[str]:
+    """The report's confusion as lines of text: a row per annotator label, a column per final label.
+
+    Rows and columns are named by their labels in full when every name fits
+    :data:`NAME_WIDTH`; otherwise by keys (``#1``, ``#2``…) listed with their
+    labels under the table, so no name is cut.
+    """
+    confusion = data["confusion"]
+    if not confusion:
+        return []
+    finals = sorted({f for row in confusion.values() for f in row}, key=_order)
+    labels = sorted(confusion, key=_order)
+    names = sorted(set(confusion) | set(finals), key=_order)
+    shown = {name: _cell(name) for name in names}
+    keyed = any(len(text) > NAME_WIDTH for text in shown.values())
+    if keyed:
+        shown = {name: f"#{i}" for i, name in enumerate(names, start=1)}
+    title = ("confusion per object (annotator's class → class in the final label; "
+             f"{NO_OBJECT}: no matching object)" if data.get("confusion_of") == "objects"
+             else "confusion (annotator label → final label)")
+    first = max(15, *(len(shown[label]) for label in labels)) + 1
+    widths = [max(len(shown[f]), *(len(str(row.get(f, 0))) for row in confusion.values())) + 2 for f in finals]
+    lines = [title, " " * first + "".join(f"{shown[f]:>{w}}" for f, w in zip(finals, widths))]
+    for label in labels:
+        row = confusion[label]
+        lines.append(f"{shown[label]:<{first}}" + "".join(f"{row.get(f, 0):>{w}}" for f, w in zip(finals, widths)))
+    if keyed:
+        lines.append("labels:")
+        lines.extend(f"  {shown[name]:<{len(str(len(names))) + 1}}  {_cell(name)}" for name in names)
+    return lines

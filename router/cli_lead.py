@@ -210,13 +210,6 @@ def _print_agreement(data: dict[str, Any]) -> None:
             click.echo(f"{a['worker']:<16}{a['votes']:>7}{_fmt(a['agreement']):>9}{a['gold_answered']:>7}"
                        f"{_fmt(a['gold_accuracy']):>10}")
     if data["confusion"]:
-        from .render import visible
+        from .agreement import confusion_table
 
-        def cell(label: str) -> str:  # one line, no escape sequence reaches the terminal
-            return visible(label).replace("\n", "\\x0a").replace("\t", "\\x09")
-
-        finals = sorted({f for row in data["confusion"].values() for f in row})
-        click.echo("\nconfusion (annotator label → final label)")
-        click.echo(" " * 16 + "".join(f"{cell(f)[:9]:>10}" for f in finals))
-        for label, row in data["confusion"].items():
-            click.echo(f"{cell(label)[:15]:<16}" + "".join(f"{row.get(f, 0):>10}" for f in finals))
+        click.echo("\n" + "\n".join(confusion_table(data)))

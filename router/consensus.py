@@ -34,6 +34,7 @@ import statistics
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 from .quality import (
@@ -111,16 +112,30 @@ def _text(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
+@dataclass(frozen=True)
+class JsonBool:
+    """A boolean in canonical form: JSON's ``true`` is not the number 1 (Python's ``True == 1``)."""
+
+    value: bool
+
+    def __str__(self) -> str:
+        return "true" if self.value else "false"
+
+
 def canonical(label: Any) -> Hashable:
     """The one form in which labels that mean the same are equal (votes, consensus, agreement, gold).
 
-    Numbers by value (``4.0`` is ``4``); objects whatever their key order; a
-    label's list in any order, since no label type orders it: a list of
-    strings (``multi_choice``) as a set, a list of objects (boxes, spans) as a
+    Numbers by value (``4.0`` is ``4``); booleans never equal numbers
+    (``true`` is not ``1``); objects whatever their key order; a label's list
+    in any order, since no label type orders it: a list of strings
+    (``multi_choice``) as a set, a list of objects (boxes, spans) as a
     multiset. Lists and objects become canonical JSON text (hashable and
-    printable); strings, whole numbers and booleans stay as they are.
+    printable); strings and whole numbers stay as they are, booleans become
+    :class:`JsonBool`.
     """
-    if isinstance(label, str) or label is None or isinstance(label, (bool, int)):
+    if isinstance(label, bool):
+        return JsonBool(label)
+    if isinstance(label, str) or label is None or isinstance(label, int):
         return label
     if isinstance(label, float):
         return _by_value(label)
@@ -130,6 +145,30 @@ def canonical(label: Any) -> Hashable:
         return "[" + ", ".join(sorted(_text(_by_value(item)) for item in label)) + "]"
     return _text(_by_value(label))
 
+
+def same_class(a: Any, b: Any) -> bool:
+    """Whether two box/span classes are the same class: JSON values by :func:`canonical` form."""
+    return canonical(a) == canonical(b)
+
+
+def in_choice_order(chosen: Iterable[str], choices: Sequence[str] = ()) -> list[str]:
+    """Distinct choices in the workflow's order (others after them, alphabetically)."""
+    order = {c: i for i, c in enumerate(choices)}
+    return sorted(set(chosen), key=lambda c: (order.get(c, len(order)), c))
+
+
+def final_form(label: Any, spec: Any = None) -> Any:
+    """A final label as it is stored: a ``multi_choice`` label as a set in choice order, like its consensus.
+
+    Every way a label becomes final (a prediction accepted, a reviewer's
+    correction, an expert's label, a rule's ``{accept: {label: …}}``) stores
+    this form, so ``["c", "b", "b"]`` is kept as ``["b", "c"]``. Other labels
+    are kept as they are.
+    """
+    if (getattr(spec, "type", None) == "multi_choice" and isinstance(label, list)
+            and all(isinstance(c, str) for c in label)):
+        return in_choice_order(label, getattr(spec, "choices", ()))
+    return label
 
 
 def gold_weight(answered: int, correct: int, n_classes: int) -> float:
@@ -258,8 +297,7 @@ def multi_choice_vote(labels: Sequence[Any], choices: Sequence[str] = (), **_: A
     support = Counter(c for s in sets for c in s)
     chosen = frozenset(c for c, k in support.items() if 2 * k > n)
     split = sorted(c for c, k in support.items() if 2 * k == n)
-    order = {c: i for i, c in enumerate(choices)}
-    candidate = sorted(chosen, key=lambda c: (order.get(c, len(order)), c))
+    candidate = in_choice_order(chosen, choices)
     jaccard = [1.0 if not (s | chosen) else len(s & chosen) / len(s | chosen) for s in sets]
     top_count = sum(s == chosen for s in sets)
     return Consensus(None if split else candidate, n, top_count, math.fsum(jaccard) / n,
@@ -275,12 +313,22 @@ def _number(value: Any) -> float:
 
 
 def span_overlap(a: tuple[float, float], b: tuple[float, float]) -> float:
-    """Overlap of two spans ``(start, end)`` as a share of their union (1-D IoU); two equal empty spans give 1."""
-    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-    union = (a[1] - a[0]) + (b[1] - b[0]) - inter
-    if union <= 0:
-        return 1.0 if a == b else 0.0
-    return inter / union
+    """Overlap of two spans ``(start, end)`` as a share of their union (1-D IoU).
+
+    Equal spans give 1 (two equal empty spans too), other empty ones 0; spans
+    near the float limit are measured exactly, never as ``inf`` or ``nan``.
+    """
+    if tuple(a) == tuple(b):
+        return 1.0
+    inter, union = _span_parts(a, b)
+    if not (math.isfinite(inter) and math.isfinite(union)):
+        inter, union = _span_parts(tuple(map(Fraction, a)), tuple(map(Fraction, b)))
+    return float(inter / union) if union > 0 else 0.0
+
+
+def _span_parts(a: tuple[Any, Any], b: tuple[Any, Any]) -> tuple[Any, Any]:
+    inter = max(0, min(a[1], b[1]) - max(a[0], b[0]))
+    return inter, (a[1] - a[0]) + (b[1] - b[0]) - inter
 
 
 def _objects(labels: Sequence[Any], fields: tuple[str, ...]) -> list[tuple[int, tuple[float, ...], dict]]:
@@ -374,7 +422,7 @@ def _geometric_vote(labels: Sequence[Any], fields: tuple[str, ...], similarity: 
     top_count = 0
     for voter in range(n):
         mine = [k for k, v in enumerate(voters) if v == voter]
-        hits = {where[k] for k in mine if k in where and items[k][2].get("label") == kept_groups[where[k]]}
+        hits = {where[k] for k in mine if k in where and same_class(items[k][2].get("label"), kept_groups[where[k]])}
         top_count += len(mine) == len(kept) == len(hits)
     if n == 1 or not groups:
         agreement = 1.0
@@ -483,15 +531,35 @@ def same_label(label: Any, reference: Any, spec: Any = None) -> bool:
 
 
 def _same_objects(label: Any, reference: Any, kind: str, iou: float | None) -> bool:
+    pairs = _object_pairs(label, reference, kind, iou)
+    return all(mine is not None and theirs is not None and same_class(mine.get("label"), theirs.get("label"))
+               for mine, theirs in pairs)
+
+
+def object_pairs(label: Any, reference: Any, spec: Any) -> list[tuple[dict | None, dict | None]] | None:
+    """``label``'s boxes or spans paired with ``reference``'s as :func:`same_label` pairs them.
+
+    ``(mine, theirs)`` per matched pair, ``(mine, None)`` for an object the
+    reference does not have, ``(None, theirs)`` for one ``label`` misses.
+    ``None`` when ``spec`` is not boxes or spans, or a label does not fit it.
+    """
+    kind = getattr(spec, "type", None)
+    if kind not in ("boxes", "spans"):
+        return None
+    try:
+        return _object_pairs(label, reference, kind, getattr(spec, "iou", None))
+    except (TypeError, KeyError, ValueError, QualityError):
+        return None
+
+
+def _object_pairs(label: Any, reference: Any, kind: str, iou: float | None) -> list[tuple[dict | None, dict | None]]:
     fields, similarity, threshold = ((BOX_FIELDS, _box_iou, DEFAULT_IOU if iou is None else iou) if kind == "boxes"
                                      else (SPAN_FIELDS, span_overlap, SPAN_OVERLAP))
     items = _objects([reference, label], fields)
-    if len(label) != len(reference):
-        return False
     sim = [[similarity(a[1], b[1]) if i != j else 1.0 for j, b in enumerate(items)] for i, a in enumerate(items)]
     groups = match_objects([v for v, _, _ in items], sim, threshold)
-    return all(len(g) == 2 and canonical(items[g[0]][2].get("label")) == canonical(items[g[1]][2].get("label"))
-               for g in groups)
+    return [(next((items[k][2] for k in g if items[k][0] == 1), None),
+             next((items[k][2] for k in g if items[k][0] == 0), None)) for g in groups]
 
 
 def for_spec(labels: Sequence[Any], spec: Any, **kwargs: Any) -> Consensus:

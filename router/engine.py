@@ -20,7 +20,7 @@ from . import clock
 # inside a transaction holds the write lock while a module loads (or compiles) and stalls
 # every other writer (claim p99 at K=64 went from 59 to 218 ms when these loaded at first use).
 from .agreement import agreement_of
-from .consensus import DS_HISTORY, same_label
+from .consensus import DS_HISTORY, final_form, same_label
 from .context import (NEW_TASK_STATE, Lazy, creation_context, prediction_facts, review_facts, stored_prediction,
                       task_facts, votes_facts)
 from .errors import AssignmentError, LabelyardError, NothingToDo, NoWorkflow, UnknownTask, UnknownWorker
@@ -381,8 +381,8 @@ class Engine:
             label = decision.values.get("label", item.label)
             problem = self._label_problem(label)
             if problem is None:
-                return {"status": "done", "final_label": dumps(label), "final_by": "model",
-                        "final_rule": decision.rule, "final_at": now}
+                return {"status": "done", "final_label": dumps(final_form(label, self.workflow.labels)),
+                        "final_by": "model", "final_rule": decision.rule, "final_at": now}
             decision.action, decision.reason = "hold", f"accept: {problem}"
         fields = self._stage_fields(decision, current_priority=0.0, votes_count=0)
         if fields.get("stage") is None and decision.action not in ("hold", "reject"):
@@ -691,8 +691,8 @@ class Engine:
             problem = self._label_problem(label)
             if problem is None:
                 fields = {"status": "done", "stage": None, "queue": None, "needed": 0, "free_slots": 0,
-                          "final_label": dumps(label), "final_by": final_by, "final_rule": decision.rule,
-                          "final_at": now, "reason": None}
+                          "final_label": dumps(final_form(label, self.workflow.labels)), "final_by": final_by,
+                          "final_rule": decision.rule, "final_at": now, "reason": None}
             else:
                 decision.action, decision.reason = "hold", f"accept: {problem}"
                 fields = self._stage_fields(decision, task["priority"], votes["count"])

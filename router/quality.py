@@ -20,6 +20,7 @@ import math
 from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, Literal
 
 from .errors import LabelyardError
@@ -726,8 +727,12 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
     """Intersection over union of two axis-aligned boxes ``[x, y, w, h]``.
 
     ``(x, y)`` is a corner and ``w``, ``h`` >= 0 the extents (COCO style).
-    Boxes that only touch have IoU 0.0. When the union has zero area (both
-    boxes degenerate: zero width or height) the IoU is defined as 0.0.
+    Boxes that only touch have IoU 0.0; equal boxes have 1.0, whatever their
+    size. Two zero-area boxes are measured in the dimension they have: two
+    zero-width boxes on the same vertical line by the overlap of their
+    heights as a share of their union (zero-height boxes alike, along x), so
+    two equal points give 1.0; any other pair of zero-area boxes gives 0.0.
+    Huge or tiny values are computed exactly, never overflowing to ``nan``.
 
     Raises:
         QualityError: not four finite numbers, or a negative width/height.
@@ -741,14 +746,37 @@ def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
         if w < 0 or h < 0:
             raise QualityError(f"box_iou: box {name} has a negative width or height: {box!r}")
         boxes.append((x, y, w, h))
-    (ax, ay, aw, ah), (bx, by, bw, bh) = boxes
-    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    inter = iw * ih
-    union = aw * ah + bw * bh - inter
-    if union <= 0.0:
+    if boxes[0] == boxes[1]:
+        return 1.0
+    values = boxes[0] + boxes[1]
+    if all(v == 0.0 or _SAFE_LOW <= abs(v) <= _SAFE_HIGH for v in values):
+        return _iou(*values)  # no product or sum can overflow or underflow
+    return float(_iou(*(Fraction(v) for v in values)))
+
+
+#: Box values within these magnitudes (or 0) keep every area in ``box_iou`` a normal float.
+_SAFE_LOW, _SAFE_HIGH = 2.0**-500, 2.0**500
+
+
+def _iou(ax: Any, ay: Any, aw: Any, ah: Any, bx: Any, by: Any, bw: Any, bh: Any) -> Any:
+    """IoU of two different valid boxes, in floats or exact fractions alike."""
+    if (aw == 0 or ah == 0) and (bw == 0 or bh == 0):
+        if aw == bw == 0 and ax == bx:
+            return _overlap(ay, ah, by, bh)
+        if ah == bh == 0 and ay == by:
+            return _overlap(ax, aw, bx, bw)
         return 0.0
-    return inter / union
+    iw = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    ih = max(0, min(ay + ah, by + bh) - max(ay, by))
+    inter = iw * ih
+    return inter / (aw * ah + bw * bh - inter)
+
+
+def _overlap(a0: Any, a_len: Any, b0: Any, b_len: Any) -> Any:
+    """Overlap of two intervals as a share of their union; two different points give 0."""
+    inter = max(0, min(a0 + a_len, b0 + b_len) - max(a0, b0))
+    union = a_len + b_len - inter
+    return inter / union if union > 0 else 0.0
 
 
 def _mask_cells(mask: Any, name: str) -> tuple[tuple[int, ...], set[tuple[int, ...]]]:

@@ -636,7 +636,8 @@ def test_box_iou_matches_pixel_counting(seed):
 
 
 def test_box_iou_degenerate():
-    assert box_iou([0, 0, 0, 0], [0, 0, 0, 0]) == 0.0
+    assert box_iou([0, 0, 0, 0], [0, 0, 0, 0]) == 1.0  # equal boxes, whatever their size
+    assert box_iou([0, 0, 0, 0], [1, 0, 0, 0]) == 0.0  # two different points
     assert box_iou([1, 1, 0, 5], [1, 1, 3, 0]) == 0.0
     assert box_iou([0, 0, 0, 0], [0, 0, 2, 2]) == 0.0
     with pytest.raises(QualityError, match="negative"):

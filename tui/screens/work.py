@@ -4,8 +4,9 @@ Annotate and correct slots: number keys pick a choice (``1``–``9``, ``0`` the 
 choice to pick with the arrows and Enter) (``choice``: submits at once; ``multi_choice``: toggles,
 Enter submits). Review and escalated slots show the prediction, the votes and earlier reviews: ``a``
 approves, ``x`` rejects with a comment, a choice picks a corrected label and Enter submits it with a
-comment. ``s`` skips (the slot goes back). Other label types show the data and say where they are
-labeled.
+comment (``multi_choice``: Enter with nothing picked submits "none of these", ``[]``, as for
+annotators; the comment box names the label and Escape goes back). ``s`` skips (the slot goes
+back). Other label types show the data and say where they are labeled.
 
 A slot the worker still holds (the screen was quit mid-task) is shown again before new work is
 claimed. A slot taken away meanwhile (released, reassigned, held, expired) is noticed when the
@@ -231,6 +232,8 @@ class WorkScreen(BaseScreen):
         if v["kind"] in ("review", "escalated"):
             hint = ("a approve · x reject · a choice = corrected label, Enter submits it · c list · s skip"
                     if v["kind"] == "review" else "a choice = the final label, Enter submits · c list · s skip")
+            if v["label_type"] == "multi_choice":
+                hint += " · Enter with none picked = none of these"
         elif v["label_type"] == "multi_choice":
             hint = "a choice's key toggles it · Enter submits · c list · s skip"
         else:
@@ -272,16 +275,17 @@ class WorkScreen(BaseScreen):
         if v is None or self.busy:
             return
         label = self._label()
+        if label is None and v["label_type"] == "multi_choice":
+            label = []  # "none of these" is a multi_choice answer, for annotators, reviewers and experts
         if v["kind"] in ("annotate", "correct"):
-            if label is None and v["label_type"] == "multi_choice":
-                label = []  # "none of these" is a multi_choice answer
             if label is not None:
                 self._send({"label": label})
             return
         if label is None:
             self.notify("pick the label first (its key, or c for the list)", severity="warning")
             return
-        self.app.push_screen(InputModal("Comment (optional)"),
+        shown = "none of these" if label == [] else fmt.label(label)
+        self.app.push_screen(InputModal(f"Submit {shown} — comment (optional), Escape goes back"),
                              lambda c: c is not None and self._send({"label": label, "comment": c or None}))
 
     def action_approve(self) -> None:
