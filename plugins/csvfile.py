@@ -1,10 +1,12 @@
 """CSV: a source (``path:`` a file or a glob) and a sink (``path:`` one file).
 
 The source reads files as ``labelyard ingest file.csv`` does (``id``,
-``category``, ``tags``, ``prediction_label``, ``prediction_confidence``,
-``prediction_model``; other columns go into ``data``). Its cursor keeps each
-file's signature and the rows already ingested: an unchanged file is skipped,
-an interrupted one resumes, a changed one is read again (known ids skipped).
+``category``, ``tags``, ``prediction_label`` read as the workflow's label
+type, ``prediction_confidence``, ``prediction_model``; other columns go into
+``data``). A last line without its line break is still being written: it
+waits for the next run. Its cursor keeps each file's signature and the rows
+already ingested: an unchanged file is skipped, an interrupted one resumes,
+a changed one is read again (known ids skipped).
 
 The sink writes ``id,label,final_by,rule,final_at,category,agreement`` with
 a header, and after a crash cuts the file back to its last recorded size.
@@ -46,7 +48,8 @@ def read(run: PluginRun) -> Iterator[SourcePart]:
         if skip and done.get("complete"):
             continue
         rows_done = skip
-        for rows in chunks(islice(read_file(path, run.choices), skip, None)):
+        rows_read = read_file(path, run.choices, "csv", label_type=run.label_type, wait_for_newline=True)
+        for rows in chunks(islice(rows_read, skip, None)):
             rows_done += len(rows)
             state[path] = {**sig, "rows": rows_done, "complete": False}
             yield SourcePart(path, rows, dict(state))

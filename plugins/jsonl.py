@@ -9,7 +9,9 @@ rewritten in place (``>`` keeps the inode) — told by a fingerprint of the
 first and the last 4 KiB before the offset, checked whenever the file's
 size or modification time changed.
 
-A last line without its newline is read when it is a complete JSON object;
+A last line without its newline is read when it is a complete JSON object,
+or when it holds a carriage return followed by more (lines ended by a lone
+CR, which ``labelyard ingest`` quarantines the same way, saying so);
 anything else there is taken as still being written and waits for its
 newline. Line numbers (of rejects) stay right when that newline comes later.
 
@@ -76,11 +78,21 @@ def _fingerprint(fd: int, offset: int) -> str:
     return hashlib.sha1(head + b"|" + tail).hexdigest()[:16]
 
 
+_SYNTAX = json.JSONDecoder(parse_int=str)  # whether a line is whole; its values are read by parse_jsonl_line
+
+
 def _complete_object(raw: bytes) -> bool:
+    """Whether a line without its newline is a whole JSON object (its numbers however long)."""
     try:
-        return isinstance(json.loads(raw.decode("utf-8")), dict)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        return isinstance(_SYNTAX.decode(raw.decode("utf-8")), dict)
+    except (ValueError, RecursionError):  # not UTF-8, not JSON (yet)
         return False
+
+
+def _finished(raw: bytes) -> bool:
+    """Whether a last line without its newline is all there is to it: a whole object, or lines
+    ended by a lone CR (a CR with more after it), which no newline will come to end."""
+    return _complete_object(raw) or b"\r" in raw.rstrip(b" \t\r")
 
 
 def _parts(path: str, offset: int, line: int, open_line: bool, choices: tuple[str, ...], state: dict,
@@ -96,7 +108,7 @@ def _parts(path: str, offset: int, line: int, open_line: bool, choices: tuple[st
 
         for raw in handle:
             ended = raw.endswith(b"\n")
-            if not ended and not _complete_object(raw):
+            if not ended and not _finished(raw):
                 break  # still being written: left for the next run
             if not open_line:  # else the rest of a line read without its newline last time
                 line += 1

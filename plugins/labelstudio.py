@@ -10,8 +10,14 @@ gives the prediction: ``result[].value`` read as the workflow's label type
 Completed ``annotations`` (not cancelled), read the same way, become prior
 votes of the workers ``labelstudio:<email or id>``: they count toward the
 overlap that ``on_create`` asks for (and may complete it, so ``on_quorum``
-runs), and reviewers see them like any vote. The cursor skips export files
-that did not change.
+runs), and reviewers see them like any vote. A worker's vote is their latest
+annotation (``updated_at``, else ``created_at``, else the later in the list).
+An annotation the workflow's labels refuse (a choice outside ``choices``, a
+result with no label of the workflow's type) is left out and said so: the
+task goes in, and one reject at the task's position names each annotation
+left out, its worker and why (so the run's summary counts it as rejected).
+An export that is not JSON, or nested deeper than Python reads, is one
+reject. The cursor skips export files that did not change.
 
 Sink (``sinks: [{plugin: labelstudio, path: out/labelstudio.json}]``): a
 JSON list of tasks for Label Studio's import: ``data``, the final label as
@@ -28,11 +34,13 @@ import glob
 import json
 import os
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from typing import Any
 
 from router import hookimpl
 from router.plugin_api import (JSON_RESERVED, FinalTask, PluginError, PluginRun, RowError, RowProblem, SourcePart,
                                TaskInput, check_row, decode_document)
+from rules.workflow import LabelSpec
 
 from ._files import PART_ROWS, matching_files, signature
 
@@ -68,8 +76,8 @@ def read(run: PluginRun) -> Iterator[SourcePart]:
             yield SourcePart(path, [RowProblem(exc.line, exc.reason, None)], dict(state))
             continue
         votes: dict[str, list[dict[str, Any]]] = {}
-        choices = run.choices if run.label_type in ("choice", "multi_choice") else ()
-        rows = [task_row(item, number, run.label_type, choices, prefix, votes) for number, item in enumerate(tasks, 1)]
+        labels = LabelSpec(type=run.label_type, choices=run.choices)
+        rows = [row for number, item in enumerate(tasks, 1) for row in task_rows(item, number, labels, prefix, votes)]
         for start in range(0, len(rows), PART_ROWS):
             last = start + PART_ROWS >= len(rows)
             chunk = rows[start:start + PART_ROWS]
@@ -98,6 +106,8 @@ def _load_export(path: str) -> list[Any]:
         raise _BadFile(1, f"not a Label Studio export: {exc}") from None
     except json.JSONDecodeError as exc:
         raise _BadFile(exc.lineno, f"not JSON (column {exc.colno}): {exc.msg}") from None
+    except RecursionError:
+        raise _BadFile(1, "not a Label Studio export: JSON nested too deeply") from None
     if isinstance(tasks, dict):
         tasks = [tasks]
     if not isinstance(tasks, list):
@@ -105,53 +115,99 @@ def _load_export(path: str) -> list[Any]:
     return tasks
 
 
-def task_row(item: Any, number: int, label_type: str, choices: tuple[str, ...], prefix: str,
-             votes: dict[str, list[dict[str, Any]]]) -> TaskInput | RowProblem:
-    """One exported task as a row to ingest (its prior votes go into ``votes``), or the problem with it."""
+def task_rows(item: Any, number: int, labels: LabelSpec, prefix: str,
+              votes: dict[str, list[dict[str, Any]]]) -> list[TaskInput | RowProblem]:
+    """One exported task as a row to ingest, or the problem with it; its prior votes go into
+    ``votes``, and the annotations left out make a second row, a reject naming them."""
     raw = json.dumps(item, ensure_ascii=False)[:2000]
     if not isinstance(item, dict):
-        return RowProblem(number, "a task must be a JSON object", raw)
+        return [RowProblem(number, "a task must be a JSON object", raw)]
     for key in ("predictions", "annotations"):
         if item.get(key) is not None and not isinstance(item[key], list):
-            return RowProblem(number, f"`{key}` must be a list, not {json.dumps(item[key])[:40]}", raw)
+            return [RowProblem(number, f"`{key}` must be a list, not {json.dumps(item[key])[:40]}", raw)]
     try:
-        return _task_row(item, number, label_type, choices, prefix, votes, raw)
+        return _task_rows(item, number, labels, prefix, votes, raw)
     except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
         # a result of an unexpected shape deep inside (a `choices` that is a number…): this task only
-        return RowProblem(number, f"malformed Label Studio task: {type(exc).__name__}: {exc}", raw)
+        return [RowProblem(number, f"malformed Label Studio task: {type(exc).__name__}: {exc}", raw)]
 
 
-def _task_row(item: dict, number: int, label_type: str, choices: tuple[str, ...], prefix: str,
-              votes: dict[str, list[dict[str, Any]]], raw: str) -> TaskInput | RowProblem:
+def _task_rows(item: dict, number: int, labels: LabelSpec, prefix: str,
+               votes: dict[str, list[dict[str, Any]]], raw: str) -> list[TaskInput | RowProblem]:
     ident = item.get("id")
     if ident is None or isinstance(ident, (bool, dict, list)) or ident == "":
-        return RowProblem(number, "task has no `id`", raw)
+        return [RowProblem(number, "task has no `id`", raw)]
     data = item.get("data")
     if not isinstance(data, dict):
-        return RowProblem(number, "task has no `data` object", raw)
+        return [RowProblem(number, "task has no `data` object", raw)]
     task = TaskInput(number, f"{prefix}{ident}", dict(data))
     predictions = [p for p in item.get("predictions") or [] if isinstance(p, dict)]
     if predictions:
         best = max(predictions, key=lambda p: p.get("score") if isinstance(p.get("score"), (int, float)) else -1)
-        task.label = read_result(best.get("result"), label_type)
+        task.label = read_result(best.get("result"), labels.type)
         score = best.get("score")
         if isinstance(score, (int, float)) and not isinstance(score, bool):
             if not 0 <= score <= 1:
-                return RowProblem(number, f"prediction score {score} is outside 0..1", raw)
+                return [RowProblem(number, f"prediction score {score} is outside 0..1", raw)]
             task.confidence = float(score)
         if isinstance(best.get("model_version"), str):
             task.model = best["model_version"]
-    prior = []
-    for annotation in item.get("annotations") or []:
-        if not isinstance(annotation, dict) or annotation.get("was_cancelled"):
-            continue
-        label = read_result(annotation.get("result"), label_type)
-        if label is not None:
-            prior.append({"worker": _who(annotation.get("completed_by")), "label": label})
-    checked = check_task(task, number, raw, choices)
-    if prior and isinstance(checked, TaskInput):
+    checked = check_task(task, number, raw, labels.choices if labels.type in ("choice", "multi_choice") else ())
+    if not isinstance(checked, TaskInput):
+        return [checked]
+    prior, left_out = prior_votes(item.get("annotations") or [], labels)
+    if prior:
         votes[checked.external_id] = prior
-    return checked
+    if not left_out:
+        return [checked]
+    reason = f"task {_shown(str(ident))}: votes left out (the task went in): " + "; ".join(left_out)
+    return [checked, RowProblem(number, reason, raw)]
+
+
+def prior_votes(annotations: list[Any], labels: LabelSpec) -> tuple[list[dict[str, Any]], list[str]]:
+    """The votes of a task's completed annotations, a worker's latest one each (by ``updated_at``,
+    else ``created_at``, else the later in the list); and, for each latest one the workflow's labels
+    refuse, why it was left out."""
+    latest: dict[str, tuple[int, dict[str, Any]]] = {}
+    for n, annotation in enumerate(annotations, 1):
+        if isinstance(annotation, dict) and not annotation.get("was_cancelled"):
+            worker = _who(annotation.get("completed_by"))
+            if worker not in latest or _not_older(annotation, latest[worker][1]):
+                latest[worker] = (n, annotation)
+    votes, left_out = [], []
+    for worker, (n, annotation) in latest.items():
+        label = read_result(annotation.get("result"), labels.type)
+        problem = f"its result holds no {labels.type} label" if label is None else labels.problem(label)
+        if problem is None:
+            votes.append({"worker": worker, "label": label})
+        else:
+            name = annotation.get("id") if isinstance(annotation.get("id"), (int, str)) else f"#{n}"
+            left_out.append(f"annotation {_shown(str(name))} by {_shown(worker)}: {_shown(problem)}")
+    return votes, left_out
+
+
+def _not_older(annotation: dict[str, Any], other: dict[str, Any]) -> bool:
+    """Whether ``annotation`` was made after ``other`` (or when either has no time, comes after it)."""
+    mine, theirs = _made_at(annotation), _made_at(other)
+    return mine is None or theirs is None or mine >= theirs
+
+
+def _made_at(annotation: dict[str, Any]) -> datetime | None:
+    """When an annotation was last saved: ``updated_at``, else ``created_at`` (ISO 8601, UTC if no zone)."""
+    for key in ("updated_at", "created_at"):
+        value = annotation.get(key)
+        if isinstance(value, str):
+            try:
+                made = datetime.fromisoformat(value)
+            except ValueError:
+                continue
+            return made if made.tzinfo else made.replace(tzinfo=timezone.utc)
+    return None
+
+
+def _shown(text: str) -> str:
+    """Text from the export as a reject reason prints it: control characters written out."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def check_task(task: TaskInput, number: int, raw: str, choices: tuple[str, ...]) -> TaskInput | RowProblem:

@@ -251,20 +251,21 @@ def ingest(source: str, db: str | None, as_json: bool, quiet: bool, fmt: str | N
     bad rows are quarantined, known ids skipped."""
     import os
 
-    from .ingest import read_file, read_stream
+    from .ingest import is_stream, read_file, read_stream
 
     if source == "-" and fmt is None:
         raise LabelyardError("reading standard input (`-`) needs --format jsonl, json or csv")
     engine = _engine(db)
-    choices = engine.workflow.labels.choices
+    choices, label_type = engine.workflow.labels.choices, engine.workflow.labels.type  # CSV label cells by type
+    stream = source == "-" or is_stream(source)  # a pipe (`<(cmd)`, a fifo) is read once, like `-`
     if source == "-":
         # A copy of the descriptor: the forked reader's multiprocessing start-up closes fd 0.
-        rows = read_stream(os.fdopen(os.dup(sys.stdin.fileno()), "rb"), fmt, choices)
-        source_name = "<stdin>"
+        rows = read_stream(os.fdopen(os.dup(sys.stdin.fileno()), "rb"), fmt, choices, label_type=label_type)
+        source_name = _stream_source(engine, "stdin")
     else:
-        rows = read_file(source, choices, fmt)
-        source_name = os.path.abspath(source)
-    show_progress = not (as_json or quiet) and sys.stderr.isatty() and source != "-"
+        rows = read_file(source, choices, fmt, label_type=label_type)
+        source_name = _stream_source(engine, os.path.abspath(source)) if stream else os.path.abspath(source)
+    show_progress = not (as_json or quiet) and sys.stderr.isatty() and not stream  # a pipe cannot be counted first
     if show_progress:
         from .progress import line_progress
 
@@ -282,14 +283,33 @@ def ingest(source: str, db: str | None, as_json: bool, quiet: bool, fmt: str | N
         for rule, n in sorted(report.routed.items(), key=lambda kv: -kv[1]):
             click.echo(f"  {n:>8}  {visible(rule)}")
         if report.rejected:
-            click.echo(f"rejected rows are kept with their reasons: labelyard rejects --db {engine.store.path}", err=True)
+            import shlex
+
+            only = f" --source {shlex.quote(source_name)}" if stream else ""
+            click.echo(f"rejected rows are kept with their reasons: labelyard rejects --db {engine.store.path}{only}",
+                       err=True)
+
+
+def _stream_source(engine, name: str) -> str:
+    """The source of one read of a stream (``name``: ``stdin`` or a pipe's path), which no other
+    read replaces the rejects of: ``<stdin 2026-11-28T06:01:02Z>``, then `` #2``, `` #3``… when
+    rejects already carry that name (a pipe read in the same second, or under ``LABELYARD_NOW``)."""
+    from . import clock
+
+    stamp = clock.iso(clock.now()).replace("+00:00", "Z")
+    source, n = f"<{name} {stamp}>", 1
+    while engine.store.rejects(1, source):
+        n += 1
+        source = f"<{name} {stamp} #{n}>"
+    return source
 
 
 @main.command()
 @db_option
 @click.option("--limit", default=50, show_default=True)
 @click.option("--source", default=None, metavar="FILE",
-              help="Only the rows of this input file (or `<stdin>`, or a plugin source's origin).")
+              help="Only the rows of this input file (even one deleted since), of one read of standard "
+                   "input or a pipe (`<stdin 2026-11-28T06:01:02Z>` as listed), or of a plugin source's origin.")
 @click.option("--clear", is_flag=True, help="Forget the listed rejects (a lead's action, audited).")
 @click.option("--json", "as_json", is_flag=True)
 @as_option
@@ -297,11 +317,9 @@ def rejects(db: str | None, limit: int, source: str | None, clear: bool, as_json
     """List quarantined input rows with their reasons; --clear forgets them.
 
     Ingesting a fixed file again removes the rows that now go in by itself."""
-    import os
-
     engine = _engine(db)
-    if source is not None and os.path.exists(source):
-        source = os.path.abspath(source)  # stored as the absolute path the ingest was given
+    if source is not None:
+        source = _stored_source(engine.store, source)
     if clear:
         from .lead import Lead
 
@@ -317,6 +335,15 @@ def rejects(db: str | None, limit: int, source: str | None, clear: bool, as_json
         return
     for r in rows:
         click.echo(f"{r['source']}:{r['line']}: {r['reason']}")
+
+
+def _stored_source(store, source: str) -> str:
+    """The source ``--source`` names: a file's absolute path, as ingest stores it, whether or not
+    the file still exists; the name as given when only it has rejects (``<stdin …>``, a plugin's origin)."""
+    import os
+
+    absolute = os.path.abspath(source)
+    return source if not store.rejects(1, absolute) and store.rejects(1, source) else absolute
 
 
 @main.group()
@@ -488,6 +515,18 @@ def submit(assignment: int, db: str | None, worker: str | None, label: str | Non
     click.echo(line)
 
 
+def _verdict(label: str | None, value: str | None, approve: bool, reject: bool) -> str | None:
+    """The verdict ``submit`` was given; options that contradict each other are a usage error (exit 2)."""
+    if label is not None and value is not None:
+        raise click.UsageError("give either --label or --value")
+    if approve and reject:
+        raise click.UsageError("give either --approve or --reject")
+    if reject and (label is not None or value is not None):
+        raise click.UsageError("--reject takes no --label or --value (a rejection has no label; say why with "
+                               "--comment); to approve with a corrected label, give --approve or the label alone")
+    return "approve" if approve else "reject" if reject else None
+
+
 @main.command()
 @db_option
 @click.option("--json", "as_json", is_flag=True)
@@ -517,18 +556,6 @@ def show(task: str, db: str | None, as_json: bool) -> None:
     from .render import print_task
 
     print_task(data)
-
-
-def _verdict(label: str | None, value: str | None, approve: bool, reject: bool) -> str | None:
-    """The verdict ``submit`` was given; options that contradict each other are a usage error (exit 2)."""
-    if label is not None and value is not None:
-        raise click.UsageError("give either --label or --value")
-    if approve and reject:
-        raise click.UsageError("give either --approve or --reject")
-    if reject and (label is not None or value is not None):
-        raise click.UsageError("--reject takes no --label or --value (a rejection has no label; say why with "
-                               "--comment); to approve with a corrected label, give --approve or the label alone")
-    return "approve" if approve else "reject" if reject else None
 
 
 @main.command()

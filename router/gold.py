@@ -130,6 +130,8 @@ def add_gold(engine, path: str, actor: str) -> GoldReport:
                 if problem:
                     raise RowError(f"`answer`: {problem}")
                 queue = raw.get("queue") or fallback
+                if not isinstance(queue, str):  # a list or an object cannot name a queue (nor be looked up)
+                    raise RowError("`queue` must be text, the name of a queue")
                 if queue not in workflow.queues:
                     raise RowError(f"`queue` {json.dumps(queue)} is not a queue of workflow {workflow.name}")
                 item = check_row(raw, number, workflow.labels.choices, JSON_RESERVED | {"answer", "queue"})

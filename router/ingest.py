@@ -4,21 +4,19 @@ a time, and checking each.
 A row is ``{"id": ..., "data": {...}, "category": ..., "tags": [...],
 "prediction": {"label": ..., "confidence": ..., "model": ..., "scores": {...}}}``.
 CSV files carry ``id``, optional ``category``, ``tags`` (separated by ``;``),
-``prediction_label`` (or ``label``), ``prediction_confidence`` (or
-``confidence``) and ``prediction_model``; every other column goes into
-``data``. Bad rows become :class:`RowProblem` values with their line number
-and reason; reading never stops at one (only a JSON array that stops being
-JSON ends there). Text is UTF-8 with an optional byte-order mark; see
-``docs/design.md``, "Input text".
+``prediction_label`` (read as the workflow's label type, :func:`csv_label`),
+``prediction_confidence`` and ``prediction_model``; every other column goes
+into ``data``, as written. Bad rows become :class:`RowProblem` values with
+their line number and reason; reading never stops at one (only a JSON array
+that stops being JSON ends there). Text is UTF-8 with an optional byte-order
+mark; see ``docs/design.md``, "Input text".
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import itertools
 import json
-import math
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -60,28 +58,39 @@ class RowError(ValueError):
     """Raised while checking one row; the message names the field."""
 
 
-CSV_RESERVED = {"id", "category", "tags", "prediction_label", "label", "prediction_confidence", "confidence",
-                "prediction_model", "model"}
+CSV_RESERVED = {"id", "category", "tags", "prediction_label", "prediction_confidence", "prediction_model"}
 JSON_RESERVED = {"id", "data", "category", "tags", "prediction"}
 CSV_DELIMITERS = (",", ";", "\t")
 CSV_CELL_LIMIT = 64 << 20  # characters in one CSV cell
 BOM_TEXT = "\ufeff"
+SNIFF_BYTES = 1 << 16  # read at a time while looking for the `[` of a JSON array
 
 
 FORMATS = ("jsonl", "json", "csv")
 
 
-def read_file(path: str, choices: tuple[str, ...] = (), fmt: str | None = None) -> Iterator[TaskInput | RowProblem]:
+def read_file(path: str, choices: tuple[str, ...] = (), fmt: str | None = None, *, label_type: str | None = None,
+              wait_for_newline: bool = False) -> Iterator[TaskInput | RowProblem]:
     """Yield checked rows (or problems) from a ``.jsonl``, ``.json`` or ``.csv`` file, streaming;
-    ``fmt`` overrides the file's extension."""
-    if not os.path.isfile(path):
+    ``fmt`` overrides the file's extension. For CSV, ``label_type`` is the workflow's (it says
+    how ``prediction_label`` cells read) and ``wait_for_newline`` leaves a last line without its
+    line break for later. A pipe (``<(cmd)``, a fifo) is read as a stream."""
+    if os.path.isdir(path):
+        raise LabelyardError(f"{path}: is a directory, not a file of rows")
+    if not os.path.exists(path):
         raise LabelyardError(f"{path}: no such file")
     fmt = fmt or format_of(path)
     try:
         with open(path, "rb") as handle:
-            yield from read_stream(handle, fmt, choices)
+            yield from read_stream(handle, fmt, choices, label_type=label_type, wait_for_newline=wait_for_newline)
     except OSError as exc:  # unreadable (permissions, a disk error): said as the system says it
         raise LabelyardError(f"{path}: {exc.strerror or exc}") from None
+
+
+def is_stream(path: str) -> bool:
+    """Whether ``path`` is readable once only, like standard input: it exists but is neither a
+    regular file nor a directory (a pipe such as ``/dev/fd/63`` from ``<(cmd)``, a fifo)."""
+    return os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path)
 
 
 def format_of(path: str) -> str:
@@ -95,15 +104,18 @@ def format_of(path: str) -> str:
     raise LabelyardError(f"{path}: unknown file type; expected .jsonl, .json or .csv (or give --format)")
 
 
-def read_stream(handle: BinaryIO, fmt: str, choices: tuple[str, ...] = ()) -> Iterator[TaskInput | RowProblem]:
+def read_stream(handle: BinaryIO, fmt: str, choices: tuple[str, ...] = (), *, label_type: str | None = None,
+                wait_for_newline: bool = False) -> Iterator[TaskInput | RowProblem]:
     """Rows from an open binary stream (a file, standard input) in ``fmt``: ``jsonl``; ``json``,
-    one array of rows, or JSON Lines when it does not open with ``[``; or ``csv``."""
-    if fmt == "json" and _starts_array(handle):
-        yield from _read_json_array(handle, choices)
-    elif fmt in ("jsonl", "json"):
+    one array of rows, or JSON Lines when it does not open with ``[``; or ``csv`` (the last two
+    arguments are for CSV, see :func:`read_file`)."""
+    if fmt == "json":
+        handle, array = _opens_array(handle)
+        yield from (_read_json_array if array else _read_jsonl)(handle, choices)
+    elif fmt == "jsonl":
         yield from _read_jsonl(handle, choices)
     elif fmt == "csv":
-        yield from _read_csv(handle, choices)
+        yield from _read_csv(handle, choices, label_type, wait_for_newline)
     else:
         raise LabelyardError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
 
@@ -114,11 +126,42 @@ def _read_jsonl(handle: BinaryIO, choices: tuple[str, ...]) -> Iterator[TaskInpu
             yield parse_jsonl_line(raw, number, choices)
 
 
-def _starts_array(handle: BinaryIO) -> bool:
-    """Whether a stream opens with ``[`` (after a byte-order mark and whitespace), looked at
-    without consuming it."""
-    head = handle.peek(4096)[:4096] if hasattr(handle, "peek") else b""
-    return head.removeprefix(BOM).lstrip(b" \t\r\n").startswith(b"[")
+def _opens_array(handle: BinaryIO) -> tuple[BinaryIO, bool]:
+    """Whether a stream opens with ``[`` after a byte-order mark and whitespace, however much of
+    them and however slowly they arrive (a pipe); and the stream, what was read put back in front."""
+    read = getattr(handle, "read1", handle.read)
+    head, scanned = bytearray(), -1  # -1: whether it opens with a byte-order mark is not known yet
+    while chunk := read(SNIFF_BYTES):
+        head += chunk
+        if scanned < 0:
+            if len(head) < len(BOM) and BOM.startswith(head):
+                continue  # a byte-order mark, maybe, cut short
+            scanned = len(BOM) if head.startswith(BOM) else 0
+        first = head[scanned:].lstrip(b" \t\r\n")[:1]
+        if first:
+            return io.BufferedReader(_Prefixed(bytes(head), handle), SNIFF_BYTES), first == b"["
+        scanned = len(head)
+    return io.BytesIO(bytes(head)), False
+
+
+class _Prefixed(io.RawIOBase):
+    """A stream whose first bytes were read already, put back in front of the rest."""
+
+    def __init__(self, head: bytes, rest: BinaryIO):
+        self._head = memoryview(head)
+        self._read = getattr(rest, "read1", rest.read)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n], self._head = self._head[:n], self._head[n:]
+            return n
+        data = self._read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
 
 
 def _text(handle: BinaryIO) -> io.TextIOWrapper:
@@ -130,7 +173,7 @@ def _text(handle: BinaryIO) -> io.TextIOWrapper:
 def _read_json_array(handle: BinaryIO, choices: tuple[str, ...]) -> Iterator[TaskInput | RowProblem]:
     """A JSON array of rows, one element at a time; each row's line is where its element
     starts. Where the array stops being JSON, the rest is one reject."""
-    from .json_array import ArraySyntaxError, iter_json_array
+    from .json_array import ArraySyntaxError, BadElement, iter_json_array
 
     text_handle = _text(handle)
     try:
@@ -138,6 +181,9 @@ def _read_json_array(handle: BinaryIO, choices: tuple[str, ...]) -> Iterator[Tas
             byte = _escaped_byte(text)
             if byte is not None:
                 yield RowProblem(number, f"not valid UTF-8 (byte 0x{byte:02x})", _printable(text))
+                continue
+            if isinstance(row, BadElement):  # JSON, but a number too long or a lone surrogate escape
+                yield RowProblem(number, str(row), text)
                 continue
             try:
                 yield check_row(row, number, choices, JSON_RESERVED)
@@ -169,8 +215,8 @@ def _decode(data: bytes, *, whole: bool) -> str:
 
 
 def load_json_line(raw: bytes) -> Any:
-    """The JSON value on one input line; a :class:`RowError` saying where it is not UTF-8
-    or not JSON."""
+    """The JSON value on one input line; a :class:`RowError` saying where it is not UTF-8,
+    not JSON, or JSON that no row can hold (an integer too long for Python, a lone surrogate)."""
     try:
         text = raw.decode("utf-8")  # the common case, without decode_line's bookkeeping
     except UnicodeDecodeError:
@@ -178,11 +224,34 @@ def load_json_line(raw: bytes) -> Any:
     if text.startswith(BOM_TEXT):  # a byte-order mark (first line, or files joined with cat)
         text = text[1:]
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise RowError(f"invalid JSON at column {exc.colno}: {exc.msg}") from None
+        raise RowError(_syntax_error(text, exc)) from None
+    except ValueError:  # JSON, with an integer longer than Python converts
+        from .json_array import long_integer
+
+        found = long_integer(text)
+        raise RowError(found.at(f"column {found.offset + 1}")) from None
     except RecursionError:
         raise RowError("JSON nested too deeply") from None
+    if "\\u" in text:  # the text is UTF-8: a surrogate can come only from an escape
+        from .json_array import lone_surrogate
+
+        found = lone_surrogate(text)
+        if found is not None:
+            raise RowError(found.at(f"column {found.offset + 1}"))
+    return value
+
+
+def _syntax_error(text: str, exc: json.JSONDecodeError) -> str:
+    """Where a line is not JSON: its column (never past the line's end, where its newline
+    would put it), with a word on lone carriage returns taken for line ends."""
+    end = len(text.rstrip("\r\n"))
+    message = f"invalid JSON at column {min(exc.pos, end) + 1}: {exc.msg}"
+    if exc.msg == "Extra data" and text[:exc.pos].rstrip(" \t").endswith("\r"):
+        message += (" after a lone carriage return (CR): are the lines ended by CR alone? JSON Lines "
+                    "end each line with \\n or \\r\\n")
+    return message
 
 
 def raw_line(raw: bytes) -> str:
@@ -198,86 +267,152 @@ def parse_jsonl_line(raw: bytes, number: int, choices: tuple[str, ...]) -> TaskI
         return RowProblem(number, str(exc), raw_line(raw))
 
 
-def _read_csv(stream: BinaryIO, choices: tuple[str, ...]) -> Iterator[TaskInput | RowProblem]:
+def _read_csv(stream: BinaryIO, choices: tuple[str, ...], label_type: str | None = None,
+              wait_for_newline: bool = False) -> Iterator[TaskInput | RowProblem]:
+    """CSV rows: ``label_type`` says how ``prediction_label`` cells read (:func:`csv_label`); with
+    ``wait_for_newline``, a last line without its line break is left for later (still being written)."""
     handle = _text(stream)
     if csv.field_size_limit() < CSV_CELL_LIMIT:
         csv.field_size_limit(CSV_CELL_LIMIT)  # the default 128 KiB is less than a long document
     try:
-        first = handle.readline()
-        lines = _RecordLines(itertools.chain([first], handle))
+        lines = _RecordLines(handle, wait_for_newline)
+        header = lines.header()
         # strict: a quote left open or text after a closing quote is a bad row, not a guess
-        reader = csv.DictReader(lines, delimiter=csv_delimiter(first), strict=True)
-        if reader.fieldnames is None:
-            return
-        lines.take_start()  # the header
-        header = first.rstrip("\r\n")
-        names = reader.fieldnames = [name.strip() for name in reader.fieldnames]  # "id, text" as typed by hand
-        problem = _undecodable(zip(names, names))
-        if problem:
-            problem = f"CSV header: {problem}"
-        elif "id" not in names:
-            problem = "CSV header has no `id` column"
-        else:
-            repeated = sorted({name for name in names if names.count(name) > 1})
-            if repeated:  # a dict keeps one of them: the other column would be lost without a word
-                problem = "CSV header repeats " + ", ".join(f"`{name}`" for name in repeated)
-        if problem:
-            yield RowProblem(1, problem, _printable(header))
-            return
-        while True:
-            try:
-                record = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:  # the reader goes on at the next line
-                start = lines.take_start()
-                through = f" (the record runs to line {lines.number})" if lines.number > start else ""
-                yield RowProblem(start, f"bad CSV: {exc}{through}", None)
-                continue
-            number = lines.take_start()
-            raw = ",".join("" if v is None else str(v) for v in record.values())
-            problem = _undecodable(record.items())
-            if problem:
-                yield RowProblem(number, problem, _printable(raw))
-                continue
-            try:
-                yield check_row(_csv_row(record), number, choices, JSON_RESERVED)
-            except RowError as exc:
-                yield RowProblem(number, str(exc), raw)
+        reader = csv.DictReader(lines, delimiter=csv_delimiter(header), strict=True)
+        problem = _csv_header(reader, lines, _printable(header.rstrip("\r\n")))
+        if problem is not None:
+            yield problem
+        elif reader.fieldnames:
+            # a label of another type is checked by its type when the row is routed
+            yield from _csv_records(reader, lines, choices if label_type in (None, "choice") else (), label_type)
     finally:
         handle.detach()  # the caller closes the stream
 
 
-class _RecordLines:
-    """The lines a CSV reader pulls, numbered, remembering where the current record began
-    (its first line that is not empty: the reader skips empty lines between records)."""
+def _csv_header(reader: csv.DictReader, lines: "_RecordLines", raw: str) -> RowProblem | None:
+    """What is wrong with a CSV file's header line (``raw``), if anything; its names are trimmed
+    in place ("id, text" as typed by hand)."""
+    try:
+        names = reader.fieldnames
+    except csv.Error as exc:  # a quote left open, text after a closing quote
+        line = lines.take()
+        return None if lines.held else RowProblem(line, f"bad CSV header: {exc}", raw)
+    if names is None:  # no header, or one still being written
+        return None
+    line = lines.take()
+    names = reader.fieldnames = [name.strip() for name in names]
+    problem = _undecodable(zip(names, names))
+    if problem:
+        problem = f"CSV header: {problem}"
+    elif "id" not in names:
+        problem = "CSV header has no `id` column"
+    else:
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:  # a dict keeps one of them: the other column would be lost without a word
+            problem = "CSV header repeats " + ", ".join(f"`{name}`" for name in repeated)
+    return None if problem is None else RowProblem(line, problem, raw)
 
-    def __init__(self, lines: Iterator[str]):
-        self._lines = lines
-        self.number = 0
+
+def _csv_records(reader: csv.DictReader, lines: "_RecordLines", choices: tuple[str, ...],
+                 label_type: str | None) -> Iterator[TaskInput | RowProblem]:
+    """The records after the header, checked; a bad one is kept in rejects as written."""
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # the reader goes on at the next line
+            start = lines.take()
+            if lines.held:  # the last record, cut where its file ends for now: still being written
+                return
+            through = f" (the record runs to line {lines.number})" if lines.number > start else ""
+            yield RowProblem(start, f"bad CSV: {exc}{through}", None)
+            continue
+        number = lines.take()
+        problem = _undecodable(record.items())
+        if problem:
+            yield RowProblem(number, problem, _printable(lines.text()))
+            continue
+        try:
+            yield check_row(_csv_row(record, label_type), number, choices, JSON_RESERVED)
+        except RowError as exc:
+            yield RowProblem(number, str(exc), lines.text())
+
+
+class _RecordLines:
+    """The lines a CSV reader pulls, numbered as an editor numbers them, keeping the first line
+    and the text of the record being read (the reader skips empty lines between records).
+
+    Blank lines before the header are skipped. A carriage return alone ends a line only in a
+    file whose header line ends so: in a ``\\n`` file it is text in a quoted cell. With ``wait``,
+    a last line without its line break is held back, as still being written.
+    """
+
+    def __init__(self, lines: Iterable[str], wait: bool = False):
+        self._lines = iter(lines)
+        self._wait = wait
+        self._first: str | None = None
+        self._breaks: tuple[str, ...] = ("\n",)
+        self._next = 1  # the line where the next line read starts
+        self.number = 0  # the line where the last line read starts
+        self.held = False
         self._start = 0
+        self._chunks: list[str] = []
+        self._record: list[str] = []
+
+    def header(self) -> str:
+        """The header line, after the blank lines before it (``""`` if there is none); it is
+        also the first line the reader pulls."""
+        for line in self._lines:
+            if line.strip():
+                self._first = line
+                if line.endswith("\r"):
+                    self._breaks = ("\r", "\n")
+                return line
+            self._next += 1
+        return ""
 
     def __iter__(self) -> "_RecordLines":
         return self
 
     def __next__(self) -> str:
-        line = next(self._lines)
-        self.number += 1
-        if not self._start and line.strip("\r\n"):
-            self._start = self.number
+        if self._first is None:
+            line = next(self._lines)
+        else:
+            line, self._first = self._first, None
+        if self._wait and not line.endswith(("\n", "\r")):
+            self.held = True
+            raise StopIteration
+        self.number = self._next
+        if line.endswith(self._breaks):
+            self._next += 1
+        if self._start or line.strip("\r\n"):
+            self._start = self._start or self.number
+            self._chunks.append(line)
         return line
 
-    def take_start(self) -> int:
-        """The first line of the record just read; the next record starts afresh."""
+    def take(self) -> int:
+        """The first line of the record just read (:meth:`text` is the record); the next starts afresh."""
         start, self._start = self._start or self.number, 0
+        self._record, self._chunks = self._chunks, []
         return start
+
+    def text(self) -> str:
+        """The record last taken, as written, without its final line break."""
+        return "".join(self._record).rstrip("\r\n")
 
 
 def csv_delimiter(header: str) -> str:
     """The cell separator of a CSV file: whichever of ``,``, ``;`` (Excel's "CSV" where the
-    decimal mark is a comma) and tab comes first in its header line; ``,`` if none does."""
-    found = [(header.find(d), d) for d in CSV_DELIMITERS if d in header]
-    return min(found)[1] if found else ","
+    decimal mark is a comma) and tab comes first in its header line outside quotes (a quoted
+    name may hold any of them); ``,`` if none does."""
+    quoted = False
+    for char in header:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char in CSV_DELIMITERS:
+            return char
+    return ","
 
 
 _DECIMAL_COMMA = re.compile(r"^\s*(\d*),(\d+)\s*$")  # 0,85 as a spreadsheet with a decimal comma writes it
@@ -308,21 +443,21 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
 
 
-def _csv_row(record: dict[str, Any]) -> dict[str, Any]:
+def _csv_row(record: dict[str, Any], label_type: str | None = None) -> dict[str, Any]:
     if None in record:
         raise RowError("row has more cells than the header")
-    get = lambda *names: next((record[n] for n in names if record.get(n) not in (None, "")), None)  # noqa: E731
+    get = lambda name: record.get(name) or None  # noqa: E731  (an empty or missing cell is no value)
     prediction: dict[str, Any] = {}
-    label = get("prediction_label", "label")
+    label = get("prediction_label")
     if label is not None:
-        prediction["label"] = label
-    confidence = get("prediction_confidence", "confidence")
+        prediction["label"] = csv_label(label, label_type)
+    confidence = get("prediction_confidence")
     if confidence is not None:
         try:
             prediction["confidence"] = float(_DECIMAL_COMMA.sub(r"\1.\2", confidence))
         except ValueError:
             raise RowError(f"confidence {confidence!r} is not a number") from None
-    model = get("prediction_model", "model")
+    model = get("prediction_model")
     if model is not None:
         prediction["model"] = model
     tags = get("tags")
@@ -335,6 +470,46 @@ def _csv_row(record: dict[str, Any]) -> dict[str, Any]:
     if prediction:
         row["prediction"] = prediction
     return row
+
+
+CSV_LABEL_EXAMPLES = {  # the label types a CSV cell holds as JSON, as `labelyard export` writes them
+    "multi_choice": '["x", "y"]',
+    "spans": '[{"start": 0, "end": 3, "label": "x"}]',
+    "boxes": '[{"x": 0, "y": 0, "width": 10, "height": 20, "label": "x"}]',
+}
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def csv_label(cell: str, label_type: str | None) -> Any:
+    """A ``prediction_label`` cell as a label of ``label_type``: a number for ``number``, JSON
+    for ``multi_choice``, ``spans`` and ``boxes``, the text as written otherwise (``choice``,
+    ``text``, or a type not given); a :class:`RowError` when the cell does not read so."""
+    if label_type == "number":
+        return _csv_number(cell)
+    example = CSV_LABEL_EXAMPLES.get(label_type or "")
+    if example is None:
+        return cell
+    try:
+        return json.loads(cell)
+    except json.JSONDecodeError as exc:
+        raise RowError(f"`prediction_label` is not JSON (column {exc.colno}: {exc.msg}); "
+                       f"a {label_type} label is written like {example}") from None
+    except RecursionError:
+        raise RowError("`prediction_label`: JSON nested too deeply") from None
+
+
+def _csv_number(cell: str) -> int | float:
+    """A number cell: ``5``, ``4.5``, ``1e3``, or ``4,5`` with a decimal comma; finite."""
+    text = _DECIMAL_COMMA.sub(r"\1.\2", cell).strip()
+    if _NUMBER.fullmatch(text):
+        try:
+            value: Any = int(text) if text.lstrip("+-").isdigit() else float(text)
+        except ValueError:  # more digits than Python converts
+            value = None
+        if finite_number(value):
+            return value
+    shown = cell if len(cell) <= 40 else cell[:37] + "..."
+    raise RowError(f"`prediction_label` {json.dumps(shown, ensure_ascii=False)} is not a finite number")
 
 
 def check_row(row: Any, line: int, choices: tuple[str, ...], reserved: set[str]) -> TaskInput:
@@ -391,7 +566,8 @@ def _check_prediction(task: TaskInput, prediction: dict[str, Any], choices: tupl
         raise RowError(f"`prediction.label` {json.dumps(label)} is not one of {', '.join(choices)}")
     confidence = prediction.get("confidence")
     if confidence is not None:
-        if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or math.isnan(confidence):
+        # NaN is the one value unequal to itself (math.isnan overflows on a 400-digit integer)
+        if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or confidence != confidence:
             raise RowError("`prediction.confidence` must be a number")
         if not 0 <= confidence <= 1:
             raise RowError(f"`prediction.confidence` {confidence} is outside 0..1")

@@ -4,11 +4,17 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from typing import IO, Any
+import re
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import IO, Any, NamedTuple
 
 CHUNK_CHARS = 1 << 16
 _WHITESPACE = " \t\r\n"
+# a JSON string (skipped whole) or an escape in one: scanned only in text that parsed
+_ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|.)", re.S)
+_STRING = r'"[^"\\]*(?:\\.[^"\\]*)*"'
 
 
 class ArraySyntaxError(ValueError):
@@ -17,6 +23,73 @@ class ArraySyntaxError(ValueError):
     def __init__(self, line: int, col: int, message: str):
         self.line, self.col = line, col
         super().__init__(f"invalid JSON at line {line}, column {col}: {message}")
+
+
+class Unreadable(NamedTuple):
+    """Something in JSON text that parsed but that no row can hold: ``offset`` characters into
+    the text, ``what`` is there and ``why`` it is refused."""
+
+    offset: int
+    what: str
+    why: str
+
+    def at(self, where: str) -> str:
+        """The reason, saying where (``"column 12"``)."""
+        return f"{self.what} at {where} {self.why}"
+
+
+@dataclass
+class BadElement:
+    """An element that is JSON but no row's value (a number too long for Python, a lone
+    surrogate escape): where its problem is, ``line`` and ``col`` 1-based, and what it is."""
+
+    line: int
+    col: int
+    problem: Unreadable
+
+    def __str__(self) -> str:
+        return self.problem.at(f"line {self.line}, column {self.col}")
+
+
+def int_digits_limit() -> int:
+    """How many digits Python converts to an integer (0: no limit)."""
+    return sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 0
+
+
+def long_integer(text: str) -> Unreadable:
+    """Where JSON ``text``, which Python refused for an integer longer than it converts, has it."""
+    limit = int_digits_limit()
+    why = "is too long to read (give it as text)"
+    # an integer part of its own: not the digits of a fraction or an exponent
+    number = re.compile(f"{_STRING}|(?<![\\d.eE+-])(-?\\d{{{limit + 1},}})(?![\\d.eE])")
+    for found in number.finditer(text):
+        if found.group(1):
+            return Unreadable(found.start(1), f"a number with more than {limit} digits", why)
+    return Unreadable(0, "a number", why)
+
+
+def lone_surrogate(text: str) -> Unreadable | None:
+    """Where JSON ``text`` (that parsed) has a ``\\uD800``-``\\uDFFF`` escape that is not half of a
+    pair, and why it is refused: such a string is not text and cannot be stored."""
+    if "\\u" not in text:
+        return None
+    pending = None  # a high surrogate escape waiting for its low half
+    for found in _ESCAPE.finditer(text):
+        code = int(found.group(1), 16) if found.group(1) else -1
+        if pending is not None:
+            if found.start() == pending.end() and 0xDC00 <= code <= 0xDFFF:
+                pending = None
+                continue
+            break
+        if 0xD800 <= code <= 0xDBFF:
+            pending = found
+        elif 0xDC00 <= code <= 0xDFFF:
+            pending = found
+            break
+    if pending is None:
+        return None
+    return Unreadable(pending.start(), f"the lone UTF-16 surrogate escape `{pending.group()}`",
+                      "is not text (a surrogate escape needs its pair)")
 
 
 class _Window:
@@ -71,11 +144,35 @@ class _Window:
         return ArraySyntaxError(*self.where(self.pos if offset is None else offset), message)
 
 
+def _element(window: _Window, decode: Callable[[str, int], tuple[Any, int]]) -> tuple[Any, int]:
+    """The element at the window's position and where it ends, reading more chunks as needed.
+    Raises :class:`ArraySyntaxError` where it is not JSON; ``ValueError`` from ``decode`` else."""
+    while True:
+        try:
+            value, end = decode(window.text, window.pos)
+        except json.JSONDecodeError as exc:
+            if window.more():
+                continue  # the element may go on in the next chunk
+            raise window.fail(exc.msg, exc.pos) from None
+        except RecursionError:
+            raise window.fail("an element is nested too deeply to read") from None
+        if end == len(window.text) and window.more():
+            continue  # a number may go on in the next chunk
+        return value, end
+
+
+def _bad(window: _Window, found: Unreadable) -> BadElement:
+    """A :class:`BadElement` for a problem ``found.offset`` characters into the element at the window's position."""
+    return BadElement(*window.where(window.pos + found.offset), found)
+
+
 def iter_json_array(handle: IO[str]) -> Iterator[tuple[int, str, Any]]:
     """``(line, text, value)`` for each element of the JSON array in ``handle``, where ``line``
-    is where the element starts. Raises :class:`ArraySyntaxError` where the array stops
-    being JSON; the elements before it have been yielded."""
+    is where the element starts; ``value`` is a :class:`BadElement` for an element that is
+    JSON but no row's value. Raises :class:`ArraySyntaxError` where the array stops being
+    JSON; the elements before it have been yielded."""
     decode = json.JSONDecoder().raw_decode
+    lenient = json.JSONDecoder(parse_int=str).raw_decode  # only to find where a too-long number's element ends
     window = _Window(handle)
     if window.peek() != "[":
         raise window.fail("expected `[` to open the array")
@@ -85,20 +182,19 @@ def iter_json_array(handle: IO[str]) -> Iterator[tuple[int, str, Any]]:
     else:
         while True:
             window.peek()
-            while True:
-                try:
-                    value, end = decode(window.text, window.pos)
-                except json.JSONDecodeError as exc:
-                    if window.more():
-                        continue  # the element may go on in the next chunk
-                    raise window.fail(exc.msg, exc.pos) from None
-                except RecursionError:
-                    raise window.fail("an element is nested too deeply to read") from None
-                if end == len(window.text) and window.more():
-                    continue  # a number may go on in the next chunk
-                break
+            try:
+                value, end = _element(window, decode)
+                text = window.text[window.pos:end]
+                found = lone_surrogate(text)
+            except ArraySyntaxError:
+                raise
+            except ValueError:  # an integer longer than Python converts: this element alone is bad
+                value, end = _element(window, lenient)
+                text = window.text[window.pos:end]
+                found = long_integer(text)
+            if found is not None:
+                value = _bad(window, found)
             line = window.line
-            text = window.text[window.pos:end]
             window.advance(end)
             yield line, text, value
             following = window.peek()

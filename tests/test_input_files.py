@@ -253,7 +253,8 @@ def test_ingest_from_standard_input_and_with_an_explicit_format(pets):
     assert (report["ingested"], report["rejected"], report["routed"]) == (2, 1, {"confident": 1, "default": 1})
     assert pets.json("ingest", "-", "--format", "jsonl", "--json", input=lines)["duplicates"] == 2
     stdin_rejects = [(r["source"], r["line"]) for r in pets.json("rejects", "--json")]
-    assert stdin_rejects == [("<stdin>", 3)]
+    # each read of standard input keeps its own rejects: the same pipe twice, the bad line twice
+    assert stdin_rejects == [("<stdin 2025-03-01T09:00:00Z #2>", 3), ("<stdin 2025-03-01T09:00:00Z>", 3)]
     assert pets.json("ingest", "-", "--format", "csv", "--json", input="id;caption\nc1;x\n")["ingested"] == 1
     assert pets.json("ingest", "-", "--format", "json", "--json", input='\n [{"id": "a1"}, {"id": "a2"}]')["ingested"] == 2
     (pets.folder / "export.txt").write_text('{"id": "t1"}\n', encoding="utf-8")

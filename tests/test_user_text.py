@@ -66,8 +66,8 @@ def test_text_that_is_not_unicode_is_refused_where_it_comes_in(run, write_workfl
     report = run.json("ingest", "t.jsonl", "--json")
     assert (report["ingested"], report["rejected"]) == (1, 2)
     reasons = {r["line"]: r["reason"] for r in run.json("rejects", "--json")}
-    assert reasons == {2: "a lone UTF-16 surrogate (\\ud83d) is not text",
-                       3: "`id`: a lone UTF-16 surrogate (\\udc00) is not text"}
+    lone = "the lone UTF-16 surrogate escape `{}` at column {} is not text (a surrogate escape needs its pair)"
+    assert reasons == {2: lone.format("\\ud83d", 48), 3: lone.format("\\udc00", 9)}  # named where it is written
 
     bad_name = run("workers", "add", "w\u001bz", "--role", "annotator")
     assert bad_name.returncode == 1 and "it holds a control character" in bad_name.stderr
