@@ -457,22 +457,19 @@ class Engine:
         w = self.store.claimer(worker)
         if w is None:
             self._require_worker(worker)  # raises the unknown-worker error
-        if w["paused"]:
-            raise NothingToDo(f"{worker} is paused" + (f": {w['pause_reason']}" if w["pause_reason"] else ""))
-        queues = self._queues_for(w["roles"], w["skills"])
-        if queue is not None:
-            if queue not in workflow.queues:
-                raise LabelyardError(f"no queue `{queue}` in workflow `{workflow.name}`")
-            if queue not in queues:
-                raise NothingToDo(f"{worker} may not take work from `{queue}` (roles or skills do not match)")
-            queues = [queue]
+        queues = self._claim_queues(worker, w, queue)
         gold_rate = (workflow.quality.get("gold") or {}).get("rate") or 0
         now = clock.now()
         with self.store.transaction():
+            # Checked again under the lock: a lead may have paused the worker, or changed their
+            # roles, skills or capacity, while this claim waited for its turn.
+            fresh = self.store.claimer_now(worker)
+            if (fresh["paused"], fresh["roles"], fresh["skills"]) != (w["paused"], w["roles"], w["skills"]):
+                queues = self._claim_queues(worker, fresh, queue)
             # Returned work counts against capacity too: a correction is a slot the worker holds.
-            if w["capacity"] is not None and self.store.active_count(worker) >= w["capacity"]:
+            if fresh["capacity"] is not None and fresh["active"] >= fresh["capacity"]:
                 waiting = "; work returned to them waits for their next claim" if w["has_offered"] else ""
-                raise NothingToDo(f"{worker} already holds {w['capacity']} active assignment(s), "
+                raise NothingToDo(f"{worker} already holds {fresh['capacity']} active assignment(s), "
                                   f"their capacity{waiting}; `labelyard claim --as {worker} --resume` "
                                   "shows the oldest again")
             # Read before the lock: a slot offered back in between is taken at the next claim.
@@ -498,6 +495,20 @@ class Engine:
                                              "queue": slot["queue"]})
                 claimed = (assignment_id, slot, slot["stage"], None)
         return self._claim_view(*claimed, worker)
+
+    def _claim_queues(self, worker: str, w, queue: str | None) -> list[str]:
+        """The queues ``worker`` (their row ``w``) may claim from now, only ``queue`` when given;
+        :class:`NothingToDo` when they are paused or may not take work from ``queue``."""
+        if w["paused"]:
+            raise NothingToDo(f"{worker} is paused" + (f": {w['pause_reason']}" if w["pause_reason"] else ""))
+        queues = self._queues_for(w["roles"], w["skills"])
+        if queue is None:
+            return queues
+        if queue not in self.workflow.queues:
+            raise LabelyardError(f"no queue `{queue}` in workflow `{self.workflow.name}`")
+        if queue not in queues:
+            raise NothingToDo(f"{worker} may not take work from `{queue}` (roles or skills do not match)")
+        return [queue]
 
     def _queues_for(self, roles_json: str, skills_json: str) -> list[str]:
         """The queues a worker may take work from, by their stored roles and skills (cached per engine)."""
@@ -643,6 +654,16 @@ class Engine:
                 raise AssignmentError(problem)
         return verdict
 
+    def _returnable(self, voters: list[str], queue: str | None) -> list[str]:
+        """The voters who can take a correction back: people whose roles and skills still let them
+        work ``queue`` (not imported or automatic voters, nor workers since removed from it)."""
+        out = []
+        for name in voters:
+            row = self.store.worker(name)
+            if row is not None and queue in self._queues_for(row["roles"], row["skills"]):
+                out.append(name)
+        return out
+
     def _votes(self, task_id: int) -> dict[str, Any]:
         votes = self.store.votes(task_id)
         accuracy = self.store.gold_accuracy([v["worker"] for v in votes])
@@ -697,7 +718,7 @@ class Engine:
                 decision.action, decision.reason = "hold", f"accept: {problem}"
                 fields = self._stage_fields(decision, task["priority"], votes["count"])
         elif decision.action == "return":
-            workers = votes["workers"]
+            workers = self._returnable(votes["workers"], votes["queue"])
             if not workers:
                 decision.action, decision.reason = "hold", "return: no annotators to return the task to"
                 decision.target = None  # held, not returned: `annotators` would read as where it went
@@ -713,7 +734,7 @@ class Engine:
         self.store.close_open_assignments(task["id"], "expired", now)
         self.store.update_task(task["id"], updated_at=now, **fields)
         if decision.action == "return":
-            for worker in votes["workers"]:
+            for worker in workers:
                 self.store.insert_assignment(task["id"], worker, "correct", votes["queue"], new_round, "offered",
                                              now, note=comment)
         kind = {"accept": "final", "hold": "held", "reject": "invalid"}.get(decision.action, "routed")

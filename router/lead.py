@@ -191,16 +191,22 @@ def unhold_task(engine, task, now: float, actor: str) -> dict[str, Any]:
         raise LabelyardError(f"task {ext} waits in queue `{task['queue']}`, which the workflow no longer has; "
                              f"route it with `labelyard escalate id:{task['id']} --to QUEUE`")
     offered: list[str] = []
+    needed = task["needed"]
     if task["stage"] == "correct":
         done = {a["worker"] for a in store.task_slots(task["id"], ("submitted",)) if a["round"] == task["round"]}
-        offered = [w for w in engine._votes(task["id"])["workers"] if w not in done][: task["needed"]]
+        voters = engine._returnable(engine._votes(task["id"])["workers"], task["queue"])
+        offered = [w for w in voters if w not in done][:needed]
+        if not offered:
+            raise LabelyardError(f"task {ext} waits for corrections nobody can take back (its annotators no longer "
+                                 f"work `{task['queue']}`); route it with `labelyard escalate id:{task['id']} --to QUEUE`")
+        needed = len(offered)
         for worker in offered:
             store.insert_assignment(task["id"], worker, "correct", task["queue"], task["round"], "offered", now,
                                     note=_return_comment(store, task))
         free = 0
     else:
         free = task["needed"]
-    store.update_task(task["id"], status="open", free_slots=free, reason=None, updated_at=now)
+    store.update_task(task["id"], status="open", needed=needed, free_slots=free, reason=None, updated_at=now)
     store.add_event("unheld", now, task_id=task["id"], action="unhold", actor=actor,
                     detail={"stage": task["stage"], "queue": task["queue"], "free_slots": free, "offered": offered})
     return {"task": task["id"], "status": "open", "stage": task["stage"], "queue": task["queue"], "free_slots": free}

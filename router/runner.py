@@ -208,14 +208,16 @@ def add_prior_votes(engine, votes: dict[str, list[dict[str, Any]]], origin: str)
                                                         "submitted", now)
                 store.insert_annotation({"id": assignment_id, "task_id": task["id"], "worker": worker,
                                          "stage": "annotate", "round": task["round"]}, label, None, None, now)
+                store.count_submission(worker, None)  # `worker.submitted` counts annotations, imported ones too
                 store.add_event("submitted", now, task_id=task["id"], actor=worker,
                                 detail={"assignment": assignment_id, "stage": "annotate", "label": label,
                                         "prior": True, "source": origin})
                 added += 1
-                if task["stage"] == "annotate":
+                # A prior vote takes a free slot; when people hold every slot it is an extra vote, so
+                # `free_slots = needed - active slots` holds and a released slot is not one too many.
+                if task["stage"] == "annotate" and task["free_slots"] > 0:
                     needed = max(0, task["needed"] - 1)
-                    store.update_task(task["id"], needed=needed, free_slots=max(0, task["free_slots"] - 1),
-                                      updated_at=now)
+                    store.update_task(task["id"], needed=needed, free_slots=task["free_slots"] - 1, updated_at=now)
                     task = store.task(task["id"])
                     if needed == 0:
                         engine._decide_quorum(task, now, worker)
@@ -270,6 +272,7 @@ def apply_verdict(engine, task_id: int, round_: int, reviewer: str, verdict: Ver
         assignment_id = store.insert_assignment(task_id, worker, "review", task["queue"], round_, "submitted", now)
         store.insert_annotation({"id": assignment_id, "task_id": task_id, "worker": worker, "stage": "review",
                                  "round": round_}, verdict.label, verdict.verdict, verdict.reason, now)
+        store.count_submission(worker, None)
         store.add_event("submitted", now, task_id=task_id, actor=worker,
                         detail={"assignment": assignment_id, "stage": "review", "label": verdict.label,
                                 "verdict": verdict.verdict, "comment": verdict.reason, "automatic": True,

@@ -238,21 +238,32 @@ class Store:
             fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o660)
             os.close(fd)
             os.chmod(path, 0o660)  # owner and group only; a team shares a group
-        conn = None
         # Queued like any writer: two `init`s of a new file at once would otherwise race to switch
-        # it to WAL, and SQLite answers the loser "database is locked" without waiting.
+        # it to WAL, and SQLite answers the loser "database is locked" without waiting. Another
+        # process's last connection closing (it checkpoints and removes the WAL outside the queue)
+        # can still answer "locked" at once: that is waited out like a busy write.
         lock = WriterLock(path)
+        deadline = time.monotonic() + BUSY_GIVE_UP_S
+        delay = BEGIN_FIRST_SLEEP_S
         try:
-            with lock:
-                conn = cls.connect(path)
-                if not existed:  # only an empty file takes a page size
-                    conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
-                conn.execute("PRAGMA journal_mode=WAL")
-                applied = migrate(conn)
-        except sqlite3.DatabaseError as exc:
-            if conn is not None:
-                conn.close()
-            raise LabelyardError(f"{path}: cannot initialise: {exc}") from None
+            while True:
+                conn = None
+                try:
+                    with lock:
+                        conn = cls.connect(path)
+                        if not existed:  # only an empty file takes a page size
+                            conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
+                        conn.execute("PRAGMA journal_mode=WAL")
+                        applied = migrate(conn)
+                    break
+                except sqlite3.DatabaseError as exc:
+                    if conn is not None:
+                        conn.close()
+                    busy = isinstance(exc, sqlite3.OperationalError) and _is_busy(exc)
+                    if not busy or time.monotonic() > deadline:
+                        raise LabelyardError(f"{path}: cannot initialise: {exc}") from None
+                    time.sleep(delay * (0.5 + random.random()))
+                    delay = min(delay * 2, 0.05)
         finally:
             lock.close()
         return cls(path, conn), applied
@@ -485,6 +496,14 @@ class Store:
         return self.one(
             "SELECT w.*, EXISTS (SELECT 1 FROM assignments WHERE worker = w.id AND status = 'offered') "
             "AS has_offered FROM workers AS w WHERE w.id = ?", (name,))
+
+    def claimer_now(self, name: str) -> sqlite3.Row:
+        """Under the claim's write lock: what may have changed since :meth:`claimer` (pause, roles,
+        skills, capacity) and how many active slots the worker holds, in one read."""
+        return self.one(
+            "SELECT paused, pause_reason, roles, skills, capacity, (SELECT count(*) FROM assignments "
+            "INDEXED BY assignments_worker_active WHERE worker = ?1 AND status = 'active') AS active "
+            "FROM workers WHERE id = ?1", (name,))
 
     def workers(self) -> list[sqlite3.Row]:
         return self.query("SELECT * FROM workers ORDER BY id")
