@@ -60,8 +60,12 @@ class _QueueLock:
     def _lock(self, cmd: int, kind: int, start: int, length: int) -> None:
         self._fcntl(self._fd, cmd, struct.pack(_FLOCK, kind, os.SEEK_SET, start, length, 0))
 
-    def acquire(self) -> None:
-        self._fcntl(self._fd, self._wait, self._tail_lock)
+    def acquire(self, patience: float) -> bool:
+        """Join the queue and wait for one's turn; ``False`` when the wait outlasted ``patience``
+        seconds (a stopped or hung writer ahead): then this writer has left the queue, its
+        successor goes on, and it writes unqueued, under SQLite's lock alone."""
+        if not self._bounded(self._tail_lock, patience):
+            return False
         try:
             raw = os.pread(self._fd, 8, _TAIL)
             previous = int.from_bytes(raw, "little") if len(raw) == 8 else 0
@@ -74,7 +78,23 @@ class _QueueLock:
         if previous:
             # Kept until release: nobody else ever locks a predecessor's node (numbers are
             # used once), and then one unlock frees both adjacent bytes.
-            self._lock(self._wait, self._rd, _NODES + previous, 1)
+            request = struct.pack(_FLOCK, self._rd, os.SEEK_SET, _NODES + previous, 1, 0)
+            if not self._bounded(request, patience):
+                self._lock(self._try, self._un, _NODES + mine, 1)  # let the successor go on
+                self._mine = None
+                return False
+        return True
+
+    def _bounded(self, request: bytes, patience: float) -> bool:
+        """Take the lock ``request`` describes, waiting at most ``patience`` seconds."""
+        try:
+            self._fcntl(self._fd, self._try, request)  # free already: the common case, no timer
+            return True
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+        return _wait_for(lambda: self._fcntl(self._fd, self._wait, request),
+                         lambda: self._fcntl(self._fd, self._try, request), patience)
 
     def release(self) -> None:
         if self._mine is not None:
@@ -82,6 +102,68 @@ class _QueueLock:
             self._mine = None
 
 
+class _Patience(Exception):
+    """Raised by the alarm that bounds a wait for the queue."""
+
+
+def _wait_for(block, attempt, patience: float) -> bool:
+    """Run ``block`` (a blocking lock request) for at most ``patience`` seconds; ``False`` on time out.
+
+    In the main thread an interval timer interrupts the wait (unless the program already
+    handles ``SIGALRM``); elsewhere (the TUI's workers) ``attempt``, the same request without
+    waiting, is polled with a growing pause, which costs little for such rare writers.
+    """
+    import signal
+    import threading
+    import time
+
+    main = threading.current_thread() is threading.main_thread()
+    if main and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, signal.SIG_IGN, None):
+        waiting = [True]
+
+        def on_alarm(signum, frame) -> None:
+            if waiting[0]:
+                raise _Patience
+
+        previous = signal.signal(signal.SIGALRM, on_alarm)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, patience)
+            try:
+                block()
+                return True
+            except _Patience:
+                return False
+            finally:
+                waiting[0] = False
+                signal.setitimer(signal.ITIMER_REAL, 0)
+        finally:
+            signal.signal(signal.SIGALRM, previous)
+    deadline, pause = time.monotonic() + patience, 0.0005
+    while True:
+        try:
+            attempt()
+            return True
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
+def queue_patience() -> float:
+    """``LABELYARD_QUEUE_WAIT_S``: how long a writer waits for its turn in the queue before it
+    leaves it and writes under SQLite's lock alone (default 10 s; that wait is bounded too)."""
+    raw = os.environ.get("LABELYARD_QUEUE_WAIT_S", "").strip()
+    try:
+        value = float(raw) if raw else QUEUE_WAIT_S
+    except ValueError:
+        value = QUEUE_WAIT_S
+    return value if value > 0 and value == value else QUEUE_WAIT_S
+
+
+QUEUE_WAIT_S = 10.0
 KINDS = ("queue", "flock", "none")
 LOCK_MODE = 0o660  # owner and group, as `init` makes the database: a team shares a group
 
@@ -185,6 +267,7 @@ class WriterLock:
             return
         if kind == "queue" and supports_queue(self._fd):
             self._queue = _QueueLock(self._fd)
+            self._path, self._patience = path, queue_patience()
         _OPEN.add(self)
 
     def _forget(self) -> None:
@@ -198,7 +281,9 @@ class WriterLock:
         if self._problem is not None:
             _warn_once(self._problem)
         if self._queue is not None:
-            self._queue.acquire()
+            if not self._queue.acquire(self._patience):
+                _warn_once(f"{self._path}: waited {self._patience:g} s for a turn behind a writer that makes no "
+                           "progress (a stopped or hung labelyard process?); writing without the queue")
         elif self._fd is not None:
             import fcntl
 

@@ -24,8 +24,8 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="th
 class Holder:
     """One ``lock_holder.py`` process."""
 
-    def __init__(self, db: Path, name: str):
-        env = child_env()
+    def __init__(self, db: Path, name: str, **extra_env: str):
+        env = {**child_env(), **extra_env}
         env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent.parent), env.get("PYTHONPATH", "")])
         self.name = name
         self.proc = subprocess.Popen([sys.executable, str(HOLDER), str(db), name], stdin=subprocess.PIPE,
@@ -34,6 +34,13 @@ class Holder:
 
     def line(self) -> str:
         return self.proc.stdout.readline().strip()
+
+    def line_within(self, seconds: float) -> str | None:
+        """The next line, or ``None`` when none comes within ``seconds`` (the holder hangs)."""
+        import select
+
+        ready, _, _ = select.select([self.proc.stdout], [], [], seconds)
+        return self.line() if ready else None
 
     def release(self) -> None:
         self.proc.stdin.write("\n")
@@ -175,3 +182,64 @@ def test_a_forked_child_of_a_killed_holder_does_not_keep_the_lock(tmp_path):
             os.kill(child, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+# -- a writer that makes no progress (stopped with SIGSTOP, e.g. Ctrl-Z) ------------------------
+def test_a_stopped_waiter_holds_up_the_one_behind_it_only_for_its_patience(tmp_path):
+    db = tmp_path / "x.db"
+    holder = Holder(db, "holder")
+    assert holder.line() == "holder locked"
+    stopped = Holder(db, "stopped")
+    wait_until_queued(db, 2)
+    os.kill(stopped.proc.pid, signal.SIGSTOP)
+    behind = Holder(db, "behind", LABELYARD_QUEUE_WAIT_S="1")
+    wait_until_queued(db, 3)
+    holder.release()
+    assert holder.line() == "holder released"
+    assert behind.line_within(HANG_GUARD_S) == "behind locked"  # before: never, while `stopped` stayed stopped
+    behind.release()
+    assert behind.line() == "behind released"
+    os.kill(stopped.proc.pid, signal.SIGCONT)
+    assert stopped.line() == "stopped locked"
+    stopped.release()
+    for h in (holder, stopped, behind):
+        h.finish()
+
+
+def test_a_stopped_holder_is_waited_for_only_as_long_as_the_patience(tmp_path):
+    db = tmp_path / "x.db"
+    holder = Holder(db, "holder")
+    assert holder.line() == "holder locked"
+    os.kill(holder.proc.pid, signal.SIGSTOP)
+    waiter = Holder(db, "waiter", LABELYARD_QUEUE_WAIT_S="1")
+    assert waiter.line_within(HANG_GUARD_S) == "waiter locked"  # unqueued: SQLite's own lock still guards writes
+    waiter.release()
+    assert waiter.line() == "waiter released"
+    os.kill(holder.proc.pid, signal.SIGCONT)
+    holder.release()
+    for h in (holder, waiter):
+        h.finish()
+
+
+def test_a_claim_behind_a_stopped_writer_goes_on_and_says_why(run, tmp_path):
+    run.ok("init")
+    (run.folder / "w.yaml").write_text(
+        "workflow: w\nlabels: {type: choice, choices: [a, b]}\nqueues: {q: {roles: [annotator]}}\n"
+        "on_create: [{name: d, do: {annotate: q}}]\n", encoding="utf-8")
+    run.ok("apply", "w.yaml")
+    run.ok("workers", "add", "ann", "--role", "annotator")
+    (run.folder / "t.jsonl").write_text('{"id": "t1"}\n', encoding="utf-8")
+    run.ok("ingest", "t.jsonl")
+    holder = Holder(run.db, "holder")
+    assert holder.line() == "holder locked"
+    os.kill(holder.proc.pid, signal.SIGSTOP)  # a labelyard process stopped with Ctrl-Z between its writes
+    try:
+        proc = subprocess.run([*run.command, "claim", "--as", "ann", "--json"], capture_output=True, text=True,
+                              env={**run.env, "LABELYARD_QUEUE_WAIT_S": "1"}, timeout=HANG_GUARD_S)
+    finally:
+        os.kill(holder.proc.pid, signal.SIGCONT)
+        holder.release()
+        holder.finish()
+    assert proc.returncode == 0, proc.stderr
+    assert '"external_id": "t1"' in proc.stdout
+    assert "waited 1 s for a turn behind a writer that makes no progress" in proc.stderr
