@@ -496,10 +496,12 @@ def submit(assignment: int, db: str | None, worker: str | None, label: str | Non
     verdict = _verdict(label, value, approve, reject)
     parsed: Any = label
     if value is not None:
+        from .ingest import RowError, load_json_line  # the checks of an input row: long numbers, nesting
+
         try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise LabelyardError(f"--value is not JSON: {exc.msg} at column {exc.colno}") from None
+            parsed = load_json_line(value.encode("utf-8", "surrogatepass"))
+        except RowError as exc:
+            raise LabelyardError(f"--value: {exc}") from None
     result = _engine(db).submit(assignment, _worker(worker), label=parsed, verdict=verdict, comment=comment)
     if as_json:
         _emit_json(result)

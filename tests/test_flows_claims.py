@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 MINI = """\
 workflow: mini
 labels: {type: choice, choices: [a, b, c]}
@@ -160,3 +162,21 @@ def test_claim_resume_shows_again_the_slot_a_worker_holds(run):
 
     submit(run, again["assignment"], "a1", "--label", "a")
     assert run("claim", "--as", "a1", "--resume").returncode == 3
+
+
+# -- submit --value: what the CLI cannot read is a clear error -------------------------------------
+
+
+@pytest.mark.parametrize("value, message", [
+    ("1" * 4400, "--value: a number with more than 4300 digits at column 1 is too long to read"),
+    ("[" * 100000, "--value: JSON nested too deeply"),
+    ('"\\ud800"', "--value: the lone UTF-16 surrogate escape `\\ud800` at column 2 is not text"),
+    ("[1,", "--value: invalid JSON at column 4: Expecting value"),
+])
+def test_a_value_the_cli_cannot_read_is_refused_with_where(run, value, message):
+    mini(run, workers={"a1": ["--role", "annotator"]})
+    slot = claim(run, "a1")
+    proc = run("submit", slot["assignment"], "--as", "a1", "--value", value)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert message in proc.stderr
+    assert claim(run, "a1", "--resume")["assignment"] == slot["assignment"]  # the slot is still theirs
