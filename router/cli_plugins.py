@@ -149,7 +149,7 @@ def _wrap_ingest(main: click.Group, db_option: Any, emit_json: Any) -> None:
         plugin, arg = split_source(source)
         from .errors import LabelyardError
         from .plugins import describe_error
-        from .runner import ingest_parts, make_run, open_for_run
+        from .runner import ingest_parts, make_run, open_for_run, prior_votes_said
 
         engine, plugins = open_for_run(db, plugins_dir)
         found = plugins.get("sources", plugin)
@@ -165,7 +165,7 @@ def _wrap_ingest(main: click.Group, db_option: Any, emit_json: Any) -> None:
             emit_json(result)
             return
         click.echo(f"ingested {result['ingested']}, duplicates {result['duplicates']}, rejected {result['rejected']}"
-                   + (f", prior votes {result['prior_votes']}" if result.get("prior_votes") else ""))
+                   + prior_votes_said(result))
         for rule, n in sorted(result["routed"].items(), key=lambda kv: -kv[1]):
             click.echo(f"  {n:>8}  {rule}")
         if result["rejected"]:

@@ -143,6 +143,7 @@ def ingest_parts(engine, parts: Iterator[SourcePart], on_cursor: Callable[[Any],
     """Ingest each part a source yields (read in full first, so a failure mid-part keeps nothing of it)."""
     total: Counter = Counter()
     routed: Counter = Counter()
+    left_out: Counter = Counter()
     for part in parts:
         rows = [checked_row(row, part.origin) for row in part.rows]
         if rows:
@@ -150,14 +151,26 @@ def ingest_parts(engine, parts: Iterator[SourcePart], on_cursor: Callable[[Any],
             total.update(ingested=report.ingested, duplicates=report.duplicates, rejected=report.rejected)
             routed.update(report.routed)
         if part.votes:
-            total["prior_votes"] += add_prior_votes(engine, part.votes, part.origin)
+            total["prior_votes"] += add_prior_votes(engine, part.votes, part.origin, left_out)
         if on_cursor is not None:
             on_cursor(part.cursor)
     result = {"ingested": total["ingested"], "duplicates": total["duplicates"], "rejected": total["rejected"],
               "routed": dict(routed)}
     if total["prior_votes"]:
         result["prior_votes"] = total["prior_votes"]
+    if left_out:
+        result["prior_votes_left_out"] = dict(left_out)
     return result
+
+
+def prior_votes_said(counts: dict[str, Any]) -> str:
+    """``, prior votes N, left out M (reason n; …)`` for a source's summary line ('' when none)."""
+    text = f", prior votes {counts['prior_votes']}" if counts.get("prior_votes") else ""
+    left = counts.get("prior_votes_left_out") or {}
+    if left:
+        reasons = "; ".join(f"{why} {n}" for why, n in sorted(left.items(), key=lambda kv: -kv[1]))
+        text += f", prior votes left out {sum(left.values())} ({visible(reasons)})"
+    return text
 
 
 def checked_row(row: Any, origin: str) -> TaskInput | RowProblem:
@@ -181,27 +194,38 @@ def checked_row(row: Any, origin: str) -> TaskInput | RowProblem:
         return RowProblem(row.line, str(exc), json.dumps(item, ensure_ascii=False, default=repr)[:2000])
 
 
-def add_prior_votes(engine, votes: dict[str, list[dict[str, Any]]], origin: str) -> int:
+def add_prior_votes(engine, votes: dict[str, list[dict[str, Any]]], origin: str,
+                    left_out: Counter | None = None) -> int:
     """Record votes another tool collected as annotate submissions (see :class:`SourcePart`); returns how many.
 
     One transaction per task. Only open, non-gold tasks take them; a vote whose
-    label the workflow refuses, or by a worker who already voted on the task,
-    is left out. When the votes complete an annotate stage, ``on_quorum`` decides.
+    label the workflow refuses, by a worker who already voted on the task, or
+    beyond what completes its annotate stage, is left out and counted in
+    ``left_out`` by reason. When the votes complete an annotate stage,
+    ``on_quorum`` decides.
     """
     store = engine.store
     labels = engine.workflow.labels
+    skipped: Counter = left_out if left_out is not None else Counter()
     added = 0
     for external_id, items in votes.items():
         with store.transaction():
             task = store.task_by_external_id(str(external_id))
             if task is None or task["status"] != "open" or task["is_gold"]:
+                why = "no such task" if task is None else "gold question" if task["is_gold"] else f"task {task['status']}"
+                skipped[why] += len(items)
                 continue
             now = clock.now()
-            for vote in items:
+            for index, vote in enumerate(items):
                 # an imported name is printed in listings: control characters written out, as `show` does
                 worker, label = visible(str(vote.get("worker") or "imported")), vote.get("label")
-                if label is None or labels.problem(label) or text_problem(worker) or text_problem(label) \
-                        or store.annotated(task["id"], worker):
+                problem = "no label" if label is None else labels.problem(label) or text_problem(worker) \
+                    or text_problem(label)
+                if problem:
+                    skipped[f"label refused: {problem}"] += 1
+                    continue
+                if store.annotated(task["id"], worker):
+                    skipped["worker already voted on the task"] += 1
                     continue
                 store.ensure_worker(worker, ["imported"], now)
                 assignment_id = store.insert_assignment(task["id"], worker, "annotate", task["queue"], task["round"],
@@ -221,6 +245,8 @@ def add_prior_votes(engine, votes: dict[str, list[dict[str, Any]]], origin: str)
                     task = store.task(task["id"])
                     if needed == 0:
                         engine._decide_quorum(task, now, worker)
+                        if len(items) > index + 1:
+                            skipped["more votes than the task needed"] += len(items) - index - 1
                         break
     return added
 
@@ -418,10 +444,10 @@ class Runner:
                 self.fail("sources", entry, describe_error(exc))
                 continue
             counts = done[key]
-            if counts["ingested"] or counts["duplicates"] or counts["rejected"] or counts.get("prior_votes"):
+            if counts["ingested"] or counts["duplicates"] or counts["rejected"] or counts.get("prior_votes") \
+                    or counts.get("prior_votes_left_out"):
                 self.echo(f"source {key}: ingested {counts['ingested']}, duplicates {counts['duplicates']}, "
-                          f"rejected {counts['rejected']}"
-                          + (f", prior votes {counts['prior_votes']}" if counts.get("prior_votes") else ""))
+                          f"rejected {counts['rejected']}" + prior_votes_said(counts))
         self.report.steps["sources"] = done
 
     # -- automatic reviewers -------------------------------------------------------------

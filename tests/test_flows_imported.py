@@ -156,3 +156,33 @@ def test_a_claim_that_waits_behind_a_pause_gets_nothing(engine, tmp_path):
     # before: a slot, claimed after the pause was committed
     assert outcome == {"refused": "ann1 is paused: gold accuracy", "assignments": 0}
     lead_engine.close()
+
+
+def test_votes_left_out_are_counted_by_reason_and_said(engine):
+    from collections import Counter
+
+    from router.plugin_api import SourcePart
+    from router.runner import ingest_parts, prior_votes_said
+
+    engine.ingest([TaskInput(2, "T2", {}), TaskInput(3, "T3", {})], "src")
+    done = engine.claim("ann1")
+    engine.submit(done["assignment"], "ann1", label="a")
+    parts = [SourcePart("feed", [], cursor=1, votes={
+        "T2": [{"worker": "tool", "label": "zz"}, {"worker": "t1", "label": "a"}, {"worker": "t2", "label": "b"},
+               {"worker": "t3", "label": "a"}],
+        "T3": [{"worker": "t1", "label": "a"}, {"worker": "t1", "label": "b"}],
+        "nope": [{"worker": "t1", "label": "a"}],
+    })]
+    result = ingest_parts(engine, iter(parts))
+    assert result["prior_votes"] == 3  # T2: t1 and t2 complete it; T3: t1 once
+    assert result["prior_votes_left_out"] == {
+        'label refused: label "zz" is not one of a, b': 1, "more votes than the task needed": 1,
+        "worker already voted on the task": 1, "no such task": 1}
+    said = prior_votes_said(result)
+    assert said.startswith(", prior votes 3, prior votes left out 4 (")
+    assert "more votes than the task needed 1" in said
+    left: Counter = Counter()
+    assert add_prior_votes(engine, {"T1": [{"worker": "x", "label": "a"}, {"worker": "y", "label": "b"}]},
+                           "feed", left) == 1
+    assert left == {"more votes than the task needed": 1}
+    assert engine.store.task(done["task"])["stage"] == "review"
