@@ -63,6 +63,7 @@ JSON_RESERVED = {"id", "data", "category", "tags", "prediction"}
 CSV_DELIMITERS = (",", ";", "\t")
 CSV_CELL_LIMIT = 64 << 20  # characters in one CSV cell
 BOM_TEXT = "\ufeff"
+BOM = BOM_TEXT.encode("utf-8")
 SNIFF_BYTES = 1 << 16  # read at a time while looking for the `[` of a JSON array
 
 
@@ -122,7 +123,7 @@ def read_stream(handle: BinaryIO, fmt: str, choices: tuple[str, ...] = (), *, la
 
 def _read_jsonl(handle: BinaryIO, choices: tuple[str, ...]) -> Iterator[TaskInput | RowProblem]:
     for number, raw in enumerate(handle, start=1):
-        if raw.strip():
+        if raw.strip() and raw.strip() != BOM:  # a line of a byte-order mark alone is blank too
             yield parse_jsonl_line(raw, number, choices)
 
 

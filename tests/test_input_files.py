@@ -56,6 +56,12 @@ def test_jsonl_with_a_bom_crlf_and_a_bad_byte_keeps_the_good_rows(pets):
     assert bad["raw"] == '{"id": "B", "data": {"note": "caf\ufffd"}}'  # kept for the lead to see
 
 
+def test_a_jsonl_line_of_a_byte_order_mark_alone_is_blank(pets):
+    (pets.folder / "b.jsonl").write_bytes(BOM + b"\r\n" + b'{"id": "A", "data": {}}\n' + BOM + b"\n")
+    report = pets.json("ingest", "b.jsonl", "--json")
+    assert (report["ingested"], report["rejected"]) == (1, 0)  # before: line 1 "invalid JSON at column 1"
+
+
 def test_excel_csv_with_a_bom_and_a_bad_cell(pets):
     (pets.folder / "t.csv").write_bytes(
         BOM + b"id,caption,prediction_label,prediction_confidence\r\n"
