@@ -10,6 +10,13 @@ from datetime import datetime, timezone
 from .errors import LabelyardError
 
 
+# The instants Labelyard keeps: years 1 to 9999 UTC, which every date function can show and
+# every platform's time_t holds. A time outside them would be stored, then break every
+# command that shows it.
+EARLIEST = datetime(1, 1, 2, tzinfo=timezone.utc).timestamp()
+LATEST = datetime(9999, 12, 30, tzinfo=timezone.utc).timestamp()
+
+
 def parse_instant(text: str) -> float:
     """Epoch seconds from ``1764264000``, ``1764264000.5`` or an ISO 8601 time (UTC if no zone)."""
     text = text.strip()
@@ -20,7 +27,7 @@ def parse_instant(text: str) -> float:
     else:
         if not math.isfinite(value):  # "nan", "inf", 1e400: no instant, and NaN never compares
             raise LabelyardError(f"LABELYARD_NOW={text!r} is not a time; give epoch seconds or an ISO 8601 time")
-        return value
+        return _in_range(value, text)
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -29,7 +36,17 @@ def parse_instant(text: str) -> float:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
+    try:
+        value = moment.timestamp()
+    except (OverflowError, ValueError):  # e.g. 0001-01-01T00:30+01:00 is in year 0 UTC
+        value = -math.inf
+    return _in_range(value, text)
+
+
+def _in_range(value: float, text: str) -> float:
+    if not EARLIEST <= value <= LATEST:
+        raise LabelyardError(f"LABELYARD_NOW={text!r} is outside the years 1 to 9999 that Labelyard keeps")
+    return value
 
 
 def now() -> float:
@@ -44,4 +61,7 @@ def iso(epoch: float | None) -> str | None:
     """An epoch time as ISO 8601 UTC, for output."""
     if epoch is None:
         return None
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat(timespec="seconds")
+    try:
+        return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat(timespec="seconds")
+    except (OverflowError, ValueError, OSError):  # a time stored by an older version, out of range
+        return f"@{epoch:g}"

@@ -275,33 +275,191 @@ class Store:
         self._writer_lock.close()
         self._wal_backlog.close()
 
-    def backup_to(self, dest: str) -> int:
+    _BACKUP_TMP = ".labelyard-tmp"  # a backup's temp file: DEST.<random>.labelyard-tmp
+    _BACKUP_SIDECARS = ("-journal", "-wal", "-shm")  # SQLite's files beside it
+
+    def backup_to(self, dest: str, *, replace: bool = False, numbered: bool = False) -> tuple[str, int]:
         """Copy the whole database to ``dest`` as of one moment, while others go on writing.
 
         SQLite's online backup reads inside one read transaction (WAL lets writers
-        go on); the copy is written beside ``dest``, checked with ``quick_check``
-        and only then renamed over it, so ``dest`` is never a half-written file.
-        Returns the copy's size in bytes.
+        go on). The copy goes to a temp file of this call's own beside ``dest``,
+        0660 from the start and locked while in use; it is checked with
+        ``quick_check`` and only then put in place: over ``dest`` if ``replace``,
+        else under a name nobody has taken (``dest``, or with ``numbered`` its
+        ``-2``, ``-3``… variants), so ``dest`` is never a half-written file. Temp
+        files of killed backups in that folder are removed first. Returns the
+        copy's path and size in bytes.
         """
-        tmp = f"{dest}.labelyard-tmp"
+        self._remove_stale_backup_temps(os.path.dirname(os.path.abspath(dest)))
         try:
-            copy = sqlite3.connect(tmp)
-            try:
-                self.conn.backup(copy)
-                verdict = copy.execute("PRAGMA quick_check").fetchone()[0]
-            finally:
-                copy.close()
-            if verdict != "ok":
-                raise LabelyardError(f"{dest}: the copy failed its check ({verdict}); nothing was written")
-            os.chmod(tmp, 0o660)  # owner and group only, as `init` makes the database
-            os.replace(tmp, dest)
+            fd, tmp = self._claim_backup_temp(dest)
+        except OSError as exc:
+            raise LabelyardError(f"{dest}: cannot write the backup: {exc}") from None
+        try:
+            self._copy_into(tmp, dest)
+            final = self._place_backup(tmp, dest, replace=replace, numbered=numbered)
         except BaseException as exc:
-            if os.path.exists(tmp):
-                os.remove(tmp)  # never a stray full copy of the project's data
+            self._remove_backup_temp(tmp)  # never a stray full copy of the project's data
             if isinstance(exc, (sqlite3.Error, OSError)):
                 raise LabelyardError(f"{dest}: cannot write the backup: {exc}") from None
             raise
-        return os.path.getsize(dest)
+        finally:
+            os.close(fd)  # releases the lock, once the temp's name is gone
+        return final, os.path.getsize(final)
+
+    def _copy_into(self, tmp: str, dest: str) -> None:
+        """Back the database up into the empty file ``tmp`` and check the copy."""
+        copy = sqlite3.connect(tmp)
+        try:
+            self.conn.backup(copy)
+            verdict = copy.execute("PRAGMA quick_check").fetchone()[0]
+        finally:
+            copy.close()
+        if verdict != "ok":
+            raise LabelyardError(f"{dest}: the copy failed its check ({verdict}); nothing was written")
+
+    @classmethod
+    def _claim_backup_temp(cls, dest: str) -> tuple[int, str]:
+        """Create a new temp file beside ``dest``, 0660 from the start, and lock it: ``(fd, path)``.
+
+        SQLite gives the ``-journal``/``-wal``/``-shm`` it adds the file's mode. The
+        lock (``flock``, apart from SQLite's own locks) tells other backups the
+        file is in use; one they could lock between our create and lock is
+        being removed as stale, so another name is taken.
+        """
+        import fcntl
+
+        for _ in range(100):
+            tmp = f"{dest}.{os.urandom(6).hex()}{cls._BACKUP_TMP}"
+            try:
+                fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o660)
+            except FileExistsError:
+                continue
+            try:
+                os.fchmod(fd, 0o660)  # owner and group, as `init` makes the database
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if cls._is_file_at(fd, tmp):
+                    return fd, tmp
+            except BlockingIOError:
+                pass  # another backup is removing it
+            except BaseException:
+                os.close(fd)
+                cls._remove_backup_temp(tmp)
+                raise
+            os.close(fd)
+        raise OSError(f"no free temp file name beside {dest}")
+
+    @staticmethod
+    def _is_file_at(fd: int, path: str) -> bool:
+        """Whether ``path`` names the open file ``fd`` (not removed or replaced meanwhile)."""
+        try:
+            there = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(fd)
+        return (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino)
+
+    @classmethod
+    def _remove_backup_temp(cls, tmp: str) -> None:
+        """Remove ``tmp`` and its SQLite files, those first; whatever is already gone is fine."""
+        for path in [tmp + end for end in cls._BACKUP_SIDECARS] + [tmp]:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+    @classmethod
+    def _remove_stale_backup_temps(cls, folder: str) -> None:
+        """Remove the temp files (and their SQLite files) that killed backups left in ``folder``."""
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            return
+        temps = {cls._backup_temp_of(name) for name in names} - {None}
+        for name in sorted(temps):
+            cls._remove_if_stale(os.path.join(folder, name))
+
+    @classmethod
+    def _backup_temp_of(cls, name: str) -> str | None:
+        """The backup temp file that ``name`` is, or is an SQLite file of; else None."""
+        for end in ("", *cls._BACKUP_SIDECARS):
+            if name.endswith(cls._BACKUP_TMP + end):
+                return name[: len(name) - len(end)]
+        return None
+
+    @classmethod
+    def _remove_if_stale(cls, tmp: str) -> None:
+        """Remove ``tmp`` and its SQLite files unless a backup in progress holds its lock."""
+        import fcntl
+        import stat
+
+        try:
+            fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except FileNotFoundError:
+            cls._remove_backup_temp(tmp)  # SQLite files whose temp file was removed first
+            return
+        except OSError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if stat.S_ISREG(os.fstat(fd).st_mode) and cls._is_file_at(fd, tmp):
+                cls._remove_backup_temp(tmp)
+        except OSError:
+            pass  # locked: a backup in progress
+        finally:
+            os.close(fd)
+
+    @classmethod
+    def _place_backup(cls, tmp: str, dest: str, *, replace: bool, numbered: bool) -> str:
+        """Give the finished copy its name (see :meth:`backup_to`); returns that name."""
+        if replace:
+            os.replace(tmp, dest)
+            return dest
+        root, ext = os.path.splitext(dest)
+        name, n = dest, 1
+        while not cls._move_unless_taken(tmp, name):
+            if not numbered:
+                raise LabelyardError(f"{dest} exists: pass --force to replace it")
+            n += 1
+            name = f"{root}-{n}{ext}"
+        return name
+
+    @classmethod
+    def _move_unless_taken(cls, tmp: str, name: str) -> bool:
+        """Rename ``tmp`` to ``name`` unless ``name`` exists (then False): a hard link, then unlink."""
+        import errno
+
+        try:
+            os.link(tmp, name)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS):
+                raise
+            return cls._rename_noreplace(tmp, name)  # a filesystem without hard links
+        cls._remove_backup_temp(tmp)
+        return True
+
+    @staticmethod
+    def _rename_noreplace(tmp: str, name: str) -> bool:
+        """Linux ``renameat2(RENAME_NOREPLACE)``: False if ``name`` exists."""
+        import ctypes
+        import errno
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        at_fdcwd, noreplace = -100, 1
+        if not hasattr(libc, "renameat2"):
+            code = errno.ENOSYS
+        elif libc.renameat2(at_fdcwd, os.fsencode(tmp), at_fdcwd, os.fsencode(name), noreplace) == 0:
+            return True
+        else:
+            code = ctypes.get_errno()
+        if code == errno.EEXIST:
+            return False
+        if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise LabelyardError(f"{name}: this folder's filesystem cannot add a file without the risk of "
+                                 "replacing another: back up to a file name with --force")
+        raise OSError(code, os.strerror(code), name)
 
     def read_only(self) -> None:
         """Refuse every write on this connection from now on (explain, replay)."""
@@ -680,8 +838,9 @@ class Store:
 
         One ``UPDATE … RETURNING`` inside the caller's ``BEGIN IMMEDIATE``
         transaction: no two workers can take the same slot. A worker never gets
-        a task they annotated (for any stage) or one they already hold a slot
-        of in the current round.
+        a task they annotated (for any stage), one they hold a slot of in the
+        current round, or one whose slot they gave up or had taken back
+        (``released``: skipped, or released by a lead, a hold or a timer) in any round.
         """
         if not queues:
             return None
@@ -689,7 +848,7 @@ class Store:
             "SELECT * FROM (SELECT t.id, t.priority FROM tasks AS t INDEXED BY tasks_claimable "
             "WHERE t.queue = ? AND t.status = 'open' AND t.free_slots > 0 AND NOT EXISTS ("
             "SELECT 1 FROM assignments AS a WHERE a.task_id = t.id AND a.worker = ? "
-            "AND (a.stage IN ('annotate', 'correct') OR a.round = t.round)) "
+            "AND (a.stage IN ('annotate', 'correct') OR a.round = t.round OR a.status = 'released')) "
             "ORDER BY t.priority DESC, t.id LIMIT 1)"
         )
         candidates = " UNION ALL ".join([branch] * len(queues))

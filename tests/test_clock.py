@@ -42,3 +42,14 @@ def test_a_bad_clock_is_a_message_from_the_cli(run, write_workflow):
     proc = run("claim", "--as", "ann", env={"LABELYARD_NOW": "nan"})
     assert (proc.returncode, proc.stdout) == (1, "")
     assert proc.stderr == ("labelyard: LABELYARD_NOW='nan' is not a time; give epoch seconds or an ISO 8601 time\n")
+
+
+@pytest.mark.parametrize("text", ["9999-12-31T23:00:00-02:00", "1e20", "-1e20", "0001-01-01T00:30:00+01:00"])
+def test_an_instant_outside_the_years_kept_is_refused(text):
+    with pytest.raises(LabelyardError, match="outside the years 1 to 9999"):
+        parse_instant(text)  # before: stored, then `status`, `show` and `explain` died on it
+
+
+def test_a_time_stored_out_of_range_is_still_shown():
+    assert iso(1e20) == "@1e+20" and iso(-1e20) == "@-1e+20"
+    assert parse_instant("9999-12-29T00:00:00Z") > parse_instant("0001-01-03T00:00:00Z")

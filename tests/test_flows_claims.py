@@ -180,3 +180,25 @@ def test_a_value_the_cli_cannot_read_is_refused_with_where(run, value, message):
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert message in proc.stderr
     assert claim(run, "a1", "--resume")["assignment"] == slot["assignment"]  # the slot is still theirs
+
+
+# -- a slot given up stays given up; a finished review may come back ---------------------------
+
+
+def test_a_reviewer_whose_slot_was_released_never_gets_the_task_again_but_one_who_finished_does(run):
+    mini(run, rows=[{"id": "A", "data": {"p": 1}}], workers={
+        "ann": ["--role", "annotator"], "sen": ["--role", "senior"], "sen2": ["--role", "senior"]})
+    first = claim(run, "ann")
+    submit(run, first["assignment"], "ann", "--label", "a")
+    taken = claim(run, "sen")
+    assert taken["kind"] == "review"
+    run.ok("release", "A")  # the lead takes it back: someone else should look
+    review = claim(run, "sen2")
+    submit(run, review["assignment"], "sen2", "--reject", "--comment", "look again")
+    fix = claim(run, "ann")
+    assert fix["kind"] == "correct"
+    submit(run, fix["assignment"], "ann", "--label", "b")  # a new round of review
+    refused = run("claim", "--as", "sen", "--json")
+    assert refused.returncode == 3  # before: sen got A again in the new round
+    again = claim(run, "sen2")  # sen2 finished their review: the corrected task may come back to them
+    assert (again["external_id"], again["kind"]) == ("A", "review")
