@@ -590,15 +590,11 @@ def backup(dest: str, db: str | None, force: bool, as_json: bool) -> None:
         raise LabelyardError("backup needs a file or a folder to write to")
     if dest.endswith(os.sep) and not os.path.isdir(dest):
         raise LabelyardError(f"{dest}: no such folder")
-    if os.path.isdir(dest):
+    numbered = os.path.isdir(dest)  # a dated name, -2, -3… if taken (never replaced)
+    if numbered:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(clock.now()))
-        named = os.path.join(dest, f"labelyard-{stamp}.db")
-        n = 1
-        while os.path.exists(named):  # two backups within a second keep both
-            n += 1
-            named = os.path.join(dest, f"labelyard-{stamp}-{n}.db")
-        dest = named
-    if os.path.exists(dest) and not force:
+        dest = os.path.join(dest, f"labelyard-{stamp}.db")
+    elif os.path.exists(dest) and not force:
         raise LabelyardError(f"{dest} exists: pass --force to replace it")
     folder = os.path.dirname(os.path.abspath(dest))
     if not os.path.isdir(folder):
@@ -606,11 +602,11 @@ def backup(dest: str, db: str | None, force: bool, as_json: bool) -> None:
     if not os.access(folder, os.W_OK):
         raise LabelyardError(f"{dest}: folder {folder} is not writable")
     store = Store.open(db)
-    if os.path.exists(dest) and os.path.samefile(dest, store.path):
+    if not numbered and os.path.exists(dest) and os.path.samefile(dest, store.path):
         store.close()
         raise LabelyardError(f"{dest} is the database itself: back it up somewhere else")
     try:
-        size = store.backup_to(dest)
+        dest, size = store.backup_to(dest, replace=force and not numbered, numbered=numbered)
     finally:
         store.close()
     if as_json:

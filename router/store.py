@@ -275,7 +275,9 @@ class Store:
         self._writer_lock.close()
         self._wal_backlog.close()
 
-    _BACKUP_TMP = ".labelyard-tmp"  # a backup's temp file: DEST.<random>.labelyard-tmp
+    _BACKUP_TMP = ".labelyard-backup-tmp"  # a backup's temp file: DEST.<random>.labelyard-backup-tmp
+    # what earlier versions left in a backup folder (a sink's own PATH.labelyard-tmp is not a backup's)
+    _OLD_BACKUP_TMP = re.compile(r"labelyard-\d{8}T\d{6}Z(-\d+)?\.db\.labelyard-tmp")
     _BACKUP_SIDECARS = ("-journal", "-wal", "-shm")  # SQLite's files beside it
 
     def backup_to(self, dest: str, *, replace: bool = False, numbered: bool = False) -> tuple[str, int]:
@@ -383,8 +385,9 @@ class Store:
     def _backup_temp_of(cls, name: str) -> str | None:
         """The backup temp file that ``name`` is, or is an SQLite file of; else None."""
         for end in ("", *cls._BACKUP_SIDECARS):
-            if name.endswith(cls._BACKUP_TMP + end):
-                return name[: len(name) - len(end)]
+            main = name[: len(name) - len(end)]
+            if name.endswith(end) and (main.endswith(cls._BACKUP_TMP) or cls._OLD_BACKUP_TMP.fullmatch(main)):
+                return main
         return None
 
     @classmethod
