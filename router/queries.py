@@ -196,7 +196,7 @@ class Queries:
             c = counts["queues"].get(name, {"open": 0, "waiting": 0, "held": 0, "stages": {}})
             sla = (queue_specs.get(name) or {}).get("sla")
             oldest = self.store.oldest_open(name)
-            breaches = self.store.open_older_than(name, now - sla, BREACH_CAP) if sla else 0
+            breaches = 0 if sla is None else self.store.open_older_than(name, now - sla, BREACH_CAP)  # 0s is an SLA
             queues.append({"name": name, "open": c["open"], "waiting": c["waiting"], "held": c["held"],
                            "active": active_by_queue.get(name, 0), "stages": c["stages"],
                            "oldest_age": None if oldest is None else max(0.0, now - oldest), "sla": sla,

@@ -1,8 +1,9 @@
 """``labelyard replay FILE``: what a candidate workflow would have decided over the recorded history.
 
 Each recorded decision event (``created``, ``routed``, ``final``, ``held``,
-``invalid``; its detail names the section) is re-run through the candidate's
-``decide`` on the facts that decision saw:
+``invalid``; a timer's ``released``; ``on_worker``'s ``worker_paused``,
+``worker_flagged``…; its detail names the section) is re-run through the
+candidate's ``decide`` on the facts that decision saw:
 
 - ``on_create``: rebuilt from the task row (data and prediction never change;
   a new task has no stage, queue or attempts, and age 0);
@@ -12,6 +13,15 @@ Each recorded decision event (``created``, ``routed``, ``final``, ``held``,
   skipped and counted. A candidate that reads ``queue.*`` facts the recorded
   decision did not keep sees ``null``; the report counts those decisions
   (``unrecorded``).
+- ``on_worker``: the ``worker.*`` facts its rules read (kept in the event), the
+  worker's name, and the task's fixed facts from its row (and ``task.age``);
+  it keeps no ``votes.*`` and no changing ``task.*``, so a candidate reading
+  those sees ``null`` and is counted too. Its changes are counted per worker.
+
+Timers and worker rules record a decision only when it acts (a release, a
+pause, a flag that changes the worker…): a candidate's rules there are tried on
+those alone; when a candidate's ``on_worker`` rules had none to try, the report
+says so (``notes``) rather than show 0 decisions.
 
 ``votes.*`` are replayed as recorded: they were computed with the recorded
 workflow's ``quality.consensus`` (and ``labels.iou``), so a candidate that
@@ -19,9 +29,11 @@ changes those is not re-aggregated; the report notes it (``notes``).
 
 The outcome of each decision is compared with the recorded one; an ``accept``
 the engine turned into a hold (no valid label), or a ``return`` it held (nobody
-to return the task to), counts as the action the rule decided. Each decision is judged alone: what the candidate changes is not
-carried forward (a task the candidate would have accepted at once still has its
-later recorded decisions replayed, and they are marked ``after_change``).
+to return the task to), counts as the action the rule decided; a rule that
+failed at run time decided its hold itself. Each decision is judged alone: what
+the candidate changes is not carried forward (a task the candidate would have
+accepted at once still has its later recorded decisions replayed, and they are
+marked ``after_change``).
 
 Reads only: the caller opens the store read-only.
 """
@@ -38,13 +50,23 @@ from rules.testing import same_value as _same
 
 from .context import prediction_facts
 from .store import Store, loads
+from .worker_rules import EVENT_KINDS
 
-DECISION_KINDS = ("created", "routed", "final", "held", "invalid")
+WORKER_KINDS = (*EVENT_KINDS.values(), "worker_rule_failed")
+"""The events of ``on_worker`` decisions (:mod:`router.worker_rules`)."""
+DECISION_KINDS = ("created", "routed", "final", "held", "invalid", "released", *WORKER_KINDS)
+UNTRIED = {"on_worker": "a pause, a flag, a skill, when it changes the worker"}
+"""Sections recorded only when a rule acts (what acting is): noted when a candidate's rules there had
+no recorded decision to replay."""
 SECTIONS = ("on_create", "on_quorum", "on_review", "on_worker", "on_timer")
 NEW_TASK = {"stage": None, "queue": None, "attempts": 0, "priority": 0.0, "status": "open"}
 ROW_FACTS = ("id", "external_id", "source", "category", "tags", "data", "gold")
 """``task.*`` rebuilt from the task row; the others come from the event's snapshot
 (``router.engine.REPLAY_FACTS``)."""
+WORKER_WATCHED = ("task", "worker", "votes")
+"""Roots an ``on_worker`` event keeps only in part (``worker.*`` the rules read, the task's fixed facts)."""
+FLAGGED_BEFORE = {"worker_flagged": False, "worker_unflagged": True}
+"""``worker.flagged`` as it was when a rule changed it (the event is written only on a change)."""
 
 
 class _Watched(Mapping):
@@ -77,7 +99,7 @@ def replay(store: Store, candidate: Any, *, sample_size: int = 5,
     groups: dict[tuple, dict[str, Any]] = {}
     fewer: Counter = Counter()
     fired: Counter = Counter()
-    changed_tasks: set[int] = set()
+    changed_subjects: set[tuple[str, Any]] = set()  # ("task", id) or ("worker", name) a change touched
     unrecorded: Counter = Counter()
     seen = 0
     for row in store.decision_events(DECISION_KINDS):
@@ -93,13 +115,14 @@ def replay(store: Store, candidate: Any, *, sample_size: int = 5,
             skipped[f"{section}: no facts recorded"] += 1
             continue
         kind, target = recorded_rules.outcome(row["t_workflow_version"], section, row["rule"], row["action"],
-                                              detail.get("target"))
+                                              detail.get("target"), detail.get("reason"))
         old = {"rule": row["rule"], "action": kind, "target": target, "values": detail.get("values") or {}}
-        queue = ctx["queue"] = _Watched(ctx["queue"])
+        watched = _watch(ctx, section)
         decision = candidate.decide(section, ctx)
-        if queue.missed and section != "on_create" and ctx["task"].get("queue") is not None:
-            unrecorded["decisions"] += 1  # on_create, or a task in no queue, has no queue facts live either
-            unrecorded.update(f"queue.{name}" for name in queue.missed)
+        missed = _unrecorded(watched, section, ctx)
+        if missed:
+            unrecorded["decisions"] += 1
+            unrecorded.update(missed)
         new = {"rule": decision.rule, "action": decision.action, "target": decision.target,
                "values": _plain(decision.values)}
         totals["decisions"] += 1
@@ -109,9 +132,9 @@ def replay(store: Store, candidate: Any, *, sample_size: int = 5,
         if outcome_same:
             totals["unchanged" if old["rule"] == new["rule"] else "same_outcome_other_rule"] += 1
             continue
-        task_id = row["task_id"]
-        after = task_id in changed_tasks
-        changed_tasks.add(task_id)
+        subject, shown = _subject(row, section, detail)
+        after = subject in changed_subjects
+        changed_subjects.add(subject)
         totals["changed"] += 1
         per_section[section]["changed"] += 1
         if after:
@@ -119,18 +142,18 @@ def replay(store: Store, candidate: Any, *, sample_size: int = 5,
         key = (section, new["rule"], _outcome(new))
         group = groups.setdefault(key, {
             "section": section, "rule": new["rule"], "action": new["action"], "target": new["target"],
-            "changed": 0, "after_change": 0, "instead_of": Counter(), "values": Counter(), "tasks": [],
-            "moved_tasks": set(), "values_tasks": set(), "sampled": set(),
+            "unit": subject[0], "changed": 0, "after_change": 0, "instead_of": Counter(), "values": Counter(),
+            "tasks": [], "moved": set(), "same_way": set(), "sampled": set(),
         })
         group["changed"] += 1
         group["after_change"] += int(after)
         group["instead_of"][(old["rule"], *_outcome(old))] += 1
         if _outcome(old) == _outcome(new):
             group["values"][_values_change(old["values"], new["values"])] += 1
-            group["values_tasks"].add(task_id)
+            group["same_way"].add(subject)
         else:
-            group["moved_tasks"].add(task_id)
-        _add_sample(group, row["t_external_id"] or str(task_id), sample_size)
+            group["moved"].add(subject)
+        _add_sample(group, shown, sample_size)
         fewer[(section, old["rule"])] += 1
     rules = sorted(groups.values(), key=lambda g: (-g["changed"], SECTIONS.index(g["section"]), str(g["rule"])))
     return {
@@ -144,7 +167,7 @@ def replay(store: Store, candidate: Any, *, sample_size: int = 5,
         "after_change": totals["after_change"],
         "skipped": dict(skipped),
         "unrecorded": {"decisions": unrecorded.pop("decisions", 0), "facts": sorted(unrecorded)},
-        "notes": _notes(active, candidate),
+        "notes": _notes(active, candidate) + _untried(candidate, per_section),
         "sections": {s: {"decisions": c["decisions"], "changed": c["changed"]}
                      for s, c in sorted(per_section.items(), key=lambda kv: SECTIONS.index(kv[0]))},
         "rules": [_group_view(g) for g in rules],
@@ -156,11 +179,51 @@ def replay(store: Store, candidate: Any, *, sample_size: int = 5,
     }
 
 
-def _add_sample(group: dict[str, Any], task: str, size: int) -> None:
-    """Add ``task`` to the group's sample (``tasks``) of at most ``size`` distinct task ids."""
-    if len(group["tasks"]) < size and task not in group["sampled"]:
-        group["sampled"].add(task)
-        group["tasks"].append(task)
+def _watch(ctx: dict[str, Any], section: str) -> list[tuple[str, _Watched]]:
+    """Wrap the roots whose facts may be missing from the record, to learn which ones the candidate read."""
+    watched = []
+    for root in WORKER_WATCHED if section == "on_worker" else ("queue",):
+        ctx[root] = _Watched(ctx.get(root) or {})
+        watched.append((root, ctx[root]))
+    return watched
+
+
+def _unrecorded(watched: list[tuple[str, _Watched]], section: str, ctx: Mapping[str, Any]) -> set[str]:
+    """``root.fact`` names the candidate read that the recorded decision did not keep."""
+    names: set[str] = set()
+    for root, facts in watched:
+        if root == "queue" and (section == "on_create" or ctx["task"].get("queue") is None):
+            continue  # on_create, or a task in no queue, has no queue facts live either
+        names.update(f"{root}.{name}" for name in facts.missed)
+    return names
+
+
+def _subject(row: Mapping[str, Any], section: str, detail: Mapping[str, Any]) -> tuple[tuple[str, Any], str]:
+    """What a decision is about, and how a sample shows it: the worker for ``on_worker``, else the task."""
+    if section == "on_worker":
+        worker = str(detail.get("worker"))
+        return ("worker", worker), worker
+    return ("task", row["task_id"]), row["t_external_id"] or str(row["task_id"])
+
+
+def _untried(candidate: Any, per_section: Mapping[str, Counter]) -> list[str]:
+    """Notes for sections where the candidate has rules but no recorded decision was there to try them on."""
+    notes = []
+    for section, acting in UNTRIED.items():
+        if per_section.get(section, {}).get("decisions") or not any(
+                not r.builtin for r in candidate.rules.get(section, ())):
+            continue
+        notes.append(f"{section}: no recorded decision to replay; {section} decisions are recorded only when "
+                     f"they act ({acting}), so the candidate's {section} rules were not tried")
+    return notes
+
+
+def _add_sample(group: dict[str, Any], shown: str, size: int) -> None:
+    """Add ``shown`` to the group's sample (``tasks``) of at most ``size`` distinct task ids (worker
+    names for ``on_worker``)."""
+    if len(group["tasks"]) < size and shown not in group["sampled"]:
+        group["sampled"].add(shown)
+        group["tasks"].append(shown)
 
 
 def _notes(active: Mapping[str, Any] | None, candidate: Any) -> list[str]:
@@ -180,20 +243,16 @@ def _notes(active: Mapping[str, Any] | None, candidate: Any) -> list[str]:
 def rebuild_context(row: Mapping[str, Any], section: str, detail: Mapping[str, Any]) -> dict[str, Any] | None:
     """The facts a recorded decision saw, from the task row (``t_`` columns) and the event's snapshot."""
     facts = detail.get("facts")
+    if section == "on_worker":
+        return _worker_context(row, detail) if isinstance(facts, dict) else None
     if not isinstance(facts, dict):
         if section != "on_create":
             return None
         age = row["at"] - row["t_created_at"]
         facts = {"task": {**NEW_TASK, "age": age, "stage_age": age}}  # its stage starts when it is created
-    task = {
-        "id": row["t_id"], "external_id": row["t_external_id"], "source": row["t_source"],
-        "category": row["t_category"], "tags": loads(row["t_tags"]), "data": loads(row["t_data"]),
-        "gold": bool(row["t_is_gold"]), **(facts.get("task") or {}),
-    }
     ctx: dict[str, Any] = {
-        "task": task,
-        "prediction": prediction_facts(loads(row["t_pred_label"]), row["t_pred_confidence"], row["t_pred_model"],
-                                       loads(row["t_pred_scores"])),
+        "task": {**_row_task(row), **(facts.get("task") or {})},
+        "prediction": _row_prediction(row),
         "queue": facts.get("queue") or {},
         "now": row["at"],
     }
@@ -201,6 +260,29 @@ def rebuild_context(row: Mapping[str, Any], section: str, detail: Mapping[str, A
         if root in facts:
             ctx[root] = facts[root]
     return ctx
+
+
+def _worker_context(row: Mapping[str, Any], detail: Mapping[str, Any]) -> dict[str, Any]:
+    """An ``on_worker`` decision's facts: the ``worker.*`` its rules read (``detail.facts``), the worker's
+    name, ``flagged`` when the event tells it, and the task's fixed facts; no votes."""
+    worker: dict[str, Any] = {"id": detail.get("worker")}
+    if row["kind"] in FLAGGED_BEFORE:
+        worker["flagged"] = FLAGGED_BEFORE[row["kind"]]
+    task = {**_row_task(row), "age": row["at"] - row["t_created_at"]}
+    return {"task": task, "prediction": _row_prediction(row), "worker": {**worker, **detail["facts"]},
+            "votes": {}, "now": row["at"]}
+
+
+def _row_task(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``task.*`` facts that never change (:data:`ROW_FACTS`), from the task row (``t_`` columns)."""
+    return {"id": row["t_id"], "external_id": row["t_external_id"], "source": row["t_source"],
+            "category": row["t_category"], "tags": loads(row["t_tags"]), "data": loads(row["t_data"]),
+            "gold": bool(row["t_is_gold"])}
+
+
+def _row_prediction(row: Mapping[str, Any]) -> dict[str, Any]:
+    return prediction_facts(loads(row["t_pred_label"]), row["t_pred_confidence"], row["t_pred_model"],
+                            loads(row["t_pred_scores"]))
 
 
 class _RecordedRules:
@@ -211,10 +293,11 @@ class _RecordedRules:
         self.versions: dict[int | None, dict[tuple[str, str], str] | None] = {}
 
     def outcome(self, version: int | None, section: str, rule: str | None, action: str | None,
-                target: Any) -> tuple[str | None, Any]:
+                target: Any, reason: Any = None) -> tuple[str | None, Any]:
         """The recorded ``(action, target)`` as the rule decided them, before the engine adjusted them
-        (an ``accept`` without a valid label, or a ``return`` with nobody to return to, was held)."""
-        if rule is None:
+        (an ``accept`` without a valid label, or a ``return`` with nobody to return to, was held).
+        A rule that failed at run time decided the hold itself (``reason``: ``rule `X` failed: …``)."""
+        if rule is None or (isinstance(reason, str) and reason.startswith(f"rule `{rule}` failed: ")):
             return action, target
         if version not in self.versions:
             self.versions[version] = self._load(version)
@@ -277,9 +360,9 @@ def _group_view(g: dict[str, Any]) -> dict[str, Any]:
     return {
         "section": g["section"], "rule": g["rule"], "action": g["action"], "target": g["target"],
         "changed": g["changed"], "after_change": g["after_change"],
-        "task_count": len(g["moved_tasks"] | g["values_tasks"]),
-        "sentence": sentence(g["rule"], g["action"], g["target"], len(g["moved_tasks"]), len(g["values_tasks"]),
-                             decisions=g["changed"]),
+        f"{g['unit']}_count": len(g["moved"] | g["same_way"]),
+        "sentence": sentence(g["rule"], g["action"], g["target"], len(g["moved"]), len(g["same_way"]),
+                             decisions=g["changed"], noun=g["unit"]),
         "instead_of": [{"rule": r, "action": a, "target": t, "count": n}
                        for (r, a, t), n in g["instead_of"].most_common()],
         "value_changes": [{"change": c, "count": n} for c, n in g["values"].most_common()],
@@ -288,32 +371,43 @@ def _group_view(g: dict[str, Any]) -> dict[str, Any]:
 
 
 def sentence(rule: str | None, action: str | None, target: Any, n: int, values_only: int = 0,
-             decisions: int | None = None) -> str:
+             decisions: int | None = None, noun: str = "task") -> str:
     """``rule `uncertain` would have sent 412 more tasks to triage``: ``n`` tasks it would have
     decided otherwise, ``values_only`` tasks with the same outcome but other values (``overlap 3``
-    for ``overlap 2``); ``decisions``, when more than the tasks, is said too (a task decided twice)."""
+    for ``overlap 2``); ``decisions``, when more than the tasks, is said too (a task decided twice).
+    ``noun`` is what is counted: ``worker`` for ``on_worker`` decisions."""
     who = f"rule `{rule}`" if rule else "no rule matching"
-    same_way = (f"decided {values_only} {'task' if values_only == 1 else 'tasks'} the same way "
-                f"({action}{f' {target}' if target else ''}) but with other values")
+    same_way = (f"decided {_many(values_only, noun)} the same way "
+                f"({action}{f' {target}' if target and not isinstance(target, bool) else ''}) but with other values")
     count = f" ({decisions} decisions)" if decisions is not None and decisions > n + values_only else ""
     if action == "release" and decisions is not None and decisions > n:  # a timer decides per assignment
-        return f"{who} would have released {decisions} more assignments (of {n} {'task' if n == 1 else 'tasks'})"
+        return f"{who} would have released {decisions} more assignments (of {_many(n, 'task')})"
     if not n:
         return f"{who} would have {same_way}{count}"
-    tasks = f"{n} {'task' if n == 1 else 'tasks'}"
+    more = f"{n} more {noun if n == 1 else noun + 's'}"
     verbs = {
-        "annotate": f"sent {n} more {'task' if n == 1 else 'tasks'} to {target}",
-        "review": f"sent {n} more {'task' if n == 1 else 'tasks'} to review in {target}",
-        "escalate": f"escalated {n} more {'task' if n == 1 else 'tasks'} to {target}",
-        "accept": f"accepted {n} more {'task' if n == 1 else 'tasks'}",
-        "return": f"returned {n} more {'task' if n == 1 else 'tasks'} to their annotators",
-        "hold": f"held {n} more {'task' if n == 1 else 'tasks'}",
-        "reject": f"rejected {n} more {'task' if n == 1 else 'tasks'}",
+        "annotate": f"sent {more} to {target}",
+        "review": f"sent {more} to review in {target}",
+        "escalate": f"escalated {more} to {target}",
+        "accept": f"accepted {more}",
+        "return": f"returned {more} to their annotators",
+        "hold": f"held {more}" if noun == "task" else f"failed on {more}",  # on_worker: the rule failed
+        "reject": f"rejected {more}",
         "release": f"released {n} more {'assignment' if n == 1 else 'assignments'}",
-        "none": f"done nothing for {tasks}",
+        "pause": f"paused {more}",
+        "flag": f"flagged {more}",
+        "unflag": f"unflagged {more}",
+        "add_skill": f"given {target} to {more}",
+        "remove_skill": f"taken {target} from {more}",
+        "none": f"done nothing for {_many(n, noun)}",
     }
-    moved = verbs.get(action or '', f'decided {action} for {tasks}')
+    moved = verbs.get(action or '', f'decided {action} for {_many(n, noun)}')
     return f"{who} would have {moved}" + (f", and {same_way}" if values_only else "") + count
+
+
+def _many(n: int, noun: str) -> str:
+    """``1 task``, ``2 tasks``."""
+    return f"{n} {noun if n == 1 else noun + 's'}"
 
 
 def render_replay(result: dict[str, Any]) -> Iterator[str]:
@@ -333,7 +427,7 @@ def render_replay(result: dict[str, Any]) -> Iterator[str]:
     if missing["decisions"]:
         n = missing["decisions"]
         yield (f"  note: {n} {'decision' if n == 1 else 'decisions'} read {', '.join(missing['facts'])}, which the "
-               "recorded decisions did not keep (their rules never read them): the candidate saw null there")
+               f"recorded decisions did not keep ({_why_unrecorded(missing['facts'])}): the candidate saw null there")
     for note in result["notes"]:
         yield f"  note: {note}"
     if not result["rules"]:
@@ -346,9 +440,21 @@ def render_replay(result: dict[str, Any]) -> Iterator[str]:
             yield f"    {vc['count']} × {vc['change']}"
         yield f"    instead of: {_instead_of(g['instead_of'])}"
         if g["after_change"]:
-            yield f"    ({_after_change(g['after_change'], g['changed'])} an earlier change on the same task)"
+            subject = "worker" if g["section"] == "on_worker" else "task"
+            yield f"    ({_after_change(g['after_change'], g['changed'])} an earlier change on the same {subject})"
         if g["tasks"]:
             yield f"    e.g. {', '.join(g['tasks'])}"
+
+
+def _why_unrecorded(facts: list[str]) -> str:
+    """Why the record lacks these facts: unread ``queue.*`` / ``worker.*``, or what ``on_worker`` never keeps."""
+    roots = {name.split(".", 1)[0] for name in facts}
+    why = []
+    if roots & {"queue", "worker"}:
+        why.append("their rules never read them")
+    if roots & {"task", "votes"}:
+        why.append("on_worker decisions keep no votes.* and, of task.*, only what never changes")
+    return "; ".join(why)
 
 
 def _after_change(n: int, decisions: int) -> str:
@@ -364,7 +470,7 @@ def _instead_of(entries: list[dict[str, Any]], shown: int = 4) -> str:
     """``23 by `confident model` → accept; …``: the first ``shown`` entries, then how many more."""
     text = "; ".join(
         f"{n['count']} by {('`' + n['rule'] + '`') if n['rule'] else 'no rule'} → {n['action']}"
-        + (f" {n['target']}" if n["target"] else "")
+        + (f" {n['target']}" if n["target"] and not isinstance(n["target"], bool) else "")
         for n in entries[:shown])
     rest = entries[shown:]
     if rest:

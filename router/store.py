@@ -1057,14 +1057,22 @@ class Store:
         rows = self.query("SELECT status FROM assignments WHERE worker = ? ORDER BY id DESC LIMIT ?", (worker, limit))
         return [r[0] for r in rows]
 
+    _LATEST_VOTE = ("NOT EXISTS (SELECT 1 FROM annotations AS b WHERE b.task_id = a.task_id AND b.id > a.id "
+                    "AND +b.worker = a.worker AND b.stage IN ('annotate', 'correct'))")
+    """No later annotate/correct submission of the same worker on the task: ``a`` is their vote. The
+    ``+`` keeps SQLite on ``annotations_task`` (a task's few rows), not the worker's later ones."""
+
     def worker_final_agreement(self, worker: str, same: Callable[[Any, Any], bool] | None = None) -> tuple[int, int]:
         """``(votes on finished tasks, votes that give the final label)`` for a worker (gold left out).
 
-        Without ``same`` the stored JSON texts are compared (exact for choices and
-        text); ``same(vote, final)`` judges other label types (sets, numbers, boxes).
+        A vote is the worker's latest annotate/correct submission on the task
+        (``_LATEST_VOTE``): a correction replaces the label it corrects. Without
+        ``same`` the stored JSON texts are compared (exact for choices and text);
+        ``same(vote, final)`` judges other label types (sets, numbers, boxes).
         """
         where = ("FROM annotations AS a JOIN tasks AS t ON t.id = a.task_id WHERE a.worker = ? "
-                 "AND a.stage IN ('annotate', 'correct') AND t.status = 'done' AND t.is_gold = 0")
+                 "AND a.stage IN ('annotate', 'correct') AND t.status = 'done' AND t.is_gold = 0 "
+                 f"AND {self._LATEST_VOTE}")
         if same is None:
             row = self.one(f"SELECT count(*), sum(a.label = t.final_label) {where}", (worker,))
             return int(row[0]), int(row[1] or 0)

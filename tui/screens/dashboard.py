@@ -106,7 +106,7 @@ class DashboardScreen(BaseScreen):
         metric = (self.slow or {}).get("metric", "fleiss_kappa")
         for q in d["queues"]:
             agree = slow_q.get(q["name"])
-            late = Text("-" if not q["sla"] else f"{q['breaches']:,}{'+' if q['breaches_capped'] else ''}",
+            late = Text("-" if q["sla"] is None else f"{q['breaches']:,}{'+' if q['breaches_capped'] else ''}",
                         style="bold red" if q["breaches"] else "")
             queues.add_row(fmt.plain(q["name"]), fmt.count(q["waiting"]), fmt.count(q["active"]),
                            fmt.count(q["open"]),
