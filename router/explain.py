@@ -7,6 +7,8 @@ the section, the rule, its condition and the trace of the values it saw
 rendering them on every row): they are traced again here, with the workflow
 version that routed the task, from the task's input, which never changes.
 The other events (claims, submissions, lead actions) say who acted and when.
+The summary names the last event that put the task where it is (a rule's
+decision or a person's action; never an ``on_worker`` rule, a claim or a release).
 Reads only, through :class:`router.store.Store`.
 """
 
@@ -20,6 +22,11 @@ from .errors import UnknownTask
 from .store import Store, loads
 
 DECISION_KINDS = ("created", "routed", "final", "held", "invalid")
+# Events that put a task where it is (status, stage, queue): a rule's decision or a person's action.
+# Claims, submissions, releases, priority changes and on_worker rules (about the worker) do not.
+PLACING_KINDS = ("created", "routed", "final", "held", "invalid", "unheld", "gold_added", "gold_updated")
+DONE_BY = {"held": "held it", "unheld": "unheld it", "gold_added": "added it as a gold question",
+           "gold_updated": "moved it with its gold answer"}
 
 
 def explain_task(store: Store, ref: str) -> dict[str, Any]:
@@ -34,6 +41,7 @@ def explain_task(store: Store, ref: str) -> dict[str, Any]:
         if step["kind"] == "created" and d and d["rule"] and not d["condition"] and not d["trace"]:
             _trace_creation(task, version, d)
     decisions = [s for s in steps if s.get("decision")]
+    placing = [s for s in steps if _places(s)]
     return {
         "task": {
             "id": task["id"], "external_id": task["external_id"], "status": task["status"],
@@ -43,7 +51,7 @@ def explain_task(store: Store, ref: str) -> dict[str, Any]:
             "final_rule": task["final_rule"], "final_at": clock.iso(task["final_at"]),
         },
         "workflow": None if version is None else {"name": version["name"], "version": version["version"]},
-        "summary": _summary(task, decisions[-1] if decisions else None),
+        "summary": _summary(task, placing[-1] if placing else None),
         "decisions": len(decisions),
         "events": steps,
     }
@@ -89,6 +97,10 @@ def _step(row: Any) -> dict[str, Any]:
         }
         if "votes" in detail:
             step["decision"]["votes"] = detail["votes"]
+        if row["kind"] == "released" and "condition" not in detail:
+            step["decision"]["condition_recorded"] = False  # released by a tick before ticks kept it
+        if row["kind"] == "priority":
+            step["decision"]["from"], step["decision"]["to"] = detail.get("from"), detail.get("to")
         for key in ("source", "line"):
             if key in detail:
                 step[key] = detail[key]
@@ -97,6 +109,34 @@ def _step(row: Any) -> dict[str, Any]:
         if row["rule"] is not None or row["action"] is not None:
             step["rule"], step["action"] = row["rule"], row["action"]
     return step
+
+
+def _places(step: dict[str, Any]) -> bool:
+    """Whether the event put the task where it is (a worker rule's never does)."""
+    if step["kind"] not in PLACING_KINDS:
+        return False
+    if step["kind"] == "gold_updated":
+        return "queue" in (step.get("detail") or {})
+    d = step.get("decision")
+    return d is None or d["section"] != "on_worker"
+
+
+def _since(step: dict[str, Any]) -> str:
+    """Who put the task where it is, for the summary: a rule, or a person by name."""
+    d = step.get("decision")
+    actor = step.get("actor") or "someone"
+    if d is None:
+        return f"{actor} {DONE_BY.get(step['kind'], step['kind'])}"
+    if d["section"] == "lead":
+        where = f" to `{d['target']}`" if d.get("target") else ""
+        return f"{actor} {_past(d['action'])} it{where}"
+    by = f"rule `{d['rule']}`" if d["rule"] else "no rule matching"
+    return f"{by} in {d['section']}"
+
+
+def _past(action: str | None) -> str:
+    return {"escalate": "escalated", "hold": "held", "reject": "rejected", "annotate": "sent",
+            "review": "sent"}.get(action or "", action or "acted on")
 
 
 def _summary(task: Any, last: dict[str, Any] | None) -> str:
@@ -116,9 +156,7 @@ def _summary(task: Any, last: dict[str, Any] | None) -> str:
     else:
         text = status
     if last is not None:
-        d = last["decision"]
-        by = f"rule `{d['rule']}`" if d["rule"] else "no rule matching"
-        text += f", since {by} in {d['section']} ({last['at']})"
+        text += f", since {_since(last)} ({last['at']})"
     return text
 
 
@@ -127,6 +165,8 @@ def _show(value: Any) -> str:
 
 
 def _outcome(d: dict[str, Any]) -> str:
+    if d["action"] == "priority" and "to" in d:  # a timer's reprioritise: same stage and queue
+        return f"priority {_num(d['from'])} → {_num(d['to'])} (stays in {d.get('target')})"
     text = d["action"] or "?"
     if d.get("target") is not None:
         text += f" {d['target']}"
@@ -163,6 +203,15 @@ def _other(step: dict[str, Any]) -> str:
     return ", ".join(f"{k} {_show(v)}" for k, v in shown.items())
 
 
+def _who(d: dict[str, Any], step: dict[str, Any]) -> str:
+    """The rule that decided, or the lead who acted."""
+    if d["rule"]:
+        return f"rule `{d['rule']}`"
+    if d["section"] == "lead":
+        return f"{_past(d['action'])} by {step.get('actor') or 'a lead'}"
+    return "no rule matched"
+
+
 def render_explanation(data: dict[str, Any]) -> list[str]:
     """The explanation as lines of text for a terminal."""
     t = data["task"]
@@ -184,8 +233,7 @@ def render_explanation(data: dict[str, Any]) -> list[str]:
             lines.append(head + (f": {extra}" if extra else ""))
             continue
         lines.append(head)
-        who = f"rule `{d['rule']}`" if d["rule"] else "no rule matched"
-        lines.append(f"    {d['section']}: {who} → {_outcome(d)}")
+        lines.append(f"    {d['section']}: {_who(d, step)} → {_outcome(d)}")
         if d.get("condition"):
             again = " (traced again from the task's input)" if d.get("traced_again") is True else ""
             lines.append(f"      when {d['condition']}{again}")
@@ -193,6 +241,8 @@ def render_explanation(data: dict[str, Any]) -> list[str]:
                 lines.append(f"        {trace}")
         elif isinstance(d.get("traced_again"), str):
             lines.append(f"      ({d['traced_again']})")
+        elif d.get("condition_recorded") is False:
+            lines.append("      (condition not recorded: released by an older labelyard)")
         elif d["rule"]:
             lines.append("      (no condition: always matches)")
         if d.get("reason"):

@@ -6,33 +6,50 @@ tasks, through their indexes) and acting in one short transaction per page:
 1. every active assignment, with ``assignment.*`` (age since it was claimed,
    worker, kind) beside ``task.*``; ``release`` ends that assignment and gives
    its slot back to the queue; a task action (escalate, hold…) moves its task.
+   A gold task is never moved: only the ``release`` rules are run for its slots.
 2. every open task, with ``assignment.*`` null; ``release`` does nothing here
-   (pass 1 saw the assignments).
+   (pass 1 saw the assignments). Skipped when the leading rules, whose
+   conditions read only ``now`` and ``assignment.*`` and so decide the same for
+   every task, show that no task can be acted on this tick.
+
+``queue.*`` facts are read once per queue and tick, then kept up to date as
+the tick moves tasks and releases slots (:class:`QueueBook`): each decision
+sees, and its event records, the values at the moment it was taken. A
+decision that read them is taken again, from the page's row, when an earlier
+action of the tick changed its queue.
 
 Ticks are idempotent: a released assignment is no longer active; a rule acts
 at most once on a task per round (the round is recorded in the event and
 checked); an action that would leave the task where it is (``escalate:
-experts`` on a task already escalated to ``experts``) is not taken. Each row is
-read again inside the transaction and skipped when it changed meanwhile. A
-task moves at most once per tick: one escalated to a queue that sorts later is
-met again further on, and waits for the next tick (as it would if the queue
-sorted earlier).
+experts`` on a task already escalated to ``experts``) is not taken, except
+that one giving another ``priority`` sets the priority (a reprioritise). Each
+row is read again inside the transaction and skipped when it changed
+meanwhile. A task moves at most once per tick: one escalated to a queue that
+sorts later is met again further on, and waits for the next tick (as it would
+if the queue sorted earlier).
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import takewhile
 from typing import Any
 
 from . import clock
-from .context import stored_prediction, task_facts
+from .context import Lazy, stored_prediction, task_facts
 from .engine import decision_facts
 from .lead import hold_task, release_assignment
 
 PAGE = 500
 ACTOR = "labelyard tick"
 STAGE_OF_ACTION = {"annotate": "annotate", "review": "review", "escalate": "escalated"}
+SAME_FOR_EVERY_TASK = frozenset({"assignment", "now"})  # roots whose values are the same for every open task
+OLDEST_WAITING = ("SELECT stage_at FROM tasks WHERE status = 'open' AND is_gold = 0 AND queue = ? "
+                  "AND free_slots > 0 ORDER BY stage_at LIMIT 1")  # walks tasks_open_age from its start
+MOVED_BY_RULE = ("SELECT 1 FROM events WHERE task_id = ? AND rule = ? AND kind = 'routed' "
+                 "AND json_extract(detail, '$.section') = 'on_timer' AND json_extract(detail, '$.round') = ? LIMIT 1")
 
 
 @dataclass
@@ -54,102 +71,307 @@ class TickReport:
 def tick(engine, *, page: int = PAGE, actor: str = ACTOR) -> TickReport:
     """Run ``on_timer`` once over active assignments and open tasks at ``clock.now()``."""
     report = TickReport()
-    rules = engine.workflow.rules.get("on_timer") or []
-    if not rules:
+    if not engine.workflow.rules.get("on_timer"):
         return report
-    now = clock.now()
-    queues: dict[str, Any] = {}
-
-    def queue_facts(name):
-        if name not in queues:
-            queues[name] = engine._queue_facts(name, now)
-        return queues[name]
-
-    def context(task, assignment) -> dict[str, Any]:
-        facts = {}
-        if assignment is not None:
-            start = assignment["updated_at"]  # an active slot's last change is its claim
-            facts = {"age": now - start, "worker": assignment["worker"], "kind": assignment["stage"]}
-        return {"task": task_facts(task, now), "prediction": stored_prediction(task), "assignment": facts,
-                "queue": queue_facts(task["queue"]), "now": now}
-
-    store = engine.store
-    moved: set[int] = set()  # tasks an action moved this tick: decided once, even if met again further on
-    after = 0
-    while True:
-        slots = store.active_assignments_after(after, page)
-        if not slots:
-            break
-        after = slots[-1]["id"]
-        report.assignments += len(slots)
-        todo = []
-        for a in slots:
-            task = store.task(a["task_id"])
-            if task is None:
-                continue
-            ctx = context(task, a)
-            decision = engine.workflow.decide("on_timer", ctx)
-            if decision.rule is not None and (decision.action == "release" or not task["is_gold"]):
-                todo.append((a, task, decision, decision_facts(ctx)))
-        _act(engine, todo, now, actor, report, moved)
-
-    if all(rule.when is not None and rule.when.roots <= {"assignment", "now"} for rule in rules):
-        return report  # every rule is about assignments: nothing to decide per task
-    queue, after = "", 0
-    while True:
-        tasks = store.tasks_after("open", queue, after, page)
-        if not tasks:
-            break
-        queue, after = tasks[-1]["queue"], tasks[-1]["id"]
-        # A task moved to a queue that sorts later is met again on a later page: not again.
-        tasks = [t for t in tasks if t["id"] not in moved]
-        report.tasks += len(tasks)
-        todo = []
-        for task in tasks:
-            ctx = context(task, None)
-            decision = engine.workflow.decide("on_timer", ctx)
-            if decision.rule is not None and decision.action != "release":
-                todo.append((None, task, decision, decision_facts(ctx)))
-        _act(engine, todo, now, actor, report, moved)
+    run = _Tick(engine, clock.now(), actor, report)
+    run.assignment_pass(page)
+    if task_pass_needed(engine.workflow, run.now):
+        run.task_pass(page)
     return report
 
 
-def _act(engine, todo: list, now: float, actor: str, report: TickReport, moved: set[int]) -> None:
-    """Apply one page of decisions in one transaction, each on fresh rows; ``moved`` gathers the
-    tasks moved this tick, which no later decision of the tick touches."""
-    if not todo:
-        return
-    store = engine.store
-    with store.transaction():
-        for a, old, decision, facts in todo:
-            task = store.task(old["id"])
-            if task["id"] in moved or task["status"] != "open" or task["round"] != old["round"]:
-                continue  # moved on since it was read (or by an earlier decision of this page)
-            if a is not None:
-                a = store.assignment(a["id"])
-                if a["status"] != "active":
-                    continue
-            if decision.action == "release":
-                release_assignment(engine, a, now, actor,
-                                   detail={"rule": decision.rule, "section": "on_timer", "round": task["round"],
-                                           "facts": facts})
-                report.released += 1
-                continue
-            if store.timer_fired(task["id"], decision.rule, task["round"]):
-                report.already += 1
-                continue
-            stage = STAGE_OF_ACTION.get(decision.action)
-            if stage is not None and stage == task["stage"] and decision.target == task["queue"]:
-                report.unchanged += 1
-                continue
-            mark = {"section": "on_timer", "round": task["round"]}
-            if a is not None:
-                mark["assignment"] = a["id"]
-            if decision.action == "hold":
-                hold_task(engine, task, now, actor, decision.reason or f"held by rule `{decision.rule}`",
-                          rule=decision.rule, detail={**decision.as_detail(), **mark, "facts": facts})
-            else:
-                engine._apply(task, decision, now, actor, votes=engine._votes(task["id"]), final_by="lead",
-                              facts=facts, extra=mark)
-            report.actions[decision.action] += 1
-            moved.add(task["id"])
+def task_pass_needed(workflow, now: float) -> bool:
+    """Whether the task pass may act on some open task at ``now``.
+
+    The leading rules whose conditions read only ``now`` and ``assignment.*``
+    (null for a task) decide the same for every open task, so they are decided
+    once: a match of one of them settles every task (a ``release`` does nothing
+    to a task); no match leaves it to the rules after them, which need the pass.
+    """
+    rules = workflow.rules.get("on_timer") or []
+    leading = list(takewhile(_same_for_every_task, rules))
+    ctx = {"task": {}, "prediction": {}, "assignment": {}, "queue": {}, "now": now}
+    try:
+        decision = _only(workflow, leading).decide("on_timer", ctx)
+    except Exception:  # noqa: BLE001 - in doubt, run the pass
+        return True
+    if decision.rule is not None:
+        return decision.action != "release"
+    return len(leading) < len(rules)
+
+
+def _same_for_every_task(rule) -> bool:
+    return rule.when is None or rule.when.roots <= SAME_FOR_EVERY_TASK
+
+
+def _only(workflow, rules: Sequence[Any]):
+    """``workflow`` with ``rules`` as its whole ``on_timer`` section."""
+    return type(workflow)(workflow.spec, {**workflow.rules, "on_timer": list(rules)})
+
+
+@dataclass
+class _Counts:
+    """One queue's counters, kept up to date through a tick."""
+
+    waiting: int
+    active: int
+    oldest: float | None  # stage_at of the oldest waiting task (None: none waits)
+    oldest_known: bool = True  # False once that task left: read again when a rule asks
+
+
+class QueueBook:
+    """``queue.*`` for one tick: read once per queue, then changed as the tick changes tasks."""
+
+    def __init__(self, engine, now: float):
+        self.engine, self.now = engine, now
+        self._counts: dict[str, _Counts] = {}
+        self._versions: dict[str, int] = {}
+        self._snapshots: dict[str, tuple[int, Any]] = {}  # the latest, shared until the queue changes
+
+    @property
+    def tracking(self) -> bool:
+        """Whether a rule read some queue's facts (then the tick's changes are counted)."""
+        return bool(self._counts)
+
+    def version(self, name: str | None) -> int:
+        """Goes up each time the queue's counters change."""
+        return self._versions.get(name, 0) if name is not None else 0
+
+    def facts(self, name: str | None) -> Lazy:
+        """``queue.*`` for a queue as they are when a rule first reads them."""
+        return Lazy(lambda: self._snapshot(name))
+
+    def _snapshot(self, name: str | None) -> Any:
+        if name is None:
+            return {}
+        version = self.version(name)
+        kept = self._snapshots.get(name)
+        if kept is None or kept[0] != version:
+            kept = self._snapshots[name] = (version, self._read(name))
+        return kept[1]
+
+    def _read(self, name: str) -> Any:
+        counts = self._load(name)
+        spec = self.engine.workflow.queues.get(name)
+        values: dict[str, Any] = {"name": name, "waiting": counts.waiting, "active": counts.active}
+        agreement = self.engine._queue_agreement
+        computed = {"kappa": lambda: agreement(name)[0], "alpha": lambda: agreement(name)[1]}
+        if counts.oldest_known:
+            values["oldest_age"] = None if counts.oldest is None else self.now - counts.oldest
+        else:
+            computed["oldest_age"] = lambda: self._oldest_age(name)
+        values["sla"] = spec.sla if spec else None
+        return Lazy.keys(values, **computed)
+
+    def _load(self, name: str) -> _Counts:
+        counts = self._counts.get(name)
+        if counts is None:
+            stats = self.engine.store.queue_stats(name, self.now)
+            oldest = None if stats["oldest_age"] is None else self.now - stats["oldest_age"]
+            counts = self._counts[name] = _Counts(stats["waiting"], stats["active"], oldest)
+        return counts
+
+    def _oldest_age(self, name: str) -> float | None:
+        counts = self._counts[name]
+        if not counts.oldest_known:
+            row = self.engine.store.one(OLDEST_WAITING, (name,))
+            counts.oldest, counts.oldest_known = (None if row is None else row[0]), True
+        return None if counts.oldest is None else self.now - counts.oldest
+
+    def changed(self, before: Any, after: Any, closed: Iterable[Any]) -> None:
+        """Count a task's change: its rows ``before`` and ``after``, the active slots it lost."""
+        for slot in closed:
+            self._bump(slot["queue"], lambda c: setattr(c, "active", c.active - 1))
+        was, now = _waiting(before), _waiting(after)
+        if was == now:
+            return
+        if was is not None:
+            self._bump(was[0], lambda c: _leave(c, was[1]))
+        if now is not None:
+            self._bump(now[0], lambda c: _enter(c, now[1]))
+
+    def _bump(self, name: str | None, change: Callable[[_Counts], None]) -> None:
+        counts = self._counts.get(name) if name is not None else None
+        if counts is not None:  # a queue no rule read yet is read fresh when one does
+            change(counts)
+            self._versions[name] = self._versions.get(name, 0) + 1
+
+
+def _waiting(row: Any) -> tuple[str, float] | None:
+    """``(queue, stage_at)`` when the task counts in ``queue.waiting``."""
+    if row["status"] == "open" and row["free_slots"] > 0 and not row["is_gold"]:
+        return row["queue"], row["stage_at"]
+    return None
+
+
+def _leave(counts: _Counts, stage_at: float) -> None:
+    counts.waiting -= 1
+    if counts.waiting <= 0:
+        counts.oldest, counts.oldest_known = None, True
+    elif counts.oldest_known and counts.oldest is not None and stage_at <= counts.oldest:
+        counts.oldest_known = False  # the oldest left: the next is read when a rule asks
+
+
+def _enter(counts: _Counts, stage_at: float) -> None:
+    counts.waiting += 1
+    if counts.oldest_known:
+        counts.oldest = stage_at if counts.oldest is None else min(counts.oldest, stage_at)
+
+
+@dataclass
+class _Candidate:
+    """A row decided on: the decision (None: nothing to do) and the version of the queue facts it read."""
+
+    assignment: Any
+    task: Any
+    decision: Any
+    ctx: dict[str, Any]
+    seen: int | None  # None: no rule read queue.*
+
+    @property
+    def kept(self) -> bool:
+        return self.decision is not None or self.seen is not None
+
+
+class _Tick:
+    """One tick's passes, with the state they share."""
+
+    def __init__(self, engine, now: float, actor: str, report: TickReport):
+        self.engine, self.store, self.now, self.actor, self.report = engine, engine.store, now, actor, report
+        self.workflow = engine.workflow
+        releases = [r for r in self.workflow.rules["on_timer"] if r.action.kind == "release"]
+        self.gold_workflow = _only(self.workflow, releases)  # gold tasks: only their slots' release
+        self.book = QueueBook(engine, now)
+        self.moved: set[int] = set()  # tasks acted on this tick: decided once, even if met again further on
+
+    def assignment_pass(self, page: int) -> None:
+        after = 0
+        while slots := self.store.active_assignments_after(after, page):
+            after = slots[-1]["id"]
+            self.report.assignments += len(slots)
+            tasks = ((self.store.task(a["task_id"]), a) for a in slots)
+            self._act([c for c in (self._decide(t, a) for t, a in tasks if t is not None) if c.kept])
+
+    def task_pass(self, page: int) -> None:
+        queue, after = "", 0
+        while tasks := self.store.tasks_after("open", queue, after, page):
+            queue, after = tasks[-1]["queue"], tasks[-1]["id"]
+            # A task moved to a queue that sorts later is met again on a later page: not again.
+            tasks = [t for t in tasks if t["id"] not in self.moved]
+            self.report.tasks += len(tasks)
+            self._act([c for c in (self._decide(t, None) for t in tasks) if c.kept])
+
+    def _context(self, task: Any, a: Any) -> dict[str, Any]:
+        facts = {}
+        if a is not None:
+            start = a["updated_at"]  # an active slot's last change is its claim
+            facts = {"age": self.now - start, "worker": a["worker"], "kind": a["stage"]}
+        return {"task": task_facts(task, self.now), "prediction": stored_prediction(task), "assignment": facts,
+                "queue": self.book.facts(task["queue"]), "now": self.now}
+
+    def _decide(self, task: Any, a: Any) -> _Candidate:
+        ctx = self._context(task, a)
+        workflow = self.gold_workflow if task["is_gold"] else self.workflow
+        decision = workflow.decide("on_timer", ctx)
+        if not _applies(decision, task, a):
+            decision = None
+        read = ctx["queue"]._value is not None  # computed: a rule read queue.* (as decision_facts tells)
+        return _Candidate(a, task, decision, ctx, self.book.version(task["queue"]) if read else None)
+
+    def _act(self, todo: list[_Candidate]) -> None:
+        """Apply one page's decisions in one transaction, each on fresh rows."""
+        if not any(c.decision is not None for c in todo):
+            return  # nothing acts, so no queue changes and nothing is decided again
+        with self.store.transaction():
+            for candidate in todo:
+                self._settle(candidate)
+
+    def _settle(self, c: _Candidate) -> None:
+        if c.seen is not None and self.book.version(c.task["queue"]) != c.seen:
+            c = self._decide(c.task, c.assignment)  # its queue changed since: decide on the facts of now
+        if c.decision is None:
+            return
+        task = self.store.task(c.task["id"])
+        if task["status"] != "open" or task["round"] != c.task["round"]:
+            return  # moved on since it was read (or by an earlier decision of this tick)
+        a = c.assignment
+        if a is not None:
+            a = self.store.assignment(a["id"])
+            if a["status"] != "active":
+                return
+        if c.decision.action == "release":
+            self._release(task, a, c)
+        elif task["id"] in self.moved:
+            return  # an earlier decision of this tick acted on it
+        elif self.store.timer_fired(task["id"], c.decision.rule, task["round"]):
+            self.report.already += 1
+        elif _stays(c.decision, task):
+            if not self._reprioritise(task, a, c):
+                self.report.unchanged += 1
+        else:
+            self._move(task, a, c)
+
+    def _mark(self, task: Any, a: Any, c: _Candidate) -> dict[str, Any]:
+        """What a timer event records beside the decision: section, round, assignment, facts."""
+        mark = {"section": "on_timer", "round": task["round"], "facts": decision_facts(c.ctx)}
+        if a is not None:
+            mark["assignment"] = a["id"]
+        return mark
+
+    def _release(self, task: Any, a: Any, c: _Candidate) -> None:
+        # the condition is kept even when null, so explain can tell "always matches" from "not recorded"
+        detail = {**c.decision.as_detail(), "condition": c.decision.condition, "rule": c.decision.rule,
+                  **self._mark(task, None, c)}
+        release_assignment(self.engine, a, self.now, self.actor, detail=detail)
+        if self.book.tracking:
+            self.book.changed(task, self.store.task(task["id"]), [a])
+        self.report.released += 1
+
+    def _move(self, task: Any, a: Any, c: _Candidate) -> None:
+        decision, mark, tracking = c.decision, self._mark(task, a, c), self.book.tracking
+        closed = self.store.task_slots(task["id"], ("active",)) if tracking else ()
+        if decision.action == "hold":
+            hold_task(self.engine, task, self.now, self.actor, decision.reason or f"held by rule `{decision.rule}`",
+                      rule=decision.rule, detail={**decision.as_detail(), **mark})
+        else:
+            facts = mark.pop("facts")
+            self.engine._apply(task, decision, self.now, self.actor, votes=self.engine._votes(task["id"]),
+                               final_by="lead", facts=facts, extra=mark)
+        if tracking:
+            self.book.changed(task, self.store.task(task["id"]), closed)
+        self.report.actions[decision.action] += 1
+        self.moved.add(task["id"])
+
+    def _reprioritise(self, task: Any, a: Any, c: _Candidate) -> bool:
+        """Set the priority an action into the task's own stage and queue gives; False when it changes nothing.
+
+        Not when this rule opened the stage (it moved the task in the round before): it set the priority then.
+        """
+        decision = c.decision
+        priority = decision.values.get("priority")
+        if isinstance(priority, bool) or not isinstance(priority, (int, float)) or float(priority) == task["priority"]:
+            return False
+        if self.store.one(MOVED_BY_RULE, (task["id"], decision.rule, task["round"] - 1)) is not None:
+            return False
+        self.store.update_task(task["id"], priority=float(priority), updated_at=self.now)
+        self.store.add_event("priority", self.now, task_id=task["id"], rule=decision.rule, action="priority",
+                             actor=self.actor, detail={**decision.as_detail(), **self._mark(task, a, c),
+                                                       "from": task["priority"], "to": float(priority)})
+        self.report.actions["priority"] += 1
+        self.moved.add(task["id"])
+        return True
+
+
+def _applies(decision, task: Any, a: Any) -> bool:
+    """Whether a tick acts on ``decision``: a release needs an assignment; gold tasks are never moved."""
+    if decision.rule is None:
+        return False
+    if decision.action == "release":
+        return a is not None
+    return not task["is_gold"]
+
+
+def _stays(decision, task: Any) -> bool:
+    """Whether the action would open the stage and queue the task is already in."""
+    stage = STAGE_OF_ACTION.get(decision.action)
+    return stage is not None and stage == task["stage"] and decision.target == task["queue"]

@@ -74,5 +74,6 @@ def test_text_that_is_not_unicode_is_refused_where_it_comes_in(run, write_workfl
     run.ok("workers", "add", "ann", "--role", "annotator")
     claim = run.json("claim", "--as", "ann", "--json")
     refused = run("submit", claim["assignment"], "--as", "ann", "--value", '"x\\ud83d"')
-    assert refused.returncode == 1 and "the label: a lone UTF-16 surrogate (\\ud83d) is not text" in refused.stderr
+    assert refused.returncode == 1
+    assert "--value: the lone UTF-16 surrogate escape `\\ud83d` at column 3 is not text" in refused.stderr
     run.ok("submit", claim["assignment"], "--as", "ann", "--label", "fine")
