@@ -1412,10 +1412,11 @@ class Store:
         """One page of non-gold tasks, filtered and sorted, after the keyset ``after`` = ``(sort value, id)``
         of the previous page's last row (``None``: the first page). Never ``OFFSET``.
 
-        ``queue=""`` means tasks without a queue. ``text`` matches the id, the external id (substring) or
-        the task's data (substring); it is bound as a parameter, never spliced into SQL. Ordered by id with
-        no queue filter, the walk goes down the rowid and stops after ``limit`` matches; with a status and
-        a queue it reads the ``(status, queue)`` index, whose entries are in rowid order.
+        ``queue=""`` means tasks without a queue. ``text`` matches the id (only when it is ASCII digits
+        in SQLite's range), the external id (substring) or the task's data (substring); it is bound as a
+        parameter, never spliced into SQL. Ordered by id with no queue filter, the walk goes down the
+        rowid and stops after ``limit`` matches; with a status and a queue it reads the ``(status, queue)``
+        index, whose entries are in rowid order.
         """
         if order not in self.TASK_ORDERS:
             raise ValueError(f"unknown order {order!r}")
@@ -1438,7 +1439,8 @@ class Store:
         if text:
             like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             where.append("(t.id = ? OR t.external_id LIKE ? ESCAPE '\\' OR t.data LIKE ? ESCAPE '\\')")
-            params += [int(text) if text.isdigit() else -1, like, like]
+            number = _task_number(text)  # only ASCII digits in range name an id ("²", "١٢", 20 digits do not)
+            params += [-1 if number is None else number, like, like]
         cmp = "<" if descending else ">"
         direction = "DESC" if descending else "ASC"
         if after is not None:

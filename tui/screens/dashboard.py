@@ -16,6 +16,7 @@ from router.errors import NoWorkflow
 
 from ..messages import Loaded
 from ..widgets import format as fmt
+from ..widgets.tables import cursor_key, restore_cursor
 from .base import BaseScreen
 
 SLOW_EVERY = 30.0  # seconds between agreement recomputations
@@ -100,7 +101,7 @@ class DashboardScreen(BaseScreen):
         self.query_one("#summary", Static).update(head)
 
         queues = self.query_one("#queues", DataTable)
-        cursor = queues.cursor_row
+        key, cursor = cursor_key(queues), queues.cursor_row
         queues.clear()
         slow_q = (self.slow or {}).get("queues", {})
         metric = (self.slow or {}).get("metric", "fleiss_kappa")
@@ -113,8 +114,7 @@ class DashboardScreen(BaseScreen):
                            fmt.count(q["held"], "yellow"), fmt.age(q["oldest_age"]), late,
                            fmt.banded(agree.get(metric), agree.get("band")) if agree else Text("-", style="dim"),
                            key=q["name"])
-        if queues.row_count:
-            queues.move_cursor(row=min(max(cursor, 0), queues.row_count - 1))
+        restore_cursor(queues, key, cursor)
 
         self.query_one("#throughput", Sparkline).data = d["throughput"]["submitted"]
         total = sum(d["throughput"]["submitted"])
@@ -122,6 +122,7 @@ class DashboardScreen(BaseScreen):
         self.query_one("#chart-label", Static).update(f"24 h: {total:,} submissions, {finals:,} final ")
 
         workers = self.query_one("#workers", DataTable)
+        key, cursor = cursor_key(workers), workers.cursor_row
         workers.clear()
         annot = (self.slow or {}).get("annotators", {})
         for w in d["workers"]:
@@ -131,6 +132,7 @@ class DashboardScreen(BaseScreen):
             workers.add_row(fmt.plain(w["id"]), f"{w['active']}/{cap}", f"{w['submitted_recent']:,}",
                             fmt.pct(w["gold_accuracy"]),
                             fmt.pct(a.get("agreement")), Text(state, style="yellow" if state else ""), key=w["id"])
+        restore_cursor(workers, key, cursor)
 
         alerts = d["alerts"]
         lines = [fmt.plain(f"▲ {a['text']}", "red" if a["level"] == "error" else "yellow") for a in alerts]

@@ -16,9 +16,19 @@ from router.queries import ORDERS, STAGES, TASK_STATUSES, TaskFilter
 from ..messages import Loaded
 from ..widgets import format as fmt
 from ..widgets.modals import InputModal, PickModal
+from ..widgets.tables import cursor_key, restore_cursor
 from .base import BaseScreen
 
 STATUS_STYLE = {"open": "", "held": "yellow", "done": "green", "invalid": "red"}
+
+
+ANY = "*"  # the pick key of "(any)"; every real value's key is VALUE + value, so none is ANY
+VALUE = "="
+
+
+def picked_value(key: str) -> str | None:
+    """The filter value a pick key stands for: ``None`` for "(any)", else the value itself."""
+    return None if key == ANY else key.removeprefix(VALUE)
 
 
 def task_ref(row: dict[str, Any]) -> str:
@@ -102,7 +112,7 @@ class TasksScreen(BaseScreen):
 
     def render_rows(self) -> None:
         table = self.query_one(DataTable)
-        cursor = 0 if self._top else table.cursor_row
+        key, cursor = (None, 0) if self._top else (cursor_key(table), table.cursor_row)
         self._top = False
         table.clear()
         import time
@@ -118,14 +128,9 @@ class TasksScreen(BaseScreen):
                           f"{r['priority']:.2f}", fmt.plain(fmt.label(r["pred_label"])), fmt.num(r["pred_confidence"]),
                           fmt.plain(fmt.label(r["final_label"])), fmt.plain(",".join(r["holders"])),
                           fmt.age(now - r["stage_at"]) if r["status"] == "open" else "", key=ref)
-        if table.row_count:
-            table.move_cursor(row=min(max(cursor, 0), table.row_count - 1))
+        restore_cursor(table, key, cursor)
         self.query_one("#task-filter", Static).update(fmt.line(("Tasks", "bold"), "  ", self.filter.describe()))
-        page = len(self.keys)
-        total = "?" if self.total is None else f"{self.total:,}"
-        more = "" if self.next_after is not None else " (last page)"
-        sel = f"   selected {len(self.selected)}" if self.selected else ""
-        self.query_one("#task-status", Static).update(f"page {page:,} · {len(self.rows)} rows of {total}{more}{sel}")
+        self.render_status_only()
 
     # -- paging -----------------------------------------------------------------------------
     def action_next_page(self) -> None:
@@ -144,10 +149,7 @@ class TasksScreen(BaseScreen):
 
     # -- selection ---------------------------------------------------------------------------
     def current_ref(self) -> str | None:
-        table = self.query_one(DataTable)
-        if not table.row_count:
-            return None
-        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return cursor_key(self.query_one(DataTable))
 
     def action_toggle_select(self) -> None:
         ref = self.current_ref()
@@ -161,10 +163,12 @@ class TasksScreen(BaseScreen):
         self.render_status_only()
 
     def render_status_only(self) -> None:
+        """The status line: page, rows, total, whether this is the last page, and the selection."""
         page = len(self.keys)
         total = "?" if self.total is None else f"{self.total:,}"
+        more = "" if self.next_after is not None else " (last page)"
         sel = f"   selected {len(self.selected)}" if self.selected else ""
-        self.query_one("#task-status", Static).update(f"page {page:,} · {len(self.rows)} rows of {total}{sel}")
+        self.query_one("#task-status", Static).update(f"page {page:,} · {len(self.rows)} rows of {total}{more}{sel}")
 
     def selected_refs(self) -> list[str]:
         if self.selected:
@@ -191,13 +195,12 @@ class TasksScreen(BaseScreen):
                              lambda t: t is not None and self.set_filter(self.filter.with_(text=t.strip() or None)))
 
     def _pick(self, title: str, field: str, values: list[str]) -> None:
-        items = [("*", "(any)")] + [(v if v else "-", v or "(none)") for v in values]
+        """Filter ``field`` on one of ``values`` ("" is "(none)") or on any value."""
+        items = [(ANY, "(any)")] + [(VALUE + v, v or "(none)") for v in values]
 
-        def picked(value: str | None) -> None:
-            if value is None:
-                return
-            chosen = None if value == "*" else ("" if value == "-" else value)
-            self.set_filter(self.filter.with_(**{field: chosen}))
+        def picked(key: str | None) -> None:
+            if key is not None:
+                self.set_filter(self.filter.with_(**{field: picked_value(key)}))
 
         self.app.push_screen(PickModal(title, items), picked)
 

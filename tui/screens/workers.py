@@ -12,6 +12,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 from ..messages import Loaded
 from ..widgets import format as fmt
 from ..widgets.modals import ConfirmModal, InputModal
+from ..widgets.tables import cursor_key, restore_cursor
 from .base import BaseScreen
 
 
@@ -51,7 +52,7 @@ class WorkersScreen(BaseScreen):
     def loaded(self, message: Loaded) -> None:
         self.rows = message.data
         table = self.query_one(DataTable)
-        cursor = table.cursor_row
+        key, cursor = cursor_key(table), table.cursor_row
         table.clear()
         for w in self.rows:
             cap = "∞" if w["capacity"] is None else w["capacity"]
@@ -61,14 +62,10 @@ class WorkersScreen(BaseScreen):
                           f"{w['active']}/{cap}", f"{w['submitted_recent']:,}", fmt.pct(w["gold_accuracy"]),
                           str(w["gold_answered"]), fmt.pct(w["agreement"]), str(w["decided"] or 0),
                           fmt.plain(state, "yellow" if state else ""), key=w["id"])
-        if table.row_count:
-            table.move_cursor(row=min(max(cursor, 0), table.row_count - 1))
+        restore_cursor(table, key, cursor)
 
     def current(self) -> dict[str, Any] | None:
-        table = self.query_one(DataTable)
-        if not table.row_count:
-            return None
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        key = cursor_key(self.query_one(DataTable))
         return next((w for w in self.rows if w["id"] == key), None)
 
     def action_toggle_pause(self) -> None:

@@ -72,7 +72,10 @@ class InputModal(ModalScreen["str | None"]):
 
 
 class PickModal(ModalScreen["str | None"]):
-    """Pick one of ``items`` (``(id, text)``); Enter picks, Escape cancels (``None``)."""
+    """Pick one of ``items`` (``(key, text)``); Enter picks its key, Escape cancels (``None``).
+
+    Options are told apart by position, never by key: keys come from names in the database
+    (a worker ``*``), and two equal option ids would crash the list."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="pick.cancel")]
 
@@ -84,14 +87,14 @@ class PickModal(ModalScreen["str | None"]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(plain(self.title_text), classes="dialog-title")
-            yield OptionList(*[Option(plain(text), id=key) for key, text in self.items], id="pick-list")
+            yield OptionList(*[Option(plain(text)) for _key, text in self.items], id="pick-list")
 
     def on_mount(self) -> None:
         self.query_one(OptionList).focus()
 
     @on(OptionList.OptionSelected)
     def selected(self, event: OptionList.OptionSelected) -> None:
-        self.dismiss(event.option.id)
+        self.dismiss(self.items[event.option_index][0])
 
     def action_cancel(self) -> None:
         self.dismiss(None)
