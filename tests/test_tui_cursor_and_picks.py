@@ -213,3 +213,42 @@ async def test_selecting_on_the_last_page_keeps_last_page_in_the_status_line(db)
         assert str(status.render()) == f"page 1 · {rows} rows of {rows} (last page)"
         await pilot.press("space", "space")
         assert str(status.render()) == f"page 1 · {rows} rows of {rows} (last page)   selected 2"
+
+
+# -- a background read that fails --------------------------------------------------------------------
+
+async def test_a_read_that_fails_in_its_thread_is_told_and_the_app_stays_up(db, monkeypatch):
+    import sqlite3
+
+    from textual.worker import WorkerFailed
+
+    app = LabelyardApp(db, LEAD, poll_interval=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_tasks_on(app, pilot)
+        told: list[tuple[str, str]] = []
+        original_notify = app.notify
+
+        def notify(message, **kwargs):
+            told.append((kwargs.get("title", ""), message))
+            return original_notify(message, **kwargs)
+
+        monkeypatch.setattr(app, "notify", notify)
+        healthy = type(app.backend).queries
+
+        def broken(self):
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(type(app.backend), "queries", broken)
+        screen.reload()
+        try:
+            await app.workers.wait_for_complete()
+        except WorkerFailed:
+            pass  # the worker failed, as it should here; what matters is what the app did with it
+        await pilot.pause()
+        await pilot.pause()
+        assert app.is_running and app.screen is screen  # before: the worker's error ended the app
+        assert ("tasks failed", "OperationalError: disk I/O error") in told
+        monkeypatch.setattr(type(app.backend), "queries", healthy)
+        screen.reload()
+        await settle(app, pilot)
+        assert screen.rows  # the next refresh reads again

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from textual import work
 from textual.app import App
 from textual.binding import Binding
-from textual.worker import get_current_worker
+from textual.worker import Worker, get_current_worker
 
 from router import clock
 from router.queries import TaskFilter
@@ -25,6 +25,7 @@ from router.queries import TaskFilter
 from .backend import Backend
 from .commands import LabelyardCommands
 from .messages import DataChanged
+from .screens.base import worker_failed
 from .screens.dashboard import DashboardScreen
 from .screens.tasks import TasksScreen
 from .screens.work import WorkScreen
@@ -80,6 +81,9 @@ class LabelyardApp(App):
     def now(self) -> float:
         return clock.now()
 
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker_failed(self, event)  # the app's own polls and checks, as every screen's reads
+
     def notify(self, message: str, *, title: str = "", severity: Any = "information", timeout: float | None = None,
                markup: bool = False) -> None:
         """Every notification as plain text: messages quote ids, names and reasons from the database,
@@ -101,7 +105,7 @@ class LabelyardApp(App):
             return False  # the annotator's app shows the work screen only
         return True
 
-    @work(thread=True, exclusive=True, group="meta")
+    @work(thread=True, exclusive=True, group="meta", exit_on_error=False)
     def load_meta(self) -> None:
         """The workflow (queues for pickers) and worker names; whether the actor is a lead."""
         with self.backend.queries() as q:
@@ -125,7 +129,7 @@ class LabelyardApp(App):
                         severity="warning", timeout=10)
 
     # -- live refresh -------------------------------------------------------------------
-    @work(thread=True, exclusive=True, group="poll")
+    @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
     def watch_database(self) -> None:
         """Every ``poll_interval`` s: one indexed ``max(events.id)``; when it moved, the screen reloads."""
         me = get_current_worker()
@@ -137,7 +141,7 @@ class LabelyardApp(App):
                     last = newest
                     self.call_from_thread(self.data_changed)
 
-    @work(thread=True, exclusive=True, group="check")
+    @work(thread=True, exclusive=True, group="check", exit_on_error=False)
     def check_changes(self) -> None:
         """One poll (what the watcher does each second), for ``ctrl+r``-free tests and scripts."""
         with self.backend.queries() as q:

@@ -7,12 +7,22 @@ from typing import Any
 
 from textual import on, work
 from textual.screen import Screen
+from textual.worker import Worker, WorkerState
 
 from ..messages import ActionDone, ActionFailed, DataChanged
 from ..widgets.modals import ConfirmModal, InputModal, PickModal
 
 ACTION_VERBS = {"reassign": "Reassign", "escalate": "Escalate", "hold": "Hold", "unhold": "Unhold",
                 "release": "Release", "priority": "Set the priority of"}
+
+
+def worker_failed(app, event: Worker.StateChanged) -> None:
+    """Tell the lead that a background read or action failed (``exit_on_error=False`` on every
+    worker): the app stays up on the screen they were using, and the next refresh tries again."""
+    if event.state == WorkerState.ERROR:
+        error = event.worker.error
+        app.notify(f"{type(error).__name__}: {error}", title=f"{event.worker.group} failed", severity="error",
+                   timeout=10)
 
 
 class BaseScreen(Screen):
@@ -27,6 +37,10 @@ class BaseScreen(Screen):
     @on(DataChanged)
     def _data_changed(self) -> None:
         self.reload()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A read or action that failed in its thread is told, not fatal (see :func:`worker_failed`)."""
+        worker_failed(self.app, event)
 
     @property
     def backend(self):
@@ -49,7 +63,7 @@ class BaseScreen(Screen):
     def _action_failed(self, message: ActionFailed) -> None:
         self.notify(message.error, title=f"{message.action} failed", severity="error", timeout=8)
 
-    @work(thread=True, group="action")
+    @work(thread=True, group="action", exit_on_error=False)
     def run_lead(self, action: str, refs: list[str], options: dict[str, Any]) -> None:
         """Run a lead action through ``router.lead`` and post what happened."""
         from router.errors import LabelyardError
@@ -61,7 +75,7 @@ class BaseScreen(Screen):
             return
         self.post_message(ActionDone(action, report))
 
-    @work(thread=True, group="action")
+    @work(thread=True, group="action", exit_on_error=False)
     def run_pause(self, worker: str, paused: bool, reason: str | None) -> None:
         from router.errors import LabelyardError
 
@@ -121,7 +135,7 @@ class BaseScreen(Screen):
     def _pick_worker(self, refs: list[str]) -> None:
         self._load_candidates(refs)
 
-    @work(thread=True, group="candidates")
+    @work(thread=True, group="candidates", exit_on_error=False)
     def _load_candidates(self, refs: list[str]) -> None:
         from router.errors import LabelyardError
 

@@ -57,7 +57,7 @@ class DashboardScreen(BaseScreen):
     def reload(self) -> None:
         self.load()
 
-    @work(thread=True, exclusive=True, group="dashboard")
+    @work(thread=True, exclusive=True, group="dashboard", exit_on_error=False)
     def load(self) -> None:
         import time
 

@@ -51,7 +51,7 @@ class TaskDetailScreen(BaseScreen):
     def reload(self) -> None:
         self.load(self.ref)
 
-    @work(thread=True, exclusive=True, group="detail")
+    @work(thread=True, exclusive=True, group="detail", exit_on_error=False)
     def load(self, ref: str) -> None:
         try:
             with self.backend.queries() as q:

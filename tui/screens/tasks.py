@@ -96,7 +96,7 @@ class TasksScreen(BaseScreen):
     def reload(self) -> None:
         self.load(self.filter, self.keys[-1])
 
-    @work(thread=True, exclusive=True, group="tasks")
+    @work(thread=True, exclusive=True, group="tasks", exit_on_error=False)
     def load(self, task_filter: TaskFilter, after: tuple[Any, int] | None) -> None:
         with self.backend.queries() as q:
             page = q.task_page(task_filter, after)

@@ -95,7 +95,7 @@ class WorkScreen(BaseScreen):
         self.busy = True
         self.claim()
 
-    @work(thread=True, group="work-check")
+    @work(thread=True, group="work-check", exit_on_error=False)
     def check_slot(self, assignment: int, say_held: bool = False) -> None:
         why = self.backend.slot_gone(assignment, self.worker)
         if why is not None:
@@ -105,7 +105,7 @@ class WorkScreen(BaseScreen):
 
     # Not exclusive: `busy` already serialises claim and send, and an exclusive
     # claim started from the Submitted handler would cancel the send that posted it.
-    @work(thread=True, group="work")
+    @work(thread=True, group="work", exit_on_error=False)
     def claim(self) -> None:
         try:
             view = self.backend.resume(self.worker, self.queue)
@@ -121,7 +121,7 @@ class WorkScreen(BaseScreen):
             return
         self.post_message(Claimed(view))
 
-    @work(thread=True, group="work")
+    @work(thread=True, group="work", exit_on_error=False)
     def send(self, assignment: int, kwargs: dict[str, Any], skip: bool = False) -> None:
         try:
             if skip:

@@ -43,7 +43,7 @@ class WorkersScreen(BaseScreen):
     def reload(self) -> None:
         self.load()
 
-    @work(thread=True, exclusive=True, group="workers")
+    @work(thread=True, exclusive=True, group="workers", exit_on_error=False)
     def load(self) -> None:
         with self.backend.queries() as q:
             self.post_message(Loaded("workers", q.worker_rows()))

@@ -36,7 +36,7 @@ class WorkflowScreen(BaseScreen):
     def reload(self) -> None:
         self.load()
 
-    @work(thread=True, exclusive=True, group="workflow")
+    @work(thread=True, exclusive=True, group="workflow", exit_on_error=False)
     def load(self) -> None:
         with self.backend.queries() as q:
             try:
