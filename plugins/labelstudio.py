@@ -40,7 +40,6 @@ from typing import Any
 from router import hookimpl
 from router.plugin_api import (JSON_RESERVED, FinalTask, PluginError, PluginRun, RowError, RowProblem, SourcePart,
                                TaskInput, check_row, decode_document)
-from rules.workflow import LabelSpec
 
 from ._files import PART_ROWS, matching_files, signature
 
@@ -76,8 +75,7 @@ def read(run: PluginRun) -> Iterator[SourcePart]:
             yield SourcePart(path, [RowProblem(exc.line, exc.reason, None)], dict(state))
             continue
         votes: dict[str, list[dict[str, Any]]] = {}
-        labels = LabelSpec(type=run.label_type, choices=run.choices)
-        rows = [row for number, item in enumerate(tasks, 1) for row in task_rows(item, number, labels, prefix, votes)]
+        rows = [row for number, item in enumerate(tasks, 1) for row in task_rows(item, number, run, prefix, votes)]
         for start in range(0, len(rows), PART_ROWS):
             last = start + PART_ROWS >= len(rows)
             chunk = rows[start:start + PART_ROWS]
@@ -115,7 +113,7 @@ def _load_export(path: str) -> list[Any]:
     return tasks
 
 
-def task_rows(item: Any, number: int, labels: LabelSpec, prefix: str,
+def task_rows(item: Any, number: int, labels: PluginRun, prefix: str,
               votes: dict[str, list[dict[str, Any]]]) -> list[TaskInput | RowProblem]:
     """One exported task as a row to ingest, or the problem with it; its prior votes go into
     ``votes``, and the annotations left out make a second row, a reject naming them."""
@@ -132,7 +130,7 @@ def task_rows(item: Any, number: int, labels: LabelSpec, prefix: str,
         return [RowProblem(number, f"malformed Label Studio task: {type(exc).__name__}: {exc}", raw)]
 
 
-def _task_rows(item: dict, number: int, labels: LabelSpec, prefix: str,
+def _task_rows(item: dict, number: int, labels: PluginRun, prefix: str,
                votes: dict[str, list[dict[str, Any]]], raw: str) -> list[TaskInput | RowProblem]:
     ident = item.get("id")
     if ident is None or isinstance(ident, (bool, dict, list)) or ident == "":
@@ -144,7 +142,7 @@ def _task_rows(item: dict, number: int, labels: LabelSpec, prefix: str,
     predictions = [p for p in item.get("predictions") or [] if isinstance(p, dict)]
     if predictions:
         best = max(predictions, key=lambda p: p.get("score") if isinstance(p.get("score"), (int, float)) else -1)
-        task.label = read_result(best.get("result"), labels.type)
+        task.label = read_result(best.get("result"), labels.label_type)
         score = best.get("score")
         if isinstance(score, (int, float)) and not isinstance(score, bool):
             if not 0 <= score <= 1:
@@ -152,7 +150,7 @@ def _task_rows(item: dict, number: int, labels: LabelSpec, prefix: str,
             task.confidence = float(score)
         if isinstance(best.get("model_version"), str):
             task.model = best["model_version"]
-    checked = check_task(task, number, raw, labels.choices if labels.type in ("choice", "multi_choice") else ())
+    checked = check_task(task, number, raw, labels.choices if labels.label_type in ("choice", "multi_choice") else ())
     if not isinstance(checked, TaskInput):
         return [checked]
     prior, left_out = prior_votes(item.get("annotations") or [], labels)
@@ -164,7 +162,7 @@ def _task_rows(item: dict, number: int, labels: LabelSpec, prefix: str,
     return [checked, RowProblem(number, reason, raw)]
 
 
-def prior_votes(annotations: list[Any], labels: LabelSpec) -> tuple[list[dict[str, Any]], list[str]]:
+def prior_votes(annotations: list[Any], labels: PluginRun) -> tuple[list[dict[str, Any]], list[str]]:
     """The votes of a task's completed annotations, a worker's latest one each (by ``updated_at``,
     else ``created_at``, else the later in the list); and, for each latest one the workflow's labels
     refuse, why it was left out."""
@@ -176,8 +174,8 @@ def prior_votes(annotations: list[Any], labels: LabelSpec) -> tuple[list[dict[st
                 latest[worker] = (n, annotation)
     votes, left_out = [], []
     for worker, (n, annotation) in latest.items():
-        label = read_result(annotation.get("result"), labels.type)
-        problem = f"its result holds no {labels.type} label" if label is None else labels.problem(label)
+        label = read_result(annotation.get("result"), labels.label_type)
+        problem = f"its result holds no {labels.label_type} label" if label is None else labels.label_problem(label)
         if problem is None:
             votes.append({"worker": worker, "label": label})
         else:

@@ -38,7 +38,7 @@ class PluginRun:
     state), ``None`` the first time; ``base_dir`` is where relative paths start
     (the database's folder under ``labelyard run``, the current folder for
     ``labelyard ingest``). ``label_type`` and ``choices`` describe the
-    workflow's labels.
+    workflow's labels; :meth:`label_problem` checks a label as the workflow does.
     """
 
     plugin: str
@@ -49,6 +49,7 @@ class PluginRun:
     label_type: str = "choice"
     choices: tuple[str, ...] = ()
     known_ids: Callable[[list[str]], set[str]] | None = None
+    label_checker: Callable[[Any], str | None] | None = None  # the workflow's own check, set by the runner
 
     def path(self, name: str) -> str:
         """``name`` resolved against :attr:`base_dir` (``~`` expanded)."""
@@ -69,6 +70,14 @@ class PluginRun:
         """
         value = self.config.get(name)
         return default if value is None else checked_setting(name, value, kind)
+
+    def label_problem(self, label: Any) -> str | None:
+        """Why the workflow refuses ``label`` (its type, choices and bounds), ``None`` when it takes it."""
+        if self.label_checker is not None:
+            return self.label_checker(label)
+        from rules.workflow import LabelSpec
+
+        return LabelSpec(type=self.label_type, choices=self.choices).problem(label)
 
     def known(self, external_ids: Iterable[str]) -> set[str]:
         """Which of these external ids are already tasks (so a source can skip reading them again)."""

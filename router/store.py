@@ -1218,6 +1218,20 @@ class Store:
         oldest = None if row["oldest"] is None else now - row["oldest"]
         return {"name": queue, "waiting": row["waiting"], "active": active, "oldest_age": oldest}
 
+    def oldest_waiting_since(self, queue: str) -> float | None:
+        """When the oldest claimable non-gold task of ``queue`` entered its stage (walks
+        ``tasks_open_age`` from its start), or ``None`` when none waits."""
+        row = self.one("SELECT stage_at FROM tasks WHERE status = 'open' AND is_gold = 0 AND queue = ? "
+                       "AND free_slots > 0 ORDER BY stage_at LIMIT 1", (queue,))
+        return None if row is None else row[0]
+
+    def timer_moved(self, task_id: int, rule: str | None, round_: int) -> bool:
+        """Whether the ``on_timer`` rule ``rule`` moved this task in round ``round_``."""
+        return self.one(
+            "SELECT 1 FROM events WHERE task_id = ? AND rule = ? AND kind = 'routed' "
+            "AND json_extract(detail, '$.section') = 'on_timer' AND json_extract(detail, '$.round') = ? LIMIT 1",
+            (task_id, rule, round_)) is not None
+
     def final_tasks(self, include_gold: bool = False) -> Iterator[sqlite3.Row]:
         sql = f"SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'done'"
         if not include_gold:

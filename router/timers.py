@@ -46,10 +46,6 @@ PAGE = 500
 ACTOR = "labelyard tick"
 STAGE_OF_ACTION = {"annotate": "annotate", "review": "review", "escalate": "escalated"}
 SAME_FOR_EVERY_TASK = frozenset({"assignment", "now"})  # roots whose values are the same for every open task
-OLDEST_WAITING = ("SELECT stage_at FROM tasks WHERE status = 'open' AND is_gold = 0 AND queue = ? "
-                  "AND free_slots > 0 ORDER BY stage_at LIMIT 1")  # walks tasks_open_age from its start
-MOVED_BY_RULE = ("SELECT 1 FROM events WHERE task_id = ? AND rule = ? AND kind = 'routed' "
-                 "AND json_extract(detail, '$.section') = 'on_timer' AND json_extract(detail, '$.round') = ? LIMIT 1")
 
 
 @dataclass
@@ -174,8 +170,7 @@ class QueueBook:
     def _oldest_age(self, name: str) -> float | None:
         counts = self._counts[name]
         if not counts.oldest_known:
-            row = self.engine.store.one(OLDEST_WAITING, (name,))
-            counts.oldest, counts.oldest_known = (None if row is None else row[0]), True
+            counts.oldest, counts.oldest_known = self.engine.store.oldest_waiting_since(name), True
         return None if counts.oldest is None else self.now - counts.oldest
 
     def changed(self, before: Any, after: Any, closed: Iterable[Any]) -> None:
@@ -351,7 +346,7 @@ class _Tick:
         priority = decision.values.get("priority")
         if isinstance(priority, bool) or not isinstance(priority, (int, float)) or float(priority) == task["priority"]:
             return False
-        if self.store.one(MOVED_BY_RULE, (task["id"], decision.rule, task["round"] - 1)) is not None:
+        if self.store.timer_moved(task["id"], decision.rule, task["round"] - 1):
             return False
         self.store.update_task(task["id"], priority=float(priority), updated_at=self.now)
         self.store.add_event("priority", self.now, task_id=task["id"], rule=decision.rule, action="priority",
