@@ -254,7 +254,12 @@ class Store:
                         if not existed:  # only an empty file takes a page size
                             conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
                         conn.execute("PRAGMA journal_mode=WAL")
+                        # All pending migrations under SQLite's write lock, read and applied together
+                        # (each is a savepoint): two inits that both left a slow writer queue can
+                        # never apply one migration twice.
+                        conn.execute("BEGIN IMMEDIATE")
                         applied = migrate(conn)
+                        conn.execute("COMMIT")
                     break
                 except sqlite3.DatabaseError as exc:
                     if conn is not None:
