@@ -293,12 +293,14 @@ def ingest(source: str, db: str | None, as_json: bool, quiet: bool, fmt: str | N
 def _stream_source(engine, name: str) -> str:
     """The source of one read of a stream (``name``: ``stdin`` or a pipe's path), which no other
     read replaces the rejects of: ``<stdin 2026-11-28T06:01:02Z>``, then `` #2``, `` #3``… when
-    rejects already carry that name (a pipe read in the same second, or under ``LABELYARD_NOW``)."""
+    rejects already carry that name (a pipe read in the same second, or under ``LABELYARD_NOW``).
+    The name is reserved in the database, so two reads at the same moment never share it."""
     from . import clock
 
-    stamp = clock.iso(clock.now()).replace("+00:00", "Z")
+    now = clock.now()
+    stamp = clock.iso(now).replace("+00:00", "Z")
     source, n = f"<{name} {stamp}>", 1
-    while engine.store.rejects(1, source):
+    while engine.store.rejects(1, source) or not engine.store.reserve_cursor(f"stream:{source}", None, now):
         n += 1
         source = f"<{name} {stamp} #{n}>"
     return source

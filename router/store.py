@@ -1255,6 +1255,13 @@ class Store:
     def has_cursor(self, name: str) -> bool:
         return self.one("SELECT 1 FROM cursors WHERE name = ?", (name,)) is not None
 
+    def reserve_cursor(self, name: str, value: Any, at: float) -> bool:
+        """Create cursor ``name`` unless it exists (one write, so two processes never both get it):
+        ``True`` when this call created it."""
+        with self.transaction() as conn:
+            return conn.execute("INSERT OR IGNORE INTO cursors (name, value, updated_at) VALUES (?, ?, ?)",
+                                (name, dumps(value), at)).rowcount == 1
+
     def set_cursor(self, name: str, value: Any, at: float) -> None:
         self.conn.execute(
             "INSERT INTO cursors (name, value, updated_at) VALUES (?, ?, ?) "

@@ -355,3 +355,26 @@ def test_csv_long_cells_go_in_and_broken_quoting_quarantines_only_its_record(pet
     reasons = {line: r["reason"] for line, r in rejects_by_line(pets).items()}
     assert reasons == {6: "bad CSV: ',' expected after '\"'",
                        8: "bad CSV: unexpected end of data (the record runs to line 9)"}
+
+
+def test_two_reads_of_standard_input_at_the_same_moment_keep_their_own_rejects(pets):
+    """Both pipes name their read before either has a reject stored: the name is reserved, not guessed."""
+    import subprocess
+    import time
+
+    procs = [subprocess.Popen([*pets.command, "ingest", "-", "--format", "jsonl", "--json"], cwd=pets.folder,
+                              env=pets.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    for proc in procs:
+        proc.stdin.write("{bad\n")
+        proc.stdin.flush()
+    deadline = time.monotonic() + 60  # both have named their read once both names are reserved
+    while time.monotonic() < deadline:
+        with sqlite3.connect(pets.db) as conn:
+            if conn.execute("SELECT count(*) FROM cursors WHERE name LIKE 'stream:%'").fetchone()[0] == 2:
+                break
+        time.sleep(0.05)
+    outputs = [proc.communicate('{"id": "s1", "data": {}}\n', timeout=60) for proc in procs]
+    assert [json.loads(out)["rejected"] for out, _ in outputs] == [1, 1]
+    sources = sorted(r["source"] for r in pets.json("rejects", "--json"))
+    assert sources == ["<stdin 2025-03-01T09:00:00Z #2>", "<stdin 2025-03-01T09:00:00Z>"]
