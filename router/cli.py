@@ -162,7 +162,7 @@ def schema() -> None:
 @click.option("--strict", is_flag=True, help="Warnings fail too.")
 def validate(files: tuple[str, ...], as_json: bool, strict: bool) -> None:
     """Check workflow files; every mistake as file:line:col: message."""
-    from rules.diagnostics import WorkflowInvalid
+    from rules.diagnostics import Diagnostic, WorkflowInvalid
     from rules.source import read_source
 
     all_diagnostics = []
@@ -170,8 +170,8 @@ def validate(files: tuple[str, ...], as_json: bool, strict: bool) -> None:
     for path in files:
         try:
             text = read_source(path)
-        except OSError as exc:
-            raise LabelyardError(f"{path}: {exc.strerror}") from None
+        except OSError as exc:  # one unreadable file is one mistake: the others are still checked
+            workflow, diagnostics = None, [Diagnostic(path, 1, 1, f"cannot read the file: {exc.strerror}")]
         except WorkflowInvalid as exc:  # not UTF-8: reported like any other mistake
             workflow, diagnostics = None, exc.diagnostics
         else:

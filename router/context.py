@@ -11,6 +11,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+from rules.context import score_facts
+
 from .store import loads
 
 
@@ -102,16 +104,8 @@ def task_facts(row: Mapping[str, Any], now: float) -> dict[str, Any]:
 
 def prediction_facts(label: Any, confidence: float | None, model: str | None, scores: Any) -> dict[str, Any]:
     """``prediction.*``: label, confidence, model, scores, and the margin and entropy of the scores."""
-    margin = entropy = None
-    if isinstance(scores, dict) and scores:
-        values = sorted((float(v) for v in scores.values() if isinstance(v, (int, float))), reverse=True)
-        if values:
-            margin = values[0] - (values[1] if len(values) > 1 else 0.0)
-            total = sum(values)
-            if total > 0:
-                entropy = -sum((v / total) * math.log2(v / total) for v in values if v > 0) + 0.0
-    return {"label": label, "confidence": confidence, "model": model, "scores": scores,
-            "margin": margin, "entropy": entropy}
+    facts = score_facts(scores) if isinstance(scores, dict) and scores else {"margin": None, "entropy": None}
+    return {"label": label, "confidence": confidence, "model": model, "scores": scores, **facts}
 
 
 def stored_prediction(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,9 @@ itself a leaf (epoch seconds).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 
 class _Marker:
@@ -98,3 +100,26 @@ def field_kind(path: Sequence[str]) -> object | None:
             return None
         kind = kind[part]
     return GROUP if isinstance(kind, dict) else kind
+
+
+def score_facts(scores: Mapping[str, Any]) -> dict[str, float | None]:
+    """``prediction.margin`` and ``prediction.entropy`` of a model's class scores (null when unknown).
+
+    Only finite numbers count (not booleans). The margin is null when it overflows
+    (``1e308 - -1e308``); shares are taken of the scores scaled by the top one, so
+    huge scores cannot overflow the sum.
+    """
+    values = sorted((float(v) for v in scores.values()
+                     if isinstance(v, (int, float)) and not isinstance(v, bool)
+                     and (math.isfinite(v) if isinstance(v, float) else abs(v) < 10**300)), reverse=True)
+    margin = entropy = None
+    if values:
+        margin = values[0] - (values[1] if len(values) > 1 else 0.0)
+        if not math.isfinite(margin):
+            margin = None
+        top = values[0]
+        total = sum(v / top for v in values) if top > 0 else 0.0
+        if total > 0:
+            shares = [v / top / total for v in values if v > 0]
+            entropy = -sum(p * math.log2(p) for p in shares if p > 0) + 0.0
+    return {"margin": margin, "entropy": entropy}

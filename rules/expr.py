@@ -223,6 +223,25 @@ _COMPARISONS: dict[str, Callable[[object, object], bool]] = {
 }
 
 
+# An integer result past 4,300 digits fails like a float overflow: Python refuses to print it, and
+# each product of such numbers costs more (a rule of many factors could stall every evaluation).
+_INT_LIMIT = 10**4300
+_INT_LIMIT_BITS = _INT_LIMIT.bit_length()
+
+
+def _too_long(number: int) -> bool:
+    """More than 4,300 digits (the bit length decides but at the boundary)."""
+    bits = number.bit_length()
+    return bits > _INT_LIMIT_BITS or (bits == _INT_LIMIT_BITS and abs(number) >= _INT_LIMIT)
+
+
+def _fits(result: object) -> bool:
+    """A finite float, or an integer short enough for the general operator not to refuse it."""
+    if result.__class__ is float:
+        return result - result == 0.0
+    return result.__class__ is not int or not _too_long(result)
+
+
 def _arithmetic(verb: str, apply: Callable[[Any, Any], Any]) -> Callable[[object, object], object]:
     def arith(a: object, b: object) -> object:
         if a is None or b is None:
@@ -237,6 +256,8 @@ def _arithmetic(verb: str, apply: Callable[[Any, Any], Any]) -> Callable[[object
             if result.__class__ is float and result - result != 0.0 and a - a == 0.0 and b - b == 0.0:
                 # finite inputs gave inf or NaN: floats overflow quietly, unlike Python ints
                 raise _Clash(f"the result of {verb} is too large")
+            if result.__class__ is int and _too_long(result):
+                raise _Clash(f"the result of {verb} is too large (more than 4,300 digits)")
             return result
         raise _Clash(f"cannot {verb} {_type_name(a)} and {_type_name(b)}")
 
@@ -1311,8 +1332,8 @@ def _fast_arithmetic(start: int, first: _Fast, steps: tuple[tuple[str, _Fast, st
                     except OverflowError:
                         pass  # the general operator reports it
                     else:
-                        if result.__class__ is not float or result - result == 0.0:
-                            return result  # else inf or NaN: the general operator reports it
+                        if _fits(result):
+                            return result  # else inf, NaN or a huge integer: the general operator reports it
                 try:
                     return apply(a, b)
                 except _Clash as exc:
@@ -1355,8 +1376,8 @@ def _fast_arithmetic_const(start: int, first: _Fast, op: str, c: object, where: 
             except OverflowError:
                 pass  # the general operator reports it
             else:
-                if result.__class__ is not float or result - result == 0.0:
-                    return result  # else inf or NaN: the general operator reports it
+                if _fits(result):
+                    return result  # else inf, NaN or a huge integer: the general operator reports it
         try:
             return apply(a, c)
         except _Clash as exc:
@@ -1562,11 +1583,13 @@ def _text_in(positive: bool, item: str, rf: _Fast, general: Callable[[object, ob
 class Expression:
     """A compiled expression: evaluate it against a context mapping as often as needed."""
 
-    __slots__ = ("source", "names", "roots", "_fn", "fast", "boolean")
+    __slots__ = ("source", "names", "roots", "_fn", "fast", "boolean", "constant")
 
     def __init__(self, source: str, fn: _Fn, names: frozenset[str], roots: frozenset[str],
-                 fast: _Fast | None = None, boolean: bool = False) -> None:
+                 fast: _Fast | None = None, boolean: bool = False, constant: bool = False) -> None:
         self.source = source
+        #: whether the value is known at compile time (literals and operators on them; no call)
+        self.constant = constant
         self.names = names
         self.roots = roots
         self._fn = fn
@@ -1615,7 +1638,7 @@ def compile_expression(
     extra = _check_functions(functions)
     if source is None or isinstance(source, (bool, int, float)):
         return Expression(_render(source), _const_fn(source), frozenset(), frozenset(),
-                          fast=lambda ctx: source, boolean=isinstance(source, bool))
+                          fast=lambda ctx: source, boolean=isinstance(source, bool), constant=True)
     if not isinstance(source, str):
         raise ExpressionError(
             f"expected an expression (text, a number, true/false or null), not {_type_name(source)}", 0)
@@ -1627,7 +1650,7 @@ def compile_expression(
     except RecursionError:
         raise ExpressionError(f"expression nested too deeply (more than {MAX_DEPTH} levels)", 0) from None
     return Expression(source, node.fn, frozenset(parser.names), frozenset(parser.roots),
-                      fast=_fast(node), boolean=node.boolean)
+                      fast=_fast(node), boolean=node.boolean, constant=node.literal)
 
 
 def _allowed_roots(roots: Iterable[str] | None, section: str | None) -> tuple[frozenset[str], str | None]:

@@ -128,7 +128,12 @@ def load_document(text: str, filename: str) -> Document:
 
     if len(text.encode("utf-8", "replace")) > MAX_BYTES:
         raise WorkflowInvalid([Diagnostic(filename, 1, 1, f"file is larger than {MAX_BYTES:,} bytes")])
-    loader = _core_loader()(text)
+    try:
+        loader = _core_loader()(text)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (checked before parsing)
+        line, col = _line_col(text, exc.position)
+        raise WorkflowInvalid([Diagnostic(filename, line, col, f"YAML: character U+{exc.character:04X} is not "
+                                          "allowed in YAML (a control character)")]) from None
     try:
         root = loader.get_single_node()
     except RecursionError:
@@ -151,6 +156,26 @@ def load_document(text: str, filename: str) -> Document:
     if builder.errors:
         raise WorkflowInvalid(builder.errors)
     return doc
+
+
+def _line_col(text: str, index: int) -> tuple[int, int]:
+    """1-based line and column of character ``index`` of ``text``, as YAML counts lines."""
+    import re
+
+    breaks = list(re.finditer(r"\r\n|[\r\n\x85\u2028\u2029]", text[:index]))
+    if not breaks:
+        return 1, index + 1
+    return len(breaks) + 1, index - breaks[-1].end() + 1
+
+
+def _past_properties(text: str, index: int) -> int:
+    """Where a node's content starts: past its anchor (``&name``) and tag (``!tag``), which its mark includes."""
+    while index < len(text) and text[index] in "&!":
+        while index < len(text) and text[index] not in " \t\r\n":
+            index += 1
+        while index < len(text) and text[index] in " \t\r\n":
+            index += 1
+    return index
 
 
 class _Budget(Exception):
@@ -183,7 +208,11 @@ class _Builder:
             raise _Budget(node)
         mark = node.start_mark
         style = getattr(node, "style", None) if isinstance(node, yaml.ScalarNode) else None
-        self.doc.values[path] = Position(mark.line + 1, mark.column + 1, style)
+        line, col = mark.line + 1, mark.column + 1
+        if isinstance(node, yaml.ScalarNode) and self.doc.text[mark.index:mark.index + 1] in ("&", "!"):
+            start = _past_properties(self.doc.text, mark.index)
+            line, col = _line_col(self.doc.text, start)
+        self.doc.values[path] = Position(line, col, style)
         if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_COLLECTION_TAGS:
             self.errors.append(
                 Diagnostic(self.doc.filename, mark.line + 1, mark.column + 1, f"YAML: tag `{node.tag}` is not allowed")
@@ -234,7 +263,12 @@ class _Builder:
                 Diagnostic(self.doc.filename, mark.line + 1, mark.column + 1, "mapping keys must be plain text")
             )
             return _SKIP
-        value = self.loader.construct_object(node, deep=True)
+        try:
+            value = self.loader.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            self.errors.append(Diagnostic(self.doc.filename, mark.line + 1, mark.column + 1, f"YAML: {problem}"))
+            return _SKIP
         return value if isinstance(value, str) else str(value)
 
 
@@ -272,13 +306,20 @@ def _core_loader() -> Any:
         CoreLoader.add_implicit_resolver(
             _FLOAT, re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
                                r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+.0123456789"))
-        CoreLoader.add_constructor(_INT, lambda loader, node: _core_int(loader.construct_scalar(node)))
+        CoreLoader.add_constructor(_INT, lambda loader, node: _core_int(loader.construct_scalar(node), node))
         _CORE_LOADER = CoreLoader
     return _CORE_LOADER
 
 
-def _core_int(text: str) -> int:
-    return int(text, 0) if text[:2] in ("0x", "0o") else int(text, 10)
+def _core_int(text: str, node: Any = None) -> int:
+    try:
+        return int(text, 0) if text[:2] in ("0x", "0o") else int(text, 10)
+    except ValueError:  # past Python's 4,300 digits
+        import yaml
+
+        raise yaml.constructor.ConstructorError(
+            None, None, "an integer of more than 4,300 digits", node.start_mark if node is not None else None
+        ) from None
 
 
 _SKIP = object()

@@ -32,12 +32,12 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .actions import ACTIONS
-from .context import SECTION_ROOTS
+from .context import SECTION_ROOTS, score_facts
 from .diagnostics import Diagnostic, WorkflowInvalid
 from .errors import RulesError
 from .expr import DURATION_UNITS, EvaluationError
 from .source import read_source
-from .workflow import Workflow, compile_workflow, finite_number
+from .workflow import Workflow, compile_workflow
 
 __all__ = [
     "EVENTS",
@@ -530,12 +530,18 @@ def build_context(facts: Mapping[str, Any]) -> dict[str, Any]:
         ctx["votes"] = {**votes_from_labels(votes["labels"]), **votes}
     prediction = ctx.get("prediction")
     if isinstance(prediction, dict) and isinstance(prediction.get("scores"), Mapping):
-        ctx["prediction"] = {**_score_facts(prediction["scores"]), **prediction}
+        ctx["prediction"] = {**score_facts(prediction["scores"]), **prediction}
     return ctx
+
+
+_FIRST_INSTANT, _LAST_INSTANT = -62135596800.0, 253402300799.0  # 0001-01-01 … 9999-12-31T23:59:59 UTC
 
 
 def _instant(value: Any) -> float:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not _FIRST_INSTANT <= value <= _LAST_INSTANT:  # NaN fails this too
+            shown = "an integer too long to show" if isinstance(value, int) and abs(value) > 10**100 else repr(value)
+            raise ValueError(f"`now` is {shown}: epoch seconds must fall in the years 1 to 9999")
         return float(value)
     if isinstance(value, str):
         try:
@@ -576,17 +582,6 @@ def votes_from_labels(labels: list[Any]) -> dict[str, Any]:
     return {"count": count, "labels": labels, "top": top, "top_count": top_count,
             "agreement": top_count / count if count else None, "unanimous": count > 0 and len(counts) == 1,
             "tie": tie, "entropy": entropy, "min_accuracy": None, "any_flagged": False}
-
-
-def _score_facts(scores: Mapping[str, Any]) -> dict[str, Any]:
-    values = sorted((float(v) for v in scores.values() if finite_number(v)), reverse=True)
-    margin = entropy = None
-    if values:
-        margin = values[0] - (values[1] if len(values) > 1 else 0.0)
-        total = sum(values)
-        if total > 0:
-            entropy = -sum((v / total) * math.log2(v / total) for v in values if v > 0) + 0.0
-    return {"margin": margin, "entropy": entropy}
 
 
 # ---------------------------------------------------------------- comparing

@@ -47,12 +47,21 @@ def param_problem(key: str, value: Any) -> str | None:
 def _show_short(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**18:
         # str() of a huge int is slow and refused past 4,300 digits
-        return f"an integer of about {int(value.bit_length() * 0.30103) + 1} digits"
+        digits = int(value.bit_length() * 0.30103)  # at most one short: 10**digits tells
+        return f"an integer of {digits + (abs(value) >= 10**digits)} digits"
     try:
         text = repr(value) if isinstance(value, float) else _show(value)
     except (TypeError, ValueError):
-        text = repr(value)
+        text = _repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _repr(value: Any) -> str:
+    """``repr(value)``, or a plain phrase when Python refuses (an integer past 4,300 digits inside it)."""
+    try:
+        return repr(value)
+    except ValueError:
+        return "a value with an integer too long to show"
 
 
 def parse_duration(text: str) -> float:
@@ -466,10 +475,12 @@ def _plain_trace(expr: Expression, ctx: Mapping[str, Any], value: Any) -> str:
     import json
 
     def show(v: Any) -> str:
+        if isinstance(v, int) and not isinstance(v, bool) and abs(v) >= 10**18:
+            return _show_short(v)
         try:
             return json.dumps(v, ensure_ascii=False, default=str)[:80]
         except (TypeError, ValueError):
-            return repr(v)[:80]
+            return _repr(v)[:80]
 
     names = sorted(n for n in expr.names if "." in n or n == "now")
     seen = []
@@ -867,10 +878,9 @@ def _target_problem(kind: str, target_kind: str | None, target: Any) -> str | No
 
 def _constant_or(expr: Expression) -> Any:
     """A constant expression's value, else the expression (evaluated per decision)."""
-    source = expr.source.strip()
-    # no names, and no call (`sample(0.1)` has no names yet differs per task)
-    if not expr.names and (source in ("true", "false", "null")
-                           or not source.startswith(tuple("abcdefghijklmnopqrstuvwxyz"))):
+    # literals and operators on them only: a call (`sample(0.1)`, a plugin's `tick()`) has no
+    # names yet may differ per decision
+    if expr.constant:
         try:
             return expr.evaluate({})
         except RulesError:
