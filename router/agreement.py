@@ -87,18 +87,24 @@ def _statistics(tasks: list[dict[str, Any]], level: str, metric: str, excellent:
         out["reasons"] = {"fleiss_kappa": reason, "krippendorff_alpha": reason}
     else:
         try:
-            out["fleiss_kappa"] = fleiss_kappa([[canonical(v) for v in t["votes"].values()] for t in items])
+            out["fleiss_kappa"] = _rounded(fleiss_kappa([[canonical(v) for v in t["votes"].values()] for t in items]))
         except (QualityError, ArithmeticError) as exc:
             out["reasons"]["fleiss_kappa"] = _reason(exc)
         raters = sorted({w for t in items for w in t["votes"]})
         value = (lambda v: v) if level == "interval" else canonical
         data = [[None if w not in t["votes"] else value(t["votes"][w]) for t in items] for w in raters]
         try:
-            out["krippendorff_alpha"] = krippendorff_alpha(data, level=level)
+            out["krippendorff_alpha"] = _rounded(krippendorff_alpha(data, level=level))
         except (QualityError, ArithmeticError) as exc:
             out["reasons"]["krippendorff_alpha"] = _reason(exc)
     out["band"] = band(out[metric], excellent, alert)
     return out
+
+
+def _rounded(value: float) -> float:
+    """A statistic to 12 decimal places: a kappa of exactly 3/5 is computed as 0.5999999999999996,
+    which a band or a rule's ``queue.kappa >= 0.6`` would put on the wrong side of 0.6."""
+    return round(value, 12) + 0.0
 
 
 def _reason(exc: Exception) -> str:
@@ -120,8 +126,12 @@ def agreement_of(rows: Iterable[tuple[Any, str, Any]], level: str = "nominal") -
     return stats["fleiss_kappa"], stats["krippendorff_alpha"]
 
 
-def agreement_report(engine, queue: str | None = None) -> dict[str, Any]:
-    """The agreement report as plain data (what ``labelyard agreement --json`` prints)."""
+def agreement_report(engine, queue: str | None = None, latest: int | None = None) -> dict[str, Any]:
+    """The agreement report as plain data (what ``labelyard agreement --json`` prints).
+
+    ``latest``: only the tasks of the latest that many votes (in ``queue``, when given), with all
+    their votes: with ``queue``, what ``queue.kappa`` and ``queue.alpha`` read.
+    """
     workflow = engine.workflow
     if queue is not None and queue not in workflow.queues:
         from .errors import LabelyardError
@@ -134,7 +144,7 @@ def agreement_report(engine, queue: str | None = None) -> dict[str, Any]:
     level = "interval" if workflow.labels.type == "number" else "nominal"
 
     tasks: dict[int, dict[str, Any]] = {}
-    for row in engine.store.vote_rows(queue):
+    for row in engine.store.vote_rows(queue, latest):
         task = tasks.setdefault(row["task_id"], {"votes": {}, "queue": None, "final": None, "done": False})
         task["votes"].pop(row["worker"], None)  # the latest vote counts, in order
         task["votes"][row["worker"]] = loads(row["label"])
@@ -170,7 +180,7 @@ def agreement_report(engine, queue: str | None = None) -> dict[str, Any]:
 
     return {
         "metric": metric, "level": level, "bands": {"excellent": excellent, "alert": alert},
-        "queue": queue,
+        "queue": queue, "latest": latest,
         "overall": _statistics(everything, level, metric, excellent, alert),
         "queues": {name: _statistics(group, level, metric, excellent, alert) for name, group in sorted(by_queue.items())},
         "annotators": rows,

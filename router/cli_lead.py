@@ -174,12 +174,15 @@ def register(main: click.Group) -> None:
     @main.command()
     @db_option
     @click.option("--queue", default=None, help="Only votes given in this queue.")
+    @click.option("--latest", type=click.IntRange(1, 10**9), default=None, metavar="N",
+                  help="Only the tasks of the latest N votes (with all their votes): with --queue, what "
+                       "queue.kappa and queue.alpha read (N = quality.agreement.window, default 2000).")
     @click.option("--json", "as_json", is_flag=True)
-    def agreement(db: str | None, queue: str | None, as_json: bool) -> None:
+    def agreement(db: str | None, queue: str | None, latest: int | None, as_json: bool) -> None:
         """Inter-annotator agreement per queue and overall, per annotator, and label confusion."""
         from .agreement import agreement_report
 
-        data = agreement_report(_engine(db), queue)
+        data = agreement_report(_engine(db), queue, latest)
         if as_json:
             _emit_json(data)
             return
@@ -193,6 +196,9 @@ def _fmt(value: float | None) -> str:
 def _print_agreement(data: dict[str, Any]) -> None:
     click.echo(f"headline metric: {data['metric']} (excellent ≥ {data['bands']['excellent']}, "
                f"alert < {data['bands']['alert']})")
+    if data["latest"] is not None:
+        click.echo(f"over the tasks of the latest {data['latest']} votes"
+                   + (f" in {data['queue']}" if data["queue"] is not None else ""))
     click.echo(f"{'queue':<16}{'tasks':>7}{'items':>7}{'kappa':>9}{'alpha':>9}  band")
     groups = [*data["queues"].items(), ("(overall)", data["overall"])]
     for name, g in groups:

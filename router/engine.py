@@ -38,7 +38,7 @@ FINAL_BY_STAGE = {"review": "reviewer", "escalated": "expert"}
 LATE_STATUSES = ("released", "expired")  # slots taken back from their holder: a submission is kept, decides nothing
 INGEST_BATCH_ROWS = 2000  # routed at once; the writer commits them whole only while nobody else writes
 INGEST_BATCH_SECONDS = 0.05
-QUEUE_AGREEMENT_VOTES = 2000  # queue.kappa / queue.alpha read this many latest votes
+QUEUE_AGREEMENT_VOTES = 2000  # queue.kappa / queue.alpha read the tasks of this many latest votes (by default)
 
 
 def current_user() -> str:
@@ -441,7 +441,8 @@ class Engine:
             return cached[1]
 
         level = "interval" if self.workflow.labels.type == "number" else "nominal"
-        values = agreement_of(self.store.recent_votes(queue, QUEUE_AGREEMENT_VOTES), level)
+        window = (self.workflow.quality.get("agreement") or {}).get("window") or QUEUE_AGREEMENT_VOTES
+        values = agreement_of(self.store.recent_votes(queue, window), level)
         self._agreement_cache[queue] = (newest, values)
         return values
 

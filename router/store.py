@@ -112,6 +112,13 @@ def text_problem(value: Any) -> str | None:
     return None
 
 
+def _latest_voted_tasks(in_queue: bool) -> str:
+    """SQL: the non-gold tasks of the latest ``:latest`` annotate/correct submissions (in ``:queue``)."""
+    return ("SELECT v.task_id FROM annotations AS v JOIN assignments AS vs ON vs.id = v.assignment_id "
+            "JOIN tasks AS vt ON vt.id = v.task_id WHERE v.stage IN ('annotate', 'correct') AND vt.is_gold = 0"
+            + (" AND vs.queue IS :queue" if in_queue else "") + " ORDER BY v.id DESC LIMIT :latest")
+
+
 def _task_number(text: str) -> int | None:
     """``text`` as a task id when it is one (ASCII digits, small enough for SQLite)."""
     return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
@@ -952,17 +959,17 @@ class Store:
         return int(self.one("SELECT max(id) FROM annotations")[0] or 0)
 
     def recent_votes(self, queue: str | None, limit: int) -> list[tuple[int, str, Any]]:
-        """``(task_id, worker, label)`` of the latest ``limit`` annotate/correct submissions made in ``queue``.
+        """``(task_id, worker, label)``: every vote in ``queue`` on the tasks of its latest ``limit``
+        annotate/correct submissions (whole tasks, so none counts with only some of its votes).
 
         Each worker's latest vote per task only (what Dawid-Skene fits over), newest first;
-        gold answers left out, as from ``labelyard agreement`` (:meth:`vote_rows`).
+        gold answers left out, as from ``labelyard agreement --queue Q --latest N`` (:meth:`vote_rows`).
         """
         rows = self.query(
             "SELECT a.task_id, a.worker, a.label FROM annotations AS a JOIN assignments AS s "
-            "ON s.id = a.assignment_id JOIN tasks AS t ON t.id = a.task_id "
-            "WHERE s.queue IS ? AND a.stage IN ('annotate', 'correct') AND t.is_gold = 0 "
-            "ORDER BY a.id DESC LIMIT ?",
-            (queue, limit),
+            "ON s.id = a.assignment_id WHERE s.queue IS :queue AND a.stage IN ('annotate', 'correct') "
+            f"AND a.task_id IN ({_latest_voted_tasks(True)}) ORDER BY a.id DESC",
+            {"queue": queue, "latest": limit},
         )
         seen: set[tuple[int, str]] = set()
         out = []
@@ -1116,17 +1123,18 @@ class Store:
         )
 
     # -- agreement -------------------------------------------------------------------------
-    def vote_rows(self, queue: str | None = None) -> Iterator[sqlite3.Row]:
+    def vote_rows(self, queue: str | None = None, latest: int | None = None) -> Iterator[sqlite3.Row]:
         """Every annotate/correct submission on non-gold tasks, by task then time: task, worker, label,
-        queue of the slot, the task's status and final label."""
+        queue of the slot, the task's status and final label. ``latest``: only the tasks of the latest
+        that many submissions (in ``queue``, when given), with all their votes."""
         sql = ("SELECT a.task_id, a.worker, a.label, s.queue, t.status, t.final_label FROM annotations AS a "
                "JOIN assignments AS s ON s.id = a.assignment_id JOIN tasks AS t ON t.id = a.task_id "
                "WHERE a.stage IN ('annotate', 'correct') AND t.is_gold = 0")
-        params: tuple = ()
         if queue is not None:
-            sql += " AND s.queue = ?"
-            params = (queue,)
-        yield from self.conn.execute(sql + " ORDER BY a.task_id, a.id", params)
+            sql += " AND s.queue = :queue"
+        if latest is not None:
+            sql += f" AND a.task_id IN ({_latest_voted_tasks(queue is not None)})"
+        yield from self.conn.execute(sql + " ORDER BY a.task_id, a.id", {"queue": queue, "latest": latest})
 
     def gold_answers(self) -> dict[str, tuple[int, int]]:
         """``{worker: (gold answered, gold correct)}`` for every worker who answered gold: the kept

@@ -174,6 +174,10 @@ def build_schema() -> dict:
                             "metric": _described("The headline metric.", enum=["fleiss_kappa", "krippendorff_alpha"]),
                             "excellent": band,
                             "alert": band,
+                            "window": _described(
+                                "How many of a queue's latest votes `queue.kappa` and `queue.alpha` read (the "
+                                "tasks of those votes, with all their votes); default 2000.",
+                                type="integer", minimum=2, maximum=1000000),
                         },
                         additionalProperties=False,
                     ),
