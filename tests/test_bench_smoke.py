@@ -55,3 +55,24 @@ def test_bench_all_quick(tmp_path):
     # tables go to stderr, one per bench
     assert proc.stderr.count("\n== ") >= len(BENCHES)
     assert not list(tmp_path.glob("run-*")), "scratch directories were left behind"
+
+
+def _bench(tmp_path, code: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "BENCH_TMPDIR": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    env.pop("LABELYARD_NOW", None)
+    env.pop("LABELYARD_DB", None)
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_rules_bench_without_simpleeval(tmp_path):
+    """A plain ``pip install .`` has no simpleeval: the rules bench skips that peer and says so in one line."""
+    proc = _bench(tmp_path, "import sys; sys.modules['simpleeval'] = None\n"
+                            "from bench.__main__ import main; sys.exit(main(['rules', '--quick']))")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "Traceback" not in proc.stderr
+    notes = [line for line in proc.stderr.splitlines() if "simpleeval is not installed" in line]
+    assert len(notes) == 1 and "pip install -e '.[test]'" in notes[0] and "pip install simpleeval" in notes[0]
+    [line] = [json.loads(text) for text in proc.stdout.splitlines() if text.strip()]
+    assert line["bench"] == "rules" and "simpleeval" in line["detail"]["skipped"]
+    assert set(line["ratios"]) == {"vs_lambda"} and _positive_number(line["ratios"]["vs_lambda"])
