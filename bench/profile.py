@@ -11,6 +11,10 @@ against time spent inside SQLite:
 
 Nothing here changes Labelyard: the timers wrap the store's connection and
 the workflow object of one engine instance.
+
+Like every bench, it prints one JSON line on stdout (``bench: "profile"``,
+the split's figures in ``metrics`` and ``detail``; no peer, so ``ratios``
+and ``targets`` are empty) and its tables on stderr.
 """
 
 from __future__ import annotations
@@ -101,7 +105,8 @@ def timed_rows(rows, spent: dict):
         yield row
 
 
-def print_split(title: str, total: float, timed: TimedConnection, spent: dict, extra: dict[str, float]) -> None:
+def print_split(title: str, total: float, timed: TimedConnection, spent: dict, extra: dict[str, float]) -> dict:
+    """The split on stderr; returns its figures (seconds) for the JSON line."""
     lines = [f"\n== {title}: split of {total:.2f}s wall (no profiler) =="]
     sql_total = sum(timed.seconds.values())
     parts = [(k, v) for k, v in extra.items()]
@@ -111,6 +116,17 @@ def print_split(title: str, total: float, timed: TimedConnection, spent: dict, e
     parts.append(("other Python (engine: row/view building, JSON, transaction logic)", total - accounted))
     for name, v in parts:
         lines.append(f"  {v:8.2f}s  {100 * v / total:5.1f}%  {name}")
+    figures = {
+        "metrics": {"wall_s": total, "decide_s": spent["decide_s"], "decide_calls": spent["decide_calls"],
+                    "sql_s": sql_total, "other_python_s": total - accounted, "transactions": len(timed.holds)},
+        "detail": {"split_s": {name: v for name, v in parts},
+                   "sql_by_statement": [{"statement": key, "s": v, "calls": timed.calls[key]}
+                                        for key, v in timed.seconds.most_common(12)]},
+    }
+    if timed.holds:
+        figures["metrics"].update(lock_hold_p50_ms=1e3 * common.percentile(timed.holds, 50),
+                                  lock_hold_p99_ms=1e3 * common.percentile(timed.holds, 99),
+                                  lock_hold_max_ms=1e3 * max(timed.holds), lock_held_s=sum(timed.holds))
     if timed.holds:
         lines.append(f"  write lock held per transaction: {len(timed.holds):,} transactions, "
                      f"p50 {1e3 * common.percentile(timed.holds, 50):.2f} ms, "
@@ -120,6 +136,7 @@ def print_split(title: str, total: float, timed: TimedConnection, spent: dict, e
     for key, v in timed.seconds.most_common(12):
         lines.append(f"    {v:8.2f}s  {100 * v / total:5.1f}%  {timed.calls[key]:>8,} x  {key}")
     print("\n".join(lines), file=sys.stderr)
+    return figures
 
 
 def print_pstats(path: str, top: int) -> None:
@@ -132,7 +149,7 @@ def print_pstats(path: str, top: int) -> None:
         print(f"\n== cProfile, top {top} by {order} ==\n" + text[start:], file=sys.stderr)
 
 
-def profile_ingest(args, folder: str) -> None:
+def profile_ingest(args, folder: str) -> dict:
     from router.engine import Engine
     from router.ingest import read_file
 
@@ -147,8 +164,10 @@ def profile_ingest(args, folder: str) -> None:
     total = time.perf_counter() - t0
     engine.close()
     assert report.ingested == args.n
-    print_split(f"labelyard ingest of {args.n:,} rows, in-process ({args.n / total:,.0f} rows/s)", total, timed,
-                spent, {"reading + checking rows (json.loads, check_row)": spent.pop("read_s")})
+    read_s = spent.pop("read_s")
+    figures = print_split(f"labelyard ingest of {args.n:,} rows, in-process ({args.n / total:,.0f} rows/s)", total,
+                          timed, spent, {"reading + checking rows (json.loads, check_row)": read_s})
+    figures["metrics"].update(rows_per_s=args.n / total, read_s=read_s)
     # 2. cProfile of the real CLI
     db = common.copy_db(template, os.path.join(folder, "prof.db"))
     prof = args.out or os.path.join(folder, "ingest.prof")
@@ -157,6 +176,8 @@ def profile_ingest(args, folder: str) -> None:
     assert r["rc"] == 0, r["stderr"][-2000:]
     print(f"\ncProfile run of the CLI: {r['wall_s']:.1f}s wall under the profiler", file=sys.stderr)
     print_pstats(prof, args.top)
+    figures["metrics"]["cli_wall_s_under_cprofile"] = r["wall_s"]
+    return figures
 
 
 ABLATIONS = {
@@ -197,13 +218,14 @@ def _ablation_child(src: str, db: str, changes: tuple[str, ...], conn) -> None:
                "holds": list(timed.holds)})
 
 
-def ablate_ingest(args, folder: str) -> None:
+def ablate_ingest(args, folder: str) -> dict:
     """The in-process ingest with one cost removed at a time (on a scratch copy; router/ is untouched)."""
     src, template = ingest.prepare(folder, args.n)
     ctx = mp.get_context("fork")
     lines = [f"\n== ablation: in-process Engine.ingest of {args.n:,} rows, one cost removed at a time =="]
     lines.append(f"  {'variant':<58} {'rows/s':>8} {'x':>5} {'rules s':>8} {'SQL s':>7} {'COMMIT s':>8} {'lock p50 ms':>11}")
     base = None
+    variants = []
     for name, changes in ABLATIONS.items():
         db = common.copy_db(template, os.path.join(folder, "ablate.db"))
         parent, child = ctx.Pipe(duplex=False)
@@ -220,7 +242,11 @@ def ablate_ingest(args, folder: str) -> None:
         lines.append(f"  {name:<58} {rate:>8,.0f} {rate / base:>5.2f} {r['decide_s']:>8.2f} {r['sql_s']:>7.2f} "
                      f"{r['commit_s']:>8.2f} {1e3 * common.percentile(r['holds'], 50):>11.1f}")
         print(lines[-1], file=sys.stderr, flush=True)
+        variants.append({"variant": name, "rows_per_s": rate, "vs_as_shipped": rate / base,
+                         "decide_s": r["decide_s"], "sql_s": r["sql_s"], "commit_s": r["commit_s"],
+                         "lock_hold_p50_ms": 1e3 * common.percentile(r["holds"], 50)})
     print("\n".join(lines), file=sys.stderr)
+    return {"metrics": {"as_shipped_rows_per_s": variants[0]["rows_per_s"]}, "detail": {"ablations": variants}}
 
 
 def _profiled_worker(path: str, seconds: float, barrier, out_q, prof: str) -> None:
@@ -249,8 +275,10 @@ def _profiled_worker(path: str, seconds: float, barrier, out_q, prof: str) -> No
     t0 = time.perf_counter()
     n, claim_s, submit_s = loop(time.monotonic() + half)
     total = time.perf_counter() - t0
-    print_split(f"claim worker 0 ({n:,} claim+submit pairs, {2 * n / total:,.0f} ops/s in this worker)", total, timed,
-                spent, {})
+    figures = print_split(f"claim worker 0 ({n:,} claim+submit pairs, {2 * n / total:,.0f} ops/s in this worker)",
+                          total, timed, spent, {})
+    figures["metrics"].update(pairs=n, ops_per_s=2 * n / total, claim_ms=1e3 * claim_s / max(n, 1),
+                              submit_ms=1e3 * submit_s / max(n, 1))
     print(f"  Engine.claim: {claim_s:.2f}s ({1e3 * claim_s / max(n, 1):.3f} ms each), "
           f"Engine.submit: {submit_s:.2f}s ({1e3 * submit_s / max(n, 1):.3f} ms each)", file=sys.stderr)
     profiler = cProfile.Profile()
@@ -259,10 +287,10 @@ def _profiled_worker(path: str, seconds: float, barrier, out_q, prof: str) -> No
     profiler.disable()
     profiler.dump_stats(prof)
     engine.close()
-    out_q.put({"idx": 0, "done": True})
+    out_q.put({"idx": 0, "done": True, "figures": figures})
 
 
-def profile_claim(args, folder: str) -> None:
+def profile_claim(args, folder: str) -> dict:
     fixture = fixtures.build_claim_db(folder, args.n, max(args.k, 1))
     path = claim.fresh_copy(fixture, folder, "prof.db")
     ctx = mp.get_context("fork")
@@ -275,18 +303,25 @@ def profile_claim(args, folder: str) -> None:
     for p in procs:
         p.start()
     barrier.wait()
+    figures: dict = {}
     for _ in procs:
-        out_q.get(timeout=args.seconds + 300)
+        result = out_q.get(timeout=args.seconds + 300)
+        figures = result.get("figures", figures)
     for p in procs:
         p.join()
     print_pstats(prof, args.top)
+    return figures
 
 
-def main(args) -> None:
+def main(args) -> dict:
     with common.scratch_dir("profile-") as folder:
         if args.what == "ingest" and args.ablate:
-            ablate_ingest(args, folder)
+            figures, variant = ablate_ingest(args, folder), f"ingest-ablate,n={args.n}"
         elif args.what == "ingest":
-            profile_ingest(args, folder)
+            figures, variant = profile_ingest(args, folder), f"ingest,n={args.n}"
         else:
-            profile_claim(args, folder)
+            figures, variant = profile_claim(args, folder), f"claim,n={args.n},k={args.k},seconds={args.seconds}"
+    return common.emit("profile", variant, figures.get("metrics", {}), {}, [], detail=figures.get("detail"),
+                       params={"what": args.what, "n": args.n, "top": args.top,
+                               **({"k": args.k, "seconds": args.seconds} if args.what == "claim"
+                                  else {"ablate": bool(args.ablate)})})

@@ -76,3 +76,15 @@ def test_rules_bench_without_simpleeval(tmp_path):
     [line] = [json.loads(text) for text in proc.stdout.splitlines() if text.strip()]
     assert line["bench"] == "rules" and "simpleeval" in line["detail"]["skipped"]
     assert set(line["ratios"]) == {"vs_lambda"} and _positive_number(line["ratios"]["vs_lambda"])
+
+
+def test_profile_prints_one_json_line(tmp_path):
+    """``profile`` prints its figures as one JSON line on stdout, as every bench does."""
+    proc = _bench(tmp_path, "import sys\n"
+                            "from bench.__main__ import main; sys.exit(main(['profile', 'ingest', '--n', '300']))")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    [line] = [json.loads(text) for text in proc.stdout.splitlines() if text.strip()]
+    assert line["bench"] == "profile" and line["params"]["what"] == "ingest"
+    assert _positive_number(line["metrics"]["wall_s"]) and _positive_number(line["metrics"]["rows_per_s"])
+    assert "cProfile" in proc.stderr
+    assert not list(tmp_path.glob("run-*")) and not list(tmp_path.glob("profile-*"))
