@@ -582,7 +582,10 @@ def export(db: str | None, fmt: str, output: str) -> None:
 @click.option("--force", is_flag=True, help="Replace DEST if it exists.")
 @click.option("--json", "as_json", is_flag=True)
 def backup(dest: str, db: str | None, force: bool, as_json: bool) -> None:
-    """Copy the database to DEST (a file, or a folder for a dated file) while others keep working."""
+    """Copy the database to DEST (a file, or a folder for a dated file) while others keep working.
+
+    A DEST ending with / is a folder: made if missing (not its parents).
+    """
     import time
 
     from . import clock
@@ -590,20 +593,34 @@ def backup(dest: str, db: str | None, force: bool, as_json: bool) -> None:
 
     if not dest.strip():
         raise LabelyardError("backup needs a file or a folder to write to")
-    if dest.endswith(os.sep) and not os.path.isdir(dest):
-        raise LabelyardError(f"{dest}: no such folder")
-    numbered = os.path.isdir(dest)  # a dated name, -2, -3… if taken (never replaced)
+    # A path ending with a slash names a folder: a missing one is made (its parent must exist), so
+    # `backup backups/` from cron works on the first night too.
+    make_folder = dest.endswith(os.sep) and not os.path.isdir(dest)
+    if make_folder and os.path.lexists(dest.rstrip(os.sep)):
+        raise LabelyardError(f"{dest}: exists and is not a folder")
+    given = dest
+    numbered = make_folder or os.path.isdir(dest)  # a dated name, -2, -3… if taken (never replaced)
     if numbered:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(clock.now()))
         dest = os.path.join(dest, f"labelyard-{stamp}.db")
     elif os.path.exists(dest) and not force:
         raise LabelyardError(f"{dest} exists: pass --force to replace it")
     folder = os.path.dirname(os.path.abspath(dest))
-    if not os.path.isdir(folder):
-        raise LabelyardError(f"{dest}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise LabelyardError(f"{dest}: folder {folder} is not writable")
+    # the folder's parent, when the folder is to be made
+    named, checked = (given, os.path.dirname(folder)) if make_folder else (dest, folder)
+    if not os.path.isdir(checked):
+        raise LabelyardError(f"{named}: folder {checked} does not exist")
+    if not os.access(checked, os.W_OK):
+        raise LabelyardError(f"{named}: folder {checked} is not writable")
     store = Store.open(db)
+    if make_folder:  # only once the database opened: a failed backup leaves no empty folder behind
+        try:
+            os.mkdir(folder)
+        except FileExistsError:  # made meanwhile (another backup into the same new folder)
+            pass
+        except OSError as exc:
+            store.close()
+            raise LabelyardError(f"{given}: cannot make folder {folder}: {exc.strerror or exc}") from None
     if not numbered and os.path.exists(dest) and os.path.samefile(dest, store.path):
         store.close()
         raise LabelyardError(f"{dest} is the database itself: back it up somewhere else")

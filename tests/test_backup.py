@@ -67,9 +67,35 @@ def test_backup_refuses_to_overwrite_and_names_a_file_in_a_folder(run, tmp_path)
     assert missing.returncode == 1 and "does not exist" in missing.stderr
 
 
+def test_a_dest_ending_with_a_slash_is_a_folder_made_when_missing(run, tmp_path):
+    """docs/cron.md's `labelyard backup --db labelyard.db backups/` works before backups/ exists."""
+    run.ok("init")
+    made = run.json("backup", "--db", "labelyard.db", "backups/", "--json")["backup"]
+    assert made == "backups/labelyard-20250301T090000Z.db"
+    assert sqlite3.connect(tmp_path / made).execute("PRAGMA quick_check").fetchone()[0] == "ok"
+    again = run.json("backup", "backups/", "--json")["backup"]  # the folder now exists: a second dated name
+    assert again == "backups/labelyard-20250301T090000Z-2.db"
+    # only the folder itself is made, not its parents (a typo stays an error)
+    deep = run("backup", "nowhere/backups/")
+    assert deep.returncode == 1 and f"nowhere/backups/: folder {tmp_path / 'nowhere'} does not exist" in deep.stderr
+    assert not (tmp_path / "nowhere").exists()
+    (tmp_path / "plain").write_text("a file")
+    taken = run("backup", "plain/")
+    assert taken.returncode == 1 and "plain/: exists and is not a folder" in taken.stderr
+    assert (tmp_path / "plain").read_text() == "a file"
+    # no database: an error, and no empty folder left behind
+    nodb = run("backup", "--db", "missing.db", "empty/")
+    assert nodb.returncode == 1 and "labelyard init" in nodb.stderr
+    assert not (tmp_path / "empty").exists()
+    # without the slash a missing name is still a file
+    assert run.json("backup", "single", "--json")["backup"] == "single"
+    assert (tmp_path / "single").is_file()
+
+
 def test_backup_destinations_that_cannot_be_used_are_clear_errors_and_leave_nothing(run, tmp_path):
     run.ok("init")
-    cases = {"": "backup needs a file or a folder to write to", "newdir/": "newdir/: no such folder",
+    cases = {"": "backup needs a file or a folder to write to",
+             "nowhere/newdir/": f"nowhere/newdir/: folder {tmp_path / 'nowhere'} does not exist",
              "labelyard.db": "is the database itself", "/proc/x.db": "cannot write the backup"}
     for dest, message in cases.items():
         proc = run("backup", dest, "--force")
