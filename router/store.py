@@ -162,6 +162,24 @@ class _WalBacklog:
             self._fd = None
 
 
+def _newer_schema(path: str, version: int) -> str:
+    """What to tell a user whose database a newer Labelyard made or migrated."""
+    return f"{path}: database schema {version} is newer than this Labelyard ({SCHEMA_VERSION}); upgrade labelyard"
+
+
+def _refuse_newer_schema(conn: sqlite3.Connection, path: str) -> None:
+    """Raise when a newer Labelyard migrated the file behind ``conn`` (no ``schema_version``
+    table yet, or an older version, is for ``init`` to migrate)."""
+    try:
+        row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return
+        raise
+    if row[0] is not None and row[0] > SCHEMA_VERSION:
+        raise LabelyardError(_newer_schema(path, row[0]))
+
+
 def _checkpoint_on(conn: sqlite3.Connection) -> None:
     try:
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
@@ -228,7 +246,7 @@ class Store:
             raise NotInitialised(f"{path}: database schema is older than this Labelyard; run `labelyard init` to migrate")
         if row[0] > SCHEMA_VERSION:
             conn.close()
-            raise LabelyardError(f"{path}: database schema {row[0]} is newer than this Labelyard ({SCHEMA_VERSION}); upgrade labelyard")
+            raise LabelyardError(_newer_schema(path, row[0]))
         return cls(path, conn)
 
     @classmethod
@@ -258,16 +276,23 @@ class Store:
                 try:
                     with lock:
                         conn = cls.connect(path)
-                        if not existed:  # only an empty file takes a page size
+                        if existed:  # a newer Labelyard's file is left as it is, journal mode included
+                            _refuse_newer_schema(conn, path)
+                        else:  # only an empty file takes a page size
                             conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
                         conn.execute("PRAGMA journal_mode=WAL")
                         # All pending migrations under SQLite's write lock, read and applied together
                         # (each is a savepoint): two inits that both left a slow writer queue can
                         # never apply one migration twice.
                         conn.execute("BEGIN IMMEDIATE")
+                        _refuse_newer_schema(conn, path)  # again under the lock: it may have changed
                         applied = migrate(conn)
                         conn.execute("COMMIT")
                     break
+                except LabelyardError:
+                    if conn is not None:
+                        conn.close()  # rolls back the transaction, if one was begun: nothing written
+                    raise
                 except sqlite3.DatabaseError as exc:
                     if conn is not None:
                         conn.close()
