@@ -102,9 +102,25 @@ def as_option(func: Callable) -> Callable:
 
 
 def _worker(name: str | None) -> str:
-    from .engine import current_user
+    """Who acts: ``--as``, else ``LABELYARD_WORKER``, else the user name; a blank name is refused,
+    with where it came from."""
+    from .engine import current_user, current_user_source
 
-    return name or current_user()
+    chosen, source = (name, "--as") if name is not None else (current_user(), current_user_source())
+    if not chosen.strip():
+        raise LabelyardError(f"{source} is {chosen!r}: a worker needs a name")
+    return chosen
+
+
+def _first_lead() -> str:
+    """Whoever runs ``init``, checked as a new worker's name before any file is made."""
+    from .engine import current_user_source, name_problem
+
+    user = _worker(None)
+    problem = name_problem(user)
+    if problem is not None:
+        raise LabelyardError(f"{current_user_source()} is {user!r}, which cannot name a worker: {problem}")
+    return user
 
 
 def _engine(db: str | None):
@@ -126,12 +142,12 @@ def main(db: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def init(db: str | None, as_json: bool) -> None:
     """Create the database (or migrate it); running it again is harmless."""
-    from .engine import Engine, current_user
+    from .engine import Engine
     from .store import Store
 
+    user = _first_lead()
     store, applied = Store.init(db)
     engine = Engine(store)
-    user = current_user()
     # The first lead of a project is whoever creates it; once it has one, only a lead adds workers.
     leads = store.leads()
     if not leads:
@@ -428,8 +444,10 @@ def workers_list(db: str | None, as_json: bool) -> None:
 @as_option
 def workers_pause(name: str, db: str | None, reason: str | None, worker: str | None) -> None:
     """Pause a worker: no new work."""
-    _workers_engine(db, worker).set_worker_paused(name, True, reason, actor=_worker(worker))
-    click.echo(f"paused {name}")
+    if _workers_engine(db, worker).set_worker_paused(name, True, reason, actor=_worker(worker)):
+        click.echo(f"paused {name}")
+    else:
+        click.echo(f"{name} is already paused" + (f" ({reason})" if reason else "") + "; nothing changed")
 
 
 @workers.command("resume")
@@ -438,8 +456,10 @@ def workers_pause(name: str, db: str | None, reason: str | None, worker: str | N
 @as_option
 def workers_resume(name: str, db: str | None, worker: str | None) -> None:
     """Resume a paused worker."""
-    _workers_engine(db, worker).set_worker_paused(name, False, actor=_worker(worker))
-    click.echo(f"resumed {name}")
+    if _workers_engine(db, worker).set_worker_paused(name, False, actor=_worker(worker)):
+        click.echo(f"resumed {name}")
+    else:
+        click.echo(f"{name} is not paused; nothing changed")
 
 
 @main.command()

@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # ingest only, imported where used: `labelyard claim` starts 
     from .ingest import RowProblem, TaskInput
     from .ingest_pipeline import IngestReport, RoutedBatch
 
+MAX_CAPACITY = 10_000  # active slots one worker may hold at once: far past any person's work, and a number SQLite stores
 STAGES = ("annotate", "review", "correct", "escalated")
 STAGE_OF_ACTION = {"annotate": "annotate", "review": "review", "escalate": "escalated"}
 FINAL_BY_STAGE = {"review": "reviewer", "escalated": "expert"}
@@ -50,6 +51,35 @@ def current_user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def current_user_source() -> str:
+    """Where :func:`current_user` took the name from, for messages about it."""
+    return "LABELYARD_WORKER" if os.environ.get("LABELYARD_WORKER") else "your user name"
+
+
+def name_problem(text: str) -> str | None:
+    """Why ``text`` cannot be a new worker's name, a role or a skill; ``None`` when it can.
+
+    Names are compared exactly, so a space at either end would make a second,
+    look-alike worker (or a role no queue asks for): it is refused, not stripped.
+    """
+    if not text.strip():
+        return "it is empty"
+    if text != text.strip():
+        return "it starts or ends with a space"
+    return text_problem(text) or (control_character(text) and "it holds a control character")
+
+
+def _check_capacity(capacity: int | None) -> None:
+    """Refuse a capacity below 1 or past :data:`MAX_CAPACITY` (``None``: no limit)."""
+    if capacity is None:
+        return
+    if capacity < 1:
+        raise LabelyardError("--capacity must be at least 1")
+    if capacity > MAX_CAPACITY:
+        raise LabelyardError(f"--capacity must be at most {MAX_CAPACITY:,}, not {capacity} "
+                             "(a worker without a capacity has no limit)")
 
 
 def compile_stored(spec: dict[str, Any], functions: dict[str, Callable] | None = None) -> tuple[Any, Any]:
@@ -197,18 +227,19 @@ class Engine:
                      no_capacity: bool, actor: str | None, *, create: bool) -> bool:
         if not name or not name.strip():
             raise LabelyardError("a worker needs a name")
-        for what, text in (("worker name", name), *(("role", r) for r in roles or ()),
-                           *(("skill", s) for s in skills or ())):
-            problem = text_problem(text) or (control_character(text) and "it holds a control character")
+        for what, text in (*(("role", r) for r in roles or ()), *(("skill", s) for s in skills or ())):
+            problem = name_problem(text)
             if problem is not None:
                 raise LabelyardError(f"{what} {text!r}: {problem}")
-        if capacity is not None and capacity < 1:
-            raise LabelyardError("--capacity must be at least 1")
+        _check_capacity(capacity)
         now = clock.now()
         with self.store.transaction():
             row = self.store.worker(name)
             if row is None and not create:
                 self._require_worker(name)  # raises the unknown-worker error
+            problem = name_problem(name) if row is None else None  # a name an older version stored stays usable
+            if problem is not None:
+                raise LabelyardError(f"worker name {name!r}: {problem}")
             old = None if row is None else {"roles": loads(row["roles"]), "skills": loads(row["skills"]),
                                             "capacity": row["capacity"]}
             kept = old or {"roles": [], "skills": [], "capacity": None}
@@ -224,13 +255,19 @@ class Engine:
                                      detail={"worker": name, **new, **({"was": old} if old else {})})
         return old is None
 
-    def set_worker_paused(self, name: str, paused: bool, reason: str | None = None, actor: str | None = None) -> None:
-        """Pause or resume a worker."""
+    def set_worker_paused(self, name: str, paused: bool, reason: str | None = None, actor: str | None = None) -> bool:
+        """Pause or resume a worker; returns False, writing nothing, when that changes nothing
+        (pausing a paused worker without a new reason, resuming one who is not paused)."""
         with self.store.transaction():
-            self._require_worker(name)
+            row = self._require_worker(name)
+            if paused and row["paused"] and reason in (None, row["pause_reason"]):
+                return False
+            if not paused and not row["paused"]:
+                return False
             self.store.set_worker_paused(name, paused, reason)
             self.store.add_event("worker_paused" if paused else "worker_resumed", clock.now(),
                                  actor=actor or current_user(), detail={"worker": name, "reason": reason})
+        return True
 
     def workers(self) -> list[dict[str, Any]]:
         """Every worker with roles, skills, capacity, state and current load."""

@@ -67,3 +67,82 @@ def test_init_refuses_a_newer_schema_like_every_command_and_writes_nothing(run):
     assert conn.execute("SELECT version FROM schema_version").fetchall() == [(99,)]
     conn.close()
     assert events(run.db) == before
+
+
+# -- 2. capacities SQLite cannot store ---------------------------------------------------------
+
+
+def test_a_capacity_too_large_is_a_clear_error_not_an_overflow(run):
+    run.ok("init")
+    proc = run("workers", "add", "big", "--role", "annotator", "--capacity", "99999999999999999999")
+    assert proc.returncode == 1  # like --capacity 0; conftest checks there is no traceback
+    assert proc.stderr.startswith("labelyard: --capacity must be at most 10,000, not 99999999999999999999")
+    assert "big" not in {w["id"] for w in run.json("workers", "list", "--json")}
+
+    run.ok("workers", "add", "alice", "--role", "annotator", "--capacity", "10000")  # the bound itself is fine
+    proc = run("workers", "set", "alice", "--capacity", "9223372036854775808")
+    assert proc.returncode == 1 and "--capacity must be at most 10,000" in proc.stderr
+    proc = run("workers", "set", "alice", "--capacity", "0")
+    assert proc.returncode == 1 and "--capacity must be at least 1" in proc.stderr
+    alice = next(w for w in run.json("workers", "list", "--json") if w["id"] == "alice")
+    assert alice["capacity"] == 10000
+
+
+# -- 5. the name `init` registers is checked before the file is made --------------------------
+
+
+@pytest.mark.parametrize("name, problem", [(" ", "a worker needs a name"),
+                                           ("  alice ", "it starts or ends with a space")])
+def test_init_checks_the_lead_name_before_creating_anything(run, name, problem):
+    proc = run("init", env={"LABELYARD_WORKER": name})
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"labelyard: LABELYARD_WORKER is {name!r}")
+    assert problem in proc.stderr
+    assert not run.db.exists()
+    assert not list(run.folder.glob("labelyard.db*"))
+
+
+def test_worker_names_are_checked_the_same_way_everywhere(run):
+    run.ok("init")
+    proc = run("workers", "add", "  alice ", "--role", "annotator")
+    assert proc.returncode == 1 and "worker name '  alice ': it starts or ends with a space" in proc.stderr
+    proc = run("workers", "add", "alice", "--role", "annotator", "--as", " ")
+    assert proc.returncode == 1 and proc.stderr == "labelyard: --as is ' ': a worker needs a name\n"
+    proc = run("claim", env={"LABELYARD_WORKER": " "})
+    assert proc.returncode == 1 and proc.stderr == "labelyard: LABELYARD_WORKER is ' ': a worker needs a name\n"
+    assert {w["id"] for w in run.json("workers", "list", "--json")} == {RUN_LEAD}
+
+
+# -- 6. empty roles and skills; gold slots; an unchanged pause ---------------------------------
+
+
+def test_empty_roles_and_skills_are_refused(run):
+    run.ok("init")
+    for args, message in ((("--role", ""), "role '': it is empty"),
+                          (("--role", "annotator", "--skill", " "), "skill ' ': it is empty"),
+                          (("--role", "annotator "), "role 'annotator ': it starts or ends with a space")):
+        proc = run("workers", "add", "a b", *args)
+        assert proc.returncode == 1 and message in proc.stderr, args
+    run.ok("workers", "add", "a b", "--role", "annotator")
+    proc = run("workers", "set", "a b", "--role", "")
+    assert proc.returncode == 1 and "role '': it is empty" in proc.stderr
+    (ab,) = [w for w in run.json("workers", "list", "--json") if w["id"] == "a b"]
+    assert (ab["roles"], ab["skills"]) == (["annotator"], [])
+
+
+def test_an_unchanged_pause_or_resume_writes_no_event(project):
+    assert project.run_ok("workers", "pause", "ann1", "--reason", "break").stdout == "paused ann1\n"
+    again = project.run_ok("workers", "pause", "ann1")
+    assert again.stdout == "ann1 is already paused; nothing changed\n"
+    project.run_ok("workers", "pause", "ann1", "--reason", "break")
+    assert len(events(project.db, "worker_paused")) == 1
+    ann1 = next(w for w in project.json("workers", "list") if w["id"] == "ann1")
+    assert (ann1["paused"], ann1["pause_reason"]) == (True, "break")  # kept: no reason given again
+    project.run_ok("workers", "pause", "ann1", "--reason", "training")  # a new reason is a change
+    assert [json.loads(d)["reason"] for _, d in events(project.db, "worker_paused")] == ["break", "training"]
+
+    assert project.run_ok("workers", "resume", "ann1").stdout == "resumed ann1\n"
+    assert project.run_ok("workers", "resume", "ann1").stdout == "ann1 is not paused; nothing changed\n"
+    assert project.run_ok("workers", "resume", "ann2").stdout == "ann2 is not paused; nothing changed\n"
+    assert len(events(project.db, "worker_resumed")) == 1
+    assert LEAD in {w["id"] for w in project.json("workers", "list")}
