@@ -74,9 +74,10 @@ def reassign_task(engine, task, to: str, now: float, actor: str, *, force: bool 
                   from_worker: str | None = None) -> dict[str, Any]:
     """End the task's active slot(s) (only ``from_worker``'s if given) and give ``to`` an active slot.
 
-    Refuses a worker the task's queue does not admit, who is paused or at their
-    capacity, or who annotated the task when it waits for review or adjudication,
-    unless ``force``. Never gives a worker a second slot of the same round.
+    Never gives a worker a second slot of the same round. Refuses, unless
+    ``force``, a worker the task's queue does not admit, who is paused or at
+    their capacity, who annotated the task when it waits for review or
+    adjudication, or whose vote already counts when it waits for more votes.
     """
     store = engine.store
     ext = task["external_id"]
@@ -87,14 +88,14 @@ def reassign_task(engine, task, to: str, now: float, actor: str, *, force: bool 
     w = store.worker(to)
     if w is None:
         raise UnknownWorker(f"no worker `{to}`")
-    problem = ineligible(engine, task, w)
-    if problem and not force:
-        raise LabelyardError(f"cannot reassign task {ext} to {to}: {problem} (--force to do it anyway)")
     active = store.task_slots(task["id"], ("active",))
     if any(a["worker"] == to for a in active):
         raise LabelyardError(f"{to} already holds a slot of task {ext}")
     if store.holds_slot(task["id"], to, task["round"]) and _submitted_this_round(store, task, to):
         raise LabelyardError(f"{to} already submitted for task {ext} in this stage")
+    problem = ineligible(engine, task, w)
+    if problem and not force:
+        raise LabelyardError(f"cannot reassign task {ext} to {to}: {problem} (--force to do it anyway)")
     if from_worker is not None:
         active = [a for a in active if a["worker"] == from_worker]
         if not active:
@@ -127,6 +128,9 @@ def ineligible(engine, task, worker_row) -> str | None:
         return f"queue `{spec.name}` needs {need}"
     if task["stage"] in ("review", "escalated") and engine.store.annotated(task["id"], name):
         return f"{name} annotated this task; an annotator's own work never comes back to them for review"
+    if task["stage"] == "annotate" and engine.store.voted(task["id"], name):
+        return (f"{name} already voted on this task; a new vote would replace theirs, so the stage would "
+                "decide on fewer different votes than it asks for")
     if worker_row["paused"]:
         return f"{name} is paused"
     capacity = worker_row["capacity"]

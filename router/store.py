@@ -1062,6 +1062,12 @@ class Store:
         )
         return row is not None
 
+    def voted(self, task_id: int, worker: str) -> bool:
+        """Whether ``worker`` submitted an annotate or correct label for this task (a vote that counts)."""
+        row = self.one("SELECT 1 FROM annotations WHERE task_id = ? AND worker = ? AND stage IN ('annotate', 'correct') "
+                       "LIMIT 1", (task_id, worker))
+        return row is not None
+
     def holds_slot(self, task_id: int, worker: str, round_: int) -> bool:
         """Whether ``worker`` has (or had) a slot of this task in this round."""
         row = self.one("SELECT 1 FROM assignments WHERE task_id = ? AND worker = ? AND round = ? LIMIT 1",

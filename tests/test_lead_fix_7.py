@@ -88,6 +88,70 @@ def test_a_capacity_too_large_is_a_clear_error_not_an_overflow(run):
     assert alice["capacity"] == 10000
 
 
+# -- 3. reassign never gives a voter a second vote ---------------------------------------------
+
+MORE_VOTES = """\
+workflow: more
+labels: {type: choice, choices: [cat, dog]}
+queues:
+  triage: {roles: [annotator]}
+  senior: {roles: [senior]}
+on_create:
+  - name: default
+    do: {annotate: triage, overlap: 2}
+on_quorum:
+  - name: unanimous
+    when: votes.unanimous
+    do: accept
+  - name: third opinion
+    when: votes.count < 3
+    do: {annotate: triage, overlap: 3}
+  - name: split
+    do: {review: senior}
+"""
+
+
+def test_reassign_refuses_a_worker_whose_vote_counts_in_a_new_annotate_round(tmp_path):
+    p = Project(tmp_path, MORE_VOTES)
+    for name in ("ann1", "ann2", "ann3", "ann4"):
+        p.worker(name, "annotator")
+    p.ingest([{"id": "T1"}, {"id": "T2"}])
+    first_round = task(p, "T1")["round"]
+    for worker, label in (("ann1", "cat"), ("ann2", "dog")):
+        view = p.claim(worker)
+        assert view["external_id"] == "T1"
+        p.submit(view["assignment"], worker, "--label", label)
+    t1 = task(p, "T1")
+    assert (t1["stage"], t1["round"], t1["needed"]) == ("annotate", first_round + 1, 1)  # one more vote wanted
+
+    proc = p.run("reassign", "T1", "--to", "ann1")
+    assert proc.returncode == 1
+    assert "cannot reassign task T1 to ann1: ann1 already voted on this task" in proc.stderr
+    assert "--force" in proc.stderr
+    assert [w for w, s in statuses(p, "T1") if s == "active"] == []
+
+    # a worker who has not voted takes it; with --force a voter does, and the event says why
+    assert p.json("reassign", "T1", "--to", "ann3")["done"][0]["to"] == "ann3"
+    out = p.json("reassign", "T1", "--to", "ann1", "--force")
+    assert "ann1 already voted on this task" in out["done"][0]["forced"]
+    (event,) = [e for e in p.show("T1")["events"] if e["kind"] == "reassigned" and e["detail"]["to"] == "ann1"]
+    assert "already voted" in event["detail"]["forced"]
+
+    # in the first round nobody has voted: reassign works as before
+    assert p.json("reassign", "T2", "--to", "ann4")["done"][0]["to"] == "ann4"
+
+
+def test_reassign_refuses_a_same_round_submitter_even_with_force(tmp_path):
+    p = Project(tmp_path, MORE_VOTES)
+    for name in ("ann1", "ann2"):
+        p.worker(name, "annotator")
+    p.ingest([{"id": "T1"}])
+    view = p.claim("ann1")
+    p.submit(view["assignment"], "ann1", "--label", "cat")
+    proc = p.run("reassign", "T1", "--to", "ann1", "--force")
+    assert proc.returncode == 1 and "ann1 already submitted for task T1 in this stage" in proc.stderr
+
+
 # -- 5. the name `init` registers is checked before the file is made --------------------------
 
 
