@@ -24,7 +24,8 @@ def _bulk_options(func: Callable) -> Callable:
     from .cli import as_option, db_option
 
     func = click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")(func)
-    func = click.option("--dry-run", is_flag=True, help="List the matching tasks; change nothing.")(func)
+    func = click.option("--dry-run", is_flag=True,
+                        help="Say what would be done, skipped or refused (the same checks); change nothing.")(func)
     func = click.option("--where", default=None, metavar="FILTER",
                         help='Every task for which this rule expression holds, e.g. '
                              '\'task.queue == "triage" and task.age > 2h\' (task.*, prediction.*, now).')(func)
@@ -42,12 +43,14 @@ def _report(report, as_json: bool, say: Callable[[dict[str, Any]], str]) -> None
     if as_json:
         _emit_json(report.as_dict())
         return
+    dry = "dry run: " if report.dry_run else ""
     for item in report.done:
-        click.echo(say(item) if "external_id" in item and len(item) > 2 else f"would act on {_name(item)}")
+        click.echo(dry + say(item))
     for item in report.skipped:
-        click.echo(f"skipped {_name(item)}: {item['reason']}", err=True)
+        click.echo(f"{dry}skipped {_name(item)}: {item['reason']}", err=True)
     if report.dry_run:
-        click.echo(f"{report.action}: dry run, {report.matched} matching, nothing changed", err=True)
+        click.echo(f"{report.action}: dry run, {len(report.done)} would be done, {len(report.skipped)} skipped "
+                   f"of {report.matched} matching; nothing changed", err=True)
     elif len(report.done) != 1 or report.skipped:
         click.echo(f"{report.action}: {len(report.done)} done, {len(report.skipped)} skipped "
                    f"of {report.matched} matching", err=True)
@@ -122,11 +125,12 @@ def register(main: click.Group) -> None:
         if assignment_id is not None:
             if tasks or where:
                 raise click.UsageError("give --assignment, or task ids / --where, not both")
-            result = lead.release_assignment(assignment_id)
+            result = lead.release_assignment(assignment_id, dry_run=dry_run)
             if as_json:
-                _emit_json(result)
+                _emit_json({**result, "dry_run": dry_run})
             else:
-                click.echo(f"released assignment {assignment_id} of {result['worker']} ({result['status']})")
+                dry = "dry run: " if dry_run else ""
+                click.echo(f"{dry}released assignment {assignment_id} of {result['worker']} ({result['status']})")
             return
         report = lead.run("release", tasks, where, dry_run=dry_run)
         _report(report, as_json, lambda i: f"released {_name(i)}: assignment(s) "

@@ -288,6 +288,12 @@ class BulkReport:
                 "dry_run": self.dry_run}
 
 
+def _refuse_gold(task) -> None:
+    """Lead actions leave gold questions alone (a stale gold slot is the timers' to release)."""
+    if task["is_gold"]:
+        raise LabelyardError(f"task {task['external_id']} is a gold question; lead actions do not apply to it")
+
+
 class Lead:
     """A lead acting on tasks through an :class:`~router.engine.Engine`."""
 
@@ -312,14 +318,17 @@ class Lead:
         task = self.store.task(ref)
         if task is None:
             raise UnknownTask(f"no task `{ref}` (by id or external id)")
-        if task["is_gold"]:
-            raise LabelyardError(f"task {task['external_id']} is a gold question; lead actions do not apply to it")
+        _refuse_gold(task)
         return task
 
     def run(self, action: str, refs: Sequence[str], where: str | None = None, *,
             dry_run: bool = False, **options: Any) -> BulkReport:
         """Apply ``action`` to the tasks ``refs`` (all or nothing, one transaction) or to every task
-        matching ``where`` (page by page, one transaction per page; tasks it cannot apply to are skipped)."""
+        matching ``where`` (page by page, one transaction per page; tasks it cannot apply to are skipped).
+
+        A ``dry_run`` runs the very same code and rolls each transaction back, so it
+        reports what the real run would do, skip or refuse, and changes nothing.
+        """
         op = self._operation(action, options)
         report = BulkReport(action, dry_run=dry_run)
         if refs and where:
@@ -327,32 +336,35 @@ class Lead:
         if not refs and not where:
             raise LabelyardError("give one or more task ids, or --where FILTER")
         if refs:
-            now = clock.now()
-            with self.store.transaction():
-                tasks = [self._task(ref) for ref in refs]
-                report.matched = len(tasks)
-                if dry_run:
-                    report.done = [{"task": t["id"], "external_id": t["external_id"]} for t in tasks]
-                    return report
-                seen: set[int] = set()
-                for task in tasks:
-                    if task["id"] in seen:
-                        continue
-                    seen.add(task["id"])
-                    task = self.store.task(task["id"])  # an earlier action in this list may have changed it
-                    report.done.append({"external_id": task["external_id"], **op(task, now)})
-            return report
+            self._run_on_refs(op, refs, report)
+        else:
+            self._run_on_matches(op, action, where, report)
+        return report
+
+    def _run_on_refs(self, op: Callable[[Any, float], dict[str, Any]], refs: Sequence[str],
+                     report: BulkReport) -> None:
+        """Every task of ``refs`` (each once, however often it is named) in one transaction."""
+        now = clock.now()
+        with self.store.transaction(rollback=report.dry_run):
+            tasks = list({t["id"]: t for t in map(self._task, refs)}.values())
+            report.matched = len(tasks)
+            for task in tasks:
+                task = self.store.task(task["id"])  # an earlier action in this list may have changed it
+                report.done.append({"external_id": task["external_id"], **op(task, now)})
+
+    def _run_on_matches(self, op: Callable[[Any, float], dict[str, Any]], action: str, where: str,
+                        report: BulkReport) -> None:
+        """Every task matching ``where``, found first, then acted on a page per transaction."""
         predicate = compile_where(where)
         # Find every match first, then act: an action may move a task further along the walk.
-        matches = [(t["id"], t["external_id"], t["status"], t["round"])
-                   for page in self._matching_pages(predicate, STATUSES[action]) for t in page]
+        # A task that changed status during the walk may be read twice: it counts once.
+        found = {t["id"]: (t["id"], t["external_id"], t["status"], t["round"])
+                 for page in self._matching_pages(predicate, STATUSES[action]) for t in page}
+        matches = list(found.values())
         report.matched = len(matches)
-        if dry_run:
-            report.done = [{"task": m[0], "external_id": m[1]} for m in matches]
-            return report
         for start in range(0, len(matches), PAGE):
             now = clock.now()
-            with self.store.transaction():
+            with self.store.transaction(rollback=report.dry_run):
                 for task_id, _ext, status, round_ in matches[start : start + PAGE]:
                     task = self.store.task(task_id)
                     if task["status"] != status or task["round"] != round_:
@@ -364,7 +376,6 @@ class Lead:
                     except LabelyardError as exc:
                         report.skipped.append({"task": task["id"], "external_id": task["external_id"],
                                                "reason": str(exc)})
-        return report
 
     def _operation(self, action: str, options: dict[str, Any]) -> Callable[[Any, float], dict[str, Any]]:
         engine, actor = self.engine, self.actor
@@ -393,13 +404,15 @@ class Lead:
             return lambda t, now: priority_task(engine, t, value, now, actor)
         raise ValueError(f"unknown lead action {action!r}")
 
-    def release_assignment(self, assignment_id: int) -> dict[str, Any]:
-        """Release one active assignment by its id."""
+    def release_assignment(self, assignment_id: int, *, dry_run: bool = False) -> dict[str, Any]:
+        """Release one active assignment by its id (not a gold question's: lead actions leave those
+        alone); a ``dry_run`` does it and rolls it back."""
         now = clock.now()
-        with self.store.transaction():
+        with self.store.transaction(rollback=dry_run):
             a = self.store.assignment(assignment_id)
             if a is None:
                 raise AssignmentError(f"no assignment {assignment_id}")
+            _refuse_gold(self.store.task(a["task_id"]))
             return release_assignment(self.engine, a, now, self.actor)
 
     def _matching_pages(self, predicate, statuses: Sequence[str]) -> Iterator[list[Any]]:

@@ -507,15 +507,19 @@ class Store:
 
     # -- transactions ----------------------------------------------------------------------
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, *, rollback: bool = False) -> Iterator[sqlite3.Connection]:
         """One write transaction: ``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back on any error.
 
         Nested use joins the outer transaction. Labelyard's writers first queue
         on a lock file beside the database (see :mod:`router.writer_lock`), so the
         SQLite lock is rarely contended; other writers are waited for with
-        jittered back-off.
+        jittered back-off. ``rollback`` ends it with ``ROLLBACK`` instead of
+        ``COMMIT`` (a dry run: the real code runs and sees its own changes, and
+        nothing stays); only an outermost transaction can be one.
         """
         if self._depth:
+            if rollback:
+                raise RuntimeError("a transaction that is rolled back cannot join an outer one")
             self._depth += 1
             try:
                 yield self.conn
@@ -533,6 +537,9 @@ class Store:
                     self.conn.execute("ROLLBACK")
                 raise
             self._depth = 0
+            if rollback:
+                self.conn.execute("ROLLBACK")
+                return
             self._commit()
         self._after_commit()
 

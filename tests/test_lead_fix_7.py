@@ -129,6 +129,8 @@ def test_reassign_refuses_a_worker_whose_vote_counts_in_a_new_annotate_round(tmp
     assert "cannot reassign task T1 to ann1: ann1 already voted on this task" in proc.stderr
     assert "--force" in proc.stderr
     assert [w for w, s in statuses(p, "T1") if s == "active"] == []
+    dry = p.run("reassign", "T1", "--to", "ann2", "--dry-run")
+    assert dry.returncode == 1 and "ann2 already voted on this task" in dry.stderr
 
     # a worker who has not voted takes it; with --force a voter does, and the event says why
     assert p.json("reassign", "T1", "--to", "ann3")["done"][0]["to"] == "ann3"
@@ -150,6 +152,80 @@ def test_reassign_refuses_a_same_round_submitter_even_with_force(tmp_path):
     p.submit(view["assignment"], "ann1", "--label", "cat")
     proc = p.run("reassign", "T1", "--to", "ann1", "--force")
     assert proc.returncode == 1 and "ann1 already submitted for task T1 in this stage" in proc.stderr
+
+
+# -- 4. dry runs run the real checks; a task counts once ---------------------------------------
+
+
+def test_a_task_named_twice_is_matched_once(project):
+    t1 = task(project, "T1")
+    out = project.json("hold", "T1", "T1")
+    assert (out["matched"], len(out["done"])) == (1, 1)
+    out = project.json("unhold", "T1", f"id:{t1['id']}")
+    assert (out["matched"], len(out["done"])) == (1, 1)
+    out = project.json("priority", "T2", "ext:T2", "T2", "3", "--dry-run")
+    assert (out["matched"], len(out["done"])) == (1, 1)
+
+
+def test_dry_run_with_task_ids_refuses_what_the_real_run_refuses(project):
+    project.json("hold", "T1")
+    before = events(project.db)
+    dry = project.run("hold", "T2", "T1", "--dry-run")
+    real = project.run("hold", "T2", "T1")
+    assert dry.returncode == real.returncode == 1
+    assert dry.stderr == real.stderr == "labelyard: task T1 is held: only open tasks can be held\n"
+    assert task(project, "T2")["status"] == "open"
+    assert events(project.db) == before
+
+    project.run_ok("workers", "pause", "ann3")
+    dry = project.run("reassign", "T2", "--to", "ann3", "--dry-run")
+    assert dry.returncode == 1 and "ann3 is paused" in dry.stderr
+
+
+def test_dry_run_reports_what_the_real_run_does_and_changes_nothing(project):
+    a = project.claim("ann1")
+    before = events(project.db)
+    dry = project.json("hold", "T1", "T2", "--reason", "check", "--dry-run")
+    assert dry["dry_run"] and dry["matched"] == 2
+    assert all(d["status"] == "held" and d["reason"] == "check" for d in dry["done"])
+    assert dry["done"][0]["released"] == [a["assignment"]]
+    assert events(project.db) == before
+    assert task(project, "T1")["status"] == "open" and statuses(project, "T1") == [("ann1", "active")]
+    text = project.run_ok("hold", "T1", "--dry-run")
+    assert text.stdout == "dry run: held T1 (id:1)\n"
+    assert "nothing changed" in text.stderr
+
+    real = project.json("hold", "T1", "T2", "--reason", "check")
+    assert real["done"] == dry["done"]
+    assert task(project, "T1")["status"] == "held"
+
+
+def test_unhold_where_dry_run_skips_what_the_real_run_skips(tmp_path):
+    workflow = WORKFLOW.replace("on_create:\n", "on_create:\n  - name: odd\n    when: task.category == \"odd\"\n"
+                                              "    do: hold\n")
+    p = Project(tmp_path, workflow)
+    p.ingest([{"id": "T1"}, {"id": "ODD", "category": "odd"}])
+    p.json("hold", "T1")
+    assert task(p, "ODD")["status"] == "held"
+    dry = p.json("unhold", "--where", "true", "--dry-run")
+    assert dry["matched"] == 2
+    assert [d["external_id"] for d in dry["done"]] == ["T1"]
+    assert [s["external_id"] for s in dry["skipped"]] == ["ODD"]
+    assert "no work left in its stage" in dry["skipped"][0]["reason"]
+    assert task(p, "T1")["status"] == "held"
+    real = p.json("unhold", "--where", "true")
+    assert (real["done"], real["skipped"]) == (dry["done"], dry["skipped"])
+    assert task(p, "T1")["status"] == "open"
+
+
+def test_release_of_one_assignment_has_a_real_dry_run(project):
+    a = project.claim("ann1")
+    out = project.json("release", "--assignment", a["assignment"], "--dry-run")
+    assert (out["status"], out["dry_run"]) == ("released", True)
+    assert statuses(project, "T1") == [("ann1", "active")]
+    assert events(project.db, "released") == []
+    text = project.run_ok("release", "--assignment", a["assignment"], "--dry-run").stdout
+    assert text == f"dry run: released assignment {a['assignment']} of ann1 (released)\n"
 
 
 # -- 5. the name `init` registers is checked before the file is made --------------------------
@@ -192,6 +268,23 @@ def test_empty_roles_and_skills_are_refused(run):
     assert proc.returncode == 1 and "role '': it is empty" in proc.stderr
     (ab,) = [w for w in run.json("workers", "list", "--json") if w["id"] == "a b"]
     assert (ab["roles"], ab["skills"]) == (["annotator"], [])
+
+
+def test_a_gold_slot_is_refused_by_assignment_as_by_task(tmp_path):
+    p = Project(tmp_path, WORKFLOW + "quality:\n  gold: {rate: 1.0}\n")
+    p.worker("ann1", "annotator")
+    p.ingest([{"id": "T1"}])
+    (tmp_path / "gold.jsonl").write_text(json.dumps({"id": "G1", "answer": "cat"}) + "\n")
+    p.json("gold", "add", tmp_path / "gold.jsonl")
+    view = p.claim("ann1")
+    assert view["external_id"] == "G1"
+    message = "labelyard: task G1 is a gold question; lead actions do not apply to it\n"
+    by_task = p.run("release", "G1")
+    by_assignment = p.run("release", "--assignment", view["assignment"])
+    assert by_task.returncode == by_assignment.returncode == 1
+    assert by_task.stderr == by_assignment.stderr == message
+    assert statuses(p, "G1") == [("ann1", "active")]
+    assert events(p.db, "released") == []
 
 
 def test_an_unchanged_pause_or_resume_writes_no_event(project):
