@@ -90,9 +90,12 @@ def _statistics(tasks: list[dict[str, Any]], level: str, metric: str, excellent:
             out["fleiss_kappa"] = _rounded(fleiss_kappa([[canonical(v) for v in t["votes"].values()] for t in items]))
         except (QualityError, ArithmeticError) as exc:
             out["reasons"]["fleiss_kappa"] = _reason(exc)
-        raters = sorted({w for t in items for w in t["votes"]})
         value = (lambda v: v) if level == "interval" else canonical
-        data = [[None if w not in t["votes"] else value(t["votes"][w]) for t in items] for w in raters]
+        # Alpha pairs values within a task, whoever gave them: rows are vote positions, not workers,
+        # so the table is (most votes on a task) x tasks instead of every worker x tasks.
+        depth = max(len(t["votes"]) for t in items)
+        columns = [[value(v) for v in t["votes"].values()] for t in items]
+        data = [[column[i] if i < len(column) else None for column in columns] for i in range(depth)]
         try:
             out["krippendorff_alpha"] = _rounded(krippendorff_alpha(data, level=level))
         except (QualityError, ArithmeticError) as exc:

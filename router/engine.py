@@ -196,7 +196,8 @@ class Engine:
             version = self.store.workflow_version(version_id)["version"]
             self.store.add_event("workflow_applied", now, actor=actor,
                                  detail={"workflow": workflow.name, "version": version, "hash": digest, "file": filename})
-            for task in self.store.open_tasks_in_queues(sorted(dropped)):
+            for task_id in self.store.open_task_ids_in_queues(sorted(dropped)):
+                task = self.store.task(task_id)
                 hold_task(self, task, now, actor,
                           f"queue `{task['queue']}` is not in version {version} of workflow `{workflow.name}`")
                 held += 1
