@@ -42,7 +42,7 @@ from .plugins import (Plugins, declared_problems, describe_error, duplicate_entr
                       entry_problems, sink_database_problem, trace)
 from .render import visible
 from .store import loads, text_problem
-from .writer_lock import lock_file_hint, open_lock_file
+from .writer_lock import lock_file_hint, lock_path, open_lock_file
 
 SINK_BATCH = 500
 REVIEW_PAGE = 200
@@ -91,9 +91,11 @@ def run_lock(db_path: str) -> Iterator[str | None]:
     """Hold ``DB.run-lock`` for the run; yields ``None`` when held, else who holds it.
 
     An OS file lock: it goes away with its process, even one killed with -9.
-    A new lock file is made 0660, as the database is.
+    A new lock file is made 0660, as the database is. It is named from the
+    database's real path, so a run through a symlink to the database and a run
+    through its own name exclude each other.
     """
-    path = os.path.abspath(db_path) + ".run-lock"
+    path = lock_path(db_path, ".run-lock")
     try:
         fd = open_lock_file(path)
     except OSError as exc:

@@ -140,7 +140,7 @@ class _WalBacklog:
     """
 
     def __init__(self, db_path: str):
-        self._path = db_path + "-shm"
+        self._path = os.path.realpath(db_path) + "-shm"  # SQLite names it after the real file
         self._fd: int | None = None
 
     def frames(self) -> int | None:

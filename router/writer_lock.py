@@ -3,7 +3,8 @@
 SQLite lets one writer in at a time and makes the others sleep and retry,
 so a freed lock sits idle until some waiter wakes, and the longest waiters
 retry least often. Labelyard's writers therefore queue on a lock file beside
-the database (``DB.lock``) first, so the SQLite lock is rarely contended.
+the database (``DB.lock``, named from the database's real path, symlinks
+resolved) first, so the SQLite lock is rarely contended.
 
 On Linux the queue is first come, first served (:class:`_QueueLock`): each
 writer waits on its predecessor alone, and a release wakes exactly one
@@ -168,6 +169,13 @@ KINDS = ("queue", "flock", "none")
 LOCK_MODE = 0o660  # owner and group, as `init` makes the database: a team shares a group
 
 
+def lock_path(db_path: str, suffix: str) -> str:
+    """The lock file ``suffix`` (``.lock``, ``.run-lock``) of the database at ``db_path``, named from
+    its real path: a database reached through a symlink (or ``..``) has the same locks as through
+    its own name, as SQLite names its ``-wal`` and ``-shm`` files after the real file."""
+    return os.path.realpath(db_path) + suffix
+
+
 def open_lock_file(path: str) -> int:
     """Open the lock file ``path`` beside a database for reading and writing.
 
@@ -256,7 +264,7 @@ class WriterLock:
             import fcntl  # noqa: F401 - both kinds need it
         except ImportError:  # not POSIX: SQLite's locking alone
             return
-        path = db_path + ".lock"
+        path = lock_path(db_path, ".lock")
         try:
             self._fd = open_lock_file(path)
         except OSError as exc:
