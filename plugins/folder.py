@@ -18,7 +18,8 @@ import os
 from collections.abc import Iterator
 
 from router import hookimpl
-from router.plugin_api import PluginError, PluginRun, RowError, RowProblem, SourcePart, TaskInput, decode_document
+from router.plugin_api import (PluginError, PluginRun, RowError, RowProblem, Setting, SourcePart, TaskInput,
+                               decode_document)
 
 from ._files import chunks
 
@@ -28,7 +29,8 @@ TEXT_EXTENSIONS = (".txt", ".md", ".text")
 @hookimpl
 def register_sources(register):
     register("folder", read, required=["path"], settings={
-        "path": str, "pattern": str, "id_prefix": str, "text_extensions": list, "max_text_bytes": int})
+        "path": str, "pattern": str, "id_prefix": str, "text_extensions": list,
+        "max_text_bytes": Setting(int, min=0)})
 
 
 def read(run: PluginRun) -> Iterator[SourcePart]:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 
 from router import hookimpl
-from router.plugin_api import PluginError, PluginRun, ReviewItem, Verdict, approve, reject
+from router.plugin_api import PluginError, PluginRun, ReviewItem, Setting, Verdict, approve, reject
 
 
 @hookimpl
 def register_reviewers(register):
-    register("prediction_agreement", review, settings={"on_disagree": str, "min_confidence": float})
+    register("prediction_agreement", review, settings={"on_disagree": str,
+                                                                 "min_confidence": Setting(float, min=0, max=1)})
 
 
 def review(run: PluginRun, item: ReviewItem) -> Verdict | None:

@@ -4,7 +4,8 @@ Settings: ``url`` (required), ``events`` (which events, default ``[done]``;
 handled by Labelyard), ``secret_env`` (the environment variable holding the
 signing secret), ``retries`` (extra attempts within one run, default 2),
 ``backoff`` (seconds before the first retry, doubling, default 1),
-``timeout`` (seconds, default 10), ``headers`` (extra headers).
+``timeout`` (seconds for the whole request, default 10), ``headers`` (extra
+headers).
 
 Headers sent: ``Content-Type: application/json``, ``X-Labelyard-Event``
 (``done``…), ``X-Labelyard-Delivery`` (unique per notification and entry;
@@ -15,8 +16,11 @@ body with the secret as key. A receiver checks it with
 
 Any 2xx answer is an acknowledgement: the notification is never sent again.
 Anything else (a refused connection, a timeout, a 5xx) is retried, then left
-in the outbox for the next run; a 4xx other than 408/429 is not retried
-within the run.
+in the outbox for the next run; a 4xx other than 408/429, and a redirect
+(3xx: never followed, since the POST would become a GET and the signature
+would go to another address), are not retried within the run. ``timeout``
+bounds the whole request, an answer that trickles in too; of the answer's
+body at most 64 KiB is read.
 """
 
 from __future__ import annotations
@@ -27,15 +31,19 @@ import os
 import time
 
 from router import hookimpl
-from router.plugin_api import Notification, PluginError, PluginRun
+from router.plugin_api import Notification, PluginError, PluginRun, Setting
 
 SIGNATURE_HEADER = "X-Labelyard-Signature"
+MAX_RETRIES = 10  # within one run; later runs retry anyway
+MAX_BACKOFF_S = 300.0
+MIN_TIMEOUT_S, MAX_TIMEOUT_S = 0.1, 3600.0
 
 
 @hookimpl
 def register_notifiers(register):
     register("webhook", send, required=["url"], settings={
-        "url": str, "headers": dict, "secret_env": str, "retries": int, "backoff": float, "timeout": float})
+        "url": str, "headers": dict, "secret_env": str, "retries": Setting(int, min=0, max=MAX_RETRIES),
+        "backoff": Setting(float, min=0, max=MAX_BACKOFF_S), "timeout": Setting(float, min=MIN_TIMEOUT_S, max=MAX_TIMEOUT_S)})
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -56,26 +64,156 @@ def send(run: PluginRun, notification: Notification) -> None:
         if not secret:
             raise PluginError(f"environment variable {secret_env} (secret_env) is not set; nothing sent")
         headers[SIGNATURE_HEADER] = sign(secret, notification.body)
-    import urllib.error  # here, not at import: it costs ~30 ms that `labelyard plugins` need not pay
-    import urllib.request
-
     retries = run.setting("retries", 2, kind=int)
     delay = run.setting("backoff", 1.0, kind=float)
     timeout = run.setting("timeout", 10.0, kind=float)
-    problem = ""
-    for attempt in range(retries + 1):
-        request = urllib.request.Request(url, data=notification.body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                response.read()
-                return  # 2xx (urllib raises HTTPError for the rest)
-        except urllib.error.HTTPError as exc:
-            problem = f"HTTP {exc.code} {exc.reason}"
-            if 400 <= exc.code < 500 and exc.code not in (408, 429):
-                break
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            problem = str(reason)
+    problem = "not sent"
+    for attempt in range(max(0, retries) + 1):
+        problem, again = post(url, notification.body, headers, timeout)
+        if problem is None:
+            return
+        if not again:
+            break
         if attempt < retries and delay > 0:
             time.sleep(delay * 2**attempt)
     raise PluginError(f"POST {url}: {problem}")
+
+
+def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[str | None, bool]:
+    """POST ``body`` once: ``(None, _)`` for a 2xx, else ``(why it failed, whether to retry within the run)``.
+
+    The whole request — connecting, sending, the answer's headers and up to
+    ``BODY_LIMIT`` bytes of its body — must end within ``timeout`` seconds. A
+    redirect is not followed (a 3xx is a failure): following it would resend
+    the signature, and a 301/302/303 turns the POST into a bodyless GET.
+    """
+    import http.client  # here, not at import: it costs ~30 ms that `labelyard plugins` need not pay
+    import urllib.error
+    import urllib.request
+
+    deadline = _Deadline(timeout)
+    no_redirect, http_handler, https_handler = _handlers()
+    opener = urllib.request.build_opener(no_redirect, http_handler(deadline), https_handler(deadline))
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    with deadline:
+        try:
+            with opener.open(request, timeout=timeout) as response:
+                response.read(BODY_LIMIT)  # for the receiver's sake; the rest is not needed
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            if deadline.expired:
+                return _timed_out(timeout), True
+            if 300 <= exc.code < 400:
+                location = _shown(exc.headers.get("Location") or "nowhere")
+                return f"HTTP {exc.code}: redirected to {location}; webhooks are not followed", False
+            return f"HTTP {exc.code} {exc.reason}", not (400 <= exc.code < 500 and exc.code not in (408, 429))
+        except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as exc:
+            if deadline.expired:
+                return _timed_out(timeout), True
+            return _shown(str(getattr(exc, "reason", exc)) or type(exc).__name__), True
+    if deadline.expired:
+        return _timed_out(timeout), True
+    return None, False
+
+
+BODY_LIMIT = 64 * 1024  # of an answer's body, read and dropped: a 200 MB answer is not read into memory
+
+
+def _timed_out(timeout: float) -> str:
+    return f"no complete answer within timeout {timeout:g} s"
+
+
+def _shown(text: str, limit: int = 200) -> str:
+    """``text`` from the other side, cut to ``limit`` characters for a failure line."""
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+class _Deadline:
+    """Bounds one request as a whole: when ``seconds`` have passed, its socket is shut down,
+    which ends a connection that drips its answer a byte at a time (a socket timeout bounds
+    each read alone, so such an answer would never time out)."""
+
+    def __init__(self, seconds: float):
+        import threading
+
+        self.expired = False
+        self._sockets: list = []
+        self._done = False
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> "_Deadline":
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._done = True
+        self._timer.cancel()
+
+    def watch(self, sock) -> None:
+        """Shut ``sock`` down at the deadline (at once if it has passed)."""
+        with self._lock:
+            self._sockets.append(sock)
+            if self.expired:
+                _shutdown(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.expired = True
+            for sock in self._sockets:
+                _shutdown(sock)
+
+
+def _shutdown(sock) -> None:
+    """End every read and write on ``sock`` (a TLS socket too: its file descriptor is shut down)."""
+    import socket
+
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _watched(base: type, deadline: _Deadline) -> type:
+    """``base`` (an ``http.client`` connection class) whose socket ``deadline`` watches."""
+
+    class Watched(base):  # type: ignore[misc, valid-type]
+        def connect(self) -> None:
+            super().connect()
+            deadline.watch(self.sock)
+
+    return Watched
+
+
+def _handlers() -> tuple[type, type, type]:
+    """urllib handlers: one that follows no redirect, and HTTP and HTTPS ones whose sockets a deadline watches."""
+    import http.client
+    import urllib.request
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        """Every 3xx is an answer (urllib raises it as an ``HTTPError``), never followed."""
+
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    class Http(urllib.request.HTTPHandler):
+        def __init__(self, deadline: _Deadline):
+            super().__init__()
+            self.deadline = deadline
+
+        def http_open(self, req):
+            return self.do_open(_watched(http.client.HTTPConnection, self.deadline), req)
+
+    class Https(urllib.request.HTTPSHandler):
+        def __init__(self, deadline: _Deadline):
+            super().__init__()
+            self.deadline = deadline
+
+        def https_open(self, req):
+            return self.do_open(_watched(http.client.HTTPSConnection, self.deadline), req, context=self._context)
+
+    return NoRedirect, Http, Https

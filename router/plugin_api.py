@@ -21,7 +21,7 @@ from .ingest import (JSON_RESERVED, RowError, RowProblem, TaskInput, check_row, 
 __all__ = [
     "PluginRun", "SourcePart", "FinalTask", "ReviewItem", "Verdict", "Notification", "PluginError",
     "TaskInput", "RowProblem", "RowError", "check_row", "read_file", "parse_jsonl_line", "decode_line",
-    "decode_document", "JSON_RESERVED", "approve", "reject",
+    "decode_document", "JSON_RESERVED", "approve", "reject", "Setting",
 ]
 
 
@@ -61,9 +61,10 @@ class PluginRun:
             raise PluginError(f"`{self.plugin}` needs `{name}:` in its workflow entry")
         return self.config[name] if kind is None else self.setting(name, kind=kind)
 
-    def setting(self, name: str, default: Any = None, *, kind: type = str) -> Any:
+    def setting(self, name: str, default: Any = None, *, kind: "type | Setting" = str) -> Any:
         """A setting checked to be of ``kind``: ``str``, ``int``, ``float`` (any number), ``bool``,
-        ``dict``, or ``list`` (a list of texts; one text is taken as a list of it).
+        ``dict``, or ``list`` (a list of texts; one text is taken as a list of it), or a
+        :class:`Setting` (a kind with bounds).
 
         Absent (or null) gives ``default``; a value of another kind raises
         :class:`PluginError` naming the setting, so the user sees which one to fix.
@@ -89,8 +90,45 @@ KIND_NAMES = {str: "text", int: "a whole number", float: "a number", bool: "true
               dict: "a mapping", list: "a text or a list of texts"}
 
 
-def checked_setting(name: str, value: Any, kind: type) -> Any:
-    """``value`` as a setting of ``kind`` (see :meth:`PluginRun.setting`); else a :class:`PluginError` naming it."""
+@dataclass(frozen=True)
+class Setting:
+    """A declared setting with bounds: ``Setting(int, min=1, max=1_000_000)``.
+
+    ``kind`` is one of the kinds of :meth:`PluginRun.setting`; ``min`` and
+    ``max`` (both included, either may be left out) bound a number (``int``
+    or ``float``). Declare it at ``register(name, func, settings={"batch":
+    Setting(int, min=1)})`` and ``validate`` reports a value outside them at
+    its ``file:line:col``, as it does a value of the wrong kind.
+    """
+
+    kind: type
+    min: float | None = None
+    max: float | None = None
+
+    def problem(self) -> str | None:
+        """What is wrong with this declaration, or ``None``."""
+        if self.kind not in KIND_NAMES:
+            return f"kind {self.kind!r} is not one of str, int, float, bool, dict, list"
+        bounds = [b for b in (self.min, self.max) if b is not None]
+        if bounds and self.kind not in (int, float):
+            return "bounds (min, max) are for int and float settings only"
+        if any(isinstance(b, bool) or not isinstance(b, (int, float)) or b != b for b in bounds):
+            return f"bounds are numbers, not {bounds!r}"
+        if len(bounds) == 2 and self.min > self.max:  # type: ignore[operator]
+            return f"min {self.min} is above max {self.max}"
+        return None
+
+
+def checked_setting(name: str, value: Any, kind: "type | Setting") -> Any:
+    """``value`` as a setting of ``kind`` (see :meth:`PluginRun.setting`), within its bounds when
+    ``kind`` is a :class:`Setting`; else a :class:`PluginError` naming it."""
+    if isinstance(kind, Setting):
+        checked = checked_setting(name, value, kind.kind)
+        if kind.min is not None and checked < kind.min:
+            raise PluginError(f"setting `{name}:` must be at least {_number(kind.min)}, not {_shown(value)}")
+        if kind.max is not None and checked > kind.max:
+            raise PluginError(f"setting `{name}:` must be at most {_number(kind.max)}, not {_shown(value)}")
+        return checked
     if kind is list:
         if isinstance(value, str):
             return [value]
@@ -104,8 +142,21 @@ def checked_setting(name: str, value: Any, kind: type) -> Any:
             return float(value)
     elif isinstance(value, kind):
         return value
-    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
-    raise PluginError(f"setting `{name}:` must be {KIND_NAMES[kind]}, not {shown}")
+    raise PluginError(f"setting `{name}:` must be {KIND_NAMES[kind]}, not {_shown(value)}")
+
+
+def _number(bound: float) -> str:
+    """A bound as people write it: ``1000000``, ``0.5``."""
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
+
+
+def _shown(value: Any) -> str:
+    """``value`` for a message: its repr, cut to 60 characters (a 5,000-digit number too)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int past Python's digit limit for text
+        return f"a number of about {int(value.bit_length() * 0.30103)} digits"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass

@@ -227,14 +227,18 @@ class Registered:
     name: str
     plugin: str
     func: Callable[..., Any]
-    # Declared with `register(name, func, settings={...}, required=[...])`: what `validate` checks.
-    settings: dict[str, type] | None = None
+    # Declared with `register(name, func, settings={...}, required=[...])`: what `validate` checks
+    # (a setting's kind is a type, or a `plugin_api.Setting` with bounds).
+    settings: dict[str, Any] | None = None
     required: tuple[str, ...] = ()
 
 
-def _declared(kind: str, name: str, settings: Any, required: Any) -> tuple[dict[str, type] | None, tuple[str, ...]]:
-    """Check what a plugin declares of its settings at ``register``; a mistake is the plugin's error."""
-    from .plugin_api import KIND_NAMES
+def _declared(kind: str, name: str, settings: Any, required: Any) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
+    """Check what a plugin declares of its settings at ``register``; a mistake is the plugin's error.
+
+    A setting's kind is a type (``int``) or a :class:`~router.plugin_api.Setting` (a kind with bounds).
+    """
+    from .plugin_api import KIND_NAMES, Setting
 
     what = f"cannot register {kind[:-1]} `{name}`"
     if settings is None:
@@ -244,6 +248,11 @@ def _declared(kind: str, name: str, settings: Any, required: Any) -> tuple[dict[
     if not isinstance(settings, dict) or not all(isinstance(k, str) for k in settings):
         raise ValueError(f"{what}: `settings` is a mapping of setting names to kinds, not {settings!r}")
     for setting, setting_kind in settings.items():
+        if isinstance(setting_kind, Setting):
+            problem = setting_kind.problem()
+            if problem is not None:
+                raise ValueError(f"{what}: setting `{setting}`: {problem}")
+            continue
         if setting_kind not in KIND_NAMES:
             raise ValueError(f"{what}: setting `{setting}` has kind {setting_kind!r}; kinds are "
                              "str, int, float, bool, dict, list")
@@ -430,6 +439,14 @@ _ENTRY_SETTINGS: dict[str, dict[str, type]] = {  # settings Labelyard itself rea
     "sinks": {"name": str, "path": str, "url": str, "batch": int},
     "notify": {"name": str, "path": str, "url": str, "events": list},
 }
+MAX_BATCH = 1_000_000  # a sink's `batch:` is a LIMIT in SQLite (a 64-bit integer), and a list in memory
+
+
+def _entry_setting(setting: str, kind: type) -> Any:
+    """What Labelyard checks of one of its own settings: its kind, with bounds for ``batch``."""
+    from .plugin_api import Setting
+
+    return Setting(int, min=1, max=MAX_BATCH) if setting == "batch" else kind
 
 
 def entry_key(entry: dict[str, Any]) -> str:
@@ -495,14 +512,12 @@ def entry_problems(section: str, entry: dict[str, Any]) -> list[tuple[str, str]]
         if value is None:
             continue
         try:
-            checked_setting(setting, value, kind)
+            checked_setting(setting, value, _entry_setting(setting, kind))
         except PluginError as exc:
             problems.append((setting, str(exc)))
             continue
         if kind is str and not value.strip():
             problems.append((setting, f"setting `{setting}:` must not be empty"))
-        elif kind is int and value < 1:
-            problems.append((setting, f"setting `{setting}:` must be at least 1, not {value}"))
     return problems
 
 

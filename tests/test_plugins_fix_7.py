@@ -90,3 +90,190 @@ def test_a_run_through_a_symlink_takes_the_real_databases_run_lock(project, tmp_
     # the writer queue too: one DB.lock beside the real file, none beside the symlink
     assert (tmp_path / "labelyard.db.lock").exists()
     assert not (other / "lab.db.lock").exists() and not (other / "lab.db.run-lock").exists()
+
+
+# -- 2 and 6: the webhook follows no redirect, and its timeout bounds the whole request -------
+class Server:
+    """A receiver on 127.0.0.1 that answers POSTs with ``respond(handler)`` and records every request."""
+
+    def __init__(self, respond):
+        self.requests: list[dict] = []
+        self.stop = threading.Event()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                server.requests.append({"method": "POST", "path": self.path, "headers": dict(self.headers),
+                                        "body": body})
+                respond(self, server)
+
+            def do_GET(self):  # noqa: N802
+                server.requests.append({"method": "GET", "path": self.path, "headers": dict(self.headers)})
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def server():
+    started: list[Server] = []
+
+    def start(respond) -> Server:
+        started.append(Server(respond))
+        return started[-1]
+
+    yield start
+    for one in started:
+        one.close()
+
+
+def webhook_project(project, tmp_path, url: str, **settings) -> None:
+    extra = "".join(f", {k}: {v}" for k, v in settings.items())
+    project.apply(BASE + f'notify: [{{plugin: webhook, url: "{url}", secret_env: HOOK_SECRET, '
+                         f'headers: {{Authorization: "Bearer t0ken"}}, backoff: 0{extra}}}]\n')
+    project.env["HOOK_SECRET"] = "s3cret"
+    (tmp_path / "t.jsonl").write_text(confident("d1"), encoding="utf-8")
+    project.ok("ingest", "t.jsonl")
+
+
+def test_a_redirect_is_a_failed_delivery_and_is_not_followed(project, tmp_path, server):
+    def redirect(handler, srv):
+        handler.send_response(302)
+        handler.send_header("Location", f"http://127.0.0.1:{srv.port}/elsewhere")
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    receiver = server(redirect)
+    webhook_project(project, tmp_path, receiver.url, retries=2)
+    proc = project("run")
+    assert proc.returncode == 4
+    assert (f"POST {receiver.url}: HTTP 302: redirected to http://127.0.0.1:{receiver.port}/elsewhere; "
+            "webhooks are not followed; 1 notification(s) kept in the outbox for the next run") in proc.stderr
+    assert [(r["method"], r["path"]) for r in receiver.requests] == [("POST", "/hook")]  # no GET, no retry in the run
+    assert project.json("status", "--json")["outbox_pending"] == 1
+    project("run", env={"LABELYARD_NOW": "2025-03-01T09:05:00Z"})  # retried by a later run, like any failure
+    assert [(r["method"], r["path"]) for r in receiver.requests] == [("POST", "/hook")] * 2
+
+
+def drip(handler, srv, head: bytes) -> None:
+    """Send ``head``, then one byte every 0.2 s of a body that never ends (until the test stops)."""
+    try:
+        handler.wfile.write(head)
+        handler.wfile.flush()
+        while not srv.stop.wait(0.2):
+            handler.wfile.write(b"x")
+            handler.wfile.flush()
+    except OSError:
+        pass  # the client hung up: what the deadline is for
+
+
+@pytest.mark.parametrize("head", [b"HTTP/1.1 200 OK\r\nContent-Length: 100000000\r\n\r\n", b"HTTP/1.1 200 OK\r\nX-Slow: "],
+                         ids=["body", "headers"])
+def test_a_slow_drip_answer_times_out_within_the_webhooks_timeout(project, tmp_path, server, head):
+    receiver = server(lambda handler, srv: drip(handler, srv, head))
+    webhook_project(project, tmp_path, receiver.url, retries=0, timeout=1)
+    proc = project("run")  # the conftest's subprocess timeout (120 s) is the only clock here
+    assert proc.returncode == 4
+    assert f"POST {receiver.url}: no complete answer within timeout 1 s" in proc.stderr
+    assert project.json("status", "--json")["outbox_pending"] == 1
+
+
+def test_a_huge_answer_is_not_read_in_full(project, tmp_path, server):
+    def huge(handler, srv):
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(200 * 1024 * 1024))
+        handler.end_headers()
+        try:
+            handler.wfile.write(b"x" * (1024 * 1024))  # then nothing: reading it all would never end
+            handler.wfile.flush()
+            srv.stop.wait(60)
+        except OSError:
+            pass
+
+    receiver = server(huge)
+    webhook_project(project, tmp_path, receiver.url, retries=0, timeout=30)
+    report = project.json("run", "--json")
+    assert report["ok"] and report["notify"][f"webhook:{receiver.url}"]["delivered"] == 1
+
+
+# -- 9: bounds on settings ------------------------------------------------------------------------
+def test_settings_out_of_bounds_are_validate_errors_at_their_position(project, tmp_path):
+    text = BASE + textwrap.dedent("""\
+        sinks: [{plugin: jsonl, path: out/f.jsonl, batch: 9999999999999999999999}]
+        notify: [{plugin: webhook, url: "http://127.0.0.1:9/h", retries: -1, timeout: -5}]
+        reviewers: [{plugin: prediction_agreement, min_confidence: 1.5}]
+        """)
+    (tmp_path / "f.workflow.yaml").write_text(text, encoding="utf-8")
+    proc = project("validate", "f.workflow.yaml")
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        "f.workflow.yaml:8:51: sinks entry 1 (`jsonl`): setting `batch:` must be at most 1000000, "
+        "not 9999999999999999999999",
+        "f.workflow.yaml:9:66: notify entry 1 (`webhook`): setting `retries:` must be at least 0, not -1",
+        "f.workflow.yaml:9:79: notify entry 1 (`webhook`): setting `timeout:` must be at least 0.1, not -5",
+        "f.workflow.yaml:10:60: reviewers entry 1 (`prediction_agreement`): setting `min_confidence:` must be at "
+        "most 1, not 1.5",
+    ]
+
+
+def test_run_fails_an_entry_with_a_setting_out_of_bounds_stored_by_an_older_version(project, tmp_path):
+    project.apply(BASE + "sinks: [{plugin: jsonl, path: out/f.jsonl}]\n")
+    store_spec(project, {"sinks": [{"plugin": "jsonl", "path": "out/f.jsonl", "batch": 9999999999999999999999},
+                                   {"plugin": "jsonl", "path": "out/g.jsonl"}],
+                         "notify": [{"plugin": "webhook", "url": "http://127.0.0.1:9/h", "retries": -1}]})
+    (tmp_path / "t.jsonl").write_text(confident("d1"), encoding="utf-8")
+    project.ok("ingest", "t.jsonl")
+    proc = project("run", "--json")
+    assert proc.returncode == 4
+    report = json.loads(proc.stdout)
+    assert report["sinks"] == {"jsonl:out/g.jsonl": {"delivered": 1}}
+    assert {f["entry"]: f["error"] for f in report["failures"]} == {
+        "jsonl:out/f.jsonl": "setting `batch:` must be at most 1000000, not 9999999999999999999999",
+        "webhook:http://127.0.0.1:9/h": "setting `retries:` must be at least 0, not -1"}
+
+
+def test_a_plugin_declares_bounds_and_a_bad_declaration_leaves_it_out(clean_env, tmp_path):
+    from router.plugin_api import Setting
+
+    (tmp_path / "tally.py").write_text(textwrap.dedent("""
+        from router import hookimpl
+        from router.plugin_api import Setting
+
+        @hookimpl
+        def register_sinks(register):
+            register("tally", lambda run, tasks: None, settings={"every": Setting(int, min=1, max=10)})
+    """), encoding="utf-8")
+    (tmp_path / "bad.py").write_text(textwrap.dedent("""
+        from router import hookimpl
+        from router.plugin_api import Setting
+
+        @hookimpl
+        def register_sinks(register):
+            register("bad", lambda run, tasks: None, settings={"every": Setting(str, min=1)})
+    """), encoding="utf-8")
+    loaded = load_plugins(plugins_dir=str(tmp_path))
+    assert loaded.get("sinks", "tally").settings == {"every": Setting(int, min=1, max=10)}
+    assert loaded.get("sinks", "bad") is None
+    assert [i.error.split(" (plugins.py")[0] for i in loaded.errors] == [
+        "register_sinks: ValueError: cannot register sink `bad`: setting `every`: bounds (min, max) are for int and "
+        "float settings only"]
+    run = PluginRun("tally", "t", {"every": 11})
+    with pytest.raises(Exception, match=r"setting `every:` must be at most 10, not 11"):
+        run.setting("every", kind=Setting(int, min=1, max=10))
