@@ -487,18 +487,88 @@ def sink_database_problem(entry: dict[str, Any], db_path: str) -> str | None:
 
 def database_entry_diagnostics(text: str, filename: str, db_path: str) -> list[Any]:
     """An error at the ``path:`` of each ``sinks:`` entry of a workflow that would write into the
-    database at ``db_path`` (:func:`sink_database_problem`); ``apply`` checks them, as it knows the database."""
+    database at ``db_path`` (:func:`sink_database_problem`), or into the file of an earlier sink
+    (:func:`same_file_sinks`, paths resolved from the database's folder); ``apply`` checks them,
+    as it knows the database."""
     from rules.diagnostics import Diagnostic
 
     doc = _document(text, filename)
     entries = doc.data.get("sinks") if doc is not None and isinstance(doc.data, dict) else None
+    entries = entries if isinstance(entries, list) else []
     out = []
-    for index, entry in enumerate(entries if isinstance(entries, list) else []):
+    for index, entry in enumerate(entries):
         problem = sink_database_problem(entry, db_path) if isinstance(entry, dict) else None
         if problem is not None:
             pos = doc.where(("sinks", index, "path"))
             out.append(Diagnostic(filename, pos.line, pos.col, f"sinks entry {index + 1} (`{entry.get('plugin')}`): "
                                                                f"{problem}"))
+    folder = os.path.dirname(os.path.abspath(db_path))
+    return out + same_file_diagnostics(doc, entries, same_file_sinks(entries, folder))
+
+
+def sink_file(entry: dict[str, Any], base_dir: str | None) -> str | None:
+    """The file a sink entry writes (its ``path:``), ``None`` without one. With ``base_dir`` (the
+    database's folder, where relative paths start) the real path, symlinks and ``..`` resolved;
+    without it (``validate`` knows no database) the path as written, normalised."""
+    path = entry.get("path")
+    if not isinstance(path, str) or not path.strip():
+        return None
+    path = os.path.expanduser(path)
+    if base_dir is None:
+        return os.path.normpath(path)
+    return os.path.realpath(os.path.join(base_dir, path))
+
+
+def same_file_sinks(entries: list[Any], base_dir: str | None) -> dict[int, int]:
+    """``{index: index of an earlier sinks entry that writes the same file}``.
+
+    Two sinks on one file cut each other's output (each cuts the file back to the size it
+    recorded before appending). Files are compared as :func:`sink_file` gives them, and, when
+    both exist, as files (a hard link is the same file). Without ``base_dir`` a relative path
+    and an absolute one cannot be compared: ``apply`` and ``run``, which know the database, do.
+    """
+    seen: list[tuple[str, int]] = []
+    same: dict[int, int] = {}
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not entry.get("plugin"):
+            continue
+        target = sink_file(entry, base_dir)
+        if target is None:
+            continue
+        earlier = next((i for other, i in seen if other == target or _same_existing(other, target)), None)
+        if earlier is not None:
+            same[index] = earlier
+        else:
+            seen.append((target, index))
+    return same
+
+
+def _same_existing(a: str, b: str) -> bool:
+    """Whether two existing paths are one file (a hard link, a case-insensitive file system)."""
+    try:
+        return os.path.isabs(a) and os.path.isabs(b) and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def same_file_message(entries: list[Any], index: int, earlier: int, line: int | None = None) -> str:
+    """Why the sinks entry ``index`` must not run: it writes the file of the entry ``earlier``."""
+    other = entries[earlier]
+    where = f"`{other.get('plugin')}`" + (f", line {line}" if line is not None else "")
+    return (f"sinks entry {index + 1} (`{entries[index].get('plugin')}`) writes the same file as sinks entry "
+            f"{earlier + 1} ({where}): `path: {entries[index].get('path')}`; each would cut the other's output "
+            "back to its own last size, so give each sink a file of its own")
+
+
+def same_file_diagnostics(doc: Any, entries: list[Any], same: dict[int, int]) -> list[Any]:
+    """An error at the ``path:`` of each sinks entry of ``same`` (:func:`same_file_sinks`)."""
+    from rules.diagnostics import Diagnostic
+
+    out = []
+    for index, earlier in same.items():
+        pos = doc.where(("sinks", index, "path"))
+        line = doc.where(("sinks", earlier)).line
+        out.append(Diagnostic(doc.filename, pos.line, pos.col, same_file_message(entries, index, earlier, line)))
     return out
 
 
@@ -593,7 +663,11 @@ def entry_diagnostics(doc: Any) -> list[Any]:
                 pos = doc.where((section, index, setting))
                 out.append(Diagnostic(doc.filename, pos.line, pos.col,
                                       f"{section} entry {index + 1} (`{entry.get('plugin')}`): {message}"))
+        same = same_file_sinks(entries, None) if section == "sinks" else {}
+        out += same_file_diagnostics(doc, entries, same)
         for index, earlier in duplicate_entries(entries).items():
+            if index in same:  # one path, one identity: the same file is the mistake, not a missing `name:`
+                continue
             pos = doc.where((section, index))
             out.append(Diagnostic(doc.filename, pos.line, pos.col, duplicate_message(section, entries, index, earlier)))
     return out

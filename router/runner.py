@@ -39,7 +39,7 @@ from .ingest import JSON_RESERVED, RowError, RowProblem, TaskInput, check_row
 from .plugin_api import (FinalTask, Notification, PluginError, PluginRun, ReviewItem, SourcePart, Verdict,
                          checked_setting)
 from .plugins import (Plugins, declared_problems, describe_error, duplicate_entries, duplicate_message, entry_key,
-                      entry_problems, sink_database_problem, trace)
+                      entry_problems, same_file_message, same_file_sinks, sink_database_problem, trace)
 from .render import visible
 from .store import loads, text_problem
 from .writer_lock import lock_file_hint, lock_path, open_lock_file
@@ -386,6 +386,7 @@ class Runner:
         step = section
         entries = self.engine.workflow.spec.get(section) or []
         duplicates = duplicate_entries(entries)
+        same_file = same_file_sinks(entries, self.base_dir) if section == "sinks" else {}
         for index, entry in enumerate(entries):
             if not isinstance(entry, dict) or not entry.get("plugin"):
                 self.fail(step, None, f"an entry without `plugin:`: {entry!r}")
@@ -393,6 +394,9 @@ class Runner:
             problems = entry_problems(section, entry)
             if problems:
                 self.fail(step, entry, "; ".join(message for _, message in problems))
+                continue
+            if index in same_file:  # an older version stored it: it would cut the earlier sink's file
+                self.fail(step, entry, same_file_message(entries, index, same_file[index]))
                 continue
             if index in duplicates:
                 self.fail(step, entry, duplicate_message(section, entries, index, duplicates[index]))

@@ -213,6 +213,48 @@ def test_a_huge_answer_is_not_read_in_full(project, tmp_path, server):
     assert report["ok"] and report["notify"][f"webhook:{receiver.url}"]["delivered"] == 1
 
 
+# -- 3: two sinks writing one file -------------------------------------------------------------
+SAME_FILE = "each would cut the other's output back to its own last size, so give each sink a file of its own"
+
+
+def test_validate_and_apply_refuse_two_sinks_on_one_file(project, tmp_path):
+    text = BASE + textwrap.dedent("""\
+        sinks:
+          - {plugin: jsonl, path: out/f.jsonl}
+          - {plugin: jsonl, name: copy, path: out/f.jsonl}
+          - {plugin: jsonl, path: ./out/f.jsonl}
+        """)
+    (tmp_path / "f.workflow.yaml").write_text(text, encoding="utf-8")
+    proc = project("validate", "f.workflow.yaml")
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        f"f.workflow.yaml:10:39: sinks entry 2 (`jsonl`) writes the same file as sinks entry 1 (`jsonl`, line 9): "
+        f"`path: out/f.jsonl`; {SAME_FILE}",
+        f"f.workflow.yaml:11:27: sinks entry 3 (`jsonl`) writes the same file as sinks entry 1 (`jsonl`, line 9): "
+        f"`path: ./out/f.jsonl`; {SAME_FILE}",
+    ]  # not "give one of them its own `name:`", which entry 2 shows is no cure
+    assert "name:" not in proc.stderr
+    # relative and absolute paths of one file: apply resolves them from the database's folder
+    mixed = BASE + f"sinks: [{{plugin: jsonl, path: out/f.jsonl}}, {{plugin: csv, path: '{tmp_path}/out/f.jsonl'}}]\n"
+    refused = project.apply(mixed, expect_ok=False)
+    assert refused.returncode != 0
+    assert "sinks entry 2 (`csv`) writes the same file as sinks entry 1 (`jsonl`, line 8)" in refused.stderr
+
+
+def test_run_refuses_a_second_sink_on_the_file_of_an_earlier_one(project, tmp_path):
+    project.apply(BASE + "sinks: [{plugin: jsonl, path: out/f.jsonl}]\n")
+    store_spec(project, {"sinks": [{"plugin": "jsonl", "path": "out/f.jsonl"},
+                                   {"plugin": "jsonl", "name": "copy", "path": str(tmp_path / "out" / "f.jsonl")}]})
+    (tmp_path / "t.jsonl").write_text(confident("d1") + confident("d2"), encoding="utf-8")
+    project.ok("ingest", "t.jsonl")
+    proc = project("run")
+    assert proc.returncode == 4
+    assert f"labelyard run: jsonl (copy): sinks failed: sinks entry 2 (`jsonl`) writes the same file as sinks " \
+           f"entry 1 (`jsonl`): `path: {tmp_path / 'out' / 'f.jsonl'}`; {SAME_FILE}" in proc.stderr
+    rows = [json.loads(line)["id"] for line in (tmp_path / "out" / "f.jsonl").read_text().splitlines()]
+    assert rows == ["d1", "d2"]
+
+
 # -- 9: bounds on settings ------------------------------------------------------------------------
 def test_settings_out_of_bounds_are_validate_errors_at_their_position(project, tmp_path):
     text = BASE + textwrap.dedent("""\

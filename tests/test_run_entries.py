@@ -284,7 +284,8 @@ def test_a_path_spelled_another_way_is_the_same_entry(project, tmp_path):
     assert [row["id"] for row in lines(tmp_path / "out" / "final.jsonl")] == ["t1", "t2"]
     both = project.apply(BASE + "sinks: [{plugin: jsonl, path: out/final.jsonl}, "
                                 "{plugin: jsonl, path: ./out/final.jsonl}]\n", expect_ok=False)
-    assert both.returncode == 1 and "same identity `jsonl:out/final.jsonl`" in both.stderr
+    # one identity, and one file: refused as two sinks writing one file (a `name:` would not cure it)
+    assert both.returncode == 1 and "sinks entry 2 (`jsonl`) writes the same file as sinks entry 1" in both.stderr
 
 
 # -- 8: two entries with one identity ---------------------------------------------------------
