@@ -7,6 +7,9 @@ A task's id is the file's path relative to the folder; its ``data`` holds
 files (``.txt``, ``.md``, ``.text``, or ``text_extensions``) up to
 ``max_text_bytes`` (default 1 MB), ``text``: the file's content.
 
+A file whose name is not UTF-8 is quarantined (one reject, its name with
+the bad bytes written out as ``\\xe9``); the other files go in.
+
 Files already ingested are recognised by id (``run.known``) and not read
 again, so the folder is safe to scan every run; there is no other cursor.
 """
@@ -48,14 +51,29 @@ def read(run: PluginRun) -> Iterator[SourcePart]:
     )
     count = 0
     for batch in chunks(names, 1000):
-        known = run.known(prefix + n for n in batch)
+        known = run.known(prefix + n for n in batch if _utf8(n))
         rows: list[TaskInput | RowProblem] = []
         for name in batch:
             count += 1
-            if prefix + name in known:
-                continue
-            rows.append(_task(folder, name, prefix, count, text_ext, limit))
+            if not _utf8(name):  # an id, a path in `data`: text that the database and JSON can hold
+                rows.append(RowProblem(count, f"{_escaped(name)}: file name is not UTF-8", None))
+            elif prefix + name not in known:
+                rows.append(_task(folder, name, prefix, count, text_ext, limit))
         yield SourcePart(folder, rows, {"files": count})
+
+
+def _utf8(name: str) -> bool:
+    """Whether a file name (as the file system gave it: bytes that are not UTF-8 as surrogates) is UTF-8."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _escaped(name: str) -> str:
+    """A file name that is not UTF-8, its bad bytes written out: ``lat\\xe9.txt``."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def _task(folder: str, name: str, prefix: str, line: int, text_ext: tuple, limit: int) -> TaskInput | RowProblem:

@@ -255,6 +255,22 @@ def test_run_refuses_a_second_sink_on_the_file_of_an_earlier_one(project, tmp_pa
     assert rows == ["d1", "d2"]
 
 
+# -- 4: a file name that is not UTF-8 ----------------------------------------------------------
+def test_a_folder_file_named_in_another_encoding_is_one_reject_and_the_rest_go_in(project, tmp_path):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "ok.txt").write_text("fine", encoding="utf-8")
+    with open(os.path.join(os.fsencode(inbox), b"lat\xe9.txt"), "wb") as handle:
+        handle.write(b"caf\xc3\xa9")
+    project.apply(BASE + "sources: [{plugin: folder, path: inbox}]\n")
+    report = project.json("run", "--json")
+    assert report["ok"], report["failures"]
+    assert report["sources"]["folder:inbox"]["ingested"] == 1 and report["sources"]["folder:inbox"]["rejected"] == 1
+    rejects = project.json("rejects", "--json")
+    assert [r["reason"] for r in rejects] == ["lat\\xe9.txt: file name is not UTF-8"]
+    assert project.json("show", "ok.txt", "--json")["task"]["data"]["text"] == "fine"
+
+
 # -- 9: bounds on settings ------------------------------------------------------------------------
 def test_settings_out_of_bounds_are_validate_errors_at_their_position(project, tmp_path):
     text = BASE + textwrap.dedent("""\
