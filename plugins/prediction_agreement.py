@@ -1,7 +1,10 @@
 """Automatic reviewer ``prediction_agreement``: compares the label under review with the model's prediction.
 
 Agreeing with a prediction whose confidence is at least ``min_confidence``
-(default 0): approve. Disagreeing: abstain, so a human looks (or reject, with
+(default 0; with a threshold above 0, a prediction without a confidence
+does not reach it): approve. Labels are compared as the workflow compares
+them (``run.same_label``: a ``multi_choice`` as a set, boxes whatever their
+order). Disagreeing: abstain, so a human looks (or reject, with
 ``on_disagree: reject``). No prediction or no consensus: abstain.
 """
 
@@ -27,9 +30,10 @@ def review(run: PluginRun, item: ReviewItem) -> Verdict | None:
     confidence = item.prediction.get("confidence")
     if predicted is None or item.consensus is None:
         return None
-    if confidence is not None and confidence < run.setting("min_confidence", 0.0, kind=float):
-        return None
-    if item.consensus == predicted:
+    least = run.setting("min_confidence", 0.0, kind=float)
+    if least > 0 and (confidence is None or confidence < least):
+        return None  # a prediction without confidence does not reach any threshold
+    if run.same_label(item.consensus, predicted):
         return approve(f"agrees with the model ({confidence if confidence is not None else 'no confidence'})")
     if on_disagree == "reject":
         return reject(f"label {json.dumps(item.consensus)} disagrees with the model's {json.dumps(predicted)}")

@@ -50,6 +50,7 @@ class PluginRun:
     choices: tuple[str, ...] = ()
     known_ids: Callable[[list[str]], set[str]] | None = None
     label_checker: Callable[[Any], str | None] | None = None  # the workflow's own check, set by the runner
+    label_spec: Any = None  # the workflow's `rules.workflow.LabelSpec`, set by the runner
 
     def path(self, name: str) -> str:
         """``name`` resolved against :attr:`base_dir` (``~`` expanded)."""
@@ -76,9 +77,23 @@ class PluginRun:
         """Why the workflow refuses ``label`` (its type, choices and bounds), ``None`` when it takes it."""
         if self.label_checker is not None:
             return self.label_checker(label)
+        return self._spec().problem(label)
+
+    def same_label(self, label: Any, reference: Any) -> bool:
+        """Whether ``label`` gives ``reference`` as the workflow judges labels (``router.consensus.same_label``,
+        the one comparison of consensus, agreement and gold): ``multi_choice`` as a set, numbers by value
+        (``0.0`` is ``0``), boxes and spans matched one to one whatever their order."""
+        from .consensus import same_label
+
+        return same_label(label, reference, self._spec())
+
+    def _spec(self) -> Any:
+        """The workflow's label spec (built from ``label_type`` and ``choices`` outside a run)."""
+        if self.label_spec is not None:
+            return self.label_spec
         from rules.workflow import LabelSpec
 
-        return LabelSpec(type=self.label_type, choices=self.choices).problem(label)
+        return LabelSpec(type=self.label_type, choices=self.choices)
 
     def known(self, external_ids: Iterable[str]) -> set[str]:
         """Which of these external ids are already tasks (so a source can skip reading them again)."""
@@ -210,8 +225,9 @@ class ReviewItem:
     """A task waiting in a review stage, as automatic reviewers see it.
 
     ``consensus`` is the label under review (the votes' top label, ``None`` on a
-    tie); ``gold`` the known answer when the task has one (the gold table, or the
-    data field the reviewer's settings name).
+    tie); ``gold`` the task's gold label, if it has one (gold questions are scored,
+    not reviewed, so it is ``None`` for the tasks reviewers see; a known answer in
+    the task's data is in ``data``). Compare labels with :meth:`PluginRun.same_label`.
     """
 
     task_id: int

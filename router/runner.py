@@ -137,7 +137,8 @@ def make_run(engine, entry: dict[str, Any], key: str, state: Any, base_dir: str)
     return PluginRun(plugin=str(entry.get("plugin")), key=key,
                      config={k: v for k, v in entry.items() if k != "plugin"}, state=state, base_dir=base_dir,
                      label_type=labels.type, choices=tuple(labels.choices),
-                     known_ids=engine.store.existing_external_ids, label_checker=labels.problem)
+                     known_ids=engine.store.existing_external_ids, label_checker=labels.problem,
+                     label_spec=labels)
 
 
 def ingest_parts(engine, parts: Iterator[SourcePart], on_cursor: Callable[[Any], None] | None = None,

@@ -271,6 +271,56 @@ def test_a_folder_file_named_in_another_encoding_is_one_reject_and_the_rest_go_i
     assert project.json("show", "ok.txt", "--json")["task"]["data"]["text"] == "fine"
 
 
+# -- 5: reviewers compare labels as the workflow does -------------------------------------------
+def item(consensus, prediction=None, data=None) -> ReviewItem:
+    return ReviewItem(1, "t1", "senior", data or {}, None, [], prediction or {},
+                      [{"worker": "ann", "label": consensus}], consensus, 1.0)
+
+
+def test_prediction_agreement_with_a_threshold_abstains_on_a_prediction_without_confidence(clean_env):
+    review = load_plugins().get("reviewers", "prediction_agreement").func
+    strict = PluginRun("prediction_agreement", "p", {"min_confidence": 0.9}, label_type="choice", choices=("a", "b"))
+    assert review(strict, item("a", {"label": "a", "confidence": None})) is None
+    assert review(strict, item("a", {"label": "a", "confidence": 0.95})).verdict == "approve"
+    lenient = PluginRun("prediction_agreement", "p", {}, label_type="choice", choices=("a", "b"))
+    assert review(lenient, item("a", {"label": "a", "confidence": None})).verdict == "approve"
+
+
+def test_reviewers_judge_sameness_by_the_label_type(clean_env):
+    loaded = load_plugins()
+    agreement = loaded.get("reviewers", "prediction_agreement").func
+    gold = loaded.get("reviewers", "gold").func
+    multi = PluginRun("x", "x", label_type="multi_choice", choices=("x", "y"))
+    assert multi.same_label(["x", "y"], ["y", "x", "x"])
+    assert agreement(multi, item(["x", "y"], {"label": ["y", "x", "x"], "confidence": 0.5})).verdict == "approve"
+    assert gold(multi, item(["x", "y"], data={"gold": ["y", "x", "x"]})).verdict == "approve"
+    number = PluginRun("x", "x", label_type="number")
+    assert gold(number, item(0.0, data={"gold": 0})).verdict == "approve"
+    assert gold(number, item(1, data={"gold": 0})).verdict == "reject"
+    boxes = PluginRun("x", "x", label_type="boxes", choices=("car", "dog"))
+    car, dog = {"x": 0, "y": 0, "width": 10, "height": 10, "label": "car"}, {"x": 50, "y": 50, "width": 10,
+                                                                             "height": 10, "label": "dog"}
+    shifted = dict(car, x=1)  # IoU 0.82: the same box at labels.iou 0.5
+    assert gold(boxes, item([car, dog], data={"gold": [dog, shifted]})).verdict == "approve"
+    assert agreement(boxes, item([car, dog], {"label": [dog, shifted], "confidence": 0.7})).verdict == "approve"
+    assert gold(boxes, item([car, dog], data={"gold": [dict(dog, label="car"), car]})).verdict == "reject"
+
+
+def test_a_run_gives_reviewers_the_workflows_label_spec(project, tmp_path):
+    workflow = BASE.replace("{type: choice, choices: [bug, spam]}", "{type: boxes, choices: [car], iou: 0.3}")
+    project.apply(workflow + "reviewers: [{plugin: gold}]\n")
+    project.ok("workers", "add", "ann", "--role", "annotator")
+    box = {"x": 0, "y": 0, "width": 10, "height": 10, "label": "car"}
+    # IoU 0.43: the same box at the workflow's `iou: 0.3`, not at the default 0.5
+    (tmp_path / "t.jsonl").write_text(json.dumps({"id": "b1", "data": {"gold": [dict(box, x=4)]}}) + "\n",
+                                      encoding="utf-8")
+    project.ok("ingest", "t.jsonl")
+    slot = project.json("claim", "--as", "ann", "--json")
+    project.ok("submit", slot["assignment"], "--as", "ann", "--value", json.dumps([box]))
+    report = project.json("run", "--json")
+    assert report["reviewers"]["gold"]["approve"] == 1, report
+
+
 # -- 9: bounds on settings ------------------------------------------------------------------------
 def test_settings_out_of_bounds_are_validate_errors_at_their_position(project, tmp_path):
     text = BASE + textwrap.dedent("""\
