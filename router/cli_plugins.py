@@ -59,7 +59,8 @@ def register(main: click.Group) -> None:
             for info in loaded.infos:
                 what = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.registered.items())
                 hooks = ", ".join(info.hooks) or "-"
-                click.echo(f"{info.name:<{width}}  {info.origin:<12} {info.location}")
+                version = f"  version {info.version}" if info.version else ""
+                click.echo(f"{info.name:<{width}}  {info.origin:<12} {info.location}{version}")
                 click.echo(f"{'':<{width}}  hooks: {hooks}" + (f"  ({what})" if what else ""))
                 if info.error:
                     click.echo(f"{'':<{width}}  ERROR: {info.error}")

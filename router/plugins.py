@@ -53,14 +53,37 @@ NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*\Z")
 
 
 def describe_error(exc: BaseException) -> str:
-    """One line about an exception: its message, and where in plugin code it was raised."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if type(exc).__name__ not in ("PluginError", "LabelyardError") and not text.startswith(type(exc).__name__):
-        text = f"{type(exc).__name__}: {text}"
-    last = _raised_at(exc)
-    if last is not None and type(exc).__name__ not in ("PluginError", "LabelyardError"):  # those name their cause
+    """One line about an exception: its message, and where in plugin code it was raised.
+
+    Never raises: a plugin's exception whose message cannot be made (its ``__str__`` raises, or
+    gives no text) is told by its class name, so the handler goes on with the step's next entry.
+    """
+    name = _class_name(exc)
+    message = _message(exc)
+    text = message.strip().splitlines()[0] if message.strip() else name
+    if name not in ("PluginError", "LabelyardError") and not text.startswith(name):
+        text = f"{name}: {text}"
+    try:
+        last = _raised_at(exc)
+    except Exception:  # noqa: BLE001 - a traceback that cannot be read: the message alone
+        last = None
+    if last is not None and name not in ("PluginError", "LabelyardError"):  # those name their cause
         text += f" ({os.path.basename(last.filename)}:{last.lineno})"
     return text
+
+
+def _class_name(exc: BaseException) -> str:
+    name = getattr(type(exc), "__name__", None)
+    return name if isinstance(name, str) and name else "Exception"
+
+
+def _message(exc: BaseException) -> str:
+    """``str(exc)``, or ``""`` when that raises or is not text (a plugin's exception may be broken)."""
+    try:
+        message = str(exc)
+    except Exception:  # noqa: BLE001
+        return ""
+    return message if isinstance(message, str) else ""
 
 
 def _raised_at(exc: BaseException) -> traceback.FrameSummary | None:
@@ -116,6 +139,10 @@ class LabelyardPluginManager(pluggy.PluginManager):
         if info.name in self.infos and self.infos[info.name].error is None:
             if self.get_plugin(info.name) is plugin:
                 return True  # the same module named twice (an entry point and the workflow)
+        loaded_as = self.get_name(plugin)
+        if loaded_as is not None:  # the module of an entry point, named again in the workflow's `plugins:`
+            trace(f"{info.location}: already loaded as plugin `{loaded_as}`")
+            return True
             info.error = f"a plugin named `{info.name}` is already loaded (from {self.infos[info.name].location})"
             self.infos[f"{info.name} ({info.location})"] = info
             return False
@@ -150,11 +177,18 @@ def get_plugin_manager(workflow_plugins: Iterable[str] = (), plugins_dir: str | 
         except Exception as exc:  # noqa: BLE001 - a broken plugin is recorded, never fatal
             pm.failed(info, exc)
             continue
+        info.version = _module_version(module)
         pm.add(module, info)
     folder = plugins_dir if plugins_dir is not None else os.environ.get("LABELYARD_PLUGINS_DIR") or None
     if folder:
         _load_folder(pm, folder)
     return pm
+
+
+def _module_version(module: object) -> str | None:
+    """A module's ``__version__`` when it has one as text (a plugin outside any package)."""
+    version = getattr(module, "__version__", None)
+    return version if isinstance(version, str) and version.strip() else None
 
 
 def _allowed() -> set[str] | None:
@@ -217,6 +251,7 @@ def _load_folder(pm: LabelyardPluginManager, folder: str) -> None:
             sys.modules.pop(module_name, None)
             pm.failed(info, exc)
             continue
+        info.version = _module_version(module)
         pm.add(module, info)
 
 

@@ -232,7 +232,7 @@ def test_labelyard_plugins_lists_each_plugin_with_origin_and_hooks(run, tmp_path
     assert by_name["mine"]["hooks"] == ["register_reviewers"]
     assert by_name["labelstudio"]["registered"] == {"sources": ["labelstudio"], "sinks": ["labelstudio"]}
     text = run.ok("plugins", "--plugins-dir", tmp_path / "pl").stdout
-    assert re.search(r"^webhook\s+built-in\s+plugins\.webhook$", text, re.M)
+    assert re.search(r"^webhook\s+built-in\s+plugins\.webhook  version \S+$", text, re.M)
 
 
 def test_labelyard_plugins_exits_1_and_names_a_broken_plugin(run, tmp_path):

@@ -321,6 +321,75 @@ def test_a_run_gives_reviewers_the_workflows_label_spec(project, tmp_path):
     assert report["reviewers"]["gold"]["approve"] == 1, report
 
 
+# -- 7: a module already loaded through an entry point -------------------------------------------
+def test_naming_an_entry_points_module_in_plugins_is_harmless(project, tmp_path, clean_env):
+    pm = get_plugin_manager(["plugins.jsonl"])
+    assert [info.error for info in pm.infos.values() if info.error] == []
+    text = BASE + "plugins: [plugins.jsonl]\nsinks: [{plugin: jsonl, path: out/f.jsonl}]\n"
+    (tmp_path / "f.workflow.yaml").write_text(text, encoding="utf-8")
+    assert project.ok("validate", "f.workflow.yaml").stdout == "f.workflow.yaml: ok (f)\n"
+    project.apply(text)
+    (tmp_path / "t.jsonl").write_text(confident("d1"), encoding="utf-8")
+    project.ok("ingest", "t.jsonl")
+    assert project.json("run", "--json")["sinks"]["jsonl:out/f.jsonl"] == {"delivered": 1}
+    assert "ERROR" not in project.ok("plugins").stdout
+
+
+# -- 8: an exception whose message cannot be made -------------------------------------------------
+BROKEN = """
+    from router import hookimpl
+    from router.plugin_api import approve
+
+    class Unprintable(Exception):
+        def __str__(self):
+            raise RuntimeError("no message for you")
+
+    @hookimpl
+    def register_reviewers(register):
+        register("broken", lambda run, item: (_ for _ in ()).throw(Unprintable()))
+
+    @hookimpl
+    def register_sinks(register):
+        def write(run, tasks):
+            raise Unprintable()
+        register("broken", write)
+"""
+
+
+def test_describing_an_exception_whose_str_raises_gives_its_class_name():
+    class Unprintable(Exception):
+        def __str__(self):
+            raise RuntimeError("no")
+
+    try:
+        raise Unprintable()
+    except Unprintable as exc:
+        assert describe_error(exc).startswith("Unprintable (test_plugins_fix_7.py:")
+
+
+def test_a_broken_exception_fails_its_entry_and_the_later_entries_run(project, tmp_path):
+    folder = tmp_path / "pl"
+    folder.mkdir()
+    (folder / "broken.py").write_text(textwrap.dedent(BROKEN), encoding="utf-8")
+    project.env["LABELYARD_PLUGINS_DIR"] = str(folder)
+    project.apply(BASE + "reviewers: [{plugin: broken}, {plugin: prediction_agreement}]\n"
+                         "sinks: [{plugin: broken}, {plugin: jsonl, path: out/f.jsonl}]\n")
+    project.ok("workers", "add", "ann", "--role", "annotator")
+    (tmp_path / "t.jsonl").write_text(confident("d1") + json.dumps(
+        {"id": "r1", "data": {}, "prediction": {"label": "bug", "confidence": 0.5}}) + "\n", encoding="utf-8")
+    project.ok("ingest", "t.jsonl")
+    slot = project.json("claim", "--as", "ann", "--json")
+    project.ok("submit", slot["assignment"], "--as", "ann", "--label", "bug")
+    proc = project("run", "--json")
+    assert proc.returncode == 4
+    report = json.loads(proc.stdout)
+    assert report["reviewers"]["prediction_agreement"]["approve"] == 1  # the next reviewer ran
+    assert report["sinks"]["jsonl:out/f.jsonl"] == {"delivered": 2}  # the next sink ran
+    errors = {f["step"]: f["error"] for f in report["failures"]}
+    assert errors["reviewers"].startswith("task r1: Unprintable (broken.py:")
+    assert errors["sinks"].startswith("Unprintable (broken.py:")
+
+
 # -- 9: bounds on settings ------------------------------------------------------------------------
 def test_settings_out_of_bounds_are_validate_errors_at_their_position(project, tmp_path):
     text = BASE + textwrap.dedent("""\
@@ -385,3 +454,12 @@ def test_a_plugin_declares_bounds_and_a_bad_declaration_leaves_it_out(clean_env,
     run = PluginRun("tally", "t", {"every": 11})
     with pytest.raises(Exception, match=r"setting `every:` must be at most 10, not 11"):
         run.setting("every", kind=Setting(int, min=1, max=10))
+
+
+# -- 10: the version in `labelyard plugins` ---------------------------------------------------------
+def test_plugins_shows_each_plugins_version(run):
+    from importlib.metadata import version
+
+    out = run.ok("plugins").stdout
+    line = next(line for line in out.splitlines() if line.startswith("jsonl "))
+    assert line.split() == ["jsonl", "built-in", "plugins.jsonl", "version", version("labelyard")]
