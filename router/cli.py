@@ -279,6 +279,11 @@ def ingest(source: str, db: str | None, as_json: bool, quiet: bool, fmt: str | N
         rows = read_stream(os.fdopen(os.dup(sys.stdin.fileno()), "rb"), fmt, choices, label_type=label_type)
         source_name = _stream_source(engine, "stdin")
     else:
+        from .export import database_file
+
+        what = database_file(source, engine.store.path)
+        if what is not None:  # no rows there, and reading it beside the open connection drops SQLite's locks
+            raise LabelyardError(f"{source} is {what} ({os.path.realpath(engine.store.path)}), not a file of tasks")
         rows = read_file(source, choices, fmt, label_type=label_type)
         source_name = _stream_source(engine, os.path.abspath(source)) if stream else os.path.abspath(source)
     show_progress = not (as_json or quiet) and sys.stderr.isatty() and not stream  # a pipe cannot be counted first

@@ -137,17 +137,34 @@ class _WalBacklog:
     header and ``nBackfill`` at byte 96, in native byte order. A cheap,
     lock-free peek, used only to decide when to checkpoint; ``None`` when it
     cannot be read.
+
+    The descriptor is opened once per process and file, and never closed:
+    closing *any* descriptor of a file drops every POSIX lock the process holds
+    on it, among them the locks SQLite's own connections hold on ``-shm`` (its
+    "someone is using this index" lock and the WAL read marks). A second
+    process then rebuilt the index under a live connection, which died of
+    SIGBUS (https://www.sqlite.org/howtocorrupt.html, section 2.2).
     """
+
+    _fds: dict[str, tuple[int, int]] = {}  # -shm path: (descriptor, inode), for the life of the process
 
     def __init__(self, db_path: str):
         self._path = os.path.realpath(db_path) + "-shm"  # SQLite names it after the real file
-        self._fd: int | None = None
+
+    def _fd(self) -> int:
+        known = self._fds.get(self._path)
+        inode = os.stat(self._path).st_ino
+        if known is not None and known[1] == inode:
+            return known[0]
+        # A new -shm (the old one was removed when its last connection closed, so no connection
+        # of this process holds locks on the old one): the old descriptor is kept open all the same.
+        fd = os.open(self._path, os.O_RDONLY)
+        self._fds[self._path] = (fd, os.fstat(fd).st_ino)
+        return fd
 
     def frames(self) -> int | None:
         try:
-            if self._fd is None:
-                self._fd = os.open(self._path, os.O_RDONLY)
-            head = os.pread(self._fd, 100, 0)
+            head = os.pread(self._fd(), 100, 0)
         except OSError:
             return None
         if len(head) < 100:
@@ -157,9 +174,7 @@ class _WalBacklog:
         return max_frame - backfilled
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        """Nothing to do: the descriptor stays open (closing it would drop SQLite's locks)."""
 
 
 def _newer_schema(path: str, version: int) -> str:
