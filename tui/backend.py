@@ -75,6 +75,8 @@ class Backend:
             return f"assignment #{assignment} no longer exists"
         if a["worker"] != worker:
             return f"assignment #{assignment} now belongs to {a['worker']}"
+        if a["status"] == "offered":  # a correction taken back stays this worker's: their next claim returns it
+            return f"assignment #{assignment} was taken back and is offered to you again"
         if a["status"] != "active":
             return f"assignment #{assignment} is {a['status']}"
         return None

@@ -92,8 +92,12 @@ class BaseScreen(Screen):
         """The tasks an action applies to (the selection, else the task under the cursor)."""
         return []
 
+    def ref_name(self, ref: str) -> str:
+        """How a dialog names the task ``ref`` (``id:N``): its external id beside it when the screen knows it."""
+        return ref
+
     def _what(self, refs: list[str]) -> str:
-        return f"task {refs[0]}" if len(refs) == 1 else f"{len(refs)} tasks"
+        return f"task {self.ref_name(refs[0])}" if len(refs) == 1 else f"{len(refs)} tasks"
 
     def lead_action(self, action: str) -> None:
         refs = self.selected_refs()
@@ -116,13 +120,17 @@ class BaseScreen(Screen):
                     return
                 try:
                     number = float(value)
-                except ValueError:
+                except ValueError:  # asked again, with what was typed, so nothing typed is lost
                     self.notify(f"not a number: {value!r}", severity="error")
+                    ask(value)
                     return
                 self._confirm(action, refs, {"value": number}, f" to {number:g}")
 
-            self.app.push_screen(InputModal(f"Priority for {self._what(refs)} (higher is claimed first)",
-                                            placeholder="e.g. 0.9"), set_priority)
+            def ask(typed: str = "") -> None:
+                self.app.push_screen(InputModal(f"Priority for {self._what(refs)} (higher is claimed first)",
+                                                placeholder="e.g. 0.9", value=typed), set_priority)
+
+            ask()
         else:  # unhold, release
             self._confirm(action, refs, {})
 

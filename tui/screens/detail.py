@@ -64,6 +64,10 @@ class TaskDetailScreen(BaseScreen):
     def selected_refs(self) -> list[str]:
         return [self.ref]
 
+    def ref_name(self, ref: str) -> str:
+        task = (getattr(self, "detail", None) or {}).get("task")
+        return f"{task['external_id']} ({ref})" if task and ref == f"id:{task['id']}" else ref
+
     def action_lead(self, action: str) -> None:
         self.lead_action(action)
 

@@ -176,6 +176,10 @@ class TasksScreen(BaseScreen):
         ref = self.current_ref()
         return [ref] if ref else []
 
+    def ref_name(self, ref: str) -> str:
+        shown = next((r["external_id"] for r in self.rows if f"id:{r['id']}" == ref), None)
+        return ref if shown is None else f"{shown} ({ref})"
+
     def action_lead(self, action: str) -> None:
         self.lead_action(action)
 

@@ -155,8 +155,8 @@ class WorkScreen(BaseScreen):
             return  # a submission is on its way: its own outcome decides
         self.busy = False
         self.view = None
-        self.notify(f"{message.why}; moving on to new work", title="Slot taken back",
-                    severity="warning", timeout=8)
+        after = "claiming it again" if "offered to you again" in message.why else "moving on to new work"
+        self.notify(f"{message.why}; {after}", title="Slot taken back", severity="warning", timeout=8)
         self.action_next()
 
     @on(Submitted)
@@ -221,8 +221,11 @@ class WorkScreen(BaseScreen):
         if v is None:
             return Text("")
         if v["label_type"] not in CHOICE_TYPES:
+            keys: list[Any] = [("a", "bold"), " approves · ", ("x", "bold"), " rejects · "] if v["kind"] == "review" else []
             return fmt.line((f"`{v['label_type']}` labels are made in the tool this workflow's sources come "
-                             "from; this screen shows the data only.", "yellow"), " ", ("s", "bold"), " skips.")
+                             f"from, or with `labelyard submit {v['assignment']} --value JSON`; this screen shows "
+                             "the data only.", "yellow"), " ", *keys,
+                            *([("s", "bold"), " skips."] if v["kind"] != "correct" else []))
         parts = []
         for i, c in enumerate(v["choices"]):
             key = choice_key(i) or "·"
@@ -230,7 +233,8 @@ class WorkScreen(BaseScreen):
                          else fmt.line((key, "bold"), " ", c))
         keys = fmt.join(parts, "   ")
         if v["kind"] in ("review", "escalated"):
-            hint = ("a approve · x reject · a choice = corrected label, Enter submits it · c list · s skip"
+            hint = ("a approve (with the picked choice as the corrected label, if any) · x reject · "
+                    "a choice = corrected label, Enter submits it · c list · s skip"
                     if v["kind"] == "review" else "a choice = the final label, Enter submits · c list · s skip")
             if v["label_type"] == "multi_choice":
                 hint += " · Enter with none picked = none of these"
@@ -238,6 +242,8 @@ class WorkScreen(BaseScreen):
             hint = "a choice's key toggles it · Enter submits · c list · s skip"
         else:
             hint = "a choice's key submits that label · c list · s skip"
+        if v["kind"] == "correct":  # a skipped correction would come straight back: no skip
+            hint = hint.replace(" · s skip", "")
         return fmt.join([keys, fmt.plain(hint)])
 
     # -- keys -------------------------------------------------------------------------------
@@ -274,12 +280,18 @@ class WorkScreen(BaseScreen):
         v = self.view
         if v is None or self.busy:
             return
+        if v["label_type"] not in CHOICE_TYPES:
+            self.notify(f"`{v['label_type']}` labels are submitted with `labelyard submit {v['assignment']} "
+                        "--value JSON`", severity="warning")
+            return
         label = self._label()
         if label is None and v["label_type"] == "multi_choice":
             label = []  # "none of these" is a multi_choice answer, for annotators, reviewers and experts
         if v["kind"] in ("annotate", "correct"):
             if label is not None:
                 self._send({"label": label})
+            else:
+                self.notify("pick a label: a choice's key submits it (c lists them)", severity="warning")
             return
         if label is None:
             self.notify("pick the label first (its key, or c for the list)", severity="warning")
@@ -290,17 +302,26 @@ class WorkScreen(BaseScreen):
 
     def action_approve(self) -> None:
         if self.kind == "escalated":  # an expert settles the task: a label, not a verdict
-            self.notify("an escalated task needs its final label: pick it with the number keys", severity="warning")
+            how = ("pick it with the number keys" if self.view["label_type"] in CHOICE_TYPES
+                   else f"submit it with `labelyard submit {self.view['assignment']} --value JSON`")
+            self.notify(f"an escalated task needs its final label: {how}", severity="warning")
         elif self.kind == "review" and not self.busy:
-            self._send({"verdict": "approve"})
+            label = self._label()  # a picked choice is the reviewer's correction, as `submit --approve --label`
+            self._send({"verdict": "approve"} if label is None else {"verdict": "approve", "label": label})
+        elif self.kind in ("annotate", "correct"):
+            self.notify("approve is for review slots: pick a label", severity="warning")
 
     def action_reject(self) -> None:
-        if self.kind in ("review", "escalated") and not self.busy:
+        if self.kind in ("annotate", "correct"):
+            self.notify("reject is for review slots: pick a label", severity="warning")
+        elif self.kind in ("review", "escalated") and not self.busy:
             self.app.push_screen(InputModal("Reject: comment for the annotators"),
                                  lambda c: c is not None and self._send({"verdict": "reject", "comment": c or None}))
 
     def action_skip(self) -> None:
-        if self.view is not None and not self.busy:
+        if self.kind == "correct":  # given back, it would be offered to this worker again at once
+            self.notify("a correction comes back to you: label it (a lead can reassign it)", severity="warning")
+        elif self.view is not None and not self.busy:
             self.busy = True
             self.send(self.view["assignment"], {}, skip=True)
 
