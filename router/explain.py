@@ -36,6 +36,7 @@ def explain_task(store: Store, ref: str) -> dict[str, Any]:
         raise UnknownTask(f"no task `{ref}` (by id or external id)")
     version = store.workflow_version(task["workflow_version"]) if task["workflow_version"] is not None else None
     steps = [_step(row) for row in store.events(task["id"])]
+    _mark_versions(store, steps, task["workflow_version"])
     for step in steps:
         d = step.get("decision")
         if step["kind"] == "created" and d and d["rule"] and not d["condition"] and not d["trace"]:
@@ -55,6 +56,23 @@ def explain_task(store: Store, ref: str) -> dict[str, Any]:
         "decisions": len(decisions),
         "events": steps,
     }
+
+
+def _mark_versions(store: Store, steps: list[dict[str, Any]], created_under: int | None) -> None:
+    """Give each decision taken under a later version than the task's own that version's number."""
+    from .versions import VersionsAt
+
+    versions, numbers = VersionsAt(store), {}
+    for step in steps:
+        if step.get("decision") is None:
+            continue
+        version_id = versions.at(step["event"])
+        if version_id is None or version_id == created_under:
+            continue
+        if version_id not in numbers:
+            row = store.workflow_version(version_id)
+            numbers[version_id] = None if row is None else row["version"]
+        step["decision"]["workflow_version"] = numbers[version_id]
 
 
 def _trace_creation(task: Any, version: Any, decision: dict[str, Any]) -> None:
@@ -217,7 +235,12 @@ def render_explanation(data: dict[str, Any]) -> list[str]:
     t = data["task"]
     lines = [f"task {t['id']} ({t['external_id']}): {data['summary']}"]
     if data["workflow"]:
-        lines.append(f"routed by workflow {data['workflow']['name']} v{data['workflow']['version']}")
+        later = sorted({d["workflow_version"] for s in data["events"] if (d := s.get("decision"))
+                        and d.get("workflow_version") is not None})
+        line = f"created under workflow {data['workflow']['name']} v{data['workflow']['version']}"
+        if later:
+            line += f"; later decisions under {', '.join(f'v{v}' for v in later)}"
+        lines.append(line)
     lines.append("")
     for step in data["events"]:
         head = f"{step['at']}  {step['kind']}"
@@ -233,7 +256,8 @@ def render_explanation(data: dict[str, Any]) -> list[str]:
             lines.append(head + (f": {extra}" if extra else ""))
             continue
         lines.append(head)
-        lines.append(f"    {d['section']}: {_who(d, step)} → {_outcome(d)}")
+        under = f" (workflow v{d['workflow_version']})" if d.get("workflow_version") is not None else ""
+        lines.append(f"    {d['section']}: {_who(d, step)} → {_outcome(d)}{under}")
         if d.get("condition"):
             again = " (traced again from the task's input)" if d.get("traced_again") is True else ""
             lines.append(f"      when {d['condition']}{again}")

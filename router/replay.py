@@ -50,6 +50,7 @@ from rules.testing import same_value as _same
 
 from .context import prediction_facts
 from .store import Store, loads
+from .versions import VersionsAt
 from .worker_rules import EVENT_KINDS
 
 WORKER_KINDS = (*EVENT_KINDS.values(), "worker_rule_failed")
@@ -93,6 +94,7 @@ def replay(store: Store, candidate: Any, *, sample_size: int = 5,
     """Replay every recorded decision against ``candidate`` (a compiled ``rules.workflow.Workflow``)."""
     active = store.active_workflow()
     recorded_rules = _RecordedRules(store)
+    versions = VersionsAt(store)
     totals: Counter = Counter()
     per_section: dict[str, Counter] = defaultdict(Counter)
     skipped: Counter = Counter()
@@ -114,7 +116,9 @@ def replay(store: Store, candidate: Any, *, sample_size: int = 5,
         if ctx is None:
             skipped[f"{section}: no facts recorded"] += 1
             continue
-        kind, target = recorded_rules.outcome(row["t_workflow_version"], section, row["rule"], row["action"],
+        # the rules of the version that took the decision, not the one that created the task
+        version = versions.at(row["id"]) or row["t_workflow_version"]
+        kind, target = recorded_rules.outcome(version, section, row["rule"], row["action"],
                                               detail.get("target"), detail.get("reason"))
         old = {"rule": row["rule"], "action": kind, "target": target, "values": detail.get("values") or {}}
         watched = _watch(ctx, section)

@@ -77,7 +77,7 @@ def test_explain_shows_each_decision_with_the_values_its_rule_saw(history):
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert out.splitlines()[0] == 'task 1 (T-1): done: final label "bug" by reviewer (rule `approved`)'
-    assert "routed by workflow ticket-triage v1" in out
+    assert "created under workflow ticket-triage v1" in out
     # on_create: the rule, its condition, the value it saw, the action and its values
     assert "on_create: rule `uncertain` → annotate triage (overlap 3, priority 0.38)" in out
     assert "when prediction.confidence < 0.7" in out
