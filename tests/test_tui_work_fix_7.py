@@ -90,11 +90,21 @@ async def test_skip_on_a_correction_is_refused_and_the_slot_stays(tmp_path, monk
         assert events(path, ref) == before  # no release, no claim: nothing counted as a skip
         notes = [n.message for n in app._notifications]
         assert any("a correction comes back to you" in n for n in notes), notes
-        await pilot.press("enter", "a", "x")  # nothing picked, and no verdicts on a correction: each says why
+        await pilot.press("enter")  # nothing picked: said
         await settle(app, pilot)
-        notes = [n.message for n in app._notifications]
-        assert any("pick a label" in n for n in notes) and any("approve is for review slots" in n for n in notes)
-        assert any("reject is for review slots" in n for n in notes)
+        assert any("pick a label" in n.message for n in app._notifications)
+        shown = {b.binding.action for b in app.active_bindings.values()}
+        assert "submit" in shown and not {"approve", "reject"} & shown  # the footer offers what applies
+
+
+async def test_the_footer_offers_approve_and_reject_on_a_review(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABELYARD_NOW", NOW)
+    path, _ = reviewed_project(tmp_path)
+    app = LabelyardApp(path, "sen", start="work", worker="sen", poll_interval=None)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(app, pilot)
+        shown = {b.binding.action for b in app.active_bindings.values()}
+        assert {"approve", "reject", "skip", "submit"} <= shown
 
 
 async def test_a_mistyped_priority_is_asked_again_and_dialogs_name_the_task(tmp_path, monkeypatch):

@@ -180,12 +180,27 @@ class WorkScreen(BaseScreen):
     def kind(self) -> str | None:
         return None if self.view is None else self.view["kind"]
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The footer shows only the keys that do something on the slot in view."""
+        v = self.view
+        choices = v is not None and v["label_type"] in CHOICE_TYPES
+        if action == "approve":
+            return self.kind in ("review", "escalated")  # an expert is told a final label is needed
+        if action == "reject":
+            return self.kind in ("review", "escalated")
+        if action in ("submit", "pick_choice", "choose"):
+            return choices
+        if action == "skip":
+            return v is not None  # on a correction it says why it is refused
+        return True
+
     def render_view(self) -> None:
         head = self.query_one("#work-head", Static)
         data = self.query_one("#work-data", Static)
         context = self.query_one("#work-context", Static)
         choices = self.query_one("#work-choices", Static)
         v = self.view
+        self.refresh_bindings()  # the keys that apply follow the slot
         if v is None:
             head.update(fmt.join([fmt.line((self.worker, "bold"), " — no work right now",
                                            f": {self.note}" if self.note else ""),
