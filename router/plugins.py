@@ -136,13 +136,11 @@ class LabelyardPluginManager(pluggy.PluginManager):
 
     def add(self, plugin: object, info: PluginInfo) -> bool:
         """Register ``plugin`` under ``info.name``; on failure record the error instead."""
-        if info.name in self.infos and self.infos[info.name].error is None:
-            if self.get_plugin(info.name) is plugin:
-                return True  # the same module named twice (an entry point and the workflow)
         loaded_as = self.get_name(plugin)
-        if loaded_as is not None:  # the module of an entry point, named again in the workflow's `plugins:`
+        if loaded_as is not None:  # the same module again (an entry point's, named in the workflow's `plugins:`)
             trace(f"{info.location}: already loaded as plugin `{loaded_as}`")
             return True
+        if info.name in self.infos and self.infos[info.name].error is None:  # another module, the same name
             info.error = f"a plugin named `{info.name}` is already loaded (from {self.infos[info.name].location})"
             self.infos[f"{info.name} ({info.location})"] = info
             return False

@@ -335,6 +335,16 @@ def test_naming_an_entry_points_module_in_plugins_is_harmless(project, tmp_path,
     assert "ERROR" not in project.ok("plugins").stdout
 
 
+def test_another_module_under_a_loaded_plugins_name_is_refused_and_the_first_kept(tmp_path, clean_env):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "jsonl.py").write_text("from router import hookimpl\n", encoding="utf-8")  # not the built-in
+    pm = get_plugin_manager(plugins_dir=str(folder))
+    assert pm.infos["jsonl"].error is None and pm.get_plugin("jsonl").__name__ == "plugins.jsonl"
+    errors = [info.error for info in pm.infos.values() if info.error]
+    assert errors == [f"a plugin named `jsonl` is already loaded (from {pm.infos['jsonl'].location})"]
+
+
 # -- 8: an exception whose message cannot be made -------------------------------------------------
 BROKEN = """
     from router import hookimpl
