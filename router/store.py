@@ -150,11 +150,11 @@ class _WalBacklog:
 
     def __init__(self, db_path: str):
         self._path = os.path.realpath(db_path) + "-shm"  # SQLite names it after the real file
+        self._fd: int | None = None  # checked once per store: the -shm of an open database stays put
 
-    def _fd(self) -> int:
+    def _open(self) -> int:
         known = self._fds.get(self._path)
-        inode = os.stat(self._path).st_ino
-        if known is not None and known[1] == inode:
+        if known is not None and known[1] == os.stat(self._path).st_ino:
             return known[0]
         # A new -shm (the old one was removed when its last connection closed, so no connection
         # of this process holds locks on the old one): the old descriptor is kept open all the same.
@@ -164,7 +164,9 @@ class _WalBacklog:
 
     def frames(self) -> int | None:
         try:
-            head = os.pread(self._fd(), 100, 0)
+            if self._fd is None:
+                self._fd = self._open()
+            head = os.pread(self._fd, 100, 0)
         except OSError:
             return None
         if len(head) < 100:
