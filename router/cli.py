@@ -536,7 +536,8 @@ def submit(assignment: int, db: str | None, worker: str | None, label: str | Non
     line = f"submitted assignment {assignment}"
     decision = result.get("decision")
     if decision:
-        line += f"; rule `{decision['rule']}` → {decision['action']}"
+        rule = f"rule `{decision['rule']}`" if decision.get("rule") else "no rule matched"
+        line += f"; {rule} → {decision['action']}"
         if decision["action"] in ("hold", "reject"):  # the rule's target was not reached: say why
             line += f" ({decision['reason']})" if decision.get("reason") else ""
         elif decision.get("target"):

@@ -39,9 +39,11 @@ def register(main: click.Group) -> None:
         """
         from rules.testing import run_paths
 
+        from .context import case_votes_facts
         from .plugins import workflow_functions_for_text
 
-        report = run_paths(paths or ("workflows",), functions_for=workflow_functions_for_text)
+        report = run_paths(paths or ("workflows",), functions_for=workflow_functions_for_text,
+                           votes_for=case_votes_facts)
         uncovered = report.counts()["uncovered_rules"]
         failed = not report.ok or (strict and uncovered > 0)
         if as_json:

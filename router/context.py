@@ -167,3 +167,33 @@ def review_facts(annotation: Mapping[str, Any] | None, worker: str, automatic: b
         "comment": annotation["comment"],
         "automatic": automatic,
     }
+
+
+def case_votes_facts(votes: Mapping[str, Any], workflow: Any) -> dict[str, Any]:
+    """``votes.*`` for a rule-test case, as the engine computes them for ``workflow``.
+
+    The case's ``votes.labels`` go through the workflow's label type and
+    ``quality.consensus``, cast by ``votes.workers`` when given (else made-up
+    names), with no gold answered and nobody flagged. A label the type cannot
+    hold is a :class:`ValueError` naming it, as ``submit`` would refuse it.
+    """
+    from .quality import QualityError
+    from .store import dumps
+
+    labels = list(votes["labels"])
+    workers = votes.get("workers")
+    if not (isinstance(workers, list) and len(workers) == len(labels) and all(isinstance(w, str) for w in workers)):
+        workers = [f"voter {n}" for n in range(1, len(labels) + 1)]
+    for n, label in enumerate(labels):
+        problem = workflow.labels.problem(label)
+        if problem:
+            raise ValueError(f"`votes.labels[{n}]`: {problem}")
+    rows = [{"label": dumps(label), "worker": worker, "queue": None, "flagged": 0}
+            for label, worker in zip(labels, workers)]
+    method = workflow.quality.get("consensus") or "majority"
+    try:
+        facts = votes_facts(rows, {}, spec=workflow.labels, method=method)
+    except (QualityError, TypeError, ValueError) as exc:
+        raise ValueError(f"`votes.labels`: {exc}") from None
+    del facts["workers"], facts["queue"]  # only what the case gave
+    return facts

@@ -263,26 +263,31 @@ def _test_for(workflow_path: str) -> str:
 
 
 FunctionsFor = Callable[[str], Mapping[str, Callable]]
+# ``votes_for(votes facts of a case, workflow)``: the ``votes.*`` the engine would compute
+VotesFor = Callable[[Mapping[str, Any], Workflow], Mapping[str, Any]]
 
 
 def run_paths(paths: Iterable[str], functions: Mapping[str, Callable] | None = None,
-              functions_for: FunctionsFor | None = None) -> Report:
+              functions_for: FunctionsFor | None = None, votes_for: VotesFor | None = None) -> Report:
     """Run every suite found under ``paths`` (files or folders).
 
     ``functions`` are expression functions for every workflow; ``functions_for(text)``
     instead gives each workflow its own (the plugins its ``plugins:`` list loads).
+    ``votes_for`` derives ``votes.*`` from a case's ``votes.labels`` with the
+    workflow's label type and consensus (the router's aggregator); without it,
+    by exact votes (:func:`votes_from_labels`).
     """
     pairs, problems = discover(paths)
     report = Report(errors=problems)
     for workflow_file, test_file in pairs:
-        report.suites.append(run_suite(workflow_file, test_file, functions, functions_for))
+        report.suites.append(run_suite(workflow_file, test_file, functions, functions_for, votes_for))
     return report
 
 
 # ---------------------------------------------------------------- running
 
 def run_suite(workflow_file: str, test_file: str | None, functions: Mapping[str, Callable] | None = None,
-              functions_for: FunctionsFor | None = None) -> SuiteResult:
+              functions_for: FunctionsFor | None = None, votes_for: VotesFor | None = None) -> SuiteResult:
     """Compile the workflow, load the cases, run each one, and work out the coverage."""
     suite = SuiteResult(workflow_file, test_file)
     text = _read(workflow_file, suite)
@@ -302,7 +307,7 @@ def run_suite(workflow_file: str, test_file: str | None, functions: Mapping[str,
         test_text = _read(test_file, suite)  # unreadable: no case ran, so no rule was exercised
         cases = _load_cases(test_text, test_file, suite) if test_text is not None else []
         for case in cases:
-            result = _run_case(workflow, case, test_file)
+            result = _run_case(workflow, case, test_file, votes_for)
             suite.cases.append(result)
             if result.got is not None and result.got.get("rule") is not None:
                 fired.add((case["event"], result.got["rule"]))
@@ -411,7 +416,8 @@ def _validator(jsonschema: Any) -> Any:
 _POSITION_KEYS = (("expect", "rule"), ("expect", "action"), ("facts",))
 
 
-def _run_case(workflow: Workflow, case: dict[str, Any], filename: str) -> CaseResult:
+def _run_case(workflow: Workflow, case: dict[str, Any], filename: str,
+              votes_for: VotesFor | None = None) -> CaseResult:
     event, expect, line = case["event"], case["expect"], case["_line"]
     result = CaseResult(case["name"], filename, line, event, "ERROR", expected=dict(expect))
     if case.get("_problem"):  # an unknown event, found when the file was read
@@ -424,7 +430,8 @@ def _run_case(workflow: Workflow, case: dict[str, Any], filename: str) -> CaseRe
         result.message = f"{filename}:{pos.line if pos else line}:{pos.col if pos else 1}: {message}"
         return result
     try:
-        ctx = build_context(case.get("facts") or {})
+        derive = (lambda votes: votes_for(votes, workflow)) if votes_for is not None else None
+        ctx = build_context(case.get("facts") or {}, derive)
     except ValueError as exc:
         pos = case["_positions"][("facts",)]
         result.message = f"{filename}:{pos.line}:{pos.col}: {exc}"
@@ -485,6 +492,10 @@ def _case_problem(workflow: Workflow, case: dict[str, Any]) -> tuple[tuple, str]
         if root not in seen:
             order = [r for r in FACT_ROOTS if r in seen]
             return ("facts", root), f"{event} does not see `{root}` (it sees {', '.join(order)})"
+    task = (case.get("facts") or {}).get("task")
+    if event == "on_create" and isinstance(task, Mapping) and task.get("id") is not None:
+        # on_create decides before the row exists; a case with an id would pass where the real task cannot
+        return ("facts", "task"), "`task.id` is null in on_create: the task gets its id after on_create routes it"
     return None
 
 
@@ -511,8 +522,13 @@ def _explain_rule(workflow: Workflow, event: str, name: str, ctx: Mapping[str, A
 
 # ---------------------------------------------------------------- facts
 
-def build_context(facts: Mapping[str, Any]) -> dict[str, Any]:
-    """The context a case describes: durations read, ``now`` parsed, ``votes.*`` derived from ``votes.labels``."""
+def build_context(facts: Mapping[str, Any],
+                  derive_votes: Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """The context a case describes: durations read, ``now`` parsed, ``votes.*`` derived from ``votes.labels``.
+
+    ``derive_votes(votes facts)`` computes the derived ``votes.*`` (the engine's
+    aggregator for the workflow's label type); by default, exact votes.
+    """
     ctx: dict[str, Any] = {}
     for root, value in facts.items():
         if root == "now":
@@ -527,7 +543,8 @@ def build_context(facts: Mapping[str, Any]) -> dict[str, Any]:
         ctx[root] = data
     votes = ctx.get("votes")
     if isinstance(votes, dict) and isinstance(votes.get("labels"), list):
-        ctx["votes"] = {**votes_from_labels(votes["labels"]), **votes}
+        derived = derive_votes(votes) if derive_votes is not None else votes_from_labels(votes["labels"])
+        ctx["votes"] = {**derived, **votes}
     prediction = ctx.get("prediction")
     if isinstance(prediction, dict) and isinstance(prediction.get("scores"), Mapping):
         ctx["prediction"] = {**score_facts(prediction["scores"]), **prediction}
@@ -569,7 +586,11 @@ def _label_key(label: Any) -> Any:
 
 
 def votes_from_labels(labels: list[Any]) -> dict[str, Any]:
-    """``votes.*`` derived from a list of labels, as the engine computes them (no gold, nobody flagged)."""
+    """``votes.*`` derived from a list of labels by exact votes (no gold, nobody flagged).
+
+    The engine's aggregator is type-aware (a median of numbers, matched boxes);
+    ``labelyard test`` passes it in as ``votes_for``.
+    """
     keys = [_label_key(label) for label in labels]
     counts = Counter(keys).most_common()
     count = len(labels)
