@@ -660,7 +660,7 @@ class Engine:
             else:  # the decision writes the task row once, its `needed` included
                 result["decision"] = decide()
             if self.workflow.rules.get("on_worker"):
-                run_on_worker(self, worker, task, now)
+                run_on_worker(self, worker, task, assignment_id, now)
             return result
 
     def _check_submission(self, a, assignment_id: int, worker: str, label: Any, verdict: str | None) -> str | None:

@@ -1128,9 +1128,15 @@ class Store:
         )
         return [float(r[0]) for r in rows]
 
-    def worker_recent_statuses(self, worker: str, limit: int) -> list[str]:
-        """Statuses of the worker's latest ``limit`` assignments, newest first."""
-        rows = self.query("SELECT status FROM assignments WHERE worker = ? ORDER BY id DESC LIMIT ?", (worker, limit))
+    def worker_statuses_before(self, worker: str, assignment_id: int, limit: int) -> list[str]:
+        """Statuses of the worker's latest ``limit`` ended slots older than ``assignment_id``, newest
+        first. Slots still open (``active``, or ``offered`` for a correction) are passed over: a slot
+        claimed later, or held meanwhile, is no answer to whether the worker gave work back before.
+        Read backwards from ``assignment_id`` on ``assignments_worker (worker, id)``; besides the
+        ``limit`` rows it reads only the worker's open slots among them."""
+        rows = self.query(
+            "SELECT status FROM assignments WHERE worker = ? AND id < ? AND status NOT IN ('active', 'offered') "
+            "ORDER BY id DESC LIMIT ?", (worker, assignment_id, limit))
         return [r[0] for r in rows]
 
     _LATEST_VOTE = ("NOT EXISTS (SELECT 1 FROM annotations AS b WHERE b.task_id = a.task_id AND b.id > a.id "

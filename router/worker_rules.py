@@ -17,7 +17,7 @@ from .store import loads
 
 FAST_SECONDS = 5.0  # a submission this soon after its claim counts as fast
 FAST_WINDOW = 20  # fast_submits counts among the worker's latest submissions
-SKIP_WINDOW = 50  # skips_in_row looks back this many assignments
+SKIP_WINDOW = 50  # skips_in_row looks back this many ended assignments before the submitted one
 EVENT_KINDS = {"pause": "worker_paused", "flag": "worker_flagged", "unflag": "worker_unflagged",
                "add_skill": "worker_skill_added", "remove_skill": "worker_skill_removed"}
 
@@ -53,8 +53,9 @@ def agreement_judge(spec: Any) -> Callable[[Any, Any], bool] | None:
     return lambda vote, final: same_label(vote, final, spec)
 
 
-def worker_facts(store, row, spec: Any = None) -> LazyFacts:
-    """``worker.*`` for a worker row (``spec``, the workflow's labels, judges agreement)."""
+def worker_facts(store, row, spec: Any = None, *, assignment: int) -> LazyFacts:
+    """``worker.*`` for a worker row after their submission on ``assignment`` (``spec``, the
+    workflow's labels, judges agreement)."""
     name = row["id"]
 
     def gold() -> tuple[int, int]:
@@ -68,9 +69,9 @@ def worker_facts(store, row, spec: Any = None) -> LazyFacts:
         return sum(1 for seconds in store.worker_recent_durations(name, FAST_WINDOW) if seconds < FAST_SECONDS)
 
     def skips() -> int:
-        statuses = store.worker_recent_statuses(name, SKIP_WINDOW + 1)
+        # counted back from the submitted slot: slots claimed after it, or still held, do not end the run
         run = 0
-        for status in statuses[1:] if statuses and statuses[0] == "submitted" else statuses:
+        for status in store.worker_statuses_before(name, assignment, SKIP_WINDOW):
             if status != "released":
                 break
             run += 1
@@ -90,13 +91,14 @@ def worker_facts(store, row, spec: Any = None) -> LazyFacts:
     })
 
 
-def run_on_worker(engine, worker: str, task, now: float) -> dict[str, Any] | None:
-    """Decide ``on_worker`` for ``worker`` after a submission on ``task`` and apply the action."""
+def run_on_worker(engine, worker: str, task, assignment: int, now: float) -> dict[str, Any] | None:
+    """Decide ``on_worker`` for ``worker`` after their submission on ``assignment`` of ``task`` and
+    apply the action."""
     store = engine.store
     row = store.worker(worker)
     if row is None:
         return None
-    facts = worker_facts(store, row, engine.workflow.labels)
+    facts = worker_facts(store, row, engine.workflow.labels, assignment=assignment)
     fresh = store.task(task["id"])
     ctx = {"worker": facts, "task": task_facts(fresh, now), "prediction": stored_prediction(fresh),
            "votes": Lazy(lambda: engine._votes(task["id"])), "now": now}

@@ -159,7 +159,7 @@ def test_worker_facts_unit(tmp_path, monkeypatch):
     v = p.claim("ann1", hours=3)
     p.submit(v["assignment"], "ann1", "--label", "dog", hours=3 + FAST_SECONDS / 3600 * 2)  # slow
     engine = engine_at(p.db, monkeypatch, 4)
-    facts = worker_facts(engine.store, engine.store.worker("ann1"))
+    facts = worker_facts(engine.store, engine.store.worker("ann1"), assignment=v["assignment"])
     assert facts["submitted"] == 2 and facts["fast_submits"] == 1
     assert facts["skips_in_row"] == 1 and facts["gold_count"] == 0 and facts["gold_accuracy"] is None
     assert facts["agreement"] is None and facts["roles"] == ["annotator"] and facts["flagged"] is False
