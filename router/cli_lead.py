@@ -58,7 +58,7 @@ def _report(report, as_json: bool, say: Callable[[dict[str, Any]], str]) -> None
 
 def register(main: click.Group) -> None:
     """Add this module's commands to the ``labelyard`` group."""
-    from .cli import _emit_json, _engine, _worker, db_option
+    from .cli import _emit_json, _engine, as_option, db_option
 
     @main.command()
     @db_option
@@ -161,13 +161,16 @@ def register(main: click.Group) -> None:
     @gold.command("add")
     @click.argument("file", type=click.Path(dir_okay=False))
     @db_option
-    @click.option("--as", "worker", default=None, metavar="W", help="Who adds them (for the events).")
+    @as_option
     @click.option("--json", "as_json", is_flag=True)
     def gold_add(file: str, db: str | None, worker: str | None, as_json: bool) -> None:
-        """Add gold tasks from JSONL rows like `ingest` plus "answer": LABEL (and optionally "queue")."""
+        """Add gold tasks from JSONL rows like `ingest` plus "answer": LABEL (and optionally "queue").
+
+        A lead's action: a changed answer scores again everyone who answered it."""
         from .gold import add_gold
 
-        report = add_gold(_engine(db), file, _worker(worker))
+        lead = _lead(db, worker)  # the lead role, checked as for `hold`
+        report = add_gold(lead.engine, file, lead.actor)
         if as_json:
             _emit_json(report.as_dict())
             return

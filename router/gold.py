@@ -103,7 +103,10 @@ def rescore(engine, task_ids: list[int], now: float, actor: str) -> dict[str, tu
 
 
 def add_gold(engine, path: str, actor: str) -> GoldReport:
-    """Add (or update the answers of) gold tasks from a JSONL file; bad rows are quarantined."""
+    """Add (or update the answers of) gold tasks from a JSONL file; bad rows are quarantined.
+
+    Checks nothing about who acts (tests and benches build projects with it); ``gold add``
+    requires the lead role first, as the other lead commands do (:class:`router.lead.Lead`)."""
     from .ingest import JSON_RESERVED, RowError, check_row, load_json_line, raw_line
 
     if not os.path.isfile(path):

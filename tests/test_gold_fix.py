@@ -96,3 +96,58 @@ def test_the_skips_read_costs_the_same_however_long_the_worker_history(tmp_path,
     assert store.worker_statuses_before("al", ids[3], 50) == ["released"] * 2
     assert late <= 2 * early + 2, (early, late)  # a walk of the whole history would cost ~40 times more
     engine.close()
+
+
+# -- 2. `gold add` is a lead's action ----------------------------------------------------------
+
+
+def write_gold(p, rows, name="gold.jsonl"):
+    path = p.folder / name
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_gold_add_needs_the_lead_role_like_hold(tmp_path):
+    p = Project(tmp_path, WORKFLOW + "quality:\n  gold: {rate: 1.0}\n")
+    for name in ("al", "bo"):
+        p.worker(name, "annotator")
+    p.ingest([{"id": "T1"}])
+    gold = write_gold(p, [{"id": "G1", "data": {}, "answer": "cat"}])
+    assert p.json("gold", "add", gold) == {"added": 1, "updated": 0, "rejected": 0}  # lena, the lead
+    view = p.claim("bo")
+    assert view["external_id"] == "G1"
+    p.submit(view["assignment"], "bo", "--label", "cat")  # right: 1 of 1
+    rewrite = write_gold(p, [{"id": "G1", "data": {}, "answer": "dog"}], "rewrite.jsonl")
+    before = p.show("G1")["events"]
+
+    refused = p.run("gold", "add", rewrite, "--as", "al")
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert "al needs the lead role for this" in refused.stderr
+    assert p.run("hold", "T1", "--as", "al").stderr == refused.stderr  # the same refusal as hold's
+    p.env["LABELYARD_WORKER"] = "al"  # without --as: LABELYARD_WORKER, as for hold
+    try:
+        assert "al needs the lead role" in p.run("gold", "add", rewrite).stderr
+        assert p.json("gold", "add", rewrite, "--as", "lena")["updated"] == 1  # --as a lead
+    finally:
+        p.env["LABELYARD_WORKER"] = "lena"
+    events = p.show("G1")["events"]
+    assert events[:len(before)] == before
+    (updated,) = [e for e in events if e["kind"] == "gold_updated"]
+    assert updated["actor"] == "lena" and updated["detail"]["answer"] == "dog"
+    by = {a["worker"]: a for a in p.json("agreement")["annotators"]}
+    assert (by["bo"]["gold_answered"], by["bo"]["gold_accuracy"]) == (1, 0.0)  # rescored by the lead's file
+
+
+def test_gold_add_in_a_project_without_a_lead_is_refused_like_hold(tmp_path):
+    p = Project(tmp_path)
+    gold = write_gold(p, [{"id": "G1", "data": {}, "answer": "cat"}])
+    conn = sqlite3.connect(p.db)
+    with conn:
+        conn.execute("DELETE FROM workers")  # as a database made without `init` (the demo's)
+    conn.close()
+    refused = p.run("gold", "add", gold)
+    assert refused.returncode == 1
+    assert "lena needs the lead role for this (`labelyard workers add lena --role lead` by a lead)" in refused.stderr
+    assert "lena needs the lead role" in p.run("hold", "G1").stderr
+    p.run_ok("workers", "add", "lena", "--role", "lead")  # no lead yet: anyone may register the first
+    assert p.json("gold", "add", gold)["added"] == 1
