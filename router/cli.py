@@ -237,6 +237,9 @@ def apply(file: str, db: str | None, replace: bool, hold_orphans: bool, as_json:
         if result["held_orphans"]:
             click.echo(f"held {result['held_orphans']} open task(s) of dropped queues: labelyard status, then "
                        "labelyard escalate TASK… --to QUEUE")
+        for ext, problem in result["held_gold"].items():
+            click.echo(f"held gold question {ext}: its answer is no label of this version ({problem}); "
+                       "`labelyard gold add` it again with a valid answer", err=True)
         for queue, n in sorted(result["gold_in_dropped_queues"].items()):
             click.echo(f"{n} gold question(s) wait unused in dropped queue `{queue}`: `labelyard gold add` "
                        "their file again with a `queue` of this version", err=True)

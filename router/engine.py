@@ -147,7 +147,9 @@ class Engine:
         another name needs ``replace``. A version that drops a queue still
         holding open tasks is refused, since nobody could claim them again,
         unless ``hold_orphans``: then those tasks are held for a lead, in the
-        same transaction.
+        same transaction. So are the gold questions whose answer the new
+        labels refuse (``held_gold``: external id → why): served, they would
+        score every answer wrong; ``gold add`` with a valid answer reopens them.
         """
         from rules.diagnostics import WorkflowInvalid
         from rules.workflow import compile_workflow
@@ -201,13 +203,24 @@ class Engine:
                 hold_task(self, task, now, actor,
                           f"queue `{task['queue']}` is not in version {version} of workflow `{workflow.name}`")
                 held += 1
+            # A gold answer that is no label of this version would score every answer wrong: held
+            # (slots released) until `gold add` gives a valid answer, which reopens the question.
+            held_gold: dict[str, str] = {}
+            for row in self.store.open_gold_answers():
+                problem = workflow.labels.problem(loads(row["label"]))
+                if problem:
+                    hold_task(self, self.store.task(row["id"]), now, actor,
+                              f"its gold answer is no label of version {version} of workflow `{workflow.name}` "
+                              f"({problem}): `labelyard gold add` it again with a valid answer")
+                    held_gold[row["external_id"]] = problem
             # Gold questions are nobody's work: they wait, unused, until `gold add` moves them.
             idle_gold = {q: n for q, n in self.store.open_count_by_queue(gold=True).items()
                          if q not in workflow.queues}
         self._workflow, self._workflow_id = workflow, version_id
         self._queue_cache = {}
         return {"workflow": workflow.name, "version": version, "changed": True, "held_orphans": held,
-                "gold_in_dropped_queues": idle_gold, "warnings": [str(d) for d in diagnostics]}
+                "held_gold": held_gold, "gold_in_dropped_queues": idle_gold,
+                "warnings": [str(d) for d in diagnostics]}
 
     # -- workers ---------------------------------------------------------------------------
     def add_worker(self, name: str, roles: list[str], skills: list[str] | None = None, capacity: int | None = None,

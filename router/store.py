@@ -1206,6 +1206,12 @@ class Store:
             sql += f" AND a.task_id IN ({_latest_voted_tasks(queue is not None)})"
         yield from self.conn.execute(sql + " ORDER BY a.task_id, a.id", {"queue": queue, "latest": latest})
 
+    def open_gold_answers(self) -> list[sqlite3.Row]:
+        """``id, external_id, label`` (the answer, JSON) of every open gold question, by id (read by
+        ``apply``: the gold table holds the lead's gold files, not the project's tasks)."""
+        return self.query("SELECT t.id, t.external_id, g.label FROM gold AS g CROSS JOIN tasks AS t "
+                          "ON t.id = g.task_id WHERE t.status = 'open' ORDER BY g.task_id")
+
     def gold_answers(self) -> dict[str, tuple[int, int]]:
         """``{worker: (gold answered, gold correct)}`` for every worker who answered gold: the kept
         counters that ``worker.gold_*`` and weighted consensus read (scored by the label type's

@@ -151,3 +151,79 @@ def test_gold_add_in_a_project_without_a_lead_is_refused_like_hold(tmp_path):
     assert "lena needs the lead role" in p.run("hold", "G1").stderr
     p.run_ok("workers", "add", "lena", "--role", "lead")  # no lead yet: anyone may register the first
     assert p.json("gold", "add", gold)["added"] == 1
+
+
+# -- 3. `apply` and gold answers the new labels refuse -----------------------------------------
+
+LABELS_V1 = """\
+workflow: g
+labels: {type: choice, choices: [a, b]}
+queues:
+  q: {roles: [annotator]}
+on_create:
+  - {name: rest, do: {annotate: q}}
+quality:
+  gold: {rate: 1.0}
+"""
+LABELS_V2 = LABELS_V1.replace("choices: [a, b]", "choices: [b, c]")
+
+
+def gold_project(run, write_workflow, tmp_path):
+    """v1 with gold G1 (answer a) and G2 (answer b); bo holds a slot of G1."""
+    run.ok("init")
+    run.ok("apply", write_workflow(LABELS_V1, "g.workflow.yaml"))
+    for name in ("al", "bo"):
+        run.ok("workers", "add", name, "--role", "annotator")
+    (tmp_path / "t.jsonl").write_text('{"id": "T1", "data": {}}\n')
+    run.ok("ingest", "t.jsonl")
+    (tmp_path / "gold.jsonl").write_text('{"id": "G1", "data": {}, "answer": "a"}\n'
+                                         '{"id": "G2", "data": {}, "answer": "b"}\n')
+    run.ok("gold", "add", "gold.jsonl")
+    held = run.json("claim", "--as", "bo", "--json")
+    assert held["external_id"] == "G1"
+    return held["assignment"]
+
+
+def test_apply_holds_gold_whose_answer_the_new_labels_refuse_until_gold_add_fixes_it(run, write_workflow,
+                                                                                      tmp_path):
+    slot = gold_project(run, write_workflow, tmp_path)
+    applied = run.json("apply", write_workflow(LABELS_V2, "g2.workflow.yaml"), "--json")
+    assert applied["changed"] and applied["held_gold"] == {"G1": 'label "a" is not one of b, c'}
+    assert applied["gold_in_dropped_queues"] == {} and applied["held_orphans"] == 0
+    g1 = run.json("show", "G1", "--json")
+    assert g1["task"]["status"] == "held"
+    assert g1["task"]["reason"] == ('its gold answer is no label of version 2 of workflow `g` '
+                                    '(label "a" is not one of b, c): `labelyard gold add` it again with a valid answer')
+    assert [a["status"] for a in g1["assignments"]] == ["released"]  # bo is not scored against it
+    assert run.json("show", "G2", "--json")["task"]["status"] == "open"  # b is still a label
+    late = run("submit", slot, "--as", "bo", "--label", "b")
+    assert late.returncode == 1 and "taken back" in late.stderr
+    status = run.json("status", "--json")
+    assert status["gold"] == 2 and status["tasks"].get("held", 0) == 0  # gold is counted apart, as before
+
+    # not served: al gets G2, then ordinary work, never G1
+    assert [run.json("claim", "--as", "al", "--json")["external_id"] for _ in range(2)] == ["G2", "T1"]
+
+    # the same row is still refused under v2; a valid answer reopens the question and it is served again
+    run.ok("gold", "add", "gold.jsonl")
+    assert run.json("show", "G1", "--json")["task"]["status"] == "held"
+    (tmp_path / "fix.jsonl").write_text('{"id": "G1", "data": {}, "answer": "c"}\n')
+    assert run.json("gold", "add", "fix.jsonl", "--json") == {"added": 0, "updated": 1, "rejected": 0}
+    g1 = run.json("show", "G1", "--json")
+    assert (g1["task"]["status"], g1["task"]["reason"]) == ("open", None)
+    assert [e["detail"].get("was_status") for e in g1["events"] if e["kind"] == "gold_updated"] == ["held"]
+    view = run.json("claim", "--as", "al", "--json")
+    assert view["external_id"] == "G1"
+    run.ok("submit", view["assignment"], "--as", "al", "--label", "c")
+    by = {a["worker"]: a for a in run.json("agreement", "--json")["annotators"]}
+    assert (by["al"]["gold_answered"], by["al"]["gold_accuracy"]) == (1, 1.0)  # G1 scored right
+
+
+def test_apply_says_which_gold_it_held_and_why(run, write_workflow, tmp_path):
+    gold_project(run, write_workflow, tmp_path)
+    applied = run.ok("apply", write_workflow(LABELS_V2, "g2.workflow.yaml"))
+    assert applied.stdout == "applied g version 2\n"
+    assert applied.stderr == ('held gold question G1: its answer is no label of this version '
+                              '(label "a" is not one of b, c); `labelyard gold add` it again with a valid answer\n')
+    (event,) = [e for e in run.json("show", "G1", "--json")["events"] if e["kind"] == "held"]
+    assert event["actor"] == "lead-lucy" and "no label of version 2" in event["detail"]["reason"]
