@@ -176,7 +176,7 @@ def gold_weight(answered: int, correct: int, n_classes: int) -> float:
 
     The accuracy is ``(correct + PRIOR_ANSWERS * DEFAULT_ACCURACY) / (answered +
     PRIOR_ANSWERS)``: a worker without gold gets ``DEFAULT_ACCURACY`` (0.7),
-    and a record of 1/1 gives 0.9, not certainty.
+    and a record of 1/1 gives 0.8, not certainty.
     """
     p = (correct + PRIOR_ANSWERS * DEFAULT_ACCURACY) / (answered + PRIOR_ANSWERS)
     return log_odds_weight(p, max(2, n_classes))

@@ -476,7 +476,10 @@ def log_odds_weight(accuracy: float, n_classes: int = 2, eps: float = 1e-6) -> f
 
 
 def agreement_share(labels: Iterable[Hashable]) -> float | None:
-    """Share of the votes that went to the most voted label (``votes.agreement``).
+    """Share of the votes that went to the most voted label, by exact votes.
+
+    Rules' ``votes.agreement`` is the label type's own measure (router.consensus);
+    for choice and text under majority consensus it is this share.
 
     1.0 when unanimous, ``1/n`` at worst; ``None`` when there are no votes.
 
@@ -492,7 +495,7 @@ def agreement_share(labels: Iterable[Hashable]) -> float | None:
 
 
 def vote_entropy(labels: Iterable[Hashable]) -> float | None:
-    """Shannon entropy, in bits, of the vote distribution (``votes.entropy``).
+    """Shannon entropy, in bits, of the vote distribution (``votes.entropy`` over canonical labels).
 
     0.0 when unanimous, ``log2(k)`` when the votes are spread evenly over
     ``k`` labels; ``None`` when there are no votes. Equals
