@@ -294,9 +294,9 @@ def ingest(source: str, db: str | None, as_json: bool, quiet: bool, fmt: str | N
         from .progress import line_progress
 
         with line_progress(source, "ingest") as advance:
-            report = engine.ingest(rows, source_name, progress=advance, fork=True)
+            report = engine.ingest(rows, source_name, progress=advance, fork=True, whole=True)
     else:
-        report = engine.ingest(rows, source_name, fork=True)
+        report = engine.ingest(rows, source_name, fork=True, whole=True)
     result = report.as_dict()
     if as_json:
         _emit_json(result)

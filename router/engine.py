@@ -301,7 +301,8 @@ class Engine:
 
     # -- ingest ----------------------------------------------------------------------------
     def ingest(self, rows: Iterable[TaskInput | RowProblem], source: str,
-               progress: Callable[[int], None] | None = None, *, fork: bool = False) -> IngestReport:
+               progress: Callable[[int], None] | None = None, *, fork: bool = False,
+               whole: bool = False) -> IngestReport:
         """Route and store new tasks in short transactions; quarantine bad rows; skip known ids.
 
         ``progress`` is called after each batch with the input line reached.
@@ -314,6 +315,14 @@ class Engine:
         ``fork`` a child process reads and routes ``rows`` while this one
         writes (``rows`` must then be safe to read in a forked child, as a
         file is); otherwise a writer thread commits while this thread routes.
+
+        Each batch replaces the source's earlier rejects on the lines it read.
+        With ``whole``, ``rows`` are a whole file or stream read from its start
+        (``labelyard ingest``): the batches then replace them from line 1 to
+        the end of the source, lines no row starts on included (a CSV header,
+        bad lines after the last good row, text after a JSON array's ``]``),
+        even when no row is left. Without it (a source's part read from its
+        cursor) rejects outside the lines read stay.
         """
         from .ingest_pipeline import BatchWriter, ThreadedWriter, can_fork, routed_in_child
 
@@ -325,7 +334,7 @@ class Engine:
                 # In the child: its own connection. The inherited one is kept referenced,
                 # so it is never closed (or checkpointed) from the wrong process.
                 self._inherited_store, self.store = self.store, Store.open(path)
-                return self._routed_batches(workflow, version, rows, source)
+                return self._routed_batches(workflow, version, rows, source, whole)
 
             writer = BatchWriter(path, source)
             try:
@@ -338,7 +347,7 @@ class Engine:
             return writer.report
         threaded = ThreadedWriter(path, source)
         try:
-            for batch in self._routed_batches(workflow, version, rows, source):
+            for batch in self._routed_batches(workflow, version, rows, source, whole):
                 threaded.put(batch)
                 if progress:
                     progress(batch.last_line)
@@ -347,18 +356,36 @@ class Engine:
         return threaded.report
 
     def _routed_batches(self, workflow, version: int, rows: Iterable[TaskInput | RowProblem],
-                        source: str) -> Iterator[RoutedBatch]:
-        """Rows in batches of ``INGEST_BATCH_ROWS`` (or ``INGEST_BATCH_SECONDS`` of reading), routed."""
+                        source: str, whole: bool = False) -> Iterator[RoutedBatch]:
+        """Rows in batches of ``INGEST_BATCH_ROWS`` (or ``INGEST_BATCH_SECONDS`` of reading), routed.
+
+        With ``whole`` (see :meth:`ingest`) the batches' line ranges leave no gap: the first
+        starts at line 1, each next one after the line where the one before ended, and the
+        last (an empty one if the rows ended with a full batch, or there were none) runs to
+        the end of the source."""
+        from .ingest_pipeline import RoutedBatch
+
         batch: list[TaskInput | RowProblem] = []
+        covered = 0  # with whole: the last line the batches so far replace the rejects of
         started = time.monotonic()
         for row in rows:
             batch.append(row)
             if len(batch) >= INGEST_BATCH_ROWS or time.monotonic() - started > INGEST_BATCH_SECONDS:
-                yield self._route_batch(workflow, version, batch, source)
+                routed = self._route_batch(workflow, version, batch, source)
+                if whole:
+                    routed.first_line, covered = min(covered + 1, routed.first_line or covered + 1), routed.last_line
+                yield routed
                 batch = []
                 started = time.monotonic()
         if batch:
-            yield self._route_batch(workflow, version, batch, source)
+            routed = self._route_batch(workflow, version, batch, source)
+        elif whole:  # nothing left to route, but the lines after the last batch to replace
+            routed = RoutedBatch(now=clock.now(), problems=[], last_line=covered)
+        else:
+            return
+        if whole:
+            routed.first_line, routed.through_end = min(covered + 1, routed.first_line or covered + 1), True
+        yield routed
 
     def _route_batch(self, workflow, version: int, batch: list[TaskInput | RowProblem],
                      source: str) -> RoutedBatch:

@@ -64,7 +64,8 @@ class RoutedBatch:
     ``(rule, action, actor, detail_json, at)`` (the task id is prepended under the lock).
     ``first_line``..``last_line`` are the input lines the batch read: the source's older
     rejects in that range are replaced by the batch's own (a row fixed since is no
-    longer listed)."""
+    longer listed); with ``through_end``, the range runs to the end of the source (the
+    last batch of a whole file: lines after its last row are gone or fixed)."""
 
     now: float
     problems: list[RowProblem]
@@ -74,13 +75,14 @@ class RoutedBatch:
     rules: list[str] = field(default_factory=list)
     duplicates: int = 0
     first_line: int = 0  # 0: replaces no earlier rejects
+    through_end: bool = False
 
     def head(self, rows: int) -> tuple["RoutedBatch", "RoutedBatch | None"]:
         """The first ``rows`` tasks (with the batch's rejects and duplicates) and the rest, if any."""
         if len(self.tasks) <= rows:
             return self, None
         first = RoutedBatch(self.now, self.problems, self.last_line, self.tasks[:rows], self.events[:rows],
-                            self.rules[:rows], self.duplicates, self.first_line)
+                            self.rules[:rows], self.duplicates, self.first_line, self.through_end)
         rest = RoutedBatch(self.now, [], self.last_line, self.tasks[rows:], self.events[rows:], self.rules[rows:])
         return first, rest
 
@@ -149,7 +151,7 @@ class BatchWriter:
                     store.add_event("held", batch.now, task_id=task[0], action="hold", actor="labelyard",
                                     detail={"reason": orphans[task[1]], "stage": task[_STAGE], "queue": task[_QUEUE]})
             if batch.first_line:
-                store.delete_rejects(self.source, (batch.first_line, batch.last_line))
+                store.delete_rejects(self.source, (batch.first_line, None if batch.through_end else batch.last_line))
             if batch.problems:
                 store.add_rejects((self.source, p.line, p.reason, p.raw, batch.now) for p in batch.problems)
         report.ingested += len(tasks)

@@ -1244,15 +1244,19 @@ class Store:
             rows,
         )
 
-    def delete_rejects(self, source: str | None = None, lines: tuple[int, int] | None = None) -> int:
+    def delete_rejects(self, source: str | None = None, lines: tuple[int, int | None] | None = None) -> int:
         """Delete the rejects of ``source`` (of every source when ``None``), only on lines
-        ``lines[0]..lines[1]`` when given; returns how many."""
+        ``lines[0]..lines[1]`` when given (from ``lines[0]`` on when ``lines[1]`` is ``None``);
+        returns how many."""
         # Conditions written out only when given, so the (source, line) index serves them.
         where, params = ["1"], []
         if source is not None:
             where.append("source = ?")
             params.append(source)
-        if lines is not None:
+        if lines is not None and lines[1] is None:
+            where.append("line >= ?")
+            params.append(lines[0])
+        elif lines is not None:
             where.append("line BETWEEN ? AND ?")
             params += lines
         return self.conn.execute(f"DELETE FROM rejects WHERE {' AND '.join(where)}", params).rowcount

