@@ -103,11 +103,12 @@ class _Window:
         self.line_start = 0  # offset in ``text`` where that line starts (may be negative)
         self.eof = False
 
-    def more(self) -> bool:
-        """Read another chunk, dropping what was consumed; ``False`` at the end of the file."""
+    def more(self, size: int = 0) -> bool:
+        """Read another chunk, dropping what was consumed; ``False`` at the end of the file.
+        ``size`` characters when given (an element that did not fit), else :data:`CHUNK_CHARS`."""
         if self.eof:
             return False
-        chunk = self.handle.read(CHUNK_CHARS)
+        chunk = self.handle.read(max(size, CHUNK_CHARS))
         if not chunk:
             self.eof = True
             return False
@@ -115,6 +116,12 @@ class _Window:
         self.line_start -= self.pos
         self.pos = 0
         return True
+
+    def grow(self) -> bool:
+        """Read at least as much again as is unread, for an element that does not fit yet: an
+        element of n characters is then decoded and copied O(log n) times, O(n) work in all,
+        where a chunk at a time decoded it again from its start after each (quadratic)."""
+        return self.more(len(self.text) - self.pos)
 
     def advance(self, end: int) -> None:
         """Move to offset ``end``, counting the lines passed."""
@@ -145,19 +152,19 @@ class _Window:
 
 
 def _element(window: _Window, decode: Callable[[str, int], tuple[Any, int]]) -> tuple[Any, int]:
-    """The element at the window's position and where it ends, reading more chunks as needed.
+    """The element at the window's position and where it ends, reading more as needed.
     Raises :class:`ArraySyntaxError` where it is not JSON; ``ValueError`` from ``decode`` else."""
     while True:
         try:
             value, end = decode(window.text, window.pos)
         except json.JSONDecodeError as exc:
-            if window.more():
-                continue  # the element may go on in the next chunk
+            if window.grow():
+                continue  # the element may go on past what was read
             raise window.fail(exc.msg, exc.pos) from None
         except RecursionError:
             raise window.fail("an element is nested too deeply to read") from None
-        if end == len(window.text) and window.more():
-            continue  # a number may go on in the next chunk
+        if end == len(window.text) and window.grow():
+            continue  # a number may go on past what was read
         return value, end
 
 

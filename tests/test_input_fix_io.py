@@ -113,3 +113,42 @@ def test_rejects_of_another_file_and_of_lines_still_bad_stay(project, tmp_path):
     project.ok("ingest", "t.jsonl")
     assert sorted(r["source"].rsplit("/", 1)[1] + f":{r['line']}" for r in project.json("rejects", "--json")) == [
         "other.jsonl:1", "t.jsonl:1"]
+
+
+# -- 3: a large element is decoded a few times, not once per chunk -----------------------------------
+class CountingReads(io.StringIO):
+    """A text file that counts the reads asked of it."""
+
+    reads = 0
+
+    def read(self, size=-1):
+        self.reads += 1
+        return super().read(size)
+
+
+@pytest.mark.parametrize("element", [
+    '{"id": "big", "data": {"text": "' + "x" * 200_000 + '"}}',
+    '{"id": "big", "data": {"items": [' + ", ".join(['{"k": "v"}'] * 20_000) + "]}}",
+    "1" + "0" * 4000,  # a number, cut by every chunk
+], ids=["string", "objects", "number"])
+def test_a_large_element_is_decoded_a_few_times_not_once_per_chunk(monkeypatch, element):
+    from router import json_array
+
+    decoded: list[int] = []
+
+    class Decoder(json.JSONDecoder):
+        def raw_decode(self, s, idx=0):
+            decoded.append(len(s) - idx)
+            return super().raw_decode(s, idx)
+
+    monkeypatch.setattr(json_array, "CHUNK_CHARS", 64)
+    monkeypatch.setattr(json_array, "json", type("json", (), {"JSONDecoder": Decoder,
+                                                              "JSONDecodeError": json.JSONDecodeError}))
+    handle = CountingReads(f'[{{"id": "a"}}, {element}, {{"id": "b"}}]')
+    got = list(json_array.iter_json_array(handle))
+    assert [raw for _, raw, _ in got] == ['{"id": "a"}', element, '{"id": "b"}']
+    assert got[1][2] == json.loads(element)
+    # each attempt reads as much again as it had: about log2(size / chunk) attempts and reads,
+    # and all of them together decode a few times the element (once per chunk: thousands, quadratic)
+    assert len(decoded) <= 20 and handle.reads <= 20, (len(decoded), handle.reads)
+    assert sum(decoded) <= 4 * len(element) + 1000
