@@ -183,7 +183,7 @@ def _read_json_array(handle: BinaryIO, choices: tuple[str, ...]) -> Iterator[Tas
             if byte is not None:
                 yield RowProblem(number, f"not valid UTF-8 (byte 0x{byte:02x})", _printable(text))
                 continue
-            if isinstance(row, BadElement):  # JSON, but a number too long or a lone surrogate escape
+            if isinstance(row, BadElement):  # JSON, but a number too long, a lone surrogate escape or nested too deeply
                 yield RowProblem(number, str(row), text)
                 continue
             try:

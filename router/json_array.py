@@ -153,7 +153,8 @@ class _Window:
 
 def _element(window: _Window, decode: Callable[[str, int], tuple[Any, int]]) -> tuple[Any, int]:
     """The element at the window's position and where it ends, reading more as needed.
-    Raises :class:`ArraySyntaxError` where it is not JSON; ``ValueError`` from ``decode`` else."""
+    Raises :class:`ArraySyntaxError` where it is not JSON; ``ValueError`` (an integer too long)
+    or ``RecursionError`` (nested too deeply) from ``decode`` else."""
     while True:
         try:
             value, end = decode(window.text, window.pos)
@@ -161,11 +162,49 @@ def _element(window: _Window, decode: Callable[[str, int], tuple[Any, int]]) -> 
             if window.grow():
                 continue  # the element may go on past what was read
             raise window.fail(exc.msg, exc.pos) from None
-        except RecursionError:
-            raise window.fail("an element is nested too deeply to read") from None
         if end == len(window.text) and window.grow():
             continue  # a number may go on past what was read
         return value, end
+
+
+_BRACKET_OR_QUOTE = re.compile(r'["\[\]{}]')
+_STRING_REST = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*"', re.S)  # a string's text after its opening quote
+_CLOSES = {ord("]"): ord("["), ord("}"): ord("{")}
+_CLOSER = {ord("["): "]", ord("{"): "}"}
+
+
+def _nested_end(window: _Window) -> int:
+    """Where the element at the window's position ends, found by its brackets (outside its
+    strings) when it is nested too deeply for ``json`` to decode; reads more as needed.
+    Raises :class:`ArraySyntaxError` where its brackets do not match or the file ends first."""
+    open_brackets = bytearray()
+    at = 0  # offsets from the element's start: reading more moves the text, not the element
+    while True:
+        found = _BRACKET_OR_QUOTE.search(window.text, window.pos + at)
+        if found is None:
+            at = len(window.text) - window.pos
+            if not window.grow():
+                raise window.fail("the array is not closed with `]`", len(window.text))
+            continue
+        char = found.group()
+        if char == '"':
+            rest = _STRING_REST.match(window.text, found.end())
+            if rest is None:  # the string goes on past what was read
+                at = found.start() - window.pos
+                if not window.grow():
+                    raise window.fail("Unterminated string starting at", found.start())
+                continue
+            at = rest.end() - window.pos
+            continue
+        if char in "[{":
+            open_brackets.append(ord(char))
+        elif open_brackets and open_brackets[-1] != _CLOSES[ord(char)]:
+            raise window.fail(f"expected `{_CLOSER[open_brackets[-1]]}`, not `{char}`", found.start())
+        else:  # the element opened with a bracket: this one closes it, or one inside it
+            open_brackets.pop()
+            if not open_brackets:
+                return found.end()
+        at = found.end() - window.pos
 
 
 def _bad(window: _Window, found: Unreadable) -> BadElement:
@@ -190,15 +229,20 @@ def iter_json_array(handle: IO[str]) -> Iterator[tuple[int, str, Any]]:
         while True:
             window.peek()
             try:
-                value, end = _element(window, decode)
+                try:
+                    value, end = _element(window, decode)
+                    text = window.text[window.pos:end]
+                    found = lone_surrogate(text)
+                except ArraySyntaxError:
+                    raise
+                except ValueError:  # an integer longer than Python converts: this element alone is bad
+                    value, end = _element(window, lenient)
+                    text = window.text[window.pos:end]
+                    found = long_integer(text)
+            except RecursionError:  # valid, maybe, but past Python's recursion limit: this element alone is bad
+                end = _nested_end(window)
                 text = window.text[window.pos:end]
-                found = lone_surrogate(text)
-            except ArraySyntaxError:
-                raise
-            except ValueError:  # an integer longer than Python converts: this element alone is bad
-                value, end = _element(window, lenient)
-                text = window.text[window.pos:end]
-                found = long_integer(text)
+                found = Unreadable(0, "an element", "is nested too deeply to read")
             if found is not None:
                 value = _bad(window, found)
             line = window.line

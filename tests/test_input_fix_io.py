@@ -115,6 +115,44 @@ def test_rejects_of_another_file_and_of_lines_still_bad_stay(project, tmp_path):
         "other.jsonl:1", "t.jsonl:1"]
 
 
+# -- 2: an element nested too deeply is one reject; the rest of the array is read --------------------
+DEEP = "[" * 2000 + "]" * 2000  # valid JSON, nested past Python's recursion limit
+
+
+def test_an_element_nested_too_deeply_is_one_reject_in_a_json_array_as_in_json_lines(project, tmp_path):
+    (tmp_path / "t.json").write_text('[\n  {"id": "j1"},\n  ' + DEEP + ',\n  {"id": "j3", "data": {"s": "]]}"}}\n]\n',
+                                     encoding="utf-8")
+    assert counts(project.json("ingest", "t.json", "--json")) == (2, 1)
+    assert reasons(project, "--source", "t.json") == {3: "an element at line 3, column 3 is nested too deeply to read"}
+    assert project.json("show", "j3", "--json")["task"]["data"] == {"s": "]]}"}
+
+    (tmp_path / "t.jsonl").write_text('{"id": "l1"}\n' + DEEP + '\n{"id": "l3"}\n', encoding="utf-8")
+    assert counts(project.json("ingest", "t.jsonl", "--json")) == (2, 1)
+    assert reasons(project, "--source", "t.jsonl") == {2: "JSON nested too deeply"}
+
+
+def test_the_end_of_an_element_nested_too_deeply_is_found_across_chunks(monkeypatch):
+    from router import json_array
+
+    inner = '{"s": "a \\" ] } [ string", "t": "\\\\"}'  # brackets and an escaped quote inside strings
+    deep = "[" * 1500 + inner + "]" * 1500
+    monkeypatch.setattr(json_array, "CHUNK_CHARS", 5)
+    got = list(json_array.iter_json_array(io.StringIO(f'[{deep},\n{{"id": "after"}}, {deep}]')))
+    assert [line for line, _, _ in got] == [1, 2, 2]
+    assert [raw for _, raw, _ in got] == [deep, '{"id": "after"}', deep]
+    assert [str(value) for _, _, value in got[::2]] == [
+        "an element at line 1, column 2 is nested too deeply to read",
+        "an element at line 2, column 18 is nested too deeply to read"]
+    assert got[1][2] == {"id": "after"}
+
+    for text, where, message in [("[" + "[" * 1500 + "}", (1, 1502), "expected `]`, not `}`"),
+                                 ("[" + "[" * 1500, (1, 1502), "the array is not closed with `]`"),
+                                 ("[" + "[" * 1500 + '"open', (1, 1502), "Unterminated string")]:
+        with pytest.raises(json_array.ArraySyntaxError) as err:
+            list(json_array.iter_json_array(io.StringIO(text)))
+        assert ((err.value.line, err.value.col), message in str(err.value)) == (where, True), str(err.value)
+
+
 # -- 3: a large element is decoded a few times, not once per chunk -----------------------------------
 class CountingReads(io.StringIO):
     """A text file that counts the reads asked of it."""
