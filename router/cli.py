@@ -297,7 +297,7 @@ def ingest(source: str, db: str | None, as_json: bool, quiet: bool, fmt: str | N
             report = engine.ingest(rows, source_name, progress=advance, fork=True, whole=True)
     else:
         report = engine.ingest(rows, source_name, fork=True, whole=True)
-    result = report.as_dict()
+    result = {**report.as_dict(), "source": source_name}  # what `rejects --source` takes, a stream's name too
     if as_json:
         _emit_json(result)
     else:
@@ -310,8 +310,8 @@ def ingest(source: str, db: str | None, as_json: bool, quiet: bool, fmt: str | N
             import shlex
 
             only = f" --source {shlex.quote(source_name)}" if stream else ""
-            click.echo(f"rejected rows are kept with their reasons: labelyard rejects --db {engine.store.path}{only}",
-                       err=True)
+            click.echo("rejected rows are kept with their reasons: "
+                       f"labelyard rejects --db {shlex.quote(engine.store.path)}{only}", err=True)
 
 
 def _stream_source(engine, name: str) -> str:

@@ -170,7 +170,10 @@ def _wrap_ingest(main: click.Group, db_option: Any, emit_json: Any) -> None:
         for rule, n in sorted(result["routed"].items(), key=lambda kv: -kv[1]):
             click.echo(f"  {n:>8}  {rule}")
         if result["rejected"]:
-            click.echo(f"rejected rows are kept with their reasons: labelyard rejects --db {engine.store.path}", err=True)
+            import shlex
+
+            click.echo("rejected rows are kept with their reasons: "
+                       f"labelyard rejects --db {shlex.quote(engine.store.path)}", err=True)
 
     def callback(**kwargs: Any) -> Any:
         plugins_dir = kwargs.pop("plugins_dir", None)

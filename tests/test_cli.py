@@ -195,6 +195,7 @@ def test_ingest_jsonl_routes_quarantines_and_is_idempotent(run, write_workflow):
     assert json.loads(proc.stdout) == {
         "ingested": 5, "duplicates": 0, "rejected": 4,
         "routed": {"confident": 1, "uncertain": 1, "medical": 1, "default": 2},
+        "source": str((run.folder / "tasks.jsonl").resolve()),
     }
     again = run.json("ingest", "tasks.jsonl", "--json")
     assert (again["ingested"], again["duplicates"], again["routed"]) == (0, 5, {})
@@ -241,7 +242,8 @@ def test_ingest_csv_puts_other_columns_in_data(run, write_workflow):
     )
     report = run.json("ingest", "tasks.csv", "--json")
     assert report == {"ingested": 3, "duplicates": 0, "rejected": 3,
-                      "routed": {"confident": 1, "medical": 1, "default": 1}}
+                      "routed": {"confident": 1, "medical": 1, "default": 1},
+                      "source": str((run.folder / "tasks.csv").resolve())}
     c2 = run.json("show", "c2", "--json")
     assert c2["task"]["data"] == {"caption": "limping dog"}
     assert (c2["task"]["category"], c2["task"]["queue"]) == ("medical", "vets")
@@ -512,7 +514,8 @@ def test_full_scenario_from_empty_folder_to_export(run, write_workflow, tmp_path
     report = project(run, write_workflow, SCENARIO_WORKFLOW, rows,
                      {name: ["--role", "annotator", "--capacity", "1"] for name in annotators})
     assert report == {"ingested": 30, "duplicates": 0, "rejected": 0,
-                      "routed": {"confident": 15, "uncertain": 3, "default": 12}}
+                      "routed": {"confident": 15, "uncertain": 3, "default": 12},
+                      "source": str(run.folder / "tasks.jsonl")}
 
     # every annotator claims and submits in turn until none of them gets work;
     # on hard tasks carol always answers "bird", which the majority of three outvotes

@@ -190,3 +190,29 @@ def test_a_large_element_is_decoded_a_few_times_not_once_per_chunk(monkeypatch, 
     # and all of them together decode a few times the element (once per chunk: thousands, quadratic)
     assert len(decoded) <= 20 and handle.reads <= 20, (len(decoded), handle.reads)
     assert sum(decoded) <= 4 * len(element) + 1000
+
+
+# -- 4: `ingest --json` names the source its rejects are kept under ---------------------------------
+def test_ingest_json_names_its_source_so_a_script_can_list_that_reads_rejects(project, tmp_path):
+    first = project.json("ingest", "-", "--format", "jsonl", "--json", input='{"id": "i1"}\n{bad\n')
+    second = project.json("ingest", "-", "--format", "jsonl", "--json", input='{"id": "i2"}\n{worse\n')
+    assert (first["source"], second["source"]) == (f"<stdin {STAMP}>", f"<stdin {STAMP} #2>")
+    assert {k: v for k, v in first.items() if k != "source"} == {
+        "ingested": 1, "duplicates": 0, "rejected": 1, "routed": {"default": 1}}
+    assert [r["raw"] for r in project.json("rejects", "--source", second["source"], "--json")] == ["{worse"]
+    assert project.json("rejects", "--source", first["source"], "--clear", "--json") == {"cleared": 1}
+
+    (tmp_path / "t.jsonl").write_text('{"id": "f1"}\n', encoding="utf-8")
+    assert project.json("ingest", "t.jsonl", "--json")["source"] == str(tmp_path / "t.jsonl")  # no rejects: still named
+
+
+def test_the_rejects_hint_quotes_the_database_path(run, tmp_path):
+    folder = tmp_path / "my project"
+    folder.mkdir()
+    env = {"LABELYARD_DB": str(folder / "l.db")}
+    run.ok("init", env=env)
+    (tmp_path / "t.workflow.yaml").write_text(WORKFLOW, encoding="utf-8")
+    run.ok("apply", "t.workflow.yaml", env=env)
+    proc = run.ok("ingest", "-", "--format", "jsonl", input='{bad\n', env=env)
+    assert proc.stderr == (f"rejected rows are kept with their reasons: labelyard rejects --db '{folder / 'l.db'}' "
+                           f"--source '<stdin {STAMP}>'\n")
