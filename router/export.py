@@ -75,12 +75,30 @@ def _write_in_place(rows: Iterable[dict[str, Any]], fmt: str, output: str, targe
         raise LabelyardError(f"{output}: cannot write: {exc.strerror}") from None
 
 
+TEMP_PREFIX = ".ly-"  # an export's temp file beside its target: .ly-<12 hex digits>.tmp
+
+
+def new_temp_beside(target: str, mode: int) -> tuple[int, str]:
+    """Create a new file (``O_EXCL``) with a short name of its own in ``target``'s folder,
+    ``mode`` less the umask; returns ``(fd, path)``. Short, so that a target whose name is as
+    long as the system allows (255 bytes) can still be written beside and renamed over
+    (``target.tmp-PID`` was refused as too long)."""
+    folder = os.path.dirname(os.path.abspath(target))
+    for _ in range(100):
+        tmp = os.path.join(folder, f"{TEMP_PREFIX}{os.urandom(6).hex()}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temp file name in {folder}")
+
+
 def _write_beside(rows: Iterable[dict[str, Any]], fmt: str, output: str, target: str, mode: int | None) -> int:
     """Write ``target``'s new content to a file beside it, give it ``mode``, and rename it over ``target``."""
-    tmp = f"{target}.tmp-{os.getpid()}"
+    tmp = None
     try:
         # Private from the start when the target is: the rows are written only once the mode is set.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666 if mode is None else mode & 0o777)
+        fd, tmp = new_temp_beside(target, 0o666 if mode is None else mode & 0o777)
         with open(fd, "w", encoding="utf-8", newline="") as handle:
             if mode is not None:
                 os.fchmod(fd, mode)  # exactly the old file's mode, whatever the umask: it was chosen on purpose
@@ -89,7 +107,7 @@ def _write_beside(rows: Iterable[dict[str, Any]], fmt: str, output: str, target:
     except OSError as exc:
         raise LabelyardError(f"{output}: cannot write: {exc.strerror}") from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
     return count
 

@@ -329,7 +329,7 @@ class Store:
         self._writer_lock.close()
         self._wal_backlog.close()
 
-    _BACKUP_TMP = ".labelyard-backup-tmp"  # a backup's temp file: DEST.<random>.labelyard-backup-tmp
+    _BACKUP_TMP = ".labelyard-backup-tmp"  # a backup's temp file beside DEST: .ly-<random>.labelyard-backup-tmp
     # what earlier versions left in a backup folder (a sink's own PATH.labelyard-tmp is not a backup's)
     _OLD_BACKUP_TMP = re.compile(r"labelyard-\d{8}T\d{6}Z(-\d+)?\.db\.labelyard-tmp")
     _BACKUP_SIDECARS = ("-journal", "-wal", "-shm")  # SQLite's files beside it
@@ -385,8 +385,10 @@ class Store:
         """
         import fcntl
 
+        folder = os.path.dirname(os.path.abspath(dest))
         for _ in range(100):
-            tmp = f"{dest}.{os.urandom(6).hex()}{cls._BACKUP_TMP}"
+            # a short name, not DEST's: a DEST as long as a name may be (255 bytes) must still work
+            tmp = os.path.join(folder, f".ly-{os.urandom(6).hex()}{cls._BACKUP_TMP}")
             try:
                 fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o660)
             except FileExistsError:
