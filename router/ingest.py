@@ -416,7 +416,7 @@ def csv_delimiter(header: str) -> str:
     return ","
 
 
-_DECIMAL_COMMA = re.compile(r"^\s*(\d*),(\d+)\s*$")  # 0,85 as a spreadsheet with a decimal comma writes it
+_DECIMAL_COMMA = re.compile(r"^\s*([0-9]*),([0-9]+)\s*$")  # 0,85 as a spreadsheet with a decimal comma writes it
 _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
 
 
@@ -454,10 +454,10 @@ def _csv_row(record: dict[str, Any], label_type: str | None = None) -> dict[str,
         prediction["label"] = csv_label(label, label_type)
     confidence = get("prediction_confidence")
     if confidence is not None:
-        try:
-            prediction["confidence"] = float(_DECIMAL_COMMA.sub(r"\1.\2", confidence))
-        except ValueError:
-            raise RowError(f"confidence {confidence!r} is not a number") from None
+        text = _number_text(confidence)
+        if text is None:  # float() alone takes `0.9_5`, `٠.٥`, `nan`
+            raise RowError(f"`prediction_confidence` {_shown(confidence)} is not a number")
+        prediction["confidence"] = float(text)
     model = get("prediction_model")
     if model is not None:
         prediction["model"] = model
@@ -478,7 +478,9 @@ CSV_LABEL_EXAMPLES = {  # the label types a CSV cell holds as JSON, as `labelyar
     "spans": '[{"start": 0, "end": 3, "label": "x"}]',
     "boxes": '[{"x": 0, "y": 0, "width": 10, "height": 20, "label": "x"}]',
 }
-_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+# ASCII digits only: `\d` alone is any script's digit, and Python's int() and float() take them
+# (`٥`) and underscores (`0_5`); a cell is a number only as a spreadsheet or JSON writes one
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 def csv_label(cell: str, label_type: str | None) -> Any:
@@ -499,18 +501,29 @@ def csv_label(cell: str, label_type: str | None) -> Any:
         raise RowError("`prediction_label`: JSON nested too deeply") from None
 
 
+def _number_text(cell: str) -> str | None:
+    """A number cell (``5``, ``-4.5``, ``1e3``, ``4,5`` with a decimal comma, ASCII digits) as
+    text ``int()`` or ``float()`` reads the same; ``None`` when it is not one."""
+    text = _DECIMAL_COMMA.sub(r"\1.\2", cell).strip()
+    return text if _NUMBER.fullmatch(text) else None
+
+
+def _shown(cell: str) -> str:
+    """A cell quoted for a reason, cut to 40 characters."""
+    return json.dumps(cell if len(cell) <= 40 else cell[:37] + "...", ensure_ascii=False)
+
+
 def _csv_number(cell: str) -> int | float:
     """A number cell: ``5``, ``4.5``, ``1e3``, or ``4,5`` with a decimal comma; finite."""
-    text = _DECIMAL_COMMA.sub(r"\1.\2", cell).strip()
-    if _NUMBER.fullmatch(text):
+    text = _number_text(cell)
+    if text is not None:
         try:
             value: Any = int(text) if text.lstrip("+-").isdigit() else float(text)
         except ValueError:  # more digits than Python converts
             value = None
         if finite_number(value):
             return value
-    shown = cell if len(cell) <= 40 else cell[:37] + "..."
-    raise RowError(f"`prediction_label` {json.dumps(shown, ensure_ascii=False)} is not a finite number")
+    raise RowError(f"`prediction_label` {_shown(cell)} is not a finite number")
 
 
 def check_row(row: Any, line: int, choices: tuple[str, ...], reserved: set[str]) -> TaskInput:

@@ -158,7 +158,7 @@ def test_semicolon_csv_with_decimal_commas_as_european_excel_saves_it(pets):
     assert (s1["task"]["data"], s1["prediction"]["confidence"], s1["task"]["status"]) == (
         {"caption": "cat; asleep"}, 0.97, "done")
     assert pets.json("show", "s2", "--json")["prediction"]["confidence"] == 0.5
-    assert rejects_by_line(pets)[4]["reason"] == "confidence '1,2,3' is not a number"
+    assert rejects_by_line(pets)[4]["reason"] == '`prediction_confidence` "1,2,3" is not a number'
 
 
 def test_the_csv_separator_is_the_first_one_in_the_header():

@@ -216,3 +216,45 @@ def test_the_rejects_hint_quotes_the_database_path(run, tmp_path):
     proc = run.ok("ingest", "-", "--format", "jsonl", input='{bad\n', env=env)
     assert proc.stderr == (f"rejected rows are kept with their reasons: labelyard rejects --db '{folder / 'l.db'}' "
                            f"--source '<stdin {STAMP}>'\n")
+
+
+# -- 6: a CSV confidence is a number as a spreadsheet writes one -----------------------------------
+def test_a_csv_confidence_is_ascii_digits_without_underscores(project, tmp_path):
+    (tmp_path / "c.csv").write_text(
+        "id;prediction_label;prediction_confidence\n"
+        "ok1;a;0.95\n"
+        "ok2;a; 0,85 \n"  # a decimal comma, spaces around
+        "ok3;a;1e-1\n"
+        "u1;a;0.9_5\n"  # float() takes underscores: 0.95
+        "u2;a;0_5\n"  # 5.0, then 'outside 0..1'
+        "ar;a;\u0660.\u0665\n"  # Arabic-Indic digits: float() reads 0.5
+        "nn;a;nan\n"
+        "hi;a;1.5\n", encoding="utf-8")
+    assert counts(project.json("ingest", "c.csv", "--json")) == (3, 5)
+    confidences = {ident: project.json("show", ident, "--json")["prediction"]["confidence"]
+                   for ident in ("ok1", "ok2", "ok3")}
+    assert confidences == {"ok1": 0.95, "ok2": 0.85, "ok3": 0.1}
+    assert reasons(project, "--source", "c.csv") == {
+        5: '`prediction_confidence` "0.9_5" is not a number',
+        6: '`prediction_confidence` "0_5" is not a number',
+        7: '`prediction_confidence` "\u0660.\u0665" is not a number',
+        8: '`prediction_confidence` "nan" is not a number',
+        9: "`prediction.confidence` 1.5 is outside 0..1"}
+
+    rows = [{"id": "j1", "prediction": {"label": "a", "confidence": 0.95}},
+            {"id": "j2", "prediction": {"label": "a", "confidence": 0}},
+            {"id": "j3", "prediction": {"label": "a", "confidence": 1e-1}}]
+    (tmp_path / "j.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    assert counts(project.json("ingest", "j.jsonl", "--json")) == (3, 0)  # JSON numbers as before
+    assert [project.json("show", r["id"], "--json")["prediction"]["confidence"] for r in rows] == [0.95, 0, 0.1]
+
+
+def test_a_csv_number_label_is_ascii_digits_too(run, tmp_path):
+    run.ok("init")
+    (tmp_path / "n.workflow.yaml").write_text(WORKFLOW.replace("{type: choice, choices: [a, b]}", "{type: number}"),
+                                              encoding="utf-8")
+    run.ok("apply", "n.workflow.yaml")
+    (tmp_path / "n.csv").write_text("id,prediction_label\nn1,5\nn2,\u0665\nn3,1_0\n", encoding="utf-8")
+    assert counts(run.json("ingest", "n.csv", "--json")) == (1, 2)
+    assert reasons(run) == {3: '`prediction_label` "\u0665" is not a finite number',
+                            4: '`prediction_label` "1_0" is not a finite number'}
