@@ -595,12 +595,17 @@ def show(task: str, db: str | None, as_json: bool) -> None:
 @db_option
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
 @click.option("-o", "--output", default="-", help="Output file (default: standard output).")
-def export(db: str | None, fmt: str, output: str) -> None:
+@click.option("--spreadsheet-safe", "safe", is_flag=True,
+              help="CSV for spreadsheets: a ' before every cell that starts with = + - @, a tab or a CR, so none "
+                   "runs as a formula (the file is then for reading, not for ingesting again).")
+def export(db: str | None, fmt: str, output: str, safe: bool) -> None:
     """Export final labels (gold tasks left out)."""
     from .export import write_export
 
+    if safe and fmt != "csv":
+        raise click.UsageError("--spreadsheet-safe is for --format csv")
     engine = _engine(db)
-    count = write_export(engine.export_rows(), fmt, output, db_path=engine.store.path)
+    count = write_export(engine.export_rows(), fmt, output, db_path=engine.store.path, safe=safe)
     if output != "-":
         click.echo(f"exported {count} tasks to {output}", err=True)
 

@@ -13,6 +13,9 @@ from typing import Any
 from .errors import LabelyardError
 
 CSV_FIELDS = ("id", "label", "final_by", "rule", "final_at", "category")
+# What makes a spreadsheet read a cell as a formula (or, after a tab or CR, may): OWASP's list
+# for CSV injection (CWE-1236). `export --spreadsheet-safe` puts a `'` before such a cell.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 # The files beside a database that Labelyard or SQLite writes, by suffix: none of them is an output.
 DATABASE_FILES = (("", "the database itself"), ("-wal", "the database's write-ahead log"),
@@ -41,15 +44,27 @@ def refuse_database_file(target: str, db_path: str, doing: str) -> None:
         raise LabelyardError(f"{target} is {what} ({os.path.realpath(db_path)}): {doing} somewhere else")
 
 
-def write_export(rows: Iterable[dict[str, Any]], fmt: str, output: str, db_path: str | None = None) -> int:
+def spreadsheet_safe(cell: Any) -> Any:
+    """``cell`` as a spreadsheet shows and never runs: text that starts with ``=``, ``+``,
+    ``-``, ``@``, a tab or a CR gets a leading ``'``, so the spreadsheet shows it as text
+    (with the ``'``) instead of reading a formula; anything else is returned as it is."""
+    return "'" + cell if isinstance(cell, str) and cell.startswith(FORMULA_STARTS) else cell
+
+
+def write_export(rows: Iterable[dict[str, Any]], fmt: str, output: str, db_path: str | None = None, *,
+                 safe: bool = False) -> int:
     """Write ``rows`` to ``output`` (``-`` for standard output); returns how many were written.
 
     A file is written beside its target and renamed into place, so a crash
     never leaves half an export behind; an existing file keeps its mode, and a
     symlink keeps pointing where it did (its target is replaced). A target
     that is not a regular file (a FIFO, ``/dev/null``) is written in place.
-    ``db_path``'s own files are refused.
+    ``db_path``'s own files are refused. With ``safe`` (CSV), every cell goes through
+    :func:`spreadsheet_safe`; without it cells are written as stored, so that the file
+    can be ingested again.
     """
+    if safe and fmt == "csv":
+        rows = map(_spreadsheet_safe_row, rows)
     if output == "-":
         return _write(rows, fmt, sys.stdout)
     if db_path is not None:
@@ -110,6 +125,14 @@ def _write_beside(rows: Iterable[dict[str, Any]], fmt: str, output: str, target:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
     return count
+
+
+def _spreadsheet_safe_row(row: dict[str, Any]) -> dict[str, Any]:
+    """The CSV cells of an export row as :func:`spreadsheet_safe` makes them (a label that is
+    not text is written as JSON, so a negative number gets its `'` too)."""
+    label = row["label"]
+    label = label if isinstance(label, str) else json.dumps(label, ensure_ascii=False)
+    return {name: spreadsheet_safe(label if name == "label" else row[name]) for name in CSV_FIELDS}
 
 
 def _write(rows: Iterable[dict[str, Any]], fmt: str, handle) -> int:

