@@ -19,6 +19,13 @@ import click
 from .errors import LabelyardError
 
 
+# Ids and counts the database holds are SQLite integers: a larger number typed on the command line is
+# a usage error here, not an OverflowError where it meets SQLite.
+SQLITE_INT_MAX = 2**63 - 1
+AN_ID = click.IntRange(1, SQLITE_INT_MAX)
+A_COUNT = click.IntRange(0, SQLITE_INT_MAX)
+
+
 def _emit_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=None, default=str))
 
@@ -332,7 +339,7 @@ def _stream_source(engine, name: str) -> str:
 
 @main.command()
 @db_option
-@click.option("--limit", default=50, show_default=True)
+@click.option("--limit", type=A_COUNT, default=50, show_default=True)
 @click.option("--source", default=None, metavar="FILE",
               help="Only the rows of this input file (even one deleted since), of one read of standard "
                    "input or a pipe (`<stdin 2026-11-28T06:01:02Z>` as listed), or of a plugin source's origin.")
@@ -511,7 +518,7 @@ def _resumed(engine: Any, worker: str, queue: str | None) -> dict:
 
 
 @main.command()
-@click.argument("assignment", type=int)
+@click.argument("assignment", type=AN_ID)
 @db_option
 @as_option
 @click.option("--label", default=None, help="The label (a choice).")

@@ -58,7 +58,7 @@ def _report(report, as_json: bool, say: Callable[[dict[str, Any]], str]) -> None
 
 def register(main: click.Group) -> None:
     """Add this module's commands to the ``labelyard`` group."""
-    from .cli import _emit_json, _engine, as_option, db_option
+    from .cli import AN_ID, _emit_json, _engine, as_option, db_option
 
     @main.command()
     @db_option
@@ -117,7 +117,8 @@ def register(main: click.Group) -> None:
 
     @main.command()
     @click.argument("tasks", nargs=-1)
-    @click.option("--assignment", "assignment_id", type=int, default=None, help="Release this one assignment.")
+    @click.option("--assignment", "assignment_id", type=AN_ID, default=None, metavar="ID",
+                  help="Release this one assignment.")
     @_bulk_options
     def release(tasks, assignment_id, db, worker, where, dry_run, as_json) -> None:
         """Release the active assignment(s) of TASK(s) (or --assignment ID): the slot goes back to the queue."""
