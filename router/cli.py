@@ -96,7 +96,11 @@ def db_option(func: Callable) -> Callable:
         root = ctx.find_root()
         given_here = db is not None and ctx.get_parameter_source("db") == click.core.ParameterSource.COMMANDLINE
         # `labelyard --db X cmd` wins over LABELYARD_DB (which also fills this command's --db)
-        chosen = db if given_here else ((root.params.get("db") if root.params else None) or db)
+        before = root.params.get("db") if root.params else None
+        chosen = db if given_here else (db if before is None else before)
+        if chosen == "":  # typed, or a variable that expanded to nothing: never the default's database
+            raise LabelyardError("--db is empty: name the database file, or leave --db out for $LABELYARD_DB "
+                                 "or ./labelyard.db")
         ctx.meta[DB_META] = chosen  # named if the file turns out to be damaged (LabelyardGroup.invoke)
         return ctx.invoke(func, *args, db=chosen, **kwargs)
 

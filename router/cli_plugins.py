@@ -84,9 +84,9 @@ def register(main: click.Group) -> None:
         the others did is kept. See docs/cron.md.
         """
         from .runner import Runner, base_dir_of, open_for_run, run_lock
-        from .store import Store, default_db_path
+        from .store import Store, database_path
 
-        path = db or default_db_path()
+        path = database_path(db)
         Store.open(path).close()  # a missing or old database is reported before anything else
         with run_lock(path) as holder:
             if holder is not None:
@@ -119,9 +119,9 @@ def register(main: click.Group) -> None:
 def _workflow_modules(db: str | None) -> list[str]:
     """The active workflow's ``plugins:`` list, when there is a database with one."""
     from .errors import LabelyardError
-    from .store import Store, default_db_path, loads
+    from .store import Store, database_path, loads
 
-    path = db or default_db_path()
+    path = database_path(db)
     if not os.path.exists(path):
         return []
     try:

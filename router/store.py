@@ -54,8 +54,18 @@ TASK_COLUMNS = ", ".join(TASK_INSERT_COLUMNS)  # for SELECTs of whole task rows
 
 
 def default_db_path() -> str:
-    """``LABELYARD_DB`` or ``./labelyard.db``."""
+    """``LABELYARD_DB`` or ``./labelyard.db`` (an empty ``LABELYARD_DB`` is unset, as click reads it)."""
     return os.environ.get("LABELYARD_DB") or "labelyard.db"
+
+
+def database_path(path: str | None) -> str:
+    """The database file ``path`` names; ``None`` is :func:`default_db_path`. An empty path is a
+    mistake (a variable that expanded to nothing), never another project's database."""
+    if path is None:
+        return default_db_path()
+    if not path:
+        raise LabelyardError("the database path is empty")
+    return path
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -245,7 +255,7 @@ class Store:
     @classmethod
     def open(cls, path: str | None = None) -> "Store":
         """Open an initialised database; raise :class:`NotInitialised` otherwise."""
-        path = path or default_db_path()
+        path = database_path(path)
         if not os.path.exists(path):
             raise NotInitialised(f"{path}: no Labelyard database here; run `labelyard init` first (or pass --db)")
         conn = None
@@ -271,7 +281,7 @@ class Store:
         """Create or migrate the database file; returns the store and the migrations applied."""
         from .migrations import migrate
 
-        path = path or default_db_path()
+        path = database_path(path)
         existed = os.path.exists(path)
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent):

@@ -55,3 +55,28 @@ def test_ids_and_limits_at_sqlites_bounds_still_work(run, write_workflow):
     assert proc.returncode == 1 and top in proc.stderr, proc.stderr
     assert run.ok("rejects", "--limit", top).stdout == ""
     assert run.json("rejects", "--limit", "0", "--json") == []
+
+
+# -- an empty --db ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [("status", "--db", ""), ("--db", "", "status"), ("init", "--db", ""),
+                                  ("--db", "", "workers", "list"), ("claim", "--db", "", "--as", "ann")])
+def test_an_empty_db_option_is_refused_not_replaced_by_the_default(run, write_workflow, tmp_path, args):
+    project(run, write_workflow)  # LABELYARD_DB names this project: `--db ""` used to fall back to it
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = run(*args, cwd=elsewhere)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr == "labelyard: --db is empty: name the database file, or leave --db out for " \
+                          "$LABELYARD_DB or ./labelyard.db\n"
+    assert proc.stdout == "" and list(elsewhere.iterdir()) == []
+    assert run.json("claim", "--as", "ann", "--json")["external_id"] == "T1"  # nothing was claimed
+
+
+def test_an_empty_labelyard_db_is_unset(run, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    run.ok("init", env={"LABELYARD_DB": ""}, cwd=elsewhere)
+    assert (elsewhere / "labelyard.db").is_file()
+    assert run.json("status", "--json", env={"LABELYARD_DB": ""}, cwd=elsewhere)["total"] == 0
