@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 from router import hookimpl
 from router.plugin_api import (PluginError, PluginRun, RowError, RowProblem, Setting, SourcePart, TaskInput,
-                               decode_document)
+                               decode_document, escaped, is_utf8)
 
 from ._files import chunks
 
@@ -51,29 +51,15 @@ def read(run: PluginRun) -> Iterator[SourcePart]:
     )
     count = 0
     for batch in chunks(names, 1000):
-        known = run.known(prefix + n for n in batch if _utf8(n))
+        known = run.known(prefix + n for n in batch if is_utf8(n))
         rows: list[TaskInput | RowProblem] = []
         for name in batch:
             count += 1
-            if not _utf8(name):  # an id, a path in `data`: text that the database and JSON can hold
-                rows.append(RowProblem(count, f"{_escaped(name)}: file name is not UTF-8", None))
+            if not is_utf8(name):  # an id, a path in `data`: text that the database and JSON can hold
+                rows.append(RowProblem(count, f"{escaped(name)}: file name is not UTF-8", None))
             elif prefix + name not in known:
                 rows.append(_task(folder, name, prefix, count, text_ext, limit))
         yield SourcePart(folder, rows, {"files": count})
-
-
-def _utf8(name: str) -> bool:
-    """Whether a file name (as the file system gave it: bytes that are not UTF-8 as surrogates) is UTF-8."""
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _escaped(name: str) -> str:
-    """A file name that is not UTF-8, its bad bytes written out: ``lat\\xe9.txt``."""
-    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def _task(folder: str, name: str, prefix: str, line: int, text_ext: tuple, limit: int) -> TaskInput | RowProblem:

@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from .errors import LabelyardError
+from .os_text import escaped, utf8_problem
 
 
 # Ids and counts the database holds are SQLite integers: a larger number typed on the command line is
@@ -58,6 +59,11 @@ class LabelyardGroup(click.Group):
             where = f"{exc.filename}: " if exc.filename else ""
             click.echo(f"labelyard: {where}{exc.strerror or exc}", err=True)
             ctx.exit(1)
+        except UnicodeEncodeError as exc:  # text that is not UTF-8 got past the checks (TEXT, _worker)
+            if not isinstance(exc.object, str) or utf8_problem(exc.object) is None:
+                raise
+            click.echo(f"labelyard: {_not_utf8('text', exc.object)}", err=True)
+            ctx.exit(1)
         except Exception as exc:
             message = damaged_database_message(exc, ctx.meta.get(DB_META))
             if message is None:
@@ -83,6 +89,52 @@ def damaged_database_message(exc: BaseException, db: str | None) -> str | None:
     return (f"{path}: the database file is damaged ({text}); stop writing to it and restore the latest "
             f"copy `labelyard backup` made (keep the damaged file: `sqlite3 {shlex.quote(path)} .recover` "
             "may salvage it)")
+
+
+def _shown(text: str) -> str:
+    """``text`` quoted for a message, its bytes that are not UTF-8 and its control characters written out."""
+    from .render import visible
+
+    return f"'{visible(escaped(text))}'"
+
+
+def _not_utf8(what: str, text: str) -> str:
+    """The message for ``text`` that is not UTF-8: ``argument TASK 'Zo\\xeb' is not valid UTF-8; …``."""
+    return f"{what} {_shown(text)} is not valid UTF-8; Labelyard keeps text as UTF-8: type it in UTF-8"
+
+
+class Utf8Text(click.ParamType):
+    """Text typed on the command line (a name, an id, a reason, an expression), refused when it is not
+    UTF-8 (a Latin-1 terminal, a pasted file name): ``argument NAME 'Zo\\xeb' is not valid UTF-8``,
+    exit 1, rather than a traceback where SQLite or JSON meets it. Paths are not this type: a file
+    whose name is not UTF-8 can still be read (see :data:`PATH_PARAMETERS`)."""
+
+    name = "text"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str):
+            if utf8_problem(value) is not None:
+                what = "value" if param is None else (f"option {param.opts[0]}" if isinstance(param, click.Option)
+                                                      else f"argument {param.human_readable_name}")
+                raise LabelyardError(_not_utf8(what, value))
+        return value
+
+
+TEXT = Utf8Text()
+# Text parameters that name files: any bytes are a path (ingest stores the source's name with its bad
+# bytes written out, router.os_text.source_name). click.Path parameters are paths too.
+PATH_PARAMETERS = frozenset({"db", "output", "folder", "source"})
+
+
+def check_text_parameters(group: click.Group) -> None:
+    """Make every plain text parameter of ``group``'s commands (and their subcommands') :data:`TEXT`,
+    but paths: done once, so a new option is checked without anyone remembering to."""
+    for command in group.commands.values():
+        for param in command.params:
+            if param.type is click.STRING and param.name not in PATH_PARAMETERS:
+                param.type = TEXT
+        if isinstance(command, click.Group):
+            check_text_parameters(command)
 
 
 def db_option(func: Callable) -> Callable:
@@ -120,6 +172,8 @@ def _worker(name: str | None) -> str:
     chosen, source = (name, "--as") if name is not None else (current_user(), current_user_source())
     if not chosen.strip():
         raise LabelyardError(f"{source} is {chosen!r}: a worker needs a name")
+    if utf8_problem(chosen) is not None:  # LABELYARD_WORKER or the user name: the environment's bytes
+        raise LabelyardError(_not_utf8(source, chosen))
     return chosen
 
 
@@ -237,7 +291,7 @@ def apply(file: str, db: str | None, replace: bool, hold_orphans: bool, as_json:
         raise LabelyardError(f"{file}: {exc.strerror}") from None
     engine = _engine(db)
     _refuse_sinks_into_database(text, file, engine.store.path)
-    result = engine.apply(text, file, replace=replace, actor=_worker(worker), hold_orphans=hold_orphans)
+    result = engine.apply(text, escaped(file), replace=replace, actor=_worker(worker), hold_orphans=hold_orphans)
     if as_json:
         _emit_json(result)
         return
@@ -299,7 +353,7 @@ def ingest(source: str, db: str | None, as_json: bool, quiet: bool, fmt: str | N
         if what is not None:  # no rows there, and reading it beside the open connection drops SQLite's locks
             raise LabelyardError(f"{source} is {what} ({os.path.realpath(engine.store.path)}), not a file of tasks")
         rows = read_file(source, choices, fmt, label_type=label_type)
-        source_name = _stream_source(engine, os.path.abspath(source)) if stream else os.path.abspath(source)
+        source_name = _file_source(engine, source, stream)
     show_progress = not (as_json or quiet) and sys.stderr.isatty() and not stream  # a pipe cannot be counted first
     if show_progress:
         from .progress import line_progress
@@ -323,6 +377,15 @@ def ingest(source: str, db: str | None, as_json: bool, quiet: bool, fmt: str | N
             only = f" --source {shlex.quote(source_name)}" if stream else ""
             click.echo("rejected rows are kept with their reasons: "
                        f"labelyard rejects --db {shlex.quote(engine.store.path)}{only}", err=True)
+
+
+def _file_source(engine, path: str, stream: bool) -> str:
+    """The source a file's rejects are kept under: its absolute path (bytes of a name that is not
+    UTF-8 written out, as the folder source writes them), or for a pipe, this one read of it."""
+    from .os_text import source_name  # not at the top: `ingest` names its result `source_name`
+
+    name = source_name(path)
+    return _stream_source(engine, name) if stream else name
 
 
 def _stream_source(engine, name: str) -> str:
@@ -377,10 +440,10 @@ def rejects(db: str | None, limit: int, source: str | None, clear: bool, as_json
 def _stored_source(store, source: str) -> str:
     """The source ``--source`` names: a file's absolute path, as ingest stores it, whether or not
     the file still exists; the name as given when only it has rejects (``<stdin …>``, a plugin's origin)."""
-    import os
+    from .os_text import source_name
 
-    absolute = os.path.abspath(source)
-    return source if not store.rejects(1, absolute) and store.rejects(1, source) else absolute
+    absolute, as_given = source_name(source), escaped(source)
+    return as_given if not store.rejects(1, absolute) and store.rejects(1, as_given) else absolute
 
 
 @main.group()
@@ -694,10 +757,10 @@ def demo(folder: str, tasks: int, steps: int, seed: int, as_json: bool) -> None:
         _emit_json(result)
     elif sys.stdout.isatty() and sys.stdin.isatty():  # on a terminal, the demo opens the TUI
         from .cli_tui import open_tui
-        from .engine import Engine, current_user
+        from .engine import Engine
 
+        user = _worker(None)
         engine = Engine.open(result["db"])
-        user = current_user()
         if engine.store.worker(user) is None:
             engine.add_worker(user, ["lead"], [], None, actor="demo")  # so the demo's lead actions work
         engine.close()
@@ -713,6 +776,7 @@ def _register_extra_commands() -> None:
 
 
 _register_extra_commands()
+check_text_parameters(main)
 
 
 if __name__ == "__main__":  # pragma: no cover

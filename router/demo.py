@@ -18,6 +18,7 @@ from typing import Any
 from .engine import Engine
 from .errors import LabelyardError, NothingToDo
 from .ingest import read_file
+from .os_text import escaped, source_name
 from .store import Store
 
 WORKFLOW_FILE = "ticket-triage.workflow.yaml"
@@ -93,12 +94,12 @@ def run_demo(folder: str, *, tasks: int = 300, steps: int = 350, seed: int = 7,
 
     store, _ = Store.init(db)
     engine = Engine(store)
-    engine.apply(sample_workflow_text(), workflow_path, actor="demo")
+    engine.apply(sample_workflow_text(), escaped(workflow_path), actor="demo")
     accuracy: dict[str, float] = {}
     for name, roles, skills, acc in WORKERS:
         engine.add_worker(name, roles, skills, capacity=3, actor="demo")
         accuracy[name] = acc
-    report = engine.ingest(read_file(inbox, engine.workflow.labels.choices), os.path.abspath(inbox))
+    report = engine.ingest(read_file(inbox, engine.workflow.labels.choices), source_name(inbox))
     say(f"demo project in {os.path.abspath(folder)}")
     say(f"ingested {report.ingested} tickets: " + ", ".join(f"{rule} {n}" for rule, n in report.routed.most_common()))
 

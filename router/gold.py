@@ -26,6 +26,7 @@ from typing import Any
 from . import clock
 from .consensus import same_label
 from .errors import LabelyardError
+from .os_text import source_name
 from .store import dumps_finite, loads, text_problem
 
 
@@ -112,7 +113,7 @@ def add_gold(engine, path: str, actor: str) -> GoldReport:
     if not os.path.isfile(path):
         raise LabelyardError(f"{path}: no such file")
     workflow = engine.workflow
-    source = os.path.abspath(path)
+    source = source_name(path)  # as ingest keeps a file's rejects
     fallback = default_queue(workflow)
     rows: list[tuple[Any, Any, str]] = []
     problems: list[tuple[str, int, str, str, float]] = []

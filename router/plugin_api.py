@@ -17,11 +17,12 @@ from typing import Any
 
 from .ingest import (JSON_RESERVED, RowError, RowProblem, TaskInput, check_row, decode_document, decode_line,
                      parse_jsonl_line, read_file)
+from .os_text import escaped, is_utf8
 
 __all__ = [
     "PluginRun", "SourcePart", "FinalTask", "ReviewItem", "Verdict", "Notification", "PluginError",
     "TaskInput", "RowProblem", "RowError", "check_row", "read_file", "parse_jsonl_line", "decode_line",
-    "decode_document", "JSON_RESERVED", "approve", "reject", "Setting",
+    "decode_document", "JSON_RESERVED", "approve", "reject", "Setting", "is_utf8", "escaped",
 ]
 
 

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from .errors import LabelyardError, NotInitialised
+from .os_text import utf8_problem
 from .writer_lock import WriterLock
 
 BUSY_TIMEOUT_MS = 5000
@@ -110,16 +111,7 @@ def text_problem(value: Any) -> str | None:
     if value is None:
         return None
     text = value if isinstance(value, str) else dumps(value)
-    if text.isascii():
-        return None
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        code = ord(text[exc.start])
-        if 0xDC80 <= code <= 0xDCFF:  # a byte smuggled in by surrogateescape
-            return f"byte 0x{code - 0xDC00:02x} is not UTF-8"
-        return f"a lone UTF-16 surrogate (\\u{code:04x}) is not text"
-    return None
+    return None if text.isascii() else utf8_problem(text)
 
 
 def _latest_voted_tasks(in_queue: bool) -> str:

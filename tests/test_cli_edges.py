@@ -80,3 +80,54 @@ def test_an_empty_labelyard_db_is_unset(run, tmp_path):
     run.ok("init", env={"LABELYARD_DB": ""}, cwd=elsewhere)
     assert (elsewhere / "labelyard.db").is_file()
     assert run.json("status", "--json", env={"LABELYARD_DB": ""}, cwd=elsewhere)["total"] == 0
+
+
+# -- arguments that are not UTF-8 ------------------------------------------------------------
+
+ZOE = "Zo\udceb"  # what Python makes of the bytes `Zo\xeb` (Latin-1 ë) in argv or the environment
+
+
+@pytest.mark.parametrize("args, env, named", [
+    (("show", ZOE), {}, "argument TASK"),
+    (("workers", "add", ZOE, "--role", "annotator"), {}, "argument NAME"),
+    (("workers", "add", "zoe", "--role", "annotator", "--skill", ZOE), {}, "option --skill"),
+    (("claim", "--as", ZOE), {}, "option --as"),
+    (("claim",), {"LABELYARD_WORKER": ZOE}, "LABELYARD_WORKER"),
+    (("hold", "T1", "--reason", ZOE), {}, "option --reason"),
+    (("hold", "--where", f'task.external_id == "{ZOE}"'), {}, "option --where"),
+    (("priority", ZOE, "3"), {}, "argument ARGS"),
+    (("explain", ZOE), {}, "argument TASK"),
+])
+def test_text_arguments_that_are_not_utf8_are_refused_in_one_line(run, write_workflow, args, env, named):
+    project(run, write_workflow)
+    proc = run(*args, env=env)  # was a UnicodeEncodeError traceback
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith(f"labelyard: {named} '") and proc.stderr.count("\n") == 1, proc.stderr
+    assert "Zo\\xeb" in proc.stderr and "' is not valid UTF-8; " in proc.stderr
+    assert run.json("status", "--json")["tasks"]["open"] == 1  # nothing changed
+
+
+def test_a_file_whose_name_is_not_utf8_is_ingested_and_its_rejects_found_by_that_name(run, write_workflow, tmp_path):
+    project(run, write_workflow)
+    name = "caf\udce9.jsonl"
+    (tmp_path / name).write_text(json.dumps({"id": "T2", "data": {}}) + "\nnot json\n", encoding="utf-8")
+    proc = run.ok("ingest", name)
+    assert proc.stdout.startswith("ingested 1, duplicates 0, rejected 1")
+    stored = run.json("rejects", "--json")
+    assert [(r["source"], r["line"]) for r in stored] == [(str(tmp_path / "caf\\xe9.jsonl"), 2)]
+    assert run.ok("rejects", "--source", name).stdout.startswith(str(tmp_path / "caf\\xe9.jsonl") + ":2: ")
+    proc = run.ok("ingest", name)  # again: the same source, its reject updated rather than added
+    assert proc.stdout.startswith("ingested 0, duplicates 1, rejected 1")
+    assert len(run.json("rejects", "--json")) == 1
+    cleared = run.json("rejects", "--source", name, "--clear", "--json")
+    assert cleared == {"cleared": 1}
+
+
+def test_gold_and_workflow_files_whose_names_are_not_utf8_are_read(run, write_workflow, tmp_path):
+    project(run, write_workflow)
+    gold = tmp_path / "g\udce9.jsonl"
+    gold.write_text(json.dumps({"id": "G1", "data": {}, "answer": "cat"}) + "\n{\n", encoding="utf-8")
+    assert run.ok("gold", "add", gold.name).stdout == "gold: added 1, updated 0, rejected 1\n"
+    assert run.json("rejects", "--json")[0]["source"] == str(tmp_path / "g\\xe9.jsonl")
+    changed = write_workflow(SMALL_WORKFLOW.replace("overlap: 1}", "overlap: 2}"), name="p\udce9.workflow.yaml")
+    assert run.ok("apply", changed.name).stdout == "applied pets version 2\n"
