@@ -743,7 +743,8 @@ def backup(dest: str, db: str | None, force: bool, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--dir", "folder", default="labelyard-demo", show_default=True, help="Folder for the demo project.")
+@click.option("--dir", "folder", default="labelyard-demo", show_default=True,
+              help="Folder for the demo project: a new or empty one, or one an earlier demo made (rebuilt).")
 @click.option("--tasks", default=300, show_default=True, help="How many tasks to generate.")
 @click.option("--steps", default=350, show_default=True, help="How many claims the simulated annotators make.")
 @click.option("--seed", default=7, show_default=True)

@@ -19,9 +19,16 @@ from .engine import Engine
 from .errors import LabelyardError, NothingToDo
 from .ingest import read_file
 from .os_text import escaped, source_name
+from .render import visible
 from .store import Store
 
 WORKFLOW_FILE = "ticket-triage.workflow.yaml"
+# The demo writes this file into its folder before anything else. A later demo clears and rewrites only
+# a folder that holds it, or a new or empty one: `--dir` naming a real project is refused, not emptied.
+MARKER = ".labelyard-demo"
+MARKER_TEXT = ("This folder was made by `labelyard demo`. Running the demo here again deletes its labelyard.db "
+               "and rewrites its workflow and tickets; delete this file and the demo will leave the folder alone.\n")
+REPLACED = ("labelyard.db", WORKFLOW_FILE, "workflow.schema.json", "tickets.jsonl")
 CATEGORIES = ["billing", "bug", "feature", "spam"]
 SUBJECTS = {
     "billing": ["Charged twice this month", "Refund for annual plan", "Invoice shows wrong VAT"],
@@ -77,7 +84,7 @@ def run_demo(folder: str, *, tasks: int = 300, steps: int = 350, seed: int = 7,
     """Build and run the demo in ``folder``; returns the final status."""
     say = echo or (lambda _msg: None)
     rng = random.Random(seed)
-    os.makedirs(folder, exist_ok=True)
+    _claim_folder(folder)
     db = os.path.join(folder, "labelyard.db")
     for suffix in ("", "-wal", "-shm"):
         if os.path.exists(db + suffix):
@@ -124,6 +131,29 @@ def run_demo(folder: str, *, tasks: int = 300, steps: int = 350, seed: int = 7,
     engine.close()
     return {"folder": os.path.abspath(folder), "db": db, "ingested": report.ingested, "submitted": submitted,
             "status": status}
+
+
+def _claim_folder(folder: str) -> None:
+    """Make ``folder`` the demo's: a new folder, an empty one, or one an earlier demo made (it holds
+    :data:`MARKER`). Any other folder is refused before anything in it is touched, since the demo
+    deletes the database there and rewrites the workflow and the tickets."""
+    if not folder:
+        raise LabelyardError("--dir is empty: name a new folder for the demo project")
+    shown = visible(escaped(folder))
+    if os.path.isdir(folder):
+        entries = sorted(os.listdir(folder))
+        if entries and MARKER not in entries:
+            listed = ", ".join(visible(escaped(name)) for name in entries[:5])
+            more = f" and {len(entries) - 5} more" if len(entries) > 5 else ""
+            raise LabelyardError(
+                f"{shown}: not a folder the demo made (it holds {listed}{more}); the demo would replace "
+                f"{', '.join(REPLACED[:-1])} and {REPLACED[-1]} there: give --dir a new or empty folder")
+    elif os.path.lexists(folder):
+        raise LabelyardError(f"{shown}: exists and is not a folder; give --dir a new folder")
+    else:
+        os.makedirs(folder)
+    with open(os.path.join(folder, MARKER), "w", encoding="utf-8") as handle:  # first: a demo cut short is redone
+        handle.write(MARKER_TEXT)
 
 
 def _simulate_submit(engine: Engine, view: dict[str, Any], worker: str, truth: dict[str, str], accuracy: float,

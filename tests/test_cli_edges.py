@@ -131,3 +131,46 @@ def test_gold_and_workflow_files_whose_names_are_not_utf8_are_read(run, write_wo
     assert run.json("rejects", "--json")[0]["source"] == str(tmp_path / "g\\xe9.jsonl")
     changed = write_workflow(SMALL_WORKFLOW.replace("overlap: 1}", "overlap: 2}"), name="p\udce9.workflow.yaml")
     assert run.ok("apply", changed.name).stdout == "applied pets version 2\n"
+
+
+# -- demo --dir ------------------------------------------------------------------------------
+
+SMALL_DEMO = ("--tasks", "12", "--steps", "8")
+
+
+def test_demo_refuses_a_folder_it_did_not_make_and_leaves_it_as_it_was(run, write_workflow, tmp_path):
+    project(run, write_workflow)  # a real project: labelyard.db, t.jsonl, the workflow
+    (tmp_path / "tickets.jsonl").write_text("my own tickets\n", encoding="utf-8")
+    (tmp_path / "ticket-triage.workflow.yaml").write_text("my own workflow\n", encoding="utf-8")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    proc = run("demo", "--dir", ".", *SMALL_DEMO, env={"LABELYARD_DB": None})
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("labelyard: .: not a folder the demo made (it holds labelyard.db, ") and proc.stderr.count("\n") == 1
+    assert "the demo would replace labelyard.db, ticket-triage.workflow.yaml, workflow.schema.json and " \
+           "tickets.jsonl there: give --dir a new or empty folder" in proc.stderr
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    assert run.json("status", "--json")["total"] == 1  # the project's one task, not the demo's
+
+    proc = run("demo", "--dir", str(tmp_path), *SMALL_DEMO, "--json")
+    assert proc.returncode == 1 and f"{tmp_path}: not a folder the demo made" in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_demo_refuses_a_file_and_an_empty_dir(run, tmp_path):
+    (tmp_path / "notes").write_text("keep\n", encoding="utf-8")
+    proc = run("demo", "--dir", "notes", *SMALL_DEMO)
+    assert proc.returncode == 1 and proc.stderr == "labelyard: notes: exists and is not a folder; give --dir a new folder\n"
+    assert (tmp_path / "notes").read_text(encoding="utf-8") == "keep\n"
+    proc = run("demo", "--dir", "", *SMALL_DEMO)
+    assert proc.returncode == 1 and "--dir is empty" in proc.stderr
+
+
+def test_the_readmes_demo_runs_again_in_its_own_folder_and_in_an_empty_one(run, tmp_path):
+    first = run.json("demo", *SMALL_DEMO, "--json", env={"LABELYARD_DB": None})  # README: `labelyard demo`
+    folder = tmp_path / "labelyard-demo"
+    assert first["folder"] == str(folder) and (folder / ".labelyard-demo").is_file()
+    run.ok("claim", "--db", folder / "labelyard.db", "--as", "alice")  # work done in the demo...
+    again = run.json("demo", *SMALL_DEMO, "--json", env={"LABELYARD_DB": None})
+    assert again["status"] == first["status"] and again["status"]["total"] == 12  # ...rebuilt, not added to
+    (tmp_path / "empty").mkdir()
+    assert run.json("demo", "--dir", "empty", *SMALL_DEMO, "--json")["status"]["total"] == 12
