@@ -65,7 +65,7 @@ class LabelyardGroup(click.Group):
             click.echo(f"labelyard: {_not_utf8('text', exc.object)}", err=True)
             ctx.exit(1)
         except Exception as exc:
-            message = damaged_database_message(exc, ctx.meta.get(DB_META))
+            message = database_file_message(exc, ctx.meta.get(DB_META))
             if message is None:
                 raise
             click.echo(f"labelyard: {message}", err=True)
@@ -75,17 +75,24 @@ class LabelyardGroup(click.Group):
 DB_META = "labelyard.db"  # ctx.meta key: the database a command was given (shared by nested contexts)
 
 
-def damaged_database_message(exc: BaseException, db: str | None) -> str | None:
-    """What to tell a user whose database file is damaged (SQLite found it malformed), else ``None``."""
+def database_file_message(exc: BaseException, db: str | None) -> str | None:
+    """What to tell a user whose database file is damaged (SQLite found it malformed) or may not be
+    written (read-only, mid-command: SQLite opens a file it may only read and fails at the first
+    write), else ``None``."""
     sqlite3 = sys.modules.get("sqlite3")  # not loaded: the error cannot be SQLite's
     if sqlite3 is None or not isinstance(exc, sqlite3.DatabaseError):
         return None
+    path = db or os.environ.get("LABELYARD_DB") or "labelyard.db"
+    from .store import access_problem
+
+    problem = access_problem(exc, path)
+    if problem is not None:
+        return problem
     text = str(exc)
     if "malformed" not in text and "not a database" not in text:
         return None
     import shlex
 
-    path = db or os.environ.get("LABELYARD_DB") or "labelyard.db"
     return (f"{path}: the database file is damaged ({text}); stop writing to it and restore the latest "
             f"copy `labelyard backup` made (keep the damaged file: `sqlite3 {shlex.quote(path)} .recover` "
             "may salvage it)")
@@ -153,7 +160,7 @@ def db_option(func: Callable) -> Callable:
         if chosen == "":  # typed, or a variable that expanded to nothing: never the default's database
             raise LabelyardError("--db is empty: name the database file, or leave --db out for $LABELYARD_DB "
                                  "or ./labelyard.db")
-        ctx.meta[DB_META] = chosen  # named if the file turns out to be damaged (LabelyardGroup.invoke)
+        ctx.meta[DB_META] = chosen  # named if the file turns out damaged or read-only (LabelyardGroup.invoke)
         return ctx.invoke(func, *args, db=chosen, **kwargs)
 
     return wrapper

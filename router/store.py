@@ -69,6 +69,25 @@ def database_path(path: str | None) -> str:
     return path
 
 
+def access_problem(exc: BaseException, path: str, *, opening: bool = False) -> str | None:
+    """What to tell a user whose database SQLite may not write or open (a read-only file, a
+    read-only folder, files of another user), else ``None``. SQLite writes ``DB-wal`` and
+    ``DB-shm`` beside a WAL database even to read it, so a read-only folder stops every command."""
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return None
+    text = str(exc)
+    if "readonly database" not in text and "unable to open database file" not in text:
+        return None
+    if opening:
+        return (f"{path}: cannot open the database ({text}): SQLite writes its -wal and -shm files beside it, "
+                "even to read it; check the permissions of the file and of its folder")
+    if "readonly database" in text:
+        return (f"{path}: cannot write to the database (the file, its -wal or -shm file or its folder is "
+                "read-only; check their permissions)")
+    return (f"{path}: cannot open the database's files ({text}); check the permissions of the file and of "
+            "its folder, where SQLite makes its -wal and -shm files")
+
+
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text
@@ -259,7 +278,9 @@ class Store:
                 conn.close()
             if "no such table" in str(exc):  # SQLite, but not (yet) Labelyard's
                 raise NotInitialised(f"{path}: not a Labelyard database ({exc}); run `labelyard init`") from None
-            raise LabelyardError(f"{path}: cannot open it as a database ({exc}); check --db or LABELYARD_DB") from None
+            problem = None if os.path.isdir(path) else access_problem(exc, path, opening=True)
+            raise LabelyardError(problem or f"{path}: cannot open it as a database ({exc}); check --db or "
+                                            "LABELYARD_DB") from None
         if row is None or row[0] < SCHEMA_VERSION:
             conn.close()
             raise NotInitialised(f"{path}: database schema is older than this Labelyard; run `labelyard init` to migrate")
@@ -317,7 +338,7 @@ class Store:
                         conn.close()
                     busy = isinstance(exc, sqlite3.OperationalError) and _is_busy(exc)
                     if not busy or time.monotonic() > deadline:
-                        raise LabelyardError(f"{path}: cannot initialise: {exc}") from None
+                        raise LabelyardError(access_problem(exc, path) or f"{path}: cannot initialise: {exc}") from None
                     time.sleep(delay * (0.5 + random.random()))
                     delay = min(delay * 2, 0.05)
         finally:
@@ -598,7 +619,10 @@ class Store:
                 self.conn.execute("BEGIN IMMEDIATE")
                 return
             except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or time.monotonic() > deadline:
+                if not _is_busy(exc):  # a read-only -shm, say: no wait cures it
+                    raise LabelyardError(access_problem(exc, self.path)
+                                         or f"{self.path}: cannot begin a write: {exc}") from None
+                if time.monotonic() > deadline:
                     raise LabelyardError(f"{self.path}: database stayed locked: {exc}") from None
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 1.5, BEGIN_MAX_SLEEP_S)

@@ -10,6 +10,11 @@ closed by its reader.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -174,3 +179,84 @@ def test_the_readmes_demo_runs_again_in_its_own_folder_and_in_an_empty_one(run, 
     assert again["status"] == first["status"] and again["status"]["total"] == 12  # ...rebuilt, not added to
     (tmp_path / "empty").mkdir()
     assert run.json("demo", "--dir", "empty", *SMALL_DEMO, "--json")["status"]["total"] == 12
+
+
+# -- a database the user may not write --------------------------------------------------------
+
+
+def obeying_file_modes(probe: Path) -> list[str]:
+    """A command prefix under which file modes bind this test's subprocesses: none for a user; for
+    root (whom modes do not stop) ``setpriv`` without the capabilities that override them, so a
+    chmod 444 file is really read-only, as it is for an annotator. Skips when neither works."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv: file modes cannot be made to bind")
+    prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search,-fowner"]
+    mode = probe.stat().st_mode
+    probe.chmod(0o444)
+    try:
+        tried = subprocess.run([*prefix, sys.executable, "-c", "import sys; open(sys.argv[1], 'a')", str(probe)],
+                               capture_output=True, text=True)
+    finally:
+        probe.chmod(mode)
+    if tried.returncode == 0 or "PermissionError" not in tried.stderr:
+        pytest.skip(f"setpriv could not drop root's override of file modes: {tried.stderr[-200:]}")
+    return prefix
+
+
+WRITES = [
+    ("claim", "--as", "ann"),
+    ("ingest", "more.jsonl"),
+    ("workers", "add", "bob", "--role", "annotator"),
+    ("hold", "T1"),
+    ("priority", "T1", "5"),
+    ("rejects", "--clear"),
+    ("gold", "add", "gold.jsonl"),
+    ("run",),
+]
+
+
+def test_writing_to_a_read_only_database_is_one_line_not_a_traceback(run, write_workflow, tmp_path):
+    project(run, write_workflow)
+    (tmp_path / "more.jsonl").write_text(json.dumps({"id": "T2", "data": {}}) + "\n", encoding="utf-8")
+    (tmp_path / "gold.jsonl").write_text(json.dumps({"id": "G1", "data": {}, "answer": "cat"}) + "\n",
+                                         encoding="utf-8")
+    before = run.json("status", "--json")
+    run.command = [*obeying_file_modes(tmp_path / "more.jsonl"), *run.command]
+    run.db.chmod(0o444)
+    try:
+        for args in WRITES:
+            proc = run(*args)  # was sqlite3.OperationalError: attempt to write a readonly database
+            assert proc.returncode == 1, (args, proc.stdout, proc.stderr)
+            assert proc.stderr == (f"labelyard: {run.db}: cannot write to the database (the file, its -wal or "
+                                   "-shm file or its folder is read-only; check their permissions)\n"), (args, proc.stderr)
+        assert run.json("status", "--json") == before  # reading still works
+        run.db.chmod(0o660)  # the file mended, but the -shm SQLite made beside it is read-only: no lock, no wait
+        assert (tmp_path / "labelyard.db-shm").exists()
+        proc = run("claim", "--as", "ann")
+        assert proc.returncode == 1 and "cannot write to the database (the file, its -wal or -shm" in proc.stderr, \
+            proc.stderr  # was "database stayed locked: attempt to write a readonly database"
+    finally:
+        for path in (run.db, *tmp_path.glob("labelyard.db-*")):  # SQLite made -wal and -shm read-only too
+            path.chmod(0o660)
+    assert run.json("status", "--json") == before  # nothing was written
+    assert run.json("claim", "--as", "ann", "--json")["external_id"] == "T1"  # and writing works again
+
+
+def test_a_database_in_a_read_only_folder_says_permissions_not_check_db(run, write_workflow, tmp_path):
+    project(run, write_workflow)
+    run.command = [*obeying_file_modes(tmp_path / "t.jsonl"), *run.command]
+    assert not (tmp_path / "labelyard.db-shm").exists()  # the last connection removed it: it must be made
+    tmp_path.chmod(0o555)
+    try:
+        for args in (("status",), ("claim", "--as", "ann")):
+            proc = run(*args)
+            assert proc.returncode == 1, proc.stderr
+            assert proc.stderr.startswith(f"labelyard: {run.db}: cannot open the database ("), proc.stderr
+            assert proc.stderr.endswith("): SQLite writes its -wal and -shm files beside it, even to read it; check "
+                                        "the permissions of the file and of its folder\n"), proc.stderr
+    finally:
+        tmp_path.chmod(0o755)
+    assert run.json("status", "--json")["tasks"]["open"] == 1
