@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shlex
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
@@ -127,7 +128,8 @@ def run_demo(folder: str, *, tasks: int = 300, steps: int = 350, seed: int = 7,
     say("tasks: " + ", ".join(f"{k} {v}" for k, v in status["tasks"].items()))
     for queue, q in status["queues"].items():
         say(f"  queue {queue:<8} waiting {q['waiting']:>4}  active {q['active']:>3}")
-    say(f"next: labelyard status --db {db}   |   labelyard claim --db {db} --as alice")
+    quoted = shlex.quote(db)  # to be copied into a shell: a folder may have spaces
+    say(f"next: labelyard status --db {quoted}   |   labelyard claim --db {quoted} --as alice")
     engine.close()
     return {"folder": os.path.abspath(folder), "db": db, "ingested": report.ingested, "submitted": submitted,
             "status": status}

@@ -207,7 +207,9 @@ def lock_file_hint(exc: OSError, path: str) -> str:
     if not os.path.exists(path):
         return (". This user cannot create it beside the database: make the database's folder writable by "
                 "its group (chmod g+w), as SQLite's -wal and -shm files need too")
-    return (f". Everyone who writes the database must be able to open it: chmod 660 {path} (and chgrp it "
+    import shlex
+
+    return (f". Everyone who writes the database must be able to open it: chmod 660 {shlex.quote(path)} (and chgrp it "
             "to the database's group)")
 
 

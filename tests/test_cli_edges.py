@@ -260,3 +260,49 @@ def test_a_database_in_a_read_only_folder_says_permissions_not_check_db(run, wri
     finally:
         tmp_path.chmod(0o755)
     assert run.json("status", "--json")["tasks"]["open"] == 1
+
+
+# -- printed commands with spaces in their paths ---------------------------------------------
+
+
+def printed_commands(line: str) -> list[list[str]]:
+    """The commands a `next:` or `labelyard rejects …` hint prints, split as a shell would."""
+    import shlex
+
+    return [shlex.split(part) for part in line.split("   |   ")]
+
+
+def test_the_demos_next_commands_work_when_pasted_with_a_space_in_the_folder(run, tmp_path):
+    proc = run.ok("demo", "--dir", "my demo", *SMALL_DEMO, env={"LABELYARD_DB": None})
+    line = next(text for text in proc.stdout.splitlines() if text.startswith("next: "))
+    status, claim = printed_commands(line[len("next: "):])
+    assert status == ["labelyard", "status", "--db", "my demo/labelyard.db"]  # was --db my demo/labelyard.db
+    assert claim[:4] == ["labelyard", "claim", "--db", "my demo/labelyard.db"]
+    assert "workflow: ticket-triage" in run.ok(*status[1:], env={"LABELYARD_DB": None}).stdout
+
+
+def test_a_plugin_ingests_rejects_hint_quotes_the_database_path(run, write_workflow, tmp_path):
+    folder = tmp_path / "my project"
+    folder.mkdir()
+    env = {"LABELYARD_DB": str(folder / "labelyard.db")}
+    run.ok("init", env=env)
+    run.ok("apply", write_workflow(SMALL_WORKFLOW), env=env)
+    (tmp_path / "in.jsonl").write_text(json.dumps({"id": "T1", "data": {}}) + "\nnot json\n", encoding="utf-8")
+    proc = run.ok("ingest", "jsonl:in.jsonl", env=env)
+    hint = proc.stderr.strip()
+    assert hint == f"rejected rows are kept with their reasons: labelyard rejects --db '{folder}/labelyard.db'"
+    [command] = printed_commands(hint.split(": ", 1)[1])
+    assert run.ok(*command[1:]).stdout.startswith(f"{tmp_path / 'in.jsonl'}:2: invalid JSON")
+
+
+def test_the_writer_locks_chmod_hint_quotes_the_lock_files_path(run, write_workflow, tmp_path):
+    project(run, write_workflow)
+    lock = tmp_path / "labelyard.db.lock"
+    run.command = [*obeying_file_modes(lock), *run.command]
+    moved = tmp_path / "my project"
+    shutil.copytree(tmp_path, moved, ignore=shutil.ignore_patterns("my project"))
+    env = {"LABELYARD_DB": str(moved / "labelyard.db")}
+    (moved / "labelyard.db.lock").chmod(0o444)  # another user's lock file: this one may not open it to write
+    proc = run("claim", "--as", "ann", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert f"chmod 660 '{moved}/labelyard.db.lock' (and chgrp it" in proc.stderr
