@@ -31,8 +31,21 @@ def _emit_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=None, default=str))
 
 
+def _stdout_to_devnull() -> None:
+    """Standard output's reader left: what is still buffered goes nowhere, not into a second error at exit."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 class LabelyardGroup(click.Group):
     """Turns user errors into a message and an exit code instead of a traceback."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except BrokenPipeError:  # `labelyard --help | head -0` (click would exit 1): as for any command
+            _stdout_to_devnull()
+            raise click.exceptions.Exit(0) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         from rules.diagnostics import WorkflowInvalid
@@ -50,10 +63,8 @@ class LabelyardGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("labelyard: interrupted", err=True)
             ctx.exit(130)
-        except BrokenPipeError:  # `labelyard export | head`: the reader had enough
-            import os
-
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        except BrokenPipeError:  # `labelyard export | head`: the reader had enough (rich's tables too, render.py)
+            _stdout_to_devnull()
             ctx.exit(0)
         except OSError as exc:  # the machine said no (a full disk, a missing folder): no traceback
             where = f"{exc.filename}: " if exc.filename else ""

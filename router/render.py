@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 from typing import Any
 
@@ -18,12 +20,27 @@ def visible(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
+def stdout_console(**options: Any) -> Any:
+    """A rich ``Console`` on standard output whose reader may leave (``labelyard status | head``).
+
+    rich answers a closed pipe with exit 1; here it is the ``BrokenPipeError`` every ``click.echo``
+    raises, which ``LabelyardGroup.invoke`` turns into exit 0, standard output sent to /dev/null.
+    """
+    from rich.console import Console
+
+    class StdoutConsole(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True  # nothing more is written
+            raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+    return StdoutConsole(**options)
+
+
 def print_status(data: dict[str, Any]) -> None:
     """Print task counts and the queues as tables."""
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(markup=False)  # names and errors are the user's text
+    console = stdout_console(markup=False)  # names and errors are the user's text
     wf = data.get("workflow")
     console.print(f"workflow: {wf['name']} v{wf['version']}" if wf else "workflow: (none applied)")
     tasks = data["tasks"]
@@ -47,11 +64,10 @@ def print_status(data: dict[str, Any]) -> None:
 
 def print_task(data: dict[str, Any]) -> None:
     """Print one task, its votes and its history."""
-    from rich.console import Console
     from rich.text import Text
 
     # Task data, reasons, comments and rule names are the user's text: never read as markup.
-    console = Console(highlight=False, markup=False)
+    console = stdout_console(highlight=False, markup=False)
     line = lambda text: console.print(visible(text))  # noqa: E731
     t = data["task"]
     console.print(Text.assemble((f"task {t['id']}", "bold"),

@@ -306,3 +306,30 @@ def test_the_writer_locks_chmod_hint_quotes_the_lock_files_path(run, write_workf
     proc = run("claim", "--as", "ann", "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     assert f"chmod 660 '{moved}/labelyard.db.lock' (and chgrp it" in proc.stderr
+
+
+# -- standard output closed by its reader ----------------------------------------------------
+
+
+def with_stdout_closed(run, *args: str) -> subprocess.CompletedProcess:
+    """``labelyard ARGS | head -0``, made certain: the pipe's reader is gone before the command starts."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run([*run.command, *args], stdout=write, stderr=subprocess.PIPE, text=True, env=run.env,
+                              cwd=run.folder, timeout=120)
+    finally:
+        os.close(write)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+@pytest.mark.parametrize("args", [
+    ("status",), ("show", "T1"), ("--help",), ("status", "--help"), ("workers", "--help"), ("--version",),
+    ("export",), ("workers", "list"),
+])
+def test_a_reader_that_closes_the_pipe_early_is_success(run, write_workflow, args):
+    project(run, write_workflow)
+    run.ok("claim", "--as", "ann")
+    proc = with_stdout_closed(run, *args)  # rich's tables and click's help exited 1
+    assert (proc.returncode, proc.stderr) == (0, "")
