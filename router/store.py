@@ -1334,14 +1334,17 @@ class Store:
         return out
 
     def queue_stats(self, queue: str, now: float) -> dict[str, Any]:
-        row = self.one(
-            "SELECT count(*) AS waiting, min(stage_at) AS oldest FROM tasks "
-            "WHERE status = 'open' AND queue = ? AND free_slots > 0",
-            (queue,),
-        )
-        active = self.one("SELECT count(*) FROM assignments WHERE status = 'active' AND queue = ?", (queue,))[0]
-        oldest = None if row["oldest"] is None else now - row["oldest"]
-        return {"name": queue, "waiting": row["waiting"], "active": active, "oldest_age": oldest}
+        """``queue.*``'s counts, gold questions left out (as ``status`` leaves them): ``waiting`` from the
+        kept counters, ``active`` through the partial index of active slots, ``oldest_age`` from the
+        first claimable entry of ``tasks_open_age``. None of them reads the queue's open tasks."""
+        waiting = self.one("SELECT coalesce(sum(n), 0) FROM task_counts WHERE status = 'open' AND queue = ? "
+                           "AND claimable = 1 AND is_gold = 0", (queue,))[0]
+        active = self.one("SELECT count(*) FROM assignments AS a INDEXED BY assignments_worker_active "
+                          "JOIN tasks AS t ON t.id = a.task_id "
+                          "WHERE a.status = 'active' AND a.queue = ? AND t.is_gold = 0", (queue,))[0]
+        since = self.oldest_waiting_since(queue)
+        return {"name": queue, "waiting": int(waiting), "active": active,
+                "oldest_age": None if since is None else now - since}
 
     def oldest_waiting_since(self, queue: str) -> float | None:
         """When the oldest claimable non-gold task of ``queue`` entered its stage (walks

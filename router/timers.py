@@ -174,8 +174,9 @@ class QueueBook:
         return None if counts.oldest is None else self.now - counts.oldest
 
     def changed(self, before: Any, after: Any, closed: Iterable[Any]) -> None:
-        """Count a task's change: its rows ``before`` and ``after``, the active slots it lost."""
-        for slot in closed:
+        """Count a task's change: its rows ``before`` and ``after``, the active slots it lost (a gold
+        question's slots were never counted)."""
+        for slot in () if before["is_gold"] else closed:
             self._bump(slot["queue"], lambda c: setattr(c, "active", c.active - 1))
         was, now = _waiting(before), _waiting(after)
         if was == now:
