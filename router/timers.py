@@ -14,9 +14,13 @@ tasks, through their indexes) and acting in one short transaction per page:
 
 ``queue.*`` facts are read once per queue and tick, then kept up to date as
 the tick moves tasks and releases slots (:class:`QueueBook`): each decision
-sees, and its event records, the values at the moment it was taken. A
-decision that read them is taken again, from the page's row, when an earlier
-action of the tick changed its queue.
+sees, and its event records, the values at the moment it was taken. What
+other processes change meanwhile (another tick or run, claims, ingest) is
+read again before each page is decided and again inside its write
+transaction, whenever another connection committed since the last read. A
+decision that read them is taken again, from the page's row, when the queue's
+counts changed since it was made. So ticks may overlap: ``queue.waiting >
+1500`` over 3000 waiting tasks moves 1500 in all, however many ticks run.
 
 Ticks are idempotent: a released assignment is no longer active; a rule acts
 at most once on a task per round (the round is recorded in the event and
@@ -116,13 +120,15 @@ class _Counts:
 
 
 class QueueBook:
-    """``queue.*`` for one tick: read once per queue, then changed as the tick changes tasks."""
+    """``queue.*`` for one tick: read once per queue, then changed as the tick changes tasks, and read
+    again (:meth:`refresh`) when another process committed since."""
 
     def __init__(self, engine, now: float):
         self.engine, self.now = engine, now
         self._counts: dict[str, _Counts] = {}
         self._versions: dict[str, int] = {}
         self._snapshots: dict[str, tuple[int, Any]] = {}  # the latest, shared until the queue changes
+        self._data_version: int | None = None  # the database's as of the counts' last read
 
     @property
     def tracking(self) -> bool:
@@ -162,10 +168,37 @@ class QueueBook:
     def _load(self, name: str) -> _Counts:
         counts = self._counts.get(name)
         if counts is None:
-            stats = self.engine.store.queue_stats(name, self.now)
-            oldest = None if stats["oldest_age"] is None else self.now - stats["oldest_age"]
-            counts = self._counts[name] = _Counts(stats["waiting"], stats["active"], oldest)
+            if not self._counts:
+                self._data_version = self.engine.store.data_version()  # before the read: a commit between is seen
+            counts = self._counts[name] = self._fetch(name)
         return counts
+
+    def _fetch(self, name: str) -> _Counts:
+        stats = self.engine.store.queue_stats(name, self.now)
+        oldest = None if stats["oldest_age"] is None else self.now - stats["oldest_age"]
+        return _Counts(stats["waiting"], stats["active"], oldest)
+
+    def refresh(self) -> None:
+        """Read the counts again when another process committed since they were read (another tick or
+        run, a claim, an ingest), so a decision acts on the queue as it is, not as this tick last saw it.
+
+        Called before a page is decided and again inside its write transaction, where nobody else can
+        change the queue until the page's actions are written. This process's own commits do not count
+        (``PRAGMA data_version``): the book follows them itself. A queue whose counts differ gets a new
+        version, so the decisions that read it are taken again.
+        """
+        if not self._counts:
+            return
+        version = self.engine.store.data_version()
+        if version == self._data_version:
+            return
+        self._data_version = version
+        for name, counts in list(self._counts.items()):
+            fresh = self._fetch(name)
+            same_oldest = counts.oldest_known and counts.oldest == fresh.oldest
+            if (counts.waiting, counts.active) != (fresh.waiting, fresh.active) or not same_oldest:
+                self._counts[name] = fresh
+                self._versions[name] = self._versions.get(name, 0) + 1
 
     def _oldest_age(self, name: str) -> float | None:
         counts = self._counts[name]
@@ -245,6 +278,7 @@ class _Tick:
         while slots := self.store.active_assignments_after(after, page):
             after = slots[-1]["id"]
             self.report.assignments += len(slots)
+            self.book.refresh()
             tasks = ((self.store.task(a["task_id"]), a) for a in slots)
             self._act([c for c in (self._decide(t, a) for t, a in tasks if t is not None) if c.kept])
 
@@ -255,6 +289,7 @@ class _Tick:
             # A task moved to a queue that sorts later is met again on a later page: not again.
             tasks = [t for t in tasks if t["id"] not in self.moved]
             self.report.tasks += len(tasks)
+            self.book.refresh()
             self._act([c for c in (self._decide(t, None) for t in tasks) if c.kept])
 
     def _context(self, task: Any, a: Any) -> dict[str, Any]:
@@ -280,6 +315,7 @@ class _Tick:
         if not any(c.decision is not None for c in todo):
             return  # nothing acts, so no queue changes and nothing is decided again
         with self.store.transaction():
+            self.book.refresh()  # under the write lock: what another process did up to now is counted
             for candidate in todo:
                 self._settle(candidate)
 
