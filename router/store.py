@@ -1106,14 +1106,16 @@ class Store:
         return self.query(f"SELECT * FROM assignments WHERE task_id = ? AND status IN ({marks}) ORDER BY id",
                           (task_id, *statuses))
 
-    def timer_fired(self, task_id: int, rule: str, round_: int) -> bool:
-        """Whether the on_timer rule ``rule`` already acted on this task in this round."""
-        row = self.one(
-            "SELECT 1 FROM events WHERE task_id = ? AND rule = ? AND json_extract(detail, '$.section') = 'on_timer' "
-            "AND json_extract(detail, '$.round') = ? LIMIT 1",
-            (task_id, rule, round_),
+    def timer_decisions(self, task_id: int, round_: int) -> list[sqlite3.Row]:
+        """The ``on_timer`` rules that acted on this task in round ``round_``: each event's ``id``,
+        ``kind``, ``rule`` (the name it was shown by) and ``rule_key`` (the rule's identity across
+        versions; ``None`` in an event written before Labelyard recorded it)."""
+        return self.query(
+            "SELECT id, kind, rule, json_extract(detail, '$.rule_key') AS rule_key FROM events "
+            "WHERE task_id = ? AND rule IS NOT NULL AND json_extract(detail, '$.section') = 'on_timer' "
+            "AND json_extract(detail, '$.round') = ? ORDER BY id",
+            (task_id, round_),
         )
-        return row is not None
 
     def annotated(self, task_id: int, worker: str) -> bool:
         """Whether ``worker`` annotated or corrected this task (so may not review or adjudicate it)."""
@@ -1352,13 +1354,6 @@ class Store:
         row = self.one("SELECT stage_at FROM tasks WHERE status = 'open' AND is_gold = 0 AND queue = ? "
                        "AND free_slots > 0 ORDER BY stage_at LIMIT 1", (queue,))
         return None if row is None else row[0]
-
-    def timer_moved(self, task_id: int, rule: str | None, round_: int) -> bool:
-        """Whether the ``on_timer`` rule ``rule`` moved this task in round ``round_``."""
-        return self.one(
-            "SELECT 1 FROM events WHERE task_id = ? AND rule = ? AND kind = 'routed' "
-            "AND json_extract(detail, '$.section') = 'on_timer' AND json_extract(detail, '$.round') = ? LIMIT 1",
-            (task_id, rule, round_)) is not None
 
     def final_tasks(self, include_gold: bool = False) -> Iterator[sqlite3.Row]:
         sql = f"SELECT {TASK_COLUMNS} FROM tasks WHERE status = 'done'"

@@ -23,12 +23,12 @@ counts changed since it was made. So ticks may overlap: ``queue.waiting >
 1500`` over 3000 waiting tasks moves 1500 in all, however many ticks run.
 
 Ticks are idempotent: a released assignment is no longer active; a rule acts
-at most once on a task per round (the round is recorded in the event and
-checked); an action that would leave the task where it is (``escalate:
-experts`` on a task already escalated to ``experts``) is not taken, except
-that one giving another ``priority`` sets the priority (a reprioritise). Each
-row is read again inside the transaction and skipped when it changed
-meanwhile. A task moves at most once per tick: one escalated to a queue that
+at most once on a task per round (the round and the rule's key are recorded
+in the event and checked: :class:`RuleIdentities`); an action that would
+leave the task where it is (``escalate: experts`` on a task already escalated
+to ``experts``) is not taken, except that one giving another ``priority``
+sets the priority (a reprioritise). Each row is read again inside the
+transaction and skipped when it changed meanwhile. A task moves at most once per tick: one escalated to a queue that
 sorts later is met again further on, and waits for the next tick (as it would
 if the queue sorted earlier).
 """
@@ -41,10 +41,14 @@ from dataclasses import dataclass, field
 from itertools import takewhile
 from typing import Any
 
+from rules.workflow import POSITIONAL_NAME, rule_key
+
 from . import clock
 from .context import Lazy, stored_prediction, task_facts
 from .engine import decision_facts
 from .lead import hold_task, release_assignment
+from .store import loads
+from .versions import VersionsAt
 
 PAGE = 500
 ACTOR = "labelyard tick"
@@ -247,6 +251,58 @@ def _enter(counts: _Counts, stage_at: float) -> None:
         counts.oldest = stage_at if counts.oldest is None else min(counts.oldest, stage_at)
 
 
+class RuleIdentities:
+    """Which rule an ``on_timer`` event was written by, told by the rule's key (:func:`rules.workflow.rule_key`:
+    its name, or for an unnamed rule a fingerprint of its ``when`` and ``do``), not by the name it was
+    shown by: an unnamed rule's name is its position, which a rule inserted before it shifts.
+
+    An event written before keys were recorded names an unnamed rule by position alone; its rule is
+    looked up at that position in the workflow version active when the event was written.
+    """
+
+    def __init__(self, store, rules: Iterable[Any]):
+        self.store = store
+        self.keys = {r.name: r.key or r.name for r in rules}  # the active version's rules, by name
+        self._at: VersionsAt | None = None  # read at the first event from an older Labelyard
+        self._entries: dict[int | None, list[Any] | None] = {}
+
+    def key(self, name: str) -> str:
+        """The key of the active version's rule shown as ``name``."""
+        return self.keys.get(name, name)
+
+    def acted(self, task_id: int, name: str, round_: int, kinds: tuple[str, ...] | None = None) -> bool:
+        """Whether the rule shown as ``name`` acted on the task in round ``round_`` (an event of ``kinds``)."""
+        key = self.key(name)
+        for event in self.store.timer_decisions(task_id, round_):
+            if kinds is not None and event["kind"] not in kinds:
+                continue
+            written_by = self._written_by(event)
+            if (written_by == key) if written_by is not None else (event["rule"] == name):
+                return True
+        return False
+
+    def _written_by(self, event: Any) -> str | None:
+        """The event's rule key; ``None`` when it cannot be told (then the names are compared, as before)."""
+        if event["rule_key"] is not None:
+            return event["rule_key"]
+        match = POSITIONAL_NAME.fullmatch(event["rule"])
+        if match is None or match["section"] != "on_timer":
+            return event["rule"]  # a named rule: its name is its key
+        if self._at is None:
+            self._at = VersionsAt(self.store)
+        version = self._at.at(event["id"])
+        if version not in self._entries:
+            row = self.store.workflow_version(version) if version is not None else None
+            spec = loads(row["spec"]) if row is not None else None
+            entries = spec.get("on_timer") if isinstance(spec, dict) else None
+            self._entries[version] = entries if isinstance(entries, list) else None
+        entries, index = self._entries[version], int(match["number"]) - 1
+        if entries is None or index >= len(entries) or not isinstance(entries[index], dict) \
+                or isinstance(entries[index].get("name"), str):
+            return None
+        return rule_key("on_timer", entries[index])
+
+
 @dataclass
 class _Candidate:
     """A row decided on: the decision (None: nothing to do) and the version of the queue facts it read."""
@@ -271,6 +327,7 @@ class _Tick:
         releases = [r for r in self.workflow.rules["on_timer"] if r.action.kind == "release"]
         self.gold_workflow = _only(self.workflow, releases)  # gold tasks: only their slots' release
         self.book = QueueBook(engine, now)
+        self.identities = RuleIdentities(self.store, self.workflow.rules["on_timer"])
         self.moved: set[int] = set()  # tasks acted on this tick: decided once, even if met again further on
 
     def assignment_pass(self, page: int) -> None:
@@ -326,7 +383,7 @@ class _Tick:
         d = c.decision
         if d is None or d.action == "release" or c.seen is not None or c.task["id"] in self.moved:
             return False
-        if not self.store.timer_fired(c.task["id"], d.rule, c.task["round"]):
+        if not self.identities.acted(c.task["id"], d.rule, c.task["round"]):
             return False
         self.report.already += 1
         return True
@@ -348,7 +405,7 @@ class _Tick:
             self._release(task, a, c)
         elif task["id"] in self.moved:
             return  # an earlier decision of this tick acted on it
-        elif self.store.timer_fired(task["id"], c.decision.rule, task["round"]):
+        elif self.identities.acted(task["id"], c.decision.rule, task["round"]):
             self.report.already += 1
         elif _stays(c.decision, task):
             if not self._reprioritise(task, a, c):
@@ -357,8 +414,9 @@ class _Tick:
             self._move(task, a, c)
 
     def _mark(self, task: Any, a: Any, c: _Candidate) -> dict[str, Any]:
-        """What a timer event records beside the decision: section, round, assignment, facts."""
-        mark = {"section": "on_timer", "round": task["round"], "facts": decision_facts(c.ctx)}
+        """What a timer event records beside the decision: section, the rule's key, round, assignment, facts."""
+        mark = {"section": "on_timer", "rule_key": self.identities.key(c.decision.rule), "round": task["round"],
+                "facts": decision_facts(c.ctx)}
         if a is not None:
             mark["assignment"] = a["id"]
         return mark
@@ -396,7 +454,7 @@ class _Tick:
         priority = decision.values.get("priority")
         if isinstance(priority, bool) or not isinstance(priority, (int, float)) or float(priority) == task["priority"]:
             return False
-        if self.store.timer_moved(task["id"], decision.rule, task["round"] - 1):
+        if self.identities.acted(task["id"], decision.rule, task["round"] - 1, kinds=("routed",)):
             return False
         self.store.update_task(task["id"], priority=float(priority), updated_at=self.now)
         self.store.add_event("priority", self.now, task_id=task["id"], rule=decision.rule, action="priority",

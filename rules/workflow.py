@@ -9,7 +9,10 @@ jsonschema, which keeps the CLI's start-up fast.
 from __future__ import annotations
 
 import difflib
+import hashlib
+import json
 import math
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -153,7 +156,7 @@ class Action:
 
 @dataclass(frozen=True)
 class Rule:
-    """One compiled rule."""
+    """One compiled rule. ``key`` is its identity across workflow versions (:func:`rule_key`)."""
 
     name: str
     section: str
@@ -162,6 +165,32 @@ class Rule:
     action: Action
     line: int = 0
     builtin: bool = False
+    key: str = ""
+
+
+POSITIONAL_NAME = re.compile(r"(?P<section>on_[a-z]+)\[(?P<number>[1-9][0-9]*)\]")
+
+
+def positional_name(section: str, index: int) -> str:
+    """The name an unnamed rule is shown by: ``on_timer[2]`` for the second rule of ``on_timer``."""
+    return f"{section}[{index + 1}]"
+
+
+def rule_key(section: str, entry: Mapping[str, Any]) -> str:
+    """A rule's identity across workflow versions, for "this rule already acted on the task".
+
+    A named rule is its name (editing its condition keeps it the same rule). An unnamed rule is
+    named by its position (``on_timer[2]``), which a rule inserted before it shifts, so its identity
+    is a fingerprint of what it says instead: ``on_timer#`` and 12 hex digits of the SHA-256 of its
+    ``when`` and ``do`` (their values, however the YAML lays them out). Editing an unnamed rule
+    makes it another rule.
+    """
+    name = entry.get("name")
+    if isinstance(name, str):
+        return name
+    source = json.dumps({"when": entry.get("when"), "do": entry.get("do")}, sort_keys=True, ensure_ascii=False,
+                        separators=(",", ":"), default=str)
+    return f"{section}#{hashlib.sha256(source.encode('utf-8', 'surrogatepass')).hexdigest()[:12]}"
 
 
 _FIELDS = ("section", "rule", "action", "target", "values", "condition", "trace", "reason")
@@ -619,7 +648,7 @@ class _Compiler:
             for index, entry in enumerate(entries):
                 if not isinstance(entry, dict) or "do" not in entry:
                     continue  # reported by the schema
-                name = entry.get("name") if isinstance(entry.get("name"), str) else f"{section}[{index + 1}]"
+                name = entry.get("name") if isinstance(entry.get("name"), str) else positional_name(section, index)
                 if name in seen:
                     self.error((section, index, "name"), f"duplicate rule name `{name}` in {section} (first at rule {seen[name] + 1})")
                 seen[name] = index
@@ -650,7 +679,7 @@ class _Compiler:
         if action is None or ("when" in entry and when is None):
             return None
         line = self.doc.where(base).line if self.doc is not None else 0
-        return Rule(name, section, index, when, action, line, builtin)
+        return Rule(name, section, index, when, action, line, builtin, rule_key(section, entry))
 
     def compile_action(self, section: str, path: tuple, do: Any) -> Action | None:
         allowed = sorted(n for n, spec in ACTIONS.items() if section in spec.sections)
@@ -783,6 +812,12 @@ class _Compiler:
                     break
                 if "when" not in entry:
                     unconditional = index
+                if section == "on_timer" and not isinstance(entry.get("name"), str):
+                    out.append(Diagnostic(
+                        self.filename, pos.line, pos.col,
+                        "this on_timer rule has no `name`: it is known by its `when` and `do`, so once edited it "
+                        "is a new rule, which may act again on tasks the old one acted on in their round; "
+                        "give it a `name:` to keep it the same rule", "warning"))
             if unconditional is None and section in ("on_create", "on_quorum", "on_review"):
                 pos = self.doc.where((section,), key=True)
                 out.append(Diagnostic(self.filename, pos.line, pos.col,
