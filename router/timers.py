@@ -475,6 +475,12 @@ def _applies(decision, task: Any, a: Any) -> bool:
 
 
 def _stays(decision, task: Any) -> bool:
-    """Whether the action would open the stage and queue the task is already in."""
+    """Whether the action would open the stage and queue the task is already in.
+
+    A correction round (stage ``correct``, in the queue its annotators voted in) is an ``annotate``
+    stage for this: a new annotate round would expire the corrections offered to them, and they may
+    not claim the new round (they already voted), so with no other annotator the task was stuck.
+    """
     stage = STAGE_OF_ACTION.get(decision.action)
-    return stage is not None and stage == task["stage"] and decision.target == task["queue"]
+    here = "annotate" if task["stage"] == "correct" else task["stage"]
+    return stage is not None and stage == here and decision.target == task["queue"]
