@@ -743,6 +743,20 @@ class Engine:
                 out.append(name)
         return out
 
+    def _version_without(self, queue: str | None):
+        """The workflow version (its row) that has no queue ``queue``, where a ``return`` would offer
+        corrections: this engine's, or one another process applied since it loaded (one read, under
+        the lock); ``None`` when the queue is there, or there is none (no votes)."""
+        if queue is None:
+            return None
+        version_id = self.workflow_id
+        if queue in self.workflow.queues:
+            active = self.store.active_workflow_id()
+            if active is None or active == version_id or queue in self.store.workflow_queue_names(active):
+                return None
+            version_id = active
+        return self.store.workflow_version(version_id)
+
     def _votes(self, task_id: int) -> dict[str, Any]:
         votes = self.store.votes(task_id)
         accuracy = self.store.gold_accuracy([v["worker"] for v in votes])
@@ -797,9 +811,12 @@ class Engine:
                 decision.action, decision.reason = "hold", f"accept: {problem}"
                 fields = self._stage_fields(decision, task["priority"], votes["count"])
         elif decision.action == "return":
-            workers = self._returnable(votes["workers"], votes["queue"])
-            if not workers:
-                decision.action, decision.reason = "hold", "return: no annotators to return the task to"
+            gone = self._version_without(votes["queue"])
+            workers = [] if gone is not None else self._returnable(votes["workers"], votes["queue"])
+            if not workers:  # a dropped queue is named: its annotators exist, the queue of their corrections not
+                decision.action, decision.reason = "hold", "return: no annotators to return the task to" if gone is None \
+                    else (f"return: queue `{votes['queue']}`, where its votes were cast, is not in version "
+                          f"{gone['version']} of workflow `{gone['name']}`; a lead can `escalate` it")
                 decision.target = None  # held, not returned: `annotators` would read as where it went
                 fields = self._stage_fields(decision, task["priority"], 0)
             else:

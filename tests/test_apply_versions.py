@@ -112,3 +112,36 @@ def test_gold_questions_of_a_dropped_queue_neither_block_apply_nor_stay_stuck(ru
     gold = run.json("show", "G1", "--json")
     assert (gold["task"]["queue"], gold["task"]["status"]) == ("q", "open")
     assert [e["detail"].get("was_queue") for e in gold["events"] if e["kind"] == "gold_updated"] == ["legal"]
+
+
+def test_a_return_decided_with_a_version_replaced_meanwhile_is_held_naming_the_dropped_queue(tmp_path, monkeypatch):
+    """A process that loaded v1 decides a review after another applied v2 without `triage`: its
+    `return` would offer corrections in a queue nobody can claim from; the task is held instead."""
+    from test_flows_returns import RENAMED, RETURNS
+
+    from router.engine import Engine
+    from router.ingest import TaskInput
+    from router.store import Store
+
+    monkeypatch.setenv("LABELYARD_NOW", "2025-03-01T09:00:00Z")
+    path = str(tmp_path / "r.db")
+    store, _ = Store.init(path)
+    old = Engine(store)
+    old.apply(RETURNS, "t.workflow.yaml", actor="lead")
+    for name, role in (("a1", "annotator"), ("a2", "annotator"), ("sen", "senior")):
+        old.add_worker(name, [role], [], None, actor="lead")
+    old.ingest([TaskInput(1, "T1", {}, None, [])], "in.jsonl")
+    for name, label in (("a1", "bug"), ("a2", "spam")):
+        old.submit(old.claim(name)["assignment"], name, label=label)
+    review = old.claim("sen")
+
+    other = Engine(Store.open(path))
+    other.apply(RENAMED, "t2.workflow.yaml", actor="lead")  # nothing open in `triage`: applies
+    other.close()
+
+    decision = old.submit(review["assignment"], "sen", verdict="reject", comment="no")["decision"]
+    assert (decision["action"], decision["reason"]) == (
+        "hold", "return: queue `triage`, where its votes were cast, is not in version 2 of workflow `t`; "
+                "a lead can `escalate` it")  # before: corrections offered in `triage`
+    assert store.query("SELECT count(*) FROM assignments WHERE status = 'offered'")[0][0] == 0
+    old.close()

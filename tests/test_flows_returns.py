@@ -1,0 +1,77 @@
+"""A reviewer's `return` and the corrections it offers, around workflow versions and workers
+whose roles change, through the CLI on a real database.
+
+Two annotators vote on T1 in `triage` and a senior reviews it; a rejection offers each of
+them a `correct` slot in `triage`, the queue where the votes were cast.
+"""
+
+from __future__ import annotations
+
+import json
+
+from test_flows_claims import claim, submit
+
+RETURNS = """\
+workflow: t
+labels: {type: choice, choices: [bug, spam]}
+queues:
+  triage: {roles: [annotator]}
+  senior: {roles: [senior]}
+on_create: [{name: default, do: {annotate: triage, overlap: 2}}]
+on_quorum: [{name: review, do: {review: senior}}]
+on_review:
+  - {name: rejected, when: 'review.verdict == "reject"', do: {return: annotators}}
+  - {name: approved, do: accept}
+"""
+RENAMED = RETURNS.replace("triage", "triage2")  # the annotators' queue under another name
+
+
+def voted(run, tasks: tuple[str, ...] = ("T1",), workflow: str = RETURNS) -> None:
+    """init, apply ``workflow``, workers a1 a2 (annotator) and sen (senior); a1 and a2 vote
+    bug / spam on each task, which then waits for sen's review."""
+    run.ok("init")
+    (run.folder / "t.workflow.yaml").write_text(workflow, encoding="utf-8")
+    run.ok("apply", "t.workflow.yaml")
+    for name, role in (("a1", "annotator"), ("a2", "annotator"), ("sen", "senior")):
+        run.ok("workers", "add", name, "--role", role)
+    (run.folder / "t.jsonl").write_text("".join(json.dumps({"id": t, "data": {}}) + "\n" for t in tasks))
+    run.ok("ingest", "t.jsonl")
+    for _ in tasks:
+        for worker, label in (("a1", "bug"), ("a2", "spam")):
+            slot = claim(run, worker)
+            submit(run, slot["assignment"], worker, "--label", label)
+    for t in tasks:
+        assert run.json("show", t, "--json")["task"]["stage"] == "review"
+
+
+def reject(run, task: str = "T1") -> dict:
+    review = claim(run, "sen")
+    assert (review["external_id"], review["kind"]) == (task, "review")
+    return submit(run, review["assignment"], "sen", "--reject", "--comment", "look again")
+
+
+def apply(run, text: str, *args: str):
+    (run.folder / "next.workflow.yaml").write_text(text, encoding="utf-8")
+    return run("apply", "next.workflow.yaml", *args)
+
+
+def offered(run, task: str = "T1") -> list[str]:
+    return [a["worker"] for a in run.json("show", task, "--json")["assignments"] if a["status"] == "offered"]
+
+
+# -- 1. the votes' queue is gone from the workflow -------------------------------------------------
+
+
+def test_a_return_to_votes_cast_in_a_queue_the_version_dropped_is_held_naming_that_queue(run):
+    voted(run)
+    assert apply(run, RENAMED).returncode == 0  # T1 waits in `senior`: no open task of `triage`
+    review = claim(run, "sen")
+    out = run.ok("submit", review["assignment"], "--as", "sen", "--reject", "--comment", "no").stdout
+    reason = ("return: queue `triage`, where its votes were cast, is not in version 2 of workflow `t`; "
+              "a lead can `escalate` it")
+    assert out.strip() == f"submitted assignment {review['assignment']}; rule `rejected` → hold ({reason})"
+    shown = run.json("show", "T1", "--json")  # before: "return: no annotators to return the task to"
+    assert (shown["task"]["status"], shown["task"]["reason"]) == ("held", reason)
+    assert offered(run) == []
+    refused = run("unhold", "T1")
+    assert refused.returncode == 1 and "route it with `labelyard escalate id:1 --to QUEUE`" in refused.stderr
