@@ -150,7 +150,33 @@ class Engine:
         same transaction. So are the gold questions whose answer the new
         labels refuse (``held_gold``: external id → why): served, they would
         score every answer wrong; ``gold add`` with a valid answer reopens them.
+
+        Open tasks waiting for a review whose votes were cast in a queue the
+        version lacks are not refused (they can still be reviewed, approved or
+        escalated) but counted, per queue, in ``votes_in_dropped_queues``:
+        a ``return`` would hold them (:meth:`_returns_to_dropped_queues`).
         """
+        result = self._switch_version(text, filename, replace=replace, actor=actor, hold_orphans=hold_orphans)
+        result["votes_in_dropped_queues"] = self._returns_to_dropped_queues() if result["changed"] else {}
+        return result
+
+    def _returns_to_dropped_queues(self) -> dict[str, int]:
+        """Per queue the active version lacks, the open tasks in a review or escalated stage whose
+        votes were cast there: a ``return`` offers corrections in the votes' queue, so rejecting one
+        holds it. Empty when no ``on_review`` rule returns, or no version ever had another queue.
+
+        Read after the switch, outside the write lock (a warning need not hold up claims); the
+        kept counters say which queues hold such tasks, and only those are read.
+        """
+        workflow = self.workflow
+        if not any(rule.action.kind == "return" for rule in workflow.rules.get("on_review", ())):
+            return {}
+        gone = self.store.queues_ever() - set(workflow.queues)
+        return self.store.reviews_with_votes_in(sorted(gone)) if gone else {}
+
+    def _switch_version(self, text: str, filename: str, *, replace: bool, actor: str | None,
+                        hold_orphans: bool) -> dict[str, Any]:
+        """:meth:`apply`: check the workflow, then store it and switch to it in one transaction."""
         from rules.diagnostics import WorkflowInvalid
         from rules.workflow import compile_workflow
 

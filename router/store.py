@@ -720,6 +720,10 @@ class Store:
         row = self.one("SELECT spec FROM workflows WHERE id = ?", (version_id,))
         return set((loads(row[0]) or {}).get("queues") or {}) if row is not None else set()
 
+    def queues_ever(self) -> set[str]:
+        """Every queue some stored workflow version has (a row per version: a few)."""
+        return {r[0] for r in self.query("SELECT DISTINCT q.key FROM workflows AS w, json_each(w.spec, '$.queues') AS q")}
+
     def workflow_version(self, version_id: int) -> sqlite3.Row | None:
         return self.one("SELECT * FROM workflows WHERE id = ?", (version_id,))
 
@@ -1321,6 +1325,33 @@ class Store:
         return [r[0] for r in self.conn.execute(
             f"SELECT id FROM tasks WHERE status = 'open' AND is_gold = 0 AND queue IN ({marks}) ORDER BY id",
             tuple(queues))]
+
+    def reviews_with_votes_in(self, queues: Sequence[str]) -> dict[str, int]:
+        """Per queue of ``queues``: the open tasks (not gold questions) in a review or escalated stage
+        whose latest vote, the one whose queue a ``return`` offers corrections in, was cast there.
+
+        The kept counters name the queues where such tasks wait; only those queues' open tasks are
+        read, by the ``(status, queue)`` index, each with one look-up of its latest vote by
+        ``annotations_task``: the cost follows the tasks waiting for review, not the tasks table.
+        """
+        if not queues:
+            return {}
+        waiting_in = [r[0] for r in self.query(
+            "SELECT DISTINCT queue FROM task_counts WHERE status = 'open' AND stage IN ('review', 'escalated') "
+            "AND is_gold = 0 AND n > 0")]
+        marks = ", ".join("?" * len(queues))
+        out: dict[str, int] = {}
+        for queue in waiting_in:
+            for voted_in, n in self.conn.execute(  # a join, not a scalar subquery SQLite would run thrice a row
+                f"SELECT s.queue, count(*) FROM tasks AS t INDEXED BY tasks_status_queue "
+                f"JOIN annotations AS a ON a.id = (SELECT b.id FROM annotations AS b WHERE b.task_id = t.id "
+                f"AND b.stage IN ('annotate', 'correct') ORDER BY b.id DESC LIMIT 1) "
+                f"JOIN assignments AS s ON s.id = a.assignment_id "
+                f"WHERE t.status = 'open' AND t.queue = ? AND t.stage IN ('review', 'escalated') AND t.is_gold = 0 "
+                f"AND s.queue IN ({marks}) GROUP BY s.queue",
+                (queue, *queues)):
+                out[voted_in] = out.get(voted_in, 0) + n
+        return out
 
     def queue_counts(self) -> dict[str, dict[str, int]]:
         """Per queue: open (non-gold) tasks, those ``waiting`` for a claim, and ``active`` slots."""

@@ -24,6 +24,8 @@ on_review:
   - {name: approved, do: accept}
 """
 RENAMED = RETURNS.replace("triage", "triage2")  # the annotators' queue under another name
+NO_RETURN = RENAMED.replace("""  - {name: rejected, when: 'review.verdict == "reject"', do: {return: annotators}}\n""",
+                            """  - {name: rejected, when: 'review.verdict == "reject"', do: {hold: rejected}}\n""")
 
 
 def voted(run, tasks: tuple[str, ...] = ("T1",), workflow: str = RETURNS) -> None:
@@ -75,3 +77,28 @@ def test_a_return_to_votes_cast_in_a_queue_the_version_dropped_is_held_naming_th
     assert offered(run) == []
     refused = run("unhold", "T1")
     assert refused.returncode == 1 and "route it with `labelyard escalate id:1 --to QUEUE`" in refused.stderr
+
+
+def test_apply_warns_of_tasks_in_review_whose_return_would_need_a_queue_it_drops(run):
+    voted(run, ("T1", "T2", "T3"))
+    run.ok("escalate", "T2", "--to", "senior")  # an expert's stage: its on_review may return too
+    run.ok("hold", "T3")  # not open: not counted (unhold is where a lead meets it)
+    applied = apply(run, RENAMED, "--json")
+    assert applied.returncode == 0, applied.stderr  # not refused: the reviews can still be done
+    result = json.loads(applied.stdout)
+    assert (result["version"], result["held_orphans"]) == (2, 0)
+    assert result["votes_in_dropped_queues"] == {"triage": 2}
+
+    spare = RETURNS.replace("  senior:", "  spare: {roles: [annotator]}\n  senior:")
+    assert json.loads(apply(run, spare, "--json").stdout)["votes_in_dropped_queues"] == {}  # v3: `triage` again
+    assert json.loads(apply(run, RETURNS, "--json").stdout)[
+        "votes_in_dropped_queues"] == {}  # v4 drops `spare` (and `triage2`), where no vote was cast
+    text = apply(run, RENAMED)  # v5 drops `triage` again
+    assert text.returncode == 0
+    assert text.stderr == ("warning: 2 open task(s) wait for a review with votes cast in dropped queue `triage`: "
+                           "a `return` would hold them, since no correction can be offered there\n")
+    assert text.stdout.startswith("applied t version 5")
+
+    assert apply(run, RETURNS).returncode == 0
+    quiet = json.loads(apply(run, NO_RETURN, "--json").stdout)  # no rule returns: no return can need it
+    assert quiet["votes_in_dropped_queues"] == {}

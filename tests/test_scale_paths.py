@@ -93,6 +93,39 @@ def test_a_tick_whose_rules_already_acted_takes_no_write_lock(tmp_path, monkeypa
     engine.close()
 
 
+REVIEWED = """\
+workflow: scale
+labels: {type: choice, choices: [cat, dog]}
+queues:
+  triage: {roles: [annotator]}
+  senior: {roles: [senior]}
+on_create: [{name: start, do: {annotate: triage, overlap: 2}}]
+on_quorum: [{name: check, do: {review: senior}}]
+"""
+
+
+def test_apply_reads_only_the_tasks_waiting_for_review_to_warn_of_returns_to_a_dropped_queue(tmp_path, monkeypatch):
+    """`apply` counts the reviews whose `return` would need a queue it drops: the queues where
+    reviews wait, each task's latest vote by index, never the tasks waiting for annotators."""
+    p = Project(tmp_path, workflow=REVIEWED)
+    p.ingest([{"id": f"R{i}"} for i in range(3)])
+    engine = engine_at(p.db, monkeypatch, 0)
+    for name in ("a1", "a2"):
+        engine.add_worker(name, ["annotator"], actor="lead")
+    for _ in range(3):
+        for name in ("a1", "a2"):
+            slot = engine.claim(name)
+            engine.submit(slot["assignment"], name, label="cat")
+    store = engine.store
+    assert store.reviews_with_votes_in(["triage"]) == {"triage": 3}
+    few = steps(store.conn, lambda: store.reviews_with_votes_in(["triage"]))
+    p.ingest([{"id": f"T{i}"} for i in range(4000)], name="more.jsonl")  # open in triage, unvoted
+    assert store.reviews_with_votes_in(["triage"]) == {"triage": 3}
+    many = steps(store.conn, lambda: store.reviews_with_votes_in(["triage"]))
+    assert many <= 2 * few + 2, (few, many)  # reading the 4,000 would take hundreds
+    engine.close()
+
+
 def test_alpha_over_vote_positions_equals_alpha_over_workers():
     """``labelyard agreement`` builds alpha's table by vote position (most votes x tasks), not by
     worker (every worker x tasks, 94 MB for 38k tasks): the statistic pairs values within a task."""
