@@ -577,8 +577,9 @@ class Engine:
                 raise NothingToDo(f"{worker} already holds {fresh['capacity']} active assignment(s), "
                                   f"their capacity{waiting}; `labelyard claim --as {worker} --resume` "
                                   "shows the oldest again")
-            # Read before the lock: a slot offered back in between is taken at the next claim.
-            offered = self.store.claim_offered(worker, now, queue) if w["has_offered"] else None
+            # Read before the lock: a slot offered back in between is taken at the next claim. Only in
+            # the queues they may work now, as `--queue` would refuse any other.
+            offered = self.store.claim_offered(worker, now, queues) if w["has_offered"] else None
             if offered is not None:
                 task = self.store.task(offered["task_id"])
                 self.store.add_event("claimed", now, task_id=task["id"], actor=worker,

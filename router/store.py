@@ -919,14 +919,17 @@ class Store:
         return loads(row[0]) if row else None
 
     # -- claiming --------------------------------------------------------------------------
-    def claim_offered(self, worker: str, now: float, queue: str | None = None) -> sqlite3.Row | None:
-        """Activate the oldest slot offered to ``worker`` alone (work returned for correction),
-        only in ``queue`` when given."""
+    def claim_offered(self, worker: str, now: float, queues: Sequence[str]) -> sqlite3.Row | None:
+        """Activate the oldest slot offered to ``worker`` alone (work returned for correction) in one
+        of ``queues``, those they may work now (a slot in another waits: it is not theirs to take)."""
+        if not queues:
+            return None
+        marks = ", ".join("?" * len(queues))
         return self.returning(
-            "UPDATE assignments SET status = 'active', updated_at = ?1 WHERE id = ("
-            "SELECT id FROM assignments WHERE worker = ?2 AND status = 'offered' AND (?3 IS NULL OR queue = ?3) "
+            "UPDATE assignments SET status = 'active', updated_at = ? WHERE id = ("
+            f"SELECT id FROM assignments WHERE worker = ? AND status = 'offered' AND queue IN ({marks}) "
             "ORDER BY id LIMIT 1) RETURNING id, task_id, stage, queue, note",
-            (now, worker, queue),
+            (now, worker, *queues),
         )
 
     def claim_slot(self, worker: str, queues: Sequence[str], now: float) -> sqlite3.Row | None:

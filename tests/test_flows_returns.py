@@ -102,3 +102,23 @@ def test_apply_warns_of_tasks_in_review_whose_return_would_need_a_queue_it_drops
     assert apply(run, RETURNS).returncode == 0
     quiet = json.loads(apply(run, NO_RETURN, "--json").stdout)  # no rule returns: no return can need it
     assert quiet["votes_in_dropped_queues"] == {}
+
+
+# -- 2. a correction goes only to an annotator who may work its queue ------------------------------
+
+
+def test_a_claim_never_hands_out_a_correction_in_a_queue_the_worker_may_not_work(run):
+    """A version that asks `triage` for a skill a2 lacks: a2's correction is not theirs to claim."""
+    voted(run)
+    reject(run)
+    assert apply(run, RETURNS.replace("triage: {roles: [annotator]}", "triage: {roles: [annotator], skills: [x]}"))\
+        .returncode == 0
+    run.ok("workers", "set", "a1", "--skill", "x")
+    nothing = run("claim", "--as", "a2", "--json")
+    assert (nothing.returncode, nothing.stdout) == (3, ""), nothing.stdout  # before: the correction of T1
+    refused = run("claim", "--as", "a2", "--queue", "triage", "--json")
+    assert refused.returncode == 3 and "a2 may not take work from `triage`" in refused.stderr
+    assert claim(run, "a1")["kind"] == "correct"
+    run.ok("hold", "T1")  # a lead's way out: unhold offers corrections only to those who may take them
+    run.ok("unhold", "T1")
+    assert (run.json("show", "T1", "--json")["task"]["needed"], offered(run)) == (1, ["a1"])
