@@ -520,10 +520,14 @@ def workers_set(name: str, db: str | None, roles: tuple[str, ...], skills: tuple
     if not (roles or skills or no_skills or capacity is not None or no_capacity):
         raise click.UsageError("nothing to change: give --role, --skill, --no-skills, --capacity or --no-capacity")
     engine = _workers_engine(db, worker)
-    engine.update_worker(name, roles=list(roles) or None, skills=[] if no_skills else (list(skills) or None),
-                         capacity=capacity, no_capacity=no_capacity, actor=_worker(worker))
+    dropped = engine.update_worker(name, roles=list(roles) or None,
+                                   skills=[] if no_skills else (list(skills) or None),
+                                   capacity=capacity, no_capacity=no_capacity, actor=_worker(worker))
     changed = next(w for w in engine.workers() if w["id"] == name)
     click.echo(f"{name}: {_describe_worker(changed)}")
+    for d in dropped:
+        click.echo(f"dropped the correction of {d['external_id']} (id:{d['task']}) offered to {name}, "
+                   f"who no longer works `{d['queue']}`")
 
 
 @workers.command("list")

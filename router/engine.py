@@ -254,17 +254,24 @@ class Engine:
         """Register a worker; returns True when new, False when it updated a registered one.
 
         An update replaces the roles; skills and capacity left ``None`` keep their stored
-        values, so adding a worker again never drops what the command did not name.
+        values, so adding a worker again never drops what the command did not name. Roles
+        or skills that no longer admit the worker to a queue drop the corrections offered to
+        them there (:meth:`_drop_corrections`), in the same transaction.
         """
-        return self._save_worker(name, roles, skills, capacity, False, actor, create=True)
+        return self._save_worker(name, roles, skills, capacity, False, actor, create=True)[0]
 
     def update_worker(self, name: str, *, roles: list[str] | None = None, skills: list[str] | None = None,
-                      capacity: int | None = None, no_capacity: bool = False, actor: str | None = None) -> None:
-        """Change a registered worker: what is ``None`` keeps its value; ``no_capacity`` lifts the limit."""
-        self._save_worker(name, roles, skills, capacity, no_capacity, actor, create=False)
+                      capacity: int | None = None, no_capacity: bool = False,
+                      actor: str | None = None) -> list[dict[str, Any]]:
+        """Change a registered worker: what is ``None`` keeps its value; ``no_capacity`` lifts the limit.
+
+        Returns the corrections dropped because the new roles or skills no longer admit the
+        worker to their queue (:meth:`_drop_corrections`), dropped in the same transaction.
+        """
+        return self._save_worker(name, roles, skills, capacity, no_capacity, actor, create=False)[1]
 
     def _save_worker(self, name: str, roles: list[str] | None, skills: list[str] | None, capacity: int | None,
-                     no_capacity: bool, actor: str | None, *, create: bool) -> bool:
+                     no_capacity: bool, actor: str | None, *, create: bool) -> tuple[bool, list[dict[str, Any]]]:
         if not name or not name.strip():
             raise LabelyardError("a worker needs a name")
         for what, text in (*(("role", r) for r in roles or ()), *(("skill", s) for s in skills or ())):
@@ -272,7 +279,10 @@ class Engine:
             if problem is not None:
                 raise LabelyardError(f"{what} {text!r}: {problem}")
         _check_capacity(capacity)
+        # New roles or skills may drop corrections, which reads the workflow: compiled before the lock.
+        queues_known = (roles is not None or skills is not None) and self.load_workflow()
         now = clock.now()
+        dropped: list[dict[str, Any]] = []
         with self.store.transaction():
             row = self.store.worker(name)
             if row is None and not create:
@@ -289,11 +299,70 @@ class Engine:
             if old and "lead" in old["roles"] and "lead" not in new["roles"] and self.store.leads() == [name]:
                 raise LabelyardError(f"{name} is the only lead; make another worker a lead first")
             if new != old:  # the same again writes nothing
+                actor = actor or current_user()
                 self.store.upsert_worker(name, new["roles"], new["skills"], new["capacity"], now)
-                self.store.add_event("worker_added" if old is None else "worker_updated", now,
-                                     actor=actor or current_user(),
+                self.store.add_event("worker_added" if old is None else "worker_updated", now, actor=actor,
                                      detail={"worker": name, **new, **({"was": old} if old else {})})
-        return old is None
+                if queues_known and old is not None and (new["roles"], new["skills"]) != (old["roles"], old["skills"]):
+                    dropped = self._drop_corrections(name, now, actor)
+        return old is None, dropped
+
+    def load_workflow(self) -> bool:
+        """Compile the active workflow now, before a transaction that may need it (nothing is
+        imported under the write lock); False when none was applied yet."""
+        try:
+            self.workflow  # noqa: B018 - loads it
+        except NoWorkflow:
+            return False
+        return True
+
+    def _drop_corrections(self, worker: str, now: float, actor: str, *,
+                          assignment: int | None = None) -> list[dict[str, Any]]:
+        """Drop the corrections offered to ``worker`` in queues they may no longer work (a lead changed
+        their roles or skills, a rule took a skill, or a correction they held came back to them
+        after: only that ``assignment``), inside the caller's transaction; returns what was dropped.
+
+        Each is left out as a ``return`` (:meth:`_returnable`) or ``unhold`` leaves out a voter who
+        cannot take a correction back: the slot ``expired`` and its stage asking for one submission
+        fewer, with a ``correction_dropped`` event, so the task never waits on someone who cannot
+        claim the slot. When that leaves the stage nothing to wait for, it ends as its last
+        correction would have ended it: ``on_quorum`` on the votes kept when a correction of this
+        round came in; else the task is held as a lead's ``hold`` holds it (stage, queue and
+        ``needed`` kept), so ``unhold`` offers it again to whoever may take it, or says to escalate.
+        """
+        row = self.store.worker(worker)
+        if row is None:
+            return []
+        may = self._queues_for(row["roles"], row["skills"])
+        dropped = []
+        for a in self.store.offered_slots(worker):
+            if a["queue"] in may or assignment not in (None, a["id"]):
+                continue
+            self.store.set_assignment_status(a["id"], "expired", now)
+            task = self.store.task(a["task_id"])
+            waits = task["status"] == "open" and task["stage"] == "correct" and task["round"] == a["round"]
+            needed = max(0, task["needed"] - 1) if waits else task["needed"]
+            self.store.add_event("correction_dropped", now, task_id=task["id"], actor=actor,
+                                 detail={"assignment": a["id"], "worker": worker, "queue": a["queue"],
+                                         "round": a["round"], "needed": needed,
+                                         "reason": f"{worker} no longer works `{a['queue']}`"})
+            dropped.append({"task": task["id"], "external_id": task["external_id"], "assignment": a["id"],
+                            "worker": worker, "queue": a["queue"]})
+            if not waits:
+                continue  # a slot left behind by a task that moved on: nothing waits for it
+            if needed > 0:
+                self.store.update_task(task["id"], needed=needed, updated_at=now)
+            elif any(s["stage"] == "correct" and s["round"] == task["round"]
+                     for s in self.store.task_slots(task["id"], ("submitted",))):
+                self.store.update_task(task["id"], needed=0, updated_at=now)
+                self._decide_quorum(self.store.task(task["id"]), now, actor)
+            else:  # as router.lead.hold_task holds a task
+                reason = f"waits for corrections nobody can take back (its annotators no longer work `{a['queue']}`)"
+                self.store.update_task(task["id"], status="held", free_slots=0, reason=reason, updated_at=now)
+                self.store.add_event("held", now, task_id=task["id"], action="hold", actor=actor,
+                                     detail={"reason": reason, "released": [], "stage": task["stage"],
+                                             "queue": task["queue"]})
+        return dropped
 
     def set_worker_paused(self, name: str, paused: bool, reason: str | None = None, actor: str | None = None) -> bool:
         """Pause or resume a worker; returns False, writing nothing, when that changes nothing

@@ -42,7 +42,8 @@ STATUSES: dict[str, tuple[str, ...]] = {
 
 def release_assignment(engine, a, now: float, actor: str, *, detail: dict[str, Any] | None = None) -> dict[str, Any]:
     """End one active slot. Its place goes back to the queue (``free_slots + 1``); a ``correct``
-    slot goes back to the annotator it was offered to."""
+    slot goes back to the annotator it was offered to, or, when they no longer work its queue,
+    is dropped (``expired``, :meth:`Engine._drop_corrections`)."""
     if a["status"] != "active":
         raise AssignmentError(f"assignment {a['id']} is {a['status']}, not active")
     store = engine.store
@@ -58,6 +59,8 @@ def release_assignment(engine, a, now: float, actor: str, *, detail: dict[str, A
                     rule=(detail or {}).get("rule"),
                     detail={"assignment": a["id"], "worker": a["worker"], "stage": a["stage"], "now": status,
                             **{k: v for k, v in (detail or {}).items() if k != "rule"}})
+    if status == "offered" and engine._drop_corrections(a["worker"], now, actor, assignment=a["id"]):
+        status = "expired"
     return {"task": task["id"], "assignment": a["id"], "worker": a["worker"], "status": status}
 
 
@@ -395,6 +398,7 @@ class Lead:
         if action == "unhold":
             return lambda t, now: unhold_task(engine, t, now, actor)
         if action == "release":
+            engine.load_workflow()  # before the lock: a correction released may be dropped (its queue's rules)
             return lambda t, now: release_task(engine, t, now, actor)
         if action == "priority":
             value = options["value"]
@@ -408,6 +412,7 @@ class Lead:
         """Release one active assignment by its id (not a gold question's: lead actions leave those
         alone); a ``dry_run`` does it and rolls it back."""
         now = clock.now()
+        self.engine.load_workflow()  # before the lock: a correction released may be dropped (its queue's rules)
         with self.store.transaction(rollback=dry_run):
             a = self.store.assignment(assignment_id)
             if a is None:

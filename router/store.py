@@ -1107,6 +1107,11 @@ class Store:
         return self.query("SELECT * FROM assignments INDEXED BY assignments_worker_active "
                           "WHERE worker = ? AND status = 'active' ORDER BY id", (worker,))
 
+    def offered_slots(self, worker: str) -> list[sqlite3.Row]:
+        """The slots offered back to ``worker`` alone (corrections waiting for their claim), oldest first."""
+        return self.query("SELECT * FROM assignments INDEXED BY assignments_offered WHERE worker = ? "
+                          "AND status = 'offered' ORDER BY id", (worker,))
+
     def task_slots(self, task_id: int, statuses: Sequence[str] = ("active",)) -> list[sqlite3.Row]:
         """A task's assignments in these statuses, oldest first."""
         marks = ",".join("?" * len(statuses))

@@ -20,6 +20,7 @@ def skip(engine, assignment_id: int, worker: str) -> dict[str, Any]:
     from .lead import release_assignment
 
     now = clock.now()
+    engine.load_workflow()  # before the lock: a correction given back may be dropped (its queue's rules)
     with engine.store.transaction():
         a = engine.store.assignment(assignment_id)
         if a is None:

@@ -129,4 +129,6 @@ def run_on_worker(engine, worker: str, task, assignment: int, now: float) -> dic
     if changed:
         store.add_event(EVENT_KINDS[action], now, task_id=task["id"], rule=decision.rule, action=action,
                         actor="labelyard", detail=detail)
+        if action == "remove_skill":  # corrections offered in a queue that needs the skill are theirs no more
+            engine._drop_corrections(worker, now, "labelyard")
     return {"rule": decision.rule, "action": action, "changed": changed}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+from conftest import Runner
 from test_flows_claims import claim, submit
 
 RETURNS = """\
@@ -105,6 +106,107 @@ def test_apply_warns_of_tasks_in_review_whose_return_would_need_a_queue_it_drops
 
 
 # -- 2. a correction goes only to an annotator who may work its queue ------------------------------
+
+
+def test_a_role_change_after_or_before_the_return_leaves_the_same_correction_to_the_same_people(tmp_path):
+    after, before = Runner(tmp_path / "after"), Runner(tmp_path / "before")
+    for run in (after, before):
+        run.folder.mkdir()
+        voted(run)
+    before.ok("workers", "set", "a2", "--role", "senior")
+    reject(before)
+    reject(after)
+    changed = after.ok("workers", "set", "a2", "--role", "senior")
+    assert "dropped the correction of T1 (id:1) offered to a2, who no longer works `triage`" in changed.stdout
+
+    for run in (after, before):
+        shown = run.json("show", "T1", "--json")
+        assert (shown["task"]["stage"], shown["task"]["needed"]) == ("correct", 1)
+        assert offered(run) == ["a1"]
+        nothing = run("claim", "--as", "a2", "--json")
+        assert (nothing.returncode, nothing.stdout) == (3, ""), nothing.stdout  # before: the correction
+        refused = run("claim", "--as", "a2", "--queue", "triage", "--json")
+        assert refused.returncode == 3 and "a2 may not take work from `triage`" in refused.stderr
+        fix = claim(run, "a1")
+        assert (fix["external_id"], fix["kind"]) == ("T1", "correct")
+        decided = submit(run, fix["assignment"], "a1", "--label", "spam")  # the last correction: on_quorum
+        assert (decided["decision"]["rule"], decided["decision"]["target"]) == ("review", "senior")
+    dropped = [e for e in after.json("show", "T1", "--json")["events"] if e["kind"] == "correction_dropped"]
+    assert [(e["actor"], e["detail"]["worker"], e["detail"]["queue"], e["detail"]["needed"]) for e in dropped] == [
+        ("lead-lucy", "a2", "triage", 1)]
+
+
+def test_the_last_correction_dropped_runs_on_quorum_on_the_votes_kept(run):
+    voted(run)
+    reject(run)
+    fix = claim(run, "a1")
+    submit(run, fix["assignment"], "a1", "--label", "spam")
+    assert run.json("show", "T1", "--json")["task"]["stage"] == "correct"  # waits for a2
+    run.ok("workers", "set", "a2", "--role", "senior")
+    shown = run.json("show", "T1", "--json")
+    assert (shown["task"]["status"], shown["task"]["stage"], shown["task"]["queue"]) == ("open", "review", "senior")
+    routed = [e for e in shown["events"] if e["kind"] == "routed"][-1]
+    assert (routed["actor"], routed["rule"]) == ("lead-lucy", "review")
+    assert [(a["worker"], a["stage"], a["label"]) for a in shown["annotations"]] == [  # a2's vote still counts
+        ("a1", "annotate", "bug"), ("a2", "annotate", "spam"), ("sen", "review", None), ("a1", "correct", "spam")]
+
+
+def test_a_correction_nobody_left_can_take_holds_the_task_until_someone_can(run):
+    voted(run)
+    reject(run)
+    run.ok("workers", "set", "a1", "--role", "senior")
+    assert run.json("show", "T1", "--json")["task"]["status"] == "open"  # a2 may still correct it
+    run.ok("workers", "set", "a2", "--role", "senior")
+    task = run.json("show", "T1", "--json")["task"]
+    reason = "waits for corrections nobody can take back (its annotators no longer work `triage`)"
+    assert (task["status"], task["stage"], task["queue"], task["reason"]) == ("held", "correct", "triage", reason)
+    refused = run("unhold", "T1")
+    assert refused.returncode == 1 and "waits for corrections nobody can take back" in refused.stderr
+    run.ok("workers", "set", "a1", "--role", "annotator")
+    run.ok("unhold", "T1")
+    assert offered(run) == ["a1"]
+    assert claim(run, "a1")["kind"] == "correct"
+
+
+def test_a_correction_given_back_by_someone_who_no_longer_works_its_queue_is_dropped(run):
+    voted(run)
+    reject(run)
+    mine = claim(run, "a2")
+    assert mine["kind"] == "correct"
+    run.ok("workers", "set", "a2", "--role", "senior")  # an active slot stays theirs: they may submit it
+    assert [a["status"] for a in run.json("show", "T1", "--json")["assignments"] if a["id"] == mine["assignment"]] \
+        == ["active"]
+    released = run.json("release", "--assignment", mine["assignment"], "--json")
+    assert released["status"] == "expired"  # before: offered back to a2, who could never claim it
+    shown = run.json("show", "T1", "--json")
+    assert (shown["task"]["needed"], offered(run)) == (1, ["a1"])
+
+
+def test_an_on_worker_rule_that_takes_a_skill_drops_the_corrections_that_need_it(run):
+    skilled = RETURNS.replace("triage: {roles: [annotator]}",
+                              "triage: {roles: [annotator], skills: [x]}\n  other: {roles: [annotator]}").replace(
+        "on_create: [{name: default,",
+        "on_worker: [{name: slipping, when: 'worker.submitted >= 2 and \"x\" in worker.skills', do: {remove_skill: x}}]\n"
+        "on_create: [{name: other, when: 'task.category == \"o\"', do: {annotate: other}}, {name: default,")
+    run.ok("init")
+    (run.folder / "t.workflow.yaml").write_text(skilled, encoding="utf-8")
+    run.ok("apply", "t.workflow.yaml")
+    for name, args in (("a1", ("--role", "annotator", "--skill", "x")), ("a2", ("--role", "annotator", "--skill", "x")),
+                       ("sen", ("--role", "senior",))):
+        run.ok("workers", "add", name, *args)
+    (run.folder / "t.jsonl").write_text('{"id": "T1", "data": {}}\n{"id": "O1", "category": "o", "data": {}}\n')
+    run.ok("ingest", "t.jsonl")
+    for worker, label in (("a1", "bug"), ("a2", "spam")):
+        slot = claim(run, worker, "--queue", "triage")
+        submit(run, slot["assignment"], worker, "--label", label)
+    reject(run)
+    assert offered(run) == ["a1", "a2"]
+    other = claim(run, "a2", "--queue", "other")
+    submit(run, other["assignment"], "a2", "--label", "bug")  # a2's second submission: `slipping` takes x
+    shown = run.json("show", "T1", "--json")
+    assert (shown["task"]["needed"], offered(run)) == (1, ["a1"])
+    dropped = [e for e in shown["events"] if e["kind"] == "correction_dropped"]
+    assert [(e["actor"], e["detail"]["worker"]) for e in dropped] == [("labelyard", "a2")]
 
 
 def test_a_claim_never_hands_out_a_correction_in_a_queue_the_worker_may_not_work(run):
