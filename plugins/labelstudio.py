@@ -38,8 +38,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from router import hookimpl
-from router.plugin_api import (JSON_RESERVED, FinalTask, PluginError, PluginRun, RowError, RowProblem, SourcePart,
-                               TaskInput, check_row, decode_document)
+from router.plugin_api import (FinalTask, PluginError, PluginRun, RowError, RowProblem, SourcePart, TaskInput,
+                               check_row, decode_document)
 
 from ._files import PART_ROWS, matching_files, signature
 
@@ -159,7 +159,7 @@ def _task_rows(item: dict, number: int, labels: PluginRun, prefix: str,
     if not left_out:
         return [checked]
     reason = f"task {_shown(str(ident))}: votes left out (the task went in): " + "; ".join(left_out)
-    return [checked, RowProblem(number, reason, raw)]
+    return [checked, RowProblem(number, reason, raw, checked.external_id)]
 
 
 def prior_votes(annotations: list[Any], labels: PluginRun) -> tuple[list[dict[str, Any]], list[str]]:
@@ -214,10 +214,8 @@ def check_task(task: TaskInput, number: int, raw: str, choices: tuple[str, ...])
     if task.label is not None or task.confidence is not None:
         row["prediction"] = {k: v for k, v in (("label", task.label), ("confidence", task.confidence),
                                                 ("model", task.model)) if v is not None}
-    try:
-        return check_row(row, number, choices, JSON_RESERVED)
-    except RowError as exc:
-        return RowProblem(number, str(exc), raw)
+    checked = check_row(row, number, choices)
+    return checked if isinstance(checked, TaskInput) else RowProblem(number, checked.reason, raw, task.external_id)
 
 
 def read_result(result: Any, label_type: str) -> Any:

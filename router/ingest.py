@@ -47,11 +47,15 @@ class TaskInput:
 
 @dataclass
 class RowProblem:
-    """A row that cannot be ingested: where it is and why."""
+    """A row that cannot be ingested: where it is and why (``raw``: the row as read, if known).
+
+    ``external_id`` is the row's id when it is known: the rejects of a source plugin's rows
+    on one line are told apart by it (see ``docs/plugins.md``)."""
 
     line: int
     reason: str
     raw: str | None
+    external_id: str | None = None
 
 
 class RowError(ValueError):

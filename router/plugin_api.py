@@ -10,13 +10,15 @@ database access leaks through it.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .ingest import (JSON_RESERVED, RowError, RowProblem, TaskInput, check_row, decode_document, decode_line,
-                     parse_jsonl_line, read_file)
+from . import ingest
+from .ingest import (JSON_RESERVED, RowError, RowProblem, TaskInput, decode_document, decode_line, parse_jsonl_line,
+                     read_file)
 from .os_text import escaped, is_utf8
 
 __all__ = [
@@ -28,6 +30,52 @@ __all__ = [
 
 class PluginError(Exception):
     """Raise it for a failure you can describe (bad settings, missing file): the message is shown as is."""
+
+
+RAW_LIMIT = 2000  # characters of a bad row kept in its reject
+
+
+def check_row(row: Any, line: int, choices: Iterable[str] = (),
+              reserved: Iterable[str] = JSON_RESERVED) -> TaskInput | RowProblem:
+    """A row as ``labelyard ingest`` reads one, checked the same way: a :class:`TaskInput`, or a
+    :class:`RowProblem` saying what is wrong (never an exception), for a source's ``rows``.
+
+    ``row`` is a dict shaped like a JSON Lines row, ``{"id", "data", "category", "tags",
+    "prediction": {"label", "confidence", "model", "scores"}}``; ``line`` is the row's number
+    in its origin, as the reject shows it. ``choices`` are the workflow's (``run.choices``):
+    a prediction label that is text must be one of them (with ``()`` the label is checked
+    when the task is routed, against the workflow's labels, as every label is). Without a
+    ``data`` object, the row's keys outside ``reserved`` are its data (``{"id": "a", "text":
+    "x"}`` has the data ``{"text": "x"}``). A problem keeps the row as JSON (its first
+    2,000 characters) and its ``id``, if it has one, for ``labelyard rejects``.
+    """
+    try:
+        return ingest.check_row(row, line, tuple(choices), set(reserved))
+    except RowError as exc:
+        return RowProblem(line, str(exc), _raw(row), _external_id(row))
+
+
+def _raw(row: Any) -> str:
+    """A bad row as its reject keeps it: JSON, else its repr, cut to :data:`RAW_LIMIT` characters."""
+    try:
+        text = json.dumps(row, ensure_ascii=False, default=repr)
+    except (ValueError, TypeError, RecursionError):  # a circular or too deeply nested value
+        try:
+            text = repr(row)
+        except Exception:  # noqa: BLE001 - nested too deeply for repr too: its kind will do
+            text = f"<{type(row).__name__}>"
+    return text[:RAW_LIMIT]
+
+
+def _external_id(row: Any) -> str | None:
+    """A bad row's ``id`` as text, when it has one that could be an id (text or a whole number)."""
+    ident = row.get("id") if isinstance(row, dict) else None
+    if not isinstance(ident, (str, int)) or isinstance(ident, bool) or ident == "":
+        return None
+    try:
+        return str(ident)[:512]
+    except ValueError:  # an integer past Python's digit limit for text
+        return None
 
 
 @dataclass

@@ -194,7 +194,8 @@ def checked_row(row: Any, origin: str) -> TaskInput | RowProblem:
     try:
         return check_row(item, row.line, (), JSON_RESERVED)
     except RowError as exc:
-        return RowProblem(row.line, str(exc), json.dumps(item, ensure_ascii=False, default=repr)[:2000])
+        return RowProblem(row.line, str(exc), json.dumps(item, ensure_ascii=False, default=repr)[:2000],
+                          row.external_id)
 
 
 def add_prior_votes(engine, votes: dict[str, list[dict[str, Any]]], origin: str,
