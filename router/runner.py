@@ -142,27 +142,35 @@ def make_run(engine, entry: dict[str, Any], key: str, state: Any, base_dir: str)
 
 
 def ingest_parts(engine, parts: Iterator[SourcePart], on_cursor: Callable[[Any], None] | None = None,
-                 progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Ingest each part a source yields (read in full first, so a failure mid-part keeps nothing of it)."""
-    total: Counter = Counter()
+                 progress: Callable[[int], None] | None = None,
+                 counts: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Ingest each part a source yields (read in full first, so a failure mid-part keeps nothing of it).
+
+    Returns the counts (``ingested``, ``duplicates``, ``rejected``, ``routed``, and ``prior_votes``
+    and ``prior_votes_left_out`` when there are any). They are kept in ``counts`` as each part
+    goes in, so when the source raises, what its earlier parts ingested is still there to tell.
+    """
+    result = counts if counts is not None else {}
+    result.update(ingested=0, duplicates=0, rejected=0, routed={})
     routed: Counter = Counter()
     left_out: Counter = Counter()
     for part in parts:
         rows = [checked_row(row, part.origin) for row in part.rows]
         if rows:
             report = engine.ingest(rows, part.origin, progress=progress)
-            total.update(ingested=report.ingested, duplicates=report.duplicates, rejected=report.rejected)
+            result["ingested"] += report.ingested
+            result["duplicates"] += report.duplicates
+            result["rejected"] += report.rejected
             routed.update(report.routed)
+            result["routed"] = dict(routed)
         if part.votes:
-            total["prior_votes"] += add_prior_votes(engine, part.votes, part.origin, left_out)
+            added = add_prior_votes(engine, part.votes, part.origin, left_out)
+            if added:
+                result["prior_votes"] = result.get("prior_votes", 0) + added
+            if left_out:
+                result["prior_votes_left_out"] = dict(left_out)
         if on_cursor is not None:
             on_cursor(part.cursor)
-    result = {"ingested": total["ingested"], "duplicates": total["duplicates"], "rejected": total["rejected"],
-              "routed": dict(routed)}
-    if total["prior_votes"]:
-        result["prior_votes"] = total["prior_votes"]
-    if left_out:
-        result["prior_votes_left_out"] = dict(left_out)
     return result
 
 
@@ -446,16 +454,18 @@ class Runner:
                 _run.state = cursor
 
             trace(f"source {key}")
+            counts = done[key] = {}  # filled part by part: a source that fails later keeps what went in
+            failure = None
             try:
-                done[key] = ingest_parts(self.engine, iter(source.func(run)), on_cursor=save)
+                ingest_parts(self.engine, iter(source.func(run)), on_cursor=save, counts=counts)
             except Exception as exc:  # noqa: BLE001
-                self.fail("sources", entry, describe_error(exc))
-                continue
-            counts = done[key]
+                failure = describe_error(exc)
             if counts["ingested"] or counts["duplicates"] or counts["rejected"] or counts.get("prior_votes") \
                     or counts.get("prior_votes_left_out"):
                 self.echo(f"source {key}: ingested {counts['ingested']}, duplicates {counts['duplicates']}, "
                           f"rejected {counts['rejected']}" + prior_votes_said(counts))
+            if failure is not None:
+                self.fail("sources", entry, failure)
         self.report.steps["sources"] = done
 
     # -- automatic reviewers -------------------------------------------------------------

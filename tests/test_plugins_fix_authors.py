@@ -105,3 +105,42 @@ def test_check_row_takes_choices_and_reserved_as_optional_and_never_raises():
     assert bad == RowProblem(4, "`data` must be an object", '{"id": "b", "data": 5}', "b")
     assert check_row(["not", "a", "dict"], 9) == RowProblem(9, "a row must be a JSON object", '["not", "a", "dict"]')
     assert check_row({"id": "c", "text": "t", "lang": "en"}, 1, reserved={"id", "lang"}).data == {"text": "t"}
+
+
+# -- 2: a source that fails after some parts ------------------------------------------------------
+FLAKY = """
+    from router import hookimpl
+    from router.plugin_api import SourcePart, TaskInput
+
+    @hookimpl
+    def register_sources(register):
+        register("flaky", read)
+
+    def read(run):
+        start = run.state or 0
+        yield SourcePart("flaky", [TaskInput(start + 1, f"f{start + 1}", {}, label="bug", confidence=0.95),
+                                   TaskInput(start + 2, f"f{start + 2}", 5)], cursor=start + 2)
+        raise ConnectionError("the API hung up")
+"""
+
+
+def test_a_source_failing_after_a_part_reports_what_that_part_ingested(project, tmp_path):
+    project.plugin("flaky", FLAKY)
+    project.use("sources: [{plugin: flaky}]\n")
+    proc = project("run")
+    assert proc.returncode == 4
+    assert "source flaky: ingested 1, duplicates 0, rejected 1" in proc.stdout.splitlines()
+    assert proc.stderr.splitlines() == [
+        "labelyard run: flaky: sources failed: ConnectionError: the API hung up (flaky.py:13)"]
+
+    proc = project("run", "--json")  # the cursor moved past the first part: the next one is new
+    assert proc.returncode == 4
+    report = json.loads(proc.stdout)
+    assert report["sources"]["flaky"] == {"ingested": 1, "duplicates": 0, "rejected": 1, "routed": {"confident": 1}}
+    assert [f["step"] for f in report["failures"]] == ["sources"]
+    assert sorted(t["id"] for t in map(json.loads, project.ok("export").stdout.splitlines())) == ["f1", "f3"]
+
+    with sqlite3.connect(tmp_path / "labelyard.db") as conn:
+        stored = [json.loads(summary)["sources"]["flaky"]
+                  for (summary,) in conn.execute("SELECT summary FROM plugin_runs ORDER BY id")]
+    assert [s["ingested"] for s in stored] == [1, 1] and [s["rejected"] for s in stored] == [1, 1]
