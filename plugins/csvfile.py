@@ -6,7 +6,7 @@ type, ``prediction_confidence``, ``prediction_model``; other columns go into
 ``data``). A last line without its line break is still being written: it
 waits for the next run. Its cursor keeps each file's signature and the rows
 already ingested: an unchanged file is skipped, an interrupted one resumes,
-a changed one is read again (known ids skipped).
+a changed one is read again (known ids skipped) and its rejects replaced.
 
 The sink writes ``id,label,final_by,rule,final_at,category,agreement`` with
 a header, and after a crash cuts the file back to its last recorded size.
@@ -48,13 +48,15 @@ def read(run: PluginRun) -> Iterator[SourcePart]:
         if skip and done.get("complete"):
             continue
         rows_done = skip
+        from_start = not skip  # a file read again (or for the first time): its earlier rejects go
         rows_read = read_file(path, run.choices, "csv", label_type=run.label_type, wait_for_newline=True)
         for rows in chunks(islice(rows_read, skip, None)):
             rows_done += len(rows)
             state[path] = {**sig, "rows": rows_done, "complete": False}
-            yield SourcePart(path, rows, dict(state))
+            yield SourcePart(path, rows, dict(state), from_start=from_start)
+            from_start = False
         state[path] = {**sig, "rows": rows_done, "complete": True}
-        yield SourcePart(path, [], dict(state))
+        yield SourcePart(path, [], dict(state), from_start=from_start)
 
 
 def write(run: PluginRun, tasks: list[FinalTask]) -> dict[str, int]:

@@ -50,6 +50,8 @@ def read(run: PluginRun) -> Iterator[SourcePart]:
         if os.path.isfile(p) and not os.path.basename(p).startswith(".")
     )
     count = 0
+    # The folder is scanned whole every time: the first part replaces the rejects of the scan before
+    # (a file's line is its place in the sorted list, which moves as files come and go).
     for batch in chunks(names, 1000):
         known = run.known(prefix + n for n in batch if is_utf8(n))
         rows: list[TaskInput | RowProblem] = []
@@ -59,7 +61,9 @@ def read(run: PluginRun) -> Iterator[SourcePart]:
                 rows.append(RowProblem(count, f"{escaped(name)}: file name is not UTF-8", None))
             elif prefix + name not in known:
                 rows.append(_task(folder, name, prefix, count, text_ext, limit))
-        yield SourcePart(folder, rows, {"files": count})
+        yield SourcePart(folder, rows, {"files": count}, from_start=count <= len(batch))
+    if not names:
+        yield SourcePart(folder, [], {"files": 0}, from_start=True)
 
 
 def _task(folder: str, name: str, prefix: str, line: int, text_ext: tuple, limit: int) -> TaskInput | RowProblem:

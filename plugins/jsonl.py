@@ -7,7 +7,8 @@ from where the last run stopped. A file read again from the start (known ids
 are skipped): one replaced (another inode), shrunk below the offset, or
 rewritten in place (``>`` keeps the inode) — told by a fingerprint of the
 first and the last 4 KiB before the offset, checked whenever the file's
-size or modification time changed.
+size or modification time changed. A file read from the start replaces its
+rejects (``SourcePart.from_start``); one read on from its offset adds to them.
 
 A last line without its newline is read when it is a complete JSON object,
 or when it holds a carriage return followed by more (lines ended by a lone
@@ -97,6 +98,7 @@ def _finished(raw: bytes) -> bool:
 
 def _parts(path: str, offset: int, line: int, open_line: bool, choices: tuple[str, ...], state: dict,
            st: os.stat_result) -> Iterator[SourcePart]:
+    from_start = offset == 0  # the file read again (or for the first time): its earlier rejects go
     with open(path, "rb") as handle:
         handle.seek(offset)
         rows: list[TaskInput | RowProblem] = []
@@ -117,9 +119,9 @@ def _parts(path: str, offset: int, line: int, open_line: bool, choices: tuple[st
             if raw.strip():
                 rows.append(parse_jsonl_line(raw, line, choices))
             if len(rows) >= PART_ROWS:
-                yield SourcePart(path, rows, mark())
-                rows = []
-        yield SourcePart(path, rows, mark())
+                yield SourcePart(path, rows, mark(), from_start=from_start)
+                rows, from_start = [], False
+        yield SourcePart(path, rows, mark(), from_start=from_start)
 
 
 def write(run: PluginRun, tasks: list[FinalTask]) -> dict[str, int]:

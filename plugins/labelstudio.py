@@ -72,18 +72,20 @@ def read(run: PluginRun) -> Iterator[SourcePart]:
             tasks = _load_export(path)
         except _BadFile as exc:  # the whole file is one bad row: kept in rejects until the file changes
             state[path] = sig
-            yield SourcePart(path, [RowProblem(exc.line, exc.reason, None)], dict(state))
+            yield SourcePart(path, [RowProblem(exc.line, exc.reason, None)], dict(state), from_start=True)
             continue
         votes: dict[str, list[dict[str, Any]]] = {}
         rows = [row for number, item in enumerate(tasks, 1) for row in task_rows(item, number, run, prefix, votes)]
+        # a file is read whole: its first part replaces the rejects of the file's earlier reads
         for start in range(0, len(rows), PART_ROWS):
             last = start + PART_ROWS >= len(rows)
             chunk = rows[start:start + PART_ROWS]
             prior = {t.external_id: votes[t.external_id] for t in chunk
                      if isinstance(t, TaskInput) and t.external_id in votes}
-            yield SourcePart(path, chunk, {**state, path: sig} if last else dict(state), votes=prior)
+            yield SourcePart(path, chunk, {**state, path: sig} if last else dict(state), votes=prior,
+                             from_start=start == 0)
         if not rows:
-            yield SourcePart(path, [], {**state, path: sig})
+            yield SourcePart(path, [], {**state, path: sig}, from_start=True)
         state[path] = sig
 
 

@@ -30,7 +30,7 @@ from .worker_rules import run_on_worker
 
 if TYPE_CHECKING:  # ingest only, imported where used: `labelyard claim` starts without them
     from .ingest import RowProblem, TaskInput
-    from .ingest_pipeline import IngestReport, RoutedBatch
+    from .ingest_pipeline import IngestReport, PartRejects, RoutedBatch
 
 MAX_CAPACITY = 10_000  # active slots one worker may hold at once: far past any person's work, and a number SQLite stores
 STAGES = ("annotate", "review", "correct", "escalated")
@@ -397,7 +397,7 @@ class Engine:
     # -- ingest ----------------------------------------------------------------------------
     def ingest(self, rows: Iterable[TaskInput | RowProblem], source: str,
                progress: Callable[[int], None] | None = None, *, fork: bool = False,
-               whole: bool = False) -> IngestReport:
+               whole: bool = False, part: PartRejects | None = None) -> IngestReport:
         """Route and store new tasks in short transactions; quarantine bad rows; skip known ids.
 
         ``progress`` is called after each batch with the input line reached.
@@ -416,8 +416,10 @@ class Engine:
         (``labelyard ingest``): the batches then replace them from line 1 to
         the end of the source, lines no row starts on included (a CSV header,
         bad lines after the last good row, text after a JSON array's ``]``),
-        even when no row is left. Without it (a source's part read from its
-        cursor) rejects outside the lines read stay.
+        even when no row is left. Without it, rejects outside the lines read stay.
+        With ``part`` (a part a source plugin yields, read from its cursor) no lines
+        are replaced: each reject is kept under its row's own key, as
+        :class:`~router.ingest_pipeline.PartRejects` says.
         """
         from .ingest_pipeline import BatchWriter, ThreadedWriter, can_fork, routed_in_child
 
@@ -429,9 +431,9 @@ class Engine:
                 # In the child: its own connection. The inherited one is kept referenced,
                 # so it is never closed (or checkpointed) from the wrong process.
                 self._inherited_store, self.store = self.store, Store.open(path)
-                return self._routed_batches(workflow, version, rows, source, whole)
+                return self._routed_batches(workflow, version, rows, source, whole, part)
 
-            writer = BatchWriter(path, source)
+            writer = BatchWriter(path, source, part)
             try:
                 for batch in routed_in_child(produce):
                     writer.write(batch)
@@ -440,9 +442,9 @@ class Engine:
             finally:
                 writer.close()
             return writer.report
-        threaded = ThreadedWriter(path, source)
+        threaded = ThreadedWriter(path, source, part)
         try:
-            for batch in self._routed_batches(workflow, version, rows, source, whole):
+            for batch in self._routed_batches(workflow, version, rows, source, whole, part):
                 threaded.put(batch)
                 if progress:
                     progress(batch.last_line)
@@ -451,17 +453,19 @@ class Engine:
         return threaded.report
 
     def _routed_batches(self, workflow, version: int, rows: Iterable[TaskInput | RowProblem],
-                        source: str, whole: bool = False) -> Iterator[RoutedBatch]:
+                        source: str, whole: bool = False, part: PartRejects | None = None) -> Iterator[RoutedBatch]:
         """Rows in batches of ``INGEST_BATCH_ROWS`` (or ``INGEST_BATCH_SECONDS`` of reading), routed.
 
         With ``whole`` (see :meth:`ingest`) the batches' line ranges leave no gap: the first
         starts at line 1, each next one after the line where the one before ended, and the
         last (an empty one if the rows ended with a full batch, or there were none) runs to
-        the end of the source."""
+        the end of the source. A ``part`` read from its origin's start with no rows gives one
+        empty batch too, which drops the origin's earlier rejects."""
         from .ingest_pipeline import RoutedBatch
 
         batch: list[TaskInput | RowProblem] = []
         covered = 0  # with whole: the last line the batches so far replace the rejects of
+        routed = None
         started = time.monotonic()
         for row in rows:
             batch.append(row)
@@ -474,7 +478,8 @@ class Engine:
                 started = time.monotonic()
         if batch:
             routed = self._route_batch(workflow, version, batch, source)
-        elif whole:  # nothing left to route, but the lines after the last batch to replace
+        elif whole or (part is not None and part.from_start and routed is None):
+            # nothing left to route, but the lines after the last batch (or a part's origin) to clear
             routed = RoutedBatch(now=clock.now(), problems=[], last_line=covered)
         else:
             return
@@ -500,24 +505,26 @@ class Engine:
         for item in inputs:
             if item.external_id in known:
                 if item.external_id in gold:
-                    routed.problems.append(RowProblem(item.line, f"id {item.external_id} is a gold question", None))
+                    routed.problems.append(RowProblem(item.line, f"id {item.external_id} is a gold question", None,
+                                                      item.external_id))
                     continue
                 routed.duplicates += 1
                 continue
             try:
                 row = self._new_task_row(item, None, source, version, now)
             except ValueError:
-                routed.problems.append(RowProblem(item.line, "a number is NaN or infinite, which JSON cannot carry", None))
+                routed.problems.append(RowProblem(item.line, "a number is NaN or infinite, which JSON cannot carry",
+                                                  None, item.external_id))
                 continue
             problem = next(filter(None, map(text_problem, (row["external_id"], row["data"], row["category"], row["tags"],
                                                            row["pred_label"], row["pred_model"], row["pred_scores"]))),
                            None)
             if problem is not None:
-                routed.problems.append(RowProblem(item.line, problem, None))
+                routed.problems.append(RowProblem(item.line, problem, None, item.external_id))
                 continue
             problem = None if item.label is None else labels.problem(item.label)
             if problem is not None:
-                routed.problems.append(RowProblem(item.line, f"`prediction.label`: {problem}", None))
+                routed.problems.append(RowProblem(item.line, f"`prediction.label`: {problem}", None, item.external_id))
                 continue
             known.add(item.external_id)
             decision = workflow.decide("on_create", self._create_context(row, item, now))

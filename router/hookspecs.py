@@ -62,7 +62,10 @@ def register_sources(register: Callable[[str, SourceReader], None]) -> None:
     Every row gets the checks of ``labelyard ingest`` (a bad one is
     quarantined, the others go in). Ingest is idempotent (a known external id
     is skipped), so a source may yield a row twice; ``run.known(ids)`` tells
-    which ids exist already.
+    which ids exist already. A row's ``line`` is its number in ``origin`` as
+    the source counts (need not be unique: each bad row is a reject of its
+    own); a part with ``from_start=True`` begins a new read of its origin and
+    replaces the origin's earlier rejects.
     Raise :class:`~router.plugin_api.PluginError` for a failure the user can
     fix; nothing of the part being read is kept.
     """

@@ -22,6 +22,8 @@ twice.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -87,11 +89,50 @@ class RoutedBatch:
         return first, rest
 
 
-class BatchWriter:
-    """Commits routed batches on its own connection, one transaction per batch."""
+@dataclass
+class PartRejects:
+    """How the rejects of one part a source plugin yields are kept (``labelyard run``, ``ingest NAME:ARG``).
 
-    def __init__(self, path: str, source: str):
+    A file's rejects are one per line, and a file read again replaces them by line range.
+    A plugin's lines are whatever it numbers its rows with, not unique in its origin (each
+    page of an API numbered from 1, or 0 for every row), and a part holds only the rows read
+    from the cursor: so no range is replaced. Each reject gets the row's own key instead: a
+    digest of its external id (else its raw text, else its reason), and ``#n`` for the n-th
+    row of that key on that line in one read of the source (``seen``, shared by the parts of
+    that read). Two bad rows never share a reject, and a part read again (the run died
+    before its cursor was stored) finds its own rejects and updates them.
+
+    ``from_start``: the part begins a new read of its origin from the start (a file changed
+    and read again); the origin's rejects of earlier reads are dropped with its first batch.
+    """
+
+    seen: Counter = field(default_factory=Counter)
+    from_start: bool = False
+
+    def key(self, source: str, problem: RowProblem) -> str:
+        """The reject key of ``problem`` (see the class); counts it in :attr:`seen`."""
+        if problem.external_id is not None:
+            row = ["id", problem.external_id]
+        elif problem.raw is not None:
+            row = ["raw", problem.raw]
+        else:
+            row = ["reason", problem.reason]
+        digest = hashlib.sha1(json.dumps(row).encode("ascii")).hexdigest()[:16]
+        self.seen[(source, problem.line, digest)] += 1
+        n = self.seen[(source, problem.line, digest)]
+        return digest if n == 1 else f"{digest}#{n}"
+
+
+class BatchWriter:
+    """Commits routed batches on its own connection, one transaction per batch.
+
+    With ``part`` (a source plugin's part) rejects are kept as :class:`PartRejects` says;
+    otherwise each batch replaces the source's rejects on the lines it read."""
+
+    def __init__(self, path: str, source: str, part: PartRejects | None = None):
         self.source = source
+        self.part = part
+        self._cleared = False  # with part.from_start: whether the origin's earlier rejects are gone
         self.report = IngestReport()
         self.store = Store.open(path)
         # Random external ids touch index pages all over the file: a larger page
@@ -150,13 +191,28 @@ class BatchWriter:
                 if task[1] in orphans:
                     store.add_event("held", batch.now, task_id=task[0], action="hold", actor="labelyard",
                                     detail={"reason": orphans[task[1]], "stage": task[_STAGE], "queue": task[_QUEUE]})
-            if batch.first_line:
-                store.delete_rejects(self.source, (batch.first_line, None if batch.through_end else batch.last_line))
-            if batch.problems:
-                store.add_rejects((self.source, p.line, p.reason, p.raw, batch.now) for p in batch.problems)
+            if self.part is not None:
+                self._keep_part_rejects(batch)
+            else:
+                if batch.first_line:
+                    store.delete_rejects(self.source,
+                                         (batch.first_line, None if batch.through_end else batch.last_line))
+                if batch.problems:
+                    store.add_rejects((self.source, p.line, p.reason, p.raw, batch.now) for p in batch.problems)
         report.ingested += len(tasks)
         report.duplicates += batch.duplicates
         report.rejected += len(batch.problems)
+
+    def _keep_part_rejects(self, batch: RoutedBatch) -> None:
+        """A plugin part's rejects, each under its own key (:class:`PartRejects`), in the batch's transaction."""
+        part = self.part
+        assert part is not None
+        if part.from_start and not self._cleared:
+            self.store.delete_rejects(self.source)
+            self._cleared = True
+        if batch.problems:
+            self.store.add_keyed_rejects((self.source, p.line, p.reason, p.raw, batch.now, part.key(self.source, p))
+                                         for p in batch.problems)
 
     def close(self) -> None:
         self.store.close()
@@ -192,11 +248,11 @@ class ThreadedWriter:
 
     _DONE = None
 
-    def __init__(self, path: str, source: str):
+    def __init__(self, path: str, source: str, part: PartRejects | None = None):
         import queue
         import threading
 
-        self.path, self.source = path, source
+        self.path, self.source, self.part = path, source, part
         self.report = IngestReport()
         self.error: BaseException | None = None
         self._queue: "queue.Queue[RoutedBatch | None]" = queue.Queue(maxsize=2)
@@ -218,7 +274,7 @@ class ThreadedWriter:
     def _run(self) -> None:
         writer = None
         try:
-            writer = BatchWriter(self.path, self.source)
+            writer = BatchWriter(self.path, self.source, self.part)
             self.report = writer.report
             while True:
                 batch = self._queue.get()

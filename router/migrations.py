@@ -15,7 +15,7 @@ from sqlite_utils.migrations import Migrations
 
 migrations = Migrations("labelyard")
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 def _run_ddl(db: Database, script: str) -> None:
@@ -432,6 +432,36 @@ def m007_new_tasks_counted_per_batch(db: Database) -> None:
         """
     )
     _set_version(db, 7)
+
+
+@migrations()
+def m008_plugin_reject_keys(db: Database) -> None:
+    """Rejects keyed by ``(source, line, row_key)``. A file's rejects keep ``row_key`` empty, so
+    they stay one per line and a file read again replaces them by line. A source plugin's lines
+    need not be unique in its origin (each page of an API numbered from 1, no lines at all):
+    its rejects get the row's own key (``router.ingest_pipeline.PartRejects``), so two bad rows
+    on one line are two rejects. SQLite cannot change a table's ``UNIQUE``: the table is made
+    again, ids kept."""
+    _run_ddl(
+        db,
+        """
+        CREATE TABLE rejects_keyed (
+            id          INTEGER PRIMARY KEY,
+            source      TEXT NOT NULL,
+            line        INTEGER,
+            reason      TEXT NOT NULL,
+            raw         TEXT,
+            at          REAL NOT NULL,
+            row_key     TEXT NOT NULL DEFAULT '',   -- '' for a file's rows; a plugin row's own key
+            UNIQUE (source, line, row_key)
+        );
+        INSERT INTO rejects_keyed (id, source, line, reason, raw, at)
+            SELECT id, source, line, reason, raw, at FROM rejects;
+        DROP TABLE rejects;
+        ALTER TABLE rejects_keyed RENAME TO rejects;
+        """
+    )
+    _set_version(db, 8)
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:

@@ -232,6 +232,14 @@ class SourcePart:
     source that raises while its part is being read leaves nothing of that
     part behind. ``origin`` is where the rows come from, e.g. a file's path.
 
+    A row's ``line`` is its number in ``origin`` as the source counts (rows of
+    each page numbered from 1, or 0 when there are no lines, will do): each
+    bad row is a reject of its own, added to the origin's earlier ones, never
+    replacing another row's; a part read again finds its own. With
+    ``from_start`` the part begins a new read of ``origin`` from its start (a
+    file changed and read again): the origin's earlier rejects are dropped as
+    it goes in, so a row fixed since is no longer listed.
+
     ``votes`` are prior votes, by external id: ``{"t1": [{"worker": "ls:ann",
     "label": "bug"}]}`` (labels another tool collected). Each is recorded as
     that worker's annotate submission on the open task, counts toward the
@@ -243,6 +251,7 @@ class SourcePart:
     rows: Iterable[TaskInput | RowProblem]
     cursor: Any = None
     votes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    from_start: bool = False
 
 
 @dataclass

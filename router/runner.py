@@ -150,14 +150,18 @@ def ingest_parts(engine, parts: Iterator[SourcePart], on_cursor: Callable[[Any],
     and ``prior_votes_left_out`` when there are any). They are kept in ``counts`` as each part
     goes in, so when the source raises, what its earlier parts ingested is still there to tell.
     """
+    from .ingest_pipeline import PartRejects
+
     result = counts if counts is not None else {}
     result.update(ingested=0, duplicates=0, rejected=0, routed={})
     routed: Counter = Counter()
     left_out: Counter = Counter()
+    seen: Counter = Counter()  # the rejects of this read, by line and row: two bad rows never share one
     for part in parts:
         rows = [checked_row(row, part.origin) for row in part.rows]
-        if rows:
-            report = engine.ingest(rows, part.origin, progress=progress)
+        if rows or part.from_start:  # a part with no rows from the start still drops the origin's old rejects
+            report = engine.ingest(rows, part.origin, progress=progress,
+                                   part=PartRejects(seen, from_start=bool(part.from_start)))
             result["ingested"] += report.ingested
             result["duplicates"] += report.duplicates
             result["rejected"] += report.rejected

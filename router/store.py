@@ -41,7 +41,7 @@ WAL_AUTOCHECKPOINT_PAGES = 128000
 # than the 4 KiB default here (bench/README.md), with the same page count per operation.
 PAGE_SIZE = 2048
 BEGIN_MAX_SLEEP_S = 0.004
-SCHEMA_VERSION = 7  # keep equal to migrations.SCHEMA_VERSION (a test checks)
+SCHEMA_VERSION = 8  # keep equal to migrations.SCHEMA_VERSION (a test checks)
 
 # Every column a new task is inserted with, in the order of the tuples given to insert_task_tuples.
 TASK_INSERT_COLUMNS = (
@@ -1282,7 +1282,18 @@ class Store:
         """Quarantine bad input rows: ``(source, line, reason, raw, at)``; the same line twice is kept once."""
         self.conn.executemany(
             "INSERT INTO rejects (source, line, reason, raw, at) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (source, line) DO UPDATE SET reason = excluded.reason, raw = excluded.raw, at = excluded.at",
+            "ON CONFLICT (source, line, row_key) DO UPDATE SET reason = excluded.reason, raw = excluded.raw, "
+            "at = excluded.at",
+            rows,
+        )
+
+    def add_keyed_rejects(self, rows: Iterable[tuple[str, int | None, str, str | None, float, str]]) -> None:
+        """Quarantine a source plugin's bad rows: ``(source, line, reason, raw, at, row_key)``; rows
+        on one line are told apart by their key, and a row given again (same key) is kept once."""
+        self.conn.executemany(
+            "INSERT INTO rejects (source, line, reason, raw, at, row_key) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (source, line, row_key) DO UPDATE SET reason = excluded.reason, raw = excluded.raw, "
+            "at = excluded.at",
             rows,
         )
 
@@ -1304,8 +1315,8 @@ class Store:
         return self.conn.execute(f"DELETE FROM rejects WHERE {' AND '.join(where)}", params).rowcount
 
     def rejects(self, limit: int = 100, source: str | None = None) -> list[sqlite3.Row]:
-        return self.query("SELECT * FROM rejects WHERE (?1 IS NULL OR source = ?1) ORDER BY id DESC LIMIT ?2",
-                          (source, limit))
+        return self.query("SELECT id, source, line, reason, raw, at FROM rejects WHERE (?1 IS NULL OR source = ?1) "
+                          "ORDER BY id DESC LIMIT ?2", (source, limit))
 
     # -- reading for status and export -----------------------------------------------------
     def status_counts(self) -> dict[str, int]:

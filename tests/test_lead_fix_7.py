@@ -15,6 +15,8 @@ import pytest
 from conftest import LEAD as RUN_LEAD
 from lead_support import LEAD, WORKFLOW, Project
 
+from router.store import SCHEMA_VERSION
+
 
 def events(db, kind: str | None = None) -> list[tuple[str, str]]:
     conn = sqlite3.connect(db)
@@ -55,12 +57,13 @@ def test_init_refuses_a_newer_schema_like_every_command_and_writes_nothing(run):
     before = events(run.db)
     status = run("status")
     assert status.returncode == 1
-    assert "database schema 99 is newer than this Labelyard (7); upgrade labelyard" in status.stderr
+    assert f"database schema 99 is newer than this Labelyard ({SCHEMA_VERSION}); upgrade labelyard" in status.stderr
 
     proc = run("init", "--json", env={"LABELYARD_WORKER": "newlead"})
     assert proc.returncode == 1, proc.stdout
     assert proc.stdout == ""
-    assert proc.stderr == f"labelyard: {run.db}: database schema 99 is newer than this Labelyard (7); upgrade labelyard\n"
+    assert proc.stderr == (f"labelyard: {run.db}: database schema 99 is newer than this Labelyard ({SCHEMA_VERSION}); "
+                           "upgrade labelyard\n")
     assert "already up to date" not in proc.stdout + proc.stderr
     conn = sqlite3.connect(run.db)
     assert conn.execute("SELECT count(*) FROM workers").fetchone()[0] == 0

@@ -144,3 +144,116 @@ def test_a_source_failing_after_a_part_reports_what_that_part_ingested(project, 
         stored = [json.loads(summary)["sources"]["flaky"]
                   for (summary,) in conn.execute("SELECT summary FROM plugin_runs ORDER BY id")]
     assert [s["ingested"] for s in stored] == [1, 1] and [s["rejected"] for s in stored] == [1, 1]
+
+
+# -- 3: rejects of plugin rows: lines numbered per page, or no lines ----------------------------------
+PAGES = """
+    import json
+    from router import hookimpl
+    from router.plugin_api import SourcePart, check_row
+
+    @hookimpl
+    def register_sources(register):
+        register("pages", read)
+
+    def read(run):
+        with open(run.path("pages.json"), encoding="utf-8") as handle:
+            pages = json.load(handle)
+        for page in range((run.state or 0) + 1, len(pages) + 1):  # each page's rows numbered from 1
+            rows = [check_row(record, n) for n, record in enumerate(pages[page - 1], 1)]
+            yield SourcePart("https://api.example.com/items", rows, cursor=page)
+"""
+
+NO_LINES = """
+    from router import hookimpl
+    from router.plugin_api import RowProblem, SourcePart, TaskInput
+
+    @hookimpl
+    def register_sources(register):
+        register("nolines", read)
+
+    def read(run):  # no cursor, no lines: every run reads it all again
+        yield SourcePart("queue", [
+            TaskInput(0, "n1", {}, label="bug", confidence=0.95),
+            TaskInput(0, "n2", "not an object"),
+            TaskInput(0, "n3", {}, label="cat"),
+            RowProblem(0, "not JSON", "{oops"),
+            RowProblem(0, "not JSON", "{oops"),  # the same bad message twice: two rows all the same
+            RowProblem(0, "not JSON", "{worse"),
+        ])
+"""
+
+
+def test_page_numbered_lines_keep_every_page_s_rejects(project, tmp_path):
+    project.plugin("pages", PAGES)
+    project.use("sources: [{plugin: pages}]\n")
+    page1 = [{"id": "p1a", "data": {}, "prediction": {"label": "cat"}},  # refused when routed: no raw text
+             {"id": "p1b", "data": 5},
+             {"id": "p1c", "data": {}, "prediction": {"label": "bug", "confidence": 0.95}}]
+    page2 = [{"id": "p2a", "data": {}, "prediction": {"label": "cat"}},
+             {"id": "p2b", "data": "five"}]
+    page3 = [{"id": "p3a", "data": {}, "prediction": {"label": "bug", "confidence": 2}}]
+    (tmp_path / "pages.json").write_text(json.dumps([page1]), encoding="utf-8")
+    first = project.json("run", "--json")["sources"]["pages"]
+    assert (first["ingested"], first["rejected"]) == (1, 2)
+    (tmp_path / "pages.json").write_text(json.dumps([page1, page2, page3]), encoding="utf-8")
+    second = project.json("run", "--json")["sources"]["pages"]
+    assert (second["ingested"], second["rejected"]) == (0, 3)
+
+    listed = project.json("rejects", "--json", "--source", "https://api.example.com/items")
+    assert len(listed) == first["rejected"] + second["rejected"] == project.json("status", "--json")["rejects"]
+    cat = '`prediction.label`: label "cat" is not one of bug, spam'
+    assert rejects(project) == [(1, "`prediction.confidence` 2 is outside 0..1"), (1, cat), (1, cat),
+                                (2, "`data` must be an object"), (2, "`data` must be an object")]
+
+
+def test_rows_without_lines_are_each_a_reject_and_a_read_again_adds_none(project):
+    project.plugin("nolines", NO_LINES)
+    project.use("sources: [{plugin: nolines}]\n")
+    for _ in range(2):  # the second run reads the same rows again: the same rejects, none added
+        report = project.json("run", "--json")["sources"]["nolines"]
+        assert report["rejected"] == 5
+        assert rejects(project) == [
+            (0, "`data` must be an object"), (0, '`prediction.label`: label "cat" is not one of bug, spam'),
+            (0, "not JSON"), (0, "not JSON"), (0, "not JSON")]
+    assert sorted(r["raw"] for r in project.json("rejects", "--json") if r["reason"] == "not JSON") == [
+        "{oops", "{oops", "{worse"]
+
+
+def test_a_file_source_read_again_from_the_start_replaces_its_rejects(project, tmp_path):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "in").mkdir()
+    project.use('sources: [{plugin: csv, path: r/in.csv}, {plugin: folder, path: r/in, pattern: "*.txt", '
+                'max_text_bytes: 4}]\n')
+    (tmp_path / "r" / "in.csv").write_text("id,text,prediction_confidence\nc1,a,0.5\nc2,b,high\n", encoding="utf-8")
+    (tmp_path / "r" / "in" / "m.txt").write_text("too long", encoding="utf-8")
+    project.ok("run")
+    assert rejects(project) == [(1, "m.txt: text file larger than 4 bytes"),
+                                (3, '`prediction_confidence` "high" is not a number')]
+    (tmp_path / "r" / "in.csv").write_text("id,text,prediction_confidence\nc1,a,0.5\nc2,b,0.7\n", encoding="utf-8")
+    (tmp_path / "r" / "in" / "a.txt").write_text("ok", encoding="utf-8")  # m.txt moves to line 2
+    report = project.json("run", "--json")["sources"]
+    assert (report["csv:r/in.csv"]["ingested"], report["folder:r/in"]["rejected"]) == (1, 1)
+    assert rejects(project) == [(2, "m.txt: text file larger than 4 bytes")]
+
+
+def test_m008_keeps_the_rejects_of_an_older_database_and_file_rejects_stay_one_per_line(tmp_path):
+    from sqlite_utils import Database
+
+    from router import migrations
+    from router.store import Store
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrations.migrations.apply(Database(conn), stop_before="m008_plugin_reject_keys")
+    conn.execute("INSERT INTO rejects (id, source, line, reason, raw, at) VALUES (7, '/in.jsonl', 3, 'bad', '{', 1.0)")
+    conn.close()
+    store, applied = Store.init(str(path))
+    assert applied == ["m008_plugin_reject_keys"]
+    assert [tuple(r) for r in store.rejects()] == [(7, "/in.jsonl", 3, "bad", "{", 1.0)]
+    with store.transaction():
+        store.add_rejects([("/in.jsonl", 3, "worse", "{{", 2.0)])  # a file's line: replaced, as before
+        store.add_keyed_rejects([("queue", 0, "a", None, 2.0, "k1"), ("queue", 0, "b", None, 2.0, "k2")])
+    assert sorted((r["source"], r["line"], r["reason"]) for r in store.rejects()) == [
+        ("/in.jsonl", 3, "worse"), ("queue", 0, "a"), ("queue", 0, "b")]
+    store.close()

@@ -45,7 +45,7 @@ EXPECTED: dict[str, dict[str, type]] = {
     },
     "gold": {"task_id": int, "label": str},
     "cursors": {"name": str, "value": str, "updated_at": float},
-    "rejects": {"id": int, "source": str, "line": int, "reason": str, "raw": str, "at": float},
+    "rejects": {"id": int, "source": str, "line": int, "reason": str, "raw": str, "at": float, "row_key": str},
     # m003_plugins
     "sink_deliveries": {"sink": str, "task_id": int, "final_at": float, "delivered_at": float},
     "auto_reviews": {"task_id": int, "round": int, "reviewer": str, "verdict": str, "reason": str, "at": float},
