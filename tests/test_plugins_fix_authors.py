@@ -257,3 +257,68 @@ def test_m008_keeps_the_rejects_of_an_older_database_and_file_rejects_stay_one_p
     assert sorted((r["source"], r["line"], r["reason"]) for r in store.rejects()) == [
         ("/in.jsonl", 3, "worse"), ("queue", 0, "a"), ("queue", 0, "b")]
     store.close()
+
+
+# -- 4: the version of a workflow module's distribution ---------------------------------------------
+def installed_package(site: Path, module: str, dist: str, version: str, body: str = "") -> None:
+    """``module`` in ``site`` as a distribution ``dist`` installs it: the package and its ``.dist-info``."""
+    (site / module).mkdir(parents=True)
+    (site / module / "__init__.py").write_text(textwrap.dedent(body), encoding="utf-8")
+    info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n", encoding="utf-8")
+    (info / "RECORD").write_text(f"{module}/__init__.py,,\n{info.name}/METADATA,,\n{info.name}/RECORD,,\n",
+                                 encoding="utf-8")
+
+
+SHOUT = """
+    from router import hookimpl
+
+    __version__ = "0.0.0"  # the distribution's version comes first
+
+    @hookimpl
+    def register_functions(register):
+        register("shout", lambda text: str(text).upper())
+"""
+
+
+def test_plugins_shows_the_version_of_a_workflow_module_s_distribution(project, tmp_path):
+    import os
+
+    site = tmp_path / "site"
+    installed_package(site, "ly_shout", "labelyard-shout", "2.5.1", SHOUT)
+    project.env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), project.env.get("PYTHONPATH")]))
+    project.use("plugins: [ly_shout]\n")
+    listed = {p["name"]: p for p in project.json("plugins", "--json")}
+    assert (listed["ly_shout"]["origin"], listed["ly_shout"]["version"]) == ("workflow", "2.5.1")
+    lines = project.ok("plugins").stdout.splitlines()
+    assert any(line.startswith("ly_shout") and line.endswith("ly_shout  version 2.5.1") for line in lines), lines
+
+
+def test_a_workflow_module_s_distribution_is_looked_up_once_and_only_when_asked(tmp_path, monkeypatch):
+    import importlib.metadata
+    import sys
+
+    from router import plugins
+
+    site = tmp_path / "site"
+    installed_package(site, "ly_lazy", "labelyard-lazy", "1.2", SHOUT.replace("shout", "lazy_shout"))
+    installed_package(site, "ly_plain", "labelyard-plain", "3.0", "__version__ = '0.1'\n")
+    (site / "ly_bare.py").write_text("__version__ = '0.7'\n", encoding="utf-8")  # in no distribution
+    monkeypatch.syspath_prepend(str(site))
+    for name in ("ly_lazy", "ly_plain", "ly_bare"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    calls = []
+    real = importlib.metadata.packages_distributions
+    monkeypatch.setattr(importlib.metadata, "packages_distributions", lambda: calls.append(1) or real())
+    forget = getattr(plugins, "_distributions_by_package", None)
+    forget = forget.cache_clear if forget is not None else lambda: None
+    forget()  # what this process read before: without the site above
+    try:
+        loaded = plugins.load_plugins(["ly_lazy", "ly_plain", "ly_bare"])
+        assert loaded.functions["lazy_shout"]("a") == "A" and calls == []  # loading alone reads no metadata
+        versions = {i.name: i.version for i in loaded.infos if i.origin == "workflow"}
+        assert versions == {"ly_lazy": "1.2", "ly_plain": "3.0", "ly_bare": "0.7"}
+        assert calls == [1]
+    finally:
+        forget()  # nor may later tests read this site's
