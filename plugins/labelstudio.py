@@ -23,14 +23,16 @@ Sink (``sinks: [{plugin: labelstudio, path: out/labelstudio.json}]``): a
 JSON list of tasks for Label Studio's import: ``data``, the final label as
 an annotation (``from_name``/``to_name`` settings, default ``label`` and
 ``text``), and ``meta.labelyard`` with the task id, who made the label final
-and by which rule, the votes and the agreement. The file is rewritten (beside
-it, then renamed) with tasks replaced by id, so a task appears once.
+and by which rule, the votes and the agreement. The file is rewritten (into a
+temp file with a short name beside it, then renamed) with tasks replaced by
+id, so a task appears once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -39,7 +41,7 @@ from typing import Any
 
 from router import hookimpl
 from router.plugin_api import (FinalTask, PluginError, PluginRun, RowError, RowProblem, SourcePart, TaskInput,
-                               check_row, decode_document)
+                               check_row, decode_document, new_temp_beside)
 
 from ._files import PART_ROWS, matching_files, signature
 
@@ -286,23 +288,45 @@ def write(run: PluginRun, tasks: list[FinalTask]) -> dict[str, int]:
     folder = os.path.dirname(path)
     if folder:
         os.makedirs(folder, exist_ok=True)
-    _remove_stale_temporaries(path)
-    tmp = f"{path}.labelyard-tmp"  # one name: a run killed while writing leaves it to the next, which overwrites it
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(existing, handle, ensure_ascii=False, indent=1)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    suffix = _temp_suffix(path)
+    _remove_stale_temporaries(path, suffix)
+    # A short name of its own beside PATH (one named after PATH went past the 255-byte limit
+    # for a long name); a run killed while writing leaves it to the next write, which removes it.
+    fd, tmp = new_temp_beside(path, 0o666, suffix)
+    try:
+        with open(fd, "w", encoding="utf-8") as handle:
+            json.dump(existing, handle, ensure_ascii=False, indent=1)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return {"tasks": len(existing)}
 
 
-def _remove_stale_temporaries(path: str) -> None:
-    """Remove ``PATH.tmp-PID`` files that earlier versions left behind when killed (their process is gone)."""
-    for stale in glob.glob(glob.escape(path) + ".tmp-*"):
-        pid = stale.rsplit("-", 1)[-1]
+def _temp_suffix(path: str) -> str:
+    """``.<8 hex digits>.labelyard-tmp``: this target's temp files are ``.ly-<random>`` and this,
+    so that a write finds the ones killed writes to the same target left (one sink writes a
+    target at a time: runs of a database take turns, two sinks of one file are refused)."""
+    name = os.path.basename(path).encode("utf-8", "surrogateescape")
+    return f".{hashlib.sha1(name).hexdigest()[:8]}.labelyard-tmp"
+
+
+def _remove_stale_temporaries(path: str, suffix: str) -> None:
+    """Remove the temp files that killed writes of ``path`` left: this version's
+    (``.ly-<random><suffix>``), earlier versions' ``PATH.labelyard-tmp``, and ``PATH.tmp-PID``
+    of processes that are gone."""
+    folder = os.path.dirname(path) or "."
+    stale = glob.glob(os.path.join(glob.escape(folder), ".ly-*" + glob.escape(suffix)))
+    stale.append(path + ".labelyard-tmp")
+    for old in glob.glob(glob.escape(path) + ".tmp-*"):
+        pid = old.rsplit("-", 1)[-1]
         if pid.isdigit() and not _alive(int(pid)):
-            with contextlib.suppress(OSError):
-                os.remove(stale)
+            stale.append(old)
+    for name in stale:
+        with contextlib.suppress(OSError):
+            os.remove(name)
 
 
 def _alive(pid: int) -> bool:

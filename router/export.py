@@ -93,14 +93,15 @@ def _write_in_place(rows: Iterable[dict[str, Any]], fmt: str, output: str, targe
 TEMP_PREFIX = ".ly-"  # an export's temp file beside its target: .ly-<12 hex digits>.tmp
 
 
-def new_temp_beside(target: str, mode: int) -> tuple[int, str]:
+def new_temp_beside(target: str, mode: int, suffix: str = ".tmp") -> tuple[int, str]:
     """Create a new file (``O_EXCL``) with a short name of its own in ``target``'s folder,
-    ``mode`` less the umask; returns ``(fd, path)``. Short, so that a target whose name is as
-    long as the system allows (255 bytes) can still be written beside and renamed over
-    (``target.tmp-PID`` was refused as too long)."""
+    ``.ly-<12 hex digits><suffix>``, ``mode`` less the umask; returns ``(fd, path)``. Short, so
+    that a target whose name is as long as the system allows (255 bytes) can still be written
+    beside and renamed over (``target.tmp-PID`` was refused as too long). Plugins have it as
+    ``router.plugin_api.new_temp_beside``."""
     folder = os.path.dirname(os.path.abspath(target))
     for _ in range(100):
-        tmp = os.path.join(folder, f"{TEMP_PREFIX}{os.urandom(6).hex()}.tmp")
+        tmp = os.path.join(folder, f"{TEMP_PREFIX}{os.urandom(6).hex()}{suffix}")
         try:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode), tmp
         except FileExistsError:

@@ -322,3 +322,27 @@ def test_a_workflow_module_s_distribution_is_looked_up_once_and_only_when_asked(
         assert calls == [1]
     finally:
         forget()  # nor may later tests read this site's
+
+
+# -- 5: the labelstudio sink's temp file ----------------------------------
+LONG_NAME = "x" * 246 + ".json"  # 251 bytes: a valid name (NAME_MAX is 255), too long for NAME.labelyard-tmp
+
+
+def formula_rows() -> str:
+    rows = [{"id": '=HYPERLINK("http://x")', "data": {}, "category": "@risk",
+             "prediction": {"label": "bug", "confidence": 0.95}},
+            {"id": "plain", "data": {}, "prediction": {"label": "spam", "confidence": 0.95}}]
+    return "".join(json.dumps(r) + "\n" for r in rows)
+
+
+def test_the_labelstudio_sink_writes_a_target_whose_name_is_as_long_as_allowed(project, tmp_path):
+    project.use(f"sinks: [{{plugin: labelstudio, path: out/{LONG_NAME}}}]\n")
+    (tmp_path / "in.jsonl").write_text(formula_rows(), encoding="utf-8")
+    project.ok("ingest", "in.jsonl")
+    proc = project("run")
+    assert proc.returncode == 0, proc.stderr
+    assert "delivered 2" in proc.stdout
+    written = json.loads((tmp_path / "out" / LONG_NAME).read_text(encoding="utf-8"))
+    assert sorted(t["meta"]["labelyard"]["id"] for t in written) == ['=HYPERLINK("http://x")', "plain"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [LONG_NAME]
+

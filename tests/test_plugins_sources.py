@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import textwrap
 
@@ -162,9 +163,11 @@ def test_a_labelstudio_sink_killed_mid_write_leaves_no_temporary_behind(project,
     project.ok("ingest", "in.jsonl")
     (tmp_path / "kill").write_text("")
     assert project("run").returncode == -signal.SIGKILL
-    stale = tmp_path / "out" / "ls.json.tmp-99999999"  # as an earlier version named it
-    stale.write_text("[]", encoding="utf-8")
-    assert sorted(os.listdir(tmp_path / "out")) == ["ls.json", "ls.json.labelyard-tmp", "ls.json.tmp-99999999"]
+    for older in ("ls.json.tmp-99999999", "ls.json.labelyard-tmp"):  # as earlier versions named it
+        (tmp_path / "out" / older).write_text("[]", encoding="utf-8")
+    left = sorted(os.listdir(tmp_path / "out"))
+    assert left[1:] == ["ls.json", "ls.json.labelyard-tmp", "ls.json.tmp-99999999"]
+    assert re.fullmatch(r"\.ly-[0-9a-f]{12}\.[0-9a-f]{8}\.labelyard-tmp", left[0]), left
     project.ok("run")
     assert os.listdir(tmp_path / "out") == ["ls.json"]
     assert [t["meta"]["labelyard"]["id"] for t in json.loads((tmp_path / "out" / "ls.json").read_text())] == ["k1"]
