@@ -10,6 +10,9 @@ a changed one is read again (known ids skipped) and its rejects replaced.
 
 The sink writes ``id,label,final_by,rule,final_at,category,agreement`` with
 a header, and after a crash cuts the file back to its last recorded size.
+Cells are written as stored; with ``spreadsheet_safe: true`` a cell that a
+spreadsheet would read as a formula gets a ``'`` first, as ``labelyard export
+--format csv --spreadsheet-safe`` writes it (the same function).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from itertools import islice
 from typing import Any
 
 from router import hookimpl
-from router.plugin_api import FinalTask, PluginRun, SourcePart, read_file
+from router.plugin_api import FinalTask, PluginRun, SourcePart, read_file, spreadsheet_safe
 
 from ._files import chunks, finish, matching_files, open_append, signature
 
@@ -36,7 +39,7 @@ def register_sources(register):
 
 @hookimpl
 def register_sinks(register):
-    register("csv", write, settings={"path": str}, required=["path"])
+    register("csv", write, settings={"path": str, "spreadsheet_safe": bool}, required=["path"])
 
 
 def read(run: PluginRun) -> Iterator[SourcePart]:
@@ -60,6 +63,7 @@ def read(run: PluginRun) -> Iterator[SourcePart]:
 
 
 def write(run: PluginRun, tasks: list[FinalTask]) -> dict[str, int]:
+    safe = run.setting("spreadsheet_safe", False, kind=bool)
     handle = open_append(run.path(run.require("path", str)), run.state)
     text = io.StringIO()
     writer = csv.writer(text)
@@ -67,7 +71,8 @@ def write(run: PluginRun, tasks: list[FinalTask]) -> dict[str, int]:
         writer.writerow(COLUMNS)
     for t in tasks:
         label = t.label if isinstance(t.label, str) else json.dumps(t.label, ensure_ascii=False)
-        writer.writerow([t.id, label, t.final_by, t.rule or "", t.final_at, t.category or "",
-                         "" if t.agreement is None else round(t.agreement, 6)])
+        cells = [t.id, label, t.final_by, t.rule or "", t.final_at, t.category or "",
+                 "" if t.agreement is None else round(t.agreement, 6)]
+        writer.writerow([spreadsheet_safe(cell) for cell in cells] if safe else cells)
     handle.write(text.getvalue().encode("utf-8"))
     return finish(handle)

@@ -47,7 +47,8 @@ def refuse_database_file(target: str, db_path: str, doing: str) -> None:
 def spreadsheet_safe(cell: Any) -> Any:
     """``cell`` as a spreadsheet shows and never runs: text that starts with ``=``, ``+``,
     ``-``, ``@``, a tab or a CR gets a leading ``'``, so the spreadsheet shows it as text
-    (with the ``'``) instead of reading a formula; anything else is returned as it is."""
+    (with the ``'``) instead of reading a formula; anything else is returned as it is.
+    Plugins have it as ``router.plugin_api.spreadsheet_safe`` (the ``csv`` sink's setting)."""
     return "'" + cell if isinstance(cell, str) and cell.startswith(FORMULA_STARTS) else cell
 
 

@@ -324,7 +324,7 @@ def test_a_workflow_module_s_distribution_is_looked_up_once_and_only_when_asked(
         forget()  # nor may later tests read this site's
 
 
-# -- 5: the labelstudio sink's temp file ----------------------------------
+# -- 5: the labelstudio sink's temp file, the csv sink's formula cells ----------------------------------
 LONG_NAME = "x" * 246 + ".json"  # 251 bytes: a valid name (NAME_MAX is 255), too long for NAME.labelyard-tmp
 
 
@@ -346,3 +346,22 @@ def test_the_labelstudio_sink_writes_a_target_whose_name_is_as_long_as_allowed(p
     assert sorted(t["meta"]["labelyard"]["id"] for t in written) == ['=HYPERLINK("http://x")', "plain"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [LONG_NAME]
 
+
+def test_the_csv_sink_neutralises_formula_cells_with_spreadsheet_safe(project, tmp_path):
+    project.use("sinks: [{plugin: csv, path: out/safe.csv, spreadsheet_safe: true}, {plugin: csv, path: out/raw.csv}]\n")
+    (tmp_path / "in.jsonl").write_text(formula_rows(), encoding="utf-8")
+    project.ok("ingest", "in.jsonl")
+    proc = project("run")
+    assert proc.returncode == 0 and "no setting" not in proc.stderr, proc.stderr
+    safe = (tmp_path / "out" / "safe.csv").read_text(encoding="utf-8").splitlines()
+    raw = (tmp_path / "out" / "raw.csv").read_text(encoding="utf-8").splitlines()
+    assert safe[0] == raw[0] == "id,label,final_by,rule,final_at,category,agreement"
+    assert safe[1].startswith('"\'=HYPERLINK(""http://x"")",bug,model,confident,') and safe[1].endswith(",'@risk,")
+    assert raw[1].startswith('"=HYPERLINK(""http://x"")",bug,model,confident,') and raw[1].endswith(",@risk,")
+    assert safe[2] == raw[2]  # nothing to neutralise: as written
+
+    (tmp_path / "bad.workflow.yaml").write_text(
+        BASE + "sinks: [{plugin: csv, path: out/safe.csv, spreadsheet_safe: yes please}]\n", encoding="utf-8")
+    proc = project("validate", "bad.workflow.yaml")
+    assert proc.returncode != 0
+    assert "setting `spreadsheet_safe:` must be true or false, not 'yes please'" in proc.stdout + proc.stderr
