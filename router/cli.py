@@ -770,8 +770,10 @@ def backup(dest: str, db: str | None, force: bool, as_json: bool) -> None:
 @main.command()
 @click.option("--dir", "folder", default="labelyard-demo", show_default=True,
               help="Folder for the demo project: a new or empty one, or one an earlier demo made (rebuilt).")
-@click.option("--tasks", default=300, show_default=True, help="How many tasks to generate.")
-@click.option("--steps", default=350, show_default=True, help="How many claims the simulated annotators make.")
+@click.option("--tasks", default=300, show_default=True, type=click.IntRange(1, 1_000_000),
+              help="How many tasks to generate (1 to 1,000,000).")
+@click.option("--steps", default=350, show_default=True, type=click.IntRange(0, 10_000_000),
+              help="How many claims the simulated annotators make (0 to 10,000,000).")
 @click.option("--seed", default=7, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def demo(folder: str, tasks: int, steps: int, seed: int, as_json: bool) -> None:

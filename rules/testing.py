@@ -25,6 +25,7 @@ import difflib
 import json
 import math
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -552,6 +553,7 @@ def build_context(facts: Mapping[str, Any],
 
 
 _FIRST_INSTANT, _LAST_INSTANT = -62135596800.0, 253402300799.0  # 0001-01-01 … 9999-12-31T23:59:59 UTC
+_EPOCH_TEXT = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
 
 
 def _instant(value: Any) -> float:
@@ -561,13 +563,21 @@ def _instant(value: Any) -> float:
             raise ValueError(f"`now` is {shown}: epoch seconds must fall in the years 1 to 9999")
         return float(value)
     if isinstance(value, str):
+        if _EPOCH_TEXT.fullmatch(value.strip()):  # "1735689600", as LABELYARD_NOW takes it
+            return _instant(float(value))
         try:
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             raise ValueError(f"`now` is {value!r}: use epoch seconds or ISO 8601") from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=timezone.utc)
-        return moment.timestamp()
+        try:
+            seconds = moment.timestamp()
+        except (OverflowError, ValueError):  # 0001-01-01T00:30+01:00 is in year 0 UTC
+            seconds = -math.inf
+        if not _FIRST_INSTANT <= seconds <= _LAST_INSTANT:
+            raise ValueError(f"`now` is {value!r}: it falls outside the years 1 to 9999 in UTC")
+        return seconds
     raise ValueError(f"`now` is {value!r}: use epoch seconds or ISO 8601")
 
 

@@ -140,3 +140,31 @@ def test_submit_without_a_matching_rule_says_so(run, tmp_path):
     claim = run.json("claim", "--as", "u1", "--json")
     out = run.ok("submit", claim["assignment"], "--as", "u1", "--label", "a").stdout
     assert "no rule matched → hold" in out and "None" not in out
+
+
+def test_a_quoted_epoch_now_is_read_as_labelyard_now_reads_it_and_years_past_9999_are_refused(run, tmp_path):
+    write(tmp_path, "t.workflow.yaml", """\
+        workflow: t
+        labels: {type: choice, choices: [a, b]}
+        queues: {q: {roles: [annotator]}}
+        on_create: [{do: {annotate: q}}]
+        on_timer:
+          - {name: new year, when: now >= 1735689600, do: {hold: "new year"}}
+        """)
+    write(tmp_path, "t.test.yaml", """\
+        cases:
+          - {name: quoted epoch, event: on_timer, facts: {now: "1735689600"}, expect: {rule: new year}}
+          - {name: quoted before, event: on_timer, facts: {now: "1735689599"}, expect: {rule: null}}
+          - {name: year zero, event: on_timer, facts: {now: "0001-01-01T00:30+01:00"}, expect: {rule: null}}
+        """)
+    proc = run("test", "t.test.yaml")
+    assert "PASS  t.test.yaml:2: quoted epoch" in proc.stdout
+    assert "PASS  t.test.yaml:3: quoted before" in proc.stdout
+    assert "ERROR t.test.yaml:4: year zero" in proc.stdout and "outside the years 1 to 9999" in proc.stdout
+
+
+def test_demo_sizes_are_bounded(run, tmp_path):
+    for option, value in (("--tasks", "-5"), ("--tasks", "99999999999999999999"), ("--steps", "-1")):
+        proc = run("demo", "--dir", str(tmp_path / "d"), option, value)
+        assert proc.returncode == 2 and "is not in the range" in proc.stderr, proc.stderr
+    assert not (tmp_path / "d").exists()
