@@ -326,6 +326,9 @@ def apply(file: str, db: str | None, replace: bool, hold_orphans: bool, as_json:
         for queue, n in sorted(result["gold_in_dropped_queues"].items()):
             click.echo(f"{n} gold question(s) wait unused in dropped queue `{queue}`: `labelyard gold add` "
                        "their file again with a `queue` of this version", err=True)
+        for d in result["dropped_corrections"]:
+            click.echo(f"dropped the correction of {d['external_id']} (id:{d['task']}) offered to {d['worker']}, "
+                       f"who no longer works `{d['queue']}` in this version", err=True)
         for queue, n in sorted(result["votes_in_dropped_queues"].items()):
             click.echo(f"warning: {n} open task(s) wait for a review with votes cast in dropped queue `{queue}`: "
                        "a `return` would hold them, since no correction can be offered there", err=True)

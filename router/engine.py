@@ -198,7 +198,20 @@ class Engine:
         diagnostics = diagnostics + entries
         digest = hashlib.sha256(text.encode()).hexdigest()
         actor = actor or current_user()
-        from .lead import hold_task  # before the lock: nothing is imported under it
+        from .lead import hold_task  # noqa: F401 - before the lock: nothing is imported under it
+
+        previous = (self._workflow, self._workflow_id, self._queue_cache)
+        try:
+            return self._store_version(workflow, text, filename, digest, diagnostics, replace=replace,
+                                       actor=actor, hold_orphans=hold_orphans)
+        except BaseException:  # nothing was stored: the version this engine knew stays active
+            self._workflow, self._workflow_id, self._queue_cache = previous
+            raise
+
+    def _store_version(self, workflow, text: str, filename: str, digest: str, diagnostics: list, *,
+                       replace: bool, actor: str, hold_orphans: bool) -> dict[str, Any]:
+        """:meth:`_switch_version`'s transaction: store the checked version and act on what it changes."""
+        from .lead import hold_task
 
         held = 0
         with self.store.transaction():
@@ -242,11 +255,14 @@ class Engine:
             # Gold questions are nobody's work: they wait, unused, until `gold add` moves them.
             idle_gold = {q: n for q, n in self.store.open_count_by_queue(gold=True).items()
                          if q not in workflow.queues}
-        self._workflow, self._workflow_id = workflow, version_id
-        self._queue_cache = {}
+            # A queue's new roles or skills drop the corrections offered to those it no longer
+            # admits, as `workers set` does; decided by this version, so it is active from here.
+            self._workflow, self._workflow_id, self._queue_cache = workflow, version_id, {}
+            dropped_corrections = [d for name in self.store.workers_with_offered_slots()
+                                   for d in self._drop_corrections(name, now, actor)]
         return {"workflow": workflow.name, "version": version, "changed": True, "held_orphans": held,
                 "held_gold": held_gold, "gold_in_dropped_queues": idle_gold,
-                "warnings": [str(d) for d in diagnostics]}
+                "dropped_corrections": dropped_corrections, "warnings": [str(d) for d in diagnostics]}
 
     # -- workers ---------------------------------------------------------------------------
     def add_worker(self, name: str, roles: list[str], skills: list[str] | None = None, capacity: int | None = None,

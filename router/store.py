@@ -1112,6 +1112,11 @@ class Store:
         return self.query("SELECT * FROM assignments INDEXED BY assignments_offered WHERE worker = ? "
                           "AND status = 'offered' ORDER BY id", (worker,))
 
+    def workers_with_offered_slots(self) -> list[str]:
+        """Every worker a correction waits for (through the partial index of offered slots)."""
+        return [r[0] for r in self.query("SELECT DISTINCT worker FROM assignments INDEXED BY assignments_offered "
+                                         "WHERE status = 'offered' ORDER BY worker")]
+
     def task_slots(self, task_id: int, statuses: Sequence[str] = ("active",)) -> list[sqlite3.Row]:
         """A task's assignments in these statuses, oldest first."""
         marks = ",".join("?" * len(statuses))

@@ -209,18 +209,43 @@ def test_an_on_worker_rule_that_takes_a_skill_drops_the_corrections_that_need_it
     assert [(e["actor"], e["detail"]["worker"]) for e in dropped] == [("labelyard", "a2")]
 
 
-def test_a_claim_never_hands_out_a_correction_in_a_queue_the_worker_may_not_work(run):
-    """A version that asks `triage` for a skill a2 lacks: a2's correction is not theirs to claim."""
+SKILLED = RETURNS.replace("triage: {roles: [annotator]}", "triage: {roles: [annotator], skills: [x]}")
+
+
+def test_a_version_whose_queue_no_longer_admits_an_annotator_drops_their_correction(run):
+    """A version that asks `triage` for a skill a2 lacks drops a2's correction as `workers set` would."""
     voted(run)
     reject(run)
-    assert apply(run, RETURNS.replace("triage: {roles: [annotator]}", "triage: {roles: [annotator], skills: [x]}"))\
-        .returncode == 0
     run.ok("workers", "set", "a1", "--skill", "x")
+    applied = apply(run, SKILLED)
+    assert applied.returncode == 0, applied.stderr
+    assert ("dropped the correction of T1 (id:1) offered to a2, who no longer works `triage` in this version"
+            in applied.stderr)  # before: offered to a2 until a lead's hold and unhold
+    shown = run.json("show", "T1", "--json")
+    assert (shown["task"]["status"], shown["task"]["needed"], offered(run)) == ("open", 1, ["a1"])
+    dropped = [e for e in shown["events"] if e["kind"] == "correction_dropped"]
+    assert [(e["actor"], e["detail"]["worker"], e["detail"]["needed"]) for e in dropped] == [("lead-lucy", "a2", 1)]
     nothing = run("claim", "--as", "a2", "--json")
-    assert (nothing.returncode, nothing.stdout) == (3, ""), nothing.stdout  # before: the correction of T1
-    refused = run("claim", "--as", "a2", "--queue", "triage", "--json")
-    assert refused.returncode == 3 and "a2 may not take work from `triage`" in refused.stderr
-    assert claim(run, "a1")["kind"] == "correct"
-    run.ok("hold", "T1")  # a lead's way out: unhold offers corrections only to those who may take them
-    run.ok("unhold", "T1")
+    assert (nothing.returncode, nothing.stdout) == (3, ""), nothing.stdout
+    fix = claim(run, "a1")
+    assert (fix["external_id"], fix["kind"]) == ("T1", "correct")
+    decided = submit(run, fix["assignment"], "a1", "--label", "spam")  # the last correction: on_quorum again
+    assert (decided["decision"]["rule"], decided["decision"]["target"]) == ("review", "senior")
+
+
+def test_a_version_that_admits_none_of_the_annotators_holds_the_task_until_someone_can(run):
+    voted(run)
+    reject(run)
+    (run.folder / "next.workflow.yaml").write_text(SKILLED, encoding="utf-8")
+    result = run.json("apply", "next.workflow.yaml", "--json")
+    assert [(d["external_id"], d["worker"], d["queue"]) for d in result["dropped_corrections"]] == [
+        ("T1", "a1", "triage"), ("T1", "a2", "triage")]
+    task = run.json("show", "T1", "--json")["task"]
+    reason = "waits for corrections nobody can take back (its annotators no longer work `triage`)"
+    assert (task["status"], task["stage"], task["reason"]) == ("held", "correct", reason)
+    run.ok("workers", "set", "a1", "--skill", "x")
+    run.ok("unhold", "T1")  # offered again only to those who may take it by then
     assert (run.json("show", "T1", "--json")["task"]["needed"], offered(run)) == (1, ["a1"])
+    assert claim(run, "a1")["kind"] == "correct"
+    unchanged = run.json("apply", "next.workflow.yaml", "--json")
+    assert unchanged["changed"] is False and "dropped_corrections" not in unchanged
