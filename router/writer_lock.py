@@ -31,6 +31,9 @@ import weakref
 _FLOCK = "@hhqqi4x"
 _TAIL = 0  # bytes 0-7: the number of the latest writer to join the queue
 _NODES = 4096  # writer n holds one byte at _NODES + n while it waits and writes
+# More turns than any database lives through (one a write); a larger tail is not ours (the file
+# was overwritten) and would put the node bytes past the largest offset: the queue starts over.
+_MAX_TAIL = 1 << 62
 
 
 class _QueueLock:
@@ -70,6 +73,8 @@ class _QueueLock:
         try:
             raw = os.pread(self._fd, 8, _TAIL)
             previous = int.from_bytes(raw, "little") if len(raw) == 8 else 0
+            if previous >= _MAX_TAIL:
+                previous = 0  # nobody waits behind such a number: the queue starts over at 1
             mine = previous + 1
             os.pwrite(self._fd, mine.to_bytes(8, "little"), _TAIL)
             self._lock(self._try, self._wr, _NODES + mine, 1)  # nobody waits on it yet

@@ -243,3 +243,16 @@ def test_a_claim_behind_a_stopped_writer_goes_on_and_says_why(run, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert '"external_id": "t1"' in proc.stdout
     assert "waited 1 s for a turn behind a writer that makes no progress" in proc.stderr
+
+
+@pytest.mark.parametrize("junk", [b"stale \xc3\xa9 lock\n", b"\xff" * 8, (2**63 - 4097).to_bytes(8, "little")])
+def test_a_lock_file_overwritten_with_other_bytes_starts_the_queue_over(run, junk):
+    """A counter no database reaches (the file overwritten) was a traceback on every write."""
+    run.ok("init")
+    lock = Path(str(run.db) + ".lock")
+    lock.write_bytes(junk)
+    added = run("workers", "add", "bob", "--role", "annotator")
+    assert added.returncode == 0 and "Traceback" not in added.stderr, added.stderr
+    assert int.from_bytes(lock.read_bytes()[:8], "little") == 1  # the queue started over at 1
+    run.ok("workers", "add", "carol", "--role", "annotator")
+    assert int.from_bytes(lock.read_bytes()[:8], "little") == 2
