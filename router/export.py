@@ -110,12 +110,82 @@ def new_temp_beside(target: str, mode: int, suffix: str = ".tmp") -> tuple[int, 
     raise FileExistsError(f"no free temp file name in {folder}")
 
 
+def is_file_at(fd: int, path: str) -> bool:
+    """Whether ``path`` names the open file ``fd`` (not removed or replaced meanwhile)."""
+    try:
+        there = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+def _export_temp_suffix(target: str) -> str:
+    """``.<8 hex digits>.export-tmp``: an export of ``target`` writes ``.ly-<random>`` and this, so
+    that a later export of it finds what killed ones left (and leaves other files' temps alone)."""
+    import hashlib
+
+    name = os.path.basename(target).encode("utf-8", "surrogateescape")
+    return f".{hashlib.sha1(name).hexdigest()[:8]}.export-tmp"
+
+
+def _claim_export_temp(target: str, mode: int) -> tuple[int, str]:
+    """A new temp file beside ``target``, locked (``flock``) for as long as it is open, so that
+    other exports of the same target know it is being written; ``(fd, path)``.
+
+    What killed exports of ``target`` left (temps nobody holds the lock of) is removed first.
+    A temp another export could lock between our create and lock is being removed as stale:
+    another name is taken.
+    """
+    import fcntl
+
+    suffix = _export_temp_suffix(target)
+    _remove_stale_export_temps(target, suffix)
+    for _ in range(100):
+        fd, tmp = new_temp_beside(target, mode, suffix)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if is_file_at(fd, tmp):
+                return fd, tmp
+        except BlockingIOError:
+            pass  # another export is removing it
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    raise FileExistsError(f"no free temp file name beside {target}")
+
+
+def _remove_stale_export_temps(target: str, suffix: str) -> None:
+    """Remove the temp files of ``target`` whose export was killed (nobody holds their lock)."""
+    import fcntl
+    import glob
+
+    folder = os.path.dirname(os.path.abspath(target))
+    for tmp in glob.glob(os.path.join(glob.escape(folder), f"{TEMP_PREFIX}*{glob.escape(suffix)}")):
+        try:
+            fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if stat.S_ISREG(os.fstat(fd).st_mode) and is_file_at(fd, tmp):
+                os.unlink(tmp)
+        except OSError:
+            pass  # locked: an export in progress
+        finally:
+            os.close(fd)
+
+
 def _write_beside(rows: Iterable[dict[str, Any]], fmt: str, output: str, target: str, mode: int | None) -> int:
-    """Write ``target``'s new content to a file beside it, give it ``mode``, and rename it over ``target``."""
+    """Write ``target``'s new content to a file beside it, give it ``mode``, and rename it over ``target``.
+
+    The temp file is locked while it is written: an export killed meanwhile leaves it unlocked,
+    and the next export of ``target`` removes it."""
     tmp = None
     try:
         # Private from the start when the target is: the rows are written only once the mode is set.
-        fd, tmp = new_temp_beside(target, 0o666 if mode is None else mode & 0o777)
+        fd, tmp = _claim_export_temp(target, 0o666 if mode is None else mode & 0o777)
         with open(fd, "w", encoding="utf-8", newline="") as handle:
             if mode is not None:
                 os.fchmod(fd, mode)  # exactly the old file's mode, whatever the umask: it was chosen on purpose

@@ -433,12 +433,9 @@ class Store:
     @staticmethod
     def _is_file_at(fd: int, path: str) -> bool:
         """Whether ``path`` names the open file ``fd`` (not removed or replaced meanwhile)."""
-        try:
-            there = os.stat(path, follow_symlinks=False)
-        except FileNotFoundError:
-            return False
-        mine = os.fstat(fd)
-        return (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino)
+        from .export import is_file_at
+
+        return is_file_at(fd, path)
 
     @classmethod
     def _remove_backup_temp(cls, tmp: str) -> None:

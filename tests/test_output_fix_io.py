@@ -134,3 +134,41 @@ def test_spreadsheet_safe_csv_quotes_a_negative_number_label_and_a_rule_name(run
     assert [row[:4] for row in exported_csv(run)[1:]] == [["n1", "-3", "model", "@model"], ["n2", "4.5", "model", "@model"]]
     assert [row[:4] for row in exported_csv(run, "--spreadsheet-safe")[1:]] == [
         ["n1", "'-3", "model", "'@model"], ["n2", "4.5", "model", "'@model"]]
+
+
+# -- a killed `export -o` ------------------------------------------------------------------------
+def test_the_temp_file_a_killed_export_left_is_removed_by_the_next_export_of_that_target(run, write_workflow,
+                                                                                       tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    rows = [{"id": f"T{n}", "data": {"text": "x" * 200}, "prediction": {"label": "cat", "confidence": 0.95}}
+            for n in range(30_000)]
+    accepted_project(run, write_workflow, rows)
+    out = tmp_path / "out"
+    out.mkdir()
+    before = set(os.listdir(out))
+    export = subprocess.Popen([*run.command, "export", "-o", "out/final.jsonl"], cwd=run.folder, env=run.env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not (temps := [n for n in os.listdir(out) if n.startswith(".ly-")]):
+            assert export.poll() is None, "the export ended before its temp file was seen"
+        export.send_signal(signal.SIGKILL)
+    finally:
+        export.wait()
+    [left] = temps
+    assert left.endswith(".export-tmp") and (out / left).exists()
+    # A temp of the same target an export in progress holds (its lock taken) must stay.
+    held = out / (".ly-000000000000" + left[len(".ly-") + 12:])
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys\n"
+                               f"fd = os.open({str(held)!r}, os.O_RDWR | os.O_CREAT)\n"
+                               "fcntl.flock(fd, fcntl.LOCK_EX)\nprint('held', flush=True)\nsys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        run.ok("export", "-o", "out/final.jsonl")
+        assert set(os.listdir(out)) - before == {"final.jsonl", held.name}  # before: the killed one stayed too
+    finally:
+        holder.communicate("")
+    assert len((out / "final.jsonl").read_text(encoding="utf-8").splitlines()) == 30_000
