@@ -411,7 +411,7 @@ class Engine:
         return row
 
     # -- ingest ----------------------------------------------------------------------------
-    def ingest(self, rows: Iterable[TaskInput | RowProblem], source: str,
+    def ingest(self, rows: Iterable[TaskInput | RowProblem | None], source: str,
                progress: Callable[[int], None] | None = None, *, fork: bool = False,
                whole: bool = False, part: PartRejects | None = None) -> IngestReport:
         """Route and store new tasks in short transactions; quarantine bad rows; skip known ids.
@@ -468,9 +468,10 @@ class Engine:
             threaded.close()
         return threaded.report
 
-    def _routed_batches(self, workflow, version: int, rows: Iterable[TaskInput | RowProblem],
+    def _routed_batches(self, workflow, version: int, rows: Iterable[TaskInput | RowProblem | None],
                         source: str, whole: bool = False, part: PartRejects | None = None) -> Iterator[RoutedBatch]:
-        """Rows in batches of ``INGEST_BATCH_ROWS`` (or ``INGEST_BATCH_SECONDS`` of reading), routed.
+        """Rows in batches of ``INGEST_BATCH_ROWS`` (or ``INGEST_BATCH_SECONDS`` of reading), routed;
+        a ``None`` among ``rows`` (a stream that paused) ends the batch there.
 
         With ``whole`` (see :meth:`ingest`) the batches' line ranges leave no gap: the first
         starts at line 1, each next one after the line where the one before ended, and the
@@ -484,8 +485,12 @@ class Engine:
         routed = None
         started = time.monotonic()
         for row in rows:
-            batch.append(row)
-            if len(batch) >= INGEST_BATCH_ROWS or time.monotonic() - started > INGEST_BATCH_SECONDS:
+            if row is None:  # a stream paused (router.ingest.with_pauses): commit what it gave so far
+                if not batch:
+                    continue
+            else:
+                batch.append(row)
+            if row is None or len(batch) >= INGEST_BATCH_ROWS or time.monotonic() - started > INGEST_BATCH_SECONDS:
                 routed = self._route_batch(workflow, version, batch, source)
                 if whole:
                     routed.first_line, covered = min(covered + 1, routed.first_line or covered + 1), routed.last_line

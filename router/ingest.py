@@ -98,6 +98,46 @@ def is_stream(path: str) -> bool:
     return os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path)
 
 
+def with_pauses(rows: Iterable[TaskInput | RowProblem], seconds: float) -> Iterator[TaskInput | RowProblem | None]:
+    """``rows``, and ``None`` each time ``seconds`` pass without a new one: a stream that pauses
+    (``tail -f``, a producer between bursts) then lets the ingest commit what it read so far,
+    instead of keeping it until the next row comes. The rows are read in a thread started at
+    the first ``next`` (in the forked reader, where the rows are read); what reading raises is
+    raised here."""
+    import queue
+    import threading
+
+    items: queue.Queue = queue.Queue(maxsize=10_000)
+    end = object()
+
+    def pump() -> None:
+        try:
+            for row in rows:
+                items.put(row)
+        except BaseException as exc:  # noqa: BLE001 - handed to the reading side
+            items.put(_Raised(exc))
+            return
+        items.put(end)
+
+    threading.Thread(target=pump, name="ingest-reader", daemon=True).start()
+    while True:
+        try:
+            item = items.get(timeout=seconds)
+        except queue.Empty:
+            yield None
+            continue
+        if item is end:
+            return
+        if isinstance(item, _Raised):
+            raise item.exc
+        yield item
+
+
+@dataclass
+class _Raised:
+    exc: BaseException
+
+
 def format_of(path: str) -> str:
     """``jsonl``, ``json`` or ``csv`` by a file's extension."""
     lower = path.lower()

@@ -258,3 +258,36 @@ def test_a_csv_number_label_is_ascii_digits_too(run, tmp_path):
     assert counts(run.json("ingest", "n.csv", "--json")) == (1, 2)
     assert reasons(run) == {3: '`prediction_label` "\u0665" is not a finite number',
                             4: '`prediction_label` "1_0" is not a finite number'}
+
+
+# -- a stream that pauses ------------------------------------------------------------------------
+def test_rows_a_stream_gave_before_it_paused_are_committed_while_it_waits(project, tmp_path):
+    """`tail -f … | labelyard ingest -`: what came before a pause was kept until the next row
+    came, so a kill meanwhile lost rows a stream cannot give again."""
+    import sqlite3
+    import subprocess
+    import time
+
+    from process_support import HANG_GUARD_S
+
+    ingest = subprocess.Popen([*project.command, "ingest", "-", "--format", "jsonl", "--json"], cwd=project.folder,
+                              env=project.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        ingest.stdin.write("".join(json.dumps({"id": f"T{n}", "data": {}}) + "\n" for n in range(100)))
+        ingest.stdin.flush()  # and the stream stays open: no row more, no end
+        deadline = time.monotonic() + HANG_GUARD_S  # a guard against a hang, not a timing assertion
+        stored = 0
+        while stored < 100:
+            assert ingest.poll() is None and time.monotonic() < deadline, "the 100 rows were never committed"
+            conn = sqlite3.connect(project.db)
+            stored = conn.execute("SELECT count(*) FROM tasks").fetchone()[0]
+            conn.close()
+        ingest.stdin.write(json.dumps({"id": "T100", "data": {}}) + "\n")
+        out, err = ingest.communicate(timeout=HANG_GUARD_S)
+    finally:
+        if ingest.poll() is None:
+            ingest.kill()
+            ingest.wait()
+    assert ingest.returncode == 0, err
+    assert json.loads(out)["ingested"] == 101
