@@ -25,7 +25,7 @@ from .context import (NEW_TASK_STATE, Lazy, creation_context, prediction_facts, 
                       task_facts, votes_facts)
 from .errors import AssignmentError, LabelyardError, NothingToDo, NoWorkflow, UnknownTask, UnknownWorker
 from .gold import pick_gold
-from .store import TASK_INSERT_COLUMNS, Store, control_character, dumps, dumps_finite, loads, text_problem
+from .store import TASK_INSERT_COLUMNS, ClaimWalkTooLong, Store, control_character, dumps, dumps_finite, loads, text_problem
 from .worker_rules import run_on_worker
 
 if TYPE_CHECKING:  # ingest only, imported where used: `labelyard claim` starts without them
@@ -39,6 +39,11 @@ FINAL_BY_STAGE = {"review": "reviewer", "escalated": "expert"}
 LATE_STATUSES = ("released", "expired")  # slots taken back from their holder: a submission is kept, decides nothing
 INGEST_BATCH_ROWS = 2000  # routed at once; the writer commits them whole only while nobody else writes
 INGEST_BATCH_SECONDS = 0.05
+# A claim walks past the tasks at the head of a queue its worker may not take under the write lock
+# for at most about this many SQLite instructions (some 20 a task stepped over, ~1 ms); a longer
+# walk is done again without the lock, then its task taken if still free (:meth:`Engine.claim`).
+CLAIM_WALK_STEPS = 20_000
+CLAIM_ATTEMPTS = 3  # the last one walks under the lock whatever it costs: a claim always ends
 QUEUE_AGREEMENT_VOTES = 2000  # queue.kappa / queue.alpha read the tasks of this many latest votes (by default)
 
 
@@ -104,6 +109,8 @@ def compile_stored(spec: dict[str, Any], functions: dict[str, Callable] | None =
 
 class Engine:
     """Labelyard's core operations over one database."""
+
+    claim_walk_steps = CLAIM_WALK_STEPS  # the walk's budget under the lock (see :meth:`claim`)
 
     def __init__(self, store: Store, functions: dict[str, Callable] | None = None):
         self.store = store
@@ -662,6 +669,25 @@ class Engine:
         queues = self._claim_queues(worker, w, queue)
         gold_rate = (workflow.quality.get("gold") or {}).get("rate") or 0
         now = clock.now()
+        hint: int | None = None
+        for attempt in range(CLAIM_ATTEMPTS):
+            steps = None if attempt == CLAIM_ATTEMPTS - 1 else self.claim_walk_steps
+            try:
+                claimed = self._claim_in_lock(worker, queue, w, queues, gold_rate, now, hint, steps)
+                break
+            except ClaimWalkTooLong:
+                # The walk past what the worker may not take, again without the lock: others
+                # claim and submit meanwhile, and the next turn takes what it found, if still free.
+                hint = self.store.claim_candidate(worker, queues)
+                if hint is None:
+                    raise NothingToDo(self._no_work(worker, queue, w)) from None
+        return self._claim_view(*claimed, worker)
+
+    def _claim_in_lock(self, worker: str, queue: str | None, w, queues: list[str], gold_rate: float, now: float,
+                       hint: int | None, steps: int | None) -> tuple:
+        """:meth:`claim`'s transaction: ``(assignment id, task, stage, note)`` of the slot taken.
+        ``hint``: a task the walk found without the lock, taken first if still free; ``steps``:
+        the walk's budget (:class:`ClaimWalkTooLong` past it, nothing written)."""
         with self.store.transaction():
             # Checked again under the lock: a lead may have paused the worker, or changed their
             # roles, skills or capacity, while this claim waited for its turn.
@@ -681,23 +707,26 @@ class Engine:
                 task = self.store.task(offered["task_id"])
                 self.store.add_event("claimed", now, task_id=task["id"], actor=worker,
                                      detail={"assignment": offered["id"], "stage": offered["stage"]})
-                claimed = (offered["id"], task, offered["stage"], offered["note"])
-            else:
-                slot = None
-                if gold_rate > 0:  # gold questions mixed into claims (router.gold)
-                    slot = pick_gold(self.store, worker, queues, gold_rate)
-                if slot is None:
-                    slot = self.store.claim_slot(worker, queues, now)
-                if slot is None:
-                    elsewhere = " (work returned to them waits in another queue)" if w["has_offered"] and queue else ""
-                    raise NothingToDo(f"no work for {worker}" + (f" in `{queue}`{elsewhere}" if queue else ""))
-                assignment_id = self.store.insert_assignment(slot["id"], worker, slot["stage"], slot["queue"],
-                                                             slot["round"], "active", now)
-                self.store.add_event("claimed", now, task_id=slot["id"], actor=worker,
-                                     detail={"assignment": assignment_id, "stage": slot["stage"],
-                                             "queue": slot["queue"]})
-                claimed = (assignment_id, slot, slot["stage"], None)
-        return self._claim_view(*claimed, worker)
+                return (offered["id"], task, offered["stage"], offered["note"])
+            slot = None
+            if gold_rate > 0:  # gold questions mixed into claims (router.gold)
+                slot = pick_gold(self.store, worker, queues, gold_rate)
+            if slot is None and hint is not None:
+                slot = self.store.claim_task_slot(hint, worker, queues, now)
+            if slot is None:
+                slot = self.store.claim_slot(worker, queues, now, steps=steps)
+            if slot is None:
+                raise NothingToDo(self._no_work(worker, queue, w))
+            assignment_id = self.store.insert_assignment(slot["id"], worker, slot["stage"], slot["queue"],
+                                                         slot["round"], "active", now)
+            self.store.add_event("claimed", now, task_id=slot["id"], actor=worker,
+                                 detail={"assignment": assignment_id, "stage": slot["stage"], "queue": slot["queue"]})
+            return (assignment_id, slot, slot["stage"], None)
+
+    @staticmethod
+    def _no_work(worker: str, queue: str | None, w) -> str:
+        elsewhere = " (work returned to them waits in another queue)" if w["has_offered"] and queue else ""
+        return f"no work for {worker}" + (f" in `{queue}`{elsewhere}" if queue else "")
 
     def _claim_queues(self, worker: str, w, queue: str | None) -> list[str]:
         """The queues ``worker`` (their row ``w``) may claim from now, only ``queue`` when given;

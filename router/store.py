@@ -150,6 +150,11 @@ def loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+class ClaimWalkTooLong(Exception):
+    """A claim's walk past tasks the worker may not take outgrew its budget under the write lock
+    (:meth:`Store.claim_slot`); the transaction was rolled back."""
+
+
 class _WalBacklog:
     """How many WAL frames are not yet copied into the database file.
 
@@ -929,7 +934,18 @@ class Store:
             (now, worker, *queues),
         )
 
-    def claim_slot(self, worker: str, queues: Sequence[str], now: float) -> sqlite3.Row | None:
+    # The claim's walk over a queue: tasks the worker may not take are stepped over one by one.
+    _CLAIM_BRANCH = (
+        "SELECT * FROM (SELECT t.id, t.priority FROM tasks AS t INDEXED BY tasks_claimable "
+        "WHERE t.queue = ? AND t.status = 'open' AND t.free_slots > 0 AND NOT EXISTS ("
+        "SELECT 1 FROM assignments AS a WHERE a.task_id = t.id AND a.worker = ? "
+        "AND (a.stage IN ('annotate', 'correct') OR a.round = t.round OR a.status = 'released')) "
+        "ORDER BY t.priority DESC, t.id LIMIT 1)"
+    )
+    _CLAIMED = "RETURNING id, external_id, stage, queue, round, data, category, pred_label, pred_confidence"
+
+    def claim_slot(self, worker: str, queues: Sequence[str], now: float, *,
+                   steps: int | None = None) -> sqlite3.Row | None:
         """Take one free slot: the highest priority, then oldest, task in ``queues`` that ``worker`` may work.
 
         One ``UPDATE … RETURNING`` inside the caller's ``BEGIN IMMEDIATE``
@@ -937,25 +953,55 @@ class Store:
         a task they annotated (for any stage), one they hold a slot of in the
         current round, or one whose slot they gave up or had taken back
         (``released``: skipped, or released by a lead, a hold or a timer) in any round.
+
+        The walk steps over every task at the head of a queue the worker may not take
+        (a fast annotator's own votes waiting for others'). With ``steps``, it gives up
+        after about that many SQLite instructions, raising :class:`ClaimWalkTooLong`; SQLite
+        then rolls the transaction back, so nothing may have been written in it before.
         """
         if not queues:
             return None
-        branch = (
-            "SELECT * FROM (SELECT t.id, t.priority FROM tasks AS t INDEXED BY tasks_claimable "
-            "WHERE t.queue = ? AND t.status = 'open' AND t.free_slots > 0 AND NOT EXISTS ("
-            "SELECT 1 FROM assignments AS a WHERE a.task_id = t.id AND a.worker = ? "
-            "AND (a.stage IN ('annotate', 'correct') OR a.round = t.round OR a.status = 'released')) "
-            "ORDER BY t.priority DESC, t.id LIMIT 1)"
-        )
-        candidates = " UNION ALL ".join([branch] * len(queues))
+        candidates = " UNION ALL ".join([self._CLAIM_BRANCH] * len(queues))
+        params: list[Any] = [now]
+        for q in queues:
+            params += [q, worker]
+        sql = (f"UPDATE tasks SET free_slots = free_slots - 1, updated_at = ? WHERE id = ("
+               f"SELECT id FROM ({candidates}) ORDER BY priority DESC, id LIMIT 1) {self._CLAIMED}")
+        if steps is None:
+            return self.returning(sql, params)
+        self.conn.set_progress_handler(lambda: 1, steps)  # 1: stop the statement
+        try:
+            return self.returning(sql, params)
+        except sqlite3.OperationalError as exc:
+            if str(exc) == "interrupted":
+                raise ClaimWalkTooLong from None
+            raise
+        finally:
+            self.conn.set_progress_handler(None, 0)
+
+    def claim_candidate(self, worker: str, queues: Sequence[str]) -> int | None:
+        """The task :meth:`claim_slot` would take now, read without the write lock (the long walk
+        of :class:`ClaimWalkTooLong`, done while others write); ``None`` when there is none."""
+        if not queues:
+            return None
+        candidates = " UNION ALL ".join([self._CLAIM_BRANCH] * len(queues))
         params: list[Any] = []
         for q in queues:
             params += [q, worker]
+        row = self.one(f"SELECT id FROM ({candidates}) ORDER BY priority DESC, id LIMIT 1", params)
+        return None if row is None else int(row[0])
+
+    def claim_task_slot(self, task_id: int, worker: str, queues: Sequence[str], now: float) -> sqlite3.Row | None:
+        """Take a free slot of ``task_id`` if ``worker`` may still take it from ``queues``, as
+        :meth:`claim_slot` would; ``None`` when someone took the last one (or it moved on) meanwhile."""
+        marks = ",".join("?" * len(queues))
         return self.returning(
-            f"UPDATE tasks SET free_slots = free_slots - 1, updated_at = ? WHERE id = ("
-            f"SELECT id FROM ({candidates}) ORDER BY priority DESC, id LIMIT 1) "
-            f"RETURNING id, external_id, stage, queue, round, data, category, pred_label, pred_confidence",
-            [now, *params],
+            f"UPDATE tasks SET free_slots = free_slots - 1, updated_at = ? WHERE id = ? AND queue IN ({marks}) "
+            "AND status = 'open' AND free_slots > 0 AND NOT EXISTS ("
+            "SELECT 1 FROM assignments AS a WHERE a.task_id = tasks.id AND a.worker = ? "
+            "AND (a.stage IN ('annotate', 'correct') OR a.round = tasks.round OR a.status = 'released')) "
+            f"{self._CLAIMED}",
+            [now, task_id, *queues, worker],
         )
 
     def insert_assignment(self, task_id: int, worker: str, stage: str, queue: str | None, round_: int,
