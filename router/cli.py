@@ -439,13 +439,20 @@ def _stream_source(engine, name: str) -> str:
 @click.option("--source", default=None, metavar="FILE",
               help="Only the rows of this input file (even one deleted since), of one read of standard "
                    "input or a pipe (`<stdin 2026-11-28T06:01:02Z>` as listed), or of a plugin source's origin.")
-@click.option("--clear", is_flag=True, help="Forget the listed rejects (a lead's action, audited).")
+@click.option("--clear", is_flag=True,
+              help="Forget every reject of --source, or all of them without it (a lead's action, audited).")
 @click.option("--json", "as_json", is_flag=True)
 @as_option
-def rejects(db: str | None, limit: int, source: str | None, clear: bool, as_json: bool, worker: str | None) -> None:
+@click.pass_context
+def rejects(ctx: click.Context, db: str | None, limit: int, source: str | None, clear: bool, as_json: bool,
+            worker: str | None) -> None:
     """List quarantined input rows with their reasons; --clear forgets them.
 
     Ingesting a fixed file again removes the rows that now go in by itself."""
+    if clear and ctx.get_parameter_source("limit") is not click.core.ParameterSource.DEFAULT:
+        # "the 2 listed" would be a guess at which: the rows of one read of a stream are its only copy
+        raise click.UsageError("--clear forgets every reject of --source (or all of them), not the --limit listed; "
+                               "give --source FILE to forget one file's")
     engine = _engine(db)
     if source is not None:
         source = _stored_source(engine.store, source)

@@ -172,3 +172,14 @@ def test_the_temp_file_a_killed_export_left_is_removed_by_the_next_export_of_tha
     finally:
         holder.communicate("")
     assert len((out / "final.jsonl").read_text(encoding="utf-8").splitlines()) == 30_000
+
+
+def test_rejects_clear_with_a_limit_is_refused_rather_than_forgetting_more_than_listed(run, write_workflow):
+    """`rejects --limit 2 --clear` said "Forget the listed rejects" and forgot all 20."""
+    accepted_project(run, write_workflow)
+    (run.folder / "bad.jsonl").write_text("{bad json\n" * 20, encoding="utf-8")
+    run("ingest", "bad.jsonl")
+    refused = run("rejects", "--limit", "2", "--clear")
+    assert refused.returncode == 2 and "not the --limit listed" in refused.stderr
+    assert len(run.json("rejects", "--limit", "100", "--json")) == 20  # nothing forgotten
+    assert run.ok("rejects", "--clear").stdout.strip() == "cleared 20 reject(s)"
