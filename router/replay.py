@@ -1,9 +1,9 @@
 """``labelyard replay FILE``: what a candidate workflow would have decided over the recorded history.
 
 Each recorded decision event (``created``, ``routed``, ``final``, ``held``,
-``invalid``; a timer's ``released``; ``on_worker``'s ``worker_paused``,
-``worker_flagged``…; its detail names the section) is re-run through the
-candidate's ``decide`` on the facts that decision saw:
+``invalid``; a timer's ``released`` and ``priority``; ``on_worker``'s
+``worker_paused``, ``worker_flagged``…; its detail names the section) is re-run
+through the candidate's ``decide`` on the facts that decision saw:
 
 - ``on_create``: rebuilt from the task row (data and prediction never change;
   a new task has no stage, queue or attempts, and age 0);
@@ -19,7 +19,7 @@ candidate's ``decide`` on the facts that decision saw:
   those sees ``null`` and is counted too. Its changes are counted per worker.
 
 Timers and worker rules record a decision only when it acts (a release, a
-pause, a flag that changes the worker…): a candidate's rules there are tried on
+reprioritise, a pause, a flag that changes the worker…): a candidate's rules there are tried on
 those alone; when a candidate's ``on_worker`` rules had none to try, the report
 says so (``notes``) rather than show 0 decisions.
 
@@ -30,7 +30,11 @@ changes those is not re-aggregated; the report notes it (``notes``).
 The outcome of each decision is compared with the recorded one; an ``accept``
 the engine turned into a hold (no valid label), or a ``return`` it held (nobody
 to return the task to), counts as the action the rule decided; a rule that
-failed at run time decided its hold itself. Each decision is judged alone: what
+failed at run time decided its hold itself. A timer's reprioritise (a
+``priority`` event: the rule's action into the task's own stage and queue, with
+another ``priority``) is the action the rule decided, with its values, so a
+candidate giving another priority, taking another action, or with no rule
+acting there, differs. Each decision is judged alone: what
 the candidate changes is not carried forward (a task the candidate would have
 accepted at once still has its later recorded decisions replayed, and they are
 marked ``after_change``).
@@ -55,7 +59,10 @@ from .worker_rules import EVENT_KINDS
 
 WORKER_KINDS = (*EVENT_KINDS.values(), "worker_rule_failed")
 """The events of ``on_worker`` decisions (:mod:`router.worker_rules`)."""
-DECISION_KINDS = ("created", "routed", "final", "held", "invalid", "released", *WORKER_KINDS)
+DECISION_KINDS = ("created", "routed", "final", "held", "invalid", "released", "priority", *WORKER_KINDS)
+ACTION_INTO_STAGE = {"annotate": "annotate", "correct": "annotate", "review": "review", "escalated": "escalate"}
+"""The action a timer rule decided when it reprioritised a task in this stage: one into the stage and queue
+the task is in (``router.timers``; a correction round counts as ``annotate``)."""
 UNTRIED = {"on_worker": "a pause, a flag, a skill, when it changes the worker"}
 """Sections recorded only when a rule acts (what acting is): noted when a candidate's rules there had
 no recorded decision to replay."""
@@ -118,7 +125,7 @@ def replay(store: Store, candidate: Any, *, sample_size: int = 5,
             continue
         # the rules of the version that took the decision, not the one that created the task
         version = versions.at(row["id"]) or row["t_workflow_version"]
-        kind, target = recorded_rules.outcome(version, section, row["rule"], row["action"],
+        kind, target = recorded_rules.outcome(version, section, row["rule"], _decided_action(row, detail),
                                               detail.get("target"), detail.get("reason"))
         old = {"rule": row["rule"], "action": kind, "target": target, "values": detail.get("values") or {}}
         watched = _watch(ctx, section)
@@ -181,6 +188,14 @@ def replay(store: Store, candidate: Any, *, sample_size: int = 5,
             for s in SECTIONS for r in candidate.rules.get(s, ()) if not r.builtin or fired[(s, r.name)]
         ],
     }
+
+
+def _decided_action(row: Mapping[str, Any], detail: Mapping[str, Any]) -> str | None:
+    """The action the rule decided: a ``priority`` event's is the one into the stage the task was in."""
+    if row["kind"] != "priority":
+        return row["action"]
+    stage = ((detail.get("facts") or {}).get("task") or {}).get("stage")
+    return ACTION_INTO_STAGE.get(stage, row["action"])
 
 
 def _watch(ctx: dict[str, Any], section: str) -> list[tuple[str, _Watched]]:
