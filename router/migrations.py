@@ -8,14 +8,18 @@ file is up to date without importing sqlite-utils (which is slow to import).
 
 from __future__ import annotations
 
+import json
+import re
 import sqlite3
+from bisect import bisect_left
+from collections import Counter
 
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 migrations = Migrations("labelyard")
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 10
 
 
 def _run_ddl(db: Database, script: str) -> None:
@@ -462,6 +466,115 @@ def m008_plugin_reject_keys(db: Database) -> None:
         """
     )
     _set_version(db, 8)
+
+
+@migrations()
+def m010_rule_counts_by_identity(db: Database) -> None:
+    """``rule_counts`` per rule identity, ``(section, rule_key)``, where ``rule_key`` is the key an
+    event carries (an ``on_timer`` rule's: its name, or for an unnamed rule a fingerprint of its
+    ``when`` and ``do``), else the rule's name; ``rule`` is the name it was last shown by.
+
+    Counted by shown name, an unnamed timer rule took the count of whichever rule held its place
+    before: a rule inserted before it in a new version showed the old rule's count, and the old
+    rule, now one place down, showed none. The counts are made again from the events here: an
+    ``on_timer`` event written before keys were recorded names an unnamed rule by its place alone,
+    so its key is read from that place in the workflow version active when it was written (as
+    ``router.timers.RuleIdentities`` does); one whose rule cannot be found there keeps its place.
+
+    Only events that mention ``"rule_key"`` have their JSON read twice by the trigger (``instr``
+    first): most decisions carry none.
+    """
+    _run_ddl_with_triggers(
+        db,
+        """
+        DROP TRIGGER rule_counts_insert;
+        DROP TABLE rule_counts;
+        CREATE TABLE rule_counts (
+            section     TEXT NOT NULL,          -- on_create, on_quorum, ... ('' when unknown)
+            rule_key    TEXT NOT NULL,          -- the rule's identity: its events' rule_key, else its name
+            rule        TEXT NOT NULL,          -- the name it was last shown by
+            n           INTEGER NOT NULL,
+            last_at     REAL,
+            PRIMARY KEY (section, rule_key)
+        ) WITHOUT ROWID;
+
+        CREATE TRIGGER rule_counts_insert AFTER INSERT ON events
+        WHEN NEW.rule IS NOT NULL AND NEW.kind != 'created' BEGIN
+            INSERT INTO rule_counts (section, rule_key, rule, n, last_at)
+            VALUES (coalesce(CASE WHEN json_valid(NEW.detail) THEN json_extract(NEW.detail, '$.section') END, ''),
+                    coalesce(CASE WHEN instr(NEW.detail, '"rule_key"') AND json_valid(NEW.detail)
+                                  THEN json_extract(NEW.detail, '$.rule_key') END, NEW.rule),
+                    NEW.rule, 1, NEW.at)
+            ON CONFLICT (section, rule_key) DO UPDATE SET
+                n = n + 1, rule = excluded.rule, last_at = max(last_at, excluded.last_at);
+        END;
+        """
+    )
+    conn = db.conn
+    section = "CASE WHEN kind = 'created' THEN 'on_create' ELSE coalesce(CASE WHEN json_valid(detail) " \
+              "THEN json_extract(detail, '$.section') END, '') END"
+    key = "coalesce(CASE WHEN kind != 'created' AND instr(detail, '\"rule_key\"') AND json_valid(detail) " \
+          "THEN json_extract(detail, '$.rule_key') END, rule)"
+    legacy = f"({section}) = 'on_timer' AND rule LIKE 'on\\_timer[%' ESCAPE '\\' AND ({key}) = rule"
+    # the bare column ``rule`` is taken from the row with max(at): the name the rule was last shown by
+    conn.execute(
+        f"INSERT INTO rule_counts (section, rule_key, rule, n, last_at) "
+        f"SELECT {section}, {key}, rule, count(*), max(at) FROM events "
+        f"WHERE rule IS NOT NULL AND NOT ({legacy}) GROUP BY 1, 2")
+    placed: Counter = Counter()
+    last: dict[tuple[str, str], float] = {}
+    keys = _LegacyTimerKeys(conn)
+    for event_id, rule, at in conn.execute(f"SELECT id, rule, at FROM events WHERE rule IS NOT NULL AND {legacy}"):
+        ident = (keys.key(event_id, rule), rule)
+        placed[ident] += 1
+        last[ident] = max(last.get(ident, at), at)
+    for (rule_key, rule), n in placed.items():
+        conn.execute(
+            "INSERT INTO rule_counts (section, rule_key, rule, n, last_at) VALUES ('on_timer', ?, ?, ?, ?) "
+            "ON CONFLICT (section, rule_key) DO UPDATE SET n = n + excluded.n, "
+            "rule = CASE WHEN excluded.last_at > last_at THEN excluded.rule ELSE rule END, "
+            "last_at = max(last_at, excluded.last_at)",
+            (rule_key, rule, n, last[(rule_key, rule)]))
+    _set_version(db, 10)
+
+
+class _LegacyTimerKeys:
+    """The key of the unnamed ``on_timer`` rule an older event names by its place (``on_timer[2]``): that
+    place in the workflow version active when the event was written (the last ``workflow_applied`` before
+    it), as ``router.timers.RuleIdentities`` reads it; written out here so that this migration keeps doing
+    what it did when it was written (the fingerprint is :func:`rules.workflow.rule_key`, which events carry
+    and which therefore never changes)."""
+
+    PLACE = re.compile(r"on_timer\[([1-9][0-9]*)\]")
+
+    def __init__(self, conn: sqlite3.Connection):
+        specs = {(name, version): spec for name, version, spec in conn.execute(
+            "SELECT name, version, spec FROM workflows")}
+        self.applied: list[int] = []  # the workflow_applied events' ids, ascending
+        self.entries: list[list | None] = []  # each one's on_timer entries
+        for event_id, detail in conn.execute(
+                "SELECT id, detail FROM events WHERE kind = 'workflow_applied' ORDER BY id"):
+            try:
+                d = json.loads(detail)
+                spec = json.loads(specs[(d["workflow"], d["version"])])
+            except (TypeError, ValueError, KeyError):
+                continue
+            entries = spec.get("on_timer") if isinstance(spec, dict) else None
+            self.applied.append(event_id)
+            self.entries.append(entries if isinstance(entries, list) else None)
+
+    def key(self, event_id: int, place: str) -> str:
+        from rules.workflow import rule_key
+
+        match = self.PLACE.fullmatch(place)
+        i = bisect_left(self.applied, event_id)  # applies strictly before the event
+        entries = self.entries[i - 1] if i else None
+        if match is None or entries is None:
+            return place
+        index = int(match.group(1)) - 1
+        if index >= len(entries) or not isinstance(entries[index], dict) or isinstance(entries[index].get("name"), str):
+            return place
+        return rule_key("on_timer", entries[index])
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:

@@ -25,6 +25,13 @@ PAGE_SIZE = 50
 TASK_STATUSES = ("open", "held", "done", "invalid")
 STAGES = ("annotate", "review", "correct", "escalated")
 ORDERS = ("id", "priority", "age", "updated")
+KEYED_SECTIONS = frozenset({"on_timer"})
+"""Sections whose events carry their rule's key (``router.timers``); the others' are counted by rule name."""
+
+
+def rule_identity(section: str, rule: Any) -> str:
+    """How ``rule_counts`` knows a compiled rule: its key in :data:`KEYED_SECTIONS`, else its name."""
+    return (rule.key or rule.name) if section in KEYED_SECTIONS else rule.name
 
 
 @dataclass(frozen=True)
@@ -122,26 +129,33 @@ class Queries:
                 "agreement": wf.quality.get("agreement") or {}}
 
     def workflow_rules(self) -> dict[str, Any]:
-        """Every rule of the active workflow, section by section, with how often it fired."""
+        """Every rule of the active workflow, section by section, with how often it fired.
+
+        Counts are per rule identity (``rule_counts.rule_key``): an unnamed ``on_timer`` rule is known by
+        its ``when`` and ``do`` (its events carry that key), not by the place it is shown by, which a rule
+        inserted before it shifts; other rules by their name.
+        """
         fired: dict[tuple[str, str], dict[str, Any]] = {}
         for r in self.store.rule_count_rows():
-            fired[(r["section"], r["rule"])] = {"n": r["n"], "last_at": r["last_at"]}
+            fired[(r["section"], r["rule_key"])] = {"rule": r["rule"], "n": r["n"], "last_at": r["last_at"]}
         wf = self.engine.workflow
         sections = []
         known = set()
         for section, rules in wf.rules.items():
             items = []
             for rule in rules:
-                hit = fired.get((section, rule.name), {})
-                known.add((section, rule.name))
+                identity = (section, rule_identity(section, rule))
+                hit = fired.get(identity, {})
+                known.add(identity)
                 items.append({"name": rule.name, "when": None if rule.when is None else getattr(rule.when, "source", None),
                               "action": rule.action.kind, "target": rule.action.target, "line": rule.line,
                               "builtin": rule.builtin, "fired": hit.get("n", 0),
                               "last_at": clock.iso(hit.get("last_at"))})
             sections.append({"section": section, "rules": items})
-        # Rules that fired under an earlier version and are gone now.
-        retired = [{"section": s, "rule": name, "fired": v["n"], "last_at": clock.iso(v["last_at"])}
-                   for (s, name), v in sorted(fired.items()) if (s, name) not in known]
+        # Rules that fired under an earlier version and are gone now, shown by the name they last had.
+        retired = [{"section": s, "rule": v["rule"], "rule_key": key, "fired": v["n"], "last_at": clock.iso(v["last_at"])}
+                   for (s, key), v in sorted(fired.items(), key=lambda kv: (kv[0][0], kv[1]["rule"], kv[0][1]))
+                   if (s, key) not in known]
         return {"workflow": self.workflow_info(), "sections": sections, "retired": retired,
                 "yaml": self.store.active_workflow()["yaml"]}
 

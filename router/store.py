@@ -41,7 +41,7 @@ WAL_AUTOCHECKPOINT_PAGES = 128000
 # than the 4 KiB default here (bench/README.md), with the same page count per operation.
 PAGE_SIZE = 2048
 BEGIN_MAX_SLEEP_S = 0.004
-SCHEMA_VERSION = 8  # keep equal to migrations.SCHEMA_VERSION (a test checks)
+SCHEMA_VERSION = 10  # keep equal to migrations.SCHEMA_VERSION (a test checks)
 
 # Every column a new task is inserted with, in the order of the tuples given to insert_task_tuples.
 TASK_INSERT_COLUMNS = (
@@ -682,9 +682,11 @@ class Store:
             rows,
         )
         self.conn.execute(
-            "INSERT INTO rule_counts (section, rule, n, last_at) "
-            "SELECT 'on_create', rule, count(*), max(at) FROM events WHERE id >= ? AND rule IS NOT NULL GROUP BY rule "
-            "ON CONFLICT (section, rule) DO UPDATE SET n = n + excluded.n, last_at = max(last_at, excluded.last_at)",
+            "INSERT INTO rule_counts (section, rule_key, rule, n, last_at) "
+            "SELECT 'on_create', rule, rule, count(*), max(at) FROM events WHERE id >= ? AND rule IS NOT NULL "
+            "GROUP BY rule "
+            "ON CONFLICT (section, rule_key) DO UPDATE SET n = n + excluded.n, rule = excluded.rule, "
+            "last_at = max(last_at, excluded.last_at)",
             (first,),
         )
         self.conn.execute(
@@ -862,10 +864,13 @@ class Store:
                 "SELECT status, coalesce(queue, ''), coalesce(stage, ''), status = 'open' AND free_slots > 0, "
                 "is_gold, count(*) FROM tasks GROUP BY 1, 2, 3, 4, 5")
             self.conn.execute("DELETE FROM rule_counts")
+            # by identity (an event's rule_key, else its rule's name); the bare ``rule`` is the one of max(at)
             self.conn.execute(
-                "INSERT INTO rule_counts (section, rule, n, last_at) "
+                "INSERT INTO rule_counts (section, rule_key, rule, n, last_at) "
                 "SELECT CASE WHEN kind = 'created' THEN 'on_create' "
                 "ELSE coalesce(CASE WHEN json_valid(detail) THEN json_extract(detail, '$.section') END, '') END, "
+                "coalesce(CASE WHEN kind != 'created' AND instr(detail, '\"rule_key\"') AND json_valid(detail) "
+                "THEN json_extract(detail, '$.rule_key') END, rule), "
                 "rule, count(*), max(at) FROM events WHERE rule IS NOT NULL GROUP BY 1, 2")
             self.conn.execute("DELETE FROM activity")
             self.conn.execute(
@@ -1625,8 +1630,9 @@ class Store:
         return self.query("SELECT status, queue, stage, claimable, is_gold, n FROM task_counts WHERE n != 0")
 
     def rule_count_rows(self) -> list[sqlite3.Row]:
-        """How often each rule decided, per section (trigger-kept)."""
-        return self.query("SELECT section, rule, n, last_at FROM rule_counts ORDER BY section, n DESC")
+        """How often each rule decided, per section and rule identity (``rule_key``: the key its events
+        carry, else its name), with the name it was last shown by (trigger-kept)."""
+        return self.query("SELECT section, rule_key, rule, n, last_at FROM rule_counts ORDER BY section, n DESC")
 
     def activity_rows(self, since_hour: int) -> list[sqlite3.Row]:
         """Events per hour (created, submitted per worker, final) from ``since_hour`` on (trigger-kept)."""

@@ -58,7 +58,7 @@ EXPECTED: dict[str, dict[str, type]] = {
     },
     # m004_counters (kept by triggers)
     "task_counts": {"status": str, "queue": str, "stage": str, "claimable": int, "is_gold": int, "n": int},
-    "rule_counts": {"section": str, "rule": str, "n": int, "last_at": float},
+    "rule_counts": {"section": str, "rule_key": str, "rule": str, "n": int, "last_at": float},
     "activity": {"hour": int, "kind": str, "actor": str, "n": int},
 }
 
