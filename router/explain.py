@@ -6,6 +6,8 @@ the section, the rule, its condition and the trace of the values it saw
 ``created`` events leave the condition and trace out (ingest would pay for
 rendering them on every row): they are traced again here, with the workflow
 version that routed the task, from the task's input, which never changes.
+A decision taken under a later version (or, applied with ``--replace``, another
+workflow's) names it; with its workflow's name when more than one workflow is involved.
 The other events (claims, submissions, lead actions) say who acted and when.
 The summary names the last event that put the task where it is (a rule's
 decision or a person's action; never an ``on_worker`` rule, a claim or a release).
@@ -59,20 +61,23 @@ def explain_task(store: Store, ref: str) -> dict[str, Any]:
 
 
 def _mark_versions(store: Store, steps: list[dict[str, Any]], created_under: int | None) -> None:
-    """Give each decision taken under a later version than the task's own that version's number."""
+    """Give each decision taken under another version than the task's own that version's workflow name
+    (``workflow``) and number (``workflow_version``): a version applied while the task was open, of the same
+    workflow or, applied with ``--replace``, of another."""
     from .versions import VersionsAt
 
-    versions, numbers = VersionsAt(store), {}
+    versions, rows = VersionsAt(store), {}
     for step in steps:
         if step.get("decision") is None:
             continue
         version_id = versions.at(step["event"])
         if version_id is None or version_id == created_under:
             continue
-        if version_id not in numbers:
-            row = store.workflow_version(version_id)
-            numbers[version_id] = None if row is None else row["version"]
-        step["decision"]["workflow_version"] = numbers[version_id]
+        if version_id not in rows:
+            rows[version_id] = store.workflow_version(version_id)
+        row = rows[version_id]
+        step["decision"]["workflow"] = None if row is None else row["name"]
+        step["decision"]["workflow_version"] = None if row is None else row["version"]
 
 
 def _trace_creation(task: Any, version: Any, decision: dict[str, Any]) -> None:
@@ -230,16 +235,31 @@ def _who(d: dict[str, Any], step: dict[str, Any]) -> str:
     return "no rule matched"
 
 
+def _names_needed(created: dict[str, Any] | None, later: list[tuple[str | None, int]]) -> bool:
+    """Whether a version must be shown with its workflow's name: versions of more than one workflow took
+    the task's decisions (one applied with ``--replace``), or the task's own version is not known."""
+    names = {name for name, _ in later}
+    if created is None:
+        return bool(later)
+    return bool(names - {created["name"]})
+
+
+def _version(name: str | None, number: int, named: bool) -> str:
+    """``v2``, or ``u v2`` when ``named``."""
+    return f"{name} v{number}" if named and name else f"v{number}"
+
+
 def render_explanation(data: dict[str, Any]) -> list[str]:
     """The explanation as lines of text for a terminal."""
     t = data["task"]
     lines = [f"task {t['id']} ({t['external_id']}): {data['summary']}"]
+    later = list(dict.fromkeys((d["workflow"], d["workflow_version"]) for s in data["events"]
+                               if (d := s.get("decision")) and d.get("workflow_version") is not None))
+    named = _names_needed(data["workflow"], later)
     if data["workflow"]:
-        later = sorted({d["workflow_version"] for s in data["events"] if (d := s.get("decision"))
-                        and d.get("workflow_version") is not None})
         line = f"created under workflow {data['workflow']['name']} v{data['workflow']['version']}"
         if later:
-            line += f"; later decisions under {', '.join(f'v{v}' for v in later)}"
+            line += f"; later decisions under {', '.join(_version(n, v, named) for n, v in later)}"
         lines.append(line)
     lines.append("")
     for step in data["events"]:
@@ -256,7 +276,8 @@ def render_explanation(data: dict[str, Any]) -> list[str]:
             lines.append(head + (f": {extra}" if extra else ""))
             continue
         lines.append(head)
-        under = f" (workflow v{d['workflow_version']})" if d.get("workflow_version") is not None else ""
+        under = (f" (workflow {_version(d.get('workflow'), d['workflow_version'], named)})"
+                 if d.get("workflow_version") is not None else "")
         lines.append(f"    {d['section']}: {_who(d, step)} → {_outcome(d)}{under}")
         if d.get("condition"):
             again = " (traced again from the task's input)" if d.get("traced_again") is True else ""

@@ -110,6 +110,7 @@ def replay(store: Store, candidate: Any, *, sample_size: int = 5,
     fired: Counter = Counter()
     changed_subjects: set[tuple[str, Any]] = set()  # ("task", id) or ("worker", name) a change touched
     unrecorded: Counter = Counter()
+    under: Counter = Counter()  # replayed decisions per workflow version id that took them
     seen = 0
     for row in store.decision_events(DECISION_KINDS):
         seen += 1
@@ -125,6 +126,7 @@ def replay(store: Store, candidate: Any, *, sample_size: int = 5,
             continue
         # the rules of the version that took the decision, not the one that created the task
         version = versions.at(row["id"]) or row["t_workflow_version"]
+        under[version] += 1
         kind, target = recorded_rules.outcome(version, section, row["rule"], _decided_action(row, detail),
                                               detail.get("target"), detail.get("reason"))
         old = {"rule": row["rule"], "action": kind, "target": target, "values": detail.get("values") or {}}
@@ -171,6 +173,7 @@ def replay(store: Store, candidate: Any, *, sample_size: int = 5,
         "candidate": {"name": candidate.name},
         "database": store.path,
         "recorded": None if active is None else {"name": active["name"], "version": active["version"]},
+        "recorded_under": _recorded_under(store, under),
         "decisions": totals["decisions"],
         "unchanged": totals["unchanged"],
         "same_outcome_other_rule": totals["same_outcome_other_rule"],
@@ -196,6 +199,17 @@ def _decided_action(row: Mapping[str, Any], detail: Mapping[str, Any]) -> str | 
         return row["action"]
     stage = ((detail.get("facts") or {}).get("task") or {}).get("stage")
     return ACTION_INTO_STAGE.get(stage, row["action"])
+
+
+def _recorded_under(store: Store, under: Counter) -> list[dict[str, Any]]:
+    """The workflow versions that took the replayed decisions, in the order they were applied, with how many
+    each took (``name`` and ``version`` ``None`` for decisions taken before any recorded apply)."""
+    out = []
+    for version_id in sorted(under, key=lambda v: (v is not None, v or 0)):
+        row = store.workflow_version(version_id) if version_id is not None else None
+        out.append({"name": None if row is None else row["name"], "version": None if row is None else row["version"],
+                    "decisions": under[version_id]})
+    return out
 
 
 def _watch(ctx: dict[str, Any], section: str) -> list[tuple[str, _Watched]]:
@@ -431,8 +445,7 @@ def _many(n: int, noun: str) -> str:
 
 def render_replay(result: dict[str, Any]) -> Iterator[str]:
     """The report as lines of text for a terminal."""
-    recorded = result["recorded"]
-    where = f"{recorded['name']} v{recorded['version']}" if recorded else "no workflow"
+    where = _where(result["recorded_under"], result["recorded"])
     yield (f"replayed {result['decisions']} recorded decisions of {where} against "
            f"{result['candidate']['name']} ({result['candidate'].get('file', '')})")
     sections = ", ".join(f"{s} {c['decisions']}" for s, c in result["sections"].items())
@@ -463,6 +476,25 @@ def render_replay(result: dict[str, Any]) -> Iterator[str]:
             yield f"    ({_after_change(g['after_change'], g['changed'])} an earlier change on the same {subject})"
         if g["tasks"]:
             yield f"    e.g. {', '.join(g['tasks'])}"
+
+
+def _where(under: list[dict[str, Any]], active: dict[str, Any] | None) -> str:
+    """Which workflow versions took the decisions: ``t v1``; ``t v1 (120), v2 (36)``; with each version's
+    name when more than one workflow took them (one applied with ``--replace``): ``t v1 (11), u v1 (5)``."""
+    if not under:
+        return "no workflow" if active is None else f"{active['name']} v{active['version']}"
+    if len(under) == 1 and under[0]["name"] is not None:
+        return f"{under[0]['name']} v{under[0]['version']}"
+    named = len({u["name"] for u in under}) > 1
+    parts, shown = [], None
+    for u in under:
+        if u["name"] is None:
+            parts.append(f"an unrecorded version ({u['decisions']})")
+            continue
+        label = f"v{u['version']}" if shown == u["name"] and not named else f"{u['name']} v{u['version']}"
+        shown = u["name"]
+        parts.append(f"{label} ({u['decisions']})")
+    return ", ".join(parts)
 
 
 def _why_unrecorded(facts: list[str]) -> str:
