@@ -737,10 +737,14 @@ def backup(dest: str, db: str | None, force: bool, as_json: bool) -> None:
     import time
 
     from . import clock
-    from .store import Store
+    from .export import refuse_database_file
+    from .store import Store, database_path
 
     if not dest.strip():
         raise LabelyardError("backup needs a file or a folder to write to")
+    # not over the database or a file beside it: a copy written over its -wal is deleted when SQLite closes
+    # the database, one over its .lock swaps the file running writers queue on
+    refuse_database_file(dest, database_path(db), "back it up")
     # A path ending with a slash names a folder: a missing one is made (its parent must exist), so
     # `backup backups/` from cron works on the first night too.
     make_folder = dest.endswith(os.sep) and not os.path.isdir(dest)
@@ -769,9 +773,6 @@ def backup(dest: str, db: str | None, force: bool, as_json: bool) -> None:
         except OSError as exc:
             store.close()
             raise LabelyardError(f"{given}: cannot make folder {folder}: {exc.strerror or exc}") from None
-    if not numbered and os.path.exists(dest) and os.path.samefile(dest, store.path):
-        store.close()
-        raise LabelyardError(f"{dest} is the database itself: back it up somewhere else")
     try:
         dest, size = store.backup_to(dest, replace=force and not numbered, numbered=numbered)
     finally:
