@@ -732,7 +732,8 @@ def export(db: str | None, fmt: str, output: str, safe: bool) -> None:
 def backup(dest: str, db: str | None, force: bool, as_json: bool) -> None:
     """Copy the database to DEST (a file, or a folder for a dated file) while others keep working.
 
-    A DEST ending with / is a folder: made if missing (not its parents).
+    A DEST ending with / is a folder: made if missing (not its parents). A database an older
+    Labelyard made is copied as it is: back it up before `labelyard init` migrates it.
     """
     import time
 
@@ -764,7 +765,7 @@ def backup(dest: str, db: str | None, force: bool, as_json: bool) -> None:
         raise LabelyardError(f"{named}: folder {checked} does not exist")
     if not os.access(checked, os.W_OK):
         raise LabelyardError(f"{named}: folder {checked} is not writable")
-    store = Store.open(db)
+    store = Store.open_to_copy(db)  # an older schema too: the copy to keep before `init` migrates it
     if make_folder:  # only once the database opened: a failed backup leaves no empty folder behind
         try:
             os.mkdir(folder)

@@ -271,6 +271,19 @@ class Store:
     @classmethod
     def open(cls, path: str | None = None) -> "Store":
         """Open an initialised database; raise :class:`NotInitialised` otherwise."""
+        return cls._open(path, copying=False)
+
+    @classmethod
+    def open_to_copy(cls, path: str | None = None) -> "Store":
+        """Open a database for ``backup``: one an older Labelyard made is opened too, as it is (nothing
+        is migrated, and the connection writes nothing: ``query_only``), so a copy can be taken before
+        ``init`` migrates it. A newer schema, and a file that is not a Labelyard database, are refused."""
+        store = cls._open(path, copying=True)
+        store.read_only()
+        return store
+
+    @classmethod
+    def _open(cls, path: str | None, *, copying: bool) -> "Store":
         path = database_path(path)
         if not os.path.exists(path):
             raise NotInitialised(f"{path}: no Labelyard database here; run `labelyard init` first (or pass --db)")
@@ -282,14 +295,16 @@ class Store:
             if conn is not None:
                 conn.close()
             if "no such table" in str(exc):  # SQLite, but not (yet) Labelyard's
-                raise NotInitialised(f"{path}: not a Labelyard database ({exc}); run `labelyard init`") from None
+                then = "nothing to back up" if copying else "run `labelyard init`"
+                raise NotInitialised(f"{path}: not a Labelyard database ({exc}); {then}") from None
             problem = None if os.path.isdir(path) else access_problem(exc, path, opening=True)
             raise LabelyardError(problem or f"{path}: cannot open it as a database ({exc}); check --db or "
                                             "LABELYARD_DB") from None
-        if row is None or row[0] < SCHEMA_VERSION:
+        if (row is None or row[0] < SCHEMA_VERSION) and not copying:
             conn.close()
-            raise NotInitialised(f"{path}: database schema is older than this Labelyard; run `labelyard init` to migrate")
-        if row[0] > SCHEMA_VERSION:
+            raise NotInitialised(f"{path}: database schema is older than this Labelyard; run `labelyard init` to "
+                                 "migrate (`labelyard backup DEST` first keeps a copy as it is now)")
+        if row is not None and row[0] > SCHEMA_VERSION:
             conn.close()
             raise LabelyardError(_newer_schema(path, row[0]))
         return cls(path, conn)
