@@ -152,8 +152,9 @@ class Queries:
                               "builtin": rule.builtin, "fired": hit.get("n", 0),
                               "last_at": clock.iso(hit.get("last_at"))})
             sections.append({"section": section, "rules": items})
-        # Rules that fired under an earlier version and are gone now, shown by the name they last had.
-        retired = [{"section": s, "rule": v["rule"], "rule_key": key, "fired": v["n"], "last_at": clock.iso(v["last_at"])}
+        # Rules that fired under an earlier version and are gone now, by the name they had when they last fired.
+        retired = [{"section": s, "rule": v["rule"], "rule_key": key, "fired": v["n"],
+                    "last_at": clock.iso(v["last_at"])}
                    for (s, key), v in sorted(fired.items(), key=lambda kv: (kv[0][0], kv[1]["rule"], kv[0][1]))
                    if (s, key) not in known]
         return {"workflow": self.workflow_info(), "sections": sections, "retired": retired,
