@@ -19,7 +19,7 @@ from sqlite_utils.migrations import Migrations
 
 migrations = Migrations("labelyard")
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 9
 
 
 def _run_ddl(db: Database, script: str) -> None:
@@ -469,7 +469,7 @@ def m008_plugin_reject_keys(db: Database) -> None:
 
 
 @migrations()
-def m010_rule_counts_by_identity(db: Database) -> None:
+def m009_rule_counts_by_identity(db: Database) -> None:
     """``rule_counts`` per rule identity, ``(section, rule_key)``, where ``rule_key`` is the key an
     event carries (an ``on_timer`` rule's: its name, or for an unnamed rule a fingerprint of its
     ``when`` and ``do``), else the rule's name; ``rule`` is the name it was last shown by.
@@ -535,7 +535,7 @@ def m010_rule_counts_by_identity(db: Database) -> None:
             "rule = CASE WHEN excluded.last_at > last_at THEN excluded.rule ELSE rule END, "
             "last_at = max(last_at, excluded.last_at)",
             (rule_key, rule, n, last[(rule_key, rule)]))
-    _set_version(db, 10)
+    _set_version(db, 9)
 
 
 class _LegacyTimerKeys:

@@ -3,7 +3,7 @@
 An unnamed ``on_timer`` rule is shown by its place (``on_timer[2]``) but known by its ``when`` and
 ``do``. ``rule_counts`` counted by the shown name, so after a new version inserted a rule first, the
 new ``on_timer[1]`` showed the old rule's count added to its own, and the old rule, now
-``on_timer[2]``, showed 0. Migration ``m010`` counts by the key the events carry, and counts a
+``on_timer[2]``, showed 0. Migration ``m009`` counts by the key the events carry, and counts a
 database's existing events again that way (an older event without a key is read by its place in
 the version active when it was written).
 
@@ -76,8 +76,8 @@ def test_a_rule_gone_from_the_version_is_retired_with_its_own_count(tmp_path):
     assert retired[0]["rule_key"].startswith("on_timer#")
 
 
-def as_before_m010(db, keyed: bool) -> None:
-    """The database as a Labelyard before ``m010`` left it: ``rule_counts`` by shown name, kept by the
+def as_before_m009(db, keyed: bool) -> None:
+    """The database as a Labelyard before ``m009`` left it: ``rule_counts`` by shown name, kept by the
     ``m007`` trigger; ``keyed=False`` also drops the timer events' keys, as one before keys wrote them."""
     conn = sqlite3.connect(db, isolation_level=None)
     conn.executescript("""
@@ -96,7 +96,7 @@ def as_before_m010(db, keyed: bool) -> None:
         INSERT INTO rule_counts (section, rule, n, last_at)
         SELECT CASE WHEN kind = 'created' THEN 'on_create' ELSE coalesce(json_extract(detail, '$.section'), '') END,
                rule, count(*), max(at) FROM events WHERE rule IS NOT NULL GROUP BY 1, 2;
-        DELETE FROM _sqlite_migrations WHERE name = 'm010_rule_counts_by_identity';
+        DELETE FROM _sqlite_migrations WHERE name = 'm009_rule_counts_by_identity';
         COMMIT;
     """)
     conn.execute("UPDATE schema_version SET version = ?", (migrations.SCHEMA_VERSION - 1,))
@@ -110,12 +110,12 @@ def as_before_m010(db, keyed: bool) -> None:
 @pytest.mark.parametrize("keyed", [True, False], ids=["keyed-events", "older-events"])
 def test_init_counts_an_older_database_again_by_rule_identity(tmp_path, keyed):
     p = inserted_before(tmp_path)
-    as_before_m010(p.db, keyed)
-    assert "applied m010_rule_counts_by_identity" in p.run_ok("init").stdout
+    as_before_m009(p.db, keyed)
+    assert "applied m009_rule_counts_by_identity" in p.run_ok("init").stdout
     counts, retired = fired(p.db)
     assert (counts[("on_timer", "on_timer[1]")], counts[("on_timer", "on_timer[2]")]) == (7, 3)
     assert retired == []
-    # and the trigger m010 left counts the next decisions by identity too
+    # and the trigger m009 left counts the next decisions by identity too
     p.run_ok("unhold", "X1", hours=3)
     assert p.json("tick", hours=4)["actions"] == {"priority": 1}
     counts, _ = fired(p.db)
