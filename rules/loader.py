@@ -1,18 +1,26 @@
 """Safe YAML loading that remembers where every key and value came from.
 
-Only ``yaml.SafeLoader``'s composer and scalar constructor are used: tags that
-build Python objects are refused by it. Aliases are expanded with a node budget
-so that a "billion laughs" document is refused quickly instead of eating memory.
+Only ``yaml.SafeLoader``'s composer and scalar constructor are used, and only
+the tags of JSON's values (``!!str``, ``!!int``, ``!!float``, ``!!bool``,
+``!!null``, ``!!map``, ``!!seq``): a tag that builds anything else (a date, bytes,
+a set, a Python object) is refused where it is written. Aliases are expanded
+with a budget of nodes and of text, so that a "billion laughs" document, or an
+alias repeating a long text, is refused quickly instead of eating memory and
+time. ``\\u`` escapes of a UTF-16 surrogate pair (``"\\ud83d\\ude00"``, as JSON
+writes them) are joined into their character; a lone surrogate, which no
+UTF-8 text can hold, is refused where it is written.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from .diagnostics import Diagnostic, WorkflowInvalid
 
 MAX_BYTES = 1_000_000
+MAX_TEXT = 1_000_000  # characters of scalar text in the document, aliases expanded
 MAX_NODES = 50_000
 MAX_DEPTH = 100
 
@@ -45,8 +53,10 @@ class Document:
         (plain and block scalars), strips indentation, or unescapes (``\\"``,
         ``''``, ``\\u00e9``): the source is walked beside the value to find it.
         """
-        pos = self.where(path)
-        value = _get(self.data, path)
+        return self.locate_in(self.where(path), _get(self.data, path), offset)
+
+    def locate_in(self, pos: Position, value: Any, offset: int) -> tuple[int, int]:
+        """``(line, col)`` of character ``offset`` of ``value``, a scalar written at ``pos``."""
         if not isinstance(value, str) or not self.text or offset < 0:
             return pos.line, pos.col
         starts = [0]
@@ -86,6 +96,18 @@ def _get(data: Any, path: Path) -> Any:
 
 
 _ESCAPE_LENGTH = {"x": 4, "u": 6, "U": 10}
+_HIGH_ESCAPE = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}")
+_LOW_ESCAPE = re.compile(r"\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape_length(src: str, i: int) -> int:
+    """Source characters of the escape at ``src[i]``: a surrogate pair's two ``\\u`` escapes are one character."""
+    length = _ESCAPE_LENGTH.get(src[i + 1], 2)
+    if src[i + 1] == "u" and _HIGH_ESCAPE.fullmatch(src, i, i + 6) and _LOW_ESCAPE.fullmatch(src, i + 6, i + 12):
+        return 12
+    return length
 
 
 def _walk(src: str, i: int, value: str, offset: int, style: str | None) -> int:
@@ -98,7 +120,7 @@ def _walk(src: str, i: int, value: str, offset: int, style: str | None) -> int:
             while i < len(src) and src[i] in " \t\r\n":
                 i += 1
         elif style == '"' and c == "\\" and i + 1 < len(src):
-            i += _ESCAPE_LENGTH.get(src[i + 1], 2)
+            i += _escape_length(src, i)
             j += 1
         elif style == "'" and c == "'" and src[i + 1:i + 2] == "'":
             i += 2
@@ -154,14 +176,12 @@ def load_document(text: str, filename: str) -> Document:
     builder = _Builder(loader, doc)
     doc.data = builder.build(root, ())
     if builder.errors:
-        raise WorkflowInvalid(builder.errors)
+        raise WorkflowInvalid(list(set(builder.errors)))  # a mistake inside an anchor, once however many aliases
     return doc
 
 
 def _line_col(text: str, index: int) -> tuple[int, int]:
     """1-based line and column of character ``index`` of ``text``, as YAML counts lines."""
-    import re
-
     breaks = list(re.finditer(r"\r\n|[\r\n\x85\u2028\u2029]", text[:index]))
     if not breaks:
         return 1, index + 1
@@ -182,11 +202,23 @@ class _Budget(Exception):
     pass
 
 
+class _Alias:
+    """An alias (``*name``) as composed: the node it names, and where the alias itself is written."""
+
+    __slots__ = ("node", "start_mark")
+
+    def __init__(self, node: Any, start_mark: Any) -> None:
+        self.node = node
+        self.start_mark = start_mark
+
+
 class _Builder:
     def __init__(self, loader: Any, doc: Document):
         self.loader = loader
         self.doc = doc
         self.nodes = 0
+        self.text = 0  # characters of scalar text built, aliases expanded
+        self.alias: Any = None  # the mark of the outermost alias being expanded
         self.errors: list[Diagnostic] = []
 
     def build(self, node: Any, path: Path) -> Any:
@@ -194,15 +226,29 @@ class _Builder:
             return self._build(node, path, 0)
         except _Budget as exc:
             mark = exc.args[0].start_mark if exc.args else node.start_mark
-            message = (f"document expands to more than {MAX_NODES:,} nodes "
-                       "(nested aliases? refused as a possible YAML bomb)") if self.nodes > MAX_NODES else (
-                       f"YAML nested more than {MAX_DEPTH} levels deep")
+            if self.nodes > MAX_NODES:
+                message = (f"document expands to more than {MAX_NODES:,} nodes "
+                           "(nested aliases? refused as a possible YAML bomb)")
+            elif self.text > MAX_TEXT:
+                mark = self.alias or mark
+                message = (f"aliases expand the document to more than {MAX_TEXT:,} characters of text "
+                           "(refused as a possible YAML bomb)")
+            else:
+                message = f"YAML nested more than {MAX_DEPTH} levels deep"
             self.errors = [Diagnostic(self.doc.filename, mark.line + 1, mark.column + 1, message)]
             return None
 
     def _build(self, node: Any, path: Path, depth: int) -> Any:
         import yaml
 
+        if isinstance(node, _Alias):
+            outermost = self.alias is None
+            if outermost:
+                self.alias = node.start_mark
+            value = self._build(node.node, path, depth)
+            if outermost:
+                self.alias = None
+            return value
         self.nodes += 1
         if self.nodes > MAX_NODES or depth > MAX_DEPTH:
             raise _Budget(node)
@@ -213,7 +259,8 @@ class _Builder:
             start = _past_properties(self.doc.text, mark.index)
             line, col = _line_col(self.doc.text, start)
         self.doc.values[path] = Position(line, col, style)
-        if not isinstance(node, yaml.ScalarNode) and node.tag not in _PLAIN_COLLECTION_TAGS:
+        allowed = _SCALAR_TAGS if isinstance(node, yaml.ScalarNode) else _PLAIN_COLLECTION_TAGS
+        if node.tag not in allowed and not _plain_text(node):
             self.errors.append(
                 Diagnostic(self.doc.filename, mark.line + 1, mark.column + 1, f"YAML: tag `{node.tag}` is not allowed")
             )
@@ -240,18 +287,43 @@ class _Builder:
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self._build(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
-        try:
-            return self.loader.construct_object(node, deep=True)
-        except yaml.YAMLError as exc:
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            self.errors.append(
-                Diagnostic(self.doc.filename, mark.line + 1, mark.column + 1, f"YAML: {problem}")
-            )
-            return None
+        value = self._scalar(node, Position(line, col, style))
+        return None if value is _SKIP else value
+
+    def _scalar(self, node: Any, pos: Position) -> Any:
+        """A scalar's value (text, number, boolean or null), counted against the text budget."""
+        import yaml
+
+        self.text += len(node.value)
+        if self.text > MAX_TEXT:
+            raise _Budget(node)
+        mark = node.start_mark
+        if node.tag == _STR or _plain_text(node):
+            value: Any = node.value  # a plain `=` or `<<` is text, as in YAML 1.2
+        else:
+            try:
+                value = self.loader.construct_object(node, deep=True)
+            except yaml.YAMLError as exc:
+                problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+                self.errors.append(Diagnostic(self.doc.filename, mark.line + 1, mark.column + 1, f"YAML: {problem}"))
+                return _SKIP
+        if isinstance(value, str) and _SURROGATE.search(value):
+            value = _PAIR.sub(_join_pair, value)
+            lone = _SURROGATE.search(value)
+            if lone:
+                line, col = self.doc.locate_in(pos, value, lone.start())
+                self.errors.append(Diagnostic(
+                    self.doc.filename, line, col,
+                    f"YAML: `\\u{ord(lone.group()):04x}` is half of a UTF-16 surrogate pair, not a character "
+                    "(write the character itself, or both halves of its pair)"))
+                return _SKIP
+        return value
 
     def _build_key(self, node: Any, path: Path) -> Any:
         import yaml
 
+        if isinstance(node, _Alias):
+            node = node.node  # a key is text: its position is where the alias is written
         mark = node.start_mark
         if node.tag == "tag:yaml.org,2002:merge":
             self.errors.append(
@@ -263,13 +335,26 @@ class _Builder:
                 Diagnostic(self.doc.filename, mark.line + 1, mark.column + 1, "mapping keys must be plain text")
             )
             return _SKIP
-        try:
-            value = self.loader.construct_object(node, deep=True)
-        except yaml.YAMLError as exc:
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            self.errors.append(Diagnostic(self.doc.filename, mark.line + 1, mark.column + 1, f"YAML: {problem}"))
+        if node.tag not in _SCALAR_TAGS and not _plain_text(node):
+            self.errors.append(
+                Diagnostic(self.doc.filename, mark.line + 1, mark.column + 1, f"YAML: tag `{node.tag}` is not allowed")
+            )
+            return _SKIP
+        value = self._scalar(node, Position(mark.line + 1, mark.column + 1, node.style))
+        if value is _SKIP:
             return _SKIP
         return value if isinstance(value, str) else str(value)
+
+
+def _plain_text(node: Any) -> bool:
+    """A plain ``=`` or ``<<`` (PyYAML gives them tags of their own): text, as in YAML 1.2."""
+    return getattr(node, "style", "") is None and node.value in ("=", "<<") and isinstance(node.value, str)
+
+
+def _join_pair(match: re.Match) -> str:
+    """The character a UTF-16 surrogate pair stands for."""
+    high, low = (ord(c) for c in match.group())
+    return chr(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
 
 
 _CORE_LOADER: Any = None
@@ -289,12 +374,14 @@ def _core_loader() -> Any:
     """
     global _CORE_LOADER
     if _CORE_LOADER is None:
-        import re
-
         import yaml
 
         class CoreLoader(yaml.SafeLoader):
-            pass
+            def compose_node(self, parent: Any, index: Any) -> Any:
+                if self.check_event(yaml.AliasEvent):  # keep where the alias is written (for its budget)
+                    mark = self.peek_event().start_mark
+                    return _Alias(super().compose_node(parent, index), mark)
+                return super().compose_node(parent, index)
 
         CoreLoader.yaml_implicit_resolvers = {
             first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _INT, _FLOAT, _TIMESTAMP)]
@@ -324,3 +411,6 @@ def _core_int(text: str, node: Any = None) -> int:
 
 _SKIP = object()
 _PLAIN_COLLECTION_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:omap"}
+# JSON's values only: a date (`!!timestamp`) or bytes (`!!binary`) has no place in a workflow's JSON
+_STR = "tag:yaml.org,2002:str"
+_SCALAR_TAGS = {_STR, _BOOL, _INT, _FLOAT, "tag:yaml.org,2002:null"}

@@ -41,7 +41,7 @@ def test_a_python_tag_never_builds_an_object():
     [message] = diagnostics_of("workflow: !!python/object/apply:os.system ['echo pwned']\n")
     assert message == "w.workflow.yaml:1:11: YAML: tag `tag:yaml.org,2002:python/object/apply:os.system` is not allowed"
     [message] = diagnostics_of("workflow: !!python/name:os.system ''\n")
-    assert message.startswith("w.workflow.yaml:1:11: YAML:") and "constructor" in message
+    assert message == "w.workflow.yaml:1:11: YAML: tag `tag:yaml.org,2002:python/name:os.system` is not allowed"
 
 
 def test_duplicate_keys_and_merge_keys_are_reported_where_they_are():

@@ -1,0 +1,138 @@
+"""Fixes of the ninth session in the workflow language.
+
+YAML tags that build dates or bytes, lone UTF-16 surrogates written as `\\u` escapes, aliases that
+repeat long texts, regular expressions that compile to huge programs, quadratic joins of text,
+conditions that fail for every task because a fact's type is fixed, an `accept` whose constant label
+is null, and `when: true` taken for a condition.
+
+The CLI runs as a real ``labelyard`` subprocess on a real SQLite file.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from rules.diagnostics import WorkflowInvalid
+from rules.loader import MAX_TEXT, load_document
+
+HEAD = """\
+workflow: w
+labels: {type: choice, choices: [a, b]}
+queues: {q: {roles: [annotator]}}
+"""
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def errors_of(text: str) -> list[str]:
+    with pytest.raises(WorkflowInvalid) as info:
+        load_document(text, "w.workflow.yaml")
+    return [str(d) for d in info.value.diagnostics]
+
+
+# ---------------------------------------------------------------- YAML tags on scalars
+
+def test_a_timestamp_or_binary_tag_is_refused_where_it_is_written_as_other_tags_are():
+    assert errors_of("workflow: w\ndescription: !!timestamp 2020-01-01\n") == [
+        "w.workflow.yaml:2:14: YAML: tag `tag:yaml.org,2002:timestamp` is not allowed"]
+    assert errors_of("a: [x, !!binary aGVsbG8=]\n? !!timestamp 2020-01-01\n: 1\n") == [
+        "w.workflow.yaml:1:8: YAML: tag `tag:yaml.org,2002:binary` is not allowed",
+        "w.workflow.yaml:2:3: YAML: tag `tag:yaml.org,2002:timestamp` is not allowed"]
+    # JSON's own values keep their tags; a plain date stays text, and so do a plain `=` and `<<`
+    doc = load_document("a: [!!str 5, !!int 5, !!float 5, !!bool true, !!null '', 2020-01-01, =, <<]\n", "w.yaml")
+    assert doc.data == {"a": ["5", 5, 5.0, True, None, "2020-01-01", "=", "<<"]}
+
+
+def test_validate_and_apply_refuse_a_timestamp_tag_without_a_traceback(run, tmp_path):
+    path = write(tmp_path, "w.workflow.yaml", HEAD + "description: !!timestamp 2020-01-01\n"
+                 "on_create: [{do: {annotate: q}}]\n")
+    for command in (("validate", path), ("apply", path)):
+        if command[0] == "apply":
+            run.ok("init")
+        proc = run(*command)
+        assert proc.returncode == 1
+        assert "w.workflow.yaml:4:14: YAML: tag `tag:yaml.org,2002:timestamp` is not allowed" in proc.stdout + proc.stderr
+
+
+def test_a_dated_fact_in_a_rule_test_is_an_error_at_its_place(run, tmp_path):
+    write(tmp_path, "w.workflow.yaml", HEAD + 'on_create:\n'
+          '  - {name: r, when: task.data.d == "2020-01-01", do: {annotate: q}}\n  - {name: d, do: {hold: x}}\n')
+    write(tmp_path, "w.test.yaml", """\
+        cases:
+          - {name: c, event: on_create, facts: {task: {data: {d: !!timestamp 2020-01-01}}}, expect: {rule: r}}
+        """)
+    proc = run("test", "w.test.yaml")
+    assert proc.returncode == 1
+    assert "ERROR w.test.yaml:2:58: YAML: tag `tag:yaml.org,2002:timestamp` is not allowed" in proc.stdout
+
+
+# ---------------------------------------------------------------- surrogates in \u escapes
+
+def test_a_surrogate_pair_written_as_two_escapes_is_its_character():
+    doc = load_document('a: "x\\ud83d\\ude00y"\n"k\\ud83d\\ude00": 1\n', "w.yaml")
+    assert doc.data == {"a": "x\U0001F600y", "k\U0001F600": 1}
+    assert doc.locate(("a",), 2) == (1, 18)  # `y`, past the pair's 12 characters of escapes
+
+
+def test_a_lone_surrogate_is_refused_at_its_escape():
+    assert errors_of('a: "ab\\ud800c"\nb: "\\ud83d\\ude00 \\udc00"\n"k\\ud800": 1\n') == [
+        "w.workflow.yaml:1:7: YAML: `\\ud800` is half of a UTF-16 surrogate pair, not a character "
+        "(write the character itself, or both halves of its pair)",
+        "w.workflow.yaml:2:18: YAML: `\\udc00` is half of a UTF-16 surrogate pair, not a character "
+        "(write the character itself, or both halves of its pair)",
+        "w.workflow.yaml:3:3: YAML: `\\ud800` is half of a UTF-16 surrogate pair, not a character "
+        "(write the character itself, or both halves of its pair)"]
+
+
+def test_validate_finds_a_lone_surrogate_that_apply_refused_without_a_place(run, tmp_path):
+    path = write(tmp_path, "w.workflow.yaml", HEAD + 'description: "bad \\ud800 here"\non_create: [{do: {annotate: q}}]\n')
+    proc = run("validate", path)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"{path}:4:19: YAML: `\\ud800` is half of a UTF-16 surrogate pair"), proc.stderr
+    run.ok("init")
+    proc = run("apply", path, "--json")
+    assert proc.returncode == 1 and "4:19" in proc.stdout + proc.stderr
+    assert '"workflow":' not in proc.stdout + proc.stderr  # no longer the whole spec in the message
+
+
+def test_an_emoji_written_as_a_surrogate_pair_applies(run, tmp_path):
+    path = write(tmp_path, "w.workflow.yaml", HEAD + 'description: "fast \\ud83d\\ude80"\n'
+                 'on_create: [{name: rocket, when: "task.data.s == \\"\\ud83d\\ude80\\"", do: {hold: x}},'
+                 ' {do: {annotate: q}}]\n')
+    run.ok("init")
+    run.ok("apply", path)
+    (tmp_path / "t.jsonl").write_text(json.dumps({"id": "T1", "data": {"s": "\U0001F680"}}) + "\n", encoding="utf-8")
+    run.ok("ingest", "t.jsonl")
+    assert run.json("show", "T1", "--json")["task"]["status"] == "held"
+
+
+# ---------------------------------------------------------------- aliases and the text budget
+
+def long_condition(terms: int) -> str:
+    return "+".join(["1"] * terms) + " + task.data.x > 0"
+
+
+def test_aliases_repeating_a_long_condition_are_refused_at_the_alias_past_the_budget():
+    condition = long_condition(2400)  # 4,818 characters; 208 copies pass 1,000,000
+    rules = [f"  - {{name: r0, when: &e '{condition}', do: hold}}"]
+    rules += ["  - {when: *e, do: hold}"] * 399
+    text = HEAD + "on_create:\n" + "\n".join(rules) + "\n"
+    assert len(text.encode()) < 30_000
+    [message] = errors_of(text)
+    line = 5 + MAX_TEXT // len(condition)  # the first alias past the budget (r0 is on line 5)
+    assert message == (f"w.workflow.yaml:{line}:12: aliases expand the document to more than 1,000,000 "
+                       "characters of text (refused as a possible YAML bomb)")
+
+
+def test_aliases_within_the_budget_still_work():
+    rules = ["  - {name: r0, when: &e 'task.data.x > 0', do: hold}"] + ["  - {when: *e, do: hold}"] * 50
+    doc = load_document(HEAD + "on_create:\n" + "\n".join(rules) + "\n", "w.yaml")
+    assert [r["when"] for r in doc.data["on_create"]] == ["task.data.x > 0"] * 51
