@@ -28,7 +28,8 @@ Semantics
     - ``in``: an item of a list, a substring of a text, a key of an object;
       anything ``in null`` is false (so ``not in null`` is true).
     - ``+ - * /`` take numbers (not booleans); ``+`` also joins two texts or two
-      lists. A null operand gives null, and so does division by zero.
+      lists, of at most ``MAX_JOINED`` characters or items (a run of joins is
+      joined once). A null operand gives null, and so does division by zero.
     - ``and or not`` go by truthiness (null, false, 0, "", [] and {} are false),
       short-circuit, and give true or false.
     - ``len(x)``; ``min``/``max`` of arguments, of one list, or of one object's
@@ -67,6 +68,7 @@ __all__ = [
     "Expression",
     "ExpressionError",
     "MAX_DEPTH",
+    "MAX_JOINED",
     "MAX_LENGTH",
     "MAX_PATTERN",
     "compile_expression",
@@ -75,6 +77,7 @@ __all__ = [
 MAX_LENGTH = 10_000
 MAX_DEPTH = 64
 MAX_PATTERN = 500
+MAX_JOINED = 1_000_000  # characters of text, or items of a list, that `+` may build
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -266,8 +269,51 @@ def _arithmetic(verb: str, apply: Callable[[Any, Any], Any]) -> Callable[[object
 
 def _add(a: object, b: object) -> object:
     if (isinstance(a, str) and isinstance(b, str)) or (_is_list(a) and _is_list(b)):
+        if len(a) + len(b) > MAX_JOINED:  # type: ignore[arg-type]
+            raise _Clash(_too_long_join(a))
         return [*a, *b] if _is_list(a) else a + b
     return _plus(a, b)
+
+
+def _too_long_join(value: object) -> str:
+    what = "characters" if isinstance(value, str) else "items"
+    return f"the result of add is too long (more than {MAX_JOINED:,} {what})"
+
+
+def _chain(start: int, acc: object, steps: Iterable[tuple[Callable[[object, object], object], object, str]]) -> object:
+    """``acc`` combined with each ``(operator, operand, where)`` in turn, left to right.
+
+    A run of texts (or of lists) joined by ``+`` is joined once at its end, not
+    step by step: ``s + s + … + s`` costs its length, not its length times the
+    number of terms. Its size is checked as it grows (:data:`MAX_JOINED`).
+    """
+    parts: list[Any] | None = None  # the run being joined, when acc is its first part
+    size = 0
+    for apply, right, where in steps:
+        if parts is not None:
+            if apply is _add and (isinstance(right, str) if isinstance(acc, str) else _is_list(right)):
+                size += len(right)  # type: ignore[arg-type]
+                if size > MAX_JOINED:
+                    raise EvaluationError(f"{_too_long_join(acc)} in `{where}`", start)
+                parts.append(right)
+                continue
+            acc, parts = _joined(acc, parts), None
+        if apply is _add and ((isinstance(acc, str) and isinstance(right, str)) or (_is_list(acc) and _is_list(right))):
+            size = len(acc) + len(right)  # type: ignore[arg-type]
+            if size > MAX_JOINED:
+                raise EvaluationError(f"{_too_long_join(acc)} in `{where}`", start)
+            parts = [acc, right]
+            continue
+        try:
+            acc = apply(acc, right)
+        except _Clash as exc:
+            raise EvaluationError(f"{exc} in `{where}`", start) from None
+    return acc if parts is None else _joined(acc, parts)
+
+
+def _joined(first: object, parts: list[Any]) -> object:
+    """The join of a run of texts (``first`` is one) or of lists."""
+    return "".join(parts) if isinstance(first, str) else [item for part in parts for item in part]
 
 
 _plus = _arithmetic("add", operator.add)
@@ -858,14 +904,7 @@ class _Parser:
         steps = tuple((_ARITHMETIC[op], o.fn, self.snippet(start, o.end)) for op, o in zip(ops, operands[1:]))
 
         def fn(ctx: Mapping[str, object], tr: list[str] | None) -> object:
-            acc = first(ctx, tr)
-            for apply, get, where in steps:
-                right = get(ctx, tr)
-                try:
-                    acc = apply(acc, right)
-                except _Clash as exc:
-                    raise EvaluationError(f"{exc} in `{where}`", start) from None
-            return acc
+            return _chain(start, first(ctx, tr), ((apply, get(ctx, tr), where) for apply, get, where in steps))
 
         fast = _fast_arithmetic(start, _fast(operands[0]),
                                 tuple((op, _fast(o), where) for (op, (_a, _g, where), o) in zip(ops, steps, operands[1:])))
@@ -1350,6 +1389,8 @@ def _fast_arithmetic(start: int, first: _Fast, steps: tuple[tuple[str, _Fast, st
 
         return divide1
     applied = tuple((_ARITHMETIC[op], get, where) for op, get, where in steps)
+    if any(op == "+" for op, _, _ in steps):
+        return lambda ctx: _chain(start, first(ctx), ((apply, get(ctx), where) for apply, get, where in applied))
 
     def arith(ctx: Mapping[str, object]) -> object:
         acc = first(ctx)

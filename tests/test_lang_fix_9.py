@@ -136,3 +136,55 @@ def test_aliases_within_the_budget_still_work():
     rules = ["  - {name: r0, when: &e 'task.data.x > 0', do: hold}"] + ["  - {when: *e, do: hold}"] * 50
     doc = load_document(HEAD + "on_create:\n" + "\n".join(rules) + "\n", "w.yaml")
     assert [r["when"] for r in doc.data["on_create"]] == ["task.data.x > 0"] * 51
+
+
+# ---------------------------------------------------------------- `+` on texts and lists
+
+def test_joining_past_a_million_characters_holds_the_task_with_the_reason(run, tmp_path):
+    condition = "len(" + "+".join(["task.data.s"] * 11) + ") > 0"
+    path = write(tmp_path, "w.workflow.yaml", HEAD + f"on_create:\n  - {{name: big, when: '{condition}', do: hold}}\n"
+                 "  - {name: rest, do: {annotate: q}}\n")
+    run.ok("init")
+    run.ok("apply", path)
+    rows = [{"id": "BIG", "data": {"s": "x" * 100_000}}, {"id": "SMALL", "data": {"s": "x" * 90_000}}]
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    run.ok("ingest", "t.jsonl")
+    big = run.json("show", "BIG", "--json")["task"]
+    assert big["status"] == "held"
+    assert big["reason"].startswith("rule `big` failed: the result of add is too long (more than 1,000,000 "
+                                    "characters) in `task.data.s+task.data.s+")
+    assert run.json("show", "SMALL", "--json")["task"]["status"] == "held"  # 990,000: joined, and the rule held it
+    assert "failed" not in run.json("show", "SMALL", "--json")["task"]["reason"]
+
+
+@pytest.mark.parametrize(("source", "data", "value"), [
+    ("task.data.a + task.data.b + task.data.c", {"a": "x", "b": "y", "c": "z"}, "xyz"),
+    ("task.data.a + task.data.b + task.data.c", {"a": [1], "b": [2], "c": [3]}, [1, 2, 3]),
+    ("task.data.a + task.data.b + task.data.c", {"a": 1, "b": 2, "c": 3}, 6),
+    ("task.data.a + task.data.b + task.data.c", {"a": None, "b": "y", "c": "z"}, None),
+    ("task.data.a + task.data.b + task.data.c", {"a": "x", "b": "y", "c": None}, None),
+    ("task.data.a + task.data.b - task.data.c", {"a": 1, "b": 2, "c": 3}, 0),
+    ("task.data.a - task.data.b + task.data.c + task.data.c", {"a": 1, "b": 2, "c": 3}, 5),
+])
+def test_a_chain_of_joins_gives_what_joining_step_by_step_gives(source, data, value):
+    from rules.expr import compile_expression
+
+    expr = compile_expression(source, section="on_create")
+    assert expr.evaluate({"task": {"data": data}}) == value
+    assert expr.trace({"task": {"data": data}})[0] == value
+
+
+@pytest.mark.parametrize(("source", "data", "message"), [
+    ("task.data.a + task.data.b - 1", {"a": "x", "b": "y"}, "cannot subtract text and number in `task.data.a + task.data.b - 1`"),
+    ("task.data.a + task.data.b + 1", {"a": "x", "b": "y"}, "cannot add text and number in `task.data.a + task.data.b + 1`"),
+    ("task.data.a + task.data.b + task.data.a", {"a": "x", "b": [1]}, "cannot add text and list in `task.data.a + task.data.b`"),
+    ("task.data.a + task.data.a", {"a": ["x"] * 600_000}, "the result of add is too long (more than 1,000,000 items)"),
+])
+def test_a_chain_of_joins_fails_where_joining_step_by_step_fails(source, data, message):
+    from rules.expr import EvaluationError, compile_expression
+
+    expr = compile_expression(source, section="on_create")
+    for evaluate in (expr.evaluate, lambda ctx: expr.trace(ctx)[0]):
+        with pytest.raises(EvaluationError) as info:
+            evaluate({"task": {"data": data}})
+        assert message in info.value.message
