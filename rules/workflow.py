@@ -619,6 +619,8 @@ class _Compiler:
         self.functions = functions
         self.errors: list[Diagnostic] = []
         self.filename = doc.filename if doc is not None else "<stored workflow>"
+        # a stored version was checked when it was applied: the checks added since are not made again
+        self.strict = doc is not None
 
     def error(self, path: tuple, message: str, *, key: bool = False, offset: int | None = None,
               severity: str = "error") -> None:
@@ -660,7 +662,8 @@ class _Compiler:
 
     def compile_expr(self, section: str, path: tuple, value: Any) -> Expression | None:
         try:
-            return compile_expression(value, roots=SECTION_ROOTS[section], functions=self.functions)
+            return compile_expression(value, roots=SECTION_ROOTS[section], functions=self.functions,
+                                      strict=self.strict)
         except ExpressionError as exc:
             message = exc.message if hasattr(exc, "message") else str(exc)
             suggestion = getattr(exc, "suggestion", None)

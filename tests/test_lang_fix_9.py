@@ -138,6 +138,37 @@ def test_aliases_within_the_budget_still_work():
     assert [r["when"] for r in doc.data["on_create"]] == ["task.data.x > 0"] * 51
 
 
+# ---------------------------------------------------------------- matches(): the size of the compiled pattern
+
+SLOW_PATTERN = "[^x]{1000}" * 49 + "z"  # 491 characters, 392,005 RE2 instructions
+
+
+def test_a_pattern_that_compiles_to_a_huge_program_is_a_validate_error(run, tmp_path):
+    path = write(tmp_path, "w.workflow.yaml", HEAD + "on_create:\n"
+                 f"  - {{name: spam, when: 'matches(task.data.body, \"{SLOW_PATTERN}\")', do: {{reject: spam}}}}\n"
+                 "  - {name: small, when: 'matches(task.data.body, \"^(?i:re): *refund|[a-z]{400}|.{60}\")', do: hold}\n"
+                 "  - {do: {annotate: q}}\n")
+    proc = run("validate", path)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        f"{path}:5:49: the pattern is too large: it compiles to 392,005 RE2 instructions, more than 1,000 "
+        "(counted repeats multiply it: `[a-z]{500}` is about 500, `.{100}` 800)"]
+
+
+def test_a_stored_version_with_a_huge_pattern_still_loads():
+    """Applied by an older Labelyard: refusing it now would stop every command on that database."""
+    from rules.workflow import Workflow
+
+    spec = {"workflow": "w", "labels": {"type": "choice", "choices": ["a"]}, "queues": {"q": {"roles": ["a"]}},
+            "on_create": [{"name": "spam", "when": f'matches(task.data.body, "{SLOW_PATTERN}")', "do": "hold"},
+                          {"name": "old", "when": 'task.age > "1d"', "do": "hold"},
+                          {"name": "null label", "do": {"accept": {"label": None}}}]}
+    workflow = Workflow.from_spec(spec)
+    decision = workflow.decide("on_create", {"task": {"age": 5, "data": {"body": "short"}}})
+    assert (decision.rule, decision.action) == ("old", "hold")
+    assert "cannot compare number and text with >" in decision.reason
+
+
 # ---------------------------------------------------------------- `+` on texts and lists
 
 def test_joining_past_a_million_characters_holds_the_task_with_the_reason(run, tmp_path):
