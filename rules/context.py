@@ -57,6 +57,19 @@ CONTEXT_SCHEMA: dict[str, dict[str, object] | object] = {
     "now": LEAF,
 }
 
+# The type of each fact the engine always gives, never null: `validate` refuses an operation that
+# fails for every value of these types (`task.age > "1d"`, `matches(now, "x")`). A rule test or a
+# replay that leaves one of them out sees null there (and the operation gives null or false).
+FACT_TYPES: dict[str, str] = {
+    "task.age": "number", "task.stage_age": "number", "task.attempts": "number", "task.priority": "number",
+    "task.status": "text", "task.gold": "boolean",
+    "votes.count": "number", "votes.labels": "list", "votes.any_flagged": "boolean",
+    "worker.id": "text", "worker.roles": "list", "worker.skills": "list", "worker.submitted": "number",
+    "worker.gold_count": "number", "worker.fast_submits": "number", "worker.skips_in_row": "number",
+    "worker.flagged": "boolean",
+    "now": "number",
+}
+
 SECTION_ROOTS: dict[str, frozenset[str]] = {
     "on_create": frozenset({"task", "prediction", "queue", "now"}),
     "on_quorum": frozenset({"task", "prediction", "votes", "queue", "now"}),

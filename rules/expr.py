@@ -43,23 +43,29 @@ Semantics
       SHA-256 of the task's external id (else its id); the tasks of
       ``sample(0.1)`` are among those of ``sample(0.2)``.
     - Parts made only of literals are computed when the expression compiles,
-      so ``1 + "a"`` or ``len(5)`` is a load-time :class:`ExpressionError`.
+      so ``1 + "a"`` or ``len(5)`` is a load-time :class:`ExpressionError`; so
+      is an operation that fails for every type its operands may have, where
+      literals and the facts of ``FACT_TYPES`` fix them (``task.age > "1d"``,
+      ``task.category in 5``).
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import inspect
+import itertools
 import json
 import keyword
+import math
 import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .context import CONTEXT_SCHEMA, GROUP, LEAF, OPEN, SECTION_ROOTS, all_names, field_kind, open_names
+from .context import CONTEXT_SCHEMA, FACT_TYPES, GROUP, LEAF, OPEN, SECTION_ROOTS, all_names, field_kind, open_names
 from .errors import RulesError
 
 __all__ = [
@@ -583,6 +589,8 @@ class _Node:
     fast: _Fast | None = None  # ``fast(ctx)``: the same value, never traced (None: derived from ``fn``)
     boolean: bool = False  # always gives exactly True or False
     field: tuple[str, str] | None = None  # (root, key) when the node reads just ``root.key``
+    kinds: frozenset[str] | None = None  # the types (``_type_name``) its value may have; None: any
+    fact: str | None = None  # the fact it reads, when FACT_TYPES fixes that fact's type
 
 
 def _fast(node: _Node) -> _Fast:
@@ -594,6 +602,47 @@ def _fast(node: _Node) -> _Fast:
         return lambda ctx: value
     fn = node.fn
     return lambda ctx: fn(ctx, None)
+
+
+_BOOLEAN = frozenset({"boolean"})
+# A value of each type, to try an operation on: whether it clashes depends on the types alone.
+_SAMPLES: dict[str, object] = {"null": None, "boolean": True, "number": 1, "text": "a", "list": [], "object": {}}
+_A_TYPE = {"number": "a number", "text": "text", "boolean": "true or false", "list": "a list", "object": "an object"}
+
+
+@functools.lru_cache(maxsize=1024)
+def _always_clashes(test: Callable[..., object], kinds: tuple[frozenset[str] | None, ...]) -> _Clash | None:
+    """The clash ``test`` meets for every combination of the operands' types (an open one may be any); else None."""
+    types = [_SAMPLES.keys() if k is None else k for k in kinds]
+    if not types or any(not t <= _SAMPLES.keys() for t in types) or math.prod(map(len, types)) > 256:
+        return None
+    first = None
+    for combo in itertools.product(*types):
+        try:
+            test(*(_SAMPLES[k] for k in combo))
+        except _Clash as exc:
+            first = first or exc
+            continue
+        except Exception:  # noqa: BLE001 - any other outcome: not a type clash
+            return None
+        return None
+    return first
+
+
+@functools.lru_cache(maxsize=256)
+def _arithmetic_kinds(op: str, left: frozenset[str] | None, right: frozenset[str] | None) -> frozenset[str] | None:
+    """The types ``left OP right`` may give (null in, null out; ``/`` by zero is null)."""
+    if left is None or right is None:
+        return None
+    out: set[str] = set()
+    for a, b in itertools.product(left, right):
+        if a == "null" or b == "null":
+            out.add("null")
+        elif a == b == "number":
+            out.update(("number", "null") if op == "/" else ("number",))
+        elif op == "+" and a == b and a in ("text", "list"):
+            out.add(a)
+    return frozenset(out)
 
 
 OR_BP, AND_BP, NOT_BP, CMP_BP, ADD_BP, MUL_BP, UNARY_BP = 1, 2, 3, 4, 5, 6, 7
@@ -641,6 +690,7 @@ class _Parser:
         self.names: set[str] = set()
         self.roots: set[str] = set()
         self.problem: ExpressionError | None = None
+        self.type_problem: ExpressionError | None = None
 
     # ---- tokens
     def peek(self, ahead: int = 0) -> _Token:
@@ -691,6 +741,8 @@ class _Parser:
             raise self.unexpected(tok, "an operator or the end of the expression")
         if self.problem is not None:
             raise self.problem
+        if self.type_problem is not None:
+            raise self.type_problem
         return node
 
     def infix(self) -> tuple[str | None, int]:
@@ -768,7 +820,8 @@ class _Parser:
                 fast: _Fast = lambda ctx: not ffn(ctx)
             else:
                 fast = lambda ctx: not _truthy(ffn(ctx))
-            node = _Node(lambda ctx, tr: not _truthy(fn(ctx, tr)), tok.offset, operand.end, fast=fast, boolean=True)
+            node = _Node(lambda ctx, tr: not _truthy(fn(ctx, tr)), tok.offset, operand.end, fast=fast, boolean=True,
+                         kinds=_BOOLEAN)
             return self.settle(node, [operand])
         if text in _PYTHON_WORDS or text in _INFIX_WORDS:
             raise self.unexpected(tok, "an expression")
@@ -798,7 +851,7 @@ class _Parser:
         fns = tuple(item.fn for item in found)
         ffns = tuple(_fast(item) for item in found)
         node = _Node(lambda ctx, tr: [f(ctx, tr) for f in fns], open_tok.offset, self.tokens[self.pos - 1].end,
-                     fast=lambda ctx: [f(ctx) for f in ffns])
+                     fast=lambda ctx: [f(ctx) for f in ffns], kinds=frozenset({"list"}))
         return self.settle(node, found)
 
     def close(self, open_tok: _Token, closer: str) -> None:
@@ -851,7 +904,8 @@ class _Parser:
 
     # ---- nodes
     def constant(self, value: object, start: int, end: int) -> _Node:
-        return _Node(_const_fn(value), start, end, literal=True, value=value, boolean=isinstance(value, bool))
+        return _Node(_const_fn(value), start, end, literal=True, value=value, boolean=isinstance(value, bool),
+                     kinds=frozenset({_type_name(value)}))
 
     def settle(self, node: _Node, children: list[_Node]) -> _Node:
         """Check a node whose operands are all literal now, and fold it to a constant when it is a scalar."""
@@ -883,7 +937,9 @@ class _Parser:
             except _Clash as exc:
                 raise EvaluationError(f"{exc} in `{where}`", tok.offset) from None
 
-        return self.settle(_Node(negate, tok.offset, operand.end, fast=fast), [operand])
+        self.check_types(_negate, [operand], self.snippet(tok.offset, operand.end), tok.offset)
+        kinds = None if operand.kinds is None else operand.kinds & {"number", "null"}
+        return self.settle(_Node(negate, tok.offset, operand.end, fast=fast, kinds=kinds), [operand])
 
     def logic(self, op: str, operands: list[_Node]) -> _Node:
         fns = tuple(o.fn for o in operands)
@@ -900,7 +956,8 @@ class _Parser:
                         return True
                 return False
         fast = _fast_logic(op == "and", [(_fast(o), o.boolean) for o in operands])
-        return self.settle(_Node(fn, operands[0].start, operands[-1].end, fast=fast, boolean=True), operands)
+        return self.settle(_Node(fn, operands[0].start, operands[-1].end, fast=fast, boolean=True, kinds=_BOOLEAN),
+                           operands)
 
     def arithmetic(self, ops: list[str], operands: list[_Node]) -> _Node:
         start = operands[0].start
@@ -916,7 +973,14 @@ class _Parser:
         if (len(ops) == 1 and ops[0] in _RAW_ARITHMETIC and _scalar_literal(last)
                 and type(last.value) in _NUMBER_TYPES and not operands[0].literal):
             fast = _fast_arithmetic_const(start, _fast(operands[0]), ops[0], last.value, steps[0][2])
-        return self.settle(_Node(fn, start, operands[-1].end, fast=fast), operands)
+        kinds, facts = operands[0].kinds, [operands[0].fact]
+        checked = self.strict and not all(o.literal for o in operands)
+        for op, (apply, _get, where), operand in zip(ops, steps, operands[1:]):
+            facts.append(operand.fact)
+            if checked:
+                self.refuse_clash(apply, (kinds, operand.kinds), where, start, facts)
+            kinds = _arithmetic_kinds(op, kinds, operand.kinds)
+        return self.settle(_Node(fn, start, operands[-1].end, fast=fast, kinds=kinds), operands)
 
     def comparison(self, op: str, left: _Node, right: _Node) -> _Node:
         test, lf, rf = _COMPARISONS[op], left.fn, right.fn
@@ -934,7 +998,8 @@ class _Parser:
             return result
 
         fast = _fast_comparison(op, left, right, where)
-        return self.settle(_Node(fn, left.start, right.end, fast=fast, boolean=True), [left, right])
+        self.check_types(test, [left, right], where, left.start)
+        return self.settle(_Node(fn, left.start, right.end, fast=fast, boolean=True, kinds=_BOOLEAN), [left, right])
 
     def shower(self, node: _Node, wrap: bool = False) -> Callable[[object], str]:
         """How a trace shows an operand: its source, and its value unless it is a literal."""
@@ -944,6 +1009,25 @@ class _Parser:
         if wrap:
             return lambda value: f"({text} = {_render(value)})"
         return lambda value: f"{text} = {_render(value)}"
+
+    def check_types(self, test: Callable[..., object], operands: list[_Node], where: str, offset: int) -> None:
+        """Refuse an operation that fails whatever the facts: every type its operands may have clashes.
+
+        All-literal operands are left to :meth:`settle`, which computes the node and reports its failure.
+        """
+        if self.strict and not all(o.literal for o in operands):
+            self.refuse_clash(test, tuple(o.kinds for o in operands), where, offset, [o.fact for o in operands])
+
+    def refuse_clash(self, test: Callable[..., object], kinds: tuple[frozenset[str] | None, ...], where: str,
+                     offset: int, facts: list[str | None]) -> None:
+        """Keep a type problem when ``test`` clashes for every combination of ``kinds``; ``facts`` are named."""
+        clash = _always_clashes(test, kinds)
+        if clash is None or self.type_problem is not None:
+            return
+        why = "; ".join(f"`{f}` is always {_A_TYPE[FACT_TYPES[f]]}" for f in dict.fromkeys(facts) if f)
+        # raised after the syntax and the names are checked, as a name's problem is
+        self.type_problem = ExpressionError(f"{clash} in `{where}` for every task" + (f": {why}" if why else ""),
+                                            offset)
 
     # ---- names
     def name(self, tok: _Token) -> _Node:
@@ -995,7 +1079,10 @@ class _Parser:
         self.names.add(".".join(path))
         self.roots.add(root)
         field = (root, fast_steps[0][0]) if len(fast_steps) == 1 and fast_steps[0][1] is None else None
-        return _Node(_getter(root, steps), tok.offset, end, fast=_fast_getter(root, fast_steps), field=field)
+        dotted = ".".join(written)
+        fact = dotted if dotted in FACT_TYPES and all(key_fn is None for _, key_fn in steps) else None
+        return _Node(_getter(root, steps), tok.offset, end, fast=_fast_getter(root, fast_steps), field=field,
+                     kinds=frozenset({FACT_TYPES[fact]}) if fact else None, fact=fact)
 
     def defer(self, problem: ExpressionError, start: int, end: int) -> _Node:
         """Keep the first name problem for after parsing (syntax errors come first); stand in a null."""
@@ -1056,14 +1143,21 @@ class _Parser:
             raise ExpressionError(f"{spec.name}() takes {_arity(spec)}, got {len(args)}", tok.offset)
         if spec.name == "sample":
             return self.sample_call(tok, args[0], end)
+        where = self.snippet(tok.offset, end)
         if spec.name == "matches":
             search = self.pattern_matcher(args[1])
+            self.check_types(search, args[:1], where, tok.offset)
             impl: _Impl = lambda ctx, values: search(values[0])
             node = self.function_node(tok, args, end, impl, unary=search, boolean=True)
         else:
             pure = _PURE_BUILTINS[spec.name]
+            self.check_types(pure, args, where, tok.offset)
             impl = lambda ctx, values: pure(*values)
             node = self.function_node(tok, args, end, impl, unary=pure if len(args) == 1 else None)
+            if spec.name in ("len", "abs"):  # a number, or null for null
+                kinds = args[0].kinds
+                node = replace(node, kinds=frozenset({"number"}) | ({"null"} if kinds is None or "null" in kinds
+                                                                     else set()))
         return self.settle(node, args)
 
     def pattern_matcher(self, arg: _Node) -> Callable[[object], bool]:
@@ -1175,7 +1269,7 @@ class _Parser:
                 except _Clash as exc:
                     raise EvaluationError(f"{exc} in `{where}`", tok.offset) from None
 
-        return _Node(call, tok.offset, end, fast=fast, boolean=boolean)
+        return _Node(call, tok.offset, end, fast=fast, boolean=boolean, kinds=_BOOLEAN if boolean else None)
 
 
 def _check_word(tok: _Token) -> None:
@@ -1687,8 +1781,9 @@ def compile_expression(
     ``section`` (a workflow section name) may stand in for them, and names the
     section in messages. ``functions`` adds plugin functions (plain callables).
     ``strict=False`` is for a workflow already applied: the refusals of what
-    would run but never as meant (a pattern past :data:`MAX_PATTERN_PROGRAM`)
-    are left out, so a version an older Labelyard stored keeps loading.
+    would run but never as meant (a pattern past :data:`MAX_PATTERN_PROGRAM`,
+    an operation that fails for every value of a fact's type) are left out, so
+    a version an older Labelyard stored keeps loading.
     """
     allowed, section = _allowed_roots(roots, section)
     extra = _check_functions(functions)

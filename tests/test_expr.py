@@ -213,7 +213,9 @@ EVAL_ERRORS = [
 
 @pytest.mark.parametrize(("source", "message"), EVAL_ERRORS)
 def test_evaluation_error(source, message):
-    expr = compile_expression(source)
+    # not strict: validate refuses those that fail whatever the task (`task.age` is always a number),
+    # and a workflow stored before that, or facts left out in a rule test, still meet them at run time
+    expr = compile_expression(source, strict=False)
     if message is None:
         expr.evaluate(CTX)
         return

@@ -219,3 +219,54 @@ def test_a_chain_of_joins_fails_where_joining_step_by_step_fails(source, data, m
         with pytest.raises(EvaluationError) as info:
             evaluate({"task": {"data": data}})
         assert message in info.value.message
+
+
+# ---------------------------------------------------------------- fact types
+
+def test_validate_refuses_what_fails_for_every_task_because_a_facts_type_is_fixed(run, tmp_path):
+    path = write(tmp_path, "w.workflow.yaml", HEAD + """\
+on_create:
+  - {name: old, when: 'task.age > "1d"', do: hold}
+  - {name: m, when: 'matches(now, "^1")', do: hold}
+  - {name: c, when: task.category in 5, do: hold}
+  - {name: p, when: task.data.x == 1, do: {annotate: q, priority: '-task.status'}}
+  - {do: {annotate: q}}
+on_worker:
+  - {name: w, when: 'worker.submitted + "x" == 1', do: {flag: true}}
+""")
+    proc = run("validate", path)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        f'{path}:5:24: cannot compare number and text with > in `task.age > "1d"` for every task: '
+        "`task.age` is always a number",
+        f'{path}:6:22: matches() needs text, not number in `matches(now, "^1")` for every task: `now` is always a number',
+        f"{path}:7:21: cannot look inside number with `in` in `task.category in 5` for every task",
+        f"{path}:8:68: cannot negate text in `-task.status` for every task: `task.status` is always text",
+        f'{path}:11:22: cannot add number and text in `worker.submitted + "x"` for every task: '
+        "`worker.submitted` is always a number",
+    ]
+
+
+@pytest.mark.parametrize("source", [
+    'task.data.x + 1 + "a"',         # data has no fixed type
+    'len(task.data.x) + "a"',        # null for null: null + "a" is null
+    'task.age / 0 + "x"',            # division by zero is null
+    'task.category + 1',             # the category may be null
+    'task.age == "1d"',              # == compares any values
+    '"x" in votes.labels',
+    'votes.labels[0] > 1',
+    'not now',
+    'max(task.tags)',
+])
+def test_what_some_task_can_pass_is_not_refused(source):
+    from rules.expr import compile_expression
+
+    compile_expression(source, section="on_review")
+
+
+def test_a_misspelt_name_is_reported_before_a_type_problem():
+    from rules.expr import ExpressionError, compile_expression
+
+    with pytest.raises(ExpressionError) as info:
+        compile_expression("task.ag in 5 or now + 'x'", section="on_create")
+    assert info.value.message == "unknown name `task.ag`; did you mean `task.age`?"
