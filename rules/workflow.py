@@ -766,6 +766,11 @@ class _Compiler:
             if problem is not None:
                 self.error(path + (kind, "label"), f"`accept` can never use this label: {problem}")
                 ok = False
+        elif "label" in params and label is None and self.strict:  # `label: null`, `label: '1/0'`: held, always
+            self.error(path + (kind, "label"), "`accept` can never use this label: it is always null, and a task "
+                       "with no label to accept is held; write `do: accept` for the prediction's (or the votes', "
+                       "or the reviewer's) label")
+            ok = False
         if "reason" in extra and not isinstance(extra["reason"], str):
             self.error(path + ("reason",), f"`reason` is text, not {_show_short(extra['reason'])}")
             ok = False

@@ -270,3 +270,21 @@ def test_a_misspelt_name_is_reported_before_a_type_problem():
     with pytest.raises(ExpressionError) as info:
         compile_expression("task.ag in 5 or now + 'x'", section="on_create")
     assert info.value.message == "unknown name `task.ag`; did you mean `task.age`?"
+
+
+# ---------------------------------------------------------------- accept with a null label
+
+def test_an_accept_whose_constant_label_is_null_is_a_validate_error(run, tmp_path):
+    path = write(tmp_path, "w.workflow.yaml", HEAD + """\
+on_create:
+  - {name: n1, when: task.data.k == 1, do: {accept: {label: null}}}
+  - {name: n2, when: task.data.k == 2, do: {accept: {label: '1/0'}}}
+  - {name: n3, when: task.data.k == 3, do: {accept: {label: prediction.label}}}
+  - {name: n4, when: task.data.k == 4, do: accept}
+  - {do: {annotate: q}}
+""")
+    proc = run("validate", path)
+    assert proc.returncode == 1
+    message = ("`accept` can never use this label: it is always null, and a task with no label to accept is held; "
+               "write `do: accept` for the prediction's (or the votes', or the reviewer's) label")
+    assert proc.stderr.splitlines() == [f"{path}:5:61: {message}", f"{path}:6:61: {message}"]
