@@ -621,6 +621,7 @@ class _Compiler:
         self.filename = doc.filename if doc is not None else "<stored workflow>"
         # a stored version was checked when it was applied: the checks added since are not made again
         self.strict = doc is not None
+        self.unconditional: dict[tuple[str, int], bool] = {}  # rules whose `when` is a constant true
 
     def error(self, path: tuple, message: str, *, key: bool = False, offset: int | None = None,
               severity: str = "error") -> None:
@@ -679,6 +680,8 @@ class _Compiler:
             when = self.compile_expr(section, base + ("when",), entry["when"])
         # the action is checked even when the condition failed, so one run reports every mistake
         action = self.compile_action(section, base + ("do",), entry["do"])
+        if when is not None and when.constant and _truthy(when.evaluate({})):
+            self.unconditional[base] = True  # `when: true`: as if it had no `when`
         if action is None or ("when" in entry and when is None):
             return None
         line = self.doc.where(base).line if self.doc is not None else 0
@@ -814,11 +817,13 @@ class _Compiler:
                     continue
                 pos = self.doc.where((section, index))
                 if unconditional is not None:
+                    why = ("has no `when`" if "when" not in entries[unconditional]
+                           else f"always matches (`when: {_show_short(entries[unconditional]['when'])}`)")
                     out.append(Diagnostic(self.filename, pos.line, pos.col,
-                                          f"this rule can never match: rule {unconditional + 1} of {section} has no `when`",
+                                          f"this rule can never match: rule {unconditional + 1} of {section} {why}",
                                           "warning"))
                     break
-                if "when" not in entry:
+                if "when" not in entry or self.unconditional.get((section, index)):
                     unconditional = index
                 if section == "on_timer" and not isinstance(entry.get("name"), str):
                     out.append(Diagnostic(

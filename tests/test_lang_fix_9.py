@@ -288,3 +288,19 @@ on_create:
     message = ("`accept` can never use this label: it is always null, and a task with no label to accept is held; "
                "write `do: accept` for the prediction's (or the votes', or the reviewer's) label")
     assert proc.stderr.splitlines() == [f"{path}:5:61: {message}", f"{path}:6:61: {message}"]
+
+
+# ---------------------------------------------------------------- `when: true`
+
+def test_when_true_counts_as_unconditional_in_the_warnings(run, tmp_path):
+    path = write(tmp_path, "w.workflow.yaml", HEAD + """\
+on_create:
+  - {name: all, when: true, do: {annotate: q}}
+  - {name: never, when: task.data.x == 1, do: hold}
+on_quorum:
+  - {name: all, when: '1 < 2', do: accept}
+""")
+    proc = run("validate", path)
+    assert proc.returncode == 0
+    assert proc.stderr.splitlines() == [
+        f"{path}:6:5: warning: this rule can never match: rule 1 of on_create always matches (`when: true`)"]
