@@ -621,6 +621,7 @@ class _Compiler:
         self.filename = doc.filename if doc is not None else "<stored workflow>"
         # a stored version was checked when it was applied: the checks added since are not made again
         self.strict = doc is not None
+        self.compiled: dict[tuple[str, str, str], Expression] = {}  # by section and text: aliases repeat them
         self.unconditional: dict[tuple[str, int], bool] = {}  # rules whose `when` is a constant true
 
     def error(self, path: tuple, message: str, *, key: bool = False, offset: int | None = None,
@@ -662,8 +663,11 @@ class _Compiler:
         return rules
 
     def compile_expr(self, section: str, path: tuple, value: Any) -> Expression | None:
+        key = (section, type(value).__name__, value if isinstance(value, str) else repr(value))
+        if key in self.compiled:
+            return self.compiled[key]
         try:
-            return compile_expression(value, roots=SECTION_ROOTS[section], functions=self.functions,
+            expr = compile_expression(value, roots=SECTION_ROOTS[section], functions=self.functions,
                                       strict=self.strict)
         except ExpressionError as exc:
             message = exc.message if hasattr(exc, "message") else str(exc)
@@ -672,6 +676,8 @@ class _Compiler:
                 message += f"; {suggestion}"
             self.error(path, message, offset=getattr(exc, "offset", 0) or 0)
             return None
+        self.compiled[key] = expr
+        return expr
 
     def compile_rule(self, section: str, index: int, name: str, entry: dict, builtin: bool) -> Rule | None:
         base = (section, index)

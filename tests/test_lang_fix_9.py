@@ -138,6 +138,17 @@ def test_aliases_within_the_budget_still_work():
     assert [r["when"] for r in doc.data["on_create"]] == ["task.data.x > 0"] * 51
 
 
+def test_identical_conditions_are_compiled_once():
+    from rules.workflow import Workflow
+
+    rules = [{"name": f"r{n}", "when": "task.data.x > 0", "do": {"hold": "x"}} for n in range(3)]
+    spec = {"workflow": "w", "labels": {"type": "choice", "choices": ["a"]}, "queues": {"q": {"roles": ["a"]}},
+            "on_create": [*rules, {"when": "task.data.x > 0", "do": {"annotate": "q"}}]}
+    compiled = Workflow.from_spec(spec).rules["on_create"]
+    assert len({id(rule.when) for rule in compiled}) == 1
+    assert [rule.name for rule in compiled] == ["r0", "r1", "r2", "on_create[4]"]
+
+
 # ---------------------------------------------------------------- matches(): the size of the compiled pattern
 
 SLOW_PATTERN = "[^x]{1000}" * 49 + "z"  # 491 characters, 392,005 RE2 instructions
