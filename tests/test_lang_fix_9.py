@@ -59,7 +59,8 @@ def test_validate_and_apply_refuse_a_timestamp_tag_without_a_traceback(run, tmp_
             run.ok("init")
         proc = run(*command)
         assert proc.returncode == 1
-        assert "w.workflow.yaml:4:14: YAML: tag `tag:yaml.org,2002:timestamp` is not allowed" in proc.stdout + proc.stderr
+        expected = "w.workflow.yaml:4:14: YAML: tag `tag:yaml.org,2002:timestamp` is not allowed"
+        assert expected in proc.stdout + proc.stderr
 
 
 def test_a_dated_fact_in_a_rule_test_is_an_error_at_its_place(run, tmp_path):
@@ -93,7 +94,8 @@ def test_a_lone_surrogate_is_refused_at_its_escape():
 
 
 def test_validate_finds_a_lone_surrogate_that_apply_refused_without_a_place(run, tmp_path):
-    path = write(tmp_path, "w.workflow.yaml", HEAD + 'description: "bad \\ud800 here"\non_create: [{do: {annotate: q}}]\n')
+    path = write(tmp_path, "w.workflow.yaml",
+                 HEAD + 'description: "bad \\ud800 here"\non_create: [{do: {annotate: q}}]\n')
     proc = run("validate", path)
     assert proc.returncode == 1
     assert proc.stderr.startswith(f"{path}:4:19: YAML: `\\ud800` is half of a UTF-16 surrogate pair"), proc.stderr
@@ -217,9 +219,12 @@ def test_a_chain_of_joins_gives_what_joining_step_by_step_gives(source, data, va
 
 
 @pytest.mark.parametrize(("source", "data", "message"), [
-    ("task.data.a + task.data.b - 1", {"a": "x", "b": "y"}, "cannot subtract text and number in `task.data.a + task.data.b - 1`"),
-    ("task.data.a + task.data.b + 1", {"a": "x", "b": "y"}, "cannot add text and number in `task.data.a + task.data.b + 1`"),
-    ("task.data.a + task.data.b + task.data.a", {"a": "x", "b": [1]}, "cannot add text and list in `task.data.a + task.data.b`"),
+    ("task.data.a + task.data.b - 1", {"a": "x", "b": "y"},
+     "cannot subtract text and number in `task.data.a + task.data.b - 1`"),
+    ("task.data.a + task.data.b + 1", {"a": "x", "b": "y"},
+     "cannot add text and number in `task.data.a + task.data.b + 1`"),
+    ("task.data.a + task.data.b + task.data.a", {"a": "x", "b": [1]},
+     "cannot add text and list in `task.data.a + task.data.b`"),
     ("task.data.a + task.data.a", {"a": ["x"] * 600_000}, "the result of add is too long (more than 1,000,000 items)"),
 ])
 def test_a_chain_of_joins_fails_where_joining_step_by_step_fails(source, data, message):
@@ -250,7 +255,8 @@ on_worker:
     assert proc.stderr.splitlines() == [
         f'{path}:5:24: cannot compare number and text with > in `task.age > "1d"` for every task: '
         "`task.age` is always a number",
-        f'{path}:6:22: matches() needs text, not number in `matches(now, "^1")` for every task: `now` is always a number',
+        f'{path}:6:22: matches() needs text, not number in `matches(now, "^1")` for every task: '
+        "`now` is always a number",
         f"{path}:7:21: cannot look inside number with `in` in `task.category in 5` for every task",
         f"{path}:8:68: cannot negate text in `-task.status` for every task: `task.status` is always text",
         f'{path}:11:22: cannot add number and text in `worker.submitted + "x"` for every task: '
