@@ -323,7 +323,7 @@ class _Builder:
         import yaml
 
         if isinstance(node, _Alias):
-            node = node.node  # a key is text: its position is where the alias is written
+            node = node.node  # an alias as a key: the anchored key, checked as it is
         mark = node.start_mark
         if node.tag == "tag:yaml.org,2002:merge":
             self.errors.append(
@@ -348,7 +348,7 @@ class _Builder:
 
 def _plain_text(node: Any) -> bool:
     """A plain ``=`` or ``<<`` (PyYAML gives them tags of their own): text, as in YAML 1.2."""
-    return getattr(node, "style", "") is None and node.value in ("=", "<<") and isinstance(node.value, str)
+    return getattr(node, "style", "") is None and node.value in ("=", "<<")  # only scalars have a `style`
 
 
 def _join_pair(match: re.Match) -> str:
