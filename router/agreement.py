@@ -42,11 +42,34 @@ NO_CLASS = "(no class)"
 
 
 def _shown(label: Any) -> str:
-    """A label as the confusion table names it: its canonical form, text as it is, other values as JSON."""
+    """A label or class as the confusion table names it, one name per JSON value.
+
+    Text is written as it is, other values as canonical JSON text (``1``,
+    ``true``, ``["x", "y"]``; numbers by value, lists and objects as
+    ``canonical`` writes them). Text that would read as another value — empty,
+    itself JSON text (``"1"``, ``"true"``), or a placeholder (:data:`NO_OBJECT`,
+    :data:`NO_CLASS`) — is written as JSON text too, in quotes: so a name that
+    parses as JSON is that value, and any other name is that text.
+    """
+    if isinstance(label, str):
+        return json.dumps(label, ensure_ascii=False) if _reads_as_other(label) else label
     value = canonical(label)
     if isinstance(value, JsonBool):
         return str(value)
-    return value if isinstance(value, str) else json.dumps(value)
+    return value if isinstance(value, str) else json.dumps(value)  # lists and objects: canonical JSON text
+
+
+def _reads_as_other(text: str) -> bool:
+    """Whether ``text`` written bare would name something else: a placeholder, another JSON value, nothing."""
+    if text in ("", NO_OBJECT, NO_CLASS):
+        return True
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    except RecursionError:  # "[[[…" nested past Python's limit: quoted, which is never wrong
+        return True
+    return True
 
 
 def _class_shown(obj: dict[str, Any] | None) -> str:

@@ -107,3 +107,39 @@ def test_names_up_to_24_characters_are_shown_in_full(names, keyed):
     lines = confusion_table({"confusion": {names[0]: {"b": 3}}, "confusion_of": "labels"})
     assert (f"  #1  {names[0]}" in lines) == keyed
     assert (names[0] in lines[2]) != keyed
+
+
+def test_classes_that_are_different_json_values_are_different_rows(tmp_path):
+    """A class is a JSON value (workflow-language.md): ``1`` and ``"1"``, ``true`` and ``"true"`` are
+    two classes, and a class spelt like a placeholder is not the placeholder."""
+    plan = {
+        "T1": ([box(0, 1)], [box(0, "1")]),  # the final label is u1's: class 1
+        "T2": ([box(0, True)], [box(0, "true")]),  # final: class true
+        # final: a box of class "(none)" and an unclassed one; u2 calls the first "(no class)", misses the second
+        "T3": ([box(0, "(none)"), box(50)], [box(0, "(no class)")]),
+    }
+    p = voted(tmp_path, "{type: boxes}", plan)
+    report = p.json("agreement")
+    assert report["confusion"] == {
+        "1": {"1": 1}, '"1"': {"1": 1},
+        "true": {"true": 1}, '"true"': {"true": 1},
+        '"(none)"': {'"(none)"': 1}, '"(no class)"': {'"(none)"': 1},
+        "(no class)": {"(no class)": 1}, "(none)": {"(no class)": 1},
+    }
+    assert {a["worker"]: a["matched"] for a in report["annotators"]} == {"u1": 3, "u2": 0}
+    lines = confusion_lines(p.run_ok("agreement").stdout)
+    header = lines[1].replace("(no class)", "(no-class)").split()
+    assert header == ['"(none)"', "(no-class)", "1", "true"]  # finals; (none) would be last
+    rows = {line[:16].strip(): line[16:].split() for line in lines[2:]}
+    assert rows == {'"(no class)"': ["1", "0", "0", "0"], '"(none)"': ["1", "0", "0", "0"],
+                    '"1"': ["0", "0", "1", "0"], '"true"': ["0", "0", "0", "1"],
+                    "(no class)": ["0", "1", "0", "0"], "1": ["0", "0", "1", "0"],
+                    "true": ["0", "0", "0", "1"], "(none)": ["0", "1", "0", "0"]}
+
+
+def test_text_labels_that_read_as_other_values_are_quoted():
+    from router.agreement import _shown
+
+    assert [_shown(v) for v in ("car", "1", 1, 1.0, "true", True, "null", "", "(none)", " car ", "[1]")] == [
+        "car", '"1"', "1", "1", '"true"', "true", '"null"', '""', '"(none)"', " car ", '"[1]"']
+    assert _shown(["y", "x", "x"]) == '["x", "y"]' and _shown('["x", "y"]') == '"[\\"x\\", \\"y\\"]"'
