@@ -26,6 +26,7 @@ from .context import (NEW_TASK_STATE, Lazy, creation_context, prediction_facts, 
 from .errors import AssignmentError, LabelyardError, NothingToDo, NoWorkflow, UnknownTask, UnknownWorker
 from .gold import pick_gold
 from .store import TASK_INSERT_COLUMNS, ClaimWalkTooLong, Store, control_character, dumps, dumps_finite, loads, text_problem
+from .vote_agreement import mark_task, rejudge_for_version
 from .worker_rules import run_on_worker
 
 if TYPE_CHECKING:  # ingest only, imported where used: `labelyard claim` starts without them
@@ -265,6 +266,8 @@ class Engine:
             # A queue's new roles or skills drop the corrections offered to those it no longer
             # admits, as `workers set` does; decided by this version, so it is active from here.
             self._workflow, self._workflow_id, self._queue_cache = workflow, version_id, {}
+            # votes marked against final labels are judged again when labels compare otherwise (iou…)
+            rejudge_for_version(self.store, None if active is None else loads(active["spec"]), workflow.labels)
             dropped_corrections = [d for name in self.store.workers_with_offered_slots()
                                    for d in self._drop_corrections(name, now, actor)]
         return {"workflow": workflow.name, "version": version, "changed": True, "held_orphans": held,
@@ -982,6 +985,8 @@ class Engine:
             fields.update(round=new_round, attempts=task["attempts"] + 1, stage_at=now)
         self.store.close_open_assignments(task["id"], "expired", now)
         self.store.update_task(task["id"], updated_at=now, **fields)
+        if "done" in (task["status"], fields.get("status")):  # its votes count for worker.agreement, or no more
+            mark_task(self.store, task["id"], self.workflow.labels, self._workflow_id)
         if decision.action == "return":
             for worker in workers:
                 self.store.insert_assignment(task["id"], worker, "correct", votes["queue"], new_round, "offered",

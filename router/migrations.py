@@ -8,7 +8,9 @@ file is up to date without importing sqlite-utils (which is slow to import).
 
 from __future__ import annotations
 
+import itertools
 import json
+import operator
 import re
 import sqlite3
 from bisect import bisect_left
@@ -575,6 +577,43 @@ class _LegacyTimerKeys:
         if index >= len(entries) or not isinstance(entries[index], dict) or isinstance(entries[index].get("name"), str):
             return place
         return rule_key("on_timer", entries[index])
+
+
+
+def m009_final_vote_marks(db: Database) -> None:
+    """Agreement with final labels kept as it happens (``router.vote_agreement``): each vote on a
+    finished non-gold task marked in ``annotations.agrees`` (1 it gives the final label, 0 not;
+    NULL for every other submission), the sums on the worker row, so ``worker.agreement`` reads
+    O(1) instead of judging the worker's whole history at each submission. An existing database's
+    votes are marked here, judged by the active workflow's ``labels``."""
+    _run_ddl(
+        db,
+        """
+        ALTER TABLE annotations ADD COLUMN agrees INTEGER;      -- NULL | 0 | 1
+        ALTER TABLE workers ADD COLUMN final_votes INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE workers ADD COLUMN final_agreed INTEGER NOT NULL DEFAULT 0;
+        """
+    )
+    from rules.workflow import LabelSpec  # only here: the label comparisons are not needed to migrate
+
+    from .vote_agreement import task_marks
+
+    active = db.execute("SELECT spec FROM workflows WHERE active = 1").fetchone()
+    spec = LabelSpec.from_spec(json.loads(active[0]).get("labels") if active else None)
+    votes = db.execute(
+        "SELECT a.id, a.task_id, a.worker, a.label, t.final_label FROM annotations AS a JOIN tasks AS t "
+        "ON t.id = a.task_id WHERE a.stage IN ('annotate', 'correct') AND t.status = 'done' AND t.is_gold = 0 "
+        "ORDER BY a.task_id, a.id")
+    marks: list[tuple[int, int]] = []
+    for _task, rows in itertools.groupby(votes, key=operator.itemgetter(1)):
+        rows = list(rows)
+        found = task_marks([(r[0], r[2], r[3], None) for r in rows], rows[0][4], spec, counted=True)
+        marks.extend((new, vote) for vote, _worker, _old, new in found)
+    db.conn.executemany("UPDATE annotations SET agrees = ? WHERE id = ?", marks)
+    db.execute("UPDATE workers SET "
+               "final_votes = (SELECT count(agrees) FROM annotations AS a WHERE a.worker = workers.id), "
+               "final_agreed = (SELECT coalesce(sum(agrees), 0) FROM annotations AS a WHERE a.worker = workers.id)")
+    _set_version(db, 9)
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:

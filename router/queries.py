@@ -259,7 +259,7 @@ class Queries:
     def worker_rows(self, now: float | None = None, *, loads_: dict[str, int] | None = None,
                     with_agreement: bool = True, hours: int = 24) -> list[dict[str, Any]]:
         """The roster: roles, skills, state, load, submissions in the last ``hours``, gold accuracy and
-        (``with_agreement``: one query per worker, over their votes) agreement with final labels."""
+        (``with_agreement``) agreement with final labels, from the sums kept on each worker row."""
         now = clock.now() if now is None else now
         loads_ = self.store.worker_loads() if loads_ is None else loads_
         since = int(now // HOUR) - hours + 1
@@ -268,11 +268,6 @@ class Queries:
             if r["kind"] == "submitted":
                 recent[r["actor"]] += r["n"]
         gold = self.store.gold_answers()
-        judge = None
-        if with_agreement and self.engine is not None and self.store.active_workflow() is not None:
-            from .worker_rules import agreement_judge
-
-            judge = agreement_judge(self.engine.workflow.labels)
         rows = []
         for w in self.store.workers():
             answered, correct = gold.get(w["id"], (0, 0))
@@ -281,8 +276,8 @@ class Queries:
                    "flagged": bool(w["flagged"]), "active": loads_.get(w["id"], 0),
                    "submitted_recent": recent.get(w["id"], 0), "gold_answered": answered,
                    "gold_accuracy": (correct / answered) if answered else None, "agreement": None, "decided": None}
-            if with_agreement:
-                decided, matched = self.store.worker_final_agreement(w["id"], judge)
+            if with_agreement:  # the sums kept on the worker row as tasks finish (router.vote_agreement)
+                decided, matched = w["final_votes"], w["final_agreed"]
                 row["decided"] = decided
                 row["agreement"] = (matched / decided) if decided else None
             rows.append(row)

@@ -16,7 +16,7 @@ import re
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -1249,27 +1249,39 @@ class Store:
             "ORDER BY id DESC LIMIT ?", (worker, assignment_id, limit))
         return [r[0] for r in rows]
 
-    _LATEST_VOTE = ("NOT EXISTS (SELECT 1 FROM annotations AS b WHERE b.task_id = a.task_id AND b.id > a.id "
-                    "AND +b.worker = a.worker AND b.stage IN ('annotate', 'correct'))")
-    """No later annotate/correct submission of the same worker on the task: ``a`` is their vote. The
-    ``+`` keeps SQLite on ``annotations_task`` (a task's few rows), not the worker's later ones."""
+    def worker_final_agreement(self, worker: str) -> tuple[int, int]:
+        """``(votes on finished tasks, votes that give the final label)`` for a worker (gold left out):
+        the sums kept on the worker row (``router.vote_agreement``), O(1) whatever their history."""
+        row = self.one("SELECT final_votes, final_agreed FROM workers WHERE id = ?", (worker,))
+        return (int(row[0]), int(row[1])) if row else (0, 0)
 
-    def worker_final_agreement(self, worker: str, same: Callable[[Any, Any], bool] | None = None) -> tuple[int, int]:
-        """``(votes on finished tasks, votes that give the final label)`` for a worker (gold left out).
+    # -- votes marked against final labels (router.vote_agreement) -------------------------
+    def vote_marks(self, task_id: int) -> list[sqlite3.Row]:
+        """A task's annotate/correct submissions, oldest first: ``id, worker, label, agrees`` (the
+        vote's mark: 1 or 0 when it counts against the final label, else NULL)."""
+        return self.query("SELECT id, worker, label, agrees FROM annotations WHERE task_id = ? "
+                          "AND stage IN ('annotate', 'correct') ORDER BY id", (task_id,))
 
-        A vote is the worker's latest annotate/correct submission on the task
-        (``_LATEST_VOTE``): a correction replaces the label it corrects. Without
-        ``same`` the stored JSON texts are compared (exact for choices and text);
-        ``same(vote, final)`` judges other label types (sets, numbers, boxes).
-        """
-        where = ("FROM annotations AS a JOIN tasks AS t ON t.id = a.task_id WHERE a.worker = ? "
-                 "AND a.stage IN ('annotate', 'correct') AND t.status = 'done' AND t.is_gold = 0 "
-                 f"AND {self._LATEST_VOTE}")
-        if same is None:
-            row = self.one(f"SELECT count(*), sum(a.label = t.final_label) {where}", (worker,))
-            return int(row[0]), int(row[1] or 0)
-        pairs = self.query(f"SELECT a.label, t.final_label {where}", (worker,))
-        return len(pairs), sum(1 for vote, final in pairs if same(loads(vote), loads(final)))
+    def marked_votes(self) -> list[sqlite3.Row]:
+        """Every marked vote with its task's final label: ``id, worker, label, agrees, final_label``."""
+        return self.query("SELECT a.id, a.worker, a.label, a.agrees, t.final_label FROM annotations AS a "
+                          "JOIN tasks AS t ON t.id = a.task_id WHERE a.agrees IS NOT NULL")
+
+    def set_vote_marks(self, changes: Sequence[tuple[int, str, int | None, int | None]]) -> None:
+        """Set votes' marks, ``(annotation id, worker, old mark, new mark)``, and move each worker's
+        sums (``final_votes``, ``final_agreed``) by the difference."""
+        if not changes:
+            return
+        self.conn.executemany("UPDATE annotations SET agrees = ? WHERE id = ?",
+                              [(new, vote_id) for vote_id, _worker, _old, new in changes])
+        moved: dict[str, list[int]] = {}
+        for _vote, worker, old, new in changes:
+            sums = moved.setdefault(worker, [0, 0])
+            sums[0] += (new is not None) - (old is not None)
+            sums[1] += (new or 0) - (old or 0)
+        self.conn.executemany(
+            "UPDATE workers SET final_votes = final_votes + ?, final_agreed = final_agreed + ? WHERE id = ?",
+            [(votes, agreed, worker) for worker, (votes, agreed) in moved.items() if votes or agreed])
 
     # -- gold ------------------------------------------------------------------------------
     def task_by_external_id(self, external_id: str) -> sqlite3.Row | None:

@@ -2,7 +2,8 @@
 
 Run by :meth:`router.engine.Engine.submit` inside the submission's
 transaction, only when the workflow has ``on_worker`` rules. Each fact costs a
-query on the per-worker indexes and is computed only when a rule reads it.
+query on the worker row or the per-worker indexes and is computed only when a
+rule reads it.
 An action that would change nothing (pausing a paused worker) writes no event.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from .consensus import same_label
 from .context import Lazy, stored_prediction, task_facts
 from .store import loads
 
@@ -45,24 +45,15 @@ class LazyFacts(Mapping):
         return dict(self._values)
 
 
-def agreement_judge(spec: Any) -> Callable[[Any, Any], bool] | None:
-    """How a vote is compared with a final label for ``worker.agreement``: ``None`` (the stored
-    texts, exact) for choices and text; the label type's own judgement otherwise."""
-    if getattr(spec, "type", "choice") in ("choice", "text"):
-        return None
-    return lambda vote, final: same_label(vote, final, spec)
-
-
-def worker_facts(store, row, spec: Any = None, *, assignment: int) -> LazyFacts:
-    """``worker.*`` for a worker row after their submission on ``assignment`` (``spec``, the
-    workflow's labels, judges agreement)."""
+def worker_facts(store, row, *, assignment: int) -> LazyFacts:
+    """``worker.*`` for a worker row after their submission on ``assignment``."""
     name = row["id"]
 
     def gold() -> tuple[int, int]:
         return store.gold_accuracy([name]).get(name, (0, 0))
 
-    def agreement() -> float | None:
-        decided, matched = store.worker_final_agreement(name, agreement_judge(spec))
+    def agreement() -> float | None:  # sums kept as tasks finish (router.vote_agreement)
+        decided, matched = store.worker_final_agreement(name)
         return matched / decided if decided else None
 
     def fast() -> int:
@@ -98,7 +89,7 @@ def run_on_worker(engine, worker: str, task, assignment: int, now: float) -> dic
     row = store.worker(worker)
     if row is None:
         return None
-    facts = worker_facts(store, row, engine.workflow.labels, assignment=assignment)
+    facts = worker_facts(store, row, assignment=assignment)
     fresh = store.task(task["id"])
     ctx = {"worker": facts, "task": task_facts(fresh, now), "prediction": stored_prediction(fresh),
            "votes": Lazy(lambda: engine._votes(task["id"])), "now": now}
