@@ -21,7 +21,7 @@ from sqlite_utils.migrations import Migrations
 
 migrations = Migrations("labelyard")
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 
 def _run_ddl(db: Database, script: str) -> None:
@@ -579,8 +579,8 @@ class _LegacyTimerKeys:
         return rule_key("on_timer", entries[index])
 
 
-
-def m009_final_vote_marks(db: Database) -> None:
+@migrations()
+def m010_final_vote_marks(db: Database) -> None:
     """Agreement with final labels kept as it happens (``router.vote_agreement``): each vote on a
     finished non-gold task marked in ``annotations.agrees`` (1 it gives the final label, 0 not;
     NULL for every other submission), the sums on the worker row, so ``worker.agreement`` reads
@@ -613,7 +613,7 @@ def m009_final_vote_marks(db: Database) -> None:
     db.execute("UPDATE workers SET "
                "final_votes = (SELECT count(agrees) FROM annotations AS a WHERE a.worker = workers.id), "
                "final_agreed = (SELECT coalesce(sum(agrees), 0) FROM annotations AS a WHERE a.worker = workers.id)")
-    _set_version(db, 9)
+    _set_version(db, 10)
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:

@@ -13,7 +13,7 @@ date; the engine calls it in the transaction of each decision that finishes a
 task or moves a finished one, so a path that relabels or reopens a finished
 task keeps the sums exact by calling it too. :func:`rejudge` marks every
 counted vote again when a new workflow version changes how labels compare.
-Migration ``m009`` marks the votes of an existing database (:func:`task_marks`).
+Migration ``m010`` marks the votes of an existing database (:func:`task_marks`).
 """
 
 from __future__ import annotations

@@ -268,7 +268,7 @@ def test_a_submission_judges_only_its_own_task_whatever_the_history(tmp_path, mo
 
 
 def test_an_existing_database_is_marked_by_the_migration(tmp_path, monkeypatch, run):
-    """A database made before the sums (their columns dropped, schema 8) gets them from `labelyard init`,
+    """A database made before the sums (their columns dropped, schema 9) gets them from `labelyard init`,
     judged by the active workflow's labels."""
     engine = engine_for(tmp_path, monkeypatch)
     run_history(engine, random.Random(11), 160, {k: 0 for k in ("annotate", "correct", "rejected", "relabelled",
@@ -278,12 +278,12 @@ def test_an_existing_database_is_marked_by_the_migration(tmp_path, monkeypatch, 
     engine.close()
     conn = sqlite3.connect(run.db, isolation_level=None)
     for statement in ("ALTER TABLE annotations DROP COLUMN agrees", "ALTER TABLE workers DROP COLUMN final_votes",
-                      "ALTER TABLE workers DROP COLUMN final_agreed", "UPDATE schema_version SET version = 8",
-                      "DELETE FROM _sqlite_migrations WHERE name = 'm009_final_vote_marks'"):
+                      "ALTER TABLE workers DROP COLUMN final_agreed", "UPDATE schema_version SET version = 9",
+                      "DELETE FROM _sqlite_migrations WHERE name = 'm010_final_vote_marks'"):
         conn.execute(statement)
     conn.close()
     assert "run `labelyard init` to migrate" in run("status").stderr
-    assert run.json("init", "--json")["migrations_applied"] == ["m009_final_vote_marks"]
+    assert run.json("init", "--json")["migrations_applied"] == ["m010_final_vote_marks"]
     conn = sqlite3.connect(run.db)
     migrated = {w: (d, m) for w, d, m in conn.execute("SELECT id, final_votes, final_agreed FROM workers")}
     marks = conn.execute("SELECT count(agrees), count(*) FROM annotations").fetchone()

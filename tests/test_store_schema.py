@@ -23,7 +23,7 @@ EXPECTED: dict[str, dict[str, type]] = {
     "workers": {
         "id": str, "roles": str, "skills": str, "capacity": int, "paused": int, "pause_reason": str,
         "flagged": int, "created_at": float, "submitted": int, "gold_answered": int, "gold_correct": int,
-        "final_votes": int, "final_agreed": int,  # m009
+        "final_votes": int, "final_agreed": int,  # m010
     },
     "tasks": {
         "id": int, "external_id": str, "source": str, "category": str, "tags": str, "data": str, "status": str,
@@ -38,7 +38,7 @@ EXPECTED: dict[str, dict[str, type]] = {
     },
     "annotations": {
         "id": int, "assignment_id": int, "task_id": int, "worker": str, "stage": str, "round": int, "label": str,
-        "verdict": str, "comment": str, "created_at": float, "agrees": int,  # m009
+        "verdict": str, "comment": str, "created_at": float, "agrees": int,  # m010
     },
     "events": {
         "id": int, "task_id": int, "kind": str, "rule": str, "action": str, "actor": str, "detail": str,
