@@ -97,9 +97,14 @@ def as_before_m009(db, keyed: bool) -> None:
         SELECT CASE WHEN kind = 'created' THEN 'on_create' ELSE coalesce(json_extract(detail, '$.section'), '') END,
                rule, count(*), max(at) FROM events WHERE rule IS NOT NULL GROUP BY 1, 2;
         DELETE FROM _sqlite_migrations WHERE name = 'm009_rule_counts_by_identity';
+        -- and before m010, which came after it
+        ALTER TABLE annotations DROP COLUMN agrees;
+        ALTER TABLE workers DROP COLUMN final_votes;
+        ALTER TABLE workers DROP COLUMN final_agreed;
+        DELETE FROM _sqlite_migrations WHERE name = 'm010_final_vote_marks';
         COMMIT;
     """)
-    conn.execute("UPDATE schema_version SET version = ?", (migrations.SCHEMA_VERSION - 1,))
+    conn.execute("UPDATE schema_version SET version = 8")
     if not keyed:
         conn.execute("UPDATE events SET detail = json_remove(detail, '$.rule_key') "
                      "WHERE json_extract(detail, '$.section') = 'on_timer'")
