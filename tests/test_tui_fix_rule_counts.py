@@ -18,7 +18,6 @@ import sqlite3
 import pytest
 
 from lead_support import Project
-from router import migrations
 from router.queries import Queries
 
 HEAD = """\
