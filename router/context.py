@@ -121,8 +121,12 @@ def votes_facts(votes: Sequence[Mapping[str, Any]], accuracy: Mapping[str, tuple
     ``top``, ``top_count``, ``agreement``, ``unanimous`` and ``tie`` come from the
     type-aware aggregator of :mod:`router.consensus` for the label ``spec``
     (``rules.workflow.LabelSpec``; without one, an exact vote) and ``method``
-    (``quality.consensus``); ``history(queue)`` gives Dawid-Skene the queue's
-    recent votes, and is called only for that method.
+    (``quality.consensus``); ``history(queue)`` gives Dawid-Skene the recent votes
+    of the latest vote's queue, and is called only for that method.
+
+    ``workers`` and ``queues`` (the engine's, no rule reads them) name each voter and
+    the queue where their counted vote was cast: a ``return`` offers each a correction
+    there.
     """
     from .consensus import aggregate, canonical, for_spec
 
@@ -131,7 +135,8 @@ def votes_facts(votes: Sequence[Mapping[str, Any]], accuracy: Mapping[str, tuple
     counts = Counter(keys).most_common()
     count = len(labels)
     workers = [v["worker"] for v in votes]
-    queue = votes[-1]["queue"] if votes else None
+    queues = [v["queue"] for v in votes]
+    queue = queues[-1] if queues else None  # the queue whose history Dawid-Skene reads
     options: dict[str, Any] = {"workers": workers, "method": method, "accuracy": accuracy, "task": task_id}
     if history is not None:
         options["history"] = lambda: history(queue)
@@ -148,7 +153,7 @@ def votes_facts(votes: Sequence[Mapping[str, Any]], accuracy: Mapping[str, tuple
         "count": count,
         "labels": labels,
         "workers": workers,
-        "queue": queue,
+        "queues": queues,
         **consensus.facts(),
         "entropy": entropy,
         "min_accuracy": min(accuracies) if accuracies else None,
@@ -195,5 +200,5 @@ def case_votes_facts(votes: Mapping[str, Any], workflow: Any) -> dict[str, Any]:
         facts = votes_facts(rows, {}, spec=workflow.labels, method=method)
     except (QualityError, TypeError, ValueError) as exc:
         raise ValueError(f"`votes.labels`: {exc}") from None
-    del facts["workers"], facts["queue"]  # only what the case gave
+    del facts["workers"], facts["queues"]  # only what the case gave
     return facts

@@ -25,6 +25,7 @@ from .context import (NEW_TASK_STATE, Lazy, creation_context, prediction_facts, 
                       task_facts, votes_facts)
 from .errors import AssignmentError, LabelyardError, NothingToDo, NoWorkflow, UnknownTask, UnknownWorker
 from .gold import pick_gold
+from .returns import dropped_queue_reason, listed, returnable
 from .store import TASK_INSERT_COLUMNS, ClaimWalkTooLong, Store, control_character, dumps, dumps_finite, loads, text_problem
 from .vote_agreement import mark_task, rejudge_for_version
 from .worker_rules import run_on_worker
@@ -153,7 +154,8 @@ class Engine:
 
         Tasks keep the version that routed them. Applying a workflow of
         another name needs ``replace``. A version that drops a queue still
-        holding open tasks is refused, since nobody could claim them again,
+        holding open tasks (or corrections waiting there) is refused, since
+        nobody could claim them again,
         unless ``hold_orphans``: then those tasks are held for a lead, in the
         same transaction. So are the gold questions whose answer the new
         labels refuse (``held_gold``: external id → why): served, they would
@@ -233,13 +235,11 @@ class Engine:
                 return {"workflow": workflow.name, "version": active["version"], "changed": False,
                         "warnings": [str(d) for d in diagnostics]}
             dropped = {q: n for q, n in self.store.open_count_by_queue().items() if q not in workflow.queues}
-            if dropped and not hold_orphans:
-                listed = ", ".join(f"`{q}` ({n} open task{'s' if n != 1 else ''})" for q, n in sorted(dropped.items()))
-                first = sorted(dropped)[0]
-                raise LabelyardError(
-                    f"this version drops {listed}: nobody could claim those tasks again. Move them first "
-                    f"(labelyard escalate --where 'task.queue == \"{first}\"' --to QUEUE), or apply with "
-                    "--hold-orphans to hold them for a lead")
+            # A correction waiting in a dropped queue is orphaned too, also when its task's `queue` names
+            # another (a return to votes cast in several queues).
+            elsewhere = {q: ids for q, ids in self.store.corrections_elsewhere().items() if q not in workflow.queues}
+            if (dropped or elsewhere) and not hold_orphans:
+                raise LabelyardError(_orphans_refused(dropped, elsewhere))
             now = clock.now()
             version_id = self.store.insert_workflow(workflow.name, text, workflow.spec, digest, filename, now, actor)
             version = self.store.workflow_version(version_id)["version"]
@@ -250,6 +250,18 @@ class Engine:
                 hold_task(self, task, now, actor,
                           f"queue `{task['queue']}` is not in version {version} of workflow `{workflow.name}`")
                 held += 1
+            waiting_in: dict[int, list[str]] = {}  # task id -> the dropped queues its corrections wait in
+            for queue, ids in sorted(elsewhere.items()):
+                for task_id in ids:
+                    waiting_in.setdefault(task_id, []).append(queue)
+            for task_id, queues in sorted(waiting_in.items()):
+                task = self.store.task(task_id)
+                if task["status"] == "open":  # not held above, its own queue dropped too
+                    where, are = ("queues", "are") if len(queues) > 1 else ("queue", "is")
+                    hold_task(self, task, now, actor,
+                              f"corrections wait in {where} {listed(queues, quote=True)}, which {are} not in "
+                              f"version {version} of workflow `{workflow.name}`")
+                    held += 1
             # A gold answer that is no label of this version would score every answer wrong: held
             # (slots released) until `gold add` gives a valid answer, which reopens the question.
             held_gold: dict[str, str] = {}
@@ -382,8 +394,11 @@ class Engine:
                      for s in self.store.task_slots(task["id"], ("submitted",))):
                 self.store.update_task(task["id"], needed=0, updated_at=now)
                 self._decide_quorum(self.store.task(task["id"]), now, actor)
-            else:  # as router.lead.hold_task holds a task
-                reason = f"waits for corrections nobody can take back (its annotators no longer work `{a['queue']}`)"
+            else:  # as router.lead.hold_task holds a task; naming the queues of the round's dropped corrections
+                queues = sorted({s["queue"] for s in self.store.task_slots(task["id"], ("expired",))
+                                 if s["stage"] == "correct" and s["round"] == task["round"]})
+                reason = ("waits for corrections nobody can take back (its annotators no longer work "
+                          f"{listed(queues, quote=True, last='or')})")
                 self.store.update_task(task["id"], status="held", free_slots=0, reason=reason, updated_at=now)
                 self.store.add_event("held", now, task_id=task["id"], action="hold", actor=actor,
                                      detail={"reason": reason, "released": [], "stage": task["stage"],
@@ -709,8 +724,9 @@ class Engine:
             if offered is not None:
                 task = self.store.task(offered["task_id"])
                 self.store.add_event("claimed", now, task_id=task["id"], actor=worker,
-                                     detail={"assignment": offered["id"], "stage": offered["stage"]})
-                return (offered["id"], task, offered["stage"], offered["note"])
+                                     detail={"assignment": offered["id"], "stage": offered["stage"],
+                                             "queue": offered["queue"]})
+                return (offered["id"], task, offered["stage"], offered["note"], offered["queue"])
             slot = None
             if gold_rate > 0:  # gold questions mixed into claims (router.gold)
                 slot = pick_gold(self.store, worker, queues, gold_rate)
@@ -724,7 +740,7 @@ class Engine:
                                                          slot["round"], "active", now)
             self.store.add_event("claimed", now, task_id=slot["id"], actor=worker,
                                  detail={"assignment": assignment_id, "stage": slot["stage"], "queue": slot["queue"]})
-            return (assignment_id, slot, slot["stage"], None)
+            return (assignment_id, slot, slot["stage"], None, slot["queue"])
 
     @staticmethod
     def _no_work(worker: str, queue: str | None, w) -> str:
@@ -753,11 +769,13 @@ class Engine:
             queues = self._queue_cache[key] = self.workflow.queues_for(loads(roles_json), loads(skills_json))
         return queues
 
-    def _claim_view(self, assignment_id: int, task, stage: str, note: str | None, worker: str) -> dict[str, Any]:
-        """What a worker sees of a claimed slot. Annotation is blind: votes only for review stages."""
+    def _claim_view(self, assignment_id: int, task, stage: str, note: str | None, queue: str | None,
+                    worker: str) -> dict[str, Any]:
+        """What a worker sees of a claimed slot, in its own ``queue`` (a correction's may differ from
+        the task's). Annotation is blind: votes only for review stages."""
         view: dict[str, Any] = {
             "assignment": assignment_id, "task": task["id"], "external_id": task["external_id"], "kind": stage,
-            "queue": task["queue"], "data": loads(task["data"]), "category": task["category"],
+            "queue": queue, "data": loads(task["data"]), "category": task["category"],
             "choices": list(self.workflow.labels.choices), "label_type": self.workflow.labels.type,
         }
         if stage in ("review", "escalated"):
@@ -889,29 +907,24 @@ class Engine:
                 raise AssignmentError(problem)
         return verdict
 
-    def _returnable(self, voters: list[str], queue: str | None) -> list[str]:
-        """The voters who can take a correction back: people whose roles and skills still let them
-        work ``queue`` (not imported or automatic voters, nor workers since removed from it)."""
-        out = []
-        for name in voters:
-            row = self.store.worker(name)
-            if row is not None and queue in self._queues_for(row["roles"], row["skills"]):
-                out.append(name)
-        return out
+    def _returnable(self, workers: list[str], queues: list[str | None]) -> tuple[list[dict], list[dict]]:
+        """The voters who can take a correction back, each in the queue of their own vote, and those
+        left out with the reason (:func:`router.returns.returnable`)."""
+        return returnable(self, workers, queues)
 
-    def _version_without(self, queue: str | None):
-        """The workflow version (its row) that has no queue ``queue``, where a ``return`` would offer
-        corrections: this engine's, or one another process applied since it loaded (one read, under
-        the lock); ``None`` when the queue is there, or there is none (no votes)."""
-        if queue is None:
-            return None
+    def _version_lacking(self, queues: Iterable[str | None]) -> tuple[Any, list[str]]:
+        """The workflow version (its row) where a ``return`` would offer corrections in ``queues``, and
+        the ones of them it lacks: this engine's version, or one another process applied since it
+        loaded (one read, under the lock); ``(None, [])`` when it has them all (or there are none)."""
+        wanted = sorted({q for q in queues if q is not None})
         version_id = self.workflow_id
-        if queue in self.workflow.queues:
+        missing = [q for q in wanted if q not in self.workflow.queues]
+        if wanted and not missing:
             active = self.store.active_workflow_id()
-            if active is None or active == version_id or queue in self.store.workflow_queue_names(active):
-                return None
-            version_id = active
-        return self.store.workflow_version(version_id)
+            if active is not None and active != version_id:
+                names = self.store.workflow_queue_names(active)
+                missing, version_id = [q for q in wanted if q not in names], active
+        return (self.store.workflow_version(version_id), missing) if missing else (None, [])
 
     def _votes(self, task_id: int) -> dict[str, Any]:
         votes = self.store.votes(task_id)
@@ -948,6 +961,7 @@ class Engine:
         event's detail (the timer records the round it acted in).
         """
         fields: dict[str, Any]
+        returned: dict[str, Any] = {}  # a return's corrections and the voters it left out, for its event
         if decision.target is not None and decision.action in STAGE_OF_ACTION and decision.action != "return":
             # Another process may have applied a version without this queue since this one loaded
             # its workflow: nobody could claim the task there. One read, under the lock.
@@ -967,17 +981,21 @@ class Engine:
                 decision.action, decision.reason = "hold", f"accept: {problem}"
                 fields = self._stage_fields(decision, task["priority"], votes["count"])
         elif decision.action == "return":
-            gone = self._version_without(votes["queue"])
-            workers = [] if gone is not None else self._returnable(votes["workers"], votes["queue"])
-            if not workers:  # a dropped queue is named: its annotators exist, the queue of their corrections not
-                decision.action, decision.reason = "hold", "return: no annotators to return the task to" if gone is None \
-                    else (f"return: queue `{votes['queue']}`, where its votes were cast, is not in version "
-                          f"{gone['version']} of workflow `{gone['name']}`; a lead can `escalate` it")
+            # Each voter corrects in the queue of their own counted vote. A vote cast in a queue the
+            # version dropped holds the task, naming it: its annotators exist, that queue does not.
+            version, gone = self._version_lacking(votes["queues"])
+            offered, left_out = ([], []) if gone else self._returnable(votes["workers"], votes["queues"])
+            returned = {"corrections": offered} if offered else {}
+            if left_out:
+                returned["left_out"] = left_out
+            if not offered:
+                decision.action, decision.reason = "hold", "return: no annotators to return the task to" if not gone \
+                    else dropped_queue_reason(votes["workers"], votes["queues"], gone, version)
                 decision.target = None  # held, not returned: `annotators` would read as where it went
                 fields = self._stage_fields(decision, task["priority"], 0)
-            else:
-                fields = {"status": "open", "stage": "correct", "queue": votes["queue"], "needed": len(workers),
-                          "free_slots": 0, "reason": comment}
+            else:  # the task's `queue`: the newest returned vote's
+                fields = {"status": "open", "stage": "correct", "queue": offered[-1]["queue"],
+                          "needed": len(offered), "free_slots": 0, "reason": comment}
         else:
             fields = self._stage_fields(decision, task["priority"], votes["count"])
         new_round = task["round"] + 1
@@ -988,14 +1006,14 @@ class Engine:
         if "done" in (task["status"], fields.get("status")):  # its votes count for worker.agreement, or no more
             mark_task(self.store, task["id"], self.workflow.labels, self._workflow_id)
         if decision.action == "return":
-            for worker in workers:
-                self.store.insert_assignment(task["id"], worker, "correct", votes["queue"], new_round, "offered",
+            for c in returned["corrections"]:
+                self.store.insert_assignment(task["id"], c["worker"], "correct", c["queue"], new_round, "offered",
                                              now, note=comment)
         kind = {"accept": "final", "hold": "held", "reject": "invalid"}.get(decision.action, "routed")
         self.store.add_event(kind, now, task_id=task["id"], rule=decision.rule, action=decision.action, actor=actor,
                              detail={**decision.as_detail(), "votes": {"count": votes["count"], "top": votes["top"],
                                                                        "agreement": votes["agreement"]},
-                                     **({"facts": facts} if facts else {}), **(extra or {})})
+                                     **({"facts": facts} if facts else {}), **returned, **(extra or {})})
         return {"rule": decision.rule, "action": decision.action, "target": decision.target,
                 "reason": decision.reason, "status": fields.get("status")}
 
@@ -1057,6 +1075,23 @@ REPLAY_FACTS = {
     "worker": ("id", "roles", "skills", "submitted", "gold_count", "gold_accuracy", "agreement",
                "fast_submits", "skips_in_row", "flagged"),
 }
+
+
+def _orphans_refused(dropped: dict[str, int], elsewhere: dict[str, list[int]]) -> str:
+    """Why ``apply`` refuses a version that drops queues with open tasks (``dropped``: by the tasks'
+    queue) or with corrections waiting (``elsewhere``: tasks whose own queue names another)."""
+    parts = []
+    for q in sorted(set(dropped) | set(elsewhere)):
+        n, m = dropped.get(q, 0), len(elsewhere.get(q, ()))
+        text = f"`{q}` ({n + m} open task{'s' if n + m != 1 else ''}"
+        if m:
+            text += f", {m} of them by the corrections waiting there"
+        parts.append(text + ")")
+    move = "labelyard escalate TASK --to QUEUE"  # a task whose corrections wait there is in another queue
+    if dropped:
+        move = f"labelyard escalate --where 'task.queue == \"{sorted(dropped)[0]}\"' --to QUEUE"
+    return (f"this version drops {', '.join(parts)}: nobody could claim those tasks again. Move them first "
+            f"({move}), or apply with --hold-orphans to hold them for a lead")
 
 
 def decision_facts(ctx: dict[str, Any]) -> dict[str, Any]:

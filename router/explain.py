@@ -21,6 +21,7 @@ from typing import Any
 
 from . import clock
 from .errors import UnknownTask
+from .returns import described
 from .store import Store, loads
 
 DECISION_KINDS = ("created", "routed", "final", "held", "invalid")
@@ -120,6 +121,9 @@ def _step(row: Any) -> dict[str, Any]:
         }
         if "votes" in detail:
             step["decision"]["votes"] = detail["votes"]
+        for key in ("corrections", "left_out"):  # a return's, each voter in their vote's queue
+            if key in detail:
+                step["decision"][key] = detail[key]
         if row["kind"] == "released" and "condition" not in detail:
             step["decision"]["condition_recorded"] = False  # released by a tick before ticks kept it
         if row["kind"] == "priority":
@@ -222,8 +226,16 @@ def _other(step: dict[str, Any]) -> str:
         if detail.get("comment"):
             parts.append(f"comment {_show(detail['comment'])}")
         return ", ".join(parts)
-    shown = {k: v for k, v in detail.items() if v not in (None, "", [], {})}
-    return ", ".join(f"{k} {_show(v)}" for k, v in shown.items())
+    shown = {k: v for k, v in detail.items() if v not in (None, "", [], {})
+             and k not in ("offered", "corrections", "left_out")}
+    text = ", ".join(f"{k} {_show(v)}" for k, v in shown.items())
+    if detail.get("corrections"):  # an unhold of a correction round: each voter in their vote's queue
+        text += f"; corrections: {described(detail['corrections'])}"
+    if detail.get("left_out"):
+        text += f"; {described([], detail['left_out'])}"
+    elif detail.get("offered") and not detail.get("corrections"):
+        text += f", offered {_show(detail['offered'])}"  # an event written before corrections were recorded
+    return text
 
 
 def _who(d: dict[str, Any], step: dict[str, Any]) -> str:
@@ -292,6 +304,10 @@ def render_explanation(data: dict[str, Any]) -> list[str]:
             lines.append("      (no condition: always matches)")
         if d.get("reason"):
             lines.append(f"      reason: {d['reason']}")
+        if d.get("corrections"):
+            lines.append(f"      corrections: {described(d['corrections'])}")
+        if d.get("left_out"):
+            lines.append(f"      {described([], d['left_out'])}")
         votes = d.get("votes")
         if votes:
             lines.append(f"      votes: {votes.get('count')}, top {_show(votes.get('top'))}, "

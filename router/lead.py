@@ -21,6 +21,7 @@ from typing import Any
 from . import clock
 from .context import stored_prediction, task_facts
 from .errors import AssignmentError, LabelyardError, UnknownTask, UnknownWorker
+from .returns import listed
 
 LEAD_ROLE = "lead"
 PAGE = 200  # tasks read, and acted on in one transaction, per page of a --where filter
@@ -194,29 +195,49 @@ def unhold_task(engine, task, now: float, actor: str) -> dict[str, Any]:
         why = f" ({task['reason']})" if task["reason"] else ""
         raise LabelyardError(f"task {ext} was held with no work left in its stage{why}; "
                              f"route it with `labelyard escalate id:{task['id']} --to QUEUE`")
+    if task["stage"] == "correct":
+        return _unhold_corrections(engine, task, now, actor)
     if task["queue"] is not None and task["queue"] not in engine.workflow.queues:
         raise LabelyardError(f"task {ext} waits in queue `{task['queue']}`, which the workflow no longer has; "
                              f"route it with `labelyard escalate id:{task['id']} --to QUEUE`")
-    offered: list[str] = []
-    needed = task["needed"]
-    if task["stage"] == "correct":
-        done = {a["worker"] for a in store.task_slots(task["id"], ("submitted",)) if a["round"] == task["round"]}
-        voters = engine._returnable(engine._votes(task["id"])["workers"], task["queue"])
-        offered = [w for w in voters if w not in done][:needed]
-        if not offered:
-            raise LabelyardError(f"task {ext} waits for corrections nobody can take back (its annotators no longer "
-                                 f"work `{task['queue']}`); route it with `labelyard escalate id:{task['id']} --to QUEUE`")
-        needed = len(offered)
-        for worker in offered:
-            store.insert_assignment(task["id"], worker, "correct", task["queue"], task["round"], "offered", now,
-                                    note=_return_comment(store, task))
-        free = 0
-    else:
-        free = task["needed"]
-    store.update_task(task["id"], status="open", needed=needed, free_slots=free, reason=None, updated_at=now)
+    free = task["needed"]
+    store.update_task(task["id"], status="open", free_slots=free, reason=None, updated_at=now)
     store.add_event("unheld", now, task_id=task["id"], action="unhold", actor=actor,
-                    detail={"stage": task["stage"], "queue": task["queue"], "free_slots": free, "offered": offered})
+                    detail={"stage": task["stage"], "queue": task["queue"], "free_slots": free, "offered": []})
     return {"task": task["id"], "status": "open", "stage": task["stage"], "queue": task["queue"], "free_slots": free}
+
+
+def _unhold_corrections(engine, task, now: float, actor: str) -> dict[str, Any]:
+    """:func:`unhold_task` for a correction round: each voter who has not corrected yet is offered a
+    correction again in the queue of their own vote, as the ``return`` offered it; those who no longer
+    work it are left out (named in the event). A correction that would wait in a queue the workflow
+    no longer has is refused, as an ``unhold`` into a dropped queue is: a lead escalates it."""
+    store = engine.store
+    ext, where = task["external_id"], f"route it with `labelyard escalate id:{task['id']} --to QUEUE`"
+    done = {a["worker"] for a in store.task_slots(task["id"], ("submitted",)) if a["round"] == task["round"]}
+    votes = engine._votes(task["id"])
+    pending = [(w, q) for w, q in zip(votes["workers"], votes["queues"]) if w not in done]
+    gone = sorted({q for _, q in pending if q is not None and q not in engine.workflow.queues})
+    if gone:
+        raise LabelyardError(f"task {ext} waits for corrections in queue{'s' if len(gone) > 1 else ''} "
+                             f"{listed(gone, quote=True)}, which the workflow no longer has; {where}")
+    offered, left_out = engine._returnable([w for w, _ in pending], [q for _, q in pending])
+    offered = offered[:task["needed"]]
+    if not offered:
+        queues = listed(sorted({q for _, q in pending if q is not None}) or [task["queue"]], quote=True, last="or")
+        raise LabelyardError(f"task {ext} waits for corrections nobody can take back (its annotators no longer "
+                             f"work {queues}); {where}")
+    for c in offered:
+        store.insert_assignment(task["id"], c["worker"], "correct", c["queue"], task["round"], "offered", now,
+                                note=_return_comment(store, task))
+    queue = offered[-1]["queue"]  # as a return sets it: the newest returned vote's queue
+    store.update_task(task["id"], status="open", queue=queue, needed=len(offered), free_slots=0, reason=None,
+                      updated_at=now)
+    store.add_event("unheld", now, task_id=task["id"], action="unhold", actor=actor,
+                    detail={"stage": "correct", "queue": queue, "free_slots": 0,
+                            "offered": [c["worker"] for c in offered], "corrections": offered,
+                            **({"left_out": left_out} if left_out else {})})
+    return {"task": task["id"], "status": "open", "stage": "correct", "queue": queue, "free_slots": 0}
 
 
 def _return_comment(store, task) -> str | None:

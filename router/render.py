@@ -62,6 +62,17 @@ def print_status(data: dict[str, Any]) -> None:
         console.print(f"notifications waiting in the outbox: {data['outbox_pending']}")
 
 
+def _returned(detail: Any) -> str | None:
+    """A return's (or an unhold's) corrections and the voters it left out, for the history."""
+    from .returns import described
+
+    if not isinstance(detail, dict) or not (detail.get("corrections") or detail.get("left_out")):
+        return None
+    offered = detail.get("corrections") or []
+    text = described(offered, detail.get("left_out") or [])
+    return f"correction offered to {text}" if offered else text
+
+
 def print_task(data: dict[str, Any]) -> None:
     """Print one task, its votes and its history."""
     from rich.text import Text
@@ -95,3 +106,6 @@ def print_task(data: dict[str, Any]) -> None:
             kept = f" {json.dumps(detail.get('label'), ensure_ascii=False)}" if detail.get("label") is not None else ""
             kept += f" verdict={detail['verdict']}" if detail.get("verdict") else ""
         line(f"  {clock.iso(e['at'])} {e['kind']}{rule}{action} by {e['actor']}{kept}")
+        returned = _returned(e.get("detail"))
+        if returned:
+            line(f"      {returned}")

@@ -1415,6 +1415,23 @@ class Store:
                           "AND is_gold = ? GROUP BY queue HAVING sum(n) > 0", (int(gold),))
         return {r["queue"]: r["n"] for r in rows}
 
+    def corrections_elsewhere(self) -> dict[str, list[int]]:
+        """Per queue, the open tasks with a correction of their round waiting (offered) or being
+        made (active) there while the task's own ``queue`` names another (a ``return`` whose votes
+        were cast in several queues): tasks the kept counters count in that other queue.
+
+        Through the partial indexes of offered and of active slots: the cost follows the slots
+        held or waiting, never the tasks table."""
+        out: dict[str, set[int]] = {}
+        for status, index in (("offered", "assignments_offered"), ("active", "assignments_worker_active")):
+            for queue, task_id in self.conn.execute(
+                f"SELECT a.queue, a.task_id FROM assignments AS a INDEXED BY {index} "
+                "JOIN tasks AS t ON t.id = a.task_id "
+                f"WHERE a.status = '{status}' AND a.stage = 'correct' AND t.status = 'open' "
+                "AND t.stage = 'correct' AND a.round = t.round AND t.queue IS NOT a.queue"):
+                out.setdefault(queue, set()).add(task_id)
+        return {q: sorted(ids) for q, ids in out.items()}
+
     def open_task_ids_in_queues(self, queues: list[str]) -> list[int]:
         """The ids of the open tasks (not gold questions) of ``queues``, in order (ids only: a dropped
         queue may hold many tasks)."""
@@ -1427,11 +1444,12 @@ class Store:
 
     def reviews_with_votes_in(self, queues: Sequence[str]) -> dict[str, int]:
         """Per queue of ``queues``: the open tasks (not gold questions) in a review or escalated stage
-        whose latest vote, the one whose queue a ``return`` offers corrections in, was cast there.
+        with a counted vote (an annotator's latest) cast there, where a ``return`` would offer that
+        annotator's correction.
 
         The kept counters name the queues where such tasks wait; only those queues' open tasks are
-        read, by the ``(status, queue)`` index, each with one look-up of its latest vote by
-        ``annotations_task``: the cost follows the tasks waiting for review, not the tasks table.
+        read, by the ``(status, queue)`` index, each with its votes by ``annotations_task``: the
+        cost follows the tasks waiting for review, not the tasks table.
         """
         if not queues:
             return {}
@@ -1441,10 +1459,11 @@ class Store:
         marks = ", ".join("?" * len(queues))
         out: dict[str, int] = {}
         for queue in waiting_in:
-            for voted_in, n in self.conn.execute(  # a join, not a scalar subquery SQLite would run thrice a row
-                f"SELECT s.queue, count(*) FROM tasks AS t INDEXED BY tasks_status_queue "
-                f"JOIN annotations AS a ON a.id = (SELECT b.id FROM annotations AS b WHERE b.task_id = t.id "
-                f"AND b.stage IN ('annotate', 'correct') ORDER BY b.id DESC LIMIT 1) "
+            for voted_in, n in self.conn.execute(
+                f"SELECT s.queue, count(DISTINCT t.id) FROM tasks AS t INDEXED BY tasks_status_queue "
+                f"JOIN annotations AS a ON a.task_id = t.id AND a.stage IN ('annotate', 'correct') "
+                f"AND a.id = (SELECT max(b.id) FROM annotations AS b WHERE b.task_id = t.id AND b.worker = a.worker "
+                f"AND b.stage IN ('annotate', 'correct')) "
                 f"JOIN assignments AS s ON s.id = a.assignment_id "
                 f"WHERE t.status = 'open' AND t.queue = ? AND t.stage IN ('review', 'escalated') AND t.is_gold = 0 "
                 f"AND s.queue IN ({marks}) GROUP BY s.queue",

@@ -36,7 +36,7 @@ if the queue sorted earlier).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import takewhile
 from typing import Any
@@ -47,6 +47,7 @@ from . import clock
 from .context import Lazy, stored_prediction, task_facts
 from .engine import decision_facts
 from .lead import hold_task, release_assignment
+from .returns import correction_queues
 from .store import loads
 from .versions import VersionsAt
 
@@ -407,7 +408,7 @@ class _Tick:
             return  # an earlier decision of this tick acted on it
         elif self.identities.acted(task["id"], c.decision.rule, task["round"]):
             self.report.already += 1
-        elif _stays(c.decision, task):
+        elif _stays(c.decision, task, correction_queues(self.store, task) if task["stage"] == "correct" else ()):
             if not self._reprioritise(task, a, c):
                 self.report.unchanged += 1
         else:
@@ -474,13 +475,15 @@ def _applies(decision, task: Any, a: Any) -> bool:
     return not task["is_gold"]
 
 
-def _stays(decision, task: Any) -> bool:
+def _stays(decision, task: Any, corrections: Collection[str] = ()) -> bool:
     """Whether the action would open the stage and queue the task is already in.
 
-    A correction round (stage ``correct``, in the queue its annotators voted in) is an ``annotate``
-    stage for this: a new annotate round would expire the corrections offered to them, and they may
-    not claim the new round (they already voted), so with no other annotator the task was stuck.
+    A correction round (stage ``correct``) is an ``annotate`` stage of each queue where its
+    corrections wait (``corrections``: each in the queue its annotator voted in) for this: a new
+    annotate round would expire the corrections offered to them, and they may not claim the new
+    round (they already voted), so with no other annotator the task was stuck.
     """
     stage = STAGE_OF_ACTION.get(decision.action)
-    here = "annotate" if task["stage"] == "correct" else task["stage"]
-    return stage is not None and stage == here and decision.target == task["queue"]
+    if task["stage"] == "correct":
+        return stage == "annotate" and (decision.target == task["queue"] or decision.target in corrections)
+    return stage is not None and stage == task["stage"] and decision.target == task["queue"]

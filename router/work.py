@@ -36,5 +36,5 @@ def resume(engine, worker: str, queue: str | None = None) -> dict[str, Any] | No
     for a in engine.store.worker_active_assignments(worker):
         if queue is None or a["queue"] == queue:
             task = engine.store.task(int(a["task_id"]))
-            return engine._claim_view(a["id"], task, a["stage"], a["note"], worker)
+            return engine._claim_view(a["id"], task, a["stage"], a["note"], a["queue"], worker)
     return None

@@ -93,6 +93,9 @@ def test_a_return_goes_only_to_voters_who_can_take_it_back(engine):
     offered = engine.store.query("SELECT worker FROM assignments WHERE task_id = ? AND status = 'offered'",
                                  (review["task"],))
     assert [r["worker"] for r in offered] == ["ann1"]  # before: tool too, whose slot nobody could ever take
+    returned = [e for e in engine.show("T1")["events"] if e["action"] == "return"][-1]["detail"]
+    assert returned["left_out"] == [{"worker": "tool", "queue": "triage",  # said, where before it was silent
+                                     "reason": "tool's vote was imported; they claim no work"}]
     correction = engine.claim("ann1")
     assert correction["kind"] == "correct"
     engine.submit(correction["assignment"], "ann1", label="a")
