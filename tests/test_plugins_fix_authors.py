@@ -249,7 +249,7 @@ def test_m008_keeps_the_rejects_of_an_older_database_and_file_rejects_stay_one_p
     conn.execute("INSERT INTO rejects (id, source, line, reason, raw, at) VALUES (7, '/in.jsonl', 3, 'bad', '{', 1.0)")
     conn.close()
     store, applied = Store.init(str(path))
-    assert applied == ["m008_plugin_reject_keys"]
+    assert applied[0] == "m008_plugin_reject_keys"  # and the migrations after it
     assert [tuple(r) for r in store.rejects()] == [(7, "/in.jsonl", 3, "bad", "{", 1.0)]
     with store.transaction():
         store.add_rejects([("/in.jsonl", 3, "worse", "{{", 2.0)])  # a file's line: replaced, as before
