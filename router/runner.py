@@ -49,6 +49,7 @@ REVIEW_PAGE = 200
 EVENT_PAGE = 1000
 RETRY_FIRST_S = 60.0
 RETRY_MAX_S = 3600.0
+RETRY_MAX_DOUBLINGS = 6  # 60 s * 2**6 is past the hour
 DEFAULT_EVENTS = ("done",)
 
 
@@ -359,8 +360,13 @@ def event_payload(row, name: str, workflow: str) -> dict[str, Any]:
 
 
 def retry_delay(attempts: int) -> float:
-    """Seconds before retrying a notification that failed ``attempts`` times: 1 min, doubling, at most 1 h."""
-    return min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** max(0, attempts - 1))
+    """Seconds before retrying a notification that failed ``attempts`` times: 1 min, doubling, at most 1 h.
+
+    The exponent stops growing once the hour is reached: ``60.0 * 2 ** 1024`` overflows a float,
+    which a receiver down for six weeks of five-minute runs would reach.
+    """
+    doublings = min(max(0, attempts - 1), RETRY_MAX_DOUBLINGS)
+    return min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** doublings)
 
 
 # -- the run -----------------------------------------------------------------------------
@@ -572,13 +578,18 @@ class Runner:
         workflow = self.engine.workflow.name
         history = EntryHistory(self.store, "notify")
         for entry, notifier, key in self._entries("notify", "notifiers"):
-            wanted = checked_setting("events", entry["events"], list) if entry.get("events") else list(DEFAULT_EVENTS)
-            queued = self._enqueue(key, wanted, workflow, history)
-            run = make_run(self.engine, entry, key, None, self.base_dir)
-            delivered, pending = self._deliver(entry, key, run, notifier)
-            done[key] = {"queued": queued, "delivered": delivered, "pending": pending}
-            if queued or delivered or pending:
-                self.echo(f"notify {key}: queued {queued}, delivered {delivered}, waiting {pending}")
+            counts = done[key] = {"queued": 0, "delivered": 0, "pending": 0}
+            try:
+                wanted = checked_setting("events", entry["events"], list) if entry.get("events") \
+                    else list(DEFAULT_EVENTS)
+                counts["queued"] = self._enqueue(key, wanted, workflow, history)
+                run = make_run(self.engine, entry, key, None, self.base_dir)
+                self._deliver(entry, key, run, notifier, counts)
+            except Exception as exc:  # noqa: BLE001 - this entry's bookkeeping failed: the other entries still run
+                self.fail("notify", entry, describe_error(exc))
+            if any(counts.values()):
+                self.echo(f"notify {key}: queued {counts['queued']}, delivered {counts['delivered']}, "
+                          f"waiting {counts['pending']}")
         self._drop_orphans(done)
         self.report.steps["notify"] = done
 
@@ -633,29 +644,36 @@ class Runner:
             self.echo(f"notify {target}: dropped {dropped} waiting notification(s): the entry is no longer "
                       "in the workflow")
 
-    def _deliver(self, entry: dict[str, Any], key: str, run: PluginRun, notifier) -> tuple[int, int]:
-        delivered = 0
-        while rows := self.store.outbox_next(key, 100):
-            for row in rows:
-                if row["next_at"] > clock.now():  # backing off: it, and everything after it, waits
-                    return delivered, self.store.outbox_pending().get(key, 0)
-                note = Notification(delivery=row["id"], event=row["event"], payload=json.loads(row["body"]),
-                                    body=row["body"].encode("utf-8"), attempt=row["attempts"] + 1)
-                trace(f"notify {key}: delivery {row['id']} ({row['event']})")
-                try:
-                    notifier.func(run, note)
-                except Exception as exc:  # noqa: BLE001
-                    error = describe_error(exc)
-                    now = clock.now()
+    def _deliver(self, entry: dict[str, Any], key: str, run: PluginRun, notifier, counts: dict[str, int]) -> None:
+        """Send the entry's waiting notifications, oldest first, until one fails or waits for its retry time.
+
+        ``counts`` gets ``delivered`` as each one is acknowledged and ``pending`` at the end, so
+        what was sent is told even when the entry's bookkeeping raises midway.
+        """
+        try:
+            while rows := self.store.outbox_next(key, 100):
+                for row in rows:
+                    if row["next_at"] > clock.now():  # backing off: it, and everything after it, waits
+                        return
+                    note = Notification(delivery=row["id"], event=row["event"], payload=json.loads(row["body"]),
+                                        body=row["body"].encode("utf-8"), attempt=row["attempts"] + 1)
+                    trace(f"notify {key}: delivery {row['id']} ({row['event']})")
+                    try:
+                        notifier.func(run, note)
+                    except Exception as exc:  # noqa: BLE001
+                        error = describe_error(exc)
+                        now = clock.now()
+                        with self.store.transaction():
+                            self.store.outbox_failed(row["id"], error, now + retry_delay(row["attempts"] + 1))
+                        pending = self.store.outbox_pending().get(key, 0)
+                        self.fail("notify", entry,
+                                  f"{error}; {pending} notification(s) kept in the outbox for the next run")
+                        return
                     with self.store.transaction():
-                        self.store.outbox_failed(row["id"], error, now + retry_delay(row["attempts"] + 1))
-                    pending = self.store.outbox_pending().get(key, 0)
-                    self.fail("notify", entry, f"{error}; {pending} notification(s) kept in the outbox for the next run")
-                    return delivered, pending
-                with self.store.transaction():
-                    self.store.outbox_delivered(row["id"], clock.now())
-                delivered += 1
-        return delivered, self.store.outbox_pending().get(key, 0)
+                        self.store.outbox_delivered(row["id"], clock.now())
+                    counts["delivered"] += 1
+        finally:
+            counts["pending"] = self.store.outbox_pending().get(key, 0)
 
 
 def failed_tasks_message(failed: list[tuple[str, str]], shown: int = 5) -> str:
