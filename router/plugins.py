@@ -41,6 +41,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
+from .plugin_calls import PluginExit, called_safely, plugin_code, read_safely
 
 ENTRY_POINT_GROUP = "labelyard"
 KINDS = {  # hook -> what it registers (as `labelyard plugins` shows it)
@@ -62,7 +63,9 @@ def describe_error(exc: BaseException) -> str:
     name = _class_name(exc)
     message = _message(exc)
     text = message.strip().splitlines()[0] if message.strip() else name
-    if name not in ("PluginError", "LabelyardError") and not text.startswith(name):
+    if isinstance(exc, PluginExit):  # sys.exit() in plugin code: told as such, where it was called
+        exc, name = exc.raised, "PluginExit"
+    elif name not in ("PluginError", "LabelyardError") and not text.startswith(name):
         text = f"{name}: {text}"
     try:
         last = _raised_at(exc)
@@ -186,7 +189,8 @@ def get_plugin_manager(workflow_plugins: Iterable[str] = (), plugins_dir: str | 
     for module_name in workflow_plugins:
         info = PluginInfo(module_name, "workflow", module_name)
         try:
-            module = importlib.import_module(module_name)
+            with plugin_code():
+                module = importlib.import_module(module_name)
         except Exception as exc:  # noqa: BLE001 - a broken plugin is recorded, never fatal
             pm.failed(info, exc)
             continue
@@ -270,7 +274,8 @@ def _load_entry_points(pm: LabelyardPluginManager) -> None:
         if not builtin and dist_name:
             info.origin = f"entry point ({dist_name})"
         try:
-            plugin = ep.load()
+            with plugin_code():
+                plugin = ep.load()
         except Exception as exc:  # noqa: BLE001
             pm.failed(info, exc)
             continue
@@ -299,7 +304,8 @@ def _load_folder(pm: LabelyardPluginManager, folder: str) -> None:
             assert spec is not None and spec.loader is not None
             module = importlib.util.module_from_spec(spec)
             sys.modules[module_name] = module
-            spec.loader.exec_module(module)
+            with plugin_code():
+                spec.loader.exec_module(module)
         except Exception as exc:  # noqa: BLE001
             sys.modules.pop(module_name, None)
             pm.failed(info, exc)
@@ -403,11 +409,12 @@ class Plugins:
                 taken = self.registry[_kind].get(name) or _table.get(name)
                 if taken is not None:
                     raise ValueError(f"{_kind[:-1]} `{name}` is already registered by plugin `{taken.plugin}`")
-                _table[name] = Registered(name, plugin_name, func, declared, needed)
+                _table[name] = Registered(name, plugin_name, _safely(_kind, func), declared, needed)
 
             trace(f"{plugin_name}.{hook}()")
             try:
-                impl.function(*[{"register": register}[a] for a in impl.argnames])
+                with plugin_code():
+                    impl.function(*[{"register": register}[a] for a in impl.argnames])
             except Exception as exc:  # noqa: BLE001 - the plugin is left out, the others go on
                 if info is not None and info.error is None:
                     info.error = f"{hook}: {describe_error(exc)}"
@@ -433,13 +440,23 @@ class Plugins:
                 continue  # left out: it failed while registering
             trace(f"{impl.plugin_name}.register_commands()")
             try:
-                impl.function(*[{"cli": cli}[a] for a in impl.argnames])
+                with plugin_code():
+                    impl.function(*[{"cli": cli}[a] for a in impl.argnames])
             except Exception as exc:  # noqa: BLE001
                 if info is not None and info.error is None:
                     info.error = f"register_commands: {describe_error(exc)}"
 
     def as_list(self) -> list[dict[str, Any]]:
         return [info.as_dict() for info in self.infos]
+
+
+def _safely(kind: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    """A registered callable as Labelyard calls it (:mod:`router.plugin_calls`): its prints on stderr,
+    ``sys.exit()`` a failure of its own. Rule functions stay as they are: they run inside routing,
+    where ``rules.expr`` turns what they raise into the task's hold."""
+    if kind == "sources":
+        return read_safely(func)
+    return func if kind == "functions" else called_safely(func)
 
 
 def _check_function(name: str, func: Callable[..., Any]) -> None:

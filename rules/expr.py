@@ -1224,7 +1224,9 @@ class _Parser:
         def guarded(ctx: Mapping[str, object], values: list[object]) -> object:
             try:
                 return fn(*values)
-            except Exception as exc:  # a plugin's failure, reported with its name
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - a plugin's failure (sys.exit() too), reported with its name
                 raise EvaluationError(f"function `{name}` failed: {type(exc).__name__}: {exc}", tok.offset) from exc
 
         return self.function_node(tok, args, end, guarded)

@@ -185,3 +185,140 @@ def test_retry_delays_double_to_an_hour_and_stay_there():
 
     assert [retry_delay(n) for n in (1, 2, 3, 6, 7, 8)] == [60, 120, 240, 1920, 3600, 3600]
     assert retry_delay(1025) == retry_delay(10**9) == 3600
+
+
+# -- 4: a plugin that exits ----------------------------------------------------------------------
+def test_a_plugin_calling_sys_exit_fails_alone_and_the_run_goes_on(project, tmp_path):
+    project.apply(BASE + "sources: [{plugin: quitter}, {plugin: jsonl, path: r/in.jsonl}]\n"
+                         "reviewers: [{plugin: quitter}]\n"
+                         "sinks: [{plugin: quitter}, {plugin: jsonl, path: r/out.jsonl}]\n"
+                         "notify: [{plugin: quitter}, {plugin: collector, file: notes.jsonl}]\n")
+    (tmp_path / "r" / "in.jsonl").write_text(confident("t1") + json.dumps({"id": "u1", "data": {}}) + "\n",
+                                             encoding="utf-8")
+    project.ok("ingest", tmp_path / "r" / "in.jsonl")
+    project.ok("workers", "add", "ann", "--role", "annotator")
+    slot = project.json("claim", "--as", "ann", "--json")
+    project.ok("submit", slot["assignment"], "--as", "ann", "--label", "bug")  # waits in review for the reviewer
+    proc = project("run", "--json")
+    assert proc.returncode == 4
+    report = json.loads(proc.stdout)
+    failures = {f["step"]: f["error"] for f in report["failures"]}
+    assert set(failures) == {"sources", "reviewers", "sinks", "notify"}
+    assert re.fullmatch(r"SystemExit: exit code 3 \(quitter\.py:\d+\)", failures["sources"])
+    assert re.fullmatch(r"task u1: SystemExit: reviewer gave up \(quitter\.py:\d+\) \(asked again next run\)",
+                        failures["reviewers"])
+    assert re.fullmatch(r"SystemExit: the plugin called sys.exit\(\) \(quitter\.py:\d+\)", failures["sinks"])
+    assert failures["notify"].startswith("SystemExit: exit code 0 (quitter.py:")
+    assert report["sources"]["quitter"]["ingested"] == 1  # its part before the exit went in
+    assert {row["id"] for row in lines(tmp_path / "r" / "out.jsonl")} == {"t1", "q1"}
+    assert {row["task"] for row in lines(tmp_path / "notes.jsonl")} == {"t1", "q1"}
+    assert project.json("status", "--json")["last_run"]["ok"] is False
+
+
+def test_a_plugin_exiting_while_it_loads_is_left_out_and_the_run_goes_on(project, tmp_path):
+    (tmp_path / "plugins" / "early.py").write_text("import sys\nsys.exit(2)\n", encoding="utf-8")
+    (tmp_path / "plugins" / "late.py").write_text(textwrap.dedent("""
+        import sys
+        from router import hookimpl
+
+        @hookimpl
+        def register_sinks(register):
+            sys.exit(5)
+    """), encoding="utf-8")
+    project.apply(BASE + "sinks: [{plugin: jsonl, path: r/out.jsonl}]\n")
+    project.ingest("t1")
+    proc = project("run")
+    assert proc.returncode == 4
+    assert [row["id"] for row in lines(tmp_path / "r" / "out.jsonl")] == ["t1"]
+    assert "labelyard run: early: load failed: SystemExit: exit code 2 (early.py:2)" in proc.stderr
+    assert re.search(r"labelyard run: late: load failed: register_sinks: SystemExit: exit code 5 \(late\.py:\d+\)",
+                     proc.stderr)
+    listed = project("plugins")
+    assert listed.returncode == 1 and "ERROR: SystemExit: exit code 2 (early.py:2)" in listed.stdout
+
+
+def test_keyboard_interrupt_in_a_plugin_still_stops_the_run(project, tmp_path):
+    (tmp_path / "plugins" / "ctrlc.py").write_text(textwrap.dedent("""
+        from router import hookimpl
+
+        @hookimpl
+        def register_sinks(register):
+            register("ctrlc", write)
+
+        def write(run, tasks):
+            if tasks:
+                raise KeyboardInterrupt
+            return {}
+    """), encoding="utf-8")
+    project.apply(BASE + "sinks: [{plugin: ctrlc}, {plugin: jsonl, path: r/out.jsonl}]\n")
+    project.ingest("t1")
+    proc = project("run")
+    assert proc.returncode == 130 and "labelyard: interrupted" in proc.stderr
+    assert not (tmp_path / "r" / "out.jsonl").exists()  # the run stopped there
+
+
+def test_a_rule_function_calling_sys_exit_holds_the_task(project, tmp_path):
+    (tmp_path / "plugins" / "exiting_fn.py").write_text(textwrap.dedent("""
+        import sys
+        from router import hookimpl
+
+        @hookimpl
+        def register_functions(register):
+            register("leave", lambda value: sys.exit(1))
+    """), encoding="utf-8")
+    project.apply(BASE.replace("  - {name: confident,", "  - {name: odd, when: leave(task.data), do: accept}\n"
+                                                       "  - {name: confident,"))
+    project.ingest("t1")
+    task = project.json("show", "t1", "--json")["task"]
+    assert task["status"] == "held" and "function `leave` failed: SystemExit" in task["reason"]
+
+
+# -- 5: what plugins print goes to standard error ------------------------------------------------
+TALKER = """
+        import subprocess
+        import sys
+        from router import hookimpl
+        from router.plugin_api import SourcePart, TaskInput
+
+        print("talker imported")
+
+        @hookimpl
+        def register_sources(register):
+            print("talker registering")
+            register("talker", read)
+
+        @hookimpl
+        def register_sinks(register):
+            register("print_lines", write)
+
+        def read(run):
+            print("talker reading")
+            yield SourcePart("talker", [TaskInput(1, "k1", {"text": "x"}, label="bug", confidence=0.95)], cursor=1)
+
+        def write(run, tasks):
+            for task in tasks:
+                print("task", task.id)
+            sys.stdout.flush()
+            subprocess.run([sys.executable, "-c", "print('from a child process')"], check=True)
+            return {}
+    """
+
+
+def test_what_plugins_print_goes_to_stderr_and_run_json_stays_one_document(project, tmp_path):
+    (tmp_path / "plugins" / "talker.py").write_text(textwrap.dedent(TALKER), encoding="utf-8")
+    project.apply(BASE + "sources: [{plugin: talker}]\nsinks: [{plugin: print_lines}]\n")
+    proc = project("run", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)  # one document, nothing else
+    assert report["sinks"]["print_lines"] == {"delivered": 1}
+    for said in ("talker imported", "talker registering", "talker reading", "task k1", "from a child process"):
+        assert said in proc.stderr
+    project.ingest("t1")
+    quiet = project("run", "--quiet")
+    assert (quiet.returncode, quiet.stdout) == (0, "")
+    assert "task t1" in quiet.stderr and "from a child process" in quiet.stderr
+    project.ingest("t2")
+    plain = project("run")
+    assert plain.stdout.splitlines()[-1].startswith("run ")
+    for said in ("talker imported", "talker reading", "from a child process"):
+        assert said not in plain.stdout and said in plain.stderr

@@ -1,0 +1,120 @@
+"""Calling plugin code: what it prints goes to standard error, and it cannot end the command.
+
+Standard output belongs to the command (``labelyard run --json`` is one JSON
+document, ``--quiet`` prints nothing but failures), so while plugin code runs
+— imported, registering, or called as a source, sink, reviewer or notifier —
+both ``sys.stdout`` and file descriptor 1 (a subprocess the plugin starts
+inherits it) are pointed at standard error.
+
+A plugin that calls ``sys.exit()`` (or raises ``SystemExit``,
+``GeneratorExit`` or another ``BaseException`` that is not an ``Exception``)
+has failed like one that raised ``ValueError``: it becomes a
+:class:`PluginExit`, which every handler of plugin failures catches, and the
+command goes on with the other plugins. ``KeyboardInterrupt`` is the user's:
+it still stops the command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+
+class PluginExit(Exception):
+    """Plugin code raised ``raised``, a ``BaseException`` that is neither an ``Exception`` nor
+    ``KeyboardInterrupt`` (``sys.exit()`` raises ``SystemExit``): a failure of that plugin."""
+
+    def __init__(self, raised: BaseException):
+        super().__init__(exit_text(raised))
+        self.raised = raised
+
+
+def exit_text(raised: BaseException) -> str:
+    """``SystemExit: exit code 3``, ``SystemExit: bye``, ``GeneratorExit``: what a plugin's exit says."""
+    name = type(raised).__name__
+    if isinstance(raised, SystemExit):
+        code = raised.code
+        if code is None:
+            return f"{name}: the plugin called sys.exit()"
+        return f"{name}: exit code {code}" if isinstance(code, int) else f"{name}: {code}"
+    try:
+        message = str(raised)
+    except Exception:  # noqa: BLE001 - a broken exception: its name will do
+        message = ""
+    return f"{name}: {message}" if message else name
+
+
+@contextlib.contextmanager
+def plugin_code() -> Iterator[None]:
+    """Run plugin code inside: its prints go to standard error, and an exit is a :class:`PluginExit`."""
+    with _stdout_to_stderr():
+        try:
+            yield
+        except (Exception, KeyboardInterrupt):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - sys.exit() in a plugin fails the plugin, not the run
+            raise PluginExit(exc) from exc
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """``sys.stdout`` and file descriptor 1 on standard error while inside (put back after)."""
+    saved = None
+    _flush(sys.stdout)  # what the command printed so far goes where it was meant to
+    try:
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:  # no file descriptor 1 or 2 (closed by the caller): Python's prints are moved anyway
+        if saved is not None:
+            os.close(saved)
+            saved = None
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _flush(sys.stderr)
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def _flush(stream: Any) -> None:
+    try:
+        if stream is not None:
+            stream.flush()
+    except (OSError, ValueError):  # a closed pipe or stream: nothing more can go there anyway
+        pass
+
+
+def called_safely(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` (a sink's, reviewer's or notifier's callable) run as :func:`plugin_code`."""
+
+    @functools.wraps(func)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with plugin_code():
+            return func(*args, **kwargs)
+
+    return call
+
+
+def read_safely(func: Callable[..., Iterable[Any]]) -> Callable[..., Iterator[Any]]:
+    """``func`` (a source's ``read``) with its call and each step of what it yields run as
+    :func:`plugin_code`; the parts are handed on outside it, so ingesting them prints as usual."""
+
+    @functools.wraps(func)
+    def read(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        with plugin_code():
+            parts = iter(func(*args, **kwargs))
+        while True:
+            with plugin_code():
+                try:
+                    part = next(parts)
+                except StopIteration:
+                    return
+            yield part
+
+    return read
