@@ -13,19 +13,20 @@ from __future__ import annotations
 import json
 
 from router import hookimpl
-from router.plugin_api import PluginError, PluginRun, ReviewItem, Setting, Verdict, approve, reject
+from router.plugin_api import PluginRun, ReviewItem, Setting, Verdict, approve, reject
+
+
+ON_DISAGREE = Setting(str, choices=("abstain", "reject"))
 
 
 @hookimpl
 def register_reviewers(register):
-    register("prediction_agreement", review, settings={"on_disagree": str,
-                                                                 "min_confidence": Setting(float, min=0, max=1)})
+    register("prediction_agreement", review, settings={"on_disagree": ON_DISAGREE,
+                                                       "min_confidence": Setting(float, min=0, max=1)})
 
 
 def review(run: PluginRun, item: ReviewItem) -> Verdict | None:
-    on_disagree = run.setting("on_disagree", "abstain")
-    if on_disagree not in ("abstain", "reject"):
-        raise PluginError(f"on_disagree is `abstain` or `reject`, not {on_disagree!r}")
+    on_disagree = run.setting("on_disagree", "abstain", kind=ON_DISAGREE)
     predicted = item.prediction.get("label")
     confidence = item.prediction.get("confidence")
     if predicted is None or item.consensus is None:

@@ -42,8 +42,21 @@ MIN_TIMEOUT_S, MAX_TIMEOUT_S = 0.1, 3600.0
 @hookimpl
 def register_notifiers(register):
     register("webhook", send, required=["url"], settings={
-        "url": str, "headers": dict, "secret_env": str, "retries": Setting(int, min=0, max=MAX_RETRIES),
+        "url": Setting(str, check=url_problem), "headers": dict, "secret_env": str, "retries": Setting(int, min=0, max=MAX_RETRIES),
         "backoff": Setting(float, min=0, max=MAX_BACKOFF_S), "timeout": Setting(float, min=MIN_TIMEOUT_S, max=MAX_TIMEOUT_S)})
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` is no address to POST to (``validate`` says it at the setting), or ``None``."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # a bad IPv6 bracket
+        return f"is not a URL ({exc}): {url!r}"
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return f"must be an http:// or https:// address, not {url!r}"
+    return None
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -53,8 +66,9 @@ def sign(secret: str, body: bytes) -> str:
 
 def send(run: PluginRun, notification: Notification) -> None:
     url = run.require("url", str)
-    if not url.startswith(("http://", "https://")):
-        raise PluginError(f"url {url!r} is not an http(s) address")
+    problem = url_problem(url)
+    if problem:
+        raise PluginError(f"setting `url:` {problem}")
     headers = {"Content-Type": "application/json", "User-Agent": "labelyard-webhook",
                "X-Labelyard-Event": notification.event, "X-Labelyard-Delivery": str(notification.delivery)}
     headers.update({str(k): str(v) for k, v in run.setting("headers", {}, kind=dict).items()})

@@ -31,7 +31,13 @@ __all__ = [
 
 
 class PluginError(Exception):
-    """Raise it for a failure you can describe (bad settings, missing file): the message is shown as is."""
+    """Raise it for a failure you can describe (bad settings, missing file): the message is shown as is.
+
+    ``item`` is set when a setting that is a list is wrong in one of its values: that value's index
+    (so ``validate`` can point at it).
+    """
+
+    item: int | None = None
 
 
 RAW_LIMIT = 2000  # characters of a bad row kept in its reject
@@ -158,18 +164,30 @@ KIND_NAMES = {str: "text", int: "a whole number", float: "a number", bool: "true
 
 @dataclass(frozen=True)
 class Setting:
-    """A declared setting with bounds: ``Setting(int, min=1, max=1_000_000)``.
+    """A declared setting with bounds, allowed values or a check: ``Setting(int, min=1, max=1_000_000)``,
+    ``Setting(str, choices=("abstain", "reject"))``, ``Setting(str, check=http_url_problem)``.
 
     ``kind`` is one of the kinds of :meth:`PluginRun.setting`; ``min`` and
     ``max`` (both included, either may be left out) bound a number (``int``
-    or ``float``). Declare it at ``register(name, func, settings={"batch":
-    Setting(int, min=1)})`` and ``validate`` reports a value outside them at
-    its ``file:line:col``, as it does a value of the wrong kind.
+    or ``float``); ``choices`` are the values it may take (for a ``list``,
+    the values each of its texts may take); ``check(value)`` returns
+    ``None`` for a good value (already of ``kind``), else what is wrong with
+    it, which follows the setting's name (``"must be an http:// or https://
+    address, not 'ftp://x'"``). Declare it at ``register(name, func,
+    settings={"batch": Setting(int, min=1)})`` and ``validate`` reports a
+    value that breaks any of them at its ``file:line:col``, as it does a
+    value of the wrong kind.
     """
 
     kind: type
     min: float | None = None
     max: float | None = None
+    choices: tuple[Any, ...] | None = None
+    check: Callable[[Any], str | None] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.choices, list):  # a list given: kept as a tuple, so the setting stays hashable
+            object.__setattr__(self, "choices", tuple(self.choices))
 
     def problem(self) -> str | None:
         """What is wrong with this declaration, or ``None``."""
@@ -182,18 +200,42 @@ class Setting:
             return f"bounds are numbers, not {bounds!r}"
         if len(bounds) == 2 and self.min > self.max:  # type: ignore[operator]
             return f"min {self.min} is above max {self.max}"
+        if self.choices is not None:
+            item_kind = str if self.kind is list else self.kind
+            if self.kind in (bool, dict) or not isinstance(self.choices, tuple) or not self.choices:
+                return "choices are a non-empty list of values, for str, int, float and list settings"
+            if not all(_of_kind(choice, item_kind) for choice in self.choices):
+                return f"choices must be of the setting's kind ({KIND_NAMES[item_kind]}), not {self.choices!r}"
+        if self.check is not None and not callable(self.check):
+            return f"check must be callable, not {self.check!r}"
         return None
 
 
+def _of_kind(value: Any, kind: type) -> bool:
+    if isinstance(value, bool):
+        return kind is bool
+    return isinstance(value, (int, float)) if kind is float else isinstance(value, kind)
+
+
+CHOICES_SHOWN = 12  # allowed values a message lists; a close one is suggested whatever its place
+
+
 def checked_setting(name: str, value: Any, kind: "type | Setting") -> Any:
-    """``value`` as a setting of ``kind`` (see :meth:`PluginRun.setting`), within its bounds when
-    ``kind`` is a :class:`Setting`; else a :class:`PluginError` naming it."""
+    """``value`` as a setting of ``kind`` (see :meth:`PluginRun.setting`), within its bounds, among
+    its choices and passing its check when ``kind`` is a :class:`Setting`; else a
+    :class:`PluginError` naming it."""
     if isinstance(kind, Setting):
         checked = checked_setting(name, value, kind.kind)
         if kind.min is not None and checked < kind.min:
             raise PluginError(f"setting `{name}:` must be at least {_number(kind.min)}, not {_shown(value)}")
         if kind.max is not None and checked > kind.max:
             raise PluginError(f"setting `{name}:` must be at most {_number(kind.max)}, not {_shown(value)}")
+        if kind.choices is not None:
+            _check_choices(name, checked, kind)
+        if kind.check is not None:
+            problem = _run_check(kind.check, checked)
+            if problem:
+                raise PluginError(f"setting `{name}:` {problem}")
         return checked
     if kind is list:
         if isinstance(value, str):
@@ -209,6 +251,38 @@ def checked_setting(name: str, value: Any, kind: "type | Setting") -> Any:
     elif isinstance(value, kind):
         return value
     raise PluginError(f"setting `{name}:` must be {KIND_NAMES[kind]}, not {_shown(value)}")
+
+
+def _check_choices(name: str, checked: Any, kind: Setting) -> None:
+    """A :class:`PluginError` for the first value of ``checked`` that is not among ``kind.choices``."""
+    import difflib
+
+    choices = kind.choices or ()
+    for index, item in enumerate(checked if kind.kind is list else [checked]):
+        if item in choices:
+            continue
+        listed = ", ".join(map(str, choices[:CHOICES_SHOWN])) + (", …" if len(choices) > CHOICES_SHOWN else "")
+        close = difflib.get_close_matches(item, [c for c in choices if isinstance(c, str)], n=1) \
+            if isinstance(item, str) else []
+        hint = f" (did you mean `{close[0]}`?)" if close else ""
+        if kind.kind is list:
+            error = PluginError(f"setting `{name}:` holds {_shown(item)}, which is not one of {listed}{hint}")
+            error.item = index  # `queues: senoir` has no item to point at: validate points at the value
+            raise error
+        raise PluginError(f"setting `{name}:` must be one of {listed}, not {_shown(item)}{hint}")
+
+
+def _run_check(check: Callable[[Any], str | None], value: Any) -> str | None:
+    """What a declared ``check`` says of ``value``; one that raises says so (it is plugin code)."""
+    from .plugin_calls import plugin_code
+    from .plugins import describe_error
+
+    try:
+        with plugin_code():
+            problem = check(value)
+    except Exception as exc:  # noqa: BLE001
+        return f"could not be checked: {describe_error(exc)}"
+    return None if problem is None else str(problem)
 
 
 def _number(bound: float) -> str:

@@ -547,11 +547,25 @@ _ENTRY_SETTINGS: dict[str, dict[str, type]] = {  # settings Labelyard itself rea
 MAX_BATCH = 1_000_000  # a sink's `batch:` is a LIMIT in SQLite (a 64-bit integer), and a list in memory
 
 
-def _entry_setting(setting: str, kind: type) -> Any:
-    """What Labelyard checks of one of its own settings: its kind, with bounds for ``batch``."""
+def _entry_setting(setting: str, kind: type, queues: Iterable[str] | None = None) -> Any:
+    """What Labelyard checks of one of its own settings: its kind, with bounds for ``batch``, the
+    event names for ``events`` and, when the workflow's ``queues`` are known, its queues for ``queues``."""
+    from . import events
     from .plugin_api import Setting
 
-    return Setting(int, min=1, max=MAX_BATCH) if setting == "batch" else kind
+    if setting == "batch":
+        return Setting(int, min=1, max=MAX_BATCH)
+    if setting == "events":
+        return Setting(list, choices=events.CHOICES)
+    if setting == "queues" and queues:
+        return Setting(list, choices=tuple(queues))
+    return kind
+
+
+def workflow_queues(spec: Any) -> list[str] | None:
+    """The queue names of a workflow's ``queues:`` (``None`` when it has no such mapping to check against)."""
+    queues = spec.get("queues") if isinstance(spec, dict) else None
+    return [str(name) for name in queues] if isinstance(queues, dict) and queues else None
 
 
 def entry_key(entry: dict[str, Any]) -> str:
@@ -677,8 +691,12 @@ def same_file_diagnostics(doc: Any, entries: list[Any], same: dict[int, int]) ->
     return out
 
 
-def entry_problems(section: str, entry: dict[str, Any]) -> list[tuple[str, str]]:
-    """``(setting, message)`` for each setting Labelyard reads that has the wrong type."""
+def entry_problems(section: str, entry: dict[str, Any],
+                   queues: Iterable[str] | None = None) -> list[tuple[tuple[Any, ...], str]]:
+    """``(where, message)`` for each setting Labelyard reads that is wrong: of the wrong type, a
+    ``batch`` out of bounds, an ``events`` name that is no event, or (with the workflow's
+    ``queues``, :func:`workflow_queues`) a reviewer's queue the workflow does not have. ``where``
+    is the setting's path in the entry: ``("events",)``, or ``("events", 1)`` for one of its values."""
     from .plugin_api import PluginError, checked_setting
 
     problems = []
@@ -687,20 +705,28 @@ def entry_problems(section: str, entry: dict[str, Any]) -> list[tuple[str, str]]
         if value is None:
             continue
         try:
-            checked_setting(setting, value, _entry_setting(setting, kind))
+            checked_setting(setting, value, _entry_setting(setting, kind, queues))
         except PluginError as exc:
-            problems.append((setting, str(exc)))
+            problems.append((_setting_path(setting, exc), str(exc)))
             continue
         if kind is str and not value.strip():
-            problems.append((setting, f"setting `{setting}:` must not be empty"))
+            problems.append(((setting,), f"setting `{setting}:` must not be empty"))
     return problems
 
 
+def _setting_path(setting: Any, exc: Exception) -> tuple[Any, ...]:
+    """Where in an entry a setting's problem is: the setting, or the one value of its list at fault."""
+    item = getattr(exc, "item", None)
+    return (setting,) if item is None else (setting, item)
+
+
 def declared_problems(section: str, entry: dict[str, Any],
-                      found: Registered | None) -> list[tuple[str | None, str, str]]:
-    """``(setting or None, message, severity)`` for an entry against the settings its plugin declared:
-    a required one missing or a wrong type is an error; one the plugin does not know a warning
-    (a typo such as `pth:` would be ignored). Nothing when the plugin declared no settings."""
+                      found: Registered | None) -> list[tuple[tuple[Any, ...], str, str]]:
+    """``(where, message, severity)`` for an entry against the settings its plugin declared: a
+    required one missing, a wrong type or a value it does not allow is an error; one the plugin
+    does not know a warning (a typo such as `pth:` would be ignored). ``where`` is the setting's
+    path in the entry (as :func:`entry_problems` gives it), ``()`` for the entry itself. Nothing
+    when the plugin declared no settings."""
     import difflib
 
     from .plugin_api import PluginError, checked_setting
@@ -708,26 +734,42 @@ def declared_problems(section: str, entry: dict[str, Any],
     if found is None or found.settings is None:
         return []
     plugin = found.name
-    out: list[tuple[str | None, str, str]] = []
+    out: list[tuple[tuple[Any, ...], str, str]] = []
     for setting in found.required:
         if entry.get(setting) in (None, ""):
-            out.append((None, f"`{plugin}` needs `{setting}:`", "error"))
+            out.append(((), f"`{plugin}` needs `{setting}:`", "error"))
     own = _ENTRY_SETTINGS.get(section, {})
     for setting, value in entry.items():
-        if setting == "plugin" or setting in own or value is None:
+        if setting == "plugin" or value is None:
             continue
         kind = found.settings.get(setting) if isinstance(setting, str) else None
-        if kind is None:
+        if setting in own:
+            # Labelyard's own setting: checked by entry_problems; what the plugin declares of it
+            # besides (the webhook's `url:` scheme) is checked once Labelyard's own check passes.
+            if kind is None or _own_problem(setting, value, own[setting]):
+                continue
+        elif kind is None:
             known = sorted({*found.settings, *own})
             close = difflib.get_close_matches(str(setting), known, n=1)
             hint = f"did you mean `{close[0]}:`?" if close else f"it knows {', '.join(known)}"
-            out.append((setting, f"`{plugin}` has no setting `{setting}:` ({hint}); it is ignored", "warning"))
+            out.append(((setting,), f"`{plugin}` has no setting `{setting}:` ({hint}); it is ignored", "warning"))
             continue
         try:
             checked_setting(setting, value, kind)
         except PluginError as exc:
-            out.append((setting, str(exc), "error"))
+            out.append((_setting_path(setting, exc), str(exc), "error"))
     return out
+
+
+def _own_problem(setting: str, value: Any, kind: type) -> bool:
+    """Whether one of Labelyard's own settings fails Labelyard's check of its kind."""
+    from .plugin_api import PluginError, checked_setting
+
+    try:
+        checked_setting(setting, value, kind)
+    except PluginError:
+        return True
+    return False
 
 
 def duplicate_entries(entries: list[Any]) -> dict[int, int]:
@@ -756,6 +798,7 @@ def entry_diagnostics(doc: Any) -> list[Any]:
     from rules.diagnostics import Diagnostic
 
     spec = doc.data if isinstance(doc.data, dict) else {}
+    queues = workflow_queues(spec)
     out = []
     for section in ENTRY_SECTIONS:
         entries = spec.get(section)
@@ -764,8 +807,8 @@ def entry_diagnostics(doc: Any) -> list[Any]:
         for index, entry in enumerate(entries):
             if not isinstance(entry, dict):
                 continue
-            for setting, message in entry_problems(section, entry):
-                pos = doc.where((section, index, setting))
+            for where, message in entry_problems(section, entry, queues):
+                pos = doc.where((section, index, *where))
                 out.append(Diagnostic(doc.filename, pos.line, pos.col,
                                       f"{section} entry {index + 1} (`{entry.get('plugin')}`): {message}"))
         same = same_file_sinks(entries, None) if section == "sinks" else {}
@@ -802,11 +845,9 @@ def unknown_plugin_warnings(doc: Any, plugins: Plugins | None) -> list[Any]:
         for index, entry in enumerate(entries):
             name = entry.get("plugin") if isinstance(entry, dict) else None
             if isinstance(name, str) and name in known:
-                for setting, message, severity in declared_problems(section, entry, known[name]):
-                    if setting is None:
-                        pos = doc.where((section, index))
-                    else:  # an unknown setting at its name, a wrong one at its value
-                        pos = doc.where((section, index, setting), key=severity == "warning")
+                for where, message, severity in declared_problems(section, entry, known[name]):
+                    # the entry for a missing setting, an unknown one at its name, a wrong one at its value
+                    pos = doc.where((section, index, *where), key=severity == "warning")
                     out.append(Diagnostic(doc.filename, pos.line, pos.col,
                                           f"{section} entry {index + 1} (`{name}`): {message}", severity))
             elif isinstance(name, str):

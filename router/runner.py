@@ -39,7 +39,8 @@ from .ingest import JSON_RESERVED, RowError, RowProblem, TaskInput, check_row
 from .plugin_api import (FinalTask, Notification, PluginError, PluginRun, ReviewItem, SourcePart, Verdict,
                          checked_setting)
 from .plugins import (Plugins, declared_problems, describe_error, duplicate_entries, duplicate_message, entry_key,
-                      entry_problems, same_file_message, same_file_sinks, sink_database_problem, trace)
+                      entry_problems, same_file_message, same_file_sinks, sink_database_problem, trace,
+                      workflow_queues)
 from .render import visible
 from .store import loads, text_problem
 from .writer_lock import lock_file_hint, lock_path, open_lock_file
@@ -411,7 +412,7 @@ class Runner:
             if not isinstance(entry, dict) or not entry.get("plugin"):
                 self.fail(step, None, f"an entry without `plugin:`: {entry!r}")
                 continue
-            problems = entry_problems(section, entry)
+            problems = entry_problems(section, entry, workflow_queues(self.engine.workflow.spec))
             if problems:
                 self.fail(step, entry, "; ".join(message for _, message in problems))
                 continue

@@ -322,3 +322,126 @@ def test_what_plugins_print_goes_to_stderr_and_run_json_stays_one_document(proje
     assert plain.stdout.splitlines()[-1].startswith("run ")
     for said in ("talker imported", "talker reading", "from a child process"):
         assert said not in plain.stdout and said in plain.stderr
+
+
+# -- 6: settings with allowed values, queues, events and the webhook's URL ----------------------
+MISTAKES = BASE + """\
+reviewers:
+  - {plugin: gold, queues: [senior, senoir]}
+  - {plugin: prediction_agreement, on_disagree: rejct}
+notify:
+  - {plugin: webhook, url: "http://c", events: [done, dnoe]}
+  - {plugin: webhook, url: "ftp://x"}
+"""
+
+
+def test_validate_and_apply_refuse_settings_an_entry_cannot_use(project, tmp_path):
+    path = tmp_path / "f.workflow.yaml"
+    path.write_text(MISTAKES, encoding="utf-8")
+    expected = [
+        "f.workflow.yaml:9:37: reviewers entry 1 (`gold`): setting `queues:` holds 'senoir', which is not one "
+        "of triage, senior (did you mean `senior`?)",
+        "f.workflow.yaml:10:49: reviewers entry 2 (`prediction_agreement`): setting `on_disagree:` must be one "
+        "of abstain, reject, not 'rejct' (did you mean `reject`?)",
+        "f.workflow.yaml:12:55: notify entry 1 (`webhook`): setting `events:` holds 'dnoe', which is not one of "
+        "done, escalated, returned, held, invalid, *, created, routed, final, submitted, claimed, released, … "
+        "(did you mean `done`?)",
+        "f.workflow.yaml:13:28: notify entry 2 (`webhook`): setting `url:` must be an http:// or https:// "
+        "address, not 'ftp://x'",
+    ]
+    for command in ("validate", "apply"):
+        proc = project(command, path.name)
+        assert proc.returncode == 1
+        assert proc.stderr.splitlines() == expected
+    assert project.json("status", "--json")["workflow"] is None  # nothing applied
+
+
+def test_good_values_pass_and_events_may_be_any_kind(project, tmp_path):
+    project.apply(BASE + """\
+reviewers: [{plugin: gold, queues: senior}, {plugin: prediction_agreement, on_disagree: reject}]
+notify: [{plugin: webhook, url: "HTTPS://hooks.example.com/x", events: [done, "*", workflow_applied, rejects_cleared]}]
+""")
+
+
+def test_run_fails_an_older_versions_entry_with_a_value_it_cannot_use_alone(project, tmp_path):
+    project.apply(BASE + "reviewers: [{plugin: gold, queues: [senior]}, {plugin: prediction_agreement}]\n"
+                         "notify: [{plugin: collector, file: a.jsonl}, {plugin: collector, name: b, file: b.jsonl}]\n")
+    store_spec(project, {"reviewers": [{"plugin": "gold", "queues": ["senoir"]},
+                                       {"plugin": "prediction_agreement", "on_disagree": "rejct"}],
+                         "notify": [{"plugin": "collector", "file": "a.jsonl", "events": ["dnoe"]},
+                                    {"plugin": "collector", "name": "b", "file": "b.jsonl"}]})
+    project.ingest("t1")
+    proc = project("run")
+    assert proc.returncode == 4
+    assert proc.stderr.splitlines() == [
+        "labelyard run: gold: reviewers failed: setting `queues:` holds 'senoir', which is not one of triage, "
+        "senior (did you mean `senior`?)",
+        "labelyard run: prediction_agreement: reviewers failed: setting `on_disagree:` must be one of abstain, "
+        "reject, not 'rejct' (did you mean `reject`?)",
+        "labelyard run: collector: notify failed: setting `events:` holds 'dnoe', which is not one of done, "
+        "escalated, returned, held, invalid, *, created, routed, final, submitted, claimed, released, … "
+        "(did you mean `done`?)",
+    ]
+    assert lines(tmp_path / "b.jsonl") == [{"event": "done", "task": "t1"}]
+
+
+def test_a_plugin_declares_allowed_values_and_checks(project, tmp_path):
+    (tmp_path / "plugins" / "tally.py").write_text(textwrap.dedent("""
+        from router import hookimpl
+        from router.plugin_api import Setting
+
+        def even(value):
+            return None if value % 2 == 0 else f"must be even, not {value}"
+
+        def broken(value):
+            raise ValueError("no idea")
+
+        @hookimpl
+        def register_sinks(register):
+            register("tally", lambda run, tasks: {}, settings={
+                "mode": Setting(str, choices=["sum", "count"]), "tags": Setting(list, choices=("a", "b")),
+                "every": Setting(int, min=0, check=even), "odd": Setting(str, check=broken)})
+    """), encoding="utf-8")
+    (tmp_path / "plugins" / "badly.py").write_text(textwrap.dedent("""
+        from router import hookimpl
+        from router.plugin_api import Setting
+
+        @hookimpl
+        def register_sinks(register):
+            register("badly", lambda run, tasks: {}, settings={"mode": Setting(str, choices=[1, 2])})
+    """), encoding="utf-8")
+    path = tmp_path / "f.workflow.yaml"
+    path.write_text(BASE + "sinks: [{plugin: tally, mode: summ, tags: [a, c], every: 3, odd: x}]\n",
+                    encoding="utf-8")
+    proc = project("validate", path.name)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        "f.workflow.yaml:8:31: sinks entry 1 (`tally`): setting `mode:` must be one of sum, count, not 'summ' "
+        "(did you mean `sum`?)",
+        "f.workflow.yaml:8:47: sinks entry 1 (`tally`): setting `tags:` holds 'c', which is not one of a, b",
+        "f.workflow.yaml:8:58: sinks entry 1 (`tally`): setting `every:` must be even, not 3",
+        "f.workflow.yaml:8:66: sinks entry 1 (`tally`): setting `odd:` could not be checked: "
+        "ValueError: no idea (tally.py:9)",
+    ]
+    listed = project("plugins")
+    assert "ERROR: register_sinks: ValueError: cannot register sink `badly`: setting `mode`: choices must be of the " \
+           "setting's kind (text), not (1, 2)" in listed.stdout
+
+
+def test_the_event_kinds_notify_accepts_are_the_kinds_labelyard_records():
+    """router.events.KINDS is what `events:` may name: every kind the code records, and no other."""
+    from router import events, worker_rules
+
+    root = Path(__file__).resolve().parent.parent / "router"
+    recorded: set[str] = set()
+    for source in root.glob("*.py"):
+        text = source.read_text(encoding="utf-8")
+        for call in re.finditer(r"add_event\(\s*([^,]+),", text):  # the kind: a literal, or a choice of them
+            recorded.update(re.findall(r'"(\w+)"', call.group(1)))
+        for mapping in re.finditer(r"kind = (\{[^}]*\})\.get\(decision\.action, \"(\w+)\"\)", text):
+            recorded.update(re.findall(r': "(\w+)"', mapping.group(1)) + [mapping.group(2)])
+    recorded.update(worker_rules.EVENT_KINDS.values())
+    store = (root / "store.py").read_text(encoding="utf-8")
+    recorded.update(re.findall(r"INSERT INTO events \([^)]*\) VALUES \(\?, '(\w+)'", store))
+    assert {"final", "routed", "created", "worker_flagged"} <= recorded  # the scan finds each way of recording
+    assert recorded == set(events.KINDS)
