@@ -38,25 +38,38 @@ def chunks(items: Iterable[Any], size: int = PART_ROWS) -> Iterator[list[Any]]:
 def open_append(path: str, state: Any):
     """Open an output file for appending after the last acknowledged write.
 
-    ``state`` is the sink's stored ``{"size": n}``: anything after ``n`` bytes was
-    written by a run that died before Labelyard recorded it, so it is cut off
-    and written again. Returns the open binary file, positioned at its end.
+    ``state`` is the sink's stored ``{"size": n, "dev": …, "ino": …}``: when the
+    file is the one it describes, anything after ``n`` bytes was written by a run
+    that died before Labelyard recorded it, so it is cut off and written again.
+    Another file (``path:`` of a named sink changed, the file replaced) is never
+    cut: writing goes on at its end. A state from before files were told apart
+    (no ``dev``/``ino``) is taken to describe this file, as it always was.
+    Returns the open binary file, positioned at its end.
     """
     folder = os.path.dirname(path)
     if folder:
         os.makedirs(folder, exist_ok=True)
     handle = open(path, "ab+")
     end = handle.seek(0, os.SEEK_END)
-    if isinstance(state, dict) and isinstance(state.get("size"), int) and state["size"] < end:
+    if isinstance(state, dict) and isinstance(state.get("size"), int) and state["size"] < end \
+            and same_file(state, os.fstat(handle.fileno())):
         handle.truncate(state["size"])
         handle.seek(0, os.SEEK_END)
     return handle
 
 
+def same_file(state: dict[str, Any], st: os.stat_result) -> bool:
+    """Whether ``st`` is the file a sink's ``state`` was written to (a state without identity: assumed)."""
+    if "ino" not in state and "dev" not in state:
+        return True
+    return (state.get("dev"), state.get("ino")) == (st.st_dev, st.st_ino)
+
+
 def finish(handle) -> dict[str, int]:
-    """Flush and sync an output file; its size is the sink's new state."""
+    """Flush and sync an output file; its size and identity (device, inode) are the sink's new state."""
     handle.flush()
     os.fsync(handle.fileno())
     size = handle.seek(0, os.SEEK_END)
+    st = os.fstat(handle.fileno())
     handle.close()
-    return {"size": size}
+    return {"size": size, "dev": st.st_dev, "ino": st.st_ino}

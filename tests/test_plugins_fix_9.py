@@ -187,6 +187,60 @@ def test_retry_delays_double_to_an_hour_and_stay_there():
     assert retry_delay(1025) == retry_delay(10**9) == 3600
 
 
+# -- 2: a named sink's path moved onto another file ---------------------------------------------
+@pytest.mark.parametrize("plugin, suffix", [("jsonl", "jsonl"), ("csv", "csv")])
+def test_a_named_sink_moved_onto_an_existing_file_never_cuts_it(project, tmp_path, plugin, suffix):
+    project.apply(BASE + f"sinks: [{{name: final, plugin: {plugin}, path: r/a.{suffix}}}]\n")
+    project.ingest("t1")
+    project.ok("run")
+    other = tmp_path / "r" / f"b.{suffix}"
+    kept = "".join(f"line {n} of a file the sink did not write\n" for n in range(200))
+    other.write_text(kept, encoding="utf-8")
+    project.apply(BASE + f"sinks: [{{name: final, plugin: {plugin}, path: r/b.{suffix}}}]\n")
+    project.ingest("t2")
+    assert project.json("run", "--json")["sinks"]["final"] == {"delivered": 1}
+    text = other.read_text(encoding="utf-8")
+    assert text.startswith(kept)  # before: cut back to a's size, most of it lost
+    added = text[len(kept):]
+    assert "t2" in added and "t1" not in added
+    # and the file moved is the file the sink keeps cutting back after a killed write
+    with open(other, "a", encoding="utf-8") as handle:
+        handle.write("half a batch of a killed run")
+    project.ingest("t3")
+    project.ok("run")
+    again = other.read_text(encoding="utf-8")
+    assert again.startswith(text) and "killed run" not in again and "t3" in again[len(text):]
+
+
+def test_a_sink_moved_with_its_file_still_cuts_a_killed_write(project, tmp_path):
+    project.apply(BASE + "sinks: [{name: final, plugin: jsonl, path: r/a.jsonl}]\n")
+    project.ingest("t1")
+    project.ok("run")
+    (tmp_path / "r" / "a.jsonl").rename(tmp_path / "r" / "moved.jsonl")
+    with open(tmp_path / "r" / "moved.jsonl", "a", encoding="utf-8") as handle:
+        handle.write('{"id": "half of a kil')
+    project.apply(BASE + "sinks: [{name: final, plugin: jsonl, path: r/moved.jsonl}]\n")
+    project.ingest("t2")
+    project.ok("run")
+    assert [row["id"] for row in lines(tmp_path / "r" / "moved.jsonl")] == ["t1", "t2"]
+
+
+def test_a_sink_state_from_before_file_identity_still_cuts_a_killed_write(project, tmp_path):
+    project.apply(BASE + "sinks: [{plugin: jsonl, path: r/a.jsonl}]\n")
+    project.ingest("t1")
+    project.ok("run")
+    out = tmp_path / "r" / "a.jsonl"
+    sql(project, "UPDATE cursors SET value = ? WHERE name = 'sink:jsonl:r/a.jsonl'",
+        json.dumps({"size": out.stat().st_size}))  # as an older version stored it
+    with open(out, "a", encoding="utf-8") as handle:
+        handle.write('{"id": "half of a kil')
+    project.ingest("t2")
+    project.ok("run")
+    assert [row["id"] for row in lines(out)] == ["t1", "t2"]
+    state = json.loads(sql(project, "SELECT value FROM cursors WHERE name = 'sink:jsonl:r/a.jsonl'")[0][0])
+    assert (state["size"], state["ino"]) == (out.stat().st_size, out.stat().st_ino)
+
+
 # -- 4: a plugin that exits ----------------------------------------------------------------------
 def test_a_plugin_calling_sys_exit_fails_alone_and_the_run_goes_on(project, tmp_path):
     project.apply(BASE + "sources: [{plugin: quitter}, {plugin: jsonl, path: r/in.jsonl}]\n"
