@@ -3,10 +3,12 @@
 The source reads files as ``labelyard ingest file.csv`` does (``id``,
 ``category``, ``tags``, ``prediction_label`` read as the workflow's label
 type, ``prediction_confidence``, ``prediction_model``; other columns go into
-``data``). A last line without its line break is still being written: it
-waits for the next run. Its cursor keeps each file's signature and the rows
-already ingested: an unchanged file is skipped, an interrupted one resumes,
-a changed one is read again (known ids skipped) and its rejects replaced.
+``data``). A last line without its line break may still be being written:
+it waits for the next run, which reads it if the file has not changed since
+(a spreadsheet's export has no final line break); a file with a row held back
+is not done. Its cursor keeps each file's signature and the rows already
+ingested: an unchanged file is skipped, an interrupted one resumes, a changed
+one is read again (known ids skipped) and its rejects replaced.
 
 The sink writes ``id,label,final_by,rule,final_at,category,agreement`` with
 a header, and after a crash cuts the file back to its last recorded size.
@@ -47,19 +49,33 @@ def read(run: PluginRun) -> Iterator[SourcePart]:
     for path in matching_files(run):
         sig = signature(path)
         done = state.get(path) or {}
-        skip = done.get("rows", 0) if {k: done.get(k) for k in sig} == sig else 0
-        if skip and done.get("complete"):
+        unchanged = {k: done.get(k) for k in sig} == sig
+        skip = done.get("rows", 0) if unchanged else 0
+        if unchanged and done.get("complete"):
             continue
+        # A last row without its line break held back by a run, the file unchanged since: it is whole
+        # (a spreadsheet's export ends so), so it is read now, as `labelyard ingest` reads it.
+        tail_whole = unchanged and bool(done.get("held"))
         rows_done = skip
         from_start = not skip  # a file read again (or for the first time): its earlier rejects go
-        rows_read = read_file(path, run.choices, "csv", label_type=run.label_type, wait_for_newline=True)
+        rows_read = read_file(path, run.choices, "csv", label_type=run.label_type, wait_for_newline=not tail_whole)
         for rows in chunks(islice(rows_read, skip, None)):
             rows_done += len(rows)
             state[path] = {**sig, "rows": rows_done, "complete": False}
             yield SourcePart(path, rows, dict(state), from_start=from_start)
             from_start = False
-        state[path] = {**sig, "rows": rows_done, "complete": True}
+        held = not tail_whole and _unterminated(path, sig["size"])
+        state[path] = {**sig, "rows": rows_done, "complete": not held, **({"held": True} if held else {})}
         yield SourcePart(path, [], dict(state), from_start=from_start)
+
+
+def _unterminated(path: str, size: int) -> bool:
+    """Whether the file's last line has no line break (the reader held it back as still being written)."""
+    if size == 0:
+        return False
+    with open(path, "rb") as handle:
+        handle.seek(size - 1)
+        return handle.read(1) not in (b"\n", b"\r")
 
 
 def write(run: PluginRun, tasks: list[FinalTask]) -> dict[str, int]:

@@ -241,6 +241,20 @@ def test_a_sink_state_from_before_file_identity_still_cuts_a_killed_write(projec
     assert (state["size"], state["ino"]) == (out.stat().st_size, out.stat().st_ino)
 
 
+# -- 3: the csv source's last row without a line break -------------------------------------------
+def test_the_csv_source_reads_an_unterminated_last_row_once_the_file_stays_unchanged(project, tmp_path):
+    project.apply(BASE + 'sources: [{plugin: csv, path: "r/*.csv"}]\n')
+    (tmp_path / "r" / "sheet.csv").write_bytes(b"id,text\nc1,one\nc2,two")  # as a spreadsheet exports it
+    first = project.json("run", "--json")["sources"]["csv:r/*.csv"]
+    assert first["ingested"] == 1  # c2 may still be being written
+    assert project("show", "c2").returncode == 1
+    second = project.json("run", "--json")["sources"]["csv:r/*.csv"]
+    assert (second["ingested"], second["duplicates"], second["rejected"]) == (1, 0, 0)
+    assert project.json("show", "c2", "--json")["task"]["data"] == {"text": "two"}
+    assert project.json("run", "--json")["sources"] == {"csv:r/*.csv": {
+        "ingested": 0, "duplicates": 0, "rejected": 0, "routed": {}}}  # done: not read again
+
+
 # -- 4: a plugin that exits ----------------------------------------------------------------------
 def test_a_plugin_calling_sys_exit_fails_alone_and_the_run_goes_on(project, tmp_path):
     project.apply(BASE + "sources: [{plugin: quitter}, {plugin: jsonl, path: r/in.jsonl}]\n"
