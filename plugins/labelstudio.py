@@ -269,13 +269,7 @@ def _who(completed_by: Any) -> str:
 # -- sink --------------------------------------------------------------------------------
 def write(run: PluginRun, tasks: list[FinalTask]) -> dict[str, int]:
     path = run.path(run.require("path", str))
-    existing: list[dict] = []
-    if os.path.exists(path):
-        try:
-            with open(path, "rb") as handle:
-                existing = json.loads(decode_document(handle.read()))
-        except (OSError, RowError, json.JSONDecodeError) as exc:
-            raise PluginError(f"{path}: cannot read the earlier output: {exc}") from None
+    existing = _earlier_output(path)
     index = {_task_key(t): n for n, t in enumerate(existing)}
     for task in tasks:
         item = ls_task(task, run)
@@ -303,6 +297,35 @@ def write(run: PluginRun, tasks: list[FinalTask]) -> dict[str, int]:
         if os.path.exists(tmp):
             os.remove(tmp)
     return {"tasks": len(existing)}
+
+
+def _earlier_output(path: str) -> list[dict[str, Any]]:
+    """The tasks the sink wrote to ``path`` before (none when it does not exist yet); a file that is
+    not a JSON list of objects is not this sink's output, and is left alone with a clear error."""
+    if not os.path.exists(path):
+        return []
+    try:
+        with open(path, "rb") as handle:
+            existing = json.loads(decode_document(handle.read()))
+    except (OSError, RowError, json.JSONDecodeError, RecursionError) as exc:
+        raise PluginError(f"{path}: cannot read the earlier output: {exc}") from None
+    if isinstance(existing, list):
+        odd = next((item for item in existing if not isinstance(item, dict)), None)
+        if odd is None and all(isinstance(item, dict) for item in existing):
+            return existing
+        found = f"a list holding {_json_kind(odd)}"
+    else:
+        found = _json_kind(existing)
+    raise PluginError(f"{path}: the earlier output is not a JSON list of tasks (found {found}); the sink "
+                      "rewrites this file: point `path:` at a file of its own, or move this one away")
+
+
+JSON_KINDS = {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number",
+              bool: "true or false", type(None): "null"}
+
+
+def _json_kind(value: Any) -> str:
+    return JSON_KINDS.get(type(value), type(value).__name__)
 
 
 def _temp_suffix(path: str) -> str:
@@ -340,7 +363,10 @@ def _alive(pid: int) -> bool:
 
 
 def _task_key(item: dict) -> Any:
-    return ((item.get("meta") or {}).get("labelyard") or {}).get("id")
+    """The Labelyard id of a task in the output (``None`` for an item the sink did not write)."""
+    meta = item.get("meta")
+    ours = meta.get("labelyard") if isinstance(meta, dict) else None
+    return ours.get("id") if isinstance(ours, dict) else None
 
 
 def ls_task(task: FinalTask, run: PluginRun) -> dict[str, Any]:

@@ -496,6 +496,24 @@ def test_a_plugin_declares_allowed_values_and_checks(project, tmp_path):
            "setting's kind (text), not (1, 2)" in listed.stdout
 
 
+# -- 7: the labelstudio sink's earlier output that is not its own --------------------------------
+@pytest.mark.parametrize("earlier, found", [('{"a": 1}', "an object"), ("[1, 2]", "a list holding a number"),
+                                            ('[{"id": 1}, "x"]', "a list holding a string")])
+def test_the_labelstudio_sink_names_an_earlier_output_that_is_not_a_list_of_tasks(project, tmp_path, earlier,
+                                                                                    found):
+    out = tmp_path / "r" / "ls.json"
+    out.write_text(earlier, encoding="utf-8")
+    project.apply(BASE + "sinks: [{plugin: labelstudio, path: r/ls.json}]\n")
+    project.ingest("t1")
+    proc = project("run")
+    assert proc.returncode == 4
+    assert proc.stderr.splitlines() == [
+        f"labelyard run: labelstudio (labelstudio:r/ls.json): sinks failed: {out}: the earlier output is not a "
+        f"JSON list of tasks (found {found}); the sink rewrites this file: point `path:` at a file of its own, "
+        "or move this one away"]
+    assert out.read_text(encoding="utf-8") == earlier
+
+
 def test_the_event_kinds_notify_accepts_are_the_kinds_labelyard_records():
     """router.events.KINDS is what `events:` may name: every kind the code records, and no other."""
     from router import events, worker_rules
