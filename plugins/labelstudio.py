@@ -20,35 +20,23 @@ An export that is not JSON, or nested deeper than Python reads, is one
 reject. The cursor skips export files that did not change.
 
 Sink (``sinks: [{plugin: labelstudio, path: out/labelstudio.json}]``): a
-JSON list of tasks for Label Studio's import: ``data``, the final label as
-an annotation (``from_name``/``to_name`` settings, default ``label`` and
-``text``), and ``meta.labelyard`` with the task id, who made the label final
-and by which rule, the votes and the agreement. The file is rewritten (into a
-temp file with a short name beside it, then renamed) with tasks replaced by
-id, so a task appears once.
+JSON list of tasks for Label Studio's import, written by
+``plugins._labelstudio_sink`` (its docstring says how).
 """
 
 from __future__ import annotations
 
-import contextlib
-import glob
-import hashlib
 import json
-import os
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
 from router import hookimpl
-from router.plugin_api import (FinalTask, PluginError, PluginRun, RowError, RowProblem, SourcePart, TaskInput,
-                               check_row, decode_document, new_temp_beside)
+from router.plugin_api import (PluginError, PluginRun, RowError, RowProblem, SourcePart, TaskInput, check_row,
+                               decode_document)
 
 from ._files import PART_ROWS, matching_files, signature
-
-RESULT_TYPES = {
-    "choice": "choices", "multi_choice": "choices", "spans": "labels", "boxes": "rectanglelabels",
-    "number": "number", "text": "textarea",
-}
+from ._labelstudio_sink import finish, write
 
 
 @hookimpl
@@ -59,7 +47,7 @@ def register_sources(register):
 @hookimpl
 def register_sinks(register):
     register("labelstudio", write, settings={"path": str, "from_name": str, "to_name": str},
-             required=["path"])
+             required=["path"], finish=finish)
 
 
 # -- source ------------------------------------------------------------------------------
@@ -264,136 +252,3 @@ def _who(completed_by: Any) -> str:
     if isinstance(completed_by, dict):
         return f"labelstudio:{completed_by.get('email') or completed_by.get('id') or 'unknown'}"
     return f"labelstudio:{completed_by}" if completed_by is not None else "labelstudio:unknown"
-
-
-# -- sink --------------------------------------------------------------------------------
-def write(run: PluginRun, tasks: list[FinalTask]) -> dict[str, int]:
-    path = run.path(run.require("path", str))
-    existing = _earlier_output(path)
-    index = {_task_key(t): n for n, t in enumerate(existing)}
-    for task in tasks:
-        item = ls_task(task, run)
-        key = _task_key(item)
-        if key in index:
-            existing[index[key]] = item
-        else:
-            index[key] = len(existing)
-            existing.append(item)
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    suffix = _temp_suffix(path)
-    _remove_stale_temporaries(path, suffix)
-    # A short name of its own beside PATH (one named after PATH went past the 255-byte limit
-    # for a long name); a run killed while writing leaves it to the next write, which removes it.
-    fd, tmp = new_temp_beside(path, 0o666, suffix)
-    try:
-        with open(fd, "w", encoding="utf-8") as handle:
-            json.dump(existing, handle, ensure_ascii=False, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return {"tasks": len(existing)}
-
-
-def _earlier_output(path: str) -> list[dict[str, Any]]:
-    """The tasks the sink wrote to ``path`` before (none when it does not exist yet); a file that is
-    not a JSON list of objects is not this sink's output, and is left alone with a clear error."""
-    if not os.path.exists(path):
-        return []
-    try:
-        with open(path, "rb") as handle:
-            existing = json.loads(decode_document(handle.read()))
-    except (OSError, RowError, json.JSONDecodeError, RecursionError) as exc:
-        raise PluginError(f"{path}: cannot read the earlier output: {exc}") from None
-    if isinstance(existing, list):
-        odd = next((item for item in existing if not isinstance(item, dict)), None)
-        if odd is None and all(isinstance(item, dict) for item in existing):
-            return existing
-        found = f"a list holding {_json_kind(odd)}"
-    else:
-        found = _json_kind(existing)
-    raise PluginError(f"{path}: the earlier output is not a JSON list of tasks (found {found}); the sink "
-                      "rewrites this file: point `path:` at a file of its own, or move this one away")
-
-
-JSON_KINDS = {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number",
-              bool: "true or false", type(None): "null"}
-
-
-def _json_kind(value: Any) -> str:
-    return JSON_KINDS.get(type(value), type(value).__name__)
-
-
-def _temp_suffix(path: str) -> str:
-    """``.<8 hex digits>.labelyard-tmp``: this target's temp files are ``.ly-<random>`` and this,
-    so that a write finds the ones killed writes to the same target left (one sink writes a
-    target at a time: runs of a database take turns, two sinks of one file are refused)."""
-    name = os.path.basename(path).encode("utf-8", "surrogateescape")
-    return f".{hashlib.sha1(name).hexdigest()[:8]}.labelyard-tmp"
-
-
-def _remove_stale_temporaries(path: str, suffix: str) -> None:
-    """Remove the temp files that killed writes of ``path`` left: this version's
-    (``.ly-<random><suffix>``), earlier versions' ``PATH.labelyard-tmp``, and ``PATH.tmp-PID``
-    of processes that are gone."""
-    folder = os.path.dirname(path) or "."
-    stale = glob.glob(os.path.join(glob.escape(folder), ".ly-*" + glob.escape(suffix)))
-    stale.append(path + ".labelyard-tmp")
-    for old in glob.glob(glob.escape(path) + ".tmp-*"):
-        pid = old.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
-            stale.append(old)
-    for name in stale:
-        with contextlib.suppress(OSError):
-            os.remove(name)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # someone else's process
-    return True
-
-
-def _task_key(item: dict) -> Any:
-    """The Labelyard id of a task in the output (``None`` for an item the sink did not write)."""
-    meta = item.get("meta")
-    ours = meta.get("labelyard") if isinstance(meta, dict) else None
-    return ours.get("id") if isinstance(ours, dict) else None
-
-
-def ls_task(task: FinalTask, run: PluginRun) -> dict[str, Any]:
-    """A Label Studio task to import: data, the final label as an annotation, Labelyard's facts in meta."""
-    from_name = run.setting("from_name", "label")
-    to_name = run.setting("to_name", "text")
-    result = [{"from_name": from_name, "to_name": to_name, "type": RESULT_TYPES.get(run.label_type, "choices"),
-               "value": value} for value in ls_values(task.label, run.label_type)]
-    return {
-        "data": task.data,
-        "annotations": [{"result": result, "ground_truth": False, "was_cancelled": False}],
-        "meta": {"labelyard": {"id": task.id, "final_by": task.final_by, "rule": task.rule,
-                               "final_at": task.final_at, "votes": task.votes, "agreement": task.agreement}},
-    }
-
-
-def ls_values(label: Any, label_type: str) -> list[dict[str, Any]]:
-    if label_type == "choice":
-        return [{"choices": [label]}]
-    if label_type == "multi_choice":
-        return [{"choices": list(label)}]
-    if label_type == "spans":
-        return [{"start": s["start"], "end": s["end"], **({"labels": [s["label"]]} if s.get("label") else {})}
-                for s in label]
-    if label_type == "boxes":
-        return [{"x": b["x"], "y": b["y"], "width": b["width"], "height": b["height"],
-                 **({"rectanglelabels": [b["label"]]} if b.get("label") else {})} for b in label]
-    if label_type == "number":
-        return [{"number": label}]
-    return [{"text": [label if isinstance(label, str) else json.dumps(label)]}]

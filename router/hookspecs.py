@@ -93,6 +93,14 @@ def register_sinks(register: Callable[[str, SinkWriter], None]) -> None:
     appending, a sink that rewrites its output replaces rows by task id, a
     remote sink sends ``task.id`` as an idempotency key. Raise to fail the
     batch; nothing is recorded and the tasks are offered again next run.
+
+    ``register(name, write, finish=finish)`` also gives ``finish(run:
+    PluginRun) -> state``, called once at the end of each run's sink step
+    (after the batches, or alone when there were none; not after a failed
+    batch); its state is stored alone. A sink whose output is costly to
+    rewrite keeps each batch where it is cheap to append (the built-in
+    ``labelstudio`` sink: a journal beside its file) and writes its output
+    there, once per run; a run killed before ``finish`` leaves it to the next.
     """
 
 

@@ -325,6 +325,8 @@ class Registered:
     # (a setting's kind is a type, or a `plugin_api.Setting` with bounds).
     settings: dict[str, Any] | None = None
     required: tuple[str, ...] = ()
+    # A sink's `register(name, write, finish=...)`: called once at the end of each run's sink step.
+    finish: Callable[..., Any] | None = None
 
 
 def _declared(kind: str, name: str, settings: Any, required: Any) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
@@ -396,7 +398,7 @@ class Plugins:
 
             def register(name: str, func: Callable[..., Any], _kind: str = kind,
                          _table: dict[str, Registered] = table, *, settings: dict[str, type] | None = None,
-                         required: Iterable[str] = ()) -> None:
+                         required: Iterable[str] = (), finish: Callable[..., Any] | None = None) -> None:
                 if not isinstance(name, str) or not NAME.match(name):
                     raise ValueError(f"cannot register {_kind[:-1]} {name!r}: a name is letters, digits, _ . -")
                 if not callable(func):
@@ -405,11 +407,14 @@ class Plugins:
                     _check_function(name, func)
                     if settings is not None or required:
                         raise ValueError(f"cannot register function `{name}`: functions have no settings")
+                if finish is not None and (_kind != "sinks" or not callable(finish)):
+                    raise ValueError(f"cannot register {_kind[:-1]} `{name}`: `finish` is a callable, for sinks only")
                 declared, needed = _declared(_kind, name, settings, tuple(required))
                 taken = self.registry[_kind].get(name) or _table.get(name)
                 if taken is not None:
                     raise ValueError(f"{_kind[:-1]} `{name}` is already registered by plugin `{taken.plugin}`")
-                _table[name] = Registered(name, plugin_name, _safely(_kind, func), declared, needed)
+                _table[name] = Registered(name, plugin_name, _safely(_kind, func), declared, needed,
+                                          None if finish is None else called_safely(finish))
 
             trace(f"{plugin_name}.{hook}()")
             try:

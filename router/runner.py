@@ -566,6 +566,12 @@ class Runner:
                     run.state = state
                     delivered += len(rows)
                     after = rows[-1]["id"]
+                if sink.finish is not None:  # a sink that gathers its batches writes them out once per run
+                    trace(f"sink {key}: finish")
+                    state = sink.finish(run)
+                    with self.store.transaction():
+                        self.store.set_cursor(cursor_name, state, clock.now())
+                    run.state = state
             except Exception as exc:  # noqa: BLE001
                 self.fail("sinks", entry, describe_error(exc))
             done[key] = {"delivered": delivered}

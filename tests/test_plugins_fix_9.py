@@ -10,6 +10,7 @@ a plugins folder (``LABELYARD_PLUGINS_DIR``), as a user would write them; time t
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import textwrap
@@ -531,3 +532,161 @@ def test_the_event_kinds_notify_accepts_are_the_kinds_labelyard_records():
     recorded.update(re.findall(r"INSERT INTO events \([^)]*\) VALUES \(\?, '(\w+)'", store))
     assert {"final", "routed", "created", "worker_flagged"} <= recorded  # the scan finds each way of recording
     assert recorded == set(events.KINDS)
+
+
+# -- 8: the labelstudio sink writes its file once per run, from a journal ------------------------
+LS_KILLER = """
+    import os, signal
+    from router import hookimpl
+    from plugins import _labelstudio_sink as labelstudio
+
+    @hookimpl
+    def register_sinks(register):
+        register("ls_killer", write, finish=finish)
+
+    def when(run, moment):
+        return os.path.exists(run.path(moment)) and not os.remove(run.path(moment))
+
+    def nth_batch(run, moment):
+        if not os.path.exists(run.path(moment)):
+            return False
+        left = int(open(run.path(moment)).read()) - 1
+        open(run.path(moment), "w").write(str(left))
+        return left == 0 and not os.remove(run.path(moment))
+
+    def write(run, tasks):
+        state = labelstudio.write(run, tasks)
+        if tasks and nth_batch(run, "kill-after-write"):  # appended and synced, its delivery not recorded
+            with open(labelstudio.journal_path(run.path(run.config["path"])), "ab") as handle:
+                handle.write(b'{"half": "a line')
+            os.kill(os.getpid(), signal.SIGKILL)
+        return state
+
+    def finish(run):
+        if when(run, "kill-before-finish"):
+            os.kill(os.getpid(), signal.SIGKILL)
+        journal = labelstudio.journal_path(run.path(run.config["path"]))
+        keep = when(run, "kill-before-record") and os.path.exists(journal)
+        if keep:
+            os.link(journal, journal + ".kept")
+        state = labelstudio.finish(run)
+        if keep:  # the output renamed into place, the journal not yet removed, nothing recorded
+            os.link(journal + ".kept", journal)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return state
+"""
+
+
+@pytest.fixture
+def ls_project(project, tmp_path):
+    (tmp_path / "plugins" / "ls_killer.py").write_text(textwrap.dedent(LS_KILLER), encoding="utf-8")
+    project.apply(BASE + "sinks: [{plugin: ls_killer, path: r/ls.json, batch: 2}]\n")
+    return project
+
+
+def output_ids(tmp_path: Path) -> list[str]:
+    return [task["meta"]["labelyard"]["id"] for task in json.loads((tmp_path / "r" / "ls.json").read_text())]
+
+
+def test_batches_go_to_the_journal_and_the_output_is_written_once_at_the_end(ls_project, tmp_path):
+    ls_project.ingest(*[f"t{n}" for n in range(7)])
+    (tmp_path / "kill-before-finish").write_text("")
+    assert ls_project("run").returncode == -9
+    assert not (tmp_path / "r" / "ls.json").exists()  # four batches delivered, the output not rewritten once
+    state = json.loads(sql(ls_project, "SELECT value FROM cursors WHERE name = 'sink:ls_killer:r/ls.json'")[0][0])
+    assert state["pending"] > 0
+    report = ls_project.json("run", "--json")  # nothing left to deliver: finish writes what the journal holds
+    assert report["sinks"]["ls_killer:r/ls.json"] == {"delivered": 0}
+    assert output_ids(tmp_path) == [f"t{n}" for n in range(7)]
+    assert sorted(os.listdir(tmp_path / "r")) == ["in.jsonl", "ls.json"]  # the journal is gone
+
+
+KILL_AT_DELIVERY = """
+import os, signal, sys
+import router.store as store
+record, calls, kill_at = store.Store.record_deliveries, [], int(sys.argv[1])
+def killing(self, *args, **kwargs):
+    calls.append(1)
+    if len(calls) == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return record(self, *args, **kwargs)
+store.Store.record_deliveries = killing
+from router.cli import main
+sys.argv = ["labelyard", "run"]
+main()
+"""
+
+
+def test_the_builtin_sink_does_not_rewrite_its_file_for_each_batch(project, tmp_path):
+    import subprocess
+    import sys
+
+    project.apply(BASE + "sinks: [{plugin: labelstudio, path: r/ls.json, batch: 2}]\n")
+    project.ingest(*[f"e{n}" for n in range(7)])
+    killed = subprocess.run([sys.executable, "-c", KILL_AT_DELIVERY, "3"], env=project.env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -9  # killed recording the third batch: two batches recorded
+    assert not (tmp_path / "r" / "ls.json").exists()  # before: rewritten with each batch, e0…e5 in it
+    project.ok("run")
+    assert output_ids(tmp_path) == [f"e{n}" for n in range(7)]
+
+
+def test_a_batch_killed_after_its_append_is_delivered_once(ls_project, tmp_path):
+    ls_project.ingest("a1", "a2", "a3", "a4", "a5")
+    (tmp_path / "kill-after-write").write_text("2")
+    assert ls_project("run").returncode == -9  # a1, a2 recorded; a3, a4 and half a line after them, not
+    assert ls_project.json("run", "--json")["sinks"]["ls_killer:r/ls.json"] == {"delivered": 3}
+    assert output_ids(tmp_path) == ["a1", "a2", "a3", "a4", "a5"]
+
+
+def test_a_run_killed_between_writing_the_output_and_its_record_writes_each_task_once(ls_project, tmp_path):
+    ls_project.ingest("b1", "b2", "b3")
+    ls_project.ok("run")
+    ls_project.ingest("b4")
+    (tmp_path / "kill-before-record").write_text("")
+    assert ls_project("run").returncode == -9
+    assert output_ids(tmp_path) == ["b1", "b2", "b3", "b4"]
+    ls_project.ingest("b5")
+    ls_project.ok("run")  # the journal of b4, still recorded as pending, is written out again, by id
+    assert output_ids(tmp_path) == ["b1", "b2", "b3", "b4", "b5"]
+
+
+def test_a_task_finalised_again_replaces_its_entry(project, tmp_path):
+    project.apply(BASE + "sinks: [{plugin: labelstudio, path: r/ls.json, batch: 2}]\n")
+    project.ingest("c1", "c2", "c3")
+    project.ok("run")
+    sql(project, "DELETE FROM sink_deliveries WHERE task_id = (SELECT id FROM tasks WHERE external_id = 'c2')")
+    project.ok("run")  # c2 offered again: replaced, not added
+    assert output_ids(tmp_path) == ["c1", "c2", "c3"]
+
+
+def test_finish_is_called_once_per_run_after_the_batches(project, tmp_path):
+    (tmp_path / "plugins" / "gather.py").write_text(textwrap.dedent("""
+        import json
+        from router import hookimpl
+
+        @hookimpl
+        def register_sinks(register):
+            register("gather", write, finish=finish)
+
+        def write(run, tasks):
+            return {"seen": (run.state or {}).get("seen", 0) + len(tasks), "finished": False}
+
+        def finish(run):
+            with open(run.path("calls.jsonl"), "a") as handle:
+                handle.write(json.dumps(run.state) + "\\n")
+            return {**run.state, "finished": True}
+    """), encoding="utf-8")
+    project.apply(BASE + "sinks: [{plugin: gather, batch: 2}]\n")
+    project.ingest("d1", "d2", "d3", "d4", "d5")
+    project.ok("run")
+    project.ok("run")
+    assert lines(tmp_path / "calls.jsonl") == [{"seen": 5, "finished": False}, {"seen": 5, "finished": True}]
+    (tmp_path / "plugins" / "wrong.py").write_text(textwrap.dedent("""
+        from router import hookimpl
+
+        @hookimpl
+        def register_notifiers(register):
+            register("wrong", lambda run, note: None, finish=lambda run: None)
+    """), encoding="utf-8")
+    assert "`finish` is a callable, for sinks only" in project("plugins").stdout

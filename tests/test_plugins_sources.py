@@ -145,17 +145,17 @@ def test_a_labelstudio_sink_killed_mid_write_leaves_no_temporary_behind(project,
 
         @hookimpl
         def register_sinks(register):
-            register("killer", write)
+            register("killer", labelstudio.write, finish=finish)
 
-        def write(run, tasks):
-            if tasks and os.path.exists(run.path("kill")):
+        def finish(run):  # the output is rewritten at the end of the run's sink step
+            if os.path.exists(run.path("kill")):
                 os.remove(run.path("kill"))
                 real_dump = json.dump
                 def dump_and_die(*args, **kwargs):
                     real_dump(*args, **kwargs)
                     os.kill(os.getpid(), signal.SIGKILL)
                 json.dump = dump_and_die
-            return labelstudio.write(run, tasks)
+            return labelstudio.finish(run)
     """), encoding="utf-8")
     project.env["LABELYARD_PLUGINS_DIR"] = str(plugins)
     project.use("sinks: [{plugin: killer, path: out/ls.json}]\n")
@@ -166,8 +166,10 @@ def test_a_labelstudio_sink_killed_mid_write_leaves_no_temporary_behind(project,
     for older in ("ls.json.tmp-99999999", "ls.json.labelyard-tmp"):  # as earlier versions named it
         (tmp_path / "out" / older).write_text("[]", encoding="utf-8")
     left = sorted(os.listdir(tmp_path / "out"))
-    assert left[1:] == ["ls.json", "ls.json.labelyard-tmp", "ls.json.tmp-99999999"]
-    assert re.fullmatch(r"\.ly-[0-9a-f]{12}\.[0-9a-f]{8}\.labelyard-tmp", left[0]), left
+    assert left[2:] == ["ls.json.labelyard-tmp", "ls.json.tmp-99999999"]  # no ls.json yet: killed writing it
+    temp, journal = sorted(left[:2], key=lambda name: name.endswith(".labelyard-journal"))
+    assert re.fullmatch(r"\.ly-[0-9a-f]{12}\.[0-9a-f]{8}\.labelyard-tmp", temp), left  # the killed write's
+    assert re.fullmatch(r"\.ly-[0-9a-f]{40}\.labelyard-journal", journal), left  # the batch recorded delivered
     project.ok("run")
     assert os.listdir(tmp_path / "out") == ["ls.json"]
     assert [t["meta"]["labelyard"]["id"] for t in json.loads((tmp_path / "out" / "ls.json").read_text())] == ["k1"]

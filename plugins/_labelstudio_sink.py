@@ -1,0 +1,241 @@
+"""The Label Studio sink: a JSON list of tasks that Label Studio imports (``plugins.labelstudio``).
+
+Each task has ``data``, the final label as an annotation (``from_name``/
+``to_name`` settings, default ``label`` and ``text``), and
+``meta.labelyard`` with the task id, who made the label final and by which
+rule, the votes and the agreement. A task appears once: one delivered again
+(finalised again) replaces its earlier entry.
+
+One JSON list cannot be appended to, and rewriting it for every batch made a
+run quadratic (20,000 tasks in batches of 500 rewrote and synced the whole
+file 40 times). So each batch is appended to a **journal** beside ``PATH``
+(``.ly-<hash of the name>.labelyard-journal``, one JSON task a line, synced),
+and :func:`finish`, at the end of the run's sink step, rewrites ``PATH`` once
+with every task of the journal (into a temp file beside it, then renamed)
+and removes the journal.
+
+What survives a kill: the sink's state holds how many bytes of which journal
+(its device and inode) belong to batches whose delivery is recorded. A write
+first cuts the journal back to that (what a killed write left after it); a
+journal the state does not describe (its record was lost, or it was already
+written out and removed) starts empty, since its tasks are offered again or
+are in ``PATH`` already. A run killed before :func:`finish` leaves the
+recorded tasks in the journal for the next run's :func:`finish`; one killed
+after the rename but before its record writes the same tasks out again, by id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import hashlib
+import json
+import os
+from typing import Any
+
+from router.plugin_api import FinalTask, PluginError, PluginRun, RowError, decode_document, new_temp_beside
+
+RESULT_TYPES = {
+    "choice": "choices", "multi_choice": "choices", "spans": "labels", "boxes": "rectanglelabels",
+    "number": "number", "text": "textarea",
+}
+
+
+def write(run: PluginRun, tasks: list[FinalTask]) -> dict[str, Any]:
+    """Append a batch to the journal (synced); the state records the journal's new size."""
+    path = run.path(run.require("path", str))
+    state = {"tasks": 0, **(run.state or {})}
+    if not tasks:  # the call before the first batch: nothing to keep yet
+        return state
+    lines = b"".join(json.dumps(ls_task(task, run), ensure_ascii=False).encode("utf-8") + b"\n" for task in tasks)
+    journal = journal_path(path)
+    folder = os.path.dirname(journal)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    with open(os.open(journal, os.O_RDWR | os.O_CREAT, 0o666), "r+b") as handle:
+        st = os.fstat(handle.fileno())
+        kept = min(_recorded(state, st), st.st_size)
+        handle.truncate(kept)  # a killed write's tail, or a journal no record describes
+        handle.seek(kept)
+        handle.write(lines)
+        handle.flush()
+        os.fsync(handle.fileno())
+        return {"tasks": state["tasks"], "pending": handle.tell(), "dev": st.st_dev, "ino": st.st_ino}
+
+
+def finish(run: PluginRun) -> dict[str, Any]:
+    """Write ``PATH`` once with the journal's recorded tasks (and make it, ``[]``, if missing);
+    remove the journal. The state then holds how many tasks ``PATH`` has and no journal."""
+    path = run.path(run.require("path", str))
+    state = dict(run.state or {})
+    journal = journal_path(path)
+    try:
+        st: os.stat_result | None = os.stat(journal)
+    except FileNotFoundError:
+        st = None
+    recorded = _recorded(state, st)
+    items = _journal_items(journal, recorded) if recorded else []
+    count = state.get("tasks", 0)
+    if items or not os.path.exists(path):
+        count = _rewrite(path, items)
+    if st is not None:  # written out, or never recorded (its tasks are offered again)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(journal)
+    return {"tasks": count, "pending": 0}
+
+
+def journal_path(path: str) -> str:
+    """The journal beside ``PATH``: a short name of its own (a long ``PATH`` name stays within NAME_MAX)."""
+    name = os.path.basename(path).encode("utf-8", "surrogateescape")
+    return os.path.join(os.path.dirname(path), f".ly-{hashlib.sha1(name).hexdigest()}.labelyard-journal")
+
+
+def _recorded(state: dict[str, Any], st: os.stat_result | None) -> int:
+    """How many bytes of the journal ``st`` the state records as delivered (0 for another journal)."""
+    pending = state.get("pending")
+    if not isinstance(pending, int) or pending <= 0:
+        return 0
+    if st is None:  # written out and removed by a run killed before its record
+        return 0
+    return pending if (state.get("dev"), state.get("ino")) == (st.st_dev, st.st_ino) else 0
+
+
+def _journal_items(journal: str, size: int) -> list[dict[str, Any]]:
+    with open(journal, "rb") as handle:
+        data = handle.read(size)
+    try:
+        return [json.loads(line) for line in data.splitlines() if line.strip()]
+    except (ValueError, RecursionError) as exc:
+        raise PluginError(f"{journal}: a damaged journal of the labelstudio sink ({exc}); the tasks it held "
+                          "are delivered but not in the output: `labelyard export` has them") from None
+
+
+def _rewrite(path: str, items: list[dict[str, Any]]) -> int:
+    """``PATH`` rewritten with ``items`` added (an earlier task of the same id replaced); how many it holds."""
+    existing = _earlier_output(path)
+    index = {_task_key(t): n for n, t in enumerate(existing)}
+    for item in items:
+        key = _task_key(item)
+        if key in index:
+            existing[index[key]] = item
+        else:
+            index[key] = len(existing)
+            existing.append(item)
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    suffix = _temp_suffix(path)
+    _remove_stale_temporaries(path, suffix)
+    # A short name of its own beside PATH (one named after PATH went past the 255-byte limit
+    # for a long name); a run killed while writing leaves it to the next write, which removes it.
+    fd, tmp = new_temp_beside(path, 0o666, suffix)
+    try:
+        with open(fd, "w", encoding="utf-8") as handle:
+            json.dump(existing, handle, ensure_ascii=False, indent=1)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return len(existing)
+
+
+def _earlier_output(path: str) -> list[dict[str, Any]]:
+    """The tasks the sink wrote to ``path`` before (none when it does not exist yet); a file that is
+    not a JSON list of objects is not this sink's output, and is left alone with a clear error."""
+    if not os.path.exists(path):
+        return []
+    try:
+        with open(path, "rb") as handle:
+            existing = json.loads(decode_document(handle.read()))
+    except (OSError, RowError, json.JSONDecodeError, RecursionError) as exc:
+        raise PluginError(f"{path}: cannot read the earlier output: {exc}") from None
+    if isinstance(existing, list):
+        odd = next((item for item in existing if not isinstance(item, dict)), None)
+        if odd is None and all(isinstance(item, dict) for item in existing):
+            return existing
+        found = f"a list holding {_json_kind(odd)}"
+    else:
+        found = _json_kind(existing)
+    raise PluginError(f"{path}: the earlier output is not a JSON list of tasks (found {found}); the sink "
+                      "rewrites this file: point `path:` at a file of its own, or move this one away")
+
+
+JSON_KINDS = {dict: "an object", list: "a list", str: "a string", int: "a number", float: "a number",
+              bool: "true or false", type(None): "null"}
+
+
+def _json_kind(value: Any) -> str:
+    return JSON_KINDS.get(type(value), type(value).__name__)
+
+
+def _temp_suffix(path: str) -> str:
+    """``.<8 hex digits>.labelyard-tmp``: this target's temp files are ``.ly-<random>`` and this,
+    so that a write finds the ones killed writes to the same target left (one sink writes a
+    target at a time: runs of a database take turns, two sinks of one file are refused)."""
+    name = os.path.basename(path).encode("utf-8", "surrogateescape")
+    return f".{hashlib.sha1(name).hexdigest()[:8]}.labelyard-tmp"
+
+
+def _remove_stale_temporaries(path: str, suffix: str) -> None:
+    """Remove the temp files that killed writes of ``path`` left: this version's
+    (``.ly-<random><suffix>``), earlier versions' ``PATH.labelyard-tmp``, and ``PATH.tmp-PID``
+    of processes that are gone."""
+    folder = os.path.dirname(path) or "."
+    stale = glob.glob(os.path.join(glob.escape(folder), ".ly-*" + glob.escape(suffix)))
+    stale.append(path + ".labelyard-tmp")
+    for old in glob.glob(glob.escape(path) + ".tmp-*"):
+        pid = old.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            stale.append(old)
+    for name in stale:
+        with contextlib.suppress(OSError):
+            os.remove(name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # someone else's process
+    return True
+
+
+def _task_key(item: dict) -> Any:
+    """The Labelyard id of a task in the output (``None`` for an item the sink did not write)."""
+    meta = item.get("meta")
+    ours = meta.get("labelyard") if isinstance(meta, dict) else None
+    return ours.get("id") if isinstance(ours, dict) else None
+
+
+def ls_task(task: FinalTask, run: PluginRun) -> dict[str, Any]:
+    """A Label Studio task to import: data, the final label as an annotation, Labelyard's facts in meta."""
+    from_name = run.setting("from_name", "label")
+    to_name = run.setting("to_name", "text")
+    result = [{"from_name": from_name, "to_name": to_name, "type": RESULT_TYPES.get(run.label_type, "choices"),
+               "value": value} for value in ls_values(task.label, run.label_type)]
+    return {
+        "data": task.data,
+        "annotations": [{"result": result, "ground_truth": False, "was_cancelled": False}],
+        "meta": {"labelyard": {"id": task.id, "final_by": task.final_by, "rule": task.rule,
+                               "final_at": task.final_at, "votes": task.votes, "agreement": task.agreement}},
+    }
+
+
+def ls_values(label: Any, label_type: str) -> list[dict[str, Any]]:
+    if label_type == "choice":
+        return [{"choices": [label]}]
+    if label_type == "multi_choice":
+        return [{"choices": list(label)}]
+    if label_type == "spans":
+        return [{"start": s["start"], "end": s["end"], **({"labels": [s["label"]]} if s.get("label") else {})}
+                for s in label]
+    if label_type == "boxes":
+        return [{"x": b["x"], "y": b["y"], "width": b["width"], "height": b["height"],
+                 **({"rectanglelabels": [b["label"]]} if b.get("label") else {})} for b in label]
+    if label_type == "number":
+        return [{"number": label}]
+    return [{"text": [label if isinstance(label, str) else json.dumps(label)]}]
