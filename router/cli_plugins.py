@@ -158,22 +158,39 @@ def _wrap_ingest(main: click.Group, db_option: Any, emit_json: Any) -> None:
             known = ", ".join(sorted(plugins.registry["sources"])) or "none"
             raise LabelyardError(f"no source plugin `{plugin}` (sources: {known}; see `labelyard plugins`)")
         run = make_run(engine, {"plugin": plugin, "path": arg}, f"{plugin}:{arg}", None, os.getcwd())
-        try:
-            result = ingest_parts(engine, iter(found.func(run)))
-        except Exception as exc:  # noqa: BLE001 - the plugin's failure, told as a user error
-            raise LabelyardError(f"source `{plugin}` failed: {describe_error(exc)}") from None
-        if as_json:
-            emit_json(result)
-            return
-        click.echo(f"ingested {result['ingested']}, duplicates {result['duplicates']}, rejected {result['rejected']}"
-                   + prior_votes_said(result))
-        for rule, n in sorted(result["routed"].items(), key=lambda kv: -kv[1]):
-            click.echo(f"  {n:>8}  {rule}")
-        if result["rejected"]:
-            import shlex
+        origins: list[str] = []  # what `rejects --source` takes: each origin a part came from, in order
 
-            click.echo("rejected rows are kept with their reasons: "
-                       f"labelyard rejects --db {shlex.quote(engine.store.path)}", err=True)
+        def parts() -> Any:
+            for part in found.func(run):
+                if part.origin not in origins:
+                    origins.append(part.origin)
+                yield part
+
+        result: dict[str, Any] = {}
+        failed = None
+        try:
+            ingest_parts(engine, parts(), counts=result)
+        except Exception as exc:  # noqa: BLE001 - the plugin's failure, told with what went in before it
+            failed = f"source `{plugin}` failed: {describe_error(exc)}"
+            if not any(result.get(k) for k in ("ingested", "duplicates", "rejected", "prior_votes")):
+                raise LabelyardError(failed) from None
+        result["sources"] = origins
+        if as_json:
+            emit_json({**result, **({"failed": failed} if failed else {})})
+        else:
+            click.echo(f"ingested {result['ingested']}, duplicates {result['duplicates']}, "
+                       f"rejected {result['rejected']}" + prior_votes_said(result))
+            for rule, n in sorted(result["routed"].items(), key=lambda kv: -kv[1]):
+                click.echo(f"  {n:>8}  {rule}")
+            if result["rejected"]:
+                import shlex
+
+                only = f" --source {shlex.quote(origins[0])}" if len(origins) == 1 else ""
+                click.echo("rejected rows are kept with their reasons: "
+                           f"labelyard rejects --db {shlex.quote(engine.store.path)}{only}", err=True)
+        if failed:  # the parts before the failure went in and stay: said, then exit 4 as `run` does
+            click.echo(f"labelyard: {failed}; the rows it gave before that went in", err=True)
+            sys.exit(4)
 
     def callback(**kwargs: Any) -> Any:
         plugins_dir = kwargs.pop("plugins_dir", None)

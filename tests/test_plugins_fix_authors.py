@@ -146,6 +146,22 @@ def test_a_source_failing_after_a_part_reports_what_that_part_ingested(project, 
     assert [s["ingested"] for s in stored] == [1, 1] and [s["rejected"] for s in stored] == [1, 1]
 
 
+def test_ingest_through_a_source_that_fails_after_a_part_tells_what_went_in_and_names_its_sources(project):
+    """`ingest flaky:x` dropped the first part's counts (it went in) and said only that it failed."""
+    project.plugin("flaky", FLAKY)
+    project.use()
+    proc = project("ingest", "flaky:x", "--json")
+    assert proc.returncode == 4, proc.stderr  # as `run` exits when a plugin failed
+    assert json.loads(proc.stdout) == {
+        "ingested": 1, "duplicates": 0, "rejected": 1, "routed": {"confident": 1}, "sources": ["flaky"],
+        "failed": "source `flaky` failed: ConnectionError: the API hung up (flaky.py:13)"}
+    assert "the rows it gave before that went in" in proc.stderr
+    text = project("ingest", "flaky:x")  # the same part again: a duplicate and its reject again
+    assert text.returncode == 4 and text.stdout.splitlines()[0] == "ingested 0, duplicates 1, rejected 1"
+    assert "--source flaky" in text.stderr  # the one source its rejects are kept under
+    assert [r["source"] for r in project.json("rejects", "--json")] == ["flaky"]
+
+
 # -- 3: rejects of plugin rows: lines numbered per page, or no lines ----------------------------------
 PAGES = """
     import json
