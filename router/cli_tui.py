@@ -35,6 +35,14 @@ def _require_terminal() -> None:
         raise LabelyardError("the TUI needs a terminal; use `labelyard status`, `claim` and `submit` in scripts")
 
 
+def _require_queue(engine, queue: str) -> None:
+    """Refuse a ``--queue`` the active workflow does not have (``claim --queue`` says the same)."""
+    from .errors import LabelyardError
+
+    if queue not in engine.workflow.queues:
+        raise LabelyardError(f"no queue `{queue}` in workflow `{engine.workflow.name}`")
+
+
 def register(main: click.Group) -> None:
     """Add ``tui`` and ``work`` to the ``labelyard`` group."""
     from .cli import _engine, _worker, as_option, db_option
@@ -56,10 +64,14 @@ def register(main: click.Group) -> None:
     @click.option("--queue", default=None, help="Only this queue.")
     def work_(db: str | None, worker: str | None, queue: str | None) -> None:
         """Label in the terminal: claim, label with number keys, submit, next; reviews too."""
-        _require_terminal()
         engine = _engine(db)
-        path = engine.store.path
-        who = _worker(worker)
-        engine._require_worker(who)
-        engine.close()
+        try:  # as `labelyard claim` checks them: a wrong name is one line, not a screen that waits forever
+            path = engine.store.path
+            who = _worker(worker)
+            engine._require_worker(who)
+            if queue is not None:
+                _require_queue(engine, queue)
+        finally:
+            engine.close()
+        _require_terminal()
         open_tui(path, who, start="work", worker=who, queue=queue)
