@@ -52,6 +52,15 @@ class WorkScreen(BaseScreen):
         Binding("x", "reject", "Reject", id="work.reject"),
         Binding("s", "skip", "Skip", id="work.skip"),
         Binding("n", "next", "Claim", id="work.claim"),
+        # The same keys where the slot gives them nothing to do (check_action turns the bindings above
+        # off, which keeps them out of the footer): they say why. `system` keeps them out of the key panel.
+        *[Binding(str(i % 10), "why('choose')", str(i % 10), id=f"work.why_choose{i}", show=False, system=True)
+          for i in range(1, 11)],
+        Binding("c", "why('pick_choice')", "Choices", id="work.why_choices", show=False, system=True),
+        Binding("enter", "why('submit')", "Submit", id="work.why_submit", show=False, system=True),
+        Binding("a", "why('approve')", "Approve", id="work.why_approve", show=False, system=True),
+        Binding("x", "why('reject')", "Reject", id="work.why_reject", show=False, system=True),
+        Binding("s", "why('skip')", "Skip", id="work.why_skip", show=False, system=True),
     ]
 
     def __init__(self, worker: str | None = None, queue: str | None = None) -> None:
@@ -62,6 +71,7 @@ class WorkScreen(BaseScreen):
         self.picked: list[str] = []
         self.note = ""
         self.busy = False
+        self.unsent: dict[str, Any] | None = None  # a submission that failed: its comment is offered again
 
     def compose(self) -> ComposeResult:
         self.worker = self.worker or self.app.worker
@@ -87,7 +97,7 @@ class WorkScreen(BaseScreen):
 
     # -- claiming and submitting ------------------------------------------------------------
     def action_next(self) -> None:
-        if self.busy:
+        if self._still_busy():
             return
         if self.view is not None:
             self.check_slot(self.view["assignment"], say_held=True)
@@ -119,21 +129,34 @@ class WorkScreen(BaseScreen):
         except LabelyardError as exc:
             self.post_message(Claimed(None, str(exc)))
             return
+        except Exception as exc:  # a disk I/O error, a damaged file, a bug: told, and `n` or a refresh tries again
+            error = f"{type(exc).__name__}: {exc}"
+            self.post_message(ActionFailed("claim", error))
+            self.post_message(Claimed(None, f"the claim failed ({error})"))
+            return
         self.post_message(Claimed(view))
 
     @work(thread=True, group="work", exit_on_error=False)
     def send(self, assignment: int, kwargs: dict[str, Any], skip: bool = False) -> None:
+        what = "skip" if skip else "submit"
         try:
             if skip:
                 result = self.backend.skip(assignment, self.worker)
             else:
                 result = self.backend.submit(assignment, self.worker, **kwargs)
         except LabelyardError as exc:
-            why = self.backend.slot_gone(assignment, self.worker)
+            try:
+                why = self.backend.slot_gone(assignment, self.worker)
+            except Exception:  # the check failed too: the refusal is what there is to tell
+                why = None
             if why is not None:
                 self.post_message(SlotGone(assignment, f"{why} ({exc})", sending=True))
             else:
-                self.post_message(ActionFailed("skip" if skip else "submit", str(exc)))
+                self.post_message(ActionFailed(what, str(exc)))
+            return
+        except Exception as exc:  # not sent: the slot is still the worker's, and the screen takes keys again
+            self.post_message(ActionFailed(what, f"not sent ({type(exc).__name__}: {exc}); the slot is still "
+                                                 f"yours: press the key again to {'skip' if skip else 'send'} it"))
             return
         self.post_message(Submitted(result))
 
@@ -142,6 +165,7 @@ class WorkScreen(BaseScreen):
         self.busy = False
         self.view = message.view
         self.picked = []
+        self.unsent = None
         self.note = message.note or ""
         self.render_view()
         if message.resumed and message.view is not None:
@@ -155,6 +179,7 @@ class WorkScreen(BaseScreen):
             return  # a submission is on its way: its own outcome decides
         self.busy = False
         self.view = None
+        self.unsent = None
         after = "claiming it again" if "offered to you again" in message.why else "moving on to new work"
         self.notify(f"{message.why}; {after}", title="Slot taken back", severity="warning", timeout=8)
         self.action_next()
@@ -162,6 +187,7 @@ class WorkScreen(BaseScreen):
     @on(Submitted)
     def submitted(self, message: Submitted) -> None:
         self.busy = False
+        self.unsent = None
         decision = message.result.get("decision")
         text = f"submitted #{message.result.get('assignment')}"
         if message.result.get("status") in ("released", "offered"):
@@ -192,7 +218,21 @@ class WorkScreen(BaseScreen):
             return choices
         if action == "skip":
             return v is not None  # on a correction it says why it is refused
-        return True
+        return True  # `why` among them: it runs only where the binding before it on the same key is off
+
+    def action_why(self, action: str) -> None:
+        """Say why ``action``'s key does nothing on the slot in view."""
+        self.notify(self.why_not(action), severity="warning")
+
+    def why_not(self, action: str) -> str:
+        v = self.view
+        if v is None:
+            return "claiming…" if self.busy else "no slot in view: n claims work"
+        how = f"`{v['label_type']}` labels are submitted with `labelyard submit {v['assignment']} --value JSON`"
+        if action in ("approve", "reject"):
+            pick = "pick a label" if v["label_type"] in CHOICE_TYPES else how
+            return f"{action} is for review slots: {pick}"
+        return f"{how}; this screen shows the data only"
 
     def render_view(self) -> None:
         head = self.query_one("#work-head", Static)
@@ -265,7 +305,7 @@ class WorkScreen(BaseScreen):
     def action_pick_choice(self) -> None:
         """Every choice in a list (arrows and Enter pick one, as its number key would)."""
         v = self.view
-        if v is None or self.busy or v["label_type"] not in CHOICE_TYPES:
+        if v is None or self._still_busy() or v["label_type"] not in CHOICE_TYPES:
             return
         items = [(str(i), f"{'●' if c in self.picked else ' '} {choice_key(i - 1) or ' '}  {c}")
                  for i, c in enumerate(v["choices"], start=1)]
@@ -273,7 +313,11 @@ class WorkScreen(BaseScreen):
 
     def action_choose(self, number: int) -> None:
         v = self.view
-        if v is None or self.busy or v["label_type"] not in CHOICE_TYPES or number > len(v["choices"]):
+        if v is None or self._still_busy() or v["label_type"] not in CHOICE_TYPES:
+            return
+        if number > len(v["choices"]):
+            self.notify(f"no choice {number % 10}: this task has {len(v['choices'])} (c lists them)",
+                        severity="warning")
             return
         choice = v["choices"][number - 1]
         if v["kind"] in ("annotate", "correct") and v["label_type"] == "choice":
@@ -293,11 +337,10 @@ class WorkScreen(BaseScreen):
 
     def action_submit(self) -> None:
         v = self.view
-        if v is None or self.busy:
+        if v is None or self._still_busy():
             return
         if v["label_type"] not in CHOICE_TYPES:
-            self.notify(f"`{v['label_type']}` labels are submitted with `labelyard submit {v['assignment']} "
-                        "--value JSON`", severity="warning")
+            self.action_why("submit")
             return
         label = self._label()
         if label is None and v["label_type"] == "multi_choice":
@@ -312,7 +355,8 @@ class WorkScreen(BaseScreen):
             self.notify("pick the label first (its key, or c for the list)", severity="warning")
             return
         shown = "none of these" if label == [] else fmt.label(label)
-        self.app.push_screen(InputModal(f"Submit {shown} — comment (optional), Escape goes back"),
+        self.app.push_screen(InputModal(f"Submit {shown} — comment (optional), Escape goes back",
+                                        value=self._unsent_comment("label")),
                              lambda c: c is not None and self._send({"label": label, "comment": c or None}))
 
     def action_approve(self) -> None:
@@ -320,29 +364,41 @@ class WorkScreen(BaseScreen):
             how = ("pick it with the number keys" if self.view["label_type"] in CHOICE_TYPES
                    else f"submit it with `labelyard submit {self.view['assignment']} --value JSON`")
             self.notify(f"an escalated task needs its final label: {how}", severity="warning")
-        elif self.kind == "review" and not self.busy:
+        elif self.kind == "review" and not self._still_busy():
             label = self._label()  # a picked choice is the reviewer's correction, as `submit --approve --label`
             self._send({"verdict": "approve"} if label is None else {"verdict": "approve", "label": label})
-        elif self.kind in ("annotate", "correct"):
-            self.notify("approve is for review slots: pick a label", severity="warning")
+        elif self.kind not in ("review", "escalated"):
+            self.action_why("approve")
 
     def action_reject(self) -> None:
-        if self.kind in ("annotate", "correct"):
-            self.notify("reject is for review slots: pick a label", severity="warning")
-        elif self.kind in ("review", "escalated") and not self.busy:
-            self.app.push_screen(InputModal("Reject: comment for the annotators"),
+        if self.kind not in ("review", "escalated"):
+            self.action_why("reject")
+        elif not self._still_busy():
+            self.app.push_screen(InputModal("Reject: comment for the annotators", value=self._unsent_comment("verdict")),
                                  lambda c: c is not None and self._send({"verdict": "reject", "comment": c or None}))
 
     def action_skip(self) -> None:
         if self.kind == "correct":  # given back, it would be offered to this worker again at once
             self.notify("a correction comes back to you: label it (a lead can reassign it)", severity="warning")
-        elif self.view is not None and not self.busy:
+        elif self.view is not None and not self._still_busy():
             self.busy = True
             self.send(self.view["assignment"], {}, skip=True)
+
+    def _still_busy(self) -> bool:
+        """Whether a claim or a submission is on its way (a key pressed meanwhile is told so)."""
+        if self.busy:
+            self.notify("one moment: the last claim or submission is still on its way", severity="warning")
+        return self.busy
+
+    def _unsent_comment(self, kind: str) -> str:
+        """The comment of a submission of this ``kind`` (``verdict`` or ``label``) that was not sent, to send again."""
+        unsent = self.unsent or {}
+        return (unsent.get("comment") or "") if kind in unsent else ""
 
     def _send(self, kwargs: dict[str, Any]) -> None:
         assert self.view is not None
         self.busy = True
+        self.unsent = kwargs  # until it went through: a failure offers it again
         self.send(self.view["assignment"], kwargs)
 
     @on(ActionFailed)
