@@ -72,6 +72,7 @@ class TasksScreen(BaseScreen):
         self.total: int | None = None
         self.selected: set[str] = set()
         self._top = False  # put the cursor on the first row at the next render (new filter or page)
+        self.shown: tuple[TaskFilter, tuple[Any, int] | None] | None = None  # the filter and page key on screen
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -108,6 +109,7 @@ class TasksScreen(BaseScreen):
         if task_filter != self.filter or after != self.keys[-1]:
             return  # an answer to an older question
         self.rows, self.next_after, self.total = page.rows, page.next_after, page.total
+        self.shown = (task_filter, after)
         self.render_rows()
 
     def render_rows(self) -> None:
@@ -133,18 +135,28 @@ class TasksScreen(BaseScreen):
         self.render_status_only()
 
     # -- paging -----------------------------------------------------------------------------
+    def page_loading(self) -> bool:
+        """Whether the page asked for (a new filter, `n`, `p`) is not on screen yet."""
+        return self.shown != (self.filter, self.keys[-1])
+
     def action_next_page(self) -> None:
+        if self.page_loading():
+            return  # the rows on screen are not the page asked for: their next key would repeat a page
         if self.next_after is None:
             self.notify("last page")
             return
         self.keys.append(self.next_after)
         self._top = True
+        self.render_status_only()
         self.reload()
 
     def action_prev_page(self) -> None:
+        if self.page_loading():
+            return
         if len(self.keys) > 1:
             self.keys.pop()
             self._top = True
+            self.render_status_only()
             self.reload()
 
     # -- selection ---------------------------------------------------------------------------
@@ -165,6 +177,9 @@ class TasksScreen(BaseScreen):
     def render_status_only(self) -> None:
         """The status line: page, rows, total, whether this is the last page, and the selection."""
         page = len(self.keys)
+        if self.page_loading():
+            self.query_one("#task-status", Static).update(f"page {page:,} · loading…")
+            return
         total = "?" if self.total is None else f"{self.total:,}"
         more = "" if self.next_after is not None else " (last page)"
         sel = f"   selected {len(self.selected)}" if self.selected else ""
