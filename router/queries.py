@@ -113,8 +113,14 @@ class Queries:
         return self._engine
 
     def data_version(self) -> int:
-        """A number that changes when another connection commits: poll it, reload when it moved."""
+        """A number that changes when another connection commits: poll it, reload when it moved. It
+        means something only on the connection that read it before."""
         return self.store.data_version()
+
+    def change_marker(self) -> tuple[Any, ...]:
+        """What changed data looks like from a new connection each time (where :meth:`data_version`
+        is meaningless): the newest event, rejected row and plugin run."""
+        return self.store.change_marker()
 
     # -- the workflow -----------------------------------------------------------------------
     def workflow_info(self) -> dict[str, Any] | None:

@@ -1671,6 +1671,15 @@ class Store:
         """Changes whenever another connection commits (``PRAGMA data_version``): the TUI's cheap poll."""
         return int(self.one("PRAGMA data_version")[0])
 
+    def change_marker(self) -> tuple[Any, ...]:
+        """The newest event, the rejects (newest id, how many) and the newest plugin run (id, when it
+        finished): equal on any two connections until someone writes one of them. Rejected input rows
+        and `labelyard run`'s plugin runs are written without an event."""
+        row = self.one("SELECT (SELECT max(id) FROM events), (SELECT max(id) FROM rejects), "
+                       "(SELECT count(*) FROM rejects), (SELECT max(id) FROM plugin_runs), "
+                       "(SELECT finished_at FROM plugin_runs ORDER BY id DESC LIMIT 1)")
+        return tuple(row)
+
     def task_count_rows(self) -> list[sqlite3.Row]:
         """The trigger-kept counters of ``m004``: tasks per (status, queue, stage, claimable, is_gold)."""
         return self.query("SELECT status, queue, stage, claimable, is_gold, n FROM task_counts WHERE n != 0")

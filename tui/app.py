@@ -2,9 +2,9 @@
 
 ``LabelyardApp(db, actor)`` opens the dashboard; ``start="work"`` opens the annotator's screen for
 ``worker``. Every database read and write runs in a thread worker through :mod:`tui.backend`
-(``router``'s query API, lead actions and engine); results come back as messages. A thread polls the
-newest event id every ``poll_interval`` seconds and, when another process wrote, the visible screen
-reloads.
+(``router``'s query API, lead actions and engine); results come back as messages. A thread polls
+``PRAGMA data_version`` on a connection of its own every ``poll_interval`` seconds and, when any other
+connection committed, the visible screen reloads.
 
 ``run(db, actor, ...)`` is what ``labelyard tui`` and ``labelyard work`` call.
 """
@@ -71,7 +71,7 @@ class LabelyardApp(App):
         self.workflow: dict[str, Any] | None = None
         self.worker_names: list[str] = []
         self.is_lead = False
-        self.last_event: int | None = None
+        self.last_change: tuple[Any, ...] | None = None  # check_changes' last reading of the change marker
         self._stop = threading.Event()
         import os
 
@@ -115,14 +115,14 @@ class LabelyardApp(App):
             import json
 
             lead = any(w["id"] == self.backend.actor and "lead" in json.loads(w["roles"]) for w in workers)
-            last = q.store.last_event_id()
+            last = q.change_marker()
         self.call_from_thread(self._meta_loaded, info, names, lead, last)
 
-    def _meta_loaded(self, info: dict[str, Any] | None, names: list[str], lead: bool, last: int) -> None:
-        first = self.last_event is None
+    def _meta_loaded(self, info: dict[str, Any] | None, names: list[str], lead: bool, last: tuple[Any, ...]) -> None:
+        first = self.last_change is None
         self.workflow, self.worker_names, self.is_lead = info, names, lead
-        if self.last_event is None:
-            self.last_event = last
+        if self.last_change is None:
+            self.last_change = last
         if first and not lead and self.start != "work":
             self.notify(f"{self.backend.actor} has no lead role: you can watch, but actions will be refused "
                         f"(`labelyard workers add {self.backend.actor} --role lead` by a lead)",
@@ -131,23 +131,26 @@ class LabelyardApp(App):
     # -- live refresh -------------------------------------------------------------------
     @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
     def watch_database(self) -> None:
-        """Every ``poll_interval`` s: one indexed ``max(events.id)``; when it moved, the screen reloads."""
+        """Every ``poll_interval`` s: ``PRAGMA data_version`` on this thread's own connection, which moves
+        whenever any other connection commits (an event, a rejected input row, a plugin run: anything)
+        and reads no page; when it moved, the screen reloads."""
         me = get_current_worker()
         with self.backend.queries() as q:
-            last = q.store.last_event_id()
+            last = q.data_version()
             while not me.is_cancelled and not self._stop.wait(self.poll_interval or 1.0):
-                newest = q.store.last_event_id()
+                newest = q.data_version()
                 if newest != last:
                     last = newest
                     self.call_from_thread(self.data_changed)
 
     @work(thread=True, exclusive=True, group="check", exit_on_error=False)
     def check_changes(self) -> None:
-        """One poll (what the watcher does each second), for ``ctrl+r``-free tests and scripts."""
+        """One poll, for ``ctrl+r``-free tests and scripts. Each runs on a new connection, where
+        ``data_version`` means nothing: it compares :meth:`Queries.change_marker` instead."""
         with self.backend.queries() as q:
-            newest = q.store.last_event_id()
-        if newest != self.last_event:
-            self.last_event = newest
+            newest = q.change_marker()
+        if newest != self.last_change:
+            self.last_change = newest
             self.call_from_thread(self.data_changed)
 
     def data_changed(self) -> None:
