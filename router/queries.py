@@ -76,6 +76,15 @@ def _label(text: str | None) -> Any:
     return loads(text)
 
 
+SORT_COLUMNS = {"id": None, "priority": "priority", "age": "stage_at", "updated": "updated_at"}
+
+
+def _sort_key(order: str, row: Any) -> tuple[Any, int]:
+    """A task row's keyset position ``(sort value, id)`` in a list sorted by ``order``."""
+    column = SORT_COLUMNS[order]
+    return (None if column is None else row[column], row["id"])
+
+
 def _task_rows(rows: list[Any]) -> list[dict[str, Any]]:
     if not rows:
         return []
@@ -326,17 +335,36 @@ class Queries:
     def task_page(self, f: TaskFilter, after: tuple[Any, int] | None = None, limit: int = PAGE_SIZE,
                   with_total: bool = True) -> TaskPage:
         """One page of tasks by keyset: pass the previous page's ``next_after`` to get the next."""
-        rows = self.store.task_page(status=f.status, queue=f.queue, stage=f.stage, worker=f.worker,
-                                    text=f.text or None, order=f.order, descending=f.descending,
-                                    after=after, limit=limit + 1)
+        rows = self._task_page_rows(f, after, limit + 1)
         more = len(rows) > limit
         rows = _task_rows(rows[:limit])
-        next_after = None
-        if more and rows:
-            last = rows[-1]
-            key = {"id": None, "priority": "priority", "age": "stage_at", "updated": "updated_at"}[f.order]
-            next_after = (None if key is None else last[key], last["id"])
+        next_after = _sort_key(f.order, rows[-1]) if more and rows else None
         return TaskPage(rows, next_after, self.count_for(f) if with_total else None)
+
+    def _task_page_rows(self, f: TaskFilter, after: tuple[Any, int] | None, limit: int,
+                        descending: bool | None = None) -> list[Any]:
+        return self.store.task_page(status=f.status, queue=f.queue, stage=f.stage, worker=f.worker,
+                                    text=f.text or None, order=f.order,
+                                    descending=f.descending if descending is None else descending,
+                                    after=after, limit=limit)
+
+    def task_page_at(self, f: TaskFilter, task_id: int, row: int, limit: int = PAGE_SIZE
+                     ) -> tuple[tuple[Any, int] | None, TaskPage] | None:
+        """The page that shows task ``task_id`` as its ``row``-th row (nearer the top when fewer tasks
+        come before it), and the ``after`` that reads that page again (``None``: the first page);
+        ``None`` when ``f`` no longer lists the task. For a list that keeps a task under the cursor
+        while tasks ingested (or moved) above it push it off its page."""
+        task = self.store.task(task_id)
+        if task is None:
+            return None
+        row = max(0, min(row, limit - 1))
+        # The rows before it, nearest first, and one more: the row just before the page, its `after`.
+        before = self._task_page_rows(f, _sort_key(f.order, task), row + 1, descending=not f.descending)
+        after = _sort_key(f.order, before[row]) if len(before) > row else None
+        page = self.task_page(f, after, limit)
+        if all(r["id"] != task_id for r in page.rows):
+            return None  # gone from the list (a status, queue or text that no longer matches), or gold
+        return after, page
 
     def task_detail(self, ref: str) -> dict[str, Any]:
         """Everything about one task: fields, prediction, votes, annotations and review comments,

@@ -3,6 +3,10 @@
 
 - `n` pressed again while the next page was still loading appended the old page's next key once
   more: the status said "page 4" over the rows of page 2. Presses while a page loads are ignored.
+- Tasks ingested by another process above the cursor pushed its task off page 1, and the cursor
+  fell back to the same row number: `h` offered to hold a task the lead never chose. The page now
+  follows the task (at the same row; `p` shows what came above it); a task that left the list is
+  said, and the next action on the row the cursor was left on is asked once more.
 - The live refresh polled the newest event id, but rejected input rows and `labelyard run`'s plugin
   runs are written without an event: the dashboard's alerts for them showed only after ctrl+r. The
   poller now reads `PRAGMA data_version` (any commit by another connection); `check_changes` (one
@@ -23,8 +27,11 @@ from conftest import labelyard_command
 from router.engine import Engine
 from router.queries import Queries, TaskFilter
 from test_tui import LEAD, NOW, _project, anyio_backend, db, demo_template, open_tasks_on, settle  # noqa: F401
+from router.lead import Lead
+from test_tui_cursor_and_picks import ingest
 from tui.app import LabelyardApp
 from tui.messages import DataChanged
+from tui.widgets.modals import ConfirmModal, InputModal
 
 pytestmark = pytest.mark.anyio
 
@@ -195,3 +202,105 @@ async def test_one_poll_on_a_new_connection_sees_rejected_rows_and_failed_runs(r
         app.check_changes()
         await settle(app, pilot)
         assert "had plugin failures" in alerts(app)
+
+
+# -- the cursor stays on its task when a refresh pushes it off the page -----------------------------
+
+def status_of(db: str, ref: str) -> str:
+    q = Queries.open(db)
+    try:
+        return q.store.task(ref)["status"]
+    finally:
+        q.close()
+
+
+async def hold_under_cursor(app, pilot) -> str:
+    """Press `h`, give no reason, and answer yes; returns the question the lead was asked."""
+    await pilot.press("h")
+    await pilot.pause()
+    assert isinstance(app.screen, InputModal)
+    await pilot.press("enter")
+    await pilot.pause()
+    assert isinstance(app.screen, ConfirmModal)
+    question = app.screen.question
+    await pilot.press("y")
+    await settle(app, pilot)
+    return question
+
+
+async def test_tasks_ingested_above_push_the_page_not_the_cursor(db, tmp_path):
+    app = LabelyardApp(db, LEAD, poll_interval=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_tasks_on(app, pilot)
+        await pilot.press("down", "down")
+        chosen, name = screen.current_ref(), screen.ref_name(screen.current_ref())
+        assert len(screen.rows) == 50
+        ingest(db, 50, tmp_path)  # a page of new tasks: the chosen one is now on page 2
+        app.check_changes()
+        await settle(app, pilot)
+        assert screen.current_ref() == chosen and screen.query_one("#tasks").cursor_row == 2
+        assert str(screen.query_one("#task-status", Static).render()).startswith("page 2 · 50 rows")
+        assert await hold_under_cursor(app, pilot) == f"Hold {'task ' + name}?"  # before: a new task's name
+        assert status_of(db, chosen) == "held"
+        assert {status_of(db, f"late-{i}") for i in range(50)} == {"open"}  # no new task was held
+        await pilot.press("p")  # what came above: the newest tasks
+        await settle(app, pilot)
+        assert screen.rows[0]["external_id"] == "late-49" and str(
+            screen.query_one("#task-status", Static).render()).startswith("page 1 · ")
+
+
+async def test_a_task_whose_priority_moved_it_off_the_page_keeps_the_cursor(db):
+    app = LabelyardApp(db, LEAD, poll_interval=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_tasks_on(app, pilot, status="open", order="priority")
+        await pilot.press("down", "down", "down")
+        chosen = screen.current_ref()
+        engine = Engine.open(db)
+        Lead(engine, LEAD).run("priority", [chosen], value=-5)  # another lead: now last in the list
+        engine.close()
+        app.check_changes()
+        await settle(app, pilot)
+        assert screen.current_ref() == chosen and screen.query_one("#tasks").cursor_row == 3
+        assert next(r["priority"] for r in screen.rows if f"id:{r['id']}" == chosen) == -5
+
+
+async def test_a_task_that_left_the_list_is_said_and_the_next_action_asked_again(db):
+    app = LabelyardApp(db, LEAD, poll_interval=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_tasks_on(app, pilot, status="open")
+        await pilot.press("down", "down")
+        chosen, name = screen.current_ref(), screen.ref_name(screen.current_ref())
+        engine = Engine.open(db)
+        Lead(engine, LEAD).run("hold", [chosen])  # another lead: the task leaves the open list
+        engine.close()
+        app.check_changes()
+        await settle(app, pilot)
+        landed = screen.current_ref()
+        assert landed != chosen and screen.query_one("#tasks").cursor_row == 2
+        said = [n.message for n in app._notifications]
+        assert f"task {name} left this list; the cursor is on {screen.ref_name(landed)}" in said
+        await pilot.press("h")
+        await pilot.pause()
+        assert app.screen is screen  # no dialog: the lead is told first
+        assert said + [f"task {name} left this list: the cursor is on {screen.ref_name(landed)} now; "
+                       "press again to act on it"] == [n.message for n in app._notifications]
+        landed_name = screen.ref_name(landed)
+        assert await hold_under_cursor(app, pilot) == f"Hold task {landed_name}?"
+        assert status_of(db, landed) == "held"
+
+
+async def test_after_moving_the_cursor_an_action_goes_through_at_once(db):
+    app = LabelyardApp(db, LEAD, poll_interval=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_tasks_on(app, pilot, status="open")
+        await pilot.press("down", "down")
+        engine = Engine.open(db)
+        Lead(engine, LEAD).run("hold", [screen.current_ref()])
+        engine.close()
+        app.check_changes()
+        await settle(app, pilot)
+        await pilot.press("down")  # the lead picked a task themselves
+        picked = screen.current_ref()
+        picked_name = screen.ref_name(picked)
+        assert await hold_under_cursor(app, pilot) == f"Hold task {picked_name}?"
+        assert status_of(db, picked) == "held"

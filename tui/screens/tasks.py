@@ -73,6 +73,9 @@ class TasksScreen(BaseScreen):
         self.selected: set[str] = set()
         self._top = False  # put the cursor on the first row at the next render (new filter or page)
         self.shown: tuple[TaskFilter, tuple[Any, int] | None] | None = None  # the filter and page key on screen
+        # The task under the cursor left the list at the last refresh: (its ref, the ref the cursor was
+        # left on). An action on the latter is asked once more, so it never goes silently to another task.
+        self.gone: tuple[str, str | None] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -95,26 +98,51 @@ class TasksScreen(BaseScreen):
         self.reload()
 
     def reload(self) -> None:
-        self.load(self.filter, self.keys[-1])
+        keep = None
+        ref = None if self._top else self.current_ref()
+        if ref is not None:  # a refresh: the task under the cursor stays under it
+            keep = (int(ref[3:]), self.query_one(DataTable).cursor_row)
+        self.load(self.filter, self.keys[-1], keep)
 
     @work(thread=True, exclusive=True, group="tasks", exit_on_error=False)
-    def load(self, task_filter: TaskFilter, after: tuple[Any, int] | None) -> None:
+    def load(self, task_filter: TaskFilter, after: tuple[Any, int] | None,
+             keep: tuple[int, int] | None = None) -> None:
+        """Read the page after ``after``; with ``keep`` = (task id, row), when tasks written meanwhile
+        pushed that task off the page, the page that shows it on that row instead."""
         with self.backend.queries() as q:
             page = q.task_page(task_filter, after)
-        self.post_message(Loaded("tasks", (task_filter, after, page)))
+            moved = None
+            if keep is not None and all(r["id"] != keep[0] for r in page.rows):
+                moved = q.task_page_at(task_filter, *keep)
+        self.post_message(Loaded("tasks", (task_filter, after, page, keep, moved)))
 
     @on(Loaded)
     def loaded(self, message: Loaded) -> None:
-        task_filter, after, page = message.data
+        task_filter, after, page, keep, moved = message.data
         if task_filter != self.filter or after != self.keys[-1]:
             return  # an answer to an older question
+        gone = None
+        if moved is not None:  # the page follows the cursor's task (`p` shows what came above it)
+            start, page = moved
+            self.keys = [None] if start is None else (self.keys[:-1] or [None]) + [start]
+        elif keep is not None and all(r["id"] != keep[0] for r in page.rows):
+            gone = next((r for r in self.rows if r["id"] == keep[0]), {"id": keep[0], "external_id": None})
         self.rows, self.next_after, self.total = page.rows, page.next_after, page.total
-        self.shown = (task_filter, after)
+        self.shown = (task_filter, self.keys[-1])
         self.render_rows()
+        if gone is not None:
+            name = f"task {fmt.clean(gone['external_id'])} (id:{gone['id']})" if gone["external_id"] is not None \
+                else f"task id:{gone['id']}"
+            landed = self.current_ref()
+            self.gone = (name, landed)
+            where = f"; the cursor is on {self.ref_name(landed)}" if landed else ""
+            self.notify(f"{name} left this list{where}", severity="warning")
 
     def render_rows(self) -> None:
         table = self.query_one(DataTable)
         key, cursor = (None, 0) if self._top else (cursor_key(table), table.cursor_row)
+        if self._top:
+            self.gone = None
         self._top = False
         table.clear()
         import time
@@ -196,6 +224,12 @@ class TasksScreen(BaseScreen):
         return ref if shown is None else f"{shown} ({ref})"
 
     def action_lead(self, action: str) -> None:
+        if self.gone is not None and not self.selected:
+            (name, landed), self.gone = self.gone, None
+            if landed is not None and self.current_ref() == landed:
+                self.notify(f"{name} left this list: the cursor is on {self.ref_name(landed)} now; "
+                            "press again to act on it", severity="warning")
+                return
         self.lead_action(action)
 
     def after_action(self) -> None:
