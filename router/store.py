@@ -1709,6 +1709,34 @@ class Store:
     def reject_count(self) -> int:
         return int(self.one("SELECT count(*) FROM rejects")[0])
 
+    _search_ready = False  # `labelyard_search` is registered on this connection (at its first search)
+
+    # Text that may hold a case-folded match SQLite cannot see: any character beyond ASCII (where
+    # folding is more than ASCII's a-z, and `ſ` folds to `s`), or a `\u` or `\/` escape in the JSON.
+    _NOT_PLAIN = ("length(t.data) != length(CAST(t.data AS BLOB)) OR t.data GLOB '*\\[u/]*' OR "
+                  "length(t.external_id) != length(CAST(t.external_id AS BLOB))")
+
+    def _text_search(self, text: str) -> tuple[str, list[Any]]:
+        """The SQL test (and its parameters) of :mod:`router.task_search`: ``text`` case-folded in the
+        external id or in a value of the data. The Python function reads only rows that may match:
+        on plain ASCII text (no escape but JSON's short ones) folding is ASCII's lower case, which is
+        what ``LIKE`` ignores, so a row ``LIKE`` turns down cannot match there."""
+        from .task_search import fold, json_form, matches
+
+        if not self._search_ready:
+            self.conn.create_function("labelyard_search", 3, matches, deterministic=True)
+            self._search_ready = True
+        needle = fold(text)
+        check = "labelyard_search(t.external_id, t.data, ?)"
+        if not needle.isascii():  # plain ASCII text cannot hold it
+            return f"(({self._NOT_PLAIN}) AND {check})", [needle]
+
+        def like(s: str) -> str:
+            return "%" + s.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+        return (f"((t.external_id LIKE ? ESCAPE '\\' OR t.data LIKE ? ESCAPE '\\' OR {self._NOT_PLAIN}) AND {check})",
+                [like(needle), like(json_form(needle)), needle])
+
     def task_page(self, *, status: str | None = None, queue: str | None = None, stage: str | None = None,
                   worker: str | None = None, text: str | None = None, order: str = "id", descending: bool = True,
                   after: tuple[Any, int] | None = None, limit: int = 50) -> list[sqlite3.Row]:
@@ -1716,8 +1744,9 @@ class Store:
         of the previous page's last row (``None``: the first page). Never ``OFFSET``.
 
         ``queue=""`` means tasks without a queue. ``text`` matches the id (only when it is ASCII digits
-        in SQLite's range), the external id (substring) or the task's data (substring); it is bound as a
-        parameter, never spliced into SQL. Ordered by id with no queue filter, the walk goes down the
+        in SQLite's range), or is a case-folded substring of the external id or of a value in the
+        task's data (:mod:`router.task_search`, an SQL function here); it is bound as a parameter,
+        never spliced into SQL. Ordered by id with no queue filter, the walk goes down the
         rowid and stops after ``limit`` matches; with a status and a queue it reads the ``(status, queue)``
         index, whose entries are in rowid order.
         """
@@ -1740,10 +1769,10 @@ class Store:
             where.append("t.id IN (SELECT task_id FROM assignments WHERE worker = ?)")
             params.append(worker)
         if text:
-            like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            where.append("(t.id = ? OR t.external_id LIKE ? ESCAPE '\\' OR t.data LIKE ? ESCAPE '\\')")
             number = _task_number(text)  # only ASCII digits in range name an id ("²", "١٢", 20 digits do not)
-            params += [-1 if number is None else number, like, like]
+            search, search_params = self._text_search(text)
+            where.append(f"(t.id = ? OR {search})")
+            params += [-1 if number is None else number, *search_params]
         cmp = "<" if descending else ">"
         direction = "DESC" if descending else "ASC"
         if after is not None:

@@ -243,7 +243,7 @@ class TasksScreen(BaseScreen):
 
     # -- filters ------------------------------------------------------------------------------
     def action_filter_text(self) -> None:
-        self.app.push_screen(InputModal("Search id, external id or data (empty: no search)",
+        self.app.push_screen(InputModal("Search id, external id or data values, any case (empty: no search)",
                                         value=self.filter.text or ""),
                              lambda t: t is not None and self.set_filter(self.filter.with_(text=t.strip() or None)))
 
