@@ -304,3 +304,17 @@ async def test_after_moving_the_cursor_an_action_goes_through_at_once(db):
         picked_name = screen.ref_name(picked)
         assert await hold_under_cursor(app, pilot) == f"Hold task {picked_name}?"
         assert status_of(db, picked) == "held"
+
+
+async def test_a_task_the_lead_held_themselves_leaves_without_a_warning(db):
+    app = LabelyardApp(db, LEAD, poll_interval=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_tasks_on(app, pilot, status="open")
+        await pilot.press("down", "down")
+        first = screen.current_ref()
+        await hold_under_cursor(app, pilot)
+        assert status_of(db, first) == "held" and screen.query_one("#tasks").cursor_row == 2
+        assert not [n for n in app._notifications if "left this list" in n.message]
+        second, name = screen.current_ref(), screen.ref_name(screen.current_ref())
+        assert await hold_under_cursor(app, pilot) == f"Hold task {name}?"  # at once: the lead saw it go
+        assert status_of(db, second) == "held"
