@@ -198,7 +198,7 @@ def measure(db: str, claimers: int = 8, seconds: float = 5.0) -> dict[str, Any]:
     raw = sqlite3.connect(db)
     out: dict[str, Any] = {}
     out["dashboard_ms"] = _median(lambda: q.dashboard()) * 1000
-    out["poll_ms"] = _median(lambda: q.store.last_event_id(), 21) * 1000
+    out["poll_ms"] = _median(lambda: q.data_version(), 21) * 1000  # what the TUI's poller reads
     first = q.task_page(TaskFilter())
     out["page_first_ms"] = _median(lambda: q.task_page(TaskFilter())) * 1000
     out["page_first_raw_ms"] = _median(lambda: raw.execute(
@@ -228,7 +228,7 @@ def measure(db: str, claimers: int = 8, seconds: float = 5.0) -> dict[str, Any]:
     time.sleep(0.5)
     while time.monotonic() < end:
         t = time.perf_counter()
-        q.store.last_event_id()
+        q.data_version()
         q.dashboard()
         refresh.append(time.perf_counter() - t)
         time.sleep(0.2)
