@@ -76,8 +76,7 @@ class TasksScreen(BaseScreen):
         # The task under the cursor left the list at the last refresh: (its ref, the ref the cursor was
         # left on). An action on the latter is asked once more, so it never goes silently to another task.
         self.gone: tuple[str, str | None] | None = None
-        self.acting: set[str] = set()  # the tasks of the lead action asked last
-        self.acted: set[str] = set()  # those of the action that went through, until the next page read
+        self.acted: set[str] = set()  # the tasks of the lead's last action (sent), until seen leaving
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -127,9 +126,11 @@ class TasksScreen(BaseScreen):
         if moved is not None:  # the page follows the cursor's task (`p` shows what came above it)
             start, page = moved
             self.keys = [None] if start is None else (self.keys[:-1] or [None]) + [start]
-        elif keep is not None and all(r["id"] != keep[0] for r in page.rows) and f"id:{keep[0]}" not in self.acted:
-            gone = next((r for r in self.rows if r["id"] == keep[0]), {"id": keep[0], "external_id": None})
-        self.acted = set()
+        elif keep is not None and all(r["id"] != keep[0] for r in page.rows):
+            if f"id:{keep[0]}" in self.acted:  # the lead's own action took it off the list
+                self.acted.discard(f"id:{keep[0]}")
+            else:
+                gone = next((r for r in self.rows if r["id"] == keep[0]), {"id": keep[0], "external_id": None})
         self.rows, self.next_after, self.total = page.rows, page.next_after, page.total
         self.shown = (task_filter, self.keys[-1])
         self.render_rows()
@@ -227,7 +228,6 @@ class TasksScreen(BaseScreen):
         return ref if shown is None else f"{shown} ({ref})"
 
     def action_lead(self, action: str) -> None:
-        self.acting = set(self.selected_refs())
         if self.gone is not None and not self.selected:
             (name, landed), self.gone = self.gone, None
             if landed is not None and self.current_ref() == landed:
@@ -238,7 +238,10 @@ class TasksScreen(BaseScreen):
 
     def after_action(self) -> None:
         self.selected.clear()  # a failed action keeps the selection, to try again
-        self.acted = self.acting  # tasks that leave the list now do so by the lead's own hand
+
+    def run_lead(self, action: str, refs: list[str], options: dict[str, Any]):
+        self.acted = set(refs)  # tasks that leave the list after this go by the lead's own hand: no warning
+        return super().run_lead(action, refs, options)
 
     @on(DataTable.RowSelected)
     def open_detail(self, event: DataTable.RowSelected) -> None:
