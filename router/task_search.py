@@ -3,8 +3,9 @@ text, case-folded (``str.casefold``, Unicode's full case folding: ``CAFÉ`` find
 ``STRASSE`` finds ``Straße``). Keys are not searched (``text`` does not find every task whose data
 has a ``text`` field). A string value is searched as it reads, with its quotes, backslashes, tabs
 and newlines; a number as the stored JSON writes it (as the screens show it: ingest keeps ``4.50``
-as ``4.5`` and ``1e3`` as ``1000.0``); ``true`` and ``false`` as those words; ``null`` is no text. Pure: :meth:`router.store.Store.task_page` calls
-:func:`matches` as an SQL function, on the rows its cheaper SQL test lets through.
+as ``4.5`` and ``1e3`` as ``1000.0``); ``true`` and ``false`` as those words; ``null`` is no text.
+Pure: :meth:`router.store.Store.task_page` calls :func:`matches` as an SQL function, on the rows its
+cheaper SQL test lets through.
 """
 
 from __future__ import annotations

@@ -173,7 +173,8 @@ async def test_approve_and_reject_on_an_annotate_slot_say_why(tmp_path, monkeypa
         assert task(path, app.screen.view["external_id"])["annotations"] == []
 
 
-NUMBER = REVIEWED.replace("labels: {type: choice, choices: [feature, billing]}", "labels: {type: number, min: 0, max: 10}")
+NUMBER = REVIEWED.replace("labels: {type: choice, choices: [feature, billing]}",
+                          "labels: {type: number, min: 0, max: 10}")
 
 
 async def test_keys_on_a_number_slot_say_where_the_label_is_made(tmp_path, monkeypatch):

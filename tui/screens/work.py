@@ -374,7 +374,8 @@ class WorkScreen(BaseScreen):
         if self.kind not in ("review", "escalated"):
             self.action_why("reject")
         elif not self._still_busy():
-            self.app.push_screen(InputModal("Reject: comment for the annotators", value=self._unsent_comment("verdict")),
+            self.app.push_screen(InputModal("Reject: comment for the annotators",
+                                            value=self._unsent_comment("verdict")),
                                  lambda c: c is not None and self._send({"verdict": "reject", "comment": c or None}))
 
     def action_skip(self) -> None:
