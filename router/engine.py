@@ -1004,7 +1004,9 @@ class Engine:
         self.store.close_open_assignments(task["id"], "expired", now)
         self.store.update_task(task["id"], updated_at=now, **fields)
         if "done" in (task["status"], fields.get("status")):  # its votes count for worker.agreement, or no more
-            mark_task(self.store, task["id"], self.workflow.labels, self._workflow_id)
+            mark_task(self.store, task["id"], self.workflow.labels, self._workflow_id,
+                      now_as=(fields.get("status", task["status"]), fields.get("final_label", task["final_label"]),
+                              bool(task["is_gold"])))
         if decision.action == "return":
             for c in returned["corrections"]:
                 self.store.insert_assignment(task["id"], c["worker"], "correct", c["queue"], new_round, "offered",

@@ -49,23 +49,28 @@ def task_marks(votes: Sequence[tuple[int, str, str | None, int | None]], final_l
     return changes
 
 
-def mark_task(store, task_id: int, spec: Any, version_id: int | None = None) -> None:
+def mark_task(store, task_id: int, spec: Any, version_id: int | None = None, *,
+              now_as: tuple[str, str | None, bool] | None = None) -> None:
     """Bring a task's vote marks and their workers' sums up to date, inside the caller's transaction.
 
     ``spec`` is the ``labels`` (a ``rules.workflow.LabelSpec``) of workflow
     version ``version_id``, the one the caller loaded; when another process has
     applied a newer version since, the active version's labels judge, as
     :func:`rejudge` judged every other vote when it was applied. Costs one read
-    of the task's submissions, and a write only for a mark that changes.
+    of the task's submissions (and of the task, unless ``now_as`` gives its status,
+    final label and whether it is gold), and a write only for a mark that changes.
     """
     if version_id is not None and store.active_workflow_id() != version_id:
         from rules.workflow import LabelSpec  # loaded already: the caller compiled its version
 
         spec = LabelSpec.from_spec(loads(store.active_workflow()["spec"]).get("labels"))
-    task = store.task(task_id)
-    counted = task["status"] == "done" and not task["is_gold"]
+    if now_as is None:
+        task = store.task(task_id)
+        now_as = (task["status"], task["final_label"], bool(task["is_gold"]))
+    status, final_label, is_gold = now_as  # the task as the caller just wrote it: not read again
+    counted = status == "done" and not is_gold
     votes = [(r["id"], r["worker"], r["label"], r["agrees"]) for r in store.vote_marks(task_id)]
-    changes = task_marks(votes, task["final_label"], spec, counted=counted)
+    changes = task_marks(votes, final_label, spec, counted=counted)
     if changes:
         store.set_vote_marks(changes)
 
