@@ -308,8 +308,15 @@ def apply(file: str, db: str | None, replace: bool, hold_orphans: bool, as_json:
     except OSError as exc:
         raise LabelyardError(f"{file}: {exc.strerror}") from None
     engine = _engine(db)
-    _refuse_sinks_into_database(text, file, engine.store.path)
-    result = engine.apply(text, escaped(file), replace=replace, actor=_worker(worker), hold_orphans=hold_orphans)
+    from rules.diagnostics import WorkflowInvalid
+
+    try:
+        _refuse_sinks_into_database(text, file, engine.store.path)
+        result = engine.apply(text, escaped(file), replace=replace, actor=_worker(worker), hold_orphans=hold_orphans)
+    except WorkflowInvalid as exc:
+        if as_json:  # the mistakes as `validate --json` gives them, and on standard error as ever
+            _emit_json({"changed": False, "diagnostics": [d.as_dict() for d in exc.diagnostics]})
+        raise
     if as_json:
         _emit_json(result)
         return

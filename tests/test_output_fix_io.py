@@ -183,3 +183,16 @@ def test_rejects_clear_with_a_limit_is_refused_rather_than_forgetting_more_than_
     assert refused.returncode == 2 and "not the --limit listed" in refused.stderr
     assert len(run.json("rejects", "--limit", "100", "--json")) == 20  # nothing forgotten
     assert run.ok("rejects", "--clear").stdout.strip() == "cleared 20 reject(s)"
+
+
+def test_apply_json_of_an_invalid_workflow_prints_its_mistakes_as_json(run, write_workflow):
+    run.ok("init")
+    bad = write_workflow("workflow: w\nlabels: {type: choice, choices: [a]}\nqueues: {q: {roles: [annotator]}}\n"
+                         "on_create:\n  - do: {annotate: nowhere}\n", name="bad.workflow.yaml")
+    proc = run("apply", bad, "--json")
+    assert proc.returncode == 1
+    document = json.loads(proc.stdout)  # before: nothing on standard output, the mistakes as text only
+    assert document["changed"] is False and document["diagnostics"]
+    first = document["diagnostics"][0]
+    assert (first["line"], "nowhere" in first["message"]) == (5, True), first
+    assert "bad.workflow.yaml:5:" in proc.stderr
