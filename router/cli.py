@@ -472,9 +472,12 @@ def rejects(ctx: click.Context, db: str | None, limit: int, source: str | None, 
         else:
             click.echo(f"cleared {cleared} reject(s)" + (f" of {source}" if source else ""))
         return
-    rows = [dict(r) for r in engine.store.rejects(limit, source)]
+    rows = engine.store.iter_rejects(limit, source)  # streamed: a million rejects never sit in memory at once
     if as_json:
-        _emit_json(rows)
+        click.echo("[", nl=False)
+        for n, r in enumerate(rows):
+            click.echo(("," if n else "") + json.dumps(dict(r), ensure_ascii=False, default=str), nl=False)
+        click.echo("]")
         return
     for r in rows:
         click.echo(f"{r['source']}:{r['line']}: {r['reason']}")

@@ -1395,8 +1395,16 @@ class Store:
         return self.conn.execute(f"DELETE FROM rejects WHERE {' AND '.join(where)}", params).rowcount
 
     def rejects(self, limit: int = 100, source: str | None = None) -> list[sqlite3.Row]:
-        return self.query("SELECT id, source, line, reason, raw, at FROM rejects WHERE (?1 IS NULL OR source = ?1) "
-                          "ORDER BY id DESC LIMIT ?2", (source, limit))
+        return list(self.iter_rejects(limit, source))
+
+    def iter_rejects(self, limit: int = 100, source: str | None = None) -> Iterator[sqlite3.Row]:
+        """The newest ``limit`` rejects (of ``source``, through its index, when given), newest first,
+        read as they are used: listing a million rejects holds one row at a time."""
+        if source is None:
+            return iter(self.conn.execute("SELECT id, source, line, reason, raw, at FROM rejects "
+                                          "ORDER BY id DESC LIMIT ?", (limit,)))
+        return iter(self.conn.execute("SELECT id, source, line, reason, raw, at FROM rejects WHERE source = ? "
+                                      "ORDER BY id DESC LIMIT ?", (source, limit)))
 
     # -- reading for status and export -----------------------------------------------------
     def status_counts(self) -> dict[str, int]:

@@ -290,7 +290,8 @@ def test_a_plugin_ingests_rejects_hint_quotes_the_database_path(run, write_workf
     (tmp_path / "in.jsonl").write_text(json.dumps({"id": "T1", "data": {}}) + "\nnot json\n", encoding="utf-8")
     proc = run.ok("ingest", "jsonl:in.jsonl", env=env)
     hint = proc.stderr.strip()
-    assert hint == f"rejected rows are kept with their reasons: labelyard rejects --db '{folder}/labelyard.db'"
+    assert hint == (f"rejected rows are kept with their reasons: labelyard rejects --db '{folder}/labelyard.db' "
+                    f"--source {tmp_path / 'in.jsonl'}")  # the one source its rejects are kept under
     [command] = printed_commands(hint.split(": ", 1)[1])
     assert run.ok(*command[1:]).stdout.startswith(f"{tmp_path / 'in.jsonl'}:2: invalid JSON")
 
