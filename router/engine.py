@@ -208,8 +208,6 @@ class Engine:
         diagnostics = diagnostics + entries
         digest = hashlib.sha256(text.encode()).hexdigest()
         actor = actor or current_user()
-        from .lead import hold_task  # noqa: F401 - before the lock: nothing is imported under it
-
         previous = (self._workflow, self._workflow_id, self._queue_cache)
         try:
             return self._store_version(workflow, text, filename, digest, diagnostics, replace=replace,
@@ -221,7 +219,7 @@ class Engine:
     def _store_version(self, workflow, text: str, filename: str, digest: str, diagnostics: list, *,
                        replace: bool, actor: str, hold_orphans: bool) -> dict[str, Any]:
         """:meth:`_switch_version`'s transaction: store the checked version and act on what it changes."""
-        from .lead import hold_task
+        from .lead import hold_task  # before the lock: nothing is imported under it
 
         held = 0
         with self.store.transaction():

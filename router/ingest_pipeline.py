@@ -139,7 +139,7 @@ class BatchWriter:
         # cache keeps them in memory (the peers' probe: +27% at 1M rows).
         self.store.conn.execute(f"PRAGMA cache_size={-INGEST_CACHE_KIB}")
         self.store.checkpoint_in_thread = True
-        self._seen_version = self._data_version()
+        self._seen_version = self.store.data_version()
         self._shared = True  # until a commit shows whether others write, use short transactions
 
     def write(self, batch: RoutedBatch) -> None:
@@ -153,14 +153,12 @@ class BatchWriter:
             self._write(part)
             held = time.monotonic() - started
             # data_version moves only when another connection commits: annotators are working.
-            version = self._data_version()
+            version = self.store.data_version()
             self._shared = version != self._seen_version
             if self._shared:
                 time.sleep(min(INGEST_YIELD_MAX_S, held * INGEST_YIELD_FACTOR))
             self._seen_version = version
 
-    def _data_version(self) -> int:
-        return int(self.store.conn.execute("PRAGMA data_version").fetchone()[0])
 
     def _write(self, batch: RoutedBatch) -> None:
         store, report = self.store, self.report

@@ -954,15 +954,22 @@ class Store:
             (now, worker, *queues),
         )
 
+    # A task the worker may take: not one they annotated (any stage), hold a slot of in its round, or gave up.
+    _MAY_TAKE = ("NOT EXISTS (SELECT 1 FROM assignments AS a WHERE a.task_id = {t}.id AND a.worker = ? "
+                 "AND (a.stage IN ('annotate', 'correct') OR a.round = {t}.round OR a.status = 'released'))")
     # The claim's walk over a queue: tasks the worker may not take are stepped over one by one.
     _CLAIM_BRANCH = (
         "SELECT * FROM (SELECT t.id, t.priority FROM tasks AS t INDEXED BY tasks_claimable "
-        "WHERE t.queue = ? AND t.status = 'open' AND t.free_slots > 0 AND NOT EXISTS ("
-        "SELECT 1 FROM assignments AS a WHERE a.task_id = t.id AND a.worker = ? "
-        "AND (a.stage IN ('annotate', 'correct') OR a.round = t.round OR a.status = 'released')) "
-        "ORDER BY t.priority DESC, t.id LIMIT 1)"
+        "WHERE t.queue = ? AND t.status = 'open' AND t.free_slots > 0 AND " + _MAY_TAKE.format(t="t") +
+        " ORDER BY t.priority DESC, t.id LIMIT 1)"
     )
     _CLAIMED = "RETURNING id, external_id, stage, queue, round, data, category, pred_label, pred_confidence"
+
+    def _best_candidate(self, worker: str, queues: Sequence[str]) -> tuple[str, list[Any]]:
+        """The SQL selecting the id of the task :meth:`claim_slot` takes (one probe per queue), and its parameters."""
+        branches = " UNION ALL ".join([self._CLAIM_BRANCH] * len(queues))
+        return (f"SELECT id FROM ({branches}) ORDER BY priority DESC, id LIMIT 1",
+                [param for queue in queues for param in (queue, worker)])
 
     def claim_slot(self, worker: str, queues: Sequence[str], now: float, *,
                    steps: int | None = None) -> sqlite3.Row | None:
@@ -981,12 +988,9 @@ class Store:
         """
         if not queues:
             return None
-        candidates = " UNION ALL ".join([self._CLAIM_BRANCH] * len(queues))
-        params: list[Any] = [now]
-        for q in queues:
-            params += [q, worker]
-        sql = (f"UPDATE tasks SET free_slots = free_slots - 1, updated_at = ? WHERE id = ("
-               f"SELECT id FROM ({candidates}) ORDER BY priority DESC, id LIMIT 1) {self._CLAIMED}")
+        best, params = self._best_candidate(worker, queues)
+        sql = f"UPDATE tasks SET free_slots = free_slots - 1, updated_at = ? WHERE id = ({best}) {self._CLAIMED}"
+        params = [now, *params]
         if steps is None:
             return self.returning(sql, params)
         self.conn.set_progress_handler(lambda: 1, steps)  # 1: stop the statement
@@ -1004,11 +1008,7 @@ class Store:
         of :class:`ClaimWalkTooLong`, done while others write); ``None`` when there is none."""
         if not queues:
             return None
-        candidates = " UNION ALL ".join([self._CLAIM_BRANCH] * len(queues))
-        params: list[Any] = []
-        for q in queues:
-            params += [q, worker]
-        row = self.one(f"SELECT id FROM ({candidates}) ORDER BY priority DESC, id LIMIT 1", params)
+        row = self.one(*self._best_candidate(worker, queues))
         return None if row is None else int(row[0])
 
     def claim_task_slot(self, task_id: int, worker: str, queues: Sequence[str], now: float) -> sqlite3.Row | None:
@@ -1017,10 +1017,7 @@ class Store:
         marks = ",".join("?" * len(queues))
         return self.returning(
             f"UPDATE tasks SET free_slots = free_slots - 1, updated_at = ? WHERE id = ? AND queue IN ({marks}) "
-            "AND status = 'open' AND free_slots > 0 AND NOT EXISTS ("
-            "SELECT 1 FROM assignments AS a WHERE a.task_id = tasks.id AND a.worker = ? "
-            "AND (a.stage IN ('annotate', 'correct') OR a.round = tasks.round OR a.status = 'released')) "
-            f"{self._CLAIMED}",
+            f"AND status = 'open' AND free_slots > 0 AND {self._MAY_TAKE.format(t='tasks')} {self._CLAIMED}",
             [now, task_id, *queues, worker],
         )
 
