@@ -76,7 +76,7 @@ class TasksScreen(BaseScreen):
         # The task under the cursor left the list at the last refresh: (its ref, the ref the cursor was
         # left on). An action on the latter is asked once more, so it never goes silently to another task.
         self.gone: tuple[str, str | None] | None = None
-        self.acted: set[str] = set()  # the tasks of the lead's last action (sent), until seen leaving
+        self.acted: set[str] = set()  # the tasks of the lead's last action (sent), until the next
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -127,9 +127,9 @@ class TasksScreen(BaseScreen):
             start, page = moved
             self.keys = [None] if start is None else (self.keys[:-1] or [None]) + [start]
         elif keep is not None and all(r["id"] != keep[0] for r in page.rows):
-            if f"id:{keep[0]}" in self.acted:  # the lead's own action took it off the list
-                self.acted.discard(f"id:{keep[0]}")
-            else:
+            # Not when the lead's own action took it off the list (every reload until their next
+            # action: the action's own reload and a poll's may both see it go).
+            if f"id:{keep[0]}" not in self.acted:
                 gone = next((r for r in self.rows if r["id"] == keep[0]), {"id": keep[0], "external_id": None})
         self.rows, self.next_after, self.total = page.rows, page.next_after, page.total
         self.shown = (task_filter, self.keys[-1])
