@@ -387,7 +387,11 @@ class Engine:
             if not waits:
                 continue  # a slot left behind by a task that moved on: nothing waits for it
             if needed > 0:
-                self.store.update_task(task["id"], needed=needed, updated_at=now)
+                # the task's `queue` names the newest correction still waiting, as a `return` set it
+                waiting = [s["queue"] for s in self.store.task_slots(task["id"], ("offered", "active", "submitted"))
+                           if s["stage"] == "correct" and s["round"] == task["round"]]
+                queue = task["queue"] if not waiting or task["queue"] in waiting else waiting[-1]
+                self.store.update_task(task["id"], needed=needed, queue=queue, updated_at=now)
             elif any(s["stage"] == "correct" and s["round"] == task["round"]
                      for s in self.store.task_slots(task["id"], ("submitted",))):
                 self.store.update_task(task["id"], needed=0, updated_at=now)

@@ -194,3 +194,15 @@ def test_a_timer_reprioritises_a_correction_round_in_any_of_its_queues(run):
     assert (task["stage"], task["priority"]) == ("correct", 10.0)
     assert corrections(run) == [("a1", "triage"), ("a2", "triage"), ("l1", "legal")]
 
+
+
+def test_a_dropped_correction_takes_the_tasks_queue_to_a_correction_still_waiting(run):
+    voted(run)
+    reject(run)
+    assert run.json("show", "T1", "--json")["task"]["queue"] == "legal"  # l1's vote was the newest
+    run.ok("workers", "set", "l1", "--no-skills")  # l1's correction in `legal` is dropped
+    task = run.json("show", "T1", "--json")["task"]
+    assert (task["status"], task["stage"], task["needed"]) == ("open", "correct", 2)
+    assert task["queue"] == "triage"  # before: `legal`, where no correction waited any more
+    assert corrections(run) == [("a1", "triage"), ("a2", "triage")]
+    assert run.json("status", "--json")["queues"].get("legal", {}).get("waiting", 0) == 0
