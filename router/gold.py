@@ -8,8 +8,8 @@ the ``annotator`` role, else the first queue). A gold task is stored with
 index never offers it, consensus never runs on it and export leaves it out.
 
 When a worker claims, :func:`pick_gold` decides whether this claim is a gold
-one: a SHA-256 of the worker's name and how many assignments they have had so
-far, read as a fraction in [0, 1), below ``quality.gold.rate``. The choice is
+one: a SHA-256 of the worker's name and the id of their latest slot (0 before
+their first), read as a fraction in [0, 1), below ``quality.gold.rate``. The choice is
 deterministic (a replay gives the same claims) and, over many claims, close
 to the rate. The worker then gets the oldest gold task of a queue they may
 work that they never had a slot of; when none is left, a normal slot.
@@ -30,9 +30,9 @@ from .os_text import source_name
 from .store import dumps_finite, loads, text_problem
 
 
-def gold_fraction(worker: str, claims: int) -> float:
-    """A stable number in [0, 1) for a worker's ``claims``-th claim."""
-    digest = hashlib.sha256(f"gold:{worker}:{claims}".encode()).digest()
+def gold_fraction(worker: str, latest: int) -> float:
+    """A stable number in [0, 1) for a worker's claim after their slot ``latest`` (0: their first claim)."""
+    digest = hashlib.sha256(f"gold:{worker}:{latest}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
@@ -40,7 +40,7 @@ def pick_gold(store, worker: str, queues, rate: float):
     """A gold task for this claim (as a claimed slot row), or ``None``."""
     if not queues or not store.has_gold():
         return None
-    if gold_fraction(worker, store.worker_assignment_count(worker)) >= rate:
+    if gold_fraction(worker, store.worker_latest_slot(worker)) >= rate:
         return None
     return store.gold_for(worker, list(queues))
 

@@ -1284,16 +1284,13 @@ class Store:
     def task_by_external_id(self, external_id: str) -> sqlite3.Row | None:
         return self.one(f"SELECT {TASK_COLUMNS} FROM tasks WHERE external_id = ?", (external_id,))
 
-    def worker_assignment_count(self, worker: str) -> int:
-        """How many slots the worker has ever had (their claim count)."""
-        return int(self.one("SELECT count(*) FROM assignments WHERE worker = ?", (worker,))[0])
+    def worker_latest_slot(self, worker: str) -> int:
+        """The id of the newest slot the worker ever had (0 before their first): one step down the
+        ``(worker, id)`` index, where counting their slots grew with their history under the claim's lock."""
+        return int(self.one("SELECT max(id) FROM assignments WHERE worker = ?", (worker,))[0] or 0)
 
     def has_gold(self) -> bool:
         return self.one("SELECT 1 FROM gold LIMIT 1") is not None
-
-    def next_assignment_seq(self) -> int:
-        """The id the next assignment will get (a cheap, ever-growing claim counter)."""
-        return int(self.one("SELECT max(id) FROM assignments")[0] or 0) + 1
 
     def gold_for(self, worker: str, queues: Sequence[str]) -> sqlite3.Row | None:
         """The oldest open gold task in ``queues`` that ``worker`` never had a slot of.

@@ -164,3 +164,40 @@ def test_worker_facts_unit(tmp_path, monkeypatch):
     assert facts["skips_in_row"] == 1 and facts["gold_count"] == 0 and facts["gold_accuracy"] is None
     assert facts["agreement"] is None and facts["roles"] == ["annotator"] and facts["flagged"] is False
     engine.close()
+
+
+def test_the_gold_decision_reads_the_same_whatever_the_workers_history(tmp_path, monkeypatch):
+    """Deciding whether a claim is a gold one runs under the claim's write lock: the SQLite
+    work it takes must not grow with the slots the worker ever had (it counted them: ~7 ms
+    at 300,000). Measured in SQLite VM steps, not time."""
+    from router.gold import pick_gold
+
+    p = Project(tmp_path, gold_workflow(0.5))
+    p.worker("ann1", "annotator")
+    p.ingest([{"id": f"T{i}", "data": {"n": i}} for i in range(600)])
+    add_gold(p, GOLD)
+    engine = engine_at(p.db, monkeypatch, 0)
+
+    def steps() -> int:
+        count = [0]
+
+        def tick() -> int:
+            count[0] += 1
+            return 0
+        engine.store.conn.set_progress_handler(tick, 1)
+        try:
+            pick_gold(engine.store, "ann1", ["triage"], 0.5)
+        finally:
+            engine.store.conn.set_progress_handler(None, 1)
+        return count[0]
+
+    def work(n: int) -> None:
+        for _ in range(n):
+            view = engine.claim("ann1")
+            engine.submit(view["assignment"], "ann1", label="cat")
+
+    work(5)
+    early = steps()
+    work(500)
+    assert steps() < early + 50  # before: one step more (at least) per slot of the worker's history
+    engine.close()
