@@ -23,7 +23,8 @@ from .agreement import agreement_of
 from .consensus import DS_HISTORY, final_form, same_label
 from .context import (NEW_TASK_STATE, Lazy, creation_context, prediction_facts, review_facts, stored_prediction,
                       task_facts, votes_facts)
-from .errors import AssignmentError, LabelyardError, NothingToDo, NoWorkflow, UnknownTask, UnknownWorker
+from .errors import (AssignmentError, LabelyardError, NothingToDo, NoWorkflow, PluginModuleMissing, UnknownTask,
+                     UnknownWorker)
 from .gold import pick_gold
 from .returns import dropped_queue_reason, listed, returnable
 from .store import TASK_INSERT_COLUMNS, ClaimWalkTooLong, Store, control_character, dumps, dumps_finite, loads, text_problem
@@ -103,10 +104,23 @@ def compile_stored(spec: dict[str, Any], functions: dict[str, Callable] | None =
     except WorkflowInvalid:
         if functions is not None:
             raise
-        from .plugins import workflow_functions  # only a workflow calling plugin functions loads plugins
+        from .plugins import load_plugins  # only a workflow calling plugin functions loads plugins
 
-        functions = workflow_functions(spec.get("plugins") or ())
-        return Workflow.from_spec(spec, functions), functions
+        modules = spec.get("plugins") or ()
+        loaded = load_plugins(modules)
+        functions = loaded.functions
+        try:
+            return Workflow.from_spec(spec, functions), functions
+        except WorkflowInvalid:
+            failed = [(info.location, info.error) for info in loaded.errors
+                      if info.origin == "workflow" and info.location in modules]
+            if not failed:
+                raise
+            module, error = failed[0]
+            raise PluginModuleMissing(
+                f"the active workflow `{spec.get('workflow')}` calls functions of plugin module `{module}`, "
+                f"which does not load here: {error} (is its folder on PYTHONPATH for this command, "
+                "as it was for `apply`? under cron too)") from None
 
 
 class Engine:
@@ -1022,13 +1036,21 @@ class Engine:
                 "reason": decision.reason, "status": fields.get("status")}
 
     # -- reading ---------------------------------------------------------------------------
+    def queue_names(self) -> list[str]:
+        """The active workflow's queues, in its order; read from the stored version without
+        compiling it, so counting work never needs the rules' plugin functions."""
+        if self._workflow is not None:
+            return list(self._workflow.queues)
+        row = self.store.active_workflow()
+        return [] if row is None else list(loads(row["spec"]).get("queues") or {})
+
     def status(self) -> dict[str, Any]:
         """Task counts by status and, per queue, waiting and active work; gold questions are
         counted apart (``gold``), never in the tasks or queues."""
         counts = self.store.status_counts()
         tasks = {s: counts.get(s, 0) for s in ("open", "done", "held", "invalid")}
         queues = {}
-        names = list(self.workflow.queues) if self.store.active_workflow() is not None else []
+        names = self.queue_names()
         per_queue = self.store.queue_counts()
         for name in names + [q for q in per_queue if q not in names]:
             q = per_queue.get(name, {})

@@ -13,6 +13,10 @@ class NoWorkflow(LabelyardError):
     """No workflow has been applied to this database yet."""
 
 
+class PluginModuleMissing(LabelyardError):
+    """The active workflow calls functions of a ``plugins:`` module that does not import here."""
+
+
 class NotInitialised(LabelyardError):
     """The database file does not exist or has no Labelyard schema."""
 
