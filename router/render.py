@@ -89,7 +89,7 @@ def print_task(data: dict[str, Any]) -> None:
     if t["reason"]:
         line(f"reason: {t['reason']}")
     p = data["prediction"]
-    if p["label"] is not None:
+    if any(p.get(key) is not None for key in ("label", "confidence", "model")):  # a confidence alone routes too
         line(f"prediction: {json.dumps(p['label'])} confidence={p['confidence']} model={p['model']}")
     line(f"data: {json.dumps(t['data'], ensure_ascii=False)}")
     for a in data["annotations"]:

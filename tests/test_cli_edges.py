@@ -334,3 +334,13 @@ def test_a_reader_that_closes_the_pipe_early_is_success(run, write_workflow, arg
     run.ok("claim", "--as", "ann")
     proc = with_stdout_closed(run, *args)  # rich's tables and click's help exited 1
     assert (proc.returncode, proc.stderr) == (0, "")
+
+
+def test_show_prints_a_prediction_that_has_a_confidence_but_no_label(run, write_workflow):
+    run.ok("init")
+    run.ok("apply", write_workflow(SMALL_WORKFLOW))
+    (run.folder / "t.csv").write_text("id,text,prediction_confidence\nT1,hello,0.42\n", encoding="utf-8")
+    run.ok("ingest", "t.csv")
+    assert run.json("show", "T1", "--json")["prediction"]["confidence"] == 0.42
+    shown = run.ok("show", "T1").stdout
+    assert "prediction: null confidence=0.42" in shown  # before: no prediction line at all
