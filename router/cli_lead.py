@@ -37,6 +37,13 @@ def _name(item: dict[str, Any]) -> str:
     return f"{item['external_id']} (id:{item['task']})"
 
 
+def escalated_line(item: dict[str, Any]) -> str:
+    """What an escalation did: escalated, or held when the queue left the workflow meanwhile."""
+    if item.get("action") == "hold":
+        return f"held {_name(item)} instead of escalating it: {item['reason']}"
+    return f"escalated {_name(item)} to {item['target']}"
+
+
 def _report(report, as_json: bool, say: Callable[[dict[str, Any]], str]) -> None:
     from .cli import _emit_json
 
@@ -96,7 +103,7 @@ def register(main: click.Group) -> None:
     def escalate(tasks, queue, reason, db, worker, where, dry_run, as_json) -> None:
         """Send TASK(s) to an expert queue for adjudication."""
         report = _lead(db, worker).run("escalate", tasks, where, dry_run=dry_run, queue=queue, reason=reason)
-        _report(report, as_json, lambda i: f"escalated {_name(i)} to {i['target']}")
+        _report(report, as_json, escalated_line)
 
     @main.command()
     @click.argument("tasks", nargs=-1)

@@ -380,10 +380,11 @@ class Lead:
                         report: BulkReport) -> None:
         """Every task matching ``where``, found first, then acted on a page per transaction."""
         predicate = compile_where(where)
+        found_at = clock.now()
         # Find every match first, then act: an action may move a task further along the walk.
         # A task that changed status during the walk may be read twice: it counts once.
         found = {t["id"]: (t["id"], t["external_id"], t["status"], t["round"])
-                 for page in self._matching_pages(predicate, STATUSES[action]) for t in page}
+                 for page in self._matching_pages(predicate, STATUSES[action], found_at) for t in page}
         matches = list(found.values())
         report.matched = len(matches)
         for start in range(0, len(matches), PAGE):
@@ -391,9 +392,19 @@ class Lead:
             with self.store.transaction(rollback=report.dry_run):
                 for task_id, _ext, status, round_ in matches[start : start + PAGE]:
                     task = self.store.task(task_id)
+                    # read again under the lock: another lead or a timer may have changed what matched
+                    # (a priority keeps the round); the clock stays the walk's, so only the task counts
                     if task["status"] != status or task["round"] != round_:
+                        reason = "changed meanwhile"
+                    else:
+                        try:
+                            still = self._matches(predicate, task, found_at)
+                        except LabelyardError:  # a fact it read changed type meanwhile
+                            still = False
+                        reason = None if still else "changed meanwhile: no longer matches --where"
+                    if reason is not None:
                         report.skipped.append({"task": task["id"], "external_id": task["external_id"],
-                                               "reason": "changed meanwhile"})
+                                               "reason": reason})
                         continue
                     try:
                         report.done.append({"external_id": task["external_id"], **op(task, now)})
@@ -441,24 +452,25 @@ class Lead:
             _refuse_gold(self.store.task(a["task_id"]))
             return release_assignment(self.engine, a, now, self.actor)
 
-    def _matching_pages(self, predicate, statuses: Sequence[str]) -> Iterator[list[Any]]:
-        """Pages of candidate tasks (by status, walked by index) for which ``predicate`` holds."""
-        from rules.expr import EvaluationError
-
-        now = clock.now()
+    def _matching_pages(self, predicate, statuses: Sequence[str], now: float) -> Iterator[list[Any]]:
+        """Pages of candidate tasks (by status, walked by index) for which ``predicate`` holds at ``now``."""
         for status in statuses:
             for rows in self._pages(status):
-                page = []
-                for row in rows:
-                    ctx = {"task": task_facts(row, now), "prediction": stored_prediction(row), "now": now}
-                    try:
-                        ok = predicate.evaluate(ctx)
-                    except EvaluationError as exc:
-                        raise LabelyardError(f"--where failed on task {row['external_id']}: {exc}") from None
-                    if ok not in (None, False, 0, "", []):
-                        page.append(row)
+                page = [row for row in rows if self._matches(predicate, row, now)]
                 if page:
                     yield page
+
+    @staticmethod
+    def _matches(predicate, row, now: float) -> bool:
+        """Whether a ``--where`` predicate holds for a task row at ``now``."""
+        from rules.expr import EvaluationError
+
+        ctx = {"task": task_facts(row, now), "prediction": stored_prediction(row), "now": now}
+        try:
+            ok = predicate.evaluate(ctx)
+        except EvaluationError as exc:
+            raise LabelyardError(f"--where failed on task {row['external_id']}: {exc}") from None
+        return ok not in (None, False, 0, "", [])
 
     def _pages(self, status: str) -> Iterator[list[Any]]:
         queue, after = "", 0

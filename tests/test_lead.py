@@ -243,3 +243,56 @@ def test_where_skips_tasks_an_action_cannot_apply_to(project, monkeypatch):
     assert "already holds" in report.skipped[0]["reason"]
     assert sorted(d["external_id"] for d in report.done) == ["T2", "T3", "T4"]
     engine.close()
+
+
+def test_where_skips_a_task_whose_match_changed_between_the_walk_and_its_page(project, monkeypatch):
+    """Another lead lowers T2's priority (same round, same status) after the `--where` walk
+    found it and before its page's transaction: the hold must skip it, since the task no
+    longer matches. Before, only status and round were compared and T2 was held at 0."""
+    from router.lead import Lead
+
+    project.run_ok("priority", "T1", "T2", "T3", "9")
+    engine = engine_at(project.db, monkeypatch, 1)
+    other = engine_at(project.db, monkeypatch, 1)  # a second connection to the same file
+    lead = Lead(engine, LEAD)
+    walk = Lead._matching_pages
+
+    def walk_then_change(self, *args):
+        yield from walk(self, *args)
+        Lead(other, LEAD).run("priority", ["T2"], value=0)
+
+    monkeypatch.setattr(Lead, "_matching_pages", walk_then_change)
+    report = lead.run("hold", [], "task.priority > 5")
+    assert report.matched == 3
+    assert sorted(d["external_id"] for d in report.done) == ["T1", "T3"]
+    assert [(s["external_id"], s["reason"]) for s in report.skipped] == [
+        ("T2", "changed meanwhile: no longer matches --where")]
+    assert task(project, "T2")["status"] == "open"
+    engine.close()
+    other.close()
+
+
+def test_an_escalation_held_because_its_queue_left_the_workflow_meanwhile_says_held(project, monkeypatch):
+    """A lead's `escalate` compiled the workflow with `experts`; another process applies a
+    version without it before the escalation's transaction: the task is held, and the line
+    printed says so (it said "escalated T1 (id:1) to None")."""
+    from lead_support import WORKFLOW
+    from router.cli_lead import escalated_line
+    from router.lead import Lead
+
+    engine = engine_at(project.db, monkeypatch, 1)
+    lead = Lead(engine, LEAD)
+    engine.load_workflow()  # version 1, with `experts`
+    other = engine_at(project.db, monkeypatch, 1)
+    without = WORKFLOW.replace("  experts: {roles: [expert], sla: 4h}\n", "").replace(
+        '{escalate: experts, reason: "SLA breach"}', '{hold: "SLA breach"}')
+    other.apply(without, "v2.workflow.yaml", actor=LEAD)
+    other.close()
+    report = lead.run("escalate", ["T1"], queue="experts")
+    (item,) = report.done
+    assert item["action"] == "hold" and task(project, "T1")["status"] == "held"
+    line = escalated_line(item)
+    assert line.startswith("held T1 (id:1) instead of escalating it: queue `experts` is not in the workflow")
+    assert escalated_line({"external_id": "T2", "task": 2, "action": "escalate", "target": "experts"}) == (
+        "escalated T2 (id:2) to experts")
+    engine.close()
