@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from .consensus import JsonBool, canonical, object_pairs, same_label
+from .consensus import JsonBool, JsonStructure, canonical, object_pairs, same_label, value_key
 from .quality import QualityError, fleiss_kappa, krippendorff_alpha
 from .render import visible
 from .store import loads
@@ -41,22 +41,23 @@ NO_CLASS = "(no class)"
 """The confusion of boxes and spans: an object drawn without a class."""
 
 
-def _shown(label: Any) -> str:
+def _shown(label: Any, key: Callable[[Any], Any] = canonical) -> str:
     """A label or class as the confusion table names it, one name per JSON value.
 
     Text is written as it is, other values as canonical JSON text (``1``,
-    ``true``, ``["x", "y"]``; numbers by value, lists and objects as
-    ``canonical`` writes them). Text that would read as another value — empty,
-    itself JSON text (``"1"``, ``"true"``), or a placeholder (:data:`NO_OBJECT`,
-    :data:`NO_CLASS`) — is written as JSON text too, in quotes: so a name that
-    parses as JSON is that value, and any other name is that text.
+    ``true``, ``["x", "y"]``; numbers by value, lists and objects as ``key``
+    writes them: ``canonical`` for a label, ``value_key`` for a class). Text
+    that would read as another value — empty, itself JSON text (``"1"``,
+    ``"true"``), or a placeholder (:data:`NO_OBJECT`, :data:`NO_CLASS`) — is
+    written as JSON text too, in quotes: so a name that parses as JSON is that
+    value, and any other name is that text.
     """
     if isinstance(label, str):
         return json.dumps(label, ensure_ascii=False) if _reads_as_other(label) else label
-    value = canonical(label)
-    if isinstance(value, JsonBool):
+    value = key(label)
+    if isinstance(value, (JsonBool, JsonStructure)):
         return str(value)
-    return value if isinstance(value, str) else json.dumps(value)  # lists and objects: canonical JSON text
+    return json.dumps(value)
 
 
 def _reads_as_other(text: str) -> bool:
@@ -76,7 +77,7 @@ def _class_shown(obj: dict[str, Any] | None) -> str:
     """A box's or span's class as the per-object confusion names it."""
     if obj is None:
         return NO_OBJECT
-    return NO_CLASS if obj.get("label") is None else _shown(obj["label"])
+    return NO_CLASS if obj.get("label") is None else _shown(obj["label"], value_key)
 
 
 def _confuse(confusion: dict[Any, Counter], label: Any, final: Any, spec: Any) -> None:

@@ -122,6 +122,21 @@ class JsonBool:
         return "true" if self.value else "false"
 
 
+@dataclass(frozen=True, order=True)
+class JsonStructure:
+    """A list or object in canonical form, held as its canonical JSON text.
+
+    Never equal to text: the label ``["car"]`` is not the text ``"[\"car\"]"``
+    that spells it (a plain ``str`` would be). Ordered by that text, so a
+    column of them sorts.
+    """
+
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
 def canonical(label: Any) -> Hashable:
     """The one form in which labels that mean the same are equal (votes, consensus, agreement, gold).
 
@@ -129,9 +144,9 @@ def canonical(label: Any) -> Hashable:
     (``true`` is not ``1``); objects whatever their key order; a label's list
     in any order, since no label type orders it: a list of strings
     (``multi_choice``) as a set, a list of objects (boxes, spans) as a
-    multiset. Lists and objects become canonical JSON text (hashable and
-    printable); strings and whole numbers stay as they are, booleans become
-    :class:`JsonBool`.
+    multiset. Lists and objects become :class:`JsonStructure` (their canonical
+    JSON text, hashable and printable, never equal to a text label); strings
+    and whole numbers stay as they are, booleans become :class:`JsonBool`.
     """
     if isinstance(label, bool):
         return JsonBool(label)
@@ -141,14 +156,27 @@ def canonical(label: Any) -> Hashable:
         return _by_value(label)
     if isinstance(label, list):
         if all(isinstance(item, str) for item in label):
-            return _text(sorted(set(label)))
-        return "[" + ", ".join(sorted(_text(_by_value(item)) for item in label)) + "]"
-    return _text(_by_value(label))
+            return JsonStructure(_text(sorted(set(label))))
+        return JsonStructure("[" + ", ".join(sorted(_text(_by_value(item)) for item in label)) + "]")
+    return JsonStructure(_text(_by_value(label)))
+
+
+def value_key(value: Any) -> Hashable:
+    """A value inside a label (a box's or span's class, another field of it) as a JSON value.
+
+    Like :func:`canonical` (numbers by value, ``true`` not ``1``, objects
+    whatever their key order), except that a list keeps its order, as a whole
+    label's :func:`canonical` form holds its objects' fields: ``["a", "b"]``
+    and ``["b", "a"]`` are two classes everywhere.
+    """
+    if isinstance(value, (list, dict)):
+        return JsonStructure(_text(_by_value(value)))
+    return canonical(value)
 
 
 def same_class(a: Any, b: Any) -> bool:
-    """Whether two box/span classes are the same class: JSON values by :func:`canonical` form."""
-    return canonical(a) == canonical(b)
+    """Whether two box/span classes are the same class: JSON values by :func:`value_key`."""
+    return value_key(a) == value_key(b)
 
 
 def in_choice_order(chosen: Iterable[str], choices: Sequence[str] = ()) -> list[str]:
@@ -393,7 +421,7 @@ def _geometric_vote(labels: Sequence[Any], fields: tuple[str, ...], similarity: 
         matched.extend(pairs)
         pair_total += math.fsum(pairs)
         classes = [items[k][2].get("label") for k in group]
-        class_keys = [_NO_CLASS if c is None else canonical(c) for c in classes]
+        class_keys = [_NO_CLASS if c is None else value_key(c) for c in classes]
         top_class, cls_tie = majority_vote(class_keys)
         cls = None if cls_tie or top_class == _NO_CLASS else classes[class_keys.index(top_class)]
         described.append({"support": support, "members": [[voters[k], items[k][1]] for k in group]})
@@ -412,7 +440,7 @@ def _geometric_vote(labels: Sequence[Any], fields: tuple[str, ...], similarity: 
         extras = set.intersection(*(set(items[k][2]) for k in group)) - set(fields) - {"label"}
         for name in sorted(extras):
             values = [items[k][2][name] for k in group]
-            if all(canonical(v) == canonical(values[0]) for v in values):
+            if all(value_key(v) == value_key(values[0]) for v in values):
                 obj[name] = values[0]
         objects.append(obj)
     objects.sort(key=lambda o: tuple(o[f] for f in fields))

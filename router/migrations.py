@@ -21,7 +21,7 @@ from sqlite_utils.migrations import Migrations
 
 migrations = Migrations("labelyard")
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 
 
 def _run_ddl(db: Database, script: str) -> None:
@@ -614,6 +614,65 @@ def m010_final_vote_marks(db: Database) -> None:
                "final_votes = (SELECT count(agrees) FROM annotations AS a WHERE a.worker = workers.id), "
                "final_agreed = (SELECT coalesce(sum(agrees), 0) FROM annotations AS a WHERE a.worker = workers.id)")
     _set_version(db, 10)
+
+
+def _holds_structure(label, answer) -> bool:
+    """Whether an older ``same_label`` may have judged ``label`` against ``answer`` otherwise (what
+    m011 mends): a whole label that is a list or object against text (it equalled the text spelling
+    it), or a box's or span's class that is a list or object (also equal to its spelling, and a
+    class list to itself in another order)."""
+    structured = (list, dict)
+    if (isinstance(label, str) and isinstance(answer, structured)) or (
+            isinstance(answer, str) and isinstance(label, structured)):
+        return True
+    return any(isinstance(obj, dict) and isinstance(obj.get("label"), structured)
+               for side in (label, answer) if isinstance(side, list) for obj in side)
+
+
+@migrations()
+def m011_json_value_classes(db: Database) -> None:
+    """Classes and labels compared as JSON values (``router.consensus.JsonStructure``): a list or object
+    was equal to the text spelling it (``["car"]`` and ``"[\\"car\\"]"``), a class list to itself in
+    another order, in ``same_label``. Vote marks (``annotations.agrees``) are judged again by the
+    active workflow's labels, as ``apply`` judges them, and the worker sums set from them; the gold
+    counters of a worker with an answer such a comparison judged are scored again from scratch, as
+    ``gold add`` scores a changed question's, with a ``gold_rescored`` event when they change."""
+    from rules.workflow import LabelSpec  # only here: the label comparisons are not needed to migrate
+
+    from . import clock
+    from .consensus import same_label
+    from .store import dumps, loads
+
+    active = db.execute("SELECT spec FROM workflows WHERE active = 1").fetchone()
+    spec = LabelSpec.from_spec(json.loads(active[0]).get("labels") if active else None)
+    votes = db.execute("SELECT a.id, a.worker, a.label, a.agrees, t.final_label FROM annotations AS a "
+                       "JOIN tasks AS t ON t.id = a.task_id WHERE a.agrees IS NOT NULL")
+    marks = [(new, vote, worker) for vote, worker, label, old, final in votes
+             if (new := int(same_label(loads(label), loads(final), spec))) != old]
+    db.conn.executemany("UPDATE annotations SET agrees = ? WHERE id = ?", [(new, vote) for new, vote, _ in marks])
+    moved: Counter[str] = Counter()
+    for new, _vote, worker in marks:
+        moved[worker] += 1 if new else -1
+    db.conn.executemany("UPDATE workers SET final_agreed = final_agreed + ? WHERE id = ?",
+                        [(by, worker) for worker, by in moved.items() if by])
+    answers = db.execute(
+        "SELECT a.worker, a.label, g.label FROM gold AS g JOIN annotations AS a ON a.task_id = g.task_id "
+        "WHERE a.label IS NOT NULL ORDER BY a.worker, a.id").fetchall()
+    now = clock.now()
+    for worker, rows in itertools.groupby(answers, key=operator.itemgetter(0)):
+        judged = [(loads(label), loads(answer)) for _worker, label, answer in rows]
+        if not any(_holds_structure(label, answer) for label, answer in judged):
+            continue  # judged alike before: scored at submission, as it stays
+        counts = (len(judged), sum(same_label(label, answer, spec) for label, answer in judged))
+        was = db.execute("SELECT gold_answered, gold_correct FROM workers WHERE id = ?", [worker]).fetchone()
+        if was is None or tuple(was) == counts:
+            continue
+        db.execute("UPDATE workers SET gold_answered = ?, gold_correct = ? WHERE id = ?", [*counts, worker])
+        detail = {"worker": worker, "gold_answered": counts[0], "gold_correct": counts[1],
+                  "was": {"gold_answered": was[0], "gold_correct": was[1]}, "migration": "m011_json_value_classes"}
+        db.execute("INSERT INTO events (kind, actor, detail, at) VALUES ('gold_rescored', 'labelyard', ?, ?)",
+                   [dumps(detail), now])
+    _set_version(db, 11)
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:
