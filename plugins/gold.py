@@ -3,9 +3,12 @@
 The known answer is the task data field named by ``field`` (default
 ``gold``). (A gold question of ``labelyard gold add`` is scored, never
 reviewed; should a reviewed task have a gold label, that label is taken.)
-Same label, as the workflow compares labels (``run.same_label``): approve.
-Different: reject with both labels in the reason. No known answer, or no
-consensus to compare (a tie): abstain.
+A field that is text is read as JSON where the workflow's labels are not text
+(``multi_choice``, ``spans``, ``boxes``, ``number``): a CSV column is text, so
+``["a", "b"]`` there is the list, however it is spaced; text that is not JSON
+stays text. Same label, as the workflow compares labels (``run.same_label``):
+approve. Different: reject with both labels in the reason. No known answer,
+or no consensus to compare (a tie): abstain.
 """
 
 from __future__ import annotations
@@ -16,16 +19,33 @@ from typing import Any
 from router import hookimpl
 from router.plugin_api import PluginRun, ReviewItem, Verdict, approve, reject
 
+READ_AS_JSON = ("multi_choice", "spans", "boxes", "number")
+"""Label types whose known answer, given as text, is read as JSON (``choice`` and ``text`` labels are text)."""
+
 
 @hookimpl
 def register_reviewers(register):
     register("gold", review, settings={"field": str})
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is no JSON value")
+
+
+def known_answer(run: PluginRun, value: Any) -> Any:
+    """A data field's known answer as a label: text read as JSON for :data:`READ_AS_JSON` types."""
+    if isinstance(value, str) and run.label_type in READ_AS_JSON:
+        try:
+            return json.loads(value, parse_constant=_no_constant)
+        except (ValueError, RecursionError):  # not JSON: the text itself, which no such label is
+            return value
+    return value
+
+
 def review(run: PluginRun, item: ReviewItem) -> Verdict | None:
     known: Any = item.gold
     if known is None:
-        known = item.data.get(run.setting("field") or "gold")
+        known = known_answer(run, item.data.get(run.setting("field") or "gold"))
     if known is None or item.consensus is None:
         return None
     if run.same_label(item.consensus, known):
