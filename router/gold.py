@@ -118,7 +118,6 @@ def add_gold(engine, path: str, actor: str) -> GoldReport:
     rows: list[tuple[Any, Any, str]] = []
     problems: list[tuple[str, int, str, str, float]] = []
     now = clock.now()
-    number = 0
     with open(path, "rb") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -178,7 +177,7 @@ def add_gold(engine, path: str, actor: str) -> GoldReport:
             next_id += 1
             report.added += 1
         rescore(engine, updated, now, actor)
-        store.delete_rejects(source, (1, number))  # the whole file was read again: what is fixed is no reject
+        store.delete_rejects(source)  # the whole file was read: a line fixed, deleted or cut off is no reject
         if problems:
             store.add_rejects(problems)
     return report
