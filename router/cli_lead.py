@@ -167,24 +167,34 @@ def register(main: click.Group) -> None:
         """Gold questions: tasks with a known answer that measure annotators."""
 
     @gold.command("add")
-    @click.argument("file", type=click.Path(dir_okay=False))
+    @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
     @db_option
     @as_option
     @click.option("--json", "as_json", is_flag=True)
     def gold_add(file: str, db: str | None, worker: str | None, as_json: bool) -> None:
         """Add gold tasks from JSONL rows like `ingest` plus "answer": LABEL (and optionally "queue").
 
-        A lead's action: a changed answer scores again everyone who answered it."""
+        FILE may be a pipe (`<(cmd)`, a fifo) or `-` for standard input. A lead's action: a
+        changed answer scores again everyone who answered it."""
+        import shlex
+
+        from .cli import _stream_source
         from .gold import add_gold
+        from .ingest import is_stream
+        from .os_text import source_name
 
         lead = _lead(db, worker)  # the lead role, checked as for `hold`
-        report = add_gold(lead.engine, file, lead.actor)
+        source = None  # a file's: its absolute path
+        if file == "-" or is_stream(file):  # read once: this read's rejects get a name of their own
+            source = _stream_source(lead.engine, "stdin" if file == "-" else source_name(file))
+        report = add_gold(lead.engine, file, lead.actor, source)
         if as_json:
             _emit_json(report.as_dict())
             return
         click.echo(f"gold: added {report.added}, updated {report.updated}, rejected {report.rejected}")
         if report.rejected:
-            click.echo("rejected rows are kept with their reasons: labelyard rejects", err=True)
+            only = f" --source {shlex.quote(source)}" if source else ""
+            click.echo(f"rejected rows are kept with their reasons: labelyard rejects{only}", err=True)
 
     @main.command()
     @db_option

@@ -2,7 +2,8 @@
 
 ``labelyard gold add FILE`` reads JSONL rows like ``ingest`` plus ``"answer":
 LABEL`` (and optionally ``"queue": NAME``; default: the first queue open to
-the ``annotator`` role, else the first queue). A gold task is stored with
+the ``annotator`` role, else the first queue) from a file, a pipe or ``-``
+(standard input). A gold task is stored with
 ``is_gold = 1``, its answer in the ``gold`` table, and stays ``open`` in an
 ``annotate`` stage with no free slots: ``on_create`` never sees it, the claim
 index never offers it, consensus never runs on it and export leaves it out.
@@ -20,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,46 +106,65 @@ def rescore(engine, task_ids: list[int], now: float, actor: str) -> dict[str, tu
     return changed
 
 
-def add_gold(engine, path: str, actor: str) -> GoldReport:
-    """Add (or update the answers of) gold tasks from a JSONL file; bad rows are quarantined.
+def _gold_lines(path: str) -> Iterator[bytes]:
+    """The lines of ``path``: a file, a pipe or fifo read once, or ``-`` (standard input)."""
+    if path == "-":
+        yield from sys.stdin.buffer
+        return
+    if os.path.isdir(path):
+        raise LabelyardError(f"{path}: is a directory, not a file of gold rows")
+    if not os.path.exists(path):
+        raise LabelyardError(f"{path}: no such file")
+    try:
+        with open(path, "rb") as handle:
+            yield from handle
+    except OSError as exc:  # unreadable (permissions, a disk error): said as the system says it
+        raise LabelyardError(f"{path}: {exc.strerror or exc}") from None
+
+
+def add_gold(engine, path: str, actor: str, source: str | None = None) -> GoldReport:
+    """Add (or update the answers of) gold tasks from JSONL rows; bad rows are quarantined.
+
+    ``path`` is a file, a pipe or fifo (``<(cmd)``), or ``-`` for standard input. Its rejects
+    are kept under ``source``, by default the file's absolute path as ``ingest`` keeps a file's
+    (``gold add`` names a stream's after this one read, ``<stdin 2026-11-28T06:01:02Z>``, as
+    ``ingest`` does); the source's earlier rejects are replaced, as the whole input was read.
 
     Checks nothing about who acts (tests and benches build projects with it); ``gold add``
     requires the lead role first, as the other lead commands do (:class:`router.lead.Lead`)."""
     from .ingest import JSON_RESERVED, RowError, check_row, load_json_line, raw_line
 
-    if not os.path.isfile(path):
-        raise LabelyardError(f"{path}: no such file")
     workflow = engine.workflow
-    source = source_name(path)  # as ingest keeps a file's rejects
+    if source is None:
+        source = "<stdin>" if path == "-" else source_name(path)
     fallback = default_queue(workflow)
     rows: list[tuple[Any, Any, str]] = []
     problems: list[tuple[str, int, str, str, float]] = []
     now = clock.now()
-    with open(path, "rb") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                raw = load_json_line(line)
-                if not isinstance(raw, dict):
-                    raise RowError("a row must be a JSON object")
-                if "answer" not in raw:
-                    raise RowError("a gold row needs `answer`")
-                answer = raw["answer"]
-                problem = workflow.labels.problem(answer)
-                if problem:
-                    raise RowError(f"`answer`: {problem}")
-                queue = raw.get("queue") or fallback
-                if not isinstance(queue, str):  # a list or an object cannot name a queue (nor be looked up)
-                    raise RowError("`queue` must be text, the name of a queue")
-                if queue not in workflow.queues:
-                    raise RowError(f"`queue` {json.dumps(queue)} is not a queue of workflow {workflow.name}")
-                item = check_row(raw, number, workflow.labels.choices, JSON_RESERVED | {"answer", "queue"})
-                _check_storable(item, answer, workflow)
-            except RowError as exc:
-                problems.append((source, number, str(exc), raw_line(line), now))
-                continue
-            rows.append((item, answer, queue))
+    for number, line in enumerate(_gold_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            raw = load_json_line(line)
+            if not isinstance(raw, dict):
+                raise RowError("a row must be a JSON object")
+            if "answer" not in raw:
+                raise RowError("a gold row needs `answer`")
+            answer = raw["answer"]
+            problem = workflow.labels.problem(answer)
+            if problem:
+                raise RowError(f"`answer`: {problem}")
+            queue = raw.get("queue") or fallback
+            if not isinstance(queue, str):  # a list or an object cannot name a queue (nor be looked up)
+                raise RowError("`queue` must be text, the name of a queue")
+            if queue not in workflow.queues:
+                raise RowError(f"`queue` {json.dumps(queue)} is not a queue of workflow {workflow.name}")
+            item = check_row(raw, number, workflow.labels.choices, JSON_RESERVED | {"answer", "queue"})
+            _check_storable(item, answer, workflow)
+        except RowError as exc:
+            problems.append((source, number, str(exc), raw_line(line), now))
+            continue
+        rows.append((item, answer, queue))
     report = GoldReport(rejected=len(problems))
     store = engine.store
     version = engine.workflow_id
@@ -177,7 +199,7 @@ def add_gold(engine, path: str, actor: str) -> GoldReport:
             next_id += 1
             report.added += 1
         rescore(engine, updated, now, actor)
-        store.delete_rejects(source)  # the whole file was read: a line fixed, deleted or cut off is no reject
+        store.delete_rejects(source)  # the whole input was read: a line fixed, deleted or cut off is no reject
         if problems:
             store.add_rejects(problems)
     return report
