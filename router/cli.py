@@ -18,6 +18,7 @@ import click
 
 from .errors import LabelyardError
 from .os_text import escaped, utf8_problem
+from .output_text import fit_standard_streams, json_document
 
 
 # Ids and counts the database holds are SQLite integers: a larger number typed on the command line is
@@ -28,7 +29,7 @@ A_COUNT = click.IntRange(0, SQLITE_INT_MAX)
 
 
 def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False, indent=None, default=str))
+    click.echo(json_document(data))
 
 
 def _stdout_to_devnull() -> None:
@@ -38,6 +39,10 @@ def _stdout_to_devnull() -> None:
 
 class LabelyardGroup(click.Group):
     """Turns user errors into a message and an exit code instead of a traceback."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        fit_standard_streams()  # a Latin-1 locale: `\U0001f431`, not a traceback (router.output_text)
+        return super().main(*args, **kwargs)
 
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
                      **extra: Any) -> click.Context:
@@ -476,7 +481,7 @@ def rejects(ctx: click.Context, db: str | None, limit: int, source: str | None, 
     if as_json:
         click.echo("[", nl=False)
         for n, r in enumerate(rows):
-            click.echo(("," if n else "") + json.dumps(dict(r), ensure_ascii=False, default=str), nl=False)
+            click.echo(("," if n else "") + json_document(dict(r)), nl=False)
         click.echo("]")
         return
     for r in rows:

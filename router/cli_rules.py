@@ -6,7 +6,6 @@ Each command parses its arguments and calls the core (``rules.testing``,
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
@@ -14,7 +13,9 @@ import click
 
 
 def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False, default=str))
+    from .output_text import json_document
+
+    click.echo(json_document(data))
 
 
 def _db_option(func):

@@ -6,11 +6,11 @@ import csv
 import json
 import os
 import stat
-import sys
 from collections.abc import Iterable
 from typing import Any
 
 from .errors import LabelyardError
+from .output_text import utf8_stdout
 
 CSV_FIELDS = ("id", "label", "final_by", "rule", "final_at", "category")
 # What makes a spreadsheet read a cell as a formula (or, after a tab or CR, may): OWASP's list
@@ -66,8 +66,8 @@ def write_export(rows: Iterable[dict[str, Any]], fmt: str, output: str, db_path:
     """
     if safe and fmt == "csv":
         rows = map(_spreadsheet_safe_row, rows)
-    if output == "-":
-        return _write(rows, fmt, sys.stdout)
+    if output == "-":  # the bytes -o FILE would hold, whatever the locale's encoding
+        return _write(rows, fmt, utf8_stdout())
     if db_path is not None:
         refuse_database_file(output, db_path, "export")
     target = os.path.realpath(output) if os.path.islink(output) else output
