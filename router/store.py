@@ -223,6 +223,27 @@ def _refuse_newer_schema(conn: sqlite3.Connection, path: str) -> None:
         raise LabelyardError(_newer_schema(path, row[0]))
 
 
+NOT_TAKEN_OVER = "nothing changed: choose another --db path for the project"  # init's refusal of such a file
+
+
+def _other_tables(conn: sqlite3.Connection) -> list[str]:
+    """The tables and views of a SQLite file that another program made (no ``schema_version``),
+    sorted; empty for a Labelyard database and for a file that holds none."""
+    names = [row[0] for row in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+        "ORDER BY name")]
+    return [] if "schema_version" in names else names
+
+
+def _refuse_other_tables(conn: sqlite3.Connection, path: str, then: str) -> None:
+    """Raise, naming a few of them, when the file behind ``conn`` holds another program's tables."""
+    names = _other_tables(conn)
+    if names:
+        shown = [_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", name) for name in names[:3]]
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        raise LabelyardError(f"{path}: holds other tables ({', '.join(shown)}{more}), not a Labelyard database; {then}")
+
+
 def _checkpoint_on(conn: sqlite3.Connection) -> None:
     try:
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
@@ -295,6 +316,8 @@ class Store:
             if conn is not None:
                 conn.close()
             if "no such table" in str(exc):  # SQLite, but not (yet) Labelyard's
+                cls._refuse_other_program(path, "nothing to back up" if copying else
+                                          "choose another --db path (`labelyard init` makes a new project there)")
                 then = "nothing to back up" if copying else "run `labelyard init`"
                 raise NotInitialised(f"{path}: not a Labelyard database ({exc}); {then}") from None
             problem = None if os.path.isdir(path) else access_problem(exc, path, opening=True)
@@ -310,6 +333,34 @@ class Store:
         return cls(path, conn)
 
     @classmethod
+    def _refuse_other_program(cls, path: str, then: str) -> None:
+        """Raise when the SQLite file at ``path`` holds another program's tables (a read)."""
+        conn = cls.connect(path)
+        try:
+            _refuse_other_tables(conn, path, then)
+        finally:
+            conn.close()
+
+    @classmethod
+    def _check_before_init(cls, path: str) -> None:
+        """Refuse, having only read it, an existing file ``init`` must leave alone: a folder, a file
+        that is not SQLite, another program's database, a newer Labelyard's. Done before the writer
+        lock's file is made, so a refusal leaves nothing behind."""
+        if os.path.isdir(path):
+            raise LabelyardError(f"{path}: is a folder, not a database file; nothing changed")
+        conn = None
+        try:
+            conn = cls.connect(path)  # a file that is not SQLite fails here already
+            _refuse_other_tables(conn, path, NOT_TAKEN_OVER)
+            _refuse_newer_schema(conn, path)
+        except sqlite3.DatabaseError as exc:
+            raise LabelyardError(access_problem(exc, path, opening=True)
+                                 or f"{path}: cannot initialise: {exc}; nothing changed") from None
+        finally:
+            if conn is not None:
+                conn.close()  # a WAL file's -wal and -shm go with the last connection, as they came
+
+    @classmethod
     def init(cls, path: str | None = None) -> tuple["Store", list[str]]:
         """Create or migrate the database file; returns the store and the migrations applied."""
         from .migrations import migrate
@@ -319,7 +370,9 @@ class Store:
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent):
             raise LabelyardError(f"{path}: folder {parent} does not exist")
-        if not existed:
+        if existed:
+            cls._check_before_init(path)
+        else:
             fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o660)
             os.close(fd)
             os.chmod(path, 0o660)  # owner and group only; a team shares a group
@@ -328,6 +381,7 @@ class Store:
         # process's last connection closing (it checkpoints and removes the WAL outside the queue)
         # can still answer "locked" at once: that is waited out like a busy write.
         lock = WriterLock(path)
+        applied: list[str] = []  # kept across a retry: a WAL switch found busy follows a committed migration
         deadline = time.monotonic() + BUSY_GIVE_UP_S
         delay = BEGIN_FIRST_SLEEP_S
         try:
@@ -336,18 +390,24 @@ class Store:
                 try:
                     with lock:
                         conn = cls.connect(path)
-                        if existed:  # a newer Labelyard's file is left as it is, journal mode included
-                            _refuse_newer_schema(conn, path)
-                        else:  # only an empty file takes a page size
+                        if not existed:  # only an empty file takes a page size
                             conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
-                        conn.execute("PRAGMA journal_mode=WAL")
                         # All pending migrations under SQLite's write lock, read and applied together
                         # (each is a savepoint): two inits that both left a slow writer queue can
                         # never apply one migration twice.
                         conn.execute("BEGIN IMMEDIATE")
-                        _refuse_newer_schema(conn, path)  # again under the lock: it may have changed
-                        applied = migrate(conn)
+                        # again under the lock: another program may have written the file meanwhile
+                        _refuse_other_tables(conn, path, NOT_TAKEN_OVER)
+                        _refuse_newer_schema(conn, path)
+                        pending = migrate(conn)
                         conn.execute("COMMIT")
+                        applied += pending
+                        # Only once the schema is in: a refused or failed init leaves the journal
+                        # mode as it was (WAL cannot be switched on inside a transaction).
+                        conn.execute("PRAGMA journal_mode=WAL").fetchall()
+                        # A read loads the new schema in WAL mode: a checkpoint as this connection's next
+                        # statement was refused ("database table is locked") while it reloaded it.
+                        conn.execute("SELECT version FROM schema_version").fetchall()
                     break
                 except LabelyardError:
                     if conn is not None:

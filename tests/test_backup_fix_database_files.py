@@ -120,7 +120,7 @@ def test_backup_still_refuses_a_newer_schema_and_a_file_that_is_not_labelyards(r
     conn.close()
     proc = run("backup", "--db", other, "y.db")
     assert proc.returncode == 1
-    assert proc.stderr == f"labelyard: {other}: not a Labelyard database (no such table: schema_version); " \
+    assert proc.stderr == f"labelyard: {other}: holds other tables (notes), not a Labelyard database; " \
                           "nothing to back up\n"
     (tmp_path / "text.db").write_text("hello\n")
     proc = run("backup", "--db", "text.db", "z.db")

@@ -144,7 +144,8 @@ def test_a_file_that_is_not_a_database_and_an_unwritable_export_are_errors_not_t
     assert junk.read_text(encoding="utf-8") == "shopping list\n" * 200  # left as it was
     sqlite_only = run.folder / "other.db"
     sqlite3.connect(sqlite_only).execute("CREATE TABLE t (x)").connection.close()
-    assert "run `labelyard init`" in run("--db", sqlite_only, "status").stderr
+    assert "holds other tables (t), not a Labelyard database; choose another --db path" in \
+        run("--db", sqlite_only, "status").stderr  # another program's: `init` would refuse it
 
     run.ok("init")
     run.ok("apply", write_workflow())
