@@ -615,14 +615,10 @@ def claim(db: str | None, worker: str | None, queue: str | None, resume: bool, a
     if as_json:
         _emit_json(view)
         return
-    click.echo(f"assignment {view['assignment']}: {view['kind']} task {view['external_id']} (queue {view['queue']})")
-    click.echo(json.dumps(view["data"], ensure_ascii=False, indent=2))
-    if view.get("votes"):
-        click.echo("votes: " + ", ".join(f"{v['worker']}={json.dumps(v['label'])}" for v in view["votes"]))
-    if view.get("comment"):
-        click.echo(f"reviewer's comment: {view['comment']}")
-    if view["choices"]:
-        click.echo("choices: " + ", ".join(view["choices"]))
+    from .render import claim_lines
+
+    for line in claim_lines(view):
+        click.echo(line)
 
 
 def _resumed(engine: Any, worker: str, queue: str | None) -> dict:

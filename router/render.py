@@ -62,6 +62,36 @@ def print_status(data: dict[str, Any]) -> None:
         console.print(f"notifications waiting in the outbox: {data['outbox_pending']}")
 
 
+def claim_lines(view: dict[str, Any]) -> list[str]:
+    """A claimed slot as ``claim`` prints it: what ``--json`` holds, for a person. An annotate slot
+    shows the data and the choices only (blind); review and escalated slots add the prediction,
+    every vote and the earlier verdicts; a correction adds the reviewer's comment and the
+    annotator's own earlier label. Text from the database is made safe for a terminal."""
+    label = lambda value: json.dumps(value, ensure_ascii=False)  # noqa: E731
+    comment = lambda text: text.replace("\n", "\n  ")  # noqa: E731 - its own lines indented under the first
+    lines = [f"assignment {view['assignment']}: {view['kind']} task {view['external_id']} (queue {view['queue']})",
+             json.dumps(view["data"], ensure_ascii=False, indent=2)]
+    if view["kind"] in ("review", "escalated"):
+        p = view.get("prediction") or {}
+        confidence = "" if p.get("confidence") is None else f" (confidence {p['confidence']:.4g})"
+        lines.append("prediction: none" if p.get("label") is None else f"prediction: {label(p['label'])}{confidence}")
+        votes = ", ".join(f"{v['worker']}={label(v['label'])}" for v in view.get("votes") or [])
+        lines.append(f"votes: {votes or 'none'}")
+        for r in view.get("reviews") or []:
+            said = [r["verdict"] or "submitted"]
+            if r["label"] is not None:
+                said.append(f"label {label(r['label'])}")
+            if r["comment"]:
+                said.append(f"comment: {comment(r['comment'])}")
+            lines.append(f"earlier {r['stage']} by {r['worker']}: {', '.join(said)}")
+    if view["kind"] == "correct":
+        lines.append(f"reviewer's comment: {comment(view.get('comment') or '(no comment)')}")
+        lines.append(f"your earlier label: {label(view.get('your_label'))}")
+    if view["choices"]:
+        lines.append("choices: " + ", ".join(view["choices"]))
+    return [visible(line) for line in lines]
+
+
 def _returned(detail: Any) -> str | None:
     """A return's (or an unhold's) corrections and the voters it left out, for the history."""
     from .returns import described
