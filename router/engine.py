@@ -21,6 +21,7 @@ from . import clock
 # every other writer (claim p99 at K=64 went from 59 to 218 ms when these loaded at first use).
 from .agreement import agreement_of
 from .consensus import DS_HISTORY, final_form, same_label
+from .eligibility import at_capacity
 from .context import (NEW_TASK_STATE, Lazy, creation_context, prediction_facts, review_facts, stored_prediction,
                       task_facts, votes_facts)
 from .errors import (AssignmentError, LabelyardError, NothingToDo, NoWorkflow, PluginModuleMissing, UnknownTask,
@@ -731,9 +732,8 @@ class Engine:
             # Returned work counts against capacity too: a correction is a slot the worker holds.
             if fresh["capacity"] is not None and fresh["active"] >= fresh["capacity"]:
                 waiting = "; work returned to them waits for their next claim" if w["has_offered"] else ""
-                raise NothingToDo(f"{worker} already holds {fresh['capacity']} active assignment(s), "
-                                  f"their capacity{waiting}; `labelyard claim --as {worker} --resume` "
-                                  "shows the oldest again")
+                raise NothingToDo(f"{at_capacity(worker, fresh['active'], fresh['capacity'])}{waiting}; "
+                                  f"`labelyard claim --as {worker} --resume` shows the oldest again")
             # Read before the lock: a slot offered back in between is taken at the next claim. Only in
             # the queues they may work now, as `--queue` would refuse any other.
             offered = self.store.claim_offered(worker, now, queues) if w["has_offered"] else None

@@ -20,6 +20,7 @@ from typing import Any
 
 from . import clock
 from .context import stored_prediction, task_facts
+from .eligibility import at_capacity
 from .errors import AssignmentError, LabelyardError, UnknownTask, UnknownWorker
 from .returns import listed
 
@@ -138,8 +139,9 @@ def ineligible(engine, task, worker_row) -> str | None:
     if worker_row["paused"]:
         return f"{name} is paused"
     capacity = worker_row["capacity"]
-    if capacity is not None and engine.store.active_count(name) >= capacity:
-        return f"{name} already holds {capacity} active assignment(s), their capacity"
+    held = engine.store.active_count(name) if capacity is not None else 0
+    if capacity is not None and held >= capacity:
+        return at_capacity(name, held, capacity)
     return None
 
 

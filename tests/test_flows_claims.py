@@ -115,12 +115,12 @@ def test_reassign_to_a_worker_at_capacity_needs_force(run):
 
     refused = run("reassign", "B", "--to", "a1")
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
-    assert "a1 already holds 1 active assignment(s), their capacity" in refused.stderr
+    assert "a1 already holds 1 active assignment(s); their capacity is 1" in refused.stderr
     assert "--force" in refused.stderr
     assert active(run, "a1") == 1
 
     forced = run.json("reassign", "B", "--to", "a1", "--force", "--json")
-    assert forced["done"][0]["forced"].endswith("their capacity")
+    assert forced["done"][0]["forced"].endswith("their capacity is 1")
     assert active(run, "a1") == 2
     event = [e for e in run.json("show", "B", "--json")["events"] if e["kind"] == "reassigned"]
     assert event and "capacity" in event[0]["detail"]["forced"]

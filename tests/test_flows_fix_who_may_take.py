@@ -1,0 +1,33 @@
+"""Who may take work, said right: capacity refusals, reassign after a given-up slot, `work
+--queue`, work nobody can take (status, explain, show) and roles or skills no queue uses.
+
+Each was wrong before: a capacity refusal named the capacity as the number of slots held; a
+reassign refused a worker who had only claimed and given up a slot as one who "annotated this
+task"; `work --queue` with a queue the worker may not take opened a screen that waited forever;
+a task no registered worker could take counted as plainly "waiting"; and a misspelt role was
+registered without a word, so later claims only said "no work".
+"""
+
+from __future__ import annotations
+
+from w1_support import W1, w1
+
+
+def claim(run, worker: str) -> dict:
+    return run.json("claim", "--as", worker, "--json")
+
+
+# -- 2. a capacity refusal says how many slots are held, and the capacity --------------------
+
+
+def test_capacity_refusals_name_the_slots_held_and_the_capacity(run):
+    w1(run, W1, {"al": ["--role", "annotator", "--capacity", "3"]},
+       [{"id": x, "data": {"p": p}} for x, p in (("A", 5), ("B", 4), ("C", 3), ("D", 2), ("E", 1))])
+    assert [claim(run, "al")["external_id"] for _ in range(3)] == ["A", "B", "C"]
+    run.ok("workers", "set", "al", "--capacity", "1")
+
+    said = "al already holds 3 active assignment(s); their capacity is 1"
+    refused = run("claim", "--as", "al")
+    assert refused.returncode == 3 and said in refused.stderr
+    reassign = run("reassign", "E", "--to", "al")
+    assert reassign.returncode == 1 and said in reassign.stderr and "--force" in reassign.stderr
