@@ -131,7 +131,9 @@ def ineligible(engine, task, worker_row) -> str | None:
         if spec.skills:
             need += " and the skills " + ", ".join(spec.skills)
         return f"queue `{spec.name}` needs {need}"
-    if task["stage"] in ("review", "escalated") and engine.store.annotated(task["id"], name):
+    # Own work is a label they submitted, as the claim's check keeps it from them too: a slot they only
+    # held and gave up (or had taken back) is no work of theirs, and a lead may give them the task.
+    if task["stage"] in ("review", "escalated") and engine.store.voted(task["id"], name):
         return f"{name} annotated this task; an annotator's own work never comes back to them for review"
     if task["stage"] == "annotate" and engine.store.voted(task["id"], name):
         return (f"{name} already voted on this task; a new vote would replace theirs, so the stage would "

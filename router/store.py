@@ -1255,7 +1255,9 @@ class Store:
         )
 
     def annotated(self, task_id: int, worker: str) -> bool:
-        """Whether ``worker`` annotated or corrected this task (so may not review or adjudicate it)."""
+        """Whether ``worker`` ever had an annotate or correct slot of this task, submitted or not (held,
+        given up, taken back): an import adds no prior vote for them. Whether they *submitted* one
+        is :meth:`voted`."""
         row = self.one(
             "SELECT 1 FROM assignments WHERE task_id = ? AND worker = ? AND stage IN ('annotate', 'correct') LIMIT 1",
             (task_id, worker),

@@ -31,3 +31,26 @@ def test_capacity_refusals_name_the_slots_held_and_the_capacity(run):
     assert refused.returncode == 3 and said in refused.stderr
     reassign = run("reassign", "E", "--to", "al")
     assert reassign.returncode == 1 and said in reassign.stderr and "--force" in reassign.stderr
+
+
+# -- 3. reassign refuses one who annotated, not one who only held a slot ---------------------
+
+
+def test_reassign_gives_an_escalated_task_to_a_worker_who_only_gave_its_slot_up(run):
+    both = ["--role", "annotator", "--role", "expert", "--skill", "law"]
+    w1(run, W1, {"al": both, "bo": both, "sr": ["--role", "senior"]}, [{"id": "A", "data": {"p": 1}}])
+    assert claim(run, "al")["external_id"] == "A"
+    run.ok("release", "A")  # al never submitted
+    bo = claim(run, "bo")
+    run.ok("submit", bo["assignment"], "--as", "bo", "--label", "a")
+    run.ok("escalate", "A", "--to", "exp")
+
+    # the claim path: never the review of one's own task (bo), nor a slot given up (al)
+    for worker in ("al", "bo"):
+        assert run("claim", "--as", worker).returncode == 3
+    refused = run("reassign", "A", "--to", "bo")
+    assert refused.returncode == 1 and "bo annotated this task" in refused.stderr
+
+    done = run.json("reassign", "A", "--to", "al", "--json")["done"][0]
+    assert (done["to"], done.get("forced")) == ("al", None)
+    assert run.json("claim", "--as", "al", "--resume", "--json")["kind"] == "escalated"
