@@ -35,14 +35,6 @@ def _require_terminal() -> None:
         raise LabelyardError("the TUI needs a terminal; use `labelyard status`, `claim` and `submit` in scripts")
 
 
-def _require_queue(engine, queue: str) -> None:
-    """Refuse a ``--queue`` the active workflow does not have (``claim --queue`` says the same)."""
-    from .errors import LabelyardError
-
-    if queue not in engine.workflow.queues:
-        raise LabelyardError(f"no queue `{queue}` in workflow `{engine.workflow.name}`")
-
-
 def register(main: click.Group) -> None:
     """Add ``tui`` and ``work`` to the ``labelyard`` group."""
     from .cli import _engine, _worker, as_option, db_option
@@ -69,8 +61,8 @@ def register(main: click.Group) -> None:
             path = engine.store.path
             who = _worker(worker)
             engine._require_worker(who)
-            if queue is not None:
-                _require_queue(engine, queue)
+            if queue is not None:  # one the workflow has and the worker may take (exit 1 or 3, as claim)
+                engine.require_claim_queue(who, queue)
         finally:
             engine.close()
         _require_terminal()

@@ -768,6 +768,17 @@ class Engine:
         :class:`NothingToDo` when they are paused or may not take work from ``queue``."""
         if w["paused"]:
             raise NothingToDo(f"{worker} is paused" + (f": {w['pause_reason']}" if w["pause_reason"] else ""))
+        return self._queues_admitting(worker, w, queue)
+
+    def require_claim_queue(self, worker: str, queue: str) -> None:
+        """Refuse ``--queue`` as ``claim --queue`` does: a queue the workflow does not have
+        (:class:`LabelyardError`, exit 1) or one ``worker``'s roles and skills do not admit
+        (:class:`NothingToDo`, exit 3). A pause is not refused: a lead may resume the worker."""
+        self._queues_admitting(worker, self._require_worker(worker), queue)
+
+    def _queues_admitting(self, worker: str, w, queue: str | None) -> list[str]:
+        """The queues whose roles and skills admit ``worker`` (their row ``w``); only ``queue`` when
+        given, refused as :meth:`require_claim_queue` says."""
         queues = self._queues_for(w["roles"], w["skills"])
         if queue is None:
             return queues

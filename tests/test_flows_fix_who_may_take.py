@@ -10,6 +10,7 @@ registered without a word, so later claims only said "no work".
 
 from __future__ import annotations
 
+from test_tui_fix_work_command import in_terminal
 from w1_support import W1, w1
 
 
@@ -54,3 +55,17 @@ def test_reassign_gives_an_escalated_task_to_a_worker_who_only_gave_its_slot_up(
     done = run.json("reassign", "A", "--to", "al", "--json")["done"][0]
     assert (done["to"], done.get("forced")) == ("al", None)
     assert run.json("claim", "--as", "al", "--resume", "--json")["kind"] == "escalated"
+
+
+# -- 4. `work --queue Q` refuses a queue the worker may not take, as `claim --queue Q` ----------
+
+
+def test_work_refuses_a_queue_the_worker_may_not_take_as_claim_does(run):
+    w1(run, W1, {"al": ["--role", "annotator"]}, [{"id": "A", "data": {"q": "q2", "p": 1}}])
+    claimed = run("claim", "--as", "al", "--queue", "q2")
+    said = "labelyard: al may not take work from `q2` (roles or skills do not match)\n"
+    assert (claimed.returncode, claimed.stderr) == (3, said)
+    without_terminal = run("work", "--as", "al", "--queue", "q2")
+    assert (without_terminal.returncode, without_terminal.stderr) == (3, said)
+    on_terminal = in_terminal(run, "work", "--as", "al", "--queue", "q2")
+    assert (on_terminal.returncode, on_terminal.stderr) == (3, said)
