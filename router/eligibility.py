@@ -1,13 +1,143 @@
-"""Who may take which work, said in words: a worker at capacity, and more to come.
+"""Who may take which work, said in words: a worker at capacity, the workers each queue admits
+(``status``), and why nobody can take an open task's remaining slots (``explain``, ``show``).
 
-Pure functions over rows the caller read (workers, assignments) and the compiled workflow's
-queue specs; the store's own SQL stays in :mod:`router.store`.
+A task whose queue no registered worker may take, or whose slots only workers the claim keeps
+away from it could fill (its own annotators, those who gave its slot up), waits for ever and
+would look like any waiting task. Reads go through :class:`router.store.Store`'s methods; the
+counts are per queue and per worker, never a scan of the tasks.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .store import loads
+
+if TYPE_CHECKING:  # the claim path imports this module: rules.workflow loads with the workflow, not before
+    from rules.workflow import QueueSpec
+
+NAMES_SHOWN = 5  # workers named in a reason, then "and N more"
+STALLABLE_STAGES = ("annotate", "review", "escalated")  # a correction waits for its own annotator
 
 
 def at_capacity(worker: str, held: int, capacity: int) -> str:
     """Why ``worker`` gets no more slots: the slots they hold and their capacity, which a lead may
     have lowered below what they hold."""
     return f"{worker} already holds {held} active assignment(s); their capacity is {capacity}"
+
+
+@dataclass
+class Crew:
+    """The registered workers a queue's roles and skills admit, paused or not."""
+
+    working: list[str] = field(default_factory=list)
+    paused: list[str] = field(default_factory=list)
+
+
+def crews(queues: Mapping[str, QueueSpec], workers: Iterable[Any]) -> dict[str, Crew]:
+    """Per queue, the workers (rows of ``workers``) it admits."""
+    out = {name: Crew() for name in queues}
+    for w in workers:
+        roles, skills = loads(w["roles"]), loads(w["skills"])
+        for name, spec in queues.items():
+            if spec.admits(roles, skills):
+                (out[name].paused if w["paused"] else out[name].working).append(w["id"])
+    return out
+
+
+def queue_specs(spec: Mapping[str, Any]) -> dict[str, QueueSpec]:
+    """The queues of a stored workflow version, read without compiling its rules."""
+    from rules.workflow import QueueSpec
+
+    return {name: QueueSpec(name, tuple(q.get("roles") or ()), tuple(q.get("skills") or ()))
+            for name, q in (spec.get("queues") or {}).items()}
+
+
+def needs(spec: QueueSpec) -> str:
+    """What a queue asks of a worker: "the role senior", "one of the roles a, b and the skill law"."""
+    text = f"the role {spec.roles[0]}" if len(spec.roles) == 1 else "one of the roles " + ", ".join(spec.roles)
+    if spec.skills:
+        text += (" and the skill " if len(spec.skills) == 1 else " and the skills ") + ", ".join(spec.skills)
+    return text
+
+
+def names(workers: list[str]) -> str:
+    shown = ", ".join(workers[:NAMES_SHOWN])
+    return shown + (f" and {len(workers) - NAMES_SHOWN} more" if len(workers) > NAMES_SHOWN else "")
+
+
+def queue_warning(queue: str, waiting: int, spec: QueueSpec | None, crew: Crew | None, workflow: str) -> str | None:
+    """``status``'s warning for a queue where tasks wait and no worker may take any; ``None`` otherwise."""
+    if not waiting or (crew is not None and crew.working):
+        return None
+    tasks = f"{waiting} task{'s wait' if waiting != 1 else ' waits'} in `{queue}`"
+    if spec is None or crew is None:
+        return f"{tasks}, which workflow `{workflow}` does not have: no claim takes work from it"
+    if crew.paused:
+        return f"{tasks}, and every worker who may take it is paused ({names(crew.paused)})"
+    return f"{tasks}, which no registered worker may take (it needs {needs(spec)})"
+
+
+def stalled(store, queues: Mapping[str, QueueSpec], workflow: str, task: Any) -> str | None:
+    """Why nobody can take the rest of an open task's slots, or ``None`` when someone can (or none
+    is free). Who may is who ``claim`` would give it to: admitted by the queue, not paused, and
+    not kept away from the task (their own label, a slot given up or taken back, a slot of this
+    round); capacity is left out, as a worker's load changes by the minute."""
+    if task["status"] != "open" or task["is_gold"] or task["stage"] not in STALLABLE_STAGES:
+        return None
+    free, queue = task["free_slots"], task["queue"]
+    if free < 1:
+        return None
+    spec = queues.get(queue)
+    if spec is None:
+        return f"`{queue}` is not a queue of workflow `{workflow}`: no claim takes work from it"
+    crew = crews({queue: spec}, store.workers())[queue]
+    if not crew.working and not crew.paused:
+        return f"no registered worker may take `{queue}` (it needs {needs(spec)})"
+    if not crew.working:
+        return f"every worker who may take `{queue}` is paused ({names(crew.paused)})"
+    kept = _kept_away(store, task)
+    takers = [w for w in crew.working if w not in kept]
+    if len(takers) >= free:
+        return None
+    why: dict[str, list[str]] = {}
+    for w in crew.working:
+        if w in kept:
+            why.setdefault(kept[w], []).append(w)
+    parts = [f"{names(ws)} {reason}" for reason, ws in why.items()]
+    if crew.paused:
+        parts.append(f"{names(crew.paused)} {'is' if len(crew.paused) == 1 else 'are'} paused")
+    if not takers:
+        return f"no worker may take it from `{queue}`: " + "; ".join(parts)
+    more = "distinct annotators" if task["stage"] == "annotate" else "workers"
+    return (f"only {len(takers)} worker{'s' if len(takers) != 1 else ''} may take `{queue}` ({names(takers)}) "
+            f"but it needs {free} more {more}" + "".join(f"; {p}" for p in parts))
+
+
+def task_stalled(store, task: Any) -> str | None:
+    """:func:`stalled` under the active workflow's queues (read from its stored spec, no rule
+    compiled); ``None`` without a workflow."""
+    active = store.active_workflow()
+    if active is None or task["status"] != "open":
+        return None
+    return stalled(store, queue_specs(loads(active["spec"])), active["name"], task)
+
+
+def _kept_away(store, task: Any) -> dict[str, str]:
+    """The workers ``claim`` never gives this task's current slot, each with why (as
+    ``Store._MAY_TAKE`` keeps them away)."""
+    voters = {a["worker"] for a in store.annotations(task["id"]) if a["stage"] in ("annotate", "correct")}
+    kept: dict[str, str] = {w: "annotated it" for w in voters}
+    for a in store.assignments(task["id"]):
+        w = a["worker"]
+        if w in kept:
+            continue
+        if a["status"] == "released":
+            kept[w] = "gave its slot up or had it taken back"
+        elif a["round"] == task["round"]:
+            kept[w] = "holds a slot of it" if a["status"] == "active" else "already took part in this stage"
+        elif a["stage"] in ("annotate", "correct"):
+            kept[w] = "held an annotation slot of it"
+    return kept

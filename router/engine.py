@@ -21,7 +21,7 @@ from . import clock
 # every other writer (claim p99 at K=64 went from 59 to 218 ms when these loaded at first use).
 from .agreement import agreement_of
 from .consensus import DS_HISTORY, final_form, same_label
-from .eligibility import at_capacity
+from .eligibility import at_capacity, crews, queue_specs, queue_warning, task_stalled
 from .context import (NEW_TASK_STATE, Lazy, creation_context, prediction_facts, review_facts, stored_prediction,
                       task_facts, votes_facts)
 from .errors import (AssignmentError, LabelyardError, NothingToDo, NoWorkflow, PluginModuleMissing, UnknownTask,
@@ -1047,31 +1047,31 @@ class Engine:
                 "reason": decision.reason, "status": fields.get("status")}
 
     # -- reading ---------------------------------------------------------------------------
-    def queue_names(self) -> list[str]:
-        """The active workflow's queues, in its order; read from the stored version without
-        compiling it, so counting work never needs the rules' plugin functions."""
-        if self._workflow is not None:
-            return list(self._workflow.queues)
-        row = self.store.active_workflow()
-        return [] if row is None else list(loads(row["spec"]).get("queues") or {})
-
     def status(self) -> dict[str, Any]:
         """Task counts by status and, per queue, waiting and active work; gold questions are
         counted apart (``gold``), never in the tasks or queues."""
         counts = self.store.status_counts()
         tasks = {s: counts.get(s, 0) for s in ("open", "done", "held", "invalid")}
-        queues = {}
-        names = self.queue_names()
-        per_queue = self.store.queue_counts()
-        for name in names + [q for q in per_queue if q not in names]:
-            q = per_queue.get(name, {})
-            queues[name] = {"waiting": q.get("waiting", 0), "active": q.get("active", 0), "open": q.get("open", 0)}
+        queues, warnings = {}, []
         wf = self.store.active_workflow()
+        specs = queue_specs(loads(wf["spec"])) if wf is not None else {}  # no rule compiled: no plugin needed
+        workers = self.store.workers()
+        admitted = crews(specs, workers)  # per queue, from the workers table: no task is read
+        per_queue = self.store.queue_counts()
+        for name in list(specs) + [q for q in per_queue if q not in specs]:
+            q = per_queue.get(name, {})
+            crew = admitted.get(name)
+            queues[name] = {"waiting": q.get("waiting", 0), "active": q.get("active", 0), "open": q.get("open", 0),
+                            "eligible_workers": len(crew.working) if crew else 0}
+            warning = queue_warning(name, q.get("waiting", 0), specs.get(name), crew,
+                                    wf["name"] if wf is not None else "")
+            if warning:
+                warnings.append(warning)
         rejects = self.store.one("SELECT count(*) FROM rejects")[0]
         return {"workflow": None if wf is None else {"name": wf["name"], "version": wf["version"]},
                 "tasks": tasks, "total": sum(counts.values()), "gold": self.store.gold_count(),
-                "queues": queues, "rejects": rejects,
-                "workers": len(self.store.workers()), "last_run": self._last_run(),
+                "queues": queues, "warnings": warnings, "rejects": rejects,
+                "workers": len(workers), "last_run": self._last_run(),
                 "outbox_pending": sum(self.store.outbox_pending().values())}
 
     def _last_run(self) -> dict[str, Any] | None:
@@ -1093,6 +1093,7 @@ class Engine:
             "assignments": [dict(a) for a in self.store.assignments(task["id"])],
             "annotations": [{**dict(a), "label": loads(a["label"])} for a in self.store.annotations(task["id"])],
             "events": [{**dict(e), "detail": loads(e["detail"])} for e in self.store.events(task["id"])],
+            "stalled": task_stalled(self.store, task),
         }
 
     def export_rows(self) -> Iterator[dict[str, Any]]:

@@ -10,7 +10,8 @@ A decision taken under a later version (or, applied with ``--replace``, another
 workflow's) names it; with its workflow's name when more than one workflow is involved.
 The other events (claims, submissions, lead actions) say who acted and when.
 The summary names the last event that put the task where it is (a rule's
-decision or a person's action; never an ``on_worker`` rule, a claim or a release).
+decision or a person's action; never an ``on_worker`` rule, a claim or a release);
+``stalled`` says why nobody can take an open task's remaining slots (``router.eligibility``).
 Reads only, through :class:`router.store.Store`.
 """
 
@@ -20,6 +21,7 @@ import json
 from typing import Any
 
 from . import clock
+from .eligibility import task_stalled
 from .errors import UnknownTask
 from .returns import described
 from .store import Store, loads
@@ -56,6 +58,7 @@ def explain_task(store: Store, ref: str) -> dict[str, Any]:
         },
         "workflow": None if version is None else {"name": version["name"], "version": version["version"]},
         "summary": _summary(task, placing[-1] if placing else None),
+        "stalled": task_stalled(store, task),
         "decisions": len(decisions),
         "events": steps,
     }
@@ -265,6 +268,8 @@ def render_explanation(data: dict[str, Any]) -> list[str]:
     """The explanation as lines of text for a terminal."""
     t = data["task"]
     lines = [f"task {t['id']} ({t['external_id']}): {data['summary']}"]
+    if data.get("stalled"):
+        lines.append(f"stalled: {data['stalled']}")
     later = list(dict.fromkeys((d["workflow"], d["workflow_version"]) for s in data["events"]
                                if (d := s.get("decision")) and d.get("workflow_version") is not None))
     named = _names_needed(data["workflow"], later)

@@ -45,10 +45,12 @@ def print_status(data: dict[str, Any]) -> None:
     console.print(f"workflow: {wf['name']} v{wf['version']}" if wf else "workflow: (none applied)")
     tasks = data["tasks"]
     console.print("tasks: " + ", ".join(f"{k} {v}" for k, v in tasks.items()) + f"  (total {data['total']})")
-    table = Table("queue", "waiting", "active", "open", title=None)
-    for name, q in data["queues"].items():
-        table.add_row(name, str(q["waiting"]), str(q["active"]), str(q["open"]))
+    table = Table("queue", "waiting", "active", "open", "workers", title=None)
+    for name, q in data["queues"].items():  # workers: those the queue admits, not paused
+        table.add_row(name, str(q["waiting"]), str(q["active"]), str(q["open"]), str(q["eligible_workers"]))
     console.print(table)
+    for warning in data.get("warnings") or []:
+        console.print(visible(f"warning: {warning}"), soft_wrap=True)  # one line, for grep
     if data.get("rejects"):
         console.print(f"rejected input rows: {data['rejects']} (labelyard rejects)")
     run = data.get("last_run")
@@ -118,6 +120,8 @@ def print_task(data: dict[str, Any]) -> None:
         line(f"final label: {json.dumps(t['final_label'])} by {t['final_by']} (rule `{t['final_rule']}`)")
     if t["reason"]:
         line(f"reason: {t['reason']}")
+    if data.get("stalled"):
+        console.print(visible(f"stalled: {data['stalled']}"), soft_wrap=True)
     p = data["prediction"]
     if any(p.get(key) is not None for key in ("label", "confidence", "model")):  # a confidence alone routes too
         line(f"prediction: {json.dumps(p['label'])} confidence={p['confidence']} model={p['model']}")

@@ -389,7 +389,7 @@ def test_blind_annotation_review_approve_correct_and_return(run, write_workflow)
             submit(run, view["assignment"], worker, "--label", label)
 
     status = run.json("status", "--json")
-    assert status["queues"]["senior"] == {"waiting": 3, "active": 0, "open": 3}
+    assert status["queues"]["senior"] == {"waiting": 3, "active": 0, "open": 3, "eligible_workers": 2}
     assert no_claim(run, "both", "--queue", "senior") != ""  # never reviews their own work
 
     reviews = {}
@@ -448,7 +448,8 @@ def test_status_show_and_export(run, write_workflow, tmp_path):
     assert run.json("status", "--json") == status
 
     shown = run.json("show", view["task"], "--json")  # by numeric id as well as external id
-    assert set(shown) == {"task", "prediction", "assignments", "annotations", "events"}
+    assert set(shown) == {"task", "prediction", "assignments", "annotations", "events", "stalled"}
+    assert shown["stalled"] is None  # ann holds its one slot
     assert shown["task"]["external_id"] == "open"
     assert [(a["worker"], a["status"]) for a in shown["assignments"]] == [("ann", "active")]
     assert [e["kind"] for e in shown["events"]] == ["created", "claimed"]

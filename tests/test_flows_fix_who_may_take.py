@@ -69,3 +69,55 @@ def test_work_refuses_a_queue_the_worker_may_not_take_as_claim_does(run):
     assert (without_terminal.returncode, without_terminal.stderr) == (3, said)
     on_terminal = in_terminal(run, "work", "--as", "al", "--queue", "q2")
     assert (on_terminal.returncode, on_terminal.stderr) == (3, said)
+
+
+# -- 5. work nobody can take is said: status, explain, show ---------------------------------
+
+
+def test_status_explain_and_show_say_when_nobody_can_take_a_tasks_slots(run):
+    w1(run, W1, {"al": ["--role", "annotator", "--role", "expert", "--skill", "law"], "sr": ["--role", "senior"],
+                 "pa": ["--role", "annotator2"]},
+       [{"id": "D", "data": {"ov": 3, "p": 9}}, {"id": "A", "data": {"p": 1}}, {"id": "B", "data": {"p": 0}},
+        {"id": "Q", "data": {"q": "q2", "p": 0}}])
+    run.ok("workers", "pause", "pa")
+    assert claim(run, "al")["external_id"] == "D"  # one of its three slots
+    a = claim(run, "al")
+    assert a["external_id"] == "A"
+    run.ok("submit", a["assignment"], "--as", "al", "--label", "a")
+    run.ok("escalate", "A", "--to", "exp")  # al may take `exp`, but annotated A
+    run.ok("workers", "add", "ex", "--role", "expert", "--skill", "law")
+    run.ok("workers", "pause", "ex")
+
+    status = run.json("status", "--json")
+    assert {q: v["eligible_workers"] for q, v in status["queues"].items()} == {"q1": 1, "q2": 0, "rev": 1, "exp": 1}
+    paused = "1 task waits in `q2`, and every worker who may take it is paused (pa)"
+    assert status["warnings"] == [paused]
+    assert f"warning: {paused}" in run.ok("status").stdout.splitlines()
+
+    run.ok("escalate", "B", "--to", "rev")
+    run.ok("workers", "set", "sr", "--role", "annotator")  # now nobody may take `rev`
+    status = run.json("status", "--json")
+    assert (status["queues"]["rev"]["eligible_workers"], status["queues"]["q1"]["eligible_workers"]) == (0, 2)
+    nobody = "1 task waits in `rev`, which no registered worker may take (it needs the role senior)"
+    assert status["warnings"] == [paused, nobody]
+    assert f"warning: {nobody}" in run.ok("status").stdout.splitlines()
+
+    stalled = {
+        "D": "only 1 worker may take `q1` (sr) but it needs 2 more distinct annotators; al holds a slot of it",
+        "A": "no worker may take it from `exp`: al annotated it; ex is paused",
+        "B": "no registered worker may take `rev` (it needs the role senior)",
+        "Q": "every worker who may take `q2` is paused (pa)",
+    }
+    for task, reason in stalled.items():
+        assert run.json("explain", task, "--json")["stalled"] == reason, task
+        assert run.ok("explain", task).stdout.splitlines()[1] == f"stalled: {reason}"
+        assert run.json("show", task, "--json")["stalled"] == reason
+        assert f"stalled: {reason}" in run.ok("show", task).stdout.splitlines()
+
+    run.ok("workers", "resume", "ex")
+    run.ok("workers", "add", "cy", "--role", "annotator")
+    for task in ("A", "D"):
+        assert run.json("explain", task, "--json")["stalled"] is None
+        assert run.json("show", task, "--json")["stalled"] is None
+        assert "stalled" not in run.ok("explain", task).stdout + run.ok("show", task).stdout
+    assert run.json("status", "--json")["warnings"] == [paused, nobody]

@@ -32,7 +32,7 @@ def test_status_counts_gold_apart_and_agrees_with_the_dashboard(run):
     status = run.json("status", "--json")
     assert (status["tasks"], status["total"], status["gold"]) == (
         {"open": 1, "done": 0, "held": 0, "invalid": 0}, 1, 2)
-    assert status["queues"]["q"] == {"waiting": 1, "active": 0, "open": 1}
+    assert status["queues"]["q"] == {"waiting": 1, "active": 0, "open": 1, "eligible_workers": 2}
     text = run.ok("status").stdout
     assert "open 1" in text and "gold questions: 2" in text
 
@@ -43,4 +43,5 @@ def test_status_counts_gold_apart_and_agrees_with_the_dashboard(run):
         queries.close()
     assert board["counts"]["tasks"] == status["tasks"] and board["counts"]["gold"] == status["gold"]
     q = next(q for q in board["queues"] if q["name"] == "q")
-    assert {k: q[k] for k in ("waiting", "active", "open")} == status["queues"]["q"]
+    counts = ("waiting", "active", "open")
+    assert {k: q[k] for k in counts} == {k: status["queues"]["q"][k] for k in counts}
