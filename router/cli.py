@@ -526,9 +526,17 @@ def _describe_worker(w: dict[str, Any]) -> str:
 def workers_add(name: str, db: str | None, roles: tuple[str, ...], skills: tuple[str, ...], capacity: int | None,
                 worker: str | None) -> None:
     """Add a worker. Adding one again replaces the roles; skills and capacity not given keep their values."""
-    new = _workers_engine(db, worker).add_worker(name, list(roles), list(skills) or None, capacity,
-                                                 actor=_worker(worker))
+    engine = _workers_engine(db, worker)
+    new = engine.add_worker(name, list(roles), list(skills) or None, capacity, actor=_worker(worker))
     click.echo(f"{'added' if new else 'updated'} {name}")
+    _warn_unused(engine, roles, skills)
+
+
+def _warn_unused(engine: Any, roles: tuple[str, ...], skills: tuple[str, ...]) -> None:
+    """Name on standard error each role and skill given that no queue uses (a typo would only show
+    later, as claims that find no work)."""
+    for warning in engine.worker_warnings(roles, skills):
+        click.echo(f"warning: {warning}", err=True)
 
 
 @workers.command("set")
@@ -558,6 +566,7 @@ def workers_set(name: str, db: str | None, roles: tuple[str, ...], skills: tuple
     for d in dropped:
         click.echo(f"dropped the correction of {d['external_id']} (id:{d['task']}) offered to {name}, "
                    f"who no longer works `{d['queue']}`")
+    _warn_unused(engine, roles, skills)
 
 
 @workers.command("list")

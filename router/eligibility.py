@@ -116,6 +116,26 @@ def stalled(store, queues: Mapping[str, QueueSpec], workflow: str, task: Any) ->
             f"but it needs {free} more {more}" + "".join(f"; {p}" for p in parts))
 
 
+def unused_by_queues(queues: Mapping[str, QueueSpec], workflow: str, roles: Iterable[str],
+                     skills: Iterable[str]) -> list[str]:
+    """A warning for each role and skill no queue of ``workflow`` uses (``lead`` is the lead
+    actions'), with the name it was maybe meant to be: such a worker is registered, but a claim
+    finds them no work until a workflow uses it."""
+    import difflib
+
+    used_roles = {r for q in queues.values() for r in q.roles} | {"lead"}
+    used_skills = {k for q in queues.values() for k in q.skills}
+    warnings = []
+    for kind, verb, given, used in (("role", "takes", roles, used_roles), ("skill", "asks for", skills, used_skills)):
+        for name in dict.fromkeys(given):
+            if name in used:
+                continue
+            close = difflib.get_close_matches(name, sorted(used), n=1)
+            warnings.append(f"no queue of workflow `{workflow}` {verb} the {kind} `{name}`"
+                            + (f" (did you mean `{close[0]}`?)" if close else ""))
+    return warnings
+
+
 def task_stalled(store, task: Any) -> str | None:
     """:func:`stalled` under the active workflow's queues (read from its stored spec, no rule
     compiled); ``None`` without a workflow."""

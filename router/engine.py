@@ -21,7 +21,7 @@ from . import clock
 # every other writer (claim p99 at K=64 went from 59 to 218 ms when these loaded at first use).
 from .agreement import agreement_of
 from .consensus import DS_HISTORY, final_form, same_label
-from .eligibility import at_capacity, crews, queue_specs, queue_warning, task_stalled
+from .eligibility import at_capacity, crews, queue_specs, queue_warning, task_stalled, unused_by_queues
 from .context import (NEW_TASK_STATE, Lazy, creation_context, prediction_facts, review_facts, stored_prediction,
                       task_facts, votes_facts)
 from .errors import (AssignmentError, LabelyardError, NothingToDo, NoWorkflow, PluginModuleMissing, UnknownTask,
@@ -320,6 +320,13 @@ class Engine:
         worker to their queue (:meth:`_drop_corrections`), dropped in the same transaction.
         """
         return self._save_worker(name, roles, skills, capacity, no_capacity, actor, create=False)[1]
+
+    def worker_warnings(self, roles: Iterable[str], skills: Iterable[str]) -> list[str]:
+        """Roles and skills given to a worker that no queue of the active workflow uses (none
+        without a workflow): registered all the same, as they may be for a later version."""
+        if not self.load_workflow():
+            return []
+        return unused_by_queues(self.workflow.queues, self.workflow.name, roles, skills)
 
     def _save_worker(self, name: str, roles: list[str] | None, skills: list[str] | None, capacity: int | None,
                      no_capacity: bool, actor: str | None, *, create: bool) -> tuple[bool, list[dict[str, Any]]]:

@@ -121,3 +121,24 @@ def test_status_explain_and_show_say_when_nobody_can_take_a_tasks_slots(run):
         assert run.json("show", task, "--json")["stalled"] is None
         assert "stalled" not in run.ok("explain", task).stdout + run.ok("show", task).stdout
     assert run.json("status", "--json")["warnings"] == [paused, nobody]
+
+
+# -- 6. a role or skill no queue uses is warned of ------------------------------------------
+
+
+def test_workers_add_and_set_warn_of_roles_and_skills_no_queue_uses(run):
+    w1(run, W1, {}, [])
+    added = run("workers", "add", "al", "--role", "anotator", "--role", "senior", "--skill", "lwa")
+    assert (added.returncode, added.stdout) == (0, "added al\n")
+    assert added.stderr == ("warning: no queue of workflow `w1` takes the role `anotator` (did you mean "
+                            "`annotator`?)\n"
+                            "warning: no queue of workflow `w1` asks for the skill `lwa` (did you mean `law`?)\n")
+    al = next(w for w in run.json("workers", "list", "--json") if w["id"] == "al")
+    assert (al["roles"], al["skills"]) == (["anotator", "senior"], ["lwa"])  # registered as given
+
+    fine = run("workers", "add", "bo", "--role", "annotator", "--role", "lead", "--skill", "law")
+    assert (fine.returncode, fine.stderr) == (0, "")
+    changed = run("workers", "set", "bo", "--role", "expert", "--role", "reviewer")
+    assert changed.returncode == 0
+    assert changed.stderr == "warning: no queue of workflow `w1` takes the role `reviewer`\n"
+    assert run("workers", "set", "bo", "--capacity", "2").stderr == ""  # roles and skills kept, not checked again
