@@ -11,6 +11,9 @@ from __future__ import annotations
 from w1_support import W1, w1
 
 
+TEAM = {"al": ["--role", "annotator"], "sr": ["--role", "senior"], "ex": ["--role", "expert", "--skill", "law"]}
+
+
 def text_claim(run, worker: str) -> list[str]:
     return run.ok("claim", "--as", worker).stdout.splitlines()
 
@@ -24,7 +27,7 @@ def assignment_of(lines: list[str]) -> str:
 
 
 def test_review_escalated_and_correct_slots_show_in_text_what_json_shows(run):
-    w1(run, W1, {"al": ["--role", "annotator"], "sr": ["--role", "senior"], "ex": ["--role", "expert", "--skill", "law"]},
+    w1(run, W1, TEAM,
        [{"id": "A", "data": {"p": 1}, "prediction": {"label": "a", "confidence": 0.6}}])
 
     annotate = text_claim(run, "al")
@@ -52,7 +55,7 @@ def test_review_escalated_and_correct_slots_show_in_text_what_json_shows(run):
 
 
 def test_a_slot_without_prediction_or_votes_says_so_and_comments_reach_the_terminal_as_text(run):
-    w1(run, W1, {"al": ["--role", "annotator"], "sr": ["--role", "senior"], "ex": ["--role", "expert", "--skill", "law"]},
+    w1(run, W1, TEAM,
        [{"id": "B", "data": {"p": 2}}, {"id": "C", "data": {"p": 1}}])
     run.ok("escalate", "C", "--to", "exp")  # before anyone voted
     escalated = text_claim(run, "ex")
