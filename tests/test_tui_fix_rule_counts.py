@@ -101,6 +101,7 @@ def as_before_m009(db, keyed: bool) -> None:
         ALTER TABLE workers DROP COLUMN final_votes;
         ALTER TABLE workers DROP COLUMN final_agreed;
         DELETE FROM _sqlite_migrations WHERE name = 'm010_final_vote_marks';
+        DELETE FROM _sqlite_migrations WHERE name = 'm011_json_value_classes';  -- data only: nothing to undo
         COMMIT;
     """)
     conn.execute("UPDATE schema_version SET version = 8")
