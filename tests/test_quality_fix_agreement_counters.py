@@ -279,11 +279,12 @@ def test_an_existing_database_is_marked_by_the_migration(tmp_path, monkeypatch, 
     conn = sqlite3.connect(run.db, isolation_level=None)
     for statement in ("ALTER TABLE annotations DROP COLUMN agrees", "ALTER TABLE workers DROP COLUMN final_votes",
                       "ALTER TABLE workers DROP COLUMN final_agreed", "UPDATE schema_version SET version = 9",
-                      "DELETE FROM _sqlite_migrations WHERE name = 'm010_final_vote_marks'"):
+                      "DELETE FROM _sqlite_migrations WHERE name = 'm010_final_vote_marks'",
+                      "DELETE FROM _sqlite_migrations WHERE name = 'm011_json_value_classes'"):  # after it
         conn.execute(statement)
     conn.close()
     assert "run `labelyard init` to migrate" in run("status").stderr
-    assert run.json("init", "--json")["migrations_applied"] == ["m010_final_vote_marks"]
+    assert run.json("init", "--json")["migrations_applied"] == ["m010_final_vote_marks", "m011_json_value_classes"]
     conn = sqlite3.connect(run.db)
     migrated = {w: (d, m) for w, d, m in conn.execute("SELECT id, final_votes, final_agreed FROM workers")}
     marks = conn.execute("SELECT count(agrees), count(*) FROM annotations").fetchone()
