@@ -72,6 +72,9 @@ class LabelyardApp(App):
         self.worker_names: list[str] = []
         self.is_lead = False
         self.last_change: tuple[Any, ...] | None = None  # check_changes' last reading of the change marker
+        # The tasks (`id:N`) of the lead's last action, from any screen, until their next: a task that
+        # leaves the task list by the lead's own hand goes without a warning.
+        self.acted: set[str] = set()
         self._stop = threading.Event()
         import os
 

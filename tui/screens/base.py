@@ -63,6 +63,12 @@ class BaseScreen(Screen):
     def _action_failed(self, message: ActionFailed) -> None:
         self.notify(message.error, title=f"{message.action} failed", severity="error", timeout=8)
 
+    def send_lead(self, action: str, refs: list[str], options: dict[str, Any]) -> None:
+        """Run a confirmed lead action. Its tasks are the lead's own last action (``app.acted``) from
+        now on, whichever screen it came from: the task list lets them leave without a word."""
+        self.app.acted = set(refs)
+        self.run_lead(action, refs, options)
+
     @work(thread=True, group="action", exit_on_error=False)
     def run_lead(self, action: str, refs: list[str], options: dict[str, Any]) -> None:
         """Run a lead action through ``router.lead`` and post what happened."""
@@ -138,7 +144,7 @@ class BaseScreen(Screen):
                  detail: str = "") -> None:
         question = f"{ACTION_VERBS[action]} {self._what(refs)}{suffix}?"
         self.app.push_screen(ConfirmModal(question, detail),
-                             lambda yes: yes and self.run_lead(action, refs, options))
+                             lambda yes: yes and self.send_lead(action, refs, options))
 
     def _pick_worker(self, refs: list[str]) -> None:
         self._load_candidates(refs)

@@ -76,7 +76,6 @@ class TasksScreen(BaseScreen):
         # The task under the cursor left the list at the last refresh: (its ref, the ref the cursor was
         # left on). An action on the latter is asked once more, so it never goes silently to another task.
         self.gone: tuple[str, str | None] | None = None
-        self.acted: set[str] = set()  # the tasks of the lead's last action (sent), until the next
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -129,7 +128,7 @@ class TasksScreen(BaseScreen):
         elif keep is not None and all(r["id"] != keep[0] for r in page.rows):
             # Not when the lead's own action took it off the list (every reload until their next
             # action: the action's own reload and a poll's may both see it go).
-            if f"id:{keep[0]}" not in self.acted:
+            if f"id:{keep[0]}" not in self.app.acted:
                 gone = next((r for r in self.rows if r["id"] == keep[0]), {"id": keep[0], "external_id": None})
         self.rows, self.next_after, self.total = page.rows, page.next_after, page.total
         self.shown = (task_filter, self.keys[-1])
@@ -238,10 +237,6 @@ class TasksScreen(BaseScreen):
 
     def after_action(self) -> None:
         self.selected.clear()  # a failed action keeps the selection, to try again
-
-    def run_lead(self, action: str, refs: list[str], options: dict[str, Any]):
-        self.acted = set(refs)  # tasks that leave the list after this go by the lead's own hand: no warning
-        return super().run_lead(action, refs, options)
 
     @on(DataTable.RowSelected)
     def open_detail(self, event: DataTable.RowSelected) -> None:
