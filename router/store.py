@@ -1821,6 +1821,24 @@ class Store:
         rowid and stops after ``limit`` matches; with a status and a queue it reads the ``(status, queue)``
         index, whose entries are in rowid order.
         """
+        source, where, params, sort = self._task_list_sql(status, queue, stage, worker, text, order, descending, after)
+        return self.query(f"SELECT {self.TASK_LIST_COLUMNS} FROM {source} WHERE {where} "
+                          f"ORDER BY {sort} LIMIT ?", [*params, limit])
+
+    def task_count_after(self, *, status: str | None = None, queue: str | None = None, stage: str | None = None,
+                         worker: str | None = None, text: str | None = None, order: str = "id",
+                         descending: bool = True, after: tuple[Any, int]) -> int:
+        """How many tasks :meth:`task_page` (the same arguments) lists after the keyset ``after``: every
+        one of them is read, so this costs what the whole stretch costs (a list that follows a task to
+        a far page counts the rows before it once, never on each page)."""
+        source, where, params, _ = self._task_list_sql(status, queue, stage, worker, text, order, descending, after)
+        return int(self.one(f"SELECT count(*) FROM {source} WHERE {where}", params)[0])
+
+    def _task_list_sql(self, status: str | None, queue: str | None, stage: str | None, worker: str | None,
+                       text: str | None, order: str, descending: bool, after: tuple[Any, int] | None
+                       ) -> tuple[str, str, list[Any], str]:
+        """The table source, ``WHERE`` (with its parameters) and ``ORDER BY`` of a task list (see
+        :meth:`task_page`)."""
         if order not in self.TASK_ORDERS:
             raise ValueError(f"unknown order {order!r}")
         column = self.TASK_ORDERS[order]
@@ -1860,8 +1878,7 @@ class Store:
             source = "tasks AS t INDEXED BY tasks_open_age"
             where.append("t.status = 'open'")  # a literal: SQLite uses a partial index only if it can prove its WHERE
         sort = f"t.id {direction}" if column is None else f"{column} {direction}, t.id {direction}"
-        return self.query(f"SELECT {self.TASK_LIST_COLUMNS} FROM {source} WHERE {' AND '.join(where)} "
-                          f"ORDER BY {sort} LIMIT ?", [*params, limit])
+        return source, " AND ".join(where), params, sort
 
     def active_by_queue(self) -> dict[str, int]:
         """Active assignments per queue, gold questions left out, read through the partial index of

@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Static
 
-from router.queries import ORDERS, STAGES, TASK_STATUSES, TaskFilter
+from router.queries import ORDERS, PAGE_SIZE, STAGES, TASK_STATUSES, TaskFilter
 
 from ..messages import Loaded
 from ..widgets import format as fmt
@@ -29,6 +29,16 @@ VALUE = "="
 def picked_value(key: str) -> str | None:
     """The filter value a pick key stands for: ``None`` for "(any)", else the value itself."""
     return None if key == ANY else key.removeprefix(VALUE)
+
+
+Key = tuple[Any, int]  # a row's keyset position in the list's order: (sort value, id)
+Ask = tuple[str, Key | None]  # the page a load reads: ("after", key) the page after a key, ("above", key) above a row
+
+
+def page_number(rows_before: int) -> int:
+    """The page number of a page with ``rows_before`` rows above it: page 1 only at the top. A page the
+    list followed its task to need not start on a multiple of the page size."""
+    return 1 if rows_before <= 0 else -(-rows_before // PAGE_SIZE) + 1
 
 
 def task_ref(row: dict[str, Any]) -> str:
@@ -66,13 +76,16 @@ class TasksScreen(BaseScreen):
     def __init__(self, task_filter: TaskFilter | None = None) -> None:
         super().__init__()
         self.filter = task_filter or TaskFilter()
-        self.keys: list[tuple[Any, int] | None] = [None]  # keyset of each page seen: keys[-1] is this page's
-        self.next_after: tuple[Any, int] | None = None
+        self.after: Key | None = None  # the keyset of the page on screen (None: the first page)
+        self.page_no = 1  # its number, as the status line says it
+        self.asked: Ask = ("after", None)  # the page being read: `after` once it is on screen
+        self.next_after: Key | None = None
+        self.first_key: Key | None = None  # the first row's keyset position: `p` reads the rows above it
         self.rows: list[dict[str, Any]] = []
         self.total: int | None = None
         self.selected: set[str] = set()
         self._top = False  # put the cursor on the first row at the next render (new filter or page)
-        self.shown: tuple[TaskFilter, tuple[Any, int] | None] | None = None  # the filter and page key on screen
+        self.shown: tuple[TaskFilter, Ask] | None = None  # the filter and page on screen
         # The task under the cursor left the list at the last refresh: (its ref, the ref the cursor was
         # left on). An action on the latter is asked once more, so it never goes silently to another task.
         self.gone: tuple[str, str | None] | None = None
@@ -92,7 +105,7 @@ class TasksScreen(BaseScreen):
     # -- loading ----------------------------------------------------------------------------
     def set_filter(self, task_filter: TaskFilter) -> None:
         self.filter = task_filter
-        self.keys = [None]
+        self.asked, self.page_no = ("after", None), 1
         self.selected.clear()
         self._top = True
         self.reload()
@@ -102,36 +115,45 @@ class TasksScreen(BaseScreen):
         ref = None if self._top or self.page_loading() else self.current_ref()
         if ref is not None:  # a refresh of the page on screen: the task under the cursor stays under it
             keep = (int(ref[3:]), self.query_one(DataTable).cursor_row)
-        self.load(self.filter, self.keys[-1], keep)
+        self.load(self.filter, self.asked, keep)
 
     @work(thread=True, exclusive=True, group="tasks", exit_on_error=False)
-    def load(self, task_filter: TaskFilter, after: tuple[Any, int] | None,
-             keep: tuple[int, int] | None = None) -> None:
-        """Read the page after ``after``; with ``keep`` = (task id, row), when tasks written meanwhile
-        pushed that task off the page, the page that shows it on that row instead."""
+    def load(self, task_filter: TaskFilter, asked: Ask, keep: tuple[int, int] | None = None) -> None:
+        """Read the page ``asked`` (after a key, or above a row); with ``keep`` = (task id, row), when
+        tasks written meanwhile pushed that task off the page, the page that shows it on that row
+        instead."""
+        how, key = asked
+        before = None  # rows above the page, counted when the page followed its task
         with self.backend.queries() as q:
-            page = q.task_page(task_filter, after)
-            moved = None
+            if how == "above":
+                after, page = q.task_page_above(task_filter, key)
+            else:
+                after, page = key, q.task_page(task_filter, key)
             if keep is not None and all(r["id"] != keep[0] for r in page.rows):
                 moved = q.task_page_at(task_filter, *keep)
-        self.post_message(Loaded("tasks", (task_filter, after, page, keep, moved)))
+                if moved is not None:
+                    after, page, before = moved
+        self.post_message(Loaded("tasks", (task_filter, asked, after, page, before, keep)))
 
     @on(Loaded)
     def loaded(self, message: Loaded) -> None:
-        task_filter, after, page, keep, moved = message.data
-        if task_filter != self.filter or after != self.keys[-1]:
+        task_filter, asked, after, page, before, keep = message.data
+        if task_filter != self.filter or asked != self.asked:
             return  # an answer to an older question
         gone = None
-        if moved is not None:  # the page follows the cursor's task (`p` shows what came above it)
-            start, page = moved
-            self.keys = [None] if start is None else (self.keys[:-1] or [None]) + [start]
+        if before is not None:  # the page followed the cursor's task
+            self.page_no = page_number(before)
+        elif asked[0] == "above":  # while it loaded the counter said one less; 1 only at the top
+            self.page_no = 1 if after is None else max(2, self.page_no)
         elif keep is not None and all(r["id"] != keep[0] for r in page.rows):
             # Not when the lead's own action took it off the list (every reload until their next
             # action: the action's own reload and a poll's may both see it go).
             if f"id:{keep[0]}" not in self.app.acted:
                 gone = next((r for r in self.rows if r["id"] == keep[0]), {"id": keep[0], "external_id": None})
-        self.rows, self.next_after, self.total = page.rows, page.next_after, page.total
-        self.shown = (task_filter, self.keys[-1])
+        self.asked = ("after", after)
+        self.after, self.rows, self.next_after, self.total = after, page.rows, page.next_after, page.total
+        self.first_key = page.first_key
+        self.shown = (task_filter, self.asked)
         self.render_rows()
         if gone is not None:
             name = f"task {fmt.clean(gone['external_id'])} (id:{gone['id']})" if gone["external_id"] is not None \
@@ -168,7 +190,15 @@ class TasksScreen(BaseScreen):
     # -- paging -----------------------------------------------------------------------------
     def page_loading(self) -> bool:
         """Whether the page asked for (a new filter, `n`, `p`) is not on screen yet."""
-        return self.shown != (self.filter, self.keys[-1])
+        return self.shown != (self.filter, self.asked)
+
+    def show_page(self, asked: Ask, page_no: int) -> None:
+        """Read the page ``asked`` with the cursor on its first row; the status line says ``page_no``
+        while it loads."""
+        self.asked, self.page_no = asked, page_no
+        self._top = True
+        self.render_status_only()
+        self.reload()
 
     def action_next_page(self) -> None:
         if self.page_loading():
@@ -176,19 +206,14 @@ class TasksScreen(BaseScreen):
         if self.next_after is None:
             self.notify("last page")
             return
-        self.keys.append(self.next_after)
-        self._top = True
-        self.render_status_only()
-        self.reload()
+        self.show_page(("after", self.next_after), self.page_no + 1)
 
     def action_prev_page(self) -> None:
-        if self.page_loading():
-            return
-        if len(self.keys) > 1:
-            self.keys.pop()
-            self._top = True
-            self.render_status_only()
-            self.reload()
+        """The rows just above the first one shown (by keyset backwards, not a page remembered: after
+        the list followed its task, "what came above" is what is above it now)."""
+        if self.page_loading() or self.after is None:
+            return  # the first page has nothing above it
+        self.show_page(("above", self.first_key), max(1, self.page_no - 1))
 
     # -- selection ---------------------------------------------------------------------------
     def current_ref(self) -> str | None:
@@ -207,7 +232,7 @@ class TasksScreen(BaseScreen):
 
     def render_status_only(self) -> None:
         """The status line: page, rows, total, whether this is the last page, and the selection."""
-        page = len(self.keys)
+        page = self.page_no
         if self.page_loading():
             self.query_one("#task-status", Static).update(f"page {page:,} · loading…")
             return
