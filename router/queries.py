@@ -388,6 +388,10 @@ class Queries:
                                             after=after)
         return after, page, count + 1
 
+    def tasks_listed(self, f: TaskFilter, task_ids: list[int]) -> set[int]:
+        """Which of ``task_ids`` the filter ``f`` still lists (a selection checked at each refresh)."""
+        return self.store.task_ids_listed(task_ids, **self._filter_args(f))
+
     def task_detail(self, ref: str) -> dict[str, Any]:
         """Everything about one task: fields, prediction, votes, annotations and review comments,
         assignments, and the decision history with its rules (``explain``)."""

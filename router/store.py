@@ -1834,6 +1834,16 @@ class Store:
         source, where, params, _ = self._task_list_sql(status, queue, stage, worker, text, order, descending, after)
         return int(self.one(f"SELECT count(*) FROM {source} WHERE {where}", params)[0])
 
+    def task_ids_listed(self, ids: list[int], *, status: str | None = None, queue: str | None = None,
+                        stage: str | None = None, worker: str | None = None, text: str | None = None) -> set[int]:
+        """Which of the task ids ``ids`` the filter of :meth:`task_page` (the same arguments) still lists."""
+        if not ids:
+            return set()
+        _, where, params, _ = self._task_list_sql(status, queue, stage, worker, text, "id", True, None)
+        marks = ",".join("?" * len(ids))
+        return {r[0] for r in self.query(f"SELECT t.id FROM tasks AS t WHERE t.id IN ({marks}) AND {where}",
+                                         [*ids, *params])}
+
     def _task_list_sql(self, status: str | None, queue: str | None, stage: str | None, worker: str | None,
                        text: str | None, order: str, descending: bool, after: tuple[Any, int] | None
                        ) -> tuple[str, str, list[Any], str]:

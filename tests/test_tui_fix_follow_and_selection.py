@@ -5,6 +5,9 @@
   always said "page 2" (500 tasks ingested above: ranks 501-550 are page 11), and `p` went back to
   the page the list had left, skipping the tasks directly above. The page number now counts the
   rows before the followed page, and `p` reads the page just above the first row shown.
+- A selected task that left the list (another lead held it while the list shows open tasks) stayed
+  selected, unseen: `h` asked to "Hold 2 tasks?" and the whole action failed. The selection now
+  loses it, and the lead is told which tasks went.
 - A hold from the task detail screen counted as someone else's: back on the list the lead was told
   their task "left this list", and their next action was asked again.
 """
@@ -22,7 +25,7 @@ from test_tui_cursor_and_picks import ingest
 from test_tui_fix_lead_screens import hold_under_cursor, status_of
 from tui.app import LabelyardApp
 from tui.screens.detail import TaskDetailScreen
-from tui.widgets.modals import InputModal
+from tui.widgets.modals import ConfirmModal, InputModal
 
 pytestmark = pytest.mark.anyio
 
@@ -135,6 +138,80 @@ async def test_p_on_a_page_emptied_by_another_lead_shows_the_last_rows(db):
         await settle(app, pilot)
         rest = [i for i in ids if i not in last]
         assert [r["id"] for r in screen.rows] == rest[-50:] and screen.next_after is None
+
+
+# -- 2. a selected task that leaves the list ------------------------------------------------------
+
+async def test_a_selected_task_that_left_the_list_is_unselected_and_said(db):
+    app = LabelyardApp(db, LEAD, poll_interval=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_tasks_on(app, pilot, status="open")
+        await pilot.press("space", "space")
+        first, second = (f"id:{r['id']}" for r in screen.rows[:2])
+        first_name, second_name = screen.ref_name(first), screen.ref_name(second)
+        notes(app)
+        another_lead(db, "hold", [first])
+        app.check_changes()
+        await settle(app, pilot)
+        assert screen.selected == {second}  # before: still {first, second}, one of them unseen
+        assert status(screen).endswith("   selected 1")
+        assert notes(app) == [f"the selected task {first_name} left this list and is no longer selected"]
+        await pilot.press("h")
+        await pilot.pause()
+        assert isinstance(app.screen, InputModal)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmModal)
+        assert app.screen.question == f"Hold task {second_name}?"  # before: "Hold 2 tasks?", then it failed
+        await pilot.press("y")
+        await settle(app, pilot)
+        assert status_of(db, second) == "held" and screen.selected == set()
+        assert not [n for n in notes(app) if "failed" in n or "left this list" in n]
+
+
+async def test_a_selected_task_on_another_page_that_left_the_list_is_unselected(db):
+    app = LabelyardApp(db, LEAD, poll_interval=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_tasks_on(app, pilot, status="open")
+        await pilot.press("space")
+        away = screen.rows[0]
+        away_ref = f"id:{away['id']}"
+        await pilot.press("n")
+        await settle(app, pilot)
+        await pilot.press("space")
+        here = f"id:{screen.rows[0]['id']}"
+        notes(app)
+        another_lead(db, "hold", [away_ref])
+        app.check_changes()
+        await settle(app, pilot)
+        assert screen.selected == {here}
+        assert notes(app) == [f"the selected task {away['external_id']} ({away_ref}) left this list "
+                              "and is no longer selected"]
+
+
+async def test_when_every_selected_task_left_the_next_action_is_asked_again(db):
+    app = LabelyardApp(db, LEAD, poll_interval=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_tasks_on(app, pilot, status="open")
+        await pilot.press("space", "space")  # the cursor is left on the third row
+        picked = sorted(screen.selected)
+        names = [screen.ref_name(ref) for ref in sorted(picked, key=lambda ref: int(ref[3:]))]
+        cursor = screen.current_ref()
+        notes(app)
+        another_lead(db, "hold", picked)
+        app.check_changes()
+        await settle(app, pilot)
+        assert screen.selected == set() and screen.current_ref() == cursor
+        what = f"the selected tasks {', '.join(names)}"
+        assert notes(app) == [f"{what} left this list and are no longer selected"]
+        await pilot.press("h")  # would act on the cursor's task, which the lead never picked
+        await pilot.pause()
+        assert app.screen is screen and status_of(db, cursor) == "open"
+        assert notes(app) == [f"{what} left this list: the cursor is on {screen.ref_name(cursor)} now; "
+                              "press again to act on it"]
+        cursor_name = screen.ref_name(cursor)
+        assert await hold_under_cursor(app, pilot) == f"Hold task {cursor_name}?"  # asked: the lead's choice
+        assert status_of(db, cursor) == "held"
 
 
 # -- 3. an action from the task detail screen is the lead's own ---------------------------------

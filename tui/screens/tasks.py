@@ -41,6 +41,10 @@ def page_number(rows_before: int) -> int:
     return 1 if rows_before <= 0 else -(-rows_before // PAGE_SIZE) + 1
 
 
+def names_of(names: list[str]) -> str:
+    return ("the selected task " if len(names) == 1 else "the selected tasks ") + ", ".join(names)
+
+
 def task_ref(row: dict[str, Any]) -> str:
     """The reference the table keys a row by and acts with: ``id:N`` (an external id may be a number
     that is another task's id)."""
@@ -84,10 +88,12 @@ class TasksScreen(BaseScreen):
         self.rows: list[dict[str, Any]] = []
         self.total: int | None = None
         self.selected: set[str] = set()
+        self.names: dict[str, str] = {}  # how each selected task was named when the lead selected it
         self._top = False  # put the cursor on the first row at the next render (new filter or page)
         self.shown: tuple[TaskFilter, Ask] | None = None  # the filter and page on screen
-        # The task under the cursor left the list at the last refresh: (its ref, the ref the cursor was
-        # left on). An action on the latter is asked once more, so it never goes silently to another task.
+        # The task under the cursor (or every selected task) left the list at the last refresh: (what
+        # left, the ref the cursor was left on). An action on the latter is asked once more, so it never
+        # goes silently to another task.
         self.gone: tuple[str, str | None] | None = None
 
     def compose(self) -> ComposeResult:
@@ -107,6 +113,7 @@ class TasksScreen(BaseScreen):
         self.filter = task_filter
         self.asked, self.page_no = ("after", None), 1
         self.selected.clear()
+        self.names.clear()
         self._top = True
         self.reload()
 
@@ -115,13 +122,14 @@ class TasksScreen(BaseScreen):
         ref = None if self._top or self.page_loading() else self.current_ref()
         if ref is not None:  # a refresh of the page on screen: the task under the cursor stays under it
             keep = (int(ref[3:]), self.query_one(DataTable).cursor_row)
-        self.load(self.filter, self.asked, keep)
+        self.load(self.filter, self.asked, keep, sorted(int(ref[3:]) for ref in self.selected))
 
     @work(thread=True, exclusive=True, group="tasks", exit_on_error=False)
-    def load(self, task_filter: TaskFilter, asked: Ask, keep: tuple[int, int] | None = None) -> None:
+    def load(self, task_filter: TaskFilter, asked: Ask, keep: tuple[int, int] | None = None,
+             selected: list[int] | None = None) -> None:
         """Read the page ``asked`` (after a key, or above a row); with ``keep`` = (task id, row), when
         tasks written meanwhile pushed that task off the page, the page that shows it on that row
-        instead."""
+        instead. ``selected``: the selected task ids; those the filter no longer lists are posted (``left``)."""
         how, key = asked
         before = None  # rows above the page, counted when the page followed its task
         with self.backend.queries() as q:
@@ -133,11 +141,13 @@ class TasksScreen(BaseScreen):
                 moved = q.task_page_at(task_filter, *keep)
                 if moved is not None:
                     after, page, before = moved
-        self.post_message(Loaded("tasks", (task_filter, asked, after, page, before, keep)))
+            listed = q.tasks_listed(task_filter, selected) if selected else set()
+        left = [f"id:{i}" for i in selected or [] if i not in listed]
+        self.post_message(Loaded("tasks", (task_filter, asked, after, page, before, keep, left)))
 
     @on(Loaded)
     def loaded(self, message: Loaded) -> None:
-        task_filter, asked, after, page, before, keep = message.data
+        task_filter, asked, after, page, before, keep, left = message.data
         if task_filter != self.filter or asked != self.asked:
             return  # an answer to an older question
         gone = None
@@ -154,6 +164,7 @@ class TasksScreen(BaseScreen):
         self.after, self.rows, self.next_after, self.total = after, page.rows, page.next_after, page.total
         self.first_key = page.first_key
         self.shown = (task_filter, self.asked)
+        unselected = self.unselect(left)
         self.render_rows()
         if gone is not None:
             name = f"task {fmt.clean(gone['external_id'])} (id:{gone['id']})" if gone["external_id"] is not None \
@@ -162,6 +173,24 @@ class TasksScreen(BaseScreen):
             self.gone = (name, landed)
             where = f"; the cursor is on {self.ref_name(landed)}" if landed else ""
             self.notify(f"{name} left this list{where}", severity="warning")
+        if unselected:
+            what = names_of(unselected)
+            self.notify(f"{what} left this list and {'is' if len(unselected) == 1 else 'are'} no longer selected",
+                        severity="warning")
+            if not self.selected and gone is None:  # the next action would go to the cursor's task instead
+                self.gone = (what, self.current_ref())
+
+    def unselect(self, left: list[str]) -> list[str]:
+        """Take the tasks in ``left`` (which the filter no longer lists) out of the selection; the
+        names of those that went by someone else's hand, to tell the lead."""
+        told = []
+        for ref in left:
+            if ref in self.selected:
+                self.selected.discard(ref)
+                name = self.names.pop(ref, ref)
+                if ref not in self.app.acted:
+                    told.append(name)
+        return told
 
     def render_rows(self) -> None:
         table = self.query_one(DataTable)
@@ -223,7 +252,12 @@ class TasksScreen(BaseScreen):
         ref = self.current_ref()
         if ref is None:
             return
-        self.selected.symmetric_difference_update({ref})
+        if ref in self.selected:
+            self.selected.discard(ref)
+            self.names.pop(ref, None)
+        else:
+            self.selected.add(ref)
+            self.names[ref] = self.ref_name(ref)
         table = self.query_one(DataTable)
         table.update_cell(ref, table.ordered_columns[0].key,
                           Text("●", style="bold cyan") if ref in self.selected else "")
@@ -262,6 +296,7 @@ class TasksScreen(BaseScreen):
 
     def after_action(self) -> None:
         self.selected.clear()  # a failed action keeps the selection, to try again
+        self.names.clear()
 
     @on(DataTable.RowSelected)
     def open_detail(self, event: DataTable.RowSelected) -> None:
