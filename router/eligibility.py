@@ -85,7 +85,11 @@ def stalled(store, queues: Mapping[str, QueueSpec], workflow: str, task: Any) ->
     is free). Who may is who ``claim`` would give it to: admitted by the queue, not paused, and
     not kept away from the task (their own label, a slot given up or taken back, a slot of this
     round); capacity is left out, as a worker's load changes by the minute."""
-    if task["status"] != "open" or task["is_gold"] or task["stage"] not in STALLABLE_STAGES:
+    if task["status"] != "open" or task["is_gold"]:
+        return None
+    if task["stage"] == "correct":
+        return _corrections_stalled(store, task)
+    if task["stage"] not in STALLABLE_STAGES:
         return None
     free, queue = task["free_slots"], task["queue"]
     if free < 1:
@@ -114,6 +118,21 @@ def stalled(store, queues: Mapping[str, QueueSpec], workflow: str, task: Any) ->
     more = "distinct annotators" if task["stage"] == "annotate" else "workers"
     return (f"only {len(takers)} worker{'s' if len(takers) != 1 else ''} may take `{queue}` ({names(takers)}) "
             f"but it needs {free} more {more}" + "".join(f"; {p}" for p in parts))
+
+
+def _corrections_stalled(store, task: Any) -> str | None:
+    """A correction round where every correction still to come waits for a paused annotator (one
+    no longer admitted by its queue is dropped as it happens): nobody else may take it."""
+    slots = [a for a in store.task_slots(task["id"], ("offered", "active"))
+             if a["stage"] == "correct" and a["round"] == task["round"]]
+    if not slots or any(a["status"] == "active" for a in slots):
+        return None
+    paused = [a["worker"] for a in slots if (row := store.worker(a["worker"])) is not None and row["paused"]]
+    if len(paused) < len(slots):
+        return None
+    are = "is" if len(paused) == 1 else "are"
+    return (f"its corrections wait for {names(paused)}, who {are} paused: a correction goes only to its own "
+            "annotator (`workers resume`, or `escalate` the task)")
 
 
 def unused_by_queues(queues: Mapping[str, QueueSpec], workflow: str, roles: Iterable[str],

@@ -89,7 +89,8 @@ def reassign_task(engine, task, to: str, now: float, actor: str, *, force: bool 
     if task["status"] != "open" or task["stage"] is None:
         raise LabelyardError(f"task {ext} is {task['status']}: only open tasks can be reassigned")
     if task["stage"] not in CLAIMABLE_STAGES:
-        raise LabelyardError(f"task {ext} waits for its annotators' corrections; release or escalate it instead")
+        raise LabelyardError(f"task {ext} waits for its annotators' corrections{_corrections_waiting(store, task)}; "
+                             "a correction goes only to its own annotator: `escalate` the task instead")
     w = store.worker(to)
     if w is None:
         raise UnknownWorker(f"no worker `{to}`")
@@ -149,6 +150,24 @@ def ineligible(engine, task, worker_row) -> str | None:
 
 def _submitted_this_round(store, task, worker: str) -> bool:
     return any(a["worker"] == worker and a["round"] == task["round"] for a in store.task_slots(task["id"], ("submitted",)))
+
+
+def _corrections_waiting(store, task) -> str:
+    """" (offered to a1, a2 — a2 is paused; held by a3)": who the round's corrections wait for."""
+    slots = [a for a in store.task_slots(task["id"], ("offered", "active"))
+             if a["stage"] == "correct" and a["round"] == task["round"]]
+    offered = [a["worker"] for a in slots if a["status"] == "offered"]
+    held = [a["worker"] for a in slots if a["status"] == "active"]
+    paused = [w for w in offered if (row := store.worker(w)) is not None and row["paused"]]
+    parts = []
+    if offered:
+        text = "offered to " + ", ".join(offered)
+        if paused:
+            text += f" — {', '.join(paused)} {'is' if len(paused) == 1 else 'are'} paused (`workers resume`)"
+        parts.append(text)
+    if held:
+        parts.append("held by " + ", ".join(held) + " (`release` gives a held one back to its annotator)")
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def escalate_task(engine, task, queue: str, now: float, actor: str, reason: str | None = None) -> dict[str, Any]:

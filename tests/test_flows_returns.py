@@ -249,3 +249,22 @@ def test_a_version_that_admits_none_of_the_annotators_holds_the_task_until_someo
     assert claim(run, "a1")["kind"] == "correct"
     unchanged = run.json("apply", "next.workflow.yaml", "--json")
     assert unchanged["changed"] is False and "dropped_corrections" not in unchanged
+
+
+def test_a_correction_waiting_for_a_paused_annotator_is_named_by_explain_and_reassign(run):
+    voted(run)
+    run.ok("workers", "pause", "a2", "--reason", "bad gold")
+    reject(run)
+    fix = claim(run, "a1")
+    submit(run, fix["assignment"], "a1", "--label", "spam")
+    reason = ("its corrections wait for a2, who is paused: a correction goes only to its own annotator "
+              "(`workers resume`, or `escalate` the task)")
+    assert run.json("explain", "T1", "--json")["stalled"] == reason  # before: null, waiting for ever
+    assert run.json("show", "T1", "--json")["stalled"] == reason
+    refused = run("reassign", "T1", "--to", "a1")
+    assert refused.returncode == 1
+    # before: "release or escalate it instead", and release had nothing to release
+    assert ("waits for its annotators' corrections (offered to a2 — a2 is paused (`workers resume`)); "
+            "a correction goes only to its own annotator: `escalate` the task instead") in refused.stderr
+    run.ok("workers", "resume", "a2")
+    assert run.json("explain", "T1", "--json")["stalled"] is None
