@@ -18,6 +18,11 @@ through the candidate's ``decide`` on the facts that decision saw:
   it keeps no ``votes.*`` and no changing ``task.*``, so a candidate reading
   those sees ``null`` and is counted too. Its changes are counted per worker.
 
+A timer decision is chosen as ``labelyard tick`` chooses it: a candidate's rule
+that had acted on the task in the event's round before it, or whose action
+would leave the task where the recorded facts put it, is passed over and the
+next matching rule decides (:func:`timer_decision`).
+
 Timers and worker rules record a decision only when it acts (a release, a
 reprioritise, a pause, a flag that changes the worker…): a candidate's rules there are tried on
 those alone; when a candidate's ``on_worker`` rules had none to try, the report
@@ -54,6 +59,7 @@ from rules.testing import same_value as _same
 
 from .context import prediction_facts
 from .store import Store, loads
+from .timers import TASK_ACTED, RuleIdentities, choose, pass_over_reason
 from .versions import VersionsAt
 from .worker_rules import EVENT_KINDS
 
@@ -111,6 +117,7 @@ def replay(store: Store, candidate: Any, *, sample_size: int = 5,
     changed_subjects: set[tuple[str, Any]] = set()  # ("task", id) or ("worker", name) a change touched
     unrecorded: Counter = Counter()
     under: Counter = Counter()  # replayed decisions per workflow version id that took them
+    identities: RuleIdentities | None = None  # the candidate's on_timer rules, read at the first timer decision
     seen = 0
     for row in store.decision_events(DECISION_KINDS):
         seen += 1
@@ -131,7 +138,12 @@ def replay(store: Store, candidate: Any, *, sample_size: int = 5,
                                               detail.get("target"), detail.get("reason"))
         old = {"rule": row["rule"], "action": kind, "target": target, "values": detail.get("values") or {}}
         watched = _watch(ctx, section)
-        decision = candidate.decide(section, ctx)
+        if section == "on_timer":
+            if identities is None:
+                identities = RuleIdentities(store, candidate.rules.get("on_timer", ()))
+            decision = timer_decision(candidate, ctx, row["id"], row["task_id"], detail, identities)
+        else:
+            decision = candidate.decide(section, ctx)
         missed = _unrecorded(watched, section, ctx)
         if missed:
             unrecorded["decisions"] += 1
@@ -191,6 +203,29 @@ def replay(store: Store, candidate: Any, *, sample_size: int = 5,
             for s in SECTIONS for r in candidate.rules.get(s, ()) if not r.builtin or fired[(s, r.name)]
         ],
     }
+
+
+def timer_decision(candidate: Any, ctx: Mapping[str, Any], event_id: int, task_id: int,
+                   detail: Mapping[str, Any], identities: RuleIdentities) -> Any:
+    """The candidate's ``on_timer`` decision as a tick would have taken it (:func:`router.timers.choose`):
+    a rule that had acted on the task in the event's round before it (by its key), or whose action would
+    have left the task where the recorded facts put it, is passed over. A correction round's other queues
+    are not recorded: only the task's own queue counts as its stage's there."""
+    round_ = detail.get("round")
+    task = ctx["task"]
+    facts = {"stage": task.get("stage"), "queue": task.get("queue"), "priority": task.get("priority")}
+    known = isinstance(round_, int) and not isinstance(round_, bool)  # older events: no round recorded
+
+    def acted(rule: str) -> bool:
+        return known and identities.acted(task_id, rule, round_, TASK_ACTED, before=event_id)
+
+    def opened(rule: str) -> bool:
+        return known and identities.acted(task_id, rule, round_ - 1, kinds=("routed",), before=event_id)
+
+    def pass_over(decision: Any) -> str | None:
+        return pass_over_reason(decision, facts, slot=bool(ctx.get("assignment")), acted=acted, opened=opened)
+
+    return choose(candidate, ctx, pass_over).decision
 
 
 def _decided_action(row: Mapping[str, Any], detail: Mapping[str, Any]) -> str | None:

@@ -7,8 +7,8 @@ tasks, through their indexes) and acting in one short transaction per page:
    worker, kind) beside ``task.*``; ``release`` ends that assignment and gives
    its slot back to the queue; a task action (escalate, hold…) moves its task.
    A gold task is never moved: only the ``release`` rules are run for its slots.
-2. every open task, with ``assignment.*`` null; ``release`` does nothing here
-   (pass 1 saw the assignments). Skipped when the leading rules, whose
+2. every open task, with ``assignment.*`` null; a ``release`` is passed over
+   here (pass 1 saw the assignments). Skipped when the leading rules, whose
    conditions read only ``now`` and ``assignment.*`` and so decide the same for
    every task, show that no task can be acted on this tick.
 
@@ -27,7 +27,10 @@ at most once on a task per round (the round and the rule's key are recorded
 in the event and checked: :class:`RuleIdentities`); an action that would
 leave the task where it is (``escalate: experts`` on a task already escalated
 to ``experts``) is not taken, except that one giving another ``priority``
-sets the priority (a reprioritise). Each row is read again inside the
+sets the priority (a reprioritise). Such a rule is passed over and the next
+matching rule decides (:func:`choose`, :func:`pass_over_reason`), so a rule
+that held a task a lead then unheld does not keep a later ``release`` from
+its stale slots. Each row is read again inside the
 transaction and skipped when it changed meanwhile. A task moves at most once per tick: one escalated to a queue that
 sorts later is met again further on, and waits for the next tick (as it would
 if the queue sorted earlier).
@@ -36,7 +39,7 @@ if the queue sorted earlier).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import takewhile
 from typing import Any
@@ -55,6 +58,11 @@ PAGE = 500
 ACTOR = "labelyard tick"
 STAGE_OF_ACTION = {"annotate": "annotate", "review": "review", "escalate": "escalated"}
 SAME_FOR_EVERY_TASK = frozenset({"assignment", "now"})  # roots whose values are the same for every open task
+COUNTED = ("already", "unchanged")
+"""The reasons a rule is passed over that ``tick`` counts, when no rule acts (:class:`TickReport`); not
+``no slot`` (a ``release`` in the task pass) nor ``moved`` (the tick already moved the task)."""
+TASK_ACTED = ("held", "routed", "priority", "final", "invalid")
+"""The events of a timer rule acting on its task (``released`` is a rule acting on one slot)."""
 
 
 @dataclass
@@ -65,8 +73,9 @@ class TickReport:
     tasks: int = 0
     released: int = 0
     actions: Counter = field(default_factory=Counter)
-    already: int = 0  # a rule that already acted on the task in this round
-    unchanged: int = 0  # an action that would leave the task where it is
+    # slots and tasks no rule acted on although one matched, by why the first matching rule was passed over:
+    already: int = 0  # it already acted on the task in this round
+    unchanged: int = 0  # its action would leave the task where it is
 
     def as_dict(self) -> dict[str, Any]:
         return {"assignments_checked": self.assignments, "tasks_checked": self.tasks, "released": self.released,
@@ -90,19 +99,81 @@ def task_pass_needed(workflow, now: float) -> bool:
 
     The leading rules whose conditions read only ``now`` and ``assignment.*``
     (null for a task) decide the same for every open task, so they are decided
-    once: a match of one of them settles every task (a ``release`` does nothing
-    to a task); no match leaves it to the rules after them, which need the pass.
+    once: a task action matching may act; a ``release`` is passed over (a task
+    has no slot to release), and the rules after them need the pass.
     """
     rules = workflow.rules.get("on_timer") or []
     leading = list(takewhile(_same_for_every_task, rules))
     ctx = {"task": {}, "prediction": {}, "assignment": {}, "queue": {}, "now": now}
+    releases = {r.name for r in leading if r.action.kind == "release"}
     try:
-        decision = _only(workflow, leading).decide("on_timer", ctx)
+        decision = _only(workflow, leading).decide("on_timer", ctx, releases)
     except Exception:  # noqa: BLE001 - in doubt, run the pass
         return True
-    if decision.rule is not None:
-        return decision.action != "release"
-    return len(leading) < len(rules)
+    return decision.rule is not None or len(leading) < len(rules)
+
+
+@dataclass
+class Choice:
+    """Which matching ``on_timer`` rule acts: ``decision`` (its ``rule`` is ``None`` when none does), the
+    rules passed over on the way, and the first of their reasons a tick counts (:data:`COUNTED`)."""
+
+    decision: Any
+    passed: tuple[str, ...] = ()
+    why: str | None = None
+
+
+def choose(workflow, ctx: Mapping[str, Any], pass_over: Callable[[Any], str | None], passed: Sequence[str] = (),
+           why: str | None = None, decision: Any = None) -> Choice:
+    """The first matching ``on_timer`` rule that acts on ``ctx``: each matching rule ``pass_over`` gives a
+    reason for is passed over and the rules after it are tried, the rules named in ``passed`` are not.
+
+    ``decision`` is the workflow's decision with ``passed`` passed over, when already taken. The tick and
+    ``labelyard replay`` both decide through here, with :func:`pass_over_reason` as the reasons.
+    """
+    passed = list(passed)
+    while True:
+        if decision is None:
+            decision = workflow.decide("on_timer", ctx, passed)
+        if decision.rule is None:
+            return Choice(decision, tuple(passed), why)
+        reason = pass_over(decision)
+        if reason is None:
+            return Choice(decision, tuple(passed), why)
+        passed.append(decision.rule)
+        if why is None and reason in COUNTED:
+            why = reason
+        decision = None
+
+
+def pass_over_reason(decision, task: Mapping[str, Any], *, slot: bool, acted: Callable[[str], bool],
+                     opened: Callable[[str], bool], corrections: Collection[str] = ()) -> str | None:
+    """Why a matching ``on_timer`` rule does not act on ``task`` (on a ``slot`` of it, in the assignment
+    pass), so the next matching rule decides; ``None`` when it acts.
+
+    ``no slot``: a ``release`` with no slot to release (the task pass). ``already``: the rule acted on
+    the task in its round (``acted(rule)``: an event of :data:`TASK_ACTED`). ``unchanged``: its action
+    would open the stage and queue the task is in (:func:`_stays`) and give it no other priority
+    (:func:`new_priority`; ``opened(rule)``: the rule moved the task into this stage in the round before).
+    """
+    if decision.action == "release":
+        return None if slot else "no slot"
+    if acted(decision.rule):
+        return "already"
+    if _stays(decision, task, corrections) and new_priority(decision, task, opened) is None:
+        return "unchanged"
+    return None
+
+
+def new_priority(decision, task: Mapping[str, Any], opened: Callable[[str], bool]) -> float | None:
+    """The priority a reprioritise sets, or ``None`` when the decision gives the task's own (or none).
+
+    Not when this rule opened the stage (it moved the task in the round before): it set the priority then.
+    """
+    priority = decision.values.get("priority")
+    if isinstance(priority, bool) or not isinstance(priority, (int, float)) or float(priority) == task["priority"]:
+        return None
+    return None if opened(decision.rule) else float(priority)
 
 
 def _same_for_every_task(rule) -> bool:
@@ -271,11 +342,18 @@ class RuleIdentities:
         """The key of the active version's rule shown as ``name``."""
         return self.keys.get(name, name)
 
-    def acted(self, task_id: int, name: str, round_: int, kinds: tuple[str, ...] | None = None) -> bool:
-        """Whether the rule shown as ``name`` acted on the task in round ``round_`` (an event of ``kinds``)."""
+    def acted(self, task_id: int, name: str, round_: int, kinds: tuple[str, ...] | None = None,
+              before: int | None = None) -> bool:
+        """Whether the rule shown as ``name`` acted on the task in round ``round_`` (an event of ``kinds``;
+        before the event ``before``, when given)."""
+        return self.acted_in(self.store.timer_decisions(task_id, round_), name, kinds, before)
+
+    def acted_in(self, events: Iterable[Any], name: str, kinds: tuple[str, ...] | None = None,
+                 before: int | None = None) -> bool:
+        """:meth:`acted`, over the task's round's ``events`` (:meth:`Store.timer_decisions`) read already."""
         key = self.key(name)
-        for event in self.store.timer_decisions(task_id, round_):
-            if kinds is not None and event["kind"] not in kinds:
+        for event in events:
+            if (kinds is not None and event["kind"] not in kinds) or (before is not None and event["id"] >= before):
                 continue
             written_by = self._written_by(event)
             if (written_by == key) if written_by is not None else (event["rule"] == name):
@@ -306,13 +384,16 @@ class RuleIdentities:
 
 @dataclass
 class _Candidate:
-    """A row decided on: the decision (None: nothing to do) and the version of the queue facts it read."""
+    """A row decided on: the decision (None: nothing to do), the version of the queue facts it read, and
+    the rules passed over to reach it (:class:`Choice`)."""
 
     assignment: Any
     task: Any
     decision: Any
     ctx: dict[str, Any]
     seen: int | None  # None: no rule read queue.*
+    passed: tuple[str, ...] = ()
+    why: str | None = None
 
     @property
     def kept(self) -> bool:
@@ -338,7 +419,7 @@ class _Tick:
             self.report.assignments += len(slots)
             self.book.refresh()
             tasks = ((self.store.task(a["task_id"]), a) for a in slots)
-            self._act([c for c in (self._decide(t, a) for t, a in tasks if t is not None) if c.kept])
+            self._act([self._decide(t, a) for t, a in tasks if t is not None])
 
     def task_pass(self, page: int) -> None:
         queue, after = "", 0
@@ -348,7 +429,7 @@ class _Tick:
             tasks = [t for t in tasks if t["id"] not in self.moved]
             self.report.tasks += len(tasks)
             self.book.refresh()
-            self._act([c for c in (self._decide(t, None) for t in tasks) if c.kept])
+            self._act([self._decide(t, None) for t in tasks])
 
     def _context(self, task: Any, a: Any) -> dict[str, Any]:
         facts = {}
@@ -358,41 +439,58 @@ class _Tick:
         return {"task": task_facts(task, self.now), "prediction": stored_prediction(task), "assignment": facts,
                 "queue": self.book.facts(task["queue"]), "now": self.now}
 
-    def _decide(self, task: Any, a: Any) -> _Candidate:
+    def _decide(self, task: Any, a: Any, passed: Sequence[str] = (), why: str | None = None) -> _Candidate:
+        """Decide on the page's row, outside the write lock: passing over a rule that already acted on the
+        task this round (it stays so: read once per task, without the lock), a task action on a task this
+        tick moved, and a release with no slot. What would change nothing is seen under the lock."""
         ctx = self._context(task, a)
         workflow = self.gold_workflow if task["is_gold"] else self.workflow
-        decision = workflow.decide("on_timer", ctx)
-        if not _applies(decision, task, a):
-            decision = None
+        decision = workflow.decide("on_timer", ctx, passed)
+        if decision.rule is not None:  # most ticks find nothing due: that path stays short
+            events: list[Any] = []
+
+            def pass_over(d) -> str | None:
+                if d.action == "release":
+                    return None if a is not None else "no slot"
+                if task["id"] in self.moved:
+                    return "moved"
+                if not events:
+                    events.append(self.store.timer_decisions(task["id"], task["round"]))
+                return "already" if self.identities.acted_in(events[0], d.rule, TASK_ACTED) else None
+
+            choice = choose(workflow, ctx, pass_over, passed, why, decision)
+            decision, passed, why = choice.decision, choice.passed, choice.why
         read = ctx["queue"]._value is not None  # computed: a rule read queue.* (as decision_facts tells)
-        return _Candidate(a, task, decision, ctx, self.book.version(task["queue"]) if read else None)
+        return _Candidate(a, task, decision if decision.rule is not None else None, ctx,
+                          self.book.version(task["queue"]) if read else None, tuple(passed), why)
 
     def _act(self, todo: list[_Candidate]) -> None:
         """Apply one page's decisions in one transaction, each on fresh rows."""
-        todo = [c for c in todo if not self._fired_before(c)]
+        for candidate in todo:
+            if not candidate.kept:
+                self._count(candidate.why)
+        todo = [c for c in todo if c.kept]
         if not any(c.decision is not None for c in todo):
+            for candidate in todo:
+                self._count(candidate.why)
             return  # nothing acts, so no queue changes and nothing is decided again
         with self.store.transaction():
             self.book.refresh()  # under the write lock: what another process did up to now is counted
             for candidate in todo:
                 self._settle(candidate)
 
-    def _fired_before(self, c: _Candidate) -> bool:
-        """Whether ``c``'s rule already acted on its task this round, read before the write lock, so a
-        tick over thousands of tasks its rules already moved takes no lock for them (a rule that
-        fired stays fired in its round). Counted as ``already``; what may change is left to settle."""
-        d = c.decision
-        if d is None or d.action == "release" or c.seen is not None or c.task["id"] in self.moved:
-            return False
-        if not self.identities.acted(c.task["id"], d.rule, c.task["round"]):
-            return False
-        self.report.already += 1
-        return True
+    def _count(self, why: str | None) -> None:
+        """Count a slot or task no rule acted on, by the first counted reason a matching rule was passed over."""
+        if why == "already":
+            self.report.already += 1
+        elif why == "unchanged":
+            self.report.unchanged += 1
 
     def _settle(self, c: _Candidate) -> None:
         if c.seen is not None and self.book.version(c.task["queue"]) != c.seen:
-            c = self._decide(c.task, c.assignment)  # its queue changed since: decide on the facts of now
+            c = self._decide(c.task, c.assignment, c.passed, c.why)  # its queue changed: decide on the facts of now
         if c.decision is None:
+            self._count(c.why)
             return
         task = self.store.task(c.task["id"])
         if task["status"] != "open" or task["round"] != c.task["round"]:
@@ -402,15 +500,17 @@ class _Tick:
             a = self.store.assignment(a["id"])
             if a["status"] != "active":
                 return
-        if c.decision.action == "release":
+        rules = _LockedRow(self, task, a)
+        workflow = self.gold_workflow if task["is_gold"] else self.workflow
+        choice = choose(workflow, c.ctx, rules.pass_over, c.passed, c.why, c.decision)
+        if choice.decision.rule is None:
+            self._count(choice.why)
+            return
+        c.decision = decision = choice.decision
+        if decision.action == "release":
             self._release(task, a, c)
-        elif task["id"] in self.moved:
-            return  # an earlier decision of this tick acted on it
-        elif self.identities.acted(task["id"], c.decision.rule, task["round"]):
-            self.report.already += 1
-        elif _stays(c.decision, task, correction_queues(self.store, task) if task["stage"] == "correct" else ()):
-            if not self._reprioritise(task, a, c):
-                self.report.unchanged += 1
+        elif _stays(decision, task, rules.corrections):
+            self._reprioritise(task, a, c, new_priority(decision, task, rules.opened))
         else:
             self._move(task, a, c)
 
@@ -446,33 +546,39 @@ class _Tick:
         self.report.actions[decision.action] += 1
         self.moved.add(task["id"])
 
-    def _reprioritise(self, task: Any, a: Any, c: _Candidate) -> bool:
-        """Set the priority an action into the task's own stage and queue gives; False when it changes nothing.
-
-        Not when this rule opened the stage (it moved the task in the round before): it set the priority then.
-        """
+    def _reprioritise(self, task: Any, a: Any, c: _Candidate, priority: float) -> None:
+        """Set the priority an action into the task's own stage and queue gives (:func:`new_priority`)."""
         decision = c.decision
-        priority = decision.values.get("priority")
-        if isinstance(priority, bool) or not isinstance(priority, (int, float)) or float(priority) == task["priority"]:
-            return False
-        if self.identities.acted(task["id"], decision.rule, task["round"] - 1, kinds=("routed",)):
-            return False
-        self.store.update_task(task["id"], priority=float(priority), updated_at=self.now)
+        self.store.update_task(task["id"], priority=priority, updated_at=self.now)
         self.store.add_event("priority", self.now, task_id=task["id"], rule=decision.rule, action="priority",
                              actor=self.actor, detail={**decision.as_detail(), **self._mark(task, a, c),
-                                                       "from": task["priority"], "to": float(priority)})
+                                                       "from": task["priority"], "to": priority})
         self.report.actions["priority"] += 1
         self.moved.add(task["id"])
-        return True
 
 
-def _applies(decision, task: Any, a: Any) -> bool:
-    """Whether a tick acts on ``decision``: a release needs an assignment; gold tasks are never moved."""
-    if decision.rule is None:
-        return False
-    if decision.action == "release":
-        return a is not None
-    return not task["is_gold"]
+class _LockedRow:
+    """Why a rule is passed over for a row read again under the write lock (:func:`pass_over_reason`)."""
+
+    def __init__(self, run: _Tick, task: Any, a: Any):
+        self.run, self.task, self.slot = run, task, a is not None
+        self.corrections = correction_queues(run.store, task) if task["stage"] == "correct" else ()
+        self._opened: dict[str, bool] = {}  # asked again when the rule acts: read once
+
+    def pass_over(self, decision) -> str | None:
+        if decision.action != "release" and self.task["id"] in self.run.moved:
+            return "moved"  # an earlier decision of this tick acted on it
+        return pass_over_reason(decision, self.task, slot=self.slot, acted=self.acted, opened=self.opened,
+                                corrections=self.corrections)
+
+    def acted(self, rule: str) -> bool:
+        return self.run.identities.acted(self.task["id"], rule, self.task["round"], TASK_ACTED)
+
+    def opened(self, rule: str) -> bool:
+        if rule not in self._opened:
+            self._opened[rule] = self.run.identities.acted(self.task["id"], rule, self.task["round"] - 1,
+                                                           kinds=("routed",))
+        return self._opened[rule]
 
 
 def _stays(decision, task: Any, corrections: Collection[str] = ()) -> bool:

@@ -13,7 +13,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -313,26 +313,35 @@ class Workflow:
         """The queues a worker with these roles and skills may take work from."""
         return [name for name, q in self.queues.items() if q.admits(roles, skills)]
 
-    def decide(self, section: str, ctx: Mapping[str, Any]) -> Decision:
+    def decide(self, section: str, ctx: Mapping[str, Any], passed: Collection[str] = ()) -> Decision:
         """Run ``section``'s rules on ``ctx``: the first rule whose condition holds decides.
 
         No rule matching, or a rule failing at run time, yields a ``hold``
-        decision with the reason, so the task waits for a lead.
+        decision with the reason, so the task waits for a lead. The rules named
+        in ``passed`` are passed over, unevaluated (``on_timer``: a rule that
+        already acted on the task in its round lets the next matching rule decide).
         """
         plan = self._plans.get(section)
         if plan is None:
             plan = self._plans[section] = _plan(section, self.rules.get(section, ()))
         try:
-            for test, fire in plan:
-                if test(ctx):
-                    return fire(ctx)
+            if passed:
+                for rule, (test, fire) in zip(self.rules.get(section, ()), plan):
+                    if rule.name not in passed and test(ctx):
+                        return fire(ctx)
+            else:
+                for test, fire in plan:
+                    if test(ctx):
+                        return fire(ctx)
         except (EvaluationError, RecursionError):
-            pass  # the general path below reports it
-        return self._decide_slowly(section, ctx)
+            return self._decide_slowly(section, ctx, passed)  # it tells which rule failed, and how
+        return _no_rule(section)
 
-    def _decide_slowly(self, section: str, ctx: Mapping[str, Any]) -> Decision:
+    def _decide_slowly(self, section: str, ctx: Mapping[str, Any], passed: Collection[str] = ()) -> Decision:
         """:meth:`decide` step by step, tracing eagerly: how failures become hold decisions."""
         for rule in self.rules.get(section, ()):
+            if rule.name in passed:
+                continue
             trace: list[str] = []
             try:
                 if rule.when is not None:
@@ -362,9 +371,13 @@ class Workflow:
                 trace=trace,
                 reason=values.get("reason") if isinstance(values.get("reason"), str) else None,
             )
-        # on_timer sees every open task at each tick: no rule matching there means nothing is due
-        return Decision(section, None, "hold" if section in HOLD_WHEN_NO_RULE else "none",
-                        reason=f"no rule in {section} matched")
+        return _no_rule(section)
+
+
+def _no_rule(section: str) -> Decision:
+    # on_timer sees every open task at each tick: no rule matching there means nothing is due
+    return Decision(section, None, "hold" if section in HOLD_WHEN_NO_RULE else "none",
+                    reason=f"no rule in {section} matched")
 
 
 def _always(ctx: Mapping[str, Any]) -> bool:
