@@ -51,6 +51,7 @@ EVENT_PAGE = 1000
 RETRY_FIRST_S = 60.0
 RETRY_MAX_S = 3600.0
 RETRY_MAX_DOUBLINGS = 6  # 60 s * 2**6 is past the hour
+CLOCK_SLACK_S = 1.0  # a wait this much past its back-off is the float rounding of `now + delay - now`, not a clock step
 DEFAULT_EVENTS = ("done",)
 
 
@@ -651,6 +652,17 @@ class Runner:
             self.echo(f"notify {target}: dropped {dropped} waiting notification(s): the entry is no longer "
                       "in the workflow")
 
+    @staticmethod
+    def _waits(row: Any) -> bool:
+        """Whether the notification ``row`` waits for its retry time.
+
+        Not when that time is further off than its back-off could have set it (:func:`longest_wait`):
+        it was set before the clock went back, and is due now. Else a step back of the clock delayed
+        the retries by as much, beyond "at most hourly", and every notification behind them.
+        """
+        wait = row["next_at"] - clock.now()
+        return 0 < wait <= longest_wait(row["attempts"]) + CLOCK_SLACK_S
+
     def _deliver(self, entry: dict[str, Any], key: str, run: PluginRun, notifier, counts: dict[str, int]) -> None:
         """Send the entry's waiting notifications, oldest first, until one fails or waits for its retry time.
 
@@ -660,7 +672,7 @@ class Runner:
         try:
             while rows := self.store.outbox_next(key, 100):
                 for row in rows:
-                    if row["next_at"] > clock.now():  # backing off: it, and everything after it, waits
+                    if self._waits(row):  # backing off: it, and everything after it, waits
                         return
                     note = Notification(delivery=row["id"], event=row["event"], payload=json.loads(row["body"]),
                                         body=row["body"].encode("utf-8"), attempt=row["attempts"] + 1)
@@ -681,6 +693,12 @@ class Runner:
                     counts["delivered"] += 1
         finally:
             counts["pending"] = self.store.outbox_pending().get(key, 0)
+
+
+def longest_wait(attempts: int) -> float:
+    """The longest a notification that failed ``attempts`` times waits from the failure on: its
+    back-off (:func:`retry_delay`); one never tried does not wait."""
+    return retry_delay(attempts) if attempts > 0 else 0.0
 
 
 def failed_tasks_message(failed: list[tuple[str, str]], shown: int = 5) -> str:
