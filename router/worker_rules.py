@@ -57,7 +57,8 @@ def worker_facts(store, row, *, assignment: int) -> LazyFacts:
         return matched / decided if decided else None
 
     def fast() -> int:
-        return sum(1 for seconds in store.worker_recent_durations(name, FAST_WINDOW) if seconds < FAST_SECONDS)
+        # a submission timed before its slot (the clock went back between them) is not fast: its pace is unknown
+        return sum(1 for seconds in store.worker_recent_durations(name, FAST_WINDOW) if 0 <= seconds < FAST_SECONDS)
 
     def skips() -> int:
         # counted back from the submitted slot: slots claimed after it, or still held, do not end the run
