@@ -2,51 +2,24 @@
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from datetime import datetime, timezone
 
+from rules.instants import InstantError
+from rules.instants import parse_instant as _parse
+
 from .errors import LabelyardError
 
 
-# The instants Labelyard keeps: years 1 to 9999 UTC, which every date function can show and
-# every platform's time_t holds. A time outside them would be stored, then break every
-# command that shows it.
-EARLIEST = datetime(1, 1, 2, tzinfo=timezone.utc).timestamp()
-LATEST = datetime(9999, 12, 30, tzinfo=timezone.utc).timestamp()
-
-
 def parse_instant(text: str) -> float:
-    """Epoch seconds from ``1764264000``, ``1764264000.5`` or an ISO 8601 time (UTC if no zone)."""
-    text = text.strip()
+    """Epoch seconds from ``1764264000``, ``1764264000.5`` or an ISO 8601 time (UTC if no zone), as
+    :func:`rules.instants.parse_instant` reads them (a rule test's ``now`` too); a user error naming
+    ``LABELYARD_NOW`` for anything else."""
     try:
-        value = float(text)
-    except ValueError:
-        pass
-    else:
-        if not math.isfinite(value):  # "nan", "inf", 1e400: no instant, and NaN never compares
-            raise LabelyardError(f"LABELYARD_NOW={text!r} is not a time; give epoch seconds or an ISO 8601 time")
-        return _in_range(value, text)
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise LabelyardError(
-            f"LABELYARD_NOW={text!r} is neither epoch seconds nor an ISO 8601 time"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    try:
-        value = moment.timestamp()
-    except (OverflowError, ValueError):  # e.g. 0001-01-01T00:30+01:00 is in year 0 UTC
-        value = -math.inf
-    return _in_range(value, text)
-
-
-def _in_range(value: float, text: str) -> float:
-    if not EARLIEST <= value <= LATEST:
-        raise LabelyardError(f"LABELYARD_NOW={text!r} is outside the years 1 to 9999 that Labelyard keeps")
-    return value
+        return _parse(text)
+    except InstantError as exc:
+        raise LabelyardError(f"LABELYARD_NOW={text.strip()!r} is {exc}") from None
 
 
 def now() -> float:

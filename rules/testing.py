@@ -25,11 +25,9 @@ import difflib
 import json
 import math
 import os
-import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from .actions import ACTIONS
@@ -37,6 +35,7 @@ from .context import SECTION_ROOTS, score_facts
 from .diagnostics import Diagnostic, WorkflowInvalid
 from .errors import RulesError
 from .expr import DURATION_UNITS, EvaluationError
+from .instants import InstantError, parse_instant
 from .source import read_source
 from .workflow import Workflow, compile_workflow
 
@@ -552,33 +551,13 @@ def build_context(facts: Mapping[str, Any],
     return ctx
 
 
-_FIRST_INSTANT, _LAST_INSTANT = -62135596800.0, 253402300799.0  # 0001-01-01 … 9999-12-31T23:59:59 UTC
-_EPOCH_TEXT = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
-
-
 def _instant(value: Any) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if not _FIRST_INSTANT <= value <= _LAST_INSTANT:  # NaN fails this too
-            shown = "an integer too long to show" if isinstance(value, int) and abs(value) > 10**100 else repr(value)
-            raise ValueError(f"`now` is {shown}: epoch seconds must fall in the years 1 to 9999")
-        return float(value)
-    if isinstance(value, str):
-        if _EPOCH_TEXT.fullmatch(value.strip()):  # "1735689600", as LABELYARD_NOW takes it
-            return _instant(float(value))
-        try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"`now` is {value!r}: use epoch seconds or ISO 8601") from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
-        try:
-            seconds = moment.timestamp()
-        except (OverflowError, ValueError):  # 0001-01-01T00:30+01:00 is in year 0 UTC
-            seconds = -math.inf
-        if not _FIRST_INSTANT <= seconds <= _LAST_INSTANT:
-            raise ValueError(f"`now` is {value!r}: it falls outside the years 1 to 9999 in UTC")
-        return seconds
-    raise ValueError(f"`now` is {value!r}: use epoch seconds or ISO 8601")
+    """``now`` as ``LABELYARD_NOW`` takes it (:mod:`rules.instants`), a YAML number too."""
+    try:
+        return parse_instant(value)
+    except InstantError as exc:
+        shown = "an integer too long to show" if isinstance(value, int) and abs(value) > 10**100 else repr(value)
+        raise ValueError(f"`now` is {shown}: {exc}") from None
 
 
 def _duration(text: str, where: str) -> float:

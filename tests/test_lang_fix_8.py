@@ -160,7 +160,7 @@ def test_a_quoted_epoch_now_is_read_as_labelyard_now_reads_it_and_years_past_999
     proc = run("test", "t.test.yaml")
     assert "PASS  t.test.yaml:2: quoted epoch" in proc.stdout
     assert "PASS  t.test.yaml:3: quoted before" in proc.stdout
-    assert "ERROR t.test.yaml:4: year zero" in proc.stdout and "outside the years 1 to 9999" in proc.stdout
+    assert "ERROR t.test.yaml:4: year zero" in proc.stdout and "outside 0001-01-02T00:00:00Z to 9999-12-30T00:00:00Z" in proc.stdout
 
 
 def test_demo_sizes_are_bounded(run, tmp_path):
