@@ -755,8 +755,6 @@ def backup(dest: str, db: str | None, force: bool, as_json: bool) -> None:
     A DEST ending with / is a folder: made if missing (not its parents). A database an older
     Labelyard made is copied as it is: back it up before `labelyard init` migrates it.
     """
-    import time
-
     from . import clock
     from .export import refuse_database_file
     from .store import Store, database_path
@@ -774,8 +772,7 @@ def backup(dest: str, db: str | None, force: bool, as_json: bool) -> None:
     given = dest
     numbered = make_folder or os.path.isdir(dest)  # a dated name, -2, -3… if taken (never replaced)
     if numbered:
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(clock.now()))
-        dest = os.path.join(dest, f"labelyard-{stamp}.db")
+        dest = os.path.join(dest, f"labelyard-{clock.file_stamp(clock.now())}.db")
     elif os.path.exists(dest) and not force:
         raise LabelyardError(f"{dest} exists: pass --force to replace it")
     folder = os.path.dirname(os.path.abspath(dest))

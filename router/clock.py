@@ -30,6 +30,13 @@ def now() -> float:
     return time.time()
 
 
+def file_stamp(epoch: float) -> str:
+    """``YYYYMMDDTHHMMSSZ`` (UTC), for file names: the year has its four digits (``%Y`` drops the
+    leading zeros of a year under 1000 on glibc), so names sort by date."""
+    t = time.gmtime(epoch)
+    return f"{t.tm_year:04d}{t.tm_mon:02d}{t.tm_mday:02d}T{t.tm_hour:02d}{t.tm_min:02d}{t.tm_sec:02d}Z"
+
+
 def iso(epoch: float | None) -> str | None:
     """An epoch time as ISO 8601 UTC, for output."""
     if epoch is None:
