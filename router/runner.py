@@ -532,7 +532,7 @@ class Runner:
             return
         from . import timers
 
-        result = timers.tick(self.engine)
+        result = timers.tick(self.engine, actor="labelyard run")
         data = result.as_dict() if hasattr(result, "as_dict") else result
         self.report.steps["timers"] = data
         if isinstance(data, dict):

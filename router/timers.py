@@ -500,6 +500,13 @@ class _Tick:
             a = self.store.assignment(a["id"])
             if a["status"] != "active":
                 return
+        if dict(task) != dict(c.task) or (a is not None and dict(a) != dict(c.assignment)):
+            # another process changed it since the page was read (a lead's priority keeps the round):
+            # decided again on the row as it is now, so no rule acts on facts that no longer hold
+            c = self._decide(task, a)
+            if c.decision is None:
+                self._count(c.why)
+                return
         rules = _LockedRow(self, task, a)
         workflow = self.gold_workflow if task["is_gold"] else self.workflow
         choice = choose(workflow, c.ctx, rules.pass_over, c.passed, c.why, c.decision)

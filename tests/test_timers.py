@@ -160,3 +160,43 @@ def test_stage_age_restarts_when_a_task_changes_queue(tmp_path):
     assert p.json("tick", hours=2.5)["actions"] == {}  # half an hour in b2
     assert p.json("tick", hours=3.1)["actions"] == {"escalate": 1}
     assert p.show("T1")["task"]["queue"] == "c3"
+
+
+LOW_PRIORITY = WORKFLOW.replace("""  - name: sla breach
+    when: task.age > 48h""", """  - name: sla breach
+    when: task.queue == "triage" and task.priority < 1""")
+
+
+def test_a_task_changed_between_the_pages_read_and_its_transaction_is_decided_again(tmp_path, monkeypatch):
+    """A lead raises T1's priority after tick read the page (priority 0: the rule matched) and
+    before its transaction: the rule no longer holds, so nothing acts. Before, T1 was escalated
+    at priority 5 with the event recording priority 0."""
+    from router import timers
+
+    p = Project(tmp_path, LOW_PRIORITY)
+    p.worker("eve", "expert")
+    p.ingest([{"id": "T1", "data": {}}, {"id": "T2", "data": {}}])
+    engine = engine_at(p.db, monkeypatch, 1)
+    act = timers._Tick._act
+
+    def lead_acts_first(self, todo):
+        other = engine_at(p.db, monkeypatch, 1)
+        from router.lead import Lead
+        Lead(other, "lena").run("priority", ["T1"], value=5)
+        other.close()
+        act(self, todo)
+
+    monkeypatch.setattr(timers._Tick, "_act", lead_acts_first)
+    report = timers.tick(engine)
+    engine.close()
+    assert report.actions.get("escalate") == 1  # T2 only
+    t1, t2 = p.show("T1")["task"], p.show("T2")["task"]
+    assert (t1["queue"], t1["priority"]) == ("triage", 5.0)
+    assert t2["queue"] == "experts"
+
+
+def test_timer_decisions_of_a_run_are_the_runs(project):
+    project.claim("ann1")
+    project.run_ok("run", hours=2.5)
+    (event,) = [e for e in project.show("T1")["events"] if e["kind"] == "released"]
+    assert event["actor"] == "labelyard run"  # before: "labelyard tick", though only `run` ran
