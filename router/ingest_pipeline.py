@@ -66,8 +66,9 @@ class RoutedBatch:
     ``(rule, action, actor, detail_json, at)`` (the task id is prepended under the lock).
     ``first_line``..``last_line`` are the input lines the batch read: the source's older
     rejects in that range are replaced by the batch's own (a row fixed since is no
-    longer listed); with ``through_end``, the range runs to the end of the source (the
-    last batch of a whole file: lines after its last row are gone or fixed)."""
+    longer listed), but for lines an earlier batch of the same read replaced already
+    (:class:`LineRejects`); with ``through_end``, the range runs to the end of the source
+    (the last batch of a whole file: lines after its last row are gone or fixed)."""
 
     now: float
     problems: list[RowProblem]
@@ -123,15 +124,53 @@ class PartRejects:
         return digest if n == 1 else f"{digest}#{n}"
 
 
+@dataclass
+class LineRejects:
+    """How the rejects of one read of a file or stream are kept (``labelyard ingest``): each batch
+    replaces the source's earlier rejects on the lines it read, but never on lines an earlier
+    batch of the same read replaced already (a one-line ``.json`` array, or CSV records ended by
+    lone CRs in a ``\\n`` file, put many rows on one line, and a batch may start on the line
+    where the one before ended). Rows on one line are told apart by their place among that
+    line's rejects: the first keeps the key ``''`` (as a file's rejects always had), the n-th
+    is ``#n``. A read of the same file gives the same keys, and two reads at once update
+    each other's rejects instead of doubling them."""
+
+    replaced_through: int = 0  # the last line whose earlier rejects this read replaced
+    line: int = 0  # the line of the last reject kept, and how many this read kept on it
+    on_line: int = 0
+
+    def lines_to_replace(self, batch: "RoutedBatch") -> tuple[int, int | None] | None:
+        """The lines of ``batch`` whose earlier rejects are to go (``None``: none left to replace)."""
+        if not batch.first_line:
+            return None
+        first = max(batch.first_line, self.replaced_through + 1)
+        if batch.through_end:
+            self.replaced_through = max(self.replaced_through, batch.last_line, first)
+            return first, None
+        if first > batch.last_line:
+            return None
+        self.replaced_through = batch.last_line
+        return first, batch.last_line
+
+    def key(self, line: int) -> str:
+        """The key of the next reject on ``line`` (rows come in line order)."""
+        if line != self.line:
+            self.line, self.on_line = line, 0
+        self.on_line += 1
+        return "" if self.on_line == 1 else f"#{self.on_line}"
+
+
 class BatchWriter:
     """Commits routed batches on its own connection, one transaction per batch.
 
     With ``part`` (a source plugin's part) rejects are kept as :class:`PartRejects` says;
-    otherwise each batch replaces the source's rejects on the lines it read."""
+    otherwise as :class:`LineRejects` says: each batch replaces the source's rejects on the
+    lines it read."""
 
     def __init__(self, path: str, source: str, part: PartRejects | None = None):
         self.source = source
         self.part = part
+        self.lines = LineRejects()
         self._cleared = False  # with part.from_start: whether the origin's earlier rejects are gone
         self.report = IngestReport()
         self.store = Store.open(path)
@@ -192,11 +231,12 @@ class BatchWriter:
             if self.part is not None:
                 self._keep_part_rejects(batch)
             else:
-                if batch.first_line:
-                    store.delete_rejects(self.source,
-                                         (batch.first_line, None if batch.through_end else batch.last_line))
+                replaced = self.lines.lines_to_replace(batch)
+                if replaced is not None:
+                    store.delete_rejects(self.source, replaced)
                 if batch.problems:
-                    store.add_rejects((self.source, p.line, p.reason, p.raw, batch.now) for p in batch.problems)
+                    store.add_keyed_rejects((self.source, p.line, p.reason, p.raw, batch.now, self.lines.key(p.line))
+                                            for p in batch.problems)
         report.ingested += len(tasks)
         report.duplicates += batch.duplicates
         report.rejected += len(batch.problems)

@@ -1,0 +1,75 @@
+"""Input that a tester found lost, misread or silently dropped (the interop session).
+
+- Every rejected row is listed: a one-line `.json` array and a CSV whose records end with a
+  lone CR keep one reject per bad row, however the rows fall into batches.
+
+Real `labelyard` subprocesses on real files and a real database.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+WORKFLOW = """\
+workflow: t
+labels: {type: text}
+queues:
+  q: {roles: [annotator]}
+on_create:
+  - {name: acc, when: prediction.label != null, do: accept}
+  - {name: ann, do: {annotate: q, overlap: 1}}
+"""
+
+
+@pytest.fixture
+def project(run, tmp_path):
+    """``init`` done and WORKFLOW applied."""
+    run.ok("init")
+    (tmp_path / "t.workflow.yaml").write_text(WORKFLOW, encoding="utf-8")
+    run.ok("apply", "t.workflow.yaml")
+    return run
+
+
+def listed(run, *args: str) -> list[tuple[int, str]]:
+    """``(line, reason)`` of each reject ``labelyard rejects ARGS --json`` lists, oldest first."""
+    return [(r["line"], r["reason"]) for r in reversed(run.json("rejects", *args, "--json"))]
+
+
+# -- 1: every rejected row is listed --------------------------------------------------------------
+def test_every_bad_element_of_a_one_line_json_array_is_listed(project, tmp_path):
+    (tmp_path / "arr.json").write_text('[{"id":"a","data":5},{"id":"b","prediction":{"confidence":2}},'
+                                       '{"data":{}},{"id":"ok","data":{}}]\n', encoding="utf-8")
+    report = project.json("ingest", "arr.json", "--json")
+    assert (report["ingested"], report["rejected"]) == (1, 3)
+    expected = [(1, "`data` must be an object"), (1, "`prediction.confidence` 2 is outside 0..1"),
+                (1, "missing `id`")]
+    assert listed(project, "--source", "arr.json") == expected
+    project.json("ingest", "arr.json", "--json")  # read again: the same rejects, not twice as many
+    assert listed(project, "--source", "arr.json") == expected
+    assert project.json("status", "--json")["rejects"] == 3
+
+
+def test_csv_records_ended_by_lone_crs_in_a_newline_file_are_each_listed(project, tmp_path):
+    (tmp_path / "cr.csv").write_bytes(b"id,text\n,1\r,2\rgood,3\n")
+    report = project.json("ingest", "cr.csv", "--json")
+    assert (report["ingested"], report["rejected"]) == (1, 2)
+    assert listed(project, "--source", "cr.csv") == [(2, "missing `id`"), (2, "missing `id`")]
+    project.json("ingest", "cr.csv", "--json")
+    assert len(listed(project, "--source", "cr.csv")) == 2
+
+
+def test_rejects_on_one_line_split_across_batches_are_all_kept(project, tmp_path):
+    # 2,000 rows a batch: 4,500 elements on one line are three batches starting on line 1,
+    # and each used to delete the rejects the one before had stored on that line
+    rows = [{"id": f"r{n}", "data": {}} if n % 3 else {"id": f"r{n}", "data": n} for n in range(4500)]
+    (tmp_path / "big.json").write_text(json.dumps(rows) + "\n", encoding="utf-8")
+    report = project.json("ingest", "big.json", "--json")
+    assert (report["ingested"], report["rejected"]) == (3000, 1500)
+    assert project.json("status", "--json")["rejects"] == 1500
+    assert len(project.json("rejects", "--source", "big.json", "--limit", "5000", "--json")) == 1500
+    (tmp_path / "big.json").write_text(json.dumps([r for r in rows if isinstance(r["data"], dict)]) + "\n",
+                                       encoding="utf-8")
+    project.json("ingest", "big.json", "--json")  # fixed: no reject left
+    assert project.json("status", "--json")["rejects"] == 0
