@@ -6,7 +6,8 @@ type, ``prediction_confidence``, ``prediction_model``; other columns go into
 ``data``). A last line without its line break may still be being written:
 it waits for the next run, which reads it if the file has not changed since
 (a spreadsheet's export has no final line break); a file with a row held back
-is not done. Its cursor keeps each file's signature and the rows already
+is not done. ``labelyard ingest csv:FILE`` has no next run (``run.one_shot``):
+it reads that row at once, as ``labelyard ingest FILE.csv`` does. Its cursor keeps each file's signature and the rows already
 ingested: an unchanged file is skipped, an interrupted one resumes, a changed
 one is read again (known ids skipped) and its rejects replaced.
 
@@ -55,7 +56,8 @@ def read(run: PluginRun) -> Iterator[SourcePart]:
             continue
         # A last row without its line break held back by a run, the file unchanged since: it is whole
         # (a spreadsheet's export ends so), so it is read now, as `labelyard ingest` reads it.
-        tail_whole = unchanged and bool(done.get("held"))
+        # Under `ingest csv:FILE` (one shot) no run comes later: the file is read to its end now.
+        tail_whole = run.one_shot or (unchanged and bool(done.get("held")))
         rows_done = skip
         from_start = not skip  # a file read again (or for the first time): its earlier rejects go
         rows_read = read_file(path, run.choices, "csv", label_type=run.label_type, wait_for_newline=not tail_whole)

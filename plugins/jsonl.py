@@ -14,7 +14,8 @@ A last line without its newline is read when it is a complete JSON object,
 or when it holds a carriage return followed by more (lines ended by a lone
 CR, which ``labelyard ingest`` quarantines the same way, saying so);
 anything else there is taken as still being written and waits for its
-newline. Line numbers (of rejects) stay right when that newline comes later.
+newline, but under ``labelyard ingest jsonl:FILE`` (``run.one_shot``: no next
+run) it is read as it is, and a cut-off line quarantined as ``ingest`` does. Line numbers (of rejects) stay right when that newline comes later.
 
 The sink appends one JSON object per final task (the ``labelyard export``
 row plus ``votes`` and ``agreement``); after a crash it cuts the file back to
@@ -57,7 +58,7 @@ def read(run: PluginRun) -> Iterator[SourcePart]:
             offset, line, open_line = done["offset"], done["line"], bool(done.get("open"))
         if offset == st.st_size:
             continue
-        yield from _parts(path, offset, line, open_line, run.choices, state, st)
+        yield from _parts(path, offset, line, open_line, run.choices, state, st, wait=not run.one_shot)
 
 
 def _continues(path: str, st: os.stat_result, done: dict[str, Any]) -> bool:
@@ -97,7 +98,9 @@ def _finished(raw: bytes) -> bool:
 
 
 def _parts(path: str, offset: int, line: int, open_line: bool, choices: tuple[str, ...], state: dict,
-           st: os.stat_result) -> Iterator[SourcePart]:
+           st: os.stat_result, wait: bool = True) -> Iterator[SourcePart]:
+    """The file's rows from ``offset`` in parts; with ``wait``, a last line without its newline
+    that is not yet whole is left for the next run (else it is read as it is: ``run.one_shot``)."""
     from_start = offset == 0  # the file read again (or for the first time): its earlier rejects go
     with open(path, "rb") as handle:
         handle.seek(offset)
@@ -110,7 +113,7 @@ def _parts(path: str, offset: int, line: int, open_line: bool, choices: tuple[st
 
         for raw in handle:
             ended = raw.endswith(b"\n")
-            if not ended and not _finished(raw):
+            if not ended and wait and not _finished(raw):
                 break  # still being written: left for the next run
             if not open_line:  # else the rest of a line read without its newline last time
                 line += 1

@@ -158,6 +158,7 @@ def _wrap_ingest(main: click.Group, db_option: Any, emit_json: Any) -> None:
             known = ", ".join(sorted(plugins.registry["sources"])) or "none"
             raise LabelyardError(f"no source plugin `{plugin}` (sources: {known}; see `labelyard plugins`)")
         run = make_run(engine, {"plugin": plugin, "path": arg}, f"{plugin}:{arg}", None, os.getcwd())
+        run.one_shot = True  # no later run reads on from a cursor: a last line is read as it is
         origins: list[str] = []  # what `rejects --source` takes: each origin a part came from, in order
 
         def parts() -> Any:

@@ -96,6 +96,9 @@ class PluginRun:
     (the database's folder under ``labelyard run``, the current folder for
     ``labelyard ingest``). ``label_type`` and ``choices`` describe the
     workflow's labels; :meth:`label_problem` checks a label as the workflow does.
+    ``one_shot`` is ``True`` under ``labelyard ingest NAME:ARG``: no later run reads on
+    from this one's cursor, so a source reads all there is now (a last line without its
+    line break too, which a run leaves for the next one as maybe still being written).
     """
 
     plugin: str
@@ -108,6 +111,7 @@ class PluginRun:
     known_ids: Callable[[list[str]], set[str]] | None = None
     label_checker: Callable[[Any], str | None] | None = None  # the workflow's own check, set by the runner
     label_spec: Any = None  # the workflow's `rules.workflow.LabelSpec`, set by the runner
+    one_shot: bool = False
 
     def path(self, name: str) -> str:
         """``name`` resolved against :attr:`base_dir` (``~`` expanded)."""

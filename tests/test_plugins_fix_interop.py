@@ -1,0 +1,55 @@
+"""Source plugin fixes (the interop session): `ingest NAME:ARG` reads a file to its end, a Label
+Studio export with an integer too long to read is one reject, malformed `choices` are refused,
+a directory is named as one.
+
+Real `labelyard` subprocesses on real files and a real SQLite database.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+WORKFLOW = """\
+workflow: t
+labels: {type: text}
+queues:
+  q: {roles: [annotator]}
+on_create:
+  - {name: acc, when: prediction.label != null, do: accept}
+  - {name: ann, do: {annotate: q, overlap: 1}}
+"""
+
+
+@pytest.fixture
+def project(run, tmp_path):
+    """``init`` done and WORKFLOW applied."""
+    run.ok("init")
+    (tmp_path / "t.workflow.yaml").write_text(WORKFLOW, encoding="utf-8")
+    run.ok("apply", "t.workflow.yaml")
+    return run
+
+
+def reasons(run, *args: str) -> list[tuple[int, str]]:
+    return [(r["line"], r["reason"]) for r in reversed(run.json("rejects", *args, "--json"))]
+
+
+# -- 2: `ingest NAME:ARG` reads to the end: there is no later run to wait for -----------------------
+def test_ingest_csv_plugin_reads_a_last_row_without_its_line_break(project, tmp_path):
+    (tmp_path / "sheet.csv").write_bytes(b"id,text\nx,1\ny,2")
+    report = project.json("ingest", "csv:sheet.csv", "--json")
+    assert (report["ingested"], report["rejected"]) == (2, 0)
+    assert project.json("show", "y", "--json")["task"]["data"] == {"text": "2"}
+    # as the plain path reads it
+    (tmp_path / "other.csv").write_bytes(b"id,text\nz,1\nw,2")
+    assert project.json("ingest", "other.csv", "--json")["ingested"] == 2
+
+
+def test_ingest_jsonl_plugin_quarantines_a_cut_off_last_line_as_plain_ingest_does(project, tmp_path):
+    (tmp_path / "cut.jsonl").write_bytes(b'{"id": "a", "data": {}}\n{"id":"c","data":{')
+    report = project.json("ingest", "jsonl:cut.jsonl", "--json")
+    assert (report["ingested"], report["rejected"]) == (1, 1)
+    via_plugin = reasons(project, "--source", "cut.jsonl")
+    assert [line for line, _ in via_plugin] == [2]
+    (tmp_path / "cut2.jsonl").write_bytes(b'{"id": "b", "data": {}}\n{"id":"c","data":{')
+    assert project.json("ingest", "cut2.jsonl", "--json")["rejected"] == 1
+    assert reasons(project, "--source", "cut2.jsonl") == via_plugin
