@@ -16,8 +16,9 @@ An annotation the workflow's labels refuse (a choice outside ``choices``, a
 result with no label of the workflow's type) is left out and said so: the
 task goes in, and one reject at the task's position names each annotation
 left out, its worker and why (so the run's summary counts it as rejected).
-An export that is not JSON, or nested deeper than Python reads, is one
-reject. The cursor skips export files that did not change.
+An export that is not JSON, nested deeper than Python reads, or with an
+integer longer than Python converts (4300 digits) is one reject; the other
+files go in. The cursor skips export files that did not change.
 
 Sink (``sinks: [{plugin: labelstudio, path: out/labelstudio.json}]``): a
 JSON list of tasks for Label Studio's import, written by
@@ -33,7 +34,7 @@ from typing import Any
 
 from router import hookimpl
 from router.plugin_api import (PluginError, PluginRun, RowError, RowProblem, SourcePart, TaskInput, check_row,
-                               decode_document)
+                               decode_document, long_integer_problem)
 
 from ._files import PART_ROWS, matching_files, signature
 from ._labelstudio_sink import finish, write
@@ -89,13 +90,17 @@ def _load_export(path: str) -> list[Any]:
     """The export's tasks; a file that is not a Label Studio export raises :class:`_BadFile` (a reject)."""
     try:
         with open(path, "rb") as handle:
-            tasks = json.loads(decode_document(handle.read()))
+            text = decode_document(handle.read())
+        tasks = json.loads(text)
     except OSError as exc:
         raise PluginError(f"{path}: cannot read: {exc.strerror}") from None
     except RowError as exc:
         raise _BadFile(1, f"not a Label Studio export: {exc}") from None
     except json.JSONDecodeError as exc:
         raise _BadFile(exc.lineno, f"not JSON (column {exc.colno}): {exc.msg}") from None
+    except ValueError:  # JSON, with an integer longer than Python converts (`json` says not where)
+        line, reason = long_integer_problem(text)
+        raise _BadFile(line, f"not a Label Studio export: {reason}") from None
     except RecursionError:
         raise _BadFile(1, "not a Label Studio export: JSON nested too deeply") from None
     if isinstance(tasks, dict):

@@ -288,6 +288,18 @@ def load_json_line(raw: bytes) -> Any:
     return value
 
 
+def long_integer_problem(text: str) -> tuple[int, str]:
+    """Where JSON ``text`` (a whole document) that ``json.loads`` refused with a plain
+    ``ValueError`` has the integer longer than Python converts: its line, and the reason
+    naming line and column (``json`` itself says neither)."""
+    from .json_array import long_integer
+
+    found = long_integer(text)
+    line = text.count("\n", 0, found.offset) + 1
+    col = found.offset - text.rfind("\n", 0, found.offset)
+    return line, found.at(f"line {line}, column {col}")
+
+
 def _syntax_error(text: str, exc: json.JSONDecodeError) -> str:
     """Where a line is not JSON: its column (never past the line's end, where its newline
     would put it), with a word on lone carriage returns taken for line ends."""
@@ -541,6 +553,11 @@ def csv_label(cell: str, label_type: str | None) -> Any:
     except json.JSONDecodeError as exc:
         raise RowError(f"`prediction_label` is not JSON (column {exc.colno}: {exc.msg}); "
                        f"a {label_type} label is written like {example}") from None
+    except ValueError:  # JSON, with an integer longer than Python converts
+        from .json_array import long_integer
+
+        found = long_integer(cell)
+        raise RowError(f"`prediction_label`: {found.at(f'column {found.offset + 1} of the cell')}") from None
     except RecursionError:
         raise RowError("`prediction_label`: JSON nested too deeply") from None
 

@@ -18,14 +18,14 @@ from typing import Any
 
 from . import ingest
 from .export import new_temp_beside, spreadsheet_safe
-from .ingest import (JSON_RESERVED, RowError, RowProblem, TaskInput, decode_document, decode_line, parse_jsonl_line,
-                     read_file)
+from .ingest import (JSON_RESERVED, RowError, RowProblem, TaskInput, decode_document, decode_line,
+                     long_integer_problem, parse_jsonl_line, read_file)
 from .os_text import escaped, is_utf8
 
 __all__ = [
     "PluginRun", "SourcePart", "FinalTask", "ReviewItem", "Verdict", "Notification", "PluginError",
     "TaskInput", "RowProblem", "RowError", "check_row", "read_file", "parse_jsonl_line", "decode_line",
-    "decode_document", "JSON_RESERVED", "approve", "reject", "Setting", "is_utf8", "escaped", "new_temp_beside",
+    "decode_document", "long_integer_problem", "JSON_RESERVED", "approve", "reject", "Setting", "is_utf8", "escaped", "new_temp_beside",
     "spreadsheet_safe",
 ]
 

@@ -53,3 +53,30 @@ def test_ingest_jsonl_plugin_quarantines_a_cut_off_last_line_as_plain_ingest_doe
     (tmp_path / "cut2.jsonl").write_bytes(b'{"id": "b", "data": {}}\n{"id":"c","data":{')
     assert project.json("ingest", "cut2.jsonl", "--json")["rejected"] == 1
     assert reasons(project, "--source", "cut2.jsonl") == via_plugin
+
+
+# -- 3: an export with an integer too long for Python is one reject; the other files go in ----------
+def test_a_labelstudio_export_with_a_too_long_integer_is_one_reject(project, tmp_path):
+    (tmp_path / "ls").mkdir()
+    (tmp_path / "ls" / "a.json").write_text('[{"id": 1,\n  "data": {"n": 1' + "0" * 5000 + "}}]", encoding="utf-8")
+    (tmp_path / "ls" / "b.json").write_text('[{"id": 2, "data": {"t": "x"}}]', encoding="utf-8")
+    report = project.json("ingest", "labelstudio:ls/*.json", "--json")
+    assert (report["ingested"], report["rejected"]) == (1, 1)
+    assert reasons(project, "--source", "ls/a.json") == [
+        (2, "not a Label Studio export: a number with more than 4300 digits at line 2, column 17 is too long "
+            "to read (give it as text)")]
+
+
+def test_a_csv_json_label_cell_with_a_too_long_integer_is_one_reject(run, tmp_path):
+    run.ok("init")
+    (tmp_path / "m.workflow.yaml").write_text(WORKFLOW.replace("{type: text}", "{type: multi_choice, choices: [a]}"),
+                                              encoding="utf-8")
+    run.ok("apply", "m.workflow.yaml")
+    (tmp_path / "m.csv").write_text('id,prediction_label\nm1,[1' + "0" * 5000 + ']\nm2,"[""a""]"\n',
+                                    encoding="utf-8")
+    report = run.json("ingest", "m.csv", "--json")
+    assert (report["ingested"], report["rejected"]) == (1, 1)
+    assert reasons(run) == [(2, "`prediction_label`: a number with more than 4300 digits at column 2 of the cell "
+                                "is too long to read (give it as text)")]
+    report = run.json("ingest", "csv:m.csv", "--json")  # the csv source reads it the same way
+    assert (report["duplicates"], report["rejected"]) == (1, 1)
