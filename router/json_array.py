@@ -156,6 +156,8 @@ def _element(window: _Window, decode: Callable[[str, int], tuple[Any, int]]) -> 
     Raises :class:`ArraySyntaxError` where it is not JSON; ``ValueError`` (an integer too long)
     or ``RecursionError`` (nested too deeply) from ``decode`` else."""
     while True:
+        if _number_may_go_on(window.text, window.pos) and window.grow():
+            continue  # read on first: decoded now, `1.` would be the number 1 and a stray `.`
         try:
             value, end = decode(window.text, window.pos)
         except json.JSONDecodeError as exc:
@@ -163,8 +165,19 @@ def _element(window: _Window, decode: Callable[[str, int], tuple[Any, int]]) -> 
                 continue  # the element may go on past what was read
             raise window.fail(exc.msg, exc.pos) from None
         if end == len(window.text) and window.grow():
-            continue  # a number may go on past what was read
+            continue  # a literal may go on past what was read
         return value, end
+
+
+_NUMBER_CHARS = re.compile(r"[0-9.eE+-]*")
+_NUMBER_START = frozenset("-0123456789")
+
+
+def _number_may_go_on(text: str, start: int) -> bool:
+    """Whether the element at ``start`` is a number that runs to the end of the text read so far,
+    so that it may go on in the next chunk: a chunk ending in ``1.``, ``1e`` or ``1e+`` would
+    decode as ``1`` followed by text that is not JSON (or ``1111….`` as an integer too long)."""
+    return text[start:start + 1] in _NUMBER_START and _NUMBER_CHARS.match(text, start).end() == len(text)
 
 
 _BRACKET_OR_QUOTE = re.compile(r'["\[\]{}]')

@@ -73,3 +73,36 @@ def test_rejects_on_one_line_split_across_batches_are_all_kept(project, tmp_path
                                        encoding="utf-8")
     project.json("ingest", "big.json", "--json")  # fixed: no reject left
     assert project.json("status", "--json")["rejects"] == 0
+
+
+# -- 5: a number cut after its `.` or `e` by the end of a 64K chunk reads on --------------------------
+@pytest.mark.parametrize(("number", "cut"), [("1.5", 2), ("1e5", 2), ("-2.5e-3", 6), ("1E+2", 3), ("7", 1)])
+def test_a_number_cut_by_a_chunk_boundary_inside_it_is_read_whole(project, tmp_path, number, cut):
+    from router.json_array import CHUNK_CHARS
+
+    head = '[{"id": "a", "data": {"pad": "'
+    tail = '"}},'
+    # `1.`, `1e`, `-2.5e-`, `1E+`: decoded alone, each is a shorter number followed by text
+    pad = CHUNK_CHARS - len(head) - len(tail) - cut
+    text = head + "x" * pad + tail + number + ',{"id": "b", "data": {}}]\n'
+    assert text[:CHUNK_CHARS].endswith(number[:cut])
+    (tmp_path / "cut.json").write_text(text, encoding="utf-8")
+    report = project.json("ingest", "cut.json", "--json")
+    assert (report["ingested"], report["rejected"]) == (2, 1)
+    assert listed(project, "--source", "cut.json") == [(1, "a row must be a JSON object")]
+
+
+@pytest.mark.parametrize("shift", [0, 1])
+def test_a_long_fraction_cut_after_its_dot_reads_as_it_does_uncut(project, tmp_path, shift):
+    # cut after the dot, its 5,000 digits were decoded alone as an integer too long to read
+    from router.json_array import CHUNK_CHARS
+
+    head, tail = '[{"id": "p", "data": {"pad": "', '"}},'
+    number = "1" * 5000 + ".5"  # a float: Python reads it (as infinity), whatever its digits
+    pad = CHUNK_CHARS - len(head) - len(tail) - 5001 + shift
+    text = head + "x" * pad + tail + number + ',{"id": "b", "data": {}}]\n'
+    assert text[:CHUNK_CHARS].endswith("1." if shift == 0 else "11")
+    (tmp_path / "long.json").write_text(text, encoding="utf-8")
+    report = project.json("ingest", "long.json", "--json")
+    assert (report["ingested"], report["rejected"]) == (2, 1)
+    assert listed(project, "--source", "long.json") == [(1, "a row must be a JSON object")]
