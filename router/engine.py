@@ -560,7 +560,7 @@ class Engine:
     def _route_batch(self, workflow, version: int, batch: list[TaskInput | RowProblem],
                      source: str) -> RoutedBatch:
         """Decide where each new row goes (``on_create``); ids are given by the writer, under the lock."""
-        from .ingest import RowProblem, TaskInput
+        from .ingest import RowProblem, TaskInput, not_finite_problem
         from .ingest_pipeline import RoutedBatch
 
         now = clock.now()
@@ -582,9 +582,8 @@ class Engine:
                 continue
             try:
                 row = self._new_task_row(item, None, source, version, now)
-            except ValueError:
-                routed.problems.append(RowProblem(item.line, "a number is NaN or infinite, which JSON cannot carry",
-                                                  None, item.external_id))
+            except ValueError:  # NaN or an infinity, which JSON cannot carry: said where, the row kept
+                routed.problems.append(not_finite_problem(item))
                 continue
             problem = next(filter(None, map(text_problem, (row["external_id"], row["data"], row["category"], row["tags"],
                                                            row["pred_label"], row["pred_model"], row["pred_scores"]))),

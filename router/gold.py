@@ -58,14 +58,15 @@ class GoldReport:
         return {"added": self.added, "updated": self.updated, "rejected": self.rejected}
 
 
-def _check_storable(item, answer: Any, workflow) -> None:
-    """Refuse a gold row that could not be stored or shown, as ingest refuses such a row."""
-    from .ingest import RowError  # imported with the rest of gold add's reading (not by claims)
+def _check_storable(item, answer: Any, workflow, line: bytes) -> None:
+    """Refuse a gold row (``line`` as read) that could not be stored or shown, as ingest refuses such a row."""
+    from .ingest import RowError, not_finite_problem  # imported with the rest of gold add's reading (not by claims)
 
     try:
         dumps_finite([item.data, item.label, item.scores, answer])
     except ValueError:
-        raise RowError("a number is NaN or infinite, which JSON cannot carry") from None
+        item.raw = line
+        raise RowError(not_finite_problem(item).reason) from None
     problem = text_problem([item.data, item.label, item.scores, answer])
     if problem is None and item.label is not None:
         problem = workflow.labels.problem(item.label)
@@ -160,7 +161,7 @@ def add_gold(engine, path: str, actor: str, source: str | None = None) -> GoldRe
             if queue not in workflow.queues:
                 raise RowError(f"`queue` {json.dumps(queue)} is not a queue of workflow {workflow.name}")
             item = check_row(raw, number, workflow.labels.choices, JSON_RESERVED | {"answer", "queue"})
-            _check_storable(item, answer, workflow)
+            _check_storable(item, answer, workflow, line)
         except RowError as exc:
             problems.append((source, number, str(exc), raw_line(line), now))
             continue

@@ -32,7 +32,12 @@ from .store import control_character, text_problem
 
 @dataclass
 class TaskInput:
-    """A checked row, ready to be routed."""
+    """A checked row, ready to be routed.
+
+    ``raw`` is the row as read, when a reader has it (a JSON Lines line as bytes, a ``.json``
+    array element as text), for a reject found only when the row is routed (a number JSON
+    cannot carry); ``col`` is where an element's text starts on ``line`` (0: ``raw`` is a
+    whole line)."""
 
     line: int
     external_id: str
@@ -43,6 +48,8 @@ class TaskInput:
     confidence: float | None = None
     model: str | None = None
     scores: dict[str, float] | None = None
+    raw: str | bytes | None = field(default=None, repr=False, compare=False)
+    col: int = field(default=0, repr=False, compare=False)
 
 
 @dataclass
@@ -218,11 +225,11 @@ def _text(handle: BinaryIO) -> io.TextIOWrapper:
 def _read_json_array(handle: BinaryIO, choices: tuple[str, ...]) -> Iterator[TaskInput | RowProblem]:
     """A JSON array of rows, one element at a time; each row's line is where its element
     starts. Where the array stops being JSON, the rest is one reject."""
-    from .json_array import ArraySyntaxError, BadElement, iter_json_array
+    from .json_array import ArraySyntaxError, BadElement, iter_json_elements
 
     text_handle = _text(handle)
     try:
-        for number, text, row in iter_json_array(text_handle):
+        for number, col, text, row in iter_json_elements(text_handle):
             byte = _escaped_byte(text)
             if byte is not None:
                 yield RowProblem(number, f"not valid UTF-8 (byte 0x{byte:02x})", _printable(text))
@@ -231,9 +238,12 @@ def _read_json_array(handle: BinaryIO, choices: tuple[str, ...]) -> Iterator[Tas
                 yield RowProblem(number, str(row), text)
                 continue
             try:
-                yield check_row(row, number, choices, JSON_RESERVED)
+                task = check_row(row, number, choices, JSON_RESERVED)
             except RowError as exc:
                 yield RowProblem(number, str(exc), text)
+                continue
+            task.raw, task.col = text, col
+            yield task
     except ArraySyntaxError as exc:
         yield RowProblem(exc.line, f"{exc}; the rest of the file was not read", None)
     finally:
@@ -319,9 +329,38 @@ def raw_line(raw: bytes) -> str:
 def parse_jsonl_line(raw: bytes, number: int, choices: tuple[str, ...]) -> TaskInput | RowProblem:
     """One JSON Lines row (``raw`` bytes, line ``number``) checked, or the problem with it."""
     try:
-        return check_row(load_json_line(raw), number, choices, JSON_RESERVED)
+        task = check_row(load_json_line(raw), number, choices, JSON_RESERVED)
     except RowError as exc:
         return RowProblem(number, str(exc), raw_line(raw))
+    task.raw = raw
+    return task
+
+
+NOT_FINITE = "a number is NaN or infinite, which JSON cannot carry"
+
+
+def not_finite_problem(item: TaskInput) -> RowProblem:
+    """The reject of a row holding a number JSON cannot carry (``NaN``, ``Infinity``, ``1e400``,
+    which Python's ``json`` reads as floats), found when the row is stored: the number named
+    where it is in the row as read (column of a JSON Lines line, line and column in a ``.json``
+    array), the row's text kept (as JSON when the reader kept none: a plugin's row)."""
+    from .json_array import non_finite
+
+    raw = item.raw
+    text = raw_line(raw) if isinstance(raw, bytes) else raw
+    found = None if text is None else non_finite(text)
+    if found is None:
+        reason = NOT_FINITE
+    elif item.col:  # an element of a .json array, starting at column `col` of `line`
+        before = text.rfind("\n", 0, found.offset)
+        line = item.line + text.count("\n", 0, found.offset)
+        col = found.offset - before if before >= 0 else item.col + found.offset
+        reason = found.at(f"line {line}, column {col}")
+    else:
+        reason = found.at(f"column {found.offset + 1}")
+    if text is None:
+        text = json.dumps({"id": item.external_id, "data": item.data}, ensure_ascii=False, default=repr)[:2000]
+    return RowProblem(item.line, reason, text, item.external_id)
 
 
 def _read_csv(stream: BinaryIO, choices: tuple[str, ...], label_type: str | None = None,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -66,6 +67,23 @@ def long_integer(text: str) -> Unreadable:
         if found.group(1):
             return Unreadable(found.start(1), f"a number with more than {limit} digits", why)
     return Unreadable(0, "a number", why)
+
+
+# a string (skipped whole), a constant Python's json reads as a float, or a number with a fraction
+# or an exponent (a float, which may overflow; integers never do)
+_NON_FINITE = re.compile(f"{_STRING}|(-?Infinity|NaN)|(-?\\d+(?:\\.\\d+)?[eE][+-]?\\d+|-?\\d+\\.\\d+)")
+
+
+def non_finite(text: str) -> Unreadable | None:
+    """Where JSON ``text`` (that parsed) has a number JSON cannot carry, which Python's ``json``
+    reads all the same: ``NaN``, ``Infinity``, ``-Infinity``, or a float too large (``1e400``)."""
+    for found in _NON_FINITE.finditer(text):
+        token = found.group(1) or found.group(2)
+        if token is None or (found.group(2) and not math.isinf(float(token))):
+            continue
+        shown = token if len(token) <= 24 else token[:21] + "..."
+        return Unreadable(found.start(), f"the number `{shown}`", "is not finite, which JSON cannot carry")
+    return None
 
 
 def lone_surrogate(text: str) -> Unreadable | None:
@@ -225,11 +243,27 @@ def _bad(window: _Window, found: Unreadable) -> BadElement:
     return BadElement(*window.where(window.pos + found.offset), found)
 
 
+class Element(NamedTuple):
+    """An element of a JSON array: where it starts (``line``, ``col``, 1-based), its text, and
+    its value (a :class:`BadElement` for one that is JSON but no row's value)."""
+
+    line: int
+    col: int
+    text: str
+    value: Any
+
+
 def iter_json_array(handle: IO[str]) -> Iterator[tuple[int, str, Any]]:
-    """``(line, text, value)`` for each element of the JSON array in ``handle``, where ``line``
-    is where the element starts; ``value`` is a :class:`BadElement` for an element that is
-    JSON but no row's value. Raises :class:`ArraySyntaxError` where the array stops being
-    JSON; the elements before it have been yielded."""
+    """``(line, text, value)`` for each element of the JSON array in ``handle``, as
+    :func:`iter_json_elements` reads them."""
+    for element in iter_json_elements(handle):
+        yield element.line, element.text, element.value
+
+
+def iter_json_elements(handle: IO[str]) -> Iterator[Element]:
+    """Each :class:`Element` of the JSON array in ``handle``, in order. Raises
+    :class:`ArraySyntaxError` where the array stops being JSON; the elements before it have
+    been yielded."""
     decode = json.JSONDecoder().raw_decode
     lenient = json.JSONDecoder(parse_int=str).raw_decode  # only to find where a too-long number's element ends
     window = _Window(handle)
@@ -258,9 +292,9 @@ def iter_json_array(handle: IO[str]) -> Iterator[tuple[int, str, Any]]:
                 found = Unreadable(0, "an element", "is nested too deeply to read")
             if found is not None:
                 value = _bad(window, found)
-            line = window.line
+            line, col = window.line, window.pos - window.line_start + 1
             window.advance(end)
-            yield line, text, value
+            yield Element(line, col, text, value)
             following = window.peek()
             if following == ",":
                 window.advance(window.pos + 1)

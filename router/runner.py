@@ -207,10 +207,12 @@ def checked_row(row: Any, origin: str) -> TaskInput | RowProblem:
     if prediction:
         item["prediction"] = prediction
     try:
-        return check_row(item, row.line, (), JSON_RESERVED)
+        checked = check_row(item, row.line, (), JSON_RESERVED)
     except RowError as exc:
         return RowProblem(row.line, str(exc), json.dumps(item, ensure_ascii=False, default=repr)[:2000],
                           row.external_id)
+    checked.raw, checked.col = row.raw, row.col  # the row as its reader read it, for a reject found later
+    return checked
 
 
 def add_prior_votes(engine, votes: dict[str, list[dict[str, Any]]], origin: str,

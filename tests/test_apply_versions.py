@@ -104,7 +104,7 @@ def test_gold_questions_of_a_dropped_queue_neither_block_apply_nor_stay_stuck(ru
     added = run.ok("gold", "add", "g.jsonl")
     assert "Traceback" not in added.stderr
     assert [r["reason"] for r in run.json("rejects", "--json")] == [
-        "a number is NaN or infinite, which JSON cannot carry"]
+        "the number `NaN` at column 28 is not finite, which JSON cannot carry"]
     applied = run.ok("apply", write_workflow(V2, "f2.workflow.yaml"))  # no open work in `legal`: applies
     assert "1 gold question(s) wait unused in dropped queue `legal`" in applied.stderr
     (tmp_path / "g.jsonl").write_text('{"id": "G1", "data": {}, "answer": "a", "queue": "q"}\n')

@@ -106,3 +106,42 @@ def test_a_long_fraction_cut_after_its_dot_reads_as_it_does_uncut(project, tmp_p
     report = project.json("ingest", "long.json", "--json")
     assert (report["ingested"], report["rejected"]) == (2, 1)
     assert listed(project, "--source", "long.json") == [(1, "a row must be a JSON object")]
+
+
+# -- 6: a number JSON cannot carry is named where it is, and the row is kept as read ------------------
+def test_non_finite_numbers_are_named_where_they_are_and_the_row_kept(project, tmp_path):
+    lines = ['{"id":"n1","data":{"x":NaN}}', '{"id": "n2", "data": {"s": "NaN 1e400", "y": -Infinity}}',
+             '{"id": "n3", "data": {"z": [1.5, 1e400]}}', '{"id": "n4", "data": {}, "prediction": {"label": NaN}}',
+             '{"id": "ok", "data": {"s": "Infinity"}}']
+    (tmp_path / "n.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    report = project.json("ingest", "n.jsonl", "--json")
+    assert (report["ingested"], report["rejected"]) == (1, 4)
+    rejects = {r["line"]: (r["reason"], r["raw"]) for r in project.json("rejects", "--json")}
+    assert rejects == {
+        1: ("the number `NaN` at column 24 is not finite, which JSON cannot carry", lines[0]),
+        2: ("the number `-Infinity` at column 46 is not finite, which JSON cannot carry", lines[1]),
+        3: ("the number `1e400` at column 34 is not finite, which JSON cannot carry", lines[2]),
+        4: ("the number `NaN` at column 50 is not finite, which JSON cannot carry", lines[3]),
+    }
+
+
+def test_non_finite_numbers_in_a_json_array_name_line_and_column(project, tmp_path):
+    text = '[{"id": "a", "data": {}}, {"id": "b", "data": {"x": NaN}},\n  {"id": "c",\n   "data": {"y": 1e999}}]\n'
+    (tmp_path / "n.json").write_text(text, encoding="utf-8")
+    report = project.json("ingest", "n.json", "--json")
+    assert (report["ingested"], report["rejected"]) == (1, 2)
+    rejects = [(r["line"], r["reason"], r["raw"]) for r in reversed(project.json("rejects", "--json"))]
+    assert rejects == [
+        (1, "the number `NaN` at line 1, column 53 is not finite, which JSON cannot carry",
+         '{"id": "b", "data": {"x": NaN}}'),
+        (2, "the number `1e999` at line 3, column 18 is not finite, which JSON cannot carry",
+         '{"id": "c",\n   "data": {"y": 1e999}}'),
+    ]
+
+
+def test_a_gold_row_with_nan_names_its_column(project, tmp_path):
+    (tmp_path / "g.jsonl").write_text('{"id": "G1", "data": {"v": NaN}, "answer": "a"}\n', encoding="utf-8")
+    project.ok("gold", "add", "g.jsonl")
+    assert [(r["reason"], r["raw"]) for r in project.json("rejects", "--json")] == [
+        ("the number `NaN` at column 28 is not finite, which JSON cannot carry",
+         '{"id": "G1", "data": {"v": NaN}, "answer": "a"}')]

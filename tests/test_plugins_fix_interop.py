@@ -80,3 +80,12 @@ def test_a_csv_json_label_cell_with_a_too_long_integer_is_one_reject(run, tmp_pa
                                 "is too long to read (give it as text)")]
     report = run.json("ingest", "csv:m.csv", "--json")  # the csv source reads it the same way
     assert (report["duplicates"], report["rejected"]) == (1, 1)
+
+
+# -- 6 (through a source): the jsonl source's row with NaN is named and kept as `ingest` keeps it -----
+def test_the_jsonl_source_names_a_nan_and_keeps_the_row(project, tmp_path):
+    line = '{"id": "n1", "data": {"x": NaN}}'
+    (tmp_path / "n.jsonl").write_text(line + "\n", encoding="utf-8")
+    assert project.json("ingest", "jsonl:n.jsonl", "--json")["rejected"] == 1
+    assert [(r["reason"], r["raw"]) for r in project.json("rejects", "--json")] == [
+        ("the number `NaN` at column 28 is not finite, which JSON cannot carry", line)]

@@ -184,8 +184,8 @@ def test_predictions_are_checked_by_the_label_type_and_unrepresentable_numbers_q
     assert reasons == {
         2: "`prediction.label`: a box has a negative size (-10 × 10)",
         3: "`prediction.label`: a boxes label is a list of objects with x, y, width, height",
-        4: "a number is NaN or infinite, which JSON cannot carry",
-        5: "a number is NaN or infinite, which JSON cannot carry",
+        4: "the number `NaN` at column 29 is not finite, which JSON cannot carry",
+        5: "the number `1e400` at column 29 is not finite, which JSON cannot carry",
         6: "`prediction.scores` must map labels to finite numbers",
         7: "JSON nested too deeply",
     }
