@@ -447,7 +447,8 @@ def _stream_source(engine, name: str) -> str:
 
 @main.command()
 @db_option
-@click.option("--limit", type=A_COUNT, default=50, show_default=True)
+@click.option("--limit", type=A_COUNT, default=50, show_default=True,
+              help="List the newest N; --limit 0 lists them all. When there are more, standard error says how many.")
 @click.option("--source", default=None, metavar="FILE",
               help="Only the rows of this input file (even one deleted since), of one read of standard "
                    "input or a pipe (`<stdin 2026-11-28T06:01:02Z>` as listed), or of a plugin source's origin.")
@@ -478,14 +479,19 @@ def rejects(ctx: click.Context, db: str | None, limit: int, source: str | None, 
             click.echo(f"cleared {cleared} reject(s)" + (f" of {source}" if source else ""))
         return
     rows = engine.store.iter_rejects(limit, source)  # streamed: a million rejects never sit in memory at once
+    listed = 0
     if as_json:
         click.echo("[", nl=False)
-        for n, r in enumerate(rows):
-            click.echo(("," if n else "") + json_document(dict(r)), nl=False)
+        for listed, r in enumerate(rows, 1):
+            click.echo(("," if listed > 1 else "") + json_document(dict(r)), nl=False)
         click.echo("]")
-        return
-    for r in rows:
-        click.echo(f"{r['source']}:{r['line']}: {r['reason']}")
+    else:
+        for listed, r in enumerate(rows, 1):
+            click.echo(f"{r['source']}:{r['line']}: {r['reason']}")
+    if limit and listed == limit:  # there may be more: counted only then
+        more = engine.store.reject_count(source) - listed
+        if more > 0:
+            click.echo(f"… {more} more; --limit to see them (--limit 0: all)", err=True)
 
 
 def _stored_source(store, source: str) -> str:

@@ -1454,8 +1454,10 @@ class Store:
         return list(self.iter_rejects(limit, source))
 
     def iter_rejects(self, limit: int = 100, source: str | None = None) -> Iterator[sqlite3.Row]:
-        """The newest ``limit`` rejects (of ``source``, through its index, when given), newest first,
-        read as they are used: listing a million rejects holds one row at a time."""
+        """The newest ``limit`` rejects (all of them when ``limit`` is 0) of ``source`` (through its
+        index) when given, newest first, read as they are used: listing a million rejects holds one
+        row at a time."""
+        limit = limit or -1  # SQLite: a negative LIMIT is none
         if source is None:
             return iter(self.conn.execute("SELECT id, source, line, reason, raw, at FROM rejects "
                                           "ORDER BY id DESC LIMIT ?", (limit,)))
@@ -1777,8 +1779,11 @@ class Store:
                        (queue, before, cap))
         return int(row[0])
 
-    def reject_count(self) -> int:
-        return int(self.one("SELECT count(*) FROM rejects")[0])
+    def reject_count(self, source: str | None = None) -> int:
+        """How many rejects there are (of ``source``, through its index, when given)."""
+        if source is None:
+            return int(self.one("SELECT count(*) FROM rejects")[0])
+        return int(self.one("SELECT count(*) FROM rejects WHERE source = ?", (source,))[0])
 
     _search_ready = False  # `labelyard_search` is registered on this connection (at its first search)
 

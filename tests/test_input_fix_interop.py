@@ -145,3 +145,26 @@ def test_a_gold_row_with_nan_names_its_column(project, tmp_path):
     assert [(r["reason"], r["raw"]) for r in project.json("rejects", "--json")] == [
         ("the number `NaN` at column 28 is not finite, which JSON cannot carry",
          '{"id": "G1", "data": {"v": NaN}, "answer": "a"}')]
+
+
+# -- 7: `rejects` says when it stops at --limit; --limit 0 lists them all ------------------------------
+def test_rejects_says_how_many_more_there_are_and_limit_0_lists_all(project, tmp_path):
+    (tmp_path / "bad.jsonl").write_text("".join(f'{{"id": "r{n}", "data": 5}}\n' for n in range(60)), encoding="utf-8")
+    (tmp_path / "other.jsonl").write_text('{"data": {}}\n', encoding="utf-8")
+    assert project.json("ingest", "bad.jsonl", "--json")["rejected"] == 60
+    project.json("ingest", "other.jsonl", "--json")
+
+    listed_ = project.ok("rejects")
+    assert len(listed_.stdout.splitlines()) == 50
+    assert listed_.stderr.strip() == "… 11 more; --limit to see them (--limit 0: all)"
+    as_json = project.ok("rejects", "--json")
+    assert len(json.loads(as_json.stdout)) == 50 and as_json.stderr.strip() == listed_.stderr.strip()
+    by_source = project.ok("rejects", "--source", "bad.jsonl", "--limit", "55")
+    assert len(by_source.stdout.splitlines()) == 55
+    assert by_source.stderr.strip() == "… 5 more; --limit to see them (--limit 0: all)"
+
+    every = project.ok("rejects", "--limit", "0", "--json")
+    assert len(json.loads(every.stdout)) == 61 and every.stderr == ""
+    exact = project.ok("rejects", "--source", "bad.jsonl", "--limit", "60")
+    assert len(exact.stdout.splitlines()) == 60 and exact.stderr == ""
+    assert "--limit 0" in project.ok("rejects", "--help").stdout
