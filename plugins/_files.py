@@ -13,11 +13,16 @@ from router.plugin_api import PluginError, PluginRun
 PART_ROWS = 5000  # rows per part: an interrupted run resumes within this many rows
 
 
-def matching_files(run: PluginRun) -> list[str]:
-    """The files that ``path:`` names (a glob pattern, or one file), sorted; none is an error for a plain path."""
-    pattern = run.path(run.require("path", str))
+def matching_files(run: PluginRun, ext: str = "") -> list[str]:
+    """The files that ``path:`` names (a glob pattern, or one file), sorted; none is an error for a
+    plain path, and so is a directory (said as one, with a glob of its ``*.ext`` files to give instead)."""
+    given = run.require("path", str)
+    pattern = run.path(given)
     if glob.has_magic(pattern):
         return sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+    if os.path.isdir(pattern):
+        example = os.path.join(given, f"*.{ext}" if ext else "*")
+        raise PluginError(f"{pattern}: is a directory, not a file (a glob such as {example} reads the files in it)")
     if not os.path.isfile(pattern):
         raise PluginError(f"{pattern}: no such file")
     return [pattern]

@@ -47,7 +47,7 @@ def register_sinks(register):
 
 def read(run: PluginRun) -> Iterator[SourcePart]:
     state: dict[str, Any] = dict(run.state or {})
-    for path in matching_files(run):
+    for path in matching_files(run, "csv"):
         sig = signature(path)
         done = state.get(path) or {}
         unchanged = {k: done.get(k) for k in sig} == sig

@@ -50,7 +50,7 @@ def register_sinks(register):
 
 def read(run: PluginRun) -> Iterator[SourcePart]:
     state: dict[str, Any] = dict(run.state or {})
-    for path in matching_files(run):
+    for path in matching_files(run, "jsonl"):
         st = os.stat(path)
         done = state.get(path) or {}
         offset, line, open_line = 0, 0, False

@@ -16,6 +16,9 @@ An annotation the workflow's labels refuse (a choice outside ``choices``, a
 result with no label of the workflow's type) is left out and said so: the
 task goes in, and one reject at the task's position names each annotation
 left out, its worker and why (so the run's summary counts it as rejected).
+A result field Label Studio writes as a list (``choices``, ``labels``,
+``rectanglelabels``, ``text``) that is something else is refused, naming it:
+in a prediction the task is a reject, in an annotation that vote is left out.
 An export that is not JSON, nested deeper than Python reads, or with an
 integer longer than Python converts (4300 digits) is one reject; the other
 files go in. The cursor skips export files that did not change.
@@ -55,7 +58,7 @@ def register_sinks(register):
 def read(run: PluginRun) -> Iterator[SourcePart]:
     state: dict[str, Any] = dict(run.state or {})
     prefix = run.setting("id_prefix", "")
-    for path in matching_files(run):
+    for path in matching_files(run, "json"):
         sig = signature(path)
         if state.get(path) == sig:
             continue
@@ -122,6 +125,8 @@ def task_rows(item: Any, number: int, labels: PluginRun, prefix: str,
             return [RowProblem(number, f"`{key}` must be a list, not {json.dumps(item[key])[:40]}", raw)]
     try:
         return _task_rows(item, number, labels, prefix, votes, raw)
+    except RowError as exc:  # a field of the wrong shape, named
+        return [RowProblem(number, str(exc), raw)]
     except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
         # a result of an unexpected shape deep inside (a `choices` that is a number…): this task only
         return [RowProblem(number, f"malformed Label Studio task: {type(exc).__name__}: {exc}", raw)]
@@ -136,10 +141,14 @@ def _task_rows(item: dict, number: int, labels: PluginRun, prefix: str,
     if not isinstance(data, dict):
         return [RowProblem(number, "task has no `data` object", raw)]
     task = TaskInput(number, f"{prefix}{ident}", dict(data))
-    predictions = [p for p in item.get("predictions") or [] if isinstance(p, dict)]
+    predictions = [(n, p) for n, p in enumerate(item.get("predictions") or [], 1) if isinstance(p, dict)]
     if predictions:
-        best = max(predictions, key=lambda p: p.get("score") if isinstance(p.get("score"), (int, float)) else -1)
-        task.label = read_result(best.get("result"), labels.label_type)
+        place, best = max(predictions,
+                          key=lambda np: np[1].get("score") if isinstance(np[1].get("score"), (int, float)) else -1)
+        try:
+            task.label = read_result(best.get("result"), labels.label_type)
+        except RowError as exc:
+            raise RowError(f"`predictions[{place}].{str(exc)[1:]}") from None
         score = best.get("score")
         if isinstance(score, (int, float)) and not isinstance(score, bool):
             if not 0 <= score <= 1:
@@ -171,8 +180,12 @@ def prior_votes(annotations: list[Any], labels: PluginRun) -> tuple[list[dict[st
                 latest[worker] = (n, annotation)
     votes, left_out = [], []
     for worker, (n, annotation) in latest.items():
-        label = read_result(annotation.get("result"), labels.label_type)
-        problem = f"its result holds no {labels.label_type} label" if label is None else labels.label_problem(label)
+        try:
+            label = read_result(annotation.get("result"), labels.label_type)
+        except RowError as exc:  # a field of the wrong shape: this vote is left out, saying which
+            label, problem = None, str(exc)
+        else:
+            problem = f"its result holds no {labels.label_type} label" if label is None else labels.label_problem(label)
         if problem is None:
             votes.append({"worker": worker, "label": label})
         else:
@@ -215,13 +228,28 @@ def check_task(task: TaskInput, number: int, raw: str, choices: tuple[str, ...])
     return checked if isinstance(checked, TaskInput) else RowProblem(number, checked.reason, raw, task.external_id)
 
 
+# the fields of a result's `value` that Label Studio writes as lists (of choices, labels, texts)
+LIST_FIELDS = {"choice": "choices", "multi_choice": "choices", "spans": "labels", "boxes": "rectanglelabels",
+               "text": "text"}
+
+
 def read_result(result: Any, label_type: str) -> Any:
-    """A Label Studio ``result`` list as a Labelyard label of ``label_type`` (``None`` if it holds none)."""
+    """A Label Studio ``result`` list as a Labelyard label of ``label_type`` (``None`` if it holds none).
+
+    A field Label Studio writes as a list that is something else (``"choices": "pos"``) raises
+    :class:`RowError` naming it: read as a list, a text would give its first letter as the label."""
     if not isinstance(result, list):
         return None
     values = [r.get("value") for r in result if isinstance(r, dict) and isinstance(r.get("value"), dict)]
     if not values:
         return None
+    field = LIST_FIELDS.get(label_type)
+    if field is not None:
+        for n, r in enumerate(result, 1):
+            value = r.get("value") if isinstance(r, dict) else None
+            found = value.get(field) if isinstance(value, dict) else None
+            if found is not None and not isinstance(found, list):
+                raise RowError(f"`result[{n}].value.{field}` must be a list, not {json.dumps(found)[:40]}")
     if label_type in ("choice", "multi_choice"):
         picked = [c for v in values for c in v.get("choices") or []]
         if label_type == "choice":

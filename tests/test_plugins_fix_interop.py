@@ -7,6 +7,8 @@ Real `labelyard` subprocesses on real files and a real SQLite database.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 WORKFLOW = """\
@@ -89,3 +91,50 @@ def test_the_jsonl_source_names_a_nan_and_keeps_the_row(project, tmp_path):
     assert project.json("ingest", "jsonl:n.jsonl", "--json")["rejected"] == 1
     assert [(r["reason"], r["raw"]) for r in project.json("rejects", "--json")] == [
         ("the number `NaN` at column 28 is not finite, which JSON cannot carry", line)]
+
+
+# -- 8: a malformed Label Studio result is a reject naming the field; a directory is named as one -----
+@pytest.mark.parametrize(("labels", "value", "field"), [
+    ("{type: choice, choices: [pos, p]}", '{"choices": "pos"}', "choices"),  # read as a list: the label "p"
+    ("{type: text}", '{"text": "pos"}', "text"),
+    ("{type: spans, choices: [PER, P]}", '{"start": 0, "end": 1, "labels": "PER"}', "labels"),
+])
+def test_a_labelstudio_result_field_that_is_not_a_list_is_a_reject(run, tmp_path, labels, value, field):
+    run.ok("init")
+    (tmp_path / "c.workflow.yaml").write_text(WORKFLOW.replace("{type: text}", labels), encoding="utf-8")
+    run.ok("apply", "c.workflow.yaml")
+    project = run
+    task = '{"id": 7, "data": {"t": "x"}, "predictions": [{"score": 0.9, "result": [{"value": %s}]}]}' % value
+    (tmp_path / "ls.json").write_text(f"[{task}, " + '{"id": 8, "data": {}}]', encoding="utf-8")
+    report = project.json("ingest", "labelstudio:ls.json", "--json")
+    assert (report["ingested"], report["rejected"]) == (1, 1)
+    [(line, reason)] = reasons(project)
+    shown = json.dumps(json.loads(value)[field])
+    assert (line, reason) == (1, f"`predictions[1].result[1].value.{field}` must be a list, not {shown}")
+
+
+def test_a_labelstudio_annotation_with_a_malformed_result_is_left_out_saying_why(run, tmp_path):
+    run.ok("init")
+    (tmp_path / "c.workflow.yaml").write_text(WORKFLOW.replace("{type: text}", "{type: choice, choices: [pos, p]}"),
+                                              encoding="utf-8")
+    run.ok("apply", "c.workflow.yaml")
+    task = ('{"id": 9, "data": {}, "annotations": [{"id": 31, "completed_by": {"email": "a@x"}, '
+            '"result": [{"value": {"choices": "pos"}}]}]}')
+    (tmp_path / "ls.json").write_text(f"[{task}]", encoding="utf-8")
+    report = run.json("ingest", "labelstudio:ls.json", "--json")
+    assert (report["ingested"], report["rejected"], report.get("prior_votes", 0)) == (1, 1, 0)
+    [(line, reason)] = reasons(run)
+    assert line == 1 and 'annotation 31 by labelstudio:a@x: `result[1].value.choices` must be a list' in reason
+
+
+@pytest.mark.parametrize("plugin", ["jsonl", "csv", "labelstudio"])
+def test_a_source_given_a_directory_says_it_is_one(project, tmp_path, plugin):
+    (tmp_path / "adir").mkdir()
+    failed = project("ingest", f"{plugin}:adir")
+    assert failed.returncode == 1
+    assert failed.stderr.strip().endswith(f"adir: is a directory, not a file (a glob such as adir/*.{plugin_ext(plugin)} "
+                                          "reads the files in it)"), failed.stderr
+
+
+def plugin_ext(plugin: str) -> str:
+    return {"labelstudio": "json"}.get(plugin, plugin)

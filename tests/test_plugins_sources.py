@@ -120,7 +120,7 @@ def test_a_malformed_labelstudio_task_is_quarantined_and_the_rest_ingested(proje
     assert rejects == [
         ("a.json", 2, "`annotations` must be a list, not 5"),
         ("a.json", 3, "`predictions` must be a list, not 0.9"),
-        ("a.json", 4, "malformed Label Studio task: TypeError: 'int' object is not iterable"),
+        ("a.json", 4, "`predictions[1].result[1].value.choices` must be a list, not 7"),
         ("c.json", 1, "not JSON (column 3): Expecting property name enclosed in double quotes"),
     ]
     assert project.json("run", "--json")["sources"]["labelstudio:r/*.json"]["rejected"] == 0  # unchanged files
