@@ -404,6 +404,8 @@ def ingest(source: str, db: str | None, as_json: bool, quiet: bool, fmt: str | N
     else:
         report = engine.ingest(rows, source_name, fork=True, whole=True)
     result = {**report.as_dict(), "source": source_name}  # what `rejects --source` takes, a stream's name too
+    for line in report.ignored.warnings():  # top-level keys rows with `data` left out: never without a word
+        click.echo(line, err=True)
     if as_json:
         _emit_json(result)
     else:

@@ -149,6 +149,7 @@ def _wrap_ingest(main: click.Group, db_option: Any, emit_json: Any) -> None:
     def through_plugin(source: str, db: str | None, as_json: bool, quiet: bool, plugins_dir: str | None) -> None:
         plugin, arg = split_source(source)
         from .errors import LabelyardError
+        from .ingest import IgnoredKeys
         from .plugins import describe_error
         from .runner import ingest_parts, make_run, open_for_run, prior_votes_said
 
@@ -168,14 +169,17 @@ def _wrap_ingest(main: click.Group, db_option: Any, emit_json: Any) -> None:
                 yield part
 
         result: dict[str, Any] = {}
+        ignored = IgnoredKeys()
         failed = None
         try:
-            ingest_parts(engine, parts(), counts=result)
+            ingest_parts(engine, parts(), counts=result, ignored=ignored)
         except Exception as exc:  # noqa: BLE001 - the plugin's failure, told with what went in before it
             failed = f"source `{plugin}` failed: {describe_error(exc)}"
             if not any(result.get(k) for k in ("ingested", "duplicates", "rejected", "prior_votes")):
                 raise LabelyardError(failed) from None
         result["sources"] = origins
+        for line in ignored.warnings():
+            click.echo(line, err=True)
         if as_json:
             emit_json({**result, **({"failed": failed} if failed else {})})
         else:

@@ -560,7 +560,7 @@ class Engine:
     def _route_batch(self, workflow, version: int, batch: list[TaskInput | RowProblem],
                      source: str) -> RoutedBatch:
         """Decide where each new row goes (``on_create``); ids are given by the writer, under the lock."""
-        from .ingest import RowProblem, TaskInput, not_finite_problem
+        from .ingest import IgnoredKeys, RowProblem, TaskInput, not_finite_problem
         from .ingest_pipeline import RoutedBatch
 
         now = clock.now()
@@ -572,7 +572,14 @@ class Engine:
         labels = workflow.labels
         # a known id may be a gold question's: refused, not a silent duplicate (a query only then)
         gold = self.store.gold_external_ids(known) if known and self.store.has_gold() else ()
+        ignored: dict[str, list[int]] = {}  # top-level keys rows with `data` left out: [rows, first line]
         for item in inputs:
+            if item.ignored:
+                for key in item.ignored:
+                    if key in ignored:
+                        ignored[key][0] += 1
+                    else:
+                        ignored[key] = [1, item.line]
             if item.external_id in known:
                 if item.external_id in gold:
                     routed.problems.append(RowProblem(item.line, f"id {item.external_id} is a gold question", None,
@@ -604,6 +611,10 @@ class Engine:
             routed.events.append((decision.rule, decision.action, "labelyard",
                                   dumps({"line": item.line, **decision.as_detail(explained=False)}), now))
             routed.rules.append(decision.rule or "(no rule)")
+        if ignored:  # told by ingest, never dropped without a word
+            routed.ignored = IgnoredKeys()
+            for key, (rows, line) in ignored.items():
+                routed.ignored.add(key, rows, source, line)
         if len(routed.problems) > len(batch) - len(inputs):  # rows refused here join those refused when read
             routed.problems.sort(key=operator.attrgetter("line"))
         return routed

@@ -37,7 +37,8 @@ class TaskInput:
     ``raw`` is the row as read, when a reader has it (a JSON Lines line as bytes, a ``.json``
     array element as text), for a reject found only when the row is routed (a number JSON
     cannot carry); ``col`` is where an element's text starts on ``line`` (0: ``raw`` is a
-    whole line)."""
+    whole line). ``ignored`` are the row's top-level keys that went nowhere (a row with
+    ``data`` keeps only the reserved ones), for ingest to tell (:class:`IgnoredKeys`)."""
 
     line: int
     external_id: str
@@ -48,8 +49,11 @@ class TaskInput:
     confidence: float | None = None
     model: str | None = None
     scores: dict[str, float] | None = None
-    raw: str | bytes | None = field(default=None, repr=False, compare=False)
-    col: int = field(default=0, repr=False, compare=False)
+    # set by readers after the row is checked; not __init__ arguments, so building a row costs
+    # nothing more (a field with a default and init=False is read from the class until set)
+    raw: str | bytes | None = field(default=None, init=False, repr=False, compare=False)
+    col: int = field(default=0, init=False, repr=False, compare=False)
+    ignored: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
 
 
 @dataclass
@@ -67,6 +71,65 @@ class RowProblem:
 
 class RowError(ValueError):
     """Raised while checking one row; the message names the field."""
+
+
+IGNORED_KEYS_KEPT = 20  # distinct ignored keys counted; a file with thousands of them is told about the first
+IGNORED_KEY_CHARS = 60
+_KEY_HINTS = {"label": "a model's label goes in `prediction.label`",
+              "confidence": "a model's confidence goes in `prediction.confidence`",
+              "model": "a model's name goes in `prediction.model`"}
+
+
+@dataclass
+class IgnoredKeys:
+    """Top-level keys that rows with ``data`` had beside the reserved ones, which ingest leaves
+    out: how many rows had each (``rows``) and where the first was (``first``: source and line).
+    Told, never dropped without a word: a re-ingested ``labelyard export`` has ``label`` and
+    ``final_by``, a typo ``predictions``."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+    first: dict[str, tuple[str, int]] = field(default_factory=dict)
+    more: bool = False  # keys past IGNORED_KEYS_KEPT were ignored too, not counted
+
+    def __bool__(self) -> bool:
+        return bool(self.rows)
+
+    def add(self, key: str, rows: int, source: str, line: int) -> None:
+        """``rows`` more rows with ``key``, the first of them at ``source:line`` (kept if it is the first seen)."""
+        if len(key) > IGNORED_KEY_CHARS:
+            key = key[:IGNORED_KEY_CHARS - 3] + "..."
+        if key in self.rows:
+            self.rows[key] += rows
+        elif len(self.rows) < IGNORED_KEYS_KEPT:
+            self.rows[key], self.first[key] = rows, (source, line)
+        else:
+            self.more = True
+
+    def merge(self, other: "IgnoredKeys") -> None:
+        for key, rows in other.rows.items():
+            self.add(key, rows, *other.first[key])
+        self.more = self.more or other.more
+
+    def warnings(self, reserved: Iterable[str] = ("id", "data", "category", "tags", "prediction")) -> list[str]:
+        """What to print on standard error: a line saying what was ignored, then one per key."""
+        if not self.rows:
+            return []
+        import difflib
+
+        from .render import visible
+
+        names = list(reserved)
+        lines = [f"warning: rows with `data` keep only their {', '.join(names[:-1])} and {names[-1]}; other "
+                 "top-level keys were ignored:"]
+        for key, rows in self.rows.items():
+            source, line = self.first[key]
+            close = difflib.get_close_matches(key.lower(), names, n=1, cutoff=0.75)
+            hint = _KEY_HINTS.get(key) or (f"did you mean `{close[0]}`?" if close and close[0] != key else None)
+            lines.append(f"  `{visible(key)}`: {rows} row{'' if rows == 1 else 's'}, first at {visible(source)}:{line}"
+                         + (f" ({hint})" if hint else ""))
+        if self.more:
+            lines.append(f"  and other keys (only the first {IGNORED_KEYS_KEPT} are counted)")
+        return lines
 
 
 CSV_RESERVED = {"id", "category", "tags", "prediction_label", "prediction_confidence", "prediction_model"}
@@ -637,10 +700,13 @@ def check_row(row: Any, line: int, choices: tuple[str, ...], reserved: set[str])
     if len(ext) > 512:
         raise RowError("`id` is longer than 512 characters")
     _no_controls("id", ext)
+    ignored: tuple[str, ...] = ()
     if "data" in row:
         data = row["data"]
         if not isinstance(data, dict):
             raise RowError("`data` must be an object")
+        if not reserved.issuperset(row):  # keys that go nowhere: told by ingest (IgnoredKeys)
+            ignored = tuple(k for k in row if k not in reserved)
     else:
         data = {k: v for k, v in row.items() if k not in reserved}
     category = row.get("category")
@@ -654,6 +720,8 @@ def check_row(row: Any, line: int, choices: tuple[str, ...], reserved: set[str])
     for tag in tags:
         _no_controls("tags", tag)
     task = TaskInput(line, ext, data, category, tags)
+    if ignored:
+        task.ignored = ignored
     prediction = row.get("prediction")
     if prediction is not None:
         if not isinstance(prediction, dict):

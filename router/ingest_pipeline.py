@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import LabelyardError
-from .ingest import RowProblem
+from .ingest import IgnoredKeys, RowProblem
 from .store import TASK_INSERT_COLUMNS, Store
 
 INGEST_CACHE_KIB = 64 * 1024
@@ -53,10 +53,15 @@ class IngestReport:
     duplicates: int = 0
     rejected: int = 0
     routed: Counter = field(default_factory=Counter)
+    ignored: IgnoredKeys = field(default_factory=IgnoredKeys)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ingested": self.ingested, "duplicates": self.duplicates, "rejected": self.rejected,
-                "routed": dict(self.routed)}
+        """The counts; ``ignored_keys`` (rows per top-level key left out) only when there are some."""
+        counts = {"ingested": self.ingested, "duplicates": self.duplicates, "rejected": self.rejected,
+                  "routed": dict(self.routed)}
+        if self.ignored:
+            counts["ignored_keys"] = dict(self.ignored.rows)
+        return counts
 
 
 @dataclass
@@ -79,13 +84,14 @@ class RoutedBatch:
     duplicates: int = 0
     first_line: int = 0  # 0: replaces no earlier rejects
     through_end: bool = False
+    ignored: IgnoredKeys | None = None  # the rows' top-level keys left out, if any
 
     def head(self, rows: int) -> tuple["RoutedBatch", "RoutedBatch | None"]:
-        """The first ``rows`` tasks (with the batch's rejects and duplicates) and the rest, if any."""
+        """The first ``rows`` tasks (with the batch's rejects, duplicates and ignored keys) and the rest, if any."""
         if len(self.tasks) <= rows:
             return self, None
         first = RoutedBatch(self.now, self.problems, self.last_line, self.tasks[:rows], self.events[:rows],
-                            self.rules[:rows], self.duplicates, self.first_line, self.through_end)
+                            self.rules[:rows], self.duplicates, self.first_line, self.through_end, self.ignored)
         rest = RoutedBatch(self.now, [], self.last_line, self.tasks[rows:], self.events[rows:], self.rules[rows:])
         return first, rest
 
@@ -240,6 +246,8 @@ class BatchWriter:
         report.ingested += len(tasks)
         report.duplicates += batch.duplicates
         report.rejected += len(batch.problems)
+        if batch.ignored:
+            report.ignored.merge(batch.ignored)
 
     def _keep_part_rejects(self, batch: RoutedBatch) -> None:
         """A plugin part's rejects, each under its own key (:class:`PartRejects`), in the batch's transaction."""

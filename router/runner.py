@@ -35,7 +35,7 @@ from typing import Any
 from . import clock
 from .context import review_facts, votes_facts
 from .errors import LabelyardError
-from .ingest import JSON_RESERVED, RowError, RowProblem, TaskInput, check_row
+from .ingest import JSON_RESERVED, IgnoredKeys, RowError, RowProblem, TaskInput, check_row
 from .plugin_api import (FinalTask, Notification, PluginError, PluginRun, ReviewItem, SourcePart, Verdict,
                          checked_setting)
 from .plugins import (Plugins, declared_problems, describe_error, duplicate_entries, duplicate_message, entry_key,
@@ -146,14 +146,18 @@ def make_run(engine, entry: dict[str, Any], key: str, state: Any, base_dir: str)
 
 def ingest_parts(engine, parts: Iterator[SourcePart], on_cursor: Callable[[Any], None] | None = None,
                  progress: Callable[[int], None] | None = None,
-                 counts: dict[str, Any] | None = None) -> dict[str, Any]:
+                 counts: dict[str, Any] | None = None, ignored: IgnoredKeys | None = None) -> dict[str, Any]:
     """Ingest each part a source yields (read in full first, so a failure mid-part keeps nothing of it).
 
-    Returns the counts (``ingested``, ``duplicates``, ``rejected``, ``routed``, and ``prior_votes``
-    and ``prior_votes_left_out`` when there are any). They are kept in ``counts`` as each part
-    goes in, so when the source raises, what its earlier parts ingested is still there to tell.
+    Returns the counts (``ingested``, ``duplicates``, ``rejected``, ``routed``, and ``prior_votes``,
+    ``prior_votes_left_out`` and ``ignored_keys`` when there are any). They are kept in ``counts``
+    as each part goes in, so when the source raises, what its earlier parts ingested is still
+    there to tell; the top-level keys the rows left out are gathered in ``ignored`` too, with
+    where each was first, for a warning.
     """
     from .ingest_pipeline import PartRejects
+
+    ignored = ignored if ignored is not None else IgnoredKeys()
 
     result = counts if counts is not None else {}
     result.update(ingested=0, duplicates=0, rejected=0, routed={})
@@ -170,6 +174,9 @@ def ingest_parts(engine, parts: Iterator[SourcePart], on_cursor: Callable[[Any],
             result["rejected"] += report.rejected
             routed.update(report.routed)
             result["routed"] = dict(routed)
+            if report.ignored:
+                ignored.merge(report.ignored)
+                result["ignored_keys"] = dict(ignored.rows)
         if part.votes:
             added = add_prior_votes(engine, part.votes, part.origin, left_out)
             if added:
@@ -211,7 +218,8 @@ def checked_row(row: Any, origin: str) -> TaskInput | RowProblem:
     except RowError as exc:
         return RowProblem(row.line, str(exc), json.dumps(item, ensure_ascii=False, default=repr)[:2000],
                           row.external_id)
-    checked.raw, checked.col = row.raw, row.col  # the row as its reader read it, for a reject found later
+    # the row as its reader read it (for a reject found later), and the keys it left out (told)
+    checked.raw, checked.col, checked.ignored = row.raw, row.col, row.ignored
     return checked
 
 

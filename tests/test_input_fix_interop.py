@@ -168,3 +168,43 @@ def test_rejects_says_how_many_more_there_are_and_limit_0_lists_all(project, tmp
     exact = project.ok("rejects", "--source", "bad.jsonl", "--limit", "60")
     assert len(exact.stdout.splitlines()) == 60 and exact.stderr == ""
     assert "--limit 0" in project.ok("rejects", "--help").stdout
+
+
+# -- 4: top-level keys that a row with `data` leaves out are told, not dropped without a word --------
+def test_ignored_top_level_keys_are_warned_about_and_counted(project, tmp_path):
+    rows = [{"id": "e1", "label": "x", "final_by": "model", "data": {"t": 1}},
+            {"id": "e2", "data": {}},
+            {"id": "e3", "label": "y", "data": {}, "predictions": {"label": "y"}},
+            {"id": "e4", "text": "no data: its keys are its data"}]
+    (tmp_path / "export.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    proc = project.ok("ingest", "export.jsonl", "--json")
+    report = json.loads(proc.stdout)
+    assert report["ingested"] == 4
+    assert report["ignored_keys"] == {"label": 2, "final_by": 1, "predictions": 1}
+    where = tmp_path / "export.jsonl"
+    assert proc.stderr.splitlines() == [
+        "warning: rows with `data` keep only their id, data, category, tags and prediction; other top-level keys "
+        "were ignored:",
+        f"  `label`: 2 rows, first at {where}:1 (a model's label goes in `prediction.label`)",
+        f"  `final_by`: 1 row, first at {where}:1",
+        f"  `predictions`: 1 row, first at {where}:3 (did you mean `prediction`?)",
+    ]
+    assert project.json("show", "e4", "--json")["task"]["data"] == {"text": "no data: its keys are its data"}
+
+    text = project.ok("ingest", "export.jsonl")  # the same warning without --json; nothing new went in
+    assert "`label`: 2 rows" in text.stderr
+    (tmp_path / "clean.jsonl").write_text('{"id": "c1", "data": {}}\n', encoding="utf-8")
+    clean = project.ok("ingest", "clean.jsonl", "--json")
+    assert "ignored_keys" not in json.loads(clean.stdout) and clean.stderr == ""
+
+
+def test_ignored_keys_of_a_json_array_and_a_source_plugin_are_told_too(project, tmp_path):
+    (tmp_path / "a.json").write_text('[{"id": "a1", "data": {}},\n {"id": "a2", "data": {}, "Predictions": 1}]',
+                                     encoding="utf-8")
+    proc = project.ok("ingest", "a.json", "--json")
+    assert json.loads(proc.stdout)["ignored_keys"] == {"Predictions": 1}
+    assert f"  `Predictions`: 1 row, first at {tmp_path / 'a.json'}:2 (did you mean `prediction`?)" in proc.stderr
+    (tmp_path / "s.jsonl").write_text('{"id": "s1", "data": {}, "tag": "x"}\n', encoding="utf-8")
+    via = project.ok("ingest", "jsonl:s.jsonl", "--json")
+    assert json.loads(via.stdout)["ignored_keys"] == {"tag": 1}
+    assert f"  `tag`: 1 row, first at {tmp_path / 's.jsonl'}:1 (did you mean `tags`?)" in via.stderr

@@ -138,3 +138,15 @@ def test_a_source_given_a_directory_says_it_is_one(project, tmp_path, plugin):
 
 def plugin_ext(plugin: str) -> str:
     return {"labelstudio": "json"}.get(plugin, plugin)
+
+
+# -- 4 (through `run`): a source's counts name the top-level keys its rows left out ------------------
+def test_run_counts_the_ignored_keys_of_a_source(run, tmp_path):
+    run.ok("init")
+    (tmp_path / "s.workflow.yaml").write_text(WORKFLOW + 'sources: [{plugin: jsonl, path: "in.jsonl"}]\n',
+                                              encoding="utf-8")
+    run.ok("apply", "s.workflow.yaml")
+    (tmp_path / "in.jsonl").write_text('{"id": "a", "data": {}, "label": "x"}\n{"id": "b", "data": {}}\n',
+                                       encoding="utf-8")
+    counts = run.json("run", "--json")["sources"]["jsonl:in.jsonl"]
+    assert (counts["ingested"], counts["ignored_keys"]) == (2, {"label": 1})
