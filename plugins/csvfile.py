@@ -7,9 +7,10 @@ type, ``prediction_confidence``, ``prediction_model``; other columns go into
 it waits for the next run, which reads it if the file has not changed since
 (a spreadsheet's export has no final line break); a file with a row held back
 is not done. ``labelyard ingest csv:FILE`` has no next run (``run.one_shot``):
-it reads that row at once, as ``labelyard ingest FILE.csv`` does. Its cursor keeps each file's signature and the rows already
-ingested: an unchanged file is skipped, an interrupted one resumes, a changed
-one is read again (known ids skipped) and its rejects replaced.
+it reads that row at once, as ``labelyard ingest FILE.csv`` does. Its cursor
+keeps each file's signature and the rows already ingested: an unchanged file
+is skipped, an interrupted one resumes, a changed one is read again (known
+ids skipped) and its rejects replaced.
 
 The sink writes ``id,label,final_by,rule,final_at,category,agreement`` with
 a header, and after a crash cuts the file back to its last recorded size.

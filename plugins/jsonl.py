@@ -15,7 +15,8 @@ or when it holds a carriage return followed by more (lines ended by a lone
 CR, which ``labelyard ingest`` quarantines the same way, saying so);
 anything else there is taken as still being written and waits for its
 newline, but under ``labelyard ingest jsonl:FILE`` (``run.one_shot``: no next
-run) it is read as it is, and a cut-off line quarantined as ``ingest`` does. Line numbers (of rejects) stay right when that newline comes later.
+run) it is read as it is, and a cut-off line quarantined as ``ingest`` does.
+Line numbers (of rejects) stay right when that newline comes later.
 
 The sink appends one JSON object per final task (the ``labelyard export``
 row plus ``votes`` and ``agreement``); after a crash it cuts the file back to

@@ -25,8 +25,8 @@ from .os_text import escaped, is_utf8
 __all__ = [
     "PluginRun", "SourcePart", "FinalTask", "ReviewItem", "Verdict", "Notification", "PluginError",
     "TaskInput", "RowProblem", "RowError", "check_row", "read_file", "parse_jsonl_line", "decode_line",
-    "decode_document", "long_integer_problem", "JSON_RESERVED", "approve", "reject", "Setting", "is_utf8", "escaped", "new_temp_beside",
-    "spreadsheet_safe",
+    "decode_document", "long_integer_problem", "JSON_RESERVED", "approve", "reject", "Setting", "is_utf8",
+    "escaped", "new_temp_beside", "spreadsheet_safe",
 ]
 
 

@@ -2,6 +2,10 @@
 
 - Every rejected row is listed: a one-line `.json` array and a CSV whose records end with a
   lone CR keep one reject per bad row, however the rows fall into batches.
+- Top-level keys a row with `data` leaves out are warned about and counted.
+- A number cut by a 64K chunk's end after its `.` or `e` is read whole.
+- A NaN or an infinity is named where it is, and the row kept as read.
+- `rejects` says how many more there are past --limit; --limit 0 lists all.
 
 Real `labelyard` subprocesses on real files and a real database.
 """

@@ -1,6 +1,7 @@
 """Source plugin fixes (the interop session): `ingest NAME:ARG` reads a file to its end, a Label
-Studio export with an integer too long to read is one reject, malformed `choices` are refused,
-a directory is named as one.
+Studio export (or a CSV label cell) with an integer too long to read is one reject, malformed
+`choices` are refused, a directory is named as one, a NaN is named where it is, and ignored
+top-level keys are counted in `run`.
 
 Real `labelyard` subprocesses on real files and a real SQLite database.
 """
@@ -132,12 +133,9 @@ def test_a_source_given_a_directory_says_it_is_one(project, tmp_path, plugin):
     (tmp_path / "adir").mkdir()
     failed = project("ingest", f"{plugin}:adir")
     assert failed.returncode == 1
-    assert failed.stderr.strip().endswith(f"adir: is a directory, not a file (a glob such as adir/*.{plugin_ext(plugin)} "
+    ext = {"labelstudio": "json"}.get(plugin, plugin)
+    assert failed.stderr.strip().endswith(f"adir: is a directory, not a file (a glob such as adir/*.{ext} "
                                           "reads the files in it)"), failed.stderr
-
-
-def plugin_ext(plugin: str) -> str:
-    return {"labelstudio": "json"}.get(plugin, plugin)
 
 
 # -- 4 (through `run`): a source's counts name the top-level keys its rows left out ------------------
