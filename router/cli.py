@@ -488,8 +488,10 @@ def rejects(ctx: click.Context, db: str | None, limit: int, source: str | None, 
             click.echo(("," if listed > 1 else "") + json_document(dict(r)), nl=False)
         click.echo("]")
     else:
+        from .render import one_line  # a file name may hold a line break or an escape sequence
+
         for listed, r in enumerate(rows, 1):
-            click.echo(f"{r['source']}:{r['line']}: {r['reason']}")
+            click.echo(f"{one_line(r['source'])}:{r['line']}: {one_line(r['reason'])}")
     if limit and listed == limit:  # there may be more: counted only then
         more = engine.store.reject_count(source) - listed
         if more > 0:

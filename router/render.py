@@ -20,6 +20,16 @@ def visible(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
+_LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """``text`` as :func:`visible` writes it, line breaks and tabs too: for a name printed within
+    one line (a file name may hold a line break, which would print as a line of its own)."""
+    return _LINE_BREAKING.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                              else f"\\u{ord(m.group()):04x}", text)
+
+
 def stdout_console(**options: Any) -> Any:
     """A rich ``Console`` on standard output whose reader may leave (``labelyard status | head``).
 

@@ -212,3 +212,14 @@ def test_ignored_keys_of_a_json_array_and_a_source_plugin_are_told_too(project, 
     via = project.ok("ingest", "jsonl:s.jsonl", "--json")
     assert json.loads(via.stdout)["ignored_keys"] == {"tag": 1}
     assert f"  `tag`: 1 row, first at {tmp_path / 's.jsonl'}:1 (did you mean `tags`?)" in via.stderr
+
+
+def test_rejects_writes_control_characters_of_a_source_name_as_escapes(project, tmp_path):
+    """A file name with a line break and an escape sequence: `rejects` printed it raw, so the
+    line break made a fake second reject line and a terminal ran the escape."""
+    name = "n\x1b[31mred\nl.jsonl"
+    (project.folder / name).write_text('{"id": "a"}\nbad\n', encoding="utf-8")
+    project.ok("ingest", name)
+    lines = project.ok("rejects").stdout.splitlines()
+    assert len(lines) == 1, lines
+    assert "n\\x1b[31mred\\x0al.jsonl:2: " in lines[0], lines
