@@ -392,6 +392,9 @@ class Store:
                         conn = cls.connect(path)
                         if not existed:  # only an empty file takes a page size
                             conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
+                            # our own new file is WAL from the start: a kill at any point of the first
+                            # init leaves no database in another journal mode
+                            conn.execute("PRAGMA journal_mode=WAL").fetchall()
                         # All pending migrations under SQLite's write lock, read and applied together
                         # (each is a savepoint): two inits that both left a slow writer queue can
                         # never apply one migration twice.
@@ -402,12 +405,14 @@ class Store:
                         pending = migrate(conn)
                         conn.execute("COMMIT")
                         applied += pending
-                        # Only once the schema is in: a refused or failed init leaves the journal
-                        # mode as it was (WAL cannot be switched on inside a transaction).
-                        conn.execute("PRAGMA journal_mode=WAL").fetchall()
-                        # A read loads the new schema in WAL mode: a checkpoint as this connection's next
-                        # statement was refused ("database table is locked") while it reloaded it.
-                        conn.execute("SELECT version FROM schema_version").fetchall()
+                        if existed:
+                            # A file that was there switches only once the schema is in: a refused or
+                            # failed init leaves its journal mode as it was (WAL cannot be switched on
+                            # inside a transaction; a second `init` switches a file a kill left between).
+                            conn.execute("PRAGMA journal_mode=WAL").fetchall()
+                            # A read loads the new schema in WAL mode: a checkpoint as this connection's
+                            # next statement was refused ("database table is locked") while it reloaded it.
+                            conn.execute("SELECT version FROM schema_version").fetchall()
                     break
                 except LabelyardError:
                     if conn is not None:

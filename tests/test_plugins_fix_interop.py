@@ -12,28 +12,8 @@ import json
 
 import pytest
 
-WORKFLOW = """\
-workflow: t
-labels: {type: text}
-queues:
-  q: {roles: [annotator]}
-on_create:
-  - {name: acc, when: prediction.label != null, do: accept}
-  - {name: ann, do: {annotate: q, overlap: 1}}
-"""
-
-
-@pytest.fixture
-def project(run, tmp_path):
-    """``init`` done and WORKFLOW applied."""
-    run.ok("init")
-    (tmp_path / "t.workflow.yaml").write_text(WORKFLOW, encoding="utf-8")
-    run.ok("apply", "t.workflow.yaml")
-    return run
-
-
-def reasons(run, *args: str) -> list[tuple[int, str]]:
-    return [(r["line"], r["reason"]) for r in reversed(run.json("rejects", *args, "--json"))]
+from test_input_fix_interop import WORKFLOW, listed as reasons  # the same project: WORKFLOW applied
+from test_input_fix_interop import project  # noqa: F401 - a fixture
 
 
 # -- 2: `ingest NAME:ARG` reads to the end: there is no later run to wait for -----------------------
