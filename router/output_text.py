@@ -9,8 +9,8 @@ as a command starts (:func:`fit_standard_streams`):
   taken for a UTF-8 terminal whose locale is misconfigured, as Python does for the C locale
   (PEP 538, PEP 540) and click did already for every ``click.echo``: it writes UTF-8;
 - any other stream that is not UTF-8 writes what its encoding lacks as Python escapes it
-  (``\\U0001f431``), ``--json`` is ASCII there (JSON's ``\\uXXXX``: the same bytes in UTF-8
-  and in the locale's encoding, :func:`json_document`), and ``export``'s data is UTF-8, the
+  (``\\U0001f431``), ``--json`` is ASCII there (JSON's own escapes, ``\\ud83d\\udc31``: the
+  same bytes in UTF-8 and in the locale's encoding, :func:`json_document`), and ``export``'s data is UTF-8, the
   bytes ``-o FILE`` writes (:func:`utf8_stdout`).
 """
 
