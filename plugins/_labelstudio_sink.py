@@ -33,7 +33,8 @@ import json
 import os
 from typing import Any
 
-from router.plugin_api import FinalTask, PluginError, PluginRun, RowError, decode_document, new_temp_beside
+from router.plugin_api import (FinalTask, PluginError, PluginRun, RowError, decode_document, long_integer_problem,
+                               new_temp_beside)
 
 RESULT_TYPES = {
     "choice": "choices", "multi_choice": "choices", "spans": "labels", "boxes": "rectanglelabels",
@@ -148,9 +149,14 @@ def _earlier_output(path: str) -> list[dict[str, Any]]:
         return []
     try:
         with open(path, "rb") as handle:
-            existing = json.loads(decode_document(handle.read()))
+            text = decode_document(handle.read())
+        existing = json.loads(text)
     except (OSError, RowError, json.JSONDecodeError, RecursionError) as exc:
         raise PluginError(f"{path}: cannot read the earlier output: {exc}") from None
+    except ValueError:  # JSON, with an integer longer than Python converts (`json` says not where)
+        _line, reason = long_integer_problem(text)
+        raise PluginError(f"{path}: cannot read the earlier output: {reason}; the sink rewrites this file: "
+                          "point `path:` at a file of its own, or move this one away") from None
     if isinstance(existing, list):
         odd = next((item for item in existing if not isinstance(item, dict)), None)
         if odd is None and all(isinstance(item, dict) for item in existing):

@@ -515,6 +515,20 @@ def test_the_labelstudio_sink_names_an_earlier_output_that_is_not_a_list_of_task
     assert out.read_text(encoding="utf-8") == earlier
 
 
+def test_the_labelstudio_sink_names_an_integer_too_long_to_read_in_its_earlier_output(project, tmp_path):
+    out = tmp_path / "r" / "ls.json"
+    earlier = '[{"id": 1,\n  "data": {"n": 1' + "0" * 5000 + "}}]"
+    out.write_text(earlier, encoding="utf-8")
+    project.apply(BASE + "sinks: [{plugin: labelstudio, path: r/ls.json}]\n")
+    project.ingest("t1")
+    proc = project("run")
+    assert proc.returncode == 4
+    assert proc.stderr.splitlines() == [
+        f"labelyard run: labelstudio (labelstudio:r/ls.json): sinks failed: {out}: cannot read the earlier "
+        "output: a number with more than 4300 digits at line 2, column 17 is too long to read (give it as text); "
+        "the sink rewrites this file: point `path:` at a file of its own, or move this one away"]
+    assert out.read_text(encoding="utf-8") == earlier
+
 def test_the_event_kinds_notify_accepts_are_the_kinds_labelyard_records():
     """router.events.KINDS is what `events:` may name: every kind the code records, and no other."""
     from router import events, worker_rules
