@@ -15,7 +15,7 @@ the facts the rules see, and the decision it expects::
 Each case is PASS (the decision is the expected one), FAIL (it is not: the
 result carries a diff and the traces of the rule that fired and of the rule
 that was expected) or ERROR (the case itself is wrong: an unknown rule, a
-fact the section cannot see...). Rules no case fired are reported as not
+fact the section cannot see or that does not exist...). Rules no case fired are reported as not
 covered. Everything here is pure: files are read, nothing else.
 """
 
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .actions import ACTIONS
-from .context import SECTION_ROOTS, score_facts
+from .context import CONTEXT_SCHEMA, SECTION_ROOTS, score_facts
 from .diagnostics import Diagnostic, WorkflowInvalid
 from .errors import RulesError
 from .expr import DURATION_UNITS, EvaluationError
@@ -55,6 +55,8 @@ __all__ = [
 
 EVENTS = ("on_create", "on_quorum", "on_review", "on_worker", "on_timer")
 FACT_ROOTS = ("task", "prediction", "votes", "review", "worker", "assignment", "queue", "now")
+CASE_ONLY_FACTS = {"votes": ("workers",)}
+"""Facts a case may give that no rule reads: who cast ``votes.labels``, for the votes the engine derives."""
 AGE_KEYS = {("task", "age"), ("task", "stage_age"), ("assignment", "age"), ("queue", "oldest_age"),
             ("queue", "sla")}
 TEST_SUFFIX = ".test.yaml"
@@ -386,8 +388,10 @@ def _load_cases(text: str, filename: str, suite: SuiteResult) -> list[dict[str, 
             continue
         seen[name] = pos.line
         positions = {key: doc.where(("cases", index) + key) for key in _POSITION_KEYS}
-        for root in case.get("facts") or {}:
+        for root, given in (case.get("facts") or {}).items():
             positions[("facts", root)] = doc.where(("cases", index, "facts", root), key=True)
+            for key in given if isinstance(given, dict) else ():
+                positions[("facts", root, key)] = doc.where(("cases", index, "facts", root, key), key=True)
         problem = bad_events.get(index)
         cases.append({**case, "_line": pos.line, "_positions": positions,
                       "_problem": str(problem[1]) if problem else None})
@@ -492,10 +496,35 @@ def _case_problem(workflow: Workflow, case: dict[str, Any]) -> tuple[tuple, str]
         if root not in seen:
             order = [r for r in FACT_ROOTS if r in seen]
             return ("facts", root), f"{event} does not see `{root}` (it sees {', '.join(order)})"
+    for root, given in (case.get("facts") or {}).items():
+        unknown = _unknown_fact(root, given)
+        if unknown is not None:
+            return ("facts", root, unknown[0]), unknown[1]
     task = (case.get("facts") or {}).get("task")
     if event == "on_create" and isinstance(task, Mapping) and task.get("id") is not None:
         # on_create decides before the row exists; a case with an id would pass where the real task cannot
         return ("facts", "task"), "`task.id` is null in on_create: the task gets its id after on_create routes it"
+    return None
+
+
+def _unknown_fact(root: str, given: Any) -> tuple[str, str] | None:
+    """The first field of ``given`` (a root's facts) that no rule can read, with the message; ``None`` if none.
+
+    Each root has a fixed list of fields (:data:`rules.context.CONTEXT_SCHEMA`); only below
+    ``task.data``, ``prediction.scores`` and ``votes.labels`` is anything allowed. A misspelt
+    field would be null to the rules, and the case could pass for the wrong reason.
+    """
+    fields = CONTEXT_SCHEMA.get(root)
+    if not isinstance(fields, dict) or not isinstance(given, Mapping):
+        return None  # `now`, or facts that are no mapping (build_context says so)
+    known = [*fields, *CASE_ONLY_FACTS.get(root, ())]
+    for key in given:
+        if key in known:
+            continue
+        name = f"{root}.{key}"
+        hint = difflib.get_close_matches(str(key), known, n=1)
+        suffix = f"; did you mean `{root}.{hint[0]}`?" if hint else f" ({root} has: {', '.join(known)})"
+        return key, f"unknown fact `{name}`{suffix}"
     return None
 
 
