@@ -263,6 +263,15 @@ class Decision:
         return detail
 
 
+EMPTY_SECTION = {
+    "on_create": "on_create is an empty list: every new task is held, as no rule routes it",
+    "on_quorum": "on_quorum is an empty list: every task that reaches its quorum is held; leave the section "
+                 "out for the default (accept a strict majority, else hold)",
+    "on_review": "on_review is an empty list: every reviewed task is held; leave the section out for the "
+                 "default (a rejection returns the task to its annotators, else accept)",
+}
+"""The warning for a section written as ``[]``: unlike a section left out, it has no default rules."""
+
 DEFAULT_RULES: dict[str, list[dict[str, Any]]] = {
     "on_quorum": [
         {"name": "default: strict majority", "when": "votes.top_count * 2 > votes.count", "do": "accept"},
@@ -828,6 +837,9 @@ class _Compiler:
         out.extend(self._band_checks())
         for section in SECTIONS:
             entries = self.spec.get(section)
+            if entries == [] and section in HOLD_WHEN_NO_RULE:
+                pos = self.doc.where((section,), key=True)
+                out.append(Diagnostic(self.filename, pos.line, pos.col, EMPTY_SECTION[section], "warning"))
             if not isinstance(entries, list) or not entries:
                 continue
             unconditional = None

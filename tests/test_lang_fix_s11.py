@@ -98,3 +98,22 @@ def test_votes_workers_is_a_fact_a_case_may_give(run, tmp_path):
     proc = run("test", path)
     assert f"PASS  {path}:2: two voters agree" in proc.stdout
     assert "unknown fact `votes.worker`; did you mean `votes.workers`?" in proc.stdout
+
+
+# ---------------------------------------------------------------- 2. empty sections
+
+def test_an_empty_task_section_is_a_warning_and_fails_strict_validate(run, tmp_path):
+    path = write(tmp_path, "e.workflow.yaml", HEAD + "on_create: []\non_quorum: []\non_review: []\non_worker: []\n")
+    plain = run("validate", path)
+    assert plain.returncode == 0, plain.stderr
+    warnings = [line for line in plain.stderr.splitlines() if ": warning: " in line]
+    assert warnings == [
+        f"{path}:5:1: warning: on_create is an empty list: every new task is held, as no rule routes it",
+        f"{path}:6:1: warning: on_quorum is an empty list: every task that reaches its quorum is held; leave the "
+        "section out for the default (accept a strict majority, else hold)",
+        f"{path}:7:1: warning: on_review is an empty list: every reviewed task is held; leave the section out for "
+        "the default (a rejection returns the task to its annotators, else accept)",
+    ]
+    assert run("validate", "--strict", path).returncode == 1
+    left_out = write(tmp_path, "l.workflow.yaml", HEAD + "on_create: [{do: {annotate: triage}}]\n")
+    assert run("validate", "--strict", left_out).returncode == 0
