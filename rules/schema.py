@@ -13,6 +13,35 @@ from .actions import ACTIONS, SECTIONS
 
 SCHEMA_PATH = Path(__file__).with_name("workflow.schema.json")
 LABEL_TYPES = ("choice", "multi_choice", "spans", "boxes", "number", "text")
+LABEL_KEYS: dict[str, tuple[str, ...]] = {
+    "choices": ("choice", "multi_choice", "spans", "boxes"),
+    "min": ("number",),
+    "max": ("number",),
+    "iou": ("boxes",),
+}
+"""The label types each key of ``labels`` (besides ``type``) has an effect on."""
+
+
+def label_key_problem(key: str, label_type: str) -> str | None:
+    """Why ``labels.KEY`` is refused for labels of ``label_type`` (it would have no effect); ``None`` if it applies."""
+    types = LABEL_KEYS.get(key)
+    if types is None or label_type in types:
+        return None
+    applies = types[0] if len(types) == 1 else f"{', '.join(types[:-1])} and {types[-1]}"
+    return f"`{key}` has no effect on {label_type} labels; it applies to {applies} labels"
+
+
+def _label_keys_by_type() -> list[dict]:
+    """``labels`` constraints: per type, the keys that have no effect on it are refused."""
+    return [
+        {
+            "if": {"properties": {"type": {"description": f"Labels of type {label_type}.", "const": label_type}},
+                   "required": ["type"]},
+            "then": {"properties": {key: {"description": label_key_problem(key, label_type), "not": {}}
+                                    for key in LABEL_KEYS if label_key_problem(key, label_type)}},
+        }
+        for label_type in LABEL_TYPES
+    ]
 
 EXPRESSION = {
     "description": "An expression: a number, a boolean, or text in the rule language "
@@ -125,6 +154,7 @@ def build_schema() -> dict:
                 },
                 required=["type"],
                 additionalProperties=False,
+                allOf=_label_keys_by_type(),
             ),
             "queues": _described(
                 "Named queues of work and who may take it.",

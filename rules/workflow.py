@@ -605,6 +605,10 @@ def _schema_diagnostics(doc: Any) -> list[Diagnostic]:
                 msg += f"; did you mean `{hint[0]}`?" if hint else f" (allowed: {', '.join(allowed)})"
                 out.append(Diagnostic(doc.filename, pos.line, pos.col, msg))
             continue
+        if error.validator == "not" and error.schema.get("description"):  # a key the schema refuses, and says why
+            pos = doc.where(path, key=True)
+            out.append(Diagnostic(doc.filename, pos.line, pos.col, error.schema["description"]))
+            continue
         pos = doc.where(path)
         out.append(Diagnostic(doc.filename, pos.line, pos.col, _schema_message(error, path)))
     return out

@@ -117,3 +117,70 @@ def test_an_empty_task_section_is_a_warning_and_fails_strict_validate(run, tmp_p
     assert run("validate", "--strict", path).returncode == 1
     left_out = write(tmp_path, "l.workflow.yaml", HEAD + "on_create: [{do: {annotate: triage}}]\n")
     assert run("validate", "--strict", left_out).returncode == 0
+
+
+# ---------------------------------------------------------------- 3. label keys that do not apply to the type
+
+def test_a_label_key_that_has_no_effect_on_the_type_is_refused_at_the_key(run, tmp_path):
+    path = write(tmp_path, "t.workflow.yaml", """\
+        workflow: t
+        labels: {type: text, choices: [yes, no], min: 3, iou: 0.9}
+        queues:
+          q: {roles: [annotator]}
+        on_create:
+          - do: {annotate: q}
+        """)
+    proc = run("validate", path)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        f"{path}:2:22: `choices` has no effect on text labels; it applies to choice, multi_choice, spans and boxes "
+        "labels",
+        f"{path}:2:42: `min` has no effect on text labels; it applies to number labels",
+        f"{path}:2:50: `iou` has no effect on text labels; it applies to boxes labels",
+    ]
+    run.ok("init")
+    assert run("apply", path).returncode == 1
+
+
+@pytest.mark.parametrize("labels", [
+    "{type: choice, choices: [a]}", "{type: multi_choice, choices: [a]}", "{type: spans, choices: [a]}",
+    "{type: boxes, choices: [a], iou: 0.7}", "{type: boxes}", "{type: number, min: 0, max: 10}", "{type: text}",
+])
+def test_the_keys_each_type_takes_still_validate(run, tmp_path, labels):
+    path = write(tmp_path, "t.workflow.yaml", f"workflow: t\nlabels: {labels}\nqueues: {{q: {{roles: [a]}}}}\n"
+                                              "on_create: [{do: {annotate: q}}]\n")
+    run.ok("validate", "--strict", path)
+
+
+@pytest.mark.parametrize("labels, key", [("{type: number, choices: [a]}", "choices"), ("{type: choice, choices: [a], "
+                                         "max: 3}", "max"), ("{type: spans, iou: 0.5}", "iou")])
+def test_the_schema_refuses_what_validate_refuses(labels, key):
+    import jsonschema
+    import yaml
+
+    from rules.schema import build_schema
+
+    spec = yaml.safe_load(f"workflow: t\nlabels: {labels}\nqueues: {{q: {{roles: [a]}}}}\n")
+    errors = list(jsonschema.Draft202012Validator(build_schema()).iter_errors(spec))
+    assert [tuple(e.absolute_path) for e in errors] == [("labels", key)]
+    assert errors[0].schema["description"].startswith(f"`{key}` has no effect on ")
+
+
+def test_a_stored_text_version_with_choices_still_loads_and_takes_work(run, tmp_path):
+    """Applied by an older Labelyard: refusing it now would stop every command on that database."""
+    import sqlite3
+
+    path = write(tmp_path, "t.workflow.yaml", "workflow: t\nlabels: {type: text}\nqueues: {q: {roles: [annotator]}}\n"
+                                              "on_create: [{do: {annotate: q}}]\n")
+    run.ok("init")
+    run.ok("apply", path)
+    with sqlite3.connect(run.db) as db:
+        spec = json.loads(db.execute("SELECT spec FROM workflows WHERE active = 1").fetchone()[0])
+        spec["labels"].update(choices=["yes", "no"], min=3)
+        db.execute("UPDATE workflows SET spec = ? WHERE active = 1", (json.dumps(spec),))
+    db.close()
+    (tmp_path / "t.jsonl").write_text('{"id": "t1", "data": {"text": "hi"}}\n', encoding="utf-8")
+    run.ok("ingest", "t.jsonl")
+    run.ok("workers", "add", "ann", "--role", "annotator")
+    claim = run.json("claim", "--as", "ann", "--json")
+    run.ok("submit", claim["assignment"], "--as", "ann", "--label", "any text at all")

@@ -30,7 +30,8 @@ def test_every_property_has_a_description():
 
 
 def test_objects_are_closed_except_plugin_settings():
-    objects = list(objects_with_properties(build_schema()))
+    # `if`/`then` under `allOf` narrow an object defined (closed) above them: they define none
+    objects = [(path, obj) for path, obj in objects_with_properties(build_schema()) if "allOf" not in path]
     assert len(objects) > 20
     open_objects = [
         path for path, obj in objects if obj.get("additionalProperties") is not False
