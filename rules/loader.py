@@ -163,8 +163,7 @@ def load_document(text: str, filename: str) -> Document:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise WorkflowInvalid([Diagnostic(filename, line, col, f"YAML syntax: {problem}")]) from None
+        raise WorkflowInvalid([Diagnostic(filename, line, col, f"YAML syntax: {_syntax_message(exc)}")]) from None
     except yaml.YAMLError as exc:
         raise WorkflowInvalid([Diagnostic(filename, 1, 1, f"YAML: {exc}")]) from None
     finally:
@@ -178,6 +177,28 @@ def load_document(text: str, filename: str) -> Document:
     if builder.errors:
         raise WorkflowInvalid(list(set(builder.errors)))  # a mistake inside an anchor, once however many aliases
     return doc
+
+
+_DUPLICATE_ANCHOR = re.compile(r"found duplicate anchor (['\"])(?P<name>.*)\1; first occurrence")
+_WHILE = re.compile(r"while (?:parsing|scanning) an? (?P<what>.+)")
+
+
+def _syntax_message(exc: Any) -> str:
+    """PyYAML's error as one sentence: its ``problem`` is often half of it, the ``context`` the other half."""
+    problem, context, start = exc.problem, exc.context, exc.context_mark
+    if problem == "but found another document":
+        return "a workflow or rule-test file is one YAML document; another starts here"
+    anchor = _DUPLICATE_ANCHOR.fullmatch(context or "")
+    if anchor and start is not None:
+        return f"anchor `{anchor['name']}` defined twice (first at {start.line + 1}:{start.column + 1})"
+    if problem and problem.startswith("found character '\\t'"):
+        return "a tab here is not allowed by the YAML reader; use spaces (or quote the value that holds it)"
+    if not problem:
+        return context or "invalid YAML"
+    where = _WHILE.fullmatch(context or "")
+    if where and start is not None and (start.line, start.column) != (exc.problem_mark.line, exc.problem_mark.column):
+        return f"{problem} (in the {where['what']} that starts at {start.line + 1}:{start.column + 1})"
+    return problem
 
 
 def _line_col(text: str, index: int) -> tuple[int, int]:

@@ -184,3 +184,37 @@ def test_a_stored_text_version_with_choices_still_loads_and_takes_work(run, tmp_
     run.ok("workers", "add", "ann", "--role", "annotator")
     claim = run.json("claim", "--as", "ann", "--json")
     run.ok("submit", claim["assignment"], "--as", "ann", "--label", "any text at all")
+
+
+# ---------------------------------------------------------------- 4, 5. whole YAML messages
+
+YAML_HEAD = "workflow: y\nlabels: {type: choice, choices: [a]}\nqueues:\n"
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("multi", YAML_HEAD + "  q: {roles: [annotator]}\non_create:\n  - do: {annotate: q}\n---\nworkflow: z\n",
+     "7:1: YAML syntax: a workflow or rule-test file is one YAML document; another starts here"),
+    ("anchor", YAML_HEAD + "  q: &r {roles: [annotator]}\n  q2: &r {roles: [annotator]}\non_create:\n"
+               "  - do: {annotate: q}\n",
+     "5:7: YAML syntax: anchor `r` defined twice (first at 4:6)"),
+    ("tab", YAML_HEAD + "  q: {roles: [annotator]}\non_create:\n  - when: task.data.n >\t1\n    do: {annotate: q}\n",
+     "6:24: YAML syntax: a tab here is not allowed by the YAML reader; use spaces (or quote the value that holds it)"),
+    ("quote", YAML_HEAD + '  q: {roles: [annotator]}\ndescription: "never closed\n',
+     "6:1: YAML syntax: found unexpected end of stream (in the quoted scalar that starts at 5:14)"),
+])
+def test_a_yaml_error_is_one_whole_sentence_in_validate_and_in_rule_tests(run, tmp_path, name, text, message):
+    path = write(tmp_path, f"{name}.workflow.yaml", text)
+    proc = run("validate", path)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [f"{path}:{message}"]
+    # a rule-test file is read by the same loader
+    (tmp_path / f"{name}.workflow.yaml").write_text(RULES, encoding="utf-8")
+    cases = write(tmp_path, f"{name}.test.yaml", text)
+    assert f"ERROR {cases}:{message}" in run("test", cases).stdout
+
+
+def test_a_tab_quoted_in_a_condition_is_fine(run, tmp_path):
+    path = write(tmp_path, "tab.workflow.yaml", YAML_HEAD + "  q: {roles: [annotator]}\non_create:\n"
+                                                            "  - when: 'task.data.n >\t1'\n    do: {annotate: q}\n"
+                                                            "  - do: {annotate: q}\n")
+    run.ok("validate", "--strict", path)

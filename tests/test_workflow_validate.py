@@ -86,7 +86,8 @@ def test_yaml_syntax_error_has_its_position(run, write_workflow):
     proc = run("validate", path)
     assert proc.returncode == 1
     (error,) = _errors(proc.stderr)
-    assert error == (str(path), 3, 1, "YAML syntax: expected ',' or '}', but got '<scalar>'")
+    assert error == (str(path), 3, 1, "YAML syntax: expected ',' or '}', but got '<scalar>' "
+                                      "(in the flow mapping that starts at 2:9)")
 
 
 def test_validate_several_files_reports_each_and_fails_if_one_does(run, write_workflow):
