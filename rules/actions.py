@@ -16,6 +16,11 @@ class ActionSpec:
     params: tuple[str, ...] = ()
     expression_params: tuple[str, ...] = ()
 
+    @property
+    def needs_value(self) -> bool:
+        """Whether the action needs its main value (a queue, a skill): then it cannot be written bare."""
+        return self.target in ("queue", "skill")
+
 
 TASK_SECTIONS = frozenset({"on_create", "on_quorum", "on_review", "on_timer"})
 WORKER_SECTIONS = frozenset({"on_worker"})

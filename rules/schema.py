@@ -99,7 +99,8 @@ def _rule(section: str) -> dict:
             "do": _described(
                 "The action: a bare name (`accept`) or a mapping (`{annotate: triage, overlap: 3}`).",
                 anyOf=[
-                    _described("An action without parameters.", enum=names),
+                    _described("An action written bare, without a value or parameters.",
+                               enum=[n for n in names if not ACTIONS[n].needs_value]),
                     *[_action_object(n) for n in names],
                 ],
             ),

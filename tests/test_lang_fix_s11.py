@@ -218,3 +218,24 @@ def test_a_tab_quoted_in_a_condition_is_fine(run, tmp_path):
                                                             "  - when: 'task.data.n >\t1'\n    do: {annotate: q}\n"
                                                             "  - do: {annotate: q}\n")
     run.ok("validate", "--strict", path)
+
+
+# ---------------------------------------------------------------- 6. bare actions in the schema
+
+def test_the_schema_lists_as_bare_names_exactly_the_actions_validate_takes_bare(run):
+    from rules.actions import ACTIONS, SECTIONS
+    from rules.workflow import compile_workflow
+
+    schema = json.loads(run.ok("schema").stdout)
+    for section in SECTIONS:
+        do = schema["properties"][section]["items"]["properties"]["do"]["anyOf"]
+        bare = {name for name in do[0]["enum"]}
+        for name, spec in ACTIONS.items():
+            if section not in spec.sections:
+                continue
+            text = (f"workflow: b\nlabels: {{type: choice, choices: [a]}}\nqueues: {{q: {{roles: [a]}}}}\n"
+                    f"{section}:\n  - {{name: r, do: {name}}}\n")
+            workflow, diagnostics = compile_workflow(text, "b.workflow.yaml")
+            assert (name in bare) == (workflow is not None), (section, name, [str(d) for d in diagnostics])
+    assert {"annotate", "review", "escalate"}.isdisjoint(
+        schema["properties"]["on_create"]["items"]["properties"]["do"]["anyOf"][0]["enum"])
