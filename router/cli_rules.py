@@ -155,5 +155,7 @@ def _print_test_report(report, verbose: bool, strict: bool) -> None:
         elif suite.rules:
             click.echo(f"coverage: all {suite.rules} rules exercised")
     counts = report.counts()
+    files = counts["file_errors"]
     click.echo(f"{counts['pass']} passed, {counts['fail']} failed, {counts['error']} errors"
-               f" ({counts['cases']} cases, {counts['uncovered_rules']} rules not exercised)")
+               f" ({counts['cases']} cases, {counts['uncovered_rules']} rules not exercised)"
+               + (f"; {files} {'error' if files == 1 else 'errors'} outside the cases" if files else ""))

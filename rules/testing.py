@@ -185,9 +185,12 @@ class Report:
     errors: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
+        """Cases by status (``pass + fail + error == cases``), the problems outside any case
+        (``file_errors``: a file that cannot be read or has the wrong shape, a broken workflow, a
+        missing path) and the rules no case exercised."""
         counted = Counter(c.status for s in self.suites for c in s.cases)
         return {"cases": sum(counted.values()), "pass": counted["PASS"], "fail": counted["FAIL"],
-                "error": counted["ERROR"] + sum(len(s.errors) for s in self.suites) + len(self.errors),
+                "error": counted["ERROR"], "file_errors": sum(len(s.errors) for s in self.suites) + len(self.errors),
                 "uncovered_rules": sum(len(s.uncovered) for s in self.suites)}
 
     @property
@@ -382,19 +385,20 @@ def _load_cases(text: str, filename: str, suite: SuiteResult) -> list[dict[str, 
     for index, case in enumerate(doc.data.get("cases") or []):
         pos = doc.where(("cases", index))
         name = case["name"]
-        if name in seen:
-            suite.errors.append(Diagnostic(filename, pos.line, pos.col,
-                                           f"duplicate case name `{name}` (first at line {seen[name]})"))
-            continue
-        seen[name] = pos.line
+        problem = bad_events.get(index)
+        message = str(problem[1]) if problem else None
+        if name in seen:  # this case is an ERROR; the others still run
+            at = doc.where(("cases", index, "name"))
+            message = str(Diagnostic(filename, at.line, at.col, f"duplicate case name `{name}` (first at line "
+                                                                f"{seen[name]})"))
+        else:
+            seen[name] = pos.line
         positions = {key: doc.where(("cases", index) + key) for key in _POSITION_KEYS}
         for root, given in (case.get("facts") or {}).items():
             positions[("facts", root)] = doc.where(("cases", index, "facts", root), key=True)
             for key in given if isinstance(given, dict) else ():
                 positions[("facts", root, key)] = doc.where(("cases", index, "facts", root, key), key=True)
-        problem = bad_events.get(index)
-        cases.append({**case, "_line": pos.line, "_positions": positions,
-                      "_problem": str(problem[1]) if problem else None})
+        cases.append({**case, "_line": pos.line, "_positions": positions, "_problem": message})
     if not cases and not suite.errors:
         suite.errors.append(Diagnostic(filename, 1, 1, "no cases: add some under `cases:`"))
     return cases
@@ -424,7 +428,7 @@ def _run_case(workflow: Workflow, case: dict[str, Any], filename: str,
               votes_for: VotesFor | None = None) -> CaseResult:
     event, expect, line = case["event"], case["expect"], case["_line"]
     result = CaseResult(case["name"], filename, line, event, "ERROR", expected=dict(expect))
-    if case.get("_problem"):  # an unknown event, found when the file was read
+    if case.get("_problem"):  # an unknown event or a duplicate name, found when the file was read
         result.message = case["_problem"]
         return result
     problem = _case_problem(workflow, case)

@@ -54,7 +54,7 @@ def test_labelyard_test_passes_every_example_and_exercises_every_rule():
         assert suite["cases"], suite["workflow_file"]
         assert all(c["status"] == "PASS" for c in suite["cases"]), suite["workflow_file"]
         assert suite["coverage"]["uncovered"] == [], suite["workflow_file"]
-    assert report["summary"]["fail"] == report["summary"]["error"] == 0
+    assert report["summary"]["fail"] == report["summary"]["error"] == report["summary"]["file_errors"] == 0
 
 
 def test_a_broken_expectation_in_an_example_fails(tmp_path):

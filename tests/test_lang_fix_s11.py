@@ -239,3 +239,37 @@ def test_the_schema_lists_as_bare_names_exactly_the_actions_validate_takes_bare(
             assert (name in bare) == (workflow is not None), (section, name, [str(d) for d in diagnostics])
     assert {"annotate", "review", "escalate"}.isdisjoint(
         schema["properties"]["on_create"]["items"]["properties"]["do"]["anyOf"][0]["enum"])
+
+
+# ---------------------------------------------------------------- 7. the counts of labelyard test
+
+def test_a_duplicate_case_name_is_an_error_case_and_the_counts_add_up(run, tmp_path):
+    write(tmp_path, "f.workflow.yaml", RULES)
+    path = write(tmp_path, "f.test.yaml", """\
+        cases:
+          - name: same
+            event: on_create
+            expect: {rule: no customer}
+          - name: same
+            event: on_create
+            expect: {rule: default}
+        """)
+    proc = run("test", path)
+    assert proc.returncode == 1
+    assert (f"ERROR {path}:5: same\n"
+            f"      {path}:5:11: duplicate case name `same` (first at line 2)") in proc.stdout
+    assert proc.stdout.splitlines()[-1] == "1 passed, 0 failed, 1 errors (2 cases, 2 rules not exercised)"
+    summary = json.loads(run("test", "--json", path).stdout)["summary"]
+    assert summary == {"cases": 2, "pass": 1, "fail": 0, "error": 1, "file_errors": 0, "uncovered_rules": 2}
+
+
+def test_errors_outside_any_case_are_counted_apart(run, tmp_path):
+    write(tmp_path, "f.workflow.yaml", RULES)
+    path = write(tmp_path, "f.test.yaml", "cases:\n  - name: no event\n    expect: {rule: default}\n")
+    proc = run("test", path, "nowhere")
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines()[-1] == ("0 passed, 0 failed, 0 errors (0 cases, 3 rules not exercised); "
+                                            "2 errors outside the cases")
+    summary = json.loads(run("test", "--json", path).stdout)["summary"]
+    assert summary["cases"] == summary["pass"] + summary["fail"] + summary["error"] == 0
+    assert summary["file_errors"] == 1

@@ -149,7 +149,8 @@ def test_json_report_has_every_case_the_diff_and_the_coverage(project):
     assert proc.returncode == 1
     data = json.loads(proc.stdout)
     assert data["ok"] is False
-    assert data["summary"] == {"cases": 1, "pass": 0, "fail": 1, "error": 0, "uncovered_rules": 5}
+    assert data["summary"] == {"cases": 1, "pass": 0, "fail": 1, "error": 0, "file_errors": 0,
+                               "uncovered_rules": 5}
     (suite,) = data["suites"]
     assert suite["test_file"] == str(path)
     (case,) = suite["cases"]

@@ -117,7 +117,8 @@ def test_a_case_with_an_unknown_event_is_an_error_and_the_others_still_run(tmp_p
     assert "2 passed, 0 failed, 1 errors (3 cases, 1 rules not exercised)" in out
 
     data = json.loads(labelyard("test", "--json", str(path), cwd=tmp_path).stdout)
-    assert data["summary"] == {"cases": 3, "pass": 2, "fail": 0, "error": 1, "uncovered_rules": 1}
+    assert data["summary"] == {"cases": 3, "pass": 2, "fail": 0, "error": 1, "file_errors": 0,
+                               "uncovered_rules": 1}
     assert data["suites"][0]["errors"] == []
 
 
