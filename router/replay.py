@@ -452,6 +452,8 @@ def sentence(rule: str | None, action: str | None, target: Any, n: int, values_o
         return f"{who} would have released {decisions} more assignments (of {_many(n, 'task')})"
     if not n:
         return f"{who} would have {same_way}{count}"
+    if action == "none" and not rule:  # on_worker, on_timer: the candidate's rules would leave these alone
+        return f"no rule would have acted: {_many(n, noun)} left alone{count}"
     more = f"{n} more {noun if n == 1 else noun + 's'}"
     verbs = {
         "annotate": f"sent {more} to {target}",
@@ -467,7 +469,7 @@ def sentence(rule: str | None, action: str | None, target: Any, n: int, values_o
         "unflag": f"unflagged {more}",
         "add_skill": f"given {target} to {more}",
         "remove_skill": f"taken {target} from {more}",
-        "none": f"done nothing for {_many(n, noun)}",
+        "none": f"left {_many(n, noun)} alone",
     }
     moved = verbs.get(action or '', f'decided {action} for {_many(n, noun)}')
     return f"{who} would have {moved}" + (f", and {same_way}" if values_only else "") + count

@@ -273,3 +273,14 @@ def test_errors_outside_any_case_are_counted_apart(run, tmp_path):
     summary = json.loads(run("test", "--json", path).stdout)["summary"]
     assert summary["cases"] == summary["pass"] + summary["fail"] + summary["error"] == 0
     assert summary["file_errors"] == 1
+
+
+# ---------------------------------------------------------------- 8. replay: a section that would do nothing
+
+def test_replay_says_plainly_that_no_rule_would_have_acted():
+    from router.replay import sentence
+
+    assert sentence(None, "none", None, 3, noun="worker") == "no rule would have acted: 3 workers left alone"
+    assert sentence(None, "none", None, 1) == "no rule would have acted: 1 task left alone"
+    assert sentence(None, "none", None, 2, decisions=3) == "no rule would have acted: 2 tasks left alone (3 decisions)"
+    assert sentence(None, "hold", None, 2) == "no rule matching would have held 2 more tasks"  # on_create etc.

@@ -148,7 +148,7 @@ def test_worker_decisions_are_replayed_and_counted_per_worker(tmp_path):
 
     later = replay(p, candidate(p, CREW, ("worker.submitted == 2", "worker.submitted == 3")))
     (group,) = later["rules"]
-    assert group["sentence"] == "no rule matching would have done nothing for 1 worker"
+    assert group["sentence"] == "no rule would have acted: 1 worker left alone"
     assert (group["worker_count"], group["tasks"]) == (1, ["ann"])
     assert group["instead_of"] == [{"rule": "busy", "action": "flag", "target": True, "count": 1}]
 

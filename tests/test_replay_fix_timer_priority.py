@@ -67,7 +67,7 @@ def test_a_deleted_rule_is_a_difference(tmp_path):
         [group] = gone["rules"]
         assert (group["rule"], group["task_count"]) == (None, 2)
         assert group["instead_of"] == [{"rule": "bump", "action": "annotate", "target": "triage", "count": 2}]
-    assert "on_timer: no rule matching would have done nothing for 2 tasks" in \
+    assert "on_timer: no rule would have acted: 2 tasks left alone" in \
         p.run_ok("replay", tmp_path / "cand.workflow.yaml").stdout
 
 
