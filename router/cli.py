@@ -658,7 +658,7 @@ def _resumed(engine: Any, worker: str, queue: str | None) -> dict:
 @click.argument("assignment", type=AN_ID)
 @db_option
 @as_option
-@click.option("--label", default=None, help="The label (a choice).")
+@click.option("--label", default=None, help="The label as text (choice and text labels; the others are JSON: --value).")
 @click.option("--value", default=None, help="A structured label as JSON (several choices, spans, boxes, numbers).")
 @click.option("--approve", is_flag=True, help="Approve (review slots); with --label or --value, a correction.")
 @click.option("--reject", is_flag=True, help="Reject (review slots); say why with --comment.")
@@ -668,6 +668,9 @@ def submit(assignment: int, db: str | None, worker: str | None, label: str | Non
            approve: bool, reject: bool, comment: str | None, as_json: bool) -> None:
     """Submit a label or a verdict for an assignment."""
     verdict = _verdict(label, value, approve, reject)
+    engine = _engine(db)
+    if label is not None and engine.load_workflow():
+        _refuse_text_for_json(engine.workflow.labels, label)
     parsed: Any = label
     if value is not None:
         from .ingest import RowError, load_json_line  # the checks of an input row: long numbers, nesting
@@ -676,7 +679,7 @@ def submit(assignment: int, db: str | None, worker: str | None, label: str | Non
             parsed = load_json_line(value.encode("utf-8", "surrogatepass"))
         except RowError as exc:
             raise LabelyardError(f"--value: {exc}") from None
-    result = _engine(db).submit(assignment, _worker(worker), label=parsed, verdict=verdict, comment=comment)
+    result = engine.submit(assignment, _worker(worker), label=parsed, verdict=verdict, comment=comment)
     if as_json:
         _emit_json(result)
         return
@@ -690,6 +693,49 @@ def submit(assignment: int, db: str | None, worker: str | None, label: str | Non
         elif decision.get("target"):
             line += f" {decision['target']}"
     click.echo(line)
+
+
+_JSON_LABEL_EXAMPLES: dict[str, Any] = {
+    "number": 4.5,
+    "multi_choice": ["a", "b"],
+    "spans": [{"start": 0, "end": 12}],
+    "boxes": [{"x": 10, "y": 20, "width": 40, "height": 80}],
+}
+"""For the label types that are no text, a label as ``--value`` takes it (JSON)."""
+
+
+def _refuse_text_for_json(labels: Any, text: str) -> None:
+    """``--label`` gives text; a number, multi_choice, spans or boxes label is JSON, given with ``--value``.
+
+    The refusal says how: the text itself when it is such a label as JSON (``--value 5``), a
+    choice as a list of one, else an example of the type.
+    """
+    import shlex
+
+    from rules.workflow import finite_number
+
+    from .errors import AssignmentError
+
+    example = _JSON_LABEL_EXAMPLES.get(labels.type)
+    problem = labels.problem(text)
+    if example is None or problem is None:
+        return
+    try:
+        as_json = json.loads(text)
+    except ValueError:
+        as_json = None
+    if as_json is not None and (labels.problem(as_json) is None or labels.type == "number"
+                                and finite_number(as_json)):  # a number out of range: the text meant it
+        example = as_json
+    elif labels.type == "number":
+        example = next((n for n in (labels.min, labels.max) if n is not None), example)
+    elif labels.type == "multi_choice" and labels.problem([text]) is None:
+        example = [text]
+    elif labels.type == "multi_choice" and labels.choices:
+        example = list(labels.choices[:2])
+    shown = json.dumps(example, ensure_ascii=False, separators=(", ", ": "))
+    raise AssignmentError(f"{problem} (--label gives text); {labels.type} labels are given as JSON with "
+                          f"--value {shlex.quote(shown)}")
 
 
 def _verdict(label: str | None, value: str | None, approve: bool, reject: bool) -> str | None:

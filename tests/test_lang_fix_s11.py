@@ -284,3 +284,45 @@ def test_replay_says_plainly_that_no_rule_would_have_acted():
     assert sentence(None, "none", None, 1) == "no rule would have acted: 1 task left alone"
     assert sentence(None, "none", None, 2, decisions=3) == "no rule would have acted: 2 tasks left alone (3 decisions)"
     assert sentence(None, "hold", None, 2) == "no rule matching would have held 2 more tasks"  # on_create etc.
+
+
+# ---------------------------------------------------------------- 9. submit --label where --value is needed
+
+def one_claim(run, tmp_path, labels: str) -> int:
+    path = write(tmp_path, "n.workflow.yaml", f"workflow: n\nlabels: {labels}\nqueues: {{q: {{roles: [annotator]}}}}\n"
+                                              "on_create: [{do: {annotate: q}}]\n")
+    run.ok("init")
+    run.ok("apply", path)
+    (tmp_path / "t.jsonl").write_text('{"id": "T1"}\n', encoding="utf-8")
+    run.ok("ingest", "t.jsonl")
+    run.ok("workers", "add", "ann", "--role", "annotator")
+    return run.json("claim", "--as", "ann", "--json")["assignment"]
+
+
+@pytest.mark.parametrize("labels, text, hint", [
+    ("{type: number, min: 0, max: 10}", "5", "number labels are given as JSON with --value 5"),
+    ("{type: number, min: 2}", "many", "number labels are given as JSON with --value 2"),
+    ("{type: multi_choice, choices: [bug, other]}", "bug", """multi_choice labels are given as JSON with --value '["bug"]'"""),
+    ("{type: spans}", "[{\"start\": 0, \"end\": 3}]",
+     """spans labels are given as JSON with --value '[{"start": 0, "end": 3}]'"""),
+    ("{type: boxes}", "car", """boxes labels are given as JSON with --value '[{"x": 10, "y": 20, "width": 40, """
+                             """"height": 80}]'"""),
+])
+def test_submit_label_on_a_json_type_says_to_give_it_with_value(run, tmp_path, labels, text, hint):
+    assignment = one_claim(run, tmp_path, labels)
+    proc = run("submit", assignment, "--as", "ann", "--label", text)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("labelyard: ") and "(--label gives text); " in proc.stderr
+    assert proc.stderr.rstrip("\n").endswith(hint)
+
+
+def test_the_value_the_hint_gives_is_taken(run, tmp_path):
+    assignment = one_claim(run, tmp_path, "{type: number, min: 0, max: 10}")
+    assert run("submit", assignment, "--as", "ann", "--label", "5").returncode == 1
+    run.ok("submit", assignment, "--as", "ann", "--value", "5")
+    assert run.json("show", "T1", "--json")["task"]["final_label"] == 5
+
+
+def test_text_and_choice_labels_still_go_with_label(run, tmp_path):
+    assignment = one_claim(run, tmp_path, "{type: text}")
+    run.ok("submit", assignment, "--as", "ann", "--label", "5")
