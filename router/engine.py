@@ -385,8 +385,9 @@ class Engine:
         fewer, with a ``correction_dropped`` event, so the task never waits on someone who cannot
         claim the slot. When that leaves the stage nothing to wait for, it ends as its last
         correction would have ended it: ``on_quorum`` on the votes kept when a correction of this
-        round came in; else the task is held as a lead's ``hold`` holds it (stage, queue and
-        ``needed`` kept), so ``unhold`` offers it again to whoever may take it, or says to escalate.
+        round came in; else the task is held as a lead's ``hold`` holds it (stage and queue kept,
+        ``needed`` 0 as the event says), so ``unhold`` offers it again to every voter who may take it
+        back (:func:`router.lead.unhold_task`), or says to escalate.
         """
         row = self.store.worker(worker)
         if row is None:
@@ -423,7 +424,8 @@ class Engine:
                                  if s["stage"] == "correct" and s["round"] == task["round"]})
                 reason = ("waits for corrections nobody can take back (its annotators no longer work "
                           f"{listed(queues, quote=True, last='or')})")
-                self.store.update_task(task["id"], status="held", free_slots=0, reason=reason, updated_at=now)
+                self.store.update_task(task["id"], status="held", needed=0, free_slots=0, reason=reason,
+                                       updated_at=now)
                 self.store.add_event("held", now, task_id=task["id"], action="hold", actor=actor,
                                      detail={"reason": reason, "released": [], "stage": task["stage"],
                                              "queue": task["queue"]})

@@ -214,12 +214,12 @@ def unhold_task(engine, task, now: float, actor: str) -> dict[str, Any]:
     ext = task["external_id"]
     if task["status"] != "held":
         raise LabelyardError(f"task {ext} is {task['status']}, not held")
+    if task["stage"] == "correct" and _corrections_owed(store, task):
+        return _unhold_corrections(engine, task, now, actor)
     if task["stage"] is None or task["needed"] < 1:
         why = f" ({task['reason']})" if task["reason"] else ""
         raise LabelyardError(f"task {ext} was held with no work left in its stage{why}; "
                              f"route it with `labelyard escalate id:{task['id']} --to QUEUE`")
-    if task["stage"] == "correct":
-        return _unhold_corrections(engine, task, now, actor)
     if task["queue"] is not None and task["queue"] not in engine.workflow.queues:
         raise LabelyardError(f"task {ext} waits in queue `{task['queue']}`, which the workflow no longer has; "
                              f"route it with `labelyard escalate id:{task['id']} --to QUEUE`")
@@ -245,7 +245,6 @@ def _unhold_corrections(engine, task, now: float, actor: str) -> dict[str, Any]:
         raise LabelyardError(f"task {ext} waits for corrections in queue{'s' if len(gone) > 1 else ''} "
                              f"{listed(gone, quote=True)}, which the workflow no longer has; {where}")
     offered, left_out = engine._returnable([w for w, _ in pending], [q for _, q in pending])
-    offered = offered[:task["needed"]]
     if not offered:
         queues = listed(sorted({q for _, q in pending if q is not None}) or [task["queue"]], quote=True, last="or")
         raise LabelyardError(f"task {ext} waits for corrections nobody can take back (its annotators no longer "
@@ -261,6 +260,14 @@ def _unhold_corrections(engine, task, now: float, actor: str) -> dict[str, Any]:
                             "offered": [c["worker"] for c in offered], "corrections": offered,
                             **({"left_out": left_out} if left_out else {})})
     return {"task": task["id"], "status": "open", "stage": "correct", "queue": queue, "free_slots": 0}
+
+
+def _corrections_owed(store, task) -> bool:
+    """Whether a held correction round still waits for corrections: a lead, a timer or ``apply`` held it
+    (``needed`` kept), or its last correction was dropped before any came in (``needed`` 0, nothing
+    submitted: :meth:`Engine._drop_corrections`) — not once ``on_quorum`` decided on its corrections."""
+    return task["needed"] > 0 or not any(a["stage"] == "correct" and a["round"] == task["round"]
+                                         for a in store.task_slots(task["id"], ("submitted",)))
 
 
 def _return_comment(store, task) -> str | None:

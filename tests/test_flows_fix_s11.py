@@ -1,0 +1,137 @@
+"""Eleventh session's fixes to correction rounds a lead holds and reopens, through the CLI on a
+real database.
+
+a1, a2 and a3 vote a / b / a on T1 in `triage`; the split goes to s1 in `senior`, who rejects
+it ("check again"): each voter owes a correction.
+"""
+
+from __future__ import annotations
+
+from test_flows_claims import claim, submit
+
+THREE = """\
+workflow: w
+labels: {type: choice, choices: [a, b]}
+queues:
+  triage: {roles: [annotator]}
+  senior: {roles: [senior]}
+on_create:
+  - {name: three, do: {annotate: triage, overlap: 3}}
+on_quorum:
+  - {name: split, when: votes.count == 3 and votes.top_count == 2, do: {review: senior}}
+  - {name: ok, do: accept}
+on_review:
+  - {name: rejected, when: review.verdict == "reject", do: {return: annotators}}
+  - {name: approved, do: accept}
+"""
+VOTERS = ("a1", "a2", "a3")
+
+
+def voted(run) -> None:
+    """T1 voted a (a1), b (a2), a (a3): it waits for s1's review."""
+    run.ok("init")
+    (run.folder / "w.workflow.yaml").write_text(THREE, encoding="utf-8")
+    run.ok("apply", "w.workflow.yaml")
+    for name in VOTERS:
+        run.ok("workers", "add", name, "--role", "annotator")
+    run.ok("workers", "add", "s1", "--role", "senior")
+    (run.folder / "t.jsonl").write_text('{"id": "T1", "data": {"text": "x"}}\n', encoding="utf-8")
+    run.ok("ingest", "t.jsonl")
+    vote(run)
+
+
+def vote(run, *labels: str) -> None:
+    """Each voter of VOTERS submits (a correction, after a return), in that order."""
+    for worker, label in zip(VOTERS, labels or ("a", "b", "a")):
+        slot = claim(run, worker)
+        submit(run, slot["assignment"], worker, "--label", label)
+
+
+def reject(run, comment: str = "check again") -> None:
+    review = claim(run, "s1")
+    assert review["kind"] == "review"
+    assert submit(run, review["assignment"], "s1", "--reject", "--comment", comment)["decision"]["action"] == "return"
+
+
+def show(run) -> dict:
+    return run.json("show", "T1", "--json")
+
+
+def offered(run) -> list[str]:
+    return [a["worker"] for a in show(run)["assignments"] if a["stage"] == "correct" and a["status"] == "offered"]
+
+
+def drop_every_correction(run) -> None:
+    """The lead moves the whole team to another role by mistake: every correction is dropped, T1 held."""
+    for name in VOTERS:
+        run.ok("workers", "set", name, "--role", "tagger")
+    assert show(run)["task"]["status"] == "held"
+
+
+# -- unhold offers a correction to every voter who still owes one --------------------------------
+
+def test_unhold_after_every_correction_was_dropped_offers_each_voter_again(run):
+    voted(run)
+    reject(run)
+    drop_every_correction(run)
+    shown = show(run)
+    dropped = [e for e in shown["events"] if e["kind"] == "correction_dropped"][-1]
+    assert shown["task"]["needed"] == dropped["detail"]["needed"] == 0  # before: stored 1, the event said 0
+    for name in VOTERS:
+        run.ok("workers", "set", name, "--role", "annotator")
+    run.ok("unhold", "T1")
+    assert offered(run) == ["a1", "a2", "a3"]  # before: a1 alone
+    assert show(run)["task"]["needed"] == 3
+    event = [e for e in show(run)["events"] if e["kind"] == "unheld"][-1]
+    assert [c["worker"] for c in event["detail"]["corrections"]] == ["a1", "a2", "a3"]
+    assert "left_out" not in event["detail"]
+    first = claim(run, "a1")
+    assert first["kind"] == "correct"
+    assert "decision" not in submit(run, first["assignment"], "a1", "--label", "b")  # before: `split` on old votes
+    for name in ("a2", "a3"):
+        slot = claim(run, name)  # before: exit 3, no work
+        assert (slot["external_id"], slot["kind"]) == ("T1", "correct")
+        result = submit(run, slot["assignment"], name, "--label", "b")
+    assert result["decision"]["rule"] == "ok"
+    assert (show(run)["task"]["status"], show(run)["task"]["final_label"]) == ("done", "b")
+
+
+def test_unhold_names_a_voter_who_still_cannot_take_their_correction_back(run):
+    voted(run)
+    reject(run)
+    drop_every_correction(run)
+    for name in ("a1", "a3"):
+        run.ok("workers", "set", name, "--role", "annotator")
+    run.ok("unhold", "T1")
+    assert offered(run) == ["a1", "a3"]
+    assert show(run)["task"]["needed"] == 2
+    event = [e for e in show(run)["events"] if e["kind"] == "unheld"][-1]
+    assert event["detail"]["left_out"] == [{"worker": "a2", "queue": "triage", "reason": "a2 no longer works `triage`"}]
+
+
+def test_a_lead_hold_then_unhold_gives_back_every_pending_correction(run):
+    voted(run)
+    reject(run)
+    run.ok("workers", "set", "a2", "--role", "senior")  # a2's correction is dropped: needed 2
+    run.ok("hold", "T1")
+    run.ok("workers", "set", "a2", "--role", "annotator")
+    run.ok("unhold", "T1")
+    assert offered(run) == ["a1", "a2", "a3"]  # before: a1 and a2, a3's pending correction silently gone
+    assert show(run)["task"]["needed"] == 3
+    assert claim(run, "a3")["kind"] == "correct"  # before: exit 3
+
+
+def test_a_round_decided_by_its_corrections_and_held_by_a_rule_is_not_reopened(run):
+    """A held correction round with nothing left (``on_quorum`` decided it) stays for a lead to escalate."""
+    voted(run)
+    (run.folder / "w.workflow.yaml").write_text(
+        THREE.replace("  - {name: ok, do: accept}", "  - {name: look, do: hold}"), encoding="utf-8")
+    run.ok("apply", "w.workflow.yaml")
+    reject(run)
+    vote(run, "b", "b", "b")
+    task = show(run)["task"]
+    assert (task["status"], task["stage"], task["needed"]) == ("held", "correct", 0)
+    refused = run("unhold", "T1")
+    assert refused.returncode == 1
+    assert "was held with no work left in its stage" in refused.stderr
+    assert offered(run) == []
