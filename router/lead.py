@@ -249,9 +249,10 @@ def _unhold_corrections(engine, task, now: float, actor: str) -> dict[str, Any]:
         queues = listed(sorted({q for _, q in pending if q is not None}) or [task["queue"]], quote=True, last="or")
         raise LabelyardError(f"task {ext} waits for corrections nobody can take back (its annotators no longer "
                              f"work {queues}); {where}")
+    comment = _return_comment(store, task)
     for c in offered:
         store.insert_assignment(task["id"], c["worker"], "correct", c["queue"], task["round"], "offered", now,
-                                note=_return_comment(store, task))
+                                note=comment)
     queue = offered[-1]["queue"]  # as a return sets it: the newest returned vote's queue
     store.update_task(task["id"], status="open", queue=queue, needed=len(offered), free_slots=0, reason=None,
                       updated_at=now)
@@ -271,8 +272,11 @@ def _corrections_owed(store, task) -> bool:
 
 
 def _return_comment(store, task) -> str | None:
-    notes = [a["note"] for a in store.task_slots(task["id"], ("released",)) if a["stage"] == "correct"]
-    return notes[-1] if notes else None
+    """The reviewer's comment of the task's current round: the note its ``return`` gave each correction
+    (whatever became of them since: released by a hold, dropped, submitted), never an older round's."""
+    notes = [a["note"] for a in store.assignments(task["id"])
+             if a["stage"] == "correct" and a["round"] == task["round"]]
+    return notes[0] if notes else None
 
 
 def priority_problem(value: float) -> str | None:

@@ -135,3 +135,33 @@ def test_a_round_decided_by_its_corrections_and_held_by_a_rule_is_not_reopened(r
     assert refused.returncode == 1
     assert "was held with no work left in its stage" in refused.stderr
     assert offered(run) == []
+
+
+# -- a correction reopened by unhold shows the current round's reviewer comment -------------------
+
+def test_a_correction_offered_again_after_every_one_was_dropped_keeps_the_reviewers_comment(run):
+    voted(run)
+    reject(run, "check again")
+    drop_every_correction(run)
+    for name in VOTERS:
+        run.ok("workers", "set", name, "--role", "annotator")
+    run.ok("unhold", "T1")
+    assert claim(run, "a1")["comment"] == "check again"  # before: None ("(no comment)")
+    shown = run.ok("claim", "--as", "a2").stdout
+    assert "reviewer's comment: check again" in shown
+
+
+def test_unhold_shows_the_comment_of_the_current_round_not_an_older_one(run):
+    voted(run)
+    reject(run, "FIRST: the old comment")
+    run.ok("hold", "T1")
+    run.ok("unhold", "T1")  # a lead pauses the first round once
+    assert claim(run, "a1")["comment"] == "FIRST: the old comment"
+    run.ok("release", "T1")
+    vote(run)
+    reject(run, "SECOND: the new comment")
+    drop_every_correction(run)
+    for name in VOTERS:
+        run.ok("workers", "set", name, "--role", "annotator")
+    run.ok("unhold", "T1")
+    assert claim(run, "a1")["comment"] == "SECOND: the new comment"  # before: the first round's
