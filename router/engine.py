@@ -252,7 +252,8 @@ class Engine:
             # another (a return to votes cast in several queues).
             elsewhere = {q: ids for q, ids in self.store.corrections_elsewhere().items() if q not in workflow.queues}
             if (dropped or elsewhere) and not hold_orphans:
-                raise LabelyardError(_orphans_refused(dropped, elsewhere))
+                others = self._elsewhere_only(dropped, elsewhere)
+                raise LabelyardError(_orphans_refused(dropped, elsewhere, others))
             now = clock.now()
             version_id = self.store.insert_workflow(workflow.name, text, workflow.spec, digest, filename, now, actor)
             version = self.store.workflow_version(version_id)["version"]
@@ -298,6 +299,16 @@ class Engine:
         return {"workflow": workflow.name, "version": version, "changed": True, "held_orphans": held,
                 "held_gold": held_gold, "gold_in_dropped_queues": idle_gold,
                 "dropped_corrections": dropped_corrections, "warnings": [str(d) for d in diagnostics]}
+
+    def _elsewhere_only(self, dropped: dict[str, int], elsewhere: dict[str, list[int]]) -> list[tuple[int, str]]:
+        """The tasks (id, external id) whose corrections wait in a dropped queue while their own queue
+        is one the version keeps: a ``--where`` on ``task.queue`` never finds them."""
+        out = []
+        for task_id in sorted({i for ids in elsewhere.values() for i in ids}):
+            task = self.store.task(task_id)
+            if task is not None and task["queue"] not in dropped:
+                out.append((task_id, task["external_id"]))
+        return out
 
     # -- workers ---------------------------------------------------------------------------
     def add_worker(self, name: str, roles: list[str], skills: list[str] | None = None, capacity: int | None = None,
@@ -1134,9 +1145,15 @@ REPLAY_FACTS = {
 }
 
 
-def _orphans_refused(dropped: dict[str, int], elsewhere: dict[str, list[int]]) -> str:
+ORPHANS_NAMED = 5  # tasks an `apply` refusal names, by their corrections waiting in a dropped queue
+
+
+def _orphans_refused(dropped: dict[str, int], elsewhere: dict[str, list[int]],
+                     others: list[tuple[int, str]]) -> str:
     """Why ``apply`` refuses a version that drops queues with open tasks (``dropped``: by the tasks'
-    queue) or with corrections waiting (``elsewhere``: tasks whose own queue names another)."""
+    queue) or with corrections waiting (``elsewhere``: tasks whose own queue names another), and
+    how to move them: a ``--where`` on the dropped queues, and the tasks no such filter finds
+    (``others``: id and external id, whose own queue the version keeps) by id, a few named."""
     parts = []
     for q in sorted(set(dropped) | set(elsewhere)):
         n, m = dropped.get(q, 0), len(elsewhere.get(q, ()))
@@ -1144,11 +1161,20 @@ def _orphans_refused(dropped: dict[str, int], elsewhere: dict[str, list[int]]) -
         if m:
             text += f", {m} of them by the corrections waiting there"
         parts.append(text + ")")
-    move = "labelyard escalate TASK --to QUEUE"  # a task whose corrections wait there is in another queue
+    moves = []
     if dropped:
-        move = f"labelyard escalate --where 'task.queue == \"{sorted(dropped)[0]}\"' --to QUEUE"
+        where = " or ".join(f'task.queue == "{q}"' for q in sorted(dropped))
+        moves.append(f"labelyard escalate --where '{where}' --to QUEUE")
+    if others:
+        shown = others[:ORPHANS_NAMED]
+        names = listed(ext for _, ext in shown)
+        if len(others) > len(shown):
+            names += f" … and {len(others) - len(shown)} more (apply again names them)"
+        whose = "whose own queue stays" if len(others) == 1 else "whose own queues stay"
+        moves.append(f"labelyard escalate {' '.join(f'id:{i}' for i, _ in shown)} --to QUEUE for {names}, "
+                     f"{whose}")
     return (f"this version drops {', '.join(parts)}: nobody could claim those tasks again. Move them first "
-            f"({move}), or apply with --hold-orphans to hold them for a lead")
+            f"({'; '.join(moves)}), or apply with --hold-orphans to hold them for a lead")
 
 
 def decision_facts(ctx: dict[str, Any]) -> dict[str, Any]:

@@ -165,3 +165,73 @@ def test_unhold_shows_the_comment_of_the_current_round_not_an_older_one(run):
         run.ok("workers", "set", name, "--role", "annotator")
     run.ok("unhold", "T1")
     assert claim(run, "a1")["comment"] == "SECOND: the new comment"  # before: the first round's
+
+
+# -- apply names the tasks whose corrections wait in a queue it drops ------------------------------
+
+LEGAL = """\
+workflow: w
+labels: {type: choice, choices: [a, b]}
+queues:
+  triage: {roles: [annotator]}
+  legal:  {roles: [annotator], skills: [legal]}
+  senior: {roles: [senior]}
+on_create:
+  - {name: legal, do: {annotate: legal, overlap: 2}}
+on_quorum:
+  - {name: split3, when: votes.count == 3 and votes.top_count == 2, do: {review: senior}}
+  - {name: legal split, when: votes.count == 2 and not votes.unanimous, do: {annotate: triage, overlap: 3}}
+  - {name: ok, do: accept}
+on_review:
+  - {name: rejected, when: review.verdict == "reject", do: {return: annotators}}
+  - {name: approved, do: accept}
+"""
+WITHOUT_LEGAL = LEGAL.replace("  legal:  {roles: [annotator], skills: [legal]}\n", "").replace(
+    "annotate: legal, overlap: 2", "annotate: triage, overlap: 2")
+
+
+def test_apply_names_the_tasks_whose_corrections_wait_in_a_dropped_queue_with_a_command_that_moves_them(run):
+    run.ok("init")
+    (run.folder / "w.workflow.yaml").write_text(LEGAL, encoding="utf-8")
+    (run.folder / "v2.workflow.yaml").write_text(WITHOUT_LEGAL, encoding="utf-8")
+    run.ok("apply", "w.workflow.yaml")
+    for name in ("l1", "l2"):
+        run.ok("workers", "add", name, "--role", "annotator", "--skill", "legal")
+    run.ok("workers", "add", "a1", "--role", "annotator")
+    run.ok("workers", "add", "s1", "--role", "senior")
+    (run.folder / "t.jsonl").write_text('{"id": "T1", "data": {}}\n', encoding="utf-8")
+    run.ok("ingest", "t.jsonl")
+    for worker, label in (("l1", "a"), ("l2", "b"), ("a1", "a")):
+        submit(run, claim(run, worker)["assignment"], worker, "--label", label)
+    submit(run, claim(run, "s1")["assignment"], "s1", "--reject", "--comment", "redo")
+    task = run.json("show", "T1", "--json")["task"]
+    assert (task["stage"], task["queue"]) == ("correct", "triage")  # l1's and l2's corrections wait in `legal`
+    (run.folder / "t2.jsonl").write_text('{"id": "T2", "data": {}}\n', encoding="utf-8")
+    run.ok("ingest", "t2.jsonl")  # T2 waits in `legal` itself
+
+    refused = run("apply", "v2.workflow.yaml")
+    assert refused.returncode == 1
+    message = " ".join(refused.stderr.split())
+    assert "this version drops `legal` (2 open tasks, 1 of them by the corrections waiting there)" in message
+    where = "labelyard escalate --where 'task.queue == \"legal\"' --to QUEUE"
+    by_id = "labelyard escalate id:1 --to QUEUE for T1, whose own queue stays"  # before: `escalate TASK`, unnamed
+    assert f"Move them first ({where}; {by_id})" in message, message
+    assert run.ok("escalate", "--where", 'task.queue == "legal"', "--to", "senior").stdout.startswith("escalated T2")
+    refused = run("apply", "v2.workflow.yaml")
+    assert refused.returncode == 1
+    assert f"Move them first ({by_id})" in " ".join(refused.stderr.split())
+    run.ok("escalate", "id:1", "--to", "senior")  # the command the message gave
+    run.ok("apply", "v2.workflow.yaml")
+    assert run.json("status", "--json")["workflow"]["version"] == 2
+
+
+def test_apply_names_a_few_such_tasks_and_counts_the_rest():
+    from router.engine import _orphans_refused
+
+    others = [(i, f"T{i}") for i in range(1, 9)]
+    message = _orphans_refused({}, {"legal": [i for i, _ in others]}, others)
+    assert ("Move them first (labelyard escalate id:1 id:2 id:3 id:4 id:5 --to QUEUE for T1, T2, T3, T4 and T5 "
+            "… and 3 more (apply again names them), whose own queues stay)") in message
+    assert "`legal` (8 open tasks, 8 of them by the corrections waiting there)" in message
+    two = _orphans_refused({"a": 1, "b": 2}, {}, [])
+    assert "(labelyard escalate --where 'task.queue == \"a\" or task.queue == \"b\"' --to QUEUE)" in two
