@@ -523,7 +523,16 @@ def _workers_engine(db: str | None, worker: str | None):
 
 def _describe_worker(w: dict[str, Any]) -> str:
     cap = "-" if w["capacity"] is None else w["capacity"]
-    return f"roles={','.join(w['roles'])} skills={','.join(w['skills']) or '-'} capacity={cap}"
+    return f"roles={_name_list(w['roles'], '')} skills={_name_list(w['skills'], '-')} capacity={cap}"
+
+
+def _name_list(names: list[str], none: str) -> str:
+    """Roles or skills joined with commas; a name the list could misread (holding a comma, a space or a
+    double quote, or a bare ``-``) in double quotes as JSON writes it, so one role `senior,annotator`
+    reads ``"senior,annotator"``, never like the two roles ``annotator,senior``."""
+    plain = [n if n != "-" and not any(c in n for c in ',"') and n.split() == [n] else
+             json.dumps(n, ensure_ascii=False) for n in names]
+    return ",".join(plain) or none
 
 
 @workers.command("add")

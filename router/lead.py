@@ -20,7 +20,7 @@ from typing import Any
 
 from . import clock
 from .context import stored_prediction, task_facts
-from .eligibility import at_capacity
+from .eligibility import at_capacity, needs
 from .errors import AssignmentError, LabelyardError, UnknownTask, UnknownWorker
 from .returns import listed
 
@@ -128,10 +128,7 @@ def ineligible(engine, task, worker_row) -> str | None:
     spec = engine.workflow.queues.get(task["queue"])
     name = worker_row["id"]
     if spec is not None and not spec.admits(loads(worker_row["roles"]), loads(worker_row["skills"])):
-        need = "one of the roles " + ", ".join(spec.roles)
-        if spec.skills:
-            need += " and the skills " + ", ".join(spec.skills)
-        return f"queue `{spec.name}` needs {need}"
+        return f"queue `{spec.name}` needs {needs(spec)}"  # worded as `status` and `stalled` word it
     # Own work is a label they submitted, as the claim's check keeps it from them too: a slot they only
     # held and gave up (or had taken back) is no work of theirs, and a lead may give them the task.
     if task["stage"] in ("review", "escalated") and engine.store.voted(task["id"], name):

@@ -235,3 +235,32 @@ def test_apply_names_a_few_such_tasks_and_counts_the_rest():
     assert "`legal` (8 open tasks, 8 of them by the corrections waiting there)" in message
     two = _orphans_refused({"a": 1, "b": 2}, {}, [])
     assert "(labelyard escalate --where 'task.queue == \"a\" or task.queue == \"b\"' --to QUEUE)" in two
+
+
+# -- wording: who a queue admits, and a role holding a comma --------------------------------------
+
+def test_reassign_words_what_a_queue_needs_as_status_does(run):
+    run.ok("init")
+    (run.folder / "w.workflow.yaml").write_text(THREE, encoding="utf-8")
+    run.ok("apply", "w.workflow.yaml")
+    run.ok("workers", "add", "s1", "--role", "senior")
+    (run.folder / "t.jsonl").write_text('{"id": "T1", "data": {}}\n', encoding="utf-8")
+    run.ok("ingest", "t.jsonl")
+    refused = run("reassign", "T1", "--to", "s1")
+    assert refused.returncode == 1
+    # before: "needs one of the roles annotator", while status and stalled say "the role annotator"
+    assert "cannot reassign task T1 to s1: queue `triage` needs the role annotator (--force" in refused.stderr
+    status = run.ok("status").stdout
+    assert "it needs the role annotator" in " ".join(status.split())
+
+
+def test_workers_list_tells_a_role_holding_a_comma_from_two_roles(run):
+    run.ok("init")
+    run.ok("workers", "add", "one", "--role", "senior,annotator")
+    run.ok("workers", "add", "two", "--role", "annotator", "--role", "senior")
+    run.ok("workers", "add", "three", "--role", "annotator", "--skill", 'a "b"', "--skill", "-")
+    lines = {line.split()[0]: line.split(None, 1)[1] for line in run.ok("workers", "list").stdout.splitlines()}
+    assert lines["one"].startswith('roles="senior,annotator" skills=-')  # before: roles=senior,annotator
+    assert lines["two"].startswith("roles=annotator,senior skills=-")
+    assert lines["three"].startswith('roles=annotator skills="-","a \\"b\\"" capacity=-')
+    assert [w["roles"] for w in run.json("workers", "list", "--json") if w["id"] == "one"] == [["senior,annotator"]]
