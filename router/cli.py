@@ -243,13 +243,13 @@ def init(db: str | None, as_json: bool) -> None:
         roles = sorted({*json.loads(known["roles"]), "lead"}) if known is not None else ["lead"]
         engine.add_worker(user, roles, None, None, actor=user)
         leads = [user]
-    result = {"db": store.path, "migrations_applied": applied, "leads": leads, "lead": user if user in leads else None}
+    result = {"db": store.shown_path, "migrations_applied": applied, "leads": leads, "lead": user if user in leads else None}
     if as_json:
         _emit_json(result)
     else:
         state = f"applied {', '.join(applied)}" if applied else "already up to date"
         who = f"{user} is a lead" if user in leads else f"leads: {', '.join(leads)}"
-        click.echo(f"{store.path}: {state}; {who}")
+        click.echo(f"{store.shown_path}: {state}; {who}")
 
 
 @main.command()
@@ -419,7 +419,7 @@ def ingest(source: str, db: str | None, as_json: bool, quiet: bool, fmt: str | N
 
             only = f" --source {shlex.quote(source_name)}" if stream else ""
             click.echo("rejected rows are kept with their reasons: "
-                       f"labelyard rejects --db {shlex.quote(engine.store.path)}{only}", err=True)
+                       f"labelyard rejects --db {shlex.quote(engine.store.shown_path)}{only}", err=True)
 
 
 def _file_source(engine, path: str, stream: bool) -> str:
@@ -863,7 +863,7 @@ def backup(dest: str, db: str | None, force: bool, as_json: bool) -> None:
     if as_json:
         _emit_json({"backup": dest, "bytes": size})
     else:
-        click.echo(f"backed up {store.path} to {dest} ({size:,} bytes)")
+        click.echo(f"backed up {store.shown_path} to {dest} ({size:,} bytes)")
 
 
 @main.command()

@@ -192,7 +192,7 @@ def _wrap_ingest(main: click.Group, db_option: Any, emit_json: Any) -> None:
 
                 only = f" --source {shlex.quote(origins[0])}" if len(origins) == 1 else ""
                 click.echo("rejected rows are kept with their reasons: "
-                           f"labelyard rejects --db {shlex.quote(engine.store.path)}{only}", err=True)
+                           f"labelyard rejects --db {shlex.quote(engine.store.shown_path)}{only}", err=True)
         if failed:  # the parts before the failure went in and stay: said, then exit 4 as `run` does
             click.echo(f"labelyard: {failed}; the rows it gave before that went in", err=True)
             sys.exit(4)

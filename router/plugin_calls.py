@@ -12,6 +12,11 @@ has failed like one that raised ``ValueError``: it becomes a
 :class:`PluginExit`, which every handler of plugin failures catches, and the
 command goes on with the other plugins. ``KeyboardInterrupt`` is the user's:
 it still stops the command.
+
+The working folder is Labelyard's too: a plugin that calls ``os.chdir()``
+finds it put back when its call returns (or between two parts a source
+yields), so the paths the command was given (``--db lab.db``, ``ingest
+jsonl:inbox/a.jsonl``) still name the same files.
 """
 
 from __future__ import annotations
@@ -51,13 +56,34 @@ def exit_text(raised: BaseException) -> str:
 @contextlib.contextmanager
 def plugin_code() -> Iterator[None]:
     """Run plugin code inside: its prints go to standard error, and an exit is a :class:`PluginExit`."""
-    with _stdout_to_stderr():
+    with _stdout_to_stderr(), _same_folder():
         try:
             yield
         except (Exception, KeyboardInterrupt):
             raise
         except BaseException as exc:  # noqa: BLE001 - sys.exit() in a plugin fails the plugin, not the run
             raise PluginExit(exc) from exc
+
+
+@contextlib.contextmanager
+def _same_folder() -> Iterator[None]:
+    """The working folder put back after plugin code moved it (``os.chdir(run.path("work"))``)."""
+    try:
+        before = os.getcwd()
+    except OSError:  # the folder was removed under us: nothing to put back
+        before = None
+    try:
+        yield
+    finally:
+        if before is not None:
+            try:
+                if os.getcwd() != before:
+                    os.chdir(before)
+            except OSError:  # the plugin removed the folder it left: go back all the same
+                try:
+                    os.chdir(before)
+                except OSError:
+                    pass
 
 
 @contextlib.contextmanager

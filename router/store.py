@@ -267,7 +267,11 @@ class Store:
     """A Labelyard database file."""
 
     def __init__(self, path: str, conn: sqlite3.Connection):
-        self.path = path
+        # Absolute, made so once: the file is opened again by its path (a forked ingest's child, the
+        # bulk writer's connection, the checkpoint thread), and a plugin that moves the working
+        # folder (`os.chdir`) must not point those at another file, or at none.
+        self.path = os.path.abspath(path)
+        self.shown_path = path  # as the user gave it (`--db lab.db`), for messages
         self.conn = conn
         self._depth = 0
         self._writer_lock = WriterLock(path)
@@ -702,10 +706,10 @@ class Store:
                 return
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc):  # a read-only -shm, say: no wait cures it
-                    raise LabelyardError(access_problem(exc, self.path)
-                                         or f"{self.path}: cannot begin a write: {exc}") from None
+                    raise LabelyardError(access_problem(exc, self.shown_path)
+                                         or f"{self.shown_path}: cannot begin a write: {exc}") from None
                 if time.monotonic() > deadline:
-                    raise LabelyardError(f"{self.path}: database stayed locked: {exc}") from None
+                    raise LabelyardError(f"{self.shown_path}: database stayed locked: {exc}") from None
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 1.5, BEGIN_MAX_SLEEP_S)
 

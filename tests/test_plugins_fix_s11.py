@@ -1,0 +1,108 @@
+"""Plugin fixes (eleventh session): plugins that move the working folder, rule functions that
+print, whole error messages, badly shaped prior votes and cursors, failing `register_commands`,
+one plugin file found twice, a workflow module that does not import, a replaced command, the
+webhook's own headers.
+
+Real subprocesses of ``labelyard`` on real SQLite files; plugins under test are ``.py`` files in
+a plugins folder (``LABELYARD_PLUGINS_DIR``), as a user would write them; time through
+``LABELYARD_NOW``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import textwrap
+from pathlib import Path
+
+import pytest
+
+BASE = """\
+workflow: f
+labels: {type: choice, choices: [a, b]}
+queues: {q: {roles: [annotator]}}
+on_create: [{name: all, do: {annotate: q}}]
+"""
+
+
+def write_plugin(folder: Path, name: str, body: str) -> Path:
+    path = folder / f"{name}.py"
+    path.write_text(textwrap.dedent(body), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def project(run, tmp_path):
+    """``init`` done, an empty plugins folder in LABELYARD_PLUGINS_DIR (``project.plugin(name, body)``
+    adds one), ``project.apply(text)`` applies a workflow version."""
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    run.env["LABELYARD_PLUGINS_DIR"] = str(folder)
+    run.ok("init")
+
+    def apply(text: str, expect_ok: bool = True):
+        path = tmp_path / "f.workflow.yaml"
+        path.write_text(text, encoding="utf-8")
+        return run.ok("apply", path.name) if expect_ok else run("apply", path.name)
+
+    run.apply = apply
+    run.plugin = lambda name, body: write_plugin(folder, name, body)
+    return run
+
+
+def sql(run, query: str, *args) -> list[tuple]:
+    conn = sqlite3.connect(run.db)
+    try:
+        with conn:
+            return conn.execute(query, args).fetchall()
+    finally:
+        conn.close()
+
+
+# -- 1: a plugin that moves the working folder ------------------------------------------------
+SCANNER = """
+    import os
+    from router import hookimpl
+    from router.plugin_api import SourcePart, TaskInput
+
+    @hookimpl
+    def register_sources(register):
+        register("scanner", read)
+        register("where", where)
+
+    def read(run):
+        os.makedirs(run.path("work"), exist_ok=True)
+        os.chdir(run.path("work"))          # work in our own folder
+        yield SourcePart("scanner", [TaskInput(1, "s1", {"text": "hi"})], cursor=1)
+        os.chdir("/")
+
+    def where(run):
+        yield SourcePart("where", [TaskInput(1, "w1", {"cwd": os.getcwd()})], cursor=1)
+"""
+
+
+def test_a_source_that_moves_the_working_folder_leaves_later_sources_on_a_relative_db(project, tmp_path):
+    project.plugin("scanner", SCANNER)
+    (tmp_path / "inbox").mkdir()
+    (tmp_path / "inbox" / "a.jsonl").write_text('{"id": "j1", "data": {"text": "x"}}\n', encoding="utf-8")
+    project.apply(BASE + 'sources:\n  - {plugin: scanner}\n  - {plugin: jsonl, path: "inbox/*.jsonl"}\n'
+                         "  - {plugin: where}\n")
+    # the crontab line of docs/cron.md: `cd /srv/labeling && labelyard run --db labelyard.db`
+    proc = project("run", "--json", "--db", "labelyard.db", env={"LABELYARD_DB": None}, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["failures"] == []
+    assert [report["sources"][k]["ingested"] for k in ("scanner", "jsonl:inbox/*.jsonl", "where")] == [1, 1, 1]
+    assert not (tmp_path / "work" / "labelyard.db").exists()  # no stray database where the plugin went
+    # the working folder was put back after the plugin's call: the next plugin finds the command's own
+    task = project.json("show", "w1", "--json")["task"]
+    assert task["data"]["cwd"] == str(tmp_path)
+
+
+def test_ingest_through_a_source_that_moves_the_working_folder_with_a_relative_db(project, tmp_path):
+    project.plugin("scanner", SCANNER)
+    project.apply(BASE)
+    proc = project("ingest", "scanner:x", "--db", "labelyard.db", env={"LABELYARD_DB": None}, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ingested 1, duplicates 0, rejected 0")
+    assert [row[0] for row in sql(project, "SELECT external_id FROM tasks")] == ["s1"]
