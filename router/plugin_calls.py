@@ -6,6 +6,10 @@ document, ``--quiet`` prints nothing but failures), so while plugin code runs
 both ``sys.stdout`` and file descriptor 1 (a subprocess the plugin starts
 inherits it) are pointed at standard error.
 
+Rule functions (``register_functions``) run once per task routed, so they
+get the cheap part of it (:func:`printing_to_stderr`): ``print()`` goes to
+standard error.
+
 A plugin that calls ``sys.exit()`` (or raises ``SystemExit``,
 ``GeneratorExit`` or another ``BaseException`` that is not an ``Exception``)
 has failed like one that raised ``ValueError``: it becomes a
@@ -123,6 +127,32 @@ def called_safely(func: Callable[..., Any]) -> Callable[..., Any]:
     def call(*args: Any, **kwargs: Any) -> Any:
         with plugin_code():
             return func(*args, **kwargs)
+
+    return call
+
+
+def printing_to_stderr(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` (a rule function) with what it prints sent to standard error.
+
+    Rule functions run inside routing, once per task and rule (a million times for an ingest
+    of a million rows), so this is the cheap part of :func:`plugin_code`: ``sys.stdout`` alone
+    is pointed at ``sys.stderr`` for the call (no file descriptor is moved: a subprocess has no
+    place in a rule function), and what it raises is left as it is (``rules.expr`` holds the
+    task with it, ``sys.exit()`` too). Inside plugin code already, or in a thread while another
+    call holds the swap, it is called as it is; a swap is put back only by the call that made it.
+    """
+
+    @functools.wraps(func)  # `rules.expr` checks the arguments of a call against its signature
+    def call(*args: Any) -> Any:
+        saved = sys.stdout
+        if saved is sys.stderr:
+            return func(*args)
+        sys.stdout = sys.stderr
+        try:
+            return func(*args)
+        finally:
+            if sys.stdout is sys.stderr:
+                sys.stdout = saved
 
     return call
 

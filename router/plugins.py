@@ -41,7 +41,7 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from .plugin_calls import PluginExit, called_safely, plugin_code, read_safely
+from .plugin_calls import PluginExit, called_safely, plugin_code, printing_to_stderr, read_safely
 
 ENTRY_POINT_GROUP = "labelyard"
 KINDS = {  # hook -> what it registers (as `labelyard plugins` shows it)
@@ -457,11 +457,11 @@ class Plugins:
 
 def _safely(kind: str, func: Callable[..., Any]) -> Callable[..., Any]:
     """A registered callable as Labelyard calls it (:mod:`router.plugin_calls`): its prints on stderr,
-    ``sys.exit()`` a failure of its own. Rule functions stay as they are: they run inside routing,
-    where ``rules.expr`` turns what they raise into the task's hold."""
+    ``sys.exit()`` a failure of its own. Rule functions only have their prints moved, cheaply (they
+    run inside routing, once per task, where ``rules.expr`` turns what they raise into the task's hold)."""
     if kind == "sources":
         return read_safely(func)
-    return func if kind == "functions" else called_safely(func)
+    return printing_to_stderr(func) if kind == "functions" else called_safely(func)
 
 
 def _check_function(name: str, func: Callable[..., Any]) -> None:

@@ -106,3 +106,43 @@ def test_ingest_through_a_source_that_moves_the_working_folder_with_a_relative_d
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("ingested 1, duplicates 0, rejected 0")
     assert [row[0] for row in sql(project, "SELECT external_id FROM tasks")] == ["s1"]
+
+
+# -- 2: a rule function that prints ----------------------------------------------------------
+WORDY = """
+    from router import hookimpl
+
+    @hookimpl
+    def register_functions(register):
+        register("word_count", word_count)
+
+    def word_count(text):
+        print("word_count:", text)        # a debugging print
+        return len(str(text or "").split())
+"""
+COUNTED = BASE.replace("on_create: [{name: all, do: {annotate: q}}]",
+                       "on_create: [{name: all, when: word_count(task.data.text) >= 0, do: {annotate: q}}]")
+
+
+def test_what_a_rule_function_prints_goes_to_stderr(project, tmp_path):
+    project.plugin("wordy", WORDY)
+    project.apply(COUNTED + 'sources: [{plugin: jsonl, path: "inbox/*.jsonl"}]\n')
+    (tmp_path / "inbox").mkdir()
+    (tmp_path / "inbox" / "a.jsonl").write_text('{"id": "j1", "data": {"text": "two words"}}\n', encoding="utf-8")
+    proc = project("run", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["sources"]["jsonl:inbox/*.jsonl"]["ingested"] == 1  # one document
+    assert "word_count: two words" in proc.stderr
+    (tmp_path / "inbox" / "a.jsonl").write_text('{"id": "j2", "data": {"text": "three more words"}}\n',
+                                                encoding="utf-8")
+    quiet = project("run", "--quiet")
+    assert (quiet.returncode, quiet.stdout) == (0, "")
+    assert "word_count: three more words" in quiet.stderr
+    (tmp_path / "rows.jsonl").write_text('{"id": "k1", "data": {"text": "x"}}\n', encoding="utf-8")
+    ingested = project("ingest", "rows.jsonl", "--json")
+    assert ingested.returncode == 0, ingested.stderr
+    assert json.loads(ingested.stdout)["ingested"] == 1
+    assert "word_count: x" in ingested.stderr
+    # the function is still checked against its signature, and still holds its task when it fails
+    assert "cannot take 2 argument(s)" in project.apply(COUNTED.replace("word_count(task.data.text) >= 0",
+                                                                        "'word_count(1, 2) >= 0'"), expect_ok=False).stderr
