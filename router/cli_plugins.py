@@ -50,6 +50,7 @@ def register(main: click.Group) -> None:
         Exits 1 when a plugin failed to load.
         """
         from .plugins import load_plugins
+        from .render import continued
 
         loaded = load_plugins(_workflow_modules(db), plugins_dir)
         if as_json:
@@ -63,11 +64,11 @@ def register(main: click.Group) -> None:
                 click.echo(f"{info.name:<{width}}  {info.origin:<12} {info.location}{version}")
                 click.echo(f"{'':<{width}}  hooks: {hooks}" + (f"  ({what})" if what else ""))
                 if info.error:
-                    click.echo(f"{'':<{width}}  ERROR: {info.error}")
+                    click.echo(f"{'':<{width}}  ERROR: " + continued(info.error, " " * (width + 9)))
             if not loaded.infos:
                 click.echo("no plugins loaded", err=True)
         for info in loaded.errors:
-            click.echo(f"labelyard: plugin {info.name}: {info.error}", err=True)
+            click.echo(f"labelyard: plugin {info.name}: {continued(info.error or 'failed')}", err=True)
         if loaded.errors:
             sys.exit(1)
 
@@ -105,10 +106,10 @@ def register(main: click.Group) -> None:
         elif not quiet:
             state = "ok" if report.ok else f"{len(report.failures)} failure(s)"
             click.echo(f"run {report.run_id}: {state}")
-        from .render import visible
+        from .render import continued, visible
 
-        for failure in report.failures:
-            click.echo(f"labelyard run: {visible(failure.line())}", err=True)  # a plugin's own words
+        for failure in report.failures:  # a plugin's own words, every line of them
+            click.echo(f"labelyard run: {visible(continued(failure.line()))}", err=True)
         if not report.ok:
             sys.exit(EXIT_PLUGIN_FAILED)
 
@@ -151,6 +152,7 @@ def _wrap_ingest(main: click.Group, db_option: Any, emit_json: Any) -> None:
         from .errors import LabelyardError
         from .ingest import IgnoredKeys
         from .plugins import describe_error
+        from .render import continued
         from .runner import ingest_parts, make_run, open_for_run, prior_votes_said
 
         engine, plugins = open_for_run(db, plugins_dir)
@@ -176,7 +178,7 @@ def _wrap_ingest(main: click.Group, db_option: Any, emit_json: Any) -> None:
         except Exception as exc:  # noqa: BLE001 - the plugin's failure, told with what went in before it
             failed = f"source `{plugin}` failed: {describe_error(exc)}"
             if not any(result.get(k) for k in ("ingested", "duplicates", "rejected", "prior_votes")):
-                raise LabelyardError(failed) from None
+                raise LabelyardError(continued(failed)) from None
         result["sources"] = origins
         for line in ignored.warnings():
             click.echo(line, err=True)
@@ -194,7 +196,8 @@ def _wrap_ingest(main: click.Group, db_option: Any, emit_json: Any) -> None:
                 click.echo("rejected rows are kept with their reasons: "
                            f"labelyard rejects --db {shlex.quote(engine.store.shown_path)}{only}", err=True)
         if failed:  # the parts before the failure went in and stay: said, then exit 4 as `run` does
-            click.echo(f"labelyard: {failed}; the rows it gave before that went in", err=True)
+            click.echo(f"labelyard: {continued(failed)}\n    (the rows it gave before that went in)"
+                       if "\n" in failed else f"labelyard: {failed}; the rows it gave before that went in", err=True)
             sys.exit(4)
 
     def callback(**kwargs: Any) -> Any:

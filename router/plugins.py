@@ -55,24 +55,31 @@ NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*\Z")
 
 
 def describe_error(exc: BaseException) -> str:
-    """One line about an exception: its message, and where in plugin code it was raised.
+    """An exception told to a person: its whole message, and where in plugin code it was raised.
+
+    The message is kept whole, every line of it (a ``PluginError``'s message is shown as is: its
+    second line may say how to fix it; pluggy's error for a wrong hook signature names the
+    argument on its third). Where it was raised follows the first line. Printed on a terminal,
+    the lines after the first are indented under it (:func:`router.render.continued`).
 
     Never raises: a plugin's exception whose message cannot be made (its ``__str__`` raises, or
     gives no text) is told by its class name, so the handler goes on with the step's next entry.
     """
     name = _class_name(exc)
-    message = _message(exc)
-    text = message.strip().splitlines()[0] if message.strip() else name
+    message = "\n".join(line.rstrip() for line in _message(exc).strip().splitlines() if line.strip())
+    text = message or name
     if isinstance(exc, PluginExit):  # sys.exit() in plugin code: told as such, where it was called
         exc, name = exc.raised, "PluginExit"
     elif name not in ("PluginError", "LabelyardError") and not text.startswith(name):
         text = f"{name}: {text}"
     try:
-        last = _raised_at(exc)
+        # pluggy's check of a hook's signature raises in pluggy, not in plugin code: its message names both
+        last = None if isinstance(exc, pluggy.PluginValidationError) else _raised_at(exc)
     except Exception:  # noqa: BLE001 - a traceback that cannot be read: the message alone
         last = None
     if last is not None and name not in ("PluginError", "LabelyardError"):  # those name their cause
-        text += f" ({os.path.basename(last.filename)}:{last.lineno})"
+        first, newline, rest = text.partition("\n")
+        text = f"{first} ({os.path.basename(last.filename)}:{last.lineno}){newline}{rest}"
     return text
 
 
@@ -519,6 +526,8 @@ def check_workflow_text(text: str, filename: str) -> tuple[Any, list[Any]]:
     from rules.diagnostics import Diagnostic
     from rules.workflow import compile_workflow
 
+    from .render import continued
+
     workflow, diagnostics = compile_workflow(text, filename)
     doc = _document(text, filename)
     modules = _modules(doc)
@@ -531,7 +540,7 @@ def check_workflow_text(text: str, filename: str) -> tuple[Any, list[Any]]:
             if module in failed:
                 pos = doc.where(("plugins", index))
                 diagnostics.append(Diagnostic(filename, pos.line, pos.col,
-                                              f"plugin module `{module}` does not load: {failed[module]}"))
+                                              f"plugin module `{module}` does not load: {continued(failed[module])}"))
     if doc is not None and workflow is not None:
         diagnostics += entry_diagnostics(doc)
         diagnostics += unknown_plugin_warnings(doc, load_plugins(modules) if _has_entries(doc) else None)

@@ -20,6 +20,12 @@ def visible(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
+def continued(text: str, indent: str = "    ") -> str:
+    """``text`` whose lines after the first are indented by ``indent``: a message of several lines
+    (a plugin's error saying how to fix it) printed under the line that starts it."""
+    return text.replace("\n", "\n" + indent)
+
+
 _LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
@@ -69,7 +75,8 @@ def print_status(data: dict[str, Any]) -> None:
         console.print(visible(f"last run: {run['id']} at {run['started_at']}: {state}"))
         for f in run["failures"]:
             where = f["plugin"] + (f" ({f['entry']})" if f.get("entry") and f["entry"] != f["plugin"] else "")
-            console.print(visible(f"  {where}: {f['step']} failed: {f['error']}"))  # a plugin's own words
+            # a plugin's own words, every line of them
+            console.print(visible(continued(f"  {where}: {f['step']} failed: {f['error']}", "      ")))
     if data.get("outbox_pending"):
         console.print(f"notifications waiting in the outbox: {data['outbox_pending']}")
 

@@ -146,3 +146,66 @@ def test_what_a_rule_function_prints_goes_to_stderr(project, tmp_path):
     # the function is still checked against its signature, and still holds its task when it fails
     assert "cannot take 2 argument(s)" in project.apply(COUNTED.replace("word_count(task.data.text) >= 0",
                                                                         "'word_count(1, 2) >= 0'"), expect_ok=False).stderr
+
+
+# -- 3: a plugin's error is told whole ---------------------------------------------------------
+TICKETS = """
+    from router import hookimpl
+    from router.plugin_api import PluginError
+
+    @hookimpl
+    def register_sources(register):
+        register("tickets", read)
+
+    def read(run):
+        raise PluginError("the tickets API refused our token.\\n"
+                          "Fix: put a new token in .tickets-token (see https://tickets.example.com/tokens)")
+        yield
+"""
+FIX_LINE = "Fix: put a new token in .tickets-token (see https://tickets.example.com/tokens)"
+
+
+def test_a_plugin_error_of_several_lines_is_shown_and_kept_whole(project, tmp_path):
+    project.plugin("tickets", TICKETS)
+    project.apply(BASE + "sources: [{plugin: tickets}]\n")
+    proc = project("run")
+    assert proc.returncode == 4
+    assert proc.stderr.splitlines() == ["labelyard run: tickets: sources failed: the tickets API refused our token.",
+                                        f"    {FIX_LINE}"]
+    failures = json.loads(project("run", "--json").stdout)["failures"]
+    assert failures[0]["error"] == f"the tickets API refused our token.\n{FIX_LINE}"
+    status = project.ok("status").stdout
+    assert "the tickets API refused our token." in status and "Fix: put a new token" in status
+    ingest = project("ingest", "tickets:x")
+    assert (ingest.returncode, ingest.stderr.splitlines()) == (
+        1, ["labelyard: source `tickets` failed: the tickets API refused our token.", f"    {FIX_LINE}"])
+
+
+def test_a_hook_with_a_wrong_signature_names_the_argument(project, tmp_path):
+    project.plugin("badsig", """
+        from router import hookimpl
+
+        @hookimpl
+        def register_sources(register, config):
+            register("x", lambda run: [])
+    """)
+    proc = project("plugins")
+    assert proc.returncode == 1
+    assert ("labelyard: plugin badsig: PluginValidationError: Plugin 'badsig' for hook 'register_sources'\n"
+            "    hookimpl definition: register_sources(register, config)\n"
+            "    Argument(s) {'config'} are declared in the hookimpl but can not be found in the hookspec\n") \
+        in proc.stderr
+    listed = {p["name"]: p for p in json.loads(project("plugins", "--json").stdout)}
+    assert "Argument(s) {'config'}" in listed["badsig"]["error"]
+
+
+def test_describe_error_keeps_every_line_and_says_where_after_the_first():
+    from router.plugins import describe_error
+
+    try:
+        raise ValueError("cannot read this one\n  line 3 of the answer is empty\n")
+    except ValueError as exc:
+        text = describe_error(exc)
+    first, second = text.splitlines()
+    assert first.startswith("ValueError: cannot read this one (test_plugins_fix_s11.py:")
+    assert second == "  line 3 of the answer is empty"
