@@ -223,21 +223,39 @@ def checked_row(row: Any, origin: str) -> TaskInput | RowProblem:
     return checked
 
 
-def add_prior_votes(engine, votes: dict[str, list[dict[str, Any]]], origin: str,
+def add_prior_votes(engine, votes: Any, origin: str,
                     left_out: Counter | None = None) -> int:
     """Record votes another tool collected as annotate submissions (see :class:`SourcePart`); returns how many.
 
     One transaction per task. Only open, non-gold tasks take them; a vote whose
     label the workflow refuses, by a worker who already voted on the task, or
     beyond what completes its annotate stage, is left out and counted in
-    ``left_out`` by reason. When the votes complete an annotate stage,
-    ``on_quorum`` decides.
+    ``left_out`` by reason. So is a vote badly shaped by the source (a task's
+    votes given as one object instead of a list, a vote that is not an object),
+    its reason naming the first task so shaped: it never stops the part's
+    cursor. When the votes complete an annotate stage, ``on_quorum`` decides.
     """
     store = engine.store
     labels = engine.workflow.labels
     skipped: Counter = left_out if left_out is not None else Counter()
     added = 0
+    if not isinstance(votes, dict):  # not {external_id: [votes]}: no vote can be told to its task
+        skipped[_shape_reason(skipped, f"`votes` must map task ids to lists of votes, not {_kind(votes)}",
+                              None)] += len(votes) if isinstance(votes, (list, tuple)) else 1
+        return 0
     for external_id, items in votes.items():
+        if not isinstance(items, (list, tuple)):  # one vote given alone, as an object: left out, said why
+            reason = f"votes of a task must be a list of {{worker, label}} objects, not {_kind(items)}"
+            skipped[_shape_reason(skipped, reason, external_id)] += 1
+            continue
+        shaped = [vote for vote in items if isinstance(vote, dict)]
+        for vote in items:
+            if not isinstance(vote, dict):
+                reason = f"a vote must be a {{worker, label}} object, not {_kind(vote)}"
+                skipped[_shape_reason(skipped, reason, external_id)] += 1
+        items = shaped
+        if not items:
+            continue
         with store.transaction():
             task = store.task_by_external_id(str(external_id))
             if task is None or task["status"] != "open" or task["is_gold"]:
@@ -278,6 +296,30 @@ def add_prior_votes(engine, votes: dict[str, list[dict[str, Any]]], origin: str,
                             skipped["more votes than the task needed"] += len(items) - index - 1
                         break
     return added
+
+
+def _kind(value: Any) -> str:
+    """What a badly shaped value is, in JSON's words: ``an object``, ``text``, ``a number``."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "null" if value is None else type(value).__name__
+
+
+def _shape_reason(skipped: Counter, reason: str, external_id: Any) -> str:
+    """The reason a badly shaped vote is counted under: ``reason`` with the first task it was seen
+    on in this read (the same reason on later tasks is counted under it, so a source that shapes
+    every task's votes so gives one reason, not one per task)."""
+    start = f"{reason} (first: task "
+    known = next((key for key in skipped if key == reason or key.startswith(start)), None)
+    if known is not None:
+        return known
+    return reason if external_id is None else f"{start}{visible(str(external_id))})"
 
 
 def final_task(store, row, spec=None) -> FinalTask:

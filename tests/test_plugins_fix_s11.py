@@ -209,3 +209,41 @@ def test_describe_error_keeps_every_line_and_says_where_after_the_first():
     first, second = text.splitlines()
     assert first.startswith("ValueError: cannot read this one (test_plugins_fix_s11.py:")
     assert second == "  line 3 of the answer is empty"
+
+
+# -- 4: prior votes badly shaped ---------------------------------------------------------------
+LEGACY = """
+    from router import hookimpl
+    from router.plugin_api import SourcePart, TaskInput
+
+    @hookimpl
+    def register_sources(register):
+        register("legacy", read)
+
+    def read(run):
+        start = run.state or 0
+        for n in range(start + 1, 4):
+            # a vote given as a single object instead of a list of objects
+            yield SourcePart("legacy", [TaskInput(n, f"t{n}", {"text": "hi"})], cursor=n,
+                             votes={f"t{n}": {"worker": "ann1", "label": "a"}})
+        if start < 4:
+            yield SourcePart("legacy", [TaskInput(4, "t4", {"text": "hi"})], cursor=4,
+                             votes={"t4": ["ann1", {"worker": "ann2", "label": "a"}]})
+"""
+
+
+def test_badly_shaped_prior_votes_are_left_out_with_their_reason_and_the_cursor_moves(project, tmp_path):
+    project.plugin("legacy", LEGACY)
+    project.apply(BASE.replace("do: {annotate: q}", "do: {annotate: q, overlap: 2}")
+                  + "on_quorum: [{name: done, do: accept}]\nsources: [{plugin: legacy}]\n")
+    proc = project("run")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == (
+        "source legacy: ingested 4, duplicates 0, rejected 0, prior votes 1, prior votes left out 4 ("
+        "votes of a task must be a list of {worker, label} objects, not an object (first: task t1) 3; "
+        "a vote must be a {worker, label} object, not text (first: task t4) 1)")
+    assert [a["worker"] for a in project.json("show", "t4", "--json")["annotations"]] == ["ann2"]
+    again = project("run", "--json")  # the cursor was stored: nothing is read twice, nothing fails
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["sources"]["legacy"]["ingested"] == 0
+    assert json.loads(sql(project, "SELECT value FROM cursors WHERE name = 'source:legacy'")[0][0]) == 4
