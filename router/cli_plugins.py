@@ -153,7 +153,7 @@ def _wrap_ingest(main: click.Group, db_option: Any, emit_json: Any) -> None:
         from .ingest import IgnoredKeys
         from .plugins import describe_error
         from .render import continued
-        from .runner import ingest_parts, make_run, open_for_run, prior_votes_said
+        from .runner import checked_part, ingest_parts, make_run, open_for_run, prior_votes_said
 
         engine, plugins = open_for_run(db, plugins_dir)
         found = plugins.get("sources", plugin)
@@ -166,6 +166,7 @@ def _wrap_ingest(main: click.Group, db_option: Any, emit_json: Any) -> None:
 
         def parts() -> Any:
             for part in found.func(run):
+                part = checked_part(part)  # a dict, say, is told as such, not as a missing `origin`
                 if part.origin not in origins:
                     origins.append(part.origin)
                 yield part

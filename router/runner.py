@@ -42,7 +42,7 @@ from .plugins import (Plugins, declared_problems, describe_error, duplicate_entr
                       entry_problems, same_file_message, same_file_sinks, sink_database_problem, trace,
                       workflow_queues)
 from .render import visible
-from .store import loads, text_problem
+from .store import dumps, loads, text_problem
 from .writer_lock import lock_file_hint, lock_path, open_lock_file
 
 SINK_BATCH = 500
@@ -165,6 +165,7 @@ def ingest_parts(engine, parts: Iterator[SourcePart], on_cursor: Callable[[Any],
     left_out: Counter = Counter()
     seen: Counter = Counter()  # the rejects of this read, by line and row: two bad rows never share one
     for part in parts:
+        part = checked_part(part)  # before anything of it goes in: a cursor that cannot be stored fails it whole
         rows = [checked_row(row, part.origin) for row in part.rows]
         if rows or part.from_start:  # a part with no rows from the start still drops the origin's old rejects
             report = engine.ingest(rows, part.origin, progress=progress,
@@ -186,6 +187,76 @@ def ingest_parts(engine, parts: Iterator[SourcePart], on_cursor: Callable[[Any],
         if on_cursor is not None:
             on_cursor(part.cursor)
     return result
+
+
+def checked_part(part: Any) -> SourcePart:
+    """``part`` when it is a :class:`SourcePart` whose ``origin`` is text and whose ``cursor`` can be
+    stored; else a :class:`PluginError` saying what is wrong, raised before anything of the part
+    is ingested (once its rows went in, a cursor that cannot be stored would have every later run
+    read the part again, and fail again)."""
+    if not isinstance(part, SourcePart):
+        raise PluginError(f"yielded {type(part).__name__} {_short(part)}; expected SourcePart(origin, rows, cursor)")
+    if not isinstance(part.origin, str) or not part.origin:
+        raise PluginError(f"a part's origin must be text (a file's path, a URL), not {_short(part.origin)}")
+    problem = json_value_problem(part.cursor, "cursor")
+    if problem is not None:
+        raise PluginError(f"part of {part.origin}: {problem}; nothing of it was ingested")
+    return part
+
+
+def checked_state(state: Any, what: str = "state") -> Any:
+    """A sink's ``state`` when it can be stored, else a :class:`PluginError` saying why."""
+    problem = json_value_problem(state, what)
+    if problem is not None:
+        raise PluginError(problem)
+    return state
+
+
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def json_value_problem(value: Any, what: str) -> str | None:
+    """Why ``value`` (a cursor, a sink's state) cannot be stored as JSON, naming where in it the
+    first value that is not JSON is (``cursor['since'] must be a JSON value …, not datetime``);
+    ``None`` when it can be."""
+    try:
+        dumps(value)
+        return None
+    except (TypeError, ValueError, RecursionError):
+        pass
+    where, kind = _not_json(value, what, 0) or (what, type(value).__name__)
+    return f"{where} must be a JSON value (text, number, true/false, null, or a list or object of them), not {kind}"
+
+
+def _not_json(value: Any, where: str, depth: int) -> tuple[str, str] | None:
+    """``(where, type)`` of the first value in ``value`` that JSON cannot carry, ``None`` for none found."""
+    if isinstance(value, _JSON_SCALARS):
+        return None
+    if depth > 50:
+        return where, "a value nested too deep"
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = _not_json(item, f"{where}[{index}]", depth + 1)
+            if found:
+                return found
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, _JSON_SCALARS):
+                return f"{where} key {_short(key)}", type(key).__name__
+            found = _not_json(item, f"{where}[{key!r}]", depth + 1)
+            if found:
+                return found
+        return None
+    return where, type(value).__name__
+
+
+def _short(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a plugin's object whose repr raises
+        return f"<{type(value).__name__}>"
+    return visible(text if len(text) <= 60 else text[:57] + "...")
 
 
 def prior_votes_said(counts: dict[str, Any]) -> str:
@@ -604,7 +675,7 @@ class Runner:
             try:
                 if not self.store.has_cursor(cursor_name):
                     trace(f"sink {key}: start")
-                    state = sink.func(run, [])
+                    state = checked_state(sink.func(run, []))
                     with self.store.transaction():
                         self.store.set_cursor(cursor_name, state, clock.now())
                     run.state = state
@@ -612,7 +683,7 @@ class Runner:
                 while rows := self.store.undelivered_final_tasks(key, after, batch):
                     tasks = [final_task(self.store, row, self.engine.workflow.labels) for row in rows]
                     trace(f"sink {key}: {len(tasks)} task(s)")
-                    state = sink.func(run, tasks)
+                    state = checked_state(sink.func(run, tasks))
                     with self.store.transaction():
                         self.store.record_deliveries(key, [(r["id"], r["final_at"]) for r in rows], clock.now())
                         self.store.set_cursor(cursor_name, state, clock.now())
@@ -621,7 +692,7 @@ class Runner:
                     after = rows[-1]["id"]
                 if sink.finish is not None:  # a sink that gathers its batches writes them out once per run
                     trace(f"sink {key}: finish")
-                    state = sink.finish(run)
+                    state = checked_state(sink.finish(run), "the state `finish` returned")
                     with self.store.transaction():
                         self.store.set_cursor(cursor_name, state, clock.now())
                     run.state = state

@@ -247,3 +247,62 @@ def test_badly_shaped_prior_votes_are_left_out_with_their_reason_and_the_cursor_
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["sources"]["legacy"]["ingested"] == 0
     assert json.loads(sql(project, "SELECT value FROM cursors WHERE name = 'source:legacy'")[0][0]) == 4
+
+
+# -- 5: a cursor or sink state that cannot be stored, a part that is no SourcePart --------------
+SINCE = """
+    import datetime
+    from router import hookimpl
+    from router.plugin_api import SourcePart, TaskInput
+
+    @hookimpl
+    def register_sources(register):
+        register("since", read)
+        register("dicty", lambda run: iter([{"origin": "x", "rows": []}]))
+
+    @hookimpl
+    def register_sinks(register):
+        register("dated", write)
+
+    def read(run):
+        for n in range(1, 4):
+            updated = datetime.datetime(2026, 1, n, tzinfo=datetime.timezone.utc)
+            yield SourcePart("since", [TaskInput(n, f"t{n}", {"text": "hi"})], cursor={"since": updated})
+
+    def write(run, tasks):
+        return {"at": datetime.date(2026, 1, 1)}
+"""
+JSON_VALUE = "must be a JSON value (text, number, true/false, null, or a list or object of them), not"
+
+
+def test_a_cursor_that_cannot_be_stored_fails_the_part_before_it_goes_in(project, tmp_path):
+    project.plugin("since", SINCE)
+    project.apply(BASE + "sources: [{plugin: since}]\n")
+    for _ in range(2):  # the same failure each time, and never a row twice
+        proc = project("run")
+        assert proc.returncode == 4
+        assert proc.stderr == (f"labelyard run: since: sources failed: part of since: cursor['since'] {JSON_VALUE} "
+                               "datetime; nothing of it was ingested\n")
+        assert sql(project, "SELECT count(*) FROM tasks") == [(0,)]
+    ingest = project("ingest", "since:x")
+    assert ingest.returncode == 1 and "cursor['since'] " + JSON_VALUE + " datetime" in ingest.stderr
+
+
+def test_a_part_that_is_no_source_part_is_named(project, tmp_path):
+    project.plugin("since", SINCE)
+    project.apply(BASE + "sources: [{plugin: dicty}]\n")
+    proc = project("run")
+    expected = "yielded dict {'origin': 'x', 'rows': []}; expected SourcePart(origin, rows, cursor)"
+    assert (proc.returncode, proc.stderr) == (4, f"labelyard run: dicty: sources failed: {expected}\n")
+    ingest = project("ingest", "dicty:x")
+    assert (ingest.returncode, ingest.stderr) == (1, f"labelyard: source `dicty` failed: {expected}\n")
+
+
+def test_a_sink_state_that_cannot_be_stored_is_named(project, tmp_path):
+    project.plugin("since", SINCE)
+    project.apply(BASE.replace("do: {annotate: q}", "do: accept") + "sinks: [{plugin: dated}]\n")
+    (tmp_path / "t.jsonl").write_text('{"id": "a1", "data": {}}\n', encoding="utf-8")
+    project.ok("ingest", "t.jsonl")
+    proc = project("run")
+    assert proc.returncode == 4
+    assert proc.stderr == f"labelyard run: dated: sinks failed: state['at'] {JSON_VALUE} date\n"
