@@ -53,6 +53,7 @@ def register(main: click.Group) -> None:
         from .render import continued
 
         loaded = load_plugins(_workflow_modules(db), plugins_dir)
+        loaded.add_commands(click.Group())  # a `register_commands` that raises is an error to list too
         if as_json:
             _emit_json(loaded.as_list())
         else:
@@ -224,7 +225,7 @@ def _wrap_ingest(main: click.Group, db_option: Any, emit_json: Any) -> None:
 def _lazy_plugin_commands(main: click.Group) -> None:
     """Plugin commands, loaded on first need: an unknown command name, or the full list for --help."""
     builtin_get, builtin_list = main.get_command, main.list_commands
-    state = {"loaded": False}
+    state: dict[str, Any] = {"loaded": False, "plugins": None}
 
     def load() -> None:
         if state["loaded"]:
@@ -233,7 +234,8 @@ def _lazy_plugin_commands(main: click.Group) -> None:
         from .plugins import load_plugins
 
         before = dict(main.commands)
-        load_plugins().add_commands(main)
+        state["plugins"] = load_plugins()
+        state["plugins"].add_commands(main)
         for name, command in before.items():  # a plugin may add commands, never replace one
             if main.commands.get(name) is not command:
                 main.commands[name] = command
@@ -244,6 +246,11 @@ def _lazy_plugin_commands(main: click.Group) -> None:
         if command is None and not state["loaded"]:
             load()
             command = builtin_get(ctx, name)
+            if command is None:  # the command may be a broken plugin's: say why each one failed
+                from .render import continued
+
+                for info in state["plugins"].errors:
+                    click.echo(f"labelyard: plugin {info.name}: {continued(info.error or 'failed')}", err=True)
         return command
 
     def list_commands(ctx: click.Context) -> list[str]:

@@ -306,3 +306,36 @@ def test_a_sink_state_that_cannot_be_stored_is_named(project, tmp_path):
     proc = project("run")
     assert proc.returncode == 4
     assert proc.stderr == f"labelyard run: dated: sinks failed: state['at'] {JSON_VALUE} date\n"
+
+
+# -- 6: a register_commands that raises --------------------------------------------------------
+GREETER = """
+    import click
+    from router import hookimpl
+
+    @hookimpl
+    def register_commands(cli):
+        import colorama_not_installed      # an optional dependency the command needs
+        @cli.command()
+        @click.argument("name")
+        def greet(name):
+            click.echo(f"hello {name}")
+"""
+GREETER_ERROR = ("register_commands: ModuleNotFoundError: No module named 'colorama_not_installed' "
+                 "(greeter.py:7)")
+
+
+def test_a_register_commands_that_raises_is_told(project, tmp_path):
+    project.plugin("greeter", GREETER)
+    proc = project("greet", "bob")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(f"labelyard: plugin greeter: {GREETER_ERROR}\n")
+    assert "No such command 'greet'" in proc.stderr
+    listed = project("plugins")
+    assert listed.returncode == 1
+    assert f"ERROR: {GREETER_ERROR}" in listed.stdout
+    assert listed.stderr == f"labelyard: plugin greeter: {GREETER_ERROR}\n"
+    as_json = project("plugins", "--json")
+    assert as_json.returncode == 1
+    assert {p["name"]: p["error"] for p in json.loads(as_json.stdout)}["greeter"] == GREETER_ERROR
+    assert project("status").returncode == 0  # a built-in command loads no plugin command
