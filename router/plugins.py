@@ -166,7 +166,13 @@ class LabelyardPluginManager(pluggy.PluginManager):
             trace(f"{info.location}: already loaded as plugin `{loaded_as}`")
             return True
         if info.name in self.infos and self.infos[info.name].error is None:  # another module, the same name
-            info.error = f"a plugin named `{info.name}` is already loaded (from {self.infos[info.name].location})"
+            earlier = self.infos[info.name]
+            there = _file_of(self.get_plugin(info.name))
+            here = _file_of(plugin) or info.location
+            what = f"{earlier.origin} {earlier.location}" + (f", {there}" if there and there != earlier.location
+                                                             else "")
+            info.error = (f"a plugin named `{info.name}` is already loaded ({what}); this one is {here}: "
+                          "rename one of them")
             self.infos[f"{info.name} ({info.location})"] = info
             return False
         self.infos[info.name] = info
@@ -299,11 +305,15 @@ def _load_folder(pm: LabelyardPluginManager, folder: str) -> None:
         info = PluginInfo(os.path.basename(os.path.normpath(folder)) or folder, "plugins-dir", folder)
         pm.failed(info, FileNotFoundError(f"--plugins-dir {folder}: no such folder"))
         return
+    loaded = {_real(_file_of(pm.get_plugin(name))): name for name in pm.infos if pm.get_plugin(name) is not None}
     for filename in sorted(os.listdir(folder)):
         if not filename.endswith(".py") or filename.startswith((".", "_")):
             continue
         path = os.path.abspath(os.path.join(folder, filename))
         stem = filename[:-3]
+        if _real(path) in loaded:  # the workflow's `plugins:` module found again here: one file, loaded once
+            trace(f"{path}: already loaded as plugin `{loaded[_real(path)]}`")
+            continue
         info = PluginInfo(stem, "plugins-dir", path)
         module_name = f"labelyard_plugins_dir.{stem}"
         try:
@@ -319,6 +329,17 @@ def _load_folder(pm: LabelyardPluginManager, folder: str) -> None:
             continue
         info.known_version = _module_version(module)
         pm.add(module, info)
+
+
+def _file_of(plugin: object) -> str | None:
+    """The file a plugin module was loaded from (``None`` for a plugin that is no module of a file)."""
+    where = getattr(plugin, "__file__", None)
+    return os.path.abspath(where) if isinstance(where, str) and where else None
+
+
+def _real(path: str | None) -> str | None:
+    """``path`` with symlinks and ``..`` resolved: one file, however it was reached."""
+    return os.path.realpath(path) if path else None
 
 
 @dataclass

@@ -342,7 +342,9 @@ def test_another_module_under_a_loaded_plugins_name_is_refused_and_the_first_kep
     pm = get_plugin_manager(plugins_dir=str(folder))
     assert pm.infos["jsonl"].error is None and pm.get_plugin("jsonl").__name__ == "plugins.jsonl"
     errors = [info.error for info in pm.infos.values() if info.error]
-    assert errors == [f"a plugin named `jsonl` is already loaded (from {pm.infos['jsonl'].location})"]
+    builtin = pm.get_plugin("jsonl").__file__
+    assert errors == [f"a plugin named `jsonl` is already loaded (built-in plugins.jsonl, {builtin}); this one is "
+                      f"{folder / 'jsonl.py'}: rename one of them"]
 
 
 # -- 8: an exception whose message cannot be made -------------------------------------------------

@@ -339,3 +339,23 @@ def test_a_register_commands_that_raises_is_told(project, tmp_path):
     assert as_json.returncode == 1
     assert {p["name"]: p["error"] for p in json.loads(as_json.stdout)}["greeter"] == GREETER_ERROR
     assert project("status").returncode == 0  # a built-in command loads no plugin command
+
+
+# -- 7: one plugin file found twice ------------------------------------------------------------
+def test_the_workflows_plugin_module_found_again_in_the_plugins_folder_is_loaded_once(project, tmp_path):
+    import os
+
+    folder = tmp_path / "plugins"
+    project.plugin("wordy", WORDY.replace('print("word_count:", text)        # a debugging print', "pass"))
+    project.env["PYTHONPATH"] = os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")])
+    project.apply(COUNTED.replace("queues:", "plugins: [wordy]\nqueues:"))
+    proc = project("run", "--json")  # wordy: from PYTHONPATH for `plugins:`, and again in LABELYARD_PLUGINS_DIR
+    assert (proc.returncode, json.loads(proc.stdout)["failures"]) == (0, []), proc.stderr
+    assert project("plugins").returncode == 0
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "wordy.py").write_text((folder / "wordy.py").read_text(encoding="utf-8"), encoding="utf-8")
+    proc = project("run", "--plugins-dir", other)  # another file of the same name: refused, both named
+    assert proc.returncode == 4
+    assert proc.stderr == (f"labelyard run: wordy: load failed: a plugin named `wordy` is already loaded (workflow "
+                           f"wordy, {folder / 'wordy.py'}); this one is {other / 'wordy.py'}: rename one of them\n")
