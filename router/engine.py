@@ -113,15 +113,25 @@ def compile_stored(spec: dict[str, Any], functions: dict[str, Callable] | None =
         try:
             return Workflow.from_spec(spec, functions), functions
         except WorkflowInvalid:
-            failed = [(info.location, info.error) for info in loaded.errors
-                      if info.origin == "workflow" and info.location in modules]
-            if not failed:
+            missing = module_missing(spec, loaded.errors)
+            if missing is None:
                 raise
-            module, error = failed[0]
-            raise PluginModuleMissing(
-                f"the active workflow `{spec.get('workflow')}` calls functions of plugin module `{module}`, "
-                f"which does not load here: {error} (is its folder on PYTHONPATH for this command, "
-                "as it was for `apply`? under cron too)") from None
+            raise missing from None
+
+
+def module_missing(spec: dict[str, Any], errors: Iterable[Any]) -> PluginModuleMissing | None:
+    """Why a stored workflow that does not compile fails here, when one of its ``plugins:`` modules
+    did not load (``errors``: the :class:`~router.plugins.PluginInfo` of the plugins that failed):
+    the module and Python's reason. ``None`` when every one of them loaded."""
+    modules = spec.get("plugins") or ()
+    failed = [(info.location, info.error) for info in errors if info.origin == "workflow" and info.location in modules]
+    if not failed:
+        return None
+    module, error = failed[0]
+    return PluginModuleMissing(
+        f"the active workflow `{spec.get('workflow')}` calls functions of plugin module `{module}`, "
+        f"which does not load here: {error} (is its folder on PYTHONPATH for this command, "
+        "as it was for `apply`? under cron too)")
 
 
 class Engine:

@@ -874,8 +874,13 @@ class EntryHistory:
 
 
 def open_for_run(db: str | None, plugins_dir: str | None):
-    """The engine and plugins for a database: its workflow's ``plugins:`` loaded, their functions in the engine."""
-    from .engine import Engine
+    """The engine and plugins for a database: its workflow's ``plugins:`` loaded, their functions in
+    the engine, and the workflow compiled. A workflow that calls functions of a ``plugins:`` module
+    that does not load here fails the command at once (:class:`~router.errors.PluginModuleMissing`,
+    exit 1, as ``tick`` does), before any step: each would fail on it."""
+    from rules.diagnostics import WorkflowInvalid
+
+    from .engine import Engine, module_missing
     from .errors import NoWorkflow
     from .plugins import load_plugins
     from .store import Store
@@ -883,10 +888,23 @@ def open_for_run(db: str | None, plugins_dir: str | None):
     store = Store.open(db)
     row = store.active_workflow()
     if row is None:
+        store.close()
         raise NoWorkflow("no workflow applied yet; run `labelyard apply FILE.workflow.yaml`")
-    modules = loads(row["spec"]).get("plugins") or []
-    plugins = load_plugins(modules, plugins_dir)
-    return Engine(store, functions=plugins.functions or None), plugins
+    spec = loads(row["spec"])
+    plugins = load_plugins(spec.get("plugins") or [], plugins_dir)
+    engine = Engine(store, functions=plugins.functions or None)
+    try:
+        engine.workflow  # noqa: B018 - compiled now, so a module that does not load is one message
+    except WorkflowInvalid:
+        missing = module_missing(spec, plugins.errors)
+        store.close()
+        if missing is None:
+            raise
+        raise missing from None
+    except LabelyardError:
+        store.close()
+        raise
+    return engine, plugins
 
 
 def base_dir_of(store) -> str:

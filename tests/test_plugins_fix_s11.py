@@ -359,3 +359,25 @@ def test_the_workflows_plugin_module_found_again_in_the_plugins_folder_is_loaded
     assert proc.returncode == 4
     assert proc.stderr == (f"labelyard run: wordy: load failed: a plugin named `wordy` is already loaded (workflow "
                            f"wordy, {folder / 'wordy.py'}); this one is {other / 'wordy.py'}: rename one of them\n")
+
+
+# -- 8: `run` where the workflow's plugins: module does not import ------------------------------
+def test_run_names_the_plugins_module_that_does_not_load_once_and_exits_1(project, tmp_path):
+    import os
+
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    (mods / "wordy.py").write_text(textwrap.dedent(WORDY).replace('print("word_count:", text)', "pass"),
+                                   encoding="utf-8")
+    with_module = {"PYTHONPATH": os.pathsep.join(filter(None, [str(mods), os.environ.get("PYTHONPATH")]))}
+    (tmp_path / "f.workflow.yaml").write_text(COUNTED.replace("queues:", "plugins: [wordy]\nqueues:"),
+                                              encoding="utf-8")
+    project.ok("apply", "f.workflow.yaml", env=with_module)
+    assert project.json("run", "--json", env=with_module)["ok"] is True
+    for args in (("run",), ("run", "--json"), ("run", "--quiet")):
+        proc = project(*args)  # cron, without the PYTHONPATH the lead had at `apply`
+        assert (proc.returncode, proc.stdout) == (1, ""), args
+        assert proc.stderr == ("labelyard: the active workflow `f` calls functions of plugin module `wordy`, which "
+                               "does not load here: ModuleNotFoundError: No module named 'wordy' (is its folder on "
+                               "PYTHONPATH for this command, as it was for `apply`? under cron too)\n"), args
+    assert [r[0] for r in sql(project, "SELECT id FROM plugin_runs")] == [1]  # nothing was run
