@@ -233,13 +233,10 @@ def _lazy_plugin_commands(main: click.Group) -> None:
         state["loaded"] = True
         from .plugins import load_plugins
 
-        before = dict(main.commands)
         state["plugins"] = load_plugins()
-        state["plugins"].add_commands(main)
-        for name, command in before.items():  # a plugin may add commands, never replace one
-            if main.commands.get(name) is not command:
-                main.commands[name] = command
-                click.echo(f"labelyard: a plugin tried to replace the `{name}` command; kept the built-in", err=True)
+        for plugin, name, earlier in state["plugins"].add_commands(main):  # a plugin adds commands, never replaces one
+            kept = "the built-in" if earlier is None else f"plugin {earlier}'s"
+            click.echo(f"labelyard: plugin {plugin} tried to replace the `{name}` command; kept {kept}", err=True)
 
     def get_command(ctx: click.Context, name: str) -> click.Command | None:
         command = builtin_get(ctx, name)

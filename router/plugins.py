@@ -465,19 +465,37 @@ class Plugins:
         """Expression functions, ready for :class:`~router.engine.Engine`."""
         return {name: r.func for name, r in self.registry["functions"].items()}
 
-    def add_commands(self, cli: Any) -> None:
-        """Let every plugin add its CLI commands (errors recorded, never raised)."""
+    def add_commands(self, cli: Any) -> list[tuple[str, str, str | None]]:
+        """Let every plugin add its CLI commands (errors recorded, never raised).
+
+        A plugin may add commands, never replace or remove one: a command it replaced is put
+        back, and returned as ``(plugin, command, earlier)``, ``earlier`` being the plugin that
+        added the command kept, ``None`` for one ``cli`` had before (a built-in).
+        """
+        commands = getattr(cli, "commands", None)
+        owners: dict[str, str] = {}  # command -> the plugin that added it
+        replaced: list[tuple[str, str, str | None]] = []
         for impl in self.pm.hook.register_commands.get_hookimpls():
             info = self.pm.infos.get(impl.plugin_name)
             if info is not None and info.error is not None:
                 continue  # left out: it failed while registering
             trace(f"{impl.plugin_name}.register_commands()")
+            before = dict(commands) if isinstance(commands, dict) else {}
             try:
                 with plugin_code():
                     impl.function(*[{"cli": cli}[a] for a in impl.argnames])
             except Exception as exc:  # noqa: BLE001
                 if info is not None and info.error is None:
                     info.error = f"register_commands: {describe_error(exc)}"
+            finally:
+                for name, command in before.items():
+                    if commands.get(name) is not command:
+                        commands[name] = command
+                        replaced.append((impl.plugin_name, name, owners.get(name)))
+                for name in commands if isinstance(commands, dict) else ():
+                    if name not in before:
+                        owners[name] = impl.plugin_name
+        return replaced
 
     def as_list(self) -> list[dict[str, Any]]:
         return [info.as_dict() for info in self.infos]

@@ -369,7 +369,7 @@ def test_hook_register_commands(run, tmp_path):
     env = {"LABELYARD_PLUGINS_DIR": str(tmp_path / "pl")}
     greeted = run.ok("greet", "ann", env=env)
     assert greeted.stdout == "hello ann\n"
-    assert "a plugin tried to replace the `claim` command; kept the built-in" in greeted.stderr
+    assert "labelyard: plugin greeter tried to replace the `claim` command; kept the built-in" in greeted.stderr
     assert "greet" in run.ok("--help", env=env).stdout
     assert "greet" not in run.ok("--help").stdout
     hijack = run("claim", "--as", "x", env=env)

@@ -381,3 +381,24 @@ def test_run_names_the_plugins_module_that_does_not_load_once_and_exits_1(projec
                                "does not load here: ModuleNotFoundError: No module named 'wordy' (is its folder on "
                                "PYTHONPATH for this command, as it was for `apply`? under cron too)\n"), args
     assert [r[0] for r in sql(project, "SELECT id FROM plugin_runs")] == [1]  # nothing was run
+
+
+# -- 9: a plugin that replaces a command is named ----------------------------------------------
+def test_a_plugin_replacing_a_command_is_named(project, tmp_path):
+    commands = """
+        import click
+        from router import hookimpl
+
+        @hookimpl
+        def register_commands(cli):
+            @cli.command()
+            def {name}():
+                click.echo("{said}")
+    """
+    project.plugin("a_hello", commands.format(name="hello", said="hello from a"))
+    project.plugin("b_hijack", commands.format(name="hello", said="hello from b"))
+    project.plugin("c_hijack", commands.format(name="run", said="hijacked"))
+    proc = project.ok("hello")
+    assert proc.stdout == "hello from a\n"
+    assert proc.stderr == ("labelyard: plugin b_hijack tried to replace the `hello` command; kept plugin a_hello's\n"
+                           "labelyard: plugin c_hijack tried to replace the `run` command; kept the built-in\n")
