@@ -5,7 +5,9 @@ handled by Labelyard), ``secret_env`` (the environment variable holding the
 signing secret), ``retries`` (extra attempts within one run, default 2),
 ``backoff`` (seconds before the first retry, doubling, default 1),
 ``timeout`` (seconds for the whole request, default 10), ``headers`` (extra
-headers).
+headers: never one of Labelyard's own, below, nor ``Content-Length``,
+``Host`` or ``Transfer-Encoding``; names are compared ignoring case, and
+``validate`` refuses such a header at ``file:line:col``).
 
 Headers sent: ``Content-Type: application/json``, ``X-Labelyard-Event``
 (``done``…), ``X-Labelyard-Delivery`` (unique per notification and entry;
@@ -28,12 +30,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import time
 
 from router import hookimpl
 from router.plugin_api import Notification, PluginError, PluginRun, Setting
 
 SIGNATURE_HEADER = "X-Labelyard-Signature"
+# Headers `headers:` must not replace: Labelyard's own (a receiver deduplicating on X-Labelyard-Delivery
+# would drop every notification given one value), and those HTTP itself sets. Compared in lower case.
+OWN_HEADERS = ("content-type", "user-agent", "content-length", "host", "transfer-encoding")
+OWN_PREFIX = "x-labelyard-"
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")  # RFC 9110's token: what a header name may be
 MAX_RETRIES = 10  # within one run; later runs retry anyway
 MAX_BACKOFF_S = 300.0
 MIN_TIMEOUT_S, MAX_TIMEOUT_S = 0.1, 3600.0
@@ -42,7 +50,7 @@ MIN_TIMEOUT_S, MAX_TIMEOUT_S = 0.1, 3600.0
 @hookimpl
 def register_notifiers(register):
     register("webhook", send, required=["url"], settings={
-        "url": Setting(str, check=url_problem), "headers": dict, "secret_env": str, "retries": Setting(int, min=0, max=MAX_RETRIES),
+        "url": Setting(str, check=url_problem), "headers": HEADERS, "secret_env": str, "retries": Setting(int, min=0, max=MAX_RETRIES),
         "backoff": Setting(float, min=0, max=MAX_BACKOFF_S), "timeout": Setting(float, min=MIN_TIMEOUT_S, max=MAX_TIMEOUT_S)})
 
 
@@ -59,6 +67,29 @@ def url_problem(url: str) -> str | None:
     return None
 
 
+def headers_problem(headers: dict) -> str | None:
+    """Why ``headers:`` cannot be sent as it is (``validate`` says it at the setting), or ``None``:
+    a header Labelyard sets itself (``Content-Type``, ``X-Labelyard-Delivery``… in any case), a
+    name that is no header name, a value that is not one line of text."""
+    for name, value in headers.items():
+        shown = repr(name)
+        if not isinstance(name, str) or not _TOKEN.match(name):
+            return f"holds the header name {shown}, which is not one (letters, digits and -)"
+        lower = name.lower()
+        if lower in OWN_HEADERS or lower.startswith(OWN_PREFIX):
+            whose = "HTTP" if lower in ("content-length", "host", "transfer-encoding") else "the webhook"
+            return f"must not set `{name}`: {whose} sets it itself (header names ignore case); remove it"
+        if isinstance(value, (dict, list)) or value is None:
+            kind = "null" if value is None else "a list" if isinstance(value, list) else "a mapping"
+            return f"header `{name}` must be text or a number, not {kind}"
+        if any(c in str(value) for c in "\r\n\0"):
+            return f"header `{name}` must be one line of text, not {value!r}"
+    return None
+
+
+HEADERS = Setting(dict, check=headers_problem)
+
+
 def sign(secret: str, body: bytes) -> str:
     """The ``X-Labelyard-Signature`` value for ``body``."""
     return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
@@ -71,7 +102,8 @@ def send(run: PluginRun, notification: Notification) -> None:
         raise PluginError(f"setting `url:` {problem}")
     headers = {"Content-Type": "application/json", "User-Agent": "labelyard-webhook",
                "X-Labelyard-Event": notification.event, "X-Labelyard-Delivery": str(notification.delivery)}
-    headers.update({str(k): str(v) for k, v in run.setting("headers", {}, kind=dict).items()})
+    extra = run.setting("headers", {}, kind=HEADERS)  # an older version stored it unchecked: checked here too
+    headers.update({str(k): str(v) for k, v in extra.items()})
     secret_env = run.setting("secret_env")
     if secret_env:
         secret = os.environ.get(secret_env)

@@ -182,3 +182,45 @@ def test_signature_is_hmac_sha256_of_the_body():
     body = b'{"event":"done"}'
     assert sign("key", body) == "sha256=" + hmac.new(b"key", body, hashlib.sha256).hexdigest()
     assert sign("key", body) != sign("other", body)
+
+
+# -- `headers:` may add headers, never replace the webhook's own ---------------------------------
+def test_headers_that_would_replace_the_webhooks_own_are_refused(run, tmp_path, receiver):
+    server = receiver()
+    setup(run, tmp_path, server.port)
+    text = (tmp_path / "w.workflow.yaml").read_text(encoding="utf-8").replace(
+        "backoff: 0}", 'backoff: 0, headers: {Authorization: "Bearer t", x-labelyard-DELIVERY: "1"}}')
+    (tmp_path / "w.workflow.yaml").write_text(text, encoding="utf-8")
+    expected = ("w.workflow.yaml:15:149: notify entry 1 (`webhook`): setting `headers:` must not set "
+                "`x-labelyard-DELIVERY`: the webhook sets it itself (header names ignore case); remove it\n")
+    for command in ("validate", "apply"):
+        refused = run(command, "w.workflow.yaml")
+        assert (refused.returncode, refused.stderr) == (1, expected), command
+    for header in ("Content-Type: text/plain", "X-Labelyard-Signature: x", "Host: example.com"):
+        (tmp_path / "w.workflow.yaml").write_text(text.replace("x-labelyard-DELIVERY: \"1\"", header),
+                                                  encoding="utf-8")
+        assert f"must not set `{header.split(':')[0]}`" in run("validate", "w.workflow.yaml").stderr
+    # a header of its own goes out beside the webhook's
+    (tmp_path / "w.workflow.yaml").write_text(text.replace(', x-labelyard-DELIVERY: "1"', ""), encoding="utf-8")
+    run.ok("apply", "w.workflow.yaml")
+    run.ok("run")
+    sent = server.requests[0]["headers"]
+    assert sent["Authorization"] == "Bearer t" and sent["Content-Type"] == "application/json"
+    assert sent["X-Labelyard-Delivery"] != server.requests[1]["headers"]["X-Labelyard-Delivery"]
+
+
+def test_a_stored_entry_replacing_the_webhooks_header_fails_alone_and_sends_nothing(run, tmp_path, receiver):
+    import sqlite3
+
+    server = receiver()
+    setup(run, tmp_path, server.port)
+    conn = sqlite3.connect(run.db)  # as an older version, without this check, stored it
+    with conn:
+        spec = json.loads(conn.execute("SELECT spec FROM workflows WHERE active = 1").fetchone()[0])
+        spec["notify"][0]["headers"] = {"X-Labelyard-Delivery": "1"}
+        conn.execute("UPDATE workflows SET spec = ? WHERE active = 1", (json.dumps(spec),))
+    conn.close()
+    proc = run("run")
+    assert proc.returncode == 4
+    assert "setting `headers:` must not set `X-Labelyard-Delivery`" in proc.stderr
+    assert server.requests == []
