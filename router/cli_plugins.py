@@ -92,7 +92,7 @@ def register(main: click.Group) -> None:
         Store.open(path).close()  # a missing or old database is reported before anything else
         with run_lock(path) as holder:
             if holder is not None:
-                message = f"another labelyard run is in progress ({holder}); nothing done"
+                message = f"another labelyard run is in progress ({holder}{_where_running(path, holder)}); nothing done"
                 if as_json:
                     _emit_json({"ok": True, "skipped": message})
                 elif not quiet:
@@ -116,6 +116,26 @@ def register(main: click.Group) -> None:
 
     _wrap_ingest(main, db_option, _emit_json)
     _lazy_plugin_commands(main)
+
+
+def _where_running(path: str, holder: str) -> str:
+    """``, at source `scanner` since …``: where the run in progress is, as its record says (``""``
+    when it says nothing, is another process's — a run killed earlier — or cannot be read)."""
+    from .errors import LabelyardError
+    from .runner import in_progress_text
+    from .store import Store, loads
+
+    try:
+        store = Store.open(path)
+    except LabelyardError:
+        return ""
+    try:
+        row = store.last_plugin_run()
+        if row is None or row["finished_at"] is not None or holder != f"pid {row['pid']}":
+            return ""
+        return in_progress_text(loads(row["summary"]))
+    finally:
+        store.close()
 
 
 def _workflow_modules(db: str | None) -> list[str]:

@@ -1119,8 +1119,15 @@ class Engine:
         run = self.store.last_plugin_run()
         if run is None:
             return None
-        return {"id": run["id"], "started_at": clock.iso(run["started_at"]), "finished": run["finished_at"] is not None,
-                "ok": bool(run["ok"]), "failures": loads(run["errors"]) or []}
+        result = {"id": run["id"], "started_at": clock.iso(run["started_at"]),
+                  "finished": run["finished_at"] is not None, "ok": bool(run["ok"]),
+                  "failures": loads(run["errors"]) or []}
+        if run["finished_at"] is None:  # where it is (or was when it was killed): {step, entry, since}
+            at = (loads(run["summary"]) or {}).get("in_progress") if run["summary"] else None
+            if isinstance(at, dict):
+                result["in_progress"] = {**at, "since": clock.iso(at.get("since"))
+                                         if isinstance(at.get("since"), (int, float)) else None}
+        return result
 
     def show(self, ref: str) -> dict[str, Any]:
         """Everything about one task: fields, prediction, assignments, annotations, events."""

@@ -20,6 +20,9 @@ def visible(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
+_STEP_NAMES = {"sources": "source", "reviewers": "reviewer", "sinks": "sink"}  # a step as one of its entries
+
+
 def continued(text: str, indent: str = "    ") -> str:
     """``text`` whose lines after the first are indented by ``indent``: a message of several lines
     (a plugin's error saying how to fix it) printed under the line that starts it."""
@@ -72,7 +75,12 @@ def print_status(data: dict[str, Any]) -> None:
     run = data.get("last_run")
     if run:
         state = "ok" if run["ok"] else ("running, or killed before it finished" if not run["finished"] else "failed")
-        console.print(visible(f"last run: {run['id']} at {run['started_at']}: {state}"))
+        at = run.get("in_progress")
+        if not run["finished"] and isinstance(at, dict):  # the step and entry it was at
+            entry = f" `{at['entry']}`" if at.get("entry") else ""
+            state += f", at {_STEP_NAMES.get(at.get('step'), at.get('step'))}{entry}" \
+                + (f" since {at['since']}" if at.get("since") else "")
+        console.print(visible(f"last run: {run['id']} at {run['started_at']}: {state}"), soft_wrap=True)  # one line
         for f in run["failures"]:
             where = f["plugin"] + (f" ({f['entry']})" if f.get("entry") and f["entry"] != f["plugin"] else "")
             # a plugin's own words, every line of them

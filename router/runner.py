@@ -558,7 +558,16 @@ class Runner:
             if errors:
                 self.fail(step, entry, "; ".join(errors))
                 continue
+            self._at(step, entry_key(entry))
             yield entry, found, entry_key(entry)
+
+    def _at(self, step: str, entry: str | None) -> None:
+        """Record in the run's record which step and entry it is at (``status`` and a run that
+        finds this one still going name them)."""
+        if self.report.run_id is None:
+            return
+        with self.store.transaction():
+            self.store.plugin_run_at(self.report.run_id, step, entry, clock.now())
 
     def run(self) -> RunReport:
         for info in self.plugins.errors:
@@ -650,6 +659,7 @@ class Runner:
     def timers(self) -> None:
         import importlib.util
 
+        self._at("timers", None)
         if importlib.util.find_spec("router.timers") is None:
             self.report.steps["timers"] = None
             return
@@ -871,6 +881,18 @@ class EntryHistory:
             if (detail.get("workflow"), detail.get("version")) == start:
                 return row["id"] - 1
         return max(0, events[-1]["id"] - 1) if events else 0
+
+
+def in_progress_text(summary: Any) -> str:
+    """``, at source `scanner` since 2025-03-01T09:00:00+00:00``: where an unfinished run is (what
+    :meth:`Runner._at` recorded in its summary), ``""`` when unknown (a run of an older version)."""
+    at = summary.get("in_progress") if isinstance(summary, dict) else None
+    if not isinstance(at, dict) or not isinstance(at.get("step"), str):
+        return ""
+    step = {"sources": "source", "reviewers": "reviewer", "sinks": "sink"}.get(at["step"], at["step"])
+    entry = f" `{visible(str(at['entry']))}`" if at.get("entry") else ""
+    since = f" since {clock.iso(at['since'])}" if isinstance(at.get("since"), (int, float)) else ""
+    return f", at {step}{entry}{since}"
 
 
 def open_for_run(db: str | None, plugins_dir: str | None):

@@ -1731,6 +1731,12 @@ class Store:
         cur = self.conn.execute("INSERT INTO plugin_runs (pid, started_at) VALUES (?, ?)", (pid, at))
         return int(cur.lastrowid)
 
+    def plugin_run_at(self, run_id: int, step: str, entry: str | None, at: float) -> None:
+        """Record where the unfinished run ``run_id`` is (its summary until it finishes): the step and
+        entry it began at ``at``, so a run stuck in one (a source that never stops) can be named."""
+        self.conn.execute("UPDATE plugin_runs SET summary = ? WHERE id = ? AND finished_at IS NULL",
+                          (dumps({"in_progress": {"step": step, "entry": entry, "since": at}}), run_id))
+
     def finish_plugin_run(self, run_id: int, at: float, ok: bool, summary: dict, errors: list) -> None:
         self.conn.execute(
             "UPDATE plugin_runs SET finished_at = ?, ok = ?, summary = ?, errors = ? WHERE id = ?",

@@ -402,3 +402,54 @@ def test_a_plugin_replacing_a_command_is_named(project, tmp_path):
     assert proc.stdout == "hello from a\n"
     assert proc.stderr == ("labelyard: plugin b_hijack tried to replace the `hello` command; kept plugin a_hello's\n"
                            "labelyard: plugin c_hijack tried to replace the `run` command; kept the built-in\n")
+
+
+# -- a run that does not end: the entry it is in is named ----------------------------------------
+ENDLESS = """
+    import os
+    import time
+    from router import hookimpl
+    from router.plugin_api import SourcePart, TaskInput
+
+    @hookimpl
+    def register_sources(register):
+        register("endless", read)
+
+    def read(run):
+        yield SourcePart("endless", [TaskInput(1, "e1", {"text": "first"})], cursor=1)
+        open(run.path("reading"), "w").close()   # the test's cue: the run is inside this source now
+        while not os.path.exists(run.path("release")):  # a source that never stops, until the test says
+            time.sleep(0.05)
+"""
+
+
+def test_a_run_still_going_is_named_with_the_entry_it_is_in(project, tmp_path):
+    import subprocess
+    import time
+
+    project.plugin("endless", ENDLESS)
+    project.apply(BASE + "sources: [{plugin: jsonl, path: in.jsonl}, {plugin: endless}]\n")
+    (tmp_path / "in.jsonl").write_text('{"id": "j1", "data": {}}\n', encoding="utf-8")
+    environ = {**project.env}
+    stuck = subprocess.Popen([*project.command, "run"], cwd=tmp_path, env=environ, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(1200):  # waits for the cue, not for a time: at most a minute on a slow machine
+            if (tmp_path / "reading").exists() or stuck.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert (tmp_path / "reading").exists(), stuck.communicate()
+        skipped = project("run")
+        assert (skipped.returncode, skipped.stdout) == (
+            0, f"another labelyard run is in progress (pid {stuck.pid}, at source `endless` since "
+               "2025-03-01T09:00:00+00:00); nothing done\n")
+        status = project.json("status", "--json")["last_run"]
+        assert (status["finished"], status["in_progress"]) == (
+            False, {"step": "sources", "entry": "endless", "since": "2025-03-01T09:00:00+00:00"})
+        assert ("last run: 1 at 2025-03-01T09:00:00+00:00: running, or killed before it finished, at source "
+                "`endless` since 2025-03-01T09:00:00+00:00") in project.ok("status").stdout
+    finally:
+        (tmp_path / "release").touch()
+        out, err = stuck.communicate(timeout=120)
+    assert stuck.returncode == 0, err
+    assert "in_progress" not in project.json("status", "--json")["last_run"]
