@@ -4,7 +4,9 @@
 ``worker``. Every database read and write runs in a thread worker through :mod:`tui.backend`
 (``router``'s query API, lead actions and engine); results come back as messages. A thread polls
 ``PRAGMA data_version`` on a connection of its own every ``poll_interval`` seconds and, when any other
-connection committed, the visible screen reloads.
+connection committed, the visible screen reloads. Every ``clock_interval`` seconds (30 by default) the
+visible screen also refreshes what time alone changes (ages, SLA breaches, the last 24 hours), even
+when nobody writes.
 
 ``run(db, actor, ...)`` is what ``labelyard tui`` and ``labelyard work`` call.
 """
@@ -24,7 +26,7 @@ from router.queries import TaskFilter
 
 from .backend import Backend
 from .commands import LabelyardCommands
-from .messages import DataChanged
+from .messages import DataChanged, TimePassed
 from .screens.base import worker_failed
 from .screens.dashboard import DashboardScreen
 from .screens.tasks import TasksScreen
@@ -34,6 +36,7 @@ from .screens.workflow import WorkflowScreen
 from .widgets import format as fmt
 
 LEAD_MODES = ("dashboard", "tasks", "workers", "workflow")
+CLOCK_INTERVAL = 30.0  # seconds between refreshes of time-based figures when nothing is written
 
 
 class LabelyardApp(App):
@@ -60,7 +63,8 @@ class LabelyardApp(App):
     ]
 
     def __init__(self, db: str, actor: str, *, start: str = "dashboard", worker: str | None = None,
-                 queue: str | None = None, poll_interval: float | None = 1.0) -> None:
+                 queue: str | None = None, poll_interval: float | None = 1.0,
+                 clock_interval: float | None = CLOCK_INTERVAL) -> None:
         self.DEFAULT_MODE = start  # read by App.__init__
         super().__init__()
         self.backend = Backend(db, actor)
@@ -68,6 +72,7 @@ class LabelyardApp(App):
         self.worker = worker or actor
         self.queue = queue
         self.poll_interval = poll_interval
+        self.clock_interval = clock_interval
         self.workflow: dict[str, Any] | None = None
         self.worker_names: list[str] = []
         self.is_lead = False
@@ -99,6 +104,8 @@ class LabelyardApp(App):
         self.load_meta()
         if self.poll_interval:
             self.watch_database()
+        if self.clock_interval:
+            self.set_interval(self.clock_interval, self.time_passed, name="clock")
 
     def on_unmount(self) -> None:
         self._stop.set()
@@ -160,6 +167,12 @@ class LabelyardApp(App):
         """Someone wrote: reload the visible screen (others reload when they are shown again)."""
         self.screen.post_message(DataChanged())
         self.load_meta()
+
+    def time_passed(self) -> None:
+        """Every ``clock_interval`` s, written or not: the visible screen refreshes its time-based
+        figures (the dashboard's ages, SLA breaches and 24 h counts, the task list's ages, the
+        workers' 24 h submissions), each as cheaply as it can."""
+        self.screen.post_message(TimePassed())
 
     def changed_here(self) -> None:
         """This app acted: show the result at once."""

@@ -11,6 +11,11 @@ class DataChanged(Message):
     """Another process (or this app) committed to the database: visible data should be reloaded."""
 
 
+class TimePassed(Message):
+    """The app's clock ticked (``LabelyardApp.clock_interval``): figures that age with time should be
+    refreshed, though nothing was written."""
+
+
 class Loaded(Message):
     """A screen's data was read: ``what`` names the part, ``data`` is plain data from ``router.queries``."""
 

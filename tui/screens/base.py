@@ -9,7 +9,7 @@ from textual import on, work
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-from ..messages import ActionDone, ActionFailed, DataChanged
+from ..messages import ActionDone, ActionFailed, DataChanged, TimePassed
 from ..widgets.modals import ConfirmModal, InputModal, PickModal
 
 ACTION_VERBS = {"reassign": "Reassign", "escalate": "Escalate", "hold": "Hold", "unhold": "Unhold",
@@ -37,6 +37,13 @@ class BaseScreen(Screen):
     @on(DataChanged)
     def _data_changed(self) -> None:
         self.reload()
+
+    def time_passed(self) -> None:
+        """Refresh what time alone changes (ages, breaches, recent counts); nothing by default."""
+
+    @on(TimePassed)
+    def _time_passed(self) -> None:
+        self.time_passed()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A read or action that failed in its thread is told, not fatal (see :func:`worker_failed`)."""

@@ -57,13 +57,18 @@ class DashboardScreen(BaseScreen):
     def reload(self) -> None:
         self.load()
 
+    def time_passed(self) -> None:
+        """Ages, SLA breaches and the 24 h figures move with the clock: the cheap read again, without
+        agreement (which only a write changes)."""
+        self.load(slow=False)
+
     @work(thread=True, exclusive=True, group="dashboard", exit_on_error=False)
-    def load(self) -> None:
+    def load(self, slow: bool = True) -> None:
         import time
 
         with self.backend.queries() as q:
             self.post_message(Loaded("dashboard", q.dashboard()))
-            if time.monotonic() - self._slow_at > SLOW_EVERY:
+            if slow and time.monotonic() - self._slow_at > SLOW_EVERY:
                 self._slow_at = time.monotonic()
                 try:
                     slow = q.slow_stats()

@@ -199,9 +199,7 @@ class TasksScreen(BaseScreen):
             self.gone = None
         self._top = False
         table.clear()
-        import time
-
-        now = self.app.now() if hasattr(self.app, "now") else time.time()
+        now = self.now()
         for r in self.rows:
             ref = task_ref(r)
             mark = Text("●", style="bold cyan") if ref in self.selected else ""
@@ -211,10 +209,33 @@ class TasksScreen(BaseScreen):
                           str(r["needed"]) if r["status"] == "open" else "",
                           f"{r['priority']:.2f}", fmt.plain(fmt.label(r["pred_label"])), fmt.num(r["pred_confidence"]),
                           fmt.plain(fmt.label(r["final_label"])), fmt.plain(",".join(r["holders"])),
-                          fmt.age(now - r["stage_at"]) if r["status"] == "open" else "", key=ref)
+                          self.age_cell(r, now), key=ref)
         restore_cursor(table, key, cursor)
         self.query_one("#task-filter", Static).update(fmt.line(("Tasks", "bold"), "  ", self.filter.describe()))
         self.render_status_only()
+
+    def now(self) -> float:
+        import time
+
+        return self.app.now() if hasattr(self.app, "now") else time.time()
+
+    @staticmethod
+    def age_cell(row: dict[str, Any], now: float) -> str:
+        """The age column: how long an open task has been in its stage."""
+        return fmt.age(now - row["stage_at"]) if row["status"] == "open" else ""
+
+    def time_passed(self) -> None:
+        """The age column counts from now: its cells are written again from the rows on screen (no
+        read; the list's order does not change with the clock)."""
+        if self.page_loading():
+            return  # the page asked for is on its way, with its own ages
+        table = self.query_one(DataTable)
+        column = table.ordered_columns[-1].key
+        now = self.now()
+        for r in self.rows:
+            ref = task_ref(r)
+            if ref in table.rows:
+                table.update_cell(ref, column, self.age_cell(r, now))
 
     # -- paging -----------------------------------------------------------------------------
     def page_loading(self) -> bool:

@@ -43,6 +43,9 @@ class WorkersScreen(BaseScreen):
     def reload(self) -> None:
         self.load()
 
+    def time_passed(self) -> None:
+        self.load()  # the 24h column counts the last 24 hours
+
     @work(thread=True, exclusive=True, group="workers", exit_on_error=False)
     def load(self) -> None:
         with self.backend.queries() as q:

@@ -1,0 +1,148 @@
+"""The TUI where the eleventh session's tester broke it, driven with Textual's pilot on real SQLite
+files (``LABELYARD_NOW`` for the time, no sleeps but pilot pauses).
+
+1. Figures that move with the clock alone (a queue's oldest task, its SLA breaches, the alerts, the
+   task list's ages, the workers' 24 h submissions) waited for a write or ctrl+r: the app reloaded
+   only when ``PRAGMA data_version`` moved. Every ``clock_interval`` seconds they are refreshed now.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from textual.widgets import DataTable, Static
+
+from router.engine import Engine
+from router.ingest import read_file
+from router.store import Store
+from test_tui import LEAD, NOW, anyio_backend, settle  # noqa: F401
+from tui.app import LabelyardApp
+
+pytestmark = pytest.mark.anyio
+
+HOUR = 3600
+
+WORKFLOW = """\
+workflow: s11
+labels: {type: choice, choices: [cat, dog, bird]}
+queues:
+  q: {roles: [annotator], sla: 4h}
+  senior: {roles: [senior]}
+  experts: {roles: [expert]}
+on_create:
+  - do: {annotate: q, overlap: 1}
+on_quorum:
+  - do: {review: senior}
+on_review:
+  - {name: approved, when: review.verdict == "approve", do: accept}
+  - {name: rejected, do: {return: annotators}}
+"""
+
+
+def later(hours: float) -> str:
+    """``NOW`` plus ``hours``, as ``LABELYARD_NOW`` takes it (epoch seconds)."""
+    from router.clock import parse_instant
+
+    return str(parse_instant(NOW) + hours * HOUR)
+
+
+def project(tmp_path, tasks: int = 2, workflow: str = WORKFLOW) -> str:
+    """``tasks`` tasks `t0`… in queue `q`; the lead LEAD, annotators ann and bob, senior sen, expert exp."""
+    path = str(tmp_path / "p.db")
+    store, _ = Store.init(path)
+    engine = Engine(store)
+    engine.apply(workflow, "s11.workflow.yaml", actor=LEAD)
+    engine.add_worker(LEAD, ["lead"], [], None, actor=LEAD)
+    for name, role in (("ann", "annotator"), ("bob", "annotator"), ("sen", "senior"), ("exp", "expert")):
+        engine.add_worker(name, [role], [], None, actor=LEAD)
+    inbox = tmp_path / "in.jsonl"
+    inbox.write_text("".join(json.dumps({"id": f"t{i}", "data": {"text": f"item {i}"}}) + "\n" for i in range(tasks)))
+    engine.ingest(read_file(str(inbox), engine.workflow.labels.choices), str(inbox))
+    engine.close()
+    return path
+
+
+def with_engine(path: str, act) -> object:
+    engine = Engine.open(path)
+    try:
+        return act(engine)
+    finally:
+        engine.close()
+
+
+def notes(app) -> list[str]:
+    said = [n.message for n in app._notifications]
+    app._notifications.clear()
+    return said
+
+
+def row(table: DataTable, key: str) -> list[str]:
+    return [str(cell) for cell in table.get_row(key)]
+
+
+async def until(pilot, condition, rounds: int = 200) -> bool:
+    """Pilot pauses until ``condition()`` holds (the app's timer fires meanwhile); whether it did."""
+    for _ in range(rounds):
+        if condition():
+            return True
+        await pilot.pause(0.05)
+    return condition()
+
+
+# -- 1. time-based figures refresh without writes ----------------------------------------------------
+
+async def test_the_dashboard_ages_and_sla_breaches_refresh_on_the_clock_without_writes(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABELYARD_NOW", NOW)
+    path = project(tmp_path)
+    with_engine(path, lambda e: e.submit(e.claim("ann", "q")["assignment"], "ann", label="cat"))
+    app = LabelyardApp(path, LEAD, poll_interval=None, clock_interval=0.05)
+    async with app.run_test(size=(130, 40)) as pilot:
+        await settle(app, pilot)
+        queues = app.screen.query_one("#queues", DataTable)
+        workers = app.screen.query_one("#workers", DataTable)
+        alerts = app.screen.query_one("#alerts", Static)
+        assert row(queues, "q")[5:7] == ["0s", "0"] and str(alerts.render()) == "no alerts"
+        assert row(workers, "ann")[2] == "1"
+        monkeypatch.setenv("LABELYARD_NOW", later(5))  # five hours pass; nobody writes
+        assert await until(pilot, lambda: row(queues, "q")[5:7] == ["5h", "1"])
+        assert "q: 1 task(s) past the 4h SLA" in str(alerts.render())
+        monkeypatch.setenv("LABELYARD_NOW", later(25))  # ann's submission leaves the last 24 hours
+        assert await until(pilot, lambda: row(workers, "ann")[2] == "0")
+
+
+async def test_the_task_list_ages_and_the_workers_24h_refresh_on_the_clock(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABELYARD_NOW", NOW)
+    path = project(tmp_path)
+    with_engine(path, lambda e: e.submit(e.claim("ann", "q")["assignment"], "ann", label="cat"))
+    app = LabelyardApp(path, LEAD, poll_interval=None, clock_interval=0.05)
+    async with app.run_test(size=(130, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("t")
+        await settle(app, pilot)
+        tasks = app.screen.query_one("#tasks", DataTable)
+        ages = lambda: [row(tasks, f"id:{r['id']}")[-1] for r in app.screen.rows]  # noqa: E731
+        assert ages() == ["0s", "0s"]
+        monkeypatch.setenv("LABELYARD_NOW", later(3))
+        assert await until(pilot, lambda: ages() == ["3h", "3h"])
+        await pilot.press("w")
+        await settle(app, pilot)
+        roster = app.screen.query_one("#roster", DataTable)
+        assert row(roster, "ann")[4] == "1"
+        monkeypatch.setenv("LABELYARD_NOW", later(27))
+        assert await until(pilot, lambda: row(roster, "ann")[4] == "0")
+
+
+async def test_without_a_clock_interval_nothing_reloads_by_itself(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABELYARD_NOW", NOW)
+    path = project(tmp_path)
+    app = LabelyardApp(path, LEAD, poll_interval=None, clock_interval=None)
+    async with app.run_test(size=(130, 40)) as pilot:
+        await settle(app, pilot)
+        queues = app.screen.query_one("#queues", DataTable)
+        monkeypatch.setenv("LABELYARD_NOW", later(5))
+        await pilot.pause(0.3)
+        assert row(queues, "q")[5] == "0s"
+        app.time_passed()  # one tick, as the timer calls it
+        await settle(app, pilot)
+        assert row(queues, "q")[5:7] == ["5h", "2"]
