@@ -1,5 +1,5 @@
 """What an annotator does besides claim and submit: skip (give a slot back), resume (see again a
-slot they still hold).
+slot they still hold), slot_view (a held slot as the workflow applied now shows it).
 
 A worker may release their own active slot; it goes back to the queue
 (``free_slots + 1``), or, for a ``correct`` slot, back to being offered to them.
@@ -38,3 +38,14 @@ def resume(engine, worker: str, queue: str | None = None) -> dict[str, Any] | No
             task = engine.store.task(int(a["task_id"]))
             return engine._claim_view(a["id"], task, a["stage"], a["note"], a["queue"], worker)
     return None
+
+
+def slot_view(engine, assignment_id: int, worker: str) -> dict[str, Any] | None:
+    """``worker``'s active slot ``assignment_id`` as :meth:`Engine.claim` shows it under the workflow
+    applied now (an `apply` since the claim may have changed its choices), or ``None`` when it is no
+    longer their active slot. Reads only."""
+    a = engine.store.assignment(assignment_id)
+    if a is None or a["worker"] != worker or a["status"] != "active":
+        return None
+    task = engine.store.task(int(a["task_id"]))
+    return engine._claim_view(a["id"], task, a["stage"], a["note"], a["queue"], worker)

@@ -4,6 +4,9 @@ files (``LABELYARD_NOW`` for the time, no sleeps but pilot pauses).
 1. Figures that move with the clock alone (a queue's oldest task, its SLA breaches, the alerts, the
    task list's ages, the workers' 24 h submissions) waited for a write or ctrl+r: the app reloaded
    only when ``PRAGMA data_version`` moved. Every ``clock_interval`` seconds they are refreshed now.
+2. After an `apply` that changed the choices, the work screen kept the old ones: each pick of a
+   choice that was gone was refused again, and `n` said "finish this slot first". The slot is read
+   again on a data change and on a refused submission, and the screen says the choices changed.
 """
 
 from __future__ import annotations
@@ -146,3 +149,75 @@ async def test_without_a_clock_interval_nothing_reloads_by_itself(tmp_path, monk
         app.time_passed()  # one tick, as the timer calls it
         await settle(app, pilot)
         assert row(queues, "q")[5:7] == ["5h", "2"]
+
+
+# -- 2. the work screen shows the choices of the workflow applied now ----------------------------------
+
+def apply_new_choices(path: str) -> None:
+    """Another process applies a version where `dog` is now `hound`."""
+    with_engine(path, lambda e: e.apply(WORKFLOW.replace("[cat, dog, bird]", "[cat, hound, bird]"),
+                                        "s11.workflow.yaml", actor=LEAD))
+
+
+def votes(path: str, ref: str) -> list[tuple[str, str]]:
+    store = Store.open(path)
+    try:
+        return [(v["worker"], json.loads(v["label"])) for v in store.votes(store.task(ref)["id"])]
+    finally:
+        store.close()
+
+
+def choices_line(app) -> str:
+    return str(app.screen.query_one("#work-choices", Static).render()).splitlines()[0]
+
+
+async def test_an_apply_that_changes_the_choices_shows_the_new_ones_on_the_slot_in_view(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABELYARD_NOW", NOW)
+    path = project(tmp_path)
+    app = LabelyardApp(path, "ann", start="work", worker="ann", poll_interval=None, clock_interval=None)
+    async with app.run_test(size=(110, 30)) as pilot:
+        await settle(app, pilot)
+        ref = app.screen.view["external_id"]
+        assert choices_line(app).split() == ["1", "cat", "2", "dog", "3", "bird"]
+        apply_new_choices(path)
+        app.check_changes()  # one poll: the apply is a write
+        await settle(app, pilot)
+        assert choices_line(app).split() == ["1", "cat", "2", "hound", "3", "bird"]
+        assert "the workflow changed: the choices are now cat, hound, bird" in notes(app)
+        await pilot.press("2")
+        await settle(app, pilot)
+        assert votes(path, ref) == [("ann", "hound")]
+
+
+async def test_a_submission_refused_for_a_choice_that_is_gone_shows_the_current_choices(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABELYARD_NOW", NOW)
+    path = project(tmp_path)
+    app = LabelyardApp(path, "ann", start="work", worker="ann", poll_interval=None, clock_interval=None)
+    async with app.run_test(size=(110, 30)) as pilot:
+        await settle(app, pilot)
+        ref = app.screen.view["external_id"]
+        apply_new_choices(path)  # no poll sees it: the screen still shows `dog`
+        await pilot.press("2")
+        await settle(app, pilot)
+        said = notes(app)
+        assert any("not one of cat, hound, bird" in n for n in said), said
+        assert "the workflow changed: the choices are now cat, hound, bird" in said
+        assert choices_line(app).split() == ["1", "cat", "2", "hound", "3", "bird"]
+        await pilot.press("2")  # before: refused again, every time
+        await settle(app, pilot)
+        assert votes(path, ref) == [("ann", "hound")]
+
+
+async def test_n_on_a_held_slot_reads_its_choices_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABELYARD_NOW", NOW)
+    path = project(tmp_path)
+    app = LabelyardApp(path, "ann", start="work", worker="ann", poll_interval=None, clock_interval=None)
+    async with app.run_test(size=(110, 30)) as pilot:
+        await settle(app, pilot)
+        apply_new_choices(path)
+        await pilot.press("n")
+        await settle(app, pilot)
+        said = notes(app)
+        assert "finish this slot first, or give it back with s" in said
+        assert "the workflow changed: the choices are now cat, hound, bird" in said
+        assert "hound" in choices_line(app)

@@ -67,6 +67,13 @@ class Backend:
         with self.engine() as engine:
             return resume(engine, worker, queue)
 
+    def slot_view(self, assignment: int, worker: str) -> dict[str, Any] | None:
+        """``worker``'s active slot ``assignment`` as the workflow applied now shows it (``None``: gone)."""
+        from router.work import slot_view
+
+        with self.engine() as engine:
+            return slot_view(engine, assignment, worker)
+
     def slot_gone(self, assignment: int, worker: str) -> str | None:
         """Why ``assignment`` is no longer ``worker``'s active slot (``None``: it still is)."""
         with self.queries() as q:

@@ -10,7 +10,9 @@ back). Other label types show the data and say where they are labeled.
 
 A slot the worker still holds (the screen was quit mid-task) is shown again before new work is
 claimed. A slot taken away meanwhile (released, reassigned, held, expired) is noticed when the
-database changes or a submission fails, and the screen moves on to new work.
+database changes or a submission fails, and the screen moves on to new work. A slot still held is
+read again on those occasions too: a workflow applied since the claim may have changed its choices,
+which the screen then shows (and says so).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from textual.widgets import Footer, Header, Static
 
 from router.errors import LabelyardError, NothingToDo
 
-from ..messages import ActionFailed, Claimed, SlotGone, Submitted
+from ..messages import ActionFailed, Claimed, Loaded, SlotGone, Submitted
 from ..widgets import format as fmt
 from ..widgets.modals import InputModal, PickModal
 from .base import BaseScreen
@@ -107,10 +109,13 @@ class WorkScreen(BaseScreen):
 
     @work(thread=True, group="work-check", exit_on_error=False)
     def check_slot(self, assignment: int, say_held: bool = False) -> None:
+        """Whether the slot is still the worker's; if it is, read it again (its choices may have changed)."""
         why = self.backend.slot_gone(assignment, self.worker)
         if why is not None:
             self.post_message(SlotGone(assignment, why))
-        elif say_held:
+            return
+        self.post_message(Loaded("slot", self.backend.slot_view(assignment, self.worker)))
+        if say_held:
             self.app.call_from_thread(self.notify, "finish this slot first, or give it back with s")
 
     # Not exclusive: `busy` already serialises claim and send, and an exclusive
@@ -153,6 +158,10 @@ class WorkScreen(BaseScreen):
                 self.post_message(SlotGone(assignment, f"{why} ({exc})", sending=True))
             else:
                 self.post_message(ActionFailed(what, str(exc)))
+                try:  # refused (a label no longer among the choices?): show the slot as it is now
+                    self.post_message(Loaded("slot", self.backend.slot_view(assignment, self.worker)))
+                except Exception:  # the refusal is what there is to tell
+                    pass
             return
         except Exception as exc:  # not sent: the slot is still the worker's, and the screen takes keys again
             self.post_message(ActionFailed(what, f"not sent ({type(exc).__name__}: {exc}); the slot is still "
@@ -170,6 +179,25 @@ class WorkScreen(BaseScreen):
         self.render_view()
         if message.resumed and message.view is not None:
             self.notify(f"back to assignment #{message.view['assignment']}, which you still hold")
+
+    @on(Loaded)
+    def slot_read(self, message: Loaded) -> None:
+        """The slot in view, read again: show it as it is now, saying so when its choices changed."""
+        view = message.data
+        if message.what != "slot" or view is None or self.view is None or view["assignment"] != self.view["assignment"]:
+            return  # gone (SlotGone says so), or an answer about a slot already left
+        old, self.view = self.view, view
+        if view == old:
+            return
+        self.picked = [c for c in self.picked if c in view["choices"]]
+        self.render_view()
+        if (old["label_type"], old["choices"]) != (view["label_type"], view["choices"]):
+            if view["label_type"] in CHOICE_TYPES:
+                shown = ", ".join(view["choices"][:10]) + (" …" if len(view["choices"]) > 10 else "")
+                now = f"the choices are now {shown}"
+            else:
+                now = f"its labels are now `{view['label_type']}`"
+            self.notify(f"the workflow changed: {now}", title="Choices changed", severity="warning", timeout=8)
 
     @on(SlotGone)
     def slot_gone(self, message: SlotGone) -> None:
