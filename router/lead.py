@@ -86,19 +86,16 @@ def reassign_task(engine, task, to: str, now: float, actor: str, *, force: bool 
     """
     store = engine.store
     ext = task["external_id"]
-    if task["status"] != "open" or task["stage"] is None:
-        raise LabelyardError(f"task {ext} is {task['status']}: only open tasks can be reassigned")
-    if task["stage"] not in CLAIMABLE_STAGES:
-        raise LabelyardError(f"task {ext} waits for its annotators' corrections{_corrections_waiting(store, task)}; "
-                             "a correction goes only to its own annotator: `escalate` the task instead")
+    refused = reassign_refusal(store, task)
+    if refused:
+        raise LabelyardError(refused)
     w = store.worker(to)
     if w is None:
         raise UnknownWorker(f"no worker `{to}`")
+    refused = reassign_refusal(store, task, to)
+    if refused:
+        raise LabelyardError(refused)
     active = store.task_slots(task["id"], ("active",))
-    if any(a["worker"] == to for a in active):
-        raise LabelyardError(f"{to} already holds a slot of task {ext}")
-    if store.holds_slot(task["id"], to, task["round"]) and _submitted_this_round(store, task, to):
-        raise LabelyardError(f"{to} already submitted for task {ext} in this stage")
     problem = ineligible(engine, task, w)
     if problem and not force:
         raise LabelyardError(f"cannot reassign task {ext} to {to}: {problem} (--force to do it anyway)")
@@ -119,6 +116,25 @@ def reassign_task(engine, task, to: str, now: float, actor: str, *, force: bool 
         detail["forced"] = problem
     store.add_event("reassigned", now, task_id=task["id"], action="reassign", actor=actor, detail=detail)
     return {"task": task["id"], **detail}
+
+
+def reassign_refusal(store, task, worker: str | None = None) -> str | None:
+    """Why ``task`` cannot be reassigned at all (``worker`` given: to that worker), not even with
+    ``--force``; ``None`` when it can, and :func:`ineligible` then says whether ``--force`` is needed.
+    :func:`reassign_task` and the TUI's candidate list (``Queries.reassign_candidates``) both ask it."""
+    ext = task["external_id"]
+    if task["status"] != "open" or task["stage"] is None:
+        return f"task {ext} is {task['status']}: only open tasks can be reassigned"
+    if task["stage"] not in CLAIMABLE_STAGES:
+        return (f"task {ext} waits for its annotators' corrections{_corrections_waiting(store, task)}; "
+                "a correction goes only to its own annotator: `escalate` the task instead")
+    if worker is None:
+        return None
+    if any(a["worker"] == worker for a in store.task_slots(task["id"], ("active",))):
+        return f"{worker} already holds a slot of task {ext}"
+    if store.holds_slot(task["id"], worker, task["round"]) and _submitted_this_round(store, task, worker):
+        return f"{worker} already submitted for task {ext} in this stage"
+    return None
 
 
 def ineligible(engine, task, worker_row) -> str | None:

@@ -310,26 +310,32 @@ class Queries:
                 "annotators": {a["worker"]: a for a in report["annotators"]}}
 
     def reassign_candidates(self, task_refs: list[str]) -> list[dict[str, Any]]:
-        """Every worker with their load and, for these tasks, whether they may take them (and why not)."""
-        from .lead import ineligible
+        """Every worker with their load and, for these tasks, whether they may take them and why not,
+        by the checks of ``labelyard reassign`` itself (:func:`router.lead.reassign_refusal`, then
+        :func:`router.lead.ineligible`): ``eligible``, ``reason`` and ``forceable`` (``--force``
+        would do it; ``False`` for a worker who already holds or submitted a slot of the task).
+        Raises :class:`LabelyardError` with the reason when a task cannot be reassigned to anyone
+        (a ``correct`` stage, a task not open)."""
+        from .errors import LabelyardError
+        from .lead import ineligible, reassign_refusal
 
         tasks = [t for t in (self.store.task(ref) for ref in task_refs) if t is not None]
+        for t in tasks:
+            refused = reassign_refusal(self.store, t)
+            if refused:
+                raise LabelyardError(refused)
         loads_ = self.store.worker_loads()
         out = []
         for w in self.store.workers():
             if "automatic" in loads(w["roles"]) or "imported" in loads(w["roles"]):
                 continue
-            problems = []
-            for t in tasks:
-                if t["status"] != "open" or t["stage"] is None:
-                    continue
-                problem = ineligible(self.engine, t, w)
-                if problem:
-                    problems.append(problem)
+            refusals = [r for r in (reassign_refusal(self.store, t, w["id"]) for t in tasks) if r]
+            problems = refusals + [p for p in (ineligible(self.engine, t, w) for t in tasks) if p]
             out.append({"id": w["id"], "roles": loads(w["roles"]), "active": loads_.get(w["id"], 0),
                         "capacity": w["capacity"], "paused": bool(w["paused"]),
-                        "eligible": not problems, "reason": problems[0] if problems else None})
-        out.sort(key=lambda r: (not r["eligible"], r["active"], r["id"]))
+                        "eligible": not problems, "reason": problems[0] if problems else None,
+                        "forceable": not refusals})
+        out.sort(key=lambda r: (not r["eligible"], not r["forceable"], r["active"], r["id"]))
         return out
 
     # -- tasks ----------------------------------------------------------------------------

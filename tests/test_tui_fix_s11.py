@@ -7,6 +7,10 @@ files (``LABELYARD_NOW`` for the time, no sleeps but pilot pauses).
 2. After an `apply` that changed the choices, the work screen kept the old ones: each pick of a
    choice that was gone was refused again, and `n` said "finish this slot first". The slot is read
    again on a data change and on a refused submission, and the screen says the choices changed.
+3. The reassign candidate list (`r`) marked eligible workers whom `reassign` then refused: the
+   holder of the task's slot, an annotator who already submitted in the stage, and everyone for a
+   task in a `correct` stage. Both now ask ``router.lead.reassign_refusal``; a correct stage says
+   why instead of listing, and a worker force cannot help is refused at once, not confirmed.
 """
 
 from __future__ import annotations
@@ -20,7 +24,12 @@ from router.engine import Engine
 from router.ingest import read_file
 from router.store import Store
 from test_tui import LEAD, NOW, anyio_backend, settle  # noqa: F401
+from router.errors import LabelyardError
+from router.lead import Lead
+from router.queries import Queries
 from tui.app import LabelyardApp
+from tui.screens.detail import TaskDetailScreen
+from tui.widgets.modals import ConfirmModal, PickModal
 
 pytestmark = pytest.mark.anyio
 
@@ -221,3 +230,127 @@ async def test_n_on_a_held_slot_reads_its_choices_again(tmp_path, monkeypatch):
         assert "finish this slot first, or give it back with s" in said
         assert "the workflow changed: the choices are now cat, hound, bird" in said
         assert "hound" in choices_line(app)
+
+
+# -- 3. the reassign candidates are what reassign accepts ------------------------------------------------
+
+def candidates(path: str, ref: str) -> dict[str, dict]:
+    q = Queries.open(path)
+    try:
+        return {c["id"]: c for c in q.reassign_candidates([ref])}
+    finally:
+        q.close()
+
+
+def reassign_accepts(path: str, ref: str, to: str, force: bool) -> str | None:
+    """``None`` when ``labelyard reassign REF --to TO [--force]`` would go through (a dry run), else why not."""
+    def attempt(engine):
+        try:
+            Lead(engine, LEAD).run("reassign", [ref], to=to, force=force, dry_run=True)
+        except LabelyardError as exc:
+            return str(exc)
+        return None
+    return with_engine(path, attempt)
+
+
+def in_review_held_by_sen(tmp_path) -> tuple[str, str]:
+    """t0 annotated by ann, its review slot held by sen; a second senior, sue, is free."""
+    path = project(tmp_path)
+    def act(engine):
+        engine.add_worker("sue", ["senior"], [], None, actor=LEAD)
+        view = engine.claim("ann", "q")
+        engine.submit(view["assignment"], "ann", label="cat")
+        engine.claim("sen")
+        return view["external_id"]
+    return path, with_engine(path, act)
+
+
+def voted_in_annotate(tmp_path) -> tuple[str, str]:
+    """t0 in an annotate stage that wants two votes; ann voted, bob holds the other slot."""
+    path = project(tmp_path, workflow=WORKFLOW.replace("overlap: 1", "overlap: 2"))
+    def act(engine):
+        view = engine.claim("ann", "q")
+        engine.submit(view["assignment"], "ann", label="cat")
+        engine.claim("bob", "q")
+        return view["external_id"]
+    return path, with_engine(path, act)
+
+
+@pytest.mark.parametrize("situation", [in_review_held_by_sen, voted_in_annotate])
+def test_every_candidate_is_marked_as_reassign_itself_decides(tmp_path, monkeypatch, situation):
+    monkeypatch.setenv("LABELYARD_NOW", NOW)
+    path, ref = situation(tmp_path)
+    listed = candidates(path, ref)
+    assert listed
+    for worker, c in listed.items():
+        plain, forced = reassign_accepts(path, ref, worker, False), reassign_accepts(path, ref, worker, True)
+        assert c["eligible"] == (plain is None), (worker, c, plain)
+        assert c["forceable"] == (forced is None), (worker, c, forced)
+        if c["eligible"]:
+            continue
+        assert c["reason"] in (plain if not c["forceable"] else plain.replace(" (--force to do it anyway)", "")), \
+            (worker, c["reason"], plain)
+
+
+def test_the_holder_and_a_worker_who_submitted_are_refused_in_the_list_as_by_reassign(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABELYARD_NOW", NOW)
+    path, ref = in_review_held_by_sen(tmp_path)
+    listed = candidates(path, ref)
+    assert listed["sen"]["eligible"] is False and listed["sen"]["forceable"] is False
+    assert listed["sen"]["reason"] == f"sen already holds a slot of task {ref}"
+    assert listed["sue"]["eligible"] is True
+    (tmp_path / "2").mkdir()
+    path2, ref2 = voted_in_annotate(tmp_path / "2")
+    listed = candidates(path2, ref2)
+    assert listed["ann"]["eligible"] is False and listed["ann"]["forceable"] is False
+    assert listed["ann"]["reason"] == f"ann already submitted for task {ref2} in this stage"
+    assert listed["bob"]["reason"] == f"bob already holds a slot of task {ref2}"
+
+
+def test_a_task_in_a_correct_stage_gives_the_reason_instead_of_candidates(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABELYARD_NOW", NOW)
+    path, ref = in_review_held_by_sen(tmp_path)
+    with_engine(path, lambda e: e.submit(e.store.worker_active_assignments("sen")[0]["id"], "sen",
+                                         verdict="reject", comment="again"))
+    with pytest.raises(LabelyardError, match="a correction goes only to its own annotator"):
+        candidates(path, ref)
+
+
+async def test_r_on_a_correct_stage_task_says_why_and_lists_nobody(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABELYARD_NOW", NOW)
+    path, ref = in_review_held_by_sen(tmp_path)
+    with_engine(path, lambda e: e.submit(e.store.worker_active_assignments("sen")[0]["id"], "sen",
+                                         verdict="reject", comment="again"))
+    app = LabelyardApp(path, LEAD, poll_interval=None, clock_interval=None)
+    async with app.run_test(size=(130, 40)) as pilot:
+        await settle(app, pilot)
+        app.push_screen(TaskDetailScreen(f"ext:{ref}"))
+        await settle(app, pilot)
+        await pilot.press("r")
+        await settle(app, pilot)
+        assert isinstance(app.screen, TaskDetailScreen)  # no list of workers who would all be refused
+        said = notes(app)
+        assert any("waits for its annotators' corrections (offered to ann)" in n and "`escalate` the task" in n
+                   for n in said), said
+
+
+async def test_picking_the_slots_holder_is_refused_without_a_confirmation(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABELYARD_NOW", NOW)
+    path, ref = in_review_held_by_sen(tmp_path)
+    app = LabelyardApp(path, LEAD, poll_interval=None, clock_interval=None)
+    async with app.run_test(size=(130, 40)) as pilot:
+        await settle(app, pilot)
+        app.push_screen(TaskDetailScreen(f"ext:{ref}"))
+        await settle(app, pilot)
+        await pilot.press("r")
+        await settle(app, pilot)
+        modal = app.screen
+        assert isinstance(modal, PickModal)
+        texts = dict(modal.items)
+        assert texts["sue"].split() == ["sue", "load", "0/∞"]
+        assert f"✗ sen already holds a slot of task {ref}" in texts["sen"]
+        modal.query_one("OptionList").highlighted = [k for k, _ in modal.items].index("sen")
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert not isinstance(app.screen, ConfirmModal)
+        assert f"cannot reassign task ext:{ref} to sen: sen already holds a slot of task {ref}" in notes(app)

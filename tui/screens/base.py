@@ -181,7 +181,9 @@ class BaseScreen(Screen):
             if worker is None:
                 return
             c = by_id[worker]
-            if c["eligible"]:
+            if not c["forceable"]:  # reassign refuses it even with force: no question to ask
+                self.notify(f"cannot reassign {self._what(refs)} to {worker}: {c['reason']}", severity="error")
+            elif c["eligible"]:
                 self._confirm("reassign", refs, {"to": worker}, f" to {worker}")
             else:
                 self._confirm("reassign", refs, {"to": worker, "force": True}, f" to {worker} anyway (force)",
