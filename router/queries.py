@@ -78,6 +78,14 @@ def _label(text: str | None) -> Any:
 
 
 SORT_COLUMNS = {"id": None, "priority": "priority", "age": "stage_at", "updated": "updated_at"}
+AGAINST_COLUMN = frozenset({"age"})
+"""Orders whose figure runs against their column: the oldest task (largest age, shown first by
+``age↓``) is the one with the smallest ``stage_at``."""
+
+
+def _column_descending(order: str, descending: bool) -> bool:
+    """Whether the store sorts ``order``'s column descending for a list ``descending`` by its figure."""
+    return descending != (order in AGAINST_COLUMN)
 
 
 def _sort_key(order: str, row: Any) -> tuple[Any, int]:
@@ -351,9 +359,9 @@ class Queries:
 
     def _task_page_rows(self, f: TaskFilter, after: tuple[Any, int] | None, limit: int,
                         descending: bool | None = None) -> list[Any]:
+        descending = f.descending if descending is None else descending
         return self.store.task_page(**self._filter_args(f), order=f.order,
-                                    descending=f.descending if descending is None else descending,
-                                    after=after, limit=limit)
+                                    descending=_column_descending(f.order, descending), after=after, limit=limit)
 
     @staticmethod
     def _filter_args(f: TaskFilter) -> dict[str, Any]:
@@ -390,8 +398,8 @@ class Queries:
         if after is None:
             return None, page, 0
         # `after` read backwards: the rows before it, and the `after` row itself
-        count = self.store.task_count_after(**self._filter_args(f), order=f.order, descending=not f.descending,
-                                            after=after)
+        count = self.store.task_count_after(**self._filter_args(f), order=f.order,
+                                            descending=_column_descending(f.order, not f.descending), after=after)
         return after, page, count + 1
 
     def tasks_listed(self, f: TaskFilter, task_ids: list[int]) -> set[int]:

@@ -11,6 +11,8 @@ files (``LABELYARD_NOW`` for the time, no sleeps but pilot pauses).
    holder of the task's slot, an annotator who already submitted in the stage, and everyone for a
    task in a `correct` stage. Both now ask ``router.lead.reassign_refusal``; a correct stage says
    why instead of listing, and a worker force cannot help is refused at once, not confirmed.
+4. "age↓" listed the youngest tasks first (``stage_at`` descending). It lists the oldest first now,
+   as the age column reads, and `n`/`p` page through that order by keyset.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from router.store import Store
 from test_tui import LEAD, NOW, anyio_backend, settle  # noqa: F401
 from router.errors import LabelyardError
 from router.lead import Lead
-from router.queries import Queries
+from router.queries import Queries, TaskFilter
 from tui.app import LabelyardApp
 from tui.screens.detail import TaskDetailScreen
 from tui.widgets.modals import ConfirmModal, PickModal
@@ -354,3 +356,76 @@ async def test_picking_the_slots_holder_is_refused_without_a_confirmation(tmp_pa
         await settle(app, pilot)
         assert not isinstance(app.screen, ConfirmModal)
         assert f"cannot reassign task ext:{ref} to sen: sen already holds a slot of task {ref}" in notes(app)
+
+
+# -- 4. age↓ is the oldest first ---------------------------------------------------------------------------
+
+def aged_project(tmp_path, monkeypatch) -> tuple[str, list[int]]:
+    """130 tasks ingested in three batches (10 h, 5 h and 1 h before NOW, 50, 40 and 40 of them);
+    the ids in age↓ order: the oldest batch first, each batch by id."""
+    monkeypatch.setenv("LABELYARD_NOW", later(-10))
+    path = project(tmp_path, tasks=50)
+    for n, (hours, size) in enumerate(((-5, 40), (-1, 40))):
+        monkeypatch.setenv("LABELYARD_NOW", later(hours))
+        inbox = tmp_path / f"more{n}.jsonl"
+        inbox.write_text("".join(json.dumps({"id": f"b{n}-{i}", "data": {"text": "x"}}) + "\n" for i in range(size)))
+        with_engine(path, lambda e: e.ingest(read_file(str(inbox), e.workflow.labels.choices), str(inbox)))
+    monkeypatch.setenv("LABELYARD_NOW", NOW)
+    return path, list(range(1, 131))
+
+
+def pages(path: str, f: TaskFilter) -> list[list[int]]:
+    q = Queries.open(path)
+    try:
+        out, after = [], None
+        while True:
+            page = q.task_page(f, after)
+            out.append([r["id"] for r in page.rows])
+            if page.next_after is None:
+                return out
+            after = page.next_after
+    finally:
+        q.close()
+
+
+def test_age_descending_lists_the_oldest_first_and_pages_by_keyset(tmp_path, monkeypatch):
+    path, oldest_first = aged_project(tmp_path, monkeypatch)
+    down = pages(path, TaskFilter(order="age", descending=True))
+    assert sum(down, []) == oldest_first and [len(p) for p in down] == [50, 50, 30]
+    up = pages(path, TaskFilter(order="age", descending=False))
+    assert sum(up, []) == oldest_first[::-1]
+    q = Queries.open(path)
+    try:
+        f = TaskFilter(order="age")
+        second = q.task_page(f, q.task_page(f).next_after)
+        after, above = q.task_page_above(f, second.first_key)
+        assert after is None and [r["id"] for r in above.rows] == down[0]
+        after, page, before = q.task_page_at(f, 95, 4)  # task 95 on the 5th row: 90 tasks above its page
+        assert before == 90 and [r["id"] for r in page.rows][4] == 95
+    finally:
+        q.close()
+
+
+async def test_the_task_list_sorted_by_age_shows_the_oldest_first_on_every_page(tmp_path, monkeypatch):
+    path, oldest_first = aged_project(tmp_path, monkeypatch)
+    app = LabelyardApp(path, LEAD, poll_interval=None, clock_interval=None)
+    async with app.run_test(size=(130, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("t")
+        await settle(app, pilot)
+        screen = app.screen
+        await pilot.press("o", "o")  # id -> priority -> age
+        await settle(app, pilot)
+        assert screen.filter.describe().endswith("sort age↓")
+        shown = []
+        for _ in range(3):
+            ids = [r["id"] for r in screen.rows]
+            shown += ids
+            ages = [row(screen.query_one("#tasks", DataTable), f"id:{i}")[-1] for i in ids]
+            assert ages == sorted(ages, key=lambda a: -int(a[:-1]))  # "10h" before "5h" before "1h"
+            await pilot.press("n")
+            await settle(app, pilot)
+        assert shown == oldest_first
+        await pilot.press("p")
+        await settle(app, pilot)
+        assert [r["id"] for r in screen.rows] == oldest_first[50:100]

@@ -33,11 +33,11 @@ async def test_an_open_queue_sorts_by_age_and_pages(db):
         await settle(app, pilot)
         assert screen.filter.order == "age" and len(screen.rows) == 50
         ages = [(r["stage_at"], r["id"]) for r in screen.rows]
-        assert ages == sorted(ages, reverse=True)
+        assert ages == sorted(ages)  # age↓: the oldest (earliest stage_at) first
         await pilot.press("n")
         await settle(app, pilot)
         second = [(r["stage_at"], r["id"]) for r in screen.rows]
-        assert second and max(second) < min(ages) and {r["queue"] for r in screen.rows} == {"triage"}
+        assert second and min(second) > max(ages) and {r["queue"] for r in screen.rows} == {"triage"}
 
 
 @pytest.fixture
