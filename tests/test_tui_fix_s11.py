@@ -13,6 +13,9 @@ files (``LABELYARD_NOW`` for the time, no sleeps but pilot pauses).
    why instead of listing, and a worker force cannot help is refused at once, not confirmed.
 4. "age↓" listed the youngest tasks first (``stage_at`` descending). It lists the oldest first now,
    as the age column reads, and `n`/`p` page through that order by keyset.
+5. Changing the sort or a filter dropped the whole selection without a word, so the next action went
+   to the cursor's task. The selection stays; only the tasks the new filter does not list leave it,
+   named in a notice.
 """
 
 from __future__ import annotations
@@ -429,3 +432,43 @@ async def test_the_task_list_sorted_by_age_shows_the_oldest_first_on_every_page(
         await pilot.press("p")
         await settle(app, pilot)
         assert [r["id"] for r in screen.rows] == oldest_first[50:100]
+
+
+# -- 5. the selection survives a new sort or filter ------------------------------------------------------
+
+async def test_the_selection_stays_across_a_new_sort_and_a_filter_drops_only_what_it_hides(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABELYARD_NOW", NOW)
+    path = project(tmp_path, tasks=60)
+    reviewed = with_engine(path, lambda e: (lambda v: (e.submit(v["assignment"], "ann", label="cat"), v)[1])(
+        e.claim("ann", "q"))["task"])
+    app = LabelyardApp(path, LEAD, poll_interval=None, clock_interval=None)
+    async with app.run_test(size=(130, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("t")
+        await settle(app, pilot)
+        screen = app.screen
+        screen.set_filter(TaskFilter(order="id", descending=False))
+        await settle(app, pilot)
+        await pilot.press("space", "space", "space")  # ids 1, 2, 3
+        await pilot.press("n")
+        await settle(app, pilot)
+        await pilot.press("space")  # id 51, on page 2
+        picked = {"id:1", "id:2", "id:3", "id:51"}
+        assert screen.selected == picked and f"id:{reviewed}" in picked
+        await pilot.press("o")  # sort by priority
+        await settle(app, pilot)
+        assert screen.selected == picked and "selected 4" in str(screen.query_one("#task-status", Static).render())
+        assert notes(app) == []
+        await pilot.press("O")  # reversed
+        await settle(app, pilot)
+        assert screen.selected == picked
+        screen.set_filter(screen.filter.with_(stage="review"))  # only the reviewed task is listed
+        await settle(app, pilot)
+        assert screen.selected == {f"id:{reviewed}"}
+        said = notes(app)
+        others = sorted(picked - {f"id:{reviewed}"}, key=lambda r: int(r[3:]))
+        names = ", ".join(f"t{int(r[3:]) - 1} ({r})" for r in others)
+        assert f"the selected tasks {names} left this list and are no longer selected" in said, said
+        await pilot.press("h")
+        await settle(app, pilot)
+        assert app.screen.prompt.startswith(f"Hold task t{reviewed - 1} (id:{reviewed})")  # not the cursor's task

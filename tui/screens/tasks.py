@@ -110,10 +110,10 @@ class TasksScreen(BaseScreen):
 
     # -- loading ----------------------------------------------------------------------------
     def set_filter(self, task_filter: TaskFilter) -> None:
+        """Show ``task_filter``'s list from its first page. The selection stays: the load checks it
+        against the new filter, and the tasks it no longer lists are unselected and named."""
         self.filter = task_filter
         self.asked, self.page_no = ("after", None), 1
-        self.selected.clear()
-        self.names.clear()
         self._top = True
         self.reload()
 
