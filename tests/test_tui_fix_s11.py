@@ -16,6 +16,9 @@ files (``LABELYARD_NOW`` for the time, no sleeps but pilot pauses).
 5. Changing the sort or a filter dropped the whole selection without a word, so the next action went
    to the cursor's task. The selection stays; only the tasks the new filter does not list leave it,
    named in a notice.
+6. The work screen's footer offered `s Skip` on a correction and `a Approve` on an escalated slot,
+   keys that only said why they do nothing. They are left out of the footer there; the keys still
+   say why.
 """
 
 from __future__ import annotations
@@ -472,3 +475,42 @@ async def test_the_selection_stays_across_a_new_sort_and_a_filter_drops_only_wha
         await pilot.press("h")
         await settle(app, pilot)
         assert app.screen.prompt.startswith(f"Hold task t{reviewed - 1} (id:{reviewed})")  # not the cursor's task
+
+
+# -- 6. the footer shows only the keys that do something ------------------------------------------------
+
+def footer_keys(app) -> set[str]:
+    return {key for key, b in app.active_bindings.items() if b.binding.show and b.enabled}
+
+
+async def slot_footer(path: str, worker: str, key: str) -> tuple[str, set[str], list[str]]:
+    """The kind of ``worker``'s slot, the footer's keys, and what pressing ``key`` says."""
+    app = LabelyardApp(path, worker, start="work", worker=worker, poll_interval=None, clock_interval=None)
+    async with app.run_test(size=(110, 30)) as pilot:
+        await settle(app, pilot)
+        kind, keys = app.screen.view["kind"], footer_keys(app)
+        await pilot.press(key)
+        await settle(app, pilot)
+        return kind, keys, notes(app)
+
+
+async def test_a_correction_shows_no_skip_and_s_says_why(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABELYARD_NOW", NOW)
+    path, ref = in_review_held_by_sen(tmp_path)
+    kind, keys, _ = await slot_footer(path, "sen", "escape")
+    assert kind == "review" and {"enter", "a", "x", "s", "n"} <= keys
+    with_engine(path, lambda e: e.submit(e.store.worker_active_assignments("sen")[0]["id"], "sen",
+                                         verdict="reject", comment="again"))
+    kind, keys, said = await slot_footer(path, "ann", "s")
+    assert kind == "correct" and "s" not in keys and {"enter", "n"} <= keys
+    assert any(n.startswith("a correction comes back to you: label it") for n in said), said
+    assert with_engine(path, lambda e: e.store.worker_active_assignments("ann")[0]["stage"]) == "correct"
+
+
+async def test_an_escalated_slot_shows_no_approve_and_a_says_a_label_is_needed(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABELYARD_NOW", NOW)
+    path = project(tmp_path)
+    with_engine(path, lambda e: Lead(e, LEAD).run("escalate", ["t0"], queue="experts"))
+    kind, keys, said = await slot_footer(path, "exp", "a")
+    assert kind == "escalated" and "a" not in keys and {"enter", "x", "s", "n"} <= keys
+    assert said == ["an escalated task needs its final label: pick it with the number keys"]

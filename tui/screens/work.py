@@ -37,6 +37,11 @@ from .base import BaseScreen
 CHOICE_TYPES = ("choice", "multi_choice")
 
 
+CORRECTION_STAYS = ("a correction comes back to you: label it (s would offer it to you again; a lead can "
+                    "escalate the task instead)")
+ESCALATED_NEEDS_LABEL = "an escalated task needs its final label: {how}"
+
+
 def choice_key(index: int) -> str | None:
     """The key that picks choice ``index`` (0-based): ``1``–``9``, ``0`` for the tenth, else none."""
     return str(index + 1) if index < 9 else ("0" if index == 9 else None)
@@ -239,13 +244,13 @@ class WorkScreen(BaseScreen):
         v = self.view
         choices = v is not None and v["label_type"] in CHOICE_TYPES
         if action == "approve":
-            return self.kind in ("review", "escalated")  # an expert is told a final label is needed
+            return self.kind == "review"  # an expert is told (`why`) that a final label is needed
         if action == "reject":
             return self.kind in ("review", "escalated")
         if action in ("submit", "pick_choice", "choose"):
             return choices
         if action == "skip":
-            return v is not None  # on a correction it says why it is refused
+            return v is not None and self.kind != "correct"  # a correction is not given back (`why` says so)
         return True  # `why` among them: it runs only where the binding before it on the same key is off
 
     def action_why(self, action: str) -> None:
@@ -257,6 +262,11 @@ class WorkScreen(BaseScreen):
         if v is None:
             return "claiming…" if self.busy else "no slot in view: n claims work"
         how = f"`{v['label_type']}` labels are submitted with `labelyard submit {v['assignment']} --value JSON`"
+        if action == "skip" and v["kind"] == "correct":
+            return CORRECTION_STAYS
+        if action == "approve" and v["kind"] == "escalated":
+            return ESCALATED_NEEDS_LABEL.format(how="pick it with the number keys" if v["label_type"] in CHOICE_TYPES
+                                                else f"submit it with `labelyard submit {v['assignment']} --value JSON`")
         if action in ("approve", "reject"):
             pick = "pick a label" if v["label_type"] in CHOICE_TYPES else how
             return f"{action} is for review slots: {pick}"
@@ -389,9 +399,7 @@ class WorkScreen(BaseScreen):
 
     def action_approve(self) -> None:
         if self.kind == "escalated":  # an expert settles the task: a label, not a verdict
-            how = ("pick it with the number keys" if self.view["label_type"] in CHOICE_TYPES
-                   else f"submit it with `labelyard submit {self.view['assignment']} --value JSON`")
-            self.notify(f"an escalated task needs its final label: {how}", severity="warning")
+            self.action_why("approve")
         elif self.kind == "review" and not self._still_busy():
             label = self._label()  # a picked choice is the reviewer's correction, as `submit --approve --label`
             self._send({"verdict": "approve"} if label is None else {"verdict": "approve", "label": label})
@@ -408,7 +416,7 @@ class WorkScreen(BaseScreen):
 
     def action_skip(self) -> None:
         if self.kind == "correct":  # given back, it would be offered to this worker again at once
-            self.notify("a correction comes back to you: label it (a lead can reassign it)", severity="warning")
+            self.action_why("skip")
         elif self.view is not None and not self._still_busy():
             self.busy = True
             self.send(self.view["assignment"], {}, skip=True)
