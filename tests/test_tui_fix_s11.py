@@ -19,6 +19,8 @@ files (``LABELYARD_NOW`` for the time, no sleeps but pilot pauses).
 6. The work screen's footer offered `s Skip` on a correction and `a Approve` on an escalated slot,
    keys that only said why they do nothing. They are left out of the footer there; the keys still
    say why.
+7. One external id of 300 double-width characters made its column ~600 cells wide and pushed every
+   other column off the screen. The column is cut to 40 cells, with an ellipsis.
 """
 
 from __future__ import annotations
@@ -514,3 +516,29 @@ async def test_an_escalated_slot_shows_no_approve_and_a_says_a_label_is_needed(t
     kind, keys, said = await slot_footer(path, "exp", "a")
     assert kind == "escalated" and "a" not in keys and {"enter", "x", "s", "n"} <= keys
     assert said == ["an escalated task needs its final label: pick it with the number keys"]
+
+
+# -- 7. one long external id does not push the other columns off the screen -----------------------------
+
+async def test_a_long_wide_external_id_is_cut_and_every_column_stays_on_screen(tmp_path, monkeypatch):
+    from rich.cells import cell_len
+
+    monkeypatch.setenv("LABELYARD_NOW", NOW)
+    path = project(tmp_path)
+    inbox = tmp_path / "long.jsonl"
+    inbox.write_text(json.dumps({"id": "界" * 300, "data": {"text": "wide"}}, ensure_ascii=False) + "\n",
+                     encoding="utf-8")
+    with_engine(path, lambda e: e.ingest(read_file(str(inbox), e.workflow.labels.choices), str(inbox)))
+    app = LabelyardApp(path, LEAD, poll_interval=None, clock_interval=None)
+    async with app.run_test(size=(130, 30)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("t")
+        await settle(app, pilot)
+        table = app.screen.query_one("#tasks", DataTable)
+        cell = table.get_row("id:3")[2]
+        assert cell_len(cell.plain) <= 40 and cell.plain.endswith("…") and cell.plain.startswith("界" * 10)
+        assert str(table.get_row("id:1")[2]) == "t0"
+        widths = [c.get_render_width(table) for c in table.ordered_columns]
+        assert sum(widths) <= 130, widths  # the age column, last, is on screen
+        header = "".join(seg.text for seg in table.render_line(0))
+        assert header.rstrip().endswith("age"), header

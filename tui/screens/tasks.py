@@ -20,6 +20,7 @@ from ..widgets.tables import cursor_key, restore_cursor
 from .base import BaseScreen
 
 STATUS_STYLE = {"open": "", "held": "yellow", "done": "green", "invalid": "red"}
+EXTERNAL_WIDTH = 40  # cells of the external id column (a UUID fits); longer ids end in "…" (the detail shows them)
 
 
 ANY = "*"  # the pick key of "(any)"; every real value's key is VALUE + value, so none is ANY
@@ -203,7 +204,7 @@ class TasksScreen(BaseScreen):
         for r in self.rows:
             ref = task_ref(r)
             mark = Text("●", style="bold cyan") if ref in self.selected else ""
-            table.add_row(mark, str(r["id"]), fmt.plain(r["external_id"]),
+            table.add_row(mark, str(r["id"]), fmt.cut(r["external_id"], EXTERNAL_WIDTH),
                           Text(r["status"], style=STATUS_STYLE.get(r["status"], "")),
                           fmt.plain(r["stage"]), fmt.plain(r["queue"]),
                           str(r["needed"]) if r["status"] == "open" else "",

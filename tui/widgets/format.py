@@ -40,6 +40,14 @@ def plain(value: Any, style: str = "", *, lines: bool = False) -> Text:
     return Text(clean("" if value is None else value, lines=lines), style=style, end="")
 
 
+def cut(value: Any, width: int, style: str = "") -> Text:
+    """``value`` as :func:`plain`, cut to ``width`` terminal cells (double-width characters count
+    two) with an ellipsis: a table column that one long value must not widen past the screen."""
+    text = plain(value, style)
+    text.truncate(width, overflow="ellipsis")
+    return text
+
+
 def line(*parts: Part, lines: bool = False) -> Text:
     """Text from parts, each a string (plain), a ``(value, style)`` pair or a ready ``Text``
     (kept as built): how screens mix their own bold words with data."""
