@@ -21,6 +21,8 @@ files (``LABELYARD_NOW`` for the time, no sleeps but pilot pauses).
    say why.
 7. One external id of 300 double-width characters made its column ~600 cells wide and pushed every
    other column off the screen. The column is cut to 40 cells, with an ellipsis.
+8. The task detail said "model None" for a prediction without a model; it names a model only when
+   there is one.
 """
 
 from __future__ import annotations
@@ -542,3 +544,27 @@ async def test_a_long_wide_external_id_is_cut_and_every_column_stays_on_screen(t
         assert sum(widths) <= 130, widths  # the age column, last, is on screen
         header = "".join(seg.text for seg in table.render_line(0))
         assert header.rstrip().endswith("age"), header
+
+
+# -- 8. no "model None" -------------------------------------------------------------------------------------
+
+async def test_the_detail_names_a_prediction_model_only_when_there_is_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABELYARD_NOW", NOW)
+    path = project(tmp_path, tasks=0)
+    inbox = tmp_path / "pred.jsonl"
+    inbox.write_text(json.dumps({"id": "plain", "data": {"text": "a"}, "prediction": {"label": "cat", "confidence": 0.4}})
+                     + "\n" + json.dumps({"id": "modelled", "data": {"text": "b"},
+                                           "prediction": {"label": "dog", "confidence": 0.6, "model": "m-7"}}) + "\n")
+    with_engine(path, lambda e: e.ingest(read_file(str(inbox), e.workflow.labels.choices), str(inbox)))
+    app = LabelyardApp(path, LEAD, poll_interval=None, clock_interval=None)
+    async with app.run_test(size=(130, 40)) as pilot:
+        await settle(app, pilot)
+        shown = {}
+        for ref in ("plain", "modelled"):
+            app.push_screen(TaskDetailScreen(f"ext:{ref}"))
+            await settle(app, pilot)
+            body = str(app.screen.query_one("#detail-body", Static).render())
+            shown[ref] = next(line for line in body.splitlines() if line.startswith("prediction"))
+            await pilot.press("escape")
+            await settle(app, pilot)
+        assert shown == {"plain": "prediction cat confidence 0.40", "modelled": "prediction dog confidence 0.60 model m-7"}

@@ -88,8 +88,9 @@ class TaskDetailScreen(BaseScreen):
                  fmt.plain(json.dumps(t["data"], ensure_ascii=False, indent=2), lines=True)]
         p = d["prediction"] or {}
         if p.get("label") is not None:
+            model = f" model {p['model']}" if p.get("model") is not None else ""  # none given: not "model None"
             lines.append(fmt.line(("prediction", "bold"), f" {fmt.label(p.get('label'))} "
-                                  f"confidence {fmt.num(p.get('confidence'))} model {p.get('model')}"))
+                                  f"confidence {fmt.num(p.get('confidence'))}{model}"))
         if t["final_label"] is not None:
             lines.append(fmt.line(("final", "bold"), f" {fmt.label(t['final_label'])} by {t['final_by']} "
                                   f"(rule {t['final_rule']})"))
