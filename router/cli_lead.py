@@ -38,9 +38,7 @@ def _name(item: dict[str, Any]) -> str:
 
 
 def escalated_line(item: dict[str, Any]) -> str:
-    """What an escalation did: escalated, or held when the queue left the workflow meanwhile."""
-    if item.get("action") == "hold":
-        return f"held {_name(item)} instead of escalating it: {item['reason']}"
+    """What an escalation did (a queue that left the workflow meanwhile refuses it: never held)."""
     return f"escalated {_name(item)} to {item['target']}"
 
 

@@ -13,6 +13,7 @@ import operator
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from . import clock
@@ -158,14 +159,62 @@ class Engine:
     # -- workflow --------------------------------------------------------------------------
     @property
     def workflow(self):  # -> rules.workflow.Workflow
-        """The active workflow (compiled once per engine)."""
+        """The active workflow (compiled once per engine and version): the one active when it was
+        first read, and in each write transaction of :meth:`transaction` the one active in it."""
         if self._workflow is None:
             row = self.store.active_workflow()
             if row is None:
                 raise NoWorkflow("no workflow applied yet; run `labelyard apply FILE.workflow.yaml`")
-            self._workflow, self.functions = compile_stored(loads(row["spec"]), self.functions)
-            self._workflow_id = row["id"]
+            self._workflow, self._workflow_id = self._compiled(row["id"], row["spec"]), row["id"]
         return self._workflow
+
+    def _compiled(self, version_id: int, spec: str | None = None) -> Any:
+        """Stored version ``version_id`` compiled (``spec``: its stored JSON, if read). A version once
+        replaced is never active again (an apply stores a new one), so each is compiled once."""
+        if spec is None:
+            spec = self.store.workflow_version(version_id)["spec"]
+        from rules.diagnostics import WorkflowInvalid
+
+        try:
+            workflow, self.functions = compile_stored(loads(spec), self.functions)
+        except WorkflowInvalid:  # it calls functions of plugins the ones given lack: loaded for it
+            if self.functions is None:
+                raise
+            workflow, self.functions = compile_stored(loads(spec))
+        return workflow
+
+    @contextmanager
+    def transaction(self, *, rollback: bool = False) -> Iterator[Any]:
+        """A write transaction (:meth:`Store.transaction`) whose rules are the version active in it.
+
+        Another process may apply a version while this one waits for the write lock, or after
+        this engine compiled its own: every transaction that decides by rules (claim, submit,
+        timers, reviewers, lead actions) starts by reading which version is active (one
+        small read; nothing when no workflow was loaded yet, as the first use loads the active
+        one) and decides by it, so no decision takes a retired version's rule and each decision
+        event follows the ``workflow_applied`` event of the version that made it. A nested
+        transaction joins the outer one and its version."""
+        outer = not self.store.conn.in_transaction
+        with self.store.transaction(rollback=rollback) as conn:
+            if outer:
+                self._follow_active(self.store.active_workflow_id() if self._workflow is not None else None)
+            yield conn
+
+    def follow_active(self) -> None:
+        """Outside a transaction: load the version active now when another process applied one
+        since this engine loaded its own (each step of a long ``labelyard run``)."""
+        if self._workflow is not None:
+            self._follow_active(self.store.active_workflow_id())
+
+    def _follow_active(self, active: int | None) -> bool:
+        """Decide by version ``active`` (the active one, just read) from now on when this engine
+        loaded another; in a transaction, compiled under its lock (once: a rare event). True when
+        it changed."""
+        if active is None or self._workflow is None or active == self._workflow_id:
+            return False
+        self._workflow, self._workflow_id = self._compiled(active), active
+        self._queue_cache, self._agreement_cache = {}, {}
+        return True
 
     @property
     def workflow_id(self) -> int:
@@ -362,7 +411,7 @@ class Engine:
         queues_known = (roles is not None or skills is not None) and self.load_workflow()
         now = clock.now()
         dropped: list[dict[str, Any]] = []
-        with self.store.transaction():
+        with self.transaction():
             row = self.store.worker(name)
             if row is None and not create:
                 self._require_worker(name)  # raises the unknown-worker error
@@ -563,6 +612,7 @@ class Engine:
             else:
                 batch.append(row)
             if row is None or len(batch) >= INGEST_BATCH_ROWS or time.monotonic() - started > INGEST_BATCH_SECONDS:
+                workflow, version = self._routing_version(workflow, version)
                 routed = self._route_batch(workflow, version, batch, source)
                 if whole:
                     routed.first_line, covered = min(covered + 1, routed.first_line or covered + 1), routed.last_line
@@ -570,6 +620,7 @@ class Engine:
                 batch = []
                 started = time.monotonic()
         if batch:
+            workflow, version = self._routing_version(workflow, version)
             routed = self._route_batch(workflow, version, batch, source)
         elif whole or (part is not None and part.from_start and routed is None):
             # nothing left to route, but the lines after the last batch (or a part's origin) to clear
@@ -579,6 +630,17 @@ class Engine:
         if whole:
             routed.first_line, routed.through_end = min(covered + 1, routed.first_line or covered + 1), True
         yield routed
+
+    def _routing_version(self, workflow, version: int) -> tuple[Any, int]:
+        """The version to route the next batch by: the active one (one read a batch), so rows read
+        after a lead applied a version are routed by it. The writer routes again a batch that
+        was routed while one was applied (:meth:`route_again`)."""
+        active = self.store.active_workflow_id()
+        if active is not None and active != version:
+            self._follow_active(active)
+            if self._workflow_id == active:
+                return self.workflow, active
+        return workflow, version
 
     def _route_batch(self, workflow, version: int, batch: list[TaskInput | RowProblem],
                      source: str) -> RoutedBatch:
@@ -627,7 +689,7 @@ class Engine:
                 continue
             known.add(item.external_id)
             decision = workflow.decide("on_create", self._create_context(row, item, now))
-            row.update(self._create_fields(decision, item, now))
+            row.update(self._create_fields(decision, item.label, now))
             routed.tasks.append(task_tuple(row))
             # No trace here: `labelyard explain` traces on_create again from the task's input,
             # which never changes (rendering it for every row cost ~9 µs of ~25 per row).
@@ -641,6 +703,37 @@ class Engine:
         if len(routed.problems) > len(batch) - len(inputs):  # rows refused here join those refused when read
             routed.problems.sort(key=operator.attrgetter("line"))
         return routed
+
+    def route_again(self, batch: RoutedBatch, version_id: int) -> None:
+        """Route ``batch`` again, in place, by version ``version_id``: an ingest's writer found it
+        active in the batch's transaction (applied by another process after the batch was routed
+        by an older one). Run in that transaction, on the writer's connection; a prediction the
+        version's labels refuse becomes a reject, as it would have when routed."""
+        from .ingest import RowProblem
+
+        self._follow_active(version_id)
+        workflow = self.workflow  # this engine's first use loads the active one: ``version_id``
+        task_tuple = operator.itemgetter(*TASK_INSERT_COLUMNS)
+        tasks, events, rules, refused = [], [], [], False
+        for task, event in zip(batch.tasks, batch.events):
+            row = dict(zip(TASK_INSERT_COLUMNS, task))
+            line, now = loads(event[3])["line"], row["created_at"]
+            predicted = loads(row["pred_label"])
+            problem = None if predicted is None else workflow.labels.problem(predicted)
+            if problem is not None:
+                batch.problems.append(RowProblem(line, f"`prediction.label`: {problem}", None, row["external_id"]))
+                refused = True
+                continue
+            row.update(NEW_TASK_STATE, workflow_version=version_id)
+            decision = workflow.decide("on_create", creation_context(row, stored_prediction(row), now))
+            row.update(self._create_fields(decision, predicted, now))
+            tasks.append(task_tuple(row))
+            events.append((decision.rule, decision.action, "labelyard",
+                           dumps({"line": line, **decision.as_detail(explained=False)}), now))
+            rules.append(decision.rule or "(no rule)")
+        batch.tasks, batch.events, batch.rules = tasks, events, rules
+        if refused:
+            batch.problems.sort(key=operator.attrgetter("line"))
 
     @staticmethod
     def _new_task_row(item: TaskInput, task_id: int | None, source: str, version: int, now: float) -> dict[str, Any]:
@@ -658,10 +751,10 @@ class Engine:
         prediction = prediction_facts(item.label, item.confidence, item.model, item.scores)
         return creation_context({**row, "data": item.data, "tags": item.tags}, prediction, now)
 
-    def _create_fields(self, decision, item: TaskInput, now: float) -> dict[str, Any]:
-        """Column values for a new task from its on_create decision."""
+    def _create_fields(self, decision, predicted: Any, now: float) -> dict[str, Any]:
+        """Column values for a new task from its on_create decision (``predicted``: its prediction's label)."""
         if decision.action == "accept":
-            label = decision.values.get("label", item.label)
+            label = decision.values.get("label", predicted)
             problem = self._label_problem(label)
             if problem is None:
                 return {"status": "done", "final_label": dumps(final_form(label, self.workflow.labels)),
@@ -737,20 +830,22 @@ class Engine:
         claim itself runs under the write lock; who the worker is and which
         queues they may take are read before it, and the view is built after.
         """
-        workflow = self.workflow
+        self.workflow  # noqa: B018 - compiled before the lock
         w = self.store.claimer(worker)
         if w is None:
             self._require_worker(worker)  # raises the unknown-worker error
         queues = self._claim_queues(worker, w, queue)
-        gold_rate = (workflow.quality.get("gold") or {}).get("rate") or 0
+        version = self._workflow_id  # the queues' version: the lock may find another applied since
         now = clock.now()
         hint: int | None = None
         for attempt in range(CLAIM_ATTEMPTS):
             steps = None if attempt == CLAIM_ATTEMPTS - 1 else self.claim_walk_steps
             try:
-                claimed = self._claim_in_lock(worker, queue, w, queues, gold_rate, now, hint, steps)
+                claimed = self._claim_in_lock(worker, queue, w, queues, now, hint, steps)
                 break
             except ClaimWalkTooLong:
+                if self._workflow_id != version:
+                    queues, version = self._claim_queues(worker, w, queue), self._workflow_id
                 # The walk past what the worker may not take, again without the lock: others
                 # claim and submit meanwhile, and the next turn takes what it found, if still free.
                 hint = self.store.claim_candidate(worker, queues)
@@ -758,16 +853,18 @@ class Engine:
                     raise NothingToDo(self._no_work(worker, queue, w)) from None
         return self._claim_view(*claimed, worker)
 
-    def _claim_in_lock(self, worker: str, queue: str | None, w, queues: list[str], gold_rate: float, now: float,
+    def _claim_in_lock(self, worker: str, queue: str | None, w, queues: list[str], now: float,
                        hint: int | None, steps: int | None) -> tuple:
         """:meth:`claim`'s transaction: ``(assignment id, task, stage, note)`` of the slot taken.
         ``hint``: a task the walk found without the lock, taken first if still free; ``steps``:
         the walk's budget (:class:`ClaimWalkTooLong` past it, nothing written)."""
         with self.store.transaction():
             # Checked again under the lock: a lead may have paused the worker, or changed their
-            # roles, skills or capacity, while this claim waited for its turn.
+            # roles, skills or capacity, or applied a version (its queues and gold rate decide:
+            # :meth:`transaction`, read here with the worker), while this claim waited for its turn.
             fresh = self.store.claimer_now(worker)
-            if (fresh["paused"], fresh["roles"], fresh["skills"]) != (w["paused"], w["roles"], w["skills"]):
+            switched = self._follow_active(fresh["workflow_id"])
+            if switched or (fresh["paused"], fresh["roles"], fresh["skills"]) != (w["paused"], w["roles"], w["skills"]):
                 queues = self._claim_queues(worker, fresh, queue)
             # Returned work counts against capacity too: a correction is a slot the worker holds.
             if fresh["capacity"] is not None and fresh["active"] >= fresh["capacity"]:
@@ -784,6 +881,7 @@ class Engine:
                                              "queue": offered["queue"]})
                 return (offered["id"], task, offered["stage"], offered["note"], offered["queue"])
             slot = None
+            gold_rate = (self.workflow.quality.get("gold") or {}).get("rate") or 0
             if gold_rate > 0:  # gold questions mixed into claims (router.gold)
                 slot = pick_gold(self.store, worker, queues, gold_rate)
             if slot is None and hint is not None:
@@ -908,7 +1006,12 @@ class Engine:
         now = clock.now()
         verdict = self._check_submission(self.store.assignment(assignment_id), assignment_id, worker,
                                          label, verdict)
-        with self.store.transaction():
+        version = self._workflow_id
+        with self.transaction():  # decided by the version active in it (:meth:`transaction`)
+            if self._workflow_id != version and label is not None:  # checked by another's labels
+                problem = self.workflow.labels.problem(label)
+                if problem:
+                    raise AssignmentError(f"{problem} (in the workflow version applied meanwhile)")
             a = self.store.finish_assignment(assignment_id, worker, now)
             if a is None:  # released, expired or submitted since the read: say which
                 self._check_submission(self.store.assignment(assignment_id), assignment_id, worker, label, verdict)
@@ -1029,14 +1132,6 @@ class Engine:
         """
         fields: dict[str, Any]
         returned: dict[str, Any] = {}  # a return's corrections and the voters it left out, for its event
-        if decision.target is not None and decision.action in STAGE_OF_ACTION and decision.action != "return":
-            # Another process may have applied a version without this queue since this one loaded
-            # its workflow: nobody could claim the task there. One read, under the lock.
-            active = self.store.active_workflow_id()
-            if active != self._workflow_id and decision.target not in self.store.workflow_queue_names(active):
-                decision.reason = (f"queue `{decision.target}` is not in the workflow version applied "
-                                   "while this decision was made")
-                decision.action, decision.target = "hold", None
         if decision.action == "accept":
             label = decision.values.get("label", default_label if default_label is not None else votes.get("top"))
             problem = self._label_problem(label)

@@ -185,6 +185,7 @@ class BatchWriter:
         self.store.conn.execute(f"PRAGMA cache_size={-INGEST_CACHE_KIB}")
         self.store.checkpoint_in_thread = True
         self._seen_version = self.store.data_version()
+        self._router: Any = None  # an engine on this connection, for a batch routed by a replaced version
         self._shared = True  # until a commit shows whether others write, use short transactions
 
     def write(self, batch: RoutedBatch) -> None:
@@ -209,7 +210,8 @@ class BatchWriter:
         store, report = self.store, self.report
         events: list[tuple] = []
         with store.transaction():
-            rows, orphans = _hold_orphans(store, batch.tasks, batch.now)
+            self._route_again_if_replaced(batch)
+            rows = batch.tasks
             next_id = store.next_task_id()
             tasks = [(next_id + i, *row[1:]) for i, row in enumerate(rows)]
             # The router skipped the ids it saw stored; another ingest may have stored some
@@ -230,10 +232,6 @@ class BatchWriter:
                 events.append((task[0], *event))
                 report.routed[rule] += 1
             store.add_created_events(events)
-            for task in tasks:
-                if task[1] in orphans:
-                    store.add_event("held", batch.now, task_id=task[0], action="hold", actor="labelyard",
-                                    detail={"reason": orphans[task[1]], "stage": task[_STAGE], "queue": task[_QUEUE]})
             if self.part is not None:
                 self._keep_part_rejects(batch)
             else:
@@ -248,6 +246,19 @@ class BatchWriter:
         report.rejected += len(batch.problems)
         if batch.ignored:
             report.ignored.merge(batch.ignored)
+
+    def _route_again_if_replaced(self, batch: RoutedBatch) -> None:
+        """Under the batch's lock: when a version other than the one that routed ``batch`` is active
+        (a lead applied one meanwhile), route the batch again by it, in place
+        (:meth:`Engine.route_again <router.engine.Engine.route_again>`). Usually none: one read."""
+        active = self.store.active_workflow_id()
+        if active is None or all(row[_VERSION] == active for row in batch.tasks):
+            return
+        if self._router is None:
+            from .engine import Engine  # loaded already: this process routes or forked the router
+
+            self._router = Engine(self.store)
+        self._router.route_again(batch, active)
 
     def _keep_part_rejects(self, batch: RoutedBatch) -> None:
         """A plugin part's rejects, each under its own key (:class:`PartRejects`), in the batch's transaction."""
@@ -264,29 +275,7 @@ class BatchWriter:
         self.store.close()
 
 
-_STATUS, _STAGE, _QUEUE, _FREE, _VERSION, _REASON = (
-    TASK_INSERT_COLUMNS.index(c) for c in ("status", "stage", "queue", "free_slots", "workflow_version", "reason"))
-
-
-def _hold_orphans(store, rows: list[tuple], now: float) -> tuple[list[tuple], dict[str, str]]:
-    """``rows`` with the open tasks of queues the active version lacks held (a lead applied a
-    version dropping their queue while this ingest routed them by the one before), and the
-    reason per external id of each held one. Usually nothing changed: one read per batch."""
-    active = store.active_workflow_id()
-    if active is None or not rows or all(row[_VERSION] == active for row in rows):
-        return rows, {}
-    queues = store.workflow_queue_names(active)
-    orphans: dict[str, str] = {}
-    out = []
-    for row in rows:
-        if row[_STATUS] == "open" and row[_QUEUE] not in queues:
-            reason = f"queue `{row[_QUEUE]}` was dropped by a workflow version applied during this ingest"
-            orphans[row[1]] = reason
-            row = list(row)
-            row[_STATUS], row[_FREE], row[_REASON] = "held", 0, reason
-            row = tuple(row)
-        out.append(row)
-    return out, orphans
+_VERSION = TASK_INSERT_COLUMNS.index("workflow_version")
 
 
 class ThreadedWriter:

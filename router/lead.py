@@ -416,7 +416,7 @@ class Lead:
                      report: BulkReport) -> None:
         """Every task of ``refs`` (each once, however often it is named) in one transaction."""
         now = clock.now()
-        with self.store.transaction(rollback=report.dry_run):
+        with self.engine.transaction(rollback=report.dry_run):
             tasks = list({t["id"]: t for t in map(self._task, refs)}.values())
             report.matched = len(tasks)
             for task in tasks:
@@ -436,7 +436,7 @@ class Lead:
         report.matched = len(matches)
         for start in range(0, len(matches), PAGE):
             now = clock.now()
-            with self.store.transaction(rollback=report.dry_run):
+            with self.engine.transaction(rollback=report.dry_run):
                 for task_id, _ext, status, round_ in matches[start : start + PAGE]:
                     task = self.store.task(task_id)
                     # read again under the lock: another lead or a timer may have changed what matched
@@ -492,7 +492,7 @@ class Lead:
         alone); a ``dry_run`` does it and rolls it back."""
         now = clock.now()
         self.engine.load_workflow()  # before the lock: a correction released may be dropped (its queue's rules)
-        with self.store.transaction(rollback=dry_run):
+        with self.engine.transaction(rollback=dry_run):
             a = self.store.assignment(assignment_id)
             if a is None:
                 raise AssignmentError(f"no assignment {assignment_id}")

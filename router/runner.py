@@ -307,7 +307,7 @@ def add_prior_votes(engine, votes: Any, origin: str,
     cursor. When the votes complete an annotate stage, ``on_quorum`` decides.
     """
     store = engine.store
-    labels = engine.workflow.labels
+    engine.load_workflow()  # compiled before the lock
     skipped: Counter = left_out if left_out is not None else Counter()
     added = 0
     if not isinstance(votes, dict):  # not {external_id: [votes]}: no vote can be told to its task
@@ -327,7 +327,8 @@ def add_prior_votes(engine, votes: Any, origin: str,
         items = shaped
         if not items:
             continue
-        with store.transaction():
+        with engine.transaction():  # checked and decided by the version active in it
+            labels = engine.workflow.labels
             task = store.task_by_external_id(str(external_id))
             if task is None or task["status"] != "open" or task["is_gold"]:
                 why = "no such task" if task is None else "gold question" if task["is_gold"] else f"task {task['status']}"
@@ -427,7 +428,7 @@ def apply_verdict(engine, task_id: int, round_: int, reviewer: str, verdict: Ver
     """
     store = engine.store
     worker = f"auto:{reviewer}"
-    with store.transaction():
+    with engine.transaction():  # on_review of the version active in it
         task = store.task(task_id)
         if (task is None or task["status"] != "open" or task["stage"] != "review" or task["round"] != round_
                 or task["free_slots"] < task["needed"]):
@@ -577,6 +578,7 @@ class Runner:
         for step in (self.sources, self.reviewers, self.timers, self.sinks, self.notify):
             name = step.__name__
             try:
+                self.engine.follow_active()  # each step by the version active when it starts
                 step()
             except Exception as exc:  # noqa: BLE001 - a step's own failure is recorded; the next step runs
                 self.fail(name, None, describe_error(exc))

@@ -841,10 +841,12 @@ class Store:
 
     def claimer_now(self, name: str) -> sqlite3.Row:
         """Under the claim's write lock: what may have changed since :meth:`claimer` (pause, roles,
-        skills, capacity) and how many active slots the worker holds, in one read."""
+        skills, capacity), how many active slots the worker holds and the active workflow version's
+        id (``workflow_id``), in one read."""
         return self.one(
             "SELECT paused, pause_reason, roles, skills, capacity, (SELECT count(*) FROM assignments "
-            "INDEXED BY assignments_worker_active WHERE worker = ?1 AND status = 'active') AS active "
+            "INDEXED BY assignments_worker_active WHERE worker = ?1 AND status = 'active') AS active, "
+            "(SELECT id FROM workflows WHERE active = 1) AS workflow_id "
             "FROM workers WHERE id = ?1", (name,))
 
     def workers(self) -> list[sqlite3.Row]:

@@ -85,6 +85,7 @@ class TickReport:
 def tick(engine, *, page: int = PAGE, actor: str = ACTOR) -> TickReport:
     """Run ``on_timer`` once over active assignments and open tasks at ``clock.now()``."""
     report = TickReport()
+    engine.follow_active()  # a long `labelyard run` ticks by the version active now
     if not engine.workflow.rules.get("on_timer"):
         return report
     run = _Tick(engine, clock.now(), actor, report)
@@ -405,12 +406,17 @@ class _Tick:
 
     def __init__(self, engine, now: float, actor: str, report: TickReport):
         self.engine, self.store, self.now, self.actor, self.report = engine, engine.store, now, actor, report
-        self.workflow = engine.workflow
-        releases = [r for r in self.workflow.rules["on_timer"] if r.action.kind == "release"]
-        self.gold_workflow = _only(self.workflow, releases)  # gold tasks: only their slots' release
+        self._rules_of(engine.workflow)
         self.book = QueueBook(engine, now)
-        self.identities = RuleIdentities(self.store, self.workflow.rules["on_timer"])
         self.moved: set[int] = set()  # tasks acted on this tick: decided once, even if met again further on
+
+    def _rules_of(self, workflow: Any) -> None:
+        """Decide by ``workflow``'s ``on_timer`` rules from now on."""
+        self.workflow = workflow
+        rules = workflow.rules.get("on_timer") or []
+        releases = [r for r in rules if r.action.kind == "release"]
+        self.gold_workflow = _only(workflow, releases)  # gold tasks: only their slots' release
+        self.identities = RuleIdentities(self.store, rules)
 
     def assignment_pass(self, page: int) -> None:
         after = 0
@@ -474,8 +480,12 @@ class _Tick:
             for candidate in todo:
                 self._count(candidate.why)
             return  # nothing acts, so no queue changes and nothing is decided again
-        with self.store.transaction():
+        with self.engine.transaction():
             self.book.refresh()  # under the write lock: what another process did up to now is counted
+            if self.engine.workflow is not self.workflow:
+                # a version applied since the page was decided (:meth:`Engine.transaction`): its rules decide
+                self._rules_of(self.engine.workflow)
+                todo = [self._decide(c.task, c.assignment) for c in todo]
             for candidate in todo:
                 self._settle(candidate)
 

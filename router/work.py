@@ -21,7 +21,7 @@ def skip(engine, assignment_id: int, worker: str) -> dict[str, Any]:
 
     now = clock.now()
     engine.load_workflow()  # before the lock: a correction given back may be dropped (its queue's rules)
-    with engine.store.transaction():
+    with engine.transaction():
         a = engine.store.assignment(assignment_id)
         if a is None:
             raise AssignmentError(f"no assignment {assignment_id}")

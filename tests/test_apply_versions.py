@@ -55,10 +55,11 @@ def test_dropping_a_queue_with_open_tasks_is_refused_or_holds_them(run, write_wo
     assert (moved["status"], moved["queue"]) == ("open", "q")
 
 
-def test_tasks_routed_by_a_version_replaced_meanwhile_are_held_not_stranded(tmp_path, monkeypatch):
+def test_tasks_routed_by_a_version_replaced_meanwhile_are_routed_again_by_the_new_one(tmp_path, monkeypatch):
     """An ingest routes a batch by the version it loaded; a lead applies one without `legal`
-    before the batch is written: its `legal` tasks are held (with an event), not left open in
-    a queue nobody can claim from. The same for a decision of a process holding the old version."""
+    before the batch is written: the batch is routed again by the new version in its write
+    transaction, so no task is left in a queue nobody can claim from, nor routed by a retired
+    rule. A process holding the old version decides by the new one too."""
     from router.engine import Engine
     from router.ingest import TaskInput
     from router.ingest_pipeline import BatchWriter
@@ -84,15 +85,14 @@ def test_tasks_routed_by_a_version_replaced_meanwhile_are_held_not_stranded(tmp_
     writer.write(batch)
     writer.close()
     l1, q1 = store.task("ext:L1"), store.task("ext:Q1")
-    assert (l1["status"], l1["queue"]) == ("held", "legal")
-    assert l1["reason"] == "queue `legal` was dropped by a workflow version applied during this ingest"
-    assert [e["kind"] for e in store.events(l1["id"])] == ["created", "held"]
-    assert q1["status"] == "open"
+    v2 = store.active_workflow_id()
+    assert (l1["status"], l1["queue"], l1["workflow_version"]) == ("open", "q", v2)
+    assert [(e["kind"], e["rule"]) for e in store.events(l1["id"])] == [("created", "rest")]
+    assert (q1["status"], q1["queue"], q1["workflow_version"]) == ("open", "q", v2)
 
-    old.submit(claim["assignment"], "ann", label="a")  # decided by v1's on_quorum: `annotate: legal`
+    old.submit(claim["assignment"], "ann", label="a")  # v1's on_quorum said `annotate: legal`; v2 has none
     q0 = store.task("ext:Q0")
-    assert (q0["status"], q0["reason"]) == (
-        "held", "queue `legal` is not in the workflow version applied while this decision was made")
+    assert (q0["status"], q0["final_rule"]) == ("done", "default: strict majority")
     old.close()
 
 

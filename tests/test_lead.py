@@ -272,12 +272,14 @@ def test_where_skips_a_task_whose_match_changed_between_the_walk_and_its_page(pr
     other.close()
 
 
-def test_an_escalation_held_because_its_queue_left_the_workflow_meanwhile_says_held(project, monkeypatch):
+def test_an_escalation_to_a_queue_that_left_the_workflow_meanwhile_is_refused(project, monkeypatch):
     """A lead's `escalate` compiled the workflow with `experts`; another process applies a
-    version without it before the escalation's transaction: the task is held, and the line
-    printed says so (it said "escalated T1 (id:1) to None")."""
+    version without it before the escalation's transaction: the escalation is refused by the
+    version active in its transaction, as it would be after the apply (it said "escalated T1
+    (id:1) to None", then held the task)."""
     from lead_support import WORKFLOW
     from router.cli_lead import escalated_line
+    from router.errors import LabelyardError
     from router.lead import Lead
 
     engine = engine_at(project.db, monkeypatch, 1)
@@ -288,11 +290,9 @@ def test_an_escalation_held_because_its_queue_left_the_workflow_meanwhile_says_h
         '{escalate: experts, reason: "SLA breach"}', '{hold: "SLA breach"}')
     other.apply(without, "v2.workflow.yaml", actor=LEAD)
     other.close()
-    report = lead.run("escalate", ["T1"], queue="experts")
-    (item,) = report.done
-    assert item["action"] == "hold" and task(project, "T1")["status"] == "held"
-    line = escalated_line(item)
-    assert line.startswith("held T1 (id:1) instead of escalating it: queue `experts` is not in the workflow")
+    with pytest.raises(LabelyardError, match="no queue `experts`; queues: triage, vets, senior"):
+        lead.run("escalate", ["T1"], queue="experts")
+    assert task(project, "T1")["status"] == "open"
     assert escalated_line({"external_id": "T2", "task": 2, "action": "escalate", "target": "experts"}) == (
         "escalated T2 (id:2) to experts")
     engine.close()
