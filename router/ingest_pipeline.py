@@ -218,13 +218,21 @@ class BatchWriter:
             # since. Usually none: insert all at once, and only if one clashes, check each.
             if tasks and not store.insert_new_tasks(TASK_INSERT_COLUMNS, tasks):
                 known = store.existing_external_ids([t[1] for t in rows])
+                # a gold question added since the router looked is refused, as the router refuses one
+                gold = store.gold_external_ids(known) if known and store.has_gold() else set()
                 tasks, kept = [], []
                 for row, event, rule in zip(rows, batch.events, batch.rules):
+                    if row[1] in gold:
+                        line = json.loads(event[3])["line"]
+                        batch.problems.append(RowProblem(line, f"id {row[1]} is a gold question", None, row[1]))
+                        continue
                     if row[1] in known:
                         report.duplicates += 1
                         continue
                     tasks.append((next_id + len(tasks), *row[1:]))
                     kept.append((event, rule))
+                if gold:
+                    batch.problems.sort(key=lambda p: p.line)
                 store.insert_task_tuples(TASK_INSERT_COLUMNS, tasks)
             else:
                 kept = list(zip(batch.events, batch.rules))

@@ -206,3 +206,28 @@ def test_an_ingest_routes_the_rows_read_after_an_apply_by_the_new_version(projec
     t2 = project.store.task("ext:T2")
     assert (t2["workflow_version"], t2["needed"]) == (project.store.active_workflow_id(), 2)
     assert project.workflow_id == project.store.active_workflow_id()
+
+
+def test_a_row_whose_id_became_a_gold_question_while_its_batch_was_routed_is_quarantined(project, tmp_path):
+    """`gold add G1` committed between the routing of an ingest batch holding a row `G1` and the
+    batch's transaction: the row was counted as a duplicate, not quarantined as a gold question's id."""
+    from router.engine import Engine
+    from router.gold import add_gold
+    from router.ingest import TaskInput
+    from router.ingest_pipeline import BatchWriter
+    from router.store import Store
+
+    rows = [TaskInput(1, "T1", {}), TaskInput(2, "G1", {}), TaskInput(3, "T3", {})]
+    batch = project._route_batch(project.workflow, project.workflow_id, rows, "in.jsonl")
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text('{"id": "G1", "data": {}, "answer": "a"}\n')
+    other = Engine(Store.open(project.store.path))
+    add_gold(other, str(gold), "lead")
+    other.close()
+    writer = BatchWriter(project.store.path, "in.jsonl")
+    writer.write(batch)
+    writer.close()
+    assert (writer.report.ingested, writer.report.duplicates, writer.report.rejected) == (2, 0, 1)
+    assert [tuple(r) for r in project.store.query("SELECT source, line, reason FROM rejects")] == [
+        ("in.jsonl", 2, "id G1 is a gold question")]
+    assert project.store.task("ext:G1")["is_gold"] == 1
