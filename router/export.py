@@ -180,13 +180,16 @@ def _remove_stale_export_temps(target: str, suffix: str) -> None:
 def _write_beside(rows: Iterable[dict[str, Any]], fmt: str, output: str, target: str, mode: int | None) -> int:
     """Write ``target``'s new content to a file beside it, give it ``mode``, and rename it over ``target``.
 
-    The temp file is locked while it is written: an export killed meanwhile leaves it unlocked,
-    and the next export of ``target`` removes it."""
-    tmp = None
+    The temp file is locked until it is renamed: an export killed meanwhile leaves it unlocked,
+    and the next export of ``target`` removes it. The lock belongs to the open file, so a second
+    descriptor keeps it held from the close that flushes the rows to the rename (released at the
+    close, another export removed the temp as a killed one's, and the rename failed)."""
+    tmp, lock = None, None
     try:
         # Private from the start when the target is: the rows are written only once the mode is set.
         fd, tmp = _claim_export_temp(target, 0o666 if mode is None else mode & 0o777)
         with open(fd, "w", encoding="utf-8", newline="") as handle:
+            lock = os.dup(fd)
             if mode is not None:
                 os.fchmod(fd, mode)  # exactly the old file's mode, whatever the umask: it was chosen on purpose
             count = _write(rows, fmt, handle)
@@ -196,6 +199,8 @@ def _write_beside(rows: Iterable[dict[str, Any]], fmt: str, output: str, target:
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if lock is not None:
+            os.close(lock)
     return count
 
 

@@ -231,3 +231,27 @@ def test_a_row_whose_id_became_a_gold_question_while_its_batch_was_routed_is_qua
     assert [tuple(r) for r in project.store.query("SELECT source, line, reason FROM rejects")] == [
         ("in.jsonl", 2, "id G1 is a gold question")]
     assert project.store.task("ext:G1")["is_gold"] == 1
+
+
+def test_an_export_keeps_its_temp_file_locked_until_it_is_renamed(tmp_path, monkeypatch):
+    """Another export of the same file cleans up killed exports' temps between this one's close and
+    its rename: it removed this one's temp (its lock went with the close), and this export failed
+    with "cannot write: No such file or directory"."""
+    import os
+
+    from router import export
+
+    target = tmp_path / "final.jsonl"
+    target.write_text("old\n", encoding="utf-8")
+    replace = os.replace
+    removed = []
+
+    def another_export_cleans_up_then_replace(src, dst):
+        removed.append(export._remove_stale_export_temps(str(target), export._export_temp_suffix(str(target))))
+        return replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", another_export_cleans_up_then_replace)
+    assert export.write_export([{"id": "T1", "label": "a"}], "jsonl", str(target)) == 1
+    assert removed == [None]
+    assert target.read_text(encoding="utf-8") == '{"id": "T1", "label": "a"}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["final.jsonl"]
