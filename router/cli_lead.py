@@ -189,7 +189,8 @@ def register(main: click.Group) -> None:
         if as_json:
             _emit_json(report.as_dict())
             return
-        click.echo(f"gold: added {report.added}, updated {report.updated}, rejected {report.rejected}")
+        unchanged = f", unchanged {report.unchanged}" if report.unchanged else ""
+        click.echo(f"gold: added {report.added}, updated {report.updated}{unchanged}, rejected {report.rejected}")
         if report.rejected:
             only = f" --source {shlex.quote(source)}" if source else ""
             click.echo(f"rejected rows are kept with their reasons: labelyard rejects{only}", err=True)

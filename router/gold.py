@@ -30,7 +30,7 @@ from . import clock
 from .consensus import same_label
 from .errors import LabelyardError
 from .os_text import source_name
-from .store import dumps_finite, loads, text_problem
+from .store import dumps, dumps_finite, loads, text_problem
 
 
 def gold_fraction(worker: str, latest: int) -> float:
@@ -52,10 +52,11 @@ def pick_gold(store, worker: str, queues, rate: float):
 class GoldReport:
     added: int = 0
     updated: int = 0
+    unchanged: int = 0  # gold questions the file gives again as they are: no event
     rejected: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"added": self.added, "updated": self.updated, "rejected": self.rejected}
+        return {"added": self.added, "updated": self.updated, "unchanged": self.unchanged, "rejected": self.rejected}
 
 
 def _check_storable(item, answer: Any, workflow, line: bytes) -> None:
@@ -180,6 +181,10 @@ def add_gold(engine, path: str, actor: str, source: str | None = None) -> GoldRe
                     report.rejected += 1
                     continue
                 was = store.gold_label(existing["id"])
+                updated.append(existing["id"])  # scored again all the same: that mends older counters
+                if dumps(was) == dumps(answer) and existing["queue"] == queue and existing["status"] == "open":
+                    report.unchanged += 1  # given again as it is: nothing to write
+                    continue
                 store.set_gold(existing["id"], answer)
                 moved = {}
                 if existing["queue"] != queue or existing["status"] != "open":
@@ -188,7 +193,6 @@ def add_gold(engine, path: str, actor: str, source: str | None = None) -> GoldRe
                     moved = {"queue": queue, "was_queue": existing["queue"], "was_status": existing["status"]}
                 store.add_event("gold_updated", now, task_id=existing["id"], actor=actor,
                                 detail={"answer": answer, "was": was, **moved})
-                updated.append(existing["id"])
                 report.updated += 1
                 continue
             row = engine._new_task_row(item, next_id, source, version, now)

@@ -40,6 +40,11 @@ STATUSES: dict[str, tuple[str, ...]] = {
 }
 
 
+class Unchanged(LabelyardError):
+    """The action would leave the task as it is: the task is skipped with this reason and no event,
+    also among task ids (whose actions are otherwise all or nothing)."""
+
+
 # -- the actions, inside the caller's transaction ------------------------------------------
 
 def release_assignment(engine, a, now: float, actor: str, *, detail: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -305,6 +310,8 @@ def priority_task(engine, task, value: float, now: float, actor: str) -> dict[st
     """Set a task's priority (higher is claimed first)."""
     if task["status"] not in ("open", "held"):
         raise LabelyardError(f"task {task['external_id']} is {task['status']}: its priority no longer matters")
+    if task["priority"] == float(value):  # a second run (or one after a killed --where) writes no "7 → 7"
+        raise Unchanged(f"its priority is {float(value):g} already")
     engine.store.update_task(task["id"], priority=float(value), updated_at=now)
     engine.store.add_event("priority", now, task_id=task["id"], action="priority", actor=actor,
                            detail={"from": task["priority"], "to": float(value)})
@@ -421,7 +428,10 @@ class Lead:
             report.matched = len(tasks)
             for task in tasks:
                 task = self.store.task(task["id"])  # an earlier action in this list may have changed it
-                report.done.append({"external_id": task["external_id"], **op(task, now)})
+                try:
+                    report.done.append({"external_id": task["external_id"], **op(task, now)})
+                except Unchanged as exc:  # nothing to do for it; the others are done
+                    report.skipped.append({"task": task["id"], "external_id": task["external_id"], "reason": str(exc)})
 
     def _run_on_matches(self, op: Callable[[Any, float], dict[str, Any]], action: str, where: str,
                         report: BulkReport) -> None:
