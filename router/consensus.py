@@ -359,16 +359,30 @@ def _span_parts(a: tuple[Any, Any], b: tuple[Any, Any]) -> tuple[Any, Any]:
     return inter, (a[1] - a[0]) + (b[1] - b[0]) - inter
 
 
+def _object_key(geometry: tuple[float, ...], obj: dict) -> tuple:
+    """An object's place in the canonical order: its coordinates, then its JSON text by value, then as written."""
+    return geometry, _text(_by_value(obj)), _text(obj)
+
+
+def _label_objects(label: Any, fields: tuple[str, ...]) -> list[tuple[tuple[float, ...], dict]]:
+    """One label's objects as ``(geometry, object)``, in the canonical order (:func:`_object_key`)."""
+    if not isinstance(label, list):
+        raise TypeError("not a list of objects")
+    found = []
+    for obj in label:
+        if not isinstance(obj, dict):
+            raise TypeError("not an object")
+        found.append((tuple(_number(obj[f]) for f in fields), obj))
+    found.sort(key=lambda o: _object_key(*o))
+    return found
+
+
 def _objects(labels: Sequence[Any], fields: tuple[str, ...]) -> list[tuple[int, tuple[float, ...], dict]]:
-    items = []
-    for voter, label in enumerate(labels):
-        if not isinstance(label, list):
-            raise TypeError("not a list of objects")
-        for obj in label:
-            if not isinstance(obj, dict):
-                raise TypeError("not an object")
-            items.append((voter, tuple(_number(obj[f]) for f in fields), obj))
-    return items
+    """Every object of ``labels`` as ``(voter, geometry, object)``, the votes and each one's objects in the
+    canonical order, so that what is matched never depends on the order the votes or objects came in."""
+    per_vote = sorted((_label_objects(label, fields) for label in labels),
+                      key=lambda objs: [_object_key(*o) for o in objs])
+    return [(voter, geometry, obj) for voter, objs in enumerate(per_vote) for geometry, obj in objs]
 
 
 def match_objects(voters: Sequence[int], similarity: list[list[float]], threshold: float) -> list[list[int]]:
@@ -378,8 +392,9 @@ def match_objects(voters: Sequence[int], similarity: list[list[float]], threshol
     pairwise IoU (or span overlap). Greedy, best pair first: two groups join
     when they have no annotator in common and the mean similarity of the
     pairs between them reaches ``threshold`` (average linkage). Ties between
-    pairs go to the earlier objects, so the result does not depend on
-    anything but the input order. Returns groups of object indexes.
+    pairs go to the earlier objects; consensus gives the objects in the
+    canonical order (:func:`_objects`), so a tie goes by the objects' values,
+    never by the order the votes came in. Returns groups of object indexes.
     """
     n = len(voters)
     pairs = sorted(((similarity[i][j], i, j) for i in range(n) for j in range(i + 1, n)
@@ -403,8 +418,9 @@ def match_objects(voters: Sequence[int], similarity: list[list[float]], threshol
     return [sorted(g) for _, g in sorted(groups.items())]
 
 
-def _geometric_vote(labels: Sequence[Any], fields: tuple[str, ...], similarity: Callable, threshold: float,
+def _geometric_vote(labels: Sequence[Any], kind: str, threshold: float,
                     combine: Callable[[list[tuple[float, ...]]], tuple[float, ...]]) -> Consensus:
+    fields, similarity = _GEOMETRY[kind]
     n = len(labels)
     items = _objects(labels, fields)
     voters = [v for v, _, _ in items]
@@ -443,15 +459,9 @@ def _geometric_vote(labels: Sequence[Any], fields: tuple[str, ...], similarity: 
             if all(value_key(v) == value_key(values[0]) for v in values):
                 obj[name] = values[0]
         objects.append(obj)
-    objects.sort(key=lambda o: tuple(o[f] for f in fields))
-    # how many annotators drew exactly the kept objects, with their classes
-    kept_groups = {i: cls for i, (group, cls) in enumerate(kept)}
-    where = {k: i for i, (group, _) in enumerate(kept) for k in group}
-    top_count = 0
-    for voter in range(n):
-        mine = [k for k, v in enumerate(voters) if v == voter]
-        hits = {where[k] for k in mine if k in where and same_class(items[k][2].get("label"), kept_groups[where[k]])}
-        top_count += len(mine) == len(kept) == len(hits)
+    objects.sort(key=lambda o: _object_key(tuple(o[f] for f in fields), o))
+    # the votes that give the kept objects, as same_label judges them: one to one, with their classes
+    top_count = sum(_same_objects(label, objects, kind, threshold) for label in labels)
     if n == 1 or not groups:
         agreement = 1.0
     else:
@@ -469,6 +479,12 @@ def _box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return box_iou(a, b)
 
 
+_GEOMETRY: dict[str, tuple[tuple[str, ...], Callable[[Any, Any], float]]] = {
+    "boxes": (BOX_FIELDS, _box_iou),
+    "spans": (SPAN_FIELDS, span_overlap),
+}
+
+
 def _median_box(boxes: list[tuple[float, ...]]) -> tuple[float, ...]:
     return tuple(_median([b[i] for b in boxes]) for i in range(4))
 
@@ -479,7 +495,7 @@ def _median_span(spans: list[tuple[float, ...]]) -> tuple[float, ...]:
 
 def boxes_vote(labels: Sequence[Any], iou: float = DEFAULT_IOU, **_: Any) -> Consensus:
     """Boxes ``{x, y, width, height, label?}``: match by IoU ≥ ``iou``, keep what most drew, median geometry."""
-    return _geometric_vote(labels, BOX_FIELDS, _box_iou, iou, _median_box)
+    return _geometric_vote(labels, "boxes", iou, _median_box)
 
 
 def spans_vote(labels: Sequence[Any], **_: Any) -> Consensus:
@@ -488,7 +504,7 @@ def spans_vote(labels: Sequence[Any], **_: Any) -> Consensus:
         for obj in label if isinstance(label, list) else ():
             if isinstance(obj, dict) and _number(obj["end"]) < _number(obj["start"]):
                 raise ValueError("a span ends before it starts")
-    return _geometric_vote(labels, SPAN_FIELDS, span_overlap, SPAN_OVERLAP, _median_span)
+    return _geometric_vote(labels, "spans", SPAN_OVERLAP, _median_span)
 
 
 # -- number ----------------------------------------------------------------------------------
@@ -546,8 +562,10 @@ def same_label(label: Any, reference: Any, spec: Any = None) -> bool:
     (:func:`canonical`); ``boxes``/``spans`` (with ``spec``, a
     ``rules.workflow.LabelSpec``) when the objects match one to one — boxes at
     IoU ≥ ``labels.iou``, spans at an overlap ≥ ``SPAN_OVERLAP`` of their
-    union, paired by :func:`match_objects` — with the same classes. Labels
-    that do not fit the type compare by :func:`canonical` form.
+    union, paired by :func:`match_objects` in the canonical order — with
+    the same classes. Labels that do not fit the type compare by
+    :func:`canonical` form. Consensus's ``top_count`` counts the votes this
+    says give the consensus.
     """
     kind = getattr(spec, "type", None)
     if kind in ("boxes", "spans"):
@@ -558,8 +576,9 @@ def same_label(label: Any, reference: Any, spec: Any = None) -> bool:
     return canonical(label) == canonical(reference)
 
 
-def _same_objects(label: Any, reference: Any, kind: str, iou: float | None) -> bool:
-    pairs = _object_pairs(label, reference, kind, iou)
+def _same_objects(label: Any, reference: Any, kind: str, threshold: float | None) -> bool:
+    """Whether ``label``'s objects match ``reference``'s one to one, each pair of the same class."""
+    pairs = _object_pairs(label, reference, kind, threshold)
     return all(mine is not None and theirs is not None and same_class(mine.get("label"), theirs.get("label"))
                for mine, theirs in pairs)
 
@@ -580,10 +599,12 @@ def object_pairs(label: Any, reference: Any, spec: Any) -> list[tuple[dict | Non
         return None
 
 
-def _object_pairs(label: Any, reference: Any, kind: str, iou: float | None) -> list[tuple[dict | None, dict | None]]:
-    fields, similarity, threshold = ((BOX_FIELDS, _box_iou, DEFAULT_IOU if iou is None else iou) if kind == "boxes"
-                                     else (SPAN_FIELDS, span_overlap, SPAN_OVERLAP))
-    items = _objects([reference, label], fields)
+def _object_pairs(label: Any, reference: Any, kind: str, threshold: float | None) -> list[tuple[dict | None, dict | None]]:
+    fields, similarity = _GEOMETRY[kind]
+    if threshold is None or kind == "spans":
+        threshold = DEFAULT_IOU if kind == "boxes" else SPAN_OVERLAP
+    items = [(voter, geometry, obj) for voter, side in enumerate((reference, label))
+             for geometry, obj in _label_objects(side, fields)]
     sim = [[similarity(a[1], b[1]) if i != j else 1.0 for j, b in enumerate(items)] for i, a in enumerate(items)]
     groups = match_objects([v for v, _, _ in items], sim, threshold)
     return [(next((items[k][2] for k in g if items[k][0] == 1), None),
