@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from .matching import max_matching
 from .quality import (
     QualityError,
     box_iou,
@@ -562,10 +563,12 @@ def same_label(label: Any, reference: Any, spec: Any = None) -> bool:
     (:func:`canonical`); ``boxes``/``spans`` (with ``spec``, a
     ``rules.workflow.LabelSpec``) when the objects match one to one — boxes at
     IoU ≥ ``labels.iou``, spans at an overlap ≥ ``SPAN_OVERLAP`` of their
-    union, paired by :func:`match_objects` in the canonical order — with
-    the same classes. Labels that do not fit the type compare by
-    :func:`canonical` form. Consensus's ``top_count`` counts the votes this
-    says give the consensus.
+    union — with the same classes: some one-to-one pairing of all the
+    objects exists (a maximum matching, :func:`router.matching.max_matching`,
+    not the best pair first, which can use up an object another pair
+    needed). Labels that do not fit the type compare by :func:`canonical`
+    form. Consensus's ``top_count`` counts the votes this says give the
+    consensus.
     """
     kind = getattr(spec, "type", None)
     if kind in ("boxes", "spans"):
@@ -578,9 +581,11 @@ def same_label(label: Any, reference: Any, spec: Any = None) -> bool:
 
 def _same_objects(label: Any, reference: Any, kind: str, threshold: float | None) -> bool:
     """Whether ``label``'s objects match ``reference``'s one to one, each pair of the same class."""
-    pairs = _object_pairs(label, reference, kind, threshold)
-    return all(mine is not None and theirs is not None and same_class(mine.get("label"), theirs.get("label"))
-               for mine, theirs in pairs)
+    mine, theirs, sim, limit = _measured(label, reference, kind, threshold)
+    if len(mine) != len(theirs):
+        return False
+    same = _partners(mine, theirs, sim, limit, classed=True)
+    return all(j is not None for j in max_matching(same, len(theirs)))
 
 
 def object_pairs(label: Any, reference: Any, spec: Any) -> list[tuple[dict | None, dict | None]] | None:
@@ -599,16 +604,42 @@ def object_pairs(label: Any, reference: Any, spec: Any) -> list[tuple[dict | Non
         return None
 
 
-def _object_pairs(label: Any, reference: Any, kind: str, threshold: float | None) -> list[tuple[dict | None, dict | None]]:
+def _object_pairs(label: Any, reference: Any, kind: str, iou: float | None) -> list[tuple[dict | None, dict | None]]:
+    """The largest one-to-one matching of same-class pairs (as :func:`_same_objects`), then, among the objects
+    it leaves, the largest of pairs of other classes (a class confused), then the objects left alone."""
+    mine, theirs, sim, limit = _measured(label, reference, kind, iou)
+    match = max_matching(_partners(mine, theirs, sim, limit, classed=True), len(theirs))
+    taken = {j for j in match if j is not None}
+    rest = [i for i, j in enumerate(match) if j is None]
+    loose = _partners(mine, theirs, sim, limit, classed=False)
+    confused = max_matching([[j for j in loose[i] if j not in taken] for i in rest], len(theirs))
+    for i, j in zip(rest, confused):
+        match[i] = j
+    taken.update(j for j in confused if j is not None)
+    pairs: list[tuple[dict | None, dict | None]] = [
+        (obj, None if j is None else theirs[j][1]) for (_, obj), j in zip(mine, match)]
+    pairs.extend((None, obj) for j, (_, obj) in enumerate(theirs) if j not in taken)
+    return pairs
+
+
+def _measured(label: Any, reference: Any, kind: str, threshold: float | None) -> tuple[list, list, list, float]:
+    """Both labels' objects in the canonical order, their pairwise similarity and the threshold of ``kind``."""
     fields, similarity = _GEOMETRY[kind]
-    if threshold is None or kind == "spans":
+    if threshold is None:
         threshold = DEFAULT_IOU if kind == "boxes" else SPAN_OVERLAP
-    items = [(voter, geometry, obj) for voter, side in enumerate((reference, label))
-             for geometry, obj in _label_objects(side, fields)]
-    sim = [[similarity(a[1], b[1]) if i != j else 1.0 for j, b in enumerate(items)] for i, a in enumerate(items)]
-    groups = match_objects([v for v, _, _ in items], sim, threshold)
-    return [(next((items[k][2] for k in g if items[k][0] == 1), None),
-             next((items[k][2] for k in g if items[k][0] == 0), None)) for g in groups]
+    if kind == "spans":
+        threshold = SPAN_OVERLAP
+    mine, theirs = _label_objects(label, fields), _label_objects(reference, fields)
+    sim = [[similarity(a, b) for b, _ in theirs] for a, _ in mine]
+    return mine, theirs, sim, threshold
+
+
+def _partners(mine: list, theirs: list, sim: list[list[float]], threshold: float, classed: bool) -> list[list[int]]:
+    """Per object of ``mine``, the objects of ``theirs`` it may match (of its class when ``classed``), best first."""
+    return [sorted((j for j, (_, other) in enumerate(theirs) if row[j] >= threshold
+                    and (not classed or same_class(obj.get("label"), other.get("label")))),
+                   key=lambda j, row=row: (-row[j], j))
+            for row, (_, obj) in zip(sim, mine)]
 
 
 def for_spec(labels: Sequence[Any], spec: Any, **kwargs: Any) -> Consensus:

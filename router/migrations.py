@@ -21,7 +21,7 @@ from sqlite_utils.migrations import Migrations
 
 migrations = Migrations("labelyard")
 
-SCHEMA_VERSION = 11
+SCHEMA_VERSION = 12
 
 
 def _run_ddl(db: Database, script: str) -> None:
@@ -675,9 +675,70 @@ def m011_json_value_classes(db: Database) -> None:
     _set_version(db, 11)
 
 
+def _several_objects(label, answer) -> bool:
+    """Whether the best-pair-first pairing before m012 may have judged ``label`` against ``answer``
+    otherwise than a maximum matching: both lists of at least two objects of the same number."""
+    return (isinstance(label, list) and isinstance(answer, list) and len(label) == len(answer) >= 2
+            and all(isinstance(obj, dict) for obj in label + answer))
+
+
+@migrations()
+def m012_one_to_one_matching(db: Database) -> None:
+    """Boxes and spans match one to one by a maximum matching (``router.matching``), not best pair
+    first, which could use up an object another pair needed and judge a right label wrong. When the
+    active workflow's labels are boxes or spans, vote marks (``annotations.agrees``) of labels of two
+    or more objects are judged again, with the worker sums, and the gold counters of a worker with
+    such an answer are scored again from scratch, as ``gold add`` scores them, with a
+    ``gold_rescored`` event when they change."""
+    from rules.workflow import LabelSpec  # only here: the label comparisons are not needed to migrate
+
+    from . import clock
+    from .consensus import same_label
+    from .store import dumps, loads
+
+    active = db.execute("SELECT spec FROM workflows WHERE active = 1").fetchone()
+    spec = LabelSpec.from_spec(json.loads(active[0]).get("labels") if active else None)
+    if spec.type not in ("boxes", "spans"):
+        _set_version(db, 12)
+        return
+    votes = db.execute("SELECT a.id, a.worker, a.label, a.agrees, t.final_label FROM annotations AS a "
+                       "JOIN tasks AS t ON t.id = a.task_id WHERE a.agrees IS NOT NULL")
+    marks = []
+    for vote, worker, label, old, final in votes:
+        label, final = loads(label), loads(final)
+        if _several_objects(label, final) and (new := int(same_label(label, final, spec))) != old:
+            marks.append((new, vote, worker))
+    db.conn.executemany("UPDATE annotations SET agrees = ? WHERE id = ?", [(new, vote) for new, vote, _ in marks])
+    moved: Counter[str] = Counter()
+    for new, _vote, worker in marks:
+        moved[worker] += 1 if new else -1
+    db.conn.executemany("UPDATE workers SET final_agreed = final_agreed + ? WHERE id = ?",
+                        [(by, worker) for worker, by in moved.items() if by])
+    answers = db.execute(
+        "SELECT a.worker, a.label, g.label FROM gold AS g JOIN annotations AS a ON a.task_id = g.task_id "
+        "WHERE a.label IS NOT NULL ORDER BY a.worker, a.id").fetchall()
+    now = clock.now()
+    for worker, rows in itertools.groupby(answers, key=operator.itemgetter(0)):
+        judged = [(loads(label), loads(answer)) for _worker, label, answer in rows]
+        if not any(_several_objects(label, answer) for label, answer in judged):
+            continue  # judged alike before: scored at submission, as it stays
+        counts = (len(judged), sum(same_label(label, answer, spec) for label, answer in judged))
+        was = db.execute("SELECT gold_answered, gold_correct FROM workers WHERE id = ?", [worker]).fetchone()
+        if was is None or tuple(was) == counts:
+            continue
+        db.execute("UPDATE workers SET gold_answered = ?, gold_correct = ? WHERE id = ?", [*counts, worker])
+        detail = {"worker": worker, "gold_answered": counts[0], "gold_correct": counts[1],
+                  "was": {"gold_answered": was[0], "gold_correct": was[1]}, "migration": "m012_one_to_one_matching"}
+        db.execute("INSERT INTO events (kind, actor, detail, at) VALUES ('gold_rescored', 'labelyard', ?, ?)",
+                   [dumps(detail), now])
+    _set_version(db, 12)
+
+
 def migrate(conn: sqlite3.Connection) -> list[str]:
     """Apply pending migrations to ``conn``; returns the names applied."""
     db = Database(conn)
     pending = [m.name for m in migrations.pending(db)]
     migrations.apply(db)
+    if pending:  # every migration is applied now: the newest one's number, even if an older one ran last
+        _set_version(db, SCHEMA_VERSION)
     return pending

@@ -120,3 +120,110 @@ def test_the_exported_box_is_the_same_whoever_submitted_first(tmp_path):
     first = _final_after(tmp_path / "one", ("a1", "a2", "a3"))
     second = _final_after(tmp_path / "two", ("a2", "a1", "a3"))
     assert first == second and len(first) == 1
+
+
+# -- 2: one to one is a maximum matching, not the best pair first ----------------------------------
+REFERENCE = [span(0, 10), span(2, 14)]
+RIGHT = [span(1, 11), span(0, 8)]  # [1,11]-[2,14] 0.69 and [0,8]-[0,10] 0.8; the best pair [1,11]-[0,10] 0.82
+
+
+def test_a_valid_one_to_one_matching_is_found_where_the_best_pair_first_misses_it():
+    assert same_label(RIGHT, REFERENCE, SPANS)
+    assert same_label(REFERENCE, RIGHT, SPANS)
+    assert not same_label(RIGHT, [span(0, 10), span(2, 14, "ORG")], SPANS)  # classes still count
+    boxes = LabelSpec(type="boxes", iou=0.5)
+    as_boxes = [[box(s["start"], 0, s["end"] - s["start"], 10) for s in label] for label in (RIGHT, REFERENCE)]
+    assert same_label(*as_boxes, boxes)
+
+
+def test_object_pairs_pair_every_object_when_a_matching_exists():
+    from router.consensus import object_pairs
+
+    pairs = object_pairs(RIGHT, REFERENCE, SPANS)
+    assert sorted((m["start"], t["start"]) for m, t in pairs) == [(0, 0), (1, 2)]
+    # a class confused is still paired by place, after the pairs of one class
+    pairs = object_pairs([span(0, 10, "ORG"), span(50, 60)], [span(1, 10), span(50, 60)], SPANS)
+    assert sorted((m["start"], m["label"], t["label"]) for m, t in pairs) == [(0, "ORG", "PER"), (50, "PER", "PER")]
+
+
+def test_max_matching_augments_and_takes_the_best_partner_first():
+    from router.matching import max_matching
+
+    assert max_matching([[0, 1], [0]], 2) == [1, 0]
+    assert max_matching([[0], [0], [0]], 1) == [0, None, None]
+    assert max_matching([[1, 0], [1, 0]], 2) == [1, 0]
+    assert max_matching([], 3) == []
+    # a chain that needs a long augmenting path: i may take i or i+1; the greedy start takes i+1
+    n = 3000
+    chain = [[i + 1, i] if i + 1 < n else [i] for i in range(n)]
+    assert max_matching(chain, n) == list(range(n))
+
+
+GOLD_SPANS = """\
+workflow: ner
+labels: {type: spans, choices: [PER, ORG]}
+queues:
+  q: {roles: [annotator]}
+quality:
+  gold: {rate: 1.0}
+on_create:
+  - do: {annotate: q, overlap: 1}
+on_quorum:
+  - name: take
+    do: accept
+"""
+
+
+def test_a_right_gold_answer_is_scored_right(tmp_path):
+    p = Project(tmp_path, GOLD_SPANS)
+    p.worker("u1", "annotator")
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text(json.dumps({"id": "G1", "answer": REFERENCE}) + "\n")
+    p.json("gold", "add", gold)
+    view = p.claim("u1")
+    assert view["external_id"] == "G1"
+    p.submit(view["assignment"], "u1", "--value", json.dumps(RIGHT))
+    (row,) = [a for a in p.json("agreement")["annotators"] if a["worker"] == "u1"]
+    assert (row["gold_answered"], row["gold_correct"]) == (1, 1)
+
+
+def test_an_older_database_is_judged_again_by_m012(tmp_path):
+    import sqlite3
+
+    p = Project(tmp_path, GOLD_SPANS.replace("overlap: 1", "overlap: 3"))
+    for name in ("w1", "w2", "w3"):
+        p.worker(name, "annotator")
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text(json.dumps({"id": "G1", "answer": REFERENCE}) + "\n")
+    p.json("gold", "add", gold)
+    p.ingest([{"id": "T1"}])
+    for task in ("G1", "T1"):
+        for name, label in (("w1", REFERENCE), ("w2", REFERENCE), ("w3", RIGHT)):
+            view = p.claim(name)
+            assert view["external_id"] == task
+            p.submit(view["assignment"], name, "--value", json.dumps(label))
+    assert p.show("T1")["task"]["final_label"] == REFERENCE
+
+    def stored():
+        with sqlite3.connect(p.db) as conn:
+            marks = dict(conn.execute("SELECT worker, agrees FROM annotations WHERE agrees IS NOT NULL"))
+            sums = {w: row for w, *row in conn.execute(
+                "SELECT id, final_votes, final_agreed, gold_answered, gold_correct FROM workers WHERE id LIKE 'w%'")}
+            events = [json.loads(d) for (d,) in conn.execute("SELECT detail FROM events WHERE kind = 'gold_rescored'")]
+        return marks, sums, events
+
+    judged = stored()
+    assert judged == ({"w1": 1, "w2": 1, "w3": 1},
+                      {"w1": [1, 1, 1, 1], "w2": [1, 1, 1, 1], "w3": [1, 1, 1, 1]}, [])
+    conn = sqlite3.connect(p.db, isolation_level=None)
+    for statement in ("UPDATE annotations SET agrees = 0 WHERE worker = 'w3' AND agrees = 1",  # as it was judged
+                      "UPDATE workers SET final_agreed = 0, gold_correct = 0 WHERE id = 'w3'",
+                      "UPDATE schema_version SET version = 11",
+                      "DELETE FROM _sqlite_migrations WHERE name = 'm012_one_to_one_matching'"):
+        conn.execute(statement)
+    conn.close()
+    assert p.json("init")["migrations_applied"] == ["m012_one_to_one_matching"]
+    marks, sums, events = stored()
+    assert (marks, sums) == judged[:2]
+    assert events == [{"worker": "w3", "gold_answered": 1, "gold_correct": 1,
+                       "was": {"gold_answered": 1, "gold_correct": 0}, "migration": "m012_one_to_one_matching"}]
