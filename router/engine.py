@@ -27,10 +27,10 @@ from .context import (NEW_TASK_STATE, Lazy, creation_context, prediction_facts, 
                       task_facts, votes_facts)
 from .errors import (AssignmentError, LabelyardError, NothingToDo, NoWorkflow, PluginModuleMissing, UnknownTask,
                      UnknownWorker)
-from .gold import pick_gold
+from .gold import pick_gold, rescore
 from .returns import dropped_queue_reason, listed, returnable
 from .store import TASK_INSERT_COLUMNS, ClaimWalkTooLong, Store, control_character, dumps, dumps_finite, loads, text_problem
-from .vote_agreement import mark_task, rejudge_for_version
+from .vote_agreement import compares_otherwise, mark_task, rejudge
 from .worker_rules import run_on_worker
 
 if TYPE_CHECKING:  # ingest only, imported where used: `labelyard claim` starts without them
@@ -351,8 +351,11 @@ class Engine:
             # A queue's new roles or skills drop the corrections offered to those it no longer
             # admits, as `workers set` does; decided by this version, so it is active from here.
             self._workflow, self._workflow_id, self._queue_cache = workflow, version_id, {}
-            # votes marked against final labels are judged again when labels compare otherwise (iou…)
-            rejudge_for_version(self.store, None if active is None else loads(active["spec"]), workflow.labels)
+            # votes marked against final labels, and gold answers, are judged again when labels
+            # compare otherwise (iou…), so worker.agreement and worker.gold_accuracy use one threshold
+            if compares_otherwise(None if active is None else loads(active["spec"]), workflow.labels):
+                rejudge(self.store, workflow.labels)
+                rescore(self, None, now, actor, {"version": version})
             dropped_corrections = [d for name in self.store.workers_with_offered_slots()
                                    for d in self._drop_corrections(name, now, actor)]
         return {"workflow": workflow.name, "version": version, "changed": True, "held_orphans": held,

@@ -83,12 +83,15 @@ def default_queue(workflow) -> str:
     return next(iter(workflow.queues))
 
 
-def rescore(engine, task_ids: list[int], now: float, actor: str) -> dict[str, tuple[int, int]]:
-    """Score again every gold answer of the workers who answered these gold tasks, inside the
-    caller's transaction; counters that change get a ``gold_rescored`` event. Returns the changes.
+def rescore(engine, task_ids: list[int] | None, now: float, actor: str,
+            why: dict[str, Any] | None = None) -> dict[str, tuple[int, int]]:
+    """Score again every gold answer of the workers who answered these gold tasks (``None``: of
+    every worker), by the engine's workflow's labels, inside the caller's transaction; counters
+    that change get a ``gold_rescored`` event (with ``why`` in its detail). Returns the changes.
 
     From scratch, not by difference, so re-adding a gold file also mends counters that an
-    older comparison (raw JSON text) got wrong.
+    older comparison (raw JSON text) got wrong, and ``apply`` of labels that compare otherwise
+    (another ``iou``) scores everyone's answers by them.
     """
     store = engine.store
     spec = engine.workflow.labels
@@ -104,7 +107,7 @@ def rescore(engine, task_ids: list[int], now: float, actor: str) -> dict[str, tu
         was = before.get(worker, (0, 0))
         store.add_event("gold_rescored", now, actor=actor,
                         detail={"worker": worker, "gold_answered": answered, "gold_correct": correct,
-                                "was": {"gold_answered": was[0], "gold_correct": was[1]}})
+                                "was": {"gold_answered": was[0], "gold_correct": was[1]}, **(why or {})})
     return changed
 
 

@@ -1408,9 +1408,12 @@ class Store:
         rows = self.query("SELECT id, gold_answered, gold_correct FROM workers WHERE gold_answered > 0")
         return {r["id"]: (r["gold_answered"], r["gold_correct"]) for r in rows}
 
-    def gold_answer_rows(self, task_ids: Sequence[int]) -> list[sqlite3.Row]:
-        """Every gold answer of the workers who answered one of these gold tasks: ``worker, label,
-        answer`` (the gold label), to score them again."""
+    def gold_answer_rows(self, task_ids: Sequence[int] | None) -> list[sqlite3.Row]:
+        """Every gold answer of the workers who answered one of these gold tasks (``None``: every
+        gold answer of everyone): ``worker, label, answer`` (the gold label), to score them again."""
+        if task_ids is None:
+            return self.query("SELECT a.worker, a.label, g.label AS answer FROM gold AS g CROSS JOIN annotations AS a "
+                              "ON a.task_id = g.task_id WHERE a.label IS NOT NULL ORDER BY a.worker, a.id")
         marks = ",".join("?" * len(task_ids))
         return self.query(
             "SELECT a.worker, a.label, g.label AS answer FROM gold AS g CROSS JOIN annotations AS a "

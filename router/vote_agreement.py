@@ -93,12 +93,10 @@ def rejudge(store, spec: Any) -> int:
     return len(changes)
 
 
-def rejudge_for_version(store, previous_spec: dict[str, Any] | None, labels: Any) -> int:
-    """:func:`rejudge` by a new version's ``labels`` when they compare labels unlike the previous
-    version's (``previous_spec``: its stored spec; ``None`` for the first version, which has no
-    finished votes to mark). Returns how many marks changed."""
+def compares_otherwise(previous_spec: dict[str, Any] | None, labels: Any) -> bool:
+    """Whether a new version's ``labels`` compare labels unlike the previous version's
+    (``previous_spec``: its stored spec; ``None`` for the first version, which has no votes to judge)."""
     from rules.workflow import LabelSpec  # loaded already: `apply` compiled the version
 
-    if previous_spec is None or judged_alike(LabelSpec.from_spec(previous_spec.get("labels")), labels):
-        return 0
-    return rejudge(store, labels)
+    return previous_spec is not None and not judged_alike(LabelSpec.from_spec(previous_spec.get("labels")), labels)
+

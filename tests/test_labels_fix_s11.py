@@ -227,3 +227,51 @@ def test_an_older_database_is_judged_again_by_m012(tmp_path):
     assert (marks, sums) == judged[:2]
     assert events == [{"worker": "w3", "gold_answered": 1, "gold_correct": 1,
                        "was": {"gold_answered": 1, "gold_correct": 0}, "migration": "m012_one_to_one_matching"}]
+
+
+# -- 3: apply of another iou scores gold answers again, as it judges votes ---------------------------
+GOLD_BOXES = """\
+workflow: det
+labels: {type: boxes, choices: [car], iou: 0.4}
+queues:
+  q: {roles: [annotator]}
+quality:
+  gold: {rate: 1.0}
+on_create:
+  - do: {annotate: q, overlap: 1}
+on_quorum:
+  - name: take
+    do: accept
+"""
+
+
+def test_apply_with_another_iou_scores_gold_answers_again_in_its_transaction(tmp_path):
+    import sqlite3
+
+    p = Project(tmp_path, GOLD_BOXES)
+    p.worker("u1", "annotator")
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text(json.dumps({"id": "G1", "answer": [box(0, 0, 10, 10)]}) + "\n")
+    p.json("gold", "add", gold)
+    view = p.claim("u1")
+    assert view["external_id"] == "G1"
+    p.submit(view["assignment"], "u1", "--value", json.dumps([box(0, 0, 10, 5)]))  # IoU 0.5
+
+    def gold_of_u1():
+        (row,) = [a for a in p.json("agreement")["annotators"] if a["worker"] == "u1"]
+        return row["gold_answered"], row["gold_correct"]
+
+    assert gold_of_u1() == (1, 1)
+    (tmp_path / "v2.workflow.yaml").write_text(GOLD_BOXES.replace("iou: 0.4", "iou: 0.6"))
+    p.run_ok("apply", tmp_path / "v2.workflow.yaml", hours=1)
+    assert gold_of_u1() == (1, 0)
+    with sqlite3.connect(p.db) as conn:
+        applied = conn.execute("SELECT id FROM events WHERE kind = 'workflow_applied' ORDER BY id DESC").fetchone()[0]
+        rescored = [(i, json.loads(d)) for i, d in conn.execute("SELECT id, detail FROM events WHERE kind = 'gold_rescored'")]
+    assert [d for _, d in rescored] == [{"worker": "u1", "gold_answered": 1, "gold_correct": 0,
+                                         "was": {"gold_answered": 1, "gold_correct": 1}, "version": 2}]
+    assert rescored[0][0] > applied
+    # back to 0.4: right again, without `gold add`
+    (tmp_path / "v3.workflow.yaml").write_text(GOLD_BOXES.replace("iou: 0.4", "iou: 0.41"))
+    p.run_ok("apply", tmp_path / "v3.workflow.yaml", hours=2)
+    assert gold_of_u1() == (1, 1)
