@@ -237,11 +237,11 @@ def ls_values(label: Any, label_type: str) -> list[dict[str, Any]]:
     if label_type == "multi_choice":
         return [{"choices": list(label)}]
     if label_type == "spans":
-        return [{"start": s["start"], "end": s["end"], **({"labels": [s["label"]]} if s.get("label") else {})}
+        return [{"start": s["start"], "end": s["end"], **({"labels": [s["label"]]} if s.get("label") is not None else {})}
                 for s in label]
     if label_type == "boxes":
         return [{"x": b["x"], "y": b["y"], "width": b["width"], "height": b["height"],
-                 **({"rectanglelabels": [b["label"]]} if b.get("label") else {})} for b in label]
+                 **({"rectanglelabels": [b["label"]]} if b.get("label") is not None else {})} for b in label]
     if label_type == "number":
         return [{"number": label}]
     return [{"text": [label if isinstance(label, str) else json.dumps(label)]}]

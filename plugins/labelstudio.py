@@ -6,7 +6,8 @@ a task with Label Studio's ``data``; its id is the Label Studio task id
 (``id_prefix`` goes before it). The best-scored entry of ``predictions``
 gives the prediction: ``result[].value`` read as the workflow's label type
 (``choices``, ``labels`` spans, ``rectanglelabels`` boxes, ``number``,
-``textarea``), ``score`` as the confidence and ``model_version`` as the model.
+``textarea``; an empty ``result`` is the empty label ``[]`` of boxes, spans and
+multi_choice), ``score`` as the confidence and ``model_version`` as the model.
 Completed ``annotations`` (not cancelled), read the same way, become prior
 votes of the workers ``labelstudio:<email or id>``: they count toward the
 overlap that ``on_create`` asks for (and may complete it, so ``on_quorum``
@@ -228,6 +229,8 @@ def check_task(task: TaskInput, number: int, raw: str, choices: tuple[str, ...])
     return checked if isinstance(checked, TaskInput) else RowProblem(number, checked.reason, raw, task.external_id)
 
 
+# the label types whose label is a list: an empty result is their empty label
+LIST_LABELS = ("multi_choice", "spans", "boxes")
 # the fields of a result's `value` that Label Studio writes as lists (of choices, labels, texts)
 LIST_FIELDS = {"choice": "choices", "multi_choice": "choices", "spans": "labels", "boxes": "rectanglelabels",
                "text": "text"}
@@ -236,10 +239,15 @@ LIST_FIELDS = {"choice": "choices", "multi_choice": "choices", "spans": "labels"
 def read_result(result: Any, label_type: str) -> Any:
     """A Label Studio ``result`` list as a Labelyard label of ``label_type`` (``None`` if it holds none).
 
-    A field Label Studio writes as a list that is something else (``"choices": "pos"``) raises
-    :class:`RowError` naming it: read as a list, a text would give its first letter as the label."""
+    An empty ``result`` is the empty label (``[]``) of a type whose label is a list (boxes,
+    spans, multi_choice: nothing drawn, nothing chosen), as is ``"choices": []`` for
+    multi_choice; for other types it holds no label. A field Label Studio writes as a list that
+    is something else (``"choices": "pos"``) raises :class:`RowError` naming it: read as a list,
+    a text would give its first letter as the label."""
     if not isinstance(result, list):
         return None
+    if not result and label_type in LIST_LABELS:
+        return []
     values = [r.get("value") for r in result if isinstance(r, dict) and isinstance(r.get("value"), dict)]
     if not values:
         return None
@@ -254,13 +262,13 @@ def read_result(result: Any, label_type: str) -> Any:
         picked = [c for v in values for c in v.get("choices") or []]
         if label_type == "choice":
             return picked[0] if picked else None
-        return picked or None
+        return picked if picked or any(isinstance(v.get("choices"), list) for v in values) else None
     if label_type == "spans":
         spans = []
         for v in values:
             if "start" in v and "end" in v:
                 span = {"start": v["start"], "end": v["end"]}
-                if v.get("labels"):
+                if v.get("labels"):  # a list (checked above): its first class, whatever its value
                     span["label"] = v["labels"][0]
                 spans.append(span)
         return spans or None

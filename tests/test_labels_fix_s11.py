@@ -275,3 +275,82 @@ def test_apply_with_another_iou_scores_gold_answers_again_in_its_transaction(tmp
     (tmp_path / "v3.workflow.yaml").write_text(GOLD_BOXES.replace("iou: 0.4", "iou: 0.41"))
     p.run_ok("apply", tmp_path / "v3.workflow.yaml", hours=2)
     assert gold_of_u1() == (1, 1)
+
+
+# -- 4: Label Studio: the empty label goes in and comes out; falsy classes are written ---------------
+LS_WORKFLOW = """\
+workflow: det
+labels: {type: boxes}
+queues:
+  q: {roles: [annotator]}
+on_create:
+  - name: confident
+    when: prediction.confidence >= 0.95
+    do: accept
+  - name: q
+    do: {annotate: q, overlap: 2}
+on_quorum:
+  - name: take
+    do: accept
+sinks:
+  - {plugin: labelstudio, path: out/ls.json}
+"""
+
+
+def _ls_project(run, tmp_path, workflow=LS_WORKFLOW):
+    run.ok("init")
+    (tmp_path / "wf.workflow.yaml").write_text(workflow, encoding="utf-8")
+    run.ok("apply", "wf.workflow.yaml")
+    return run
+
+
+def test_an_empty_labelstudio_result_is_the_empty_label(run, tmp_path):
+    project = _ls_project(run, tmp_path)
+    export = [{"id": 1, "data": {"image": "a.jpg"}, "predictions": [{"score": 0.99, "result": []}]},
+              {"id": 2, "data": {"image": "b.jpg"},
+               "annotations": [{"id": 7, "completed_by": {"email": "ann@x"}, "result": []}]}]
+    (tmp_path / "ls-export.json").write_text(json.dumps(export), encoding="utf-8")
+    report = project.json("ingest", "labelstudio:ls-export.json", "--json")
+    assert (report["ingested"], report["rejected"], report["prior_votes"]) == (2, 0, 1)
+    first = project.json("show", "1", "--json")["task"]
+    assert (first["status"], first["final_label"]) == ("done", [])
+    votes = [(a["worker"], a["label"]) for a in project.json("show", "2", "--json")["annotations"]]
+    assert votes == [("labelstudio:ann@x", [])]
+
+
+def test_an_empty_multi_choice_from_labelstudio_is_a_vote(run, tmp_path):
+    project = _ls_project(run, tmp_path, LS_WORKFLOW.replace("{type: boxes}", "{type: multi_choice, choices: [a, b]}"))
+    export = [{"id": 1, "data": {}, "annotations": [
+        {"id": 7, "completed_by": {"email": "ann@x"},
+         "result": [{"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": []}}]},
+        {"id": 8, "completed_by": {"email": "bob@x"}, "result": []}]}]
+    (tmp_path / "ls-export.json").write_text(json.dumps(export), encoding="utf-8")
+    report = project.json("ingest", "labelstudio:ls-export.json", "--json")
+    assert (report["rejected"], report["prior_votes"]) == (0, 2)
+    assert project.json("show", "1", "--json")["task"]["final_label"] == []
+
+
+def test_the_labelstudio_sink_writes_falsy_classes_and_the_empty_label_round_trips(run, tmp_path):
+    project = _ls_project(run, tmp_path)
+    falsy = [box(1, 1, 2, 2, 0), box(5, 5, 2, 2, ""), box(9, 9, 2, 2, False)]
+    rows = [{"id": "E", "data": {}, "prediction": {"label": [], "confidence": 0.99}},
+            {"id": "Z", "data": {}, "prediction": {"label": falsy, "confidence": 0.99}}]
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    project.ok("ingest", "t.jsonl")
+    project.ok("run")
+    written = json.loads((tmp_path / "out" / "ls.json").read_text(encoding="utf-8"))
+    results = {t["data"].get("id", n): t["annotations"][0]["result"] for n, t in enumerate(written)}
+    assert sorted(len(r) for r in results.values()) == [0, 3]
+    (filled,) = [r for r in results.values() if r]
+    assert [r["value"]["rectanglelabels"] for r in filled] == [[0], [""], [False]]
+    # read back by a project of its own: the same labels, as prior votes
+    again = tmp_path / "again"
+    again.mkdir()
+    other = _ls_project(type(run)(again), again, LS_WORKFLOW.split("sinks:")[0])
+    export = [{"id": n, "data": {}, "annotations": [{**t["annotations"][0], "completed_by": {"email": "x@y"}}]}
+              for n, t in enumerate(written, 1)]
+    (again / "ls.json").write_text(json.dumps(export), encoding="utf-8")
+    report = other.json("ingest", "labelstudio:ls.json", "--json")
+    assert (report["rejected"], report["prior_votes"]) == (0, 2)
+    labels = [a["label"] for n in ("1", "2") for a in other.json("show", n, "--json")["annotations"]]
+    assert sorted(labels, key=len) == [[], falsy]
