@@ -119,8 +119,10 @@ def score_facts(scores: Mapping[str, Any]) -> dict[str, float | None]:
     """``prediction.margin`` and ``prediction.entropy`` of a model's class scores (null when unknown).
 
     Only finite numbers count (not booleans). The margin is null when it overflows
-    (``1e308 - -1e308``); shares are taken of the scores scaled by the top one, so
-    huge scores cannot overflow the sum.
+    (``1e308 - -1e308``). The entropy is that of the positive scores as shares of their
+    sum: a score of 0 or below (a logit, a penalty) has no share, so the entropy is never
+    negative, and null when no score is positive. Shares are taken of the scores scaled by
+    the top one, so huge scores cannot overflow the sum.
     """
     values = sorted((float(v) for v in scores.values()
                      if isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -131,8 +133,8 @@ def score_facts(scores: Mapping[str, Any]) -> dict[str, float | None]:
         if not math.isfinite(margin):
             margin = None
         top = values[0]
-        total = sum(v / top for v in values) if top > 0 else 0.0
-        if total > 0:
-            shares = [v / top / total for v in values if v > 0]
-            entropy = -sum(p * math.log2(p) for p in shares if p > 0) + 0.0
+        positive = [v / top for v in values if v > 0]  # empty unless top > 0
+        if positive:
+            total = sum(positive)
+            entropy = max(0.0, -sum(p * math.log2(p) for p in (v / total for v in positive) if p > 0))
     return {"margin": margin, "entropy": entropy}

@@ -354,3 +354,34 @@ def test_the_labelstudio_sink_writes_falsy_classes_and_the_empty_label_round_tri
     assert (report["rejected"], report["prior_votes"]) == (0, 2)
     labels = [a["label"] for n in ("1", "2") for a in other.json("show", n, "--json")["annotations"]]
     assert sorted(labels, key=len) == [[], falsy]
+
+
+# -- 5: prediction.entropy is never negative ---------------------------------------------------------
+@pytest.mark.parametrize("scores, entropy", [
+    ({"cat": 1.0, "dog": -0.2}, 0.0),  # was -0.40
+    ({"cat": 0.5, "dog": -0.5}, 0.0),  # was null
+    ({"cat": 0.5, "dog": 0.5, "cow": -3}, 1.0),
+    ({"cat": -1, "dog": -2}, None),
+    ({"cat": 0, "dog": 0}, None),
+])
+def test_prediction_entropy_counts_only_positive_scores(scores, entropy):
+    from rules.context import score_facts
+
+    assert score_facts(scores)["entropy"] == entropy
+
+
+def test_a_negative_score_does_not_make_a_rule_read_a_negative_entropy(tmp_path):
+    p = Project(tmp_path, """\
+workflow: e
+labels: {type: choice, choices: [cat, dog]}
+queues:
+  q: {roles: [annotator]}
+on_create:
+  - name: negative
+    when: prediction.entropy < 0
+    do: {hold: "negative entropy"}
+  - name: q
+    do: {annotate: q}
+""")
+    p.ingest([{"id": "T1", "data": {}, "prediction": {"label": "cat", "scores": {"cat": 1.0, "dog": -0.2}}}])
+    assert p.show("T1")["task"]["status"] == "open"
