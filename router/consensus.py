@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -491,7 +490,9 @@ def _median_box(boxes: list[tuple[float, ...]]) -> tuple[float, ...]:
 
 
 def _median_span(spans: list[tuple[float, ...]]) -> tuple[float, ...]:
-    return (statistics.median_low(s[0] for s in spans), statistics.median_high(s[1] for s in spans))
+    """The lower middle start and the upper middle end (one vote's value each, never a mean)."""
+    starts, ends = sorted(s[0] for s in spans), sorted(s[1] for s in spans)
+    return _vote_at(starts, (len(spans) - 1) // 2), _vote_at(ends, len(spans) // 2)
 
 
 def boxes_vote(labels: Sequence[Any], iou: float = DEFAULT_IOU, **_: Any) -> Consensus:
@@ -521,23 +522,31 @@ def number_tolerance(median: float, low: float | None = None, high: float | None
     return NUMBER_TOLERANCE * abs(median)
 
 
-def _median(values: list[float]) -> float:
-    """``statistics.median``, without overflowing to infinity between two huge middle values."""
+def _vote_at(ordered: list[float], index: int) -> float:
+    """The vote at ``index`` of sorted votes, as an integer when a vote equal to it is one (``1``, not
+    ``1.0``, of ``[1.0, 1, 1.0]``): the form never depends on the order the votes came in."""
+    value = ordered[index]
+    if isinstance(value, float):
+        return next((v for v in ordered if isinstance(v, int) and v == value), value)
+    return value
+
+
+def _median(values: list[float], whole_as_int: bool = False) -> float:
+    """The median: the middle vote (:func:`_vote_at`), or the mean of the two middle votes computed
+    exactly (no rounding of huge integers, no overflow between two huge floats) as the nearest float
+    — an integer when ``whole_as_int`` and it is whole."""
     ordered = sorted(values)
     n = len(ordered)
     if n % 2:
-        return ordered[n // 2]
-    a, b = ordered[n // 2 - 1], ordered[n // 2]
-    middle = (a + b) / 2
-    return middle if math.isfinite(middle) else a / 2 + b / 2
+        return _vote_at(ordered, n // 2)
+    middle = (Fraction(ordered[n // 2 - 1]) + Fraction(ordered[n // 2])) / 2
+    return int(middle) if whole_as_int and middle.denominator == 1 else float(middle)
 
 
 def number_vote(labels: Sequence[Any], low: float | None = None, high: float | None = None, **_: Any) -> Consensus:
     """The median; ``agreement`` is the share of the votes within :func:`number_tolerance` of it."""
     values = [_number(v) for v in labels]
-    median = _median(values)
-    if isinstance(median, float) and median.is_integer() and all(isinstance(v, int) for v in values):
-        median = int(median)
+    median = _median(values, whole_as_int=all(isinstance(v, int) for v in values))
     tolerance = number_tolerance(median, low, high)
     close = sum(abs(v - median) <= tolerance for v in values)
     # halved, so that votes near the float limit (1e308 and -1e308) give no infinity or overflow

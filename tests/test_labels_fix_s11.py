@@ -385,3 +385,44 @@ on_create:
 """)
     p.ingest([{"id": "T1", "data": {}, "prediction": {"label": "cat", "scores": {"cat": 1.0, "dog": -0.2}}}])
     assert p.show("T1")["task"]["status"] == "open"
+
+
+# -- 6: the median of numbers is exact, and its form never depends on the order ----------------------
+def test_an_even_median_of_integers_is_exact():
+    assert aggregate([10**20, 10**20 + 2], "number").label == 10**20 + 1
+    odd = aggregate([2**53 + 1, 2**53 + 4], "number").label  # 2**53 + 2.5: no integer, the nearest float
+    assert isinstance(odd, float) and odd == float(2**53 + 2)
+    assert aggregate([1e308, 1.7e308], "number").label == 1.35e308
+    assert aggregate([1, 2], "number").label == 1.5
+
+
+def test_equal_votes_of_two_forms_give_one_form_whatever_the_order():
+    for values in ([1, 1.0, 1], [1.0, 1, 1.0], [1, 1.0], [2, 1.0, 1, 3]):
+        forms = {repr(aggregate(list(order), "number").label) for order in itertools.permutations(values)}
+        assert len(forms) == 1, (values, forms)
+    assert repr(aggregate([1.0, 1, 1.0], "number").label) == "1"  # an integer before a float equal to it
+    spans = {json.dumps(aggregate(list(order), "spans").label)
+             for order in itertools.permutations([[span(1, 5.0)], [span(1.0, 5)], [span(1, 5)]])}
+    assert len(spans) == 1
+
+
+def test_the_exported_median_of_two_huge_integers_is_exact(tmp_path):
+    p = Project(tmp_path, """\
+workflow: n
+labels: {type: number}
+queues:
+  q: {roles: [annotator]}
+on_create:
+  - do: {annotate: q, overlap: 2}
+on_quorum:
+  - name: take
+    do: accept
+""")
+    for name in ("a1", "a2"):
+        p.worker(name, "annotator")
+    p.ingest([{"id": "BIG", "data": {}}])
+    for name, value in (("a1", "100000000000000000000"), ("a2", "100000000000000000002")):
+        view = p.claim(name)
+        p.submit(view["assignment"], name, "--value", value)
+    (row,) = p.run_ok("export").stdout.splitlines()
+    assert '"label": 100000000000000000001' in row
