@@ -688,7 +688,8 @@ class Engine:
                 continue
             problem = None if item.label is None else labels.problem(item.label)
             if problem is not None:
-                routed.problems.append(RowProblem(item.line, f"`prediction.label`: {problem}", None, item.external_id))
+                routed.problems.append(RowProblem(item.line, f"`{item.label_field}`: {problem}", None,
+                                                  item.external_id))
                 continue
             known.add(item.external_id)
             decision = workflow.decide("on_create", self._create_context(row, item, now))

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+from rules.label_text import not_one_of
 from rules.source import BOM, NotUtf8, decode_text
 from rules.workflow import finite_number
 
@@ -54,6 +55,8 @@ class TaskInput:
     raw: str | bytes | None = field(default=None, init=False, repr=False, compare=False)
     col: int = field(default=0, init=False, repr=False, compare=False)
     ignored: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
+    # where the prediction's label was read, as a reject names it: a CSV file's column `prediction_label`
+    label_field: str = field(default="prediction.label", init=False, repr=False, compare=False)
 
 
 @dataclass
@@ -493,7 +496,8 @@ def _csv_records(reader: csv.DictReader, lines: "_RecordLines", choices: tuple[s
             yield RowProblem(number, problem, _printable(lines.text()))
             continue
         try:
-            yield check_row(_csv_row(record, label_type), number, choices, JSON_RESERVED)
+            yield check_row(_csv_row(record, label_type), number, choices, JSON_RESERVED,
+                            label_field="prediction_label")
         except RowError as exc:
             yield RowProblem(number, str(exc), lines.text())
 
@@ -689,8 +693,10 @@ def _csv_number(cell: str) -> int | float:
     raise RowError(f"`prediction_label` {_shown(cell)} is not a finite number")
 
 
-def check_row(row: Any, line: int, choices: tuple[str, ...], reserved: set[str]) -> TaskInput:
-    """Check one row; raise :class:`RowError` naming the field that is wrong."""
+def check_row(row: Any, line: int, choices: tuple[str, ...], reserved: set[str],
+              label_field: str = "prediction.label") -> TaskInput:
+    """Check one row; raise :class:`RowError` naming the field that is wrong (the prediction's
+    label as ``label_field``: a CSV file's column is ``prediction_label``)."""
     if not isinstance(row, dict):
         raise RowError("a row must be a JSON object")
     ext = row.get("id")
@@ -726,7 +732,9 @@ def check_row(row: Any, line: int, choices: tuple[str, ...], reserved: set[str])
     if prediction is not None:
         if not isinstance(prediction, dict):
             raise RowError("`prediction` must be an object")
-        _check_prediction(task, prediction, choices)
+        _check_prediction(task, prediction, choices, label_field)
+        if label_field != TaskInput.label_field:
+            task.label_field = label_field
     return task
 
 
@@ -740,12 +748,13 @@ def _no_controls(field_name: str, text: str) -> None:
         raise RowError(f"`{field_name}`: {problem}")
 
 
-def _check_prediction(task: TaskInput, prediction: dict[str, Any], choices: tuple[str, ...]) -> None:
+def _check_prediction(task: TaskInput, prediction: dict[str, Any], choices: tuple[str, ...],
+                      label_field: str = "prediction.label") -> None:
     label = prediction.get("label")
     # A label of text is checked here; any label is checked against the workflow's label type
     # (lists of choices, spans, boxes, numbers) when the task is routed.
     if isinstance(label, str) and choices and label not in choices:
-        raise RowError(f"`prediction.label` {json.dumps(label)} is not one of {', '.join(choices)}")
+        raise RowError(f"`{label_field}` {not_one_of(label, choices)}")
     confidence = prediction.get("confidence")
     if confidence is not None:
         # NaN is the one value unequal to itself (math.isnan overflows on a 400-digit integer)

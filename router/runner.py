@@ -290,7 +290,7 @@ def checked_row(row: Any, origin: str) -> TaskInput | RowProblem:
         return RowProblem(row.line, str(exc), json.dumps(item, ensure_ascii=False, default=repr)[:2000],
                           row.external_id)
     # the row as its reader read it (for a reject found later), and the keys it left out (told)
-    checked.raw, checked.col, checked.ignored = row.raw, row.col, row.ignored
+    checked.raw, checked.col, checked.ignored, checked.label_field = row.raw, row.col, row.ignored, row.label_field
     return checked
 
 

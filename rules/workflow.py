@@ -22,6 +22,7 @@ from .context import SECTION_ROOTS
 from .diagnostics import Diagnostic, WorkflowInvalid
 from .errors import RulesError
 from .expr import EvaluationError, Expression, ExpressionError, compile_expression
+from .label_text import not_one_of
 
 TASK_DECISION_SECTIONS = ("on_create", "on_quorum", "on_review", "on_timer")
 HOLD_WHEN_NO_RULE = ("on_create", "on_quorum", "on_review")
@@ -93,7 +94,7 @@ class LabelSpec:
         """Why ``value`` is not a valid label, or ``None`` when it is."""
         if self.type == "choice":
             if not isinstance(value, str) or (self.choices and value not in self.choices):
-                return f"label {_show(value)} is not one of {', '.join(self.choices)}"
+                return f"label {not_one_of(value, self.choices)}"
         elif self.type == "multi_choice":
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 return "a multi_choice label is a list of choices"
@@ -121,7 +122,7 @@ class LabelSpec:
                 if self.type == "spans" and not 0 <= item["start"] <= item["end"]:
                     return f"a span must have 0 <= start <= end, not {item['start']}..{item['end']}"
                 if self.choices and item.get("label") is not None and item["label"] not in self.choices:
-                    return f"{_show(item['label'])} is not one of {', '.join(self.choices)}"
+                    return not_one_of(item["label"], self.choices)
         return None
 
 

@@ -90,18 +90,18 @@ def test_number_predictions_come_in_through_csv(project, tmp_path):
     assert rejects(project) == [
         (5, '`prediction_label` "five" is not a finite number'),
         (6, '`prediction_label` "nan" is not a finite number'),
-        (7, "`prediction.label`: label 11 is outside 0..10"),
+        (7, "`prediction_label`: label 11 is outside 0..10"),
     ]
 
 
 @pytest.mark.parametrize("label_type, cell, reason", [
     ("multi_choice", "x", "`prediction_label` is not JSON (column 1: Expecting value); "
                           'a multi_choice label is written like ["x", "y"]'),
-    ("multi_choice", '["x", "w"]', '`prediction.label`: "w" not among x, y, z'),
+    ("multi_choice", '["x", "w"]', '`prediction_label`: "w" not among x, y, z'),
     ("spans", "car", "`prediction_label` is not JSON (column 1: Expecting value); "
                      'a spans label is written like [{"start": 0, "end": 3, "label": "x"}]'),
-    ("spans", '[{"start": 0, "end": 3, "label": "bus"}]', '`prediction.label`: "bus" is not one of car, person'),
-    ("boxes", '[{"x": 0, "y": 0, "width": 1}]', "`prediction.label`: each of the boxes needs finite numeric height"),
+    ("spans", '[{"start": 0, "end": 3, "label": "bus"}]', '`prediction_label`: "bus" is not one of car, person'),
+    ("boxes", '[{"x": 0, "y": 0, "width": 1}]', "`prediction_label`: each of the boxes needs finite numeric height"),
     ("boxes", "[" * 100000, "`prediction_label`: JSON nested too deeply"),
 ], ids=["multi-not-json", "multi-unknown", "spans-not-json", "spans-unknown", "boxes-no-height", "deep"])
 def test_a_structured_label_cell_that_does_not_read_is_one_reject(project, tmp_path, label_type, cell, reason):

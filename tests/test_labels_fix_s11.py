@@ -426,3 +426,46 @@ on_quorum:
         p.submit(view["assignment"], name, "--value", value)
     (row,) = p.run_ok("export").stdout.splitlines()
     assert '"label": 100000000000000000001' in row
+
+
+# -- 7: messages tell a number from the text spelling it; CSV rejects name the CSV column -------------
+CHOICES = """\
+workflow: g
+labels: {type: choice, choices: ["1", cat]}
+queues:
+  q: {roles: [annotator]}
+on_create:
+  - name: q
+    do: {annotate: q}
+"""
+
+
+def test_a_label_of_another_kind_is_shown_as_json_with_its_kind(tmp_path):
+    p = Project(tmp_path, CHOICES)
+    p.worker("u1", "annotator")
+    p.ingest([{"id": "T1", "data": {}}])
+    view = p.claim("u1")
+    refused = p.run("submit", view["assignment"], "--as", "u1", "--value", "1")
+    assert refused.returncode != 0
+    assert 'label 1 (a number) is not one of "1", "cat"' in refused.stderr
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text(json.dumps({"id": "G1", "data": {}, "answer": 1}) + "\n")
+    assert p.json("gold", "add", gold)["rejected"] == 1
+    (reject,) = p.json("rejects")
+    assert reject["reason"] == '`answer`: label 1 (a number) is not one of "1", "cat"'
+    # text is shown as before: the kinds are the same
+    assert LabelSpec(type="choice", choices=("1", "cat")).problem("dog") == 'label "dog" is not one of 1, cat'
+    assert LabelSpec(type="boxes", choices=("1",)).problem([box(0, 0, 1, 1, 1)]) == '1 (a number) is not one of "1"'
+
+
+@pytest.mark.parametrize("how", ["file", "plugin"])
+def test_csv_rejects_name_the_prediction_label_column(tmp_path, how):
+    p = Project(tmp_path, CHOICES.replace('type: choice, choices: ["1", cat]', "type: number, min: 0, max: 5"))
+    (tmp_path / "n.csv").write_text("id,prediction_label\nA,9\nB,x\n", encoding="utf-8")
+    p.run_ok("ingest", "n.csv" if how == "file" else "csv:n.csv")
+    assert sorted((r["line"], r["reason"]) for r in p.json("rejects")) == [
+        (2, "`prediction_label`: label 9 is outside 0..5"), (3, '`prediction_label` "x" is not a finite number')]
+    q = Project(tmp_path / "choice", CHOICES)
+    (tmp_path / "choice" / "c.csv").write_text("id,prediction_label\nA,dog\n", encoding="utf-8")
+    q.run_ok("ingest", "c.csv" if how == "file" else "csv:c.csv")
+    assert [r["reason"] for r in q.json("rejects")] == ['`prediction_label` "dog" is not one of 1, cat']

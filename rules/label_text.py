@@ -1,0 +1,33 @@
+"""How a label outside the workflow's choices is said in a message (``submit``, ``gold add``, ``ingest``).
+
+Choices are text. A label of text is shown as JSON (``"dog"``) beside the choices as written
+(``is not one of 1, cat``). A label of another kind is shown with its kind named, and the choices
+as JSON, so a number and the text spelling it are told apart: ``1 (a number) is not one of "1",
+"cat"``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+KINDS = {bool: "true or false", int: "a number", float: "a number", list: "a list", dict: "an object"}
+
+
+def shown(value: Any) -> str:
+    """``value`` as JSON text (an integer past Python's 4,300 digits named, not written)."""
+    try:
+        return json.dumps(value, ensure_ascii=False)
+    except ValueError:
+        return "an integer too long to show"
+
+
+def not_one_of(value: Any, choices: Iterable[str]) -> str:
+    """``<value> is not one of <choices>``, the kinds told apart when ``value`` is not text."""
+    choices = list(choices)
+    if isinstance(value, str):
+        return f"{shown(value)} is not one of {', '.join(choices)}"
+    kind = KINDS.get(type(value))
+    named = f" ({kind})" if kind else ""
+    return f"{shown(value)}{named} is not one of {', '.join(map(shown, choices))}"
