@@ -170,7 +170,7 @@ def register(main: click.Group) -> None:
     @as_option
     @click.option("--json", "as_json", is_flag=True)
     def gold_add(file: str, db: str | None, worker: str | None, as_json: bool) -> None:
-        """Add gold tasks from JSONL rows like `ingest` plus "answer": LABEL (and optionally "queue").
+        """Add gold tasks from rows like `ingest` (JSON Lines, or a JSON array) plus "answer": LABEL (and "queue").
 
         FILE may be a pipe (`<(cmd)`, a fifo) or `-` for standard input. A lead's action: a
         changed answer scores again everyone who answered it."""

@@ -1,9 +1,10 @@
 """Gold questions: tasks with a known answer, mixed into annotators' claims to measure them.
 
-``labelyard gold add FILE`` reads JSONL rows like ``ingest`` plus ``"answer":
+``labelyard gold add FILE`` reads rows like ``ingest`` plus ``"answer":
 LABEL`` (and optionally ``"queue": NAME``; default: the first queue open to
 the ``annotator`` role, else the first queue) from a file, a pipe or ``-``
-(standard input). A gold task is stored with
+(standard input): JSON Lines, or one JSON array as ``ingest`` reads a ``.json``
+file (a ``.jsonl`` file is always JSON Lines). A gold task is stored with
 ``is_gold = 1``, its answer in the ``gold`` table, and stays ``open`` in an
 ``annotate`` stage with no free slots: ``on_create`` never sees it, the claim
 index never offers it, consensus never runs on it and export leaves it out.
@@ -54,19 +55,22 @@ class GoldReport:
     updated: int = 0
     unchanged: int = 0  # gold questions the file gives again as they are: no event
     rejected: int = 0
+    source: str | None = None  # what the rejects are kept under (`rejects --source` takes it)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"added": self.added, "updated": self.updated, "unchanged": self.unchanged, "rejected": self.rejected}
+        return {"added": self.added, "updated": self.updated, "unchanged": self.unchanged, "rejected": self.rejected,
+                "source": self.source}
 
 
-def _check_storable(item, answer: Any, workflow, line: bytes) -> None:
-    """Refuse a gold row (``line`` as read) that could not be stored or shown, as ingest refuses such a row."""
+def _check_storable(item, answer: Any, workflow, line: bytes | str, col: int) -> None:
+    """Refuse a gold row (``line`` as read, from column ``col`` for an array's element) that could
+    not be stored or shown, as ingest refuses such a row."""
     from .ingest import RowError, not_finite_problem  # imported with the rest of gold add's reading (not by claims)
 
     try:
         dumps_finite([item.data, item.label, item.scores, answer])
     except ValueError:
-        item.raw = line
+        item.raw, item.col = line, col
         raise RowError(not_finite_problem(item).reason) from None
     problem = text_problem([item.data, item.label, item.scores, answer])
     if problem is None and item.label is not None:
@@ -111,10 +115,14 @@ def rescore(engine, task_ids: list[int] | None, now: float, actor: str,
     return changed
 
 
-def _gold_lines(path: str) -> Iterator[bytes]:
-    """The lines of ``path``: a file, a pipe or fifo read once, or ``-`` (standard input)."""
+def _gold_values(path: str) -> Iterator[Any]:
+    """The rows of ``path`` (a file, a pipe or fifo read once, or ``-``, standard input) as
+    ``ingest`` reads a ``.json`` file (:func:`router.ingest.json_values`): one JSON array, or JSON
+    Lines when it does not open with ``[``; a ``.jsonl`` file is JSON Lines."""
+    from .ingest import json_values
+
     if path == "-":
-        yield from sys.stdin.buffer
+        yield from json_values(sys.stdin.buffer)
         return
     if os.path.isdir(path):
         raise LabelyardError(f"{path}: is a directory, not a file of gold rows")
@@ -122,13 +130,13 @@ def _gold_lines(path: str) -> Iterator[bytes]:
         raise LabelyardError(f"{path}: no such file")
     try:
         with open(path, "rb") as handle:
-            yield from handle
+            yield from json_values(handle, array=not path.lower().endswith((".jsonl", ".ndjson")))
     except OSError as exc:  # unreadable (permissions, a disk error): said as the system says it
         raise LabelyardError(f"{path}: {exc.strerror or exc}") from None
 
 
 def add_gold(engine, path: str, actor: str, source: str | None = None) -> GoldReport:
-    """Add (or update the answers of) gold tasks from JSONL rows; bad rows are quarantined.
+    """Add (or update the answers of) gold tasks from JSON rows; bad rows are quarantined.
 
     ``path`` is a file, a pipe or fifo (``<(cmd)``), or ``-`` for standard input. Its rejects
     are kept under ``source``, by default the file's absolute path as ``ingest`` keeps a file's
@@ -137,7 +145,7 @@ def add_gold(engine, path: str, actor: str, source: str | None = None) -> GoldRe
 
     Checks nothing about who acts (tests and benches build projects with it); ``gold add``
     requires the lead role first, as the other lead commands do (:class:`router.lead.Lead`)."""
-    from .ingest import JSON_RESERVED, RowError, check_row, load_json_line, raw_line
+    from .ingest import JSON_RESERVED, RowError, RowProblem, check_row, raw_line
 
     workflow = engine.workflow
     if source is None:
@@ -146,11 +154,12 @@ def add_gold(engine, path: str, actor: str, source: str | None = None) -> GoldRe
     rows: list[tuple[Any, Any, str]] = []
     problems: list[tuple[str, int, str, str, float]] = []
     now = clock.now()
-    for number, line in enumerate(_gold_lines(path), start=1):
-        if not line.strip():
+    for found in _gold_values(path):
+        if isinstance(found, RowProblem):
+            problems.append((source, found.line, found.reason, found.raw, now))
             continue
+        number, col, raw, line = found
         try:
-            raw = load_json_line(line)
             if not isinstance(raw, dict):
                 raise RowError("a row must be a JSON object")
             if "answer" not in raw:
@@ -165,12 +174,12 @@ def add_gold(engine, path: str, actor: str, source: str | None = None) -> GoldRe
             if queue not in workflow.queues:
                 raise RowError(f"`queue` {json.dumps(queue)} is not a queue of workflow {workflow.name}")
             item = check_row(raw, number, workflow.labels.choices, JSON_RESERVED | {"answer", "queue"})
-            _check_storable(item, answer, workflow, line)
+            _check_storable(item, answer, workflow, line, col)
         except RowError as exc:
-            problems.append((source, number, str(exc), raw_line(line), now))
+            problems.append((source, number, str(exc), raw_line(line) if isinstance(line, bytes) else line, now))
             continue
         rows.append((item, answer, queue))
-    report = GoldReport(rejected=len(problems))
+    report = GoldReport(rejected=len(problems), source=source)
     store = engine.store
     version = engine.workflow_id
     updated: list[int] = []

@@ -291,6 +291,42 @@ def _text(handle: BinaryIO) -> io.TextIOWrapper:
 def _read_json_array(handle: BinaryIO, choices: tuple[str, ...]) -> Iterator[TaskInput | RowProblem]:
     """A JSON array of rows, one element at a time; each row's line is where its element
     starts. Where the array stops being JSON, the rest is one reject."""
+    for found in _array_values(handle):
+        if isinstance(found, RowProblem):
+            yield found
+            continue
+        number, col, row, text = found
+        try:
+            task = check_row(row, number, choices, JSON_RESERVED)
+        except RowError as exc:
+            yield RowProblem(number, str(exc), text)
+            continue
+        task.raw, task.col = text, col
+        yield task
+
+
+def json_values(handle: BinaryIO, *, array: bool = True) -> Iterator[tuple[int, int, Any, str | bytes] | RowProblem]:
+    """The JSON values of a stream's rows, unchecked, read as ``ingest`` reads a ``.json`` file
+    (``array``; else as a ``.jsonl`` one): one JSON array, element by element, when it opens
+    with ``[``, else JSON Lines. Each row is ``(line, column, value, text)`` (column 0 and the
+    line's bytes for a JSON Lines row), or the :class:`RowProblem` of one that is not JSON (for
+    a rows' reader of its own, such as ``gold add``)."""
+    if array:
+        handle, array = _opens_array(handle)
+    if array:
+        yield from _array_values(handle)
+        return
+    for number, raw in enumerate(handle, start=1):
+        if raw.strip() and raw.strip() != BOM:  # a line of a byte-order mark alone is blank too
+            try:
+                yield number, 0, load_json_line(raw), raw
+            except RowError as exc:
+                yield RowProblem(number, str(exc), raw_line(raw))
+
+
+def _array_values(handle: BinaryIO) -> Iterator[tuple[int, int, Any, str] | RowProblem]:
+    """A JSON array's elements as ``(line, column, value, text)``, or the problem with one; where
+    the array stops being JSON, the rest is one problem."""
     from .json_array import ArraySyntaxError, BadElement, iter_json_elements
 
     text_handle = _text(handle)
@@ -299,17 +335,10 @@ def _read_json_array(handle: BinaryIO, choices: tuple[str, ...]) -> Iterator[Tas
             byte = _escaped_byte(text)
             if byte is not None:
                 yield RowProblem(number, f"not valid UTF-8 (byte 0x{byte:02x})", _printable(text))
-                continue
-            if isinstance(row, BadElement):  # JSON, but a number too long, a lone surrogate escape or nested too deeply
+            elif isinstance(row, BadElement):  # JSON, but a number too long, a lone surrogate or nested too deeply
                 yield RowProblem(number, str(row), text)
-                continue
-            try:
-                task = check_row(row, number, choices, JSON_RESERVED)
-            except RowError as exc:
-                yield RowProblem(number, str(exc), text)
-                continue
-            task.raw, task.col = text, col
-            yield task
+            else:
+                yield number, col, row, text
     except ArraySyntaxError as exc:
         yield RowProblem(exc.line, f"{exc}; the rest of the file was not read", None)
     finally:

@@ -30,7 +30,8 @@ def test_gold_add_stores_answers_quarantines_bad_rows_and_is_idempotent(tmp_path
     p.ingest([{"id": "T1"}])
     rows = GOLD + [{"id": "BAD", "answer": "fish"}, {"id": "NOANSWER"}, {"id": "T1", "answer": "cat"},
                    {"id": "Q", "answer": "cat", "queue": "nowhere"}]
-    assert add_gold(p, rows) == {"added": 3, "updated": 0, "unchanged": 0, "rejected": 4}
+    assert add_gold(p, rows) == {"added": 3, "updated": 0, "unchanged": 0, "rejected": 4,
+        "source": str(p.folder / "gold.jsonl")}
     reasons = " | ".join(r["reason"] for r in p.json("rejects"))
     assert "fish" in reasons and "answer" in reasons and "ordinary task" in reasons and "nowhere" in reasons
     g = p.show("G1")
@@ -39,7 +40,8 @@ def test_gold_add_stores_answers_quarantines_bad_rows_and_is_idempotent(tmp_path
     assert [e["kind"] for e in g["events"]] == ["gold_added"]  # on_create never saw it
     # again, with a corrected answer: updated, not duplicated
     assert add_gold(p, [{"id": "G1", "answer": "bird"}], "fix.jsonl") == {
-        "added": 0, "updated": 1, "unchanged": 0, "rejected": 0}
+        "added": 0, "updated": 1, "unchanged": 0, "rejected": 0,
+        "source": str(p.folder / "fix.jsonl")}
     engine = engine_at(p.db, pytest.MonkeyPatch(), 0)
     assert engine.store.gold_label(g["task"]["id"]) == "bird"
     engine.close()

@@ -113,7 +113,8 @@ def test_gold_add_needs_the_lead_role_like_hold(tmp_path):
         p.worker(name, "annotator")
     p.ingest([{"id": "T1"}])
     gold = write_gold(p, [{"id": "G1", "data": {}, "answer": "cat"}])
-    assert p.json("gold", "add", gold) == {"added": 1, "updated": 0, "unchanged": 0, "rejected": 0}  # lena, the lead
+    assert p.json("gold", "add", gold) == {"added": 1, "updated": 0, "unchanged": 0, "rejected": 0,
+        "source": str(gold)}  # lena, the lead
     view = p.claim("bo")
     assert view["external_id"] == "G1"
     p.submit(view["assignment"], "bo", "--label", "cat")  # right: 1 of 1
@@ -208,7 +209,8 @@ def test_apply_holds_gold_whose_answer_the_new_labels_refuse_until_gold_add_fixe
     run.ok("gold", "add", "gold.jsonl")
     assert run.json("show", "G1", "--json")["task"]["status"] == "held"
     (tmp_path / "fix.jsonl").write_text('{"id": "G1", "data": {}, "answer": "c"}\n')
-    assert run.json("gold", "add", "fix.jsonl", "--json") == {"added": 0, "updated": 1, "unchanged": 0, "rejected": 0}
+    assert run.json("gold", "add", "fix.jsonl", "--json") == {"added": 0, "updated": 1, "unchanged": 0, "rejected": 0,
+        "source": str(tmp_path / "fix.jsonl")}
     g1 = run.json("show", "G1", "--json")
     assert (g1["task"]["status"], g1["task"]["reason"]) == ("open", None)
     assert [e["detail"].get("was_status") for e in g1["events"] if e["kind"] == "gold_updated"] == ["held"]

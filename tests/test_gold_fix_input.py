@@ -76,7 +76,8 @@ def test_gold_rows_from_a_pipe_and_from_standard_input(project, tmp_path):
     assert read.stdout == "gold: added 1, updated 0, rejected 1\n"
     assert rejects(project) == [(piped, 2), (f"<stdin {STAMP}>", 1)]
     again = project.json("gold", "add", "-", "--json", input=f"{BAD}\n")  # a read of its own: the first stays
-    assert again == {"added": 0, "updated": 0, "unchanged": 0, "rejected": 1}
+    assert again == {"added": 0, "updated": 0, "unchanged": 0, "rejected": 1,
+        "source": f"<stdin {STAMP} #2>"}
     assert rejects(project) == sorted([(piped, 2), (f"<stdin {STAMP}>", 1), (f"<stdin {STAMP} #2>", 1)])
 
     fifo = tmp_path / "gold.fifo"
@@ -84,7 +85,8 @@ def test_gold_rows_from_a_pipe_and_from_standard_input(project, tmp_path):
     writer = threading.Thread(target=fifo.write_text, args=(GOOD.replace("G1", "G6") + "\n",), daemon=True)
     writer.start()  # opening a fifo waits for the other end: the gold add below
     assert project.json("gold", "add", "gold.fifo", "--json") == {
-        "added": 1, "updated": 0, "unchanged": 0, "rejected": 0}
+        "added": 1, "updated": 0, "unchanged": 0, "rejected": 0,
+        "source": f"<{fifo} {STAMP}>"}
     writer.join()
     assert gold_count(project) == 3  # G1, G5, G6
 

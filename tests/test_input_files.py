@@ -88,7 +88,8 @@ def test_a_csv_header_that_is_not_utf8_is_one_reject(pets):
 def test_gold_rows_with_a_bom_and_a_bad_byte(pets):
     (pets.folder / "gold.jsonl").write_bytes(
         BOM + b'{"id": "G1", "answer": "cat"}\n{"id": "G2", "answer": "dog", "data": {"n": "\xff"}}\n')
-    assert pets.json("gold", "add", "gold.jsonl", "--json") == {"added": 1, "updated": 0, "unchanged": 0, "rejected": 1}
+    assert pets.json("gold", "add", "gold.jsonl", "--json") == {"added": 1, "updated": 0, "unchanged": 0, "rejected": 1,
+        "source": str(pets.folder / "gold.jsonl")}
     assert rejects_by_line(pets)[2]["reason"] == "not valid UTF-8 at column 46 (byte 0xff)"
 
 
@@ -311,7 +312,8 @@ def test_gold_rows_fixed_and_added_again_are_no_longer_rejects(pets):
     gold.write_text('{"id": "G1", "answer": "cow"}\n{"id": "G2", "answer": "dog"}\n', encoding="utf-8")
     assert pets.json("gold", "add", "gold.jsonl", "--json")["rejected"] == 1
     gold.write_text('{"id": "G1", "answer": "cat"}\n{"id": "G2", "answer": "dog"}\n', encoding="utf-8")
-    assert pets.json("gold", "add", "gold.jsonl", "--json") == {"added": 1, "updated": 0, "unchanged": 1, "rejected": 0}
+    assert pets.json("gold", "add", "gold.jsonl", "--json") == {"added": 1, "updated": 0, "unchanged": 1, "rejected": 0,
+        "source": str(gold)}
     assert pets.json("rejects", "--json") == []
 
 

@@ -106,7 +106,8 @@ def test_gold_add_quarantines_a_too_long_integer_and_a_queue_that_is_not_text(pr
                                          '{"id": "G2", "answer": "b", "data": {"n": ' + LONG + '}}\n'
                                          '{"id": "G3", "answer": "b", "queue": ["q"]}\n', encoding="utf-8")
     assert project.json("gold", "add", "gold.jsonl", "--json") == {
-        "added": 1, "updated": 0, "unchanged": 0, "rejected": 2}
+        "added": 1, "updated": 0, "unchanged": 0, "rejected": 2,
+        "source": str(tmp_path / "gold.jsonl")}
     source = str(tmp_path / "gold.jsonl")
     assert reasons(project) == {(source, 2): TOO_LONG.format(where="column 43"),
                                 (source, 3): "`queue` must be text, the name of a queue"}

@@ -469,3 +469,32 @@ def test_csv_rejects_name_the_prediction_label_column(tmp_path, how):
     (tmp_path / "choice" / "c.csv").write_text("id,prediction_label\nA,dog\n", encoding="utf-8")
     q.run_ok("ingest", "c.csv" if how == "file" else "csv:c.csv")
     assert [r["reason"] for r in q.json("rejects")] == ['`prediction_label` "dog" is not one of 1, cat']
+
+
+# -- 8: gold add reads a .json array as ingest does; --json names a stream's source -------------------
+PRETTY = '[\n  {"id": "G1", "data": {}, "answer": "1"},\n  {"id": "G2", "data": {}, "answer": "cat"}\n]\n'
+
+
+def test_gold_add_reads_a_pretty_printed_json_array(tmp_path):
+    p = Project(tmp_path, CHOICES)
+    (tmp_path / "gold.json").write_text(PRETTY, encoding="utf-8")
+    assert p.json("gold", "add", tmp_path / "gold.json") == {
+        "added": 2, "updated": 0, "rejected": 0, "source": str(tmp_path / "gold.json")}
+    # a bad element is rejected at the line where it starts, with the array's text; the rest goes in
+    (tmp_path / "more.json").write_text(
+        '[\n  {"id": "G3", "data": {}, "answer": "dog"},\n  {"id": "G4", "data": {"x": 1e400},\n'
+        '   "answer": "cat"},\n  {"id": "G5", "data": {}, "answer": "cat"}\n]\n', encoding="utf-8")
+    assert p.json("gold", "add", tmp_path / "more.json")["added"] == 1
+    found = sorted((r["line"], r["reason"]) for r in p.json("rejects"))
+    assert found == [(2, '`answer`: label "dog" is not one of 1, cat'),
+                     (3, "the number `1e400` at line 3, column 30 is not finite, which JSON cannot carry")]
+
+
+def test_gold_add_from_standard_input_reads_an_array_and_names_its_source(tmp_path):
+    p = Project(tmp_path, CHOICES)
+    report = p.json("gold", "add", "-", input=PRETTY)
+    assert (report["added"], report["rejected"]) == (2, 0)
+    assert report["source"].startswith("<stdin ")
+    report = p.json("gold", "add", "-", input='{"id": "G9", "answer": "dog"}\n')
+    assert report["rejected"] == 1
+    assert [r["source"] for r in p.json("rejects")] == [report["source"]]

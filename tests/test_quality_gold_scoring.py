@@ -96,7 +96,8 @@ def test_a_corrected_gold_answer_rescores_the_workers_who_answered_it(tmp_path):
     assert accuracy(p) == (2, 0.0)
     # the lead finds G1 and G2 were wrong: "b" is right
     assert add_gold(p, [{"id": "G1", "answer": "b"}, {"id": "G2", "answer": "b"}], "fix.jsonl") == \
-        {"added": 0, "updated": 2, "unchanged": 0, "rejected": 0}
+        {"added": 0, "updated": 2, "unchanged": 0, "rejected": 0,
+        "source": str(p.folder / "fix.jsonl")}
     assert accuracy(p) == (2, 1.0)
     engine = engine_at(p.db, pytest.MonkeyPatch(), 3)
     rows = engine.store.query("SELECT actor, detail FROM events WHERE kind = 'gold_rescored'")
