@@ -20,6 +20,7 @@ at or above ``excellent``, ``alert`` below ``alert``, ``ok`` between
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -48,12 +49,20 @@ def _shown(label: Any, key: Callable[[Any], Any] = canonical) -> str:
     ``true``, ``["x", "y"]``; numbers by value, lists and objects as ``key``
     writes them: ``canonical`` for a label, ``value_key`` for a class). Text
     that would read as another value — empty, itself JSON text (``"1"``,
-    ``"true"``), or a placeholder (:data:`NO_OBJECT`, :data:`NO_CLASS`) — is
-    written as JSON text too, in quotes: so a name that parses as JSON is that
-    value, and any other name is that text.
+    ``"true"``), or a placeholder (:data:`NO_OBJECT`, :data:`NO_CLASS`) — or
+    that would look like other text — with a space (or other white space) at
+    an end (``"cat "``), or not in Unicode's composed form (NFC), its
+    combining marks written as ``\\u`` escapes (``"A\\u030angstro\\u0308m"``)
+    — is written as JSON text too, in quotes: so a name that parses as JSON
+    is that value, and any other name is that text.
     """
     if isinstance(label, str):
-        return json.dumps(label, ensure_ascii=False) if _reads_as_other(label) else label
+        if not _reads_as_other(label) and not _looks_like_other(label):
+            return label
+        text = json.dumps(label, ensure_ascii=False)
+        if unicodedata.is_normalized("NFC", label):
+            return text
+        return "".join(f"\\u{ord(c):04x}" if unicodedata.combining(c) else c for c in text)
     value = key(label)
     if isinstance(value, (JsonBool, JsonStructure)):
         return str(value)
@@ -71,6 +80,13 @@ def _reads_as_other(text: str) -> bool:
     except RecursionError:  # "[[[…" nested past Python's limit: quoted, which is never wrong
         return True
     return True
+
+
+def _looks_like_other(text: str) -> bool:
+    """Whether ``text`` written bare would look like other text: white space at an end (``cat `` is
+    ``cat``, and a name of spaces alone is blank), or a form other than NFC (``Ångström`` composed
+    and decomposed print alike)."""
+    return text != text.strip() or not unicodedata.is_normalized("NFC", text)
 
 
 def _class_shown(obj: dict[str, Any] | None) -> str:
@@ -233,6 +249,8 @@ def confusion_table(data: dict[str, Any]) -> list[str]:
     :data:`NAME_WIDTH`; otherwise by keys (``#1``, ``#2``…) listed with their
     labels under the table, so no name is cut.
     """
+    from rich.cells import cell_len  # only here: the report's other paths print no table
+
     confusion = data["confusion"]
     if not confusion:
         return []
@@ -240,19 +258,32 @@ def confusion_table(data: dict[str, Any]) -> list[str]:
     labels = sorted(confusion, key=_order)
     names = sorted(set(confusion) | set(finals), key=_order)
     shown = {name: _cell(name) for name in names}
-    keyed = any(len(text) > NAME_WIDTH for text in shown.values())
+    keyed = any(cell_len(text) > NAME_WIDTH for text in shown.values())
     if keyed:
         shown = {name: f"#{i}" for i, name in enumerate(names, start=1)}
     title = ("confusion per object (annotator's class → class in the final label; "
              f"{NO_OBJECT}: no matching object)" if data.get("confusion_of") == "objects"
              else "confusion (annotator label → final label)")
-    first = max(15, *(len(shown[label]) for label in labels)) + 1
-    widths = [max(len(shown[f]), *(len(str(row.get(f, 0))) for row in confusion.values())) + 2 for f in finals]
-    lines = [title, " " * first + "".join(f"{shown[f]:>{w}}" for f, w in zip(finals, widths))]
+    # aligned by the width a terminal gives (a combining mark takes none, a CJK character two)
+    first = max(15, *(cell_len(shown[label]) for label in labels)) + 1
+    widths = [max(cell_len(shown[f]), *(len(str(row.get(f, 0))) for row in confusion.values())) + 2 for f in finals]
+    lines = [title, " " * first + "".join(_right(shown[f], w) for f, w in zip(finals, widths))]
     for label in labels:
         row = confusion[label]
-        lines.append(f"{shown[label]:<{first}}" + "".join(f"{row.get(f, 0):>{w}}" for f, w in zip(finals, widths)))
+        lines.append(_left(shown[label], first) + "".join(f"{row.get(f, 0):>{w}}" for f, w in zip(finals, widths)))
     if keyed:
         lines.append("labels:")
         lines.extend(f"  {shown[name]:<{len(str(len(names))) + 1}}  {_cell(name)}" for name in names)
     return lines
+
+
+def _left(text: str, width: int) -> str:
+    from rich.cells import cell_len
+
+    return text + " " * max(0, width - cell_len(text))
+
+
+def _right(text: str, width: int) -> str:
+    from rich.cells import cell_len
+
+    return " " * max(0, width - cell_len(text)) + text

@@ -141,5 +141,5 @@ def test_text_labels_that_read_as_other_values_are_quoted():
     from router.agreement import _shown
 
     assert [_shown(v) for v in ("car", "1", 1, 1.0, "true", True, "null", "", "(none)", " car ", "[1]")] == [
-        "car", '"1"', "1", "1", '"true"', "true", '"null"', '""', '"(none)"', " car ", '"[1]"']
+        "car", '"1"', "1", "1", '"true"', "true", '"null"', '""', '"(none)"', '" car "', '"[1]"']
     assert _shown(["y", "x", "x"]) == '["x", "y"]' and _shown('["x", "y"]') == '"[\\"x\\", \\"y\\"]"'

@@ -498,3 +498,44 @@ def test_gold_add_from_standard_input_reads_an_array_and_names_its_source(tmp_pa
     report = p.json("gold", "add", "-", input='{"id": "G9", "answer": "dog"}\n')
     assert report["rejected"] == 1
     assert [r["source"] for r in p.json("rejects")] == [report["source"]]
+
+
+# -- 10: the confusion table shows labels that print alike as different names, aligned ---------------
+def test_text_labels_that_print_alike_are_told_apart_and_aligned(tmp_path):
+    import unicodedata
+
+    from rich.cells import cell_len
+
+    nfc, nfd = unicodedata.normalize("NFC", "Ångström"), unicodedata.normalize("NFD", "Ångström")
+    p = Project(tmp_path, """\
+workflow: c
+labels: {type: text}
+queues:
+  q: {roles: [annotator]}
+on_create:
+  - do: {annotate: q, overlap: 2}
+on_quorum:
+  - name: take the first
+    do: {accept: {label: "votes.labels[0]"}}
+""")
+    for name in ("u1", "u2"):
+        p.worker(name, "annotator")
+    plan = {"T1": ("cat", "cat "), "T2": (nfc, nfd), "T3": ("   ", "cat"), "T4": ("猫", "猫")}
+    p.ingest([{"id": ref} for ref in plan])
+    for ref, pair in plan.items():
+        for name, label in zip(("u1", "u2"), pair):
+            view = p.claim(name)
+            p.submit(view["assignment"], name, "--value", json.dumps(label))
+    report = p.json("agreement")
+    escaped = '"A\\u030angstro\\u0308m"'
+    assert sorted(report["confusion"]) == sorted(['"   "', '"cat "', "cat", escaped, nfc, "猫"])
+    for name in report["confusion"]:  # a name that parses as JSON is that text
+        if name.startswith('"'):
+            assert json.loads(name) in ("   ", "cat ", nfd)
+    out = p.run_ok("agreement").stdout
+    lines = out[out.index("confusion"):].splitlines()
+    names = sorted(report["confusion"], key=len, reverse=True)
+    rows = [next(n for n in names if line.startswith(n + " ")) for line in lines[2:]]
+    assert sorted(rows) == sorted(report["confusion"])  # each a row of its own, by its name
+    widths = {cell_len(line) for line in lines[1:]}
+    assert len(widths) == 1, lines  # every row as wide on a terminal as the header
