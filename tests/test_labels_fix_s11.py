@@ -479,7 +479,7 @@ def test_gold_add_reads_a_pretty_printed_json_array(tmp_path):
     p = Project(tmp_path, CHOICES)
     (tmp_path / "gold.json").write_text(PRETTY, encoding="utf-8")
     assert p.json("gold", "add", tmp_path / "gold.json") == {
-        "added": 2, "updated": 0, "rejected": 0, "source": str(tmp_path / "gold.json")}
+        "added": 2, "updated": 0, "unchanged": 0, "rejected": 0, "source": str(tmp_path / "gold.json")}
     # a bad element is rejected at the line where it starts, with the array's text; the rest goes in
     (tmp_path / "more.json").write_text(
         '[\n  {"id": "G3", "data": {}, "answer": "dog"},\n  {"id": "G4", "data": {"x": 1e400},\n'

@@ -35,6 +35,7 @@ def test_gold_add_of_an_unchanged_file_updates_nothing(tmp_path):
     assert p.run_ok("gold", "add", gold).stdout == "gold: added 2, updated 0, rejected 0\n"
     assert p.run_ok("gold", "add", gold).stdout == "gold: added 0, updated 0, unchanged 2, rejected 0\n"
     gold.write_text('{"id": "G1", "data": {}, "answer": "cat"}\n{"id": "G2", "data": {}, "answer": "bird"}\n')
-    assert p.json("gold", "add", gold) == {"added": 0, "updated": 1, "unchanged": 1, "rejected": 0}
+    assert p.json("gold", "add", gold) == {"added": 0, "updated": 1, "unchanged": 1, "rejected": 0,
+                                           "source": str(gold)}
     assert events(p, "G1") == ["gold_added"]
     assert events(p, "G2") == ["gold_added", "gold_updated"]
