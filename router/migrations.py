@@ -21,7 +21,7 @@ from sqlite_utils.migrations import Migrations
 
 migrations = Migrations("labelyard")
 
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 
 
 def _run_ddl(db: Database, script: str) -> None:
@@ -732,6 +732,23 @@ def m012_one_to_one_matching(db: Database) -> None:
         db.execute("INSERT INTO events (kind, actor, detail, at) VALUES ('gold_rescored', 'labelyard', ?, ?)",
                    [dumps(detail), now])
     _set_version(db, 12)
+
+
+@migrations()
+def m013_vote_queue_index(db: Database) -> None:
+    """Each annotation keeps its slot's queue (``annotations.queue``), indexed for annotate/correct
+    submissions, so a queue's latest votes (``queue.kappa``, ``queue.alpha``, Dawid-Skene's history,
+    ``agreement --queue Q --latest N``) are read from the end of that queue's range, however many
+    votes the project's other queues hold. Paid once per annotate/correct submission, never by a claim."""
+    _run_ddl(
+        db,
+        """
+        ALTER TABLE annotations ADD COLUMN queue TEXT;      -- the slot's queue, as assignments.queue
+        UPDATE annotations SET queue = (SELECT s.queue FROM assignments AS s WHERE s.id = annotations.assignment_id);
+        CREATE INDEX annotations_queue_votes ON annotations (queue) WHERE stage IN ('annotate', 'correct');
+        """
+    )
+    _set_version(db, 13)
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:

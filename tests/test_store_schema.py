@@ -39,6 +39,7 @@ EXPECTED: dict[str, dict[str, type]] = {
     "annotations": {
         "id": int, "assignment_id": int, "task_id": int, "worker": str, "stage": str, "round": int, "label": str,
         "verdict": str, "comment": str, "created_at": float, "agrees": int,  # m010
+        "queue": str,  # m013
     },
     "events": {
         "id": int, "task_id": int, "kind": str, "rule": str, "action": str, "actor": str, "detail": str,
