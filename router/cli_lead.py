@@ -42,23 +42,71 @@ def escalated_line(item: dict[str, Any]) -> str:
     return f"escalated {_name(item)} to {item['target']}"
 
 
-def _report(report, as_json: bool, say: Callable[[dict[str, Any]], str]) -> None:
-    from .cli import _emit_json
+class _TextOutput:
+    """A bulk action's tasks printed as each page's transaction ends: done on standard output, skipped
+    (with why) on standard error."""
 
-    if as_json:
-        _emit_json(report.as_dict())
-        return
-    dry = "dry run: " if report.dry_run else ""
-    for item in report.done:
-        click.echo(dry + say(item))
-    for item in report.skipped:
-        click.echo(f"{dry}skipped {_name(item)}: {item['reason']}", err=True)
-    if report.dry_run:
-        click.echo(f"{report.action}: dry run, {len(report.done)} would be done, {len(report.skipped)} skipped "
-                   f"of {report.matched} matching; nothing changed", err=True)
-    elif len(report.done) != 1 or report.skipped:
-        click.echo(f"{report.action}: {len(report.done)} done, {len(report.skipped)} skipped "
-                   f"of {report.matched} matching", err=True)
+    def __init__(self, dry_run: bool, say: Callable[[dict[str, Any]], str]):
+        self.dry, self.say = "dry run: " if dry_run else "", say
+
+    def matched(self, report) -> None:
+        pass
+
+    def item(self, kind: str, item: dict[str, Any]) -> None:
+        if kind == "done":
+            click.echo(self.dry + self.say(item))
+        else:
+            click.echo(f"{self.dry}skipped {_name(item)}: {item['reason']}", err=True)
+
+    def finish(self, report) -> None:
+        done, skipped = report.done_count, report.skipped_count
+        if report.dry_run:
+            click.echo(f"{report.action}: dry run, {done} would be done, {skipped} skipped "
+                       f"of {report.matched} matching; nothing changed", err=True)
+        elif done != 1 or skipped:
+            click.echo(f"{report.action}: {done} done, {skipped} skipped of {report.matched} matching", err=True)
+
+
+class _JsonOutput:
+    """A bulk action's JSON document written as it goes: ``done`` streamed page by page, ``skipped``
+    spooled to a temporary file and written after it, so neither list is held in memory."""
+
+    def __init__(self) -> None:
+        import tempfile
+
+        self.skipped = tempfile.TemporaryFile("w+", encoding="utf-8")
+        self.first = {"done": True, "skipped": True}
+
+    def matched(self, report) -> None:
+        from .output_text import json_document
+
+        click.echo(f'{{"action": {json_document(report.action)}, "matched": {report.matched}, "done": [', nl=False)
+
+    def item(self, kind: str, item: dict[str, Any]) -> None:
+        from .output_text import json_document
+
+        text = ("" if self.first[kind] else ", ") + json_document(item)
+        self.first[kind] = False
+        if kind == "done":
+            click.echo(text, nl=False)
+        else:
+            self.skipped.write(text)
+
+    def finish(self, report) -> None:
+        click.echo('], "skipped": [', nl=False)
+        self.skipped.seek(0)
+        while chunk := self.skipped.read(1 << 16):
+            click.echo(chunk, nl=False)
+        self.skipped.close()
+        click.echo(f'], "dry_run": {"true" if report.dry_run else "false"}}}')
+
+
+def _bulk(lead, action: str, tasks, where, dry_run: bool, as_json: bool, say: Callable[[dict[str, Any]], str],
+          **options: Any) -> None:
+    """Run a lead action and print its tasks as they are done (a page at a time with ``--where``)."""
+    out = _JsonOutput() if as_json else _TextOutput(dry_run, say)
+    report = lead.run(action, tasks, where, dry_run=dry_run, out=out, **options)
+    out.finish(report)
 
 
 def register(main: click.Group) -> None:
@@ -89,9 +137,9 @@ def register(main: click.Group) -> None:
     @_bulk_options
     def reassign(tasks, to, from_worker, force, db, worker, where, dry_run, as_json) -> None:
         """Give TASK(s) to worker W (ends the current holders' slots)."""
-        report = _lead(db, worker).run("reassign", tasks, where, dry_run=dry_run, to=to, force=force,
-                                       from_worker=from_worker)
-        _report(report, as_json, lambda i: f"reassigned {_name(i)} to {i['to']} (assignment {i['assignment']})")
+        _bulk(_lead(db, worker), "reassign", tasks, where, dry_run, as_json,
+              lambda i: f"reassigned {_name(i)} to {i['to']} (assignment {i['assignment']})",
+              to=to, force=force, from_worker=from_worker)
 
     @main.command()
     @click.argument("tasks", nargs=-1)
@@ -100,8 +148,8 @@ def register(main: click.Group) -> None:
     @_bulk_options
     def escalate(tasks, queue, reason, db, worker, where, dry_run, as_json) -> None:
         """Send TASK(s) to an expert queue for adjudication."""
-        report = _lead(db, worker).run("escalate", tasks, where, dry_run=dry_run, queue=queue, reason=reason)
-        _report(report, as_json, escalated_line)
+        _bulk(_lead(db, worker), "escalate", tasks, where, dry_run, as_json, escalated_line, queue=queue,
+              reason=reason)
 
     @main.command()
     @click.argument("tasks", nargs=-1)
@@ -109,16 +157,15 @@ def register(main: click.Group) -> None:
     @_bulk_options
     def hold(tasks, reason, db, worker, where, dry_run, as_json) -> None:
         """Hold TASK(s): no one gets them until `unhold`."""
-        report = _lead(db, worker).run("hold", tasks, where, dry_run=dry_run, reason=reason)
-        _report(report, as_json, lambda i: f"held {_name(i)}")
+        _bulk(_lead(db, worker), "hold", tasks, where, dry_run, as_json, lambda i: f"held {_name(i)}", reason=reason)
 
     @main.command()
     @click.argument("tasks", nargs=-1)
     @_bulk_options
     def unhold(tasks, db, worker, where, dry_run, as_json) -> None:
         """Reopen held TASK(s) in their stage with their slots."""
-        report = _lead(db, worker).run("unhold", tasks, where, dry_run=dry_run)
-        _report(report, as_json, lambda i: f"reopened {_name(i)}: {i['stage']} in {i['queue']}")
+        _bulk(_lead(db, worker), "unhold", tasks, where, dry_run, as_json,
+              lambda i: f"reopened {_name(i)}: {i['stage']} in {i['queue']}")
 
     @main.command()
     @click.argument("tasks", nargs=-1)
@@ -138,9 +185,8 @@ def register(main: click.Group) -> None:
                 dry = "dry run: " if dry_run else ""
                 click.echo(f"{dry}released assignment {assignment_id} of {result['worker']} ({result['status']})")
             return
-        report = lead.run("release", tasks, where, dry_run=dry_run)
-        _report(report, as_json, lambda i: f"released {_name(i)}: assignment(s) "
-                                           f"{', '.join(map(str, i['released']))}")
+        _bulk(lead, "release", tasks, where, dry_run, as_json,
+              lambda i: f"released {_name(i)}: assignment(s) {', '.join(map(str, i['released']))}")
 
     @main.command(context_settings={"ignore_unknown_options": True})
     @click.argument("args", nargs=-1, required=True)
@@ -157,8 +203,8 @@ def register(main: click.Group) -> None:
         problem = priority_problem(number)  # NaN, infinities and numbers past the rules' bounds
         if problem:
             raise click.UsageError(problem)
-        report = _lead(db, worker).run("priority", tasks, where, dry_run=dry_run, value=number)
-        _report(report, as_json, lambda i: f"priority of {_name(i)}: {i['was']:g} → {i['priority']:g}")
+        _bulk(_lead(db, worker), "priority", tasks, where, dry_run, as_json,
+              lambda i: f"priority of {_name(i)}: {i['was']:g} → {i['priority']:g}", value=number)
 
     @main.group()
     def gold() -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from . import clock
 from .context import stored_prediction, task_facts
@@ -351,15 +351,47 @@ def compile_where(text: str):
         raise LabelyardError(f"--where: {exc.message}{hint}\n  {text}\n  {' ' * exc.offset}^") from None
 
 
+class BulkOutput(Protocol):
+    """Where a bulk action's items go as they come (the CLI prints them page by page)."""
+
+    def matched(self, report: BulkReport) -> None:
+        """Every match is found (``report.matched``); nothing is acted on yet."""
+
+    def item(self, kind: str, item: dict[str, Any]) -> None:
+        """One task ``done`` or ``skipped``, once its transaction ended (committed, or rolled back by a dry run)."""
+
+
 @dataclass
 class BulkReport:
-    """What a bulk action did."""
+    """What a bulk action did: how many tasks matched, were done and skipped, and those tasks, kept in
+    ``done`` and ``skipped`` or, with ``out``, handed to it as each page ends and not kept (a
+    ``--where`` matching a million tasks holds no list of them)."""
 
     action: str
     done: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     matched: int = 0
     dry_run: bool = False
+    out: BulkOutput | None = None
+    done_count: int = 0
+    skipped_count: int = 0
+
+    def found(self, matched: int) -> None:
+        self.matched = matched
+        if self.out is not None:
+            self.out.matched(self)
+
+    def add(self, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Record the ``(kind, item)`` of a transaction that ended; ``kind`` is ``done`` or ``skipped``."""
+        for kind, item in items:
+            if kind == "done":
+                self.done_count += 1
+            else:
+                self.skipped_count += 1
+            if self.out is not None:
+                self.out.item(kind, item)
+            else:
+                (self.done if kind == "done" else self.skipped).append(item)
 
     def as_dict(self) -> dict[str, Any]:
         return {"action": self.action, "matched": self.matched, "done": self.done, "skipped": self.skipped,
@@ -400,15 +432,17 @@ class Lead:
         return task
 
     def run(self, action: str, refs: Sequence[str], where: str | None = None, *,
-            dry_run: bool = False, **options: Any) -> BulkReport:
+            dry_run: bool = False, out: BulkOutput | None = None, **options: Any) -> BulkReport:
         """Apply ``action`` to the tasks ``refs`` (all or nothing, one transaction) or to every task
         matching ``where`` (page by page, one transaction per page; tasks it cannot apply to are skipped).
 
         A ``dry_run`` runs the very same code and rolls each transaction back, so it
         reports what the real run would do, skip or refuse, and changes nothing.
+        With ``out``, each task done or skipped goes to it when its transaction ends
+        instead of into the report's lists.
         """
         op = self._operation(action, options)
-        report = BulkReport(action, dry_run=dry_run)
+        report = BulkReport(action, dry_run=dry_run, out=out)
         if refs and where:
             raise LabelyardError("give task ids or --where, not both")
         if not refs and not where:
@@ -423,51 +457,69 @@ class Lead:
                      report: BulkReport) -> None:
         """Every task of ``refs`` (each once, however often it is named) in one transaction."""
         now = clock.now()
+        done = []
         with self.engine.transaction(rollback=report.dry_run):
             tasks = list({t["id"]: t for t in map(self._task, refs)}.values())
-            report.matched = len(tasks)
             for task in tasks:
                 task = self.store.task(task["id"])  # an earlier action in this list may have changed it
                 try:
-                    report.done.append({"external_id": task["external_id"], **op(task, now)})
+                    done.append(("done", {"external_id": task["external_id"], **op(task, now)}))
                 except Unchanged as exc:  # nothing to do for it; the others are done
-                    report.skipped.append({"task": task["id"], "external_id": task["external_id"], "reason": str(exc)})
+                    done.append(("skipped", {"task": task["id"], "external_id": task["external_id"],
+                                             "reason": str(exc)}))
+        report.found(len(tasks))
+        report.add(done)
 
     def _run_on_matches(self, op: Callable[[Any, float], dict[str, Any]], action: str, where: str,
                         report: BulkReport) -> None:
-        """Every task matching ``where``, found first, then acted on a page per transaction."""
+        """Every task matching ``where``, found first, then acted on a page per transaction.
+
+        The matches are kept as ids (with the status and round they were found in) in a temporary
+        table, not in memory, and each page's tasks go to the report when its transaction ends."""
         predicate = compile_where(where)
         found_at = clock.now()
         # Find every match first, then act: an action may move a task further along the walk.
         # A task that changed status during the walk may be read twice: it counts once.
-        found = {t["id"]: (t["id"], t["external_id"], t["status"], t["round"])
-                 for page in self._matching_pages(predicate, STATUSES[action], found_at) for t in page}
-        matches = list(found.values())
-        report.matched = len(matches)
-        for start in range(0, len(matches), PAGE):
-            now = clock.now()
-            with self.engine.transaction(rollback=report.dry_run):
-                for task_id, _ext, status, round_ in matches[start : start + PAGE]:
-                    task = self.store.task(task_id)
-                    # read again under the lock: another lead or a timer may have changed what matched
-                    # (a priority keeps the round); the clock stays the walk's, so only the task counts
-                    if task["status"] != status or task["round"] != round_:
-                        reason = "changed meanwhile"
-                    else:
-                        try:
-                            still = self._matches(predicate, task, found_at)
-                        except LabelyardError:  # a fact it read changed type meanwhile
-                            still = False
-                        reason = None if still else "changed meanwhile: no longer matches --where"
-                    if reason is not None:
-                        report.skipped.append({"task": task["id"], "external_id": task["external_id"],
-                                               "reason": reason})
-                        continue
+        self.store.clear_matches()
+        try:
+            for page in self._matching_pages(predicate, STATUSES[action], found_at):
+                self.store.add_matches([(t["id"], t["status"], t["round"]) for t in page])
+            report.found(self.store.match_count())
+            seq = 0
+            while matches := self.store.matches_after(seq, PAGE):
+                seq = matches[-1]["seq"]
+                report.add(self._act_on_page(op, predicate, matches, found_at, report.dry_run))
+        finally:
+            self.store.drop_matches()
+
+    def _act_on_page(self, op: Callable[[Any, float], dict[str, Any]], predicate, matches: Sequence[Any],
+                     found_at: float, dry_run: bool) -> list[tuple[str, dict[str, Any]]]:
+        """One transaction over a page of matches: ``("done" | "skipped", item)`` for each."""
+        now = clock.now()
+        items: list[tuple[str, dict[str, Any]]] = []
+        with self.engine.transaction(rollback=dry_run):
+            for match in matches:
+                task = self.store.task(match["task_id"])
+                # read again under the lock: another lead or a timer may have changed what matched
+                # (a priority keeps the round); the clock stays the walk's, so only the task counts
+                if task["status"] != match["status"] or task["round"] != match["round"]:
+                    reason = "changed meanwhile"
+                else:
                     try:
-                        report.done.append({"external_id": task["external_id"], **op(task, now)})
-                    except LabelyardError as exc:
-                        report.skipped.append({"task": task["id"], "external_id": task["external_id"],
-                                               "reason": str(exc)})
+                        still = self._matches(predicate, task, found_at)
+                    except LabelyardError:  # a fact it read changed type meanwhile
+                        still = False
+                    reason = None if still else "changed meanwhile: no longer matches --where"
+                if reason is not None:
+                    items.append(("skipped", {"task": task["id"], "external_id": task["external_id"],
+                                              "reason": reason}))
+                    continue
+                try:
+                    items.append(("done", {"external_id": task["external_id"], **op(task, now)}))
+                except LabelyardError as exc:
+                    items.append(("skipped", {"task": task["id"], "external_id": task["external_id"],
+                                              "reason": str(exc)}))
+        return items
 
     def _operation(self, action: str, options: dict[str, Any]) -> Callable[[Any, float], dict[str, Any]]:
         engine, actor = self.engine, self.actor

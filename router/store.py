@@ -1234,6 +1234,37 @@ class Store:
             (status, after_id, limit),
         )
 
+    # A --where filter's matches: found first, acted on after. A temporary table of this connection (in
+    # SQLite's temporary file, not in memory), so a filter matching a million tasks holds no list of them.
+    def clear_matches(self) -> None:
+        """Start an empty list of matches (a lead action's ``--where``)."""
+        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS where_matches (seq INTEGER PRIMARY KEY, "
+                          "task_id INTEGER NOT NULL UNIQUE, status TEXT NOT NULL, round INTEGER NOT NULL)")
+        self.conn.execute("DELETE FROM temp.where_matches")
+
+    def add_matches(self, rows: Iterable[tuple[int, str, int]]) -> None:
+        """Append ``(task_id, status, round)`` matches; a task already listed keeps its place and takes
+        these values (it changed status during the walk and was read again). One transaction of the
+        temporary table alone: the database stays unlocked."""
+        self.conn.execute("SAVEPOINT where_matches")
+        try:
+            self.conn.executemany(
+                "INSERT INTO temp.where_matches (task_id, status, round) VALUES (?, ?, ?) "
+                "ON CONFLICT (task_id) DO UPDATE SET status = excluded.status, round = excluded.round", rows)
+        finally:
+            self.conn.execute("RELEASE where_matches")
+
+    def match_count(self) -> int:
+        return int(self.one("SELECT count(*) FROM temp.where_matches")[0])
+
+    def matches_after(self, seq: int, limit: int) -> list[sqlite3.Row]:
+        """``seq, task_id, status, round`` of the matches listed after ``seq``, in the order found."""
+        return self.query("SELECT seq, task_id, status, round FROM temp.where_matches WHERE seq > ? "
+                          "ORDER BY seq LIMIT ?", (seq, limit))
+
+    def drop_matches(self) -> None:
+        self.conn.execute("DROP TABLE IF EXISTS temp.where_matches")
+
     def active_assignments_after(self, after_id: int, limit: int) -> list[sqlite3.Row]:
         """Active assignments with id above ``after_id``, oldest first (only active ones are read)."""
         return self.query(
