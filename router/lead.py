@@ -482,7 +482,7 @@ class Lead:
         # A task that changed status during the walk may be read twice: it counts once.
         self.store.clear_matches()
         try:
-            for page in self._matching_pages(predicate, STATUSES[action], found_at):
+            for page in self._matching_pages(predicate, action, found_at):
                 self.store.add_matches([(t["id"], t["status"], t["round"]) for t in page])
             report.found(self.store.match_count())
             seq = 0
@@ -561,13 +561,22 @@ class Lead:
             _refuse_gold(self.store.task(a["task_id"]))
             return release_assignment(self.engine, a, now, self.actor)
 
-    def _matching_pages(self, predicate, statuses: Sequence[str], now: float) -> Iterator[list[Any]]:
-        """Pages of candidate tasks (by status, walked by index) for which ``predicate`` holds at ``now``."""
-        for status in statuses:
-            for rows in self._pages(status):
-                page = [row for row in rows if self._matches(predicate, row, now)]
-                if page:
-                    yield page
+    def _matching_pages(self, predicate, action: str, now: float) -> Iterator[list[Any]]:
+        """Pages of candidate tasks of ``action`` for which ``predicate`` holds at ``now``: the tasks with the
+        statuses it applies to (walked by index); for ``release``, the open tasks holding an active slot
+        (walked by the index of active slots), not every open task, most of which it cannot release."""
+        candidates = self._slot_pages() if action == "release" else (
+            rows for status in STATUSES[action] for rows in self._pages(status))
+        for rows in candidates:
+            page = [row for row in rows if self._matches(predicate, row, now)]
+            if page:
+                yield page
+
+    def _slot_pages(self) -> Iterator[list[Any]]:
+        after = 0
+        while rows := self.store.tasks_holding_slots_after(after, PAGE):
+            yield rows
+            after = rows[-1]["slot"]
 
     @staticmethod
     def _matches(predicate, row, now: float) -> bool:

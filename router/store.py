@@ -1265,6 +1265,18 @@ class Store:
     def drop_matches(self) -> None:
         self.conn.execute("DROP TABLE IF EXISTS temp.where_matches")
 
+    def tasks_holding_slots_after(self, after_slot: int, limit: int) -> list[sqlite3.Row]:
+        """Open non-gold tasks with an active slot, a row per such slot after ``after_slot`` (its id as
+        ``slot``), by slot id: what ``release --where`` can apply to, read through the partial index of
+        active slots rather than every open task."""
+        columns = ", ".join(f"t.{c}" for c in TASK_INSERT_COLUMNS)
+        return self.query(
+            f"SELECT {columns}, a.id AS slot FROM assignments AS a INDEXED BY assignments_worker_active "
+            "JOIN tasks AS t ON t.id = a.task_id WHERE a.status = 'active' AND a.id > ? AND t.status = 'open' "
+            "AND t.is_gold = 0 ORDER BY a.id LIMIT ?",
+            (after_slot, limit),
+        )
+
     def active_assignments_after(self, after_id: int, limit: int) -> list[sqlite3.Row]:
         """Active assignments with id above ``after_id``, oldest first (only active ones are read)."""
         return self.query(

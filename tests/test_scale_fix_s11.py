@@ -210,3 +210,23 @@ def test_bulk_output_is_printed_and_streamed_as_one_json_document(tmp_path):
         f"escalate: dry run, {PAGE + 28} would be done, 2 skipped of {PAGE + 30} matching; nothing changed"]
     empty = json.loads(p.run_ok("hold", "--where", 'task.queue == "nowhere"', "--json").stdout)
     assert empty == {"action": "hold", "matched": 0, "done": [], "skipped": [], "dry_run": False}
+
+
+def test_release_where_reads_only_the_tasks_holding_a_slot(tmp_path):
+    """`release --where 'task.queue == "triage"'` printed a "has no active assignment to release" line for
+    every open task of the queue without a held slot (133,000 lines for 2,000 releases)."""
+    p = Project(tmp_path)
+    p.ingest([{"id": f"T{i}"} for i in range(40)] + [{"id": "V1", "category": "medical"}])
+    p.worker("a1", "annotator", skills=("vet",))
+    p.worker("a2", "annotator")
+    first, second = (p.json("claim", "--as", w, "--queue", "triage") for w in ("a1", "a2"))
+    assert first["task"] == second["task"] == 1  # two slots of one task: it is matched and released once
+    p.json("claim", "--as", "a1", "--queue", "vets")
+    done = p.run_ok("release", "--where", 'task.queue == "triage"')
+    assert done.stdout.splitlines() == [
+        f"released T0 (id:1): assignment(s) {first['assignment']}, {second['assignment']}"]
+    assert done.stderr == ""  # not 39 lines of "skipped T1 (id:2): task T1 has no active assignment to release"
+    data = p.json("release", "--where", 'task.queue == "triage"')
+    assert (data["matched"], data["done"], data["skipped"]) == (0, [], [])
+    vets = p.json("release", "--where", "true", "--dry-run")
+    assert (vets["matched"], [d["external_id"] for d in vets["done"]], vets["skipped"]) == (1, ["V1"], [])
