@@ -735,21 +735,25 @@ def m012_one_to_one_matching(db: Database) -> None:
 
 
 @migrations()
-def m013_vote_queue_index(db: Database) -> None:
-    """Each annotation keeps its slot's queue (``annotations.queue``), indexed for annotate/correct
-    submissions, so a queue's latest votes (``queue.kappa``, ``queue.alpha``, Dawid-Skene's history,
-    ``agreement --queue Q --latest N``) are read from the end of that queue's range, however many
-    votes the project's other queues hold. Paid once per annotate/correct submission, never by a claim."""
+def m013_read_path_indexes(db: Database) -> None:
+    """Two reads that grew with the project, found by index:
+
+    - Each annotation keeps its slot's queue (``annotations.queue``), indexed for annotate/correct
+      submissions, so a queue's latest votes (``queue.kappa``, ``queue.alpha``, Dawid-Skene's history,
+      ``agreement --queue Q --latest N``) are read from the end of that queue's range, however many
+      votes the project's other queues hold. Paid once per annotate/correct submission, never by a claim.
+    - The ``workflow_applied`` events (which version was active when: ``explain``, ``replay``, ``run``)
+      by a partial index that holds only them, so no other event's insert pays for it."""
     _run_ddl(
         db,
         """
         ALTER TABLE annotations ADD COLUMN queue TEXT;      -- the slot's queue, as assignments.queue
         UPDATE annotations SET queue = (SELECT s.queue FROM assignments AS s WHERE s.id = annotations.assignment_id);
         CREATE INDEX annotations_queue_votes ON annotations (queue) WHERE stage IN ('annotate', 'correct');
+        CREATE INDEX events_workflow_applied ON events (kind) WHERE kind = 'workflow_applied';
         """
     )
     _set_version(db, 13)
-
 
 def migrate(conn: sqlite3.Connection) -> list[str]:
     """Apply pending migrations to ``conn``; returns the names applied."""

@@ -1743,7 +1743,8 @@ class Store:
         return self.query("SELECT id, name, version, spec FROM workflows ORDER BY id")
 
     def applied_events(self) -> list[sqlite3.Row]:
-        """The ``workflow_applied`` events (``id, detail``), oldest first."""
+        """The ``workflow_applied`` events (``id, detail``), oldest first (by their partial index, however
+        many other events there are)."""
         return self.query("SELECT id, detail FROM events WHERE kind = 'workflow_applied' ORDER BY id")
 
     def drop_outbox(self, target: str) -> int:
