@@ -12,7 +12,7 @@ import hashlib
 import operator
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -1303,7 +1303,7 @@ def decision_facts(ctx: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for root, keys in REPLAY_FACTS.items():
         facts = ctx.get(root)
-        if isinstance(facts, dict) and facts:
+        if isinstance(facts, Mapping) and facts:  # a tick's task facts decode their JSON only when read
             out[root] = {k: facts[k] for k in keys if facts.get(k) is not None}
     queue = ctx.get("queue")
     if isinstance(queue, Lazy) and queue._value:

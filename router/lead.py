@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import clock
-from .context import stored_prediction, task_facts
+from .context import lazy_prediction, lazy_task_facts
 from .eligibility import at_capacity, needs
 from .errors import AssignmentError, LabelyardError, UnknownTask, UnknownWorker
 from .returns import listed
@@ -583,7 +583,8 @@ class Lead:
         """Whether a ``--where`` predicate holds for a task row at ``now``."""
         from rules.expr import EvaluationError
 
-        ctx = {"task": task_facts(row, now), "prediction": stored_prediction(row), "now": now}
+        # the row's JSON (task.data, task.tags, prediction.*) decoded only if the filter reads it
+        ctx = {"task": lazy_task_facts(row, now), "prediction": lazy_prediction(row), "now": now}
         try:
             ok = predicate.evaluate(ctx)
         except EvaluationError as exc:

@@ -47,7 +47,7 @@ from typing import Any
 from rules.workflow import POSITIONAL_NAME, rule_key
 
 from . import clock
-from .context import Lazy, stored_prediction, task_facts
+from .context import Lazy, lazy_prediction, lazy_task_facts
 from .engine import decision_facts
 from .lead import hold_task, release_assignment
 from .returns import correction_queues
@@ -442,8 +442,9 @@ class _Tick:
         if a is not None:
             start = a["updated_at"]  # an active slot's last change is its claim
             facts = {"age": self.now - start, "worker": a["worker"], "kind": a["stage"]}
-        return {"task": task_facts(task, self.now), "prediction": stored_prediction(task), "assignment": facts,
-                "queue": self.book.facts(task["queue"]), "now": self.now}
+        # task.data, task.tags and prediction.* decoded only if a rule reads them: most timers read neither
+        return {"task": lazy_task_facts(task, self.now), "prediction": lazy_prediction(task),
+                "assignment": facts, "queue": self.book.facts(task["queue"]), "now": self.now}
 
     def _decide(self, task: Any, a: Any, passed: Sequence[str] = (), why: str | None = None) -> _Candidate:
         """Decide on the page's row, outside the write lock: passing over a rule that already acted on the

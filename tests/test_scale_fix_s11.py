@@ -254,3 +254,77 @@ def test_explain_reads_the_applied_versions_by_index_not_every_event(tmp_path, m
     engine.close()
     assert explained["task"]["external_id"] == "A3" and explained["events"]
     assert large <= small + 2, (small, large)
+
+
+TIMERS = """\
+workflow: scale
+labels: {type: choice, choices: [cat, dog]}
+queues:
+  triage: {roles: [annotator]}
+  urgent: {roles: [annotator]}
+on_create: [{name: start, do: {annotate: triage}}]
+on_timer:
+  - {name: urgent, when: 'task.queue == "triage" and task.data.urgent == true', do: {annotate: urgent}}
+  - {name: slow, when: 'task.queue == "triage" and task.stage_age > 3h', do: {annotate: triage, priority: 5}}
+"""
+
+
+def _decodes(monkeypatch) -> list[str]:
+    """The JSON texts the facts of a task decode from now on (``router.context.loads``)."""
+    import router.context
+
+    decoded: list[str] = []
+    real = router.context.loads
+
+    def counting(text):
+        if text is not None:
+            decoded.append(text)
+        return real(text)
+
+    monkeypatch.setattr(router.context, "loads", counting)
+    return decoded
+
+
+def test_tick_decodes_no_task_json_its_rules_do_not_read(tmp_path, monkeypatch):
+    """`tick` and every `run` decoded each open task's data, tags and prediction (four JSON texts a
+    task; ~13 s of CPU a cron run at 1M tasks with nothing due), whatever its rules read."""
+    from router.timers import tick
+
+    rules = TIMERS.replace("  - {name: urgent, when: 'task.queue == \"triage\" and task.data.urgent == true', "
+                           "do: {annotate: urgent}}\n", "")
+    p = Project(tmp_path, workflow=rules)
+    p.ingest([{"id": f"T{i}", "data": {"text": "x" * 200, "urgent": False}, "tags": ["a"],
+               "prediction": {"label": "cat", "confidence": 0.4, "scores": {"cat": 0.4, "dog": 0.6}}}
+              for i in range(30)])
+    engine = engine_at(p.db, monkeypatch, 1)
+    decoded = _decodes(monkeypatch)
+    report = tick(engine)
+    assert (report.tasks, dict(report.actions)) == (30, {})  # nothing due: every task read, none decoded
+    assert decoded == []
+    engine.close()
+    engine = engine_at(p.db, monkeypatch, 4)
+    report = tick(engine)
+    assert dict(report.actions) == {"priority": 30} and decoded == []
+    engine.close()
+
+
+def test_a_timer_or_where_filter_reading_task_data_still_sees_it(tmp_path, monkeypatch):
+    from lead_support import LEAD
+
+    from router.lead import Lead
+    from router.timers import tick
+
+    p = Project(tmp_path, workflow=TIMERS)
+    p.ingest([{"id": f"T{i}", "data": {"urgent": i % 10 == 0}, "tags": ["x"] if i % 2 else []} for i in range(30)])
+    engine = engine_at(p.db, monkeypatch, 1)
+    decoded = _decodes(monkeypatch)
+    assert dict(tick(engine).actions) == {"annotate": 3}
+    assert len(decoded) == 30  # each task's data, read by the rule; never its tags or prediction
+    assert sorted(t["external_id"] for t in engine.store.tasks_after("open", "urgent", 0, 50)) == ["T0", "T10", "T20"]
+    lead = Lead(engine, LEAD)
+    decoded.clear()
+    assert lead.run("hold", [], 'task.queue == "triage"', dry_run=True).matched == 27
+    assert decoded == []
+    report = lead.run("hold", [], '"x" in task.tags and task.queue == "triage"', dry_run=True)
+    assert (report.matched, len(decoded)) == (15, 30 + 15)  # the tags of every task; read again under the lock
+    engine.close()
