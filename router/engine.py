@@ -41,6 +41,9 @@ MAX_CAPACITY = 10_000  # active slots one worker may hold at once: far past any 
 STAGES = ("annotate", "review", "correct", "escalated")
 STAGE_OF_ACTION = {"annotate": "annotate", "review": "review", "escalate": "escalated"}
 FINAL_BY_STAGE = {"review": "reviewer", "escalated": "expert"}
+# A slot of each stage as a message names it, with its article ("is an annotate slot", "is a correction slot").
+SLOT_NAMES = {"annotate": "an annotate slot", "correct": "a correction slot", "review": "a review slot",
+              "escalated": "an escalated slot"}
 LATE_STATUSES = ("released", "expired")  # slots taken back from their holder: a submission is kept, decides nothing
 INGEST_BATCH_ROWS = 2000  # routed at once; the writer commits them whole only while nobody else writes
 INGEST_BATCH_SECONDS = 0.05
@@ -1065,14 +1068,16 @@ class Engine:
         stage = a["stage"]
         if stage in ("annotate", "correct"):
             if verdict is not None:
-                raise AssignmentError(f"assignment {assignment_id} is an {stage} slot: submit a --label, not a verdict")
+                raise AssignmentError(f"assignment {assignment_id} is {SLOT_NAMES[stage]}: submit a --label, "
+                                      "not a verdict")
             if label is None:
                 raise AssignmentError("give the label with --label (or --value JSON)")
         else:
             if verdict is None:
                 verdict = "approve" if label is not None or stage == "escalated" else None
             if verdict is None:
-                raise AssignmentError(f"assignment {assignment_id} is a {stage} slot: --approve, --reject or --label")
+                raise AssignmentError(f"assignment {assignment_id} is {SLOT_NAMES.get(stage, f'a {stage} slot')}: "
+                                      "--approve, --reject or --label")
             if stage == "escalated" and label is None and verdict == "approve":
                 raise AssignmentError("an expert settles the task: give the final label with --label")
         if label is not None:

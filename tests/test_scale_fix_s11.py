@@ -328,3 +328,20 @@ def test_a_timer_or_where_filter_reading_task_data_still_sees_it(tmp_path, monke
     report = lead.run("hold", [], '"x" in task.tags and task.queue == "triage"', dry_run=True)
     assert (report.matched, len(decoded)) == (15, 30 + 15)  # the tags of every task; read again under the lock
     engine.close()
+
+
+def test_a_verdict_on_a_correction_slot_names_it_with_the_right_article(run):
+    """`submit 47 --approve` on a `correct` slot said "assignment 47 is an correct slot"."""
+    from test_flows_claims import claim
+    from test_flows_returns import reject, voted
+
+    voted(run)
+    reject(run)
+    correction = claim(run, "a1")
+    assert correction["kind"] == "correct"
+    refused = run("submit", correction["assignment"], "--as", "a1", "--approve")
+    assert refused.returncode != 0
+    assert (f"assignment {correction['assignment']} is a correction slot: submit a --label, not a verdict"
+            in refused.stderr), refused.stderr
+    vote = run("submit", claim(run, "a2")["assignment"], "--as", "a2", "--reject")
+    assert "is a correction slot: submit a --label" in vote.stderr, vote.stderr
