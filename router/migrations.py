@@ -15,6 +15,8 @@ import re
 import sqlite3
 from bisect import bisect_left
 from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
@@ -629,14 +631,14 @@ def _holds_structure(label, answer) -> bool:
                for side in (label, answer) if isinstance(side, list) for obj in side)
 
 
-@migrations()
-def m011_json_value_classes(db: Database) -> None:
-    """Classes and labels compared as JSON values (``router.consensus.JsonStructure``): a list or object
-    was equal to the text spelling it (``["car"]`` and ``"[\\"car\\"]"``), a class list to itself in
-    another order, in ``same_label``. Vote marks (``annotations.agrees``) are judged again by the
-    active workflow's labels, as ``apply`` judges them, and the worker sums set from them; the gold
-    counters of a worker with an answer such a comparison judged are scored again from scratch, as
-    ``gold add`` scores a changed question's, with a ``gold_rescored`` event when they change."""
+def _judge_labels_again(db: Database, migration: str, *, vote_changed: Callable[[Any, Any], bool],
+                        answer_changed: Callable[[Any, Any], bool], only_types: tuple[str, ...] = ()) -> None:
+    """Judge again, by the active workflow's labels as ``apply`` judges them, the vote marks
+    (``annotations.agrees``) whose comparison ``vote_changed(label, final)`` says may have changed,
+    with the worker sums set from them; score again from scratch, as ``gold add`` scores a changed
+    question's, the gold counters of a worker with an answer ``answer_changed(label, answer)`` says so,
+    with a ``gold_rescored`` event naming ``migration`` when they change. With ``only_types``, nothing
+    is done unless the labels are of one of those types."""
     from rules.workflow import LabelSpec  # only here: the label comparisons are not needed to migrate
 
     from . import clock
@@ -645,10 +647,15 @@ def m011_json_value_classes(db: Database) -> None:
 
     active = db.execute("SELECT spec FROM workflows WHERE active = 1").fetchone()
     spec = LabelSpec.from_spec(json.loads(active[0]).get("labels") if active else None)
+    if only_types and spec.type not in only_types:
+        return
     votes = db.execute("SELECT a.id, a.worker, a.label, a.agrees, t.final_label FROM annotations AS a "
                        "JOIN tasks AS t ON t.id = a.task_id WHERE a.agrees IS NOT NULL")
-    marks = [(new, vote, worker) for vote, worker, label, old, final in votes
-             if (new := int(same_label(loads(label), loads(final), spec))) != old]
+    marks = []
+    for vote, worker, label, old, final in votes:
+        label, final = loads(label), loads(final)
+        if vote_changed(label, final) and (new := int(same_label(label, final, spec))) != old:
+            marks.append((new, vote, worker))
     db.conn.executemany("UPDATE annotations SET agrees = ? WHERE id = ?", [(new, vote) for new, vote, _ in marks])
     moved: Counter[str] = Counter()
     for new, _vote, worker in marks:
@@ -661,7 +668,7 @@ def m011_json_value_classes(db: Database) -> None:
     now = clock.now()
     for worker, rows in itertools.groupby(answers, key=operator.itemgetter(0)):
         judged = [(loads(label), loads(answer)) for _worker, label, answer in rows]
-        if not any(_holds_structure(label, answer) for label, answer in judged):
+        if not any(answer_changed(label, answer) for label, answer in judged):
             continue  # judged alike before: scored at submission, as it stays
         counts = (len(judged), sum(same_label(label, answer, spec) for label, answer in judged))
         was = db.execute("SELECT gold_answered, gold_correct FROM workers WHERE id = ?", [worker]).fetchone()
@@ -669,9 +676,19 @@ def m011_json_value_classes(db: Database) -> None:
             continue
         db.execute("UPDATE workers SET gold_answered = ?, gold_correct = ? WHERE id = ?", [*counts, worker])
         detail = {"worker": worker, "gold_answered": counts[0], "gold_correct": counts[1],
-                  "was": {"gold_answered": was[0], "gold_correct": was[1]}, "migration": "m011_json_value_classes"}
+                  "was": {"gold_answered": was[0], "gold_correct": was[1]}, "migration": migration}
         db.execute("INSERT INTO events (kind, actor, detail, at) VALUES ('gold_rescored', 'labelyard', ?, ?)",
                    [dumps(detail), now])
+
+
+@migrations()
+def m011_json_value_classes(db: Database) -> None:
+    """Classes and labels compared as JSON values (``router.consensus.JsonStructure``): a list or object
+    was equal to the text spelling it (``["car"]`` and ``"[\\"car\\"]"``), a class list to itself in
+    another order, in ``same_label``. Every vote mark is judged again, and the gold counters of a
+    worker with an answer such a comparison judged (``_judge_labels_again``)."""
+    _judge_labels_again(db, "m011_json_value_classes", vote_changed=lambda _label, _final: True,
+                        answer_changed=_holds_structure)
     _set_version(db, 11)
 
 
@@ -686,51 +703,10 @@ def _several_objects(label, answer) -> bool:
 def m012_one_to_one_matching(db: Database) -> None:
     """Boxes and spans match one to one by a maximum matching (``router.matching``), not best pair
     first, which could use up an object another pair needed and judge a right label wrong. When the
-    active workflow's labels are boxes or spans, vote marks (``annotations.agrees``) of labels of two
-    or more objects are judged again, with the worker sums, and the gold counters of a worker with
-    such an answer are scored again from scratch, as ``gold add`` scores them, with a
-    ``gold_rescored`` event when they change."""
-    from rules.workflow import LabelSpec  # only here: the label comparisons are not needed to migrate
-
-    from . import clock
-    from .consensus import same_label
-    from .store import dumps, loads
-
-    active = db.execute("SELECT spec FROM workflows WHERE active = 1").fetchone()
-    spec = LabelSpec.from_spec(json.loads(active[0]).get("labels") if active else None)
-    if spec.type not in ("boxes", "spans"):
-        _set_version(db, 12)
-        return
-    votes = db.execute("SELECT a.id, a.worker, a.label, a.agrees, t.final_label FROM annotations AS a "
-                       "JOIN tasks AS t ON t.id = a.task_id WHERE a.agrees IS NOT NULL")
-    marks = []
-    for vote, worker, label, old, final in votes:
-        label, final = loads(label), loads(final)
-        if _several_objects(label, final) and (new := int(same_label(label, final, spec))) != old:
-            marks.append((new, vote, worker))
-    db.conn.executemany("UPDATE annotations SET agrees = ? WHERE id = ?", [(new, vote) for new, vote, _ in marks])
-    moved: Counter[str] = Counter()
-    for new, _vote, worker in marks:
-        moved[worker] += 1 if new else -1
-    db.conn.executemany("UPDATE workers SET final_agreed = final_agreed + ? WHERE id = ?",
-                        [(by, worker) for worker, by in moved.items() if by])
-    answers = db.execute(
-        "SELECT a.worker, a.label, g.label FROM gold AS g JOIN annotations AS a ON a.task_id = g.task_id "
-        "WHERE a.label IS NOT NULL ORDER BY a.worker, a.id").fetchall()
-    now = clock.now()
-    for worker, rows in itertools.groupby(answers, key=operator.itemgetter(0)):
-        judged = [(loads(label), loads(answer)) for _worker, label, answer in rows]
-        if not any(_several_objects(label, answer) for label, answer in judged):
-            continue  # judged alike before: scored at submission, as it stays
-        counts = (len(judged), sum(same_label(label, answer, spec) for label, answer in judged))
-        was = db.execute("SELECT gold_answered, gold_correct FROM workers WHERE id = ?", [worker]).fetchone()
-        if was is None or tuple(was) == counts:
-            continue
-        db.execute("UPDATE workers SET gold_answered = ?, gold_correct = ? WHERE id = ?", [*counts, worker])
-        detail = {"worker": worker, "gold_answered": counts[0], "gold_correct": counts[1],
-                  "was": {"gold_answered": was[0], "gold_correct": was[1]}, "migration": "m012_one_to_one_matching"}
-        db.execute("INSERT INTO events (kind, actor, detail, at) VALUES ('gold_rescored', 'labelyard', ?, ?)",
-                   [dumps(detail), now])
+    active workflow's labels are boxes or spans, vote marks of labels of two or more objects are
+    judged again, and the gold counters of a worker with such an answer (``_judge_labels_again``)."""
+    _judge_labels_again(db, "m012_one_to_one_matching", vote_changed=_several_objects,
+                        answer_changed=_several_objects, only_types=("boxes", "spans"))
     _set_version(db, 12)
 
 
