@@ -13,8 +13,10 @@ import inspect
 import json
 import os
 import re
+import site
 import subprocess
 import sys
+import sysconfig
 import textwrap
 import zipfile
 from pathlib import Path
@@ -459,8 +461,15 @@ def build_wheel(source: Path, out: Path) -> Path:
 
 def test_an_installed_plugin_package_is_discovered_and_used(tmp_path):
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
+    # Labelyard's dependencies are where this test runs (a virtualenv of its own, or the system's):
+    # the new one sees them through a .pth file, as --system-site-packages would see only the system's
+    own = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                         check=True, capture_output=True, text=True, timeout=60).stdout.strip()
+    Path(own, "labelyard-test-deps.pth").write_text(
+        "\n".join(dict.fromkeys([sysconfig.get_paths()["purelib"], *site.getsitepackages()])) + "\n",
+        encoding="utf-8")
     wheel = build_wheel(ROOT / "tests" / "external_plugin", tmp_path)
     subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)],
                    check=True, timeout=300, capture_output=True)
