@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 
 from lead_support import Project, engine_at
+from test_scale_paths import steps  # SQLite VM steps a call takes, never time
 
 SPARSE = """\
 workflow: scale
@@ -23,22 +24,6 @@ on_quorum:
   - {name: collapse, when: queue.kappa != null and queue.kappa < -0.9, do: {hold: "agreement collapsed"}}
   - {name: done, do: accept}
 """
-
-
-def steps(conn, call) -> int:
-    """How many SQLite VM steps (in units of 100) ``call()`` takes on ``conn``."""
-    counted = [0]
-
-    def count() -> int:
-        counted[0] += 1
-        return 0
-
-    conn.set_progress_handler(count, 100)
-    try:
-        call()
-    finally:
-        conn.set_progress_handler(None, 0)
-    return counted[0]
 
 
 def _claim_submit(engine, worker: str, queue: str, n: int) -> None:
