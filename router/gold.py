@@ -135,30 +135,16 @@ def _gold_values(path: str) -> Iterator[Any]:
         raise LabelyardError(f"{path}: {exc.strerror or exc}") from None
 
 
-def add_gold(engine, path: str, actor: str, source: str | None = None) -> GoldReport:
-    """Add (or update the answers of) gold tasks from JSON rows; bad rows are quarantined.
+def _checked_rows(found_rows: list[tuple[int, int, Any, bytes | str]], workflow, source: str,
+                  now: float) -> tuple[list[tuple[Any, Any, str]], list[tuple[str, int, str, str, float]]]:
+    """The rows read (``(line, col, value, text)``) checked by ``workflow``: ``(item, answer, queue)``
+    of the good ones, and the reject of each bad one."""
+    from .ingest import JSON_RESERVED, RowError, check_row, raw_line
 
-    ``path`` is a file, a pipe or fifo (``<(cmd)``), or ``-`` for standard input. Its rejects
-    are kept under ``source``, by default the file's absolute path as ``ingest`` keeps a file's
-    (``gold add`` names a stream's after this one read, ``<stdin 2026-11-28T06:01:02Z>``, as
-    ``ingest`` does); the source's earlier rejects are replaced, as the whole input was read.
-
-    Checks nothing about who acts (tests and benches build projects with it); ``gold add``
-    requires the lead role first, as the other lead commands do (:class:`router.lead.Lead`)."""
-    from .ingest import JSON_RESERVED, RowError, RowProblem, check_row, raw_line
-
-    workflow = engine.workflow
-    if source is None:
-        source = "<stdin>" if path == "-" else source_name(path)
     fallback = default_queue(workflow)
     rows: list[tuple[Any, Any, str]] = []
     problems: list[tuple[str, int, str, str, float]] = []
-    now = clock.now()
-    for found in _gold_values(path):
-        if isinstance(found, RowProblem):
-            problems.append((source, found.line, found.reason, found.raw, now))
-            continue
-        number, col, raw, line = found
+    for number, col, raw, line in found_rows:
         try:
             if not isinstance(raw, dict):
                 raise RowError("a row must be a JSON object")
@@ -179,11 +165,46 @@ def add_gold(engine, path: str, actor: str, source: str | None = None) -> GoldRe
             problems.append((source, number, str(exc), raw_line(line) if isinstance(line, bytes) else line, now))
             continue
         rows.append((item, answer, queue))
-    report = GoldReport(rejected=len(problems), source=source)
+    return rows, problems
+
+
+def add_gold(engine, path: str, actor: str, source: str | None = None) -> GoldReport:
+    """Add (or update the answers of) gold tasks from JSON rows; bad rows are quarantined.
+
+    ``path`` is a file, a pipe or fifo (``<(cmd)``), or ``-`` for standard input. Its rejects
+    are kept under ``source``, by default the file's absolute path as ``ingest`` keeps a file's
+    (``gold add`` names a stream's after this one read, ``<stdin 2026-11-28T06:01:02Z>``, as
+    ``ingest`` does); the source's earlier rejects are replaced, as the whole input was read.
+
+    The rows are checked (answers, queues, predictions) by the version active in the write
+    transaction, as every decision is (:meth:`router.engine.Engine.transaction`): checked before
+    it by the engine's, and again in it when another process applied a version meanwhile.
+
+    Checks nothing about who acts (tests and benches build projects with it); ``gold add``
+    requires the lead role first, as the other lead commands do (:class:`router.lead.Lead`)."""
+    from .ingest import RowProblem
+
+    if source is None:
+        source = "<stdin>" if path == "-" else source_name(path)
+    found_rows: list[tuple[int, int, Any, bytes | str]] = []
+    unread: list[tuple[str, int, str, str, float]] = []
+    now = clock.now()
+    for found in _gold_values(path):
+        if isinstance(found, RowProblem):
+            unread.append((source, found.line, found.reason, found.raw, now))
+        else:
+            found_rows.append(found)
+    checked_by = engine.workflow_id  # checked before the lock; again in it if a version was applied since
+    rows, problems = _checked_rows(found_rows, engine.workflow, source, now)
+    report = GoldReport(source=source)
     store = engine.store
-    version = engine.workflow_id
     updated: list[int] = []
-    with store.transaction():
+    with engine.transaction():  # the version active in it decides (another process may have applied one)
+        version = engine.workflow_id
+        if version != checked_by:
+            rows, problems = _checked_rows(found_rows, engine.workflow, source, now)
+        problems = sorted(unread + problems, key=lambda p: p[1])  # kept in the file's order
+        report.rejected = len(problems)
         next_id = store.next_task_id()
         for item, answer, queue in rows:
             existing = store.task_by_external_id(item.external_id)

@@ -1,0 +1,62 @@
+"""Fixes of the twelfth session: gold add and the version active in its transaction, the label
+fields a stored version shows, ingest's messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_races_fix_s11 import NOW, V1, apply_v2, once_after
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch):
+    """A database file with the races' V1 applied (choices a, b; queues triage, legal, senior)."""
+    from router.engine import Engine
+    from router.store import Store
+
+    monkeypatch.setenv("LABELYARD_NOW", NOW)
+    store, _ = Store.init(str(tmp_path / "lab.db"))
+    engine = Engine(store)
+    engine.apply(V1, "v1.workflow.yaml", actor="lead")
+    yield engine
+    engine.close()
+
+
+def test_gold_add_checks_its_rows_by_the_version_applied_before_its_transaction(project, monkeypatch, tmp_path):
+    """`gold add` checked its rows by v1, loaded before it read the file; v2 (choices a, c; no
+    queue `legal`), applied by another process before its transaction, did not check them: it
+    stored answer `b` and a question in `legal`, refused answer `c`, and marked them version 1."""
+    from router.gold import add_gold
+
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text('{"id": "G1", "data": {}, "answer": "b"}\n'
+                    '{"id": "G2", "data": {}, "answer": "c"}\n'
+                    '{"id": "G3", "data": {}, "answer": "a", "queue": "legal"}\n'
+                    'not json\n')
+    # v2 lands once the rows are read and checked, as the transaction is opened
+    once_after(project.store, "transaction", monkeypatch, lambda: apply_v2(project))
+    report = add_gold(project, str(gold), "lead")
+    assert (report.added, report.rejected) == (1, 3)
+    store = project.store
+    assert [tuple(r) for r in store.query("SELECT external_id, workflow_version, queue FROM tasks")] == [
+        ("G2", store.active_workflow_id(), "triage")]
+    reasons = [tuple(r) for r in store.query("SELECT line, reason FROM rejects ORDER BY id")]
+    assert [line for line, _ in reasons] == [1, 3, 4]  # in the file's order
+    assert reasons[:2] == [(1, '`answer`: label "b" is not one of a, c'),
+                           (3, '`queue` "legal" is not a queue of workflow g')]
+
+
+def test_gold_add_updates_an_answer_by_the_version_applied_before_its_transaction(project, monkeypatch, tmp_path):
+    """An answer changed to one only v2 accepts is an update, not a reject, when v2 was applied
+    while the file was read."""
+    from router.gold import add_gold
+
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text('{"id": "G1", "data": {}, "answer": "a"}\n')
+    add_gold(project, str(gold), "lead")
+    gold.write_text('{"id": "G1", "data": {}, "answer": "c"}\n')
+    once_after(project.store, "transaction", monkeypatch, lambda: apply_v2(project))
+    report = add_gold(project, str(gold), "lead")
+    assert (report.updated, report.rejected) == (1, 0)
+    assert project.store.gold_label(project.store.task("ext:G1")["id"]) == "c"
