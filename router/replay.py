@@ -56,6 +56,7 @@ from typing import Any
 
 from rules.testing import plain_value as _plain
 from rules.testing import same_value as _same
+from rules.workflow import LabelSpec
 
 from .context import prediction_facts
 from .store import Store, loads
@@ -300,7 +301,7 @@ def _notes(active: Mapping[str, Any] | None, candidate: Any) -> list[str]:
         return []
     recorded = loads(active["spec"]) or {}
     was = ((recorded.get("quality") or {}).get("consensus") or "majority",
-           (recorded.get("labels") or {}).get("iou", 0.5))
+           LabelSpec.from_spec(recorded.get("labels")).iou)  # as the version was read: boxes' only
     now = (candidate.quality.get("consensus") or "majority", candidate.labels.iou)
     if was == now:
         return []

@@ -23,6 +23,7 @@ from .diagnostics import Diagnostic, WorkflowInvalid
 from .errors import RulesError
 from .expr import EvaluationError, Expression, ExpressionError, compile_expression
 from .label_text import not_one_of
+from .schema import label_key_problem
 
 TASK_DECISION_SECTIONS = ("on_create", "on_quorum", "on_review", "on_timer")
 HOLD_WHEN_NO_RULE = ("on_create", "on_quorum", "on_review")
@@ -85,10 +86,16 @@ class LabelSpec:
 
     @classmethod
     def from_spec(cls, labels: Any) -> "LabelSpec":
-        """The spec of a workflow's ``labels`` section (defaults where it is missing)."""
+        """The spec of a workflow's ``labels`` section (defaults where it is missing).
+
+        A key with no effect on the type (:data:`rules.schema.LABEL_KEYS`) is left out: validation
+        refuses it, but a version stored before it did (``choices`` of text labels) still loads, and
+        nothing that reads its labels (claims, ingest's checks, plugins, the TUI) sees it."""
         labels = labels if isinstance(labels, dict) else {}
-        return cls(type=labels.get("type", "choice"), choices=tuple(labels.get("choices") or ()),
-                   min=labels.get("min"), max=labels.get("max"), iou=labels.get("iou", 0.5))
+        kind = labels.get("type", "choice")
+        given = {key: value for key, value in labels.items() if label_key_problem(key, kind) is None}
+        return cls(type=kind, choices=tuple(given.get("choices") or ()),
+                   min=given.get("min"), max=given.get("max"), iou=given.get("iou", 0.5))
 
     def problem(self, value: Any) -> str | None:
         """Why ``value`` is not a valid label, or ``None`` when it is."""

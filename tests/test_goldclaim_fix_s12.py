@@ -60,3 +60,67 @@ def test_gold_add_updates_an_answer_by_the_version_applied_before_its_transactio
     report = add_gold(project, str(gold), "lead")
     assert (report.updated, report.rejected) == (1, 0)
     assert project.store.gold_label(project.store.task("ext:G1")["id"]) == "c"
+
+
+# -- 2: a version stored before validation refused keys with no effect on its labels ----------------
+TEXT_WORKFLOW = """\
+workflow: notes
+labels: {type: text}
+queues:
+  q: {roles: [annotator]}
+on_create:
+  - do: {annotate: q, overlap: 1}
+on_quorum:
+  - name: take
+    do: accept
+"""
+
+
+def _stored_with(db: Path, **keys) -> None:
+    """The active version's stored JSON given ``labels`` keys, as `apply` stored them before it refused them."""
+    import json
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        (spec,) = conn.execute("SELECT spec FROM workflows WHERE active = 1").fetchone()
+        spec = json.loads(spec)
+        spec["labels"].update(keys)
+        conn.execute("UPDATE workflows SET spec = ? WHERE active = 1", (json.dumps(spec),))
+    conn.close()
+
+
+def test_a_text_version_stored_with_choices_shows_and_checks_none(tmp_path):
+    """A text version stored with `choices` showed them in `claim` (and the TUI's work and workflow
+    screens), and ingest refused a text prediction outside them."""
+    from lead_support import Project
+    from router.queries import Queries
+
+    p = Project(tmp_path, TEXT_WORKFLOW)
+    _stored_with(p.db, choices=["yes", "no"], min=0, max=1, iou=0.9)
+    p.worker("al", "annotator")
+    report = p.ingest([{"id": "T1", "prediction": {"label": "maybe", "confidence": 0.5}}])
+    assert (report["ingested"], report["rejected"]) == (1, 0)
+    view = p.claim("al")
+    assert (view["label_type"], view["choices"]) == ("text", [])
+    assert "choices:" not in p.run_ok("claim", "--as", "al", "--resume").stdout
+    p.submit(view["assignment"], "al", "--label", "a free note")
+    assert p.show("T1")["task"]["final_label"] == "a free note"
+    queries = Queries.open(str(p.db))
+    try:
+        assert queries.workflow_info()["choices"] == []  # the TUI's workflow screen
+    finally:
+        queries.close()
+
+
+@pytest.mark.parametrize("labels, expected", [
+    ({"type": "text", "choices": ["a"], "min": 0, "max": 1, "iou": 0.9}, ("text", (), None, None, 0.5)),
+    ({"type": "choice", "choices": ["a"], "min": 0, "iou": 0.9}, ("choice", ("a",), None, None, 0.5)),
+    ({"type": "number", "choices": ["a"], "min": 0, "max": 1}, ("number", (), 0, 1, 0.5)),
+    ({"type": "spans", "choices": ["a"], "iou": 0.9}, ("spans", ("a",), None, None, 0.5)),
+    ({"type": "boxes", "choices": ["a"], "iou": 0.9}, ("boxes", ("a",), None, None, 0.9)),
+])
+def test_a_stored_labels_section_keeps_only_the_keys_its_type_reads(labels, expected):
+    from rules.workflow import LabelSpec
+
+    spec = LabelSpec.from_spec(labels)
+    assert (spec.type, spec.choices, spec.min, spec.max, spec.iou) == expected
