@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import re
@@ -60,18 +61,22 @@ def print_status(data: dict[str, Any]) -> None:
     from rich.table import Table
 
     console = stdout_console(markup=False)  # names and errors are the user's text
+    # Each message is one line however narrow the terminal (rich reads its width from the terminal
+    # even when standard output is a pipe: `status | grep rejected` got half a line); the table
+    # alone is fitted to the width.
+    line = functools.partial(console.print, soft_wrap=True)
     wf = data.get("workflow")
-    console.print(f"workflow: {wf['name']} v{wf['version']}" if wf else "workflow: (none applied)")
+    line(f"workflow: {wf['name']} v{wf['version']}" if wf else "workflow: (none applied)")
     tasks = data["tasks"]
-    console.print("tasks: " + ", ".join(f"{k} {v}" for k, v in tasks.items()) + f"  (total {data['total']})")
+    line("tasks: " + ", ".join(f"{k} {v}" for k, v in tasks.items()) + f"  (total {data['total']})")
     table = Table("queue", "waiting", "active", "open", "workers", title=None)
     for name, q in data["queues"].items():  # workers: those the queue admits, not paused
         table.add_row(name, str(q["waiting"]), str(q["active"]), str(q["open"]), str(q["eligible_workers"]))
     console.print(table)
     for warning in data.get("warnings") or []:
-        console.print(visible(f"warning: {warning}"), soft_wrap=True)  # one line, for grep
+        line(visible(f"warning: {warning}"))
     if data.get("rejects"):
-        console.print(f"rejected input rows: {data['rejects']} (labelyard rejects)")
+        line(f"rejected input rows: {data['rejects']} (labelyard rejects)")
     run = data.get("last_run")
     if run:
         state = "ok" if run["ok"] else ("running, or killed before it finished" if not run["finished"] else "failed")
@@ -80,13 +85,13 @@ def print_status(data: dict[str, Any]) -> None:
             entry = f" `{at['entry']}`" if at.get("entry") else ""
             state += f", at {_STEP_NAMES.get(at.get('step'), at.get('step'))}{entry}" \
                 + (f" since {at['since']}" if at.get("since") else "")
-        console.print(visible(f"last run: {run['id']} at {run['started_at']}: {state}"), soft_wrap=True)  # one line
+        line(visible(f"last run: {run['id']} at {run['started_at']}: {state}"))
         for f in run["failures"]:
             where = f["plugin"] + (f" ({f['entry']})" if f.get("entry") and f["entry"] != f["plugin"] else "")
             # a plugin's own words, every line of them
             console.print(visible(continued(f"  {where}: {f['step']} failed: {f['error']}", "      ")))
     if data.get("outbox_pending"):
-        console.print(f"notifications waiting in the outbox: {data['outbox_pending']}")
+        line(f"notifications waiting in the outbox: {data['outbox_pending']}")
 
 
 def claim_lines(view: dict[str, Any]) -> list[str]:

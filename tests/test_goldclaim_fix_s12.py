@@ -124,3 +124,22 @@ def test_a_stored_labels_section_keeps_only_the_keys_its_type_reads(labels, expe
 
     spec = LabelSpec.from_spec(labels)
     assert (spec.type, spec.choices, spec.min, spec.max, spec.iou) == expected
+
+
+# -- 3: the rejects messages, each on its own line ----------------------------------------------------
+def test_status_prints_each_message_on_one_line_however_narrow_the_terminal(tmp_path):
+    """rich fits its lines to the terminal's width even when standard output is a pipe: in a
+    narrow terminal `status | grep rejected` gave "rejected input rows: 2 " and "(labelyard
+    rejects)" on a line of its own. (The glued "…(labelyard rejects)rejected rows are kept…" seen
+    once was not reproduced: ingest's and gold add's messages end with their newline.)"""
+    from lead_support import Project
+
+    p = Project(tmp_path, TEXT_WORKFLOW)
+    (tmp_path / "bad.jsonl").write_text('{"id": "T1"}\nnot json\n{"data": {}}\n')
+    ingest = p.run("ingest", tmp_path / "bad.jsonl")
+    assert ingest.stdout.startswith("ingested 1, duplicates 0, rejected 2\n")
+    assert ingest.stderr == f"rejected rows are kept with their reasons: labelyard rejects --db {p.db}\n"
+    p.env["COLUMNS"] = "30"
+    lines = p.run_ok("status").stdout.splitlines()
+    assert lines[:2] == ["workflow: notes v1", "tasks: open 1, done 0, held 0, invalid 0  (total 1)"]
+    assert lines[-1] == "rejected input rows: 2 (labelyard rejects)"
