@@ -10,6 +10,7 @@ import json
 import sqlite3
 
 from lead_support import WORKFLOW, Project, engine_at
+from test_scale_paths import steps  # SQLite VM steps a call takes, never time
 
 # -- 1. skips_in_row with a later slot still held ---------------------------------------------
 
@@ -64,22 +65,6 @@ def test_skips_are_counted_back_from_the_submitted_slot_over_slots_still_open(tm
     assert {w["id"]: w for w in p.json("workers", "list")}["al"]["flagged"]
 
 
-def vm_steps(conn, call) -> int:
-    """SQLite virtual-machine steps (in units of 100) of ``call()``: a cost without a clock."""
-    counted = [0]
-
-    def count() -> int:
-        counted[0] += 1
-        return 0
-
-    conn.set_progress_handler(count, 100)
-    try:
-        call()
-    finally:
-        conn.set_progress_handler(None, 0)
-    return counted[0]
-
-
 def test_the_skips_read_costs_the_same_however_long_the_worker_history(tmp_path, monkeypatch):
     p = Project(tmp_path)
     p.worker("al", "annotator")
@@ -90,8 +75,8 @@ def test_the_skips_read_costs_the_same_however_long_the_worker_history(tmp_path,
     with store.transaction():
         ids = [store.insert_assignment(task["id"], "al", "annotate", "triage", task["round"], status, 1.0)
                for status in ("released", "active") * 2000]
-    early = vm_steps(store.conn, lambda: store.worker_statuses_before("al", ids[200], 50))
-    late = vm_steps(store.conn, lambda: store.worker_statuses_before("al", ids[-1], 50))
+    early = steps(store.conn, lambda: store.worker_statuses_before("al", ids[200], 50))
+    late = steps(store.conn, lambda: store.worker_statuses_before("al", ids[-1], 50))
     assert store.worker_statuses_before("al", ids[-1], 50) == ["released"] * 50  # the active ones passed over
     assert store.worker_statuses_before("al", ids[3], 50) == ["released"] * 2
     assert late <= 2 * early + 2, (early, late)  # a walk of the whole history would cost ~40 times more
