@@ -40,11 +40,20 @@ def one_line(text: str) -> str:
                               else f"\\u{ord(m.group()):04x}", text)
 
 
+# The width of a console that is not a terminal: wide enough that no table row is folded.
+_UNFOLDED = 1_000_000
+
+
 def stdout_console(**options: Any) -> Any:
     """A rich ``Console`` on standard output whose reader may leave (``labelyard status | head``).
 
     rich answers a closed pipe with exit 1; here it is the ``BrokenPipeError`` every ``click.echo``
     raises, which ``LabelyardGroup.invoke`` turns into exit 0, standard output sent to /dev/null.
+
+    Every line is printed whole (``soft_wrap``): a terminal folds a long one itself, and a pipe, a
+    file or a cron log gets one logical line per line, for grep. Off a terminal the console is
+    also too wide for a table row to be folded (rich would take 80 columns, or the width of the
+    terminal the command's input comes from).
     """
     from rich.console import Console
 
@@ -53,7 +62,10 @@ def stdout_console(**options: Any) -> Any:
             self.quiet = True  # nothing more is written
             raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
 
-    return StdoutConsole(**options)
+    console = StdoutConsole(soft_wrap=True, **options)
+    if not console.is_terminal:
+        console.width = _UNFOLDED
+    return console
 
 
 def print_status(data: dict[str, Any]) -> None:
@@ -151,7 +163,7 @@ def print_task(data: dict[str, Any]) -> None:
     if t["reason"]:
         line(f"reason: {t['reason']}")
     if data.get("stalled"):
-        console.print(visible(f"stalled: {data['stalled']}"), soft_wrap=True)
+        console.print(visible(f"stalled: {data['stalled']}"))
     p = data["prediction"]
     if any(p.get(key) is not None for key in ("label", "confidence", "model")):  # a confidence alone routes too
         line(f"prediction: {json.dumps(p['label'])} confidence={p['confidence']} model={p['model']}")

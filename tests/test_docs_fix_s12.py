@@ -1,0 +1,67 @@
+"""Fixes from the twelfth session's docs tester, as real subprocesses on a real database file."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+LONG_SUBJECT = "The customer reports that the mobile app crashes every time they open the billing page " * 4
+LONG_REASON = "waiting for the account team to confirm which contract applies to this customer " * 3
+LONG_RULE = "hold tickets from customers whose contract is still being negotiated by the account team"
+LONG_QUEUE = "tickets-waiting-for-a-second-opinion-from-the-billing-and-contracts-team-" * 2
+
+WRAP_WORKFLOW = f"""\
+workflow: tickets
+labels: {{type: choice, choices: [billing, bug]}}
+queues:
+  {LONG_QUEUE}: {{roles: [annotator]}}
+on_create:
+  - name: {LONG_RULE}
+    when: task.data.customer == "acme"
+    do: {{hold: "{LONG_REASON.strip()}"}}
+  - name: default
+    do: {{annotate: {LONG_QUEUE}, overlap: 1}}
+sinks: [{{plugin: broken}}]
+"""
+
+BROKEN_SINK = """
+from router import hookimpl
+
+@hookimpl
+def register_sinks(register):
+    register("broken", write)
+
+def write(run, tasks):
+    raise OSError("the export share is not mounted; " * 6 + "\\nmount it with: sudo mount /srv/export " + "x" * 120)
+"""
+
+
+# stdin a pipe and no COLUMNS: rich would fold at 80 columns (or at the width of a terminal on stdin)
+NOT_A_TERMINAL = {"input": "", "env": {"COLUMNS": None}}
+
+
+def test_show_and_status_print_one_line_per_line_off_a_terminal(run, tmp_path):
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "broken.py").write_text(textwrap.dedent(BROKEN_SINK), encoding="utf-8")
+    run.env["LABELYARD_PLUGINS_DIR"] = str(plugins)
+    (tmp_path / "tickets.workflow.yaml").write_text(WRAP_WORKFLOW, encoding="utf-8")
+    run.ok("init")
+    run.ok("apply", "tickets.workflow.yaml")
+    rows = [{"id": "x2", "data": {"subject": LONG_SUBJECT, "customer": "acme"}},
+            {"id": "x3", "data": {"subject": LONG_SUBJECT, "customer": "globex"}}]
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    run.ok("ingest", "t.jsonl")
+
+    shown = run.ok("show", "x2", **NOT_A_TERMINAL).stdout.splitlines()
+    assert f"reason: {LONG_REASON.strip()}" in shown
+    assert f"data: {json.dumps(rows[0]['data'])}" in shown
+    assert any(line.endswith(f"created rule `{LONG_RULE}` → hold by labelyard") for line in shown), shown
+
+    assert run("run", **NOT_A_TERMINAL).returncode == 4
+    status = run.ok("status", **NOT_A_TERMINAL).stdout.splitlines()
+    failure = [line for line in status if "broken: sinks failed" in line]
+    assert failure == ["  broken: sinks failed: OSError: " + "the export share is not mounted; " * 6 + "(broken.py:9)"]
+    below = status[status.index(failure[0]) + 1]  # the error's own second line, indented under the first
+    assert below == "      mount it with: sudo mount /srv/export " + "x" * 120, status
+    assert any(LONG_QUEUE in line and line.count("│") == 6 for line in status), status  # the row is whole
