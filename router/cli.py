@@ -349,14 +349,16 @@ def apply(file: str, db: str | None, replace: bool, hold_orphans: bool, as_json:
 
 
 def _refuse_sinks_into_database(text: str, file: str, db_path: str) -> None:
-    """A sink whose path is one of the database's files is a mistake of the workflow, at its ``path:``."""
+    """A sink whose path is one of the database's files is a mistake of the workflow, at its ``path:``;
+    refused with every other mistake ``validate`` finds in the file, so that one go shows them all."""
     from rules.diagnostics import WorkflowInvalid
 
-    from .plugins import database_entry_diagnostics
+    from .plugins import check_workflow_text, database_entry_diagnostics
 
     clashes = database_entry_diagnostics(text, file, db_path)
     if clashes:
-        raise WorkflowInvalid(clashes)
+        _, found = check_workflow_text(text, file)
+        raise WorkflowInvalid(sorted(set(found + clashes)))
 
 
 @main.command()

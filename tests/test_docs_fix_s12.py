@@ -65,3 +65,40 @@ def test_show_and_status_print_one_line_per_line_off_a_terminal(run, tmp_path):
     below = status[status.index(failure[0]) + 1]  # the error's own second line, indented under the first
     assert below == "      mount it with: sudo mount /srv/export " + "x" * 120, status
     assert any(LONG_QUEUE in line and line.count("│") == 6 for line in status), status  # the row is whole
+
+
+MISTAKES_WORKFLOW = """\
+workflow: tickets
+labels: {type: choice, choices: [billing, bug]}
+queues:
+  triage: {roles: [annotator]}
+on_create:
+  - name: default
+    do: {annotate: triage, overlap: 1}
+sinks:
+  - {plugin: jsonl, path: labelyard.db-wal}
+  - {plugin: jsonl, path: out.jsonl, batch: ten}
+notify:
+  - {plugin: webhook, url: "ftp://x", events: [dnoe]}
+"""
+
+
+def test_apply_lists_validates_mistakes_with_its_database_checks(run, tmp_path):
+    (tmp_path / "tickets.workflow.yaml").write_text(MISTAKES_WORKFLOW, encoding="utf-8")
+    run.ok("init")
+    validated = json.loads(run("validate", "--json", "tickets.workflow.yaml").stdout)
+    assert len(validated) == 3  # batch, url, events: validate knows no database
+
+    proc = run("apply", "tickets.workflow.yaml")
+    assert proc.returncode == 1 and proc.stdout == ""
+    wal = ("tickets.workflow.yaml:9:27: sinks entry 1 (`jsonl`): `path: labelyard.db-wal` is the database's "
+           f"write-ahead log ({run.db}): the sink would overwrite it; give the sink a file of its own")
+    assert proc.stderr.splitlines() == [wal] + [f"tickets.workflow.yaml:{d['line']}:{d['col']}: {d['message']}"
+                                                for d in validated]
+
+    proc = run("apply", "--json", "tickets.workflow.yaml")
+    assert proc.returncode == 1
+    listed = json.loads(proc.stdout)
+    assert listed["changed"] is False
+    assert listed["diagnostics"][1:] == validated and "write-ahead log" in listed["diagnostics"][0]["message"]
+    assert run.json("status", "--json")["workflow"] is None  # nothing was applied
