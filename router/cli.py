@@ -548,8 +548,8 @@ def workers_add(name: str, db: str | None, roles: tuple[str, ...], skills: tuple
                 worker: str | None) -> None:
     """Add a worker. Adding one again replaces the roles; skills and capacity not given keep their values."""
     engine = _workers_engine(db, worker)
-    new = engine.add_worker(name, list(roles), list(skills) or None, capacity, actor=_worker(worker))
-    click.echo(f"{'added' if new else 'updated'} {name}")
+    done = engine.add_worker(name, list(roles), list(skills) or None, capacity, actor=_worker(worker))
+    click.echo(f"{name} unchanged; nothing changed" if done == "unchanged" else f"{done} {name}")
     _warn_unused(engine, roles, skills)
 
 

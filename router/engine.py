@@ -377,8 +377,9 @@ class Engine:
 
     # -- workers ---------------------------------------------------------------------------
     def add_worker(self, name: str, roles: list[str], skills: list[str] | None = None, capacity: int | None = None,
-                   actor: str | None = None) -> bool:
-        """Register a worker; returns True when new, False when it updated a registered one.
+                   actor: str | None = None) -> str:
+        """Register a worker; returns ``"added"`` when new, ``"updated"`` when it changed a registered
+        one, ``"unchanged"`` when a registered one already had these values (no event is written).
 
         An update replaces the roles; skills and capacity left ``None`` keep their stored
         values, so adding a worker again never drops what the command did not name. Roles
@@ -405,7 +406,7 @@ class Engine:
         return unused_by_queues(self.workflow.queues, self.workflow.name, roles, skills)
 
     def _save_worker(self, name: str, roles: list[str] | None, skills: list[str] | None, capacity: int | None,
-                     no_capacity: bool, actor: str | None, *, create: bool) -> tuple[bool, list[dict[str, Any]]]:
+                     no_capacity: bool, actor: str | None, *, create: bool) -> tuple[str, list[dict[str, Any]]]:
         if not name or not name.strip():
             raise LabelyardError("a worker needs a name")
         for what, text in (*(("role", r) for r in roles or ()), *(("skill", s) for s in skills or ())):
@@ -439,7 +440,7 @@ class Engine:
                                      detail={"worker": name, **new, **({"was": old} if old else {})})
                 if queues_known and old is not None and (new["roles"], new["skills"]) != (old["roles"], old["skills"]):
                     dropped = self._drop_corrections(name, now, actor)
-        return old is None, dropped
+        return "added" if old is None else "updated" if new != old else "unchanged", dropped
 
     def load_workflow(self) -> bool:
         """Compile the active workflow now, before a transaction that may need it (nothing is

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import textwrap
 
 LONG_SUBJECT = "The customer reports that the mobile app crashes every time they open the billing page " * 4
@@ -102,3 +103,18 @@ def test_apply_lists_validates_mistakes_with_its_database_checks(run, tmp_path):
     assert listed["changed"] is False
     assert listed["diagnostics"][1:] == validated and "write-ahead log" in listed["diagnostics"][0]["message"]
     assert run.json("status", "--json")["workflow"] is None  # nothing was applied
+
+
+def worker_events(run) -> list[str]:
+    with sqlite3.connect(run.db) as db:
+        return [kind for (kind,) in db.execute("SELECT kind FROM events WHERE kind LIKE 'worker_%' ORDER BY id")]
+
+
+def test_adding_a_worker_again_unchanged_says_nothing_changed(run):
+    run.ok("init")
+    assert run.ok("workers", "add", "a1", "--role", "annotator", "--skill", "legal").stdout == "added a1\n"
+    before = worker_events(run)
+    assert run.ok("workers", "add", "a1", "--role", "annotator").stdout == "a1 unchanged; nothing changed\n"
+    assert worker_events(run) == before  # no event, as the message says
+    assert run.ok("workers", "add", "a1", "--role", "annotator", "--capacity", "2").stdout == "updated a1\n"
+    assert worker_events(run) == before + ["worker_updated"]
