@@ -231,10 +231,15 @@ def main(db: str | None) -> None:
 def init(db: str | None, as_json: bool) -> None:
     """Create the database (or migrate it); running it again is harmless."""
     from .engine import Engine
-    from .store import Store
+    from .store import Store, database_path, empty_file_mode
 
     user = _first_lead()
+    taken = empty_file_mode(database_path(db))  # an empty file the user made keeps its mode
     store, applied = Store.init(db)
+    if taken is not None and taken & 0o007:
+        click.echo(f"warning: {store.shown_path}: mode {taken:04o} lets users outside its group open it (kept: "
+                   f"the file is yours); `chmod 660 {store.shown_path}` makes it 0660, as `init` makes a new one",
+                   err=True)
     engine = Engine(store)
     # The first lead of a project is whoever creates it; once it has one, only a lead adds workers.
     leads = store.leads()

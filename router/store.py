@@ -14,6 +14,7 @@ import os
 import random
 import re
 import sqlite3
+import stat
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -269,6 +270,22 @@ def _checkpoint(path: str) -> None:
         conn.close()
 
 
+
+def _empty_file(path: str) -> bool:
+    """Whether ``path`` is a regular file of no bytes (new, or made by ``touch``): a database to set
+    up from the start. ``/dev/null`` is no regular file."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size == 0
+
+
+def empty_file_mode(path: str) -> int | None:
+    """The permission bits of ``path`` when it is an existing empty regular file ``init`` would take
+    (its mode is the user's and is kept), else ``None``."""
+    return stat.S_IMODE(os.stat(path).st_mode) if _empty_file(path) else None
+
 class Store:
     """A Labelyard database file."""
 
@@ -400,7 +417,11 @@ class Store:
                 try:
                     with lock:
                         conn = cls.connect(path)
-                        if not existed:  # only an empty file takes a page size
+                        # A new file, or an empty one the user made (`touch`), is set up alike: only an
+                        # empty file takes a page size. Seen under the lock: a queued `init` of the
+                        # same new file finds it a database already.
+                        fresh = _empty_file(path)
+                        if fresh:
                             conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
                             # our own new file is WAL from the start: a kill at any point of the first
                             # init leaves no database in another journal mode
@@ -415,7 +436,7 @@ class Store:
                         pending = migrate(conn)
                         conn.execute("COMMIT")
                         applied += pending
-                        if existed:
+                        if not fresh:
                             # A file that was there switches only once the schema is in: a refused or
                             # failed init leaves its journal mode as it was (WAL cannot be switched on
                             # inside a transaction; a second `init` switches a file a kill left between).

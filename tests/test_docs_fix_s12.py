@@ -118,3 +118,23 @@ def test_adding_a_worker_again_unchanged_says_nothing_changed(run):
     assert worker_events(run) == before  # no event, as the message says
     assert run.ok("workers", "add", "a1", "--role", "annotator", "--capacity", "2").stdout == "updated a1\n"
     assert worker_events(run) == before + ["worker_updated"]
+
+
+def test_init_sets_up_an_empty_file_as_a_new_one_and_keeps_its_mode(run, tmp_path):
+    empty, private = tmp_path / "empty.db", tmp_path / "private.db"
+    empty.touch()
+    empty.chmod(0o644)
+    private.touch()
+    private.chmod(0o600)
+
+    proc = run.ok("init", "--db", "empty.db")
+    assert proc.stderr == ("warning: empty.db: mode 0644 lets users outside its group open it (kept: the file is "
+                           "yours); `chmod 660 empty.db` makes it 0660, as `init` makes a new one\n")
+    assert run.ok("init", "--db", "private.db").stderr == ""  # owner and group only: nothing to say
+    assert run.ok("init", "--db", "new.db").stderr == ""
+    for path, mode in ((empty, 0o644), (private, 0o600), (tmp_path / "new.db", 0o660)):
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA page_size").fetchone()[0] == 2048, path  # as design.md promises
+            assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert path.stat().st_mode & 0o777 == mode, path
+    assert run.ok("init", "--db", "empty.db").stderr == ""  # a database now, not an empty file
