@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import sqlite3
 import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 LONG_SUBJECT = "The customer reports that the mobile app crashes every time they open the billing page " * 4
 LONG_REASON = "waiting for the account team to confirm which contract applies to this customer " * 3
@@ -138,3 +143,51 @@ def test_init_sets_up_an_empty_file_as_a_new_one_and_keeps_its_mode(run, tmp_pat
             assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert path.stat().st_mode & 0o777 == mode, path
     assert run.ok("init", "--db", "empty.db").stderr == ""  # a database now, not an empty file
+
+
+def plugin_functions_section() -> str:
+    docs = (ROOT / "docs" / "workflow-language.md").read_text(encoding="utf-8")
+    return docs[docs.index("### Plugin functions"):docs.index("### Examples, checked by the tests")]
+
+
+def test_the_plugin_functions_example_works_as_written(run, tmp_path):
+    section = plugin_functions_section()
+    module = re.search(r"```python\n# (\S+)\n(.*?)```", section, re.S)
+    workflow = re.search(r"```yaml\n# (\S+)\n(.*?)```", section, re.S)
+    console = re.search(r"```console\n\$ PYTHONPATH=\. labelyard (.*?)\n(.*?)```", section, re.S)
+    assert module and workflow and console, "the section lacks its module, workflow or command"
+    (tmp_path / module[1]).parent.mkdir(parents=True)
+    (tmp_path / module[1]).write_text(f"# {module[1]}\n{module[2]}", encoding="utf-8")
+    (tmp_path / workflow[1]).write_text(workflow[2], encoding="utf-8")
+    here = "." + os.pathsep + os.environ.get("PYTHONPATH", "")  # PYTHONPATH=. (this checkout stays first after it)
+
+    assert run.ok(*console[1].split(), env={"PYTHONPATH": here}).stdout == console[2]
+    without = run(*console[1].split())
+    assert without.returncode == 1
+    said = re.search(r"``(plugin module\s.*?)``", section, re.S)[1].replace("\n", " ")
+    assert said in without.stderr
+
+    # and the rule does what it says: a task older than 2 days is escalated on a Saturday, not on a Friday
+    run.env["PYTHONPATH"] = here
+    run.ok("init")
+    run.ok("apply", workflow[1])
+    (tmp_path / "t.jsonl").write_text('{"id": "t1", "data": {}}\n', encoding="utf-8")
+    run.ok("ingest", "t.jsonl", env={"LABELYARD_NOW": "2025-03-05T09:00:00Z"})
+    run.ok("tick", env={"LABELYARD_NOW": "2025-03-07T10:00:00Z"})  # a Friday
+    assert run.json("show", "t1", "--json")["task"]["stage"] != "escalated"
+    run.ok("tick", env={"LABELYARD_NOW": "2025-03-08T10:00:00Z"})  # a Saturday
+    assert run.json("show", "t1", "--json")["task"]["stage"] == "escalated"
+
+
+def test_the_plugin_functions_example_works_from_a_plugins_dir(run, tmp_path):
+    section = plugin_functions_section()
+    module = re.search(r"```python\n# \S+\n(.*?)```", section, re.S)[1]
+    workflow = re.search(r"```yaml\n# \S+\n(.*?)```", section, re.S)[1]
+    assert "LABELYARD_PLUGINS_DIR" in section
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "weekend_functions.py").write_text(module, encoding="utf-8")
+    single = re.sub(r"plugins: \[.*\]\n", "", workflow)
+    (tmp_path / "single.workflow.yaml").write_text(single, encoding="utf-8")
+    assert "is_weekend(now)" in single and "plugins:" not in single
+    proc = run.ok("validate", "single.workflow.yaml", env={"LABELYARD_PLUGINS_DIR": str(tmp_path / "plugins")})
+    assert proc.stdout == "single.workflow.yaml: ok (weekend)\n"
