@@ -534,12 +534,17 @@ def _describe_worker(w: dict[str, Any]) -> str:
 
 
 def _name_list(names: list[str], none: str) -> str:
-    """Roles or skills joined with commas; a name the list could misread (holding a comma, a space or a
-    double quote, or a bare ``-``) in double quotes as JSON writes it, so one role `senior,annotator`
-    reads ``"senior,annotator"``, never like the two roles ``annotator,senior``."""
-    plain = [n if n != "-" and not any(c in n for c in ',"') and n.split() == [n] else
-             json.dumps(n, ensure_ascii=False) for n in names]
-    return ",".join(plain) or none
+    """Roles or skills joined with commas, each as :func:`_listed_name` writes it, so one role
+    `senior,annotator` reads ``"senior,annotator"``, never like the two roles ``annotator,senior``."""
+    return ",".join(_listed_name(n) for n in names) or none
+
+
+def _listed_name(name: str) -> str:
+    """A worker, role or skill name as ``workers list`` writes it: in double quotes as JSON writes it
+    when the list could misread it (holding a comma, a space or a double quote, or a bare ``-``), so
+    a script splitting a line on whitespace reads the worker `mary ann` as one field."""
+    plain = name != "-" and not any(c in name for c in ',"') and name.split() == [name]
+    return name if plain else json.dumps(name, ensure_ascii=False)
 
 
 @workers.command("add")
@@ -588,7 +593,7 @@ def workers_set(name: str, db: str | None, roles: tuple[str, ...], skills: tuple
                                    skills=[] if no_skills else (list(skills) or None),
                                    capacity=capacity, no_capacity=no_capacity, actor=_worker(worker))
     changed = next(w for w in engine.workers() if w["id"] == name)
-    click.echo(f"{name}: {_describe_worker(changed)}")
+    click.echo(f"{_listed_name(name)}: {_describe_worker(changed)}")
     for d in dropped:
         click.echo(f"dropped the correction of {d['external_id']} (id:{d['task']}) offered to {name}, "
                    f"who no longer works `{d['queue']}`")
@@ -606,7 +611,7 @@ def workers_list(db: str | None, as_json: bool) -> None:
         return
     for w in rows:
         state = " paused" if w["paused"] else ""
-        click.echo(f"{w['id']:<16} {_describe_worker(w)} active={w['active']}{state}")
+        click.echo(f"{_listed_name(w['id']):<16} {_describe_worker(w)} active={w['active']}{state}")
 
 
 @workers.command("pause")

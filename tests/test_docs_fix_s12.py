@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import sqlite3
 import textwrap
 from pathlib import Path
@@ -191,3 +192,19 @@ def test_the_plugin_functions_example_works_from_a_plugins_dir(run, tmp_path):
     assert "is_weekend(now)" in single and "plugins:" not in single
     proc = run.ok("validate", "single.workflow.yaml", env={"LABELYARD_PLUGINS_DIR": str(tmp_path / "plugins")})
     assert proc.stdout == "single.workflow.yaml: ok (weekend)\n"
+
+
+def test_workers_list_quotes_a_name_holding_a_space_as_it_quotes_a_skill(run):
+    run.ok("init")
+    run.ok("workers", "add", "mary ann", "--role", "annotator", "--skill", "legal docs")
+    run.ok("workers", "add", 'say"x', "--role", "annotator")
+    lines = run.ok("workers", "list").stdout.splitlines()
+    assert lines[1].startswith('"mary ann"       roles=annotator skills="legal docs" capacity=-')
+    assert lines[2].startswith('"say\\"x"         roles=annotator')
+    assert lines[0].startswith("lead-lucy        roles=lead")  # a plain name stays plain
+    # a script that splits fields as a shell does reads each name as one field
+    assert [shlex.split(line)[:2] for line in lines] == [
+        ["lead-lucy", "roles=lead"], ["mary ann", "roles=annotator"], ['say"x', "roles=annotator"]]
+    assert run.ok("workers", "set", "mary ann", "--capacity", "2").stdout == \
+        '"mary ann": roles=annotator skills="legal docs" capacity=2\n'
+    assert {w["id"] for w in run.json("workers", "list", "--json")} == {"lead-lucy", "mary ann", 'say"x'}
