@@ -10,6 +10,8 @@ from typing import Any
 
 from router.plugin_api import PluginError, PluginRun
 
+from ._glob import files_below, pattern_parts
+
 PART_ROWS = 5000  # rows per part: an interrupted run resumes within this many rows
 
 
@@ -19,13 +21,22 @@ def matching_files(run: PluginRun, ext: str = "") -> list[str]:
     given = run.require("path", str)
     pattern = run.path(given)
     if glob.has_magic(pattern):
-        return sorted(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+        return glob_files(pattern)
     if os.path.isdir(pattern):
         example = os.path.join(given, f"*.{ext}" if ext else "*")
         raise PluginError(f"{pattern}: is a directory, not a file (a glob such as {example} reads the files in it)")
     if not os.path.isfile(pattern):
         raise PluginError(f"{pattern}: no such file")
     return [pattern]
+
+
+def glob_files(pattern: str) -> list[str]:
+    """The files an absolute glob ``pattern`` matches, sorted: its folders before the first name
+    with a wildcard are taken as written, and below them no symlink to a folder is entered."""
+    parts = pattern.replace(os.sep, "/").split("/")
+    first = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    root = "/".join(parts[:first]) or "/"
+    return [os.path.join(root, name) for name in files_below(root, pattern_parts("/".join(parts[first:])))]
 
 
 def signature(path: str) -> dict[str, int]:

@@ -1,7 +1,9 @@
 """A folder of files, one task per file (images, text, audio…): ``labelyard ingest folder:inbox/``.
 
 Settings: ``path`` (the folder), ``pattern`` (a glob inside it, default
-``*``; ``**/*`` to descend), ``id_prefix`` (put before each task id).
+``*``; ``**/*`` to descend; symlinks to folders are never entered, so each
+file is read once and nothing outside the folder is: see ``_glob``),
+``id_prefix`` (put before each task id).
 A task's id is the file's path relative to the folder; its ``data`` holds
 ``path`` (absolute), ``file`` (the relative name) and ``size``, and, for text
 files (``.txt``, ``.md``, ``.text``, or ``text_extensions``) up to
@@ -16,7 +18,6 @@ again, so the folder is safe to scan every run; there is no other cursor.
 
 from __future__ import annotations
 
-import glob
 import os
 from collections.abc import Iterator
 
@@ -25,14 +26,16 @@ from router.plugin_api import (PluginError, PluginRun, RowError, RowProblem, Set
                                decode_document, escaped, is_utf8)
 
 from ._files import chunks
+from ._glob import files_below, pattern_parts, pattern_problem
 
 TEXT_EXTENSIONS = (".txt", ".md", ".text")
+PATTERN = Setting(str, check=pattern_problem)
 
 
 @hookimpl
 def register_sources(register):
     register("folder", read, required=["path"], settings={
-        "path": str, "pattern": str, "id_prefix": str, "text_extensions": list,
+        "path": str, "pattern": PATTERN, "id_prefix": str, "text_extensions": list,
         "max_text_bytes": Setting(int, min=0)})
 
 
@@ -40,15 +43,12 @@ def read(run: PluginRun) -> Iterator[SourcePart]:
     folder = run.path(run.require("path", str))
     if not os.path.isdir(folder):
         raise PluginError(f"{folder}: no such folder")
-    pattern = run.setting("pattern") or "*"
+    pattern = run.setting("pattern", kind=PATTERN) or "*"
     prefix = run.setting("id_prefix", "")
     text_ext = tuple(run.setting("text_extensions", kind=list) or TEXT_EXTENSIONS)
     limit = run.setting("max_text_bytes", 1 << 20, kind=int)
-    names = sorted(
-        os.path.relpath(p, folder).replace(os.sep, "/")
-        for p in glob.glob(os.path.join(folder, pattern), recursive=True)
-        if os.path.isfile(p) and not os.path.basename(p).startswith(".")
-    )
+    names = [name for name in files_below(folder, pattern_parts(pattern))
+             if not name.rsplit("/", 1)[-1].startswith(".")]
     count = 0
     # The folder is scanned whole every time: the first part replaces the rejects of the scan before
     # (a file's line is its place in the sorted list, which moves as files come and go).

@@ -1,0 +1,86 @@
+"""Paths a user or a hostile input may give: symlinked folders under a glob, glob characters in
+a project's folder or a file's name, `--db` names SQLite would read as URIs, webhook URLs with a
+bad port, and rows too large to hold.
+
+Real subprocesses on real files and a real database (the ``run`` fixture of conftest).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+
+import pytest
+
+from conftest import Runner
+
+BASE = """\
+workflow: p
+labels: {type: choice, choices: [a, b]}
+queues: {q: {roles: [annotator]}}
+on_create:
+  - {name: confident, when: prediction.confidence >= 0.9, do: accept}
+  - {name: default, do: {annotate: q, overlap: 1}}
+"""
+
+
+def use(run: Runner, extra: str = "") -> Runner:
+    """``init`` and ``apply`` BASE plus ``extra`` in the runner's folder."""
+    run.ok("init")
+    (run.folder / "p.workflow.yaml").write_text(BASE + extra, encoding="utf-8")
+    run.ok("apply", "p.workflow.yaml")
+    return run
+
+
+def row(ident: str) -> str:
+    return json.dumps({"id": ident, "data": {}, "prediction": {"label": "a", "confidence": 0.95}}) + "\n"
+
+
+def task_ids(run: Runner) -> list[str]:
+    """Every task's external id, read from the database file itself."""
+    with sqlite3.connect(run.db) as conn:
+        return sorted(r[0] for r in conn.execute("SELECT external_id FROM tasks"))
+
+
+# -- 1: `**` does not follow symlinks to folders ------------------------------------------------
+def test_folder_double_star_reads_each_file_once_and_never_leaves_the_folder(run, tmp_path):
+    inbox = tmp_path / "in"
+    (inbox / "sub").mkdir(parents=True)
+    (inbox / "ok.txt").write_text("hello\n", encoding="utf-8")
+    (inbox / "sub" / "deep.txt").write_text("deep\n", encoding="utf-8")
+    os.symlink(".", inbox / "self")  # one link: every file again at each depth
+    os.symlink(".", inbox / "b")  # two: an exponential walk (the run never ended)
+    os.symlink("..", inbox / "loop")  # the project's folder: its database and workflow
+    os.symlink("ok.txt", inbox / "alias.txt")  # a link to a file is a file
+    use(run, 'sources: [{plugin: folder, path: in, pattern: "**/*"}]\n')
+    report = run.json("run", "--json")["sources"]["folder:in"]
+    assert report["ingested"] == 3, report
+    assert task_ids(run) == ["alias.txt", "ok.txt", "sub/deep.txt"]
+
+
+def test_file_sources_double_star_does_not_follow_symlinked_folders(run, tmp_path):
+    inbox = tmp_path / "in"
+    (inbox / "sub").mkdir(parents=True)
+    (inbox / "a.jsonl").write_text(row("a1"), encoding="utf-8")
+    (inbox / "sub" / "b.jsonl").write_text(row("b1"), encoding="utf-8")
+    os.symlink(".", inbox / "self")
+    os.symlink("..", inbox / "up")
+    (tmp_path / "outside.jsonl").write_text(row("outside"), encoding="utf-8")
+    use(run, 'sources: [{plugin: jsonl, path: "in/**/*.jsonl"}]\n')
+    report = run.json("run", "--json")["sources"]["jsonl:in/**/*.jsonl"]
+    assert (report["ingested"], report["duplicates"]) == (2, 0), report
+    assert task_ids(run) == ["a1", "b1"]
+
+
+def test_a_folder_pattern_that_leaves_the_folder_is_an_error_at_its_line(run, tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "p.workflow.yaml").write_text(
+        BASE + 'sources:\n  - {plugin: folder, path: in, pattern: "../*.txt"}\n'
+        '  - {plugin: folder, name: abs, path: in, pattern: "/etc/*"}\n', encoding="utf-8")
+    proc = run("validate", "p.workflow.yaml")
+    assert proc.returncode == 1
+    assert ("p.workflow.yaml:8:41: sources entry 1 (`folder`): setting `pattern:` '../*.txt' goes up a folder "
+            "(`..`); a pattern matches files below its folder") in proc.stdout + proc.stderr
+    assert ("p.workflow.yaml:9:52: sources entry 2 (`folder`): setting `pattern:` '/etc/*' is absolute; "
+            "a pattern matches files below its folder") in proc.stdout + proc.stderr
