@@ -16,26 +16,23 @@ PART_ROWS = 5000  # rows per part: an interrupted run resumes within this many r
 
 
 def matching_files(run: PluginRun, ext: str = "") -> list[str]:
-    """The files that ``path:`` names (a glob pattern, or one file), sorted; none is an error for a
-    plain path, and so is a directory (said as one, with a glob of its ``*.ext`` files to give instead)."""
+    """The files that ``path:`` names, sorted: the file it names as written when there is one (a
+    ``[`` in its name is then no wildcard), else the files it matches as a glob when it has one, else
+    none, which is an error; and so is a directory (said as one, with a glob of its ``*.ext`` files
+    to give instead). Only what the user wrote is a pattern: the folder it starts from is not."""
     given = run.require("path", str)
-    pattern = run.path(given)
-    if glob.has_magic(pattern):
-        return glob_files(pattern)
-    if os.path.isdir(pattern):
+    path = run.path(given)
+    if os.path.isfile(path):
+        return [path]
+    if os.path.isdir(path):
         example = os.path.join(given, f"*.{ext}" if ext else "*")
-        raise PluginError(f"{pattern}: is a directory, not a file (a glob such as {example} reads the files in it)")
-    if not os.path.isfile(pattern):
-        raise PluginError(f"{pattern}: no such file")
-    return [pattern]
-
-
-def glob_files(pattern: str) -> list[str]:
-    """The files an absolute glob ``pattern`` matches, sorted: its folders before the first name
-    with a wildcard are taken as written, and below them no symlink to a folder is entered."""
-    parts = pattern.replace(os.sep, "/").split("/")
-    first = next(i for i, part in enumerate(parts) if glob.has_magic(part))
-    root = "/".join(parts[:first]) or "/"
+        raise PluginError(f"{path}: is a directory, not a file (a glob such as {example} reads the files in it)")
+    parts = given.replace(os.sep, "/").split("/")
+    first = next((i for i, part in enumerate(parts) if glob.has_magic(part)), None)
+    if first is None:
+        raise PluginError(f"{path}: no such file")
+    # the folders before the first wildcard, taken as written (`proj[1]/inbox/*.jsonl`)
+    root = run.path("/".join(parts[:first]) or ("/" if given.startswith("/") else "."))
     return [os.path.join(root, name) for name in files_below(root, pattern_parts("/".join(parts[first:])))]
 
 

@@ -84,3 +84,43 @@ def test_a_folder_pattern_that_leaves_the_folder_is_an_error_at_its_line(run, tm
             "(`..`); a pattern matches files below its folder") in proc.stdout + proc.stderr
     assert ("p.workflow.yaml:9:52: sources entry 2 (`folder`): setting `pattern:` '/etc/*' is absolute; "
             "a pattern matches files below its folder") in proc.stdout + proc.stderr
+
+
+# -- 2: glob characters in a path: only what the user wrote as a pattern is one ----------------
+def test_a_project_in_a_folder_with_brackets_reads_its_sources_and_reports_a_missing_file(tmp_path):
+    run = Runner(tmp_path / "proj[1]")
+    inbox = run.folder / "inbox"
+    inbox.mkdir(parents=True)
+    (inbox / "a.jsonl").write_text(row("a1"), encoding="utf-8")
+    (inbox / "b.jsonl").write_text(row("b1"), encoding="utf-8")
+    (inbox / "t.txt").write_text("hello\n", encoding="utf-8")
+    use(run, 'sources:\n  - {plugin: jsonl, path: "inbox/a.jsonl"}\n'
+             '  - {plugin: jsonl, path: "inbox/missing.jsonl"}\n'
+             '  - {plugin: jsonl, name: glob, path: "inbox/b*.jsonl"}\n'
+             '  - {plugin: folder, path: "inbox", pattern: "*.txt"}\n')
+    proc = run("run")
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert f"{inbox / 'missing.jsonl'}: no such file" in proc.stderr
+    assert task_ids(run) == ["a1", "b1", "t.txt"]
+
+
+def test_a_file_name_with_brackets_is_read_as_written_else_as_a_glob(run, tmp_path):
+    use(run)
+    (tmp_path / "data[1].jsonl").write_text(row("literal"), encoding="utf-8")
+    (tmp_path / "data1.jsonl").write_text(row("one"), encoding="utf-8")
+    assert run.json("ingest", "jsonl:data[1].jsonl", "--json")["ingested"] == 1
+    assert task_ids(run) == ["literal"]
+    assert run.json("ingest", "jsonl:data[[]1].jsonl", "--json")["duplicates"] == 1  # glob.escape's form
+    assert task_ids(run) == ["literal"]
+    assert run.json("ingest", "jsonl:data[0-9].jsonl", "--json")["ingested"] == 1  # no such file: a glob
+    assert task_ids(run) == ["literal", "one"]
+
+
+def test_a_folder_pattern_writes_a_literal_bracket_as_glob_escape_does(run, tmp_path):
+    inbox = tmp_path / "in[x]"
+    inbox.mkdir()
+    (inbox / "a[1].txt").write_text("literal\n", encoding="utf-8")
+    (inbox / "a1.txt").write_text("one\n", encoding="utf-8")
+    use(run, 'sources: [{plugin: folder, path: "in[x]", pattern: "a[[]1].txt"}]\n')
+    run.ok("run")
+    assert task_ids(run) == ["a[1].txt"]
