@@ -258,10 +258,18 @@ def _checkpoint_on(conn: sqlite3.Connection) -> None:
         pass  # busy: another process is checkpointing
 
 
+def sqlite_connect(path: str, **options: Any) -> sqlite3.Connection:
+    """``sqlite3.connect`` to the file ``path`` names, whatever its name: by its absolute path, so
+    that SQLite (built to read file names as URIs) never takes ``file:lab.db`` for the URI of
+    ``lab.db`` nor ``:memory:`` for a database in memory. Every connection to a Labelyard file
+    goes through here, so the database, its lock and the export's guards name one file."""
+    return sqlite3.connect(os.path.abspath(path), **options)
+
+
 def _checkpoint(path: str) -> None:
     """A ``PASSIVE`` checkpoint on a connection of its own (for a checkpoint thread)."""
     try:
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        conn = sqlite_connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
     except sqlite3.Error:
         return
     try:
@@ -307,7 +315,7 @@ class Store:
     # -- opening ---------------------------------------------------------------------------
     @classmethod
     def connect(cls, path: str) -> sqlite3.Connection:
-        conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        conn = sqlite_connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA synchronous=NORMAL")
@@ -504,7 +512,7 @@ class Store:
 
     def _copy_into(self, tmp: str, dest: str) -> None:
         """Back the database up into the empty file ``tmp`` and check the copy."""
-        copy = sqlite3.connect(tmp)
+        copy = sqlite_connect(tmp)
         try:
             self.conn.backup(copy)
             verdict = copy.execute("PRAGMA quick_check").fetchone()[0]

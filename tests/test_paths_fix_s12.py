@@ -124,3 +124,36 @@ def test_a_folder_pattern_writes_a_literal_bracket_as_glob_escape_does(run, tmp_
     use(run, 'sources: [{plugin: folder, path: "in[x]", pattern: "a[[]1].txt"}]\n')
     run.ok("run")
     assert task_ids(run) == ["a[1].txt"]
+
+
+# -- 3: --db is a file name, never an SQLite URI or `:memory:` -----------------------------------
+def test_db_named_like_a_sqlite_uri_is_that_file_and_an_export_cannot_overwrite_another_database(run, tmp_path):
+    use(run)  # ./labelyard.db
+    run.ok("init", "--db", "foo.db")
+    run.ok("apply", "--db", "foo.db", "p.workflow.yaml")
+    (tmp_path / "t.jsonl").write_text(row("kept"), encoding="utf-8")
+    run.ok("ingest", "--db", "foo.db", "t.jsonl")
+    before = (tmp_path / "foo.db").read_bytes()
+    proc = run("export", "--db", "file:foo.db", "-o", "foo.db")  # no file:foo.db project: nothing written
+    assert proc.returncode == 1 and "file:foo.db: no Labelyard database here" in proc.stderr, proc.stderr
+    assert (tmp_path / "foo.db").read_bytes() == before
+    run.ok("init", "--db", "file:foo.db")
+    assert (tmp_path / "foo.db").read_bytes() == before  # SQLite read no URI: foo.db untouched
+    with sqlite3.connect(tmp_path / "foo.db") as conn:
+        assert [r[0] for r in conn.execute("SELECT external_id FROM tasks")] == ["kept"]
+    made = tmp_path / "file:foo.db"
+    assert made.stat().st_mode & 0o777 == 0o660 and made.stat().st_size > 0
+    assert (tmp_path / "file:foo.db.lock").exists()
+    proc = run("export", "--db", "file:foo.db", "-o", "file:foo.db")
+    assert proc.returncode == 1 and "is the database itself" in proc.stderr, proc.stderr
+    run.ok("backup", "--db", "file:foo.db", "file:copy.db")
+    with sqlite3.connect(tmp_path / "file:copy.db") as conn:
+        assert conn.execute("SELECT count(*) FROM schema_version").fetchone()[0] > 0
+
+
+def test_db_named_memory_is_a_file_that_keeps_the_project(run, tmp_path):
+    run.ok("init", "--db", ":memory:")
+    (tmp_path / "p.workflow.yaml").write_text(BASE, encoding="utf-8")
+    run.ok("apply", "--db", ":memory:", "p.workflow.yaml")
+    assert run.json("status", "--db", ":memory:", "--json")["workflow"]["name"] == "p"
+    assert (tmp_path / ":memory:").stat().st_size > 0
