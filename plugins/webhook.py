@@ -56,7 +56,7 @@ def register_notifiers(register):
 
 def url_problem(url: str) -> str | None:
     """Why ``url`` is no address to POST to (``validate`` says it at the setting), or ``None``."""
-    from urllib.parse import urlsplit
+    from urllib.parse import quote, urlsplit
 
     try:
         parts = urlsplit(url)
@@ -64,6 +64,20 @@ def url_problem(url: str) -> str | None:
         return f"is not a URL ({exc}): {url!r}"
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         return f"must be an http:// or https:// address, not {url!r}"
+    odd = next((c for c in url if c.isspace() or not c.isprintable()), None)
+    if odd is not None:  # urllib refuses it at every delivery ("URL can't contain control characters")
+        what = "a space" if odd == " " else f"the character {odd!r}"
+        return f"holds {what}, which a URL cannot (write it as {quote(odd)}): {url!r}"
+    odd = next((c for c in parts.path + parts.query if not c.isascii()), None)
+    if odd is not None:  # http.client sends the path as ASCII: every delivery failed
+        return f"holds {odd!r}, which a URL's path and query cannot (write it as {quote(odd)}): {url!r}"
+    try:
+        port = parts.port  # ':99999' was taken modulo 65536 (port 34463); ':abc' failed every delivery
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        given = parts.netloc.rpartition(":")[2]
+        return f"has the port {given!r}, which is not one (a whole number from 1 to 65535): {url!r}"
     return None
 
 

@@ -157,3 +157,29 @@ def test_db_named_memory_is_a_file_that_keeps_the_project(run, tmp_path):
     run.ok("apply", "--db", ":memory:", "p.workflow.yaml")
     assert run.json("status", "--db", ":memory:", "--json")["workflow"]["name"] == "p"
     assert (tmp_path / ":memory:").stat().st_size > 0
+
+
+# -- 4: a webhook url with a bad port, a space or a control character ---------------------------
+@pytest.mark.parametrize("url, said", [
+    ("http://127.0.0.1:99999/", "has the port '99999', which is not one (a whole number from 1 to 65535)"),
+    ("http://127.0.0.1:abc/", "has the port 'abc', which is not one (a whole number from 1 to 65535)"),
+    ("http://127.0.0.1:0/hook", "has the port '0', which is not one (a whole number from 1 to 65535)"),
+    ("http://exa mple.com/", "holds a space, which a URL cannot (write it as %20)"),
+    ("http://h/a\\tb", "holds the character '\\t', which a URL cannot (write it as %09)"),
+    ("http://h/caf\\u00e9", "holds 'é', which a URL's path and query cannot (write it as %C3%A9)"),
+])
+def test_a_webhook_url_that_can_never_be_delivered_to_is_an_error_at_its_line(run, tmp_path, url, said):
+    (tmp_path / "p.workflow.yaml").write_text(
+        BASE + f'notify:\n  - {{plugin: webhook, events: [done], url: "{url}"}}\n', encoding="utf-8")
+    proc = run("validate", "p.workflow.yaml")
+    assert proc.returncode == 1, proc.stdout
+    assert f"p.workflow.yaml:8:44: notify entry 1 (`webhook`): setting `url:` {said}" in proc.stderr, proc.stderr
+
+
+def test_a_webhook_url_with_a_good_port_or_none_validates(run, tmp_path):
+    (tmp_path / "p.workflow.yaml").write_text(BASE + "notify:\n"
+                                              '  - {plugin: webhook, url: "http://127.0.0.1:65535/hook"}\n'
+                                              '  - {plugin: webhook, url: "http://[::1]/hook?a=%20"}\n'
+                                              '  - {plugin: webhook, url: "https://b\\u00fccher.example/"}\n',
+                                              encoding="utf-8")
+    run.ok("validate", "p.workflow.yaml")
