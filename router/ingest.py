@@ -139,6 +139,11 @@ CSV_RESERVED = {"id", "category", "tags", "prediction_label", "prediction_confid
 JSON_RESERVED = {"id", "data", "category", "tags", "prediction"}
 CSV_DELIMITERS = (",", ";", "\t")
 CSV_CELL_LIMIT = 64 << 20  # characters in one CSV cell
+# Bytes in one JSON Lines line (its line break not counted): a longer one is one reject, read
+# through in pieces, never held (docs/design.md, "Input text"); as large as a CSV cell may be.
+MAX_ROW_BYTES = 64 << 20
+LONG_LINE_HEAD = 4096  # bytes of a longer line kept for its reject
+LONG_LINE_PIECE = 1 << 20  # read at a time while going through one
 BOM_TEXT = "\ufeff"
 BOM = BOM_TEXT.encode("utf-8")
 SNIFF_BYTES = 1 << 16  # read at a time while looking for the `[` of a JSON array
@@ -239,9 +244,48 @@ def read_stream(handle: BinaryIO, fmt: str, choices: tuple[str, ...] = (), *, la
 
 
 def _read_jsonl(handle: BinaryIO, choices: tuple[str, ...]) -> Iterator[TaskInput | RowProblem]:
-    for number, raw in enumerate(handle, start=1):
-        if raw.strip() and raw.strip() != BOM:  # a line of a byte-order mark alone is blank too
+    for number, raw in enumerate(lines_within(handle), start=1):
+        if isinstance(raw, LongLine):
+            yield raw.problem(number)
+        elif raw.strip() and raw.strip() != BOM:  # a line of a byte-order mark alone is blank too
             yield parse_jsonl_line(raw, number, choices)
+
+
+@dataclass
+class LongLine:
+    """A line longer than a row may be (:data:`MAX_ROW_BYTES`), read through without being held:
+    its size in bytes (its line break left out) and its first :data:`LONG_LINE_HEAD` bytes."""
+
+    size: int
+    head: bytes
+
+    def problem(self, number: int) -> RowProblem:
+        return RowProblem(number, f"line of {self.size} bytes: a row may be at most {MAX_ROW_BYTES} bytes "
+                                  f"({MAX_ROW_BYTES >> 20} MiB); not read", raw_line(self.head) + "…")
+
+
+def lines_within(handle: BinaryIO, limit: int | None = None) -> Iterator[bytes | LongLine]:
+    """The lines of a binary stream as iterating it gives them, but none longer than ``limit``
+    bytes (:data:`MAX_ROW_BYTES`; a line break is not counted) is ever held whole: such a line is
+    read through in pieces and given as a :class:`LongLine`, so a 200 MB line costs no more
+    memory than a row may take."""
+    limit = MAX_ROW_BYTES if limit is None else limit
+    while raw := handle.readline(limit + 2):  # room for the longest line break, CR LF
+        size = _without_break(raw)
+        if size <= limit:
+            yield raw
+            continue
+        head, ended = raw[:LONG_LINE_HEAD], raw.endswith(b"\n")
+        del raw
+        while not ended and (piece := handle.readline(LONG_LINE_PIECE)):
+            size += _without_break(piece)
+            ended = piece.endswith(b"\n")
+        yield LongLine(size, head)
+
+
+def _without_break(raw: bytes) -> int:
+    """The length of ``raw`` without the line break it may end with."""
+    return len(raw) - (2 if raw.endswith(b"\r\n") else 1 if raw.endswith(b"\n") else 0)
 
 
 def _opens_array(handle: BinaryIO) -> tuple[BinaryIO, bool]:
@@ -316,8 +360,10 @@ def json_values(handle: BinaryIO, *, array: bool = True) -> Iterator[tuple[int, 
     if array:
         yield from _array_values(handle)
         return
-    for number, raw in enumerate(handle, start=1):
-        if raw.strip() and raw.strip() != BOM:  # a line of a byte-order mark alone is blank too
+    for number, raw in enumerate(lines_within(handle), start=1):
+        if isinstance(raw, LongLine):
+            yield raw.problem(number)
+        elif raw.strip() and raw.strip() != BOM:  # a line of a byte-order mark alone is blank too
             try:
                 yield number, 0, load_json_line(raw), raw
             except RowError as exc:

@@ -251,6 +251,23 @@ def _refuse_other_tables(conn: sqlite3.Connection, path: str, then: str) -> None
         raise LabelyardError(f"{path}: holds other tables ({', '.join(shown)}{more}), not a Labelyard database; {then}")
 
 
+REJECT_RAW_CHARS = 8192  # of a reject's raw row, kept and listed; the rest is said by its size
+
+
+def kept_raw(raw: str | None) -> str | None:
+    """What a reject keeps of its raw row: all of it up to :data:`REJECT_RAW_CHARS` characters,
+    else its start and how long it was (``… [cut: 209715200 characters in all]``)."""
+    if not isinstance(raw, str) or len(raw) <= REJECT_RAW_CHARS:
+        return raw
+    return f"{raw[:REJECT_RAW_CHARS]}… [cut: {len(raw)} characters in all]"
+
+
+# kept_raw in SQL, for rejects an older version stored whole (length() counts characters, as len());
+# one kept_raw cut already (its note makes it longer than REJECT_RAW_CHARS) is listed as it is
+_KEPT_RAW_SQL = (f"CASE WHEN length(raw) > {REJECT_RAW_CHARS + 64} THEN substr(raw, 1, {REJECT_RAW_CHARS}) "
+                 "|| '… [cut: ' || length(raw) || ' characters in all]' ELSE raw END")
+
+
 def _checkpoint_on(conn: sqlite3.Connection) -> None:
     try:
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
@@ -1510,12 +1527,13 @@ class Store:
 
     # -- rejects and cursors ---------------------------------------------------------------
     def add_rejects(self, rows: Iterable[tuple[str, int | None, str, str | None, float]]) -> None:
-        """Quarantine bad input rows: ``(source, line, reason, raw, at)``; the same line twice is kept once."""
+        """Quarantine bad input rows: ``(source, line, reason, raw, at)``; the same line twice is kept
+        once, and of a long ``raw`` its start (:func:`kept_raw`)."""
         self.conn.executemany(
             "INSERT INTO rejects (source, line, reason, raw, at) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (source, line, row_key) DO UPDATE SET reason = excluded.reason, raw = excluded.raw, "
             "at = excluded.at",
-            rows,
+            ((source, line, reason, kept_raw(raw), at) for source, line, reason, raw, at in rows),
         )
 
     def add_keyed_rejects(self, rows: Iterable[tuple[str, int | None, str, str | None, float, str]]) -> None:
@@ -1525,7 +1543,7 @@ class Store:
             "INSERT INTO rejects (source, line, reason, raw, at, row_key) VALUES (?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (source, line, row_key) DO UPDATE SET reason = excluded.reason, raw = excluded.raw, "
             "at = excluded.at",
-            rows,
+            ((source, line, reason, kept_raw(raw), at, key) for source, line, reason, raw, at, key in rows),
         )
 
     def delete_rejects(self, source: str | None = None, lines: tuple[int, int | None] | None = None) -> int:
@@ -1553,11 +1571,12 @@ class Store:
         index) when given, newest first, read as they are used: listing a million rejects holds one
         row at a time."""
         limit = limit or -1  # SQLite: a negative LIMIT is none
+        # an older version kept a raw row whole (200 MB): listed as cut as it would be kept now
+        columns = f"id, source, line, reason, {_KEPT_RAW_SQL} AS raw, at"
         if source is None:
-            return iter(self.conn.execute("SELECT id, source, line, reason, raw, at FROM rejects "
-                                          "ORDER BY id DESC LIMIT ?", (limit,)))
-        return iter(self.conn.execute("SELECT id, source, line, reason, raw, at FROM rejects WHERE source = ? "
-                                      "ORDER BY id DESC LIMIT ?", (source, limit)))
+            return iter(self.conn.execute(f"SELECT {columns} FROM rejects ORDER BY id DESC LIMIT ?", (limit,)))
+        return iter(self.conn.execute(f"SELECT {columns} FROM rejects WHERE source = ? ORDER BY id DESC LIMIT ?",
+                                      (source, limit)))
 
     # -- reading for status and export -----------------------------------------------------
     def status_counts(self) -> dict[str, int]:

@@ -183,3 +183,52 @@ def test_a_webhook_url_with_a_good_port_or_none_validates(run, tmp_path):
                                               '  - {plugin: webhook, url: "https://b\\u00fccher.example/"}\n',
                                               encoding="utf-8")
     run.ok("validate", "p.workflow.yaml")
+
+
+# -- 5: a row's size is bounded, and so is what a reject keeps of it ----------------------------
+def test_lines_within_gives_a_line_over_the_limit_as_its_size_without_holding_it():
+    import io
+
+    from router.ingest import LongLine, lines_within
+
+    stream = io.BytesIO(b"0123456789\n" b"0123456789\r\n" b"0123456789A\n" b"ok\n" + b"x" * 25 + b"\r\n" + b"y" * 11)
+    got = list(lines_within(stream, limit=10))
+    assert got[:2] == [b"0123456789\n", b"0123456789\r\n"]
+    assert got[2] == LongLine(11, b"0123456789A\n")
+    assert got[3] == b"ok\n"
+    assert got[4] == LongLine(25, b"x" * 12)  # the head kept is what the first read took
+    assert got[5] == LongLine(11, b"y" * 11)  # a last line without its line break
+    assert len(got) == 6
+
+
+def test_a_jsonl_line_over_64_mib_is_one_reject_with_its_line_and_size_and_the_rest_goes_in(run, tmp_path):
+    use(run)
+    big = tmp_path / "big.jsonl"
+    size = (64 << 20) + 1
+    start = b'{"id": "huge", "data": {"t": "'
+    with open(big, "wb") as handle:
+        handle.write(row("before").encode())
+        handle.write(start + b"x" * (size - len(start) - 3) + b'"}}\n')
+        handle.write(row("after").encode())
+    report = run.json("ingest", "big.jsonl", "--json")
+    assert (report["ingested"], report["rejected"]) == (2, 1)
+    [reject] = run.json("rejects", "--json")
+    assert reject["line"] == 2
+    assert reject["reason"] == f"line of {size} bytes: a row may be at most {64 << 20} bytes (64 MiB); not read"
+    assert reject["raw"].startswith('{"id": "huge"') and len(reject["raw"]) <= 4097
+    assert task_ids(run) == ["after", "before"]
+
+
+def test_a_reject_keeps_the_start_of_a_long_raw_row_and_its_size(run, tmp_path):
+    use(run)
+    text = json.dumps({"id": "long", "data": "y" * 100_000})  # `data` must be an object
+    (tmp_path / "long.jsonl").write_text(text + "\n", encoding="utf-8")
+    run.ok("ingest", "long.jsonl")
+    [reject] = run.json("rejects", "--json")
+    assert reject["raw"] == text[:8192] + f"… [cut: {len(text)} characters in all]"
+    with sqlite3.connect(run.db) as conn:  # kept so, not only listed so
+        assert conn.execute("SELECT length(raw) FROM rejects").fetchone()[0] < 8300
+        # a reject an older version kept whole is listed cut the same way
+        conn.execute("UPDATE rejects SET raw = ?", (text,))
+    [reject] = run.json("rejects", "--json")
+    assert reject["raw"] == text[:8192] + f"… [cut: {len(text)} characters in all]"
