@@ -17,6 +17,7 @@ import sqlite3
 import stat
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -311,6 +312,98 @@ def empty_file_mode(path: str) -> int | None:
     (its mode is the user's and is kept), else ``None``."""
     return stat.S_IMODE(os.stat(path).st_mode) if _empty_file(path) else None
 
+
+class _MadeByInit:
+    """The files one ``init`` made beside a database that is not yet a project, so a failed ``init``
+    removes them again: the database file itself when it made it, SQLite's ``-wal``, ``-shm`` and
+    ``-journal`` with it, and the writer lock's ``DB.lock``. Nothing is removed once the file holds
+    a Labelyard schema (a project, which another ``init`` may have made meanwhile), nor a file that
+    is no longer the one this ``init`` made."""
+
+    SIDECARS = ("-wal", "-shm", "-journal")
+
+    def __init__(self, path: str):
+        self.path = path
+        self.database: os.stat_result | None = None  # the file this init made, as made
+        self.lock_file: str | None = None
+        self.sidecars: list[str] = []
+
+    def create_database(self) -> bool:
+        """Make the database file, 0660 (owner and group only; a team shares a group); ``False`` when
+        it is there already (another init may have made it a moment ago)."""
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o660)
+        except FileExistsError:
+            return False
+        try:
+            self.database = os.fstat(fd)
+            self.sidecars = [self.path + s for s in self.SIDECARS if not os.path.lexists(self.path + s)]
+            os.fchmod(fd, 0o660)
+        except BaseException:
+            os.close(fd)
+            self.undo(None)
+            raise
+        os.close(fd)
+        return True
+
+    def undo(self, lock: WriterLock | None) -> bool:
+        """Remove what this init made, under the writer lock (an init queued behind this one finds the
+        file gone and says so), when the database holds no Labelyard schema; whether the database
+        file was removed. Errors are left unsaid: the failure that brought us here is the one to report."""
+        if self.database is None and self.lock_file is None:
+            return False
+        try:
+            if lock is not None:
+                with lock:
+                    return self._remove()
+            return self._remove()
+        except (OSError, sqlite3.Error):
+            return False
+
+    def _remove(self) -> bool:
+        tables = _table_names(self.path)
+        if "schema_version" in tables:
+            return False
+        removed = False
+        if self.database is not None and os.path.exists(self.path):
+            now = os.stat(self.path)
+            if (now.st_dev, now.st_ino) != (self.database.st_dev, self.database.st_ino):
+                return False  # not the file this init made: another's, left alone with its lock
+            if tables:  # another program wrote its tables into it meanwhile (init refused it): theirs
+                return False
+            for name in (self.path, *self.sidecars):
+                try:
+                    os.unlink(name)
+                except FileNotFoundError:
+                    pass
+            removed = True
+        if self.lock_file is not None:
+            os.unlink(self.lock_file)
+        return removed
+
+
+def _table_names(path: str) -> set[str]:
+    """The tables, views, indexes and triggers of the SQLite file at ``path`` (none in an empty
+    file, or where there is no file); an error when it cannot be read, so nothing is removed."""
+    if not os.path.exists(path):
+        return set()
+    try:
+        wal_empty = os.path.getsize(path + "-wal") == 0
+    except FileNotFoundError:
+        wal_empty = True
+    # With nothing in the WAL the file alone says it, read as it is: a full disk, which may have been
+    # the failure, keeps SQLite from making the -shm a WAL read needs.
+    if wal_empty:
+        target = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?immutable=1"
+        conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, uri=True)
+    else:
+        conn = sqlite_connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    try:
+        return {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    finally:
+        conn.close()
+
+
 class Store:
     """A Labelyard database file."""
 
@@ -418,21 +511,23 @@ class Store:
         from .migrations import migrate
 
         path = database_path(path)
-        existed = os.path.exists(path)
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent):
             raise LabelyardError(f"{path}: folder {parent} does not exist")
+        made = _MadeByInit(path)
+        existed = not made.create_database()
         if existed:
             cls._check_before_init(path)
-        else:
-            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o660)
-            os.close(fd)
-            os.chmod(path, 0o660)  # owner and group only; a team shares a group
         # Queued like any writer: two `init`s of a new file at once would otherwise race to switch
         # it to WAL, and SQLite answers the loser "database is locked" without waiting. Another
         # process's last connection closing (it checkpoints and removes the WAL outside the queue)
         # can still answer "locked" at once: that is waited out like a busy write.
-        lock = WriterLock(path)
+        try:
+            lock = WriterLock(path)
+        except BaseException:
+            made.undo(None)
+            raise
+        made.lock_file = lock.made_file
         applied: list[str] = []  # kept across a retry: a WAL switch found busy follows a committed migration
         deadline = time.monotonic() + BUSY_GIVE_UP_S
         delay = BEGIN_FIRST_SLEEP_S
@@ -441,6 +536,9 @@ class Store:
                 conn = None
                 try:
                     with lock:
+                        if existed and not os.path.exists(path):  # an init that failed removed the file it made
+                            raise LabelyardError(f"{path}: removed while this init waited for another one, which "
+                                                 "failed; nothing changed: run `labelyard init` again")
                         conn = cls.connect(path)
                         # A new file, or an empty one the user made (`touch`), is set up alike: only an
                         # empty file takes a page size. Seen under the lock: a queued `init` of the
@@ -482,6 +580,10 @@ class Store:
                         raise LabelyardError(access_problem(exc, path) or f"{path}: cannot initialise: {exc}") from None
                     time.sleep(delay * (0.5 + random.random()))
                     delay = min(delay * 2, 0.05)
+        except BaseException as exc:  # a write that failed (disk full), a refusal, Ctrl-C: nothing of ours is left
+            if made.undo(lock) and isinstance(exc, LabelyardError):
+                raise LabelyardError(f"{exc}; the files this init made are removed") from None
+            raise
         finally:
             lock.close()
         return cls(path, conn), applied

@@ -264,6 +264,7 @@ class WriterLock:
         self._fd: int | None = None
         self._queue: _QueueLock | None = None
         self._problem: str | None = None
+        self.made_file: str | None = None  # the lock file's path when this lock made it (``init`` undoes it)
         kind = chosen_kind()
         if kind == "none":
             return
@@ -272,6 +273,7 @@ class WriterLock:
         except ImportError:  # not POSIX: SQLite's locking alone
             return
         path = lock_path(db_path, ".lock")
+        made = not os.path.lexists(path)
         try:
             self._fd = open_lock_file(path)
         except OSError as exc:
@@ -280,6 +282,7 @@ class WriterLock:
                                  "writers are not queued (SQLite still keeps each write whole)"
                                  + lock_file_hint(exc, path))
             return
+        self.made_file = path if made else None
         if kind == "queue" and supports_queue(self._fd):
             self._queue = _QueueLock(self._fd)
             self._path, self._patience = path, queue_patience()
