@@ -14,8 +14,10 @@ preempts the new holder. With 8 and 64 writers on 2 cores that herd made the
 99th-percentile wait 8-10x the FIFO queue's (``bench/README.md``).
 
 The kernel drops a process's locks when it dies, even by ``kill -9``, so a
-dead writer never blocks the queue. The lock only orders Labelyard's writers;
-SQLite's lock still guarantees that one writes at a time.
+dead writer never blocks the queue; a live one that makes no progress holds
+up each waiter for ``LABELYARD_QUEUE_WAIT_S`` at most, on either lock. The
+lock only orders Labelyard's writers; SQLite's lock still guarantees that
+one writes at a time.
 """
 
 from __future__ import annotations
@@ -158,9 +160,25 @@ def _wait_for(block, attempt, patience: float) -> bool:
         pause = min(pause * 2, 0.05)
 
 
+def _flock_within(fd: int, patience: float) -> bool:
+    """An exclusive ``flock`` on ``fd``, waited for at most ``patience`` seconds (the lock where the
+    queue's OFD locks are missing); ``False`` when it stayed held that long."""
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free already: the common case, no timer
+        return True
+    except OSError as exc:
+        if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            raise
+    return _wait_for(lambda: fcntl.flock(fd, fcntl.LOCK_EX), lambda: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB),
+                     patience)
+
+
 def queue_patience() -> float:
-    """``LABELYARD_QUEUE_WAIT_S``: how long a writer waits for its turn in the queue before it
-    leaves it and writes under SQLite's lock alone (default 10 s; that wait is bounded too)."""
+    """``LABELYARD_QUEUE_WAIT_S``: how long a writer waits for its turn in the queue (or for the
+    ``flock`` in its place) before it leaves it and writes under SQLite's lock alone (default 10 s;
+    that wait is bounded too)."""
     raw = os.environ.get("LABELYARD_QUEUE_WAIT_S", "").strip()
     try:
         value = float(raw) if raw else QUEUE_WAIT_S
@@ -264,6 +282,7 @@ class WriterLock:
         self._fd: int | None = None
         self._queue: _QueueLock | None = None
         self._problem: str | None = None
+        self._flocked = False  # an flock taken (where the queue's OFD locks are missing)
         self.made_file: str | None = None  # the lock file's path when this lock made it (``init`` undoes it)
         kind = chosen_kind()
         if kind == "none":
@@ -283,9 +302,9 @@ class WriterLock:
                                  + lock_file_hint(exc, path))
             return
         self.made_file = path if made else None
+        self._db, self._path, self._patience = db_path, path, queue_patience()
         if kind == "queue" and supports_queue(self._fd):
             self._queue = _QueueLock(self._fd)
-            self._path, self._patience = path, queue_patience()
         _OPEN.add(self)
 
     def _forget(self) -> None:
@@ -300,19 +319,24 @@ class WriterLock:
             _warn_once(self._problem)
         if self._queue is not None:
             if not self._queue.acquire(self._patience):
-                _warn_once(f"{self._path}: waited {self._patience:g} s for a turn behind a writer that makes no "
-                           "progress (a stopped or hung labelyard process?); writing without the queue")
+                _warn_once(self._no_progress())
         elif self._fd is not None:
-            import fcntl
+            self._flocked = _flock_within(self._fd, self._patience)
+            if not self._flocked:
+                _warn_once(self._no_progress())
 
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
+    def _no_progress(self) -> str:
+        """What a writer that waited its whole patience says, on either lock."""
+        return (f"{self._db}: waited {self._patience:g} s for a turn behind a writer that makes no progress (a "
+                f"stopped or hung labelyard process holding {self._path}?); writing without the queue")
 
     def __exit__(self, *exc: object) -> None:
         if self._queue is not None:
             self._queue.release()
-        elif self._fd is not None:
+        elif self._flocked:
             import fcntl
 
+            self._flocked = False
             fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     @property

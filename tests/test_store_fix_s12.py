@@ -3,13 +3,24 @@
 - An `init` that failed once it had made the writer lock's file (a full disk while it created the
   tables) left the new database, its `-wal` and `-shm` and `DB.lock` behind: the user saw a
   `labelyard.db` that `status` called "not a Labelyard database".
+- Where the queue's OFD locks are missing (not Linux), or with `LABELYARD_WRITER_LOCK=flock`, a
+  writer waited for the `flock` without end behind a stopped or hung writer; the queue gave up after
+  `LABELYARD_QUEUE_WAIT_S` and said so.
 """
 
 from __future__ import annotations
 
+import os
 import resource
+import signal
 import subprocess
+import threading
 from pathlib import Path
+
+import pytest
+
+from process_support import HANG_GUARD_S
+from test_writer_lock import Holder, wait_until_queued
 
 FILE_LIMIT = 20_000  # bytes any file this process writes may reach: the new tables' WAL grows past it
 
@@ -58,8 +69,6 @@ def test_an_init_that_fails_on_an_empty_file_keeps_the_file_and_leaves_no_lock(r
 def test_an_init_that_made_the_project_behind_a_failed_one_keeps_it(run):
     """The failed init takes its files back under the writer lock, after the init queued behind it:
     that one made the project in the file, which stays, with its lock."""
-    from test_writer_lock import Holder, wait_until_queued
-
     db = run.folder / "lab.db"
     holder = Holder(db, "holder")
     assert holder.line() == "holder locked"
@@ -77,3 +86,74 @@ def test_an_init_that_made_the_project_behind_a_failed_one_keeps_it(run):
     assert second.returncode == 0, made
     assert folder_files(run.folder) == ["lab.db", "lab.db.lock"]
     assert run.json("--db", db, "status", "--json")["total"] == 0
+
+
+# -- the flock fallback waits as long as the queue, then says why ----------------------------------
+def no_progress(db: Path, seconds: str) -> str:
+    return (f"{db}: waited {seconds} s for a turn behind a writer that makes no progress (a stopped or hung "
+            f"labelyard process holding {os.path.realpath(db)}.lock?); writing without the queue")
+
+
+@pytest.mark.parametrize("thread", ["main", "worker"])  # an interval timer, or polling (the TUI's workers)
+def test_without_ofd_locks_a_writer_waits_for_the_flock_only_as_long_as_its_patience(tmp_path, monkeypatch,
+                                                                                    capsys, thread):
+    import fcntl
+
+    from router.writer_lock import WriterLock
+
+    monkeypatch.delattr(fcntl, "F_OFD_SETLK")  # as on macOS and the BSDs: the queue falls back to flock
+    monkeypatch.setenv("LABELYARD_QUEUE_WAIT_S", "0.5")
+    db = tmp_path / "x.db"
+    holder = Holder(db, "holder", LABELYARD_WRITER_LOCK="flock")  # an flock held by a writer that never goes on
+    assert holder.line() == "holder locked"
+    guard = threading.Timer(HANG_GUARD_S, holder.release)  # before: the wait never ended; fail, not hang
+    guard.start()
+    lock = WriterLock(str(db))
+    entered = []
+
+    def write() -> None:
+        with lock:
+            entered.append(True)
+
+    try:
+        assert not lock.fifo
+        if thread == "main":
+            write()
+        else:
+            worker = threading.Thread(target=write)
+            worker.start()
+            worker.join()
+        warned = capsys.readouterr().err
+        assert entered == [True]
+        assert guard.is_alive(), "the writer waited for the holder to let go"
+        assert warned == f"labelyard: warning: {no_progress(db, '0.5')}\n"
+    finally:
+        guard.cancel()
+        lock.close()
+        holder.release()
+        holder.finish()
+
+
+def test_a_claim_behind_a_stopped_flock_holder_goes_on_and_names_the_database(run):
+    run.ok("init")
+    (run.folder / "w.yaml").write_text(
+        "workflow: w\nlabels: {type: choice, choices: [a, b]}\nqueues: {q: {roles: [annotator]}}\n"
+        "on_create: [{name: d, do: {annotate: q}}]\n", encoding="utf-8")
+    run.ok("apply", "w.yaml")
+    run.ok("workers", "add", "ann", "--role", "annotator")
+    (run.folder / "t.jsonl").write_text('{"id": "t1"}\n', encoding="utf-8")
+    run.ok("ingest", "t.jsonl")
+    holder = Holder(run.db, "holder", LABELYARD_WRITER_LOCK="flock")
+    assert holder.line() == "holder locked"
+    os.kill(holder.proc.pid, signal.SIGSTOP)  # a labelyard process stopped with Ctrl-Z between its writes
+    try:
+        proc = subprocess.run([*run.command, "claim", "--as", "ann", "--json"], capture_output=True, text=True,
+                              env={**run.env, "LABELYARD_WRITER_LOCK": "flock", "LABELYARD_QUEUE_WAIT_S": "1"},
+                              timeout=HANG_GUARD_S)  # before: it never ended
+    finally:
+        os.kill(holder.proc.pid, signal.SIGCONT)
+        holder.release()
+        holder.finish()
+    assert proc.returncode == 0, proc.stderr
+    assert '"external_id": "t1"' in proc.stdout
+    assert proc.stderr == f"labelyard: warning: {no_progress(run.db, '1')}\n"
