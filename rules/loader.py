@@ -9,6 +9,14 @@ alias repeating a long text, is refused quickly instead of eating memory and
 time. ``\\u`` escapes of a UTF-16 surrogate pair (``"\\ud83d\\ude00"``, as JSON
 writes them) are joined into their character; a lone surrogate, which no
 UTF-8 text can hold, is refused where it is written.
+
+NEL (U+0085), LINE SEPARATOR (U+2028) and PARAGRAPH SEPARATOR (U+2029) are
+ordinary characters, as in YAML 1.2 and in editors: PyYAML (YAML 1.1) reads
+them as line breaks, so a pasted one ended a comment early (the rest of the
+line became a key), split a value, and moved every position after it a line
+down. They are handed to PyYAML as private-use characters the text lacks and
+given back in every value, key and message, so lines are counted as an
+editor counts them (LF, CR LF, CR).
 """
 
 from __future__ import annotations
@@ -59,9 +67,9 @@ class Document:
         """``(line, col)`` of character ``offset`` of ``value``, a scalar written at ``pos``."""
         if not isinstance(value, str) or not self.text or offset < 0:
             return pos.line, pos.col
-        starts = [0]
-        for line in self.text.splitlines(keepends=True):
-            starts.append(starts[-1] + len(line))
+        starts = [0] + [m.end() for m in _LINE_BREAK.finditer(self.text)]
+        if starts[-1] < len(self.text):
+            starts.append(len(self.text))  # the end of the last line (str.splitlines' last start)
         if pos.line - 1 >= len(starts):
             return pos.line, pos.col
         i = starts[pos.line - 1] + pos.col - 1
@@ -146,12 +154,23 @@ def _walk(src: str, i: int, value: str, offset: int, style: str | None) -> int:
 
 def load_document(text: str, filename: str) -> Document:
     """Parse ``text``; raise :class:`WorkflowInvalid` with ``file:line:col`` diagnostics on bad YAML."""
-    import yaml
-
     if len(text.encode("utf-8", "replace")) > MAX_BYTES:
         raise WorkflowInvalid([Diagnostic(filename, 1, 1, f"file is larger than {MAX_BYTES:,} bytes")])
+    stand_ins = _StandIns(text)
     try:
-        loader = _core_loader()(text)
+        return _load(text, filename, stand_ins)
+    except WorkflowInvalid as exc:
+        if not stand_ins.active:
+            raise
+        raise WorkflowInvalid([Diagnostic(d.file, d.line, d.col, stand_ins.message(d.message), d.severity)
+                               for d in exc.diagnostics]) from None
+
+
+def _load(text: str, filename: str, stand_ins: _StandIns) -> Document:
+    import yaml
+
+    try:
+        loader = _core_loader()(stand_ins.hide(text))
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow (checked before parsing)
         line, col = _line_col(text, exc.position)
         raise WorkflowInvalid([Diagnostic(filename, line, col, f"YAML: character U+{exc.character:04X} is not "
@@ -172,7 +191,7 @@ def load_document(text: str, filename: str) -> Document:
     if root is None:
         doc.data = None
         return doc
-    builder = _Builder(loader, doc)
+    builder = _Builder(loader, doc, stand_ins)
     doc.data = builder.build(root, ())
     if builder.errors:
         raise WorkflowInvalid(list(set(builder.errors)))  # a mistake inside an anchor, once however many aliases
@@ -201,9 +220,39 @@ def _syntax_message(exc: Any) -> str:
     return problem
 
 
+_LINE_BREAK = re.compile(r"\r\n|[\r\n]")  # as editors and YAML 1.2 count lines (not NEL, LS or PS)
+_BREAKS_TO_YAML_11 = "\x85\u2028\u2029"  # line breaks to PyYAML alone
+
+
+class _StandIns:
+    """Private-use characters that ``text`` lacks, for its NEL, LS and PS, so PyYAML reads those
+    as the ordinary characters they are in YAML 1.2; :meth:`back` restores them."""
+
+    def __init__(self, text: str):
+        found = [c for c in _BREAKS_TO_YAML_11 if c in text]
+        used = set(text) if found else set()
+        free = (chr(c) for c in (*range(0xE000, 0xF900), *range(0xF0000, 0xFFFFE)) if chr(c) not in used)
+        pairs = {c: next(free) for c in found}
+        self._to = str.maketrans(pairs)
+        self._back = str.maketrans({v: k for k, v in pairs.items()})
+        self.active = bool(pairs)
+
+    def hide(self, text: str) -> str:
+        return text.translate(self._to) if self.active else text
+
+    def back(self, value: Any) -> Any:
+        return value.translate(self._back) if self.active and isinstance(value, str) else value
+
+    def message(self, text: str) -> str:
+        """PyYAML's message with the characters it quotes shown as escapes (``'\u2028'``)."""
+        if not self.active:
+            return text
+        return "".join(f"\\u{ord(c):04x}" if c in _BREAKS_TO_YAML_11 else c for c in self.back(text))
+
+
 def _line_col(text: str, index: int) -> tuple[int, int]:
-    """1-based line and column of character ``index`` of ``text``, as YAML counts lines."""
-    breaks = list(re.finditer(r"\r\n|[\r\n\x85\u2028\u2029]", text[:index]))
+    """1-based line and column of character ``index`` of ``text``, as editors count lines."""
+    breaks = list(_LINE_BREAK.finditer(text[:index]))
     if not breaks:
         return 1, index + 1
     return len(breaks) + 1, index - breaks[-1].end() + 1
@@ -234,9 +283,10 @@ class _Alias:
 
 
 class _Builder:
-    def __init__(self, loader: Any, doc: Document):
+    def __init__(self, loader: Any, doc: Document, stand_ins: _StandIns):
         self.loader = loader
         self.doc = doc
+        self.stand_ins = stand_ins
         self.nodes = 0
         self.text = 0  # characters of scalar text built, aliases expanded
         self.alias: Any = None  # the mark of the outermost alias being expanded
@@ -320,7 +370,7 @@ class _Builder:
             raise _Budget(node)
         mark = node.start_mark
         if node.tag == _STR or _plain_text(node):
-            value: Any = node.value  # a plain `=` or `<<` is text, as in YAML 1.2
+            value: Any = self.stand_ins.back(node.value)  # a plain `=` or `<<` is text, as in YAML 1.2
         else:
             try:
                 value = self.loader.construct_object(node, deep=True)

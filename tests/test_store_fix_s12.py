@@ -6,6 +6,9 @@
 - Where the queue's OFD locks are missing (not Linux), or with `LABELYARD_WRITER_LOCK=flock`, a
   writer waited for the `flock` without end behind a stopped or hung writer; the queue gave up after
   `LABELYARD_QUEUE_WAIT_S` and said so.
+- NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR were line breaks to PyYAML (YAML 1.1) but not to
+  editors: every file:line:col after one was a line off, a comment ended at one (the rest became a
+  key), and a value was split there.
 """
 
 from __future__ import annotations
@@ -157,3 +160,49 @@ def test_a_claim_behind_a_stopped_flock_holder_goes_on_and_names_the_database(ru
     assert proc.returncode == 0, proc.stderr
     assert '"external_id": "t1"' in proc.stdout
     assert proc.stderr == f"labelyard: warning: {no_progress(run.db, '1')}\n"
+
+
+# -- NEL, LS and PS are characters, as in YAML 1.2 and in editors ----------------------------------
+YAML_11_BREAKS = pytest.mark.parametrize("char", ["\x85", "\u2028", "\u2029"], ids=["NEL", "LS", "PS"])
+
+
+@YAML_11_BREAKS
+def test_a_mistake_after_a_line_separator_is_reported_where_an_editor_shows_it(run, char):
+    path = run.folder / "w.workflow.yaml"
+    path.write_text("workflow: w\n"
+                    f"description: pasted{char}from a web page\n"
+                    "labels: {type: choice, choices: [a, b]}\n"
+                    "queues: {q: {roles: [annotator]}}\n"
+                    "on_create:\n"
+                    f"  - name: d  # a note{char}with the character\n"
+                    "    when: task.data.x >\n"
+                    "    do: {annotate: q}\n", encoding="utf-8")
+    proc = run("validate", path)
+    assert proc.returncode == 1
+    # before: "w.workflow.yaml:4:1: YAML syntax: could not find expected ':' (in the simple key that starts
+    # at 3:1)", a line below the character, which ended the description's line
+    assert f"{path}:7:24: expected an expression, but the expression ends here" in proc.stderr.splitlines()
+
+
+@YAML_11_BREAKS
+def test_the_characters_stay_in_values_and_end_no_comment(char):
+    from rules.loader import load_document
+
+    doc = load_document(f"plain: a{char}  b\n"
+                        f'double: "a{char}b"\n'
+                        f"single: 'a{char}b'\n"
+                        f"block: |\n  a{char}  b\n"
+                        f"# a comment{char}hidden: 1\n"
+                        f"last: c # note{char}more: 2\n", "f.yaml")
+    assert doc.data == {"plain": f"a{char}  b", "double": f"a{char}b", "single": f"a{char}b",
+                        "block": f"a{char}  b\n", "last": "c"}  # before: `hidden` and `more` were keys
+    assert doc.where(("last",)).line == 7 and doc.where(("last",), key=True).col == 1
+
+
+def test_a_message_that_quotes_such_a_character_shows_its_escape():
+    from rules.diagnostics import WorkflowInvalid
+    from rules.loader import load_document
+
+    with pytest.raises(WorkflowInvalid) as caught:
+        load_document("k\u2028: 1\nk\u2028: 2\n", "f.yaml")
+    assert [str(d) for d in caught.value.diagnostics] == ["f.yaml:2:1: duplicate key `k\\u2028`"]
