@@ -80,11 +80,13 @@ def queue_warning(queue: str, waiting: int, spec: QueueSpec | None, crew: Crew |
     return f"{tasks}, which no registered worker may take (it needs {needs(spec)})"
 
 
-def stalled(store, queues: Mapping[str, QueueSpec], workflow: str, task: Any) -> str | None:
+def stalled(store, queues: Mapping[str, QueueSpec], workflow: str, task: Any, *,
+            crew_of: Mapping[str, Crew] | None = None) -> str | None:
     """Why nobody can take the rest of an open task's slots, or ``None`` when someone can (or none
     is free). Who may is who ``claim`` would give it to: admitted by the queue, not paused, and
     not kept away from the task (their own label, a slot given up or taken back, a slot of this
-    round); capacity is left out, as a worker's load changes by the minute."""
+    round); capacity is left out, as a worker's load changes by the minute. ``crew_of``: the
+    queues' crews already read (``status`` asks of many tasks), else the workers are read."""
     if task["status"] != "open" or task["is_gold"]:
         return None
     if task["stage"] == "correct":
@@ -97,7 +99,7 @@ def stalled(store, queues: Mapping[str, QueueSpec], workflow: str, task: Any) ->
     spec = queues.get(queue)
     if spec is None:
         return f"`{queue}` is not a queue of workflow `{workflow}`: no claim takes work from it"
-    crew = crews({queue: spec}, store.workers())[queue]
+    crew = (crew_of or {}).get(queue) or crews({queue: spec}, store.workers())[queue]
     if not crew.working and not crew.paused:
         return f"no registered worker may take `{queue}` (it needs {needs(spec)})"
     if not crew.working:

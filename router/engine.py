@@ -29,6 +29,7 @@ from .errors import (AssignmentError, LabelyardError, NothingToDo, NoWorkflow, P
                      UnknownWorker)
 from .gold import pick_gold, rescore
 from .returns import dropped_queue_reason, listed, returnable
+from .stalls import held_named, open_stalls
 from .store import TASK_INSERT_COLUMNS, ClaimWalkTooLong, Store, control_character, dumps, dumps_finite, loads, text_problem
 from .vote_agreement import compares_otherwise, mark_task, rejudge
 from .worker_rules import run_on_worker
@@ -1194,7 +1195,8 @@ class Engine:
     # -- reading ---------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         """Task counts by status and, per queue, waiting and active work; gold questions are
-        counted apart (``gold``), never in the tasks or queues."""
+        counted apart (``gold``), never in the tasks or queues. ``stalled`` and ``held`` name tasks
+        that wait for ever (:mod:`router.stalls`), read at a cost that does not grow with the tasks."""
         counts = self.store.status_counts()
         tasks = {s: counts.get(s, 0) for s in ("open", "done", "held", "invalid")}
         queues, warnings = {}, []
@@ -1213,9 +1215,12 @@ class Engine:
             if warning:
                 warnings.append(warning)
         rejects = self.store.one("SELECT count(*) FROM rejects")[0]
+        stalls = open_stalls(self.store, specs, wf["name"] if wf is not None else "", admitted,
+                             {name: q.get("open", 0) for name, q in per_queue.items()})
         return {"workflow": None if wf is None else {"name": wf["name"], "version": wf["version"]},
                 "tasks": tasks, "total": sum(counts.values()), "gold": self.store.gold_count(),
-                "queues": queues, "warnings": warnings, "rejects": rejects,
+                "queues": queues, "warnings": warnings, "stalled": stalls,
+                "held": held_named(self.store, specs, tasks["held"]), "rejects": rejects,
                 "workers": len(workers), "last_run": self._last_run(),
                 "outbox_pending": sum(self.store.outbox_pending().values())}
 

@@ -232,7 +232,7 @@ def unhold_task(engine, task, now: float, actor: str) -> dict[str, Any]:
     ext = task["external_id"]
     if task["status"] != "held":
         raise LabelyardError(f"task {ext} is {task['status']}, not held")
-    if task["stage"] == "correct" and _corrections_owed(store, task):
+    if task["stage"] == "correct" and corrections_owed(store, task):
         return _unhold_corrections(engine, task, now, actor)
     if task["stage"] is None or task["needed"] < 1:
         why = f" ({task['reason']})" if task["reason"] else ""
@@ -281,7 +281,7 @@ def _unhold_corrections(engine, task, now: float, actor: str) -> dict[str, Any]:
     return {"task": task["id"], "status": "open", "stage": "correct", "queue": queue, "free_slots": 0}
 
 
-def _corrections_owed(store, task) -> bool:
+def corrections_owed(store, task) -> bool:
     """Whether a held correction round still waits for corrections: a lead, a timer or ``apply`` held it
     (``needed`` kept), or its last correction was dropped before any came in (``needed`` 0, nothing
     submitted: :meth:`Engine._drop_corrections`) — not once ``on_quorum`` decided on its corrections."""

@@ -87,6 +87,8 @@ def print_status(data: dict[str, Any]) -> None:
     console.print(table)
     for warning in data.get("warnings") or []:
         line(visible(f"warning: {warning}"))
+    for text in stall_lines(data.get("stalled") or {}, data.get("held") or {}):
+        line(one_line(text))
     if data.get("rejects"):
         line(f"rejected input rows: {data['rejects']} (labelyard rejects)")
     run = data.get("last_run")
@@ -104,6 +106,29 @@ def print_status(data: dict[str, Any]) -> None:
             console.print(visible(continued(f"  {where}: {f['step']} failed: {f['error']}", "      ")))
     if data.get("outbox_pending"):
         line(f"notifications waiting in the outbox: {data['outbox_pending']}")
+
+
+STALLS_SHOWN = 10  # stalled open tasks listed by `status`; `status --json` has every one found
+
+
+def stall_lines(stalled: dict[str, Any], held: dict[str, Any]) -> list[str]:
+    """``status``'s lines of tasks that wait for ever: open ones nobody may take, then held ones."""
+    lines = []
+    found = stalled.get("tasks") or []
+    for t in found[:STALLS_SHOWN]:
+        lines.append(f"stalled: task {t['external_id']} in `{t['queue']}` ({t['stage']}, since {t['since']}): "
+                     f"{t['reason']}")
+    if len(found) > STALLS_SHOWN:
+        lines.append(f"stalled: and {len(found) - STALLS_SHOWN} more (`status --json` lists them)")
+    for t in held.get("tasks") or []:
+        where = f"in `{t['queue']}` ({t['stage']})" if t["queue"] is not None else "(no queue)"
+        act = (f"`labelyard unhold id:{t['id']}` reopens it" if t["moved_by"] == "unhold"
+               else f"`labelyard escalate id:{t['id']} --to QUEUE` routes it")
+        lines.append(f"held: task {t['external_id']} {where} since {t['since']}: {t['reason'] or 'held'}; {act}")
+    if held.get("tasks"):
+        more = f"and {held['more']} more; " if held.get("more") else ""
+        lines.append(f"held: {more}no rule moves a held task; a lead's `unhold` or `escalate` does")
+    return lines
 
 
 def claim_lines(view: dict[str, Any]) -> list[str]:

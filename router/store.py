@@ -1766,6 +1766,33 @@ class Store:
             out.setdefault(queue, {})["active"] = n
         return out
 
+    def stall_candidates(self, queue: str, limit: int) -> list[sqlite3.Row]:
+        """The open tasks of ``queue`` (gold questions left out) where a task nobody may take shows:
+        the ``limit`` a claim hands out first (a stalled one stays at the head) and the ``limit``
+        longest in their stage (a stalled one only grows older), in that order, each task once.
+        Both are read through their index (the claim's, ``tasks_open_age``): the cost is the same
+        at 1M tasks."""
+        first = self.query(f"SELECT {TASK_COLUMNS} FROM tasks INDEXED BY tasks_claimable WHERE status = 'open' "
+                           "AND free_slots > 0 AND queue = ? AND is_gold = 0 ORDER BY priority DESC, id LIMIT ?",
+                           (queue, limit))
+        oldest = self.query(f"SELECT {TASK_COLUMNS} FROM tasks INDEXED BY tasks_open_age WHERE status = 'open' "
+                            "AND is_gold = 0 AND queue = ? ORDER BY stage_at, id LIMIT ?", (queue, limit))
+        rows = {t["id"]: t for t in first}
+        for t in oldest:
+            rows.setdefault(t["id"], t)
+        return list(rows.values())
+
+    def first_held(self, limit: int) -> list[sqlite3.Row]:
+        """The ``limit`` held tasks (gold questions left out) with the lowest ids: per queue the kept
+        counters name, through the ``(status, queue)`` index, so never more than ``limit`` rows a queue."""
+        queues = [r[0] or None for r in self.conn.execute(
+            "SELECT queue FROM task_counts WHERE status = 'held' AND is_gold = 0 GROUP BY queue HAVING sum(n) > 0")]
+        rows: list[sqlite3.Row] = []
+        for queue in queues:
+            rows += self.query(f"SELECT {TASK_COLUMNS} FROM tasks INDEXED BY tasks_status_queue WHERE status = 'held' "
+                               "AND queue IS ? AND is_gold = 0 ORDER BY id LIMIT ?", (queue, limit))
+        return sorted(rows, key=lambda t: t["id"])[:limit]
+
     def queue_stats(self, queue: str, now: float) -> dict[str, Any]:
         """``queue.*``'s counts, gold questions left out (as ``status`` leaves them): ``waiting`` from the
         kept counters, ``active`` through the partial index of active slots, ``oldest_age`` from the

@@ -9,10 +9,14 @@
 - NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR were line breaks to PyYAML (YAML 1.1) but not to
   editors: every file:line:col after one was a line off, a comment ended at one (the rest became a
   key), and a value was split there.
+- `status` counted work nobody could take per queue only: a task whose own annotators were the
+  only workers of its queue, one every worker had given up, and a held task (no rule moves one)
+  were not named; a lead found them with `explain`, one task at a time, if they knew which.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import signal
@@ -206,3 +210,94 @@ def test_a_message_that_quotes_such_a_character_shows_its_escape():
     with pytest.raises(WorkflowInvalid) as caught:
         load_document("k\u2028: 1\nk\u2028: 2\n", "f.yaml")
     assert [str(d) for d in caught.value.diagnostics] == ["f.yaml:2:1: duplicate key `k\\u2028`"]
+
+
+# -- status names the tasks that wait for ever -----------------------------------------------------
+STALLS = """\
+workflow: st
+labels: {type: choice, choices: [a, b]}
+queues:
+  q: {roles: [annotator]}
+on_create:
+  - {name: routed, when: task.data.p != null, do: {annotate: q, overlap: task.data.ov, priority: task.data.p}}
+"""
+
+
+def test_status_names_open_tasks_nobody_may_take_and_held_tasks_with_what_moves_them(tmp_path):
+    from lead_support import Project
+
+    p = Project(tmp_path, workflow=STALLS)
+    p.worker("al", "annotator")
+    p.worker("bo", "annotator")
+    p.ingest([{"id": "D", "data": {"p": 9, "ov": 3}}, {"id": "S", "data": {"p": 5, "ov": 1}},
+              {"id": "N", "data": {"p": 1, "ov": 1}}, {"id": "H", "data": {"p": 0, "ov": 1}},
+              {"id": "X", "data": {}}])  # no rule matches X: held at creation, in no queue
+    for worker in ("al", "bo"):
+        claimed = p.claim(worker)
+        assert claimed["external_id"] == "D"
+        p.submit(claimed["assignment"], worker, "--label", "a")  # D needs a third annotator: there is none
+    for worker in ("al", "bo"):
+        assert p.claim(worker)["external_id"] == "S"
+        p.run_ok("release", "S")  # each gave S up
+    p.run_ok("hold", "H", "--reason", "ask the client")
+
+    status = p.json("status")
+    assert status["warnings"] == []  # q has two workers: the per-queue count sees nothing amiss
+    assert status["stalled"]["tasks"] == [
+        {"id": 1, "external_id": "D", "queue": "q", "stage": "annotate", "since": "2026-01-01T00:00:00+00:00",
+         "reason": "no worker may take it from `q`: al, bo annotated it"},
+        {"id": 2, "external_id": "S", "queue": "q", "stage": "annotate", "since": "2026-01-01T00:00:00+00:00",
+         "reason": "no worker may take it from `q`: al, bo gave its slot up or had it taken back"}]
+    assert status["stalled"]["checked"] == {"q": 3}  # every open task of q: D, S and N
+    assert [(t["external_id"], t["reason"], t["moved_by"]) for t in status["held"]["tasks"]] == [
+        ("H", "ask the client", "unhold"), ("X", "no rule in on_create matched", "escalate")]
+    assert status["held"]["more"] == 0
+
+    lines = p.run_ok("status").stdout.splitlines()
+    assert lines[-5:] == [
+        "stalled: task D in `q` (annotate, since 2026-01-01T00:00:00+00:00): no worker may take it from `q`: "
+        "al, bo annotated it",
+        "stalled: task S in `q` (annotate, since 2026-01-01T00:00:00+00:00): no worker may take it from `q`: "
+        "al, bo gave its slot up or had it taken back",
+        "held: task H in `q` (annotate) since 2026-01-01T00:00:00+00:00: ask the client; "
+        "`labelyard unhold id:4` reopens it",
+        "held: task X (no queue) since 2026-01-01T00:00:00+00:00: no rule in on_create matched; "
+        "`labelyard escalate id:5 --to QUEUE` routes it",
+        "held: no rule moves a held task; a lead's `unhold` or `escalate` does"]
+
+    p.worker("cy", "annotator")  # someone who may take them: nothing stalls any more
+    status = p.json("status")
+    assert status["stalled"]["tasks"] == []
+    assert "stalled:" not in p.run_ok("status").stdout
+
+
+def test_status_finds_a_stalled_task_at_the_head_and_the_oldest_at_a_cost_that_does_not_grow(tmp_path, monkeypatch):
+    from lead_support import Project, engine_at
+    from test_scale_paths import steps
+
+    p = Project(tmp_path, workflow=STALLS)
+    p.worker("al", "annotator")
+    p.ingest([{"id": "old", "data": {"p": -1, "ov": 2}}], name="old.jsonl")  # the lowest priority, the oldest
+    p.ingest([{"id": f"T{i}", "data": {"p": 1, "ov": 1}} for i in range(400)]
+             + [{"id": "top", "data": {"p": 9, "ov": 2}}], name="first.jsonl")
+    top = p.claim("al")
+    assert top["external_id"] == "top"
+    p.submit(top["assignment"], "al", "--label", "a")  # it needs another annotator: there is none
+    p.run_ok("reassign", "old", "--to", "al")
+    old = p.json("claim", "--as", "al", "--resume")
+    assert old["external_id"] == "old"
+    p.submit(old["assignment"], "al", "--label", "a")
+
+    def measured() -> int:
+        engine = engine_at(p.db, monkeypatch, 2)
+        status = engine.status()
+        assert [t["external_id"] for t in status["stalled"]["tasks"]] == ["top", "old"]
+        assert status["stalled"]["checked"]["q"] <= 100  # 50 a claim hands out first, 50 longest waiting
+        cost = steps(engine.store.conn, engine.status)
+        engine.close()
+        return cost
+
+    at_400 = measured()
+    p.ingest([{"id": f"U{i}", "data": {"p": 1, "ov": 1}} for i in range(3600)], name="more.jsonl")
+    at_4000 = measured()
+    assert at_4000 <= at_400 * 1.2 + 5, (at_400, at_4000)  # the same reads at ten times the tasks
