@@ -326,6 +326,7 @@ class _MadeByInit:
         self.path = path
         self.database: os.stat_result | None = None  # the file this init made, as made
         self.lock_file: str | None = None
+        self.emptied: os.stat_result | None = None  # the user's empty file this init set up
         self.sidecars: list[str] = []
 
     def create_database(self) -> bool:
@@ -346,11 +347,18 @@ class _MadeByInit:
         os.close(fd)
         return True
 
+    def take_empty_file(self) -> None:
+        """Note an empty file the user made (``touch``), which ``init`` sets up as a new one: a failed
+        ``init`` leaves it empty again, without the ``-wal`` and ``-shm`` it made beside it."""
+        if _empty_file(self.path):
+            self.emptied = os.stat(self.path)
+            self.sidecars = [self.path + s for s in self.SIDECARS if not os.path.lexists(self.path + s)]
+
     def undo(self, lock: WriterLock | None) -> bool:
         """Remove what this init made, under the writer lock (an init queued behind this one finds the
         file gone and says so), when the database holds no Labelyard schema; whether the database
         file was removed. Errors are left unsaid: the failure that brought us here is the one to report."""
-        if self.database is None and self.lock_file is None:
+        if self.database is None and self.lock_file is None and self.emptied is None:
             return False
         try:
             if lock is not None:
@@ -377,6 +385,15 @@ class _MadeByInit:
                 except FileNotFoundError:
                     pass
             removed = True
+        elif self.emptied is not None and os.path.exists(self.path) and not tables:
+            now = os.stat(self.path)
+            if (now.st_dev, now.st_ino) == (self.emptied.st_dev, self.emptied.st_ino):
+                for name in self.sidecars:
+                    try:
+                        os.unlink(name)
+                    except FileNotFoundError:
+                        pass
+                os.truncate(self.path, 0)  # the user's file, empty as it was
         if self.lock_file is not None:
             os.unlink(self.lock_file)
         return removed
@@ -518,6 +535,7 @@ class Store:
         existed = not made.create_database()
         if existed:
             cls._check_before_init(path)
+            made.take_empty_file()
         # Queued like any writer: two `init`s of a new file at once would otherwise race to switch
         # it to WAL, and SQLite answers the loser "database is locked" without waiting. Another
         # process's last connection closing (it checkpoints and removes the WAL outside the queue)
