@@ -270,14 +270,16 @@ class Queries:
         return self.store.active_by_queue()
 
     def throughput(self, now: float, hours: int = 24) -> dict[str, Any]:
-        """Per hour over the last ``hours``: tasks created, submissions, final labels."""
-        first = int(now // HOUR) - hours + 1
-        series = {k: [0] * hours for k in ("created", "submitted", "final")}
+        """Per clock hour over the last ``hours``: tasks created, submissions, final labels, in
+        ``hours + 1`` buckets (:func:`first_hour`): the oldest is the hour that holds ``now - hours``."""
+        first = first_hour(now, hours)
+        buckets = hours + 1
+        series = {k: [0] * buckets for k in ("created", "submitted", "final")}
         for r in self.store.activity_rows(first):
             i = r["hour"] - first
-            if 0 <= i < hours and r["kind"] in series:
+            if 0 <= i < buckets and r["kind"] in series:
                 series[r["kind"]][i] += r["n"]
-        return {"first_hour": first * HOUR, "hours": hours, **series}
+        return {"first_hour": first * HOUR, "hours": buckets, **series}
 
     # -- workers --------------------------------------------------------------------------
     def worker_rows(self, now: float | None = None, *, loads_: dict[str, int] | None = None,
@@ -286,7 +288,7 @@ class Queries:
         (``with_agreement``) agreement with final labels, from the sums kept on each worker row."""
         now = clock.now() if now is None else now
         loads_ = self.store.worker_loads() if loads_ is None else loads_
-        since = int(now // HOUR) - hours + 1
+        since = first_hour(now, hours)
         recent: dict[str, int] = defaultdict(int)
         for r in self.store.activity_rows(since):
             if r["kind"] == "submitted":
@@ -417,6 +419,15 @@ class Queries:
                   "queue": v["queue"]} for v in self.store.votes(task_id)]
         reviews = [a for a in shown["annotations"] if a["stage"] in ("review", "escalated")]
         return {**shown, "votes": votes, "reviews": reviews, "explain": explain_task(self.store, f"id:{task_id}")}
+
+
+def first_hour(now: float, hours: int) -> int:
+    """The first hour bucket (epoch seconds // 3600) of the figures "in the last ``hours``": the one
+    that holds ``now - hours``. The counters (``activity``) are kept per clock hour, so that bucket
+    counts in full and the window reaches back up to one hour more; starting one bucket later
+    left out what was done in the first part of the last ``hours`` (an hour after the clock
+    turned, a submission 23.5 hours old)."""
+    return int((now - hours * HOUR) // HOUR)
 
 
 def _duration(seconds: float | None) -> str:
