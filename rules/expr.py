@@ -66,6 +66,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .context import CONTEXT_SCHEMA, FACT_TYPES, GROUP, LEAF, OPEN, SECTION_ROOTS, all_names, field_kind, open_names
+from .durations import NUMBER, UNITS, literal
 from .errors import RulesError
 
 __all__ = [
@@ -87,7 +88,7 @@ MAX_DEPTH = 64
 MAX_PATTERN = 500
 MAX_PATTERN_PROGRAM = 1_000  # RE2 instructions: past about this, matching falls back to RE2's slower NFA
 MAX_JOINED = 1_000_000  # characters of text, or items of a list, that `+` may build
-DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+DURATION_UNITS = UNITS
 
 
 class ExpressionError(RulesError):
@@ -470,7 +471,7 @@ class _Token:
     value: object = None
 
 
-_NUMBER = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_NUMBER = NUMBER  # durations and numbers: one definition (rules.durations)
 _WORD = re.compile(r"[A-Za-z0-9_]*")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ESCAPES = {"\\": "\\", '"': '"', "'": "'", "n": "\n", "t": "\t"}
@@ -534,9 +535,7 @@ def _scan_number(src: str, i: int) -> _Token:
     if suffix and suffix not in DURATION_UNITS:
         return _Token("bad", f"invalid number `{src[i:end]}` (durations are a number and one of s, m, h, d)", i, end)
     try:
-        value: int | float = float(digits) if any(ch in digits for ch in ".eE") else int(digits)
-        if suffix:
-            value = value * DURATION_UNITS[suffix]
+        value = literal(digits, suffix)
     except (ValueError, OverflowError):
         return _Token("bad", "number is too long", i, end)
     if value in (float("inf"), float("-inf")):

@@ -30,11 +30,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import durations
 from .actions import ACTIONS
 from .context import CONTEXT_SCHEMA, SECTION_ROOTS, score_facts
 from .diagnostics import Diagnostic, WorkflowInvalid
 from .errors import RulesError
-from .expr import DURATION_UNITS, EvaluationError
+from .expr import EvaluationError
 from .instants import InstantError, parse_instant
 from .source import read_source
 from .workflow import Workflow, compile_workflow
@@ -395,9 +396,12 @@ def _load_cases(text: str, filename: str, suite: SuiteResult) -> list[dict[str, 
             seen[name] = pos.line
         positions = {key: doc.where(("cases", index) + key) for key in _POSITION_KEYS}
         for root, given in (case.get("facts") or {}).items():
-            positions[("facts", root)] = doc.where(("cases", index, "facts", root), key=True)
+            at = ("cases", index, "facts", root)
+            positions[("facts", root)] = doc.where(at, key=True)
+            positions[("value", root)] = doc.where(at)  # where a fact's value is (FactError)
             for key in given if isinstance(given, dict) else ():
-                positions[("facts", root, key)] = doc.where(("cases", index, "facts", root, key), key=True)
+                positions[("facts", root, key)] = doc.where(at + (key,), key=True)
+                positions[("value", root, key)] = doc.where(at + (key,))
         cases.append({**case, "_line": pos.line, "_positions": positions, "_problem": message})
     if not cases and not suite.errors:
         suite.errors.append(Diagnostic(filename, 1, 1, "no cases: add some under `cases:`"))
@@ -440,8 +444,9 @@ def _run_case(workflow: Workflow, case: dict[str, Any], filename: str,
     try:
         derive = (lambda votes: votes_for(votes, workflow)) if votes_for is not None else None
         ctx = build_context(case.get("facts") or {}, derive)
-    except ValueError as exc:
-        pos = case["_positions"][("facts",)]
+    except ValueError as exc:  # at the value that cannot be read, else at `facts`
+        path = ("value", *exc.path) if isinstance(exc, FactError) else ("facts",)
+        pos = case["_positions"].get(path) or case["_positions"][("facts",)]
         result.message = f"{filename}:{pos.line}:{pos.col}: {exc}"
         return result
     try:
@@ -568,11 +573,11 @@ def build_context(facts: Mapping[str, Any],
             ctx["now"] = _instant(value)
             continue
         if not isinstance(value, Mapping):
-            raise ValueError(f"`{root}` facts must be a mapping")
+            raise FactError((root,), f"`{root}` facts must be a mapping")
         data = dict(value)
         for key in list(data):
             if (root, key) in AGE_KEYS and isinstance(data[key], str):
-                data[key] = _duration(data[key], f"{root}.{key}")
+                data[key] = _duration(data[key], root, key)
         ctx[root] = data
     votes = ctx.get("votes")
     if isinstance(votes, dict) and isinstance(votes.get("labels"), list):
@@ -584,23 +589,30 @@ def build_context(facts: Mapping[str, Any],
     return ctx
 
 
+class FactError(ValueError):
+    """A fact a case gives that cannot be read; ``path`` is the fact's (``("now",)``,
+    ``("assignment", "age")``), so the message points at its value in the file."""
+
+    def __init__(self, path: tuple[str, ...], message: str):
+        super().__init__(message)
+        self.path = path
+
+
 def _instant(value: Any) -> float:
     """``now`` as ``LABELYARD_NOW`` takes it (:mod:`rules.instants`), a YAML number too."""
     try:
         return parse_instant(value)
     except InstantError as exc:
         shown = "an integer too long to show" if isinstance(value, int) and abs(value) > 10**100 else repr(value)
-        raise ValueError(f"`now` is {shown}: {exc}") from None
+        raise FactError(("now",), f"`now` is {shown}: {exc}") from None
 
 
-def _duration(text: str, where: str) -> float:
-    unit = text[-1:]
+def _duration(text: str, root: str, key: str) -> float:
+    """A duration written as text, as the rule language reads it (:mod:`rules.durations`)."""
     try:
-        if unit not in DURATION_UNITS:
-            raise ValueError
-        return float(text[:-1]) * DURATION_UNITS[unit]
-    except ValueError:
-        raise ValueError(f"`{where}` is {text!r}: a number of seconds or a duration like 30s, 15m, 2h, 7d") from None
+        return durations.parse(text)
+    except durations.DurationError as exc:
+        raise FactError((root, key), f"`{root}.{key}` is {text!r}: {exc}") from None
 
 
 def _label_key(label: Any) -> Any:

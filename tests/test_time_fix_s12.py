@@ -4,6 +4,10 @@
 1. The "24 h" figures (the dashboard's "24 h: N submissions, N final" and the workers' 24h column)
    counted whole clock hours from 23 hours before the current one: right after the hour turned,
    a submission 23.5 hours old was left out. They start at the hour that holds ``now - 24h``.
+2. A rule test's bad duration (``assignment.age``, ``task.age``, ``task.stage_age``,
+   ``queue.oldest_age``) or bad ``now`` was an ERROR at the line of the first key of ``facts``; it is
+   at the bad value's ``line:col`` now. Durations are read as the rule language reads them (one
+   definition, ``rules.durations``): ``nanh``, ``infd`` and ``1_0h`` were taken by ``float()``.
 """
 
 from __future__ import annotations
@@ -104,3 +108,85 @@ async def test_the_dashboard_and_the_workers_screen_count_a_submission_23_and_a_
         table = app.screen.query_one(DataTable)
         column = [str(c.label) for c in table.columns.values()].index("24h")
         assert str(table.get_row("al")[column]) == "1"
+
+
+# -- 2. rule tests: a bad fact's value, located; durations as rules read them -------------------------
+
+TIMER_WORKFLOW = WORKFLOW + """\
+on_timer:
+  - {name: stale, when: assignment.age > 1h, do: release}
+  - {name: late, when: task.stage_age > 4h or queue.oldest_age > 4h or task.age > 4h, do: {hold: late}}
+"""
+
+
+def rule_test(run, tmp_path, cases: str) -> str:
+    (tmp_path / "t.workflow.yaml").write_text(TIMER_WORKFLOW, encoding="utf-8")
+    (tmp_path / "t.test.yaml").write_text("cases:\n" + cases, encoding="utf-8")
+    return run("test", "t.test.yaml").stdout
+
+
+def test_a_bad_duration_or_now_in_facts_is_reported_at_its_value(run, tmp_path):
+    out = rule_test(run, tmp_path, """\
+  - name: bad age
+    event: on_timer
+    facts:
+      task:
+        queue: triage
+        stage_age: 1h
+      assignment:
+        worker: al
+        age: 1w
+    expect: {rule: stale}
+  - name: bad now
+    event: on_timer
+    facts:
+      task:
+        queue: triage
+      now: 2026-02-30T00:00:00Z
+    expect: {rule: null}
+  - name: flow style
+    event: on_timer
+    facts: {task: {queue: triage}, queue: {oldest_age: 4 h}}
+    expect: {rule: null}
+""")
+    assert "ERROR t.test.yaml:2: bad age\n      t.test.yaml:10:14: `assignment.age` is '1w': a number of seconds " \
+           "or a duration like 30s, 15m, 2h, 7d\n" in out
+    assert "ERROR t.test.yaml:12: bad now\n      t.test.yaml:17:12: `now` is '2026-02-30T00:00:00Z': " in out
+    assert "ERROR t.test.yaml:19: flow style\n      t.test.yaml:21:56: `queue.oldest_age` is '4 h': " in out
+
+
+KEYS = ["assignment.age", "task.age", "task.stage_age", "queue.oldest_age"]
+REFUSED = ["nanh", "infd", "1_0h", "-5m", "' 2h'", "1e400h", "2H", "1.h", "1w"]
+
+
+def test_a_duration_the_rule_language_refuses_is_an_error_not_a_pass(run, tmp_path):
+    combos = [(key, age) for key in KEYS for age in REFUSED]
+    cases = ""
+    for n, (key, age) in enumerate(combos):
+        root, field = key.split(".")
+        cases += f"""\
+  - name: odd {n}
+    event: on_timer
+    facts:
+      {root}:
+        {field}: {age}
+    expect: {{rule: null}}
+"""
+    out = rule_test(run, tmp_path, cases)
+    for n, (key, age) in enumerate(combos):
+        line, field = 2 + 6 * n, key.split(".")[1]
+        assert f"ERROR t.test.yaml:{line}: odd {n}\n      t.test.yaml:{line + 4}:{11 + len(field)}: `{key}` is " \
+               in out, (key, age, out)
+    assert f"0 passed, 0 failed, {len(combos)} errors" in out
+
+
+@pytest.mark.parametrize(("age", "verdict"), [(".5h", "FAIL"), ("1.5h", "PASS"), ("1e3s", "FAIL"), ("4e3s", "PASS"),
+                                              ("'3601'", "PASS"), ("3600", "FAIL"), ("90m", "PASS")])
+def test_a_duration_the_rule_language_takes_is_read_as_it_reads_it(run, tmp_path, age, verdict):
+    out = rule_test(run, tmp_path, f"""\
+  - name: age
+    event: on_timer
+    facts: {{task: {{queue: triage}}, assignment: {{age: {age}}}}}
+    expect: {{rule: stale}}
+""")
+    assert f"{verdict}  t.test.yaml:2: age" in out, out
