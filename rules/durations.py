@@ -1,6 +1,8 @@
 """Durations, one definition for the whole rule language: a number of seconds, or a number and one
 of the units s, m, h, d (``90``, ``30s``, ``1.5h``, ``.5h``, ``1e3s``). Expressions read them as
-literals (:mod:`rules.expr`), rule tests as facts (``age: 2h``, :mod:`rules.testing`).
+literals (:mod:`rules.expr`), queue SLAs as settings (``sla: 4h``, ``sla: 90``) and rule tests as
+facts (``age: 2h``, :mod:`rules.testing`); the workflow schema's pattern is made from the same
+expression (:data:`PATTERN`), and every refusal says in words what a duration is (:data:`WORDS`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 NUMBER = re.compile(r"(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 """A number as the rule language writes it: no sign (``-`` is an operator), no ``_``, ``nan`` or ``inf``."""
 DURATION = re.compile(rf"({NUMBER.pattern})([smhd]?)")
+PATTERN = rf"^(?:{NUMBER.pattern})[smhd]?$"
+"""A duration written as text, for the JSON schema (editors); :func:`seconds` also refuses what a
+pattern cannot tell (a number too large, a trailing line break that Python's ``$`` lets through)."""
 WORDS = "a number of seconds or a duration like 30s, 15m, 2h, 7d"
 """What a duration is, in the words of every message that refuses one."""
 
@@ -44,3 +49,21 @@ def parse(text: str) -> int | float:
     if not finite:
         raise DurationError("a number too large for a duration")
     return value
+
+
+def seconds(value: Any) -> float:
+    """A setting's duration in seconds (``sla: 4h``, ``sla: 90``): a number of seconds, not negative,
+    or text as :func:`parse` reads it; raises :class:`DurationError` for anything else."""
+    if isinstance(value, str):
+        value = parse(value)
+    elif isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DurationError(WORDS)
+    elif not value >= 0:  # negative, or NaN
+        raise DurationError("a duration cannot be negative" if value < 0 else WORDS)
+    try:
+        result = float(value)
+    except OverflowError:
+        result = math.inf
+    if not math.isfinite(result):
+        raise DurationError("a number too large for a duration")
+    return result

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from . import durations
 from .actions import ACTIONS, SECTIONS
 
 SCHEMA_PATH = Path(__file__).with_name("workflow.schema.json")
@@ -178,7 +179,11 @@ def build_schema() -> dict:
                             type="array",
                             items={"description": "A skill.", "type": "string"},
                         ),
-                        "sla": _described("How long a task may wait here, e.g. `4h`.", type="string", pattern=r"^\d+(\.\d+)?[smhd]$"),
+                        "sla": _described(
+                            "How long a task may wait here (rules read it as `queue.sla`): a number of "
+                            "seconds or a duration like 30s, 15m, 2h, 7d.",
+                            type=["number", "string"], minimum=0, pattern=durations.PATTERN,
+                        ),
                     },
                     required=["roles"],
                     additionalProperties=False,

@@ -17,6 +17,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import durations
 from .actions import ACTIONS, SECTIONS
 from .context import SECTION_ROOTS
 from .diagnostics import Diagnostic, WorkflowInvalid
@@ -27,7 +28,6 @@ from .schema import label_key_problem
 
 TASK_DECISION_SECTIONS = ("on_create", "on_quorum", "on_review", "on_timer")
 HOLD_WHEN_NO_RULE = ("on_create", "on_quorum", "on_review")
-DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MAX_OVERLAP = 1000
 NUMERIC_PARAMS = ("overlap", "priority")
 PRIORITY_LIMIT = 1e15  # priorities are stored as REAL; beyond this they stop being exact
@@ -69,9 +69,19 @@ def _repr(value: Any) -> str:
         return "a value with an integer too long to show"
 
 
-def parse_duration(text: str) -> float:
-    """Seconds in ``30s``, ``15m``, ``2h``, ``7d``."""
-    return float(text[:-1]) * DURATION_UNITS[text[-1]]
+def sla_seconds(value: Any) -> float | None:
+    """A queue's ``sla`` in seconds (:func:`rules.durations.seconds`); ``None`` when it has none.
+
+    A version applied before durations had one definition was checked by a pattern whose ``\\d``
+    took any Unicode digit (``٤h``), read by ``float``: such a stored SLA is read as it was then, so
+    the version keeps loading. A workflow checked now has none (:meth:`_Compiler.semantic_checks`).
+    """
+    if value is None:
+        return None
+    try:
+        return durations.seconds(value)
+    except durations.DurationError:
+        return float(value[:-1]) * durations.UNITS[value[-1]]
 
 
 @dataclass(frozen=True)
@@ -305,7 +315,7 @@ class Workflow:
                 name,
                 tuple(q.get("roles") or ()),
                 tuple(q.get("skills") or ()),
-                parse_duration(q["sla"]) if q.get("sla") else None,
+                sla_seconds(q.get("sla")),
             )
             for name, q in (spec.get("queues") or {}).items()
         }
@@ -613,6 +623,8 @@ def _schema_diagnostics(doc: Any) -> list[Diagnostic]:
                 msg += f"; did you mean `{hint[0]}`?" if hint else f" (allowed: {', '.join(allowed)})"
                 out.append(Diagnostic(doc.filename, pos.line, pos.col, msg))
             continue
+        if _is_sla(path):
+            continue  # said in words by the compiler (_Compiler.semantic_checks), as durations are in rules
         if error.validator == "not" and error.schema.get("description"):  # a key the schema refuses, and says why
             pos = doc.where(path, key=True)
             out.append(Diagnostic(doc.filename, pos.line, pos.col, error.schema["description"]))
@@ -620,6 +632,11 @@ def _schema_diagnostics(doc: Any) -> list[Diagnostic]:
         pos = doc.where(path)
         out.append(Diagnostic(doc.filename, pos.line, pos.col, _schema_message(error, path)))
     return out
+
+
+def _is_sla(path: tuple) -> bool:
+    """Whether a schema path is a queue's ``sla`` (``queues.NAME.sla``)."""
+    return len(path) == 3 and path[0] == "queues" and path[2] == "sla"
 
 
 def _under_do(path: tuple) -> bool:
@@ -841,6 +858,13 @@ class _Compiler:
                 pos = self.doc.where(path, key=is_key)
                 out.append(Diagnostic(self.filename, pos.line, pos.col,
                                       f"{_show_short(text)} ends with a line break (a `|` block?); write it on one line"))
+            elif _is_sla(path) and not (isinstance(text, float) and not math.isfinite(text)):  # those said above
+                try:
+                    durations.seconds(text)
+                except durations.DurationError as exc:
+                    pos = self.doc.where(path)
+                    out.append(Diagnostic(self.filename, pos.line, pos.col,
+                                          f"`{'.'.join(map(str, path))}` is {_show_short(text)}: {exc}"))
         if isinstance(labels, dict) and _number(labels.get("min")) and _number(labels.get("max")) \
                 and labels["min"] > labels["max"]:
             pos = self.doc.where(("labels", "min"))

@@ -8,6 +8,9 @@
    ``queue.oldest_age``) or bad ``now`` was an ERROR at the line of the first key of ``facts``; it is
    at the bad value's ``line:col`` now. Durations are read as the rule language reads them (one
    definition, ``rules.durations``): ``nanh``, ``infd`` and ``1_0h`` were taken by ``float()``.
+3. A queue's ``sla`` is a duration as rules write one (``90``, ``.5h``, ``1e3s``), refused in words;
+   before, it took only ``4h``-like text and its errors showed the schema's regular expression.
+   A version stored before (its SLA checked by a pattern that took any Unicode digit) keeps loading.
 """
 
 from __future__ import annotations
@@ -190,3 +193,62 @@ def test_a_duration_the_rule_language_takes_is_read_as_it_reads_it(run, tmp_path
     expect: {{rule: stale}}
 """)
     assert f"{verdict}  t.test.yaml:2: age" in out, out
+
+
+# -- 3. a queue's sla: durations as rules write them, refused in words --------------------------------
+
+def sla_workflow(sla: str) -> str:
+    return WORKFLOW.replace("triage: {roles: [annotator]}", f"triage: {{roles: [annotator], sla: {sla}}}")
+
+
+@pytest.mark.parametrize(("sla", "shown", "why"), [
+    ("1w", '"1w"', "a number of seconds or a duration like 30s, 15m, 2h, 7d"),
+    ("nanh", '"nanh"', "a number of seconds or a duration like 30s, 15m, 2h, 7d"),
+    ("1_0h", '"1_0h"', "a number of seconds or a duration like 30s, 15m, 2h, 7d"),
+    ("'4h '", '"4h "', "a number of seconds or a duration like 30s, 15m, 2h, 7d"),
+    ("true", "true", "a number of seconds or a duration like 30s, 15m, 2h, 7d"),
+    ("[4h]", '["4h"]', "a number of seconds or a duration like 30s, 15m, 2h, 7d"),
+    ("-5", "-5", "a duration cannot be negative"),
+    ("1e400h", '"1e400h"', "a number too large for a duration"),
+])
+def test_a_bad_sla_is_refused_in_words(run, tmp_path, sla, shown, why):
+    (tmp_path / "t.workflow.yaml").write_text(sla_workflow(sla), encoding="utf-8")
+    proc = run("validate", "t.workflow.yaml")
+    assert (proc.returncode, proc.stderr) == (1, f"t.workflow.yaml:4:37: `queues.triage.sla` is {shown}: {why}\n")
+    [found] = json.loads(run("validate", "--json", "t.workflow.yaml").stdout)
+    assert found["message"] == f"`queues.triage.sla` is {shown}: {why}" and "\\" not in found["message"]
+
+
+@pytest.mark.parametrize(("sla", "seconds"), [("4h", 14400), (".5h", 1800), ("1.5h", 5400), ("1e3s", 1000),
+                                              ("90", 90), ("'90'", 90), ("2.5", 2.5), ("0", 0), ("0s", 0)])
+def test_an_sla_takes_what_a_rule_duration_takes(run, tmp_path, sla, seconds):
+    (tmp_path / "t.workflow.yaml").write_text(sla_workflow(sla), encoding="utf-8")
+    run.ok("init")
+    run.ok("apply", "t.workflow.yaml")
+    engine = Engine.open(str(run.db))
+    try:
+        assert engine.workflow.queues["triage"].sla == seconds
+    finally:
+        engine.close()
+
+
+def test_a_version_stored_with_an_sla_the_old_pattern_took_keeps_loading(tmp_path, monkeypatch):
+    """The old schema's ``\\d`` took any Unicode digit and ``float`` read it: ``٤h`` was four hours."""
+    import sqlite3
+
+    path = project(tmp_path, monkeypatch)
+    engine = Engine.open(path)
+    engine.apply(sla_workflow("4h"), "t.workflow.yaml", actor=LEAD)
+    engine.close()
+    with sqlite3.connect(path) as conn:
+        (spec,) = conn.execute("SELECT spec FROM workflows WHERE active = 1").fetchone()
+        spec = json.loads(spec)
+        spec["queues"]["triage"]["sla"] = "\u0664h"
+        conn.execute("UPDATE workflows SET spec = ? WHERE active = 1", (json.dumps(spec),))
+    conn.close()
+    q = Queries.open(path)
+    try:
+        [triage] = q.dashboard(now=parse_instant(SUBMITTED) + 5 * 3600)["queues"]
+        assert (triage["sla"], triage["breaches"]) == (4 * 3600, 1)
+    finally:
+        q.close()
