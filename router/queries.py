@@ -238,7 +238,7 @@ class Queries:
             breaches = 0 if sla is None else self.store.open_older_than(name, now - sla, BREACH_CAP)  # 0s is an SLA
             queues.append({"name": name, "open": c["open"], "waiting": c["waiting"], "held": c["held"],
                            "active": active_by_queue.get(name, 0), "stages": c["stages"],
-                           "oldest_age": None if oldest is None else max(0.0, now - oldest), "sla": sla,
+                           "oldest_age": None if oldest is None else now - oldest, "sla": sla,
                            "breaches": breaches, "breaches_capped": breaches >= BREACH_CAP})
         throughput = self.throughput(now, hours)
         workers = self.worker_rows(now, loads_=loads_, with_agreement=False)

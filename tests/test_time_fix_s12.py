@@ -11,6 +11,8 @@
 3. A queue's ``sla`` is a duration as rules write one (``90``, ``.5h``, ``1e3s``), refused in words;
    before, it took only ``4h``-like text and its errors showed the schema's regular expression.
    A version stored before (its SLA checked by a pattern that took any Unicode digit) keeps loading.
+4. With the clock behind a task's stored time, the task list's age column said ``-18000s`` while the
+   dashboard said ``0s``. Every age a screen shows is clamped in one place, ``fmt.age``: ``0s``.
 """
 
 from __future__ import annotations
@@ -252,3 +254,27 @@ def test_a_version_stored_with_an_sla_the_old_pattern_took_keeps_loading(tmp_pat
         assert (triage["sla"], triage["breaches"]) == (4 * 3600, 1)
     finally:
         q.close()
+
+
+# -- 4. an age when the clock is behind the stored time ---------------------------------------------
+
+@pytest.mark.anyio
+async def test_the_task_list_and_the_dashboard_show_0s_when_the_clock_is_behind_a_task(tmp_path, monkeypatch):
+    path = project(tmp_path, monkeypatch)  # T0 entered triage at 10:30
+    monkeypatch.setenv("LABELYARD_NOW", "2026-01-01T05:30:00Z")  # five hours earlier
+    app = LabelyardApp(path, LEAD, poll_interval=None, clock_interval=None)
+    async with app.run_test(size=(180, 45)) as pilot:
+        await settle(app, pilot)
+        assert str(app.screen.query_one("#queues", DataTable).get_row("triage")[5]) == "0s"
+        await pilot.press("t")
+        await settle(app, pilot)
+        table = app.screen.query_one("#tasks", DataTable)
+        column = [str(c.label) for c in table.columns.values()].index("age")
+        assert [str(table.get_row_at(r)[column]) for r in range(table.row_count)] == ["0s"]
+        app.screen.time_passed()  # the clock refresh writes the cells again from the rows on screen
+        await pilot.pause()
+        assert str(table.get_row_at(0)[column]) == "0s"
+        monkeypatch.setenv("LABELYARD_NOW", "2026-01-01T12:30:00Z")  # and once the clock is past it
+        app.screen.time_passed()
+        await pilot.pause()
+        assert str(table.get_row_at(0)[column]) == "2h"

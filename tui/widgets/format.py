@@ -68,7 +68,10 @@ def join(texts: list[Text], separator: str = "\n") -> Text:
 
 
 def age(seconds: float | None) -> str:
-    return "-" if seconds is None else duration(seconds)
+    """How long ago, for every age a screen shows (the task list's, a queue's oldest task): ``0s``
+    when the clock is behind the stored time (``LABELYARD_NOW`` set back, a corrected system
+    clock), never a negative count of seconds."""
+    return "-" if seconds is None else duration(max(0.0, seconds))
 
 
 def label(value: Any) -> str:
