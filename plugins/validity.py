@@ -11,11 +11,10 @@ No problem: abstain (a valid label is not yet a right one), or approve with
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from router import hookimpl
-from router.plugin_api import PluginRun, ReviewItem, Verdict, approve, reject
+from router.plugin_api import PluginRun, ReviewItem, Verdict, approve, not_among, not_one_of, reject
 
 
 @hookimpl
@@ -39,11 +38,11 @@ def label_problem(label: Any, run: PluginRun, data: dict[str, Any]) -> str | Non
     kind, choices = run.label_type, run.choices
     if kind == "choice":
         if choices and label not in choices:
-            return f"{json.dumps(label)} is not one of {', '.join(choices)}"
+            return f"label {not_one_of(label, choices)}"
     elif kind == "multi_choice":
         bad = [c for c in (label if isinstance(label, list) else [label]) if choices and c not in choices]
         if bad:
-            return f"{', '.join(map(json.dumps, bad))} not among {', '.join(choices)}"
+            return not_among(bad, choices)
     elif kind == "boxes":
         return _boxes_problem(label, run, data)
     elif kind == "spans":
@@ -69,7 +68,7 @@ def _boxes_problem(boxes: Any, run: PluginRun, data: dict[str, Any]) -> str | No
         if x < 0 or y < 0 or (width is not None and x + w > width) or (height is not None and y + h > height):
             return f"box {n} ({x:g}, {y:g}, {w:g}×{h:g}) is outside the image ({width}×{height})"
         if run.choices and box.get("label") is not None and box["label"] not in run.choices:
-            return f"box {n}: {json.dumps(box['label'])} is not one of {', '.join(run.choices)}"
+            return f"box {n}: {not_one_of(box['label'], run.choices)}"
     return None
 
 
@@ -87,5 +86,5 @@ def _spans_problem(spans: Any, run: PluginRun, data: dict[str, Any]) -> str | No
         if length is not None and end > length:
             return f"span {n} ({start:g}..{end:g}) ends after the text ({length} characters)"
         if run.choices and span.get("label") is not None and span["label"] not in run.choices:
-            return f"span {n}: {json.dumps(span['label'])} is not one of {', '.join(run.choices)}"
+            return f"span {n}: {not_one_of(span['label'], run.choices)}"
     return None

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from rules.label_text import not_among, not_one_of
+
 from . import ingest
 from .export import new_temp_beside, spreadsheet_safe
 from .ingest import (JSON_RESERVED, RowError, RowProblem, TaskInput, decode_document, decode_line,
@@ -26,7 +28,7 @@ __all__ = [
     "PluginRun", "SourcePart", "FinalTask", "ReviewItem", "Verdict", "Notification", "PluginError",
     "TaskInput", "RowProblem", "RowError", "check_row", "read_file", "parse_jsonl_line", "decode_line",
     "decode_document", "long_integer_problem", "JSON_RESERVED", "approve", "reject", "Setting", "is_utf8",
-    "escaped", "new_temp_beside", "spreadsheet_safe",
+    "escaped", "new_temp_beside", "spreadsheet_safe", "not_one_of", "not_among",
 ]
 
 

@@ -1,4 +1,5 @@
-"""How a label outside the workflow's choices is said in a message (``submit``, ``gold add``, ``ingest``).
+"""How a label outside the workflow's choices is said in a message (``submit``, ``gold add``, ``ingest``,
+and the ``validity`` reviewer through ``router.plugin_api``).
 
 Choices are text. A label of text is shown as JSON (``"dog"``) beside the choices as written
 (``is not one of 1, cat``). A label of another kind is shown with its kind named, and the choices
@@ -31,3 +32,13 @@ def not_one_of(value: Any, choices: Iterable[str]) -> str:
     kind = KINDS.get(type(value))
     named = f" ({kind})" if kind else ""
     return f"{shown(value)}{named} is not one of {', '.join(map(shown, choices))}"
+
+
+def not_among(values: Iterable[Any], choices: Iterable[str]) -> str:
+    """``<values> not among <choices>`` (the items of a ``multi_choice`` label outside the choices),
+    the kinds told apart as :func:`not_one_of` does when one of ``values`` is not text."""
+    values, choices = list(values), list(choices)
+    if all(isinstance(v, str) for v in values):
+        return f"{', '.join(map(shown, values))} not among {', '.join(choices)}"
+    named = [f"{shown(v)} ({KINDS[type(v)]})" if type(v) in KINDS else shown(v) for v in values]
+    return f"{', '.join(named)} not among {', '.join(map(shown, choices))}"

@@ -23,7 +23,7 @@ from .context import SECTION_ROOTS
 from .diagnostics import Diagnostic, WorkflowInvalid
 from .errors import RulesError
 from .expr import EvaluationError, Expression, ExpressionError, compile_expression
-from .label_text import not_one_of
+from .label_text import not_among, not_one_of
 from .schema import label_key_problem
 
 TASK_DECISION_SECTIONS = ("on_create", "on_quorum", "on_review", "on_timer")
@@ -117,7 +117,7 @@ class LabelSpec:
                 return "a multi_choice label is a list of choices"
             bad = [v for v in value if self.choices and v not in self.choices]
             if bad:
-                return f"{', '.join(map(_show, bad))} not among {', '.join(self.choices)}"
+                return not_among(bad, self.choices)
         elif self.type == "number":
             if not finite_number(value):
                 return f"label {_show_short(value)} is not a finite number"
