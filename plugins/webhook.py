@@ -7,7 +7,8 @@ signing secret), ``retries`` (extra attempts within one run, default 2),
 ``timeout`` (seconds for the whole request, default 10), ``headers`` (extra
 headers: never one of Labelyard's own, below, nor ``Content-Length``,
 ``Host`` or ``Transfer-Encoding``; names are compared ignoring case, and
-``validate`` refuses such a header at ``file:line:col``).
+``validate`` refuses such a header at ``file:line:col``; a ``User-Agent``
+replaces the default ``labelyard-webhook``).
 
 Headers sent: ``Content-Type: application/json``, ``X-Labelyard-Event``
 (``done``…), ``X-Labelyard-Delivery`` (unique per notification and entry;
@@ -37,9 +38,11 @@ from router import hookimpl
 from router.plugin_api import Notification, PluginError, PluginRun, Setting
 
 SIGNATURE_HEADER = "X-Labelyard-Signature"
-# Headers `headers:` must not replace: Labelyard's own (a receiver deduplicating on X-Labelyard-Delivery
-# would drop every notification given one value), and those HTTP itself sets. Compared in lower case.
-OWN_HEADERS = ("content-type", "user-agent", "content-length", "host", "transfer-encoding")
+# Headers `headers:` must not replace: those a receiver relies on (one deduplicating on X-Labelyard-Delivery
+# would drop every notification given one value; it parses the body as Content-Type says), and those HTTP
+# itself sets. Compared in lower case. User-Agent is not one: the user's replaces DEFAULT_USER_AGENT.
+OWN_HEADERS = ("content-type", "content-length", "host", "transfer-encoding")
+DEFAULT_USER_AGENT = "labelyard-webhook"
 OWN_PREFIX = "x-labelyard-"
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")  # RFC 9110's token: what a header name may be
 MAX_RETRIES = 10  # within one run; later runs retry anyway
@@ -114,10 +117,12 @@ def send(run: PluginRun, notification: Notification) -> None:
     problem = url_problem(url)
     if problem:
         raise PluginError(f"setting `url:` {problem}")
-    headers = {"Content-Type": "application/json", "User-Agent": "labelyard-webhook",
-               "X-Labelyard-Event": notification.event, "X-Labelyard-Delivery": str(notification.delivery)}
-    extra = run.setting("headers", {}, kind=HEADERS)  # an older version stored it unchecked: checked here too
-    headers.update({str(k): str(v) for k, v in extra.items()})
+    # Checked here too (an older version stored it unchecked): none is the webhook's own but User-Agent.
+    extra = {str(k): str(v) for k, v in run.setting("headers", {}, kind=HEADERS).items()}
+    own_agent = any(name.lower() == "user-agent" for name in extra)
+    headers = {**({} if own_agent else {"User-Agent": DEFAULT_USER_AGENT}), **extra,
+               "Content-Type": "application/json", "X-Labelyard-Event": notification.event,
+               "X-Labelyard-Delivery": str(notification.delivery)}
     secret_env = run.setting("secret_env")
     if secret_env:
         secret = os.environ.get(secret_env)

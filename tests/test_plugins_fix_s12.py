@@ -51,3 +51,93 @@ def test_the_formatters_are_part_of_the_plugin_api():
 
     assert {"not_one_of", "not_among"} <= set(api.__all__)
     assert api.not_one_of(1, ["1"]) == '1 (a number) is not one of "1"'
+
+
+# -- 2. the webhook takes the user's User-Agent --------------------------------------------------------
+HOOK_WORKFLOW = """\
+workflow: f
+labels: {type: choice, choices: [bug, spam]}
+queues: {triage: {roles: [annotator]}}
+on_create:
+  - {name: confident, when: prediction.confidence >= 0.9, do: accept}
+  - {name: default, do: {annotate: triage, overlap: 1}}
+notify: [{plugin: webhook, url: "URL", secret_env: HOOK_SECRET, backoff: 0HEADERS}]
+"""
+
+
+class Receiver:
+    """An HTTP server on 127.0.0.1 recording every request's headers as sent (repeated ones too)."""
+
+    def __init__(self):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests: list[list[tuple[str, str]]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append(list(self.headers.items()))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def values(self, n: int, name: str) -> list[str]:
+        return [value for key, value in self.requests[n] if key.lower() == name.lower()]
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def receiver():
+    server = Receiver()
+    yield server
+    server.close()
+
+
+def hook_project(run, tmp_path, url: str, headers: str = "") -> None:
+    text = HOOK_WORKFLOW.replace("URL", url).replace("HEADERS", f", headers: {headers}" if headers else "")
+    (tmp_path / "f.workflow.yaml").write_text(text, encoding="utf-8")
+    run.env["HOOK_SECRET"] = "s3cret"
+    run.ok("init")
+    run.ok("validate", "f.workflow.yaml")
+    run.ok("apply", "f.workflow.yaml")
+    (tmp_path / "t.jsonl").write_text(
+        '{"id": "d1", "data": {}, "prediction": {"label": "bug", "confidence": 0.95}}\n', encoding="utf-8")
+    run.ok("ingest", "t.jsonl")
+
+
+@pytest.mark.parametrize("name", ["User-Agent", "user-AGENT"])
+def test_the_users_user_agent_replaces_the_webhooks_default(run, tmp_path, receiver, name):
+    hook_project(run, tmp_path, receiver.url, f'{{{name}: "acme-hooks/2.1", Authorization: "Bearer t"}}')
+    assert run.json("run", "--json")["ok"]
+    assert receiver.values(0, "User-Agent") == ["acme-hooks/2.1"]  # sent once, the user's
+    assert receiver.values(0, "Authorization") == ["Bearer t"]
+    assert receiver.values(0, "Content-Type") == ["application/json"]
+    assert len(receiver.values(0, "X-Labelyard-Delivery")) == 1 and receiver.values(0, "X-Labelyard-Signature")
+
+
+def test_without_a_user_agent_of_its_own_the_webhook_sends_its_default(run, tmp_path, receiver):
+    hook_project(run, tmp_path, receiver.url)
+    run.ok("run")
+    assert receiver.values(0, "User-Agent") == ["labelyard-webhook"]
+
+
+@pytest.mark.parametrize("header", ["Content-Type", "X-Labelyard-Delivery", "x-labelyard-signature",
+                                    "Content-Length", "Transfer-Encoding", "Host"])
+def test_the_headers_a_receiver_relies_on_are_still_refused(run, tmp_path, header):
+    text = HOOK_WORKFLOW.replace("URL", "http://127.0.0.1:9/h").replace("HEADERS", f', headers: {{{header}: "x"}}')
+    (tmp_path / "f.workflow.yaml").write_text(text, encoding="utf-8")
+    refused = run("validate", "f.workflow.yaml")
+    assert refused.returncode == 1 and f"setting `headers:` must not set `{header}`" in refused.stderr
