@@ -8,11 +8,14 @@ from collections.abc import Iterable, Iterator
 from itertools import islice
 from typing import Any
 
-from router.plugin_api import PluginError, PluginRun
+from router.plugin_api import PluginError, PluginRun, Setting
 
 from ._glob import files_below, pattern_parts
 
 PART_ROWS = 5000  # rows per part: an interrupted run resumes within this many rows
+# `finished_after:` of the line sources: seconds a file must stay unmodified before its last line,
+# if it has no line break, is taken as all there is (not set: such a line waits for its line break)
+FINISHED_AFTER = Setting(float, min=0)
 
 
 def matching_files(run: PluginRun, ext: str = "") -> list[str]:
@@ -36,10 +39,23 @@ def matching_files(run: PluginRun, ext: str = "") -> list[str]:
     return [os.path.join(root, name) for name in files_below(root, pattern_parts("/".join(parts[first:])))]
 
 
-def signature(path: str) -> dict[str, int]:
-    """What tells whether a file changed: its inode, size and modification time."""
-    st = os.stat(path)
+def signature(path: str | os.stat_result) -> dict[str, int]:
+    """What tells whether a file changed (given by its path or its ``os.stat``): its inode, size and
+    modification time."""
+    st = os.stat(path) if isinstance(path, str) else path
     return {"ino": st.st_ino, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def finished(run: PluginRun, st: os.stat_result) -> bool:
+    """Whether the file ``st`` describes is finished, so that a last line without its line break is
+    read as it is: under ``labelyard ingest NAME:FILE`` (``run.one_shot``: no later run), or when
+    ``finished_after:`` is set and the file has not been modified for that many seconds (by
+    ``run.now()``, so ``LABELYARD_NOW`` moves it in tests). Otherwise
+    such a line may be a row still being written, and waits for its line break."""
+    if run.one_shot:
+        return True
+    after = run.setting("finished_after", None, kind=FINISHED_AFTER)
+    return after is not None and run.now() - st.st_mtime >= after
 
 
 def chunks(items: Iterable[Any], size: int = PART_ROWS) -> Iterator[list[Any]]:

@@ -3,11 +3,13 @@
 The source reads files as ``labelyard ingest file.csv`` does (``id``,
 ``category``, ``tags``, ``prediction_label`` read as the workflow's label
 type, ``prediction_confidence``, ``prediction_model``; other columns go into
-``data``). A last line without its line break may still be being written:
-it waits for the next run, which reads it if the file has not changed since
-(a spreadsheet's export has no final line break); a file with a row held back
-is not done. ``labelyard ingest csv:FILE`` has no next run (``run.one_shot``):
-it reads that row at once, as ``labelyard ingest FILE.csv`` does. Its cursor
+``data``). A last line without its line break may be half a row still being
+written (CSV cannot tell): a run never reads it, however long it stays so;
+it waits for its line break (the file is then read again, known ids
+skipped). A finished file is read to its end: under ``labelyard ingest
+csv:FILE`` (``run.one_shot``, as ``labelyard ingest FILE.csv`` reads it),
+or with ``finished_after: SECONDS`` once the file has not been modified for
+that long (a spreadsheet's export has no final line break). Its cursor
 keeps each file's signature and the rows already ingested: an unchanged file
 is skipped, an interrupted one resumes, a changed one is read again (known
 ids skipped) and its rejects replaced.
@@ -24,6 +26,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from collections.abc import Iterator
 from itertools import islice
 from typing import Any
@@ -31,14 +34,14 @@ from typing import Any
 from router import hookimpl
 from router.plugin_api import FinalTask, PluginRun, SourcePart, read_file, spreadsheet_safe
 
-from ._files import chunks, finish, matching_files, open_append, signature
+from ._files import FINISHED_AFTER, chunks, finish, finished, matching_files, open_append, signature
 
 COLUMNS = ("id", "label", "final_by", "rule", "final_at", "category", "agreement")
 
 
 @hookimpl
 def register_sources(register):
-    register("csv", read, settings={"path": str}, required=["path"])
+    register("csv", read, settings={"path": str, "finished_after": FINISHED_AFTER}, required=["path"])
 
 
 @hookimpl
@@ -49,16 +52,17 @@ def register_sinks(register):
 def read(run: PluginRun) -> Iterator[SourcePart]:
     state: dict[str, Any] = dict(run.state or {})
     for path in matching_files(run, "csv"):
-        sig = signature(path)
+        st = os.stat(path)
+        sig = signature(st)
         done = state.get(path) or {}
         unchanged = {k: done.get(k) for k in sig} == sig
         skip = done.get("rows", 0) if unchanged else 0
-        if unchanged and done.get("complete"):
+        # A last line without its line break may be half a row still being written, which CSV cannot
+        # tell from a whole one: it is read only once the file is finished (`ingest csv:FILE`, or
+        # unmodified for `finished_after:` seconds), however many runs find it unchanged before.
+        tail_whole = finished(run, st)
+        if unchanged and (done.get("complete") or (done.get("held") and not tail_whole)):
             continue
-        # A last row without its line break held back by a run, the file unchanged since: it is whole
-        # (a spreadsheet's export ends so), so it is read now, as `labelyard ingest` reads it.
-        # Under `ingest csv:FILE` (one shot) no run comes later: the file is read to its end now.
-        tail_whole = run.one_shot or (unchanged and bool(done.get("held")))
         rows_done = skip
         from_start = not skip  # a file read again (or for the first time): its earlier rejects go
         rows_read = read_file(path, run.choices, "csv", label_type=run.label_type, wait_for_newline=not tail_whole)

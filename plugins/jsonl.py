@@ -10,13 +10,16 @@ first and the last 4 KiB before the offset, checked whenever the file's
 size or modification time changed. A file read from the start replaces its
 rejects (``SourcePart.from_start``); one read on from its offset adds to them.
 
-A last line without its newline is read when it is a complete JSON object,
-or when it holds a carriage return followed by more (lines ended by a lone
-CR, which ``labelyard ingest`` quarantines the same way, saying so);
-anything else there is taken as still being written and waits for its
-newline, but under ``labelyard ingest jsonl:FILE`` (``run.one_shot``: no next
-run) it is read as it is, and a cut-off line quarantined as ``ingest`` does.
-Line numbers (of rejects) stay right when that newline comes later.
+A last line without its newline is read when it is a complete JSON object
+(half a row never is one), or when it holds a carriage return followed by
+more (lines ended by a lone CR, which ``labelyard ingest`` quarantines the
+same way, saying so); anything else there is taken as still being written
+and waits for its newline, the cursor before it, however many runs find it
+so. A finished file is read as it is, a cut-off line quarantined as
+``ingest`` does: under ``labelyard ingest jsonl:FILE`` (``run.one_shot``: no
+next run), or with ``finished_after: SECONDS`` once the file has not been
+modified for that long. Line numbers (of rejects) stay right when that
+newline comes later.
 
 The sink appends one JSON object per final task (the ``labelyard export``
 row plus ``votes`` and ``agreement``); after a crash it cuts the file back to
@@ -34,14 +37,14 @@ from typing import Any
 from router import hookimpl
 from router.plugin_api import FinalTask, PluginRun, RowProblem, SourcePart, TaskInput, parse_jsonl_line
 
-from ._files import PART_ROWS, finish, matching_files, open_append
+from ._files import FINISHED_AFTER, PART_ROWS, finish, finished, matching_files, open_append
 
 FINGERPRINT_BYTES = 4096
 
 
 @hookimpl
 def register_sources(register):
-    register("jsonl", read, settings={"path": str}, required=["path"])
+    register("jsonl", read, settings={"path": str, "finished_after": FINISHED_AFTER}, required=["path"])
 
 
 @hookimpl
@@ -59,7 +62,7 @@ def read(run: PluginRun) -> Iterator[SourcePart]:
             offset, line, open_line = done["offset"], done["line"], bool(done.get("open"))
         if offset == st.st_size:
             continue
-        yield from _parts(path, offset, line, open_line, run.choices, state, st, wait=not run.one_shot)
+        yield from _parts(path, offset, line, open_line, run.choices, state, st, wait=not finished(run, st))
 
 
 def _continues(path: str, st: os.stat_result, done: dict[str, Any]) -> bool:
@@ -101,7 +104,7 @@ def _finished(raw: bytes) -> bool:
 def _parts(path: str, offset: int, line: int, open_line: bool, choices: tuple[str, ...], state: dict,
            st: os.stat_result, wait: bool = True) -> Iterator[SourcePart]:
     """The file's rows from ``offset`` in parts; with ``wait``, a last line without its newline
-    that is not yet whole is left for the next run (else it is read as it is: ``run.one_shot``)."""
+    that is not yet whole is left for the next run (else it is read as it is: a finished file)."""
     from_start = offset == 0  # the file read again (or for the first time): its earlier rejects go
     with open(path, "rb") as handle:
         handle.seek(offset)

@@ -158,6 +158,13 @@ class PluginRun:
 
         return LabelSpec(type=self.label_type, choices=self.choices)
 
+    def now(self) -> float:
+        """The command's clock, in epoch seconds: the time, or ``LABELYARD_NOW`` when it is set (tests,
+        simulations), as Labelyard's own timers read it."""
+        from .clock import now
+
+        return now()
+
     def known(self, external_ids: Iterable[str]) -> set[str]:
         """Which of these external ids are already tasks (so a source can skip reading them again)."""
         ids = list(external_ids)

@@ -243,16 +243,22 @@ def test_a_sink_state_from_before_file_identity_still_cuts_a_killed_write(projec
 
 
 # -- 3: the csv source's last row without a line break -------------------------------------------
-def test_the_csv_source_reads_an_unterminated_last_row_once_the_file_stays_unchanged(project, tmp_path):
-    project.apply(BASE + 'sources: [{plugin: csv, path: "r/*.csv"}]\n')
-    (tmp_path / "r" / "sheet.csv").write_bytes(b"id,text\nc1,one\nc2,two")  # as a spreadsheet exports it
+def test_the_csv_source_reads_an_unterminated_last_row_once_the_file_is_finished(project, tmp_path):
+    """A run never reads it while it may be half a row (the twelfth session: not even one run later,
+    which ingested a writer's half row); ``finished_after:`` says when a file is finished."""
+    project.apply(BASE + 'sources: [{plugin: csv, path: "r/*.csv", finished_after: 300}]\n')
+    sheet = tmp_path / "r" / "sheet.csv"
+    sheet.write_bytes(b"id,text\nc1,one\nc2,two")  # as a spreadsheet exports it
+    os.utime(sheet, (1740819600, 1740819600))  # written at the runs' LABELYARD_NOW
     first = project.json("run", "--json")["sources"]["csv:r/*.csv"]
     assert first["ingested"] == 1  # c2 may still be being written
     assert project("show", "c2").returncode == 1
-    second = project.json("run", "--json")["sources"]["csv:r/*.csv"]
+    assert project.json("run", "--json")["sources"]["csv:r/*.csv"]["ingested"] == 0
+    later = {"LABELYARD_NOW": "2025-03-01T09:05:00Z"}
+    second = project.json("run", "--json", env=later)["sources"]["csv:r/*.csv"]
     assert (second["ingested"], second["duplicates"], second["rejected"]) == (1, 0, 0)
     assert project.json("show", "c2", "--json")["task"]["data"] == {"text": "two"}
-    assert project.json("run", "--json")["sources"] == {"csv:r/*.csv": {
+    assert project.json("run", "--json", env=later)["sources"] == {"csv:r/*.csv": {
         "ingested": 0, "duplicates": 0, "rejected": 0, "routed": {}}}  # done: not read again
 
 

@@ -141,3 +141,124 @@ def test_the_headers_a_receiver_relies_on_are_still_refused(run, tmp_path, heade
     (tmp_path / "f.workflow.yaml").write_text(text, encoding="utf-8")
     refused = run("validate", "f.workflow.yaml")
     assert refused.returncode == 1 and f"setting `headers:` must not set `{header}`" in refused.stderr
+
+
+# -- 3. a file source never reads a last line without its line break as a row ----------------------------
+SOURCE_WORKFLOW = """\
+workflow: r
+labels: {type: choice, choices: [bug, spam]}
+queues: {triage: {roles: [annotator]}}
+on_create:
+  - {name: default, do: {annotate: triage, overlap: 1}}
+"""
+
+
+@pytest.fixture
+def sources(run, tmp_path):
+    """``init`` done; ``use(entry)`` applies the workflow with ``sources: [entry]``."""
+    (tmp_path / "r").mkdir()
+    run.ok("init")
+
+    def use(entry: str) -> None:
+        (tmp_path / "r.workflow.yaml").write_text(SOURCE_WORKFLOW + f"sources: [{entry}]\n", encoding="utf-8")
+        run.ok("validate", "r.workflow.yaml")
+        run.ok("apply", "r.workflow.yaml")
+
+    run.use = use
+    return run
+
+
+def counts(run, key: str, env: dict[str, str] | None = None) -> tuple[int, int, int]:
+    report = run.json("run", "--json", env=env)["sources"][key]
+    return report["ingested"], report["duplicates"], report["rejected"]
+
+
+def data_of(run, ident: str):
+    shown = run("show", ident, "--json")
+    import json
+
+    return json.loads(shown.stdout)["task"]["data"] if shown.returncode == 0 else None
+
+
+def written_at(path, epoch: float) -> None:
+    """Set ``path``'s modification time (the runs' clock is ``LABELYARD_NOW``)."""
+    import os
+
+    os.utime(path, (epoch, epoch))
+
+
+def at(seconds: float) -> dict[str, str]:
+    """The environment of a run ``seconds`` after the conftest's ``LABELYARD_NOW``."""
+    return {"LABELYARD_NOW": str(NOW_EPOCH + seconds)}
+
+
+NOW_EPOCH = 1740819600.0  # 2025-03-01T09:00:00Z, the conftest's LABELYARD_NOW
+
+
+def test_a_half_csv_row_is_never_read_however_many_runs_find_it_unchanged(sources, tmp_path):
+    sources.use('{plugin: csv, path: "r/*.csv"}')
+    sheet = tmp_path / "r" / "a.csv"
+    sheet.write_bytes(b"id,text\nc1,one\nc2,tw")  # a writer caught in the middle of row c2
+    written_at(sheet, NOW_EPOCH - 60)
+    assert counts(sources, "csv:r/*.csv") == (1, 0, 0)
+    for later in (60, 3600, 86400 * 30):  # unchanged across whole run intervals, for a month: not a row
+        assert counts(sources, "csv:r/*.csv", at(later)) == (0, 0, 0)
+    assert data_of(sources, "c2") is None
+    with open(sheet, "ab") as handle:
+        handle.write(b"o\n")  # the writer ends its row
+    assert counts(sources, "csv:r/*.csv") == (1, 1, 0)
+    assert data_of(sources, "c2") == {"text": "two"}
+    assert sources.json("rejects", "--json") == []
+
+
+def test_a_half_jsonl_line_is_never_read_however_many_runs_find_it_unchanged(sources, tmp_path):
+    sources.use('{plugin: jsonl, path: "r/*.jsonl"}')
+    inbox = tmp_path / "r" / "a.jsonl"
+    inbox.write_bytes(b'{"id": "j1", "data": {"text": "one"}}\n{"id": "j2", "data": {"text": "tw')
+    written_at(inbox, NOW_EPOCH - 60)
+    assert counts(sources, "jsonl:r/*.jsonl") == (1, 0, 0)
+    for later in (60, 3600, 86400 * 30):
+        assert counts(sources, "jsonl:r/*.jsonl", at(later)) == (0, 0, 0)
+    with open(inbox, "ab") as handle:
+        handle.write(b'o"}}\n')
+    assert counts(sources, "jsonl:r/*.jsonl") == (1, 0, 0)
+    assert data_of(sources, "j2") == {"text": "two"}
+    assert sources.json("rejects", "--json") == []
+
+
+def test_finished_after_reads_the_last_csv_row_of_a_file_left_unmodified_that_long(sources, tmp_path):
+    sources.use('{plugin: csv, path: "r/*.csv", finished_after: 600}')
+    sheet = tmp_path / "r" / "export.csv"
+    sheet.write_bytes(b"id,text\nc1,one\nc2,two")  # as a spreadsheet exports it: no final line break
+    written_at(sheet, NOW_EPOCH - 60)  # a minute ago: it may still be being written
+    assert counts(sources, "csv:r/*.csv") == (1, 0, 0)
+    assert counts(sources, "csv:r/*.csv", at(539)) == (0, 0, 0)
+    assert data_of(sources, "c2") is None
+    assert counts(sources, "csv:r/*.csv", at(540)) == (1, 0, 0)  # unmodified for 600 s: finished
+    assert data_of(sources, "c2") == {"text": "two"}
+    assert counts(sources, "csv:r/*.csv", at(600)) == (0, 0, 0)  # done: not read again
+
+
+def test_finished_after_zero_reads_files_to_their_end_at_once(sources, tmp_path):
+    sources.use('{plugin: csv, path: "r/*.csv", finished_after: 0}')
+    sheet = tmp_path / "r" / "export.csv"
+    sheet.write_bytes(b"id,text\nc1,one\nc2,two")
+    written_at(sheet, NOW_EPOCH)
+    assert counts(sources, "csv:r/*.csv") == (2, 0, 0)
+
+
+def test_finished_after_quarantines_the_cut_off_last_line_of_a_finished_jsonl_file(sources, tmp_path):
+    sources.use('{plugin: jsonl, path: "r/*.jsonl", finished_after: 600}')
+    inbox = tmp_path / "r" / "a.jsonl"
+    inbox.write_bytes(b'{"id": "j1", "data": {}}\n{"id": "j2", "da')
+    written_at(inbox, NOW_EPOCH)
+    assert counts(sources, "jsonl:r/*.jsonl") == (1, 0, 0)
+    assert counts(sources, "jsonl:r/*.jsonl", at(600)) == (0, 0, 1)
+    assert [r["line"] for r in sources.json("rejects", "--json")] == [2]
+
+
+def test_finished_after_must_be_a_number_of_seconds(sources, tmp_path):
+    (tmp_path / "r.workflow.yaml").write_text(
+        SOURCE_WORKFLOW + 'sources: [{plugin: csv, path: "r/*.csv", finished_after: -1}]\n', encoding="utf-8")
+    refused = sources("validate", "r.workflow.yaml")
+    assert refused.returncode == 1 and "setting `finished_after:` must be at least 0, not -1" in refused.stderr
