@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import glob
+import hashlib
+import json
 import os
 from collections.abc import Iterable, Iterator
 from itertools import islice
@@ -64,15 +66,25 @@ def chunks(items: Iterable[Any], size: int = PART_ROWS) -> Iterator[list[Any]]:
         yield chunk
 
 
-def open_append(path: str, state: Any):
+def open_append(path: str, state: Any, appending: bool = True):
     """Open an output file for appending after the last acknowledged write.
 
     ``state`` is the sink's stored ``{"size": n, "dev": …, "ino": …}``: when the
     file is the one it describes, anything after ``n`` bytes was written by a run
     that died before Labelyard recorded it, so it is cut off and written again.
-    Another file (``path:`` of a named sink changed, the file replaced) is never
-    cut: writing goes on at its end. A state from before files were told apart
-    (no ``dev``/``ino``) is taken to describe this file, as it always was.
+    A state from before files were told apart (no ``dev``/``ino``) is taken to
+    describe this file, as it always was.
+
+    Another file (new, rotated in, or what a named sink's new ``path:`` points
+    at) is never cut below the size it had before the sink first wrote to it:
+    that size and the file's identity are written to a **start mark** beside it
+    (:func:`start_mark_path`) before anything is appended, since the state that
+    will describe the file is stored only once the batch is delivered. A run
+    killed before that leaves the mark, and the next write cuts the file back to
+    it: a killed first batch is never in the file twice, nor half of it. The
+    mark goes with the first write that finds the file in the state. Without
+    ``appending`` (the sink's first call, ``write(run, [])``, which adds nothing
+    that a next run could find twice) no mark is made.
     Returns the open binary file, positioned at its end.
     """
     folder = os.path.dirname(path)
@@ -80,11 +92,54 @@ def open_append(path: str, state: Any):
         os.makedirs(folder, exist_ok=True)
     handle = open(path, "ab+")
     end = handle.seek(0, os.SEEK_END)
-    if isinstance(state, dict) and isinstance(state.get("size"), int) and state["size"] < end \
-            and same_file(state, os.fstat(handle.fileno())):
-        handle.truncate(state["size"])
+    st = os.fstat(handle.fileno())
+    mark = start_mark_path(path)
+    if isinstance(state, dict) and same_file(state, st):
+        kept = state.get("size")
+        _remove(mark)  # left by a first batch into this file, recorded since
+    else:
+        started = _start_mark(mark)
+        kept = started["size"] if started and same_file(started, st) else None
+        if kept is None and appending:
+            _write_start_mark(mark, st, end)
+    if isinstance(kept, int) and 0 <= kept < end:
+        handle.truncate(kept)
         handle.seek(0, os.SEEK_END)
     return handle
+
+
+def start_mark_path(path: str) -> str:
+    """The start mark of the output file ``path``: beside it, a short hidden name of its own
+    (``.ly-<hash of the name>.labelyard-start``, within NAME_MAX however long ``path`` is)."""
+    name = os.path.basename(path).encode("utf-8", "surrogateescape")
+    return os.path.join(os.path.dirname(path), f".ly-{hashlib.sha1(name).hexdigest()}.labelyard-start")
+
+
+def _start_mark(mark: str) -> dict[str, Any]:
+    """The start mark's ``{"dev", "ino", "size"}``; ``{}`` when there is none (or one cut short by a
+    kill while it was written, before anything was appended to the file it describes)."""
+    try:
+        with open(mark, "rb") as handle:
+            found = json.loads(handle.read())
+    except (OSError, ValueError):
+        return {}
+    if isinstance(found, dict) and all(isinstance(found.get(k), int) for k in ("dev", "ino", "size")):
+        return found
+    return {}
+
+
+def _write_start_mark(mark: str, st: os.stat_result, size: int) -> None:
+    with open(mark, "wb") as handle:
+        handle.write(json.dumps({"dev": st.st_dev, "ino": st.st_ino, "size": size}).encode("ascii"))
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
 
 
 def same_file(state: dict[str, Any], st: os.stat_result) -> bool:

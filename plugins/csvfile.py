@@ -15,7 +15,9 @@ is skipped, an interrupted one resumes, a changed one is read again (known
 ids skipped) and its rejects replaced.
 
 The sink writes ``id,label,final_by,rule,final_at,category,agreement`` with
-a header, and after a crash cuts the file back to its last recorded size.
+a header, and after a crash cuts the file back to its last recorded size (a
+file the state does not know yet, to the size its start mark recorded before
+the first batch went in: ``_files.open_append``).
 Cells are written as stored; with ``spreadsheet_safe: true`` a cell that a
 spreadsheet would read as a formula gets a ``'`` first, as ``labelyard export
 --format csv --spreadsheet-safe`` writes it (the same function).
@@ -87,7 +89,7 @@ def _unterminated(path: str, size: int) -> bool:
 
 def write(run: PluginRun, tasks: list[FinalTask]) -> dict[str, int]:
     safe = run.setting("spreadsheet_safe", False, kind=bool)
-    handle = open_append(run.path(run.require("path", str)), run.state)
+    handle = open_append(run.path(run.require("path", str)), run.state, appending=bool(tasks))
     text = io.StringIO()
     writer = csv.writer(text)
     if handle.tell() == 0:

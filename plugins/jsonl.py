@@ -23,7 +23,9 @@ newline comes later.
 
 The sink appends one JSON object per final task (the ``labelyard export``
 row plus ``votes`` and ``agreement``); after a crash it cuts the file back to
-the last recorded size before appending, so each task appears once.
+the last recorded size before appending, so each task appears once (a file
+the state does not know yet, to the size its start mark recorded before the
+first batch went in: ``_files.open_append``).
 """
 
 from __future__ import annotations
@@ -132,7 +134,7 @@ def _parts(path: str, offset: int, line: int, open_line: bool, choices: tuple[st
 
 
 def write(run: PluginRun, tasks: list[FinalTask]) -> dict[str, int]:
-    handle = open_append(run.path(run.require("path", str)), run.state)
+    handle = open_append(run.path(run.require("path", str)), run.state, appending=bool(tasks))
     for task in tasks:
         handle.write((json.dumps(task.as_dict(), ensure_ascii=False) + "\n").encode("utf-8"))
     return finish(handle)

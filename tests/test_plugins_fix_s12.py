@@ -262,3 +262,127 @@ def test_finished_after_must_be_a_number_of_seconds(sources, tmp_path):
         SOURCE_WORKFLOW + 'sources: [{plugin: csv, path: "r/*.csv", finished_after: -1}]\n', encoding="utf-8")
     refused = sources("validate", "r.workflow.yaml")
     assert refused.returncode == 1 and "setting `finished_after:` must be at least 0, not -1" in refused.stderr
+
+
+# -- 4. a file sink killed in its first batch into a new file leaves each task once ------------------------
+SINK_WORKFLOW = """\
+workflow: s
+labels: {type: choice, choices: [bug, spam]}
+queues: {triage: {roles: [annotator]}}
+on_create:
+  - {name: confident, when: prediction.confidence >= 0.9, do: accept}
+  - {name: default, do: {annotate: triage, overlap: 1}}
+"""
+
+# `labelyard run`, killed with SIGKILL at a point the first argument names: `record`, when the first
+# batch's delivery is about to be recorded (the sink's write returned: appended and synced); `torn`,
+# in the middle of the sink's write (half its bytes in the file).
+KILLED_RUN = """
+import os, signal, sys
+if sys.argv[1] == "record":
+    import router.store as store
+    def killing(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)
+    store.Store.record_deliveries = killing
+else:
+    import plugins.csvfile, plugins.jsonl
+    class Torn:
+        def __init__(self, handle):
+            self.handle = handle
+        def write(self, data):
+            self.handle.write(data[: len(data) // 2])
+            self.handle.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+    for module in (plugins.csvfile, plugins.jsonl):
+        module.open_append = lambda *args, _real=module.open_append, **kwargs: Torn(_real(*args, **kwargs))
+from router.cli import main
+sys.argv = ["labelyard", "run"]
+main()
+"""
+
+
+@pytest.fixture
+def sinks(run, tmp_path):
+    """``init`` done; ``use(entry)`` applies the workflow with ``sinks: [entry]``; ``final(*ids)`` ingests
+    tasks accepted at once; ``killed(mode)`` runs a run killed as ``KILLED_RUN`` says."""
+    import json
+    import subprocess
+    import sys
+
+    (tmp_path / "r").mkdir()
+    run.ok("init")
+
+    def use(entry: str) -> None:
+        (tmp_path / "s.workflow.yaml").write_text(SINK_WORKFLOW + f"sinks: [{entry}]\n", encoding="utf-8")
+        run.ok("apply", "s.workflow.yaml")
+
+    def final(*ids: str) -> None:
+        rows = "".join(json.dumps({"id": i, "data": {}, "prediction": {"label": "bug", "confidence": 0.95}}) + "\n"
+                       for i in ids)
+        (tmp_path / "in.jsonl").write_text(rows, encoding="utf-8")
+        run.ok("ingest", "in.jsonl")
+
+    def killed(mode: str) -> None:
+        proc = subprocess.run([sys.executable, "-c", KILLED_RUN, mode], env=run.env, cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == -9, proc.stderr
+
+    run.use, run.final, run.killed = use, final, killed
+    return run
+
+
+def output_ids(path) -> list[str]:
+    """The ids in a jsonl or csv sink's file, every line of it whole (a half line fails the test)."""
+    import csv
+    import json
+
+    text = path.read_text(encoding="utf-8")
+    assert text.endswith("\n"), text[-80:]
+    if ".jsonl" in path.name:
+        return [json.loads(line)["id"] for line in text.splitlines()]
+    rows = list(csv.reader(text.splitlines()))
+    assert rows[0][0] == "id" and all(len(row) == len(rows[0]) for row in rows), rows
+    return [row[0] for row in rows[1:]]
+
+
+@pytest.mark.parametrize("mode", ["record", "torn"])
+@pytest.mark.parametrize("suffix", ["jsonl", "csv"])
+def test_a_sink_killed_in_its_first_batch_into_a_new_file_leaves_each_task_once(sinks, tmp_path, suffix, mode):
+    plugin = "csv" if suffix == "csv" else "jsonl"
+    out = tmp_path / "r" / f"out.{suffix}"
+    sinks.use(f"{{plugin: {plugin}, path: r/out.{suffix}}}")
+    sinks.final("t1")
+    sinks.ok("run")
+    assert [p.name for p in (tmp_path / "r").iterdir()] == [f"out.{suffix}"]  # a file it made: no mark left
+    out.rename(tmp_path / "r" / f"out.{suffix}.1")  # rotated: the next batch goes to a new file
+    sinks.final("t2", "t3")
+    sinks.killed(mode)
+    assert out.exists()  # the new file, the killed batch (or half of it) in it
+    report = sinks.json("run", "--json")
+    assert report["sinks"][f"{plugin}:r/out.{suffix}"] == {"delivered": 2}
+    assert output_ids(out) == ["t2", "t3"]  # before: t2, t3 twice (or half a batch, then the batch)
+    assert output_ids(tmp_path / "r" / f"out.{suffix}.1") == ["t1"]
+    sinks.final("t4")
+    sinks.ok("run")
+    assert output_ids(out) == ["t2", "t3", "t4"]
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == [f"out.{suffix}", f"out.{suffix}.1"]
+
+
+@pytest.mark.parametrize("mode", ["record", "torn"])
+def test_a_named_sink_killed_in_its_first_batch_into_a_file_it_did_not_write_keeps_that_file_whole(
+        sinks, tmp_path, mode):
+    sinks.use("{name: final, plugin: jsonl, path: r/a.jsonl}")
+    sinks.final("t1")
+    sinks.ok("run")
+    other = tmp_path / "r" / "b.jsonl"
+    kept = "".join(f'{{"id": "theirs-{n}"}}\n' for n in range(50))
+    other.write_text(kept, encoding="utf-8")
+    sinks.use("{name: final, plugin: jsonl, path: r/b.jsonl}")
+    sinks.final("t2", "t3")
+    sinks.killed(mode)
+    sinks.ok("run")
+    text = other.read_text(encoding="utf-8")
+    assert text.startswith(kept)
+    assert output_ids(other) == [f"theirs-{n}" for n in range(50)] + ["t2", "t3"]
