@@ -403,13 +403,16 @@ def ingest(source: str, db: str | None, as_json: bool, quiet: bool, fmt: str | N
 
         rows = with_pauses(rows, INGEST_BATCH_SECONDS)
     show_progress = not (as_json or quiet) and sys.stderr.isatty() and not stream  # a pipe cannot be counted first
-    if show_progress:
-        from .progress import line_progress
+    from .plugin_calls import stdout_on_stderr
 
-        with line_progress(source, "ingest") as advance:
-            report = engine.ingest(rows, source_name, progress=advance, fork=True, whole=True)
-    else:
-        report = engine.ingest(rows, source_name, fork=True, whole=True)
+    with stdout_on_stderr():  # what went in is told after: standard output is the command's alone
+        if show_progress:
+            from .progress import line_progress
+
+            with line_progress(source, "ingest") as advance:
+                report = engine.ingest(rows, source_name, progress=advance, fork=True, whole=True)
+        else:
+            report = engine.ingest(rows, source_name, fork=True, whole=True)
     result = {**report.as_dict(), "source": source_name}  # what `rejects --source` takes, a stream's name too
     for line in report.ignored.warnings():  # top-level keys rows with `data` left out: never without a word
         click.echo(line, err=True)
@@ -700,7 +703,10 @@ def submit(assignment: int, db: str | None, worker: str | None, label: str | Non
             parsed = load_json_line(value.encode("utf-8", "surrogatepass"))
         except RowError as exc:
             raise LabelyardError(f"--value: {exc}") from None
-    result = engine.submit(assignment, _worker(worker), label=parsed, verdict=verdict, comment=comment)
+    from .plugin_calls import stdout_on_stderr
+
+    with stdout_on_stderr():  # a rule function's subprocess writes to stderr, not into the result
+        result = engine.submit(assignment, _worker(worker), label=parsed, verdict=verdict, comment=comment)
     if as_json:
         _emit_json(result)
         return

@@ -118,9 +118,12 @@ def register(main: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True)
     def tick(db: str | None, as_json: bool) -> None:
         """Run the workflow's on_timer rules once (from cron); LABELYARD_NOW sets the time."""
+        from .plugin_calls import stdout_on_stderr
         from .timers import tick as run_tick
 
-        report = run_tick(_engine(db))
+        engine = _engine(db)
+        with stdout_on_stderr():  # what the tick did is told after: standard output is the command's alone
+            report = run_tick(engine)
         if as_json:
             _emit_json(report.as_dict())
             return

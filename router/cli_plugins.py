@@ -8,6 +8,7 @@ not a built-in one, or for ``labelyard --help``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -85,6 +86,7 @@ def register(main: click.Group) -> None:
         Exit 4 when a plugin failed (one line per failure on stderr); what
         the others did is kept. See docs/cron.md.
         """
+        from .plugin_calls import stdout_on_stderr
         from .runner import Runner, base_dir_of, open_for_run, run_lock
         from .store import Store, database_path
 
@@ -100,7 +102,9 @@ def register(main: click.Group) -> None:
                 return
             engine, plugins = open_for_run(path, plugins_dir)
             echo = None if (quiet or as_json) else click.echo
-            report = Runner(engine, plugins, base_dir_of(engine.store), echo=echo).run()
+            # What the run does is told after it (--json, --quiet): standard output is the command's alone
+            with stdout_on_stderr() if echo is None else contextlib.nullcontext():
+                report = Runner(engine, plugins, base_dir_of(engine.store), echo=echo).run()
             engine.close()
         if as_json:
             _emit_json(report.as_dict())
@@ -172,6 +176,7 @@ def _wrap_ingest(main: click.Group, db_option: Any, emit_json: Any) -> None:
         plugin, arg = split_source(source)
         from .errors import LabelyardError
         from .ingest import IgnoredKeys
+        from .plugin_calls import stdout_on_stderr
         from .plugins import describe_error
         from .render import continued
         from .runner import checked_part, ingest_parts, make_run, open_for_run, prior_votes_said
@@ -196,7 +201,8 @@ def _wrap_ingest(main: click.Group, db_option: Any, emit_json: Any) -> None:
         ignored = IgnoredKeys()
         failed = None
         try:
-            ingest_parts(engine, parts(), counts=result, ignored=ignored)
+            with stdout_on_stderr():  # what went in is told after: standard output is the command's alone
+                ingest_parts(engine, parts(), counts=result, ignored=ignored)
         except Exception as exc:  # noqa: BLE001 - the plugin's failure, told with what went in before it
             failed = f"source `{plugin}` failed: {describe_error(exc)}"
             if not any(result.get(k) for k in ("ingested", "duplicates", "rejected", "prior_votes")):

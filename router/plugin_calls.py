@@ -8,7 +8,13 @@ inherits it) are pointed at standard error.
 
 Rule functions (``register_functions``) run once per task routed, so they
 get the cheap part of it (:func:`printing_to_stderr`): ``print()`` goes to
-standard error.
+standard error. Moving file descriptor 1 around each call too costs about
+1.7 µs a call (measured: +10% of the CPU time of an ingest whose workflow
+calls a function twice per task), so the commands that route in bulk or for
+a machine — ``run`` with ``--json`` or ``--quiet``, ``ingest``, ``tick``,
+``submit`` — do their work inside :func:`stdout_on_stderr` instead, once,
+and print what they did after it: a subprocess a rule function starts there
+writes to standard error, never into the command's output.
 
 A plugin that calls ``sys.exit()`` (or raises ``SystemExit``,
 ``GeneratorExit`` or another ``BaseException`` that is not an ``Exception``)
@@ -60,7 +66,7 @@ def exit_text(raised: BaseException) -> str:
 @contextlib.contextmanager
 def plugin_code() -> Iterator[None]:
     """Run plugin code inside: its prints go to standard error, and an exit is a :class:`PluginExit`."""
-    with _stdout_to_stderr(), _same_folder():
+    with stdout_on_stderr(), _same_folder():
         try:
             yield
         except (Exception, KeyboardInterrupt):
@@ -91,8 +97,9 @@ def _same_folder() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _stdout_to_stderr() -> Iterator[None]:
-    """``sys.stdout`` and file descriptor 1 on standard error while inside (put back after)."""
+def stdout_on_stderr() -> Iterator[None]:
+    """``sys.stdout`` and file descriptor 1 on standard error while inside (put back after): around
+    plugin code, and around a whole command's work that prints its own output after it."""
     saved = None
     _flush(sys.stdout)  # what the command printed so far goes where it was meant to
     try:

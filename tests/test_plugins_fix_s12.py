@@ -386,3 +386,99 @@ def test_a_named_sink_killed_in_its_first_batch_into_a_file_it_did_not_write_kee
     text = other.read_text(encoding="utf-8")
     assert text.startswith(kept)
     assert output_ids(other) == [f"theirs-{n}" for n in range(50)] + ["t2", "t3"]
+
+
+# -- 5. a rule function's subprocess never writes into a command's output --------------------------------
+SHELLED = """\
+import os
+import subprocess
+import sys
+
+from router import hookimpl
+
+
+@hookimpl
+def register_functions(register):
+    register("shelled", shelled)
+
+
+def shelled(text):
+    os.system("echo from-os-system")
+    subprocess.run([sys.executable, "-c", "print('from-a-child')"], check=True)
+    print("from-print")
+    return len(str(text))
+"""
+
+SHELLED_WORKFLOW = """\
+workflow: f
+labels: {type: choice, choices: [bug, spam]}
+queues: {triage: {roles: [annotator]}}
+on_create:
+  - {name: long, when: shelled(task.data.text) > 100, do: accept}
+  - {name: default, do: {annotate: triage, overlap: 1}}
+on_quorum:
+  - {name: checked, when: shelled(task.id) > 100, do: accept}
+  - {name: agreed, do: accept}
+on_timer:
+  - {name: idle, when: shelled(task.id) > 100, do: release}
+sources: [{plugin: jsonl, path: r/in.jsonl}]
+"""
+
+SAID = ("from-os-system", "from-a-child", "from-print")
+
+
+@pytest.fixture
+def shelled(run, tmp_path):
+    """A workflow whose rules call ``shelled()``, which prints, runs ``os.system`` and a child process."""
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "shelled.py").write_text(SHELLED, encoding="utf-8")
+    (tmp_path / "r").mkdir()
+    run.env["LABELYARD_PLUGINS_DIR"] = str(tmp_path / "plugins")
+    (tmp_path / "f.workflow.yaml").write_text(SHELLED_WORKFLOW, encoding="utf-8")
+    run.ok("init")
+    run.ok("apply", "f.workflow.yaml")
+    return run
+
+
+def one_document(proc) -> dict:
+    """Standard output is one JSON document, and what the rule function said is on standard error."""
+    import json
+
+    assert proc.returncode == 0, proc.stderr
+    document = json.loads(proc.stdout)
+    for said in SAID:
+        assert said not in proc.stdout and said in proc.stderr, said
+    return document
+
+
+def test_run_json_and_quiet_keep_a_rule_functions_subprocess_off_standard_output(shelled, tmp_path):
+    (tmp_path / "r" / "in.jsonl").write_text('{"id": "a1", "data": {"text": "x"}}\n', encoding="utf-8")
+    report = one_document(shelled("run", "--json"))
+    assert report["sources"]["jsonl:r/in.jsonl"]["routed"] == {"default": 1}
+    with open(tmp_path / "r" / "in.jsonl", "a", encoding="utf-8") as handle:
+        handle.write('{"id": "a2", "data": {"text": "y"}}\n')
+    quiet = shelled("run", "--quiet")
+    assert (quiet.returncode, quiet.stdout) == (0, "")
+    assert all(said in quiet.stderr for said in SAID)
+
+
+@pytest.mark.parametrize("how", ["file", "plugin"])
+def test_ingest_json_keeps_a_rule_functions_subprocess_off_standard_output(shelled, tmp_path, how):
+    (tmp_path / "b.jsonl").write_text('{"id": "b1", "data": {"text": "x"}}\n', encoding="utf-8")
+    source = "b.jsonl" if how == "file" else "jsonl:b.jsonl"
+    assert one_document(shelled("ingest", source, "--json"))["ingested"] == 1
+    (tmp_path / "c.jsonl").write_text('{"id": "c1", "data": {"text": "x"}}\n', encoding="utf-8")
+    plain = shelled("ingest", source.replace("b.", "c."))
+    assert plain.stdout.startswith("ingested 1,") and all(said not in plain.stdout for said in SAID)
+
+
+def test_submit_and_tick_json_keep_a_rule_functions_subprocess_off_standard_output(shelled, tmp_path):
+    (tmp_path / "b.jsonl").write_text('{"id": "b1", "data": {"text": "x"}}\n'
+                                      '{"id": "b2", "data": {"text": "x"}}\n', encoding="utf-8")
+    shelled.ok("ingest", "b.jsonl")
+    for worker in ("ann", "bob"):
+        shelled.ok("workers", "add", worker, "--role", "annotator")
+    first = shelled.json("claim", "--as", "ann", "--json")
+    shelled.json("claim", "--as", "bob", "--json")
+    assert one_document(shelled("submit", str(first["assignment"]), "--as", "ann", "--label", "bug", "--json"))
+    assert one_document(shelled("tick", "--json"))
