@@ -4,6 +4,14 @@ subprocess output under ``run --json``."""
 
 from __future__ import annotations
 
+import csv
+import json
+import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import pytest
 
 from router.plugin_api import PluginRun, ReviewItem
@@ -69,9 +77,6 @@ class Receiver:
     """An HTTP server on 127.0.0.1 recording every request's headers as sent (repeated ones too)."""
 
     def __init__(self):
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
         self.requests: list[list[tuple[str, str]]] = []
         receiver = self
 
@@ -175,15 +180,11 @@ def counts(run, key: str, env: dict[str, str] | None = None) -> tuple[int, int, 
 
 def data_of(run, ident: str):
     shown = run("show", ident, "--json")
-    import json
-
     return json.loads(shown.stdout)["task"]["data"] if shown.returncode == 0 else None
 
 
 def written_at(path, epoch: float) -> None:
     """Set ``path``'s modification time (the runs' clock is ``LABELYARD_NOW``)."""
-    import os
-
     os.utime(path, (epoch, epoch))
 
 
@@ -307,10 +308,6 @@ main()
 def sinks(run, tmp_path):
     """``init`` done; ``use(entry)`` applies the workflow with ``sinks: [entry]``; ``final(*ids)`` ingests
     tasks accepted at once; ``killed(mode)`` runs a run killed as ``KILLED_RUN`` says."""
-    import json
-    import subprocess
-    import sys
-
     (tmp_path / "r").mkdir()
     run.ok("init")
 
@@ -335,9 +332,6 @@ def sinks(run, tmp_path):
 
 def output_ids(path) -> list[str]:
     """The ids in a jsonl or csv sink's file, every line of it whole (a half line fails the test)."""
-    import csv
-    import json
-
     text = path.read_text(encoding="utf-8")
     assert text.endswith("\n"), text[-80:]
     if ".jsonl" in path.name:
@@ -442,7 +436,6 @@ def shelled(run, tmp_path):
 
 def one_document(proc) -> dict:
     """Standard output is one JSON document, and what the rule function said is on standard error."""
-    import json
 
     assert proc.returncode == 0, proc.stderr
     document = json.loads(proc.stdout)
