@@ -16,8 +16,10 @@ from ._glob import files_below, pattern_parts
 
 PART_ROWS = 5000  # rows per part: an interrupted run resumes within this many rows
 # `finished_after:` of the line sources: seconds a file must stay unmodified before its last line,
-# if it has no line break, is taken as all there is (not set: such a line waits for its line break)
+# if it has no line break, is taken as all there is. An hour by default: a spreadsheet's export
+# without a final line break loses no row, and a writer pausing mid-row that long is rare.
 FINISHED_AFTER = Setting(float, min=0)
+FINISHED_AFTER_DEFAULT_S = 3600.0
 
 
 def matching_files(run: PluginRun, ext: str = "") -> list[str]:
@@ -51,13 +53,13 @@ def signature(path: str | os.stat_result) -> dict[str, int]:
 def finished(run: PluginRun, st: os.stat_result) -> bool:
     """Whether the file ``st`` describes is finished, so that a last line without its line break is
     read as it is: under ``labelyard ingest NAME:FILE`` (``run.one_shot``: no later run), or when
-    ``finished_after:`` is set and the file has not been modified for that many seconds (by
+    the file has not been modified for ``finished_after:`` seconds (an hour by default; by
     ``run.now()``, so ``LABELYARD_NOW`` moves it in tests). Otherwise
     such a line may be a row still being written, and waits for its line break."""
     if run.one_shot:
         return True
-    after = run.setting("finished_after", None, kind=FINISHED_AFTER)
-    return after is not None and run.now() - st.st_mtime >= after
+    after = run.setting("finished_after", FINISHED_AFTER_DEFAULT_S, kind=FINISHED_AFTER)
+    return run.now() - st.st_mtime >= after
 
 
 def chunks(items: Iterable[Any], size: int = PART_ROWS) -> Iterator[list[Any]]:

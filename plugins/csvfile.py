@@ -8,8 +8,8 @@ written (CSV cannot tell): a run never reads it, however long it stays so;
 it waits for its line break (the file is then read again, known ids
 skipped). A finished file is read to its end: under ``labelyard ingest
 csv:FILE`` (``run.one_shot``, as ``labelyard ingest FILE.csv`` reads it),
-or with ``finished_after: SECONDS`` once the file has not been modified for
-that long (a spreadsheet's export has no final line break). Its cursor
+or once the file has not been modified for ``finished_after:`` seconds (an
+hour by default) (a spreadsheet's export has no final line break). Its cursor
 keeps each file's signature and the rows already ingested: an unchanged file
 is skipped, an interrupted one resumes, a changed one is read again (known
 ids skipped) and its rejects replaced.

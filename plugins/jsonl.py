@@ -17,8 +17,8 @@ same way, saying so); anything else there is taken as still being written
 and waits for its newline, the cursor before it, however many runs find it
 so. A finished file is read as it is, a cut-off line quarantined as
 ``ingest`` does: under ``labelyard ingest jsonl:FILE`` (``run.one_shot``: no
-next run), or with ``finished_after: SECONDS`` once the file has not been
-modified for that long. Line numbers (of rejects) stay right when that
+next run), or once the file has not been modified for ``finished_after:``
+seconds (an hour by default). Line numbers (of rejects) stay right when that
 newline comes later.
 
 The sink appends one JSON object per final task (the ``labelyard export``

@@ -196,13 +196,13 @@ def at(seconds: float) -> dict[str, str]:
 NOW_EPOCH = 1740819600.0  # 2025-03-01T09:00:00Z, the conftest's LABELYARD_NOW
 
 
-def test_a_half_csv_row_is_never_read_however_many_runs_find_it_unchanged(sources, tmp_path):
+def test_a_half_csv_row_is_not_read_however_many_runs_find_it_unchanged_within_the_hour(sources, tmp_path):
     sources.use('{plugin: csv, path: "r/*.csv"}')
     sheet = tmp_path / "r" / "a.csv"
     sheet.write_bytes(b"id,text\nc1,one\nc2,tw")  # a writer caught in the middle of row c2
     written_at(sheet, NOW_EPOCH - 60)
     assert counts(sources, "csv:r/*.csv") == (1, 0, 0)
-    for later in (60, 3600, 86400 * 30):  # unchanged across whole run intervals, for a month: not a row
+    for later in (60, 600, 3539):  # unchanged across whole run intervals, for most of the hour: not a row
         assert counts(sources, "csv:r/*.csv", at(later)) == (0, 0, 0)
     assert data_of(sources, "c2") is None
     with open(sheet, "ab") as handle:
@@ -212,13 +212,13 @@ def test_a_half_csv_row_is_never_read_however_many_runs_find_it_unchanged(source
     assert sources.json("rejects", "--json") == []
 
 
-def test_a_half_jsonl_line_is_never_read_however_many_runs_find_it_unchanged(sources, tmp_path):
+def test_a_half_jsonl_line_is_not_read_however_many_runs_find_it_unchanged_within_the_hour(sources, tmp_path):
     sources.use('{plugin: jsonl, path: "r/*.jsonl"}')
     inbox = tmp_path / "r" / "a.jsonl"
     inbox.write_bytes(b'{"id": "j1", "data": {"text": "one"}}\n{"id": "j2", "data": {"text": "tw')
     written_at(inbox, NOW_EPOCH - 60)
     assert counts(sources, "jsonl:r/*.jsonl") == (1, 0, 0)
-    for later in (60, 3600, 86400 * 30):
+    for later in (60, 600, 3539):
         assert counts(sources, "jsonl:r/*.jsonl", at(later)) == (0, 0, 0)
     with open(inbox, "ab") as handle:
         handle.write(b'o"}}\n')
@@ -238,6 +238,18 @@ def test_finished_after_reads_the_last_csv_row_of_a_file_left_unmodified_that_lo
     assert counts(sources, "csv:r/*.csv", at(540)) == (1, 0, 0)  # unmodified for 600 s: finished
     assert data_of(sources, "c2") == {"text": "two"}
     assert counts(sources, "csv:r/*.csv", at(600)) == (0, 0, 0)  # done: not read again
+
+
+def test_by_default_the_last_csv_row_of_a_file_left_unmodified_an_hour_goes_in(sources, tmp_path):
+    sources.use('{plugin: csv, path: "r/*.csv"}')
+    sheet = tmp_path / "r" / "export.csv"
+    sheet.write_bytes(b"id,text\nc1,one\nc2,two")  # as a spreadsheet exports it: no final line break
+    written_at(sheet, NOW_EPOCH - 60)
+    assert counts(sources, "csv:r/*.csv") == (1, 0, 0)
+    assert counts(sources, "csv:r/*.csv", at(3539)) == (0, 0, 0)
+    assert data_of(sources, "c2") is None
+    assert counts(sources, "csv:r/*.csv", at(3540)) == (1, 0, 0)  # unmodified for an hour: finished
+    assert data_of(sources, "c2") == {"text": "two"}
 
 
 def test_finished_after_zero_reads_files_to_their_end_at_once(sources, tmp_path):
