@@ -115,47 +115,57 @@ def register(main: click.Group) -> None:
         if as_json:
             _emit_json(result)
         else:
+            from .render import one_line
+
             for line in render_replay(result):
-                click.echo(line)
+                click.echo(one_line(line))  # rule names, workflow names and task ids are the user's text
 
 
 def _print_test_report(report, verbose: bool, strict: bool) -> None:
     from rules.testing import Report
 
+    from .render import continued, one_line, visible
+
+    def echo(line: str) -> None:  # case names, rule names and values are the files' text: one line each
+        click.echo(one_line(line))
+
+    def say(message: str, indent: str = "", err: bool = False) -> None:  # a message may have lines of its own
+        click.echo(indent + visible(continued(str(message), indent + "    ")), err=err)
+
     assert isinstance(report, Report)
     for problem in report.errors:
-        click.echo(f"labelyard: {problem}", err=True)
+        say(f"labelyard: {problem}", err=True)
     for suite in report.suites:
         title = suite.test_file or f"{suite.workflow_file} (no test file)"
-        click.echo(f"{title}" + (f"  [{suite.workflow}]" if suite.workflow else ""))
+        echo(f"{title}" + (f"  [{suite.workflow}]" if suite.workflow else ""))
         for diagnostic in suite.errors:
-            click.echo(f"ERROR {diagnostic}")
+            say(f"ERROR {diagnostic}")
         for case in suite.cases:
-            click.echo(f"{case.status:<5} {case.file}:{case.line}: {case.name}")
+            echo(f"{case.status:<5} {case.file}:{case.line}: {case.name}")
             if case.status == "ERROR" and case.message:
-                click.echo(f"      {case.message}")
+                say(case.message, "      ")
             if case.status == "FAIL":
                 for line in case.diff:
-                    click.echo(f"      {line}")
+                    echo(f"      {line}")
                 if case.message:
-                    click.echo(f"      ({case.message})")
+                    say(f"({case.message})", "      ")
             if case.status == "FAIL" or (verbose and case.trace):
                 got = case.got or {}
                 if case.trace:
-                    click.echo(f"      trace of `{got.get('rule')}`:")
+                    echo(f"      trace of `{got.get('rule')}`:")
                     for line in case.trace:
-                        click.echo(f"        {line}")
+                        echo(f"        {line}")
                 for i, line in enumerate(case.expected_trace):
-                    click.echo(f"      {'  ' if i else ''}{line}")
+                    echo(f"      {'  ' if i else ''}{line}")
         if suite.uncovered:
             word = "FAIL" if strict else "note"
-            click.echo(f"{word}: {len(suite.uncovered)} of {suite.rules} rules not exercised by any case:")
+            echo(f"{word}: {len(suite.uncovered)} of {suite.rules} rules not exercised by any case:")
             for rule in suite.uncovered:
-                click.echo(f"      {suite.workflow_file}:{rule['line']}: {rule['section']} `{rule['rule']}`")
+                echo(f"      {suite.workflow_file}:{rule['line']}: {rule['section']} `{rule['rule']}`")
         elif suite.rules:
-            click.echo(f"coverage: all {suite.rules} rules exercised")
+            echo(f"coverage: all {suite.rules} rules exercised")
     counts = report.counts()
     files = counts["file_errors"]
-    click.echo(f"{counts['pass']} passed, {counts['fail']} failed, {counts['error']} errors"
-               f" ({counts['cases']} cases, {counts['uncovered_rules']} rules not exercised)"
-               + (f"; {files} {'error' if files == 1 else 'errors'} outside the cases" if files else ""))
+    echo(f"{counts['pass']} passed, {counts['fail']} failed, {counts['error']} errors"
+         f" ({counts['cases']} cases, {counts['uncovered_rules']} rules not exercised)"
+         + (f"; {files} {'error' if files == 1 else 'errors'} outside the cases" if files else ""))

@@ -40,6 +40,8 @@ from typing import Any
 
 import pluggy
 
+from rules.visible_text import quoted
+
 from . import hookspecs
 from .plugin_calls import PluginExit, called_safely, plugin_code, printing_to_stderr, read_safely
 
@@ -578,8 +580,8 @@ def check_workflow_text(text: str, filename: str) -> tuple[Any, list[Any]]:
         for index, module in enumerate(modules):
             if module in failed:
                 pos = doc.where(("plugins", index))
-                diagnostics.append(Diagnostic(filename, pos.line, pos.col,
-                                              f"plugin module `{module}` does not load: {continued(failed[module])}"))
+                diagnostics.append(Diagnostic(filename, pos.line, pos.col, f"plugin module {quoted(module)} "
+                                              f"does not load: {continued(failed[module])}"))
     if doc is not None and workflow is not None:
         diagnostics += entry_diagnostics(doc)
         diagnostics += unknown_plugin_warnings(doc, load_plugins(modules) if _has_entries(doc) else None)
@@ -672,8 +674,8 @@ def database_entry_diagnostics(text: str, filename: str, db_path: str) -> list[A
         problem = sink_database_problem(entry, db_path) if isinstance(entry, dict) else None
         if problem is not None:
             pos = doc.where(("sinks", index, "path"))
-            out.append(Diagnostic(filename, pos.line, pos.col, f"sinks entry {index + 1} (`{entry.get('plugin')}`): "
-                                                               f"{problem}"))
+            out.append(Diagnostic(filename, pos.line, pos.col,
+                                  f"sinks entry {index + 1} ({quoted(entry.get('plugin'))}): {problem}"))
     folder = os.path.dirname(os.path.abspath(db_path))
     return out + same_file_diagnostics(doc, entries, same_file_sinks(entries, folder))
 
@@ -725,10 +727,10 @@ def _same_existing(a: str, b: str) -> bool:
 
 def same_file_message(entries: list[Any], index: int, earlier: int, line: int | None = None) -> str:
     """Why the sinks entry ``index`` must not run: it writes the file of the entry ``earlier``."""
-    other = entries[earlier]
-    where = f"`{other.get('plugin')}`" + (f", line {line}" if line is not None else "")
-    return (f"sinks entry {index + 1} (`{entries[index].get('plugin')}`) writes the same file as sinks entry "
-            f"{earlier + 1} ({where}): `path: {entries[index].get('path')}`; each would cut the other's output "
+    other, path = entries[earlier], entries[index].get("path")
+    where = quoted(other.get("plugin")) + (f", line {line}" if line is not None else "")
+    return (f"sinks entry {index + 1} ({quoted(entries[index].get('plugin'))}) writes the same file as sinks entry "
+            f"{earlier + 1} ({where}): {quoted(f'path: {path}')}; each would cut the other's output "
             "back to its own last size, so give each sink a file of its own")
 
 
@@ -763,7 +765,7 @@ def entry_problems(section: str, entry: dict[str, Any],
             problems.append((_setting_path(setting, exc), str(exc)))
             continue
         if kind is str and not value.strip():
-            problems.append(((setting,), f"setting `{setting}:` must not be empty"))
+            problems.append(((setting,), f"setting {quoted(f'{setting}:')} must not be empty"))
     return problems
 
 
@@ -805,7 +807,8 @@ def declared_problems(section: str, entry: dict[str, Any],
             known = sorted({*found.settings, *own})
             close = difflib.get_close_matches(str(setting), known, n=1)
             hint = f"did you mean `{close[0]}:`?" if close else f"it knows {', '.join(known)}"
-            out.append(((setting,), f"`{plugin}` has no setting `{setting}:` ({hint}); it is ignored", "warning"))
+            out.append(((setting,), f"`{plugin}` has no setting {quoted(f'{setting}:')} ({hint}); it is ignored",
+                        "warning"))
             continue
         try:
             checked_setting(setting, value, kind)
@@ -841,7 +844,7 @@ def duplicate_entries(entries: list[Any]) -> dict[int, int]:
 
 
 def duplicate_message(section: str, entries: list[Any], index: int, earlier: int) -> str:
-    return (f"{section} entry {index + 1} has the same identity `{entry_key(entries[index])}` as entry "
+    return (f"{section} entry {index + 1} has the same identity {quoted(entry_key(entries[index]))} as entry "
             f"{earlier + 1}, so they would share their progress: give one of them its own `name:`")
 
 
@@ -863,7 +866,7 @@ def entry_diagnostics(doc: Any) -> list[Any]:
             for where, message in entry_problems(section, entry, queues):
                 pos = doc.where((section, index, *where))
                 out.append(Diagnostic(doc.filename, pos.line, pos.col,
-                                      f"{section} entry {index + 1} (`{entry.get('plugin')}`): {message}"))
+                                      f"{section} entry {index + 1} ({quoted(entry.get('plugin'))}): {message}"))
         same = same_file_sinks(entries, None) if section == "sinks" else {}
         out += same_file_diagnostics(doc, entries, same)
         for index, earlier in duplicate_entries(entries).items():
@@ -907,7 +910,7 @@ def unknown_plugin_warnings(doc: Any, plugins: Plugins | None) -> list[Any]:
                 pos = doc.where((section, index, "plugin"))
                 listed = ", ".join(sorted(known)) or "none"
                 out.append(Diagnostic(doc.filename, pos.line, pos.col,
-                                      f"no {section} plugin `{name}` is loaded here ({section}: {listed}); "
+                                      f"no {section} plugin {quoted(name)} is loaded here ({section}: {listed}); "
                                       "`run` fails on this entry unless it loads one (--plugins-dir)", "warning"))
     return out
 

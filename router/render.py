@@ -6,20 +6,11 @@ import errno
 import functools
 import json
 import os
-import re
 from typing import Any
 
+from rules.visible_text import one_line, visible  # noqa: F401 - printed text, shared with rules' messages
+
 from . import clock
-
-# C0 controls but tab and newline, DEL and C1: an ESC in a task's id or label would reach the
-# terminal as an escape sequence (clear the screen, retitle the window) if printed as it is.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def visible(text: str) -> str:
-    """``text`` with control characters written as ``\\xNN``, safe to print to a terminal."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
 
 _STEP_NAMES = {"sources": "source", "reviewers": "reviewer", "sinks": "sink"}  # a step as one of its entries
 
@@ -28,16 +19,6 @@ def continued(text: str, indent: str = "    ") -> str:
     """``text`` whose lines after the first are indented by ``indent``: a message of several lines
     (a plugin's error saying how to fix it) printed under the line that starts it."""
     return text.replace("\n", "\n" + indent)
-
-
-_LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-
-def one_line(text: str) -> str:
-    """``text`` as :func:`visible` writes it, line breaks and tabs too: for a name printed within
-    one line (a file name may hold a line break, which would print as a line of its own)."""
-    return _LINE_BREAKING.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
-                              else f"\\u{ord(m.group()):04x}", text)
 
 
 # The width of a console that is not a terminal: wide enough that no table row is folded.

@@ -32,6 +32,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from rules.visible_text import quoted
+
 from . import clock
 from .context import review_facts, votes_facts
 from .errors import LabelyardError
@@ -41,7 +43,7 @@ from .plugin_api import (FinalTask, Notification, PluginError, PluginRun, Review
 from .plugins import (Plugins, declared_problems, describe_error, duplicate_entries, duplicate_message, entry_key,
                       entry_problems, same_file_message, same_file_sinks, sink_database_problem, trace,
                       workflow_queues)
-from .render import visible
+from .render import one_line, visible
 from .store import dumps, loads, text_problem
 from .writer_lock import lock_file_hint, lock_path, open_lock_file
 
@@ -509,12 +511,13 @@ class Runner:
 
     @staticmethod
     def _quiet_on_closed_output(echo: Callable[[str], None] | None) -> Callable[[str], None]:
-        """Progress lines must never fail a step (``labelyard run | head`` closes the pipe)."""
+        """Progress lines must never fail a step (``labelyard run | head`` closes the pipe), and are
+        one line each: an entry's identity (its `name:` or `path:`) is the workflow's text."""
         def safe(message: str) -> None:
             if echo is None:
                 return
             try:
-                echo(message)
+                echo(one_line(message))
             except OSError:
                 pass
 
@@ -553,7 +556,8 @@ class Runner:
                 continue
             found = self.plugins.get(kind, str(entry["plugin"]))
             if found is None:
-                self.fail(step, entry, f"no {kind[:-1]} plugin `{entry['plugin']}` is loaded (see `labelyard plugins`)")
+                self.fail(step, entry,
+                          f"no {kind[:-1]} plugin {quoted(entry['plugin'])} is loaded (see `labelyard plugins`)")
                 continue
             errors = [message for _, message, severity in declared_problems(section, entry, found) if severity == "error"]
             if errors:

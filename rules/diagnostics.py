@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from .visible_text import one_line, visible
+
 
 @dataclass(frozen=True, order=True)
 class Diagnostic:
@@ -14,6 +16,13 @@ class Diagnostic:
     col: int
     message: str
     severity: str = field(default="error", compare=False)  # error | warning
+
+    def __post_init__(self) -> None:
+        # A message quotes the file's own text (a key, a rule's name, a plugin's error): no escape
+        # sequence may reach the terminal, piped or not. Names are quoted on one line where the
+        # message is built (visible_text.quoted); a plugin's error may keep its lines.
+        object.__setattr__(self, "file", one_line(str(self.file)))
+        object.__setattr__(self, "message", visible(str(self.message)))
 
     def __str__(self) -> str:
         prefix = "" if self.severity == "error" else "warning: "

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .diagnostics import Diagnostic, WorkflowInvalid
+from .visible_text import quoted
 
 MAX_BYTES = 1_000_000
 MAX_TEXT = 1_000_000  # characters of scalar text in the document, aliases expanded
@@ -209,7 +210,7 @@ def _syntax_message(exc: Any) -> str:
         return "a workflow or rule-test file is one YAML document; another starts here"
     anchor = _DUPLICATE_ANCHOR.fullmatch(context or "")
     if anchor and start is not None:
-        return f"anchor `{anchor['name']}` defined twice (first at {start.line + 1}:{start.column + 1})"
+        return f"anchor {quoted(anchor['name'])} defined twice (first at {start.line + 1}:{start.column + 1})"
     if problem and problem.startswith("found character '\\t'"):
         return "a tab here is not allowed by the YAML reader; use spaces (or quote the value that holds it)"
     if not problem:
@@ -349,7 +350,7 @@ class _Builder:
                             self.doc.filename,
                             key_mark.line + 1,
                             key_mark.column + 1,
-                            f"duplicate key `{key}`",
+                            f"duplicate key {quoted(key)}",
                         )
                     )
                     continue

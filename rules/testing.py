@@ -38,6 +38,7 @@ from .errors import RulesError
 from .expr import EvaluationError
 from .instants import InstantError, parse_instant
 from .source import read_source
+from .visible_text import one_line, quoted
 from .workflow import Workflow, compile_workflow
 
 __all__ = [
@@ -360,13 +361,13 @@ def _load_cases(text: str, filename: str, suite: SuiteResult) -> list[dict[str, 
                 pos = doc.where(path + (key,), key=True)
                 hint = difflib.get_close_matches(str(key), allowed, n=1)
                 suffix = f"; did you mean `{hint[0]}`?" if hint else f" (allowed: {', '.join(allowed)})"
-                problems.append(Diagnostic(filename, pos.line, pos.col, f"unknown key `{key}`{suffix}"))
+                problems.append(Diagnostic(filename, pos.line, pos.col, f"unknown key {quoted(key)}{suffix}"))
             continue
         pos = doc.where(path)
         where = ".".join(str(p) for p in path) or "the file"
         if error.validator == "enum":
             hint = difflib.get_close_matches(str(error.instance), [str(v) for v in error.validator_value], n=1)
-            message = f"`{where}` is {json.dumps(error.instance)}; expected one of {', '.join(map(str, error.validator_value))}"
+            message = f"{quoted(where)} is {json.dumps(error.instance)}; expected one of {', '.join(map(str, error.validator_value))}"
             if hint:
                 message += f" (did you mean `{hint[0]}`?)"
             if _is_case_event(path):
@@ -374,9 +375,9 @@ def _load_cases(text: str, filename: str, suite: SuiteResult) -> list[dict[str, 
                                        Diagnostic(filename, pos.line, pos.col, _unknown_event(error.instance)))
                 continue
         elif error.validator == "required":
-            message = f"{where}: {error.message.replace('is a required property', 'is required')}"
+            message = f"{one_line(where)}: {error.message.replace('is a required property', 'is required')}"
         else:
-            message = f"`{where}`: {error.message}"
+            message = f"{quoted(where)}: {error.message}"
         problems.append(Diagnostic(filename, pos.line, pos.col, message))
     if problems:  # the file's shape is wrong: no case runs, every problem is listed
         suite.errors += sorted(set(problems) | {whole for whole, _ in bad_events.values()})
@@ -390,7 +391,7 @@ def _load_cases(text: str, filename: str, suite: SuiteResult) -> list[dict[str, 
         message = str(problem[1]) if problem else None
         if name in seen:  # this case is an ERROR; the others still run
             at = doc.where(("cases", index, "name"))
-            message = str(Diagnostic(filename, at.line, at.col, f"duplicate case name `{name}` (first at line "
+            message = str(Diagnostic(filename, at.line, at.col, f"duplicate case name {quoted(name)} (first at line "
                                                                 f"{seen[name]})"))
         else:
             seen[name] = pos.line
@@ -417,7 +418,7 @@ def _unknown_event(event: Any) -> str:
     """``unknown event `on_creat`; did you mean `on_create`?``"""
     hint = difflib.get_close_matches(event, EVENTS, n=1) if isinstance(event, str) else []
     shown = event if isinstance(event, str) else json.dumps(event)
-    return f"unknown event `{shown}`" + (f"; did you mean `{hint[0]}`?" if hint else f" (events: {', '.join(EVENTS)})")
+    return f"unknown event {quoted(shown)}" + (f"; did you mean `{hint[0]}`?" if hint else f" (events: {', '.join(EVENTS)})")
 
 
 def _validator(jsonschema: Any) -> Any:
@@ -491,12 +492,12 @@ def _case_problem(workflow: Workflow, case: dict[str, Any]) -> tuple[tuple, str]
     if isinstance(rule, str) and rule not in names:
         hint = difflib.get_close_matches(rule, names, n=1)
         if hint:
-            suffix = f"; did you mean `{hint[0]}`?"
+            suffix = f"; did you mean {quoted(hint[0])}?"
         elif names:
-            suffix = f" (its rules: {', '.join(names)})"
+            suffix = f" (its rules: {', '.join(map(one_line, names))})"
         else:
             suffix = " (it has no rules)"
-        return ("expect", "rule"), f"no rule `{rule}` in {event} of {workflow.name}{suffix}"
+        return ("expect", "rule"), f"no rule {quoted(rule)} in {event} of {workflow.name}{suffix}"
     action = expect.get("action")
     if action is not None and action != "none" and event not in ACTIONS[action].sections:
         return ("expect", "action"), f"`{action}` cannot happen in {event}"
@@ -504,7 +505,7 @@ def _case_problem(workflow: Workflow, case: dict[str, Any]) -> tuple[tuple, str]
     for root in case.get("facts") or {}:
         if root not in seen:
             order = [r for r in FACT_ROOTS if r in seen]
-            return ("facts", root), f"{event} does not see `{root}` (it sees {', '.join(order)})"
+            return ("facts", root), f"{event} does not see {quoted(root)} (it sees {', '.join(order)})"
     for root, given in (case.get("facts") or {}).items():
         unknown = _unknown_fact(root, given)
         if unknown is not None:
@@ -533,7 +534,7 @@ def _unknown_fact(root: str, given: Any) -> tuple[str, str] | None:
         name = f"{root}.{key}"
         hint = difflib.get_close_matches(str(key), known, n=1)
         suffix = f"; did you mean `{root}.{hint[0]}`?" if hint else f" ({root} has: {', '.join(known)})"
-        return key, f"unknown fact `{name}`{suffix}"
+        return key, f"unknown fact {quoted(name)}{suffix}"
     return None
 
 

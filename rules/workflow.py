@@ -25,6 +25,7 @@ from .errors import RulesError
 from .expr import EvaluationError, Expression, ExpressionError, compile_expression
 from .label_text import not_among, not_one_of
 from .schema import label_key_problem
+from .visible_text import one_line, quoted
 
 TASK_DECISION_SECTIONS = ("on_create", "on_quorum", "on_review", "on_timer")
 HOLD_WHEN_NO_RULE = ("on_create", "on_quorum", "on_review")
@@ -618,8 +619,8 @@ def _schema_diagnostics(doc: Any) -> list[Diagnostic]:
             for key in _extra_keys(error):
                 pos = doc.where(path + (key,), key=True)
                 hint = difflib.get_close_matches(key, allowed, n=1)
-                where = f" in `{path[-1]}`" if path and isinstance(path[-1], str) else ""
-                msg = f"unknown key `{key}`{where}"
+                where = f" in {quoted(path[-1])}" if path and isinstance(path[-1], str) else ""
+                msg = f"unknown key {quoted(key)}{where}"
                 msg += f"; did you mean `{hint[0]}`?" if hint else f" (allowed: {', '.join(allowed)})"
                 out.append(Diagnostic(doc.filename, pos.line, pos.col, msg))
             continue
@@ -651,14 +652,14 @@ def _extra_keys(error: Any) -> list[str]:
 def _schema_message(error: Any, path: tuple) -> str:
     where = ".".join(str(p) for p in path) or "the document"
     if error.validator == "required":
-        return f"{where}: {error.message.replace('is a required property', 'is required')}"
+        return f"{one_line(where)}: {error.message.replace('is a required property', 'is required')}"
     if error.validator == "type":
         wanted = error.validator_value
         wanted = " or ".join(wanted) if isinstance(wanted, list) else wanted
-        return f"`{where}` should be {wanted}, not {_show(error.instance)}"
+        return f"{quoted(where)} should be {wanted}, not {_show(error.instance)}"
     if error.validator == "enum":
-        return f"`{where}` is {_show(error.instance)}; expected one of {', '.join(map(str, error.validator_value))}"
-    return f"`{where}`: {error.message}"
+        return f"{quoted(where)} is {_show(error.instance)}; expected one of {', '.join(map(str, error.validator_value))}"
+    return f"{quoted(where)}: {error.message}"
 
 
 class _Compiler:
@@ -705,7 +706,7 @@ class _Compiler:
                     continue  # reported by the schema
                 name = entry.get("name") if isinstance(entry.get("name"), str) else positional_name(section, index)
                 if name in seen:
-                    self.error((section, index, "name"), f"duplicate rule name `{name}` in {section} (first at rule {seen[name] + 1})")
+                    self.error((section, index, "name"), f"duplicate rule name {quoted(name)} in {section} (first at rule {seen[name] + 1})")
                 seen[name] = index
                 rule = self.compile_rule(section, index, name, entry, builtin)
                 if rule is not None:
@@ -776,7 +777,7 @@ class _Compiler:
                 hint = difflib.get_close_matches(key, spec.params, n=1)
                 suffix = f"; did you mean `{hint[0]}`?" if hint else (
                     f" (it takes {', '.join(spec.params)})" if spec.params else " (it takes no parameters)")
-                self.error(path + (key,), f"unknown parameter `{key}` for `{kind}`{suffix}", key=True)
+                self.error(path + (key,), f"unknown parameter {quoted(key)} for `{kind}`{suffix}", key=True)
                 ok = False
         params: dict[str, Any] = {}
         problem = _target_problem(kind, spec.target, target)
@@ -791,7 +792,7 @@ class _Compiler:
             elif isinstance(queues, dict) and target not in queues:
                 hint = difflib.get_close_matches(target, list(queues), n=1)
                 suffix = f"; did you mean `{hint[0]}`?" if hint else f" (queues: {', '.join(queues)})"
-                self.error(path + (kind,), f"undefined queue `{target}`{suffix}")
+                self.error(path + (kind,), f"undefined queue {quoted(target)}{suffix}")
                 ok = False
         elif spec.target == "accept" and target is not None:
             if isinstance(target, dict) and "label" in target:
@@ -841,7 +842,7 @@ class _Compiler:
     def _unknown_action(self, path: tuple, kind: Any, allowed: list[str], key: bool = False) -> None:
         hint = difflib.get_close_matches(str(kind), allowed, n=1)
         suffix = f"; did you mean `{hint[0]}`?" if hint else f" (expected one of {', '.join(allowed)})"
-        self.error(path, f"unknown action `{kind}`{suffix}", key=key)
+        self.error(path, f"unknown action {quoted(kind)}{suffix}", key=key)
 
     def semantic_checks(self) -> list[Diagnostic]:
         out: list[Diagnostic] = []
@@ -852,7 +853,7 @@ class _Compiler:
         for path, value in _non_finite(self.spec, ()):
             pos = self.doc.where(path)
             out.append(Diagnostic(self.filename, pos.line, pos.col,
-                                  f"`{'.'.join(map(str, path))}` must be a finite number, not {value!r}"))
+                                  f"{quoted('.'.join(map(str, path)))} must be a finite number, not {value!r}"))
         for path, text, is_key in _one_line_values(self.spec):
             if isinstance(text, str) and text.endswith("\n"):
                 pos = self.doc.where(path, key=is_key)

@@ -1,0 +1,126 @@
+"""Hostile text, session 12: names from files never reach the terminal raw (4), JSON rows with a
+repeated key are refused (6), imported voter names are checked as `workers add` checks them (7),
+and messages say what is wrong (8)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+ESC = "\x1b]0;PWNED\x07"  # retitles the terminal window when printed raw
+SHOWN = "\\x1b]0;PWNED\\x07"
+
+
+def _write_json_yaml(path, data) -> None:
+    path.write_text(json.dumps(data), encoding="utf-8")  # JSON is YAML: any key, escapes and all
+
+
+def _raw_free(text: str) -> None:
+    assert "\x1b" not in text and "\x07" not in text, text
+
+
+# -- 4: escape sequences in workflow, test and database text -------------------------------------
+BROKEN = {
+    "workflow": "x",
+    "labels": {"type": "choice", "choices": ["a"]},
+    "queues": {"q": {"roles": ["a"], "bogus" + ESC: 1}},
+    "top" + ESC: 1,
+    "plugins": ["nomod" + ESC],
+    "on_create": [{"name": "r" + ESC, "do": {"annotate": "q" + ESC}},
+                  {"name": "r" + ESC, "do": {"annotate": "q", "par" + ESC: 1}},
+                  {"name": "n\nforged.workflow.yaml:1:1: all good", "do": {"ann" + ESC + "otate": "q"}}],
+}
+
+
+def test_validate_and_apply_quote_names_of_the_file_escaped(run, tmp_path):
+    _write_json_yaml(tmp_path / "h.workflow.yaml", BROKEN)
+    proc = run("validate", "h.workflow.yaml")
+    assert proc.returncode == 1
+    _raw_free(proc.stderr)
+    for said in (f"unknown key `bogus{SHOWN}` in `q`", f"unknown key `top{SHOWN}`",
+                 f"plugin module `nomod{SHOWN}` does not load", f"undefined queue `q{SHOWN}`",
+                 f"duplicate rule name `r{SHOWN}` in on_create", f"unknown parameter `par{SHOWN}` for `annotate`",
+                 f"unknown action `ann{SHOWN}otate`; did you mean `annotate`?"):
+        assert said in proc.stderr, said
+    assert all(line.startswith("h.workflow.yaml:1:") for line in proc.stderr.splitlines())
+    run.ok("init")
+    proc = run("apply", "--json", "h.workflow.yaml")
+    assert proc.returncode == 1
+    _raw_free(proc.stderr)
+    assert f"unknown action `ann{SHOWN}otate`" in proc.stderr
+    messages = [d["message"] for d in json.loads(proc.stdout)["diagnostics"]]
+    assert f"unknown action `ann{SHOWN}otate`; did you mean `annotate`?" in messages  # the same words in JSON
+
+
+def test_a_key_with_a_line_break_stays_on_its_line(run, tmp_path):
+    _write_json_yaml(tmp_path / "h.workflow.yaml", {**BROKEN, "on_create": [
+        {"do": {"ann\nh.workflow.yaml:9:9: forged": "q"}}]})
+    proc = run("validate", "h.workflow.yaml")
+    assert "unknown action `ann\\x0ah.workflow.yaml:9:9: forged`" in proc.stderr
+    assert "\nh.workflow.yaml:9:9" not in proc.stderr
+
+
+def test_plugin_entries_are_named_escaped(run, tmp_path):
+    _write_json_yaml(tmp_path / "g.workflow.yaml", {
+        "workflow": "x", "labels": {"type": "choice", "choices": ["a"]}, "queues": {"q": {"roles": ["a"]}},
+        "sources": [{"plugin": "nosuch" + ESC}],
+        "sinks": [{"plugin": "jsonl", "path": "o.jsonl", "setting" + ESC: 1}],
+        "on_create": [{"do": {"annotate": "q"}}]})
+    proc = run.ok("validate", "g.workflow.yaml")
+    _raw_free(proc.stderr)
+    assert f"no sources plugin `nosuch{SHOWN}` is loaded here" in proc.stderr
+    assert f"`jsonl` has no setting `setting{SHOWN}:`" in proc.stderr
+
+
+def test_rule_tests_print_case_names_rules_and_values_escaped(run, tmp_path):
+    _write_json_yaml(tmp_path / "g.workflow.yaml", {
+        "workflow": "x", "labels": {"type": "choice", "choices": ["a"]}, "queues": {"q": {"roles": ["a"]}},
+        "on_create": [{"name": "r" + ESC, "do": {"annotate": "q"}}]})
+    _write_json_yaml(tmp_path / "g.test.yaml", {"cases": [
+        {"name": "c" + ESC + "\nPASS  forged", "event": "on_create", "facts": {"task": {"data": {}}},
+         "expect": {"rule": "no" + ESC}},
+        {"name": "u", "event": "on_create", "facts": {"task": {"data": {}, "odd" + ESC: 1}},
+         "expect": {"rule": "r" + ESC}},
+        {"name": "d" + ESC, "event": "on_create", "facts": {"task": {"data": {}}},
+         "expect": {"rule": "r" + ESC, "values": {"overlap": "x" + ESC}}}]})
+    proc = run("test", "-v", "g.workflow.yaml")
+    assert proc.returncode == 1
+    _raw_free(proc.stdout + proc.stderr)
+    out = proc.stdout
+    assert f"ERROR g.test.yaml:1: c{SHOWN}\\x0aPASS  forged\n" in out
+    assert "\nPASS" not in out
+    assert f"no rule `no{SHOWN}` in on_create of x; did you mean `r{SHOWN}`?" in out
+    assert f"unknown fact `task.odd{SHOWN}`" in out
+    assert f"FAIL  g.test.yaml:1: d{SHOWN}\n" in out
+    assert "values.overlap" in out
+
+
+def _accepting_project(run, tmp_path, name: str, sink_path: str):
+    workflow = {"workflow": "x", "labels": {"type": "choice", "choices": ["a"]}, "queues": {"q": {"roles": ["a"]}},
+                "sinks": [{"plugin": "jsonl", "path": sink_path}],
+                "on_create": [{"name": name, "do": "accept"}]}
+    _write_json_yaml(tmp_path / "s.workflow.yaml", workflow)
+    (tmp_path / "rows.jsonl").write_text(json.dumps({"id": "t1", "data": {}, "prediction": {"label": "a"}}) + "\n")
+    run.ok("init")
+    run.ok("apply", "s.workflow.yaml")
+    run.ok("ingest", "rows.jsonl")
+    return workflow
+
+
+def test_run_prints_a_sink_identity_escaped(run, tmp_path):
+    (tmp_path / f"nodir{ESC}").mkdir()
+    _accepting_project(run, tmp_path, "ok", f"nodir{ESC}/out.jsonl")
+    out = run.ok("run").stdout
+    _raw_free(out)
+    assert f"sink jsonl:nodir{SHOWN}/out.jsonl: delivered 1\n" in out
+
+
+def test_replay_prints_rule_names_escaped(run, tmp_path):
+    workflow = _accepting_project(run, tmp_path, "r" + ESC, "out.jsonl")
+    workflow["on_create"] = [{"name": "z" + ESC + "\nforged", "do": {"annotate": "q"}}]
+    _write_json_yaml(tmp_path / "s2.workflow.yaml", workflow)
+    out = run.ok("replay", "s2.workflow.yaml").stdout
+    _raw_free(out)
+    assert f"rule `z{SHOWN}\\x0aforged` would have sent 1 more task to q" in out
+    assert f"by `r{SHOWN}`" in out
