@@ -37,8 +37,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from router import hookimpl
-from router.plugin_api import (PluginError, PluginRun, RowError, RowProblem, SourcePart, TaskInput, check_row,
-                               decode_document, long_integer_problem)
+from router.plugin_api import (PluginError, PluginRun, RepeatedKey, RowError, RowProblem, SourcePart, TaskInput,
+                               check_row, decode_document, decode_strict, long_integer_problem, repeated_key_problem)
 
 from ._files import PART_ROWS, matching_files, signature
 from ._labelstudio_sink import finish, write
@@ -95,7 +95,7 @@ def _load_export(path: str) -> list[Any]:
     try:
         with open(path, "rb") as handle:
             text = decode_document(handle.read())
-        tasks = json.loads(text)
+        tasks = decode_strict(text)  # json.loads, refusing an object that gives a key twice
     except OSError as exc:
         raise PluginError(f"{path}: cannot read: {exc.strerror}") from None
     except RowError as exc:
@@ -107,6 +107,8 @@ def _load_export(path: str) -> list[Any]:
         raise _BadFile(line, f"not a Label Studio export: {reason}") from None
     except RecursionError:
         raise _BadFile(1, "not a Label Studio export: JSON nested too deeply") from None
+    except RepeatedKey:  # one of the two values would be lost without a word
+        raise _BadFile(*repeated_key_problem(text)) from None
     if isinstance(tasks, dict):
         tasks = [tasks]
     if not isinstance(tasks, list):

@@ -28,6 +28,7 @@ from rules.source import BOM, NotUtf8, decode_text
 from rules.workflow import finite_number
 
 from .errors import LabelyardError
+from .json_array import RepeatedKey, decode_strict, repeated_key
 from .store import control_character, text_problem
 
 
@@ -412,7 +413,8 @@ def _decode(data: bytes, *, whole: bool) -> str:
 
 def load_json_line(raw: bytes) -> Any:
     """The JSON value on one input line; a :class:`RowError` saying where it is not UTF-8,
-    not JSON, or JSON that no row can hold (an integer too long for Python, a lone surrogate)."""
+    not JSON, or JSON that no row can hold (an integer too long for Python, a lone surrogate,
+    an object giving a key twice)."""
     try:
         text = raw.decode("utf-8")  # the common case, without decode_line's bookkeeping
     except UnicodeDecodeError:
@@ -420,7 +422,7 @@ def load_json_line(raw: bytes) -> Any:
     if text.startswith(BOM_TEXT):  # a byte-order mark (first line, or files joined with cat)
         text = text[1:]
     try:
-        value = json.loads(text)
+        value = decode_strict(text)
     except json.JSONDecodeError as exc:
         raise RowError(_syntax_error(text, exc)) from None
     except ValueError:  # JSON, with an integer longer than Python converts
@@ -430,6 +432,9 @@ def load_json_line(raw: bytes) -> Any:
         raise RowError(found.at(f"column {found.offset + 1}")) from None
     except RecursionError:
         raise RowError("JSON nested too deeply") from None
+    except RepeatedKey:
+        found = repeated_key(text)
+        raise RowError(found.at(f"column {found.offset + 1}")) from None
     if "\\u" in text:  # the text is UTF-8: a surrogate can come only from an escape
         from .json_array import lone_surrogate
 
@@ -445,7 +450,18 @@ def long_integer_problem(text: str) -> tuple[int, str]:
     naming line and column (``json`` itself says neither)."""
     from .json_array import long_integer
 
-    found = long_integer(text)
+    return _in_document(text, long_integer(text))
+
+
+def repeated_key_problem(text: str) -> tuple[int, str]:
+    """Where JSON ``text`` (a whole document) that :func:`decode_strict` refused with
+    :class:`RepeatedKey` gives a key a second time in one object: its line, and the reason
+    naming the key, line and column."""
+    return _in_document(text, repeated_key(text))
+
+
+def _in_document(text: str, found: Any) -> tuple[int, str]:
+    """The line of ``found`` (an ``Unreadable`` of a whole document), and its reason there."""
     line = text.count("\n", 0, found.offset) + 1
     col = found.offset - text.rfind("\n", 0, found.offset)
     return line, found.at(f"line {line}, column {col}")
@@ -730,7 +746,10 @@ def csv_label(cell: str, label_type: str | None) -> Any:
     if example is None:
         return cell
     try:
-        return json.loads(cell)
+        return decode_strict(cell)
+    except RepeatedKey:
+        found = repeated_key(cell)
+        raise RowError(f"`prediction_label`: {found.at(f'column {found.offset + 1} of the cell')}") from None
     except json.JSONDecodeError as exc:
         raise RowError(f"`prediction_label` is not JSON (column {exc.colno}: {exc.msg}); "
                        f"a {label_type} label is written like {example}") from None

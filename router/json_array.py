@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, NamedTuple
 
+from rules.visible_text import quoted
+
 CHUNK_CHARS = 1 << 16
 _WHITESPACE = " \t\r\n"
 # a JSON string (skipped whole) or an escape in one: scanned only in text that parsed
@@ -84,6 +86,62 @@ def non_finite(text: str) -> Unreadable | None:
         shown = token if len(token) <= 24 else token[:21] + "..."
         return Unreadable(found.start(), f"the number `{shown}`", "is not finite, which JSON cannot carry")
     return None
+
+
+class RepeatedKey(Exception):
+    """Raised while :data:`STRICT` decodes an object that gives one key twice (``{"a": 1, "a": 2}``),
+    of which a dict would keep the last value without a word. Not a ``ValueError``, which is the
+    signal of a number too long to read."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    row = dict(pairs)
+    if len(row) != len(pairs):
+        raise RepeatedKey
+    return row
+
+
+# A decoder that refuses a key given twice in one object. The hook costs well under a microsecond
+# a row (the pairs of each object are built as a list first); a scan of the text for keys, in
+# Python, would cost more than decoding it.
+STRICT = json.JSONDecoder(object_pairs_hook=_unique_keys)
+
+
+def decode_strict(text: str) -> Any:
+    """``json.loads(text)``, but :class:`RepeatedKey` when an object gives a key twice and the
+    text is JSON otherwise (text that is not JSON raises as ``json.loads`` does)."""
+    try:
+        return STRICT.decode(text)
+    except RepeatedKey:
+        json.loads(text)  # not JSON after all: its own error (syntax, a number too long) is the one to say
+        raise
+
+
+_KEY_OR_BRACKET = re.compile(f"({_STRING})\\s*(:)?|[\\[\\]{{}}]")
+
+
+def repeated_key(text: str) -> Unreadable:
+    """Where JSON ``text`` (that parsed, but for :class:`RepeatedKey`) gives a key a second time in
+    one object: the second one, named."""
+    objects: list[set[str] | None] = []  # the keys of each object open at this point (None: a list)
+    for found in _KEY_OR_BRACKET.finditer(text):
+        if found.group(1) is None:
+            bracket = found.group()
+            if bracket in "[{":
+                objects.append(set() if bracket == "{" else None)
+            elif objects:
+                objects.pop()
+            continue
+        keys = objects[-1] if objects else None
+        if found.group(2) is None or keys is None:
+            continue  # a value
+        key = json.loads(found.group(1))  # `"a"` and `"\u0061"` are one key
+        if key in keys:
+            shown = key if len(key) <= 40 else key[:37] + "..."
+            return Unreadable(found.start(1), f"the key {quoted(shown)}",
+                              "is given twice in one object: one of the two values would be lost")
+        keys.add(key)
+    return Unreadable(0, "a key", "is given twice in one object: one of the two values would be lost")
 
 
 def lone_surrogate(text: str) -> Unreadable | None:
@@ -264,8 +322,9 @@ def iter_json_elements(handle: IO[str]) -> Iterator[Element]:
     """Each :class:`Element` of the JSON array in ``handle``, in order. Raises
     :class:`ArraySyntaxError` where the array stops being JSON; the elements before it have
     been yielded."""
-    decode = json.JSONDecoder().raw_decode
-    lenient = json.JSONDecoder(parse_int=str).raw_decode  # only to find where a too-long number's element ends
+    decode = STRICT.raw_decode
+    # only to find where an element ends: one with a too-long number, or a key given twice
+    lenient = json.JSONDecoder(parse_int=str).raw_decode
     window = _Window(handle)
     if window.peek() != "[":
         raise window.fail("expected `[` to open the array")
@@ -282,6 +341,10 @@ def iter_json_elements(handle: IO[str]) -> Iterator[Element]:
                     found = lone_surrogate(text)
                 except ArraySyntaxError:
                     raise
+                except RepeatedKey:  # this element alone is bad, if it is JSON to its end
+                    value, end = _element(window, lenient)
+                    text = window.text[window.pos:end]
+                    found = repeated_key(text)
                 except ValueError:  # an integer longer than Python converts: this element alone is bad
                     value, end = _element(window, lenient)
                     text = window.text[window.pos:end]

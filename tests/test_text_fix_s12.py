@@ -124,3 +124,100 @@ def test_replay_prints_rule_names_escaped(run, tmp_path):
     _raw_free(out)
     assert f"rule `z{SHOWN}\\x0aforged` would have sent 1 more task to q" in out
     assert f"by `r{SHOWN}`" in out
+
+
+# -- 6: a JSON object that gives a key twice -----------------------------------------------------
+ROUTING = """\
+workflow: x
+labels: {type: choice, choices: [a, b]}
+queues: {q: {roles: [annotator]}}
+on_create: [{do: {annotate: q}}]
+"""
+TWICE = "is given twice in one object: one of the two values would be lost"
+
+
+@pytest.fixture
+def routing(run, tmp_path):
+    run.ok("init")
+    (tmp_path / "x.workflow.yaml").write_text(ROUTING, encoding="utf-8")
+    run.ok("apply", "x.workflow.yaml")
+    return run
+
+
+def _reasons(run) -> dict[int, str]:
+    return {r["line"]: r["reason"] for r in run.json("rejects", "--json")}
+
+
+def test_a_json_lines_row_with_a_key_given_twice_is_quarantined(routing, tmp_path):
+    (tmp_path / "dup.jsonl").write_text(
+        '{"id":"T-1","data":{"amount":10,"amount":99},"id":"T-2"}\n'
+        '{"id":"T-3","data":{},"prediction":{"label":"a","label":"b"}}\n'
+        '{"id":"T-4","data":{"k":1,"\\u006b":2}}\n'  # the same key, one of them escaped
+        '{"id":"T-5","data":{"label":"x","list":[{"label":1},{"label":2}]},"prediction":{"label":"a"}}\n',
+        encoding="utf-8")
+    report = routing.json("ingest", "dup.jsonl", "--json")
+    assert (report["ingested"], report["rejected"]) == (1, 3)
+    assert _reasons(routing) == {1: f"the key `amount` at column 33 {TWICE}",
+                                 2: f"the key `label` at column 49 {TWICE}",
+                                 3: f"the key `k` at column 27 {TWICE}"}
+    assert routing("show", "T-2").returncode != 0 and routing("show", "T-1").returncode != 0
+    assert routing.json("show", "T-5", "--json")["task"]["data"]["label"] == "x"  # one key per object is fine
+
+
+def test_an_array_element_with_a_key_given_twice_is_quarantined_alone(routing, tmp_path):
+    (tmp_path / "rows.json").write_text(
+        '[\n {"id": "C", "data": {}},\n {"id": "D",\n  "data": {"x": [1, {"y": 1, "y": 2}]}},\n'
+        ' {"id": "E", "data": {"e\\u001b": 1, "e\\u001b": 2}},\n {"id": "F", "data": {}}\n]\n', encoding="utf-8")
+    report = routing.json("ingest", "rows.json", "--json")
+    assert (report["ingested"], report["rejected"]) == (2, 2)
+    assert _reasons(routing) == {3: f"the key `y` at line 4, column 30 {TWICE}",
+                                 5: f"the key `e\\x1b` at line 5, column 37 {TWICE}"}
+
+
+def test_a_broken_row_with_a_key_given_twice_is_reported_as_broken(routing, tmp_path):
+    (tmp_path / "bad.jsonl").write_text('{"id":"T-1","data":{"a":1,"a":2}} trailing\n', encoding="utf-8")
+    routing.ok("ingest", "bad.jsonl")
+    assert _reasons(routing)[1].startswith("invalid JSON at column 35")
+
+
+def test_gold_add_refuses_a_key_given_twice(routing, tmp_path):
+    (tmp_path / "g.jsonl").write_text('{"id":"G1","data":{},"answer":"a","answer":"b"}\n'
+                                      '{"id":"G2","data":{},"answer":"a"}\n', encoding="utf-8")
+    assert routing.ok("gold", "add", "g.jsonl").stdout == "gold: added 1, updated 0, rejected 1\n"
+    assert _reasons(routing) == {1: f"the key `answer` at column 35 {TWICE}"}
+
+
+def test_a_csv_label_cell_with_a_key_given_twice_is_quarantined(run, tmp_path):
+    run.ok("init")
+    (tmp_path / "s.workflow.yaml").write_text(
+        ROUTING.replace("{type: choice, choices: [a, b]}", "{type: spans, choices: [car]}"), encoding="utf-8")
+    run.ok("apply", "s.workflow.yaml")
+    cell = '"[{""start"": 0, ""end"": 3, ""start"": 1, ""label"": ""car""}]"'
+    (tmp_path / "p.csv").write_text(f"id,prediction_label\nS1,{cell}\n", encoding="utf-8")
+    report = run.json("ingest", "p.csv", "--json")
+    assert (report["ingested"], report["rejected"]) == (0, 1)
+    assert _reasons(run) == {2: f"`prediction_label`: the key `start` at column 25 of the cell {TWICE}"}
+
+
+def test_a_label_studio_export_with_a_key_given_twice_is_refused_where_it_is(routing, tmp_path):
+    text = ('[{"id": 1, "data": {"text": "x"},\n'
+            '  "annotations": [{"id": 11, "completed_by": {"id": 7, "email": "a@x", "email": "b@x"},\n'
+            '                   "result": []}]}]\n')
+    (tmp_path / "ls.json").write_text(text, encoding="utf-8")
+    report = routing.json("ingest", "labelstudio:ls.json", "--json")
+    assert (report["ingested"], report["rejected"]) == (0, 1)
+    assert _reasons(routing) == {2: f"the key `email` at line 2, column 72 {TWICE}"}
+
+
+def test_submit_refuses_a_value_giving_a_key_twice(run, tmp_path):
+    run.ok("init")
+    (tmp_path / "s.workflow.yaml").write_text(
+        ROUTING.replace("{type: choice, choices: [a, b]}", "{type: spans, choices: [car]}"), encoding="utf-8")
+    run.ok("apply", "s.workflow.yaml")
+    run.ok("workers", "add", "ann", "--role", "annotator")
+    (tmp_path / "t.jsonl").write_text('{"id": "t1", "data": {}}\n', encoding="utf-8")
+    run.ok("ingest", "t.jsonl")
+    slot = run.json("claim", "--as", "ann", "--json")["assignment"]
+    proc = run("submit", slot, "--as", "ann", "--value", '[{"start": 0, "end": 3, "end": 9, "label": "car"}]')
+    assert proc.returncode == 1
+    assert proc.stderr == f"labelyard: --value: the key `end` at column 25 {TWICE}\n"
