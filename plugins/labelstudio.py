@@ -38,7 +38,8 @@ from typing import Any
 
 from router import hookimpl
 from router.plugin_api import (PluginError, PluginRun, RepeatedKey, RowError, RowProblem, SourcePart, TaskInput,
-                               check_row, decode_document, decode_strict, long_integer_problem, repeated_key_problem)
+                               check_row, decode_document, decode_strict, long_integer_problem, repeated_key_problem,
+                               worker_name_problem)
 
 from ._files import PART_ROWS, matching_files, signature
 from ._labelstudio_sink import finish, write
@@ -183,6 +184,13 @@ def prior_votes(annotations: list[Any], labels: PluginRun) -> tuple[list[dict[st
                 latest[worker] = (n, annotation)
     votes, left_out = [], []
     for worker, (n, annotation) in latest.items():
+        refused = worker_name_problem(worker)  # printed in `show` and `workers list`: one line, not too long
+        if refused is not None:
+            name = annotation.get("id") if isinstance(annotation.get("id"), (int, str)) else f"#{n}"
+            shown = worker if len(worker) <= 60 else worker[:57] + "..."
+            left_out.append(f"annotation {_shown(str(name))} by {_shown(shown)}: "
+                            f"`{_who_field(annotation.get('completed_by'))}` refused as a worker's name: {refused}")
+            continue
         try:
             label = read_result(annotation.get("result"), labels.label_type)
         except RowError as exc:  # a field of the wrong shape: this vote is left out, saying which
@@ -289,6 +297,13 @@ def read_result(result: Any, label_type: str) -> Any:
         texts = [t for v in values for t in (v.get("text") or [])]
         return texts[0] if texts else None
     return None
+
+
+def _who_field(completed_by: Any) -> str:
+    """The field :func:`_who` took the worker's name from."""
+    if isinstance(completed_by, dict):
+        return "completed_by.email" if completed_by.get("email") else "completed_by.id"
+    return "completed_by"
 
 
 def _who(completed_by: Any) -> str:

@@ -30,7 +30,6 @@ __all__ = [
     "TaskInput", "RowProblem", "RowError", "check_row", "read_file", "parse_jsonl_line", "decode_line",
     "decode_document", "long_integer_problem", "decode_strict", "RepeatedKey", "repeated_key_problem",
     "JSON_RESERVED", "approve", "reject", "Setting", "is_utf8",
-    "escaped", "new_temp_beside", "spreadsheet_safe", "not_one_of", "not_among",
 ]
 
 
@@ -88,6 +87,21 @@ def _external_id(row: Any) -> str | None:
         return str(ident)[:512]
     except ValueError:  # an integer past Python's digit limit for text
         return None
+
+
+MAX_WORKER_NAME = 512  # characters, as a task's id: an imported voter's name is printed in listings
+
+
+def worker_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name the worker of an imported vote, ``None`` when it can: the rules of
+    ``labelyard workers add`` (not empty, no space at either end, no control character — a line
+    break or a tab would print a line of its own in ``show`` and ``workers list`` — and UTF-8
+    text), and at most :data:`MAX_WORKER_NAME` characters."""
+    if len(name) > MAX_WORKER_NAME:
+        return f"it is longer than {MAX_WORKER_NAME} characters"
+    from .engine import name_problem
+
+    return name_problem(name)
 
 
 @dataclass

@@ -39,7 +39,7 @@ from .context import review_facts, votes_facts
 from .errors import LabelyardError
 from .ingest import JSON_RESERVED, IgnoredKeys, RowError, RowProblem, TaskInput, check_row
 from .plugin_api import (FinalTask, Notification, PluginError, PluginRun, ReviewItem, SourcePart, Verdict,
-                         checked_setting)
+                         checked_setting, worker_name_problem)
 from .plugins import (Plugins, declared_problems, describe_error, duplicate_entries, duplicate_message, entry_key,
                       entry_problems, same_file_message, same_file_sinks, sink_database_problem, trace,
                       workflow_queues)
@@ -301,7 +301,8 @@ def add_prior_votes(engine, votes: Any, origin: str,
     """Record votes another tool collected as annotate submissions (see :class:`SourcePart`); returns how many.
 
     One transaction per task. Only open, non-gold tasks take them; a vote whose
-    label the workflow refuses, by a worker who already voted on the task, or
+    label the workflow refuses, whose worker's name ``workers add`` would refuse
+    (or past 512 characters), by a worker who already voted on the task, or
     beyond what completes its annotate stage, is left out and counted in
     ``left_out`` by reason. So is a vote badly shaped by the source (a task's
     votes given as one object instead of a list, a vote that is not an object),
@@ -338,10 +339,15 @@ def add_prior_votes(engine, votes: Any, origin: str,
                 continue
             now = clock.now()
             for index, vote in enumerate(items):
-                # an imported name is printed in listings: control characters written out, as `show` does
-                worker, label = visible(str(vote.get("worker") or "imported")), vote.get("label")
-                problem = "no label" if label is None else labels.problem(label) or text_problem(worker) \
-                    or text_problem(label)
+                # an imported name is printed in listings (`show`, `workers list`): refused as `workers add`
+                # refuses one, not written out, so a line break in it cannot print a forged line
+                worker, label = str(vote.get("worker") or "imported"), vote.get("label")
+                problem = worker_name_problem(worker)
+                if problem:
+                    skipped[_shape_reason(skipped, f"`worker` refused as a worker's name: {problem}",
+                                          external_id)] += 1
+                    continue
+                problem = "no label" if label is None else labels.problem(label) or text_problem(label)
                 if problem:
                     skipped[f"label refused: {problem}"] += 1
                     continue

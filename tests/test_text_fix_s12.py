@@ -221,3 +221,76 @@ def test_submit_refuses_a_value_giving_a_key_twice(run, tmp_path):
     proc = run("submit", slot, "--as", "ann", "--value", '[{"start": 0, "end": 3, "end": 9, "label": "car"}]')
     assert proc.returncode == 1
     assert proc.stderr == f"labelyard: --value: the key `end` at column 25 {TWICE}\n"
+
+
+# -- 7: imported voter names ------------------------------------------------------------------------
+FORGED = "evil\n  2026-01-01T00:00:00+00:00 final rule `ok` by lead"
+VOTING = """\
+workflow: t
+labels: {type: choice, choices: [a, b]}
+queues: {q: {roles: [annotator]}}
+on_create: [{name: default, do: {annotate: q, overlap: 3}}]
+on_quorum: [{name: acc, do: accept}]
+"""
+
+
+@pytest.fixture
+def voting(run, tmp_path):
+    run.ok("init")
+    (tmp_path / "t.workflow.yaml").write_text(VOTING, encoding="utf-8")
+    run.ok("apply", "t.workflow.yaml")
+    return run
+
+
+def _no_forged_lines(run, task: str) -> None:
+    for args in (("show", task), ("workers", "list")):
+        out = run.ok(*args).stdout
+        assert "2026-01-01" not in out and "\t" not in out and "x" * 513 not in out, out
+
+
+def test_a_source_s_votes_by_names_workers_add_refuses_are_left_out_saying_why(voting, tmp_path, monkeypatch):
+    from router.engine import Engine
+    from router.plugin_api import SourcePart
+    from router.runner import ingest_parts
+
+    (tmp_path / "t.jsonl").write_text('{"id": "T1", "data": {}}\n', encoding="utf-8")
+    voting.ok("ingest", "t.jsonl")
+    monkeypatch.setenv("LABELYARD_NOW", "2025-03-01T09:00:00Z")
+    engine = Engine.open(str(voting.db))
+    try:
+        result = ingest_parts(engine, iter([SourcePart("feed", [], cursor=1, votes={"T1": [
+            {"worker": FORGED, "label": "a"}, {"worker": "x" * 5000, "label": "a"},
+            {"worker": "tab\there", "label": "a"}, {"worker": " padded", "label": "a"},
+            {"worker": "x" * 512, "label": "b"}]})]))
+    finally:
+        engine.close()
+    assert result["prior_votes"] == 1  # the name of 512 characters is one
+    assert result["prior_votes_left_out"] == {
+        "`worker` refused as a worker's name: it holds a control character (first: task T1)": 2,
+        "`worker` refused as a worker's name: it is longer than 512 characters (first: task T1)": 1,
+        "`worker` refused as a worker's name: it starts or ends with a space (first: task T1)": 1}
+    _no_forged_lines(voting, "T1")
+
+
+def test_label_studio_voters_whose_names_workers_add_refuses_are_quarantined(voting, tmp_path):
+    def annotation(ident: int, who, choice: str) -> dict:
+        return {"id": ident, "completed_by": who,
+                "result": [{"from_name": "l", "to_name": "t", "type": "choices", "value": {"choices": [choice]}}]}
+
+    tasks = [{"id": 1, "data": {"text": "x"}, "annotations": [
+        annotation(11, {"id": 7, "email": FORGED}, "a"), annotation(12, {"email": "x" * 5000}, "a"),
+        annotation(13, {"id": "tab\there"}, "b"), annotation(14, {"id": 8, "email": "ok@x"}, "a")]}]
+    (tmp_path / "ls.json").write_text(json.dumps(tasks), encoding="utf-8")
+    report = voting.json("ingest", "labelstudio:ls.json", "--json")
+    assert (report["ingested"], report["rejected"], report["prior_votes"]) == (1, 1, 1)
+    [reject] = voting.json("rejects", "--json")
+    refused = "refused as a worker's name"
+    assert reject["reason"] == (
+        "task 1: votes left out (the task went in): "
+        "annotation 11 by labelstudio:evil\\n  2026-01-01T00:00:00+00:00 final rule `...: "
+        f"`completed_by.email` {refused}: it holds a control character; "
+        f"annotation 12 by labelstudio:{'x' * 45}...: `completed_by.email` {refused}: it is longer than 512 "
+        "characters; "
+        f"annotation 13 by labelstudio:tab\\there: `completed_by.id` {refused}: it holds a control character")
+    _no_forged_lines(voting, "1")
+    assert "labelstudio:ok@x" in voting.ok("workers", "list").stdout
