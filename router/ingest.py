@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -711,6 +712,8 @@ def _csv_row(record: dict[str, Any], label_type: str | None = None) -> dict[str,
         if text is None:  # float() alone takes `0.9_5`, `٠.٥`, `nan`
             raise RowError(f"`prediction_confidence` {_shown(confidence)} is not a number")
         prediction["confidence"] = float(text)
+        if math.isinf(prediction["confidence"]):  # `1e400`: the cell, not the infinity float() made of it
+            raise RowError(f"`prediction_confidence` {_shown(confidence)} is not a finite number")
     model = get("prediction_model")
     if model is not None:
         prediction["model"] = model

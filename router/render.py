@@ -138,7 +138,7 @@ def claim_lines(view: dict[str, Any]) -> list[str]:
         lines.append(f"reviewer's comment: {comment(view.get('comment') or '(no comment)')}")
         lines.append(f"your earlier label: {label(view.get('your_label'))}")
     if view["choices"]:
-        lines.append("choices: " + ", ".join(view["choices"]))
+        lines.append("choices: " + ", ".join(map(one_line, view["choices"])))  # one line, whatever a choice holds
     return [visible(line) for line in lines]
 
 

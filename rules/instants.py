@@ -7,6 +7,7 @@ environment and uses this.
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -17,6 +18,10 @@ EARLIEST = datetime(1, 1, 2, tzinfo=timezone.utc).timestamp()
 LATEST = datetime(9999, 12, 30, tzinfo=timezone.utc).timestamp()
 KEPT = "0001-01-02T00:00:00Z to 9999-12-30T00:00:00Z"
 """The range, as messages name it."""
+
+
+# Epoch seconds as text: ASCII digits, a point, an exponent (as CSV cells are read, router.ingest)
+_EPOCH = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 class InstantError(ValueError):
@@ -46,6 +51,9 @@ def parse_instant(value: Any) -> float:
     else:
         if not math.isfinite(seconds):  # "nan", "inf", 1e400: no instant, and NaN never compares
             raise InstantError("not a time; give epoch seconds or an ISO 8601 time")
+        if not _EPOCH.fullmatch(text):  # float() takes `1_700_000_000` and any script's digits (`١٧`)
+            raise InstantError("not epoch seconds as Labelyard reads them: ASCII digits without `_` "
+                               "(1700000000, 1.7e9), or an ISO 8601 time")
         return _kept(seconds)
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))

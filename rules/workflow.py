@@ -120,6 +120,8 @@ class LabelSpec:
             if bad:
                 return not_among(bad, self.choices)
         elif self.type == "number":
+            if isinstance(value, int) and not isinstance(value, bool) and not finite_number(value):
+                return f"label {_show_short(value)} is too large: a number label is below 1e300 in size"
             if not finite_number(value):
                 return f"label {_show_short(value)} is not a finite number"
             if self.min is not None and value < self.min or self.max is not None and value > self.max:

@@ -294,3 +294,65 @@ def test_label_studio_voters_whose_names_workers_add_refuses_are_quarantined(vot
         f"annotation 13 by labelstudio:tab\\there: `completed_by.id` {refused}: it holds a control character")
     _no_forged_lines(voting, "1")
     assert "labelstudio:ok@x" in voting.ok("workers", "list").stdout
+
+
+# -- 8: messages that say what is wrong ----------------------------------------------------------
+def _one_task(run, tmp_path, labels: str, claim: bool = True) -> int | None:
+    run.ok("init")
+    (tmp_path / "w.workflow.yaml").write_text(
+        f"workflow: w\nlabels: {labels}\nqueues: {{q: {{roles: [annotator]}}}}\non_create: [{{do: {{annotate: q}}}}]\n",
+        encoding="utf-8")
+    run.ok("apply", "w.workflow.yaml")
+    run.ok("workers", "add", "ann", "--role", "annotator")
+    (tmp_path / "t.jsonl").write_text('{"id": "t1", "data": {}}\n', encoding="utf-8")
+    run.ok("ingest", "t.jsonl")
+    return run.json("claim", "--as", "ann", "--json")["assignment"] if claim else None
+
+
+def test_a_number_label_too_large_is_said_to_be_too_large(run, tmp_path):
+    slot = _one_task(run, tmp_path, "{type: number}")
+    for value in ("9" * 4000, "-" + "9" * 400):
+        proc = run("submit", slot, "--as", "ann", "--value", value)
+        assert proc.returncode == 1
+        digits = len(value.lstrip("-"))
+        assert proc.stderr == (f"labelyard: label an integer of {digits} digits is too large: "
+                               "a number label is below 1e300 in size\n")
+    proc = run("submit", slot, "--as", "ann", "--value", "1e400")  # JSON's number, read as infinity
+    assert proc.stderr == "labelyard: label inf is not a finite number\n"
+
+
+def test_a_csv_confidence_past_float_is_named_as_the_cell_not_as_inf(routing, tmp_path):
+    (tmp_path / "c.csv").write_text("id,prediction_confidence\nc1,1e400\nc2,-1e400\nc3,0.5\n", encoding="utf-8")
+    report = routing.json("ingest", "c.csv", "--json")
+    assert (report["ingested"], report["rejected"]) == (1, 2)
+    assert _reasons(routing) == {2: '`prediction_confidence` "1e400" is not a finite number',
+                                 3: '`prediction_confidence` "-1e400" is not a finite number'}
+
+
+def test_claim_prints_its_choices_on_one_line(run, tmp_path):
+    _one_task(run, tmp_path, '{type: choice, choices: ["a\\nchoices: forged", "b\\tc", "d\\u001b[2J"]}', claim=False)
+    out = run.ok("claim", "--as", "ann").stdout
+    assert out.endswith("choices: a\\x0achoices: forged, b\\x09c, d\\x1b[2J\n")
+    assert out.count("choices:") == 2
+
+
+@pytest.mark.parametrize("now", ["1_700_000_000", "\u0661\u0667\u0660\u0660\u0660\u0660\u0660\u0660\u0660\u0660",
+                                 "1.7e\u0669", "\uff11700000000"])
+def test_labelyard_now_takes_epoch_seconds_in_ascii_digits_only(run, now):
+    run.ok("init")
+    proc = run("workers", "add", "bob", "--role", "annotator", env={"LABELYARD_NOW": now})
+    assert proc.returncode == 1
+    assert proc.stderr == (f"labelyard: LABELYARD_NOW={now!r} is not epoch seconds as Labelyard reads them: "
+                           "ASCII digits without `_` (1700000000, 1.7e9), or an ISO 8601 time\n")
+    for fine in ("1700000000", " 1.7e9 ", "-1e3", "2025-03-01T09:00:00Z"):
+        run.ok("workers", "add", "bob", "--role", "annotator", env={"LABELYARD_NOW": fine})
+
+
+def test_a_rule_test_s_now_is_read_as_labelyard_now_is(run, tmp_path):
+    (tmp_path / "g.workflow.yaml").write_text(ROUTING, encoding="utf-8")
+    _write_json_yaml(tmp_path / "g.test.yaml", {"cases": [
+        {"name": "n", "event": "on_create", "facts": {"now": "1_700_000_000", "task": {"data": {}}},
+         "expect": {"action": "annotate"}}]})
+    proc = run("test", "g.workflow.yaml")
+    assert proc.returncode == 1
+    assert "`now` is '1_700_000_000': not epoch seconds as Labelyard reads them" in proc.stdout
