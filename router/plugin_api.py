@@ -30,6 +30,7 @@ __all__ = [
     "TaskInput", "RowProblem", "RowError", "check_row", "read_file", "parse_jsonl_line", "decode_line",
     "decode_document", "long_integer_problem", "decode_strict", "RepeatedKey", "repeated_key_problem",
     "JSON_RESERVED", "approve", "reject", "Setting", "is_utf8",
+    "escaped", "new_temp_beside", "spreadsheet_safe", "not_one_of", "not_among", "worker_name_problem",
 ]
 
 
