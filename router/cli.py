@@ -532,22 +532,10 @@ def _workers_engine(db: str | None, worker: str | None):
 
 
 def _describe_worker(w: dict[str, Any]) -> str:
+    from .render import name_list
+
     cap = "-" if w["capacity"] is None else w["capacity"]
-    return f"roles={_name_list(w['roles'], '')} skills={_name_list(w['skills'], '-')} capacity={cap}"
-
-
-def _name_list(names: list[str], none: str) -> str:
-    """Roles or skills joined with commas, each as :func:`_listed_name` writes it, so one role
-    `senior,annotator` reads ``"senior,annotator"``, never like the two roles ``annotator,senior``."""
-    return ",".join(_listed_name(n) for n in names) or none
-
-
-def _listed_name(name: str) -> str:
-    """A worker, role or skill name as ``workers list`` writes it: in double quotes as JSON writes it
-    when the list could misread it (holding a comma, a space or a double quote, or a bare ``-``), so
-    a script splitting a line on whitespace reads the worker `mary ann` as one field."""
-    plain = name != "-" and not any(c in name for c in ',"') and name.split() == [name]
-    return name if plain else json.dumps(name, ensure_ascii=False)
+    return f"roles={name_list(w['roles'])} skills={name_list(w['skills'], '-')} capacity={cap}"
 
 
 @workers.command("add")
@@ -596,7 +584,9 @@ def workers_set(name: str, db: str | None, roles: tuple[str, ...], skills: tuple
                                    skills=[] if no_skills else (list(skills) or None),
                                    capacity=capacity, no_capacity=no_capacity, actor=_worker(worker))
     changed = next(w for w in engine.workers() if w["id"] == name)
-    click.echo(f"{_listed_name(name)}: {_describe_worker(changed)}")
+    from .render import listed_name
+
+    click.echo(f"{listed_name(name)}: {_describe_worker(changed)}")
     for d in dropped:
         click.echo(f"dropped the correction of {d['external_id']} (id:{d['task']}) offered to {name}, "
                    f"who no longer works `{d['queue']}`")
@@ -608,13 +598,15 @@ def workers_set(name: str, db: str | None, roles: tuple[str, ...], skills: tuple
 @click.option("--json", "as_json", is_flag=True)
 def workers_list(db: str | None, as_json: bool) -> None:
     """List workers with roles, skills, capacity and load."""
+    from .render import listed_name
+
     rows = _engine(db).workers()
     if as_json:
         _emit_json(rows)
         return
     for w in rows:
         state = " paused" if w["paused"] else ""
-        click.echo(f"{_listed_name(w['id']):<16} {_describe_worker(w)} active={w['active']}{state}")
+        click.echo(f"{listed_name(w['id']):<16} {_describe_worker(w)} active={w['active']}{state}")
 
 
 @workers.command("pause")

@@ -25,6 +25,21 @@ def continued(text: str, indent: str = "    ") -> str:
 _UNFOLDED = 1_000_000
 
 
+def listed_name(name: str) -> str:
+    """A worker, role or skill name as ``workers list`` writes it: in double quotes as JSON writes it
+    when the list could misread it (holding a comma, a space or a double quote, or a bare ``-``), so
+    a script splitting a line on whitespace reads the worker `mary ann` as one field."""
+    plain = name != "-" and not any(c in name for c in ',"') and name.split() == [name]
+    return name if plain else json.dumps(name, ensure_ascii=False)
+
+
+def name_list(names: list[str], none: str = "") -> str:
+    """Roles or skills joined with commas (``none`` when there are none), each as :func:`listed_name`
+    writes it, so one role `senior,annotator` reads ``"senior,annotator"``, never like the two roles
+    ``annotator,senior``. ``workers list`` and the TUI's screens write lists of names with it."""
+    return ",".join(listed_name(n) for n in names) or none
+
+
 def stdout_console(**options: Any) -> Any:
     """A rich ``Console`` on standard output whose reader may leave (``labelyard status | head``).
 

@@ -1,4 +1,7 @@
-"""The roster: roles, skills, state, load, throughput, gold accuracy and agreement; pause and resume."""
+"""The roster: roles, skills, state, load, throughput, gold accuracy and agreement; pause and resume.
+
+Roles and skills read as ``labelyard workers list`` writes them (:func:`router.render.name_list`): a
+role that holds a comma, such as ``qa, senior``, is in double quotes, never like two roles."""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Static
+
+from router.render import name_list
 
 from ..messages import Loaded
 from ..widgets import format as fmt
@@ -61,7 +66,7 @@ class WorkersScreen(BaseScreen):
             cap = "∞" if w["capacity"] is None else w["capacity"]
             state = ("paused" + (f": {w['pause_reason']}" if w["pause_reason"] else "")) if w["paused"] else (
                 "flagged" if w["flagged"] else "")
-            table.add_row(fmt.plain(w["id"]), fmt.plain(",".join(w["roles"])), fmt.plain(",".join(w["skills"]) or "-"),
+            table.add_row(fmt.plain(w["id"]), fmt.plain(name_list(w["roles"])), fmt.plain(name_list(w["skills"], "-")),
                           f"{w['active']}/{cap}", f"{w['submitted_recent']:,}", fmt.pct(w["gold_accuracy"]),
                           str(w["gold_answered"]), fmt.pct(w["agreement"]), str(w["decided"] or 0),
                           fmt.plain(state, "yellow" if state else ""), key=w["id"])

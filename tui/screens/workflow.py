@@ -10,6 +10,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Static
 
 from router.errors import NoWorkflow
+from router.render import name_list
 
 from ..messages import Loaded
 from ..widgets import format as fmt
@@ -56,7 +57,7 @@ class WorkflowScreen(BaseScreen):
             self.query_one("#yaml", Static).update("")
             return
         wf = d["workflow"]
-        queues = " · ".join(f"{n} ({','.join(q['roles'])}{' +' + ','.join(q['skills']) if q['skills'] else ''})"
+        queues = " · ".join(f"{n} ({name_list(q['roles'])}{' +' + name_list(q['skills']) if q['skills'] else ''})"
                             for n, q in wf["queues"].items())
         self.query_one("#workflow-head", Static).update(fmt.line(
             (wf["name"], "bold"), f" v{wf['version']} — {wf['description'] or ''}\n",
