@@ -23,7 +23,7 @@ from sqlite_utils.migrations import Migrations
 
 migrations = Migrations("labelyard")
 
-SCHEMA_VERSION = 13
+SCHEMA_VERSION = 14
 
 
 def _run_ddl(db: Database, script: str) -> None:
@@ -730,6 +730,25 @@ def m013_read_path_indexes(db: Database) -> None:
         """
     )
     _set_version(db, 13)
+
+@migrations()
+def m014_task_list_orders(db: Database) -> None:
+    """The TUI's task list sorted by priority, by age or by last change read a page by sorting every
+    task the filter lists (~0.3 s a page at 1,000,000 tasks). One index per order gives its pages by
+    keyset, as the id order's are given by the rowid. Each holds every task (a partial index on
+    ``is_gold = 0`` would tempt the planner into reading whole scans through it, in random order).
+    A claim moves ``tasks_list_updated`` (it writes ``updated_at``); the other two move when a task's
+    priority or stage changes."""
+    _run_ddl(
+        db,
+        """
+        CREATE INDEX tasks_list_priority ON tasks (priority);
+        CREATE INDEX tasks_list_age ON tasks (stage_at);
+        CREATE INDEX tasks_list_updated ON tasks (updated_at);
+        """
+    )
+    _set_version(db, 14)
+
 
 def migrate(conn: sqlite3.Connection) -> list[str]:
     """Apply pending migrations to ``conn``; returns the names applied."""

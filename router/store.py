@@ -43,7 +43,7 @@ WAL_AUTOCHECKPOINT_PAGES = 128000
 # than the 4 KiB default here (bench/README.md), with the same page count per operation.
 PAGE_SIZE = 2048
 BEGIN_MAX_SLEEP_S = 0.004
-SCHEMA_VERSION = 13  # keep equal to migrations.SCHEMA_VERSION (a test checks)
+SCHEMA_VERSION = 14  # keep equal to migrations.SCHEMA_VERSION (a test checks)
 
 # Every column a new task is inserted with, in the order of the tuples given to insert_task_tuples.
 TASK_INSERT_COLUMNS = (
@@ -2081,6 +2081,10 @@ class Store:
         return (f"((t.external_id LIKE ? ESCAPE '\\' OR t.data LIKE ? ESCAPE '\\' OR {self._NOT_PLAIN}) AND {check})",
                 [like(needle), like(json_form(needle)), needle])
 
+    LIST_INDEXES = {"t.priority": "tasks_list_priority", "t.stage_at": "tasks_list_age",
+                    "t.updated_at": "tasks_list_updated"}
+    """The index of each order by a column (migration m014): (value, rowid), the list's keyset."""
+
     def task_page(self, *, status: str | None = None, queue: str | None = None, stage: str | None = None,
                   worker: str | None = None, text: str | None = None, order: str = "id", descending: bool = True,
                   after: tuple[Any, int] | None = None, limit: int = 50) -> list[sqlite3.Row]:
@@ -2090,13 +2094,20 @@ class Store:
         ``queue=""`` means tasks without a queue. ``text`` matches the id (only when it is ASCII digits
         in SQLite's range), or is a case-folded substring of the external id or of a value in the
         task's data (:mod:`router.task_search`, an SQL function here); it is bound as a parameter,
-        never spliced into SQL. Ordered by id with no queue filter, the walk goes down the
-        rowid and stops after ``limit`` matches; with a status and a queue it reads the ``(status, queue)``
-        index, whose entries are in rowid order.
+        never spliced into SQL. Ordered by id with no queue filter, the walk goes down the rowid and stops after ``limit``
+        matches; with a status and a queue it reads the ``(status, queue)`` index, whose entries are in
+        rowid order. Ordered by a column, it walks that column's index (:attr:`LIST_INDEXES`), unless
+        the filter keeps so few tasks (by the kept counters) that sorting them costs less.
         """
-        source, where, params, sort = self._task_list_sql(status, queue, stage, worker, text, order, descending, after)
-        return self.query(f"SELECT {self.TASK_LIST_COLUMNS} FROM {source} WHERE {where} "
-                          f"ORDER BY {sort} LIMIT ?", [*params, limit])
+        source, where, params, parts = self._task_list_sql(status, queue, stage, worker, text, order, descending,
+                                                           after)
+        rows: list[sqlite3.Row] = []
+        for keyset, keyset_params, sort in parts:
+            rows += self.query(f"SELECT {self.TASK_LIST_COLUMNS} FROM {source} WHERE {where} AND {keyset} "
+                               f"ORDER BY {sort} LIMIT ?", [*params, *keyset_params, limit - len(rows)])
+            if len(rows) >= limit:
+                break
+        return rows
 
     def task_count_after(self, *, status: str | None = None, queue: str | None = None, stage: str | None = None,
                          worker: str | None = None, text: str | None = None, order: str = "id",
@@ -2104,8 +2115,10 @@ class Store:
         """How many tasks :meth:`task_page` (the same arguments) lists after the keyset ``after``: every
         one of them is read, so this costs what the whole stretch costs (a list that follows a task to
         a far page counts the rows before it once, never on each page)."""
-        source, where, params, _ = self._task_list_sql(status, queue, stage, worker, text, order, descending, after)
-        return int(self.one(f"SELECT count(*) FROM {source} WHERE {where}", params)[0])
+        source, where, params, parts = self._task_list_sql(status, queue, stage, worker, text, order, descending,
+                                                           after)
+        return sum(int(self.one(f"SELECT count(*) FROM {source} WHERE {where} AND {keyset}",
+                                [*params, *keyset_params])[0]) for keyset, keyset_params, _ in parts)
 
     def task_ids_listed(self, ids: list[int], *, status: str | None = None, queue: str | None = None,
                         stage: str | None = None, worker: str | None = None, text: str | None = None) -> set[int]:
@@ -2117,14 +2130,21 @@ class Store:
         return {r[0] for r in self.query(f"SELECT t.id FROM tasks AS t WHERE t.id IN ({marks}) AND {where}",
                                          [*ids, *params])}
 
-    def _task_list_sql(self, status: str | None, queue: str | None, stage: str | None, worker: str | None,
-                       text: str | None, order: str, descending: bool, after: tuple[Any, int] | None
-                       ) -> tuple[str, str, list[Any], str]:
-        """The table source, ``WHERE`` (with its parameters) and ``ORDER BY`` of a task list (see
-        :meth:`task_page`)."""
+    def _order_column(self, order: str) -> str | None:
         if order not in self.TASK_ORDERS:
             raise ValueError(f"unknown order {order!r}")
-        column = self.TASK_ORDERS[order]
+        return self.TASK_ORDERS[order]
+
+    def _task_list_sql(self, status: str | None, queue: str | None, stage: str | None, worker: str | None,
+                       text: str | None, order: str, descending: bool, after: tuple[Any, int] | None
+                       ) -> tuple[str, str, list[Any], list[tuple[str, list[Any], str]]]:
+        """The table source, ``WHERE`` (with its parameters) and keyset parts of a task list (see
+        :meth:`task_page`). The parts are read one after the other, each with its own ``ORDER BY``:
+        after ``(v, id)`` in a column's order come the tasks whose value is ``v`` beyond ``id``, then
+        those beyond ``v``. One test ``(value, id) < (v, id)`` would let SQLite narrow its index by the
+        value alone and step through every task of value ``v`` before ``id`` on each page: most tasks
+        share a priority, and an ingest's tasks their stage time."""
+        column = self._order_column(order)
         where = ["t.is_gold = 0"]
         params: list[Any] = []
         for name, value in (("status", status), ("stage", stage)):
@@ -2147,21 +2167,42 @@ class Store:
             params += [-1 if number is None else number, *search_params]
         cmp = "<" if descending else ">"
         direction = "DESC" if descending else "ASC"
-        if after is not None:
-            if column is None:
-                where.append(f"t.id {cmp} ?")
-                params.append(after[1])
-            else:
-                where.append(f"({column}, t.id) {cmp} (?, ?)")
-                params += [after[0], after[1]]
-        source = "tasks AS t"
-        if column is None and queue is None and worker is None:
-            source = "tasks AS t NOT INDEXED"  # walk the rowid; stop at `limit` matches
-        elif column == "t.stage_at" and status == "open" and queue:
+        if column is None:
+            source = "tasks AS t NOT INDEXED" if queue is None and worker is None else "tasks AS t"
+            # NOT INDEXED: walk the rowid; stop at `limit` matches
+            keyset = ("1", []) if after is None else (f"t.id {cmp} ?", [after[1]])
+            return source, " AND ".join(where), params, [(*keyset, f"t.id {direction}")]
+        if column == "t.stage_at" and status == "open" and queue:
             source = "tasks AS t INDEXED BY tasks_open_age"
             where.append("t.status = 'open'")  # a literal: SQLite uses a partial index only if it can prove its WHERE
-        sort = f"t.id {direction}" if column is None else f"{column} {direction}, t.id {direction}"
-        return source, " AND ".join(where), params, sort
+        elif worker is not None or self._few_listed(status, queue, stage):
+            source = "tasks AS t"  # the planner sorts what the worker's slots or a narrow filter give
+        else:
+            source = f"tasks AS t INDEXED BY {self.LIST_INDEXES[column]}"
+        sort = f"{column} {direction}, t.id {direction}"
+        if after is None:
+            parts = [("1", [], sort)]
+        else:
+            parts = [(f"{column} = ? AND t.id {cmp} ?", [after[0], after[1]], f"t.id {direction}"),
+                     (f"{column} {cmp} ?", [after[0]], sort)]
+        return source, " AND ".join(where), params, parts
+
+    def _few_listed(self, status: str | None, queue: str | None, stage: str | None) -> bool:
+        """Whether the kept counters say a filter on ``status``, ``queue`` and ``stage`` keeps so few of
+        the non-gold tasks that sorting them all costs less than walking an order's index to a page's
+        worth of them: fewer than sqrt(50 · all), the count where both read as many rows (7,000 of
+        1,000,000). The cost of a page is then at most about that many rows, whatever the filter."""
+        if status is None and queue is None and stage is None:
+            return False
+        kept = total = 0
+        for r in self.task_count_rows():
+            if r["is_gold"]:
+                continue
+            total += r["n"]
+            if ((status is None or r["status"] == status) and (queue is None or r["queue"] == queue)
+                    and (stage is None or r["stage"] == stage)):
+                kept += r["n"]
+        return kept * kept < 50 * total
 
     def active_by_queue(self) -> dict[str, int]:
         """Active assignments per queue, gold questions left out, read through the partial index of
