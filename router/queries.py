@@ -13,6 +13,7 @@ rarely. Task lists page by keyset (:class:`TaskFilter`, ``after``), never by
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -22,6 +23,11 @@ from .store import Store, loads
 HOUR = 3600
 BREACH_CAP = 10_000  # SLA breaches are counted up to this many per queue ("10000+")
 PAGE_SIZE = 50
+SEARCH_ROWS = 100_000
+"""Tasks a page of a text search reads at most (~50-130 ms of CPU): when its matches are rarer, the page
+shows those it found and the next page searches on from there."""
+SEARCH_STEP = 10_000
+"""Tasks a search reads between two calls of its ``progress`` (which may stop it)."""
 TASK_STATUSES = ("open", "held", "done", "invalid")
 STAGES = ("annotate", "review", "correct", "escalated")
 ORDERS = ("id", "priority", "age", "updated")
@@ -66,6 +72,28 @@ class TaskPage:
     next_after: tuple[Any, int] | None  # None: this is the last page
     total: int | None  # from the counters when the filter allows it, else None
     first_key: tuple[Any, int] | None = None  # its first row's (sort value, id): task_page_above reads from it
+    searched: int | None = None  # a text search that found less than a page: how many tasks it read (<= SEARCH_ROWS)
+
+
+class SearchStopped(Exception):
+    """A search's ``progress`` asked it to stop (the list asked for another page meanwhile)."""
+
+
+Progress = Callable[[int, int], bool]
+"""``progress(read, found)``: how many tasks a search read so far and how many matched; ``False`` stops it."""
+
+
+@dataclass
+class _Scan:
+    """What a bounded search read: the matches' keys, how many tasks it read (``None``: it stopped at
+    the match it wanted), the keys of the first and the last one, and whether it reached the end of
+    the list."""
+
+    hits: list[tuple[Any, int]]
+    read: int | None
+    first: tuple[Any, int] | None
+    last: tuple[Any, int] | None
+    ended: bool
 
 
 def _label(text: str | None) -> Any:
@@ -350,14 +378,51 @@ class Queries:
 
     # -- tasks ----------------------------------------------------------------------------
     def task_page(self, f: TaskFilter, after: tuple[Any, int] | None = None, limit: int = PAGE_SIZE,
-                  with_total: bool = True) -> TaskPage:
-        """One page of tasks by keyset: pass the previous page's ``next_after`` to get the next."""
+                  with_total: bool = True, progress: Progress | None = None) -> TaskPage:
+        """One page of tasks by keyset: pass the previous page's ``next_after`` to get the next.
+
+        With a search text the page reads at most :data:`SEARCH_ROWS` tasks, calling ``progress`` every
+        :data:`SEARCH_STEP` of them (:class:`SearchStopped` when it says stop): a page whose matches
+        are rare holds those found in that stretch (``searched`` says how many tasks it read), and
+        its ``next_after`` (the last task read) searches on."""
+        if f.text:
+            return self._search_page(f, after, limit, progress)
         rows = self._task_page_rows(f, after, limit + 1)
         more = len(rows) > limit
         rows = _task_rows(rows[:limit])
         next_after = _sort_key(f.order, rows[-1]) if more and rows else None
         first_key = _sort_key(f.order, rows[0]) if rows else None
         return TaskPage(rows, next_after, self.count_for(f) if with_total else None, first_key)
+
+    def _search_page(self, f: TaskFilter, after: tuple[Any, int] | None, limit: int,
+                     progress: Progress | None) -> TaskPage:
+        scan = self._scan(f, after, limit + 1, SEARCH_ROWS, f.descending, progress)
+        hits = scan.hits[:limit]
+        rows = _task_rows(self.store.task_rows([i for _, i in hits]))
+        if len(scan.hits) > limit:
+            next_after = hits[-1]
+        else:
+            next_after = None if scan.ended else scan.last
+        return TaskPage(rows, next_after, None, scan.first, scan.read)  # `p` reads above the first task read
+
+    def _scan(self, f: TaskFilter, after: tuple[Any, int] | None, want: int, rows: int, descending: bool,
+              progress: Progress | None) -> _Scan:
+        """Read the list (``f`` without its text, in ``descending`` order) after ``after``, at most
+        ``rows`` tasks, until ``want`` of them match the text; :data:`SEARCH_STEP` tasks a statement,
+        with ``progress`` told after each."""
+        plain = f.with_(text=None)
+        head = self._task_page_rows(plain, after, 1, descending=descending)
+        scan = _Scan([], 0, _sort_key(f.order, head[0]) if head else None, after, not head)
+        while scan.read is not None and scan.read < rows and not scan.ended:
+            hits, read, last = self.store.task_search(
+                **self._filter_args(f), order=f.order, descending=_column_descending(f.order, descending),
+                after=scan.last, rows=min(SEARCH_STEP, rows - scan.read), want=want - len(scan.hits))
+            scan = _Scan(scan.hits + hits, None if read is None else scan.read + read, scan.first, last,
+                         read is not None and last is None)
+            if scan.read is not None and not scan.ended and progress is not None \
+                    and not progress(scan.read, len(scan.hits)):
+                raise SearchStopped()
+        return scan
 
     def _task_page_rows(self, f: TaskFilter, after: tuple[Any, int] | None, limit: int,
                         descending: bool | None = None) -> list[Any]:
@@ -369,21 +434,28 @@ class Queries:
     def _filter_args(f: TaskFilter) -> dict[str, Any]:
         return {"status": f.status, "queue": f.queue, "stage": f.stage, "worker": f.worker, "text": f.text or None}
 
-    def task_page_above(self, f: TaskFilter, first_key: tuple[Any, int] | None, limit: int = PAGE_SIZE
-                        ) -> tuple[tuple[Any, int] | None, TaskPage]:
+    def task_page_above(self, f: TaskFilter, first_key: tuple[Any, int] | None, limit: int = PAGE_SIZE,
+                        progress: Progress | None = None) -> tuple[tuple[Any, int] | None, TaskPage]:
         """The page just above the row at ``first_key`` (a page's ``first_key``; ``None``: above the end
         of the list, its last rows) and the ``after`` that reads it again (``None``: the first page,
         when fewer than ``limit`` rows come before). By keyset backwards, so it is the ``limit`` rows
-        before that row as they are now, wherever tasks were added or moved meanwhile."""
+        before that row as they are now, wherever tasks were added or moved meanwhile. A search reads
+        back at most :data:`SEARCH_ROWS` tasks, as its pages read forward."""
+        if f.text:
+            scan = self._scan(f, first_key, limit + 1, SEARCH_ROWS + 1, not f.descending, progress)
+            after = scan.hits[limit] if len(scan.hits) > limit else None if scan.ended else scan.last
+            return after, self.task_page(f, after, limit, progress=progress)
         before = self._task_page_rows(f, first_key, limit + 1, descending=not f.descending)
         after = _sort_key(f.order, before[limit]) if len(before) > limit else None
         return after, self.task_page(f, after, limit)
 
-    def task_page_at(self, f: TaskFilter, task_id: int, row: int, limit: int = PAGE_SIZE
-                     ) -> tuple[tuple[Any, int] | None, TaskPage, int] | None:
+    def task_page_at(self, f: TaskFilter, task_id: int, row: int, limit: int = PAGE_SIZE,
+                     progress: Progress | None = None
+                     ) -> tuple[tuple[Any, int] | None, TaskPage, int | None] | None:
         """The page that shows task ``task_id`` as its ``row``-th row (nearer the top when fewer tasks
         come before it), the ``after`` that reads that page again (``None``: the first page), and how
-        many rows come before the page (its page number); ``None`` when ``f`` no longer lists the task.
+        many rows come before the page (its page number; ``None`` for a search, which does not count
+        them); ``None`` when ``f`` no longer lists the task.
         For a list that keeps a task under the cursor while tasks ingested (or moved) above it push
         it off its page. The count reads every row above the page (~0.15 s 500,000 rows deep sorted
         by id, about one more page sorted by priority): call this only when the task left its page."""
@@ -391,14 +463,21 @@ class Queries:
         if task is None:
             return None
         row = max(0, min(row, limit - 1))
-        # The rows before it, nearest first, and one more: the row just before the page, its `after`.
-        before = self._task_page_rows(f, _sort_key(f.order, task), row + 1, descending=not f.descending)
-        after = _sort_key(f.order, before[row]) if len(before) > row else None
-        page = self.task_page(f, after, limit)
+        key = _sort_key(f.order, task)
+        if f.text:  # read back at most a search page's stretch, less the page, so the page reaches the task
+            scan = self._scan(f, key, row + 1, max(1, SEARCH_ROWS - limit), not f.descending, progress)
+            after = scan.hits[row] if len(scan.hits) > row else None if scan.ended else scan.last
+        else:
+            # The rows before it, nearest first, and one more: the row just before the page, its `after`.
+            before = self._task_page_rows(f, key, row + 1, descending=not f.descending)
+            after = _sort_key(f.order, before[row]) if len(before) > row else None
+        page = self.task_page(f, after, limit, progress=progress)
         if all(r["id"] != task_id for r in page.rows):
             return None  # gone from the list (a status, queue or text that no longer matches), or gold
         if after is None:
             return None, page, 0
+        if f.text:
+            return after, page, None
         # `after` read backwards: the rows before it, and the `after` row itself
         count = self.store.task_count_after(**self._filter_args(f), order=f.order,
                                             descending=_column_descending(f.order, not f.descending), after=after)

@@ -153,6 +153,11 @@ def _task_number(text: str) -> int | None:
     return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
 
 
+def _like(text: str) -> str:
+    """A ``LIKE ? ESCAPE '\\'`` pattern that finds ``text`` anywhere, its ``%``, ``_`` and ``\\`` as themselves."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 def loads(text: str | None) -> Any:
     """JSON from storage; ``None`` stays ``None``."""
     return None if text is None else json.loads(text)
@@ -2053,33 +2058,51 @@ class Store:
             return int(self.one("SELECT count(*) FROM rejects")[0])
         return int(self.one("SELECT count(*) FROM rejects WHERE source = ?", (source,))[0])
 
-    _search_ready = False  # `labelyard_search` is registered on this connection (at its first search)
+    _search_ready = False  # the search's SQL functions are registered on this connection (at its first search)
 
-    # Text that may hold a case-folded match SQLite cannot see: any character beyond ASCII (where
-    # folding is more than ASCII's a-z, and `ſ` folds to `s`), or a `\u` or `\/` escape in the JSON.
-    _NOT_PLAIN = ("length(t.data) != length(CAST(t.data AS BLOB)) OR t.data GLOB '*\\[u/]*' OR "
-                  "length(t.external_id) != length(CAST(t.external_id AS BLOB))")
+    # Plain text: ASCII, and for JSON no `\u` or `\/` escape (the store writes `\u` for control characters
+    # only). There Unicode case folding is ASCII's lower case, which is what `LIKE` ignores, and SQLite's
+    # JSON functions read the values Python's json module reads; on other text Python decides.
+    _ASCII = "length({0}) = length(CAST({0} AS BLOB))"
+    _PLAIN_DATA = _ASCII.format("t.data") + " AND t.data NOT GLOB '*\\[u/]*'"
 
     def _text_search(self, text: str) -> tuple[str, list[Any]]:
-        """The SQL test (and its parameters) of :mod:`router.task_search`: ``text`` case-folded in the
-        external id or in a value of the data. The Python function reads only rows that may match:
-        on plain ASCII text (no escape but JSON's short ones) folding is ASCII's lower case, which is
-        what ``LIKE`` ignores, so a row ``LIKE`` turns down cannot match there."""
-        from .task_search import fold, json_form, matches
+        """The SQL test (and its parameters) of :mod:`router.task_search`: ``text``, case-folded, in the
+        external id, the category or a value of the data; ``text`` as digits also names a task id.
+        One ``CASE``, which SQLite evaluates lazily (``AND`` and ``OR`` in a selected column it does
+        not; in a ``WHEN`` condition it does): the id first, then ``LIKE`` on each column; on plain
+        data that ``LIKE`` lets through, a needle that cannot be part of a number, ``true`` or
+        ``false`` is looked for in the string values by ``json_tree``. The Python functions read
+        only what SQL cannot decide: text beyond ASCII or with other escapes, a needle that may be in
+        a number (``4.5``), and data that is not JSON."""
+        from .task_search import contains, fold, json_form, matches, strings_only
 
         if not self._search_ready:
             self.conn.create_function("labelyard_search", 3, matches, deterministic=True)
+            self.conn.create_function("labelyard_contains", 2, contains, deterministic=True)
             self._search_ready = True
         needle = fold(text)
-        check = "labelyard_search(t.external_id, t.data, ?)"
-        if not needle.isascii():  # plain ASCII text cannot hold it
-            return f"(({self._NOT_PLAIN}) AND {check})", [needle]
-
-        def like(s: str) -> str:
-            return "%" + s.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-        return (f"((t.external_id LIKE ? ESCAPE '\\' OR t.data LIKE ? ESCAPE '\\' OR {self._NOT_PLAIN}) AND {check})",
-                [like(needle), like(json_form(needle)), needle])
+        number = _task_number(text)  # only ASCII digits in range name an id ("²", "١٢", 20 digits do not)
+        like = _like(needle)
+        python = "labelyard_search(NULL, t.data, ?)"
+        sql = ["CASE WHEN t.id = ? THEN 1"]
+        params: list[Any] = [-1 if number is None else number]
+        for column in ("t.external_id", "t.category"):
+            sql.append(f"WHEN {column} LIKE ? ESCAPE '\\' THEN 1 "
+                       f"WHEN NOT ({self._ASCII.format(column)}) AND labelyard_contains({column}, ?) THEN 1")
+            params += [like, needle]
+        if not needle.isascii():  # plain text cannot hold it
+            sql.append(f"WHEN {self._PLAIN_DATA} THEN 0 ELSE {python} END")
+            return " ".join(sql), [*params, needle]
+        if strings_only(needle):
+            exact = (f"CASE WHEN json_valid(t.data) THEN EXISTS (SELECT 1 FROM json_tree(t.data) AS j "
+                     f"WHERE j.type = 'text' AND j.atom LIKE ? ESCAPE '\\') ELSE {python} END")
+            exact_params = [like, needle]
+        else:
+            exact, exact_params = python, [needle]
+        sql.append(f"WHEN NOT ({self._PLAIN_DATA}) THEN {python} "
+                   f"WHEN t.data LIKE ? ESCAPE '\\' THEN {exact} ELSE 0 END")
+        return " ".join(sql), [*params, needle, _like(json_form(needle)), *exact_params]
 
     LIST_INDEXES = {"t.priority": "tasks_list_priority", "t.stage_at": "tasks_list_age",
                     "t.updated_at": "tasks_list_updated"}
@@ -2092,9 +2115,10 @@ class Store:
         of the previous page's last row (``None``: the first page). Never ``OFFSET``.
 
         ``queue=""`` means tasks without a queue. ``text`` matches the id (only when it is ASCII digits
-        in SQLite's range), or is a case-folded substring of the external id or of a value in the
-        task's data (:mod:`router.task_search`, an SQL function here); it is bound as a parameter,
-        never spliced into SQL. Ordered by id with no queue filter, the walk goes down the rowid and stops after ``limit``
+        in SQLite's range), or is a case-folded substring of the external id, of the category or of a
+        value in the task's data (:mod:`router.task_search`); it is bound as a parameter, never spliced
+        into SQL, and read until ``limit`` tasks match (:meth:`task_search` reads a bounded stretch).
+        Ordered by id with no queue filter, the walk goes down the rowid and stops after ``limit``
         matches; with a status and a queue it reads the ``(status, queue)`` index, whose entries are in
         rowid order. Ordered by a column, it walks that column's index (:attr:`LIST_INDEXES`), unless
         the filter keeps so few tasks (by the kept counters) that sorting them costs less.
@@ -2108,6 +2132,53 @@ class Store:
             if len(rows) >= limit:
                 break
         return rows
+
+    def task_search(self, *, status: str | None = None, queue: str | None = None, stage: str | None = None,
+                    worker: str | None = None, text: str, order: str = "id", descending: bool = True,
+                    after: tuple[Any, int] | None = None, rows: int, want: int
+                    ) -> tuple[list[tuple[Any, int]], int | None, tuple[Any, int] | None]:
+        """A bounded stretch of a search: the first ``rows`` tasks the filter *without* its ``text``
+        lists after ``after``, in the list's order, read until ``want`` of them match ``text`` (as in
+        :meth:`task_page`). Returns the matches' keys ``(sort value, id)``, then how many tasks were
+        read and the key of the last one: ``None`` and the ``want``-th match's key when the stretch
+        stopped there, the number read and ``None`` when the list ended within it. Per keyset part,
+        one statement walks the stretch and returns only the matches (the walk stops at the
+        ``want``-th); when there are fewer, a second one finds the stretch's last task by ``OFFSET``
+        (no text test), so at most ``rows`` tasks are read, however many the project holds."""
+        column = self._order_column(order)
+        source, where, params, parts = self._task_list_sql(status, queue, stage, worker, None, order, descending,
+                                                           after)
+        test, test_params = self._text_search(text)
+        value = "NULL" if column is None else column
+        hits: list[tuple[Any, int]] = []
+        read = 0
+        for keyset, keyset_params, sort in parts:
+            left = rows - read
+            stretch = f"FROM {source} WHERE {where} AND {keyset} ORDER BY {sort}"
+            cursor = self.conn.execute(f"SELECT id, v FROM (SELECT t.id AS id, {value} AS v, {test} AS hit "
+                                       f"{stretch} LIMIT ?) WHERE hit", [*test_params, *params, *keyset_params, left])
+            try:
+                for task_id, sort_value in cursor:
+                    hits.append((sort_value, task_id))
+                    if len(hits) >= want:
+                        return hits, None, hits[-1]
+            finally:
+                cursor.close()
+            last = self.one(f"SELECT t.id, {value} {stretch} LIMIT 1 OFFSET ?", [*params, *keyset_params, left - 1])
+            if last is not None:
+                return hits, rows, (last[1], last[0])
+            read += int(self.one(f"SELECT count(*) FROM (SELECT 1 {stretch} LIMIT ?)",
+                                 [*params, *keyset_params, left])[0])  # the part ended within the stretch
+        return hits, read, None
+
+    def task_rows(self, ids: list[int]) -> list[sqlite3.Row]:
+        """The task list's rows of the tasks ``ids``, in that order (those that exist)."""
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        found = {r["id"]: r for r in self.query(f"SELECT {self.TASK_LIST_COLUMNS} FROM tasks AS t "
+                                                f"WHERE t.id IN ({marks})", ids)}
+        return [found[i] for i in ids if i in found]
 
     def task_count_after(self, *, status: str | None = None, queue: str | None = None, stage: str | None = None,
                          worker: str | None = None, text: str | None = None, order: str = "id",
@@ -2161,10 +2232,9 @@ class Store:
             where.append("t.id IN (SELECT task_id FROM assignments WHERE worker = ?)")
             params.append(worker)
         if text:
-            number = _task_number(text)  # only ASCII digits in range name an id ("²", "١٢", 20 digits do not)
             search, search_params = self._text_search(text)
-            where.append(f"(t.id = ? OR {search})")
-            params += [-1 if number is None else number, *search_params]
+            where.append(f"({search})")
+            params += search_params
         cmp = "<" if descending else ">"
         direction = "DESC" if descending else "ASC"
         if column is None:

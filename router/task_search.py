@@ -1,11 +1,11 @@
-"""What the task list's search text matches: a task's external id or any value in its data, as
-text, case-folded (``str.casefold``, Unicode's full case folding: ``CAFÉ`` finds ``Café``,
+"""What the task list's search text matches: a task's external id, its category or any value in its
+data, as text, case-folded (``str.casefold``, Unicode's full case folding: ``CAFÉ`` finds ``Café``,
 ``STRASSE`` finds ``Straße``). Keys are not searched (``text`` does not find every task whose data
 has a ``text`` field). A string value is searched as it reads, with its quotes, backslashes, tabs
 and newlines; a number as the stored JSON writes it (as the screens show it: ingest keeps ``4.50``
 as ``4.5`` and ``1e3`` as ``1000.0``); ``true`` and ``false`` as those words; ``null`` is no text.
-Pure: :meth:`router.store.Store.task_page` calls :func:`matches` as an SQL function, on the rows its
-cheaper SQL test lets through.
+Pure: :meth:`router.store.Store.task_page` decides in SQL what plain ASCII text allows (``LIKE``,
+``json_tree``) and calls :func:`matches` and :func:`contains` as SQL functions on the rest.
 """
 
 from __future__ import annotations
@@ -18,6 +18,20 @@ from typing import Any
 def fold(text: str) -> str:
     """The search form of ``text`` (and of the needle): Unicode case folding."""
     return text.casefold()
+
+
+def contains(text: str | None, needle: str) -> bool:
+    """Whether ``needle`` (already :func:`fold`-ed) is in ``text`` (an external id, a category)."""
+    return text is not None and needle in fold(text)
+
+
+_NUMBER_TEXT = frozenset("0123456789+-.e")  # a JSON number's characters, folded
+
+
+def strings_only(needle: str) -> bool:
+    """Whether ``needle`` (already :func:`fold`-ed) can only be found in a string value of valid
+    JSON: it is no part of a number (digits, sign, point, exponent) nor of ``true`` or ``false``."""
+    return not (set(needle) <= _NUMBER_TEXT or needle in "true" or needle in "false")
 
 
 def matches(external_id: str | None, data: str | None, needle: str) -> bool:

@@ -1,13 +1,15 @@
 """The TUI where the twelfth session's tester left it, on real SQLite files, through Textual's pilot
-(``LABELYARD_NOW`` for the time, no sleeps but pilot pauses).
+(``LABELYARD_NOW`` for the time, no sleeps but pilot pauses); costs are SQLite's VM steps, never time.
 
 1. The workers screen joined roles with bare commas: the one role `qa, senior` read like two roles.
-   It writes roles and skills as ``labelyard workers list`` does (``router.render.name_list``), and
-   so does the workflow screen's list of queues.
+   It writes roles and skills as ``labelyard workers list`` does (``router.render.name_list``).
 2. The task list sorted by priority, age or last change sorted every task the filter listed for each
    page (~0.3 s a page at 1M tasks). Each order walks its own index now (migration m014), with a
    keyset in two parts so that the many tasks sharing a priority or a stage time are not stepped
-   through again on each page. Costs are SQLite's VM steps, never time.
+   through again on each page.
+3. A search with no cheap match called Python on every row, and read the whole table before its
+   first page (~1.6 s at 1M tasks). SQL decides plain ASCII text (``LIKE``, ``json_tree``), a
+   search page reads at most ``SEARCH_ROWS`` tasks and says how far it got, and `n` searches on.
 """
 
 from __future__ import annotations
@@ -16,15 +18,20 @@ import json
 import sqlite3
 
 import pytest
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Input, Static
 
+import router.queries as queries_module
 from router.engine import Engine
-from router.queries import Queries, TaskFilter
+from router.queries import Queries, SearchStopped, TaskFilter
 from router.store import Store
 from test_scale_paths import steps  # SQLite VM steps a call takes, never time
 from test_tui import LEAD, NOW, anyio_backend, settle  # noqa: F401
 from tui.app import LabelyardApp
+from tui.messages import Searching
 from tui.screens.tasks import TasksScreen
+from tui.widgets.modals import InputModal
+
+HOUR = 3600
 
 WORKFLOW = """\
 workflow: s12
@@ -35,7 +42,6 @@ queues:
 on_create:
   - do: {annotate: q, overlap: 1}
 """
-
 
 TASK_SQL = ("INSERT INTO tasks (id, external_id, category, data, status, stage, queue, needed, free_slots, priority, "
             "created_at, updated_at, stage_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, 1, ?, ?, ?, ?)")
@@ -246,3 +252,211 @@ async def test_the_tui_pages_through_tasks_sharing_a_priority_by_n_and_p(db):
             await settle(app, pilot)
             assert [r["id"] for r in screen.rows] == pages[back]
         assert status_line(app).startswith("page 1 ·")
+
+
+# -- 3. search: in SQL where it can, bounded pages, progress -------------------------------------------
+
+@pytest.fixture
+def python_calls(monkeypatch) -> list[str]:
+    """The rows the search's Python functions read (patched before any connection registers them)."""
+    import router.task_search as task_search
+
+    calls: list[str] = []
+    matches, contains = task_search.matches, task_search.contains
+
+    def counted_matches(external_id, data, needle):
+        calls.append(data)
+        return matches(external_id, data, needle)
+
+    def counted_contains(text, needle):
+        calls.append(text)
+        return contains(text, needle)
+
+    monkeypatch.setattr(task_search, "matches", counted_matches)
+    monkeypatch.setattr(task_search, "contains", counted_contains)
+    return calls
+
+
+def found(path: str, text: str, **filters) -> list[str]:
+    store = Store.open(path)
+    try:
+        return sorted(r["external_id"] for r in store.task_page(text=text, limit=1000, **filters))
+    finally:
+        store.close()
+
+
+def test_a_key_name_in_every_rows_data_is_turned_down_in_sql(db, python_calls):
+    """`customer` is a key of every task's data and no value: before, Python read every row."""
+    fill(db, tasks(400) + [(900, "odd", "x", json.dumps({"note": "the customer called"}), "open", 0, 0, 0)])
+    assert found(db, "customer") == ["odd"]
+    assert found(db, "CUSTOMER") == ["odd"]
+    assert found(db, "subject") == []
+    assert python_calls == []
+    assert found(db, "ticket 39") == ["T-000039", "T-000390", "T-000391", "T-000392", "T-000393", "T-000394",
+                                      "T-000395", "T-000396", "T-000397", "T-000398", "T-000399"]
+    assert python_calls == []
+    # where SQL cannot decide, Python still does: a number's text, and text beyond ASCII
+    fill(db, [(901, "num", None, json.dumps({"amount": 4.50}), "open", 0, 0, 0),
+              (902, "café", "Straße", json.dumps({"shop": "CAFÉ"}), "open", 0, 0, 0)])
+    assert found(db, "4.5") == ["num"] and found(db, "café") == ["café"] and found(db, "STRASSE") == ["café"]
+    assert python_calls
+
+
+def test_search_finds_a_task_by_its_category(db):
+    fill(db, [(1, "a", "Medical", "{}", "open", 0, 0, 0), (2, "b", "billing", "{}", "open", 0, 0, 0),
+              (3, "c", None, "{}", "open", 0, 0, 0), (4, "d", "Straße", "{}", "open", 0, 0, 0)])
+    assert found(db, "medic") == ["a"] and found(db, "BILL") == ["b"] and found(db, "strasse") == ["d"]
+
+
+@pytest.fixture
+def small_search(monkeypatch):
+    """Search pages of at most 1,000 tasks, progress every 250."""
+    monkeypatch.setattr(queries_module, "SEARCH_ROWS", 1_000)
+    monkeypatch.setattr(queries_module, "SEARCH_STEP", 250)
+
+
+def test_a_search_page_reads_at_most_search_rows_tasks_however_many_there_are(tmp_path, monkeypatch, small_search):
+    monkeypatch.setenv("LABELYARD_NOW", NOW)
+    costs = {}
+    for n in (3_000, 30_000):
+        path = str(tmp_path / f"s{n}.db")
+        project(path)
+        fill(path, tasks(n))
+        q = Queries.open(path)
+        for order in ("id", "priority"):
+            f = TaskFilter(text="customer", order=order)
+            page = q.task_page(f)
+            assert page.rows == [] and page.searched == 1_000 and page.next_after is not None
+            costs[n, order] = steps(q.store.conn, lambda: q.task_page(f))
+        q.store.close()
+    for order in ("id", "priority"):
+        # before: every task, ten times more; ~1% more at 30,000: the index is a level deeper
+        assert costs[30_000, order] <= 1.02 * costs[3_000, order] + 3, costs
+
+
+def test_n_searches_on_from_where_a_page_stopped_and_p_goes_back(db, small_search):
+    fill(db, tasks(4_000) + [(5_000 + i, f"M-{i}", None, json.dumps({"note": "needle"}), "open", 0, 0, 0)
+                             for i in range(3)])
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE tasks SET data = json_object('note', 'needle') WHERE id IN (1200, 1100, 5)")
+    conn.commit()
+    conn.close()
+    q = Queries.open(db)
+    f = TaskFilter(text="NEEDLE")
+    pages, after, afters = [], None, []
+    while True:
+        page = q.task_page(f, after)
+        pages.append(([r["id"] for r in page.rows], page.searched))
+        afters.append(after)
+        if page.next_after is None:
+            break
+        after = page.next_after
+    # id↓ from 5002: 5002-5000 and 4000-3004, then 3003-2004, 2003-1004, 1003-4 and 3-1
+    assert pages == [([5002, 5001, 5000], 1_000), ([], 1_000), ([1200, 1100], 1_000), ([5], 1_000), ([], 3)]
+    for i in range(1, len(pages)):  # `p` reads the page before again
+        first = q.task_page(f, afters[i]).first_key
+        above_after, above = q.task_page_above(f, first)
+        assert above_after == afters[i - 1] and [r["id"] for r in above.rows] == pages[i - 1][0]
+    # a page full of matches stops at its page
+    page = q.task_page(TaskFilter(text="ticket"))
+    assert len(page.rows) == 50 and page.searched is None and page.next_after == (None, page.rows[-1]["id"])
+    q.store.close()
+
+
+def test_a_search_whose_progress_says_stop_stops_reading(db, small_search):
+    fill(db, tasks(3_000))
+    q = Queries.open(db)
+    told = []
+
+    def progress(read: int, hits: int) -> bool:
+        told.append((read, hits))
+        return read < 500
+
+    with pytest.raises(SearchStopped):
+        q.task_page(TaskFilter(text="zzz"), progress=progress)
+    assert told == [(250, 0), (500, 0)]
+    q.store.close()
+
+
+@pytest.mark.anyio
+async def test_the_tui_search_shows_its_progress_and_searches_on_with_n(db, small_search):
+    fill(db, tasks(2_400))
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE tasks SET data = json_object('note', 'rare find') WHERE id = 900")
+    conn.commit()
+    conn.close()
+    progress: list[tuple[int, int]] = []
+
+    def hook(message) -> None:
+        if isinstance(message, Searching):
+            progress.append((message.read, message.found))
+
+    app = LabelyardApp(db, LEAD, poll_interval=None, clock_interval=None)
+    async with app.run_test(size=(140, 40), message_hook=hook) as pilot:
+        await settle(app, pilot)
+        await pilot.press("t")
+        await settle(app, pilot)
+        screen = app.screen
+        await pilot.press("slash")
+        await pilot.pause()
+        assert isinstance(app.screen, InputModal)
+        app.screen.query_one(Input).value = "rare"
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert screen.rows == [] and progress[:4] == [(250, 0), (500, 0), (750, 0), (1000, 0)]
+        assert status_line(app) == "page 1 · 0 rows in the 1,000 tasks searched; n searches on"
+        await pilot.press("n")
+        await settle(app, pilot)
+        assert [r["id"] for r in screen.rows] == [900]
+        assert status_line(app) == "page 2 · 1 row in the 1,000 tasks searched; n searches on"
+        await pilot.press("n")
+        await settle(app, pilot)
+        assert screen.rows == [] and status_line(app) == "page 3 · 0 rows of ? (last page)"
+        await pilot.press("p")
+        await settle(app, pilot)
+        assert [r["id"] for r in screen.rows] == [900]
+        # the status line while a page is read says how far the search got
+        screen.asked = ("after", (None, 10**9))  # a page not on screen yet
+        screen.post_message(Searching(screen.filter, screen.asked, 250, 1))
+        await pilot.pause()
+        assert status_line(app) == "page 2 · searching: 250 tasks read, 1 found (at most 1,000 a page)"
+
+
+@pytest.mark.anyio
+async def test_a_write_while_a_search_page_loads_does_not_start_it_over(db, monkeypatch, small_search):
+    """Every poll that saw a write reloaded the list: a search slower than the polls started over each
+    second and never showed. The page on its way is left to come."""
+    import threading
+
+    from tui.messages import DataChanged
+
+    fill(db, tasks(2_400))
+    gate, calls = threading.Event(), []
+    original = Queries.task_page
+
+    def held(q, f, *args, **kwargs):
+        if f.text:
+            calls.append(f.text)
+            assert gate.wait(60), "the gate was never opened"
+        return original(q, f, *args, **kwargs)
+
+    monkeypatch.setattr(Queries, "task_page", held)
+    app = LabelyardApp(db, LEAD, poll_interval=None, clock_interval=None)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("t")
+        await settle(app, pilot)
+        screen = app.screen
+        screen.set_filter(screen.filter.with_(text="ticket 23"))
+        for _ in range(3):
+            await pilot.pause(0.05)
+            screen.post_message(DataChanged())
+        await pilot.pause(0.05)
+        assert screen.page_loading()
+        gate.set()
+        await settle(app, pilot)
+        assert calls == ["ticket 23"]
+        assert [r["id"] for r in screen.rows][:3] == [2399, 2398, 2397]
+        screen.post_message(DataChanged())  # the page on screen refreshes as before
+        await settle(app, pilot)
+        assert calls == ["ticket 23", "ticket 23"]

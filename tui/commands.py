@@ -26,7 +26,7 @@ COMMANDS: list[tuple[str, str, str, str | None]] = [
     ("Unhold", "reopen held task(s) in their stage", "lead('unhold')", "TasksScreen TaskDetailScreen"),
     ("Release", "end the active slots of the selected task(s)", "lead('release')", "TasksScreen TaskDetailScreen"),
     ("Set priority", "of the selected task(s)", "lead('priority')", "TasksScreen TaskDetailScreen"),
-    ("Filter: search", "id, external id or data", "filter_text", "TasksScreen"),
+    ("Filter: search", "id, external id, category or data", "filter_text", "TasksScreen"),
     ("Filter: status", "open, held, done, invalid", "filter_status", "TasksScreen"),
     ("Filter: queue", "one queue", "filter_queue", "TasksScreen"),
     ("Filter: stage", "annotate, review, correct, escalated", "filter_stage", "TasksScreen"),

@@ -25,6 +25,18 @@ class Loaded(Message):
         self.data = data
 
 
+class Searching(Message):
+    """A task list's search is under way: ``read`` tasks read so far for the page ``asked`` of
+    ``task_filter``, ``found`` of them matching."""
+
+    def __init__(self, task_filter: Any, asked: Any, read: int, found: int) -> None:
+        super().__init__()
+        self.task_filter = task_filter
+        self.asked = asked
+        self.read = read
+        self.found = found
+
+
 class ActionDone(Message):
     """A lead action went through ``router.lead``: ``report`` is its ``BulkReport.as_dict()``."""
 

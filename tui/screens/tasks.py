@@ -10,10 +10,12 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Static
+from textual.worker import Worker, WorkerState, get_current_worker
 
-from router.queries import ORDERS, PAGE_SIZE, STAGES, TASK_STATUSES, TaskFilter
+from router import queries
+from router.queries import ORDERS, PAGE_SIZE, STAGES, TASK_STATUSES, SearchStopped, TaskFilter
 
-from ..messages import Loaded
+from ..messages import Loaded, Searching
 from ..widgets import format as fmt
 from ..widgets.modals import InputModal, PickModal
 from ..widgets.tables import cursor_key, restore_cursor
@@ -88,10 +90,12 @@ class TasksScreen(BaseScreen):
         self.first_key: Key | None = None  # the first row's keyset position: `p` reads the rows above it
         self.rows: list[dict[str, Any]] = []
         self.total: int | None = None
+        self.searched: int | None = None  # a search page: how many tasks it read
         self.selected: set[str] = set()
         self.names: dict[str, str] = {}  # how each selected task was named when the lead selected it
         self._top = False  # put the cursor on the first row at the next render (new filter or page)
         self.shown: tuple[TaskFilter, Ask] | None = None  # the filter and page on screen
+        self.in_flight: tuple[tuple[TaskFilter, Ask], Worker] | None = None  # the last load started, and for what
         # The task under the cursor (or every selected task) left the list at the last refresh: (what
         # left, the ref the cursor was left on). An action on the latter is asked once more, so it never
         # goes silently to another task.
@@ -119,32 +123,57 @@ class TasksScreen(BaseScreen):
         self.reload()
 
     def reload(self) -> None:
+        loading = self.in_flight
+        if (self.page_loading() and loading is not None and loading[0] == (self.filter, self.asked)
+                and loading[1].state in (WorkerState.PENDING, WorkerState.RUNNING)):
+            return  # that page is on its way: a refresh (a write, the modal closing) would only start it over
         keep = None
         ref = None if self._top or self.page_loading() else self.current_ref()
         if ref is not None:  # a refresh of the page on screen: the task under the cursor stays under it
             keep = (int(ref[3:]), self.query_one(DataTable).cursor_row)
-        self.load(self.filter, self.asked, keep, sorted(int(ref[3:]) for ref in self.selected))
+        worker = self.load(self.filter, self.asked, keep, sorted(int(ref[3:]) for ref in self.selected))
+        self.in_flight = ((self.filter, self.asked), worker)
 
     @work(thread=True, exclusive=True, group="tasks", exit_on_error=False)
     def load(self, task_filter: TaskFilter, asked: Ask, keep: tuple[int, int] | None = None,
              selected: list[int] | None = None) -> None:
         """Read the page ``asked`` (after a key, or above a row); with ``keep`` = (task id, row), when
         tasks written meanwhile pushed that task off the page, the page that shows it on that row
-        instead. ``selected``: the selected task ids; those the filter no longer lists are posted (``left``)."""
+        instead. ``selected``: the selected task ids; those the filter no longer lists are posted (``left``).
+        A search posts its progress as it reads (``Searching``) and stops when a newer load replaced it."""
+        me = get_current_worker()
+
+        def progress(read: int, found: int) -> bool:
+            if me.is_cancelled:
+                return False
+            self.post_message(Searching(task_filter, asked, read, found))
+            return True
+
         how, key = asked
         before = None  # rows above the page, counted when the page followed its task
-        with self.backend.queries() as q:
-            if how == "above":
-                after, page = q.task_page_above(task_filter, key)
-            else:
-                after, page = key, q.task_page(task_filter, key)
-            if keep is not None and all(r["id"] != keep[0] for r in page.rows):
-                moved = q.task_page_at(task_filter, *keep)
-                if moved is not None:
-                    after, page, before = moved
-            listed = q.tasks_listed(task_filter, selected) if selected else set()
+        try:
+            with self.backend.queries() as q:
+                if how == "above":
+                    after, page = q.task_page_above(task_filter, key, progress=progress)
+                else:
+                    after, page = key, q.task_page(task_filter, key, progress=progress)
+                if keep is not None and all(r["id"] != keep[0] for r in page.rows):
+                    moved = q.task_page_at(task_filter, *keep, progress=progress)
+                    if moved is not None:
+                        after, page, before = moved
+                listed = q.tasks_listed(task_filter, selected) if selected else set()
+        except SearchStopped:
+            return  # the list asked for another page, or another filter, meanwhile
         left = [f"id:{i}" for i in selected or [] if i not in listed]
         self.post_message(Loaded("tasks", (task_filter, asked, after, page, before, keep, left)))
+
+    @on(Searching)
+    def searching(self, message: Searching) -> None:
+        """How far the search of the page being read got, on the status line."""
+        if (message.task_filter, message.asked) == (self.filter, self.asked) and self.page_loading():
+            self.query_one("#task-status", Static).update(
+                f"page {self.page_no:,} · searching: {message.read:,} tasks read, {message.found:,} found "
+                f"(at most {queries.SEARCH_ROWS:,} a page)")
 
     @on(Loaded)
     def loaded(self, message: Loaded) -> None:
@@ -163,7 +192,7 @@ class TasksScreen(BaseScreen):
                 gone = next((r for r in self.rows if r["id"] == keep[0]), {"id": keep[0], "external_id": None})
         self.asked = ("after", after)
         self.after, self.rows, self.next_after, self.total = after, page.rows, page.next_after, page.total
-        self.first_key = page.first_key
+        self.first_key, self.searched = page.first_key, page.searched
         self.shown = (task_filter, self.asked)
         unselected = self.unselect(left)
         self.render_rows()
@@ -292,9 +321,15 @@ class TasksScreen(BaseScreen):
         if self.page_loading():
             self.query_one("#task-status", Static).update(f"page {page:,} · loading…")
             return
+        sel = f"   selected {len(self.selected)}" if self.selected else ""
+        if self.searched is not None and self.next_after is not None and len(self.rows) < PAGE_SIZE:
+            # a search page whose matches are rare: it stopped after SEARCH_ROWS tasks
+            found = f"{len(self.rows)} row{'' if len(self.rows) == 1 else 's'}"
+            self.query_one("#task-status", Static).update(
+                f"page {page:,} · {found} in the {self.searched:,} tasks searched; n searches on{sel}")
+            return
         total = "?" if self.total is None else f"{self.total:,}"
         more = "" if self.next_after is not None else " (last page)"
-        sel = f"   selected {len(self.selected)}" if self.selected else ""
         self.query_one("#task-status", Static).update(f"page {page:,} · {len(self.rows)} rows of {total}{more}{sel}")
 
     def selected_refs(self) -> list[str]:
@@ -328,7 +363,7 @@ class TasksScreen(BaseScreen):
 
     # -- filters ------------------------------------------------------------------------------
     def action_filter_text(self) -> None:
-        self.app.push_screen(InputModal("Search id, external id or data values, any case (empty: no search)",
+        self.app.push_screen(InputModal("Search id, external id, category or data values, any case (empty: no search)",
                                         value=self.filter.text or ""),
                              lambda t: t is not None and self.set_filter(self.filter.with_(text=t.strip() or None)))
 
