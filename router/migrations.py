@@ -1,7 +1,10 @@
 """Numbered migrations, applied in order, each with its record in one transaction.
 
-Never edit a released migration: add a new one. The set is run with
-sqlite-utils' ``Migrations``; ``schema_version`` mirrors the number of the
+Never edit a released migration: add a new one. Never rename one either: a
+database records each migration by its name (``_sqlite_migrations``), so a
+renamed one would run again there. Every name a migration was ever released
+under is in :data:`RELEASED` (a test checks the set against it). The set is run
+with sqlite-utils' ``Migrations``; ``schema_version`` mirrors the number of the
 newest applied migration so that a cheap query tells a connection whether the
 file is up to date without importing sqlite-utils (which is slow to import).
 """
@@ -21,9 +24,54 @@ from typing import Any
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-migrations = Migrations("labelyard")
-
 SCHEMA_VERSION = 14
+
+# Every name a migration was released under, with the migration it names now. A name renamed after it
+# shipped (the number of two migrations swapped) counts as that migration applied: what it did is what
+# the migration does. ``m013_vote_queue_index`` is an earlier form of ``m013_read_path_indexes`` that
+# did less (not the ``workflow_applied`` index), so it is not counted: ``m013_read_path_indexes`` runs
+# there, and does only what is missing. (``m009_final_vote_marks`` was never registered, so no database
+# holds it; it is kept as the name it was released under.)
+RELEASED: dict[str, str] = {
+    "m001_initial": "m001_initial",
+    "m002_worker_indexes": "m002_worker_indexes",
+    "m003_plugins": "m003_plugins",
+    "m004_counters": "m004_counters",
+    "m005_worker_counters": "m005_worker_counters",
+    "m006_rule_counts_without_json": "m006_rule_counts_without_json",
+    "m007_new_tasks_counted_per_batch": "m007_new_tasks_counted_per_batch",
+    "m008_plugin_reject_keys": "m008_plugin_reject_keys",
+    "m010_rule_counts_by_identity": "m009_rule_counts_by_identity",  # 6493621, renamed in b5b370e
+    "m009_rule_counts_by_identity": "m009_rule_counts_by_identity",
+    "m009_final_vote_marks": "m010_final_vote_marks",  # 292dd05, renamed in d89f44d
+    "m010_final_vote_marks": "m010_final_vote_marks",
+    "m011_json_value_classes": "m011_json_value_classes",
+    "m012_one_to_one_matching": "m012_one_to_one_matching",
+    "m013_vote_queue_index": "m013_read_path_indexes",  # 51a781e, grew and renamed in 2090f84
+    "m013_read_path_indexes": "m013_read_path_indexes",
+    "m014_task_list_orders": "m014_task_list_orders",
+}
+EARLIER_FORMS = frozenset({"m013_vote_queue_index"})  # released names that do not count as their migration
+
+
+def recorded_as(name: str) -> str:
+    """The migration a name recorded in ``_sqlite_migrations`` counts as applied: its current name when
+    it was renamed after it shipped, else the name itself (an earlier form counts as nothing)."""
+    if name in EARLIER_FORMS:
+        return name
+    return RELEASED.get(name, name)
+
+
+class _Migrations(Migrations):
+    """sqlite-utils' ``Migrations``, where a migration recorded under a name it had before counts as
+    applied (:func:`recorded_as`)."""
+
+    def applied(self, db: Database) -> list[Migrations._AppliedMigration]:
+        return [self._AppliedMigration(name=recorded_as(m.name), applied_at=m.applied_at)
+                for m in super().applied(db)]
+
+
+migrations = _Migrations("labelyard")
 
 
 def _run_ddl(db: Database, script: str) -> None:
@@ -719,14 +767,25 @@ def m013_read_path_indexes(db: Database) -> None:
       ``agreement --queue Q --latest N``) are read from the end of that queue's range, however many
       votes the project's other queues hold. Paid once per annotate/correct submission, never by a claim.
     - The ``workflow_applied`` events (which version was active when: ``explain``, ``replay``, ``run``)
-      by a partial index that holds only them, so no other event's insert pays for it."""
+      by a partial index that holds only them, so no other event's insert pays for it.
+
+    Its earlier form (``m013_vote_queue_index``, released without the second index) may have run: what
+    it did is skipped here, so only the missing index is made."""
+    if "queue" not in {row[1] for row in db.execute("PRAGMA table_info(annotations)")}:
+        _run_ddl(
+            db,
+            """
+            ALTER TABLE annotations ADD COLUMN queue TEXT;      -- the slot's queue, as assignments.queue
+            UPDATE annotations SET queue = (SELECT s.queue FROM assignments AS s
+                                            WHERE s.id = annotations.assignment_id);
+            """
+        )
     _run_ddl(
         db,
         """
-        ALTER TABLE annotations ADD COLUMN queue TEXT;      -- the slot's queue, as assignments.queue
-        UPDATE annotations SET queue = (SELECT s.queue FROM assignments AS s WHERE s.id = annotations.assignment_id);
-        CREATE INDEX annotations_queue_votes ON annotations (queue) WHERE stage IN ('annotate', 'correct');
-        CREATE INDEX events_workflow_applied ON events (kind) WHERE kind = 'workflow_applied';
+        CREATE INDEX IF NOT EXISTS annotations_queue_votes ON annotations (queue)
+            WHERE stage IN ('annotate', 'correct');
+        CREATE INDEX IF NOT EXISTS events_workflow_applied ON events (kind) WHERE kind = 'workflow_applied';
         """
     )
     _set_version(db, 13)

@@ -1,0 +1,90 @@
+"""Twelfth session's upgrade fixes: a database an older Labelyard made is migrated as it should be.
+
+Older databases are faked from a new one, as the other migration tests do: a recorded migration's
+row is renamed (or forgotten) and what it made undone, then the real ``labelyard init`` runs on the
+file (``lead_support.Project``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from lead_support import Project
+from router import migrations
+from sqlite_utils import Database
+
+
+def _execute(db, *statements: str) -> None:
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        for statement in statements:
+            conn.execute(statement)
+    finally:
+        conn.close()
+
+
+# -- 1: a migration renamed after it shipped counts as applied under its older name -----------------
+# Every name a migration was released under (git log -p router/migrations.py | grep '^[-+]def m0'):
+# keep this list as it is, and add to it; a name here may never stop meaning its migration.
+EVER_RELEASED = [
+    "m001_initial", "m002_worker_indexes", "m003_plugins", "m004_counters", "m005_worker_counters",
+    "m006_rule_counts_without_json", "m007_new_tasks_counted_per_batch", "m008_plugin_reject_keys",
+    "m010_rule_counts_by_identity", "m009_rule_counts_by_identity",  # renamed in b5b370e
+    "m009_final_vote_marks", "m010_final_vote_marks",  # renamed in d89f44d
+    "m011_json_value_classes", "m012_one_to_one_matching",
+    "m013_vote_queue_index", "m013_read_path_indexes",  # grew and renamed in 2090f84
+]
+
+
+def test_a_database_made_with_m013s_earlier_name_is_migrated_and_gets_the_index_it_lacked(tmp_path):
+    """Made at 51a781e: m013 recorded as `m013_vote_queue_index`, with the queue column and its index
+    but not the `workflow_applied` one. `init` said "duplicate column name: queue" for ever."""
+    p = Project(tmp_path)
+    p.worker("ann", "annotator")
+    p.ingest([{"id": "T1"}])
+    p.submit(p.claim("ann")["assignment"], "ann", "--label", "cat")
+    _execute(p.db, "DROP INDEX events_workflow_applied",
+             "UPDATE _sqlite_migrations SET name = 'm013_vote_queue_index' WHERE name = 'm013_read_path_indexes'")
+    result = p.json("init")
+    assert result["migrations_applied"] == ["m013_read_path_indexes"]
+    conn = sqlite3.connect(p.db)
+    plan = conn.execute("EXPLAIN QUERY PLAN SELECT id FROM events WHERE kind = 'workflow_applied' ORDER BY id")
+    assert "events_workflow_applied" in " ".join(row[3] for row in plan)
+    assert "annotations_queue_votes" in {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert conn.execute("SELECT worker, queue FROM annotations").fetchall() == [("ann", "triage")]
+    assert conn.execute("SELECT version FROM schema_version").fetchall() == [(migrations.SCHEMA_VERSION,)]
+    conn.close()
+    assert p.json("init")["migrations_applied"] == []  # and stays migrated
+    assert p.run("status").returncode == 0
+
+
+def test_the_rule_counts_migration_recorded_under_its_first_name_is_not_run_again(tmp_path):
+    """Made at 6493621: the rule counts' migration recorded as `m010_rule_counts_by_identity`. `init`
+    ran it again as m009 (the table made again from the events)."""
+    p = Project(tmp_path)
+    _execute(p.db, "UPDATE _sqlite_migrations SET name = 'm010_rule_counts_by_identity' "
+                   "WHERE name = 'm009_rule_counts_by_identity'")
+    assert p.json("init")["migrations_applied"] == []
+
+
+def test_every_name_a_migration_was_released_under_still_counts_as_it(tmp_path):
+    """A guard: renaming a migration, or adding one without listing it in RELEASED, fails here."""
+    registered = [m.name for m in migrations.migrations._migrations]
+    assert set(EVER_RELEASED) <= set(migrations.RELEASED), "a released name is no longer known"
+    assert set(registered) <= set(migrations.RELEASED), "list a new migration's name in migrations.RELEASED"
+    for name in registered:
+        assert migrations.RELEASED[name] == name
+    assert set(migrations.RELEASED.values()) <= set(registered), "RELEASED names a migration that is gone"
+    assert migrations.EARLIER_FORMS <= set(migrations.RELEASED)
+
+    conn = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
+    migrations.migrate(conn)
+    first_names = {}
+    for old, new in migrations.RELEASED.items():
+        if old not in migrations.EARLIER_FORMS:
+            first_names.setdefault(new, old)  # the first name it had: the oldest databases hold that one
+    for new, old in first_names.items():
+        conn.execute("UPDATE _sqlite_migrations SET name = ? WHERE name = ?", [old, new])
+    assert sorted(first_names.values()) != sorted(registered)  # some were renamed: the check checks something
+    assert migrations.migrations.pending(Database(conn)) == []
+    conn.close()
