@@ -25,6 +25,7 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 SCHEMA_VERSION = 14
+SCHEMA_VERSION = 16
 
 # Every name a migration was released under, with the migration it names now. A name renamed after it
 # shipped (the number of two migrations swapped) counts as that migration applied: what it did is what
@@ -50,6 +51,7 @@ RELEASED: dict[str, str] = {
     "m013_vote_queue_index": "m013_read_path_indexes",  # 51a781e, grew and renamed in 2090f84
     "m013_read_path_indexes": "m013_read_path_indexes",
     "m014_task_list_orders": "m014_task_list_orders",
+    "m016_gold_scored_by_labels": "m016_gold_scored_by_labels",
 }
 EARLIER_FORMS = frozenset({"m013_vote_queue_index"})  # released names that do not count as their migration
 
@@ -679,14 +681,14 @@ def _holds_structure(label, answer) -> bool:
                for side in (label, answer) if isinstance(side, list) for obj in side)
 
 
-def _judge_labels_again(db: Database, migration: str, *, vote_changed: Callable[[Any, Any], bool],
+def _judge_labels_again(db: Database, migration: str, *, vote_changed: Callable[[Any, Any], bool] | None,
                         answer_changed: Callable[[Any, Any], bool], only_types: tuple[str, ...] = ()) -> None:
     """Judge again, by the active workflow's labels as ``apply`` judges them, the vote marks
-    (``annotations.agrees``) whose comparison ``vote_changed(label, final)`` says may have changed,
-    with the worker sums set from them; score again from scratch, as ``gold add`` scores a changed
-    question's, the gold counters of a worker with an answer ``answer_changed(label, answer)`` says so,
-    with a ``gold_rescored`` event naming ``migration`` when they change. With ``only_types``, nothing
-    is done unless the labels are of one of those types."""
+    (``annotations.agrees``) whose comparison ``vote_changed(label, final)`` says may have changed
+    (none when it is ``None``), with the worker sums set from them; score again from scratch, as
+    ``gold add`` scores a changed question's, the gold counters of a worker with an answer
+    ``answer_changed(label, answer)`` says so, with a ``gold_rescored`` event naming ``migration``
+    when they change. With ``only_types``, nothing is done unless the labels are of one of those types."""
     from rules.workflow import LabelSpec  # only here: the label comparisons are not needed to migrate
 
     from . import clock
@@ -697,8 +699,9 @@ def _judge_labels_again(db: Database, migration: str, *, vote_changed: Callable[
     spec = LabelSpec.from_spec(json.loads(active[0]).get("labels") if active else None)
     if only_types and spec.type not in only_types:
         return
-    votes = db.execute("SELECT a.id, a.worker, a.label, a.agrees, t.final_label FROM annotations AS a "
-                       "JOIN tasks AS t ON t.id = a.task_id WHERE a.agrees IS NOT NULL")
+    votes = [] if vote_changed is None else db.execute(
+        "SELECT a.id, a.worker, a.label, a.agrees, t.final_label FROM annotations AS a "
+        "JOIN tasks AS t ON t.id = a.task_id WHERE a.agrees IS NOT NULL")
     marks = []
     for vote, worker, label, old, final in votes:
         label, final = loads(label), loads(final)
@@ -790,6 +793,7 @@ def m013_read_path_indexes(db: Database) -> None:
     )
     _set_version(db, 13)
 
+
 @migrations()
 def m014_task_list_orders(db: Database) -> None:
     """The TUI's task list sorted by priority, by age or by last change read a page by sorting every
@@ -807,6 +811,21 @@ def m014_task_list_orders(db: Database) -> None:
         """
     )
     _set_version(db, 14)
+
+
+@migrations()
+def m016_gold_scored_by_labels(db: Database) -> None:
+    """Gold counters scored by the label type's comparison (``same_label``), from scratch. Up to
+    schema 7 an answer was right when its JSON text equalled the gold answer's (``m005`` counted
+    existing answers so too, and so did ``submit`` before ``same_label``): ``["a", "b"]`` against
+    ``["b", "a"]``, ``1.0`` against ``1``, a box a pixel off were wrong for a worker who answered then
+    and right for one who answered later. ``m011`` and ``m012`` scored again only the answers their own
+    comparisons changed; here every worker's gold answers are scored as ``gold add`` scores them (one
+    pass over the gold answers), with a ``gold_rescored`` event when the counters change. Vote marks
+    were judged by ``same_label`` from the start (``m010``): they are left as they are."""
+    _judge_labels_again(db, "m016_gold_scored_by_labels", vote_changed=None,
+                        answer_changed=lambda _label, _answer: True)
+    _set_version(db, 16)
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:

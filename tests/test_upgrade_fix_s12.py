@@ -7,6 +7,7 @@ file (``lead_support.Project``).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 from lead_support import Project
@@ -88,3 +89,44 @@ def test_every_name_a_migration_was_released_under_still_counts_as_it(tmp_path):
     assert sorted(first_names.values()) != sorted(registered)  # some were renamed: the check checks something
     assert migrations.migrations.pending(Database(conn)) == []
     conn.close()
+
+
+# -- 2: gold counters scored by raw JSON before same_label are scored again ---------------------------
+MULTI = """\
+workflow: mc
+labels: {type: multi_choice, choices: [a, b, c]}
+queues:
+  q: {roles: [annotator]}
+quality:
+  gold: {rate: 1.0}
+on_create:
+  - do: {annotate: q, overlap: 1}
+on_quorum:
+  - name: take
+    do: accept
+"""
+
+
+def test_gold_answers_scored_by_json_text_before_schema_8_are_scored_by_the_label_type(tmp_path):
+    """Made at 6c58c98 (schema 5): ann's ["a","b"] against the gold ["b","a"] was scored wrong by
+    JSON equality, and no migration scored it again; bob's identical answer, given later, is right."""
+    p = Project(tmp_path, MULTI)
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text('{"id": "G1", "data": {"text": "one"}, "answer": ["b", "a"]}\n')
+    p.json("gold", "add", gold)
+    for name in ("ann", "bob"):
+        p.worker(name, "annotator")
+        view = p.claim(name)
+        assert view["external_id"] == "G1"
+        p.submit(view["assignment"], name, "--value", '["a", "b"]')
+    _execute(p.db, "UPDATE workers SET gold_correct = 0 WHERE id = 'ann'",  # as `a.label = g.label` scored it
+             "UPDATE schema_version SET version = 13",
+             "DELETE FROM _sqlite_migrations WHERE name = 'm016_gold_scored_by_labels'")
+    assert p.json("init")["migrations_applied"] == ["m016_gold_scored_by_labels"]
+    scores = {a["worker"]: (a["gold_answered"], a["gold_correct"]) for a in p.json("agreement")["annotators"]}
+    assert scores == {"ann": (1, 1), "bob": (1, 1)}
+    conn = sqlite3.connect(p.db)
+    events = [json.loads(d) for (d,) in conn.execute("SELECT detail FROM events WHERE kind = 'gold_rescored'")]
+    conn.close()
+    assert events == [{"worker": "ann", "gold_answered": 1, "gold_correct": 1,
+                       "was": {"gold_answered": 1, "gold_correct": 0}, "migration": "m016_gold_scored_by_labels"}]
