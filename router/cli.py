@@ -107,11 +107,9 @@ def database_file_message(exc: BaseException, db: str | None) -> str | None:
     text = str(exc)
     if "malformed" not in text and "not a database" not in text:
         return None
-    import shlex
+    from .store import damaged_message
 
-    return (f"{path}: the database file is damaged ({text}); stop writing to it and restore the latest "
-            f"copy `labelyard backup` made (keep the damaged file: `sqlite3 {shlex.quote(path)} .recover` "
-            "may salvage it)")
+    return damaged_message(path, text)
 
 
 def _shown(text: str) -> str:

@@ -828,6 +828,11 @@ def m016_gold_scored_by_labels(db: Database) -> None:
     _set_version(db, 16)
 
 
+def pending(conn: sqlite3.Connection) -> list[str]:
+    """The names of the migrations ``conn``'s database has yet to apply (a read)."""
+    return [m.name for m in migrations.pending(Database(conn))]
+
+
 def migrate(conn: sqlite3.Connection) -> list[str]:
     """Apply pending migrations to ``conn``; returns the names applied."""
     db = Database(conn)

@@ -90,6 +90,28 @@ def access_problem(exc: BaseException, path: str, *, opening: bool = False) -> s
             "its folder, where SQLite makes its -wal and -shm files")
 
 
+def damaged_message(path: str, what: str, *, done: str = "") -> str:
+    """What to tell a user whose database file is damaged: ``what`` SQLite found, then ``done`` (what
+    the command did not do), then what to do."""
+    import shlex
+
+    return (f"{path}: the database file is damaged ({what}); {done}stop writing to it and restore the latest "
+            f"copy `labelyard backup` made (keep the damaged file: `sqlite3 {shlex.quote(path)} .recover` "
+            "may salvage it)")
+
+
+def check_problem(conn: sqlite3.Connection) -> str | None:
+    """``None`` when ``PRAGMA quick_check`` finds the file behind ``conn`` sound, else its first
+    finding in one line, with how many more it listed (``quick_check: On tree page 105 cell 16:
+    Offset 65287 out of range 76..2044, and 16 more``). Reads every page once."""
+    rows = [row[0] for row in conn.execute("PRAGMA quick_check(100)")]
+    if rows == ["ok"]:
+        return None
+    found = [line for row in rows for line in str(row).splitlines() if line and not line.startswith("*** ")]
+    more = f", and {len(found) - 1}{'+' if len(rows) >= 100 else ''} more" if len(found) > 1 else ""
+    return f"quick_check: {found[0] if found else rows[0]}{more}"
+
+
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text
@@ -530,7 +552,7 @@ class Store:
     @classmethod
     def init(cls, path: str | None = None) -> tuple["Store", list[str]]:
         """Create or migrate the database file; returns the store and the migrations applied."""
-        from .migrations import migrate
+        from .migrations import migrate, pending
 
         path = database_path(path)
         parent = os.path.dirname(os.path.abspath(path))
@@ -579,9 +601,14 @@ class Store:
                         # again under the lock: another program may have written the file meanwhile
                         _refuse_other_tables(conn, path, NOT_TAKEN_OVER)
                         _refuse_newer_schema(conn, path)
-                        pending = migrate(conn)
+                        if existed and pending(conn):
+                            # a migration rebuilds tables and counters from the rows: never from damaged ones
+                            problem = check_problem(conn)
+                            if problem is not None:
+                                raise LabelyardError(damaged_message(path, problem, done="nothing was migrated; "))
+                        done = migrate(conn)
                         conn.execute("COMMIT")
-                        applied += pending
+                        applied += done
                         if not fresh:
                             # A file that was there switches only once the schema is in: a refused or
                             # failed init leaves its journal mode as it was (WAL cannot be switched on
@@ -599,6 +626,8 @@ class Store:
                     if conn is not None:
                         conn.close()
                     busy = isinstance(exc, sqlite3.OperationalError) and _is_busy(exc)
+                    if "malformed" in str(exc):
+                        raise LabelyardError(damaged_message(path, str(exc), done="nothing was migrated; ")) from None
                     if not busy or time.monotonic() > deadline:
                         raise LabelyardError(access_problem(exc, path) or f"{path}: cannot initialise: {exc}") from None
                     time.sleep(delay * (0.5 + random.random()))
@@ -645,6 +674,9 @@ class Store:
             final = self._place_backup(tmp, dest, replace=replace, numbered=numbered)
         except BaseException as exc:
             self._remove_backup_temp(tmp)  # never a stray full copy of the project's data
+            if isinstance(exc, sqlite3.DatabaseError) and "malformed" in str(exc):  # read from the database
+                raise LabelyardError(damaged_message(self.shown_path, str(exc), done="no backup was written; ")) \
+                    from None
             if isinstance(exc, (sqlite3.Error, OSError)):
                 raise LabelyardError(f"{dest}: cannot write the backup: {exc}") from None
             raise
@@ -657,11 +689,16 @@ class Store:
         copy = sqlite_connect(tmp)
         try:
             self.conn.backup(copy)
-            verdict = copy.execute("PRAGMA quick_check").fetchone()[0]
+            verdict = check_problem(copy)
         finally:
             copy.close()
-        if verdict != "ok":
-            raise LabelyardError(f"{dest}: the copy failed its check ({verdict}); nothing was written")
+        if verdict is None:
+            return
+        # the copy holds the database's pages as they are: the database itself is checked before blaming it
+        source = check_problem(self.conn)
+        if source is not None:
+            raise LabelyardError(damaged_message(self.shown_path, source, done="no backup was written; "))
+        raise LabelyardError(f"{dest}: the copy failed its check ({verdict}); nothing was written")
 
     @classmethod
     def _claim_backup_temp(cls, dest: str) -> tuple[int, str]:

@@ -130,3 +130,60 @@ def test_gold_answers_scored_by_json_text_before_schema_8_are_scored_by_the_labe
     conn.close()
     assert events == [{"worker": "ann", "gold_answered": 1, "gold_correct": 1,
                        "was": {"gold_answered": 1, "gold_correct": 0}, "migration": "m016_gold_scored_by_labels"}]
+
+
+# -- 3: init checks a database before migrating it; backup names a damaged database, not its copy -----
+def _damage_an_events_page(db) -> None:
+    """Write over the cells of one page of the ``events`` table (a leaf in its middle, found by
+    ``dbstat``; its root page where SQLite has no ``dbstat``), as a failing disk would."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = conn.execute("PRAGMA page_size").fetchone()[0]
+    try:
+        pages = [n for (n,) in conn.execute(
+            "SELECT pageno FROM dbstat WHERE name = 'events' AND pagetype = 'leaf' ORDER BY pageno")]
+    except sqlite3.OperationalError:  # built without SQLITE_ENABLE_DBSTAT_VTAB
+        pages = [n for (n,) in conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'events'")]
+    conn.close()
+    page = pages[len(pages) // 2]
+    with open(db, "r+b") as handle:
+        handle.seek(size * (page - 1) + 8)
+        handle.write(b"\xff\x07" * 200)
+
+
+def _damaged_project(tmp_path) -> Project:
+    p = Project(tmp_path)
+    p.ingest([{"id": f"T{i}", "data": {"text": "x" * 50}} for i in range(300)])
+    return p
+
+
+def test_init_refuses_to_migrate_a_damaged_database_and_changes_nothing(tmp_path):
+    """`init` migrated it, rebuilding tables and counters from the damaged rows, and said nothing."""
+    p = _damaged_project(tmp_path)
+    newest = migrations.migrations._migrations[-1].name
+    _execute(p.db, f"DELETE FROM _sqlite_migrations WHERE name = '{newest}'")  # one migration pending
+    _damage_an_events_page(p.db)
+    before = p.db.read_bytes()
+    proc = p.run("init")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"labelyard: {p.db}: the database file is damaged (quick_check: On tree page ")
+    assert proc.stderr.endswith("); nothing was migrated; stop writing to it and restore the latest copy "
+                                f"`labelyard backup` made (keep the damaged file: `sqlite3 {p.db} .recover` "
+                                "may salvage it)\n")
+    assert proc.stderr.count("\n") == 1  # one line, however many problems the check found
+    assert p.db.read_bytes() == before
+    conn = sqlite3.connect(p.db)
+    assert newest not in {name for (name,) in conn.execute("SELECT name FROM _sqlite_migrations")}
+    conn.close()
+
+
+def test_backup_of_a_damaged_database_says_the_database_is_damaged_not_the_copy(tmp_path):
+    """It said "bk.db: the copy failed its check (…17 lines…); nothing was written"."""
+    p = _damaged_project(tmp_path)
+    _damage_an_events_page(p.db)
+    proc = p.run("backup", tmp_path / "bk.db")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"labelyard: {p.db}: the database file is damaged (quick_check: On tree page ")
+    assert "); no backup was written; stop writing to it and restore the latest copy" in proc.stderr
+    assert proc.stderr.count("\n") == 1
+    assert sorted(path.name for path in tmp_path.iterdir() if "bk" in path.name or "backup-tmp" in path.name) == []
