@@ -30,6 +30,9 @@ MARKER = ".labelyard-demo"
 MARKER_TEXT = ("This folder was made by `labelyard demo`. Running the demo here again deletes its labelyard.db "
                "and rewrites its workflow and tickets; delete this file and the demo will leave the folder alone.\n")
 REPLACED = ("labelyard.db", WORKFLOW_FILE, "workflow.schema.json", "tickets.jsonl")
+# What a demo older than MARKER (before 44ed456) left: exactly REPLACED, with the files SQLite and
+# Labelyard put beside its database (any command run on it leaves DB.lock).
+BESIDE_DB = tuple(f"labelyard.db{end}" for end in ("-wal", "-shm", "-journal", ".lock", ".run-lock"))
 CATEGORIES = ["billing", "bug", "feature", "spam"]
 SUBJECTS = {
     "billing": ["Charged twice this month", "Refund for annual plan", "Invoice shows wrong VAT"],
@@ -135,16 +138,25 @@ def run_demo(folder: str, *, tasks: int = 300, steps: int = 350, seed: int = 7,
             "status": status}
 
 
+def _made_by_an_older_demo(folder: str, entries: list[str]) -> bool:
+    """Whether ``folder`` holds what a demo that wrote no :data:`MARKER` left there, and nothing else:
+    every file of :data:`REPLACED`, and perhaps the files beside its database (:data:`BESIDE_DB`)."""
+    names = set(entries)
+    return (set(REPLACED) <= names <= set(REPLACED + BESIDE_DB)
+            and all(os.path.isfile(os.path.join(folder, name)) for name in REPLACED))
+
+
 def _claim_folder(folder: str) -> None:
     """Make ``folder`` the demo's: a new folder, an empty one, or one an earlier demo made (it holds
-    :data:`MARKER`). Any other folder is refused before anything in it is touched, since the demo
-    deletes the database there and rewrites the workflow and the tickets."""
+    :data:`MARKER`, or, made by a demo before the marker, the demo's files alone). Any other folder is
+    refused before anything in it is touched, since the demo deletes the database there and rewrites
+    the workflow and the tickets."""
     if not folder:
         raise LabelyardError("--dir is empty: name a new folder for the demo project")
     shown = visible(escaped(folder))
     if os.path.isdir(folder):
         entries = sorted(os.listdir(folder))
-        if entries and MARKER not in entries:
+        if entries and MARKER not in entries and not _made_by_an_older_demo(folder, entries):
             listed = ", ".join(visible(escaped(name)) for name in entries[:5])
             more = f" and {len(entries) - 5} more" if len(entries) > 5 else ""
             raise LabelyardError(

@@ -1,14 +1,17 @@
-"""Twelfth session's upgrade fixes: a database an older Labelyard made is migrated as it should be.
+"""Twelfth session's upgrade fixes: what an older Labelyard left (a database, a demo folder) is taken
+up as it should be, and a damaged database is named before init migrates it or backup copies it.
 
 Older databases are faked from a new one, as the other migration tests do: a recorded migration's
 row is renamed (or forgotten) and what it made undone, then the real ``labelyard init`` runs on the
-file (``lead_support.Project``).
+file (``lead_support.Project``); nothing depends on the git history.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+
+import pytest
 
 from lead_support import Project
 from router import migrations
@@ -187,3 +190,39 @@ def test_backup_of_a_damaged_database_says_the_database_is_damaged_not_the_copy(
     assert "); no backup was written; stop writing to it and restore the latest copy" in proc.stderr
     assert proc.stderr.count("\n") == 1
     assert sorted(path.name for path in tmp_path.iterdir() if "bk" in path.name or "backup-tmp" in path.name) == []
+
+
+# -- 4: demo rebuilds a folder a demo made before it marked its folders -------------------------------
+SMALL_DEMO = ("--tasks", "12", "--steps", "8")
+OLD_DEMO_FILES = ("labelyard.db", "ticket-triage.workflow.yaml", "tickets.jsonl", "workflow.schema.json")
+
+
+def _old_demo_folder(folder, *more: str):
+    folder.mkdir()
+    for name in OLD_DEMO_FILES + more:
+        (folder / name).write_text(f"an older demo's {name}\n", encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize("beside", [(), ("labelyard.db.lock",)])
+def test_demo_rebuilds_a_folder_an_older_demo_made_without_its_marker(run, tmp_path, beside):
+    """A demo before 44ed456 wrote no `.labelyard-demo`: its folder was refused as "not a folder the
+    demo made", though the README says the demo rebuilds a folder an earlier demo made."""
+    folder = _old_demo_folder(tmp_path / "old-demo", *beside)
+    result = run.json("demo", "--dir", folder, *SMALL_DEMO, "--json")
+    assert result["status"]["total"] == 12
+    assert (folder / ".labelyard-demo").is_file()
+    assert (folder / "tickets.jsonl").read_text(encoding="utf-8").startswith('{"id": "T-00001"')
+
+
+def test_demo_still_refuses_a_folder_with_the_demos_files_and_one_of_its_own(run, tmp_path):
+    folder = _old_demo_folder(tmp_path / "mine", "notes.txt")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    proc = run("demo", "--dir", folder, *SMALL_DEMO)
+    assert proc.returncode == 1 and f"{folder}: not a folder the demo made (it holds labelyard.db, " in proc.stderr
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    folder = tmp_path / "partial"  # a database with a workflow and tickets of the same names, no schema file
+    folder.mkdir()
+    for name in OLD_DEMO_FILES[:3]:
+        (folder / name).write_text("mine\n", encoding="utf-8")
+    assert run("demo", "--dir", folder, *SMALL_DEMO).returncode == 1
