@@ -24,8 +24,7 @@ from typing import Any
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-SCHEMA_VERSION = 14
-SCHEMA_VERSION = 16
+SCHEMA_VERSION = 15
 
 # Every name a migration was released under, with the migration it names now. A name renamed after it
 # shipped (the number of two migrations swapped) counts as that migration applied: what it did is what
@@ -51,7 +50,7 @@ RELEASED: dict[str, str] = {
     "m013_vote_queue_index": "m013_read_path_indexes",  # 51a781e, grew and renamed in 2090f84
     "m013_read_path_indexes": "m013_read_path_indexes",
     "m014_task_list_orders": "m014_task_list_orders",
-    "m016_gold_scored_by_labels": "m016_gold_scored_by_labels",
+    "m015_gold_scored_by_labels": "m015_gold_scored_by_labels",
 }
 EARLIER_FORMS = frozenset({"m013_vote_queue_index"})  # released names that do not count as their migration
 
@@ -814,7 +813,7 @@ def m014_task_list_orders(db: Database) -> None:
 
 
 @migrations()
-def m016_gold_scored_by_labels(db: Database) -> None:
+def m015_gold_scored_by_labels(db: Database) -> None:
     """Gold counters scored by the label type's comparison (``same_label``), from scratch. Up to
     schema 7 an answer was right when its JSON text equalled the gold answer's (``m005`` counted
     existing answers so too, and so did ``submit`` before ``same_label``): ``["a", "b"]`` against
@@ -823,9 +822,9 @@ def m016_gold_scored_by_labels(db: Database) -> None:
     comparisons changed; here every worker's gold answers are scored as ``gold add`` scores them (one
     pass over the gold answers), with a ``gold_rescored`` event when the counters change. Vote marks
     were judged by ``same_label`` from the start (``m010``): they are left as they are."""
-    _judge_labels_again(db, "m016_gold_scored_by_labels", vote_changed=None,
+    _judge_labels_again(db, "m015_gold_scored_by_labels", vote_changed=None,
                         answer_changed=lambda _label, _answer: True)
-    _set_version(db, 16)
+    _set_version(db, 15)
 
 
 def pending(conn: sqlite3.Connection) -> list[str]:

@@ -43,7 +43,7 @@ WAL_AUTOCHECKPOINT_PAGES = 128000
 # than the 4 KiB default here (bench/README.md), with the same page count per operation.
 PAGE_SIZE = 2048
 BEGIN_MAX_SLEEP_S = 0.004
-SCHEMA_VERSION = 16  # keep equal to migrations.SCHEMA_VERSION (a test checks)
+SCHEMA_VERSION = 15  # keep equal to migrations.SCHEMA_VERSION (a test checks)
 
 # Every column a new task is inserted with, in the order of the tuples given to insert_task_tuples.
 TASK_INSERT_COLUMNS = (

@@ -124,15 +124,15 @@ def test_gold_answers_scored_by_json_text_before_schema_8_are_scored_by_the_labe
         p.submit(view["assignment"], name, "--value", '["a", "b"]')
     _execute(p.db, "UPDATE workers SET gold_correct = 0 WHERE id = 'ann'",  # as `a.label = g.label` scored it
              "UPDATE schema_version SET version = 13",
-             "DELETE FROM _sqlite_migrations WHERE name = 'm016_gold_scored_by_labels'")
-    assert p.json("init")["migrations_applied"] == ["m016_gold_scored_by_labels"]
+             "DELETE FROM _sqlite_migrations WHERE name = 'm015_gold_scored_by_labels'")
+    assert p.json("init")["migrations_applied"] == ["m015_gold_scored_by_labels"]
     scores = {a["worker"]: (a["gold_answered"], a["gold_correct"]) for a in p.json("agreement")["annotators"]}
     assert scores == {"ann": (1, 1), "bob": (1, 1)}
     conn = sqlite3.connect(p.db)
     events = [json.loads(d) for (d,) in conn.execute("SELECT detail FROM events WHERE kind = 'gold_rescored'")]
     conn.close()
     assert events == [{"worker": "ann", "gold_answered": 1, "gold_correct": 1,
-                       "was": {"gold_answered": 1, "gold_correct": 0}, "migration": "m016_gold_scored_by_labels"}]
+                       "was": {"gold_answered": 1, "gold_correct": 0}, "migration": "m015_gold_scored_by_labels"}]
 
 
 # -- 3: init checks a database before migrating it; backup names a damaged database, not its copy -----
