@@ -20,6 +20,8 @@ left out, its worker and why (so the run's summary counts it as rejected).
 A result field Label Studio writes as a list (``choices``, ``labels``,
 ``rectanglelabels``, ``text``) that is something else is refused, naming it:
 in a prediction the task is a reject, in an annotation that vote is left out.
+A task holding a lone UTF-16 surrogate escape (``"p\\ud800"``, not text) anywhere is a
+reject naming the escape and its field; its raw text keeps the escape written out.
 An export that is not JSON, nested deeper than Python reads, or with an
 integer longer than Python converts (4300 digits) is one reject; the other
 files go in. The cursor skips export files that did not change.
@@ -121,9 +123,14 @@ def task_rows(item: Any, number: int, labels: PluginRun, prefix: str,
               votes: dict[str, list[dict[str, Any]]]) -> list[TaskInput | RowProblem]:
     """One exported task as a row to ingest, or the problem with it; its prior votes go into
     ``votes``, and the annotations left out make a second row, a reject naming them."""
-    raw = json.dumps(item, ensure_ascii=False)[:2000]
+    raw = _storable(json.dumps(item, ensure_ascii=False)[:2000])
     if not isinstance(item, dict):
         return [RowProblem(number, "a task must be a JSON object", raw)]
+    found = lone_surrogate(item)
+    if found is not None:  # not text: no row, vote or reject can hold it as it is
+        place, char = found
+        return [RowProblem(number, f"the lone UTF-16 surrogate escape `\\u{ord(char):04x}` in `{place}` is not text "
+                                   "(a surrogate escape needs its pair)", raw)]
     for key in ("predictions", "annotations"):
         if item.get(key) is not None and not isinstance(item[key], list):
             return [RowProblem(number, f"`{key}` must be a list, not {json.dumps(item[key])[:40]}", raw)]
@@ -170,6 +177,33 @@ def _task_rows(item: dict, number: int, labels: PluginRun, prefix: str,
         return [checked]
     reason = f"task {_shown(str(ident))}: votes left out (the task went in): " + "; ".join(left_out)
     return [checked, RowProblem(number, reason, raw, checked.external_id)]
+
+
+def lone_surrogate(value: Any) -> tuple[str, str] | None:
+    """Where a parsed JSON value holds a lone UTF-16 surrogate (only a ``\\ud800`` escape gives one:
+    the file was read as UTF-8): the field (``predictions[1].result[1].value.choices[1]``, lists
+    counted from 1) and the surrogate; ``None`` when it holds none. Depth first, without recursion."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        place, found = stack.pop()
+        if isinstance(found, str):
+            bad = next((c for c in found if 0xD800 <= ord(c) <= 0xDFFF), None)
+            if bad is not None:
+                return place or "the task", bad
+        elif isinstance(found, list):
+            stack.extend(reversed([(f"{place}[{n}]", v) for n, v in enumerate(found, 1)]))
+        elif isinstance(found, dict):
+            inner = []
+            for key, v in found.items():
+                name = key if key.isidentifier() else json.dumps(key)  # a key with a surrogate: escaped
+                inner.extend([(f"{place} key {name}".strip(), key), (f"{place}.{name}" if place else name, v)])
+            stack.extend(reversed(inner))
+    return None
+
+
+def _storable(text: str) -> str:
+    """``text`` with any lone surrogate written as its escape (``\\ud800``): a reject can keep it."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def prior_votes(annotations: list[Any], labels: PluginRun) -> tuple[list[dict[str, Any]], list[str]]:
