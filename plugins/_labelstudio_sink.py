@@ -6,6 +6,10 @@ Each task has ``data``, the final label as an annotation (``from_name``/
 rule, the votes and the agreement. A task appears once: one delivered again
 (finalised again) replaces its earlier entry.
 
+A label is written by its own shape (:func:`ls_result`), so one made final before the
+workflow's label type changed keeps its form; a label of no Label Studio form goes without
+an annotation, and :func:`finish` fails once naming those tasks after writing them all.
+
 One JSON list cannot be appended to, and rewriting it for every batch made a
 run quadratic (20,000 tasks in batches of 500 rewrote and synced the whole
 file 40 times). So each batch is appended to a **journal** beside ``PATH``
@@ -48,7 +52,8 @@ def write(run: PluginRun, tasks: list[FinalTask]) -> dict[str, Any]:
     state = {"tasks": 0, **(run.state or {})}
     if not tasks:  # the call before the first batch: nothing to keep yet
         return state
-    lines = b"".join(json.dumps(ls_task(task, run), ensure_ascii=False).encode("utf-8") + b"\n" for task in tasks)
+    items = [ls_task(task, run) for task in tasks]
+    lines = b"".join(json.dumps(item, ensure_ascii=False).encode("utf-8") + b"\n" for item in items)
     journal = journal_path(path)
     folder = os.path.dirname(journal)
     if folder:
@@ -61,7 +66,12 @@ def write(run: PluginRun, tasks: list[FinalTask]) -> dict[str, Any]:
         handle.write(lines)
         handle.flush()
         os.fsync(handle.fileno())
-        return {"tasks": state["tasks"], "pending": handle.tell(), "dev": st.st_dev, "ino": st.st_ino}
+        # the labels of the journal's tasks written without an annotation, said when it is written out
+        unwritten = (state.get("unwritten") or [])[:UNWRITTEN_KEPT] if kept else []
+        unwritten += [[item["meta"]["labelyard"]["id"], item["meta"]["labelyard"]["not_written"]]
+                      for item in items if "not_written" in item["meta"]["labelyard"]]
+        return {"tasks": state["tasks"], "pending": handle.tell(), "dev": st.st_dev, "ino": st.st_ino,
+                **({"unwritten": unwritten[:UNWRITTEN_KEPT]} if unwritten else {})}
 
 
 def finish(run: PluginRun) -> dict[str, Any]:
@@ -82,7 +92,23 @@ def finish(run: PluginRun) -> dict[str, Any]:
     if st is not None:  # written out, or never recorded (its tasks are offered again)
         with contextlib.suppress(FileNotFoundError):
             os.remove(journal)
+    unwritten = state.get("unwritten") if items else None
+    if unwritten:  # said once: the next run's journal is a new one, and its first batch starts the list anew
+        raise PluginError(_unwritten_message(path, unwritten))
     return {"tasks": count, "pending": 0}
+
+
+UNWRITTEN_KEPT = 50  # tasks written without their label that the state keeps to name
+
+
+def _unwritten_message(path: str, unwritten: list[list[str]], shown: int = 5) -> str:
+    """The tasks of ``path`` written without an annotation: the first with why, the others by id."""
+    (first, why), rest = unwritten[0], unwritten[1:]
+    text = f"{path}: task {first} written without its label: {why} (`meta.labelyard.label` holds it)"
+    if rest:
+        names = ", ".join(str(task) for task, _ in rest[:shown]) + (", …" if len(rest) > shown else "")
+        text += f"; also {len(rest)} more task(s): {names}"
+    return text + "; the other tasks are written"
 
 
 def journal_path(path: str) -> str:
@@ -218,30 +244,91 @@ def _task_key(item: dict) -> Any:
 
 
 def ls_task(task: FinalTask, run: PluginRun) -> dict[str, Any]:
-    """A Label Studio task to import: data, the final label as an annotation, Labelyard's facts in meta."""
+    """A Label Studio task to import: data, the final label as an annotation, Labelyard's facts in meta.
+
+    A label written in no Label Studio form (see :func:`ls_result`) goes without an annotation:
+    ``meta.labelyard`` holds it as ``label`` and why as ``not_written``."""
     from_name = run.setting("from_name", "label")
     to_name = run.setting("to_name", "text")
-    result = [{"from_name": from_name, "to_name": to_name, "type": RESULT_TYPES.get(run.label_type, "choices"),
-               "value": value} for value in ls_values(task.label, run.label_type)]
+    meta = {"id": task.id, "final_by": task.final_by, "rule": task.rule, "final_at": task.final_at,
+            "votes": task.votes, "agreement": task.agreement}
+    try:
+        kind, values = ls_result(task.label, run.label_type)
+    except Unwritable as exc:
+        meta.update(label=task.label, not_written=str(exc))
+        return {"data": task.data, "annotations": [], "meta": {"labelyard": meta}}
+    result = [{"from_name": from_name, "to_name": to_name, "type": kind, "value": value} for value in values]
     return {
         "data": task.data,
         "annotations": [{"result": result, "ground_truth": False, "was_cancelled": False}],
-        "meta": {"labelyard": {"id": task.id, "final_by": task.final_by, "rule": task.rule,
-                               "final_at": task.final_at, "votes": task.votes, "agreement": task.agreement}},
+        "meta": {"labelyard": meta},
     }
 
 
-def ls_values(label: Any, label_type: str) -> list[dict[str, Any]]:
-    if label_type == "choice":
-        return [{"choices": [label]}]
-    if label_type == "multi_choice":
-        return [{"choices": list(label)}]
-    if label_type == "spans":
-        return [{"start": s["start"], "end": s["end"], **({"labels": [s["label"]]} if s.get("label") is not None else {})}
-                for s in label]
-    if label_type == "boxes":
-        return [{"x": b["x"], "y": b["y"], "width": b["width"], "height": b["height"],
-                 **({"rectanglelabels": [b["label"]]} if b.get("label") is not None else {})} for b in label]
-    if label_type == "number":
-        return [{"number": label}]
-    return [{"text": [label if isinstance(label, str) else json.dumps(label)]}]
+class Unwritable(ValueError):
+    """A label the sink cannot write as a Label Studio result: the message says why."""
+
+
+def ls_result(label: Any, label_type: str) -> tuple[str, list[dict[str, Any]]]:
+    """A final label as a Label Studio result: its type (``choices``…) and values.
+
+    The label's own shape decides, not the workflow's current ``labels.type`` alone: a label made
+    final under an earlier version with another type keeps its form (``"pos"`` of a choice
+    version stays ``choices: ["pos"]`` under multi_choice or spans). The current type only tells
+    apart the forms one shape may have (text is a ``choice`` or a ``text``). A label of no Label
+    Studio form raises :class:`Unwritable`."""
+    shape = label_shape(label)
+    if shape is None:
+        raise Unwritable(f"the label {_brief(label)} has no Label Studio form (not a choice, a list of choices, "
+                         "spans, boxes, a number or a text)")
+    if shape == "text":
+        shape = label_type if label_type in ("choice", "text") else "choice"
+    elif shape == "empty":
+        return RESULT_TYPES.get(label_type, "choices"), []
+    if shape == "choice":
+        return "choices", [{"choices": [label]}]
+    if shape == "multi_choice":
+        return "choices", [{"choices": list(label)}]
+    if shape == "spans":
+        return "labels", [{"start": s["start"], "end": s["end"],
+                           **({"labels": [s["label"]]} if s.get("label") is not None else {})} for s in label]
+    if shape == "boxes":
+        return "rectanglelabels", [{"x": b["x"], "y": b["y"], "width": b["width"], "height": b["height"],
+                                    **({"rectanglelabels": [b["label"]]} if b.get("label") is not None else {})}
+                                   for b in label]
+    if shape == "number":
+        return "number", [{"number": label}]
+    return "textarea", [{"text": [label]}]
+
+
+def label_shape(label: Any) -> str | None:
+    """Which kind of label ``label`` is by its shape: ``text`` (a choice or a text), ``number``,
+    ``multi_choice``, ``spans``, ``boxes``, ``empty`` (``[]``), or ``None`` for none of these."""
+    if isinstance(label, str):
+        return "text"
+    if isinstance(label, (int, float)) and not isinstance(label, bool):
+        return "number"
+    if not isinstance(label, list):
+        return None
+    if not label:
+        return "empty"
+    if all(isinstance(item, str) for item in label):
+        return "multi_choice"
+    if all(isinstance(item, dict) and _numbers(item, SPAN_KEYS) for item in label):
+        return "spans"
+    if all(isinstance(item, dict) and _numbers(item, BOX_KEYS) for item in label):
+        return "boxes"
+    return None
+
+
+SPAN_KEYS = ("start", "end")
+BOX_KEYS = ("x", "y", "width", "height")
+
+
+def _numbers(item: dict[str, Any], keys: tuple[str, ...]) -> bool:
+    return all(isinstance(item.get(k), (int, float)) and not isinstance(item.get(k), bool) for k in keys)
+
+
+def _brief(label: Any) -> str:
+    text = json.dumps(label, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "…"

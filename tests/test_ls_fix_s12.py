@@ -62,3 +62,65 @@ def test_a_lone_low_surrogate_in_data_is_said_as_an_escape_at_its_field_not_a_by
     assert "byte 0x80" not in reject["reason"]
     assert reject["reason"].startswith("the lone UTF-16 surrogate escape `\\udc80` in `data.text`")
     assert reject["line"] == 2
+
+
+# -- F7: the sink writes a label by its own shape, not the current version's type -------------------------------
+SINK_V1 = """\
+workflow: vt
+labels: {type: choice, choices: [pos, neg]}
+queues:
+  q: {roles: [annotator]}
+on_create:
+  - name: c
+    do: accept
+sinks:
+  - {plugin: labelstudio, path: out/ls.json}
+"""
+
+
+def _results(tmp_path, name="out/ls.json"):
+    return [task["annotations"][0]["result"] if task["annotations"] else None
+            for task in json.loads((tmp_path / name).read_text(encoding="utf-8"))]
+
+
+def test_a_choice_made_final_before_a_type_change_is_written_as_its_choice(run, tmp_path):
+    for new_type in ("multi_choice, choices: [pos, neg]", "spans", "boxes, choices: [car]"):
+        for leftover in tmp_path.iterdir():
+            if leftover.is_file():
+                leftover.unlink()
+        if (tmp_path / "out").exists():
+            for f in (tmp_path / "out").iterdir():
+                f.unlink()
+        _project(run, tmp_path, SINK_V1)
+        (tmp_path / "in.jsonl").write_text('{"id":"A","data":{"n":1},"prediction":{"label":"pos"}}\n')
+        run.ok("ingest", "-q", "in.jsonl")
+        (tmp_path / "v2.yaml").write_text(SINK_V1.replace("choice, choices: [pos, neg]", new_type))
+        run.ok("apply", "v2.yaml")
+        run.ok("run")
+        run.ok("run")
+        (result,) = _results(tmp_path)
+        assert [(r["type"], r["value"]) for r in result] == [("choices", {"choices": ["pos"]})], new_type
+
+
+def test_a_label_of_no_label_studio_form_goes_without_annotation_and_is_said_once():
+    from plugins._labelstudio_sink import finish, ls_task, write
+    from router.plugin_api import FinalTask, PluginError, PluginRun
+
+    import tempfile
+    folder = tempfile.mkdtemp()
+    run = PluginRun("labelstudio", "ls", {"path": "ls.json"}, base_dir=folder, label_type="spans")
+    good = FinalTask(1, "A", [{"start": 0, "end": 2, "label": "x"}], "model", "c", None, None, [], {}, {}, [], None)
+    odd = FinalTask(2, "B", {"odd": 1}, "model", "c", None, None, [], {}, {}, [], None)
+    item = ls_task(odd, run)
+    assert item["annotations"] == [] and item["meta"]["labelyard"]["label"] == {"odd": 1}
+    run.state = write(run, [good, odd])
+    try:
+        finish(run)
+    except PluginError as exc:
+        assert "task B written without its label" in str(exc) and "the other tasks are written" in str(exc)
+    else:
+        raise AssertionError("not said")
+    written = json.load(open(os.path.join(folder, "ls.json")))
+    assert [t["meta"]["labelyard"]["id"] for t in written] == ["A", "B"]
+    assert written[0]["annotations"][0]["result"][0]["type"] == "labels"
+    assert finish(run)["pending"] == 0  # said once: the journal is written out
