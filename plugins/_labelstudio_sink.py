@@ -253,11 +253,11 @@ def ls_task(task: FinalTask, run: PluginRun) -> dict[str, Any]:
     meta = {"id": task.id, "final_by": task.final_by, "rule": task.rule, "final_at": task.final_at,
             "votes": task.votes, "agreement": task.agreement}
     try:
-        kind, values = ls_result(task.label, run.label_type)
+        kind, values, extra = ls_result(task.label, run.label_type, task.data)
     except Unwritable as exc:
         meta.update(label=task.label, not_written=str(exc))
         return {"data": task.data, "annotations": [], "meta": {"labelyard": meta}}
-    result = [{"from_name": from_name, "to_name": to_name, "type": kind, "value": value} for value in values]
+    result = [{"from_name": from_name, "to_name": to_name, "type": kind, **extra, "value": value} for value in values]
     return {
         "data": task.data,
         "annotations": [{"result": result, "ground_truth": False, "was_cancelled": False}],
@@ -269,8 +269,10 @@ class Unwritable(ValueError):
     """A label the sink cannot write as a Label Studio result: the message says why."""
 
 
-def ls_result(label: Any, label_type: str) -> tuple[str, list[dict[str, Any]]]:
-    """A final label as a Label Studio result: its type (``choices``…) and values.
+def ls_result(label: Any, label_type: str,
+              data: dict[str, Any] | None = None) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
+    """A final label as a Label Studio result: its type (``choices``…), values and the result's
+    other fields (a box's ``original_width``…).
 
     The label's own shape decides, not the workflow's current ``labels.type`` alone: a label made
     final under an earlier version with another type keeps its form (``"pos"`` of a choice
@@ -284,21 +286,34 @@ def ls_result(label: Any, label_type: str) -> tuple[str, list[dict[str, Any]]]:
     if shape == "text":
         shape = label_type if label_type in ("choice", "text") else "choice"
     elif shape == "empty":
-        return RESULT_TYPES.get(label_type, "choices"), []
+        return RESULT_TYPES.get(label_type, "choices"), [], {}
     if shape == "choice":
-        return "choices", [{"choices": [label]}]
+        return "choices", [{"choices": [label]}], {}
     if shape == "multi_choice":
-        return "choices", [{"choices": list(label)}]
+        return "choices", [{"choices": list(label)}], {}
     if shape == "spans":
         return "labels", [{"start": s["start"], "end": s["end"],
-                           **({"labels": [s["label"]]} if s.get("label") is not None else {})} for s in label]
+                           **({"labels": [s["label"]]} if s.get("label") is not None else {})} for s in label], {}
     if shape == "boxes":
-        return "rectanglelabels", [{"x": b["x"], "y": b["y"], "width": b["width"], "height": b["height"],
-                                    **({"rectanglelabels": [b["label"]]} if b.get("label") is not None else {})}
-                                   for b in label]
+        values = ls_boxes(label, data or {})
+        return "rectanglelabels", values, {"original_width": data["width"], "original_height": data["height"],
+                                           "image_rotation": 0}
     if shape == "number":
-        return "number", [{"number": label}]
-    return "textarea", [{"text": [label]}]
+        return "number", [{"number": label}], {}
+    return "textarea", [{"text": [label]}], {}
+
+
+def ls_boxes(boxes: list[dict[str, Any]], data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Pixel boxes as Label Studio's: ``x``, ``y``, ``width``, ``height`` in percent of the image
+    (``data.width``/``data.height`` pixels, as the ``validity`` reviewer reads them), with
+    ``original_width``/``original_height`` and no rotation. Unknown sizes raise :class:`Unwritable`."""
+    width, height = data.get("width"), data.get("height")
+    if not all(isinstance(n, (int, float)) and not isinstance(n, bool) and n > 0 for n in (width, height)):
+        raise Unwritable("boxes are pixels and Label Studio's are percent of the image: the task's data needs "
+                         "`width` and `height` (pixels, above 0)")
+    return [{"x": b["x"] * 100 / width, "y": b["y"] * 100 / height, "width": b["width"] * 100 / width,
+             "height": b["height"] * 100 / height, "rotation": 0,
+             **({"rectanglelabels": [b["label"]]} if b.get("label") is not None else {})} for b in boxes]
 
 
 def label_shape(label: Any) -> str | None:

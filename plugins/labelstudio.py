@@ -8,6 +8,9 @@ gives the prediction: ``result[].value`` read as the workflow's label type
 (``choices``, ``labels`` spans, ``rectanglelabels`` boxes, ``number``,
 ``textarea``; an empty ``result`` is the empty label ``[]`` of boxes, spans and
 multi_choice), ``score`` as the confidence and ``model_version`` as the model.
+Label Studio's boxes are percent of the image, Labelyard's pixels: a box is converted with
+the result's ``original_width``/``original_height`` (else ``data.width``/``data.height``);
+a rotated box, or one whose image size is unknown, is refused like a malformed field.
 Completed ``annotations`` (not cancelled), read the same way, become prior
 votes of the workers ``labelstudio:<email or id>``: they count toward the
 overlap that ``on_create`` asks for (and may complete it, so ``on_quorum``
@@ -157,7 +160,7 @@ def _task_rows(item: dict, number: int, labels: PluginRun, prefix: str,
         place, best = max(predictions,
                           key=lambda np: np[1].get("score") if isinstance(np[1].get("score"), (int, float)) else -1)
         try:
-            task.label = read_result(best.get("result"), labels.label_type)
+            task.label = read_result(best.get("result"), labels.label_type, data)
         except RowError as exc:
             raise RowError(f"`predictions[{place}].{str(exc)[1:]}") from None
         score = best.get("score")
@@ -170,7 +173,7 @@ def _task_rows(item: dict, number: int, labels: PluginRun, prefix: str,
     checked = check_task(task, number, raw, labels.choices if labels.label_type in ("choice", "multi_choice") else ())
     if not isinstance(checked, TaskInput):
         return [checked]
-    prior, left_out = prior_votes(item.get("annotations") or [], labels)
+    prior, left_out = prior_votes(item.get("annotations") or [], labels, data)
     if prior:
         votes[checked.external_id] = prior
     if not left_out:
@@ -206,7 +209,8 @@ def _storable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def prior_votes(annotations: list[Any], labels: PluginRun) -> tuple[list[dict[str, Any]], list[str]]:
+def prior_votes(annotations: list[Any], labels: PluginRun,
+                data: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """The votes of a task's completed annotations, a worker's latest one each (by ``updated_at``,
     else ``created_at``, else the later in the list); and, for each latest one the workflow's labels
     refuse, why it was left out."""
@@ -226,7 +230,7 @@ def prior_votes(annotations: list[Any], labels: PluginRun) -> tuple[list[dict[st
                             f"`{_who_field(annotation.get('completed_by'))}` refused as a worker's name: {refused}")
             continue
         try:
-            label = read_result(annotation.get("result"), labels.label_type)
+            label = read_result(annotation.get("result"), labels.label_type, data)
         except RowError as exc:  # a field of the wrong shape: this vote is left out, saying which
             label, problem = None, str(exc)
         else:
@@ -280,7 +284,7 @@ LIST_FIELDS = {"choice": "choices", "multi_choice": "choices", "spans": "labels"
                "text": "text"}
 
 
-def read_result(result: Any, label_type: str) -> Any:
+def read_result(result: Any, label_type: str, data: dict[str, Any] | None = None) -> Any:
     """A Label Studio ``result`` list as a Labelyard label of ``label_type`` (``None`` if it holds none).
 
     An empty ``result`` is the empty label (``[]``) of a type whose label is a list (boxes,
@@ -317,13 +321,8 @@ def read_result(result: Any, label_type: str) -> Any:
                 spans.append(span)
         return spans or None
     if label_type == "boxes":
-        boxes = []
-        for v in values:
-            if all(k in v for k in ("x", "y", "width", "height")):
-                box = {k: v[k] for k in ("x", "y", "width", "height")}
-                if v.get("rectanglelabels"):
-                    box["label"] = v["rectanglelabels"][0]
-                boxes.append(box)
+        boxes = [_pixel_box(n, r, data or {}) for n, r in enumerate(result, 1) if isinstance(r, dict)
+                 and isinstance(r.get("value"), dict) and all(k in r["value"] for k in BOX_KEYS)]
         return boxes or None
     if label_type == "number":
         return next((v["number"] for v in values if "number" in v), None)
@@ -338,6 +337,42 @@ def _who_field(completed_by: Any) -> str:
     if isinstance(completed_by, dict):
         return "completed_by.email" if completed_by.get("email") else "completed_by.id"
     return "completed_by"
+
+
+BOX_KEYS = ("x", "y", "width", "height")
+
+
+def _pixel_box(n: int, result: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """A Label Studio box (percent of the image) in pixels, as Labelyard's boxes are: the image's
+    size from the result's ``original_width``/``original_height``, else the task's ``data.width``/
+    ``data.height``. A rotated box, or one whose image size is unknown, raises :class:`RowError`."""
+    value = result["value"]
+    where = f"`result[{n}]"
+    if any(not _positive(value[k], zero=True) for k in BOX_KEYS):
+        raise RowError(f"{where}.value`: a box's x, y, width and height are numbers of 0 or more")
+    rotation = value.get("rotation") or 0
+    if not isinstance(rotation, (int, float)) or isinstance(rotation, bool) or rotation % 360:
+        raise RowError(f"{where}.value.rotation` is {json.dumps(rotation)[:20]}: a rotated box has no Labelyard form "
+                       "(boxes are upright)")
+    sizes = [result.get(f"original_{k}") for k in ("width", "height")]
+    if not all(_positive(s) for s in sizes):
+        sizes = [data.get(k) for k in ("width", "height")]
+    if not all(_positive(s) for s in sizes):
+        raise RowError(f"{where}`: the image size is unknown (no `original_width`/`original_height`, nor "
+                       "`width`/`height` in the task's data): a Label Studio box is percent of it, a Labelyard box "
+                       "is pixels")
+    width, height = sizes
+    box = {"x": value["x"] * width / 100, "y": value["y"] * height / 100,
+           "width": value["width"] * width / 100, "height": value["height"] * height / 100}
+    box = {k: int(v) if v.is_integer() else v for k, v in ((k, round(float(v), 6)) for k, v in box.items())}
+    classes = value.get("rectanglelabels")
+    if classes:
+        box["label"] = classes[0]
+    return box
+
+
+def _positive(value: Any, zero: bool = False) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and (value >= 0 if zero else value > 0)
 
 
 def _who(completed_by: Any) -> str:

@@ -334,7 +334,8 @@ def test_the_labelstudio_sink_writes_falsy_classes_and_the_empty_label_round_tri
     project = _ls_project(run, tmp_path)
     falsy = [box(1, 1, 2, 2, 0), box(5, 5, 2, 2, ""), box(9, 9, 2, 2, False)]
     rows = [{"id": "E", "data": {}, "prediction": {"label": [], "confidence": 0.99}},
-            {"id": "Z", "data": {}, "prediction": {"label": falsy, "confidence": 0.99}}]
+            {"id": "Z", "data": {"width": 100, "height": 100},  # boxes are pixels, written as percent of it
+             "prediction": {"label": falsy, "confidence": 0.99}}]
     (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     project.ok("ingest", "t.jsonl")
     project.ok("run")

@@ -124,3 +124,58 @@ def test_a_label_of_no_label_studio_form_goes_without_annotation_and_is_said_onc
     assert [t["meta"]["labelyard"]["id"] for t in written] == ["A", "B"]
     assert written[0]["annotations"][0]["result"][0]["type"] == "labels"
     assert finish(run)["pending"] == 0  # said once: the journal is written out
+
+
+# -- F14: boxes are pixels in Labelyard, percent of the image in Label Studio ----------------------------------
+BOXES = """\
+workflow: boxes
+labels: {type: boxes, choices: [car]}
+queues:
+  q: {roles: [annotator]}
+on_create:
+  - name: model
+    do: accept
+sinks:
+  - {plugin: labelstudio, path: out/ls.json, to_name: image}
+"""
+
+
+def test_the_sink_writes_boxes_in_percent_with_the_image_size_or_says_it_is_unknown(run, tmp_path):
+    _project(run, tmp_path, BOXES)
+    (tmp_path / "in.jsonl").write_text(
+        '{"id":"img1","data":{"image":"a.jpg","width":640,"height":480},"prediction":{"label":'
+        '[{"x":320,"y":240,"width":64,"height":48,"label":"car"}]}}\n'
+        '{"id":"img2","data":{"image":"b.jpg"},"prediction":{"label":[{"x":1,"y":1,"width":2,"height":2}]}}\n')
+    run.ok("ingest", "-q", "in.jsonl")
+    first = run("run")
+    assert first.returncode == 4 and "task img2 written without its label" in first.stderr
+    assert "`width` and `height`" in first.stderr
+    assert run("run").returncode == 0  # said once
+    one, two = json.loads((tmp_path / "out" / "ls.json").read_text())
+    (result,) = one["annotations"][0]["result"]
+    assert result["value"] == {"x": 50.0, "y": 50.0, "width": 10.0, "height": 10.0, "rotation": 0,
+                               "rectanglelabels": ["car"]}
+    assert (result["original_width"], result["original_height"]) == (640, 480)
+    assert two["annotations"] == [] and two["meta"]["labelyard"]["label"][0]["x"] == 1
+
+
+def test_the_source_reads_label_studio_percent_as_pixels_and_refuses_rotated_or_unsized_boxes(run, tmp_path):
+    _project(run, tmp_path, BOXES.split("sinks:")[0])
+
+    def task(ident, value, sizes=True, data=None):
+        result = {"type": "rectanglelabels", "value": {**value, "rectanglelabels": ["car"]}}
+        if sizes:
+            result.update(original_width=640, original_height=480)
+        return {"id": ident, "data": data or {"image": "b.jpg"}, "predictions": [{"score": 0.9, "result": [result]}]}
+
+    centre = {"x": 50, "y": 50, "width": 10, "height": 10, "rotation": 0}
+    tasks = [task(7, centre), task(8, {**centre, "rotation": 30}), task(9, centre, sizes=False),
+             task(10, centre, sizes=False, data={"width": 200, "height": 100})]
+    (tmp_path / "ls.json").write_text(json.dumps(tasks))
+    run.ok("ingest", "labelstudio:ls.json")
+    labels = {row["id"]: row["label"] for row in map(json.loads, run.ok("export").stdout.splitlines())}
+    assert labels == {"7": [{"x": 320, "y": 240, "width": 64, "height": 48, "label": "car"}],
+                      "10": [{"x": 100, "y": 50, "width": 20, "height": 10, "label": "car"}]}
+    reasons = {r["line"]: r["reason"] for r in run.json("rejects", "--json")}
+    assert "rotation` is 30: a rotated box" in reasons[2]
+    assert "the image size is unknown" in reasons[3]
