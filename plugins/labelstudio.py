@@ -309,15 +309,16 @@ def read_result(result: Any, label_type: str, data: dict[str, Any] | None = None
     if label_type in ("choice", "multi_choice"):
         picked = [c for v in values for c in v.get("choices") or []]
         if label_type == "choice":
-            return picked[0] if picked else None
+            return _one(picked, "choices", "a choice label is one")
         return picked if picked or any(isinstance(v.get("choices"), list) for v in values) else None
     if label_type == "spans":
         spans = []
-        for v in values:
-            if "start" in v and "end" in v:
+        for n, r in enumerate(result, 1):
+            v = r.get("value") if isinstance(r, dict) else None
+            if isinstance(v, dict) and "start" in v and "end" in v:
                 span = {"start": v["start"], "end": v["end"]}
-                if v.get("labels"):  # a list (checked above): its first class, whatever its value
-                    span["label"] = v["labels"][0]
+                if v.get("labels"):  # a list (checked above) of one class
+                    span["label"] = _one(v["labels"], "labels", "a span has one class", f"[{n}].value.labels")
                 spans.append(span)
         return spans or None
     if label_type == "boxes":
@@ -328,8 +329,19 @@ def read_result(result: Any, label_type: str, data: dict[str, Any] | None = None
         return next((v["number"] for v in values if "number" in v), None)
     if label_type == "text":
         texts = [t for v in values for t in (v.get("text") or [])]
-        return texts[0] if texts else None
+        return _one(texts, "texts", "a text label is one")
     return None
+
+
+def _one(found: list[Any], kind: str, rule: str, where: str = "") -> Any:
+    """The one value of ``found`` (the same value given twice is one; ``None`` for none). Several
+    raise :class:`RowError` naming them: keeping the first would turn an ambiguous answer (both
+    ``pos`` and ``neg`` picked) into a sure one without a word."""
+    distinct = list(dict.fromkeys(json.dumps(v, sort_keys=True, ensure_ascii=False) for v in found))
+    if len(distinct) > 1:
+        shown = ", ".join(distinct[:4]) + (", …" if len(distinct) > 4 else "")
+        raise RowError(f"`result{where}` holds {len(distinct)} {kind} ({shown}); {rule}")
+    return found[0] if found else None
 
 
 def _who_field(completed_by: Any) -> str:
@@ -366,8 +378,8 @@ def _pixel_box(n: int, result: dict[str, Any], data: dict[str, Any]) -> dict[str
            "width": value["width"] * width / 100, "height": value["height"] * height / 100}
     box = {k: int(v) if v.is_integer() else v for k, v in ((k, round(float(v), 6)) for k, v in box.items())}
     classes = value.get("rectanglelabels")
-    if classes:
-        box["label"] = classes[0]
+    if classes:  # a list (checked in read_result) of one class
+        box["label"] = _one(classes, "labels", "a box has one class", f"[{n}].value.rectanglelabels")
     return box
 
 

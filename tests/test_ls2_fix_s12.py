@@ -1,0 +1,88 @@
+"""The twelfth session's Label Studio fixes (second fixer): several values where the workflow's
+label holds one are refused, not cut to the first; the sink's output reads back with the source."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+from conftest import Runner
+
+CHOICE = """\
+workflow: lsm
+labels: {type: choice, choices: [pos, neg]}
+queues:
+  q: {roles: [annotator]}
+on_create:
+  - name: confident
+    when: prediction.confidence >= 0.9
+    do: accept
+  - name: two
+    do: {annotate: q, overlap: 2}
+on_quorum:
+  - name: agree
+    when: votes.unanimous
+    do: accept
+"""
+
+
+def _project(run, tmp_path, text, name="wf.yaml"):
+    (tmp_path / name).write_text(textwrap.dedent(text), encoding="utf-8")
+    run.ok("init")
+    run.ok("apply", name)
+
+
+def _ingest(run, tmp_path, tasks):
+    (tmp_path / "ls.json").write_text(json.dumps(tasks), encoding="utf-8")
+    run.ok("ingest", "labelstudio:ls.json")
+    return {r["line"]: r["reason"] for r in run.json("rejects", "--json")}
+
+
+# -- F6: several values where the label holds one --------------------------------------------------------------
+def test_two_choices_for_a_choice_workflow_are_refused_not_read_as_the_first(run, tmp_path):
+    _project(run, tmp_path, CHOICE)
+    reasons = _ingest(run, tmp_path, [
+        {"id": 1, "data": {"text": "a"},
+         "predictions": [{"result": [{"value": {"choices": ["neg", "pos"]}}], "score": 0.95}]},
+        {"id": 2, "data": {"text": "b"}, "annotations": [
+            {"completed_by": 1, "result": [{"value": {"choices": ["pos"]}}, {"value": {"choices": ["neg"]}}]},
+            {"completed_by": 2, "result": [{"value": {"choices": ["pos", "neg"]}}]}]},
+        {"id": 3, "data": {"text": "c"}, "annotations": [
+            {"completed_by": 1, "result": [{"value": {"choices": ["pos", "pos"]}}]}]}])
+    assert reasons[1] == '`predictions[1].result` holds 2 choices ("neg", "pos"); a choice label is one'
+    assert reasons[2] == ('task 2: votes left out (the task went in): '
+                          'annotation #1 by labelstudio:1: `result` holds 2 choices ("pos", "neg"); a choice label '
+                          'is one; annotation #2 by labelstudio:2: `result` holds 2 choices ("pos", "neg"); '
+                          'a choice label is one')
+    assert 3 not in reasons  # the same choice twice is one
+    assert run.json("show", "ext:2", "--json")["annotations"] == []
+    assert [a["label"] for a in run.json("show", "ext:3", "--json")["annotations"]] == ["pos"]
+    assert run.ok("export").stdout.strip() == ""  # nothing made final: no unanimous "pos", no model "neg"
+
+
+def _fresh(tmp_path, name, label_type):
+    folder = tmp_path / name
+    folder.mkdir()
+    run = Runner(folder)
+    _project(run, folder, f"workflow: {name}\nlabels: {{type: {label_type}}}\nqueues: {{q: {{roles: [annotator]}}}}\n"
+                          "on_create: [{name: one, do: {annotate: q}}]\n")
+    return run, folder
+
+
+def test_a_span_or_box_of_two_classes_and_two_texts_are_refused(tmp_path):
+    run, folder = _fresh(tmp_path, "s", "spans")
+    reasons = _ingest(run, folder, [
+        {"id": 1, "data": {"text": "Paris"}, "predictions": [{"result": [
+            {"value": {"start": 0, "end": 5, "labels": ["place"]}},
+            {"value": {"start": 0, "end": 5, "labels": ["place", "name"]}}]}]}])
+    assert reasons[1] == '`predictions[1].result[2].value.labels` holds 2 labels ("place", "name"); a span has one class'
+    run, folder = _fresh(tmp_path, "b", "boxes")
+    box = {"x": 10, "y": 10, "width": 10, "height": 10, "rectanglelabels": ["car", "bus"]}
+    reasons = _ingest(run, folder, [{"id": 5, "data": {"width": 100, "height": 100},
+                                     "annotations": [{"completed_by": 1, "result": [{"value": box}]}]}])
+    assert reasons[1].endswith('`result[1].value.rectanglelabels` holds 2 labels ("car", "bus"); a box has one class')
+    assert run.json("show", "ext:5", "--json")["annotations"] == []
+    run, folder = _fresh(tmp_path, "t", "text")
+    reasons = _ingest(run, folder, [{"id": 6, "data": {"t": 1},
+                                     "predictions": [{"result": [{"value": {"text": ["hello", "bye"]}}]}]}])
+    assert reasons[1] == '`predictions[1].result` holds 2 texts ("hello", "bye"); a text label is one'
