@@ -1,7 +1,8 @@
 """The Label Studio sink: a JSON list of tasks that Label Studio imports (``plugins.labelstudio``).
 
 Each task has ``data``, the final label as an annotation (``from_name``/
-``to_name`` settings, default ``label`` and ``text``), and
+``to_name`` settings, default ``label`` and ``text``; ``completed_by.email`` is who
+made it final, ``created_at`` when), and
 ``meta.labelyard`` with the task id, who made the label final and by which
 rule, the votes and the agreement. A task appears once: one delivered again
 (finalised again) replaces its earlier entry.
@@ -260,9 +261,21 @@ def ls_task(task: FinalTask, run: PluginRun) -> dict[str, Any]:
     result = [{"from_name": from_name, "to_name": to_name, "type": kind, **extra, "value": value} for value in values]
     return {
         "data": task.data,
-        "annotations": [{"result": result, "ground_truth": False, "was_cancelled": False}],
+        "annotations": [{"result": result, "ground_truth": False, "was_cancelled": False, **_made_by(task)}],
         "meta": {"labelyard": meta},
     }
+
+
+def _made_by(task: FinalTask) -> dict[str, Any]:
+    """Who made the label final, as Label Studio's annotations say it: ``completed_by.email`` (Label
+    Studio's import gives it to the project member of that email, else to the importer; the
+    labelstudio source reads it as the worker ``labelstudio:<final_by>``), and when."""
+    made: dict[str, Any] = {}
+    if task.final_by:
+        made["completed_by"] = {"email": task.final_by}
+    if task.final_at:
+        made["created_at"] = task.final_at
+    return made
 
 
 class Unwritable(ValueError):

@@ -11,6 +11,8 @@ multi_choice), ``score`` as the confidence and ``model_version`` as the model.
 Label Studio's boxes are percent of the image, Labelyard's pixels: a box is converted with
 the result's ``original_width``/``original_height`` (else ``data.width``/``data.height``);
 a rotated box, or one whose image size is unknown, is refused like a malformed field.
+A task without ``id`` takes ``meta.labelyard.id``: the labelstudio sink's own output
+reads back (its annotation, the final label, is a vote of ``labelstudio:<final_by>``).
 Completed ``annotations`` (not cancelled), read the same way, become prior
 votes of the workers ``labelstudio:<email or id>``: they count toward the
 overlap that ``on_create`` asks for (and may complete it, so ``on_quorum``
@@ -149,8 +151,13 @@ def task_rows(item: Any, number: int, labels: PluginRun, prefix: str,
 def _task_rows(item: dict, number: int, labels: PluginRun, prefix: str,
                votes: dict[str, list[dict[str, Any]]], raw: str) -> list[TaskInput | RowProblem]:
     ident = item.get("id")
-    if ident is None or isinstance(ident, (bool, dict, list)) or ident == "":
-        return [RowProblem(number, "task has no `id`", raw)]
+    if _no_id(ident):  # the labelstudio sink's output: its id is Labelyard's, in meta.labelyard.id
+        meta = item.get("meta")
+        ours = meta.get("labelyard") if isinstance(meta, dict) else None
+        ident = ours.get("id") if isinstance(ours, dict) else None
+    if _no_id(ident):
+        return [RowProblem(number, "task has no `id` (nor `meta.labelyard.id`, as the labelstudio sink writes it)",
+                           raw)]
     data = item.get("data")
     if not isinstance(data, dict):
         return [RowProblem(number, "task has no `data` object", raw)]
@@ -180,6 +187,10 @@ def _task_rows(item: dict, number: int, labels: PluginRun, prefix: str,
         return [checked]
     reason = f"task {_shown(str(ident))}: votes left out (the task went in): " + "; ".join(left_out)
     return [checked, RowProblem(number, reason, raw, checked.external_id)]
+
+
+def _no_id(ident: Any) -> bool:
+    return ident is None or isinstance(ident, (bool, dict, list)) or ident == ""
 
 
 def lone_surrogate(value: Any) -> tuple[str, str] | None:

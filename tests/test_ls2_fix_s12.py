@@ -86,3 +86,51 @@ def test_a_span_or_box_of_two_classes_and_two_texts_are_refused(tmp_path):
     reasons = _ingest(run, folder, [{"id": 6, "data": {"t": 1},
                                      "predictions": [{"result": [{"value": {"text": ["hello", "bye"]}}]}]}])
     assert reasons[1] == '`predictions[1].result` holds 2 texts ("hello", "bye"); a text label is one'
+
+
+# -- F2: the labelstudio source reads the labelstudio sink's own output -----------------------------------------
+SINKING = """\
+workflow: out
+labels: {type: choice, choices: [pos, neg]}
+queues:
+  q: {roles: [annotator]}
+on_create:
+  - name: take model
+    when: prediction.confidence >= 0.9
+    do: accept
+  - name: ask
+    do: {annotate: q}
+on_quorum:
+  - name: agree
+    do: accept
+sinks:
+  - {plugin: labelstudio, path: out/ls.json}
+"""
+
+
+def test_the_sink_output_goes_back_in_with_its_ids_labels_and_who(tmp_path):
+    first, here = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    here.mkdir()
+    one, two = Runner(first), Runner(here)
+    _project(one, first, SINKING)
+    (first / "in.jsonl").write_text('{"id":"A","data":{"text":"hi"},"prediction":{"label":"pos","confidence":0.95}}\n'
+                                    '{"id":"B","data":{"text":"ho"}}\n', encoding="utf-8")
+    one.ok("ingest", "-q", "in.jsonl")
+    one.ok("run")  # A final by the model; B waits in q
+    one.ok("workers", "add", "ann", "--role", "annotator")
+    slot = one.json("claim", "--as", "ann", "--json")
+    one.ok("submit", slot["assignment"], "--as", "ann", "--label", "neg")
+    one.ok("run")
+    written = json.loads((first / "out" / "ls.json").read_text(encoding="utf-8"))
+    assert {t["meta"]["labelyard"]["id"]: t["annotations"][0]["completed_by"] for t in written} == {
+        "A": {"email": "model"}, "B": {"email": "consensus"}}  # final_by
+    _project(two, here, SINKING.split("sinks:")[0].replace("workflow: out", "workflow: back"))
+    proc = two.ok("ingest", f"labelstudio:{first / 'out' / 'ls.json'}")
+    assert proc.stdout.splitlines()[0] == "ingested 2, duplicates 0, rejected 0, prior votes 2"
+    assert two.json("rejects", "--json") == []
+    for ident, label, who in (("A", "pos", "labelstudio:model"), ("B", "neg", "labelstudio:consensus")):
+        shown = two.json("show", f"ext:{ident}", "--json")
+        assert shown["task"]["final_label"] == label
+        assert [(a["worker"], a["label"]) for a in shown["annotations"]] == [(who, label)]
+        assert shown["task"]["data"]["text"] == {"A": "hi", "B": "ho"}[ident]
