@@ -6,6 +6,7 @@ import glob
 import hashlib
 import json
 import os
+import secrets
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from typing import Any
@@ -68,52 +69,107 @@ def chunks(items: Iterable[Any], size: int = PART_ROWS) -> Iterator[list[Any]]:
         yield chunk
 
 
-def open_append(path: str, state: Any, appending: bool = True):
-    """Open an output file for appending after the last acknowledged write.
+class Output:
+    """An output file a sink appends to (:func:`open_append`), locked while it is open: ``pending``
+    is what to write to it (``write(output.pending)``), and :func:`finish` gives the sink's state."""
 
-    ``state`` is the sink's stored ``{"size": n, "dev": …, "ino": …}``: when the
-    file is the one it describes, anything after ``n`` bytes was written by a run
-    that died before Labelyard recorded it, so it is cut off and written again.
-    A state from before files were told apart (no ``dev``/``ino``) is taken to
-    describe this file, as it always was.
+    def __init__(self, handle, pending: bytes, sink: str, size: int | None = None):
+        self.handle, self.pending, self.sink, self.size = handle, pending, sink, size
 
-    Another file (new, rotated in, or what a named sink's new ``path:`` points
-    at) is never cut below the size it had before the sink first wrote to it:
-    that size and the file's identity are written to a **start mark** beside it
-    (:func:`start_mark_path`) before anything is appended, since the state that
-    will describe the file is stored only once the batch is delivered. A run
-    killed before that leaves the mark, and the next write cuts the file back to
-    it: a killed first batch is never in the file twice, nor half of it. The
-    mark goes with the first write that finds the file in the state. Without
-    ``appending`` (the sink's first call, ``write(run, [])``, which adds nothing
-    that a next run could find twice) no mark is made.
-    Returns the open binary file, positioned at its end.
+    def write(self, data: bytes) -> int:
+        return self.handle.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.handle, name)
+
+
+def open_append(path: str, state: Any, batch: bytes = b"", header: bytes = b"", newline: bytes = b"\n") -> Output:
+    """Open an output file to append ``batch`` (a sink's rows) after the last acknowledged write.
+
+    The file is locked (``flock``) until :func:`finish` closes it, so two sinks appending to one
+    file (two projects' databases) take turns. ``state`` is the sink's stored ``{"size": n,
+    "dev": …, "ino": …, "sink": …}``; when the file is the one it describes, bytes after ``n``
+    may be a batch a run wrote and died before Labelyard recorded it, offered again now. They
+    are cut off only when they **are** that batch, or the start of it (a run killed while
+    writing): the bytes this call would write there. When they start with the whole batch (the
+    run died after writing it), nothing is written again. Anything else after ``n`` (another
+    writer's rows: a second project's sink, a logger) is left as it is and the batch goes after
+    it. A state from before files were told apart (no ``dev``/``ino``) is taken to describe this
+    file, as it always was.
+
+    Another file (new, rotated in, or what a named sink's new ``path:`` points at) is never cut
+    below the size it had before the sink first wrote to it: that size and the file's identity
+    are written to a **start mark** beside it (:func:`start_mark_path`, one per sink) before
+    anything is appended, since the state that will describe the file is stored only once the
+    batch is delivered; the next write checks the bytes after it the same way. The mark goes
+    with the first write that finds the file in the state. An empty ``batch`` (the sink's first
+    call, ``write(run, [])``) makes no mark.
+
+    What goes in front of the batch: ``newline`` when the file does not end with a line break
+    (a spreadsheet's export, ``printf``: the first row is not glued onto its last line), and
+    ``header`` when the file is empty. The returned :class:`Output` is positioned at the end,
+    ``pending`` the bytes to write.
     """
     folder = os.path.dirname(path)
     if folder:
         os.makedirs(folder, exist_ok=True)
     handle = open(path, "ab+")
+    _lock(handle)
     end = handle.seek(0, os.SEEK_END)
     st = os.fstat(handle.fileno())
-    mark = start_mark_path(path)
-    if isinstance(state, dict) and same_file(state, st):
-        kept = state.get("size")
-        _remove(mark)  # left by a first batch into this file, recorded since
-    else:
-        started = _start_mark(mark)
-        kept = started["size"] if started and same_file(started, st) else None
-        if kept is None and appending:
-            _write_start_mark(mark, st, end)
-    if isinstance(kept, int) and 0 <= kept < end:
-        handle.truncate(kept)
-        handle.seek(0, os.SEEK_END)
-    return handle
+    sink = state.get("sink") if isinstance(state, dict) and isinstance(state.get("sink"), str) else ""
+    mark = start_mark_path(path, sink)
+    started = _start_mark(mark)
+    started = started if started and same_file(started, st) else {}
+    recorded = state.get("size") if isinstance(state, dict) and same_file(state, st) else None
+    kept = recorded
+    if started and (recorded is None or (isinstance(recorded, int) and recorded < started.get("end", end + 1)
+                                         and started["size"] >= recorded)):
+        kept = started["size"]  # a batch went in after another writer's rows (or into a file new to the state)
+    sink = sink or secrets.token_hex(8)
+    output = None
+    if batch and isinstance(kept, int) and 0 <= kept < end:
+        expected = _before(handle, kept, header, newline) + batch
+        tail = os.pread(handle.fileno(), end - kept, kept)
+        if expected.startswith(tail):  # this sink's unrecorded batch, or the start of it: cut, written again
+            handle.truncate(kept)
+            output = Output(handle, expected, sink)
+        elif tail.startswith(expected):  # the whole batch is there already (its run died before recording it)
+            return Output(handle, b"", sink, size=kept + len(expected))
+    if output is None:
+        end = handle.seek(0, os.SEEK_END)
+        output = Output(handle, _before(handle, end, header, newline) + batch if batch else b"", sink)
+    at = handle.seek(0, os.SEEK_END)
+    if not batch:
+        pass
+    elif at == recorded:
+        _remove(mark)  # right after the recorded rows: a killed batch is told from the state alone
+    else:  # after rows the state does not know: where this batch starts is marked first
+        _write_start_mark(mark, st, at, at + len(output.pending))
+    return output
 
 
-def start_mark_path(path: str) -> str:
-    """The start mark of the output file ``path``: beside it, a short hidden name of its own
-    (``.ly-<hash of the name>.labelyard-start``, within NAME_MAX however long ``path`` is)."""
-    name = os.path.basename(path).encode("utf-8", "surrogateescape")
+def _before(handle, at: int, header: bytes, newline: bytes) -> bytes:
+    """What goes before rows written at byte ``at``: the header in an empty file, a line break
+    after a last line that has none."""
+    if at == 0:
+        return header
+    return b"" if os.pread(handle.fileno(), 1, at - 1) in (b"\n", b"\r") else newline
+
+
+def _lock(handle) -> None:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no lock
+        return
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+
+
+def start_mark_path(path: str, sink: str = "") -> str:
+    """The start mark of the output file ``path`` for the sink ``sink`` (the token in its state):
+    beside it, a short hidden name of its own (``.ly-<hash of the name and the
+    sink>.labelyard-start``, within NAME_MAX however long ``path`` is)."""
+    name = os.path.basename(path).encode("utf-8", "surrogateescape") + (f"\0{sink}".encode() if sink else b"")
     return os.path.join(os.path.dirname(path), f".ly-{hashlib.sha1(name).hexdigest()}.labelyard-start")
 
 
@@ -130,9 +186,9 @@ def _start_mark(mark: str) -> dict[str, Any]:
     return {}
 
 
-def _write_start_mark(mark: str, st: os.stat_result, size: int) -> None:
+def _write_start_mark(mark: str, st: os.stat_result, size: int, end: int) -> None:
     with open(mark, "wb") as handle:
-        handle.write(json.dumps({"dev": st.st_dev, "ino": st.st_ino, "size": size}).encode("ascii"))
+        handle.write(json.dumps({"dev": st.st_dev, "ino": st.st_ino, "size": size, "end": end}).encode("ascii"))
         handle.flush()
         os.fsync(handle.fileno())
 
@@ -151,11 +207,13 @@ def same_file(state: dict[str, Any], st: os.stat_result) -> bool:
     return (state.get("dev"), state.get("ino")) == (st.st_dev, st.st_ino)
 
 
-def finish(handle) -> dict[str, int]:
-    """Flush and sync an output file; its size and identity (device, inode) are the sink's new state."""
-    handle.flush()
-    os.fsync(handle.fileno())
-    size = handle.seek(0, os.SEEK_END)
-    st = os.fstat(handle.fileno())
-    handle.close()
-    return {"size": size, "dev": st.st_dev, "ino": st.st_ino}
+def finish(output: Output) -> dict[str, Any]:
+    """Flush, sync and close an output file (:func:`open_append`, ``pending`` written); the size the
+    sink's rows reach and the file's identity (device, inode) are the sink's new state, with the
+    token that names its start marks."""
+    output.flush()
+    os.fsync(output.fileno())
+    size = output.size if output.size is not None else output.seek(0, os.SEEK_END)
+    st = os.fstat(output.fileno())
+    output.close()
+    return {"size": size, "dev": st.st_dev, "ino": st.st_ino, "sink": output.sink}

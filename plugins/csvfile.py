@@ -15,7 +15,9 @@ is skipped, an interrupted one resumes, a changed one is read again (known
 ids skipped) and its rejects replaced.
 
 The sink writes ``id,label,final_by,rule,final_at,category,agreement`` with
-a header, and after a crash cuts the file back to its last recorded size (a
+a header (a line break first when the file does not end with one), and after
+a crash cuts the file back to its last recorded size when what is after it
+is its own unrecorded batch (another writer's rows are kept) (a
 file the state does not know yet, to the size its start mark recorded before
 the first batch went in: ``_files.open_append``).
 Cells are written as stored; with ``spreadsheet_safe: true`` a cell that a
@@ -39,6 +41,7 @@ from router.plugin_api import FinalTask, PluginRun, SourcePart, read_file, sprea
 from ._files import FINISHED_AFTER, chunks, finish, finished, matching_files, open_append, signature
 
 COLUMNS = ("id", "label", "final_by", "rule", "final_at", "category", "agreement")
+HEADER = (",".join(COLUMNS) + "\r\n").encode("ascii")
 
 
 @hookimpl
@@ -87,17 +90,16 @@ def _unterminated(path: str, size: int) -> bool:
         return handle.read(1) not in (b"\n", b"\r")
 
 
-def write(run: PluginRun, tasks: list[FinalTask]) -> dict[str, int]:
+def write(run: PluginRun, tasks: list[FinalTask]) -> dict[str, Any]:
     safe = run.setting("spreadsheet_safe", False, kind=bool)
-    handle = open_append(run.path(run.require("path", str)), run.state, appending=bool(tasks))
     text = io.StringIO()
     writer = csv.writer(text)
-    if handle.tell() == 0:
-        writer.writerow(COLUMNS)
     for t in tasks:
         label = t.label if isinstance(t.label, str) else json.dumps(t.label, ensure_ascii=False)
         cells = [t.id, label, t.final_by, t.rule or "", t.final_at, t.category or "",
                  "" if t.agreement is None else round(t.agreement, 6)]
         writer.writerow([spreadsheet_safe(cell) for cell in cells] if safe else cells)
-    handle.write(text.getvalue().encode("utf-8"))
-    return finish(handle)
+    output = open_append(run.path(run.require("path", str)), run.state, text.getvalue().encode("utf-8"),
+                         header=HEADER, newline=b"\r\n")
+    output.write(output.pending)
+    return finish(output)

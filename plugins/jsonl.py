@@ -22,8 +22,10 @@ seconds (an hour by default). Line numbers (of rejects) stay right when that
 newline comes later.
 
 The sink appends one JSON object per final task (the ``labelyard export``
-row plus ``votes`` and ``agreement``); after a crash it cuts the file back to
-the last recorded size before appending, so each task appears once (a file
+row plus ``votes`` and ``agreement``), a line break first when the file does
+not end with one; after a crash it cuts the file back to the last recorded
+size before appending, when what is after it is its own unrecorded batch
+(another writer's rows are kept), so each task appears once (a file
 the state does not know yet, to the size its start mark recorded before the
 first batch went in: ``_files.open_append``).
 """
@@ -134,7 +136,7 @@ def _parts(path: str, offset: int, line: int, open_line: bool, choices: tuple[st
 
 
 def write(run: PluginRun, tasks: list[FinalTask]) -> dict[str, int]:
-    handle = open_append(run.path(run.require("path", str)), run.state, appending=bool(tasks))
-    for task in tasks:
-        handle.write((json.dumps(task.as_dict(), ensure_ascii=False) + "\n").encode("utf-8"))
-    return finish(handle)
+    batch = "".join(json.dumps(task.as_dict(), ensure_ascii=False) + "\n" for task in tasks).encode("utf-8")
+    output = open_append(run.path(run.require("path", str)), run.state, batch)
+    output.write(output.pending)
+    return finish(output)
