@@ -15,6 +15,7 @@ is skipped, an interrupted one resumes, a changed one is read again (known
 ids skipped) and its rejects replaced.
 
 The sink writes ``id,label,final_by,rule,final_at,category,agreement`` with
+(a file that is not empty must start with that header: another is refused)
 a header (a line break first when the file does not end with one), and after
 a crash cuts the file back to its last recorded size when what is after it
 is its own unrecorded batch (another writer's rows are kept) (a
@@ -36,7 +37,7 @@ from itertools import islice
 from typing import Any
 
 from router import hookimpl
-from router.plugin_api import FinalTask, PluginRun, SourcePart, read_file, spreadsheet_safe
+from router.plugin_api import FinalTask, PluginError, PluginRun, SourcePart, read_file, spreadsheet_safe
 
 from ._files import FINISHED_AFTER, chunks, finish, finished, matching_files, open_append, signature
 
@@ -99,7 +100,26 @@ def write(run: PluginRun, tasks: list[FinalTask]) -> dict[str, Any]:
         cells = [t.id, label, t.final_by, t.rule or "", t.final_at, t.category or "",
                  "" if t.agreement is None else round(t.agreement, 6)]
         writer.writerow([spreadsheet_safe(cell) for cell in cells] if safe else cells)
-    output = open_append(run.path(run.require("path", str)), run.state, text.getvalue().encode("utf-8"),
+    path = run.path(run.require("path", str))
+    _check_header(path)
+    output = open_append(path, run.state, text.getvalue().encode("utf-8"),
                          header=HEADER, newline=b"\r\n")
     output.write(output.pending)
     return finish(output)
+
+
+def _check_header(path: str) -> None:
+    """Refuse a file that is not empty and whose first row is not the sink's header (another
+    export's file, say): rows appended under another header are read wrongly, or refused."""
+    try:
+        with open(path, "rb") as handle:
+            first = handle.readline(64 * 1024)
+    except FileNotFoundError:
+        return
+    if not first:
+        return
+    found = next(csv.reader([first.decode("utf-8", "replace").lstrip("\ufeff").rstrip("\r\n")]), [])
+    if tuple(found) != COLUMNS:
+        raise PluginError(f"{path}: its header is {','.join(found)!r}, not the csv sink's {','.join(COLUMNS)!r}; "
+                          "rows are not appended under another header (give the sink another path:, or "
+                          "move that file away)")

@@ -109,3 +109,22 @@ def test_a_whole_unrecorded_batch_followed_by_another_writers_rows_is_not_writte
     run.final("t4")
     run.ok("run")
     assert output_ids(tmp_path / "out.jsonl") == ["t1", "t2", "t3", "theirs", "t4"]
+
+
+# -- F12: a csv sink refuses a file under another header ---------------------------------------------
+def test_a_csv_sink_refuses_to_append_under_another_header_and_the_other_sinks_deliver(tmp_path):
+    (tmp_path / "out").mkdir()
+    out = tmp_path / "out" / "final.csv"
+    foreign = "id,label,final_by,rule,final_at,category\r\nA,bug,model,c,2020,\r\n"
+    out.write_text(foreign, encoding="utf-8", newline="")
+    run = project(tmp_path, "{plugin: csv, path: out/final.csv}, {plugin: jsonl, path: out/final.jsonl}")
+    run.final("B")
+    proc = run("run", "--json")
+    assert proc.returncode == 4
+    report = json.loads(proc.stdout)
+    (failure,) = report["failures"]
+    assert str(out) in failure["error"]
+    assert "'id,label,final_by,rule,final_at,category'" in failure["error"]
+    assert "'id,label,final_by,rule,final_at,category,agreement'" in failure["error"]
+    assert out.read_bytes() == foreign.encode()  # untouched
+    assert output_ids(tmp_path / "out" / "final.jsonl") == ["B"]
