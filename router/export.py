@@ -59,26 +59,29 @@ def write_export(rows: Iterable[dict[str, Any]], fmt: str, output: str, db_path:
     A file is written beside its target and renamed into place, so a crash
     never leaves half an export behind; an existing file keeps its mode, and a
     symlink keeps pointing where it did (its target is replaced). A target
-    that is not a regular file (a FIFO, ``/dev/null``) is written in place.
+    that is not a regular file (a FIFO, ``/dev/null``; a link to a pipe, as
+    ``/dev/stdout`` or bash's ``>(gzip > f.gz)`` are) is written in place.
     ``db_path``'s own files are refused. With ``safe`` (CSV), every cell goes through
     :func:`spreadsheet_safe`; without it cells are written as stored, so that the file
     can be ingested again.
     """
     if safe and fmt == "csv":
         rows = map(_spreadsheet_safe_row, rows)
+    if output == "":  # `-o "$OUT"` with OUT unset
+        raise LabelyardError("-o is empty: name a file, or leave -o out for standard output")
     if output == "-":  # the bytes -o FILE would hold, whatever the locale's encoding
         return _write(rows, fmt, utf8_stdout())
     if db_path is not None:
         refuse_database_file(output, db_path, "export")
-    target = os.path.realpath(output) if os.path.islink(output) else output
     try:
-        mode = os.stat(target).st_mode
+        mode = os.stat(output).st_mode  # through a link: /dev/stdout, /dev/fd/63 are the pipe they name
     except FileNotFoundError:
         mode = None
     except OSError as exc:
         raise LabelyardError(f"{output}: cannot write: {exc.strerror}") from None
     if mode is not None and not stat.S_ISREG(mode):
-        return _write_in_place(rows, fmt, output, target)
+        return _write_in_place(rows, fmt, output, output)  # opened by its name: a pipe's link has no path
+    target = os.path.realpath(output) if os.path.islink(output) else output
     return _write_beside(rows, fmt, output, target, None if mode is None else stat.S_IMODE(mode))
 
 

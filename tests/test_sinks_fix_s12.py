@@ -128,3 +128,22 @@ def test_a_csv_sink_refuses_to_append_under_another_header_and_the_other_sinks_d
     assert "'id,label,final_by,rule,final_at,category,agreement'" in failure["error"]
     assert out.read_bytes() == foreign.encode()  # untouched
     assert output_ids(tmp_path / "out" / "final.jsonl") == ["B"]
+
+
+# -- F9 / F13: export -o to a pipe through a link, and an empty -o ----------------------------------
+def test_export_to_dev_stdout_through_a_pipe_writes_the_rows(run, tmp_path):
+    project(tmp_path, "{plugin: jsonl, path: out.jsonl}").final("A")
+    command = " ".join(run.command)
+    proc = subprocess.run(["bash", "-c", f"{command} export -o /dev/stdout | cat; "
+                                         f"{command} export -o >(cat > piped.jsonl); wait"],
+                          capture_output=True, text=True, env=run.env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0 and "cannot write" not in proc.stderr, proc.stderr
+    assert json.loads(proc.stdout)["id"] == "A"
+    assert json.loads((tmp_path / "piped.jsonl").read_text(encoding="utf-8"))["id"] == "A"
+
+
+def test_export_with_an_empty_output_says_so(run, tmp_path):
+    project(tmp_path, "{plugin: jsonl, path: out.jsonl}")
+    proc = run("export", "-o", "")
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "labelyard: -o is empty: name a file, or leave -o out for standard output"
