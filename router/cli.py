@@ -311,6 +311,8 @@ def apply(file: str, db: str | None, replace: bool, hold_orphans: bool, as_json:
     """Check a workflow and make it the active version."""
     from rules.source import read_source
 
+    from .entry_renames import carried_line
+
     try:
         text = read_source(file)
     except OSError as exc:
@@ -332,6 +334,8 @@ def apply(file: str, db: str | None, replace: bool, hold_orphans: bool, as_json:
         click.echo(warning, err=True)
     if result["changed"]:
         click.echo(f"applied {result['workflow']} version {result['version']}")
+        for item in result["carried"]:
+            click.echo(carried_line(item))
         if result["held_orphans"]:
             click.echo(f"held {result['held_orphans']} open task(s) of dropped queues: labelyard status, then "
                        "labelyard escalate TASK… --to QUEUE")

@@ -297,7 +297,8 @@ class Engine:
     def _store_version(self, workflow, text: str, filename: str, digest: str, diagnostics: list, *,
                        replace: bool, actor: str, hold_orphans: bool) -> dict[str, Any]:
         """:meth:`_switch_version`'s transaction: store the checked version and act on what it changes."""
-        from .lead import hold_task  # before the lock: nothing is imported under it
+        from .entry_renames import carry_over  # before the lock: nothing is imported under it
+        from .lead import hold_task
 
         held = 0
         with self.store.transaction():
@@ -320,8 +321,11 @@ class Engine:
             now = clock.now()
             version_id = self.store.insert_workflow(workflow.name, text, workflow.spec, digest, filename, now, actor)
             version = self.store.workflow_version(version_id)["version"]
+            # an entry named (or renamed) with the same plugin and target keeps its cursor, deliveries, outbox
+            carried = carry_over(self.store, None if active is None else loads(active["spec"]), workflow.spec)
             self.store.add_event("workflow_applied", now, actor=actor,
-                                 detail={"workflow": workflow.name, "version": version, "hash": digest, "file": filename})
+                                 detail={"workflow": workflow.name, "version": version, "hash": digest,
+                                         "file": filename, **({"carried": carried} if carried else {})})
             for task_id in self.store.open_task_ids_in_queues(sorted(dropped)):
                 task = self.store.task(task_id)
                 hold_task(self, task, now, actor,
@@ -363,7 +367,7 @@ class Engine:
             dropped_corrections = [d for name in self.store.workers_with_offered_slots()
                                    for d in self._drop_corrections(name, now, actor)]
         return {"workflow": workflow.name, "version": version, "changed": True, "held_orphans": held,
-                "held_gold": held_gold, "gold_in_dropped_queues": idle_gold,
+                "held_gold": held_gold, "gold_in_dropped_queues": idle_gold, "carried": carried,
                 "dropped_corrections": dropped_corrections, "warnings": [str(d) for d in diagnostics]}
 
     def _elsewhere_only(self, dropped: dict[str, int], elsewhere: dict[str, list[int]]) -> list[tuple[int, str]]:

@@ -44,6 +44,8 @@ WAL_AUTOCHECKPOINT_PAGES = 128000
 PAGE_SIZE = 2048
 BEGIN_MAX_SLEEP_S = 0.004
 SCHEMA_VERSION = 15  # keep equal to migrations.SCHEMA_VERSION (a test checks)
+# The cursor of a workflow entry is `PREFIX:IDENTITY` (router.runner): one prefix per section.
+ENTRY_CURSORS = {"sources": "source", "sinks": "sink", "notify": "notify"}
 
 # Every column a new task is inserted with, in the order of the tuples given to insert_task_tuples.
 TASK_INSERT_COLUMNS = (
@@ -1904,6 +1906,33 @@ class Store:
             "ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
             (name, dumps(value), at),
         )
+
+    def move_entry_state(self, section: str, old: str, new: str) -> dict[str, int] | None:
+        """Move what the workflow entry ``old`` of ``section`` (``sources``, ``sinks``, ``notify``)
+        has stored to the identity ``new``: its cursor (or sink state), a sink's deliveries, a notify
+        entry's outbox. Returns what moved (``cursor`` 0/1, ``deliveries``, ``outbox``, ``waiting``),
+        ``None`` when ``new`` already has progress of its own (nothing is moved) or ``old`` has none.
+        The caller holds the transaction."""
+        prefix = ENTRY_CURSORS[section]
+        if self.has_cursor(f"{prefix}:{new}") or self._entry_rows(section, new):
+            return None
+        moved = {"cursor": self.conn.execute("UPDATE cursors SET name = ? WHERE name = ?",
+                                             (f"{prefix}:{new}", f"{prefix}:{old}")).rowcount}
+        if section == "sinks":
+            moved["deliveries"] = self.conn.execute("UPDATE sink_deliveries SET sink = ? WHERE sink = ?",
+                                                    (new, old)).rowcount
+        elif section == "notify":
+            moved["waiting"] = self.outbox_pending().get(old, 0)
+            moved["outbox"] = self.conn.execute("UPDATE outbox SET target = ? WHERE target = ?", (new, old)).rowcount
+        return moved if any(moved.values()) else None
+
+    def _entry_rows(self, section: str, key: str) -> bool:
+        """Whether the entry ``key`` has deliveries (a sink) or notifications (notify) recorded."""
+        if section == "sinks":
+            return self.one("SELECT 1 FROM sink_deliveries WHERE sink = ? LIMIT 1", (key,)) is not None
+        if section == "notify":
+            return self.one("SELECT 1 FROM outbox WHERE target = ? LIMIT 1", (key,)) is not None
+        return False
 
     def undelivered_final_tasks(self, sink: str, after_id: int, limit: int) -> list[sqlite3.Row]:
         """Done, non-gold tasks with id above ``after_id`` that ``sink`` has not received as they are now."""
