@@ -17,7 +17,9 @@ file 40 times). So each batch is appended to a **journal** beside ``PATH``
 (``.ly-<hash of the name>.labelyard-journal``, one JSON task a line, synced),
 and :func:`finish`, at the end of the run's sink step, rewrites ``PATH`` once
 with every task of the journal (into a temp file beside it, then renamed)
-and removes the journal.
+and removes the journal. A ``PATH`` that is a symlink stays one: the file it
+points to is rewritten (the temp file beside that file); an existing file
+keeps its mode.
 
 What survives a kill: the sink's state holds how many bytes of which journal
 (its device and inode) belong to batches whose delivery is recorded. A write
@@ -36,6 +38,7 @@ import glob
 import hashlib
 import json
 import os
+import stat
 from typing import Any
 
 from router.plugin_api import (FinalTask, PluginError, PluginRun, RowError, decode_document, long_integer_problem,
@@ -149,20 +152,30 @@ def _rewrite(path: str, items: list[dict[str, Any]]) -> int:
         else:
             index[key] = len(existing)
             existing.append(item)
-    folder = os.path.dirname(path)
+    # A symlink keeps pointing where it did: the file it names is the one replaced (as `export -o`
+    # does), and an existing file keeps its mode (`chmod 600` was chosen on purpose).
+    target = os.path.realpath(path) if os.path.islink(path) else path
+    try:
+        mode: int | None = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        mode = None
+    folder = os.path.dirname(target)
     if folder:
         os.makedirs(folder, exist_ok=True)
-    suffix = _temp_suffix(path)
-    _remove_stale_temporaries(path, suffix)
-    # A short name of its own beside PATH (one named after PATH went past the 255-byte limit
+    suffix = _temp_suffix(target)
+    _remove_stale_temporaries(target, suffix)
+    # A short name of its own beside the file (one named after PATH went past the 255-byte limit
     # for a long name); a run killed while writing leaves it to the next write, which removes it.
-    fd, tmp = new_temp_beside(path, 0o666, suffix)
+    # Private from the start when the file is: the tasks are written only once the mode is set.
+    fd, tmp = new_temp_beside(target, 0o666 if mode is None else mode & 0o777, suffix)
     try:
+        if mode is not None:
+            os.fchmod(fd, mode)  # exactly the old file's mode, whatever the umask
         with open(fd, "w", encoding="utf-8") as handle:
             json.dump(existing, handle, ensure_ascii=False, indent=1)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -144,3 +144,30 @@ def test_a_source_named_does_not_read_its_files_again(project, tmp_path):
            in proc.stdout
     counts = project.json("run", "--json")["sources"]["inbox"]
     assert (counts["ingested"], counts["duplicates"]) == (0, 0)  # before: the file read again, 2 duplicates
+
+
+# -- 2: the labelstudio sink writes through a symlink and keeps the file's mode ----------------------------------
+def test_the_labelstudio_sink_writes_through_a_symlink_and_keeps_the_files_mode(project, tmp_path):
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "real.json").write_text("[]", encoding="utf-8")
+    os.symlink("../elsewhere/real.json", out / "linked.json")
+    os.symlink("../elsewhere/new.json", out / "dangling.json")  # its file is made where it points
+    (out / "private.json").write_text("[]", encoding="utf-8")
+    os.chmod(out / "private.json", 0o600)
+    os.chmod(elsewhere / "real.json", 0o640)
+    project.apply("sinks: [{plugin: labelstudio, path: out/linked.json}, {plugin: labelstudio, path: "
+                  "out/dangling.json}, {plugin: labelstudio, path: out/private.json}]\n")
+    for ids in (["A"], ["A", "B"]):  # the first write and a rewrite of an earlier output
+        project.final(ids[-1])
+        project.ok("run")
+        for name, target in (("linked", "real"), ("dangling", "new")):
+            link = out / f"{name}.json"
+            assert link.is_symlink() and os.readlink(link) == f"../elsewhere/{target}.json"  # before: a new file
+            assert sink_ids(elsewhere / f"{target}.json") == ids
+        assert sink_ids(out / "private.json") == ids
+        assert stat.S_IMODE((out / "private.json").stat().st_mode) == 0o600  # before: 0644
+        assert stat.S_IMODE((elsewhere / "real.json").stat().st_mode) == 0o640
+    leftovers = sorted(p.name for p in (*out.iterdir(), *elsewhere.iterdir()) if p.name.startswith(".ly-"))
+    assert leftovers == []
