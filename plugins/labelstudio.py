@@ -12,7 +12,11 @@ Label Studio's boxes are percent of the image, Labelyard's pixels: a box is conv
 the result's ``original_width``/``original_height`` (else ``data.width``/``data.height``);
 a rotated box, or one whose image size is unknown, is refused like a malformed field.
 A task without ``id`` takes ``meta.labelyard.id``: the labelstudio sink's own output
-reads back (its annotation, the final label, is a vote of ``labelstudio:<final_by>``).
+reads back. Its votes are those of ``meta.labelyard.votes``, each by its worker (the name as
+the sink wrote it; a name ``workers add`` refuses, or a label the workflow refuses, leaves
+that vote out, said like an annotation left out); the sink's final annotation stands for them
+and is not read, but one a Label Studio user added is. A task with no recorded vote (a model's
+accept) comes back with its final annotation as a vote of ``labelstudio:<final_by>``.
 Completed ``annotations`` (not cancelled), read the same way, become prior
 votes of the workers ``labelstudio:<email or id>``: they count toward the
 overlap that ``on_create`` asks for (and may complete it, so ``on_quorum``
@@ -180,7 +184,12 @@ def _task_rows(item: dict, number: int, labels: PluginRun, prefix: str,
     checked = check_task(task, number, raw, labels.choices if labels.label_type in ("choice", "multi_choice") else ())
     if not isinstance(checked, TaskInput):
         return [checked]
-    prior, left_out = prior_votes(item.get("annotations") or [], labels, data)
+    annotations = item.get("annotations") or []
+    recorded, left_out = recorded_votes(item.get("meta"), labels)
+    if recorded or left_out:  # the sink's output: its final annotation stands for these votes
+        annotations = [a for a in annotations if not _sinks_own(a, item["meta"]["labelyard"])]
+    prior, refused = prior_votes(annotations, labels, data)
+    prior, left_out = recorded + prior, left_out + refused
     if prior:
         votes[checked.external_id] = prior
     if not left_out:
@@ -252,6 +261,48 @@ def prior_votes(annotations: list[Any], labels: PluginRun,
             name = annotation.get("id") if isinstance(annotation.get("id"), (int, str)) else f"#{n}"
             left_out.append(f"annotation {_shown(str(name))} by {_shown(worker)}: {_shown(problem)}")
     return votes, left_out
+
+
+def recorded_votes(meta: Any, labels: PluginRun) -> tuple[list[dict[str, Any]], list[str]]:
+    """The votes the labelstudio sink wrote in ``meta.labelyard.votes`` (``{worker, label}``, Labelyard's
+    own workers and labels), a worker's last one each; and, for each one left out, why: a name that
+    ``workers add`` refuses, a label the workflow's labels refuse, a vote of another shape. None
+    (and nothing said) when the task has no such list, or an empty one (a label no vote made:
+    the final annotation then comes back as the vote of ``labelstudio:<final_by>``)."""
+    ours = meta.get("labelyard") if isinstance(meta, dict) else None
+    found = ours.get("votes") if isinstance(ours, dict) else None
+    if not isinstance(found, list) or not found:
+        return [], []
+    latest: dict[str, tuple[int, Any]] = {}
+    left_out = []
+    for n, vote in enumerate(found, 1):
+        worker = vote.get("worker") if isinstance(vote, dict) else None
+        if not isinstance(worker, str) or "label" not in vote:
+            left_out.append(f"`meta.labelyard.votes[{n}]` must be a {{worker, label}} object with the worker's name "
+                            f"as text, not {_shown(json.dumps(vote, ensure_ascii=False)[:60])}")
+            continue
+        latest[worker] = (n, vote["label"])
+    votes = []
+    for worker, (n, label) in latest.items():
+        refused = worker_name_problem(worker)  # printed in `show` and `workers list`: one line, not too long
+        if refused is not None:
+            shown = worker if len(worker) <= 60 else worker[:57] + "..."
+            left_out.append(f"vote {n} of `meta.labelyard.votes` by {_shown(shown)}: "
+                            f"`meta.labelyard.votes[{n}].worker` refused as a worker's name: {refused}")
+            continue
+        problem = "it has no label" if label is None else labels.label_problem(label)
+        if problem is None:
+            votes.append({"worker": worker, "label": label})
+        else:
+            left_out.append(f"vote {n} of `meta.labelyard.votes` by {_shown(worker)}: {_shown(problem)}")
+    return votes, left_out
+
+
+def _sinks_own(annotation: Any, ours: dict[str, Any]) -> bool:
+    """Whether ``annotation`` is the one the labelstudio sink wrote for the final label (made by
+    ``completed_by.email`` = ``final_by``), not one a Label Studio user added since."""
+    return (isinstance(annotation, dict)
+            and _who(annotation.get("completed_by")) == f"labelstudio:{ours.get('final_by')}")
 
 
 def _not_older(annotation: dict[str, Any], other: dict[str, Any]) -> bool:

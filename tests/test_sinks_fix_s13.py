@@ -171,3 +171,80 @@ def test_the_labelstudio_sink_writes_through_a_symlink_and_keeps_the_files_mode(
         assert stat.S_IMODE((elsewhere / "real.json").stat().st_mode) == 0o640
     leftovers = sorted(p.name for p in (*out.iterdir(), *elsewhere.iterdir()) if p.name.startswith(".ly-"))
     assert leftovers == []
+
+
+# -- 3: the round trip brings back each recorded vote with its worker ---------------------------------------------
+TWO_VOTES = """\
+workflow: {name}
+labels: {{type: choice, choices: [pos, neg]}}
+queues:
+  q: {{roles: [annotator]}}
+on_create:
+  - {{name: take model, when: prediction.confidence >= 0.9, do: accept}}
+  - {{name: ask, do: {{annotate: q, overlap: 2}}}}
+on_quorum:
+  - {{name: agree, do: accept}}
+"""
+
+
+def _second_project(folder: Path) -> Runner:
+    folder.mkdir()
+    two = Runner(folder)
+    two.ok("init")
+    (folder / "wf.yaml").write_text(TWO_VOTES.format(name="back"), encoding="utf-8")
+    two.ok("apply", "wf.yaml")
+    return two
+
+
+def test_the_sink_output_goes_back_in_with_each_vote_and_its_worker(tmp_path):
+    first = tmp_path / "first"
+    first.mkdir()
+    one = Runner(first)
+    one.ok("init")
+    (first / "wf.yaml").write_text(TWO_VOTES.format(name="out") + "sinks: [{plugin: labelstudio, path: out/ls.json}]\n",
+                                   encoding="utf-8")
+    one.ok("apply", "wf.yaml")
+    (first / "in.jsonl").write_text('{"id":"A","data":{"text":"hi"},"prediction":{"label":"pos","confidence":0.95}}\n'
+                                    '{"id":"B","data":{"text":"ho"}}\n', encoding="utf-8")
+    one.ok("ingest", "-q", "in.jsonl")
+    for worker in ("ann", "bob"):
+        one.ok("workers", "add", worker, "--role", "annotator")
+        slot = one.json("claim", "--as", worker, "--json")
+        one.ok("submit", slot["assignment"], "--as", worker, "--label", "neg")
+    one.ok("run")
+    two = _second_project(tmp_path / "second")
+    proc = two.ok("ingest", f"labelstudio:{first / 'out' / 'ls.json'}")
+    assert proc.stdout.splitlines()[0] == "ingested 2, duplicates 0, rejected 0, prior votes 3"
+    votes = {ident: [(a["worker"], a["label"]) for a in two.json("show", f"ext:{ident}", "--json")["annotations"]]
+             for ident in ("A", "B")}
+    # before: B came back with the one vote of labelstudio:consensus
+    assert votes == {"A": [("labelstudio:model", "pos")], "B": [("ann", "neg"), ("bob", "neg")]}
+    assert two.json("show", "ext:B", "--json")["task"]["final_label"] == "neg"  # two votes: the quorum of `ask`
+
+
+def test_recorded_votes_a_worker_name_or_label_refused_are_left_out_with_their_reason(tmp_path):
+    two = _second_project(tmp_path / "second")
+    meta = {"id": "T", "final_by": "consensus", "rule": "agree", "votes": [
+        {"worker": "ann", "label": "neg"}, {"worker": "ev\u001b[31mil", "label": "neg"},
+        {"worker": "cid", "label": "maybe"}, "bob:neg"]}
+    annotations = [{"completed_by": {"email": "consensus"}, "result": [{"value": {"choices": ["neg"]}}]},
+                   {"completed_by": {"email": "carol@x"}, "result": [{"value": {"choices": ["pos"]}}]}]
+    (tmp_path / "ls.json").write_text(json.dumps([{"data": {"text": "t"}, "annotations": annotations,
+                                                   "meta": {"labelyard": meta}}]), encoding="utf-8")
+    result = two.json("ingest", f"labelstudio:{tmp_path / 'ls.json'}", "--json")
+    assert (result["ingested"], result["rejected"], result["prior_votes"]) == (1, 1, 2)
+    shown = two.json("show", "ext:T", "--json")
+    # ann's recorded vote, and carol's annotation added in Label Studio; the sink's own final annotation
+    # stands for the recorded votes and is not a vote of its own
+    assert [(a["worker"], a["label"]) for a in shown["annotations"]] == [("ann", "neg"), ("labelstudio:carol@x", "pos")]
+    assert not any("\u001b" in w["id"] or w["id"] in ("cid", "labelstudio:consensus")
+                   for w in two.json("workers", "list", "--json"))
+    [reject] = two.json("rejects", "--json")
+    reason = reject["reason"]
+    assert reason.startswith("task T: votes left out (the task went in): ")
+    assert "vote 2 of `meta.labelyard.votes` by ev\\x1b[31mil: `meta.labelyard.votes[2].worker` refused as a " \
+           "worker's name: it holds a control character" in reason
+    assert "vote 3 of `meta.labelyard.votes` by cid: " in reason and "maybe" in reason
+    assert '`meta.labelyard.votes[4]` must be a {worker, label} object with the worker\'s name as text, not ' \
+           '"bob:neg"' in reason
+    assert "\u001b" not in reason
