@@ -9,7 +9,8 @@ boxes and spans in any order). Fleiss' kappa and Krippendorff's alpha
 statistic that cannot be computed (fewer than two such tasks, every vote the
 same label…) is ``null`` with the reason; ``queue.kappa`` / ``queue.alpha``
 are the same statistics (:func:`agreement_of`). An annotator agrees with a
-final label as ``router.consensus.same_label`` judges it; the confusion
+final label as ``router.consensus.agrees_with_final`` judges it (a number within
+the tolerance consensus counts in ``top_count``); the confusion
 counts whole labels, or for boxes and spans each object's class against the
 class of the final object it matches (:func:`confusion_table` prints it). The workflow's
 ``quality.agreement`` names the headline metric and its bands: ``excellent``
@@ -25,7 +26,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .consensus import JsonBool, JsonStructure, canonical, object_pairs, same_label, value_key
+from .consensus import JsonBool, JsonStructure, agrees_with_final, canonical, object_pairs, value_key
 from .quality import QualityError, fleiss_kappa, krippendorff_alpha
 from .render import visible
 from .store import loads
@@ -208,7 +209,7 @@ def agreement_report(engine, queue: str | None = None, latest: int | None = None
             a["votes"] += 1
             if task["done"]:
                 a["decided"] += 1
-                a["matched"] += same_label(label, task["final"], workflow.labels)
+                a["matched"] += agrees_with_final(label, task["final"], workflow.labels)
                 _confuse(confusion, label, task["final"], workflow.labels)
     gold = engine.store.gold_answers()
     for worker in gold:

@@ -522,6 +522,19 @@ def number_tolerance(median: float, low: float | None = None, high: float | None
     return NUMBER_TOLERANCE * abs(median)
 
 
+def _within(value: float, centre: float, tolerance: float) -> bool:
+    """Whether a number vote is within ``tolerance`` of ``centre`` (the median, a final label): how
+    ``top_count`` and :func:`agrees_with_final` judge number votes. Exact where a float difference
+    would overflow (votes near 1e308)."""
+    try:
+        gap = abs(value - centre)
+    except OverflowError:  # an integer too large for a float against a float
+        gap = math.inf
+    if math.isfinite(gap):
+        return gap <= tolerance
+    return abs(Fraction(value) - Fraction(centre)) <= Fraction(tolerance)
+
+
 def _vote_at(ordered: list[float], index: int) -> float:
     """The vote at ``index`` of sorted votes, as an integer when a vote equal to it is one (``1``, not
     ``1.0``, of ``[1.0, 1, 1.0]``): the form never depends on the order the votes came in."""
@@ -548,7 +561,7 @@ def number_vote(labels: Sequence[Any], low: float | None = None, high: float | N
     values = [_number(v) for v in labels]
     median = _median(values, whole_as_int=all(isinstance(v, int) for v in values))
     tolerance = number_tolerance(median, low, high)
-    close = sum(abs(v - median) <= tolerance for v in values)
+    close = sum(_within(v, median, tolerance) for v in values)
     # halved, so that votes near the float limit (1e308 and -1e308) give no infinity or overflow
     spread = 2 * math.fsum(abs(v / 2 - median / 2) / len(values) for v in values)
     return Consensus(median, len(values), close, close / len(values), len(set(values)) == 1, False, "majority",
@@ -576,8 +589,10 @@ def same_label(label: Any, reference: Any, spec: Any = None) -> bool:
     objects exists (a maximum matching, :func:`router.matching.max_matching`,
     not the best pair first, which can use up an object another pair
     needed). Labels that do not fit the type compare by :func:`canonical`
-    form. Consensus's ``top_count`` counts the votes this says give the
-    consensus.
+    form. Gold answers are scored by it. For every type but ``number``,
+    consensus's ``top_count`` counts the votes this says give the
+    consensus; a vote's agreement with a final label is
+    :func:`agrees_with_final`, which is this but for numbers.
     """
     kind = getattr(spec, "type", None)
     if kind in ("boxes", "spans"):
@@ -586,6 +601,27 @@ def same_label(label: Any, reference: Any, spec: Any = None) -> bool:
         except (TypeError, KeyError, ValueError, QualityError):
             pass
     return canonical(label) == canonical(reference)
+
+
+def agrees_with_final(label: Any, final: Any, spec: Any = None) -> bool:
+    """Whether a vote agrees with its task's final label, as consensus's ``top_count`` counts the votes
+    that give the consensus: the one definition of ``worker.agreement``, the per-annotator agreement of
+    ``labelyard agreement`` and sinks' ``agreement``.
+
+    :func:`same_label`, except for ``number`` labels (``spec.type``): a vote within
+    :func:`number_tolerance` of the final label agrees (5% of ``labels.max - labels.min`` when both are
+    set, else of the final label's magnitude), as ``top_count`` counts the votes near the median — so
+    votes of 3 and 3.1 on a 0..10 scale both agree with their median 3.05. A vote that is not a number
+    compares by :func:`same_label`.
+    """
+    if getattr(spec, "type", None) == "number":
+        try:
+            vote, reference = _number(label), _number(final)
+        except TypeError:
+            pass
+        else:
+            return _within(vote, reference, number_tolerance(reference, spec.min, spec.max))
+    return same_label(label, final, spec)
 
 
 def _same_objects(label: Any, reference: Any, kind: str, threshold: float | None) -> bool:

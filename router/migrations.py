@@ -691,7 +691,7 @@ def _judge_labels_again(db: Database, migration: str, *, vote_changed: Callable[
     from rules.workflow import LabelSpec  # only here: the label comparisons are not needed to migrate
 
     from . import clock
-    from .consensus import same_label
+    from .consensus import agrees_with_final, same_label
     from .store import dumps, loads
 
     active = db.execute("SELECT spec FROM workflows WHERE active = 1").fetchone()
@@ -704,7 +704,7 @@ def _judge_labels_again(db: Database, migration: str, *, vote_changed: Callable[
     marks = []
     for vote, worker, label, old, final in votes:
         label, final = loads(label), loads(final)
-        if vote_changed(label, final) and (new := int(same_label(label, final, spec))) != old:
+        if vote_changed(label, final) and (new := int(agrees_with_final(label, final, spec))) != old:
             marks.append((new, vote, worker))
     db.conn.executemany("UPDATE annotations SET agrees = ? WHERE id = ?", [(new, vote) for new, vote, _ in marks])
     moved: Counter[str] = Counter()

@@ -161,8 +161,9 @@ class PluginRun:
 
     def same_label(self, label: Any, reference: Any) -> bool:
         """Whether ``label`` gives ``reference`` as the workflow judges labels (``router.consensus.same_label``,
-        the one comparison of consensus, agreement and gold): ``multi_choice`` as a set, numbers by value
-        (``0.0`` is ``0``), boxes and spans matched one to one whatever their order."""
+        the comparison of consensus and gold scoring): ``multi_choice`` as a set, numbers by value
+        (``0.0`` is ``0``), boxes and spans matched one to one whatever their order. (An annotator's
+        agreement with a final label is this too, but a number within consensus's tolerance agrees.)"""
         from .consensus import same_label
 
         return same_label(label, reference, self._spec())

@@ -2,8 +2,9 @@
 
 A vote is an annotator's latest annotate/correct submission on a task (as
 ``votes.*`` counts them). When its task is finished and not gold, the vote is
-marked in ``annotations.agrees``: 1 when it gives the final label, as
-``router.consensus.same_label`` judges it for the label type, else 0. Every
+marked in ``annotations.agrees``: 1 when it agrees with the final label, as
+``router.consensus.agrees_with_final`` judges it for the label type (a number
+within the tolerance consensus's ``top_count`` counts), else 0. Every
 other submission is unmarked (NULL). The worker row keeps the sums
 (``final_votes``, ``final_agreed``), so ``worker.agreement`` and the TUI's
 roster read two numbers, whatever the worker's history.
@@ -21,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .consensus import same_label
+from .consensus import agrees_with_final
 from .store import loads
 
 Mark = tuple[int, str, int | None, int | None]
@@ -43,7 +44,7 @@ def task_marks(votes: Sequence[tuple[int, str, str | None, int | None]], final_l
     for vote_id, worker, label, mark in votes:
         new = None
         if counted and latest[worker] == vote_id:
-            new = int(same_label(loads(label), final, spec))
+            new = int(agrees_with_final(loads(label), final, spec))
         if new != mark:
             changes.append((vote_id, worker, mark, new))
     return changes
@@ -76,9 +77,12 @@ def mark_task(store, task_id: int, spec: Any, version_id: int | None = None, *,
 
 
 def judged_alike(old: Any, new: Any) -> bool:
-    """Whether two ``labels`` specs compare labels alike (``same_label`` reads the type, and IoU for boxes)."""
+    """Whether two ``labels`` specs compare labels alike (``agrees_with_final`` reads the type, IoU for
+    boxes, and ``min`` and ``max`` for numbers, whose range sets the tolerance)."""
     if getattr(old, "type", None) != getattr(new, "type", None):
         return False
+    if new.type == "number":
+        return (old.min, old.max) == (new.min, new.max)
     return new.type != "boxes" or old.iou == new.iou
 
 
@@ -86,7 +90,7 @@ def rejudge(store, spec: Any) -> int:
     """Mark every counted vote again by ``spec`` (a new version's ``labels``); returns how many changed."""
     changes: list[Mark] = []
     for row in store.marked_votes():
-        new = int(same_label(loads(row["label"]), loads(row["final_label"]), spec))
+        new = int(agrees_with_final(loads(row["label"]), loads(row["final_label"]), spec))
         if new != row["agrees"]:
             changes.append((row["id"], row["worker"], row["agrees"], new))
     store.set_vote_marks(changes)

@@ -1,0 +1,110 @@
+"""Quality fixes of session 13: a number vote counted in ``top_count`` agrees with the final label.
+
+Real ``labelyard`` subprocesses on a real SQLite file (:class:`lead_support.Project`,
+``LABELYARD_NOW`` fixed); the consensus functions are also checked directly.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lead_support import Project, engine_at
+from router.consensus import agrees_with_final, for_spec
+from rules.workflow import LabelSpec
+
+NUMBER_WORKFLOW = """\
+workflow: f1
+labels: {{type: number, min: 0, max: {high}}}
+queues:
+  triage: {{roles: [annotator]}}
+on_create:
+  - do: {{annotate: triage, overlap: 2}}
+on_quorum:
+  - name: close enough
+    when: votes.top_count == votes.count
+    do: accept
+  - do: {{hold: "split"}}
+on_worker:
+  - name: disagrees
+    when: worker.agreement < 0.5
+    do: {{flag: true, reason: "agrees with under half of final labels"}}
+"""
+
+
+def vote(p: Project, worker: str, value, ref: str = "T1") -> dict:
+    view = p.claim(worker)
+    assert view["external_id"] == ref
+    return p.submit(view["assignment"], worker, "--value", json.dumps(value))
+
+
+def number_project(tmp_path, votes=(3, 3.1), high: int = 10) -> Project:
+    p = Project(tmp_path, NUMBER_WORKFLOW.format(high=high))
+    p.worker("a", "annotator")
+    p.worker("b", "annotator")
+    p.ingest([{"id": "T1", "data": {}}])
+    for worker, value in zip("ab", votes):
+        vote(p, worker, value)
+    return p
+
+
+# -- F1: number votes within the tolerance agree with the final label ---------------------------
+def test_number_votes_that_made_the_consensus_agree_with_it(tmp_path):
+    p = number_project(tmp_path)
+    task = p.show("T1")["task"]
+    assert task["status"] == "done" and task["final_label"] == 3.05  # accepted: top_count == count
+    workers = {w["id"]: w for w in p.json("workers", "list")}
+    assert not workers["a"]["flagged"] and not workers["b"]["flagged"]  # worker.agreement was 1.0, not 0.0
+    annotators = {a["worker"]: a for a in p.json("agreement")["annotators"]}
+    assert annotators["a"]["agreement"] == 1.0 and annotators["b"]["agreement"] == 1.0
+    engine = engine_at(p.db, pytest.MonkeyPatch(), 0)
+    try:
+        assert engine.store.worker_final_agreement("a") == (1, 1)  # the counters worker.agreement reads
+        assert engine.store.worker_final_agreement("b") == (1, 1)
+    finally:
+        engine.close()
+    text = p.run_ok("agreement").stdout
+    assert "0.000" not in text
+
+
+def test_a_new_range_judges_number_votes_again(tmp_path):
+    """``min``/``max`` set the tolerance: applying a narrower range judges the counted votes again."""
+    p = number_project(tmp_path, votes=(3, 3.4))  # median 3.2, tolerance 0.5 of 0..10: both agree
+    engine = engine_at(p.db, pytest.MonkeyPatch(), 0)
+    try:
+        assert engine.store.worker_final_agreement("a") == (1, 1)
+    finally:
+        engine.close()
+    (p.folder / "narrow.workflow.yaml").write_text(NUMBER_WORKFLOW.format(high=2))  # tolerance 0.1
+    p.run_ok("apply", p.folder / "narrow.workflow.yaml")
+    engine = engine_at(p.db, pytest.MonkeyPatch(), 0)
+    try:
+        assert engine.store.worker_final_agreement("a") == (1, 0)
+        assert engine.store.worker_final_agreement("b") == (1, 0)
+    finally:
+        engine.close()
+    annotators = {a["worker"]: a for a in p.json("agreement")["annotators"]}
+    assert annotators["a"]["agreement"] == 0.0  # the report and the counters still say the same
+
+
+@pytest.mark.parametrize("votes, low, high", [
+    ([3, 3.1], 0, 10),
+    ([1, 2, 2.05, 9], 0, 10),
+    ([100, 104, 106, 200], None, None),
+    ([0, 0.0, 1e-9], None, None),
+    ([1.5e308, 1.7e308, -1.7e308], None, None),
+    ([10**20, 10**20 + 2, 10**20 + 10**19], None, None),
+])
+def test_agreement_with_the_median_counts_what_top_count_counts(votes, low, high):
+    spec = LabelSpec(type="number", min=low, max=high)
+    consensus = for_spec(votes, spec)
+    assert sum(agrees_with_final(v, consensus.label, spec) for v in votes) == consensus.top_count
+
+
+def test_other_types_agree_by_same_label():
+    spec = LabelSpec(type="choice", choices=("a", "b"))
+    assert agrees_with_final("a", "a", spec) and not agrees_with_final("b", "a", spec)
+    number = LabelSpec(type="number")
+    assert agrees_with_final(4.0, 4, number) and not agrees_with_final(4.5, 4, number)  # 5% of 4 is 0.2
+    assert not agrees_with_final("4", 4, number)  # a vote that is no number: by canonical form
