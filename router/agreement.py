@@ -127,22 +127,39 @@ def _statistics(tasks: list[dict[str, Any]], level: str, metric: str, excellent:
         reason = "no task has two votes yet" if not items else "only one task has two votes yet"
         out["reasons"] = {"fleiss_kappa": reason, "krippendorff_alpha": reason}
     else:
-        try:
-            out["fleiss_kappa"] = _rounded(fleiss_kappa([[canonical(v) for v in t["votes"].values()] for t in items]))
-        except (QualityError, ArithmeticError) as exc:
-            out["reasons"]["fleiss_kappa"] = _reason(exc)
-        value = (lambda v: v) if level == "interval" else canonical
-        # Alpha pairs values within a task, whoever gave them: rows are vote positions, not workers,
-        # so the table is (most votes on a task) x tasks instead of every worker x tasks.
-        depth = max(len(t["votes"]) for t in items)
-        columns = [[value(v) for v in t["votes"].values()] for t in items]
-        data = [[column[i] if i < len(column) else None for column in columns] for i in range(depth)]
-        try:
-            out["krippendorff_alpha"] = _rounded(krippendorff_alpha(data, level=level))
-        except (QualityError, ArithmeticError) as exc:
-            out["reasons"]["krippendorff_alpha"] = _reason(exc)
+        for name, compute in (("fleiss_kappa", _kappa), ("krippendorff_alpha", _alpha)):
+            try:
+                out[name] = _rounded(compute(items, level))
+            except (QualityError, ArithmeticError) as exc:
+                out["reasons"][name] = _reason(exc)
     out["band"] = band(out[metric], excellent, alert)
     return out
+
+
+def _kappa(items: list[dict[str, Any]], _level: str) -> float:
+    """Fleiss' kappa of the tasks' votes; a label in the reason named as the confusion table names it."""
+    labels = {canonical(v): v for t in items for v in t["votes"].values()}
+    if len(labels) == 1:
+        raise QualityError(f"Fleiss' kappa is undefined when every vote is the same label "
+                           f"({_shown(next(iter(labels.values())))}): agreement is perfect but so is "
+                           "chance agreement")
+    return fleiss_kappa([[canonical(v) for v in t["votes"].values()] for t in items])
+
+
+def _alpha(items: list[dict[str, Any]], level: str) -> float:
+    """Krippendorff's alpha of the tasks' votes; a vote in the reason named as the confusion table names it."""
+    value = (lambda v: v) if level == "interval" else canonical
+    columns = [[value(v) for v in t["votes"].values()] for t in items]
+    if level == "interval":
+        other = next((v for column in columns for v in column
+                      if isinstance(v, bool) or not isinstance(v, (int, float))), None)
+        if other is not None:  # a vote of a label type a workflow changed
+            raise QualityError(f"Krippendorff's alpha (interval) needs number votes; got {_shown(other)}")
+    # Alpha pairs values within a task, whoever gave them: rows are vote positions, not workers,
+    # so the table is (most votes on a task) x tasks instead of every worker x tasks.
+    depth = max(len(column) for column in columns)
+    return krippendorff_alpha([[column[i] if i < len(column) else None for column in columns]
+                               for i in range(depth)], level=level)
 
 
 def _rounded(value: float) -> float:

@@ -108,3 +108,58 @@ def test_other_types_agree_by_same_label():
     number = LabelSpec(type="number")
     assert agrees_with_final(4.0, 4, number) and not agrees_with_final(4.5, 4, number)  # 5% of 4 is 0.2
     assert not agrees_with_final("4", 4, number)  # a vote that is no number: by canonical form
+
+
+# -- F3: labels in agreement reasons are named as the confusion table names them ----------------
+VOTED_TWICE = """\
+workflow: f3
+labels: {labels}
+queues:
+  triage: {{roles: [annotator]}}
+on_create:
+  - do: {{annotate: triage, overlap: 2}}
+on_quorum:
+  - do: accept
+"""
+
+
+def voted_twice(tmp_path, labels: str, value) -> Project:
+    """Two tasks, each given ``value`` by two annotators."""
+    p = Project(tmp_path, VOTED_TWICE.format(labels=labels))
+    p.worker("a", "annotator")
+    p.worker("b", "annotator")
+    p.ingest([{"id": "T1", "data": {}}, {"id": "T2", "data": {}}])
+    for ref in ("T1", "T2"):
+        for worker in "ab":
+            vote(p, worker, value, ref)
+    return p
+
+
+@pytest.mark.parametrize("labels, value, named", [
+    ("{type: multi_choice, choices: [x, y]}", ["y", "x"], '["x", "y"]'),
+    ("{type: choice, choices: [a, b]}", "a", "a"),
+    ("{type: choice, choices: ['1', '2']}", "1", '"1"'),
+    ("{type: boxes}", [{"x": 1, "y": 1, "width": 2.0, "height": 2, "label": "car"}],
+     '[{"height": 2, "label": "car", "width": 2, "x": 1, "y": 1}]'),
+])
+def test_a_reason_names_the_label_as_the_confusion_table_does(tmp_path, labels, value, named):
+    p = voted_twice(tmp_path, labels, value)
+    report = p.json("agreement")
+    reason = report["overall"]["reasons"]["fleiss_kappa"]
+    assert reason == (f"Fleiss' kappa is undefined when every vote is the same label ({named}): "
+                      "agreement is perfect but so is chance agreement")
+    assert report["queues"]["triage"]["reasons"]["fleiss_kappa"] == reason
+    text = p.run_ok("agreement").stdout
+    assert f"same label ({named}):" in text
+    assert "JsonStructure" not in text and "('" not in text
+
+
+def test_a_vote_of_another_type_is_named_in_the_alpha_reason(tmp_path):
+    """Votes given as text before the workflow became a number workflow: alpha (interval) says which."""
+    p = voted_twice(tmp_path, "{type: choice, choices: [a, b]}", "a")
+    (p.folder / "number.workflow.yaml").write_text(VOTED_TWICE.format(labels="{type: number}"))
+    p.run_ok("apply", p.folder / "number.workflow.yaml")
+    report = p.json("agreement")
+    assert report["level"] == "interval"
+    assert report["overall"]["reasons"]["krippendorff_alpha"] == (
+        "Krippendorff's alpha (interval) needs number votes; got a")
