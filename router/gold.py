@@ -168,8 +168,50 @@ def _checked_rows(found_rows: list[tuple[int, int, Any, bytes | str]], workflow,
     return rows, problems
 
 
+QUESTION_FIELDS: dict[str, tuple[str, ...]] = {
+    "data": ("data",), "category": ("category",), "tags": ("tags",),
+    "prediction": ("pred_label", "pred_confidence", "pred_model", "pred_scores"),
+}
+"""What a worker is shown of a gold question, by the row's field and the task columns that hold it."""
+
+
+def _question_field(task, name: str) -> Any:
+    """A gold question's field as its row gives it (for the ``gold_updated`` event's ``was_question``)."""
+    if name == "prediction":
+        return {"label": loads(task["pred_label"]), "confidence": task["pred_confidence"],
+                "model": task["pred_model"], "scores": loads(task["pred_scores"])}
+    return task[name] if name == "category" else loads(task[name])
+
+
+def _update_question(store, existing, fresh: dict[str, Any], answer: Any, queue: str, now: float,
+                     actor: str) -> bool:
+    """Bring an existing gold question (``existing``, its task row) to its row as read (``fresh``, the
+    task row it would make): its answer, its queue (reopened where ``apply`` held it or a version
+    dropped its queue), and what workers see of it (data, category, tags, prediction), with one
+    ``gold_updated`` event saying what changed and what it was. ``False`` when nothing changed."""
+    was = store.gold_label(existing["id"])
+    changed = [name for name, columns in QUESTION_FIELDS.items()
+               if any(fresh[c] != existing[c] for c in columns)]
+    moved = existing["queue"] != queue or existing["status"] != "open"
+    if dumps(was) == dumps(answer) and not moved and not changed:
+        return False
+    store.set_gold(existing["id"], answer)
+    columns = {c: fresh[c] for name in changed for c in QUESTION_FIELDS[name]}
+    detail: dict[str, Any] = {"answer": answer, "was": was}
+    if moved:  # a gold question moves with its row (out of a queue a version dropped, too)
+        columns.update(queue=queue, status="open", reason=None)
+        detail.update(queue=queue, was_queue=existing["queue"], was_status=existing["status"])
+    if changed:
+        detail.update(changed=changed, was_question={name: _question_field(existing, name) for name in changed})
+    if columns:
+        store.update_task(existing["id"], **columns, updated_at=now)
+    store.add_event("gold_updated", now, task_id=existing["id"], actor=actor, detail=detail)
+    return True
+
+
 def add_gold(engine, path: str, actor: str, source: str | None = None) -> GoldReport:
-    """Add (or update the answers of) gold tasks from JSON rows; bad rows are quarantined.
+    """Add gold tasks from JSON rows, or update those the project has (answer, queue, data, category,
+    tags, prediction: :func:`_update_question`); bad rows are quarantined.
 
     ``path`` is a file, a pipe or fifo (``<(cmd)``), or ``-`` for standard input. Its rejects
     are kept under ``source``, by default the file's absolute path as ``ingest`` keeps a file's
@@ -213,20 +255,12 @@ def add_gold(engine, path: str, actor: str, source: str | None = None) -> GoldRe
                     problems.append((source, item.line, f"id {item.external_id} is already an ordinary task", None, now))
                     report.rejected += 1
                     continue
-                was = store.gold_label(existing["id"])
                 updated.append(existing["id"])  # scored again all the same: that mends older counters
-                if dumps(was) == dumps(answer) and existing["queue"] == queue and existing["status"] == "open":
+                fresh = engine._new_task_row(item, existing["id"], source, version, now)
+                if _update_question(store, existing, fresh, answer, queue, now, actor):
+                    report.updated += 1
+                else:
                     report.unchanged += 1  # given again as it is: nothing to write
-                    continue
-                store.set_gold(existing["id"], answer)
-                moved = {}
-                if existing["queue"] != queue or existing["status"] != "open":
-                    # a gold question moves with its row (out of a queue a version dropped, too)
-                    store.update_task(existing["id"], queue=queue, status="open", reason=None, updated_at=now)
-                    moved = {"queue": queue, "was_queue": existing["queue"], "was_status": existing["status"]}
-                store.add_event("gold_updated", now, task_id=existing["id"], actor=actor,
-                                detail={"answer": answer, "was": was, **moved})
-                report.updated += 1
                 continue
             row = engine._new_task_row(item, next_id, source, version, now)
             row.update(is_gold=1, status="open", stage="annotate", queue=queue, needed=0, free_slots=0)

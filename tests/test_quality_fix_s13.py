@@ -7,6 +7,7 @@ Real ``labelyard`` subprocesses on a real SQLite file (:class:`lead_support.Proj
 from __future__ import annotations
 
 import json
+import sqlite3
 
 import pytest
 
@@ -163,3 +164,72 @@ def test_a_vote_of_another_type_is_named_in_the_alpha_reason(tmp_path):
     assert report["level"] == "interval"
     assert report["overall"]["reasons"]["krippendorff_alpha"] == (
         "Krippendorff's alpha (interval) needs number votes; got a")
+
+
+# -- F6: `gold add` of an existing gold id updates what workers see of the question ---------------
+GOLD_WORKFLOW = """\
+workflow: g
+labels: {type: choice, choices: [a, b, c]}
+queues:
+  triage: {roles: [annotator]}
+on_create:
+  - do: {annotate: triage, overlap: 1}
+quality:
+  gold: {rate: 1.0}
+"""
+
+
+def gold_add(p: Project, rows: list[dict]) -> dict:
+    path = p.folder / "gold.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return p.json("gold", "add", path)
+
+
+def gold_events(p: Project, ref: str, kind: str) -> list[dict]:
+    return [e["detail"] for e in p.show(ref)["events"] if e["kind"] == kind]
+
+
+def test_gold_add_of_a_known_id_with_new_data_updates_the_question(tmp_path):
+    p = Project(tmp_path, GOLD_WORKFLOW)
+    assert gold_add(p, [{"id": "G1", "data": {"v": 1}, "answer": "a"}])["added"] == 1
+    fixed = {"id": "G1", "data": {"v": 3, "text": "fixed typo"}, "answer": "a"}
+    report = gold_add(p, [fixed])
+    assert (report["updated"], report["unchanged"]) == (1, 0)
+    assert p.show("G1")["task"]["data"] == {"v": 3, "text": "fixed typo"}
+    (event,) = gold_events(p, "G1", "gold_updated")
+    assert event["changed"] == ["data"] and event["was_question"] == {"data": {"v": 1}}
+    assert "queue" not in event  # not moved: explain still says where it was placed
+    report = gold_add(p, [fixed])  # the same row again: nothing to write
+    assert (report["updated"], report["unchanged"]) == (0, 1)
+    assert len(gold_events(p, "G1", "gold_updated")) == 1
+    p.worker("u1", "annotator")
+    assert p.claim("u1")["data"] == {"v": 3, "text": "fixed typo"}  # what a worker is shown now
+
+
+def test_gold_add_updates_category_tags_and_prediction(tmp_path):
+    p = Project(tmp_path, GOLD_WORKFLOW)
+    gold_add(p, [{"id": "G1", "data": {"v": 1}, "answer": "a", "category": "x", "tags": ["t1"],
+                  "prediction": {"label": "b", "confidence": 0.4, "model": "m1"}}])
+    report = gold_add(p, [{"id": "G1", "data": {"v": 1}, "answer": "a", "category": "y", "tags": ["t2"]}])
+    assert report["updated"] == 1
+    task = p.show("G1")["task"]
+    assert (task["category"], task["tags"], task["pred_label"], task["pred_model"]) == ("y", ["t2"], None, None)
+    (event,) = gold_events(p, "G1", "gold_updated")
+    assert event["changed"] == ["category", "tags", "prediction"]
+    assert event["was_question"]["prediction"] == {"label": "b", "confidence": 0.4, "model": "m1", "scores": None}
+    assert event["was_question"]["category"] == "x" and event["was_question"]["tags"] == ["t1"]
+
+
+def test_answers_given_before_the_update_keep_their_score(tmp_path):
+    p = Project(tmp_path, GOLD_WORKFLOW)
+    p.worker("u1", "annotator")
+    gold_add(p, [{"id": "G1", "data": {"v": 1}, "answer": "a"}])
+    view = p.claim("u1")
+    assert view["external_id"] == "G1"
+    p.submit(view["assignment"], "u1", "--label", "a")
+    gold_add(p, [{"id": "G1", "data": {"v": 2}, "answer": "a"}])
+    (row,) = [a for a in p.json("agreement")["annotators"] if a["worker"] == "u1"]
+    assert (row["gold_answered"], row["gold_correct"]) == (1, 1)
+    with sqlite3.connect(p.db) as db:  # scored again, from scratch, to the same counts: no event
+        assert db.execute("SELECT count(*) FROM events WHERE kind = 'gold_rescored'").fetchone() == (0,)
+        assert db.execute("SELECT count(*) FROM events WHERE kind = 'gold_updated'").fetchone() == (1,)
