@@ -624,6 +624,15 @@ def agrees_with_final(label: Any, final: Any, spec: Any = None) -> bool:
     return same_label(label, final, spec)
 
 
+def final_agreement(labels: Sequence[Any], final: Any, spec: Any = None) -> float | None:
+    """The share of a task's votes that agree with its final label (:func:`agrees_with_final`): sinks'
+    ``agreement``, whoever made the label final (consensus by any method, a reviewer, an expert, a
+    rule). ``None`` without votes or without a final label."""
+    if not labels or final is None:
+        return None
+    return sum(agrees_with_final(label, final, spec) for label in labels) / len(labels)
+
+
 def _same_objects(label: Any, reference: Any, kind: str, threshold: float | None) -> bool:
     """Whether ``label``'s objects match ``reference``'s one to one, each pair of the same class."""
     mine, theirs, sim, limit = _measured(label, reference, kind, threshold)

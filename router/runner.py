@@ -35,6 +35,7 @@ from typing import Any
 from rules.visible_text import quoted
 
 from . import clock
+from .consensus import final_agreement
 from .context import review_facts, votes_facts
 from .errors import LabelyardError
 from .ingest import JSON_RESERVED, IgnoredKeys, RowError, RowProblem, TaskInput, check_row
@@ -404,13 +405,15 @@ def _shape_reason(skipped: Counter, reason: str, external_id: Any) -> str:
 
 def final_task(store, row, spec=None) -> FinalTask:
     votes = store.votes(row["id"])
-    facts = votes_facts(votes, {}, spec=spec)  # the label type's consensus (router.consensus), plain majority
+    label = loads(row["final_label"])
+    # the share of the votes that agree with the final label, as worker.agreement judges a vote
+    agreement = final_agreement([loads(v["label"]) for v in votes], label, spec)
     return FinalTask(
-        task_id=row["id"], id=row["external_id"], label=loads(row["final_label"]), final_by=row["final_by"],
+        task_id=row["id"], id=row["external_id"], label=label, final_by=row["final_by"],
         rule=row["final_rule"], final_at=clock.iso(row["final_at"]), category=row["category"],
         tags=loads(row["tags"]) or [], data=loads(row["data"]) or {},
         prediction={"label": loads(row["pred_label"]), "confidence": row["pred_confidence"], "model": row["pred_model"]},
-        votes=[{"worker": v["worker"], "label": loads(v["label"])} for v in votes], agreement=facts["agreement"],
+        votes=[{"worker": v["worker"], "label": loads(v["label"])} for v in votes], agreement=agreement,
     )
 
 

@@ -233,3 +233,45 @@ def test_answers_given_before_the_update_keep_their_score(tmp_path):
     with sqlite3.connect(p.db) as db:  # scored again, from scratch, to the same counts: no event
         assert db.execute("SELECT count(*) FROM events WHERE kind = 'gold_rescored'").fetchone() == (0,)
         assert db.execute("SELECT count(*) FROM events WHERE kind = 'gold_updated'").fetchone() == (1,)
+
+
+# -- F4: sinks' `agreement` is the share of the votes that agree with the final label ------------
+SINK_WORKFLOW = """\
+workflow: s
+labels: {labels}
+queues:
+  triage: {{roles: [annotator]}}
+on_create:
+  - do: {{annotate: triage, overlap: 3}}
+on_quorum:
+  - do: {accept}
+sinks: [{{plugin: jsonl, path: out.jsonl}}]
+"""
+
+
+def sunk(tmp_path, labels: str, accept: str, votes: list) -> dict:
+    """The row the jsonl sink writes for T1 after three annotators voted ``votes``."""
+    p = Project(tmp_path, SINK_WORKFLOW.format(labels=labels, accept=accept))
+    for worker in "abc":
+        p.worker(worker, "annotator")
+    p.ingest([{"id": "T1", "data": {}}])
+    for worker, value in zip("abc", votes):
+        vote(p, worker, value)
+    p.run_ok("run")
+    (row,) = [json.loads(line) for line in (p.folder / "out.jsonl").read_text().splitlines()]
+    return row
+
+
+def test_a_sinks_agreement_is_with_the_final_label_not_the_majority(tmp_path):
+    row = sunk(tmp_path, "{type: choice, choices: [a, b]}", """{accept: {label: '"a"'}}""", ["a", "b", "b"])
+    assert row["label"] == "a"
+    assert row["agreement"] == pytest.approx(1 / 3)  # one vote of three gives "a" (the majority's share: 2/3)
+
+
+@pytest.mark.parametrize("labels, votes, agreement", [
+    ("{type: multi_choice, choices: [x, y]}", [["x"], ["x", "y"], ["y", "x"]], 2 / 3),  # not mean Jaccard 0.83
+    ("{type: number, min: 0, max: 10}", [3, 3.1, 9], 2 / 3),  # 3 and 3.1 are within 0.5 of the median 3.1
+])
+def test_a_sinks_agreement_counts_the_votes_that_give_the_consensus(tmp_path, labels, votes, agreement):
+    row = sunk(tmp_path, labels, "accept", votes)
+    assert row["agreement"] == pytest.approx(agreement)
