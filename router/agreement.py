@@ -246,8 +246,54 @@ def agreement_report(engine, queue: str | None = None, latest: int | None = None
         "queues": {name: _statistics(group, level, metric, excellent, alert) for name, group in sorted(by_queue.items())},
         "annotators": rows,
         "confusion_of": "objects" if workflow.labels.type in ("boxes", "spans") else "labels",
-        "confusion": {label: dict(finals) for label, finals in sorted(confusion.items())},
+        "confusion": _confusion_data(confusion),
     }
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _name_width(names: Iterable[str]) -> int:
+    """The first column of a table: 16 cells, or one more than its widest name (terminal cells)."""
+    from rich.cells import cell_len
+
+    return max([16, *(cell_len(name) + 1 for name in names)])
+
+
+def queue_table(data: dict[str, Any]) -> list[str]:
+    """The report's statistics as lines of text: a row per queue and one for all of them, then a
+    note per reason a value is missing, naming the rows it applies to. Aligned by the width a
+    terminal gives each character, however long or wide (CJK) a queue's name."""
+    groups = [(_cell(name), g) for name, g in [*data["queues"].items(), ("(overall)", data["overall"])]]
+    first = _name_width(name for name, _ in groups)
+    lines = [_left("queue", first) + f"{'tasks':>7}{'items':>7}{'kappa':>9}{'alpha':>9}  band"]
+    for name, g in groups:
+        lines.append(_left(name, first) + f"{g['tasks']:>7}{g['items']:>7}{_figure(g['fleiss_kappa']):>9}"
+                     f"{_figure(g['krippendorff_alpha']):>9}  {g['band'] or '-'}")
+    where: dict[str, list[str]] = {}  # why a value is `-`, and for which queues (reasons differ per queue)
+    for name, g in groups:
+        for reason in sorted(set(g["reasons"].values())):
+            where.setdefault(reason, []).append(name)
+    lines.extend(f"  note ({', '.join(names)}): {_cell(reason)}" for reason, names in where.items())
+    return lines
+
+
+def annotator_table(data: dict[str, Any]) -> list[str]:
+    """The report's annotators as lines of text, aligned as :func:`queue_table` aligns its rows."""
+    rows = [(_cell(a["worker"]), a) for a in data["annotators"]]
+    first = _name_width(name for name, _ in rows)
+    lines = [_left("annotator", first) + f"{'votes':>7}{'agree':>9}{'gold':>7}{'gold acc':>10}"]
+    lines.extend(_left(name, first) + f"{a['votes']:>7}{_figure(a['agreement']):>9}{a['gold_answered']:>7}"
+                 f"{_figure(a['gold_accuracy']):>10}" for name, a in rows)
+    return lines
+
+
+def _confusion_data(confusion: dict[str, Counter]) -> dict[str, dict[str, int]]:
+    """The confusion as ``--json`` gives it, rows and columns in the text table's order (:func:`_order`)."""
+    order = _order({*confusion, *(f for row in confusion.values() for f in row)})
+    return {label: dict(sorted(confusion[label].items(), key=lambda item: order(item[0])))
+            for label in sorted(confusion, key=order)}
 
 
 def _cell(name: str) -> str:
@@ -255,9 +301,26 @@ def _cell(name: str) -> str:
     return visible(name).replace("\n", "\\x0a").replace("\t", "\\x09")
 
 
-def _order(name: str) -> tuple[bool, str]:
-    """Names in order, "no object" last (the background class of a detection confusion)."""
-    return name == NO_OBJECT, name
+def _order(names: Iterable[str]) -> Callable[[str], tuple]:
+    """How a confusion's rows and columns are ordered: by name, "no object" last (the background class
+    of a detection confusion) — or, when every name but the placeholders is a number (number labels,
+    boxes whose classes are numbers), the numbers by value (``2``, ``9.5``, ``10``, where text sorts
+    ``10`` first), after "no class" as by name."""
+    values = {name: _number_named(name) for name in set(names) - {NO_OBJECT, NO_CLASS}}
+    if values and all(value is not None for value in values.values()):
+        return lambda name: (name == NO_OBJECT, name != NO_CLASS, values.get(name) or 0, name)
+    return lambda name: (name == NO_OBJECT, False, 0, name)
+
+
+def _number_named(name: str) -> int | float | None:
+    """The number a name writes (``10``, ``2.5``; text that reads as one is quoted: ``"10"``), else ``None``."""
+    if not name or name[0] not in "-0123456789":
+        return None
+    try:
+        value = json.loads(name)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def confusion_table(data: dict[str, Any]) -> list[str]:
@@ -272,9 +335,10 @@ def confusion_table(data: dict[str, Any]) -> list[str]:
     confusion = data["confusion"]
     if not confusion:
         return []
-    finals = sorted({f for row in confusion.values() for f in row}, key=_order)
-    labels = sorted(confusion, key=_order)
-    names = sorted(set(confusion) | set(finals), key=_order)
+    finals = {f for row in confusion.values() for f in row}
+    order = _order(set(confusion) | finals)
+    finals, labels = sorted(finals, key=order), sorted(confusion, key=order)
+    names = sorted(set(confusion) | set(finals), key=order)
     shown = {name: _cell(name) for name in names}
     keyed = any(cell_len(text) > NAME_WIDTH for text in shown.values())
     if keyed:

@@ -262,33 +262,16 @@ def register(main: click.Group) -> None:
         _print_agreement(data)
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
-
-
 def _print_agreement(data: dict[str, Any]) -> None:
+    from .agreement import annotator_table, confusion_table, queue_table
+
     click.echo(f"headline metric: {data['metric']} (excellent ≥ {data['bands']['excellent']}, "
                f"alert < {data['bands']['alert']})")
     if data["latest"] is not None:
         click.echo(f"over the tasks of the latest {data['latest']} votes"
                    + (f" in {data['queue']}" if data["queue"] is not None else ""))
-    click.echo(f"{'queue':<16}{'tasks':>7}{'items':>7}{'kappa':>9}{'alpha':>9}  band")
-    groups = [*data["queues"].items(), ("(overall)", data["overall"])]
-    for name, g in groups:
-        click.echo(f"{name:<16}{g['tasks']:>7}{g['items']:>7}{_fmt(g['fleiss_kappa']):>9}"
-                   f"{_fmt(g['krippendorff_alpha']):>9}  {g['band'] or '-'}")
-    where: dict[str, list[str]] = {}  # why a value is `-`, and for which queues (reasons differ per queue)
-    for name, g in groups:
-        for reason in sorted(set(g["reasons"].values())):
-            where.setdefault(reason, []).append(name)
-    for reason, names in where.items():
-        click.echo(f"  note ({', '.join(names)}): {reason}")
+    click.echo("\n".join(queue_table(data)))
     if data["annotators"]:
-        click.echo(f"\n{'annotator':<16}{'votes':>7}{'agree':>9}{'gold':>7}{'gold acc':>10}")
-        for a in data["annotators"]:
-            click.echo(f"{a['worker']:<16}{a['votes']:>7}{_fmt(a['agreement']):>9}{a['gold_answered']:>7}"
-                       f"{_fmt(a['gold_accuracy']):>10}")
+        click.echo("\n" + "\n".join(annotator_table(data)))
     if data["confusion"]:
-        from .agreement import confusion_table
-
         click.echo("\n" + "\n".join(confusion_table(data)))

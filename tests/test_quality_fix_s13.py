@@ -275,3 +275,58 @@ def test_a_sinks_agreement_is_with_the_final_label_not_the_majority(tmp_path):
 def test_a_sinks_agreement_counts_the_votes_that_give_the_consensus(tmp_path, labels, votes, agreement):
     row = sunk(tmp_path, labels, "accept", votes)
     assert row["agreement"] == pytest.approx(agreement)
+
+
+# -- F5: agreement tables aligned by terminal cells; number labels in the confusion by value ------
+TABLE_WORKFLOW = """\
+workflow: t
+labels: {type: number}
+queues:
+  the_queue_with_a_name_longer_than_sixteen: {roles: [annotator]}
+on_create:
+  - do: {annotate: the_queue_with_a_name_longer_than_sixteen, overlap: 1}
+on_quorum:
+  - do: accept
+"""
+WIDE, LONG = "注釈者一号", "annotator-with-a-very-long-name"
+
+
+def test_agreement_tables_align_long_and_wide_names_and_order_numbers_by_value(tmp_path):
+    from rich.cells import cell_len
+
+    p = Project(tmp_path, TABLE_WORKFLOW)
+    for name in (WIDE, LONG, "a"):
+        p.worker(name, "annotator")
+    p.ingest([{"id": ref, "data": {}} for ref in ("T1", "T2", "T3")])
+    for worker, value, ref in ((WIDE, 10, "T1"), (LONG, 2, "T2"), ("a", 9.5, "T3")):
+        vote(p, worker, value, ref)
+    text = p.run_ok("agreement").stdout
+    blocks = text.split("\n\n")
+    queues = [line for line in blocks[0].splitlines()[1:] if not line.startswith("  note")]
+    assert len(queues) == 3
+    # every row's figures end where the header's do (the band after them varies)
+    assert len({cell_len(line.rsplit("  ", 1)[0]) for line in queues}) == 1, queues
+    annotators = blocks[1].splitlines()
+    assert [line.split()[0] for line in annotators] == ["annotator", "a", LONG, WIDE]
+    assert len({cell_len(line) for line in annotators}) == 1, annotators
+    assert all(name + " " in line for name, line in zip([LONG, WIDE], annotators[2:]))  # never glued to a figure
+    confusion = blocks[2].splitlines()
+    assert confusion[1].split() == ["2", "9.5", "10"]  # by value, not as text ("10" < "2")
+    assert [line.split()[0] for line in confusion[2:]] == ["2", "9.5", "10"]
+    assert list(p.json("agreement")["confusion"]) == ["2", "9.5", "10"]
+
+
+@pytest.mark.parametrize("confusion, order", [
+    ({"10": {"2": 1}, "(none)": {"10": 1}, "2": {"(none)": 1}, "(no class)": {"9.5": 1}},
+     ["(no class)", "2", "9.5", "10", "(none)"]),  # box classes that are numbers: by value, placeholders kept
+    ({"10": {"b": 1}, "b": {"2": 1}}, ["10", "2", "b"]),  # numbers among text: by name, as JSON text sorts
+])
+def test_confusion_names_are_numbers_by_value_only_when_all_are_numbers(confusion, order):
+    from router.agreement import confusion_table
+
+    lines = confusion_table({"confusion": confusion, "confusion_of": "objects"})
+    rows = [line.split()[0] if not line.startswith("(") else line[:line.index(")") + 1] for line in lines[2:]]
+    assert rows == [name for name in order if name in confusion]
+    header = lines[1].replace("(no class)", "(no-class)").split()
+    finals = {f for row in confusion.values() for f in row}
+    assert header == [name.replace("(no class)", "(no-class)") for name in order if name in finals]
