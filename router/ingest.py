@@ -28,6 +28,7 @@ from rules.label_text import not_one_of
 from rules.source import BOM, NotUtf8, decode_text
 from rules.workflow import finite_number
 
+from .csv_lines import LongRecord, RecordLines
 from .errors import LabelyardError
 from .json_array import RepeatedKey, decode_strict, repeated_key
 from .store import control_character, text_problem
@@ -140,10 +141,11 @@ class IgnoredKeys:
 CSV_RESERVED = {"id", "category", "tags", "prediction_label", "prediction_confidence", "prediction_model"}
 JSON_RESERVED = {"id", "data", "category", "tags", "prediction"}
 CSV_DELIMITERS = (",", ";", "\t")
-CSV_CELL_LIMIT = 64 << 20  # characters in one CSV cell
-# Bytes in one JSON Lines line (its line break not counted): a longer one is one reject, read
-# through in pieces, never held (docs/design.md, "Input text"); as large as a CSV cell may be.
+# Bytes in one row: a JSON Lines line, a CSV record, an element of a .json array (a final line break
+# not counted). A longer one is one reject with its size, read through in pieces, never held
+# (docs/design.md, "Input text").
 MAX_ROW_BYTES = 64 << 20
+CSV_CELL_LIMIT = MAX_ROW_BYTES  # characters in one CSV cell: never reached by a record within the limit
 LONG_LINE_HEAD = 4096  # bytes of a longer line kept for its reject
 LONG_LINE_PIECE = 1 << 20  # read at a time while going through one
 BOM_TEXT = "\ufeff"
@@ -262,8 +264,13 @@ class LongLine:
     head: bytes
 
     def problem(self, number: int) -> RowProblem:
-        return RowProblem(number, f"line of {self.size} bytes: a row may be at most {MAX_ROW_BYTES} bytes "
-                                  f"({MAX_ROW_BYTES >> 20} MiB); not read", raw_line(self.head) + "…")
+        return RowProblem(number, too_long("line", self.size), raw_line(self.head) + "…")
+
+
+def too_long(what: str, size: int) -> str:
+    """The reason of a row longer than :data:`MAX_ROW_BYTES`: ``what`` it is (a JSON Lines ``line``,
+    a CSV ``record``, a ``.json`` array's ``element``) and its ``size`` in bytes."""
+    return f"{what} of {size} bytes: a row may be at most {MAX_ROW_BYTES} bytes ({MAX_ROW_BYTES >> 20} MiB); not read"
 
 
 def lines_within(handle: BinaryIO, limit: int | None = None) -> Iterator[bytes | LongLine]:
@@ -375,13 +382,15 @@ def json_values(handle: BinaryIO, *, array: bool = True) -> Iterator[tuple[int, 
 def _array_values(handle: BinaryIO) -> Iterator[tuple[int, int, Any, str] | RowProblem]:
     """A JSON array's elements as ``(line, column, value, text)``, or the problem with one; where
     the array stops being JSON, the rest is one problem."""
-    from .json_array import ArraySyntaxError, BadElement, iter_json_elements
+    from .json_array import ArraySyntaxError, BadElement, LongElement, iter_json_elements
 
     text_handle = _text(handle)
     try:
-        for number, col, text, row in iter_json_elements(text_handle):
+        for number, col, text, row in iter_json_elements(text_handle, MAX_ROW_BYTES):
             byte = _escaped_byte(text)
-            if byte is not None:
+            if isinstance(row, LongElement):  # read through, never held
+                yield RowProblem(number, too_long("element", row.size), _printable(text) + "…")
+            elif byte is not None:
                 yield RowProblem(number, f"not valid UTF-8 (byte 0x{byte:02x})", _printable(text))
             elif isinstance(row, BadElement):  # JSON, but a number too long, a lone surrogate or nested too deeply
                 yield RowProblem(number, str(row), text)
@@ -529,11 +538,17 @@ def _read_csv(stream: BinaryIO, choices: tuple[str, ...], label_type: str | None
     if csv.field_size_limit() < CSV_CELL_LIMIT:
         csv.field_size_limit(CSV_CELL_LIMIT)  # the default 128 KiB is less than a long document
     try:
-        lines = _RecordLines(handle, wait_for_newline)
-        header = lines.header()
-        # strict: a quote left open or text after a closing quote is a bad row, not a guess
-        reader = csv.DictReader(lines, delimiter=csv_delimiter(header), strict=True)
-        problem = _csv_header(reader, lines, _printable(header.rstrip("\r\n")))
+        lines = RecordLines(handle, MAX_ROW_BYTES, wait_for_newline)
+        try:
+            header = lines.header()
+            lines.delimiter = csv_delimiter(header)
+            # strict: a quote left open or text after a closing quote is a bad row, not a guess
+            reader = csv.DictReader(lines, delimiter=lines.delimiter, strict=True)
+            problem = _csv_header(reader, lines, _printable(header.rstrip("\r\n")))
+        except LongRecord as long:  # no names to read the rows by
+            problem = RowProblem(long.line, f"CSV header of {long.size} bytes: a header may be at most {MAX_ROW_BYTES} "
+                                            f"bytes ({MAX_ROW_BYTES >> 20} MiB); the file was not read",
+                                 _printable(long.head.rstrip("\r\n")) + "…")
         if problem is not None:
             yield problem
         elif reader.fieldnames:
@@ -543,7 +558,7 @@ def _read_csv(stream: BinaryIO, choices: tuple[str, ...], label_type: str | None
         handle.detach()  # the caller closes the stream
 
 
-def _csv_header(reader: csv.DictReader, lines: "_RecordLines", raw: str) -> RowProblem | None:
+def _csv_header(reader: csv.DictReader, lines: RecordLines, raw: str) -> RowProblem | None:
     """What is wrong with a CSV file's header line (``raw``), if anything; its names are trimmed
     in place ("id, text" as typed by hand)."""
     try:
@@ -567,7 +582,7 @@ def _csv_header(reader: csv.DictReader, lines: "_RecordLines", raw: str) -> RowP
     return None if problem is None else RowProblem(line, problem, raw)
 
 
-def _csv_records(reader: csv.DictReader, lines: "_RecordLines", choices: tuple[str, ...],
+def _csv_records(reader: csv.DictReader, lines: RecordLines, choices: tuple[str, ...],
                  label_type: str | None) -> Iterator[TaskInput | RowProblem]:
     """The records after the header, checked; a bad one is kept in rejects as written."""
     while True:
@@ -582,6 +597,12 @@ def _csv_records(reader: csv.DictReader, lines: "_RecordLines", choices: tuple[s
             through = f" (the record runs to line {lines.number})" if lines.number > start else ""
             yield RowProblem(start, f"bad CSV: {exc}{through}", None)
             continue
+        except LongRecord as long:  # read through, never held; the reader goes on at the next record
+            lines.take()
+            through = f" (the record runs to line {long.last})" if long.last > long.line else ""
+            yield RowProblem(long.line, too_long("record", long.size) + through,
+                             _printable(long.head.rstrip("\r\n")) + "…")
+            continue
         number = lines.take()
         problem = _undecodable(record.items())
         if problem:
@@ -592,69 +613,6 @@ def _csv_records(reader: csv.DictReader, lines: "_RecordLines", choices: tuple[s
                             label_field="prediction_label")
         except RowError as exc:
             yield RowProblem(number, str(exc), lines.text())
-
-
-class _RecordLines:
-    """The lines a CSV reader pulls, numbered as an editor numbers them, keeping the first line
-    and the text of the record being read (the reader skips empty lines between records).
-
-    Blank lines before the header are skipped. A carriage return alone ends a line only in a
-    file whose header line ends so: in a ``\\n`` file it is text in a quoted cell. With ``wait``,
-    a last line without its line break is held back, as still being written.
-    """
-
-    def __init__(self, lines: Iterable[str], wait: bool = False):
-        self._lines = iter(lines)
-        self._wait = wait
-        self._first: str | None = None
-        self._breaks: tuple[str, ...] = ("\n",)
-        self._next = 1  # the line where the next line read starts
-        self.number = 0  # the line where the last line read starts
-        self.held = False
-        self._start = 0
-        self._chunks: list[str] = []
-        self._record: list[str] = []
-
-    def header(self) -> str:
-        """The header line, after the blank lines before it (``""`` if there is none); it is
-        also the first line the reader pulls."""
-        for line in self._lines:
-            if line.strip():
-                self._first = line
-                if line.endswith("\r"):
-                    self._breaks = ("\r", "\n")
-                return line
-            self._next += 1
-        return ""
-
-    def __iter__(self) -> "_RecordLines":
-        return self
-
-    def __next__(self) -> str:
-        if self._first is None:
-            line = next(self._lines)
-        else:
-            line, self._first = self._first, None
-        if self._wait and not line.endswith(("\n", "\r")):
-            self.held = True
-            raise StopIteration
-        self.number = self._next
-        if line.endswith(self._breaks):
-            self._next += 1
-        if self._start or line.strip("\r\n"):
-            self._start = self._start or self.number
-            self._chunks.append(line)
-        return line
-
-    def take(self) -> int:
-        """The first line of the record just read (:meth:`text` is the record); the next starts afresh."""
-        start, self._start = self._start or self.number, 0
-        self._record, self._chunks = self._chunks, []
-        return start
-
-    def text(self) -> str:
-        """The record last taken, as written, without its final line break."""
-        return "".join(self._record).rstrip("\r\n")
 
 
 def csv_delimiter(header: str) -> str:

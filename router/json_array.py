@@ -1,5 +1,8 @@
 """A JSON array read one element at a time: ``labelyard ingest tasks.json`` where the file is
-``[{...}, {...}]`` (pretty-printed or not), without reading the whole file into memory."""
+``[{...}, {...}]`` (pretty-printed or not), without reading the whole file into memory.
+
+With a ``limit`` (bytes, as a JSON Lines line has one), an element longer than that is read
+through in pieces, never held whole, and given as a :class:`LongElement`: its size and its start."""
 
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ from typing import IO, Any, NamedTuple
 from rules.visible_text import quoted
 
 CHUNK_CHARS = 1 << 16
+SKIP_CHARS = 1 << 20  # read at a time while going through an element longer than the limit
+LONG_HEAD_CHARS = 4096  # characters of such an element kept for its reject
 _WHITESPACE = " \t\r\n"
 # a JSON string (skipped whole) or an escape in one: scanned only in text that parsed
 _ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|.)", re.S)
@@ -168,11 +173,32 @@ def lone_surrogate(text: str) -> Unreadable | None:
                       "is not text (a surrogate escape needs its pair)")
 
 
-class _Window:
-    """The unread part of a text file, refilled in chunks, with the line and column of any offset."""
+@dataclass
+class LongElement:
+    """An element longer than the limit (:func:`iter_json_elements`), read through without being
+    held: its ``size`` in bytes as UTF-8 (as in the file) and its first :data:`LONG_HEAD_CHARS` characters."""
 
-    def __init__(self, handle: IO[str]):
+    size: int
+    head: str
+
+
+class _TooLong(Exception):
+    """Raised by :meth:`_Window.grow` when the element being read is already longer than the limit."""
+
+
+def utf8_size(text: str) -> int:
+    """How many bytes ``text`` (read with ``surrogateescape``: a byte that was not UTF-8 is one
+    character) was in a UTF-8 file."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogateescape"))
+
+
+class _Window:
+    """The unread part of a text file, refilled in chunks, with the line and column of any offset.
+    With a ``limit`` (bytes), an element never grows the window past it (:class:`_TooLong`)."""
+
+    def __init__(self, handle: IO[str], limit: int | None = None):
         self.handle = handle
+        self.limit = limit
         self.text = ""
         self.pos = 0
         self.line = 1  # line of ``line_start``
@@ -188,7 +214,10 @@ class _Window:
         if not chunk:
             self.eof = True
             return False
-        self.text = self.text[self.pos:] + chunk
+        text = self.text[self.pos:] if self.pos else self.text
+        self.text = ""  # its one reference is `text`: `+=` may then grow it in place, not copy it
+        text += chunk
+        self.text = text
         self.line_start -= self.pos
         self.pos = 0
         return True
@@ -196,8 +225,21 @@ class _Window:
     def grow(self) -> bool:
         """Read at least as much again as is unread, for an element that does not fit yet: an
         element of n characters is then decoded and copied O(log n) times, O(n) work in all,
-        where a chunk at a time decoded it again from its start after each (quadratic)."""
-        return self.more(len(self.text) - self.pos)
+        where a chunk at a time decoded it again from its start after each (quadratic).
+        Raises :class:`_TooLong` instead when what is unread is longer than the limit already."""
+        unread = len(self.text) - self.pos
+        if self.limit is None:
+            return self.more(unread)
+        if self.longer_than_limit(self.pos, len(self.text)):
+            raise _TooLong
+        return self.more(min(unread, self.limit + 1 - unread))  # never far past the limit
+
+    def longer_than_limit(self, start: int, end: int) -> bool:
+        """Whether ``text[start:end]`` is longer than the limit in bytes (a character is 1 to 4)."""
+        chars = end - start
+        if self.limit is None or chars <= self.limit // 4:
+            return False
+        return chars > self.limit or utf8_size(self.text[start:end]) > self.limit
 
     def advance(self, end: int) -> None:
         """Move to offset ``end``, counting the lines passed."""
@@ -237,12 +279,22 @@ def _element(window: _Window, decode: Callable[[str, int], tuple[Any, int]]) -> 
         try:
             value, end = decode(window.text, window.pos)
         except json.JSONDecodeError as exc:
-            if window.grow():
-                continue  # the element may go on past what was read
+            try:
+                if window.grow():
+                    continue  # the element may go on past what was read
+            except _TooLong:
+                if _cut_short(exc, len(window.text)):
+                    raise
             raise window.fail(exc.msg, exc.pos) from None
         if end == len(window.text) and window.grow():
             continue  # a literal may go on past what was read
         return value, end
+
+
+def _cut_short(exc: json.JSONDecodeError, read: int) -> bool:
+    """Whether JSON text that ``read`` characters of a file held, refused with ``exc``, may be only
+    cut short (a string, or a token at its end: a number, a literal, an escape) rather than not JSON."""
+    return exc.msg.startswith("Unterminated string") or exc.pos >= read - 8
 
 
 _NUMBER_CHARS = re.compile(r"[0-9.eE+-]*")
@@ -296,6 +348,67 @@ def _nested_end(window: _Window) -> int:
         at = found.end() - window.pos
 
 
+_SCALAR_END = re.compile(r"[^0-9A-Za-z.+-]")  # where a number or a literal (`true`) ends
+_IN_STRING = re.compile(r'["\\]')
+
+
+def _skip_element(window: _Window) -> LongElement:
+    """Read through the element at the window's position, longer than the limit, a piece at a
+    time without holding it (only a count of open brackets is kept: it is not decoded), the window
+    left after it with its lines counted. Raises :class:`ArraySyntaxError` when the file ends first."""
+    text, start = window.text, window.pos
+    head = text[start:start + LONG_HEAD_CHARS]
+    first = text[start]
+    depth, in_string, escaped = 0, first == '"', False
+    at = start + 1 if in_string else start
+    size = 0
+    while True:
+        text = window.text
+        end = None
+        while end is None:
+            if escaped:  # a backslash ended the last piece: the character it escapes starts this one
+                if at >= len(text):
+                    break
+                at, escaped = at + 1, False
+            if in_string:
+                found = _IN_STRING.search(text, at)
+                if found is None:
+                    break
+                if found.group() == "\\":
+                    at, escaped = found.end(), True
+                    continue
+                at, in_string = found.end(), False
+                if depth == 0:  # the element was a string
+                    end = at
+            elif first in "[{":
+                found = _BRACKET_OR_QUOTE.search(text, at)
+                if found is None:
+                    break
+                char, at = found.group(), found.end()
+                if char == '"':
+                    in_string = True
+                elif char in "[{":
+                    depth += 1
+                else:
+                    depth -= 1
+                    if depth == 0:
+                        end = at
+            else:  # a number or a literal
+                found = _SCALAR_END.search(text, at)
+                if found is None:
+                    break
+                end = found.start()
+        if end is not None:
+            size += utf8_size(text[window.pos:end])
+            window.advance(end)
+            return LongElement(size, head)
+        size += utf8_size(text[window.pos:])
+        window.advance(len(text))  # counts its lines
+        if not window.more(SKIP_CHARS):
+            raise window.fail("the array is not closed with `]`", len(window.text))
+        at = 0
+
+
 def _bad(window: _Window, found: Unreadable) -> BadElement:
     """A :class:`BadElement` for a problem ``found.offset`` characters into the element at the window's position."""
     return BadElement(*window.where(window.pos + found.offset), found)
@@ -311,6 +424,33 @@ class Element(NamedTuple):
     value: Any
 
 
+def _read_element(window: _Window, decode: Callable[[str, int], tuple[Any, int]],
+                  lenient: Callable[[str, int], tuple[Any, int]]) -> tuple[int, str, Any]:
+    """Where the element at the window's position ends, its text and its value (a :class:`BadElement`
+    for one that is JSON but no row's value). Raises :class:`ArraySyntaxError` where it is not
+    JSON, :class:`_TooLong` when it grows past the window's limit."""
+    try:
+        try:
+            value, end = _element(window, decode)
+            text = window.text[window.pos:end]
+            found = lone_surrogate(text)
+        except ArraySyntaxError:
+            raise
+        except RepeatedKey:  # this element alone is bad, if it is JSON to its end
+            value, end = _element(window, lenient)
+            text = window.text[window.pos:end]
+            found = repeated_key(text)
+        except ValueError:  # an integer longer than Python converts: this element alone is bad
+            value, end = _element(window, lenient)
+            text = window.text[window.pos:end]
+            found = long_integer(text)
+    except RecursionError:  # valid, maybe, but past Python's recursion limit: this element alone is bad
+        end = _nested_end(window)
+        text = window.text[window.pos:end]
+        found = Unreadable(0, "an element", "is nested too deeply to read")
+    return end, text, value if found is None else _bad(window, found)
+
+
 def iter_json_array(handle: IO[str]) -> Iterator[tuple[int, str, Any]]:
     """``(line, text, value)`` for each element of the JSON array in ``handle``, as
     :func:`iter_json_elements` reads them."""
@@ -318,14 +458,15 @@ def iter_json_array(handle: IO[str]) -> Iterator[tuple[int, str, Any]]:
         yield element.line, element.text, element.value
 
 
-def iter_json_elements(handle: IO[str]) -> Iterator[Element]:
+def iter_json_elements(handle: IO[str], limit: int | None = None) -> Iterator[Element]:
     """Each :class:`Element` of the JSON array in ``handle``, in order. Raises
     :class:`ArraySyntaxError` where the array stops being JSON; the elements before it have
-    been yielded."""
+    been yielded. With ``limit``, an element of more bytes (as UTF-8) is a :class:`LongElement`,
+    its text the start of it: read through, never held whole."""
     decode = STRICT.raw_decode
     # only to find where an element ends: one with a too-long number, or a key given twice
     lenient = json.JSONDecoder(parse_int=str).raw_decode
-    window = _Window(handle)
+    window = _Window(handle, limit)
     if window.peek() != "[":
         raise window.fail("expected `[` to open the array")
     window.advance(window.pos + 1)
@@ -334,29 +475,17 @@ def iter_json_elements(handle: IO[str]) -> Iterator[Element]:
     else:
         while True:
             window.peek()
-            try:
-                try:
-                    value, end = _element(window, decode)
-                    text = window.text[window.pos:end]
-                    found = lone_surrogate(text)
-                except ArraySyntaxError:
-                    raise
-                except RepeatedKey:  # this element alone is bad, if it is JSON to its end
-                    value, end = _element(window, lenient)
-                    text = window.text[window.pos:end]
-                    found = repeated_key(text)
-                except ValueError:  # an integer longer than Python converts: this element alone is bad
-                    value, end = _element(window, lenient)
-                    text = window.text[window.pos:end]
-                    found = long_integer(text)
-            except RecursionError:  # valid, maybe, but past Python's recursion limit: this element alone is bad
-                end = _nested_end(window)
-                text = window.text[window.pos:end]
-                found = Unreadable(0, "an element", "is nested too deeply to read")
-            if found is not None:
-                value = _bad(window, found)
             line, col = window.line, window.pos - window.line_start + 1
-            window.advance(end)
+            try:
+                end, text, value = _read_element(window, decode, lenient)
+            except _TooLong:  # read through, never held
+                value = _skip_element(window)
+                text = value.head
+            else:
+                if window.longer_than_limit(window.pos, end):  # it was read whole, a little past the limit
+                    value = LongElement(utf8_size(text), text[:LONG_HEAD_CHARS])
+                    text = value.head
+                window.advance(end)
             yield Element(line, col, text, value)
             following = window.peek()
             if following == ",":
