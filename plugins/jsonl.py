@@ -19,7 +19,9 @@ so. A finished file is read as it is, a cut-off line quarantined as
 ``ingest`` does: under ``labelyard ingest jsonl:FILE`` (``run.one_shot``: no
 next run), or once the file has not been modified for ``finished_after:``
 seconds (an hour by default). Line numbers (of rejects) stay right when that
-newline comes later.
+newline comes later. A line longer than a row may be (64 MiB, ``MAX_ROW_BYTES``) is read
+through in pieces, never held, and quarantined with its size, as ``labelyard ingest`` does
+(``lines_within``).
 
 The sink appends one JSON object per final task (the ``labelyard export``
 row plus ``votes`` and ``agreement``), a line break first when the file does
@@ -39,7 +41,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from router import hookimpl
-from router.plugin_api import FinalTask, PluginRun, RowProblem, SourcePart, TaskInput, parse_jsonl_line
+from router.plugin_api import (FinalTask, LongLine, PluginRun, RowProblem, SourcePart, TaskInput, lines_within,
+                               parse_jsonl_line)
 
 from ._files import FINISHED_AFTER, PART_ROWS, finish, finished, matching_files, open_append
 
@@ -119,13 +122,18 @@ def _parts(path: str, offset: int, line: int, open_line: bool, choices: tuple[st
                            "line": line, "open": open_line, "fp": _fingerprint(handle.fileno(), offset)}
             return dict(state)
 
-        for raw in handle:
-            ended = raw.endswith(b"\n")
-            if not ended and wait and not _finished(raw):
+        for raw in lines_within(handle):  # a line longer than a row may be is read through, never held
+            long = isinstance(raw, LongLine)
+            ended = raw.ended if long else raw.endswith(b"\n")
+            if not ended and wait and (long or not _finished(raw)):
                 break  # still being written: left for the next run
             if not open_line:  # else the rest of a line read without its newline last time
                 line += 1
             open_line = not ended
+            if long:
+                offset += raw.length
+                rows.append(raw.problem(line))
+                continue
             offset += len(raw)
             if raw.strip():
                 rows.append(parse_jsonl_line(raw, line, choices))

@@ -258,10 +258,17 @@ def _read_jsonl(handle: BinaryIO, choices: tuple[str, ...]) -> Iterator[TaskInpu
 @dataclass
 class LongLine:
     """A line longer than a row may be (:data:`MAX_ROW_BYTES`), read through without being held:
-    its size in bytes (its line break left out) and its first :data:`LONG_LINE_HEAD` bytes."""
+    its size in bytes (its line break left out), its first :data:`LONG_LINE_HEAD` bytes, and
+    ``length``, the bytes read for it (its line break included: where the next line starts)."""
 
     size: int
     head: bytes
+    length: int = field(default=0, compare=False)
+
+    @property
+    def ended(self) -> bool:
+        """Whether the line ended with its line break (else the stream ended first)."""
+        return self.length > self.size
 
     def problem(self, number: int) -> RowProblem:
         return RowProblem(number, too_long("line", self.size), raw_line(self.head) + "…")
@@ -284,12 +291,13 @@ def lines_within(handle: BinaryIO, limit: int | None = None) -> Iterator[bytes |
         if size <= limit:
             yield raw
             continue
-        head, ended = raw[:LONG_LINE_HEAD], raw.endswith(b"\n")
+        head, ended, length = raw[:LONG_LINE_HEAD], raw.endswith(b"\n"), len(raw)
         del raw
         while not ended and (piece := handle.readline(LONG_LINE_PIECE)):
             size += _without_break(piece)
+            length += len(piece)
             ended = piece.endswith(b"\n")
-        yield LongLine(size, head)
+        yield LongLine(size, head, length)
 
 
 def _without_break(raw: bytes) -> int:

@@ -20,14 +20,16 @@ from rules.label_text import not_among, not_one_of
 
 from . import ingest
 from .export import new_temp_beside, spreadsheet_safe
-from .ingest import (JSON_RESERVED, RowError, RowProblem, TaskInput, decode_document, decode_line,
-                     long_integer_problem, parse_jsonl_line, read_file, repeated_key_problem)
+from .ingest import (JSON_RESERVED, MAX_ROW_BYTES, LongLine, RowError, RowProblem, TaskInput, decode_document,
+                     decode_line, lines_within, long_integer_problem, parse_jsonl_line, read_file,
+                     repeated_key_problem)
 from .json_array import RepeatedKey, decode_strict
 from .os_text import escaped, is_utf8
 
 __all__ = [
     "PluginRun", "SourcePart", "FinalTask", "ReviewItem", "Verdict", "Notification", "PluginError",
-    "TaskInput", "RowProblem", "RowError", "check_row", "read_file", "parse_jsonl_line", "decode_line",
+    "TaskInput", "RowProblem", "RowError", "check_row", "read_file", "parse_jsonl_line", "lines_within",
+    "LongLine", "MAX_ROW_BYTES", "decode_line",
     "decode_document", "long_integer_problem", "decode_strict", "RepeatedKey", "repeated_key_problem",
     "JSON_RESERVED", "approve", "reject", "Setting", "is_utf8",
     "escaped", "new_temp_beside", "spreadsheet_safe", "not_one_of", "not_among", "worker_name_problem",

@@ -3,6 +3,8 @@
 1. A CSV record and an element of a `.json` array have the JSON Lines line's cap: one of more
    than 64 MiB is one reject with its line and size, read through in pieces, never held; the
    good rows around it go in.
+2. The `jsonl` source of `labelyard run` reads a line as `labelyard ingest` does, through the
+   shared reader (`lines_within`): a line over 64 MiB is one reject with its size.
 
 Real subprocesses on real files and a real database (the ``run`` fixture of conftest), except
 where a reader is checked with a limit made small (in-process, ``monkeypatch``).
@@ -227,3 +229,75 @@ def test_an_element_at_the_limit_goes_in_and_a_syntax_error_in_a_long_array_is_s
     broken = read(small, "json", b'[{"id": "a"}, {"id": "b", oops' + b" " * 200 + b"}]")
     assert broken[1][:2] == (1, "invalid JSON at line 1, column 27: Expecting property name enclosed in double "
                                 "quotes; the rest of the file was not read")
+
+
+# -- 2: the jsonl source reads a long line through the shared reader -----------------------------------
+def test_run_quarantines_a_jsonl_line_over_64_mib_with_its_size_and_reads_on_after_it(run, tmp_path):
+    use(run, "sources: [{plugin: jsonl, path: inbox.jsonl}]\n")
+    start = b'{"id": "huge", "data": {"t": "'
+    size = LIMIT + 1
+    with open(tmp_path / "inbox.jsonl", "wb") as handle:
+        handle.write(row("before").encode() + b"\n" + start)
+        write_big(handle, size - len(start) - 3, b"x")
+        handle.write(b'"}}\n' + row("after").encode() + b"\n")
+    report = run.json("run", "--json")["sources"]["jsonl:inbox.jsonl"]
+    assert (report["ingested"], report["rejected"]) == (2, 1)  # before: the line went in as a task
+    [reject] = run.json("rejects", "--json")
+    assert (reject["line"], reject["reason"]) == (2, too_long("line", size))
+    assert reject["raw"].startswith('{"id": "huge"') and len(reject["raw"]) <= 4097
+    with open(tmp_path / "inbox.jsonl", "ab") as handle:
+        handle.write(row("later").encode() + b"\n")
+    report = run.json("run", "--json")["sources"]["jsonl:inbox.jsonl"]
+    assert (report["ingested"], report["rejected"]) == (1, 0)  # read on from after the long line
+    assert task_ids(run) == ["after", "before", "later"]
+    assert len(run.json("rejects", "--json")) == 1
+
+
+class Reads(io.BufferedReader):
+    """A file that keeps the longest line or piece it gave."""
+
+    longest = 0
+
+    def _seen(self, data: bytes) -> bytes:
+        Reads.longest = max(Reads.longest, len(data))
+        return data
+
+    def readline(self, size=-1):
+        return self._seen(super().readline(size))
+
+    def read(self, size=-1):
+        return self._seen(super().read(size))
+
+    def __next__(self):
+        return self._seen(super().__next__())
+
+
+def test_the_jsonl_source_never_holds_a_line_longer_than_the_limit(small, tmp_path, monkeypatch):
+    from plugins import jsonl
+    from router import ingest
+    from router.plugin_api import PluginRun
+
+    monkeypatch.setattr(ingest, "LONG_LINE_PIECE", 16)
+    monkeypatch.setattr(jsonl, "open", lambda path, mode: Reads(io.FileIO(path, mode.replace("b", ""))),
+                        raising=False)
+    inbox = tmp_path / "in.jsonl"
+    long = '{"id": "big", "data": {"t": "' + "x" * 200 + '"}}'
+    inbox.write_text('{"id": "a"}\n' + long + '\n{"id": "b"}\n' + long, encoding="utf-8")
+    Reads.longest = 0
+
+    def parts(state=None):
+        source = PluginRun("jsonl", "jsonl:in.jsonl", {"path": "in.jsonl"}, state=state, base_dir=str(tmp_path))
+        got = list(jsonl.read(source))
+        return [r for p in got for r in p.rows], got[-1].cursor
+
+    rows, state = parts()
+    assert [(r.line, getattr(r, "external_id", None) or r.reason) for r in rows] == [
+        (1, "a"), (2, too_long("line", len(long), 64)), (3, "b")]  # the last line waits for its line break
+    assert rows[1].raw.startswith('{"id": "big"') and rows[1].raw.endswith("…")
+    assert Reads.longest <= 64 + 2  # before: the whole line, 232 bytes
+    with open(inbox, "a", encoding="utf-8") as handle:
+        handle.write('\n{"id": "c"}\n')
+    rows, state = parts(state)
+    assert [(r.line, getattr(r, "external_id", None) or r.reason) for r in rows] == [
+        (4, too_long("line", len(long), 64)), (5, "c")]
+    assert state[str(tmp_path / "in.jsonl")]["offset"] == inbox.stat().st_size
