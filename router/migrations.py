@@ -24,7 +24,7 @@ from typing import Any
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-SCHEMA_VERSION = 15
+SCHEMA_VERSION = 16
 
 # Every name a migration was released under, with the migration it names now. A name renamed after it
 # shipped (the number of two migrations swapped) counts as that migration applied: what it did is what
@@ -51,6 +51,7 @@ RELEASED: dict[str, str] = {
     "m013_read_path_indexes": "m013_read_path_indexes",
     "m014_task_list_orders": "m014_task_list_orders",
     "m015_gold_scored_by_labels": "m015_gold_scored_by_labels",
+    "m016_outbox_pending_index": "m016_outbox_pending_index",
 }
 EARLIER_FORMS = frozenset({"m013_vote_queue_index"})  # released names that do not count as their migration
 
@@ -825,6 +826,23 @@ def m015_gold_scored_by_labels(db: Database) -> None:
     _judge_labels_again(db, "m015_gold_scored_by_labels", vote_changed=None,
                         answer_changed=lambda _label, _answer: True)
     _set_version(db, 15)
+
+
+@migrations()
+def m016_outbox_pending_index(db: Database) -> None:
+    """The outbox's index as ``m003`` makes it now, ``outbox_pending`` on ``(target, id)`` for the
+    pending rows (a target's notifications are delivered in order). ``m003`` as released at
+    4e95bb0 made ``outbox_due`` on ``(target, next_at)`` instead, which no query uses: a database
+    made then kept it, and read its pending notifications without an index. It is dropped, and
+    ``outbox_pending`` made where it is missing."""
+    _run_ddl(
+        db,
+        """
+        DROP INDEX IF EXISTS outbox_due;
+        CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (target, id) WHERE status = 'pending';
+        """
+    )
+    _set_version(db, 16)
 
 
 def pending(conn: sqlite3.Connection) -> list[str]:

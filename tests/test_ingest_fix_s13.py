@@ -5,6 +5,8 @@
    good rows around it go in.
 2. The `jsonl` source of `labelyard run` reads a line as `labelyard ingest` does, through the
    shared reader (`lines_within`): a line over 64 MiB is one reject with its size.
+3. A database made at 4e95bb0 (`m003` named the outbox's index `outbox_due`) gets the index a new
+   one has, `outbox_pending` (migration `m016`).
 
 Real subprocesses on real files and a real database (the ``run`` fixture of conftest), except
 where a reader is checked with a limit made small (in-process, ``monkeypatch``).
@@ -301,3 +303,45 @@ def test_the_jsonl_source_never_holds_a_line_longer_than_the_limit(small, tmp_pa
     assert [(r.line, getattr(r, "external_id", None) or r.reason) for r in rows] == [
         (4, too_long("line", len(long), 64)), (5, "c")]
     assert state[str(tmp_path / "in.jsonl")]["offset"] == inbox.stat().st_size
+
+
+# -- 3: a database made at 4e95bb0 gets the outbox index a new one has ---------------------------------
+def outbox_indexes(db) -> dict[str, str]:
+    with sqlite3.connect(db) as conn:
+        return {name: sql for name, sql in conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'outbox' AND sql IS NOT NULL")}
+
+
+def test_a_database_made_at_4e95bb0_trades_outbox_due_for_outbox_pending(tmp_path):
+    p = Project(tmp_path)
+    new = outbox_indexes(p.db)
+    assert list(new) == ["outbox_pending"]
+    # as m003 made the outbox at 4e95bb0, and no m016 yet
+    conn = sqlite3.connect(p.db, isolation_level=None)
+    conn.execute("DROP INDEX outbox_pending")
+    conn.execute("CREATE INDEX outbox_due ON outbox (target, next_at) WHERE status = 'pending'")
+    conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm016_outbox_pending_index'")
+    conn.execute("UPDATE schema_version SET version = 15")
+    conn.close()
+    assert p.json("init")["migrations_applied"] == ["m016_outbox_pending_index"]
+    assert outbox_indexes(p.db) == new  # before: `outbox_due` kept, `outbox_pending` never made
+    with sqlite3.connect(p.db) as conn:
+        plan = conn.execute("EXPLAIN QUERY PLAN SELECT * FROM outbox WHERE target = 'x' AND status = 'pending' "
+                            "ORDER BY id LIMIT 10").fetchall()
+        assert "outbox_pending" in " ".join(r[3] for r in plan)
+        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(migrations.SCHEMA_VERSION,)]
+    assert p.json("init")["migrations_applied"] == []
+    assert p.run("status").returncode == 0
+
+
+def test_m016_leaves_a_database_that_has_outbox_pending_as_it_is(tmp_path):
+    p = Project(tmp_path)
+    new = outbox_indexes(p.db)
+    conn = sqlite3.connect(p.db, isolation_level=None)
+    conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm016_outbox_pending_index'")
+    conn.execute("UPDATE schema_version SET version = 15")
+    conn.close()
+    assert p.json("init")["migrations_applied"] == ["m016_outbox_pending_index"]
+    assert outbox_indexes(p.db) == new
+    assert migrations.SCHEMA_VERSION == 16 and migrations.RELEASED["m016_outbox_pending_index"] == \
+        "m016_outbox_pending_index"
