@@ -103,10 +103,16 @@ class _JsonOutput:
 
 def _bulk(lead, action: str, tasks, where, dry_run: bool, as_json: bool, say: Callable[[dict[str, Any]], str],
           **options: Any) -> None:
-    """Run a lead action and print its tasks as they are done (a page at a time with ``--where``)."""
+    """Run a lead action and print its tasks as they are done (a page at a time with ``--where``).
+    A rule function that runs meanwhile (``on_quorum`` after a released correction is dropped)
+    may start a subprocess: file descriptor 1 is on standard error throughout, once
+    (:func:`~router.plugin_calls.command_stdout`), and what is printed here goes to standard output."""
+    from .plugin_calls import command_stdout
+
     out = _JsonOutput() if as_json else _TextOutput(dry_run, say)
-    report = lead.run(action, tasks, where, dry_run=dry_run, out=out, **options)
-    out.finish(report)
+    with command_stdout():
+        report = lead.run(action, tasks, where, dry_run=dry_run, out=out, **options)
+        out.finish(report)
 
 
 def register(main: click.Group) -> None:
@@ -181,7 +187,10 @@ def register(main: click.Group) -> None:
         if assignment_id is not None:
             if tasks or where:
                 raise click.UsageError("give --assignment, or task ids / --where, not both")
-            result = lead.release_assignment(assignment_id, dry_run=dry_run)
+            from .plugin_calls import stdout_on_stderr
+
+            with stdout_on_stderr():  # a rule function's subprocess writes to stderr, not into the result
+                result = lead.release_assignment(assignment_id, dry_run=dry_run)
             if as_json:
                 _emit_json({**result, "dry_run": dry_run})
             else:

@@ -8,7 +8,6 @@ not a built-in one, or for ``labelyard --help``.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import sys
@@ -86,7 +85,7 @@ def register(main: click.Group) -> None:
         Exit 4 when a plugin failed (one line per failure on stderr); what
         the others did is kept. See docs/cron.md.
         """
-        from .plugin_calls import stdout_on_stderr
+        from .plugin_calls import command_stdout, stdout_on_stderr
         from .runner import Runner, base_dir_of, open_for_run, run_lock
         from .store import Store, database_path
 
@@ -102,8 +101,9 @@ def register(main: click.Group) -> None:
                 return
             engine, plugins = open_for_run(path, plugins_dir)
             echo = None if (quiet or as_json) else click.echo
-            # What the run does is told after it (--json, --quiet): standard output is the command's alone
-            with stdout_on_stderr() if echo is None else contextlib.nullcontext():
+            # What the run does is told after it (--json, --quiet), or as it goes on standard output kept for
+            # it: either way a subprocess a rule function starts writes to standard error (plugin_calls)
+            with stdout_on_stderr() if echo is None else command_stdout():
                 report = Runner(engine, plugins, base_dir_of(engine.store), echo=echo).run()
             engine.close()
         if as_json:

@@ -13,8 +13,12 @@ standard error. Moving file descriptor 1 around each call too costs about
 calls a function twice per task), so the commands that route in bulk or for
 a machine — ``run`` with ``--json`` or ``--quiet``, ``ingest``, ``tick``,
 ``submit`` — do their work inside :func:`stdout_on_stderr` instead, once,
-and print what they did after it: a subprocess a rule function starts there
-writes to standard error, never into the command's output.
+and print what they did after it; those that print as they go — a plain
+``run``, the bulk lead commands (``reassign``, ``escalate``, ``hold``,
+``unhold``, ``release``, ``priority``) — do it inside :func:`command_stdout`,
+once, which moves file descriptor 1 the same way but keeps ``sys.stdout`` on
+the command's output. Either way a subprocess a rule function starts writes
+to standard error, never into the command's output.
 
 A plugin that calls ``sys.exit()`` (or raises ``SystemExit``,
 ``GeneratorExit`` or another ``BaseException`` that is not an ``Exception``)
@@ -117,6 +121,50 @@ def stdout_on_stderr() -> Iterator[None]:
         if saved is not None:
             os.dup2(saved, 1)
             os.close(saved)
+
+
+@contextlib.contextmanager
+def command_stdout() -> Iterator[None]:
+    """File descriptor 1 on standard error while inside, as :func:`stdout_on_stderr` has it, but
+    ``sys.stdout`` a stream of its own on the command's standard output (put back after): around
+    the work of a command that prints as it goes while rules run, once per command. What the
+    command prints (``print``, ``click.echo``) goes where it always went; what a subprocess writes
+    to file descriptor 1 (``os.system`` in a rule function) goes to standard error."""
+    stream = sys.stdout
+    _flush(stream)
+    try:
+        ours = stream is not None and stream.fileno() == 1  # else it writes elsewhere already (a test's capture)
+    except (OSError, ValueError, AttributeError):  # no file behind it
+        ours = False
+    try:
+        saved = os.dup(1)
+    except OSError:  # no file descriptor 1 (closed by the caller): nothing a subprocess could write into
+        yield
+        return
+    try:
+        os.dup2(2, 1)
+    except OSError:  # no file descriptor 2: standard output stays as it is
+        os.close(saved)
+        yield
+        return
+    own = None
+    if ours:
+        own = open(saved, "w", encoding=getattr(stream, "encoding", None) or "utf-8",  # noqa: SIM115
+                   errors=getattr(stream, "errors", None), closefd=False)
+        own.reconfigure(line_buffering=bool(getattr(stream, "line_buffering", False)))
+        sys.stdout = own
+    try:
+        yield
+    finally:
+        if own is not None:
+            if sys.stdout is own:
+                sys.stdout = stream
+            try:
+                own.close()  # what it holds is written now, or never (a reader gone): not later, into another file
+            except (OSError, ValueError):
+                pass
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _flush(stream: Any) -> None:

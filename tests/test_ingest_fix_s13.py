@@ -7,6 +7,8 @@
    shared reader (`lines_within`): a line over 64 MiB is one reject with its size.
 3. A database made at 4e95bb0 (`m003` named the outbox's index `outbox_due`) gets the index a new
    one has, `outbox_pending` (migration `m016`).
+4. A rule function's subprocess writes to standard error under a plain `labelyard run` and the bulk
+   lead commands too, as it does under the other commands: never into their output.
 
 Real subprocesses on real files and a real database (the ``run`` fixture of conftest), except
 where a reader is checked with a limit made small (in-process, ``monkeypatch``).
@@ -345,3 +347,100 @@ def test_m016_leaves_a_database_that_has_outbox_pending_as_it_is(tmp_path):
     assert outbox_indexes(p.db) == new
     assert migrations.SCHEMA_VERSION == 16 and migrations.RELEASED["m016_outbox_pending_index"] == \
         "m016_outbox_pending_index"
+
+
+# -- 4: a rule function's subprocess stays off a plain run's and a bulk lead command's output ---------
+SHELLED = """\
+import os
+import subprocess
+import sys
+
+from router import hookimpl
+
+
+@hookimpl
+def register_functions(register):
+    register("shelled", shelled)
+
+
+def shelled(text):
+    os.system("echo from-os-system")
+    subprocess.run([sys.executable, "-c", "print('from-a-child')"], check=True)
+    print("from-print")
+    return len(str(text))
+"""
+
+SHELLED_WORKFLOW = """\
+workflow: f
+labels: {type: choice, choices: [a, b]}
+queues:
+  triage: {roles: [annotator]}
+  senior: {roles: [senior]}
+on_create:
+  - {name: long, when: shelled(task.data.text) > 100, do: accept}
+  - {name: three, do: {annotate: triage, overlap: 3}}
+on_quorum:
+  - {name: checked, when: shelled(task.id) > 100, do: accept}
+  - {name: split, when: votes.count == 3 and votes.top_count == 2, do: {review: senior}}
+  - {name: ok, do: accept}
+on_review:
+  - {name: rejected, when: review.verdict == "reject", do: {return: annotators}}
+  - {name: approved, do: accept}
+sources: [{plugin: jsonl, path: r/in.jsonl}]
+"""
+
+SAID = ("from-os-system", "from-a-child", "from-print")
+
+
+@pytest.fixture
+def shelled(run, tmp_path):
+    """A workflow whose rules call ``shelled()``, which prints, runs ``os.system`` and a child process."""
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "shelled.py").write_text(SHELLED, encoding="utf-8")
+    (tmp_path / "r").mkdir()
+    run.env["LABELYARD_PLUGINS_DIR"] = str(tmp_path / "plugins")
+    (tmp_path / "f.workflow.yaml").write_text(SHELLED_WORKFLOW, encoding="utf-8")
+    run.ok("init")
+    run.ok("apply", "f.workflow.yaml")
+    return run
+
+
+def said_on_stderr_only(proc) -> str:
+    assert proc.returncode == 0, proc.stderr
+    for said in SAID:
+        assert said not in proc.stdout and said in proc.stderr, (said, proc.stdout)
+    return proc.stdout
+
+
+def test_a_plain_run_keeps_a_rule_functions_subprocess_off_standard_output(shelled, tmp_path):
+    (tmp_path / "r" / "in.jsonl").write_text('{"id": "a1", "data": {"text": "x"}}\n', encoding="utf-8")
+    out = said_on_stderr_only(shelled("run"))
+    assert out.splitlines()[-1] == "run 1: ok"
+    assert "jsonl:r/in.jsonl" in out  # what the run did, said as it went, still on standard output
+
+
+def test_a_bulk_lead_release_keeps_a_rule_functions_subprocess_off_standard_output(shelled, tmp_path):
+    """T1 voted a, b, a; the senior returns it; a1 and a2 correct, a3 holds the last correction and
+    no longer works triage: releasing it drops it, and on_quorum decides on the votes kept."""
+    from test_flows_claims import claim, submit
+
+    (tmp_path / "t.jsonl").write_text('{"id": "T1", "data": {"text": "x"}}\n', encoding="utf-8")
+    for name in ("a1", "a2", "a3"):
+        shelled.ok("workers", "add", name, "--role", "annotator")
+    shelled.ok("workers", "add", "s1", "--role", "senior")
+    shelled.ok("ingest", "t.jsonl")
+    for name, label in (("a1", "a"), ("a2", "b"), ("a3", "a")):
+        submit(shelled, claim(shelled, name)["assignment"], name, "--label", label)
+    review = claim(shelled, "s1")
+    submit(shelled, review["assignment"], "s1", "--reject", "--comment", "again")
+    for name in ("a1", "a2"):
+        submit(shelled, claim(shelled, name)["assignment"], name, "--label", "b")
+    assert claim(shelled, "a3")["kind"] == "correct"
+    shelled.ok("workers", "set", "a3", "--role", "senior")
+    out = said_on_stderr_only(shelled("release", "T1"))
+    assert out.startswith("released T1 (id:1): assignment(s) ")
+    shown = shelled.json("show", "T1", "--json")
+    # on_quorum ran on the votes kept (a3's first vote and two corrections), the rule function with it
+    assert shown["events"][-1]["kind"] == "routed" and shown["events"][-1]["detail"]["section"] == "on_quorum"
+    assert (shown["task"]["stage"], shown["task"]["queue"]) == ("review", "senior")
+
