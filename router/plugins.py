@@ -44,6 +44,7 @@ from rules.visible_text import quoted
 
 from . import hookspecs
 from .plugin_calls import PluginExit, called_safely, plugin_code, printing_to_stderr, read_safely
+from .plugin_values import plugin_text
 
 ENTRY_POINT_GROUP = "labelyard"
 KINDS = {  # hook -> what it registers (as `labelyard plugins` shows it)
@@ -66,6 +67,8 @@ def describe_error(exc: BaseException) -> str:
 
     Never raises: a plugin's exception whose message cannot be made (its ``__str__`` raises, or
     gives no text) is told by its class name, so the handler goes on with the step's next entry.
+    Bytes of the message that are not UTF-8 (a file name from ``os.listdir()``) are written out
+    (``caf\\xe9``): the message is stored in the run's record and printed.
     """
     name = _class_name(exc)
     message = "\n".join(line.rstrip() for line in _message(exc).strip().splitlines() if line.strip())
@@ -82,7 +85,7 @@ def describe_error(exc: BaseException) -> str:
     if last is not None and name not in ("PluginError", "LabelyardError"):  # those name their cause
         first, newline, rest = text.partition("\n")
         text = f"{first} ({os.path.basename(last.filename)}:{last.lineno}){newline}{rest}"
-    return text
+    return plugin_text(text)
 
 
 def _class_name(exc: BaseException) -> str:

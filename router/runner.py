@@ -41,6 +41,7 @@ from .errors import LabelyardError
 from .ingest import JSON_RESERVED, IgnoredKeys, RowError, RowProblem, TaskInput, check_row
 from .plugin_api import (FinalTask, Notification, PluginError, PluginRun, ReviewItem, SourcePart, Verdict,
                          checked_setting, worker_name_problem)
+from .plugin_values import plugin_text, storable
 from .plugins import (Plugins, declared_problems, describe_error, duplicate_entries, duplicate_message, entry_key,
                       entry_problems, same_file_message, same_file_sinks, sink_database_problem, trace,
                       workflow_queues)
@@ -66,6 +67,12 @@ class Failure:
     plugin: str
     entry: str
     error: str
+
+    def __post_init__(self) -> None:
+        # A plugin's words and names may hold bytes that are not UTF-8 (a file name from os.listdir()):
+        # written out here, so the run's record, its failure lines and --json can hold them.
+        for name in ("step", "plugin", "entry", "error"):
+            setattr(self, name, plugin_text(getattr(self, name)))
 
     def line(self) -> str:
         where = self.plugin if self.entry in (self.plugin, "") else f"{self.plugin} ({self.entry})"
@@ -331,6 +338,9 @@ def add_prior_votes(engine, votes: Any, origin: str,
         items = shaped
         if not items:
             continue
+        if text_problem(str(external_id)):  # no task has an id that is not text (a lone surrogate)
+            skipped["no such task"] += len(items)
+            continue
         with engine.transaction():  # checked and decided by the version active in it
             labels = engine.workflow.labels
             task = store.task_by_external_id(str(external_id))
@@ -348,7 +358,8 @@ def add_prior_votes(engine, votes: Any, origin: str,
                     skipped[_shape_reason(skipped, f"`worker` refused as a worker's name: {problem}",
                                           external_id)] += 1
                     continue
-                problem = "no label" if label is None else labels.problem(label) or text_problem(label)
+                # the text first: the workflow's reason quotes the label, which must be storable text
+                problem = "no label" if label is None else text_problem(label) or labels.problem(label)
                 if problem:
                     skipped[f"label refused: {problem}"] += 1
                     continue
@@ -400,7 +411,7 @@ def _shape_reason(skipped: Counter, reason: str, external_id: Any) -> str:
     known = next((key for key in skipped if key == reason or key.startswith(start)), None)
     if known is not None:
         return known
-    return reason if external_id is None else f"{start}{visible(str(external_id))})"
+    return reason if external_id is None else f"{start}{visible(plugin_text(external_id))})"
 
 
 def final_task(store, row, spec=None) -> FinalTask:
@@ -595,10 +606,22 @@ class Runner:
                 step()
             except Exception as exc:  # noqa: BLE001 - a step's own failure is recorded; the next step runs
                 self.fail(name, None, describe_error(exc))
-        with self.store.transaction():
-            self.store.finish_plugin_run(self.report.run_id, clock.now(), self.report.ok, self.report.steps,
-                                         [f.as_dict() for f in self.report.failures])
+        self.report.steps = storable(self.report.steps)  # what a plugin handed back, as JSON can keep it
+        self._finish()
         return self.report
+
+    def _finish(self) -> None:
+        """Record the run as finished, with its summary and failures. Should their text still not be
+        storable, the failure is recorded with it, so a run never stays "running" in ``status``."""
+        try:
+            with self.store.transaction():
+                self.store.finish_plugin_run(self.report.run_id, clock.now(), self.report.ok, self.report.steps,
+                                             [f.as_dict() for f in self.report.failures])
+        except (ValueError, TypeError, RecursionError) as exc:  # UnicodeEncodeError is a ValueError
+            self.fail("run", None, f"the run's summary could not be stored ({describe_error(exc)})")
+            with self.store.transaction():
+                self.store.finish_plugin_run(self.report.run_id, clock.now(), False, {},
+                                             [f.as_dict() for f in self.report.failures])
 
     # -- sources -------------------------------------------------------------------------
     def sources(self) -> None:
