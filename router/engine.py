@@ -657,7 +657,7 @@ class Engine:
     def _route_batch(self, workflow, version: int, batch: list[TaskInput | RowProblem],
                      source: str) -> RoutedBatch:
         """Decide where each new row goes (``on_create``); ids are given by the writer, under the lock."""
-        from .ingest import IgnoredKeys, RowProblem, TaskInput, not_finite_problem
+        from .ingest import IgnoredKeys, RowProblem, TaskInput, not_finite_problem, not_json_problem
         from .ingest_pipeline import RoutedBatch
 
         now = clock.now()
@@ -688,6 +688,9 @@ class Engine:
                 row = self._new_task_row(item, None, source, version, now)
             except ValueError:  # NaN or an infinity, which JSON cannot carry: said where, the row kept
                 routed.problems.append(not_finite_problem(item))
+                continue
+            except (TypeError, RecursionError):  # a plugin's row holding a Decimal, a datetime…: named
+                routed.problems.append(not_json_problem(item) or not_finite_problem(item))
                 continue
             problem = next(filter(None, map(text_problem, (row["external_id"], row["data"], row["category"], row["tags"],
                                                            row["pred_label"], row["pred_model"], row["pred_scores"]))),

@@ -538,6 +538,33 @@ def not_finite_problem(item: TaskInput) -> RowProblem:
     return RowProblem(item.line, reason, text, item.external_id)
 
 
+def not_json_problem(item: TaskInput) -> RowProblem | None:
+    """The reject of a row a source plugin built holding a value JSON cannot carry (a ``Decimal``
+    from a database driver, a ``datetime``, a set, bytes; or nested too deep), naming its field
+    (``data.price``); ``None`` when every field is JSON (NaN aside: :func:`not_finite_problem`)."""
+    from .plugin_values import JSON_KINDS, NESTED_TOO_DEEP, not_json, plugin_text
+    from .store import dumps
+
+    try:
+        dumps((item.data, item.label, item.scores))  # the C encoder: the walk below only when it refuses
+        return None
+    except (TypeError, ValueError, RecursionError):
+        pass
+    path, kind = "data", NESTED_TOO_DEEP  # what is left when no value at fault is found: a circular one
+    for value, where in ((item.data, "data"), (item.label, item.label_field), (item.scores, "prediction.scores")):
+        found = not_json(value, where, dotted=True)
+        if found is not None:
+            path, kind = found
+            break
+    if kind == NESTED_TOO_DEEP:
+        why, raw = "is nested too deep for JSON (or holds itself)", None
+    else:
+        why = f"is of type {kind}, which JSON cannot carry ({JSON_KINDS})"
+        raw = plugin_text(json.dumps({"id": item.external_id, "data": item.data}, ensure_ascii=False,
+                                     default=repr)[:2000])
+    return RowProblem(item.line, plugin_text(f"`{path}` {why}"), raw, plugin_text(item.external_id))
+
+
 def _read_csv(stream: BinaryIO, choices: tuple[str, ...], label_type: str | None = None,
               wait_for_newline: bool = False) -> Iterator[TaskInput | RowProblem]:
     """CSV rows: ``label_type`` says how ``prediction_label`` cells read (:func:`csv_label`); with

@@ -60,13 +60,17 @@ def check_row(row: Any, line: int, choices: Iterable[str] = (),
     a prediction label that is text must be one of them (with ``()`` the label is checked
     when the task is routed, against the workflow's labels, as every label is). Without a
     ``data`` object, the row's keys outside ``reserved`` are its data (``{"id": "a", "text":
-    "x"}`` has the data ``{"text": "x"}``). A problem keeps the row as JSON (its first
-    2,000 characters) and its ``id``, if it has one, for ``labelyard rejects``.
+    "x"}`` has the data ``{"text": "x"}``). A value JSON cannot carry (a ``Decimal``, a
+    ``datetime``, a set, bytes) is the row's problem, naming its field (``data.price``). A
+    problem keeps the row as JSON (its first 2,000 characters) and its ``id``, if it has one,
+    for ``labelyard rejects``.
     """
     try:
-        return ingest.check_row(row, line, tuple(choices), set(reserved))
+        task = ingest.check_row(row, line, tuple(choices), set(reserved))
     except RowError as exc:
         return RowProblem(line, str(exc), _raw(row), _external_id(row))
+    problem = ingest.not_json_problem(task)  # a Decimal, a datetime…: this row's reject, naming its field
+    return task if problem is None else RowProblem(line, problem.reason, _raw(row), problem.external_id)
 
 
 def _raw(row: Any) -> str:
@@ -78,7 +82,7 @@ def _raw(row: Any) -> str:
             text = repr(row)
         except Exception:  # noqa: BLE001 - nested too deeply for repr too: its kind will do
             text = f"<{type(row).__name__}>"
-    return text[:RAW_LIMIT]
+    return escaped(text[:RAW_LIMIT])  # a lone surrogate written out: a reject is stored text
 
 
 def _external_id(row: Any) -> str | None:
@@ -87,7 +91,7 @@ def _external_id(row: Any) -> str | None:
     if not isinstance(ident, (str, int)) or isinstance(ident, bool) or ident == "":
         return None
     try:
-        return str(ident)[:512]
+        return escaped(str(ident)[:512])
     except ValueError:  # an integer past Python's digit limit for text
         return None
 

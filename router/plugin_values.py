@@ -49,3 +49,63 @@ def storable(value: Any, depth: int = 0) -> Any:
     if isinstance(value, (list, tuple)):
         return [storable(item, depth + 1) for item in value]
     return plugin_text(value)
+
+
+JSON_KINDS = "text, number, true/false, null, or a list or object of them"
+NESTED_TOO_DEEP = "a value nested too deep"
+_JSON_SCALARS = (str, int, float, bool, type(None))
+_MAX_WALK = 50  # levels searched for the value at fault, once JSON refused the whole
+
+
+def json_value_problem(value: Any, what: str) -> str | None:
+    """Why ``value`` (a cursor, a sink's state) cannot be stored as JSON, naming where in it the
+    first value that is not JSON is (``cursor['since'] must be a JSON value …, not datetime``);
+    ``None`` when it can be."""
+    from .store import dumps
+
+    try:
+        dumps(value)
+        return None
+    except (TypeError, ValueError, RecursionError):
+        pass
+    where, kind = not_json(value, what) or (what, type(value).__name__)
+    return f"{where} must be a JSON value ({JSON_KINDS}), not {kind}"
+
+
+def not_json(value: Any, where: str, *, dotted: bool = False, depth: int = 0) -> tuple[str, str] | None:
+    """``(where, type)`` of the first value in ``value`` that JSON cannot carry, ``None`` for none found.
+
+    ``where`` grows as Python indexes (``cursor['since']``), or, ``dotted``, as a row's fields are
+    named in rejects (``data.price``, ``data.items[2]``)."""
+    if isinstance(value, _JSON_SCALARS):
+        return None
+    if depth > _MAX_WALK:
+        return where, NESTED_TOO_DEEP
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = not_json(item, f"{where}[{index}]", dotted=dotted, depth=depth + 1)
+            if found:
+                return found
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, _JSON_SCALARS):
+                return f"{where} key {short(key)}", type(key).__name__
+            inner = f"{where}.{key}" if dotted and isinstance(key, str) and key.isidentifier() else f"{where}[{key!r}]"
+            found = not_json(item, inner, dotted=dotted, depth=depth + 1)
+            if found:
+                return found
+        return None
+    return where, type(value).__name__
+
+
+def short(value: Any) -> str:
+    """``value``'s repr for a message: cut to 60 characters, its control characters and bytes that
+    are not UTF-8 written out."""
+    from rules.visible_text import visible
+
+    try:
+        text = repr(value)
+    except Exception:  # noqa: BLE001 - a plugin's object whose repr raises
+        return f"<{type(value).__name__}>"
+    return plugin_text(visible(text if len(text) <= 60 else text[:57] + "..."))

@@ -41,12 +41,12 @@ from .errors import LabelyardError
 from .ingest import JSON_RESERVED, IgnoredKeys, RowError, RowProblem, TaskInput, check_row
 from .plugin_api import (FinalTask, Notification, PluginError, PluginRun, ReviewItem, SourcePart, Verdict,
                          checked_setting, worker_name_problem)
-from .plugin_values import plugin_text, storable
+from .plugin_values import json_value_problem, plugin_text, short, storable
 from .plugins import (Plugins, declared_problems, describe_error, duplicate_entries, duplicate_message, entry_key,
                       entry_problems, same_file_message, same_file_sinks, sink_database_problem, trace,
                       workflow_queues)
 from .render import one_line, visible
-from .store import dumps, loads, text_problem
+from .store import loads, text_problem
 from .writer_lock import lock_file_hint, lock_path, open_lock_file
 
 SINK_BATCH = 500
@@ -205,9 +205,9 @@ def checked_part(part: Any) -> SourcePart:
     is ingested (once its rows went in, a cursor that cannot be stored would have every later run
     read the part again, and fail again)."""
     if not isinstance(part, SourcePart):
-        raise PluginError(f"yielded {type(part).__name__} {_short(part)}; expected SourcePart(origin, rows, cursor)")
+        raise PluginError(f"yielded {type(part).__name__} {short(part)}; expected SourcePart(origin, rows, cursor)")
     if not isinstance(part.origin, str) or not part.origin:
-        raise PluginError(f"a part's origin must be text (a file's path, a URL), not {_short(part.origin)}")
+        raise PluginError(f"a part's origin must be text (a file's path, a URL), not {short(part.origin)}")
     problem = json_value_problem(part.cursor, "cursor")
     if problem is not None:
         raise PluginError(f"part of {part.origin}: {problem}; nothing of it was ingested")
@@ -220,53 +220,6 @@ def checked_state(state: Any, what: str = "state") -> Any:
     if problem is not None:
         raise PluginError(problem)
     return state
-
-
-_JSON_SCALARS = (str, int, float, bool, type(None))
-
-
-def json_value_problem(value: Any, what: str) -> str | None:
-    """Why ``value`` (a cursor, a sink's state) cannot be stored as JSON, naming where in it the
-    first value that is not JSON is (``cursor['since'] must be a JSON value …, not datetime``);
-    ``None`` when it can be."""
-    try:
-        dumps(value)
-        return None
-    except (TypeError, ValueError, RecursionError):
-        pass
-    where, kind = _not_json(value, what, 0) or (what, type(value).__name__)
-    return f"{where} must be a JSON value (text, number, true/false, null, or a list or object of them), not {kind}"
-
-
-def _not_json(value: Any, where: str, depth: int) -> tuple[str, str] | None:
-    """``(where, type)`` of the first value in ``value`` that JSON cannot carry, ``None`` for none found."""
-    if isinstance(value, _JSON_SCALARS):
-        return None
-    if depth > 50:
-        return where, "a value nested too deep"
-    if isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            found = _not_json(item, f"{where}[{index}]", depth + 1)
-            if found:
-                return found
-        return None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, _JSON_SCALARS):
-                return f"{where} key {_short(key)}", type(key).__name__
-            found = _not_json(item, f"{where}[{key!r}]", depth + 1)
-            if found:
-                return found
-        return None
-    return where, type(value).__name__
-
-
-def _short(value: Any) -> str:
-    try:
-        text = repr(value)
-    except Exception:  # noqa: BLE001 - a plugin's object whose repr raises
-        return f"<{type(value).__name__}>"
-    return visible(text if len(text) <= 60 else text[:57] + "...")
 
 
 def prior_votes_said(counts: dict[str, Any]) -> str:
@@ -285,7 +238,7 @@ def checked_row(row: Any, origin: str) -> TaskInput | RowProblem:
     The label itself is checked against the workflow's labels at routing.
     """
     if isinstance(row, RowProblem):
-        return row
+        return checked_problem(row)
     if not isinstance(row, TaskInput):
         raise PluginError(f"a part of {origin} holds {type(row).__name__} {row!r:.60}; "
                           "rows are TaskInput or RowProblem values")
@@ -297,11 +250,27 @@ def checked_row(row: Any, origin: str) -> TaskInput | RowProblem:
     try:
         checked = check_row(item, row.line, (), JSON_RESERVED)
     except RowError as exc:
-        return RowProblem(row.line, str(exc), json.dumps(item, ensure_ascii=False, default=repr)[:2000],
-                          row.external_id)
+        return checked_problem(RowProblem(row.line, str(exc), json.dumps(item, ensure_ascii=False, default=repr)[:2000],
+                                          row.external_id))
     # the row as its reader read it (for a reject found later), and the keys it left out (told)
     checked.raw, checked.col, checked.ignored, checked.label_field = row.raw, row.col, row.ignored, row.label_field
     return checked
+
+
+def checked_problem(problem: RowProblem) -> RowProblem:
+    """A bad row as a reject can keep it: its line a whole number (else none), its reason and its
+    id text, its raw row text (JSON of what the plugin gave, cut to 2,000 characters), each with
+    bytes that are not UTF-8 written out (a lone surrogate in an id from a file name)."""
+    line = problem.line if isinstance(problem.line, int) and not isinstance(problem.line, bool) else None
+    raw = problem.raw
+    if raw is not None and not isinstance(raw, str):
+        try:
+            raw = json.dumps(raw, ensure_ascii=False, default=repr)
+        except (ValueError, TypeError, RecursionError):
+            raw = short(raw)
+    ident = problem.external_id
+    return RowProblem(line, plugin_text(problem.reason), None if raw is None else plugin_text(raw[:2000]),
+                      None if ident is None else plugin_text(ident)[:512])
 
 
 def add_prior_votes(engine, votes: Any, origin: str,
@@ -359,7 +328,8 @@ def add_prior_votes(engine, votes: Any, origin: str,
                                           external_id)] += 1
                     continue
                 # the text first: the workflow's reason quotes the label, which must be storable text
-                problem = "no label" if label is None else text_problem(label) or labels.problem(label)
+                problem = "no label" if label is None else \
+                    json_value_problem(label, "it") or text_problem(label) or labels.problem(label)
                 if problem:
                     skipped[f"label refused: {problem}"] += 1
                     continue

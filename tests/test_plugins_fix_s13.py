@@ -141,3 +141,101 @@ def test_a_plugin_file_whose_name_is_not_utf8_fails_to_load_on_a_line_and_the_ru
     assert "labelyard run: caf\\xe9: load failed: " in proc.stderr
     finished, ok, errors = last_run(project)
     assert finished is not None and ok == 0 and json.loads(errors)[0]["plugin"] == "caf\\xe9"
+
+
+# -- 2: rows holding values JSON cannot carry ----------------------------------------------------------
+ORDERS = """
+    import datetime, decimal
+    from router import hookimpl
+    from router.plugin_api import SourcePart, TaskInput, check_row
+
+    @hookimpl
+    def register_sources(register):
+        register("orders_api", read)
+        register("by_hand", by_hand)
+
+    def read(run):
+        # rows as a database driver (or json.loads(parse_float=Decimal)) gives them
+        records = [{"id": "o1", "data": {"text": "a"}},
+                   {"id": "o2", "data": {"text": "b", "price": decimal.Decimal("9.99")}},
+                   {"id": "o3", "data": {"text": "c"}}]
+        done = run.state or 0
+        rows = [check_row(r, n, run.choices) for n, r in enumerate(records[done:], done + 1)]
+        yield SourcePart("orders", rows, cursor=len(records))
+
+    def by_hand(run):
+        if run.state:
+            return
+        rows = [TaskInput(1, "h1", {"at": datetime.date(2025, 3, 1)}),
+                TaskInput(2, "h2", {"tags": {"x", "y"}}),
+                TaskInput(3, "h\\udc80", {"a": 1}),
+                TaskInput(4, "h4", {"a": [1, {"b": b"\\xff"}]}),
+                TaskInput(5, "h5", {"a": 1})]
+        yield SourcePart("hand", rows, cursor=1)
+"""
+
+
+def test_a_row_holding_a_decimal_is_its_own_reject_and_the_other_rows_go_in(project):
+    project.plugin("orders", ORDERS)
+    project.apply(BASE + "sources: [{plugin: orders_api}]\n")
+    proc = project.ok("run")
+    assert "source orders_api: ingested 2, duplicates 0, rejected 1" in proc.stdout
+    rejects = project.json("rejects", "--json")
+    assert [(r["line"], r["reason"]) for r in rejects] == [
+        (2, "`data.price` is of type Decimal, which JSON cannot carry (text, number, true/false, null, or a list "
+            "or object of them)")]
+    assert sorted(r[0] for r in sql(project, "SELECT external_id FROM tasks")) == ["o1", "o3"]
+    again = project.ok("run")  # the cursor moved: nothing read again, nothing failed
+    assert "source orders_api" not in again.stdout and last_run(project)[1] == 1
+
+
+def test_rows_built_by_hand_with_dates_sets_bytes_or_an_id_that_is_not_utf8_are_each_a_reject(project):
+    project.plugin("orders", ORDERS)
+    project.apply(BASE + "sources: [{plugin: by_hand}]\n")
+    proc = project.ok("run")
+    assert "source by_hand: ingested 1, duplicates 0, rejected 4" in proc.stdout
+    reasons = {r["line"]: r["reason"] for r in project.json("rejects", "--json")}
+    assert reasons[1].startswith("`data.at` is of type date, which JSON cannot carry")
+    assert reasons[2].startswith("`data.tags` is of type set, which JSON cannot carry")
+    assert reasons[3] == "`id`: byte 0x80 is not UTF-8"
+    assert reasons[4].startswith("`data.a[1].b` is of type bytes, which JSON cannot carry")
+    assert sql(project, "SELECT external_id FROM tasks") == [("h5",)]
+    assert "by_hand" not in project.ok("run").stdout  # its cursor was stored
+
+
+def test_the_plugin_apis_check_row_names_the_field_a_value_json_cannot_carry_is_in():
+    import decimal
+
+    from router.plugin_api import RowProblem, TaskInput, check_row
+
+    problem = check_row({"id": "o2", "data": {"price": decimal.Decimal("9.99")}}, 7)
+    assert isinstance(problem, RowProblem) and problem.line == 7 and problem.external_id == "o2"
+    assert problem.reason.startswith("`data.price` is of type Decimal, which JSON cannot carry")
+    assert '"price": "Decimal(\'9.99\')"' in problem.raw
+    assert isinstance(check_row({"id": "o1", "data": {"price": 9.99}}, 1), TaskInput)
+    surrogate = check_row({"id": "o\udc80", "data": {}}, 3)
+    assert surrogate.reason == "`id`: byte 0x80 is not UTF-8" and surrogate.external_id == "o\\x80"
+
+
+DATED_VOTES = """
+    import datetime
+    from router import hookimpl
+    from router.plugin_api import SourcePart, TaskInput
+
+    @hookimpl
+    def register_sources(register):
+        register("voter", read)
+
+    def read(run):
+        votes = {"t1": [{"worker": "w1", "label": datetime.date(2020, 1, 1)}, {"worker": "w2", "label": "bug"}]}
+        yield SourcePart("v", [TaskInput(1, "t1", {"a": 1})], cursor=1, votes=votes)
+"""
+
+
+def test_a_prior_vote_whose_label_json_cannot_carry_is_left_out_and_the_source_goes_on(project):
+    project.plugin("voter", DATED_VOTES)
+    project.apply(BASE.replace("{annotate: q}", "{annotate: q, overlap: 2}") + "sources: [{plugin: voter}]\n")
+    proc = project.ok("run")
+    assert "ingested 1, duplicates 0, rejected 0, prior votes 1, prior votes left out 1 (label refused: it must " \
+           "be a JSON value (text, number, true/false, null, or a list or object of them), not date 1)" in proc.stdout
+    assert last_run(project)[:2] == (last_run(project)[0], 1) and last_run(project)[0] is not None
