@@ -38,6 +38,7 @@ from . import clock
 from .consensus import final_agreement
 from .context import review_facts, votes_facts
 from .errors import LabelyardError
+from .event_tasks import states_at
 from .ingest import JSON_RESERVED, IgnoredKeys, RowError, RowProblem, TaskInput, check_row
 from .plugin_api import (FinalTask, Notification, PluginError, PluginRun, ReviewItem, SourcePart, Verdict,
                          checked_setting, worker_name_problem)
@@ -463,15 +464,20 @@ def event_names(row) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def event_payload(row, name: str, workflow: str) -> dict[str, Any]:
+def event_payload(row, name: str, workflow: str, state: tuple[Any, Any, Any] | None = None) -> dict[str, Any]:
+    """A notification's payload: the event, and its task as the event left it (``state``: its
+    status, stage and queue then, :func:`router.event_tasks.states_at`; without it, as it is now)."""
     detail = loads(row["detail"]) or {}
     if isinstance(detail, dict):
         detail.pop("facts", None)  # the replay snapshot: large and internal
     task = None
     if row["task_id"] is not None:
-        task = {"task_id": row["task_id"], "id": row["t_external_id"], "status": row["t_status"],
-                "stage": row["t_stage"], "queue": row["t_queue"], "category": row["t_category"],
-                "label": loads(row["t_final_label"]), "final_by": row["t_final_by"]}
+        status, stage, queue = state if state is not None else (row["t_status"], row["t_stage"], row["t_queue"])
+        final = status == "done" and row["t_status"] == "done"  # a done task is never decided again
+        task = {"task_id": row["task_id"], "id": row["t_external_id"], "status": status,
+                "stage": stage, "queue": queue, "category": row["t_category"],
+                "label": loads(row["t_final_label"]) if final else None,
+                "final_by": row["t_final_by"] if final else None}
     return {"event": name, "event_id": row["id"], "kind": row["kind"], "at": clock.iso(row["at"]),
             "workflow": workflow, "task": task, "rule": row["rule"], "action": row["action"],
             "actor": row["actor"], "detail": detail}
@@ -757,7 +763,7 @@ class Runner:
         queued = 0
         while rows := self.store.events_after(int(after), EVENT_PAGE):
             now = clock.now()
-            batch = []
+            chosen = []
             for row in rows:
                 if row["kind"] == "workflow_applied":
                     present = history.present_in(row, key, present)
@@ -767,8 +773,12 @@ class Runner:
                 name = next((n for n in names if n in wanted), "*" if "*" in wanted else None)
                 if name is None:
                     continue
-                name = names[0] if name == "*" else name
-                body = json.dumps(event_payload(row, name, workflow), ensure_ascii=False, separators=(",", ":"))
+                chosen.append((row, names[0] if name == "*" else name))
+            states = states_at(self.store, [row for row, _ in chosen])  # each task as its event left it
+            batch = []
+            for row, name in chosen:
+                payload = event_payload(row, name, workflow, states.get(row["id"]))
+                body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
                 batch.append((key, row["id"], name, body, now))
             after = rows[-1]["id"]
             with self.store.transaction():

@@ -1996,6 +1996,20 @@ class Store:
             (after_id, limit),
         )
 
+    def task_events_through(self, task_ids: Sequence[int], last_id: int, kinds: Sequence[str]) -> list[sqlite3.Row]:
+        """The events of ``kinds`` of these tasks up to event ``last_id``, oldest first: ``id, task_id,
+        kind, action, detail`` (by the ``events_task`` index, a page of tasks at a time)."""
+        found: list[sqlite3.Row] = []
+        ids = sorted(set(task_ids))
+        marks = ",".join("?" * len(kinds))
+        for start in range(0, len(ids), 500):
+            page = ids[start:start + 500]
+            found += self.query(
+                f"SELECT id, task_id, kind, action, detail FROM events WHERE task_id IN ({','.join('?' * len(page))}) "
+                f"AND id <= ? AND kind IN ({marks})", (*page, last_id, *kinds))
+        found.sort(key=lambda row: row["id"])
+        return found
+
     def last_event_id(self, kind: str | None = None) -> int:
         """The newest event's id (of ``kind`` if given), 0 when there is none."""
         if kind is None:

@@ -239,3 +239,75 @@ def test_a_prior_vote_whose_label_json_cannot_carry_is_left_out_and_the_source_g
     assert "ingested 1, duplicates 0, rejected 0, prior votes 1, prior votes left out 1 (label refused: it must " \
            "be a JSON value (text, number, true/false, null, or a list or object of them), not date 1)" in proc.stdout
     assert last_run(project)[:2] == (last_run(project)[0], 1) and last_run(project)[0] is not None
+
+
+# -- 3: a notification's task is the task as its event left it -----------------------------------------
+NOTES = """
+    from router import hookimpl
+
+    @hookimpl
+    def register_notifiers(register):
+        register("log_note", send)
+
+    def send(run, n):
+        with open(run.path("notes.jsonl"), "a", encoding="utf-8") as f:
+            f.write(n.body.decode("utf-8") + "\\n")
+"""
+
+ESCALATING = """\
+workflow: f
+labels: {type: choice, choices: [bug, spam]}
+queues:
+  triage: {roles: [annotator]}
+  experts: {roles: [expert]}
+on_create:
+  - {name: unsure, when: "prediction.confidence < 0.5", do: {escalate: experts, reason: "model unsure"}}
+  - {name: default, do: {annotate: triage}}
+on_quorum: [{name: a, do: accept}]
+on_review: [{name: a, do: accept}]
+notify: [{plugin: log_note, events: [escalated, done, held, unheld]}]
+"""
+
+
+def notes(run) -> list[dict]:
+    path = Path(run.folder) / "notes.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_an_escalated_notification_tells_the_task_as_escalated_though_an_expert_decided_it_before_the_run(
+        project, tmp_path):
+    project.plugin("log_note", NOTES)
+    project.apply(ESCALATING)
+    (tmp_path / "in.jsonl").write_text('{"id":"T-1","data":{"text":"hm"},"prediction":{"label":"bug",'
+                                       '"confidence":0.2}}\n', encoding="utf-8")
+    project.ok("ingest", "in.jsonl")
+    project.ok("workers", "add", "erin", "--role", "expert")
+    assignment = project.json("claim", "--as", "erin", "--json")["assignment"]
+    project.ok("submit", assignment, "--as", "erin", "--approve", "--label", "spam")
+    project.ok("run")
+    escalated, done = notes(project)
+    assert escalated["event"] == "escalated" and escalated["task"] == {
+        "task_id": 1, "id": "T-1", "status": "open", "stage": "escalated", "queue": "experts", "category": None,
+        "label": None, "final_by": None}
+    assert done["event"] == "done" and done["task"] == {
+        "task_id": 1, "id": "T-1", "status": "done", "stage": None, "queue": None, "category": None,
+        "label": "spam", "final_by": "expert"}
+
+
+def test_held_and_unheld_notifications_tell_the_stage_and_queue_each_left_the_task_in(project, tmp_path):
+    project.plugin("log_note", NOTES)
+    project.apply(ESCALATING)
+    (tmp_path / "in.jsonl").write_text('{"id":"T-2","data":{"text":"ok"},"prediction":{"label":"bug",'
+                                       '"confidence":0.9}}\n', encoding="utf-8")
+    project.ok("ingest", "in.jsonl")
+    project.ok("hold", "T-2", "--reason", "look again")
+    project.ok("unhold", "T-2")
+    project.ok("escalate", "T-2", "--to", "experts")
+    project.ok("run")
+    held, unheld = notes(project)[:2]
+    assert held["event"] == "held" and (held["task"]["status"], held["task"]["stage"], held["task"]["queue"]) == \
+        ("held", "annotate", "triage")
+    assert unheld["event"] == "unheld" and (unheld["task"]["status"], unheld["task"]["stage"],
+                                            unheld["task"]["queue"]) == ("open", "annotate", "triage")
+    escalated = notes(project)[2]
+    assert escalated["event"] == "escalated" and escalated["task"]["queue"] == "experts"
