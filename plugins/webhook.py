@@ -7,7 +7,8 @@ signing secret), ``retries`` (extra attempts within one run, default 2),
 ``timeout`` (seconds for the whole request, default 10), ``headers`` (extra
 headers: never one of Labelyard's own, below, nor ``Content-Length``,
 ``Host`` or ``Transfer-Encoding``; names are compared ignoring case, and
-``validate`` refuses such a header at ``file:line:col``; a ``User-Agent``
+``validate`` refuses such a header at ``file:line:col``, as it does a value
+that is true or false or holds a character outside Latin-1; a ``User-Agent``
 replaces the default ``labelyard-webhook``).
 
 Headers sent: ``Content-Type: application/json``, ``X-Labelyard-Event``
@@ -87,7 +88,9 @@ def url_problem(url: str) -> str | None:
 def headers_problem(headers: dict) -> str | None:
     """Why ``headers:`` cannot be sent as it is (``validate`` says it at the setting), or ``None``:
     a header Labelyard sets itself (``Content-Type``, ``X-Labelyard-Delivery``… in any case), a
-    name that is no header name, a value that is not one line of text."""
+    name that is no header name, a value that is not one line of text (or a number, sent as
+    written), true or false (Python would send ``True``), or holds a character outside Latin-1
+    (HTTP sends header values as Latin-1 bytes: every POST failed)."""
     for name, value in headers.items():
         shown = repr(name)
         if not isinstance(name, str) or not _TOKEN.match(name):
@@ -96,11 +99,19 @@ def headers_problem(headers: dict) -> str | None:
         if lower in OWN_HEADERS or lower.startswith(OWN_PREFIX):
             whose = "HTTP" if lower in ("content-length", "host", "transfer-encoding") else "the webhook"
             return f"must not set `{name}`: {whose} sets it itself (header names ignore case); remove it"
+        if isinstance(value, bool):
+            written = "true" if value else "false"
+            return (f"header `{name}` is {written} (true or false), which would be sent as `{value}`: quote the "
+                    f"text to send (`{name}: \"{written}\"`)")
         if isinstance(value, (dict, list)) or value is None:
             kind = "null" if value is None else "a list" if isinstance(value, list) else "a mapping"
             return f"header `{name}` must be text or a number, not {kind}"
         if any(c in str(value) for c in "\r\n\0"):
             return f"header `{name}` must be one line of text, not {value!r}"
+        odd = next((c for c in str(value) if ord(c) > 0xFF), None)
+        if odd is not None:
+            return (f"header `{name}` holds {odd!r} (U+{ord(odd):04X}), which a header value cannot: HTTP sends "
+                    "header values as Latin-1 bytes; write it another way (percent-encoded, say)")
     return None
 
 

@@ -311,3 +311,56 @@ def test_held_and_unheld_notifications_tell_the_stage_and_queue_each_left_the_ta
                                             unheld["task"]["queue"]) == ("open", "annotate", "triage")
     escalated = notes(project)[2]
     assert escalated["event"] == "escalated" and escalated["task"]["queue"] == "experts"
+
+
+# -- 4, 5, 6: the webhook's headers, URL and back-off --------------------------------------------------
+HOOK = """\
+workflow: f
+labels: {type: choice, choices: [bug, spam]}
+queues: {q: {roles: [annotator]}}
+on_create: [{name: ok, do: accept}]
+notify: [{plugin: webhook, url: "URL", backoff: 0SETTINGS}]
+"""
+
+
+def hook_text(url: str = "http://127.0.0.1:9/h", settings: str = "") -> str:
+    return HOOK.replace("URL", url).replace("SETTINGS", settings)
+
+
+def store_notify_entry(run, **settings) -> None:
+    """Change the active version's notify entry in place, as an older version (without the check) stored it."""
+    conn = sqlite3.connect(run.db)
+    with conn:
+        spec = json.loads(conn.execute("SELECT spec FROM workflows WHERE active = 1").fetchone()[0])
+        spec["notify"][0].update(settings)
+        conn.execute("UPDATE workflows SET spec = ? WHERE active = 1", (json.dumps(spec),))
+    conn.close()
+
+
+@pytest.mark.parametrize("value, said", [
+    ('"€uro"', "header `X-Team` holds '€' (U+20AC), which a header value cannot: HTTP sends header values as "
+               "Latin-1 bytes; write it another way (percent-encoded, say)"),
+    ("true", 'header `X-Team` is true (true or false), which would be sent as `True`: quote the text to send '
+             '(`X-Team: "true"`)'),
+])
+def test_validate_refuses_a_header_value_http_cannot_send_or_would_send_otherwise(project, tmp_path, value, said):
+    (tmp_path / "w.workflow.yaml").write_text(hook_text(settings=f", headers: {{X-Team: {value}}}"),
+                                              encoding="utf-8")
+    for command in ("validate", "apply"):
+        proc = project(command, "w.workflow.yaml")
+        assert proc.returncode == 1, command
+        assert proc.stderr == f"w.workflow.yaml:5:78: notify entry 1 (`webhook`): setting `headers:` {said}\n"
+    (tmp_path / "w.workflow.yaml").write_text(hook_text(settings=', headers: {X-Team: "caf\\xe9", X-Try: 3}'),
+                                              encoding="utf-8")
+    project.ok("validate", "w.workflow.yaml")  # Latin-1 text and numbers are sent as written
+
+
+def test_a_stored_header_outside_latin1_fails_its_entry_with_the_reason_not_every_post(project, tmp_path):
+    project.apply(hook_text())
+    store_notify_entry(project, headers={"X-Team": "€uro"})
+    (tmp_path / "in.jsonl").write_text('{"id":"t1","data":{},"prediction":{"label":"bug"}}\n', encoding="utf-8")
+    project.ok("ingest", "in.jsonl")
+    proc = project("run")
+    assert proc.returncode == 4
+    assert "setting `headers:` header `X-Team` holds '€' (U+20AC)" in proc.stderr
+    assert "ordinal not in range" not in proc.stderr
