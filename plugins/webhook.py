@@ -36,7 +36,7 @@ import re
 import time
 
 from router import hookimpl
-from router.plugin_api import Notification, PluginError, PluginRun, Setting
+from router.plugin_api import Notification, PluginError, PluginRun, Setting, without_password
 
 SIGNATURE_HEADER = "X-Labelyard-Signature"
 # Headers `headers:` must not replace: those a receiver relies on (one deduplicating on X-Labelyard-Delivery
@@ -59,29 +59,39 @@ def register_notifiers(register):
 
 
 def url_problem(url: str) -> str | None:
-    """Why ``url`` is no address to POST to (``validate`` says it at the setting), or ``None``."""
+    """Why ``url`` is no address to POST to (``validate`` says it at the setting), or ``None``.
+
+    A password in it is never shown (``bob:***@``); a user name and password in it are refused
+    (urllib took them for part of the host name: every POST failed): they go in ``headers:``."""
     from urllib.parse import quote, urlsplit
 
+    shown = without_password(url)
     try:
         parts = urlsplit(url)
     except ValueError as exc:  # a bad IPv6 bracket
-        return f"is not a URL ({exc}): {url!r}"
+        return f"is not a URL ({exc}): {shown!r}"
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-        return f"must be an http:// or https:// address, not {url!r}"
+        return f"must be an http:// or https:// address, not {shown!r}"
+    if "@" in parts.netloc:
+        user, colon, _ = parts.netloc.rpartition("@")[0].partition(":")
+        what, given = ("a user name and password", f"{user}:***@") if colon else ("a user name", f"{user}@")
+        return (f"holds {what} ({given}), which the webhook does not send from a URL: remove it, and send "
+                "credentials in `headers:` (`Authorization: \"Bearer …\"`, or \"Basic …\", the base64 of "
+                "user:password)")
     odd = next((c for c in url if c.isspace() or not c.isprintable()), None)
     if odd is not None:  # urllib refuses it at every delivery ("URL can't contain control characters")
         what = "a space" if odd == " " else f"the character {odd!r}"
-        return f"holds {what}, which a URL cannot (write it as {quote(odd)}): {url!r}"
+        return f"holds {what}, which a URL cannot (write it as {quote(odd)}): {shown!r}"
     odd = next((c for c in parts.path + parts.query if not c.isascii()), None)
     if odd is not None:  # http.client sends the path as ASCII: every delivery failed
-        return f"holds {odd!r}, which a URL's path and query cannot (write it as {quote(odd)}): {url!r}"
+        return f"holds {odd!r}, which a URL's path and query cannot (write it as {quote(odd)}): {shown!r}"
     try:
         port = parts.port  # ':99999' was taken modulo 65536 (port 34463); ':abc' failed every delivery
     except ValueError:
         port = -1
     if port is not None and not 1 <= port <= 65535:
         given = parts.netloc.rpartition(":")[2]
-        return f"has the port {given!r}, which is not one (a whole number from 1 to 65535): {url!r}"
+        return f"has the port {given!r}, which is not one (a whole number from 1 to 65535): {shown!r}"
     return None
 
 
@@ -152,7 +162,7 @@ def send(run: PluginRun, notification: Notification) -> None:
             break
         if attempt < retries and delay > 0:
             time.sleep(delay * 2**attempt)
-    raise PluginError(f"POST {url}: {problem}")
+    raise PluginError(f"POST {without_password(url)}: {problem}")
 
 
 def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[str | None, bool]:

@@ -25,6 +25,7 @@ from .ingest import (JSON_RESERVED, MAX_ROW_BYTES, LongLine, RowError, RowProble
                      repeated_key_problem)
 from .json_array import RepeatedKey, decode_strict
 from .os_text import escaped, is_utf8
+from .plugin_values import without_password
 
 __all__ = [
     "PluginRun", "SourcePart", "FinalTask", "ReviewItem", "Verdict", "Notification", "PluginError",
@@ -33,6 +34,7 @@ __all__ = [
     "decode_document", "long_integer_problem", "decode_strict", "RepeatedKey", "repeated_key_problem",
     "JSON_RESERVED", "approve", "reject", "Setting", "is_utf8",
     "escaped", "new_temp_beside", "spreadsheet_safe", "not_one_of", "not_among", "worker_name_problem",
+    "without_password",
 ]
 
 

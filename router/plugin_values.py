@@ -13,6 +13,7 @@ there too, so a run is always recorded as finished.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from .os_text import escaped
@@ -109,3 +110,12 @@ def short(value: Any) -> str:
     except Exception:  # noqa: BLE001 - a plugin's object whose repr raises
         return f"<{type(value).__name__}>"
     return plugin_text(visible(text if len(text) <= 60 else text[:57] + "..."))
+
+
+_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/?#@\s:]*):[^/?#@\s]*@")
+
+
+def without_password(text: str) -> str:
+    """``text`` with the password of each URL in it hidden: ``http://bob:***@host/``. A URL's
+    ``user:password@`` is printed in failure lines, status and entry identities otherwise."""
+    return _PASSWORD.sub(r"\1:***@", text) if "@" in text else text

@@ -44,7 +44,7 @@ from rules.visible_text import quoted
 
 from . import hookspecs
 from .plugin_calls import PluginExit, called_safely, plugin_code, printing_to_stderr, read_safely
-from .plugin_values import plugin_text
+from .plugin_values import plugin_text, without_password
 
 ENTRY_POINT_GROUP = "labelyard"
 KINDS = {  # hook -> what it registers (as `labelyard plugins` shows it)
@@ -628,7 +628,8 @@ def workflow_queues(spec: Any) -> list[str] | None:
 
 def entry_key(entry: dict[str, Any]) -> str:
     """An entry's identity, under which its progress is kept: its ``name``, else its
-    plugin and ``path`` (normalised: ``./out`` is ``out``) or ``url``, else its plugin.
+    plugin and ``path`` (normalised: ``./out`` is ``out``) or ``url`` (a password in it hidden:
+    ``http://bob:***@host/``), else its plugin.
     Other settings are not part of it, so editing them keeps the entry's cursor,
     deliveries and outbox."""
     name = entry.get("name")
@@ -641,7 +642,7 @@ def entry_key(entry: dict[str, Any]) -> str:
         return f"{plugin}:{os.path.normpath(path)}"
     url = entry.get("url")
     if isinstance(url, str) and url:
-        return f"{plugin}:{url}"
+        return f"{plugin}:{without_password(url)}"  # printed on every line of the entry: no password
     return plugin
 
 

@@ -42,7 +42,7 @@ from .event_tasks import states_at
 from .ingest import JSON_RESERVED, IgnoredKeys, RowError, RowProblem, TaskInput, check_row
 from .plugin_api import (FinalTask, Notification, PluginError, PluginRun, ReviewItem, SourcePart, Verdict,
                          checked_setting, worker_name_problem)
-from .plugin_values import json_value_problem, plugin_text, short, storable
+from .plugin_values import json_value_problem, plugin_text, short, storable, without_password
 from .plugins import (Plugins, declared_problems, describe_error, duplicate_entries, duplicate_message, entry_key,
                       entry_problems, same_file_message, same_file_sinks, sink_database_problem, trace,
                       workflow_queues)
@@ -72,8 +72,9 @@ class Failure:
     def __post_init__(self) -> None:
         # A plugin's words and names may hold bytes that are not UTF-8 (a file name from os.listdir()):
         # written out here, so the run's record, its failure lines and --json can hold them.
+        # A URL's password (a plugin's `POST http://bob:pw@host/` error) is hidden: the line is printed and stored.
         for name in ("step", "plugin", "entry", "error"):
-            setattr(self, name, plugin_text(getattr(self, name)))
+            setattr(self, name, without_password(plugin_text(getattr(self, name))))
 
     def line(self) -> str:
         where = self.plugin if self.entry in (self.plugin, "") else f"{self.plugin} ({self.entry})"
@@ -794,11 +795,13 @@ class Runner:
             if target in active:
                 continue
             now = clock.now()
+            shown = without_password(target)  # stored by a version that kept a URL's password in it
             with self.store.transaction():
                 dropped = self.store.drop_outbox(target)
                 self.store.add_event("outbox_dropped", now, actor="labelyard",
-                                     detail={"target": target, "dropped": dropped,
+                                     detail={"target": shown, "dropped": dropped,
                                              "reason": "the notify entry is no longer in the workflow"})
+            target = shown
             done[target] = {"dropped": dropped}
             self.echo(f"notify {target}: dropped {dropped} waiting notification(s): the entry is no longer "
                       "in the workflow")

@@ -364,3 +364,51 @@ def test_a_stored_header_outside_latin1_fails_its_entry_with_the_reason_not_ever
     assert proc.returncode == 4
     assert "setting `headers:` header `X-Team` holds '€' (U+20AC)" in proc.stderr
     assert "ordinal not in range" not in proc.stderr
+
+
+def test_validate_refuses_a_user_name_and_password_in_the_url_and_never_prints_the_password(project, tmp_path):
+    (tmp_path / "w.workflow.yaml").write_text(hook_text("http://bob:hunter2@127.0.0.1:9/h"), encoding="utf-8")
+    for command in ("validate", "apply"):
+        proc = project(command, "w.workflow.yaml")
+        assert proc.returncode == 1 and "hunter2" not in proc.stderr
+        assert proc.stderr == (
+            "w.workflow.yaml:5:33: notify entry 1 (`webhook`): setting `url:` holds a user name and password "
+            "(bob:***@), which the webhook does not send from a URL: remove it, and send credentials in `headers:` "
+            "(`Authorization: \"Bearer …\"`, or \"Basic …\", the base64 of user:password)\n")
+
+
+def test_a_stored_url_with_a_password_fails_its_entry_and_no_line_or_record_shows_the_password(project, tmp_path):
+    project.apply(hook_text())
+    store_notify_entry(project, url="http://bob:hunter2@127.0.0.1:9/h")
+    (tmp_path / "in.jsonl").write_text('{"id":"t1","data":{},"prediction":{"label":"bug"}}\n', encoding="utf-8")
+    project.ok("ingest", "in.jsonl")
+    proc = project("run")
+    assert proc.returncode == 4
+    assert "labelyard run: webhook (webhook:http://bob:***@127.0.0.1:9/h): notify failed: setting `url:` holds a " \
+           "user name and password (bob:***@)" in proc.stderr
+    json_run = project("run", "--json")
+    status = project("status")
+    for text in (proc.stdout, proc.stderr, json_run.stdout, json_run.stderr, status.stdout, status.stderr):
+        assert "hunter2" not in text
+    assert not any("hunter2" in str(row) for row in sql(project, "SELECT summary, errors FROM plugin_runs"))
+    assert not any("hunter2" in str(row) for row in sql(project, "SELECT target FROM outbox"))
+
+
+def test_a_plugins_failure_naming_a_url_with_a_password_is_told_without_it(project):
+    project.plugin("leaky", """
+        from router import hookimpl
+        from router.plugin_api import PluginError
+
+        @hookimpl
+        def register_sources(register):
+            register("leaky", read)
+
+        def read(run):
+            raise PluginError("GET https://svc:s3cr3t@api.example.com/tasks: 503")
+            yield
+    """)
+    project.apply(BASE + "sources: [{plugin: leaky}]\n")
+    proc = project("run")
+    assert proc.returncode == 4
+    assert "labelyard run: leaky: sources failed: GET https://svc:***@api.example.com/tasks: 503" in proc.stderr
+    assert "s3cr3t" not in str(sql(project, "SELECT errors FROM plugin_runs"))
