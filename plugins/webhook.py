@@ -3,7 +3,9 @@
 Settings: ``url`` (required), ``events`` (which events, default ``[done]``;
 handled by Labelyard), ``secret_env`` (the environment variable holding the
 signing secret), ``retries`` (extra attempts within one run, default 2),
-``backoff`` (seconds before the first retry, doubling, default 1),
+``backoff`` (seconds before the first retry, doubling, default 1; each wait
+at most 300 s, and all the waits for one notification in one run at most
+600 s, after which the next run retries it),
 ``timeout`` (seconds for the whole request, default 10), ``headers`` (extra
 headers: never one of Labelyard's own, below, nor ``Content-Length``,
 ``Host`` or ``Transfer-Encoding``; names are compared ignoring case, and
@@ -47,7 +49,8 @@ DEFAULT_USER_AGENT = "labelyard-webhook"
 OWN_PREFIX = "x-labelyard-"
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")  # RFC 9110's token: what a header name may be
 MAX_RETRIES = 10  # within one run; later runs retry anyway
-MAX_BACKOFF_S = 300.0
+MAX_BACKOFF_S = 300.0  # `backoff:` at most, and each wait of the doubling at most
+MAX_WAITS_S = 600.0  # all the waits for one notification within one run: a run holds the run lock
 MIN_TIMEOUT_S, MAX_TIMEOUT_S = 0.1, 3600.0
 
 
@@ -153,16 +156,34 @@ def send(run: PluginRun, notification: Notification) -> None:
     retries = run.setting("retries", 2, kind=int)
     delay = run.setting("backoff", 1.0, kind=float)
     timeout = run.setting("timeout", 10.0, kind=float)
-    problem = "not sent"
+    problem, waited = "not sent", 0.0
     for attempt in range(max(0, retries) + 1):
         problem, again = post(url, notification.body, headers, timeout)
         if problem is None:
             return
-        if not again:
+        if not again or attempt >= retries:
             break
-        if attempt < retries and delay > 0:
-            time.sleep(delay * 2**attempt)
+        wait = retry_wait(delay, attempt, waited)
+        if wait is None:  # this run's waits for it are spent: the next run retries it
+            problem += f" (retried for {waited:g} s, the most one run waits for a notification)"
+            break
+        if wait > 0:
+            time.sleep(wait)
+            waited += wait
     raise PluginError(f"POST {without_password(url)}: {problem}")
+
+
+def retry_wait(backoff: float, attempt: int, waited: float) -> float | None:
+    """Seconds to wait before the retry after POST number ``attempt + 1`` failed, ``waited`` seconds
+    having been waited for the notification already: ``backoff``, doubling, each wait at most
+    :data:`MAX_BACKOFF_S` and all of them at most :data:`MAX_WAITS_S`; ``None`` when those are spent.
+    (Uncapped, `retries: 10` and `backoff: 300` slept 306,900 s — three and a half days — in one run.)"""
+    if backoff <= 0:
+        return 0.0
+    left = MAX_WAITS_S - waited
+    if left <= 0:
+        return None
+    return min(backoff * 2 ** min(attempt, 30), MAX_BACKOFF_S, left)
 
 
 def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[str | None, bool]:

@@ -412,3 +412,30 @@ def test_a_plugins_failure_naming_a_url_with_a_password_is_told_without_it(proje
     assert proc.returncode == 4
     assert "labelyard run: leaky: sources failed: GET https://svc:***@api.example.com/tasks: 503" in proc.stderr
     assert "s3cr3t" not in str(sql(project, "SELECT errors FROM plugin_runs"))
+
+
+def _waits(monkeypatch, **settings) -> tuple[list[float], int, str]:
+    """The webhook's waits, POSTs and failure for one notification to a receiver that always answers 503."""
+    import plugins.webhook as webhook
+    from router.plugin_api import Notification, PluginError, PluginRun
+
+    waits: list[float] = []
+    posts: list[int] = []
+    monkeypatch.setattr(webhook.time, "sleep", waits.append)
+    monkeypatch.setattr(webhook, "post", lambda *args: (posts.append(1), ("HTTP 503 Service Unavailable", True))[1])
+    run = PluginRun("webhook", "w", config={"url": "http://127.0.0.1:9/h", **settings})
+    with pytest.raises(PluginError) as failed:
+        webhook.send(run, Notification(1, "done", {}, b"{}"))
+    return waits, len(posts), str(failed.value)
+
+
+def test_the_webhooks_backoff_doubling_stops_at_300_s_and_a_notification_waits_at_most_600_s_a_run(monkeypatch):
+    waits, posts, error = _waits(monkeypatch, retries=10, backoff=300)
+    assert waits == [300, 300] and posts == 3  # it slept 306,900 s in all, and POSTed 11 times
+    assert error == ("POST http://127.0.0.1:9/h: HTTP 503 Service Unavailable (retried for 600 s, the most one run "
+                     "waits for a notification)")
+    waits, posts, _ = _waits(monkeypatch, retries=10, backoff=1)
+    assert waits == [1, 2, 4, 8, 16, 32, 64, 128, 256, 89] and posts == 11
+    waits, posts, error = _waits(monkeypatch)  # the defaults are as they were
+    assert waits == [1, 2] and posts == 3 and error == "POST http://127.0.0.1:9/h: HTTP 503 Service Unavailable"
+    assert _waits(monkeypatch, retries=3, backoff=0)[:2] == ([], 4)
