@@ -16,6 +16,8 @@ from typing import Any
 import click
 
 EXIT_PLUGIN_FAILED = 4
+EXIT_RUN_STUCK = 5  # another run has held the run lock for over STUCK_AFTER_S: nothing done
+STUCK_AFTER_S = 3600.0
 SOURCE_SPEC = re.compile(r"([A-Za-z][A-Za-z0-9_.-]+):(.*)\Z", re.S)
 
 PLUGINS_DIR = {"default": None, "metavar": "DIR", "type": click.Path(file_okay=False),
@@ -81,10 +83,13 @@ def register(main: click.Group) -> None:
     def run_command(db: str | None, plugins_dir: str | None, quiet: bool, as_json: bool) -> None:
         """The cron job: sources, automatic reviewers, timers, sinks, notifications, in that order.
 
-        A run that finds another one in progress exits 0 and does nothing.
+        A run that finds another one in progress exits 0 and does nothing;
+        when that one has been running for over an hour (stuck in a plugin
+        call?), it says so on stderr, even with --quiet, and exits 5.
         Exit 4 when a plugin failed (one line per failure on stderr); what
         the others did is kept. See docs/cron.md.
         """
+        from . import clock
         from .plugin_calls import command_stdout, stdout_on_stderr
         from .runner import Runner, base_dir_of, open_for_run, run_lock
         from .store import Store, database_path
@@ -93,11 +98,18 @@ def register(main: click.Group) -> None:
         Store.open(path).close()  # a missing or old database is reported before anything else
         with run_lock(path) as holder:
             if holder is not None:
-                message = f"another labelyard run is in progress ({holder}{_where_running(path, holder)}); nothing done"
+                where, started = _where_running(path, holder)
+                message = f"another labelyard run is in progress ({holder}{where}); nothing done"
+                stuck = started is not None and clock.now() - started > STUCK_AFTER_S
+                if stuck:  # said even under --quiet, and not exit 0: cron mails it
+                    message += stuck_hint(holder, clock.now() - started)
                 if as_json:
-                    _emit_json({"ok": True, "skipped": message})
-                elif not quiet:
+                    _emit_json({"ok": not stuck, "skipped": message, **({"stuck": True} if stuck else {})})
+                elif not quiet and not stuck:
                     click.echo(message)
+                if stuck:
+                    click.echo(f"labelyard run: {message}", err=True)
+                    sys.exit(EXIT_RUN_STUCK)
                 return
             engine, plugins = open_for_run(path, plugins_dir)
             echo = None if (quiet or as_json) else click.echo
@@ -122,9 +134,10 @@ def register(main: click.Group) -> None:
     _lazy_plugin_commands(main)
 
 
-def _where_running(path: str, holder: str) -> str:
-    """``, at source `scanner` since …``: where the run in progress is, as its record says (``""``
-    when it says nothing, is another process's — a run killed earlier — or cannot be read)."""
+def _where_running(path: str, holder: str) -> tuple[str, float | None]:
+    """``(", at source `scanner` since …", started)``: where the run in progress is and when it
+    started, as its record says (``("", None)`` when it says nothing, is another process's — a
+    run killed earlier — or cannot be read)."""
     from .errors import LabelyardError
     from .runner import in_progress_text
     from .store import Store, loads
@@ -132,14 +145,23 @@ def _where_running(path: str, holder: str) -> str:
     try:
         store = Store.open(path)
     except LabelyardError:
-        return ""
+        return "", None
     try:
         row = store.last_plugin_run()
         if row is None or row["finished_at"] is not None or holder != f"pid {row['pid']}":
-            return ""
-        return in_progress_text(loads(row["summary"]))
+            return "", None
+        return in_progress_text(loads(row["summary"])), row["started_at"]
     finally:
         store.close()
+
+
+def stuck_hint(holder: str, seconds: float) -> str:
+    """What a run says of one that has held the run lock past :data:`STUCK_AFTER_S`."""
+    from .queries import duration
+
+    return (f"; it has been running for {duration(seconds)}, over the hour a run may take: a plugin call that "
+            f"never returns (a receiver without a timeout) keeps every later run out. See which with "
+            f"LABELYARD_TRACE_PLUGINS=1, stop {holder}, and see docs/cron.md")
 
 
 def _workflow_modules(db: str | None) -> list[str]:

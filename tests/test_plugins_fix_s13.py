@@ -439,3 +439,49 @@ def test_the_webhooks_backoff_doubling_stops_at_300_s_and_a_notification_waits_a
     waits, posts, error = _waits(monkeypatch)  # the defaults are as they were
     assert waits == [1, 2] and posts == 3 and error == "POST http://127.0.0.1:9/h: HTTP 503 Service Unavailable"
     assert _waits(monkeypatch, retries=3, backoff=0)[:2] == ([], 4)
+
+
+# -- 7: a run held up behind a hung one says so --------------------------------------------------------
+STUCK = """
+    import sys
+    from router import hookimpl
+
+    @hookimpl
+    def register_notifiers(register):
+        register("stuck", send)
+
+    def send(run, n):   # a receiver call with no timeout: held until the test says go
+        print("ready", file=sys.stderr, flush=True)
+        sys.stdin.readline()
+"""
+
+
+def test_a_run_finding_one_in_progress_for_over_an_hour_says_so_on_stderr_even_quiet_and_exits_5(project, tmp_path):
+    import subprocess
+
+    from conftest import NOW
+
+    project.plugin("stuck", STUCK)
+    project.apply(hook_text().replace("notify: [{plugin: webhook, url: \"http://127.0.0.1:9/h\", backoff: 0}]",
+                                      "notify: [{plugin: stuck}]"))
+    (tmp_path / "in.jsonl").write_text('{"id":"t1","data":{},"prediction":{"label":"bug"}}\n', encoding="utf-8")
+    project.ok("ingest", "in.jsonl")
+    holder = subprocess.Popen([*project.command, "run", "--quiet"], cwd=tmp_path, env=project.env, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert holder.stderr.readline() == "ready\n"  # it is in the notifier's call, holding the run lock
+        soon = project("run", "--quiet", env={"LABELYARD_NOW": "2025-03-01T09:59:00Z"})
+        assert (soon.returncode, soon.stdout, soon.stderr) == (0, "", "")
+        late = project("run", "--quiet", env={"LABELYARD_NOW": "2025-03-01T11:30:00Z"})
+        assert late.returncode == 5 and late.stdout == ""
+        assert late.stderr == (
+            f"labelyard run: another labelyard run is in progress (pid {holder.pid}, at notify `stuck` since "
+            f"{NOW[:-1]}+00:00); nothing done; it has been running for 2.5h, over the hour a run may take: a plugin "
+            "call that never returns (a receiver without a timeout) keeps every later run out. See which with "
+            f"LABELYARD_TRACE_PLUGINS=1, stop pid {holder.pid}, and see docs/cron.md\n")
+        as_json = project("run", "--json", env={"LABELYARD_NOW": "2025-03-01T11:30:00Z"})
+        assert as_json.returncode == 5
+        assert json.loads(as_json.stdout)["ok"] is False and json.loads(as_json.stdout)["stuck"] is True
+    finally:
+        holder.communicate("go\n", timeout=300)  # only a guard against a hang, not a timing assertion
+    assert holder.returncode == 0
