@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import getpass
 import hashlib
+import json
 import operator
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
+
+from rules.actions import SECTIONS
+from rules.visible_text import quoted
 
 from . import clock
 # Everything a claim, a submit or a decision runs is imported here, never lazily: an import
@@ -25,8 +30,8 @@ from .consensus import DS_HISTORY, final_form, same_label
 from .eligibility import at_capacity, crews, queue_specs, queue_warning, task_stalled, unused_by_queues
 from .context import (NEW_TASK_STATE, Lazy, creation_context, prediction_facts, review_facts, stored_prediction,
                       task_facts, votes_facts)
-from .errors import (AssignmentError, LabelyardError, NothingToDo, NoWorkflow, PluginModuleMissing, UnknownTask,
-                     UnknownWorker)
+from .errors import (AssignmentError, FunctionsMissing, LabelyardError, NothingToDo, NoWorkflow,
+                     PluginModuleMissing, UnknownTask, UnknownWorker)
 from .gold import pick_gold, rescore
 from .returns import dropped_queue_reason, listed, returnable
 from .stalls import held_named, open_stalls
@@ -117,8 +122,8 @@ def compile_stored(spec: dict[str, Any], functions: dict[str, Callable] | None =
         functions = loaded.functions
         try:
             return Workflow.from_spec(spec, functions), functions
-        except WorkflowInvalid:
-            missing = module_missing(spec, loaded.errors)
+        except WorkflowInvalid as exc:
+            missing = module_missing(spec, loaded.errors) or functions_missing(spec, exc)
             if missing is None:
                 raise
             raise missing from None
@@ -137,6 +142,33 @@ def module_missing(spec: dict[str, Any], errors: Iterable[Any]) -> PluginModuleM
         f"the active workflow `{spec.get('workflow')}` calls functions of plugin module `{module}`, "
         f"which does not load here: {error} (is its folder on PYTHONPATH for this command, "
         "as it was for `apply`? under cron too)")
+
+
+_UNKNOWN_FUNCTION = re.compile(r"unknown function `([^`]+)`")
+
+
+def functions_missing(spec: dict[str, Any], invalid: Any) -> FunctionsMissing | None:
+    """Why a stored workflow that does not compile fails here, when it calls functions no loaded
+    plugin registers (``invalid``: its :class:`~rules.diagnostics.WorkflowInvalid`): the functions,
+    the rules that call them, and where rule functions come from. ``None`` for any other error.
+
+    A stored version was checked by ``apply``, which had the plugin: here it is not loaded (a
+    plugin file ``apply`` found in ``LABELYARD_PLUGINS_DIR``, a cron job without it). Said without
+    a file position (``<stored workflow>:1:1`` pointed at nothing)."""
+    names = sorted({m.group(1) for d in invalid.diagnostics for m in [_UNKNOWN_FUNCTION.search(d.message)] if m})
+    if not names:
+        return None
+    callers = [f"{section} rule {quoted(rule.get('name') or index + 1)}" for section in SECTIONS
+               for index, rule in enumerate(spec.get(section) or []) if isinstance(rule, dict)
+               and any(re.search(rf"\b{re.escape(n)}\s*\(", json.dumps(rule)) for n in names)]
+    called = ", ".join(quoted(n) for n in names)
+    where = f" ({', '.join(callers)})" if callers else ""
+    return FunctionsMissing(
+        f"the active workflow {quoted(spec.get('workflow'))} calls {called}{where}, which no plugin loaded here "
+        "registers: rule functions come from plugin files in LABELYARD_PLUGINS_DIR (`run`, `ingest NAME:ARG` and "
+        "`plugins` also take --plugins-dir DIR), from modules in the workflow's `plugins:` (on PYTHONPATH), and "
+        "from installed plugin packages; load the one that registers it as `apply` did (under cron too). "
+        "`labelyard plugins` lists what is loaded")
 
 
 class Engine:

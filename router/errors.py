@@ -17,6 +17,10 @@ class PluginModuleMissing(LabelyardError):
     """The active workflow calls functions of a ``plugins:`` module that does not import here."""
 
 
+class FunctionsMissing(LabelyardError):
+    """The active workflow calls rule functions that no plugin loaded here registers."""
+
+
 class NotInitialised(LabelyardError):
     """The database file does not exist or has no Labelyard schema."""
 

@@ -485,3 +485,37 @@ def test_a_run_finding_one_in_progress_for_over_an_hour_says_so_on_stderr_even_q
     finally:
         holder.communicate("go\n", timeout=300)  # only a guard against a hang, not a timing assertion
     assert holder.returncode == 0
+
+
+# -- 8: a stored workflow calling a function no plugin loaded here registers ---------------------------
+SHOUTY = """
+    from router import hookimpl
+
+    @hookimpl
+    def register_functions(register):
+        register("shouty", lambda t: str(t).upper())
+"""
+
+LOUD = BASE + """\
+on_quorum:
+  - {name: loud, when: 'shouty(votes.top) == "BUG"', do: accept}
+  - {name: other, do: {hold: "not bug"}}
+"""
+
+
+def test_commands_without_the_plugin_of_a_stored_workflows_function_say_where_functions_come_from(project, tmp_path):
+    project.plugin("fns", SHOUTY)
+    project.apply(LOUD)
+    (tmp_path / "in.jsonl").write_text('{"id":"x1","data":{"s":"a"}}\n', encoding="utf-8")
+    said = ("labelyard: the active workflow `f` calls `shouty` (on_quorum rule `loud`), which no plugin loaded here "
+            "registers: rule functions come from plugin files in LABELYARD_PLUGINS_DIR (`run`, `ingest NAME:ARG` and "
+            "`plugins` also take --plugins-dir DIR), from modules in the workflow's `plugins:` (on PYTHONPATH), and "
+            "from installed plugin packages; load the one that registers it as `apply` did (under cron too). "
+            "`labelyard plugins` lists what is loaded\n")
+    without = {"LABELYARD_PLUGINS_DIR": None}
+    for command in (["ingest", "in.jsonl"], ["claim", "--as", "ann"], ["tick"], ["run"]):
+        proc = project(*command, env=without)
+        assert (proc.returncode, proc.stderr) == (1, said), command
+        assert "<stored workflow>" not in proc.stderr
+    assert project.ok("run", "--plugins-dir", str(project.folder_of_plugins), env=without)
+    assert "ingested 1" in project.ok("ingest", "in.jsonl").stdout  # with the plugin it goes in
