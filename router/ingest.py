@@ -554,7 +554,7 @@ def not_json_problem(item: TaskInput) -> RowProblem | None:
     for value, where in ((item.data, "data"), (item.label, item.label_field), (item.scores, "prediction.scores")):
         found = not_json(value, where, dotted=True)
         if found is not None:
-            path, kind = found
+            path, kind, _ = found
             break
     if kind == NESTED_TOO_DEEP:
         why, raw = "is nested too deep for JSON (or holds itself)", None

@@ -345,7 +345,8 @@ class SourcePart:
     ``rows`` are ingested (bad ones quarantined with ``origin`` and their line),
     then ``cursor`` is stored; the next run gets it back as ``run.state``. A
     source that raises while its part is being read leaves nothing of that
-    part behind. ``origin`` is where the rows come from, e.g. a file's path.
+    part behind. ``origin`` is where the rows come from, e.g. a file's path (its
+    bytes that are not UTF-8 written out as it is kept: ``caf\\xe9.csv``).
 
     A row's ``line`` is its number in ``origin`` as the source counts (rows of
     each page numbered from 1, or 0 when there are no lines, will do): each

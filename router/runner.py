@@ -24,6 +24,7 @@ overlapping.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections import Counter
@@ -210,10 +211,27 @@ def checked_part(part: Any) -> SourcePart:
         raise PluginError(f"yielded {type(part).__name__} {short(part)}; expected SourcePart(origin, rows, cursor)")
     if not isinstance(part.origin, str) or not part.origin:
         raise PluginError(f"a part's origin must be text (a file's path, a URL), not {short(part.origin)}")
+    if text_problem(part.origin):  # a file name from os.listdir(): kept with its bad bytes written out
+        part = dataclasses.replace(part, origin=plugin_text(part.origin))
     problem = json_value_problem(part.cursor, "cursor")
     if problem is not None:
         raise PluginError(f"part of {part.origin}: {problem}; nothing of it was ingested")
     return part
+
+
+def checked_verdict(verdict: Verdict, labels: Any) -> Verdict:
+    """A reviewer's verdict as it can be recorded: its reason text (bytes that are not UTF-8 written
+    out), its corrected label a JSON value the workflow takes; else a :class:`PluginError` saying why."""
+    reason = verdict.reason
+    if reason is not None and not isinstance(reason, str):
+        raise PluginError(f"a verdict's reason must be text, not {short(reason)}")
+    if verdict.label is not None:
+        problem = json_value_problem(verdict.label, "the corrected label") or labels.problem(verdict.label)
+        if problem:
+            raise PluginError(f"corrected label is invalid: {problem}")
+    if reason is not None and text_problem(reason):
+        verdict = dataclasses.replace(verdict, reason=plugin_text(reason))
+    return verdict
 
 
 def checked_state(state: Any, what: str = "state") -> Any:
@@ -331,7 +349,7 @@ def add_prior_votes(engine, votes: Any, origin: str,
                     continue
                 # the text first: the workflow's reason quotes the label, which must be storable text
                 problem = "no label" if label is None else \
-                    json_value_problem(label, "it") or text_problem(label) or labels.problem(label)
+                    json_value_problem(label, "it", strict=False) or text_problem(label) or labels.problem(label)
                 if problem:
                     skipped[f"label refused: {problem}"] += 1
                     continue
@@ -663,11 +681,9 @@ class Runner:
         trace(f"reviewer {key}: task {row['external_id']}")
         verdict = reviewer.func(run, review_item(self.store, row, self.engine))
         if verdict is not None and not isinstance(verdict, Verdict):
-            raise PluginError(f"returned {verdict!r}; expected approve(...), reject(...) or None")
-        if verdict is not None and verdict.label is not None:
-            problem = self.engine.workflow.labels.problem(verdict.label)
-            if problem:
-                raise PluginError(f"corrected label is invalid: {problem}")
+            raise PluginError(f"returned {short(verdict)}; expected approve(...), reject(...) or None")
+        if verdict is not None:
+            verdict = checked_verdict(verdict, self.engine.workflow.labels)
         return apply_verdict(self.engine, row["id"], row["round"], key, verdict, clock.now()), verdict
 
     # -- timers --------------------------------------------------------------------------

@@ -519,3 +519,94 @@ def test_commands_without_the_plugin_of_a_stored_workflows_function_say_where_fu
         assert "<stored workflow>" not in proc.stderr
     assert project.ok("run", "--plugins-dir", str(project.folder_of_plugins), env=without)
     assert "ingested 1" in project.ok("ingest", "in.jsonl").stdout  # with the plugin it goes in
+
+
+# -- 9: cursors, sink states, verdicts and origins a plugin hands back -------------------------------
+ODD = """
+    import os
+    from router import hookimpl
+    from router.plugin_api import SourcePart, TaskInput, approve, reject
+
+    CURSORS = {"surrogate": {"file": "caf\\udce9.csv"}, "inf": {"x": float("inf")}, "nan": float("nan"),
+               "int_key": {6: True}}
+
+    @hookimpl
+    def register_sources(register):
+        register("odd", read)
+        register("named", named)
+
+    @hookimpl
+    def register_sinks(register):
+        register("odd_sink", lambda run, tasks: {"x": float("inf")})
+
+    @hookimpl
+    def register_reviewers(register):
+        register("odd_reviewer", review)
+
+    def read(run):
+        yield SourcePart("odd", [TaskInput(1, "o1", {"a": 1})], cursor=CURSORS[os.environ["CURSOR"]])
+
+    def named(run):
+        yield SourcePart(os.fsdecode(b"inbox/caf\\xe9.csv"), [TaskInput(1, "n1", {"a": 1}), TaskInput(2, "", {})],
+                         cursor=1)
+
+    def review(run, item):
+        how = item.data.get("how")
+        if how == "dict":
+            return reject({"why": "no"})
+        return reject(f"cannot read {os.fsdecode(b'scan-caf' + bytes([0xe9]))}")
+"""
+
+
+@pytest.mark.parametrize("cursor, said", [
+    ("surrogate", "cursor['file'] is text that is not UTF-8 (byte 0xe9 is not UTF-8)"),
+    ("inf", "cursor['x'] is inf, which JSON cannot carry (a finite number, or null)"),
+    ("nan", "cursor is nan, which JSON cannot carry (a finite number, or null)"),
+    ("int_key", 'cursor key 6 is not text: JSON keys are text, so it would come back as "6"'),
+])
+def test_a_cursor_that_cannot_come_back_as_it_was_fails_its_part_before_any_of_it_goes_in(project, cursor, said):
+    project.plugin("odd", ODD)
+    project.apply(BASE + "sources: [{plugin: odd}]\n")
+    proc = project("run", env={"CURSOR": cursor})
+    assert proc.returncode == 4
+    assert f"labelyard run: odd: sources failed: part of odd: {said}; nothing of it was ingested" in proc.stderr
+    assert sql(project, "SELECT count(*) FROM tasks") == [(0,)]
+    assert sql(project, "SELECT count(*) FROM cursors WHERE name = 'source:odd'") == [(0,)]
+    assert last_run(project)[0] is not None
+
+
+def test_an_origin_that_is_not_utf8_is_kept_with_its_bytes_written_out(project):
+    project.plugin("odd", ODD)
+    project.apply(BASE + "sources: [{plugin: named}]\n")
+    assert "source named: ingested 1, duplicates 0, rejected 1" in project.ok("run").stdout
+    assert [r["source"] for r in project.json("rejects", "--json")] == ["inbox/caf\\xe9.csv"]
+
+
+def test_a_sink_state_json_cannot_carry_fails_the_sink_and_nothing_unreadable_is_stored(project, tmp_path):
+    project.plugin("odd", ODD)
+    project.apply(BASE.replace("{annotate: q}", "accept") + "sinks: [{plugin: odd_sink}]\n")
+    (tmp_path / "in.jsonl").write_text('{"id":"t1","data":{},"prediction":{"label":"bug"}}\n', encoding="utf-8")
+    project.ok("ingest", "in.jsonl")
+    proc = project("run")
+    assert proc.returncode == 4
+    assert "labelyard run: odd_sink: sinks failed: state['x'] is inf, which JSON cannot carry" in proc.stderr
+    for (value,) in sql(project, "SELECT value FROM cursors"):
+        json.loads(value, parse_constant=lambda name: pytest.fail(f"{name} stored"))
+
+
+def test_a_verdicts_reason_is_text_with_bytes_that_are_not_utf8_written_out_and_never_a_dict(project, tmp_path):
+    project.plugin("odd", ODD)
+    project.apply(BASE + "on_quorum: [{name: r, do: {review: q}}]\non_review: [{name: a, do: accept}]\n"
+                  "reviewers: [{plugin: odd_reviewer}]\n")
+    (tmp_path / "in.jsonl").write_text('{"id":"t1","data":{"how":"text"}}\n{"id":"t2","data":{"how":"dict"}}\n',
+                                       encoding="utf-8")
+    project.ok("ingest", "in.jsonl")
+    project.ok("workers", "add", "ann", "--role", "annotator")
+    for _ in range(2):
+        assignment = project.json("claim", "--as", "ann", "--json")["assignment"]
+        project.ok("submit", assignment, "--as", "ann", "--label", "bug")
+    proc = project("run")
+    assert proc.returncode == 4
+    assert "labelyard run: odd_reviewer: reviewers failed: task t2: a verdict's reason must be text, not " \
+           "{'why': 'no'}" in proc.stderr
+    assert sql(project, "SELECT reason FROM auto_reviews") == [("cannot read scan-caf\\xe9",)]
