@@ -10,7 +10,8 @@ Where plugins come from, in this order:
    Labelyard's own ``pyproject.toml``, exactly as a third-party package
    declares its plugins) and every installed plugin package. When
    ``LABELYARD_LOAD_PLUGINS`` is set, only the entry points it names
-   (comma-separated; empty means none) are loaded;
+   (comma-separated; empty means none) are loaded, and a name no entry
+   point has is a warning on stderr;
 2. the workflow's ``plugins:`` list of importable modules;
 3. every ``*.py`` file of ``--plugins-dir DIR`` (or ``LABELYARD_PLUGINS_DIR``).
 
@@ -278,7 +279,10 @@ def _load_entry_points(pm: LabelyardPluginManager) -> None:
 
     allowed = _allowed()
     seen: set[tuple[str, str]] = set()
-    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=_builtin_first):
+    found = sorted(entry_points(group=ENTRY_POINT_GROUP), key=_builtin_first)
+    if allowed:
+        _warn_unknown_allowed(allowed, {ep.name for ep in found})
+    for ep in found:
         if (ep.name, ep.value) in seen:  # an editable install can list a distribution twice
             continue
         seen.add((ep.name, ep.value))
@@ -298,6 +302,27 @@ def _load_entry_points(pm: LabelyardPluginManager) -> None:
             pm.failed(info, exc)
             continue
         pm.add(plugin, info)
+
+
+_warned_unknown: set[str] = set()  # told once per command, however often plugins are loaded
+
+
+def _warn_unknown_allowed(allowed: set[str], names: set[str]) -> None:
+    """Say on stderr which names of ``LABELYARD_LOAD_PLUGINS`` no entry point has (a registered
+    source's name given for its package's entry point loads nothing, silently otherwise)."""
+    unknown = sorted(allowed - names - _warned_unknown)
+    if not unknown:
+        return
+    _warned_unknown.update(unknown)
+    listed = ", ".join(quoted(name) for name in unknown)
+    try:
+        those, it = ("that name", "it") if len(unknown) == 1 else ("those names", "them")
+        print(f"labelyard: warning: LABELYARD_LOAD_PLUGINS names {listed}, but no installed plugin has an entry "
+              f"point of {those}, so nothing is loaded for {it}; it takes entry-point names, as `labelyard plugins` "
+              f"lists them (entry points: {', '.join(sorted(names)) or 'none'}), not the names plugins register",
+              file=sys.stderr, flush=True)
+    except OSError:
+        pass
 
 
 def _builtin_first(ep: Any) -> tuple[int, str]:

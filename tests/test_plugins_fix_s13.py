@@ -610,3 +610,23 @@ def test_a_verdicts_reason_is_text_with_bytes_that_are_not_utf8_written_out_and_
     assert "labelyard run: odd_reviewer: reviewers failed: task t2: a verdict's reason must be text, not " \
            "{'why': 'no'}" in proc.stderr
     assert sql(project, "SELECT reason FROM auto_reviews") == [("cannot read scan-caf\\xe9",)]
+
+
+# -- 10: LABELYARD_LOAD_PLUGINS naming no entry point ------------------------------------------------
+def test_a_load_plugins_name_that_is_no_entry_point_is_warned_about_listing_the_entry_points(project, tmp_path):
+    (tmp_path / "in.jsonl").write_text("", encoding="utf-8")
+    project.apply(BASE + "sources: [{plugin: jsonl, path: in.jsonl}]\n")
+    proc = project.ok("plugins", env={"LABELYARD_LOAD_PLUGINS": "jsonl,acme_src,webhok"})
+    warning = [line for line in proc.stderr.splitlines() if "LABELYARD_LOAD_PLUGINS" in line]
+    assert len(warning) == 1
+    assert warning[0].startswith("labelyard: warning: LABELYARD_LOAD_PLUGINS names `acme_src`, `webhok`, but no "
+                                 "installed plugin has an entry point of those names, so nothing is loaded for them; "
+                                 "it takes entry-point names, as `labelyard plugins` lists them (entry points: ")
+    assert "jsonl" in warning[0] and "webhook" in warning[0]
+    assert warning[0].endswith("), not the names plugins register")
+    assert [p["name"] for p in project.json("plugins", "--json", env={"LABELYARD_LOAD_PLUGINS": "jsonl,acme_src"})] \
+        == ["jsonl"]
+    quiet = project("plugins", env={"LABELYARD_LOAD_PLUGINS": "jsonl,webhook"})
+    assert "LABELYARD_LOAD_PLUGINS" not in quiet.stderr
+    run = project("run", "--quiet", env={"LABELYARD_LOAD_PLUGINS": "jsonl,acme_src"})
+    assert run.returncode == 0 and run.stderr.count("LABELYARD_LOAD_PLUGINS names `acme_src`") == 1
