@@ -332,7 +332,8 @@ def _builtin_first(ep: Any) -> tuple[int, str]:
 
 def _load_folder(pm: LabelyardPluginManager, folder: str) -> None:
     if not os.path.isdir(folder):
-        info = PluginInfo(os.path.basename(os.path.normpath(folder)) or folder, "plugins-dir", folder)
+        info = PluginInfo(plugin_text(os.path.basename(os.path.normpath(folder)) or folder), "plugins-dir",
+                          plugin_text(folder))
         pm.failed(info, FileNotFoundError(f"--plugins-dir {folder}: no such folder"))
         return
     loaded = {_real(_file_of(pm.get_plugin(name))): name for name in pm.infos if pm.get_plugin(name) is not None}
@@ -344,7 +345,8 @@ def _load_folder(pm: LabelyardPluginManager, folder: str) -> None:
         if _real(path) in loaded:  # the workflow's `plugins:` module found again here: one file, loaded once
             trace(f"{path}: already loaded as plugin `{loaded[_real(path)]}`")
             continue
-        info = PluginInfo(stem, "plugins-dir", path)
+        # A file name that is not UTF-8 (caf\udce9.py) is listed, stored and printed written out: caf\xe9
+        info = PluginInfo(plugin_text(stem), "plugins-dir", plugin_text(path))
         module_name = f"labelyard_plugins_dir.{stem}"
         try:
             spec = importlib.util.spec_from_file_location(module_name, path)

@@ -630,3 +630,24 @@ def test_a_load_plugins_name_that_is_no_entry_point_is_warned_about_listing_the_
     assert "LABELYARD_LOAD_PLUGINS" not in quiet.stderr
     run = project("run", "--quiet", env={"LABELYARD_LOAD_PLUGINS": "jsonl,acme_src"})
     assert run.returncode == 0 and run.stderr.count("LABELYARD_LOAD_PLUGINS names `acme_src`") == 1
+
+
+# -- 11: `labelyard plugins` lists a plugin file whose name is not UTF-8 --------------------------------
+def test_plugins_lists_a_plugin_file_whose_name_is_not_utf8_with_its_bytes_written_out(project):
+    import subprocess
+
+    folder = os.fsencode(project.folder_of_plugins)
+    with open(os.path.join(folder, b"caf\xe9.py"), "w", encoding="utf-8") as handle:
+        handle.write("this is not python\n")
+    with open(os.path.join(folder, b"cr\xe8me.py"), "w", encoding="utf-8") as handle:
+        handle.write(textwrap.dedent(SHOUTY))
+    for args in (["plugins"], ["plugins", "--json"]):
+        proc = subprocess.run([*project.command, *args], cwd=project.folder, env=project.env, capture_output=True,
+                              timeout=120)
+        assert proc.returncode == 1
+        out, err = proc.stdout.decode("utf-8"), proc.stderr.decode("utf-8")  # JSON output is UTF-8: no raw byte
+        assert "\\udc" not in out + err
+        assert "labelyard: plugin caf\\xe9: NameError: name 'this' is not defined (caf\\xe9.py:1)" in err
+    listed = {p["name"]: p for p in json.loads(out)}
+    assert listed["caf\\xe9"]["location"].endswith("/plugins/caf\\xe9.py")
+    assert listed["cr\\xe8me"]["registered"] == {"functions": ["shouty"]} and listed["cr\\xe8me"]["error"] is None
