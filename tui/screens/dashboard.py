@@ -16,7 +16,7 @@ from router.errors import NoWorkflow
 
 from ..messages import Loaded
 from ..widgets import format as fmt
-from ..widgets.tables import cursor_key, restore_cursor
+from ..widgets.tables import NAME_WIDTH, cursor_key, restore_cursor
 from .base import BaseScreen
 
 SLOW_EVERY = 30.0  # seconds between agreement recomputations
@@ -134,7 +134,7 @@ class DashboardScreen(BaseScreen):
             cap = "∞" if w["capacity"] is None else w["capacity"]
             state = "paused" if w["paused"] else ("flagged" if w["flagged"] else "")
             a = annot.get(w["id"], {})
-            workers.add_row(fmt.plain(w["id"]), f"{w['active']}/{cap}", f"{w['submitted_recent']:,}",
+            workers.add_row(fmt.cut(w["id"], NAME_WIDTH), f"{w['active']}/{cap}", f"{w['submitted_recent']:,}",
                             fmt.pct(w["gold_accuracy"]),
                             fmt.pct(a.get("agreement")), Text(state, style="yellow" if state else ""), key=w["id"])
         restore_cursor(workers, key, cursor)

@@ -18,7 +18,7 @@ from router.queries import ORDERS, PAGE_SIZE, STAGES, TASK_STATUSES, SearchStopp
 from ..messages import Loaded, Searching
 from ..widgets import format as fmt
 from ..widgets.modals import InputModal, PickModal
-from ..widgets.tables import cursor_key, restore_cursor
+from ..widgets.tables import LABEL_WIDTH, cursor_key, restore_cursor
 from .base import BaseScreen
 
 STATUS_STYLE = {"open": "", "held": "yellow", "done": "green", "invalid": "red"}
@@ -237,8 +237,9 @@ class TasksScreen(BaseScreen):
                           Text(r["status"], style=STATUS_STYLE.get(r["status"], "")),
                           fmt.plain(r["stage"]), fmt.plain(r["queue"]),
                           str(r["needed"]) if r["status"] == "open" else "",
-                          f"{r['priority']:.2f}", fmt.plain(fmt.label(r["pred_label"])), fmt.num(r["pred_confidence"]),
-                          fmt.plain(fmt.label(r["final_label"])), fmt.plain(",".join(r["holders"])),
+                          f"{r['priority']:.2f}", fmt.cut(fmt.label(r["pred_label"]), LABEL_WIDTH),
+                          fmt.num(r["pred_confidence"]),
+                          fmt.cut(fmt.label(r["final_label"]), LABEL_WIDTH), fmt.plain(",".join(r["holders"])),
                           self.age_cell(r, now), key=ref)
         restore_cursor(table, key, cursor)
         self.query_one("#task-filter", Static).update(fmt.line(("Tasks", "bold"), "  ", self.filter.describe()))

@@ -17,7 +17,7 @@ from router.render import name_list
 from ..messages import Loaded
 from ..widgets import format as fmt
 from ..widgets.modals import ConfirmModal, InputModal
-from ..widgets.tables import cursor_key, restore_cursor
+from ..widgets.tables import NAME_WIDTH, cursor_key, restore_cursor
 from .base import BaseScreen
 
 
@@ -66,7 +66,8 @@ class WorkersScreen(BaseScreen):
             cap = "∞" if w["capacity"] is None else w["capacity"]
             state = ("paused" + (f": {w['pause_reason']}" if w["pause_reason"] else "")) if w["paused"] else (
                 "flagged" if w["flagged"] else "")
-            table.add_row(fmt.plain(w["id"]), fmt.plain(name_list(w["roles"])), fmt.plain(name_list(w["skills"], "-")),
+            table.add_row(fmt.cut(w["id"], NAME_WIDTH), fmt.plain(name_list(w["roles"])),
+                          fmt.plain(name_list(w["skills"], "-")),
                           f"{w['active']}/{cap}", f"{w['submitted_recent']:,}", fmt.pct(w["gold_accuracy"]),
                           str(w["gold_answered"]), fmt.pct(w["agreement"]), str(w["decided"] or 0),
                           fmt.plain(state, "yellow" if state else ""), key=w["id"])

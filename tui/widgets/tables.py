@@ -1,4 +1,6 @@
-"""Keep a table's cursor on the same row (task, worker, queue) when a reload refills the table."""
+"""Keep a table's cursor on the same row (task, worker, queue) when a reload refills the table; the
+widths that cut the cells of free text (labels, worker names) so one long value cannot push the other
+columns off screen (``fmt.cut``; the task's detail and the CLI show them whole)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,9 @@ from typing import Any
 
 from textual.widgets import DataTable
 from textual.widgets.data_table import RowDoesNotExist
+
+LABEL_WIDTH = 30  # cells of a label column (the task list's pred and final); longer labels end in "…"
+NAME_WIDTH = 24  # cells of a worker-name column (the dashboard's and the workers screen's worker)
 
 
 def cursor_key(table: DataTable) -> Any:

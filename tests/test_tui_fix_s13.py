@@ -1,0 +1,101 @@
+"""The TUI where the thirteenth session's tester left it, driven with Textual's pilot on real SQLite
+files (``LABELYARD_NOW`` for the time, no sleeps but pilot pauses; work is counted, never timed).
+
+1. Label and worker-name columns were never cut: one long prediction, final label or worker name
+   pushed every other column off screen. They are cut (``fmt.cut``) like the external id.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from rich.cells import cell_len
+from textual.widgets import DataTable
+
+from router.engine import Engine
+from router.ingest import read_file
+from router.store import Store
+from test_tui import LEAD, NOW, anyio_backend, settle  # noqa: F401
+from tui.app import LabelyardApp
+from tui.widgets.tables import LABEL_WIDTH, NAME_WIDTH
+
+pytestmark = pytest.mark.anyio
+
+WORKFLOW = """\
+workflow: s13
+labels: {type: text}
+queues:
+  q: {roles: [annotator]}
+on_create:
+  - {name: sure, when: prediction.confidence >= 0.9, do: accept}
+  - {name: default, do: {annotate: q, overlap: 1}}
+on_quorum:
+  - {name: done, do: accept}
+"""
+
+LONG_LABEL = "a long model answer " * 20
+LONG_NAME = "w" * 300
+
+
+def project(tmp_path, rows: list[dict], workflow: str = WORKFLOW) -> str:
+    """A project with ``workflow`` applied, the lead LEAD, the annotator ann, and ``rows`` ingested."""
+    path = str(tmp_path / "p.db")
+    store, _ = Store.init(path)
+    engine = Engine(store)
+    engine.apply(workflow, "s13.workflow.yaml", actor=LEAD)
+    engine.add_worker(LEAD, ["lead"], [], None, actor=LEAD)
+    engine.add_worker("ann", ["annotator"], [], None, actor=LEAD)
+    if rows:
+        inbox = tmp_path / "in.jsonl"
+        inbox.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+        engine.ingest(read_file(str(inbox), engine.workflow.labels.choices), str(inbox))
+    engine.close()
+    return path
+
+
+@pytest.fixture
+def now(monkeypatch):
+    monkeypatch.setenv("LABELYARD_NOW", NOW)
+
+
+def header(table: DataTable) -> str:
+    return "".join(seg.text for seg in table.render_line(0)).rstrip()
+
+
+# -- 1. long labels and worker names are cut --------------------------------------------------------------
+
+async def test_long_labels_and_worker_names_are_cut_and_every_column_stays_on_screen(tmp_path, now):
+    path = project(tmp_path, [{"id": "T-1", "data": {"t": "x"}, "prediction": {"label": LONG_LABEL, "confidence": 0.5}},
+                              {"id": "T-2", "data": {"t": "y"}, "prediction": {"label": LONG_LABEL, "confidence": 0.95}}])
+    engine = Engine.open(path)
+    engine.add_worker(LONG_NAME, ["annotator"], [], None, actor=LEAD)
+    engine.close()
+    app = LabelyardApp(path, LEAD, poll_interval=None, clock_interval=None)
+    async with app.run_test(size=(140, 30)) as pilot:
+        await settle(app, pilot)
+        workers = app.screen.query_one("#workers", DataTable)
+        cell = workers.get_row(LONG_NAME)[0]
+        assert cell_len(cell.plain) <= NAME_WIDTH and cell.plain.endswith("…") and cell.plain.startswith("w" * 10)
+        assert workers.get_row("ann")[0].plain == "ann"
+        assert sum(c.get_render_width(workers) for c in workers.ordered_columns) <= 140
+        assert header(workers).endswith("state")
+
+        await pilot.press("t")
+        await settle(app, pilot)
+        tasks = app.screen.query_one("#tasks", DataTable)
+        names = [str(c.label) for c in tasks.ordered_columns]
+        pred, final = tasks.get_row("id:1")[names.index("pred")], tasks.get_row("id:2")[names.index("final")]
+        for cell in (pred, final):
+            assert cell_len(cell.plain) <= LABEL_WIDTH and cell.plain.endswith("…")
+            assert cell.plain.startswith("a long model answer")
+        widths = [c.get_render_width(tasks) for c in tasks.ordered_columns]
+        assert sum(widths) <= 140, widths
+        assert header(tasks).endswith("age")
+
+        await pilot.press("w")
+        await settle(app, pilot)
+        roster = app.screen.query_one("#roster", DataTable)
+        cell = roster.get_row(LONG_NAME)[0]
+        assert cell_len(cell.plain) <= NAME_WIDTH and cell.plain.endswith("…")
+        assert header(roster).endswith("state")
