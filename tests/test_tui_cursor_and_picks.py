@@ -171,7 +171,8 @@ async def test_a_refresh_keeps_the_dashboards_worker_cursor_on_the_worker(db):
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(app, pilot)
         table = app.screen.query_one("#workers", DataTable)
-        table.focus()
+        await pilot.press("tab")  # from the queues, which have the focus
+        assert app.focused is table
         await pilot.press("down")
         assert cursor_key(table) == "bob"
         add_worker(db, "aaron")

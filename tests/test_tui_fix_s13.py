@@ -3,6 +3,8 @@ files (``LABELYARD_NOW`` for the time, no sleeps but pilot pauses; work is count
 
 1. Label and worker-name columns were never cut: one long prediction, final label or worker name
    pushed every other column off screen. They are cut (``fmt.cut``) like the external id.
+2. The dashboard opened with the focus on its page scroll: the arrows scrolled the page and Enter
+   always opened the first queue. The queues table has the focus on open and on return.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 
 import pytest
 from rich.cells import cell_len
+from textual.containers import VerticalScroll
 from textual.widgets import DataTable
 
 from router.engine import Engine
@@ -18,6 +21,7 @@ from router.ingest import read_file
 from router.store import Store
 from test_tui import LEAD, NOW, anyio_backend, settle  # noqa: F401
 from tui.app import LabelyardApp
+from tui.screens.tasks import TasksScreen
 from tui.widgets.tables import LABEL_WIDTH, NAME_WIDTH
 
 pytestmark = pytest.mark.anyio
@@ -99,3 +103,52 @@ async def test_long_labels_and_worker_names_are_cut_and_every_column_stays_on_sc
         cell = roster.get_row(LONG_NAME)[0]
         assert cell_len(cell.plain) <= NAME_WIDTH and cell.plain.endswith("…")
         assert header(roster).endswith("state")
+
+
+# -- 2. the dashboard's keys go to the queues -------------------------------------------------------------
+
+QUEUES_WORKFLOW = """\
+workflow: s13q
+labels: {type: text}
+queues:
+  first: {roles: [annotator]}
+  second: {roles: [annotator]}
+  third: {roles: [annotator]}
+on_create:
+  - {name: default, do: {annotate: first, overlap: 1}}
+on_quorum:
+  - {name: done, do: accept}
+"""
+
+
+async def test_the_dashboard_opens_and_comes_back_with_the_queues_focused(tmp_path, now):
+    path = project(tmp_path, [{"id": "T-1", "data": {"t": "x"}}], QUEUES_WORKFLOW)
+    app = LabelyardApp(path, LEAD, poll_interval=None, clock_interval=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        queues = app.screen.query_one("#queues", DataTable)
+        assert app.focused is queues
+        shown = [b.binding.description for b in app.active_bindings.values() if b.binding.show]
+        assert "Queue's tasks" in shown  # the focused table's own Enter does not hide the key from the footer
+        await pilot.press("down", "down", "enter")  # no focus given by hand: the keys a lead presses
+        await settle(app, pilot)
+        assert isinstance(app.screen, TasksScreen) and app.screen.filter.queue == "third"
+        await pilot.press("d")
+        await settle(app, pilot)
+        assert app.focused is queues and queues.cursor_row == 2
+        await pilot.press("up", "enter")
+        await settle(app, pilot)
+        assert app.screen.filter.queue == "second"
+        # a click on the page gave the focus to its scroll: back on the dashboard, the queues have it again
+        await pilot.press("d")
+        await settle(app, pilot)
+        app.screen.query_one(VerticalScroll).focus()
+        await pilot.press("t", "d")
+        await settle(app, pilot)
+        assert app.focused is queues
+        # the workers table keeps the focus it was given
+        await pilot.press("tab")
+        assert app.focused is app.screen.query_one("#workers", DataTable)
+        await pilot.press("t", "d")
+        await settle(app, pilot)
+        assert app.focused is app.screen.query_one("#workers", DataTable)

@@ -25,8 +25,10 @@ SLOW_EVERY = 30.0  # seconds between agreement recomputations
 class DashboardScreen(BaseScreen):
     """Where work stands and what is going wrong, at a glance."""
 
+    AUTO_FOCUS = "#queues"  # the arrows move the queue cursor at once (the page scroll took them)
     BINDINGS = [
-        Binding("enter", "open_queue", "Queue's tasks", id="dashboard.open_queue"),
+        # priority: the focused table's own (hidden) Enter would take it, and the footer would lose the key
+        Binding("enter", "open_queue", "Queue's tasks", id="dashboard.open_queue", priority=True),
         Binding("a", "agreement", "Agreement now", id="dashboard.agreement"),
     ]
 
@@ -56,6 +58,13 @@ class DashboardScreen(BaseScreen):
 
     def reload(self) -> None:
         self.load()
+
+    def on_screen_resume(self) -> None:
+        """Back on the dashboard, the keys go to a table again: the one the lead left, else the queues
+        (the page scroll, when a click gave it the focus, would take the arrows and Enter). The
+        reload is :class:`BaseScreen`'s own handler (Textual calls each class's)."""
+        if self.focused not in (self.query_one("#queues"), self.query_one("#workers")):
+            self.query_one("#queues", DataTable).focus()
 
     def time_passed(self) -> None:
         """Ages, SLA breaches and the 24 h figures move with the clock: the cheap read again, without
@@ -152,13 +161,14 @@ class DashboardScreen(BaseScreen):
             self.app.open_tasks(queue=key, status="open")
 
     def action_open_queue(self) -> None:
-        queues = self.query_one("#queues", DataTable)
-        if not queues.row_count:
+        """Enter: the tasks of the worker under the cursor when the workers table has the focus, else
+        the open tasks of the queue under the queues' cursor."""
+        workers = self.query_one("#workers", DataTable)
+        if self.focused is workers:
+            worker = cursor_key(workers)
+            if worker is not None:
+                self.app.open_tasks(worker=worker)
             return
-        if self.focused is self.query_one("#workers", DataTable):
-            table = self.query_one("#workers", DataTable)
-            worker = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-            self.app.open_tasks(worker=worker)
-            return
-        queue = queues.coordinate_to_cell_key(queues.cursor_coordinate).row_key.value
-        self.app.open_tasks(queue=queue, status="open")
+        queue = cursor_key(self.query_one("#queues", DataTable))
+        if queue is not None:
+            self.app.open_tasks(queue=queue, status="open")
