@@ -5,6 +5,10 @@ files (``LABELYARD_NOW`` for the time, no sleeps but pilot pauses; work is count
    pushed every other column off screen. They are cut (``fmt.cut``) like the external id.
 2. The dashboard opened with the focus on its page scroll: the arrows scrolled the page and Enter
    always opened the first queue. The queues table has the focus on open and on return.
+3. The task detail wrote out and laid out the whole data on the event loop: an object of 40,000 keys
+   froze the app for ~10 s. The data is written in the reading thread and the detail shows its first
+   ``DATA_LINES`` lines / ``DATA_CHARS`` characters, saying how big it is and that `labelyard show`
+   prints it whole; the test counts the lines laid out.
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ import json
 import pytest
 from rich.cells import cell_len
 from textual.containers import VerticalScroll
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Static
 
 from router.engine import Engine
 from router.ingest import read_file
 from router.store import Store
 from test_tui import LEAD, NOW, anyio_backend, settle  # noqa: F401
 from tui.app import LabelyardApp
+from tui.screens.detail import DATA_CHARS, DATA_LINES, TaskDetailScreen
 from tui.screens.tasks import TasksScreen
 from tui.widgets.tables import LABEL_WIDTH, NAME_WIDTH
 
@@ -152,3 +157,31 @@ async def test_the_dashboard_opens_and_comes_back_with_the_queues_focused(tmp_pa
         await pilot.press("t", "d")
         await settle(app, pilot)
         assert app.focused is app.screen.query_one("#workers", DataTable)
+
+
+# -- 3. big data on the detail screen ---------------------------------------------------------------------
+
+async def test_the_detail_shows_a_bounded_part_of_big_data_and_says_how_to_see_it_whole(tmp_path, now):
+    keys = {f"k{i}": i for i in range(5_000)}  # 5,002 lines of indented JSON
+    path = project(tmp_path, [{"id": "many", "data": keys}, {"id": "blob", "data": {"blob": "x" * 300_000}},
+                              {"id": "small", "data": {"t": "hello"}}])
+    app = LabelyardApp(path, LEAD, poll_interval=None, clock_interval=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        shown = {}
+        for ref in ("many", "blob", "small"):
+            app.push_screen(TaskDetailScreen(f"ext:{ref}"))
+            await settle(app, pilot)
+            body = app.screen.query_one("#detail-body", Static)
+            shown[ref] = (str(body.render()), body.size.height)  # the lines laid out, the work done
+            await pilot.press("escape")
+            await settle(app, pilot)
+    text, height = shown["many"]
+    assert height <= DATA_LINES + 10 and len(text) <= DATA_CHARS + 1_000, height
+    assert '  "k0": 0,' in text and '"k197"' in text and '"k4999"' not in text
+    assert "… cut here: the data is 82,782 characters in 5,002 lines; `labelyard show id:1` prints it whole" in text
+    text, height = shown["blob"]  # one line of 300,000 characters: cut by characters
+    assert height <= DATA_LINES + 10 and len(text) <= DATA_CHARS + 1_000, height
+    assert "the data is 300,016 characters in 3 lines; `labelyard show id:2` prints it whole" in text
+    text, height = shown["small"]
+    assert text.startswith('data\n{\n  "t": "hello"\n}\nvotes (0)') and "cut here" not in text and height < 20

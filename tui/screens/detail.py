@@ -1,5 +1,10 @@
 """One task in full: data, prediction, votes, annotations and review comments, assignments, and the
-decision history with the rules that decided (as ``labelyard explain`` tells it)."""
+decision history with the rules that decided (as ``labelyard explain`` tells it).
+
+The data is written out (indented JSON) in the thread that reads it, and only its first
+:data:`DATA_LINES` lines and :data:`DATA_CHARS` characters are shown, with a line that says how big
+it is and that ``labelyard show`` prints it whole: laying out an object of 40,000 keys on the event
+loop froze the app for seconds."""
 
 from __future__ import annotations
 
@@ -17,6 +22,28 @@ from router.errors import LabelyardError
 from ..messages import ActionFailed, Loaded
 from ..widgets import format as fmt
 from .base import BaseScreen
+
+DATA_LINES = 200  # lines of the task's data the detail shows at most
+DATA_CHARS = 16 * 1024  # and characters (one long string value is one line)
+
+
+def shown_data(data: Any, task_id: int) -> tuple[str, str | None]:
+    """The task's ``data`` as the detail shows it: indented JSON, cut to its first :data:`DATA_LINES`
+    lines and :data:`DATA_CHARS` characters; and, when it was cut, the line that says so."""
+    text = json.dumps(data, ensure_ascii=False, indent=2)
+    shown = text[:DATA_CHARS]
+    end = -1
+    for _ in range(DATA_LINES):
+        end = shown.find("\n", end + 1)
+        if end < 0:
+            break
+    else:
+        shown = shown[:end]
+    if len(shown) == len(text):
+        return text, None
+    lines = text.count("\n") + 1
+    return shown, (f"… cut here: the data is {len(text):,} characters in {lines:,} lines; "
+                   f"`labelyard show id:{task_id}` prints it whole")
 
 
 class TaskDetailScreen(BaseScreen):
@@ -59,7 +86,7 @@ class TaskDetailScreen(BaseScreen):
         except LabelyardError as exc:
             self.post_message(ActionFailed("show", str(exc)))
             return
-        self.post_message(Loaded("detail", data))
+        self.post_message(Loaded("detail", (data, shown_data(data["task"]["data"], data["task"]["id"]))))
 
     def selected_refs(self) -> list[str]:
         return [self.ref]
@@ -73,7 +100,8 @@ class TaskDetailScreen(BaseScreen):
 
     @on(Loaded)
     def loaded(self, message: Loaded) -> None:
-        self.detail = d = message.data
+        d, (data_text, data_cut) = message.data
+        self.detail = d
         t = d["task"]
         head = fmt.line((f"task {t['id']}", "bold"), " (", t["external_id"], ")  ", (t["status"], "bold"))
         if t["status"] == "open":
@@ -84,8 +112,9 @@ class TaskDetailScreen(BaseScreen):
             head.append_text(fmt.line("\nreason: ", str(t["reason"]), lines=True))
         self.query_one("#detail-head", Static).update(head)
 
-        lines = [fmt.line(("data", "bold")),
-                 fmt.plain(json.dumps(t["data"], ensure_ascii=False, indent=2), lines=True)]
+        lines = [fmt.line(("data", "bold")), fmt.plain(data_text, lines=True)]
+        if data_cut:
+            lines.append(fmt.plain(data_cut, "yellow"))
         p = d["prediction"] or {}
         if p.get("label") is not None:
             model = f" model {p['model']}" if p.get("model") is not None else ""  # none given: not "model None"
