@@ -9,11 +9,14 @@ files (``LABELYARD_NOW`` for the time, no sleeps but pilot pauses; work is count
    froze the app for ~10 s. The data is written in the reading thread and the detail shows its first
    ``DATA_LINES`` lines / ``DATA_CHARS`` characters, saying how big it is and that `labelyard show`
    prints it whole; the test counts the lines laid out.
+4. After one failed page read the status line said "page 2 · loading…" for good and `n`/`p` did
+   nothing. The list goes back to the page on screen (the notice tells the error) and pages on.
 """
 
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from rich.cells import cell_len
@@ -23,7 +26,7 @@ from textual.widgets import DataTable, Static
 from router.engine import Engine
 from router.ingest import read_file
 from router.store import Store
-from test_tui import LEAD, NOW, anyio_backend, settle  # noqa: F401
+from test_tui import LEAD, NOW, anyio_backend, db, demo_template, settle  # noqa: F401
 from tui.app import LabelyardApp
 from tui.screens.detail import DATA_CHARS, DATA_LINES, TaskDetailScreen
 from tui.screens.tasks import TasksScreen
@@ -185,3 +188,66 @@ async def test_the_detail_shows_a_bounded_part_of_big_data_and_says_how_to_see_i
     assert "the data is 300,016 characters in 3 lines; `labelyard show id:2` prints it whole" in text
     text, height = shown["small"]
     assert text.startswith('data\n{\n  "t": "hello"\n}\nvotes (0)') and "cut here" not in text and height < 20
+
+
+# -- 4. a failed page read -------------------------------------------------------------------------------
+
+def status_line(app) -> str:
+    return str(app.screen.query_one("#task-status", Static).render())
+
+
+def errors(app) -> list[str]:
+    said = [f"{n.title}: {n.message}" for n in app._notifications if n.severity == "error"]
+    app._notifications.clear()
+    return said
+
+
+async def test_after_a_failed_page_read_the_list_shows_its_page_and_pages_on(db):
+    app = LabelyardApp(db, LEAD, poll_interval=None, clock_interval=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("t")
+        await settle(app, pilot)
+        screen = app.screen
+        first = [r["id"] for r in screen.rows]
+        assert status_line(app) == "page 1 · 50 rows of 300"
+        os.rename(db, db + ".away")  # one read fails (the file moved away for a moment)
+        await pilot.press("n")
+        await settle(app, pilot)
+        assert [e.split(":")[0] for e in errors(app)] == ["tasks failed"]
+        assert status_line(app) == "page 1 · 50 rows of 300" and [r["id"] for r in screen.rows] == first
+        os.rename(db + ".away", db)  # back
+        await pilot.press("n")
+        await settle(app, pilot)
+        assert status_line(app) == "page 2 · 50 rows of 300" and screen.rows[0]["id"] == first[-1] - 1
+        await pilot.press("pagedown")
+        await settle(app, pilot)
+        assert status_line(app) == "page 3 · 50 rows of 300" and screen.rows[0]["id"] == first[-1] - 51
+        # a new filter that fails: the list is the filter on screen again, and pages from it
+        os.rename(db, db + ".away")
+        await pilot.press("s")
+        await pilot.pause()
+        app.screen.query_one("#pick-list").highlighted = 2  # (any), open, held
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert errors(app) and screen.filter.status is None and status_line(app) == "page 3 · 50 rows of 300"
+        os.rename(db + ".away", db)
+        await pilot.press("p")
+        await settle(app, pilot)
+        assert status_line(app) == "page 2 · 50 rows of 300" and screen.rows[0]["id"] == first[-1] - 1
+        assert errors(app) == []
+
+
+async def test_a_first_page_that_fails_says_so_and_ctrl_r_reads_it_again(db):
+    app = LabelyardApp(db, LEAD, poll_interval=None, clock_interval=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        os.rename(db, db + ".away")
+        await pilot.press("t")
+        await settle(app, pilot)
+        assert "tasks failed" in " ".join(errors(app))
+        assert status_line(app) == "page 1 · not read (the error is in the notice); ctrl+r reads it again"
+        os.rename(db + ".away", db)
+        await pilot.press("ctrl+r")
+        await settle(app, pilot)
+        assert status_line(app) == "page 1 · 50 rows of 300" and len(app.screen.rows) == 50

@@ -95,6 +95,7 @@ class TasksScreen(BaseScreen):
         self.names: dict[str, str] = {}  # how each selected task was named when the lead selected it
         self._top = False  # put the cursor on the first row at the next render (new filter or page)
         self.shown: tuple[TaskFilter, Ask] | None = None  # the filter and page on screen
+        self.shown_page = 1  # that page's number
         self.in_flight: tuple[tuple[TaskFilter, Ask], Worker] | None = None  # the last load started, and for what
         # The task under the cursor (or every selected task) left the list at the last refresh: (what
         # left, the ref the cursor was left on). An action on the latter is asked once more, so it never
@@ -167,6 +168,24 @@ class TasksScreen(BaseScreen):
         left = [f"id:{i}" for i in selected or [] if i not in listed]
         self.post_message(Loaded("tasks", (task_filter, asked, after, page, before, keep, left)))
 
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The last page asked for could not be read (:class:`BaseScreen`'s handler tells the error)."""
+        if event.state == WorkerState.ERROR and self.in_flight is not None and event.worker is self.in_flight[1]:
+            self.page_failed()
+
+    def page_failed(self) -> None:
+        """The list goes back to the filter and page on screen: the status line says that page again
+        and `n`/`p` page from it (they waited for the failed page for good, "loading…"); the next
+        refresh, `n` or filter reads again."""
+        self.in_flight = None
+        self._top = False
+        if self.shown is None:  # nothing read yet: nothing to page from
+            self.query_one("#task-status", Static).update(
+                f"page {self.page_no:,} · not read (the error is in the notice); ctrl+r reads it again")
+            return
+        (self.filter, self.asked), self.page_no = self.shown, self.shown_page
+        self.render_status_only()
+
     @on(Searching)
     def searching(self, message: Searching) -> None:
         """How far the search of the page being read got, on the status line."""
@@ -193,7 +212,7 @@ class TasksScreen(BaseScreen):
         self.asked = ("after", after)
         self.after, self.rows, self.next_after, self.total = after, page.rows, page.next_after, page.total
         self.first_key, self.searched = page.first_key, page.searched
-        self.shown = (task_filter, self.asked)
+        self.shown, self.shown_page = (task_filter, self.asked), self.page_no
         unselected = self.unselect(left)
         self.render_rows()
         if gone is not None:
