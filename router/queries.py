@@ -422,6 +422,12 @@ class Queries:
             if scan.read is not None and not scan.ended and progress is not None \
                     and not progress(scan.read, len(scan.hits)):
                 raise SearchStopped()
+        if scan.read is not None and not scan.ended:
+            # ``rows`` read, the last of them perhaps the list's last: whether a task follows it (one
+            # row by keyset), so that a stretch that ended the list is not offered as "n searches on"
+            # to an empty page
+            after_last = self._task_page_rows(plain, scan.last, 1, descending=descending)
+            scan = _Scan(scan.hits, scan.read, scan.first, scan.last, not after_last)
         return scan
 
     def _task_page_rows(self, f: TaskFilter, after: tuple[Any, int] | None, limit: int,

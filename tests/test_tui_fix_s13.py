@@ -11,6 +11,8 @@ files (``LABELYARD_NOW`` for the time, no sleeps but pilot pauses; work is count
    prints it whole; the test counts the lines laid out.
 4. After one failed page read the status line said "page 2 · loading…" for good and `n`/`p` did
    nothing. The list goes back to the page on screen (the notice tells the error) and pages on.
+5. A search over exactly ``SEARCH_ROWS`` tasks said "n searches on", and `n` gave an empty last
+   page: when the stretch's cap falls on the list's last task, one row by keyset says it ended.
 """
 
 from __future__ import annotations
@@ -23,10 +25,14 @@ from rich.cells import cell_len
 from textual.containers import VerticalScroll
 from textual.widgets import DataTable, Static
 
+import router.queries as queries_module
 from router.engine import Engine
 from router.ingest import read_file
+from router.queries import Queries, TaskFilter
 from router.store import Store
 from test_tui import LEAD, NOW, anyio_backend, db, demo_template, settle  # noqa: F401
+from test_tui_fix_s12 import fill, tasks
+from test_tui_fix_s12 import project as s12_project
 from tui.app import LabelyardApp
 from tui.screens.detail import DATA_CHARS, DATA_LINES, TaskDetailScreen
 from tui.screens.tasks import TasksScreen
@@ -251,3 +257,50 @@ async def test_a_first_page_that_fails_says_so_and_ctrl_r_reads_it_again(db):
         await pilot.press("ctrl+r")
         await settle(app, pilot)
         assert status_line(app) == "page 1 · 50 rows of 300" and len(app.screen.rows) == 50
+
+
+# -- 5. a search whose stretch ends on the list's last task ------------------------------------------------
+
+@pytest.fixture
+def small_search(monkeypatch):
+    """Search pages of at most 1,000 tasks, progress every 250."""
+    monkeypatch.setattr(queries_module, "SEARCH_ROWS", 1_000)
+    monkeypatch.setattr(queries_module, "SEARCH_STEP", 250)
+
+
+@pytest.mark.parametrize("n, more", [(1_000, False), (1_001, True), (999, False)])
+def test_a_search_stretch_that_reads_the_last_task_is_the_last_page(tmp_path, now, small_search, n, more):
+    path = str(tmp_path / "s.db")
+    s12_project(path)
+    fill(path, tasks(n))
+    q = Queries.open(path)
+    try:
+        for order in ("id", "priority"):
+            for text in ("zzz", "ticket 777"):  # no match; one
+                page = q.task_page(TaskFilter(text=text, order=order))
+                assert page.searched == min(n, 1_000) and len(page.rows) < 50
+                assert (page.next_after is not None) is more, (order, text)
+                if more:  # `n` reads the one task left
+                    last = q.task_page(TaskFilter(text=text, order=order), page.next_after)
+                    assert last.searched == 1 and last.next_after is None
+    finally:
+        q.store.close()
+
+
+async def test_the_task_list_says_last_page_when_a_search_read_every_task(tmp_path, now, small_search):
+    path = str(tmp_path / "s.db")
+    s12_project(path)
+    fill(path, tasks(1_000))
+    app = LabelyardApp(path, LEAD, poll_interval=None, clock_interval=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("t")
+        await settle(app, pilot)
+        await pilot.press("slash")
+        await pilot.pause()
+        await pilot.press(*"zzz", "enter")
+        await settle(app, pilot)
+        assert status_line(app) == "page 1 · 0 rows of ? (last page)"
+        await pilot.press("n")
+        await settle(app, pilot)
+        assert status_line(app) == "page 1 · 0 rows of ? (last page)"
