@@ -13,6 +13,8 @@ files (``LABELYARD_NOW`` for the time, no sleeps but pilot pauses; work is count
    nothing. The list goes back to the page on screen (the notice tells the error) and pages on.
 5. A search over exactly ``SEARCH_ROWS`` tasks said "n searches on", and `n` gave an empty last
    page: when the stretch's cap falls on the list's last task, one row by keyset says it ended.
+6. The priority dialog asked "to nan?", "to inf?" or "to 2e+15?" and the value was refused only after
+   the lead said yes. It is refused at once, with the CLI's message, and asked again as typed.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import os
 import pytest
 from rich.cells import cell_len
 from textual.containers import VerticalScroll
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Input, Static
 
 import router.queries as queries_module
 from router.engine import Engine
@@ -36,6 +38,7 @@ from test_tui_fix_s12 import project as s12_project
 from tui.app import LabelyardApp
 from tui.screens.detail import DATA_CHARS, DATA_LINES, TaskDetailScreen
 from tui.screens.tasks import TasksScreen
+from tui.widgets.modals import ConfirmModal, InputModal
 from tui.widgets.tables import LABEL_WIDTH, NAME_WIDTH
 
 pytestmark = pytest.mark.anyio
@@ -304,3 +307,35 @@ async def test_the_task_list_says_last_page_when_a_search_read_every_task(tmp_pa
         await pilot.press("n")
         await settle(app, pilot)
         assert status_line(app) == "page 1 · 0 rows of ? (last page)"
+
+
+# -- 6. a priority out of bounds is refused before the question ---------------------------------------------
+
+async def test_the_priority_dialog_refuses_nan_inf_and_numbers_past_the_bounds_before_asking(db, run):
+    for typed in ("nan", "inf", "2e15"):
+        said = run("--db", db, "priority", "T-00300", typed, env={"LABELYARD_WORKER": LEAD})
+        assert said.returncode == 2 and "the priority must be a number from -1e15 to 1e15, not " in said.stderr
+    app = LabelyardApp(db, LEAD, poll_interval=None, clock_interval=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("t")
+        await settle(app, pilot)
+        before = app.screen.rows[0]
+        await pilot.press("P")
+        await settle(app, pilot)
+        for typed, shown in (("nan", "nan"), ("inf", "inf"), ("2e15", "2e+15"), ("-1e16", "-1e+16")):
+            app.screen.query_one(Input).value = ""
+            await pilot.press(*typed, "enter")
+            await settle(app, pilot)
+            assert isinstance(app.screen, InputModal), typed  # asked again, not "to nan?"
+            assert app.screen.query_one(Input).value == typed
+            assert errors(app) == [f": the priority must be a number from -1e15 to 1e15, not {shown}"]
+        app.screen.query_one(Input).value = ""
+        await pilot.press(*"1e15", "enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, ConfirmModal) and app.screen.question.endswith(" to 1e+15?")
+        await pilot.press("y")
+        await settle(app, pilot)
+    q = Queries.open(db)
+    assert q.task_detail(f"id:{before['id']}")["task"]["priority"] == 1e15
+    q.store.close()

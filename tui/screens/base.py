@@ -129,12 +129,19 @@ class BaseScreen(Screen):
                                  lambda r: r is not None and self._confirm(action, refs, {"reason": r or None}))
         elif action == "priority":
             def set_priority(value: str | None) -> None:
+                from router.lead import priority_problem
+
                 if value is None:
                     return
                 try:
                     number = float(value)
                 except ValueError:  # asked again, with what was typed, so nothing typed is lost
                     self.notify(f"not a number: {value!r}", severity="error")
+                    ask(value)
+                    return
+                problem = priority_problem(number)  # NaN, infinities, past the rules' bounds: as the CLI
+                if problem:  # refused before the question, not after the lead said yes
+                    self.notify(problem, severity="error")
                     ask(value)
                     return
                 self._confirm(action, refs, {"value": number}, f" to {number:g}")
