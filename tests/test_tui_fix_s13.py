@@ -15,6 +15,8 @@ files (``LABELYARD_NOW`` for the time, no sleeps but pilot pauses; work is count
    page: when the stretch's cap falls on the list's last task, one row by keyset says it ended.
 6. The priority dialog asked "to nan?", "to inf?" or "to 2e+15?" and the value was refused only after
    the lead said yes. It is refused at once, with the CLI's message, and asked again as typed.
+7. A prediction with a confidence but no label: the list showed its confidence, `show` its line, and
+   the detail nothing at all. The detail has its line: "prediction (no label) confidence 0.50 model m1".
 """
 
 from __future__ import annotations
@@ -339,3 +341,31 @@ async def test_the_priority_dialog_refuses_nan_inf_and_numbers_past_the_bounds_b
     q = Queries.open(db)
     assert q.task_detail(f"id:{before['id']}")["task"]["priority"] == 1e15
     q.store.close()
+
+
+# -- 7. a prediction without a label ---------------------------------------------------------------------
+
+async def test_the_detail_shows_a_prediction_that_has_a_confidence_but_no_label(tmp_path, now, run):
+    path = project(tmp_path, [{"id": "p5", "data": {"a": 1}, "prediction": {"confidence": 0.5, "model": "m1"}},
+                              {"id": "m", "data": {"a": 2}, "prediction": {"model": "m2"}},
+                              {"id": "none", "data": {"a": 3}}])
+    shown = run.ok("show", "p5", env={"LABELYARD_DB": path}).stdout
+    assert "prediction: null confidence=0.5 model=m1" in shown
+    app = LabelyardApp(path, LEAD, poll_interval=None, clock_interval=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("t")
+        await settle(app, pilot)
+        tasks = app.screen.query_one("#tasks", DataTable)
+        names = [str(c.label) for c in tasks.ordered_columns]
+        assert str(tasks.get_row("id:1")[names.index("conf")]) == "0.50"
+        said = {}
+        for ref in ("p5", "m", "none"):
+            app.push_screen(TaskDetailScreen(f"ext:{ref}"))
+            await settle(app, pilot)
+            body = str(app.screen.query_one("#detail-body", Static).render())
+            said[ref] = [line for line in body.splitlines() if line.startswith("prediction")]
+            await pilot.press("escape")
+            await settle(app, pilot)
+    assert said == {"p5": ["prediction (no label) confidence 0.50 model m1"],
+                    "m": ["prediction (no label) confidence - model m2"], "none": []}

@@ -116,10 +116,10 @@ class TaskDetailScreen(BaseScreen):
         if data_cut:
             lines.append(fmt.plain(data_cut, "yellow"))
         p = d["prediction"] or {}
-        if p.get("label") is not None:
+        if any(p.get(key) is not None for key in ("label", "confidence", "model")):  # a confidence alone routes too
             model = f" model {p['model']}" if p.get("model") is not None else ""  # none given: not "model None"
-            lines.append(fmt.line(("prediction", "bold"), f" {fmt.label(p.get('label'))} "
-                                  f"confidence {fmt.num(p.get('confidence'))}{model}"))
+            said = "(no label)" if p.get("label") is None else fmt.label(p["label"])
+            lines.append(fmt.line(("prediction", "bold"), f" {said} confidence {fmt.num(p.get('confidence'))}{model}"))
         if t["final_label"] is not None:
             lines.append(fmt.line(("final", "bold"), f" {fmt.label(t['final_label'])} by {t['final_by']} "
                                   f"(rule {t['final_rule']})"))
