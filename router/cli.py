@@ -697,6 +697,7 @@ def submit(assignment: int, db: str | None, worker: str | None, label: str | Non
             parsed = load_json_line(value.encode("utf-8", "surrogatepass"))
         except RowError as exc:
             raise LabelyardError(f"--value: {exc}") from None
+        _refuse_number_past_float(engine, value, parsed)
     from .plugin_calls import stdout_on_stderr
 
     with stdout_on_stderr():  # a rule function's subprocess writes to stderr, not into the result
@@ -723,6 +724,22 @@ _JSON_LABEL_EXAMPLES: dict[str, Any] = {
     "boxes": [{"x": 10, "y": 20, "width": 40, "height": 80}],
 }
 """For the label types that are no text, a label as ``--value`` takes it (JSON)."""
+
+
+def _refuse_number_past_float(engine: Any, text: str, parsed: Any) -> None:
+    """``--value 1e400`` for a number label: the number written, too large, as an integer of 310
+    digits is (JSON reads ``1e400`` as infinity, which the label's check would name ``inf``)."""
+    import math
+
+    from rules.label_text import TOO_LARGE
+
+    from .errors import AssignmentError
+
+    written = text.strip()
+    if (isinstance(parsed, float) and math.isinf(parsed) and written.lstrip("-") != "Infinity"
+            and engine.load_workflow() and engine.workflow.labels.type == "number"):
+        shown = written if len(written) <= 40 else written[:37] + "..."
+        raise AssignmentError(f"label {shown} {TOO_LARGE}")
 
 
 def _refuse_text_for_json(labels: Any, text: str) -> None:

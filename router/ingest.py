@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from rules.label_text import not_one_of
+from rules.label_text import TOO_LARGE, not_one_of
 from rules.source import BOM, NotUtf8, decode_text
 from rules.workflow import finite_number
 
@@ -771,16 +771,18 @@ def _shown(cell: str) -> str:
 
 
 def _csv_number(cell: str) -> int | float:
-    """A number cell: ``5``, ``4.5``, ``1e3``, or ``4,5`` with a decimal comma; finite."""
+    """A number cell: ``5``, ``4.5``, ``1e3``, or ``4,5`` with a decimal comma; finite. A number past
+    the float range (``1e400``, an integer of 310 digits) is said to be too large, as ``submit`` says."""
     text = _number_text(cell)
-    if text is not None:
-        try:
-            value: Any = int(text) if text.lstrip("+-").isdigit() else float(text)
-        except ValueError:  # more digits than Python converts
-            value = None
-        if finite_number(value):
-            return value
-    raise RowError(f"`prediction_label` {_shown(cell)} is not a finite number")
+    if text is None:
+        raise RowError(f"`prediction_label` {_shown(cell)} is not a finite number")
+    try:
+        value: Any = int(text) if text.lstrip("+-").isdigit() else float(text)
+    except ValueError:  # more digits than Python converts: past the float range too
+        value = None
+    if not finite_number(value):  # the text is digits: no `nan` or `inf`, only a number too large
+        raise RowError(f"`prediction_label` {_shown(cell)} {TOO_LARGE}")
+    return value
 
 
 def check_row(row: Any, line: int, choices: tuple[str, ...], reserved: set[str],

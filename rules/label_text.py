@@ -13,6 +13,11 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+# Why a number past the float range is no number label, whatever its form (an integer of 310 digits,
+# `1e400` written in a CSV cell or given to `submit --value`): a label is a float's size at most, so
+# every consensus, agreement and export takes it.
+TOO_LARGE = "is too large: a number label is at most about 1.8e308 in size (the largest float)"
+
 KINDS = {bool: "true or false", int: "a number", float: "a number", list: "a list", dict: "an object"}
 
 

@@ -23,7 +23,7 @@ from .context import SECTION_ROOTS
 from .diagnostics import Diagnostic, WorkflowInvalid
 from .errors import RulesError
 from .expr import EvaluationError, Expression, ExpressionError, compile_expression
-from .label_text import not_among, not_one_of
+from .label_text import TOO_LARGE, not_among, not_one_of
 from .schema import label_key_problem
 from .visible_text import one_line, quoted
 
@@ -121,7 +121,7 @@ class LabelSpec:
                 return not_among(bad, self.choices)
         elif self.type == "number":
             if isinstance(value, int) and not isinstance(value, bool) and not finite_number(value):
-                return f"label {_show_short(value)} is too large: a number label is below 1e300 in size"
+                return f"label {_show_short(value)} {TOO_LARGE}"
             if not finite_number(value):
                 return f"label {_show_short(value)} is not a finite number"
             if self.min is not None and value < self.min or self.max is not None and value > self.max:
@@ -954,10 +954,17 @@ def _one_line_values(spec: dict[str, Any]) -> list[tuple[tuple, Any, bool]]:
 
 
 def finite_number(value: Any) -> bool:
-    """A number (not a bool) that is neither NaN nor infinite."""
+    """A number (not a bool) that is neither NaN nor infinite: a float, or an integer whose float is
+    finite (at most about 1.8e308 in size, as a float is; an integer of 310 digits is not)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
-    return math.isfinite(value) if isinstance(value, float) else abs(value) < 10**300
+    if isinstance(value, float):
+        return math.isfinite(value)
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
 
 
 def _number(value: Any) -> bool:

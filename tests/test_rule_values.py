@@ -194,7 +194,8 @@ def test_predictions_are_checked_by_the_label_type_and_unrepresentable_numbers_q
 
 @pytest.mark.parametrize(("labels", "value", "message"), [
     ("{type: number, min: 0, max: 10}", "NaN", "label nan is not a finite number"),
-    ("{type: number}", "1e999", "label inf is not a finite number"),
+    ("{type: number}", "1e999", "label 1e999 is too large: a number label is at most about 1.8e308 in size"),
+    ("{type: number}", "-Infinity", "label -inf is not a finite number"),
     ("{type: boxes, choices: [car]}", '[{"x": 1, "y": 2, "width": -10, "height": 10, "label": "car"}]',
      "a box has a negative size (-10 × 10)"),
     ("{type: spans, choices: [PER]}", '[{"start": 10, "end": 2, "label": "PER"}]',

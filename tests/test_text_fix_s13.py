@@ -1,0 +1,86 @@
+"""Text and numbers, session 13: a number label is refused past the float range and only there (1),
+`init --db` names a file that cannot hold a database (2), worker names stored raw by an older
+version are printed escaped (3) and whole (4), plugin traces are escaped (5), and the TUI writes
+text as the CLI does (6)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+TOO_LARGE = "is too large: a number label is at most about 1.8e308 in size (the largest float)"
+LARGEST = int(sys.float_info.max)  # 309 digits: the largest integer whose float is finite
+PAST = LARGEST + 2**971  # rounds to infinity as a float
+FITS = 10**305  # 306 digits: refused before (past 1e300), a float's size
+
+
+# -- 1: a number label is a float's size at most, an integer or a float -------------------------
+NUMBERS = """\
+workflow: w
+labels: {type: number}
+queues: {q: {roles: [annotator]}}
+on_create: [{do: {annotate: q}}]
+"""
+
+
+@pytest.fixture
+def numbers(run, tmp_path):
+    run.ok("init")
+    (tmp_path / "w.workflow.yaml").write_text(NUMBERS, encoding="utf-8")
+    run.ok("apply", "w.workflow.yaml")
+    run.ok("workers", "add", "ann", "--role", "annotator")
+    return run
+
+
+def _reasons(run, source: str) -> dict[int, str]:
+    return {r["line"]: r["reason"] for r in run.json("rejects", "--json") if r["source"].endswith(source)}
+
+
+def _slot(run) -> int:
+    return run.json("claim", "--as", "ann", "--json")["assignment"]
+
+
+def test_submit_takes_an_integer_a_float_can_hold_and_refuses_past_it_as_a_float(numbers, tmp_path):
+    (tmp_path / "t.jsonl").write_text('{"id": "t1", "data": {}}\n{"id": "t2", "data": {}}\n', encoding="utf-8")
+    numbers.ok("ingest", "t.jsonl")
+    slot = _slot(numbers)
+    for value, shown in ((PAST, "an integer of 309 digits"), (-(10**400), "an integer of 401 digits"),
+                         ("1e400", "1e400"), ("-1.8e308", "-1.8e308")):
+        proc = numbers("submit", slot, "--as", "ann", "--value", value)
+        assert proc.returncode == 1
+        assert proc.stderr == f"labelyard: label {shown} {TOO_LARGE}\n"
+    assert numbers("submit", slot, "--as", "ann", "--value", "Infinity").stderr == \
+        "labelyard: label inf is not a finite number\n"  # written as infinity: no number too large
+    numbers.ok("submit", slot, "--as", "ann", "--value", LARGEST)
+    numbers.ok("submit", _slot(numbers), "--as", "ann", "--value", -FITS)
+    exported = numbers.ok("export", "--format", "jsonl").stdout.splitlines()
+    finals = {r["id"]: r["label"] for r in map(json.loads, exported)}
+    assert finals == {"t1": LARGEST, "t2": -FITS}  # kept exact, as JSON integers
+
+
+def test_ingest_and_gold_add_draw_the_line_where_submit_does(numbers, tmp_path):
+    rows = [{"id": "a", "data": {}, "prediction": {"label": FITS}},
+            {"id": "b", "data": {}, "prediction": {"label": PAST}},
+            {"id": "c", "data": {}, "prediction": {"label": -LARGEST}},
+            {"id": "d", "data": {}, "prediction": {"label": 1.7e308}}]
+    (tmp_path / "p.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    report = numbers.json("ingest", "p.jsonl", "--json")
+    assert (report["ingested"], report["rejected"]) == (3, 1)
+    assert _reasons(numbers, "p.jsonl") == {2: f"`prediction.label`: label an integer of 309 digits {TOO_LARGE}"}
+
+    (tmp_path / "p.csv").write_text(f"id,prediction_label\ne,{FITS}\nf,{PAST}\ng,1e400\nh,-1.7e308\n",
+                                    encoding="utf-8")
+    report = numbers.json("ingest", "p.csv", "--json")
+    assert (report["ingested"], report["rejected"]) == (2, 2)
+    assert _reasons(numbers, "p.csv") == {3: f'`prediction_label` "{str(PAST)[:37]}..." {TOO_LARGE}',
+                                          4: f'`prediction_label` "1e400" {TOO_LARGE}'}
+    labels = {t["external_id"]: t["pred_label"] for t in
+              (numbers.json("show", ref, "--json")["task"] for ref in "acdeh")}
+    assert labels == {"a": FITS, "c": -LARGEST, "d": 1.7e308, "e": FITS, "h": -1.7e308}
+
+    gold = [{"id": "g1", "data": {}, "answer": LARGEST}, {"id": "g2", "data": {}, "answer": -PAST}]
+    (tmp_path / "g.jsonl").write_text("".join(json.dumps(r) + "\n" for r in gold), encoding="utf-8")
+    assert numbers.json("gold", "add", "g.jsonl", "--json")["added"] == 1
+    assert _reasons(numbers, "g.jsonl") == {2: f"`answer`: label an integer of 309 digits {TOO_LARGE}"}
