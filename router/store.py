@@ -92,6 +92,27 @@ def access_problem(exc: BaseException, path: str, *, opening: bool = False) -> s
             "its folder, where SQLite makes its -wal and -shm files")
 
 
+_NOT_FILES = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+              (stat.S_ISFIFO, "a pipe (a fifo)"), (stat.S_ISSOCK, "a socket"))
+
+
+def not_a_file_problem(path: str) -> str | None:
+    """Why ``path``, which is there, can hold no database (a folder, ``/dev/null`` or another device, a
+    fifo, a socket; a link to one is judged by what it leads to), else ``None``. SQLite opens such a
+    path and fails at its first read or write ("disk I/O error"), and ``init`` would have made its
+    ``PATH.lock``, ``-wal`` and ``-journal`` beside it (in ``/dev``)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:  # not there, or not to be looked at: SQLite says why
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return f"{path}: is a folder, not a database file"
+    kind = next((name for test, name in _NOT_FILES if test(mode)), "not a regular file")
+    return f"{path}: is {kind}, not a file: it cannot hold a database (give --db or LABELYARD_DB a file's path)"
+
+
 def damaged_message(path: str, what: str, *, done: str = "") -> str:
     """What to tell a user whose database file is damaged: ``what`` SQLite found, then ``done`` (what
     the command did not do), then what to do."""
@@ -499,6 +520,9 @@ class Store:
         path = database_path(path)
         if not os.path.exists(path):
             raise NotInitialised(f"{path}: no Labelyard database here; run `labelyard init` first (or pass --db)")
+        problem = not_a_file_problem(path)
+        if problem is not None:  # SQLite reads /dev/null as an empty database: `init` would be sent there
+            raise LabelyardError(problem)
         conn = None
         try:
             conn = cls.connect(path)  # a file that is not SQLite fails here already
@@ -537,8 +561,9 @@ class Store:
         """Refuse, having only read it, an existing file ``init`` must leave alone: a folder, a file
         that is not SQLite, another program's database, a newer Labelyard's. Done before the writer
         lock's file is made, so a refusal leaves nothing behind."""
-        if os.path.isdir(path):
-            raise LabelyardError(f"{path}: is a folder, not a database file; nothing changed")
+        problem = not_a_file_problem(path)
+        if problem is not None:
+            raise LabelyardError(f"{problem}; nothing changed")
         conn = None
         try:
             conn = cls.connect(path)  # a file that is not SQLite fails here already

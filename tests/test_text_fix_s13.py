@@ -6,7 +6,10 @@ text as the CLI does (6)."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -84,3 +87,41 @@ def test_ingest_and_gold_add_draw_the_line_where_submit_does(numbers, tmp_path):
     (tmp_path / "g.jsonl").write_text("".join(json.dumps(r) + "\n" for r in gold), encoding="utf-8")
     assert numbers.json("gold", "add", "g.jsonl", "--json")["added"] == 1
     assert _reasons(numbers, "g.jsonl") == {2: f"`answer`: label an integer of 309 digits {TOO_LARGE}"}
+
+
+# -- 2: a path that is no file cannot hold a database --------------------------------------------
+NO_FILE = "not a file: it cannot hold a database (give --db or LABELYARD_DB a file's path)"
+
+
+def _beside(path: Path) -> set[str]:
+    return {p.name for p in path.parent.iterdir() if p.name.startswith(path.name) and p != path}
+
+
+def test_init_names_a_device_it_cannot_use_and_makes_nothing_beside_it(run):
+    null = Path(os.devnull)
+    before = _beside(null)
+    try:
+        proc = run("init", "--db", null)
+        assert proc.returncode == 1
+        assert proc.stderr == f"labelyard: {null}: is a character device, {NO_FILE}; nothing changed\n"
+        assert _beside(null) == before  # no /dev/null.lock, -wal or -journal
+        proc = run("status", "--db", null)  # not sent to `labelyard init`, which cannot use it
+        assert proc.stderr == f"labelyard: {null}: is a character device, {NO_FILE}\n"
+    finally:  # what a failing run made in /dev (a regular file beside the device) goes again
+        for name in _beside(null) - before:
+            if (null.parent / name).is_file():
+                (null.parent / name).unlink()
+
+
+def test_init_names_a_fifo_or_a_link_to_a_device(run):
+    fifo = run.folder / "lab.db"
+    os.mkfifo(fifo)
+    link = run.folder / "link.db"
+    link.symlink_to(os.devnull)
+    for path, kind in ((fifo, "a pipe (a fifo)"), (link, "a character device")):
+        proc = run("init", "--db", path)
+        assert proc.returncode == 1
+        assert proc.stderr == f"labelyard: {path}: is {kind}, {NO_FILE}; nothing changed\n"
+        assert run("workers", "list", "--db", path).stderr == f"labelyard: {path}: is {kind}, {NO_FILE}\n"
+    assert sorted(p.name for p in run.folder.iterdir()) == ["lab.db", "link.db"]
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
