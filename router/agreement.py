@@ -28,7 +28,7 @@ from typing import Any
 
 from .consensus import JsonBool, JsonStructure, agrees_with_final, canonical, object_pairs, value_key
 from .quality import QualityError, fleiss_kappa, krippendorff_alpha
-from .render import visible
+from .render import listed_name, visible
 from .store import loads
 
 DEFAULT_EXCELLENT = 0.8
@@ -281,7 +281,7 @@ def queue_table(data: dict[str, Any]) -> list[str]:
 
 def annotator_table(data: dict[str, Any]) -> list[str]:
     """The report's annotators as lines of text, aligned as :func:`queue_table` aligns its rows."""
-    rows = [(_cell(a["worker"]), a) for a in data["annotators"]]
+    rows = [(listed_name(a["worker"]), a) for a in data["annotators"]]
     first = _name_width(name for name, _ in rows)
     lines = [_left("annotator", first) + f"{'votes':>7}{'agree':>9}{'gold':>7}{'gold acc':>10}"]
     lines.extend(_left(name, first) + f"{a['votes']:>7}{_figure(a['agreement']):>9}{a['gold_answered']:>7}"

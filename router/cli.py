@@ -58,8 +58,10 @@ class LabelyardGroup(click.Group):
         try:
             return super().invoke(ctx)
         except LabelyardError as exc:
-            if str(exc):
-                click.echo(f"labelyard: {exc}", err=True)
+            if str(exc):  # a name or reason in it is the user's text: no escape sequence reaches the terminal
+                from .render import visible
+
+                click.echo(f"labelyard: {visible(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
         except WorkflowInvalid as exc:
             for diagnostic in exc.diagnostics:
@@ -251,7 +253,9 @@ def init(db: str | None, as_json: bool) -> None:
         _emit_json(result)
     else:
         state = f"applied {', '.join(applied)}" if applied else "already up to date"
-        who = f"{user} is a lead" if user in leads else f"leads: {', '.join(leads)}"
+        from .render import listed_name, name_list
+
+        who = f"{listed_name(user)} is a lead" if user in leads else f"leads: {name_list(leads)}"
         click.echo(f"{store.shown_path}: {state}; {who}")
 
 
@@ -345,8 +349,11 @@ def apply(file: str, db: str | None, replace: bool, hold_orphans: bool, as_json:
         for queue, n in sorted(result["gold_in_dropped_queues"].items()):
             click.echo(f"{n} gold question(s) wait unused in dropped queue `{queue}`: `labelyard gold add` "
                        "their file again with a `queue` of this version", err=True)
+        from .render import listed_name
+
         for d in result["dropped_corrections"]:
-            click.echo(f"dropped the correction of {d['external_id']} (id:{d['task']}) offered to {d['worker']}, "
+            click.echo(f"dropped the correction of {d['external_id']} (id:{d['task']}) offered to "
+                       f"{listed_name(d['worker'])}, "
                        f"who no longer works `{d['queue']}` in this version", err=True)
         for queue, n in sorted(result["votes_in_dropped_queues"].items()):
             click.echo(f"warning: {n} open task(s) wait for a review with votes cast in dropped queue `{queue}`: "
@@ -552,7 +559,10 @@ def workers_add(name: str, db: str | None, roles: tuple[str, ...], skills: tuple
     """Add a worker. Adding one again replaces the roles; skills and capacity not given keep their values."""
     engine = _workers_engine(db, worker)
     done = engine.add_worker(name, list(roles), list(skills) or None, capacity, actor=_worker(worker))
-    click.echo(f"{name} unchanged; nothing changed" if done == "unchanged" else f"{done} {name}")
+    from .render import listed_name
+
+    shown = listed_name(name)
+    click.echo(f"{shown} unchanged; nothing changed" if done == "unchanged" else f"{done} {shown}")
     _warn_unused(engine, roles, skills)
 
 
@@ -590,7 +600,7 @@ def workers_set(name: str, db: str | None, roles: tuple[str, ...], skills: tuple
 
     click.echo(f"{listed_name(name)}: {_describe_worker(changed)}")
     for d in dropped:
-        click.echo(f"dropped the correction of {d['external_id']} (id:{d['task']}) offered to {name}, "
+        click.echo(f"dropped the correction of {d['external_id']} (id:{d['task']}) offered to {listed_name(name)}, "
                    f"who no longer works `{d['queue']}`")
     _warn_unused(engine, roles, skills)
 
@@ -618,10 +628,13 @@ def workers_list(db: str | None, as_json: bool) -> None:
 @as_option
 def workers_pause(name: str, db: str | None, reason: str | None, worker: str | None) -> None:
     """Pause a worker: no new work."""
+    from .render import listed_name, one_line
+
     if _workers_engine(db, worker).set_worker_paused(name, True, reason, actor=_worker(worker)):
-        click.echo(f"paused {name}")
+        click.echo(f"paused {listed_name(name)}")
     else:
-        click.echo(f"{name} is already paused" + (f" ({reason})" if reason else "") + "; nothing changed")
+        click.echo(f"{listed_name(name)} is already paused" + (f" ({one_line(reason)})" if reason else "")
+                   + "; nothing changed")
 
 
 @workers.command("resume")
@@ -630,10 +643,12 @@ def workers_pause(name: str, db: str | None, reason: str | None, worker: str | N
 @as_option
 def workers_resume(name: str, db: str | None, worker: str | None) -> None:
     """Resume a paused worker."""
+    from .render import listed_name
+
     if _workers_engine(db, worker).set_worker_paused(name, False, actor=_worker(worker)):
-        click.echo(f"resumed {name}")
+        click.echo(f"resumed {listed_name(name)}")
     else:
-        click.echo(f"{name} is not paused; nothing changed")
+        click.echo(f"{listed_name(name)} is not paused; nothing changed")
 
 
 @main.command()

@@ -195,7 +195,10 @@ def register(main: click.Group) -> None:
                 _emit_json({**result, "dry_run": dry_run})
             else:
                 dry = "dry run: " if dry_run else ""
-                click.echo(f"{dry}released assignment {assignment_id} of {result['worker']} ({result['status']})")
+                from .render import listed_name
+
+                click.echo(f"{dry}released assignment {assignment_id} of {listed_name(result['worker'])} "
+                           f"({result['status']})")
             return
         _bulk(lead, "release", tasks, where, dry_run, as_json,
               lambda i: f"released {_name(i)}: assignment(s) {', '.join(map(str, i['released']))}")

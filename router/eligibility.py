@@ -64,7 +64,11 @@ def needs(spec: QueueSpec) -> str:
 
 
 def names(workers: list[str]) -> str:
-    shown = ", ".join(workers[:NAMES_SHOWN])
+    """Workers' names for a message, as ``workers list`` writes them (a name holding a comma, a space
+    or a control character quoted, escapes written out), the first few of them."""
+    from .render import listed_name
+
+    shown = ", ".join(map(listed_name, workers[:NAMES_SHOWN]))
     return shown + (f" and {len(workers) - NAMES_SHOWN} more" if len(workers) > NAMES_SHOWN else "")
 
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from rules.visible_text import one_line
+
 from . import clock
 from .eligibility import task_stalled
 from .errors import UnknownTask
@@ -154,7 +156,7 @@ def _places(step: dict[str, Any]) -> bool:
 def _since(step: dict[str, Any]) -> str:
     """Who put the task where it is, for the summary: a rule, or a person by name."""
     d = step.get("decision")
-    actor = step.get("actor") or "someone"
+    actor = one_line(step.get("actor") or "someone")  # a name an older version stored may hold a line break
     if d is None:
         return f"{actor} {DONE_BY.get(step['kind'], step['kind'])}"
     if d["section"] == "lead":
@@ -172,7 +174,7 @@ def _past(action: str | None) -> str:
 def _summary(task: Any, last: dict[str, Any] | None) -> str:
     status = task["status"]
     if status == "done":
-        text = f"done: final label {_show(loads(task['final_label']))} by {task['final_by']}"
+        text = f"done: final label {_show(loads(task['final_label']))} by {one_line(str(task['final_by']))}"
         if task["final_rule"]:
             text += f" (rule `{task['final_rule']}`)"
         return text
@@ -246,7 +248,7 @@ def _who(d: dict[str, Any], step: dict[str, Any]) -> str:
     if d["rule"]:
         return f"rule `{d['rule']}`"
     if d["section"] == "lead":
-        return f"{_past(d['action'])} by {step.get('actor') or 'a lead'}"
+        return f"{_past(d['action'])} by {one_line(step.get('actor') or 'a lead')}"
     return "no rule matched"
 
 
@@ -282,7 +284,7 @@ def render_explanation(data: dict[str, Any]) -> list[str]:
     for step in data["events"]:
         head = f"{step['at']}  {step['kind']}"
         if step.get("actor"):
-            head += f" by {step['actor']}"
+            head += f" by {one_line(step['actor'])}"
         d = step.get("decision")
         if d is None:
             extra = _other(step)

@@ -6,6 +6,7 @@ import errno
 import functools
 import json
 import os
+import re
 from typing import Any
 
 from rules.visible_text import one_line, visible  # noqa: F401 - printed text, shared with rules' messages
@@ -25,12 +26,21 @@ def continued(text: str, indent: str = "    ") -> str:
 _UNFOLDED = 1_000_000
 
 
+# What json.dumps leaves raw and a terminal acts on: DEL, C1 and the Unicode line separators
+_JSON_RAW_CONTROL = re.compile(r"[\x7f-\x9f\u2028\u2029]")
+
+
 def listed_name(name: str) -> str:
     """A worker, role or skill name as ``workers list`` writes it: in double quotes as JSON writes it
     when the list could misread it (holding a comma, a space or a double quote, or a bare ``-``), so
-    a script splitting a line on whitespace reads the worker `mary ann` as one field."""
-    plain = name != "-" and not any(c in name for c in ',"') and name.split() == [name]
-    return name if plain else json.dumps(name, ensure_ascii=False)
+    a script splitting a line on whitespace reads the worker `mary ann` as one field; and when it
+    holds a control character (a name an older version stored), every one written as an escape
+    (``"ev\u001b]0;x\u0007il"``: still JSON), never sent raw to the terminal."""
+    plain = (name != "-" and not any(c in name for c in ',"') and name.split() == [name]
+             and one_line(name) == name)
+    if plain:
+        return name
+    return _JSON_RAW_CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(name, ensure_ascii=False))
 
 
 def name_list(names: list[str], none: str = "") -> str:
@@ -140,7 +150,7 @@ def claim_lines(view: dict[str, Any]) -> list[str]:
         p = view.get("prediction") or {}
         confidence = "" if p.get("confidence") is None else f" (confidence {p['confidence']:.4g})"
         lines.append("prediction: none" if p.get("label") is None else f"prediction: {label(p['label'])}{confidence}")
-        votes = ", ".join(f"{v['worker']}={label(v['label'])}" for v in view.get("votes") or [])
+        votes = ", ".join(f"{one_line(v['worker'])}={label(v['label'])}" for v in view.get("votes") or [])
         lines.append(f"votes: {votes or 'none'}")
         for r in view.get("reviews") or []:
             said = [r["verdict"] or "submitted"]
@@ -148,7 +158,7 @@ def claim_lines(view: dict[str, Any]) -> list[str]:
                 said.append(f"label {label(r['label'])}")
             if r["comment"]:
                 said.append(f"comment: {comment(r['comment'])}")
-            lines.append(f"earlier {r['stage']} by {r['worker']}: {', '.join(said)}")
+            lines.append(f"earlier {r['stage']} by {one_line(r['worker'])}: {', '.join(said)}")
     if view["kind"] == "correct":
         lines.append(f"reviewer's comment: {comment(view.get('comment') or '(no comment)')}")
         lines.append(f"your earlier label: {label(view.get('your_label'))}")
@@ -180,7 +190,8 @@ def print_task(data: dict[str, Any]) -> None:
                                 visible(f" ({t['external_id']}) status={t['status']} stage={t['stage']} "
                                         f"queue={t['queue']} priority={t['priority']:.3g}")))
     if t["final_label"] is not None:
-        line(f"final label: {json.dumps(t['final_label'])} by {t['final_by']} (rule `{t['final_rule']}`)")
+        line(f"final label: {json.dumps(t['final_label'])} by {one_line(str(t['final_by']))} "
+             f"(rule `{t['final_rule']}`)")
     if t["reason"]:
         line(f"reason: {t['reason']}")
     if data.get("stalled"):
@@ -192,7 +203,7 @@ def print_task(data: dict[str, Any]) -> None:
     for a in data["annotations"]:
         extra = f" verdict={a['verdict']}" if a["verdict"] else ""
         extra += f" comment={a['comment']!r}" if a["comment"] else ""
-        line(f"  {a['stage']:<9} {a['worker']:<12} {json.dumps(a['label'])}{extra}")
+        line(f"  {a['stage']:<9} {one_line(a['worker']):<12} {json.dumps(a['label'])}{extra}")
     line("history:")
     for e in data["events"]:
         rule = f" rule `{e['rule']}`" if e["rule"] else ""
@@ -202,7 +213,7 @@ def print_task(data: dict[str, Any]) -> None:
             detail = e.get("detail") or {}
             kept = f" {json.dumps(detail.get('label'), ensure_ascii=False)}" if detail.get("label") is not None else ""
             kept += f" verdict={detail['verdict']}" if detail.get("verdict") else ""
-        line(f"  {clock.iso(e['at'])} {e['kind']}{rule}{action} by {e['actor']}{kept}")
+        line(f"  {clock.iso(e['at'])} {e['kind']}{rule}{action} by {one_line(str(e['actor']))}{kept}")
         returned = _returned(e.get("detail"))
         if returned:
             line(f"      {returned}")

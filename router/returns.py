@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from rules.visible_text import one_line  # a name an older version stored may hold a line break
+
 from .store import loads
 
 
@@ -63,8 +65,8 @@ def listed(items: Iterable[Any], *, quote: bool = False, last: str = "and") -> s
 def described(corrections: Iterable[dict], left_out: Iterable[dict] = ()) -> str:
     """``a1 in triage, l1 in legal; left out: a2 (a2 no longer works `triage`)``, for ``show`` and
     ``explain``."""
-    text = ", ".join(f"{c['worker']} in {c['queue']}" for c in corrections)
-    out = [f"{d['worker']} ({d['reason']})" for d in left_out]
+    text = ", ".join(f"{one_line(c['worker'])} in {c['queue']}" for c in corrections)
+    out = [f"{one_line(d['worker'])} ({d['reason']})" for d in left_out]
     if out:
         text += ("; " if text else "") + "left out: " + ", ".join(out)
     return text

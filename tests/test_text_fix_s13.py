@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import stat
 import sys
 from pathlib import Path
@@ -125,3 +126,72 @@ def test_init_names_a_fifo_or_a_link_to_a_device(run):
         assert run("workers", "list", "--db", path).stderr == f"labelyard: {path}: is {kind}, {NO_FILE}\n"
     assert sorted(p.name for p in run.folder.iterdir()) == ["lab.db", "link.db"]
     assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+
+# -- 3: a worker name an older version stored with a control character ---------------------------
+ESC_NAME = "ev\x1b]0;PWNED\x07il"  # retitles the terminal window when printed raw
+NL_NAME = "nl\nforged: line\x85"
+CHOICES = NUMBERS.replace("{type: number}", "{type: choice, choices: [a, b]}")
+
+
+def _raw_free(*texts: str) -> None:
+    for text in texts:
+        assert not any(c in text for c in "\x1b\x07\x85"), text
+
+
+@pytest.fixture
+def old_names(run, tmp_path):
+    """A project whose workers table holds names `workers add` refuses now, as an older version kept them."""
+    run.ok("init")
+    (tmp_path / "w.workflow.yaml").write_text(CHOICES, encoding="utf-8")
+    run.ok("apply", "w.workflow.yaml")
+    run.ok("workers", "add", "ann", "--role", "annotator")
+    connection = sqlite3.connect(run.db)
+    with connection:
+        for name in (ESC_NAME, NL_NAME):
+            connection.execute("INSERT INTO workers (id, roles, skills, created_at) VALUES (?, ?, ?, 0)",
+                               (name, json.dumps(["annotator", "r\x1bX"]), json.dumps(["s\u2028k"])))
+    connection.close()
+    (tmp_path / "t.jsonl").write_text('{"id": "t1", "data": {}}\n{"id": "t2", "data": {}}\n', encoding="utf-8")
+    run.ok("ingest", "t.jsonl")
+    for name in (ESC_NAME, NL_NAME):
+        slot = run.json("claim", "--as", name, "--json")["assignment"]
+        run.ok("submit", slot, "--as", name, "--label", "a")
+    return run
+
+
+def test_workers_list_writes_stored_names_escaped(old_names):
+    out = old_names.ok("workers", "list").stdout
+    _raw_free(out)
+    assert out.splitlines() == [
+        "ann              roles=annotator skills=- capacity=- active=0",
+        '"ev\\u001b]0;PWNED\\u0007il" roles=annotator,"r\\u001bX" skills="s\\u2028k" capacity=- active=0',
+        "lead-lucy        roles=lead skills=- capacity=- active=0",
+        '"nl\\nforged: line\\u0085" roles=annotator,"r\\u001bX" skills="s\\u2028k" capacity=- active=0']
+    quoted = out.splitlines()[1].split(" ")[0]
+    assert json.loads(quoted) == ESC_NAME  # still JSON, for a script
+    for name, shown in ((ESC_NAME, '"ev\\u001b]0;PWNED\\u0007il"'), (NL_NAME, '"nl\\nforged: line\\u0085"')):
+        assert old_names.ok("workers", "pause", name).stdout == f"paused {shown}\n"
+        assert old_names.ok("workers", "resume", name).stdout == f"resumed {shown}\n"
+
+
+def test_show_status_and_agreement_write_stored_names_escaped(old_names):
+    show = old_names.ok("show", "t1").stdout + old_names.ok("show", "t2").stdout
+    _raw_free(show)
+    assert "  annotate  ev\\x1b]0;PWNED\\x07il \"a\"\n" in show
+    assert "claimed by nl\\x0aforged: line\\x85\n" in show
+    assert "\nforged" not in show
+    agreement = old_names.ok("agreement").stdout
+    _raw_free(agreement)
+    assert '\n"ev\\u001b]0;PWNED\\u0007il"      1' in agreement
+    (old_names.folder / "more.jsonl").write_text('{"id": "t3", "data": {}}\n', encoding="utf-8")
+    old_names.ok("ingest", "more.jsonl")
+    for name in ("ann", ESC_NAME, NL_NAME):
+        old_names.ok("workers", "pause", name, "--reason", "away\x1b[2J")
+    status = old_names.ok("status").stdout
+    _raw_free(status)
+    assert ('warning: 1 task waits in `q`, and every worker who may take it is paused '
+            '(ann, "ev\\u001b]0;PWNED\\u0007il", "nl\\nforged: line\\u0085")\n') in status
+    proc = old_names("claim", "--as", ESC_NAME)
+    assert proc.returncode != 0
+    assert proc.stderr == "labelyard: ev\\x1b]0;PWNED\\x07il is paused: away\\x1b[2J\n"

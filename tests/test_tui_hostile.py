@@ -169,7 +169,8 @@ async def test_every_lead_screen_shows_hostile_text_as_written(hostile_db):
         await pilot.press("w")
         await settle(app, pilot)
         roster = cells(app.screen.query_one(DataTable))
-        assert PAUSED in roster and "\\x1b[31mred,[b]" in roster and visible(f"paused: {REASON}") in roster
+        # as `workers list` writes them: a skill with an ESC quoted, its escape JSON's
+        assert PAUSED in roster and '"\\u001b[31mred",[b]' in roster and visible(f"paused: {REASON}") in roster
         screen_text(app)
 
         # workflow: rule names, the regular expression with [/-], the description and YAML
