@@ -131,7 +131,7 @@ def _task_rows(rows: list[Any]) -> list[dict[str, Any]]:
         row = dict(zip(keys, r))
         row["pred_label"] = _label(row["pred_label"])
         row["final_label"] = _label(row["final_label"])
-        row["holders"] = row["holders"].split(",") if row["holders"] else []
+        row["holders"] = loads(row["holders"]) or []  # a JSON list: the names whole (`a,b` is one worker)
         out.append(row)
     return out
 

@@ -2113,8 +2113,8 @@ class Store:
     TASK_LIST_COLUMNS = (
         "t.id, t.external_id, t.status, t.stage, t.queue, t.needed, t.free_slots, t.priority, t.category, "
         "t.pred_label, t.pred_confidence, t.final_label, t.final_by, t.reason, t.stage_at, t.updated_at, "
-        "t.created_at, t.round, (SELECT group_concat(a.worker, ',') FROM assignments AS a "
-        "WHERE a.task_id = t.id AND a.status = 'active') AS holders"
+        "t.created_at, t.round, (SELECT json_group_array(a.worker) FROM assignments AS a "
+        "WHERE a.task_id = t.id AND a.status = 'active') AS holders"  # JSON: a name may hold a comma
     )
     TASK_ORDERS = {"id": None, "priority": "t.priority", "age": "t.stage_at", "updated": "t.updated_at"}
 

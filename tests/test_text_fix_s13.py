@@ -13,6 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from textual.widgets import DataTable
+
+from conftest import LEAD, NOW
+from test_tui import anyio_backend, settle  # noqa: F401
+from tui.app import LabelyardApp
 
 TOO_LARGE = "is too large: a number label is at most about 1.8e308 in size (the largest float)"
 LARGEST = int(sys.float_info.max)  # 309 digits: the largest integer whose float is finite
@@ -195,3 +200,32 @@ def test_show_status_and_agreement_write_stored_names_escaped(old_names):
     proc = old_names("claim", "--as", ESC_NAME)
     assert proc.returncode != 0
     assert proc.stderr == "labelyard: ev\\x1b]0;PWNED\\x07il is paused: away\\x1b[2J\n"
+
+
+# -- 4: the TUI's holders column keeps a name holding a comma whole -----------------------------
+TWO_VOTES = CHOICES.replace("{annotate: q}", "{annotate: q, overlap: 2}")
+
+
+def _cells(table, key: str) -> list[str]:
+    return [str(cell) for cell in table.get_row(key)]
+
+
+@pytest.mark.anyio
+async def test_the_task_list_writes_holders_as_workers_list_does(run, tmp_path, monkeypatch):
+    run.ok("init")
+    (tmp_path / "w.workflow.yaml").write_text(TWO_VOTES, encoding="utf-8")
+    run.ok("apply", "w.workflow.yaml")
+    (tmp_path / "t.jsonl").write_text('{"id": "t1", "data": {}}\n', encoding="utf-8")
+    run.ok("ingest", "t.jsonl")
+    for name in ("a,b", "c"):
+        run.ok("workers", "add", name, "--role", "annotator")
+        run.ok("claim", "--as", name)
+    monkeypatch.setenv("LABELYARD_NOW", NOW)
+    app = LabelyardApp(str(run.db), LEAD, poll_interval=None, clock_interval=None)
+    async with app.run_test(size=(160, 30)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("t")
+        await settle(app, pilot)
+        table = app.screen.query_one(DataTable)
+        holders = _cells(table, "id:1")[11]
+        assert holders in ('"a,b",c', 'c,"a,b"'), holders  # before: a,b,c, three workers

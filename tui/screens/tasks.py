@@ -14,6 +14,7 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from router import queries
 from router.queries import ORDERS, PAGE_SIZE, STAGES, TASK_STATUSES, SearchStopped, TaskFilter
+from router.render import name_list
 
 from ..messages import Loaded, Searching
 from ..widgets import format as fmt
@@ -258,7 +259,7 @@ class TasksScreen(BaseScreen):
                           str(r["needed"]) if r["status"] == "open" else "",
                           f"{r['priority']:.2f}", fmt.cut(fmt.label(r["pred_label"]), LABEL_WIDTH),
                           fmt.num(r["pred_confidence"]),
-                          fmt.cut(fmt.label(r["final_label"]), LABEL_WIDTH), fmt.plain(",".join(r["holders"])),
+                          fmt.cut(fmt.label(r["final_label"]), LABEL_WIDTH), fmt.cut(name_list(r["holders"]), LABEL_WIDTH),
                           self.age_cell(r, now), key=ref)
         restore_cursor(table, key, cursor)
         self.query_one("#task-filter", Static).update(fmt.line(("Tasks", "bold"), "  ", self.filter.describe()))
