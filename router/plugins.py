@@ -41,7 +41,7 @@ from typing import Any
 
 import pluggy
 
-from rules.visible_text import quoted
+from rules.visible_text import one_line, quoted
 
 from . import hookspecs
 from .plugin_calls import PluginExit, called_safely, plugin_code, printing_to_stderr, read_safely
@@ -118,10 +118,12 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def trace(message: str) -> None:
-    """Print ``message`` on stderr when ``LABELYARD_TRACE_PLUGINS`` is set."""
+    """Print ``message`` on stderr, on one line, when ``LABELYARD_TRACE_PLUGINS`` is set. The names in it
+    (a plugin file's, an entry's path, a task's id an older version stored) are the user's text: a
+    control character or a line break in one is written out (``\x1b``), never sent to the terminal."""
     if os.environ.get("LABELYARD_TRACE_PLUGINS"):
         try:
-            print(f"labelyard trace: {message}", file=sys.stderr, flush=True)
+            print(f"labelyard trace: {one_line(message)}", file=sys.stderr, flush=True)
         except OSError:
             pass
 

@@ -229,3 +229,26 @@ async def test_the_task_list_writes_holders_as_workers_list_does(run, tmp_path, 
         table = app.screen.query_one(DataTable)
         holders = _cells(table, "id:1")[11]
         assert holders in ('"a,b",c', 'c,"a,b"'), holders  # before: a,b,c, three workers
+
+
+# -- 5: LABELYARD_TRACE_PLUGINS lines are escaped ------------------------------------------------
+def test_plugin_trace_lines_write_names_escaped(run, tmp_path):
+    source, sink = "in\x1b]0;PWNED\x07.jsonl", "out\x1b[2J\n.jsonl"
+    (tmp_path / "w.workflow.yaml").write_text(json.dumps({
+        "workflow": "x", "labels": {"type": "choice", "choices": ["a"]}, "queues": {"q": {"roles": ["a"]}},
+        "sources": [{"plugin": "jsonl", "path": source}], "sinks": [{"plugin": "jsonl", "path": sink}],
+        "on_create": [{"name": "r", "do": "accept"}]}), encoding="utf-8")
+    (tmp_path / source).write_text(json.dumps({"id": "t1", "data": {}, "prediction": {"label": "a"}}) + "\n",
+                                   encoding="utf-8")
+    (tmp_path / "pd").mkdir()
+    (tmp_path / "pd" / "ev\x1b]0;X\x07il.py").write_text(
+        "from router import hookimpl\n\n\n@hookimpl\ndef register_sources(register):\n    pass\n", encoding="utf-8")
+    run.ok("init")
+    run.ok("apply", "w.workflow.yaml")
+    proc = run.ok("run", "--plugins-dir", "pd", env={"LABELYARD_TRACE_PLUGINS": "1"})
+    _raw_free(proc.stderr)
+    traced = [line for line in proc.stderr.splitlines() if line.startswith("labelyard trace: ")]
+    assert "labelyard trace: ev\\x1b]0;X\\x07il.register_sources()" in traced
+    assert "labelyard trace: source jsonl:in\\x1b]0;PWNED\\x07.jsonl" in traced
+    assert "labelyard trace: sink jsonl:out\\x1b[2J\\x0a.jsonl: 1 task(s)" in traced
+    assert len(traced) == len(proc.stderr.splitlines())  # no line of a name's own
