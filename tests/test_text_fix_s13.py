@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Static
 
 from conftest import LEAD, NOW
 from test_tui import anyio_backend, settle  # noqa: F401
@@ -252,3 +252,58 @@ def test_plugin_trace_lines_write_names_escaped(run, tmp_path):
     assert "labelyard trace: source jsonl:in\\x1b]0;PWNED\\x07.jsonl" in traced
     assert "labelyard trace: sink jsonl:out\\x1b[2J\\x0a.jsonl: 1 task(s)" in traced
     assert len(traced) == len(proc.stderr.splitlines())  # no line of a name's own
+
+
+# -- 6 (and 3 in the TUI): the TUI writes text as the CLI does -----------------------------------
+SEP_NAME = "sep\u2028ar\x1b[2J"  # a LINE SEPARATOR: the TUI wrote it raw, the CLI as \u2028
+
+
+@pytest.mark.parametrize("char", ["\x00", "\t", "\n", "\x1b", "\x7f", "\x85", "\x9b", "\u2028", "\u2029"])
+def test_the_tui_escapes_a_character_as_the_cli_does(char):
+    from rules.visible_text import one_line, visible
+    from tui.widgets import format as fmt
+
+    assert fmt.clean(f"a{char}b") == one_line(f"a{char}b") != f"a{char}b"
+    assert fmt.clean(f"a{char}b", lines=True) == visible(f"a{char}b")
+
+
+@pytest.mark.anyio
+async def test_a_stored_name_reads_the_same_in_the_tui_and_the_cli(run, tmp_path, monkeypatch):
+    run.ok("init")
+    (tmp_path / "w.workflow.yaml").write_text(CHOICES, encoding="utf-8")
+    run.ok("apply", "w.workflow.yaml")
+    connection = sqlite3.connect(run.db)
+    with connection:
+        connection.execute("INSERT INTO workers (id, roles, skills, created_at) VALUES (?, ?, '[]', 0)",
+                           (SEP_NAME, json.dumps(["annotator"])))
+    connection.close()
+    (tmp_path / "t.jsonl").write_text('{"id": "t1", "data": {}}\n', encoding="utf-8")
+    run.ok("ingest", "t.jsonl")
+    slot = run.json("claim", "--as", SEP_NAME, "--json")["assignment"]
+    run.ok("submit", slot, "--as", SEP_NAME, "--label", "a")
+    shown = "sep\\u2028ar\\x1b[2J"
+    show = run.ok("show", "t1").stdout
+    assert f"  annotate  {shown} \"a\"\n" in show and f"submitted by {shown}\n" in show
+    explain = run.ok("explain", "t1").stdout
+    assert f"submitted by {shown}" in explain and "\u2028" not in explain
+    listed = next(line.split(" ")[0] for line in run.ok("workers", "list").stdout.splitlines() if "sep" in line)
+    assert listed == '"sep\\u2028ar\\u001b[2J"'
+
+    monkeypatch.setenv("LABELYARD_NOW", NOW)
+    app = LabelyardApp(str(run.db), LEAD, poll_interval=None, clock_interval=None)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("t")
+        await settle(app, pilot)
+        await pilot.press("enter")
+        await settle(app, pilot)
+        body = str(app.screen.query_one("#detail-body", Static).render())
+        history = str(app.screen.query_one("#detail-history", Static).render())
+        assert f"  {shown}: a" in body and f" {shown} annotate round " in body, body
+        assert f"submitted by {shown}" in history, history
+        assert "\u2028" not in body + history
+        await pilot.press("escape")
+        await pilot.press("w")
+        await settle(app, pilot)
+        roster = app.screen.query_one(DataTable)
+        assert str(roster.get_row(SEP_NAME)[0]) == listed  # the roster's name as `workers list` writes it

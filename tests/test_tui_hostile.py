@@ -171,6 +171,7 @@ async def test_every_lead_screen_shows_hostile_text_as_written(hostile_db):
         roster = cells(app.screen.query_one(DataTable))
         # as `workers list` writes them: a skill with an ESC quoted, its escape JSON's
         assert PAUSED in roster and '"\\u001b[31mred",[b]' in roster and visible(f"paused: {REASON}") in roster
+        assert '"[i]ann\\u001b[5m"' in roster
         screen_text(app)
 
         # workflow: rule names, the regular expression with [/-], the description and YAML

@@ -130,7 +130,7 @@ class TaskDetailScreen(BaseScreen):
         if d["reviews"]:
             lines.append(fmt.line(("reviews", "bold")))
             for r in d["reviews"]:
-                text = f"  {r['worker']} ({r['stage']}): {r['verdict'] or ''} {fmt.label(r['label'])}"
+                text = f"  {fmt.clean(r['worker'])} ({r['stage']}): {r['verdict'] or ''} {fmt.label(r['label'])}"
                 if r.get("comment"):
                     text += f" — “{r['comment']}”"
                 lines.append(fmt.line(text, lines=True))  # a comment may run over several lines

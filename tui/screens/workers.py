@@ -1,7 +1,8 @@
 """The roster: roles, skills, state, load, throughput, gold accuracy and agreement; pause and resume.
 
-Roles and skills read as ``labelyard workers list`` writes them (:func:`router.render.name_list`): a
-role that holds a comma, such as ``qa, senior``, is in double quotes, never like two roles."""
+Names, roles and skills read as ``labelyard workers list`` writes them (:func:`router.render.name_list`): a
+role that holds a comma, such as ``qa, senior``, is in double quotes, never like two roles, and a name
+an older version stored with a control character is quoted with it escaped (``"ev\\u001b]0;x"``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Static
 
-from router.render import name_list
+from router.render import listed_name, name_list
 
 from ..messages import Loaded
 from ..widgets import format as fmt
@@ -66,7 +67,7 @@ class WorkersScreen(BaseScreen):
             cap = "∞" if w["capacity"] is None else w["capacity"]
             state = ("paused" + (f": {w['pause_reason']}" if w["pause_reason"] else "")) if w["paused"] else (
                 "flagged" if w["flagged"] else "")
-            table.add_row(fmt.cut(w["id"], NAME_WIDTH), fmt.plain(name_list(w["roles"])),
+            table.add_row(fmt.cut(listed_name(w["id"]), NAME_WIDTH), fmt.plain(name_list(w["roles"])),
                           fmt.plain(name_list(w["skills"], "-")),
                           f"{w['active']}/{cap}", f"{w['submitted_recent']:,}", fmt.pct(w["gold_accuracy"]),
                           str(w["gold_answered"]), fmt.pct(w["agreement"]), str(w["decided"] or 0),

@@ -3,36 +3,32 @@
 Every string that comes from the database or the workflow (ids, labels, names, reasons, rules) is
 shown through :func:`plain` or :func:`line`: a rich ``Text`` built without reading markup (a stray
 ``[/]`` in a reason is text, not a closing tag), whose control characters are made visible by
-:func:`clean` (an escape sequence in an external id must not reach the terminal).
+:func:`clean` (an escape sequence in an external id must not reach the terminal) as the CLI writes
+them: one definition, :mod:`rules.visible_text`, so a name reads the same on both.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Union
 
 from rich.text import Text
 
 from router.queries import duration
+from rules.visible_text import one_line, visible
 
 BAND_STYLE = {"excellent": "green", "ok": "yellow", "alert": "bold red"}
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL, C1
-_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # the same, newline and tab kept
 
 Part = Union[str, Text, tuple[Any, str]]
 
 
-def _visible(match: re.Match[str]) -> str:
-    return f"\\x{ord(match.group()):02x}"
-
-
 def clean(value: Any, *, lines: bool = False) -> str:
-    """``value`` as text with every control character written as a visible ``\\xNN`` escape
-    (``lines``: newlines and tabs kept, for multi-line blocks)."""
+    """``value`` as text with every control character written as a visible escape (``\\x1b``), the
+    line and paragraph separators too (``\\u2028``), as the CLI writes it
+    (:func:`rules.visible_text.one_line`); ``lines``: newlines and tabs kept, for multi-line blocks
+    (:func:`rules.visible_text.visible`)."""
     text = value if isinstance(value, str) else str(value)
-    return (_CONTROL_BUT_LINES if lines else _CONTROL).sub(_visible, text)
+    return visible(text) if lines else one_line(text)
 
 
 def plain(value: Any, style: str = "", *, lines: bool = False) -> Text:
