@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from rules.workflow import in_choice_order
+
 from .matching import max_matching
 from .quality import (
     QualityError,
@@ -179,19 +181,14 @@ def same_class(a: Any, b: Any) -> bool:
     return value_key(a) == value_key(b)
 
 
-def in_choice_order(chosen: Iterable[str], choices: Sequence[str] = ()) -> list[str]:
-    """Distinct choices in the workflow's order (others after them, alphabetically)."""
-    order = {c: i for i, c in enumerate(choices)}
-    return sorted(set(chosen), key=lambda c: (order.get(c, len(order)), c))
-
-
 def final_form(label: Any, spec: Any = None) -> Any:
     """A final label as it is stored: a ``multi_choice`` label as a set in choice order, like its consensus.
 
     Every way a label becomes final (a prediction accepted, a reviewer's
     correction, an expert's label, a rule's ``{accept: {label: …}}``) stores
     this form, so ``["c", "b", "b"]`` is kept as ``["b", "c"]``. Other labels
-    are kept as they are.
+    are kept as they are. Votes and a reviewer's label are stored so too
+    (:meth:`rules.workflow.LabelSpec.stored`, for a spec of the workflow's).
     """
     if (getattr(spec, "type", None) == "multi_choice" and isinstance(label, list)
             and all(isinstance(c, str) for c in label)):

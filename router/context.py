@@ -150,9 +150,11 @@ def votes_facts(votes: Sequence[Mapping[str, Any]], accuracy: Mapping[str, tuple
     the queue where their counted vote was cast: a ``return`` offers each a correction
     there.
     """
-    from .consensus import aggregate, canonical, for_spec
+    from .consensus import aggregate, canonical, final_form, for_spec
 
     labels = [loads(v["label"]) for v in votes]
+    if getattr(spec, "type", None) == "multi_choice":  # a vote stored before votes were sets too
+        labels = [final_form(label, spec) for label in labels]
     keys = [canonical(label) for label in labels]  # `entropy` counts labels that mean the same as one
     counts = Counter(keys).most_common()
     count = len(labels)

@@ -1030,6 +1030,7 @@ class Engine:
         ref = f"assignment {a['id']} is {a['status']}, not active"
         # a mistake (a label outside the choices) is refused as for an active slot
         verdict = self._check_submission({**dict(a), "status": "active"}, a["id"], a["worker"], label, verdict)
+        label = self.workflow.labels.stored(label)
         now = clock.now()
         with self.store.transaction():
             task = self.store.task(a["task_id"])
@@ -1060,6 +1061,7 @@ class Engine:
                 problem = self.workflow.labels.problem(label)
                 if problem:
                     raise AssignmentError(f"{problem} (in the workflow version applied meanwhile)")
+            label = self.workflow.labels.stored(label)  # a multi_choice label as a set, as final labels are
             a = self.store.finish_assignment(assignment_id, worker, now)
             if a is None:  # released, expired or submitted since the read: say which
                 self._check_submission(self.store.assignment(assignment_id), assignment_id, worker, label, verdict)
@@ -1165,6 +1167,7 @@ class Engine:
 
     def _decide_review(self, task, review: dict[str, Any], stage: str, now: float, actor: str) -> dict[str, Any]:
         votes = self._votes(task["id"])
+        review = {**review, "label": self.workflow.labels.stored(review.get("label"))}  # as it is stored
         ctx = self._task_context(task, now, votes=votes, review=review)
         decision = self.workflow.decide("on_review", ctx)
         default_label = review.get("label") if review.get("label") is not None else votes["top"]

@@ -356,6 +356,7 @@ def add_prior_votes(engine, votes: Any, origin: str,
                 if store.annotated(task["id"], worker):
                     skipped["worker already voted on the task"] += 1
                     continue
+                label = labels.stored(label)  # a multi_choice vote as a set, as `submit` stores one
                 store.ensure_worker(worker, ["imported"], now)
                 assignment_id = store.insert_assignment(task["id"], worker, "annotate", task["queue"], task["round"],
                                                         "submitted", now)
@@ -450,17 +451,18 @@ def apply_verdict(engine, task_id: int, round_: int, reviewer: str, verdict: Ver
         if verdict is None:
             return None
         store.ensure_worker(worker, ["automatic"], now)
+        label = engine.workflow.labels.stored(verdict.label)  # as a person's review label is stored
         assignment_id = store.insert_assignment(task_id, worker, "review", task["queue"], round_, "submitted", now)
         store.insert_annotation({"id": assignment_id, "task_id": task_id, "worker": worker, "stage": "review",
-                                 "round": round_}, verdict.label, verdict.verdict, verdict.reason, now)
+                                 "round": round_}, label, verdict.verdict, verdict.reason, now)
         store.count_submission(worker, None)
         store.add_event("submitted", now, task_id=task_id, actor=worker,
-                        detail={"assignment": assignment_id, "stage": "review", "label": verdict.label,
+                        detail={"assignment": assignment_id, "stage": "review", "label": label,
                                 "verdict": verdict.verdict, "comment": verdict.reason, "automatic": True,
                                 "reviewer": reviewer})
         store.update_task(task_id, needed=max(0, task["needed"] - 1), updated_at=now)
         task = store.task(task_id)
-        review = review_facts({"verdict": verdict.verdict, "label": verdict.label, "comment": verdict.reason},
+        review = review_facts({"verdict": verdict.verdict, "label": label, "comment": verdict.reason},
                               worker, automatic=True)
         return engine._decide_review(task, review, "review", now, worker)
 

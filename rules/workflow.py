@@ -13,7 +13,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,6 +85,12 @@ def sla_seconds(value: Any) -> float | None:
         return float(value[:-1]) * durations.UNITS[value[-1]]
 
 
+def in_choice_order(chosen: Iterable[str], choices: Sequence[str] = ()) -> list[str]:
+    """Distinct choices in the workflow's order (others after them, alphabetically)."""
+    order = {c: i for i, c in enumerate(choices)}
+    return sorted(set(chosen), key=lambda c: (order.get(c, len(order)), c))
+
+
 @dataclass(frozen=True)
 class LabelSpec:
     """What a submission must look like."""
@@ -107,6 +113,15 @@ class LabelSpec:
         given = {key: value for key, value in labels.items() if label_key_problem(key, kind) is None}
         return cls(type=kind, choices=tuple(given.get("choices") or ()),
                    min=given.get("min"), max=given.get("max"), iou=given.get("iou", 0.5))
+
+    def stored(self, label: Any) -> Any:
+        """``label`` in the one form it is stored and rules see it: a ``multi_choice`` label (a list of
+        text) as a set in choice order (``["c", "b", "b"]`` is ``["b", "c"]``), as its consensus is;
+        any other label as it is. Votes, a reviewer's label and final labels all take this form, so
+        ``review.label == votes.top`` holds for the same set however it was written."""
+        if self.type == "multi_choice" and isinstance(label, list) and all(isinstance(c, str) for c in label):
+            return in_choice_order(label, self.choices)
+        return label
 
     def problem(self, value: Any) -> str | None:
         """Why ``value`` is not a valid label, or ``None`` when it is."""

@@ -1,0 +1,86 @@
+"""Fixes of the thirteenth session in the workflow language.
+
+A ``multi_choice`` vote or review label is stored and seen as a set in choice order; ``on_timer``
+rules are passed over as the tick passes them (no "never match" warning, ``labelyard test``
+decides as the tick does); numbers in rule tests and replay compare exactly as integers;
+invalid queue names are reported at their key, in words; ``\\r`` and ``\\u`` escapes in
+expression text; names in "undefined queue" messages written out; ``\\p{L}`` classes in
+``matches()``; ``workers list`` shows flagged workers and ``workers set --unflag`` clears the flag.
+
+The CLI runs as a real ``labelyard`` subprocess on a real SQLite file.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+from lead_support import Project
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------- 1. multi_choice votes and reviews as sets
+
+MULTI_REVIEW = """\
+workflow: mcr
+labels: {type: multi_choice, choices: [a, b, c]}
+queues:
+  q: {roles: [annotator]}
+  r: {roles: [reviewer]}
+on_create:
+  - name: d
+    do: {annotate: q, overlap: 1}
+on_quorum:
+  - name: check
+    do: {review: r}
+on_review:
+  - name: reviewer changed the label
+    when: review.label != null and review.label != votes.top
+    do: {hold: "the reviewer changed the label; a lead looks"}
+  - name: same set
+    when: review.label == ["b", "c"] and votes.labels == [["b", "c"]]
+    do: accept
+  - name: other
+    do: {hold: "not the set"}
+"""
+
+
+def test_a_reviewers_multi_choice_label_in_another_order_is_the_same_set(tmp_path):
+    p = Project(tmp_path, MULTI_REVIEW)
+    p.worker("ann", "annotator")
+    p.worker("rev", "reviewer")
+    p.ingest([{"id": "M2", "data": {}}])
+    vote = p.claim("ann")
+    p.submit(vote["assignment"], "ann", "--value", json.dumps(["c", "b", "c"]))
+    review = p.claim("rev")
+    assert review["votes"] == [{"worker": "ann", "label": ["b", "c"]}]  # the stored form
+    decided = p.submit(review["assignment"], "rev", "--value", json.dumps(["c", "b"]))
+    assert decided["decision"]["rule"] == "same set", decided
+    shown = p.show("M2")
+    assert [a["label"] for a in shown["annotations"]] == [["b", "c"], ["b", "c"]]
+    assert shown["task"]["status"] == "done" and shown["task"]["final_label"] == ["b", "c"]
+    explained = p.run_ok("explain", "M2").stdout
+    assert 'submitted by rev: label ["b", "c"], approve' in explained
+    assert '["c", "b"]' not in explained
+
+
+def test_a_rule_test_sees_a_multi_choice_review_label_and_votes_as_sets(run, tmp_path):
+    write(tmp_path, "mcr.workflow.yaml", MULTI_REVIEW)
+    path = write(tmp_path, "mcr.test.yaml", """\
+        cases:
+          - name: another order is the same set
+            event: on_review
+            facts:
+              votes: {labels: [[c, b, b]]}
+              review: {verdict: approve, label: [c, b]}
+            expect: {rule: same set, action: accept}
+        """)
+    proc = run("test", path)
+    assert proc.returncode == 0, proc.stdout
+    assert "PASS" in proc.stdout and "FAIL" not in proc.stdout
