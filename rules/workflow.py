@@ -901,7 +901,9 @@ class _Compiler:
                 if not isinstance(entry, dict):
                     continue
                 pos = self.doc.where((section, index))
-                if unconditional is not None:
+                if unconditional is not None and section != "on_timer":
+                    # on_timer passes a rule that does not act over (it already acted in the task's round, a
+                    # release with no slot, ...), so the rules after an unconditional one still decide
                     why = ("has no `when`" if "when" not in entries[unconditional]
                            else f"always matches (`when: {_show_short(entries[unconditional]['when'])}`)")
                     out.append(Diagnostic(self.filename, pos.line, pos.col,

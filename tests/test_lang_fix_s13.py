@@ -84,3 +84,36 @@ def test_a_rule_test_sees_a_multi_choice_review_label_and_votes_as_sets(run, tmp
     proc = run("test", path)
     assert proc.returncode == 0, proc.stdout
     assert "PASS" in proc.stdout and "FAIL" not in proc.stdout
+
+
+# ---------------------------------------------------------------- 2/3. on_timer rules passed over, in validate and test
+
+TIMERS = """\
+workflow: unc
+labels: {type: choice, choices: [a, b]}
+queues:
+  q: {roles: [annotator]}
+  x: {roles: [expert]}
+on_create:
+  - name: d
+    do: {annotate: q}
+on_timer:
+  - name: give every slot back
+    do: release
+  - name: late
+    when: task.stage_age > 1h
+    do: {hold: late}
+  - name: sla missed
+    do: {hold: "SLA missed"}
+"""
+
+
+def test_validate_does_not_say_a_rule_after_an_unconditional_on_timer_rule_never_matches(run, tmp_path):
+    path = write(tmp_path, "unc.workflow.yaml", TIMERS)
+    proc = run("validate", "--strict", path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "never match" not in proc.stdout + proc.stderr
+    on_create = write(tmp_path, "c.workflow.yaml", TIMERS.replace("    do: {annotate: q}\n",
+                                                                   "    do: {annotate: q}\n  - do: {hold: x}\n"))
+    proc = run("validate", on_create)  # other sections still warn
+    assert f"{on_create}:9:5: warning: this rule can never match: rule 1 of on_create has no `when`" in proc.stderr
