@@ -56,11 +56,12 @@ from typing import Any
 
 from rules.testing import plain_value as _plain
 from rules.testing import same_value as _same
+from rules.timer_choice import choose, pass_over_reason
 from rules.workflow import LabelSpec
 
 from .context import prediction_facts
 from .store import Store, loads
-from .timers import TASK_ACTED, RuleIdentities, choose, pass_over_reason
+from .timers import TASK_ACTED, RuleIdentities
 from .versions import VersionsAt
 from .worker_rules import EVENT_KINDS
 
@@ -208,7 +209,7 @@ def replay(store: Store, candidate: Any, *, sample_size: int = 5,
 
 def timer_decision(candidate: Any, ctx: Mapping[str, Any], event_id: int, task_id: int,
                    detail: Mapping[str, Any], identities: RuleIdentities) -> Any:
-    """The candidate's ``on_timer`` decision as a tick would have taken it (:func:`router.timers.choose`):
+    """The candidate's ``on_timer`` decision as a tick would have taken it (:func:`rules.timer_choice.choose`):
     a rule that had acted on the task in the event's round before it (by its key), or whose action would
     have left the task where the recorded facts put it, is passed over. A correction round's other queues
     are not recorded: only the task's own queue counts as its stage's there."""

@@ -39,11 +39,13 @@ if the queue sorted earlier).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import takewhile
 from typing import Any
 
+from rules.timer_choice import choose, gold_rules, new_priority, only, pass_over_reason
+from rules.timer_choice import stays as _stays
 from rules.workflow import POSITIONAL_NAME, rule_key
 
 from . import clock
@@ -56,11 +58,7 @@ from .versions import VersionsAt
 
 PAGE = 500
 ACTOR = "labelyard tick"
-STAGE_OF_ACTION = {"annotate": "annotate", "review": "review", "escalate": "escalated"}
 SAME_FOR_EVERY_TASK = frozenset({"assignment", "now"})  # roots whose values are the same for every open task
-COUNTED = ("already", "unchanged")
-"""The reasons a rule is passed over that ``tick`` counts, when no rule acts (:class:`TickReport`); not
-``no slot`` (a ``release`` in the task pass) nor ``moved`` (the tick already moved the task)."""
 TASK_ACTED = ("held", "routed", "priority", "final", "invalid")
 """The events of a timer rule acting on its task (``released`` is a rule acting on one slot)."""
 
@@ -108,82 +106,14 @@ def task_pass_needed(workflow, now: float) -> bool:
     ctx = {"task": {}, "prediction": {}, "assignment": {}, "queue": {}, "now": now}
     releases = {r.name for r in leading if r.action.kind == "release"}
     try:
-        decision = _only(workflow, leading).decide("on_timer", ctx, releases)
+        decision = only(workflow, leading).decide("on_timer", ctx, releases)
     except Exception:  # noqa: BLE001 - in doubt, run the pass
         return True
     return decision.rule is not None or len(leading) < len(rules)
 
 
-@dataclass
-class Choice:
-    """Which matching ``on_timer`` rule acts: ``decision`` (its ``rule`` is ``None`` when none does), the
-    rules passed over on the way, and the first of their reasons a tick counts (:data:`COUNTED`)."""
-
-    decision: Any
-    passed: tuple[str, ...] = ()
-    why: str | None = None
-
-
-def choose(workflow, ctx: Mapping[str, Any], pass_over: Callable[[Any], str | None], passed: Sequence[str] = (),
-           why: str | None = None, decision: Any = None) -> Choice:
-    """The first matching ``on_timer`` rule that acts on ``ctx``: each matching rule ``pass_over`` gives a
-    reason for is passed over and the rules after it are tried, the rules named in ``passed`` are not.
-
-    ``decision`` is the workflow's decision with ``passed`` passed over, when already taken. The tick and
-    ``labelyard replay`` both decide through here, with :func:`pass_over_reason` as the reasons.
-    """
-    passed = list(passed)
-    while True:
-        if decision is None:
-            decision = workflow.decide("on_timer", ctx, passed)
-        if decision.rule is None:
-            return Choice(decision, tuple(passed), why)
-        reason = pass_over(decision)
-        if reason is None:
-            return Choice(decision, tuple(passed), why)
-        passed.append(decision.rule)
-        if why is None and reason in COUNTED:
-            why = reason
-        decision = None
-
-
-def pass_over_reason(decision, task: Mapping[str, Any], *, slot: bool, acted: Callable[[str], bool],
-                     opened: Callable[[str], bool], corrections: Collection[str] = ()) -> str | None:
-    """Why a matching ``on_timer`` rule does not act on ``task`` (on a ``slot`` of it, in the assignment
-    pass), so the next matching rule decides; ``None`` when it acts.
-
-    ``no slot``: a ``release`` with no slot to release (the task pass). ``already``: the rule acted on
-    the task in its round (``acted(rule)``: an event of :data:`TASK_ACTED`). ``unchanged``: its action
-    would open the stage and queue the task is in (:func:`_stays`) and give it no other priority
-    (:func:`new_priority`; ``opened(rule)``: the rule moved the task into this stage in the round before).
-    """
-    if decision.action == "release":
-        return None if slot else "no slot"
-    if acted(decision.rule):
-        return "already"
-    if _stays(decision, task, corrections) and new_priority(decision, task, opened) is None:
-        return "unchanged"
-    return None
-
-
-def new_priority(decision, task: Mapping[str, Any], opened: Callable[[str], bool]) -> float | None:
-    """The priority a reprioritise sets, or ``None`` when the decision gives the task's own (or none).
-
-    Not when this rule opened the stage (it moved the task in the round before): it set the priority then.
-    """
-    priority = decision.values.get("priority")
-    if isinstance(priority, bool) or not isinstance(priority, (int, float)) or float(priority) == task["priority"]:
-        return None
-    return None if opened(decision.rule) else float(priority)
-
-
 def _same_for_every_task(rule) -> bool:
     return rule.when is None or rule.when.roots <= SAME_FOR_EVERY_TASK
-
-
-def _only(workflow, rules: Sequence[Any]):
-    """``workflow`` with ``rules`` as its whole ``on_timer`` section."""
-    return type(workflow)(workflow.spec, {**workflow.rules, "on_timer": list(rules)})
 
 
 @dataclass
@@ -386,7 +316,7 @@ class RuleIdentities:
 @dataclass
 class _Candidate:
     """A row decided on: the decision (None: nothing to do), the version of the queue facts it read, and
-    the rules passed over to reach it (:class:`Choice`)."""
+    the rules passed over to reach it (:class:`rules.timer_choice.Choice`)."""
 
     assignment: Any
     task: Any
@@ -414,8 +344,7 @@ class _Tick:
         """Decide by ``workflow``'s ``on_timer`` rules from now on."""
         self.workflow = workflow
         rules = workflow.rules.get("on_timer") or []
-        releases = [r for r in rules if r.action.kind == "release"]
-        self.gold_workflow = _only(workflow, releases)  # gold tasks: only their slots' release
+        self.gold_workflow = gold_rules(workflow)  # gold tasks: only their slots' release
         self.identities = RuleIdentities(self.store, rules)
 
     def assignment_pass(self, page: int) -> None:
@@ -597,17 +526,3 @@ class _LockedRow:
             self._opened[rule] = self.run.identities.acted(self.task["id"], rule, self.task["round"] - 1,
                                                            kinds=("routed",))
         return self._opened[rule]
-
-
-def _stays(decision, task: Any, corrections: Collection[str] = ()) -> bool:
-    """Whether the action would open the stage and queue the task is already in.
-
-    A correction round (stage ``correct``) is an ``annotate`` stage of each queue where its
-    corrections wait (``corrections``: each in the queue its annotator voted in) for this: a new
-    annotate round would expire the corrections offered to them, and they may not claim the new
-    round (they already voted), so with no other annotator the task was stuck.
-    """
-    stage = STAGE_OF_ACTION.get(decision.action)
-    if task["stage"] == "correct":
-        return stage == "annotate" and (decision.target == task["queue"] or decision.target in corrections)
-    return stage is not None and stage == task["stage"] and decision.target == task["queue"]

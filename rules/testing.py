@@ -38,6 +38,7 @@ from .errors import RulesError
 from .expr import EvaluationError
 from .instants import InstantError, parse_instant
 from .source import read_source
+from .timer_choice import PASSED_OVER, decide_alone
 from .visible_text import one_line, quoted
 from .workflow import Workflow, compile_workflow
 
@@ -450,8 +451,9 @@ def _run_case(workflow: Workflow, case: dict[str, Any], filename: str,
         pos = case["_positions"].get(path) or case["_positions"][("facts",)]
         result.message = f"{filename}:{pos.line}:{pos.col}: {exc}"
         return result
+    passed: dict[str, str] = {}  # on_timer: the matching rules a tick passes over, with why
     try:
-        decision = workflow.decide(event, ctx)
+        decision = decide_alone(workflow, ctx, passed) if event == "on_timer" else workflow.decide(event, ctx)
     except RulesError as exc:  # decide turns rule failures into a hold; anything else is the case's fault
         result.message = str(exc)
         return result
@@ -469,7 +471,7 @@ def _run_case(workflow: Workflow, case: dict[str, Any], filename: str,
         wanted = expect.get("rule")
         if isinstance(wanted, str) and wanted != decision.rule:
             failed = decision.rule if _rule_failed(decision) else None
-            result.expected_trace = _explain_rule(workflow, event, wanted, ctx, failed)
+            result.expected_trace = _explain_rule(workflow, event, wanted, ctx, failed, passed)
     return result
 
 
@@ -539,13 +541,20 @@ def _unknown_fact(root: str, given: Any) -> tuple[str, str] | None:
 
 
 def _explain_rule(workflow: Workflow, event: str, name: str, ctx: Mapping[str, Any],
-                  failed: str | None = None) -> list[str]:
-    """Why the expected rule did not decide: an earlier rule won (or ``failed``), or its own condition's trace."""
+                  failed: str | None = None, passed: Mapping[str, str] | None = None) -> list[str]:
+    """Why the expected rule did not decide: an earlier rule won (or ``failed``), a tick passes it over
+    (``passed``, ``on_timer``), or its own condition's trace."""
+    task = ctx.get("task")
     for rule in workflow.rules.get(event, ()):
         if rule.name == failed:
             return [f"why not `{name}`: the earlier rule `{failed}` failed, which holds the task"]
         if rule.name != name:
             continue
+        if passed and name in passed:
+            return [f"why not `{name}`: it matches, but a tick passes it over: {PASSED_OVER[passed[name]]}"]
+        if (event == "on_timer" and rule.action.kind != "release" and isinstance(task, Mapping)
+                and task.get("gold") is True):
+            return [f"why not `{name}`: a gold task is never moved; only `release` rules run for its slots"]
         if rule.when is None:
             return [f"why not `{name}`: it has no condition, but an earlier rule matched first"]
         try:

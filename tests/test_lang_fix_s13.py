@@ -117,3 +117,46 @@ def test_validate_does_not_say_a_rule_after_an_unconditional_on_timer_rule_never
                                                                    "    do: {annotate: q}\n  - do: {hold: x}\n"))
     proc = run("validate", on_create)  # other sections still warn
     assert f"{on_create}:9:5: warning: this rule can never match: rule 1 of on_create has no `when`" in proc.stderr
+
+
+def test_an_on_timer_case_is_decided_as_the_tick_decides(run, tmp_path):
+    write(tmp_path, "unc.workflow.yaml", TIMERS)
+    path = write(tmp_path, "unc.test.yaml", """\
+        cases:
+          - name: a task on its own, late
+            event: on_timer
+            facts: {task: {stage_age: 2h}}
+            expect: {rule: late, action: hold}
+          - name: a slot
+            event: on_timer
+            facts: {task: {stage_age: 2h}, assignment: {age: 1h, worker: a1, kind: annotate}}
+            expect: {rule: give every slot back, action: release}
+          - name: a gold task is not moved
+            event: on_timer
+            facts: {task: {stage_age: 2h, gold: true}}
+            expect: {rule: null, action: none}
+          - name: on time
+            event: on_timer
+            facts: {task: {stage_age: 30m}}
+            expect: {rule: sla missed}
+          - name: expects the release without a slot
+            event: on_timer
+            facts: {task: {stage_age: 2h}}
+            expect: {rule: give every slot back}
+        """)
+    proc = run("test", path)
+    assert proc.returncode == 1, proc.stdout
+    out = proc.stdout
+    for line in (2, 6, 10, 14):
+        assert f"PASS  {path}:{line}:" in out, out
+    assert f"FAIL  {path}:18: expects the release without a slot" in out
+    assert ("why not `give every slot back`: it matches, but a tick passes it over: a `release` with no slot "
+            "to release (a task looked at on its own: no `assignment.*`)") in out
+    assert "1 of 4 rules not exercised by any case" in out and "on_create `d`" in out  # every on_timer rule ran
+
+    # the tick, on a task without a slot two hours into its stage, holds it by `late`, as the case says
+    p = Project(tmp_path / "p", TIMERS)
+    p.ingest([{"id": "T1", "data": {}}])
+    p.run_ok("tick", hours=2)
+    task = p.show("T1")["task"]
+    assert (task["status"], task["reason"]) == ("held", "late")
