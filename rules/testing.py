@@ -110,7 +110,8 @@ TEST_SCHEMA: dict[str, Any] = {
                             "target": {"description": "The queue, skill or other main value of the action.",
                                        "type": ["string", "null"]},
                             "values": {"description": "Action parameters (overlap, priority, reason, label); "
-                                                      "numbers match to 1e-9.", "type": "object"},
+                                                      "whole numbers match exactly, others within float rounding "
+                                                      "(1e-12 of their size, or 1e-9).", "type": "object"},
                             "reason": {"description": "The reason a hold, reject or pause records.",
                                        "type": ["string", "null"]},
                         },
@@ -674,12 +675,39 @@ def plain_value(value: Any) -> Any:
     return value
 
 
+_EXACT_FLOATS = 2.0 ** 53  # below it, a float's rounding is never a whole unit
+
+
+def same_number(expected: float, got: float) -> bool:
+    """Whether two numbers (not booleans) are the same value as decisions go.
+
+    Equal numbers match. Two whole numbers (integers, or floats such as ``7200.0`` below 2**53) that
+    differ never do: ``-1735689601`` is not ``-1735689600``. Otherwise (``0.1 + 0.2`` against ``0.3``)
+    they match within ``rel_tol=1e-12, abs_tol=1e-9``, which float rounding stays within and which
+    cannot hide a difference of 1 below 1e12 (before, ``rel_tol=1e-9`` let a ``priority`` near 1.7e9,
+    from epoch seconds, be a unit off).
+    """
+    if expected == got:
+        return True
+    if _whole(expected) and _whole(got):
+        return False
+    try:
+        return math.isclose(expected, got, rel_tol=1e-12, abs_tol=1e-9)
+    except OverflowError:  # an integer beyond any float, against a float: not the same
+        return False
+
+
+def _whole(value: float) -> bool:
+    return isinstance(value, int) or (math.isfinite(value) and abs(value) < _EXACT_FLOATS and value.is_integer())
+
+
 def same_value(expected: Any, got: Any) -> bool:
-    """Equal as decisions go: booleans are not numbers, numbers within 1e-9, containers item by item."""
+    """Equal as decisions go: booleans are not numbers, numbers by :func:`same_number`, containers
+    item by item."""
     if isinstance(expected, bool) or isinstance(got, bool):
         return expected is got
     if isinstance(expected, (int, float)) and isinstance(got, (int, float)):
-        return math.isclose(expected, got, rel_tol=1e-9, abs_tol=1e-9)
+        return same_number(expected, got)
     if isinstance(expected, list) and isinstance(got, list):
         return len(expected) == len(got) and all(map(same_value, expected, got))
     if isinstance(expected, dict) and isinstance(got, dict):

@@ -160,3 +160,57 @@ def test_an_on_timer_case_is_decided_as_the_tick_decides(run, tmp_path):
     p.run_ok("tick", hours=2)
     task = p.show("T1")["task"]
     assert (task["status"], task["reason"]) == ("held", "late")
+
+
+# ---------------------------------------------------------------- 4. numbers in rule tests and replay
+
+DEADLINE = """\
+workflow: tol
+labels: {type: choice, choices: [a, b]}
+queues:
+  q: {roles: [annotator]}
+on_create:
+  - name: by deadline
+    do: {annotate: q, priority: PRIORITY - task.data.due}
+"""
+
+
+def test_same_value_compares_whole_numbers_exactly_and_floats_within_rounding():
+    from rules.testing import same_value
+
+    assert not same_value(-1735689601, -1735689600)
+    assert not same_value(-1735689601, -1735689600.0) and not same_value(1e9 + 1, 1e9)
+    assert same_value(7200, 7200.0) and same_value(0.3, 0.1 + 0.2) and same_value(0.38, 1 - 0.62)
+    assert same_value(1e-10, 0) and not same_value(1e-8, 0)  # the absolute 1e-9, near zero
+    assert not same_value(1735689600.5, 1735689600.25)  # a quarter off is no rounding
+    assert not same_value(10**400, 1.0) and same_value(10**400, 10**400) and not same_value(True, 1)
+
+
+def test_a_rule_test_with_a_priority_one_off_fails(run, tmp_path):
+    write(tmp_path, "tol.workflow.yaml", DEADLINE.replace("PRIORITY", "0"))
+    path = write(tmp_path, "tol.test.yaml", """\
+        cases:
+          - name: priority is minus the deadline
+            event: on_create
+            facts: {task: {data: {due: 1735689600}}}
+            expect: {rule: by deadline, values: {priority: -1735689601}}
+          - name: exactly
+            event: on_create
+            facts: {task: {data: {due: 1735689600}}}
+            expect: {rule: by deadline, values: {priority: -1735689600.0}}
+        """)
+    proc = run("test", path)
+    assert proc.returncode == 1, proc.stdout
+    assert (f"FAIL  {path}:2: priority is minus the deadline\n"
+            "      - values.priority: -1735689601\n"
+            "      + values.priority: -1735689600\n") in proc.stdout
+    assert f"PASS  {path}:6: exactly" in proc.stdout
+
+
+def test_replay_sees_a_priority_one_off(tmp_path):
+    p = Project(tmp_path, DEADLINE.replace("PRIORITY", "1"))
+    p.ingest([{"id": "D1", "data": {"due": 1735689600}}])
+    candidate = write(tmp_path, "c.workflow.yaml", DEADLINE.replace("PRIORITY", "0"))
+    report = p.json("replay", candidate)
+    assert report["changed"] == 1, report
+    assert "no decision would differ" not in p.run_ok("replay", candidate).stdout
