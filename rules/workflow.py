@@ -643,12 +643,65 @@ def _schema_diagnostics(doc: Any) -> list[Diagnostic]:
             continue
         if _is_sla(path):
             continue  # said in words by the compiler (_Compiler.semantic_checks), as durations are in rules
+        if "propertyNames" in error.absolute_schema_path and isinstance(error.instance, str):
+            pos = doc.where(path + (error.instance,), key=True)  # at the key itself, not at its mapping
+            out.append(Diagnostic(doc.filename, pos.line, pos.col, _name_message(error.instance, path)))
+            continue
+        if error.validator == "pattern" and path == ("workflow",):
+            pos = doc.where(path)
+            out.append(Diagnostic(doc.filename, pos.line, pos.col, _name_message(error.instance, path)))
+            continue
+        if error.validator == "uniqueItems" and isinstance(error.instance, list):
+            out.extend(_duplicate_items(doc, path, error.instance))
+            continue
         if error.validator == "not" and error.schema.get("description"):  # a key the schema refuses, and says why
             pos = doc.where(path, key=True)
             out.append(Diagnostic(doc.filename, pos.line, pos.col, error.schema["description"]))
             continue
         pos = doc.where(path)
         out.append(Diagnostic(doc.filename, pos.line, pos.col, _schema_message(error, path)))
+    return out
+
+
+NAMES = {
+    "queues": ("queue name", "letters, digits, `_` and `-`"),
+    "workflow": ("workflow name", "letters, digits, `_`, `.` and `-`"),
+}
+"""What the names the schema's patterns check may hold, in words."""
+
+
+def _name_message(name: Any, path: tuple) -> str:
+    """Why a queue's or the workflow's name is refused, in words: ``queue name `bad name` may hold only
+    letters, digits, `_` and `-`, starting with a letter or digit (it holds a space)``."""
+    what, allowed = NAMES.get(path[0] if path else "", ("name", "letters, digits, `_` and `-`"))
+    text = str(name)
+    if not text:
+        return f"a {what} may not be empty: it holds {allowed}, starting with a letter or digit"
+    extra = "_-." if path[:1] == ("workflow",) else "_-"
+    bad = next((c for c in text if not (c.isascii() and (c.isalnum() or c in extra))), None)
+    if bad is None:
+        why = f"it starts with {quoted(text[0])}"
+    elif bad == " ":
+        why = "it holds a space"
+    else:
+        why = f"it holds {quoted(bad)}" if bad.isprintable() else f"it holds {one_line(bad)}"
+    return f"{what} {quoted(text)} may hold only {allowed}, starting with a letter or digit ({why})"
+
+
+def _duplicate_items(doc: Any, path: tuple, items: list) -> list[Diagnostic]:
+    """A diagnostic at each repeated item of a list whose items must differ (``labels.choices``),
+    naming it and where it was first."""
+    out = []
+    first: dict[str, int] = {}
+    for index, item in enumerate(items):
+        key = json.dumps(item, sort_keys=True, ensure_ascii=False, default=str)
+        if key not in first:
+            first[key] = index
+            continue
+        pos, was = doc.where(path + (index,)), doc.where(path + (first[key],))
+        shown = quoted(item) if isinstance(item, str) else _show_short(item)
+        out.append(Diagnostic(doc.filename, pos.line, pos.col,
+                              f"`{'.'.join(map(str, path))}`: {shown} is listed twice (first at {was.line}:{was.col})"))
     return out
 
 

@@ -214,3 +214,33 @@ def test_replay_sees_a_priority_one_off(tmp_path):
     report = p.json("replay", candidate)
     assert report["changed"] == 1, report
     assert "no decision would differ" not in p.run_ok("replay", candidate).stdout
+
+
+# ---------------------------------------------------------------- 5. names and repeated choices, at their place, in words
+
+def test_bad_queue_names_are_reported_at_their_own_key_in_words(run, tmp_path):
+    path = write(tmp_path, "e3.workflow.yaml", """\
+        workflow: "bad name"
+        labels: {type: choice, choices: [a, b, a, b]}
+        queues:
+          good: {roles: [annotator]}
+          fine: {roles: [annotator]}
+          "bad name": {roles: [annotator]}
+          ok2: {roles: [annotator]}
+          "_under": {roles: [annotator]}
+          "q\\e]0;x\\a": {roles: [annotator]}
+        on_create:
+          - do: {annotate: good}
+        """)
+    proc = run("validate", path)
+    assert proc.returncode == 1
+    lines = proc.stdout.splitlines() + proc.stderr.splitlines()
+    allowed = "may hold only letters, digits, `_` and `-`, starting with a letter or digit"
+    assert f"{path}:6:3: queue name `bad name` {allowed} (it holds a space)" in lines
+    assert f"{path}:8:3: queue name `_under` {allowed} (it starts with `_`)" in lines
+    assert f"{path}:9:3: queue name `q\\x1b]0;x\\x07` {allowed} (it holds \\x1b)" in lines
+    assert (f"{path}:1:11: workflow name `bad name` may hold only letters, digits, `_`, `.` and `-`, "
+            "starting with a letter or digit (it holds a space)") in lines
+    assert f"{path}:2:40: `labels.choices`: `a` is listed twice (first at 2:34)" in lines
+    assert f"{path}:2:43: `labels.choices`: `b` is listed twice (first at 2:37)" in lines
+    assert not any(":4:3:" in line or "does not match" in line or "non-unique" in line for line in lines), lines
