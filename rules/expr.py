@@ -8,8 +8,9 @@ with ``Mapping.get``), list indexes, and the registered functions.
 
 Language
     Literals: ``12``, ``0.95``, ``.5``, ``1e3``; ``'text'`` or ``"text"`` (escapes
-    ``\\\\ \\" \\' \\n \\t``; any other backslash is kept as written, so a pattern
-    like ``"\\d+"`` means what it says); ``true false null``; lists ``[a, b,]``.
+    ``\\\\ \\" \\' \\n \\t \\r``, and ``\\u00e9`` or ``\\u{1F600}`` for a character by its code;
+    any other backslash is kept as written, so a pattern like ``"\\d+"`` means what it says);
+    ``true false null``; lists ``[a, b,]``.
     Durations ``30s 15m 2h 7d 1.5h`` are numbers of seconds.
     Names: ``task.category``, ``task.data.customer.tier``. Subscripts
     (``task.data["a b"]``, ``votes.labels[0]``, ``prediction.scores["bug"]``)
@@ -474,7 +475,11 @@ class _Token:
 _NUMBER = NUMBER  # durations and numbers: one definition (rules.durations)
 _WORD = re.compile(r"[A-Za-z0-9_]*")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_ESCAPES = {"\\": "\\", '"': '"', "'": "'", "n": "\n", "t": "\t"}
+_ESCAPES = {"\\": "\\", '"': '"', "'": "'", "n": "\n", "t": "\t", "r": "\r"}
+_HEX4 = re.compile(r"[0-9A-Fa-f]{4}")
+_HEX_BRACED = re.compile(r"\{([0-9A-Fa-f]{1,6})\}")
+_BAD_U = ("`\\u` is a character's code: four hex digits (`\\u00e9`) or one to six in braces "
+          "(`\\u{1F600}`)")
 _OPERATORS = ("==", "!=", "<=", ">=", "<", ">", "+", "-", "*", "/", "(", ")", "[", "]", ",", ".")
 _REFUSED_SYMBOLS = {
     "**": "`**` (power) is not part of the language",
@@ -493,8 +498,9 @@ _REFUSED_SYMBOLS = {
 _SYMBOLS = sorted([*_OPERATORS, *_REFUSED_SYMBOLS], key=len, reverse=True)  # longest match wins
 
 
-def _tokenize(src: str) -> list[_Token]:
-    """All tokens, ending with ``end``; a ``bad`` token (raised when the parser reaches it) stops the scan."""
+def _tokenize(src: str, strict: bool = True) -> list[_Token]:
+    """All tokens, ending with ``end``; a ``bad`` token (raised when the parser reaches it) stops the scan.
+    ``strict=False`` (a stored version) keeps a ``\\u`` that is no escape as written, as it was read then."""
     tokens: list[_Token] = []
     i, n = 0, len(src)
     while i < n:
@@ -505,7 +511,7 @@ def _tokenize(src: str) -> list[_Token]:
         if "0" <= c <= "9" or (c == "." and i + 1 < n and "0" <= src[i + 1] <= "9" and not _ends_operand(tokens)):
             tok = _scan_number(src, i)
         elif c in "'\"":
-            tok = _scan_string(src, i)
+            tok = _scan_string(src, i, strict)
         elif c == "_" or ("a" <= c <= "z") or ("A" <= c <= "Z"):
             m = _NAME.match(src, i)
             assert m is not None
@@ -543,13 +549,21 @@ def _scan_number(src: str, i: int) -> _Token:
     return _Token("num", src[i:end], i, end, value)
 
 
-def _scan_string(src: str, i: int) -> _Token:
+def _scan_string(src: str, i: int, strict: bool = True) -> _Token:
     quote, j, n = src[i], i + 1, len(src)
     parts: list[str] = []
     while j < n:
         c = src[j]
         if c == quote:
             return _Token("str", src[i : j + 1], i, j + 1, "".join(parts))
+        if c == "\\" and j + 1 < n and src[j + 1] == "u":
+            char, end = _unicode_escape(src, j)
+            if char is not None:
+                parts.append(char)
+                j = end
+                continue
+            if strict:
+                return _Token("bad", end, j, j + 2)
         if c == "\\" and j + 1 < n:
             parts.append(_ESCAPES.get(src[j + 1], src[j : j + 2]))
             j += 2
@@ -557,6 +571,28 @@ def _scan_string(src: str, i: int) -> _Token:
         parts.append(c)
         j += 1
     return _Token("bad", f"text is never closed: add a closing {quote}", i, n)
+
+
+def _unicode_escape(src: str, j: int) -> tuple[str, int] | tuple[None, str]:
+    """The character of the ``\\u`` escape at ``src[j]`` and where the escape ends, or ``None`` and why
+    it is refused. ``\\u00e9``, ``\\u{1F600}``, and a UTF-16 pair ``\\ud83d\\ude00`` (as JSON writes 😀) joined
+    into one character; a lone half of a pair, which no text can hold, is refused."""
+    braced = _HEX_BRACED.match(src, j + 2)
+    if braced:
+        code, end = int(braced.group(1), 16), braced.end()
+    elif _HEX4.match(src, j + 2):
+        code, end = int(src[j + 2 : j + 6], 16), j + 6
+        low = _HEX4.match(src, end + 2) if src.startswith("\\u", end) else None
+        if 0xD800 <= code < 0xDC00 and low and 0xDC00 <= int(low.group(), 16) < 0xE000:
+            code, end = 0x10000 + ((code - 0xD800) << 10) + (int(low.group(), 16) - 0xDC00), end + 6
+    else:
+        return None, _BAD_U
+    if 0xD800 <= code < 0xE000:
+        return None, (f"`{src[j:end]}` is half of a UTF-16 pair, which no text can hold alone; write the "
+                      "character, or its code in braces (`\\u{1F600}`)")
+    if code > 0x10FFFF:
+        return None, f"`{src[j:end]}` is past the last character's code, 10FFFF"
+    return chr(code), end
 
 
 def _scan_symbol(src: str, i: int) -> _Token:
@@ -680,7 +716,7 @@ class _Parser:
                  functions: Mapping[str, Callable[..., object]], strict: bool = True) -> None:
         self.src = src
         self.strict = strict
-        self.tokens = _tokenize(src)
+        self.tokens = _tokenize(src, strict)
         self.pos = 0
         self.depth = 0
         self.allowed = roots
@@ -1783,8 +1819,9 @@ def compile_expression(
     section in messages. ``functions`` adds plugin functions (plain callables).
     ``strict=False`` is for a workflow already applied: the refusals of what
     would run but never as meant (a pattern past :data:`MAX_PATTERN_PROGRAM`,
-    an operation that fails for every value of a fact's type) are left out, so
-    a version an older Labelyard stored keeps loading.
+    an operation that fails for every value of a fact's type, a ``\\u`` that is
+    no character's code, kept as written) are left out, so a version an older
+    Labelyard stored keeps loading.
     """
     allowed, section = _allowed_roots(roots, section)
     extra = _check_functions(functions)

@@ -244,3 +244,71 @@ def test_bad_queue_names_are_reported_at_their_own_key_in_words(run, tmp_path):
     assert f"{path}:2:40: `labels.choices`: `a` is listed twice (first at 2:34)" in lines
     assert f"{path}:2:43: `labels.choices`: `b` is listed twice (first at 2:37)" in lines
     assert not any(":4:3:" in line or "does not match" in line or "non-unique" in line for line in lines), lines
+
+
+# ---------------------------------------------------------------- 6. \r and \u escapes in expression text
+
+def test_r_and_u_escapes_are_characters_and_patterns_keep_their_backslashes():
+    from rules.expr import ExpressionError, compile_expression
+
+    def value(src: str) -> object:
+        return compile_expression(src).evaluate({"task": {"data": {"s": "line\r\nnext café 12"}}})
+
+    assert value(r'"\r\n"') == "\r\n" and value(r"'a\rb'") == "a\rb"
+    assert value(r'"caf\u00e9"') == "café" and value(r'"\u{1F600}"') == "😀" and value(r'"\ud83d\ude00"') == "😀"
+    assert value(r'"\\u00e9"') == "\\u00e9" and value(r'"\d+"') == "\\d+"
+    assert value(r'"\r\n" in task.data.s') is True and value(r'"caf\u00e9" in task.data.s') is True
+    assert value(r'matches(task.data.s, "\d\d$")') is True and value(r'matches(task.data.s, "caf\u00e9")') is True
+    assert value(r'matches(task.data.s, "\bnext\b")') is True
+    for src, offset in ((r'"\u12"', 1), (r'"ab\ud800"', 3), (r'"\u{110000}"', 1), (r'"\u"', 1)):
+        try:
+            compile_expression(src)
+        except ExpressionError as exc:
+            assert exc.offset == offset, (src, exc.offset)
+        else:
+            raise AssertionError(f"{src} compiled")
+    assert compile_expression(r'"\u12"', strict=False).evaluate({}) == "\\u12"  # a stored version keeps loading
+
+
+def test_a_rule_test_matches_crlf_and_a_u_escape(run, tmp_path):
+    write(tmp_path, "r.workflow.yaml", """\
+        workflow: r
+        labels: {type: choice, choices: [a, b]}
+        queues:
+          q: {roles: [annotator]}
+        on_create:
+          - name: windows line end
+            when: '"\\r\\n" in task.data.text'
+            do: {hold: "CRLF text"}
+          - name: unicode
+            when: task.data.name == "caf\\u00e9"
+            do: {hold: "cafe"}
+          - name: d
+            do: {annotate: q}
+        """)
+    path = write(tmp_path, "r.test.yaml", """\
+        cases:
+          - name: crlf
+            event: on_create
+            facts: {task: {data: {text: "line\\r\\nnext"}}}
+            expect: {rule: windows line end}
+          - name: cafe
+            event: on_create
+            facts: {task: {data: {name: "café"}}}
+            expect: {rule: unicode}
+        """)
+    proc = run("test", "-v", path)
+    assert proc.returncode == 0, proc.stdout
+    assert 'task.data.name = "café" == "caf\\u00e9" → true' in proc.stdout
+    bad = write(tmp_path, "bad.workflow.yaml", """\
+        workflow: r
+        labels: {type: choice, choices: [a, b]}
+        queues:
+          q: {roles: [annotator]}
+        on_create:
+          - when: task.data.name == "caf\\u0e9"
+            do: {annotate: q}
+        """)
+    proc = run("validate", bad)
+    assert proc.returncode == 1
+    assert f"{bad}:6:33: `\\u` is a character's code: four hex digits" in proc.stderr
