@@ -546,23 +546,24 @@ def _explain_rule(workflow: Workflow, event: str, name: str, ctx: Mapping[str, A
     """Why the expected rule did not decide: an earlier rule won (or ``failed``), a tick passes it over
     (``passed``, ``on_timer``), or its own condition's trace."""
     task = ctx.get("task")
+    shown = quoted(name)
     for rule in workflow.rules.get(event, ()):
         if rule.name == failed:
-            return [f"why not `{name}`: the earlier rule `{failed}` failed, which holds the task"]
+            return [f"why not {shown}: the earlier rule {quoted(failed)} failed, which holds the task"]
         if rule.name != name:
             continue
         if passed and name in passed:
-            return [f"why not `{name}`: it matches, but a tick passes it over: {PASSED_OVER[passed[name]]}"]
+            return [f"why not {shown}: it matches, but a tick passes it over: {PASSED_OVER[passed[name]]}"]
         if (event == "on_timer" and rule.action.kind != "release" and isinstance(task, Mapping)
                 and task.get("gold") is True):
-            return [f"why not `{name}`: a gold task is never moved; only `release` rules run for its slots"]
+            return [f"why not {shown}: a gold task is never moved; only `release` rules run for its slots"]
         if rule.when is None:
-            return [f"why not `{name}`: it has no condition, but an earlier rule matched first"]
+            return [f"why not {shown}: it has no condition, but an earlier rule matched first"]
         try:
             value, lines = rule.when.trace(ctx)
         except EvaluationError as exc:
-            return [f"`{name}`: {exc}"]
-        head = f"why not `{name}`: {rule.when.source} → {json.dumps(_plain(value))}"
+            return [f"{shown}: {exc}"]
+        head = f"why not {shown}: {one_line(rule.when.source)} → {json.dumps(_plain(value))}"
         if value not in (None, False, 0, "", []):
             head += " (it matches, but an earlier rule matched first)"
         return [head, *lines]

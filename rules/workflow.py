@@ -861,7 +861,8 @@ class _Compiler:
                 ok = False
             elif isinstance(queues, dict) and target not in queues:
                 hint = difflib.get_close_matches(target, list(queues), n=1)
-                suffix = f"; did you mean `{hint[0]}`?" if hint else f" (queues: {', '.join(queues)})"
+                suffix = (f"; did you mean {quoted(hint[0])}?" if hint
+                          else f" (queues: {', '.join(one_line(str(q)) for q in queues)})")
                 self.error(path + (kind,), f"undefined queue {quoted(target)}{suffix}")
                 ok = False
         elif spec.target == "accept" and target is not None:

@@ -312,3 +312,55 @@ def test_a_rule_test_matches_crlf_and_a_u_escape(run, tmp_path):
     proc = run("validate", bad)
     assert proc.returncode == 1
     assert f"{bad}:6:33: `\\u` is a character's code: four hex digits" in proc.stderr
+
+
+# ---------------------------------------------------------------- 7. queue names in "undefined queue" written out
+
+def test_undefined_queue_lists_and_hints_write_names_out(run, tmp_path):
+    listed = write(tmp_path, "e4.workflow.yaml", """\
+        workflow: esc
+        labels: {type: choice, choices: [a, b]}
+        queues:
+          "triage\\nfake.yaml:1:1: all good": {roles: [annotator]}
+          "z\\u2028": {roles: [annotator]}
+        on_create:
+          - do: {annotate: nope}
+        """)
+    hinted = write(tmp_path, "e5.workflow.yaml", """\
+        workflow: esc
+        labels: {type: choice, choices: [a, b]}
+        queues:
+          "triage\\n": {roles: [annotator]}
+        on_create:
+          - do: {annotate: triage}
+        """)
+    out = run("validate", listed).stderr
+    assert f"{listed}:7:20: undefined queue `nope` (queues: triage\\x0afake.yaml:1:1: all good, z\\u2028)\n" in out
+    assert "\u2028" not in out and "\nfake.yaml" not in out
+    out = run("validate", hinted).stderr
+    assert f"{hinted}:6:20: undefined queue `triage`; did you mean `triage\\x0a`?\n" in out
+
+
+def test_why_not_names_the_expected_rule_written_out(run, tmp_path):
+    write(tmp_path, "w.workflow.yaml", """\
+        workflow: w
+        labels: {type: choice, choices: [a, b]}
+        queues:
+          q: {roles: [annotator]}
+        on_create:
+          - name: first
+            do: {annotate: q}
+          - name: "r\\e[2J\\u2028x"
+            when: task.data.x == 1
+            do: {hold: x}
+        """)
+    path = write(tmp_path, "w.test.yaml", """\
+        cases:
+          - name: c
+            event: on_create
+            facts: {task: {data: {x: 1}}}
+            expect: {rule: "r\\e[2J\\u2028x"}
+        """)
+    report = json.loads(run("test", "--json", path).stdout)
+    trace = report["suites"][0]["cases"][0]["expected_trace"]
+    assert trace[0].startswith("why not `r\\x1b[2J\\u2028x`: task.data.x == 1 → true"), trace
