@@ -39,7 +39,9 @@ Semantics
       ``matches(text, "pattern")``: a regular-expression search with a literal
       pattern in RE2 syntax (linear-time matching: no backreferences or
       lookaround), compiled when the rule loads to at most
-      ``MAX_PATTERN_PROGRAM`` instructions; null text gives false.
+      ``MAX_PATTERN_PROGRAM`` instructions, counting a Unicode class (``\\p{L}``)
+      as one character, and at most ``MAX_CLASS_PROGRAM`` with its classes;
+      null text gives false.
       ``sample(rate)``: true for a stable share ``rate`` of tasks, from a
       SHA-256 of the task's external id (else its id); the tasks of
       ``sample(0.1)`` are among those of ``sample(0.2)``.
@@ -80,6 +82,7 @@ __all__ = [
     "MAX_JOINED",
     "MAX_LENGTH",
     "MAX_PATTERN",
+    "MAX_CLASS_PROGRAM",
     "MAX_PATTERN_PROGRAM",
     "compile_expression",
 ]
@@ -88,6 +91,7 @@ MAX_LENGTH = 10_000
 MAX_DEPTH = 64
 MAX_PATTERN = 500
 MAX_PATTERN_PROGRAM = 1_000  # RE2 instructions: past about this, matching falls back to RE2's slower NFA
+MAX_CLASS_PROGRAM = 10_000  # with Unicode classes, each of which compiles to many (`\p{L}`: 1,200)
 MAX_JOINED = 1_000_000  # characters of text, or items of a list, that `+` may build
 DURATION_UNITS = UNITS
 
@@ -593,6 +597,62 @@ def _unicode_escape(src: str, j: int) -> tuple[str, int] | tuple[None, str]:
     if code > 0x10FFFF:
         return None, f"`{src[j:end]}` is past the last character's code, 10FFFF"
     return chr(code), end
+
+
+_UNICODE_CLASS = re.compile(r"\{[^}]*\}|[A-Za-z]")  # what follows `\p` or `\P`: `{L}`, `{Greek}`, `L`
+_COUNTED_REPEAT = re.compile(r"(?<!\\)\{[0-9]+(?:,[0-9]*)?\}")
+
+
+def _pattern_size_problem(text: str, size: int, program_size: Callable[[str], int]) -> str | None:
+    """Why a pattern that compiles to ``size`` RE2 instructions is too large; ``None`` when it is not.
+
+    A Unicode class (``\\p{L}``, ``\\pN``, ``\\P{Greek}``) compiles to a tree of UTF-8 byte ranges,
+    1,200 instructions for ``\\p{L}``, yet matches as one character: the pattern is measured with each
+    class as one character (``program_size`` of the text with a plain letter for each), against
+    :data:`MAX_PATTERN_PROGRAM`, and as it is against :data:`MAX_CLASS_PROGRAM`. So ``\\p{L}+`` and
+    ``^[\\p{L}\\p{N} ]+$`` pass, while ``[^x]{1000}`` or ``\\p{L}{10}`` (11,964) do not.
+    """
+    plain, classes = _unicode_classes(text)
+    counted = _COUNTED_REPEAT.search(plain) is not None
+    if not classes:
+        why = ("counted repeats multiply it: `[a-z]{500}` is about 500, `.{100}` 800" if counted
+               else "each character, class and group adds to it")
+        return (f"the pattern is too large: it compiles to {size:,} RE2 instructions, more than "
+                f"{MAX_PATTERN_PROGRAM:,} ({why})")
+    shape = program_size(plain)
+    if shape > MAX_PATTERN_PROGRAM:
+        why = "counted repeats multiply it: `[a-z]{500}` is about 500" if counted else "each character adds to it"
+        return (f"the pattern is too large: counting each Unicode class as one character, it compiles to "
+                f"{shape:,} RE2 instructions, more than {MAX_PATTERN_PROGRAM:,} ({why})")
+    if size <= MAX_CLASS_PROGRAM:
+        return None
+    shown = ", ".join(f"`{c}`" for c in dict.fromkeys(classes))
+    why = ("a counted repeat multiplies a class: `\\p{L}{3}` is about 3,600" if counted
+           else "each class written adds its own")
+    return (f"the pattern is too large: with its Unicode classes ({shown}) it compiles to {size:,} RE2 "
+            f"instructions, more than {MAX_CLASS_PROGRAM:,} (`\\p{{L}}` alone is 1,200; {why})")
+
+
+def _unicode_classes(text: str) -> tuple[str, list[str]]:
+    """``text`` with each Unicode class (``\\p{L}``, ``\\pN``, ``\\P{Greek}``) as the letter ``a``, and
+    the classes found. A doubled backslash (``\\\\p``) is a backslash, not a class."""
+    out: list[str] = []
+    found: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        if text[i] == "\\" and i + 1 < n:
+            m = _UNICODE_CLASS.match(text, i + 2) if text[i + 1] in "pP" else None
+            if m is not None:
+                found.append(text[i:m.end()])
+                out.append("a")
+                i = m.end()
+            else:
+                out.append(text[i : i + 2])
+                i += 2
+            continue
+        out.append(text[i])
+        i += 1
+    return "".join(out), found
 
 
 def _scan_symbol(src: str, i: int) -> _Token:
@@ -1212,6 +1272,10 @@ class _Parser:
         except re2.error as exc:
             reason = exc.args[0] if exc.args else exc
             reason = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
+            if "pattern too large" in reason:  # RE2's own limit, past ours: say it as ours is said
+                raise ExpressionError("the pattern is too large for RE2 to build (a counted repeat multiplies "
+                                      "it: `[a-z]{500}` is about 500 instructions, `\\p{L}{3}` about 3,600)",
+                                      arg.start) from None
             backref = "perl operator" in reason or any(f"escape sequence: \\{d}" in reason for d in "123456789")
             hint = (" (RE2 syntax: no backreferences or lookaround)" if backref
                     else " (patterns are RE2 syntax: github.com/google/re2/wiki/Syntax)")
@@ -1219,10 +1283,10 @@ class _Parser:
         # Matching is linear in the text, but by a factor up to the program's size once RE2's DFA gives
         # way to its NFA: [^x]{1000} written 49 times (392,005 instructions) took 2 s per 30 KB.
         if self.strict and pattern.programsize > MAX_PATTERN_PROGRAM:
-            raise ExpressionError(
-                f"the pattern is too large: it compiles to {pattern.programsize:,} RE2 instructions, more than "
-                f"{MAX_PATTERN_PROGRAM:,} (counted repeats multiply it: `[a-z]{{500}}` is about 500, `.{{100}}` 800)",
-                arg.start)
+            problem = _pattern_size_problem(arg.value, pattern.programsize,
+                                            lambda text: re2.compile(text, options=options).programsize)
+            if problem is not None:
+                raise ExpressionError(problem, arg.start)
         return _matcher(pattern)
 
     def sample_call(self, tok: _Token, rate: _Node, end: int) -> _Node:

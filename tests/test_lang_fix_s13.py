@@ -364,3 +364,49 @@ def test_why_not_names_the_expected_rule_written_out(run, tmp_path):
     report = json.loads(run("test", "--json", path).stdout)
     trace = report["suites"][0]["cases"][0]["expected_trace"]
     assert trace[0].startswith("why not `r\\x1b[2J\\u2028x`: task.data.x == 1 → true"), trace
+
+
+# ---------------------------------------------------------------- 8. Unicode classes in matches()
+
+def test_unicode_classes_pass_the_pattern_size_limit_and_blow_ups_do_not(run, tmp_path):
+    from rules.expr import ExpressionError, compile_expression
+
+    def refused(pattern: str) -> str | None:
+        try:
+            compile_expression(f'matches(task.data.s, "{pattern}")')
+        except ExpressionError as exc:
+            return str(exc)
+        return None
+
+    for pattern in (r"\p{L}", r"\pL", r"\P{L}", r"(?i)\p{L}+", r"^[\p{L}\p{N} ]+$", r"\p{L}{3}", r"[^\p{L}]",
+                    r"(\p{L}|\p{N}){5}"):
+        assert refused(pattern) is None, (pattern, refused(pattern))
+    assert compile_expression(r'matches(task.data.s, "^\p{L}+$")').evaluate({"task": {"data": {"s": "Ωmega"}}})
+    assert not compile_expression(r'matches(task.data.s, "^\p{L}+$")').evaluate({"task": {"data": {"s": "a1"}}})
+    big = refused(r"\p{L}{10}")
+    assert big == ("the pattern is too large: with its Unicode classes (`\\p{L}`) it compiles to 11,964 RE2 "
+                   "instructions, more than 10,000 (`\\p{L}` alone is 1,200; a counted repeat multiplies a class: "
+                   "`\\p{L}{3}` is about 3,600)")
+    assert refused(r"\p{N}[^x]{200}").startswith("the pattern is too large: counting each Unicode class as one "
+                                                 "character, it compiles to 1,605 RE2 instructions, more than 1,000")
+    assert "counted repeats multiply it" in refused("[^x]{1000}")
+    assert refused("." * 200) == ("the pattern is too large: it compiles to 1,604 RE2 instructions, more than 1,000 "
+                                  "(each character, class and group adds to it)")  # no repeat in it: none blamed
+    assert refused(r"\p{L}{1000}").startswith("the pattern is too large for RE2 to build")
+    from rules.expr import _unicode_classes
+
+    assert _unicode_classes(r"\\p{L}\p{N}[\PL]") == (r"\\p{L}a[a]", [r"\p{N}", r"\PL"])  # `\\p`: a backslash
+
+    path = write(tmp_path, "re.workflow.yaml", """\
+        workflow: re
+        labels: {type: choice, choices: [a, b]}
+        queues:
+          q: {roles: [annotator]}
+        on_create:
+          - name: letters
+            when: 'matches(task.data.name, "^\\p{L}+$")'
+            do: {annotate: q}
+          - do: {hold: x}
+        """)
+    proc = run("validate", path)
+    assert proc.returncode == 0, proc.stderr
