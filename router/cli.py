@@ -581,24 +581,31 @@ def _warn_unused(engine: Any, roles: tuple[str, ...], skills: tuple[str, ...]) -
 @click.option("--no-skills", is_flag=True, help="Remove every skill.")
 @click.option("--capacity", type=int, default=None, help="Most active assignments at once.")
 @click.option("--no-capacity", is_flag=True, help="No limit on active assignments.")
+@click.option("--flag/--unflag", "flagged", default=None,
+              help="Flag the worker (their votes show as votes.any_flagged), or clear the flag.")
 @as_option
 def workers_set(name: str, db: str | None, roles: tuple[str, ...], skills: tuple[str, ...], no_skills: bool,
-                capacity: int | None, no_capacity: bool, worker: str | None) -> None:
-    """Change a worker's roles, skills or capacity; what is not given keeps its value."""
+                capacity: int | None, no_capacity: bool, flagged: bool | None, worker: str | None) -> None:
+    """Change a worker's roles, skills, capacity or flag; what is not given keeps its value."""
     if skills and no_skills:
         raise click.UsageError("give --skill or --no-skills, not both")
     if capacity is not None and no_capacity:
         raise click.UsageError("give --capacity or --no-capacity, not both")
-    if not (roles or skills or no_skills or capacity is not None or no_capacity):
-        raise click.UsageError("nothing to change: give --role, --skill, --no-skills, --capacity or --no-capacity")
+    if not (roles or skills or no_skills or capacity is not None or no_capacity or flagged is not None):
+        raise click.UsageError("nothing to change: give --role, --skill, --no-skills, --capacity, --no-capacity, "
+                               "--flag or --unflag")
     engine = _workers_engine(db, worker)
+    was = next((w for w in engine.workers() if w["id"] == name), None)
     dropped = engine.update_worker(name, roles=list(roles) or None,
                                    skills=[] if no_skills else (list(skills) or None),
-                                   capacity=capacity, no_capacity=no_capacity, actor=_worker(worker))
+                                   capacity=capacity, no_capacity=no_capacity, flagged=flagged,
+                                   actor=_worker(worker))
     changed = next(w for w in engine.workers() if w["id"] == name)
     from .render import listed_name
 
-    click.echo(f"{listed_name(name)}: {_describe_worker(changed)}")
+    if flagged is not None and was is not None and was["flagged"] == flagged:
+        click.echo(f"{listed_name(name)} is {'already' if flagged else 'not'} flagged; the flag is unchanged")
+    click.echo(f"{listed_name(name)}: {_describe_worker(changed)}{_worker_state(changed)}")
     for d in dropped:
         click.echo(f"dropped the correction of {d['external_id']} (id:{d['task']}) offered to {listed_name(name)}, "
                    f"who no longer works `{d['queue']}`")
@@ -617,8 +624,12 @@ def workers_list(db: str | None, as_json: bool) -> None:
         _emit_json(rows)
         return
     for w in rows:
-        state = " paused" if w["paused"] else ""
-        click.echo(f"{listed_name(w['id']):<16} {_describe_worker(w)} active={w['active']}{state}")
+        click.echo(f"{listed_name(w['id']):<16} {_describe_worker(w)} active={w['active']}{_worker_state(w)}")
+
+
+def _worker_state(w: dict[str, Any]) -> str:
+    """`` paused``, `` flagged`` (an ``on_worker`` rule or a lead flagged them), both, or nothing."""
+    return ("" if not w["paused"] else " paused") + ("" if not w["flagged"] else " flagged")
 
 
 @workers.command("pause")

@@ -426,14 +426,33 @@ class Engine:
         return self._save_worker(name, roles, skills, capacity, False, actor, create=True)[0]
 
     def update_worker(self, name: str, *, roles: list[str] | None = None, skills: list[str] | None = None,
-                      capacity: int | None = None, no_capacity: bool = False,
+                      capacity: int | None = None, no_capacity: bool = False, flagged: bool | None = None,
                       actor: str | None = None) -> list[dict[str, Any]]:
-        """Change a registered worker: what is ``None`` keeps its value; ``no_capacity`` lifts the limit.
+        """Change a registered worker: what is ``None`` keeps its value; ``no_capacity`` lifts the limit;
+        ``flagged`` sets or clears the flag (:meth:`set_worker_flagged`), in the same transaction.
 
         Returns the corrections dropped because the new roles or skills no longer admit the
         worker to their queue (:meth:`_drop_corrections`), dropped in the same transaction.
         """
-        return self._save_worker(name, roles, skills, capacity, no_capacity, actor, create=False)[1]
+        return self._save_worker(name, roles, skills, capacity, no_capacity, actor, create=False,
+                                 flagged=flagged)[1]
+
+    def set_worker_flagged(self, name: str, flagged: bool, actor: str | None = None) -> bool:
+        """Flag a worker, or clear the flag (as an ``on_worker`` rule's ``flag``/``unflag`` does: their votes
+        show as ``votes.any_flagged``), recorded as a ``worker_flagged``/``worker_unflagged`` event by
+        ``actor``; returns False, writing nothing, when the worker already is so."""
+        with self.store.transaction():
+            return self._flag(self._require_worker(name), flagged, clock.now(), actor or current_user())
+
+    def _flag(self, row: Any, flagged: bool, now: float, actor: str) -> bool:
+        """Set ``row``'s worker's flag with its event, inside the caller's transaction; False when unchanged.
+        The event names no ``section`` (a person did it), so replay does not take it for a rule's."""
+        if bool(row["flagged"]) == flagged:
+            return False
+        self.store.set_worker_flagged(row["id"], flagged)
+        self.store.add_event("worker_flagged" if flagged else "worker_unflagged", now, actor=actor,
+                             action="flag" if flagged else "unflag", detail={"worker": row["id"]})
+        return True
 
     def worker_warnings(self, roles: Iterable[str], skills: Iterable[str]) -> list[str]:
         """Roles and skills given to a worker that no queue of the active workflow uses (none
@@ -443,7 +462,8 @@ class Engine:
         return unused_by_queues(self.workflow.queues, self.workflow.name, roles, skills)
 
     def _save_worker(self, name: str, roles: list[str] | None, skills: list[str] | None, capacity: int | None,
-                     no_capacity: bool, actor: str | None, *, create: bool) -> tuple[str, list[dict[str, Any]]]:
+                     no_capacity: bool, actor: str | None, *, create: bool,
+                     flagged: bool | None = None) -> tuple[str, list[dict[str, Any]]]:
         if not name or not name.strip():
             raise LabelyardError("a worker needs a name")
         for what, text in (*(("role", r) for r in roles or ()), *(("skill", s) for s in skills or ())):
@@ -477,7 +497,10 @@ class Engine:
                                      detail={"worker": name, **new, **({"was": old} if old else {})})
                 if queues_known and old is not None and (new["roles"], new["skills"]) != (old["roles"], old["skills"]):
                     dropped = self._drop_corrections(name, now, actor)
-        return "added" if old is None else "updated" if new != old else "unchanged", dropped
+            flag_changed = flagged is not None and self._flag(self.store.worker(name), flagged, now,
+                                                              actor or current_user())
+        changed = new != old or flag_changed
+        return "added" if old is None else "updated" if changed else "unchanged", dropped
 
     def load_workflow(self) -> bool:
         """Compile the active workflow now, before a transaction that may need it (nothing is

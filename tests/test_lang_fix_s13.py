@@ -410,3 +410,53 @@ def test_unicode_classes_pass_the_pattern_size_limit_and_blow_ups_do_not(run, tm
         """)
     proc = run("validate", path)
     assert proc.returncode == 0, proc.stderr
+
+
+# ---------------------------------------------------------------- 9. flagged workers in `workers list`; unflag from the CLI
+
+FLAGGING = """\
+workflow: wk
+labels: {type: choice, choices: [a, b]}
+queues:
+  q: {roles: [annotator]}
+on_create:
+  - name: d
+    do: {annotate: q}
+on_worker:
+  - name: first vote
+    when: worker.submitted >= 1 and not worker.flagged and worker.id == "ann"
+    do: {flag: true, reason: "new"}
+"""
+
+
+def test_workers_list_shows_a_flag_and_workers_set_clears_it_with_its_event(tmp_path):
+    import sqlite3
+
+    p = Project(tmp_path, FLAGGING)
+    p.worker("ann", "annotator")
+    p.worker("bob", "annotator")
+    p.ingest([{"id": "W1", "data": {}}])
+    p.submit(p.claim("ann")["assignment"], "ann", "--label", "a")
+    listed = {line.split()[0]: line for line in p.run_ok("workers", "list").stdout.splitlines()}
+    assert listed["ann"].endswith(" flagged") and not listed["bob"].endswith(" flagged")
+    assert [w["flagged"] for w in p.json("workers", "list") if w["id"] == "ann"] == [True]
+
+    out = p.run_ok("workers", "set", "ann", "--unflag", "--as", "lena", hours=1).stdout
+    assert out == "ann: roles=annotator skills=- capacity=-\n"
+    assert not p.run_ok("workers", "list").stdout.splitlines()[0].endswith("flagged")
+    out = p.run_ok("workers", "set", "ann", "--unflag").stdout
+    assert out.startswith("ann is not flagged; the flag is unchanged\n")
+    p.run_ok("workers", "set", "bob", "--flag", "--skill", "vet")
+    assert p.run_ok("workers", "list").stdout.splitlines()[1].startswith("bob") and "flagged" in \
+        p.run_ok("workers", "list").stdout.splitlines()[1]
+    refused = p.run("workers", "set", "bob", "--unflag", "--as", "bob")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr  # only a lead changes workers
+
+    with sqlite3.connect(p.db) as conn:
+        events = conn.execute("SELECT kind, actor, action, rule, detail FROM events WHERE kind LIKE 'worker_%flagged' "
+                              "ORDER BY id").fetchall()
+    assert [(kind, actor, action, rule) for kind, actor, action, rule, _ in events] == [
+        ("worker_flagged", "labelyard", "flag", "first vote"),
+        ("worker_unflagged", "lena", "unflag", None),
+        ("worker_flagged", "lena", "flag", None)]
+    assert json.loads(events[1][4]) == {"worker": "ann"}
