@@ -24,7 +24,7 @@ from typing import Any
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-SCHEMA_VERSION = 16
+SCHEMA_VERSION = 17
 
 # Every name a migration was released under, with the migration it names now. A name renamed after it
 # shipped (the number of two migrations swapped) counts as that migration applied: what it did is what
@@ -52,6 +52,7 @@ RELEASED: dict[str, str] = {
     "m014_task_list_orders": "m014_task_list_orders",
     "m015_gold_scored_by_labels": "m015_gold_scored_by_labels",
     "m016_outbox_pending_index": "m016_outbox_pending_index",
+    "m017_number_votes_within_tolerance": "m017_number_votes_within_tolerance",
 }
 EARLIER_FORMS = frozenset({"m013_vote_queue_index"})  # released names that do not count as their migration
 
@@ -682,13 +683,15 @@ def _holds_structure(label, answer) -> bool:
 
 
 def _judge_labels_again(db: Database, migration: str, *, vote_changed: Callable[[Any, Any], bool] | None,
-                        answer_changed: Callable[[Any, Any], bool], only_types: tuple[str, ...] = ()) -> None:
+                        answer_changed: Callable[[Any, Any], bool] | None,
+                        only_types: tuple[str, ...] = ()) -> None:
     """Judge again, by the active workflow's labels as ``apply`` judges them, the vote marks
     (``annotations.agrees``) whose comparison ``vote_changed(label, final)`` says may have changed
     (none when it is ``None``), with the worker sums set from them; score again from scratch, as
     ``gold add`` scores a changed question's, the gold counters of a worker with an answer
-    ``answer_changed(label, answer)`` says so, with a ``gold_rescored`` event naming ``migration``
-    when they change. With ``only_types``, nothing is done unless the labels are of one of those types."""
+    ``answer_changed(label, answer)`` says so (none when it is ``None``), with a ``gold_rescored``
+    event naming ``migration`` when they change. With ``only_types``, nothing is done unless the
+    labels are of one of those types."""
     from rules.workflow import LabelSpec  # only here: the label comparisons are not needed to migrate
 
     from . import clock
@@ -713,7 +716,7 @@ def _judge_labels_again(db: Database, migration: str, *, vote_changed: Callable[
         moved[worker] += 1 if new else -1
     db.conn.executemany("UPDATE workers SET final_agreed = final_agreed + ? WHERE id = ?",
                         [(by, worker) for worker, by in moved.items() if by])
-    answers = db.execute(
+    answers = [] if answer_changed is None else db.execute(
         "SELECT a.worker, a.label, g.label FROM gold AS g JOIN annotations AS a ON a.task_id = g.task_id "
         "WHERE a.label IS NOT NULL ORDER BY a.worker, a.id").fetchall()
     now = clock.now()
@@ -843,6 +846,19 @@ def m016_outbox_pending_index(db: Database) -> None:
         """
     )
     _set_version(db, 16)
+
+
+@migrations()
+def m017_number_votes_within_tolerance(db: Database) -> None:
+    """A ``number`` vote agrees with its task's final label when it is within the tolerance consensus
+    counts in ``top_count`` (``router.consensus.agrees_with_final``), no longer only when equal to it:
+    votes of 3 and 3.1 that made the final 3.05 were marked as disagreeing, and ``worker.agreement``
+    (the sums on the worker row) kept those marks. When the active workflow's labels are numbers, every
+    vote mark is judged again by them, as ``apply`` judges the marks (``_judge_labels_again``); the
+    workers' ``final_agreed`` move with the marks. Gold answers are scored by value as before: untouched."""
+    _judge_labels_again(db, "m017_number_votes_within_tolerance", vote_changed=lambda _label, _final: True,
+                        answer_changed=None, only_types=("number",))
+    _set_version(db, 17)
 
 
 def pending(conn: sqlite3.Connection) -> list[str]:

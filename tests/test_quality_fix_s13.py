@@ -330,3 +330,86 @@ def test_confusion_names_are_numbers_by_value_only_when_all_are_numbers(confusio
     header = lines[1].replace("(no class)", "(no-class)").split()
     finals = {f for row in confusion.values() for f in row}
     assert header == [name.replace("(no class)", "(no-class)") for name in order if name in finals]
+
+
+# -- M017: marks of number votes judged by exact equality are judged again by `labelyard init` -----
+MIGRATION = "m017_number_votes_within_tolerance"
+UPGRADE_WORKFLOW = """\
+workflow: up
+labels: {labels}
+queues:
+  triage: {{roles: [annotator]}}
+quality:
+  gold: {{rate: 1.0}}
+on_create:
+  - do: {{annotate: triage, overlap: 3}}
+on_quorum:
+  - do: accept
+"""
+
+
+def voted_with_gold(tmp_path, labels: str, gold, votes: list) -> Project:
+    """Workers a, b, c each answer the gold question G1 and then vote on T1 (accepted), with the
+    value they give in ``votes``."""
+    p = Project(tmp_path, UPGRADE_WORKFLOW.format(labels=labels))
+    for worker in "abc":
+        p.worker(worker, "annotator")
+    gold_add(p, [{"id": "G1", "data": {}, "answer": gold}])
+    p.ingest([{"id": "T1", "data": {}}])
+    for worker, value in zip("abc", votes):
+        vote(p, worker, value, "G1")
+        vote(p, worker, value, "T1")
+    return p
+
+
+def made_before_m017(p: Project, marks: dict[str, int]) -> None:
+    """Set T1's vote marks and the workers' sums to ``marks`` (as an older Labelyard left them) and
+    forget that m017 ran, as the upgrade tests fake an older database."""
+    conn = sqlite3.connect(p.db, isolation_level=None)
+    try:
+        for worker, mark in marks.items():
+            conn.execute("UPDATE annotations SET agrees = ? WHERE worker = ? AND agrees IS NOT NULL", (mark, worker))
+            conn.execute("UPDATE workers SET final_votes = 1, final_agreed = ? WHERE id = ?", (mark, worker))
+        conn.execute("UPDATE schema_version SET version = 15")
+        conn.execute("DELETE FROM _sqlite_migrations WHERE name = ?", (MIGRATION,))
+    finally:
+        conn.close()
+
+
+def counters(p: Project) -> dict[str, tuple[int, int, int, int]]:
+    """Each annotator's (final_votes, final_agreed, gold_answered, gold_correct) as the database keeps them."""
+    with sqlite3.connect(p.db) as conn:
+        return {w: tuple(row) for w, *row in conn.execute(
+            "SELECT id, final_votes, final_agreed, gold_answered, gold_correct FROM workers WHERE id != 'lena'")}
+
+
+def test_init_judges_number_vote_marks_made_by_exact_equality_again(tmp_path):
+    """Made before f66a201: of votes 3, 3.1 and 9 (final 3.1 on 0..10, tolerance 0.5), only b's equal
+    vote was marked as agreeing; a stayed at 0.000 in worker.agreement while `agreement` said 1.000."""
+    p = voted_with_gold(tmp_path, "{type: number, min: 0, max: 10}", 3, [3, 3.1, 9])
+    assert p.show("T1")["task"]["final_label"] == 3.1
+    made_before_m017(p, {"a": 0, "b": 1, "c": 0})
+    assert counters(p)["a"][:2] == (1, 0)
+    assert p.json("init")["migrations_applied"] == [MIGRATION]
+    # b's gold answer 3.1 is wrong against 3 (gold is scored by value), and stays so
+    assert counters(p) == {"a": (1, 1, 1, 1), "b": (1, 1, 1, 0), "c": (1, 0, 1, 0)}
+    annotators = {a["worker"]: a for a in p.json("agreement")["annotators"]}
+    for worker, (decided, agreed, answered, correct) in counters(p).items():
+        row = annotators[worker]
+        assert (row["decided"], row["matched"]) == (decided, agreed), worker
+        assert (row["gold_answered"], row["gold_correct"]) == (answered, correct), worker
+    with sqlite3.connect(p.db) as conn:
+        assert conn.execute("SELECT worker, agrees FROM annotations WHERE agrees IS NOT NULL ORDER BY worker"
+                            ).fetchall() == [("a", 1), ("b", 1), ("c", 0)]
+        assert conn.execute("SELECT count(*) FROM events WHERE kind = 'gold_rescored'").fetchone() == (0,)
+        assert conn.execute("SELECT version FROM schema_version").fetchone() == (17,)
+    assert p.json("init")["migrations_applied"] == []  # and stays migrated
+
+
+def test_init_leaves_the_vote_marks_of_other_label_types_as_they_are(tmp_path):
+    """m017 is about numbers: a choice workflow's marks (here c's, faked) are not judged again."""
+    p = voted_with_gold(tmp_path, "{type: choice, choices: [a, b]}", "a", ["a", "a", "b"])
+    made_before_m017(p, {"a": 1, "b": 1, "c": 1})
+    before = counters(p)
+    assert p.json("init")["migrations_applied"] == [MIGRATION]
+    assert counters(p) == before == {"a": (1, 1, 1, 1), "b": (1, 1, 1, 1), "c": (1, 1, 1, 0)}
