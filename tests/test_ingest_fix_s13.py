@@ -345,7 +345,7 @@ def test_m016_leaves_a_database_that_has_outbox_pending_as_it_is(tmp_path):
     conn.close()
     assert p.json("init")["migrations_applied"] == ["m016_outbox_pending_index"]
     assert outbox_indexes(p.db) == new
-    assert migrations.SCHEMA_VERSION == 16 and migrations.RELEASED["m016_outbox_pending_index"] == \
+    assert migrations.SCHEMA_VERSION >= 16 and migrations.RELEASED["m016_outbox_pending_index"] == \
         "m016_outbox_pending_index"
 
 
