@@ -425,7 +425,7 @@ class Element(NamedTuple):
 
 
 def _read_element(window: _Window, decode: Callable[[str, int], tuple[Any, int]],
-                  lenient: Callable[[str, int], tuple[Any, int]]) -> tuple[int, str, Any]:
+                  lenient: Callable[[str, int], tuple[Any, int]], strict: bool = True) -> tuple[int, str, Any]:
     """Where the element at the window's position ends, its text and its value (a :class:`BadElement`
     for one that is JSON but no row's value). Raises :class:`ArraySyntaxError` where it is not
     JSON, :class:`_TooLong` when it grows past the window's limit."""
@@ -433,7 +433,7 @@ def _read_element(window: _Window, decode: Callable[[str, int], tuple[Any, int]]
         try:
             value, end = _element(window, decode)
             text = window.text[window.pos:end]
-            found = lone_surrogate(text)
+            found = lone_surrogate(text) if strict else None
         except ArraySyntaxError:
             raise
         except RepeatedKey:  # this element alone is bad, if it is JSON to its end
@@ -463,12 +463,50 @@ def iter_json_elements(handle: IO[str], limit: int | None = None) -> Iterator[El
     :class:`ArraySyntaxError` where the array stops being JSON; the elements before it have
     been yielded. With ``limit``, an element of more bytes (as UTF-8) is a :class:`LongElement`,
     its text the start of it: read through, never held whole."""
-    decode = STRICT.raw_decode
-    # only to find where an element ends: one with a too-long number, or a key given twice
-    lenient = json.JSONDecoder(parse_int=str).raw_decode
     window = _Window(handle, limit)
     if window.peek() != "[":
         raise window.fail("expected `[` to open the array")
+    yield from _elements(window, strict=True)
+
+
+class NotAnArray(ValueError):
+    """A JSON document that is one value other than an array: ``value``."""
+
+    def __init__(self, value: Any):
+        self.value = value
+        super().__init__("not a JSON array")
+
+
+def iter_json_list(handle: IO[str]) -> Iterator[Element]:
+    """Each :class:`Element` of the JSON array in ``handle`` as ``json.loads`` reads the whole
+    document (a key given twice keeps its last value, a lone surrogate escape is read as
+    one), holding one element at a time. An element with an integer longer than Python
+    converts, or nested too deeply, is a :class:`BadElement`. Raises :class:`NotAnArray` for
+    a document that is another JSON value, :class:`ArraySyntaxError` where it is not JSON."""
+    window = _Window(handle)
+    if window.peek() not in ("[", ""):
+        try:
+            value, end = _element(window, LENIENT.raw_decode)
+        except (ValueError, RecursionError):  # not JSON, or a value too long or deep to read
+            raise window.fail("expected `[` to open the array") from None
+        window.advance(end)
+        if window.peek():
+            raise window.fail("Extra data")
+        raise NotAnArray(value)
+    if window.peek() != "[":
+        raise window.fail("Expecting value")
+    yield from _elements(window, strict=False)
+
+
+LENIENT = json.JSONDecoder()
+
+
+def _elements(window: _Window, *, strict: bool) -> Iterator[Element]:
+    """The elements of the array whose ``[`` is at the window's position, then its end. Strict:
+    a key given twice or a lone surrogate escape makes its element a :class:`BadElement`."""
+    decode = STRICT.raw_decode if strict else LENIENT.raw_decode
+    # only to find where an element ends: one with a too-long number, or a key given twice
+    lenient = json.JSONDecoder(parse_int=str).raw_decode
     window.advance(window.pos + 1)
     if window.peek() == "]":
         window.advance(window.pos + 1)
@@ -477,7 +515,7 @@ def iter_json_elements(handle: IO[str], limit: int | None = None) -> Iterator[El
             window.peek()
             line, col = window.line, window.pos - window.line_start + 1
             try:
-                end, text, value = _read_element(window, decode, lenient)
+                end, text, value = _read_element(window, decode, lenient, strict)
             except _TooLong:  # read through, never held
                 value = _skip_element(window)
                 text = value.head

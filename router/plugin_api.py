@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from rules.label_text import not_among, not_one_of
+from rules.source import NotUtf8, Utf8Reader
 
 from . import ingest
 from .export import new_temp_beside, spreadsheet_safe
 from .ingest import (JSON_RESERVED, MAX_ROW_BYTES, LongLine, RowError, RowProblem, TaskInput, decode_document,
                      decode_line, lines_within, long_integer_problem, parse_jsonl_line, read_file,
                      repeated_key_problem)
-from .json_array import RepeatedKey, decode_strict
+from .json_array import ArraySyntaxError, BadElement, NotAnArray, RepeatedKey, decode_strict, iter_json_list
+from .json_array import Element as JsonElement
 from .os_text import escaped, is_utf8
 from .plugin_values import without_password
 
@@ -32,9 +34,9 @@ __all__ = [
     "TaskInput", "RowProblem", "RowError", "check_row", "read_file", "parse_jsonl_line", "lines_within",
     "LongLine", "MAX_ROW_BYTES", "decode_line",
     "decode_document", "long_integer_problem", "decode_strict", "RepeatedKey", "repeated_key_problem",
-    "JSON_RESERVED", "approve", "reject", "Setting", "is_utf8",
-    "escaped", "new_temp_beside", "spreadsheet_safe", "not_one_of", "not_among", "worker_name_problem",
-    "without_password",
+    "json_list_elements", "JsonElement", "BadElement", "NotAnArray", "JSON_RESERVED", "approve", "reject",
+    "Setting", "is_utf8", "escaped", "new_temp_beside", "spreadsheet_safe", "not_one_of", "not_among",
+    "worker_name_problem", "without_password",
 ]
 
 
@@ -96,6 +98,23 @@ def _external_id(row: Any) -> str | None:
         return escaped(str(ident)[:512])
     except ValueError:  # an integer past Python's digit limit for text
         return None
+
+
+def json_list_elements(handle: BinaryIO) -> Iterator[JsonElement]:
+    """The elements of the JSON list in a binary stream, one at a time: a file of any size costs
+    the memory of one element and a 64 KiB chunk. Each is a :class:`JsonElement`: ``line`` and
+    ``col`` where it starts (1-based), its ``text`` as in the file, and its ``value`` as
+    ``json.loads`` reads it, or a :class:`BadElement` (its text says what and where) for one
+    with an integer longer than Python converts or nested too deeply. Raises
+    :class:`NotAnArray` (``.value``) for a document that is another JSON value, and
+    :class:`RowError` naming line and column where the stream is not UTF-8 or not JSON (the
+    elements before have been given). A leading byte-order mark is skipped."""
+    try:
+        yield from iter_json_list(Utf8Reader(handle))
+    except NotUtf8 as exc:
+        raise RowError(f"not valid UTF-8 at line {exc.line}, column {exc.col} (byte 0x{exc.byte:02x})") from None
+    except ArraySyntaxError as exc:
+        raise RowError(str(exc)) from None
 
 
 MAX_WORKER_NAME = 512  # characters, as a task's id: an imported voter's name is printed in listings

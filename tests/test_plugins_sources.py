@@ -150,11 +150,11 @@ def test_a_labelstudio_sink_killed_mid_write_leaves_no_temporary_behind(project,
         def finish(run):  # the output is rewritten at the end of the run's sink step
             if os.path.exists(run.path("kill")):
                 os.remove(run.path("kill"))
-                real_dump = json.dump
-                def dump_and_die(*args, **kwargs):
-                    real_dump(*args, **kwargs)
+                real_dumps = json.dumps
+                def dumps_and_die(*args, **kwargs):  # a task written into the temp file: killed there
+                    real_dumps(*args, **kwargs)
                     os.kill(os.getpid(), signal.SIGKILL)
-                json.dump = dump_and_die
+                json.dumps = dumps_and_die
             return labelstudio.finish(run)
     """), encoding="utf-8")
     project.env["LABELYARD_PLUGINS_DIR"] = str(plugins)
