@@ -7,6 +7,7 @@ the command, so ``labelyard claim`` does not pay for them).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -46,11 +47,13 @@ class _TextOutput:
     """A bulk action's tasks printed as each page's transaction ends: done on standard output, skipped
     (with why) on standard error."""
 
-    def __init__(self, dry_run: bool, say: Callable[[dict[str, Any]], str]):
+    def __init__(self, dry_run: bool, say: Callable[[dict[str, Any]], str], searching=None):
         self.dry, self.say = "dry run: " if dry_run else "", say
+        self.searching = searching  # the progress line of a --where search, on a terminal
 
     def matched(self, report) -> None:
-        pass
+        if self.searching is not None:
+            self.searching.close()  # the search ended: what it found is printed as it is done
 
     def item(self, kind: str, item: dict[str, Any]) -> None:
         if kind == "done":
@@ -103,15 +106,25 @@ class _JsonOutput:
 
 def _bulk(lead, action: str, tasks, where, dry_run: bool, as_json: bool, say: Callable[[dict[str, Any]], str],
           **options: Any) -> None:
-    """Run a lead action and print its tasks as they are done (a page at a time with ``--where``).
+    """Run a lead action and print its tasks as they are done (a page at a time with ``--where``); on
+    a terminal, a ``--where`` search shows how far it is on standard error until the matches are found.
     A rule function that runs meanwhile (``on_quorum`` after a released correction is dropped)
     may start a subprocess: file descriptor 1 is on standard error throughout, once
     (:func:`~router.plugin_calls.command_stdout`), and what is printed here goes to standard output."""
     from .plugin_calls import command_stdout
 
-    out = _JsonOutput() if as_json else _TextOutput(dry_run, say)
+    searching = None
+    if where and not as_json and sys.stderr.isatty():
+        from .progress import SearchLine
+
+        searching = SearchLine()
+    out = _JsonOutput() if as_json else _TextOutput(dry_run, say, searching)
     with command_stdout():
-        report = lead.run(action, tasks, where, dry_run=dry_run, out=out, **options)
+        try:
+            report = lead.run(action, tasks, where, dry_run=dry_run, out=out, progress=searching, **options)
+        finally:
+            if searching is not None:
+                searching.close()
         out.finish(report)
 
 

@@ -9,7 +9,10 @@ role and runs them for task ids or for a ``--where`` filter.
 A ``--where`` filter is a rule expression over ``task.*``, ``prediction.*``
 and ``now`` (``task.queue == "triage" and task.age > 2h``), compiled by
 ``rules.expr`` and evaluated in Python on candidate rows read page by page;
-the user's text never becomes SQL.
+the user's text never becomes SQL. What the expression requires of
+``task.queue`` and ``task.status`` (``rules.requires``: an ``and`` holding
+``task.queue == "triage"``) narrows which rows are read: that queue's range of
+the ``(status, queue)`` index, not every open task; the same tasks match.
 """
 
 from __future__ import annotations
@@ -351,6 +354,28 @@ def compile_where(text: str):
         raise LabelyardError(f"--where: {exc.message}{hint}\n  {text}\n  {' ' * exc.offset}^") from None
 
 
+SearchProgress = Callable[[int, int | None, int], None]
+"""``progress(read, total, matched)`` after each page a ``--where`` search reads: tasks read so far,
+how many it will read (``None``: not counted), and how many matched."""
+
+
+def where_ranges(predicate, statuses: tuple[str, ...]) -> tuple[tuple[str, ...], list[str | None] | None]:
+    """The statuses and queues a ``--where`` walk reads: of ``statuses``, those the predicate allows,
+    and the queues it requires (sorted as the index is, no queue last; ``None``: every queue).
+    ``task.queue == "triage"`` and ``task.queue in ["a", "b"]`` require queues; a queue is text, so
+    a required value of another kind (``task.queue == 1``) matches no task."""
+    required = predicate.requires
+    if "task.status" in required:
+        statuses = tuple(s for s in statuses if s in required["task.status"])
+    if "task.queue" not in required:
+        return statuses, None
+    values = required["task.queue"]
+    queues: list[str | None] = sorted(v for v in values if isinstance(v, str))
+    if None in values:
+        queues.append(None)
+    return statuses, queues
+
+
 class BulkOutput(Protocol):
     """Where a bulk action's items go as they come (the CLI prints them page by page)."""
 
@@ -432,14 +457,16 @@ class Lead:
         return task
 
     def run(self, action: str, refs: Sequence[str], where: str | None = None, *,
-            dry_run: bool = False, out: BulkOutput | None = None, **options: Any) -> BulkReport:
+            dry_run: bool = False, out: BulkOutput | None = None, progress: SearchProgress | None = None,
+            **options: Any) -> BulkReport:
         """Apply ``action`` to the tasks ``refs`` (all or nothing, one transaction) or to every task
         matching ``where`` (page by page, one transaction per page; tasks it cannot apply to are skipped).
 
         A ``dry_run`` runs the very same code and rolls each transaction back, so it
         reports what the real run would do, skip or refuse, and changes nothing.
         With ``out``, each task done or skipped goes to it when its transaction ends
-        instead of into the report's lists.
+        instead of into the report's lists; with ``progress``, a ``--where`` search says how
+        far it is after each page read.
         """
         op = self._operation(action, options)
         report = BulkReport(action, dry_run=dry_run, out=out)
@@ -450,7 +477,7 @@ class Lead:
         if refs:
             self._run_on_refs(op, refs, report)
         else:
-            self._run_on_matches(op, action, where, report)
+            self._run_on_matches(op, action, where, report, progress)
         return report
 
     def _run_on_refs(self, op: Callable[[Any, float], dict[str, Any]], refs: Sequence[str],
@@ -471,7 +498,7 @@ class Lead:
         report.add(done)
 
     def _run_on_matches(self, op: Callable[[Any, float], dict[str, Any]], action: str, where: str,
-                        report: BulkReport) -> None:
+                        report: BulkReport, progress: SearchProgress | None = None) -> None:
         """Every task matching ``where``, found first, then acted on a page per transaction.
 
         The matches are kept as ids (with the status and round they were found in) in a temporary
@@ -482,7 +509,7 @@ class Lead:
         # A task that changed status during the walk may be read twice: it counts once.
         self.store.clear_matches()
         try:
-            for page in self._matching_pages(predicate, action, found_at):
+            for page in self._matching_pages(predicate, action, found_at, progress):
                 self.store.add_matches([(t["id"], t["status"], t["round"]) for t in page])
             report.found(self.store.match_count())
             seq = 0
@@ -561,14 +588,25 @@ class Lead:
             _refuse_gold(self.store.task(a["task_id"]))
             return release_assignment(self.engine, a, now, self.actor)
 
-    def _matching_pages(self, predicate, action: str, now: float) -> Iterator[list[Any]]:
+    def _matching_pages(self, predicate, action: str, now: float,
+                        progress: SearchProgress | None = None) -> Iterator[list[Any]]:
         """Pages of candidate tasks of ``action`` for which ``predicate`` holds at ``now``: the tasks with the
         statuses it applies to (walked by index); for ``release``, the open tasks holding an active slot
-        (walked by the index of active slots), not every open task, most of which it cannot release."""
-        candidates = self._slot_pages() if action == "release" else (
-            rows for status in STATUSES[action] for rows in self._pages(status))
+        (walked by the index of active slots), not every open task, most of which it cannot release.
+        Only the statuses and queues the predicate requires are read (:mod:`rules.requires`)."""
+        statuses, queues = where_ranges(predicate, STATUSES[action])
+        if action == "release":
+            candidates = self._slot_pages() if statuses else iter(())
+            total = None
+        else:
+            candidates = (rows for status in statuses for rows in self._pages(status, queues))
+            total = sum(self.store.count_tasks_in(s, queues) for s in statuses) if progress else None
+        read = matched = 0
         for rows in candidates:
             page = [row for row in rows if self._matches(predicate, row, now)]
+            read, matched = read + len(rows), matched + len(page)
+            if progress is not None:
+                progress(read, total, matched)
             if page:
                 yield page
 
@@ -591,18 +629,30 @@ class Lead:
             raise LabelyardError(f"--where failed on task {row['external_id']}: {exc}") from None
         return ok not in (None, False, 0, "", [])
 
-    def _pages(self, status: str) -> Iterator[list[Any]]:
+    def _pages(self, status: str, queues: Sequence[str | None] | None = None) -> Iterator[list[Any]]:
+        """Pages of the non-gold tasks of ``status``: of every queue (``queues`` ``None``), queue by
+        queue then those without one, or of ``queues`` alone (``None`` among them: without one)."""
+        if queues is None:
+            yield from self._every_queue_pages(status)
+        else:
+            for queue in queues:
+                if queue is not None:
+                    yield from self._queue_pages(status, queue)
+        if queues is None or None in queues:
+            after = 0
+            while rows := self.store.queueless_tasks(status, after, PAGE):
+                yield rows
+                after = rows[-1]["id"]
+
+    def _every_queue_pages(self, status: str) -> Iterator[list[Any]]:
         queue, after = "", 0
-        while True:
-            rows = self.store.tasks_after(status, queue, after, PAGE)
-            if not rows:
-                break
+        while rows := self.store.tasks_after(status, queue, after, PAGE):
             yield rows
             queue, after = rows[-1]["queue"], rows[-1]["id"]
+
+    def _queue_pages(self, status: str, queue: str) -> Iterator[list[Any]]:
         after = 0
-        while True:
-            rows = self.store.queueless_tasks(status, after, PAGE)
-            if not rows:
-                break
+        while rows := self.store.queue_tasks_after(status, queue, after, PAGE):
             yield rows
             after = rows[-1]["id"]
+

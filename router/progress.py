@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 
 def count_lines(path: str) -> int:
@@ -30,3 +31,32 @@ def line_progress(path: str, label: str) -> Iterator[Callable[[int], None]]:
                   transient=True, console=Console(stderr=True)) as progress:
         task = progress.add_task(label, total=total)
         yield lambda line: progress.update(task, completed=min(line, total))
+
+
+class SearchLine:
+    """A line on standard error while a ``--where`` filter searches: the tasks read of how many,
+    and how many match so far (``lead.SearchProgress``: call it after each page). Drawn from the
+    first page read, gone once :meth:`close` is called, when the search ends and what was found is
+    acted on and printed."""
+
+    def __init__(self, label: str = "searching"):
+        self.label = label
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __call__(self, read: int, total: int | None, matched: int) -> None:
+        if self._progress is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self._progress = Progress(TextColumn(f"[bold]{self.label}"), BarColumn(), MofNCompleteColumn(),
+                                      TextColumn("tasks read, {task.fields[matched]} matching"),
+                                      transient=True, console=Console(stderr=True))
+            self._task = self._progress.add_task(self.label, total=total, completed=read, matched=matched)
+            self._progress.start()
+        self._progress.update(self._task, completed=read, total=total, matched=matched)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

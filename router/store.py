@@ -1448,11 +1448,7 @@ class Store:
         """
         # Two ranges, not `(queue, id) > (?, ?)`: SQLite narrows that row value by `queue` alone, so each
         # page re-read its queue from the first entry (a 1M-task tick took 98 s instead of seconds).
-        rows = self.query(
-            f"SELECT {TASK_COLUMNS} FROM tasks WHERE status = ? AND queue = ? AND id > ? AND is_gold = 0 "
-            "ORDER BY id LIMIT ?",
-            (status, queue, after_id, limit),
-        )
+        rows = self.queue_tasks_after(status, queue, after_id, limit)
         if len(rows) < limit:
             rows += self.query(
                 f"SELECT {TASK_COLUMNS} FROM tasks WHERE status = ? AND queue > ? AND is_gold = 0 "
@@ -1460,6 +1456,31 @@ class Store:
                 (status, queue, limit - len(rows)),
             )
         return rows
+
+    def queue_tasks_after(self, status: str, queue: str, after_id: int, limit: int) -> list[sqlite3.Row]:
+        """Non-gold tasks with ``status`` in ``queue`` after ``after_id``, by id: one range of the
+        ``(status, queue)`` index (a ``--where`` on ``task.queue == "…"`` reads that queue alone)."""
+        return self.query(
+            f"SELECT {TASK_COLUMNS} FROM tasks WHERE status = ? AND queue = ? AND id > ? AND is_gold = 0 "
+            "ORDER BY id LIMIT ?",
+            (status, queue, after_id, limit),
+        )
+
+    def count_tasks_in(self, status: str, queues: Sequence[str | None] | None = None) -> int:
+        """How many non-gold tasks have ``status`` (and one of ``queues``, ``None`` among them for no
+        queue; all when ``queues`` is ``None``): the tasks a ``--where`` reads, for its progress line."""
+        if queues is None:
+            return self.query("SELECT COUNT(*) FROM tasks WHERE status = ? AND is_gold = 0", (status,))[0][0]
+        named = [q for q in queues if q is not None]
+        total = 0
+        if named:
+            marks = ", ".join("?" * len(named))
+            total += self.query(f"SELECT COUNT(*) FROM tasks WHERE status = ? AND queue IN ({marks}) AND is_gold = 0",
+                                (status, *named))[0][0]
+        if None in queues:
+            total += self.query("SELECT COUNT(*) FROM tasks WHERE status = ? AND queue IS NULL AND is_gold = 0",
+                                (status,))[0][0]
+        return total
 
     def queueless_tasks(self, status: str, after_id: int, limit: int) -> list[sqlite3.Row]:
         """Non-gold tasks with ``status`` and no queue (held at creation), by id after ``after_id``."""

@@ -71,6 +71,7 @@ from typing import Any
 from .context import CONTEXT_SCHEMA, FACT_TYPES, GROUP, LEAF, OPEN, SECTION_ROOTS, all_names, field_kind, open_names
 from .durations import NUMBER, UNITS, literal
 from .errors import RulesError
+from .requires import NOTHING, Requires, all_of, any_of, one_of
 
 __all__ = [
     "BUILTIN_FUNCTIONS",
@@ -686,6 +687,7 @@ class _Node:
     field: tuple[str, str] | None = None  # (root, key) when the node reads just ``root.key``
     kinds: frozenset[str] | None = None  # the types (``_type_name``) its value may have; None: any
     fact: str | None = None  # the fact it reads, when FACT_TYPES fixes that fact's type
+    requires: Requires = NOTHING  # the values facts must have for it to hold (rules.requires)
 
 
 def _fast(node: _Node) -> _Fast:
@@ -1051,8 +1053,9 @@ class _Parser:
                         return True
                 return False
         fast = _fast_logic(op == "and", [(_fast(o), o.boolean) for o in operands])
-        return self.settle(_Node(fn, operands[0].start, operands[-1].end, fast=fast, boolean=True, kinds=_BOOLEAN),
-                           operands)
+        requires = (all_of if op == "and" else any_of)(o.requires for o in operands)
+        return self.settle(_Node(fn, operands[0].start, operands[-1].end, fast=fast, boolean=True, kinds=_BOOLEAN,
+                                 requires=requires), operands)
 
     def arithmetic(self, ops: list[str], operands: list[_Node]) -> _Node:
         start = operands[0].start
@@ -1094,7 +1097,8 @@ class _Parser:
 
         fast = _fast_comparison(op, left, right, where)
         self.check_types(test, [left, right], where, left.start)
-        return self.settle(_Node(fn, left.start, right.end, fast=fast, boolean=True, kinds=_BOOLEAN), [left, right])
+        return self.settle(_Node(fn, left.start, right.end, fast=fast, boolean=True, kinds=_BOOLEAN,
+                                 requires=_comparison_requires(op, left, right)), [left, right])
 
     def shower(self, node: _Node, wrap: bool = False) -> Callable[[object], str]:
         """How a trace shows an operand: its source, and its value unless it is a literal."""
@@ -1633,6 +1637,17 @@ def _fast_arithmetic_const(start: int, first: _Fast, op: str, c: object, where: 
     return arith_const
 
 
+def _comparison_requires(op: str, left: _Node, right: _Node) -> Requires:
+    """``root.key == literal`` (either way round) or ``root.key in [literals…]``: the value it needs."""
+    if op == "==" and left.field is not None and right.literal:
+        return one_of(".".join(left.field), [right.value])
+    if op == "==" and right.field is not None and left.literal:
+        return one_of(".".join(right.field), [left.value])
+    if op == "in" and left.field is not None and right.literal and isinstance(right.value, (list, tuple)):
+        return one_of(".".join(left.field), right.value)
+    return NOTHING
+
+
 def _scalar_literal(node: _Node) -> bool:
     return node.literal and not isinstance(node.value, (list, tuple, Mapping))
 
@@ -1830,11 +1845,15 @@ def _text_in(positive: bool, item: str, rf: _Fast, general: Callable[[object, ob
 class Expression:
     """A compiled expression: evaluate it against a context mapping as often as needed."""
 
-    __slots__ = ("source", "names", "roots", "_fn", "fast", "boolean", "constant")
+    __slots__ = ("source", "names", "roots", "_fn", "fast", "boolean", "constant", "requires")
 
     def __init__(self, source: str, fn: _Fn, names: frozenset[str], roots: frozenset[str],
-                 fast: _Fast | None = None, boolean: bool = False, constant: bool = False) -> None:
+                 fast: _Fast | None = None, boolean: bool = False, constant: bool = False,
+                 requires: Requires = NOTHING) -> None:
         self.source = source
+        #: the values facts must have for the value to be true, by fact (``{"task.queue":
+        #: frozenset({"triage"})}``): :mod:`rules.requires`
+        self.requires: Mapping[str, frozenset[object]] = dict(requires)
         #: whether the value is known at compile time (literals and operators on them; no call)
         self.constant = constant
         self.names = names
@@ -1903,7 +1922,7 @@ def compile_expression(
     except RecursionError:
         raise ExpressionError(f"expression nested too deeply (more than {MAX_DEPTH} levels)", 0) from None
     return Expression(source, node.fn, frozenset(parser.names), frozenset(parser.roots),
-                      fast=_fast(node), boolean=node.boolean, constant=node.literal)
+                      fast=_fast(node), boolean=node.boolean, constant=node.literal, requires=node.requires)
 
 
 def _allowed_roots(roots: Iterable[str] | None, section: str | None) -> tuple[frozenset[str], str | None]:

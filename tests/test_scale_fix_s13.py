@@ -170,3 +170,113 @@ def test_a_run_of_many_tasks_holds_their_ids_not_the_tasks(tmp_path):
         tracemalloc.stop()
     assert peak < journal / 5, f"peak {peak} bytes for a journal of {journal}"  # before: the 3000 tasks held
     assert _ids(tmp_path / "ls.json") == [f"T{n}" for n in range(3000)]
+
+
+# -- 2: a --where on task.queue reads that queue alone, and says how far it is on a terminal ------------------
+WHERE_ROOTS = ["task", "prediction", "now"]
+
+
+@pytest.mark.parametrize("text, requires", [
+    ('task.queue == "triage"', {"task.queue": {"triage"}}),
+    ('"triage" == task.queue and task.age > 2h', {"task.queue": {"triage"}}),
+    ('task.age > 2h and (task.queue == "a" or task.queue in ["b", null])', {"task.queue": {"a", "b", None}}),
+    ('task.status == "held" and task.queue == "a"', {"task.status": {"held"}, "task.queue": {"a"}}),
+    ('task.queue == "a" and task.queue == "b"', {"task.queue": set()}),
+    ('task.queue in ["a", "b"] and task.queue in ["b", "c"]', {"task.queue": {"b"}}),
+    ('task.queue == "a" or task.age > 2h', {}),
+    ('not (task.queue != "a")', {}),
+    ('task.queue != "a"', {}),
+    ('task.queue in "triage"', {}),  # text: a part of it, not an equality
+    ('task.queue == true', {}),  # `true` equals no number, but a set would hold it as 1
+    ('task.queue == task.stage', {}),
+])
+def test_what_a_where_filter_requires_of_a_fact_is_read_from_its_parse(text, requires):
+    from rules.expr import compile_expression
+
+    assert compile_expression(text, roots=WHERE_ROOTS).requires == {k: frozenset(v) for k, v in requires.items()}
+
+
+WHERE_WORKFLOW = """\
+workflow: w
+labels: {type: choice, choices: [cat, dog]}
+queues:
+  triage: {roles: [annotator]}
+  vets: {roles: [annotator]}
+on_create:
+  - {name: park, when: task.category == "park", do: {hold: "parked"}}
+  - {name: medical, when: task.category == "medical", do: {annotate: vets}}
+  - {name: default, do: {annotate: triage}}
+"""
+
+
+@pytest.fixture
+def queues(tmp_path):
+    from lead_support import Project
+
+    p = Project(tmp_path / "p", WHERE_WORKFLOW)
+    kinds = ["medical", "plain", "park", "plain", "medical"]
+    p.ingest([{"id": f"T{n:02d}", "category": kinds[n % 5], "data": {"n": n}} for n in range(40)])
+    p.run_ok("hold", "T01", "T06", "T00")  # held in triage (two) and vets (one)
+    return p
+
+
+EQUIVALENT = [  # each filter, and one of the same meaning from which no queue or status can be read
+    ('task.queue == "vets"', 'not (task.queue != "vets")'),
+    ('task.data.n > 10 and task.queue == "triage"', 'task.data.n > 10 and not (task.queue != "triage")'),
+    ('task.queue in ["vets", null]', 'not (task.queue != "vets" and task.queue != null)'),
+    ('task.queue == null', 'not (task.queue != null)'),
+    ('task.status == "held" and task.queue == "triage"', 'not (task.status != "held" or task.queue != "triage")'),
+    ('task.queue == "nowhere"', 'not (task.queue != "nowhere")'),
+    ('task.queue == 1', 'not (task.queue != 1)'),
+]
+
+
+@pytest.mark.parametrize("narrowed, walked", EQUIVALENT)
+def test_a_where_narrowed_to_a_queue_finds_the_tasks_the_whole_walk_finds(queues, narrowed, walked):
+    def found(expr):
+        report = queues.json("priority", "--where", expr, "7", "--dry-run")
+        return report["matched"], [d["external_id"] for d in report["done"]], report["skipped"]
+
+    assert found(narrowed) == found(walked)
+
+
+def test_a_where_on_a_queue_reads_that_queues_tasks_alone(queues, monkeypatch):
+    from lead_support import LEAD, engine_at
+    from router.lead import Lead
+
+    engine = engine_at(queues.db, monkeypatch, 1)
+    read: list[str] = []
+    for name in ("tasks_after", "queue_tasks_after", "queueless_tasks"):
+        method = getattr(engine.store, name)
+
+        def counted(*args, _method=method):
+            rows = _method(*args)
+            read.extend(row["external_id"] for row in rows)
+            return rows
+
+        monkeypatch.setattr(engine.store, name, counted)
+    seen: list[tuple] = []
+    report = Lead(engine, LEAD).run("priority", [], 'task.queue == "vets" and task.data.n < 30', value=7,
+                                    dry_run=True, progress=lambda *args: seen.append(args))
+    vets = sorted(f"T{n:02d}" for n in range(40) if n % 5 in (0, 4))
+    assert sorted(read) == vets  # before: every open and held task, 40
+    assert report.matched == len([t for t in vets if int(t[1:]) < 30])
+    assert seen[-1] == (len(vets), len(vets), report.matched)  # after each page: read, of how many, matching
+    assert len(seen) == 2  # a page of open tasks, one of held ones
+    read.clear()
+    Lead(engine, LEAD).run("priority", [], 'task.queue == null', value=7, dry_run=True)
+    assert sorted(read) == sorted(f"T{n:02d}" for n in range(40) if n % 5 == 2)
+    read.clear()
+    Lead(engine, LEAD).run("unhold", [], 'task.status == "open" and task.queue == "vets"', dry_run=True)
+    assert read == []  # unhold applies to held tasks: none is read
+    engine.close()
+
+
+def test_a_where_search_shows_its_progress_on_a_terminal_and_nothing_elsewhere(queues):
+    from test_ingest_fix_s11 import run_with_terminal_stderr
+
+    out, err = run_with_terminal_stderr(queues, "priority", "--where", 'task.queue == "vets"', "7")
+    assert "searching" in err and "16/16" in err and "tasks read, 16 matching" in err, repr(err)
+    assert out.count("priority of ") == 16 and "\x1b" not in out
+    proc = queues.run_ok("priority", "--where", 'task.queue == "vets"', "8")  # standard error not a terminal
+    assert proc.stderr == "priority: 16 done, 0 skipped of 16 matching\n"
