@@ -613,7 +613,9 @@ class Engine:
         Routing and writing overlap (:mod:`router.ingest_pipeline`): with
         ``fork`` a child process reads and routes ``rows`` while this one
         writes (``rows`` must then be safe to read in a forked child, as a
-        file is); otherwise a writer thread commits while this thread routes.
+        file is); otherwise, or where the fork would not be safe
+        (:meth:`RoutingChild.start <router.ingest_pipeline.RoutingChild.start>`),
+        a writer thread commits while this thread routes.
 
         Each batch replaces the source's earlier rejects on the lines it read.
         With ``whole``, ``rows`` are a whole file or stream read from its start
@@ -625,26 +627,31 @@ class Engine:
         are replaced: each reject is kept under its row's own key, as
         :class:`~router.ingest_pipeline.PartRejects` says.
         """
-        from .ingest_pipeline import BatchWriter, ThreadedWriter, can_fork, routed_in_child
+        from .ingest_pipeline import BatchWriter, RoutingChild, ThreadedWriter
 
         workflow = self.workflow
         version = self.workflow_id
         path = self.store.path
-        if fork and can_fork():
-            def produce() -> Iterator[RoutedBatch]:
-                # In the child: its own connection. The inherited one is kept referenced,
-                # so it is never closed (or checkpointed) from the wrong process.
-                self._inherited_store, self.store = self.store, Store.open(path)
-                return self._routed_batches(workflow, version, rows, source, whole, part)
 
-            writer = BatchWriter(path, source, part)
+        def produce() -> Iterator[RoutedBatch]:
+            # In the forked child: the parent closed this store's connection before forking;
+            # the child's own, opened here, takes its own SQLite locks.
+            self.store.reconnect()
+            return self._routed_batches(workflow, version, rows, source, whole, part)
+
+        child = RoutingChild.start(produce, path) if fork else None
+        if child is not None:
             try:
-                for batch in routed_in_child(produce):
-                    writer.write(batch)
-                    if progress:
-                        progress(batch.last_line)
+                writer = BatchWriter(path, source, part)  # opened after the fork: the child inherits none of it
+                try:
+                    for batch in child:
+                        writer.write(batch)
+                        if progress:
+                            progress(batch.last_line)
+                finally:
+                    writer.close()
             finally:
-                writer.close()
+                child.close()
             return writer.report
         threaded = ThreadedWriter(path, source, part)
         try:

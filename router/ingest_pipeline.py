@@ -7,13 +7,33 @@ of two arrangements:
 - **in a thread** (:class:`ThreadedWriter`): the caller routes, a thread on
   its own connection writes. Used for sources that live in this process
   (plugins, the demo).
-- **in two processes** (:func:`routed_in_child`): a forked child reads and
+- **in two processes** (:class:`RoutingChild`): a forked child reads and
   routes, the parent writes. Python's routing and SQLite's writing then run
   on two cores; in one process they share the GIL, and the measured pipeline
   of two threads was no faster than routing and writing in turn. Used by
   ``labelyard ingest FILE``. The parent is the process a user or a test
   sees and kills: the child only reads, and dies at its next send once the
   parent is gone.
+
+The child must inherit no SQLite state for the database. SQLite's unix VFS
+keeps its lock bookkeeping per process and per file (``unixInodeInfo``, and
+the WAL index's ``unixShmNode`` with its lock counts), and a fork copies it,
+but not the POSIX locks it counts: a connection the child opened while the
+parent had one open believed the process held the database's shared lock and
+the WAL index's "in use" lock already, and took neither (seen in
+``/proc/locks``). Its reads were then unprotected: a last connection closing
+elsewhere could checkpoint and remove the WAL under them, or a process rebuild
+the index, once the parent let go (https://www.sqlite.org/howtocorrupt.html,
+carrying an open database across a fork). So the parent closes every store of
+the process on the file before it forks (:func:`router.store.connections_closed`:
+the stores register themselves, and the writer's is opened only after the
+fork) and connects them again after; the child opens its own connection
+(``Store.reconnect``). On Linux the parent checks in ``/proc/locks`` that it
+then holds no lock on the file or its ``-shm``; if it does (a connection
+Labelyard does not know of, such as a plugin's own), or a store is in a
+transaction, it forks nothing and routes in a thread instead: slower, never
+wrong. A ``spawn``/``forkserver`` child would inherit nothing either, but
+must import Labelyard again and be handed the rows' reader by pickling.
 
 Each batch's transaction checks the external ids again under the lock, so
 two ingests at once, or an ingest run again after a crash, never store a row
@@ -24,6 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -32,7 +53,7 @@ from typing import Any
 
 from .errors import LabelyardError
 from .ingest import IgnoredKeys, RowProblem
-from .store import TASK_INSERT_COLUMNS, Store
+from .store import TASK_INSERT_COLUMNS, Store, connections_closed
 
 INGEST_CACHE_KIB = 64 * 1024
 # Rows per transaction while other connections write. Alone, the writer commits
@@ -334,33 +355,61 @@ class ThreadedWriter:
                 writer.close()
 
 
-def can_fork() -> bool:
-    """Whether this platform can fork a routing child (POSIX)."""
-    import os
-
-    return hasattr(os, "fork")
-
-
-def routed_in_child(produce: Callable[[], Iterator[RoutedBatch]]) -> Iterator[RoutedBatch]:
-    """Run ``produce`` in a forked child and yield the batches it routes, in order.
-
-    ``produce`` runs in the child only, so it must open its own database
-    connection there (the parent's must never be used across a fork). An
-    error in the child is raised here: a :class:`LabelyardError` with its own
-    message, anything else named as an error of the reading process.
-    """
-    import multiprocessing
-
-    context = multiprocessing.get_context("fork")
-    receiving, sending = context.Pipe(duplex=False)
-    child = context.Process(target=_child_main, args=(produce, sending, receiving),
-                            name="labelyard-ingest-router", daemon=True)
-    child.start()
-    sending.close()  # the parent keeps only its reading end, so EOF means the child is gone
+def held_sqlite_locks(path: str) -> bool | None:
+    """Whether this process holds a POSIX lock on the database file at ``path`` or its ``-shm``
+    (Linux's ``/proc/locks``: by inode, so a false alarm only costs the fork); ``None`` where
+    that cannot be told. An open SQLite connection that has read the file holds some."""
     try:
+        inodes = {str(os.stat(path).st_ino)}
+        if os.path.exists(path + "-shm"):
+            inodes.add(str(os.stat(path + "-shm").st_ino))
+        with open("/proc/locks") as table:
+            rows = [line.replace("->", "").split() for line in table]
+    except OSError:
+        return None
+    pid = str(os.getpid())
+    return any(len(r) > 5 and r[1] == "POSIX" and r[4] == pid and r[5].rsplit(":", 1)[-1] in inodes for r in rows)
+
+
+class RoutingChild:
+    """A forked child that runs ``produce`` (reads and routes) and sends its batches over a pipe.
+
+    Made by :meth:`start`, which forks at once; iterate it for the batches, in order, and
+    :meth:`close` it in any case. An error in the child is raised while iterating: a
+    :class:`LabelyardError` with its own message, anything else named as an error of the
+    reading process.
+    """
+
+    @classmethod
+    def start(cls, produce: Callable[[], Iterator[RoutedBatch]], path: str) -> "RoutingChild | None":
+        """Fork a child for ``produce`` with no SQLite state for the database at ``path``: every
+        store of this process on it is closed across the fork (:func:`~router.store.connections_closed`),
+        so ``produce`` must open its connection in the child (``Store.reconnect``). ``None``, having
+        forked nothing, where this process cannot fork, a store is in a transaction, or the process
+        still holds SQLite locks on the file (a connection Labelyard does not know of): the caller
+        then routes in this process."""
+        if not hasattr(os, "fork"):
+            return None
+        with connections_closed(path) as closed:
+            if not closed or held_sqlite_locks(path):
+                return None
+            return cls(produce)
+
+    def __init__(self, produce: Callable[[], Iterator[RoutedBatch]]):
+        import multiprocessing
+
+        context = multiprocessing.get_context("fork")
+        self._receiving, sending = context.Pipe(duplex=False)
+        self._child = context.Process(target=_child_main, args=(produce, sending, self._receiving),
+                                      name="labelyard-ingest-router", daemon=True)
+        self._child.start()
+        sending.close()  # the parent keeps only its reading end, so EOF means the child is gone
+
+    def __iter__(self) -> Iterator[RoutedBatch]:
+        child = self._child
         while True:
             try:
-                kind, payload = receiving.recv()
+                kind, payload = self._receiving.recv()
             except EOFError:
                 raise LabelyardError("ingest: the reading process stopped without finishing "
                                      f"(exit code {child.exitcode if child.exitcode is not None else 'unknown'})") from None
@@ -372,12 +421,14 @@ def routed_in_child(produce: Callable[[], Iterator[RoutedBatch]]) -> Iterator[Ro
                 raise LabelyardError(payload)
             else:
                 raise LabelyardError(f"ingest: the reading process failed: {payload}")
-    finally:
-        receiving.close()
-        child.join(timeout=5)
-        if child.is_alive():
-            child.kill()
-            child.join()
+
+    def close(self) -> None:
+        """Stop listening (a child still sending dies at its next send) and reap the child."""
+        self._receiving.close()
+        self._child.join(timeout=5)
+        if self._child.is_alive():
+            self._child.kill()
+            self._child.join()
 
 
 def _child_main(produce: Callable[[], Iterator[RoutedBatch]], sending: Any, receiving: Any) -> None:

@@ -18,6 +18,7 @@ import stat
 import sys
 import time
 import urllib.parse
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -471,6 +472,45 @@ def _table_names(path: str) -> set[str]:
         conn.close()
 
 
+# Every open store of the process, so that one about to fork can close their connections first
+# (connections_closed).
+_OPEN_STORES: "weakref.WeakSet[Store]" = weakref.WeakSet()
+
+
+@contextmanager
+def connections_closed(path: str) -> Iterator[bool]:
+    """Every open :class:`Store` of this process on the database file at ``path`` without its
+    connection for the ``with`` block (each is connected again after it, in this process):
+    for a fork, whose child must inherit none of SQLite's state for the file
+    (:mod:`router.ingest_pipeline`). Yields ``False``, closing nothing, when one of them is in
+    a transaction (nothing may cut it short)."""
+    try:
+        here = os.stat(path)
+    except OSError:
+        yield False
+        return
+    stores = []
+    for store in list(_OPEN_STORES):
+        try:
+            there = os.stat(store.path)
+        except OSError:
+            continue
+        if (there.st_dev, there.st_ino) == (here.st_dev, here.st_ino):
+            stores.append(store)
+    if any(store._depth or store.conn.in_transaction for store in stores):
+        yield False
+        return
+    closed = []
+    try:
+        for store in stores:
+            store._disconnect()
+            closed.append(store)
+        yield True
+    finally:
+        for store in closed:
+            store.reconnect()
+
+
 class Store:
     """A Labelyard database file."""
 
@@ -488,6 +528,8 @@ class Store:
         # releases the GIL while it copies, so the writing goes on meanwhile.
         self.checkpoint_in_thread = False
         self._checkpointer: Any = None
+        self._query_only = False
+        _OPEN_STORES.add(self)
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -668,11 +710,29 @@ class Store:
         return cls(path, conn), applied
 
     def close(self) -> None:
+        _OPEN_STORES.discard(self)
         if self._checkpointer is not None:
             self._checkpointer.join()
         self.conn.close()
         self._writer_lock.close()
         self._wal_backlog.close()
+
+    def _disconnect(self) -> None:
+        """Close the connection (see :func:`connections_closed`); :meth:`reconnect` opens it again."""
+        if self._checkpointer is not None:
+            self._checkpointer.join()
+            self._checkpointer = None
+        self.conn.close()
+
+    def reconnect(self) -> None:
+        """Open the connection again after :func:`connections_closed` closed it (in the parent after
+        the fork, or in a forked child that reads): settings as :meth:`connect` makes them, and
+        ``query_only`` if :meth:`read_only` set it."""
+        self.conn = self.connect(self.path)
+        if self._query_only:
+            self.conn.execute("PRAGMA query_only = ON")
+        # the last connection's close may have removed the -shm: the backlog is read from the new one
+        self._wal_backlog = _WalBacklog(self.path)
 
     _BACKUP_TMP = ".labelyard-backup-tmp"  # a backup's temp file beside DEST: .ly-<random>.labelyard-backup-tmp
     # what earlier versions left in a backup folder (a sink's own PATH.labelyard-tmp is not a backup's)
@@ -873,6 +933,7 @@ class Store:
     def read_only(self) -> None:
         """Refuse every write on this connection from now on (explain, replay)."""
         self.conn.execute("PRAGMA query_only = ON")
+        self._query_only = True
 
     # -- transactions ----------------------------------------------------------------------
     @contextmanager
