@@ -206,7 +206,8 @@ def _ablation_child(src: str, db: str, changes: tuple[str, ...], conn) -> None:
     if "render" in changes:
         rules.expr._render = lambda value: ""
     if "batch" in changes:
-        engine_mod.INGEST_BATCH_ROWS, engine_mod.INGEST_BATCH_SECONDS = 10_000, 1e9
+        engine_mod.INGEST_BATCH_ROWS = engine_mod.INGEST_FIRST_BATCH_ROWS = 10_000
+        engine_mod.INGEST_BATCH_SECONDS = 1e9
     engine = Engine.open(db)
     timed, spent = instrument(engine)
     t0 = time.perf_counter()

@@ -407,10 +407,10 @@ def ingest(source: str, db: str | None, as_json: bool, quiet: bool, fmt: str | N
         rows = read_file(source, choices, fmt, label_type=label_type)
         source_name = _file_source(engine, source, stream)
     if stream:  # rows read before a pause are committed then, not when the next row comes
-        from .engine import INGEST_BATCH_SECONDS
+        from .engine import INGEST_PAUSE_SECONDS
         from .ingest import with_pauses
 
-        rows = with_pauses(rows, INGEST_BATCH_SECONDS)
+        rows = with_pauses(rows, INGEST_PAUSE_SECONDS)
     show_progress = not (as_json or quiet) and sys.stderr.isatty() and not stream  # a pipe cannot be counted first
     from .plugin_calls import stdout_on_stderr
 

@@ -51,8 +51,16 @@ FINAL_BY_STAGE = {"review": "reviewer", "escalated": "expert"}
 SLOT_NAMES = {"annotate": "an annotate slot", "correct": "a correction slot", "review": "a review slot",
               "escalated": "an escalated slot"}
 LATE_STATUSES = ("released", "expired")  # slots taken back from their holder: a submission is kept, decides nothing
-INGEST_BATCH_ROWS = 2000  # routed at once; the writer commits them whole only while nobody else writes
-INGEST_BATCH_SECONDS = 0.05
+# Rows routed at once; the writer commits them whole only while nobody else writes. Every commit
+# writes each index page it dirtied, and random external ids and priorities dirty about a leaf
+# a row: a larger batch writes each page once for more rows (8,000 rather than 2,000: 15% less
+# CPU a row at 100k rows). The first batch is smaller, so that the writer starts early, and each
+# next one twice the size, up to this.
+INGEST_BATCH_ROWS = 8000
+INGEST_FIRST_BATCH_ROWS = 1000
+INGEST_BATCH_SECONDS = 0.25  # a batch holds at most this much reading (a slow stream's rows are committed then)
+INGEST_BATCH_BYTES = 8 << 20  # and rows of at most this many bytes as read (JSON Lines, JSON): large rows, few a batch
+INGEST_PAUSE_SECONDS = 0.05  # a stream quiet this long has what it gave so far committed
 # A claim walks past the tasks at the head of a queue its worker may not take under the write lock
 # for at most about this many SQLite instructions (some 20 a task stepped over, ~1 ms); a longer
 # walk is done again without the lock, then its task taken if still free (:meth:`Engine.claim`).
@@ -605,7 +613,7 @@ class Engine:
         """Route and store new tasks in short transactions; quarantine bad rows; skip known ids.
 
         ``progress`` is called after each batch with the input line reached.
-        Each batch (2,000 rows or 50 ms of reading) commits on its own, in
+        Each batch (up to 8,000 rows or 250 ms of reading) commits on its own, in
         500-row transactions while others write, so annotators claiming
         meanwhile are not starved, and a crash loses at most the batch in
         flight: running the same ingest again completes it.
@@ -665,8 +673,10 @@ class Engine:
 
     def _routed_batches(self, workflow, version: int, rows: Iterable[TaskInput | RowProblem | None],
                         source: str, whole: bool = False, part: PartRejects | None = None) -> Iterator[RoutedBatch]:
-        """Rows in batches of ``INGEST_BATCH_ROWS`` (or ``INGEST_BATCH_SECONDS`` of reading), routed;
-        a ``None`` among ``rows`` (a stream that paused) ends the batch there.
+        """Rows in batches of ``INGEST_FIRST_BATCH_ROWS``, then twice as many each time up to
+        ``INGEST_BATCH_ROWS`` (or ``INGEST_BATCH_SECONDS`` of reading, or ``INGEST_BATCH_BYTES``
+        of rows as read), routed; a ``None`` among ``rows`` (a stream that paused) ends the
+        batch there.
 
         With ``whole`` (see :meth:`ingest`) the batches' line ranges leave no gap: the first
         starts at line 1, each next one after the line where the one before ended, and the
@@ -678,6 +688,7 @@ class Engine:
         batch: list[TaskInput | RowProblem] = []
         covered = 0  # with whole: the last line the batches so far replace the rejects of
         routed = None
+        size, held = INGEST_FIRST_BATCH_ROWS, 0
         started = time.monotonic()
         for row in rows:
             if row is None:  # a stream paused (router.ingest.with_pauses): commit what it gave so far
@@ -685,13 +696,17 @@ class Engine:
                     continue
             else:
                 batch.append(row)
-            if row is None or len(batch) >= INGEST_BATCH_ROWS or time.monotonic() - started > INGEST_BATCH_SECONDS:
+                if row.raw is not None:
+                    held += len(row.raw)
+            if (row is None or len(batch) >= size or held > INGEST_BATCH_BYTES
+                    or time.monotonic() - started > INGEST_BATCH_SECONDS):
                 workflow, version = self._routing_version(workflow, version)
                 routed = self._route_batch(workflow, version, batch, source)
                 if whole:
                     routed.first_line, covered = min(covered + 1, routed.first_line or covered + 1), routed.last_line
                 yield routed
-                batch = []
+                batch, held = [], 0
+                size = min(size * 2, INGEST_BATCH_ROWS)
                 started = time.monotonic()
         if batch:
             workflow, version = self._routing_version(workflow, version)

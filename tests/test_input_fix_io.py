@@ -94,13 +94,13 @@ def test_text_after_a_json_array_removed_leaves_its_reject(project, tmp_path):
 
 
 def test_a_file_ending_with_a_full_batch_clears_the_lines_after_it(project, tmp_path):
-    from router.engine import INGEST_BATCH_ROWS
+    from router.engine import INGEST_FIRST_BATCH_ROWS as FULL  # the first batch's size
 
-    good = "".join(json.dumps({"id": f"r{i}"}) + "\n" for i in range(INGEST_BATCH_ROWS))
+    good = "".join(json.dumps({"id": f"r{i}"}) + "\n" for i in range(FULL))
     (tmp_path / "t.jsonl").write_text(good + "{bad\n{worse\n", encoding="utf-8")
-    assert counts(project.json("ingest", "t.jsonl", "--json")) == (INGEST_BATCH_ROWS, 2)
+    assert counts(project.json("ingest", "t.jsonl", "--json")) == (FULL, 2)
     (tmp_path / "t.jsonl").write_text(good, encoding="utf-8")  # its last batch is full: nothing follows it
-    assert project.json("ingest", "t.jsonl", "--json")["duplicates"] == INGEST_BATCH_ROWS
+    assert project.json("ingest", "t.jsonl", "--json")["duplicates"] == FULL
     assert reasons(project) == {}
 
 

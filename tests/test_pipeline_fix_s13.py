@@ -112,3 +112,33 @@ def test_a_connection_to_the_database_labelyard_cannot_close_keeps_the_routing_i
     child, parent = _run(tmp_path, db, "foreign")
     assert not child["forked"]
     assert parent == {"ingested": 3, "engine": 3, "other": 3}
+
+
+def _rows(n: int, raw_bytes: int = 0):
+    from router.ingest import TaskInput
+
+    for i in range(n):
+        row = TaskInput(line=i + 1, external_id=f"R{i}", data={"n": i})
+        if raw_bytes:
+            row.raw = b"x" * raw_bytes  # the row as read: its size counts toward the batch's bytes
+        yield row
+
+
+def test_batches_grow_from_a_small_first_one_and_large_rows_make_small_ones(tmp_path, monkeypatch):
+    """The writer commits larger batches (fewer commits write fewer pages a row), the first one
+    small so that it starts early; rows of many bytes make a batch of few rows."""
+    from router import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "INGEST_BATCH_SECONDS", 1e9)  # sizes by rows and bytes alone
+    store, _ = Store.init(str(tmp_path / "lab.db"))
+    engine = Engine(store)
+    engine.apply(WORKFLOW, "p.workflow.yaml")
+    reached: list[int] = []
+    report = engine.ingest(_rows(16_000), "rows.jsonl", progress=reached.append, whole=True)
+    assert report.ingested == 16_000
+    assert reached == [1000, 3000, 7000, 15_000, 16_000]
+    reached.clear()
+    report = engine.ingest(_rows(7, raw_bytes=3 << 20), "big.jsonl", progress=reached.append)
+    assert report.duplicates == 7
+    assert reached == [3, 6, 7]  # 8 MiB of rows as read at most: three rows of 3 MiB
+    engine.close()
