@@ -435,6 +435,7 @@ def _child_main(produce: Callable[[], Iterator[RoutedBatch]], sending: Any, rece
     # Only the parent may hold the reading end: once it is gone, a send here fails
     # (EPIPE) instead of blocking forever on a pipe nobody reads.
     receiving.close()
+    _collect_seldom()
     try:
         for batch in produce():
             sending.send(("batch", batch))
@@ -447,6 +448,24 @@ def _child_main(produce: Callable[[], Iterator[RoutedBatch]], sending: Any, rece
         _send_quietly(sending, ("error", f"{type(exc).__name__}: {exc}"))
     finally:
         sending.close()
+
+
+# The routing child's youngest generation is collected once this many more container objects
+# are alive (700 by default).
+CHILD_GC_THRESHOLD = 50_000
+
+
+def _collect_seldom() -> None:
+    """In the routing child: collect cyclic garbage seldom. A batch's rows (some six container
+    objects a row) stay alive until it is sent, so at the default threshold the collector ran
+    ~800 times for 100k rows, going through a whole batch each time, and through everything
+    inherited from the parent in each full pass: ~0.27 of the child's 2.45 CPU seconds. The
+    inherited objects are frozen (the child never frees them: they are its modules and the
+    parent's state), and the young generation waits for about a batch's worth of new objects."""
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(CHILD_GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def _send_quietly(sending: Any, message: tuple) -> None:
