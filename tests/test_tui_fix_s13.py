@@ -369,3 +369,41 @@ async def test_the_detail_shows_a_prediction_that_has_a_confidence_but_no_label(
             await settle(app, pilot)
     assert said == {"p5": ["prediction (no label) confidence 0.50 model m1"],
                     "m": ["prediction (no label) confidence - model m2"], "none": []}
+
+
+async def test_a_detail_read_that_a_newer_one_replaced_never_overwrites_it(tmp_path, now, run, monkeypatch):
+    # Under load, a read begun before a lead's action committed could end after the read that
+    # followed the action: the detail head then showed the task as it was before (CI saw it).
+    import threading
+
+    path = project(tmp_path, [{"id": "p5", "data": {"a": 1}}])
+    release_first = threading.Event()
+    first = threading.Event()
+    real = Queries.task_detail
+
+    def task_detail(self, ref):
+        if not first.is_set():
+            first.set()
+            stale = real(self, ref)
+            stale["task"] = {**stale["task"], "priority": -7.0}  # as it was before the action
+            release_first.wait(10)
+            return stale
+        return real(self, ref)
+
+    monkeypatch.setattr(Queries, "task_detail", task_detail)
+    app = LabelyardApp(path, LEAD, poll_interval=None, clock_interval=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        app.push_screen(TaskDetailScreen("ext:p5"))
+        await pilot.pause()
+        detail = app.screen
+        assert first.wait(10)
+        detail.reload()  # the newer read: its answer arrives first
+        for _ in range(50):
+            await pilot.pause()
+            if "priority 0.00" in str(detail.query_one("#detail-head", Static).render()):
+                break
+        assert "priority 0.00" in str(detail.query_one("#detail-head", Static).render())
+        release_first.set()  # now the older read ends
+        await settle(app, pilot)
+        assert "priority 0.00" in str(detail.query_one("#detail-head", Static).render())

@@ -76,17 +76,21 @@ class TaskDetailScreen(BaseScreen):
         self.reload()
 
     def reload(self) -> None:
-        self.load(self.ref)
+        # A thread worker that a newer load replaces still runs to its end: its numbered answer
+        # is dropped in `loaded`, so an older read (begun before a lead's action committed)
+        # never overwrites a newer one that arrived first.
+        self._asked = getattr(self, "_asked", 0) + 1
+        self.load(self.ref, self._asked)
 
     @work(thread=True, exclusive=True, group="detail", exit_on_error=False)
-    def load(self, ref: str) -> None:
+    def load(self, ref: str, asked: int = 0) -> None:
         try:
             with self.backend.queries() as q:
                 data = q.task_detail(ref)
         except LabelyardError as exc:
             self.post_message(ActionFailed("show", str(exc)))
             return
-        self.post_message(Loaded("detail", (data, shown_data(data["task"]["data"], data["task"]["id"]))))
+        self.post_message(Loaded("detail", (data, shown_data(data["task"]["data"], data["task"]["id"]), asked)))
 
     def selected_refs(self) -> list[str]:
         return [self.ref]
@@ -100,7 +104,9 @@ class TaskDetailScreen(BaseScreen):
 
     @on(Loaded)
     def loaded(self, message: Loaded) -> None:
-        d, (data_text, data_cut) = message.data
+        d, (data_text, data_cut), asked = message.data
+        if asked != getattr(self, "_asked", asked):
+            return  # a load a newer one replaced
         self.detail = d
         t = d["task"]
         head = fmt.line((f"task {t['id']}", "bold"), " (", t["external_id"], ")  ", (t["status"], "bold"))
