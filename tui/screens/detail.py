@@ -63,6 +63,7 @@ class TaskDetailScreen(BaseScreen):
         super().__init__()
         self.ref = ref
         self.detail: dict[str, Any] | None = None
+        self._asked = 0  # the number of the newest load (see `reload`)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -79,7 +80,7 @@ class TaskDetailScreen(BaseScreen):
         # A thread worker that a newer load replaces still runs to its end: its numbered answer
         # is dropped in `loaded`, so an older read (begun before a lead's action committed)
         # never overwrites a newer one that arrived first.
-        self._asked = getattr(self, "_asked", 0) + 1
+        self._asked += 1
         self.load(self.ref, self._asked)
 
     @work(thread=True, exclusive=True, group="detail", exit_on_error=False)
@@ -105,7 +106,7 @@ class TaskDetailScreen(BaseScreen):
     @on(Loaded)
     def loaded(self, message: Loaded) -> None:
         d, (data_text, data_cut), asked = message.data
-        if asked != getattr(self, "_asked", asked):
+        if asked != self._asked:
             return  # a load a newer one replaced
         self.detail = d
         t = d["task"]
