@@ -52,6 +52,16 @@ class Backend:
             require_lead(engine, self.actor)
             engine.set_worker_paused(worker, paused, reason, actor=self.actor)
 
+    def set_flagged(self, worker: str, flagged: bool) -> bool:
+        """Flag ``worker`` or clear the flag, as ``labelyard workers set --flag/--unflag`` does (the same
+        ``worker_flagged``/``worker_unflagged`` event, by ``actor``); False, writing nothing, when they
+        already were so."""
+        from router.lead import require_lead
+
+        with self.engine() as engine:
+            require_lead(engine, self.actor)
+            return engine.set_worker_flagged(worker, flagged, actor=self.actor)
+
     def claim(self, worker: str, queue: str | None = None) -> dict[str, Any]:
         with self.engine() as engine:
             return engine.claim(worker, queue)

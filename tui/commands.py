@@ -14,7 +14,7 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 COMMANDS: list[tuple[str, str, str, str | None]] = [
     ("Dashboard", "queues, workers, throughput, alerts", "app.switch_mode('dashboard')", None),
     ("Tasks", "every task, filtered and paged", "app.switch_mode('tasks')", None),
-    ("Workers", "roster, load, quality; pause and resume", "app.switch_mode('workers')", None),
+    ("Workers", "roster, load, quality; pause, resume, flag", "app.switch_mode('workers')", None),
     ("Workflow", "rules and how often each fired", "app.switch_mode('workflow')", None),
     ("Refresh", "reload what is on screen now", "app.refresh_now", None),
     ("Help", "keys of this screen", "app.help", None),
@@ -38,6 +38,7 @@ COMMANDS: list[tuple[str, str, str, str | None]] = [
     ("Previous page", "", "prev_page", "TasksScreen"),
     ("Select", "toggle the task under the cursor", "toggle_select", "TasksScreen"),
     ("Pause / resume worker", "the worker under the cursor", "toggle_pause", "WorkersScreen"),
+    ("Flag / unflag worker", "the worker under the cursor (votes.any_flagged)", "toggle_flag", "WorkersScreen"),
     ("Agreement now", "recompute agreement", "agreement", "DashboardScreen"),
     ("Show YAML", "the workflow's text", "toggle_yaml", "WorkflowScreen"),
     ("Approve", "the review slot", "approve", "WorkScreen"),

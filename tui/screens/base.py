@@ -63,6 +63,8 @@ class BaseScreen(Screen):
         report = message.report
         done, skipped = len(report.get("done", [])), len(report.get("skipped", []))
         text = f"{message.action}: {done} done" + (f", {skipped} skipped" if skipped else "")
+        if skipped == 1 and report["skipped"][0].get("reason"):  # one: say why ("already flagged")
+            text += f" ({report['skipped'][0]['reason']})"
         self.notify(text, title="Done")
         self.app.changed_here()
 

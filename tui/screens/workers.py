@@ -1,4 +1,5 @@
-"""The roster: roles, skills, state, load, throughput, gold accuracy and agreement; pause and resume.
+"""The roster: roles, skills, state, load, throughput, gold accuracy and agreement; pause and resume,
+flag and unflag (``F``: as ``labelyard workers set NAME --flag/--unflag``, the same event).
 
 Names, roles and skills read as ``labelyard workers list`` writes them (:func:`router.render.name_list`): a
 role that holds a comma, such as ``qa, senior``, is in double quotes, never like two roles, and a name
@@ -15,7 +16,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from router.render import listed_name, name_list
 
-from ..messages import Loaded
+from ..messages import ActionDone, ActionFailed, Loaded
 from ..widgets import format as fmt
 from ..widgets.modals import ConfirmModal, InputModal
 from ..widgets.tables import NAME_WIDTH, cursor_key, restore_cursor
@@ -27,6 +28,7 @@ class WorkersScreen(BaseScreen):
 
     BINDINGS = [
         Binding("x", "toggle_pause", "Pause/resume", id="workers.pause"),
+        Binding("F", "toggle_flag", "Flag/unflag", id="workers.flag"),
         Binding("enter", "tasks", "Their tasks", id="workers.tasks", show=False),
     ]
 
@@ -65,8 +67,7 @@ class WorkersScreen(BaseScreen):
         table.clear()
         for w in self.rows:
             cap = "∞" if w["capacity"] is None else w["capacity"]
-            state = ("paused" + (f": {w['pause_reason']}" if w["pause_reason"] else "")) if w["paused"] else (
-                "flagged" if w["flagged"] else "")
+            state = worker_state(w)
             table.add_row(fmt.cut(listed_name(w["id"]), NAME_WIDTH), fmt.plain(name_list(w["roles"])),
                           fmt.plain(name_list(w["skills"], "-")),
                           f"{w['active']}/{cap}", f"{w['submitted_recent']:,}", fmt.pct(w["gold_accuracy"]),
@@ -89,6 +90,32 @@ class WorkersScreen(BaseScreen):
             self.app.push_screen(InputModal(f"Pause {w['id']}: reason (optional; Escape cancels)"),
                                  lambda r: r is not None and self.run_pause(w["id"], True, r or None))
 
+    def action_toggle_flag(self) -> None:
+        w = self.current()
+        if w is None:
+            return
+        name, flag = listed_name(w["id"]), not w["flagged"]
+        if flag:
+            question = (f"Flag {name}?", "Their votes show as votes.any_flagged to the on_quorum rules.")
+        else:
+            question = (f"Unflag {name}?", "Their votes no longer show as votes.any_flagged.")
+        self.app.push_screen(ConfirmModal(*question), lambda yes: yes and self.run_flag(w["id"], flag))
+
+    @work(thread=True, group="action", exit_on_error=False)
+    def run_flag(self, worker: str, flagged: bool) -> None:
+        from router.errors import LabelyardError
+
+        action = "flag" if flagged else "unflag"
+        try:
+            changed = self.backend.set_flagged(worker, flagged)
+        except LabelyardError as exc:
+            self.post_message(ActionFailed(action, str(exc)))
+            return
+        done = {"worker": worker}
+        report = ({"done": [done], "skipped": []} if changed else
+                  {"done": [], "skipped": [{**done, "reason": "already flagged" if flagged else "not flagged"}]})
+        self.post_message(ActionDone(action, report))
+
     @on(DataTable.RowSelected)
     def selected(self, event: DataTable.RowSelected) -> None:
         self.app.open_tasks(worker=event.row_key.value)
@@ -97,3 +124,9 @@ class WorkersScreen(BaseScreen):
         w = self.current()
         if w:
             self.app.open_tasks(worker=w["id"])
+
+
+def worker_state(w: dict[str, Any]) -> str:
+    """The state column: ``paused`` (with its reason) and ``flagged``, both when both."""
+    paused = ("paused" + (f": {w['pause_reason']}" if w["pause_reason"] else "")) if w["paused"] else ""
+    return " · ".join(part for part in (paused, "flagged" if w["flagged"] else "") if part)
