@@ -1327,18 +1327,20 @@ class Engine:
         return result
 
     def show(self, ref: str) -> dict[str, Any]:
-        """Everything about one task: fields, prediction, assignments, annotations, events."""
-        task = self.store.task(ref)
-        if task is None:
-            raise UnknownTask(f"no task `{ref}` (by id or external id)")
-        return {
-            "task": task_view(task),
-            "prediction": stored_prediction(task),
-            "assignments": [dict(a) for a in self.store.assignments(task["id"])],
-            "annotations": [{**dict(a), "label": loads(a["label"])} for a in self.store.annotations(task["id"])],
-            "events": [{**dict(e), "detail": loads(e["detail"])} for e in self.store.events(task["id"])],
-            "stalled": task_stalled(self.store, task),
-        }
+        """Everything about one task: fields, prediction, assignments, annotations, events; read in one
+        read transaction (:meth:`Store.read_transaction`), so all of one state."""
+        with self.store.read_transaction():
+            task = self.store.task(ref)
+            if task is None:
+                raise UnknownTask(f"no task `{ref}` (by id or external id)")
+            return {
+                "task": task_view(task),
+                "prediction": stored_prediction(task),
+                "assignments": [dict(a) for a in self.store.assignments(task["id"])],
+                "annotations": [{**dict(a), "label": loads(a["label"])} for a in self.store.annotations(task["id"])],
+                "events": [{**dict(e), "detail": loads(e["detail"])} for e in self.store.events(task["id"])],
+                "stalled": task_stalled(self.store, task),
+            }
 
     def export_rows(self) -> Iterator[dict[str, Any]]:
         """Final labels of every done task (gold tasks left out)."""

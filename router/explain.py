@@ -37,7 +37,13 @@ DONE_BY = {"held": "held it", "unheld": "unheld it", "gold_added": "added it as 
 
 
 def explain_task(store: Store, ref: str) -> dict[str, Any]:
-    """The task's state and every event of its life, decisions spelled out."""
+    """The task's state and every event of its life, decisions spelled out; read in one read
+    transaction (:meth:`Store.read_transaction`), so the state and the events agree."""
+    with store.read_transaction():
+        return _explain_task(store, ref)
+
+
+def _explain_task(store: Store, ref: str) -> dict[str, Any]:
     task = store.task(ref)
     if task is None:
         raise UnknownTask(f"no task `{ref}` (by id or external id)")

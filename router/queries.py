@@ -495,15 +495,20 @@ class Queries:
 
     def task_detail(self, ref: str) -> dict[str, Any]:
         """Everything about one task: fields, prediction, votes, annotations and review comments,
-        assignments, and the decision history with its rules (``explain``)."""
+        assignments, and the decision history with its rules (``explain``), all read in one
+        read transaction (:meth:`Store.read_transaction`): every part is of the same state,
+        though other processes commit meanwhile (a head read before an escalation never
+        stands over a history read after it)."""
         from .explain import explain_task
 
-        shown = self.engine.show(ref)
-        task_id = shown["task"]["id"]
-        votes = [{"worker": v["worker"], "label": loads(v["label"]), "flagged": bool(v["flagged"]),
-                  "queue": v["queue"]} for v in self.store.votes(task_id)]
+        with self.store.read_transaction():
+            shown = self.engine.show(ref)
+            task_id = shown["task"]["id"]
+            votes = [{"worker": v["worker"], "label": loads(v["label"]), "flagged": bool(v["flagged"]),
+                      "queue": v["queue"]} for v in self.store.votes(task_id)]
+            explained = explain_task(self.store, f"id:{task_id}")
         reviews = [a for a in shown["annotations"] if a["stage"] in ("review", "escalated")]
-        return {**shown, "votes": votes, "reviews": reviews, "explain": explain_task(self.store, f"id:{task_id}")}
+        return {**shown, "votes": votes, "reviews": reviews, "explain": explained}
 
 
 def first_hour(now: float, hours: int) -> int:

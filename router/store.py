@@ -973,6 +973,27 @@ class Store:
             self._commit()
         self._after_commit()
 
+    @contextmanager
+    def read_transaction(self) -> Iterator[sqlite3.Connection]:
+        """Several reads as one snapshot: ``BEGIN`` (deferred) … ``COMMIT``.
+
+        In WAL mode the first read fixes what this connection sees until the end, while
+        other processes go on committing: the parts of one answer (a task's row, its votes,
+        its events) are of one state, never some from before a write and some from after.
+        It takes no lock (no writer waits for it, and it waits for none) and it always ends,
+        also when a read fails, so no later read sees an old snapshot. Inside a transaction
+        (a write's, or another read's) it joins that one.
+        """
+        if self._depth or self.conn.in_transaction:
+            yield self.conn
+            return
+        self.conn.execute("BEGIN")
+        try:
+            yield self.conn
+        finally:
+            if self.conn.in_transaction:
+                self.conn.execute("COMMIT")  # a read: nothing to write, nothing to wait for
+
     def _after_commit(self) -> None:
         """Checkpoint once the WAL has grown, after the writer lock is released.
 

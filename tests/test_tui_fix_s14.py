@@ -5,20 +5,28 @@
    leave for ``labelyard workers set NAME --unflag``. ``F`` flags or unflags the worker under the
    cursor, after a confirmation, through the engine, with the event ``workers set --flag/--unflag``
    writes; the row shows it.
+2. The task detail read ``show``, the votes and ``explain`` one after another, each its own read:
+   a write that committed in between made one screen of two states (a head "open" over a history
+   that ended "held"). The detail's parts are read in one read transaction
+   (:meth:`router.store.Store.read_transaction`); the test commits another process's write between
+   two of the reads.
 """
 
 from __future__ import annotations
 
 import pytest
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Static
 
 from router.engine import Engine
+from router.errors import UnknownTask
+from router.queries import Queries
 from router.store import Store
 from test_tui import LEAD, NOW, anyio_backend, settle  # noqa: F401
 from test_tui_fix_s13 import project
 from tui.app import LabelyardApp
 from tui.commands import COMMANDS
 from tui.messages import ActionDone, ActionFailed
+from tui.screens.detail import TaskDetailScreen
 from tui.screens.workers import WorkersScreen
 from tui.widgets.modals import ConfirmModal
 
@@ -171,3 +179,106 @@ async def test_a_paused_worker_s_flag_shows_too_and_the_palette_offers_the_key(t
         await settle(app, pilot)
         assert isinstance(app.screen, WorkersScreen)
         assert state(app, "ann") == "paused: too fast · flagged"  # it showed "paused" alone
+
+
+# -- 2. the task detail is read in one snapshot ----------------------------------------------------------
+
+class HoldBetweenReads:
+    """Once armed, the next read of a task's votes (the detail reads them after ``show``, before
+    ``explain``) first has another process hold task ``p5``: a real ``labelyard hold``, committed
+    before the read goes on."""
+
+    def __init__(self, run):
+        self.run = run
+        self.armed = False
+        self.done = False
+
+    def votes(self, real, store, task_id):
+        if self.armed:
+            self.armed = False
+            self.run.ok("hold", "ext:p5", "--reason", "wait", "--as", LEAD,
+                        env={"LABELYARD_DB": store.path, "LABELYARD_NOW": NOW})
+            self.done = True
+        return real(store, task_id)
+
+
+@pytest.fixture
+def hold_between_reads(monkeypatch, run):
+    hook = HoldBetweenReads(run)
+    real = Store.votes
+    monkeypatch.setattr(Store, "votes", lambda store, task_id: hook.votes(real, store, task_id))
+    return hook
+
+
+def test_the_task_detail_is_one_snapshot_while_another_process_writes(tmp_path, now, hold_between_reads):
+    path = project(tmp_path, [{"id": "p5", "data": {"a": 1}}])
+    q = Queries.open(path)
+    try:
+        hold_between_reads.armed = True
+        d = q.task_detail("ext:p5")
+        assert hold_between_reads.done  # the other process wrote in the middle of the read
+        assert not q.store.conn.in_transaction  # the read ended
+        assert d["task"]["status"] == d["explain"]["task"]["status"] == "open"
+        assert [e["id"] for e in d["events"]] == [s["event"] for s in d["explain"]["events"]]
+        assert d["events"][-1]["kind"] != "held"
+        again = q.task_detail("ext:p5")  # the next read sees the write
+        assert again["task"]["status"] == again["explain"]["task"]["status"] == "held"
+        assert again["events"][-1]["kind"] == "held"
+    finally:
+        q.close()
+
+
+def test_a_detail_read_that_fails_leaves_no_snapshot_behind(tmp_path, now, run):
+    path = project(tmp_path, [{"id": "p5", "data": {"a": 1}}])
+    q = Queries.open(path)
+    try:
+        assert q.task_detail("ext:p5")["task"]["status"] == "open"
+        with pytest.raises(UnknownTask):
+            q.task_detail("ext:nope")
+        assert not q.store.conn.in_transaction
+        run.ok("hold", "ext:p5", "--as", LEAD, env={"LABELYARD_DB": path, "LABELYARD_NOW": NOW})
+        assert q.task_detail("ext:p5")["task"]["status"] == "held"  # not a snapshot kept from before
+    finally:
+        q.close()
+
+
+def test_a_read_transaction_joins_an_outer_one(tmp_path, now):
+    path = project(tmp_path, [{"id": "p5", "data": {"a": 1}}])
+    store = Store.open(path)
+    try:
+        with store.read_transaction():
+            assert store.conn.in_transaction
+            with store.read_transaction():
+                store.task("ext:p5")
+            assert store.conn.in_transaction  # the inner one did not end the outer
+        assert not store.conn.in_transaction
+        with store.transaction():
+            with store.read_transaction():
+                store.task("ext:p5")
+            assert store.conn.in_transaction  # a write transaction is not ended by a read in it
+        assert not store.conn.in_transaction
+    finally:
+        store.close()
+
+
+async def test_the_detail_screen_shows_one_state_while_another_process_writes(tmp_path, now, hold_between_reads):
+    path = project(tmp_path, [{"id": "p5", "data": {"a": 1}}])
+    app = LabelyardApp(path, LEAD, poll_interval=None, clock_interval=None)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        app.push_screen(TaskDetailScreen("ext:p5"))
+        await settle(app, pilot)
+        assert str(app.screen.query_one("#detail-head", Static).render()).startswith("task 1 (p5)  open")
+        hold_between_reads.armed = True
+        app.screen.reload()  # one read, with the other process's write in its middle
+        await settle(app, pilot)
+        assert hold_between_reads.done
+        head = str(app.screen.query_one("#detail-head", Static).render())
+        history = str(app.screen.query_one("#detail-history", Static).render())
+        assert head.startswith("task 1 (p5)  open  annotate in q")
+        assert "held" not in head and "held" not in history  # the summary and history are of the same state
+        app.screen.reload()
+        await settle(app, pilot)
+        head = str(app.screen.query_one("#detail-head", Static).render())
+        history = str(app.screen.query_one("#detail-history", Static).render())
+        assert head.startswith("task 1 (p5)  held") and "held" in history

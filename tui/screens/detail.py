@@ -1,5 +1,6 @@
 """One task in full: data, prediction, votes, annotations and review comments, assignments, and the
-decision history with the rules that decided (as ``labelyard explain`` tells it).
+decision history with the rules that decided (as ``labelyard explain`` tells it), all read in one read
+transaction (:meth:`router.queries.Queries.task_detail`): one state of the task, though others write.
 
 The data is written out (indented JSON) in the thread that reads it, and only its first
 :data:`DATA_LINES` lines and :data:`DATA_CHARS` characters are shown, with a line that says how big
