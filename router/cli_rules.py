@@ -41,10 +41,11 @@ def register(main: click.Group) -> None:
         from rules.testing import run_paths
 
         from .context import case_votes_facts
+        from .function_hints import explained_in
         from .plugins import workflow_functions_for_text
 
         report = run_paths(paths or ("workflows",), functions_for=workflow_functions_for_text,
-                           votes_for=case_votes_facts)
+                           votes_for=case_votes_facts, explain=explained_in)
         uncovered = report.counts()["uncovered_rules"]
         failed = not report.ok or (strict and uncovered > 0)
         if as_json:
@@ -104,7 +105,9 @@ def register(main: click.Group) -> None:
 
         workflow, diagnostics = compile_workflow(text, file, workflow_functions_for_text(text))
         if workflow is None:
-            raise WorkflowInvalid(diagnostics)
+            from .function_hints import explained_in
+
+            raise WorkflowInvalid(explained_in(diagnostics, text, file))
         store = Store.open(db)
         try:
             store.read_only()

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import getpass
 import hashlib
-import json
 import operator
 import os
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from rules.actions import SECTIONS
 from rules.visible_text import quoted
 
 from . import clock
@@ -32,6 +29,7 @@ from .context import (NEW_TASK_STATE, Lazy, creation_context, prediction_facts, 
                       task_facts, votes_facts)
 from .errors import (AssignmentError, FunctionsMissing, LabelyardError, NothingToDo, NoWorkflow,
                      PluginModuleMissing, UnknownTask, UnknownWorker)
+from .function_hints import LISTED, callers_note, unknown_functions, where_functions_come_from
 from .gold import pick_gold, rescore
 from .returns import dropped_queue_reason, listed, returnable
 from .stalls import held_named, open_stalls
@@ -152,31 +150,23 @@ def module_missing(spec: dict[str, Any], errors: Iterable[Any]) -> PluginModuleM
         "as it was for `apply`? under cron too)")
 
 
-_UNKNOWN_FUNCTION = re.compile(r"unknown function `([^`]+)`")
-
-
 def functions_missing(spec: dict[str, Any], invalid: Any) -> FunctionsMissing | None:
     """Why a stored workflow that does not compile fails here, when it calls functions no loaded
     plugin registers (``invalid``: its :class:`~rules.diagnostics.WorkflowInvalid`): the functions,
-    the rules that call them, and where rule functions come from. ``None`` for any other error.
+    the rules that call them, and where rule functions come from (:mod:`router.function_hints`, as
+    ``validate`` says it of a file). ``None`` for any other error.
 
     A stored version was checked by ``apply``, which had the plugin: here it is not loaded (a
     plugin file ``apply`` found in ``LABELYARD_PLUGINS_DIR``, a cron job without it). Said without
     a file position (``<stored workflow>:1:1`` pointed at nothing)."""
-    names = sorted({m.group(1) for d in invalid.diagnostics for m in [_UNKNOWN_FUNCTION.search(d.message)] if m})
+    names = unknown_functions(invalid.diagnostics)
     if not names:
         return None
-    callers = [f"{section} rule {quoted(rule.get('name') or index + 1)}" for section in SECTIONS
-               for index, rule in enumerate(spec.get(section) or []) if isinstance(rule, dict)
-               and any(re.search(rf"\b{re.escape(n)}\s*\(", json.dumps(rule)) for n in names)]
     called = ", ".join(quoted(n) for n in names)
-    where = f" ({', '.join(callers)})" if callers else ""
     return FunctionsMissing(
-        f"the active workflow {quoted(spec.get('workflow'))} calls {called}{where}, which no plugin loaded here "
-        "registers: rule functions come from plugin files in LABELYARD_PLUGINS_DIR (`run`, `ingest NAME:ARG` and "
-        "`plugins` also take --plugins-dir DIR), from modules in the workflow's `plugins:` (on PYTHONPATH), and "
-        "from installed plugin packages; load the one that registers it as `apply` did (under cron too). "
-        "`labelyard plugins` lists what is loaded")
+        f"the active workflow {quoted(spec.get('workflow'))} calls {called}{callers_note(spec, names)}, which no "
+        f"plugin loaded here registers: {where_functions_come_from()}; load the one that registers it as `apply` did "
+        f"(under cron too). {LISTED}")
 
 
 class Engine:
@@ -317,7 +307,9 @@ class Engine:
                 self.functions = functions
                 workflow, diagnostics = compile_workflow(text, filename, functions)
         if workflow is None:
-            raise WorkflowInvalid(diagnostics)
+            from .function_hints import explained_in
+
+            raise WorkflowInvalid(explained_in(diagnostics, text, filename))
         from .plugins import entry_diagnostics_for  # plugin entries: settings, one identity each
 
         entries = entry_diagnostics_for(workflow.spec, text, filename)

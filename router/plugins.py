@@ -269,7 +269,8 @@ def _holds(dist: Any, module: Any) -> bool:
     return any(os.path.realpath(str(dist.locate_file(path))) == where for path in dist.files or ())
 
 
-def _allowed() -> set[str] | None:
+def allowed_entry_points() -> set[str] | None:
+    """The entry points ``LABELYARD_LOAD_PLUGINS`` lets load (``None``: it is not set, so every one)."""
     value = os.environ.get("LABELYARD_LOAD_PLUGINS")
     if value is None:
         return None
@@ -279,7 +280,7 @@ def _allowed() -> set[str] | None:
 def _load_entry_points(pm: LabelyardPluginManager) -> None:
     from importlib.metadata import entry_points
 
-    allowed = _allowed()
+    allowed = allowed_entry_points()
     seen: set[tuple[str, str]] = set()
     found = sorted(entry_points(group=ENTRY_POINT_GROUP), key=_builtin_first)
     if allowed:
@@ -614,6 +615,10 @@ def check_workflow_text(text: str, filename: str) -> tuple[Any, list[Any]]:
                 pos = doc.where(("plugins", index))
                 diagnostics.append(Diagnostic(filename, pos.line, pos.col, f"plugin module {quoted(module)} "
                                               f"does not load: {continued(failed[module])}"))
+    if workflow is None and doc is not None:
+        from .function_hints import explained  # a function no plugin loaded here registers: where they come from
+
+        diagnostics = explained(diagnostics, doc.data)
     if doc is not None and workflow is not None:
         diagnostics += entry_diagnostics(doc)
         diagnostics += unknown_plugin_warnings(doc, load_plugins(modules) if _has_entries(doc) else None)

@@ -274,29 +274,34 @@ def _test_for(workflow_path: str) -> str:
 FunctionsFor = Callable[[str], Mapping[str, Callable]]
 # ``votes_for(votes facts of a case, workflow)``: the ``votes.*`` the engine would compute
 VotesFor = Callable[[Mapping[str, Any], Workflow], Mapping[str, Any]]
+# ``explain(diagnostics, text, filename)``: a workflow's compile errors as the caller words them
+Explain = Callable[[list[Diagnostic], str, str], list[Diagnostic]]
 
 
 def run_paths(paths: Iterable[str], functions: Mapping[str, Callable] | None = None,
-              functions_for: FunctionsFor | None = None, votes_for: VotesFor | None = None) -> Report:
+              functions_for: FunctionsFor | None = None, votes_for: VotesFor | None = None,
+              explain: Explain | None = None) -> Report:
     """Run every suite found under ``paths`` (files or folders).
 
     ``functions`` are expression functions for every workflow; ``functions_for(text)``
     instead gives each workflow its own (the plugins its ``plugins:`` list loads).
     ``votes_for`` derives ``votes.*`` from a case's ``votes.labels`` with the
     workflow's label type and consensus (the router's aggregator); without it,
-    by exact votes (:func:`votes_from_labels`).
+    by exact votes (:func:`votes_from_labels`). ``explain`` rewords the errors of a workflow
+    that does not compile (the router says where an unknown function may come from).
     """
     pairs, problems = discover(paths)
     report = Report(errors=problems)
     for workflow_file, test_file in pairs:
-        report.suites.append(run_suite(workflow_file, test_file, functions, functions_for, votes_for))
+        report.suites.append(run_suite(workflow_file, test_file, functions, functions_for, votes_for, explain))
     return report
 
 
 # ---------------------------------------------------------------- running
 
 def run_suite(workflow_file: str, test_file: str | None, functions: Mapping[str, Callable] | None = None,
-              functions_for: FunctionsFor | None = None, votes_for: VotesFor | None = None) -> SuiteResult:
+              functions_for: FunctionsFor | None = None, votes_for: VotesFor | None = None,
+              explain: Explain | None = None) -> SuiteResult:
     """Compile the workflow, load the cases, run each one, and work out the coverage."""
     suite = SuiteResult(workflow_file, test_file)
     text = _read(workflow_file, suite)
@@ -306,7 +311,8 @@ def run_suite(workflow_file: str, test_file: str | None, functions: Mapping[str,
         functions = functions_for(text)
     workflow, diagnostics = compile_workflow(text, workflow_file, functions)
     if workflow is None:
-        suite.errors += [d for d in diagnostics if d.severity == "error"]
+        errors = [d for d in diagnostics if d.severity == "error"]
+        suite.errors += explain(errors, text, workflow_file) if explain is not None else errors
         return suite
     suite.workflow = workflow.name
     written = [r for section in EVENTS for r in workflow.rules.get(section, ()) if not r.builtin]

@@ -1,0 +1,105 @@
+"""Fixes of the fourteenth session in the workflow language.
+
+A workflow file calling a function no loaded plugin registers is told where functions come
+from, at the call's file:line:col, as a stored workflow is; ``replay`` compares
+``multi_choice`` labels as sets in choice order; gold answers to ``number`` questions are
+scored within the consensus tolerance.
+
+The CLI runs as a real ``labelyard`` subprocess on a real SQLite file.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------- 1. a file's unknown function: where they come from
+
+TOXIC = """\
+workflow: fx
+labels: {type: choice, choices: [a, b]}
+queues:
+  q: {roles: [annotator]}
+on_create:
+  - name: toxic
+    when: toxicity(task.data.text) > 0.5
+    do: {hold: toxic}
+  - name: d
+    do: {annotate: q}
+on_quorum:
+  - name: very toxic
+    when: toxicity(task.data.text) > 0.9
+    do: {hold: toxic}
+  - name: rest
+    do: accept
+"""
+TOXICITY_PLUGIN = """\
+from router import hookimpl
+
+
+@hookimpl
+def register_functions(register):
+    register("toxicity", lambda text: 0.0)
+"""
+WHERE = ("which no plugin loaded here registers: rule functions come from plugin files in LABELYARD_PLUGINS_DIR "
+         "(`run`, `ingest NAME:ARG` and `plugins` also take --plugins-dir DIR), from modules in the workflow's "
+         "`plugins:` (on PYTHONPATH), and from installed plugin packages")
+
+
+def test_validate_of_a_file_says_where_an_unknown_function_comes_from_at_its_file_line_col(run, tmp_path):
+    path = write(tmp_path, "fx.workflow.yaml", TOXIC)
+    proc = run("validate", path)
+    assert proc.returncode == 1
+    first, second = proc.stderr.splitlines()
+    # before: "fx.workflow.yaml:7:11: unknown function `toxicity` (functions: abs, len, …)" and nothing more
+    assert first == (f"{path}:7:11: unknown function `toxicity` (called by on_create rule `toxic`, on_quorum rule "
+                     f"`very toxic`), {WHERE}; `labelyard plugins` lists what is loaded "
+                     "(functions here: abs, len, matches, max, min, sample)")
+    assert second == f"{path}:13:11: unknown function `toxicity`, which no plugin loaded here registers (see 7:11)"
+    listed = json.loads(run("validate", "--json", path).stdout)
+    assert [(d["line"], d["col"], d["severity"]) for d in listed] == [(7, 11, "error"), (13, 11, "error")]
+    assert listed[0]["message"] == first.split(":7:11: ", 1)[1]
+
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    write(plugins, "tox.py", TOXICITY_PLUGIN)
+    assert run("validate", path, env={"LABELYARD_PLUGINS_DIR": str(plugins)}).stdout == f"{path}: ok (fx)\n"
+
+
+def test_a_did_you_mean_keeps_its_place_and_load_plugins_is_named_when_it_is_set(run, tmp_path):
+    path = write(tmp_path, "ty.workflow.yaml", TOXIC.replace("toxicity(task.data.text) > 0.5", "lenn(task.tags) > 1"))
+    proc = run("validate", path, env={"LABELYARD_LOAD_PLUGINS": "jsonl,gold"})
+    assert f"{path}:7:11: unknown function `lenn` (called by on_create rule `toxic`); did you mean `len`? If it is a " \
+           "plugin's, no plugin loaded here registers it: rule functions come from" in proc.stderr
+    assert ("from installed plugin packages (only the entry points LABELYARD_LOAD_PLUGINS names here: `gold`, "
+            "`jsonl`); `labelyard plugins` lists what is loaded\n") in proc.stderr
+    assert f"{path}:13:11: unknown function `toxicity` (called by on_quorum rule `very toxic`), which no plugin" \
+           in proc.stderr
+    none = run("validate", path, env={"LABELYARD_LOAD_PLUGINS": ""})
+    assert "installed plugin packages (none here: LABELYARD_LOAD_PLUGINS is set and empty)" in none.stderr
+
+
+def test_apply_test_and_replay_of_a_file_say_it_as_validate_does(run, tmp_path):
+    path = write(tmp_path, "fx.workflow.yaml", TOXIC)
+    write(tmp_path, "fx.test.yaml", """\
+        cases:
+          - {name: c, event: on_create, facts: {task: {data: {text: hi}}}, expect: {rule: d}}
+        """)
+    said = (f"{path}:7:11: unknown function `toxicity` (called by on_create rule `toxic`, on_quorum rule "
+            f"`very toxic`), {WHERE}")
+    run.ok("init")
+    applied = run("apply", path)
+    assert applied.returncode == 1 and said in applied.stderr, applied.stderr
+    tested = run("test", path)
+    assert tested.returncode == 1 and f"ERROR {said}" in tested.stdout, tested.stdout
+    run.ok("apply", write(tmp_path, "ok.workflow.yaml", TOXIC.replace("toxicity(task.data.text)", "len(task.tags)")))
+    replayed = run("replay", path)
+    assert replayed.returncode == 1 and said in replayed.stderr, replayed.stderr
