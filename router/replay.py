@@ -28,6 +28,11 @@ reprioritise, a pause, a flag that changes the worker…): a candidate's rules t
 those alone; when a candidate's ``on_worker`` rules had none to try, the report
 says so (``notes``) rather than show 0 decisions.
 
+``multi_choice`` labels are sets in the candidate's choice order, as ``submit`` stores
+them: ``votes.labels``, ``votes.top`` and ``review.label`` recorded before votes and
+review labels were stored so, and an ``accept``'s ``label`` on both sides, are put in that
+form before the candidate decides and before outcomes are compared.
+
 ``votes.*`` are replayed as recorded: they were computed with the recorded
 workflow's ``quality.consensus`` (and ``labels.iou``), so a candidate that
 changes those is not re-aggregated; the report notes it (``notes``).
@@ -120,6 +125,7 @@ def replay(store: Store, candidate: Any, *, sample_size: int = 5,
     unrecorded: Counter = Counter()
     under: Counter = Counter()  # replayed decisions per workflow version id that took them
     identities: RuleIdentities | None = None  # the candidate's on_timer rules, read at the first timer decision
+    labels = candidate.labels  # multi_choice labels compared as sets in its choice order, as `submit` stores them
     seen = 0
     for row in store.decision_events(DECISION_KINDS):
         seen += 1
@@ -133,12 +139,14 @@ def replay(store: Store, candidate: Any, *, sample_size: int = 5,
         if ctx is None:
             skipped[f"{section}: no facts recorded"] += 1
             continue
+        ctx = labels.stored_facts(ctx)  # votes and a review label recorded before they were stored as sets
         # the rules of the version that took the decision, not the one that created the task
         version = versions.at(row["id"]) or row["t_workflow_version"]
         under[version] += 1
         kind, target = recorded_rules.outcome(version, section, row["rule"], _decided_action(row, detail),
                                               detail.get("target"), detail.get("reason"))
-        old = {"rule": row["rule"], "action": kind, "target": target, "values": detail.get("values") or {}}
+        old = {"rule": row["rule"], "action": kind, "target": target,
+               "values": _stored_values(detail.get("values") or {}, labels)}
         watched = _watch(ctx, section)
         if section == "on_timer":
             if identities is None:
@@ -151,7 +159,7 @@ def replay(store: Store, candidate: Any, *, sample_size: int = 5,
             unrecorded["decisions"] += 1
             unrecorded.update(missed)
         new = {"rule": decision.rule, "action": decision.action, "target": decision.target,
-               "values": _plain(decision.values)}
+               "values": _stored_values(_plain(decision.values), labels)}
         totals["decisions"] += 1
         per_section[section]["decisions"] += 1
         fired[(section, decision.rule)] += 1
@@ -397,6 +405,14 @@ class _RecordedRules:
 
 def _outcome(decision: Mapping[str, Any]) -> tuple[str | None, Any]:
     return decision["action"], decision["target"]
+
+
+def _stored_values(values: Mapping[str, Any], labels: LabelSpec) -> Mapping[str, Any]:
+    """A decision's values with an ``accept``'s ``label`` in its stored form (:meth:`LabelSpec.stored`):
+    a ``multi_choice`` label recorded as ``["c", "b"]`` is the candidate's ``["b", "c"]``."""
+    if "label" not in values:
+        return values
+    return {**values, "label": labels.stored(values["label"])}
 
 
 def _same_values(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:

@@ -452,7 +452,7 @@ def _run_case(workflow: Workflow, case: dict[str, Any], filename: str,
         return result
     try:
         derive = (lambda votes: votes_for(votes, workflow)) if votes_for is not None else None
-        ctx = _stored_labels(build_context(case.get("facts") or {}, derive), workflow)
+        ctx = workflow.labels.stored_facts(build_context(case.get("facts") or {}, derive))
     except ValueError as exc:  # at the value that cannot be read, else at `facts`
         path = ("value", *exc.path) if isinstance(exc, FactError) else ("facts",)
         pos = case["_positions"].get(path) or case["_positions"][("facts",)]
@@ -604,20 +604,6 @@ def build_context(facts: Mapping[str, Any],
     prediction = ctx.get("prediction")
     if isinstance(prediction, dict) and isinstance(prediction.get("scores"), Mapping):
         ctx["prediction"] = {**score_facts(prediction["scores"]), **prediction}
-    return ctx
-
-
-def _stored_labels(ctx: dict[str, Any], workflow: Workflow) -> dict[str, Any]:
-    """``review.label`` and each of ``votes.labels`` in the form the engine stores them (a
-    ``multi_choice`` label as a set in choice order: :meth:`rules.workflow.LabelSpec.stored`)."""
-    labels = workflow.labels
-    if labels.type != "multi_choice":
-        return ctx
-    review, votes = ctx.get("review"), ctx.get("votes")
-    if isinstance(review, dict) and "label" in review:
-        ctx["review"] = {**review, "label": labels.stored(review["label"])}
-    if isinstance(votes, dict) and isinstance(votes.get("labels"), list):
-        ctx["votes"] = {**votes, "labels": [labels.stored(label) for label in votes["labels"]]}
     return ctx
 
 

@@ -123,6 +123,25 @@ class LabelSpec:
             return in_choice_order(label, self.choices)
         return label
 
+    def stored_facts(self, ctx: dict[str, Any]) -> dict[str, Any]:
+        """``ctx`` with ``review.label`` and ``votes.labels`` / ``votes.top`` in their :meth:`stored` form
+        (for a ``multi_choice`` workflow; any other ``ctx`` as it is): what a rule sees of facts given
+        by hand (a rule test's case) or recorded before votes and review labels were stored so
+        (``replay`` of an older event)."""
+        if self.type != "multi_choice":
+            return ctx
+        review, votes = ctx.get("review"), ctx.get("votes")
+        if isinstance(review, Mapping) and "label" in review:
+            ctx["review"] = {**review, "label": self.stored(review["label"])}
+        if isinstance(votes, Mapping):
+            votes = dict(votes)
+            if isinstance(votes.get("labels"), list):
+                votes["labels"] = [self.stored(label) for label in votes["labels"]]
+            if "top" in votes:
+                votes["top"] = self.stored(votes["top"])
+            ctx["votes"] = votes
+        return ctx
+
     def problem(self, value: Any) -> str | None:
         """Why ``value`` is not a valid label, or ``None`` when it is."""
         if self.type == "choice":

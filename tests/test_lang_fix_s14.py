@@ -103,3 +103,77 @@ def test_apply_test_and_replay_of_a_file_say_it_as_validate_does(run, tmp_path):
     run.ok("apply", write(tmp_path, "ok.workflow.yaml", TOXIC.replace("toxicity(task.data.text)", "len(task.tags)")))
     replayed = run("replay", path)
     assert replayed.returncode == 1 and said in replayed.stderr, replayed.stderr
+
+
+# ---------------------------------------------------------------- 2. replay compares multi_choice labels as sets
+
+RECORDED_MC = """\
+workflow: mcr
+labels: {type: multi_choice, choices: [a, b, c]}
+queues:
+  q: {roles: [annotator]}
+  r: {roles: [reviewer]}
+on_create:
+  - name: d
+    do: {annotate: q, overlap: 1}
+on_quorum:
+  - name: agreed
+    when: votes.labels == [["b", "c"]] and votes.top == ["b", "c"]
+    do: {review: r}
+  - name: other
+    do: {hold: other}
+on_review:
+  - name: same set
+    when: review.label == ["b", "c"]
+    do: {accept: {label: review.label}}
+  - name: other review
+    do: {hold: "not the set"}
+"""
+
+
+def recorded_before_the_set_fix(tmp_path: Path):
+    """One task voted ["c", "b"] and reviewed ["c", "b"], its events rewritten as Labelyard wrote
+    them before votes and review labels were stored as sets (the labels as given)."""
+    import sqlite3
+
+    from lead_support import Project
+
+    p = Project(tmp_path, RECORDED_MC)
+    p.worker("ann", "annotator")
+    p.worker("rev", "reviewer")
+    p.ingest([{"id": "M1", "data": {}}])
+    p.submit(p.claim("ann")["assignment"], "ann", "--value", json.dumps(["c", "b"]))
+    decided = p.submit(p.claim("rev")["assignment"], "rev", "--value", json.dumps(["c", "b"]))
+    assert decided["decision"]["rule"] == "same set"
+    with sqlite3.connect(p.db) as conn:  # as an older Labelyard wrote them
+        conn.execute("""UPDATE events SET detail = json_set(detail, '$.facts.votes.labels', json('[["c","b","c"]]'),
+                                                        '$.facts.votes.top', json('["c","b"]'))
+                        WHERE kind IN ('routed', 'final')""")
+        conn.execute("""UPDATE events SET detail = json_set(detail, '$.facts.review.label', json('["c","b"]'),
+                                                        '$.values.label', json('["c","b"]'))
+                        WHERE kind = 'final'""")
+        recorded = [json.loads(d) for (d,) in conn.execute("SELECT detail FROM events WHERE kind = 'final'")]
+    assert recorded[0]["values"] == {"label": ["c", "b"]} and recorded[0]["facts"]["review"]["label"] == ["c", "b"]
+    return p
+
+
+def test_replay_sees_votes_and_review_labels_recorded_before_the_set_fix_as_sets(tmp_path):
+    p = recorded_before_the_set_fix(tmp_path)
+    result = p.json("replay", str(p.folder / "wf.workflow.yaml"), "--json")
+    # before: 2 of 3 differed (`agreed` and `same set` did not match the recorded ["c", "b"])
+    assert (result["decisions"], result["unchanged"], result["changed"]) == (3, 3, 0), result["rules"]
+
+
+def test_replay_compares_an_accepted_multi_choice_label_as_a_set_on_both_sides(tmp_path):
+    p = recorded_before_the_set_fix(tmp_path)
+    candidate = p.folder / "c.workflow.yaml"
+    candidate.write_text(RECORDED_MC.replace("{accept: {label: review.label}}", '{accept: {label: ["c", "b", "b"]}}'),
+                         encoding="utf-8")
+    result = p.json("replay", str(candidate), "--json")
+    assert (result["unchanged"], result["changed"]) == (3, 0), result["rules"]
+    other = p.folder / "o.workflow.yaml"
+    other.write_text(RECORDED_MC.replace("{accept: {label: review.label}}", '{accept: {label: ["a", "c"]}}'),
+                     encoding="utf-8")
+    (group,) = p.json("replay", str(other), "--json")["rules"]  # another set still differs, in its values
+    assert (group["rule"], group["changed"], group["value_changes"]) == \
+        ("same set", 1, [{"change": "label changed", "count": 1}]), group
