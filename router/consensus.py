@@ -586,10 +586,10 @@ def same_label(label: Any, reference: Any, spec: Any = None) -> bool:
     objects exists (a maximum matching, :func:`router.matching.max_matching`,
     not the best pair first, which can use up an object another pair
     needed). Labels that do not fit the type compare by :func:`canonical`
-    form. Gold answers are scored by it. For every type but ``number``,
-    consensus's ``top_count`` counts the votes this says give the
-    consensus; a vote's agreement with a final label is
-    :func:`agrees_with_final`, which is this but for numbers.
+    form. For every type but ``number``, consensus's ``top_count`` counts
+    the votes this says give the consensus; a vote's agreement with a final
+    label (:func:`agrees_with_final`) and a gold answer's score
+    (:func:`gold_answer_right`) are this but for numbers.
     """
     kind = getattr(spec, "type", None)
     if kind in ("boxes", "spans"):
@@ -609,7 +609,7 @@ def agrees_with_final(label: Any, final: Any, spec: Any = None) -> bool:
     :func:`number_tolerance` of the final label agrees (5% of ``labels.max - labels.min`` when both are
     set, else of the final label's magnitude), as ``top_count`` counts the votes near the median — so
     votes of 3 and 3.1 on a 0..10 scale both agree with their median 3.05. A vote that is not a number
-    compares by :func:`same_label`.
+    compares by :func:`same_label`. Gold answers are scored by it too (:func:`gold_answer_right`).
     """
     if getattr(spec, "type", None) == "number":
         try:
@@ -619,6 +619,15 @@ def agrees_with_final(label: Any, final: Any, spec: Any = None) -> bool:
         else:
             return _within(vote, reference, number_tolerance(reference, spec.min, spec.max))
     return same_label(label, final, spec)
+
+
+def gold_answer_right(label: Any, answer: Any, spec: Any = None) -> bool:
+    """Whether a worker's ``label`` on a gold question is right against its known ``answer``: as a vote
+    agrees with a final label (:func:`agrees_with_final`, the gold answer in the final label's place),
+    so a ``number`` within the consensus tolerance of the answer is right (3.1 for a gold 3.0 on a 0..10
+    scale), as it would agree with a final 3.0; other types as :func:`same_label`. The one scoring of
+    ``submit``, ``gold add``'s and ``apply``'s rescoring, and the migrations that score again."""
+    return agrees_with_final(label, answer, spec)
 
 
 def final_agreement(labels: Sequence[Any], final: Any, spec: Any = None) -> float | None:

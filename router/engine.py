@@ -23,7 +23,7 @@ from . import clock
 # inside a transaction holds the write lock while a module loads (or compiles) and stalls
 # every other writer (claim p99 at K=64 went from 59 to 218 ms when these loaded at first use).
 from .agreement import agreement_of
-from .consensus import DS_HISTORY, final_form, same_label
+from .consensus import DS_HISTORY, final_form, gold_answer_right
 from .eligibility import at_capacity, crews, queue_specs, queue_warning, task_stalled, unused_by_queues
 from .context import (NEW_TASK_STATE, Lazy, creation_context, prediction_facts, review_facts, stored_prediction,
                       task_facts, votes_facts)
@@ -1108,7 +1108,7 @@ class Engine:
             self.store.insert_annotation(a, label, verdict, comment, now)
             gold_correct = None
             if task["is_gold"] and label is not None:
-                gold_correct = same_label(label, self.store.gold_label(task["id"]), self.workflow.labels)
+                gold_correct = gold_answer_right(label, self.store.gold_label(task["id"]), self.workflow.labels)
             self.store.count_submission(worker, gold_correct)
             self.store.add_event("submitted", now, task_id=task["id"], actor=worker,
                                  detail={"assignment": assignment_id, "stage": stage, "label": label,

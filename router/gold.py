@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import clock
-from .consensus import same_label
+from .consensus import gold_answer_right
 from .errors import LabelyardError
 from .os_text import source_name
 from .store import dumps, dumps_finite, loads, text_problem
@@ -103,7 +103,7 @@ def rescore(engine, task_ids: list[int] | None, now: float, actor: str,
     for row in store.gold_answer_rows(task_ids):
         tally = counts.setdefault(row["worker"], [0, 0])
         tally[0] += 1
-        tally[1] += same_label(loads(row["label"]), loads(row["answer"]), spec)
+        tally[1] += gold_answer_right(loads(row["label"]), loads(row["answer"]), spec)
     before = store.gold_accuracy(list(counts))
     changed = {w: (n, ok) for w, (n, ok) in counts.items() if before.get(w, (0, 0)) != (n, ok)}
     store.set_gold_counters(changed)

@@ -24,7 +24,7 @@ from typing import Any
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-SCHEMA_VERSION = 17
+SCHEMA_VERSION = 18
 
 # Every name a migration was released under, with the migration it names now. A name renamed after it
 # shipped (the number of two migrations swapped) counts as that migration applied: what it did is what
@@ -53,6 +53,7 @@ RELEASED: dict[str, str] = {
     "m015_gold_scored_by_labels": "m015_gold_scored_by_labels",
     "m016_outbox_pending_index": "m016_outbox_pending_index",
     "m017_number_votes_within_tolerance": "m017_number_votes_within_tolerance",
+    "m018_number_gold_within_tolerance": "m018_number_gold_within_tolerance",
 }
 EARLIER_FORMS = frozenset({"m013_vote_queue_index"})  # released names that do not count as their migration
 
@@ -684,14 +685,15 @@ def _holds_structure(label, answer) -> bool:
 
 def _judge_labels_again(db: Database, migration: str, *, vote_changed: Callable[[Any, Any], bool] | None,
                         answer_changed: Callable[[Any, Any], bool] | None,
-                        only_types: tuple[str, ...] = ()) -> None:
+                        only_types: tuple[str, ...] = (), score: Callable[[Any, Any, Any], bool] | None = None) -> None:
     """Judge again, by the active workflow's labels as ``apply`` judges them, the vote marks
     (``annotations.agrees``) whose comparison ``vote_changed(label, final)`` says may have changed
     (none when it is ``None``), with the worker sums set from them; score again from scratch, as
     ``gold add`` scores a changed question's, the gold counters of a worker with an answer
     ``answer_changed(label, answer)`` says so (none when it is ``None``), with a ``gold_rescored``
     event naming ``migration`` when they change. With ``only_types``, nothing is done unless the
-    labels are of one of those types."""
+    labels are of one of those types. Gold answers are scored by ``score(label, answer, spec)``: by
+    ``same_label`` unless given (as the migrations before ``m018`` were released)."""
     from rules.workflow import LabelSpec  # only here: the label comparisons are not needed to migrate
 
     from . import clock
@@ -702,6 +704,7 @@ def _judge_labels_again(db: Database, migration: str, *, vote_changed: Callable[
     spec = LabelSpec.from_spec(json.loads(active[0]).get("labels") if active else None)
     if only_types and spec.type not in only_types:
         return
+    score = score or same_label
     votes = [] if vote_changed is None else db.execute(
         "SELECT a.id, a.worker, a.label, a.agrees, t.final_label FROM annotations AS a "
         "JOIN tasks AS t ON t.id = a.task_id WHERE a.agrees IS NOT NULL")
@@ -724,7 +727,7 @@ def _judge_labels_again(db: Database, migration: str, *, vote_changed: Callable[
         judged = [(loads(label), loads(answer)) for _worker, label, answer in rows]
         if not any(answer_changed(label, answer) for label, answer in judged):
             continue  # judged alike before: scored at submission, as it stays
-        counts = (len(judged), sum(same_label(label, answer, spec) for label, answer in judged))
+        counts = (len(judged), sum(score(label, answer, spec) for label, answer in judged))
         was = db.execute("SELECT gold_answered, gold_correct FROM workers WHERE id = ?", [worker]).fetchone()
         if was is None or tuple(was) == counts:
             continue
@@ -859,6 +862,31 @@ def m017_number_votes_within_tolerance(db: Database) -> None:
     _judge_labels_again(db, "m017_number_votes_within_tolerance", vote_changed=lambda _label, _final: True,
                         answer_changed=None, only_types=("number",))
     _set_version(db, 17)
+
+
+def _numbers_apart(label, answer) -> bool:
+    """Whether a gold answer scored by value before ``m018`` may be scored otherwise within the
+    tolerance: two numbers (not booleans) of different value."""
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    return number(label) and number(answer) and label != answer
+
+
+@migrations()
+def m018_number_gold_within_tolerance(db: Database) -> None:
+    """A gold answer to a ``number`` question is right within the tolerance a vote agrees with a final
+    label (``router.consensus.gold_answer_right``), no longer only when equal to the answer: 3.1 to a
+    gold 3.0 on a 0..10 scale was scored wrong while the same vote agreed with a final 3.0. When the
+    active workflow's labels are numbers, the gold counters of each worker with an answer of another
+    value than the gold one are scored again from scratch (``_judge_labels_again``), with a
+    ``gold_rescored`` event naming this migration where they change. Vote marks are left as ``m017``
+    judged them."""
+    from .consensus import gold_answer_right
+
+    _judge_labels_again(db, "m018_number_gold_within_tolerance", vote_changed=None,
+                        answer_changed=_numbers_apart, only_types=("number",), score=gold_answer_right)
+    _set_version(db, 18)
 
 
 def pending(conn: sqlite3.Connection) -> list[str]:

@@ -188,9 +188,10 @@ class PluginRun:
 
     def same_label(self, label: Any, reference: Any) -> bool:
         """Whether ``label`` gives ``reference`` as the workflow judges labels (``router.consensus.same_label``,
-        the comparison of consensus and gold scoring): ``multi_choice`` as a set, numbers by value
-        (``0.0`` is ``0``), boxes and spans matched one to one whatever their order. (An annotator's
-        agreement with a final label is this too, but a number within consensus's tolerance agrees.)"""
+        the comparison of consensus): ``multi_choice`` as a set, numbers by value (``0.0`` is ``0``),
+        boxes and spans matched one to one whatever their order. (An annotator's agreement with a final
+        label and the scoring of gold answers are this too, but a number within consensus's tolerance
+        agrees.)"""
         from .consensus import same_label
 
         return same_label(label, reference, self._spec())

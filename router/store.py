@@ -44,7 +44,7 @@ WAL_AUTOCHECKPOINT_PAGES = 128000
 # than the 4 KiB default here (bench/README.md), with the same page count per operation.
 PAGE_SIZE = 2048
 BEGIN_MAX_SLEEP_S = 0.004
-SCHEMA_VERSION = 17  # keep equal to migrations.SCHEMA_VERSION (a test checks)
+SCHEMA_VERSION = 18  # keep equal to migrations.SCHEMA_VERSION (a test checks)
 # The cursor of a workflow entry is `PREFIX:IDENTITY` (router.runner): one prefix per section.
 ENTRY_CURSORS = {"sources": "source", "sinks": "sink", "notify": "notify"}
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import textwrap
 from pathlib import Path
+from typing import Any
 
 
 def write(folder: Path, name: str, text: str) -> Path:
@@ -177,3 +178,112 @@ def test_replay_compares_an_accepted_multi_choice_label_as_a_set_on_both_sides(t
     (group,) = p.json("replay", str(other), "--json")["rules"]  # another set still differs, in its values
     assert (group["rule"], group["changed"], group["value_changes"]) == \
         ("same set", 1, [{"change": "label changed", "count": 1}]), group
+
+
+# ---------------------------------------------------------------- 3. gold answers to numbers within the tolerance
+
+GOLD_NUMBERS = """\
+workflow: gn
+labels: {labels}
+queues:
+  triage: {{roles: [annotator]}}
+quality:
+  gold: {{rate: 1.0}}
+on_create:
+  - do: {{annotate: triage}}
+on_quorum:
+  - do: accept
+"""
+SCALE = "{type: number, min: 0, max: 10}"  # tolerance 0.5 (5% of the range)
+
+
+def gold_project(tmp_path: Path, answers: dict[str, Any], labels: str = SCALE, gold: Any = 3.0):
+    """Each of ``answers``' workers answers the gold question G1 (answer ``gold``) with their value."""
+    from lead_support import Project
+
+    p = Project(tmp_path, GOLD_NUMBERS.format(labels=labels))
+    (p.folder / "gold.jsonl").write_text(json.dumps({"id": "G1", "data": {}, "answer": gold}) + "\n")
+    assert p.json("gold", "add", str(p.folder / "gold.jsonl"))["added"] == 1
+    for worker, value in answers.items():
+        p.worker(worker, "annotator")
+        view = p.claim(worker)
+        assert view["external_id"] == "G1"
+        p.submit(view["assignment"], worker, "--value", json.dumps(value))
+    return p
+
+
+def gold_counters(p) -> dict[str, tuple[int, int]]:
+    """Each worker's (gold answered, gold correct) as ``labelyard agreement`` reports the kept counters."""
+    return {a["worker"]: (a["gold_answered"], a["gold_correct"]) for a in p.json("agreement")["annotators"]
+            if a["gold_answered"]}
+
+
+def test_a_gold_answer_to_a_number_is_right_within_the_consensus_tolerance(tmp_path):
+    p = gold_project(tmp_path, {"near": 3.1, "edge": 3.5, "far": 3.6, "exact": 3})
+    # before: near 3.1 and edge 3.5 scored wrong against the gold 3.0 (exact value only)
+    assert gold_counters(p) == {"near": (1, 1), "edge": (1, 1), "far": (1, 0), "exact": (1, 1)}
+
+
+def test_without_a_range_the_tolerance_is_five_percent_of_the_gold_answer(tmp_path):
+    p = gold_project(tmp_path, {"near": 3.1, "far": 3.2}, labels="{type: number}")  # 0.15 of 3.0
+    assert gold_counters(p) == {"near": (1, 1), "far": (1, 0)}
+
+
+def test_gold_add_and_apply_score_numbers_again_within_the_tolerance(tmp_path):
+    p = gold_project(tmp_path, {"ann": 3.4})
+    assert gold_counters(p) == {"ann": (1, 1)}
+    (p.folder / "gold.jsonl").write_text(json.dumps({"id": "G1", "data": {}, "answer": 3.8}) + "\n")
+    assert p.json("gold", "add", str(p.folder / "gold.jsonl"))["updated"] == 1
+    assert gold_counters(p) == {"ann": (1, 1)}  # 0.4 from the new answer: still right (it was wrong by value)
+    (p.folder / "narrow.workflow.yaml").write_text(GOLD_NUMBERS.format(labels="{type: number, min: 0, max: 4}"))
+    p.run_ok("apply", str(p.folder / "narrow.workflow.yaml"))  # tolerance 0.2
+    assert gold_counters(p) == {"ann": (1, 0)}
+    assert [(d["gold_correct"], d["was"]["gold_correct"], "version" in d) for d in rescored(p)] == [(0, 1, True)]
+
+
+def rescored(p) -> list[dict]:
+    """The details of the ``gold_rescored`` events, oldest first."""
+    import sqlite3
+
+    with sqlite3.connect(p.db) as conn:
+        return [json.loads(d) for (d,) in conn.execute("SELECT detail FROM events WHERE kind = 'gold_rescored' "
+                                                       "ORDER BY id")]
+
+
+def scored_by_value_before_m018(p, correct: dict[str, int]) -> None:
+    """Set the workers' gold_correct to ``correct`` (as a Labelyard scoring numbers by value left them)
+    and forget that m018 ran, as the upgrade tests fake an older database."""
+    import sqlite3
+
+    conn = sqlite3.connect(p.db, isolation_level=None)
+    try:
+        for worker, n in correct.items():
+            conn.execute("UPDATE workers SET gold_correct = ? WHERE id = ?", (n, worker))
+        conn.execute("UPDATE schema_version SET version = 17")
+        conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm018_number_gold_within_tolerance'")
+    finally:
+        conn.close()
+
+
+def test_init_scores_gold_answers_to_numbers_again_within_the_tolerance(tmp_path):
+    from router import migrations
+
+    p = gold_project(tmp_path, {"near": 3.1, "far": 3.6, "exact": 3})
+    scored_by_value_before_m018(p, {"near": 0, "far": 0, "exact": 1})
+    assert p.json("init")["migrations_applied"] == ["m018_number_gold_within_tolerance"]
+    assert gold_counters(p) == {"near": (1, 1), "far": (1, 0), "exact": (1, 1)}
+    assert [(d["worker"], d["gold_correct"], d["was"]["gold_correct"], d["migration"]) for d in rescored(p)] == \
+        [("near", 1, 0, "m018_number_gold_within_tolerance")]
+    import sqlite3
+
+    with sqlite3.connect(p.db) as conn:
+        assert conn.execute("SELECT version FROM schema_version").fetchone() == (migrations.SCHEMA_VERSION,)
+    assert migrations.SCHEMA_VERSION >= 18
+    assert p.json("init")["migrations_applied"] == []  # and stays migrated
+
+
+def test_init_leaves_gold_scores_of_other_label_types_as_they_are(tmp_path):
+    p = gold_project(tmp_path, {"ann": "b"}, labels="{type: choice, choices: [a, b]}", gold="a")
+    scored_by_value_before_m018(p, {"ann": 1})  # a count m018 has no reason to touch
+    assert p.json("init")["migrations_applied"] == ["m018_number_gold_within_tolerance"]
+    assert gold_counters(p) == {"ann": (1, 1)} and rescored(p) == []

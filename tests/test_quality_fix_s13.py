@@ -12,6 +12,7 @@ import sqlite3
 import pytest
 
 from lead_support import Project, engine_at
+from router import migrations
 from router.consensus import agrees_with_final, for_spec
 from rules.workflow import LabelSpec
 
@@ -391,8 +392,8 @@ def test_init_judges_number_vote_marks_made_by_exact_equality_again(tmp_path):
     made_before_m017(p, {"a": 0, "b": 1, "c": 0})
     assert counters(p)["a"][:2] == (1, 0)
     assert p.json("init")["migrations_applied"] == [MIGRATION]
-    # b's gold answer 3.1 is wrong against 3 (gold is scored by value), and stays so
-    assert counters(p) == {"a": (1, 1, 1, 1), "b": (1, 1, 1, 0), "c": (1, 0, 1, 0)}
+    # b's gold answer 3.1 is right against 3 (within the tolerance, as scored at submission: m018), and stays so
+    assert counters(p) == {"a": (1, 1, 1, 1), "b": (1, 1, 1, 1), "c": (1, 0, 1, 0)}
     annotators = {a["worker"]: a for a in p.json("agreement")["annotators"]}
     for worker, (decided, agreed, answered, correct) in counters(p).items():
         row = annotators[worker]
@@ -402,7 +403,7 @@ def test_init_judges_number_vote_marks_made_by_exact_equality_again(tmp_path):
         assert conn.execute("SELECT worker, agrees FROM annotations WHERE agrees IS NOT NULL ORDER BY worker"
                             ).fetchall() == [("a", 1), ("b", 1), ("c", 0)]
         assert conn.execute("SELECT count(*) FROM events WHERE kind = 'gold_rescored'").fetchone() == (0,)
-        assert conn.execute("SELECT version FROM schema_version").fetchone() == (17,)
+        assert conn.execute("SELECT version FROM schema_version").fetchone() == (migrations.SCHEMA_VERSION,)
     assert p.json("init")["migrations_applied"] == []  # and stays migrated
 
 
