@@ -38,8 +38,9 @@ from test_tui import LEAD, NOW, anyio_backend, db, demo_template, settle  # noqa
 from test_tui_fix_s12 import fill, tasks
 from test_tui_fix_s12 import project as s12_project
 from tui.app import LabelyardApp
-from tui.screens.detail import DATA_CHARS, DATA_LINES, TaskDetailScreen
+from tui.screens.detail import TaskDetailScreen
 from tui.screens.tasks import TasksScreen
+from tui.widgets.format import DATA_CHARS, DATA_LINES
 from tui.widgets.modals import ConfirmModal, InputModal
 from tui.widgets.tables import LABEL_WIDTH, NAME_WIDTH
 

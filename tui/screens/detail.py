@@ -3,13 +3,13 @@ decision history with the rules that decided (as ``labelyard explain`` tells it)
 transaction (:meth:`router.queries.Queries.task_detail`): one state of the task, though others write.
 
 The data is written out (indented JSON) in the thread that reads it, and only its first
-:data:`DATA_LINES` lines and :data:`DATA_CHARS` characters are shown, with a line that says how big
-it is and that ``labelyard show`` prints it whole: laying out an object of 40,000 keys on the event
-loop froze the app for seconds."""
+:data:`~tui.widgets.format.DATA_LINES` lines and :data:`~tui.widgets.format.DATA_CHARS` characters
+are shown, with a line that says how big it is and that ``labelyard show`` prints it whole
+(:func:`tui.widgets.format.shown_data`, which the work screen uses too): laying out an object of
+40,000 keys on the event loop froze the app for seconds."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from textual import on, work
@@ -23,29 +23,6 @@ from router.errors import LabelyardError
 from ..messages import ActionFailed, Loaded
 from ..widgets import format as fmt
 from .base import BaseScreen
-
-DATA_LINES = 200  # lines of the task's data the detail shows at most
-DATA_CHARS = 16 * 1024  # and characters (one long string value is one line)
-
-
-def shown_data(data: Any, task_id: int) -> tuple[str, str | None]:
-    """The task's ``data`` as the detail shows it: indented JSON, cut to its first :data:`DATA_LINES`
-    lines and :data:`DATA_CHARS` characters; and, when it was cut, the line that says so."""
-    text = json.dumps(data, ensure_ascii=False, indent=2)
-    shown = text[:DATA_CHARS]
-    end = -1
-    for _ in range(DATA_LINES):
-        end = shown.find("\n", end + 1)
-        if end < 0:
-            break
-    else:
-        shown = shown[:end]
-    if len(shown) == len(text):
-        return text, None
-    lines = text.count("\n") + 1
-    return shown, (f"… cut here: the data is {len(text):,} characters in {lines:,} lines; "
-                   f"`labelyard show id:{task_id}` prints it whole")
-
 
 class TaskDetailScreen(BaseScreen):
     """Everything about one task; the lead actions apply to it."""
@@ -92,7 +69,7 @@ class TaskDetailScreen(BaseScreen):
         except LabelyardError as exc:
             self.post_message(ActionFailed("show", str(exc)))
             return
-        self.post_message(Loaded("detail", (data, shown_data(data["task"]["data"], data["task"]["id"]), asked)))
+        self.post_message(Loaded("detail", (data, fmt.shown_data(data["task"]["data"], data["task"]["id"]), asked)))
 
     def selected_refs(self) -> list[str]:
         return [self.ref]
@@ -106,7 +83,7 @@ class TaskDetailScreen(BaseScreen):
 
     @on(Loaded)
     def loaded(self, message: Loaded) -> None:
-        d, (data_text, data_cut), asked = message.data
+        d, shown, asked = message.data
         if asked != self._asked:
             return  # a load a newer one replaced
         self.detail = d
@@ -120,9 +97,7 @@ class TaskDetailScreen(BaseScreen):
             head.append_text(fmt.line("\nreason: ", str(t["reason"]), lines=True))
         self.query_one("#detail-head", Static).update(head)
 
-        lines = [fmt.line(("data", "bold")), fmt.plain(data_text, lines=True)]
-        if data_cut:
-            lines.append(fmt.plain(data_cut, "yellow"))
+        lines = fmt.data_block(shown)
         p = d["prediction"] or {}
         if any(p.get(key) is not None for key in ("label", "confidence", "model")):  # a confidence alone routes too
             model = f" model {p['model']}" if p.get("model") is not None else ""  # none given: not "model None"

@@ -13,11 +13,15 @@ claimed. A slot taken away meanwhile (released, reassigned, held, expired) is no
 database changes or a submission fails, and the screen moves on to new work. A slot still held is
 read again on those occasions too: a workflow applied since the claim may have changed its choices,
 which the screen then shows (and says so).
+
+The task's data is written out and cut in the thread that read the slot, as the task detail does
+(:func:`tui.widgets.format.shown_data`: its first 200 lines / 16 KiB, then a line that says how big it
+is and that ``labelyard show`` prints it whole): laid out whole on the event loop, an object of 40,000
+keys took no key for seconds.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from rich.text import Text
@@ -40,6 +44,12 @@ CHOICE_TYPES = ("choice", "multi_choice")
 CORRECTION_STAYS = ("a correction comes back to you: label it (s would offer it to you again; a lead can "
                     "escalate the task instead)")
 ESCALATED_NEEDS_LABEL = "an escalated task needs its final label: {how}"
+
+
+def with_shown_data(view: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``view`` (a claim's view of a slot) with its data as the screen shows it (``shown_data``:
+    :func:`tui.widgets.format.shown_data`); called in the worker thread that read the slot."""
+    return None if view is None else {**view, "shown_data": fmt.shown_data(view["data"], view["task"])}
 
 
 def choice_key(index: int) -> str | None:
@@ -119,7 +129,7 @@ class WorkScreen(BaseScreen):
         if why is not None:
             self.post_message(SlotGone(assignment, why))
             return
-        self.post_message(Loaded("slot", self.backend.slot_view(assignment, self.worker)))
+        self.post_message(Loaded("slot", with_shown_data(self.backend.slot_view(assignment, self.worker))))
         if say_held:
             self.app.call_from_thread(self.notify, "finish this slot first, or give it back with s")
 
@@ -128,11 +138,11 @@ class WorkScreen(BaseScreen):
     @work(thread=True, group="work", exit_on_error=False)
     def claim(self) -> None:
         try:
-            view = self.backend.resume(self.worker, self.queue)
+            view = with_shown_data(self.backend.resume(self.worker, self.queue))
             if view is not None:
                 self.post_message(Claimed(view, resumed=True))
                 return
-            view = self.backend.claim(self.worker, self.queue)
+            view = with_shown_data(self.backend.claim(self.worker, self.queue))
         except NothingToDo as exc:
             self.post_message(Claimed(None, str(exc)))
             return
@@ -164,7 +174,8 @@ class WorkScreen(BaseScreen):
             else:
                 self.post_message(ActionFailed(what, str(exc)))
                 try:  # refused (a label no longer among the choices?): show the slot as it is now
-                    self.post_message(Loaded("slot", self.backend.slot_view(assignment, self.worker)))
+                    view = with_shown_data(self.backend.slot_view(assignment, self.worker))
+                    self.post_message(Loaded("slot", view))
                 except Exception:  # the refusal is what there is to tell
                     pass
             return
@@ -289,8 +300,7 @@ class WorkScreen(BaseScreen):
             return
         head.update(fmt.line((self.worker, "bold"), f" — {v['kind']} task ", v["external_id"],
                              f" in {v['queue']} (assignment #{v['assignment']})"))
-        data.update(fmt.line(("data", "bold"), "\n", json.dumps(v["data"], ensure_ascii=False, indent=2),
-                             lines=True))
+        data.update(fmt.join(fmt.data_block(v["shown_data"])))
         lines = []
         if v["kind"] in ("review", "escalated"):
             p = v.get("prediction") or {}

@@ -1,4 +1,5 @@
-"""Small text helpers for screens: ages, labels, numbers, bands, and safe text.
+"""Small text helpers for screens: ages, labels, numbers, bands, safe text, and a task's data cut to
+what a screen lays out (:func:`shown_data`, :func:`data_block`).
 
 Every string that comes from the database or the workflow (ids, labels, names, reasons, rules) is
 shown through :func:`plain` or :func:`line`: a rich ``Text`` built without reading markup (a stray
@@ -18,6 +19,8 @@ from router.queries import duration
 from rules.visible_text import one_line, visible
 
 BAND_STYLE = {"excellent": "green", "ok": "yellow", "alert": "bold red"}
+DATA_LINES = 200  # lines of a task's data a screen (task detail, work) shows at most
+DATA_CHARS = 16 * 1024  # and characters (one long string value is one line)
 
 Part = Union[str, Text, tuple[Any, str]]
 
@@ -92,3 +95,35 @@ def banded(value: float | None, band: str | None) -> Text:
 
 def count(n: int, style_if_nonzero: str = "") -> Text:
     return Text(f"{n:,}", style=style_if_nonzero if n else "dim")
+
+
+def shown_data(data: Any, task_id: int) -> tuple[str, str | None]:
+    """A task's ``data`` as the task detail and the work screen show it: indented JSON, cut to its
+    first :data:`DATA_LINES` lines and :data:`DATA_CHARS` characters; and, when it was cut, the line
+    that says how big it is and that ``labelyard show`` prints it whole. Called in the thread that
+    read the task: writing out and laying out an object of 40,000 keys on the event loop froze the
+    app for seconds."""
+    text = json.dumps(data, ensure_ascii=False, indent=2)
+    shown = text[:DATA_CHARS]
+    end = -1
+    for _ in range(DATA_LINES):
+        end = shown.find("\n", end + 1)
+        if end < 0:
+            break
+    else:
+        shown = shown[:end]
+    if len(shown) == len(text):
+        return text, None
+    lines = text.count("\n") + 1
+    return shown, (f"… cut here: the data is {len(text):,} characters in {lines:,} lines; "
+                   f"`labelyard show id:{task_id}` prints it whole")
+
+
+def data_block(shown: tuple[str, str | None]) -> list[Text]:
+    """The lines a screen shows for :func:`shown_data`'s answer: a bold ``data``, the text, and the
+    yellow line that says it was cut (when it was)."""
+    text, cut_note = shown
+    block = [line(("data", "bold")), plain(text, lines=True)]
+    if cut_note:
+        block.append(plain(cut_note, "yellow"))
+    return block

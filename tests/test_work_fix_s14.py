@@ -1,0 +1,103 @@
+"""The annotator's side where the fourteenth session's tester left it (real SQLite files; the CLI as
+a real ``labelyard`` process; the TUI through Textual's pilot; ``LABELYARD_NOW`` for the time; work
+is counted, never timed).
+
+1. ``labelyard work`` wrote a task's whole data out and laid it out on the event loop: an object of
+   40,000 keys took no key for ~20 s. The work screen shows the data as the task detail does (one
+   helper, :func:`tui.widgets.format.shown_data`, called in the thread that read the slot): its
+   first ``DATA_LINES`` lines / ``DATA_CHARS`` characters and a line naming its size and
+   ``labelyard show``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+from textual.widgets import Static
+
+import tui.widgets.format as fmt_module
+from test_tui import NOW, anyio_backend, settle  # noqa: F401
+from test_tui_fix_s13 import project
+from tui.app import LabelyardApp
+from tui.screens.work import WorkScreen
+from tui.widgets.format import DATA_CHARS, DATA_LINES
+
+WORKFLOW = """\
+workflow: work14
+labels: {type: choice, choices: [yes, no]}
+queues:
+  q: {roles: [annotator]}
+on_create:
+  - {name: default, do: {annotate: q, overlap: 1}}
+on_quorum:
+  - {name: done, do: accept}
+"""
+
+
+@pytest.fixture
+def now(monkeypatch):
+    monkeypatch.setenv("LABELYARD_NOW", NOW)
+
+
+def notes(app) -> list[str]:
+    return [str(n.message) for n in app._notifications]
+
+
+# -- 1. big data on the work screen ----------------------------------------------------------------------
+
+class GatedShownData:
+    """:func:`tui.widgets.format.shown_data`, recording whether each call ran on the event loop's
+    thread; the first call waits for :attr:`gate` (the load of a big task still under way)."""
+
+    def __init__(self, real):
+        self.real = real
+        self.on_main_thread: list[bool] = []
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def __call__(self, data, task_id):
+        self.on_main_thread.append(threading.current_thread() is threading.main_thread())
+        if not self.entered.is_set():
+            self.entered.set()
+            self.gate.wait(timeout=60)
+        return self.real(data, task_id)
+
+
+@pytest.mark.anyio
+async def test_the_work_screen_cuts_big_data_in_the_reading_thread_and_answers_keys_meanwhile(
+        tmp_path, now, monkeypatch):
+    keys = {f"k{i}": i for i in range(5_000)}  # 5,002 lines of indented JSON
+    path = project(tmp_path, [{"id": "many", "data": keys}, {"id": "small", "data": {"t": "hello"}}], WORKFLOW)
+    shown_data = GatedShownData(fmt_module.shown_data)
+    monkeypatch.setattr(fmt_module, "shown_data", shown_data)
+    app = LabelyardApp(path, "ann", start="work", worker="ann", poll_interval=None, clock_interval=None)
+    try:
+        async with app.run_test(size=(100, 40)) as pilot:
+            assert await asyncio.to_thread(shown_data.entered.wait, 60)  # the claim's thread writes the data out
+            screen = app.screen
+            assert isinstance(screen, WorkScreen) and screen.view is None and screen.busy
+            await pilot.press("a")  # pressed before the load ends: answered
+            await pilot.pause()
+            assert notes(app)[-1] == "claiming…"
+            shown_data.gate.set()
+            await settle(app, pilot)
+            assert screen.view is not None and screen.view["external_id"] == "many"
+            body = screen.query_one("#work-data", Static)
+            text, height = str(body.render()), body.size.height  # the lines laid out, the work done
+            assert height <= DATA_LINES + 10 and len(text) <= DATA_CHARS + 1_000, height
+            assert text.startswith('data\n{\n  "k0": 0,') and '"k197"' in text and '"k4999"' not in text
+            assert text.endswith("… cut here: the data is 82,782 characters in 5,002 lines; "
+                                 "`labelyard show id:1` prints it whole")
+            await pilot.press("n")  # the slot is read again (still held): cut in that thread too
+            await settle(app, pilot)
+            assert len(shown_data.on_main_thread) == 2
+            await pilot.press("1")  # labelled: the next task's data is small, shown whole
+            await settle(app, pilot)
+            assert screen.view is not None and screen.view["external_id"] == "small"
+            small = screen.query_one("#work-data", Static)
+            assert str(small.render()) == 'data\n{\n  "t": "hello"\n}' and small.size.height < 10
+    finally:
+        shown_data.gate.set()
+    assert len(shown_data.on_main_thread) == 3 and not any(shown_data.on_main_thread)
