@@ -20,6 +20,15 @@ if TYPE_CHECKING:  # the claim path imports this module: rules.workflow loads wi
 
 NAMES_SHOWN = 5  # workers named in a reason, then "and N more"
 STALLABLE_STAGES = ("annotate", "review", "escalated")  # a correction waits for its own annotator
+# Why ``claim`` keeps a worker away from a task's slot (:func:`_kept_away`), said of one worker, and of
+# several named together ("al, bo hold slots of it", not "al, bo holds a slot of it").
+KEPT_AWAY = {
+    "annotated": ("annotated it", "annotated it"),
+    "released": ("gave its slot up or had it taken back", "gave their slots up or had them taken back"),
+    "holds": ("holds a slot of it", "hold slots of it"),
+    "took_part": ("already took part in this stage", "already took part in this stage"),
+    "held": ("held an annotation slot of it", "held annotation slots of it"),
+}
 
 
 def at_capacity(worker: str, held: int, capacity: int) -> str:
@@ -116,7 +125,7 @@ def stalled(store, queues: Mapping[str, QueueSpec], workflow: str, task: Any, *,
     for w in crew.working:
         if w in kept:
             why.setdefault(kept[w], []).append(w)
-    parts = [f"{names(ws)} {reason}" for reason, ws in why.items()]
+    parts = [f"{names(ws)} {KEPT_AWAY[reason][len(ws) > 1]}" for reason, ws in why.items()]
     if crew.paused:
         parts.append(f"{names(crew.paused)} {'is' if len(crew.paused) == 1 else 'are'} paused")
     if not takers:
@@ -171,18 +180,18 @@ def task_stalled(store, task: Any) -> str | None:
 
 
 def _kept_away(store, task: Any) -> dict[str, str]:
-    """The workers ``claim`` never gives this task's current slot, each with why (as
-    ``Store._MAY_TAKE`` keeps them away)."""
+    """The workers ``claim`` never gives this task's current slot, each with why (a key of
+    :data:`KEPT_AWAY`; as ``Store._MAY_TAKE`` keeps them away)."""
     voters = {a["worker"] for a in store.annotations(task["id"]) if a["stage"] in ("annotate", "correct")}
-    kept: dict[str, str] = {w: "annotated it" for w in voters}
+    kept: dict[str, str] = {w: "annotated" for w in voters}
     for a in store.assignments(task["id"]):
         w = a["worker"]
         if w in kept:
             continue
         if a["status"] == "released":
-            kept[w] = "gave its slot up or had it taken back"
+            kept[w] = "released"
         elif a["round"] == task["round"]:
-            kept[w] = "holds a slot of it" if a["status"] == "active" else "already took part in this stage"
+            kept[w] = "holds" if a["status"] == "active" else "took_part"
         elif a["stage"] in ("annotate", "correct"):
-            kept[w] = "held an annotation slot of it"
+            kept[w] = "held"
     return kept

@@ -247,7 +247,7 @@ def test_status_names_open_tasks_nobody_may_take_and_held_tasks_with_what_moves_
         {"id": 1, "external_id": "D", "queue": "q", "stage": "annotate", "since": "2026-01-01T00:00:00+00:00",
          "reason": "no worker may take it from `q`: al, bo annotated it"},
         {"id": 2, "external_id": "S", "queue": "q", "stage": "annotate", "since": "2026-01-01T00:00:00+00:00",
-         "reason": "no worker may take it from `q`: al, bo gave its slot up or had it taken back"}]
+         "reason": "no worker may take it from `q`: al, bo gave their slots up or had them taken back"}]
     assert status["stalled"]["checked"] == {"q": 3}  # every open task of q: D, S and N
     assert [(t["external_id"], t["reason"], t["moved_by"]) for t in status["held"]["tasks"]] == [
         ("H", "ask the client", "unhold"), ("X", "no rule in on_create matched", "escalate")]
@@ -258,7 +258,7 @@ def test_status_names_open_tasks_nobody_may_take_and_held_tasks_with_what_moves_
         "stalled: task D in `q` (annotate, since 2026-01-01T00:00:00+00:00): no worker may take it from `q`: "
         "al, bo annotated it",
         "stalled: task S in `q` (annotate, since 2026-01-01T00:00:00+00:00): no worker may take it from `q`: "
-        "al, bo gave its slot up or had it taken back",
+        "al, bo gave their slots up or had them taken back",
         "held: task H in `q` (annotate) since 2026-01-01T00:00:00+00:00: ask the client; "
         "`labelyard unhold id:4` reopens it",
         "held: task X (no queue) since 2026-01-01T00:00:00+00:00: no rule in on_create matched; "

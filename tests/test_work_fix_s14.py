@@ -7,6 +7,8 @@ is counted, never timed).
    helper, :func:`tui.widgets.format.shown_data`, called in the thread that read the slot): its
    first ``DATA_LINES`` lines / ``DATA_CHARS`` characters and a line naming its size and
    ``labelyard show``.
+2. ``show``/``explain`` said "no worker may take it from `q`: al, bo holds a slot of it": a reason
+   said of several workers is said in the plural ("al, bo hold slots of it").
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pytest
 from textual.widgets import Static
 
 import tui.widgets.format as fmt_module
+from lead_support import Project
 from test_tui import NOW, anyio_backend, settle  # noqa: F401
 from test_tui_fix_s13 import project
 from tui.app import LabelyardApp
@@ -101,3 +104,33 @@ async def test_the_work_screen_cuts_big_data_in_the_reading_thread_and_answers_k
     finally:
         shown_data.gate.set()
     assert len(shown_data.on_main_thread) == 3 and not any(shown_data.on_main_thread)
+
+
+# -- 2. "stalled" reasons in the plural --------------------------------------------------------------------
+
+STALLS = """\
+workflow: st
+labels: {type: choice, choices: [a, b]}
+queues:
+  q: {roles: [annotator]}
+on_create:
+  - {name: routed, do: {annotate: q, overlap: 3}}
+"""
+
+
+def test_a_stall_reason_said_of_several_workers_is_in_the_plural(tmp_path):
+    p = Project(tmp_path, workflow=STALLS)
+    for worker in ("al", "bo"):
+        p.worker(worker, "annotator")
+    p.ingest([{"id": "D", "data": {}}, {"id": "S", "data": {}}])
+    for worker in ("al", "bo"):
+        assert p.claim(worker)["external_id"] == "D"  # both hold a slot: the third needs someone else
+    assert p.show("D")["stalled"] == "no worker may take it from `q`: al, bo hold slots of it"
+    assert "al, bo hold slots of it" in p.run_ok("show", "D").stdout
+    assert "al, bo hold slots of it" in p.run_ok("explain", "D").stdout
+    p.run_ok("release", "D")
+    assert p.show("D")["stalled"] == "no worker may take it from `q`: al, bo gave their slots up or had them taken back"
+    p.worker("cy", "annotator")
+    assert p.claim("cy")["external_id"] == "D"  # one worker: the singular, as before
+    assert p.show("D")["stalled"] == ("no worker may take it from `q`: al, bo gave their slots up or had them taken "
+                                      "back; cy holds a slot of it")
