@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from .cli_types import WholeNumber
 from .errors import LabelyardError
 from .os_text import escaped, utf8_problem
 from .output_text import fit_standard_streams, json_document
@@ -24,8 +25,8 @@ from .output_text import fit_standard_streams, json_document
 # Ids and counts the database holds are SQLite integers: a larger number typed on the command line is
 # a usage error here, not an OverflowError where it meets SQLite.
 SQLITE_INT_MAX = 2**63 - 1
-AN_ID = click.IntRange(1, SQLITE_INT_MAX)
-A_COUNT = click.IntRange(0, SQLITE_INT_MAX)
+AN_ID = WholeNumber(1, SQLITE_INT_MAX)
+A_COUNT = WholeNumber(0, SQLITE_INT_MAX)
 
 
 def _emit_json(data: Any) -> None:
@@ -924,9 +925,9 @@ def backup(dest: str, db: str | None, force: bool, as_json: bool) -> None:
 @main.command()
 @click.option("--dir", "folder", default="labelyard-demo", show_default=True,
               help="Folder for the demo project: a new or empty one, or one an earlier demo made (rebuilt).")
-@click.option("--tasks", default=300, show_default=True, type=click.IntRange(1, 1_000_000),
+@click.option("--tasks", default=300, show_default=True, type=WholeNumber(1, 1_000_000),
               help="How many tasks to generate (1 to 1,000,000).")
-@click.option("--steps", default=350, show_default=True, type=click.IntRange(0, 10_000_000),
+@click.option("--steps", default=350, show_default=True, type=WholeNumber(0, 10_000_000),
               help="How many claims the simulated annotators make (0 to 10,000,000).")
 @click.option("--seed", default=7, show_default=True)
 @click.option("--json", "as_json", is_flag=True)

@@ -131,6 +131,7 @@ def _bulk(lead, action: str, tasks, where, dry_run: bool, as_json: bool, say: Ca
 def register(main: click.Group) -> None:
     """Add this module's commands to the ``labelyard`` group."""
     from .cli import AN_ID, _emit_json, _engine, as_option, db_option
+    from .cli_types import WholeNumber
 
     @main.command()
     @db_option
@@ -272,7 +273,7 @@ def register(main: click.Group) -> None:
     @main.command()
     @db_option
     @click.option("--queue", default=None, help="Only votes given in this queue.")
-    @click.option("--latest", type=click.IntRange(1, 10**9), default=None, metavar="N",
+    @click.option("--latest", type=WholeNumber(1, 10**9), default=None, metavar="N",
                   help="Only the tasks of the latest N votes (with all their votes): with --queue, what "
                        "queue.kappa and queue.alpha read (N = quality.agreement.window, default 2000).")
     @click.option("--json", "as_json", is_flag=True)

@@ -26,6 +26,7 @@ def _db_option(func):
 
 def register(main: click.Group) -> None:
     """Add this module's commands to the ``labelyard`` group."""
+    from .cli_types import WholeNumber
 
     @main.command("test")
     @click.argument("paths", nargs=-1, type=click.Path())
@@ -82,7 +83,7 @@ def register(main: click.Group) -> None:
     @click.argument("file", type=click.Path(dir_okay=False))
     @_db_option
     @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-    @click.option("--sample", "sample_size", default=5, show_default=True, type=click.IntRange(min=0),
+    @click.option("--sample", "sample_size", default=5, show_default=True, type=WholeNumber(min=0),
                   help="Distinct task ids shown per change (0: none).")
     def replay_command(file: str, db: str | None, as_json: bool, sample_size: int) -> None:
         """What a candidate workflow would have decided differently over the recorded history.

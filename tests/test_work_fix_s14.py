@@ -9,6 +9,8 @@ is counted, never timed).
    ``labelyard show``.
 2. ``show``/``explain`` said "no worker may take it from `q`: al, bo holds a slot of it": a reason
    said of several workers is said in the plural ("al, bo hold slots of it").
+3. ``submit abc`` said "'abc' is not a valid integer range"; every whole-number argument says
+   "'abc' is not a whole number.".
 """
 
 from __future__ import annotations
@@ -134,3 +136,29 @@ def test_a_stall_reason_said_of_several_workers_is_in_the_plural(tmp_path):
     assert p.claim("cy")["external_id"] == "D"  # one worker: the singular, as before
     assert p.show("D")["stalled"] == ("no worker may take it from `q`: al, bo gave their slots up or had them taken "
                                       "back; cy holds a slot of it")
+
+
+# -- 3. a whole number, not an "integer range" -------------------------------------------------------------
+
+@pytest.mark.parametrize("args, name", [
+    (["submit", "abc", "--label", "cat"], "'ASSIGNMENT'"),
+    (["submit", "1.5", "--label", "cat"], "'ASSIGNMENT'"),
+    (["release", "--assignment", "abc"], "'--assignment'"),
+    (["rejects", "--limit", "abc"], "'--limit'"),
+    (["agreement", "--latest", "abc"], "'--latest'"),
+    (["replay", "wf.workflow.yaml", "--sample", "abc"], "'--sample'"),
+    (["demo", "--tasks", "abc"], "'--tasks'"),
+    (["demo", "--steps", "abc"], "'--steps'"),
+])
+def test_a_number_argument_that_is_no_number_is_told_it_must_be_a_whole_number(tmp_path, args, name):
+    p = Project(tmp_path)
+    proc = p.run(*args)
+    value = args[args.index("abc") if "abc" in args else 1]
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-1] == f"Error: Invalid value for {name}: {value!r} is not a whole number."
+    assert "integer range" not in proc.stderr
+
+
+def test_a_number_out_of_range_keeps_its_message(tmp_path):
+    proc = Project(tmp_path).run("submit", "0", "--label", "cat")
+    assert proc.returncode == 2 and "Invalid value for 'ASSIGNMENT': 0 is not in the range 1<=x<=" in proc.stderr
