@@ -11,6 +11,8 @@ is counted, never timed).
    said of several workers is said in the plural ("al, bo hold slots of it").
 3. ``submit abc`` said "'abc' is not a valid integer range"; every whole-number argument says
    "'abc' is not a whole number.".
+4. The dashboard's worker table said "paused" alone for a worker paused and flagged; it says
+   "paused: too fast · flagged" as the workers screen does.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ import asyncio
 import threading
 
 import pytest
-from textual.widgets import Static
+from textual.widgets import DataTable, Static
 
 import tui.widgets.format as fmt_module
 from lead_support import Project
-from test_tui import NOW, anyio_backend, settle  # noqa: F401
+from router.engine import Engine
+from test_tui import LEAD, NOW, anyio_backend, settle  # noqa: F401
 from test_tui_fix_s13 import project
 from tui.app import LabelyardApp
 from tui.screens.work import WorkScreen
@@ -162,3 +165,24 @@ def test_a_number_argument_that_is_no_number_is_told_it_must_be_a_whole_number(t
 def test_a_number_out_of_range_keeps_its_message(tmp_path):
     proc = Project(tmp_path).run("submit", "0", "--label", "cat")
     assert proc.returncode == 2 and "Invalid value for 'ASSIGNMENT': 0 is not in the range 1<=x<=" in proc.stderr
+
+
+# -- 4. the dashboard says paused and flagged --------------------------------------------------------------
+
+@pytest.mark.anyio
+async def test_the_dashboard_shows_a_paused_worker_s_flag_too(tmp_path, now):
+    path = project(tmp_path, [], WORKFLOW)
+    engine = Engine.open(path)
+    engine.add_worker("bo", ["annotator"], [], None, actor=LEAD)
+    engine.add_worker("cy", ["annotator"], [], None, actor=LEAD)
+    engine.set_worker_paused("ann", True, "too fast", actor=LEAD)
+    engine.set_worker_flagged("ann", True, actor=LEAD)
+    engine.set_worker_paused("bo", True, None, actor=LEAD)
+    engine.set_worker_flagged("cy", True, actor=LEAD)
+    engine.close()
+    app = LabelyardApp(path, LEAD, poll_interval=None, clock_interval=None)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await settle(app, pilot)
+        workers = app.screen.query_one("#workers", DataTable)
+        state = {name: str(workers.get_row(name)[-1]) for name in ("ann", "bo", "cy", LEAD)}
+    assert state == {"ann": "paused: too fast · flagged", "bo": "paused", "cy": "flagged", LEAD: ""}

@@ -141,11 +141,11 @@ class DashboardScreen(BaseScreen):
         annot = (self.slow or {}).get("annotators", {})
         for w in d["workers"]:
             cap = "∞" if w["capacity"] is None else w["capacity"]
-            state = "paused" if w["paused"] else ("flagged" if w["flagged"] else "")
+            state = fmt.worker_state(w)
             a = annot.get(w["id"], {})
             workers.add_row(fmt.cut(w["id"], NAME_WIDTH), f"{w['active']}/{cap}", f"{w['submitted_recent']:,}",
                             fmt.pct(w["gold_accuracy"]),
-                            fmt.pct(a.get("agreement")), Text(state, style="yellow" if state else ""), key=w["id"])
+                            fmt.pct(a.get("agreement")), fmt.plain(state, "yellow" if state else ""), key=w["id"])
         restore_cursor(workers, key, cursor)
 
         alerts = d["alerts"]

@@ -67,7 +67,7 @@ class WorkersScreen(BaseScreen):
         table.clear()
         for w in self.rows:
             cap = "∞" if w["capacity"] is None else w["capacity"]
-            state = worker_state(w)
+            state = fmt.worker_state(w)
             table.add_row(fmt.cut(listed_name(w["id"]), NAME_WIDTH), fmt.plain(name_list(w["roles"])),
                           fmt.plain(name_list(w["skills"], "-")),
                           f"{w['active']}/{cap}", f"{w['submitted_recent']:,}", fmt.pct(w["gold_accuracy"]),
@@ -125,8 +125,3 @@ class WorkersScreen(BaseScreen):
         if w:
             self.app.open_tasks(worker=w["id"])
 
-
-def worker_state(w: dict[str, Any]) -> str:
-    """The state column: ``paused`` (with its reason) and ``flagged``, both when both."""
-    paused = ("paused" + (f": {w['pause_reason']}" if w["pause_reason"] else "")) if w["paused"] else ""
-    return " · ".join(part for part in (paused, "flagged" if w["flagged"] else "") if part)

@@ -66,6 +66,13 @@ def join(texts: list[Text], separator: str = "\n") -> Text:
     return Text(separator, end="").join(texts)
 
 
+def worker_state(w: dict[str, Any]) -> str:
+    """A worker's state column (the dashboard's and the workers screen's): ``paused`` (with its
+    reason) and ``flagged``, both when both ("paused: too fast · flagged")."""
+    paused = ("paused" + (f": {w['pause_reason']}" if w["pause_reason"] else "")) if w["paused"] else ""
+    return " · ".join(part for part in (paused, "flagged" if w["flagged"] else "") if part)
+
+
 def age(seconds: float | None) -> str:
     """How long ago, for every age a screen shows (the task list's, a queue's oldest task): ``0s``
     when the clock is behind the stored time (``LABELYARD_NOW`` set back, a corrected system
