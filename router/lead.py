@@ -620,6 +620,7 @@ class Lead:
     def _matches(predicate, row, now: float) -> bool:
         """Whether a ``--where`` predicate holds for a task row at ``now``."""
         from rules.expr import EvaluationError
+        from rules.workflow import holds
 
         # the row's JSON (task.data, task.tags, prediction.*) decoded only if the filter reads it
         ctx = {"task": lazy_task_facts(row, now), "prediction": lazy_prediction(row), "now": now}
@@ -627,7 +628,7 @@ class Lead:
             ok = predicate.evaluate(ctx)
         except EvaluationError as exc:
             raise LabelyardError(f"--where failed on task {row['external_id']}: {exc}") from None
-        return ok not in (None, False, 0, "", [])
+        return holds(ok)  # as a rule's `when` holds: `{}` and NaN do not
 
     def _pages(self, status: str, queues: Sequence[str | None] | None = None) -> Iterator[list[Any]]:
         """Pages of the non-gold tasks of ``status``: of every queue (``queues`` ``None``), queue by

@@ -409,7 +409,7 @@ class Workflow:
             trace: list[str] = []
             try:
                 if rule.when is not None:
-                    if not _truthy(rule.when.evaluate(ctx)):
+                    if not holds(rule.when.evaluate(ctx)):
                         continue
                     # Only the rule that fires is traced: tracing formats every value it reads.
                     matched, trace = rule.when.trace(ctx)
@@ -464,7 +464,7 @@ def _plan(section: str, rules: Any) -> tuple:
         elif when.boolean:
             test = when.fast
         else:
-            test = (lambda fast: lambda ctx: _truthy(fast(ctx)))(when.fast)
+            test = (lambda fast: lambda ctx: holds(fast(ctx)))(when.fast)
         plan.append((test, _firing(section, rule)))
     return tuple(plan)
 
@@ -604,7 +604,9 @@ def _source(expr: Expression | None) -> str | None:
     return expr.source if expr is not None else None
 
 
-def _truthy(value: Any) -> bool:
+def holds(value: Any) -> bool:
+    """Whether a condition's value lets its rule fire: anything but ``null``, ``false``, ``0``, NaN,
+    ``""``, ``[]`` and ``{}``. A lead's ``--where`` filter is judged the same way (``router.lead``)."""
     return value not in (None, False, 0, "", [], {}) and value == value
 
 
@@ -827,7 +829,7 @@ class _Compiler:
             when = self.compile_expr(section, base + ("when",), entry["when"])
         # the action is checked even when the condition failed, so one run reports every mistake
         action = self.compile_action(section, base + ("do",), entry["do"])
-        if when is not None and when.constant and _truthy(when.evaluate({})):
+        if when is not None and when.constant and holds(when.evaluate({})):
             self.unconditional[base] = True  # `when: true`: as if it had no `when`
         if action is None or ("when" in entry and when is None):
             return None
