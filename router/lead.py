@@ -201,7 +201,7 @@ def escalate_task(engine, task, queue: str, now: float, actor: str, reason: str 
     if task["status"] not in ("open", "held"):
         raise LabelyardError(f"task {ext} is {task['status']}: only open or held tasks can be escalated")
     if task["status"] == "open" and task["stage"] == "escalated" and task["queue"] == queue:
-        raise LabelyardError(f"task {ext} is already escalated to {queue}")
+        raise Unchanged(f"task {ext} is already escalated to {queue}")
     decision = Decision("lead", None, "escalate", target=queue, values={"reason": reason or f"escalated by {actor}"},
                         reason=reason)
     result = engine._apply(task, decision, now, actor, votes=engine._votes(task["id"]), final_by="lead")
@@ -216,6 +216,8 @@ def hold_task(engine, task, now: float, actor: str, reason: str | None = None, *
     are kept as ``late_submission`` events but decide nothing: ``Engine.submit``).
     """
     store = engine.store
+    if task["status"] == "held":
+        raise Unchanged(f"task {task['external_id']} is already held")
     if task["status"] != "open":
         raise LabelyardError(f"task {task['external_id']} is {task['status']}: only open tasks can be held")
     slots = store.task_slots(task["id"], ("active", "offered"))
@@ -233,6 +235,8 @@ def unhold_task(engine, task, now: float, actor: str) -> dict[str, Any]:
     """Reopen a held task in its stage with its remaining slots (``correct`` slots offered again)."""
     store = engine.store
     ext = task["external_id"]
+    if task["status"] == "open":
+        raise Unchanged(f"task {ext} is already open")
     if task["status"] != "held":
         raise LabelyardError(f"task {ext} is {task['status']}, not held")
     if task["stage"] == "correct" and corrections_owed(store, task):

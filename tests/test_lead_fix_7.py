@@ -173,10 +173,12 @@ def test_a_task_named_twice_is_matched_once(project):
 def test_dry_run_with_task_ids_refuses_what_the_real_run_refuses(project):
     project.json("hold", "T1")
     before = events(project.db)
-    dry = project.run("hold", "T2", "T1", "--dry-run")
-    real = project.run("hold", "T2", "T1")
+    dry = project.run("unhold", "T1", "T2", "--dry-run")  # T2 is open: skipped; T1 would be done
+    assert dry.returncode == 0 and dry.stderr.startswith("dry run: skipped T2 (id:2): task T2 is already open\n")
+    dry = project.run("reassign", "T2", "T1", "--to", "ann3", "--dry-run")
+    real = project.run("reassign", "T2", "T1", "--to", "ann3")
     assert dry.returncode == real.returncode == 1
-    assert dry.stderr == real.stderr == "labelyard: task T1 is held: only open tasks can be held\n"
+    assert dry.stderr == real.stderr == "labelyard: task T1 is held: only open tasks can be reassigned\n"
     assert task(project, "T2")["status"] == "open"
     assert events(project.db) == before
 

@@ -48,3 +48,47 @@ on_create:
     out = p.json("priority", "--where", "task.data.meta", "--dry-run", "3")
     assert [d["external_id"] for d in out["done"]] == ["A2"]  # A1's `{}` matched too
     assert out["matched"] == 1
+
+
+# -- F2: a task already in the target state is skipped, the others done ---------------------------
+
+
+def test_escalate_hold_and_unhold_skip_a_task_already_so_and_do_the_others(tmp_path):
+    p = Project(tmp_path)
+    p.ingest([{"id": f"T{i}", "data": {}} for i in range(1, 5)])
+    p.run_ok("escalate", "T4", "--to", "experts")
+    before = kinds(p, "T4")
+    out = p.run("escalate", "T4", "T3", "--to", "experts")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "escalated T3 (id:3) to experts\n"
+    assert out.stderr == ("skipped T4 (id:4): task T4 is already escalated to experts\n"
+                          "escalate: 1 done, 1 skipped of 2 matching\n")
+    assert kinds(p, "T4") == before
+    assert p.show("T3")["task"]["stage"] == "escalated"
+
+    p.run_ok("hold", "T1")
+    dry = p.json("hold", "T1", "T2", "--dry-run")
+    assert ([d["external_id"] for d in dry["done"]], dry["skipped"]) == (
+        ["T2"], [{"task": 1, "external_id": "T1", "reason": "task T1 is already held"}])
+    assert p.show("T2")["task"]["status"] == "open"  # the dry run changed nothing
+    held = p.json("hold", "T1", "T2")
+    assert [d["external_id"] for d in held["done"]] == ["T2"]
+    assert kinds(p, "T1") == ["created", "held"]
+
+    p.run_ok("unhold", "T2")
+    unheld = p.run_ok("unhold", "T2", "T1")
+    assert unheld.stdout == "reopened T1 (id:1): annotate in triage\n"
+    assert unheld.stderr == "skipped T2 (id:2): task T2 is already open\nunhold: 1 done, 1 skipped of 2 matching\n"
+    assert kinds(p, "T2") == ["created", "held", "unheld"]
+
+    # a task the action cannot apply to still refuses the whole list
+    p.worker("ann1", "annotator")
+    p.worker("ann2", "annotator")
+    for worker in ("ann1", "ann2"):
+        slot = p.claim(worker)
+        assert slot["external_id"] == "T1"
+        p.submit(slot["assignment"], worker, "--label", "cat")
+    assert p.show("T1")["task"]["status"] == "done"
+    refused = p.run("hold", "T2", "T1")
+    assert (refused.returncode, refused.stderr) == (1, "labelyard: task T1 is done: only open tasks can be held\n")
+    assert p.show("T2")["task"]["status"] == "open"
