@@ -223,6 +223,7 @@ def register(main: click.Group) -> None:
     def priority(args, db, worker, where, dry_run, as_json) -> None:
         """Set the priority of TASK(s): `priority TASK… N` or `priority --where FILTER N` (higher first)."""
         from .lead import priority_problem
+        from .render import number_text
 
         *tasks, value = args
         try:
@@ -233,7 +234,8 @@ def register(main: click.Group) -> None:
         if problem:
             raise click.UsageError(problem)
         _bulk(_lead(db, worker), "priority", tasks, where, dry_run, as_json,
-              lambda i: f"priority of {_name(i)}: {i['was']:g} → {i['priority']:g}", value=number)
+              lambda i: f"priority of {_name(i)}: {number_text(i['was'])} → {number_text(i['priority'])}",
+              value=number)
 
     @main.group()
     def gold() -> None:

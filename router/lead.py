@@ -318,7 +318,9 @@ def priority_task(engine, task, value: float, now: float, actor: str) -> dict[st
     if task["status"] not in ("open", "held"):
         raise LabelyardError(f"task {task['external_id']} is {task['status']}: its priority no longer matters")
     if task["priority"] == float(value):  # a second run (or one after a killed --where) writes no "7 → 7"
-        raise Unchanged(f"its priority is {float(value):g} already")
+        from .render import number_text
+
+        raise Unchanged(f"its priority is {number_text(float(value))} already")
     engine.store.update_task(task["id"], priority=float(value), updated_at=now)
     engine.store.add_event("priority", now, task_id=task["id"], action="priority", actor=actor,
                            detail={"from": task["priority"], "to": float(value)})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import functools
 import json
+import math
 import os
 import re
 from typing import Any
@@ -41,6 +42,18 @@ def listed_name(name: str) -> str:
     if plain:
         return name
     return _JSON_RAW_CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(name, ensure_ascii=False))
+
+
+def number_text(value: float) -> str:
+    """A priority as a person reads it, its whole part never rounded away: a whole number in full
+    (``1001``, ``1000000000000000``), else six significant digits, or the whole part and three
+    more (``0.05``, ``1234567.5``, ``1e-09``). ``show`` wrote 1001 as `priority=1e+03`."""
+    if not math.isfinite(value):  # never stored (``priority_problem``), but never a traceback either
+        return str(value)
+    if value == int(value) and abs(value) < 1e16:
+        return str(int(value))
+    whole = len(str(int(abs(value)))) if abs(value) >= 1 else 0
+    return f"{value:.{max(6, whole + 3)}g}"
 
 
 def name_list(names: list[str], none: str = "") -> str:
@@ -188,7 +201,7 @@ def print_task(data: dict[str, Any]) -> None:
     t = data["task"]
     console.print(Text.assemble((f"task {t['id']}", "bold"),
                                 visible(f" ({t['external_id']}) status={t['status']} stage={t['stage']} "
-                                        f"queue={t['queue']} priority={t['priority']:.3g}")))
+                                        f"queue={t['queue']} priority={number_text(t['priority'])}")))
     if t["final_label"] is not None:
         line(f"final label: {json.dumps(t['final_label'])} by {one_line(str(t['final_by']))} "
              f"(rule `{t['final_rule']}`)")

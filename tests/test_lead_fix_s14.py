@@ -92,3 +92,18 @@ def test_escalate_hold_and_unhold_skip_a_task_already_so_and_do_the_others(tmp_p
     refused = p.run("hold", "T2", "T1")
     assert (refused.returncode, refused.stderr) == (1, "labelyard: task T1 is done: only open tasks can be held\n")
     assert p.show("T2")["task"]["status"] == "open"
+
+
+# -- F3: `show` writes a priority whole ------------------------------------------------------------
+
+
+def test_show_and_priority_write_the_priority_as_it_is(tmp_path):
+    p = Project(tmp_path)
+    p.ingest([{"id": "T1", "data": {}}, {"id": "T2", "data": {}}])
+    assert p.run_ok("priority", "T1", "1001").stdout == "priority of T1 (id:1): 0 → 1001\n"
+    assert "priority=1001\n" in p.run_ok("show", "T1").stdout  # was priority=1e+03
+    said = p.run_ok("priority", "T2", "1234567.5").stdout
+    assert said == "priority of T2 (id:2): 0 → 1234567.5\n"  # was 1.23457e+06
+    assert p.run_ok("show", "T2").stdout.splitlines()[0].endswith("priority=1234567.5")
+    again = p.run_ok("priority", "T2", "1234567.5")
+    assert again.stderr.startswith("skipped T2 (id:2): its priority is 1234567.5 already\n")
