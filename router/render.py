@@ -191,6 +191,54 @@ def _returned(detail: Any) -> str | None:
     return f"correction offered to {text}" if offered else text
 
 
+def _quoted_text(text: Any) -> str:
+    """A reason as JSON writes it, on one line: ``"line1\\nheld: …"``, as ``explain`` shows one."""
+    return one_line(json.dumps(text, ensure_ascii=False))
+
+
+def _slots(ids: list[Any], workers: list[Any] | None = None) -> str:
+    """``assignment 3 of a1``, ``assignments 3, 4``: the slots an action ended."""
+    names = f" of {', '.join(one_line(str(w)) for w in workers)}" if workers else ""
+    return f"assignment{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))}{names}"
+
+
+def lead_did(event: dict[str, Any]) -> str | None:
+    """What a lead's action did, for its line of ``show``'s history: the worker a ``reassign`` gave
+    the slot to, the slots it, a ``hold`` or a ``release`` ended, the new priority, the hold's
+    reason, the queue an ``escalate`` opened and where an ``unhold`` reopened the task. ``None`` for
+    an event a rule wrote (its rule is on the line; ``explain`` tells the rest)."""
+    d = event.get("detail")
+    if event.get("rule") or not isinstance(d, dict):
+        return None
+    action, parts = event.get("action"), []
+    if action == "reassign" and d.get("to") is not None:
+        parts.append(f"to {one_line(str(d['to']))}")
+        if d.get("released"):
+            parts.append("released " + _slots(d["released"], d.get("from")))
+        if d.get("forced"):
+            parts.append(f"forced: {one_line(str(d['forced']))}")
+    elif action == "release" and d.get("assignment") is not None:
+        worker = [d["worker"]] if d.get("worker") is not None else None
+        again = " (offered to them again)" if d.get("now") == "offered" else ""
+        parts.append(_slots([d["assignment"]], worker) + again)
+    elif action == "priority" and "to" in d:
+        was = "?" if not isinstance(d.get("from"), (int, float)) else number_text(d["from"])
+        now = "?" if not isinstance(d["to"], (int, float)) else number_text(d["to"])
+        parts.append(f"{was} → {now}")
+    elif action == "hold":
+        if d.get("reason"):
+            parts.append(f"reason {_quoted_text(d['reason'])}")
+        if d.get("released"):
+            parts.append("released " + _slots(d["released"]))
+    elif action == "unhold" and d.get("stage") is not None:
+        parts.append(f"{d['stage']} in {one_line(str(d.get('queue')))}")
+    elif action == "escalate" and d.get("target") is not None:
+        parts.append(f"to {one_line(str(d['target']))}")
+        if d.get("reason"):  # the lead's own words (else the default "escalated by …", said already)
+            parts.append(f"reason {_quoted_text(d['reason'])}")
+    return "; ".join(parts) or None
+
+
 def print_task(data: dict[str, Any]) -> None:
     """Print one task, its votes and its history."""
     from rich.text import Text
@@ -226,7 +274,9 @@ def print_task(data: dict[str, Any]) -> None:
             detail = e.get("detail") or {}
             kept = f" {json.dumps(detail.get('label'), ensure_ascii=False)}" if detail.get("label") is not None else ""
             kept += f" verdict={detail['verdict']}" if detail.get("verdict") else ""
-        line(f"  {clock.iso(e['at'])} {e['kind']}{rule}{action} by {one_line(str(e['actor']))}{kept}")
+        did = lead_did(e)
+        did = f": {did}" if did else ""
+        line(f"  {clock.iso(e['at'])} {e['kind']}{rule}{action} by {one_line(str(e['actor']))}{kept}{did}")
         returned = _returned(e.get("detail"))
         if returned:
             line(f"      {returned}")

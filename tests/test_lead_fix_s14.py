@@ -107,3 +107,34 @@ def test_show_and_priority_write_the_priority_as_it_is(tmp_path):
     assert p.run_ok("show", "T2").stdout.splitlines()[0].endswith("priority=1234567.5")
     again = p.run_ok("priority", "T2", "1234567.5")
     assert again.stderr.startswith("skipped T2 (id:2): its priority is 1234567.5 already\n")
+
+
+# -- F4: `show`'s history says what each lead action did ----------------------------------------
+
+
+def test_show_history_names_what_each_lead_action_did(tmp_path):
+    p = Project(tmp_path)
+    for name in ("bo", "al"):
+        p.worker(name, "annotator")
+    p.ingest([{"id": "T1", "data": {}}, {"id": "T2", "data": {}}])
+    p.run_ok("reassign", "T1", "--to", "bo")
+    p.run_ok("reassign", "T1", "--to", "al", "--from", "bo")
+    p.run_ok("priority", "T1", "1001")
+    p.run_ok("release", "T1")
+    p.run_ok("reassign", "T1", "--to", "bo")
+    p.run_ok("hold", "T1", "--reason", "asked the customer")
+    p.run_ok("unhold", "T1")
+    p.run_ok("escalate", "T1", "--to", "experts", "--reason", "legal")
+    lines = [line.split(" ", 1)[1] for line in history(p, "T1")]
+    assert lines[1:] == [
+        "reassigned → reassign by lena: to bo",
+        "reassigned → reassign by lena: to al; released assignment 1 of bo",
+        "priority → priority by lena: 0 → 1001",
+        "released → release by lena: assignment 2 of al",
+        "reassigned → reassign by lena: to bo",
+        'held → hold by lena: reason "asked the customer"; released assignment 3',
+        "unheld → unhold by lena: annotate in triage",
+        'routed → escalate by lena: to experts; reason "legal"',
+    ]
+    # a rule's events keep their line: the rule names what decided
+    assert lines[0] == "created rule `default` → annotate by labelyard"
