@@ -335,8 +335,21 @@ def require_lead(engine, actor: str) -> None:
 
     row = engine.store.worker(actor)
     if row is None or LEAD_ROLE not in loads(row["roles"]):
-        raise LabelyardError(f"{actor} needs the lead role for this "
-                             f"(`labelyard workers add {actor} --role lead` by a lead)")
+        raise LabelyardError(f"{actor} needs the lead role for this ({lead_role_command(actor, row)} by a lead)")
+
+
+def lead_role_command(name: str, row: Any) -> str:
+    """The command that makes worker ``name`` (``row``, ``None`` if not a worker) a lead, keeping the roles
+    they have: ``workers add``/``set`` replace the roles, so a hint of ``--role lead`` alone made an
+    annotator a lead who could no longer claim."""
+    import shlex
+
+    from .store import loads
+
+    if row is None:
+        return f"`labelyard workers add {shlex.quote(name)} --role lead`"
+    roles = [r for r in loads(row["roles"]) if r != LEAD_ROLE] + [LEAD_ROLE]
+    return f"`labelyard workers set {shlex.quote(name)} {' '.join(f'--role {shlex.quote(r)}' for r in roles)}`"
 
 
 def require_lead_for_workers(engine, actor: str) -> None:

@@ -138,3 +138,22 @@ def test_show_history_names_what_each_lead_action_did(tmp_path):
     ]
     # a rule's events keep their line: the rule names what decided
     assert lines[0] == "created rule `default` → annotate by labelyard"
+
+
+# -- F5: the "needs the lead role" hint keeps the worker's roles ----------------------------------
+
+
+def test_the_lead_role_hint_keeps_the_roles_the_worker_has(tmp_path):
+    p = Project(tmp_path)
+    p.worker("al", "annotator")
+    p.ingest([{"id": "T1", "data": {}}, {"id": "T2", "data": {}}])
+    refused = p.run("hold", "T1", "--as", "al")
+    hint = "labelyard workers set al --role annotator --role lead"
+    assert refused.returncode == 1
+    assert refused.stderr == f"labelyard: al needs the lead role for this (`{hint}` by a lead)\n"
+    p.run_ok(*hint.split()[1:])  # following it, as a lead
+    p.run_ok("hold", "T1", "--as", "al")
+    assert p.claim("al")["external_id"] == "T2"  # al is still an annotator
+    # someone who is no worker at all is told to add themselves
+    stranger = p.run("hold", "T2", "--as", "mary ann")
+    assert "(`labelyard workers add 'mary ann' --role lead` by a lead)" in stranger.stderr
