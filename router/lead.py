@@ -496,7 +496,7 @@ class Lead:
         if refs:
             self._run_on_refs(op, refs, report)
         else:
-            self._run_on_matches(op, action, where, report, progress)
+            self._run_on_matches(op, action, where, report, progress, holder=options.get("from_worker"))
         return report
 
     def _run_on_refs(self, op: Callable[[Any, float], dict[str, Any]], refs: Sequence[str],
@@ -517,8 +517,9 @@ class Lead:
         report.add(done)
 
     def _run_on_matches(self, op: Callable[[Any, float], dict[str, Any]], action: str, where: str,
-                        report: BulkReport, progress: SearchProgress | None = None) -> None:
-        """Every task matching ``where``, found first, then acted on a page per transaction.
+                        report: BulkReport, progress: SearchProgress | None = None, holder: str | None = None) -> None:
+        """Every task matching ``where`` (``holder``: among those they hold a slot of), found first, then
+        acted on a page per transaction.
 
         The matches are kept as ids (with the status and round they were found in) in a temporary
         table, not in memory, and each page's tasks go to the report when its transaction ends."""
@@ -528,7 +529,7 @@ class Lead:
         # A task that changed status during the walk may be read twice: it counts once.
         self.store.clear_matches()
         try:
-            for page in self._matching_pages(predicate, action, found_at, progress):
+            for page in self._matching_pages(predicate, action, found_at, progress, holder):
                 self.store.add_matches([(t["id"], t["status"], t["round"]) for t in page])
             report.found(self.store.match_count())
             seq = 0
@@ -607,14 +608,18 @@ class Lead:
             _refuse_gold(self.store.task(a["task_id"]))
             return release_assignment(self.engine, a, now, self.actor)
 
-    def _matching_pages(self, predicate, action: str, now: float,
-                        progress: SearchProgress | None = None) -> Iterator[list[Any]]:
+    def _matching_pages(self, predicate, action: str, now: float, progress: SearchProgress | None = None,
+                        holder: str | None = None) -> Iterator[list[Any]]:
         """Pages of candidate tasks of ``action`` for which ``predicate`` holds at ``now``: the tasks with the
         statuses it applies to (walked by index); for ``release``, the open tasks holding an active slot
-        (walked by the index of active slots), not every open task, most of which it cannot release.
+        (walked by the index of active slots), not every open task, most of which it cannot release;
+        with a ``holder`` (``reassign --from W``), the open tasks W holds a slot of, by the same index.
         Only the statuses and queues the predicate requires are read (:mod:`rules.requires`)."""
         statuses, queues = where_ranges(predicate, STATUSES[action])
-        if action == "release":
+        if holder is not None:  # the others would each be skipped: "W holds no active slot"
+            candidates = self._held_pages(holder) if statuses else iter(())
+            total = None
+        elif action == "release":
             candidates = self._slot_pages() if statuses else iter(())
             total = None
         else:
@@ -628,6 +633,12 @@ class Lead:
                 progress(read, total, matched)
             if page:
                 yield page
+
+    def _held_pages(self, worker: str) -> Iterator[list[Any]]:
+        after = 0
+        while rows := self.store.tasks_held_by_after(worker, after, PAGE):
+            yield rows
+            after = rows[-1]["slot"]
 
     def _slot_pages(self) -> Iterator[list[Any]]:
         after = 0

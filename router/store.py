@@ -1615,6 +1615,18 @@ class Store:
             (after_slot, limit),
         )
 
+    def tasks_held_by_after(self, worker: str, after_slot: int, limit: int) -> list[sqlite3.Row]:
+        """Open non-gold tasks where ``worker`` holds an active slot, a row per slot after ``after_slot``
+        (its id as ``slot``), by slot id: what ``reassign --where … --from W`` can apply to, read through
+        the partial index of active slots (W's few), not every open task."""
+        columns = ", ".join(f"t.{c}" for c in TASK_INSERT_COLUMNS)
+        return self.query(
+            f"SELECT {columns}, a.id AS slot FROM assignments AS a INDEXED BY assignments_worker_active "
+            "JOIN tasks AS t ON t.id = a.task_id WHERE a.worker = ? AND a.status = 'active' AND a.id > ? "
+            "AND t.status = 'open' AND t.is_gold = 0 ORDER BY a.id LIMIT ?",
+            (worker, after_slot, limit),
+        )
+
     def active_assignments_after(self, after_id: int, limit: int) -> list[sqlite3.Row]:
         """Active assignments with id above ``after_id``, oldest first (only active ones are read)."""
         return self.query(

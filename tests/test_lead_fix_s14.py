@@ -157,3 +157,27 @@ def test_the_lead_role_hint_keeps_the_roles_the_worker_has(tmp_path):
     # someone who is no worker at all is told to add themselves
     stranger = p.run("hold", "T2", "--as", "mary ann")
     assert "(`labelyard workers add 'mary ann' --role lead` by a lead)" in stranger.stderr
+
+
+# -- F6: `reassign --where … --from W` reads W's slots, not every open task -----------------------
+
+
+def test_reassign_where_from_a_worker_walks_only_the_tasks_they_hold(tmp_path):
+    p = Project(tmp_path)
+    for name in ("a1", "a3"):
+        p.worker(name, "annotator")
+    p.ingest([{"id": f"K{i}", "data": {}} for i in range(1, 8)])
+    held = [p.claim("a1")["external_id"] for _ in range(2)]
+    assert held == ["K1", "K2"]
+    where = 'task.queue == "triage"'
+    dry = p.run_ok("reassign", "--where", where, "--from", "a1", "--to", "a3", "--dry-run")
+    assert dry.stdout.splitlines() == ["dry run: reassigned K1 (id:1) to a3 (assignment 3)",
+                                       "dry run: reassigned K2 (id:2) to a3 (assignment 4)"]
+    # no "a1 holds no active slot of task K3" line for each task a1 does not hold
+    assert dry.stderr == "reassign: dry run, 2 would be done, 0 skipped of 2 matching; nothing changed\n"
+    out = p.json("reassign", "--where", 'task.external_id == "K2"', "--from", "a1", "--to", "a3")
+    assert (out["matched"], [d["external_id"] for d in out["done"]], out["skipped"]) == (1, ["K2"], [])
+    assert p.json("reassign", "--where", where, "--from", "a3", "--to", "a1", "--dry-run")["matched"] == 1
+    # named task ids are still refused when W holds no slot of them
+    refused = p.run("reassign", "K3", "--from", "a1", "--to", "a3")
+    assert refused.returncode == 1 and "a1 holds no active slot of task K3" in refused.stderr
