@@ -262,9 +262,7 @@ def _unhold_corrections(engine, task, now: float, actor: str) -> dict[str, Any]:
     no longer has is refused, as an ``unhold`` into a dropped queue is: a lead escalates it."""
     store = engine.store
     ext, where = task["external_id"], f"route it with `labelyard escalate id:{task['id']} --to QUEUE`"
-    done = {a["worker"] for a in store.task_slots(task["id"], ("submitted",)) if a["round"] == task["round"]}
-    votes = engine._votes(task["id"])
-    pending = [(w, q) for w, q in zip(votes["workers"], votes["queues"]) if w not in done]
+    pending = pending_corrections(store, task)
     gone = sorted({q for _, q in pending if q is not None and q not in engine.workflow.queues})
     if gone:
         raise LabelyardError(f"task {ext} waits for corrections in queue{'s' if len(gone) > 1 else ''} "
@@ -286,6 +284,13 @@ def _unhold_corrections(engine, task, now: float, actor: str) -> dict[str, Any]:
                             "offered": [c["worker"] for c in offered], "corrections": offered,
                             **({"left_out": left_out} if left_out else {})})
     return {"task": task["id"], "status": "open", "stage": "correct", "queue": queue, "free_slots": 0}
+
+
+def pending_corrections(store, task) -> list[tuple[str, str | None]]:
+    """Each voter of a correction round who has not corrected in it yet, with the queue where their
+    vote was cast (where their correction waits), in vote order: whom an ``unhold`` offers one again."""
+    done = {a["worker"] for a in store.task_slots(task["id"], ("submitted",)) if a["round"] == task["round"]}
+    return [(v["worker"], v["queue"]) for v in store.votes(task["id"]) if v["worker"] not in done]
 
 
 def corrections_owed(store, task) -> bool:

@@ -22,7 +22,8 @@ from typing import Any
 
 from . import clock
 from .eligibility import Crew, stalled
-from .lead import corrections_owed
+from .lead import corrections_owed, pending_corrections
+from .store import loads
 
 WINDOW = 50  # of each queue: the tasks a claim hands out first, and as many of the longest waiting
 HELD_NAMED = 5
@@ -66,7 +67,21 @@ def _moved_by(store, queues: Mapping[str, Any], task: Any) -> str:
     """``unhold`` or ``escalate``: which lead action takes this held task on, as
     :func:`router.lead.unhold_task` would refuse it."""
     if task["stage"] == "correct" and corrections_owed(store, task):
-        return "unhold"
+        return "unhold" if _correction_returnable(store, queues, task) else "escalate"
     if task["stage"] is None or task["needed"] < 1 or (task["queue"] is not None and task["queue"] not in queues):
         return "escalate"
     return "unhold"
+
+
+def _correction_returnable(store, queues: Mapping[str, Any], task: Any) -> bool:
+    """Whether ``unhold`` reopens a held correction round (:func:`router.lead._unhold_corrections`'s
+    checks, on the queues of the active version): none of its corrections would wait in a queue the
+    workflow no longer has, and at least one voter may still work the queue of their vote."""
+    pending = pending_corrections(store, task)
+    if any(q is not None and q not in queues for _, q in pending):
+        return False
+    for worker, queue in pending:
+        row = store.worker(worker)
+        if row is not None and queue in queues and queues[queue].admits(loads(row["roles"]), loads(row["skills"])):
+            return True
+    return False

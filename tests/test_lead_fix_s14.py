@@ -181,3 +181,36 @@ def test_reassign_where_from_a_worker_walks_only_the_tasks_they_hold(tmp_path):
     # named task ids are still refused when W holds no slot of them
     refused = p.run("reassign", "K3", "--from", "a1", "--to", "a3")
     assert refused.returncode == 1 and "a1 holds no active slot of task K3" in refused.stderr
+
+
+# -- F7: `status` points a correction round nobody can take back to `escalate` -------------------
+
+
+def test_status_says_escalate_for_a_correction_round_unhold_refuses(run):
+    voted(run)
+    reject(run)
+    run.ok("workers", "set", "a1", "--role", "senior")
+    run.ok("workers", "set", "a2", "--role", "senior")
+    assert run.json("show", "T1", "--json")["task"]["status"] == "held"
+    assert run("unhold", "id:1").returncode == 1
+    said = run.ok("status").stdout
+    assert "`labelyard escalate id:1 --to QUEUE` routes it" in said
+    assert "`labelyard unhold id:1`" not in said
+    assert run.json("status", "--json")["held"]["tasks"][0]["moved_by"] == "escalate"
+    run.ok("workers", "set", "a1", "--role", "annotator")  # a1 may take theirs back: unhold reopens it
+    assert "`labelyard unhold id:1` reopens it" in run.ok("status").stdout
+    run.ok("unhold", "id:1")
+    assert claim(run, "a1")["kind"] == "correct"
+
+
+def test_status_says_escalate_for_corrections_in_a_queue_the_workflow_dropped(run):
+    voted(run)
+    reject(run)
+    run.ok("hold", "T1")
+    conn = sqlite3.connect(run.db)  # as a version applied with --force that dropped `triage`
+    with conn:
+        spec = json.loads(conn.execute("SELECT spec FROM workflows WHERE active = 1").fetchone()[0])
+        spec["queues"].pop("triage")
+        conn.execute("UPDATE workflows SET spec = ? WHERE active = 1", (json.dumps(spec),))
+    conn.close()
+    assert run.json("status", "--json")["held"]["tasks"][0]["moved_by"] == "escalate"
