@@ -188,9 +188,9 @@ def _summary(task: Any, last: dict[str, Any] | None) -> str:
         text = f"open: waiting in `{task['queue']}` for {task['stage']}" + (
             f" ({task['needed']} more submission{'s' if task['needed'] != 1 else ''})" if task["needed"] else "")
     elif status == "held":
-        text = f"held: {task['reason'] or 'by a lead'}"
+        text = f"held: {one_line(task['reason'] or 'by a lead')}"  # the summary is one line
     elif status == "invalid":
-        text = f"invalid: {task['reason'] or 'rejected'}"
+        text = f"invalid: {one_line(task['reason'] or 'rejected')}"
     else:
         text = status
     if last is not None:
@@ -316,7 +316,7 @@ def render_explanation(data: dict[str, Any]) -> list[str]:
         elif d["rule"]:
             lines.append("      (no condition: always matches)")
         if d.get("reason"):
-            lines.append(f"      reason: {d['reason']}")
+            lines.append(f"      reason: {one_line(d['reason'])}")
         if d.get("corrections"):
             lines.append(f"      corrections: {described(d['corrections'])}")
         if d.get("left_out"):

@@ -254,7 +254,7 @@ def print_task(data: dict[str, Any]) -> None:
         line(f"final label: {json.dumps(t['final_label'])} by {one_line(str(t['final_by']))} "
              f"(rule `{t['final_rule']}`)")
     if t["reason"]:
-        line(f"reason: {t['reason']}")
+        line(f"reason: {one_line(t['reason'])}")  # a line break in it would print as a line of its own
     if data.get("stalled"):
         console.print(visible(f"stalled: {data['stalled']}"))
     p = data["prediction"]

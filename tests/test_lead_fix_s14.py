@@ -214,3 +214,19 @@ def test_status_says_escalate_for_corrections_in_a_queue_the_workflow_dropped(ru
         conn.execute("UPDATE workflows SET spec = ? WHERE active = 1", (json.dumps(spec),))
     conn.close()
     assert run.json("status", "--json")["held"]["tasks"][0]["moved_by"] == "escalate"
+
+
+# -- F8: a reason's line break prints as \n, within its line --------------------------------------
+
+
+def test_show_and_explain_print_a_reason_on_one_line(tmp_path):
+    p = Project(tmp_path)
+    p.ingest([{"id": "T1", "data": {}}])
+    p.run_ok("hold", "T1", "--reason", "line1\nheld: task FAKE\u2028x")
+    shown = p.run_ok("show", "T1").stdout.splitlines()
+    assert "reason: line1\\x0aheld: task FAKE\\u2028x" in shown
+    assert not any(line.startswith("held: task FAKE") for line in shown)
+    assert shown[-1].endswith('held → hold by lena: reason "line1\\nheld: task FAKE\\u2028x"')
+    explained = p.run_ok("explain", "T1").stdout.splitlines()
+    assert explained[0].startswith("task 1 (T1): held: line1\\x0aheld: task FAKE\\u2028x, since lena held it")
+    assert not any(line.startswith("held: task FAKE") for line in explained)
