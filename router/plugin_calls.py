@@ -25,7 +25,8 @@ A plugin that calls ``sys.exit()`` (or raises ``SystemExit``,
 has failed like one that raised ``ValueError``: it becomes a
 :class:`PluginExit`, which every handler of plugin failures catches, and the
 command goes on with the other plugins. ``KeyboardInterrupt`` is the user's:
-it still stops the command.
+it still stops the command. A call over its time limit in ``labelyard run`` is stopped
+(:mod:`router.plugin_time`) and fails as :class:`~router.plugin_time.PluginTimeout`.
 
 The working folder is Labelyard's too: a plugin that calls ``os.chdir()``
 finds it put back when its call returns (or between two parts a source
@@ -41,6 +42,8 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
+
+from .plugin_time import PluginTimedOut, call_limit
 
 
 class PluginExit(Exception):
@@ -72,8 +75,9 @@ def plugin_code() -> Iterator[None]:
     """Run plugin code inside: its prints go to standard error, and an exit is a :class:`PluginExit`."""
     with stdout_on_stderr(), _same_folder():
         try:
-            yield
-        except (Exception, KeyboardInterrupt):
+            with call_limit():
+                yield
+        except (Exception, KeyboardInterrupt, PluginTimedOut):  # a time-out: the call whose timer is set tells it
             raise
         except BaseException as exc:  # noqa: BLE001 - sys.exit() in a plugin fails the plugin, not the run
             raise PluginExit(exc) from exc

@@ -45,6 +45,7 @@ from rules.visible_text import one_line, quoted
 
 from . import hookspecs
 from .plugin_calls import PluginExit, called_safely, plugin_code, printing_to_stderr, read_safely
+from .plugin_time import MAX_LIMIT_S, MIN_LIMIT_S, PluginTimeout
 from .plugin_values import plugin_text, without_password
 
 ENTRY_POINT_GROUP = "labelyard"
@@ -72,6 +73,8 @@ def describe_error(exc: BaseException) -> str:
     (``caf\\xe9``): the message is stored in the run's record and printed.
     """
     name = _class_name(exc)
+    if isinstance(exc, PluginTimeout):  # says which plugin, its limit and where it was stopped
+        name = "PluginError"
     message = "\n".join(line.rstrip() for line in _message(exc).strip().splitlines() if line.strip())
     text = message or name
     if isinstance(exc, PluginExit):  # sys.exit() in plugin code: told as such, where it was called
@@ -631,10 +634,10 @@ def check_workflow_text(text: str, filename: str) -> tuple[Any, list[Any]]:
 # -- workflow entries (`sources:`, `reviewers:`, `sinks:`, `notify:`) ---------------------
 ENTRY_SECTIONS = ("sources", "reviewers", "sinks", "notify")
 _ENTRY_SETTINGS: dict[str, dict[str, type]] = {  # settings Labelyard itself reads, by section
-    "sources": {"name": str, "path": str, "url": str},
-    "reviewers": {"name": str, "path": str, "url": str, "queues": list},
-    "sinks": {"name": str, "path": str, "url": str, "batch": int},
-    "notify": {"name": str, "path": str, "url": str, "events": list},
+    "sources": {"name": str, "path": str, "url": str, "time_limit": float},
+    "reviewers": {"name": str, "path": str, "url": str, "queues": list, "time_limit": float},
+    "sinks": {"name": str, "path": str, "url": str, "batch": int, "time_limit": float},
+    "notify": {"name": str, "path": str, "url": str, "events": list, "time_limit": float},
 }
 MAX_BATCH = 1_000_000  # a sink's `batch:` is a LIMIT in SQLite (a 64-bit integer), and a list in memory
 
@@ -647,6 +650,8 @@ def _entry_setting(setting: str, kind: type, queues: Iterable[str] | None = None
 
     if setting == "batch":
         return Setting(int, min=1, max=MAX_BATCH)
+    if setting == "time_limit":  # seconds a call of the entry's plugin may take in `run` (router.plugin_time)
+        return Setting(float, min=MIN_LIMIT_S, max=MAX_LIMIT_S)
     if setting == "events":
         return Setting(list, choices=events.CHOICES)
     if setting == "queues" and queues:
@@ -787,7 +792,7 @@ def same_file_diagnostics(doc: Any, entries: list[Any], same: dict[int, int]) ->
 def entry_problems(section: str, entry: dict[str, Any],
                    queues: Iterable[str] | None = None) -> list[tuple[tuple[Any, ...], str]]:
     """``(where, message)`` for each setting Labelyard reads that is wrong: of the wrong type, a
-    ``batch`` out of bounds, an ``events`` name that is no event, or (with the workflow's
+    ``batch`` or ``time_limit`` out of bounds, an ``events`` name that is no event, or (with the workflow's
     ``queues``, :func:`workflow_queues`) a reviewer's queue the workflow does not have. ``where``
     is the setting's path in the entry: ``("events",)``, or ``("events", 1)`` for one of its values."""
     from .plugin_api import PluginError, checked_setting

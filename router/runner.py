@@ -43,6 +43,7 @@ from .event_tasks import states_at
 from .ingest import JSON_RESERVED, IgnoredKeys, RowError, RowProblem, TaskInput, check_row
 from .plugin_api import (FinalTask, Notification, PluginError, PluginRun, ReviewItem, SourcePart, Verdict,
                          checked_setting, worker_name_problem)
+from .plugin_time import DEFAULT_LIMIT_S, PluginTimeout, time_limit
 from .plugin_values import json_value_problem, plugin_text, short, storable, without_password
 from .plugins import (Plugins, declared_problems, describe_error, duplicate_entries, duplicate_message, entry_key,
                       entry_problems, same_file_message, same_file_sinks, sink_database_problem, trace,
@@ -148,6 +149,13 @@ def _try_lock(fd: int) -> bool:
 
 
 # -- shared pieces -----------------------------------------------------------------------
+def entry_time_limit(entry: dict[str, Any]) -> float:
+    """The seconds each call of the entry's plugin may take: its ``time_limit:`` (checked with its
+    other settings before it runs), else :data:`~router.plugin_time.DEFAULT_LIMIT_S`."""
+    value = entry.get("time_limit")
+    return DEFAULT_LIMIT_S if value is None else float(value)
+
+
 def make_run(engine, entry: dict[str, Any], key: str, state: Any, base_dir: str) -> PluginRun:
     labels = engine.workflow.labels
     return PluginRun(plugin=str(entry.get("plugin")), key=key,
@@ -581,7 +589,9 @@ class Runner:
                 self.fail(step, entry, "; ".join(errors))
                 continue
             self._at(step, entry_key(entry))
-            yield entry, found, entry_key(entry)
+            # each call of its plugin while the step works on the entry is stopped at the entry's limit
+            with time_limit(entry_time_limit(entry), str(entry["plugin"])):
+                yield entry, found, entry_key(entry)
 
     def _at(self, step: str, entry: str | None) -> None:
         """Record in the run's record which step and entry it is at (``status`` and a run that
@@ -662,6 +672,9 @@ class Runner:
                         after = row["id"]
                         try:
                             decision, verdict = self._review(reviewer, run, key, row)
+                        except PluginTimeout as exc:  # hung on one, it would hang on the next: asked next run
+                            raise PluginTimeout(f"task {row['external_id']}: {describe_error(exc)}; the tasks "
+                                                "after it wait for the next run") from None
                         except Exception as exc:  # noqa: BLE001 - this task fails; the others are still judged
                             failed.append((row["external_id"], describe_error(exc)))
                             counts["failed"] += 1

@@ -1,0 +1,275 @@
+"""The fourteenth session's plugin fixes: a plugin call that never returns is stopped at its entry's
+time limit.
+
+Real subprocesses of ``labelyard`` on real SQLite files; plugins under test are ``.py`` files in a
+plugins folder (``LABELYARD_PLUGINS_DIR``), as a user would write them. The hung plugins loop for
+ever; their entries' ``time_limit:`` is one second, a real one (``LABELYARD_NOW`` does not move
+it), and no test asserts how long anything took.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+BASE = """\
+workflow: f
+labels: {type: choice, choices: [bug, spam]}
+queues: {q: {roles: [annotator]}, senior: {roles: [senior]}}
+on_create:
+  - {name: confident, when: prediction.confidence >= 0.9, do: accept}
+  - {name: default, do: {annotate: q, overlap: 1}}
+on_quorum: [{name: check, do: {review: senior}}]
+"""
+
+HUNG = {
+    # yields one part, then waits for ever, swallowing what `except Exception` catches
+    "hang": """
+        import time
+        from router import hookimpl
+        from router.plugin_api import SourcePart, TaskInput
+
+        @hookimpl
+        def register_sources(register):
+            register("hang", read)
+
+        def read(run):
+            yield SourcePart("hang", [TaskInput(1, "h1", {}, label="bug", confidence=0.95)], cursor=1)
+            while True:
+                try:
+                    time.sleep(0.05)
+                except Exception:
+                    pass
+    """,
+    # judges a task at once, except a poisoned one, on which it spins
+    "spin": """
+        from router import hookimpl
+        from router.plugin_api import approve
+
+        @hookimpl
+        def register_reviewers(register):
+            register("spin", review)
+
+        def review(run, item):
+            n = 0
+            while item.data.get("poison"):
+                n += 1
+            return approve("fine")
+    """,
+    # takes the first call ([]: where it starts) and never returns from a batch
+    "stuck": """
+        import time
+        from router import hookimpl
+
+        @hookimpl
+        def register_sinks(register):
+            register("stuck", write)
+
+        def write(run, tasks):
+            while tasks:
+                time.sleep(0.05)
+            return None
+    """,
+    # a receiver that never answers
+    "mute": """
+        import threading
+        from router import hookimpl
+
+        @hookimpl
+        def register_notifiers(register):
+            register("mute", send)
+
+        def send(run, note):
+            threading.Event().wait()
+    """,
+}
+
+
+def confident(ident: str) -> str:
+    return json.dumps({"id": ident, "data": {}, "prediction": {"label": "bug", "confidence": 0.95}}) + "\n"
+
+
+def unsure(ident: str, **data) -> str:
+    return json.dumps({"id": ident, "data": data}) + "\n"
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
+
+
+@pytest.fixture
+def project(run, tmp_path):
+    """``init`` done, the hung plugins in LABELYARD_PLUGINS_DIR, ``apply(text)`` applies a version."""
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    for name, body in HUNG.items():
+        (folder / f"{name}.py").write_text(textwrap.dedent(body), encoding="utf-8")
+    run.env["LABELYARD_PLUGINS_DIR"] = str(folder)
+    run.env.pop("LABELYARD_LOAD_PLUGINS", None)
+    run.ok("init")
+
+    def apply(text: str, expect_ok: bool = True):
+        path = tmp_path / "f.workflow.yaml"
+        path.write_text(text, encoding="utf-8")
+        return run.ok("apply", path.name) if expect_ok else run("apply", path.name)
+
+    run.apply = apply
+    return run
+
+
+def timed_out(plugin: str, file: str) -> re.Pattern:
+    return re.compile(rf"{plugin} timed out after 1 s and was stopped at {file}:\d+ \(each call may take the "
+                      r"entry's `time_limit:` seconds, 600 unless set\)")
+
+
+# -- 1: a hung plugin call is stopped at its time limit -----------------------------------------------
+def test_a_hung_source_is_stopped_its_first_part_stays_and_the_other_entries_run(project, tmp_path):
+    (tmp_path / "in.jsonl").write_text(confident("j1"), encoding="utf-8")
+    project.apply(BASE + "sources: [{plugin: hang, time_limit: 1}, {plugin: jsonl, path: in.jsonl}]\n"
+                         "sinks: [{plugin: jsonl, path: final.jsonl}]\n")
+    proc = project("run", "--json")
+    assert proc.returncode == 4, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["sources"]["hang"]["ingested"] == 1  # the part before the hang went in
+    assert report["sources"]["jsonl:in.jsonl"]["ingested"] == 1
+    assert report["sinks"] == {"jsonl:final.jsonl": {"delivered": 2}}
+    [failure] = report["failures"]
+    assert failure["step"] == "sources" and failure["entry"] == "hang"
+    assert timed_out("hang", "hang.py").fullmatch(failure["error"]), failure["error"]
+    [line] = proc.stderr.splitlines()
+    assert line.startswith("labelyard run: hang: sources failed: hang timed out after 1 s")
+    assert sorted(row["id"] for row in lines(tmp_path / "final.jsonl")) == ["h1", "j1"]
+    status = project.json("status", "--json")["last_run"]
+    assert status["finished"] is True and status["ok"] is False
+    # its cursor was stored after its part: the next run starts after it, and is stopped again
+    again = project("run", "--json")
+    assert again.returncode == 4
+    assert json.loads(again.stdout)["sources"]["hang"] == {"ingested": 0, "duplicates": 1, "rejected": 0,
+                                                          "routed": {}}
+
+
+def test_a_reviewer_hung_on_one_task_is_stopped_naming_it_and_the_tasks_after_it_wait(project, tmp_path):
+    project.apply(BASE + "reviewers: [{plugin: spin, time_limit: 1}]\n"
+                         "sinks: [{plugin: jsonl, path: final.jsonl}]\n")
+    project.ok("workers", "add", "ann", "--role", "annotator")
+    (tmp_path / "in.jsonl").write_text(unsure("ok1") + unsure("p1", poison=True) + unsure("ok2"), encoding="utf-8")
+    project.ok("ingest", tmp_path / "in.jsonl")
+    for _ in range(3):
+        slot = project.json("claim", "--as", "ann", "--json")
+        project.ok("submit", slot["assignment"], "--as", "ann", "--label", "bug")
+    proc = project("run", "--json")
+    assert proc.returncode == 4, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["reviewers"]["spin"] == {"approve": 1, "→ accept": 1}
+    assert report["sinks"] == {"jsonl:final.jsonl": {"delivered": 1}}  # the run went on after it
+    [failure] = report["failures"]
+    assert failure["step"] == "reviewers" and failure["entry"] == "spin"
+    assert failure["error"].startswith("task p1: spin timed out after 1 s and was stopped at spin.py:")
+    assert failure["error"].endswith("; the tasks after it wait for the next run")
+    assert project.json("show", "ok1", "--json")["task"]["status"] == "done"
+    for waiting in ("p1", "ok2"):
+        assert project.json("show", waiting, "--json")["task"]["stage"] == "review"
+
+
+def test_a_hung_sink_and_a_hung_notifier_are_stopped_and_what_they_had_waits(project, tmp_path):
+    project.apply(BASE + "sinks: [{plugin: stuck, time_limit: 1}, {plugin: jsonl, path: final.jsonl}]\n"
+                         "notify: [{plugin: mute, time_limit: 1}]\n")
+    (tmp_path / "in.jsonl").write_text(confident("t1"), encoding="utf-8")
+    project.ok("ingest", tmp_path / "in.jsonl")
+    proc = project("run", "--json")
+    assert proc.returncode == 4, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["sinks"] == {"stuck": {"delivered": 0}, "jsonl:final.jsonl": {"delivered": 1}}
+    assert report["notify"] == {"mute": {"queued": 1, "delivered": 0, "pending": 1}}
+    sink, note = report["failures"]
+    assert (sink["step"], sink["entry"]) == ("sinks", "stuck")
+    assert timed_out("stuck", "stuck.py").fullmatch(sink["error"]), sink["error"]
+    assert (note["step"], note["entry"]) == ("notify", "mute")
+    assert note["error"].startswith("mute timed out after 1 s and was stopped at ")
+    assert note["error"].endswith("; 1 notification(s) kept in the outbox for the next run")
+    status = project.json("status", "--json")
+    assert status["outbox_pending"] == 1
+    assert status["last_run"]["finished"] is True
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("0", "setting `time_limit:` must be at least 0.1, not 0"),
+    ("ten", "setting `time_limit:` must be a number, not 'ten'"),
+    ("90000", "setting `time_limit:` must be at most 86400, not 90000"),
+])
+def test_validate_and_apply_refuse_a_bad_time_limit_at_its_value(project, tmp_path, value, message):
+    path = tmp_path / "f.workflow.yaml"
+    path.write_text(BASE + f"sinks:\n  - plugin: jsonl\n    path: final.jsonl\n    time_limit: {value}\n",
+                    encoding="utf-8")
+    for command in ("validate", "apply"):
+        proc = project(command, path.name)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert f"f.workflow.yaml:11:17: sinks entry 1 (`jsonl`): {message}" in proc.stdout + proc.stderr
+
+
+def test_a_time_limit_is_labelyards_own_setting_of_every_entry(project, tmp_path):
+    applied = project.apply(BASE + "sinks: [{plugin: jsonl, path: final.jsonl, time_limit: 2.5}]\n"
+                                   "notify: [{plugin: webhook, url: 'http://127.0.0.1:9/h', time_limit: 30}]\n")
+    assert "time_limit" not in applied.stderr  # not a setting the plugin does not know
+    checked = project("validate", "f.workflow.yaml")
+    assert checked.returncode == 0 and "time_limit" not in checked.stdout + checked.stderr
+
+
+# -- the timer itself, in this process ------------------------------------------------------------------
+def test_a_stopped_call_puts_back_the_handler_and_the_timer_it_found():
+    from router.plugin_calls import plugin_code
+    from router.plugin_time import PluginTimeout, time_limit
+
+    heard = []
+
+    def theirs(signum, frame):
+        heard.append(signum)
+
+    before = signal.signal(signal.SIGALRM, theirs)
+    signal.setitimer(signal.ITIMER_REAL, 60)
+    try:
+        with time_limit(0.2, "loop"), pytest.raises(PluginTimeout, match=r"^loop timed out after 0.2 s"):
+            with plugin_code():
+                give_up = time.monotonic() + 30  # not a limit under test: a timer that never fires fails the test
+                while time.monotonic() < give_up:
+                    try:
+                        time.sleep(0.01)
+                    except Exception:  # noqa: BLE001 - what a careless plugin does
+                        pass
+        assert signal.getsignal(signal.SIGALRM) is theirs
+        left, _ = signal.getitimer(signal.ITIMER_REAL)
+        assert 0 < left <= 60  # their timer goes on with what it had left
+        with time_limit(0.2, "quick"), plugin_code():
+            pass  # a call within its limit: nothing fires later
+        assert signal.getsignal(signal.SIGALRM) is theirs and heard == []
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, before)
+
+
+def test_a_call_outside_the_main_thread_is_not_stopped():
+    from router.plugin_calls import plugin_code
+    from router.plugin_time import time_limit
+
+    outcome = []
+
+    def call():
+        try:
+            with time_limit(0.05, "slow"), plugin_code():
+                time.sleep(0.2)
+            outcome.append("returned")
+        except BaseException as exc:  # noqa: BLE001
+            outcome.append(repr(exc))
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    thread.join()
+    assert outcome == ["returned"]
+
