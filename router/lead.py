@@ -619,13 +619,14 @@ class Lead:
         statuses it applies to (walked by index); for ``release``, the open tasks holding an active slot
         (walked by the index of active slots), not every open task, most of which it cannot release;
         with a ``holder`` (``reassign --from W``), the open tasks W holds a slot of, by the same index.
-        Only the statuses and queues the predicate requires are read (:mod:`rules.requires`)."""
+        Only the statuses and queues the predicate requires are read (:mod:`rules.requires`), for
+        ``release`` too: the slots of tasks in other queues are passed over in SQL."""
         statuses, queues = where_ranges(predicate, STATUSES[action])
         if holder is not None:  # the others would each be skipped: "W holds no active slot"
             candidates = self._held_pages(holder) if statuses else iter(())
             total = None
         elif action == "release":
-            candidates = self._slot_pages() if statuses else iter(())
+            candidates = self._slot_pages(queues) if statuses else iter(())
             total = None
         else:
             candidates = (rows for status in statuses for rows in self._pages(status, queues))
@@ -645,9 +646,10 @@ class Lead:
             yield rows
             after = rows[-1]["slot"]
 
-    def _slot_pages(self) -> Iterator[list[Any]]:
+    def _slot_pages(self, queues: Sequence[str | None] | None = None) -> Iterator[list[Any]]:
+        """Pages of the open tasks holding an active slot, of ``queues`` alone when given (as :meth:`_pages`)."""
         after = 0
-        while rows := self.store.tasks_holding_slots_after(after, PAGE):
+        while rows := self.store.tasks_holding_slots_after(after, PAGE, queues):
             yield rows
             after = rows[-1]["slot"]
 

@@ -1603,16 +1603,26 @@ class Store:
     def drop_matches(self) -> None:
         self.conn.execute("DROP TABLE IF EXISTS temp.where_matches")
 
-    def tasks_holding_slots_after(self, after_slot: int, limit: int) -> list[sqlite3.Row]:
+    def tasks_holding_slots_after(self, after_slot: int, limit: int,
+                                  queues: Sequence[str | None] | None = None) -> list[sqlite3.Row]:
         """Open non-gold tasks with an active slot, a row per such slot after ``after_slot`` (its id as
         ``slot``), by slot id: what ``release --where`` can apply to, read through the partial index of
-        active slots rather than every open task."""
+        active slots rather than every open task. With ``queues``, only tasks in those queues (``None``
+        among them: tasks without one; an empty list: none) are read."""
         columns = ", ".join(f"t.{c}" for c in TASK_INSERT_COLUMNS)
+        named = [q for q in queues if q is not None] if queues is not None else []
+        in_queues = ""
+        if queues is not None:
+            kept = [f"t.queue IN ({', '.join('?' * len(named))})"] if named else []
+            kept += ["t.queue IS NULL"] if None in queues else []
+            if not kept:  # no queue a task can be in (`task.queue == 1`)
+                return []
+            in_queues = f" AND ({' OR '.join(kept)})"
         return self.query(
             f"SELECT {columns}, a.id AS slot FROM assignments AS a INDEXED BY assignments_worker_active "
             "JOIN tasks AS t ON t.id = a.task_id WHERE a.status = 'active' AND a.id > ? AND t.status = 'open' "
-            "AND t.is_gold = 0 ORDER BY a.id LIMIT ?",
-            (after_slot, limit),
+            f"AND t.is_gold = 0{in_queues} ORDER BY a.id LIMIT ?",
+            (after_slot, *named, limit),
         )
 
     def tasks_held_by_after(self, worker: str, after_slot: int, limit: int) -> list[sqlite3.Row]:

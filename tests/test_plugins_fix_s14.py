@@ -273,3 +273,79 @@ def test_a_call_outside_the_main_thread_is_not_stopped():
     thread.join()
     assert outcome == ["returned"]
 
+
+
+# -- 2: release --where reads the queue's slots alone, as the other bulk actions read its range ----------
+RELEASE_WORKFLOW = """\
+workflow: w
+labels: {type: choice, choices: [cat, dog]}
+queues:
+  triage: {roles: [annotator]}
+  vets: {roles: [annotator]}
+on_create:
+  - {name: medical, when: task.category == "medical", do: {annotate: vets, overlap: 2}}
+  - {name: default, do: {annotate: triage, overlap: 2}}
+"""
+
+
+@pytest.fixture
+def slots(tmp_path):
+    """Twelve tasks, half in `vets` (the odd ones), four workers each holding a slot in both queues."""
+    from lead_support import Project
+
+    p = Project(tmp_path / "p", RELEASE_WORKFLOW)
+    p.ingest([{"id": f"T{n:02d}", "category": "medical" if n % 2 else "plain", "data": {"n": n}}
+              for n in range(12)])
+    for worker in ("ann", "bob", "cy", "di"):
+        p.worker(worker, "annotator")
+    for queue in ("triage", "vets"):
+        for worker in ("ann", "bob", "cy", "di"):
+            p.run_ok("claim", "--as", worker, "--queue", queue)
+    return p
+
+
+RELEASE_EQUIVALENT = [  # a filter narrowed to a queue, and one of the same meaning that requires nothing
+    ('task.queue == "vets"', 'not (task.queue != "vets")'),
+    ('task.data.n > 4 and task.queue == "triage"', 'task.data.n > 4 and not (task.queue != "triage")'),
+    ('task.queue in ["vets", null]', 'not (task.queue != "vets" and task.queue != null)'),
+    ('task.queue == null', 'not (task.queue != null)'),
+    ('task.queue == "nowhere"', 'not (task.queue != "nowhere")'),
+    ('task.queue == 1', 'not (task.queue != 1)'),
+    ('task.status == "held" and task.queue == "vets"', 'not (task.status != "held" or task.queue != "vets")'),
+]
+
+
+@pytest.mark.parametrize("narrowed, walked", RELEASE_EQUIVALENT)
+def test_release_where_narrowed_to_a_queue_finds_the_tasks_the_whole_walk_finds(slots, narrowed, walked):
+    def found(expr):
+        report = slots.json("release", "--where", expr, "--dry-run")
+        return report["matched"], sorted(d["external_id"] for d in report["done"]), report["skipped"]
+
+    assert found(narrowed) == found(walked)
+
+
+def test_release_where_on_a_queue_reads_the_slots_of_that_queue_alone(slots, monkeypatch):
+    from lead_support import LEAD, engine_at
+    from router.lead import Lead
+
+    engine = engine_at(slots.db, monkeypatch, 1)
+    read: list[str] = []
+    method = engine.store.tasks_holding_slots_after
+
+    def counted(*args):
+        rows = method(*args)
+        read.extend(row["external_id"] for row in rows)
+        return rows
+
+    monkeypatch.setattr(engine.store, "tasks_holding_slots_after", counted)
+    report = Lead(engine, LEAD).run("release", [], 'task.queue == "vets"', dry_run=True)
+    vets = list(read)
+    assert len(vets) == 4 and all(int(ext[1:]) % 2 for ext in vets), read  # before: the triage slots too
+    assert report.matched == len(set(vets))
+    read.clear()
+    everything = Lead(engine, LEAD).run("release", [], "true", dry_run=True)
+    assert len(read) > len(vets) and everything.matched > report.matched
+    read.clear()
+    Lead(engine, LEAD).run("release", [], 'task.queue == "nowhere"', dry_run=True)
+    assert read == []
+    engine.close()
