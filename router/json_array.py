@@ -186,10 +186,18 @@ class _TooLong(Exception):
     """Raised by :meth:`_Window.grow` when the element being read is already longer than the limit."""
 
 
-def utf8_size(text: str) -> int:
-    """How many bytes ``text`` (read with ``surrogateescape``: a byte that was not UTF-8 is one
-    character) was in a UTF-8 file."""
-    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogateescape"))
+def utf8_size(text: str, start: int = 0, end: int | None = None) -> int:
+    """How many bytes ``text[start:end]`` (read with ``surrogateescape``: a byte that was not UTF-8
+    is one character) was in a UTF-8 file; a long range is measured a piece at a time, never copied
+    whole (a copy of an element near the limit was one more element's worth of memory)."""
+    end = len(text) if end is None else end
+    if start == 0 and end == len(text) and text.isascii():
+        return end
+    size = 0
+    for at in range(start, end, SKIP_CHARS):
+        piece = text[at:min(at + SKIP_CHARS, end)]
+        size += len(piece) if piece.isascii() else len(piece.encode("utf-8", "surrogateescape"))
+    return size
 
 
 class _Window:
@@ -210,16 +218,27 @@ class _Window:
         ``size`` characters when given (an element that did not fit), else :data:`CHUNK_CHARS`."""
         if self.eof:
             return False
-        chunk = self.handle.read(max(size, CHUNK_CHARS))
+        wanted = max(size, CHUNK_CHARS)
+        chunk = self.handle.read(min(wanted, SKIP_CHARS))
         if not chunk:
             self.eof = True
             return False
-        text = self.text[self.pos:] if self.pos else self.text
+        # What was consumed is dropped, by a copy of the rest: not while the rest is most of a long
+        # window (the element being read, near the limit), which would then be held twice
+        drop = self.pos if self.pos * 2 >= len(self.text) or len(self.text) <= SKIP_CHARS else 0
+        text = self.text[drop:] if drop else self.text
         self.text = ""  # its one reference is `text`: `+=` may then grow it in place, not copy it
         text += chunk
+        wanted -= len(chunk)
+        # the rest a piece at a time: one read of it all is held twice over by the reader while it
+        # joins its pieces, beside the window (an element near the limit peaked at 3x the limit)
+        while wanted > 0 and (chunk := self.handle.read(min(wanted, SKIP_CHARS))):
+            text += chunk
+            wanted -= len(chunk)
+        del chunk
         self.text = text
-        self.line_start -= self.pos
-        self.pos = 0
+        self.line_start -= drop
+        self.pos -= drop
         return True
 
     def grow(self) -> bool:
@@ -239,7 +258,7 @@ class _Window:
         chars = end - start
         if self.limit is None or chars <= self.limit // 4:
             return False
-        return chars > self.limit or utf8_size(self.text[start:end]) > self.limit
+        return chars > self.limit or utf8_size(self.text, start, end) > self.limit
 
     def advance(self, end: int) -> None:
         """Move to offset ``end``, counting the lines passed."""
@@ -273,22 +292,46 @@ def _element(window: _Window, decode: Callable[[str, int], tuple[Any, int]]) -> 
     """The element at the window's position and where it ends, reading more as needed.
     Raises :class:`ArraySyntaxError` where it is not JSON; ``ValueError`` (an integer too long)
     or ``RecursionError`` (nested too deeply) from ``decode`` else."""
+    open_string = None  # (start, scanned): a string that ran past what was read, from the element's start
     while True:
+        if open_string is not None:
+            # not decoded again while it is still open: each try built the string read so far, one
+            # more copy of the element beside the window (the quote may be past the limit: _TooLong)
+            start, scanned = open_string
+            if _closing_quote(window.text, window.pos + start + 1, window.pos + scanned) is None:
+                open_string = start, len(window.text) - window.pos
+                if window.grow():
+                    continue
+            open_string = None
         if _number_may_go_on(window.text, window.pos) and window.grow():
             continue  # read on first: decoded now, `1.` would be the number 1 and a stray `.`
         try:
             value, end = decode(window.text, window.pos)
         except json.JSONDecodeError as exc:
-            try:
-                if window.grow():
-                    continue  # the element may go on past what was read
-            except _TooLong:
-                if _cut_short(exc, len(window.text)):
-                    raise
+            if not _cut_short(exc, len(window.text)):  # no text after it can make it JSON: said at once,
+                raise window.fail(exc.msg, exc.pos) from None  # at its line, however long the rest
+            if exc.msg.startswith("Unterminated string"):
+                open_string = exc.pos - window.pos, len(window.text) - window.pos
+            if window.grow():  # _TooLong when it is cut short at the limit: too long, whatever follows
+                continue  # the element may go on past what was read
             raise window.fail(exc.msg, exc.pos) from None
         if end == len(window.text) and window.grow():
             continue  # a literal may go on past what was read
         return value, end
+
+
+def _closing_quote(text: str, content: int, at: int) -> int | None:
+    """Where the string whose text starts at ``content`` ends (after its closing quote), looking
+    from ``at`` on (no closing quote before it); ``None`` when it goes on past the end of ``text``.
+    ``str.find`` runs through a long string at memory speed, where a regular expression crawls."""
+    while (quote := text.find('"', at)) >= 0:
+        before = quote
+        while before > content and text[before - 1] == "\\":
+            before -= 1
+        if (quote - before) % 2 == 0:  # not escaped: an even run of backslashes before it
+            return quote + 1
+        at = quote + 1
+    return None
 
 
 def _cut_short(exc: json.JSONDecodeError, read: int) -> bool:
@@ -399,10 +442,10 @@ def _skip_element(window: _Window) -> LongElement:
                     break
                 end = found.start()
         if end is not None:
-            size += utf8_size(text[window.pos:end])
+            size += utf8_size(text, window.pos, end)
             window.advance(end)
             return LongElement(size, head)
-        size += utf8_size(text[window.pos:])
+        size += utf8_size(text, window.pos)
         window.advance(len(text))  # counts its lines
         if not window.more(SKIP_CHARS):
             raise window.fail("the array is not closed with `]`", len(window.text))

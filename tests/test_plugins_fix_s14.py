@@ -1,5 +1,6 @@
 """The fourteenth session's plugin fixes: a plugin call that never returns is stopped at its entry's
-time limit.
+time limit; ``release --where`` reads the queue's slots alone; the ``.json`` array reader says an
+invalid element at once and holds a long one about once.
 
 Real subprocesses of ``labelyard`` on real SQLite files; plugins under test are ``.py`` files in a
 plugins folder (``LABELYARD_PLUGINS_DIR``), as a user would write them. The hung plugins loop for
@@ -9,9 +10,12 @@ it), and no test asserts how long anything took.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import signal
+import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -349,3 +353,72 @@ def test_release_where_on_a_queue_reads_the_slots_of_that_queue_alone(slots, mon
     Lead(engine, LEAD).run("release", [], 'task.queue == "nowhere"', dry_run=True)
     assert read == []
     engine.close()
+
+
+# -- 3: the .json array reader: an invalid element said at once, a long one not held twice -------------
+class CountingReader(io.StringIO):
+    """A text file that counts the characters read from it."""
+
+    read_chars = 0
+
+    def read(self, size: int | None = -1) -> str:
+        text = super().read(size)
+        self.read_chars += len(text)
+        return text
+
+
+def test_an_invalid_element_under_the_limit_is_said_at_its_line_without_reading_on_to_the_limit():
+    from router.json_array import ArraySyntaxError, iter_json_elements
+
+    limit = 4 << 20
+    handle = CountingReader('[{"id": "a"},\n{"id": "b", "t": "line\nbreak"},\n{"id": "c", "t": "'
+                            + "z" * (2 * limit) + '"}]')
+    elements = iter_json_elements(handle, limit)
+    assert next(elements).line == 1
+    with pytest.raises(ArraySyntaxError, match=r"^invalid JSON at line 2, column 23: Invalid control character"):
+        next(elements)
+    assert handle.read_chars < limit // 8  # before: read on to the limit (4 MiB) before saying it
+
+
+def test_an_element_over_the_limit_is_too_long_even_when_it_is_not_json():
+    from router.json_array import LongElement, iter_json_elements
+
+    limit = 1 << 20
+    text = '[{"id": "a", "t": "' + "z" * (2 * limit) + '", oops},\n{"id": "b"}]'
+    first, second = iter_json_elements(io.StringIO(text), limit)
+    assert isinstance(first.value, LongElement) and first.value.size == len(text.split("\n")[0]) - 2  # [ ,
+    assert (second.line, second.value) == (2, {"id": "b"})
+
+
+READ_LONG = """\
+import sys
+from router.json_array import LongElement, iter_json_elements
+
+def peak():  # this process's peak resident memory (not ru_maxrss: it keeps the forking parent's)
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
+
+limit = int(sys.argv[2])
+before = peak()
+with open(sys.argv[1], encoding="utf-8", errors="surrogateescape", newline="") as handle:
+    kinds = [type(e.value).__name__ for e in iter_json_elements(handle, limit)]
+print(kinds, (peak() - before) / limit)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the peak from /proc")
+def test_an_element_over_the_limit_is_read_through_holding_about_the_limit(tmp_path):
+    limit = 16 << 20
+    path = tmp_path / "long.json"
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write('[{"id": "a", "data": {"t": "')
+        handle.write("x" * (3 * limit))
+        handle.write('"}},\n{"id": "b", "data": {}}]\n')
+    proc = subprocess.run([sys.executable, "-c", READ_LONG, str(path), str(limit)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    kinds, grown = proc.stdout.split("] ")
+    assert kinds + "]" == "['LongElement', 'dict']"
+    # the window up to the limit, once: before, 2.5 times the limit (each try to decode the string
+    # read so far built it again, the window's rest was copied as it grew, its size measured on a copy)
+    assert float(grown) < 1.8, proc.stdout
