@@ -21,7 +21,7 @@ from .errors import LabelyardError, NothingToDo
 from .ingest import read_file
 from .os_text import escaped, source_name
 from .render import visible
-from .store import Store
+from .store import Store, who_wrote
 
 WORKFLOW_FILE = "ticket-triage.workflow.yaml"
 # The demo writes this file into its folder before anything else. A later demo clears and rewrites only
@@ -31,7 +31,10 @@ MARKER_TEXT = ("This folder was made by `labelyard demo`. Running the demo here 
                "and rewrites its workflow and tickets; delete this file and the demo will leave the folder alone.\n")
 REPLACED = ("labelyard.db", WORKFLOW_FILE, "workflow.schema.json", "tickets.jsonl")
 # What a demo older than MARKER (before 44ed456) left: exactly REPLACED, with the files SQLite and
-# Labelyard put beside its database (any command run on it leaves DB.lock).
+# Labelyard put beside its database (any command run on it leaves DB.lock), and a database of schema
+# BEFORE_MARKER or older (a Labelyard that writes the marker makes or migrates it to a later one) that
+# holds only what the demo put there (_holds_only_the_demos).
+BEFORE_MARKER = 7
 BESIDE_DB = tuple(f"labelyard.db{end}" for end in ("-wal", "-shm", "-journal", ".lock", ".run-lock"))
 CATEGORIES = ["billing", "bug", "feature", "spam"]
 SUBJECTS = {
@@ -140,15 +143,31 @@ def run_demo(folder: str, *, tasks: int = 300, steps: int = 350, seed: int = 7,
 
 def _made_by_an_older_demo(folder: str, entries: list[str]) -> bool:
     """Whether ``folder`` holds what a demo that wrote no :data:`MARKER` left there, and nothing else:
-    every file of :data:`REPLACED`, and perhaps the files beside its database (:data:`BESIDE_DB`)."""
+    every file of :data:`REPLACED`, perhaps the files beside its database (:data:`BESIDE_DB`), and a
+    database such a demo made that nobody went on working in (:func:`_holds_only_the_demos`). A folder
+    a newer demo made, whose marker someone deleted to keep their work, fails the last test."""
     names = set(entries)
     return (set(REPLACED) <= names <= set(REPLACED + BESIDE_DB)
-            and all(os.path.isfile(os.path.join(folder, name)) for name in REPLACED))
+            and all(os.path.isfile(os.path.join(folder, name)) for name in REPLACED)
+            and _holds_only_the_demos(os.path.join(folder, "labelyard.db")))
+
+
+def _holds_only_the_demos(db: str) -> bool:
+    """Whether ``db`` is a Labelyard database of schema :data:`BEFORE_MARKER` or older (a newer one was
+    made, or migrated, by a Labelyard whose demo marks its folders) whose workers are the demo's and
+    whose events are all by the demo, its routing and its simulated workers."""
+    found = who_wrote(db)
+    if found is None:
+        return False
+    version, workers, actors = found
+    names = {name for name, *_ in WORKERS}
+    return version <= BEFORE_MARKER and workers <= names and actors <= names | {"demo", "labelyard"}
 
 
 def _claim_folder(folder: str) -> None:
     """Make ``folder`` the demo's: a new folder, an empty one, or one an earlier demo made (it holds
-    :data:`MARKER`, or, made by a demo before the marker, the demo's files alone). Any other folder is
+    :data:`MARKER`, or, made by a demo before the marker, the demo's files alone with a database only
+    that demo wrote in: :func:`_made_by_an_older_demo`). Any other folder is
     refused before anything in it is touched, since the demo deletes the database there and rewrites
     the workflow and the tickets."""
     if not folder:
@@ -159,9 +178,11 @@ def _claim_folder(folder: str) -> None:
         if entries and MARKER not in entries and not _made_by_an_older_demo(folder, entries):
             listed = ", ".join(visible(escaped(name)) for name in entries[:5])
             more = f" and {len(entries) - 5} more" if len(entries) > 5 else ""
+            kept = (f" (a demo folder without its {MARKER}, deleted to keep the work done there, is left alone)"
+                    if set(REPLACED) <= set(entries) else "")
             raise LabelyardError(
                 f"{shown}: not a folder the demo made (it holds {listed}{more}); the demo would replace "
-                f"{', '.join(REPLACED[:-1])} and {REPLACED[-1]} there: give --dir a new or empty folder")
+                f"{', '.join(REPLACED[:-1])} and {REPLACED[-1]} there: give --dir a new or empty folder{kept}")
     elif os.path.lexists(folder):
         raise LabelyardError(f"{shown}: exists and is not a folder; give --dir a new folder")
     else:

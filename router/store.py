@@ -472,6 +472,34 @@ def _table_names(path: str) -> set[str]:
         conn.close()
 
 
+def who_wrote(path: str) -> tuple[int, set[str], set[str]] | None:
+    """The schema version of the Labelyard database at ``path``, its workers and every actor of its
+    events, read without changing the file (and without migrating it, as :meth:`Store.open` would
+    ask); ``None`` when it is no Labelyard database that can be read (not SQLite, another
+    program's, damaged). The demo asks this of a folder without its marker (``router.demo``)."""
+    try:
+        wal_empty = os.path.getsize(path + "-wal") == 0
+    except OSError:
+        wal_empty = True
+    try:
+        if wal_empty:  # read as it is, making no -shm beside it
+            target = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?immutable=1"
+            conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, uri=True)
+        else:
+            conn = sqlite_connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    except sqlite3.Error:
+        return None
+    try:
+        version = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+        workers = {row[0] for row in conn.execute("SELECT id FROM workers")}
+        actors = {row[0] for row in conn.execute("SELECT DISTINCT actor FROM events")}
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+    return (version if isinstance(version, int) else 0), workers, actors
+
+
 # Every open store of the process, so that one about to fork can close their connections first
 # (connections_closed).
 _OPEN_STORES: "weakref.WeakSet[Store]" = weakref.WeakSet()

@@ -207,8 +207,15 @@ def _old_demo_folder(folder, *more: str):
 @pytest.mark.parametrize("beside", [(), ("labelyard.db.lock",)])
 def test_demo_rebuilds_a_folder_an_older_demo_made_without_its_marker(run, tmp_path, beside):
     """A demo before 44ed456 wrote no `.labelyard-demo`: its folder was refused as "not a folder the
-    demo made", though the README says the demo rebuilds a folder an earlier demo made."""
-    folder = _old_demo_folder(tmp_path / "old-demo", *beside)
+    demo made", though the README says the demo rebuilds a folder an earlier demo made. Such a folder
+    is faked from a new demo's: no marker, its database back at schema 7 (the marker's first)."""
+    folder = tmp_path / "old-demo"
+    run.json("demo", "--dir", folder, "--tasks", "3", "--steps", "4", "--json")
+    (folder / ".labelyard-demo").unlink()
+    _execute(folder / "labelyard.db", "UPDATE schema_version SET version = 7")
+    for name in ("labelyard.db.lock",):
+        if name not in beside and (folder / name).exists():
+            (folder / name).unlink()
     result = run.json("demo", "--dir", folder, *SMALL_DEMO, "--json")
     assert result["status"]["total"] == 12
     assert (folder / ".labelyard-demo").is_file()

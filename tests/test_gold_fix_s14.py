@@ -1,0 +1,75 @@
+"""Session 14 fixes from the gold tester's findings (README walk-through, demo, gold lifecycle).
+
+Every test runs the real ``labelyard`` command on a real SQLite file (the ``run`` fixture of
+``conftest.py``); older demo databases are faked from a new one, as ``test_upgrade_fix_s12`` does.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+
+def _execute(db, *statements: str) -> None:
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        for statement in statements:
+            conn.execute(statement)
+    finally:
+        conn.close()
+
+
+def _rows(db, sql: str) -> list[tuple]:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+# -- F8: deleting .labelyard-demo protects a demo folder someone went on working in ------------------
+SMALL_DEMO = ("--tasks", "3", "--steps", "0")
+
+
+def _demo_folder(run, folder):
+    run.json("demo", "--dir", folder, "--tasks", "5", "--steps", "6", "--json")
+    (folder / ".labelyard-demo").unlink()
+    return folder / "labelyard.db"
+
+
+def test_demo_leaves_a_demo_folder_alone_once_its_marker_is_deleted(run, tmp_path):
+    """It rebuilt the folder (exit 0), deleting the lead added there and 5 tasks becoming 3."""
+    db = _demo_folder(run, tmp_path / "keep")
+    run.ok("workers", "add", "--db", db, "lead1", "--role", "lead")
+    before = _rows(db, "SELECT count(*) FROM tasks"), _rows(db, "SELECT id FROM workers ORDER BY id")
+    proc = run("demo", "--dir", tmp_path / "keep", *SMALL_DEMO)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.startswith(f"labelyard: {tmp_path / 'keep'}: not a folder the demo made (it holds labelyard.db")
+    assert proc.stderr.endswith("give --dir a new or empty folder (a demo folder without its .labelyard-demo, "
+                                "deleted to keep the work done there, is left alone)\n")
+    assert (_rows(db, "SELECT count(*) FROM tasks"), _rows(db, "SELECT id FROM workers ORDER BY id")) == before
+    assert ("lead1",) in before[1] and not (tmp_path / "keep" / ".labelyard-demo").exists()
+
+
+def test_demo_leaves_a_new_demos_folder_alone_without_its_marker_even_with_no_work_in_it(run, tmp_path):
+    """Only a demo older than the marker leaves a folder without one; this database is newer."""
+    db = _demo_folder(run, tmp_path / "keep")
+    assert run("demo", "--dir", tmp_path / "keep", *SMALL_DEMO).returncode == 1
+    assert _rows(db, "SELECT count(*) FROM tasks") == [(5,)]
+
+
+@pytest.mark.parametrize("work", [
+    "INSERT INTO workers (id, created_at) VALUES ('lead1', 0)",
+    "UPDATE events SET actor = 'lucy' WHERE id = (SELECT max(id) FROM events)",
+    "DROP TABLE workers",
+])
+def test_demo_rebuilds_an_older_demos_folder_only_when_its_database_holds_only_the_demos_work(run, tmp_path, work):
+    db = _demo_folder(run, tmp_path / "old")
+    _execute(db, "UPDATE schema_version SET version = 7")  # as a demo before the marker left it
+    _execute(db, work)
+    assert run("demo", "--dir", tmp_path / "old", *SMALL_DEMO).returncode == 1
+    assert not (tmp_path / "old" / ".labelyard-demo").exists()
+    db.write_text("not a database\n", encoding="utf-8")
+    assert run("demo", "--dir", tmp_path / "old", *SMALL_DEMO).returncode == 1
+    assert db.read_text(encoding="utf-8") == "not a database\n"
