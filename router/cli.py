@@ -928,7 +928,8 @@ def backup(dest: str, db: str | None, force: bool, as_json: bool) -> None:
 @click.option("--tasks", default=300, show_default=True, type=WholeNumber(1, 1_000_000),
               help="How many tasks to generate (1 to 1,000,000).")
 @click.option("--steps", default=350, show_default=True, type=WholeNumber(0, 10_000_000),
-              help="How many claims the simulated annotators make (0 to 10,000,000).")
+              help="How many claims the simulated annotators make at most (0 to 10,000,000); they "
+                   "stop sooner when none of them can get work.")
 @click.option("--seed", default=7, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def demo(folder: str, tasks: int, steps: int, seed: int, as_json: bool) -> None:

@@ -118,12 +118,17 @@ def run_demo(folder: str, *, tasks: int = 300, steps: int = 350, seed: int = 7,
     say(f"ingested {report.ingested} tickets: " + ", ".join(f"{rule} {n}" for rule, n in report.routed.most_common()))
 
     submitted = 0
+    idle: set[str] = set()  # the workers whose claim found nothing since the last claim that found work
     for step in range(steps):
         name, _roles, _skills, _acc = rng.choice(WORKERS)
         try:
             view = engine.claim(name)
         except NothingToDo:
+            idle.add(name)
+            if len(idle) == len(WORKERS):
+                break  # nothing changes without a claim: every later claim would find nothing too
             continue
+        idle.clear()
         if step > steps * 0.9 and rng.random() < 0.3:
             continue  # left active: someone is still working on it
         submitted += 1

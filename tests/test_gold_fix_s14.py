@@ -73,3 +73,15 @@ def test_demo_rebuilds_an_older_demos_folder_only_when_its_database_holds_only_t
     db.write_text("not a database\n", encoding="utf-8")
     assert run("demo", "--dir", tmp_path / "old", *SMALL_DEMO).returncode == 1
     assert db.read_text(encoding="utf-8") == "not a database\n"
+
+
+# -- F7: the demo's simulation stops once no simulated worker can get work ---------------------------
+def test_demo_stops_claiming_once_no_worker_can_get_work(run, tmp_path):
+    """10 tasks are done after a few steps; 10,000,000 steps went on claiming nothing for ~35 minutes
+    (the runner's 120 s timeout fails this test then)."""
+    few = run.json("demo", "--dir", tmp_path / "few", "--tasks", "10", "--steps", "20000", "--json")
+    many = run.json("demo", "--dir", tmp_path / "many", "--tasks", "10", "--steps", "10000000", "--json")
+    assert few["status"]["tasks"]["open"] == 0
+    assert (many["submitted"], many["status"]["tasks"]) == (few["submitted"], few["status"]["tasks"])
+    help_text = run.ok("demo", "--help").stdout
+    assert "make at most (0 to 10,000,000); they stop sooner when none of them can get work." in " ".join(help_text.split())
