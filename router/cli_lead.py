@@ -263,6 +263,8 @@ def register(main: click.Group) -> None:
         if file == "-" or is_stream(file):  # read once: this read's rejects get a name of their own
             source = _stream_source(lead.engine, "stdin" if file == "-" else source_name(file))
         report = add_gold(lead.engine, file, lead.actor, source)
+        for line in report.warnings():  # top-level keys rows with `data` left out: never without a word
+            click.echo(line, err=True)
         if as_json:
             _emit_json(report.as_dict())
             return

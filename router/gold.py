@@ -25,13 +25,16 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import clock
 from .consensus import gold_answer_right
 from .errors import LabelyardError
 from .os_text import source_name
 from .store import dumps, dumps_finite, loads, text_problem
+
+if TYPE_CHECKING:
+    from .ingest import IgnoredKeys
 
 
 def gold_fraction(worker: str, latest: int) -> float:
@@ -49,6 +52,9 @@ def pick_gold(store, worker: str, queues, rate: float):
     return store.gold_for(worker, list(queues))
 
 
+GOLD_RESERVED = ("id", "data", "category", "tags", "prediction", "answer", "queue")  # the keys a gold row uses
+
+
 @dataclass
 class GoldReport:
     added: int = 0
@@ -56,10 +62,20 @@ class GoldReport:
     unchanged: int = 0  # gold questions the file gives again as they are: no event
     rejected: int = 0
     source: str | None = None  # what the rejects are kept under (`rejects --source` takes it)
+    ignored: IgnoredKeys | None = None  # top-level keys rows with `data` had that go nowhere
 
     def as_dict(self) -> dict[str, Any]:
-        return {"added": self.added, "updated": self.updated, "unchanged": self.unchanged, "rejected": self.rejected,
-                "source": self.source}
+        """The counts; ``ignored_keys`` (rows per top-level key left out) only when there are some, as
+        ``ingest --json`` gives it."""
+        counts = {"added": self.added, "updated": self.updated, "unchanged": self.unchanged,
+                  "rejected": self.rejected, "source": self.source}
+        if self.ignored:
+            counts["ignored_keys"] = dict(self.ignored.rows)
+        return counts
+
+    def warnings(self) -> list[str]:
+        """What to print on standard error about the keys rows left out (as ``ingest`` prints it)."""
+        return self.ignored.warnings(GOLD_RESERVED) if self.ignored else []
 
 
 def _check_storable(item, answer: Any, workflow, line: bytes | str, col: int) -> None:
@@ -135,11 +151,23 @@ def _gold_values(path: str) -> Iterator[Any]:
         raise LabelyardError(f"{path}: {exc.strerror or exc}") from None
 
 
+def _ignored_keys(rows: list[tuple[Any, Any, str]], source: str) -> IgnoredKeys:
+    """The top-level keys the good rows with ``data`` had beside :data:`GOLD_RESERVED` (a typo
+    ``qeue`` that would leave the question in the default queue), counted as ``ingest`` counts them."""
+    from .ingest import IgnoredKeys
+
+    ignored = IgnoredKeys()
+    for item, _answer, _queue in rows:
+        for key in item.ignored:
+            ignored.add(key, 1, source, item.line)
+    return ignored
+
+
 def _checked_rows(found_rows: list[tuple[int, int, Any, bytes | str]], workflow, source: str,
                   now: float) -> tuple[list[tuple[Any, Any, str]], list[tuple[str, int, str, str, float]]]:
     """The rows read (``(line, col, value, text)``) checked by ``workflow``: ``(item, answer, queue)``
     of the good ones, and the reject of each bad one."""
-    from .ingest import JSON_RESERVED, RowError, check_row, raw_line
+    from .ingest import RowError, check_row, raw_line
 
     fallback = default_queue(workflow)
     rows: list[tuple[Any, Any, str]] = []
@@ -159,7 +187,7 @@ def _checked_rows(found_rows: list[tuple[int, int, Any, bytes | str]], workflow,
                 raise RowError("`queue` must be text, the name of a queue")
             if queue not in workflow.queues:
                 raise RowError(f"`queue` {json.dumps(queue)} is not a queue of workflow {workflow.name}")
-            item = check_row(raw, number, workflow.labels.choices, JSON_RESERVED | {"answer", "queue"})
+            item = check_row(raw, number, workflow.labels.choices, set(GOLD_RESERVED))
             _check_storable(item, answer, workflow, line, col)
         except RowError as exc:
             problems.append((source, number, str(exc), raw_line(line) if isinstance(line, bytes) else line, now))
@@ -274,4 +302,5 @@ def add_gold(engine, path: str, actor: str, source: str | None = None) -> GoldRe
         store.delete_rejects(source)  # the whole input was read: a line fixed, deleted or cut off is no reject
         if problems:
             store.add_rejects(problems)
+    report.ignored = _ignored_keys(rows, source)
     return report

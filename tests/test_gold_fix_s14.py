@@ -6,6 +6,7 @@ Every test runs the real ``labelyard`` command on a real SQLite file (the ``run`
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -85,3 +86,51 @@ def test_demo_stops_claiming_once_no_worker_can_get_work(run, tmp_path):
     assert (many["submitted"], many["status"]["tasks"]) == (few["submitted"], few["status"]["tasks"])
     help_text = run.ok("demo", "--help").stdout
     assert "make at most (0 to 10,000,000); they stop sooner when none of them can get work." in " ".join(help_text.split())
+
+
+# -- gold projects -----------------------------------------------------------------------------------
+GOLD_WORKFLOW = """\
+workflow: goldy
+labels: {type: choice, choices: [a, b]}
+queues:
+  main: {roles: [annotator]}
+  senior: {roles: [senior]}
+on_create:
+  - {name: d, do: {annotate: main, overlap: 1}}
+on_quorum:
+  - {name: acc, do: accept}
+quality: {gold: {rate: 1.0}}
+"""
+
+
+@pytest.fixture
+def gold_project(run, write_workflow):
+    """A project (lead `lead-lucy`, who ran init) whose workflow serves gold on every claim."""
+    run.ok("init")
+    run.ok("apply", write_workflow(GOLD_WORKFLOW, "goldy.workflow.yaml"))
+    return run
+
+
+def _jsonl(path, *rows: str):
+    path.write_text("".join(row + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+# -- F1: gold add tells the top-level keys it ignores, as ingest does -------------------------------
+def test_gold_add_warns_about_misspelt_top_level_keys_as_ingest_does(gold_project, tmp_path):
+    """`qeue` and `predictions` were dropped without a word: G20 sat in `main`, not `senior`."""
+    run = gold_project
+    path = _jsonl(tmp_path / "typo.jsonl", '{"id":"G20","data":{"x":1},"answer":"a","qeue":"senior"}',
+                  '{"id":"G21","data":{"x":1},"answer":"a","predictions":{"label":"a"}}',
+                  '{"id":"G22","data":{"x":1},"answer":"b","queue":"senior"}')
+    proc = run.ok("gold", "add", path, "--json")
+    assert json.loads(proc.stdout) == {"added": 3, "updated": 0, "unchanged": 0, "rejected": 0,
+                                       "source": str(path), "ignored_keys": {"qeue": 1, "predictions": 1}}
+    assert proc.stderr.splitlines() == [
+        "warning: rows with `data` keep only their id, data, category, tags, prediction, answer and queue; "
+        "other top-level keys were ignored:",
+        f"  `qeue`: 1 row, first at {path}:1 (did you mean `queue`?)",
+        f"  `predictions`: 1 row, first at {path}:2 (did you mean `prediction`?)"]
+    clean = _jsonl(tmp_path / "clean.jsonl", '{"id":"G30","data":{"x":1},"answer":"a","queue":"senior"}')
+    proc = run.ok("gold", "add", clean, "--json")
+    assert proc.stderr == "" and "ignored_keys" not in json.loads(proc.stdout)
