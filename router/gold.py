@@ -166,12 +166,15 @@ def _ignored_keys(rows: list[tuple[Any, Any, str]], source: str) -> IgnoredKeys:
 def _checked_rows(found_rows: list[tuple[int, int, Any, bytes | str]], workflow, source: str,
                   now: float) -> tuple[list[tuple[Any, Any, str]], list[tuple[str, int, str, str, float]]]:
     """The rows read (``(line, col, value, text)``) checked by ``workflow``: ``(item, answer, queue)``
-    of the good ones, and the reject of each bad one."""
+    of the good ones, and the reject of each bad one. An id given again is a reject: the first
+    good row with an id counts, as ``ingest`` counts it, and a file that says two things about one
+    question is never taken as "updated" by its own second row."""
     from .ingest import RowError, check_row, raw_line
 
     fallback = default_queue(workflow)
     rows: list[tuple[Any, Any, str]] = []
     problems: list[tuple[str, int, str, str, float]] = []
+    first_line: dict[str, int] = {}  # the line of each id's first good row
     for number, col, raw, line in found_rows:
         try:
             if not isinstance(raw, dict):
@@ -189,6 +192,10 @@ def _checked_rows(found_rows: list[tuple[int, int, Any, bytes | str]], workflow,
                 raise RowError(f"`queue` {json.dumps(queue)} is not a queue of workflow {workflow.name}")
             item = check_row(raw, number, workflow.labels.choices, set(GOLD_RESERVED))
             _check_storable(item, answer, workflow, line, col)
+            if item.external_id in first_line:
+                raise RowError(f"id {item.external_id} is given again: the row at line "
+                               f"{first_line[item.external_id]} counts")
+            first_line[item.external_id] = number
         except RowError as exc:
             problems.append((source, number, str(exc), raw_line(line) if isinstance(line, bytes) else line, now))
             continue

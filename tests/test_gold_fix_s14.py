@@ -134,3 +134,23 @@ def test_gold_add_warns_about_misspelt_top_level_keys_as_ingest_does(gold_projec
     clean = _jsonl(tmp_path / "clean.jsonl", '{"id":"G30","data":{"x":1},"answer":"a","queue":"senior"}')
     proc = run.ok("gold", "add", clean, "--json")
     assert proc.stderr == "" and "ignored_keys" not in json.loads(proc.stdout)
+
+
+# -- F2: one id twice in one gold file ----------------------------------------------------------------
+def test_gold_add_rejects_an_id_the_file_gives_again_and_keeps_the_first(gold_project, tmp_path):
+    """It said "added 1, updated 1" and the second row (dog.png, b) replaced the first."""
+    run = gold_project
+    path = _jsonl(tmp_path / "gold.jsonl", '{"id":"G1","data":{"img":"cat.png"},"answer":"a"}',
+                  '{"id":"G1","data":{"img":"dog.png"},"answer":"b"}',
+                  '["not an object"]', '{"id":"G1","data":{"img":"cat.png"},"answer":"a"}')
+    assert run.json("gold", "add", path, "--json") == {"added": 1, "updated": 0, "unchanged": 0, "rejected": 3,
+                                                        "source": str(path)}
+    rejects = run.json("rejects", "--json")
+    rows = rejects["rejects"] if isinstance(rejects, dict) else rejects
+    assert sorted((r["line"], r["reason"]) for r in rows) == [
+        (2, "id G1 is given again: the row at line 1 counts"), (3, "a row must be a JSON object"),
+        (4, "id G1 is given again: the row at line 1 counts")]
+    shown = run.json("show", "G1", "--json")
+    assert shown["task"]["data"] == {"img": "cat.png"}
+    assert [e["kind"] for e in shown["events"]] == ["gold_added"]
+    assert shown["events"][0]["detail"]["answer"] == "a"
