@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import clock
-from .consensus import gold_answer_right
+from .consensus import canonical, gold_answer_right
 from .errors import LabelyardError
 from .os_text import source_name
-from .store import dumps, dumps_finite, loads, text_problem
+from .store import dumps_finite, loads, text_problem
 
 if TYPE_CHECKING:
     from .ingest import IgnoredKeys
@@ -181,10 +181,10 @@ def _checked_rows(found_rows: list[tuple[int, int, Any, bytes | str]], workflow,
                 raise RowError("a row must be a JSON object")
             if "answer" not in raw:
                 raise RowError("a gold row needs `answer`")
-            answer = raw["answer"]
-            problem = workflow.labels.problem(answer)
+            problem = workflow.labels.problem(raw["answer"])
             if problem:
                 raise RowError(f"`answer`: {problem}")
+            answer = workflow.labels.stored(raw["answer"])  # a multi_choice set in choice order, as votes are
             queue = raw.get("queue") or fallback
             if not isinstance(queue, str):  # a list or an object cannot name a queue (nor be looked up)
                 raise RowError("`queue` must be text, the name of a queue")
@@ -225,10 +225,13 @@ def _update_question(store, existing, fresh: dict[str, Any], answer: Any, queue:
     dropped its queue), and what workers see of it (data, category, tags, prediction), with one
     ``gold_updated`` event saying what changed and what it was. ``False`` when nothing changed."""
     was = store.gold_label(existing["id"])
+    same_answer = canonical(was) == canonical(answer)
+    if same_answer:  # the same answer written another way (`4.0` is `4`, a set in another order): kept as it is
+        answer = was
     changed = [name for name, columns in QUESTION_FIELDS.items()
                if any(fresh[c] != existing[c] for c in columns)]
     moved = existing["queue"] != queue or existing["status"] != "open"
-    if dumps(was) == dumps(answer) and not moved and not changed:
+    if same_answer and not moved and not changed:
         return False
     store.set_gold(existing["id"], answer)
     columns = {c: fresh[c] for name in changed for c in QUESTION_FIELDS[name]}

@@ -154,3 +154,24 @@ def test_gold_add_rejects_an_id_the_file_gives_again_and_keeps_the_first(gold_pr
     assert shown["task"]["data"] == {"img": "cat.png"}
     assert [e["kind"] for e in shown["events"]] == ["gold_added"]
     assert shown["events"][0]["detail"]["answer"] == "a"
+
+
+# -- F4: an answer written another way is unchanged -----------------------------------------------------
+@pytest.mark.parametrize("labels, first, again, stored", [
+    ("{type: multi_choice, choices: [a, b, c]}", '["b", "a", "b"]', '["a", "b"]', ["a", "b"]),
+    ("{type: number}", "4", "4.0", 4),
+])
+def test_gold_add_counts_an_answer_written_another_way_as_unchanged(run, write_workflow, tmp_path, labels, first,
+                                                                    again, stored):
+    """It said "updated 1" with `gold_updated: answer ["b", "a"], was ["a", "b"]` (and `4.0, was 4`)."""
+    run.ok("init")
+    run.ok("apply", write_workflow(GOLD_WORKFLOW.replace("{type: choice, choices: [a, b]}", labels)))
+    row = '{"id":"G0","data":{"i":0},"answer":%s}'
+    assert run.json("gold", "add", _jsonl(tmp_path / "one.jsonl", row % first), "--json")["added"] == 1
+    result = run.json("gold", "add", _jsonl(tmp_path / "two.jsonl", row % again), "--json")
+    assert (result["updated"], result["unchanged"]) == (0, 1)
+    shown = run.json("show", "G0", "--json")
+    assert [e["kind"] for e in shown["events"]] == ["gold_added"]
+    assert shown["events"][0]["detail"]["answer"] == stored
+    assert run.json("gold", "add", _jsonl(tmp_path / "three.jsonl", row % '["c"]' if "multi" in labels
+                                          else row % "5"), "--json")["updated"] == 1
