@@ -144,6 +144,9 @@ def _gold_values(path: str) -> Iterator[Any]:
         raise LabelyardError(f"{path}: is a directory, not a file of gold rows")
     if not os.path.exists(path):
         raise LabelyardError(f"{path}: no such file")
+    if path.lower().endswith((".csv", ".tsv")):  # each line would be one "invalid JSON" reject, the header too
+        raise LabelyardError(f"{path}: `gold add` reads JSON Lines or one JSON array, not CSV; give each row as "
+                             'a JSON object with its "answer" (nothing was added)')
     try:
         with open(path, "rb") as handle:
             yield from json_values(handle, array=not path.lower().endswith((".jsonl", ".ndjson")))

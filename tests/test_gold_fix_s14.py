@@ -175,3 +175,17 @@ def test_gold_add_counts_an_answer_written_another_way_as_unchanged(run, write_w
     assert shown["events"][0]["detail"]["answer"] == stored
     assert run.json("gold", "add", _jsonl(tmp_path / "three.jsonl", row % '["c"]' if "multi" in labels
                                           else row % "5"), "--json")["updated"] == 1
+
+
+# -- F9: a CSV file is refused once, not quarantined line by line ----------------------------------------
+def test_gold_add_refuses_a_csv_file_saying_it_reads_json(gold_project, tmp_path):
+    """Every line, the header too, was a reject "invalid JSON at column 1", exit 0."""
+    run = gold_project
+    path = tmp_path / "g.csv"
+    path.write_text("id,x,answer\nG1,1,a\nG2,2,b\n", encoding="utf-8")
+    proc = run("gold", "add", path)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr == (f"labelyard: {path}: `gold add` reads JSON Lines or one JSON array, not CSV; give each "
+                           'row as a JSON object with its "answer" (nothing was added)\n')
+    assert run.json("status", "--json").get("gold", 0) == 0
+    assert _rows(run.db, "SELECT count(*) FROM rejects") == [(0,)]
