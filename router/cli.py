@@ -834,10 +834,14 @@ def status(db: str | None, as_json: bool) -> None:
 @main.command()
 @click.argument("task")
 @db_option
+@as_option
 @click.option("--json", "as_json", is_flag=True)
-def show(task: str, db: str | None, as_json: bool) -> None:
-    """Everything about one task (by id or external id)."""
-    data = _engine(db).show(task)
+def show(task: str, db: str | None, worker: str | None, as_json: bool) -> None:
+    """Everything about one task (by id or external id).
+
+    A gold question is shown whole, with its answer and how each answer to it scored, to a lead;
+    to anyone else as their claim showed it."""
+    data = _engine(db).show(task, _worker(worker))
     if as_json:
         _emit_json(data)
         return

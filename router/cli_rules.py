@@ -24,6 +24,12 @@ def _db_option(func):
     return db_option(func)
 
 
+def _as_option(func):
+    from .cli import as_option
+
+    return as_option(func)
+
+
 def register(main: click.Group) -> None:
     """Add this module's commands to the ``labelyard`` group."""
     from .cli_types import WholeNumber
@@ -59,16 +65,21 @@ def register(main: click.Group) -> None:
     @main.command("explain")
     @click.argument("task")
     @_db_option
+    @_as_option
     @click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
-    def explain_command(task: str, db: str | None, as_json: bool) -> None:
-        """Why a task is where it is: every decision of its life, with the values its rules saw."""
+    def explain_command(task: str, db: str | None, worker: str | None, as_json: bool) -> None:
+        """Why a task is where it is: every decision of its life, with the values its rules saw.
+
+        A gold question is explained whole to a lead; to anyone else as their claim showed it."""
+        from .cli import _worker
         from .explain import explain_task, render_explanation
         from .store import Store
 
+        viewer = _worker(worker)
         store = Store.open(db)
         try:
             store.read_only()
-            data = explain_task(store, task)
+            data = explain_task(store, task, viewer)
         finally:
             store.close()
         if as_json:

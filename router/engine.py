@@ -1318,14 +1318,16 @@ class Engine:
                                          if isinstance(at.get("since"), (int, float)) else None}
         return result
 
-    def show(self, ref: str) -> dict[str, Any]:
+    def show(self, ref: str, viewer: str | None = None) -> dict[str, Any]:
         """Everything about one task: fields, prediction, assignments, annotations, events; read in one
-        read transaction (:meth:`Store.read_transaction`), so all of one state."""
+        read transaction (:meth:`Store.read_transaction`), so all of one state. A gold question is
+        shown whole (with its answer, ``gold``) to a lead or ``viewer=None``, and to another
+        ``viewer`` as their claim gave it (:func:`router.gold_view.gold_show`)."""
         with self.store.read_transaction():
             task = self.store.task(ref)
             if task is None:
                 raise UnknownTask(f"no task `{ref}` (by id or external id)")
-            return {
+            data = {
                 "task": task_view(task),
                 "prediction": stored_prediction(task),
                 "assignments": [dict(a) for a in self.store.assignments(task["id"])],
@@ -1333,6 +1335,11 @@ class Engine:
                 "events": [{**dict(e), "detail": loads(e["detail"])} for e in self.store.events(task["id"])],
                 "stalled": task_stalled(self.store, task),
             }
+            if task["is_gold"]:
+                from .gold_view import gold_show
+
+                data = gold_show(self.store, self.workflow.labels, data, viewer)
+        return data
 
     def export_rows(self) -> Iterator[dict[str, Any]]:
         """Final labels of every done task (gold tasks left out)."""

@@ -31,22 +31,36 @@ from .store import Store, loads
 DECISION_KINDS = ("created", "routed", "final", "held", "invalid")
 # Events that put a task where it is (status, stage, queue): a rule's decision or a person's action.
 # Claims, submissions, releases, priority changes and on_worker rules (about the worker) do not.
-PLACING_KINDS = ("created", "routed", "final", "held", "invalid", "unheld", "gold_added", "gold_updated")
+PLACING_KINDS = ("created", "routed", "final", "held", "invalid", "unheld", "gold_added", "gold_updated",
+                 "gold_retired")
 DONE_BY = {"held": "held it", "unheld": "unheld it", "gold_added": "added it as a gold question",
-           "gold_updated": "moved it with its gold answer"}
+           "gold_updated": "moved it with its gold answer", "gold_retired": "retired it as a gold question"}
 
 
-def explain_task(store: Store, ref: str) -> dict[str, Any]:
+def explain_task(store: Store, ref: str, viewer: str | None = None) -> dict[str, Any]:
     """The task's state and every event of its life, decisions spelled out; read in one read
-    transaction (:meth:`Store.read_transaction`), so the state and the events agree."""
+    transaction (:meth:`Store.read_transaction`), so the state and the events agree. A gold question
+    is explained whole to a lead or ``viewer=None``, and to another ``viewer`` as their claim gave
+    it: their own events, nothing that says it is gold (:mod:`router.gold_view`)."""
     with store.read_transaction():
-        return _explain_task(store, ref)
+        return _explain_task(store, ref, viewer)
 
 
-def _explain_task(store: Store, ref: str) -> dict[str, Any]:
+def _explain_task(store: Store, ref: str, viewer: str | None) -> dict[str, Any]:
     task = store.task(ref)
     if task is None:
         raise UnknownTask(f"no task `{ref}` (by id or external id)")
+    data = _explained(store, task)
+    if task["is_gold"]:
+        from .gold_view import blind_explain, sees_gold
+
+        if not sees_gold(store, viewer):
+            return blind_explain(data, viewer, _summary({**dict(task), "reason": None}, None))
+    return data
+
+
+def _explained(store: Store, task: Any) -> dict[str, Any]:
+    """The explanation of ``task`` (its row), every event in it."""
     version = store.workflow_version(task["workflow_version"]) if task["workflow_version"] is not None else None
     steps = [_step(row) for row in store.events(task["id"])]
     _mark_versions(store, steps, task["workflow_version"])

@@ -239,6 +239,14 @@ def lead_did(event: dict[str, Any]) -> str | None:
     return "; ".join(parts) or None
 
 
+def gold_line(gold: dict[str, Any]) -> str:
+    """A gold question's answer, state and scores in one line (``show`` for a lead)."""
+    state = gold["state"] + (f": {gold['reason']}" if gold.get("reason") else "")
+    return (f"gold question ({state}): answer {json.dumps(gold['answer'], ensure_ascii=False)}; answered "
+            f"{gold['answered']} time{'' if gold['answered'] == 1 else 's'}: {gold['right']} right, "
+            f"{gold['wrong']} wrong")
+
+
 def print_task(data: dict[str, Any]) -> None:
     """Print one task, its votes and its history."""
     from rich.text import Text
@@ -261,9 +269,14 @@ def print_task(data: dict[str, Any]) -> None:
     if any(p.get(key) is not None for key in ("label", "confidence", "model")):  # a confidence alone routes too
         line(f"prediction: {json.dumps(p['label'])} confidence={p['confidence']} model={p['model']}")
     line(f"data: {json.dumps(t['data'], ensure_ascii=False)}")
+    gold = data.get("gold")  # a lead's view of a gold question (router.gold_view)
+    if gold is not None:
+        line(gold_line(gold))
     for a in data["annotations"]:
         extra = f" verdict={a['verdict']}" if a["verdict"] else ""
         extra += f" comment={a['comment']!r}" if a["comment"] else ""
+        if "gold_right" in a:
+            extra += " (right)" if a["gold_right"] else " (wrong)"
         line(f"  {a['stage']:<9} {one_line(a['worker']):<12} {json.dumps(a['label'])}{extra}")
     line("history:")
     for e in data["events"]:

@@ -1862,6 +1862,27 @@ class Store:
             list(task_ids),
         ) if task_ids else []
 
+    def gold_questions(self, task_ids: Sequence[int] | None = None) -> list[sqlite3.Row]:
+        """``id, external_id, queue, status, reason, answer`` (JSON) of every gold question (or of
+        these), by id: what ``gold list`` and a lead's ``show`` give."""
+        sql = ("SELECT t.id, t.external_id, t.queue, t.status, t.reason, g.label AS answer FROM gold AS g "
+               "CROSS JOIN tasks AS t ON t.id = g.task_id")
+        if task_ids is None:
+            return self.query(sql + " ORDER BY g.task_id")
+        marks = ",".join("?" * len(task_ids))
+        return self.query(sql + f" WHERE g.task_id IN ({marks}) ORDER BY g.task_id", list(task_ids)) if task_ids else []
+
+    def gold_question_answers(self, task_ids: Sequence[int] | None = None) -> list[sqlite3.Row]:
+        """``task_id, annotation, worker, label`` of every answer given to a gold question (or to
+        these), by task then time: the answers its scoring reads (:meth:`gold_answer_rows`)."""
+        sql = ("SELECT a.task_id, a.id AS annotation, a.worker, a.label FROM gold AS g CROSS JOIN annotations AS a "
+               "ON a.task_id = g.task_id WHERE a.label IS NOT NULL")
+        if task_ids is None:
+            return self.query(sql + " ORDER BY a.task_id, a.id")
+        marks = ",".join("?" * len(task_ids))
+        return self.query(sql + f" AND g.task_id IN ({marks}) ORDER BY a.task_id, a.id",
+                          list(task_ids)) if task_ids else []
+
     def set_gold_counters(self, counts: dict[str, tuple[int, int]]) -> None:
         """Set workers' ``(gold answered, gold correct)`` counters."""
         self.conn.executemany("UPDATE workers SET gold_answered = ?, gold_correct = ? WHERE id = ?",

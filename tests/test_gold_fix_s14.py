@@ -90,7 +90,7 @@ def test_demo_stops_claiming_once_no_worker_can_get_work(run, tmp_path):
 
 # -- gold projects -----------------------------------------------------------------------------------
 GOLD_WORKFLOW = """\
-workflow: goldy
+workflow: pets
 labels: {type: choice, choices: [a, b]}
 queues:
   main: {roles: [annotator]}
@@ -107,7 +107,7 @@ quality: {gold: {rate: 1.0}}
 def gold_project(run, write_workflow):
     """A project (lead `lead-lucy`, who ran init) whose workflow serves gold on every claim."""
     run.ok("init")
-    run.ok("apply", write_workflow(GOLD_WORKFLOW, "goldy.workflow.yaml"))
+    run.ok("apply", write_workflow(GOLD_WORKFLOW, "pets.workflow.yaml"))
     return run
 
 
@@ -189,3 +189,46 @@ def test_gold_add_refuses_a_csv_file_saying_it_reads_json(gold_project, tmp_path
                            'row as a JSON object with its "answer" (nothing was added)\n')
     assert run.json("status", "--json").get("gold", 0) == 0
     assert _rows(run.db, "SELECT count(*) FROM rejects") == [(0,)]
+
+
+# -- F5: show and explain keep a gold question blind to annotators and whole for a lead ---------------
+def _answered_gold(run, tmp_path):
+    run.ok("workers", "add", "w", "--role", "annotator")
+    run.ok("workers", "add", "v", "--role", "annotator")
+    run.ok("gold", "add", _jsonl(tmp_path / "gold.jsonl", '{"id":"G1","data":{"img":"blurry.png"},"answer":"a"}'))
+    for worker, label in (("w", "b"), ("v", "a")):
+        slot = run.json("claim", "--as", worker, "--json")
+        assert slot["external_id"] == "G1"
+        run.ok("submit", "--as", worker, slot["assignment"], "--label", label)
+
+
+def test_explain_and_show_do_not_tell_an_annotator_that_a_task_is_gold(gold_project, tmp_path):
+    """`explain G1` (no role needed) printed "added it as a gold question" and `answer "a"`."""
+    run = gold_project
+    _answered_gold(run, tmp_path)
+    text = run.ok("explain", "G1", env={"LABELYARD_WORKER": "w"}).stdout
+    assert "gold" not in text and '"a"' not in text and " by v" not in text
+    assert text.startswith("task 1 (G1): open: waiting in `main` for annotate\n")
+    assert "submitted by w: label \"b\"" in text
+    explained = run.json("explain", "G1", "--as", "w", "--json")
+    assert [(e["kind"], e["actor"]) for e in explained["events"]] == [("claimed", "w"), ("submitted", "w")]
+    shown = run.json("show", "G1", "--as", "w", "--json")
+    assert "is_gold" not in shown["task"] and "gold" not in shown
+    assert [a["worker"] for a in shown["annotations"]] == ["w"] and "gold" not in json.dumps(shown["events"])
+    text = run.ok("show", "G1", "--as", "w").stdout
+    assert "gold" not in text and "  annotate  w            \"b\"\n" in text and " v " not in text
+
+
+def test_show_tells_a_lead_a_gold_questions_answer_and_how_each_answer_scored(gold_project, tmp_path):
+    """The lead's `show G1` read like an ordinary open task: no "gold", no answer, no right/wrong."""
+    run = gold_project
+    _answered_gold(run, tmp_path)
+    text = run.ok("show", "G1").stdout.splitlines()
+    assert text[2] == 'gold question (open): answer "a"; answered 2 times: 1 right, 1 wrong'
+    assert text[3:5] == ['  annotate  w            "b" (wrong)', '  annotate  v            "a" (right)']
+    shown = run.json("show", "G1", "--json")
+    assert shown["task"]["is_gold"] is True
+    assert shown["gold"] == {"answer": "a", "queue": "main", "state": "open", "reason": None, "answered": 2,
+                             "right": 1, "wrong": 1}
+    assert [a["gold_right"] for a in shown["annotations"]] == [False, True]
+    assert "added it as a gold question" in run.ok("explain", "G1").stdout
