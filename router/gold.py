@@ -14,7 +14,8 @@ one: a SHA-256 of the worker's name and the id of their latest slot (0 before
 their first), read as a fraction in [0, 1), below ``quality.gold.rate``. The choice is
 deterministic (a replay gives the same claims) and, over many claims, close
 to the rate. The worker then gets the oldest gold task of a queue they may
-work that they never had a slot of; when none is left, a normal slot.
+work that they never had a slot of and did not add or change (a lead who also
+annotates knows the answers they wrote); when none is left, a normal slot.
 """
 
 from __future__ import annotations

@@ -1806,9 +1806,12 @@ class Store:
         return self.one("SELECT 1 FROM gold LIMIT 1") is not None
 
     def gold_for(self, worker: str, queues: Sequence[str]) -> sqlite3.Row | None:
-        """The oldest open gold task in ``queues`` that ``worker`` never had a slot of.
+        """The oldest open gold task in ``queues`` that ``worker`` never had a slot of, nor wrote:
+        the lead who added a question or changed it (its ``gold_added`` and ``gold_updated`` events)
+        knows its answer, so it would measure nothing of them.
 
-        Driven from the (small) gold table: ``CROSS JOIN`` fixes the join order.
+        Driven from the (small) gold table: ``CROSS JOIN`` fixes the join order; the events of a
+        candidate are read by the ``events_task`` index.
         """
         if not queues:
             return None
@@ -1817,8 +1820,10 @@ class Store:
             f"SELECT t.id, t.external_id, t.stage, t.queue, t.round, t.data, t.category, t.pred_label, "
             f"t.pred_confidence FROM gold AS g CROSS JOIN tasks AS t ON t.id = g.task_id "
             f"WHERE t.status = 'open' AND t.is_gold = 1 AND t.queue IN ({marks}) AND NOT EXISTS ("
-            f"SELECT 1 FROM assignments AS a WHERE a.task_id = t.id AND a.worker = ?) ORDER BY g.task_id LIMIT 1",
-            (*queues, worker),
+            f"SELECT 1 FROM assignments AS a WHERE a.task_id = t.id AND a.worker = ?) AND NOT EXISTS ("
+            f"SELECT 1 FROM events AS e WHERE e.task_id = t.id AND e.kind IN ('gold_added', 'gold_updated') "
+            f"AND e.actor = ?) ORDER BY g.task_id LIMIT 1",
+            (*queues, worker, worker),
         )
 
     # -- agreement -------------------------------------------------------------------------

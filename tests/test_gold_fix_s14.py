@@ -232,3 +232,20 @@ def test_show_tells_a_lead_a_gold_questions_answer_and_how_each_answer_scored(go
                              "right": 1, "wrong": 1}
     assert [a["gold_right"] for a in shown["annotations"]] == [False, True]
     assert "added it as a gold question" in run.ok("explain", "G1").stdout
+
+
+# -- F6: a lead who also annotates is not served the gold they wrote ----------------------------------
+def test_a_lead_who_annotates_is_not_served_the_gold_questions_they_added_or_changed(gold_project, tmp_path):
+    """root's claims gave T1, then G20 and G21, the questions root added, scored as root's accuracy."""
+    run = gold_project
+    run.ok("workers", "set", "lead-lucy", "--role", "lead", "--role", "annotator")
+    run.ok("workers", "add", "lead-max", "--role", "lead", "--role", "annotator")
+    run.ok("gold", "add", _jsonl(tmp_path / "g.jsonl", '{"id":"G20","data":{"x":1},"answer":"a"}',
+                                 '{"id":"G21","data":{"x":2},"answer":"b"}', '{"id":"G22","data":{"x":3},"answer":"b"}'))
+    run.ok("gold", "add", "--as", "lead-max", _jsonl(tmp_path / "h.jsonl", '{"id":"G22","data":{"x":3},"answer":"a"}'))
+    run.ok("ingest", _jsonl(tmp_path / "t.jsonl", '{"id":"T1","data":{"x":1}}'))
+    assert run.json("claim", "--json")["external_id"] == "T1"  # gold rate 1.0: no gold of lucy's to serve
+    assert run("claim").returncode == 3
+    served = [run.json("claim", "--as", "lead-max", "--json")["external_id"] for _ in range(2)]
+    assert served == ["G20", "G21"]  # G22 is lead-max's: they changed its answer
+    assert run("claim", "--as", "lead-max").returncode == 3
