@@ -828,7 +828,10 @@ def status(db: str | None, as_json: bool) -> None:
 
     print_status(data)
     if data.get("gold"):
-        click.echo(f"gold questions: {data['gold']} (not counted in tasks or queues)")
+        idle = ", ".join(f"{n} {state}" for state, n in (("held", data.get("gold_held")),
+                                                         ("retired", data.get("gold_retired"))) if n)
+        idle = f"; {idle}: labelyard gold list" if idle else ""
+        click.echo(f"gold questions: {data['gold']} (not counted in tasks or queues{idle})")
 
 
 @main.command()

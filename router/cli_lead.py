@@ -1,7 +1,7 @@
 """CLI commands for leads and timers: tick, reassign, escalate, hold, unhold, release, priority, gold, agreement.
 
 Thin: each command parses its arguments and calls ``router.lead``,
-``router.timers``, ``router.gold`` or ``router.agreement`` (imported inside
+``router.timers``, ``router.gold`` (``gold_view``, ``gold_retire``) or ``router.agreement`` (imported inside
 the command, so ``labelyard claim`` does not pay for them).
 """
 
@@ -273,6 +273,59 @@ def register(main: click.Group) -> None:
         if report.rejected:
             only = f" --source {shlex.quote(source)}" if source else ""
             click.echo(f"rejected rows are kept with their reasons: labelyard rejects{only}", err=True)
+
+    @gold.command("list")
+    @db_option
+    @as_option
+    @click.option("--json", "as_json", is_flag=True)
+    def gold_list(db: str | None, worker: str | None, as_json: bool) -> None:
+        """List the gold questions: answer, queue, state (open, held, retired) and how many answered right or wrong.
+
+        A lead's command: it shows the answers."""
+        from .gold_view import gold_list as listed
+
+        lead = _lead(db, worker)
+        questions = listed(lead.store, lead.engine.workflow.labels)
+        if as_json:
+            _emit_json({"questions": questions})
+            return
+        from .render import gold_table
+
+        for line in gold_table(questions):
+            click.echo(line)
+
+    @gold.command("retire")
+    @click.argument("tasks", nargs=-1, required=True)
+    @click.option("--reason", default=None, help="Why (shown as the question's reason; default: retired as a "
+                                                  "gold question).")
+    @db_option
+    @as_option
+    @click.option("--json", "as_json", is_flag=True)
+    def gold_retire(tasks: tuple[str, ...], reason: str | None, db: str | None, worker: str | None,
+                    as_json: bool) -> None:
+        """Retire gold question(s) TASK…: no longer served, and their answers no longer count in workers' gold accuracy.
+
+        Each question in one transaction: its slots released, every worker who answered it
+        scored again without it. `gold add` of its id is refused afterwards (use a new id)."""
+        from .gold_retire import retire_gold
+        from .render import listed_name
+
+        lead = _lead(db, worker)
+        results = retire_gold(lead.engine, list(tasks), lead.actor, reason)
+        if as_json:
+            _emit_json({"retired": results})
+            return
+        for r in results:
+            if not r["retired"]:
+                click.echo(f"{listed_name(r['id'])} was retired already")
+                continue
+            text = f"retired {listed_name(r['id'])}"
+            if r["released"]:
+                text += f": released assignment(s) {', '.join(map(str, r['released']))}"
+            if r["rescored"]:
+                text += "; gold accuracy scored again: " + ", ".join(
+                    f"{listed_name(w)} {correct}/{answered}" for w, (answered, correct) in r["rescored"].items())
+            click.echo(text)
 
     @main.command()
     @db_option

@@ -1274,7 +1274,8 @@ class Engine:
     # -- reading ---------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         """Task counts by status and, per queue, waiting and active work; gold questions are
-        counted apart (``gold``), never in the tasks or queues. ``stalled`` and ``held`` name tasks
+        counted apart (``gold``; ``gold_held`` and ``gold_retired`` of them not served), never in
+        the tasks or queues. ``stalled`` and ``held`` name tasks
         that wait for ever (:mod:`router.stalls`), read at a cost that does not grow with the tasks."""
         counts = self.store.status_counts()
         tasks = {s: counts.get(s, 0) for s in ("open", "done", "held", "invalid")}
@@ -1296,8 +1297,10 @@ class Engine:
         rejects = self.store.one("SELECT count(*) FROM rejects")[0]
         stalls = open_stalls(self.store, specs, wf["name"] if wf is not None else "", admitted,
                              {name: q.get("open", 0) for name, q in per_queue.items()})
+        gold = self.store.gold_status_counts()
         return {"workflow": None if wf is None else {"name": wf["name"], "version": wf["version"]},
                 "tasks": tasks, "total": sum(counts.values()), "gold": self.store.gold_count(),
+                "gold_held": gold.get("held", 0), "gold_retired": gold.get("invalid", 0),
                 "queues": queues, "warnings": warnings, "stalled": stalls,
                 "held": held_named(self.store, specs, tasks["held"]), "rejects": rejects,
                 "workers": len(workers), "last_run": self._last_run(),

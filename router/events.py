@@ -12,7 +12,7 @@ NAMED = ("done", "escalated", "returned", "held", "invalid")
 
 KINDS = (
     "created", "routed", "final", "held", "invalid", "submitted", "claimed", "released", "reassigned",
-    "unheld", "priority", "late_submission", "correction_dropped", "gold_added", "gold_updated",
+    "unheld", "priority", "late_submission", "correction_dropped", "gold_added", "gold_updated", "gold_retired",
     "gold_rescored", "workflow_applied", "worker_added", "worker_updated", "worker_paused", "worker_resumed",
     "worker_flagged", "worker_unflagged", "worker_skill_added", "worker_skill_removed", "worker_rule_failed",
     "outbox_dropped", "rejects_cleared",

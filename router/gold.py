@@ -116,7 +116,7 @@ def rescore(engine, task_ids: list[int] | None, now: float, actor: str,
     """
     store = engine.store
     spec = engine.workflow.labels
-    counts: dict[str, list[int]] = {}
+    counts: dict[str, list[int]] = {worker: [0, 0] for worker in store.gold_answerers(task_ids)}
     for row in store.gold_answer_rows(task_ids):
         tally = counts.setdefault(row["worker"], [0, 0])
         tally[0] += 1
@@ -295,6 +295,11 @@ def add_gold(engine, path: str, actor: str, source: str | None = None) -> GoldRe
             if existing is not None:
                 if not existing["is_gold"]:
                     problems.append((source, item.line, f"id {item.external_id} is already an ordinary task", None, now))
+                    report.rejected += 1
+                    continue
+                if existing["status"] == "invalid":  # retired: its answers stay unscored (router.gold_retire)
+                    problems.append((source, item.line, f"id {item.external_id} is a retired gold question; "
+                                     "add the question under a new id", None, now))
                     report.rejected += 1
                     continue
                 updated.append(existing["id"])  # scored again all the same: that mends older counters

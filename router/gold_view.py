@@ -60,6 +60,12 @@ def question(row: Any, answers: list[dict[str, Any]]) -> dict[str, Any]:
             "wrong": len(answers) - right}
 
 
+def gold_list(store, spec: Any) -> list[dict[str, Any]]:
+    """Every gold question (:func:`question`), by id: what ``gold list`` gives a lead."""
+    scored = scored_answers(store, spec)
+    return [question(row, scored[row["id"]]) for row in store.gold_questions()]
+
+
 def gold_show(store, spec: Any, data: dict[str, Any], viewer: str | None) -> dict[str, Any]:
     """``show``'s view of a gold question: with its answer and each answer's score for a lead, else
     as the viewer's claim gave it (:func:`blind_show`)."""

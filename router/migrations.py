@@ -721,7 +721,8 @@ def _judge_labels_again(db: Database, migration: str, *, vote_changed: Callable[
                         [(by, worker) for worker, by in moved.items() if by])
     answers = [] if answer_changed is None else db.execute(
         "SELECT a.worker, a.label, g.label FROM gold AS g JOIN annotations AS a ON a.task_id = g.task_id "
-        "WHERE a.label IS NOT NULL ORDER BY a.worker, a.id").fetchall()
+        "JOIN tasks AS t ON t.id = g.task_id WHERE a.label IS NOT NULL AND t.status != 'invalid' "
+        "ORDER BY a.worker, a.id").fetchall()  # a retired question's answers are not scored (`gold retire`)
     now = clock.now()
     for worker, rows in itertools.groupby(answers, key=operator.itemgetter(0)):
         judged = [(loads(label), loads(answer)) for _worker, label, answer in rows]

@@ -239,6 +239,33 @@ def lead_did(event: dict[str, Any]) -> str | None:
     return "; ".join(parts) or None
 
 
+GOLD_ANSWER_CHARS = 40  # of a gold answer in `gold list` (a list of boxes can be long: `--json` has it whole)
+
+
+def gold_table(questions: list[dict[str, Any]]) -> list[str]:
+    """``gold list``: a line per gold question, with the reason of a held or retired one under it."""
+    if not questions:
+        return ["no gold questions (a lead adds them: labelyard gold add FILE)"]
+    rows = [("id", "state", "queue", "right", "wrong", "answer")]
+    for q in questions:
+        answer = json.dumps(q["answer"], ensure_ascii=False)
+        if len(answer) > GOLD_ANSWER_CHARS:
+            answer = answer[:GOLD_ANSWER_CHARS - 1] + "…"
+        rows.append((visible(one_line(q["id"])), q["state"], visible(one_line(str(q["queue"]))), str(q["right"]),
+                     str(q["wrong"]), visible(answer)))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [cell.rjust(w) if i in (3, 4) else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells + [row[5]]).rstrip())
+        reason = questions[n - 1]["reason"] if n else None
+        if reason and questions[n - 1]["state"] != "open":
+            lines.append(f"    {visible(one_line(reason))}")
+    counts = {state: sum(1 for q in questions if q["state"] == state) for state in ("open", "held", "retired")}
+    lines.append(", ".join(f"{state} {n}" for state, n in counts.items()))
+    return lines
+
+
 def gold_line(gold: dict[str, Any]) -> str:
     """A gold question's answer, state and scores in one line (``show`` for a lead)."""
     state = gold["state"] + (f": {gold['reason']}" if gold.get("reason") else "")

@@ -1854,18 +1854,31 @@ class Store:
         return {r["id"]: (r["gold_answered"], r["gold_correct"]) for r in rows}
 
     def gold_answer_rows(self, task_ids: Sequence[int] | None) -> list[sqlite3.Row]:
-        """Every gold answer of the workers who answered one of these gold tasks (``None``: every
-        gold answer of everyone): ``worker, label, answer`` (the gold label), to score them again."""
+        """Every scored gold answer of the workers who answered one of these gold tasks (``None``:
+        every scored gold answer of everyone): ``worker, label, answer`` (the gold label), to score
+        them again. The answers to a retired question (``gold retire``: its task ``invalid``) are
+        not scored."""
+        scored = ("SELECT a.worker, a.label, g.label AS answer FROM gold AS g CROSS JOIN annotations AS a "
+                  "ON a.task_id = g.task_id CROSS JOIN tasks AS t ON t.id = g.task_id "
+                  "WHERE a.label IS NOT NULL AND t.status != 'invalid'")
         if task_ids is None:
-            return self.query("SELECT a.worker, a.label, g.label AS answer FROM gold AS g CROSS JOIN annotations AS a "
-                              "ON a.task_id = g.task_id WHERE a.label IS NOT NULL ORDER BY a.worker, a.id")
+            return self.query(scored + " ORDER BY a.worker, a.id")
         marks = ",".join("?" * len(task_ids))
         return self.query(
-            "SELECT a.worker, a.label, g.label AS answer FROM gold AS g CROSS JOIN annotations AS a "
-            "ON a.task_id = g.task_id WHERE a.label IS NOT NULL AND a.worker IN ("
-            f"SELECT worker FROM annotations WHERE task_id IN ({marks})) ORDER BY a.worker, a.id",
+            scored + f" AND a.worker IN (SELECT worker FROM annotations WHERE task_id IN ({marks})) "
+            "ORDER BY a.worker, a.id",
             list(task_ids),
         ) if task_ids else []
+
+    def gold_answerers(self, task_ids: Sequence[int] | None) -> list[str]:
+        """Who answered one of these gold tasks (``None``: every worker with gold counters), so that
+        a worker whose answers are all to retired questions is scored again to none."""
+        if task_ids is None:
+            return [r[0] for r in self.query("SELECT id FROM workers WHERE gold_answered > 0")]
+        marks = ",".join("?" * len(task_ids))
+        return [r[0] for r in self.query(
+            f"SELECT DISTINCT worker FROM annotations WHERE task_id IN ({marks}) AND label IS NOT NULL",
+            list(task_ids))] if task_ids else []
 
     def gold_questions(self, task_ids: Sequence[int] | None = None) -> list[sqlite3.Row]:
         """``id, external_id, queue, status, reason, answer`` (JSON) of every gold question (or of
@@ -1956,6 +1969,12 @@ class Store:
     def gold_count(self) -> int:
         """How many gold questions there are (each has one ``gold`` row)."""
         return int(self.one("SELECT count(*) FROM gold")[0])
+
+    def gold_status_counts(self) -> dict[str, int]:
+        """Gold questions per status (``held``: ``apply`` held them; ``invalid``: retired), from the counters."""
+        rows = self.query("SELECT status, sum(n) AS n FROM task_counts WHERE is_gold = 1 GROUP BY status "
+                          "HAVING sum(n) > 0")
+        return {r["status"]: r["n"] for r in rows}
 
     def open_count_by_queue(self, *, gold: bool = False) -> dict[str, int]:
         """Open tasks per queue; with ``gold``, the gold questions instead."""

@@ -249,3 +249,83 @@ def test_a_lead_who_annotates_is_not_served_the_gold_questions_they_added_or_cha
     served = [run.json("claim", "--as", "lead-max", "--json")["external_id"] for _ in range(2)]
     assert served == ["G20", "G21"]  # G22 is lead-max's: they changed its answer
     assert run("claim", "--as", "lead-max").returncode == 3
+
+
+# -- F3: gold list and gold retire ------------------------------------------------------------------------
+def _counters(run) -> dict[str, tuple[int, int]]:
+    return {w: (n, ok) for w, n, ok in _rows(run.db, "SELECT id, gold_answered, gold_correct FROM workers "
+                                                     "WHERE id IN ('w', 'v') ORDER BY id")}
+
+
+def test_gold_list_shows_each_questions_answer_queue_state_and_scores(gold_project, tmp_path, write_workflow):
+    """Nothing listed gold questions: `status` gave a count, and which one apply held was said once."""
+    run = gold_project
+    _answered_gold(run, tmp_path)
+    run.ok("gold", "add", _jsonl(tmp_path / "more.jsonl", '{"id":"G2","data":{"i":2},"answer":"b","queue":"senior"}'))
+    listed = run.json("gold", "list", "--json")["questions"]
+    assert listed == [
+        {"id": "G1", "task": 1, "answer": "a", "queue": "main", "state": "open", "reason": None, "answered": 2,
+         "right": 1, "wrong": 1},
+        {"id": "G2", "task": 2, "answer": "b", "queue": "senior", "state": "open", "reason": None, "answered": 0,
+         "right": 0, "wrong": 0}]
+    run.ok("apply", write_workflow(GOLD_WORKFLOW.replace("choices: [a, b]", "choices: [b, c]"), "pets.workflow.yaml"))
+    text = run.ok("gold", "list").stdout.splitlines()
+    assert text[0].split() == ["id", "state", "queue", "right", "wrong", "answer"]
+    assert text[1].split() == ["G1", "held", "main", "1", "1", '"a"']
+    assert text[2].startswith("    its gold answer is no label of version 2 of workflow `pets`")
+    assert text[3].split() == ["G2", "open", "senior", "0", "0", '"b"']
+    assert text[-1] == "open 1, held 1, retired 0"
+    assert run.ok("status").stdout.splitlines()[-1] == \
+        "gold questions: 2 (not counted in tasks or queues; 1 held: labelyard gold list)"
+    proc = run("gold", "list", "--as", "w")
+    assert proc.returncode == 1 and "w needs the lead role" in proc.stderr and proc.stdout == ""
+
+
+def test_gold_retire_stops_serving_a_question_and_takes_it_out_of_gold_accuracy(gold_project, tmp_path):
+    """A bad gold question could only be given another answer (still served and scored)."""
+    run = gold_project
+    _answered_gold(run, tmp_path)  # w answered G1 wrong, v right
+    run.ok("gold", "add", _jsonl(tmp_path / "g2.jsonl", '{"id":"G2","data":{"i":2},"answer":"b"}',
+                                 '{"id":"G3","data":{"i":3},"answer":"a"}'))
+    slot = run.json("claim", "--as", "w", "--json")
+    assert slot["external_id"] == "G2"
+    run.ok("submit", "--as", "w", slot["assignment"], "--label", "b")
+    held = run.json("claim", "--as", "w", "--json")
+    assert held["external_id"] == "G3"
+    assert _counters(run) == {"v": (1, 1), "w": (2, 1)}
+    before = _rows(run.db, "SELECT count(*) FROM tasks")
+
+    proc = run("gold", "retire", "G1", "T-nope")  # checked first: nothing retired
+    assert proc.returncode == 1 and proc.stderr == "labelyard: no task `T-nope` (by id or external id)\n"
+    assert run("gold", "retire", "G1", "--as", "w").returncode == 1
+    assert _counters(run) == {"v": (1, 1), "w": (2, 1)}
+
+    proc = run.ok("gold", "retire", "G1", "G3", "--reason", "ambiguous picture")
+    assert proc.stdout.splitlines() == ["retired G1; gold accuracy scored again: v 0/0, w 1/1",
+                                        f"retired G3: released assignment(s) {held['assignment']}"]
+    assert _counters(run) == {"v": (0, 0), "w": (1, 1)}
+    assert _rows(run.db, "SELECT count(*) FROM tasks") == before
+    late = run("submit", "--as", "w", held["assignment"], "--label", "a")
+    assert late.returncode != 0 and _counters(run) == {"v": (0, 0), "w": (1, 1)}  # a released slot scores nothing
+    assert run.json("claim", "--as", "v", "--json")["external_id"] == "G2"
+    assert run("claim", "--as", "v").returncode == 3  # G3 is served no more
+    events = run.json("show", "G1", "--json")["events"]
+    assert events[-1]["kind"] == "gold_retired" and events[-1]["actor"] == "lead-lucy"
+    assert events[-1]["detail"] == {"reason": "ambiguous picture", "was_status": "open", "queue": "main",
+                                    "answer": "a", "released": []}
+    rescored = [json.loads(d) for (d,) in _rows(run.db, "SELECT detail FROM events WHERE kind = 'gold_rescored'")]
+    assert [(d["worker"], d["gold_answered"], d["gold_correct"], d["retired"]) for d in rescored] == [
+        ("v", 0, 0, "G1"), ("w", 1, 1, "G1")]
+    assert run.json("gold", "retire", "G1", "--json") == {
+        "retired": [{"id": "G1", "task": 1, "retired": False, "released": [], "rescored": {}}]}
+    states = {q["id"]: (q["state"], q["reason"]) for q in run.json("gold", "list", "--json")["questions"]}
+    assert states == {"G1": ("retired", "ambiguous picture"), "G2": ("open", None),
+                      "G3": ("retired", "ambiguous picture")}
+    assert run.ok("status").stdout.splitlines()[-1] == \
+        "gold questions: 3 (not counted in tasks or queues; 2 retired: labelyard gold list)"
+    result = run.json("gold", "add", _jsonl(tmp_path / "again.jsonl", '{"id":"G1","data":{"img":"blurry.png"},'
+                                                                      '"answer":"a"}'), "--json")
+    assert (result["updated"], result["rejected"]) == (0, 1)
+    assert _counters(run) == {"v": (0, 0), "w": (1, 1)}
+    assert "is a retired gold question; add the question under a new id" in run.ok("rejects").stdout
+    assert "gold question (retired: ambiguous picture)" in run.ok("show", "G1").stdout
