@@ -8,7 +8,7 @@ their own slots and events, nothing that says it is gold (the database is a
 shared file: this keeps the answer out of sight, it does not lock it away).
 
 A lead's view and ``gold list`` score each answer as the workers' counters are
-scored: :func:`router.consensus.same_label` by the active version's labels.
+scored: :func:`router.consensus.gold_answer_right` (as submit scores them) by the active version's labels.
 Reads only.
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .consensus import same_label
+from .consensus import gold_answer_right
 from .store import loads
 
 GOLD_EVENTS = ("gold_added", "gold_updated", "gold_retired", "gold_rescored")
@@ -48,7 +48,7 @@ def scored_answers(store, spec: Any, task_ids: list[int] | None = None) -> dict[
     for row in store.gold_question_answers(task_ids):
         label = loads(row["label"])
         scored[row["task_id"]].append({"annotation": row["annotation"], "worker": row["worker"], "label": label,
-                                       "right": same_label(label, answers[row["task_id"]], spec)})
+                                       "right": gold_answer_right(label, answers[row["task_id"]], spec)})
     return scored
 
 

@@ -224,6 +224,13 @@ def test_a_gold_answer_to_a_number_is_right_within_the_consensus_tolerance(tmp_p
     assert gold_counters(p) == {"near": (1, 1), "edge": (1, 1), "far": (1, 0), "exact": (1, 1)}
 
 
+def test_gold_list_and_a_leads_show_score_numbers_as_the_counters_do(tmp_path):
+    p = gold_project(tmp_path, {"near": 3.1, "far": 3.6})
+    assert p.json("gold", "list", "--json")["questions"][0]["right"] == 1  # same_label said 0: 3.1 is not 3.0
+    marks = {a["worker"]: a["gold_right"] for a in p.json("show", "G1", "--json")["annotations"]}
+    assert marks == {"near": True, "far": False}
+
+
 def test_without_a_range_the_tolerance_is_five_percent_of_the_gold_answer(tmp_path):
     p = gold_project(tmp_path, {"near": 3.1, "far": 3.2}, labels="{type: number}")  # 0.15 of 3.0
     assert gold_counters(p) == {"near": (1, 1), "far": (1, 0)}
