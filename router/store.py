@@ -93,6 +93,48 @@ def access_problem(exc: BaseException, path: str, *, opening: bool = False) -> s
             "its folder, where SQLite makes its -wal and -shm files")
 
 
+# Below this much free space, a "disk I/O error" is the disk being full: SQLite grows its -shm file
+# 32 KiB at a time, even to read, and reports a failed growth as an I/O error.
+NEARLY_FULL_BYTES = 1 << 20
+
+
+def _free_bytes(folder: str) -> int | None:
+    try:
+        found = os.statvfs(folder)
+    except (OSError, AttributeError):  # gone, or no statvfs on this system
+        return None
+    return found.f_bavail * found.f_frsize
+
+
+def _amount(size: int) -> str:
+    return f"{size // 1024} KiB" if size < 10 << 20 else f"{size >> 20} MiB"
+
+
+def disk_full_problem(exc: BaseException, path: str, *, opening: bool = False) -> str | None:
+    """What to tell a user whose database SQLite found no room to write in (``SQLITE_FULL``, or a
+    "disk I/O error" on a disk with almost no space left), naming the database and the disk, else
+    ``None``. SQLite rolls back the write that failed: the database is as its last commit left it;
+    ``opening``: nothing was written yet."""
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return None
+    text = str(exc)
+    full = getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "database or disk is full" in text
+    if not full and "disk I/O error" not in text:
+        return None
+    folder = os.path.dirname(os.path.abspath(path))
+    free = _free_bytes(folder)
+    done = "nothing was written" if opening else "the write that failed was rolled back"
+    if free is not None and free < NEARLY_FULL_BYTES:
+        return (f"{path}: the disk holding {folder} is full ({_amount(free)} free; SQLite: {text}); free some "
+                f"space there and run the command again ({done})")
+    if not full:
+        return None  # an I/O error on a disk with room: not ours to explain
+    where = "" if free is None else f" ({_amount(free)} free)"
+    return (f"{path}: SQLite found no room to write ({text}): the disk holding {folder}{where}, or the one "
+            "for temporary files ($TMPDIR), is full; free some space and run the command again "
+            f"({done})")
+
+
 _NOT_FILES = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
               (stat.S_ISFIFO, "a pipe (a fifo)"), (stat.S_ISSOCK, "a socket"))
 
@@ -605,7 +647,8 @@ class Store:
                                           "choose another --db path (`labelyard init` makes a new project there)")
                 then = "nothing to back up" if copying else "run `labelyard init`"
                 raise NotInitialised(f"{path}: not a Labelyard database ({exc}); {then}") from None
-            problem = None if os.path.isdir(path) else access_problem(exc, path, opening=True)
+            problem = None if os.path.isdir(path) else (access_problem(exc, path, opening=True)
+                                                        or disk_full_problem(exc, path, opening=True))
             raise LabelyardError(problem or f"{path}: cannot open it as a database ({exc}); check --db or "
                                             "LABELYARD_DB") from None
         if (row is None or row[0] < SCHEMA_VERSION) and not copying:
@@ -726,7 +769,8 @@ class Store:
                     if "malformed" in str(exc):
                         raise LabelyardError(damaged_message(path, str(exc), done="nothing was migrated; ")) from None
                     if not busy or time.monotonic() > deadline:
-                        raise LabelyardError(access_problem(exc, path) or f"{path}: cannot initialise: {exc}") from None
+                        raise LabelyardError(access_problem(exc, path) or disk_full_problem(exc, path)
+                                             or f"{path}: cannot initialise: {exc}") from None
                     time.sleep(delay * (0.5 + random.random()))
                     delay = min(delay * 2, 0.05)
         except BaseException as exc:  # a write that failed (disk full), a refusal, Ctrl-C: nothing of ours is left
