@@ -97,16 +97,18 @@ DB_META = "labelyard.db"  # ctx.meta key: the database a command was given (shar
 def database_file_message(exc: BaseException, db: str | None) -> str | None:
     """What to tell a user whose database file is damaged (SQLite found it malformed), may not be
     written (read-only, mid-command: SQLite opens a file it may only read and fails at the first
-    write) or has no room to grow (a full disk), else ``None``."""
+    write), has no room to grow (a full disk) or stays locked by another program, else ``None``."""
     sqlite3 = sys.modules.get("sqlite3")  # not loaded: the error cannot be SQLite's
     if sqlite3 is None or not isinstance(exc, sqlite3.DatabaseError):
         return None
     path = db or os.environ.get("LABELYARD_DB") or "labelyard.db"
-    from .store import access_problem, disk_full_problem
+    from .store import access_problem, disk_full_problem, is_busy, locked_message
 
     problem = access_problem(exc, path) or disk_full_problem(exc, path)
     if problem is not None:
         return problem
+    if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):  # a read past SQLite's busy wait
+        return locked_message(path, exc)
     text = str(exc)
     if "malformed" not in text and "not a database" not in text:
         return None

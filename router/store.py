@@ -178,9 +178,18 @@ def check_problem(conn: sqlite3.Connection) -> str | None:
     return f"quick_check: {found[0] if found else rows[0]}{more}"
 
 
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
+def is_busy(exc: sqlite3.OperationalError) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text
+
+
+def locked_message(path: str, exc: BaseException, *, waited: float | None = None) -> str:
+    """What to tell a user whose database another process keeps locked (``waited``: for how many
+    seconds the command waited for it)."""
+    wait = "" if waited is None else f" for {waited / 60:g} minutes" if waited >= 60 else f" for {waited:g} s"
+    return (f"{path}: the database stayed locked by another process{wait} (SQLite: {exc}); another program "
+            "(an `sqlite3` shell, a sync or backup tool) may be holding it: run the command again once it "
+            "lets go")
 
 
 # One encoder for every call: json.dumps with options builds a new one each time (~1 µs).
@@ -635,13 +644,11 @@ class Store:
         problem = not_a_file_problem(path)
         if problem is not None:  # SQLite reads /dev/null as an empty database: `init` would be sent there
             raise LabelyardError(problem)
-        conn = None
         try:
-            conn = cls.connect(path)  # a file that is not SQLite fails here already
-            row = conn.execute("SELECT version FROM schema_version").fetchone()
+            conn, row = cls._first_read(path)
         except sqlite3.DatabaseError as exc:
-            if conn is not None:
-                conn.close()
+            if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
+                raise LabelyardError(locked_message(path, exc, waited=BUSY_GIVE_UP_S)) from None
             if "no such table" in str(exc):  # SQLite, but not (yet) Labelyard's
                 cls._refuse_other_program(path, "nothing to back up" if copying else
                                           "choose another --db path (`labelyard init` makes a new project there)")
@@ -659,6 +666,28 @@ class Store:
             conn.close()
             raise LabelyardError(_newer_schema(path, row[0]))
         return cls(path, conn)
+
+    @classmethod
+    def _first_read(cls, path: str) -> tuple[sqlite3.Connection, sqlite3.Row | None]:
+        """Connect to ``path`` and read its schema version. Another program's lock (an ``sqlite3``
+        shell's ``BEGIN EXCLUSIVE``, a rollback-journal writer) is waited out like a writer waits:
+        SQLite's busy handler, then a jittered back-off, for up to ``BUSY_GIVE_UP_S``; the last
+        error is raised (the connection closed) when it is not a lock or the wait is over."""
+        deadline = time.monotonic() + BUSY_GIVE_UP_S
+        delay = BEGIN_MAX_SLEEP_S
+        while True:
+            conn = None
+            try:
+                conn = cls.connect(path)  # a file that is not SQLite fails here already (a lock, too)
+                return conn, conn.execute("SELECT version FROM schema_version").fetchone()
+            except BaseException as exc:
+                if conn is not None:
+                    conn.close()
+                if not (isinstance(exc, sqlite3.OperationalError) and is_busy(exc)) \
+                        or time.monotonic() > deadline:
+                    raise
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 0.25)
 
     @classmethod
     def _refuse_other_program(cls, path: str, then: str) -> None:
@@ -765,7 +794,7 @@ class Store:
                 except sqlite3.DatabaseError as exc:
                     if conn is not None:
                         conn.close()
-                    busy = isinstance(exc, sqlite3.OperationalError) and _is_busy(exc)
+                    busy = isinstance(exc, sqlite3.OperationalError) and is_busy(exc)
                     if "malformed" in str(exc):
                         raise LabelyardError(damaged_message(path, str(exc), done="nothing was migrated; ")) from None
                     if not busy or time.monotonic() > deadline:
@@ -1100,7 +1129,7 @@ class Store:
                 self.conn.execute("BEGIN IMMEDIATE")
                 return
             except sqlite3.OperationalError as exc:
-                if not _is_busy(exc):  # a read-only -shm, say: no wait cures it
+                if not is_busy(exc):  # a read-only -shm, say: no wait cures it
                     raise LabelyardError(access_problem(exc, self.shown_path)
                                          or f"{self.shown_path}: cannot begin a write: {exc}") from None
                 if time.monotonic() > deadline:
@@ -1115,7 +1144,7 @@ class Store:
                 self.conn.execute("COMMIT")
                 return
             except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or time.monotonic() > deadline:
+                if not is_busy(exc) or time.monotonic() > deadline:
                     if self.conn.in_transaction:
                         self.conn.execute("ROLLBACK")
                     raise

@@ -328,7 +328,8 @@ class WriterLock:
     def _no_progress(self) -> str:
         """What a writer that waited its whole patience says, on either lock."""
         return (f"{self._db}: waited {self._patience:g} s for a turn behind a writer that makes no progress (a "
-                f"stopped or hung labelyard process holding {self._path}?); writing without the queue")
+                f"stopped or hung labelyard process holding {self._path}, or one waiting for another program's "
+                "lock on the database?); writing without the queue")
 
     def __exit__(self, *exc: object) -> None:
         if self._queue is not None:

@@ -2,6 +2,7 @@
 subprocesses on real database files (``conftest.run``).
 
 1. A full disk: one line naming the database and the disk, exit 1, not a traceback.
+2. Another program's lock at open time is waited out like a writer's, and named as a lock.
 """
 
 from __future__ import annotations
@@ -136,3 +137,77 @@ def test_a_full_disk_is_named_by_writes_and_by_opening(run, write_workflow, smal
     assert "is full" in proc.stderr and "nothing was written" in proc.stderr and "--db" not in proc.stderr
     (small_disk / "filler").unlink()
     run.ok("workers", "add", "a1", "--role", "annotator")
+
+
+# -- 2. a lock held at open time ------------------------------------------------------------------
+
+HOLDER = """\
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("PRAGMA locking_mode=EXCLUSIVE")  # readers too are shut out, as by an `sqlite3` shell
+conn.execute("BEGIN EXCLUSIVE")
+conn.execute("UPDATE schema_version SET version = version")
+print("locked", flush=True)
+if sys.argv[2] == "stdin":
+    sys.stdin.read()
+else:
+    time.sleep(float(sys.argv[2]))
+conn.execute("COMMIT")
+"""
+
+
+def hold_lock(db: Path, until: str) -> subprocess.Popen:
+    """Another program holding the database's lock: for ``until`` seconds, or (``stdin``) until its
+    standard input closes."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(db), until], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_a_lock_held_past_sqlites_busy_wait_at_open_is_waited_out(run, write_workflow):
+    project(run, write_workflow)
+    run.ok("workers", "add", "ann", "--role", "annotator")
+    # held longer than SQLite's 5 s busy handler, where the first read gave up ("check --db")
+    holder = hold_lock(run.db, "8")
+    try:
+        proc = run("claim", "--as", "ann")
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    assert proc.returncode == 3, proc.stderr  # it waited, opened, and found no work
+    assert proc.stderr.strip() == "labelyard: no work for ann"
+
+
+# `labelyard` that waits 0.1 s for a lock instead of SQLite's 5 s and Labelyard's 2 minutes.
+IMPATIENT = """\
+import sys
+import router.store as store
+
+store.BUSY_TIMEOUT_MS = 100
+store.BUSY_GIVE_UP_S = 0.0
+from router.cli import main
+
+sys.argv[0] = "labelyard"
+main()
+"""
+
+
+@pytest.mark.parametrize("args", [("status",), ("claim", "--as", "ann"), ("workers", "list")])
+def test_a_lock_that_outlasts_the_wait_is_named_as_a_lock_not_a_wrong_path(run, write_workflow, tmp_path, args):
+    project(run, write_workflow)
+    run.ok("workers", "add", "ann", "--role", "annotator")
+    script = tmp_path / "impatient.py"
+    script.write_text(IMPATIENT, encoding="utf-8")
+    run.command = [sys.executable, str(script)]
+    holder = hold_lock(run.db, "stdin")
+    try:
+        proc = run(*args)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"labelyard: {run.db}: the database stayed locked by another process for 0 s (SQLite: database is locked); "
+        "another program (an `sqlite3` shell, a sync or backup tool) may be holding it: run the command again "
+        "once it lets go"]

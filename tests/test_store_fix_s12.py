@@ -98,7 +98,8 @@ def test_an_init_that_made_the_project_behind_a_failed_one_keeps_it(run):
 # -- the flock fallback waits as long as the queue, then says why ----------------------------------
 def no_progress(db: Path, seconds: str) -> str:
     return (f"{db}: waited {seconds} s for a turn behind a writer that makes no progress (a stopped or hung "
-            f"labelyard process holding {os.path.realpath(db)}.lock?); writing without the queue")
+            f"labelyard process holding {os.path.realpath(db)}.lock, or one waiting for another program's lock on "
+            "the database?); writing without the queue")
 
 
 @pytest.mark.parametrize("thread", ["main", "worker"])  # an interval timer, or polling (the TUI's workers)
