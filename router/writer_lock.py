@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import struct
 import sys
 import weakref
@@ -178,15 +179,22 @@ def _flock_within(fd: int, patience: float) -> bool:
 def queue_patience() -> float:
     """``LABELYARD_QUEUE_WAIT_S``: how long a writer waits for its turn in the queue (or for the
     ``flock`` in its place) before it leaves it and writes under SQLite's lock alone (default 10 s;
-    that wait is bounded too)."""
+    that wait is bounded too). Seconds in ASCII digits (``2.5``), above 0 and at most a day; an
+    empty value is unset, anything else a user error naming the variable (a huge value overflowed
+    the interval timer, and a bad one was silently 10 s)."""
     raw = os.environ.get("LABELYARD_QUEUE_WAIT_S", "").strip()
-    try:
-        value = float(raw) if raw else QUEUE_WAIT_S
-    except ValueError:
-        value = QUEUE_WAIT_S
-    return value if value > 0 and value == value else QUEUE_WAIT_S
+    if not raw:
+        return QUEUE_WAIT_S
+    if _SECONDS.fullmatch(raw) and 0 < float(raw) <= QUEUE_WAIT_MAX_S:
+        return float(raw)
+    from .errors import LabelyardError
+
+    raise LabelyardError(f"LABELYARD_QUEUE_WAIT_S={raw!r}: give the seconds a writer waits for its turn, a number "
+                         f"above 0 and at most {QUEUE_WAIT_MAX_S:g} (a day), such as 10 (the default when unset)")
 
 
+_SECONDS = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")  # ASCII digits only: no `_`, sign, exponent or inf
+QUEUE_WAIT_MAX_S = 86400.0
 QUEUE_WAIT_S = 10.0
 KINDS = ("queue", "flock", "none")
 LOCK_MODE = 0o660  # owner and group, as `init` makes the database: a team shares a group

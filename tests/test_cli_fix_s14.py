@@ -3,6 +3,7 @@ subprocesses on real database files (``conftest.run``).
 
 1. A full disk: one line naming the database and the disk, exit 1, not a traceback.
 2. Another program's lock at open time is waited out like a writer's, and named as a lock.
+3. ``LABELYARD_QUEUE_WAIT_S`` that is no sensible number of seconds is refused in one line.
 """
 
 from __future__ import annotations
@@ -211,3 +212,40 @@ def test_a_lock_that_outlasts_the_wait_is_named_as_a_lock_not_a_wrong_path(run, 
         f"labelyard: {run.db}: the database stayed locked by another process for 0 s (SQLite: database is locked); "
         "another program (an `sqlite3` shell, a sync or backup tool) may be holding it: run the command again "
         "once it lets go"]
+
+
+# -- 3. LABELYARD_QUEUE_WAIT_S ----------------------------------------------------------------------
+
+FLOCK_HOLDER = """\
+import fcntl, sys
+lock = open(sys.argv[1], "a")
+fcntl.flock(lock, fcntl.LOCK_EX)
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.parametrize("value", ["inf", "1e300", "99999999999", "abc", "-5", "nan", "0", "1_0", "\u0663"])
+def test_a_queue_wait_that_is_no_sensible_number_of_seconds_is_refused_in_one_line(run, write_workflow, value):
+    project(run, write_workflow)
+    # a writer ahead in the queue: the wait is where a huge value overflowed the interval timer
+    holder = subprocess.Popen([sys.executable, "-c", FLOCK_HOLDER, str(run.db) + ".lock"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        proc = run("workers", "add", "a1", "--role", "annotator",
+                   env={"LABELYARD_QUEUE_WAIT_S": value, "LABELYARD_WRITER_LOCK": "flock"})
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"labelyard: LABELYARD_QUEUE_WAIT_S={value!r}: give the seconds a writer waits for its turn, a number above 0 "
+        "and at most 86400 (a day), such as 10 (the default when unset)"]
+    assert "a1" not in run("workers", "list").stdout
+
+
+@pytest.mark.parametrize("value", ["", " 2.5 ", "86400", ".5"])
+def test_a_queue_wait_in_seconds_or_unset_is_taken(run, write_workflow, value):
+    project(run, write_workflow)
+    run.ok("workers", "add", "a1", "--role", "annotator", env={"LABELYARD_QUEUE_WAIT_S": value})
