@@ -48,7 +48,8 @@ def register(main: click.Group) -> None:
     def plugins_command(db: str | None, plugins_dir: str | None, as_json: bool) -> None:
         """List loaded plugins: where each came from, its hooks, what it registered, its error.
 
-        With a database, the workflow's `plugins:` modules are loaded too.
+        With a database, the workflow's `plugins:` modules are loaded too;
+        one named (--db, $LABELYARD_DB) that cannot be opened is an error.
         Exits 1 when a plugin failed to load.
         """
         from .plugins import load_plugins
@@ -165,17 +166,16 @@ def stuck_hint(holder: str, seconds: float) -> str:
 
 
 def _workflow_modules(db: str | None) -> list[str]:
-    """The active workflow's ``plugins:`` list, when there is a database with one."""
-    from .errors import LabelyardError
+    """The active workflow's ``plugins:`` list, when there is a database with one. A database named
+    (``--db``, ``LABELYARD_DB``) that cannot be opened is the error ``Store.open`` raises, as for
+    ``run``: a mistyped path must not look like a cron environment where every plugin loads. Only
+    the default ``./labelyard.db``, when there is none, means no workflow."""
     from .store import Store, database_path, loads
 
     path = database_path(db)
-    if not os.path.exists(path):
+    if db is None and not os.path.exists(path):
         return []
-    try:
-        store = Store.open(path)
-    except LabelyardError:
-        return []
+    store = Store.open(path)
     try:
         row = store.active_workflow()
         return list(loads(row["spec"]).get("plugins") or []) if row else []

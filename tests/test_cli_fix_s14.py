@@ -4,6 +4,7 @@ subprocesses on real database files (``conftest.run``).
 1. A full disk: one line naming the database and the disk, exit 1, not a traceback.
 2. Another program's lock at open time is waited out like a writer's, and named as a lock.
 3. ``LABELYARD_QUEUE_WAIT_S`` that is no sensible number of seconds is refused in one line.
+4. ``plugins --db X`` says so when X cannot be opened, instead of listing the built-ins as if all were well.
 """
 
 from __future__ import annotations
@@ -249,3 +250,78 @@ def test_a_queue_wait_that_is_no_sensible_number_of_seconds_is_refused_in_one_li
 def test_a_queue_wait_in_seconds_or_unset_is_taken(run, write_workflow, value):
     project(run, write_workflow)
     run.ok("workers", "add", "a1", "--role", "annotator", env={"LABELYARD_QUEUE_WAIT_S": value})
+
+
+# -- 4. plugins --db X that cannot be opened -------------------------------------------------------
+
+FUNCTIONS_PLUGIN = """\
+from router import hookimpl
+
+
+@hookimpl
+def register_functions(register):
+    register("double", lambda x: x * 2)
+"""
+
+WITH_PLUGIN = """\
+workflow: w
+plugins: [acme_fns]
+labels: {type: choice, choices: [a, b]}
+queues:
+  q: {roles: [annotator]}
+on_create:
+  - name: all
+    when: double(1) == 2
+    do: {annotate: q}
+  - name: rest
+    do: {annotate: q}
+"""
+
+
+@pytest.fixture
+def plugin_project(run, write_workflow, tmp_path):
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    (mods / "acme_fns.py").write_text(FUNCTIONS_PLUGIN, encoding="utf-8")
+    with_mods = {"PYTHONPATH": os.pathsep.join(filter(None, [str(mods), os.environ.get("PYTHONPATH")]))}
+    run.ok("init")
+    run.ok("apply", write_workflow(WITH_PLUGIN, "w.workflow.yaml"), env=with_mods)
+    return with_mods
+
+
+def test_plugins_with_the_right_database_loads_its_workflows_modules(run, plugin_project):
+    assert "acme_fns" in run.ok("plugins", env=plugin_project).stdout
+    proc = run("plugins")  # the module does not import here: the cron check catches it
+    assert proc.returncode == 1 and "plugin acme_fns: ModuleNotFoundError" in proc.stderr, proc.stderr
+
+
+def test_plugins_with_a_database_that_is_not_there_says_so(run, plugin_project, tmp_path):
+    typo = tmp_path / "lab-typo.db"
+    for args, env in [(("plugins", "--db", typo), None), (("plugins",), {"LABELYARD_DB": str(typo)}),
+                      (("--db", typo, "plugins", "--json"), None)]:
+        proc = run(*args, env=env)
+        assert proc.returncode == 1, (args, proc.stdout, proc.stderr)
+        assert proc.stderr.strip().splitlines() == [
+            f"labelyard: {typo}: no Labelyard database here; run `labelyard init` first (or pass --db)"]
+        assert proc.stdout == ""
+    assert not typo.exists()
+
+
+def test_plugins_with_an_older_schema_says_so_as_run_does(run, plugin_project, tmp_path):
+    import sqlite3
+
+    old = tmp_path / "old.db"
+    shutil.copyfile(run.db, old)
+    with sqlite3.connect(old) as conn:
+        conn.execute("UPDATE schema_version SET version = version - 1")
+    conn.close()
+    proc = run("plugins", "--db", old, env=plugin_project)
+    ran = run("run", "--db", old, env=plugin_project)
+    assert proc.returncode == ran.returncode == 1, (proc.stderr, ran.stderr)
+    assert proc.stderr == ran.stderr and "older than this Labelyard" in proc.stderr
+
+
+def test_plugins_without_a_database_lists_what_loads(run, tmp_path):
+    proc = run("plugins", env={"LABELYARD_DB": None})  # no ./labelyard.db: no workflow, nothing wrong
+    assert proc.returncode == 0, proc.stderr
+    assert "jsonl" in proc.stdout

@@ -220,6 +220,10 @@ def test_register_refuses_duplicates_and_bad_names(clean_env, tmp_path):
     assert loaded.get("sources", "jsonl").plugin == "jsonl"
 
 
+# No database named (a LABELYARD_DB that is not there is an error, as --db): the plugins alone.
+NO_DB = {"LABELYARD_DB": None}
+
+
 def test_labelyard_plugins_lists_each_plugin_with_origin_and_hooks(run, tmp_path):
     plugin_file(tmp_path / "pl", "mine", """
         from router import hookimpl
@@ -227,19 +231,19 @@ def test_labelyard_plugins_lists_each_plugin_with_origin_and_hooks(run, tmp_path
         def register_reviewers(register):
             register("mine", lambda run, item: None)
     """)
-    listed = run.json("plugins", "--json", "--plugins-dir", tmp_path / "pl")
+    listed = run.json("plugins", "--json", "--plugins-dir", tmp_path / "pl", env=NO_DB)
     by_name = {p["name"]: p for p in listed}
     assert BUILTINS <= set(by_name)
     assert by_name["mine"]["origin"] == "plugins-dir"
     assert by_name["mine"]["hooks"] == ["register_reviewers"]
     assert by_name["labelstudio"]["registered"] == {"sources": ["labelstudio"], "sinks": ["labelstudio"]}
-    text = run.ok("plugins", "--plugins-dir", tmp_path / "pl").stdout
+    text = run.ok("plugins", "--plugins-dir", tmp_path / "pl", env=NO_DB).stdout
     assert re.search(r"^webhook\s+built-in\s+plugins\.webhook  version \S+$", text, re.M)
 
 
 def test_labelyard_plugins_exits_1_and_names_a_broken_plugin(run, tmp_path):
     plugin_file(tmp_path / "pl", "kaputt", "raise ValueError('bad plugin file')\n")
-    proc = run("plugins", "--plugins-dir", tmp_path / "pl")
+    proc = run("plugins", "--plugins-dir", tmp_path / "pl", env=NO_DB)
     assert proc.returncode == 1
     assert "plugin kaputt: ValueError: bad plugin file" in proc.stderr
     assert "jsonl" in proc.stdout
@@ -482,6 +486,7 @@ def test_an_installed_plugin_package_is_discovered_and_used(tmp_path):
         assert "Traceback" not in proc.stderr, proc.stderr
         return proc
 
+    assert labelyard("init").returncode == 0  # LABELYARD_DB names it: `plugins` opens it
     listed = {p["name"]: p for p in json.loads(labelyard("plugins", "--json").stdout)}
     assert listed["shout"]["origin"] == "entry point (labelyard-shout)"
     assert listed["shout"]["version"] == "1.0.0"
@@ -490,7 +495,6 @@ def test_an_installed_plugin_package_is_discovered_and_used(tmp_path):
     (tmp_path / "w.workflow.yaml").write_text(WORKFLOW.replace(
         "  - name: default", '  - name: loud\n    when: shout(task.data.text) == "NUMBER 2"\n'
                             "    do: {annotate: triage, overlap: 3}\n  - name: default"), encoding="utf-8")
-    assert labelyard("init").returncode == 0
     assert labelyard("apply", "w.workflow.yaml").returncode == 0, "the workflow calls the plugin's function"
     result = json.loads(labelyard("ingest", "numbers:3", "--json").stdout)
     assert result["routed"] == {"loud": 1, "default": 2}
