@@ -315,7 +315,7 @@ def validate(files: tuple[str, ...], as_json: bool, strict: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @as_option
 def apply(file: str, db: str | None, replace: bool, hold_orphans: bool, as_json: bool, worker: str | None) -> None:
-    """Check a workflow and make it the active version."""
+    """Check a workflow and make it the active version (a lead's action: --as, else $LABELYARD_WORKER)."""
     from rules.source import read_source
 
     from .entry_renames import carried_line
@@ -327,9 +327,13 @@ def apply(file: str, db: str | None, replace: bool, hold_orphans: bool, as_json:
     engine = _engine(db)
     from rules.diagnostics import WorkflowInvalid
 
+    from .lead import require_lead
+
+    actor = _worker(worker)
+    require_lead(engine, actor)  # the project's rules, and holding its tasks, are a lead's to change
     try:
         _refuse_sinks_into_database(text, file, engine.store.path)
-        result = engine.apply(text, escaped(file), replace=replace, actor=_worker(worker), hold_orphans=hold_orphans)
+        result = engine.apply(text, escaped(file), replace=replace, actor=actor, hold_orphans=hold_orphans)
     except WorkflowInvalid as exc:
         if as_json:  # the mistakes as `validate --json` gives them, and on standard error as ever
             _emit_json({"changed": False, "diagnostics": [d.as_dict() for d in exc.diagnostics]})

@@ -5,6 +5,7 @@ subprocesses on real database files (``conftest.run``).
 2. Another program's lock at open time is waited out like a writer's, and named as a lock.
 3. ``LABELYARD_QUEUE_WAIT_S`` that is no sensible number of seconds is refused in one line.
 4. ``plugins --db X`` says so when X cannot be opened, instead of listing the built-ins as if all were well.
+5. ``apply`` is a lead's action, as ``hold`` is: a non-lead (or a name nobody has) cannot hold tasks with it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SMALL_WORKFLOW, labelyard_command
+from conftest import LEAD, SMALL_WORKFLOW, labelyard_command
 
 
 def tickets(path: Path, count: int, first: int = 0) -> Path:
@@ -325,3 +326,36 @@ def test_plugins_without_a_database_lists_what_loads(run, tmp_path):
     proc = run("plugins", env={"LABELYARD_DB": None})  # no ./labelyard.db: no workflow, nothing wrong
     assert proc.returncode == 0, proc.stderr
     assert "jsonl" in proc.stdout
+
+
+# -- 5. apply needs the lead role ------------------------------------------------------------------
+
+def dropped_queue_project(run, write_workflow) -> Path:
+    """The small workflow with task T1 open in `triage`, and a version without `triage`."""
+    project(run, write_workflow)
+    run.ok("workers", "add", "ann", "--role", "annotator")
+    (run.folder / "t.jsonl").write_text(json.dumps({"id": "T1", "data": {}}) + "\n", encoding="utf-8")
+    run.ok("ingest", "t.jsonl")
+    return write_workflow(SMALL_WORKFLOW.replace("triage", "inbox"), "next.workflow.yaml")
+
+
+@pytest.mark.parametrize("who", ["nosuchperson", "ann"])
+def test_apply_by_a_non_lead_is_refused_and_changes_nothing(run, write_workflow, who):
+    after = dropped_queue_project(run, write_workflow)
+    before = run.ok("show", "T1", "--json").stdout
+    for env, args in [(None, ("--as", who)), ({"LABELYARD_WORKER": who}, ())]:
+        proc = run("apply", after, "--hold-orphans", *args, env=env)
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr == (f"labelyard: {who} needs the lead role for this (`labelyard workers add {who} --role "
+                               "lead` by a lead)\n")
+    assert run.json("status", "--json")["workflow"]["version"] == 1
+    assert run.ok("show", "T1", "--json").stdout == before  # not held, no event
+
+
+def test_apply_by_the_lead_init_made_holds_in_their_name(run, write_workflow):
+    after = dropped_queue_project(run, write_workflow)  # `init` made LABELYARD_WORKER (lead-lucy) a lead
+    assert "held 1 open task(s)" in run.ok("apply", after, "--hold-orphans").stdout
+    events = run.json("show", "T1", "--json")["events"]
+    assert (events[-1]["kind"], events[-1]["actor"]) == ("held", LEAD)
+    run.ok("workers", "add", "boss", "--role", "lead")
+    run.ok("apply", write_workflow(SMALL_WORKFLOW.replace("triage", "desk"), "third.workflow.yaml"), "--as", "boss")

@@ -180,7 +180,9 @@ def test_on_create_is_traced_again_with_the_version_that_routed_the_task(history
     assert changed != WORKFLOW.read_text(encoding="utf-8")
     v2 = tmp_path / "v2.workflow.yaml"
     v2.write_text(changed, encoding="utf-8")
-    assert labelyard("apply", str(v2), db=history).returncode == 0
+    # a database made without `init` has no lead: its first one registers, then applies (a lead's action)
+    assert labelyard("workers", "add", "lucy", "--role", "lead", "--as", "lucy", db=history).returncode == 0
+    assert labelyard("apply", str(v2), "--as", "lucy", db=history).returncode == 0
     proc = labelyard("explain", "T-1", "--json", db=history)
     assert proc.returncode == 0, proc.stderr
     created = json.loads(proc.stdout)["events"][0]["decision"]
