@@ -861,15 +861,17 @@ def show(task: str, db: str | None, worker: str | None, as_json: bool) -> None:
 
 @main.command()
 @db_option
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default=None,
+              help="jsonl or csv (default: what -o's name ends with, .csv or .jsonl/.ndjson/.json; else jsonl).")
 @click.option("-o", "--output", default="-", help="Output file (default: standard output).")
 @click.option("--spreadsheet-safe", "safe", is_flag=True,
               help="CSV for spreadsheets: a ' before every cell that starts with = + - @, a tab or a CR, so none "
                    "runs as a formula (the file is then for reading, not for ingesting again).")
 def export(db: str | None, fmt: str, output: str, safe: bool) -> None:
     """Export final labels (gold tasks left out)."""
-    from .export import write_export
+    from .export import export_format, write_export
 
+    fmt = export_format(fmt, output)
     if safe and fmt != "csv":
         raise click.UsageError("--spreadsheet-safe is for --format csv")
     engine = _engine(db)

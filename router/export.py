@@ -44,6 +44,30 @@ def refuse_database_file(target: str, db_path: str, doing: str) -> None:
         raise LabelyardError(f"{target} is {what} ({os.path.realpath(db_path)}): {doing} somewhere else")
 
 
+# What an output file's name says its contents are (lower case): a JSON file is read back by `ingest`
+# as JSON Lines when it does not open with `[`, so JSON Lines fit it.
+EXPORT_EXTENSIONS = ((".csv", "csv"), (".jsonl", "jsonl"), (".ndjson", "jsonl"), (".json", "jsonl"))
+
+
+def export_format(fmt: str | None, output: str) -> str:
+    """The format an export writes: ``fmt`` (``--format``) when given, else what ``output``'s
+    extension names (``.csv``; ``.jsonl``, ``.ndjson``, ``.json``), else ``jsonl``. A ``--format``
+    that contradicts the extension is refused: a ``.csv`` of JSON Lines opens in a spreadsheet as
+    one column of JSON."""
+    named = next((kind for ext, kind in EXPORT_EXTENSIONS if output.lower().endswith(ext)), None) \
+        if output != "-" else None
+    if fmt is None:
+        return named or "jsonl"
+    if named is not None and named != fmt:
+        ext = os.path.splitext(output)[1]
+        raise LabelyardError(f"-o {output}: a {ext} file holds {_FORMAT_NAMES[named]}, not {_FORMAT_NAMES[fmt]}; "
+                             f"leave --format {fmt} out (the name chooses {named}) or give the file another name")
+    return fmt
+
+
+_FORMAT_NAMES = {"csv": "CSV", "jsonl": "JSON Lines"}
+
+
 def spreadsheet_safe(cell: Any) -> Any:
     """``cell`` as a spreadsheet shows and never runs: text that starts with ``=``, ``+``,
     ``-``, ``@``, a tab or a CR gets a leading ``'``, so the spreadsheet shows it as text

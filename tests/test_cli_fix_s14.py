@@ -6,6 +6,7 @@ subprocesses on real database files (``conftest.run``).
 3. ``LABELYARD_QUEUE_WAIT_S`` that is no sensible number of seconds is refused in one line.
 4. ``plugins --db X`` says so when X cannot be opened, instead of listing the built-ins as if all were well.
 5. ``apply`` is a lead's action, as ``hold`` is: a non-lead (or a name nobody has) cannot hold tasks with it.
+7. ``export -o final.csv`` writes CSV (the name chooses the format), and a contradicting --format is refused.
 """
 
 from __future__ import annotations
@@ -359,3 +360,51 @@ def test_apply_by_the_lead_init_made_holds_in_their_name(run, write_workflow):
     assert (events[-1]["kind"], events[-1]["actor"]) == ("held", LEAD)
     run.ok("workers", "add", "boss", "--role", "lead")
     run.ok("apply", write_workflow(SMALL_WORKFLOW.replace("triage", "desk"), "third.workflow.yaml"), "--as", "boss")
+
+
+# -- 7. export -o NAME chooses the format by the name --------------------------------------------
+
+def final_label_project(run, write_workflow) -> None:
+    """Task T1 with the final label `cat` (the model was confident)."""
+    project(run, write_workflow)
+    row = {"id": "T1", "data": {}, "prediction": {"label": "cat", "confidence": 0.95}}
+    (run.folder / "t.jsonl").write_text(json.dumps(row) + "\n", encoding="utf-8")
+    run.ok("ingest", "t.jsonl")
+
+
+CSV_HEADER = "id,label,final_by,rule,final_at,category"
+
+
+@pytest.mark.parametrize(("name", "csv_file"), [("final.csv", True), ("FINAL.CSV", True), ("final.jsonl", False),
+                                                ("final.ndjson", False), ("final.json", False), ("final.txt", False),
+                                                ("final", False)])
+def test_export_without_format_writes_what_the_files_name_says(run, write_workflow, name, csv_file):
+    final_label_project(run, write_workflow)
+    proc = run.ok("export", "-o", name)
+    assert proc.stderr == f"exported 1 tasks to {name}\n"
+    first = (run.folder / name).read_text(encoding="utf-8").splitlines()[0]
+    if csv_file:
+        assert first == CSV_HEADER
+    else:
+        assert json.loads(first)["label"] == "cat"
+
+
+def test_an_export_as_csv_by_its_name_can_be_spreadsheet_safe_and_standard_output_stays_json_lines(
+        run, write_workflow):
+    final_label_project(run, write_workflow)
+    run.ok("export", "--spreadsheet-safe", "-o", "safe.csv")
+    assert (run.folder / "safe.csv").read_text(encoding="utf-8").splitlines()[0] == CSV_HEADER
+    assert json.loads(run.ok("export").stdout)["id"] == "T1"
+
+
+@pytest.mark.parametrize(("fmt", "name", "message"), [
+    ("jsonl", "final.csv", "a .csv file holds CSV, not JSON Lines; leave --format jsonl out (the name chooses csv)"),
+    ("csv", "final.jsonl", "a .jsonl file holds JSON Lines, not CSV; leave --format csv out (the name chooses jsonl)"),
+])
+def test_export_refuses_a_format_its_files_name_contradicts(run, write_workflow, fmt, name, message):
+    final_label_project(run, write_workflow)
+    proc = run("export", "--format", fmt, "-o", name)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr == f"labelyard: -o {name}: {message} or give the file another name\n"
+    assert not (run.folder / name).exists()
+    run.ok("export", "--format", fmt, "-o", f"final.{fmt}")  # agreeing: as before
