@@ -19,7 +19,7 @@ import click
 from .cli_types import WholeNumber
 from .errors import LabelyardError
 from .os_text import escaped, utf8_problem
-from .output_text import fit_standard_streams, json_document
+from .output_text import STANDARD_OUTPUT, fit_standard_streams, json_document, standard_input
 
 
 # Ids and counts the database holds are SQLite integers: a larger number typed on the command line is
@@ -43,7 +43,10 @@ class LabelyardGroup(click.Group):
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         fit_standard_streams()  # a Latin-1 locale: `\U0001f431`, not a traceback (router.output_text)
-        return super().main(*args, **kwargs)
+        try:
+            return super().main(*args, **kwargs)
+        finally:
+            _flush_standard_output()
 
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
                      **extra: Any) -> click.Context:
@@ -52,6 +55,10 @@ class LabelyardGroup(click.Group):
         except BrokenPipeError:  # `labelyard --help | head -0` (click would exit 1): as for any command
             _stdout_to_devnull()
             raise click.exceptions.Exit(0) from None
+        except OSError as exc:  # `labelyard --help > /dev/full`: the help could not be written
+            _say_os_error(exc)
+            _stdout_to_devnull()  # what is still buffered goes nowhere, not into a second error at exit
+            raise click.exceptions.Exit(1) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         from rules.diagnostics import WorkflowInvalid
@@ -75,8 +82,9 @@ class LabelyardGroup(click.Group):
             _stdout_to_devnull()
             ctx.exit(0)
         except OSError as exc:  # the machine said no (a full disk, a missing folder): no traceback
-            where = f"{exc.filename}: " if exc.filename else ""
-            click.echo(f"labelyard: {where}{exc.strerror or exc}", err=True)
+            _say_os_error(exc)
+            if exc.filename == STANDARD_OUTPUT:
+                _stdout_to_devnull()
             ctx.exit(1)
         except UnicodeEncodeError as exc:  # text that is not UTF-8 got past the checks (TEXT, _worker)
             if not isinstance(exc.object, str) or utf8_problem(exc.object) is None:
@@ -89,6 +97,28 @@ class LabelyardGroup(click.Group):
                 raise
             click.echo(f"labelyard: {message}", err=True)
             ctx.exit(1)
+
+
+def _flush_standard_output() -> None:
+    """Write what standard output still buffers before the exit status is settled: a write that
+    fails there (``export > /dev/full``) is exit 1 with its one line, not Python's "Exception
+    ignored" at exit and status 120."""
+    if sys.stdout is None:
+        return
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_to_devnull()
+    except OSError as exc:
+        _say_os_error(exc)
+        _stdout_to_devnull()
+        raise SystemExit(1) from None
+
+
+def _say_os_error(exc: OSError) -> None:
+    """``labelyard: FILE: reason`` on standard error (``standard output: No space left on device``)."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    click.echo(f"labelyard: {where}{exc.strerror or exc}", err=True)
 
 
 DB_META = "labelyard.db"  # ctx.meta key: the database a command was given (shared by nested contexts)
@@ -403,7 +433,7 @@ def ingest(source: str, db: str | None, as_json: bool, quiet: bool, fmt: str | N
     stream = source == "-" or is_stream(source)  # a pipe (`<(cmd)`, a fifo) is read once, like `-`
     if source == "-":
         # A copy of the descriptor: the forked reader's multiprocessing start-up closes fd 0.
-        rows = read_stream(os.fdopen(os.dup(sys.stdin.fileno()), "rb"), fmt, choices, label_type=label_type)
+        rows = read_stream(os.fdopen(os.dup(standard_input().fileno()), "rb"), fmt, choices, label_type=label_type)
         source_name = _stream_source(engine, "stdin")
     else:
         from .export import database_file
@@ -682,13 +712,21 @@ def claim(db: str | None, worker: str | None, queue: str | None, resume: bool, a
         view = _resumed(_engine(db), _worker(worker), queue)
     else:
         view = _engine(db).claim(_worker(worker), queue)
-    if as_json:
-        _emit_json(view)
-        return
-    from .render import claim_lines
+    try:
+        if as_json:
+            _emit_json(view)
+        else:
+            from .render import claim_lines
 
-    for line in claim_lines(view):
-        click.echo(line)
+            for line in claim_lines(view):
+                click.echo(line)
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except OSError as exc:
+        if exc.filename != STANDARD_OUTPUT:
+            raise
+        raise LabelyardError(f"{STANDARD_OUTPUT}: {exc.strerror}; the slot is taken all the same: "
+                             "`labelyard claim --resume` shows it again") from None
 
 
 def _resumed(engine: Any, worker: str, queue: str | None) -> dict:

@@ -12,7 +12,8 @@ import json
 import os
 import random
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from importlib import resources
 from typing import Any
 
@@ -53,6 +54,17 @@ WORKERS = [
 ]
 
 
+@contextmanager
+def _named(path: str) -> Iterator[None]:
+    """A failed write to ``path`` (a full disk) names it: ``handle.write``'s ``OSError`` names no file."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = path
+        raise
+
+
 def sample_workflow_text() -> str:
     """The bundled sample workflow's YAML text."""
     return resources.files("workflows").joinpath(WORKFLOW_FILE).read_text(encoding="utf-8")
@@ -61,7 +73,7 @@ def sample_workflow_text() -> str:
 def generate_tasks(path: str, count: int, rng: random.Random) -> dict[str, str]:
     """Write ``count`` tickets as JSONL; returns each ticket's true label."""
     truth: dict[str, str] = {}
-    with open(path, "w", encoding="utf-8") as handle:
+    with _named(path), open(path, "w", encoding="utf-8") as handle:
         for i in range(count):
             label = rng.choice(CATEGORIES)
             category = "legal" if rng.random() < 0.08 else "support"
@@ -97,11 +109,12 @@ def run_demo(folder: str, *, tasks: int = 300, steps: int = 350, seed: int = 7,
         if os.path.exists(db + suffix):
             os.unlink(db + suffix)
     workflow_path = os.path.join(folder, WORKFLOW_FILE)
-    with open(workflow_path, "w", encoding="utf-8") as handle:
+    with _named(workflow_path), open(workflow_path, "w", encoding="utf-8") as handle:
         handle.write(sample_workflow_text().replace("../rules/workflow.schema.json", "workflow.schema.json"))
     from rules.schema import schema_text
 
-    with open(os.path.join(folder, "workflow.schema.json"), "w", encoding="utf-8") as handle:
+    schema_path = os.path.join(folder, "workflow.schema.json")
+    with _named(schema_path), open(schema_path, "w", encoding="utf-8") as handle:
         handle.write(schema_text())
     inbox = os.path.join(folder, "tickets.jsonl")
     truth = generate_tasks(inbox, tasks, rng)
@@ -192,7 +205,8 @@ def _claim_folder(folder: str) -> None:
         raise LabelyardError(f"{shown}: exists and is not a folder; give --dir a new folder")
     else:
         os.makedirs(folder)
-    with open(os.path.join(folder, MARKER), "w", encoding="utf-8") as handle:  # first: a demo cut short is redone
+    marker = os.path.join(folder, MARKER)
+    with _named(marker), open(marker, "w", encoding="utf-8") as handle:  # first: a demo cut short is redone
         handle.write(MARKER_TEXT)
 
 

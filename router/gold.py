@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -139,7 +138,9 @@ def _gold_values(path: str) -> Iterator[Any]:
     from .ingest import json_values
 
     if path == "-":
-        yield from json_values(sys.stdin.buffer)
+        from .output_text import standard_input
+
+        yield from json_values(standard_input())
         return
     if os.path.isdir(path):
         raise LabelyardError(f"{path}: is a directory, not a file of gold rows")

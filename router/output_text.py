@@ -17,7 +17,9 @@ as a command starts (:func:`fit_standard_streams`):
 from __future__ import annotations
 
 import codecs
+import io
 import json
+import os
 import sys
 from typing import IO, Any
 
@@ -38,7 +40,12 @@ def is_utf8(stream: Any) -> bool:
 def fit_standard_streams() -> None:
     """Standard output and error write UTF-8 for an ASCII locale; for another that is not UTF-8,
     a character their encoding lacks is a Python escape instead of an error (Python's own
-    choice for standard error)."""
+    choice for standard error). A standard stream the command was started without (``>&-``)
+    gets ``/dev/null`` on its descriptor, so that no file the command opens (a lock, an export)
+    takes descriptor 0, 1 or 2 (``sys.stdin``/``sys.stdout`` stay ``None``: :func:`standard_input`,
+    :func:`utf8_stdout`); a failed write to standard output names it (:class:`_StandardOutput`)."""
+    _fill_closed_descriptors()
+    _name_standard_output()
     for stream in (sys.stdout, sys.stderr):
         if stream is None or is_utf8(stream) or not hasattr(stream, "reconfigure"):
             continue
@@ -46,6 +53,63 @@ def fit_standard_streams() -> None:
             stream.reconfigure(encoding="utf-8")
         else:
             stream.reconfigure(errors="backslashreplace")
+
+
+def _fill_closed_descriptors() -> None:
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                null = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+            except OSError:
+                return
+            if null != fd:  # the lowest free number: a lower one was closed too, and is filled first
+                os.dup2(null, fd)
+                os.close(null)
+
+
+STANDARD_OUTPUT = "standard output"
+
+
+class _StandardOutput(io.FileIO):
+    """Descriptor 1 whose failed writes name it: "standard output: No space left on device" (a
+    ``> /dev/full``, a full disk under ``> file``), where an ``OSError`` of a write names no file."""
+
+    def write(self, data: Any) -> int | None:
+        try:
+            return super().write(data)
+        except OSError as exc:
+            if exc.filename is None and not isinstance(exc, BrokenPipeError):
+                exc.filename = STANDARD_OUTPUT
+            raise
+
+
+def _name_standard_output() -> None:
+    """Put :class:`_StandardOutput` under Python's own standard output (not a stream a caller set:
+    a test's capture, a plugin's redirection)."""
+    stream = sys.stdout
+    if stream is None or stream is not sys.__stdout__ or not isinstance(stream, io.TextIOWrapper):
+        return
+    binary = stream.buffer
+    unbuffered = type(binary) is io.FileIO  # python -u, PYTHONUNBUFFERED: no buffer between
+    raw = binary if unbuffered else getattr(binary, "raw", None)
+    if type(raw) is not io.FileIO or raw.fileno() != 1:
+        return
+    stream.flush()
+    named: Any = _StandardOutput(1, "w", closefd=False)
+    sys.stdout = io.TextIOWrapper(named if unbuffered else io.BufferedWriter(named), encoding=stream.encoding,
+                                  errors=stream.errors, line_buffering=stream.line_buffering,
+                                  write_through=stream.write_through)
+
+
+def standard_input() -> IO[bytes]:
+    """Standard input's bytes, for ``-``: a user error when the command was started without it."""
+    if sys.stdin is None:
+        from .errors import LabelyardError
+
+        raise LabelyardError("standard input is closed (`<&-`): `-` has nothing to read; name a file instead")
+    return sys.stdin.buffer
 
 
 def json_document(data: Any) -> str:
@@ -65,7 +129,12 @@ class _Utf8Writer:
 
 
 def utf8_stdout() -> Any:
-    """Something with ``write(text)`` that puts UTF-8 on standard output, whatever its encoding."""
+    """Something with ``write(text)`` that puts UTF-8 on standard output, whatever its encoding; a
+    user error when the command was started without standard output (``>&-``)."""
+    if sys.stdout is None:
+        from .errors import LabelyardError
+
+        raise LabelyardError("standard output is closed (`>&-`): nowhere to write the data; give -o FILE")
     if is_utf8(sys.stdout) or not hasattr(sys.stdout, "buffer"):
         return sys.stdout
     sys.stdout.flush()  # what was written before comes first

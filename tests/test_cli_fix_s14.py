@@ -7,6 +7,7 @@ subprocesses on real database files (``conftest.run``).
 4. ``plugins --db X`` says so when X cannot be opened, instead of listing the built-ins as if all were well.
 5. ``apply`` is a lead's action, as ``hold`` is: a non-lead (or a name nobody has) cannot hold tasks with it.
 7. ``export -o final.csv`` writes CSV (the name chooses the format), and a contradicting --format is refused.
+8. A closed or full standard stream is one line naming it, not a traceback.
 """
 
 from __future__ import annotations
@@ -408,3 +409,72 @@ def test_export_refuses_a_format_its_files_name_contradicts(run, write_workflow,
     assert proc.stderr == f"labelyard: -o {name}: {message} or give the file another name\n"
     assert not (run.folder / name).exists()
     run.ok("export", "--format", fmt, "-o", f"final.{fmt}")  # agreeing: as before
+
+
+# -- 8. closed and full standard streams -----------------------------------------------------------
+
+def redirected(run, redirect: str, *args: str) -> subprocess.CompletedProcess:
+    """``labelyard ARGS REDIRECT`` through ``sh`` (``>&-``, ``<&-``, ``> /dev/full``); standard error captured."""
+    proc = subprocess.run(["sh", "-c", f'"$@" {redirect}', "sh", *run.command, *map(str, args)], env=run.env,
+                          cwd=run.folder, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
+    return proc
+
+
+def claim_project(run, write_workflow) -> None:
+    """T1 open for the annotator ann; T2 done (the model was confident), for export."""
+    project(run, write_workflow)
+    run.ok("workers", "add", "ann", "--role", "annotator")
+    rows = [{"id": "T1", "data": {}}, {"id": "T2", "data": {}, "prediction": {"label": "cat", "confidence": 0.95}}]
+    (run.folder / "t.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    run.ok("ingest", "t.jsonl")
+
+
+STDIN_CLOSED = "labelyard: standard input is closed (`<&-`): `-` has nothing to read; name a file instead\n"
+
+
+@pytest.mark.parametrize(("redirect", "args", "said"), [
+    (">&-", ("export",), "labelyard: standard output is closed (`>&-`): nowhere to write the data; give -o FILE\n"),
+    ("<&-", ("ingest", "-", "--format", "jsonl"), STDIN_CLOSED),
+    ("<&-", ("gold", "add", "-"), STDIN_CLOSED),
+])
+def test_a_closed_standard_stream_the_command_needs_is_one_line(run, write_workflow, redirect, args, said):
+    claim_project(run, write_workflow)
+    proc = redirected(run, redirect, *args)
+    assert (proc.returncode, proc.stderr) == (1, said)
+
+
+def test_a_command_whose_output_nobody_reads_still_works(run, write_workflow):
+    claim_project(run, write_workflow)
+    assert redirected(run, ">&-", "status").returncode == 0
+    assert redirected(run, ">&- 2>&-", "claim", "--as", "ann").returncode == 0  # as before: the slot is taken
+    assert run.json("claim", "--as", "ann", "--resume", "--json")["external_id"] == "T1"
+
+
+FULL = "labelyard: standard output: No space left on device\n"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full here")
+@pytest.mark.parametrize("unbuffered", ["1", ""])
+@pytest.mark.parametrize("args", [("--help",), ("status",), ("status", "--json"), ("export",), ("workers", "list")])
+def test_a_full_standard_output_is_named(run, write_workflow, args, unbuffered):
+    claim_project(run, write_workflow)
+    run.env["PYTHONUNBUFFERED"] = unbuffered
+    proc = redirected(run, "> /dev/full", *args)
+    assert (proc.returncode, proc.stderr) == (1, FULL)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full here")
+def test_a_claim_whose_output_is_lost_says_how_to_see_it_again(run, write_workflow):
+    claim_project(run, write_workflow)
+    proc = redirected(run, "> /dev/full", "claim", "--as", "ann")
+    assert (proc.returncode, proc.stderr) == (1, "labelyard: standard output: No space left on device; the slot is "
+                                                 "taken all the same: `labelyard claim --resume` shows it again\n")
+    assert run.json("claim", "--as", "ann", "--resume", "--json")["external_id"] == "T1"
+
+
+def test_a_demo_on_a_full_disk_names_the_file(run, small_disk):
+    fill(small_disk)
+    proc = run("demo", "--dir", small_disk / "d", "--tasks", "10", "--steps", "5")
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr == f"labelyard: {small_disk / 'd' / '.labelyard-demo'}: No space left on device\n"
