@@ -18,7 +18,7 @@ import click
 
 from .cli_types import WholeNumber
 from .errors import LabelyardError
-from .os_text import escaped, utf8_problem
+from .os_text import escaped, shell_word, utf8_problem
 from .output_text import STANDARD_OUTPUT, fit_standard_streams, json_document, standard_input
 
 
@@ -147,6 +147,18 @@ def database_file_message(exc: BaseException, db: str | None) -> str | None:
     return damaged_message(path, text)
 
 
+TIME_FIELDS = frozenset({"at", "created_at", "updated_at", "stage_at", "final_at"})
+
+
+def iso_times(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with its times (:data:`TIME_FIELDS`, stored as epoch seconds) in ISO 8601, as
+    ``status --json``, ``explain --json`` and ``export`` give every time."""
+    from .clock import iso
+
+    return {key: iso(value) if key in TIME_FIELDS and isinstance(value, (int, float)) else value
+            for key, value in row.items()}
+
+
 def _shown(text: str) -> str:
     """``text`` quoted for a message, its bytes that are not UTF-8 and its control characters written out."""
     from .render import visible
@@ -270,8 +282,9 @@ def init(db: str | None, as_json: bool) -> None:
     taken = empty_file_mode(database_path(db))  # an empty file the user made keeps its mode
     store, applied = Store.init(db)
     if taken is not None and taken & 0o007:
-        click.echo(f"warning: {store.shown_path}: mode {taken:04o} lets users outside its group open it (kept: "
-                   f"the file is yours); `chmod 660 {store.shown_path}` makes it 0660, as `init` makes a new one",
+        click.echo(f"warning: {escaped(store.shown_path)}: mode {taken:04o} lets users outside its group open it "
+                   f"(kept: the file is yours); `chmod 660 {shell_word(store.shown_path)}` makes it 0660, as `init` "
+                   "makes a new one",
                    err=True)
     engine = Engine(store)
     # The first lead of a project is whoever creates it; once it has one, only a lead adds workers.
@@ -289,7 +302,7 @@ def init(db: str | None, as_json: bool) -> None:
         from .render import listed_name, name_list
 
         who = f"{listed_name(user)} is a lead" if user in leads else f"leads: {name_list(leads)}"
-        click.echo(f"{store.shown_path}: {state}; {who}")
+        click.echo(f"{escaped(store.shown_path)}: {state}; {who}")
 
 
 @main.command()
@@ -471,11 +484,9 @@ def ingest(source: str, db: str | None, as_json: bool, quiet: bool, fmt: str | N
         for rule, n in sorted(report.routed.items(), key=lambda kv: -kv[1]):
             click.echo(f"  {n:>8}  {visible(rule)}")
         if report.rejected:
-            import shlex
-
-            only = f" --source {shlex.quote(source_name)}" if stream else ""
+            only = f" --source {shell_word(source_name)}" if stream else ""
             click.echo("rejected rows are kept with their reasons: "
-                       f"labelyard rejects --db {shlex.quote(engine.store.shown_path)}{only}", err=True)
+                       f"labelyard rejects --db {shell_word(engine.store.shown_path)}{only}", err=True)
 
 
 def _file_source(engine, path: str, stream: bool) -> str:
@@ -541,7 +552,7 @@ def rejects(ctx: click.Context, db: str | None, limit: int, source: str | None, 
     if as_json:
         click.echo("[", nl=False)
         for listed, r in enumerate(rows, 1):
-            click.echo(("," if listed > 1 else "") + json_document(dict(r)), nl=False)
+            click.echo(("," if listed > 1 else "") + json_document(iso_times(dict(r))), nl=False)
         click.echo("]")
     else:
         from .render import one_line  # a file name may hold a line break or an escape sequence
@@ -890,7 +901,8 @@ def show(task: str, db: str | None, worker: str | None, as_json: bool) -> None:
     to anyone else as their claim showed it."""
     data = _engine(db).show(task, _worker(worker))
     if as_json:
-        _emit_json(data)
+        _emit_json({key: ([iso_times(row) for row in value] if isinstance(value, list) else
+                          iso_times(value) if key == "task" else value) for key, value in data.items()})
         return
     from .render import print_task
 
@@ -915,7 +927,7 @@ def export(db: str | None, fmt: str, output: str, safe: bool) -> None:
     engine = _engine(db)
     count = write_export(engine.export_rows(), fmt, output, db_path=engine.store.path, safe=safe)
     if output != "-":
-        click.echo(f"exported {count} tasks to {output}", err=True)
+        click.echo(f"exported {count} tasks to {escaped(output)}", err=True)
 
 
 @main.command()
@@ -972,7 +984,7 @@ def backup(dest: str, db: str | None, force: bool, as_json: bool) -> None:
     if as_json:
         _emit_json({"backup": dest, "bytes": size})
     else:
-        click.echo(f"backed up {store.shown_path} to {dest} ({size:,} bytes)")
+        click.echo(f"backed up {escaped(store.shown_path)} to {escaped(dest)} ({size:,} bytes)")
 
 
 @main.command()

@@ -7,11 +7,15 @@ the command, so ``labelyard claim`` does not pay for them).
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import click
+
+# A priority as typed: ASCII digits, a point, an exponent (as LABELYARD_NOW and CSV confidences).
+PRIORITY_NUMBER = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 def _lead(db: str | None, worker: str | None):
@@ -205,8 +209,9 @@ def register(main: click.Group) -> None:
 
             with stdout_on_stderr():  # a rule function's subprocess writes to stderr, not into the result
                 result = lead.release_assignment(assignment_id, dry_run=dry_run)
-            if as_json:
-                _emit_json({**result, "dry_run": dry_run})
+            if as_json:  # the task by the id a user writes too, as the bulk forms give it
+                task = lead.store.task(result["task"])
+                _emit_json({**result, "external_id": task["external_id"] if task else None, "dry_run": dry_run})
             else:
                 dry = "dry run: " if dry_run else ""
                 from .render import listed_name
@@ -233,6 +238,9 @@ def register(main: click.Group) -> None:
         problem = priority_problem(number)  # NaN, infinities and numbers past the rules' bounds
         if problem:
             raise click.UsageError(problem)
+        if not PRIORITY_NUMBER.fullmatch(value.strip()):  # float() also takes `1_0` and any script's digits
+            raise click.UsageError(f"the priority is a number in ASCII digits, without `_`, not {value!r} "
+                                   "(priority TASK… N)")
         _bulk(_lead(db, worker), "priority", tasks, where, dry_run, as_json,
               lambda i: f"priority of {_name(i)}: {number_text(i['was'])} → {number_text(i['priority'])}",
               value=number)
@@ -251,12 +259,10 @@ def register(main: click.Group) -> None:
 
         FILE may be a pipe (`<(cmd)`, a fifo) or `-` for standard input. A lead's action: a
         changed answer scores again everyone who answered it."""
-        import shlex
-
         from .cli import _stream_source
         from .gold import add_gold
         from .ingest import is_stream
-        from .os_text import source_name
+        from .os_text import shell_word, source_name
 
         lead = _lead(db, worker)  # the lead role, checked as for `hold`
         source = None  # a file's: its absolute path
@@ -271,7 +277,7 @@ def register(main: click.Group) -> None:
         unchanged = f", unchanged {report.unchanged}" if report.unchanged else ""
         click.echo(f"gold: added {report.added}, updated {report.updated}{unchanged}, rejected {report.rejected}")
         if report.rejected:
-            only = f" --source {shlex.quote(source)}" if source else ""
+            only = f" --source {shell_word(source)}" if source else ""
             click.echo(f"rejected rows are kept with their reasons: labelyard rejects{only}", err=True)
 
     @gold.command("list")

@@ -240,11 +240,11 @@ def _wrap_ingest(main: click.Group, db_option: Any, emit_json: Any) -> None:
             for rule, n in sorted(result["routed"].items(), key=lambda kv: -kv[1]):
                 click.echo(f"  {n:>8}  {rule}")
             if result["rejected"]:
-                import shlex
+                from .os_text import shell_word
 
-                only = f" --source {shlex.quote(origins[0])}" if len(origins) == 1 else ""
+                only = f" --source {shell_word(origins[0])}" if len(origins) == 1 else ""
                 click.echo("rejected rows are kept with their reasons: "
-                           f"labelyard rejects --db {shlex.quote(engine.store.shown_path)}{only}", err=True)
+                           f"labelyard rejects --db {shell_word(engine.store.shown_path)}{only}", err=True)
         if failed:  # the parts before the failure went in and stay: said, then exit 4 as `run` does
             click.echo(f"labelyard: {continued(failed)}\n    (the rows it gave before that went in)"
                        if "\n" in failed else f"labelyard: {failed}; the rows it gave before that went in", err=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shlex
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -20,7 +19,7 @@ from typing import Any
 from .engine import Engine
 from .errors import LabelyardError, NothingToDo
 from .ingest import read_file
-from .os_text import escaped, source_name
+from .os_text import escaped, shell_word, source_name
 from .render import visible
 from .store import Store, who_wrote
 
@@ -152,7 +151,7 @@ def run_demo(folder: str, *, tasks: int = 300, steps: int = 350, seed: int = 7,
     say("tasks: " + ", ".join(f"{k} {v}" for k, v in status["tasks"].items()))
     for queue, q in status["queues"].items():
         say(f"  queue {queue:<8} waiting {q['waiting']:>4}  active {q['active']:>3}")
-    quoted = shlex.quote(db)  # to be copied into a shell: a folder may have spaces
+    quoted = shell_word(db)  # to be copied into a shell: a folder may have spaces
     say(f"next: labelyard status --db {quoted}   |   labelyard claim --db {quoted} --as alice")
     engine.close()
     return {"folder": os.path.abspath(folder), "db": db, "ingested": report.ingested, "submitted": submitted,

@@ -31,6 +31,7 @@ from .errors import (AssignmentError, FunctionsMissing, LabelyardError, NothingT
                      PluginModuleMissing, UnknownTask, UnknownWorker)
 from .function_hints import LISTED, callers_note, unknown_functions, where_functions_come_from
 from .gold import pick_gold, rescore
+from .os_text import shell_word
 from .returns import dropped_queue_reason, listed, returnable
 from .stalls import held_named, open_stalls
 from .store import TASK_INSERT_COLUMNS, ClaimWalkTooLong, Store, control_character, dumps, dumps_finite, loads, text_problem
@@ -595,7 +596,7 @@ class Engine:
     def _require_worker(self, name: str):
         row = self.store.worker(name)
         if row is None:
-            raise UnknownWorker(f"no worker `{name}`; add one with `labelyard workers add {name} --role annotator`")
+            raise UnknownWorker(f"no worker `{name}`; add one with `labelyard workers add {shell_word(name)} --role annotator`")
         return row
 
     # -- ingest ----------------------------------------------------------------------------

@@ -32,6 +32,21 @@ def escaped(text: str) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
+def shell_word(text: str) -> str:
+    """``text`` as one word to paste into a POSIX shell in a printed command: quoted as
+    :func:`shlex.quote` does; a file name that is not UTF-8 as ``$'caf\\xe9.db'``, which bash,
+    zsh and ksh read back as the same bytes (its ``\\udce9`` was no name anyone could type)."""
+    import shlex
+
+    if is_utf8(text):
+        return shlex.quote(text)
+    try:
+        raw = os.fsencode(text)
+    except UnicodeEncodeError:  # a surrogate no byte became: no file has that name
+        return shlex.quote(escaped(text))
+    return "$'" + "".join(chr(b) if 0x20 <= b < 0x7F and b not in b"\\'" else f"\\x{b:02x}" for b in raw) + "'"
+
+
 def utf8_problem(text: str) -> str | None:
     """Why ``text`` is not UTF-8 (``byte 0xeb is not UTF-8``), ``None`` when it is."""
     if is_utf8(text):

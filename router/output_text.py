@@ -9,7 +9,8 @@ as a command starts (:func:`fit_standard_streams`):
   taken for a UTF-8 terminal whose locale is misconfigured, as Python does for the C locale
   (PEP 538, PEP 540) and click did already for every ``click.echo``: it writes UTF-8;
 - any other stream that is not UTF-8 writes what its encoding lacks as Python escapes it
-  (``\\U0001f431``), ``--json`` is ASCII there (JSON's own escapes, ``\\ud83d\\udc31``: the
+  (``\\U0001f431``), but for Labelyard's own signs, which it writes in ASCII (``→`` as ``->``,
+  ``≥`` as ``>=``, ``…`` as ``...``: :data:`ASCII_SIGNS`), ``--json`` is ASCII there (JSON's own escapes, ``\\ud83d\\udc31``: the
   same bytes in UTF-8 and in the locale's encoding, :func:`json_document`), and ``export``'s data is UTF-8, the
   bytes ``-o FILE`` writes (:func:`utf8_stdout`).
 """
@@ -52,7 +53,29 @@ def fit_standard_streams() -> None:
         if _codec(stream) == "ascii":
             stream.reconfigure(encoding="utf-8")
         else:
-            stream.reconfigure(errors="backslashreplace")
+            stream.reconfigure(errors=_register_fallbacks())
+
+
+# Labelyard's own signs, as a stream whose encoding lacks them writes them (Latin-1 has none of
+# these): `rule \`x\` -> annotate`, `excellent >= 0.8`, `(priority TASK... N)`, where Python's
+# escapes (`\u2192`) read as noise. Any other character it lacks is escaped, as before.
+ASCII_SIGNS = {"→": "->", "←": "<-", "≥": ">=", "≤": "<=", "≠": "!=", "…": "...", "—": "--", "–": "-",
+               "↓": "v", "↑": "^", "×": "x", "·": "."}
+FALLBACKS = "labelyard-fallbacks"
+
+
+def _fallbacks(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeEncodeError):
+        raise exc
+    text = exc.object[exc.start:exc.end]
+    return "".join(ASCII_SIGNS.get(ch) or ch.encode("ascii", "backslashreplace").decode("ascii")
+                   for ch in text), exc.end
+
+
+def _register_fallbacks() -> str:
+    """The name of the error handler that writes :data:`ASCII_SIGNS` as ASCII, else Python's escape."""
+    codecs.register_error(FALLBACKS, _fallbacks)
+    return FALLBACKS
 
 
 def _fill_closed_descriptors() -> None:

@@ -282,19 +282,23 @@ def print_task(data: dict[str, Any]) -> None:
     console = stdout_console(highlight=False, markup=False)
     line = lambda text: console.print(visible(text))  # noqa: E731
     t = data["task"]
+    # a done or held task has no stage or queue: left out, never Python's `None`
+    where = "".join(f" {key}={t[key]}" for key in ("stage", "queue") if t[key] is not None)
     console.print(Text.assemble((f"task {t['id']}", "bold"),
-                                visible(f" ({t['external_id']}) status={t['status']} stage={t['stage']} "
-                                        f"queue={t['queue']} priority={number_text(t['priority'])}")))
+                                visible(f" ({t['external_id']}) status={t['status']}{where} "
+                                        f"priority={number_text(t['priority'])}")))
     if t["final_label"] is not None:
-        line(f"final label: {json.dumps(t['final_label'])} by {one_line(str(t['final_by']))} "
-             f"(rule `{t['final_rule']}`)")
+        by = f" by {one_line(str(t['final_by']))}" if t["final_by"] is not None else ""
+        rule = f" (rule `{t['final_rule']}`)" if t["final_rule"] is not None else ""
+        line(f"final label: {json.dumps(t['final_label'])}{by}{rule}")
     if t["reason"]:
         line(f"reason: {one_line(t['reason'])}")  # a line break in it would print as a line of its own
     if data.get("stalled"):
         console.print(visible(f"stalled: {data['stalled']}"))
     p = data["prediction"]
     if any(p.get(key) is not None for key in ("label", "confidence", "model")):  # a confidence alone routes too
-        line(f"prediction: {json.dumps(p['label'])} confidence={p['confidence']} model={p['model']}")
+        known = "".join(f" {key}={p[key]}" for key in ("confidence", "model") if p[key] is not None)
+        line(f"prediction: {json.dumps(p['label'])}{known}")
     line(f"data: {json.dumps(t['data'], ensure_ascii=False)}")
     gold = data.get("gold")  # a lead's view of a gold question (router.gold_view)
     if gold is not None:
@@ -314,9 +318,10 @@ def print_task(data: dict[str, Any]) -> None:
             detail = e.get("detail") or {}
             kept = f" {json.dumps(detail.get('label'), ensure_ascii=False)}" if detail.get("label") is not None else ""
             kept += f" verdict={detail['verdict']}" if detail.get("verdict") else ""
+        by = f" by {one_line(str(e['actor']))}" if e["actor"] is not None else ""
         did = lead_did(e)
         did = f": {did}" if did else ""
-        line(f"  {clock.iso(e['at'])} {e['kind']}{rule}{action} by {one_line(str(e['actor']))}{kept}{did}")
+        line(f"  {clock.iso(e['at'])} {e['kind']}{rule}{action}{by}{kept}{did}")
         returned = _returned(e.get("detail"))
         if returned:
             line(f"      {returned}")

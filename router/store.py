@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from .errors import LabelyardError, NotInitialised
-from .os_text import utf8_problem
+from .os_text import shell_word, utf8_problem
 from .writer_lock import WriterLock
 
 BUSY_TIMEOUT_MS = 5000
@@ -159,10 +159,8 @@ def not_a_file_problem(path: str) -> str | None:
 def damaged_message(path: str, what: str, *, done: str = "") -> str:
     """What to tell a user whose database file is damaged: ``what`` SQLite found, then ``done`` (what
     the command did not do), then what to do."""
-    import shlex
-
     return (f"{path}: the database file is damaged ({what}); {done}stop writing to it and restore the latest "
-            f"copy `labelyard backup` made (keep the damaged file: `sqlite3 {shlex.quote(path)} .recover` "
+            f"copy `labelyard backup` made (keep the damaged file: `sqlite3 {shell_word(path)} .recover` "
             "may salvage it)")
 
 

@@ -8,6 +8,8 @@ subprocesses on real database files (``conftest.run``).
 5. ``apply`` is a lead's action, as ``hold`` is: a non-lead (or a name nobody has) cannot hold tasks with it.
 7. ``export -o final.csv`` writes CSV (the name chooses the format), and a contradicting --format is refused.
 8. A closed or full standard stream is one line naming it, not a traceback.
+9. Consistency: ``show`` prints no ``None``, times in ``--json`` are ISO 8601, a priority is ASCII digits,
+   Labelyard's signs have ASCII fallbacks on a Latin-1 stream, and printed commands can be pasted.
 """
 
 from __future__ import annotations
@@ -478,3 +480,98 @@ def test_a_demo_on_a_full_disk_names_the_file(run, small_disk):
     proc = run("demo", "--dir", small_disk / "d", "--tasks", "10", "--steps", "5")
     assert proc.returncode == 1, proc.stderr
     assert proc.stderr == f"labelyard: {small_disk / 'd' / '.labelyard-demo'}: No space left on device\n"
+
+
+# -- 9. consistency ----------------------------------------------------------------------------------
+
+NOW_ISO = "2025-03-01T09:00:00+00:00"  # conftest's LABELYARD_NOW
+
+
+def test_show_prints_no_python_none(run, write_workflow):
+    claim_project(run, write_workflow)  # T2 done by the model, which has no name
+    shown = run.ok("show", "T2").stdout
+    assert "None" not in shown, shown
+    assert shown.splitlines()[0] == "task 2 (T2) status=done priority=0"
+    assert 'prediction: "cat" confidence=0.95\n' in shown
+    assert run.ok("show", "T1").stdout.splitlines()[0] == "task 1 (T1) status=open stage=annotate queue=triage priority=0"
+
+
+def test_show_and_rejects_json_give_iso_times_like_the_other_commands(run, write_workflow):
+    claim_project(run, write_workflow)
+    slot = run.json("claim", "--as", "ann", "--json")
+    run.ok("submit", slot["assignment"], "--as", "ann", "--label", "dog")
+    shown = run.json("show", "T1", "--json")
+    task = shown["task"]
+    assert [task[key] for key in ("created_at", "updated_at", "stage_at", "final_at")] == [NOW_ISO] * 4
+    assert {a["created_at"] for a in shown["assignments"]} == {a["updated_at"] for a in shown["assignments"]} \
+        == {NOW_ISO}
+    assert {a["created_at"] for a in shown["annotations"]} == {NOW_ISO}
+    assert {e["at"] for e in shown["events"]} == {NOW_ISO}
+    assert run.json("explain", "T1", "--json")["events"][0]["at"] == NOW_ISO  # as explain gave them already
+    (run.folder / "bad.jsonl").write_text("not json\n", encoding="utf-8")
+    run.ok("ingest", "bad.jsonl")
+    [reject] = run.json("rejects", "--json")
+    assert reject["at"] == NOW_ISO
+
+
+def test_release_of_one_assignment_names_the_task_as_the_bulk_forms_do(run, write_workflow):
+    claim_project(run, write_workflow)
+    slot = run.json("claim", "--as", "ann", "--json")
+    released = run.json("release", "--assignment", slot["assignment"], "--json")
+    assert (released["task"], released["external_id"]) == (1, "T1")
+
+
+@pytest.mark.parametrize("typed", ["1_0", "\u0663", "\uff11"])
+def test_a_priority_in_other_digits_is_a_usage_error(run, write_workflow, typed):
+    claim_project(run, write_workflow)
+    proc = run("priority", "T1", typed)
+    assert proc.returncode == 2, proc.stderr
+    assert f"the priority is a number in ASCII digits, without `_`, not {typed!r}" in proc.stderr
+    assert run.json("show", "T1", "--json")["task"]["priority"] == 0
+    run.ok("priority", "T1", "1e1")  # an exponent is ASCII too
+    assert run.json("show", "T1", "--json")["task"]["priority"] == 10
+
+
+def test_labelyards_signs_are_ascii_on_a_latin1_stream(run, write_workflow):
+    claim_project(run, write_workflow)
+    latin1 = {"PYTHONIOENCODING": "latin-1"}
+    explained = run.ok("explain", "T1", env=latin1).stdout
+    assert "on_create: rule `default` -> annotate triage" in explained and "\\u2192" not in explained
+    agreement = run.ok("agreement", env=latin1).stdout
+    assert "(excellent >= 0.8, alert < 0.6)" in agreement and "\\u2265" not in agreement
+    usage = run("priority", "T1", "abc", env=latin1).stderr
+    assert "(priority TASK... N)" in usage and "\\u2026" not in usage
+    (run.folder / "cat.jsonl").write_text(json.dumps({"id": "C", "data": {"note": "\U0001f431"}}) + "\n",
+                                          encoding="utf-8")
+    run.ok("ingest", "cat.jsonl")
+    assert '"note": "\\U0001f431"' in run.ok("show", "C", env=latin1).stdout  # the task's own text: escaped
+
+
+def test_a_suggested_command_with_a_space_in_a_name_can_be_pasted(run, write_workflow):
+    claim_project(run, write_workflow)
+    proc = run("claim", "--as", "a b")
+    assert proc.returncode == 1
+    assert proc.stderr == "labelyard: no worker `a b`; add one with `labelyard workers add 'a b' --role annotator`\n"
+
+
+@pytest.mark.skipif(sys.platform != "linux" or shutil.which("bash") is None, reason="bytes in file names, bash")
+def test_a_database_whose_name_is_not_utf8_is_named_one_way_and_its_hint_pastes(run, write_workflow, tmp_path):
+    name = os.fsdecode(b"x\xe9.db")
+    run.env.pop("LABELYARD_DB")
+    init = subprocess.run([*run.command, "--db", name, "init"], cwd=tmp_path, env=run.env, capture_output=True)
+    assert init.returncode == 0 and init.stdout.startswith(b"x\\xe9.db: applied m001"), init
+    for args in (("apply", write_workflow(SMALL_WORKFLOW)),):
+        assert subprocess.run([*run.command, "--db", name, *map(str, args)], cwd=tmp_path, env=run.env,
+                              capture_output=True).returncode == 0
+    (tmp_path / "bad.jsonl").write_text("not json\n", encoding="utf-8")
+    ingest = subprocess.run([*run.command, "--db", name, "ingest", "bad.jsonl"], cwd=tmp_path, env=run.env,
+                            capture_output=True)
+    hint = ingest.stderr.decode("ascii").splitlines()[-1]
+    assert hint == "rejected rows are kept with their reasons: labelyard rejects --db $'x\\xe9.db'"
+    pasted = subprocess.run(["bash", "-c", hint.split(": ", 1)[1].replace("labelyard ", "\"$@\" ", 1) + " --json",
+                             "bash", *run.command], cwd=tmp_path, env=run.env, capture_output=True, text=True)
+    assert pasted.returncode == 0, pasted.stderr
+    assert json.loads(pasted.stdout)[0]["raw"] == "not json"
+    backup = subprocess.run([*run.command, "--db", name, "backup", "copy.db"], cwd=tmp_path, env=run.env,
+                            capture_output=True)
+    assert backup.stdout.startswith(b"backed up x\\xe9.db to copy.db"), backup
