@@ -350,8 +350,8 @@ def test_apply_by_a_non_lead_is_refused_and_changes_nothing(run, write_workflow,
     for env, args in [(None, ("--as", who)), ({"LABELYARD_WORKER": who}, ())]:
         proc = run("apply", after, "--hold-orphans", *args, env=env)
         assert proc.returncode == 1, proc.stderr
-        assert proc.stderr == (f"labelyard: {who} needs the lead role for this (`labelyard workers add {who} --role "
-                               "lead` by a lead)\n")
+        hint = "set ann --role annotator --role lead" if who == "ann" else f"add {who} --role lead"
+        assert proc.stderr == f"labelyard: {who} needs the lead role for this (`labelyard workers {hint}` by a lead)\n"
     assert run.json("status", "--json")["workflow"]["version"] == 1
     assert run.ok("show", "T1", "--json").stdout == before  # not held, no event
 
