@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from itertools import islice
 from typing import Any
 
-from router.plugin_api import PluginError, PluginRun, Setting
+from router.plugin_api import CursorEntries, PluginError, PluginRun, Setting, SourcePart
 
 from ._glob import files_below, pattern_parts
 
@@ -42,6 +42,16 @@ def matching_files(run: PluginRun, ext: str = "") -> list[str]:
     # the folders before the first wildcard, taken as written (`proj[1]/inbox/*.jsonl`)
     root = run.path("/".join(parts[:first]) or ("/" if given.startswith("/") else "."))
     return [os.path.join(root, name) for name in files_below(root, pattern_parts("/".join(parts[first:])))]
+
+
+def forget_gone(run: PluginRun, state: dict[str, Any], files: list[str]) -> Iterator[SourcePart]:
+    """A part without rows that drops the cursor entries (``state``, by path) of the files ``path:``
+    no longer names (moved away, deleted): none when every entry's file is among ``files``. Such a
+    file, should it come back, is read again from its start, known ids skipped."""
+    names = set(files)
+    gone = [path for path in state if path not in names]
+    if gone:
+        yield SourcePart(run.require("path", str), [], CursorEntries(drop=gone))
 
 
 def signature(path: str | os.stat_result) -> dict[str, int]:

@@ -12,7 +12,10 @@ or once the file has not been modified for ``finished_after:`` seconds (an
 hour by default) (a spreadsheet's export has no final line break). Its cursor
 keeps each file's signature and the rows already ingested: an unchanged file
 is skipped, an interrupted one resumes, a changed one is read again (known
-ids skipped) and its rejects replaced.
+ids skipped) and its rejects replaced. Each part records its own file's entry
+alone (``CursorEntries``), so a part costs the same however many files the
+cursor knows; a file the glob no longer matches (moved away, deleted) has its
+entry dropped.
 
 The sink writes ``id,label,final_by,rule,final_at,category,agreement`` with
 (a file that is not empty must start with that header: another is refused)
@@ -37,9 +40,11 @@ from itertools import islice
 from typing import Any
 
 from router import hookimpl
-from router.plugin_api import FinalTask, PluginError, PluginRun, SourcePart, read_file, spreadsheet_safe
+from router.plugin_api import (CursorEntries, FinalTask, PluginError, PluginRun, SourcePart, read_file,
+                               spreadsheet_safe)
 
-from ._files import FINISHED_AFTER, chunks, finish, finished, matching_files, open_append, signature
+from ._files import (FINISHED_AFTER, chunks, finish, finished, forget_gone, matching_files, open_append,
+                     signature)
 
 COLUMNS = ("id", "label", "final_by", "rule", "final_at", "category", "agreement")
 HEADER = (",".join(COLUMNS) + "\r\n").encode("ascii")
@@ -57,7 +62,9 @@ def register_sinks(register):
 
 def read(run: PluginRun) -> Iterator[SourcePart]:
     state: dict[str, Any] = dict(run.state or {})
-    for path in matching_files(run, "csv"):
+    files = matching_files(run, "csv")
+    yield from forget_gone(run, state, files)
+    for path in files:
         st = os.stat(path)
         sig = signature(st)
         done = state.get(path) or {}
@@ -74,12 +81,12 @@ def read(run: PluginRun) -> Iterator[SourcePart]:
         rows_read = read_file(path, run.choices, "csv", label_type=run.label_type, wait_for_newline=not tail_whole)
         for rows in chunks(islice(rows_read, skip, None)):
             rows_done += len(rows)
-            state[path] = {**sig, "rows": rows_done, "complete": False}
-            yield SourcePart(path, rows, dict(state), from_start=from_start)
+            yield SourcePart(path, rows, CursorEntries({path: {**sig, "rows": rows_done, "complete": False}}),
+                             from_start=from_start)
             from_start = False
         held = not tail_whole and _unterminated(path, sig["size"])
-        state[path] = {**sig, "rows": rows_done, "complete": not held, **({"held": True} if held else {})}
-        yield SourcePart(path, [], dict(state), from_start=from_start)
+        entry = {**sig, "rows": rows_done, "complete": not held, **({"held": True} if held else {})}
+        yield SourcePart(path, [], CursorEntries({path: entry}), from_start=from_start)
 
 
 def _unterminated(path: str, size: int) -> bool:

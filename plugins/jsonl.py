@@ -3,7 +3,10 @@
 Source rows are ``{"id", "data", "category", "tags", "prediction"}`` objects,
 as ``labelyard ingest`` reads them. The cursor keeps, per file, the byte
 offset and line reached, so files that grow (an append-only inbox) are read
-from where the last run stopped. A file read again from the start (known ids
+from where the last run stopped (each part records its own file's entry
+alone, ``CursorEntries``, so a part costs the same however many files the
+cursor knows; a file the glob no longer matches, moved away or deleted, has
+its entry dropped). A file read again from the start (known ids
 are skipped): one replaced (another inode), shrunk below the offset, or
 rewritten in place (``>`` keeps the inode) — told by a fingerprint of the
 first and the last 4 KiB before the offset, checked whenever the file's
@@ -41,10 +44,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from router import hookimpl
-from router.plugin_api import (FinalTask, LongLine, PluginRun, RowProblem, SourcePart, TaskInput, lines_within,
-                               parse_jsonl_line)
+from router.plugin_api import (CursorEntries, FinalTask, LongLine, PluginRun, RowProblem, SourcePart, TaskInput,
+                               lines_within, parse_jsonl_line)
 
-from ._files import FINISHED_AFTER, PART_ROWS, finish, finished, matching_files, open_append
+from ._files import FINISHED_AFTER, PART_ROWS, finish, finished, forget_gone, matching_files, open_append
 
 FINGERPRINT_BYTES = 4096
 
@@ -61,7 +64,9 @@ def register_sinks(register):
 
 def read(run: PluginRun) -> Iterator[SourcePart]:
     state: dict[str, Any] = dict(run.state or {})
-    for path in matching_files(run, "jsonl"):
+    files = matching_files(run, "jsonl")
+    yield from forget_gone(run, state, files)
+    for path in files:
         st = os.stat(path)
         done = state.get(path) or {}
         offset, line, open_line = 0, 0, False
@@ -69,7 +74,7 @@ def read(run: PluginRun) -> Iterator[SourcePart]:
             offset, line, open_line = done["offset"], done["line"], bool(done.get("open"))
         if offset == st.st_size:
             continue
-        yield from _parts(path, offset, line, open_line, run.choices, state, st, wait=not finished(run, st))
+        yield from _parts(path, offset, line, open_line, run.choices, st, wait=not finished(run, st))
 
 
 def _continues(path: str, st: os.stat_result, done: dict[str, Any]) -> bool:
@@ -108,8 +113,8 @@ def _finished(raw: bytes) -> bool:
     return _complete_object(raw) or b"\r" in raw.rstrip(b" \t\r")
 
 
-def _parts(path: str, offset: int, line: int, open_line: bool, choices: tuple[str, ...], state: dict,
-           st: os.stat_result, wait: bool = True) -> Iterator[SourcePart]:
+def _parts(path: str, offset: int, line: int, open_line: bool, choices: tuple[str, ...], st: os.stat_result,
+           wait: bool = True) -> Iterator[SourcePart]:
     """The file's rows from ``offset`` in parts; with ``wait``, a last line without its newline
     that is not yet whole is left for the next run (else it is read as it is: a finished file)."""
     from_start = offset == 0  # the file read again (or for the first time): its earlier rejects go
@@ -117,10 +122,10 @@ def _parts(path: str, offset: int, line: int, open_line: bool, choices: tuple[st
         handle.seek(offset)
         rows: list[TaskInput | RowProblem] = []
 
-        def mark() -> dict[str, Any]:
-            state[path] = {"ino": st.st_ino, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "offset": offset,
-                           "line": line, "open": open_line, "fp": _fingerprint(handle.fileno(), offset)}
-            return dict(state)
+        def mark() -> CursorEntries:  # this file's entry alone: the others are as they were
+            return CursorEntries({path: {"ino": st.st_ino, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                                         "offset": offset, "line": line, "open": open_line,
+                                         "fp": _fingerprint(handle.fileno(), offset)}})
 
         for raw in lines_within(handle):  # a line longer than a row may be is read through, never held
             long = isinstance(raw, LongLine)

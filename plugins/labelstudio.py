@@ -33,7 +33,9 @@ A task holding a lone UTF-16 surrogate escape (``"p\\ud800"``, not text) anywher
 reject naming the escape and its field; its raw text keeps the escape written out.
 An export that is not JSON, nested deeper than Python reads, or with an
 integer longer than Python converts (4300 digits) is one reject; the other
-files go in. The cursor skips export files that did not change.
+files go in. The cursor skips export files that did not change (each part
+records its own file's entry alone, ``CursorEntries``; a file the glob no
+longer matches has its entry dropped).
 
 Sink (``sinks: [{plugin: labelstudio, path: out/labelstudio.json}]``): a
 JSON list of tasks for Label Studio's import, written by
@@ -48,11 +50,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from router import hookimpl
-from router.plugin_api import (PluginError, PluginRun, RepeatedKey, RowError, RowProblem, SourcePart, TaskInput,
-                               check_row, decode_document, decode_strict, long_integer_problem, repeated_key_problem,
-                               worker_name_problem)
+from router.plugin_api import (CursorEntries, PluginError, PluginRun, RepeatedKey, RowError, RowProblem, SourcePart,
+                               TaskInput, check_row, decode_document, decode_strict, long_integer_problem,
+                               repeated_key_problem, worker_name_problem)
 
-from ._files import PART_ROWS, matching_files, signature
+from ._files import PART_ROWS, forget_gone, matching_files, signature
 from ._labelstudio_sink import finish, write
 
 
@@ -71,15 +73,17 @@ def register_sinks(register):
 def read(run: PluginRun) -> Iterator[SourcePart]:
     state: dict[str, Any] = dict(run.state or {})
     prefix = run.setting("id_prefix", "")
-    for path in matching_files(run, "json"):
+    files = matching_files(run, "json")
+    yield from forget_gone(run, state, files)
+    for path in files:
         sig = signature(path)
         if state.get(path) == sig:
             continue
         try:
             tasks = _load_export(path)
         except _BadFile as exc:  # the whole file is one bad row: kept in rejects until the file changes
-            state[path] = sig
-            yield SourcePart(path, [RowProblem(exc.line, exc.reason, None)], dict(state), from_start=True)
+            yield SourcePart(path, [RowProblem(exc.line, exc.reason, None)], CursorEntries({path: sig}),
+                             from_start=True)
             continue
         votes: dict[str, list[dict[str, Any]]] = {}
         rows = [row for number, item in enumerate(tasks, 1) for row in task_rows(item, number, run, prefix, votes)]
@@ -89,11 +93,10 @@ def read(run: PluginRun) -> Iterator[SourcePart]:
             chunk = rows[start:start + PART_ROWS]
             prior = {t.external_id: votes[t.external_id] for t in chunk
                      if isinstance(t, TaskInput) and t.external_id in votes}
-            yield SourcePart(path, chunk, {**state, path: sig} if last else dict(state), votes=prior,
+            yield SourcePart(path, chunk, CursorEntries({path: sig} if last else {}), votes=prior,
                              from_start=start == 0)
         if not rows:
-            yield SourcePart(path, [], {**state, path: sig}, from_start=True)
-        state[path] = sig
+            yield SourcePart(path, [], CursorEntries({path: sig}), from_start=True)
 
 
 class _BadFile(Exception):

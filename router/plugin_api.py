@@ -30,7 +30,7 @@ from .os_text import escaped, is_utf8
 from .plugin_values import without_password
 
 __all__ = [
-    "PluginRun", "SourcePart", "FinalTask", "ReviewItem", "Verdict", "Notification", "PluginError",
+    "PluginRun", "SourcePart", "CursorEntries", "FinalTask", "ReviewItem", "Verdict", "Notification", "PluginError",
     "TaskInput", "RowProblem", "RowError", "check_row", "read_file", "parse_jsonl_line", "lines_within",
     "LongLine", "MAX_ROW_BYTES", "decode_line",
     "decode_document", "long_integer_problem", "decode_strict", "RepeatedKey", "repeated_key_problem",
@@ -381,6 +381,9 @@ class SourcePart:
     that worker's annotate submission on the open task, counts toward the
     stage's overlap and may complete it (``on_quorum`` then runs); a worker's
     vote on a task is recorded once, however often the part is read.
+
+    ``cursor`` may be a :class:`CursorEntries`: only what the part changes in a cursor that is an
+    object of entries, one per file, so that a source of many files spends no time on the others.
     """
 
     origin: str
@@ -388,6 +391,32 @@ class SourcePart:
     cursor: Any = None
     votes: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     from_start: bool = False
+
+
+@dataclass
+class CursorEntries:
+    """A part's ``cursor`` given as what it changes in a cursor that is an object of entries (one
+    per file a source reads, say): ``entries`` added or replaced, keys in ``drop`` removed (a
+    file gone). Labelyard keeps the whole object and gives it back as ``run.state``.
+
+    A whole cursor yielded with every part is checked and stored whole each time, so a source
+    with an entry for each of thousands of files would spend time in proportion to the files
+    ever seen on every part. Entries are checked alone; the object is stored once the parts since
+    it was last stored hold :data:`CURSOR_STORE_ROWS` rows or have changed as many entries as a
+    :data:`CURSOR_STORE_SHARE` th of the object holds, and at the end of the read (a source that
+    raises, too, after the parts that went in). A run killed in between reads those last parts
+    again next time: ingest skips known ids and finds their rejects, as for any part whose cursor
+    was not yet stored.
+    """
+
+    entries: dict[str, Any] = field(default_factory=dict)
+    drop: Iterable[str] = ()
+
+
+CURSOR_STORE_ROWS = 5000
+"""Rows ingested after which a :class:`CursorEntries` cursor is stored (a part of a large file)."""
+CURSOR_STORE_SHARE = 32
+"""A :class:`CursorEntries` cursor is stored once the entries changed since reach 1/32 of its entries."""
 
 
 @dataclass

@@ -49,6 +49,7 @@ from .plugins import (Plugins, declared_problems, describe_error, duplicate_entr
                       entry_problems, same_file_message, same_file_sinks, sink_database_problem, trace,
                       workflow_queues)
 from .render import one_line, visible
+from .source_cursor import SourceCursor, cursor_problem
 from .store import loads, text_problem
 from .writer_lock import lock_file_hint, lock_path, open_lock_file
 
@@ -165,7 +166,7 @@ def make_run(engine, entry: dict[str, Any], key: str, state: Any, base_dir: str)
                      label_spec=labels)
 
 
-def ingest_parts(engine, parts: Iterator[SourcePart], on_cursor: Callable[[Any], None] | None = None,
+def ingest_parts(engine, parts: Iterator[SourcePart], on_cursor: Callable[[Any, int], None] | None = None,
                  progress: Callable[[int], None] | None = None,
                  counts: dict[str, Any] | None = None, ignored: IgnoredKeys | None = None) -> dict[str, Any]:
     """Ingest each part a source yields (read in full first, so a failure mid-part keeps nothing of it).
@@ -174,7 +175,8 @@ def ingest_parts(engine, parts: Iterator[SourcePart], on_cursor: Callable[[Any],
     ``prior_votes_left_out`` and ``ignored_keys`` when there are any). They are kept in ``counts``
     as each part goes in, so when the source raises, what its earlier parts ingested is still
     there to tell; the top-level keys the rows left out are gathered in ``ignored`` too, with
-    where each was first, for a warning.
+    where each was first, for a warning. ``on_cursor(cursor, rows)`` gets each part's cursor and
+    its number of rows once they went in.
     """
     from .ingest_pipeline import PartRejects
 
@@ -206,7 +208,7 @@ def ingest_parts(engine, parts: Iterator[SourcePart], on_cursor: Callable[[Any],
             if left_out:
                 result["prior_votes_left_out"] = dict(left_out)
         if on_cursor is not None:
-            on_cursor(part.cursor)
+            on_cursor(part.cursor, len(rows))
     return result
 
 
@@ -221,7 +223,7 @@ def checked_part(part: Any) -> SourcePart:
         raise PluginError(f"a part's origin must be text (a file's path, a URL), not {short(part.origin)}")
     if text_problem(part.origin):  # a file name from os.listdir(): kept with its bad bytes written out
         part = dataclasses.replace(part, origin=plugin_text(part.origin))
-    problem = json_value_problem(part.cursor, "cursor")
+    problem = cursor_problem(part.cursor)
     if problem is not None:
         raise PluginError(f"part of {part.origin}: {problem}; nothing of it was ingested")
     return part
@@ -634,19 +636,21 @@ class Runner:
     def sources(self) -> None:
         done: dict[str, Any] = {}
         for entry, source, key in self._entries("sources", "sources"):
-            cursor_name = f"source:{key}"
-            run = make_run(self.engine, entry, key, self.store.cursor(cursor_name), self.base_dir)
+            cursor = SourceCursor(self.store, f"source:{key}", self.store.cursor(f"source:{key}"))
+            run = make_run(self.engine, entry, key, cursor.value, self.base_dir)
 
-            def save(cursor: Any, _name: str = cursor_name, _run: PluginRun = run) -> None:
-                with self.store.transaction():
-                    self.store.set_cursor(_name, cursor, clock.now())
-                _run.state = cursor
+            def save(part_cursor: Any, rows: int, _cursor: SourceCursor = cursor, _run: PluginRun = run) -> None:
+                _cursor.take(part_cursor, rows)
+                _run.state = _cursor.value
 
             trace(f"source {key}")
             counts = done[key] = {}  # filled part by part: a source that fails later keeps what went in
             failure = None
             try:
-                ingest_parts(self.engine, iter(source.func(run)), on_cursor=save, counts=counts)
+                try:
+                    ingest_parts(self.engine, iter(source.func(run)), on_cursor=save, counts=counts)
+                finally:  # what the parts that went in changed (CursorEntries), however the read ended
+                    cursor.flush()
             except Exception as exc:  # noqa: BLE001
                 failure = describe_error(exc)
             if counts["ingested"] or counts["duplicates"] or counts["rejected"] or counts.get("prior_votes") \

@@ -2,10 +2,18 @@
 
 - ``gold``: an empty (or white-space only) known answer, an empty CSV cell, is no known answer: the
   reviewer abstains instead of rejecting every label as differing from ``""``.
+- ``jsonl``, ``csv``, ``labelstudio`` sources: a part hands back its own file's cursor entry
+  (``CursorEntries``), so a run's time grows with the files it reads, not with their square; the
+  entries of files moved away are dropped; a run killed midway still ingests each row once.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,3 +89,171 @@ def test_csv_tasks_with_an_empty_gold_cell_wait_for_a_person_and_the_others_are_
     assert report["reviewers"]["gold"] == {"approve": 1, "reject": 1, "abstain": 2, "→ accept": 1, "→ hold": 1}
     status = {t: run.json("show", t, "--json")["task"]["status"] for t in ("t1", "t2", "t3", "t4")}
     assert status == {"t1": "done", "t2": "held", "t3": "open", "t4": "open"}, status
+
+
+# -- jsonl / csv / labelstudio sources: a part's cost does not grow with the files the cursor knows ----
+
+MANY_WORKFLOW = """\
+workflow: m
+labels: {type: choice, choices: [pos, neg]}
+queues: {triage: {roles: [annotator]}}
+on_create: [{name: default, do: {annotate: triage, overlap: 1}}]
+sources: [{plugin: PLUGIN, path: "inbox/*.SUFFIX"}]
+"""
+SUFFIX = {"jsonl": "jsonl", "csv": "csv", "labelstudio": "json"}
+
+
+def one_row_file(folder: Path, plugin: str, n: int, bad: bool = False) -> Path:
+    """``inbox/fNNNNN.SUFFIX`` holding task ``tN`` (a row the workflow refuses when ``bad``)."""
+    label = "maybe" if bad else "pos"
+    text = {"jsonl": f'{{"id": "t{n}", "data": {{"n": {n}}}, "prediction": {{"label": "{label}"}}}}\n',
+            "csv": f"id,n,prediction_label\nt{n},{n},{label}\n",
+            "labelstudio": f'[{{"id": {n}, "data": {{"n": {n}}}, '
+                           f'"predictions": [{{"result": [{{"type": "choices", '
+                           f'"value": {{"choices": ["{label}"]}}}}]}}]}}]'}
+    return write(folder / "inbox" / f"f{n:05d}.{SUFFIX[plugin]}", text[plugin])
+
+
+def many_project(run, tmp_path, plugin: str):
+    run.ok("init")
+    write(tmp_path / "m.workflow.yaml", MANY_WORKFLOW.replace("PLUGIN", plugin).replace("SUFFIX", SUFFIX[plugin]))
+    run.ok("apply", "m.workflow.yaml")
+    return f"{plugin}:inbox/*.{SUFFIX[plugin]}"  # the entry's key; its cursor is `source:KEY`
+
+
+def sql(run, query: str, *args) -> list[tuple]:
+    conn = sqlite3.connect(run.db)
+    try:
+        with conn:
+            return conn.execute(query, args).fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("plugin", ["jsonl", "csv", "labelstudio"])
+def test_the_cursor_of_many_files_is_not_written_whole_after_each_file(run, tmp_path, plugin):
+    """Before, each file's part stored the whole cursor (an entry per file ever seen): 400 files wrote
+    it 400 times, ~200 times its final size in all, and the time of a run grew with the square of the
+    files. Now a part hands back its own file's entry and the cursor is stored once the entries
+    changed reach a 32nd of it (and at the end): what is written stays within ~32 times its size."""
+    name = many_project(run, tmp_path, plugin)
+    sql(run, "CREATE TABLE cursor_writes (bytes INTEGER)")
+    for when in ("INSERT", "UPDATE"):
+        sql(run, f"CREATE TRIGGER count_{when.lower()} AFTER {when} ON cursors WHEN NEW.name LIKE 'source:%' "
+                 "BEGIN INSERT INTO cursor_writes VALUES (length(NEW.value)); END")
+    for n in range(400):
+        one_row_file(tmp_path, plugin, n)
+    assert run.json("run", "--json")["sources"][name]["ingested"] == 400
+    (final,) = sql(run, "SELECT length(value) FROM cursors WHERE name = ?", f"source:{name}")[0]
+    (written, writes) = sql(run, "SELECT sum(bytes), count(*) FROM cursor_writes")[0]
+    assert written <= 40 * final and writes < 200, (written, final, writes)  # before: ~200x, 400+ writes
+    assert len(json.loads(sql(run, "SELECT value FROM cursors WHERE name = ?", f"source:{name}")[0][0])) == 400
+    again = run.json("run", "--json")["sources"][name]
+    assert (again["ingested"], again["duplicates"]) == (0, 0)  # every file's entry was stored
+
+
+@pytest.mark.parametrize("plugin", ["jsonl", "csv", "labelstudio"])
+def test_the_entries_of_files_moved_away_leave_the_cursor(run, tmp_path, plugin):
+    name = many_project(run, tmp_path, plugin)
+    for n in range(6):
+        one_row_file(tmp_path, plugin, n)
+    run.ok("run")
+    (tmp_path / "archive").mkdir()
+    for n in range(4):
+        (tmp_path / "inbox" / f"f{n:05d}.{SUFFIX[plugin]}").rename(tmp_path / "archive" / f"f{n}")
+    report = run.json("run", "--json")["sources"][name]
+    assert (report["ingested"], report["duplicates"]) == (0, 0)
+    kept = json.loads(sql(run, "SELECT value FROM cursors WHERE name = ?", f"source:{name}")[0][0])
+    assert sorted(os.path.basename(p) for p in kept) == [f"f00004.{SUFFIX[plugin]}", f"f00005.{SUFFIX[plugin]}"]
+    (tmp_path / "archive" / "f1").rename(tmp_path / "inbox" / f"f00001.{SUFFIX[plugin]}")  # back: read again
+    report = run.json("run", "--json")["sources"][name]
+    assert (report["ingested"], report["duplicates"]) == (0, 1)
+
+
+# A run killed (SIGKILL) as the Nth part of its sources is about to go in.
+KILLED_SOURCE_RUN = """
+import os, signal, sys
+import router.engine
+calls, kill_at = [0], int(sys.argv[1])
+real = router.engine.Engine.ingest
+def ingest(self, *args, **kwargs):
+    calls[0] += 1
+    if calls[0] == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(self, *args, **kwargs)
+router.engine.Engine.ingest = ingest
+from router.cli import main
+sys.argv = ["labelyard", "run"]
+main()
+"""
+
+
+@pytest.mark.parametrize("plugin", ["jsonl", "csv"])
+@pytest.mark.parametrize("kill_at", [2, 70, 180])
+def test_a_run_killed_mid_source_then_run_again_has_every_row_once_and_every_reject_once(run, tmp_path, plugin,
+                                                                                        kill_at):
+    name = many_project(run, tmp_path, plugin)
+    for n in range(200):
+        one_row_file(tmp_path, plugin, n, bad=n % 10 == 3)  # 20 files hold a row the workflow refuses
+    big = tmp_path / "inbox" / f"g.{SUFFIX[plugin]}"  # read in parts of 5000 rows, after the small files
+    lines = [f'{{"id": "g{i}", "data": {{}}}}\n' if plugin == "jsonl" else f"g{i},{i}\n" for i in range(12000)]
+    write(big, ("" if plugin == "jsonl" else "id,n\n") + "".join(lines))
+    killed = subprocess.run([sys.executable, "-c", KILLED_SOURCE_RUN, str(kill_at)], env=run.env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr
+    before = sql(run, "SELECT count(*) FROM tasks")[0][0]
+    assert before < 12180
+    report = run.json("run", "--json")["sources"][name]
+    assert report["ingested"] == 12180 - before, report
+    assert sql(run, "SELECT count(*), count(DISTINCT external_id) FROM tasks") == [(12180, 12180)]
+    assert sql(run, "SELECT count(*), count(DISTINCT source) FROM rejects") == [(20, 20)]
+    again = run.json("run", "--json")["sources"][name]
+    assert (again["ingested"], again["duplicates"], again["rejected"]) == (0, 0, 0)
+
+
+ENTRIES_SOURCE = """\
+import datetime
+from router import hookimpl
+from router.plugin_api import CursorEntries, SourcePart, TaskInput
+
+@hookimpl
+def register_sources(register):
+    register("pages", read)
+
+def read(run):
+    seen = dict(run.state or {})
+    with open(run.path("seen.log"), "a") as log:
+        log.write(repr(sorted(seen)) + "\\n")
+    for page in ("p1", "p2", "p3"):
+        if page not in seen:
+            drop = ["p1"] if page == "p3" else []
+            yield SourcePart(page, [TaskInput(1, f"{page}-a", {})], CursorEntries({page: {"n": 1}}, drop=drop))
+    if run.config.get("bad"):
+        yield SourcePart("p4", [TaskInput(1, "p4-a", {})], CursorEntries({"p4": datetime.date(2025, 1, 1)}))
+"""
+
+
+def test_a_plugin_source_giving_cursor_entries_gets_the_whole_object_back_and_a_bad_entry_fails_its_part(run,
+                                                                                                          tmp_path):
+    plugins = tmp_path / "plugins"
+    write(plugins / "pages.py", ENTRIES_SOURCE)
+    run.env["LABELYARD_PLUGINS_DIR"] = str(plugins)
+    run.ok("init")
+    entry = '{plugin: PLUGIN, path: "inbox/*.SUFFIX"}'
+    write(tmp_path / "p.workflow.yaml", MANY_WORKFLOW.replace(entry, "{plugin: pages}"))
+    run.ok("apply", "p.workflow.yaml")
+    assert run.json("run", "--json")["sources"]["pages"]["ingested"] == 3
+    assert json.loads(sql(run, "SELECT value FROM cursors WHERE name = 'source:pages'")[0][0]) == \
+        {"p2": {"n": 1}, "p3": {"n": 1}}  # p1 set, then dropped by p3's part
+    write(tmp_path / "p.workflow.yaml", MANY_WORKFLOW.replace(entry, "{plugin: pages, bad: true}"))
+    run.ok("apply", "p.workflow.yaml")
+    failed = run("run", "--json")
+    assert failed.returncode != 0
+    report = json.loads(failed.stdout)
+    counts = report["sources"]["pages"]
+    assert (counts["ingested"], counts["duplicates"]) == (0, 1)  # p1 again (its entry was dropped); p4 never in
+    assert "part of p4: cursor['p4'] must be a JSON value" in report["failures"][0]["error"], report["failures"]
+    assert sql(run, "SELECT count(*) FROM tasks WHERE external_id = 'p4-a'") == [(0,)]
+    assert (tmp_path / "seen.log").read_text().splitlines() == ["[]", "['p2', 'p3']"]
+    assert json.loads(sql(run, "SELECT value FROM cursors WHERE name = 'source:pages'")[0][0]) == \
+        {"p1": {"n": 1}, "p2": {"n": 1}, "p3": {"n": 1}}  # what went in before the failure is stored
