@@ -3,7 +3,9 @@
 Checks the label under review (the consensus) and every vote: choices within
 the workflow's choices; boxes of non-zero area inside the image (its size from
 the data fields ``width_field``/``height_field``, default ``width`` and
-``height``; unchecked when absent); spans with ``start < end`` inside the text
+``height``: a number, or text written as a number, as every CSV cell is,
+``"100"``; unchecked when absent or empty; other text fails the task's review,
+saying so, rather than leaving the bounds unchecked); spans with ``start < end`` inside the text
 (data field ``text_field``, default ``text``). A problem: reject, naming it.
 No problem: abstain (a valid label is not yet a right one), or approve with
 ``approve_valid: true``.
@@ -11,10 +13,12 @@ No problem: abstain (a valid label is not yet a right one), or approve with
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from router import hookimpl
-from router.plugin_api import PluginRun, ReviewItem, Verdict, approve, not_among, not_one_of, reject
+from router.plugin_api import (PluginError, PluginRun, ReviewItem, Verdict, approve, not_among, not_one_of,
+                               number_cell, reject)
 
 
 @hookimpl
@@ -54,9 +58,25 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _image_side(run: PluginRun, data: dict[str, Any], setting: str, default: str) -> float | None:
+    """The image's width or height from its data field: a number, or text written as one (a CSV
+    cell); ``None`` when the field is absent or empty; a :class:`PluginError` when it holds
+    something else, since boxes could then not be checked against the image."""
+    name = run.setting(setting) or default
+    value = data.get(name)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    side = number_cell(value)
+    if side is None:
+        shown = json.dumps(value, ensure_ascii=False)
+        raise PluginError(f"data field `{name}` ({setting}) is {shown if len(shown) <= 40 else shown[:37] + '...'}, "
+                          "not a number: the boxes cannot be checked against the image")
+    return float(side)
+
+
 def _boxes_problem(boxes: Any, run: PluginRun, data: dict[str, Any]) -> str | None:
-    width = _number(data.get(run.setting("width_field") or "width"))
-    height = _number(data.get(run.setting("height_field") or "height"))
+    width = _image_side(run, data, "width_field", "width")
+    height = _image_side(run, data, "height_field", "height")
     for n, box in enumerate(boxes if isinstance(boxes, list) else [boxes], 1):
         if not isinstance(box, dict):
             return f"box {n} is not an object"
@@ -66,10 +86,14 @@ def _boxes_problem(boxes: Any, run: PluginRun, data: dict[str, Any]) -> str | No
         if w <= 0 or h <= 0:
             return f"box {n} has zero area ({w:g}×{h:g})"
         if x < 0 or y < 0 or (width is not None and x + w > width) or (height is not None and y + h > height):
-            return f"box {n} ({x:g}, {y:g}, {w:g}×{h:g}) is outside the image ({width}×{height})"
+            return f"box {n} ({x:g}, {y:g}, {w:g}×{h:g}) is outside the image ({_side(width)}×{_side(height)})"
         if run.choices and box.get("label") is not None and box["label"] not in run.choices:
             return f"box {n}: {not_one_of(box['label'], run.choices)}"
     return None
+
+
+def _side(side: float | None) -> str:
+    return "?" if side is None else f"{side:g}"
 
 
 def _spans_problem(spans: Any, run: PluginRun, data: dict[str, Any]) -> str | None:

@@ -765,6 +765,23 @@ def _number_text(cell: str) -> str | None:
     return text if _NUMBER.fullmatch(text) else None
 
 
+def number_cell(value: Any) -> int | float | None:
+    """A number given as one, or as text written as a CSV cell or a spreadsheet writes one (``100``,
+    ``4.5``, ``4,5`` with a decimal comma, ``1e3``, spaces around): the number when finite, else
+    ``None`` (text that is no number, ``true``, NaN, an empty cell)."""
+    if isinstance(value, str):
+        text = _number_text(value)
+        if text is None:
+            return None
+        try:
+            value = int(text) if text.lstrip("+-").isdigit() else float(text)
+        except ValueError:  # more digits than Python converts
+            return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return value if finite_number(value) else None
+
+
 def _shown(cell: str) -> str:
     """A cell quoted for a reason, cut to 40 characters."""
     return json.dumps(cell if len(cell) <= 40 else cell[:37] + "...", ensure_ascii=False)

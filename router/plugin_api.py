@@ -22,7 +22,7 @@ from rules.source import NotUtf8, Utf8Reader
 from . import ingest
 from .export import new_temp_beside, spreadsheet_safe
 from .ingest import (JSON_RESERVED, MAX_ROW_BYTES, LongLine, RowError, RowProblem, TaskInput, decode_document,
-                     decode_line, lines_within, long_integer_problem, parse_jsonl_line, read_file,
+                     decode_line, lines_within, long_integer_problem, number_cell, parse_jsonl_line, read_file,
                      repeated_key_problem)
 from .json_array import ArraySyntaxError, BadElement, NotAnArray, RepeatedKey, decode_strict, iter_json_list
 from .json_array import Element as JsonElement
@@ -36,7 +36,7 @@ __all__ = [
     "decode_document", "long_integer_problem", "decode_strict", "RepeatedKey", "repeated_key_problem",
     "json_list_elements", "JsonElement", "BadElement", "NotAnArray", "JSON_RESERVED", "approve", "reject",
     "Setting", "is_utf8", "escaped", "new_temp_beside", "spreadsheet_safe", "not_one_of", "not_among",
-    "worker_name_problem", "without_password",
+    "worker_name_problem", "without_password", "number_cell",
 ]
 
 

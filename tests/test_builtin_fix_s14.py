@@ -257,3 +257,67 @@ def test_a_plugin_source_giving_cursor_entries_gets_the_whole_object_back_and_a_
     assert (tmp_path / "seen.log").read_text().splitlines() == ["[]", "['p2', 'p3']"]
     assert json.loads(sql(run, "SELECT value FROM cursors WHERE name = 'source:pages'")[0][0]) == \
         {"p1": {"n": 1}, "p2": {"n": 1}, "p3": {"n": 1}}  # what went in before the failure is stored
+
+
+# -- validity: an image size given as text (a CSV cell) is read as the number it writes -----------------
+
+def box_item(boxes, data) -> ReviewItem:
+    return ReviewItem(1, "t", "q", data, None, [], {}, [{"worker": "w", "label": boxes}], boxes, 1.0)
+
+
+def test_validity_reads_an_image_size_written_as_text_and_refuses_text_that_is_no_number(builtins):
+    from router.plugin_api import PluginError
+
+    review = builtins.get("reviewers", "validity").func
+    run = PluginRun("validity", "v", {"approve_valid": True}, label_type="boxes", choices=("car",))
+    outside = [{"x": 90, "y": 1, "width": 20, "height": 5, "label": "car"}]
+    inside = [{"x": 10, "y": 1, "width": 20, "height": 5, "label": "car"}]
+    for width in ("100", " 100 ", "1e2", "100,0", 100, 100.0):
+        found = review(run, box_item(outside, {"width": width, "height": "50"}))
+        assert found.verdict == "reject", width  # before: text made the bounds unchecked, "label is valid"
+        assert found.reason == "consensus: box 1 (90, 1, 20×5) is outside the image (100×50)", found.reason
+        assert review(run, box_item(inside, {"width": width, "height": "50"})).verdict == "approve"
+    for unknown in ({}, {"width": "", "height": "  "}, {"width": None}):  # absent or an empty cell: unchecked
+        assert review(run, box_item(outside, unknown)).verdict == "approve", unknown
+    assert review(run, box_item(outside, {"height": "5"})).reason.endswith("outside the image (?×5)")  # not None×5
+    for bad, shown in (("100px", '"100px"'), (True, "true"), ({"w": 1}, '{"w": 1}'), ("NaN", '"NaN"')):
+        with pytest.raises(PluginError) as raised:
+            review(run, box_item(inside, {"width": bad, "height": 50}))
+        assert str(raised.value) == (f"data field `width` (width_field) is {shown}, not a number: the boxes cannot "
+                                     "be checked against the image"), str(raised.value)
+
+
+VALIDITY_WORKFLOW = """\
+workflow: v
+labels: {type: boxes, choices: [car]}
+queues: {triage: {roles: [annotator]}, senior: {roles: [senior]}}
+on_create: [{name: default, do: {annotate: triage, overlap: 1}}]
+on_quorum: [{name: check, do: {review: senior}}]
+on_review:
+  - {name: approved, when: review.verdict == "approve", do: accept}
+  - {name: rejected, when: review.verdict == "reject", do: {hold: "invalid"}}
+sources: [{plugin: csv, path: "inbox/*.csv"}]
+reviewers: [{plugin: validity, approve_valid: true, width_field: w, height_field: h}]
+"""
+
+
+def test_boxes_of_csv_tasks_are_checked_against_the_image_size_in_their_cells(run, tmp_path):
+    run.ok("init")
+    write(tmp_path / "v.workflow.yaml", VALIDITY_WORKFLOW)
+    run.ok("apply", "v.workflow.yaml")
+    run.ok("workers", "add", "ann", "--role", "annotator")
+    write(tmp_path / "inbox" / "a.csv", "id,w,h\nb1,100,100\nb2,100,100\nb3,100 px,100\n")
+    run.ok("run")
+    boxes = {"b1": [{"x": 10, "y": 10, "width": 20, "height": 20, "label": "car"}],
+             "b2": [{"x": 90, "y": 10, "width": 20, "height": 20, "label": "car"}],
+             "b3": [{"x": 10, "y": 10, "width": 20, "height": 20, "label": "car"}]}
+    for _ in range(3):
+        slot = run.json("claim", "--as", "ann", "--json")
+        run.ok("submit", slot["assignment"], "--as", "ann", "--value", json.dumps(boxes[slot["external_id"]]))
+    proc = run("run", "--json")
+    report = json.loads(proc.stdout)
+    assert report["reviewers"]["validity"] == {"approve": 1, "reject": 1, "failed": 1, "→ accept": 1, "→ hold": 1}
+    status = {t: run.json("show", t, "--json")["task"]["status"] for t in boxes}
+    assert status == {"b1": "done", "b2": "held", "b3": "open"}, status  # before: b2 approved as "label is valid"
+    assert 'b3: data field `w` (width_field) is "100 px", not a number' in report["failures"][0]["error"]
+    assert "outside the image (100×100)" in run.ok("explain", "b2").stdout
