@@ -65,12 +65,13 @@ def finished(run: PluginRun, st: os.stat_result) -> bool:
     """Whether the file ``st`` describes is finished, so that a last line without its line break is
     read as it is: under ``labelyard ingest NAME:FILE`` (``run.one_shot``: no later run), or when
     the file has not been modified for ``finished_after:`` seconds (an hour by default; by
-    ``run.now()``, so ``LABELYARD_NOW`` moves it in tests). Otherwise
-    such a line may be a row still being written, and waits for its line break."""
+    ``run.now()``, so ``LABELYARD_NOW`` moves it in tests; ``0`` waits for nothing, whatever the
+    clocks say). Otherwise such a line may be a row still being written, and waits for its line
+    break (the ``folder`` source's file, for a later run)."""
     if run.one_shot:
         return True
     after = run.setting("finished_after", FINISHED_AFTER_DEFAULT_S, kind=FINISHED_AFTER)
-    return run.now() - st.st_mtime >= after
+    return after == 0 or run.now() - st.st_mtime >= after
 
 
 def chunks(items: Iterable[Any], size: int = PART_ROWS) -> Iterator[list[Any]]:

@@ -3,7 +3,8 @@
 Settings: ``path`` (the folder), ``pattern`` (a glob inside it, default
 ``*``; ``**/*`` to descend; symlinks to folders are never entered, so each
 file is read once and nothing outside the folder is: see ``_glob``),
-``id_prefix`` (put before each task id).
+``id_prefix`` (put before each task id), ``finished_after`` (seconds, an hour
+by default, as for the ``csv`` and ``jsonl`` sources).
 A task's id is the file's path relative to the folder; its ``data`` holds
 ``path`` (absolute), ``file`` (the relative name) and ``size``, and, for text
 files (``.txt``, ``.md``, ``.text``, or ``text_extensions``) up to
@@ -14,6 +15,13 @@ the bad bytes written out as ``\\xe9``); the other files go in.
 
 Files already ingested are recognised by id (``run.known``) and not read
 again, so the folder is safe to scan every run; there is no other cursor.
+So a file is read once, and a file still being written (copied in, saved
+by a scanner) would go in cut short, for good: a run reads a file only once
+it has not been modified for ``finished_after:`` seconds (by ``run.now()``,
+so ``LABELYARD_NOW`` moves it); a later run takes it. ``labelyard ingest
+folder:PATH`` (``run.one_shot``) reads every file at once. A file moved in
+with ``mv`` keeps its modification time, so it is read at the next run
+when it was finished long enough before.
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from router import hookimpl
 from router.plugin_api import (PluginError, PluginRun, RowError, RowProblem, Setting, SourcePart, TaskInput,
                                decode_document, escaped, is_utf8)
 
-from ._files import chunks
+from ._files import FINISHED_AFTER, chunks, finished
 from ._glob import files_below, pattern_parts, pattern_problem
 
 TEXT_EXTENSIONS = (".txt", ".md", ".text")
@@ -36,7 +44,7 @@ PATTERN = Setting(str, check=pattern_problem)
 def register_sources(register):
     register("folder", read, required=["path"], settings={
         "path": str, "pattern": PATTERN, "id_prefix": str, "text_extensions": list,
-        "max_text_bytes": Setting(int, min=0)})
+        "max_text_bytes": Setting(int, min=0), "finished_after": FINISHED_AFTER})
 
 
 def read(run: PluginRun) -> Iterator[SourcePart]:
@@ -59,11 +67,21 @@ def read(run: PluginRun) -> Iterator[SourcePart]:
             count += 1
             if not is_utf8(name):  # an id, a path in `data`: text that the database and JSON can hold
                 rows.append(RowProblem(count, f"{escaped(name)}: file name is not UTF-8", None))
-            elif prefix + name not in known:
+            elif prefix + name not in known and _finished(run, os.path.join(folder, name)):
                 rows.append(_task(folder, name, prefix, count, text_ext, limit))
         yield SourcePart(folder, rows, {"files": count}, from_start=count <= len(batch))
     if not names:
         yield SourcePart(folder, [], {"files": 0}, from_start=True)
+
+
+def _finished(run: PluginRun, path: str) -> bool:
+    """Whether the file is taken this run: unmodified for ``finished_after:`` seconds (a file still
+    being written waits for a later run), or ``labelyard ingest folder:…``; one that cannot be
+    read is taken too, for its reject to say why."""
+    try:
+        return finished(run, os.stat(path))
+    except OSError:
+        return True
 
 
 def _task(folder: str, name: str, prefix: str, line: int, text_ext: tuple, limit: int) -> TaskInput | RowProblem:

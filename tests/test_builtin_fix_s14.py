@@ -321,3 +321,69 @@ def test_boxes_of_csv_tasks_are_checked_against_the_image_size_in_their_cells(ru
     assert status == {"b1": "done", "b2": "held", "b3": "open"}, status  # before: b2 approved as "label is valid"
     assert 'b3: data field `w` (width_field) is "100 px", not a number' in report["failures"][0]["error"]
     assert "outside the image (100×100)" in run.ok("explain", "b2").stdout
+
+
+# -- folder: a file still being written is left for a later run (`finished_after`) ----------------------
+
+FOLDER_WORKFLOW = """\
+workflow: fo
+labels: {type: choice, choices: [pos, neg]}
+queues: {triage: {roles: [annotator]}}
+on_create: [{name: default, do: {annotate: triage, overlap: 1}}]
+sources: [{plugin: folder, path: inbox, pattern: "*.txt"SETTINGS}]
+"""
+NOW_S = 1740819600  # conftest.NOW, 2025-03-01T09:00:00Z
+
+
+def folder_project(run, tmp_path, settings: str = ""):
+    run.ok("init")
+    write(tmp_path / "fo.workflow.yaml", FOLDER_WORKFLOW.replace("SETTINGS", settings))
+    run.ok("apply", "fo.workflow.yaml")
+
+
+def written(path: Path, text: str, seconds_ago: float) -> Path:
+    write(path, text)
+    os.utime(path, (NOW_S - seconds_ago, NOW_S - seconds_ago))
+    return path
+
+
+def texts(run) -> dict[str, str]:
+    return {t: run.json("show", t, "--json")["task"]["data"]["text"] for t in ("old.txt", "new.txt")
+            if run("show", t, "--json").returncode == 0}
+
+
+def test_folder_leaves_a_file_modified_within_the_hour_for_a_later_run_and_reads_it_whole(run, tmp_path):
+    folder_project(run, tmp_path)
+    written(tmp_path / "inbox" / "old.txt", "whole", 2 * 3600)
+    written(tmp_path / "inbox" / "new.txt", "half", 10)  # a copy still going on
+    report = run.json("run", "--json")["sources"]["folder:inbox"]
+    assert (report["ingested"], report["rejected"]) == (1, 0), report  # before: 2, "half" for good
+    assert texts(run) == {"old.txt": "whole"}
+    written(tmp_path / "inbox" / "new.txt", "half and the rest", 0)  # the copy ends now
+    later = {"LABELYARD_NOW": "2025-03-01T09:59:00Z"}
+    assert run.json("run", "--json", env=later)["sources"]["folder:inbox"]["ingested"] == 0
+    hour_later = {"LABELYARD_NOW": "2025-03-01T10:00:00Z"}
+    assert run.json("run", "--json", env=hour_later)["sources"]["folder:inbox"]["ingested"] == 1
+    assert texts(run) == {"old.txt": "whole", "new.txt": "half and the rest"}
+
+
+def test_folder_finished_after_is_a_setting_and_zero_or_ingest_reads_every_file_at_once(run, tmp_path):
+    folder_project(run, tmp_path, ", finished_after: 30")
+    written(tmp_path / "inbox" / "old.txt", "whole", 31)
+    written(tmp_path / "inbox" / "new.txt", "half", 29)
+    assert run.json("run", "--json")["sources"]["folder:inbox"]["ingested"] == 1
+    assert texts(run) == {"old.txt": "whole"}
+    assert run.json("ingest", "folder:inbox", "--json")["ingested"] == 1  # one shot: every file now
+    assert texts(run) == {"old.txt": "whole", "new.txt": "half"}
+    write(tmp_path / "fo.workflow.yaml", FOLDER_WORKFLOW.replace("SETTINGS", ", finished_after: 0"))
+    run.ok("apply", "fo.workflow.yaml")
+    write(tmp_path / "inbox" / "future.txt", "x")  # modified after LABELYARD_NOW: 0 waits for nothing
+    assert run.json("run", "--json")["sources"]["folder:inbox"]["ingested"] == 1
+
+
+def test_validate_refuses_a_negative_folder_finished_after_with_its_place(run, tmp_path):
+    path = write(tmp_path / "fo.workflow.yaml", FOLDER_WORKFLOW.replace("SETTINGS", ", finished_after: -5"))
+    proc = run("validate", path.name)
+    assert proc.returncode != 0
+    assert "fo.workflow.yaml:5:" in proc.stdout + proc.stderr and "finished_after" in proc.stdout + proc.stderr, \
+        proc.stdout + proc.stderr

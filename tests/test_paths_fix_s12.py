@@ -53,7 +53,7 @@ def test_folder_double_star_reads_each_file_once_and_never_leaves_the_folder(run
     os.symlink(".", inbox / "b")  # two: an exponential walk (the run never ended)
     os.symlink("..", inbox / "loop")  # the project's folder: its database and workflow
     os.symlink("ok.txt", inbox / "alias.txt")  # a link to a file is a file
-    use(run, 'sources: [{plugin: folder, path: in, pattern: "**/*"}]\n')
+    use(run, 'sources: [{plugin: folder, path: in, pattern: "**/*", finished_after: 0}]\n')
     report = run.json("run", "--json")["sources"]["folder:in"]
     assert report["ingested"] == 3, report
     assert task_ids(run) == ["alias.txt", "ok.txt", "sub/deep.txt"]
@@ -97,7 +97,7 @@ def test_a_project_in_a_folder_with_brackets_reads_its_sources_and_reports_a_mis
     use(run, 'sources:\n  - {plugin: jsonl, path: "inbox/a.jsonl"}\n'
              '  - {plugin: jsonl, path: "inbox/missing.jsonl"}\n'
              '  - {plugin: jsonl, name: glob, path: "inbox/b*.jsonl"}\n'
-             '  - {plugin: folder, path: "inbox", pattern: "*.txt"}\n')
+             '  - {plugin: folder, path: "inbox", pattern: "*.txt", finished_after: 0}\n')
     proc = run("run")
     assert proc.returncode == 4, proc.stdout + proc.stderr
     assert f"{inbox / 'missing.jsonl'}: no such file" in proc.stderr
@@ -121,7 +121,7 @@ def test_a_folder_pattern_writes_a_literal_bracket_as_glob_escape_does(run, tmp_
     inbox.mkdir()
     (inbox / "a[1].txt").write_text("literal\n", encoding="utf-8")
     (inbox / "a1.txt").write_text("one\n", encoding="utf-8")
-    use(run, 'sources: [{plugin: folder, path: "in[x]", pattern: "a[[]1].txt"}]\n')
+    use(run, 'sources: [{plugin: folder, path: "in[x]", pattern: "a[[]1].txt", finished_after: 0}]\n')
     run.ok("run")
     assert task_ids(run) == ["a[1].txt"]
 

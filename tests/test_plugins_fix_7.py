@@ -262,7 +262,7 @@ def test_a_folder_file_named_in_another_encoding_is_one_reject_and_the_rest_go_i
     (inbox / "ok.txt").write_text("fine", encoding="utf-8")
     with open(os.path.join(os.fsencode(inbox), b"lat\xe9.txt"), "wb") as handle:
         handle.write(b"caf\xc3\xa9")
-    project.apply(BASE + "sources: [{plugin: folder, path: inbox}]\n")
+    project.apply(BASE + "sources: [{plugin: folder, path: inbox, finished_after: 0}]\n")
     report = project.json("run", "--json")
     assert report["ok"], report["failures"]
     assert report["sources"]["folder:inbox"]["ingested"] == 1 and report["sources"]["folder:inbox"]["rejected"] == 1

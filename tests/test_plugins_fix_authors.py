@@ -240,7 +240,7 @@ def test_a_file_source_read_again_from_the_start_replaces_its_rejects(project, t
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "in").mkdir()
     project.use('sources: [{plugin: csv, path: r/in.csv}, {plugin: folder, path: r/in, pattern: "*.txt", '
-                'max_text_bytes: 4}]\n')
+                'max_text_bytes: 4, finished_after: 0}]\n')
     (tmp_path / "r" / "in.csv").write_text("id,text,prediction_confidence\nc1,a,0.5\nc2,b,high\n", encoding="utf-8")
     (tmp_path / "r" / "in" / "m.txt").write_text("too long", encoding="utf-8")
     project.ok("run")
