@@ -2,7 +2,8 @@
 
 Settings: ``url`` (required), ``events`` (which events, default ``[done]``;
 handled by Labelyard), ``secret_env`` (the environment variable holding the
-signing secret), ``retries`` (extra attempts within one run, default 2),
+signing secret; ``validate`` refuses an empty name, which once sent every
+notification unsigned: leave it out for that), ``retries`` (extra attempts within one run, default 2),
 ``backoff`` (seconds before the first retry, doubling, default 1; each wait
 at most 300 s, and all the waits for one notification in one run at most
 600 s, after which the next run retries it),
@@ -57,7 +58,8 @@ MIN_TIMEOUT_S, MAX_TIMEOUT_S = 0.1, 3600.0
 @hookimpl
 def register_notifiers(register):
     register("webhook", send, required=["url"], settings={
-        "url": Setting(str, check=url_problem), "headers": HEADERS, "secret_env": str, "retries": Setting(int, min=0, max=MAX_RETRIES),
+        "url": Setting(str, check=url_problem), "headers": HEADERS, "secret_env": SECRET_ENV,
+        "retries": Setting(int, min=0, max=MAX_RETRIES),
         "backoff": Setting(float, min=0, max=MAX_BACKOFF_S), "timeout": Setting(float, min=MIN_TIMEOUT_S, max=MAX_TIMEOUT_S)})
 
 
@@ -131,6 +133,22 @@ def headers_problem(headers: dict) -> str | None:
 HEADERS = Setting(dict, check=headers_problem)
 
 
+def secret_env_problem(name: str) -> str | None:
+    """Why ``secret_env:`` names no environment variable (``validate`` says it at the setting), or
+    ``None``. Empty, it once meant "no secret": every notification went unsigned, though signing
+    was asked for; a name holding ``=``, a space or a control character cannot be set in a shell."""
+    if not name.strip():
+        return ("must name the environment variable holding the signing secret (`secret_env: HOOK_SECRET`), "
+                "not an empty text; leave `secret_env:` out to send unsigned notifications")
+    odd = next((c for c in name if c == "=" or c.isspace() or not c.isprintable()), None)
+    if odd is not None:
+        return f"holds {odd!r}, which no environment variable's name can: {name!r}"
+    return None
+
+
+SECRET_ENV = Setting(str, check=secret_env_problem)
+
+
 def sign(secret: str, body: bytes) -> str:
     """The ``X-Labelyard-Signature`` value for ``body``."""
     return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
@@ -147,8 +165,8 @@ def send(run: PluginRun, notification: Notification) -> None:
     headers = {**({} if own_agent else {"User-Agent": DEFAULT_USER_AGENT}), **extra,
                "Content-Type": "application/json", "X-Labelyard-Event": notification.event,
                "X-Labelyard-Delivery": str(notification.delivery)}
-    secret_env = run.setting("secret_env")
-    if secret_env:
+    secret_env = run.setting("secret_env", kind=SECRET_ENV)  # checked here too: an older version stored "" as is
+    if secret_env is not None:
         secret = os.environ.get(secret_env)
         if not secret:
             raise PluginError(f"environment variable {secret_env} (secret_env) is not set; nothing sent")

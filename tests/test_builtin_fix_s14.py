@@ -387,3 +387,46 @@ def test_validate_refuses_a_negative_folder_finished_after_with_its_place(run, t
     assert proc.returncode != 0
     assert "fo.workflow.yaml:5:" in proc.stdout + proc.stderr and "finished_after" in proc.stdout + proc.stderr, \
         proc.stdout + proc.stderr
+
+
+# -- webhook: `secret_env: ""` is refused, never "send unsigned" ----------------------------------------
+
+from test_webhook import WORKFLOW as HOOK_WORKFLOW  # noqa: E402 - the webhook tests' receiver and project
+from test_webhook import receiver, setup  # noqa: E402,F401 - `receiver` is a fixture
+
+
+@pytest.mark.parametrize("value, said", [
+    ('""', "must name the environment variable holding the signing secret (`secret_env: HOOK_SECRET`), not an "
+           "empty text; leave `secret_env:` out to send unsigned notifications"),
+    ('"  "', "must name the environment variable holding the signing secret (`secret_env: HOOK_SECRET`), not an "
+             "empty text; leave `secret_env:` out to send unsigned notifications"),
+    ('"HOOK SECRET"', "holds ' ', which no environment variable's name can: 'HOOK SECRET'"),
+    ('"A=B"', "holds '=', which no environment variable's name can: 'A=B'"),
+])
+def test_validate_refuses_a_secret_env_that_names_no_variable(run, tmp_path, value, said):
+    path = write(tmp_path / "w.workflow.yaml",
+                 HOOK_WORKFLOW.replace("URL", "http://127.0.0.1:9/hook").replace("RETRIES", "0")
+                 .replace("secret_env: HOOK_SECRET", f"secret_env: {value}"))
+    run.ok("init")
+    line, text = next((n, t) for n, t in enumerate(path.read_text().splitlines(), 1) if "secret_env" in t)
+    column = text.index("secret_env: ") + len("secret_env: ") + 1  # the value's place
+    for command in ("validate", "apply"):
+        proc = run(command, path.name)
+        assert proc.returncode == 1, command
+        assert proc.stderr == \
+            f"w.workflow.yaml:{line}:{column}: notify entry 1 (`webhook`): setting `secret_env:` {said}\n"
+
+
+def test_a_stored_empty_secret_env_fails_its_entry_and_sends_nothing_unsigned(run, tmp_path, receiver):  # noqa: F811
+    server = receiver()
+    setup(run, tmp_path, server.port)
+    conn = sqlite3.connect(run.db)  # as an older version, without the check, stored it
+    with conn:
+        spec = json.loads(conn.execute("SELECT spec FROM workflows WHERE active = 1").fetchone()[0])
+        spec["notify"][0]["secret_env"] = ""
+        conn.execute("UPDATE workflows SET spec = ? WHERE active = 1", (json.dumps(spec),))
+    conn.close()
+    proc = run("run")
+    assert proc.returncode == 4
+    assert "setting `secret_env:` must name the environment variable holding the signing secret" in proc.stderr
+    assert server.requests == []  # before: two notifications POSTed without X-Labelyard-Signature
