@@ -642,7 +642,7 @@ _ENTRY_SETTINGS: dict[str, dict[str, type]] = {  # settings Labelyard itself rea
 MAX_BATCH = 1_000_000  # a sink's `batch:` is a LIMIT in SQLite (a 64-bit integer), and a list in memory
 
 
-def _entry_setting(setting: str, kind: type, queues: Iterable[str] | None = None) -> Any:
+def entry_setting(setting: str, kind: type, queues: Iterable[str] | None = None) -> Any:
     """What Labelyard checks of one of its own settings: its kind, with bounds for ``batch``, the
     event names for ``events`` and, when the workflow's ``queues`` are known, its queues for ``queues``."""
     from . import events
@@ -653,10 +653,18 @@ def _entry_setting(setting: str, kind: type, queues: Iterable[str] | None = None
     if setting == "time_limit":  # seconds a call of the entry's plugin may take in `run` (router.plugin_time)
         return Setting(float, min=MIN_LIMIT_S, max=MAX_LIMIT_S)
     if setting == "events":
-        return Setting(list, choices=events.CHOICES)
+        return Setting(list, choices=events.CHOICES, check=_events_problem)
     if setting == "queues" and queues:
         return Setting(list, choices=tuple(queues))
     return kind
+
+
+def _events_problem(wanted: list) -> str | None:
+    """``events: []`` once meant the default, ``[done]``: a notifier asked for nothing got done events."""
+    if not wanted:
+        return ("is empty, which would send nothing: list the events to send (`events: [done]`, the default "
+                "when `events:` is left out), or remove the entry")
+    return None
 
 
 def workflow_queues(spec: Any) -> list[str] | None:
@@ -803,7 +811,7 @@ def entry_problems(section: str, entry: dict[str, Any],
         if value is None:
             continue
         try:
-            checked_setting(setting, value, _entry_setting(setting, kind, queues))
+            checked_setting(setting, value, entry_setting(setting, kind, queues))
         except PluginError as exc:
             problems.append((_setting_path(setting, exc), str(exc)))
             continue

@@ -46,8 +46,8 @@ from .plugin_api import (FinalTask, Notification, PluginError, PluginRun, Review
 from .plugin_time import DEFAULT_LIMIT_S, PluginTimeout, time_limit
 from .plugin_values import json_value_problem, plugin_text, short, storable, without_password
 from .plugins import (Plugins, declared_problems, describe_error, duplicate_entries, duplicate_message, entry_key,
-                      entry_problems, same_file_message, same_file_sinks, sink_database_problem, trace,
-                      workflow_queues)
+                      entry_problems, entry_setting, same_file_message, same_file_sinks, sink_database_problem,
+                      trace, workflow_queues)
 from .render import one_line, visible
 from .source_cursor import SourceCursor, cursor_problem
 from .store import loads, text_problem
@@ -771,8 +771,8 @@ class Runner:
         for entry, notifier, key in self._entries("notify", "notifiers"):
             counts = done[key] = {"queued": 0, "delivered": 0, "pending": 0}
             try:
-                wanted = checked_setting("events", entry["events"], list) if entry.get("events") \
-                    else list(DEFAULT_EVENTS)
+                wanted = list(DEFAULT_EVENTS) if entry.get("events") is None \
+                    else checked_setting("events", entry["events"], entry_setting("events", list))
                 counts["queued"] = self._enqueue(key, wanted, workflow, history)
                 run = make_run(self.engine, entry, key, None, self.base_dir)
                 self._deliver(entry, key, run, notifier, counts)

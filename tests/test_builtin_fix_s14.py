@@ -430,3 +430,38 @@ def test_a_stored_empty_secret_env_fails_its_entry_and_sends_nothing_unsigned(ru
     assert proc.returncode == 4
     assert "setting `secret_env:` must name the environment variable holding the signing secret" in proc.stderr
     assert server.requests == []  # before: two notifications POSTed without X-Labelyard-Signature
+
+
+# -- notify: `events: []` is refused, never taken as the default [done] ---------------------------------
+
+EMPTY_EVENTS = "is empty, which would send nothing: list the events to send (`events: [done]`, the default when " \
+               "`events:` is left out), or remove the entry"
+
+
+def test_validate_refuses_an_empty_events_list_at_its_place(run, tmp_path):
+    run.ok("init")
+    path = write(tmp_path / "w.workflow.yaml",
+                 HOOK_WORKFLOW.replace("URL", "http://127.0.0.1:9/hook").replace("RETRIES", "0")
+                 .replace("events: [done, escalated]", "events: []"))
+    line, text = next((n, t) for n, t in enumerate(path.read_text().splitlines(), 1) if "events" in t)
+    column = text.index("events: ") + len("events: ") + 1
+    for command in ("validate", "apply"):
+        proc = run(command, path.name)
+        assert proc.returncode == 1, command
+        assert proc.stderr == f"w.workflow.yaml:{line}:{column}: notify entry 1 (`webhook`): setting `events:` " \
+                              f"{EMPTY_EVENTS}\n", proc.stderr
+
+
+def test_a_stored_empty_events_list_fails_its_entry_and_sends_no_done_event(run, tmp_path, receiver):  # noqa: F811
+    server = receiver()
+    setup(run, tmp_path, server.port)
+    conn = sqlite3.connect(run.db)  # as an older version, without the check, stored it
+    with conn:
+        spec = json.loads(conn.execute("SELECT spec FROM workflows WHERE active = 1").fetchone()[0])
+        spec["notify"][0]["events"] = []
+        conn.execute("UPDATE workflows SET spec = ? WHERE active = 1", (json.dumps(spec),))
+    conn.close()
+    proc = run("run")
+    assert proc.returncode == 4
+    assert f"setting `events:` {EMPTY_EVENTS}" in proc.stderr, proc.stderr
+    assert server.requests == []  # before: the done event of d1 POSTed
