@@ -7,7 +7,8 @@ file is read once and nothing outside the folder is: see ``_glob``),
 by default, as for the ``csv`` and ``jsonl`` sources).
 A task's id is the file's path relative to the folder; its ``data`` holds
 ``path`` (absolute), ``file`` (the relative name) and ``size``, and, for text
-files (``.txt``, ``.md``, ``.text``, or ``text_extensions``) up to
+files (``.txt``, ``.md``, ``.text``, or ``text_extensions``; a name's case is
+ignored, ``.TXT`` is ``.txt``) up to
 ``max_text_bytes`` (default 1 MB), ``text``: the file's content.
 
 A file whose name is not UTF-8 is quarantined (one reject, its name with
@@ -53,7 +54,7 @@ def read(run: PluginRun) -> Iterator[SourcePart]:
         raise PluginError(f"{folder}: no such folder")
     pattern = run.setting("pattern", kind=PATTERN) or "*"
     prefix = run.setting("id_prefix", "")
-    text_ext = tuple(run.setting("text_extensions", kind=list) or TEXT_EXTENSIONS)
+    text_ext = tuple(ext.lower() for ext in run.setting("text_extensions", kind=list) or TEXT_EXTENSIONS)
     limit = run.setting("max_text_bytes", 1 << 20, kind=int)
     names = [name for name in files_below(folder, pattern_parts(pattern))
              if not name.rsplit("/", 1)[-1].startswith(".")]

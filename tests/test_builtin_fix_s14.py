@@ -465,3 +465,18 @@ def test_a_stored_empty_events_list_fails_its_entry_and_sends_no_done_event(run,
     assert proc.returncode == 4
     assert f"setting `events:` {EMPTY_EVENTS}" in proc.stderr, proc.stderr
     assert server.requests == []  # before: the done event of d1 POSTed
+
+
+# -- folder: `text_extensions` ignore case ---------------------------------------------------------------
+
+def test_folder_text_extensions_match_whatever_the_case(run, tmp_path):
+    folder_project(run, tmp_path)
+    write(tmp_path / "fo.workflow.yaml", FOLDER_WORKFLOW.replace('pattern: "*.txt"', 'pattern: "*"').replace(
+        "SETTINGS", ', text_extensions: [".TXT", ".Log"], finished_after: 0'))
+    run.ok("apply", "fo.workflow.yaml")
+    for name in ("B.TXT", "c.txt", "d.log", "e.LOG", "f.md"):
+        write(tmp_path / "inbox" / name, name)
+    assert run.json("run", "--json")["sources"]["folder:inbox"]["ingested"] == 5
+    data = {t: run.json("show", t, "--json")["task"]["data"] for t in ("B.TXT", "c.txt", "d.log", "e.LOG", "f.md")}
+    assert {t: d.get("text") for t, d in data.items()} == {  # before: only c.txt had its text
+        "B.TXT": "B.TXT", "c.txt": "c.txt", "d.log": "d.log", "e.LOG": "e.LOG", "f.md": None}
