@@ -1,4 +1,4 @@
-"""CLI commands for leads and timers: tick, reassign, escalate, hold, unhold, release, priority, gold, agreement.
+"""CLI commands for leads and timers: restore, tick, reassign, escalate, hold, unhold, release, priority, gold, agreement.
 
 Thin: each command parses its arguments and calls ``router.lead``,
 ``router.timers``, ``router.gold`` (``gold_view``, ``gold_retire``) or ``router.agreement`` (imported inside
@@ -136,6 +136,28 @@ def register(main: click.Group) -> None:
     """Add this module's commands to the ``labelyard`` group."""
     from .cli import AN_ID, _emit_json, _engine, as_option, db_option
     from .cli_types import WholeNumber
+
+    @main.command()
+    @click.argument("backup", type=click.Path())
+    @db_option
+    @click.option("--json", "as_json", is_flag=True)
+    @as_option
+    def restore(backup: str, db: str | None, as_json: bool, worker: str | None) -> None:
+        """Put BACKUP (a copy `labelyard backup` made) back as the database (a lead's action, audited).
+
+        Stop every labelyard process that uses the database first: restore refuses while one has it
+        open. The copy is written into the database file through SQLite, so a -wal a killed process
+        left beside it cannot undo the restore; a copy an older Labelyard made is migrated as `init` does.
+        """
+        from .cli import _worker
+        from .restore import restore as run_restore
+
+        result = run_restore(db, backup, _worker(worker))
+        if as_json:
+            _emit_json(result)
+            return
+        migrated = f"; migrated ({', '.join(result['migrations'])})" if result["migrations"] else ""
+        click.echo(f"restored {result['restored']} from {backup} (schema {result['schema']}){migrated}")
 
     @main.command()
     @db_option

@@ -15,7 +15,7 @@ KINDS = (
     "unheld", "priority", "late_submission", "correction_dropped", "gold_added", "gold_updated", "gold_retired",
     "gold_rescored", "workflow_applied", "worker_added", "worker_updated", "worker_paused", "worker_resumed",
     "worker_flagged", "worker_unflagged", "worker_skill_added", "worker_skill_removed", "worker_rule_failed",
-    "outbox_dropped", "rejects_cleared",
+    "outbox_dropped", "rejects_cleared", "restored",
 )
 
 ALL = "*"

@@ -339,22 +339,25 @@ def require_lead(engine, actor: str) -> None:
     from .store import loads
 
     row = engine.store.worker(actor)
-    if row is None or LEAD_ROLE not in loads(row["roles"]):
-        raise LabelyardError(f"{actor} needs the lead role for this ({lead_role_command(actor, row)} by a lead)")
+    require_lead_role(actor, None if row is None else loads(row["roles"]))
 
 
-def lead_role_command(name: str, row: Any) -> str:
-    """The command that makes worker ``name`` (``row``, ``None`` if not a worker) a lead, keeping the roles
-    they have: ``workers add``/``set`` replace the roles, so a hint of ``--role lead`` alone made an
-    annotator a lead who could no longer claim."""
+def require_lead_role(actor: str, roles: list[str] | None) -> None:
+    """Raise unless ``roles`` (``actor``'s, ``None`` for no such worker) hold the ``lead`` role."""
+    if roles is None or LEAD_ROLE not in roles:
+        raise LabelyardError(f"{actor} needs the lead role for this ({lead_role_command(actor, roles)} by a lead)")
+
+
+def lead_role_command(name: str, roles: list[str] | None) -> str:
+    """The command that makes worker ``name`` (with ``roles``, ``None`` if not a worker) a lead, keeping
+    the roles they have: ``workers add``/``set`` replace the roles, so a hint of ``--role lead`` alone
+    made an annotator a lead who could no longer claim."""
     import shlex
 
-    from .store import loads
-
-    if row is None:
+    if roles is None:
         return f"`labelyard workers add {shlex.quote(name)} --role lead`"
-    roles = [r for r in loads(row["roles"]) if r != LEAD_ROLE] + [LEAD_ROLE]
-    return f"`labelyard workers set {shlex.quote(name)} {' '.join(f'--role {shlex.quote(r)}' for r in roles)}`"
+    kept = [r for r in roles if r != LEAD_ROLE] + [LEAD_ROLE]
+    return f"`labelyard workers set {shlex.quote(name)} {' '.join(f'--role {shlex.quote(r)}' for r in kept)}`"
 
 
 def require_lead_for_workers(engine, actor: str) -> None:

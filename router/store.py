@@ -19,7 +19,7 @@ import sys
 import time
 import urllib.parse
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -623,19 +623,22 @@ class Store:
     @classmethod
     def open(cls, path: str | None = None) -> "Store":
         """Open an initialised database; raise :class:`NotInitialised` otherwise."""
-        return cls._open(path, copying=False)
+        return cls._open(path, copying="")
 
     @classmethod
-    def open_to_copy(cls, path: str | None = None) -> "Store":
-        """Open a database for ``backup``: one an older Labelyard made is opened too, as it is (nothing
-        is migrated, and the connection writes nothing: ``query_only``), so a copy can be taken before
-        ``init`` migrates it. A newer schema, and a file that is not a Labelyard database, are refused."""
-        store = cls._open(path, copying=True)
+    def open_to_copy(cls, path: str | None = None, *, then: str = "nothing to back up") -> "Store":
+        """Open a database for ``backup`` (or as the copy ``restore`` reads): one an older Labelyard
+        made is opened too, as it is (nothing is migrated, and the connection writes nothing:
+        ``query_only``), so a copy can be taken before ``init`` migrates it. A newer schema, and a
+        file that is not a Labelyard database (``then`` says what that means), are refused."""
+        store = cls._open(path, copying=then)
         store.read_only()
         return store
 
     @classmethod
-    def _open(cls, path: str | None, *, copying: bool) -> "Store":
+    def _open(cls, path: str | None, *, copying: str) -> "Store":
+        """``copying``: what a copy of a file that is no Labelyard database means ("nothing to back up");
+        empty to open a database to work on (its schema must be this version's)."""
         path = database_path(path)
         if not os.path.exists(path):
             raise NotInitialised(f"{path}: no Labelyard database here; run `labelyard init` first (or pass --db)")
@@ -648,9 +651,9 @@ class Store:
             if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
                 raise LabelyardError(locked_message(path, exc, waited=BUSY_GIVE_UP_S)) from None
             if "no such table" in str(exc):  # SQLite, but not (yet) Labelyard's
-                cls._refuse_other_program(path, "nothing to back up" if copying else
+                cls._refuse_other_program(path, copying or
                                           "choose another --db path (`labelyard init` makes a new project there)")
-                then = "nothing to back up" if copying else "run `labelyard init`"
+                then = copying or "run `labelyard init`"
                 raise NotInitialised(f"{path}: not a Labelyard database ({exc}); {then}") from None
             problem = None if os.path.isdir(path) else (access_problem(exc, path, opening=True)
                                                         or disk_full_problem(exc, path, opening=True))
@@ -686,6 +689,35 @@ class Store:
                     raise
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 0.25)
+
+    @classmethod
+    def worker_roles_at(cls, path: str, worker: str, then: str) -> list[str] | None:
+        """``worker``'s roles in the database at ``path`` (``[]``: no such worker), read without
+        opening it as a project (any schema version up to this one's); ``None`` when it holds no
+        project to read them from: missing, empty, not yet a project, or damaged. A file that is not
+        SQLite, another program's database and a newer schema are refused, ``then`` saying what that
+        means."""
+        if not os.path.exists(path) or _empty_file(path):
+            return None
+        problem = not_a_file_problem(path)
+        if problem is not None:
+            raise LabelyardError(f"{problem}; {then}")
+        conn = None
+        try:
+            conn = cls.connect(path)
+            _refuse_other_tables(conn, path, then)
+            _refuse_newer_schema(conn, path)
+            row = conn.execute("SELECT roles FROM workers WHERE id = ?", (worker,)).fetchone()
+            return [] if row is None else loads(row["roles"])
+        except sqlite3.DatabaseError as exc:
+            text = str(exc)
+            if "malformed" in text or "no such table" in text:
+                return None
+            raise LabelyardError(access_problem(exc, path, opening=True)
+                                 or f"{path}: cannot open it as a database ({exc}); {then}") from None
+        finally:
+            if conn is not None:
+                conn.close()
 
     @classmethod
     def _refuse_other_program(cls, path: str, then: str) -> None:
@@ -808,6 +840,11 @@ class Store:
             lock.close()
         return cls(path, conn), applied
 
+    @property
+    def made_lock_file(self) -> str | None:
+        """The writer lock's file when opening this store made it (beside a copy only read, to remove)."""
+        return self._writer_lock.made_file
+
     def close(self) -> None:
         _OPEN_STORES.discard(self)
         if self._checkpointer is not None:
@@ -848,8 +885,12 @@ class Store:
         else under a name nobody has taken (``dest``, or with ``numbered`` its
         ``-2``, ``-3``… variants), so ``dest`` is never a half-written file. Temp
         files of killed backups in that folder are removed first. Returns the
-        copy's path and size in bytes.
+        copy's path and size in bytes. A ``dest`` with SQLite's ``-wal``, ``-shm`` or
+        ``-journal`` beside it is refused (SQLite would apply them over the copy); a
+        numbered name with them counts as taken.
         """
+        if not numbered:
+            self._refuse_sqlite_files_beside(dest)  # before the copy, which may take a while; again at the end
         self._remove_stale_backup_temps(os.path.dirname(os.path.abspath(dest)))
         try:
             fd, tmp = self._claim_backup_temp(dest)
@@ -885,6 +926,25 @@ class Store:
         if source is not None:
             raise LabelyardError(damaged_message(self.shown_path, source, done="no backup was written; "))
         raise LabelyardError(f"{dest}: the copy failed its check ({verdict}); nothing was written")
+
+    def restore_from(self, source: "Store", *, alone: Callable[[], None], record: Callable[[], None]) -> None:
+        """Put the database behind ``source`` (a copy ``labelyard backup`` made) in this file, in
+        place of all it holds: SQLite's backup API writes every page through this connection, so
+        a ``-wal`` a killed process left (replayed when the connection first read) is SQLite's to
+        handle and nothing of it outlives the copy; the file is never replaced. Under the writer
+        lock, ``alone()`` first (it raises when another process has the database open), then the
+        copy, then ``record()`` in one write transaction (migrations, the audit event). A page size
+        other than the copy's (a WAL database keeps its own) is taken in rollback mode, and the
+        file is WAL again after."""
+        with self._writer_lock:
+            alone()
+            conn = self.conn
+            if conn.execute("PRAGMA page_size").fetchone()[0] != source.conn.execute("PRAGMA page_size").fetchone()[0]:
+                conn.execute("PRAGMA journal_mode=DELETE").fetchall()
+            source.conn.backup(conn)
+            conn.execute("PRAGMA journal_mode=WAL").fetchall()
+            with self.transaction():  # the writer lock is this one, held already
+                record()
 
     @classmethod
     def _claim_backup_temp(cls, dest: str) -> tuple[int, str]:
@@ -978,14 +1038,36 @@ class Store:
             os.close(fd)
 
     @classmethod
-    def _place_backup(cls, tmp: str, dest: str, *, replace: bool, numbered: bool) -> str:
+    def sqlite_files_beside(cls, path: str) -> list[str]:
+        """SQLite's ``-journal``, ``-wal`` and ``-shm`` files that are beside ``path`` (named after its real file)."""
+        real = os.path.realpath(path)
+        return [real + end for end in cls._BACKUP_SIDECARS if os.path.lexists(real + end)]
+
+    def _refuse_sqlite_files_beside(self, dest: str) -> None:
+        """Raise when SQLite's files of a database are beside ``dest``: a database there is open, or a
+        process that used it was killed, and SQLite would apply its journal or WAL over the copy (a
+        damaged file, or the rows written since the copy was made back in)."""
+        found = self.sqlite_files_beside(dest)
+        if found:
+            import shlex
+
+            names = " and ".join(os.path.basename(name) for name in found)
+            raise LabelyardError(
+                f"{dest}: {names} {'is' if len(found) == 1 else 'are'} beside it (a database there is open, or a "
+                "process that used it was killed): SQLite would apply them over the copy; nothing was written. To "
+                f"put this copy back as that project's database: `labelyard restore {shlex.quote(self.shown_path)} "
+                f"--db {shlex.quote(dest)}`")
+
+    def _place_backup(self, tmp: str, dest: str, *, replace: bool, numbered: bool) -> str:
         """Give the finished copy its name (see :meth:`backup_to`); returns that name."""
+        if not numbered:
+            self._refuse_sqlite_files_beside(dest)
         if replace:
             os.replace(tmp, dest)
             return dest
         root, ext = os.path.splitext(dest)
         name, n = dest, 1
-        while not cls._move_unless_taken(tmp, name):
+        while (numbered and self.sqlite_files_beside(name)) or not self._move_unless_taken(tmp, name):
             if not numbered:
                 raise LabelyardError(f"{dest} exists: pass --force to replace it")
             n += 1

@@ -291,6 +291,7 @@ class WriterLock:
         self._queue: _QueueLock | None = None
         self._problem: str | None = None
         self._flocked = False  # an flock taken (where the queue's OFD locks are missing)
+        self._entered = 0  # how deep this lock is entered: a nested ``with`` (restore's transaction) waits for nothing
         self.made_file: str | None = None  # the lock file's path when this lock made it (``init`` undoes it)
         kind = chosen_kind()
         if kind == "none":
@@ -323,6 +324,9 @@ class WriterLock:
             self._fd, self._queue = None, None
 
     def __enter__(self) -> None:
+        self._entered += 1
+        if self._entered > 1:
+            return
         if self._problem is not None:
             _warn_once(self._problem)
         if self._queue is not None:
@@ -340,6 +344,9 @@ class WriterLock:
                 "lock on the database?); writing without the queue")
 
     def __exit__(self, *exc: object) -> None:
+        self._entered -= 1
+        if self._entered:
+            return
         if self._queue is not None:
             self._queue.release()
         elif self._flocked:

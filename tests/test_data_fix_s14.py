@@ -1,0 +1,281 @@
+"""Data in and out (s14): restore, backups over live files, JSON that stays JSON, changed rows, tags, rejects.
+
+- F5: copying a backup back (``cp``, or ``backup --force`` onto the project's path) let SQLite replay a
+  ``-wal`` a killed process left over the copy: damaged pages, or the restore silently undone.
+  ``labelyard restore BACKUP`` writes the copy into the database through SQLite's backup API, and
+  ``backup`` refuses a DEST with SQLite's files beside it.
+
+Real SQLite files and the real ``labelyard`` command (``run`` fixture); a killed ingest is a real
+process killed with SIGKILL once the database shows its rows (a poll, no sleep).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+from sqlite_utils import Database
+
+from conftest import LEAD
+from router import migrations
+
+WORKFLOW = """\
+workflow: b
+labels: {type: choice, choices: [a, b]}
+queues:
+  q: {roles: [annotator]}
+on_create:
+  - name: default
+    do: {annotate: q, overlap: 1}
+on_quorum:
+  - name: any
+    do: accept
+"""
+
+HANG_GUARD_S = 120  # only so that a stuck process fails the test instead of hanging it
+
+
+def rows(prefix: str, n: int) -> str:
+    return "".join(json.dumps({"id": f"{prefix}{i}", "data": {"n": i}}) + "\n" for i in range(1, n + 1))
+
+
+def project(run, tmp_path):
+    run.ok("init")
+    (tmp_path / "wf.yaml").write_text(WORKFLOW, encoding="utf-8")
+    run.ok("apply", "wf.yaml")
+
+
+def query(path, sql: str, params=()) -> list:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def count(path, prefix: str = "") -> int:
+    return query(path, "SELECT count(*) FROM tasks WHERE external_id LIKE ?", (prefix + "%",))[0][0]
+
+
+def kill_an_ingest_mid_stream(run, prefix: str, n: int) -> None:
+    """Start `ingest -` from a pipe, feed it ``n`` rows, wait until they are committed, SIGKILL it:
+    its WAL frames stay in DB-wal, never checkpointed."""
+    env = dict(run.env)
+    proc = subprocess.Popen([*run.command, "ingest", "-", "--format", "jsonl"], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True, env=env,
+                            cwd=run.folder)
+    try:
+        proc.stdin.write(rows(prefix, n))
+        proc.stdin.flush()
+        deadline = time.monotonic() + HANG_GUARD_S
+        while count(run.db, prefix) < n:  # committed (each poll's connection closed: no lock left)
+            assert time.monotonic() < deadline, "the stream ingest never committed its rows"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=HANG_GUARD_S)
+        proc.stdin.close()
+
+
+# -- F5: restore -----------------------------------------------------------------------------------
+
+def test_restore_after_an_ingest_was_killed_puts_the_backups_rows_back_and_the_file_passes_its_check(
+        run, tmp_path):
+    """The finding's reproduction: a backup, more rows, an ingest killed with its rows in DB-wal,
+    then the restore."""
+    project(run, tmp_path)
+    (tmp_path / "t.jsonl").write_text(rows("K", 2000), encoding="utf-8")
+    run.ok("ingest", "-q", "t.jsonl")
+    run.ok("backup", "b0.db")
+    (tmp_path / "more.jsonl").write_text(rows("M", 3000), encoding="utf-8")
+    run.ok("ingest", "-q", "more.jsonl")
+    kill_an_ingest_mid_stream(run, "S", 3000)
+    wal = tmp_path / "labelyard.db-wal"
+    assert wal.exists() and wal.stat().st_size > 0  # what the killed ingest left: the case `cp` got wrong
+
+    out = run.ok("restore", "b0.db").stdout
+    assert out == f"restored {run.db} from b0.db (schema {migrations.SCHEMA_VERSION})\n"
+    assert query(run.db, "PRAGMA integrity_check") == [("ok",)]
+    assert count(run.db) == count(run.db, "K") == 2000
+    assert query(run.db, "SELECT count(*) FROM tasks") == query(tmp_path / "b0.db", "SELECT count(*) FROM tasks")
+    status = run.json("status", "--json")
+    assert sum(status["tasks"].values()) == 2000
+    again = run.json("ingest", "t.jsonl", "--json")  # every K row is there: all duplicates
+    assert (again["ingested"], again["duplicates"]) == (0, 2000)
+    assert query(run.db, "PRAGMA journal_mode") == [("wal",)]
+    run.ok("backup", "b1.db")  # the database passes backup's check too
+
+
+def test_restore_records_who_restored_what_and_is_a_leads_action(run, tmp_path):
+    project(run, tmp_path)
+    (tmp_path / "t.jsonl").write_text(rows("K", 3), encoding="utf-8")
+    run.ok("ingest", "t.jsonl")
+    run.ok("backup", "b0.db")
+    run.ok("workers", "add", "ann", "--role", "annotator")
+    refused = run("restore", "b0.db", "--as", "ann")
+    assert refused.returncode == 1
+    assert refused.stderr == "labelyard: ann needs the lead role for this (`labelyard workers add ann --role lead` " \
+                             "by a lead)\n"
+    assert query(run.db, "SELECT count(*) FROM workers WHERE id = 'ann'") == [(1,)]  # nothing changed
+    result = run.json("restore", "b0.db", "--json")
+    assert result == {"restored": str(run.db), "from": "b0.db", "schema": migrations.SCHEMA_VERSION,
+                      "migrations": []}
+    assert query(run.db, "SELECT count(*) FROM workers WHERE id = 'ann'") == [(0,)]  # as the backup had it
+    kind, actor, detail = query(run.db, "SELECT kind, actor, detail FROM events ORDER BY id DESC LIMIT 1")[0]
+    assert (kind, actor) == ("restored", LEAD)
+    assert json.loads(detail) == {"from": str(tmp_path / "b0.db"), "schema": migrations.SCHEMA_VERSION,
+                                  "migrations": []}
+    assert not (tmp_path / "b0.db.lock").exists()  # reading the copy leaves nothing beside it
+    assert query(tmp_path / "b0.db", "SELECT count(*) FROM events WHERE kind = 'restored'") == [(0,)]
+
+
+def test_restore_refuses_while_another_process_has_the_database_open(run, tmp_path):
+    project(run, tmp_path)
+    run.ok("backup", "b0.db")
+    (tmp_path / "t.jsonl").write_text(rows("K", 3), encoding="utf-8")
+    run.ok("ingest", "t.jsonl")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3, sys\nc = sqlite3.connect(sys.argv[1])\n"
+                               "c.execute('SELECT count(*) FROM tasks').fetchone()\nprint('ready', flush=True)\n"
+                               "sys.stdin.read()", str(run.db)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        proc = run("restore", "b0.db")
+        assert proc.returncode == 1
+        assert proc.stderr == (f"labelyard: {run.db}: another process has the database open (process {holder.pid}): "
+                               "stop every labelyard process that uses it (tui, work, claim loops, run and tick from "
+                               "cron), then restore again; nothing changed\n")
+        assert count(run.db, "K") == 3
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=HANG_GUARD_S)
+    run.ok("restore", "b0.db")
+    assert count(run.db, "K") == 0
+
+
+def older_copy(path) -> int:
+    """A database as a Labelyard before ``m008`` left it, with a task; returns its schema version."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA page_size=4096")  # not the 2048 of a new project: a WAL file keeps its own
+    migrations.migrations.apply(Database(conn), stop_before="m008_plugin_reject_keys")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("INSERT INTO tasks (external_id, status, created_at, updated_at, stage_at) "
+                 "VALUES ('OLD-1', 'held', 1, 1, 1)")
+    version = conn.execute("SELECT version FROM schema_version").fetchone()[0]
+    conn.close()
+    return version
+
+
+def test_restore_of_a_copy_an_older_labelyard_made_migrates_it_as_init_does(run, tmp_path):
+    project(run, tmp_path)
+    version = older_copy(tmp_path / "old.db")
+    assert version < migrations.SCHEMA_VERSION
+    result = run.json("restore", "old.db", "--json")
+    assert result["schema"] == version
+    assert result["migrations"] == migrations.pending(sqlite3.connect(tmp_path / "old.db"))
+    assert result["migrations"][-1].startswith(f"m{migrations.SCHEMA_VERSION:03d}_")
+    assert query(run.db, "SELECT version FROM schema_version") == [(migrations.SCHEMA_VERSION,)]
+    assert query(run.db, "SELECT external_id FROM tasks") == [("OLD-1",)]
+    assert query(run.db, "PRAGMA page_size") == [(4096,)]
+    assert query(run.db, "PRAGMA journal_mode") == [("wal",)]
+    assert query(run.db, "PRAGMA integrity_check") == [("ok",)]
+    assert json.loads(query(run.db, "SELECT detail FROM events WHERE kind = 'restored'")[0][0])["schema"] == version
+    run.ok("status")  # no `init` needed
+
+
+def test_restore_refuses_what_is_not_a_sound_labelyard_copy_and_changes_nothing(run, tmp_path):
+    project(run, tmp_path)
+    (tmp_path / "t.jsonl").write_text(rows("K", 3), encoding="utf-8")
+    run.ok("ingest", "t.jsonl")
+    (tmp_path / "text.db").write_text("hello\n")
+    other = tmp_path / "other.db"
+    conn = sqlite3.connect(other)
+    conn.execute("CREATE TABLE notes (text TEXT)")
+    conn.close()
+    run.ok("backup", "newer.db")
+    conn = sqlite3.connect(tmp_path / "newer.db")
+    conn.execute("UPDATE schema_version SET version = 99")
+    conn.commit()
+    conn.close()
+    expected = {
+        "missing.db": "labelyard: missing.db: cannot read the copy: No such file or directory; nothing changed\n",
+        "text.db": "labelyard: text.db: not an SQLite database file (not a copy `labelyard backup` made); "
+                   "nothing changed\n",
+        "other.db": "labelyard: other.db: holds other tables (notes), not a Labelyard database; nothing to restore; "
+                    "nothing changed\n",
+        "newer.db": f"labelyard: newer.db: database schema 99 is newer than this Labelyard "
+                    f"({migrations.SCHEMA_VERSION}); upgrade labelyard\n",
+        "labelyard.db-wal": f"labelyard: labelyard.db-wal is the database's write-ahead log ({run.db}): name a copy "
+                            "`labelyard backup` made\n",
+    }
+    for copy, message in expected.items():
+        proc = run("restore", copy)
+        assert (proc.returncode, proc.stderr) == (1, message), copy
+    assert count(run.db, "K") == 3
+
+
+def test_restore_refuses_a_damaged_copy(run, tmp_path):
+    project(run, tmp_path)
+    (tmp_path / "t.jsonl").write_text(rows("K", 2000), encoding="utf-8")
+    run.ok("ingest", "-q", "t.jsonl")
+    run.ok("backup", "b0.db")
+    copy = tmp_path / "b0.db"
+    size = copy.stat().st_size
+    with open(copy, "r+b") as handle:  # garbage over a page in the middle of the tasks' b-tree
+        handle.seek(size // 2 // 2048 * 2048)
+        handle.write(b"\xff" * 2048)
+    proc = run("restore", "b0.db")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("labelyard: b0.db: the copy is damaged (")  # quick_check's finding, or SQLite's error
+    assert proc.stderr.endswith("); nothing changed: restore an older copy\n")
+    assert count(run.db, "K") == 2000
+
+
+def test_restore_makes_a_missing_database_from_the_copy(run, tmp_path):
+    project(run, tmp_path)
+    (tmp_path / "t.jsonl").write_text(rows("K", 3), encoding="utf-8")
+    run.ok("ingest", "t.jsonl")
+    run.ok("backup", "b0.db")
+    (tmp_path / "elsewhere").mkdir()
+    new = tmp_path / "elsewhere" / "lab.db"
+    run.ok("restore", "b0.db", "--db", new)
+    assert count(new, "K") == 3
+    assert oct(new.stat().st_mode & 0o777) == oct(0o660)
+    assert query(new, "PRAGMA integrity_check") == [("ok",)]
+
+
+# -- F5: backup --force DEST where a database's -wal is -----------------------------------------------
+
+def test_backup_refuses_a_dest_with_a_wal_beside_it_and_names_restore(run, tmp_path):
+    """`labelyard --db b0.db backup --force lab.db` with lab.db-wal beside it: the copy was put over the
+    file and SQLite applied the stale WAL over it."""
+    project(run, tmp_path)
+    (tmp_path / "t.jsonl").write_text(rows("K", 20), encoding="utf-8")
+    run.ok("ingest", "t.jsonl")
+    run.ok("backup", "b0.db")
+    (tmp_path / "more.jsonl").write_text(rows("M", 30), encoding="utf-8")
+    run.ok("ingest", "more.jsonl")
+    kill_an_ingest_mid_stream(run, "S", 30)
+    before = (tmp_path / "labelyard.db").read_bytes()
+    proc = run("--db", "b0.db", "backup", "--force", run.db)
+    assert proc.returncode == 1
+    assert proc.stderr == (f"labelyard: {run.db}: labelyard.db-wal and labelyard.db-shm are beside it (a database "
+                           "there is open, or a process that used it was killed): SQLite would apply them over the "
+                           "copy; nothing was written. To put this copy back as that project's database: "
+                           f"`labelyard restore b0.db --db {run.db}`\n")
+    assert (tmp_path / "labelyard.db").read_bytes() == before
+    assert not [name for name in os.listdir(tmp_path) if "backup-tmp" in name]
+    assert count(run.db, "S") == 30
+    # a numbered copy in a folder takes the next name instead of one with a -wal beside it
+    (tmp_path / "bk").mkdir()
+    stamp = "labelyard-20250301T090000Z"
+    (tmp_path / "bk" / f"{stamp}.db-wal").write_bytes(b"")
+    made = run.json("backup", "bk", "--json")["backup"]
+    assert os.path.basename(made) == f"{stamp}-2.db"
