@@ -933,7 +933,7 @@ def export(db: str | None, fmt: str, output: str, safe: bool) -> None:
 @main.command()
 @click.argument("dest", type=click.Path())
 @db_option
-@click.option("--force", is_flag=True, help="Replace DEST if it exists.")
+@click.option("--force", is_flag=True, help="Replace DEST if it exists (a symlink's target, as export -o does).")
 @click.option("--json", "as_json", is_flag=True)
 def backup(dest: str, db: str | None, force: bool, as_json: bool) -> None:
     """Copy the database to DEST (a file, or a folder for a dated file) while others keep working.
@@ -961,7 +961,10 @@ def backup(dest: str, db: str | None, force: bool, as_json: bool) -> None:
         dest = os.path.join(dest, f"labelyard-{clock.file_stamp(clock.now())}.db")
     elif os.path.exists(dest) and not force:
         raise LabelyardError(f"{dest} exists: pass --force to replace it")
-    folder = os.path.dirname(os.path.abspath(dest))
+    # A link is followed, as `export -o` follows one: the file it names gets the copy, so a
+    # `backups/latest.db -> /mnt/offsite/lab.db` keeps pointing at an updated copy.
+    target = os.path.realpath(dest) if not numbered and os.path.islink(dest) else dest
+    folder = os.path.dirname(os.path.abspath(target))
     # the folder's parent, when the folder is to be made
     named, checked = (given, os.path.dirname(folder)) if make_folder else (dest, folder)
     if not os.path.isdir(checked):
@@ -978,13 +981,14 @@ def backup(dest: str, db: str | None, force: bool, as_json: bool) -> None:
             store.close()
             raise LabelyardError(f"{given}: cannot make folder {folder}: {exc.strerror or exc}") from None
     try:
-        dest, size = store.backup_to(dest, replace=force and not numbered, numbered=numbered)
+        final, size = store.backup_to(target, replace=force and not numbered, numbered=numbered)
     finally:
         store.close()
     if as_json:
-        _emit_json({"backup": dest, "bytes": size})
+        _emit_json({"backup": final if target == dest else dest, "bytes": size})
     else:
-        click.echo(f"backed up {escaped(store.shown_path)} to {escaped(dest)} ({size:,} bytes)")
+        shown = final if target == dest else f"{dest} -> {final}"
+        click.echo(f"backed up {escaped(store.shown_path)} to {escaped(shown)} ({size:,} bytes)")
 
 
 @main.command()

@@ -279,3 +279,27 @@ def test_backup_refuses_a_dest_with_a_wal_beside_it_and_names_restore(run, tmp_p
     (tmp_path / "bk" / f"{stamp}.db-wal").write_bytes(b"")
     made = run.json("backup", "bk", "--json")["backup"]
     assert os.path.basename(made) == f"{stamp}-2.db"
+
+
+# -- F4: backup --force onto a symlink ----------------------------------------------------------------
+
+def test_backup_force_onto_a_symlink_replaces_the_file_it_names_and_keeps_the_link(run, tmp_path):
+    project(run, tmp_path)
+    (tmp_path / "t.jsonl").write_text(rows("K", 3), encoding="utf-8")
+    run.ok("ingest", "t.jsonl")
+    (tmp_path / "offsite").mkdir()
+    target = tmp_path / "offsite" / "lab.db"
+    target.write_text("old\n")
+    (tmp_path / "latest.db").symlink_to(target)
+    out = run.ok("backup", "--force", "latest.db").stdout
+    assert out.startswith(f"backed up {run.db} to latest.db -> {target} (")
+    assert os.readlink(tmp_path / "latest.db") == str(target)
+    assert count(target, "K") == 3
+    assert not [name for name in os.listdir(tmp_path) if name.startswith(".ly-")]  # the copy was made beside it
+    # a link to a file not there yet is followed too (no --force needed: nothing is replaced)
+    (tmp_path / "dangling.db").symlink_to(tmp_path / "offsite" / "new.db")
+    assert run.json("backup", "dangling.db", "--json")["backup"] == "dangling.db"
+    assert count(tmp_path / "offsite" / "new.db", "K") == 3
+    assert os.path.islink(tmp_path / "dangling.db")
+    refused = run("backup", "latest.db")  # an existing target still needs --force
+    assert (refused.returncode, refused.stderr) == (1, "labelyard: latest.db exists: pass --force to replace it\n")
