@@ -925,7 +925,13 @@ def export(db: str | None, fmt: str, output: str, safe: bool) -> None:
     if safe and fmt != "csv":
         raise click.UsageError("--spreadsheet-safe is for --format csv")
     engine = _engine(db)
-    count = write_export(engine.export_rows(), fmt, output, db_path=engine.store.path, safe=safe)
+    not_finite: list[tuple[str, list[str]]] = []
+    count = write_export(engine.export_rows(), fmt, output, db_path=engine.store.path, safe=safe,
+                         not_finite=not_finite)
+    if not_finite:  # NaN or Infinity an early Labelyard stored: written as null, never without a word
+        from .finite_json import warning
+
+        click.echo(warning(not_finite, csv=fmt == "csv"), err=True)
     if output != "-":
         click.echo(f"exported {count} tasks to {escaped(output)}", err=True)
 

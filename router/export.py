@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .errors import LabelyardError
+from .finite_json import is_non_finite, without_non_finite
 from .output_text import utf8_stdout
 
 CSV_FIELDS = ("id", "label", "final_by", "rule", "final_at", "category")
@@ -77,7 +78,7 @@ def spreadsheet_safe(cell: Any) -> Any:
 
 
 def write_export(rows: Iterable[dict[str, Any]], fmt: str, output: str, db_path: str | None = None, *,
-                 safe: bool = False) -> int:
+                 safe: bool = False, not_finite: list[tuple[str, list[str]]] | None = None) -> int:
     """Write ``rows`` to ``output`` (``-`` for standard output); returns how many were written.
 
     A file is written beside its target and renamed into place, so a crash
@@ -87,14 +88,18 @@ def write_export(rows: Iterable[dict[str, Any]], fmt: str, output: str, db_path:
     ``/dev/stdout`` or bash's ``>(gzip > f.gz)`` are) is written in place.
     ``db_path``'s own files are refused. With ``safe`` (CSV), every cell goes through
     :func:`spreadsheet_safe`; without it cells are written as stored, so that the file
-    can be ingested again.
+    can be ingested again. A NaN or an infinity (an early Labelyard stored them) is written as
+    ``null``, and a CSV label that is one as an empty cell, so that the file stays JSON (and CSV
+    that ingest reads); each row that held one is added to ``not_finite`` as ``(id, fields)``,
+    for a warning.
     """
+    found: list[tuple[str, list[str]]] = [] if not_finite is None else not_finite
     if safe and fmt == "csv":
-        rows = map(_spreadsheet_safe_row, rows)
+        rows = (_spreadsheet_safe_row(row, found) for row in rows)
     if output == "":  # `-o "$OUT"` with OUT unset
         raise LabelyardError("-o is empty: name a file, or leave -o out for standard output")
     if output == "-":  # the bytes -o FILE would hold, whatever the locale's encoding
-        return _write(rows, fmt, utf8_stdout())
+        return _write(rows, fmt, utf8_stdout(), found)
     if db_path is not None:
         refuse_database_file(output, db_path, "export")
     try:
@@ -104,16 +109,16 @@ def write_export(rows: Iterable[dict[str, Any]], fmt: str, output: str, db_path:
     except OSError as exc:
         raise LabelyardError(f"{output}: cannot write: {exc.strerror}") from None
     if mode is not None and not stat.S_ISREG(mode):
-        return _write_in_place(rows, fmt, output, output)  # opened by its name: a pipe's link has no path
+        return _write_in_place(rows, fmt, output, output, found)  # opened by its name: a pipe's link has no path
     target = os.path.realpath(output) if os.path.islink(output) else output
-    return _write_beside(rows, fmt, output, target, None if mode is None else stat.S_IMODE(mode))
+    return _write_beside(rows, fmt, output, target, None if mode is None else stat.S_IMODE(mode), found)
 
 
-def _write_in_place(rows: Iterable[dict[str, Any]], fmt: str, output: str, target: str) -> int:
+def _write_in_place(rows: Iterable[dict[str, Any]], fmt: str, output: str, target: str, found: list) -> int:
     """Write to a target that is not a regular file (nothing to rename over)."""
     try:
         with open(target, "w", encoding="utf-8", newline="") as handle:
-            return _write(rows, fmt, handle)
+            return _write(rows, fmt, handle, found)
     except OSError as exc:
         raise LabelyardError(f"{output}: cannot write: {exc.strerror}") from None
 
@@ -204,7 +209,8 @@ def _remove_stale_export_temps(target: str, suffix: str) -> None:
             os.close(fd)
 
 
-def _write_beside(rows: Iterable[dict[str, Any]], fmt: str, output: str, target: str, mode: int | None) -> int:
+def _write_beside(rows: Iterable[dict[str, Any]], fmt: str, output: str, target: str, mode: int | None,
+                  found: list) -> int:
     """Write ``target``'s new content to a file beside it, give it ``mode``, and rename it over ``target``.
 
     The temp file is locked until it is renamed: an export killed meanwhile leaves it unlocked,
@@ -219,7 +225,7 @@ def _write_beside(rows: Iterable[dict[str, Any]], fmt: str, output: str, target:
             lock = os.dup(fd)
             if mode is not None:
                 os.fchmod(fd, mode)  # exactly the old file's mode, whatever the umask: it was chosen on purpose
-            count = _write(rows, fmt, handle)
+            count = _write(rows, fmt, handle, found)
         os.replace(tmp, target)
     except OSError as exc:
         raise LabelyardError(f"{output}: cannot write: {exc.strerror}") from None
@@ -231,26 +237,51 @@ def _write_beside(rows: Iterable[dict[str, Any]], fmt: str, output: str, target:
     return count
 
 
-def _spreadsheet_safe_row(row: dict[str, Any]) -> dict[str, Any]:
+def _spreadsheet_safe_row(row: dict[str, Any], found: list) -> dict[str, Any]:
     """The CSV cells of an export row as :func:`spreadsheet_safe` makes them (a label that is
     not text is written as JSON, so a negative number gets its `'` too)."""
-    label = row["label"]
-    label = label if isinstance(label, str) else json.dumps(label, ensure_ascii=False)
+    label = _label_cell(row, found)
     return {name: spreadsheet_safe(label if name == "label" else row[name]) for name in CSV_FIELDS}
 
 
-def _write(rows: Iterable[dict[str, Any]], fmt: str, handle) -> int:
+_encode_finite = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode  # json.dumps(ensure_ascii=False)'s
+
+
+def _finite_json(value: Any, task: str, found: list, path: str = "") -> str:
+    """``value`` as JSON; a NaN or an infinity in it as ``null``, noted in ``found`` with ``task``'s id
+    (:mod:`router.finite_json`). Found by the encoder: a value without any is encoded once."""
+    try:
+        return _encode_finite(value)
+    except ValueError:
+        clean, fields = without_non_finite(value, path)
+        if not fields:
+            raise
+        found.append((task, fields))
+        return _encode_finite(clean)
+
+
+def _label_cell(row: dict[str, Any], found: list) -> str:
+    """A CSV label cell: text as it is, anything else as JSON; a NaN or an infinity is an empty cell."""
+    label = row["label"]
+    if isinstance(label, str):
+        return label
+    if is_non_finite(label):
+        found.append((row["id"], ["label"]))
+        return ""
+    return _finite_json(label, row["id"], found, "label")
+
+
+def _write(rows: Iterable[dict[str, Any]], fmt: str, handle, found: list) -> int:
     count = 0
     if fmt == "jsonl":
         for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            handle.write(_finite_json(row, row["id"], found) + "\n")
             count += 1
         return count
     writer = csv.writer(handle)
     writer.writerow(CSV_FIELDS)
     for row in rows:
-        label = row["label"]
-        cell = label if isinstance(label, str) else json.dumps(label, ensure_ascii=False)
-        writer.writerow([row["id"], cell, row["final_by"], row["rule"], row["final_at"], row["category"] or ""])
+        writer.writerow([row["id"], _label_cell(row, found), row["final_by"], row["rule"], row["final_at"],
+                         row["category"] or ""])
         count += 1
     return count

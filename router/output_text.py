@@ -136,8 +136,20 @@ def standard_input() -> IO[bytes]:
 
 
 def json_document(data: Any) -> str:
-    """``data`` as one line of JSON for standard output: UTF-8 text there, else ASCII."""
-    return json.dumps(data, ensure_ascii=not is_utf8(sys.stdout), default=str)
+    """``data`` as one line of JSON for standard output: UTF-8 text there, else ASCII. A NaN or an
+    infinity (an early Labelyard stored them) is written as ``null``, with a warning on standard
+    error naming the task and field (:mod:`router.finite_json`): the document stays JSON."""
+    ascii_only = not is_utf8(sys.stdout)
+    try:
+        return json.dumps(data, ensure_ascii=ascii_only, default=str, allow_nan=False)
+    except ValueError:
+        from .finite_json import task_fields, warning, without_non_finite
+
+        data, found = without_non_finite(data)
+        if not found:
+            raise
+        print(warning(task_fields(data, found)), file=sys.stderr)
+        return json.dumps(data, ensure_ascii=ascii_only, default=str)
 
 
 class _Utf8Writer:

@@ -303,3 +303,89 @@ def test_backup_force_onto_a_symlink_replaces_the_file_it_names_and_keeps_the_li
     assert os.path.islink(tmp_path / "dangling.db")
     refused = run("backup", "latest.db")  # an existing target still needs --force
     assert (refused.returncode, refused.stderr) == (1, "labelyard: latest.db exists: pass --force to replace it\n")
+
+
+# -- F3: NaN and Infinity an early Labelyard stored stay out of JSON ------------------------------------
+
+NUMBERS = """\
+workflow: n
+labels: {type: number}
+queues:
+  q: {roles: [annotator]}
+on_create:
+  - name: auto
+    when: prediction.confidence >= 0.5
+    do: accept
+  - name: default
+    do: {annotate: q, overlap: 1}
+on_quorum:
+  - name: any
+    do: accept
+"""
+
+
+def strict_json(text: str):
+    """JSON as the standard has it: NaN, Infinity and -Infinity are refused."""
+    def refuse(word):
+        raise ValueError(f"not JSON: {word}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def project_with_non_finite_values(run, tmp_path) -> None:
+    """Final labels and data holding NaN and infinities, as an early Labelyard stored them (written here
+    with SQL: today's ingest and submit refuse them)."""
+    run.ok("init")
+    (tmp_path / "n.yaml").write_text(NUMBERS, encoding="utf-8")
+    run.ok("apply", "n.yaml")
+    (tmp_path / "p.jsonl").write_text("".join(
+        json.dumps({"id": f"P{i}", "data": {"x": i}, "prediction": {"label": i, "confidence": 0.9}}) + "\n"
+        for i in range(1, 5)) + json.dumps({"id": "OPEN", "data": {"x": 0}}) + "\n", encoding="utf-8")
+    run.ok("ingest", "p.jsonl")
+    conn = sqlite3.connect(run.db)
+    conn.execute("UPDATE tasks SET final_label = 'NaN', pred_label = 'NaN' WHERE external_id = 'P1'")
+    conn.execute("UPDATE tasks SET final_label = 'Infinity' WHERE external_id = 'P2'")
+    conn.execute("""UPDATE tasks SET data = '{"t":-Infinity,"ok":[1,NaN]}' WHERE external_id = 'P3'""")
+    conn.execute("""UPDATE tasks SET data = '{"t":NaN}' WHERE external_id = 'OPEN'""")
+    conn.commit()
+    conn.close()
+
+
+WARNING = ("warning: NaN or Infinity, which JSON cannot carry, written as null{cells}: {where} "
+           "(an early Labelyard stored them; ingest and submit refuse them now)\n")
+
+
+def test_export_writes_nan_and_infinity_as_null_and_says_which_tasks_held_them(run, tmp_path):
+    project_with_non_finite_values(run, tmp_path)
+    proc = run.ok("export")
+    exported = {row["id"]: row for row in map(strict_json, proc.stdout.splitlines())}
+    assert exported["P1"]["label"] is None and exported["P2"]["label"] is None
+    assert exported["P3"]["data"] == {"t": None, "ok": [1, None]} and exported["P3"]["label"] == 3
+    assert exported["P4"] == {**exported["P4"], "label": 4, "data": {"x": 4}}
+    assert proc.stderr == WARNING.format(cells="", where="task P1 (label); task P2 (label); task P3 (data.t, data.ok[1])")
+    run.ok("export", "-o", "out.jsonl")
+    for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines():
+        strict_json(line)
+
+    csv_proc = run.ok("export", "--format", "csv")
+    lines = csv_proc.stdout.splitlines()
+    assert lines[1].startswith("P1,,") and lines[2].startswith("P2,,") and lines[3].startswith("P3,3,")
+    assert "NaN" not in csv_proc.stdout and "Infinity" not in csv_proc.stdout
+    assert csv_proc.stderr == WARNING.format(cells=" (in CSV: an empty cell, or null inside a label written as JSON)",
+                                             where="task P1 (label); task P2 (label)")
+
+
+def test_json_outputs_write_nan_and_infinity_as_null_naming_the_task_and_field(run, tmp_path):
+    project_with_non_finite_values(run, tmp_path)
+    proc = run.ok("show", "P1", "--json")
+    shown = strict_json(proc.stdout)
+    assert shown["task"]["final_label"] is None and shown["prediction"]["label"] is None
+    assert proc.stderr == WARNING.format(cells="", where="task P1 (task.pred_label, task.final_label, "
+                                                         "prediction.label)")
+    run.ok("workers", "add", "ann", "--role", "annotator")
+    claim = run("claim", "--as", "ann", "--json")
+    assert claim.returncode == 0, claim.stderr
+    claimed = strict_json(claim.stdout)
+    assert (claimed["external_id"], claimed["data"]) == ("OPEN", {"t": None})
+    assert claim.stderr == WARNING.format(cells="", where="task OPEN (data.t)")
+    plain = run.ok("show", "P2")  # text for people: as stored
+    assert "Infinity" in plain.stdout and plain.stderr == ""
