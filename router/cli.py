@@ -475,10 +475,14 @@ def ingest(source: str, db: str | None, as_json: bool, quiet: bool, fmt: str | N
     result = {**report.as_dict(), "source": source_name}  # what `rejects --source` takes, a stream's name too
     for line in report.ignored.warnings():  # top-level keys rows with `data` left out: never without a word
         click.echo(line, err=True)
+    changed = report.changed_warning()  # rows whose id is stored with other content: kept apart from duplicates
+    if changed is not None:
+        click.echo(changed, err=True)
     if as_json:
         _emit_json(result)
     else:
-        click.echo(f"ingested {report.ingested}, duplicates {report.duplicates}, rejected {report.rejected}")
+        changed_rows = f", changed {report.changed}" if report.changed else ""
+        click.echo(f"ingested {report.ingested}, duplicates {report.duplicates}{changed_rows}, rejected {report.rejected}")
         from .render import visible
 
         for rule, n in sorted(report.routed.items(), key=lambda kv: -kv[1]):

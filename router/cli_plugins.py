@@ -227,15 +227,20 @@ def _wrap_ingest(main: click.Group, db_option: Any, emit_json: Any) -> None:
                 ingest_parts(engine, parts(), counts=result, ignored=ignored)
         except Exception as exc:  # noqa: BLE001 - the plugin's failure, told with what went in before it
             failed = f"source `{plugin}` failed: {describe_error(exc)}"
-            if not any(result.get(k) for k in ("ingested", "duplicates", "rejected", "prior_votes")):
+            if not any(result.get(k) for k in ("ingested", "duplicates", "changed", "rejected", "prior_votes")):
                 raise LabelyardError(continued(failed)) from None
         result["sources"] = origins
         for line in ignored.warnings():
             click.echo(line, err=True)
+        if result.get("changed"):  # the plugin's line numbers are its own: counted, not listed
+            click.echo(f"warning: {result['changed']} row(s) give an id already stored with other content: the "
+                       "stored tasks were kept, as ingest never changes a task; to add such a row as a task of its "
+                       "own, give it a new id", err=True)
         if as_json:
             emit_json({**result, **({"failed": failed} if failed else {})})
         else:
-            click.echo(f"ingested {result['ingested']}, duplicates {result['duplicates']}, "
+            changed = f", changed {result['changed']}" if result.get("changed") else ""
+            click.echo(f"ingested {result['ingested']}, duplicates {result['duplicates']}{changed}, "
                        f"rejected {result['rejected']}" + prior_votes_said(result))
             for rule, n in sorted(result["routed"].items(), key=lambda kv: -kv[1]):
                 click.echo(f"  {n:>8}  {rule}")

@@ -728,11 +728,16 @@ class Engine:
                      source: str) -> RoutedBatch:
         """Decide where each new row goes (``on_create``); ids are given by the writer, under the lock."""
         from .ingest import IgnoredKeys, RowProblem, TaskInput, not_finite_problem, not_json_problem
-        from .ingest_pipeline import RoutedBatch
+        from .ingest_pipeline import INPUT_COLUMNS, RoutedBatch, item_inputs, row_inputs, same_inputs
 
         now = clock.now()
         inputs = [r for r in batch if isinstance(r, TaskInput)]
-        known = self.store.existing_external_ids([t.external_id for t in inputs])  # a read: no lock
+        # the known ids with what a row whose id is known is compared with: the stored task's inputs
+        # (read for known ids only), or those of the batch's own row with that id (its place in the
+        # batch's tasks); a read, no lock
+        stored = self.store.stored_inputs([t.external_id for t in inputs], INPUT_COLUMNS)
+        known = set(stored)
+        placed: dict[str, int] = {}
         task_tuple = operator.itemgetter(*TASK_INSERT_COLUMNS)
         routed = RoutedBatch(now=now, problems=[r for r in batch if isinstance(r, RowProblem)],
                              last_line=batch[-1].line, first_line=batch[0].line)
@@ -752,7 +757,14 @@ class Engine:
                     routed.problems.append(RowProblem(item.line, f"id {item.external_id} is a gold question", None,
                                                       item.external_id))
                     continue
-                routed.duplicates += 1
+                first = stored.get(item.external_id)
+                if first is None and item.external_id in placed:
+                    first = row_inputs(routed.tasks[placed[item.external_id]])
+                given = item_inputs(item)
+                if first == given or same_inputs(first, given):  # equal as stored: the usual re-ingest
+                    routed.duplicates += 1
+                else:  # the stored task is kept (ingest never changes one), but not without a word
+                    routed.changed.append(item.line)
                 continue
             try:
                 row = self._new_task_row(item, None, source, version, now)
@@ -774,6 +786,7 @@ class Engine:
                                                   item.external_id))
                 continue
             known.add(item.external_id)
+            placed[item.external_id] = len(routed.tasks)
             decision = workflow.decide("on_create", self._create_context(row, item, now))
             row.update(self._create_fields(decision, item.label, now))
             routed.tasks.append(task_tuple(row))

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import os
 import time
 from collections import Counter
@@ -53,7 +54,7 @@ from typing import Any
 
 from .errors import LabelyardError
 from .ingest import IgnoredKeys, RowProblem
-from .store import TASK_INSERT_COLUMNS, Store, connections_closed
+from .store import TASK_INSERT_COLUMNS, Store, connections_closed, dumps, dumps_finite, loads
 
 INGEST_CACHE_KIB = 64 * 1024
 # Rows per transaction while other connections write. Alone, the writer commits
@@ -63,6 +64,44 @@ INGEST_CACHE_KIB = 64 * 1024
 INGEST_SHARED_ROWS = 500
 INGEST_YIELD_FACTOR = 4.0  # while others write, ingest holds the lock at most a fifth of the time
 INGEST_YIELD_MAX_S = 0.25
+
+# What a row gives its task, as stored: a row whose id is known is a duplicate when these are the
+# stored task's, else a changed row (counted apart; the stored task is kept).
+INPUT_COLUMNS = ("data", "category", "tags", "pred_label", "pred_confidence", "pred_model", "pred_scores")
+_JSON_INPUTS = tuple(n for n, name in enumerate(INPUT_COLUMNS) if name in ("data", "tags", "pred_label", "pred_scores"))
+row_inputs = operator.itemgetter(*(TASK_INSERT_COLUMNS.index(name) for name in INPUT_COLUMNS))  # of a task tuple
+CHANGED_LINES_SHOWN = 5  # the lines of changed rows an ingest names
+
+
+def item_inputs(item) -> tuple | None:
+    """The :data:`INPUT_COLUMNS` a new task from ``item`` (a ``TaskInput``) would be stored with;
+    ``None`` when it could not be (NaN in it, say): then it is no copy of any stored task."""
+    try:
+        return (dumps_finite(item.data), item.category, dumps(item.tags) if item.tags else "[]",
+                None if item.label is None else dumps_finite(item.label), item.confidence, item.model,
+                None if item.scores is None else dumps_finite(item.scores))
+    except (ValueError, TypeError, RecursionError):
+        return None
+
+
+def same_inputs(stored: tuple | None, given: tuple | None) -> bool:
+    """Whether a row's inputs are a stored task's: equal as stored, or as JSON values (the same
+    data with its keys in another order)."""
+    if stored is None or given is None:
+        return False
+    if stored == given:
+        return True
+    for n, (old, new) in enumerate(zip(stored, given)):
+        if old == new:
+            continue
+        if n not in _JSON_INPUTS or old is None or new is None:
+            return False
+        try:
+            if loads(old) != loads(new):
+                return False
+        except ValueError:
+            return False
+    return True
 
 
 
@@ -75,14 +114,35 @@ class IngestReport:
     rejected: int = 0
     routed: Counter = field(default_factory=Counter)
     ignored: IgnoredKeys = field(default_factory=IgnoredKeys)
+    changed: int = 0  # rows whose id is stored with other content: the stored task was kept
+    changed_lines: list[int] = field(default_factory=list)  # the first few of their lines
 
     def as_dict(self) -> dict[str, Any]:
-        """The counts; ``ignored_keys`` (rows per top-level key left out) only when there are some."""
+        """The counts; ``changed`` (rows whose id is stored with other content) and ``ignored_keys``
+        (rows per top-level key left out) only when there are some."""
         counts = {"ingested": self.ingested, "duplicates": self.duplicates, "rejected": self.rejected,
                   "routed": dict(self.routed)}
+        if self.changed:
+            counts["changed"] = self.changed
         if self.ignored:
             counts["ignored_keys"] = dict(self.ignored.rows)
         return counts
+
+    def add_changed(self, lines: list[int]) -> None:
+        self.changed += len(lines)
+        if len(self.changed_lines) < CHANGED_LINES_SHOWN:
+            self.changed_lines = sorted(self.changed_lines + lines)[:CHANGED_LINES_SHOWN]
+
+    def changed_warning(self) -> str | None:
+        """What to print on standard error about the changed rows, if there are some."""
+        if not self.changed:
+            return None
+        shown = ", ".join(map(str, self.changed_lines))
+        more = f" and {self.changed - len(self.changed_lines)} more" if self.changed > len(self.changed_lines) else ""
+        rows = "1 row gives" if self.changed == 1 else f"{self.changed} rows give"
+        return (f"warning: {rows} an id already stored with other content (line{'s' if self.changed > 1 else ''} "
+                f"{shown}{more}): the stored task was kept, as ingest never changes a task; to add such a row as a "
+                "task of its own, give it a new id")
 
 
 @dataclass
@@ -106,13 +166,16 @@ class RoutedBatch:
     first_line: int = 0  # 0: replaces no earlier rejects
     through_end: bool = False
     ignored: IgnoredKeys | None = None  # the rows' top-level keys left out, if any
+    changed: list[int] = field(default_factory=list)  # lines of rows whose id is stored with other content
 
     def head(self, rows: int) -> tuple["RoutedBatch", "RoutedBatch | None"]:
-        """The first ``rows`` tasks (with the batch's rejects, duplicates and ignored keys) and the rest, if any."""
+        """The first ``rows`` tasks (with the batch's rejects, duplicates, changed rows and ignored keys)
+        and the rest, if any."""
         if len(self.tasks) <= rows:
             return self, None
         first = RoutedBatch(self.now, self.problems, self.last_line, self.tasks[:rows], self.events[:rows],
-                            self.rules[:rows], self.duplicates, self.first_line, self.through_end, self.ignored)
+                            self.rules[:rows], self.duplicates, self.first_line, self.through_end, self.ignored,
+                            self.changed)
         rest = RoutedBatch(self.now, [], self.last_line, self.tasks[rows:], self.events[rows:], self.rules[rows:])
         return first, rest
 
@@ -241,14 +304,18 @@ class BatchWriter:
                 known = store.existing_external_ids([t[1] for t in rows])
                 # a gold question added since the router looked is refused, as the router refuses one
                 gold = store.gold_external_ids(known) if known and store.has_gold() else set()
+                stored = store.stored_inputs(known, INPUT_COLUMNS)
                 tasks, kept = [], []
                 for row, event, rule in zip(rows, batch.events, batch.rules):
                     if row[1] in gold:
                         line = json.loads(event[3])["line"]
                         batch.problems.append(RowProblem(line, f"id {row[1]} is a gold question", None, row[1]))
                         continue
-                    if row[1] in known:
-                        report.duplicates += 1
+                    if row[1] in known:  # stored meanwhile (another ingest, or this file's earlier batch)
+                        if same_inputs(stored.get(row[1]), row_inputs(row)):
+                            report.duplicates += 1
+                        else:
+                            report.add_changed([json.loads(event[3])["line"]])
                         continue
                     tasks.append((next_id + len(tasks), *row[1:]))
                     kept.append((event, rule))
@@ -272,6 +339,8 @@ class BatchWriter:
                                             for p in batch.problems)
         report.ingested += len(tasks)
         report.duplicates += batch.duplicates
+        if batch.changed:
+            report.add_changed(batch.changed)
         report.rejected += len(batch.problems)
         if batch.ignored:
             report.ignored.merge(batch.ignored)

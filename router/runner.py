@@ -171,7 +171,7 @@ def ingest_parts(engine, parts: Iterator[SourcePart], on_cursor: Callable[[Any, 
                  counts: dict[str, Any] | None = None, ignored: IgnoredKeys | None = None) -> dict[str, Any]:
     """Ingest each part a source yields (read in full first, so a failure mid-part keeps nothing of it).
 
-    Returns the counts (``ingested``, ``duplicates``, ``rejected``, ``routed``, and ``prior_votes``,
+    Returns the counts (``ingested``, ``duplicates``, ``rejected``, ``routed``, and ``changed``, ``prior_votes``,
     ``prior_votes_left_out`` and ``ignored_keys`` when there are any). They are kept in ``counts``
     as each part goes in, so when the source raises, what its earlier parts ingested is still
     there to tell; the top-level keys the rows left out are gathered in ``ignored`` too, with
@@ -196,6 +196,8 @@ def ingest_parts(engine, parts: Iterator[SourcePart], on_cursor: Callable[[Any, 
             result["ingested"] += report.ingested
             result["duplicates"] += report.duplicates
             result["rejected"] += report.rejected
+            if report.changed:  # ids stored with other content: the stored tasks were kept
+                result["changed"] = result.get("changed", 0) + report.changed
             routed.update(report.routed)
             result["routed"] = dict(routed)
             if report.ignored:
@@ -653,9 +655,11 @@ class Runner:
                     cursor.flush()
             except Exception as exc:  # noqa: BLE001
                 failure = describe_error(exc)
-            if counts["ingested"] or counts["duplicates"] or counts["rejected"] or counts.get("prior_votes") \
-                    or counts.get("prior_votes_left_out"):
-                self.echo(f"source {key}: ingested {counts['ingested']}, duplicates {counts['duplicates']}, "
+            if counts["ingested"] or counts["duplicates"] or counts["rejected"] or counts.get("changed") \
+                    or counts.get("prior_votes") or counts.get("prior_votes_left_out"):
+                changed = f", changed {counts['changed']} (ids stored with other content: kept as stored)" \
+                    if counts.get("changed") else ""
+                self.echo(f"source {key}: ingested {counts['ingested']}, duplicates {counts['duplicates']}{changed}, "
                           f"rejected {counts['rejected']}" + prior_votes_said(counts))
             if failure is not None:
                 self.fail("sources", entry, failure)

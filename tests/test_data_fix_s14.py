@@ -389,3 +389,90 @@ def test_json_outputs_write_nan_and_infinity_as_null_naming_the_task_and_field(r
     assert claim.stderr == WARNING.format(cells="", where="task OPEN (data.t)")
     plain = run.ok("show", "P2")  # text for people: as stored
     assert "Infinity" in plain.stdout and plain.stderr == ""
+
+
+# -- F1: a row whose id is stored with other content is counted apart, not as a duplicate ---------------
+
+def changed_warning(lines: str, n: int = 1) -> str:
+    rows = "1 row gives" if n == 1 else f"{n} rows give"
+    return (f"warning: {rows} an id already stored with other content ({'line' if n == 1 else 'lines'} {lines}): the "
+            "stored task was kept, as ingest never changes a task; to add such a row as a task of its own, give it a "
+            "new id\n")
+
+
+def test_a_row_repeating_an_id_with_other_data_in_the_same_file_is_counted_as_changed(run, tmp_path):
+    project(run, tmp_path)
+    (tmp_path / "dup.jsonl").write_text('{"id":"D","data":{"t":"1"}}\n{"id":"D","data":{"t":"2"}}\n'
+                                        '{"id":"D","data":{"t":"1"}}\n', encoding="utf-8")
+    proc = run.ok("ingest", "dup.jsonl")
+    assert proc.stdout.splitlines()[0] == "ingested 1, duplicates 1, changed 1, rejected 0"
+    assert proc.stderr == changed_warning("2")
+    assert run.json("show", "D", "--json")["task"]["data"] == {"t": "1"}  # the first row's task, kept
+
+
+def test_ingesting_a_known_id_with_new_content_keeps_the_task_and_says_so(run, tmp_path):
+    project(run, tmp_path)
+    (tmp_path / "f.jsonl").write_text('{"id":"A","data":{"t":"old","u":1},"tags":["x"]}\n{"id":"B","data":{}}\n',
+                                      encoding="utf-8")
+    run.ok("ingest", "f.jsonl")
+    # the same rows, keys in another order: duplicates, as before
+    (tmp_path / "f.jsonl").write_text('{"tags":["x"],"data":{"u":1,"t":"old"},"id":"A"}\n{"id":"B","data":{}}\n',
+                                      encoding="utf-8")
+    same = run("ingest", "f.jsonl", "--json")
+    assert json.loads(same.stdout)["duplicates"] == 2 and "changed" not in json.loads(same.stdout)
+    assert same.stderr == ""
+    (tmp_path / "f.jsonl").write_text('{"id":"B","data":{}}\n{"id":"A","data":{"t":"NEW","u":1},"tags":["x"]}\n'
+                                      '{"id":"C","data":{},"category":"z"}\n', encoding="utf-8")
+    proc = run("ingest", "f.jsonl", "--json")
+    assert proc.returncode == 0
+    report = json.loads(proc.stdout)
+    assert (report["ingested"], report["duplicates"], report["changed"], report["rejected"]) == (1, 1, 1, 0)
+    assert proc.stderr == changed_warning("2")
+    assert run.json("show", "A", "--json")["task"]["data"] == {"t": "old", "u": 1}
+    # other tags, category or prediction are other content too
+    (tmp_path / "g.jsonl").write_text('{"id":"A","data":{"t":"old","u":1}}\n'
+                                      '{"id":"B","data":{},"category":"k"}\n'
+                                      '{"id":"C","data":{},"category":"z","prediction":{"label":"a"}}\n',
+                                      encoding="utf-8")
+    report = run.json("ingest", "g.jsonl", "--json")
+    assert (report["duplicates"], report["changed"]) == (0, 3)
+
+
+def test_a_changed_row_in_a_later_batch_of_the_same_file_is_counted_as_changed(run, tmp_path):
+    """The first row's batch may or may not be stored when the router reads the last one's ids (the
+    writer then finds the clash): either way the row is counted as changed, at its line."""
+    project(run, tmp_path)
+    body = rows("K", 20000) + json.dumps({"id": "K1", "data": {"n": "other"}}) + "\n"
+    (tmp_path / "big.jsonl").write_text(body, encoding="utf-8")
+    proc = run("ingest", "big.jsonl", "--json")
+    report = json.loads(proc.stdout)
+    assert (report["ingested"], report["duplicates"], report["changed"]) == (20000, 0, 1)
+    assert proc.stderr == changed_warning("20001")
+
+
+def test_the_writer_counts_a_row_stored_meanwhile_with_other_content_as_changed(run, tmp_path):
+    """A batch routed before another ingest stored its ids (two ingests at once): the writer finds them
+    under its lock and compares too."""
+    from router.engine import Engine
+    from router.ingest import TaskInput
+    from router.ingest_pipeline import BatchWriter
+
+    project(run, tmp_path)
+    engine = Engine.open(str(run.db))
+    try:
+        batch = engine._route_batch(engine.workflow, engine.workflow_id,
+                                    [TaskInput(external_id=name, data={"t": 1}, line=n)
+                                     for n, name in enumerate(("A", "B", "C"), 1)], "mine")
+    finally:
+        engine.close()
+    (tmp_path / "other.jsonl").write_text('{"id":"A","data":{"t":1}}\n{"id":"B","data":{"t":2}}\n',
+                                          encoding="utf-8")
+    run.ok("ingest", "other.jsonl")  # stored meanwhile: A as the batch has it, B with other data
+    writer = BatchWriter(str(run.db), "mine")
+    try:
+        writer.write(batch)
+    finally:
+        writer.close()
+    report = writer.report
+    assert (report.ingested, report.duplicates, report.changed, report.changed_lines) == (1, 1, 1, [2])
+    assert query(run.db, "SELECT data FROM tasks WHERE external_id = 'B'") == [('{"t":2}',)]

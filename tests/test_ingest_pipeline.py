@@ -51,7 +51,7 @@ def _contents(engine: Engine) -> tuple:
 
 def test_forked_and_threaded_ingests_store_the_same_tasks_events_and_rejects(tmp_path):
     source = tmp_path / "rows.jsonl"
-    _rows(source, 2400)  # 1,500 distinct ids, repeats counted as duplicates, some bad lines
+    _rows(source, 2400)  # 1,500 distinct ids, repeats (other data: counted as changed), some bad lines
     results = {}
     for fork in (False, True):
         engine = _engine(tmp_path / f"{fork}.db")
@@ -67,7 +67,7 @@ def test_forked_and_threaded_ingests_store_the_same_tasks_events_and_rejects(tmp
     good = [i for i in range(2400) if i % 97 != 13]
     distinct = len({i % 1500 for i in good})
     assert report["ingested"] == distinct and report["rejected"] == 2400 - len(good)
-    assert report["duplicates"] == len(good) - distinct
+    assert (report["duplicates"], report["changed"]) == (0, len(good) - distinct)
     assert sum(report["routed"].values()) == distinct
 
 
@@ -111,7 +111,8 @@ def test_a_batch_whose_ids_another_ingest_stored_meanwhile_keeps_only_the_new_ro
     writer = BatchWriter(engine.store.path, "rows.jsonl")
     writer.write(batch)
     writer.close()
-    assert (writer.report.ingested, writer.report.duplicates) == (4, 2)
+    # their data differs from the batch's: changed rows (the stored tasks kept), not duplicates
+    assert (writer.report.ingested, writer.report.duplicates, writer.report.changed) == (4, 0, 2)
     rows = engine.store.query("SELECT id, external_id, data FROM tasks ORDER BY id")
     assert [r["external_id"] for r in rows] == ["R2", "R4", "R0", "R1", "R3", "R5"]
     assert [r["id"] for r in rows] == [1, 2, 3, 4, 5, 6]  # consecutive: the undone rows left no gap
