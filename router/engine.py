@@ -1359,11 +1359,17 @@ class Engine:
         return data
 
     def export_rows(self) -> Iterator[dict[str, Any]]:
-        """Final labels of every done task (gold tasks left out)."""
+        """Final labels of every done task (gold tasks left out), with what ``ingest`` reads back: the
+        task's ``category``, ``tags``, ``prediction`` (``None`` when it had none) and ``data``."""
         for task in self.store.final_tasks():
+            prediction = None
+            if any(task[name] is not None for name in ("pred_label", "pred_confidence", "pred_model", "pred_scores")):
+                prediction = {"label": loads(task["pred_label"]), "confidence": task["pred_confidence"],
+                              "model": task["pred_model"], "scores": loads(task["pred_scores"])}
             yield {"id": task["external_id"], "label": loads(task["final_label"]), "final_by": task["final_by"],
                    "rule": task["final_rule"], "final_at": clock.iso(task["final_at"]),
-                   "category": task["category"], "data": loads(task["data"])}
+                   "category": task["category"], "tags": loads(task["tags"]) or [], "prediction": prediction,
+                   "data": loads(task["data"])}
 
 
 REPLAY_FACTS = {

@@ -459,7 +459,8 @@ def test_status_show_and_export(run, write_workflow, tmp_path):
     lines = run.ok("export").stdout.splitlines()
     assert [json.loads(line) for line in lines] == [{
         "id": "sure", "label": "dog", "final_by": "model", "rule": "confident", "final_at": "2025-03-01T09:00:00+00:00",
-        "category": "pets", "data": {"n": 1}}]
+        "category": "pets", "tags": [], "prediction": {"label": "dog", "confidence": 0.99, "model": None, "scores": None},
+        "data": {"n": 1}}]
     export = run.ok("export", "--format", "csv", "-o", tmp_path / "final.csv")
     assert export.stdout == "" and "exported 1 tasks" in export.stderr
     table = list(csv.DictReader(io.StringIO((tmp_path / "final.csv").read_text())))

@@ -361,7 +361,8 @@ def test_export_writes_nan_and_infinity_as_null_and_says_which_tasks_held_them(r
     assert exported["P1"]["label"] is None and exported["P2"]["label"] is None
     assert exported["P3"]["data"] == {"t": None, "ok": [1, None]} and exported["P3"]["label"] == 3
     assert exported["P4"] == {**exported["P4"], "label": 4, "data": {"x": 4}}
-    assert proc.stderr == WARNING.format(cells="", where="task P1 (label); task P2 (label); task P3 (data.t, data.ok[1])")
+    assert proc.stderr == WARNING.format(cells="", where="task P1 (label, prediction.label); task P2 (label); "
+                                                         "task P3 (data.t, data.ok[1])")
     run.ok("export", "-o", "out.jsonl")
     for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines():
         strict_json(line)
@@ -476,3 +477,29 @@ def test_the_writer_counts_a_row_stored_meanwhile_with_other_content_as_changed(
     report = writer.report
     assert (report.ingested, report.duplicates, report.changed, report.changed_lines) == (1, 1, 1, [2])
     assert query(run.db, "SELECT data FROM tasks WHERE external_id = 'B'") == [('{"t":2}',)]
+
+
+# -- F2: a JSON Lines export carries tags and the prediction, so export -> ingest elsewhere keeps them ----
+
+def test_export_then_ingest_elsewhere_keeps_tags_and_prediction(run, tmp_path):
+    project_with_non_finite_values(run, tmp_path)  # numbers accepted from the prediction
+    (tmp_path / "t.jsonl").write_text(
+        json.dumps({"id": "T", "data": {"x": 9}, "category": "c", "tags": ["x", "y"],
+                    "prediction": {"label": 7, "confidence": 0.75, "model": "m1", "scores": {"7": 0.75}}}) + "\n",
+        encoding="utf-8")
+    run.ok("ingest", "t.jsonl")
+    exported = {row["id"]: row for row in map(json.loads, run.ok("export").stdout.splitlines())}
+    assert exported["T"]["tags"] == ["x", "y"]
+    assert exported["T"]["prediction"] == {"label": 7, "confidence": 0.75, "model": "m1", "scores": {"7": 0.75}}
+    assert exported["P4"]["prediction"] == {"label": 4, "confidence": 0.9, "model": None, "scores": None}
+    assert exported["P4"]["tags"] == []
+    run.ok("export", "-o", "final.jsonl")
+    other = tmp_path / "other.db"
+    run.ok("--db", other, "init")
+    run.ok("--db", other, "apply", "n.yaml")
+    report = run.json("--db", other, "ingest", "final.jsonl", "--json")
+    assert report["ingested"] == len(exported)
+    for ref in ("T", "P4"):
+        here, there = run.json("show", ref, "--json"), run.json("--db", other, "show", ref, "--json")
+        assert (there["task"]["tags"], there["prediction"]) == (here["task"]["tags"], here["prediction"])
+        assert there["task"]["category"] == here["task"]["category"]
