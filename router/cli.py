@@ -447,7 +447,7 @@ def ingest(source: str, db: str | None, as_json: bool, quiet: bool, fmt: str | N
     if source == "-":
         # A copy of the descriptor: the forked reader's multiprocessing start-up closes fd 0.
         rows = read_stream(os.fdopen(os.dup(standard_input().fileno()), "rb"), fmt, choices, label_type=label_type)
-        source_name = _stream_source(engine, "stdin")
+        source_name, also = _stream_source(engine, "stdin"), ()
     else:
         from .export import database_file
 
@@ -455,7 +455,7 @@ def ingest(source: str, db: str | None, as_json: bool, quiet: bool, fmt: str | N
         if what is not None:  # no rows there, and reading it beside the open connection drops SQLite's locks
             raise LabelyardError(f"{source} is {what} ({os.path.realpath(engine.store.path)}), not a file of tasks")
         rows = read_file(source, choices, fmt, label_type=label_type)
-        source_name = _file_source(engine, source, stream)
+        source_name, also = _file_source(engine, source, stream)
     if stream:  # rows read before a pause are committed then, not when the next row comes
         from .engine import INGEST_PAUSE_SECONDS
         from .ingest import with_pauses
@@ -469,9 +469,9 @@ def ingest(source: str, db: str | None, as_json: bool, quiet: bool, fmt: str | N
             from .progress import line_progress
 
             with line_progress(source, "ingest") as advance:
-                report = engine.ingest(rows, source_name, progress=advance, fork=True, whole=True)
+                report = engine.ingest(rows, source_name, progress=advance, fork=True, whole=True, also=also)
         else:
-            report = engine.ingest(rows, source_name, fork=True, whole=True)
+            report = engine.ingest(rows, source_name, fork=True, whole=True, also=also)
     result = {**report.as_dict(), "source": source_name}  # what `rejects --source` takes, a stream's name too
     for line in report.ignored.warnings():  # top-level keys rows with `data` left out: never without a word
         click.echo(line, err=True)
@@ -493,13 +493,17 @@ def ingest(source: str, db: str | None, as_json: bool, quiet: bool, fmt: str | N
                        f"labelyard rejects --db {shell_word(engine.store.shown_path)}{only}", err=True)
 
 
-def _file_source(engine, path: str, stream: bool) -> str:
-    """The source a file's rejects are kept under: its absolute path (bytes of a name that is not
-    UTF-8 written out, as the folder source writes them), or for a pipe, this one read of it."""
-    from .os_text import source_name  # not at the top: `ingest` names its result `source_name`
+def _file_source(engine, path: str, stream: bool) -> tuple[str, tuple[str, ...]]:
+    """The source a file's rejects are kept under: its real path (symlinks resolved; bytes of a name
+    that is not UTF-8 written out, as the folder source writes them), or for a pipe, this one read of
+    it; and the other names whose rejects the read replaces (the absolute path through a link, under
+    which an earlier Labelyard kept them)."""
+    from .os_text import source_names, stream_name  # not at the top: `ingest` names its result `source_name`
 
-    name = source_name(path)
-    return _stream_source(engine, name) if stream else name
+    if stream:  # named as given (`/dev/fd/63`): resolved, a pipe's link is `pipe:[…]`
+        return _stream_source(engine, stream_name(path)), ()
+    names = source_names(path)
+    return names[0], names[1:]
 
 
 def _stream_source(engine, name: str) -> str:
@@ -570,12 +574,13 @@ def rejects(ctx: click.Context, db: str | None, limit: int, source: str | None, 
 
 
 def _stored_source(store, source: str) -> str:
-    """The source ``--source`` names: a file's absolute path, as ingest stores it, whether or not
-    the file still exists; the name as given when only it has rejects (``<stdin …>``, a plugin's origin)."""
-    from .os_text import source_name
+    """The source ``--source`` names: a file's real path, as ingest stores it, whether or not the file
+    still exists; else the first name with rejects of: its absolute path through a link (as an earlier
+    Labelyard stored it), the name as given (``<stdin …>``, a plugin's origin)."""
+    from .os_text import source_names
 
-    absolute, as_given = source_name(source), escaped(source)
-    return as_given if not store.rejects(1, absolute) and store.rejects(1, as_given) else absolute
+    names = source_names(source)
+    return next((name for name in (*names, escaped(source)) if store.rejects(1, name)), names[0])
 
 
 @main.group()

@@ -284,12 +284,12 @@ def register(main: click.Group) -> None:
         from .cli import _stream_source
         from .gold import add_gold
         from .ingest import is_stream
-        from .os_text import shell_word, source_name
+        from .os_text import shell_word, stream_name
 
         lead = _lead(db, worker)  # the lead role, checked as for `hold`
-        source = None  # a file's: its absolute path
+        source = None  # a file's: its real path
         if file == "-" or is_stream(file):  # read once: this read's rejects get a name of their own
-            source = _stream_source(lead.engine, "stdin" if file == "-" else source_name(file))
+            source = _stream_source(lead.engine, "stdin" if file == "-" else stream_name(file))
         report = add_gold(lead.engine, file, lead.actor, source)
         for line in report.warnings():  # top-level keys rows with `data` left out: never without a word
             click.echo(line, err=True)

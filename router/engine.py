@@ -12,7 +12,7 @@ import hashlib
 import operator
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -602,7 +602,7 @@ class Engine:
     # -- ingest ----------------------------------------------------------------------------
     def ingest(self, rows: Iterable[TaskInput | RowProblem | None], source: str,
                progress: Callable[[int], None] | None = None, *, fork: bool = False,
-               whole: bool = False, part: PartRejects | None = None) -> IngestReport:
+               whole: bool = False, part: PartRejects | None = None, also: Sequence[str] = ()) -> IngestReport:
         """Route and store new tasks in short transactions; quarantine bad rows; skip known ids.
 
         ``progress`` is called after each batch with the input line reached.
@@ -626,7 +626,9 @@ class Engine:
         even when no row is left. Without it, rejects outside the lines read stay.
         With ``part`` (a part a source plugin yields, read from its cursor) no lines
         are replaced: each reject is kept under its row's own key, as
-        :class:`~router.ingest_pipeline.PartRejects` says.
+        :class:`~router.ingest_pipeline.PartRejects` says. ``also``: other names of
+        the same file (one an earlier version kept its rejects under), whose rejects
+        on the lines read are replaced as ``source``'s are.
         """
         from .ingest_pipeline import BatchWriter, RoutingChild, ThreadedWriter
 
@@ -643,7 +645,7 @@ class Engine:
         child = RoutingChild.start(produce, path) if fork else None
         if child is not None:
             try:
-                writer = BatchWriter(path, source, part)  # opened after the fork: the child inherits none of it
+                writer = BatchWriter(path, source, part, also)  # opened after the fork: the child inherits none of it
                 try:
                     for batch in child:
                         writer.write(batch)
@@ -654,7 +656,7 @@ class Engine:
             finally:
                 child.close()
             return writer.report
-        threaded = ThreadedWriter(path, source, part)
+        threaded = ThreadedWriter(path, source, part, also)
         try:
             for batch in self._routed_batches(workflow, version, rows, source, whole, part):
                 threaded.put(batch)

@@ -48,7 +48,7 @@ import operator
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -257,8 +257,9 @@ class BatchWriter:
     otherwise as :class:`LineRejects` says: each batch replaces the source's rejects on the
     lines it read."""
 
-    def __init__(self, path: str, source: str, part: PartRejects | None = None):
+    def __init__(self, path: str, source: str, part: PartRejects | None = None, also: Sequence[str] = ()):
         self.source = source
+        self.also = tuple(also)  # other names of the file, whose rejects on the lines read go too
         self.part = part
         self.lines = LineRejects()
         self._cleared = False  # with part.from_start: whether the origin's earlier rejects are gone
@@ -333,7 +334,8 @@ class BatchWriter:
             else:
                 replaced = self.lines.lines_to_replace(batch)
                 if replaced is not None:
-                    store.delete_rejects(self.source, replaced)
+                    for name in (self.source, *self.also):
+                        store.delete_rejects(name, replaced)
                 if batch.problems:
                     store.add_keyed_rejects((self.source, p.line, p.reason, p.raw, batch.now, self.lines.key(p.line))
                                             for p in batch.problems)
@@ -381,11 +383,11 @@ class ThreadedWriter:
 
     _DONE = None
 
-    def __init__(self, path: str, source: str, part: PartRejects | None = None):
+    def __init__(self, path: str, source: str, part: PartRejects | None = None, also: Sequence[str] = ()):
         import queue
         import threading
 
-        self.path, self.source, self.part = path, source, part
+        self.path, self.source, self.part, self.also = path, source, part, also
         self.report = IngestReport()
         self.error: BaseException | None = None
         self._queue: "queue.Queue[RoutedBatch | None]" = queue.Queue(maxsize=2)
@@ -407,7 +409,7 @@ class ThreadedWriter:
     def _run(self) -> None:
         writer = None
         try:
-            writer = BatchWriter(self.path, self.source, self.part)
+            writer = BatchWriter(self.path, self.source, self.part, self.also)
             self.report = writer.report
             while True:
                 batch = self._queue.get()

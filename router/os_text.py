@@ -61,6 +61,21 @@ def utf8_problem(text: str) -> str | None:
 
 
 def source_name(path: str) -> str:
-    """The name a file of tasks is kept under (its rejects, its cursor): its absolute path, with
-    the bytes of a name that is not UTF-8 written out, as the folder source names such files."""
+    """The name a file of tasks is kept under (its rejects, its cursor): its real path (symlinks
+    resolved, as the database's lock files are named), so the same file read through a link or by
+    its real path is one source, with the bytes of a name that is not UTF-8 written out, as the
+    folder source names such files."""
+    return escaped(os.path.realpath(path))
+
+
+def source_names(path: str) -> tuple[str, ...]:
+    """:func:`source_name` of ``path``, then the name an earlier Labelyard kept it under when that
+    differs (its absolute path, links not resolved), whose rejects are the same file's."""
+    real, given = source_name(path), stream_name(path)
+    return (real,) if real == given else (real, given)
+
+
+def stream_name(path: str) -> str:
+    """The name a pipe given as a path (``/dev/fd/63``, a fifo) is read under: its absolute path,
+    links not resolved (a pipe's link leads to ``pipe:[…]``), bytes that are not UTF-8 written out."""
     return escaped(os.path.abspath(path))

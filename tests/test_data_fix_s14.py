@@ -503,3 +503,38 @@ def test_export_then_ingest_elsewhere_keeps_tags_and_prediction(run, tmp_path):
         here, there = run.json("show", ref, "--json"), run.json("--db", other, "show", ref, "--json")
         assert (there["task"]["tags"], there["prediction"]) == (here["task"]["tags"], here["prediction"])
         assert there["task"]["category"] == here["task"]["category"]
+
+
+# -- F6: a file read through a symlinked folder is the same source as by its real path -----------------
+
+def test_rejects_of_a_file_read_through_a_link_go_when_the_fixed_file_is_read_by_its_real_path(run, tmp_path):
+    project(run, tmp_path)
+    (tmp_path / "real").mkdir()
+    (tmp_path / "cur").symlink_to(tmp_path / "real")
+    (tmp_path / "real" / "in.jsonl").write_text('{"id":"L1","data":{}}\nbad\n', encoding="utf-8")
+    report = run.json("ingest", "cur/in.jsonl", "--json")
+    real = str(tmp_path / "real" / "in.jsonl")
+    assert (report["rejected"], report["source"]) == (1, real)  # kept under the real path, as lock names are
+    listed = run.ok("rejects", "--source", "cur/in.jsonl").stdout  # found by the link's name too
+    assert listed == f"{real}:2: invalid JSON at column 1: Expecting value\n"
+    (tmp_path / "real" / "in.jsonl").write_text('{"id":"L1","data":{}}\n{"id":"L2","data":{}}\n', encoding="utf-8")
+    run.ok("ingest", str(tmp_path / "real" / "in.jsonl"))
+    assert run.ok("rejects").stdout == ""
+    assert run.json("status", "--json")["rejects"] == 0
+
+
+def test_rejects_an_earlier_labelyard_kept_under_a_links_path_go_when_the_file_is_read_through_it_again(
+        run, tmp_path):
+    project(run, tmp_path)
+    (tmp_path / "real").mkdir()
+    (tmp_path / "cur").symlink_to(tmp_path / "real")
+    linked = str(tmp_path / "cur" / "in.jsonl")
+    conn = sqlite3.connect(run.db)  # as an earlier version kept them: under the absolute path, link unresolved
+    conn.execute("INSERT INTO rejects (source, line, reason, raw, at, row_key) VALUES (?, 2, 'invalid JSON', 'bad', "
+                 "1, '')", (linked,))
+    conn.commit()
+    conn.close()
+    assert run.ok("rejects", "--source", "cur/in.jsonl").stdout == f"{linked}:2: invalid JSON\n"
+    (tmp_path / "real" / "in.jsonl").write_text('{"id":"L1","data":{}}\n{"id":"L2","data":{}}\n', encoding="utf-8")
+    run.ok("ingest", "cur/in.jsonl")
+    assert run.ok("rejects").stdout == ""
