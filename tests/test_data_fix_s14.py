@@ -120,8 +120,8 @@ def test_restore_records_who_restored_what_and_is_a_leads_action(run, tmp_path):
     run.ok("workers", "add", "ann", "--role", "annotator")
     refused = run("restore", "b0.db", "--as", "ann")
     assert refused.returncode == 1
-    assert refused.stderr == "labelyard: ann needs the lead role for this (`labelyard workers add ann --role lead` " \
-                             "by a lead)\n"
+    assert refused.stderr == ("labelyard: ann needs the lead role for this "
+                              "(`labelyard workers set ann --role annotator --role lead` by a lead)\n")
     assert query(run.db, "SELECT count(*) FROM workers WHERE id = 'ann'") == [(1,)]  # nothing changed
     result = run.json("restore", "b0.db", "--json")
     assert result == {"restored": str(run.db), "from": "b0.db", "schema": migrations.SCHEMA_VERSION,
