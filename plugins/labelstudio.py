@@ -11,12 +11,16 @@ multi_choice), ``score`` as the confidence and ``model_version`` as the model.
 Label Studio's boxes are percent of the image, Labelyard's pixels: a box is converted with
 the result's ``original_width``/``original_height`` (else ``data.width``/``data.height``);
 a rotated box, or one whose image size is unknown, is refused like a malformed field.
-A task without ``id`` takes ``meta.labelyard.id``: the labelstudio sink's own output
-reads back. Its votes are those of ``meta.labelyard.votes``, each by its worker (the name as
-the sink wrote it; a name ``workers add`` refuses, or a label the workflow refuses, leaves
-that vote out, said like an annotation left out); the sink's final annotation stands for them
-and is not read, but one a Label Studio user added is. A task with no recorded vote (a model's
-accept) comes back with its final annotation as a vote of ``labelstudio:<final_by>``.
+With ``from_name`` (a control of the labeling config: ``sentiment``), only that control's
+results are read, in predictions and annotations alike: an export of a config with several
+controls (a sentiment and a topic) holds results of each, which together are no one label
+(a task is then a reject that names the controls). A task without ``id`` takes
+``meta.labelyard.id``: the labelstudio sink's own output reads back. Its votes are those
+of ``meta.labelyard.votes``, each by its worker (the name as the sink wrote it; a name
+``workers add`` refuses, or a label the workflow refuses, leaves that vote out, said like an
+annotation left out); the sink's final annotation stands for them and is not read, but one a
+Label Studio user added is. A task with no recorded vote (a model's accept) comes back with
+its final annotation as a vote of ``labelstudio:<final_by>``.
 Completed ``annotations`` (not cancelled), read the same way, become prior
 votes of the workers ``labelstudio:<email or id>``: they count toward the
 overlap that ``on_create`` asks for (and may complete it, so ``on_quorum``
@@ -60,7 +64,7 @@ from ._labelstudio_sink import finish, write
 
 @hookimpl
 def register_sources(register):
-    register("labelstudio", read, settings={"path": str, "id_prefix": str}, required=["path"])
+    register("labelstudio", read, settings={"path": str, "id_prefix": str, "from_name": str}, required=["path"])
 
 
 @hookimpl
@@ -174,7 +178,7 @@ def _task_rows(item: dict, number: int, labels: PluginRun, prefix: str,
         place, best = max(predictions,
                           key=lambda np: np[1].get("score") if isinstance(np[1].get("score"), (int, float)) else -1)
         try:
-            task.label = read_result(best.get("result"), labels.label_type, data)
+            task.label = read_result(best.get("result"), labels.label_type, data, labels.setting("from_name"))
         except RowError as exc:
             raise RowError(f"`predictions[{place}].{str(exc)[1:]}") from None
         score = best.get("score")
@@ -253,11 +257,11 @@ def prior_votes(annotations: list[Any], labels: PluginRun,
                             f"`{_who_field(annotation.get('completed_by'))}` refused as a worker's name: {refused}")
             continue
         try:
-            label = read_result(annotation.get("result"), labels.label_type, data)
+            label = read_result(annotation.get("result"), labels.label_type, data, labels.setting("from_name"))
         except RowError as exc:  # a field of the wrong shape: this vote is left out, saying which
             label, problem = None, str(exc)
         else:
-            problem = f"its result holds no {labels.label_type} label" if label is None else labels.label_problem(label)
+            problem = _no_label(labels) if label is None else labels.label_problem(label)
         if problem is None:
             votes.append({"worker": worker, "label": label})
         else:
@@ -349,8 +353,17 @@ LIST_FIELDS = {"choice": "choices", "multi_choice": "choices", "spans": "labels"
                "text": "text"}
 
 
-def read_result(result: Any, label_type: str, data: dict[str, Any] | None = None) -> Any:
+def _no_label(labels: PluginRun) -> str:
+    control = labels.setting("from_name")
+    return f"its result holds no {labels.label_type} label" + (f" of `{control}` (from_name)" if control else "")
+
+
+def read_result(result: Any, label_type: str, data: dict[str, Any] | None = None, from_name: str | None = None) -> Any:
     """A Label Studio ``result`` list as a Labelyard label of ``label_type`` (``None`` if it holds none).
+
+    With ``from_name`` (the source's setting), only the results of that control are read: an
+    export whose labeling config has several (a sentiment and a topic, say) gives each task
+    results of each, and the label is one control's.
 
     An empty ``result`` is the empty label (``[]``) of a type whose label is a list (boxes,
     spans, multi_choice: nothing drawn, nothing chosen), as is ``"choices": []`` for
@@ -359,6 +372,8 @@ def read_result(result: Any, label_type: str, data: dict[str, Any] | None = None
     a text would give its first letter as the label."""
     if not isinstance(result, list):
         return None
+    if from_name is not None:  # one control's results: Label Studio writes none for a control left untouched
+        result = [r for r in result if isinstance(r, dict) and r.get("from_name") == from_name]
     if not result and label_type in LIST_LABELS:
         return []
     values = [r.get("value") for r in result if isinstance(r, dict) and isinstance(r.get("value"), dict)]
@@ -374,7 +389,7 @@ def read_result(result: Any, label_type: str, data: dict[str, Any] | None = None
     if label_type in ("choice", "multi_choice"):
         picked = [c for v in values for c in v.get("choices") or []]
         if label_type == "choice":
-            return _one(picked, "choices", "a choice label is one")
+            return _one(picked, "choices", "a choice label is one" + _controls_hint(result, "choices"))
         return picked if picked or any(isinstance(v.get("choices"), list) for v in values) else None
     if label_type == "spans":
         spans = []
@@ -394,8 +409,19 @@ def read_result(result: Any, label_type: str, data: dict[str, Any] | None = None
         return next((v["number"] for v in values if "number" in v), None)
     if label_type == "text":
         texts = [t for v in values for t in (v.get("text") or [])]
-        return _one(texts, "texts", "a text label is one")
+        return _one(texts, "texts", "a text label is one" + _controls_hint(result, "text"))
     return None
+
+
+def _controls_hint(result: list[Any], field: str) -> str:
+    """When the results giving ``field`` come from several controls (``from_name``), how to pick one."""
+    names = list(dict.fromkeys(str(r.get("from_name")) for r in result if isinstance(r, dict)
+                               and isinstance(r.get("value"), dict) and r["value"].get(field)
+                               and r.get("from_name") is not None))
+    if len(names) < 2:
+        return ""
+    controls = ", ".join(f"`{name}`" for name in names)
+    return f" (they come from the controls {controls}: set the source's `from_name:` to one of them)"
 
 
 def _one(found: list[Any], kind: str, rule: str, where: str = "") -> Any:

@@ -480,3 +480,48 @@ def test_folder_text_extensions_match_whatever_the_case(run, tmp_path):
     data = {t: run.json("show", t, "--json")["task"]["data"] for t in ("B.TXT", "c.txt", "d.log", "e.LOG", "f.md")}
     assert {t: d.get("text") for t, d in data.items()} == {  # before: only c.txt had its text
         "B.TXT": "B.TXT", "c.txt": "c.txt", "d.log": "d.log", "e.LOG": "e.LOG", "f.md": None}
+
+
+# -- labelstudio source: `from_name` reads one control of the labeling config -----------------------------
+
+TWO_CONTROLS = [{
+    "id": 1, "data": {"text": "great match"},
+    "predictions": [{"score": 0.8, "result": [
+        {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": ["pos"]}},
+        {"from_name": "topic", "to_name": "text", "type": "choices", "value": {"choices": ["sports"]}}]}],
+    "annotations": [
+        {"completed_by": {"email": "a@x"}, "result": [
+            {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": ["neg"]}},
+            {"from_name": "topic", "to_name": "text", "type": "choices", "value": {"choices": ["sports"]}}]},
+        {"completed_by": {"email": "b@x"}, "result": [
+            {"from_name": "topic", "to_name": "text", "type": "choices", "value": {"choices": ["news"]}}]}]}]
+LS_WORKFLOW = """\
+workflow: ls
+labels: {type: choice, choices: [pos, neg]}
+queues: {triage: {roles: [annotator]}}
+on_create: [{name: default, do: {annotate: triage, overlap: 3}}]
+sources: [{plugin: labelstudio, path: "in/*.json"SETTINGS}]
+"""
+
+
+def test_labelstudio_from_name_reads_one_control_of_an_export_with_two(run, tmp_path):
+    run.ok("init")
+    write(tmp_path / "ls.workflow.yaml", LS_WORKFLOW.replace("SETTINGS", ""))
+    run.ok("apply", "ls.workflow.yaml")
+    write(tmp_path / "in" / "e.json", json.dumps(TWO_CONTROLS))
+    report = run.json("run", "--json")["sources"]["labelstudio:in/*.json"]
+    assert (report["ingested"], report["rejected"]) == (0, 1)
+    (reason,) = [r["reason"] for r in run.json("rejects", "--json")]
+    assert reason == ('`predictions[1].result` holds 2 choices ("pos", "sports"); a choice label is one (they come '
+                      "from the controls `sentiment`, `topic`: set the source's `from_name:` to one of them)"), reason
+    write(tmp_path / "ls.workflow.yaml", LS_WORKFLOW.replace("SETTINGS", ", from_name: sentiment"))
+    run.ok("apply", "ls.workflow.yaml")
+    os.utime(tmp_path / "in" / "e.json", (NOW_S + 5, NOW_S + 5))  # changed: read again
+    report = run.json("run", "--json")["sources"]["labelstudio:in/*.json"]
+    assert (report["ingested"], report["prior_votes"]) == (1, 1), report  # before: every task a reject
+    shown = run.json("show", "1", "--json")
+    assert shown["task"]["pred_label"] == "pos"
+    assert [(v["worker"], v["label"]) for v in shown["annotations"]] == [("labelstudio:a@x", "neg")]
+    (reason,) = [r["reason"] for r in run.json("rejects", "--json")]  # b@x labelled the topic alone
+    assert reason == ("task 1: votes left out (the task went in): annotation #2 by labelstudio:b@x: "
+                      "its result holds no choice label of `sentiment` (from_name)"), reason
