@@ -162,6 +162,8 @@ def task_rows(item: Any, number: int, labels: PluginRun, prefix: str,
 def _task_rows(item: dict, number: int, labels: PluginRun, prefix: str,
                votes: dict[str, list[dict[str, Any]]], raw: str) -> list[TaskInput | RowProblem]:
     ident = item.get("id")
+    if ident is not None and ident != "" and _no_id(ident):  # there, but no id: said as it is, not as missing
+        return [RowProblem(number, f"`id` must be text or an integer, not {_shown(json.dumps(ident)[:40])}", raw)]
     if _no_id(ident):  # the labelstudio sink's output: its id is Labelyard's, in meta.labelyard.id
         meta = item.get("meta")
         ours = meta.get("labelyard") if isinstance(meta, dict) else None

@@ -525,3 +525,19 @@ def test_labelstudio_from_name_reads_one_control_of_an_export_with_two(run, tmp_
     (reason,) = [r["reason"] for r in run.json("rejects", "--json")]  # b@x labelled the topic alone
     assert reason == ("task 1: votes left out (the task went in): annotation #2 by labelstudio:b@x: "
                       "its result holds no choice label of `sentiment` (from_name)"), reason
+
+
+def test_labelstudio_an_id_of_the_wrong_type_is_said_as_such_not_as_missing(run, tmp_path):
+    run.ok("init")
+    write(tmp_path / "ls.workflow.yaml", LS_WORKFLOW.replace("SETTINGS", ""))
+    run.ok("apply", "ls.workflow.yaml")
+    tasks = [{"id": {"a": 1}, "data": {}}, {"id": [7], "data": {}}, {"id": True, "data": {}}, {"data": {}},
+             {"id": 5, "data": {}}]
+    write(tmp_path / "in" / "e.json", json.dumps(tasks))
+    report = run.json("run", "--json")["sources"]["labelstudio:in/*.json"]
+    assert (report["ingested"], report["rejected"]) == (1, 4)
+    reasons = sorted((r["line"], r["reason"]) for r in run.json("rejects", "--json"))
+    assert reasons == [(1, '`id` must be text or an integer, not {"a": 1}'),  # before: "task has no `id` …"
+                       (2, "`id` must be text or an integer, not [7]"),
+                       (3, "`id` must be text or an integer, not true"),
+                       (4, "task has no `id` (nor `meta.labelyard.id`, as the labelstudio sink writes it)")], reasons
