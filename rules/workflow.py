@@ -945,7 +945,7 @@ class _Compiler:
         for path, value in _non_finite(self.spec, ()):
             pos = self.doc.where(path)
             out.append(Diagnostic(self.filename, pos.line, pos.col,
-                                  f"{quoted('.'.join(map(str, path)))} must be a finite number, not {value!r}"))
+                                  f"{_setting_named(self.spec, path)} must be a finite number, not {value!r}"))
         for path, text, is_key in _one_line_values(self.spec):
             if isinstance(text, str) and text.endswith("\n"):
                 pos = self.doc.where(path, key=is_key)
@@ -1015,6 +1015,22 @@ class _Compiler:
                            f"quality.agreement: alert ({alert}{'' if 'alert' in bands else ', the default'}) is "
                            f"above excellent ({excellent}{'' if 'excellent' in bands else ', the default'}); "
                            "a value could be excellent and alert at once")]
+
+
+PLUGIN_SECTIONS = ("sources", "reviewers", "sinks", "notify")
+
+
+def _setting_named(spec: dict, path: tuple) -> str:
+    """A value's place as messages name it: a plugin entry's setting as the other messages about
+    entries say it (``sources entry 1 (`jsonl`): setting `finished_after:` ``: entries counted from
+    1, as people count), anything else as its dotted path (`` `labels.min` ``)."""
+    if len(path) >= 3 and path[0] in PLUGIN_SECTIONS and isinstance(path[1], int):
+        entries = spec.get(path[0])
+        entry = entries[path[1]] if isinstance(entries, list) and path[1] < len(entries) else None
+        plugin = entry.get("plugin") if isinstance(entry, dict) else None
+        named = f" (`{plugin}`)" if isinstance(plugin, str) else ""
+        return f"{path[0]} entry {path[1] + 1}{named}: setting `{'.'.join(map(str, path[2:]))}:`"
+    return quoted(".".join(map(str, path)))
 
 
 def _non_finite(data: Any, path: tuple) -> Iterator[tuple[tuple, float]]:

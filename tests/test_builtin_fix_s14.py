@@ -5,6 +5,12 @@
 - ``jsonl``, ``csv``, ``labelstudio`` sources: a part hands back its own file's cursor entry
   (``CursorEntries``), so a run's time grows with the files it reads, not with their square; the
   entries of files moved away are dropped; a run killed midway still ingests each row once.
+- ``validity``: an image size written as text (a CSV cell) bounds the boxes.
+- ``folder``: a file modified within ``finished_after`` seconds waits for a later run;
+  ``text_extensions`` ignore case.
+- ``webhook`` / ``notify``: ``secret_env: ""`` and ``events: []`` are refused, never "unsigned" or "[done]".
+- ``labelstudio`` source: ``from_name`` reads one control; an ``id`` of the wrong type is said so.
+- ``validate``: a non-finite setting of an entry is named "sources entry 2 (`csv`)", counting from 1.
 """
 
 from __future__ import annotations
@@ -541,3 +547,18 @@ def test_labelstudio_an_id_of_the_wrong_type_is_said_as_such_not_as_missing(run,
                        (2, "`id` must be text or an integer, not [7]"),
                        (3, "`id` must be text or an integer, not true"),
                        (4, "task has no `id` (nor `meta.labelyard.id`, as the labelstudio sink writes it)")], reasons
+
+
+# -- validate: a non-finite setting of an entry is named as the other entry messages name it -------------
+
+@pytest.mark.parametrize("value, shown", [(".inf", "inf"), (".nan", "nan"), ("-.inf", "-inf")])
+def test_validate_names_an_entry_with_a_non_finite_setting_counting_from_1(run, tmp_path, value, shown):
+    run.ok("init")
+    text = MANY_WORKFLOW.replace("PLUGIN", "jsonl").replace("SUFFIX", "jsonl").replace(
+        '"inbox/*.jsonl"}]', f'"inbox/*.jsonl"}}, {{plugin: csv, path: a.csv, finished_after: {value}}}]')
+    path = write(tmp_path / "n.workflow.yaml", text)
+    column = text.splitlines()[4].index(value) + 1
+    proc = run("validate", path.name)
+    assert proc.returncode == 1
+    assert proc.stderr == (f"n.workflow.yaml:5:{column}: sources entry 2 (`csv`): setting `finished_after:` must be "
+                           f"a finite number, not {shown}\n"), proc.stderr  # before: `sources.1.finished_after`
